@@ -1,0 +1,75 @@
+"""The one error boundary: the only place where exceptions become messages and exit codes.
+
+Every command is registered through ``command``, which wraps it in ``boundary``. The
+core raises ``MlopsError`` subclasses carrying their exit code; anything else is an
+internal error (exit 3). A traceback is shown only with --debug or MLOPS_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from ..errors import EXIT_BROKEN_PIPE, CheckFailed, EXIT_FAILURE, EXIT_INTERRUPTED, MlopsError
+from .output import SETTINGS, Output
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def boundary(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = Output(json_output=bool(kwargs.get("json_output")))
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except MlopsError as exc:
+            if SETTINGS.debug:
+                traceback.print_exc()
+            if out.json and not isinstance(exc, CheckFailed):  # a check already printed its report
+                out.emit_json(exc.to_dict())
+            out.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            out.error("interrupted; the next command picks up where this one stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # the reader went away (e.g. `| head`): quietly stop, as git does
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except Exception as exc:  # noqa: BLE001 - the boundary is where the unexpected is caught
+            if SETTINGS.debug:
+                raise
+            out.error(f"internal error: {type(exc).__name__}: {exc}", "run again with --debug (or MLOPS_DEBUG=1) for the traceback, and report it")
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """Register a command on ``app`` behind the error boundary."""
+
+    def register(fn: F) -> F:
+        app.command(name, **kwargs)(boundary(fn))
+        return fn
+
+    return register
+
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+JOBS_OPTION = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Parallel workers for file or network I/O.")

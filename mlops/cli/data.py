@@ -1,0 +1,247 @@
+"""Data commands: init, add, status, checkout, diff, push, pull, fetch, gc, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import CheckFailed
+from ..repo.repo import find_repo, init_repo
+from .boundary import JOBS_OPTION, JSON_OPTION, command
+from .output import Output, human_bytes
+
+TARGETS = typer.Argument(None, help="Tracked paths (default: every pointer file in the workspace).", show_default=False)
+REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: the default remote).")
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "init")(init)
+    command(app, "add")(add)
+    command(app, "status")(status)
+    command(app, "checkout")(checkout)
+    command(app, "diff")(diff)
+    command(app, "push")(push)
+    command(app, "fetch")(fetch)
+    command(app, "pull")(pull)
+    command(app, "gc")(gc)
+    command(app, "verify")(verify)
+
+
+def init(
+    path: Path = typer.Argument(Path("."), help="Project root (a git repository unless --no-git)."),
+    no_git: bool = typer.Option(False, "--no-git", help="Allow a folder that is not a git repository."),
+    force: bool = typer.Option(False, "--force", help="Re-initialise an existing .mlops/ (keeps the cache)."),
+) -> None:
+    """Create .mlops/ (config, cache, tmp) in a git repository."""
+    repo = init_repo(path, no_git=no_git, force=force)
+    Output().info(f"initialised mlops in {repo.dot}; commit .mlops/config.yaml and .mlops/.gitignore")
+
+
+def add(
+    paths: list[str] = typer.Argument(..., help="Files or folders to track."),
+    jobs: Optional[int] = JOBS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Snapshot files or folders into the cache and write their .mlops pointer files."""
+    from ..data.add import add as do_add
+
+    out = Output(json_output=json_output)
+    result = do_add(find_repo(), paths, jobs=jobs, progress=out.progress())
+    if out.json:
+        out.emit_json({"added": [t.__dict__ for t in result.targets]})
+        return
+    for target in result.targets:
+        what = f"{target.files} files, " if target.kind == "dir" else ""
+        verb = "added" if target.changed else "unchanged"
+        out.line(f"{verb}\t{target.path}\t({what}{human_bytes(target.size)})")
+    if any(t.changed for t in result.targets):
+        pointers = " ".join(f"{t.path}.mlops" for t in result.targets if t.changed)
+        out.info(f"to track the changes with git: git add {pointers} .gitignore")
+
+
+def status(
+    targets: Optional[list[str]] = TARGETS,
+    check: bool = typer.Option(False, "--check", help="Exit 1 when anything changed (for hooks and CI)."),
+    jobs: Optional[int] = JOBS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Show what changed in tracked data since its pointer file was written."""
+    from ..data.status import status as do_status
+
+    out = Output(json_output=json_output)
+    result = do_status(find_repo(), targets, jobs=jobs, progress=out.progress())
+    if out.json:
+        out.emit_json({"clean": result.clean, "targets": [t.to_dict() for t in result.targets]})
+    else:
+        changed = [t for t in result.targets if t.state != "unchanged"]
+        if not result.targets:
+            out.info("no tracked data (mlops add PATH to track some)")
+        elif not changed:
+            out.info(f"tracked data is up to date ({len(result.targets)} path(s))")
+        for t in changed:
+            summary = ""
+            if t.kind == "dir" and t.state == "modified" and t.changes.count:
+                c = t.changes
+                summary = f"{len(c.added)} added, {len(c.modified)} modified, {len(c.deleted)} deleted"
+            elif t.detail:
+                summary = t.detail
+            colour = "red" if t.state == "deleted" else "yellow"
+            out.markup(f"[{colour}]{t.state:>9}[/]  {t.path}  [dim]{summary}[/]", f"{t.state}\t{t.path}\t{summary}".rstrip())
+            for label, paths in (("added", t.changes.added), ("modified", t.changes.modified), ("deleted", t.changes.deleted)):
+                for p in paths[:20]:
+                    out.line(f"    {label}: {t.path}/{p}")
+                if len(paths) > 20:
+                    out.line(f"    ... and {len(paths) - 20} more {label}")
+        if changed:
+            out.info("use 'mlops add PATH' to record the changes, or 'mlops checkout PATH' to discard them")
+    if check and not result.clean:
+        raise CheckFailed(f"{sum(t.state != 'unchanged' for t in result.targets)} tracked path(s) changed")
+
+
+def checkout(
+    targets: Optional[list[str]] = TARGETS,
+    rev: Optional[str] = typer.Option(None, "--rev", help="Use the pointer files of this git revision."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite or remove workspace changes that are not in the cache."),
+    jobs: Optional[int] = JOBS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Make the workspace match the pointer files (e.g. after git checkout)."""
+    from ..data.checkout import checkout as do_checkout
+
+    out = Output(json_output=json_output)
+    result = do_checkout(find_repo(), targets, rev=rev, force=force, jobs=jobs, progress=out.progress())
+    if out.json:
+        out.emit_json({"changed_files": result.changed_files, "targets": [t.to_dict() for t in result.targets]})
+        return
+    for t in result.targets:
+        if t.placed or t.removed:
+            out.line(f"updated\t{t.path}\t({t.placed} placed, {t.removed} removed)")
+    out.info(f"{result.changed_files} file(s) changed" if result.changed_files else "workspace already matches")
+
+
+def diff(
+    a_rev: str = typer.Argument("HEAD", help="Old git revision."),
+    b_rev: Optional[str] = typer.Argument(None, help="New git revision (default: the workspace)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Which files inside tracked data changed between git revisions."""
+    from ..data.status import diff as do_diff
+
+    out = Output(json_output=json_output)
+    result = do_diff(find_repo(), a_rev, b_rev)
+    if out.json:
+        out.emit_json({"a": result.a_rev, "b": result.b_rev, "changes": [e.to_dict() for e in result.entries], "notes": list(result.notes)})
+        return
+    styles = {"added": "green", "deleted": "red", "modified": "yellow"}
+    out.table(
+        ["change", "path"],
+        [(e.change, e.path) for e in result.entries],
+        styles=[styles[e.change] for e in result.entries],
+    )
+    for note in result.notes:
+        out.warn(note)
+    if not result.entries:
+        out.info(f"no changes in tracked data between {result.a_rev} and {result.b_rev}")
+
+
+def _transfer_summary(out: Output, result: object) -> None:
+    r = result  # TransferResult
+    if out.json:
+        out.emit_json(r.to_dict())  # type: ignore[attr-defined]
+        return
+    verb = "pushed" if r.direction == "push" else "fetched"  # type: ignore[attr-defined]
+    out.line(f"{verb} {r.transferred} object(s), {human_bytes(r.bytes)} ({r.present} already there) via {r.remote}")  # type: ignore[attr-defined]
+    if getattr(r, "missing_locally", ()):
+        out.warn(f"{len(r.missing_locally)} referenced object(s) are not in this cache and were not pushed")  # type: ignore[attr-defined]
+
+
+def push(
+    targets: Optional[list[str]] = TARGETS,
+    remote: Optional[str] = REMOTE,
+    all_commits: bool = typer.Option(False, "--all-commits", help="Also what any git commit references."),
+    jobs: Optional[int] = JOBS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Send the objects the pointer files reference to a remote (only those it lacks)."""
+    from ..data.transfer import push as do_push
+
+    out = Output(json_output=json_output)
+    _transfer_summary(out, do_push(find_repo(), remote=remote, targets=targets, all_commits=all_commits, jobs=jobs, progress=out.progress()))
+
+
+def fetch(
+    targets: Optional[list[str]] = TARGETS,
+    remote: Optional[str] = REMOTE,
+    all_commits: bool = typer.Option(False, "--all-commits", help="Also what any git commit references."),
+    jobs: Optional[int] = JOBS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Download the objects the pointer files reference into the cache (no checkout)."""
+    from ..data.transfer import fetch as do_fetch
+
+    out = Output(json_output=json_output)
+    _transfer_summary(out, do_fetch(find_repo(), remote=remote, targets=targets, all_commits=all_commits, jobs=jobs, progress=out.progress()))
+
+
+def pull(
+    targets: Optional[list[str]] = TARGETS,
+    remote: Optional[str] = REMOTE,
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite workspace changes that are not in the cache."),
+    jobs: Optional[int] = JOBS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Fetch, then check out: the workspace ends up matching the pointer files."""
+    from ..data.transfer import pull as do_pull
+
+    out = Output(json_output=json_output)
+    fetched, placed = do_pull(find_repo(), remote=remote, targets=targets, force=force, jobs=jobs, progress=out.progress())
+    if out.json:
+        out.emit_json({**fetched.to_dict(), "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}})
+        return
+    _transfer_summary(out, fetched)
+    out.line(f"checked out {placed.changed_files} file(s)")
+
+
+def gc(
+    all_commits: bool = typer.Option(False, "--all-commits", help="Keep what any git commit references."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Remove cached objects that nothing references (workspace pointer files; --all-commits: git history)."""
+    from ..data.maintenance import gc as do_gc
+
+    out = Output(json_output=json_output)
+    result = do_gc(find_repo(), all_commits=all_commits, dry_run=dry_run)
+    if out.json:
+        out.emit_json(result.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.line(f"{verb} {result.removed} object(s), {human_bytes(result.freed_bytes)}; kept {result.kept}")
+    for label in result.unexpanded:
+        out.warn(f"{label}: its manifest is not in the cache, so its files could not be told apart")
+
+
+def verify(
+    jobs: Optional[int] = JOBS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Rehash every object in the cache and report corruption (exit 1 when any)."""
+    from ..data.maintenance import verify as do_verify
+
+    out = Output(json_output=json_output)
+    result = do_verify(find_repo(), jobs=jobs, progress=out.progress())
+    if out.json:
+        out.emit_json({"ok": result.ok, "checked": result.checked, "corrupt": [b.to_dict() for b in result.corrupt], "missing": [b.to_dict() for b in result.missing]})
+    else:
+        for bad in result.corrupt:
+            out.markup(f"[red]corrupt[/]  {bad.hash}  {bad.used_by or ''}", f"corrupt\t{bad.hash}\t{bad.used_by or ''}")
+        for bad in result.missing:
+            out.line(f"missing\t{bad.hash}\t{bad.used_by or ''}")
+        out.info(f"checked {result.checked} object(s): {len(result.corrupt)} corrupt, {len(result.missing)} referenced but not in the cache")
+    if not result.ok:
+        raise CheckFailed(
+            f"{len(result.corrupt)} corrupt object(s) in the cache",
+            hint="re-add the data they belong to, or delete them and 'mlops pull' good copies",
+        )

@@ -1,0 +1,173 @@
+"""How the CLI shows things: stdout carries only the result, stderr the rest.
+
+- On a terminal: rich tables and colour, progress bars on stderr.
+- Piped: plain tab-separated lines, no colour, no progress.
+- In CI (CI set) or with -q: no progress bars; NO_COLOR is respected.
+- ``--json``: exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..progress import Progress, ProgressTask
+
+
+@dataclass
+class Settings:
+    debug: bool = False
+    quiet: bool = False
+
+
+SETTINGS = Settings(debug=os.environ.get("MLOPS_DEBUG", "") not in ("", "0", "false"))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class Output:
+    def __init__(self, *, json_output: bool = False) -> None:
+        self.json = json_output
+        self.tty = _is_tty(sys.stdout) and not in_ci()
+        self._stdout = None
+        self._stderr = None
+
+    # consoles are built lazily: rich costs import time, and piped output never needs them
+    @property
+    def console(self) -> Any:
+        if self._stdout is None:
+            from rich.console import Console
+
+            self._stdout = Console(highlight=False, soft_wrap=False)
+        return self._stdout
+
+    @property
+    def err_console(self) -> Any:
+        if self._stderr is None:
+            from rich.console import Console
+
+            self._stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._stderr
+
+    # --- results (stdout) -----------------------------------------------------------------
+    def emit_json(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        sys.stdout.flush()
+
+    def line(self, text: str = "", *, style: str | None = None) -> None:
+        if self.tty and style:
+            self.console.print(text, style=style, markup=False)
+        else:
+            sys.stdout.write(text + "\n")
+
+    def markup(self, text: str, plain: str) -> None:
+        """Rich markup on a terminal, ``plain`` otherwise."""
+        if self.tty:
+            self.console.print(text)
+        else:
+            sys.stdout.write(plain + "\n")
+
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, styles: Sequence[str | None] | None = None, title: str | None = None) -> None:
+        if not self.tty:
+            for row in rows:
+                sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
+            return
+        from rich.table import Table
+
+        table = Table(title=title, show_edge=False, header_style="bold")
+        for column in columns:
+            table.add_column(column)
+        for index, row in enumerate(rows):
+            style = styles[index] if styles else None
+            table.add_row(*("" if v is None else str(v) for v in row), style=style)
+        self.console.print(table)
+
+    # --- messages (stderr) ----------------------------------------------------------------
+    def info(self, text: str) -> None:
+        if not SETTINGS.quiet:
+            self._err(text, None)
+
+    def warn(self, text: str) -> None:
+        self._err(f"warning: {text}", "yellow")
+
+    def error(self, text: str, hint: str | None = None) -> None:
+        self._err(f"error: {text}", "red")
+        if hint:
+            self._err(f"hint: {hint}", "dim")
+
+    def _err(self, text: str, style: str | None) -> None:
+        if _is_tty(sys.stderr) and not in_ci():
+            self.err_console.print(text, style=style, markup=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    # --- progress (stderr) ----------------------------------------------------------------
+    def progress(self) -> Progress:
+        if SETTINGS.quiet or in_ci() or not _is_tty(sys.stderr) or os.environ.get("TERM") == "dumb":
+            return Progress()
+        return RichProgress(self.err_console)
+
+
+class _RichTask(ProgressTask):
+    def __init__(self, owner: RichProgress, task_id: Any) -> None:
+        self.owner = owner
+        self.task_id = task_id
+
+    def advance(self, count: int = 1) -> None:
+        self.owner.bar.advance(self.task_id, count)
+
+    def close(self) -> None:
+        self.owner.finished(self.task_id)
+
+
+class RichProgress(Progress):
+    """Rich progress bars on stderr; started on the first task, stopped when none is open."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bars
+
+        self.bar = Bars(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True,
+        )
+        self._open = 0
+        self._mutex = threading.Lock()
+
+    def task(self, description: str, total: int | None = None) -> ProgressTask:
+        with self._mutex:
+            if self._open == 0:
+                self.bar.start()
+            self._open += 1
+        return _RichTask(self, self.bar.add_task(description, total=total))
+
+    def finished(self, task_id: Any) -> None:
+        self.bar.remove_task(task_id)
+        with self._mutex:
+            self._open -= 1
+            if self._open == 0:
+                self.bar.stop()
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"  # pragma: no cover

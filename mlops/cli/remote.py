@@ -1,0 +1,100 @@
+"""`mlops remote add|list|remove|default|modify`: remotes in .mlops/config.yaml."""
+
+from __future__ import annotations
+
+import typer
+
+from ..errors import UsageError
+from ..remotes.base import open_remote
+from ..repo.config import REMOTE_KEYS
+from ..repo.repo import find_repo
+from .boundary import JSON_OPTION, command
+from .output import Output
+
+app = typer.Typer(no_args_is_help=True)
+
+SECRET_KEYS = {"access_key_id", "secret_access_key"}
+
+
+@command(app, "add")
+def add(
+    name: str = typer.Argument(..., help="Remote name."),
+    url: str = typer.Argument(..., help="A folder path, file://PATH or s3://bucket/prefix."),
+    default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
+    local: bool = typer.Option(False, "--local", help="Write to config.local.yaml (not committed)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace a remote of the same name."),
+) -> None:
+    """Add a remote."""
+    repo = find_repo()
+    config = repo.config
+    if name in config.remotes and not force:
+        raise UsageError(f"remote '{name}' already exists", hint="use --force to replace it, or 'mlops remote modify'")
+    open_remote(name, {"url": url}, root=repo.root)  # refuses a URL scheme it cannot serve
+    doc = config.local if local else config.shared
+    doc.setdefault("remotes", {})[name] = {"url": url}
+    if default:
+        doc.setdefault("core", {})["remote"] = name
+    repo.save_config()
+    Output().info(f"remote '{name}' -> {url}{' (default)' if default else ''}")
+
+
+@command(app, "modify")
+def modify(
+    name: str = typer.Argument(..., help="Remote name."),
+    key: str = typer.Argument(..., help=f"One of: {', '.join(sorted(REMOTE_KEYS))}."),
+    value: str = typer.Argument(..., help="The new value."),
+    local: bool = typer.Option(False, "--local", help="Write to config.local.yaml (for secrets)."),
+) -> None:
+    """Set one setting of a remote (endpoint_url, region, credentials...)."""
+    repo = find_repo()
+    if name not in repo.config.remotes:
+        raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
+    if key not in REMOTE_KEYS:
+        raise UsageError(f"unknown remote setting '{key}'", hint=f"one of: {', '.join(sorted(REMOTE_KEYS))}")
+    if key in SECRET_KEYS and not local:
+        raise UsageError(f"'{key}' is a secret: keep it out of git", hint=f"mlops remote modify {name} {key} VALUE --local")
+    doc = repo.config.local if local else repo.config.shared
+    doc.setdefault("remotes", {}).setdefault(name, {})[key] = int(value) if key == "jobs" else value
+    repo.save_config()
+
+
+@command(app, "remove")
+def remove(name: str = typer.Argument(..., help="Remote name.")) -> None:
+    """Remove a remote (its objects stay where they are)."""
+    repo = find_repo()
+    found = False
+    for doc in (repo.config.shared, repo.config.local):
+        if name in (doc.get("remotes") or {}):
+            del doc["remotes"][name]
+            found = True
+        if (doc.get("core") or {}).get("remote") == name:
+            del doc["core"]["remote"]
+    if not found:
+        raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
+    repo.save_config()
+
+
+@command(app, "default")
+def default(name: str = typer.Argument(..., help="Remote name.")) -> None:
+    """Make a remote the default for push, pull and fetch."""
+    repo = find_repo()
+    if name not in repo.config.remotes:
+        raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
+    repo.config.shared.setdefault("core", {})["remote"] = name
+    repo.save_config()
+
+
+@command(app, "list")
+def list_remotes(json_output: bool = JSON_OPTION) -> None:
+    """List remotes."""
+    repo = find_repo()
+    out = Output(json_output=json_output)
+    default_name = repo.config.default_remote
+    rows = [
+        {"name": n, "url": s["url"], "default": n == default_name, **{k: v for k, v in s.items() if k not in SECRET_KEYS | {"url"}}}
+        for n, s in sorted(repo.config.remotes.items())
+    ]
+    if out.json:
+        out.emit_json({"remotes": rows})
+        return
+    out.table(["name", "url", "default"], [(r["name"], r["url"], "*" if r["default"] else "") for r in rows])

@@ -1,0 +1,1 @@
+"""Tracked data: pointer files; add, status, checkout, diff, gc, verify, push/pull/fetch."""

@@ -1,0 +1,124 @@
+"""`mlops add`: snapshot files and directories into the cache and write their pointer files.
+
+Order (children before parents): objects (made durable in a batch), then manifests,
+then the pointer file, then .gitignore. A crash at any point leaves either the old
+pointer or the new one, and at worst objects that nothing references (gc removes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import InvalidPathError
+from ..fsio import atomic_write
+from ..progress import NO_PROGRESS, Progress
+from ..repo.repo import Repo
+from ..store.links import is_link_kind_shared, place
+from ..store.tree import build_tree
+from .pointer import POINTER_SUFFIX, Pointer, read_pointer, write_pointer
+from .workspace import hash_files, scan_dir, scan_file
+
+
+@dataclass(frozen=True)
+class AddedTarget:
+    path: str
+    kind: str
+    hash: str
+    size: int
+    files: int
+    hashed: int  # files read because the state database did not know them
+    changed: bool  # the pointer file changed (or is new)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    targets: tuple[AddedTarget, ...]
+
+
+def add(
+    repo: Repo, paths: Sequence[str], *, jobs: int | None = None, progress: Progress = NO_PROGRESS
+) -> AddResult:
+    rels = [repo.check_user_path(p) for p in paths]
+    for rel in rels:
+        _check_not_inside_tracked(repo, rel)
+    done = []
+    with repo.store_lock():
+        for rel in dict.fromkeys(rels):
+            with repo.path_lock(rel):
+                done.append(_add_one(repo, rel, jobs=jobs, progress=progress))
+    return AddResult(tuple(done))
+
+
+def _check_not_inside_tracked(repo: Repo, rel: str) -> None:
+    parts = rel.split("/")
+    for depth in range(1, len(parts)):
+        ancestor = "/".join(parts[:depth])
+        if (repo.root / (ancestor + POINTER_SUFFIX)).is_file():
+            raise InvalidPathError(
+                f"{rel}: is inside {ancestor}, which is tracked as a whole",
+                hint=f"change the file, then run 'mlops add {ancestor}'",
+            )
+
+
+def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> AddedTarget:
+    absolute = repo.abs(rel)
+    store = repo.objects
+    kinds = repo.config.link_types
+    old = _old_pointer(repo, rel)
+    if absolute.is_dir():
+        files = scan_dir(repo, str(absolute))
+        nested = sorted(r for r in files if r.endswith(POINTER_SUFFIX))
+        if nested:
+            raise InvalidPathError(
+                f"{rel}: holds tracked data of its own ({rel}/{nested[0]})",
+                hint="track the folders inside separately, or remove their pointer files first",
+            )
+        with store.batch() as batch:
+            outcome = hash_files(repo, files.values(), into=batch, jobs=jobs, progress=progress, description=rel)
+            tree = build_tree(outcome.records)
+            for data in tree.manifests.values():
+                batch.add_bytes(data)
+        pointer = Pointer(rel, "dir", tree.hash, tree.size, tree.files)
+        workspace = [(files[r].path, outcome.records[r]) for r in files]
+    else:
+        item = scan_file(str(absolute))
+        if item is None:
+            raise InvalidPathError(f"{rel}: not a regular file or folder")
+        with store.batch() as batch:
+            outcome = hash_files(repo, [item], into=batch, progress=progress, description=rel)
+        record = outcome.records[""]
+        pointer = Pointer(rel, "file", record.hash, record.size)
+        workspace = [(item.path, record)]
+    changed = old != pointer
+    if changed:
+        write_pointer(repo.root, pointer)
+    _ignore_in_git(repo, rel)
+    if is_link_kind_shared(kinds[0]):
+        # the workspace copy becomes a read-only link to the cache, as cache.type asks
+        for path, record in workspace:
+            place(str(store.path(record.hash)), path, kinds, executable=record.executable)
+    return AddedTarget(rel, pointer.kind, pointer.hash, pointer.size, pointer.files, outcome.hashed, changed)
+
+
+def _old_pointer(repo: Repo, rel: str) -> Pointer | None:
+    if not (repo.root / (rel + POINTER_SUFFIX)).is_file():
+        return None
+    try:
+        return read_pointer(repo.root, rel + POINTER_SUFFIX)
+    except Exception:  # noqa: BLE001 - a broken pointer is simply replaced by add
+        return None
+
+
+def _ignore_in_git(repo: Repo, rel: str) -> None:
+    """List ``/name`` in the .gitignore beside the data, as DVC does; idempotent."""
+    parent, _, name = rel.rpartition("/")
+    gitignore = repo.root / parent / ".gitignore" if parent else repo.root / ".gitignore"
+    entry = f"/{name}"
+    with repo.lock("gitignore", what=".gitignore files"):
+        text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+        if entry in text.splitlines():
+            return
+        if text and not text.endswith("\n"):
+            text += "\n"
+        atomic_write(gitignore, text + entry + "\n")

@@ -1,0 +1,104 @@
+"""`mlops gc` (drop unreferenced objects) and `mlops verify` (rehash every object)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..parallel import run_parallel
+from ..progress import NO_PROGRESS, Progress
+from ..repo.repo import Repo
+from .references import Root, all_commit_roots, reachable, workspace_roots
+
+
+@dataclass(frozen=True)
+class GcResult:
+    removed: int
+    freed_bytes: int
+    kept: int
+    dry_run: bool
+    temp_files_removed: int
+    unexpanded: tuple[str, ...]  # directory roots whose manifests were missing: their files cannot be told apart
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "removed": self.removed,
+            "freed_bytes": self.freed_bytes,
+            "kept": self.kept,
+            "dry_run": self.dry_run,
+            "temp_files_removed": self.temp_files_removed,
+            "unexpanded": list(self.unexpanded),
+        }
+
+
+def gc(
+    repo: Repo, *, all_commits: bool = False, extra_roots: Iterable[Root] = (), dry_run: bool = False
+) -> GcResult:
+    """Remove every object that nothing references: the workspace's pointer files, the
+    roots that other layers name and, with ``all_commits``, any git commit's pointer files."""
+    store = repo.objects
+    with repo.store_lock(exclusive=True):  # no add, checkout or pull may publish objects meanwhile
+        roots = [*workspace_roots(repo), *extra_roots]
+        if all_commits:
+            roots += all_commit_roots(repo)
+        keep = reachable(repo, roots)
+        keep_all = keep.all
+        removed = freed = kept = 0
+        for digest in list(store.iter_digests()):
+            if digest in keep_all:
+                kept += 1
+                continue
+            removed += 1
+            freed += store.size(digest) if dry_run else store.remove(digest)
+        temps = 0 if dry_run else store.clean_tmp()
+    return GcResult(removed, freed, kept, dry_run, temps, tuple(r.label for r in keep.unexpanded))
+
+
+@dataclass(frozen=True)
+class BadObject:
+    hash: str
+    problem: str  # corrupt | missing
+    used_by: str | None  # a path that references it, when known
+
+    def to_dict(self) -> dict[str, object]:
+        return {"hash": self.hash, "problem": self.problem, "used_by": self.used_by}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    checked: int
+    corrupt: tuple[BadObject, ...]
+    missing: tuple[BadObject, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt
+
+
+def verify(repo: Repo, *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> VerifyResult:
+    """Rehash every object in the cache; also list referenced objects that are missing.
+
+    Read-only: takes no lock and never waits for a writer.
+    """
+    store = repo.objects
+    digests = list(store.iter_digests())
+    bad: list[str] = []
+    def check(digest: str) -> tuple[str, bool]:
+        return digest, store.check(digest)
+
+    with progress.task("verifying", total=len(digests)) as task:
+        for digest, good in run_parallel(check, digests, jobs=jobs):
+            if not good and store.exists(digest):  # vanished meanwhile (a gc): not corruption
+                bad.append(digest)
+            task.advance()
+    refs = reachable(repo, workspace_roots(repo), tolerate_corrupt=True)
+    labels = {**refs.files, **refs.manifests}
+    corrupt = tuple(BadObject(d, "corrupt", labels.get(d)) for d in sorted(bad))
+    missing_digests = sorted(d for d in labels if not store.exists(d))
+    missing_digests += [r.hash for r in refs.unexpanded if not store.exists(r.hash) and r.hash not in labels]
+    missing = tuple(BadObject(d, "missing", labels.get(d) or _label(refs.unexpanded, d)) for d in missing_digests)
+    return VerifyResult(len(digests), corrupt, missing)
+
+
+def _label(roots: list[Root], digest: str) -> str | None:
+    return next((r.label for r in roots if r.hash == digest), None)

@@ -1,0 +1,85 @@
+"""Snapshots: what a tracked path holds, in the workspace or according to a pointer file.
+
+Shared by status, diff and checkout: one way to read the workspace (through the state
+database) and one way to expand a directory pointer into its files (through the
+manifests in the cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InvalidPathError, MissingObjectError
+from ..progress import NO_PROGRESS, Progress
+from ..repo.repo import Repo
+from ..store.tree import FileRecord, build_tree, flatten_tree
+from .pointer import Pointer, find_pointer_files, parse_pointer, read_pointer
+from .workspace import WorkspaceFile, hash_files, scan_dir, scan_file
+
+
+@dataclass(frozen=True)
+class WorkspaceSnapshot:
+    """The workspace side of a tracked path; ``kind`` is None when the path is missing."""
+
+    kind: str | None
+    hash: str | None
+    size: int
+    files: dict[str, WorkspaceFile]  # scanned files ("" for a single file)
+    records: dict[str, FileRecord]  # their hashes
+
+
+def read_workspace(repo: Repo, rel: str, *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> WorkspaceSnapshot:
+    absolute = repo.abs(rel)
+    if absolute.is_dir():
+        files = scan_dir(repo, str(absolute))
+        records = hash_files(repo, files.values(), jobs=jobs, progress=progress, description=rel).records
+        tree = build_tree(records)
+        return WorkspaceSnapshot("dir", tree.hash, tree.size, files, records)
+    item = scan_file(str(absolute))
+    if item is None:
+        return WorkspaceSnapshot(None, None, 0, {}, {})
+    records = hash_files(repo, [item], jobs=1).records
+    return WorkspaceSnapshot("file", records[""].hash, records[""].size, {"": item}, records)
+
+
+def pointer_records(repo: Repo, pointer: Pointer) -> dict[str, FileRecord] | None:
+    """The files a pointer names, by relative path; None when its manifests are not in the cache."""
+    if not pointer.is_dir:
+        return {"": FileRecord(pointer.hash, pointer.size)}
+    try:
+        return flatten_tree(repo.objects.read_bytes, pointer.hash)
+    except MissingObjectError:
+        return None
+
+
+def require_pointer_records(repo: Repo, pointer: Pointer) -> dict[str, FileRecord]:
+    records = pointer_records(repo, pointer)
+    if records is None:
+        raise MissingObjectError(
+            f"{pointer.target}: its directory manifest {pointer.hash} is not in the cache",
+            hint="run 'mlops pull' (or 'mlops fetch') first",
+            object=pointer.hash,
+        )
+    return records
+
+
+def workspace_pointers(repo: Repo, targets: list[str] | None = None) -> list[Pointer]:
+    """The pointer files in the workspace, or those of the named targets."""
+    if targets:
+        rels = []
+        for target in targets:
+            rel = repo.check_user_path(target, must_exist=False)
+            rel = rel[: -len(".mlops")] if rel.endswith(".mlops") else rel
+            if not (repo.root / (rel + ".mlops")).is_file():
+                raise InvalidPathError(
+                    f"{rel}: is not tracked (no {rel}.mlops)", hint=f"run 'mlops add {rel}' to track it"
+                )
+            rels.append(rel + ".mlops")
+    else:
+        rels = list(find_pointer_files(repo.root))
+    return [read_pointer(repo.root, r) for r in rels]
+
+
+def pointers_from_blobs(blobs: dict[str, bytes]) -> list[Pointer]:
+    return [parse_pointer(data, path) for path, data in sorted(blobs.items())]
+

@@ -1,0 +1,134 @@
+"""Reading the workspace: scanning tracked paths and hashing what the state database does not know."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InvalidPathError
+from ..fsio import TMP_PREFIX
+from ..parallel import run_parallel
+from ..progress import NO_PROGRESS, Progress
+from ..repo.repo import Repo
+from ..store.hashing import hash_file
+from ..store.objects import ObjectBatch
+from ..store.state import StatKey, stat_key
+from ..store.tree import FileRecord
+
+
+
+@dataclass(frozen=True)
+class WorkspaceFile:
+    rel: str  # relative to the tracked path (posix); "" for a tracked single file
+    path: str  # absolute
+    key: StatKey
+    executable: bool
+
+
+def _workspace_file(rel: str, path: str, st: os.stat_result) -> WorkspaceFile:
+    return WorkspaceFile(rel, path, stat_key(st), bool(st.st_mode & stat.S_IXUSR))
+
+
+def scan_file(path: str) -> WorkspaceFile | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return _workspace_file("", path, st)
+
+
+def scan_dir(repo: Repo, top: str) -> dict[str, WorkspaceFile]:
+    """Every regular file below ``top`` (absolute), by posix path relative to it.
+
+    Symlinks are followed when they stay inside the repository and refused when they
+    leave it; temp files of interrupted mlops writers are skipped.
+    """
+    out: dict[str, WorkspaceFile] = {}
+    root_real = os.path.realpath(repo.root)
+    stack: list[tuple[str, str]] = [(top, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(TMP_PREFIX):
+                    continue
+                rel = prefix + name
+                if entry.is_symlink():
+                    real = os.path.realpath(entry.path)
+                    if not (real == root_real or real.startswith(root_real + os.sep)):
+                        raise InvalidPathError(
+                            f"{repo.rel(entry.path)}: is a symlink that points outside the repository (to {real})",
+                            hint="replace it with the data itself, or remove it",
+                        )
+                    try:
+                        st = os.stat(entry.path)
+                    except FileNotFoundError:
+                        raise InvalidPathError(f"{repo.rel(entry.path)}: is a broken symlink") from None
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append((entry.path, rel + "/"))
+                    elif stat.S_ISREG(st.st_mode):
+                        out[rel] = _workspace_file(rel, entry.path, st)
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, rel + "/"))
+                elif entry.is_file(follow_symlinks=False):
+                    out[rel] = _workspace_file(rel, entry.path, entry.stat(follow_symlinks=False))
+    return out
+
+
+@dataclass
+class HashOutcome:
+    records: dict[str, FileRecord]
+    hashed: int  # files whose bytes were read (not known to the state database)
+
+
+def hash_files(
+    repo: Repo,
+    files: Iterable[WorkspaceFile],
+    *,
+    into: ObjectBatch | None = None,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+    description: str = "hashing",
+) -> HashOutcome:
+    """Hash workspace files, reading only those the state database does not know.
+
+    With ``into``, every file whose object is not yet in the cache is copied in while it
+    is hashed (one read). Newly learned hashes are recorded in the state database.
+    """
+    state = repo.state
+    store = repo.objects
+    records: dict[str, FileRecord] = {}
+    todo: list[WorkspaceFile] = []
+    for item in files:
+        known = state.lookup(item.key)
+        if known is not None and (into is None or store.exists(known)):
+            records[item.rel] = FileRecord(known, item.key[1], item.executable)
+        else:
+            todo.append(item)
+    if not todo:
+        return HashOutcome(records, 0)
+
+    def work(item: WorkspaceFile) -> tuple[WorkspaceFile, str, int]:
+        if into is not None:
+            digest, size = into.add_file(item.path)
+        else:
+            digest, size = hash_file(item.path)
+        return item, digest, size
+
+    learned: list[tuple[StatKey, str]] = []
+    with progress.task(description, total=len(todo)) as task:
+        try:
+            for item, digest, size in run_parallel(work, todo, jobs=jobs):
+                records[item.rel] = FileRecord(digest, size, item.executable)
+                learned.append((item.key, digest))
+                task.advance()
+        finally:
+            state.record(learned)  # what was hashed before an error or Ctrl-C is not hashed again
+    return HashOutcome(records, len(todo))
+

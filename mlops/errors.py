@@ -1,0 +1,160 @@
+"""The one exception tree of mlops.
+
+Every error a user can cause, or that the world can cause, is an ``MlopsError``
+subclass carrying its exit code. The CLI's error boundary (``mlops.cli.main``)
+is the only place that turns these into a message on stderr and an exit code.
+
+Exit-code contract (documented in docs/exit-codes.md, held by a test):
+
+    0    ok
+    1    a check or gate found something (status --check, verify, drift, refused promotion)
+    2    bad usage, configuration or input
+    3    could not complete (lock held, remote down, stage failed, disk full, internal error)
+    130  interrupted (Ctrl-C)
+    141  broken pipe (stdout closed early, e.g. piped into ``head``)
+
+Codes are class attributes and never reused for another meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FAILURE = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+class MlopsError(Exception):
+    """Base of every mlops error: a one-line message, an optional hint, fields for --json."""
+
+    exit_code = EXIT_FAILURE
+    kind = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.fields = fields
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.kind, "message": self.message, "exit_code": self.exit_code}
+        if self.hint:
+            out["hint"] = self.hint
+        out.update(self.fields)
+        return out
+
+
+# --- 1: a check or gate found something -------------------------------------------------
+class CheckFailed(MlopsError):
+    """A check ran to the end and found something (changes, corruption, a failed gate)."""
+
+    exit_code = EXIT_CHECK_FAILED
+    kind = "check_failed"
+
+
+# --- 2: bad usage, configuration or input ----------------------------------------------
+class UsageError(MlopsError):
+    """The user asked for something that cannot be done as asked."""
+
+    exit_code = EXIT_USAGE
+    kind = "usage"
+
+
+class NotARepoError(UsageError):
+    kind = "not_a_repo"
+
+
+class InvalidPathError(UsageError):
+    """A path outside the repo, inside .mlops/ or .git/, missing, or a symlink leaving the repo."""
+
+    kind = "invalid_path"
+
+
+class ConfigError(UsageError):
+    """A configuration or state file that cannot be read as mlops expects."""
+
+    kind = "config"
+
+
+class FormatError(ConfigError):
+    """A file that is not valid YAML/JSON or lacks a field; the message names file:line:col."""
+
+    kind = "format"
+
+
+class NewerFormatError(ConfigError):
+    """A file written by a newer mlops than this one."""
+
+    kind = "newer_format"
+
+
+class UnknownRevisionError(UsageError):
+    kind = "unknown_revision"
+
+
+# --- 3: could not complete --------------------------------------------------------------
+class CouldNotComplete(MlopsError):
+    exit_code = EXIT_FAILURE
+    kind = "failure"
+
+
+class LockHeldError(CouldNotComplete):
+    kind = "lock_held"
+
+
+class RemoteError(CouldNotComplete):
+    """A remote that is unreachable, refuses credentials or answered with an error."""
+
+    kind = "remote"
+
+
+class CorruptObjectError(CouldNotComplete):
+    """An object whose bytes no longer match its hash, found while it was needed."""
+
+    kind = "corrupt_object"
+
+
+class MissingObjectError(CouldNotComplete):
+    """An object that a pointer file references is neither in the cache nor where it was sought."""
+
+    kind = "missing_object"
+
+
+class StorageError(CouldNotComplete):
+    """The disk refused a write (full, read-only, permissions)."""
+
+    kind = "storage"
+
+
+class GitError(CouldNotComplete):
+    kind = "git"
+
+
+class Interrupted(MlopsError):
+    exit_code = EXIT_INTERRUPTED
+    kind = "interrupted"
+
+
+#: Every class a user can meet, for the documented exit-code table (held by a test).
+ALL_ERRORS: tuple[type[MlopsError], ...] = (
+    CheckFailed,
+    UsageError,
+    NotARepoError,
+    InvalidPathError,
+    ConfigError,
+    FormatError,
+    NewerFormatError,
+    UnknownRevisionError,
+    CouldNotComplete,
+    LockHeldError,
+    RemoteError,
+    CorruptObjectError,
+    MissingObjectError,
+    StorageError,
+    GitError,
+    Interrupted,
+)

@@ -1,0 +1,202 @@
+"""Safe writes and locks: the one module that writes state files and takes locks.
+
+Rules (docs/architecture.md, "Safe on disk"):
+- a state file is replaced whole: temp file in the same folder, fsync, os.replace,
+  fsync of the folder; the temp file is removed on any exception, Ctrl-C included;
+- append-only records are one JSON line each, fsynced; readers skip a torn last line;
+- locks are OS locks (flock) that die with their process, plus a note of who holds
+  them so that a waiter can say so; waits are bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import LockHeldError, StorageError
+
+TMP_PREFIX = ".tmp-mlops-"  # temp files of interrupted writers are recognised (and skipped) by this
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or a new entry in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str]) -> StorageError:
+    """Translate an OSError from a write into one clear line."""
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"disk full while writing {path}", hint="free some space, then run the command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {path}: {exc.strerror}", hint="check the folder's permissions")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool = True) -> Iterator[IO[Any]]:
+    """Yield a file whose content replaces ``path`` only if the block completes.
+
+    The temp file lives in the same folder, so the final rename is atomic.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
+            yield handle
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        if fsync:
+            fsync_dir(target.parent)
+    except BaseException as exc:  # Ctrl-C included: never leave the temp file behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise storage_error(exc, target) from exc
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` atomically and durably."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+
+
+def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Append one JSON line and fsync it. A crash can tear only this last line."""
+    line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read JSON lines; a torn (unparseable) last line is skipped, as a crash can leave one."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # torn tail from a crash mid-append
+            raise
+    return records
+
+
+# --- locks ---------------------------------------------------------------------------------
+
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for a lock; MLOPS_LOCK_TIMEOUT overrides (tests use it)."""
+    try:
+        return float(os.environ.get("MLOPS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+class FileLock:
+    """An exclusive flock on ``path`` with a note of the holder (pid, host, start time).
+
+    The OS releases a flock when its process dies, so a lock left by a crashed process
+    is free at once: the next writer takes it over and overwrites the stale note.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, what: str, shared: bool = False, timeout: float | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.what = what
+        self.shared = shared
+        self.timeout = lock_timeout() if timeout is None else timeout
+        self._fd: int | None = None
+
+    def holder(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise self._held_error() from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            except BaseException:
+                os.close(fd)
+                raise
+        if not self.shared:  # shared holders are many; only an exclusive holder signs the note
+            note = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, note.encode(), 0)
+        self._fd = fd
+
+    def _held_error(self) -> LockHeldError:
+        info = self.holder()
+        started = info.get("started")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "unknown time"
+        host = info.get("host")
+        where = f" on {host}" if host and host != socket.gethostname() else ""
+        return LockHeldError(
+            f"another mlops process (pid {info.get('pid', '?')}{where}, started {when}) holds the lock on {self.what}",
+            hint=f"wait for it to finish, or stop it; waited {self.timeout:g}s",
+            lock=str(self.path),
+            pid=info.get("pid"),
+        )
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        if not self.shared:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,1 @@
+"""The repository: root, `.mlops/` layout, configuration, git access."""

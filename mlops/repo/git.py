@@ -1,0 +1,79 @@
+"""Git access through gitpython, imported only when a command needs a revision."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..errors import GitError, UnknownRevisionError, UsageError
+
+POINTER_SUFFIX = ".mlops"
+
+
+def _gitpython() -> Any:
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import git  # gitpython, lazily: it costs start-up time
+
+    return git
+
+
+@dataclass
+class GitRepo:
+    root: Path
+
+    @cached_property
+    def _repo(self) -> Any:
+        git = _gitpython()
+        try:
+            return git.Repo(self.root)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise UsageError(
+                f"{self.root} is not a git repository", hint="revisions need git: run 'git init'"
+            ) from None
+
+    def resolve(self, rev: str) -> str:
+        git = _gitpython()
+        try:
+            return self._repo.rev_parse(rev).hexsha
+        except (git.BadName, ValueError, git.GitCommandError, IndexError):
+            raise UnknownRevisionError(f"unknown git revision '{rev}'", hint="see 'git log --oneline'") from None
+
+    def pointer_files_at(self, rev: str) -> dict[str, bytes]:
+        """Every pointer file (path -> bytes) in the tree of ``rev``."""
+        commit = self._repo.commit(self.resolve(rev))
+        out: dict[str, bytes] = {}
+        for blob in commit.tree.traverse(predicate=lambda item, depth: item.type == "blob"):
+            if blob.path.endswith(POINTER_SUFFIX):
+                out[blob.path] = blob.data_stream.read()
+        return out
+
+    def read_file_at(self, rev: str, rel: str) -> bytes | None:
+        commit = self._repo.commit(self.resolve(rev))
+        try:
+            return (commit.tree / rel).data_stream.read()
+        except KeyError:
+            return None
+
+    def pointer_blobs_all_commits(self) -> Iterator[tuple[str, bytes]]:
+        """(path, bytes) of every distinct pointer blob reachable from any ref."""
+        git = _gitpython()
+        try:
+            listing = self._repo.git.rev_list("--all", "--objects")
+        except git.GitCommandError as exc:
+            raise GitError(f"git rev-list failed: {exc.stderr.strip()}") from None
+        seen: set[str] = set()
+        for line in listing.splitlines():
+            sha, _, path = line.partition(" ")
+            if path.endswith(POINTER_SUFFIX) and sha not in seen:
+                seen.add(sha)
+                obj = self._repo.odb.stream(bytes.fromhex(sha))
+                if obj.type == b"blob":
+                    yield path, obj.read()
+
+
+def git_repo(root: Path) -> GitRepo:
+    return GitRepo(root)

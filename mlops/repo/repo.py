@@ -1,0 +1,148 @@
+"""The repository: finding its root, the `.mlops/` layout, locks, and checking user paths.
+
+```
+.mlops/
+  config.yaml         committed: cache link types, remotes, default remote
+  config.local.yaml   not committed: secrets and machine-local settings
+  .gitignore          keeps cache/, tmp/ and config.local.yaml out of git
+  cache/              the object store (objects/<2>/<30>, .tmp/)
+  tmp/                state database, locks: all rebuildable
+```
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from ..errors import InvalidPathError, NotARepoError, UsageError
+from ..fsio import FileLock, atomic_write
+from ..store.hashing import hash_bytes
+from ..store.objects import ObjectStore
+from ..store.state import StateDB
+from .config import Config, default_config, load_config, save_config
+
+DOT = ".mlops"
+INNER_GITIGNORE = "/cache/\n/tmp/\n/config.local.yaml\n"
+
+
+@dataclass
+class Repo:
+    root: Path
+    _locks: dict[str, FileLock] = field(default_factory=dict, repr=False)
+
+    @property
+    def dot(self) -> Path:
+        return self.root / DOT
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.dot)
+
+    def save_config(self) -> None:
+        save_config(self.dot, self.config)
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        custom = (self.config.merged.get("cache") or {}).get("dir")
+        return ObjectStore(Path(custom) if custom else self.dot / "cache")
+
+    @cached_property
+    def state(self) -> StateDB:
+        return StateDB(self.dot / "tmp" / "state.db")
+
+    @property
+    def tmp(self) -> Path:
+        return self.dot / "tmp"
+
+    def lock(self, name: str, *, what: str, shared: bool = False, timeout: float | None = None) -> FileLock:
+        """A lock under .mlops/tmp/locks/; ``shared`` for the many-writers side of a store lock."""
+        return FileLock(self.tmp / "locks" / f"{name}.lock", what=what, shared=shared, timeout=timeout)
+
+    def store_lock(self, *, exclusive: bool = False) -> FileLock:
+        """Writers of objects hold it shared; gc holds it exclusive, so it never deletes an object in flight."""
+        return self.lock("store", what="the object store", shared=not exclusive)
+
+    def path_lock(self, rel: str) -> FileLock:
+        """One lock per tracked path: adds and checkouts of different paths run at the same time."""
+        return self.lock("path-" + hash_bytes(rel.encode())[:16], what=rel)
+
+    # --- paths --------------------------------------------------------------------------
+    def rel(self, path: str | os.PathLike[str]) -> str:
+        """The posix path of ``path`` relative to the root (must be inside)."""
+        return Path(os.path.relpath(os.path.abspath(path), self.root)).as_posix()
+
+    def abs(self, rel: str) -> Path:
+        return self.root / rel
+
+    def check_user_path(self, path: str | os.PathLike[str], *, must_exist: bool = True) -> str:
+        """Validate a path a user named; returns it relative to the root.
+
+        Refused: outside the repo, inside .mlops/ or .git/, missing, or a symlink that
+        leads outside the repo.
+        """
+        shown = os.fspath(path)
+        absolute = Path(os.path.abspath(path))
+        try:
+            rel = absolute.relative_to(self.root)
+        except ValueError:
+            raise InvalidPathError(
+                f"{shown}: outside the repository ({self.root})", hint="name a path inside the repository"
+            ) from None
+        parts = rel.parts
+        if not parts:
+            raise InvalidPathError(f"{shown}: is the repository root itself", hint="name a file or folder inside it")
+        if parts[0] in (DOT, ".git"):
+            raise InvalidPathError(f"{shown}: inside {parts[0]}/, which mlops and git manage themselves")
+        if parts[-1].endswith(".mlops"):
+            raise InvalidPathError(f"{shown}: is a pointer file; name the data it tracks instead")
+        if must_exist and not os.path.lexists(absolute):
+            raise InvalidPathError(f"{shown}: no such file or folder", hint="check the path, or 'mlops status'")
+        if os.path.lexists(absolute):
+            real = Path(os.path.realpath(absolute))
+            try:
+                real.relative_to(self.root)
+            except ValueError:
+                raise InvalidPathError(
+                    f"{shown}: is a symlink that points outside the repository (to {real})",
+                    hint="copy the data into the repository, or track it where it is",
+                ) from None
+            if must_exist and not real.exists():
+                raise InvalidPathError(f"{shown}: is a broken symlink")
+        return rel.as_posix()
+
+
+def find_repo(start: str | os.PathLike[str] | None = None) -> Repo:
+    """The repo whose root holds `.mlops/`, searching upward from ``start`` (cwd)."""
+    here = Path(os.path.abspath(start or os.getcwd()))
+    env_root = os.environ.get("MLOPS_ROOT")
+    if env_root:
+        here = Path(os.path.abspath(env_root))
+    for candidate in (here, *here.parents):
+        if (candidate / DOT).is_dir():
+            return Repo(candidate)
+    raise NotARepoError(
+        f"not an mlops repository (no {DOT}/ in {here} or any parent)", hint="run 'mlops init' at the project root"
+    )
+
+
+def init_repo(root: str | os.PathLike[str], *, no_git: bool = False, force: bool = False) -> Repo:
+    """Create `.mlops/` at ``root``; in a git repo unless ``no_git``."""
+    root = Path(os.path.abspath(root))
+    if not no_git and not (root / ".git").exists():
+        raise UsageError(
+            f"{root} is not the root of a git repository",
+            hint="run 'git init' first, or 'mlops init --no-git'",
+        )
+    dot = root / DOT
+    if dot.exists() and not force:
+        raise UsageError(f"{dot} already exists", hint="this is already an mlops repository (use --force to reset config)")
+    for sub in ("cache", "tmp"):
+        (dot / sub).mkdir(parents=True, exist_ok=True)
+    atomic_write(dot / ".gitignore", INNER_GITIGNORE)
+    repo = Repo(root)
+    repo.__dict__["config"] = Config(shared=default_config())
+    repo.save_config()
+    return repo

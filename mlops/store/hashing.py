@@ -1,0 +1,78 @@
+"""Content hashing: xxh3-128 of the bytes, computed while the bytes are copied."""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+import xxhash
+
+HASH_NAME = "xxh3-128"
+HASH_LENGTH = 32  # hex digits
+CHUNK = 1 << 20  # 1 MiB: large enough to amortise syscalls, small enough to stay in cache
+SMALL_FILE = 1 << 18  # read whole files up to 256 KiB in one call
+
+
+def hash_bytes(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def is_hash(text: object) -> bool:
+    if not isinstance(text, str) or len(text) != HASH_LENGTH:
+        return False
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return text == text.lower()
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Hash a file without copying it; returns (hash, size)."""
+    with open(path, "rb", buffering=0) as src:
+        return hash_stream(src)
+
+
+def hash_stream(src: BinaryIO) -> tuple[str, int]:
+    first = src.read(SMALL_FILE)
+    if len(first) < SMALL_FILE:
+        return xxhash.xxh3_128_hexdigest(first), len(first)
+    hasher = xxhash.xxh3_128(first)
+    size = len(first)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while True:
+        count = src.readinto(buffer)  # type: ignore[attr-defined]
+        if not count:
+            break
+        hasher.update(view[:count])
+        size += count
+    return hasher.hexdigest(), size
+
+
+def copy_and_hash(src: BinaryIO, dst_fd: int) -> tuple[str, int]:
+    """Copy ``src`` into the open descriptor ``dst_fd`` and hash the same bytes: one read."""
+    first = src.read(SMALL_FILE)
+    _write_all(dst_fd, first)
+    if len(first) < SMALL_FILE:
+        return xxhash.xxh3_128_hexdigest(first), len(first)
+    hasher = xxhash.xxh3_128(first)
+    size = len(first)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while True:
+        count = src.readinto(buffer)  # type: ignore[attr-defined]
+        if not count:
+            break
+        chunk = view[:count]
+        hasher.update(chunk)
+        _write_all(dst_fd, chunk)
+        size += count
+    return hasher.hexdigest(), size
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,293 @@
+"""The content-addressed object store: every object once, read-only, named by its hash.
+
+Layout: ``<root>/<first 2 hex>/<other 30 hex>``; temp files in ``<root>/.tmp/``, on the
+same filesystem, so that the rename into place is atomic.
+
+Objects are written in batches: each object is hashed while it is copied into a temp
+file; at commit the batch is made durable together (one ``syncfs`` for a large batch,
+an ``fsync`` per file for a small one) and only then renamed into place. So an object
+name never points at bytes that a crash could lose, and many small files do not pay
+one disk flush each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import CorruptObjectError, MissingObjectError
+from ..fsio import TMP_PREFIX, fsync_dir, storage_error
+from .hashing import copy_and_hash, hash_bytes, hash_file, is_hash
+
+READ_ONLY = 0o444
+SYNCFS_BATCH = 32  # from this many objects on, one syncfs beats an fsync per file
+
+_libc = None
+
+
+def _syncfs(fd: int) -> bool:
+    """Flush every dirty page of the filesystem holding ``fd``; False where unsupported."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc.syncfs  # noqa: B018 - probe
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    return _libc.syncfs(fd) == 0
+
+
+class ObjectStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / ".tmp"
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest[2:]
+
+    def exists(self, digest: str) -> bool:
+        return os.path.exists(self.root / digest[:2] / digest[2:])
+
+    def size(self, digest: str) -> int:
+        return os.stat(self.path(digest)).st_size
+
+    def read_bytes(self, digest: str) -> bytes:
+        """Read a (small) object and check it against its name."""
+        try:
+            data = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise MissingObjectError(
+                f"object {digest} is not in the cache", hint="run 'mlops pull' or 'mlops fetch'", object=digest
+            ) from None
+        if hash_bytes(data) != digest:
+            raise CorruptObjectError(
+                f"object {digest} in the cache is corrupt (its bytes no longer match its hash)",
+                hint="run 'mlops verify', then 'mlops pull' to fetch a good copy",
+                object=digest,
+            )
+        return data
+
+    def check(self, digest: str) -> bool:
+        """Rehash an object; True when its bytes still match its name."""
+        try:
+            return hash_file(self.path(digest))[0] == digest
+        except FileNotFoundError:
+            return False
+
+    def iter_digests(self) -> Iterator[str]:
+        """Every object in the store (temp files and stray names skipped)."""
+        try:
+            shards = os.scandir(self.root)
+        except FileNotFoundError:
+            return
+        with shards:
+            for shard in shards:
+                if len(shard.name) != 2 or not shard.is_dir():
+                    continue
+                with os.scandir(shard.path) as entries:
+                    for entry in entries:
+                        digest = shard.name + entry.name
+                        if is_hash(digest):
+                            yield digest
+
+    def remove(self, digest: str) -> int:
+        """Delete an object; returns the bytes freed."""
+        path = self.path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def clean_tmp(self, older_than: float = 3600.0) -> int:
+        """Remove temp files left by interrupted writers (only old ones: a live writer may own new ones)."""
+        removed = 0
+        cutoff = time.time() - older_than
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.tmp) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
+
+    def batch(self) -> ObjectBatch:
+        return ObjectBatch(self)
+
+
+@dataclass
+class ObjectBatch:
+    """Objects staged as temp files, made durable together and renamed into place at commit.
+
+    Use as a context manager: leaving the block normally commits; an exception (Ctrl-C
+    included) removes every staged temp file and publishes nothing.
+    """
+
+    store: ObjectStore
+    _staged: list[tuple[str, str]] = field(default_factory=list)  # (temp path, digest)
+    _staged_digests: set[str] = field(default_factory=set)
+    _mutex: threading.Lock = field(default_factory=threading.Lock)  # batches are filled from worker threads
+
+    def __enter__(self) -> ObjectBatch:
+        self.store.tmp.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def _new_temp(self) -> tuple[int, str]:
+        import tempfile
+
+        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.store.tmp)
+
+    def add_file(self, source: str | os.PathLike[str]) -> tuple[str, int]:
+        """Copy a file in, hashing it on the way (one read); returns (digest, size)."""
+        fd, temp = self._new_temp()
+        try:
+            with open(source, "rb", buffering=0) as src:
+                digest, size = copy_and_hash(src, fd)
+        except BaseException as exc:
+            os.close(fd)
+            os.unlink(temp)
+            if isinstance(exc, OSError) and exc.filename != str(source):
+                raise storage_error(exc, self.store.root) from exc
+            raise
+        os.close(fd)
+        self._stage(temp, digest)
+        return digest, size
+
+    def add_verified(self, source: str | os.PathLike[str], expected: str) -> int:
+        """Copy a file in that must hash to ``expected`` (a download, a remote object)."""
+        digest, size = self.add_file(source)
+        if digest != expected:
+            self._drop(digest)
+            raise CorruptObjectError(
+                f"{source} does not match its object name {expected} (got {digest})", object=expected
+            )
+        return size
+
+    def add_bytes(self, data: bytes) -> str:
+        digest = hash_bytes(data)
+        if self.store.exists(digest) or digest in self._staged_digests:
+            return digest
+        fd, temp = self._new_temp()
+        try:
+            os.write(fd, data)
+        except BaseException as exc:
+            os.close(fd)
+            os.unlink(temp)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, self.store.root) from exc
+            raise
+        os.close(fd)
+        self._stage(temp, digest)
+        return digest
+
+    def link_in(self, source: str | os.PathLike[str], digest: str) -> None:
+        """Adopt an already-hashed file by hard link: no bytes copied (cache.type hardlink)."""
+        if self.store.exists(digest) or digest in self._staged_digests:
+            return
+        temp = os.path.join(self.store.tmp, f"{TMP_PREFIX}link-{os.getpid()}-{digest}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        os.link(source, temp)
+        self._stage(temp, digest)
+
+    def _stage(self, temp: str, digest: str) -> None:
+        with self._mutex:
+            if digest not in self._staged_digests and not self.store.exists(digest):
+                self._staged.append((temp, digest))
+                self._staged_digests.add(digest)
+                return
+        os.unlink(temp)  # identical content is stored once
+
+    def add_stream(self, source: BinaryIO, expected: str) -> int:
+        """Copy a stream in (a download) that must hash to ``expected``; nothing is kept otherwise."""
+        fd, temp = self._new_temp()
+        try:
+            digest, size = copy_and_hash(source, fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+        os.close(fd)
+        if digest != expected:
+            os.unlink(temp)
+            raise CorruptObjectError(f"object {expected} arrived corrupt (its bytes hash to {digest})", object=expected)
+        self._stage(temp, digest)
+        return size
+
+    def _drop(self, digest: str) -> None:
+        for index, (temp, staged) in enumerate(self._staged):
+            if staged == digest:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+                del self._staged[index]
+                self._staged_digests.discard(digest)
+                return
+
+    def commit(self) -> int:
+        """Make every staged object durable, then publish it under its name; returns the count."""
+        staged, self._staged = self._staged, []
+        self._staged_digests = set()
+        if not staged:
+            return 0
+        try:
+            self._make_durable([temp for temp, _ in staged])
+            shards: set[Path] = set()
+            for temp, digest in staged:
+                target = self.store.path(digest)
+                if not target.parent.is_dir():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shards.add(self.store.root)
+                mode = os.stat(temp).st_mode
+                os.chmod(temp, READ_ONLY | (mode & 0o111 if stat.S_ISREG(mode) else 0))
+                os.replace(temp, target)
+                shards.add(target.parent)
+            for shard in shards:
+                fsync_dir(shard)
+        except BaseException as exc:
+            for temp, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, self.store.root) from exc
+            raise
+        return len(staged)
+
+    def _make_durable(self, temps: list[str]) -> None:
+        if len(temps) >= SYNCFS_BATCH:
+            fd = os.open(self.store.tmp, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _syncfs(fd):
+                    return
+            finally:
+                os.close(fd)
+        for temp in temps:
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def abort(self) -> None:
+        staged, self._staged = self._staged, []
+        self._staged_digests = set()
+        for temp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
