@@ -65,6 +65,8 @@ class UsageError(MlopsError):
 
 
 class NotARepoError(UsageError):
+    """No `.mlops/` in the working folder or any parent."""
+
     kind = "not_a_repo"
 
 
@@ -93,16 +95,22 @@ class NewerFormatError(ConfigError):
 
 
 class UnknownRevisionError(UsageError):
+    """A git revision that does not exist."""
+
     kind = "unknown_revision"
 
 
 # --- 3: could not complete --------------------------------------------------------------
 class CouldNotComplete(MlopsError):
+    """The command could not finish its work."""
+
     exit_code = EXIT_FAILURE
     kind = "failure"
 
 
 class LockHeldError(CouldNotComplete):
+    """Another mlops process held the lock past the wait (its pid and start time are named)."""
+
     kind = "lock_held"
 
 
@@ -131,10 +139,14 @@ class StorageError(CouldNotComplete):
 
 
 class GitError(CouldNotComplete):
+    """git failed underneath."""
+
     kind = "git"
 
 
 class Interrupted(MlopsError):
+    """Stopped by Ctrl-C."""
+
     exit_code = EXIT_INTERRUPTED
     kind = "interrupted"
 

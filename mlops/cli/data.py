@@ -57,8 +57,9 @@ def add(
         verb = "added" if target.changed else "unchanged"
         out.line(f"{verb}\t{target.path}\t({what}{human_bytes(target.size)})")
     if any(t.changed for t in result.targets):
-        pointers = " ".join(f"{t.path}.mlops" for t in result.targets if t.changed)
-        out.info(f"to track the changes with git: git add {pointers} .gitignore")
+        files = [f"{t.path}.mlops" for t in result.targets if t.changed]
+        files += sorted({t.gitignore for t in result.targets if t.changed})
+        out.info(f"to track the changes with git: git add {' '.join(files)}")
 
 
 def status(

@@ -29,6 +29,7 @@ class AddedTarget:
     files: int
     hashed: int  # files read because the state database did not know them
     changed: bool  # the pointer file changed (or is new)
+    gitignore: str  # the .gitignore that lists the data
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> A
     store = repo.objects
     kinds = repo.config.link_types
     old = _old_pointer(repo, rel)
+    adopt = kinds[0] == "hardlink"  # the file itself becomes the object: nothing copied
     if absolute.is_dir():
         files = scan_dir(repo, str(absolute))
         nested = sorted(r for r in files if r.endswith(POINTER_SUFFIX))
@@ -75,7 +77,7 @@ def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> A
                 hint="track the folders inside separately, or remove their pointer files first",
             )
         with store.batch() as batch:
-            outcome = hash_files(repo, files.values(), into=batch, jobs=jobs, progress=progress, description=rel)
+            outcome = hash_files(repo, files.values(), into=batch, adopt=adopt, jobs=jobs, progress=progress, description=rel)
             tree = build_tree(outcome.records)
             for data in tree.manifests.values():
                 batch.add_bytes(data)
@@ -86,19 +88,19 @@ def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> A
         if item is None:
             raise InvalidPathError(f"{rel}: not a regular file or folder")
         with store.batch() as batch:
-            outcome = hash_files(repo, [item], into=batch, progress=progress, description=rel)
+            outcome = hash_files(repo, [item], into=batch, adopt=adopt, progress=progress, description=rel)
         record = outcome.records[""]
         pointer = Pointer(rel, "file", record.hash, record.size)
         workspace = [(item.path, record)]
     changed = old != pointer
     if changed:
         write_pointer(repo.root, pointer)
-    _ignore_in_git(repo, rel)
+    gitignore = _ignore_in_git(repo, rel)
     if is_link_kind_shared(kinds[0]):
         # the workspace copy becomes a read-only link to the cache, as cache.type asks
         for path, record in workspace:
             place(str(store.path(record.hash)), path, kinds, executable=record.executable)
-    return AddedTarget(rel, pointer.kind, pointer.hash, pointer.size, pointer.files, outcome.hashed, changed)
+    return AddedTarget(rel, pointer.kind, pointer.hash, pointer.size, pointer.files, outcome.hashed, changed, gitignore)
 
 
 def _old_pointer(repo: Repo, rel: str) -> Pointer | None:
@@ -110,15 +112,15 @@ def _old_pointer(repo: Repo, rel: str) -> Pointer | None:
         return None
 
 
-def _ignore_in_git(repo: Repo, rel: str) -> None:
+def _ignore_in_git(repo: Repo, rel: str) -> str:
     """List ``/name`` in the .gitignore beside the data, as DVC does; idempotent."""
     parent, _, name = rel.rpartition("/")
     gitignore = repo.root / parent / ".gitignore" if parent else repo.root / ".gitignore"
     entry = f"/{name}"
     with repo.lock("gitignore", what=".gitignore files"):
         text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
-        if entry in text.splitlines():
-            return
-        if text and not text.endswith("\n"):
-            text += "\n"
-        atomic_write(gitignore, text + entry + "\n")
+        if entry not in text.splitlines():
+            if text and not text.endswith("\n"):
+                text += "\n"
+            atomic_write(gitignore, text + entry + "\n")
+    return repo.rel(gitignore)

@@ -92,6 +92,7 @@ def hash_files(
     files: Iterable[WorkspaceFile],
     *,
     into: ObjectBatch | None = None,
+    adopt: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
     description: str = "hashing",
@@ -99,7 +100,9 @@ def hash_files(
     """Hash workspace files, reading only those the state database does not know.
 
     With ``into``, every file whose object is not yet in the cache is copied in while it
-    is hashed (one read). Newly learned hashes are recorded in the state database.
+    is hashed (one read); with ``adopt`` as well (cache.type hardlink), it is hashed in
+    place and hard-linked in instead: no bytes are written at all. Newly learned hashes
+    are recorded in the state database.
     """
     state = repo.state
     store = repo.objects
@@ -115,10 +118,16 @@ def hash_files(
         return HashOutcome(records, 0)
 
     def work(item: WorkspaceFile) -> tuple[WorkspaceFile, str, int]:
-        if into is not None:
-            digest, size = into.add_file(item.path)
-        else:
+        if into is None:
             digest, size = hash_file(item.path)
+        elif adopt:
+            digest, size = hash_file(item.path)
+            try:
+                into.link_in(item.path, digest)
+            except OSError:  # another device, or links refused: copy after all
+                digest, size = into.add_file(item.path)
+        else:
+            digest, size = into.add_file(item.path)
         return item, digest, size
 
     learned: list[tuple[StatKey, str]] = []

@@ -102,6 +102,9 @@ def place(obj_path: str, dest: str, kinds: tuple[str, ...], *, executable: bool 
     """Put the object at ``dest``, replacing what is there; returns the kind used."""
     tmp, kind = stage(obj_path, dest, kinds, executable=executable)
     try:
+        if kind == "hardlink" and os.path.lexists(dest) and os.path.samefile(tmp, dest):
+            os.unlink(tmp)  # already that very file; rename() of a file onto itself would leave tmp behind
+            return kind
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

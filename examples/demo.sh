@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The end-to-end example behind `make demo`. It makes its own data (no download) in
+# demo-work/ and leaves that folder for you to explore afterwards.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+work="$here/demo-work"
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-mlops demo}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-demo@example.com}"
+export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-mlops demo}" GIT_COMMITTER_EMAIL="${GIT_COMMITTER_EMAIL:-demo@example.com}"
+
+step "a git repository with mlops"
+run git init -q -b main project
+cd project
+run mlops init
+
+step "make some data: a customer table and a folder of 'images'"
+python3 "$here/examples/make_data.py" data
+
+step "track it"
+run mlops add data/customers.csv data/images
+run git add data/customers.csv.mlops data/images.mlops data/.gitignore .mlops/config.yaml .mlops/.gitignore
+run git commit -q -m "data v1"
+run mlops status
+
+step "change the data: one image edited, one removed, one new"
+echo "edited" >> data/images/cats/cat_0001.txt
+rm data/images/dogs/dog_0002.txt
+echo "a new one" > data/images/dogs/dog_9999.txt
+run mlops status || true
+run mlops add data/images
+run git commit -q -am "data v2"
+run mlops diff HEAD~1 HEAD
+
+step "git checkout an older commit, then mlops checkout makes the data follow"
+run git checkout -q HEAD~1
+run mlops checkout
+run mlops status
+run git checkout -q main
+run mlops checkout
+
+step "push to a remote, lose the cache and the data, pull them back"
+run mlops remote add storage "$work/remote" --default
+run mlops push -j 8
+rm -rf .mlops/cache data/images data/customers.csv
+run mlops pull -j 8
+run mlops status
+run mlops verify
+
+step "done: explore $work/project"

@@ -1,0 +1,503 @@
+"""A remote in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, ...), laid out like the cache.
+
+Keys: ``s3://<bucket>/<prefix>/<first 2 hex>/<other 30 hex>``, the names of the local cache.
+
+Design:
+- One ``s3fs.S3FileSystem`` per remote, built on first use with ``skip_instance_cache`` (two
+  remotes with different credentials never share a client). Its coroutines run on fsspec's
+  IO loop thread; worker threads hand them over with ``fsspec.asyn.sync``, so every method
+  here may be called from several threads at once.
+- ``missing``: under ``LIST_THRESHOLD`` digests, one HEAD per object, concurrently on the
+  loop; from there on, one listing of the prefix (1000 keys a request) diffed against them.
+- ``upload`` reads the local object once, hashing it as it goes, and never makes a key
+  visible before the hash matched: a small object is read into memory, checked, then sent in
+  one PUT; a large one is sent as a multipart upload whose parts stay invisible until
+  ``CompleteMultipartUpload``, which is only called once the whole stream hashed right
+  (otherwise the upload is aborted). Both are atomic in S3: a reader sees all or nothing.
+- ``download`` streams one GET into ``ObjectBatch.add_stream``, which checks the hash.
+- Fail fast: 5 s to connect, two retries; every botocore/aiohttp/s3fs error becomes one
+  ``RemoteError`` line (unreachable, credentials refused, no such bucket, ...) and never
+  escapes raw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import xxhash
+
+from ..errors import ConfigError, CorruptObjectError, MissingObjectError, MlopsError, RemoteError
+from ..fsio import storage_error
+from ..parallel import default_jobs
+from ..store.hashing import hash_bytes, is_hash
+from ..store.objects import ObjectBatch
+from .base import Remote
+
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection: an endpoint that is down fails fast
+DEFAULT_TIMEOUT = 60.0  # seconds without a byte from the server (settings: timeout)
+# botocore's "standard" retries (throttling, 5xx, connection errors, timeouts): 3 attempts,
+# i.e. two retries after ~0-1 s and ~0-2 s. s3fs's own retry loop is turned off (1 attempt) so
+# that the two do not multiply: a closed port fails in ~3 s at most, a silent host in ~20 s.
+ATTEMPTS = 3
+S3FS_ATTEMPTS = 1
+LIST_THRESHOLD = 100  # from this many digests on, `missing` lists the prefix instead of HEADs
+MULTIPART_THRESHOLD = 64 << 20  # smaller objects go in one PUT, read whole into memory
+PART_SIZE = 16 << 20  # multipart part size (S3's minimum is 5 MiB), memory per upload thread
+MAX_PARTS = 10_000  # S3's limit on parts per upload
+ABORT_TIMEOUT = 10.0  # seconds granted to cleaning up a failed multipart upload
+
+NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+CREDENTIAL_CODES = {
+    "403",
+    "AccessDenied",
+    "AccountProblem",
+    "AllAccessDisabled",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+}
+REGION_CODES = {"301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "PermanentRedirect"}
+CREDENTIALS_HINT = (
+    "set access_key_id and secret_access_key (or profile) for this remote in .mlops/config.local.yaml, "
+    "or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE in the environment"
+)
+
+
+class _NotFound(RemoteError):
+    """A key that is not there (404): callers turn it into MissingObjectError or 'missing'."""
+
+
+class _Refused(RemoteError):
+    """The endpoint refused the credentials, or what they may do (403)."""
+
+
+class S3Remote(Remote):
+    list_threshold = LIST_THRESHOLD
+    list_page_size = 1000  # keys per listing request (S3's maximum)
+    multipart_threshold = MULTIPART_THRESHOLD
+    part_size = PART_SIZE
+
+    def __init__(self, name: str, url: str, settings: dict[str, Any]) -> None:
+        super().__init__(name, url)
+        self.bucket, self.prefix = _parse_url(name, url)
+        self.endpoint_url = _text(name, settings, "endpoint_url")
+        self.region = _text(name, settings, "region")
+        self.profile = _text(name, settings, "profile")
+        self.access_key_id = _text(name, settings, "access_key_id")
+        self.secret_access_key = _text(name, settings, "secret_access_key")
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            given, lacking = (
+                ("access_key_id", "secret_access_key") if self.access_key_id else ("secret_access_key", "access_key_id")
+            )
+            raise ConfigError(
+                f"remote '{name}' has {given} but no {lacking}",
+                hint="set both in .mlops/config.local.yaml, or neither to use the AWS environment",
+            )
+        self.jobs = int(_number(name, settings, "jobs", default_jobs(), integer=True))
+        self.timeout = _number(name, settings, "timeout", DEFAULT_TIMEOUT)
+        self._fs: Any = None
+        self._fs_lock = threading.Lock()
+        self._bucket_seen = False
+
+    # --- names -------------------------------------------------------------------------
+    def _key(self, digest: str) -> str:
+        return f"{self.prefix}/{digest[:2]}/{digest[2:]}" if self.prefix else f"{digest[:2]}/{digest[2:]}"
+
+    @property
+    def _endpoint(self) -> str:
+        if self.endpoint_url:
+            return self.endpoint_url
+        return f"s3.{self.region}.amazonaws.com" if self.region else "s3.amazonaws.com"
+
+    @property
+    def _where(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    # --- the client --------------------------------------------------------------------
+    def _filesystem(self) -> Any:
+        with self._fs_lock:
+            if self._fs is None:
+                import s3fs  # lazily: only S3 remotes pay for it
+
+                kwargs: dict[str, Any] = {
+                    "skip_instance_cache": True,
+                    "use_listings_cache": False,
+                    "endpoint_url": self.endpoint_url,
+                    "key": self.access_key_id,
+                    "secret": self.secret_access_key,
+                    "client_kwargs": {"region_name": self.region} if self.region else {},
+                    "config_kwargs": {
+                        "connect_timeout": CONNECT_TIMEOUT,
+                        "read_timeout": self.timeout,
+                        "retries": {"max_attempts": ATTEMPTS, "mode": "standard"},
+                        "max_pool_connections": max(10, self.jobs, default_jobs()),
+                    },
+                }
+                if self.profile:
+                    kwargs["profile"] = self.profile
+                from botocore.config import Config
+
+                if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
+                    # Only the checksums S3 requires: many S3-compatible stores reject the
+                    # newer default ones, and every object's hash is checked end to end anyway.
+                    kwargs["config_kwargs"]["request_checksum_calculation"] = "when_required"
+                    kwargs["config_kwargs"]["response_checksum_validation"] = "when_required"
+                fs = s3fs.S3FileSystem(**kwargs)
+                fs.retries = S3FS_ATTEMPTS
+                self._fs = fs
+            return self._fs
+
+    def _run(self, func: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run coroutine function ``func`` on fsspec's IO loop from this thread; errors become MlopsErrors."""
+        from fsspec.asyn import sync
+
+        fs = self._filesystem()
+        try:
+            return sync(fs.loop, func, *args, timeout=timeout, **kwargs)
+        except MlopsError:
+            raise
+        except Exception as exc:
+            translated = self._error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        return await self._fs._call_s3(method, Bucket=self.bucket, **kwargs)
+
+    # --- Remote ------------------------------------------------------------------------
+    def missing(self, digests: Collection[str]) -> set[str]:
+        wanted = set(digests)
+        if not wanted:
+            return set()
+        if len(wanted) < self.list_threshold:
+            found = self._run(self._heads, sorted(wanted))
+            absent = {d for d, there in zip(sorted(wanted), found, strict=True) if not there}
+            if absent:
+                self._check_bucket()  # a HEAD says 404 for a missing bucket too
+            return absent
+        absent = set(wanted)
+        for digest in self.iter_digests():  # one listing; fails clearly if the bucket is missing
+            absent.discard(digest)
+        return absent
+
+    async def _heads(self, digests: list[str]) -> list[bool]:
+        gate = asyncio.Semaphore(self.jobs)
+
+        async def exists(digest: str) -> bool:
+            async with gate:
+                try:
+                    await self._call("head_object", Key=self._key(digest))
+                except Exception as exc:
+                    if _code(exc)[0] in NOT_FOUND_CODES:
+                        return False
+                    raise
+                return True
+
+        tasks = [asyncio.ensure_future(exists(d)) for d in digests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:  # on the first error, stop the rest rather than leak them
+                task.cancel()
+
+    def _check_bucket(self) -> None:
+        """Tell 'no such bucket' from 'no such key' once; a 403 (no ListBucket right) is left be."""
+        if self._bucket_seen:
+            return
+        try:
+            self._run(self._call, "head_bucket")
+        except _NotFound:
+            raise self._no_bucket() from None
+        except _Refused:
+            pass  # cannot tell (HeadBucket needs s3:ListBucket): the object calls will say
+        self._bucket_seen = True
+
+    def upload(self, digest: str, source: Path) -> int:
+        key = self._key(digest)
+        try:
+            handle = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise MissingObjectError(
+                f"object {digest} is not in the cache; not pushed",
+                hint="run 'mlops verify' and re-add the data it belongs to",
+                object=digest,
+            ) from None
+        with handle:
+            if os.fstat(handle.fileno()).st_size < self.multipart_threshold:
+                # Small: read once, hash, and only then one PUT (atomic: all or nothing).
+                data = handle.readall()
+                if hash_bytes(data) != digest:
+                    raise self._corrupt_local(digest)
+                self._run(self._call, "put_object", Key=key, Body=data)
+                return len(data)
+            return self._upload_multipart(digest, key, handle)
+
+    def _upload_multipart(self, digest: str, key: str, handle: BinaryIO) -> int:
+        """Large: parts are hashed as they are read and sent, but stay invisible until the
+        upload is completed, which happens only when the whole stream matched ``digest``."""
+        part_size = max(self.part_size, -(-os.fstat(handle.fileno()).st_size // MAX_PARTS))
+        upload_id = self._run(self._call, "create_multipart_upload", Key=key)["UploadId"]
+        completed = False
+        try:
+            hasher = xxhash.xxh3_128()
+            parts: list[dict[str, Any]] = []
+            size = 0
+            while True:
+                chunk = _read_full(handle, part_size)
+                if not chunk and parts:
+                    break
+                hasher.update(chunk)
+                size += len(chunk)
+                number = len(parts) + 1
+                answer = self._run(
+                    self._call, "upload_part", Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
+                )
+                parts.append({"ETag": answer["ETag"], "PartNumber": number})
+                if len(chunk) < part_size:
+                    break
+            if hasher.hexdigest() != digest:
+                raise self._corrupt_local(digest)
+            self._run(
+                self._call, "complete_multipart_upload", Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+            completed = True
+            return size
+        finally:
+            if not completed:  # best effort: leave no orphan parts (they are never visible anyway)
+                with contextlib.suppress(Exception):
+                    self._run(self._call, "abort_multipart_upload", Key=key, UploadId=upload_id, timeout=ABORT_TIMEOUT)
+
+    def _corrupt_local(self, digest: str) -> CorruptObjectError:
+        return CorruptObjectError(
+            f"local object {digest} is corrupt; not pushed",
+            hint="run 'mlops verify' and re-add the data it belongs to",
+            object=digest,
+        )
+
+    def download(self, digest: str, batch: ObjectBatch) -> int:
+        try:
+            answer = self._run(self._call, "get_object", Key=self._key(digest))
+        except _NotFound:
+            self._check_bucket()
+            raise MissingObjectError(
+                f"object {digest} is not on remote '{self.name}' ({self._where})",
+                hint="push it from a clone that has it",
+                object=digest,
+            ) from None
+        stream = _SyncBody(self, answer["Body"])
+        try:
+            return batch.add_stream(stream, digest)  # type: ignore[arg-type]
+        except CorruptObjectError:
+            raise CorruptObjectError(
+                f"object {digest} on remote '{self.name}' is corrupt; not taken",
+                hint="push a good copy from a clone that has it",
+                object=digest,
+            ) from None
+        except OSError as exc:  # the reader maps network errors; an OSError here is the local disk
+            raise storage_error(exc, batch.store.root) from exc
+        finally:
+            stream.close()
+
+    def iter_digests(self) -> Iterator[str]:
+        start = f"{self.prefix}/" if self.prefix else ""
+        token: str | None = None
+        while True:
+            page = self._run(
+                self._call,
+                "list_objects_v2",
+                Prefix=start,
+                MaxKeys=self.list_page_size,
+                **({"ContinuationToken": token} if token else {}),
+            )
+            self._bucket_seen = True
+            for item in page.get("Contents", ()):
+                shard, _, rest = item["Key"][len(start) :].partition("/")
+                if len(shard) == 2 and "/" not in rest and is_hash(shard + rest):
+                    yield shard + rest
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    # --- errors ------------------------------------------------------------------------
+    def _no_bucket(self) -> RemoteError:
+        return RemoteError(
+            f"remote '{self.name}': bucket '{self.bucket}' does not exist at {self._endpoint}",
+            hint="create the bucket, or fix the remote's URL ('mlops remote list')",
+        )
+
+    def _error(self, exc: BaseException) -> MlopsError | None:
+        """One clear line for what went wrong talking to the remote; None for a bug of ours."""
+        import aiohttp
+        import botocore.exceptions as bce
+        from fsspec.exceptions import FSTimeoutError
+
+        code, message = _code(exc)
+        chain = list(_chain(exc))
+        name = self.name
+        if code is not None:
+            if code in NOT_FOUND_CODES:
+                return _NotFound(f"remote '{name}' has no such key in {self._where}")
+            if code == "NoSuchBucket":
+                return self._no_bucket()
+            if code in CREDENTIAL_CODES:
+                return _Refused(
+                    f"remote '{name}' refused the credentials ({code}) for {self._where} at {self._endpoint}",
+                    hint=CREDENTIALS_HINT + "; the key also needs s3:ListBucket, s3:GetObject and s3:PutObject",
+                )
+            if code in REGION_CODES:
+                return RemoteError(
+                    f"remote '{name}': bucket '{self.bucket}' is in another region than {self.region or 'the default'}",
+                    hint="set the remote's region in .mlops/config.yaml",
+                )
+            return RemoteError(f"remote '{name}' answered with an error: {code}: {_one_line(message)}")
+
+        def first(kinds: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+            return next((e for e in chain if isinstance(e, kinds)), None)
+
+        if first(bce.ProfileNotFound):
+            return ConfigError(
+                f"remote '{name}': AWS profile '{self.profile}' not found", hint="fix 'profile' or see ~/.aws/config"
+            )
+        if first((bce.NoCredentialsError, bce.PartialCredentialsError, bce.CredentialRetrievalError)):
+            return RemoteError(
+                f"remote '{name}' has no credentials: none in its config nor in the AWS environment",
+                hint=CREDENTIALS_HINT,
+            )
+        if found := first((bce.ConnectTimeoutError, bce.ConnectionError, ConnectionError, aiohttp.ClientConnectorError)):
+            reason = f" ({_one_line(str(found))})" if isinstance(found, bce.SSLError) else ""
+            return RemoteError(
+                f"remote '{name}' is unreachable: could not connect to {self._endpoint}{reason}",
+                hint="check the network and the remote's endpoint_url ('mlops remote list')",
+            )
+        if first((bce.ReadTimeoutError, TimeoutError, FSTimeoutError)):
+            return RemoteError(
+                f"remote '{name}' did not answer within {self.timeout:g} s ({self._endpoint})",
+                hint="try again, or raise the remote's timeout in .mlops/config.yaml",
+            )
+        if found := first(bce.ParamValidationError):
+            if "Invalid bucket name" in str(found):
+                return ConfigError(f"remote '{name}': '{self.bucket}' is not a valid bucket name", hint="fix the remote's URL")
+            return ConfigError(f"remote '{name}': {_one_line(str(found))}", hint="fix the remote's URL")
+        if found := first((bce.BotoCoreError, aiohttp.ClientError, OSError)):
+            return RemoteError(
+                f"remote '{name}' failed talking to {self._endpoint}: {type(found).__name__}: {_one_line(str(found))}",
+                hint="try again",
+            )
+        return None
+
+
+class _SyncBody:
+    """A blocking ``read``/``readinto`` over an aiobotocore streaming body, for ``add_stream``.
+
+    ``read(n)`` returns exactly ``n`` bytes unless the stream ends (``copy_and_hash`` relies on it).
+    """
+
+    def __init__(self, remote: S3Remote, body: Any) -> None:
+        self.remote = remote
+        self.body = body
+
+    def read(self, size: int = -1) -> bytes:
+        buffer = bytearray(size) if size >= 0 else None
+        if buffer is None:
+            return bytes(self.remote._run(self.body.read))
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        return int(self.remote._run(_fill, self.body, memoryview(buffer).cast("B")))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.remote._run(_close, self.body, timeout=ABORT_TIMEOUT)
+
+
+async def _fill(body: Any, view: memoryview) -> int:
+    count = 0
+    while count < len(view):
+        chunk = await body.read(len(view) - count)
+        if not chunk:
+            break
+        view[count : count + len(chunk)] = chunk
+        count += len(chunk)
+    return count
+
+
+async def _close(body: Any) -> None:
+    body.close()
+
+
+def _read_full(handle: BinaryIO, size: int) -> bytes:
+    """Read ``size`` bytes, fewer only at the end of the file."""
+    parts: list[bytes] = []
+    left = size
+    while left:
+        chunk = handle.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _code(exc: BaseException) -> tuple[str | None, str]:
+    """The S3 error code and message of the first ClientError in ``exc``'s chain (s3fs wraps them)."""
+    from botocore.exceptions import ClientError
+
+    for e in _chain(exc):
+        if isinstance(e, ClientError):
+            error = e.response.get("Error", {})
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return str(error.get("Code") or status or "unknown"), str(error.get("Message") or e)
+    return None, ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _parse_url(name: str, url: str) -> tuple[str, str]:
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ConfigError(f"remote '{name}': no bucket in {url}", hint="use s3://BUCKET/PREFIX")
+    return bucket, prefix.strip("/")
+
+
+def _text(name: str, settings: dict[str, Any], key: str) -> str | None:
+    value = settings.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"remote '{name}': '{key}' must be a string, found {value!r}")
+    return value
+
+
+def _number(name: str, settings: dict[str, Any], key: str, default: float, *, integer: bool = False) -> float:
+    value = settings.get(key)
+    if value is None:
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, bool) or number <= 0 or (integer and str(number) != str(value).strip()):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"remote '{name}': '{key}' must be {kind} above 0, found {value!r}")
+    return number

@@ -1,0 +1,131 @@
+"""Contracts that keep the project honest: docs in sync, start-up light, layers held."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops import errors
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("pandas", "pyarrow", "scipy", "sklearn", "matplotlib")
+
+
+def test_cli_reference_is_generated_from_the_app() -> None:
+    from mlops.cli.reference import render
+
+    assert (ROOT / "docs" / "cli.md").read_text() == render(), "run: python -m mlops.cli.reference > docs/cli.md"
+
+
+def test_every_command_is_in_the_cli_reference() -> None:
+    import typer
+
+    from mlops.cli.main import app
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    root = typer.main.get_command(app)
+    for name, cmd in root.commands.items():
+        assert f"## `mlops {name}`" in text
+        for sub in getattr(cmd, "commands", {}) or {}:
+            assert f"## `mlops {name} {sub}`" in text
+
+
+def test_exit_code_table_matches_errors() -> None:
+    text = (ROOT / "docs" / "exit-codes.md").read_text()
+    documented = {m[0]: (int(m[1]), m[2]) for m in re.findall(r"\| `(\w+)` \| (\d+) \| `(\w+)` \|", text)}
+    in_code = {cls.__name__: (cls.exit_code, cls.kind) for cls in errors.ALL_ERRORS}
+    assert documented == in_code
+    # every MlopsError subclass a user can meet is listed
+    def subclasses(cls: type) -> set[type]:
+        return set(cls.__subclasses__()).union(*(subclasses(c) for c in cls.__subclasses__()))
+
+    assert subclasses(errors.MlopsError) <= set(errors.ALL_ERRORS)
+
+
+def test_exit_codes_are_the_contract() -> None:
+    assert {cls.exit_code for cls in errors.ALL_ERRORS} == {1, 2, 3, 130}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["status"], ["add", "data"]])
+def test_startup_imports_no_heavy_library(argv: list[str], repo, tree) -> None:
+    tree({"data/a.txt": "a"})
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['mlops', *{argv!r}]\n"
+        "try:\n    runpy.run_module('mlops', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    line = [l for l in proc.stderr.splitlines() if l.startswith("HEAVY=")]
+    assert line == ["HEAVY="], proc.stderr
+
+
+# --- layers: each package imports only what stands below it; nothing imports cli ---------
+LAYERS = [
+    {"errors"},
+    {"fsio", "formats", "progress", "parallel"},
+    {"store"},
+    {"remotes"},
+    {"repo"},
+    {"data"},
+    {"tracking"},
+    {"pipeline"},
+    {"registry"},
+    {"drift", "serve"},
+    {"cli"},
+]
+RANK = {name: index for index, names in enumerate(LAYERS) for name in names}
+
+
+def _room(module_path: Path) -> str:
+    rel = module_path.relative_to(ROOT / "mlops")
+    return rel.parts[0].removesuffix(".py") if rel.parts[0] != "__init__.py" else "__init__"
+
+
+def _imported_rooms(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    rooms: set[str] = set()
+    package_parts = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package_parts[: len(package_parts) - node.level + 1])
+                target = [*base, *(node.module.split(".") if node.module else [])]
+                if not node.module:  # from . import x, y
+                    for alias in node.names:
+                        full = [*target, alias.name]
+                        if len(full) > 1 and full[0] == "mlops":
+                            rooms.add(full[1])
+                    continue
+            else:
+                target = (node.module or "").split(".")
+            if target and target[0] == "mlops" and len(target) > 1:
+                rooms.add(target[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "mlops" and len(parts) > 1:
+                    rooms.add(parts[1])
+    return rooms
+
+
+def test_layers_hold() -> None:
+    problems = []
+    for path in sorted((ROOT / "mlops").rglob("*.py")):
+        room = _room(path)
+        if room in ("__init__", "__main__"):
+            continue
+        assert room in RANK, f"{path}: room '{room}' is not in the layer table of this test"
+        for used in _imported_rooms(path):
+            if used == room or used in ("__init__",):
+                continue
+            if RANK.get(used, -1) > RANK[room] or used == "cli":
+                problems.append(f"{path.relative_to(ROOT)} ({room}) imports {used}")
+    assert not problems, "\n".join(problems)
