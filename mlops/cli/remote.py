@@ -26,15 +26,14 @@ def add(
 ) -> None:
     """Add a remote."""
     repo = find_repo()
-    config = repo.config
-    if name in config.remotes and not force:
-        raise UsageError(f"remote '{name}' already exists", hint="use --force to replace it, or 'mlops remote modify'")
     open_remote(name, {"url": url}, root=repo.root)  # refuses a URL scheme it cannot serve
-    doc = config.local if local else config.shared
-    doc.setdefault("remotes", {})[name] = {"url": url}
-    if default:
-        doc.setdefault("core", {})["remote"] = name
-    repo.save_config()
+    with repo.editing_config() as config:
+        if name in config.remotes and not force:
+            raise UsageError(f"remote '{name}' already exists", hint="use --force to replace it, or 'mlops remote modify'")
+        doc = config.local if local else config.shared
+        doc.setdefault("remotes", {})[name] = {"url": url}
+        if default:
+            doc.setdefault("core", {})["remote"] = name
     Output().info(f"remote '{name}' -> {url}{' (default)' if default else ''}")
 
 
@@ -46,42 +45,41 @@ def modify(
     local: bool = typer.Option(False, "--local", help="Write to config.local.yaml (for secrets)."),
 ) -> None:
     """Set one setting of a remote (endpoint_url, region, credentials...)."""
-    repo = find_repo()
-    if name not in repo.config.remotes:
-        raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
     if key not in REMOTE_KEYS:
         raise UsageError(f"unknown remote setting '{key}'", hint=f"one of: {', '.join(sorted(REMOTE_KEYS))}")
     if key in SECRET_KEYS and not local:
         raise UsageError(f"'{key}' is a secret: keep it out of git", hint=f"mlops remote modify {name} {key} VALUE --local")
-    doc = repo.config.local if local else repo.config.shared
-    doc.setdefault("remotes", {}).setdefault(name, {})[key] = int(value) if key == "jobs" else value
-    repo.save_config()
+    if key == "jobs" and not value.isdigit():
+        raise UsageError(f"'jobs' must be a whole number, found {value!r}")
+    with find_repo().editing_config() as config:
+        if name not in config.remotes:
+            raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
+        doc = config.local if local else config.shared
+        doc.setdefault("remotes", {}).setdefault(name, {})[key] = int(value) if key == "jobs" else value
 
 
 @command(app, "remove")
 def remove(name: str = typer.Argument(..., help="Remote name.")) -> None:
     """Remove a remote (its objects stay where they are)."""
-    repo = find_repo()
-    found = False
-    for doc in (repo.config.shared, repo.config.local):
-        if name in (doc.get("remotes") or {}):
-            del doc["remotes"][name]
-            found = True
-        if (doc.get("core") or {}).get("remote") == name:
-            del doc["core"]["remote"]
-    if not found:
-        raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
-    repo.save_config()
+    with find_repo().editing_config() as config:
+        found = False
+        for doc in (config.shared, config.local):
+            if name in (doc.get("remotes") or {}):
+                del doc["remotes"][name]
+                found = True
+            if (doc.get("core") or {}).get("remote") == name:
+                del doc["core"]["remote"]
+        if not found:
+            raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
 
 
 @command(app, "default")
 def default(name: str = typer.Argument(..., help="Remote name.")) -> None:
     """Make a remote the default for push, pull and fetch."""
-    repo = find_repo()
-    if name not in repo.config.remotes:
-        raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
-    repo.config.shared.setdefault("core", {})["remote"] = name
-    repo.save_config()
+    with find_repo().editing_config() as config:
+        if name not in config.remotes:
+            raise UsageError(f"no remote named '{name}'", hint="see 'mlops remote list'")
+        config.shared.setdefault("core", {})["remote"] = name
 
 
 @command(app, "list")

@@ -17,7 +17,7 @@ from ..repo.repo import Repo
 from ..store.links import is_link_kind_shared, place
 from ..store.tree import build_tree
 from .pointer import POINTER_SUFFIX, Pointer, read_pointer, write_pointer
-from .workspace import hash_files, scan_dir, scan_file
+from .workspace import dir_fingerprint, hash_files, scan_dir, scan_file
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,9 @@ def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> A
             for data in tree.manifests.values():
                 batch.add_bytes(data)
         pointer = Pointer(rel, "dir", tree.hash, tree.size, tree.files)
+        if files and not is_link_kind_shared(kinds[0]):  # links change inodes below: nothing to remember
+            newest = max(f.key[2] for f in files.values())
+            repo.state.record_tree(dir_fingerprint(files), tree.hash, tree.size, tree.files, newest)
         workspace = [(files[r].path, outcome.records[r]) for r in files]
     else:
         item = scan_file(str(absolute))

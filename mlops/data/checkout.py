@@ -76,8 +76,12 @@ def checkout(
 def _checkout_one(repo: Repo, pointer: Pointer, *, force: bool, jobs: int | None, progress: Progress) -> CheckedOut:
     store = repo.objects
     kinds = repo.config.link_types
+    quick = read_workspace(repo, pointer.target, need_records=False, jobs=jobs)
+    if quick.kind == pointer.kind and quick.hash == pointer.hash:
+        return CheckedOut(pointer.target, 0, 0, pointer.files, None)  # already in place
     wanted = require_pointer_records(repo, pointer)
-    current = read_workspace(repo, pointer.target, jobs=jobs)
+    current = quick if quick.records is not None else read_workspace(repo, pointer.target, jobs=jobs)
+    assert current.records is not None
     top = repo.abs(pointer.target)
 
     if current.kind is not None and current.kind != pointer.kind:

@@ -14,26 +14,40 @@ from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
 from ..store.tree import FileRecord, build_tree, flatten_tree
 from .pointer import Pointer, find_pointer_files, parse_pointer, read_pointer
-from .workspace import WorkspaceFile, hash_files, scan_dir, scan_file
+from .workspace import WorkspaceFile, dir_fingerprint, hash_files, scan_dir, scan_file
 
 
 @dataclass(frozen=True)
 class WorkspaceSnapshot:
-    """The workspace side of a tracked path; ``kind`` is None when the path is missing."""
+    """The workspace side of a tracked path; ``kind`` is None when the path is missing.
+
+    ``records`` is None when the hash came from a directory fingerprint and the caller
+    did not ask for the files' hashes.
+    """
 
     kind: str | None
     hash: str | None
     size: int
     files: dict[str, WorkspaceFile]  # scanned files ("" for a single file)
-    records: dict[str, FileRecord]  # their hashes
+    records: dict[str, FileRecord] | None  # their hashes
 
 
-def read_workspace(repo: Repo, rel: str, *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> WorkspaceSnapshot:
+def read_workspace(
+    repo: Repo, rel: str, *, need_records: bool = True, jobs: int | None = None, progress: Progress = NO_PROGRESS
+) -> WorkspaceSnapshot:
     absolute = repo.abs(rel)
     if absolute.is_dir():
         files = scan_dir(repo, str(absolute))
+        fingerprint = dir_fingerprint(files)
+        if not need_records:
+            known = repo.state.lookup_tree(fingerprint)
+            if known is not None:
+                return WorkspaceSnapshot("dir", known[0], known[1], files, None)
         records = hash_files(repo, files.values(), jobs=jobs, progress=progress, description=rel).records
         tree = build_tree(records)
+        if files:
+            newest = max(f.key[2] for f in files.values())
+            repo.state.record_tree(fingerprint, tree.hash, tree.size, tree.files, newest)
         return WorkspaceSnapshot("dir", tree.hash, tree.size, files, records)
     item = scan_file(str(absolute))
     if item is None:

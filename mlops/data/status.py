@@ -68,13 +68,15 @@ def status(
 
 def _target_status(repo: Repo, pointer: Pointer, *, jobs: int | None, progress: Progress) -> TargetStatus:
     in_cache = repo.objects.exists(pointer.hash)
-    current = read_workspace(repo, pointer.target, jobs=jobs, progress=progress)
+    current = read_workspace(repo, pointer.target, need_records=False, jobs=jobs, progress=progress)
     if current.kind is None:
         return TargetStatus(pointer.target, pointer.kind, "deleted", in_cache)
     if current.hash == pointer.hash and current.kind == pointer.kind:
         return TargetStatus(pointer.target, pointer.kind, "unchanged", in_cache)
     if pointer.kind == "file" or current.kind == "file":
         return TargetStatus(pointer.target, pointer.kind, "modified", in_cache)
+    if current.records is None:
+        current = read_workspace(repo, pointer.target, jobs=jobs, progress=progress)
     recorded = pointer_records(repo, pointer)
     if recorded is None:
         return TargetStatus(

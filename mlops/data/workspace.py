@@ -7,6 +7,9 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+import xxhash
 
 from ..errors import InvalidPathError
 from ..fsio import TMP_PREFIX
@@ -20,8 +23,7 @@ from ..store.tree import FileRecord
 
 
 
-@dataclass(frozen=True)
-class WorkspaceFile:
+class WorkspaceFile(NamedTuple):
     rel: str  # relative to the tracked path (posix); "" for a tracked single file
     path: str  # absolute
     key: StatKey
@@ -79,6 +81,16 @@ def scan_dir(repo: Repo, top: str) -> dict[str, WorkspaceFile]:
                 elif entry.is_file(follow_symlinks=False):
                     out[rel] = _workspace_file(rel, entry.path, entry.stat(follow_symlinks=False))
     return out
+
+
+def dir_fingerprint(files: dict[str, WorkspaceFile]) -> str:
+    """A hash of every file's path, stat key and executable bit: equal means unchanged."""
+    hasher = xxhash.xxh3_128()
+    for rel in sorted(files):
+        item = files[rel]
+        ino, size, mtime = item.key
+        hasher.update(f"{rel}\0{ino}\0{size}\0{mtime}\0{int(item.executable)}\n".encode())
+    return hasher.hexdigest()
 
 
 @dataclass

@@ -15,7 +15,7 @@ Design:
   ``CompleteMultipartUpload``, which is only called once the whole stream hashed right
   (otherwise the upload is aborted). Both are atomic in S3: a reader sees all or nothing.
 - ``download`` streams one GET into ``ObjectBatch.add_stream``, which checks the hash.
-- Fail fast: 5 s to connect, two retries; every botocore/aiohttp/s3fs error becomes one
+- Fail fast: 5 s to connect, one retry; every botocore/aiohttp/s3fs error becomes one
   ``RemoteError`` line (unreachable, credentials refused, no such bucket, ...) and never
   escapes raw.
 """
@@ -41,10 +41,11 @@ from .base import Remote
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: an endpoint that is down fails fast
 DEFAULT_TIMEOUT = 60.0  # seconds without a byte from the server (settings: timeout)
-# botocore's "standard" retries (throttling, 5xx, connection errors, timeouts): 3 attempts,
-# i.e. two retries after ~0-1 s and ~0-2 s. s3fs's own retry loop is turned off (1 attempt) so
-# that the two do not multiply: a closed port fails in ~3 s at most, a silent host in ~20 s.
-ATTEMPTS = 3
+# botocore's "standard" retries (throttling, 5xx, connection errors, timeouts): 2 attempts in
+# all, i.e. one retry after 0-1 s. s3fs's own retry loop is turned off (1 attempt) so that the
+# two do not multiply: a closed port fails within ~1 s, a silent host within ~11 s (2 x connect
+# timeout), a server that accepts and then hangs within 2 x timeout.
+ATTEMPTS = 2
 S3FS_ATTEMPTS = 1
 LIST_THRESHOLD = 100  # from this many digests on, `missing` lists the prefix instead of HEADs
 MULTIPART_THRESHOLD = 64 << 20  # smaller objects go in one PUT, read whole into memory
@@ -138,7 +139,7 @@ class S3Remote(Remote):
                     "config_kwargs": {
                         "connect_timeout": CONNECT_TIMEOUT,
                         "read_timeout": self.timeout,
-                        "retries": {"max_attempts": ATTEMPTS, "mode": "standard"},
+                        "retries": {"total_max_attempts": ATTEMPTS, "mode": "standard"},
                         "max_pool_connections": max(10, self.jobs, default_jobs()),
                     },
                 }

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +45,15 @@ class Repo:
 
     def save_config(self) -> None:
         save_config(self.dot, self.config)
+
+    @contextlib.contextmanager
+    def editing_config(self) -> Iterator[Config]:
+        """Read-modify-write of the config under its lock: two edits at once both land."""
+        with self.lock("config", what=".mlops/config.yaml"):
+            self.__dict__.pop("config", None)  # re-read inside the lock
+            config = self.config
+            yield config
+            save_config(self.dot, config)
 
     @cached_property
     def objects(self) -> ObjectStore:

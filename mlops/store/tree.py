@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import FormatError
 from .hashing import hash_bytes
@@ -19,17 +20,15 @@ from .hashing import hash_bytes
 TREE_FORMAT = "mlops-tree/1"
 
 
-@dataclass(frozen=True)
-class FileRecord:
-    """One file of a directory snapshot, by its path relative to the directory (posix)."""
+class FileRecord(NamedTuple):
+    """One file of a directory snapshot (a NamedTuple: directories hold millions of them)."""
 
     hash: str
     size: int
     executable: bool = False
 
 
-@dataclass(frozen=True)
-class TreeEntry:
+class TreeEntry(NamedTuple):
     name: str
     kind: str  # "f" or "t"
     hash: str
@@ -47,14 +46,10 @@ class BuiltTree:
 
 
 def encode_manifest(entries: list[TreeEntry]) -> bytes:
-    rows = []
-    for entry in sorted(entries, key=lambda e: e.name):
-        row: list[object] = [entry.name, entry.kind, entry.hash, entry.size]
-        if entry.kind == "f":
-            row.append(1 if entry.executable else 0)
-        else:
-            row.append(entry.files)
-        rows.append(row)
+    entries = sorted(entries)  # by name first: names are unique within a folder
+    rows = [
+        [e.name, e.kind, e.hash, e.size, (1 if e.executable else 0) if e.kind == "f" else e.files] for e in entries
+    ]
     return json.dumps({"format": TREE_FORMAT, "entries": rows}, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -1,0 +1,87 @@
+"""Atomic writes, append-only records, locks, and versioned YAML with located errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops.errors import FormatError, LockHeldError, NewerFormatError
+from mlops.formats import check_format, load_yaml
+from mlops.fsio import FileLock, append_record, atomic_write, atomic_writer, read_records
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "state.yaml"
+    atomic_write(target, "v1\n")
+    with pytest.raises(KeyboardInterrupt), atomic_writer(target, "w") as handle:
+        handle.write("half of v2")
+        raise KeyboardInterrupt
+    assert target.read_text() == "v1\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.yaml"], "the temp file is removed"
+
+
+def test_records_tolerate_a_torn_last_line(tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    append_record(log, {"n": 1})
+    append_record(log, {"n": 2})
+    with open(log, "a") as handle:
+        handle.write('{"n": 3, "tor')  # a crash mid-append
+    assert read_records(log) == [{"n": 1}, {"n": 2}]
+    log.write_text('{"n": 1}\nnot json\n{"n": 2}\n')
+    with pytest.raises(json.JSONDecodeError):  # damage in the middle is not a torn tail
+        read_records(log)
+
+
+HOLDER = """
+import sys, time
+from mlops.fsio import FileLock
+lock = FileLock(sys.argv[1], what="the test resource")
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_names_its_holder_and_is_freed_when_the_holder_dies(tmp_path: Path) -> None:
+    path = tmp_path / "locks" / "x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(LockHeldError) as caught:
+            FileLock(path, what="the test resource", timeout=0.3).acquire()
+        assert time.monotonic() - started >= 0.3
+        assert f"another mlops process (pid {holder.pid}" in caught.value.message
+        assert "holds the lock on the test resource" in caught.value.message
+        holder.kill()
+        holder.wait()
+        with FileLock(path, what="the test resource", timeout=1):  # the kernel freed it with the process
+            assert json.loads(path.read_text())["pid"] == os.getpid()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_shared_locks_coexist_and_exclude_an_exclusive_one(tmp_path: Path) -> None:
+    path = tmp_path / "store.lock"
+    with FileLock(path, what="store", shared=True), FileLock(path, what="store", shared=True, timeout=0.1):
+        with pytest.raises(LockHeldError):
+            FileLock(path, what="store", timeout=0.1).acquire()
+
+
+def test_yaml_errors_name_file_line_and_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("bad.yaml").write_text("a: 1\nb: [unclosed\nc: 3\n")
+    with pytest.raises(FormatError) as caught:
+        load_yaml("bad.yaml")
+    assert caught.value.message.startswith("bad.yaml:3:")
+    with pytest.raises(NewerFormatError, match="newer mlops"):
+        check_format({"format": 99}, "x.yaml", supported=1, kind="config")
+    with pytest.raises(FormatError, match="expected a YAML mapping"):
+        check_format([1, 2], "x.yaml", supported=1, kind="config")
