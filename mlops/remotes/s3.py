@@ -48,8 +48,9 @@ DEFAULT_TIMEOUT = 60.0  # seconds without a byte from the server (settings: time
 ATTEMPTS = 2
 S3FS_ATTEMPTS = 1
 LIST_THRESHOLD = 100  # from this many digests on, `missing` lists the prefix instead of HEADs
-MULTIPART_THRESHOLD = 64 << 20  # smaller objects go in one PUT, read whole into memory
-PART_SIZE = 16 << 20  # multipart part size (S3's minimum is 5 MiB), memory per upload thread
+# Memory per upload thread is at most 8 MiB either way (boto3's own defaults).
+MULTIPART_THRESHOLD = 8 << 20  # smaller objects are read whole into memory and sent in one PUT
+PART_SIZE = 8 << 20  # multipart part size (S3's minimum is 5 MiB), grown for objects over ~78 GiB
 MAX_PARTS = 10_000  # S3's limit on parts per upload
 ABORT_TIMEOUT = 10.0  # seconds granted to cleaning up a failed multipart upload
 
@@ -181,8 +182,9 @@ class S3Remote(Remote):
         if not wanted:
             return set()
         if len(wanted) < self.list_threshold:
-            found = self._run(self._heads, sorted(wanted))
-            absent = {d for d, there in zip(sorted(wanted), found, strict=True) if not there}
+            ordered = sorted(wanted)
+            found = self._run(self._heads, ordered)
+            absent = {d for d, there in zip(ordered, found, strict=True) if not there}
             if absent:
                 self._check_bucket()  # a HEAD says 404 for a missing bucket too
             return absent
@@ -336,6 +338,11 @@ class S3Remote(Remote):
             hint="create the bucket, or fix the remote's URL ('mlops remote list')",
         )
 
+    def _bad_bucket_name(self) -> ConfigError:
+        return ConfigError(
+            f"remote '{self.name}': '{self.bucket}' is not a valid bucket name", hint="fix the remote's URL"
+        )
+
     def _error(self, exc: BaseException) -> MlopsError | None:
         """One clear line for what went wrong talking to the remote; None for a bug of ours."""
         import aiohttp
@@ -355,9 +362,12 @@ class S3Remote(Remote):
                     f"remote '{name}' refused the credentials ({code}) for {self._where} at {self._endpoint}",
                     hint=CREDENTIALS_HINT + "; the key also needs s3:ListBucket, s3:GetObject and s3:PutObject",
                 )
+            if code == "InvalidBucketName":
+                return self._bad_bucket_name()
             if code in REGION_CODES:
                 return RemoteError(
-                    f"remote '{name}': bucket '{self.bucket}' is in another region than {self.region or 'the default'}",
+                    f"remote '{name}': bucket '{self.bucket}' is in another region than "
+                    f"{self.region or 'the default one'}",
                     hint="set the remote's region in .mlops/config.yaml",
                 )
             return RemoteError(f"remote '{name}' answered with an error: {code}: {_one_line(message)}")
@@ -374,7 +384,11 @@ class S3Remote(Remote):
                 f"remote '{name}' has no credentials: none in its config nor in the AWS environment",
                 hint=CREDENTIALS_HINT,
             )
-        if found := first((bce.ConnectTimeoutError, bce.ConnectionError, ConnectionError, aiohttp.ClientConnectorError)):
+        if first((bce.ReadTimeoutError, bce.ResponseStreamingError, aiohttp.ClientPayloadError)) is None and (
+            found := first(
+                (bce.ConnectionError, aiohttp.ClientConnectorError, ConnectionRefusedError, ConnectionAbortedError)
+            )
+        ):  # could not open a connection (refused, no route, connect timeout, TLS); not one lost later
             reason = f" ({_one_line(str(found))})" if isinstance(found, bce.SSLError) else ""
             return RemoteError(
                 f"remote '{name}' is unreachable: could not connect to {self._endpoint}{reason}",
@@ -387,8 +401,13 @@ class S3Remote(Remote):
             )
         if found := first(bce.ParamValidationError):
             if "Invalid bucket name" in str(found):
-                return ConfigError(f"remote '{name}': '{self.bucket}' is not a valid bucket name", hint="fix the remote's URL")
+                return self._bad_bucket_name()
             return ConfigError(f"remote '{name}': {_one_line(str(found))}", hint="fix the remote's URL")
+        if found := first((bce.ResponseStreamingError, bce.ConnectionClosedError, aiohttp.ClientPayloadError)):
+            return RemoteError(
+                f"remote '{name}': the connection to {self._endpoint} broke off ({_one_line(str(found))})",
+                hint="try again",
+            )
         if found := first((bce.BotoCoreError, aiohttp.ClientError, OSError)):
             return RemoteError(
                 f"remote '{name}' failed talking to {self._endpoint}: {type(found).__name__}: {_one_line(str(found))}",
