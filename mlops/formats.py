@@ -51,6 +51,49 @@ def load_yaml(path: str | os.PathLike[str]) -> Any:
     return parse_yaml(text, source)
 
 
+Position = tuple[int, int]  # 1-based line and column
+
+
+def parse_yaml_positions(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], Position]]:
+    """Parse YAML and also return where each value starts, keyed by its path of keys/indexes.
+
+    ``positions[("stages", "train", "cmd")] == (12, 10)``; a mapping key's own position is
+    under its path plus ``"<key>"`` so that "unknown key" errors can point at the key.
+    """
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise FormatError(f"{where}: not valid YAML: {exc.problem or exc.context}", file=source) from None
+    positions: dict[tuple[Any, ...], Position] = {}
+    if node is None:
+        return None, positions
+
+    def build(n: yaml.Node, path: tuple[Any, ...]) -> Any:
+        positions[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                key = yaml.load(yaml.serialize(key_node), Loader=_Loader) if not isinstance(key_node, yaml.ScalarNode) else _scalar(key_node)
+                positions[(*path, "<key>", key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if key in out:
+                    line, col = positions[(*path, "<key>", key)]
+                    raise FormatError(f"{source}:{line}:{col}: duplicate key '{key}'", file=source)
+                out[key] = build(value_node, (*path, key))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(item, (*path, index)) for index, item in enumerate(n.value)]
+        return _scalar(n)
+
+    return build(node, ()), positions
+
+
+def _scalar(node: yaml.Node) -> Any:
+    constructor = yaml.SafeLoader("")  # resolves tags (int, float, bool, null) like safe_load
+    return constructor.construct_object(node, deep=True)
+
+
 def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 

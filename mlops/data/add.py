@@ -62,11 +62,24 @@ def _check_not_inside_tracked(repo: Repo, rel: str) -> None:
             )
 
 
-def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> AddedTarget:
+@dataclass(frozen=True)
+class Snapshot:
+    """A path snapshotted into the store: its pointer, and how many files had to be read."""
+
+    pointer: Pointer
+    hashed: int
+
+
+def snapshot_path(repo: Repo, rel: str, *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> Snapshot:
+    """Store a workspace file or folder in the cache (objects, then manifests) and name it.
+
+    Used by `add` (which then writes a pointer file) and by pipeline stages (whose
+    outputs the lock file names). With a shared link kind first in cache.type, the
+    workspace copy becomes a read-only link to the cache afterwards.
+    """
     absolute = repo.abs(rel)
     store = repo.objects
     kinds = repo.config.link_types
-    old = _old_pointer(repo, rel)
     adopt = kinds[0] == "hardlink"  # the file itself becomes the object: nothing copied
     if absolute.is_dir():
         files = scan_dir(repo, str(absolute))
@@ -95,15 +108,22 @@ def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> A
         record = outcome.records[""]
         pointer = Pointer(rel, "file", record.hash, record.size)
         workspace = [(item.path, record)]
-    changed = old != pointer
-    if changed:
-        write_pointer(repo.root, pointer)
-    gitignore = _ignore_in_git(repo, rel)
     if is_link_kind_shared(kinds[0]):
         # the workspace copy becomes a read-only link to the cache, as cache.type asks
         for path, record in workspace:
             place(str(store.path(record.hash)), path, kinds, executable=record.executable)
-    return AddedTarget(rel, pointer.kind, pointer.hash, pointer.size, pointer.files, outcome.hashed, changed, gitignore)
+    return Snapshot(pointer, outcome.hashed)
+
+
+def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> AddedTarget:
+    old = _old_pointer(repo, rel)
+    snap = snapshot_path(repo, rel, jobs=jobs, progress=progress)
+    pointer = snap.pointer
+    changed = old != pointer
+    if changed:
+        write_pointer(repo.root, pointer)
+    gitignore = ignore_in_git(repo, rel)
+    return AddedTarget(rel, pointer.kind, pointer.hash, pointer.size, pointer.files, snap.hashed, changed, gitignore)
 
 
 def _old_pointer(repo: Repo, rel: str) -> Pointer | None:
@@ -115,7 +135,7 @@ def _old_pointer(repo: Repo, rel: str) -> Pointer | None:
         return None
 
 
-def _ignore_in_git(repo: Repo, rel: str) -> str:
+def ignore_in_git(repo: Repo, rel: str) -> str:
     """List ``/name`` in the .gitignore beside the data, as DVC does; idempotent."""
     parent, _, name = rel.rpartition("/")
     gitignore = repo.root / parent / ".gitignore" if parent else repo.root / ".gitignore"

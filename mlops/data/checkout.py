@@ -69,11 +69,14 @@ def checkout(
     with repo.store_lock():
         for pointer in pointers:
             with repo.path_lock(pointer.target):
-                done.append(_checkout_one(repo, pointer, force=force, jobs=jobs, progress=progress))
+                done.append(checkout_pointer(repo, pointer, force=force, jobs=jobs, progress=progress))
     return CheckoutResult(tuple(done))
 
 
-def _checkout_one(repo: Repo, pointer: Pointer, *, force: bool, jobs: int | None, progress: Progress) -> CheckedOut:
+def checkout_pointer(
+    repo: Repo, pointer: Pointer, *, force: bool = False, jobs: int | None = None, progress: Progress = NO_PROGRESS
+) -> CheckedOut:
+    """Make one path match a pointer (the caller holds the store lock and the path's lock)."""
     store = repo.objects
     kinds = repo.config.link_types
     quick = read_workspace(repo, pointer.target, need_records=False, jobs=jobs)
