@@ -16,6 +16,23 @@ TARGETS = typer.Argument(None, help="Tracked paths (default: every pointer file 
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: the default remote).")
 
 
+def _lock_pointers(repo, rev: Optional[str] = None) -> list:  # noqa: ANN001
+    """Pipeline outputs named by pipeline.lock: checked out beside the pointer files' data."""
+    from ..pipeline.lock import LOCK_FILE
+    from ..pipeline.roots import lock_pointers
+
+    if rev is None and not (repo.root / LOCK_FILE).is_file():
+        return []
+    return lock_pointers(repo, rev)
+
+
+def _pipeline_roots(repo) -> list:  # noqa: ANN001
+    """Objects the pipeline references (lock file, run cache): pushed, fetched and kept by gc."""
+    from ..pipeline.roots import pipeline_roots
+
+    return pipeline_roots(repo)
+
+
 def register(app: typer.Typer) -> None:
     command(app, "init")(init)
     command(app, "add")(add)
@@ -72,14 +89,17 @@ def status(
     from ..data.status import status as do_status
 
     out = Output(json_output=json_output)
-    result = do_status(find_repo(), targets, jobs=jobs, progress=out.progress())
+    repo = find_repo()
+    result = do_status(repo, targets, jobs=jobs, progress=out.progress())
+    stages = [] if targets else _stage_status(repo)
+    stale = [s for s in stages if s["status"] == "would run" and s["has_run"]]
     if out.json:
-        out.emit_json({"clean": result.clean, "targets": [t.to_dict() for t in result.targets]})
+        out.emit_json({"clean": result.clean and not stale, "targets": [t.to_dict() for t in result.targets], "stages": stages})
     else:
         changed = [t for t in result.targets if t.state != "unchanged"]
-        if not result.targets:
+        if not result.targets and not stages:
             out.info("no tracked data (mlops add PATH to track some)")
-        elif not changed:
+        elif result.targets and not changed:
             out.info(f"tracked data is up to date ({len(result.targets)} path(s))")
         for t in changed:
             summary = ""
@@ -97,8 +117,36 @@ def status(
                     out.line(f"    ... and {len(paths) - 20} more {label}")
         if changed:
             out.info("use 'mlops add PATH' to record the changes, or 'mlops checkout PATH' to discard them")
-    if check and not result.clean:
-        raise CheckFailed(f"{sum(t.state != 'unchanged' for t in result.targets)} tracked path(s) changed")
+        to_run = [s for s in stages if s["status"] == "would run"]
+        for s in to_run:
+            reason = "; ".join(s["reasons"])
+            out.markup(f"[yellow]    stage[/]  {s['name']}  [dim]{reason}[/]", f"stage\t{s['name']}\t{reason}")
+        if stages and not to_run:
+            out.info(f"pipeline is up to date ({len(stages)} stage(s))")
+        elif to_run:
+            out.info("use 'mlops run' to bring the pipeline up to date")
+    problems = sum(t.state != "unchanged" for t in result.targets) + len(stale)
+    if check and problems:
+        raise CheckFailed(f"{problems} tracked path(s) or stage(s) changed")
+
+
+def _stage_status(repo) -> list[dict]:  # noqa: ANN001
+    """Stages that `mlops run` would run, with why; only when the repo has a pipeline."""
+    from ..pipeline.spec import PIPELINE_FILE
+
+    if not (repo.root / PIPELINE_FILE).is_file():
+        return []
+    from ..pipeline.executor import plan
+    from ..pipeline.graph import build_graph
+    from ..pipeline.lock import read_lock
+    from ..pipeline.spec import load_pipeline
+
+    graph = build_graph(load_pipeline(repo.root), repo.root)
+    locked = read_lock(repo.root)
+    return [
+        {"name": s.name, "status": s.status, "reasons": list(s.reasons), "has_run": s.name in locked}
+        for s in plan(repo, graph, list(graph.order))
+    ]
 
 
 def checkout(
@@ -112,7 +160,9 @@ def checkout(
     from ..data.checkout import checkout as do_checkout
 
     out = Output(json_output=json_output)
-    result = do_checkout(find_repo(), targets, rev=rev, force=force, jobs=jobs, progress=out.progress())
+    repo = find_repo()
+    extra = [] if targets else _lock_pointers(repo, rev)
+    result = do_checkout(repo, targets, rev=rev, force=force, jobs=jobs, progress=out.progress(), extra_pointers=extra)
     if out.json:
         out.emit_json({"changed_files": result.changed_files, "targets": [t.to_dict() for t in result.targets]})
         return
@@ -169,7 +219,9 @@ def push(
     from ..data.transfer import push as do_push
 
     out = Output(json_output=json_output)
-    _transfer_summary(out, do_push(find_repo(), remote=remote, targets=targets, all_commits=all_commits, jobs=jobs, progress=out.progress()))
+    repo = find_repo()
+    extra = [] if targets else _pipeline_roots(repo)
+    _transfer_summary(out, do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress()))
 
 
 def fetch(
@@ -183,7 +235,9 @@ def fetch(
     from ..data.transfer import fetch as do_fetch
 
     out = Output(json_output=json_output)
-    _transfer_summary(out, do_fetch(find_repo(), remote=remote, targets=targets, all_commits=all_commits, jobs=jobs, progress=out.progress()))
+    repo = find_repo()
+    extra = [] if targets else _pipeline_roots(repo)
+    _transfer_summary(out, do_fetch(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress()))
 
 
 def pull(
@@ -197,7 +251,11 @@ def pull(
     from ..data.transfer import pull as do_pull
 
     out = Output(json_output=json_output)
-    fetched, placed = do_pull(find_repo(), remote=remote, targets=targets, force=force, jobs=jobs, progress=out.progress())
+    repo = find_repo()
+    roots, pointers = ([], []) if targets else (_pipeline_roots(repo), _lock_pointers(repo))
+    fetched, placed = do_pull(
+        repo, remote=remote, targets=targets, force=force, extra_roots=roots, extra_pointers=pointers, jobs=jobs, progress=out.progress()
+    )
     if out.json:
         out.emit_json({**fetched.to_dict(), "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}})
         return
@@ -214,7 +272,8 @@ def gc(
     from ..data.maintenance import gc as do_gc
 
     out = Output(json_output=json_output)
-    result = do_gc(find_repo(), all_commits=all_commits, dry_run=dry_run)
+    repo = find_repo()
+    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, extra_roots=_pipeline_roots(repo))
     if out.json:
         out.emit_json(result.to_dict())
         return

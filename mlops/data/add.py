@@ -70,17 +70,21 @@ class Snapshot:
     hashed: int
 
 
-def snapshot_path(repo: Repo, rel: str, *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> Snapshot:
+def snapshot_path(
+    repo: Repo, rel: str, *, link_workspace: bool = True, jobs: int | None = None, progress: Progress = NO_PROGRESS
+) -> Snapshot:
     """Store a workspace file or folder in the cache (objects, then manifests) and name it.
 
     Used by `add` (which then writes a pointer file) and by pipeline stages (whose
     outputs the lock file names). With a shared link kind first in cache.type, the
-    workspace copy becomes a read-only link to the cache afterwards.
+    workspace copy becomes a read-only link to the cache afterwards, unless
+    ``link_workspace`` is False (a git-tracked file that must stay a plain file).
     """
     absolute = repo.abs(rel)
     store = repo.objects
     kinds = repo.config.link_types
-    adopt = kinds[0] == "hardlink"  # the file itself becomes the object: nothing copied
+    link = link_workspace and is_link_kind_shared(kinds[0])
+    adopt = link and kinds[0] == "hardlink"  # the file itself becomes the object: nothing copied
     if absolute.is_dir():
         files = scan_dir(repo, str(absolute))
         nested = sorted(r for r in files if r.endswith(POINTER_SUFFIX))
@@ -95,7 +99,7 @@ def snapshot_path(repo: Repo, rel: str, *, jobs: int | None = None, progress: Pr
             for data in tree.manifests.values():
                 batch.add_bytes(data)
         pointer = Pointer(rel, "dir", tree.hash, tree.size, tree.files)
-        if files and not is_link_kind_shared(kinds[0]):  # links change inodes below: nothing to remember
+        if files and not link:  # links change inodes below: nothing to remember
             newest = max(f.key[2] for f in files.values())
             repo.state.record_tree(dir_fingerprint(files), tree.hash, tree.size, tree.files, newest)
         workspace = [(files[r].path, outcome.records[r]) for r in files]
@@ -108,7 +112,7 @@ def snapshot_path(repo: Repo, rel: str, *, jobs: int | None = None, progress: Pr
         record = outcome.records[""]
         pointer = Pointer(rel, "file", record.hash, record.size)
         workspace = [(item.path, record)]
-    if is_link_kind_shared(kinds[0]):
+    if link:
         # the workspace copy becomes a read-only link to the cache, as cache.type asks
         for path, record in workspace:
             place(str(store.path(record.hash)), path, kinds, executable=record.executable)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import CorruptObjectError, MissingObjectError, UsageError
@@ -57,7 +58,10 @@ def checkout(
     force: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
+    extra_pointers: Sequence[Pointer] = (),
 ) -> CheckoutResult:
+    """Place the data the pointer files name; ``extra_pointers`` are paths other layers name
+    (pipeline outputs), placed too when no targets are given."""
     if rev is None:
         pointers = workspace_pointers(repo, targets)
     else:
@@ -65,6 +69,9 @@ def checkout(
         if targets:
             wanted = {repo.check_user_path(t, must_exist=False).removesuffix(".mlops") for t in targets}
             pointers = [p for p in pointers if p.target in wanted]
+    if not targets:
+        known = {p.target for p in pointers}
+        pointers = [*pointers, *(p for p in extra_pointers if p.target not in known)]
     done = []
     with repo.store_lock():
         for pointer in pointers:

@@ -7,16 +7,17 @@ deepest first, so a remote that has a manifest always has what it lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import ConfigError, MissingObjectError
+from ..errors import ConfigError
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..remotes.base import Remote, open_remote
 from ..repo.repo import Repo
 from ..store.tree import decode_manifest
 from .checkout import CheckoutResult, checkout
+from .pointer import Pointer
 from .references import Root, all_commit_roots, reachable, workspace_roots
 from .snapshot import workspace_pointers
 
@@ -152,12 +153,11 @@ def pull(
     remote: str | None = None,
     targets: list[str] | None = None,
     force: bool = False,
+    extra_roots: Iterable[Root] = (),
+    extra_pointers: Sequence[Pointer] = (),
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> tuple[TransferResult, CheckoutResult]:
-    fetched = fetch(repo, remote=remote, targets=targets, jobs=jobs, progress=progress)
-    placed = checkout(repo, targets, force=force, jobs=jobs, progress=progress)
+    fetched = fetch(repo, remote=remote, targets=targets, extra_roots=extra_roots, jobs=jobs, progress=progress)
+    placed = checkout(repo, targets, force=force, jobs=jobs, progress=progress, extra_pointers=extra_pointers)
     return fetched, placed
-
-
-__all__ = ["MissingObjectError", "TransferResult", "fetch", "get_remote", "pull", "push"]

@@ -27,7 +27,7 @@ from ..store.state import StateDB
 from .config import Config, default_config, load_config, save_config
 
 DOT = ".mlops"
-INNER_GITIGNORE = "/cache/\n/tmp/\n/config.local.yaml\n"
+INNER_GITIGNORE = "/cache/\n/tmp/\n/runcache/\n/config.local.yaml\n"
 
 
 @dataclass

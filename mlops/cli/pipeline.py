@@ -1,0 +1,204 @@
+"""Pipeline commands: run, dag, import dvc."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+import typer
+
+from ..errors import CouldNotComplete, Interrupted
+from ..repo.repo import find_repo
+from .boundary import JSON_OPTION, command
+from .output import Output, in_ci
+
+STATUS_STYLE = {
+    "ran": "green", "restored": "cyan", "skipped": "dim", "failed": "red", "interrupted": "red",
+    "not run": "yellow", "would run": "yellow", "frozen": "dim", "running": "bold blue",
+}
+
+import_app = typer.Typer(no_args_is_help=True, help="Import pipelines from other tools.")
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "run")(run)
+    command(app, "dag")(dag)
+    app.add_typer(import_app, name="import")
+
+
+def _events(out: Output) -> Any:
+    from ..pipeline.executor import RunEvents
+
+    class Plain(RunEvents):
+        """Prefixed lines; on stderr with --json so stdout keeps one document."""
+
+        def __init__(self) -> None:
+            self.stream = sys.stderr if out.json else sys.stdout
+            self.mutex = threading.Lock()
+
+        def _write(self, text: str) -> None:
+            with self.mutex:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+        def stage_started(self, name: str, reasons: tuple[str, ...]) -> None:
+            self._write(f"running {name}: {'; '.join(reasons)}")
+
+        def stage_output(self, name: str, line: str) -> None:
+            self._write(f"[{name}] {line}")
+
+        def stage_finished(self, result: Any) -> None:
+            took = f" in {result.seconds:.1f}s" if result.seconds is not None and result.status in ("ran", "failed") else ""
+            detail = f": {result.error}" if result.error else ""
+            self._write(f"{result.status} {result.name}{took}{detail}")
+
+    class Live(Plain):
+        """A live table of stages above the streamed output (terminal only)."""
+
+        def __init__(self, names: list[str]) -> None:
+            super().__init__()
+            from rich.live import Live as RichLive
+
+            self.state: dict[str, tuple[str, float | None, float | None]] = {n: ("waiting", None, None) for n in names}
+            self.live = RichLive(self._render(), console=out.console, refresh_per_second=8, transient=False)
+
+        def _render(self) -> Any:
+            from rich.table import Table
+
+            table = Table(show_edge=False, header_style="bold", box=None)
+            table.add_column("stage")
+            table.add_column("status")
+            table.add_column("time", justify="right")
+            now = time.time()
+            for name, (status, started, ended) in self.state.items():
+                took = "" if started is None else f"{(ended or now) - started:.1f}s"
+                table.add_row(name, f"[{STATUS_STYLE.get(status, '')}]{status}[/]", took)
+            return table
+
+        def _update(self) -> None:
+            self.live.update(self._render())
+
+        def stage_started(self, name: str, reasons: tuple[str, ...]) -> None:
+            self.state[name] = ("running", time.time(), None)
+            self.live.console.print(f"[bold]{name}[/]: [dim]{'; '.join(reasons)}[/]")
+            self._update()
+
+        def stage_output(self, name: str, line: str) -> None:
+            from rich.text import Text
+
+            self.live.console.print(Text.assemble((f"[{name}] ", "dim"), line))
+
+        def stage_finished(self, result: Any) -> None:
+            self.state[result.name] = (result.status, result.started, result.ended)
+            if result.error:
+                self.live.console.print(f"[red]{result.name}: {result.error}[/]")
+            self._update()
+
+    return Plain, Live
+
+
+def run(
+    targets: Optional[list[str]] = typer.Argument(None, help="Stages to run, with what they need (default: all)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Stages run at once (default: number of cores)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Say what would run and why; run nothing."),
+    force: bool = typer.Option(False, "--force", "-f", help="Run the selected stages even when up to date."),
+    downstream: bool = typer.Option(False, "--downstream", help="Run the targets and every stage after them."),
+    single: bool = typer.Option(False, "--single-stage", "-s", help="Only the named stages, not what they need."),
+    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="After a failure, still run every stage that does not depend on it."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Run the pipeline's out-of-date stages in DAG order; independent stages in parallel."""
+    from ..pipeline.executor import run_pipeline
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    plain_events, live_events = _events(out)
+    events = plain_events()
+    live = out.tty and not out.json and not in_ci() and not dry_run
+    if live:
+        from ..pipeline.graph import build_graph
+        from ..pipeline.spec import load_pipeline
+
+        graph = build_graph(load_pipeline(repo.root), repo.root)
+        events = live_events(graph.select(targets, downstream=downstream, single=single))
+        events.live.start()
+    try:
+        result = run_pipeline(
+            repo, targets, force=force, downstream=downstream, single=single, keep_going=keep_going,
+            dry_run=dry_run, jobs=jobs, events=events,
+        )
+    finally:
+        if live:
+            events.live.stop()
+    if out.json:
+        out.emit_json({"run_id": result.run_id, "ok": result.ok, "dry_run": result.dry_run, "interrupted": result.interrupted, "stages": [s.to_dict() for s in result.stages]})
+    elif dry_run:
+        for stage in result.stages:
+            reason = "; ".join(stage.reasons)
+            out.markup(f"[{STATUS_STYLE.get(stage.status, '')}]{stage.status:>9}[/]  {stage.name}  [dim]{reason}[/]", f"{stage.status}\t{stage.name}\t{reason}".rstrip())
+    else:
+        counts: dict[str, int] = {}
+        for stage in result.stages:
+            counts[stage.status] = counts.get(stage.status, 0) + 1
+        out.info(", ".join(f"{n} {s}" for s, n in counts.items()) + f" (run {result.run_id})")
+    if result.interrupted:
+        raise Interrupted("interrupted: running stages were stopped and recorded nothing")
+    if result.failed:
+        names = ", ".join(s.name for s in result.failed)
+        raise CouldNotComplete(f"stage(s) failed: {names} ({result.failed[0].error})", hint="fix the command, then 'mlops run' again: finished stages are not rerun")
+
+
+def dag(
+    targets: Optional[list[str]] = typer.Argument(None, help="Only these stages and what they need."),
+    mermaid: bool = typer.Option(False, "--mermaid", help="Mermaid flowchart text."),
+    dot: bool = typer.Option(False, "--dot", help="Graphviz dot text."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Draw the pipeline's stage graph (text, Mermaid or Graphviz dot)."""
+    from ..pipeline.graph import build_graph
+    from ..pipeline.spec import load_pipeline
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    graph = build_graph(load_pipeline(repo.root), repo.root)
+    names = graph.select(targets)
+    edges = [(up, name) for name in names for up in graph.upstream[name] if up in names]
+    if out.json:
+        out.emit_json({"stages": names, "edges": [{"from": a, "to": b} for a, b in edges]})
+    elif mermaid:
+        ids = {n: f"s{i}" for i, n in enumerate(names)}
+        lines = ["flowchart TD"] + [f'    {ids[n]}["{n}"]' for n in names] + [f"    {ids[a]} --> {ids[b]}" for a, b in edges]
+        out.line("\n".join(lines))
+    elif dot:
+        lines = ["digraph pipeline {", "    rankdir=TB;"] + [f'    "{n}";' for n in names] + [f'    "{a}" -> "{b}";' for a, b in edges]
+        out.line("\n".join(lines + ["}"]))
+    else:
+        out.line(render_ascii(names, graph.upstream))
+
+
+def render_ascii(names: list[str], upstream: dict[str, tuple[str, ...]]) -> str:
+    """Stages in run order, each with the stages it needs: readable for any graph shape."""
+    width = max((len(n) for n in names), default=0)
+    lines = []
+    for name in names:
+        needs = [u for u in upstream[name] if u in names]
+        lines.append(f"{name.ljust(width)}  <- {', '.join(needs)}" if needs else name)
+    return "\n".join(lines)
+
+
+@command(import_app, "dvc")
+def import_dvc(
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing pipeline.yaml / pipeline.lock."),
+) -> None:
+    """Turn dvc.yaml (and dvc.lock) into pipeline.yaml (and pipeline.lock)."""
+    from ..pipeline.dvc_import import import_dvc as do_import
+
+    result = do_import(find_repo(), force=force)
+    out = Output()
+    out.line(f"wrote pipeline.yaml ({result.stages} stages)")
+    if result.lock_stages:
+        out.line(f"wrote pipeline.lock ({result.lock_stages} stages whose files still match dvc.lock)")
+    for note in result.notes:
+        out.warn(note)

@@ -1,0 +1,137 @@
+"""The stage graph: who produces what, who needs whom, in which order; and the checks on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FormatError
+from .spec import Pipeline, Stage
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder + "/")
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or _inside(a, b) or _inside(b, a)
+
+
+@dataclass(frozen=True)
+class Graph:
+    pipeline: Pipeline
+    upstream: dict[str, tuple[str, ...]]  # stage -> stages it needs
+    downstream: dict[str, tuple[str, ...]]  # stage -> stages that need it
+    order: tuple[str, ...]  # topological, file order among equals
+    producers: dict[str, str]  # output path -> stage
+
+    def stage(self, name: str) -> Stage:
+        return self.pipeline.stages[name]
+
+    def select(self, targets: list[str] | None, *, downstream: bool = False, single: bool = False) -> list[str]:
+        """The targets and what they need (or, with ``downstream``, what needs them), in order."""
+        if not targets:
+            return list(self.order)
+        names = self.pipeline.resolve_names(targets)
+        chosen: set[str] = set(names)
+        if not single:
+            edges = self.downstream if downstream else self.upstream
+            stack = list(names)
+            while stack:
+                for other in edges[stack.pop()]:
+                    if other not in chosen:
+                        chosen.add(other)
+                        stack.append(other)
+        return [n for n in self.order if n in chosen]
+
+
+def build_graph(pipeline: Pipeline, root: Path) -> Graph:
+    """Build the DAG and check it: overlapping outputs, self-dependencies, dangling deps, cycles."""
+    stages = pipeline.stages
+    source = pipeline.path
+    producers: dict[str, str] = {}
+    outs: list[tuple[str, str]] = []
+    for stage in stages.values():
+        for out in stage.outs:
+            for other_path, other_stage in outs:
+                if _overlap(out.path, other_path):
+                    same = out.path == other_path
+                    what = f"both write {out.path}" if same else f"write overlapping outputs {other_path} and {out.path}"
+                    raise FormatError(
+                        f"{stage.where}: stages '{other_stage}' and '{stage.name}' {what}",
+                        hint="each output has exactly one stage that writes it",
+                        file=str(source),
+                    )
+            outs.append((out.path, stage.name))
+            producers[out.path] = stage.name
+    upstream: dict[str, list[str]] = {name: [] for name in stages}
+    for stage in stages.values():
+        for dep in stage.deps:
+            for out in stage.outs:
+                if _overlap(dep, out.path):
+                    raise FormatError(
+                        f"{stage.where}: stage '{stage.name}' depends on its own output {out.path}",
+                        hint="a stage cannot read what it writes; split it into two stages",
+                        file=str(source),
+                    )
+            found = [producer for path, producer in outs if _overlap(dep, path)]
+            if not found and not (root / dep).exists():
+                raise FormatError(
+                    f"{stage.where}: stage '{stage.name}' depends on {dep}, which is neither on disk nor produced by a stage",
+                    hint="create it, track it with 'mlops add'/'mlops pull', or add the stage that writes it",
+                    file=str(source),
+                )
+            for producer in found:
+                if producer not in upstream[stage.name]:
+                    upstream[stage.name].append(producer)
+    downstream: dict[str, list[str]] = {name: [] for name in stages}
+    for name, needs in upstream.items():
+        for need in needs:
+            downstream[need].append(name)
+    order = _topological(pipeline, upstream)
+    return Graph(
+        pipeline,
+        {k: tuple(v) for k, v in upstream.items()},
+        {k: tuple(v) for k, v in downstream.items()},
+        tuple(order),
+        producers,
+    )
+
+
+def _topological(pipeline: Pipeline, upstream: dict[str, list[str]]) -> list[str]:
+    position = {name: index for index, name in enumerate(pipeline.stages)}
+    remaining = {name: set(needs) for name, needs in upstream.items()}
+    order: list[str] = []
+    ready = sorted((n for n, needs in remaining.items() if not needs), key=position.__getitem__)
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for other, needs in remaining.items():
+            if name in needs:
+                needs.discard(name)
+                if not needs and other not in order and other not in ready:
+                    ready.append(other)
+                    ready.sort(key=position.__getitem__)
+    if len(order) < len(remaining):
+        cycle = _find_cycle({n: v for n, v in upstream.items() if n not in order})
+        first = pipeline.stages[cycle[0]]
+        raise FormatError(
+            f"{first.where}: the stages form a cycle: {' -> '.join([*cycle, cycle[0]])}",
+            hint="a stage's outputs cannot lead back to its own dependencies",
+            file=str(pipeline.path),
+        )
+    return order
+
+
+def _find_cycle(upstream: dict[str, list[str]]) -> list[str]:
+    """One cycle among the stages left (each has a need inside the set)."""
+    start = next(iter(upstream))
+    path: list[str] = []
+    seen: dict[str, int] = {}
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = next(n for n in upstream[node] if n in upstream)
+    cycle = path[seen[node]:]
+    return list(reversed(cycle))  # in data-flow order: producer -> consumer

@@ -1,0 +1,65 @@
+"""Parameter files (YAML or JSON) and dotted-key lookups into them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import FormatError
+from ..formats import display_path, parse_yaml
+
+MISSING = object()
+
+
+class ParamFiles:
+    """Parameter files read once per command, relative to the repo root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cache: dict[str, Any] = {}
+
+    def load(self, rel: str) -> Any:
+        if rel not in self._cache:
+            path = self.root / rel
+            if not path.is_file():
+                self._cache[rel] = MISSING
+            else:
+                text = path.read_text(encoding="utf-8")
+                if rel.endswith(".json"):
+                    try:
+                        self._cache[rel] = json.loads(text)
+                    except json.JSONDecodeError as exc:
+                        raise FormatError(f"{display_path(path)}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+                else:
+                    self._cache[rel] = parse_yaml(text, display_path(path)) or {}
+        return self._cache[rel]
+
+    def exists(self, rel: str) -> bool:
+        return self.load(rel) is not MISSING
+
+    def value(self, rel: str, key: str) -> Any:
+        """The value at a dotted key (``train.lr``), or MISSING."""
+        return lookup(self.load(rel), key)
+
+
+def lookup(data: Any, key: str) -> Any:
+    node = data
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return MISSING
+    return node
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``: params compared key by key."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), inner))
+        return out
+    return {prefix: value}
