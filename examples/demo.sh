@@ -52,4 +52,24 @@ run mlops pull -j 8
 run mlops status
 run mlops verify
 
+step "a pipeline: prepare -> train -> evaluate (one stage per customer plan)"
+cp -r "$here/examples/churn/src" "$here/examples/churn/params.yaml" "$here/examples/churn/pipeline.yaml" .
+run mlops dag
+run mlops run
+run git add -A
+run git commit -q -m "pipeline v1"
+
+step "nothing changed: nothing runs"
+run mlops run
+
+step "change one parameter: only what depends on it runs"
+sed -i.bak 's/max_depth: 6/max_depth: 4/' params.yaml && rm -f params.yaml.bak
+run mlops run --dry-run
+run mlops run
+
+step "change it back: the run cache restores the earlier outputs without training"
+sed -i.bak 's/max_depth: 4/max_depth: 6/' params.yaml && rm -f params.yaml.bak
+run mlops run
+run mlops status
+
 step "done: explore $work/project"

@@ -200,7 +200,7 @@ def _expand_template(
 ) -> list[Stage]:
     if "foreach" in body:
         for key in body:
-            if key not in ("foreach", "do"):
+            if key not in ("foreach", "do", "desc", "meta"):
                 raise reader.fail((*at, key), f"unknown key '{key}' beside foreach (stage keys go under 'do')", key=True)
     if "foreach" in body and "matrix" in body:
         raise reader.fail(at, f"stage '{name}' has both foreach and matrix; use one")
@@ -227,7 +227,7 @@ def _expand_template(
         foreach = _interpolate_value(reader, body["foreach"], (*at, "foreach"), context)
         if "do" not in body or not isinstance(body["do"], dict):
             raise reader.fail(at, f"stage '{name}': 'foreach' needs a 'do' mapping with the stage definition")
-        definition = body["do"]
+        definition = {**{k: body[k] for k in ("desc", "meta") if k in body}, **body["do"]}
         do_at = (*at, "do")
         if isinstance(foreach, list):
             if not foreach:
