@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -16,27 +17,33 @@ def default_jobs() -> int:
     return min(32, (os.cpu_count() or 1) * 4)
 
 
-def run_parallel(fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None = None) -> Iterator[R]:
-    """Yield ``fn(item)`` for every item, in completion order.
+@contextlib.contextmanager
+def run_parallel(fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None = None) -> Iterator[Iterator[R]]:
+    """``with run_parallel(fn, items) as results:`` yields ``fn(item)`` in completion order.
 
-    The first exception (Ctrl-C included) cancels what has not started, waits for what
-    is running, and is raised. With one job or one item, runs inline.
+    Leaving the block for any reason (the first exception from a worker, Ctrl-C in the
+    loop body) cancels what has not started and waits for what is running, *before*
+    the exception goes on: a caller's cleanup never races a worker still writing.
+    With one job or one item, runs inline.
     """
     work = list(items)
     workers = max(1, min(jobs or default_jobs(), len(work)))
     if workers == 1:
-        for item in work:
-            yield fn(item)
+        yield (fn(item) for item in work)
         return
     pool = ThreadPoolExecutor(max_workers=workers)
     futures: set[Future[R]] = set()
-    try:
-        futures = {pool.submit(fn, item) for item in work}
+
+    def results() -> Iterator[R]:
         pending = futures
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
+
+    try:
+        futures.update(pool.submit(fn, item) for item in work)
+        yield results()
     finally:
         for future in futures:
             future.cancel()

@@ -266,6 +266,7 @@ def pull(
 def gc(
     all_commits: bool = typer.Option(False, "--all-commits", help="Keep what any git commit references."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed."),
+    force: bool = typer.Option(False, "--force", "-f", help="Go on when a tracked folder's manifest is missing."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Remove cached objects that nothing references (workspace pointer files; --all-commits: git history)."""
@@ -273,7 +274,7 @@ def gc(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, extra_roots=_pipeline_roots(repo))
+    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, force=force, extra_roots=_pipeline_roots(repo))
     if out.json:
         out.emit_json(result.to_dict())
         return

@@ -17,7 +17,7 @@ from ..repo.repo import Repo
 from ..store.links import is_link_kind_shared, place
 from ..store.tree import build_tree
 from .pointer import POINTER_SUFFIX, Pointer, read_pointer, write_pointer
-from .workspace import dir_fingerprint, hash_files, scan_dir, scan_file
+from .workspace import dir_fingerprint, hash_files, remove_temps, scan_dir, scan_file
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ def add(
     rels = [repo.check_user_path(p) for p in paths]
     for rel in rels:
         _check_not_inside_tracked(repo, rel)
+        for other in rels:
+            if rel.startswith(other + "/"):
+                raise InvalidPathError(
+                    f"{rel}: is inside {other}, which this command also adds", hint=f"add {other} alone: it includes {rel}"
+                )
     done = []
     with repo.store_lock():
         for rel in dict.fromkeys(rels):
@@ -86,7 +91,9 @@ def snapshot_path(
     link = link_workspace and is_link_kind_shared(kinds[0])
     adopt = link and kinds[0] == "hardlink"  # the file itself becomes the object: nothing copied
     if absolute.is_dir():
-        files = scan_dir(repo, str(absolute))
+        temps: list[str] = []
+        files = scan_dir(repo, str(absolute), temps=temps)
+        remove_temps(temps)  # left by an interrupted checkout; the caller holds the path's lock
         nested = sorted(r for r in files if r.endswith(POINTER_SUFFIX))
         if nested:
             raise InvalidPathError(
@@ -139,11 +146,21 @@ def _old_pointer(repo: Repo, rel: str) -> Pointer | None:
         return None
 
 
+def _gitignore_escape(name: str) -> str:
+    """A file name as a literal .gitignore pattern (no wildcards, no comment, no negation)."""
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in name)
+    if escaped.startswith(("#", "!")):
+        escaped = "\\" + escaped
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped
+
+
 def ignore_in_git(repo: Repo, rel: str) -> str:
     """List ``/name`` in the .gitignore beside the data, as DVC does; idempotent."""
     parent, _, name = rel.rpartition("/")
     gitignore = repo.root / parent / ".gitignore" if parent else repo.root / ".gitignore"
-    entry = f"/{name}"
+    entry = "/" + _gitignore_escape(name)
     with repo.lock("gitignore", what=".gitignore files"):
         text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
         if entry not in text.splitlines():

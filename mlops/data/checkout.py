@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import CorruptObjectError, MissingObjectError, UsageError
+from ..errors import CorruptObjectError, InvalidPathError, MissingObjectError, UsageError
 from ..fsio import TMP_PREFIX
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
@@ -26,6 +26,7 @@ from ..store.links import stage
 from ..store.state import stat_key
 from ..store.tree import FileRecord
 from .pointer import Pointer
+from .workspace import remove_temps
 from .snapshot import pointers_from_blobs, read_workspace, require_pointer_records, workspace_pointers
 
 
@@ -67,7 +68,10 @@ def checkout(
     else:
         pointers = pointers_from_blobs(git_repo(repo.root).pointer_files_at(rev))
         if targets:
-            wanted = {repo.check_user_path(t, must_exist=False).removesuffix(".mlops") for t in targets}
+            wanted = {repo.check_user_path(t.removesuffix(".mlops"), must_exist=False) for t in targets}
+            missing = sorted(wanted - {p.target for p in pointers})
+            if missing:
+                raise InvalidPathError(f"{missing[0]}: is not tracked at revision {rev}", hint=f"see 'mlops diff {rev}'")
             pointers = [p for p in pointers if p.target in wanted]
     if not targets:
         known = {p.target for p in pointers}
@@ -87,6 +91,7 @@ def checkout_pointer(
     store = repo.objects
     kinds = repo.config.link_types
     quick = read_workspace(repo, pointer.target, need_records=False, jobs=jobs)
+    remove_temps(list(quick.temps))  # left by an interrupted checkout; we hold the path's lock
     if quick.kind == pointer.kind and quick.hash == pointer.hash:
         return CheckedOut(pointer.target, 0, 0, pointer.files, None)  # already in place
     wanted = require_pointer_records(repo, pointer)
@@ -108,6 +113,8 @@ def checkout_pointer(
     to_place = [rel for rel, rec in wanted.items() if current_records.get(rel) != rec]
     to_remove = [rel for rel in current_records if rel not in wanted] if pointer.is_dir else []
     unchanged = len(wanted) - len(to_place)
+    if pointer.is_dir and not top.is_dir():
+        top.mkdir(parents=True)  # a tracked folder that is (or became) empty still exists
     if not to_place and not to_remove:
         return CheckedOut(pointer.target, 0, 0, unchanged, None)
 
@@ -133,6 +140,7 @@ def checkout_pointer(
 
     staged: list[tuple[str, str, str]] = []  # (temp, destination, rel)
     link_used: set[str] = set()
+    learned: list[tuple[tuple[int, int, int], str]] = []
 
     def work(rel: str) -> tuple[str, str, str, str]:
         record = wanted[rel]
@@ -150,23 +158,26 @@ def checkout_pointer(
 
     try:
         results = []
-        with progress.task(f"checkout {pointer.target}", total=len(to_place)) as task:
-            for result in run_parallel(work, to_place, jobs=jobs):
+        with progress.task(f"checkout {pointer.target}", total=len(to_place)) as task, run_parallel(
+            work, to_place, jobs=jobs
+        ) as staging:
+            for result in staging:
                 results.append(result)
                 task.advance()
         for tmp, dest, rel, kind in results:
             staged.append((tmp, dest, rel))
             link_used.add(kind)
+        for tmp, dest, rel in staged:
+            os.replace(tmp, dest)
+            with contextlib.suppress(OSError):
+                learned.append((stat_key(os.stat(dest)), wanted[rel].hash))
     except BaseException:
-        # the first error (or Ctrl-C) stops the placing: no temp file of ours may stay behind
+        # the first error (or Ctrl-C) stops the placing: no temp file of ours may stay behind;
+        # each destination holds its old file or its whole new one
         _remove_own_temps({os.path.dirname(str(repo.root / full(rel))) for rel in to_place})
+        repo.state.record(learned)
         raise
 
-    learned = []
-    for tmp, dest, rel in staged:
-        os.replace(tmp, dest)
-        with contextlib.suppress(OSError):
-            learned.append((stat_key(os.stat(dest)), wanted[rel].hash))
     for rel in to_remove:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(repo.root / full(rel))

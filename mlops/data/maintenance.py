@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..errors import UsageError
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
@@ -32,16 +33,34 @@ class GcResult:
 
 
 def gc(
-    repo: Repo, *, all_commits: bool = False, extra_roots: Iterable[Root] = (), dry_run: bool = False
+    repo: Repo,
+    *,
+    all_commits: bool = False,
+    extra_roots: Iterable[Root] = (),
+    dry_run: bool = False,
+    force: bool = False,
 ) -> GcResult:
     """Remove every object that nothing references: the workspace's pointer files, the
-    roots that other layers name and, with ``all_commits``, any git commit's pointer files."""
+    roots that other layers name and, with ``all_commits``, any git commit's pointer files.
+
+    A current directory whose manifest is missing hides which objects it needs: gc then
+    refuses (unless ``force``) rather than delete what a fetch would make useful again.
+    """
     store = repo.objects
     with repo.store_lock(exclusive=True):  # no add, checkout or pull may publish objects meanwhile
-        roots = [*workspace_roots(repo), *extra_roots]
+        current = [*workspace_roots(repo), *extra_roots]
+        roots = list(current)
         if all_commits:
             roots += all_commit_roots(repo)
         keep = reachable(repo, roots)
+        current_hashes = {r.hash for r in current}
+        blind = [r for r in keep.unexpanded if r.hash in current_hashes]
+        if blind and not force:
+            raise UsageError(
+                f"{blind[0].label}: its directory manifest {blind[0].hash} is not in the cache, "
+                "so gc cannot tell which objects it needs",
+                hint="run 'mlops fetch' first, or 'mlops gc --force' to remove unreferenced objects anyway",
+            )
         keep_all = keep.all
         removed = freed = kept = 0
         for digest in list(store.iter_digests()):
@@ -50,7 +69,8 @@ def gc(
                 continue
             removed += 1
             freed += store.size(digest) if dry_run else store.remove(digest)
-        temps = 0 if dry_run else store.clean_tmp()
+        # every writer holds the store lock shared: under our exclusive hold, any temp file is a leftover
+        temps = 0 if dry_run else store.clean_tmp(older_than=0)
     return GcResult(removed, freed, kept, dry_run, temps, tuple(r.label for r in keep.unexpanded))
 
 
@@ -86,8 +106,8 @@ def verify(repo: Repo, *, jobs: int | None = None, progress: Progress = NO_PROGR
     def check(digest: str) -> tuple[str, bool]:
         return digest, store.check(digest)
 
-    with progress.task("verifying", total=len(digests)) as task:
-        for digest, good in run_parallel(check, digests, jobs=jobs):
+    with progress.task("verifying", total=len(digests)) as task, run_parallel(check, digests, jobs=jobs) as results:
+        for digest, good in results:
             if not good and store.exists(digest):  # vanished meanwhile (a gc): not corruption
                 bad.append(digest)
             task.advance()

@@ -23,7 +23,8 @@ class Root:
 
 
 def workspace_roots(repo: Repo) -> list[Root]:
-    return [_root(read_pointer(repo.root, rel), rel) for rel in find_pointer_files(repo.root)]
+    pointers = [read_pointer(repo.root, rel) for rel in find_pointer_files(repo.root)]
+    return [_root(p, p.target) for p in pointers]
 
 
 def all_commit_roots(repo: Repo) -> list[Root]:

@@ -30,6 +30,7 @@ class WorkspaceSnapshot:
     size: int
     files: dict[str, WorkspaceFile]  # scanned files ("" for a single file)
     records: dict[str, FileRecord] | None  # their hashes
+    temps: tuple[str, ...] = ()  # temp files of interrupted writers found inside
 
 
 def read_workspace(
@@ -37,18 +38,19 @@ def read_workspace(
 ) -> WorkspaceSnapshot:
     absolute = repo.abs(rel)
     if absolute.is_dir():
-        files = scan_dir(repo, str(absolute))
+        temps: list[str] = []
+        files = scan_dir(repo, str(absolute), temps=temps)
         fingerprint = dir_fingerprint(files)
         if not need_records:
             known = repo.state.lookup_tree(fingerprint)
             if known is not None:
-                return WorkspaceSnapshot("dir", known[0], known[1], files, None)
+                return WorkspaceSnapshot("dir", known[0], known[1], files, None, tuple(temps))
         records = hash_files(repo, files.values(), jobs=jobs, progress=progress, description=rel).records
         tree = build_tree(records)
         if files:
             newest = max(f.key[2] for f in files.values())
             repo.state.record_tree(fingerprint, tree.hash, tree.size, tree.files, newest)
-        return WorkspaceSnapshot("dir", tree.hash, tree.size, files, records)
+        return WorkspaceSnapshot("dir", tree.hash, tree.size, files, records, tuple(temps))
     item = scan_file(str(absolute))
     if item is None:
         return WorkspaceSnapshot(None, None, 0, {}, {})
@@ -82,8 +84,7 @@ def workspace_pointers(repo: Repo, targets: list[str] | None = None) -> list[Poi
     if targets:
         rels = []
         for target in targets:
-            rel = repo.check_user_path(target, must_exist=False)
-            rel = rel[: -len(".mlops")] if rel.endswith(".mlops") else rel
+            rel = repo.check_user_path(target.removesuffix(".mlops"), must_exist=False)
             if not (repo.root / (rel + ".mlops")).is_file():
                 raise InvalidPathError(
                     f"{rel}: is not tracked (no {rel}.mlops)", hint=f"run 'mlops add {rel}' to track it"

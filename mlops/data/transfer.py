@@ -90,8 +90,10 @@ def push(
             todo = [d for d in group if d in absent]
             if not todo:
                 continue
-            with progress.task(f"push to {target.name}", total=len(todo)) as task:
-                for size in run_parallel(lambda d: target.upload(d, store.path(d)), todo, jobs=jobs):
+            with progress.task(f"push to {target.name}", total=len(todo)) as task, run_parallel(
+                lambda d: target.upload(d, store.path(d)), todo, jobs=jobs
+            ) as uploads:
+                for size in uploads:
                     moved += 1
                     nbytes += size
                     task.advance()
@@ -124,8 +126,10 @@ def fetch(
         present += len(digests) - len(todo)
         if not todo:
             return
-        with store.batch() as batch, progress.task(f"{label} from {source.name}", total=len(todo)) as task:
-            for size in run_parallel(lambda d: source.download(d, batch), todo, jobs=jobs):
+        with store.batch() as batch, progress.task(f"{label} from {source.name}", total=len(todo)) as task, run_parallel(
+            lambda d: source.download(d, batch), todo, jobs=jobs
+        ) as downloads:
+            for size in downloads:
                 moved += 1
                 nbytes += size
                 task.advance()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterable
@@ -44,14 +45,18 @@ def scan_file(path: str) -> WorkspaceFile | None:
     return _workspace_file("", path, st)
 
 
-def scan_dir(repo: Repo, top: str) -> dict[str, WorkspaceFile]:
+def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[str, WorkspaceFile]:
     """Every regular file below ``top`` (absolute), by posix path relative to it.
 
     Symlinks are followed when they stay inside the repository and refused when they
-    leave it; temp files of interrupted mlops writers are skipped.
+    leave it or loop; temp files of interrupted mlops writers are skipped (and listed in
+    ``temps`` for a writer holding the path's lock to remove). File names must be UTF-8:
+    manifests are shared between machines.
     """
     out: dict[str, WorkspaceFile] = {}
     root_real = os.path.realpath(repo.root)
+    top_stat = os.stat(top)
+    visited = {(top_stat.st_dev, top_stat.st_ino)}
     stack: list[tuple[str, str]] = [(top, "")]
     while stack:
         folder, prefix = stack.pop()
@@ -59,7 +64,17 @@ def scan_dir(repo: Repo, top: str) -> dict[str, WorkspaceFile]:
             for entry in entries:
                 name = entry.name
                 if name.startswith(TMP_PREFIX):
+                    if temps is not None:
+                        temps.append(entry.path)
                     continue
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidPathError(
+                        f"{repo.rel(folder)}/{name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')}: "
+                        "file name is not valid UTF-8",
+                        hint="rename the file; tracked names must be UTF-8 to travel between machines",
+                    ) from None
                 rel = prefix + name
                 if entry.is_symlink():
                     real = os.path.realpath(entry.path)
@@ -73,6 +88,12 @@ def scan_dir(repo: Repo, top: str) -> dict[str, WorkspaceFile]:
                     except FileNotFoundError:
                         raise InvalidPathError(f"{repo.rel(entry.path)}: is a broken symlink") from None
                     if stat.S_ISDIR(st.st_mode):
+                        if (st.st_dev, st.st_ino) in visited:
+                            raise InvalidPathError(
+                                f"{repo.rel(entry.path)}: is a symlink that loops back to a folder above it",
+                                hint="remove the symlink, or replace it with the data itself",
+                            )
+                        visited.add((st.st_dev, st.st_ino))
                         stack.append((entry.path, rel + "/"))
                     elif stat.S_ISREG(st.st_mode):
                         out[rel] = _workspace_file(rel, entry.path, st)
@@ -81,6 +102,13 @@ def scan_dir(repo: Repo, top: str) -> dict[str, WorkspaceFile]:
                 elif entry.is_file(follow_symlinks=False):
                     out[rel] = _workspace_file(rel, entry.path, entry.stat(follow_symlinks=False))
     return out
+
+
+def remove_temps(paths: list[str]) -> None:
+    """Delete temp files that an interrupted writer left (the caller holds the path's lock)."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(path)
 
 
 def dir_fingerprint(files: dict[str, WorkspaceFile]) -> str:
@@ -132,7 +160,7 @@ def hash_files(
     def work(item: WorkspaceFile) -> tuple[WorkspaceFile, str, int]:
         if into is None:
             digest, size = hash_file(item.path)
-        elif adopt:
+        elif adopt and not item.executable:  # an executable file keeps its own mode: copy it in
             digest, size = hash_file(item.path)
             try:
                 into.link_in(item.path, digest)
@@ -145,10 +173,11 @@ def hash_files(
     learned: list[tuple[StatKey, str]] = []
     with progress.task(description, total=len(todo)) as task:
         try:
-            for item, digest, size in run_parallel(work, todo, jobs=jobs):
-                records[item.rel] = FileRecord(digest, size, item.executable)
-                learned.append((item.key, digest))
-                task.advance()
+            with run_parallel(work, todo, jobs=jobs) as results:
+                for item, digest, size in results:
+                    records[item.rel] = FileRecord(digest, size, item.executable)
+                    learned.append((item.key, digest))
+                    task.advance()
         finally:
             state.record(learned)  # what was hashed before an error or Ctrl-C is not hashed again
     return HashOutcome(records, len(todo))

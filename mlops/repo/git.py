@@ -36,11 +36,19 @@ class GitRepo:
             ) from None
 
     def resolve(self, rev: str) -> str:
+        """The commit a revision names (tags peeled); trees and files are refused."""
         git = _gitpython()
         try:
-            return self._repo.rev_parse(rev).hexsha
+            obj = self._repo.rev_parse(rev)
+            while obj.type == "tag":
+                obj = obj.object
         except (git.BadName, ValueError, git.GitCommandError, IndexError):
             raise UnknownRevisionError(f"unknown git revision '{rev}'", hint="see 'git log --oneline'") from None
+        if obj.type != "commit":
+            raise UnknownRevisionError(
+                f"git revision '{rev}' names a {obj.type}, not a commit", hint="name a commit, branch or tag"
+            )
+        return obj.hexsha
 
     def pointer_files_at(self, rev: str) -> dict[str, bytes]:
         """Every pointer file (path -> bytes) in the tree of ``rev``."""
@@ -70,9 +78,10 @@ class GitRepo:
             sha, _, path = line.partition(" ")
             if path.endswith(POINTER_SUFFIX) and sha not in seen:
                 seen.add(sha)
-                obj = self._repo.odb.stream(bytes.fromhex(sha))
-                if obj.type == b"blob":
-                    yield path, obj.read()
+                binsha = bytes.fromhex(sha)
+                # the .mlops/ folder's tree ends in the suffix too: only blobs are pointer files
+                if self._repo.odb.info(binsha).type == b"blob":
+                    yield path, self._repo.odb.stream(binsha).read()
 
 
 def git_repo(root: Path) -> GitRepo:

@@ -58,7 +58,10 @@ class Repo:
     @cached_property
     def objects(self) -> ObjectStore:
         custom = (self.config.merged.get("cache") or {}).get("dir")
-        return ObjectStore(Path(custom) if custom else self.dot / "cache")
+        if not custom:
+            return ObjectStore(self.dot / "cache")
+        path = Path(os.path.expanduser(str(custom)))
+        return ObjectStore(path if path.is_absolute() else self.root / path)  # relative to the repo root
 
     @cached_property
     def state(self) -> StateDB:

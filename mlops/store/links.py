@@ -59,7 +59,9 @@ def stage(
     """
     tmp = f"{os.path.dirname(dest) or '.'}/{TMP_PREFIX}{os.path.basename(dest)}.{os.getpid()}.{threading.get_ident()}"
     last_error: OSError | None = None
-    for kind in kinds:
+    # an executable file cannot share the read-only, mode-less object: it gets its own copy
+    candidates = [k for k in kinds if not (executable and k in ("hardlink", "symlink"))] or ["copy"]
+    for kind in candidates:
         if kind in _unsupported:
             continue
         with contextlib.suppress(FileNotFoundError):
@@ -95,6 +97,8 @@ def stage(
                 os.unlink(tmp)
             raise
         return tmp, kind
+    if "copy" not in candidates:  # every kind asked for was refused: a copy always works
+        return stage(obj_path, dest, ("copy",), executable=executable, expect=expect)
     raise last_error or OSError(errno.EOPNOTSUPP, f"no link type of {kinds} works here")
 
 

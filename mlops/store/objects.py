@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -118,7 +117,7 @@ class ObjectStore:
         with contextlib.suppress(FileNotFoundError), os.scandir(self.tmp) as entries:
             for entry in entries:
                 with contextlib.suppress(FileNotFoundError):
-                    if entry.stat().st_mtime < cutoff:
+                    if older_than <= 0 or entry.stat().st_mtime < cutoff:
                         os.unlink(entry.path)
                         removed += 1
         return removed
@@ -255,8 +254,7 @@ class ObjectBatch:
                 if not target.parent.is_dir():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shards.add(self.store.root)
-                mode = os.stat(temp).st_mode
-                os.chmod(temp, READ_ONLY | (mode & 0o111 if stat.S_ISREG(mode) else 0))
+                os.chmod(temp, READ_ONLY)  # one object may serve executable and plain files alike
                 os.replace(temp, target)
                 shards.add(target.parent)
             for shard in shards:
