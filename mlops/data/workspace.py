@@ -157,6 +157,10 @@ def hash_files(
     if not todo:
         return HashOutcome(records, 0)
 
+    # filled by the workers themselves (list.append is atomic), so that every hash computed
+    # before an error or Ctrl-C is remembered, even one the main thread had not collected yet
+    learned: list[tuple[StatKey, str]] = []
+
     def work(item: WorkspaceFile) -> tuple[WorkspaceFile, str, int]:
         if into is None:
             digest, size = hash_file(item.path)
@@ -168,15 +172,14 @@ def hash_files(
                 digest, size = into.add_file(item.path)
         else:
             digest, size = into.add_file(item.path)
+        learned.append((item.key, digest))
         return item, digest, size
 
-    learned: list[tuple[StatKey, str]] = []
     with progress.task(description, total=len(todo)) as task:
         try:
             with run_parallel(work, todo, jobs=jobs) as results:
                 for item, digest, size in results:
                     records[item.rel] = FileRecord(digest, size, item.executable)
-                    learned.append((item.key, digest))
                     task.advance()
         finally:
             state.record(learned)  # what was hashed before an error or Ctrl-C is not hashed again

@@ -21,13 +21,14 @@ import subprocess
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..data.add import ignore_in_git, snapshot_path
 from ..data.checkout import checkout_pointer
 from ..data.pointer import Pointer
 from ..errors import MlopsError
+from ..parallel import sigint_deferred, wait_any
 from ..repo.repo import Repo
 from ..store.hashing import hash_bytes
 from . import runcache
@@ -170,7 +171,11 @@ def run_pipeline(
     workers = max(1, jobs or os.cpu_count() or 1)
     running: dict[Future[StageResult], str] = {}
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
-    interrupted = False
+    was_interrupted = False
+    # Ctrl-C only sets a flag while stages run; the loop below turns it into KeyboardInterrupt
+    # between waits, never inside the thread pool's locks
+    deferral = sigint_deferred()
+    interrupted = deferral.__enter__()
     try:
         while pending or running:
             # start every stage whose upstream (within this run) finished well
@@ -196,7 +201,7 @@ def run_pipeline(
                 break
             if not running:
                 break
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            done, _ = wait_any(running, interrupted)
             for future in done:
                 name = running.pop(future)
                 result = future.result()
@@ -204,7 +209,7 @@ def run_pipeline(
                 if result.status == FAILED:
                     failed_any = True
     except KeyboardInterrupt:
-        interrupted = True
+        was_interrupted = True
         shared.stopping.set()
         _stop_all(shared)
         for future, name in running.items():
@@ -212,11 +217,13 @@ def run_pipeline(
                 results[name] = future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C after the loop: the run is over anyway
+            deferral.__exit__(None, None, None)
     for name in names:
         if name not in results:
-            results[name] = StageResult(name, NOT_RUN, ("interrupted" if interrupted else "not started",))
+            results[name] = StageResult(name, NOT_RUN, ("interrupted" if was_interrupted else "not started",))
     ordered = tuple(results[n] for n in names)
-    return RunResult(run_id, ordered, interrupted=interrupted or any(r.status == INTERRUPTED for r in ordered))
+    return RunResult(run_id, ordered, interrupted=was_interrupted or any(r.status == INTERRUPTED for r in ordered))
 
 
 def _stop_all(shared: _Shared) -> None:
