@@ -33,12 +33,19 @@ class MlopsError(Exception):
 
     exit_code = EXIT_FAILURE
     kind = "error"
+    #: set by a command that already printed its --json report: the error adds no second document
+    report_printed = False
 
     def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.fields = fields
+
+    def after_report(self) -> MlopsError:
+        """Mark that the command's --json report is already on stdout."""
+        self.report_printed = True
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"error": self.kind, "message": self.message, "exit_code": self.exit_code}

@@ -33,7 +33,7 @@ def boundary(fn: F) -> F:
         except MlopsError as exc:
             if SETTINGS.debug:
                 traceback.print_exc()
-            if out.json and not isinstance(exc, CheckFailed):  # a check already printed its report
+            if out.json and not isinstance(exc, CheckFailed) and not exc.report_printed:  # one JSON document
                 out.emit_json(exc.to_dict())
             out.error(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None

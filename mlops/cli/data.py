@@ -26,11 +26,11 @@ def _lock_pointers(repo, rev: Optional[str] = None) -> list:  # noqa: ANN001
     return lock_pointers(repo, rev)
 
 
-def _pipeline_roots(repo) -> list:  # noqa: ANN001
+def _pipeline_roots(repo, all_commits: bool = False) -> list:  # noqa: ANN001
     """Objects the pipeline references (lock file, run cache): pushed, fetched and kept by gc."""
     from ..pipeline.roots import pipeline_roots
 
-    return pipeline_roots(repo)
+    return pipeline_roots(repo, all_commits=all_commits)
 
 
 def register(app: typer.Typer) -> None:
@@ -109,7 +109,7 @@ def status(
             elif t.detail:
                 summary = t.detail
             colour = "red" if t.state == "deleted" else "yellow"
-            out.markup(f"[{colour}]{t.state:>9}[/]  {t.path}  [dim]{summary}[/]", f"{t.state}\t{t.path}\t{summary}".rstrip())
+            out.row((t.state, colour), (t.path, None), (summary, "dim"))
             for label, paths in (("added", t.changes.added), ("modified", t.changes.modified), ("deleted", t.changes.deleted)):
                 for p in paths[:20]:
                     out.line(f"    {label}: {t.path}/{p}")
@@ -120,7 +120,7 @@ def status(
         to_run = [s for s in stages if s["status"] == "would run"]
         for s in to_run:
             reason = "; ".join(s["reasons"])
-            out.markup(f"[yellow]    stage[/]  {s['name']}  [dim]{reason}[/]", f"stage\t{s['name']}\t{reason}")
+            out.row(("stage", "yellow"), (s["name"], None), (reason, "dim"))
         if stages and not to_run:
             out.info(f"pipeline is up to date ({len(stages)} stage(s))")
         elif to_run:
@@ -220,7 +220,7 @@ def push(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    extra = [] if targets else _pipeline_roots(repo)
+    extra = [] if targets else _pipeline_roots(repo, all_commits)
     _transfer_summary(out, do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress()))
 
 
@@ -236,7 +236,7 @@ def fetch(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    extra = [] if targets else _pipeline_roots(repo)
+    extra = [] if targets else _pipeline_roots(repo, all_commits)
     _transfer_summary(out, do_fetch(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress()))
 
 
@@ -274,7 +274,7 @@ def gc(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, force=force, extra_roots=_pipeline_roots(repo))
+    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, force=force, extra_roots=_pipeline_roots(repo, all_commits))
     if out.json:
         out.emit_json(result.to_dict())
         return
@@ -297,7 +297,7 @@ def verify(
         out.emit_json({"ok": result.ok, "checked": result.checked, "corrupt": [b.to_dict() for b in result.corrupt], "missing": [b.to_dict() for b in result.missing]})
     else:
         for bad in result.corrupt:
-            out.markup(f"[red]corrupt[/]  {bad.hash}  {bad.used_by or ''}", f"corrupt\t{bad.hash}\t{bad.used_by or ''}")
+            out.row(("corrupt", "red"), (bad.hash, None), (bad.used_by or "", None))
         for bad in result.missing:
             out.line(f"missing\t{bad.hash}\t{bad.used_by or ''}")
         out.info(f"checked {result.checked} object(s): {len(result.corrupt)} corrupt, {len(result.missing)} referenced but not in the cache")

@@ -74,12 +74,20 @@ class Output:
         else:
             sys.stdout.write(text + "\n")
 
-    def markup(self, text: str, plain: str) -> None:
-        """Rich markup on a terminal, ``plain`` otherwise."""
+    def row(self, *cells: tuple[str, str | None]) -> None:
+        """One line of (text, style) cells: styled and space-aligned on a terminal,
+        tab-separated when piped. Text is never read as markup, so names with [brackets] are safe."""
         if self.tty:
-            self.console.print(text)
+            from rich.text import Text
+
+            parts: list[tuple[str, str] | str] = []
+            for index, (text, style) in enumerate(cells):
+                if index:
+                    parts.append("  ")
+                parts.append((text, style or ""))
+            self.console.print(Text.assemble(*parts))
         else:
-            sys.stdout.write(plain + "\n")
+            sys.stdout.write("\t".join(text for text, _ in cells).rstrip("\t") + "\n")
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, styles: Sequence[str | None] | None = None, title: str | None = None) -> None:
         if not self.tty:
@@ -87,13 +95,14 @@ class Output:
                 sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
             return
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, show_edge=False, header_style="bold")
         for column in columns:
             table.add_column(column)
         for index, row in enumerate(rows):
             style = styles[index] if styles else None
-            table.add_row(*("" if v is None else str(v) for v in row), style=style)
+            table.add_row(*(Text("" if v is None else str(v)) for v in row), style=style)  # never markup
         self.console.print(table)
 
     # --- messages (stderr) ----------------------------------------------------------------

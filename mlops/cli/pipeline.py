@@ -16,7 +16,7 @@ from .output import Output, in_ci
 
 STATUS_STYLE = {
     "ran": "green", "restored": "cyan", "skipped": "dim", "failed": "red", "interrupted": "red",
-    "not run": "yellow", "would run": "yellow", "frozen": "dim", "running": "bold blue",
+    "not run": "yellow", "would run": "yellow", "frozen": "dim", "running": "bold blue", "waiting": "dim",
 }
 
 import_app = typer.Typer(no_args_is_help=True, help="Import pipelines from other tools.")
@@ -66,6 +66,7 @@ def _events(out: Output) -> Any:
 
         def _render(self) -> Any:
             from rich.table import Table
+            from rich.text import Text
 
             table = Table(show_edge=False, header_style="bold", box=None)
             table.add_column("stage")
@@ -74,15 +75,17 @@ def _events(out: Output) -> Any:
             now = time.time()
             for name, (status, started, ended) in self.state.items():
                 took = "" if started is None else f"{(ended or now) - started:.1f}s"
-                table.add_row(name, f"[{STATUS_STYLE.get(status, '')}]{status}[/]", took)
+                table.add_row(Text(name), Text(status, style=STATUS_STYLE.get(status, "dim")), took)
             return table
 
         def _update(self) -> None:
             self.live.update(self._render())
 
         def stage_started(self, name: str, reasons: tuple[str, ...]) -> None:
+            from rich.text import Text
+
             self.state[name] = ("running", time.time(), None)
-            self.live.console.print(f"[bold]{name}[/]: [dim]{'; '.join(reasons)}[/]")
+            self.live.console.print(Text.assemble((name, "bold"), ": ", ("; ".join(reasons), "dim")))
             self._update()
 
         def stage_output(self, name: str, line: str) -> None:
@@ -91,9 +94,11 @@ def _events(out: Output) -> Any:
             self.live.console.print(Text.assemble((f"[{name}] ", "dim"), line))
 
         def stage_finished(self, result: Any) -> None:
+            from rich.text import Text
+
             self.state[result.name] = (result.status, result.started, result.ended)
             if result.error:
-                self.live.console.print(f"[red]{result.name}: {result.error}[/]")
+                self.live.console.print(Text(f"{result.name}: {result.error}", style="red"))
             self._update()
 
     return Plain, Live
@@ -137,17 +142,20 @@ def run(
     elif dry_run:
         for stage in result.stages:
             reason = "; ".join(stage.reasons)
-            out.markup(f"[{STATUS_STYLE.get(stage.status, '')}]{stage.status:>9}[/]  {stage.name}  [dim]{reason}[/]", f"{stage.status}\t{stage.name}\t{reason}".rstrip())
+            out.row((stage.status, STATUS_STYLE.get(stage.status, "dim")), (stage.name, None), (reason, "dim"))
     else:
         counts: dict[str, int] = {}
         for stage in result.stages:
             counts[stage.status] = counts.get(stage.status, 0) + 1
         out.info(", ".join(f"{n} {s}" for s, n in counts.items()) + f" (run {result.run_id})")
     if result.interrupted:
-        raise Interrupted("interrupted: running stages were stopped and recorded nothing")
+        raise Interrupted("interrupted: running stages were stopped and recorded nothing").after_report()
     if result.failed:
         names = ", ".join(s.name for s in result.failed)
-        raise CouldNotComplete(f"stage(s) failed: {names} ({result.failed[0].error})", hint="fix the command, then 'mlops run' again: finished stages are not rerun")
+        raise CouldNotComplete(
+            f"stage(s) failed: {names} ({result.failed[0].error})",
+            hint="fix the command, then 'mlops run' again: finished stages are not rerun",
+        ).after_report()
 
 
 def dag(

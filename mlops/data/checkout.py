@@ -85,11 +85,19 @@ def checkout(
 
 
 def checkout_pointer(
-    repo: Repo, pointer: Pointer, *, force: bool = False, jobs: int | None = None, progress: Progress = NO_PROGRESS
+    repo: Repo,
+    pointer: Pointer,
+    *,
+    force: bool = False,
+    link_kinds: tuple[str, ...] | None = None,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> CheckedOut:
-    """Make one path match a pointer (the caller holds the store lock and the path's lock)."""
+    """Make one path match a pointer (the caller holds the store lock and the path's lock).
+
+    ``link_kinds`` overrides cache.type (a git-tracked file is placed as a copy)."""
     store = repo.objects
-    kinds = repo.config.link_types
+    kinds = link_kinds or repo.config.link_types
     quick = read_workspace(repo, pointer.target, need_records=False, jobs=jobs)
     remove_temps(list(quick.temps))  # left by an interrupted checkout; we hold the path's lock
     if quick.kind == pointer.kind and quick.hash == pointer.hash:

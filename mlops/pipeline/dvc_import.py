@@ -12,6 +12,7 @@ left out and simply runs on the next `mlops run`.
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..fsio import atomic_write
 from ..repo.repo import Repo
 from .params import flatten
 from .lock import LOCK_FILE, LockedPath, LockEntry, write_lock
-from .spec import PIPELINE_FILE, STAGE_KEYS, TEMPLATE_KEYS, load_pipeline
+from .spec import OUT_FLAGS, PIPELINE_FILE, STAGE_KEYS, TEMPLATE_KEYS, Pipeline, load_pipeline
 from .state import read_path
 
 HEADER = "# mlops pipeline, imported from dvc.yaml by 'mlops import dvc'.\n"
@@ -59,10 +60,32 @@ def import_dvc(repo: Repo, *, force: bool = False) -> ImportResult:
             if key not in allowed:
                 notes.append(f"stage '{name}': key '{key}' is not imported")
                 del definition[key]
+        for section in ("outs", "metrics", "plots"):
+            _strip_output_options(name, definition.get(section), notes)
+    # validate before anything is written: a pipeline.yaml mlops refuses is never left behind
+    draft = repo.tmp / "import-pipeline.yaml"
+    draft.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(draft, HEADER + dump_yaml(out))
+    try:
+        pipeline = load_pipeline(repo.root, draft)
+    finally:
+        draft.unlink(missing_ok=True)
     atomic_write(target, HEADER + dump_yaml(out))
-    pipeline = load_pipeline(repo.root)  # validates what we wrote, with file:line:col
-    lock_stages = _import_lock(repo, list(pipeline.stages), notes)
+    lock_stages = _import_lock(repo, pipeline, notes, force=force)
     return ImportResult(len(pipeline.stages), lock_stages, tuple(notes))
+
+
+def _strip_output_options(stage: str, entries: Any, notes: list[str]) -> None:
+    """Keep the output options mlops knows; DVC's plot options (x, y, template...) are dropped."""
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if isinstance(entry, dict) and len(entry) == 1:
+            (path, options), = entry.items()
+            if isinstance(options, dict):
+                for option in [o for o in options if o not in OUT_FLAGS]:
+                    notes.append(f"stage '{stage}': option '{option}' of {path} is not imported")
+                    del options[option]
 
 
 def _md5(path: Any) -> str:
@@ -73,8 +96,13 @@ def _md5(path: Any) -> str:
     return digest.hexdigest()
 
 
-def _matches(repo: Repo, item: dict[str, Any]) -> bool:
-    path = repo.abs(str(item.get("path", "")))
+def _in_wdir(wdir: str, path: str) -> str:
+    """dvc.lock writes paths relative to the stage's wdir."""
+    return posixpath.normpath(posixpath.join(wdir, path)) if wdir else posixpath.normpath(path)
+
+
+def _matches(repo: Repo, item: dict[str, Any], wdir: str) -> bool:
+    path = repo.abs(_in_wdir(wdir, str(item.get("path", ""))))
     recorded = str(item.get("md5") or "")
     if recorded.endswith(".dir"):
         if not path.is_dir():
@@ -92,30 +120,34 @@ def _flat(values: Any) -> dict[str, Any]:
     return out
 
 
-def _import_lock(repo: Repo, order: list[str], notes: list[str]) -> int:
+def _import_lock(repo: Repo, pipeline: Pipeline, notes: list[str], *, force: bool) -> int:
     lock_path = repo.root / "dvc.lock"
     if not lock_path.is_file():
         return 0
-    if (repo.root / LOCK_FILE).exists():
-        notes.append(f"{LOCK_FILE} exists: dvc.lock not imported")
+    if (repo.root / LOCK_FILE).exists() and not force:
+        notes.append(f"{LOCK_FILE} exists: dvc.lock not imported (use --force to replace it)")
         return 0
     stages = (load_yaml(lock_path) or {}).get("stages") or {}
     entries: dict[str, LockEntry] = {}
     for name, body in stages.items():
+        stage = pipeline.stages.get(str(name))
+        if stage is None:
+            notes.append(f"stage '{name}' of dvc.lock is not in dvc.yaml; skipped")
+            continue
         deps, outs = body.get("deps") or [], body.get("outs") or []
-        if not all(_matches(repo, item) for item in [*deps, *outs]):
+        if not all(_matches(repo, item, stage.wdir) for item in [*deps, *outs]):
             notes.append(f"stage '{name}': the workspace no longer matches dvc.lock; it will run")
             continue
         locked_outs = []
         for item in outs:
-            pointer = snapshot_path(repo, str(item["path"])).pointer
+            pointer = snapshot_path(repo, _in_wdir(stage.wdir, str(item["path"]))).pointer
             locked_outs.append(LockedPath(pointer.target, pointer.hash, pointer.kind, pointer.size, pointer.files))
         entries[str(name)] = LockEntry(
             cmd=" && ".join(body["cmd"]) if isinstance(body.get("cmd"), list) else str(body.get("cmd", "")),
-            deps=tuple(read_path(repo, str(item["path"])) for item in deps),
+            deps=tuple(read_path(repo, _in_wdir(stage.wdir, str(item["path"]))) for item in deps),
             params={str(f): _flat(v) for f, v in (body.get("params") or {}).items()},
             outs=tuple(locked_outs),
         )
     if entries:
-        write_lock(repo.root, entries, order)
+        write_lock(repo.root, entries, list(pipeline.stages))
     return len(entries)

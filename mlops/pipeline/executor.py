@@ -36,9 +36,10 @@ from .graph import Graph, build_graph
 from .lock import LockEntry, LockedPath, read_lock, write_lock
 from .params import ParamFiles
 from .spec import Stage, load_pipeline
-from .state import StageInputs, out_of_date_reasons, read_inputs, read_outputs
+from .state import StageInputs, check_params, out_of_date_reasons, read_inputs, read_outputs
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a stage's process group
+OUTPUT_DRAIN = 2.0  # seconds to collect a finished command's last output lines
 
 # stage outcomes
 RAN, RESTORED, SKIPPED, FAILED, INTERRUPTED, NOT_RUN, WOULD_RUN, FROZEN = (
@@ -162,6 +163,11 @@ def run_pipeline(
     run_id = run_id or new_run_id()
     if dry_run:
         return RunResult(run_id, tuple(plan(repo, graph, names, force=force)), dry_run=True)
+    # what can be found wrong before anything runs is found now, as a usage error (exit 2)
+    read_lock(repo.root)
+    params = ParamFiles(repo.root)
+    for name in names:
+        check_params(graph.stage(name), params)
 
     shared = _Shared(list(pipeline.stages))
     results: dict[str, StageResult] = {}
@@ -274,7 +280,9 @@ def _decide_and_run(
         events.stage_finished(result)
         return result
     key = inputs.run_key(stage)
-    if not force and not stage.always_changed:
+    # a persist output accumulates across runs: restoring an old snapshot would lose history
+    cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
+    if not force and cacheable:
         cached = runcache.lookup(repo, key)
         if cached is not None:
             _restore(repo, stage, cached)
@@ -298,7 +306,7 @@ def _decide_and_run(
         return result
     outs = _snapshot_outputs(repo, stage)
     _record(repo, stage, inputs, outs, shared)
-    if not stage.always_changed:
+    if cacheable:
         runcache.record(repo, key, outs)
     result = StageResult(stage.name, RAN, tuple(reasons), started, time.time(), 0, outs=outs, deps=inputs.deps, params=inputs.params)
     events.stage_finished(result)
@@ -321,11 +329,19 @@ def _run_command(repo: Repo, stage: Stage, run_id: str, shared: _Shared, events:
     )
     with shared.mutex:
         shared.processes[stage.name] = proc
-    try:
+
+    def pump() -> None:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
             events.stage_output(stage.name, raw.decode("utf-8", "replace").rstrip("\n"))
-        return proc.wait()
+
+    reader = threading.Thread(target=pump, name=f"output-{stage.name}", daemon=True)
+    reader.start()
+    try:
+        code = proc.wait()
+        # a background process the command left behind may keep the pipe open: do not wait for it
+        reader.join(timeout=OUTPUT_DRAIN)
+        return code
     finally:
         with shared.mutex:
             shared.processes.pop(stage.name, None)
@@ -370,12 +386,13 @@ def _snapshot_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:
 
 
 def _restore(repo: Repo, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
+    cached = {o.path for o in stage.outs if o.cache}
     for out in outs:
         assert out.hash is not None
         pointer = Pointer(out.path, out.kind, out.hash, out.size, out.files)
-        checkout_pointer(repo, pointer, force=True)
-        spec = next((o for o in stage.outs if o.path == out.path), None)
-        if spec is not None and spec.cache:
+        # a git-tracked output (metrics, plots) must come back as a plain file, never a cache link
+        checkout_pointer(repo, pointer, force=True, link_kinds=None if out.path in cached else ("copy",))
+        if out.path in cached:
             ignore_in_git(repo, out.path)
 
 

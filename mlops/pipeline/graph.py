@@ -62,6 +62,7 @@ def build_graph(pipeline: Pipeline, root: Path) -> Graph:
                         hint="each output has exactly one stage that writes it",
                         file=str(source),
                     )
+            _refuse_tracked(root, stage, out.path, str(source))
             outs.append((out.path, stage.name))
             producers[out.path] = stage.name
     upstream: dict[str, list[str]] = {name: [] for name in stages}
@@ -96,6 +97,19 @@ def build_graph(pipeline: Pipeline, root: Path) -> Graph:
         tuple(order),
         producers,
     )
+
+
+def _refuse_tracked(root: Path, stage: Stage, path: str, source: str) -> None:
+    """An output cannot also be data tracked by `mlops add`: the two would undo each other."""
+    parts = path.split("/")
+    for depth in range(1, len(parts) + 1):
+        tracked = "/".join(parts[:depth])
+        if (root / f"{tracked}.mlops").is_file():
+            raise FormatError(
+                f"{stage.where}: stage '{stage.name}' writes {path}, which is tracked by {tracked}.mlops",
+                hint=f"let the stage own it: remove {tracked}.mlops (git rm --cached), or drop it from the stage's outs",
+                file=source,
+            )
 
 
 def _topological(pipeline: Pipeline, upstream: dict[str, list[str]]) -> list[str]:

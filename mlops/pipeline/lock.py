@@ -100,8 +100,9 @@ def read_lock(root: Path) -> dict[str, LockEntry]:
 
 
 def render_lock(entries: dict[str, LockEntry], order: list[str]) -> str:
-    """Stages in pipeline order (unknown ones after, by name), a blank line between blocks."""
-    known = [n for n in order if n in entries] + sorted(n for n in entries if n not in order)
+    """Stages in pipeline order, a blank line between blocks. Blocks of stages the pipeline
+    no longer has (renamed, removed) are dropped: their outputs are nobody's any more."""
+    known = [n for n in order if n in entries]
     parts = [HEADER + dump_yaml({"format": LOCK_FORMAT}) + "stages:\n"]
     for name in known:
         block = dump_yaml({name: entries[name].to_doc()})

@@ -14,7 +14,9 @@ from .lock import LOCK_FILE, LockEntry, parse_lock, read_lock
 
 
 def _cached_paths(repo: Repo, entries: dict[str, LockEntry]) -> list[Pointer]:
-    """Outputs to place in the workspace: those the pipeline caches (not git-tracked metrics)."""
+    """Outputs to place in the workspace: those the pipeline caches (not git-tracked metrics),
+    of stages the pipeline still has."""
+    from ..errors import MlopsError
     from .spec import PIPELINE_FILE, load_pipeline
 
     uncached: set[str] = set()
@@ -22,7 +24,8 @@ def _cached_paths(repo: Repo, entries: dict[str, LockEntry]) -> list[Pointer]:
         try:
             pipeline = load_pipeline(repo.root)
             uncached = {o.path for s in pipeline.stages.values() for o in s.outs if not o.cache}
-        except Exception:  # noqa: BLE001 - a broken pipeline.yaml must not stop a checkout of data
+            entries = {name: e for name, e in entries.items() if name in pipeline.stages}
+        except MlopsError:  # a broken pipeline.yaml must not stop a checkout of data
             uncached = set()
     out = []
     for entry in entries.values():
@@ -44,10 +47,17 @@ def lock_pointers(repo: Repo, rev: str | None = None) -> list[Pointer]:
     return _cached_paths(repo, parse_lock(text.decode("utf-8"), f"{rev}:{LOCK_FILE}"))
 
 
-def pipeline_roots(repo: Repo) -> list[Root]:
-    """Every object the lock file and the run cache name: gc keeps them, push sends them."""
+def pipeline_roots(repo: Repo, *, all_commits: bool = False) -> list[Root]:
+    """Every object the lock file and the run cache name (with ``all_commits``, also every
+    commit's lock file): gc keeps them, push sends them."""
     roots = [Root(p.hash, p.is_dir, f"{LOCK_FILE}:{p.target}") for p in lock_pointers(repo)]
     for entry in read_lock(repo.root).values():  # git-tracked outputs are stored too (the run cache restores them)
         roots.extend(Root(o.hash, o.kind == "dir", f"{LOCK_FILE}:{o.path}") for o in entry.outs if o.hash)
     roots.extend(Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for o in runcache.all_outputs(repo) if o.hash)
+    if all_commits:
+        from ..repo.git import git_repo
+
+        for path, data in git_repo(repo.root).blobs_all_commits(lambda p: p == LOCK_FILE):
+            for entry in parse_lock(data.decode("utf-8"), f"git:{path}").values():
+                roots.extend(Root(o.hash, o.kind == "dir", f"git:{LOCK_FILE}:{o.path}") for o in entry.outs if o.hash)
     return roots

@@ -51,8 +51,8 @@ def read_path(repo: Repo, rel: str) -> LockedPath:
     return LockedPath(rel, snap.hash, snap.kind, snap.size, files)
 
 
-def read_inputs(repo: Repo, stage: Stage, params: ParamFiles) -> StageInputs:
-    deps = tuple(read_path(repo, dep) for dep in stage.deps)
+def check_params(stage: Stage, params: ParamFiles) -> dict[str, dict[str, Any]]:
+    """The stage's parameter values, flattened per file; a missing file or key is an input error."""
     values: dict[str, dict[str, Any]] = {}
     for ref in stage.params:
         data = params.load(ref.file)
@@ -65,6 +65,12 @@ def read_inputs(repo: Repo, stage: Stage, params: ParamFiles) -> StageInputs:
                 hint=f"add it to {ref.file}, or remove it from the stage's params",
             )
         values.setdefault(ref.file, {}).update(flatten(ref.key, value))
+    return values
+
+
+def read_inputs(repo: Repo, stage: Stage, params: ParamFiles) -> StageInputs:
+    deps = tuple(read_path(repo, dep) for dep in stage.deps)
+    values = check_params(stage, params)
     env = {name: (hash_bytes(os.environ[name].encode()) if name in os.environ else None) for name in stage.env}
     return StageInputs(deps, values, env)
 
@@ -120,6 +126,8 @@ def out_of_date_reasons(
         elif entry.env[name] != value:
             reasons.append(f"env {name} changed")
     locked_outs = {o.path: o for o in entry.outs}
+    current_outs = {o.path for o in outs}
+    reasons.extend(f"out {path} removed" for path in locked_outs if path not in current_outs)
     for out in outs:
         before = locked_outs.get(out.path)
         if out.hash is None:

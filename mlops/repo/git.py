@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -68,6 +68,10 @@ class GitRepo:
 
     def pointer_blobs_all_commits(self) -> Iterator[tuple[str, bytes]]:
         """(path, bytes) of every distinct pointer blob reachable from any ref."""
+        return self.blobs_all_commits(lambda path: path.endswith(POINTER_SUFFIX))
+
+    def blobs_all_commits(self, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+        """(path, bytes) of every distinct blob, reachable from any ref, whose path is wanted."""
         git = _gitpython()
         try:
             listing = self._repo.git.rev_list("--all", "--objects")
@@ -76,10 +80,10 @@ class GitRepo:
         seen: set[str] = set()
         for line in listing.splitlines():
             sha, _, path = line.partition(" ")
-            if path.endswith(POINTER_SUFFIX) and sha not in seen:
+            if path and wanted(path) and sha not in seen:
                 seen.add(sha)
                 binsha = bytes.fromhex(sha)
-                # the .mlops/ folder's tree ends in the suffix too: only blobs are pointer files
+                # a folder's tree can match the name too (.mlops/ ends in the suffix): only blobs count
                 if self._repo.odb.info(binsha).type == b"blob":
                     yield path, self._repo.odb.stream(binsha).read()
 
