@@ -212,6 +212,7 @@ def push(
     targets: Optional[list[str]] = TARGETS,
     remote: Optional[str] = REMOTE,
     all_commits: bool = typer.Option(False, "--all-commits", help="Also what any git commit references."),
+    full: bool = typer.Option(False, "--full", help="Check every object on the remote, not only changed folders (repairs a remote that lost objects)."),
     jobs: Optional[int] = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -221,7 +222,7 @@ def push(
     out = Output(json_output=json_output)
     repo = find_repo()
     extra = [] if targets else _pipeline_roots(repo, all_commits)
-    _transfer_summary(out, do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress()))
+    _transfer_summary(out, do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, full=full, jobs=jobs, progress=out.progress()))
 
 
 def fetch(

@@ -17,7 +17,7 @@ from ..repo.repo import Repo
 from ..store.links import is_link_kind_shared, place
 from ..store.tree import build_tree
 from .pointer import POINTER_SUFFIX, Pointer, read_pointer, write_pointer
-from .workspace import dir_fingerprint, hash_files, remove_temps, scan_dir, scan_file
+from .workspace import hash_files, remove_temps, scan_dir, scan_file, summarize_dir
 
 
 @dataclass(frozen=True)
@@ -100,16 +100,23 @@ def snapshot_path(
                 f"{rel}: holds tracked data of its own ({rel}/{nested[0]})",
                 hint="track the folders inside separately, or remove their pointer files first",
             )
-        with store.batch() as batch:
-            outcome = hash_files(repo, files.values(), into=batch, adopt=adopt, jobs=jobs, progress=progress, description=rel)
-            tree = build_tree(outcome.records)
-            for data in tree.manifests.values():
-                batch.add_bytes(data)
-        pointer = Pointer(rel, "dir", tree.hash, tree.size, tree.files)
-        if files and not link:  # links change inodes below: nothing to remember
-            newest = max(f.key[2] for f in files.values())
-            repo.state.record_tree(dir_fingerprint(files), tree.hash, tree.size, tree.files, newest)
-        workspace = [(files[r].path, outcome.records[r]) for r in files]
+        if link:
+            # every workspace file is replaced by a link below, so every file's hash is needed
+            with store.batch() as batch:
+                outcome = hash_files(repo, files.values(), into=batch, adopt=adopt, jobs=jobs, progress=progress, description=rel)
+                tree = build_tree(outcome.records)
+                for data in tree.manifests.values():
+                    batch.add_bytes(data)
+            pointer = Pointer(rel, "dir", tree.hash, tree.size, tree.files)
+            workspace = [(files[r].path, outcome.records[r]) for r in files]
+            hashed = outcome.hashed
+        else:
+            # only folders that changed are looked at: one new file costs the folders on its path
+            with store.batch() as batch:
+                summary = summarize_dir(repo, files, into=batch, jobs=jobs, progress=progress, description=rel)
+            pointer = Pointer(rel, "dir", summary.hash, summary.size, summary.files)
+            workspace = []
+            hashed = summary.hashed
     else:
         item = scan_file(str(absolute))
         if item is None:
@@ -119,11 +126,12 @@ def snapshot_path(
         record = outcome.records[""]
         pointer = Pointer(rel, "file", record.hash, record.size)
         workspace = [(item.path, record)]
+        hashed = outcome.hashed
     if link:
         # the workspace copy becomes a read-only link to the cache, as cache.type asks
         for path, record in workspace:
             place(str(store.path(record.hash)), path, kinds, executable=record.executable)
-    return Snapshot(pointer, outcome.hashed)
+    return Snapshot(pointer, hashed)
 
 
 def _add_one(repo: Repo, rel: str, *, jobs: int | None, progress: Progress) -> AddedTarget:

@@ -14,7 +14,7 @@ from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
 from ..store.tree import FileRecord, build_tree, flatten_tree
 from .pointer import Pointer, find_pointer_files, parse_pointer, read_pointer
-from .workspace import WorkspaceFile, dir_fingerprint, hash_files, scan_dir, scan_file
+from .workspace import WorkspaceFile, hash_files, scan_dir, scan_file, summarize_dir
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,11 @@ def read_workspace(
     if absolute.is_dir():
         temps: list[str] = []
         files = scan_dir(repo, str(absolute), temps=temps)
-        fingerprint = dir_fingerprint(files)
         if not need_records:
-            known = repo.state.lookup_tree(fingerprint)
-            if known is not None:
-                return WorkspaceSnapshot("dir", known[0], known[1], files, None, tuple(temps))
+            summary = summarize_dir(repo, files, jobs=jobs, progress=progress, description=rel)
+            return WorkspaceSnapshot("dir", summary.hash, summary.size, files, None, tuple(temps))
         records = hash_files(repo, files.values(), jobs=jobs, progress=progress, description=rel).records
         tree = build_tree(records)
-        if files:
-            newest = max(f.key[2] for f in files.values())
-            repo.state.record_tree(fingerprint, tree.hash, tree.size, tree.files, newest)
         return WorkspaceSnapshot("dir", tree.hash, tree.size, files, records, tuple(temps))
     item = scan_file(str(absolute))
     if item is None:

@@ -15,10 +15,11 @@ from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..remotes.base import Remote, open_remote
 from ..repo.repo import Repo
+from ..store.objects import ObjectBatch
 from ..store.tree import decode_manifest
 from .checkout import CheckoutResult, checkout
 from .pointer import Pointer
-from .references import Root, all_commit_roots, reachable, workspace_roots
+from .references import Root, all_commit_roots, workspace_roots
 from .snapshot import workspace_pointers
 
 
@@ -72,22 +73,19 @@ def push(
     targets: list[str] | None = None,
     all_commits: bool = False,
     extra_roots: Iterable[Root] = (),
+    full: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> TransferResult:
     target = get_remote(repo, remote)
     store = repo.objects
-    refs = reachable(repo, _roots(repo, targets, all_commits, extra_roots))
-    files = [d for d in refs.files if store.exists(d)]
-    manifests = list(reversed(list(refs.manifests)))  # a parent is walked before its children: reverse
-    missing_locally = tuple(sorted({d for d in refs.files if not store.exists(d)} | {r.hash for r in refs.unexpanded}))
-    wanted = [*files, *manifests]
     with progress.task(f"checking {target.name}", total=None):
-        absent = target.missing(wanted)
+        plan = _push_plan(repo, target, _roots(repo, targets, all_commits, extra_roots), full=full)
+    files, manifests = plan.files, plan.manifests
     moved = nbytes = 0
     try:
         for group in (files, manifests):
-            todo = [d for d in group if d in absent]
+            todo = group
             if not todo:
                 continue
             with progress.task(f"push to {target.name}", total=len(todo)) as task, run_parallel(
@@ -101,7 +99,67 @@ def push(
     except BaseException:
         target.abort()
         raise
-    return TransferResult(target.name, "push", moved, nbytes, len(wanted) - len(absent), missing_locally)
+    return TransferResult(target.name, "push", moved, nbytes, plan.present, plan.missing_locally)
+
+
+@dataclass
+class _PushPlan:
+    files: list[str]  # absent on the remote, present here
+    manifests: list[str]  # absent on the remote, deepest first
+    present: int
+    missing_locally: tuple[str, ...]
+
+
+def _push_plan(repo: Repo, target: Remote, roots: list[Root], *, full: bool = False) -> _PushPlan:
+    """What the remote lacks, found top-down: a manifest the remote has means it has
+    everything below (pushes publish children before parents), so an unchanged
+    sub-folder costs one existence check, not one per file. ``full`` checks every object
+    (to repair a remote that lost some). A manifest whose subtree this cache cannot
+    complete is not sent: the remote's manifests must keep meaning "all below is here"."""
+    store = repo.objects
+    candidates = list(dict.fromkeys(r.hash for r in roots if not r.is_dir))
+    manifests: list[str] = []
+    parents: dict[str, list[str]] = {}  # object -> absent manifests that list it
+    missing_locally: set[str] = set()
+    present = 0
+    level = list(dict.fromkeys(r.hash for r in roots if r.is_dir))
+    seen: set[str] = set(level)
+    while level:
+        absent = target.missing(level)
+        present += len(level) - len(absent)
+        next_level: list[str] = []
+        for digest in level:
+            if digest not in absent and not full:
+                continue
+            if not store.exists(digest):
+                if digest in absent:
+                    missing_locally.add(digest)
+                continue
+            if digest in absent:
+                manifests.append(digest)
+            for entry in decode_manifest(store.read_bytes(digest), digest):
+                parents.setdefault(entry.hash, []).append(digest)
+                if entry.kind == "t":
+                    if entry.hash not in seen:
+                        seen.add(entry.hash)
+                        next_level.append(entry.hash)
+                else:
+                    candidates.append(entry.hash)
+        level = next_level
+    candidates = list(dict.fromkeys(candidates))
+    absent_files = target.missing(candidates) if candidates else set()
+    present += len(candidates) - len(absent_files)
+    files = [d for d in candidates if d in absent_files and store.exists(d)]
+    missing_locally.update(d for d in absent_files if not store.exists(d))
+    incomplete: set[str] = set()
+    stack = list(missing_locally)
+    while stack:
+        for parent in parents.get(stack.pop(), ()):
+            if parent not in incomplete:
+                incomplete.add(parent)
+                stack.append(parent)
+    keep = [m for m in reversed(manifests) if m not in incomplete]
+    return _PushPlan(files, keep, present, tuple(sorted(missing_locally)))
 
 
 def fetch(
@@ -120,34 +178,39 @@ def fetch(
     moved = nbytes = present = 0
     seen: set[str] = set()
 
-    def pull_into_cache(digests: list[str], label: str) -> None:
+    def download(batch: ObjectBatch, digests: list[str], label: str, *, manifests: bool) -> None:
         nonlocal moved, nbytes, present
         todo = [d for d in digests if not store.exists(d)]
         present += len(digests) - len(todo)
         if not todo:
             return
-        with store.batch() as batch, progress.task(f"{label} from {source.name}", total=len(todo)) as task, run_parallel(
-            lambda d: source.download(d, batch), todo, jobs=jobs
+        with progress.task(f"{label} from {source.name}", total=len(todo)) as task, run_parallel(
+            lambda d: source.download(d, batch, last=manifests), todo, jobs=jobs
         ) as downloads:
             for size in downloads:
                 moved += 1
                 nbytes += size
                 task.advance()
 
-    with repo.store_lock():
+    # one batch: manifests are read as soon as they arrive (to find what they list) but
+    # published last, children before parents, so a manifest in the cache always means
+    # everything below it is there too (add and push rely on that)
+    with repo.store_lock(), store.batch() as batch:
         files = [r.hash for r in roots if not r.is_dir]
         level = [r.hash for r in roots if r.is_dir]
-        # manifests level by level: each level names the next
         while level:
             level = [d for d in dict.fromkeys(level) if d not in seen]
             seen.update(level)
-            pull_into_cache(level, "manifests")
+            download(batch, level, "manifests", manifests=True)
             next_level: list[str] = []
             for digest in level:
-                for entry in decode_manifest(store.read_bytes(digest), digest):
+                data = batch.staged_bytes(digest) if not store.exists(digest) else store.read_bytes(digest)
+                if data is None:  # pragma: no cover - download() raised before this
+                    continue
+                for entry in decode_manifest(data, digest):
                     (next_level if entry.kind == "t" else files).append(entry.hash)
             level = next_level
-        pull_into_cache(list(dict.fromkeys(files)), "fetch")
+        download(batch, list(dict.fromkeys(files)), "fetch", manifests=False)
     return TransferResult(source.name, "fetch", moved, nbytes, present)
 
 

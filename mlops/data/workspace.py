@@ -17,10 +17,10 @@ from ..fsio import TMP_PREFIX
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
-from ..store.hashing import hash_file
+from ..store.hashing import hash_bytes, hash_file
 from ..store.objects import ObjectBatch
 from ..store.state import StatKey, stat_key
-from ..store.tree import FileRecord
+from ..store.tree import FileRecord, TreeEntry, encode_manifest
 
 
 
@@ -111,16 +111,6 @@ def remove_temps(paths: list[str]) -> None:
             os.unlink(path)
 
 
-def dir_fingerprint(files: dict[str, WorkspaceFile]) -> str:
-    """A hash of every file's path, stat key and executable bit: equal means unchanged."""
-    hasher = xxhash.xxh3_128()
-    for rel in sorted(files):
-        item = files[rel]
-        ino, size, mtime = item.key
-        hasher.update(f"{rel}\0{ino}\0{size}\0{mtime}\0{int(item.executable)}\n".encode())
-    return hasher.hexdigest()
-
-
 @dataclass
 class HashOutcome:
     records: dict[str, FileRecord]
@@ -148,8 +138,8 @@ def hash_files(
     store = repo.objects
     records: dict[str, FileRecord] = {}
     todo: list[WorkspaceFile] = []
-    for item in files:
-        known = state.lookup(item.key)
+    items = list(files)
+    for item, known in zip(items, state.lookup_many([item.key for item in items])):
         if known is not None and (into is None or store.exists(known)):
             records[item.rel] = FileRecord(known, item.key[1], item.executable)
         else:
@@ -185,3 +175,98 @@ def hash_files(
             state.record(learned)  # what was hashed before an error or Ctrl-C is not hashed again
     return HashOutcome(records, len(todo))
 
+
+
+@dataclass(frozen=True)
+class DirSummary:
+    hash: str
+    size: int
+    files: int
+    hashed: int  # files whose bytes were read
+
+
+def summarize_dir(
+    repo: Repo,
+    files: dict[str, WorkspaceFile],
+    *,
+    into: ObjectBatch | None = None,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+    description: str = "hashing",
+) -> DirSummary:
+    """A directory's tree hash, doing work only for folders that changed.
+
+    Folders are taken deepest first, a level at a time. A folder's fingerprint hashes its
+    files' names, stat keys and executable bits and its sub-folders' manifest hashes;
+    when the state database knows it, the folder's manifest is known without touching its
+    files. Otherwise its files are looked up (or hashed, and with ``into`` stored) and its
+    manifest is built (and with ``into`` stored, after its files: children before parents).
+    """
+    state = repo.state
+    store = repo.objects
+    direct: dict[str, list[WorkspaceFile]] = {"": []}
+    children: dict[str, list[str]] = {"": []}
+    for rel, item in files.items():
+        folder = rel.rpartition("/")[0]
+        if folder not in direct:
+            ancestor = folder
+            while ancestor not in direct:
+                direct[ancestor] = []
+                children.setdefault(ancestor, [])
+                parent = ancestor.rpartition("/")[0]
+                children.setdefault(parent, []).append(ancestor)
+                ancestor = parent
+        direct[folder].append(item)
+    levels: dict[int, list[str]] = {}
+    for folder in direct:
+        levels.setdefault(folder.count("/") + 1 if folder else 0, []).append(folder)
+    done: dict[str, tuple[str, int, int]] = {}  # folder -> (manifest hash, size, files)
+    hashed = 0
+    record_rows: list[tuple[str, str, int, int, int]] = []
+    for depth in sorted(levels, reverse=True):
+        folders = levels[depth]
+        prints = {folder: _folder_fingerprint(folder, direct[folder], children[folder], done) for folder in folders}
+        known = state.lookup_trees(list(set(prints.values())))
+        missed = []
+        for folder in folders:
+            hit = known.get(prints[folder])
+            if hit is not None and (into is None or store.exists(hit[0])):
+                done[folder] = hit
+            else:
+                missed.append(folder)
+        if not missed:
+            continue
+        outcome = hash_files(
+            repo, [f for folder in missed for f in direct[folder]], into=into, jobs=jobs, progress=progress, description=description
+        )
+        hashed += outcome.hashed
+        for folder in missed:
+            entries = [
+                TreeEntry(item.rel.rpartition("/")[2], "f", outcome.records[item.rel].hash, item.key[1], item.executable)
+                for item in direct[folder]
+            ]
+            for child in children[folder]:
+                digest, size, count = done[child]
+                entries.append(TreeEntry(child.rpartition("/")[2], "t", digest, size, False, count))
+            data = encode_manifest(entries)
+            digest = hash_bytes(data)
+            if into is not None:
+                into.add_bytes(data)
+            summary = (digest, sum(e.size for e in entries), sum(e.files for e in entries))
+            done[folder] = summary
+            newest = max((item.key[2] for item in direct[folder]), default=0)
+            record_rows.append((prints[folder], *summary, newest))
+    state.record_trees(record_rows)
+    digest, size, count = done[""]
+    return DirSummary(digest, size, count, hashed)
+
+
+def _folder_fingerprint(
+    folder: str, items: list[WorkspaceFile], subfolders: list[str], done: dict[str, tuple[str, int, int]]
+) -> str:
+    parts = sorted(
+        f"f\0{item.rel.rpartition('/')[2]}\0{item.key[0]}\0{item.key[1]}\0{item.key[2]}\0{int(item.executable)}"
+        for item in items
+    )
+    parts += sorted(f"t\0{child.rpartition('/')[2]}\0{done[child][0]}" for child in subfolders)
+    return xxhash.xxh3_128_hexdigest("\n".join(parts).encode())

@@ -34,8 +34,8 @@ class Remote(ABC):
         """Send one local object; returns its size."""
 
     @abstractmethod
-    def download(self, digest: str, batch: ObjectBatch) -> int:
-        """Fetch one object into ``batch``; returns its size."""
+    def download(self, digest: str, batch: ObjectBatch, *, last: bool = False) -> int:
+        """Fetch one object into ``batch`` (``last``: a manifest, published after the rest); returns its size."""
 
     @abstractmethod
     def iter_digests(self) -> Iterator[str]: ...

@@ -48,15 +48,15 @@ class LocalRemote(Remote):
                 object=digest,
             ) from None
 
-    def download(self, digest: str, batch: ObjectBatch) -> int:
+    def download(self, digest: str, batch: ObjectBatch, *, last: bool = False) -> int:
         try:
             with open(self.store.path(digest), "rb", buffering=0) as source:
-                return batch.add_stream(source, digest)
+                return batch.add_stream(source, digest, last=last)
         except FileNotFoundError:
             self._check_reachable()
             raise MissingObjectError(
                 f"object {digest} is not on remote '{self.name}'",
-                hint="push it from a clone that has it",
+                hint="run 'mlops push --full' from a clone that has it",
                 object=digest,
             ) from None
         except CorruptObjectError:

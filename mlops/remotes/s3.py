@@ -287,19 +287,19 @@ class S3Remote(Remote):
             object=digest,
         )
 
-    def download(self, digest: str, batch: ObjectBatch) -> int:
+    def download(self, digest: str, batch: ObjectBatch, *, last: bool = False) -> int:
         try:
             answer = self._run(self._call, "get_object", Key=self._key(digest))
         except _NotFound:
             self._check_bucket()
             raise MissingObjectError(
                 f"object {digest} is not on remote '{self.name}' ({self._where})",
-                hint="push it from a clone that has it",
+                hint="run 'mlops push --full' from a clone that has it",
                 object=digest,
             ) from None
         stream = _SyncBody(self, answer["Body"])
         try:
-            return batch.add_stream(stream, digest)  # type: ignore[arg-type]
+            return batch.add_stream(stream, digest, last=last)  # type: ignore[arg-type]
         except CorruptObjectError:
             raise CorruptObjectError(
                 f"object {digest} on remote '{self.name}' is corrupt; not taken",

@@ -136,6 +136,7 @@ class ObjectBatch:
 
     store: ObjectStore
     _staged: list[tuple[str, str]] = field(default_factory=list)  # (temp path, digest)
+    _last: list[tuple[str, str]] = field(default_factory=list)  # published after the others, newest first
     _staged_digests: set[str] = field(default_factory=set)
     _mutex: threading.Lock = field(default_factory=threading.Lock)  # batches are filled from worker threads
 
@@ -207,16 +208,25 @@ class ObjectBatch:
         os.link(source, temp)
         self._stage(temp, digest)
 
-    def _stage(self, temp: str, digest: str) -> None:
+    def _stage(self, temp: str, digest: str, *, last: bool = False) -> None:
         with self._mutex:
             if digest not in self._staged_digests and not self.store.exists(digest):
-                self._staged.append((temp, digest))
+                (self._last if last else self._staged).append((temp, digest))
                 self._staged_digests.add(digest)
                 return
         os.unlink(temp)  # identical content is stored once
 
-    def add_stream(self, source: BinaryIO, expected: str) -> int:
-        """Copy a stream in (a download) that must hash to ``expected``; nothing is kept otherwise."""
+    def staged_bytes(self, digest: str) -> bytes | None:
+        """The bytes of an object staged in this batch and not yet published (a fetched manifest)."""
+        with self._mutex:
+            temp = next((t for t, d in (*self._staged, *self._last) if d == digest), None)
+        return None if temp is None else Path(temp).read_bytes()
+
+    def add_stream(self, source: BinaryIO, expected: str, *, last: bool = False) -> int:
+        """Copy a stream in (a download) that must hash to ``expected``; nothing is kept otherwise.
+
+        ``last`` objects (manifests) are published after all others, the last staged first:
+        fetched level by level from the top, they land children before parents."""
         fd, temp = self._new_temp()
         try:
             digest, size = copy_and_hash(source, fd)
@@ -228,7 +238,7 @@ class ObjectBatch:
         if digest != expected:
             os.unlink(temp)
             raise CorruptObjectError(f"object {expected} arrived corrupt (its bytes hash to {digest})", object=expected)
-        self._stage(temp, digest)
+        self._stage(temp, digest, last=last)
         return size
 
     def _drop(self, digest: str) -> None:
@@ -242,7 +252,8 @@ class ObjectBatch:
 
     def commit(self) -> int:
         """Make every staged object durable, then publish it under its name; returns the count."""
-        staged, self._staged = self._staged, []
+        staged, self._staged = [*self._staged, *reversed(self._last)], []
+        self._last = []
         self._staged_digests = set()
         if not staged:
             return 0
@@ -284,7 +295,8 @@ class ObjectBatch:
                 os.close(fd)
 
     def abort(self) -> None:
-        staged, self._staged = self._staged, []
+        staged, self._staged = [*self._staged, *self._last], []
+        self._last = []
         self._staged_digests = set()
         for temp, _ in staged:
             with contextlib.suppress(FileNotFoundError):

@@ -41,7 +41,6 @@ class StateDB:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
-        self._cache: dict[int, tuple[int, int, str]] | None = None
 
     def _connect(self) -> sqlite3.Connection | None:
         if self._conn is None:
@@ -61,22 +60,34 @@ class StateDB:
             self._conn = conn
         return self._conn
 
-    def _load(self) -> dict[int, tuple[int, int, str]]:
-        if self._cache is None:
-            conn = self._connect()
-            try:
-                rows = conn.execute("SELECT inode, size, mtime_ns, hash FROM hashes").fetchall() if conn else []
-            except sqlite3.DatabaseError:
-                rows = []
-            self._cache = {inode: (size, mtime, digest) for inode, size, mtime, digest in rows}
-        return self._cache
+    def lookup_many(self, keys: list[StatKey]) -> list[str | None]:
+        """The recorded hash of each file whose stat still matches (None where not).
+
+        Asked in batches by inode, so a command that touches a thousand files of a
+        million-file directory reads a thousand rows, not the whole table.
+        """
+        found: dict[int, tuple[int, int, str]] = {}
+        inodes = list({k[0] for k in keys})
+        conn = self._connect()
+        try:
+            for start in range(0, len(inodes), 900):  # below sqlite's bound-parameter limit
+                chunk = inodes[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                for inode, size, mtime, digest in conn.execute(  # type: ignore[union-attr]
+                    f"SELECT inode, size, mtime_ns, hash FROM hashes WHERE inode IN ({marks})", chunk
+                ):
+                    found[inode] = (size, mtime, digest)
+        except sqlite3.DatabaseError:
+            return [None] * len(keys)
+        out: list[str | None] = []
+        for inode, size, mtime in keys:
+            hit = found.get(inode)
+            out.append(hit[2] if hit is not None and hit[0] == size and hit[1] == mtime else None)
+        return out
 
     def lookup(self, key: StatKey) -> str | None:
         """The recorded hash of a file whose stat still matches, else None."""
-        found = self._load().get(key[0])
-        if found is not None and found[0] == key[1] and found[1] == key[2]:
-            return found[2]
-        return None
+        return self.lookup_many([key])[0]
 
     def tick_ns(self) -> int:
         """The filesystem's idea of 'now', at its own timestamp granularity."""
@@ -92,9 +103,6 @@ class StateDB:
         rows = [(k[0], k[1], k[2], digest) for k, digest in entries if k[2] < tick]
         if not rows:
             return 0
-        cache = self._load()
-        for inode, size, mtime, digest in rows:
-            cache[inode] = (size, mtime, digest)
         conn = self._connect()
         try:
             conn.execute("BEGIN")  # type: ignore[union-attr]
@@ -108,30 +116,43 @@ class StateDB:
             return 0  # busy or read-only: the cache simply stays as it was
         return len(rows)
 
-    # --- whole directories ------------------------------------------------------------------
-    # A directory's fingerprint hashes every file's (path, stat key, executable bit). When
-    # it matches a recorded one, the directory's tree hash is known without looking up or
-    # hashing a single file: an unchanged 20,000-file directory costs its stat calls only.
+    # --- folders ------------------------------------------------------------------------------
+    # A folder's fingerprint hashes its files' (name, stat key, executable bit) and its
+    # sub-folders' manifest hashes. When it matches a recorded one, the folder's manifest
+    # is known without looking up or hashing a single file in it: an unchanged folder costs
+    # its stat calls only, and one changed file costs only the folders on its path.
 
-    def lookup_tree(self, fingerprint: str) -> tuple[str, int, int] | None:
+    def lookup_trees(self, fingerprints: list[str]) -> dict[str, tuple[str, int, int]]:
+        found: dict[str, tuple[str, int, int]] = {}
         conn = self._connect()
         try:
-            row = conn.execute("SELECT hash, size, files FROM trees WHERE fingerprint = ?", (fingerprint,)).fetchone()  # type: ignore[union-attr]
+            for start in range(0, len(fingerprints), 900):
+                chunk = fingerprints[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                for fingerprint, digest, size, files in conn.execute(  # type: ignore[union-attr]
+                    f"SELECT fingerprint, hash, size, files FROM trees WHERE fingerprint IN ({marks})", chunk
+                ):
+                    found[fingerprint] = (digest, size, files)
         except sqlite3.DatabaseError:
-            return None
-        return (row[0], row[1], row[2]) if row else None
+            return {}
+        return found
 
-    def record_tree(self, fingerprint: str, digest: str, size: int, files: int, newest_mtime_ns: int) -> None:
-        if newest_mtime_ns >= self.tick_ns():
-            return  # racy: a file may still change within this tick
+    def record_trees(self, rows: list[tuple[str, str, int, int, int]]) -> None:
+        """(fingerprint, manifest hash, size, files, newest file mtime); racy folders are skipped."""
+        tick = self.tick_ns()
+        keep = [(fp, digest, size, files) for fp, digest, size, files, newest in rows if newest < tick]
+        if not keep:
+            return
         conn = self._connect()
         try:
-            conn.execute(  # type: ignore[union-attr]
-                "INSERT OR REPLACE INTO trees (fingerprint, hash, size, files) VALUES (?, ?, ?, ?)",
-                (fingerprint, digest, size, files),
+            conn.execute("BEGIN")  # type: ignore[union-attr]
+            conn.executemany(  # type: ignore[union-attr]
+                "INSERT OR REPLACE INTO trees (fingerprint, hash, size, files) VALUES (?, ?, ?, ?)", keep
             )
+            conn.execute("COMMIT")  # type: ignore[union-attr]
         except sqlite3.OperationalError:
-            pass  # busy or read-only: the cache simply stays as it was
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")  # type: ignore[union-attr]
 
     def close(self) -> None:
         if self._conn is not None:

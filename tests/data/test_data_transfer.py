@@ -57,9 +57,13 @@ def test_push_sends_only_missing_objects(pushed_repo, cli, remote_dir):
     assert bad_objects(remote_dir) == []
     assert all(p.stat().st_mode & 0o222 == 0 for p in store_objects(remote_dir).values())
 
+    # top-down: the remote has both roots (the data/ manifest and model.bin), so nothing
+    # below them is asked for; --full asks for every object
     second = json.loads(cli("push", "--json").stdout)
-    assert second["transferred"] == 0 and second["bytes"] == 0 and second["present"] == len(local)
-    assert cli("push").stdout == f"pushed 0 object(s), 0 B ({len(local)} already there) via store\n"
+    assert second["transferred"] == 0 and second["bytes"] == 0 and second["present"] == 2
+    assert cli("push").stdout == "pushed 0 object(s), 0 B (2 already there) via store\n"
+    full = json.loads(cli("push", "--full", "--json").stdout)
+    assert full["transferred"] == 0 and full["present"] == len(local)
 
     # one changed file: only it and the manifests on its path travel
     Path("data/train/b.csv").write_text("x,y\n9,9\n")
@@ -141,7 +145,9 @@ def test_pull_refuses_corrupt_remote_object(pushed_repo, cli, remote_dir, tmp_pa
     good = store_objects(remote_dir)[digest]
     good.chmod(0o644)
     good.unlink()
-    cli("push")
+    cli("push")  # the remote's manifests say it is complete: a plain push sends nothing
+    assert digest not in store_objects(remote_dir)
+    cli("push", "--full")  # checks every object and repairs the remote
     mlops("pull", cwd=clone)
     assert read_files(clone / "data") == read_files(pushed_repo.root / "data")
 
@@ -244,8 +250,9 @@ def test_pull_names_an_object_missing_on_the_remote(pushed_repo, cli, remote_dir
     clone = _clone(pushed_repo.root, tmp_path)
     proc = mlops("pull", cwd=clone, code=3)
     assert_error(proc.stderr, digest, "store")
+    assert "mlops push --full" in proc.stderr  # the hint says how to repair the remote
     assert bad_objects(clone / ".mlops" / "cache") == []
-    # push from the repo that has it repairs the remote
-    assert json.loads(cli("push", "--json").stdout)["transferred"] == 1
+    # a full push from the repo that has it repairs the remote
+    assert json.loads(cli("push", "--full", "--json").stdout)["transferred"] == 1
     mlops("pull", cwd=clone)
     mlops("status", "--check", cwd=clone)
