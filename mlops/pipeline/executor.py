@@ -23,6 +23,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..data.add import ignore_in_git, snapshot_path
 from ..data.checkout import checkout_pointer
@@ -33,7 +34,7 @@ from ..repo.repo import Repo
 from ..store.hashing import hash_bytes
 from . import runcache
 from .graph import Graph, build_graph
-from .lock import LockEntry, LockedPath, read_lock, write_lock
+from .lock import LOCK_FILE, LockEntry, LockedPath, read_lock, write_lock
 from .params import ParamFiles
 from .spec import Stage, load_pipeline
 from .state import StageInputs, check_params, out_of_date_reasons, read_inputs, read_outputs
@@ -108,11 +109,39 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
+class _LockView:
+    """pipeline.lock as last read, re-read only when the file changed (another run wrote it).
+
+    Stages of one run share it, so a 50-stage no-op run parses the file once, not 50 times.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._stamp: tuple[int, int] | None = None
+        self._entries: dict[str, LockEntry] = {}
+        self._mutex = threading.Lock()
+
+    def get(self, name: str) -> LockEntry | None:
+        path = self.root / LOCK_FILE
+        with self._mutex:
+            try:
+                st = path.stat()
+                stamp = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                stamp = (0, 0)
+            if stamp != self._stamp:
+                self._entries = read_lock(self.root)
+                self._stamp = stamp
+            return self._entries.get(name)
+
+
 @dataclass
 class _Shared:
     """State shared between the scheduler and the stage workers."""
 
     order: list[str]
+    lock_view: _LockView
+    params: ParamFiles
     stopping: threading.Event = field(default_factory=threading.Event)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     mutex: threading.Lock = field(default_factory=threading.Lock)
@@ -164,12 +193,13 @@ def run_pipeline(
     if dry_run:
         return RunResult(run_id, tuple(plan(repo, graph, names, force=force)), dry_run=True)
     # what can be found wrong before anything runs is found now, as a usage error (exit 2)
-    read_lock(repo.root)
+    lock_view = _LockView(repo.root)
+    lock_view.get("")
     params = ParamFiles(repo.root)
     for name in names:
         check_params(graph.stage(name), params)
 
-    shared = _Shared(list(pipeline.stages))
+    shared = _Shared(list(pipeline.stages), lock_view, params)
     results: dict[str, StageResult] = {}
     selected = set(names)
     pending = list(names)
@@ -270,8 +300,8 @@ def _decide_and_run(
         result = StageResult(stage.name, FROZEN, ("frozen",), started, time.time())
         events.stage_finished(result)
         return result
-    entry = read_lock(repo.root).get(stage.name)
-    inputs = read_inputs(repo, stage, ParamFiles(repo.root))
+    entry = shared.lock_view.get(stage.name)
+    inputs = read_inputs(repo, stage, shared.params)
     reasons = out_of_date_reasons(stage, entry, inputs, read_outputs(repo, stage))
     if force:
         reasons = ["forced", *reasons]
@@ -386,6 +416,9 @@ def _snapshot_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:
 
 
 def _restore(repo: Repo, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
+    # the outputs are replaced whole, as a run would: clearing them first makes the restore
+    # a plain checkout into empty places, with no need to read what is there now
+    _clear_outputs(repo, stage)
     cached = {o.path for o in stage.outs if o.cache}
     for out in outs:
         assert out.hash is not None

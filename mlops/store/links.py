@@ -64,24 +64,27 @@ def stage(
     for kind in candidates:
         if kind in _unsupported:
             continue
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         try:
             if kind == "copy" and expect is not None:
+                # the common case, kept to the fewest system calls: a temp file created with
+                # its final mode (O_TRUNC overwrites a stale one), one read and one write for a
+                # small object, the hash of exactly the bytes written
                 with open(obj_path, "rb", buffering=0) as src:
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755 if executable else 0o644)
                     try:
                         digest, _ = copy_and_hash(src, fd)
                     finally:
                         os.close(fd)
                 if digest != expect:
                     raise ValueError(digest)
-            else:
-                if expect is not None:
-                    digest = hash_file(obj_path)[0]
-                    if digest != expect:
-                        raise ValueError(digest)
-                _place(kind, os.path.abspath(obj_path) if kind == "symlink" else obj_path, tmp)
+                return tmp, kind
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            if expect is not None:
+                digest = hash_file(obj_path)[0]
+                if digest != expect:
+                    raise ValueError(digest)
+            _place(kind, os.path.abspath(obj_path) if kind == "symlink" else obj_path, tmp)
             if kind in ("reflink", "copy"):
                 os.chmod(tmp, 0o755 if executable else 0o644)
         except OSError as exc:
