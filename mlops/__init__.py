@@ -1,9 +1,36 @@
 """mlops: the production loop of machine learning inside your git repository.
 
 The public Python API grows here (runs, metrics, models), imported lazily so that
-`import mlops` stays fast.
+`import mlops` stays fast: ``mlops.start_run`` loads ``mlops.tracking.api`` on first use.
 """
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_TRACKING = (
+    "start_run",
+    "log_param",
+    "log_params",
+    "log_metric",
+    "log_metrics",
+    "log_artifact",
+    "active_run",
+    "end_run",
+)
+
+__all__ = ["__version__", *_TRACKING]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRACKING:
+        from .tracking import api
+
+        value = getattr(api, name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
+    raise AttributeError(f"module 'mlops' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_TRACKING})

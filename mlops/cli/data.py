@@ -27,10 +27,12 @@ def _lock_pointers(repo, rev: Optional[str] = None) -> list:  # noqa: ANN001
 
 
 def _pipeline_roots(repo, all_commits: bool = False) -> list:  # noqa: ANN001
-    """Objects the pipeline references (lock file, run cache): pushed, fetched and kept by gc."""
+    """Objects the pipeline (lock file, run cache) and tracked runs (artifacts) reference:
+    pushed, fetched and kept by gc."""
     from ..pipeline.roots import pipeline_roots
+    from ..tracking.store import artifact_roots
 
-    return pipeline_roots(repo, all_commits=all_commits)
+    return [*pipeline_roots(repo, all_commits=all_commits), *artifact_roots(repo)]
 
 
 def register(app: typer.Typer) -> None:

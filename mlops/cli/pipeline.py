@@ -137,8 +137,10 @@ def run(
     finally:
         if live:
             events.live.stop()
+    for warning in result.warnings:
+        out.warn(warning)
     if out.json:
-        out.emit_json({"run_id": result.run_id, "ok": result.ok, "dry_run": result.dry_run, "interrupted": result.interrupted, "stages": [s.to_dict() for s in result.stages]})
+        out.emit_json({"run_id": result.run_id, "ok": result.ok, "dry_run": result.dry_run, "interrupted": result.interrupted, "stages": [s.to_dict() for s in result.stages], "warnings": list(result.warnings)})
     elif dry_run:
         for stage in result.stages:
             reason = "; ".join(stage.reasons)

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..data.add import ignore_in_git, snapshot_path
 from ..data.checkout import checkout_pointer
 from ..data.pointer import Pointer
 from ..errors import MlopsError
+from ..tracking import store as tracking
 from ..parallel import sigint_deferred, wait_any
 from ..repo.repo import Repo
 from ..store.hashing import hash_bytes
@@ -84,6 +85,7 @@ class RunResult:
     stages: tuple[StageResult, ...]
     interrupted: bool = False
     dry_run: bool = False
+    warnings: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[StageResult]:
@@ -102,11 +104,6 @@ class RunEvents:
     def stage_output(self, name: str, line: str) -> None: ...
 
     def stage_finished(self, result: StageResult) -> None: ...
-
-
-def new_run_id() -> str:
-    """Sortable by time, unique across machines: 20261126-083315-<8 hex>."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
 class _LockView:
@@ -189,7 +186,7 @@ def run_pipeline(
     pipeline = load_pipeline(repo.root)
     graph = build_graph(pipeline, repo.root)
     names = graph.select(targets, downstream=downstream, single=single)
-    run_id = run_id or new_run_id()
+    run_id = run_id or tracking.new_run_id()
     if dry_run:
         return RunResult(run_id, tuple(plan(repo, graph, names, force=force)), dry_run=True)
     # what can be found wrong before anything runs is found now, as a usage error (exit 2)
@@ -200,6 +197,7 @@ def run_pipeline(
         check_params(graph.stage(name), params)
 
     shared = _Shared(list(pipeline.stages), lock_view, params)
+    tracker = _RunTracker(repo, run_id, graph, names)
     results: dict[str, StageResult] = {}
     selected = set(names)
     pending = list(names)
@@ -259,7 +257,72 @@ def run_pipeline(
         if name not in results:
             results[name] = StageResult(name, NOT_RUN, ("interrupted" if was_interrupted else "not started",))
     ordered = tuple(results[n] for n in names)
-    return RunResult(run_id, ordered, interrupted=was_interrupted or any(r.status == INTERRUPTED for r in ordered))
+    interrupted_run = was_interrupted or any(r.status == INTERRUPTED for r in ordered)
+    warnings = tracker.finish(ordered, interrupted=interrupted_run)
+    return RunResult(run_id, ordered, interrupted=interrupted_run, warnings=tuple(warnings))
+
+
+class _RunTracker:
+    """The experiment-tracking record of one `mlops run`: the run is created before the
+    first stage starts (stages log into it through MLOPS_RUN_ID) and, at the end, gets each
+    stage's outcome with its dependency and output hashes (the lineage a model version
+    points to), its parameters and its declared metrics files. Recording is best effort:
+    a run that cannot be written never fails the pipeline; it becomes a warning."""
+
+    def __init__(self, repo: Repo, run_id: str, graph: Graph, names: list[str]) -> None:
+        self.repo = repo
+        self.run_id = run_id
+        self.graph = graph
+        self.warnings: list[str] = []
+        self.ok = self._try(lambda: tracking.create_run(repo, run_id, "mlops run", stages=names, source="pipeline", exist_ok=True))
+
+    def _try(self, action: Callable[[], object]) -> bool:
+        try:
+            action()
+            return True
+        except (MlopsError, OSError, ValueError) as exc:
+            message = exc.message if isinstance(exc, MlopsError) else str(exc)
+            self.warnings.append(f"run {self.run_id} not fully recorded: {message}")
+            return False
+
+    def finish(self, results: tuple[StageResult, ...], *, interrupted: bool) -> list[str]:
+        if not self.ok:
+            return self.warnings
+        for result in results:
+            self._try(lambda r=result: self._stage(r))
+        status = INTERRUPTED if interrupted else ("failed" if any(r.status == FAILED for r in results) else "finished")
+        self._try(lambda: tracking.finish_run(self.repo, self.run_id, status, stages=[r.name for r in results]))
+        return self.warnings
+
+    def _stage(self, result: StageResult) -> None:
+        paths = lambda items: [{"path": p.path, "hash": p.hash, "kind": p.kind} for p in items]  # noqa: E731
+        tracking.record_stage(
+            self.repo, self.run_id, result.name, result.status,
+            reasons=list(result.reasons), started=result.started, ended=result.ended,
+            deps=paths(result.deps), outs=paths(result.outs), error=result.error or None,
+        )
+        if result.params:
+            for values in result.params.values():
+                tracking.log_params(self.repo, self.run_id, values, stage=result.name)
+        if result.status in (RAN, RESTORED, SKIPPED):
+            stage = self.graph.stage(result.name)
+            for out in stage.outs:
+                if out.kind == "metric":
+                    values = _read_metrics(self.repo.abs(out.path))
+                    if values:
+                        tracking.log_metrics(self.repo, self.run_id, values, stage=result.name)
+
+
+def _read_metrics(path: Path) -> dict[str, object]:
+    """A metrics file (JSON or YAML) as flat numbers; anything unreadable is skipped."""
+    from ..formats import parse_yaml
+
+    try:
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))  # YAML reads JSON too
+    except (OSError, MlopsError, UnicodeDecodeError):
+        return {}
+    flat = tracking.flatten(data) if isinstance(data, dict) else {}
+    return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _stop_all(shared: _Shared) -> None:

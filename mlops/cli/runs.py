@@ -1,0 +1,404 @@
+"""Tracking commands: runs list|show|compare, metrics show|diff, params diff, plots."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import CheckFailed, UsageError
+from ..repo.repo import find_repo
+from .boundary import JSON_OPTION, command
+from .output import Output
+
+runs_app = typer.Typer(no_args_is_help=True)
+metrics_app = typer.Typer(no_args_is_help=True)
+params_app = typer.Typer(no_args_is_help=True)
+
+STATUS_STYLE = {"running": "bold blue", "finished": "green", "failed": "red", "interrupted": "yellow"}
+MAX_KEY_COLUMNS = 6
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(runs_app, name="runs", help="Experiment runs: list, filter, sort, show and compare them.")
+    app.add_typer(metrics_app, name="metrics", help="Metrics files declared in pipeline.yaml: show them, diff them across revisions.")
+    app.add_typer(params_app, name="params", help="Parameter files of the pipeline: diff them across revisions.")
+    command(app, "plots")(plots)
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def fmt_time(stamp: Any) -> str:
+    if not isinstance(stamp, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def fmt_duration(start: Any, end: Any) -> str:
+    if not isinstance(start, (int, float)):
+        return "-"
+    seconds = (end if isinstance(end, (int, float)) else time.time()) - start
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _table(out: Output, columns: list[str], rows: list[list[Any]], styles: list[Optional[str]] | None = None) -> None:
+    """A rich table on a terminal; tab-separated lines with a header line when piped."""
+    if out.tty:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(show_edge=False, header_style="bold")
+        for index, column in enumerate(columns):
+            # the first column names the row (a run id, a key): never cut
+            widest = max([len(str(r[index])) for r in rows] + [len(column)]) if index == 0 else None
+            table.add_column(column, no_wrap=index == 0, min_width=widest, overflow="fold")
+        for index, row in enumerate(rows):
+            table.add_row(*(Text("" if v is None else str(v)) for v in row), style=styles[index] if styles else None)
+        out.console.print(table)
+    else:
+        out.table(columns, [columns, *rows])
+
+
+def _named_keys(text: str | None, kind: str) -> list[str]:
+    if not text:
+        return []
+    prefixes = {"params": "params?", "metrics": "metrics?"}[kind]
+    return list(dict.fromkeys(m.group(1) for m in re.finditer(rf"\b{prefixes}\.([\w.\-/]+)", text)))
+
+
+def _key_columns(runs: list[dict[str, Any]], kind: str, first: list[str]) -> list[str]:
+    keys = list(dict.fromkeys([*first, *sorted({k for r in runs for k in (r.get(kind) or {})})]))
+    return keys[: max(MAX_KEY_COLUMNS, len(first))]
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+@command(runs_app, "list")
+def runs_list(
+    sort: Optional[str] = typer.Option(
+        None, "--sort", "-s",
+        help="Sort keys, comma-separated: metrics.X, params.X or attributes.X, ascending; a '-' prefix sorts descending (--sort=-metrics.acc). Default: newest first.",
+    ),
+    filter_text: Optional[str] = typer.Option(
+        None, "--filter", "-f", help="Keep runs matching e.g. \"params.max_depth>=8 and metrics.test_accuracy>0.9\" (and/or/not, parentheses)."
+    ),
+    limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show at most this many runs (0: all)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """List runs: filter them, sort them by params, metrics or attributes."""
+    from ..tracking.query import parse_filter, parse_sort, select
+    from ..tracking.store import list_summaries
+
+    out = Output(json_output=json_output)
+    if filter_text is not None:
+        parse_filter(filter_text)  # a bad filter fails before the runs are read
+    if sort is not None:
+        parse_sort(sort)
+    repo = find_repo()
+    summaries = list_summaries(repo)
+    chosen = select(summaries, filter=filter_text, sort=sort, limit=limit or None)
+    if out.json:
+        out.emit_json({"total": len(summaries), "runs": [_public(s) for s in chosen]})
+        return
+    if not chosen:
+        out.info("no runs" + (" match the filter" if filter_text and summaries else " yet (mlops.start_run() in a script, or 'mlops run')"))
+        return
+    metric_keys = _key_columns(chosen, "metrics", _named_keys(f"{filter_text or ''} {sort or ''}", "metrics"))
+    param_keys = _key_columns(chosen, "params", _named_keys(f"{filter_text or ''} {sort or ''}", "params"))
+    if out.tty:  # keep to the terminal's width: drop the key columns the filter and sort did not name
+        named = len(_named_keys(f"{filter_text or ''} {sort or ''}", "metrics")) + len(_named_keys(f"{filter_text or ''} {sort or ''}", "params"))
+        fixed = sum(max(len(str(s.get(k) or "")) for s in chosen) + 3 for k in ("id", "name")) + 10 + 19 + 10
+
+        def width() -> int:
+            return fixed + sum(len(k) + 11 for k in metric_keys) + sum(len(k) + 10 for k in param_keys)
+
+        while width() > out.console.width and len(metric_keys) + len(param_keys) > named:
+            (param_keys if len(param_keys) > len(_named_keys(f"{filter_text or ''} {sort or ''}", "params")) else metric_keys).pop()
+    columns = ["id", "name", "status", "started", "duration", *(f"metrics.{k}" for k in metric_keys), *(f"params.{k}" for k in param_keys)]
+    rows = []
+    for s in chosen:
+        rows.append([
+            s["id"], s.get("name") or "-", s.get("status"), fmt_time(s.get("start_time")), fmt_duration(s.get("start_time"), s.get("end_time")),
+            *(fmt_value((s.get("metrics") or {}).get(k)) for k in metric_keys),
+            *(fmt_value((s.get("params") or {}).get(k)) for k in param_keys),
+        ])
+    _table(out, columns, rows, styles=[STATUS_STYLE.get(s.get("status") or "") for s in chosen])
+    shown = len(chosen)
+    matched = len(select(summaries, filter=filter_text)) if limit and shown == limit else shown
+    if matched > shown:
+        out.info(f"{shown} of {matched} run(s) shown (--limit 0 for all)")
+
+
+def _public(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k not in ("format", "owned")}
+
+
+@command(runs_app, "show")
+def runs_show(
+    run: str = typer.Argument(..., help="Run id, a unique prefix of it, or a run name (the newest with that name)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Show one run: attributes, params, metrics (latest values), artifacts and stages."""
+    from ..tracking.store import load_run, resolve_run
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    data = load_run(repo, resolve_run(repo, run))
+    if out.json:
+        out.emit_json(data.to_dict())
+        return
+    info = data.info
+    commit = info.get("git_commit")
+    git = "-" if not commit else commit[:12] + (" (dirty)" if info.get("git_dirty") else "")
+    facts = [
+        ("id", data.id), ("name", data.name or "-"), ("status", data.status),
+        ("started", fmt_time(info.get("start_time"))), ("ended", fmt_time(info.get("end_time"))),
+        ("duration", fmt_duration(info.get("start_time"), info.get("end_time"))),
+        ("user", f"{info.get('user') or '-'}@{info.get('host') or '-'} (pid {info.get('pid') or '-'})"),
+        ("git", git), ("source", info.get("source") or "-"),
+    ]
+    if info.get("stages"):
+        facts.append(("stages", ", ".join(info["stages"])))
+    for label, value in facts:
+        out.row((f"{label:<9}", "bold"), (str(value), STATUS_STYLE.get(str(value)) if label == "status" else None))
+    if data.params:
+        out.line()
+        out.line("params:", style="bold")
+        _table(out, ["param", "value"], [[k, fmt_value(v)] for k, v in sorted(data.params.items())])
+    if data.metrics:
+        out.line()
+        out.line("metrics:", style="bold")
+        rows = []
+        for key, value in sorted(data.metrics.items()):
+            history = data.history.get(key, [])
+            steps = [h["step"] for h in history if h.get("step") is not None]
+            rows.append([key, fmt_value(value), str(len(history)), fmt_value(max(steps)) if steps else "-"])
+        _table(out, ["metric", "latest", "values", "last step"], rows)
+    if data.artifacts:
+        out.line()
+        out.line("artifacts:", style="bold")
+        _table(out, ["path", "hash", "size"], [[a.get("path"), a.get("hash") or "(not stored)", fmt_value(a.get("size"))] for a in data.artifacts])
+    if data.stages:
+        out.line()
+        out.line("stage records:", style="bold")
+        _table(out, ["stage", "status"], [[s.get("stage"), s.get("status")] for s in data.stages])
+
+
+@command(runs_app, "compare")
+def runs_compare(
+    runs: list[str] = typer.Argument(..., help="Two or more runs (ids, unique prefixes or names)."),
+    only_diff: bool = typer.Option(False, "--only-diff", help="Only the params and metrics that differ."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Params and metrics of runs side by side; differences highlighted."""
+    from ..tracking.store import list_summaries, load_run, resolve_run
+
+    out = Output(json_output=json_output)
+    if len(runs) < 2:
+        raise UsageError("compare needs at least two runs", hint="mlops runs compare RUN RUN [RUN...]")
+    repo = find_repo()
+    summaries = list_summaries(repo, heal=False)
+    data = [load_run(repo, resolve_run(repo, ref, summaries=summaries)) for ref in runs]
+    rows: list[dict[str, Any]] = []
+    for kind in ("params", "metrics"):
+        keys = sorted({k for d in data for k in getattr(d, kind)})
+        for key in keys:
+            present = [key in getattr(d, kind) for d in data]
+            values = [getattr(d, kind).get(key) for d in data]
+            different = not all(present) or any(v != values[0] for v in values)
+            rows.append({"key": f"{kind}.{key}", "values": values, "present": present, "different": different})
+    if out.json:
+        out.emit_json({
+            "runs": [{"id": d.id, "name": d.name, "status": d.status} for d in data],
+            "rows": [{"key": r["key"], "values": [v if p else None for v, p in zip(r["values"], r["present"])], "different": r["different"]} for r in rows],
+            "different": [r["key"] for r in rows if r["different"]],
+        })
+        return
+    shown = [r for r in rows if r["different"] or not only_diff]
+    heads = [f"{d.name} ({d.id})" if d.name else d.id for d in data]
+    table_rows = [[("* " if r["different"] else "  ") + r["key"] if not out.tty else r["key"],
+                   *(fmt_value(v) if p else "-" for v, p in zip(r["values"], r["present"]))] for r in shown]
+    status_row = ["attributes.status" if out.tty else "  attributes.status", *(d.status for d in data)]
+    _table(out, ["key", *heads], [status_row, *table_rows], styles=[None, *("bold yellow" if r["different"] else None for r in shown)])
+    differing = sum(r["different"] for r in rows)
+    out.info(f"{differing} of {len(rows)} param(s)/metric(s) differ" + ("" if out.tty else " (marked *)"))
+
+
+# --- metrics and params files -----------------------------------------------------------------
+
+
+def _pipeline_files(repo: Any, kind: str) -> list[str]:
+    """Metrics files (stage `metrics:` entries) or params files (what stages read) of pipeline.yaml."""
+    from ..pipeline.spec import DEFAULT_PARAMS, PIPELINE_FILE, load_pipeline
+
+    if not (repo.root / PIPELINE_FILE).is_file():
+        return [] if kind == "metrics" else [DEFAULT_PARAMS]
+    pipeline = load_pipeline(repo.root)
+    if kind == "metrics":
+        return list(dict.fromkeys(o.path for s in pipeline.stages.values() for o in s.outs if o.kind == "metric"))
+    files = list(dict.fromkeys(ref.file for s in pipeline.stages.values() for ref in s.params))
+    return files or [pipeline.default_params]
+
+
+@command(metrics_app, "show")
+def metrics_show(json_output: bool = JSON_OPTION) -> None:
+    """Metrics files declared in pipeline.yaml, as in the workspace (nested keys flattened with dots)."""
+    from ..tracking.diff import read_at, parse_values
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    files = _pipeline_files(repo, "metrics")
+    values: dict[str, dict[str, Any]] = {}
+    missing = []
+    for rel in files:
+        data = read_at(repo, rel, None)
+        if data is None:
+            missing.append(rel)
+        else:
+            values[rel] = parse_values(data, rel)
+    if out.json:
+        out.emit_json({"files": values, "missing": missing})
+        return
+    if not files:
+        out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries)")
+        return
+    _table(out, ["file", "metric", "value"], [[rel, key, fmt_value(v)] for rel, kv in values.items() for key, v in kv.items()])
+    for rel in missing:
+        out.warn(f"{rel}: not in the workspace (run the stage that writes it)")
+
+
+FAIL_IF = typer.Option(
+    None, "--fail-if",
+    help="Exit 1 if a metric regressed: \"KEY OP NUMBER\" on new-old (\"test_accuracy < -0.01\") or \"KEY OP NUMBER%\" relative (\"latency_ms > 5%\"). Repeatable.",
+)
+
+
+def _pct(change: Any) -> str:
+    pct = change.pct
+    if pct is None:
+        return "-"
+    if pct in (float("inf"), float("-inf")):
+        return "new" if pct > 0 else "-inf%"
+    return f"{pct:+.2f}%"
+
+
+def _diff_table(out: Output, result: Any, shown: list[Any], what: str) -> None:
+    rows, styles = [], []
+    for c in shown:
+        delta = c.delta
+        rows.append([c.file, c.key, fmt_value(c.old) if c.in_old else "-", fmt_value(c.new) if c.in_new else "-",
+                     "-" if delta is None else f"{delta:+.6g}", _pct(c)])
+        styles.append(None if not c.changed else ("red" if not c.in_new else ("green" if not c.in_old else "yellow")))
+    _table(out, ["file", what, result.a, result.b, "delta", "change"], rows, styles=styles)
+
+
+@command(metrics_app, "diff")
+def metrics_diff(
+    a_rev: Optional[str] = typer.Argument(None, help="Old revision (default: HEAD)."),
+    b_rev: Optional[str] = typer.Argument(None, help="New revision (default: the workspace)."),
+    all_keys: bool = typer.Option(False, "--all", "-a", help="Also metrics that did not change."),
+    fail_if: Optional[list[str]] = FAIL_IF,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Compare metrics files between two git revisions (default: HEAD and the workspace): old, new, delta."""
+    from ..tracking.diff import check_rules, diff_files, parse_rule
+
+    out = Output(json_output=json_output)
+    rules = [parse_rule(text) for text in fail_if or []]
+    repo = find_repo()
+    files = _pipeline_files(repo, "metrics")
+    result = diff_files(repo, files, a_rev or "HEAD", b_rev)
+    regressions = check_rules(result, rules)
+    shown = result.shown(all_keys)
+    if out.json:
+        out.emit_json({
+            "a": result.a, "b": result.b, "a_commit": result.a_commit, "b_commit": result.b_commit,
+            "files": list(result.files), "changes": [c.to_dict() for c in shown],
+            "rules": [r.text for r in rules], "regressions": [r.to_dict() for r in regressions], "ok": not regressions,
+        })
+    elif not files:
+        out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries)")
+    elif shown:
+        _diff_table(out, result, shown, "metric")
+    else:
+        out.info(f"no metric changed between {result.a} and {result.b}")
+    if regressions:
+        for r in regressions:
+            if not out.json:
+                out.warn(f"regression: {r.reason}")
+        reasons = "; ".join(r.reason for r in regressions)
+        raise CheckFailed(f"{len(regressions)} metric regression(s): {reasons}")
+    if rules and not out.json:
+        out.info(f"{len(rules)} --fail-if rule(s) passed")
+
+
+@command(params_app, "diff")
+def params_diff(
+    a_rev: Optional[str] = typer.Argument(None, help="Old revision (default: HEAD)."),
+    b_rev: Optional[str] = typer.Argument(None, help="New revision (default: the workspace)."),
+    all_keys: bool = typer.Option(False, "--all", "-a", help="Also params that did not change."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Compare the pipeline's params files (default params.yaml) between git revisions."""
+    from ..tracking.diff import diff_files
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    files = _pipeline_files(repo, "params")
+    result = diff_files(repo, files, a_rev or "HEAD", b_rev)
+    shown = result.shown(all_keys)
+    if out.json:
+        out.emit_json({"a": result.a, "b": result.b, "a_commit": result.a_commit, "b_commit": result.b_commit,
+                       "files": list(result.files), "changes": [c.to_dict() for c in shown]})
+        return
+    if shown:
+        _diff_table(out, result, shown, "param")
+    else:
+        out.info(f"no param changed between {result.a} and {result.b} ({', '.join(files)})")
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def plots(
+    runs: list[str] = typer.Argument(..., help="Runs to plot (ids, unique prefixes or names)."),
+    output: Path = typer.Option(Path("plots.html"), "--output", "-o", help="The HTML file to write."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", "-m", help="Only these metrics (repeatable; default: every step-wise metric)."),
+) -> None:
+    """Write step-wise metrics of runs as one self-contained HTML file (inline SVG, one chart per metric)."""
+    from ..fsio import atomic_write
+    from ..tracking.plots import render_html, stepwise_keys
+    from ..tracking.store import list_summaries, load_run, resolve_run
+
+    out = Output()
+    repo = find_repo()
+    summaries = list_summaries(repo, heal=False)
+    data = [load_run(repo, resolve_run(repo, ref, summaries=summaries)) for ref in dict.fromkeys(runs)]
+    keys = list(metric) if metric else stepwise_keys(data)
+    unknown = [k for k in keys if not any(k in d.history for d in data)]
+    if unknown:
+        raise UsageError(f"no run logged metric '{unknown[0]}'", hint="metrics: " + ", ".join(sorted({k for d in data for k in d.history})) or "none")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(output, render_html(data, keys))
+    out.info(f"wrote {output}: {len(keys)} chart(s), {len(data)} run(s)")
