@@ -72,4 +72,14 @@ sed -i.bak 's/max_depth: 4/max_depth: 6/' params.yaml && rm -f params.yaml.bak
 run mlops run
 run mlops status
 
-step "done: explore $work/project"
+step "experiment tracking: every mlops run is a run, with params, metrics and lineage"
+run mlops runs list --sort=-metrics.train_accuracy --limit 5
+run mlops metrics show
+sed -i.bak 's/max_depth: 6/max_depth: 8/' params.yaml && rm -f params.yaml.bak
+run mlops run
+run mlops metrics diff
+run mlops params diff
+run mlops runs compare $(mlops runs list --json --limit 2 | python -c "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin)['runs']))")
+run mlops plots $(mlops runs list --json --limit 3 | python -c "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin)['runs']))") -o plots.html
+
+step "done: explore $work/project (open plots.html in a browser)"

@@ -309,6 +309,10 @@ class _RunTracker:
             for out in stage.outs:
                 if out.kind == "metric":
                     values = _read_metrics(self.repo.abs(out.path))
+                    if "@" in result.name:
+                        # foreach/matrix stages share key names: keep them apart by file name
+                        stem = Path(out.path).stem
+                        values = {f"{stem}.{key}": value for key, value in values.items()}
                     if values:
                         tracking.log_metrics(self.repo, self.run_id, values, stage=result.name)
 

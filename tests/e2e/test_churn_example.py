@@ -36,6 +36,13 @@ def test_churn_pipeline_runs_caches_and_restores(tmp_path: Path, mlops_bin) -> N
     assert "/model.pkl" in (project / "models" / ".gitignore").read_text()
     assert not (project / "metrics" / ".gitignore").exists(), "metrics stay in git"
 
+    # the run is tracked: stage metrics files and what train.py logged through the API
+    shown = json.loads(run("runs", "show", first["run_id"], "--json").stdout)
+    assert shown["status"] == "finished"
+    assert shown["metrics"]["train_accuracy"] == pytest.approx(metrics["train_accuracy"], abs=1e-4)
+    assert 0.0 <= shown["metrics"]["eval_basic.test_accuracy"] <= 1.0
+    assert shown["params"]["max_depth"] == 6 and shown["params"]["train.max_depth"] == 6
+
     again = json.loads(run("run", "--json").stdout)
     assert {s["status"] for s in again["stages"]} == {"skipped"}
 
@@ -47,10 +54,14 @@ def test_churn_pipeline_runs_caches_and_restores(tmp_path: Path, mlops_bin) -> N
     assert "param train.max_depth 6 -> 4" in reasons["train"]
     changed = json.loads(run("run", "--json").stdout)
     assert [s["status"] for s in changed["stages"]] == ["skipped", "ran", "ran", "ran", "ran"]
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-qm", "depth 4"], cwd=project, check=True)
 
     params.write_text(params.read_text().replace("max_depth: 4", "max_depth: 6"))
     restored = json.loads(run("run", "--json").stdout)
     assert [s["status"] for s in restored["stages"]] == ["skipped", "restored", "restored", "restored", "restored"]
     assert json.loads((project / "metrics" / "train.json").read_text()) == metrics
+    diff = json.loads(run("params", "diff", "--json").stdout)  # HEAD (depth 4) vs workspace (depth 6)
+    assert "train.max_depth" in json.dumps(diff)
     run("status", "--check")
     run("verify")

@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 
+import mlops
 import pandas as pd
 import yaml
 from sklearn.compose import ColumnTransformer
@@ -23,11 +24,20 @@ if params["model"] == "forest":
     estimator = RandomForestClassifier(n_estimators=params["n_estimators"], max_depth=params["max_depth"], random_state=params["seed"])
 else:
     estimator = LogisticRegression(max_iter=500)
-model = Pipeline([("columns", columns), ("model", estimator)]).fit(features, target)
-os.makedirs("models", exist_ok=True)
-os.makedirs("metrics", exist_ok=True)
-with open("models/model.pkl", "wb") as handle:
-    pickle.dump(model, handle)
-accuracy = float(model.score(features, target))
-json.dump({"train_accuracy": round(accuracy, 4), "rows": len(train)}, open("metrics/train.json", "w"), indent=2)
-print(f"train accuracy {accuracy:.3f}")
+with mlops.start_run(name=f"churn-{params['model']}"):  # inside `mlops run`: joins the run of this run
+    mlops.log_params(params)
+    model = Pipeline([("columns", columns), ("model", estimator)]).fit(features, target)
+    if params["model"] == "forest":  # accuracy as the forest grows: a step-wise metric for `mlops plots`
+        forest = model.named_steps["model"]
+        encoded = model.named_steps["columns"].transform(features)
+        for step in range(1, len(forest.estimators_) + 1, 10):
+            votes = sum(tree.predict(encoded) for tree in forest.estimators_[:step]) / step
+            mlops.log_metric("train_accuracy_by_trees", float(((votes > 0.5) == target).mean()), step=step)
+    os.makedirs("models", exist_ok=True)
+    os.makedirs("metrics", exist_ok=True)
+    with open("models/model.pkl", "wb") as handle:
+        pickle.dump(model, handle)
+    accuracy = float(model.score(features, target))
+    mlops.log_metric("train_accuracy", accuracy)
+    json.dump({"train_accuracy": round(accuracy, 4), "rows": len(train)}, open("metrics/train.json", "w"), indent=2)
+    print(f"train accuracy {accuracy:.3f}")
