@@ -215,6 +215,7 @@ def push(
     remote: Optional[str] = REMOTE,
     all_commits: bool = typer.Option(False, "--all-commits", help="Also what any git commit references."),
     full: bool = typer.Option(False, "--full", help="Check every object on the remote, not only changed folders (repairs a remote that lost objects)."),
+    runs: bool = typer.Option(False, "--runs", help="Also send every ended experiment run the remote lacks (after the objects)."),
     jobs: Optional[int] = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -224,13 +225,28 @@ def push(
     out = Output(json_output=json_output)
     repo = find_repo()
     extra = [] if targets else _pipeline_roots(repo, all_commits)
-    _transfer_summary(out, do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, full=full, jobs=jobs, progress=out.progress()))
+    result = do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, full=full, jobs=jobs, progress=out.progress())
+    if not runs:
+        _transfer_summary(out, result)
+        return
+    from ..tracking.sync import push_runs
+
+    # objects first, then the runs: a run on the remote finds its artifacts there
+    shared = push_runs(repo, remote, jobs=jobs, progress=out.progress())
+    if out.json:
+        out.emit_json({**result.to_dict(), "runs": shared.to_dict()})
+        return
+    _transfer_summary(out, result)
+    out.line(shared.summary())
+    for warning in shared.warnings:
+        out.warn(warning)
 
 
 def fetch(
     targets: Optional[list[str]] = TARGETS,
     remote: Optional[str] = REMOTE,
     all_commits: bool = typer.Option(False, "--all-commits", help="Also what any git commit references."),
+    runs: bool = typer.Option(False, "--runs", help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too)."),
     jobs: Optional[int] = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -239,14 +255,30 @@ def fetch(
 
     out = Output(json_output=json_output)
     repo = find_repo()
+    shared = None
+    if runs:  # runs first: the roots computed next then name the new runs' artifacts
+        from ..tracking.sync import pull_runs
+
+        shared = pull_runs(repo, remote, jobs=jobs, progress=out.progress())
     extra = [] if targets else _pipeline_roots(repo, all_commits)
-    _transfer_summary(out, do_fetch(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress()))
+    result = do_fetch(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress())
+    if shared is None:
+        _transfer_summary(out, result)
+        return
+    if out.json:
+        out.emit_json({**result.to_dict(), "runs": shared.to_dict()})
+        return
+    _transfer_summary(out, result)
+    out.line(shared.summary())
+    for warning in shared.warnings:
+        out.warn(warning)
 
 
 def pull(
     targets: Optional[list[str]] = TARGETS,
     remote: Optional[str] = REMOTE,
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite workspace changes that are not in the cache."),
+    runs: bool = typer.Option(False, "--runs", help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too)."),
     jobs: Optional[int] = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -255,15 +287,27 @@ def pull(
 
     out = Output(json_output=json_output)
     repo = find_repo()
+    shared = None
+    if runs:  # runs first: the roots computed next then name the new runs' artifacts
+        from ..tracking.sync import pull_runs
+
+        shared = pull_runs(repo, remote, jobs=jobs, progress=out.progress())
     roots, pointers = ([], []) if targets else (_pipeline_roots(repo), _lock_pointers(repo))
     fetched, placed = do_pull(
         repo, remote=remote, targets=targets, force=force, extra_roots=roots, extra_pointers=pointers, jobs=jobs, progress=out.progress()
     )
     if out.json:
-        out.emit_json({**fetched.to_dict(), "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}})
+        report = {**fetched.to_dict(), "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}}
+        if shared is not None:
+            report["runs"] = shared.to_dict()
+        out.emit_json(report)
         return
     _transfer_summary(out, fetched)
     out.line(f"checked out {placed.changed_files} file(s)")
+    if shared is not None:
+        out.line(shared.summary())
+        for warning in shared.warnings:
+            out.warn(warning)
 
 
 def gc(

@@ -8,17 +8,47 @@ A remote holds objects under the same names as the local cache. Its contract:
   arrival and publishes nothing that does not match;
 - ``finish`` makes what was uploaded durable (local remotes) and releases resources.
 Methods are called from several worker threads at once.
+
+Beside the objects, a remote holds named **refs**: small documents under ``refs/<name>``
+(e.g. ``refs/runs/<run_id>.json``, a shared experiment run). Their folder is distinct from
+the objects' two-hex-digit shards, so listing objects never meets them. A ref name is
+``[A-Za-z0-9._/-]`` only, with no ``..`` and no leading ``/`` (``check_ref_name``).
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..store.objects import ObjectBatch
+
+
+REFS = "refs"  # the folder (local) or key prefix (S3) of refs, beside the object shards
+REF_NAME = re.compile(r"[A-Za-z0-9._/-]+")
+MAX_REF_NAME = 512
+
+
+def check_ref_name(name: str, *, prefix: bool = False) -> str:
+    """``name`` if it is a valid ref name (``prefix``: a name's start, which may be empty or end with '/')."""
+    ok = (
+        isinstance(name, str)
+        and len(name) <= MAX_REF_NAME
+        and (REF_NAME.fullmatch(name) is not None or (prefix and name == ""))
+        and ".." not in name
+        and not name.startswith("/")
+        and "//" not in name
+        and (prefix or not name.endswith("/"))
+    )
+    if not ok:
+        raise UsageError(
+            f"not a valid ref name: {name!r}",
+            hint="letters, digits, '.', '_', '-' and '/' only; no '..', no leading '/'",
+        )
+    return name
 
 
 class Remote(ABC):
@@ -39,6 +69,21 @@ class Remote(ABC):
 
     @abstractmethod
     def iter_digests(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def put_ref(self, name: str, data: bytes) -> None:
+        """Write the ref ``name`` (``check_ref_name``) with ``data``, replacing any old value.
+
+        Atomic: a reader sees the old value or the whole new one, never a part.
+        """
+
+    @abstractmethod
+    def get_ref(self, name: str) -> bytes | None:
+        """The value of the ref ``name``; None when the remote has no such ref."""
+
+    @abstractmethod
+    def list_refs(self, prefix: str = "") -> list[str]:
+        """The names of the refs whose name starts with ``prefix`` (e.g. ``'runs/'``), sorted."""
 
     def finish(self) -> None:
         """Make uploads durable; called once after a successful transfer."""

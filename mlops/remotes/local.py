@@ -1,14 +1,21 @@
-"""A remote in a local (or mounted network) directory, laid out like the cache itself."""
+"""A remote in a local (or mounted network) directory, laid out like the cache itself.
+
+Refs live in ``<remote>/refs/<name>``, each replaced whole by ``fsio.atomic_write`` (temp
+file in the same folder, fsync, rename); the object store's listing skips that folder, as it
+only reads two-hex-digit shards.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from ..errors import CorruptObjectError, MissingObjectError, RemoteError
+from ..fsio import TMP_PREFIX, atomic_write, storage_error
 from ..store.objects import ObjectBatch, ObjectStore
-from .base import Remote
+from .base import REFS, Remote, check_ref_name
 
 
 class LocalRemote(Remote):
@@ -67,6 +74,49 @@ class LocalRemote(Remote):
     def iter_digests(self) -> Iterator[str]:
         self._check_reachable()
         return self.store.iter_digests()
+
+    # --- refs ------------------------------------------------------------------------------
+    def _ref_path(self, name: str) -> Path:
+        return self.path / REFS / check_ref_name(name)
+
+    def put_ref(self, name: str, data: bytes) -> None:
+        path = self._ref_path(name)
+        self._check_reachable()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, path.parent) from exc
+        atomic_write(path, data)
+
+    def get_ref(self, name: str) -> bytes | None:
+        path = self._ref_path(name)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            self._check_reachable()
+            return None
+        except OSError as exc:
+            raise RemoteError(f"remote '{self.name}': cannot read ref {name}: {exc.strerror or exc}") from exc
+
+    def list_refs(self, prefix: str = "") -> list[str]:
+        check_ref_name(prefix, prefix=True)
+        self._check_reachable()
+        base = self.path / REFS
+        start = base / prefix.rpartition("/")[0] if "/" in prefix else base
+        names: list[str] = []
+        try:
+            for folder, dirs, files in os.walk(start):
+                dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
+                rel = Path(folder).relative_to(base).as_posix()
+                for file in files:
+                    if file.startswith(TMP_PREFIX):
+                        continue  # an interrupted writer's temp file
+                    ref = file if rel == "." else f"{rel}/{file}"
+                    if ref.startswith(prefix):
+                        names.append(ref)
+        except OSError as exc:
+            raise RemoteError(f"remote '{self.name}': cannot list refs: {exc.strerror or exc}") from exc
+        return sorted(names)
 
     def finish(self) -> None:
         with self._mutex:

@@ -1,6 +1,8 @@
 """A remote in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, ...), laid out like the cache.
 
-Keys: ``s3://<bucket>/<prefix>/<first 2 hex>/<other 30 hex>``, the names of the local cache.
+Keys: ``s3://<bucket>/<prefix>/<first 2 hex>/<other 30 hex>``, the names of the local cache;
+refs (``base.check_ref_name``) at ``s3://<bucket>/<prefix>/refs/<name>``, each written in one
+PUT (atomic in S3: a reader sees the old value or the whole new one).
 
 Design:
 - One ``s3fs.S3FileSystem`` per remote, built on first use with ``skip_instance_cache`` (two
@@ -37,7 +39,7 @@ from ..fsio import storage_error
 from ..parallel import default_jobs
 from ..store.hashing import hash_bytes, is_hash
 from ..store.objects import ObjectBatch
-from .base import Remote
+from .base import REFS, Remote, check_ref_name
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: an endpoint that is down fails fast
 DEFAULT_TIMEOUT = 60.0  # seconds without a byte from the server (settings: timeout)
@@ -113,6 +115,9 @@ class S3Remote(Remote):
     # --- names -------------------------------------------------------------------------
     def _key(self, digest: str) -> str:
         return f"{self.prefix}/{digest[:2]}/{digest[2:]}" if self.prefix else f"{digest[:2]}/{digest[2:]}"
+
+    def _ref_key(self, name: str) -> str:
+        return f"{self.prefix}/{REFS}/{name}" if self.prefix else f"{REFS}/{name}"
 
     @property
     def _endpoint(self) -> str:
@@ -330,6 +335,43 @@ class S3Remote(Remote):
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+
+    # --- refs --------------------------------------------------------------------------
+    def put_ref(self, name: str, data: bytes) -> None:
+        key = self._ref_key(check_ref_name(name))
+        self._run(self._call, "put_object", Key=key, Body=bytes(data))  # one PUT: all or nothing
+
+    def get_ref(self, name: str) -> bytes | None:
+        key = self._ref_key(check_ref_name(name))
+        try:
+            answer = self._run(self._call, "get_object", Key=key)
+        except _NotFound:
+            self._check_bucket()  # a missing bucket says 404 too: tell it apart
+            return None
+        stream = _SyncBody(self, answer["Body"])
+        try:
+            return stream.read()
+        finally:
+            stream.close()
+
+    def list_refs(self, prefix: str = "") -> list[str]:
+        start = self._ref_key("")
+        query = start + check_ref_name(prefix, prefix=True)
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._run(
+                self._call,
+                "list_objects_v2",
+                Prefix=query,
+                MaxKeys=self.list_page_size,
+                **({"ContinuationToken": token} if token else {}),
+            )
+            self._bucket_seen = True
+            names.extend(item["Key"][len(start) :] for item in page.get("Contents", ()))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return sorted(names)
 
     # --- errors ------------------------------------------------------------------------
     def _no_bucket(self) -> RemoteError:

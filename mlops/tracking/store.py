@@ -26,7 +26,7 @@ Functions for the pipeline executor (and anyone else that owns a run):
   append values (e.g. the stage's params and its metrics files, flattened).
 - ``finish_run(repo, run_id, status, *, stages=None, params=None, metrics=None)``: append
   the given params/metrics, mark run.json ended, and append the run's summary to the index.
-- ``artifact_roots(repo)``: the objects run artifacts name, as gc/push roots (not wired yet).
+- ``artifact_roots(repo)``: the objects run artifacts name; the CLI adds them to the roots of gc, push and fetch.
 
 Readers (``list_summaries``, ``load_run``, ``summarize``) report a run whose run.json
 says ``running`` as ``failed`` when its owner's host is this host and the owner's pid is no
@@ -64,7 +64,7 @@ RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "inter
 STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED)
 ENDED = (FINISHED, FAILED, INTERRUPTED)
 
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")  # used with fullmatch: "$" would admit a trailing newline
 
 
 # --- ids and paths ---------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def new_run_id() -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise UsageError(f"not a valid run id: {run_id!r}", hint="letters, digits, '.', '_' and '-' only")
     return run_id
 
@@ -475,7 +475,7 @@ def run_ids(repo: Repo) -> list[str]:
     folder = runs_dir(repo)
     try:
         with os.scandir(folder) as entries:
-            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir() and RUN_ID.match(e.name))
+            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir() and RUN_ID.fullmatch(e.name))
     except (FileNotFoundError, NotADirectoryError):
         return []
 

@@ -1,0 +1,321 @@
+"""Share experiment runs through a remote: ``mlops push --runs`` / ``pull --runs`` / ``fetch --runs``.
+
+A run travels as ONE ref on the remote, ``runs/<run_id>.json`` (``Remote.put_ref``, atomic),
+holding a JSON bundle::
+
+    {"format": 1,
+     "run": {...run.json...},
+     "files": {"params.jsonl": "<text>", "metrics.jsonl": "<text>", "artifacts.jsonl": "<text>",
+               "stages.jsonl": "<text>", "procs.jsonl": "<text>"}}      (only the files that exist)
+
+- ``push_runs`` sends every run that has ended (finished, failed, interrupted: its
+  *effective* status, so a run whose process died is sent as ``failed``; the bundle's
+  run.json then says so, as the receiving machine cannot check the dead pid). A run still
+  running is skipped, and so is one whose ref the remote already has (one listing): a run
+  that ended does not change, so a second push sends nothing.
+- ``pull_runs`` takes the remote's runs that this repo lacks. A run folder that exists
+  here is never overwritten. A received run's files are written into a hidden temp folder
+  inside ``.mlops/runs/`` (``.tmp-mlops-run-*``, which readers skip), fsynced, then renamed
+  into place: a crash leaves no half run, only a temp folder that the next pull removes.
+  Its summary is then appended to ``index.jsonl``. A bundle that does not check out (not
+  JSON, unknown format, id not matching its name, not ended, unknown file) is skipped with
+  a warning in the result.
+
+Run artifacts are objects: they travel with the data (``store.artifact_roots`` is part of
+the roots the CLI pushes and fetches). The CLI pushes objects before runs, and pulls runs
+before computing what to fetch, so the new runs' artifacts come in the same command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FormatError, MlopsError, UsageError
+from ..fsio import TMP_PREFIX, FileLock, append_record, fsync_dir, storage_error
+from ..parallel import run_parallel
+from ..progress import NO_PROGRESS, Progress
+from ..remotes.base import Remote, check_ref_name
+from ..repo.repo import Repo
+from . import store
+
+BUNDLE_FORMAT = 1
+REF_PREFIX = "runs/"
+REF_SUFFIX = ".json"
+RUN_FILES = ("params.jsonl", "metrics.jsonl", "artifacts.jsonl", "stages.jsonl", "procs.jsonl")
+TEMP_RUN_PREFIX = TMP_PREFIX + "run-"  # hidden (leading '.'), so run_ids() never lists it
+
+
+@dataclass(frozen=True)
+class RunsTransfer:
+    """What ``push_runs`` (sent, skipped_present, skipped_running) or ``pull_runs`` (received, present) did."""
+
+    remote: str
+    direction: str  # push | pull
+    sent: tuple[str, ...] = ()  # push: run ids sent
+    skipped_present: tuple[str, ...] = ()  # push: already on the remote
+    skipped_running: tuple[str, ...] = ()  # push: not ended yet
+    received: tuple[str, ...] = ()  # pull: run ids written here
+    present: tuple[str, ...] = ()  # pull: the remote's runs this repo already has (left as they are)
+    warnings: tuple[str, ...] = ()  # runs skipped because something was wrong with them
+
+    def summary(self) -> str:
+        """One line for people (the CLI prints it; warnings are its own lines)."""
+        if self.direction == "push":
+            running = f", {len(self.skipped_running)} still running (not sent)" if self.skipped_running else ""
+            return f"pushed {len(self.sent)} run(s) ({len(self.skipped_present)} already there{running}) via {self.remote}"
+        return f"pulled {len(self.received)} run(s) ({len(self.present)} already here) via {self.remote}"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.direction == "push":
+            counts: dict[str, Any] = {
+                "sent": len(self.sent),
+                "skipped_present": len(self.skipped_present),
+                "skipped_running": len(self.skipped_running),
+                "sent_ids": list(self.sent),
+                "running_ids": list(self.skipped_running),
+            }
+        else:
+            counts = {"received": len(self.received), "present": len(self.present), "received_ids": list(self.received)}
+        return {"remote": self.remote, "direction": self.direction, **counts, "warnings": list(self.warnings)}
+
+
+def ref_name(run_id: str) -> str:
+    return check_ref_name(f"{REF_PREFIX}{store.check_run_id(run_id)}{REF_SUFFIX}")
+
+
+def run_id_of(ref: str) -> str | None:
+    """The run id a ref names (``runs/<id>.json``); None for anything else."""
+    if not (ref.startswith(REF_PREFIX) and ref.endswith(REF_SUFFIX)):
+        return None
+    run_id = ref[len(REF_PREFIX) : -len(REF_SUFFIX)]
+    if not store.RUN_ID.fullmatch(run_id):
+        return None
+    try:
+        ref_name(run_id)
+    except UsageError:
+        return None
+    return run_id
+
+
+def _open(repo: Repo, remote: Remote | str | None) -> Remote:
+    if isinstance(remote, Remote):
+        return remote
+    from ..data.transfer import get_remote
+
+    return get_remote(repo, remote)
+
+
+# --- push ------------------------------------------------------------------------------------
+
+
+def bundle_run(repo: Repo, run_id: str, info: dict[str, Any], status: str) -> bytes:
+    """The ref value for one run: run.json (with its effective status) and its record files."""
+    folder = store.run_dir(repo, run_id)
+    run = dict(info)
+    run["id"] = run_id
+    run["status"] = status
+    files: dict[str, str] = {}
+    for name in RUN_FILES:
+        try:
+            files[name] = (folder / name).read_bytes().decode("utf-8", "replace")
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    bundle = {"format": BUNDLE_FORMAT, "run": run, "files": files}
+    return json.dumps(bundle, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def push_runs(
+    repo: Repo, remote: Remote | str | None = None, *, jobs: int | None = None, progress: Progress = NO_PROGRESS
+) -> RunsTransfer:
+    """Send every ended run the remote lacks, one ref each; running runs are skipped."""
+    target = _open(repo, remote)
+    existing = set(target.list_refs(REF_PREFIX))
+    todo: list[tuple[str, str]] = []  # (run id, effective status)
+    present: list[str] = []
+    running: list[str] = []
+    warnings: list[str] = []
+    for run_id in store.run_ids(repo):
+        folder = store.run_dir(repo, run_id)
+        try:
+            info = store.read_run_json(folder)
+        except MlopsError as exc:
+            warnings.append(f"run {run_id}: {exc.message}; not pushed")
+            continue
+        if info is None:
+            continue  # a folder without run.json: being created, or not a run
+        procs = store.read_lines(folder / "procs.jsonl") if info.get("pid") is None else None
+        status = store.effective_status(info, procs)
+        if status not in store.ENDED:
+            running.append(run_id)
+            continue
+        try:
+            name = ref_name(run_id)
+        except UsageError:
+            warnings.append(f"run {run_id}: its id cannot name a ref on a remote; not pushed")
+            continue
+        if name in existing:
+            present.append(run_id)
+            continue
+        todo.append((run_id, status))
+
+    def send(item: tuple[str, str]) -> str:
+        run_id, status = item
+        info = store.read_run_json(store.run_dir(repo, run_id)) or {}
+        target.put_ref(ref_name(run_id), bundle_run(repo, run_id, info, status))
+        return run_id
+
+    sent: list[str] = []
+    if todo:
+        with progress.task(f"push runs to {target.name}", total=len(todo)) as task, run_parallel(
+            send, todo, jobs=jobs
+        ) as results:
+            for run_id in results:
+                sent.append(run_id)
+                task.advance()
+    return RunsTransfer(
+        target.name,
+        "push",
+        sent=tuple(sorted(sent)),
+        skipped_present=tuple(present),
+        skipped_running=tuple(running),
+        warnings=tuple(warnings),
+    )
+
+
+# --- pull ------------------------------------------------------------------------------------
+
+
+def check_bundle(run_id: str, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    """(run.json content, {file name: text}) of a bundle; FormatError says what is wrong."""
+    try:
+        bundle = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"not valid JSON ({exc})") from None
+    if not isinstance(bundle, dict):
+        raise FormatError("not a JSON object")
+    version = bundle.get("format")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise FormatError("no bundle format")
+    if version > BUNDLE_FORMAT:
+        raise FormatError(f"written by a newer mlops (bundle format {version}); upgrade mlops")
+    if version != BUNDLE_FORMAT:
+        raise FormatError(f"unknown bundle format {version}")
+    run = bundle.get("run")
+    if not isinstance(run, dict):
+        raise FormatError("no run.json in it")
+    if run.get("id") != run_id:
+        raise FormatError(f"it holds run {run.get('id')!r}, not {run_id}")
+    run_format = run.get("format")
+    if isinstance(run_format, int) and run_format > store.RUN_FORMAT:
+        raise FormatError(f"written by a newer mlops (run format {run_format}); upgrade mlops")
+    if run.get("status") not in store.ENDED:
+        raise FormatError(f"status {run.get('status')!r} is not an ended run's")
+    files = bundle.get("files", {})
+    if not isinstance(files, dict):
+        raise FormatError("'files' is not an object")
+    for name, text in files.items():
+        if name not in RUN_FILES:
+            raise FormatError(f"unknown file {name!r} in it")
+        if not isinstance(text, str):
+            raise FormatError(f"{name} is not text")
+    return run, files
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(path, 0o644)
+
+
+def _place_run(repo: Repo, run_id: str, run: dict[str, Any], files: dict[str, str]) -> bool:
+    """Write the run into a temp folder, then rename it into place; False if it exists here."""
+    runs = store.runs_dir(repo)
+    final = store.run_dir(repo, run_id)
+    if final.exists():
+        return False
+    try:
+        temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_RUN_PREFIX}{run_id}.", dir=runs))
+    except OSError as exc:
+        raise storage_error(exc, runs) from exc
+    try:
+        for name, text in files.items():
+            _write_file(temp / name, text.encode("utf-8"))
+        _write_file(temp / store.RUN_FILE, (json.dumps(run, indent=2, default=str) + "\n").encode("utf-8"))
+        os.chmod(temp, 0o755)
+        fsync_dir(temp)
+        if final.exists():
+            return False  # another process took it meanwhile: a local run is never overwritten
+        os.rename(temp, final)
+        fsync_dir(runs)
+        return True
+    except OSError as exc:
+        raise storage_error(exc, final) from exc
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _remove_stale_temps(runs: Path) -> None:
+    """Temp folders left by a pull that crashed (the caller holds the sync lock)."""
+    with contextlib.suppress(OSError), os.scandir(runs) as entries:
+        for entry in entries:
+            if entry.name.startswith(TEMP_RUN_PREFIX) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def pull_runs(
+    repo: Repo, remote: Remote | str | None = None, *, jobs: int | None = None, progress: Progress = NO_PROGRESS
+) -> RunsTransfer:
+    """Take the remote's runs that this repo lacks; local runs are never overwritten."""
+    source = _open(repo, remote)
+    local = set(store.run_ids(repo))
+    present: list[str] = []
+    wanted: list[str] = []
+    warnings: list[str] = []
+    for ref in source.list_refs(REF_PREFIX):
+        run_id = run_id_of(ref)
+        if run_id is None:
+            warnings.append(f"ref {ref} on remote '{source.name}' does not name a run; skipped")
+        elif run_id in local or store.run_dir(repo, run_id).exists():
+            present.append(run_id)
+        else:
+            wanted.append(run_id)
+    received: list[str] = []
+    if wanted:
+        runs = store._ensure_runs_dir(repo)
+        with FileLock(runs / ".sync.lock", what="runs being pulled"):
+            _remove_stale_temps(runs)
+            with progress.task(f"pull runs from {source.name}", total=len(wanted)) as task, run_parallel(
+                lambda run_id: (run_id, source.get_ref(ref_name(run_id))), wanted, jobs=jobs
+            ) as results:
+                for run_id, data in results:
+                    task.advance()
+                    if data is None:
+                        warnings.append(f"run {run_id} vanished from remote '{source.name}' while pulling; skipped")
+                        continue
+                    try:
+                        run, files = check_bundle(run_id, data)
+                    except FormatError as exc:
+                        warnings.append(f"run {run_id} on remote '{source.name}' is not a valid run bundle: {exc.message}; skipped")
+                        continue
+                    if not _place_run(repo, run_id, run, files):
+                        present.append(run_id)
+                        continue
+                    append_record(runs / store.INDEX_FILE, store.summarize(repo, run_id))
+                    received.append(run_id)
+    return RunsTransfer(
+        source.name,
+        "pull",
+        received=tuple(sorted(received)),
+        present=tuple(sorted(present)),
+        warnings=tuple(warnings),
+    )
