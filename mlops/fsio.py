@@ -15,8 +15,6 @@ import errno
 import fcntl
 import json
 import os
-import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +49,8 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool
 
     The temp file lives in the same folder, so the final rename is atomic.
     """
+    import tempfile  # imported here: read-only commands never need it
+
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent)
     try:
@@ -114,6 +114,12 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 # --- locks ---------------------------------------------------------------------------------
 
+
+def _hostname() -> str:
+    import socket  # only a lock's holder note needs it
+
+    return socket.gethostname()
+
 DEFAULT_LOCK_TIMEOUT = 10.0
 
 
@@ -166,7 +172,7 @@ class FileLock:
                 os.close(fd)
                 raise
         if not self.shared:  # shared holders are many; only an exclusive holder signs the note
-            note = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+            note = json.dumps({"pid": os.getpid(), "host": _hostname(), "started": time.time()})
             os.ftruncate(fd, 0)
             os.pwrite(fd, note.encode(), 0)
         self._fd = fd
@@ -176,7 +182,7 @@ class FileLock:
         started = info.get("started")
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "unknown time"
         host = info.get("host")
-        where = f" on {host}" if host and host != socket.gethostname() else ""
+        where = f" on {host}" if host and host != _hostname() else ""
         return LockHeldError(
             f"another mlops process (pid {info.get('pid', '?')}{where}, started {when}) holds the lock on {self.what}",
             hint=f"wait for it to finish, or stop it; waited {self.timeout:g}s",

@@ -15,8 +15,10 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,6 +56,8 @@ def sigint_deferred() -> Iterator[Callable[[], bool]]:
 
 def wait_any(futures: Iterable[Future[R]], interrupted: Callable[[], bool]) -> tuple[set[Future[R]], set[Future[R]]]:
     """Wait until at least one future is done, raising KeyboardInterrupt if Ctrl-C came."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     pending = set(futures)
     while True:
         done, pending = wait(pending, timeout=POLL, return_when=FIRST_COMPLETED)
@@ -77,6 +81,8 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None =
     if workers == 1:
         yield (fn(item) for item in work)
         return
+    from concurrent.futures import ThreadPoolExecutor  # start-up stays light: only work pays for it
+
     with sigint_deferred() as interrupted:
         pool = ThreadPoolExecutor(max_workers=workers)
         futures: set[Future[R]] = set()

@@ -134,9 +134,7 @@ def status(
 
 def _stage_status(repo) -> list[dict]:  # noqa: ANN001
     """Stages that `mlops run` would run, with why; only when the repo has a pipeline."""
-    from ..pipeline.spec import PIPELINE_FILE
-
-    if not (repo.root / PIPELINE_FILE).is_file():
+    if not (repo.root / "pipeline.yaml").is_file():  # the pipeline modules load only when there is one
         return []
     from ..pipeline.executor import plan
     from ..pipeline.graph import build_graph

@@ -67,16 +67,26 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
                     if temps is not None:
                         temps.append(entry.path)
                     continue
-                try:
-                    name.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise InvalidPathError(
-                        f"{repo.rel(folder)}/{name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')}: "
-                        "file name is not valid UTF-8",
-                        hint="rename the file; tracked names must be UTF-8 to travel between machines",
-                    ) from None
+                if not name.isascii():
+                    try:
+                        name.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise InvalidPathError(
+                            f"{repo.rel(folder)}/{name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')}: "
+                            "file name is not valid UTF-8",
+                            hint="rename the file; tracked names must be UTF-8 to travel between machines",
+                        ) from None
                 rel = prefix + name
-                if entry.is_symlink():
+                # the common cases first; is_dir/is_symlink read the entry's type, no system call
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, rel + "/"))
+                elif not entry.is_symlink():
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_mode & 0o170000 == 0o100000:  # a regular file
+                        out[rel] = WorkspaceFile(
+                            rel, entry.path, (st.st_ino, st.st_size, st.st_mtime_ns), bool(st.st_mode & 0o100)
+                        )
+                else:
                     real = os.path.realpath(entry.path)
                     if not (real == root_real or real.startswith(root_real + os.sep)):
                         raise InvalidPathError(
@@ -97,10 +107,6 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
                         stack.append((entry.path, rel + "/"))
                     elif stat.S_ISREG(st.st_mode):
                         out[rel] = _workspace_file(rel, entry.path, st)
-                elif entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, rel + "/"))
-                elif entry.is_file(follow_symlinks=False):
-                    out[rel] = _workspace_file(rel, entry.path, entry.stat(follow_symlinks=False))
     return out
 
 

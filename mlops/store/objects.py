@@ -13,8 +13,6 @@ one disk flush each.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import threading
 import time
@@ -37,6 +35,9 @@ def _syncfs(fd: int) -> bool:
     """Flush every dirty page of the filesystem holding ``fd``; False where unsupported."""
     global _libc
     if _libc is None:
+        import ctypes
+        import ctypes.util
+
         try:
             _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             _libc.syncfs  # noqa: B018 - probe
