@@ -197,15 +197,35 @@ def diff(
         out.info(f"no changes in tracked data between {result.a_rev} and {result.b_rev}")
 
 
-def _transfer_summary(out: Output, result: object) -> None:
+def _transfer_summary(out: Output, result: object, runs: object = None, extra: dict | None = None) -> None:
+    """Print a push/fetch summary, and the runs that moved with it (``--runs``)."""
     r = result  # TransferResult
     if out.json:
-        out.emit_json(r.to_dict())  # type: ignore[attr-defined]
+        report = {**r.to_dict(), **(extra or {})}  # type: ignore[attr-defined]
+        if runs is not None:
+            report["runs"] = runs.to_dict()  # type: ignore[attr-defined]
+        out.emit_json(report)
         return
     verb = "pushed" if r.direction == "push" else "fetched"  # type: ignore[attr-defined]
     out.line(f"{verb} {r.transferred} object(s), {human_bytes(r.bytes)} ({r.present} already there) via {r.remote}")  # type: ignore[attr-defined]
     if getattr(r, "missing_locally", ()):
         out.warn(f"{len(r.missing_locally)} referenced object(s) are not in this cache and were not pushed")  # type: ignore[attr-defined]
+    if extra and "checkout" in extra:
+        out.line(f"checked out {extra['checkout']['changed_files']} file(s)")
+    if runs is not None:
+        out.line(runs.summary())  # type: ignore[attr-defined]
+        for warning in runs.warnings:  # type: ignore[attr-defined]
+            out.warn(warning)
+
+
+def _pull_runs_first(repo, remote: Optional[str], runs: bool, jobs: Optional[int], out: Output):  # noqa: ANN001, ANN202
+    """With --runs, take the remote's runs before the data: the roots computed next then name
+    the new runs' artifacts, so they arrive in the same command."""
+    if not runs:
+        return None
+    from ..tracking.sync import pull_runs
+
+    return pull_runs(repo, remote, jobs=jobs, progress=out.progress())
 
 
 def push(
@@ -224,20 +244,12 @@ def push(
     repo = find_repo()
     extra = [] if targets else _pipeline_roots(repo, all_commits)
     result = do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, full=full, jobs=jobs, progress=out.progress())
-    if not runs:
-        _transfer_summary(out, result)
-        return
-    from ..tracking.sync import push_runs
+    shared = None
+    if runs:  # objects first, then the runs: a run on the remote finds its artifacts there
+        from ..tracking.sync import push_runs
 
-    # objects first, then the runs: a run on the remote finds its artifacts there
-    shared = push_runs(repo, remote, jobs=jobs, progress=out.progress())
-    if out.json:
-        out.emit_json({**result.to_dict(), "runs": shared.to_dict()})
-        return
-    _transfer_summary(out, result)
-    out.line(shared.summary())
-    for warning in shared.warnings:
-        out.warn(warning)
+        shared = push_runs(repo, remote, jobs=jobs, progress=out.progress())
+    _transfer_summary(out, result, shared)
 
 
 def fetch(
@@ -253,23 +265,10 @@ def fetch(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    shared = None
-    if runs:  # runs first: the roots computed next then name the new runs' artifacts
-        from ..tracking.sync import pull_runs
-
-        shared = pull_runs(repo, remote, jobs=jobs, progress=out.progress())
+    shared = _pull_runs_first(repo, remote, runs, jobs, out)
     extra = [] if targets else _pipeline_roots(repo, all_commits)
     result = do_fetch(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress())
-    if shared is None:
-        _transfer_summary(out, result)
-        return
-    if out.json:
-        out.emit_json({**result.to_dict(), "runs": shared.to_dict()})
-        return
-    _transfer_summary(out, result)
-    out.line(shared.summary())
-    for warning in shared.warnings:
-        out.warn(warning)
+    _transfer_summary(out, result, shared)
 
 
 def pull(
@@ -285,27 +284,13 @@ def pull(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    shared = None
-    if runs:  # runs first: the roots computed next then name the new runs' artifacts
-        from ..tracking.sync import pull_runs
-
-        shared = pull_runs(repo, remote, jobs=jobs, progress=out.progress())
+    shared = _pull_runs_first(repo, remote, runs, jobs, out)
     roots, pointers = ([], []) if targets else (_pipeline_roots(repo), _lock_pointers(repo))
     fetched, placed = do_pull(
         repo, remote=remote, targets=targets, force=force, extra_roots=roots, extra_pointers=pointers, jobs=jobs, progress=out.progress()
     )
-    if out.json:
-        report = {**fetched.to_dict(), "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}}
-        if shared is not None:
-            report["runs"] = shared.to_dict()
-        out.emit_json(report)
-        return
-    _transfer_summary(out, fetched)
-    out.line(f"checked out {placed.changed_files} file(s)")
-    if shared is not None:
-        out.line(shared.summary())
-        for warning in shared.warnings:
-            out.warn(warning)
+    checked_out = {"checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}}
+    _transfer_summary(out, fetched, shared, checked_out)
 
 
 def gc(
