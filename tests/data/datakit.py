@@ -234,25 +234,28 @@ def interrupt_when(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), sent
 
 
+def _walk_names(folder: Path):  # noqa: ANN202
+    """(name, path) of every file and folder below ``folder``; temp files may sit in sub-folders."""
+    for base, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            yield name, os.path.join(base, name)
+
+
 def any_entry(folder: Path, predicate: Callable[[str], bool]) -> bool:
-    try:
-        with os.scandir(folder) as entries:
-            return any(predicate(e.name) for e in entries)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
+    return any(predicate(name) for name, _ in _walk_names(folder))
+
+
+def temp_files(folder: Path) -> list[str]:
+    """Every mlops temp file below ``folder`` (the cache keeps them in per-thread sub-folders)."""
+    return [path for name, path in _walk_names(folder) if name.startswith(TMP_PREFIX) and os.path.isfile(path)]
 
 
 def temp_with_bytes(folder: Path, minimum: int = 1) -> bool:
     """True once ``folder`` holds an mlops temp file with at least ``minimum`` bytes (a copy under way)."""
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.startswith(TMP_PREFIX):
-                    try:
-                        if entry.stat().st_size >= minimum:
-                            return True
-                    except FileNotFoundError:
-                        pass
-    except FileNotFoundError:
-        return False
+    for path in temp_files(folder):
+        try:
+            if os.stat(path).st_size >= minimum:
+                return True
+        except FileNotFoundError:
+            continue
     return False

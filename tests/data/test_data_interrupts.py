@@ -25,6 +25,7 @@ from datakit import (
     mlops,
     read_files,
     store_objects,
+    temp_files,
     temp_with_bytes,
     workspace_temps,
 )
@@ -180,7 +181,7 @@ def test_add_big_file_interrupted(repo, big_source, sig):
     _assert_interrupted(proc, interrupted, sig)
     _assert_pointer_old_or_absent(root, target, old, interrupted)
     if interrupted and sig == signal.SIGINT:
-        staged = [n for n in os.listdir(_cache_tmp(root)) if n.startswith(TMP_PREFIX)] if _cache_tmp(root).exists() else []
+        staged = temp_files(_cache_tmp(root))
         assert staged == [], "Ctrl-C left a half-copied object in the cache's temp folder"
     size = (root / "big.bin").stat().st_size
     assert size >= BIG_MB << 20
@@ -269,7 +270,7 @@ def test_push_to_local_remote_interrupted(repo, remote_dir, sig):
     _assert_interrupted(proc, interrupted, sig)
     assert bad_objects(remote_dir) == [], "a partial or wrong object is visible in the remote"
     if interrupted and sig == signal.SIGINT:
-        leftovers = list((remote_dir / ".tmp").iterdir()) if (remote_dir / ".tmp").exists() else []
+        leftovers = temp_files(remote_dir / ".tmp")
         assert leftovers == [], f"{len(leftovers)} staged uploads left behind"
     mlops("push", cwd=root)
     assert bad_objects(remote_dir) == []
@@ -283,11 +284,7 @@ def test_push_to_local_remote_interrupted(repo, remote_dir, sig):
 
 
 def _count_temps(folder: Path) -> int:
-    try:
-        with os.scandir(folder) as entries:
-            return sum(1 for e in entries if e.name.startswith(TMP_PREFIX))
-    except FileNotFoundError:
-        return 0
+    return len(temp_files(folder))
 
 
 def test_interrupted_add_keeps_the_hashes_it_computed(repo):

@@ -136,7 +136,7 @@ def test_pull_refuses_corrupt_remote_object(pushed_repo, cli, remote_dir, tmp_pa
     assert not (clone / "data" / "test" / "c.csv").exists()
     assert workspace_temps(clone) == []
     staging = clone / ".mlops" / "cache" / ".tmp"
-    assert not staging.exists() or list(staging.iterdir()) == []  # no half-downloaded leftovers
+    assert [p for p in staging.rglob("*") if p.is_file()] == []  # no half-downloaded leftovers
     mlops("verify", cwd=clone)
     # fetch is refused the same way
     proc = mlops("fetch", cwd=clone, code=3)
