@@ -89,7 +89,7 @@ def push(
             if not todo:
                 continue
             with progress.task(f"push to {target.name}", total=len(todo)) as task, run_parallel(
-                lambda d: target.upload(d, store.path(d)), todo, jobs=jobs
+                lambda d: target.upload(d, store.path(d)), todo, jobs=target.parallelism(jobs, store.root)
             ) as uploads:
                 for size in uploads:
                     moved += 1
@@ -185,7 +185,7 @@ def fetch(
         if not todo:
             return
         with progress.task(f"{label} from {source.name}", total=len(todo)) as task, run_parallel(
-            lambda d: source.download(d, batch, last=manifests), todo, jobs=jobs
+            lambda d: source.download(d, batch, last=manifests), todo, jobs=source.parallelism(jobs, store.root)
         ) as downloads:
             for size in downloads:
                 moved += 1

@@ -85,6 +85,10 @@ class Remote(ABC):
     def list_refs(self, prefix: str = "") -> list[str]:
         """The names of the refs whose name starts with ``prefix`` (e.g. ``'runs/'``), sorted."""
 
+    def parallelism(self, jobs: int | None, local_store: Path) -> int | None:
+        """How many transfers to run at once for ``-j jobs`` (None: the default)."""
+        return jobs
+
     def finish(self) -> None:
         """Make uploads durable; called once after a successful transfer."""
 
