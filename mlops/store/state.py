@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hashes (
@@ -60,25 +61,44 @@ class StateDB:
             self._conn = conn
         return self._conn
 
+    def _select_in(self, sql: str, keys: list[Any]) -> list[tuple[Any, ...]] | None:
+        """Rows of ``sql`` (with one ``IN ({marks})``) for every key, asked in chunks below
+        sqlite's bound-parameter limit; None when the database cannot be read."""
+        rows: list[tuple[Any, ...]] = []
+        conn = self._connect()
+        try:
+            for start in range(0, len(keys), 900):
+                chunk = keys[start : start + 900]
+                rows.extend(conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk))  # type: ignore[union-attr]
+        except sqlite3.DatabaseError:
+            return None
+        return rows
+
+    def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> bool:
+        """One transaction; False when busy or read-only (the cache simply stays as it was)."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")  # type: ignore[union-attr]
+            conn.executemany(sql, rows)  # type: ignore[union-attr]
+            conn.execute("COMMIT")  # type: ignore[union-attr]
+        except sqlite3.OperationalError:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")  # type: ignore[union-attr]
+            return False
+        return True
+
     def lookup_many(self, keys: list[StatKey]) -> list[str | None]:
         """The recorded hash of each file whose stat still matches (None where not).
 
         Asked in batches by inode, so a command that touches a thousand files of a
         million-file directory reads a thousand rows, not the whole table.
         """
-        found: dict[int, tuple[int, int, str]] = {}
-        inodes = list({k[0] for k in keys})
-        conn = self._connect()
-        try:
-            for start in range(0, len(inodes), 900):  # below sqlite's bound-parameter limit
-                chunk = inodes[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                for inode, size, mtime, digest in conn.execute(  # type: ignore[union-attr]
-                    f"SELECT inode, size, mtime_ns, hash FROM hashes WHERE inode IN ({marks})", chunk
-                ):
-                    found[inode] = (size, mtime, digest)
-        except sqlite3.DatabaseError:
+        rows = self._select_in(
+            "SELECT inode, size, mtime_ns, hash FROM hashes WHERE inode IN ({marks})", list({k[0] for k in keys})
+        )
+        if rows is None:
             return [None] * len(keys)
+        found = {inode: (size, mtime, digest) for inode, size, mtime, digest in rows}
         out: list[str | None] = []
         for inode, size, mtime in keys:
             hit = found.get(inode)
@@ -103,18 +123,8 @@ class StateDB:
         rows = [(k[0], k[1], k[2], digest) for k, digest in entries if k[2] < tick]
         if not rows:
             return 0
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN")  # type: ignore[union-attr]
-            conn.executemany(  # type: ignore[union-attr]
-                "INSERT OR REPLACE INTO hashes (inode, size, mtime_ns, hash) VALUES (?, ?, ?, ?)", rows
-            )
-            conn.execute("COMMIT")  # type: ignore[union-attr]
-        except sqlite3.OperationalError:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")  # type: ignore[union-attr]
-            return 0  # busy or read-only: the cache simply stays as it was
-        return len(rows)
+        ok = self._insert_many("INSERT OR REPLACE INTO hashes (inode, size, mtime_ns, hash) VALUES (?, ?, ?, ?)", rows)
+        return len(rows) if ok else 0
 
     # --- folders ------------------------------------------------------------------------------
     # A folder's fingerprint hashes its files' (name, stat key, executable bit) and its
@@ -123,36 +133,15 @@ class StateDB:
     # its stat calls only, and one changed file costs only the folders on its path.
 
     def lookup_trees(self, fingerprints: list[str]) -> dict[str, tuple[str, int, int]]:
-        found: dict[str, tuple[str, int, int]] = {}
-        conn = self._connect()
-        try:
-            for start in range(0, len(fingerprints), 900):
-                chunk = fingerprints[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                for fingerprint, digest, size, files in conn.execute(  # type: ignore[union-attr]
-                    f"SELECT fingerprint, hash, size, files FROM trees WHERE fingerprint IN ({marks})", chunk
-                ):
-                    found[fingerprint] = (digest, size, files)
-        except sqlite3.DatabaseError:
-            return {}
-        return found
+        rows = self._select_in("SELECT fingerprint, hash, size, files FROM trees WHERE fingerprint IN ({marks})", fingerprints)
+        return {fingerprint: (digest, size, files) for fingerprint, digest, size, files in rows or ()}
 
     def record_trees(self, rows: list[tuple[str, str, int, int, int]]) -> None:
         """(fingerprint, manifest hash, size, files, newest file mtime); racy folders are skipped."""
         tick = self.tick_ns()
         keep = [(fp, digest, size, files) for fp, digest, size, files, newest in rows if newest < tick]
-        if not keep:
-            return
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN")  # type: ignore[union-attr]
-            conn.executemany(  # type: ignore[union-attr]
-                "INSERT OR REPLACE INTO trees (fingerprint, hash, size, files) VALUES (?, ?, ?, ?)", keep
-            )
-            conn.execute("COMMIT")  # type: ignore[union-attr]
-        except sqlite3.OperationalError:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")  # type: ignore[union-attr]
+        if keep:
+            self._insert_many("INSERT OR REPLACE INTO trees (fingerprint, hash, size, files) VALUES (?, ?, ?, ?)", keep)
 
     def close(self) -> None:
         if self._conn is not None:
