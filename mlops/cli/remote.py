@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from ..errors import UsageError
-from ..remotes.base import open_remote
 from ..repo.config import REMOTE_KEYS
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, command
@@ -25,6 +24,8 @@ def add(
     force: bool = typer.Option(False, "--force", "-f", help="Replace a remote of the same name."),
 ) -> None:
     """Add a remote."""
+    from ..remotes.base import open_remote
+
     repo = find_repo()
     open_remote(name, {"url": url}, root=repo.root)  # refuses a URL scheme it cannot serve
     with repo.editing_config() as config:

@@ -25,8 +25,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.add import ignore_in_git, snapshot_path
-from ..data.checkout import checkout_pointer
 from ..data.pointer import Pointer
 from ..errors import MlopsError
 from ..tracking import store as tracking
@@ -472,6 +470,8 @@ def _unprotect(path: os.PathLike[str]) -> None:
 
 def _snapshot_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:
     """Every output into the object store (so the run cache can restore it); cached ones are git-ignored."""
+    from ..data.add import ignore_in_git, snapshot_path  # only a stage that ran needs them: a no-op run starts lighter
+
     outs = []
     for out in stage.outs:
         # a git-tracked output (metrics, plots: cache false) stays a plain file, never a cache link
@@ -483,6 +483,9 @@ def _snapshot_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:
 
 
 def _restore(repo: Repo, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
+    from ..data.add import ignore_in_git
+    from ..data.checkout import checkout_pointer
+
     # the outputs are replaced whole, as a run would: clearing them first makes the restore
     # a plain checkout into empty places, with no need to read what is there now
     _clear_outputs(repo, stage)
