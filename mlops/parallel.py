@@ -31,10 +31,11 @@ def default_jobs() -> int:
 
 
 @contextlib.contextmanager
-def sigint_deferred() -> Iterator[Callable[[], bool]]:
+def sigint_deferred(*, raise_on_exit: bool = True) -> Iterator[Callable[[], bool]]:
     """Within the block SIGINT only records itself; yields a check that says whether it came.
 
-    If it came and the block ended without an error, KeyboardInterrupt is raised on exit.
+    If it came and the block ended without an error, KeyboardInterrupt is raised on exit
+    (unless ``raise_on_exit`` is False: the caller handled it already).
     Outside the main thread, or where SIGINT is ignored, this changes nothing.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -50,7 +51,7 @@ def sigint_deferred() -> Iterator[Callable[[], bool]]:
         yield arrived.is_set
     finally:
         signal.signal(signal.SIGINT, previous)
-    if arrived.is_set():
+    if arrived.is_set() and raise_on_exit:
         raise KeyboardInterrupt
 
 

@@ -32,6 +32,19 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLOPS_ROOT", raising=False)
 
 
+@pytest.fixture
+def fresh_tracking_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No active run, the warn-once flag clear and no inherited run id: a clean Python API."""
+    from mlops.tracking import api
+
+    monkeypatch.delenv("MLOPS_RUN_ID", raising=False)
+    monkeypatch.delenv("MLOPS_STAGE", raising=False)
+    monkeypatch.setattr(api, "_warned", False)
+    monkeypatch.setattr(api, "_active", None)
+    yield
+    api._active = None
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 

@@ -205,52 +205,49 @@ def run_pipeline(
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
     was_interrupted = False
     # Ctrl-C only sets a flag while stages run; the loop below turns it into KeyboardInterrupt
-    # between waits, never inside the thread pool's locks
-    deferral = sigint_deferred()
-    interrupted = deferral.__enter__()
-    try:
-        while pending or running:
-            # start every stage whose upstream (within this run) finished well
-            for name in list(pending):
-                if len(running) >= workers:
+    # between waits, never inside the thread pool's locks (a Ctrl-C after the loop changes nothing)
+    with sigint_deferred(raise_on_exit=False) as interrupted:
+        try:
+            while pending or running:
+                # start every stage whose upstream (within this run) finished well
+                for name in list(pending):
+                    if len(running) >= workers:
+                        break
+                    needs = [u for u in graph.upstream[name] if u in selected]
+                    if any(results.get(u) is not None and results[u].status in (FAILED, NOT_RUN, INTERRUPTED) for u in needs):
+                        pending.remove(name)
+                        results[name] = StageResult(name, NOT_RUN, ("an upstream stage failed",))
+                        events.stage_finished(results[name])
+                        continue
+                    if failed_any and not keep_going:
+                        continue
+                    if all(u in results for u in needs):
+                        pending.remove(name)
+                        future = pool.submit(_execute, repo, graph.stage(name), run_id, force, shared, events)
+                        running[future] = name
+                if failed_any and not keep_going and not running:
+                    for name in pending:
+                        results[name] = StageResult(name, NOT_RUN, ("stopped after a failure",))
+                    pending.clear()
                     break
-                needs = [u for u in graph.upstream[name] if u in selected]
-                if any(results.get(u) is not None and results[u].status in (FAILED, NOT_RUN, INTERRUPTED) for u in needs):
-                    pending.remove(name)
-                    results[name] = StageResult(name, NOT_RUN, ("an upstream stage failed",))
-                    events.stage_finished(results[name])
-                    continue
-                if failed_any and not keep_going:
-                    continue
-                if all(u in results for u in needs):
-                    pending.remove(name)
-                    future = pool.submit(_execute, repo, graph.stage(name), run_id, force, shared, events)
-                    running[future] = name
-            if failed_any and not keep_going and not running:
-                for name in pending:
-                    results[name] = StageResult(name, NOT_RUN, ("stopped after a failure",))
-                pending.clear()
-                break
-            if not running:
-                break
-            done, _ = wait_any(running, interrupted)
-            for future in done:
-                name = running.pop(future)
-                result = future.result()
-                results[name] = result
-                if result.status == FAILED:
-                    failed_any = True
-    except KeyboardInterrupt:
-        was_interrupted = True
-        shared.stopping.set()
-        _stop_all(shared)
-        for future, name in running.items():
-            with contextlib.suppress(Exception):
-                results[name] = future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C after the loop: the run is over anyway
-            deferral.__exit__(None, None, None)
+                if not running:
+                    break
+                done, _ = wait_any(running, interrupted)
+                for future in done:
+                    name = running.pop(future)
+                    result = future.result()
+                    results[name] = result
+                    if result.status == FAILED:
+                        failed_any = True
+        except KeyboardInterrupt:
+            was_interrupted = True
+            shared.stopping.set()
+            _stop_all(shared)
+            for future, name in running.items():
+                with contextlib.suppress(Exception):
+                    results[name] = future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     for name in names:
         if name not in results:
             results[name] = StageResult(name, NOT_RUN, ("interrupted" if was_interrupted else "not started",))

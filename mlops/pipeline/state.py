@@ -95,18 +95,7 @@ def out_of_date_reasons(
         reasons.append("always changed")
     if entry.cmd != stage.cmd_text:
         reasons.append("cmd changed")
-    locked_deps = {d.path: d for d in entry.deps}
-    for dep in inputs.deps:
-        before = locked_deps.get(dep.path)
-        if dep.hash is None:
-            reasons.append(f"dep {dep.path} missing")
-        elif before is None:
-            reasons.append(f"dep {dep.path} added")
-        elif before.hash != dep.hash:
-            reasons.append(f"dep {dep.path} changed")
-    for path in locked_deps:
-        if path not in {d.path for d in inputs.deps}:
-            reasons.append(f"dep {path} removed")
+    reasons += _path_reasons("dep", inputs.deps, entry.deps)
     for file, values in inputs.params.items():
         before = entry.params.get(file, {})
         for key, value in values.items():
@@ -125,15 +114,21 @@ def out_of_date_reasons(
             reasons.append(f"env {name} added")
         elif entry.env[name] != value:
             reasons.append(f"env {name} changed")
-    locked_outs = {o.path: o for o in entry.outs}
-    current_outs = {o.path for o in outs}
-    reasons.extend(f"out {path} removed" for path in locked_outs if path not in current_outs)
-    for out in outs:
-        before = locked_outs.get(out.path)
-        if out.hash is None:
-            reasons.append(f"out {out.path} missing")
-        elif before is None:
-            reasons.append(f"out {out.path} added")
-        elif before.hash != out.hash:
-            reasons.append(f"out {out.path} changed")
+    reasons += _path_reasons("out", outs, entry.outs)
+    return reasons
+
+
+def _path_reasons(kind: str, current: tuple[LockedPath, ...], locked: tuple[LockedPath, ...]) -> list[str]:
+    """Dependencies or outputs against their lock-file record: missing, added, changed, removed."""
+    before = {p.path: p for p in locked}
+    now = {p.path for p in current}
+    reasons = [f"{kind} {path} removed" for path in before if path not in now]
+    for item in current:
+        old = before.get(item.path)
+        if item.hash is None:
+            reasons.append(f"{kind} {item.path} missing")
+        elif old is None:
+            reasons.append(f"{kind} {item.path} added")
+        elif old.hash != item.hash:
+            reasons.append(f"{kind} {item.path} changed")
     return reasons

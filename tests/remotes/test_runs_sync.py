@@ -21,18 +21,10 @@ from mlops.errors import StorageError, UsageError
 from mlops.data.transfer import get_remote
 from mlops.remotes.local import LocalRemote
 from mlops.repo.repo import Repo, find_repo
-from mlops.tracking import api, store, sync
+from mlops.tracking import store, sync
 
 
-@pytest.fixture(autouse=True)
-def _fresh_api(monkeypatch: pytest.MonkeyPatch):
-    """No active run, the warn-once flag clear and no inherited run id (as tests/tracking does)."""
-    monkeypatch.delenv("MLOPS_RUN_ID", raising=False)
-    monkeypatch.delenv("MLOPS_STAGE", raising=False)
-    monkeypatch.setattr(api, "_warned", False)
-    monkeypatch.setattr(api, "_active", None)
-    yield
-    api._active = None
+pytestmark = pytest.mark.usefixtures("fresh_tracking_api")
 
 
 @pytest.fixture(params=["local", "s3"])
