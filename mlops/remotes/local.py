@@ -8,7 +8,6 @@ only reads two-hex-digit shards.
 from __future__ import annotations
 
 import os
-import os
 import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path

@@ -27,7 +27,8 @@ from ..fsio import TMP_PREFIX, fsync_dir, storage_error
 from .hashing import copy_and_hash, hash_bytes, hash_file, is_hash
 
 READ_ONLY = 0o444
-_COUNTER = itertools.count()  # temp names: pid + counter are unique (next() on a count is atomic)
+_COUNTER = itertools.count()  # temp names: pid + batch + counter are unique (next() on a count is atomic)
+_BATCHES = itertools.count()
 SYNCFS_BATCH = 32  # from this many objects on, one syncfs beats an fsync per file
 
 _libc = None
@@ -144,6 +145,10 @@ class ObjectBatch:
     _staged_digests: set[str] = field(default_factory=set)
     _mutex: threading.Lock = field(default_factory=threading.Lock)  # batches are filled from worker threads
     _folders: set[Path] = field(default_factory=set)
+    _tag: str = ""  # the name prefix of this batch's temp files, so abort can find every one
+
+    def __post_init__(self) -> None:
+        self._tag = f"{TMP_PREFIX}{os.getpid()}-{next(_BATCHES)}-"
 
     def __enter__(self) -> ObjectBatch:
         self.store.tmp.mkdir(parents=True, exist_ok=True)
@@ -163,7 +168,7 @@ class ObjectBatch:
         if folder not in self._folders:
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
-        temp = f"{folder}/{TMP_PREFIX}{os.getpid()}-{next(_COUNTER)}"
+        temp = f"{folder}/{self._tag}{next(_COUNTER)}"
         return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temp
 
     def add_file(self, source: str | os.PathLike[str]) -> tuple[str, int]:
@@ -213,7 +218,7 @@ class ObjectBatch:
         """Adopt an already-hashed file by hard link: no bytes copied (cache.type hardlink)."""
         if self.store.exists(digest) or digest in self._staged_digests:
             return
-        temp = os.path.join(self.store.tmp, f"{TMP_PREFIX}link-{os.getpid()}-{digest}")
+        temp = os.path.join(self.store.tmp, f"{self._tag}link-{digest}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         os.link(source, temp)
@@ -313,3 +318,14 @@ class ObjectBatch:
         for temp, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove any temp file of this batch that never reached the staged list: Ctrl-C can
+        land between a temp file's creation and its staging (on the main thread, anywhere)."""
+        for folder in (self.store.tmp, *self._folders):
+            with contextlib.suppress(OSError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(self._tag):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)

@@ -70,6 +70,20 @@ def test_an_exception_publishes_nothing_and_leaves_no_temp(tmp_path: Path) -> No
     assert [p for p in (tmp_path / "cache" / ".tmp").rglob("*") if p.is_file()] == []
 
 
+def test_abort_removes_a_temp_file_interrupted_before_it_was_staged(tmp_path: Path) -> None:
+    # Ctrl-C on the main thread can land after a temp file is created and before it is staged
+    store = ObjectStore(tmp_path / "cache")
+    other = store.batch().__enter__()  # another batch of the same process keeps its own files
+    kept_fd, kept = other._new_temp()
+    os.close(kept_fd)
+    with pytest.raises(KeyboardInterrupt), store.batch() as batch:
+        fd, _temp = batch._new_temp()
+        os.close(fd)
+        raise KeyboardInterrupt
+    assert [str(p) for p in (tmp_path / "cache" / ".tmp").rglob("*") if p.is_file()] == [kept]
+    other.abort()
+
+
 def test_add_verified_refuses_bytes_that_do_not_match(tmp_path: Path) -> None:
     store = ObjectStore(tmp_path / "cache")
     (tmp_path / "a").write_bytes(b"actual")
