@@ -107,6 +107,12 @@ class UnknownRevisionError(UsageError):
     kind = "unknown_revision"
 
 
+class DataError(UsageError):
+    """A data file that cannot be read as a table (missing, unreadable, wrong format, no rows); the file is named."""
+
+    kind = "data"
+
+
 # --- 3: could not complete --------------------------------------------------------------
 class CouldNotComplete(MlopsError):
     """The command could not finish its work."""
@@ -168,6 +174,7 @@ ALL_ERRORS: tuple[type[MlopsError], ...] = (
     FormatError,
     NewerFormatError,
     UnknownRevisionError,
+    DataError,
     CouldNotComplete,
     LockHeldError,
     RemoteError,
