@@ -1,0 +1,339 @@
+"""Drift and validation commands: `mlops drift`, `mlops schema infer`, `mlops validate`.
+
+Where data comes from is settled here, not in the drift core: ``resolve_source`` turns an
+argument into files. A path (file or folder) is read as it is; a registry reference
+(``churn@production``, ``churn:3``) as the reference means the data the model version was
+trained on; ``PREFIX:REST`` goes to ``SOURCE_RESOLVERS[PREFIX]`` when one is registered
+there (the integrator adds ``serving`` for request logs this way: a function taking the rest
+of the argument and a ``SourceContext``, returning a ``ResolvedSource``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import CheckFailed, DataError, UsageError
+from .boundary import JSON_OPTION, command
+from .output import Output
+
+schema_app = typer.Typer(no_args_is_help=True)
+MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(@[A-Za-z0-9_.\-]+|:[0-9]+|:latest)$")
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "drift")(drift)
+    app.add_typer(schema_app, name="schema", help="Data schemas: infer one from data (YAML to edit), then `mlops validate` against it.")
+    command(app, "validate")(validate)
+
+
+# --- where data comes from ----------------------------------------------------------------------
+
+
+@dataclass
+class SourceContext:
+    """What a resolver may need: the side it resolves and extra options (e.g. a time window)."""
+
+    side: str  # "reference" | "current"
+    options: dict[str, Any] = field(default_factory=dict)
+    _repo: Any = None
+
+    def repo(self) -> Any:
+        if self._repo is None:
+            from ..repo.repo import find_repo
+
+            self._repo = find_repo()
+        return self._repo
+
+
+@dataclass
+class ResolvedSource:
+    files: list[Any]  # mlops.drift.io.DataFile
+    described: str
+    model: Any = None  # the registry's ModelVersion when the argument was a model reference
+    repo: Any = None
+
+
+#: PREFIX -> resolver for arguments written PREFIX:REST (e.g. "serving:churn")
+SOURCE_RESOLVERS: dict[str, Callable[[str, SourceContext], ResolvedSource]] = {}
+
+
+def resolve_source(text: str, ctx: SourceContext) -> ResolvedSource:
+    from ..drift.io import expand
+
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix in SOURCE_RESOLVERS and not Path(text).exists():
+        return SOURCE_RESOLVERS[prefix](rest, ctx)
+    if Path(text).exists():
+        return ResolvedSource(expand([text]), text)
+    if MODEL_REF.match(text):
+        if ctx.side != "reference":
+            raise UsageError(f"{text}: a model reference names training data: use it as the reference (first argument)")
+        return _model_training_data(text, ctx)
+    raise DataError(f"{text}: no such file or folder", hint="give a CSV or Parquet file, a folder of them, or a model reference (name@stage, name:version)", file=text)
+
+
+def _model_training_data(ref: str, ctx: SourceContext) -> ResolvedSource:
+    try:
+        from .. import registry
+    except ImportError:
+        raise UsageError(f"{ref}: model references need the model registry, which this build of mlops lacks",
+                         hint="give the training data's files instead") from None
+    from ..drift.io import data_file, format_of
+
+    repo = ctx.repo()
+    mv = registry.resolve(repo, ref)
+    files = []
+    others = []
+    for original, local in registry.training_data(repo, mv):
+        if format_of(str(original)):
+            files.append(data_file(local, name=str(original)))
+        else:
+            others.append(str(original))
+    if not files:
+        raise DataError(f"{ref}: {mv.name} version {mv.version} was trained on no CSV or Parquet data"
+                        + (f" ({', '.join(others[:3])})" if others else ""), hint="give the reference data's files instead")
+    return ResolvedSource(files, f"{ref} (training data of {mv.name} version {mv.version})", model=mv, repo=repo)
+
+
+def _open(resolved: ResolvedSource, label: str) -> Any:
+    from ..drift.io import Source
+
+    return Source.open(resolved.files, label, described=resolved.described)
+
+
+# --- mlops drift ---------------------------------------------------------------------------------
+
+
+def _names(text: Optional[str]) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def drift(
+    reference: str = typer.Argument(..., help="Reference data: a CSV/Parquet file, a folder of them, or a model reference (churn@production, churn:3: the data it was trained on)."),
+    current: str = typer.Argument(..., help="Current data: a CSV/Parquet file or a folder of them."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Only these columns, comma-separated (default: every column in both sets)."),
+    exclude: Optional[str] = typer.Option(None, "--exclude", help="Leave these columns out, comma-separated (ids, timestamps)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Test for every column: ks, chisquare, z, anderson, wasserstein, jensenshannon, psi, hellinger (where it applies; default: chosen per column, see docs/drift.md)."),
+    numeric_method: Optional[str] = typer.Option(None, "--numeric-method", help="Test for numeric columns (overrides --method for them)."),
+    categorical_method: Optional[str] = typer.Option(None, "--categorical-method", help="Test for categorical columns (overrides --method for them)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Threshold for every column: a p-value (drift below it) or a distance (drift at or above it). Default: the method's own."),
+    numeric_threshold: Optional[float] = typer.Option(None, "--numeric-threshold", help="Threshold for numeric columns."),
+    categorical_threshold: Optional[float] = typer.Option(None, "--categorical-threshold", help="Threshold for categorical columns."),
+    drift_share: Optional[float] = typer.Option(None, "--drift-share", min=0.0, max=1.0, help="The dataset drifts when at least this share of the tested columns drifted (default 0.5)."),
+    key_columns: Optional[str] = typer.Option(None, "--key-columns", help="The dataset drifts when any of these columns drifted, comma-separated."),
+    correction: Optional[str] = typer.Option(None, "--correction", help="Correct p-values over the columns tested by p-value: none, fdr (Benjamini-Hochberg) or bonferroni."),
+    min_effect: Optional[float] = typer.Option(None, "--min-effect", min=0.0, help="Effect-size floor: a column drifts only if its effect (numeric: Wasserstein distance in reference std devs; categorical: Jensen-Shannon distance) reaches it."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="default (Evidently's rules) or strict (p-value tests with FDR correction and effect floors 0.05 numeric, 0.03 categorical)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with these settings and per-column methods, thresholds and types (docs/drift.md)."),
+    target: Optional[str] = typer.Option(None, "--target", help="The target column: target drift, and model quality with --prediction."),
+    prediction: Optional[str] = typer.Option(None, "--prediction", help="The prediction column (labels, or probabilities of the positive class)."),
+    task: Optional[str] = typer.Option(None, "--task", help="auto (default), classification or regression."),
+    pos_label: Optional[str] = typer.Option(None, "--pos-label", help="The positive class for F1 and ROC AUC (default: the greater of two target values)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as one self-contained HTML file."),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when the dataset drifted (without it: 0 either way)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Columns tested at once (default: the CPUs)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Compare current data with reference data, column by column: which columns drifted, and has the dataset?"""
+    from ..drift.config import CORRECTIONS, TASKS, check_method, load_config, preset_settings
+    from ..drift.report import check_drift
+
+    out = Output(json_output=json_output)
+    if preset is not None:
+        preset_settings(preset)  # a bad name fails before any data is read
+    settings = load_config(config, preset) if config else preset_settings(preset or "default")
+    changes: dict[str, Any] = {}
+    if method:
+        changes["method"] = check_method(method, "--method")
+    methods = dict(settings.methods)
+    thresholds = dict(settings.thresholds)
+    for kind, asked, limit in (("numeric", numeric_method, numeric_threshold), ("categorical", categorical_method, categorical_threshold)):
+        if asked:
+            methods[kind] = check_method(asked, f"--{kind}-method")
+        if limit is not None:
+            thresholds[kind] = limit
+    changes.update(methods=methods, thresholds=thresholds)
+    if threshold is not None:
+        changes["threshold"] = threshold
+    if drift_share is not None:
+        changes["drift_share"] = drift_share
+    if correction is not None:
+        if correction not in CORRECTIONS:
+            raise UsageError(f"--correction must be one of {', '.join(CORRECTIONS)}, not '{correction}'")
+        changes["correction"] = correction
+    if min_effect is not None:
+        changes["min_effect"] = {"numeric": min_effect, "categorical": min_effect}
+    if task is not None:
+        if task not in TASKS:
+            raise UsageError(f"--task must be one of {', '.join(TASKS)}, not '{task}'")
+        changes["task"] = task
+    for key, value in (("columns", columns), ("exclude", exclude), ("key_columns", key_columns)):
+        if value is not None:
+            changes[key] = _names(value)
+    for key, value in (("target", target), ("prediction", prediction), ("pos_label", pos_label)):
+        if value is not None:
+            changes[key] = value
+    settings = replace(settings, **changes)
+
+    ref_resolved = resolve_source(reference, SourceContext("reference"))
+    cur_resolved = resolve_source(current, SourceContext("current"))
+    ref_source, cur_source = _open(ref_resolved, "reference"), _open(cur_resolved, "current")
+    report = check_drift(ref_source, cur_source, settings, jobs=jobs, progress=out.progress())
+    recorded = None
+    if ref_resolved.model is not None:
+        recorded = _record(ref_resolved, report)
+    if html is not None:
+        from ..drift.html import render
+        from ..fsio import atomic_write
+
+        if html.parent and not html.parent.exists():
+            html.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(html, render(report, title=f"Data drift: {current} against {reference}"))
+    if out.json:
+        doc = report.to_dict()
+        if recorded is not None:
+            doc["recorded_for"] = recorded
+        if html is not None:
+            doc["html"] = str(html)
+        out.emit_json(doc)
+    else:
+        _show(out, report)
+        for warning in report.warnings:
+            out.warn(warning)
+        if recorded is not None:
+            out.info(f"recorded the verdict for {recorded['model']} version {recorded['version']}")
+        if html is not None:
+            out.info(f"wrote {html}")
+    if fail_on_drift and report.verdict.drifted:
+        raise CheckFailed("dataset drifted: " + "; ".join(report.verdict.reasons), drifted_columns=[c.name for c in report.columns if c.drifted])
+
+
+def _record(resolved: ResolvedSource, report: Any) -> dict[str, Any]:
+    from .. import registry
+
+    mv = resolved.model
+    v = report.verdict
+    summary = {
+        "drifted_columns": [c.name for c in report.columns if c.drifted], "tested_columns": v.tested_columns,
+        "share": v.share, "drift_share": v.drift_share, "reasons": list(v.reasons), "preset": report.settings.preset,
+        "current": report.current.get("source"), "current_rows": report.current.get("rows"),
+    }
+    registry.record_drift_check(resolved.repo, mv.name, mv.version, drifted=v.drifted, summary=summary)
+    return {"model": mv.name, "version": mv.version, "drifted": v.drifted}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _show(out: Output, report: Any) -> None:
+    show_effect = bool(report.settings.min_effect)
+    heads = ["column", "type", "method", "statistic", "threshold", *(["effect"] if show_effect else []), "drifted"]
+    rows, styles = [], []
+    for c in report.sorted_columns():
+        name = c.name if c.role == "feature" else f"{c.name} ({c.role})"
+        drifted = "yes" if c.drifted else ("no" if c.counted else f"not tested: {c.reason}")
+        row = [name, c.kind, c.method_title or c.method or "-", _fmt(c.score), c.rule or "-"]
+        if show_effect:
+            row.append(_fmt(c.effect) + (f" (floor {c.min_effect:g})" if c.min_effect is not None and c.effect is not None else ""))
+        row.append(drifted if c.status != "type_changed" and c.status != "empty_current" else f"yes: {c.reason}")
+        rows.append(row)
+        styles.append("bold red" if c.drifted else (None if c.counted else "dim"))
+    _table(out, heads, rows, styles)
+    v = report.verdict
+    if v.drifted:
+        out.line(f"dataset drifted: {'; '.join(v.reasons)}", style="bold red")
+    else:
+        out.line(f"no dataset drift: {v.drifted_columns} of {v.tested_columns} columns drifted ({v.share:.0%}; the dataset drifts at {v.drift_share:.0%}"
+                 + (" or when a key column drifts)" if v.key_columns else ")"), style="green")
+    q = report.quality
+    if q and q.get("metrics"):
+        out.line()
+        out.line(f"model quality ({q['task']}):", style="bold")
+        _table(out, ["metric", "reference", "current", "change"],
+               [[m["metric"], _fmt(m["reference"]), _fmt(m["current"]), "-" if m["change"] is None else f"{m['change']:+.4g}"] for m in q["metrics"]])
+        for note in q.get("notes", []):
+            out.info(f"note: {note}")
+    elif q and q.get("note"):
+        out.info(f"note: {q['note']}")
+
+
+def _table(out: Output, heads: list[str], rows: list[list[Any]], styles: list[Any] | None = None) -> None:
+    """A rich table on a terminal; a header line and tab-separated rows when piped."""
+    if out.tty:
+        out.table(heads, rows, styles=styles)
+    else:
+        out.table(heads, [heads, *rows])
+
+
+# --- schemas and validation ----------------------------------------------------------------------
+
+
+@command(schema_app, "infer")
+def schema_infer(
+    data: list[str] = typer.Argument(..., help="CSV/Parquet files or folders to learn the schema from."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the schema here (default: stdout)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Infer a data schema (types, nullability, ranges, allowed categories, uniqueness) as YAML to edit."""
+    from ..drift.io import Source, expand
+    from ..drift.schema import infer_schema, schema_yaml
+
+    out = Output(json_output=json_output)
+    source = Source.open(expand(data), "data", described=", ".join(data))
+    schema = infer_schema(source)
+    for warning in source.warnings:
+        out.warn(warning)
+    if output is not None:
+        from ..fsio import atomic_write
+
+        atomic_write(output, schema_yaml(schema))
+    if out.json:
+        out.emit_json(schema)
+    elif output is None:
+        out.line(schema_yaml(schema).rstrip("\n"))
+    if output is not None:
+        out.info(f"wrote {output}: {len(schema['columns'])} column(s) from {schema['rows']} row(s)")
+
+
+def validate(
+    data: list[str] = typer.Argument(..., help="CSV/Parquet files or folders to check."),
+    schema: Path = typer.Option(..., "--schema", "-s", help="The schema file (from `mlops schema infer`, edited)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Check data against a schema; exit 1 listing every violation (column, rule, count, examples)."""
+    from ..drift.io import Source, expand
+    from ..drift.schema import load_schema, validate as run_validate
+
+    out = Output(json_output=json_output)
+    rules = load_schema(schema)
+    source = Source.open(expand(data), "data", described=", ".join(data))
+    report = run_validate(source, rules)
+    warnings = [*source.warnings, *report.warnings]
+    if out.json:
+        doc = report.to_dict()
+        doc["warnings"] = warnings
+        out.emit_json(doc)
+    else:
+        if report.violations:
+            _table(out, ["column", "rule", "count", "problem", "examples"],
+                   [[v.column, v.rule, str(v.count), v.message, "; ".join(v.examples)] for v in report.violations],
+                   styles=["red"] * len(report.violations))
+        for warning in warnings:
+            out.warn(warning)
+        if not report.violations:
+            out.line(f"valid: {report.rows} row(s), {len(report.checked_columns)} column(s) checked against {schema}", style="green")
+    if report.violations:
+        total = sum(v.count for v in report.violations)
+        raise CheckFailed(f"{len(report.violations)} violation(s) of {schema} ({total} value(s)) in {', '.join(data)}",
+                          violations=len(report.violations))
