@@ -204,8 +204,9 @@ def drift(
         out.emit_json(doc)
     else:
         _show(out, report)
-        for warning in report.warnings:
-            out.warn(warning)
+    for warning in report.warnings:  # also with --json: a CI log shows them
+        out.warn(warning)
+    if not out.json:
         if recorded is not None:
             out.info(f"recorded the verdict for {recorded['model']} version {recorded['version']}")
         if html is not None:

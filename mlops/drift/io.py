@@ -40,6 +40,7 @@ COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")  # data.csv.gz: pyarrow decompresse
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 BATCH_ROWS = 64 * 1024
+CSV_BLOCK_BYTES = 1 << 22  # pyarrow guesses types from the first block of this size
 INDEX_COLUMN = re.compile(r"^__index_level_\d+__$")  # pandas' saved index: not data
 _CSV_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
 
@@ -230,7 +231,7 @@ def sniff(file: DataFile) -> Dialect:
 def _csv_options(dialect: Dialect, columns: Sequence[str] | None, column_types: dict[str, Any]) -> tuple[Any, Any, Any]:
     import pyarrow.csv as pacsv
 
-    read = pacsv.ReadOptions(encoding=dialect.encoding, block_size=1 << 22)
+    read = pacsv.ReadOptions(encoding=dialect.encoding, block_size=CSV_BLOCK_BYTES)
     parse = pacsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True)
     convert = pacsv.ConvertOptions(
         include_columns=list(columns) if columns is not None else None,

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import DataError, UsageError
 from ..progress import NO_PROGRESS, Progress
 from . import stats
-from .columns import CATEGORICAL, DATETIME, NUMERIC, TEXT, UNSUPPORTED, Choice, choose, detect_kind, METHODS
+from .columns import CATEGORICAL, DATETIME, INTEGER_CATEGORIES, NUMERIC, TEXT, UNSUPPORTED, Choice, choose, detect_kind
 from .config import DriftSettings
 from .io import Source, family
 
@@ -262,7 +262,7 @@ def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[Column
 
     tested = [c for c in columns if c.status == "tested"]
     with_p = [c for c in tested if c.p_value is not None]
-    adjusted = dict(zip((c.name for c in with_p), stats.adjust([c.p_value for c in with_p], settings.correction)))
+    adjusted = {c.name: float(p) for c, p in zip(with_p, stats.adjust([c.p_value for c in with_p], settings.correction))}
     out: list[ColumnResult] = []
     for c in columns:
         if c.status != "tested":
@@ -458,7 +458,7 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
     counts: stats.CountPair | None = None
     if fam in NUMERIC_FAMILIES:
         pair = stats.NumericPair(ref.values, cur.values, integer="integer" in (rf, cf) and "float" not in (rf, cf))
-        n_values = len(pair.union_values())
+        n_values = pair.n_values(INTEGER_CATEGORIES)
         ref_distinct = pair.distinct_ref()
     else:
         counts = _align(ref, cur)
