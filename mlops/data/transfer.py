@@ -73,14 +73,18 @@ def push(
     targets: list[str] | None = None,
     all_commits: bool = False,
     extra_roots: Iterable[Root] = (),
+    only_roots: Iterable[Root] | None = None,
     full: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> TransferResult:
+    """Send what the roots reach and the remote lacks; ``only_roots`` replaces the workspace's
+    pointer files as the roots (a pre-push hook sends what the pushed commits name)."""
     target = get_remote(repo, remote)
     store = repo.objects
     with progress.task(f"checking {target.name}", total=None):
-        plan = _push_plan(repo, target, _roots(repo, targets, all_commits, extra_roots), full=full)
+        roots = list(only_roots) if only_roots is not None else _roots(repo, targets, all_commits, extra_roots)
+        plan = _push_plan(repo, target, roots, full=full)
     files, manifests = plan.files, plan.manifests
     moved = nbytes = 0
     try:
