@@ -152,17 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     restorer(m_repo, "pipeline.yaml")
     sh([mlops, "run"], m_repo)
     lock_n1 = (m_repo / "pipeline.lock").read_bytes()
-    (m_repo / "params.yaml").write_text("n: 2\n")
-    sh([mlops, "run"], m_repo)
-    (m_repo / "params.yaml").write_text("n: 1\n")
-    restore = sh([mlops, "run"], m_repo)  # n=2 outputs -> n=1 outputs, from the run cache
-    (m_repo / "params.yaml").write_text("n: 2\n")
-    sh([mlops, "run"], m_repo)  # back to n=2 (a restore too, untimed)
-    (m_repo / "params.yaml").write_text("n: 1\n")
-    (m_repo / "pipeline.lock").write_bytes(lock_n1)
-    checkout = sh([mlops, "checkout"], m_repo)  # n=2 outputs -> n=1 outputs, by the lock file
+    restores, checkouts = [], []
+    for _ in range(3):  # best of 3, alternating, so both see the same machine
+        (m_repo / "params.yaml").write_text("n: 2\n")
+        sh([mlops, "run"], m_repo)  # the other version's outputs in place (a restore, untimed)
+        (m_repo / "params.yaml").write_text("n: 1\n")
+        restores.append(sh([mlops, "run"], m_repo))  # n=2 outputs -> n=1 outputs, from the run cache
+        (m_repo / "params.yaml").write_text("n: 2\n")
+        sh([mlops, "run"], m_repo)
+        (m_repo / "params.yaml").write_text("n: 1\n")
+        (m_repo / "pipeline.lock").write_bytes(lock_n1)
+        checkouts.append(sh([mlops, "checkout"], m_repo))  # n=2 outputs -> n=1 outputs, by the lock file
+    restore, checkout = min(restores), min(checkouts)
     verdict = "PASS" if restore <= checkout * 1.2 else "FAIL"  # within timing noise of one call
-    rows.append(("restore 2,000-file output from the run cache vs `mlops checkout` of it (both replace the other version's files)", restore, checkout, "restore <= checkout", verdict))
+    rows.append(("restore 2,000-file output from the run cache vs `mlops checkout` of it (both replace the other version's files; best of 3)", restore, checkout, "restore <= checkout", verdict))
     print(f"run-cache restore {restore:.3f}s vs checkout {checkout:.3f}s  {verdict}")
     shutil.rmtree(m_repo / "gen")
     into_empty = sh([mlops, "checkout"], m_repo)
