@@ -93,7 +93,7 @@ def push(
             if not todo:
                 continue
             with progress.task(f"push to {target.name}", total=len(todo)) as task, run_parallel(
-                lambda d: target.upload(d, store.path(d)), todo, jobs=target.parallelism(jobs, store.root)
+                lambda d: target.upload(d, store.file(d)), todo, jobs=target.parallelism(jobs, store.root)
             ) as uploads:
                 for size in uploads:
                     moved += 1
@@ -153,8 +153,13 @@ def _push_plan(repo: Repo, target: Remote, roots: list[Root], *, full: bool = Fa
     candidates = list(dict.fromkeys(candidates))
     absent_files = target.missing(candidates) if candidates else set()
     present += len(candidates) - len(absent_files)
-    files = [d for d in candidates if d in absent_files and store.exists(d)]
-    missing_locally.update(d for d in absent_files if not store.exists(d))
+    files = []
+    for digest in candidates:
+        if digest in absent_files:
+            if store.exists(digest):
+                files.append(digest)
+            else:
+                missing_locally.add(digest)
     incomplete: set[str] = set()
     stack = list(missing_locally)
     while stack:

@@ -739,7 +739,8 @@ class Bench:
         # the pre-commit hook on the same unchanged directory: what every `git commit` pays
         def hook_time(tool: Tool) -> float:
             hook = repos[tool.name] / ".git" / "hooks" / "pre-commit"
-            return run([str(hook)], cwd=repos[tool.name], env=tool.env, timeout=tool.timeout)
+            env = {**tool.env, "PATH": f"{Path(tool.exe).parent}{os.pathsep}{tool.env.get('PATH', '')}"}  # dvc's hook calls `dvc`
+            return run([str(hook)], cwd=repos[tool.name], env=env, timeout=tool.timeout)
 
         for tool, install in ((self.mlops, ["hooks", "install", "--pre-commit"]), (self.dvc, ["install"])):
             if tool is not None:
