@@ -323,7 +323,8 @@ def verify(
     from ..data.maintenance import verify as do_verify
 
     out = Output(json_output=json_output)
-    result = do_verify(find_repo(), jobs=jobs, progress=out.progress())
+    repo = find_repo()
+    result = do_verify(repo, extra_roots=_pipeline_roots(repo), jobs=jobs, progress=out.progress())
     if out.json:
         out.emit_json({"ok": result.ok, "checked": result.checked, "corrupt": [b.to_dict() for b in result.corrupt], "missing": [b.to_dict() for b in result.missing]})
     else:
