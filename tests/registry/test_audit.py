@@ -165,3 +165,13 @@ def test_audit_append_records_custom_events_under_the_chain(logged) -> None:
 
 def test_an_empty_registry_verifies(repo, cli) -> None:
     assert js(cli("audit", "verify", "--json"))["entries"] == 0
+
+
+def test_an_older_copy_of_a_model_file_put_back_is_caught(logged, cli) -> None:
+    path = logged.root / ".mlops/registry/models/churn.json"
+    older = path.read_text()
+    set_alias(logged, "churn", 2, "best", actor="ann")
+    path.write_text(older)  # a whole, self-consistent older file: the alias change quietly undone
+    problems = _problems(cli)
+    assert [p["kind"] for p in problems] == ["model_file"]
+    assert "older than audit entry #9" in problems[0]["message"]
