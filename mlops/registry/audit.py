@@ -26,17 +26,16 @@ claims a change that did not happen without saying so, and nothing is rewritten.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, NewerFormatError, UsageError
+from ..errors import AuditTampered, FormatError, NewerFormatError, UsageError
 from ..fsio import append_record, atomic_write
 
 AUDIT_FILE = "audit.jsonl"
@@ -120,11 +119,32 @@ def write_head(path: Path, seq: int, digest: str) -> None:
 # --- writing (the caller holds the registry lock) ----------------------------------------------
 
 
+TAIL_CHUNK = 1 << 16  # the last entry is found in the file's last 64 KiB (an entry is far smaller)
+
+
 def _tail(path: Path) -> tuple[int, str]:
-    """(seq, hash) of the last whole entry in the file."""
-    for line in reversed(read_lines(path)):
-        if line.entry is not None and isinstance(line.entry.get("seq"), int) and isinstance(line.entry.get("hash"), str):
-            return line.entry["seq"], line.entry["hash"]
+    """(seq, hash) of the last whole entry in the file, read from its end."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - TAIL_CHUNK))
+            chunk = handle.read()
+    except FileNotFoundError:
+        return 0, GENESIS
+    lines = chunk.split(b"\n")
+    if size > TAIL_CHUNK:
+        lines = lines[1:]  # the first line of the chunk may be cut
+    for raw in reversed(lines):
+        try:
+            entry = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("seq"), int) and isinstance(entry.get("hash"), str):
+            return entry["seq"], entry["hash"]
+    if size > TAIL_CHUNK:  # an unusually long tail: read it all
+        for line in reversed(read_lines(path)):
+            if line.entry is not None and isinstance(line.entry.get("seq"), int) and isinstance(line.entry.get("hash"), str):
+                return line.entry["seq"], line.entry["hash"]
     return 0, GENESIS
 
 
@@ -330,33 +350,58 @@ def _runs(numbers: list[int]) -> list[list[int]]:
     return out
 
 
-def settle(log: Path, head_path: Path, model_docs: Mapping[str, dict[str, Any] | None], appender_factory: Any) -> list[dict[str, Any]]:
-    """Bring the head up to the log after an interrupted change (caller holds the lock).
+def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """Before a change (the caller holds the lock): make sure the log and its head agree.
 
-    Entries past the head whose model file carries their state landed; for the others an
-    ``interrupted`` entry is appended. Returns the entries appended.
+    - a torn last line (a crash mid-append) is cut;
+    - entries past the head (a crash between the append and the model file) are settled:
+      those whose model file carries their state landed; for each other one an
+      ``interrupted`` entry is appended, and the head moves to the end;
+    - a head past the end of the log, naming another entry, or missing beside a non-empty
+      log means the log was cut or replaced: ``AuditTampered``, and nothing is written, so
+      that a new entry never buries the evidence (``mlops audit verify`` says more).
+
+    Returns the entries appended. Reads only the log's tail when all is well.
     """
-    cut = drop_torn_tail(log)
-    head = None
-    with contextlib.suppress(FormatError, NewerFormatError):
-        head = read_head(head_path)
-    entries = read_entries(log)
-    head_seq = head.get("seq") if isinstance(head, dict) and isinstance(head.get("seq"), int) else 0
-    pending = [e for e in entries if isinstance(e.get("seq"), int) and e["seq"] > head_seq]
-    if not pending and not cut:
+    drop_torn_tail(log)
+    head = read_head(head_path)
+    seq, digest = _tail(log)
+    if head is None:
+        if seq == 0:
+            return []
+        raise _tampered(f"{head_path.name} is missing while the audit log has {seq} entries")
+    head_seq, head_hash = head.get("seq"), head.get("hash")
+    if not isinstance(head_seq, int) or not isinstance(head_hash, str):
+        raise _tampered(f"{head_path.name} lacks its seq and hash")
+    if head_seq == seq and head_hash == digest:
         return []
-    appender = appender_factory()
+    if head_seq >= seq:
+        raise _tampered(f"the audit log ends at entry #{seq} but its head names entry #{head_seq}" if head_seq > seq
+                        else f"the last audit entry #{seq} is not the one its head names")
+    entries = read_entries(log)
+    anchor = next((e for e in entries if e.get("seq") == head_seq), None) if head_seq else {"hash": head_hash}
+    if anchor is None or anchor.get("hash") != head_hash:
+        raise _tampered(f"audit entry #{head_seq} is not the one its head names")
+    pending = [e for e in entries if isinstance(e.get("seq"), int) and e["seq"] > head_seq]
+    docs = load_docs()
+    appender = Appender(log, seq, digest)
     added = []
     for entry in pending:
         model, state = entry.get("model"), entry.get("state")
         if not model or not state:
             continue  # an event that changed no model file landed with its append
-        doc = model_docs.get(model)
+        doc = docs.get(model)
         if doc is None or (doc.get("audit") or {}).get("state") != state:
             added.append(appender.append("interrupted", {
                 "model": model, "of": entry["seq"],
                 "note": f"entry #{entry['seq']} ({entry.get('event')}) never reached the model file (interrupted): it did not happen",
             }))
-    if appender.seq:
-        write_head(head_path, appender.seq, appender.last)
+    write_head(head_path, appender.seq, appender.last)
     return added
+
+
+def _tampered(message: str) -> AuditTampered:
+    return AuditTampered(
+        f"registry audit log: {message}; refusing to write to it",
+        hint="run 'mlops audit verify'; restore .mlops/registry/ from git (git log -p .mlops/registry/)",
+    )

@@ -357,8 +357,7 @@ def transaction(repo: Repo) -> Iterator[Transaction]:
     """
     registry_dir(repo).mkdir(parents=True, exist_ok=True)
     with registry_lock(repo):
-        log = audit_path(repo)
-        audit.settle(log, head_path(repo), {n: d for n, d in _all_docs(repo).items()}, lambda: audit.Appender.open(log))
+        audit.settle(audit_path(repo), head_path(repo), lambda: _all_docs(repo))
         txn = Transaction(repo)
         yield txn
         txn.commit()

@@ -175,3 +175,23 @@ def test_an_older_copy_of_a_model_file_put_back_is_caught(logged, cli) -> None:
     problems = _problems(cli)
     assert [p["kind"] for p in problems] == ["model_file"]
     assert "older than audit entry #9" in problems[0]["message"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop_head", "replace_last"])
+def test_no_change_is_written_into_a_cut_or_replaced_log(logged, cli, damage) -> None:
+    lines = audit_lines(logged.root)
+    head = logged.root / ".mlops/registry/audit.head"
+    if damage == "truncate":
+        _write(logged, lines[:-2])
+    elif damage == "drop_head":
+        head.unlink()
+    else:
+        forged = json.loads(lines[-1])
+        forged["actor"] = "mallory"
+        forged["hash"] = entry_hash(forged)
+        _write(logged, [*lines[:-1], json.dumps(forged)])
+    before = (_log(logged).read_bytes(), (logged.root / ".mlops/registry/models/churn.json").read_bytes())
+    result = cli("alias", "churn", "2", "best", code=1)
+    assert "refusing to write" in result.stderr and "mlops audit verify" in result.stderr
+    assert (_log(logged).read_bytes(), (logged.root / ".mlops/registry/models/churn.json").read_bytes()) == before
+    cli("audit", "verify", code=1)
