@@ -356,7 +356,7 @@ def history(
     if limit:
         entries = entries[-limit:]
     if out.json:
-        out.emit_json({"model": name, "entries": [{k: v for k, v in e.items() if k not in ("prev", "hash", "state")} | {"hash": e.get("hash")} for e in entries]})
+        out.emit_json({"model": name, "entries": [{k: v for k, v in e.items() if k not in ("prev", "state")} for e in entries]})
         return
     if not entries:
         out.info(f"no audit entries for {name}")

@@ -27,7 +27,6 @@ from ..errors import (
 from ..fsio import TMP_PREFIX
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo, find_repo
-from ..store.hashing import hash_stream
 from ..store.tree import walk_tree
 from . import audit, flavors, policy
 from .refs import (
@@ -123,33 +122,32 @@ def _object_path(repo: Repo, digest: str) -> Path:
     return repo.objects.path(digest)
 
 
-def _check_file(path: Path, digest: str, sha256: str | None, what: str) -> None:
-    """Rehash a file in one pass (xxh3 and, when recorded, SHA-256); raise on a mismatch."""
+def _hashes(path: Path) -> tuple[str, str]:
+    """(xxh3-128, SHA-256) of a file, in one read."""
+    import xxhash
+
+    xx, sha = xxhash.xxh3_128(), hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            xx.update(chunk)
+            sha.update(chunk)
+    return xx.hexdigest(), sha.hexdigest()
+
+
+def _check_file(path: Path, digest: str, sha256: str | None, what: str) -> str:
+    """Rehash a file (xxh3 and SHA-256 in one pass); raise on a mismatch. Returns the SHA-256."""
     try:
-        with open(path, "rb", buffering=0) as handle:
-            sha = hashlib.sha256()
-
-            class _Tee:
-                def read(self, n: int = -1) -> bytes:
-                    data = handle.read(n)
-                    sha.update(data)
-                    return data
-
-                def readinto(self, buffer: Any) -> int:
-                    count = handle.readinto(buffer)
-                    sha.update(memoryview(buffer)[:count])
-                    return count or 0
-
-            got, _size = hash_stream(_Tee())  # type: ignore[arg-type]
+        got, sha = _hashes(path)
     except FileNotFoundError:
         raise MissingObjectError(
             f"{what}: its artifact {digest} is not in the cache", hint="run 'mlops pull' (or 'mlops fetch')", object=digest
         ) from None
-    if got != digest or (sha256 is not None and sha.hexdigest() != sha256):
+    if got != digest or (sha256 is not None and sha != sha256):
         raise CorruptObjectError(
             f"{what}: the artifact's bytes do not match the hash the registry recorded",
             hint="run 'mlops verify', then 'mlops pull' to fetch a good copy", object=digest,
         )
+    return sha
 
 
 def artifact_path(repo: Repo, mv: ModelVersion) -> Path:
@@ -300,9 +298,8 @@ def _store_artifact(repo: Repo, source: Path, *, progress: Progress) -> tuple[st
     with repo.store_lock():
         with repo.objects.batch() as batch:
             digest, size = batch.add_file(source)
-        stored = _object_path(repo, digest)
-        sha = flavors.sha256_file(stored)
-        _check_file(stored, digest, sha, str(source))  # the SHA-256 is of bytes that carry this name
+        # the SHA-256 is taken of the stored object, in the same read that checks its name
+        sha = _check_file(_object_path(repo, digest), digest, None, str(source))
     return digest, "file", size, 1, sha
 
 

@@ -30,14 +30,6 @@ SAMPLE_ROWS = 5
 MAX_SCAN = 64 << 20  # opcodes are read from at most this many bytes
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pickle_modules(data: bytes) -> set[str] | None:
     """Modules a pickle names (GLOBAL/INST arguments, and the strings STACK_GLOBAL takes),
     read with pickletools without running anything; None when the bytes are not a pickle.
