@@ -12,7 +12,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,8 +249,12 @@ def load_model(ref_or_mv: str | ModelVersion, repo: Repo | None = None) -> Any:
 def training_data(repo: Repo, mv: ModelVersion) -> list[tuple[str, Path]]:
     """(original relative path, readable local path in the cache) of every file of the data
     snapshots behind the version. The local path has no suffix: pick a reader by the first."""
+    return _snapshot_files(repo, mv.data, mv.ref())
+
+
+def _snapshot_files(repo: Repo, snapshots: Sequence[dict[str, Any]], what: str) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
-    for snap in mv.data:
+    for snap in snapshots:
         digest, rel = snap["hash"], snap["path"]
         if snap.get("kind") == "dir":
             try:
@@ -258,7 +262,7 @@ def training_data(repo: Repo, mv: ModelVersion) -> list[tuple[str, Path]]:
                     out.append((f"{rel}/{inner}", _present(repo, entry.hash, f"{rel}/{inner}")))
             except MissingObjectError:
                 raise MissingObjectError(
-                    f"{mv.ref()}: the manifest of its data {rel} ({digest}) is not in the cache",
+                    f"{what}: the manifest of its data {rel} ({digest}) is not in the cache",
                     hint="run 'mlops pull' (or 'mlops fetch')", object=digest,
                 ) from None
         else:
@@ -399,9 +403,8 @@ def _sklearn_signature(
     if signature_from is not None:
         tables = [(str(signature_from), Path(signature_from))]
     else:
-        probe = ModelVersion("", 0, NONE, (), "", "file", 0, "", "", None, None, {}, {}, None, tuple(snapshots), "", "", "")
         try:
-            tables = flavors.table_files(training_data(repo, probe))
+            tables = flavors.table_files(_snapshot_files(repo, snapshots, "the new version"))
         except MissingObjectError as exc:
             warnings.append(f"training data not in the cache ({exc.message}): input dtypes unknown")
             tables = []
@@ -658,6 +661,7 @@ def record_drift_check(repo: Repo, name: str, version: int, *, drifted: bool, su
     check_name(name)
     number = parse_version(version)
     actor = actor or default_actor()
+    summary = audit.json_safe(summary)  # numpy numbers and the like become JSON values (or text)
     with transaction(repo) as txn:
         doc = txn.model(name)
         record = find_record(doc, number)

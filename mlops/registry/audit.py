@@ -62,8 +62,21 @@ def state_hash(doc: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in doc.items() if k != "audit"})).hexdigest()
 
 
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+def json_safe(value: Any) -> Any:
+    """A JSON round trip: numpy scalars and other objects become numbers or text."""
+
+    def fallback(obj: Any) -> Any:
+        for kind in (bool, int, float):  # numpy scalars know how to be Python values
+            if type(obj).__name__.startswith(kind.__name__):
+                try:
+                    return kind(obj)
+                except (TypeError, ValueError):
+                    break
+        if hasattr(obj, "tolist"):
+            return obj.tolist()
+        return str(obj)
+
+    return json.loads(json.dumps(value, default=fallback, allow_nan=True))
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -198,7 +211,7 @@ class Appender:
         if not isinstance(event, str) or not event:
             raise UsageError("an audit event needs a name")
         entry: dict[str, Any] = {"seq": self.seq + 1, "time": now_iso(), "event": event}
-        entry.update(_json_safe(dict(fields)))
+        entry.update(json_safe(dict(fields)))
         entry["prev"] = self.last
         entry["hash"] = entry_hash(entry)
         append_record(self.path, entry)

@@ -37,7 +37,7 @@ from ..errors import FormatError, NewerFormatError, UnknownModelError
 from ..fsio import atomic_write
 from ..repo.repo import Repo
 from . import audit
-from .refs import ARCHIVED, LATEST, NONE, PRODUCTION, SINGLE_STAGES, STAGES, Ref, check_name
+from .refs import ARCHIVED, LATEST, NONE, STAGES, Ref, check_name
 
 REGISTRY = "registry"
 MODELS = "models"

@@ -3,7 +3,6 @@ by one person counted once; refusals change nothing; --force is recorded; bad po
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from regkit import audit_entries, js, write_pickle, write_policy
@@ -171,3 +170,14 @@ def test_approvals_are_audited_and_shown(repo, cli) -> None:
 
 def test_format_errors_are_usage_errors(repo) -> None:
     assert issubclass(FormatError, UsageError)
+
+
+def test_drift_checks_with_numpy_values_are_recorded(repo) -> None:
+    import numpy as np
+
+    _register(repo)
+    record_drift_check(repo, "churn", 1, drifted=False, summary={"share": np.float64(0.1), "columns": np.int64(3), "p": np.array([0.5, 0.2])})
+    (check,) = resolve(repo, "churn:1").drift_checks
+    assert check["summary"] == {"share": 0.1, "columns": 3, "p": [0.5, 0.2]} and check["drifted"] is False
+    entry = audit_entries(repo.root)[-1]
+    assert entry["event"] == "drift_check" and entry["summary"]["columns"] == 3
