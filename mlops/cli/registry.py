@@ -193,6 +193,21 @@ def _show_version(out: Output, mv: Any) -> None:
 # --- transitions ---------------------------------------------------------------------------------
 
 
+def _target(repo: Any, name: str, version: Optional[str]) -> tuple[str, int]:
+    """NAME VERSION, or one reference (churn@staging, churn:3) naming both."""
+    from ..registry.api import resolve
+    from ..registry.refs import parse_version
+
+    if ":" in name or "@" in name:
+        if version is not None:
+            raise UsageError(f"give either a reference ({name}) or NAME VERSION, not both")
+        mv = resolve(repo, name)
+        return mv.name, mv.version
+    if version is None:
+        raise UsageError(f"which version of '{name}'?", hint=f"name it: {name} VERSION, {name}:VERSION or {name}@STAGE")
+    return name, parse_version(version)
+
+
 def _checks_table(out: Output, checks: list[dict[str, Any]]) -> None:
     for c in checks:
         mark = "pass" if c["ok"] else "FAIL"
@@ -201,8 +216,8 @@ def _checks_table(out: Output, checks: list[dict[str, Any]]) -> None:
 
 
 def promote(
-    name: str = typer.Argument(..., help="Model name."),
-    version: str = typer.Argument(..., help="Version number (3 or v3)."),
+    name: str = typer.Argument(..., help="Model name, or a reference (churn@staging, churn:3) without VERSION."),
+    version: Optional[str] = typer.Argument(None, help="Version number (3 or v3)."),
     to: str = typer.Option(..., "--to", help="Target stage: staging, production, archived or none."),
     reason: str = typer.Option("", "--reason", "-m", help="Why (recorded in the audit trail; required with --force)."),
     force: bool = typer.Option(False, "--force", help="Override failed gates (needs --reason; recorded as forced)."),
@@ -213,13 +228,15 @@ def promote(
     from ..registry.api import promote as do_promote
 
     out = Output(json_output=json_output)
+    repo = find_repo()
+    name, number = _target(repo, name, version)
     try:
-        result = do_promote(find_repo(), name, version, to, reason=reason, actor=by, force=force)
+        result = do_promote(repo, name, number, to, reason=reason, actor=by, force=force)
     except PromotionRefused as refused:
         if out.json:
             out.emit_json({**refused.to_dict(), "changed": False})
         else:
-            out.line(f"refused: {name}:{refused.fields.get('version')} -> {to}", style="bold red")
+            out.line(f"refused: {name}:{number} -> {to}", style="bold red")
             _checks_table(out, refused.fields.get("checks") or [])
         raise refused.after_report() from None
     if out.json:
@@ -240,8 +257,8 @@ def promote(
 
 
 def approve(
-    name: str = typer.Argument(..., help="Model name."),
-    version: str = typer.Argument(..., help="Version number."),
+    name: str = typer.Argument(..., help="Model name, or a reference (churn@staging, churn:3) without VERSION."),
+    version: Optional[str] = typer.Argument(None, help="Version number."),
     to: str = typer.Option(..., "--to", help="The stage the approval is for (e.g. production)."),
     by: Optional[str] = BY_OPTION,
     comment: str = typer.Option("", "--comment", "-m", help="A note kept with the approval."),
@@ -251,7 +268,9 @@ def approve(
     from ..registry.api import approve as do_approve
 
     out = Output(json_output=json_output)
-    result = do_approve(find_repo(), name, version, to, by=by, comment=comment)
+    repo = find_repo()
+    name, number = _target(repo, name, version)
+    result = do_approve(repo, name, number, to, by=by, comment=comment)
     if out.json:
         out.emit_json(result.to_dict())
         return
@@ -280,7 +299,7 @@ def rollback(
 
 
 def alias(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., help="Model name (or a reference, churn@staging, followed by the alias)."),
     target: str = typer.Argument(..., help="The version to point at (with ALIAS), or the alias to remove (with --delete)."),
     alias_name: Optional[str] = typer.Argument(None, metavar="[ALIAS]", help="The alias, e.g. champion."),
     delete: bool = typer.Option(False, "--delete", help="Remove the alias named by the second argument."),
@@ -296,6 +315,11 @@ def alias(
         if alias_name is not None:
             raise UsageError("with --delete, name only the alias: mlops alias NAME ALIAS --delete")
         result = delete_alias(repo, name, target, actor=by)
+    elif ":" in name or "@" in name:  # mlops alias churn@staging champion
+        if alias_name is not None:
+            raise UsageError(f"after a reference ({name}) comes only the alias: mlops alias {name} ALIAS")
+        name, number = _target(repo, name, None)
+        result = set_alias(repo, name, number, target, actor=by)
     else:
         if alias_name is None:
             raise UsageError("name the alias: mlops alias NAME VERSION ALIAS", hint="or remove one: mlops alias NAME ALIAS --delete")

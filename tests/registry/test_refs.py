@@ -69,3 +69,17 @@ def test_unknown_stage_and_version_in_commands_exit_2(three, cli) -> None:
     assert "no model 'ghost'" in cli("history", "ghost", code=2).stderr
     assert "no version 8" in cli("alias", "churn", "8", "best", code=2).stderr
     assert "no version 8" in cli("card", "churn", "8", code=2).stderr
+
+
+def test_commands_that_take_name_and_version_also_take_a_reference(three, cli) -> None:
+    cli("approve", "churn@staging", "--to", "production", "--by", "alice")
+    assert resolve(three, "churn:2").approvals[0]["by"] == "alice"
+    done = js(cli("promote", "churn@staging", "--to", "production", "--json"))
+    assert (done["version"], done["from_stage"], done["to_stage"]) == (2, "staging", "production")
+    cli("alias", "churn@production", "live")
+    assert resolve(three, "churn@live").version == 2
+    cli("alias", "churn:1", "old")
+    assert resolve(three, "churn@old").version == 1
+    assert "which version of 'churn'" in cli("promote", "churn", "--to", "staging", code=2).stderr
+    assert "not both" in cli("promote", "churn:1", "2", "--to", "staging", code=2).stderr
+    assert "no version in staging" in cli("promote", "churn@staging", "--to", "production", code=2).stderr
