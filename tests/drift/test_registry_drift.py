@@ -1,0 +1,63 @@
+"""A model reference as the reference data: the version's training data, and the verdict recorded
+for the version, which the production gate `no_failed_drift_check` then reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import base_columns, write_csv, write_parquet
+
+from mlops import registry
+
+
+@pytest.fixture
+def churn(repo, cli):
+    """churn:1 in production and churn:2 registered, both trained on data/train.csv (tracked)."""
+    write_csv(repo.root / "data" / "train.csv", base_columns(3000, seed=1))
+    write_parquet(repo.root / "data" / "extra" / "more.parquet", base_columns(1000, seed=9))
+    (repo.root / "data" / "extra" / "README.txt").write_text("not a table\n")
+    cli("add", "data/train.csv", "data/extra")
+    (repo.root / "model.bin").write_bytes(b"a model")
+    registry.register(repo, "churn", "model.bin", data=["data/train.csv", "data/extra"])
+    registry.promote(repo, "churn", 1, "production")
+    (repo.root / "model.bin").write_bytes(b"a better model")
+    registry.register(repo, "churn", "model.bin", data=["data/train.csv"])
+    return repo
+
+
+def test_drift_against_the_training_data_of_a_model_version(churn, cli, tmp_path) -> None:
+    current = write_parquet(tmp_path / "cur.parquet", base_columns(3000, seed=2))
+    doc = json.loads(cli("drift", "churn@production", str(current), "--json").stdout)
+    assert doc["reference"]["source"] == "churn@production (training data of churn version 1)"
+    assert sorted(doc["reference"]["files"]) == ["data/extra/more.parquet", "data/train.csv"]
+    assert doc["reference"]["rows"] == 4000  # the CSV and the Parquet file; README.txt is not a table
+    assert doc["recorded_for"] == {"model": "churn", "version": 1, "drifted": False}
+    checks = registry.get_version(churn, "churn", 1).drift_checks
+    assert len(checks) == 1 and checks[0]["drifted"] is False
+    assert checks[0]["summary"]["tested_columns"] == 3 and checks[0]["summary"]["current"] == str(current)
+
+    result = cli("drift", "churn:2", str(current))
+    assert "recorded the verdict for churn version 2" in result.stderr
+    assert len(registry.get_version(churn, "churn", 2).drift_checks) == 1
+
+
+def test_a_failed_drift_check_blocks_promotion_to_production(churn, cli, tmp_path) -> None:
+    (churn.dot / "policy.yaml").write_text("format: 1\nstages:\n  production:\n    no_failed_drift_check: true\n")
+    drifted = write_parquet(tmp_path / "cur.parquet", base_columns(3000, seed=2, shift=1.0))
+    doc = json.loads(cli("drift", "churn:2", str(drifted), "--json", "--drift-share", "0.3", "--fail-on-drift", code=1).stdout)
+    assert doc["verdict"]["drifted"] is True and doc["recorded_for"]["drifted"] is True
+    checks = registry.get_version(churn, "churn", 2).drift_checks
+    assert checks[-1]["drifted"] is True and checks[-1]["summary"]["drifted_columns"] == ["amount"]
+    with pytest.raises(registry.PromotionRefused):
+        registry.promote(churn, "churn", 2, "production")
+    result = cli("promote", "churn", "2", "--to", "production", code=1)
+    assert "drift" in (result.stdout + result.stderr)
+
+
+def test_model_references_need_a_registered_model_and_the_reference_side(churn, cli, tmp_path) -> None:
+    current = write_parquet(tmp_path / "cur.parquet", base_columns(500, seed=2))
+    result = cli("drift", "nosuch@production", str(current), code=2)
+    assert "nosuch" in result.stderr
+    result = cli("drift", str(current), "churn@production", code=2)
+    assert "use it as the reference" in result.stderr
