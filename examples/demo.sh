@@ -104,4 +104,20 @@ run git add .mlops/registry .mlops/policy.yaml
 run git commit -q -m "register churn:1 and promote it to production"
 # --- end of model registry -----------------------------------------------------------------
 
-step "done: explore $work/project (open plots.html in a browser)"
+# --- drift checks and data validation (issue 6) ----------------------------------------------
+step "next month's data arrives: has it drifted from what the production model was trained on?"
+python3 "$here/examples/make_data.py" data --next-month
+run mlops drift churn@production data/customers-next.csv --exclude customer_id --target churned --html drift.html
+run mlops drift churn@production data/customers-next.csv --exclude customer_id --preset strict --fail-on-drift \
+  || echo "(exit $?: drift found; a CI job would stop here, and the verdict is recorded on churn:1)"
+run mlops models show churn:1
+
+step "a schema from the training data (edited: ids grow, so no range for them), then validate next month's data"
+run mlops schema infer data/customers.csv -o schema.yaml
+python -c "import yaml; s = yaml.safe_load(open('schema.yaml')); [s['columns']['customer_id'].pop(k) for k in ('min', 'max')]; yaml.safe_dump(s, open('schema.yaml', 'w'), sort_keys=False)"
+run cat schema.yaml
+run mlops validate data/customers.csv --schema schema.yaml
+run mlops validate data/customers-next.csv --schema schema.yaml || echo "(exit $?: every violation listed above)"
+# --- end of drift checks and data validation ---------------------------------------------------
+
+step "done: explore $work/project (open plots.html and drift.html in a browser)"
