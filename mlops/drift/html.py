@@ -122,7 +122,7 @@ def _histogram(d: dict[str, Any]) -> str:
     out = [f'<svg width="{width}" height="{height + 30}" viewBox="0 0 {width} {height + 30}" role="img">']
     for i in range(n):
         for j, (share, colour) in enumerate(((ref[i], REF_COLOUR), (cur[i], CUR_COLOUR))):
-            h = (height - 10) * share / top
+            h = (height - 18) * share / top  # the top 18 px keep the 'max' label clear
             x = pad + i * slot + j * slot / 2
             out.append(f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{max(slot / 2 - 0.5, 0.5):.1f}" height="{h:.1f}" fill="{colour}" opacity="0.85">'
                        f"<title>{_e(_fmt(edges[i]))} to {_e(_fmt(edges[i + 1]))}: {'reference' if j == 0 else 'current'} {share:.2%}</title></rect>")
@@ -139,7 +139,7 @@ def _bars(d: dict[str, Any]) -> str:
     row, label_w, width = 22, 150, 480
     height = row * len(labels) + 6
     top = max([*ref, *cur, 1e-12])
-    span = width - label_w - 60
+    span = width - label_w - 100  # room for the 'reference / current' shares after the longest bar
     out = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
     for i, label in enumerate(labels):
         y = 3 + i * row
