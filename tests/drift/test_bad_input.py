@@ -172,3 +172,17 @@ def test_a_csv_column_whose_later_values_do_not_fit_the_first_guess(tmp_path, dr
     batches = list(Source.open(expand([str(path)]), "data").iter_batches(["v"], batch_rows=1000))
     assert sum(b.num_rows for _, _, b in batches) == n + 1
     assert [o for _, o, _ in batches][:3] == [0, batches[0][2].num_rows, batches[0][2].num_rows + batches[1][2].num_rows]
+
+
+def test_datetime_columns_are_listed_not_tested_and_booleans_are_categories(tmp_path, drift_json) -> None:
+    import datetime as dt
+
+    rng = np.random.default_rng(7)
+    start = dt.datetime(2026, 1, 1)
+    ref = {"when": [start + dt.timedelta(hours=int(h)) for h in rng.integers(0, 5000, 1500)], "flag": rng.random(1500) < 0.3}
+    cur = {"when": [start + dt.timedelta(hours=int(h)) for h in rng.integers(5000, 9000, 1500)], "flag": rng.random(1500) < 0.6}
+    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)))
+    by = {c["column"]: c for c in doc["columns"]}
+    assert by["when"]["status"] == "skipped" and by["when"]["type"] == "datetime"
+    assert by["flag"]["type"] == "categorical" and by["flag"]["method"] == "jensenshannon" and by["flag"]["drifted"] is True
+    assert doc["verdict"]["tested_columns"] == 1
