@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import DataError, UsageError
 from ..progress import NO_PROGRESS, Progress
 from . import stats
-from .columns import CATEGORICAL, DATETIME, INTEGER_CATEGORIES, NUMERIC, TEXT, UNSUPPORTED, Choice, choose, detect_kind
+from .columns import CATEGORICAL, DATETIME, INTEGER_CATEGORIES, METHODS, NUMERIC, TEXT, UNSUPPORTED, Choice, choose, detect_kind
 from .config import DriftSettings
 from .io import Source, family
 
@@ -258,8 +258,6 @@ def judge(columns: list[ColumnResult], settings: DriftSettings, only_ref: list[s
 
 def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[ColumnResult]:
     """Adjust p-values over the tested columns, apply the effect floors, decide each column."""
-    from .columns import METHODS
-
     tested = [c for c in columns if c.status == "tested"]
     with_p = [c for c in tested if c.p_value is not None]
     adjusted = {c.name: float(p) for c, p in zip(with_p, stats.adjust([c.p_value for c in with_p], settings.correction))}
@@ -269,7 +267,6 @@ def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[Column
             out.append(c)
             continue
         method = METHODS[c.method]
-        notes = list(c.notes)
         score = c.score
         adjusted_p = None
         if c.p_value is not None and settings.correction != "none":
@@ -282,7 +279,7 @@ def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[Column
         if drifted and c.min_effect is not None and c.effect is not None and c.effect < c.min_effect:
             drifted = False
             reason += f"; but the effect {_fmt(c.effect)} is below the floor {c.min_effect:g}: not drifted"
-        out.append(replace(c, drifted=drifted, score=score, adjusted_p=adjusted_p, reason=reason, notes=tuple(notes)))
+        out.append(replace(c, drifted=drifted, score=score, adjusted_p=adjusted_p, reason=reason))
     return out
 
 
