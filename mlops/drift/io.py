@@ -486,9 +486,11 @@ class Source:
             except (OSError, pa.ArrowException) as exc:
                 raise _read_error(part.file, exc) from None
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, *, rows: int | None = None) -> dict[str, Any]:
+        """Source, files, rows and CSV dialects; ``rows`` when the caller counted them (a stream),
+        else the known count (CSV files are parsed for it)."""
         files = [p.label for p in self._parts]
-        out: dict[str, Any] = {"source": self.described, "files": files, "rows": self.rows}
+        out: dict[str, Any] = {"source": self.described, "files": files, "rows": self.rows if rows is None else rows}
         dialects = {p.label: p.dialect.describe() for p in self._parts if p.dialect is not None}
         if dialects:
             out["csv_dialects"] = dialects

@@ -326,7 +326,7 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
         violations.append(Violation(name, rule, t.count, message, t.examples))
     position = {n: i for i, n in enumerate(declared)}
     violations.sort(key=lambda v: (position.get(v.column, len(position)), rules_order.index(v.rule) if v.rule in rules_order else 99))
-    return ValidationReport(source.describe(), rows, tuple(violations), tuple(warnings), tuple(present))
+    return ValidationReport(source.describe(rows=rows), rows, tuple(violations), tuple(warnings), tuple(present))
 
 
 def _parse_numbers(array: Any) -> Any:

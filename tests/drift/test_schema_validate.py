@@ -113,3 +113,21 @@ def test_validation_streams_batches_across_files(tmp_path) -> None:
     assert by[("id", "unique")].count == 500
     assert by[("v", "min")].count == 1 and by[("v", "min")].examples == [f"{tmp_path / 'd' / 'b.parquet'} row 2101: -1.0"]
     assert report.rows == 5000
+
+
+def test_validation_streams_a_csv_without_parsing_it_whole(tmp_path, monkeypatch) -> None:
+    """validate reads CSV files batch by batch: the whole-file parse used by drift is never called."""
+    import mlops.drift.io as io
+    from mlops.drift.schema import validate
+
+    path = write_csv(tmp_path / "big.csv", {"id": np.arange(50_000), "v": np.arange(50_000) % 7})
+    monkeypatch.setattr(io, "CSV_BLOCK_BYTES", 64 * 1024)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("parsed the whole file")
+
+    monkeypatch.setattr(io, "_read_csv_file", refuse)
+    source = io.Source.open(io.expand([str(path)]), "data")
+    report = validate(source, {"columns": {"id": {"type": "integer", "unique": True}, "v": {"type": "integer", "max": 5}}})
+    assert report.rows == 50_000 and report.source["rows"] == 50_000
+    assert [(v.column, v.rule, v.count) for v in report.violations] == [("v", "max", 7142)]
