@@ -135,6 +135,7 @@ def drift(
     prediction: Optional[str] = typer.Option(None, "--prediction", help="The prediction column (labels, or probabilities of the positive class)."),
     task: Optional[str] = typer.Option(None, "--task", help="auto (default), classification or regression."),
     pos_label: Optional[str] = typer.Option(None, "--pos-label", help="The positive class for F1 and ROC AUC (default: the greater of two target values)."),
+    predict: bool = typer.Option(False, "--predict", help="With a model reference: the model predicts on both sets (its signature's inputs) into --prediction (default name: prediction)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as one self-contained HTML file."),
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when the dataset drifted (without it: 0 either way)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Columns tested at once (default: the CPUs)."),
@@ -184,6 +185,11 @@ def drift(
     ref_resolved = resolve_source(reference, SourceContext("reference"))
     cur_resolved = resolve_source(current, SourceContext("current"))
     ref_source, cur_source = _open(ref_resolved, "reference"), _open(cur_resolved, "current")
+    if predict:
+        if ref_resolved.model is None:
+            raise UsageError("--predict needs a model reference as the reference (churn@production, churn:3)")
+        settings = replace(settings, prediction=settings.prediction or "prediction")
+        ref_source, cur_source = _predicted(ref_resolved, (ref_source, cur_source), settings)
     report = check_drift(ref_source, cur_source, settings, jobs=jobs, progress=out.progress())
     recorded = None
     if ref_resolved.model is not None:
@@ -213,6 +219,46 @@ def drift(
             out.info(f"wrote {html}")
     if fail_on_drift and report.verdict.drifted:
         raise CheckFailed("dataset drifted: " + "; ".join(report.verdict.reasons), drifted_columns=[c.name for c in report.columns if c.drifted])
+
+
+def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any) -> tuple[Any, Any]:
+    """Both sides as in-memory tables with the model's predictions appended (the model needs rows,
+    so these tables are read whole). A two-class classifier gives the probability of the positive
+    class (--pos-label, else the greater class), other models their predict()."""
+    import pyarrow as pa
+
+    from .. import registry
+    from ..drift.io import Source
+
+    mv = resolved.model
+    model = registry.load_model(mv, repo=resolved.repo)
+    features = [str(f["name"]) for f in ((mv.signature or {}).get("inputs") or [])]
+    if not features:
+        features = [str(n) for n in getattr(model, "feature_names_in_", [])]
+    if not features:
+        raise UsageError(f"{mv.ref()}: the model's inputs are unknown (no signature, no feature_names_in_): it cannot predict here")
+    name = settings.prediction
+    out = []
+    for source in sources:
+        missing = [f for f in features if f not in source.columns]
+        if missing:
+            raise UsageError(f"{source.label} data lacks the model's input column(s) {', '.join(missing)}", hint=f"{mv.ref()} reads: {', '.join(features)}")
+        if name in source.columns:
+            raise UsageError(f"{source.label} data already has a column '{name}'", hint="name the model's predictions with --prediction NAME")
+        source.want(source.columns)
+        table = pa.table({c: source.column(c) for c in source.columns})
+        frame = table.select(features).to_pandas()
+        classes = list(getattr(model, "classes_", []))
+        if hasattr(model, "predict_proba") and len(classes) == 2:
+            positive = next((i for i, c in enumerate(classes) if settings.pos_label is not None and str(c) == settings.pos_label), 1)
+            values = model.predict_proba(frame)[:, positive]
+        else:
+            values = model.predict(frame)
+        table = table.append_column(name, pa.array(values))
+        predicted = Source.from_table(table, source.label, name=f"{source.described} + {mv.ref()} predictions")
+        predicted.warnings[:0] = source.warnings
+        out.append(predicted)
+    return out[0], out[1]
 
 
 def _record(resolved: ResolvedSource, report: Any) -> dict[str, Any]:

@@ -349,7 +349,8 @@ def _side(array: Any) -> _Side:
             side.inf = bad - nan_total
             x = x[finite]
         else:
-            x = x.copy() if not x.flags.writeable else x
+            if x.base is not None or not x.flags.writeable:  # a view of Arrow's buffers (perhaps a caller's table):
+                x = x.copy()  # the sort below is in place
         x.sort()
         side.values = x
     elif fam in ("string", "boolean"):

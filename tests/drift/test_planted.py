@@ -45,3 +45,11 @@ def test_default_flags_no_clean_column_and_finds_the_large_drifts(tables) -> Non
     assert small.method == "wasserstein" and 0.07 < small.score < 0.13  # right at Evidently's 0.1 threshold
     assert report.column("cat_shift").method == "jensenshannon"
     assert report.column("int_many").kind == "numeric" and report.column("cat_flag").kind == "categorical"
+
+
+def test_the_check_leaves_the_callers_tables_as_they_were() -> None:
+    """Values are sorted for the statistics: on copies, never in the caller's Arrow buffers."""
+    ref, cur = planted_pair(5_000)
+    before = (ref.column("normal_a").to_pylist(), cur.column("num_scale").to_pylist())
+    check_drift(Source.from_table(ref, "reference"), Source.from_table(cur, "current"), preset_settings("strict"))
+    assert (ref.column("normal_a").to_pylist(), cur.column("num_scale").to_pylist()) == before

@@ -61,3 +61,46 @@ def test_model_references_need_a_registered_model_and_the_reference_side(churn, 
     assert "nosuch" in result.stderr
     result = cli("drift", str(current), "churn@production", code=2)
     assert "use it as the reference" in result.stderr
+
+
+def test_predict_runs_the_model_on_both_sets_for_prediction_drift_and_quality(repo, cli, tmp_path) -> None:
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+
+    def customers(n: int, shift: float) -> pd.DataFrame:
+        tenure = rng.integers(1, 73, n) - int(shift * 20)
+        charges = rng.uniform(10, 120, n) * (1 + shift)
+        churned = (rng.random(n) < 1 / (1 + np.exp((tenure - 20) / 8))).astype(int)
+        return pd.DataFrame({"tenure": tenure, "charges": charges, "churned": churned})
+
+    train = customers(3000, 0.0)
+    (repo.root / "data").mkdir()
+    train.to_csv(repo.root / "data" / "train.csv", index=False)
+    cli("add", "data/train.csv")
+    model = LogisticRegression(max_iter=500).fit(train[["tenure", "charges"]], train["churned"])
+    (repo.root / "model.pkl").write_bytes(pickle.dumps(model))
+    registry.register(repo, "churn", "model.pkl", data=["data/train.csv"])
+    current = customers(3000, 0.5)
+    current.to_csv(tmp_path / "cur.csv", index=False)
+
+    doc = json.loads(cli("drift", "churn:1", str(tmp_path / "cur.csv"), "--predict", "--target", "churned", "--json").stdout)
+    assert doc["prediction_drift"]["column"] == "prediction"
+    assert {c["column"]: c["role"] for c in doc["columns"]}["prediction"] == "prediction"
+    q = doc["quality"]
+    assert q["task"] == "classification" and q["prediction_is"] == "probability"
+    m = {row["metric"]: row for row in q["metrics"]}
+    for side, frame in (("reference", train), ("current", current)):
+        proba = model.predict_proba(frame[["tenure", "charges"]])[:, 1]
+        assert m["accuracy"][side] == pytest.approx(accuracy_score(frame["churned"], (proba >= 0.5).astype(int)), abs=1e-12)
+        assert m["roc_auc"][side] == pytest.approx(roc_auc_score(frame["churned"], proba), abs=1e-12)
+    result = cli("drift", str(tmp_path / "cur.csv"), str(tmp_path / "cur.csv"), "--predict", code=2)
+    assert "--predict needs a model reference" in result.stderr
+    pd.DataFrame({"tenure": [1, 2]}).to_csv(tmp_path / "narrow.csv", index=False)
+    result = cli("drift", "churn:1", str(tmp_path / "narrow.csv"), "--predict", code=2)
+    assert "lacks the model's input column(s) charges" in result.stderr
