@@ -107,7 +107,7 @@ run git commit -q -m "register churn:1 and promote it to production"
 # --- drift checks and data validation (issue 6) ----------------------------------------------
 step "next month's data arrives: has it drifted from what the production model was trained on?"
 python3 "$here/examples/make_data.py" data --next-month
-run mlops drift churn@production data/customers-next.csv --exclude customer_id --target churned --html drift.html
+run mlops drift churn@production data/customers-next.csv --exclude customer_id --target churned --predict --html drift.html
 run mlops drift churn@production data/customers-next.csv --exclude customer_id --preset strict --fail-on-drift \
   || echo "(exit $?: drift found; a CI job would stop here, and the verdict is recorded on churn:1)"
 run mlops models show churn:1

@@ -249,11 +249,15 @@ def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any
         table = pa.table({c: source.column(c) for c in source.columns})
         frame = table.select(features).to_pandas()
         classes = list(getattr(model, "classes_", []))
-        if hasattr(model, "predict_proba") and len(classes) == 2:
-            positive = next((i for i, c in enumerate(classes) if settings.pos_label is not None and str(c) == settings.pos_label), 1)
-            values = model.predict_proba(frame)[:, positive]
-        else:
-            values = model.predict(frame)
+        try:
+            if hasattr(model, "predict_proba") and len(classes) == 2:
+                positive = next((i for i, c in enumerate(classes) if settings.pos_label is not None and str(c) == settings.pos_label), 1)
+                values = model.predict_proba(frame)[:, positive]
+            else:
+                values = model.predict(frame)
+        except Exception as exc:  # noqa: BLE001 - a user's model fails in its own ways; say so in one line
+            raise UsageError(f"{mv.ref()} could not predict on the {source.label} data: {type(exc).__name__}: {exc}".splitlines()[0],
+                             hint="check that the data has the columns and types the model was trained on") from None
         table = table.append_column(name, pa.array(values))
         predicted = Source.from_table(table, source.label, name=f"{source.described} + {mv.ref()} predictions")
         predicted.warnings[:0] = source.warnings
