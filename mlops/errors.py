@@ -107,6 +107,12 @@ class UnknownRevisionError(UsageError):
     kind = "unknown_revision"
 
 
+class SignatureError(UsageError):
+    """Input data that does not match the model's signature (the first problems are listed)."""
+
+    kind = "signature"
+
+
 # --- 3: could not complete --------------------------------------------------------------
 class CouldNotComplete(MlopsError):
     """The command could not finish its work."""
@@ -168,6 +174,7 @@ ALL_ERRORS: tuple[type[MlopsError], ...] = (
     FormatError,
     NewerFormatError,
     UnknownRevisionError,
+    SignatureError,
     CouldNotComplete,
     LockHeldError,
     RemoteError,
