@@ -677,8 +677,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         weights = {PRODUCTION: 100 - route.weight if route.canary else 100.0}
         if route.canary is not None:
             weights[CANARY_VARIANT] = route.weight
-        gauges = {"queue_depth": sum(s.batcher.depth for s in rt.served.values()), "in_flight": rt.arrivals,
-                  "batches_total": counters.get("batches", 0), "batched_rows_total": counters.get("batched_rows", 0)}
+        gauges = {"queue_depth": sum(s.batcher.depth for s in rt.served.values()), "requests_being_read": rt.arrivals}
         return Response(render_metrics(rt.model, totals, counters, gauges, weights), media_type=METRICS_TYPE)
 
     def admin_refusal(request: Request) -> Response | None:

@@ -52,7 +52,7 @@ class LogSettings:
     rotate_seconds: float = 60.0
     max_total_bytes: int = 1024 * MiB
     max_age_seconds: float = 7 * 86400.0
-    flush_seconds: float = 1.0
+    flush_seconds: float = 5.0
     flush_rows: int = 5000
     max_pending_rows: int = 200_000
 

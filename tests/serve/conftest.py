@@ -1,0 +1,46 @@
+"""Fixtures for serving tests: a repository with registered models, and real servers."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servekit import GuardedModel, Server, fit_pipeline, register, start_server
+
+
+@pytest.fixture(scope="session")
+def pipelines() -> dict[str, bytes]:
+    """Two fitted churn pipelines (pickled once per session): the usual one and one answering the opposite."""
+    return {"base": pickle.dumps(fit_pipeline()), "flipped": pickle.dumps(fit_pipeline(flip=True))}
+
+
+@pytest.fixture
+def model_repo(repo: Any, pipelines: dict[str, bytes]) -> Path:
+    """A repository where churn v1 is production (a guarded pipeline), v2 the same pipeline, v3 a flipped one."""
+    root = Path(repo.root)
+    base = pickle.loads(pipelines["base"])
+    register(root, "churn", 1, GuardedModel(base), stage="production")
+    register(root, "churn", 2, GuardedModel(base))
+    register(root, "churn", 3, pickle.loads(pipelines["flipped"]))
+    return root
+
+
+@pytest.fixture
+def serve(model_repo: Path) -> Iterator[Callable[..., Server]]:
+    """Start `mlops serve` processes on free ports; every one is stopped when the test ends."""
+    started: list[Server] = []
+
+    def start(ref: str = "churn@production", *args: str, root: Path | None = None, env: dict[str, str] | None = None) -> Server:
+        server = start_server(root or model_repo, ref, *args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
