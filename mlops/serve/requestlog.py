@@ -143,7 +143,7 @@ class RequestLog:
     # --- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.settings.flush_seconds)
+            self._wake.wait(min(self.settings.flush_seconds, self.settings.rotate_seconds))
             self._wake.clear()
             stopping = self._stop
             try:

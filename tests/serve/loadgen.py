@@ -7,8 +7,9 @@ headers it needs (Content-Length, X-Variant) and skips the body, so it costs far
 request than httpx; its own CPU time is measured and reported so a reader can tell whether the
 generator was the bottleneck.
 
-Run as a script (a separate process from the server):
-    python loadgen.py --port 8080 --path /predict --body-file req.json --concurrency 8 --count 5000 --seconds 30
+The serving tests use it for traffic of a few thousand requests; the benchmark
+(tests/benchmarks/bench_serve.py) runs it as a script, in a process of its own:
+    python tests/serve/loadgen.py --port 8080 --path /predict --body-file req.json --concurrency 8 --count 5000 --seconds 30
 prints one JSON line: requests, errors, status counts, variants, rps, p50/p90/p99/max ms, cpu_seconds.
 """
 
@@ -116,6 +117,7 @@ async def run_load(host: str, port: int, requests: list[bytes], *, concurrency: 
     }
     if keyed:
         out["keys_on_two_variants"] = sum(1 for v in per_key_variant.values() if len(v) > 1)
+        out["per_key"] = {str(k): sorted(v) for k, v in per_key_variant.items()}
     return out
 
 
