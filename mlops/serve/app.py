@@ -751,4 +751,22 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
 
 def create_app() -> Any:
     """The factory uvicorn's worker processes call (`mlops serve --workers N`)."""
+    _die_with_parent()
     return build_app(ServeConfig.from_env())
+
+
+def _die_with_parent() -> None:
+    """A worker gets SIGTERM (and shuts down gracefully) when its supervisor dies, even by SIGKILL."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the supervisor died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -68,11 +68,19 @@ def run(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None,
         lifespan="on", timeout_keep_alive=5,
     )
     if config.workers > 1:
+        import inspect
+
         from uvicorn.supervisors import Multiprocess
 
+        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+            # a worker importing scikit-learn and unpickling a model on a busy machine can take longer than
+            # uvicorn's default 5 s to answer its first health ping; it would be killed and restarted in a loop
+            common["timeout_worker_healthcheck"] = 60
         uv_config = uvicorn.Config("mlops.serve.app:create_app", factory=True, workers=config.workers, **common)
         announce(f"http://{shown_host}:{port}")
-        Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run() if _takes_target() else \
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn before 0.30
+            Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run()
+        else:
             Multiprocess(uv_config, sockets=[sock]).run()
         return
     from .app import build_app
@@ -97,10 +105,3 @@ def run(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None,
     if not server.started:
         raise CouldNotComplete("the server did not start (see the messages above)")
 
-
-def _takes_target() -> bool:
-    import inspect
-
-    from uvicorn.supervisors import Multiprocess
-
-    return "target" in inspect.signature(Multiprocess.__init__).parameters

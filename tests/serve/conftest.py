@@ -41,6 +41,4 @@ def serve(model_repo: Path) -> Iterator[Callable[..., Server]]:
 
     yield start
     for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait(timeout=10)
+        server.kill()  # the group: worker processes too, even when the supervisor already exited

@@ -151,22 +151,30 @@ class Server:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """End the server and every process of its group (worker processes included)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.kill()
             raise AssertionError(f"server did not stop within {timeout}s:\n{self.stderr()}") from None
 
 
 def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Server:
     stderr_path = root / f".serve-stderr-{time.monotonic_ns()}.log"
     handle = open(stderr_path, "wb")
+    # a session of its own: teardown can end the server and its worker processes as one group
     proc = subprocess.Popen([MLOPS_BIN, "serve", ref, "--port", "0", *args], cwd=root, env=serve_env(env),
-                            stdout=subprocess.DEVNULL, stderr=handle)
+                            stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True)
     handle.close()
     deadline = time.monotonic() + timeout
     port = None
@@ -180,7 +188,7 @@ def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = 
             raise AssertionError(f"mlops serve exited with {proc.returncode}:\n{text}")
         time.sleep(0.05)
     if port is None:
-        proc.kill()
+        Server(proc, 0, stderr_path).kill()
         raise AssertionError(f"mlops serve did not announce its address in {timeout}s:\n{stderr_path.read_text()}")
     server = Server(proc, port, stderr_path)
     while time.monotonic() < deadline:  # readiness poll
@@ -192,7 +200,7 @@ def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = 
         if proc.poll() is not None:
             raise AssertionError(f"mlops serve exited with {proc.returncode}:\n{server.stderr()}")
         time.sleep(0.05)
-    proc.kill()
+    server.kill()
     raise AssertionError(f"mlops serve not ready in {timeout}s:\n{server.stderr()}")
 
 
