@@ -117,6 +117,16 @@ def _type_ok(kind: str, type_: Any) -> bool:
     return True
 
 
+def _shown_type(type_: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(type_):
+        type_ = type_.value_type
+    if pa.types.is_large_string(type_) or pa.types.is_string(type_):
+        return "string"
+    return str(type_)
+
+
 def check_batch(batch: Any, signature: Signature, offset: int) -> list[str]:
     problems = []
     names = batch.schema.names
@@ -126,7 +136,7 @@ def check_batch(batch: Any, signature: Signature, offset: int) -> list[str]:
             continue
         array = batch.column(names.index(column.name))
         if column.kind != ANY and not _type_ok(column.kind, array.type):
-            problems.append(f"column '{column.name}' is {array.type}, the model takes {column.dtype}")
+            problems.append(f"column '{column.name}' is {_shown_type(array.type)}, the model takes {column.dtype}")
             continue
         if array.null_count and not column.nullable:
             import pyarrow.compute as pc

@@ -249,7 +249,7 @@ def mlflow_inputs(body: bytes, content_type: str | None, signature: Signature | 
         rows = data["data"]
         if not isinstance(rows, list):
             raise BadRequest("'dataframe_split.data' must be a list of rows")
-        columns = data.get("columns", names)
+        columns = data.get("columns", list(names) if names else None)
         if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
             raise BadRequest("'dataframe_split.columns' must be a list of column names")
         return from_rows(rows, columns, "dataframe_split.data")
