@@ -212,7 +212,8 @@ class Runtime:
             return jsonable(model.predict(to_frame(columns, signature)))
 
         batcher = Batcher(predict, name=f"{info.name}-v{info.version}", max_batch_rows=self.config.max_batch_rows,
-                          max_wait_ms=self.config.max_wait_ms, max_queue=self.config.max_queue, arrivals=lambda: self.arrivals)
+                          max_wait_ms=self.config.max_wait_ms, max_queue=self.config.max_queue, arrivals=lambda: self.arrivals,
+                          initializer=_model_thread_setup)
         batcher.start()
         served = Served(info, model, batcher)
         self.served[info.version] = served
@@ -503,6 +504,22 @@ class Runtime:
         new = await asyncio.to_thread(rollback, self.repo, self.source, self.model, reason=reason, by="http admin (POST /admin/rollback)")
         await self._check_deployment()
         return new
+
+
+def _model_thread_setup() -> None:
+    """In each model thread: scikit-learn's per-call validation of hyperparameters is skipped.
+
+    Hyperparameters were validated when the model was fitted and cannot change while it is
+    served; the check costs about a quarter of a one-row predict of a small pipeline. Input
+    data is still validated by scikit-learn (and by the signature check before it). The
+    setting is thread-local in scikit-learn, hence here and not at start-up.
+    """
+    import sys
+
+    if "sklearn" in sys.modules:  # only when the loaded model is a scikit-learn one
+        import sklearn
+
+        sklearn.set_config(skip_parameter_validation=True)
 
 
 # --- the starlette app ---------------------------------------------------------------------------

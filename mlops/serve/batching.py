@@ -59,6 +59,7 @@ class Batcher:
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
         arrivals: Callable[[], int] = lambda: 0,
+        initializer: Callable[[], None] | None = None,
     ) -> None:
         self.predict = predict
         self.name = name
@@ -70,7 +71,7 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}", initializer=initializer)
         self._busy = False
         self._closed = False
 
