@@ -78,6 +78,7 @@ log = logging.getLogger("mlops.serve")
 OWN, MLFLOW, V2 = "own", "mlflow", "v2"
 JSON = "application/json"
 RETIRE_AFTER = 30.0  # seconds a version no deployment uses stays loaded (requests in flight on it finish)
+REFERENCE_SECONDS = 5.0  # how often the served reference is resolved again when no deployment file exists
 MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
                 413: "RESOURCE_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED"}
@@ -127,6 +128,7 @@ class Runtime:
         self.base: ModelInfo | None = None  # what the reference resolved to at start-up
         self.deployment: Deployment | None = None
         self.deployment_error: str | None = None
+        self.reference_error: str | None = None
         self.arrivals = 0  # requests read but not yet queued: tells the batcher more rows are coming
         self.token: str | None = None
         self.leader = False
@@ -141,6 +143,7 @@ class Runtime:
         self.dir: Path | None = None
         self.ready = False
         self._apply_lock = asyncio.Lock()
+        self._resolved_at = time.monotonic()
 
     # --- start and stop -------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -169,7 +172,7 @@ class Runtime:
             self.shadow_log.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._every(cfg.watch_seconds, self._check_deployment), name="deployment-watch"),
+            loop.create_task(self._every(cfg.watch_seconds, self._watch), name="deployment-watch"),
             loop.create_task(self._every(cfg.stats_seconds, self._write_stats), name="stats"),
             loop.create_task(self._every(cfg.control_seconds, self._control), name="controller"),
         ]
@@ -254,6 +257,29 @@ class Runtime:
             if dep is not None:
                 log.info("following deployment revision %s: production v%s%s", dep.revision, dep.production,
                          f", {dep.candidate.mode} v{dep.candidate.version}" if dep.candidate else "")
+
+    async def _follow_reference(self, force: bool = False) -> None:
+        """Without a deployment file, the reference decides: `churn@production` follows promotions."""
+        now = time.monotonic()
+        if not force and now - self._resolved_at < REFERENCE_SECONDS:
+            return
+        self._resolved_at = now
+        try:
+            info = await asyncio.to_thread(self.source.resolve, self.config.ref)
+        except Exception as exc:  # noqa: BLE001 - a registry being edited must not take serving down
+            self.reference_error = f"{self.config.ref}: {exc.message if isinstance(exc, MlopsError) else exc}"
+            return
+        self.reference_error = None
+        if self.base is not None and info.version != self.base.version:
+            log.info("%s now names v%s (was v%s)", self.config.ref, info.version, self.base.version)
+            self.base = info
+            if self.deployment is None:
+                await self._apply(None)
+
+    async def _watch(self) -> None:
+        await self._check_deployment()
+        if self.deployment is None:
+            await self._follow_reference()
 
     async def _check_deployment(self, force: bool = False) -> None:
         path = deployment_path(self.repo, self.model)
@@ -647,7 +673,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
     async def health(request: Request) -> Response:
         route = rt.route
         assert route is not None
-        problems = [p for p in (rt.deployment_error, rt.log.error if rt.log else None) if p]
+        problems = [p for p in (rt.deployment_error, rt.reference_error, rt.log.error if rt.log else None) if p]
         body: dict[str, Any] = {
             "status": "ok" if not problems else "degraded", "model": rt.model, "production": route.production.version,
             "deployment_revision": rt.deployment.revision if rt.deployment else None, "pid": os.getpid(),
@@ -709,6 +735,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         refusal = admin_refusal(request)
         if refusal is not None:
             return refusal
+        await rt._follow_reference(force=True)
         await rt._check_deployment(force=True)
         dep = rt.deployment
         return json_response({"reloaded": True, "deployment_revision": dep.revision if dep else None,

@@ -131,3 +131,15 @@ def test_a_port_in_use_is_one_clear_error(model_repo: Path) -> None:
 def test_serving_an_unknown_model_is_a_usage_error(model_repo: Path) -> None:
     r = mlops(model_repo, "serve", "nope@production", code=2)
     assert "nope" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_without_a_deployment_file_the_server_follows_its_reference(serve, model_repo: Path) -> None:
+    server = serve("churn@production")
+    with server.client() as c:
+        assert c.post("/predict", json={"records": [ROW]}).json()["version"] == 1
+        mlops(model_repo, "deploy", "churn", "--canary", "3", "--weight", "0")  # promote 3 through the gates by hand
+        mlops(model_repo, "canary", "promote", "churn")
+        (model_repo / ".mlops" / "deployments" / "churn.yaml").unlink()  # back to following the reference alone
+        wait_for(lambda: c.post("/predict", json={"records": [ROW]}).json()["version"] == 3, timeout=20,
+                 what="the server to follow churn@production to v3")
+        assert c.get("/health").json()["problems"] == []
