@@ -82,4 +82,26 @@ run mlops params diff
 run mlops runs compare $(mlops runs list --json --limit 2 | python -c "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin)['runs']))")
 run mlops plots $(mlops runs list --json --limit 3 | python -c "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin)['runs']))") -o plots.html
 
+# --- model registry (issue 5) -------------------------------------------------------------
+step "model registry: register the trained model with its run, promote it through the policy gates"
+cp "$here/examples/churn/policy.yaml" .mlops/policy.yaml
+run cat .mlops/policy.yaml
+latest=$(mlops runs list --json --limit 1 | python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['id'])")
+run mlops register churn models/model.pkl --run "$latest" --description "Random forest that flags customers likely to churn, for the retention team"
+run mlops models show churn:1
+run mlops promote churn 1 --to staging --reason "first candidate"
+run mlops promote churn 1 --to production || echo "(refused, exit $?: no approval yet)"
+run mlops approve churn 1 --to production --by alice --comment "metrics per plan reviewed"
+run mlops promote churn 1 --to production --reason "approved by alice"
+run mlops models
+run mlops lineage churn@production
+run mlops card churn@production -o MODEL_CARD.md
+run cat MODEL_CARD.md
+run mlops history churn
+run mlops audit verify
+run python -c "import mlops; print(mlops.load_model('churn@production'))"
+run git add .mlops/registry .mlops/policy.yaml
+run git commit -q -m "register churn:1 and promote it to production"
+# --- end of model registry -----------------------------------------------------------------
+
 step "done: explore $work/project (open plots.html in a browser)"

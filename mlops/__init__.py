@@ -19,7 +19,9 @@ _TRACKING = (
     "end_run",
 )
 
-__all__ = ["__version__", *_TRACKING]
+_REGISTRY = ("load_model",)
+
+__all__ = ["__version__", *_TRACKING, *_REGISTRY]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,8 +31,14 @@ def __getattr__(name: str) -> Any:
         value = getattr(api, name)
         globals()[name] = value  # later look-ups skip this hook
         return value
+    if name in _REGISTRY:
+        from .registry import api as registry_api
+
+        value = getattr(registry_api, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'mlops' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_TRACKING})
+    return sorted({*globals(), *_TRACKING, *_REGISTRY})

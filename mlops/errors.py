@@ -63,6 +63,18 @@ class CheckFailed(MlopsError):
     kind = "check_failed"
 
 
+class PromotionRefused(CheckFailed):
+    """A policy gate refused a stage transition; every failed rule is listed with the value seen."""
+
+    kind = "promotion_refused"
+
+
+class AuditTampered(CheckFailed):
+    """The registry's audit log (or a registry file it vouches for) was edited, cut or reordered."""
+
+    kind = "audit_tampered"
+
+
 # --- 2: bad usage, configuration or input ----------------------------------------------
 class UsageError(MlopsError):
     """The user asked for something that cannot be done as asked."""
@@ -107,6 +119,10 @@ class UnknownRevisionError(UsageError):
     kind = "unknown_revision"
 
 
+class UnknownModelError(UsageError):
+    """A model, version, stage or alias that the registry does not have (what exists is listed)."""
+
+    kind = "unknown_model"
 class SignatureError(UsageError):
     """Input data that does not match the model's signature (the first problems are listed)."""
 
@@ -167,6 +183,8 @@ class Interrupted(MlopsError):
 #: Every class a user can meet, for the documented exit-code table (held by a test).
 ALL_ERRORS: tuple[type[MlopsError], ...] = (
     CheckFailed,
+    PromotionRefused,
+    AuditTampered,
     UsageError,
     NotARepoError,
     InvalidPathError,
@@ -174,6 +192,7 @@ ALL_ERRORS: tuple[type[MlopsError], ...] = (
     FormatError,
     NewerFormatError,
     UnknownRevisionError,
+    UnknownModelError,
     SignatureError,
     CouldNotComplete,
     LockHeldError,

@@ -44,10 +44,13 @@ def storage_error(exc: OSError, path: str | os.PathLike[str]) -> StorageError:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool = True) -> Iterator[IO[Any]]:
+def atomic_writer(
+    path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool = True, file_mode: int = 0o644
+) -> Iterator[IO[Any]]:
     """Yield a file whose content replaces ``path`` only if the block completes.
 
-    The temp file lives in the same folder, so the final rename is atomic.
+    The temp file lives in the same folder, so the final rename is atomic; it gets
+    ``file_mode`` before the rename (a hook script appears already executable).
     """
     import tempfile  # imported here: read-only commands never need it
 
@@ -59,7 +62,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool
             handle.flush()
             if fsync:
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode)
         os.replace(tmp, target)
         if fsync:
             fsync_dir(target.parent)

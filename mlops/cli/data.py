@@ -27,12 +27,13 @@ def _lock_pointers(repo, rev: Optional[str] = None) -> list:  # noqa: ANN001
 
 
 def _pipeline_roots(repo, all_commits: bool = False) -> list:  # noqa: ANN001
-    """Objects the pipeline (lock file, run cache) and tracked runs (artifacts) reference:
-    pushed, fetched and kept by gc."""
+    """Objects the pipeline (lock file, run cache), tracked runs (artifacts) and the model
+    registry (artifacts, data snapshots) reference: pushed, fetched and kept by gc."""
     from ..pipeline.roots import pipeline_roots
+    from ..registry.api import registry_roots
     from ..tracking.store import artifact_roots
 
-    return [*pipeline_roots(repo, all_commits=all_commits), *artifact_roots(repo)]
+    return [*pipeline_roots(repo, all_commits=all_commits), *artifact_roots(repo), *registry_roots(repo, all_commits=all_commits)]
 
 
 def register(app: typer.Typer) -> None:
@@ -322,7 +323,8 @@ def verify(
     from ..data.maintenance import verify as do_verify
 
     out = Output(json_output=json_output)
-    result = do_verify(find_repo(), jobs=jobs, progress=out.progress())
+    repo = find_repo()
+    result = do_verify(repo, extra_roots=_pipeline_roots(repo), jobs=jobs, progress=out.progress())
     if out.json:
         out.emit_json({"ok": result.ok, "checked": result.checked, "corrupt": [b.to_dict() for b in result.corrupt], "missing": [b.to_dict() for b in result.missing]})
     else:

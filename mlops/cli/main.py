@@ -12,7 +12,7 @@ import typer
 
 from .. import __version__
 from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
-from . import data, pipeline, remote, runs, serve
+from . import data, hooks, pipeline, registry, remote, runs, serve
 from .output import SETTINGS
 
 app = typer.Typer(
@@ -44,6 +44,8 @@ def root(
 data.register(app)
 pipeline.register(app)
 runs.register(app)
+registry.register(app)
+hooks.register(app)
 serve.register(app)
 app.add_typer(remote.app, name="remote", help="Manage remotes: where push and pull send and fetch objects.")
 

@@ -130,7 +130,7 @@ def snapshot_path(
     if link:
         # the workspace copy becomes a read-only link to the cache, as cache.type asks
         for path, record in workspace:
-            place(str(store.path(record.hash)), path, kinds, executable=record.executable)
+            place(store.file(record.hash), path, kinds, executable=record.executable)
     return Snapshot(pointer, hashed)
 
 

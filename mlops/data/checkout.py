@@ -154,7 +154,7 @@ def checkout_pointer(
         record = wanted[rel]
         dest = str(repo.root / full(rel))
         try:
-            tmp, kind = stage(str(store.path(record.hash)), dest, kinds, executable=record.executable, expect=record.hash)
+            tmp, kind = stage(store.file(record.hash), dest, kinds, executable=record.executable, expect=record.hash)
         except ValueError:
             raise CorruptObjectError(
                 f"{full(rel)}: object {record.hash} in the cache is corrupt; nothing placed for {pointer.target}",

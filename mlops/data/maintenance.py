@@ -95,8 +95,11 @@ class VerifyResult:
         return not self.corrupt
 
 
-def verify(repo: Repo, *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> VerifyResult:
+def verify(
+    repo: Repo, *, extra_roots: Iterable[Root] = (), jobs: int | None = None, progress: Progress = NO_PROGRESS
+) -> VerifyResult:
     """Rehash every object in the cache; also list referenced objects that are missing.
+    ``extra_roots`` (the pipeline's, the registry's) name who uses a bad object too.
 
     Read-only: takes no lock and never waits for a writer.
     """
@@ -111,7 +114,7 @@ def verify(repo: Repo, *, jobs: int | None = None, progress: Progress = NO_PROGR
             if not good and store.exists(digest):  # vanished meanwhile (a gc): not corruption
                 bad.append(digest)
             task.advance()
-    refs = reachable(repo, workspace_roots(repo), tolerate_corrupt=True)
+    refs = reachable(repo, [*workspace_roots(repo), *extra_roots], tolerate_corrupt=True)
     labels = {**refs.files, **refs.manifests}
     corrupt = tuple(BadObject(d, "corrupt", labels.get(d)) for d in sorted(bad))
     missing_digests = sorted(d for d in labels if not store.exists(d))

@@ -10,7 +10,7 @@ from ..errors import CorruptObjectError, MissingObjectError
 from ..repo.git import git_repo
 from ..repo.repo import Repo
 from ..store.tree import decode_manifest
-from .pointer import Pointer, find_pointer_files, parse_pointer, read_pointer
+from .pointer import POINTER_SUFFIX, Pointer, find_pointer_files, parse_pointer, read_pointer
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,17 @@ def workspace_roots(repo: Repo) -> list[Root]:
 
 def all_commit_roots(repo: Repo) -> list[Root]:
     return [_root(parse_pointer(data, path), f"git:{path}") for path, data in git_repo(repo.root).pointer_blobs_all_commits()]
+
+
+def commit_roots(repo: Repo, tips: list[str], exclude: list[str]) -> list[Root]:
+    """What the commits from ``tips`` back to what ``exclude`` names (rev-list arguments such
+    as ``^sha`` or ``--not --remotes=origin``) reference: every pointer file in each tip's
+    tree, and every pointer blob the commits in between added (what a `git push` sends)."""
+    git = git_repo(repo.root)
+    roots = []
+    for revs in (["--no-walk", *tips], [*tips, *exclude]):
+        roots += [_root(parse_pointer(data, path), f"git:{path}") for path, data in git.blobs_in(revs, lambda p: p.endswith(POINTER_SUFFIX))]
+    return roots
 
 
 def _root(pointer: Pointer, label: str) -> Root:

@@ -73,14 +73,18 @@ def push(
     targets: list[str] | None = None,
     all_commits: bool = False,
     extra_roots: Iterable[Root] = (),
+    only_roots: Iterable[Root] | None = None,
     full: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> TransferResult:
+    """Send what the roots reach and the remote lacks; ``only_roots`` replaces the workspace's
+    pointer files as the roots (a pre-push hook sends what the pushed commits name)."""
     target = get_remote(repo, remote)
     store = repo.objects
     with progress.task(f"checking {target.name}", total=None):
-        plan = _push_plan(repo, target, _roots(repo, targets, all_commits, extra_roots), full=full)
+        roots = list(only_roots) if only_roots is not None else _roots(repo, targets, all_commits, extra_roots)
+        plan = _push_plan(repo, target, roots, full=full)
     files, manifests = plan.files, plan.manifests
     moved = nbytes = 0
     try:
@@ -89,7 +93,7 @@ def push(
             if not todo:
                 continue
             with progress.task(f"push to {target.name}", total=len(todo)) as task, run_parallel(
-                lambda d: target.upload(d, store.path(d)), todo, jobs=target.parallelism(jobs, store.root)
+                lambda d: target.upload(d, store.file(d)), todo, jobs=target.parallelism(jobs, store.root)
             ) as uploads:
                 for size in uploads:
                     moved += 1
@@ -149,8 +153,13 @@ def _push_plan(repo: Repo, target: Remote, roots: list[Root], *, full: bool = Fa
     candidates = list(dict.fromkeys(candidates))
     absent_files = target.missing(candidates) if candidates else set()
     present += len(candidates) - len(absent_files)
-    files = [d for d in candidates if d in absent_files and store.exists(d)]
-    missing_locally.update(d for d in absent_files if not store.exists(d))
+    files = []
+    for digest in candidates:
+        if digest in absent_files:
+            if store.exists(digest):
+                files.append(digest)
+            else:
+                missing_locally.add(digest)
     incomplete: set[str] = set()
     stack = list(missing_locally)
     while stack:

@@ -483,9 +483,9 @@ def _restore(repo: Repo, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
     from ..data.add import ignore_in_git
     from ..data.checkout import checkout_pointer
 
-    # the outputs are replaced whole, as a run would: clearing them first makes the restore
-    # a plain checkout into empty places, with no need to read what is there now
-    _clear_outputs(repo, stage)
+    # a checkout over what is there, as `mlops checkout` does: files that already match stay,
+    # the rest are replaced in place and extra files go (clearing first would cost a delete
+    # of every file before the same placing)
     cached = {o.path for o in stage.outs if o.cache}
     for out in outs:
         assert out.hash is not None

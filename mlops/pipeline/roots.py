@@ -55,9 +55,17 @@ def pipeline_roots(repo: Repo, *, all_commits: bool = False) -> list[Root]:
         roots.extend(Root(o.hash, o.kind == "dir", f"{LOCK_FILE}:{o.path}") for o in entry.outs if o.hash)
     roots.extend(Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for o in runcache.all_outputs(repo) if o.hash)
     if all_commits:
-        from ..repo.git import git_repo
+        roots += commit_lock_roots(repo, ["--all"])
+    return roots
 
-        for path, data in git_repo(repo.root).blobs_all_commits(lambda p: p == LOCK_FILE):
-            for entry in parse_lock(data.decode("utf-8"), f"git:{path}").values():
-                roots.extend(Root(o.hash, o.kind == "dir", f"git:{LOCK_FILE}:{o.path}") for o in entry.outs if o.hash)
+
+def commit_lock_roots(repo: Repo, revs: list[str]) -> list[Root]:
+    """The outputs named by every pipeline.lock that `git rev-list --objects REVS` lists
+    (``["--all"]``: any commit; ``["--no-walk", tip]``: the tip's own)."""
+    from ..repo.git import git_repo
+
+    roots = []
+    for path, data in git_repo(repo.root).blobs_in(revs, lambda p: p == LOCK_FILE):
+        for entry in parse_lock(data.decode("utf-8"), f"git:{path}").values():
+            roots.extend(Root(o.hash, o.kind == "dir", f"git:{LOCK_FILE}:{o.path}") for o in entry.outs if o.hash)
     return roots

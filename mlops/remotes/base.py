@@ -60,7 +60,7 @@ class Remote(ABC):
     def missing(self, digests: Collection[str]) -> set[str]: ...
 
     @abstractmethod
-    def upload(self, digest: str, source: Path) -> int:
+    def upload(self, digest: str, source: str | os.PathLike[str]) -> int:
         """Send one local object; returns its size."""
 
     @abstractmethod

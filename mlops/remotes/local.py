@@ -62,7 +62,7 @@ class LocalRemote(Remote):
                 self._batch = self.store.batch().__enter__()
             return self._batch
 
-    def upload(self, digest: str, source: Path) -> int:
+    def upload(self, digest: str, source: str | os.PathLike[str]) -> int:
         try:
             return self._uploads().add_verified(source, digest)
         except CorruptObjectError:
@@ -74,7 +74,7 @@ class LocalRemote(Remote):
 
     def download(self, digest: str, batch: ObjectBatch, *, last: bool = False) -> int:
         try:
-            with open(self.store.path(digest), "rb", buffering=0) as source:
+            with open(self.store.file(digest), "rb", buffering=0) as source:
                 return batch.add_stream(source, digest, last=last)
         except FileNotFoundError:
             self._check_reachable()

@@ -230,7 +230,7 @@ class S3Remote(Remote):
             pass  # cannot tell (HeadBucket needs s3:ListBucket): the object calls will say
         self._bucket_seen = True
 
-    def upload(self, digest: str, source: Path) -> int:
+    def upload(self, digest: str, source: str | os.PathLike[str]) -> int:
         key = self._key(digest)
         try:
             handle = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below

@@ -72,9 +72,14 @@ class GitRepo:
 
     def blobs_all_commits(self, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
         """(path, bytes) of every distinct blob, reachable from any ref, whose path is wanted."""
+        return self.blobs_in(["--all"], wanted)
+
+    def blobs_in(self, revs: list[str], wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+        """(path, bytes) of every distinct wanted blob that `git rev-list --objects REVS` lists:
+        e.g. ``[new, "^" + old]`` for what the commits between two revisions added."""
         git = _gitpython()
         try:
-            listing = self._repo.git.rev_list("--all", "--objects")
+            listing = self._repo.git.rev_list("--objects", *revs)
         except git.GitCommandError as exc:
             raise GitError(f"git rev-list failed: {exc.stderr.strip()}") from None
         seen: set[str] = set()

@@ -55,12 +55,19 @@ class ObjectStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.tmp = self.root / ".tmp"
+        self._prefix = f"{self.root}{os.sep}"
+        self._shards: set[str] = set()  # shard folders known to exist (commit skips their stat)
 
     def path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:]
+        return Path(self.file(digest))
+
+    def file(self, digest: str) -> str:
+        """The object's path as a string: hot loops over many objects (a push, a checkout)
+        spend more on pathlib's joins than on the system calls themselves."""
+        return f"{self._prefix}{digest[:2]}{os.sep}{digest[2:]}"
 
     def exists(self, digest: str) -> bool:
-        return os.path.exists(self.root / digest[:2] / digest[2:])
+        return os.path.exists(f"{self._prefix}{digest[:2]}{os.sep}{digest[2:]}")
 
     def size(self, digest: str) -> int:
         return os.stat(self.path(digest)).st_size
@@ -146,6 +153,7 @@ class ObjectBatch:
     _mutex: threading.Lock = field(default_factory=threading.Lock)  # batches are filled from worker threads
     _folders: set[Path] = field(default_factory=set)
     _tag: str = ""  # the name prefix of this batch's temp files, so abort can find every one
+    _linked: set[str] = field(default_factory=set)  # temps that are hard links (need a chmod at commit)
 
     def __post_init__(self) -> None:
         self._tag = f"{TMP_PREFIX}{os.getpid()}-{next(_BATCHES)}-"
@@ -169,7 +177,8 @@ class ObjectBatch:
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
         temp = f"{folder}/{self._tag}{next(_COUNTER)}"
-        return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temp
+        # created read-only (the fd still writes): commit then needs no chmod per object
+        return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY), temp
 
     def add_file(self, source: str | os.PathLike[str]) -> tuple[str, int]:
         """Copy a file in, hashing it on the way (one read); returns (digest, size)."""
@@ -222,6 +231,7 @@ class ObjectBatch:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         os.link(source, temp)
+        self._linked.add(temp)
         self._stage(temp, digest)
 
     def _stage(self, temp: str, digest: str, *, last: bool = False) -> None:
@@ -276,17 +286,29 @@ class ObjectBatch:
             return 0
         try:
             self._make_durable([temp for temp, _ in staged])
-            shards: set[Path] = set()
+            touched: set[str] = set()
+            known = self.store._shards
             for temp, digest in staged:
-                target = self.store.path(digest)
-                if not target.parent.is_dir():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shards.add(self.store.root)
-                os.chmod(temp, READ_ONLY)  # one object may serve executable and plain files alike
-                os.replace(temp, target)
-                shards.add(target.parent)
-            for shard in shards:
-                fsync_dir(shard)
+                target = self.store.file(digest)
+                shard = os.path.dirname(target)
+                if shard not in known:
+                    if not os.path.isdir(shard):
+                        os.makedirs(shard, exist_ok=True)
+                        touched.add(str(self.store.root))
+                    known.add(shard)
+                if temp in self._linked:
+                    os.chmod(temp, READ_ONLY)  # one object may serve executable and plain files alike
+                try:
+                    os.replace(temp, target)
+                except FileNotFoundError:  # the shard went (an empty one removed meanwhile)
+                    if not os.path.exists(temp):
+                        raise
+                    os.makedirs(shard, exist_ok=True)
+                    os.replace(temp, target)
+                touched.add(shard)
+            self._linked = set()
+            for folder in touched:
+                fsync_dir(folder)
         except BaseException as exc:
             for temp, _ in staged:
                 with contextlib.suppress(FileNotFoundError):

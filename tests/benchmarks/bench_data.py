@@ -284,6 +284,18 @@ def status_judge(row: Row) -> tuple[str, str]:
     return f"{r:.1f}x", verdict
 
 
+def under(limit: float) -> Callable[[Row], tuple[str, str]]:
+    """A time target only (the ratio is shown for information)."""
+
+    def judge(row: Row) -> tuple[str, str]:
+        if not row.mlops.ok:
+            return "-", "error"
+        r = row.ratio()
+        return ("-" if r is None else f"{r:.1f}x"), ("PASS" if row.mlops.seconds < limit else "FAIL (time)")  # type: ignore[operator]
+
+    return judge
+
+
 def help_judge(row: Row) -> tuple[str, str]:
     r = row.ratio()
     if not row.mlops.ok:
@@ -723,6 +735,21 @@ class Bench:
             dd = self.measure(f"data status, best of {self.repeats}", self.dvc,
                               self.best_of(self.repeats, lambda: self.dvc.data_status(repos["dvc"])), broken)
             self.rows.append(Row("info: `dvc data status` vs mlops status", m, dd))
+
+        # the pre-commit hook on the same unchanged directory: what every `git commit` pays
+        def hook_time(tool: Tool) -> float:
+            hook = repos[tool.name] / ".git" / "hooks" / "pre-commit"
+            env = {**tool.env, "PATH": f"{Path(tool.exe).parent}{os.pathsep}{tool.env.get('PATH', '')}"}  # dvc's hook calls `dvc`
+            return run([str(hook)], cwd=repos[tool.name], env=env, timeout=tool.timeout)
+
+        for tool, install in ((self.mlops, ["hooks", "install", "--pre-commit"]), (self.dvc, ["install"])):
+            if tool is not None:
+                self.setup("hook install", broken, tool, lambda tool=tool, install=install: tool.t(install, repos[tool.name], timed=False))
+        m = self.measure(f"pre-commit hook ({name}, nothing changed), best of {self.repeats}", self.mlops,
+                         self.best_of(self.repeats, lambda: hook_time(self.mlops)), broken)
+        d = self.measure(f"pre-commit hook ({name}, nothing changed), best of {self.repeats}", self.dvc,
+                         self.best_of(self.repeats, lambda: hook_time(self.dvc)), broken) if self.dvc else self.missing_dvc()
+        self.rows.append(Row(f"pre-commit hook, {name} unchanged (best of {self.repeats})", m, d, "mlops < 0.3 s", under(0.3)))
 
         # push to an empty local remote
         for tool in self.tools():

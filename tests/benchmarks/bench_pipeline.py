@@ -6,8 +6,9 @@ Measures (wall-clock seconds around one subprocess call; no-op runs best of 3):
 1. a 50-stage chain with nothing to do: `mlops run` vs `dvc repro` (target: mlops < 0.5 s, >= 5x);
 2. 8 independent `sleep 1` stages: `mlops run -j 8` vs `dvc repro` (target: mlops about 1 s);
 3. restoring a stage (2,000 output files) from the run cache vs `mlops checkout` of the
-   same outputs (target: restore costs no more than the checkout); DVC's run-cache
-   restore of the same stage is printed beside it.
+   same outputs, both starting from the other parameter value's outputs in the workspace
+   (target: restore costs no more than the checkout); a checkout into an empty folder and
+   DVC's run-cache restore of the same stage are printed beside it.
 DVC comes from the venv bench_data.py installs (WORK/dvc-venv), installed here if missing.
 """
 
@@ -145,19 +146,30 @@ def main(argv: list[str] | None = None) -> int:
         lambda: sh([mlops, "run", "-j", "8", "--force"], m_repo), lambda: sh([dvc, "repro", "-f", "-q"], d_repo),
     )
 
-    # 3. run-cache restore vs checkout of the same outputs
+    # 3. run-cache restore vs checkout of the same outputs, from the same start: the workspace
+    # holds the other parameter's 2,000 outputs, and each command replaces every one of them
     m_repo = new_repo(work / "p-restore-mlops", "mlops", mlops, dvc)
     restorer(m_repo, "pipeline.yaml")
     sh([mlops, "run"], m_repo)
-    (m_repo / "params.yaml").write_text("n: 2\n")
-    sh([mlops, "run"], m_repo)
-    (m_repo / "params.yaml").write_text("n: 1\n")
-    restore = sh([mlops, "run"], m_repo)
-    shutil.rmtree(m_repo / "gen")
-    checkout = sh([mlops, "checkout"], m_repo)
+    lock_n1 = (m_repo / "pipeline.lock").read_bytes()
+    restores, checkouts = [], []
+    for _ in range(3):  # best of 3, alternating, so both see the same machine
+        (m_repo / "params.yaml").write_text("n: 2\n")
+        sh([mlops, "run"], m_repo)  # the other version's outputs in place (a restore, untimed)
+        (m_repo / "params.yaml").write_text("n: 1\n")
+        restores.append(sh([mlops, "run"], m_repo))  # n=2 outputs -> n=1 outputs, from the run cache
+        (m_repo / "params.yaml").write_text("n: 2\n")
+        sh([mlops, "run"], m_repo)
+        (m_repo / "params.yaml").write_text("n: 1\n")
+        (m_repo / "pipeline.lock").write_bytes(lock_n1)
+        checkouts.append(sh([mlops, "checkout"], m_repo))  # n=2 outputs -> n=1 outputs, by the lock file
+    restore, checkout = min(restores), min(checkouts)
     verdict = "PASS" if restore <= checkout * 1.2 else "FAIL"  # within timing noise of one call
-    rows.append(("restore 2,000-file output from the run cache (mlops) vs mlops checkout of it", restore, checkout, "restore <= checkout", verdict))
+    rows.append(("restore 2,000-file output from the run cache vs `mlops checkout` of it (both replace the other version's files; best of 3)", restore, checkout, "restore <= checkout", verdict))
     print(f"run-cache restore {restore:.3f}s vs checkout {checkout:.3f}s  {verdict}")
+    shutil.rmtree(m_repo / "gen")
+    into_empty = sh([mlops, "checkout"], m_repo)
+    rows.append(("info: `mlops checkout` of the same output into an empty folder", restore, into_empty, "info", "-"))
     if dvc:
         d_repo = new_repo(work / "p-restore-dvc", "dvc", mlops, dvc)
         restorer(d_repo, "dvc.yaml")

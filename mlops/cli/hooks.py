@@ -1,0 +1,201 @@
+"""Git hook commands: install, uninstall, status, and `hooks run` (what git calls).
+
+The run-time side composes rooms the core cannot join: the data status with the
+pipeline's (pre-commit), checkout with the lock file's outputs (post-checkout), and the
+commits' pointer files with their lock files (pre-push).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from ..errors import CheckFailed, MlopsError, UsageError
+from ..repo.repo import find_repo
+from .boundary import JSON_OPTION, command
+from .output import Output
+
+hooks_app = typer.Typer(no_args_is_help=True)
+ZERO_SHA = "0" * 40
+HOOK_OPTIONS = {
+    "pre_commit": typer.Option(False, "--pre-commit", help="Refuse commits whose data or pipeline.lock is out of date."),
+    "post_checkout": typer.Option(False, "--post-checkout", help="Check out the data of the new commit after git checkout."),
+    "pre_push": typer.Option(False, "--pre-push", help="Push the objects the pushed commits reference to the default remote."),
+}
+MODE_OPTION = typer.Option("block", "--mode", help="block: a failed check stops git; warn: it only prints.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hooks_app, name="hooks", help="Git hooks that keep data in step with commits, checkouts and pushes.")
+
+
+def _chosen(pre_commit: bool, post_checkout: bool, pre_push: bool) -> list[str] | None:
+    names = [n for n, on in (("pre-commit", pre_commit), ("post-checkout", post_checkout), ("pre-push", pre_push)) if on]
+    return names or None  # none named: all three
+
+
+def _report(out: Output, states: list, verb: str) -> None:  # noqa: ANN001
+    if out.json:
+        out.emit_json({"hooks": [s.to_dict() for s in states]})
+        return
+    for s in states:
+        detail = {"installed": f"mode {s.mode}" + (", runs the hook that was there first" if s.chained else ""),
+                  "absent": "not installed", "foreign": "another hook is there (mlops hooks install chains it)"}[s.state]
+        colour = {"installed": "green", "absent": "dim", "foreign": "yellow"}[s.state]
+        out.row((s.state, colour), (s.name, None), (detail, "dim"))
+    if verb:
+        out.info(f"{verb} in {os.path.dirname(states[0].path)}" if states else verb)
+
+
+@command(hooks_app, "install")
+def install(
+    pre_commit: bool = HOOK_OPTIONS["pre_commit"],
+    post_checkout: bool = HOOK_OPTIONS["post_checkout"],
+    pre_push: bool = HOOK_OPTIONS["pre_push"],
+    mode: str = MODE_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Install the git hooks (all three unless some are named); hooks already there keep running, first."""
+    from ..repo import hooks
+
+    out = Output(json_output=json_output)
+    _report(out, hooks.install(find_repo(), _chosen(pre_commit, post_checkout, pre_push), mode=mode), "hooks installed")
+
+
+@command(hooks_app, "uninstall")
+def uninstall(
+    pre_commit: bool = HOOK_OPTIONS["pre_commit"],
+    post_checkout: bool = HOOK_OPTIONS["post_checkout"],
+    pre_push: bool = HOOK_OPTIONS["pre_push"],
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Remove mlops' git hooks and restore the hooks they chained."""
+    from ..repo import hooks
+
+    out = Output(json_output=json_output)
+    _report(out, hooks.uninstall(find_repo(), _chosen(pre_commit, post_checkout, pre_push)), "hooks removed")
+
+
+@command(hooks_app, "status")
+def status(json_output: bool = JSON_OPTION) -> None:
+    """Which mlops hooks are installed, in which mode, and whether they chain another hook."""
+    from ..repo import hooks
+
+    out = Output(json_output=json_output)
+    _report(out, hooks.hook_states(find_repo()), "")
+
+
+@command(hooks_app, "run", hidden=True)
+def run(
+    name: str = typer.Argument(..., help="pre-commit, post-checkout or pre-push."),
+    args: Optional[list[str]] = typer.Argument(None, help="The arguments git passes to the hook."),
+    mode: str = MODE_OPTION,
+) -> None:
+    """What an installed hook runs (git passes its arguments; the pre-commit framework sets PRE_COMMIT_* instead)."""
+    if mode not in ("block", "warn"):
+        raise UsageError(f"unknown hook mode '{mode}'", hint="use --mode block or --mode warn")
+    runners = {"pre-commit": _pre_commit, "post-checkout": _post_checkout, "pre-push": _pre_push}
+    if name not in runners:
+        raise UsageError(f"unknown hook '{name}'", hint=f"choose from {', '.join(runners)}")
+    out = Output()
+    try:
+        runners[name](out, list(args or []))
+    except MlopsError as exc:
+        if mode == "block":
+            raise
+        out.warn(f"{name} hook (warn mode, not stopping git): {exc.message}" + (f"; {exc.hint}" if exc.hint else ""))
+
+
+def _pre_commit(out: Output, _args: list[str]) -> None:
+    from ..data.status import status as data_status
+    from .data import _stage_status
+
+    repo = find_repo()
+    changed = [t for t in data_status(repo, None).targets if t.state != "unchanged"]
+    stale = [s for s in _stage_status(repo) if s["status"] == "would run" and s["has_run"]]
+    for t in changed:
+        out.warn(f"{t.state}: {t.path} (its pointer file {t.path}.mlops does not match the data)")
+    for s in stale:
+        out.warn(f"stage {s['name']} is out of date in pipeline.lock: {'; '.join(s['reasons'])}")
+    if changed or stale:
+        hint = []
+        if changed:
+            hint.append("'mlops add PATH' to record the data (or 'mlops checkout PATH' to discard the change)")
+        if stale:
+            hint.append("'mlops run' to update pipeline.lock")
+        raise CheckFailed(
+            f"commit refused: {len(changed)} tracked path(s) and {len(stale)} stage(s) out of date",
+            hint=" and ".join(hint) + "; 'git commit --no-verify' skips this check",
+        )
+
+
+def _post_checkout(out: Output, args: list[str]) -> None:
+    # git passes: previous HEAD, new HEAD, 1 for a branch checkout (0: files only)
+    flag = args[2] if len(args) > 2 else os.environ.get("PRE_COMMIT_CHECKOUT_TYPE", "1")
+    if flag != "1":
+        return
+    from ..data.checkout import checkout
+    from .data import _lock_pointers
+
+    repo = find_repo()
+    result = checkout(repo, None, extra_pointers=_lock_pointers(repo, None))
+    out.info(f"mlops: checked out {result.changed_files} file(s) to match the pointer files")
+
+
+def _pushed_revs(repo, args: list[str]) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """(tips being pushed, rev-list arguments for what the remote has) from the lines git
+    writes on stdin (`<local ref> <local sha> <remote ref> <remote sha>`), or from the
+    pre-commit framework's PRE_COMMIT_* variables."""
+    remote = args[0] if args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
+    if os.environ.get("PRE_COMMIT_TO_REF"):
+        tips = [os.environ["PRE_COMMIT_TO_REF"]]
+        have = [os.environ["PRE_COMMIT_FROM_REF"]] if os.environ.get("PRE_COMMIT_FROM_REF") else []
+    else:
+        tips, have = [], []
+        for line in sys.stdin.read().splitlines():
+            parts = line.split()
+            if len(parts) != 4 or parts[1] == ZERO_SHA:  # a deleted branch sends nothing
+                continue
+            tips.append(parts[1])
+            if parts[3] != ZERO_SHA:
+                have.append(parts[3])
+    # a remote commit this clone never fetched cannot be named: the remote's branches stand in
+    exclude = ["^" + sha for sha in have if _known_commit(repo, sha)]
+    if not exclude and remote:
+        exclude = ["--not", f"--remotes={remote}"]
+    return tips, exclude
+
+
+def _pre_push(out: Output, args: list[str]) -> None:
+    repo = find_repo()
+    tips, exclude = _pushed_revs(repo, args)
+    if not tips:
+        return
+    from ..data.references import commit_roots
+    from ..data.transfer import push
+    from ..pipeline.roots import commit_lock_roots
+
+    roots = [
+        *commit_roots(repo, tips, exclude),
+        *commit_lock_roots(repo, ["--no-walk", *tips]),
+        *commit_lock_roots(repo, [*tips, *exclude]),
+    ]
+    if not roots:
+        return
+    result = push(repo, only_roots=roots, progress=out.progress())
+    out.info(f"mlops: pushed {result.transferred} object(s) to {result.remote} ({result.present} already there)")
+    if result.missing_locally:
+        raise CheckFailed(
+            f"{len(result.missing_locally)} object(s) the pushed commits reference are in neither this cache nor the remote",
+            hint="'mlops pull' them from where they are, or re-add the data; 'git push --no-verify' skips this check",
+        )
+
+
+def _known_commit(repo, sha: str) -> bool:  # noqa: ANN001
+    import subprocess
+
+    done = subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo.root, capture_output=True, check=False)
+    return done.returncode == 0

@@ -1,0 +1,749 @@
+"""The registry's verbs: register, resolve, load, promote, approve, rollback, alias, audit.
+
+Every verb takes the repo first and returns a frozen dataclass; every change runs inside
+``store.transaction`` (one lock, re-read inside it, audit entries appended in the same
+step). Nothing here prints or exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import (
+    CorruptObjectError,
+    InvalidPathError,
+    MissingObjectError,
+    PromotionRefused,
+    UnknownModelError,
+    UsageError,
+)
+from ..fsio import TMP_PREFIX
+from ..progress import NO_PROGRESS, Progress
+from ..repo.repo import Repo, find_repo
+from ..store.tree import walk_tree
+from . import audit, flavors, policy
+from .refs import (
+    ARCHIVED,
+    NONE,
+    PRODUCTION,
+    SINGLE_STAGES,
+    STAGING,
+    STAGES,
+    check_alias,
+    check_name,
+    check_stage,
+    parse_ref,
+    parse_version,
+)
+from .store import (
+    ModelVersion,
+    audit_path,
+    default_actor,
+    find_record,
+    head_path,
+    in_stage,
+    load_model_doc,
+    model_names,
+    model_path,
+    pick,
+    require_model,
+    shown,
+    transaction,
+    version_view,
+)
+
+# --- resolving -----------------------------------------------------------------------------------
+
+
+def resolve(repo: Repo, ref: str) -> ModelVersion:
+    """``churn:3``, ``churn@production``, ``churn@champion``, ``churn`` (latest) -> the version.
+
+    Unknown model, version, stage or alias: ``UnknownModelError`` (exit 2) naming it and
+    listing what exists.
+    """
+    parsed = parse_ref(ref)
+    doc = require_model(repo, parsed.name)
+    return version_view(doc, pick(doc, parsed))
+
+
+def get_version(repo: Repo, name: str, version: int | str) -> ModelVersion:
+    doc = require_model(repo, check_name(name))
+    return version_view(doc, find_record(doc, parse_version(version)))
+
+
+def versions(repo: Repo, name: str) -> list[ModelVersion]:
+    doc = require_model(repo, check_name(name))
+    return [version_view(doc, r) for r in sorted(doc["versions"], key=lambda r: r["version"])]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    versions: int
+    latest: int | None
+    staging: int | None
+    production: int | None
+    aliases: dict[str, int]
+    description: str
+    updated: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def list_models(repo: Repo) -> list[ModelSummary]:
+    out = []
+    for name in model_names(repo):
+        doc = load_model_doc(repo, name)
+        if doc is None:
+            continue
+        records = sorted(doc["versions"], key=lambda r: r["version"])
+        holder = lambda stage: next((r["version"] for r in records if r.get("stage") == stage), None)  # noqa: E731
+        latest = records[-1] if records else None
+        times = [h.get("at", "") for r in records for h in r.get("stage_history") or []] + [r.get("registered_at", "") for r in records]
+        out.append(ModelSummary(
+            name, len(records), latest["version"] if latest else None, holder(STAGING), holder(PRODUCTION),
+            dict(sorted((doc.get("aliases") or {}).items())), (latest or {}).get("description", ""), max(times, default=""),
+        ))
+    return out
+
+
+# --- reading artifacts -----------------------------------------------------------------------------
+
+
+def _object_path(repo: Repo, digest: str) -> Path:
+    return repo.objects.path(digest)
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    """(xxh3-128, SHA-256) of a file, in one read."""
+    import xxhash
+
+    xx, sha = xxhash.xxh3_128(), hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            xx.update(chunk)
+            sha.update(chunk)
+    return xx.hexdigest(), sha.hexdigest()
+
+
+def _check_file(path: Path, digest: str, sha256: str | None, what: str) -> str:
+    """Rehash a file (xxh3 and SHA-256 in one pass); raise on a mismatch. Returns the SHA-256."""
+    try:
+        got, sha = _hashes(path)
+    except FileNotFoundError:
+        raise MissingObjectError(
+            f"{what}: its artifact {digest} is not in the cache", hint="run 'mlops pull' (or 'mlops fetch')", object=digest
+        ) from None
+    if got != digest or (sha256 is not None and sha != sha256):
+        raise CorruptObjectError(
+            f"{what}: the artifact's bytes do not match the hash the registry recorded",
+            hint="run 'mlops verify', then 'mlops pull' to fetch a good copy", object=digest,
+        )
+    return sha
+
+
+def artifact_path(repo: Repo, mv: ModelVersion) -> Path:
+    """A local path to the version's artifact, its bytes checked against the registry.
+
+    A file: the object in the cache (read-only). A directory: a read-only copy under
+    ``.mlops/tmp/models/<hash>/``, built from the cache (each file checked while copied) and
+    checked again on every call. Corrupt: ``CorruptObjectError``; absent: ``MissingObjectError``.
+    """
+    if mv.kind != "dir":
+        path = _object_path(repo, mv.artifact)
+        _check_file(path, mv.artifact, mv.sha256, mv.ref())
+        return path
+    return _materialize_dir(repo, mv)
+
+
+def _dir_records(repo: Repo, mv: ModelVersion) -> dict[str, Any]:
+    try:
+        return {rel: entry for rel, entry in walk_tree(repo.objects.read_bytes, mv.artifact)}
+    except MissingObjectError:
+        raise MissingObjectError(
+            f"{mv.ref()}: its directory manifest {mv.artifact} is not in the cache",
+            hint="run 'mlops pull' (or 'mlops fetch')", object=mv.artifact,
+        ) from None
+
+
+def _materialize_dir(repo: Repo, mv: ModelVersion) -> Path:
+    records = _dir_records(repo, mv)
+    top = repo.tmp / "models"
+    target = top / mv.artifact
+    if target.is_dir():
+        if _dir_matches(target, records):
+            return target
+        _remove_tree(target)  # someone changed the copy: rebuild it from the cache
+    top.mkdir(parents=True, exist_ok=True)
+    building = top / f"{TMP_PREFIX}{mv.artifact}-{os.getpid()}"
+    _remove_tree(building)
+    try:
+        for rel, entry in records.items():
+            dest = building / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            source = _object_path(repo, entry.hash)
+            _check_file(source, entry.hash, None, f"{mv.ref()}: {rel}")
+            shutil.copyfile(source, dest)
+            _check_file(dest, entry.hash, None, f"{mv.ref()}: {rel}")  # the copy, not only the source
+            os.chmod(dest, 0o555 if entry.executable else 0o444)
+        try:
+            os.rename(building, target)
+        except OSError:
+            if not (target.is_dir() and _dir_matches(target, records)):  # another process built it first
+                raise
+    finally:
+        _remove_tree(building)
+    return target
+
+
+def _dir_matches(folder: Path, records: dict[str, Any]) -> bool:
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+    if found != set(records):
+        return False
+    try:
+        for rel, entry in records.items():
+            _check_file(folder / rel, entry.hash, None, rel)
+    except (CorruptObjectError, MissingObjectError):
+        return False
+    return True
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for folder, dirs, files in os.walk(path):
+        os.chmod(folder, 0o755)
+        for name in files:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(folder, name), 0o644)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def load_model(ref_or_mv: str | ModelVersion, repo: Repo | None = None) -> Any:
+    """The model object of a version: the registered bytes are read once, checked against the
+    registry's hashes (xxh3 and SHA-256), and only then unpickled."""
+    repo = repo or find_repo()
+    mv = resolve(repo, ref_or_mv) if isinstance(ref_or_mv, str) else ref_or_mv
+    if mv.kind == "dir":
+        raise UsageError(
+            f"{mv.ref()} is a directory artifact ({mv.filename}); load_model reads pickled models",
+            hint="read its files through mlops.registry.artifact_path(repo, version)",
+        )
+    data = flavors.verified_bytes(_object_path(repo, mv.artifact), digest=mv.artifact, sha256=mv.sha256, what=mv.ref())
+    if not flavors.is_pickle(data):
+        raise UsageError(
+            f"{mv.ref()} ({mv.filename}) is not a pickle, so load_model cannot load it",
+            hint="read it through mlops.registry.artifact_path(repo, version)",
+        )
+    return flavors.unpickle(data, mv.ref())
+
+
+def training_data(repo: Repo, mv: ModelVersion) -> list[tuple[str, Path]]:
+    """(original relative path, readable local path in the cache) of every file of the data
+    snapshots behind the version. The local path has no suffix: pick a reader by the first."""
+    return _snapshot_files(repo, mv.data, mv.ref())
+
+
+def _snapshot_files(repo: Repo, snapshots: Sequence[dict[str, Any]], what: str) -> list[tuple[str, Path]]:
+    out: list[tuple[str, Path]] = []
+    for snap in snapshots:
+        digest, rel = snap["hash"], snap["path"]
+        if snap.get("kind") == "dir":
+            try:
+                for inner, entry in walk_tree(repo.objects.read_bytes, digest):
+                    out.append((f"{rel}/{inner}", _present(repo, entry.hash, f"{rel}/{inner}")))
+            except MissingObjectError:
+                raise MissingObjectError(
+                    f"{what}: the manifest of its data {rel} ({digest}) is not in the cache",
+                    hint="run 'mlops pull' (or 'mlops fetch')", object=digest,
+                ) from None
+        else:
+            out.append((rel, _present(repo, digest, rel)))
+    return out
+
+
+def _present(repo: Repo, digest: str, label: str) -> Path:
+    path = _object_path(repo, digest)
+    if not path.exists():
+        raise MissingObjectError(f"{label}: object {digest} is not in the cache", hint="run 'mlops pull' (or 'mlops fetch')", object=digest)
+    return path
+
+
+# --- register ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    version: ModelVersion
+    new_model: bool
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.version.to_dict(), "new_model": self.new_model, "warnings": list(self.warnings)}
+
+
+def _store_artifact(repo: Repo, source: Path, *, progress: Progress) -> tuple[str, str, int, int, str | None]:
+    """Copy the artifact into the object store: (hash, kind, size, files, sha256 of a file)."""
+    if source.is_dir():
+        from ..data.add import snapshot_path
+
+        rel = repo.check_user_path(source)
+        with repo.store_lock(), repo.path_lock(rel):
+            snap = snapshot_path(repo, rel, link_workspace=False, progress=progress)
+        return snap.pointer.hash, "dir", snap.pointer.size, snap.pointer.files, None
+    with repo.store_lock():
+        with repo.objects.batch() as batch:
+            digest, size = batch.add_file(source)
+        # the SHA-256 is taken of the stored object, in the same read that checks its name
+        sha = _check_file(_object_path(repo, digest), digest, None, str(source))
+    return digest, "file", size, 1, sha
+
+
+def register(
+    repo: Repo,
+    name: str,
+    path: str | os.PathLike[str],
+    *,
+    run: str | None = None,
+    description: str = "",
+    actor: str | None = None,
+    data: Sequence[str] = (),
+    signature_from: str | os.PathLike[str] | None = None,
+    infer_signature: bool = True,
+    progress: Progress = NO_PROGRESS,
+) -> RegisterResult:
+    """Store the artifact, gather its lineage, and add it as the model's next version."""
+    check_name(name)
+    actor = actor or default_actor()
+    source = Path(os.path.abspath(path))
+    if not source.exists():
+        raise InvalidPathError(f"{path}: no such file or folder", hint="train the model first ('mlops run'), or check the path")
+    if not (source.is_file() or source.is_dir()):
+        raise InvalidPathError(f"{path}: not a regular file or folder")
+    if signature_from is not None and not Path(signature_from).is_file():
+        raise InvalidPathError(f"{signature_from}: no such file (--signature-from)")
+    try:
+        rel: str | None = source.relative_to(repo.root).as_posix()
+    except ValueError:
+        rel = None
+    if rel is not None and (rel.split("/")[0] in (".mlops", ".git")):
+        raise InvalidPathError(f"{path}: inside {rel.split('/')[0]}/, which mlops and git manage themselves")
+    digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
+    warnings: list[str] = []
+    link = None
+    if run is not None:
+        from .lineage import link_run
+
+        link = link_run(repo, run, artifact_rel=rel, artifact_hash=digest)
+        warnings.extend(link.warnings)
+    snapshots = list(link.data) if link else []
+    if data:
+        from .lineage import data_from_paths
+
+        for snap in data_from_paths(repo, list(data)):
+            if all(s["path"] != snap["path"] or s["hash"] != snap["hash"] for s in snapshots):
+                snapshots.append(snap)
+    flavor = flavors.detect_flavor(_object_path(repo, digest), kind) if kind == "file" else flavors.DIR
+    signature = None
+    if flavor == flavors.SKLEARN and infer_signature:
+        signature, flavor = _sklearn_signature(repo, digest, sha, snapshots, signature_from, warnings)
+    record: dict[str, Any] = {
+        "version": 0,
+        "stage": NONE,
+        "artifact": {"hash": digest, "kind": kind, "size": size, "files": files, "filename": source.name, "sha256": sha, "source": rel or str(source)},
+        "flavor": flavor,
+        "signature": signature,
+        "run_id": link.run_id if link else None,
+        "metrics": link.metrics if link else {},
+        "params": link.params if link else {},
+        "git_commit": link.git_commit if link else None,
+        "data": snapshots,
+        "lineage": link.lineage if link else {},
+        "registered_by": actor,
+        "registered_at": audit.now_iso(),
+        "description": description,
+        "stage_history": [],
+        "approvals": [],
+        "drift_checks": [],
+    }
+    with transaction(repo) as txn:
+        new_model = load_model_doc(repo, name) is None
+        doc = txn.model(name, create=True)
+        number = doc["next_version"]
+        doc["next_version"] = number + 1
+        record["version"] = number
+        doc["versions"].append(record)
+        txn.record(
+            "registered", model=name, version=number, actor=actor, artifact=digest, kind=kind, size=size,
+            flavor=flavor, run_id=record["run_id"], git_commit=record["git_commit"], description=description,
+        )
+    return RegisterResult(version_view(doc, record), new_model, tuple(warnings))
+
+
+def _sklearn_signature(
+    repo: Repo, digest: str, sha: str | None, snapshots: list[dict[str, Any]], signature_from: Any, warnings: list[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """Load the stored (checked) bytes and infer the signature; scikit-learn missing: no signature."""
+    data = flavors.verified_bytes(_object_path(repo, digest), digest=digest, sha256=sha, what="the new version")
+    try:
+        model = flavors.unpickle(data, "the new version")
+    except UsageError as exc:
+        warnings.append(f"no signature: {exc.message}")
+        return None, flavors.SKLEARN
+    if not type(model).__module__.startswith("sklearn"):
+        return None, flavors.FILE  # the scan saw sklearn names, but the object is something else
+    if signature_from is not None:
+        tables = [(str(signature_from), Path(signature_from))]
+    else:
+        try:
+            tables = flavors.table_files(_snapshot_files(repo, snapshots, "the new version"))
+        except MissingObjectError as exc:
+            warnings.append(f"training data not in the cache ({exc.message}): input dtypes unknown")
+            tables = []
+    signature, notes = flavors.sklearn_signature(model, tables)
+    warnings.extend(notes)
+    return signature, flavors.SKLEARN
+
+
+# --- stage transitions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    name: str
+    version: int
+    from_stage: str
+    to_stage: str
+    changed: bool
+    forced: bool
+    reason: str
+    actor: str
+    checks: tuple[policy.RuleResult, ...]
+    overridden: tuple[policy.RuleResult, ...] = ()
+    displaced: int | None = None  # the version that held the stage before
+    displaced_to: str | None = None
+    audit_seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.name, "version": self.version, "ref": f"{self.name}:{self.version}", "from_stage": self.from_stage,
+            "to_stage": self.to_stage, "changed": self.changed, "forced": self.forced, "reason": self.reason,
+            "actor": self.actor, "checks": [c.to_dict() for c in self.checks], "overridden": [c.to_dict() for c in self.overridden],
+            "displaced": self.displaced, "displaced_to": self.displaced_to, "audit_seq": self.audit_seq,
+        }
+
+
+def _move(record: dict[str, Any], to_stage: str, *, actor: str, reason: str, forced: bool = False, via: str = "promote") -> None:
+    record["stage_history"] = [*record.get("stage_history", []), {
+        "stage": to_stage, "from": record.get("stage", NONE), "at": audit.now_iso(), "by": actor, "reason": reason,
+        "forced": forced, "via": via,
+    }]
+    record["stage"] = to_stage
+
+
+def promote(
+    repo: Repo, name: str, version: int | str, to_stage: str, *, reason: str = "", actor: str | None = None, force: bool = False
+) -> PromoteResult:
+    """Move a version to a stage if every policy gate for that stage holds (checked under the lock).
+
+    Refused: one ``promotion_refused`` audit entry, nothing else changes, and ``PromotionRefused``
+    (exit 1) lists every failed rule with the value seen. ``force`` (with a reason) overrides
+    and is recorded as forced. Production archives the version it replaces; staging sends it
+    back to ``none``.
+    """
+    check_name(name)
+    number = parse_version(version)
+    check_stage(to_stage)
+    actor = actor or default_actor()
+    reason = (reason or "").strip()
+    if force and not reason:
+        raise UsageError("--force needs --reason: an override must say why", hint=f"mlops promote {name} {number} --to {to_stage} --force --reason TEXT")
+    refusal: PromotionRefused | None = None
+    with transaction(repo) as txn:
+        rules = policy.load_policy(repo.dot)  # read under the lock: the rules and the state are of one moment
+        doc = txn.model(name)
+        record = find_record(doc, number)
+        from_stage = record.get("stage", NONE)
+        checks = tuple(policy.evaluate(rules.rules_for(name, to_stage), record)) if to_stage != NONE else ()
+        if from_stage == to_stage:
+            return PromoteResult(name, number, from_stage, to_stage, False, False, reason, actor, checks)
+        failed = tuple(c for c in checks if not c.ok)
+        if failed and not force:
+            txn.record(
+                "promotion_refused", model=name, version=number, from_stage=from_stage, to_stage=to_stage, actor=actor,
+                reason=reason, failed=[c.to_dict() for c in failed],
+            )
+            entries = txn.commit()
+            listed = "; ".join(f"{c.rule} (seen: {_seen(c)})" for c in failed)
+            refusal = PromotionRefused(
+                f"{name}:{number} -> {to_stage} refused by {len(failed)} of {len(checks)} rule(s): {listed}",
+                hint=f"meet the rules, or override: mlops promote {name} {number} --to {to_stage} --force --reason TEXT",
+                model=name, version=number, to_stage=to_stage, failed=[c.to_dict() for c in failed],
+                checks=[c.to_dict() for c in checks], audit_seq=entries[-1]["seq"] if entries else None,
+            )
+        else:
+            displaced, displaced_to = None, None
+            if to_stage in SINGLE_STAGES:
+                for other in in_stage(doc, to_stage):
+                    if other is record:
+                        continue
+                    displaced, displaced_to = other["version"], (ARCHIVED if to_stage == PRODUCTION else NONE)
+            _move(record, to_stage, actor=actor, reason=reason, forced=bool(failed))
+            if to_stage == PRODUCTION:
+                doc["production_history"] = [*doc.get("production_history", []), number]
+            txn.record(
+                "stage_changed", model=name, version=number, from_stage=from_stage, to_stage=to_stage, actor=actor,
+                reason=reason, forced=bool(failed), overridden=[c.to_dict() for c in failed],
+                checks=[c.to_dict() for c in checks],
+            )
+            if displaced is not None:
+                other = find_record(doc, displaced)
+                why = f"replaced in {to_stage} by {name}:{number}"
+                _move(other, displaced_to or NONE, actor=actor, reason=why, via="displaced")
+                txn.record("stage_changed", model=name, version=displaced, from_stage=to_stage, to_stage=displaced_to, actor=actor, reason=why)
+            entries = txn.commit()
+            result = PromoteResult(
+                name, number, from_stage, to_stage, True, bool(failed), reason, actor, checks, failed, displaced, displaced_to,
+                entries[0]["seq"] if entries else None,
+            )
+    if refusal is not None:
+        raise refusal
+    return result
+
+
+def _seen(check: policy.RuleResult) -> str:
+    return f"{check.seen}" + (f"; {check.detail}" if check.detail else "")
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    name: str
+    from_version: int
+    to_version: int
+    to_version_was: str  # the stage the restored version left
+    reason: str
+    actor: str
+    audit_seq: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__, model=self.name)
+
+
+def rollback(repo: Repo, name: str, *, reason: str = "", actor: str | None = None) -> RollbackResult:
+    """Put the previous production version back in production; the current one is archived.
+
+    "Previous" is the version that was in production before the current one (the model's
+    production history is a stack: a rollback pops it, so a second rollback goes one further
+    back). No gates: a rollback is the way out of a bad release. Recorded as ``rolled_back``.
+    """
+    check_name(name)
+    actor = actor or default_actor()
+    reason = (reason or "").strip()
+    with transaction(repo) as txn:
+        doc = txn.model(name)
+        current = in_stage(doc, PRODUCTION)
+        if not current:
+            raise UsageError(f"model '{name}' has no version in production, so there is nothing to roll back",
+                             hint=f"promote one: mlops promote {name} VERSION --to production")
+        now = current[0]["version"]
+        history = list(doc.get("production_history") or [])
+        while history and history[-1] == now:
+            history.pop()
+        known = {r["version"] for r in doc["versions"]}
+        while history and history[-1] not in known:
+            history.pop()
+        if not history:
+            raise UsageError(f"model '{name}' has no earlier production version than v{now} to roll back to",
+                             hint=f"promote another version: mlops promote {name} VERSION --to production")
+        previous = find_record(doc, history[-1])
+        was = previous.get("stage", NONE)
+        why = reason or "rollback"
+        _move(current[0], ARCHIVED, actor=actor, reason=why, via="rollback")
+        _move(previous, PRODUCTION, actor=actor, reason=why, via="rollback")
+        doc["production_history"] = history
+        txn.record("rolled_back", model=name, version=previous["version"], from_version=now, to_version=previous["version"],
+                   actor=actor, reason=reason, previous_stage_of_restored=was)
+        entries = txn.commit()
+    return RollbackResult(name, now, previous["version"], was, reason, actor, entries[0]["seq"] if entries else None)
+
+
+# --- approvals, aliases, drift checks ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApproveResult:
+    name: str
+    version: int
+    stage: str
+    by: str
+    comment: str
+    approvers: tuple[str, ...]  # distinct people who approved the version for this stage
+    repeated: bool  # this person had approved it already: counted once
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "model": self.name, "approvers": list(self.approvers), "count": len(self.approvers)}
+
+
+def approve(repo: Repo, name: str, version: int | str, stage: str, *, by: str | None = None, comment: str = "") -> ApproveResult:
+    """Record an approval of a version for a stage (gates count distinct people)."""
+    check_name(name)
+    number = parse_version(version)
+    check_stage(stage)
+    if stage == NONE:
+        raise UsageError("approvals are for a target stage: staging, production or archived")
+    by = (by or default_actor()).strip()
+    if not by:
+        raise UsageError("an approval needs a person (--by)")
+    with transaction(repo) as txn:
+        doc = txn.model(name)
+        record = find_record(doc, number)
+        repeated = by in policy.distinct_approvers(record, stage)
+        record["approvals"] = [*record.get("approvals", []), {"stage": stage, "by": by, "at": audit.now_iso(), "comment": comment}]
+        txn.record("approved", model=name, version=number, stage=stage, actor=by, comment=comment, repeated=repeated)
+    return ApproveResult(name, number, stage, by, comment, tuple(policy.distinct_approvers(record, stage)), repeated)
+
+
+@dataclass(frozen=True)
+class AliasResult:
+    name: str
+    alias: str
+    version: int | None  # None: removed
+    previous: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "model": self.name}
+
+
+def set_alias(repo: Repo, name: str, version: int | str, alias: str, *, actor: str | None = None) -> AliasResult:
+    """Point an alias at a version (moving it from another version, as MLflow does)."""
+    check_name(name)
+    number = parse_version(version)
+    check_alias(alias)
+    actor = actor or default_actor()
+    with transaction(repo) as txn:
+        doc = txn.model(name)
+        find_record(doc, number)
+        previous = (doc.get("aliases") or {}).get(alias)
+        if previous == number:
+            return AliasResult(name, alias, number, previous)
+        doc["aliases"] = {**(doc.get("aliases") or {}), alias: number}
+        txn.record("alias_set", model=name, version=number, alias=alias, previous=previous, actor=actor)
+    return AliasResult(name, alias, number, previous)
+
+
+def delete_alias(repo: Repo, name: str, alias: str, *, actor: str | None = None) -> AliasResult:
+    check_name(name)
+    actor = actor or default_actor()
+    with transaction(repo) as txn:
+        doc = txn.model(name)
+        aliases = dict(doc.get("aliases") or {})
+        if alias not in aliases:
+            raise UnknownModelError(
+                f"model '{name}' has no alias '{alias}'",
+                hint=("aliases: " + ", ".join(sorted(aliases))) if aliases else "it has no aliases", model=name, alias=alias,
+            )
+        previous = aliases.pop(alias)
+        doc["aliases"] = aliases
+        txn.record("alias_removed", model=name, version=previous, alias=alias, actor=actor)
+    return AliasResult(name, alias, None, previous)
+
+
+def record_drift_check(repo: Repo, name: str, version: int, *, drifted: bool, summary: dict[str, Any], actor: str | None = None) -> None:
+    """Record a drift check's verdict on a version (the gate ``no_failed_drift_check`` reads them)."""
+    check_name(name)
+    number = parse_version(version)
+    actor = actor or default_actor()
+    summary = audit.json_safe(summary)  # numpy numbers and the like become JSON values (or text)
+    with transaction(repo) as txn:
+        doc = txn.model(name)
+        record = find_record(doc, number)
+        record["drift_checks"] = [*record.get("drift_checks", []), {"at": audit.now_iso(), "drifted": bool(drifted), "summary": summary, "by": actor}]
+        txn.record("drift_check", model=name, version=number, drifted=bool(drifted), summary=summary, actor=actor)
+
+
+# --- audit ---------------------------------------------------------------------------------------------
+
+
+def audit_append(repo: Repo, event: str, **fields: Any) -> None:
+    """Append an event to the audit log (e.g. serve's automatic canary rollback), under the lock."""
+    if "state" in fields:
+        raise UsageError("audit field 'state' is reserved for model-file changes")
+    fields.setdefault("actor", default_actor())
+    with transaction(repo) as txn:
+        txn.record(event, **fields)
+
+
+def history(repo: Repo, name: str) -> list[dict[str, Any]]:
+    """Every audit entry about a model, oldest first."""
+    check_name(name)
+    entries = [e for e in audit.read_entries(audit_path(repo)) if e.get("model") == name]
+    if not entries:
+        require_model(repo, name)
+    return entries
+
+
+def verify_audit(repo: Repo) -> audit.VerifyReport:
+    """Check the audit chain, its head and every model file's anchor (read-only: no lock)."""
+    docs: dict[str, tuple[str, dict[str, Any] | None]] = {}
+    for name in model_names(repo):
+        path = model_path(repo, name)
+        try:
+            docs[name] = (shown(repo, path), load_model_doc(repo, name))
+        except UsageError:
+            docs[name] = (shown(repo, path), None)
+    return audit.verify_chain(audit_path(repo), head_path(repo), docs)
+
+
+# --- roots for push, fetch and gc -------------------------------------------------------------------
+
+
+def registry_roots(repo: Repo, *, all_commits: bool = False) -> list[Any]:
+    """Every artifact and data snapshot the registry names (``mlops.data.references.Root``):
+    pushed, fetched and kept by gc like tracked data. ``all_commits``: also every committed
+    version of the model files."""
+    from ..data.references import Root
+
+    def of(doc: dict[str, Any], where: str) -> list[Root]:
+        out = []
+        for record in doc.get("versions") or []:
+            art = record.get("artifact") or {}
+            label = f"{where}{doc.get('name')}:{record.get('version')}"
+            if art.get("hash"):
+                out.append(Root(art["hash"], art.get("kind") == "dir", label))
+            for snap in record.get("data") or []:
+                if snap.get("hash"):
+                    out.append(Root(snap["hash"], snap.get("kind") == "dir", f"{label} data {snap.get('path')}"))
+        return out
+
+    roots: list[Root] = []
+    for name in model_names(repo):
+        doc = load_model_doc(repo, name)
+        if doc is not None:
+            roots.extend(of(doc, "registry "))
+    if all_commits:
+        from ..repo.git import git_repo
+        from .store import parse_model
+
+        prefix = f"{repo.dot.name}/registry/models/"
+        for path, blob in git_repo(repo.root).blobs_all_commits(lambda p: p.startswith(prefix) and p.endswith(".json")):
+            try:
+                roots.extend(of(parse_model(blob, f"git:{path}"), "git registry "))
+            except UsageError:
+                continue  # a broken old model file must not stop gc
+    return roots
+
+
+__all__ = [
+    "AliasResult", "ApproveResult", "ModelSummary", "PromoteResult", "RegisterResult", "RollbackResult", "STAGES",
+    "approve", "artifact_path", "audit_append", "delete_alias", "get_version", "history", "list_models", "load_model",
+    "promote", "record_drift_check", "register", "registry_roots", "resolve", "rollback", "set_alias", "training_data",
+    "verify_audit", "versions",
+]
