@@ -88,12 +88,4 @@ class RegistrySource:
 
 def open_source(repo: Repo) -> ModelSource:
     """The source serving reads models from: the repository's registry."""
-    import os
-
-    custom = os.environ.get("MLOPS_SERVE_SOURCE")
-    if custom:  # scaffolding until the registry lands: tests name a folder-backed source
-        import importlib
-
-        module, _, attr = custom.partition(":")
-        return getattr(importlib.import_module(module), attr)(repo)
     return RegistrySource(repo)

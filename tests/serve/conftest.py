@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from servekit import GuardedModel, Server, fit_pipeline, register, start_server
+from servekit import Server, fit_pipeline, guarded, register, start_server
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +20,11 @@ def pipelines() -> dict[str, bytes]:
 
 @pytest.fixture
 def model_repo(repo: Any, pipelines: dict[str, bytes]) -> Path:
-    """A repository where churn v1 is production (a guarded pipeline), v2 the same pipeline, v3 a flipped one."""
+    """A repository whose registry has churn v1 in production (a guarded pipeline), v2 the same, v3 a flipped one."""
     root = Path(repo.root)
     base = pickle.loads(pipelines["base"])
-    register(root, "churn", 1, GuardedModel(base), stage="production")
-    register(root, "churn", 2, GuardedModel(base))
+    register(root, "churn", 1, guarded(base), stage="production")
+    register(root, "churn", 2, guarded(base))
     register(root, "churn", 3, pickle.loads(pipelines["flipped"]))
     return root
 

@@ -52,74 +52,90 @@ def fit_pipeline(seed: int = 0, flip: bool = False) -> Any:
     return Pipeline([("columns", columns), ("model", LogisticRegression(max_iter=500))]).fit(frame, target)
 
 
-SIGNATURE = {
-    "inputs": [{"name": "tenure", "dtype": "int64"}, {"name": "plan", "dtype": "str"}, {"name": "monthly_charges", "dtype": "float64"}],
-    "outputs": [{"name": "churned", "dtype": "int64"}],
-}
+def reject_negative_tenure(frame: Any) -> Any:
+    """A model's input assertion: the first step of the guarded pipeline."""
+    if (frame["tenure"] < 0).any():
+        raise ValueError("tenure must not be negative")
+    return frame
 
 
-class GuardedModel:
+def always_fail(frame: Any) -> Any:
+    raise RuntimeError("this candidate is broken")
+
+
+def sleep_then_pass(frame: Any, seconds: float = 0.8) -> Any:
+    time.sleep(seconds)
+    return frame
+
+
+def _with_first_step(pipeline: Any, name: str, func: Any, **kw_args: Any) -> Any:
+    """A fitted scikit-learn Pipeline: ``func`` (a FunctionTransformer) in front of ``pipeline``'s steps."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    step = FunctionTransformer(func, kw_args=kw_args or None).fit(training_frame(rows=20))  # fit does not call func
+    return Pipeline([(name, step), *pipeline.steps])
+
+
+def guarded(pipeline: Any) -> Any:
     """A real pipeline that raises on a negative tenure, as a model with an input assertion would."""
-
-    def __init__(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
-
-    def predict(self, frame: Any) -> Any:
-        if (frame["tenure"] < 0).any():
-            raise ValueError("tenure must not be negative")
-        return self.pipeline.predict(frame)
+    return _with_first_step(pipeline, "guard", reject_negative_tenure)
 
 
-class BrokenModel:
+def broken(pipeline: Any) -> Any:
     """A candidate that fails on every call."""
-
-    def predict(self, frame: Any) -> Any:
-        raise RuntimeError("this candidate is broken")
+    return _with_first_step(pipeline, "broken", always_fail)
 
 
-class SlowModel:
-    """A real pipeline that takes ``seconds`` per call (a SIGTERM arrives while requests are in flight)."""
-
-    def __init__(self, pipeline: Any, seconds: float) -> None:
-        self.pipeline = pipeline
-        self.seconds = seconds
-
-    def predict(self, frame: Any) -> Any:
-        time.sleep(self.seconds)
-        return self.pipeline.predict(frame)
+def slow(pipeline: Any, seconds: float) -> Any:
+    """A real pipeline taking ``seconds`` per call (SIGTERM arrives while requests are in flight)."""
+    return _with_first_step(pipeline, "slow", sleep_then_pass, seconds=seconds)
 
 
-# --- registering models --------------------------------------------------------------------------
+# --- registering models in the repository's registry ---------------------------------------------
 
 
-def register(root: Path, name: str, version: int, model: Any, *, stage: str = "none", signature: Any = SIGNATURE,
-             refuse_promotion: str | None = None) -> None:
-    """Register ``model`` as ``name:version`` in the repository at ``root``."""
-    folder = root / "test-models" / name / str(version)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.pkl").write_bytes(pickle.dumps(model))
-    meta: dict[str, Any] = {"stage": stage, "signature": signature}
-    if refuse_promotion:
-        meta["refuse_promotion"] = refuse_promotion
-    (folder / "meta.json").write_text(json.dumps(meta))
+def register(root: Path, name: str, version: int, model: Any, *, stage: str = "none") -> None:
+    """Register ``model`` as ``name:version`` in the registry of the repository at ``root``
+    (the signature is inferred from a table of training rows), and promote it to ``stage``."""
+    from mlops import registry
+    from mlops.repo.repo import Repo
+
+    repo = Repo(root)
+    folder = root / "models"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}-v{version}.pkl"
+    path.write_bytes(pickle.dumps(model))
+    table = folder / "train.parquet"
+    if not table.exists():
+        training_frame(rows=50).to_parquet(table)
+    result = registry.register(repo, name, path, signature_from=table, actor="tests")
+    assert result.version.version == version, "register versions in order"
+    assert result.version.signature, result.warnings
+    if stage != "none":
+        registry.promote(repo, name, version, stage, reason="test set-up", actor="tests")
 
 
 def stage_of(root: Path, name: str, version: int) -> str:
-    return json.loads((root / "test-models" / name / str(version) / "meta.json").read_text())["stage"]
+    from mlops import registry
+    from mlops.repo.repo import Repo
+
+    return registry.resolve(Repo(root), f"{name}:{version}").stage
 
 
-def audit_entries(root: Path) -> list[dict[str, Any]]:
-    path = root / "test-models" / "audit.jsonl"
+def audit_entries(root: Path, *events: str) -> list[dict[str, Any]]:
+    """The registry's audit log (only ``events`` when given)."""
+    path = root / ".mlops" / "registry" / "audit.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if not events or e.get("event") in events]
 
 
 def serve_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # the project root (for tests.serve.folder_source) and this folder (for the pickled model classes)
-    path = os.pathsep.join([str(PROJECT), str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path,
-           "MLOPS_SERVE_SOURCE": "tests.serve.folder_source:FolderSource", "NO_COLOR": "1"}
+    # this folder on the path: the pickled pipelines name functions of this module
+    path = os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1"}
     env.pop("MLOPS_DEBUG", None)
     env.update(extra or {})
     return env

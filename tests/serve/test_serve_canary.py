@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from loadgen import build_request, run_load
-from servekit import ROW, BrokenModel, audit_entries, mlops, register, stage_of, wait_for
+from servekit import ROW, audit_entries, broken, mlops, register, stage_of, wait_for
 
 from mlops.repo.repo import Repo
 from mlops.serve.requestlog import shadow_log_files
@@ -86,8 +86,10 @@ def test_shadow_sees_every_request_and_both_predictions_are_recorded(serve, mode
     assert status["variants"][0]["requests"] == 30
 
 
-def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path) -> None:
-    register(model_repo, "churn", 4, BrokenModel())
+def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path, pipelines) -> None:
+    import pickle
+
+    register(model_repo, "churn", 4, broken(pickle.loads(pipelines["base"])))
     server = serve()
     mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "50", "--min-requests", "10", "--max-error-rate", "0.2")
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
@@ -106,7 +108,7 @@ def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path) -
     assert failed and all(v == "canary" for s, v in results if s == 500)  # only canary requests failed
     dep = (model_repo / ".mlops" / "deployments" / "churn.yaml").read_text()
     assert "candidate:" not in dep and "automatic: true" in dep
-    entries = [e for e in audit_entries(model_repo) if e["event"] == "canary_rollback"]
+    entries = audit_entries(model_repo, "canary_rollback")
     assert len(entries) == 1 and entries[0]["automatic"] is True and entries[0]["version"] == 4
     assert "error rate" in entries[0]["reason"]
     status = mlops(model_repo, "canary", "status", "churn").stdout
@@ -163,21 +165,19 @@ def test_progressive_canary_steps_up_then_promotes_through_the_gates(serve, mode
         assert c.get("/health").json()["production"] == 2, "not promoted within 30 s"
     assert weights == {20.0, 60.0}
     assert stage_of(model_repo, "churn", 2) == "production" and stage_of(model_repo, "churn", 1) == "archived"
-    events = [e["event"] for e in audit_entries(model_repo)]
-    assert events.count("canary_step") == 1 and "promote" in events
+    assert len(audit_entries(model_repo, "canary_step")) == 1
+    promoted = [e for e in audit_entries(model_repo, "stage_changed") if e.get("version") == 2]
+    assert promoted and "progressive canary" in json.dumps(promoted[-1])
 
 
 def test_a_refused_promotion_holds_the_canary(serve, model_repo: Path) -> None:
-    import pickle
-
-    healthy = pickle.loads((model_repo / "test-models" / "churn" / "2" / "model.pkl").read_bytes())
-    register(model_repo, "churn", 5, healthy, refuse_promotion="no approval")
-    mlops(model_repo, "deploy", "churn", "--canary", "5", "--weight", "30")
+    (model_repo / ".mlops" / "policy.yaml").write_text("format: 1\nstages:\n  production:\n    approvals: 1\n")
+    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "30")
     r = mlops(model_repo, "canary", "promote", "churn", code=1)
-    assert "refused" in r.stderr and "no approval" in r.stderr
+    assert "refused" in r.stderr and "approval" in r.stderr
     assert "candidate:" in (model_repo / ".mlops" / "deployments" / "churn.yaml").read_text()
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "5", "--steps", "50", "--interval", "1s", "--min-requests", "3")
+    mlops(model_repo, "deploy", "churn", "--canary", "2", "--steps", "50", "--interval", "1s", "--min-requests", "3")
     with server.client() as c:
         def held() -> bool:
             for _ in range(5):
@@ -187,4 +187,5 @@ def test_a_refused_promotion_holds_the_canary(serve, model_repo: Path) -> None:
         wait_for(held, timeout=20, what="the hold")
     status = json.loads(mlops(model_repo, "canary", "status", "churn", "--json").stdout)
     assert "promotion refused" in status["candidate"]["hold"]
-    assert stage_of(model_repo, "churn", 5) == "none"
+    assert stage_of(model_repo, "churn", 2) == "none"
+    assert audit_entries(model_repo, "promotion_refused")

@@ -25,7 +25,7 @@ def server(serve) -> Server:
 def expected(model_repo: Path, rows: list[dict]) -> list[int]:
     import pandas as pd
 
-    model = pickle.loads((model_repo / "test-models" / "churn" / "1" / "model.pkl").read_bytes())
+    model = pickle.loads((model_repo / "models" / "churn-v1.pkl").read_bytes())
     return model.predict(pd.DataFrame(rows)).tolist()
 
 
@@ -77,7 +77,7 @@ def test_every_endpoint_and_format(server: Server, model_repo: Path) -> None:
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model_name"] == "churn" and body["model_version"] == "1" and body["id"] == "42"
-        assert body["outputs"] == [{"name": "churned", "shape": [2], "datatype": "INT64", "data": want}]
+        assert body["outputs"] == [{"name": "prediction", "shape": [2], "datatype": "INT64", "data": want}]
         matrix = {"inputs": [{"name": "input-0", "shape": [2, 3], "datatype": "BYTES", "data": [3, "basic", 80.0, 40, "pro", 20.5]}]}
         assert c.post("/v2/models/churn/infer", json=matrix).json()["outputs"][0]["data"] == want
         assert c.post("/v2/models/churn/versions/1/infer", json=infer).json()["outputs"][0]["data"] == want

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servekit import ROW, SlowModel, mlops, register, wait_for
+from servekit import ROW, mlops, register, slow, wait_for
 
 from mlops.repo.repo import Repo
 from mlops.serve.requestlog import log_files
@@ -58,8 +58,8 @@ def test_without_a_token_admin_works_on_loopback_and_a_missing_token_variable_is
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_closes_the_request_log(serve, model_repo: Path, pipelines) -> None:
-    register(model_repo, "churn", 6, SlowModel(pickle.loads(pipelines["base"]), 0.8))
-    server = serve("churn:6")
+    register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 0.8))
+    server = serve("churn:4")
 
     def send(i: int) -> tuple[int, dict]:
         r = httpx.post(server.url + "/predict", json={"records": [{**ROW, "tenure": i}]}, timeout=30)
@@ -82,7 +82,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_closes_the_request_log(serve
     assert table.schema.names == ["tenure", "plan", "monthly_charges", "prediction", "variant", "version", "latency_ms", "time"]
     assert [str(t) for t in table.schema.types] == ["int64", "string", "double", "int64", "string", "int64", "double", "timestamp[us, tz=UTC]"]
     frame = table.to_pandas()
-    assert sorted(frame["tenure"]) == list(range(6)) and set(frame["version"]) == {6} and set(frame["variant"]) == {"production"}
+    assert sorted(frame["tenure"]) == list(range(6)) and set(frame["version"]) == {4} and set(frame["variant"]) == {"production"}
     assert (frame["latency_ms"] >= 700).all()
     assert log_files(Repo(model_repo), "churn", since_seconds=60) == files
     assert log_files(Repo(model_repo), "churn", since_seconds=0.000001) in ([], files)

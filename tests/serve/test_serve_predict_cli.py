@@ -18,7 +18,7 @@ def frame():
 
 
 def expected(model_repo: Path, frame) -> list[int]:
-    model = pickle.loads((model_repo / "test-models" / "churn" / "1" / "model.pkl").read_bytes())
+    model = pickle.loads((model_repo / "models" / "churn-v1.pkl").read_bytes())
     return model.predict(frame[["tenure", "plan", "monthly_charges"]]).tolist()
 
 
@@ -89,13 +89,15 @@ def test_deploy_and_canary_commands(model_repo: Path) -> None:
     r = mlops(model_repo, "canary", "promote", "churn", "-m", "looks good")
     assert "promoted churn v2 to production (was v1)" in r.stdout
     assert stage_of(model_repo, "churn", 2) == "production"
-    assert [e["event"] for e in audit_entries(model_repo)] == ["deploy", "promote"]
+    assert audit_entries(model_repo, "deploy")[-1]["candidate"] == 2
+    moved = [e for e in audit_entries(model_repo, "stage_changed") if e.get("version") == 2]
+    assert "looks good" in json.dumps(moved[-1]) and "production" in json.dumps(moved[-1])
     r = mlops(model_repo, "canary", "rollback", "churn", code=2)
     assert "no canary or shadow to roll back" in r.stderr
     mlops(model_repo, "deploy", "churn", "--shadow", "3")
     r = mlops(model_repo, "canary", "rollback", "churn", "-m", "shadow disagrees too much")
     assert "shadow v3 removed; all traffic to production v2" in r.stdout
-    assert audit_entries(model_repo)[-1]["reason"] == "shadow disagrees too much"
+    assert audit_entries(model_repo, "canary_rollback")[-1]["reason"] == "shadow disagrees too much"
 
 
 def test_a_broken_deployment_file_is_a_located_error(model_repo: Path) -> None:
