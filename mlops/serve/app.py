@@ -130,6 +130,8 @@ class Runtime:
         self.deployment_error: str | None = None
         self.reference_error: str | None = None
         self.arrivals = 0  # requests read but not yet queued: tells the batcher more rows are coming
+        self.active = 0  # prediction requests in flight
+        self.concurrency = 1.0  # moving average of `active` seen by arriving requests: how many callers come together
         self.token: str | None = None
         self.leader = False
         self._leader_lock: FileLock | None = None
@@ -216,7 +218,7 @@ class Runtime:
 
         batcher = Batcher(predict, name=f"{info.name}-v{info.version}", max_batch_rows=self.config.max_batch_rows,
                           max_wait_ms=self.config.max_wait_ms, max_queue=self.config.max_queue, arrivals=lambda: self.arrivals,
-                          initializer=_model_thread_setup)
+                          concurrency=lambda: self.concurrency, initializer=_model_thread_setup)
         batcher.start()
         served = Served(info, model, batcher)
         self.served[info.version] = served
@@ -409,6 +411,8 @@ class Runtime:
         """Parse, route, check, queue and answer one prediction request (any protocol)."""
         started = time.perf_counter()
         self.arrivals += 1
+        self.active += 1
+        self.concurrency += 0.1 * (self.active - self.concurrency)
         arrived = True
         try:
             try:
@@ -482,6 +486,7 @@ class Runtime:
                 })
             return Outcome(200, variant, served, predictions, inputs=inputs)
         finally:
+            self.active -= 1
             if arrived:
                 self.arrivals -= 1
 

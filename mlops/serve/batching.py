@@ -5,8 +5,10 @@ loop; the batcher takes everything queued (up to ``max_batch_rows``) as one batc
 DataFrame and calls ``predict`` once in its thread. While that call runs, new requests queue,
 so the next batch forms by itself: at low load a request waits for nobody (batch of one), at
 high load batches grow with the load. On top of that the batcher waits at most
-``max_wait_ms`` for more rows, but only while other requests have arrived and are still being
-read and checked (``arrivals()`` > 0), so a lone caller never pays the wait.
+``max_wait_ms`` for more rows, but only while more are on their way: requests that have
+arrived and are still being read and checked (``arrivals()``), or, when the recent number of
+requests in flight (``concurrency()``, a moving average) says callers come together, until that
+many are queued. A lone caller (concurrency 1) never pays the wait.
 
 The queue is bounded (``max_queue`` requests): past it ``submit`` raises ``QueueFull`` at once
 and the server answers 503 with Retry-After rather than slowing every caller.
@@ -59,6 +61,7 @@ class Batcher:
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
         arrivals: Callable[[], int] = lambda: 0,
+        concurrency: Callable[[], float] = lambda: 1.0,
         initializer: Callable[[], None] | None = None,
     ) -> None:
         self.predict = predict
@@ -67,6 +70,7 @@ class Batcher:
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.max_queue = max(1, max_queue)
         self.arrivals = arrivals
+        self.concurrency = concurrency
         self.stats = BatchStats()
         self._queue: deque[_Item] = deque()
         self._wake: asyncio.Event | None = None
@@ -123,9 +127,9 @@ class Batcher:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            if self.max_wait and self.arrivals() > 0 and self._rows_queued() < self.max_batch_rows:
+            if self.max_wait and self._worth_waiting():
                 deadline = loop.time() + self.max_wait
-                while self.arrivals() > 0 and self._rows_queued() < self.max_batch_rows:
+                while self._worth_waiting():
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
@@ -154,6 +158,15 @@ class Batcher:
                     item.future.set_exception(outcome)
                 else:
                     item.future.set_result(outcome)
+
+    def _worth_waiting(self) -> bool:
+        """More rows are on their way: requests being read now, or callers that usually come together
+        (the recent number of requests in flight) and are not all queued yet."""
+        if self._rows_queued() >= self.max_batch_rows:
+            return False
+        if self.arrivals() > 0:
+            return True
+        return len(self._queue) < min(self.max_batch_rows, int(self.concurrency() + 0.5))
 
     def _rows_queued(self) -> int:
         return sum(item.rows for item in self._queue)
