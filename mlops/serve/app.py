@@ -178,6 +178,7 @@ class Runtime:
             loop.create_task(self._every(cfg.stats_seconds, self._write_stats), name="stats"),
             loop.create_task(self._every(cfg.control_seconds, self._control), name="controller"),
         ]
+        _quiet_gc()
         self.ready = True
 
     async def shutdown(self) -> None:
@@ -256,6 +257,7 @@ class Runtime:
             for version, served in self.served.items():
                 if version not in in_use and served.unused_since is None:
                     served.unused_since = now
+            _quiet_gc()  # a newly loaded model joins the objects the collector no longer scans
             if dep is not None:
                 log.info("following deployment revision %s: production v%s%s", dep.revision, dep.production,
                          f", {dep.candidate.mode} v{dep.candidate.version}" if dep.candidate else "")
@@ -535,6 +537,22 @@ class Runtime:
         new = await asyncio.to_thread(rollback, self.repo, self.source, self.model, reason=reason, by="http admin (POST /admin/rollback)")
         await self._check_deployment()
         return new
+
+
+def _quiet_gc() -> None:
+    """Keep Python's cyclic garbage collector from pausing the server for tens of milliseconds.
+
+    Everything loaded so far (libraries, the models) is moved out of the collector's sight
+    (``gc.freeze``), and young objects are collected less often: a request allocates many
+    short-lived objects but hardly makes reference cycles, and at a few thousand requests per
+    second the default thresholds ran a full collection over the whole heap often enough to
+    put 60-70 ms into the p99 latency at concurrency 32 (17 ms with this).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def _model_thread_setup() -> None:

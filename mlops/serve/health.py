@@ -217,6 +217,7 @@ class Stats:
         self.totals: dict[Key, Bucket] = {}
         self.seconds: dict[Key, dict[int, Bucket]] = {}
         self.counters: dict[str, float] = {}  # other totals for /metrics: rejected, shadow_dropped, ...
+        self._frozen: dict[Key, dict[int, dict[str, Any]]] = {}  # JSON of past seconds: they no longer change
 
     def bucket(self, key: Key, now: float | None = None) -> Bucket:
         second = int(now if now is not None else time.time())
@@ -246,9 +247,24 @@ class Stats:
 
     def prune(self, now: float) -> None:
         oldest = int(now) - KEEP_SECONDS
-        for per in self.seconds.values():
+        for per in (*self.seconds.values(), *self._frozen.values()):
             for second in [s for s in per if s < oldest]:
                 del per[second]
+
+    def _seconds_json(self, key: Key, now: float) -> dict[str, Any]:
+        """Each bucket serialised once after its second is over (a snapshot is written every second)."""
+        current = int(now)
+        frozen = self._frozen.setdefault(key, {})
+        out = {}
+        for second, bucket in sorted(self.seconds.get(key, {}).items()):
+            if second < current:
+                data = frozen.get(second)
+                if data is None:
+                    data = frozen[second] = bucket.to_json()
+            else:
+                data = bucket.to_json()
+            out[str(second)] = data
+        return out
 
     def snapshot(self, model: str, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -258,7 +274,7 @@ class Stats:
             variants.append({
                 "variant": key[0], "version": key[1],
                 "total": self.totals.get(key, Bucket()).to_json(),
-                "seconds": {str(s): b.to_json() for s, b in sorted(self.seconds.get(key, {}).items())},
+                "seconds": self._seconds_json(key, now),
             })
         return {"format": STATS_FORMAT, "model": model, "pid": os.getpid(), "host": socket.gethostname(),
                 "started": self.started, "written": now, "variants": variants, "counters": dict(self.counters)}

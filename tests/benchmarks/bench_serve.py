@@ -200,10 +200,31 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-    report(results, canary, status, args, started)
+    report(results, canary, status, args, started, model_alone_ms(model, rows1[FEATURES]))
 
 
-def report(results: list[dict[str, Any]], canary: dict[str, Any], status: dict[str, Any], args: argparse.Namespace, started: float) -> None:
+def model_alone_ms(model: Any, row: Any) -> dict[str, float]:
+    """Median time of one single-row predict() in this process: the floor under both servers' latency."""
+    import statistics
+
+    import sklearn
+
+    def median(skip: bool) -> float:
+        times = []
+        with sklearn.config_context(skip_parameter_validation=skip):
+            for _ in range(50):
+                model.predict(row)
+            for _ in range(400):
+                t0 = time.perf_counter()
+                model.predict(row)
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1000
+
+    return {"default": median(False), "skip_validation": median(True)}
+
+
+def report(results: list[dict[str, Any]], canary: dict[str, Any], status: dict[str, Any], args: argparse.Namespace, started: float,
+           alone: dict[str, float]) -> None:
     c1, c8, c32, c100 = results
     def ratio(cell: dict[str, Any]) -> float:
         return cell["mlops"]["rps"] / cell["mlflow"]["rps"]
@@ -245,6 +266,11 @@ def report(results: list[dict[str, Any]], canary: dict[str, Any], status: dict[s
         "1.0 (other work on this shared 2-core machine).", "",
         *lines, "",
         f"Canary status after the run: {json.dumps([{k: v[k] for k in ('variant', 'version', 'requests', 'errors', 'p50_ms', 'p99_ms')} for v in status['variants']])}",
+        "",
+        f"The model alone, in-process, right after: one single-row `predict()` takes {alone['default']:.2f} ms (median of 400; "
+        f"{alone['skip_validation']:.2f} ms with scikit-learn's parameter validation skipped, as mlops serve's model threads do). "
+        f"At concurrency 1 that leaves {c1['mlops']['p50_ms'] - alone['skip_validation']:.1f} ms of p50 to mlops serve "
+        f"(HTTP, parsing, checks, the thread hand-off) and {c1['mlflow']['p50_ms'] - alone['default']:.1f} ms to MLflow's server.",
         "",
     ])
     print("\n" + text)
