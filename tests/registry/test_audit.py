@@ -191,7 +191,7 @@ def test_no_change_is_written_into_a_cut_or_replaced_log(logged, cli, damage) ->
         forged["hash"] = entry_hash(forged)
         _write(logged, [*lines[:-1], json.dumps(forged)])
     before = (_log(logged).read_bytes(), (logged.root / ".mlops/registry/models/churn.json").read_bytes())
-    result = cli("alias", "churn", "2", "best", code=1)
+    result = cli("alias", "churn", "2", "best", code=3)  # could not complete: not a gate refusal (1)
     assert "refusing to write" in result.stderr and "mlops audit verify" in result.stderr
     assert (_log(logged).read_bytes(), (logged.root / ".mlops/registry/models/churn.json").read_bytes()) == before
     cli("audit", "verify", code=1)

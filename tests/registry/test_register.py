@@ -106,7 +106,13 @@ def test_a_plain_pickle_is_flavor_file_and_loads(repo, tree) -> None:
     assert load_model(mv, repo) == {"weights": [1, 2, 3]}
 
 
-def test_registering_never_runs_a_pickle_that_is_not_scikit_learn(repo, tmp_path) -> None:
+@pytest.mark.parametrize("wrap", [
+    lambda payload: payload,
+    # strings that look like scikit-learn's module names, as values: they import nothing
+    lambda payload: {"framework": "sklearn", "module": "sklearn.linear_model", "m": payload},
+    lambda payload: ["sklearn", "sklearn.tree._classes", "DecisionTreeClassifier", payload],
+], ids=["bare", "sklearn-strings-in-a-dict", "sklearn-strings-in-a-list"])
+def test_registering_never_runs_a_pickle_that_is_not_scikit_learn(repo, tmp_path, wrap) -> None:
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -115,9 +121,10 @@ def test_registering_never_runs_a_pickle_that_is_not_scikit_learn(repo, tmp_path
 
             return (os.system, (f"touch {marker}",))
 
-    (repo.root / "evil.pkl").write_bytes(pickle.dumps(Payload()))
-    mv = register(repo, "evil", "evil.pkl").version
-    assert mv.flavor == "file" and not marker.exists()  # detected by reading opcodes, never unpickled
+    for protocol in (2, 4, 5):
+        (repo.root / "evil.pkl").write_bytes(pickle.dumps(wrap(Payload()), protocol=protocol))
+        mv = register(repo, "evil", "evil.pkl").version
+        assert mv.flavor == "file" and not marker.exists()  # detected by reading opcodes, never unpickled
 
 
 def test_a_sklearn_model_outside_a_run_gets_dtypes_from_signature_from(repo, tree, cli) -> None:
