@@ -113,6 +113,20 @@ def truncate_file(path: str | os.PathLike[str], size: int) -> None:
         raise storage_error(exc, path) from exc
 
 
+def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
+    """Remove the temp files interrupted writers left in ``folder`` (not in its subfolders).
+    Only for a caller holding the lock that every writer of the folder takes. Returns how many."""
+    try:
+        with os.scandir(folder) as entries:
+            stale = [e.path for e in entries if e.name.startswith(TMP_PREFIX) and e.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return len(stale)
+
+
 def _writable_tree(path: str | os.PathLike[str]) -> None:
     for folder, _dirs, _files in os.walk(path):
         with contextlib.suppress(OSError):

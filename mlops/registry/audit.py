@@ -463,6 +463,7 @@ def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict
     - entries past the head (a crash between the append and the model file) are settled:
       those whose model file carries their state landed; for each other one an
       ``interrupted`` entry is appended, and the head moves to the end;
+    - no head and an empty log (the first change): the head is written at the genesis (seq 0);
     - a head past the end of the log, naming another entry, or missing beside a non-empty
       log means the log was cut or replaced: ``RegistryTampered`` (exit 3), and nothing is written, so
       that a new entry never buries the evidence (``mlops audit verify`` says more).
@@ -474,6 +475,10 @@ def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict
     seq, digest = _tail(log)
     if head is None:
         if seq == 0:
+            # the first change: anchor the head at the genesis before the first append, so a
+            # crash right after that append leaves an entry past the head (settled like any
+            # other), not a log whose head is missing (which is what a cut log looks like)
+            write_head(head_path, 0, GENESIS)
             return []
         raise _tampered(f"{head_path.name} is missing while the audit log has {seq} entries")
     head_seq, head_hash = head.get("seq"), head.get("hash")

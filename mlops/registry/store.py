@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, NewerFormatError, UnknownModelError
-from ..fsio import atomic_write
+from ..fsio import atomic_write, remove_stale_temps
 from ..repo.repo import Repo
 from . import audit
 from .refs import ARCHIVED, LATEST, NONE, STAGES, Ref, check_name, parse_ref, parse_version
@@ -368,6 +368,13 @@ class Transaction:
         return self.entries
 
 
+def _drop_stale_temps(repo: Repo) -> None:
+    """Temp files a killed writer left beside the model files or the head (the lock is held, so
+    no writer is using one): removed, so that nothing half-written is ever committed to git."""
+    for folder in (registry_dir(repo), models_dir(repo)):
+        remove_stale_temps(folder)
+
+
 def registry_lock(repo: Repo) -> Any:
     return repo.lock("registry", what="the model registry")
 
@@ -381,6 +388,7 @@ def transaction(repo: Repo) -> Iterator[Transaction]:
     """
     registry_dir(repo).mkdir(parents=True, exist_ok=True)
     with registry_lock(repo):
+        _drop_stale_temps(repo)
         audit.settle(audit_path(repo), head_path(repo), lambda: _all_docs(repo))
         txn = Transaction(repo)
         yield txn

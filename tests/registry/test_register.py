@@ -4,6 +4,7 @@ file or folder, version numbers, and what is refused."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -93,6 +94,10 @@ def test_any_file_or_folder_registers_without_a_signature(repo, tree, cli) -> No
     folder = artifact_path(repo, mv)
     assert (folder / "config.json").read_text() == "{}" and (folder / "sub" / "w.npy").read_bytes() == b"123"
     assert artifact_path(repo, mv) == folder  # checked again, not rebuilt
+    os.chmod(folder / "config.json", 0o644)
+    (folder / "config.json").write_text('{"changed": true}')  # someone edits the checked copy
+    assert (artifact_path(repo, mv) / "config.json").read_text() == "{}"  # rebuilt from the cache
+    assert sorted(p.name for p in folder.parent.iterdir()) == [mv.artifact]  # no temp or old folders left
     with pytest.raises(UsageError, match="directory artifact"):
         load_model(mv, repo)
     with pytest.raises(UsageError, match="not a pickle"):
