@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from regkit import audit_entries, js, write_pickle, write_policy
 
-from mlops.errors import PromotionRefused, UsageError
+from mlops.errors import PromotionRefused
 from mlops.registry import approve, promote, record_drift_check, register, resolve
 from mlops.registry.store import model_path
 from mlops.tracking.store import create_run, finish_run, log_metrics
