@@ -84,13 +84,22 @@ run mlops plots $(mlops runs list --json --limit 3 | python -c "import json,sys;
 
 # --- model registry (issue 5) -------------------------------------------------------------
 step "model registry: register the trained model with its run, promote it through the policy gates"
+# the last run above ran with params.yaml uncommitted: commit it, and run again at that commit
+# (nothing retrains: the stages are up to date), so the version's lineage names a clean commit
+run git commit -q -am "max_depth 8: the model to register"
+run mlops run
 cp "$here/examples/churn/policy.yaml" .mlops/policy.yaml
 run cat .mlops/policy.yaml
 latest=$(mlops runs list --json --limit 1 | python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['id'])")
 run mlops register churn models/model.pkl --run "$latest" --description "Random forest that flags customers likely to churn, for the retention team"
 run mlops models show churn:1
 run mlops promote churn 1 --to staging --reason "first candidate"
-run mlops promote churn 1 --to production || echo "(refused, exit $?: no approval yet)"
+# no approval yet: the gate must refuse, with exit 1 (a gate), not 2 or 3 (an error)
+printf '$ %s\n' "mlops promote churn 1 --to production"
+refused=0
+mlops promote churn 1 --to production || refused=$?
+if [ "$refused" -ne 1 ]; then echo "demo: expected the promotion to be refused with exit 1, got exit $refused" >&2; exit 1; fi
+echo "(refused by the policy gate, exit 1: no approval yet)"
 run mlops approve churn 1 --to production --by alice --comment "metrics per plan reviewed"
 run mlops promote churn 1 --to production --reason "approved by alice"
 run mlops models

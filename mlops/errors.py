@@ -167,6 +167,12 @@ class StorageError(CouldNotComplete):
     kind = "storage"
 
 
+class RegistryTampered(CouldNotComplete):
+    """A registry change refused to write: the audit log or a model file was tampered with."""
+
+    kind = "registry_tampered"
+
+
 class GitError(CouldNotComplete):
     """git failed underneath."""
 
@@ -200,6 +206,7 @@ ALL_ERRORS: tuple[type[MlopsError], ...] = (
     CorruptObjectError,
     MissingObjectError,
     StorageError,
+    RegistryTampered,
     GitError,
     Interrupted,
 )
