@@ -20,11 +20,10 @@ def pipelines() -> dict[str, bytes]:
 
 @pytest.fixture
 def model_repo(repo: Any, pipelines: dict[str, bytes]) -> Path:
-    """A repository whose registry has churn v1 in production (a guarded pipeline), v2 the same, v3 a flipped one."""
+    """A repository whose registry has churn v1 in production, v2 the same pipeline (both raise on an unknown plan), v3 a flipped one."""
     root = Path(repo.root)
-    base = pickle.loads(pipelines["base"])
-    register(root, "churn", 1, guarded(base), stage="production")
-    register(root, "churn", 2, guarded(base))
+    register(root, "churn", 1, guarded(), stage="production")
+    register(root, "churn", 2, guarded())
     register(root, "churn", 3, pickle.loads(pipelines["flipped"]))
     return root
 

@@ -37,7 +37,11 @@ def training_frame(rows: int = 600, seed: int = 0) -> Any:
     })
 
 
-def fit_pipeline(seed: int = 0, flip: bool = False) -> Any:
+def fit_pipeline(seed: int = 0, flip: bool = False, strict: bool = False, plans: str | None = None) -> Any:
+    """A churn pipeline (one-hot plan, scaled numbers, logistic regression), scikit-learn classes only.
+
+    ``strict``: an unknown plan makes predict raise (the model's own input check); ``plans``: fit
+    with every plan replaced by this one, so that (strict) every real plan is unknown."""
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -45,22 +49,13 @@ def fit_pipeline(seed: int = 0, flip: bool = False) -> Any:
 
     frame = training_frame(seed=seed)
     target = ((frame["tenure"] < 12) & (frame["monthly_charges"] > 60)).astype(int)
+    if plans is not None:
+        frame["plan"] = plans
     if flip:  # a candidate that answers differently: the shadow's disagreement is then visible
         target = 1 - target
-    columns = ColumnTransformer([("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+    columns = ColumnTransformer([("plan", OneHotEncoder(handle_unknown="error" if strict else "ignore"), ["plan"]),
                                  ("numbers", StandardScaler(), ["tenure", "monthly_charges"])])
     return Pipeline([("columns", columns), ("model", LogisticRegression(max_iter=500))]).fit(frame, target)
-
-
-def reject_negative_tenure(frame: Any) -> Any:
-    """A model's input assertion: the first step of the guarded pipeline."""
-    if (frame["tenure"] < 0).any():
-        raise ValueError("tenure must not be negative")
-    return frame
-
-
-def always_fail(frame: Any) -> Any:
-    raise RuntimeError("this candidate is broken")
 
 
 def sleep_then_pass(frame: Any, seconds: float = 0.8) -> Any:
@@ -68,34 +63,31 @@ def sleep_then_pass(frame: Any, seconds: float = 0.8) -> Any:
     return frame
 
 
-def _with_first_step(pipeline: Any, name: str, func: Any, **kw_args: Any) -> Any:
-    """A fitted scikit-learn Pipeline: ``func`` (a FunctionTransformer) in front of ``pipeline``'s steps."""
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    step = FunctionTransformer(func, kw_args=kw_args or None).fit(training_frame(rows=20))  # fit does not call func
-    return Pipeline([(name, step), *pipeline.steps])
+def guarded() -> Any:
+    """A real pipeline whose predict raises on a plan it never saw (OneHotEncoder's own check)."""
+    return fit_pipeline(strict=True)
 
 
-def guarded(pipeline: Any) -> Any:
-    """A real pipeline that raises on a negative tenure, as a model with an input assertion would."""
-    return _with_first_step(pipeline, "guard", reject_negative_tenure)
-
-
-def broken(pipeline: Any) -> Any:
-    """A candidate that fails on every call."""
-    return _with_first_step(pipeline, "broken", always_fail)
+def broken() -> Any:
+    """A candidate that fails on every real request: fitted on one made-up plan, strict about unknown ones."""
+    return fit_pipeline(strict=True, plans="never-seen")
 
 
 def slow(pipeline: Any, seconds: float) -> Any:
-    """A real pipeline taking ``seconds`` per call (SIGTERM arrives while requests are in flight)."""
-    return _with_first_step(pipeline, "slow", sleep_then_pass, seconds=seconds)
+    """A real pipeline taking ``seconds`` per call (SIGTERM arrives while requests are in flight).
+    Its first step calls a function of this module, which the registry's restricted loader does not
+    load at registration: it is registered without a signature (and served without checks)."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    step = FunctionTransformer(sleep_then_pass, kw_args={"seconds": seconds}).fit(training_frame(rows=20))
+    return Pipeline([("slow", step), *pipeline.steps])
 
 
 # --- registering models in the repository's registry ---------------------------------------------
 
 
-def register(root: Path, name: str, version: int, model: Any, *, stage: str = "none") -> None:
+def register(root: Path, name: str, version: int, model: Any, *, stage: str = "none", signature: bool = True) -> None:
     """Register ``model`` as ``name:version`` in the registry of the repository at ``root``
     (the signature is inferred from a table of training rows), and promote it to ``stage``."""
     from mlops import registry
@@ -111,7 +103,7 @@ def register(root: Path, name: str, version: int, model: Any, *, stage: str = "n
         training_frame(rows=50).to_parquet(table)
     result = registry.register(repo, name, path, signature_from=table, actor="tests")
     assert result.version.version == version, "register versions in order"
-    assert result.version.signature, result.warnings
+    assert bool(result.version.signature) == signature, result.warnings
     if stage != "none":
         registry.promote(repo, name, version, stage, reason="test set-up", actor="tests")
 

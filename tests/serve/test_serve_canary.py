@@ -86,10 +86,8 @@ def test_shadow_sees_every_request_and_both_predictions_are_recorded(serve, mode
     assert status["variants"][0]["requests"] == 30
 
 
-def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path, pipelines) -> None:
-    import pickle
-
-    register(model_repo, "churn", 4, broken(pickle.loads(pipelines["base"])))
+def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path) -> None:
+    register(model_repo, "churn", 4, broken())
     server = serve()
     mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "50", "--min-requests", "10", "--max-error-rate", "0.2")
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")

@@ -58,7 +58,7 @@ def test_without_a_token_admin_works_on_loopback_and_a_missing_token_variable_is
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_closes_the_request_log(serve, model_repo: Path, pipelines) -> None:
-    register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 0.8))
+    register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 0.8), signature=False)
     server = serve("churn:4")
 
     def send(i: int) -> tuple[int, dict]:
