@@ -116,6 +116,7 @@ run git commit -q -m "register churn:1 and promote it to production"
 # --- serving (issue 7) ---------------------------------------------------------------------
 step "serving: a second version of the model, to try as a canary"
 sed -i.bak 's/max_depth: 8/max_depth: 5/' params.yaml && rm -f params.yaml.bak
+run git commit -q -am "max_depth 5: a candidate"   # committed first, so the run (and the version's lineage) is clean
 run mlops run
 latest=$(mlops runs list --json --limit 1 | python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['id'])")
 run mlops register churn models/model.pkl --run "$latest" --description "A shallower forest: the canary"
@@ -172,7 +173,7 @@ step "batch prediction: a file scored in chunks, checked against the signature"
 run mlops predict churn@production data/prepared/test.csv -o predictions.parquet --chunk-rows 400 --keep customer_id
 run python -c "import pandas as pd; print(pd.read_parquet('predictions.parquet').head())"
 run python -c "import mlops.serve.requestlog as r, mlops.repo.repo as rr, pandas as pd; f = r.log_files(rr.find_repo(), 'churn'); print(len(f), 'request-log file(s)'); print(pd.concat(pd.read_parquet(x) for x in f).tail(3))"
-run git add .mlops/deployments .mlops/registry params.yaml
+run git add -A .mlops/deployments .mlops/registry
 run git commit -q -m "churn:2 promoted to production through a canary"
 # --- end of serving -----------------------------------------------------------------------
 
