@@ -84,13 +84,22 @@ run mlops plots $(mlops runs list --json --limit 3 | python -c "import json,sys;
 
 # --- model registry (issue 5) -------------------------------------------------------------
 step "model registry: register the trained model with its run, promote it through the policy gates"
+# the last run above ran with params.yaml uncommitted: commit it, and run again at that commit
+# (nothing retrains: the stages are up to date), so the version's lineage names a clean commit
+run git commit -q -am "max_depth 8: the model to register"
+run mlops run
 cp "$here/examples/churn/policy.yaml" .mlops/policy.yaml
 run cat .mlops/policy.yaml
 latest=$(mlops runs list --json --limit 1 | python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['id'])")
 run mlops register churn models/model.pkl --run "$latest" --description "Random forest that flags customers likely to churn, for the retention team"
 run mlops models show churn:1
 run mlops promote churn 1 --to staging --reason "first candidate"
-run mlops promote churn 1 --to production || echo "(refused, exit $?: no approval yet)"
+# no approval yet: the gate must refuse, with exit 1 (a gate), not 2 or 3 (an error)
+printf '$ %s\n' "mlops promote churn 1 --to production"
+refused=0
+mlops promote churn 1 --to production || refused=$?
+if [ "$refused" -ne 1 ]; then echo "demo: expected the promotion to be refused with exit 1, got exit $refused" >&2; exit 1; fi
+echo "(refused by the policy gate, exit 1: no approval yet)"
 run mlops approve churn 1 --to production --by alice --comment "metrics per plan reviewed"
 run mlops promote churn 1 --to production --reason "approved by alice"
 run mlops models
@@ -104,13 +113,77 @@ run git add .mlops/registry .mlops/policy.yaml
 run git commit -q -m "register churn:1 and promote it to production"
 # --- end of model registry -----------------------------------------------------------------
 
+# --- serving (issue 7) ---------------------------------------------------------------------
+step "serving: a second version of the model, to try as a canary"
+sed -i.bak 's/max_depth: 8/max_depth: 5/' params.yaml && rm -f params.yaml.bak
+run git commit -q -am "max_depth 5: a candidate"   # committed first, so the run (and the version's lineage) is clean
+run mlops run
+latest=$(mlops runs list --json --limit 1 | python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['id'])")
+run mlops register churn models/model.pkl --run "$latest" --description "A shallower forest: the canary"
+run mlops promote churn 2 --to staging --reason "candidate for a canary"
+
+step "serve production over HTTP (in the background) and send it requests"
+mlops serve churn@production --port 0 2> serve.log &
+server=$!
+trap 'kill -TERM "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 300); do grep -q "http://127.0.0.1:" serve.log && break; sleep 0.2; done
+url=$(grep -o "http://127.0.0.1:[0-9]*" serve.log | head -1)
+for _ in $(seq 300); do curl -sf "$url/v2/health/ready" > /dev/null && break; sleep 0.2; done
+cat serve.log
+run curl -s "$url/predict" -d '{"records": [{"tenure": 3, "plan": "basic", "monthly_charges": 80.0}, {"tenure": 60, "plan": "premium", "monthly_charges": 20.0}]}'
+echo
+run curl -s "$url/invocations" -H 'Content-Type: application/json' -d '{"dataframe_split": {"columns": ["tenure", "plan", "monthly_charges"], "data": [[3, "basic", 80.0]]}}'
+echo
+run curl -s "$url/v2/models/churn/infer" -d '{"inputs": [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]}, {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]}, {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [80.0]}]}'
+echo
+run curl -s "$url/predict" -d '{"records": [{"tenure": "three", "plan": "basic"}]}'
+echo
+
+step "deploy v2 as a 20% canary: the running server follows the file, no restart"
+run mlops deploy churn --canary 2 --weight 20
+run cat .mlops/deployments/churn.yaml
+sleep 1
+python - "$url" <<'PY'
+import collections, sys, httpx
+counts = collections.Counter()
+with httpx.Client(base_url=sys.argv[1], timeout=10) as client:
+    for i in range(600):  # 600 requests from 150 customers: each customer stays on one variant
+        r = client.post("/predict", json={"records": [{"tenure": i % 72, "plan": "basic", "monthly_charges": 50.0}]},
+                        headers={"X-Request-ID": f"customer-{i % 150}"})
+        counts[r.json()["variant"]] += 1
+print("600 requests:", dict(counts))
+PY
+sleep 1.5
+run mlops canary status churn
+
+step "promote the canary through the registry's gates"
+run mlops canary promote churn --reason "canary healthy" || echo "(refused, exit $?: production needs an approval)"
+run mlops approve churn 2 --to production --by alice --comment "canary looked good"
+run mlops canary promote churn --reason "canary healthy, approved by alice"
+sleep 1
+run curl -s "$url/predict" -d '{"records": [{"tenure": 3, "plan": "basic", "monthly_charges": 80.0}]}'
+echo
+curl -s "$url/metrics" | grep '^mlops_requests_total'
+kill -TERM "$server"
+wait "$server" || true
+trap - EXIT
+tail -1 serve.log
+
+step "batch prediction: a file scored in chunks, checked against the signature"
+run mlops predict churn@production data/prepared/test.csv -o predictions.parquet --chunk-rows 400 --keep customer_id
+run python -c "import pandas as pd; print(pd.read_parquet('predictions.parquet').head())"
+run python -c "import mlops.serve.requestlog as r, mlops.repo.repo as rr, pandas as pd; f = r.log_files(rr.find_repo(), 'churn'); print(len(f), 'request-log file(s)'); print(pd.concat(pd.read_parquet(x) for x in f).tail(3))"
+run git add -A .mlops/deployments .mlops/registry
+run git commit -q -m "churn:2 promoted to production through a canary"
+# --- end of serving -----------------------------------------------------------------------
+
 # --- drift checks and data validation (issue 6) ----------------------------------------------
 step "next month's data arrives: has it drifted from what the production model was trained on?"
 python3 "$here/examples/make_data.py" data --next-month
 run mlops drift churn@production data/customers-next.csv --exclude customer_id --target churned --predict --html drift.html
 run mlops drift churn@production data/customers-next.csv --exclude customer_id --preset strict --fail-on-drift \
-  || echo "(exit $?: drift found; a CI job would stop here, and the verdict is recorded on churn:1)"
-run mlops models show churn:1
+  || echo "(exit $?: drift found; a CI job would stop here, and the verdict is recorded on the production version)"
+run mlops models show churn@production
 
 step "a schema from the training data (edited: ids grow, so no range for them), then validate next month's data"
 run mlops schema infer data/customers.csv -o schema.yaml

@@ -123,6 +123,10 @@ class UnknownModelError(UsageError):
     """A model, version, stage or alias that the registry does not have (what exists is listed)."""
 
     kind = "unknown_model"
+class SignatureError(UsageError):
+    """Input data that does not match the model's signature (the first problems are listed)."""
+
+    kind = "signature"
 
 
 class DataError(UsageError):
@@ -169,6 +173,12 @@ class StorageError(CouldNotComplete):
     kind = "storage"
 
 
+class RegistryTampered(CouldNotComplete):
+    """A registry change refused to write: the audit log or a model file was tampered with."""
+
+    kind = "registry_tampered"
+
+
 class GitError(CouldNotComplete):
     """git failed underneath."""
 
@@ -195,6 +205,7 @@ ALL_ERRORS: tuple[type[MlopsError], ...] = (
     NewerFormatError,
     UnknownRevisionError,
     UnknownModelError,
+    SignatureError,
     DataError,
     CouldNotComplete,
     LockHeldError,
@@ -202,6 +213,7 @@ ALL_ERRORS: tuple[type[MlopsError], ...] = (
     CorruptObjectError,
     MissingObjectError,
     StorageError,
+    RegistryTampered,
     GitError,
     Interrupted,
 )

@@ -84,16 +84,108 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
 
 def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Append one JSON line and fsync it. A crash can tear only this last line."""
-    line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    append_bytes(path, (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
+
+
+def append_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Append ``data`` in one write and fsync it (the file is created if missing)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
         raise storage_error(exc, path) from exc
+
+
+def truncate_file(path: str | os.PathLike[str], size: int) -> None:
+    """Cut an append-only file back to ``size`` bytes, durably (a torn last record is dropped)."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
+    """Remove the temp files interrupted writers left in ``folder`` (not in its subfolders).
+    Only for a caller holding the lock that every writer of the folder takes. Returns how many."""
+    try:
+        with os.scandir(folder) as entries:
+            stale = [e.path for e in entries if e.name.startswith(TMP_PREFIX) and e.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return len(stale)
+
+
+def _writable_tree(path: str | os.PathLike[str]) -> None:
+    for folder, _dirs, _files in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o755)
+
+
+def remove_dir(path: str | os.PathLike[str]) -> None:
+    """Remove a folder (read-only files and all): first renamed aside in one step, so no reader
+    ever sees it half-removed; then deleted. A crash leaves a temp-named folder, never a half one."""
+    import shutil
+    import tempfile
+
+    target = Path(path)
+    if not target.exists():
+        return
+    aside = tempfile.mkdtemp(prefix=TMP_PREFIX + target.name + ".gone.", dir=target.parent)
+    try:
+        os.rename(target, aside)  # onto the empty folder just made: atomic
+    except FileNotFoundError:
+        os.rmdir(aside)
+        return
+    _writable_tree(aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temp folder beside ``path``; when the block completes, every file in it is
+    fsynced and the folder is renamed to ``path`` in one step. If ``path`` appeared meanwhile
+    (another process placed its own copy first) that copy is kept and ours is removed: the caller
+    checks what is there. On any exception, Ctrl-C included, the temp folder is removed."""
+    import shutil
+    import tempfile
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent))
+    placed = False
+    try:
+        yield building
+        for folder, _dirs, files in os.walk(building):
+            for name in files:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fsync_dir(folder)
+        try:
+            os.rename(building, target)
+            placed = True
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise storage_error(exc, target) from exc
+        fsync_dir(target.parent)
+    finally:
+        if not placed:
+            _writable_tree(building)
+            shutil.rmtree(building, ignore_errors=True)
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

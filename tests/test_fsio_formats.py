@@ -85,3 +85,50 @@ def test_yaml_errors_name_file_line_and_column(tmp_path: Path, monkeypatch: pyte
         check_format({"format": 99}, "x.yaml", supported=1, kind="config")
     with pytest.raises(FormatError, match="expected a YAML mapping"):
         check_format([1, 2], "x.yaml", supported=1, kind="config")
+
+
+def test_append_bytes_and_truncate_file_are_durable_edits_of_an_append_only_file(tmp_path: Path) -> None:
+    from mlops.fsio import append_bytes, truncate_file
+
+    log = tmp_path / "log.jsonl"
+    append_bytes(log, b'{"a": 1}\n{"b": ')  # created, then a torn second line
+    truncate_file(log, len(b'{"a": 1}\n'))
+    append_bytes(log, b'{"b": 2}\n')
+    assert read_records(log) == [{"a": 1}, {"b": 2}]
+    from mlops.errors import StorageError
+
+    with pytest.raises(StorageError, match="cannot write"):
+        truncate_file(tmp_path / "missing.jsonl", 0)
+
+
+def test_atomic_dir_places_a_whole_folder_or_nothing(tmp_path: Path) -> None:
+    from mlops.fsio import atomic_dir, remove_dir
+
+    target = tmp_path / "models" / "abc"
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as building:
+        (building / "half.bin").write_bytes(b"x")
+        raise KeyboardInterrupt
+    assert not target.exists() and list((tmp_path / "models").iterdir()) == []  # no temp folder left
+    with atomic_dir(target) as building:
+        (building / "sub").mkdir()
+        (building / "sub" / "w.bin").write_bytes(b"whole")
+        os.chmod(building / "sub" / "w.bin", 0o444)
+        assert not target.exists()  # not visible until the block completes
+    assert (target / "sub" / "w.bin").read_bytes() == b"whole"
+    with atomic_dir(target) as building:  # another process placed it first: theirs is kept, ours dropped
+        (building / "other.bin").write_bytes(b"late")
+    assert sorted(p.name for p in target.iterdir()) == ["sub"]
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["abc"]
+    remove_dir(target)
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_remove_stale_temps_takes_only_temp_files(tmp_path: Path) -> None:
+    from mlops.fsio import TMP_PREFIX, remove_stale_temps
+
+    (tmp_path / "keep.json").write_text("{}")
+    (tmp_path / f"{TMP_PREFIX}keep.json.x1").write_text("{")
+    (tmp_path / f"{TMP_PREFIX}dir").mkdir()
+    assert remove_stale_temps(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{TMP_PREFIX}dir", "keep.json"]
+    assert remove_stale_temps(tmp_path / "nowhere") == 0

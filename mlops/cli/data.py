@@ -305,7 +305,7 @@ def gc(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, force=force, extra_roots=_pipeline_roots(repo, all_commits))
+    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, force=force, extra_roots=lambda: _pipeline_roots(repo, all_commits))
     if out.json:
         out.emit_json(result.to_dict())
         return

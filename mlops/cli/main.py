@@ -12,7 +12,7 @@ import typer
 
 from .. import __version__
 from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
-from . import data, drift, hooks, pipeline, registry, remote, runs
+from . import data, drift, hooks, pipeline, registry, remote, runs, serve
 from .output import SETTINGS
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ pipeline.register(app)
 runs.register(app)
 registry.register(app)
 hooks.register(app)
+serve.register(app)
 drift.register(app)
 app.add_typer(remote.app, name="remote", help="Manage remotes: where push and pull send and fetch objects.")
 

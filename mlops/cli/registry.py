@@ -7,13 +7,26 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ..errors import AuditTampered, PromotionRefused, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, boundary, command
 from .output import Output, human_bytes
 
-models_app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
+class _ModelsGroup(TyperGroup):
+    """`mlops models NAME` is a natural slip for `mlops models show NAME`: one house-style line
+    (exit 2) instead of click's boxed usage error."""
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        word = args[0] if args else None
+        if word and not word.startswith("-") and self.get_command(ctx, word) is None:
+            Output().error(f"'mlops models' has no command '{word}'", hint=f"to show a model: mlops models show {word}")
+            raise typer.Exit(2)
+        return super().resolve_command(ctx, args)
+
+
+models_app = typer.Typer(no_args_is_help=False, invoke_without_command=True, cls=_ModelsGroup)
 audit_app = typer.Typer(no_args_is_help=True)
 
 STAGE_STYLE = {"production": "bold green", "staging": "yellow", "archived": "dim", "none": None}
@@ -193,19 +206,17 @@ def _show_version(out: Output, mv: Any) -> None:
 # --- transitions ---------------------------------------------------------------------------------
 
 
-def _target(repo: Any, name: str, version: Optional[str]) -> tuple[str, int]:
-    """NAME VERSION, or one reference (churn@staging, churn:3) naming both."""
-    from ..registry.api import resolve
-    from ..registry.refs import parse_version
-
+def _target(name: str, version: Optional[str]) -> tuple[str, Optional[str]]:
+    """NAME VERSION, or one reference (churn@staging, churn:3) naming both. The reference is
+    passed on as is: the registry resolves it inside its lock, so a promote of churn@staging
+    acts on the version in staging at that moment, not at the moment the command started."""
     if ":" in name or "@" in name:
         if version is not None:
             raise UsageError(f"give either a reference ({name}) or NAME VERSION, not both")
-        mv = resolve(repo, name)
-        return mv.name, mv.version
+        return name, None
     if version is None:
         raise UsageError(f"which version of '{name}'?", hint=f"name it: {name} VERSION, {name}:VERSION or {name}@STAGE")
-    return name, parse_version(version)
+    return name, version
 
 
 def _checks_table(out: Output, checks: list[dict[str, Any]]) -> None:
@@ -229,19 +240,20 @@ def promote(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    name, number = _target(repo, name, version)
+    name, version = _target(name, version)
     try:
-        result = do_promote(repo, name, number, to, reason=reason, actor=by, force=force)
+        result = do_promote(repo, name, version, to, reason=reason, actor=by, force=force)
     except PromotionRefused as refused:
         if out.json:
             out.emit_json({**refused.to_dict(), "changed": False})
         else:
-            out.line(f"refused: {name}:{number} -> {to}", style="bold red")
+            out.line(f"refused: {refused.fields.get('model')}:{refused.fields.get('version')} -> {to}", style="bold red")
             _checks_table(out, refused.fields.get("checks") or [])
         raise refused.after_report() from None
     if out.json:
         out.emit_json(result.to_dict())
         return
+    name = result.name
     checks = [c.to_dict() for c in result.checks]
     if not result.changed:
         out.line(f"{name}:{result.version} is already in {result.to_stage}")
@@ -268,12 +280,12 @@ def approve(
     from ..registry.api import approve as do_approve
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    name, number = _target(repo, name, version)
-    result = do_approve(repo, name, number, to, by=by, comment=comment)
+    name, version = _target(name, version)
+    result = do_approve(find_repo(), name, version, to, by=by, comment=comment)
     if out.json:
         out.emit_json(result.to_dict())
         return
+    name = result.name
     out.line(f"{name}:{result.version} approved for {result.stage} by {result.by}")
     if result.repeated:
         out.warn(f"{result.by} had approved it already: counted once")
@@ -281,7 +293,7 @@ def approve(
 
 
 def rollback(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., help="Model name, or NAME@production."),
     reason: str = typer.Option("", "--reason", "-m", help="Why (recorded in the audit trail)."),
     by: Optional[str] = BY_OPTION,
     json_output: bool = JSON_OPTION,
@@ -294,6 +306,7 @@ def rollback(
     if out.json:
         out.emit_json(result.to_dict())
         return
+    name = result.name
     out.line(f"{name}: production v{result.from_version} -> v{result.to_version}", style="bold")
     out.info(f"{name}:{result.from_version} archived; {name}:{result.to_version} back in production (was {result.to_version_was})")
 
@@ -315,11 +328,10 @@ def alias(
         if alias_name is not None:
             raise UsageError("with --delete, name only the alias: mlops alias NAME ALIAS --delete")
         result = delete_alias(repo, name, target, actor=by)
-    elif ":" in name or "@" in name:  # mlops alias churn@staging champion
+    elif ":" in name or "@" in name:  # mlops alias churn@staging champion: resolved inside the lock
         if alias_name is not None:
             raise UsageError(f"after a reference ({name}) comes only the alias: mlops alias {name} ALIAS")
-        name, number = _target(repo, name, None)
-        result = set_alias(repo, name, number, target, actor=by)
+        result = set_alias(repo, name, None, target, actor=by)
     else:
         if alias_name is None:
             raise UsageError("name the alias: mlops alias NAME VERSION ALIAS", hint="or remove one: mlops alias NAME ALIAS --delete")
@@ -327,6 +339,7 @@ def alias(
     if out.json:
         out.emit_json(result.to_dict())
         return
+    name = result.name
     if result.version is None:
         out.line(f"{name}@{result.alias} removed (was v{result.previous})")
     elif result.previous == result.version:
@@ -368,15 +381,17 @@ def _describe(e: dict[str, Any]) -> str:
 
 
 def history(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., help="Model name, or a reference (churn@production): its model's history."),
     limit: int = typer.Option(0, "--limit", "-n", min=0, help="Only the last N entries (0: all)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Every registration, approval, transition, refusal and rollback of a model: who, when, why."""
     from ..registry.api import history as do_history
+    from ..registry.refs import parse_ref
 
     out = Output(json_output=json_output)
     entries = do_history(find_repo(), name)
+    name = parse_ref(name).name
     if limit:
         entries = entries[-limit:]
     if out.json:

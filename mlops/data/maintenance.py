@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -36,19 +36,24 @@ def gc(
     repo: Repo,
     *,
     all_commits: bool = False,
-    extra_roots: Iterable[Root] = (),
+    extra_roots: Iterable[Root] | Callable[[], Iterable[Root]] = (),
     dry_run: bool = False,
     force: bool = False,
 ) -> GcResult:
     """Remove every object that nothing references: the workspace's pointer files, the
     roots that other layers name and, with ``all_commits``, any git commit's pointer files.
 
+    ``extra_roots`` may be a function: it is called inside the exclusive store lock, so a
+    writer that stored an object and is about to name it (it holds the lock shared until it
+    has) is either finished - its reference is read - or not started.
+
     A current directory whose manifest is missing hides which objects it needs: gc then
     refuses (unless ``force``) rather than delete what a fetch would make useful again.
     """
     store = repo.objects
     with repo.store_lock(exclusive=True):  # no add, checkout or pull may publish objects meanwhile
-        current = [*workspace_roots(repo), *extra_roots]
+        extra = extra_roots() if callable(extra_roots) else extra_roots
+        current = [*workspace_roots(repo), *extra]
         roots = list(current)
         if all_commits:
             roots += all_commit_roots(repo)

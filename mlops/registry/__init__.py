@@ -5,7 +5,7 @@ The names below are the interface serve, drift and scripts use; none of them imp
 heavy library until a model is loaded or a signature inferred.
 """
 
-from ..errors import AuditTampered, PromotionRefused, UnknownModelError
+from ..errors import AuditTampered, PromotionRefused, RegistryTampered, UnknownModelError
 from .api import (
     AliasResult,
     ApproveResult,
@@ -38,7 +38,7 @@ from .store import ModelVersion
 __all__ = [
     "ARCHIVED", "NONE", "PRODUCTION", "STAGES", "STAGING",
     "AliasResult", "ApproveResult", "AuditTampered", "ModelSummary", "ModelVersion", "PromoteResult", "PromotionRefused",
-    "Ref", "RegisterResult", "RollbackResult", "UnknownModelError",
+    "Ref", "RegisterResult", "RegistryTampered", "RollbackResult", "UnknownModelError",
     "approve", "artifact_path", "audit_append", "delete_alias", "get_version", "history", "list_models", "load_model",
     "parse_ref", "promote", "record_drift_check", "register", "registry_roots", "resolve", "rollback", "set_alias",
     "training_data", "verify_audit", "versions",

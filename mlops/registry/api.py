@@ -7,7 +7,6 @@ step). Nothing here prints or exits.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -24,7 +23,7 @@ from ..errors import (
     UnknownModelError,
     UsageError,
 )
-from ..fsio import TMP_PREFIX
+from ..fsio import atomic_dir, remove_dir
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo, find_repo
 from ..store.tree import walk_tree
@@ -176,16 +175,14 @@ def _dir_records(repo: Repo, mv: ModelVersion) -> dict[str, Any]:
 
 def _materialize_dir(repo: Repo, mv: ModelVersion) -> Path:
     records = _dir_records(repo, mv)
-    top = repo.tmp / "models"
-    target = top / mv.artifact
+    target = repo.tmp / "models" / mv.artifact
     if target.is_dir():
         if _dir_matches(target, records):
             return target
-        _remove_tree(target)  # someone changed the copy: rebuild it from the cache
-    top.mkdir(parents=True, exist_ok=True)
-    building = top / f"{TMP_PREFIX}{mv.artifact}-{os.getpid()}"
-    _remove_tree(building)
-    try:
+        remove_dir(target)  # someone changed the copy: rebuild it from the cache
+    # built in a temp folder beside it, each file checked, fsynced, then renamed into place
+    # in one step: a reader sees no copy or a whole one, and a crash leaves only a temp folder
+    with atomic_dir(target) as building:
         for rel, entry in records.items():
             dest = building / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -194,13 +191,9 @@ def _materialize_dir(repo: Repo, mv: ModelVersion) -> Path:
             shutil.copyfile(source, dest)
             _check_file(dest, entry.hash, None, f"{mv.ref()}: {rel}")  # the copy, not only the source
             os.chmod(dest, 0o555 if entry.executable else 0o444)
-        try:
-            os.rename(building, target)
-        except OSError:
-            if not (target.is_dir() and _dir_matches(target, records)):  # another process built it first
-                raise
-    finally:
-        _remove_tree(building)
+    if not _dir_matches(target, records):  # another process placed a copy first: it must be whole too
+        raise CorruptObjectError(f"{mv.ref()}: the checked copy at {shown(repo, target)} does not match the registry",
+                                 hint=f"remove {shown(repo, target)} and try again", object=mv.artifact)
     return target
 
 
@@ -216,20 +209,13 @@ def _dir_matches(folder: Path, records: dict[str, Any]) -> bool:
     return True
 
 
-def _remove_tree(path: Path) -> None:
-    if not path.exists():
-        return
-    for folder, dirs, files in os.walk(path):
-        os.chmod(folder, 0o755)
-        for name in files:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(folder, name), 0o644)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def load_model(ref_or_mv: str | ModelVersion, repo: Repo | None = None) -> Any:
     """The model object of a version: the registered bytes are read once, checked against the
-    registry's hashes (xxh3 and SHA-256), and only then unpickled."""
+    registry's hashes (xxh3 and SHA-256), and only then unpickled (a joblib file with joblib).
+
+    Trust: this guarantees the bytes are the ones registered, not that they are safe. Loading
+    a pickle runs whatever code it names, with the full unpickler: load only models whose
+    registration you trust (``register`` itself never does; see ``flavors.safe_load``)."""
     repo = repo or find_repo()
     mv = resolve(repo, ref_or_mv) if isinstance(ref_or_mv, str) else ref_or_mv
     if mv.kind == "dir":
@@ -238,12 +224,12 @@ def load_model(ref_or_mv: str | ModelVersion, repo: Repo | None = None) -> Any:
             hint="read its files through mlops.registry.artifact_path(repo, version)",
         )
     data = flavors.verified_bytes(_object_path(repo, mv.artifact), digest=mv.artifact, sha256=mv.sha256, what=mv.ref())
-    if not flavors.is_pickle(data):
+    if flavors.serialization(data) is None:
         raise UsageError(
-            f"{mv.ref()} ({mv.filename}) is not a pickle, so load_model cannot load it",
+            f"{mv.ref()} ({mv.filename}) is not a pickle or a joblib file, so load_model cannot load it",
             hint="read it through mlops.registry.artifact_path(repo, version)",
         )
-    return flavors.unpickle(data, mv.ref())
+    return flavors.load_object(data, mv.ref())
 
 
 def training_data(repo: Repo, mv: ModelVersion) -> list[tuple[str, Path]]:
@@ -291,19 +277,19 @@ class RegisterResult:
 
 
 def _store_artifact(repo: Repo, source: Path, *, progress: Progress) -> tuple[str, str, int, int, str | None]:
-    """Copy the artifact into the object store: (hash, kind, size, files, sha256 of a file)."""
+    """Copy the artifact into the object store: (hash, kind, size, files, sha256 of a file).
+    The caller holds the store lock (shared) until the registry names the object."""
     if source.is_dir():
         from ..data.add import snapshot_path
 
         rel = repo.check_user_path(source)
-        with repo.store_lock(), repo.path_lock(rel):
+        with repo.path_lock(rel):
             snap = snapshot_path(repo, rel, link_workspace=False, progress=progress)
         return snap.pointer.hash, "dir", snap.pointer.size, snap.pointer.files, None
-    with repo.store_lock():
-        with repo.objects.batch() as batch:
-            digest, size = batch.add_file(source)
-        # the SHA-256 is taken of the stored object, in the same read that checks its name
-        sha = _check_file(_object_path(repo, digest), digest, None, str(source))
+    with repo.objects.batch() as batch:
+        digest, size = batch.add_file(source)
+    # the SHA-256 is taken of the stored object, in the same read that checks its name
+    sha = _check_file(_object_path(repo, digest), digest, None, str(source))
     return digest, "file", size, 1, sha
 
 
@@ -336,6 +322,20 @@ def register(
         rel = None
     if rel is not None and (rel.split("/")[0] in (".mlops", ".git")):
         raise InvalidPathError(f"{path}: inside {rel.split('/')[0]}/, which mlops and git manage themselves")
+    # The store lock is held (shared) from storing the object until the registry names it, as
+    # `mlops add` holds it through the pointer write: gc (exclusive) cannot delete the new,
+    # still unreferenced object in between.
+    with repo.store_lock():
+        return _register_locked(
+            repo, name, source, rel, run=run, description=description, actor=actor, data=data,
+            signature_from=signature_from, infer_signature=infer_signature, progress=progress,
+        )
+
+
+def _register_locked(
+    repo: Repo, name: str, source: Path, rel: str | None, *, run: str | None, description: str, actor: str,
+    data: Sequence[str], signature_from: str | os.PathLike[str] | None, infer_signature: bool, progress: Progress,
+) -> RegisterResult:
     digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
     warnings: list[str] = []
     link = None
@@ -375,8 +375,8 @@ def register(
         "drift_checks": [],
     }
     with transaction(repo) as txn:
-        new_model = load_model_doc(repo, name) is None
         doc = txn.model(name, create=True)
+        new_model = txn.is_new(name)
         number = doc["next_version"]
         doc["next_version"] = number + 1
         record["version"] = number
@@ -391,10 +391,17 @@ def register(
 def _sklearn_signature(
     repo: Repo, digest: str, sha: str | None, snapshots: list[dict[str, Any]], signature_from: Any, warnings: list[str]
 ) -> tuple[dict[str, Any] | None, str]:
-    """Load the stored (checked) bytes and infer the signature; scikit-learn missing: no signature."""
+    """Load the stored (checked) bytes through the restricted loader and infer the signature.
+    A global outside its allowlist, or scikit-learn missing: no signature, and a warning."""
     data = flavors.verified_bytes(_object_path(repo, digest), digest=digest, sha256=sha, what="the new version")
     try:
-        model = flavors.unpickle(data, "the new version")
+        model = flavors.safe_load(data, "the new version")
+    except flavors.UnsafePickle as unsafe:
+        warnings.append(
+            f"no signature: the pickle imports {unsafe}, which mlops does not load at registration "
+            "(only scikit-learn, numpy and scipy.sparse types); load_model would run it: load it only if you trust it"
+        )
+        return None, flavors.SKLEARN
     except UsageError as exc:
         warnings.append(f"no signature: {exc.message}")
         return None, flavors.SKLEARN
@@ -449,28 +456,37 @@ def _move(record: dict[str, Any], to_stage: str, *, actor: str, reason: str, for
     record["stage"] = to_stage
 
 
+def _check_target(name_or_ref: str, version: int | str | None) -> str:
+    """Validate the shape of NAME + VERSION, or of one reference when VERSION is None; returns
+    how to write it back in a hint. The version itself is resolved inside the transaction."""
+    if version is None:
+        return str(parse_ref(name_or_ref))
+    return f"{check_name(name_or_ref)} {parse_version(version)}"
+
+
 def promote(
-    repo: Repo, name: str, version: int | str, to_stage: str, *, reason: str = "", actor: str | None = None, force: bool = False
+    repo: Repo, name: str, version: int | str | None, to_stage: str, *, reason: str = "", actor: str | None = None,
+    force: bool = False,
 ) -> PromoteResult:
     """Move a version to a stage if every policy gate for that stage holds (checked under the lock).
 
+    ``version`` None: ``name`` is a reference (``churn@staging``), resolved inside the lock.
     Refused: one ``promotion_refused`` audit entry, nothing else changes, and ``PromotionRefused``
     (exit 1) lists every failed rule with the value seen. ``force`` (with a reason) overrides
     and is recorded as forced. Production archives the version it replaces; staging sends it
     back to ``none``.
     """
-    check_name(name)
-    number = parse_version(version)
+    shown_target = _check_target(name, version)
     check_stage(to_stage)
     actor = actor or default_actor()
     reason = (reason or "").strip()
     if force and not reason:
-        raise UsageError("--force needs --reason: an override must say why", hint=f"mlops promote {name} {number} --to {to_stage} --force --reason TEXT")
+        raise UsageError("--force needs --reason: an override must say why", hint=f"mlops promote {shown_target} --to {to_stage} --force --reason TEXT")
     refusal: PromotionRefused | None = None
     with transaction(repo) as txn:
         rules = policy.load_policy(repo.dot)  # read under the lock: the rules and the state are of one moment
-        doc = txn.model(name)
-        record = find_record(doc, number)
+        doc, record = txn.target(name, version)
+        name, number = doc["name"], record["version"]
         from_stage = record.get("stage", NONE)
         checks = tuple(policy.evaluate(rules.rules_for(name, to_stage), record)) if to_stage != NONE else ()
         if from_stage == to_stage:
@@ -540,11 +556,16 @@ class RollbackResult:
 def rollback(repo: Repo, name: str, *, reason: str = "", actor: str | None = None) -> RollbackResult:
     """Put the previous production version back in production; the current one is archived.
 
+    ``name``: a model name, or ``name@production`` (the only version a rollback acts on).
     "Previous" is the version that was in production before the current one (the model's
     production history is a stack: a rollback pops it, so a second rollback goes one further
     back). No gates: a rollback is the way out of a bad release. Recorded as ``rolled_back``.
     """
-    check_name(name)
+    ref = parse_ref(name)
+    if ref.version is not None or ref.label not in (None, PRODUCTION) or ("@" in name and ref.label is None):
+        raise UsageError(f"rollback acts on the production version: give a model name or {ref.name}@production, not {name}",
+                         hint=f"mlops rollback {ref.name}")
+    name = ref.name
     actor = actor or default_actor()
     reason = (reason or "").strip()
     with transaction(repo) as txn:
@@ -592,10 +613,12 @@ class ApproveResult:
         return {**self.__dict__, "model": self.name, "approvers": list(self.approvers), "count": len(self.approvers)}
 
 
-def approve(repo: Repo, name: str, version: int | str, stage: str, *, by: str | None = None, comment: str = "") -> ApproveResult:
-    """Record an approval of a version for a stage (gates count distinct people)."""
-    check_name(name)
-    number = parse_version(version)
+def approve(
+    repo: Repo, name: str, version: int | str | None, stage: str, *, by: str | None = None, comment: str = ""
+) -> ApproveResult:
+    """Record an approval of a version for a stage (gates count distinct people).
+    ``version`` None: ``name`` is a reference, resolved inside the lock."""
+    _check_target(name, version)
     check_stage(stage)
     if stage == NONE:
         raise UsageError("approvals are for a target stage: staging, production or archived")
@@ -603,8 +626,8 @@ def approve(repo: Repo, name: str, version: int | str, stage: str, *, by: str | 
     if not by:
         raise UsageError("an approval needs a person (--by)")
     with transaction(repo) as txn:
-        doc = txn.model(name)
-        record = find_record(doc, number)
+        doc, record = txn.target(name, version)
+        name, number = doc["name"], record["version"]
         repeated = by in policy.distinct_approvers(record, stage)
         record["approvals"] = [*record.get("approvals", []), {"stage": stage, "by": by, "at": audit.now_iso(), "comment": comment}]
         txn.record("approved", model=name, version=number, stage=stage, actor=by, comment=comment, repeated=repeated)
@@ -622,15 +645,15 @@ class AliasResult:
         return {**self.__dict__, "model": self.name}
 
 
-def set_alias(repo: Repo, name: str, version: int | str, alias: str, *, actor: str | None = None) -> AliasResult:
-    """Point an alias at a version (moving it from another version, as MLflow does)."""
-    check_name(name)
-    number = parse_version(version)
+def set_alias(repo: Repo, name: str, version: int | str | None, alias: str, *, actor: str | None = None) -> AliasResult:
+    """Point an alias at a version (moving it from another version, as MLflow does).
+    ``version`` None: ``name`` is a reference (``churn@production``), resolved inside the lock."""
+    _check_target(name, version)
     check_alias(alias)
     actor = actor or default_actor()
     with transaction(repo) as txn:
-        doc = txn.model(name)
-        find_record(doc, number)
+        doc, record = txn.target(name, version)
+        name, number = doc["name"], record["version"]
         previous = (doc.get("aliases") or {}).get(alias)
         if previous == number:
             return AliasResult(name, alias, number, previous)
@@ -682,24 +705,32 @@ def audit_append(repo: Repo, event: str, **fields: Any) -> None:
 
 
 def history(repo: Repo, name: str) -> list[dict[str, Any]]:
-    """Every audit entry about a model, oldest first."""
-    check_name(name)
-    entries = [e for e in audit.read_entries(audit_path(repo)) if e.get("model") == name]
+    """Every audit entry about a model, oldest first. ``name`` may be a reference
+    (``churn@production``): it must resolve, and the history is its model's."""
+    ref = parse_ref(name)
+    if ref.version is not None or ref.label is not None:
+        resolve(repo, name)  # an unknown stage, alias or version is exit 2, listing what exists
+    entries = [e for e in audit.read_entries(audit_path(repo)) if e.get("model") == ref.name]
     if not entries:
-        require_model(repo, name)
+        require_model(repo, ref.name)
     return entries
 
 
 def verify_audit(repo: Repo) -> audit.VerifyReport:
-    """Check the audit chain, its head and every model file's anchor (read-only: no lock)."""
-    docs: dict[str, tuple[str, dict[str, Any] | None]] = {}
-    for name in model_names(repo):
-        path = model_path(repo, name)
-        try:
-            docs[name] = (shown(repo, path), load_model_doc(repo, name))
-        except UsageError:
-            docs[name] = (shown(repo, path), None)
-    return audit.verify_chain(audit_path(repo), head_path(repo), docs)
+    """Check the audit chain, its head and every model file's anchor (read-only: no lock;
+    ``verify_chain`` reads the files in the reverse of the order writers write them)."""
+
+    def read_models() -> dict[str, tuple[str, dict[str, Any] | None]]:
+        docs: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        for name in model_names(repo):
+            path = model_path(repo, name)
+            try:
+                docs[name] = (shown(repo, path), load_model_doc(repo, name))
+            except UsageError:
+                docs[name] = (shown(repo, path), None)
+        return docs
+
+    return audit.verify_chain(audit_path(repo), head_path(repo), read_models)
 
 
 # --- roots for push, fetch and gc -------------------------------------------------------------------

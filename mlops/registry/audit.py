@@ -30,13 +30,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AuditTampered, FormatError, NewerFormatError, UsageError
-from ..fsio import append_record, atomic_write
+from ..errors import FormatError, NewerFormatError, RegistryTampered, UsageError
+from ..fsio import append_bytes, append_record, atomic_write, truncate_file
 
 AUDIT_FILE = "audit.jsonl"
 HEAD_FILE = "audit.head"
@@ -91,9 +91,13 @@ class Line:
 
 def read_lines(path: Path) -> list[Line]:
     try:
-        text = path.read_bytes().decode("utf-8", "replace")
+        return _lines(path.read_bytes())
     except FileNotFoundError:
         return []
+
+
+def _lines(data: bytes) -> list[Line]:
+    text = data.decode("utf-8", "replace")
     out = []
     for number, raw in enumerate(text.split("\n"), 1):
         if not raw.strip():
@@ -132,32 +136,50 @@ def write_head(path: Path, seq: int, digest: str) -> None:
 # --- writing (the caller holds the registry lock) ----------------------------------------------
 
 
-TAIL_CHUNK = 1 << 16  # the last entry is found in the file's last 64 KiB (an entry is far smaller)
+TAIL_CHUNK = 1 << 16  # the log is read backwards in chunks of this size
+
+
+def reverse_entries(path: Path) -> Iterator[dict[str, Any]]:
+    """The log's entries from the last to the first, read backwards in chunks: a reader that
+    needs only the recent end never reads the whole log. Lines that are not JSON objects
+    (a torn tail) are skipped."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        pos = handle.seek(0, os.SEEK_END)
+        rest = b""
+        while pos > 0:
+            step = min(TAIL_CHUNK, pos)
+            pos -= step
+            handle.seek(pos)
+            lines = (handle.read(step) + rest).split(b"\n")
+            rest = lines[0]  # may continue in the chunk before
+            for raw in reversed(lines[1:]):
+                entry = _parse(raw)
+                if entry is not None:
+                    yield entry
+        entry = _parse(rest)
+        if entry is not None:
+            yield entry
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    if not raw.strip():
+        return None
+    try:
+        entry = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 def _tail(path: Path) -> tuple[int, str]:
     """(seq, hash) of the last whole entry in the file, read from its end."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - TAIL_CHUNK))
-            chunk = handle.read()
-    except FileNotFoundError:
-        return 0, GENESIS
-    lines = chunk.split(b"\n")
-    if size > TAIL_CHUNK:
-        lines = lines[1:]  # the first line of the chunk may be cut
-    for raw in reversed(lines):
-        try:
-            entry = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("seq"), int) and isinstance(entry.get("hash"), str):
+    for entry in reverse_entries(path):
+        if isinstance(entry.get("seq"), int) and isinstance(entry.get("hash"), str):
             return entry["seq"], entry["hash"]
-    if size > TAIL_CHUNK:  # an unusually long tail: read it all
-        for line in reversed(read_lines(path)):
-            if line.entry is not None and isinstance(line.entry.get("seq"), int) and isinstance(line.entry.get("hash"), str):
-                return line.entry["seq"], line.entry["hash"]
     return 0, GENESIS
 
 
@@ -176,18 +198,77 @@ def drop_torn_tail(path: Path) -> bool:
     cut = data.rfind(b"\n") + 1
     try:
         json.loads(data[cut:])
-        complete = True  # a whole entry whose newline was lost: keep it, end the line
     except (json.JSONDecodeError, UnicodeDecodeError):
-        complete = False
-    with open(path, "r+b") as handle:
-        if complete:
-            handle.seek(0, os.SEEK_END)
-            handle.write(b"\n")
-        else:
-            handle.truncate(cut)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return not complete
+        truncate_file(path, cut)
+        return True
+    append_bytes(path, b"\n")  # a whole entry whose newline was lost: keep it, end the line
+    return False
+
+
+def changed_models(entries: Iterable[dict[str, Any]], up_to: int | None = None) -> dict[str, list[int]]:
+    """Model name -> seqs of the entries that changed its file and landed: entries carrying a
+    ``state``, not voided by an ``interrupted`` entry, and (``up_to``) at or below the head."""
+    entries = list(entries)
+    void = {e.get("of") for e in entries if e.get("event") == "interrupted"}
+    out: dict[str, list[int]] = {}
+    for e in entries:
+        seq = e.get("seq")
+        if not isinstance(seq, int) or seq in void or not e.get("state") or not isinstance(e.get("model"), str):
+            continue
+        if up_to is not None and seq > up_to:
+            continue
+        out.setdefault(e["model"], []).append(seq)
+    return out
+
+
+def check_model_anchor(log: Path, name: str, doc: Mapping[str, Any], shown: str) -> None:
+    """Before a writer changes a model (the caller holds the lock and has settled the log):
+    the file must be exactly what its audit entry recorded, and no later landed entry may have
+    changed it. Otherwise ``RegistryTampered``, and nothing is written: a write must never
+    launder a hand edit into a file whose anchor matches again.
+
+    Reads the log backwards from its end only as far as the model's anchor entry.
+    """
+    anchor = doc.get("audit")
+    seq = anchor.get("seq") if isinstance(anchor, dict) else None
+    if not isinstance(anchor, dict) or not isinstance(seq, int):
+        raise _tampered(log=False, message=f"{shown} has no audit anchor (written outside mlops?)")
+    state = state_hash(doc)
+    if anchor.get("state") != state:
+        raise _tampered(log=False, message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded")
+    void: set[Any] = set()
+    for entry in reverse_entries(log):
+        at = entry.get("seq")
+        if not isinstance(at, int):
+            continue
+        if entry.get("event") == "interrupted":
+            void.add(entry.get("of"))  # an interrupted entry comes after the one it voids
+        if at > seq:
+            if entry.get("model") == name and entry.get("state") and at not in void:
+                raise _tampered(log=False, message=f"{shown} is older than audit entry #{at} (an older copy of the file put back?)")
+            continue
+        if at == seq:
+            if entry.get("hash") != anchor.get("hash") or entry_hash(entry) != entry.get("hash"):
+                raise _tampered(log=False, message=f"audit entry #{seq} is not the entry {shown} names (replaced or edited)")
+            if entry.get("state") != state:
+                raise _tampered(log=False, message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded")
+            return
+        break  # below the anchor: the entry it names is not in the log
+    raise _tampered(log=False, message=f"{shown} names audit entry #{seq}, which is not in the log")
+
+
+def check_absent_model(log: Path, name: str, shown: str) -> None:
+    """Before a writer creates (or looks for) a model whose file does not exist: if the log says
+    that file was written, it was deleted: ``RegistryTampered``. Version numbers are never
+    given twice, so a deleted model's name is not reused until its file is restored."""
+    seqs = changed_models(read_entries(log)).get(name)
+    if seqs:
+        what = f"entry #{seqs[0]}" if len(seqs) == 1 else f"entries #{seqs[0]}-#{seqs[-1]}"
+        raise RegistryTampered(
+            f"{shown} is missing, but audit {what} wrote it: the model file was deleted; refusing to write",
+            hint=f"restore it from git (git checkout -- {shown}); 'mlops audit verify' says what else is wrong",
+            model=name,
+        )
 
 
 @dataclass
@@ -254,19 +335,30 @@ class VerifyReport:
 
 
 def verify_chain(
-    log: Path, head_path: Path, model_docs: Mapping[str, tuple[str, dict[str, Any] | None]]
+    log: Path, head_path: Path, read_models: Callable[[], Mapping[str, tuple[str, dict[str, Any] | None]]]
 ) -> VerifyReport:
     """Check the log, its head and the model files' anchors; name each broken entry.
 
-    ``model_docs``: model name -> (file shown in messages, parsed content or None if unreadable).
+    ``read_models()``: model name -> (file shown in messages, parsed content or None if unreadable).
+
+    Read-only and lock-free. A writer appends to the log, then replaces model files, then moves
+    the head; so this reads in the reverse order - the head, then the model files, then the log -
+    and a change landing meanwhile is seen whole or as entries past the head (in flight), never
+    as a model file older than a landed entry.
     """
     problems: list[Problem] = []
     notes: list[Problem] = []
-    lines = read_lines(log)
+    head = None
+    try:
+        head = read_head(head_path)
+    except (FormatError, NewerFormatError) as exc:
+        problems.append(Problem("unreadable", None, None, exc.message))
+    model_docs = read_models()
     try:
         raw = log.read_bytes()
     except FileNotFoundError:
         raw = b""
+    lines = _lines(raw)
     torn_tail = bool(raw) and not raw.endswith(b"\n")
     entries: list[tuple[Line, dict[str, Any]]] = []
     for index, line in enumerate(lines):
@@ -306,12 +398,7 @@ def verify_chain(
                 f"entry #{seq} (line {line.number}) does not follow entry #{seq - 1}: "
                 + ("the entry before it was edited and re-hashed" if seq > 1 else "the first entry was replaced"),
             ))
-    # the anchors: the head file and the model files
-    head = None
-    try:
-        head = read_head(head_path)
-    except (FormatError, NewerFormatError) as exc:
-        problems.append(Problem("unreadable", None, None, exc.message))
+    # the anchors: the head file (read first) and the model files
     head_seq = head.get("seq") if head else None
     if head is not None:
         if not isinstance(head_seq, int) or not isinstance(head.get("hash"), str):
@@ -323,7 +410,7 @@ def verify_chain(
         elif head_seq in by_seq and by_seq[head_seq][1]["hash"] != head["hash"]:
             problems.append(Problem("edited", head_seq, by_seq[head_seq][0].number, f"entry #{head_seq} is not the entry the head names (replaced)"))
         elif head_seq < top:
-            notes.append(Problem("pending", head_seq + 1, None, f"entries #{head_seq + 1}-#{top} are past the head: a change was interrupted; the next registry write settles them"))
+            notes.append(Problem("pending", head_seq + 1, None, f"entries #{head_seq + 1}-#{top} are past the head: a change in progress, or one that was interrupted (the next registry write settles it)"))
     elif top:
         problems.append(Problem("truncated", None, None, f"{head_path.name} is missing while the log has {top} entries"))
     void = {e.get("of") for _, e in entries if e.get("event") == "interrupted"}  # changes that never landed
@@ -350,6 +437,12 @@ def verify_chain(
         landed = [e for e in later if head_seq is None or e["seq"] <= head_seq]
         if landed:
             problems.append(Problem("model_file", landed[0]["seq"], None, f"{shown} is older than audit entry #{landed[0]['seq']} (an older copy of the file put back?)"))
+    gone = changed_models((e for _, e in entries), head_seq if head_seq is not None else top)
+    for name, seqs in sorted(gone.items()):
+        if name not in model_docs:
+            what = f"entry #{seqs[0]}" if len(seqs) == 1 else f"entries #{seqs[0]}-#{seqs[-1]}"
+            shown = f"{log.parent.parent.name}/{log.parent.name}/models/{name}.json"
+            problems.append(Problem("deleted", seqs[-1], None, f"{shown} was deleted: audit {what} wrote it, and it is gone"))
     return VerifyReport(len(entries), head_seq, tuple(problems), tuple(notes), len(model_docs))
 
 
@@ -370,8 +463,9 @@ def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict
     - entries past the head (a crash between the append and the model file) are settled:
       those whose model file carries their state landed; for each other one an
       ``interrupted`` entry is appended, and the head moves to the end;
+    - no head and an empty log (the first change): the head is written at the genesis (seq 0);
     - a head past the end of the log, naming another entry, or missing beside a non-empty
-      log means the log was cut or replaced: ``AuditTampered``, and nothing is written, so
+      log means the log was cut or replaced: ``RegistryTampered`` (exit 3), and nothing is written, so
       that a new entry never buries the evidence (``mlops audit verify`` says more).
 
     Returns the entries appended. Reads only the log's tail when all is well.
@@ -381,6 +475,10 @@ def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict
     seq, digest = _tail(log)
     if head is None:
         if seq == 0:
+            # the first change: anchor the head at the genesis before the first append, so a
+            # crash right after that append leaves an entry past the head (settled like any
+            # other), not a log whose head is missing (which is what a cut log looks like)
+            write_head(head_path, 0, GENESIS)
             return []
         raise _tampered(f"{head_path.name} is missing while the audit log has {seq} entries")
     head_seq, head_hash = head.get("seq"), head.get("hash")
@@ -413,8 +511,8 @@ def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict
     return added
 
 
-def _tampered(message: str) -> AuditTampered:
-    return AuditTampered(
-        f"registry audit log: {message}; refusing to write to it",
+def _tampered(message: str, *, log: bool = True) -> RegistryTampered:
+    return RegistryTampered(
+        f"registry audit log: {message}; refusing to write to it" if log else f"{message}; refusing to change the registry",
         hint="run 'mlops audit verify'; restore .mlops/registry/ from git (git log -p .mlops/registry/)",
     )

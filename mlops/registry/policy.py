@@ -97,13 +97,19 @@ def policy_path(dot: Path) -> Path:
 
 def load_policy(dot: Path) -> Policy:
     path = policy_path(dot)
+    shown = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Policy(None)
+    except IsADirectoryError:
+        raise ConfigError(f"{shown}: is a folder, not a policy file", file=shown,
+                          hint="remove it, or replace it with a policy file (see docs/registry.md, 'Policy gates')") from None
     except UnicodeDecodeError:
-        raise FormatError(f"{display_path(path)}: not a text file (not UTF-8)", file=display_path(path)) from None
-    return parse_policy(text, display_path(path))
+        raise FormatError(f"{shown}: not a text file (not UTF-8)", file=shown) from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot be read: {exc.strerror or exc}", file=shown) from None
+    return parse_policy(text, shown)
 
 
 def parse_policy(text: str, source: str) -> Policy:
@@ -232,11 +238,3 @@ def evaluate(rules: StageRules, record: Mapping[str, Any]) -> list[RuleResult]:
 def distinct_approvers(record: Mapping[str, Any], stage: str) -> list[str]:
     """Who approved the version for ``stage``, each person once, in order of first approval."""
     return list(dict.fromkeys(a.get("by") for a in record.get("approvals") or [] if a.get("stage") == stage and a.get("by")))
-
-
-def check_policy_file(dot: Path) -> Policy:
-    """Load the policy; a file that is not a mapping at all is a ConfigError, others FormatError."""
-    try:
-        return load_policy(dot)
-    except IsADirectoryError:
-        raise ConfigError(f"{display_path(policy_path(dot))}: is a folder, not a policy file") from None

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, NewerFormatError, UnknownModelError
-from ..fsio import atomic_write
+from ..fsio import atomic_write, remove_stale_temps
 from ..repo.repo import Repo
 from . import audit
-from .refs import ARCHIVED, LATEST, NONE, STAGES, Ref, check_name
+from .refs import ARCHIVED, LATEST, NONE, STAGES, Ref, check_name, parse_ref, parse_version
 
 REGISTRY = "registry"
 MODELS = "models"
@@ -296,17 +296,41 @@ class Transaction:
         self.entries: list[dict[str, Any]] = []
 
     def model(self, name: str, *, create: bool = False) -> dict[str, Any]:
-        """The model's document, read inside the lock; changes to it are written at commit."""
+        """The model's document, read inside the lock; changes to it are written at commit.
+
+        The file must be what the audit log says it is (``audit.check_model_anchor``), and a
+        missing file must not be one the log says was written (``audit.check_absent_model``):
+        otherwise ``RegistryTampered`` and nothing is written.
+        """
         if name not in self._docs:
+            path = model_path(self.repo, name)
             doc = load_model_doc(self.repo, name)
-            self._originals[name] = copy.deepcopy(doc)
             if doc is None:
+                audit.check_absent_model(audit_path(self.repo), name, shown(self.repo, path))
                 if not create:
-                    doc = require_model(self.repo, name)  # raises, listing what exists
-                else:
-                    doc = new_doc(name)
+                    require_model(self.repo, name)  # raises, listing what exists
+                doc = new_doc(name)
+                self._originals[name] = None
+            else:
+                audit.check_model_anchor(audit_path(self.repo), name, doc, shown(self.repo, path))
+                self._originals[name] = copy.deepcopy(doc)
             self._docs[name] = doc
         return self._docs[name]
+
+    def is_new(self, name: str) -> bool:
+        """True when the model had no file before this transaction."""
+        return self._originals.get(name) is None
+
+    def target(self, name_or_ref: str, version: int | str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(model document, version record) for ``NAME, VERSION``, or for one reference
+        (``churn@staging``, ``churn:3``, ``churn`` = latest) when ``version`` is None; resolved
+        here, inside the lock, so the version is the one the stage or alias names at this moment."""
+        if version is None:
+            ref = parse_ref(name_or_ref)
+            doc = self.model(ref.name)
+            return doc, pick(doc, ref)
+        doc = self.model(check_name(name_or_ref))
+        return doc, find_record(doc, parse_version(version))
 
     def record(self, event: str, **fields: Any) -> None:
         """An audit entry to append at commit (``model=`` ties it to a model's file)."""
@@ -344,6 +368,13 @@ class Transaction:
         return self.entries
 
 
+def _drop_stale_temps(repo: Repo) -> None:
+    """Temp files a killed writer left beside the model files or the head (the lock is held, so
+    no writer is using one): removed, so that nothing half-written is ever committed to git."""
+    for folder in (registry_dir(repo), models_dir(repo)):
+        remove_stale_temps(folder)
+
+
 def registry_lock(repo: Repo) -> Any:
     return repo.lock("registry", what="the model registry")
 
@@ -357,6 +388,7 @@ def transaction(repo: Repo) -> Iterator[Transaction]:
     """
     registry_dir(repo).mkdir(parents=True, exist_ok=True)
     with registry_lock(repo):
+        _drop_stale_temps(repo)
         audit.settle(audit_path(repo), head_path(repo), lambda: _all_docs(repo))
         txn = Transaction(repo)
         yield txn

@@ -191,7 +191,20 @@ def test_no_change_is_written_into_a_cut_or_replaced_log(logged, cli, damage) ->
         forged["hash"] = entry_hash(forged)
         _write(logged, [*lines[:-1], json.dumps(forged)])
     before = (_log(logged).read_bytes(), (logged.root / ".mlops/registry/models/churn.json").read_bytes())
-    result = cli("alias", "churn", "2", "best", code=1)
+    result = cli("alias", "churn", "2", "best", code=3)  # could not complete: not a gate refusal (1)
     assert "refusing to write" in result.stderr and "mlops audit verify" in result.stderr
     assert (_log(logged).read_bytes(), (logged.root / ".mlops/registry/models/churn.json").read_bytes()) == before
     cli("audit", "verify", code=1)
+
+
+def test_the_torn_tail_repair_cuts_a_torn_line_and_ends_a_whole_one(logged) -> None:
+    from mlops.registry.audit import drop_torn_tail
+
+    log = _log(logged)
+    whole = log.read_bytes()
+    log.write_bytes(whole + b'{"seq": 9, "ti')
+    assert drop_torn_tail(log) is True and log.read_bytes() == whole
+    last = whole.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    log.write_bytes(whole[: -1])  # the last entry is whole but lost its newline
+    assert drop_torn_tail(log) is False and log.read_bytes() == whole and last in whole
+    assert drop_torn_tail(log) is False and log.read_bytes() == whole  # nothing to do

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from regkit import MLOPS_BIN as MLOPS_BIN_
 from regkit import audit_entries, write_pickle, write_policy
 
 from mlops.registry import promote, register, resolve, verify_audit
@@ -121,3 +122,116 @@ def test_a_held_registry_lock_makes_a_writer_wait_then_exit_3(repo, mlops_bin) -
     assert "holds the lock on the model registry" in result.stderr
     assert resolve(repo, "churn:1").stage == "none"
     promote(repo, "churn", 1, "staging", actor="ci")  # free again
+
+
+WRITER = """
+import sys
+from mlops.registry import set_alias
+from mlops.repo.repo import find_repo
+repo = find_repo()
+for i in range(int(sys.argv[1])):
+    set_alias(repo, "churn", 1 + i % 2, "best", actor="writer")
+"""
+
+
+def test_audit_verify_reads_consistently_while_another_process_writes(repo) -> None:
+    """verify takes no lock: it reads the head, then the model files, then the log (the reverse of
+    a writer's order), so a change landing meanwhile is never reported as tampering."""
+    for number in (1, 2):
+        write_pickle(repo.root / "m.pkl", {"model": number})
+        register(repo, "churn", "m.pkl")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, "300"], cwd=repo.root, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "MLOPS_LOCK_TIMEOUT": "60"})
+    checks, false_alarms = 0, []
+    try:
+        while writer.poll() is None:
+            report = verify_audit(repo)
+            checks += 1
+            if not report.ok:
+                false_alarms.append([p.message for p in report.problems])
+    finally:
+        _, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err
+    assert checks >= 20  # the two really overlapped
+    assert false_alarms == []
+    assert verify_audit(repo).ok and len(audit_entries(repo.root)) == 302
+
+
+GC_LOOP = """
+import os, subprocess, sys
+stop, mlops = sys.argv[1], sys.argv[2]
+runs = 0
+while not os.path.exists(stop):
+    proc = subprocess.run([mlops, "gc", "--json"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"gc failed: {proc.stderr}")
+    runs += 1
+print(runs)
+"""
+
+
+def test_gc_running_during_register_never_deletes_the_new_artifact(repo, mlops_bin) -> None:
+    """register holds the store lock (shared) from storing the artifact until the registry names
+    it, and gc reads the registry's roots inside its exclusive hold: no window in between."""
+    import pickle
+
+    from regkit import MLOPS_BIN
+    from sklearn.tree import DecisionTreeClassifier
+
+    for index in range(4):  # distinct scikit-learn models: each register loads one to infer its signature
+        model = DecisionTreeClassifier(max_depth=index + 1).fit([[i, index] for i in range(8)], [i % 2 for i in range(8)])
+        (repo.root / f"m{index}.pkl").write_bytes(pickle.dumps(model))
+    stop = repo.root.parent / "stop-gc"
+    env = {**os.environ, "MLOPS_LOCK_TIMEOUT": "60"}
+    gc_loop = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(stop), MLOPS_BIN], cwd=repo.root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for index in range(4):
+            mlops_bin("register", "churn", f"m{index}.pkl", env={"MLOPS_LOCK_TIMEOUT": "60"})
+    finally:
+        stop.write_text("stop")
+        out, err = gc_loop.communicate(timeout=120)
+    assert gc_loop.returncode == 0, err
+    assert int(out) >= 4  # gc really ran alongside
+    from mlops.registry import load_model, versions
+
+    for mv in versions(repo, "churn"):
+        assert repo.objects.exists(mv.artifact), f"{mv.ref()}: its artifact was deleted by gc"
+        assert load_model(mv, repo).max_depth == mv.version
+    assert verify_audit(repo).ok
+
+
+def _has_open(pid: int, name: str) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}").endswith(name) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def test_a_reference_is_resolved_inside_the_registry_lock(repo) -> None:
+    """`mlops promote churn@staging --to production` acts on the version in staging when it holds
+    the lock, not on the one that was there when the command started."""
+    from mlops.registry.store import transaction
+
+    for index in (1, 2):
+        write_pickle(repo.root / "m.pkl", {"model": index})
+        register(repo, "churn", "m.pkl")
+    promote(repo, "churn", 1, "staging", actor="ci")
+    with transaction(repo) as txn:  # this process holds the registry lock
+        proc = subprocess.Popen([MLOPS_BIN_, "promote", "churn@staging", "--to", "production", "--json"], cwd=repo.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "MLOPS_LOCK_TIMEOUT": "60"})
+        deadline = time.monotonic() + 60
+        while not _has_open(proc.pid, "registry.lock") and time.monotonic() < deadline:  # waiting for the lock
+            time.sleep(0.01)
+        assert proc.poll() is None
+        # meanwhile, staging changes hands (inside the held lock, as a promote would do it)
+        doc = txn.model("churn")
+        for record in doc["versions"]:
+            record["stage"] = {1: "none", 2: "staging"}[record["version"]]
+        txn.record("stage_changed", model="churn", version=2, from_stage="none", to_stage="staging", actor="ci")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["version"] == 2
+    assert resolve(repo, "churn@production").version == 2 and resolve(repo, "churn:1").stage == "none"
+    assert verify_audit(repo).ok

@@ -9,6 +9,7 @@ import shutil
 import pytest
 from regkit import js, mlops, write_pickle
 
+from mlops.data.pointer import read_pointer
 from mlops.errors import CorruptObjectError, MissingObjectError
 from mlops.registry import artifact_path, load_model, register, resolve, training_data
 
@@ -69,9 +70,18 @@ def test_artifacts_and_their_data_are_pushed_pulled_and_kept_by_gc(trained, remo
     os.chmod(repo.root / "models", 0o755)
     (repo.root / "models" / "model.pkl").unlink()
     shutil.rmtree(repo.root / "data" / "prepared")
+    # an object nothing references any more, beside them: gc must take it and only what is like it
+    (repo.root / "scratch.bin").write_bytes(b"tracked once, then forgotten")
+    cli("add", "scratch.bin")
+    scratch = read_pointer(repo.root, "scratch.bin.mlops").hash
+    (repo.root / "scratch.bin.mlops").unlink()
+    registry_objects = {mv.artifact, *_data_objects(repo, mv)}
+    before = set(repo.objects.iter_digests())
     gc = js(cli("gc", "--json"))
-    assert gc["removed"] >= 0
-    assert load_model("churn:1", repo).__class__.__name__ == "LogisticRegression"  # kept: the registry is a root
+    after = set(repo.objects.iter_digests())
+    assert scratch in before and scratch not in after and gc["removed"] == len(before - after) >= 1
+    assert registry_objects <= after  # kept: the registry is a root (its artifact, its data's manifest and files)
+    assert load_model("churn:1", repo).__class__.__name__ == "LogisticRegression"
     assert len(training_data(repo, mv)) == 2
     # push, lose the cache, pull: the registry's objects come back
     cli("remote", "add", "storage", str(remote_dir), "--default")
@@ -84,6 +94,17 @@ def test_artifacts_and_their_data_are_pushed_pulled_and_kept_by_gc(trained, remo
     cli("pull")
     assert load_model("churn:1", repo).__class__.__name__ == "LogisticRegression"
     assert dict(training_data(repo, mv))["data/prepared/train.csv"].exists()
+
+
+def _data_objects(repo, mv) -> set[str]:
+    from mlops.store.tree import walk_tree
+
+    out = set()
+    for snap in mv.data:
+        out.add(snap["hash"])
+        if snap["kind"] == "dir":
+            out.update(entry.hash for _rel, entry in walk_tree(repo.objects.read_bytes, snap["hash"]))
+    return out
 
 
 def test_gc_all_commits_keeps_artifacts_of_models_only_in_history(repo, cli) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from regkit import audit_entries, js, write_pickle, write_policy
 
-from mlops.errors import FormatError, PromotionRefused, UsageError
+from mlops.errors import PromotionRefused
 from mlops.registry import approve, promote, record_drift_check, register, resolve
 from mlops.registry.store import model_path
 from mlops.tracking.store import create_run, finish_run, log_metrics
@@ -168,8 +168,35 @@ def test_approvals_are_audited_and_shown(repo, cli) -> None:
     assert "approvals are for a target stage" in cli("approve", "churn", "1", "--to", "none", code=2).stderr
 
 
-def test_format_errors_are_usage_errors(repo) -> None:
-    assert issubclass(FormatError, UsageError)
+def test_broken_registry_and_policy_files_are_usage_errors_at_the_cli(repo, cli) -> None:
+    """A file mlops cannot read as it expects is exit 2 with one line naming it (--json: its kind)."""
+    _register(repo)
+    path = model_path(repo, "churn")
+    good = path.read_text()
+    path.write_text(good[:40])  # cut short: not JSON
+    for args in (["promote", "churn", "1", "--to", "staging"], ["models", "show", "churn"], ["history", "churn:1"]):
+        result = cli(*args, code=2)
+        assert ".mlops/registry/models/churn.json:" in result.stderr and "not valid JSON" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 2 and "Traceback" not in result.stderr  # error + hint lines
+    doc = js(cli("promote", "churn", "1", "--to", "staging", "--json", code=2))
+    assert doc["error"] == "format" and doc["exit_code"] == 2
+    path.write_text(good.replace('"format": 1', '"format": 7'))
+    assert js(cli("models", "show", "churn", "--json", code=2))["error"] == "newer_format"
+    path.write_text(good)
+    write_policy(repo.root, "format: 1\nstages:\n  staging:\n    approvals: [\n")
+    doc = js(cli("promote", "churn", "1", "--to", "staging", "--json", code=2))
+    assert doc["error"] == "format" and ".mlops/policy.yaml:" in doc["message"]
+    assert resolve(repo, "churn:1").stage == "none"
+
+
+def test_a_folder_named_policy_yaml_is_one_line_exit_2(repo, cli) -> None:
+    _register(repo)
+    (repo.root / ".mlops" / "policy.yaml").mkdir()
+    result = cli("promote", "churn", "1", "--to", "staging", code=2)
+    assert result.stderr.splitlines()[0] == "error: .mlops/policy.yaml: is a folder, not a policy file"
+    assert "internal error" not in result.stderr
+    assert js(cli("promote", "churn", "1", "--to", "staging", "--json", code=2))["error"] == "config"
+    assert resolve(repo, "churn:1").stage == "none"
 
 
 def test_drift_checks_with_numpy_values_are_recorded(repo) -> None:

@@ -83,3 +83,26 @@ def test_commands_that_take_name_and_version_also_take_a_reference(three, cli) -
     assert "which version of 'churn'" in cli("promote", "churn", "--to", "staging", code=2).stderr
     assert "not both" in cli("promote", "churn:1", "2", "--to", "staging", code=2).stderr
     assert "no version in staging" in cli("promote", "churn@staging", "--to", "production", code=2).stderr
+
+
+def test_history_and_rollback_take_references(three, cli) -> None:
+    by_name = js(cli("history", "churn", "--json"))
+    assert js(cli("history", "churn@production", "--json")) == by_name  # the model's history
+    assert js(cli("history", "churn:2", "--json"))["model"] == "churn"
+    assert "has no stage or alias 'best'" in cli("history", "churn@best", code=2).stderr
+    assert "no version 9" in cli("history", "churn:9", code=2).stderr
+    promote(three, "churn", 3, "production", actor="ci")
+    done = js(cli("rollback", "churn@production", "--reason", "bad canary", "--json"))
+    assert (done["model"], done["from_version"], done["to_version"]) == ("churn", 3, 1)
+    for ref in ("churn@staging", "churn:1", "churn@champion", "churn@latest"):
+        result = cli("rollback", ref, code=2)
+        assert "rollback acts on the production version" in result.stderr and "mlops rollback churn" in result.stderr
+    assert resolve(three, "churn@production").version == 1
+
+
+def test_an_unknown_models_subcommand_is_one_line(three, mlops_bin) -> None:
+    result = mlops_bin("models", "churn", code=2, cwd=three.root)
+    assert result.stderr.splitlines() == ["error: 'mlops models' has no command 'churn'", "hint: to show a model: mlops models show churn"]
+    assert result.stdout == ""
+    assert "churn" in mlops_bin("models", cwd=three.root).stdout  # the list, and show, still work
+    assert js(mlops_bin("models", "show", "churn", "--json", cwd=three.root))["model"] == "churn"

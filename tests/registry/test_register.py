@@ -4,6 +4,7 @@ file or folder, version numbers, and what is refused."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -93,6 +94,10 @@ def test_any_file_or_folder_registers_without_a_signature(repo, tree, cli) -> No
     folder = artifact_path(repo, mv)
     assert (folder / "config.json").read_text() == "{}" and (folder / "sub" / "w.npy").read_bytes() == b"123"
     assert artifact_path(repo, mv) == folder  # checked again, not rebuilt
+    os.chmod(folder / "config.json", 0o644)
+    (folder / "config.json").write_text('{"changed": true}')  # someone edits the checked copy
+    assert (artifact_path(repo, mv) / "config.json").read_text() == "{}"  # rebuilt from the cache
+    assert sorted(p.name for p in folder.parent.iterdir()) == [mv.artifact]  # no temp or old folders left
     with pytest.raises(UsageError, match="directory artifact"):
         load_model(mv, repo)
     with pytest.raises(UsageError, match="not a pickle"):
@@ -106,7 +111,13 @@ def test_a_plain_pickle_is_flavor_file_and_loads(repo, tree) -> None:
     assert load_model(mv, repo) == {"weights": [1, 2, 3]}
 
 
-def test_registering_never_runs_a_pickle_that_is_not_scikit_learn(repo, tmp_path) -> None:
+@pytest.mark.parametrize("wrap", [
+    lambda payload: payload,
+    # strings that look like scikit-learn's module names, as values: they import nothing
+    lambda payload: {"framework": "sklearn", "module": "sklearn.linear_model", "m": payload},
+    lambda payload: ["sklearn", "sklearn.tree._classes", "DecisionTreeClassifier", payload],
+], ids=["bare", "sklearn-strings-in-a-dict", "sklearn-strings-in-a-list"])
+def test_registering_never_runs_a_pickle_that_is_not_scikit_learn(repo, tmp_path, wrap) -> None:
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -115,9 +126,10 @@ def test_registering_never_runs_a_pickle_that_is_not_scikit_learn(repo, tmp_path
 
             return (os.system, (f"touch {marker}",))
 
-    (repo.root / "evil.pkl").write_bytes(pickle.dumps(Payload()))
-    mv = register(repo, "evil", "evil.pkl").version
-    assert mv.flavor == "file" and not marker.exists()  # detected by reading opcodes, never unpickled
+    for protocol in (2, 4, 5):
+        (repo.root / "evil.pkl").write_bytes(pickle.dumps(wrap(Payload()), protocol=protocol))
+        mv = register(repo, "evil", "evil.pkl").version
+        assert mv.flavor == "file" and not marker.exists()  # detected by reading opcodes, never unpickled
 
 
 def test_a_sklearn_model_outside_a_run_gets_dtypes_from_signature_from(repo, tree, cli) -> None:

@@ -1,0 +1,291 @@
+"""Serving commands: serve, deploy, canary status|promote|rollback, predict."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import typer
+
+from ..errors import UsageError
+from ..repo.repo import find_repo
+from .boundary import JSON_OPTION, command
+from .output import Output
+
+canary_app = typer.Typer(no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "serve")(serve)
+    command(app, "deploy")(deploy)
+    command(app, "predict")(predict)
+    app.add_typer(canary_app, name="canary", help="The running canary or shadow of a model: status, promote, rollback.")
+
+
+def _duration(text: Optional[str], option: str) -> Optional[float]:
+    if text is None:
+        return None
+    from ..serve.deployment import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(f"{option}: {exc.message}", hint=exc.hint) from None
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+def serve(
+    ref: str = typer.Argument(..., help="The model to serve: churn@production, churn:4 or churn (its latest version)."),
+    port: int = typer.Option(8080, "--port", "-p", min=0, max=65535, help="TCP port (0: any free port; the address is printed)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for every interface."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Worker processes sharing the port."),
+    token_env: Optional[str] = typer.Option(
+        None, "--token-env", help="Name of an environment variable holding a bearer token: every endpoint but the health checks then needs it."
+    ),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", min=0.001, help="Largest request body (MB); larger ones get 413."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most rows folded into one model call."),
+    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", min=0, help="Longest wait (ms) for more rows before a model call, only while other requests are arriving."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests waiting per model version; past it 503 with Retry-After."),
+    timeout: str = typer.Option("30s", "--timeout", help="Longest a request may wait for its prediction (504 after)."),
+    request_log: bool = typer.Option(True, "--request-log/--no-request-log", help="Append inputs and predictions to Parquet files under .mlops/serve/."),
+    log_rotate: str = typer.Option("60s", "--log-rotate", help="Finish a request-log file after this long (readers see finished files)."),
+    log_max_file_mb: float = typer.Option(64.0, "--log-max-file-mb", min=0.01, help="Finish a request-log file past this size."),
+    log_max_total_mb: float = typer.Option(1024.0, "--log-max-total-mb", min=0.01, help="Keep at most this much request log; the oldest files go first."),
+    log_max_age: str = typer.Option("7d", "--log-max-age", help="Remove request-log files older than this."),
+    access_log: bool = typer.Option(False, "--access-log", help="Print one line per HTTP request (uvicorn's access log)."),
+) -> None:
+    """Serve a registered model over HTTP (own JSON, MLflow scoring protocol, Open Inference Protocol V2).
+
+    A deployment file written by 'mlops deploy' (.mlops/deployments/NAME.yaml) takes precedence
+    over REF for which versions answer, and is followed while the server runs.
+    """
+    from ..serve.config import MiB, ServeConfig
+    from ..serve.deployment import deployment_path, load_deployment
+    from ..serve.server import run
+    from ..serve.source import open_source, servable
+
+    out = Output()
+    if token_env is not None and not os.environ.get(token_env):
+        raise UsageError(f"--token-env {token_env}: the variable is empty or not set", hint=f"export {token_env}=<a long random token>")
+    repo = find_repo()
+    source = open_source(repo)
+    info = source.resolve(ref)
+    model = servable(info, source.load(info))  # fails here, with one line, rather than in every worker
+    dep = load_deployment(repo, info.name)
+    config = ServeConfig(
+        root=str(repo.root), ref=ref, host=host, port=port, workers=workers, token_env=token_env,
+        max_body_bytes=int(max_body_mb * MiB), max_batch_rows=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+        timeout_seconds=_duration(timeout, "--timeout") or 30.0, request_log=request_log,
+        log_rotate_seconds=_duration(log_rotate, "--log-rotate") or 60.0, log_max_file_bytes=int(log_max_file_mb * MiB),
+        log_max_total_bytes=int(log_max_total_mb * MiB), log_max_age_seconds=_duration(log_max_age, "--log-max-age") or 7 * 86400.0,
+        access_log=access_log,
+    )
+    if dep is not None and dep.production != info.version:
+        out.warn(f"following {repo.rel(deployment_path(repo, info.name))}: production is v{dep.production} (not v{info.version}, which {ref} names)")
+
+    def announce(url: str) -> None:
+        shown = dep.production if dep is not None else info.version
+        extra = f", {dep.candidate.mode} v{dep.candidate.version}" if dep is not None and dep.candidate else ""
+        out.info(f"serving {info.name} v{shown}{extra} on {url} ({workers} worker{'s' if workers > 1 else ''}"
+                 f"{', bearer token required' if token_env else ''}); stop with Ctrl-C or SIGTERM")
+
+    run(config, preloaded=(info, model) if workers == 1 else None, announce=announce)
+    out.info("stopped: requests in flight finished, request logs closed")
+
+
+# --- deploy ----------------------------------------------------------------------------------
+
+
+def _deployment_lines(out: Output, dep: Any) -> None:
+    cand = dep.candidate
+    out.row(("model     ", "bold"), (dep.model, None))
+    out.row(("production", "bold"), (f"v{dep.production}", "green"))
+    if cand is None:
+        out.row(("candidate ", "bold"), ("none: all traffic to production", None))
+    elif cand.mode == "shadow":
+        out.row(("shadow    ", "bold"), (f"v{cand.version}: sees a copy of every request; callers get production's answer", "cyan"))
+    else:
+        out.row(("canary    ", "bold"), (f"v{cand.version} at {cand.weight:g}% of requests", "yellow"))
+        if cand.steps:
+            out.row(("steps     ", "bold"), (", ".join(f"{s:g}%" for s in cand.steps) + f", each after {cand.interval_seconds:g} s healthy, then promotion", None))
+        if cand.hold:
+            out.row(("hold      ", "bold"), (cand.hold, "red"))
+    th = dep.thresholds
+    limits = [f"error rate > {th.max_error_rate:.1%}" if th.max_error_rate is not None else None,
+              f"p99 > {th.max_p99_ms:g} ms" if th.max_p99_ms is not None else None]
+    rule = " or ".join(x for x in limits if x) or "never (no thresholds)"
+    out.row(("rollback  ", "bold"), (f"when {rule} over {th.window_seconds:g} s with >= {th.min_requests} requests", None))
+    out.row(("routing   ", "bold"), (f"sticky by {dep.key}", None))
+    out.row(("revision  ", "bold"), (f"{dep.revision} ({dep.updated_at} by {dep.updated_by})", None))
+
+
+def deploy(
+    model: str = typer.Argument(..., help="Model name."),
+    canary: Optional[int] = typer.Option(None, "--canary", help="Version to send a share of the requests to."),
+    weight: Optional[float] = typer.Option(None, "--weight", help="Percent of requests to the canary (default 10)."),
+    shadow: Optional[int] = typer.Option(None, "--shadow", help="Version that sees a copy of every request; callers get production's answer."),
+    steps: Optional[str] = typer.Option(None, "--steps", help="Progressive canary: weights to go through, e.g. 5,25,50; promoted after the last."),
+    interval: Optional[str] = typer.Option(None, "--interval", help="How long each step must stay healthy, e.g. 2m."),
+    key: Optional[str] = typer.Option(None, "--key", help="What keeps a caller on one variant: header:NAME (default header:x-request-id) or field:NAME."),
+    window: Optional[str] = typer.Option(None, "--window", help="Sliding window of the automatic rollback (default 60s)."),
+    min_requests: Optional[int] = typer.Option(None, "--min-requests", min=1, help="Requests the window needs before judging (default 50)."),
+    max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", min=0, max=1, help="Roll back past this error rate, 0-1 (default 0.05)."),
+    max_p99_ms: Optional[float] = typer.Option(None, "--max-p99-ms", min=0, help="Roll back past this p99 latency in ms (default: none)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Set which versions of a model take traffic: canary, shadow or production only; a running server follows."""
+    from ..serve.deployment import actor, deploy as deploy_core, deployment_path, parse_steps
+    from ..serve.source import open_source
+
+    out = Output(json_output=json_output)
+    step_values = parse_steps(steps) if steps else ()
+    repo = find_repo()
+    dep = deploy_core(
+        repo, open_source(repo), model, canary=canary, shadow=shadow, weight=weight, steps=step_values,
+        interval_seconds=_duration(interval, "--interval"), key=key, window_seconds=_duration(window, "--window"),
+        min_requests=min_requests, max_error_rate=max_error_rate, max_p99_ms=max_p99_ms, by=actor("mlops deploy"),
+    )
+    if out.json:
+        out.emit_json({"path": repo.rel(deployment_path(repo, model)), **dep.to_dict()})
+        return
+    _deployment_lines(out, dep)
+    out.info(f"wrote {repo.rel(deployment_path(repo, model))}; a running 'mlops serve' follows it within a second (commit it to keep it)")
+
+
+# --- canary ----------------------------------------------------------------------------------
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _distribution(summary: dict[str, Any]) -> str:
+    dist = summary.get("distribution") or {}
+    if "classes" in dist:
+        return " ".join(f"{k}:{v:.0%}" for k, v in list(dist["classes"].items())[:4])
+    if "numeric" in dist:
+        n = dist["numeric"]
+        return f"mean {n['mean']:.4g} sd {n['std']:.3g}"
+    return "-"
+
+
+@command(canary_app, "status")
+def canary_status(
+    model: str = typer.Argument(..., help="Model name."),
+    window: Optional[str] = typer.Option(None, "--window", help="Look at this window instead of the rollback window, e.g. 5m (at most 10m)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Per variant over the window: requests, errors, p50/p99 latency, prediction distribution, disagreement."""
+    from ..serve.controller import canary_status as status_core
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    report = status_core(repo, model, window_seconds=_duration(window, "--window"))
+    if out.json:
+        out.emit_json(report)
+        return
+    servers = report["servers"]
+    state = (f"{servers['live_workers']} live worker(s)" if servers["running"] else
+             f"no server running (figures as of {servers['as_of']})" if servers["as_of"] else "no statistics yet (is mlops serve running?)")
+    out.row(("model     ", "bold"), (f"{model}, deployment revision {report['revision']} ({state})", None))
+    cand = report.get("candidate")
+    if cand:
+        style = {"healthy": "green", "unhealthy": "red", "waiting": "yellow"}[cand["verdict"]]
+        share = f" at {cand['weight']:g}%" if cand["mode"] == "canary" else ""
+        out.row(("candidate ", "bold"), (f"{cand['mode']} v{cand['version']}{share}: {cand['verdict']}", style), (f"({cand['reason']})", None))
+        prog = cand.get("progression")
+        if prog:
+            nxt = "promotion" if prog["next"] == "promote" else f"{prog['next']:g}%"
+            out.row(("progress  ", "bold"), (f"steps {', '.join(f'{s:g}%' for s in prog['steps'])}; next: {nxt} when healthy after {prog['due_at']}", None))
+        if cand.get("hold"):
+            out.row(("hold      ", "bold"), (cand["hold"], "red"))
+    else:
+        out.row(("candidate ", "bold"), (f"none: all traffic to production v{report['production']}", None))
+    event = report.get("last_event")
+    if event:
+        style = "red" if event.get("event") == "rollback" else "green"
+        out.row(("last event", "bold"), (f"{event.get('event')} of v{event.get('version')} at {event.get('at')} by {event.get('by')}", style))
+        out.row(("why       ", "bold"), (str(event.get("reason")), None))
+    out.line()
+    columns = ["variant", "version", "weight", "requests", "errors", "error rate", "p50 ms", "p99 ms", "predictions", "disagreement"]
+    rows = []
+    for v in report["variants"]:
+        disagreement = v.get("disagreement")
+        if disagreement is None and v.get("distribution_distance") is not None:
+            disagreement = f"{v['distribution_distance']:.3f} (distribution distance)"
+        elif disagreement is not None:
+            disagreement = f"{disagreement:.2%} of {v.get('compared_rows')} rows"
+        rows.append([v["variant"], f"v{v['version']}", "-" if v.get("weight") is None else f"{v['weight']:g}%", v["requests"], v["errors"],
+                     f"{v['error_rate']:.2%}", _ms(v["p50_ms"]), _ms(v["p99_ms"]), _distribution(v), disagreement or "-"])
+    if out.tty:
+        out.table(columns, rows, title=f"last {report['window_seconds']:g} s")
+    else:
+        out.table(columns, [columns, *rows])
+
+
+@command(canary_app, "promote")
+def canary_promote(
+    model: str = typer.Argument(..., help="Model name."),
+    reason: str = typer.Option("canary promoted", "--reason", "-m", help="Why: recorded in the audit log."),
+    force: bool = typer.Option(False, "--force", help="Passed to the registry's gates (only where its policy allows forcing)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Make the canary (or shadow) the production version, through the registry's gates; audit-logged."""
+    from ..serve.deployment import actor, promote
+    from ..serve.source import open_source
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    dep = promote(repo, open_source(repo), model, reason=reason, by=actor("mlops canary promote"), force=force)
+    if out.json:
+        out.emit_json(dep.to_dict())
+        return
+    out.line(f"promoted {model} v{dep.production} to production (was v{(dep.last_event or {}).get('previous')}); all traffic to v{dep.production}")
+
+
+@command(canary_app, "rollback")
+def canary_rollback(
+    model: str = typer.Argument(..., help="Model name."),
+    reason: str = typer.Option("rolled back by hand", "--reason", "-m", help="Why: recorded in the audit log."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Send all traffic back to production: the canary or shadow leaves the deployment; audit-logged."""
+    from ..serve.deployment import actor, rollback
+    from ..serve.source import open_source
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    dep = rollback(repo, open_source(repo), model, reason=reason, by=actor("mlops canary rollback"))
+    if out.json:
+        out.emit_json(dep.to_dict())
+        return
+    event = dep.last_event or {}
+    out.line(f"rolled back {model}: {event.get('mode')} v{event.get('version')} removed; all traffic to production v{dep.production}")
+
+
+# --- predict ---------------------------------------------------------------------------------
+
+
+def predict(
+    ref: str = typer.Argument(..., help="The model: churn@production, churn:4 or churn."),
+    input_path: str = typer.Argument(..., metavar="INPUT", help="A .parquet or .csv file."),
+    output: str = typer.Option(..., "--output", "-o", help="Where to write predictions (.parquet or .csv)."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Rows read, checked and scored at a time (bounds memory)."),
+    keep: Optional[str] = typer.Option(None, "--keep", help="Input columns to copy to the output, comma-separated (default: all; '' for none)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Score a file in chunks: every chunk checked against the signature; nothing written unless all succeed."""
+    from ..serve.predict import predict_file
+    from ..serve.source import open_source
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    kept = None if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
+    result = predict_file(repo, open_source(repo), ref, input_path, output, chunk_rows=chunk_rows, keep=kept, progress=out.progress())
+    if out.json:
+        out.emit_json(result.to_dict())
+        return
+    rate = f", {result.rows / result.seconds:,.0f} rows/s" if result.seconds > 0 else ""
+    out.line(f"{result.rows} rows scored by {result.model} v{result.version} in {result.chunks} chunk(s), {result.seconds:.1f} s{rate} -> {result.output} (column '{result.prediction_column}')")

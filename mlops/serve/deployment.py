@@ -1,0 +1,445 @@
+"""The deployment file: which versions of a model take traffic, and how. Meant for git.
+
+``.mlops/deployments/<model>.yaml``::
+
+    format: 1
+    model: churn
+    revision: 7                 # +1 on every write; writers compare-and-swap on it
+    updated_at: '2026-11-26T11:02:03Z'
+    updated_by: alice (mlops deploy)
+    production: 3               # the version answering callers
+    candidate:                  # absent: all traffic to production
+      version: 4
+      mode: canary              # canary: `weight` % of requests; shadow: a copy of every request
+      weight: 10.0
+      steps: [5.0, 25.0, 50.0]  # progressive canary: weights to go through, then promotion
+      interval_seconds: 120.0
+      started_at: '...'
+      step_started_at: '...'
+      hold: null                # why the progression stopped (a refused promotion)
+    routing:
+      key: header:x-request-id  # or field:customer_id: the same key always reaches the same variant
+    rollback:                   # automatic rollback of the candidate over a sliding window
+      window_seconds: 60.0
+      min_requests: 50
+      max_error_rate: 0.05
+      max_p99_ms: null
+    last_event:                 # the last promotion or rollback, and why
+      event: rollback
+      version: 4
+      reason: error rate 45.0% > 5.0% over the last 60 s (27 of 60 requests failed)
+      at: '...'
+      by: mlops serve (automatic)
+
+`mlops deploy` and `mlops canary promote|rollback` write it; a running `mlops serve` polls it
+(a stat every half second) and follows it without a restart, and writes it itself when it
+raises a progressive canary's weight, promotes it, or rolls it back. Every write happens
+under the lock ``.mlops/tmp/locks/deploy-<model>.lock`` and replaces the file atomically.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import CouldNotComplete, FormatError, UsageError
+from ..formats import check_format, display_path, dump_yaml, parse_yaml
+from ..fsio import atomic_write
+from ..repo.repo import Repo
+
+DEPLOYMENTS = "deployments"
+DEPLOYMENT_FORMAT = 1
+CANARY, SHADOW = "canary", "shadow"
+DEFAULT_KEY = "header:x-request-id"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    window_seconds: float = 60.0
+    min_requests: int = 50
+    max_error_rate: float | None = 0.05
+    max_p99_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window_seconds": self.window_seconds, "min_requests": self.min_requests,
+                "max_error_rate": self.max_error_rate, "max_p99_ms": self.max_p99_ms}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version: int
+    mode: str  # canary | shadow
+    weight: float = 0.0
+    steps: tuple[float, ...] = ()
+    interval_seconds: float | None = None
+    started_at: str = ""
+    step_started_at: str = ""
+    hold: str | None = None
+
+    @property
+    def progressive(self) -> bool:
+        return bool(self.steps) and self.interval_seconds is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "mode": self.mode}
+        if self.mode == CANARY:
+            out["weight"] = self.weight
+        if self.steps:
+            out["steps"] = list(self.steps)
+            out["interval_seconds"] = self.interval_seconds
+        out["started_at"] = self.started_at
+        if self.steps:
+            out["step_started_at"] = self.step_started_at
+        if self.hold:
+            out["hold"] = self.hold
+        return out
+
+
+@dataclass(frozen=True)
+class Deployment:
+    model: str
+    production: int
+    revision: int = 0
+    candidate: Candidate | None = None
+    key: str = DEFAULT_KEY
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    updated_at: str = ""
+    updated_by: str = ""
+    last_event: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": DEPLOYMENT_FORMAT, "model": self.model, "revision": self.revision,
+                               "updated_at": self.updated_at, "updated_by": self.updated_by, "production": self.production}
+        if self.candidate is not None:
+            out["candidate"] = self.candidate.to_dict()
+        out["routing"] = {"key": self.key}
+        out["rollback"] = self.thresholds.to_dict()
+        if self.last_event:
+            out["last_event"] = dict(self.last_event)
+        return out
+
+    @property
+    def key_field(self) -> str | None:
+        kind, _, name = self.key.partition(":")
+        return name if kind == "field" else None
+
+    @property
+    def key_header(self) -> str | None:
+        kind, _, name = self.key.partition(":")
+        return name.lower() if kind == "header" else None
+
+
+# --- time --------------------------------------------------------------------------------------
+
+
+def now_iso(now: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if now is None else now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '2m', '1h', '500ms' or plain seconds -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(text))
+    if not match:
+        raise UsageError(f"not a duration: {text!r}", hint="use e.g. 30s, 2m, 1h")
+    value = float(match.group(1))
+    return value * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def parse_steps(text: str) -> tuple[float, ...]:
+    try:
+        steps = tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"--steps: not a list of percentages: {text!r}", hint="e.g. --steps 5,25,50") from None
+    if not steps or any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+        raise UsageError(f"--steps: want increasing percentages in (0, 100], got {text!r}", hint="e.g. --steps 5,25,50")
+    return steps
+
+
+def actor(what: str) -> str:
+    import os
+
+    user = os.environ.get("MLOPS_USER", "").strip()
+    if not user:
+        try:
+            user = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no user name in a container is not an error
+            user = "unknown"
+    return f"{user} ({what})"
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise UsageError(f"not a valid model name: {name!r}", hint="letters, digits, '.', '_' and '-'")
+    return name
+
+
+def deployments_dir(repo: Repo) -> Path:
+    return repo.dot / DEPLOYMENTS
+
+
+def deployment_path(repo: Repo, model: str) -> Path:
+    return deployments_dir(repo) / f"{check_model_name(model)}.yaml"
+
+
+def serve_dir(repo: Repo, model: str) -> Path:
+    """Machine-local runtime state of serving one model (stats, request logs): not for git."""
+    base = repo.dot / "serve"
+    if not base.is_dir():
+        base.mkdir(parents=True, exist_ok=True)
+    ignore = base / ".gitignore"
+    if not ignore.exists():
+        atomic_write(ignore, "# serving's runtime state (statistics, request logs) is local to this machine\n*\n")
+    return base / check_model_name(model)
+
+
+def _lock(repo: Repo, model: str) -> Any:
+    return repo.lock(f"deploy-{model}", what=f"the deployment of {model}")
+
+
+def _number(data: dict[str, Any], key: str, source: str, *, default: Any, lo: float | None = None,
+            hi: float | None = None, whole: bool = False, optional: bool = False) -> Any:
+    value = data.get(key, default)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not float(value).is_integer()) or (
+        isinstance(value, float) and not math.isfinite(value)
+    ):
+        raise FormatError(f"{source}: '{key}' must be a {'whole ' if whole else ''}number, found {value!r}", file=source, field=key)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise FormatError(f"{source}: '{key}' must be within [{lo}, {hi}], found {value!r}", file=source, field=key)
+    return int(value) if whole else float(value)
+
+
+def parse_deployment(text: str, source: str) -> Deployment:
+    data = check_format(parse_yaml(text, source), source, supported=DEPLOYMENT_FORMAT, kind="deployment file")
+    model = data.get("model")
+    if not isinstance(model, str) or not NAME.fullmatch(model):
+        raise FormatError(f"{source}: 'model' must be a model name, found {model!r}", file=source, field="model")
+    production = _number(data, "production", source, default=None, lo=1, whole=True)
+    candidate = None
+    raw = data.get("candidate")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise FormatError(f"{source}: 'candidate' must be a mapping", file=source, field="candidate")
+        mode = raw.get("mode", CANARY)
+        if mode not in (CANARY, SHADOW):
+            raise FormatError(f"{source}: candidate 'mode' must be canary or shadow, found {mode!r}", file=source)
+        steps = raw.get("steps") or ()
+        if not isinstance(steps, (list, tuple)) or not all(isinstance(s, (int, float)) and 0 < s <= 100 for s in steps):
+            raise FormatError(f"{source}: candidate 'steps' must be a list of percentages", file=source)
+        hold = raw.get("hold")
+        candidate = Candidate(
+            version=_number(raw, "version", source, default=None, lo=1, whole=True),
+            mode=mode,
+            weight=_number(raw, "weight", source, default=0.0, lo=0, hi=100) if mode == CANARY else 0.0,
+            steps=tuple(float(s) for s in steps),
+            interval_seconds=_number(raw, "interval_seconds", source, default=None, lo=0.1, optional=True),
+            started_at=str(raw.get("started_at") or ""),
+            step_started_at=str(raw.get("step_started_at") or ""),
+            hold=str(hold) if hold else None,
+        )
+        if candidate.version == production:
+            raise FormatError(f"{source}: the candidate is the production version ({production})", file=source)
+    routing = data.get("routing") or {}
+    key = routing.get("key", DEFAULT_KEY) if isinstance(routing, dict) else DEFAULT_KEY
+    if not isinstance(key, str) or key.partition(":")[0] not in ("header", "field") or not key.partition(":")[2]:
+        raise FormatError(f"{source}: routing 'key' must be header:NAME or field:NAME, found {key!r}", file=source)
+    rb = data.get("rollback") or {}
+    if not isinstance(rb, dict):
+        raise FormatError(f"{source}: 'rollback' must be a mapping", file=source)
+    thresholds = Thresholds(
+        window_seconds=_number(rb, "window_seconds", source, default=60.0, lo=1),
+        min_requests=_number(rb, "min_requests", source, default=50, lo=1, whole=True),
+        max_error_rate=_number(rb, "max_error_rate", source, default=0.05, lo=0, hi=1, optional=True),
+        max_p99_ms=_number(rb, "max_p99_ms", source, default=None, lo=0, optional=True),
+    )
+    event = data.get("last_event")
+    return Deployment(
+        model=model, production=production, revision=_number(data, "revision", source, default=0, lo=0, whole=True),
+        candidate=candidate, key=key, thresholds=thresholds, updated_at=str(data.get("updated_at") or ""),
+        updated_by=str(data.get("updated_by") or ""), last_event=dict(event) if isinstance(event, dict) else None,
+    )
+
+
+def load_deployment(repo: Repo, model: str) -> Deployment | None:
+    path = deployment_path(repo, model)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise FormatError(f"{display_path(path)}: not a text file (not UTF-8)") from None
+    dep = parse_deployment(text, display_path(path))
+    if dep.model != model:
+        raise FormatError(f"{display_path(path)}: names model '{dep.model}', not '{model}'")
+    return dep
+
+
+HEADER = "# mlops deployment: `mlops deploy` writes it, a running `mlops serve` follows it (docs/serving.md)\n"
+
+
+def _write(repo: Repo, dep: Deployment) -> None:
+    folder = deployments_dir(repo)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(deployment_path(repo, dep.model), HEADER + dump_yaml(dep.to_dict()))
+
+
+class RevisionChanged(CouldNotComplete):
+    """Someone else wrote the deployment since it was read (compare-and-swap lost)."""
+
+    kind = "revision_changed"
+
+
+def update_deployment(
+    repo: Repo, model: str, change: Callable[[Deployment | None], Deployment], *, by: str,
+    expect_revision: int | None = None, before_write: Callable[[Deployment | None, Deployment], None] | None = None,
+) -> Deployment:
+    """Read-change-write under the deployment's lock; the revision goes up by one.
+
+    ``expect_revision``: refuse (RevisionChanged) when the file moved on since the caller read it.
+    ``before_write``: runs inside the lock before the file is replaced (an audit entry: if it
+    fails, the change does not happen).
+    """
+    with _lock(repo, model):
+        current = load_deployment(repo, model)
+        if expect_revision is not None and (current.revision if current else 0) != expect_revision:
+            raise RevisionChanged(f"the deployment of {model} changed while this change was prepared")
+        new = change(current)
+        new = replace(new, revision=(current.revision if current else 0) + 1, updated_at=now_iso(), updated_by=by)
+        if before_write is not None:
+            before_write(current, new)
+        _write(repo, new)
+        return new
+
+
+# --- the verbs: deploy, roll back, promote -------------------------------------------------------
+
+
+def deploy(
+    repo: Repo, source: Any, model: str, *, canary: int | None = None, shadow: int | None = None,
+    weight: float | None = None, steps: tuple[float, ...] = (), interval_seconds: float | None = None,
+    key: str | None = None, window_seconds: float | None = None, min_requests: int | None = None,
+    max_error_rate: float | None = None, max_p99_ms: float | None = None, by: str,
+) -> Deployment:
+    """Write the desired deployment of ``model``; a running server follows it."""
+    check_model_name(model)
+    if canary is not None and shadow is not None:
+        raise UsageError("--canary and --shadow exclude each other", hint="deploy one candidate at a time")
+    if (weight is not None or steps) and canary is None:
+        raise UsageError("--weight and --steps go with --canary VERSION")
+    if steps and weight is not None and weight != steps[0]:
+        raise UsageError("--steps sets the weights; leave out --weight", hint="the first step is the starting weight")
+    if steps and interval_seconds is None:
+        raise UsageError("--steps needs --interval (how long each step must stay healthy)", hint="e.g. --interval 2m")
+    if weight is not None and not 0 <= weight <= 100:
+        raise UsageError(f"--weight must be a percentage in [0, 100], got {weight:g}")
+    if key is not None:
+        kind, _, name = key.partition(":")
+        if kind not in ("header", "field") or not name:
+            raise UsageError(f"--key must be header:NAME or field:NAME, got {key!r}", hint="e.g. --key field:customer_id")
+    current = load_deployment(repo, model)
+    production = current.production if current else source.resolve(f"{model}@production").version
+    version = canary if canary is not None else shadow
+    if version is not None:
+        info = source.resolve(f"{model}:{version}")
+        if info.version == production:
+            raise UsageError(f"{model}:{version} is already the production version", hint="deploy another version as the candidate")
+    started = now_iso()
+    candidate = None
+    if canary is not None:
+        candidate = Candidate(version=canary, mode=CANARY, weight=steps[0] if steps else (10.0 if weight is None else float(weight)),
+                              steps=tuple(steps), interval_seconds=interval_seconds if steps else None,
+                              started_at=started, step_started_at=started if steps else "")
+    elif shadow is not None:
+        candidate = Candidate(version=shadow, mode=SHADOW, started_at=started)
+    base = current.thresholds if current else Thresholds()
+    thresholds = Thresholds(
+        window_seconds=base.window_seconds if window_seconds is None else window_seconds,
+        min_requests=base.min_requests if min_requests is None else min_requests,
+        max_error_rate=base.max_error_rate if max_error_rate is None else max_error_rate,
+        max_p99_ms=base.max_p99_ms if max_p99_ms is None else max_p99_ms,
+    )
+
+    def change(old: Deployment | None) -> Deployment:
+        return Deployment(model=model, production=old.production if old else production, candidate=candidate,
+                          key=key or (old.key if old else DEFAULT_KEY), thresholds=thresholds,
+                          last_event=old.last_event if old else None)
+
+    def audit(old: Deployment | None, new: Deployment) -> None:
+        source.audit("deploy", model=model, production=new.production, candidate=new.candidate.version if new.candidate else None,
+                     mode=new.candidate.mode if new.candidate else None,
+                     weight=new.candidate.weight if new.candidate and new.candidate.mode == CANARY else None,
+                     steps=list(new.candidate.steps) if new.candidate else None, actor=by)
+
+    return update_deployment(repo, model, change, by=by, before_write=audit)
+
+
+def require_deployment(repo: Repo, model: str) -> Deployment:
+    dep = load_deployment(repo, model)
+    if dep is None:
+        raise UsageError(f"no deployment of {model} ({display_path(deployment_path(repo, model))} does not exist)",
+                         hint=f"mlops deploy {model} --canary VERSION --weight 10")
+    return dep
+
+
+def rollback(repo: Repo, source: Any, model: str, *, reason: str, by: str, automatic: bool = False,
+             expect_revision: int | None = None) -> Deployment:
+    """All traffic back to production; the candidate leaves the deployment; an audit entry records why."""
+    seen = require_deployment(repo, model)
+    if seen.candidate is None:
+        raise UsageError(f"{model} has no canary or shadow to roll back (all traffic goes to v{seen.production})")
+
+    def change(old: Deployment | None) -> Deployment:
+        if old is None or old.candidate is None:
+            raise UsageError(f"{model} has no canary or shadow to roll back")
+        event = {"event": "rollback", "version": old.candidate.version, "mode": old.candidate.mode, "reason": reason,
+                 "at": now_iso(), "by": by, "automatic": automatic}
+        return replace(old, candidate=None, last_event=event)
+
+    def audit(old: Deployment | None, new: Deployment) -> None:
+        assert old is not None and old.candidate is not None
+        source.audit("canary_rollback", model=model, version=old.candidate.version, mode=old.candidate.mode,
+                     production=old.production, reason=reason, automatic=automatic, actor=by)
+
+    return update_deployment(repo, model, change, by=by, expect_revision=expect_revision, before_write=audit)
+
+
+def promote(repo: Repo, source: Any, model: str, *, reason: str, by: str, force: bool = False,
+            expect_revision: int | None = None) -> Deployment:
+    """The candidate becomes production through the registry's gates (a refusal raises and changes nothing)."""
+    seen = require_deployment(repo, model)
+    if seen.candidate is None:
+        raise UsageError(f"{model} has no canary or shadow to promote", hint=f"mlops deploy {model} --canary VERSION")
+
+    def change(old: Deployment | None) -> Deployment:
+        if old is None or old.candidate is None:
+            raise UsageError(f"{model} has no canary or shadow to promote")
+        event = {"event": "promote", "version": old.candidate.version, "mode": old.candidate.mode, "reason": reason,
+                 "at": now_iso(), "by": by, "previous": old.production}
+        return replace(old, production=old.candidate.version, candidate=None, last_event=event)
+
+    def gate(old: Deployment | None, new: Deployment) -> None:
+        assert old is not None and old.candidate is not None
+        source.promote(model, old.candidate.version, reason=reason, actor=by, force=force)
+
+    return update_deployment(repo, model, change, by=by, expect_revision=expect_revision, before_write=gate)

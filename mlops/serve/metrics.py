@@ -1,0 +1,87 @@
+"""`GET /metrics`: Prometheus text exposition format (version 0.0.4).
+
+Totals are added over every live worker of the server (their snapshots, at most about a second
+old, plus the answering worker's own counts), so one scrape sees the whole server whichever
+worker answers it. A worker that exits takes its counts with it: Prometheus reads that as a
+counter reset, which its rate() functions handle. The format is a few lines of text; writing it
+here saves a dependency and prometheus_client's multi-process directory mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .health import LATENCY_BOUNDS_MS, Bucket, Key
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: Any) -> str:
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _num(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, float], gauges: Mapping[str, float],
+           weights: Mapping[str, float]) -> str:
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+
+    keys = sorted(totals)
+    family("mlops_requests_total", "counter", "Prediction requests answered, per variant and version.")
+    for variant, version in keys:
+        lines.append(f"mlops_requests_total{_labels(model=model, variant=variant, version=version)} {totals[(variant, version)].n}")
+    family("mlops_request_errors_total", "counter", "Prediction requests answered with an error: class 5xx (model, overload) or 4xx (input).")
+    for variant, version in keys:
+        bucket = totals[(variant, version)]
+        lines.append(f"mlops_request_errors_total{_labels(model=model, variant=variant, version=version, code_class='5xx')} {bucket.e5}")
+        lines.append(f"mlops_request_errors_total{_labels(model=model, variant=variant, version=version, code_class='4xx')} {bucket.e4}")
+    family("mlops_predictions_total", "counter", "Rows predicted, per variant and version.")
+    for variant, version in keys:
+        lines.append(f"mlops_predictions_total{_labels(model=model, variant=variant, version=version)} {totals[(variant, version)].rows}")
+    family("mlops_request_latency_seconds", "histogram", "Time from request start to answer, per variant and version.")
+    for variant, version in keys:
+        bucket = totals[(variant, version)]
+        cumulative = 0
+        for bound, count in zip(LATENCY_BOUNDS_MS, bucket.hist):
+            cumulative += count
+            lines.append(f"mlops_request_latency_seconds_bucket{_labels(model=model, variant=variant, version=version, le=_num(bound / 1000))} {cumulative}")
+        cumulative += bucket.hist[-1]
+        lines.append(f"mlops_request_latency_seconds_bucket{_labels(model=model, variant=variant, version=version, le='+Inf')} {cumulative}")
+        lines.append(f"mlops_request_latency_seconds_count{_labels(model=model, variant=variant, version=version)} {cumulative}")
+        lines.append(f"mlops_request_latency_seconds_sum{_labels(model=model, variant=variant, version=version)} {bucket.ms / 1000:.6f}")
+    if any(b.compared for b in totals.values()):
+        family("mlops_shadow_disagreements_total", "counter", "Shadow rows whose prediction differed from production's.")
+        for variant, version in keys:
+            if totals[(variant, version)].compared:
+                lines.append(f"mlops_shadow_disagreements_total{_labels(model=model, version=version)} {totals[(variant, version)].disagreed}")
+    family("mlops_overload_rejections_total", "counter", "Requests answered 503 because the model's queue was full.")
+    lines.append(f"mlops_overload_rejections_total{_labels(model=model)} {_num(counters.get('rejected', 0))}")
+    family("mlops_request_log_dropped_rows_total", "counter", "Rows not written to the request log because its writer fell behind.")
+    lines.append(f"mlops_request_log_dropped_rows_total{_labels(model=model)} {_num(counters.get('log_dropped', 0))}")
+    family("mlops_batches_total", "counter", "Model calls (each folds one or more requests).")
+    lines.append(f"mlops_batches_total{_labels(model=model)} {_num(counters.get('batches', 0))}")
+    family("mlops_batched_rows_total", "counter", "Rows passed to model calls.")
+    lines.append(f"mlops_batched_rows_total{_labels(model=model)} {_num(counters.get('batched_rows', 0))}")
+    family("mlops_rollbacks_total", "counter", "Automatic rollbacks decided by this server.")
+    lines.append(f"mlops_rollbacks_total{_labels(model=model)} {_num(counters.get('rollbacks', 0))}")
+    family("mlops_canary_weight_percent", "gauge", "Share of requests routed to each variant.")
+    for variant, weight in sorted(weights.items()):
+        lines.append(f"mlops_canary_weight_percent{_labels(model=model, variant=variant)} {_num(weight)}")
+    for name, value in sorted(gauges.items()):
+        family(f"mlops_{name}", "gauge", name.replace("_", " ").capitalize() + ".")
+        lines.append(f"mlops_{name}{_labels(model=model)} {_num(value)}")
+    return "\n".join(lines) + "\n"
+

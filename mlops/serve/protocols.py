@@ -1,0 +1,477 @@
+"""The three wire protocols: parse a request into columns, format the answer and the errors.
+
+- own: ``POST /predict`` with ``{"records": [{...}, ...]}`` or ``{"columns": {"name": [...]}}``;
+  the answer names the model, version and variant.
+- MLflow's scoring protocol: ``POST /invocations`` with JSON holding exactly one of
+  ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs`` (and optionally
+  ``params``), or ``text/csv``; answers ``{"predictions": [...]}``, errors
+  ``{"error_code": "BAD_REQUEST", "message": ...}`` as MLflow's server does.
+- Open Inference Protocol V2: ``POST /v2/models/{name}/infer`` with ``inputs`` tensors, either
+  one per column (shape ``[N]`` or ``[N, 1]``) or one ``[N, K]`` tensor whose K columns follow the
+  signature's order; answers an ``outputs`` tensor; errors ``{"error": ...}``.
+
+Every parser returns ``Inputs`` (columns as lists) or raises ``BadRequest`` listing every problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .signature import V2_DATATYPE, Signature, convert_text, guess_text, limit_problems
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+V2_DATATYPES = {
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+}
+V2_KINDS = {  # which signature kinds a V2 datatype may carry
+    "BOOL": {"boolean", "any"},
+    **{t: {"integer", "number", "any"} for t in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")},
+    **{t: {"number", "any", "integer"} for t in ("FP16", "FP32", "FP64")},
+    "BYTES": {"string", "datetime", "any"},
+}
+
+
+class BadRequest(Exception):
+    """The request cannot be served as sent: ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[str] | str, status: int = 400) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.status = status
+        super().__init__("; ".join(self.problems))
+
+
+@dataclass
+class Inputs:
+    columns: dict[str, list[Any]]
+    rows: int
+    request_id: str | None = None  # V2's "id", echoed back
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def first(self, name: str) -> Any:
+        values = self.columns.get(name)
+        return values[0] if values else None
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def _reject_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise BadRequest("empty body: send a JSON document")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def jsonable(predictions: Any) -> list[Any]:
+    """Model output as JSON values: numpy -> Python, NaN/inf -> null."""
+    to_numpy = getattr(predictions, "to_numpy", None)
+    if to_numpy is not None:  # pandas Series/DataFrame
+        predictions = to_numpy()
+    tolist = getattr(predictions, "tolist", None)
+    values = tolist() if tolist is not None else list(predictions)
+    if values and isinstance(values[0], float):
+        return [_clean(v) for v in values]
+    if values and isinstance(values[0], list):
+        return [[_clean(v) for v in row] for row in values]
+    return values
+
+
+# --- shapes common to all protocols -------------------------------------------------------------
+
+
+def from_records(records: Any, where: str) -> Inputs:
+    if not isinstance(records, list):
+        raise BadRequest(f"'{where}' must be a list of objects (one per row), found {_kind(records)}")
+    if not records:
+        raise BadRequest(f"'{where}' is empty: send at least one row")
+    names: dict[str, None] = {}
+    problems = []
+    for index, row in enumerate(records):
+        if not isinstance(row, dict):
+            problems.append(f"'{where}'[{index}] must be an object (column -> value), found {_kind(row)}")
+            continue
+        for key in row:
+            names.setdefault(key, None)
+    if problems:
+        raise BadRequest(limit_problems(problems))
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    missing: dict[str, list[int]] = {}
+    for index, row in enumerate(records):
+        for name, values in columns.items():
+            if name in row:
+                values.append(row[name])
+            else:
+                values.append(None)
+                missing.setdefault(name, []).append(index)
+    for name, rows in missing.items():
+        more = f" (and {len(rows) - 1} more)" if len(rows) > 1 else ""
+        problems.append(f"row {rows[0]}{more} lacks column '{name}' that other rows have")
+    if problems:
+        raise BadRequest(limit_problems(problems))
+    return Inputs(columns, len(records))
+
+
+def from_columns(data: Any, where: str) -> Inputs:
+    if not isinstance(data, dict) or not data:
+        raise BadRequest(f"'{where}' must be an object of column -> list of values, found {_kind(data)}")
+    problems = []
+    lengths = set()
+    columns: dict[str, list[Any]] = {}
+    for name, values in data.items():
+        if not isinstance(values, list):
+            values = [values]  # one row given as column -> scalar
+        columns[name] = values
+        lengths.add(len(values))
+    if len(lengths) > 1:
+        problems.append(f"'{where}' columns differ in length: " + ", ".join(f"{n}={len(v)}" for n, v in columns.items()))
+    if problems:
+        raise BadRequest(problems)
+    rows = lengths.pop()
+    if rows == 0:
+        raise BadRequest(f"'{where}' has no rows")
+    return Inputs(columns, rows)
+
+
+def from_rows(rows: Any, names: Sequence[str] | None, where: str) -> Inputs:
+    """Rows as lists of values in the signature's column order."""
+    if not names:
+        raise BadRequest(f"'{where}' gives rows without column names, and the model has no signature to name them; "
+                         "send records (objects) instead")
+    if not rows:
+        raise BadRequest(f"'{where}' is empty: send at least one row")
+    problems = []
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for index, row in enumerate(rows):
+        if not isinstance(row, list):
+            row = [row]
+        if len(row) != len(names):
+            problems.append(f"'{where}'[{index}] has {len(row)} value(s); the model takes {len(names)}: {', '.join(names)}")
+            continue
+        for name, value in zip(names, row):
+            columns[name].append(value)
+    if problems:
+        raise BadRequest(limit_problems(problems))
+    return Inputs(columns, len(rows))
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
+# --- own protocol: /predict ---------------------------------------------------------------------
+
+
+def predict_inputs(doc: Any) -> Inputs:
+    if not isinstance(doc, dict):
+        raise BadRequest(f"the body must be a JSON object with 'records' or 'columns', found {_kind(doc)}")
+    keys = [k for k in ("records", "columns") if k in doc]
+    unknown = [k for k in doc if k not in ("records", "columns")]
+    if len(keys) != 1:
+        raise BadRequest("the body must hold exactly one of 'records' (a list of row objects) or 'columns' "
+                         f"(column -> list of values); found keys: {', '.join(doc) or 'none'}")
+    if unknown:
+        raise BadRequest(f"unknown key(s) in the body: {', '.join(unknown)} (only 'records' or 'columns')")
+    if keys[0] == "records":
+        return from_records(doc["records"], "records")
+    return from_columns(doc["columns"], "columns")
+
+
+def predict_answer(model: str, version: int, variant: str, predictions: list[Any], request_id: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "version": version, "variant": variant, "predictions": predictions}
+    if request_id:
+        out["request_id"] = request_id
+    return out
+
+
+def predict_error(problems: list[str]) -> dict[str, Any]:
+    return {"error": problems[0] if len(problems) == 1 else f"{len(problems)} problems with the request",
+            "problems": limit_problems(problems)}
+
+
+# --- MLflow scoring protocol --------------------------------------------------------------------
+
+
+def mlflow_inputs(body: bytes, content_type: str | None, signature: Signature | None) -> Inputs:
+    mime, params = _content_type(content_type or "application/json")
+    charset = params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise BadRequest("the scoring server only supports UTF-8", status=415)
+    if mime == "text/csv":
+        return csv_inputs(body, signature)
+    if mime != "application/json":
+        raise BadRequest(f"unsupported content type '{content_type}': send application/json or text/csv", status=415)
+    doc = parse_json(body)
+    if isinstance(doc, list):
+        raise BadRequest("the input must be a JSON object with exactly one of the input fields "
+                         f"{', '.join(MLFLOW_FORMATS)}; received a list")
+    if not isinstance(doc, dict):
+        raise BadRequest(f"the input must be a JSON object, found {_kind(doc)}")
+    keys = [k for k in MLFLOW_FORMATS if k in doc]
+    others = [k for k in doc if k not in MLFLOW_FORMATS and k != "params"]
+    if len(keys) != 1 or others:
+        raise BadRequest("the input must be a JSON object with exactly one of the input fields "
+                         f"{', '.join(MLFLOW_FORMATS)} (and optionally 'params'); received: {', '.join(doc) or 'nothing'}")
+    key = keys[0]
+    data = doc[key]
+    names = signature.names if signature else None
+    if key == "dataframe_split":
+        if not isinstance(data, dict) or "data" not in data:
+            raise BadRequest("'dataframe_split' must be an object with 'columns' and 'data' (pandas orient='split')")
+        rows = data["data"]
+        if not isinstance(rows, list):
+            raise BadRequest("'dataframe_split.data' must be a list of rows")
+        columns = data.get("columns", list(names) if names else None)
+        if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+            raise BadRequest("'dataframe_split.columns' must be a list of column names")
+        return from_rows(rows, columns, "dataframe_split.data")
+    if key == "dataframe_records":
+        return from_records(data, "dataframe_records")
+    # instances / inputs: TF-serving style, read as the model's columns
+    if isinstance(data, dict):
+        return from_columns(data, key)
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        return from_records(data, key)
+    if isinstance(data, list):
+        if names and len(names) == 1 and data and not isinstance(data[0], list):
+            return Inputs({names[0]: list(data)}, len(data))
+        return from_rows(data, names, key)
+    raise BadRequest(f"'{key}' must be a list of rows, a list of objects or an object of columns, found {_kind(data)}")
+
+
+def csv_inputs(body: bytes, signature: Signature | None) -> Inputs:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise BadRequest("empty CSV: send a header line and at least one row") from None
+    except csv.Error as exc:
+        raise BadRequest(f"malformed CSV: {exc}") from None
+    columns: dict[str, list[Any]] = {name: [] for name in header}
+    if len(columns) != len(header):
+        raise BadRequest("the CSV header names a column twice")
+    problems = []
+    wanted = {c.name: c for c in signature.inputs} if signature else {}
+    rows = 0
+    try:
+        for line, record in enumerate(reader, start=2):
+            if not record:
+                continue
+            if len(record) != len(header):
+                problems.append(f"CSV line {line} has {len(record)} field(s), the header {len(header)}")
+                continue
+            rows += 1
+            for name, cell in zip(header, record):
+                column = wanted.get(name)
+                columns[name].append(convert_text(column, cell)[0] if column else guess_text(cell))
+    except csv.Error as exc:
+        problems.append(f"malformed CSV: {exc}")
+    if problems:
+        raise BadRequest(limit_problems(problems))
+    if rows == 0:
+        raise BadRequest("the CSV has a header but no rows")
+    return Inputs(columns, rows)
+
+
+def _content_type(value: str) -> tuple[str, dict[str, str]]:
+    parts = [p.strip() for p in value.split(";")]
+    params = {}
+    for part in parts[1:]:
+        key, _, val = part.partition("=")
+        if key:
+            params[key.strip().lower()] = val.strip().strip('"')
+    return parts[0].lower(), params
+
+
+def mlflow_answer(predictions: list[Any]) -> dict[str, Any]:
+    return {"predictions": predictions}
+
+
+def mlflow_error(problems: list[str], *, code: str = "BAD_REQUEST") -> dict[str, Any]:
+    problems = limit_problems(problems)
+    return {"error_code": code, "message": "; ".join(problems), "problems": problems}
+
+
+# --- Open Inference Protocol V2 -----------------------------------------------------------------
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            out.append(value)
+        else:
+            stack.pop()
+    return out
+
+
+def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
+    if not isinstance(doc, dict):
+        raise BadRequest(f"the inference request must be a JSON object with 'inputs', found {_kind(doc)}")
+    tensors = doc.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        raise BadRequest("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
+    problems: list[str] = []
+    parsed: list[tuple[str, list[int], str, list[Any]]] = []
+    for index, tensor in enumerate(tensors):
+        where = f"inputs[{index}]"
+        if not isinstance(tensor, dict):
+            problems.append(f"{where} must be an object, found {_kind(tensor)}")
+            continue
+        name, shape, datatype, data = tensor.get("name"), tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
+        label = f"{where} ('{name}')" if isinstance(name, str) else where
+        bad = False
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}: 'name' must be a non-empty string")
+            bad = True
+        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            problems.append(f"{label}: 'shape' must be a list of non-negative integers, found {shape!r}")
+            bad = True
+        if datatype not in V2_DATATYPES:
+            problems.append(f"{label}: unknown datatype {datatype!r} (one of {', '.join(sorted(V2_DATATYPES))})")
+            bad = True
+        if data is None:
+            problems.append(f"{label}: 'data' is missing")
+            bad = True
+        if bad:
+            continue
+        flat = _flatten(data)
+        size = math.prod(shape)
+        if len(flat) != size:
+            problems.append(f"{label}: shape {shape} holds {size} value(s) but 'data' has {len(flat)}")
+            continue
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1 and len(tensors) > 1):
+            problems.append(f"{label}: shape {shape}: send one [N] tensor per column, or a single [N, K] tensor")
+            continue
+        parsed.append((name, shape, datatype, flat))
+    if problems:
+        raise BadRequest(limit_problems(problems))
+    names = signature.names if signature else ()
+    columns: dict[str, list[Any]] = {}
+    single = parsed[0] if len(parsed) == 1 else None
+    # one tensor holding every column: a [N, K] matrix, or a tensor not named after a column
+    if single is not None and ((len(single[1]) == 2 and single[1][1] != 1) or (names and single[0] not in names)):
+        name, shape, datatype, flat = parsed[0]
+        width = shape[1] if len(shape) == 2 else 1
+        if not names:
+            raise BadRequest(f"inputs[0] ('{name}') is a [N, K] tensor, and the model has no signature to name its columns; "
+                             "send one tensor per column")
+        if width != len(names):
+            raise BadRequest(f"inputs[0] ('{name}'): shape {shape} has {width} column(s); the model takes {len(names)}: {', '.join(names)}")
+        rows = [flat[i : i + width] for i in range(0, len(flat), width)]
+        inputs = from_rows(rows, names, f"inputs[0] ('{name}')")
+        for column in signature.inputs if signature else ():
+            if column.kind not in V2_KINDS[datatype] and datatype != "BYTES":
+                problems.append(f"inputs[0] ('{name}'): datatype {datatype} cannot carry column '{column.name}' ({column.dtype})")
+        if problems:
+            raise BadRequest(limit_problems(problems))
+        inputs.request_id = request_id
+        return inputs
+    lengths = set()
+    for name, shape, datatype, flat in parsed:
+        if name in columns:
+            problems.append(f"input '{name}' is given twice")
+            continue
+        column = signature.column(name) if signature else None
+        if column is not None and column.kind not in V2_KINDS[datatype]:
+            problems.append(f"input '{name}': datatype {datatype} does not fit column '{name}' ({column.dtype}, "
+                            f"send {V2_DATATYPE[column.kind]})")
+        columns[name] = flat
+        lengths.add(shape[0])
+    if len(lengths) > 1:
+        problems.append("inputs differ in their first dimension (rows): " + ", ".join(f"{n}={s[0]}" for n, s, _, _ in parsed))
+    if problems:
+        raise BadRequest(limit_problems(problems))
+    rows = lengths.pop()
+    if rows == 0:
+        raise BadRequest("the inputs have no rows")
+    return Inputs(columns, rows, request_id=request_id, parameters=dict(doc.get("parameters") or {}))
+
+
+def v2_datatype(predictions: list[Any]) -> str:
+    sample = predictions[0] if predictions else None
+    while isinstance(sample, list) and sample:
+        sample = sample[0]
+    if isinstance(sample, bool):
+        return "BOOL"
+    if isinstance(sample, int):
+        return "INT64"
+    if isinstance(sample, float):
+        return "FP64"
+    return "BYTES"
+
+
+def v2_answer(model: str, version: int, variant: str, predictions: list[Any], request_id: str | None,
+              output_name: str) -> dict[str, Any]:
+    if predictions and isinstance(predictions[0], list):
+        shape = [len(predictions), len(predictions[0])]
+        data = [v for row in predictions for v in row]
+    else:
+        shape, data = [len(predictions)], predictions
+    out: dict[str, Any] = {"model_name": model, "model_version": str(version)}
+    if request_id is not None:
+        out["id"] = request_id
+    out["parameters"] = {"variant": variant}
+    out["outputs"] = [{"name": output_name, "shape": shape, "datatype": v2_datatype(predictions), "data": data}]
+    return out
+
+
+def v2_error(problems: list[str]) -> dict[str, Any]:
+    problems = limit_problems(problems)
+    return {"error": "; ".join(problems), "problems": problems}
+
+
+def v2_metadata(model: str, versions: Sequence[int], signature: Signature | None, platform: str) -> dict[str, Any]:
+    def tensor(column: Any) -> dict[str, Any]:
+        return {"name": column.name, "datatype": V2_DATATYPE[column.kind], "shape": [-1]}
+
+    out: dict[str, Any] = {"name": model, "versions": [str(v) for v in versions], "platform": platform}
+    out["inputs"] = [tensor(c) for c in signature.inputs] if signature else []
+    out["outputs"] = [tensor(c) for c in signature.outputs] if signature and signature.outputs else [
+        {"name": "predict", "datatype": "BYTES", "shape": [-1]}
+    ]
+    return out
+

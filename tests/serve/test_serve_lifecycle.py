@@ -1,0 +1,145 @@
+"""A real server's life: auth on and off, SIGTERM with requests in flight, several workers,
+request logs read back, a port in use."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import pickle
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from servekit import ROW, mlops, register, slow, wait_for
+
+from mlops.repo.repo import Repo
+from mlops.serve.requestlog import log_files
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def test_bearer_token_on_everything_but_health_checks(serve, model_repo: Path) -> None:
+    server = serve("churn@production", "--token-env", "SERVE_TOKEN", env={"SERVE_TOKEN": TOKEN})
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    bad = {"Authorization": "Bearer wrong"}
+    with server.client() as c:
+        for path in ("/ping", "/health", "/v2/health/live", "/v2/health/ready"):
+            assert c.get(path).status_code == 200, path
+        for method, path, body in (("POST", "/predict", {"records": [ROW]}), ("POST", "/invocations", {"dataframe_records": [ROW]}),
+                                   ("POST", "/v2/models/churn/infer", {"inputs": []}), ("GET", "/metadata", None),
+                                   ("GET", "/metrics", None), ("GET", "/version", None), ("GET", "/v2/models/churn", None),
+                                   ("GET", "/v2", None), ("POST", "/admin/reload", None), ("POST", "/admin/rollback", None)):
+            for headers in ({}, bad):
+                r = c.request(method, path, json=body, headers=headers)
+                assert r.status_code == 401, (path, headers, r.text)
+                assert r.headers["www-authenticate"].startswith("Bearer")
+        assert c.post("/predict", json={"records": [ROW]}, headers=good).status_code == 200
+        assert c.post("/invocations", json={"dataframe_records": [ROW]}, headers=good).json()["predictions"]
+        assert c.get("/metrics", headers=good).status_code == 200
+        assert c.post("/admin/reload", headers=good).json()["reloaded"] is True
+        mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "10")
+        r = c.post("/admin/rollback", json={"reason": "admin says no"}, headers=good)
+        assert r.status_code == 200 and r.json()["deployment"]["last_event"]["reason"] == "admin says no"
+    assert TOKEN not in server.stderr()
+
+
+def test_without_a_token_admin_works_on_loopback_and_a_missing_token_variable_is_refused(serve, model_repo: Path) -> None:
+    server = serve()
+    with server.client() as c:
+        assert c.post("/predict", json={"records": [ROW]}).status_code == 200
+        assert c.post("/admin/reload").status_code == 200
+        r = c.post("/admin/rollback")
+        assert r.status_code == 409 and "no deployment of churn" in r.json()["error"]
+    r = mlops(model_repo, "serve", "churn@production", "--token-env", "NOT_SET_ANYWHERE", code=2)
+    assert "NOT_SET_ANYWHERE" in r.stderr
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_closes_the_request_log(serve, model_repo: Path, pipelines) -> None:
+    register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 0.8), signature=False)
+    server = serve("churn:4")
+
+    def send(i: int) -> tuple[int, dict]:
+        r = httpx.post(server.url + "/predict", json={"records": [{**ROW, "tenure": i}]}, timeout=30)
+        return r.status_code, r.json()
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(send, i) for i in range(6)]
+        time.sleep(0.3)  # the first batch is in the model, the others queued behind it
+        server.proc.send_signal(signal.SIGTERM)
+        results = [f.result(timeout=30) for f in futures]
+    assert [status for status, _ in results] == [200] * 6
+    assert server.proc.wait(timeout=30) == 0
+    assert "stopped" in server.stderr()
+    import pyarrow.parquet as pq
+
+    files = log_files(Repo(model_repo), "churn")
+    assert len(files) == 1
+    table = pq.read_table(files[0])
+    assert table.num_rows == 6
+    assert table.schema.names == ["tenure", "plan", "monthly_charges", "prediction", "variant", "version", "latency_ms", "time"]
+    assert [str(t) for t in table.schema.types] == ["int64", "string", "double", "int64", "string", "int64", "double", "timestamp[us, tz=UTC]"]
+    frame = table.to_pandas()
+    assert sorted(frame["tenure"]) == list(range(6)) and set(frame["version"]) == {4} and set(frame["variant"]) == {"production"}
+    assert (frame["latency_ms"] >= 700).all()
+    assert log_files(Repo(model_repo), "churn", since_seconds=60) == files
+    assert log_files(Repo(model_repo), "churn", since_seconds=0.000001) in ([], files)
+
+
+def test_several_workers_share_statistics_metrics_and_one_controller(serve, model_repo: Path) -> None:
+    server = serve("churn@production", "--workers", "2")
+    with server.client() as c:
+        for _ in range(200):
+            assert c.post("/predict", json={"records": [ROW]}).status_code == 200
+    from loadgen import build_request, run_load
+    import asyncio
+
+    body = json.dumps({"records": [ROW]}).encode()
+    result = asyncio.run(run_load("127.0.0.1", server.port, [build_request("127.0.0.1", server.port, "/predict", body)],
+                                  concurrency=8, count=400, seconds=60))
+    assert result["ok"] == 400
+
+    def total() -> int:
+        text = httpx.get(server.url + "/metrics").text
+        return int([l for l in text.splitlines() if l.startswith("mlops_requests_total{")][0].rsplit(" ", 1)[1])
+
+    wait_for(lambda: total() == 600, what="metrics over both workers to reach 600")
+    stats = list((model_repo / ".mlops" / "serve" / "churn" / "stats").glob("*.json"))
+    assert len(stats) == 2
+    pids = {json.loads(p.read_text())["pid"] for p in stats}
+    assert len(pids) == 2
+    assert server.stop() == 0
+    import pyarrow.parquet as pq
+
+    files = log_files(Repo(model_repo), "churn")
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 600
+    # each worker writes its own files (the kernel decides which worker accepts a connection)
+    assert {f.name.rsplit("-", 2)[1] for f in files} <= {str(p) for p in pids}
+
+
+def test_a_port_in_use_is_one_clear_error(model_repo: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        r = mlops(model_repo, "serve", "churn@production", "--port", str(port), code=3)
+    assert f"port {port} on 127.0.0.1 is already in use" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serving_an_unknown_model_is_a_usage_error(model_repo: Path) -> None:
+    r = mlops(model_repo, "serve", "nope@production", code=2)
+    assert "nope" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_without_a_deployment_file_the_server_follows_its_reference(serve, model_repo: Path) -> None:
+    server = serve("churn@production")
+    with server.client() as c:
+        assert c.post("/predict", json={"records": [ROW]}).json()["version"] == 1
+        mlops(model_repo, "deploy", "churn", "--canary", "3", "--weight", "0")  # promote 3 through the gates by hand
+        mlops(model_repo, "canary", "promote", "churn")
+        (model_repo / ".mlops" / "deployments" / "churn.yaml").unlink()  # back to following the reference alone
+        wait_for(lambda: c.post("/predict", json={"records": [ROW]}).json()["version"] == 3, timeout=20,
+                 what="the server to follow churn@production to v3")
+        assert c.get("/health").json()["problems"] == []
