@@ -189,7 +189,7 @@ def sniff(file: DataFile) -> Dialect:
     import pyarrow as pa
 
     try:
-        with pa.input_stream(str(file.path), compression="detect") as stream:
+        with _open_text(file) as stream:
             raw = stream.read(SNIFF_BYTES)
     except (OSError, pa.ArrowException) as exc:
         raise _read_error(file, exc) from None
@@ -506,6 +506,18 @@ def _with_missing(table: Any, names: Sequence[str]) -> Any:
     return table.select(list(names))
 
 
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+
+
+def _open_text(file: DataFile) -> Any:
+    """A CSV file's bytes, decompressed by the suffix of its *name* (a registry snapshot's local
+    copy is a cache object without one)."""
+    import pyarrow as pa
+
+    suffix = Path(file.name).suffix.lower()
+    return pa.input_stream(str(file.path), compression=_COMPRESSION.get(suffix))
+
+
 def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -515,7 +527,8 @@ def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> 
     for _ in range(2 * len(wanted) + 1):
         read, parse, convert = _csv_options(dialect, wanted, column_types)
         try:
-            return pacsv.read_csv(str(file.path), read_options=read, parse_options=parse, convert_options=convert)
+            with _open_text(file) as stream:
+                return pacsv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as exc:
             if not _retry_type(exc, list(dialect.header), column_types):
                 raise _read_error(file, exc) from None
@@ -536,7 +549,7 @@ def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -
         read, parse, convert = _csv_options(dialect, columns, column_types)
         seen = 0
         try:
-            reader = pacsv.open_csv(str(file.path), read_options=read, parse_options=parse, convert_options=convert)
+            reader = pacsv.open_csv(_open_text(file), read_options=read, parse_options=parse, convert_options=convert)
             for batch in reader:
                 if seen + batch.num_rows <= done:
                     seen += batch.num_rows

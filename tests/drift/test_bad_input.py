@@ -186,3 +186,18 @@ def test_datetime_columns_are_listed_not_tested_and_booleans_are_categories(tmp_
     assert by["when"]["status"] == "skipped" and by["when"]["type"] == "datetime"
     assert by["flag"]["type"] == "categorical" and by["flag"]["method"] == "jensenshannon" and by["flag"]["drifted"] is True
     assert doc["verdict"]["tested_columns"] == 1
+
+
+def test_compressed_csv_is_read_by_its_name_even_from_a_suffixless_copy(tmp_path) -> None:
+    """A registry snapshot's file is a cache object without a suffix: the original name says gzip."""
+    import gzip
+
+    from mlops.drift.io import Source, data_file
+
+    text = "a,b\n" + "".join(f"{i},{i % 3}\n" for i in range(1000))
+    (tmp_path / "object").write_bytes(gzip.compress(text.encode()))
+    source = Source.open([data_file(tmp_path / "object", name="data/day.csv.gz")], "reference")
+    source.want(["a", "b"])
+    assert source.rows == 1000 and source.column("b").to_pylist()[:4] == [0, 1, 2, 0]
+    batches = list(source.iter_batches(["a"]))
+    assert sum(b.num_rows for _, _, b in batches) == 1000
