@@ -4,8 +4,10 @@ Where data comes from is settled here, not in the drift core: ``resolve_source``
 argument into files. A path (file or folder) is read as it is; a registry reference
 (``churn@production``, ``churn:3``) as the reference means the data the model version was
 trained on; ``PREFIX:REST`` goes to ``SOURCE_RESOLVERS[PREFIX]`` when one is registered
-there (the integrator adds ``serving`` for request logs this way: a function taking the rest
-of the argument and a ``SourceContext``, returning a ``ResolvedSource``).
+there: a function taking the rest of the argument and a ``SourceContext``, returning a
+``ResolvedSource``. ``serving:NAME`` is one: the request logs `mlops serve` wrote for model
+NAME (``--since 1h``: only log files written within the last hour), so live traffic can be
+compared with the data the model was trained on.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class ResolvedSource:
     described: str
     model: Any = None  # the registry's ModelVersion when the argument was a model reference
     repo: Any = None
+    exclude: tuple[str, ...] = ()  # columns the source adds that are not data (a request log's latency, time)
 
 
 #: PREFIX -> resolver for arguments written PREFIX:REST (e.g. "serving:churn")
@@ -101,6 +104,25 @@ def _model_training_data(ref: str, ctx: SourceContext) -> ResolvedSource:
     return ResolvedSource(files, f"{ref} (training data of {mv.name} version {mv.version})", model=mv, repo=repo)
 
 
+def _serving_requests(model: str, ctx: SourceContext) -> ResolvedSource:
+    """The request logs of a served model: one row per scored record, its inputs as columns."""
+    from ..drift.io import data_file
+    from ..serve.requestlog import META_COLUMNS, log_files
+
+    since = ctx.options.get("since")
+    files = log_files(ctx.repo(), model, since)
+    window = f" in the last {ctx.options.get('since_text')}" if since is not None else ""
+    if not files:
+        raise DataError(
+            f"serving:{model}: no request logs{window}",
+            hint=f"serve it ('mlops serve {model}@production') and send it requests; logs land in .mlops/serve/{model}/requests/",
+        )
+    return ResolvedSource([data_file(f) for f in files], f"requests served by {model}{window} ({len(files)} log file(s))", exclude=META_COLUMNS)
+
+
+SOURCE_RESOLVERS["serving"] = _serving_requests
+
+
 def _open(resolved: ResolvedSource, label: str) -> Any:
     from ..drift.io import Source
 
@@ -138,6 +160,7 @@ def drift(
     predict: bool = typer.Option(False, "--predict", help="With a model reference: the model predicts on both sets (its signature's inputs) into --prediction (default name: prediction)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as one self-contained HTML file."),
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when the dataset drifted (without it: 0 either way)."),
+    since: Optional[str] = typer.Option(None, "--since", help="With serving:NAME as current data: only request logs written within this long (30m, 1h, 2d)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Columns tested at once (default: the CPUs)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -182,8 +205,18 @@ def drift(
             changes[key] = value
     settings = replace(settings, **changes)
 
-    ref_resolved = resolve_source(reference, SourceContext("reference"))
-    cur_resolved = resolve_source(current, SourceContext("current"))
+    options: dict[str, Any] = {}
+    if since is not None and not any(arg.startswith("serving:") for arg in (reference, current)):
+        raise UsageError("--since applies to request logs: give serving:NAME as the current data")
+    if since is not None:
+        from ..serve.deployment import parse_duration
+
+        options = {"since": parse_duration(since), "since_text": since}
+    ref_resolved = resolve_source(reference, SourceContext("reference", options))
+    cur_resolved = resolve_source(current, SourceContext("current", options))
+    added = [c for c in (*ref_resolved.exclude, *cur_resolved.exclude) if c not in (settings.target, settings.prediction)]
+    if added:  # a request log's bookkeeping columns are not data to test (unless named as target/prediction)
+        settings = replace(settings, exclude=tuple(dict.fromkeys((*settings.exclude, *added))))
     ref_source, cur_source = _open(ref_resolved, "reference"), _open(cur_resolved, "current")
     if predict:
         if ref_resolved.model is None:
