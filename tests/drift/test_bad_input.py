@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import base_columns, write_csv, write_parquet
+from driftkit import base_columns, write_csv, write_parquet
 
 
 def test_columns_in_one_set_only_are_listed_and_the_rest_checked(tmp_path, drift_json) -> None:

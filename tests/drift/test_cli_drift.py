@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from conftest import base_columns, write_csv, write_parquet
+from driftkit import base_columns, write_csv, write_parquet
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import base_columns, write_csv, write_parquet
+from driftkit import base_columns, write_csv, write_parquet
 
 from mlops import registry
 

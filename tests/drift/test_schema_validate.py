@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import yaml
-from conftest import write_csv, write_parquet
+from driftkit import write_csv, write_parquet
 
 
 def _reference(tmp_path):
