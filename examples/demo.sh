@@ -52,7 +52,7 @@ run mlops pull -j 8
 run mlops status
 run mlops verify
 
-step "a pipeline: prepare -> train -> evaluate (one stage per customer plan)"
+step "a pipeline: prepare -> featurize -> train -> evaluate (one stage per customer plan)"
 cp -r "$here/examples/churn/src" "$here/examples/churn/params.yaml" "$here/examples/churn/pipeline.yaml" .
 run mlops dag
 run mlops run
@@ -113,6 +113,22 @@ run git add .mlops/registry .mlops/policy.yaml
 run git commit -q -m "register churn:1 and promote it to production"
 # --- end of model registry -----------------------------------------------------------------
 
+# --- drift checks and data validation (issue 6) ----------------------------------------------
+step "next month's data arrives: has it drifted from what the production model was trained on?"
+python3 "$here/examples/make_data.py" data --next-month
+run mlops drift churn@production data/customers-next.csv --exclude customer_id --target churned --predict --html drift.html
+run mlops drift churn@production data/customers-next.csv --exclude customer_id --preset strict --fail-on-drift \
+  || echo "(exit $?: drift found; a CI job would stop here, and the verdict is recorded on the production version)"
+run mlops models show churn@production
+
+step "a schema from the training data (edited: ids grow, so no range for them), then validate next month's data"
+run mlops schema infer data/customers.csv -o schema.yaml
+python -c "import yaml; s = yaml.safe_load(open('schema.yaml')); [s['columns']['customer_id'].pop(k) for k in ('min', 'max')]; yaml.safe_dump(s, open('schema.yaml', 'w'), sort_keys=False)"
+run cat schema.yaml
+run mlops validate data/customers.csv --schema schema.yaml
+run mlops validate data/customers-next.csv --schema schema.yaml || echo "(exit $?: every violation listed above)"
+# --- end of drift checks and data validation ---------------------------------------------------
+
 # --- serving (issue 7) ---------------------------------------------------------------------
 step "serving: a second version of the model, to try as a canary"
 sed -i.bak 's/max_depth: 8/max_depth: 5/' params.yaml && rm -f params.yaml.bak
@@ -169,6 +185,10 @@ wait "$server" || true
 trap - EXIT
 tail -1 serve.log
 
+step "roll back: production goes back to the version before (audit-logged)"
+run mlops rollback churn --reason "demo: v2 underperforms on premium customers"
+run mlops models
+
 step "batch prediction: a file scored in chunks, checked against the signature"
 run mlops predict churn@production data/prepared/test.csv -o predictions.parquet --chunk-rows 400 --keep customer_id
 run python -c "import pandas as pd; print(pd.read_parquet('predictions.parquet').head())"
@@ -177,20 +197,21 @@ run git add -A .mlops/deployments .mlops/registry
 run git commit -q -m "churn:2 promoted to production through a canary"
 # --- end of serving -----------------------------------------------------------------------
 
-# --- drift checks and data validation (issue 6) ----------------------------------------------
-step "next month's data arrives: has it drifted from what the production model was trained on?"
-python3 "$here/examples/make_data.py" data --next-month
-run mlops drift churn@production data/customers-next.csv --exclude customer_id --target churned --predict --html drift.html
-run mlops drift churn@production data/customers-next.csv --exclude customer_id --preset strict --fail-on-drift \
-  || echo "(exit $?: drift found; a CI job would stop here, and the verdict is recorded on the production version)"
-run mlops models show churn@production
 
-step "a schema from the training data (edited: ids grow, so no range for them), then validate next month's data"
-run mlops schema infer data/customers.csv -o schema.yaml
-python -c "import yaml; s = yaml.safe_load(open('schema.yaml')); [s['columns']['customer_id'].pop(k) for k in ('min', 'max')]; yaml.safe_dump(s, open('schema.yaml', 'w'), sort_keys=False)"
-run cat schema.yaml
-run mlops validate data/customers.csv --schema schema.yaml
-run mlops validate data/customers-next.csv --schema schema.yaml || echo "(exit $?: every violation listed above)"
-# --- end of drift checks and data validation ---------------------------------------------------
+# --- git hooks (issue 8) --------------------------------------------------------------------
+step "git hooks: a commit whose data changed without its pointer file is refused"
+run mlops hooks install
+echo "99999,12,basic,50.0,0" >> data/customers.csv
+run git commit -q -am "forgot mlops add" || echo "(exit $?: the pre-commit hook refused it)"
+run mlops add data/customers.csv
+run git commit -q -am "one more customer, recorded" || echo "(exit $?: the data is recorded now, but the pipeline has not run on it)"
+run mlops run
+run git commit -q -am "one more customer, recorded and the pipeline rerun"
+run mlops hooks status
+# --- end of git hooks ---------------------------------------------------------------------------
+
+step "the audit trail is whole: every registration, approval, transition, rollback and drift verdict"
+run mlops history churn
+run mlops audit verify
 
 step "done: explore $work/project (open plots.html and drift.html in a browser)"

@@ -118,8 +118,12 @@ def _pre_commit(out: Output, _args: list[str]) -> None:
     stale = [s for s in _stage_status(repo) if s["status"] == "would run" and s["has_run"]]
     for t in changed:
         out.warn(f"{t.state}: {t.path} (its pointer file {t.path}.mlops does not match the data)")
-    for s in stale:
-        out.warn(f"stage {s['name']} is out of date in pipeline.lock: {'; '.join(s['reasons'])}")
+    # the stages whose own inputs changed; those that are stale only because of them are counted
+    causes = [s for s in stale if not all(r.startswith("upstream ") for r in s["reasons"])] or stale
+    for s in causes:
+        out.warn(f"stage {s['name']} is out of date in pipeline.lock: {'; '.join(r for r in s['reasons'] if not r.startswith('upstream '))}")
+    if len(stale) > len(causes):
+        out.warn(f"and {len(stale) - len(causes)} stage(s) downstream of them")
     if changed or stale:
         hint = []
         if changed:

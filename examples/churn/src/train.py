@@ -1,4 +1,4 @@
-"""Fit the churn model on data/prepared/train.csv; write models/model.pkl and metrics/train.json."""
+"""Fit the churn model on data/features/train.parquet; write models/model.pkl and metrics/train.json."""
 
 import json
 import os
@@ -14,8 +14,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 params = yaml.safe_load(open("params.yaml"))["train"]
-train = pd.read_csv("data/prepared/train.csv")
-features, target = train.drop(columns=["customer_id", "churned"]), train["churned"]
+train = pd.read_parquet("data/features/train.parquet")
+features, target = train.drop(columns=["churned"]), train["churned"]
 columns = ColumnTransformer([
     ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
     ("numbers", StandardScaler(), ["tenure", "monthly_charges"]),
