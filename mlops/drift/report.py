@@ -204,11 +204,14 @@ def check_drift(reference: Source, current: Source, settings: DriftSettings, *, 
     results: dict[str, ColumnResult] = {}
     # the costly (numeric) columns first, so that the workers finish together
     ordered = sorted(common, key=lambda c: 0 if family(reference.column_type(c)) in NUMERIC_FAMILIES else 1)
+    # model quality reads the target and the prediction after the tests: keep them until then
+    keep = {c for c in (settings.target, settings.prediction) if c} if settings.target and settings.prediction else set()
     with progress.task("testing columns", total=len(ordered)) as task:
         def work(name: str) -> ColumnResult:
             result = _test_column(name, reference, current, settings)
-            reference.release(name)
-            current.release(name)
+            if name not in keep:
+                reference.release(name)
+                current.release(name)
             return result
 
         with run_parallel(work, ordered, jobs=min(jobs or cpu_jobs(), max(1, len(ordered)))) as done:
@@ -226,6 +229,9 @@ def check_drift(reference: Source, current: Source, settings: DriftSettings, *, 
             quality = model_quality(reference, current, settings, columns={c.name: c for c in columns})
         else:
             warnings.append("model quality needs --target and --prediction in both data sets: skipped")
+    for name in keep:
+        reference.release(name)
+        current.release(name)
     warnings = [*reference.warnings, *current.warnings, *warnings]
     for result in columns:
         if result.status == "type_changed":

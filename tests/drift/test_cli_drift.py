@@ -184,7 +184,8 @@ def test_config_file_per_column_methods_thresholds_and_types(drifted_pair, tmp_p
     assert "newer mlops" in cli("drift", *drifted_pair, "--config", str(config), code=2).stderr
 
 
-def test_target_prediction_drift_and_classification_quality(tmp_path, drift_json) -> None:
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_target_prediction_drift_and_classification_quality(tmp_path, drift_json, fmt) -> None:
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     rng = np.random.default_rng(11)
@@ -196,7 +197,8 @@ def test_target_prediction_drift_and_classification_quality(tmp_path, drift_json
         return {"x": x, "churned": y, "pred": score}
 
     ref, cur = table(3000, 0.3), table(3000, 1.5)
-    doc, result = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)),
+    write = write_parquet if fmt == "parquet" else write_csv  # CSV: columns parsed once, released after use
+    doc, result = drift_json(str(write(tmp_path / f"r.{fmt}", ref)), str(write(tmp_path / f"c.{fmt}", cur)),
                              "--target", "churned", "--prediction", "pred")
     assert doc["target_drift"]["column"] == "churned" and doc["prediction_drift"]["column"] == "pred"
     roles = {c["column"]: c["role"] for c in doc["columns"]}
