@@ -161,6 +161,8 @@ def cast(array: Any, to: pa.DataType) -> Any:
         return array
     if family(to) == "string" and family(array.type) not in ("string", "null"):
         return pc.cast(array, pa.large_string())  # a mixed column: values as text
+    if family(to) == "float" and family(array.type) == "integer":
+        return pc.cast(array, to, safe=False)  # integers beyond 2**53 round rather than fail
     return pc.cast(array, to)
 
 

@@ -201,3 +201,15 @@ def test_compressed_csv_is_read_by_its_name_even_from_a_suffixless_copy(tmp_path
     assert source.rows == 1000 and source.column("b").to_pylist()[:4] == [0, 1, 2, 0]
     batches = list(source.iter_batches(["a"]))
     assert sum(b.num_rows for _, _, b in batches) == 1000
+
+
+def test_int64_beyond_2_to_the_53_is_tested_not_a_crash(tmp_path, drift_json) -> None:
+    """Ids between 2**60 and 2**62 do not fit float64 exactly; they round, they do not fail the cast."""
+    rng = np.random.default_rng(4)
+    ref = {"big_id": rng.integers(2**60, 2**62, 3000, dtype=np.int64), "amount": rng.normal(size=3000)}
+    cur = {"big_id": rng.integers(2**60, 2**62, 3000, dtype=np.int64), "amount": rng.normal(size=3000)}
+    for fmt, write in (("parquet", write_parquet), ("csv", write_csv)):
+        doc, _ = drift_json(str(write(tmp_path / f"ref.{fmt}", ref)), str(write(tmp_path / f"cur.{fmt}", cur)))
+        big = next(c for c in doc["columns"] if c["column"] == "big_id")
+        assert big["status"] == "tested" and big["type"] == "numeric" and big["drifted"] is False
+        assert big["reference"]["min"] >= 2.0**60 and big["reference"]["max"] <= 2.0**62
