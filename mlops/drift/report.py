@@ -34,7 +34,7 @@ MANY_CATEGORIES = 100  # a note says how many categories a column has above this
 COCHRAN_SHARE = 0.2  # chi-square is rough when more than 20% of expected counts are below 5
 
 # statuses: tested (a score), type_changed / empty_current (counted as drifted),
-# skipped / empty_reference (not counted)
+# skipped / empty_reference / no_score (the test gave NaN: not counted, so it lowers no share)
 COUNTED = ("tested", "type_changed", "empty_current")
 
 
@@ -265,12 +265,21 @@ def judge(columns: list[ColumnResult], settings: DriftSettings, only_ref: list[s
 def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[ColumnResult]:
     """Adjust p-values over the tested columns, apply the effect floors, decide each column."""
     tested = [c for c in columns if c.status == "tested"]
-    with_p = [c for c in tested if c.p_value is not None]
+    # a NaN p-value is no test result: it is left out of the correction (and of the m it divides by)
+    with_p = [c for c in tested if c.p_value is not None and not math.isnan(c.p_value)]
     adjusted = {c.name: float(p) for c, p in zip(with_p, stats.adjust([c.p_value for c in with_p], settings.correction))}
     out: list[ColumnResult] = []
     for c in columns:
         if c.status != "tested":
             out.append(c)
+            continue
+        if c.score is None or math.isnan(c.score):
+            # a NaN score is neither "drifted" nor "not drifted": its own status, not counted
+            notes = c.notes
+            if c.p_value is not None and settings.correction != "none":
+                notes = (*notes, f"left out of the {settings.correction} correction")
+            out.append(replace(c, status="no_score", drifted=False, adjusted_p=None, notes=notes,
+                               reason=f"{METHODS[c.method].title} is NaN: no test result, not counted in the drift share"))
             continue
         method = METHODS[c.method]
         score = c.score
@@ -278,7 +287,7 @@ def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[Column
         if c.p_value is not None and settings.correction != "none":
             adjusted_p = adjusted[c.name]
             score = adjusted_p
-        drifted = method.drifted(score, c.threshold) if score is not None and not math.isnan(score) else False
+        drifted = method.drifted(score, c.threshold)
         reason = f"{method.title} {_fmt(score)} {'meets' if drifted else 'does not meet'} {method.rule(c.threshold)}"
         if adjusted_p is not None:
             reason += f" (p {_fmt(c.p_value)} before the {settings.correction} correction over {len(with_p)} tests)"

@@ -382,19 +382,29 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def adjust(pvalues: list[float], correction: str) -> list[float]:
-    """Adjusted p-values: Benjamini-Hochberg ("fdr") or Bonferroni, as statsmodels/scipy compute them."""
+    """Adjusted p-values: Benjamini-Hochberg ("fdr") or Bonferroni, as statsmodels/scipy compute them.
+
+    A NaN p-value (no test result) is left out of the correction: it stays NaN and does not
+    count among the m tests (one NaN would otherwise make every BH-adjusted value NaN)."""
     if correction in ("none", "") or not pvalues:
         return list(pvalues)
-    p = np.asarray(pvalues, dtype=np.float64)
+    all_p = np.asarray(pvalues, dtype=np.float64)
+    known = ~np.isnan(all_p)
+    p = all_p[known]
     m = len(p)
+    out_all = np.full(len(all_p), np.nan)
+    if m == 0:
+        return list(out_all)
     if correction == "bonferroni":
-        return list(np.minimum(p * m, 1.0))
+        out_all[known] = np.minimum(p * m, 1.0)
+        return list(out_all)
     order = np.argsort(p)
     ranked = p[order] * m / np.arange(1, m + 1)
     stepped = np.minimum.accumulate(ranked[::-1])[::-1]
     out = np.empty(m)
     out[order] = np.minimum(stepped, 1.0)
-    return list(out)
+    out_all[known] = out
+    return list(out_all)
 
 
 # --- pictures ------------------------------------------------------------------------------------

@@ -144,3 +144,34 @@ def test_corrections_agree_with_scipy() -> None:
     assert np.allclose(stats.adjust(p, "fdr"), sps.false_discovery_control(p, method="bh"), rtol=RTOL)
     assert np.allclose(stats.adjust(p, "bonferroni"), np.minimum(np.array(p) * len(p), 1), rtol=RTOL)
     assert stats.adjust(p, "none") == p
+
+
+@pytest.mark.parametrize("correction", ["fdr", "bonferroni"])
+def test_a_nan_p_value_is_left_out_of_the_correction(correction) -> None:
+    p = [0.001, float("nan"), 0.04, 0.03, 0.2, float("nan"), 0.0001]
+    known = [x for x in p if not math.isnan(x)]
+    expected = (sps.false_discovery_control(known, method="bh") if correction == "fdr"
+                else np.minimum(np.array(known) * len(known), 1))
+    out = stats.adjust(p, correction)
+    assert math.isnan(out[1]) and math.isnan(out[5])
+    assert np.allclose([x for x in out if not math.isnan(x)], expected, rtol=RTOL)
+    assert all(math.isnan(x) for x in stats.adjust([float("nan")] * 3, correction))
+
+
+def test_a_nan_score_is_its_own_status_and_lowers_no_drift_share() -> None:
+    from mlops.drift.config import DriftSettings
+    from mlops.drift.report import ColumnResult, _finish, judge
+
+    def col(name: str, p: float) -> ColumnResult:
+        return ColumnResult(name, "feature", "numeric", "tested", False, method="ks", method_title="K-S p-value",
+                            score=p, threshold=0.05, p_value=p)
+
+    columns = [col("a", 0.001), col("b", 0.002), col("c", float("nan")), col("d", 0.9)]
+    settings = DriftSettings(correction="fdr")
+    done = {c.name: c for c in _finish(columns, settings)}
+    assert done["c"].status == "no_score" and not done["c"].counted and "left out of the fdr correction" in done["c"].notes
+    # BH over the three known p-values only
+    expected = sps.false_discovery_control([0.001, 0.002, 0.9], method="bh")
+    assert np.allclose([done[n].adjusted_p for n in "abd"], expected, rtol=RTOL)
+    verdict = judge(list(done.values()), settings, [], [])
+    assert verdict.tested_columns == 3 and verdict.drifted_columns == 2 and verdict.drifted
