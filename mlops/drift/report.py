@@ -529,7 +529,7 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
         statistic, p_value, note = stats.anderson(pair)
         score = p_value
         if note:
-            notes.append(f"scipy: {note}")
+            notes.append(note)
     elif method.name == "chisquare":
         statistic, p_value = stats.chisquare(counts)
         score = p_value

@@ -209,17 +209,24 @@ def wasserstein_norm(pair: NumericPair) -> float:
 
 def anderson(pair: NumericPair) -> tuple[float, float, str | None]:
     """k-sample Anderson-Darling (scipy.stats.anderson_ksamp, midrank): statistic, p-value,
-    and a note when scipy capped the p-value to its table's range [0.001, 0.25]."""
+    and a note when scipy capped the p-value to its table's range [0.001, 0.25] (or when
+    there was nothing to compute: one value on both sides; an input scipy refuses gives NaN)."""
     from scipy import stats
 
     import inspect
 
     # scipy 1.17 renamed midrank=True to variant="midrank"; both mean what Evidently computes
+    if pair.ref[0] == pair.ref[-1] == pair.cur[0] == pair.cur[-1]:
+        # one value on both sides: nothing can differ (scipy refuses "one distinct observation")
+        return 0.0, 1.0, "one value on both sides: nothing to compare, p = 1"
     options = {"variant": "midrank"} if "variant" in inspect.signature(stats.anderson_ksamp).parameters else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = stats.anderson_ksamp([pair.ref, pair.cur], **options)
-    note = next((str(w.message).split(". ")[0] for w in caught if "p-value" in str(w.message)), None)
+        try:
+            result = stats.anderson_ksamp([pair.ref, pair.cur], **options)
+        except ValueError as exc:  # any other input scipy refuses: no result for this column, not a crash
+            return math.nan, math.nan, f"scipy could not compute it: {exc}"
+    note = next(("scipy: " + str(w.message).split(". ")[0] for w in caught if "p-value" in str(w.message)), None)
     p = getattr(result, "pvalue", None)
     if p is None:  # scipy < 1.10 named it significance_level
         p = result.significance_level

@@ -27,6 +27,7 @@ def pairs():
     yield "asymptotic", rng.lognormal(0, 1, 30_000), rng.lognormal(0.02, 1, 25_000)
     yield "equal-sizes-large", rng.normal(0, 1, 20_000), rng.normal(0, 1, 20_000)
     yield "one-value", np.array([3.0]), rng.normal(3, 1, 50)
+    yield "constant-moved", np.full(60, 2.0), np.full(70, 3.0)
 
 
 @pytest.mark.filterwarnings("ignore:p-value")
@@ -175,3 +176,23 @@ def test_a_nan_score_is_its_own_status_and_lowers_no_drift_share() -> None:
     assert np.allclose([done[n].adjusted_p for n in "abd"], expected, rtol=RTOL)
     verdict = judge(list(done.values()), settings, [], [])
     assert verdict.tested_columns == 3 and verdict.drifted_columns == 2 and verdict.drifted
+
+
+def test_anderson_on_one_value_on_both_sides_is_p_one_not_a_crash() -> None:
+    with pytest.raises(ValueError):  # what scipy itself does with it
+        sps.anderson_ksamp([np.full(50, 2.0), np.full(40, 2.0)])
+    statistic, p, note = stats.anderson(stats.NumericPair(np.full(50, 2.0), np.full(40, 2.0)))
+    assert (statistic, p) == (0.0, 1.0) and "one value on both sides" in note
+
+
+def test_anderson_on_constant_columns_through_the_command(tmp_path, drift_json) -> None:
+    from driftkit import write_parquet
+
+    rows = 300
+    ref = {"same": np.full(rows, 7.0), "moved": np.full(rows, 1.0), "x": np.random.default_rng(1).normal(size=rows)}
+    cur = {"same": np.full(rows, 7.0), "moved": np.full(rows, 2.0), "x": np.random.default_rng(2).normal(size=rows)}
+    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)),
+                        "--numeric-method", "anderson", "--columns", "same,moved,x")
+    by = {c["column"]: c for c in doc["columns"]}
+    assert by["same"]["method"] == "anderson" and by["same"]["p_value"] == 1.0 and by["same"]["drifted"] is False
+    assert by["moved"]["drifted"] is True
