@@ -10,6 +10,8 @@ file at the same level.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -117,8 +119,8 @@ def check_method(name: str, where: str) -> str:
 
 
 def check_fraction(value: Any, where: str, *, low: float = 0.0, high: float | None = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"{where} must be a number, found {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{where} must be a number, found {value!r}")  # NaN would compare false with everything
     if value < low or (high is not None and value > high):
         bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
         raise UsageError(f"{where} must be {bound}, found {value!r}")

@@ -116,8 +116,9 @@ class DriftReport:
         return sorted(self.columns, key=lambda c: (order[c.drifted], 0 if c.counted else 1, c.name))
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data: every non-finite number as the string "inf", "-inf" or "nan"."""
         role = {c.role: c for c in self.columns if c.role != "feature"}
-        return {
+        return _finite({
             "format": REPORT_FORMAT,
             "verdict": self.verdict.to_dict(),
             "reference": self.reference,
@@ -131,7 +132,18 @@ class DriftReport:
             "quality": self.quality,
             "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
-        }
+        })
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats anywhere in nested dicts/lists as the strings JSON can carry."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return _num(float(value))
+    return value
 
 
 def _role_summary(result: ColumnResult | None) -> dict[str, Any] | None:
@@ -333,7 +345,7 @@ class _Side:
                                "missing_share": (self.nulls + self.nan) / self.rows if self.rows else 0.0}
         if self.values is not None and len(self.values):
             v = self.values
-            out.update(mean=float(v.mean()), std=float(v.std()), min=float(v[0]), median=float(v[len(v) // 2]), max=float(v[-1]),
+            out.update(mean=stats.safe_mean(v), std=stats.safe_std(v), min=float(v[0]), median=float(v[len(v) // 2]), max=float(v[-1]),
                        distinct=stats._distinct_sorted(v))
         elif self.labels is not None and self.counts is not None and len(self.labels):
             order = np.argsort(-self.counts, kind="stable")[:5]

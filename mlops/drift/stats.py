@@ -65,7 +65,7 @@ class NumericPair:
 
     def ref_std(self) -> float:
         if self._std is None:
-            self._std = float(np.std(self.ref))
+            self._std = safe_std(self.ref)
         return self._std
 
     def n_values(self, limit: int) -> int:
@@ -94,6 +94,29 @@ class CountPair:
     @property
     def n_cur(self) -> int:
         return int(self.cur.sum())
+
+
+HUGE = 1e150  # beyond this, squares (std) or sums (mean) of float64 values can overflow
+
+
+def _scale(sorted_values: np.ndarray) -> float:
+    return max(abs(float(sorted_values[0])), abs(float(sorted_values[-1]))) if len(sorted_values) else 0.0
+
+
+def safe_mean(sorted_values: np.ndarray) -> float:
+    """The mean of sorted finite values, computed on scaled values when the sum could overflow."""
+    scale = _scale(sorted_values)
+    if scale > HUGE:
+        return float(np.mean(sorted_values / scale) * scale)
+    return float(np.mean(sorted_values))
+
+
+def safe_std(sorted_values: np.ndarray) -> float:
+    """The (population) standard deviation of sorted finite values, without overflow of the squares."""
+    scale = _scale(sorted_values)
+    if scale > HUGE:
+        return float(np.std(sorted_values / scale) * scale)
+    return float(np.std(sorted_values))
 
 
 def _distinct_sorted(values: np.ndarray) -> int:
