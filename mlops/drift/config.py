@@ -80,6 +80,17 @@ class DriftSettings:
             return self.thresholds[kind]
         return self.threshold
 
+    def threshold_for_fallback(self, column: str, kind: str) -> float | None:
+        """The threshold for a column whose asked method did not fit (another method tests it):
+        only one given for this column, or for its type when the type's method was not what
+        was asked (a threshold given for the asked method does not fit the fallback's scale)."""
+        rule = self.per_column.get(column)
+        if rule and rule.threshold is not None and not rule.method:
+            return rule.threshold
+        if kind in self.thresholds and kind not in self.methods:
+            return self.thresholds[kind]
+        return None
+
     def min_effect_for(self, column: str, kind: str) -> float | None:
         rule = self.per_column.get(column)
         if rule and rule.min_effect is not None:

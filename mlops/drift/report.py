@@ -530,9 +530,15 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
     by_values = by_counts and pair is not None
     if by_counts and counts is None:
         counts = stats.value_counts(pair)
-    threshold = settings.threshold_for(name, kind)
-    threshold = method.default_threshold if threshold is None else threshold
     notes: list[str] = [choice.note] if choice.note else []
+    if choice.note:  # a fallback: a threshold meant for the asked method is on another scale
+        threshold = settings.threshold_for_fallback(name, kind)
+        meant = settings.threshold_for(name, kind)
+        if threshold is None and meant is not None:
+            notes.append(f"the threshold {meant:g} was given for {asked}: {method.name} uses its default {method.default_threshold:g}")
+    else:
+        threshold = settings.threshold_for(name, kind)
+    threshold = method.default_threshold if threshold is None else threshold
     statistic = p_value = None
     if method.name == "ks":
         statistic, p_value = stats.ks(pair)

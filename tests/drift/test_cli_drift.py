@@ -111,6 +111,15 @@ def test_a_method_that_does_not_fit_a_column_falls_back_with_a_note(drifted_pair
     plan = next(c for c in doc["columns"] if c["column"] == "plan")
     assert plan["method"] == "jensenshannon"
     assert "ks tests numeric columns, not categorical (asked for all columns): used jensenshannon" in plan["notes"]
+    # a threshold given with the asked method is on that method's scale: the fallback keeps its own default
+    doc, _ = drift_json(*drifted_pair, "--method", "wasserstein", "--threshold", "0.3")
+    by = {c["column"]: c for c in doc["columns"]}
+    assert by["amount"]["method"] == "wasserstein" and by["amount"]["threshold"] == 0.3
+    assert by["plan"]["method"] == "jensenshannon" and by["plan"]["threshold"] == 0.1
+    assert "the threshold 0.3 was given for wasserstein: jensenshannon uses its default 0.1" in by["plan"]["notes"]
+    # a threshold given for the categorical type applies to whatever tests categorical columns
+    doc, _ = drift_json(*drifted_pair, "--method", "wasserstein", "--categorical-threshold", "0.5")
+    assert next(c for c in doc["columns"] if c["column"] == "plan")["threshold"] == 0.5
 
 
 def test_bad_options_are_usage_errors(drifted_pair, cli) -> None:
