@@ -456,11 +456,14 @@ class Source:
                 if part.file is not None and part.table is not None and name in part.table.column_names:
                     part.table = part.table.drop_columns([name])
 
-    def iter_batches(self, names: Sequence[str], *, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[str, int, Any]]:
+    def iter_batches(self, names: Sequence[str], *, batch_rows: int = BATCH_ROWS,
+                     csv_types: dict[str, Any] | None = None) -> Iterator[tuple[str, int, Any]]:
         """(file name, first row's 0-based index in that file, record batch) over every file, streamed.
 
         Batches keep each file's own types (validation judges values, not files); a column
-        missing from a file is all-null there.
+        missing from a file is all-null there. ``csv_types``: the types CSV columns are read as
+        instead of pyarrow's guess (a schema's: zip codes ``02345`` stay text); a value that does
+        not fit is read as text, for the caller to judge.
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -480,7 +483,7 @@ class Source:
                 if part.file.format == "parquet":
                     batches: Iterator[Any] = pq.ParquetFile(str(part.file.path)).iter_batches(batch_size=batch_rows, columns=present, use_threads=False)
                 else:
-                    batches = _stream_csv_file(part.file, part.dialect, present)
+                    batches = _stream_csv_file(part.file, part.dialect, present, csv_types)
                 for batch in batches:
                     batch = _with_missing(pa.Table.from_batches([batch]), names).to_batches()[0] if len(present) < len(names) else batch
                     yield part.label, offset, batch
@@ -557,7 +560,7 @@ def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> 
     raise DataError(f"{file.name}: could not settle the column types", file=file.name)  # pragma: no cover
 
 
-def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> Iterator[Any]:
+def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str], types: dict[str, Any] | None = None) -> Iterator[Any]:
     """Record batches of a CSV file; restarted from the top (skipping what was yielded) when a
     later block's value does not fit the type guessed from the first block."""
     import pyarrow as pa
@@ -565,7 +568,7 @@ def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -
 
     import dataclasses
 
-    column_types: dict[str, Any] = {}
+    column_types: dict[str, Any] = {n: t for n, t in (types or {}).items() if n in columns}
     done = 0
     for _ in range(2 * len(columns) + 2):
         read, parse, convert = _csv_options(dialect, columns, column_types)

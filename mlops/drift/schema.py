@@ -192,6 +192,13 @@ def _rows_where(mask: Any, file: str, offset: int, values: Any = None, limit: in
     return len(where), examples
 
 
+def _csv_type(declared: Any) -> Any:
+    """The Arrow type a CSV column declared ``declared`` is read as (None: pyarrow's guess)."""
+    import pyarrow as pa
+
+    return {"string": pa.large_string(), "integer": pa.int64(), "float": pa.float64()}.get(declared)
+
+
 def _type_ok(declared: str, actual: str) -> bool:
     if declared == "any" or actual == "null":
         return True
@@ -228,7 +235,10 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
     def tally(column: str, rule: str) -> _Tally:
         return tallies.setdefault((column, rule), _Tally())
 
-    for file, offset, batch in source.iter_batches(present):
+    # CSV columns are read as the schema declares them, not as pyarrow guesses from the values:
+    # digit-only text (zip codes 02345) stays text with its leading zeros
+    csv_types = {name: t for name in present if (t := _csv_type((declared[name] or {}).get("type"))) is not None}
+    for file, offset, batch in source.iter_batches(present, csv_types=csv_types):
         rows += batch.num_rows
         for name in present:
             rules = declared[name] or {}
