@@ -28,6 +28,7 @@ Rules: ``present`` (a listed column is missing), ``type``, ``nullable``, ``min``
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,14 +340,15 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
     return ValidationReport(source.describe(rows=rows), rows, tuple(violations), tuple(warnings), tuple(present))
 
 
+# a number as a CSV writes one: not Python's float() syntax, which also takes "1_000", "nan", "infinity"
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def _parse_numbers(array: Any) -> Any:
-    """Text as float64 where it reads as a number, null elsewhere."""
+    """Text as float64 where it reads as a plain decimal number, null elsewhere."""
     import pyarrow as pa
 
     out = []
     for value in array.to_pylist():
-        try:
-            out.append(float(value) if value is not None else None)
-        except (TypeError, ValueError):
-            out.append(None)
+        out.append(float(value) if isinstance(value, str) and _NUMBER.fullmatch(value) else None)
     return pa.array(out, type=pa.float64())

@@ -149,3 +149,12 @@ def test_validate_reads_csv_columns_as_the_schema_declares(tmp_path, cli) -> Non
     assert set(found) == {("zip", "allowed"), ("count", "type")}, found
     assert found[("zip", "allowed")]["count"] == 1 and "'99999'" in found[("zip", "allowed")]["examples"][0]
     assert found[("count", "type")]["count"] == 1 and "'x'" in found[("count", "type")]["examples"][0]
+
+
+def test_text_in_a_number_column_reads_only_as_plain_numbers() -> None:
+    import pyarrow as pa
+
+    from mlops.drift.schema import _parse_numbers
+
+    parsed = _parse_numbers(pa.array(["1", "-2.5", ".5", "1e3", "1_000", "nan", "infinity", "inf", "0x10", None, " 7 "]))
+    assert parsed.to_pylist() == [1.0, -2.5, 0.5, 1000.0, None, None, None, None, None, None, 7.0]
