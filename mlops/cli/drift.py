@@ -165,10 +165,16 @@ def drift(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Compare current data with reference data, column by column: which columns drifted, and has the dataset?"""
-    from ..drift.config import CORRECTIONS, TASKS, check_method, load_config, preset_settings
+    from ..drift.config import CORRECTIONS, TASKS, check_fraction, check_method, load_config, preset_settings
     from ..drift.report import check_drift
 
     out = Output(json_output=json_output)
+    # the same checks as the config file's: no NaN (it compares false with everything), no negatives
+    for flag, value, high in (("--threshold", threshold, None), ("--numeric-threshold", numeric_threshold, None),
+                              ("--categorical-threshold", categorical_threshold, None), ("--min-effect", min_effect, None),
+                              ("--drift-share", drift_share, 1.0)):
+        if value is not None:
+            check_fraction(value, flag, high=high)
     if preset is not None:
         preset_settings(preset)  # a bad name fails before any data is read
     settings = load_config(config, preset) if config else preset_settings(preset or "default")

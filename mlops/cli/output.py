@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -65,7 +66,8 @@ class Output:
 
     # --- results (stdout) -----------------------------------------------------------------
     def emit_json(self, data: Any) -> None:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        # JSON has no NaN/Infinity: a non-finite float left anywhere becomes null (valid JSON for every parser)
+        sys.stdout.write(json.dumps(_json_safe(data), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
         sys.stdout.flush()
 
     def line(self, text: str = "", *, style: str | None = None) -> None:
@@ -180,3 +182,14 @@ def human_bytes(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{count} B"  # pragma: no cover
+
+
+def _json_safe(value: Any) -> Any:
+    """Nested dicts/lists with non-finite floats as None (JSON null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -10,6 +10,8 @@ file at the same level.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,17 @@ class DriftSettings:
             return self.thresholds[kind]
         return self.threshold
 
+    def threshold_for_fallback(self, column: str, kind: str) -> float | None:
+        """The threshold for a column whose asked method did not fit (another method tests it):
+        only one given for this column, or for its type when the type's method was not what
+        was asked (a threshold given for the asked method does not fit the fallback's scale)."""
+        rule = self.per_column.get(column)
+        if rule and rule.threshold is not None and not rule.method:
+            return rule.threshold
+        if kind in self.thresholds and kind not in self.methods:
+            return self.thresholds[kind]
+        return None
+
     def min_effect_for(self, column: str, kind: str) -> float | None:
         rule = self.per_column.get(column)
         if rule and rule.min_effect is not None:
@@ -117,8 +130,8 @@ def check_method(name: str, where: str) -> str:
 
 
 def check_fraction(value: Any, where: str, *, low: float = 0.0, high: float | None = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"{where} must be a number, found {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{where} must be a number, found {value!r}")  # NaN would compare false with everything
     if value < low or (high is not None and value > high):
         bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
         raise UsageError(f"{where} must be {bound}, found {value!r}")

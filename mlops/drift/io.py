@@ -161,6 +161,8 @@ def cast(array: Any, to: pa.DataType) -> Any:
         return array
     if family(to) == "string" and family(array.type) not in ("string", "null"):
         return pc.cast(array, pa.large_string())  # a mixed column: values as text
+    if family(to) == "float" and family(array.type) == "integer":
+        return pc.cast(array, to, safe=False)  # integers beyond 2**53 round rather than fail
     return pc.cast(array, to)
 
 
@@ -374,7 +376,7 @@ class Source:
         with self._lock:
             if part.table is not None:
                 return
-            part.table = _read_csv_file(part.file, part.dialect, self._wanted if self._wanted is not None else part.names)
+            part.table, part.dialect = _read_csv_file(part.file, part.dialect, self._wanted if self._wanted is not None else part.names)
             part.rows = part.table.num_rows
             part.types = {n: part.table.schema.field(n).type for n in part.table.column_names}
 
@@ -454,11 +456,14 @@ class Source:
                 if part.file is not None and part.table is not None and name in part.table.column_names:
                     part.table = part.table.drop_columns([name])
 
-    def iter_batches(self, names: Sequence[str], *, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[str, int, Any]]:
+    def iter_batches(self, names: Sequence[str], *, batch_rows: int = BATCH_ROWS,
+                     csv_types: dict[str, Any] | None = None) -> Iterator[tuple[str, int, Any]]:
         """(file name, first row's 0-based index in that file, record batch) over every file, streamed.
 
         Batches keep each file's own types (validation judges values, not files); a column
-        missing from a file is all-null there.
+        missing from a file is all-null there. ``csv_types``: the types CSV columns are read as
+        instead of pyarrow's guess (a schema's: zip codes ``02345`` stay text); a value that does
+        not fit is read as text, for the caller to judge.
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -478,7 +483,7 @@ class Source:
                 if part.file.format == "parquet":
                     batches: Iterator[Any] = pq.ParquetFile(str(part.file.path)).iter_batches(batch_size=batch_rows, columns=present, use_threads=False)
                 else:
-                    batches = _stream_csv_file(part.file, part.dialect, present)
+                    batches = _stream_csv_file(part.file, part.dialect, present, csv_types)
                 for batch in batches:
                     batch = _with_missing(pa.Table.from_batches([batch]), names).to_batches()[0] if len(present) < len(names) else batch
                     yield part.label, offset, batch
@@ -518,18 +523,36 @@ def _open_text(file: DataFile) -> Any:
     return pa.input_stream(str(file.path), compression=_COMPRESSION.get(suffix))
 
 
-def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> Any:
+def _has_binary(schema: Any) -> bool:
+    """pyarrow types a text column with invalid UTF-8 as binary."""
+    import pyarrow.types as pt
+
+    return any(pt.is_binary(f.type) or pt.is_large_binary(f.type) for f in schema)
+
+
+def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> tuple[Any, Dialect]:
+    """The wanted columns of a CSV file, and its dialect (Latin-1 when UTF-8 was sniffed from the
+    first 64 KiB but a later byte is not UTF-8: pyarrow reads such a column as binary)."""
+    import dataclasses
+
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     wanted = [c for c in columns if c in dialect.header]
     column_types: dict[str, Any] = {}
-    for _ in range(2 * len(wanted) + 1):
+    for _ in range(2 * len(wanted) + 2):
         read, parse, convert = _csv_options(dialect, wanted, column_types)
         try:
             with _open_text(file) as stream:
-                return pacsv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+                table = pacsv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+            if dialect.encoding == "utf8" and _has_binary(table.schema):
+                dialect = dataclasses.replace(dialect, encoding="latin1")
+                continue
+            return table, dialect
         except pa.ArrowInvalid as exc:
+            if dialect.encoding == "utf8" and "invalid UTF8" in str(exc):
+                dialect = dataclasses.replace(dialect, encoding="latin1")  # not UTF-8 after all: past the sniffed start
+                continue
             if not _retry_type(exc, list(dialect.header), column_types):
                 raise _read_error(file, exc) from None
         except (OSError, pa.ArrowException) as exc:
@@ -537,20 +560,26 @@ def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> 
     raise DataError(f"{file.name}: could not settle the column types", file=file.name)  # pragma: no cover
 
 
-def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> Iterator[Any]:
+def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str], types: dict[str, Any] | None = None) -> Iterator[Any]:
     """Record batches of a CSV file; restarted from the top (skipping what was yielded) when a
     later block's value does not fit the type guessed from the first block."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    column_types: dict[str, Any] = {}
+    import dataclasses
+
+    column_types: dict[str, Any] = {n: t for n, t in (types or {}).items() if n in columns}
     done = 0
-    for _ in range(2 * len(columns) + 1):
+    for _ in range(2 * len(columns) + 2):
         read, parse, convert = _csv_options(dialect, columns, column_types)
         seen = 0
         try:
             reader = pacsv.open_csv(_open_text(file), read_options=read, parse_options=parse, convert_options=convert)
             for batch in reader:
+                if dialect.encoding == "utf8" and _has_binary(batch.schema):
+                    # invalid UTF-8 past the sniffed start: Latin-1 from the top (rows yielded are skipped)
+                    dialect = dataclasses.replace(dialect, encoding="latin1")
+                    raise _Restart
                 if seen + batch.num_rows <= done:
                     seen += batch.num_rows
                     continue
@@ -562,10 +591,19 @@ def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -
                 done = seen
                 yield batch
             return
+        except _Restart:
+            continue
         except pa.ArrowInvalid as exc:
+            if dialect.encoding == "utf8" and "invalid UTF8" in str(exc):
+                dialect = dataclasses.replace(dialect, encoding="latin1")  # not UTF-8 after all: past the sniffed start
+                continue
             if not _retry_type(exc, list(dialect.header), column_types):
                 raise _read_error(file, exc) from None
     raise DataError(f"{file.name}: could not settle the column types", file=file.name)  # pragma: no cover
+
+
+class _Restart(Exception):
+    """Read a CSV stream again from its start, with a changed dialect."""
 
 
 def _few(names: Sequence[str], limit: int = 3) -> str:

@@ -34,7 +34,7 @@ MANY_CATEGORIES = 100  # a note says how many categories a column has above this
 COCHRAN_SHARE = 0.2  # chi-square is rough when more than 20% of expected counts are below 5
 
 # statuses: tested (a score), type_changed / empty_current (counted as drifted),
-# skipped / empty_reference (not counted)
+# skipped / empty_reference / no_score (the test gave NaN: not counted, so it lowers no share)
 COUNTED = ("tested", "type_changed", "empty_current")
 
 
@@ -116,8 +116,9 @@ class DriftReport:
         return sorted(self.columns, key=lambda c: (order[c.drifted], 0 if c.counted else 1, c.name))
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data: every non-finite number as the string "inf", "-inf" or "nan"."""
         role = {c.role: c for c in self.columns if c.role != "feature"}
-        return {
+        return _finite({
             "format": REPORT_FORMAT,
             "verdict": self.verdict.to_dict(),
             "reference": self.reference,
@@ -131,7 +132,18 @@ class DriftReport:
             "quality": self.quality,
             "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
-        }
+        })
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats anywhere in nested dicts/lists as the strings JSON can carry."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return _num(float(value))
+    return value
 
 
 def _role_summary(result: ColumnResult | None) -> dict[str, Any] | None:
@@ -204,11 +216,14 @@ def check_drift(reference: Source, current: Source, settings: DriftSettings, *, 
     results: dict[str, ColumnResult] = {}
     # the costly (numeric) columns first, so that the workers finish together
     ordered = sorted(common, key=lambda c: 0 if family(reference.column_type(c)) in NUMERIC_FAMILIES else 1)
+    # model quality reads the target and the prediction after the tests: keep them until then
+    keep = {c for c in (settings.target, settings.prediction) if c} if settings.target and settings.prediction else set()
     with progress.task("testing columns", total=len(ordered)) as task:
         def work(name: str) -> ColumnResult:
             result = _test_column(name, reference, current, settings)
-            reference.release(name)
-            current.release(name)
+            if name not in keep:
+                reference.release(name)
+                current.release(name)
             return result
 
         with run_parallel(work, ordered, jobs=min(jobs or cpu_jobs(), max(1, len(ordered)))) as done:
@@ -226,6 +241,9 @@ def check_drift(reference: Source, current: Source, settings: DriftSettings, *, 
             quality = model_quality(reference, current, settings, columns={c.name: c for c in columns})
         else:
             warnings.append("model quality needs --target and --prediction in both data sets: skipped")
+    for name in keep:
+        reference.release(name)
+        current.release(name)
     warnings = [*reference.warnings, *current.warnings, *warnings]
     for result in columns:
         if result.status == "type_changed":
@@ -259,12 +277,21 @@ def judge(columns: list[ColumnResult], settings: DriftSettings, only_ref: list[s
 def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[ColumnResult]:
     """Adjust p-values over the tested columns, apply the effect floors, decide each column."""
     tested = [c for c in columns if c.status == "tested"]
-    with_p = [c for c in tested if c.p_value is not None]
+    # a NaN p-value is no test result: it is left out of the correction (and of the m it divides by)
+    with_p = [c for c in tested if c.p_value is not None and not math.isnan(c.p_value)]
     adjusted = {c.name: float(p) for c, p in zip(with_p, stats.adjust([c.p_value for c in with_p], settings.correction))}
     out: list[ColumnResult] = []
     for c in columns:
         if c.status != "tested":
             out.append(c)
+            continue
+        if c.score is None or math.isnan(c.score):
+            # a NaN score is neither "drifted" nor "not drifted": its own status, not counted
+            notes = c.notes
+            if c.p_value is not None and settings.correction != "none":
+                notes = (*notes, f"left out of the {settings.correction} correction")
+            out.append(replace(c, status="no_score", drifted=False, adjusted_p=None, notes=notes,
+                               reason=f"{METHODS[c.method].title} is NaN: no test result, not counted in the drift share"))
             continue
         method = METHODS[c.method]
         score = c.score
@@ -272,7 +299,7 @@ def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[Column
         if c.p_value is not None and settings.correction != "none":
             adjusted_p = adjusted[c.name]
             score = adjusted_p
-        drifted = method.drifted(score, c.threshold) if score is not None and not math.isnan(score) else False
+        drifted = method.drifted(score, c.threshold)
         reason = f"{method.title} {_fmt(score)} {'meets' if drifted else 'does not meet'} {method.rule(c.threshold)}"
         if adjusted_p is not None:
             reason += f" (p {_fmt(c.p_value)} before the {settings.correction} correction over {len(with_p)} tests)"
@@ -318,7 +345,7 @@ class _Side:
                                "missing_share": (self.nulls + self.nan) / self.rows if self.rows else 0.0}
         if self.values is not None and len(self.values):
             v = self.values
-            out.update(mean=float(v.mean()), std=float(v.std()), min=float(v[0]), median=float(v[len(v) // 2]), max=float(v[-1]),
+            out.update(mean=stats.safe_mean(v), std=stats.safe_std(v), min=float(v[0]), median=float(v[len(v) // 2]), max=float(v[-1]),
                        distinct=stats._distinct_sorted(v))
         elif self.labels is not None and self.counts is not None and len(self.labels):
             order = np.argsort(-self.counts, kind="stable")[:5]
@@ -338,7 +365,9 @@ def _side(array: Any) -> _Side:
     fam = family(array.type)
     side = _Side(fam, len(array), nulls=array.null_count)
     if fam in NUMERIC_FAMILIES:
-        floats = array if array.type == pa.float64() else pc.cast(array, pa.float64())
+        # unsafe: integers beyond 2**53 round to the nearest float64 (a relative error below 1e-16,
+        # nothing to a distribution test) instead of failing the safe cast
+        floats = array if array.type == pa.float64() else pc.cast(array, pa.float64(), safe=False)
         parts = [_float_values(chunk) for chunk in floats.chunks]
         x = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0)
         finite = np.isfinite(x)
@@ -501,9 +530,15 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
     by_values = by_counts and pair is not None
     if by_counts and counts is None:
         counts = stats.value_counts(pair)
-    threshold = settings.threshold_for(name, kind)
-    threshold = method.default_threshold if threshold is None else threshold
     notes: list[str] = [choice.note] if choice.note else []
+    if choice.note:  # a fallback: a threshold meant for the asked method is on another scale
+        threshold = settings.threshold_for_fallback(name, kind)
+        meant = settings.threshold_for(name, kind)
+        if threshold is None and meant is not None:
+            notes.append(f"the threshold {meant:g} was given for {asked}: {method.name} uses its default {method.default_threshold:g}")
+    else:
+        threshold = settings.threshold_for(name, kind)
+    threshold = method.default_threshold if threshold is None else threshold
     statistic = p_value = None
     if method.name == "ks":
         statistic, p_value = stats.ks(pair)
@@ -512,7 +547,7 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
         statistic, p_value, note = stats.anderson(pair)
         score = p_value
         if note:
-            notes.append(f"scipy: {note}")
+            notes.append(note)
     elif method.name == "chisquare":
         statistic, p_value = stats.chisquare(counts)
         score = p_value

@@ -28,6 +28,7 @@ Rules: ``present`` (a listed column is missing), ``type``, ``nullable``, ``min``
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,13 @@ def _rows_where(mask: Any, file: str, offset: int, values: Any = None, limit: in
     return len(where), examples
 
 
+def _csv_type(declared: Any) -> Any:
+    """The Arrow type a CSV column declared ``declared`` is read as (None: pyarrow's guess)."""
+    import pyarrow as pa
+
+    return {"string": pa.large_string(), "integer": pa.int64(), "float": pa.float64()}.get(declared)
+
+
 def _type_ok(declared: str, actual: str) -> bool:
     if declared == "any" or actual == "null":
         return True
@@ -228,7 +236,10 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
     def tally(column: str, rule: str) -> _Tally:
         return tallies.setdefault((column, rule), _Tally())
 
-    for file, offset, batch in source.iter_batches(present):
+    # CSV columns are read as the schema declares them, not as pyarrow guesses from the values:
+    # digit-only text (zip codes 02345) stays text with its leading zeros
+    csv_types = {name: t for name in present if (t := _csv_type((declared[name] or {}).get("type"))) is not None}
+    for file, offset, batch in source.iter_batches(present, csv_types=csv_types):
         rows += batch.num_rows
         for name in present:
             rules = declared[name] or {}
@@ -329,14 +340,15 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
     return ValidationReport(source.describe(rows=rows), rows, tuple(violations), tuple(warnings), tuple(present))
 
 
+# a number as a CSV writes one: not Python's float() syntax, which also takes "1_000", "nan", "infinity"
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def _parse_numbers(array: Any) -> Any:
-    """Text as float64 where it reads as a number, null elsewhere."""
+    """Text as float64 where it reads as a plain decimal number, null elsewhere."""
     import pyarrow as pa
 
     out = []
     for value in array.to_pylist():
-        try:
-            out.append(float(value) if value is not None else None)
-        except (TypeError, ValueError):
-            out.append(None)
+        out.append(float(value) if isinstance(value, str) and _NUMBER.fullmatch(value) else None)
     return pa.array(out, type=pa.float64())

@@ -65,7 +65,7 @@ class NumericPair:
 
     def ref_std(self) -> float:
         if self._std is None:
-            self._std = float(np.std(self.ref))
+            self._std = safe_std(self.ref)
         return self._std
 
     def n_values(self, limit: int) -> int:
@@ -94,6 +94,29 @@ class CountPair:
     @property
     def n_cur(self) -> int:
         return int(self.cur.sum())
+
+
+HUGE = 1e150  # beyond this, squares (std) or sums (mean) of float64 values can overflow
+
+
+def _scale(sorted_values: np.ndarray) -> float:
+    return max(abs(float(sorted_values[0])), abs(float(sorted_values[-1]))) if len(sorted_values) else 0.0
+
+
+def safe_mean(sorted_values: np.ndarray) -> float:
+    """The mean of sorted finite values, computed on scaled values when the sum could overflow."""
+    scale = _scale(sorted_values)
+    if scale > HUGE:
+        return float(np.mean(sorted_values / scale) * scale)
+    return float(np.mean(sorted_values))
+
+
+def safe_std(sorted_values: np.ndarray) -> float:
+    """The (population) standard deviation of sorted finite values, without overflow of the squares."""
+    scale = _scale(sorted_values)
+    if scale > HUGE:
+        return float(np.std(sorted_values / scale) * scale)
+    return float(np.std(sorted_values))
 
 
 def _distinct_sorted(values: np.ndarray) -> int:
@@ -209,17 +232,24 @@ def wasserstein_norm(pair: NumericPair) -> float:
 
 def anderson(pair: NumericPair) -> tuple[float, float, str | None]:
     """k-sample Anderson-Darling (scipy.stats.anderson_ksamp, midrank): statistic, p-value,
-    and a note when scipy capped the p-value to its table's range [0.001, 0.25]."""
+    and a note when scipy capped the p-value to its table's range [0.001, 0.25] (or when
+    there was nothing to compute: one value on both sides; an input scipy refuses gives NaN)."""
     from scipy import stats
 
     import inspect
 
     # scipy 1.17 renamed midrank=True to variant="midrank"; both mean what Evidently computes
+    if pair.ref[0] == pair.ref[-1] == pair.cur[0] == pair.cur[-1]:
+        # one value on both sides: nothing can differ (scipy refuses "one distinct observation")
+        return 0.0, 1.0, "one value on both sides: nothing to compare, p = 1"
     options = {"variant": "midrank"} if "variant" in inspect.signature(stats.anderson_ksamp).parameters else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = stats.anderson_ksamp([pair.ref, pair.cur], **options)
-    note = next((str(w.message).split(". ")[0] for w in caught if "p-value" in str(w.message)), None)
+        try:
+            result = stats.anderson_ksamp([pair.ref, pair.cur], **options)
+        except ValueError as exc:  # any other input scipy refuses: no result for this column, not a crash
+            return math.nan, math.nan, f"scipy could not compute it: {exc}"
+    note = next(("scipy: " + str(w.message).split(". ")[0] for w in caught if "p-value" in str(w.message)), None)
     p = getattr(result, "pvalue", None)
     if p is None:  # scipy < 1.10 named it significance_level
         p = result.significance_level
@@ -382,19 +412,29 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def adjust(pvalues: list[float], correction: str) -> list[float]:
-    """Adjusted p-values: Benjamini-Hochberg ("fdr") or Bonferroni, as statsmodels/scipy compute them."""
+    """Adjusted p-values: Benjamini-Hochberg ("fdr") or Bonferroni, as statsmodels/scipy compute them.
+
+    A NaN p-value (no test result) is left out of the correction: it stays NaN and does not
+    count among the m tests (one NaN would otherwise make every BH-adjusted value NaN)."""
     if correction in ("none", "") or not pvalues:
         return list(pvalues)
-    p = np.asarray(pvalues, dtype=np.float64)
+    all_p = np.asarray(pvalues, dtype=np.float64)
+    known = ~np.isnan(all_p)
+    p = all_p[known]
     m = len(p)
+    out_all = np.full(len(all_p), np.nan)
+    if m == 0:
+        return list(out_all)
     if correction == "bonferroni":
-        return list(np.minimum(p * m, 1.0))
+        out_all[known] = np.minimum(p * m, 1.0)
+        return list(out_all)
     order = np.argsort(p)
     ranked = p[order] * m / np.arange(1, m + 1)
     stepped = np.minimum.accumulate(ranked[::-1])[::-1]
     out = np.empty(m)
     out[order] = np.minimum(stepped, 1.0)
-    return list(out)
+    out_all[known] = out
+    return list(out_all)
 
 
 # --- pictures ------------------------------------------------------------------------------------

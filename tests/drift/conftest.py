@@ -10,7 +10,9 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 
-import json  # noqa: E402
+import json  # noqa: E402,F401
+
+from driftkit import strict_json  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -21,6 +23,6 @@ def drift_json(cli):
 
     def run(*args: str, code: int = 0):
         result = cli("drift", *args, "--json", code=code)
-        return json.loads(result.stdout), result
+        return strict_json(result.stdout), result
 
     return run

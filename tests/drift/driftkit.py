@@ -33,3 +33,13 @@ def base_columns(rows: int, *, seed: int, shift: float = 0.0) -> dict:
         "plan": rng.choice(["basic", "standard", "premium"], rows, p=[0.5, 0.3, 0.2]),
         "age": rng.integers(18, 90, rows),
     }
+
+
+def strict_json(text: str):
+    """json.loads that fails on NaN/Infinity (Python's json accepts them; JSON does not)."""
+    import json
+
+    def reject(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=reject)

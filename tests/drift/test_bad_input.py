@@ -201,3 +201,44 @@ def test_compressed_csv_is_read_by_its_name_even_from_a_suffixless_copy(tmp_path
     assert source.rows == 1000 and source.column("b").to_pylist()[:4] == [0, 1, 2, 0]
     batches = list(source.iter_batches(["a"]))
     assert sum(b.num_rows for _, _, b in batches) == 1000
+
+
+def test_int64_beyond_2_to_the_53_is_tested_not_a_crash(tmp_path, drift_json) -> None:
+    """Ids between 2**60 and 2**62 do not fit float64 exactly; they round, they do not fail the cast."""
+    rng = np.random.default_rng(4)
+    ref = {"big_id": rng.integers(2**60, 2**62, 3000, dtype=np.int64), "amount": rng.normal(size=3000)}
+    cur = {"big_id": rng.integers(2**60, 2**62, 3000, dtype=np.int64), "amount": rng.normal(size=3000)}
+    for fmt, write in (("parquet", write_parquet), ("csv", write_csv)):
+        doc, _ = drift_json(str(write(tmp_path / f"ref.{fmt}", ref)), str(write(tmp_path / f"cur.{fmt}", cur)))
+        big = next(c for c in doc["columns"] if c["column"] == "big_id")
+        assert big["status"] == "tested" and big["type"] == "numeric" and big["drifted"] is False
+        assert big["reference"]["min"] >= 2.0**60 and big["reference"]["max"] <= 2.0**62
+
+
+@pytest.mark.parametrize("first_non_ascii_row", [10, 20_000])
+def test_latin1_beyond_the_sniffed_start_reads_as_latin1(tmp_path, drift_json, monkeypatch, first_non_ascii_row) -> None:
+    """The first 64 KiB are pure ASCII, a later byte is Latin-1: not a binary column, not a type change."""
+    import mlops.drift.io
+
+    monkeypatch.setattr(mlops.drift.io, "CSV_BLOCK_BYTES", 1 << 16)  # several blocks: the later one meets the byte
+    n = 30_000
+    rng = np.random.default_rng(3)
+    plans = rng.choice(["basic", "standard", "premium"], n)
+
+    def write(path, plans):
+        lines = ["amount,plan"] + [f"{i % 97},{p}" for i, p in enumerate(plans)]
+        path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+        return str(path)
+
+    cur = plans.copy().astype(object)
+    cur[first_non_ascii_row] = "básico"
+    ref = write(tmp_path / "ref.csv", plans)
+    doc, result = drift_json(ref, write(tmp_path / "cur.csv", cur))
+    plan = next(c for c in doc["columns"] if c["column"] == "plan")
+    assert plan["status"] == "tested" and plan["type"] == "categorical", plan["reason"]
+    assert "latin1" in doc["current"]["csv_dialects"][str(tmp_path / "cur.csv")]
+    from mlops.drift.io import Source, expand
+
+    batches = list(Source.open(expand([str(tmp_path / "cur.csv")]), "data").iter_batches(["plan"], batch_rows=1000))
+    values = [v for _, _, b in batches for v in b.column(0).to_pylist()]
+    assert len(values) == n and values[first_non_ascii_row] == "básico"

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from driftkit import base_columns, write_csv, write_parquet
+from driftkit import base_columns, strict_json, write_csv, write_parquet
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_the_table_lists_drifted_columns_first(drifted_pair, cli) -> None:
 
 def test_json_is_one_document_with_every_number(drifted_pair, mlops_bin) -> None:
     proc = mlops_bin("drift", *drifted_pair, "--json", "--fail-on-drift", code=1)
-    doc = json.loads(proc.stdout)
+    doc = strict_json(proc.stdout)
     assert doc["verdict"] == {"drifted": True, "drifted_columns": 2, "tested_columns": 3, "share": 2 / 3, "drift_share": 0.5,
                               "reasons": ["2 of 3 columns drifted (67% >= drift share 50%)"], "key_columns": []}
     amount = doc["columns"][0]
@@ -111,6 +111,15 @@ def test_a_method_that_does_not_fit_a_column_falls_back_with_a_note(drifted_pair
     plan = next(c for c in doc["columns"] if c["column"] == "plan")
     assert plan["method"] == "jensenshannon"
     assert "ks tests numeric columns, not categorical (asked for all columns): used jensenshannon" in plan["notes"]
+    # a threshold given with the asked method is on that method's scale: the fallback keeps its own default
+    doc, _ = drift_json(*drifted_pair, "--method", "wasserstein", "--threshold", "0.3")
+    by = {c["column"]: c for c in doc["columns"]}
+    assert by["amount"]["method"] == "wasserstein" and by["amount"]["threshold"] == 0.3
+    assert by["plan"]["method"] == "jensenshannon" and by["plan"]["threshold"] == 0.1
+    assert "the threshold 0.3 was given for wasserstein: jensenshannon uses its default 0.1" in by["plan"]["notes"]
+    # a threshold given for the categorical type applies to whatever tests categorical columns
+    doc, _ = drift_json(*drifted_pair, "--method", "wasserstein", "--categorical-threshold", "0.5")
+    assert next(c for c in doc["columns"] if c["column"] == "plan")["threshold"] == 0.5
 
 
 def test_bad_options_are_usage_errors(drifted_pair, cli) -> None:
@@ -119,6 +128,27 @@ def test_bad_options_are_usage_errors(drifted_pair, cli) -> None:
     assert "--correction must be one of" in cli("drift", *drifted_pair, "--correction", "holm", code=2).stderr
     assert "column 'nope' is in neither data set" in cli("drift", *drifted_pair, "--key-columns", "nope", code=2).stderr
     assert "column 'nope' is in neither data set" in cli("drift", *drifted_pair, "--columns", "nope", code=2).stderr
+    for flag in ("--threshold", "--numeric-threshold", "--categorical-threshold", "--min-effect", "--drift-share"):
+        for value in ("nan", "-0.5", "inf"):
+            result = cli("drift", *drifted_pair, flag, value, code=2)  # (click itself refuses some negatives)
+            assert f"{flag} must be" in result.stderr or "range" in result.stderr, (flag, value)
+
+
+def test_json_is_valid_with_huge_and_infinite_values(tmp_path, mlops_bin) -> None:
+    rng = np.random.default_rng(2)
+    n = 500
+    ref = {"big": rng.normal(0, 1, n) * 1e200, "huge": np.r_[rng.uniform(1e307, 1.7e308, n - 1), -1.7e308],
+           "withinf": np.where(rng.random(n) < 0.1, np.inf, rng.normal(0, 1, n))}
+    cur = {"big": rng.normal(0, 1, n) * 1e200, "huge": rng.uniform(1e307, 1.7e308, n),
+           "withinf": np.where(rng.random(n) < 0.1, -np.inf, rng.normal(0, 1, n))}
+    proc = mlops_bin("drift", str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)),
+                     "--json", "--method", "wasserstein")
+    doc = strict_json(proc.stdout)
+    by = {c["column"]: c for c in doc["columns"]}
+    big = by["big"]["reference"]
+    assert math.isfinite(big["mean"]) and big["std"] == pytest.approx(np.std(ref["big"] / 1e200) * 1e200, rel=1e-9)
+    assert math.isfinite(by["huge"]["reference"]["std"]) and math.isfinite(by["huge"]["reference"]["mean"])
+    assert by["withinf"]["reference"]["inf"] > 0
 
 
 def test_small_references_get_evidentlys_p_value_tests(tmp_path, drift_json) -> None:
@@ -184,7 +214,8 @@ def test_config_file_per_column_methods_thresholds_and_types(drifted_pair, tmp_p
     assert "newer mlops" in cli("drift", *drifted_pair, "--config", str(config), code=2).stderr
 
 
-def test_target_prediction_drift_and_classification_quality(tmp_path, drift_json) -> None:
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_target_prediction_drift_and_classification_quality(tmp_path, drift_json, fmt) -> None:
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     rng = np.random.default_rng(11)
@@ -196,7 +227,8 @@ def test_target_prediction_drift_and_classification_quality(tmp_path, drift_json
         return {"x": x, "churned": y, "pred": score}
 
     ref, cur = table(3000, 0.3), table(3000, 1.5)
-    doc, result = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)),
+    write = write_parquet if fmt == "parquet" else write_csv  # CSV: columns parsed once, released after use
+    doc, result = drift_json(str(write(tmp_path / f"r.{fmt}", ref)), str(write(tmp_path / f"c.{fmt}", cur)),
                              "--target", "churned", "--prediction", "pred")
     assert doc["target_drift"]["column"] == "churned" and doc["prediction_drift"]["column"] == "pred"
     roles = {c["column"]: c["role"] for c in doc["columns"]}

@@ -131,3 +131,30 @@ def test_validation_streams_a_csv_without_parsing_it_whole(tmp_path, monkeypatch
     report = validate(source, {"columns": {"id": {"type": "integer", "unique": True}, "v": {"type": "integer", "max": 5}}})
     assert report.rows == 50_000 and report.source["rows"] == 50_000
     assert [(v.column, v.rule, v.count) for v in report.violations] == [("v", "max", 7142)]
+
+
+def test_validate_reads_csv_columns_as_the_schema_declares(tmp_path, cli) -> None:
+    """Digit-only text (zip codes) keeps its leading zeros, gets no false type violations, and
+    its `allowed` list is checked; a declared integer column with text in it is still judged."""
+    data = tmp_path / "data.csv"
+    data.write_text("zip,count\n02345,1\n10001,2\n00501,3\n99999,x\n")
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(yaml.safe_dump({"format": 1, "columns": {
+        "zip": {"type": "string", "allowed": ["02345", "10001", "00501"]},
+        "count": {"type": "integer"},
+    }}))
+    result = cli("validate", str(data), "--schema", str(schema), "--json", code=1)
+    doc = json.loads(result.stdout)
+    found = {(v["column"], v["rule"]): v for v in doc["violations"]}
+    assert set(found) == {("zip", "allowed"), ("count", "type")}, found
+    assert found[("zip", "allowed")]["count"] == 1 and "'99999'" in found[("zip", "allowed")]["examples"][0]
+    assert found[("count", "type")]["count"] == 1 and "'x'" in found[("count", "type")]["examples"][0]
+
+
+def test_text_in_a_number_column_reads_only_as_plain_numbers() -> None:
+    import pyarrow as pa
+
+    from mlops.drift.schema import _parse_numbers
+
+    parsed = _parse_numbers(pa.array(["1", "-2.5", ".5", "1e3", "1_000", "nan", "infinity", "inf", "0x10", None, " 7 "]))
+    assert parsed.to_pylist() == [1.0, -2.5, 0.5, 1000.0, None, None, None, None, None, None, 7.0]

@@ -27,6 +27,7 @@ def pairs():
     yield "asymptotic", rng.lognormal(0, 1, 30_000), rng.lognormal(0.02, 1, 25_000)
     yield "equal-sizes-large", rng.normal(0, 1, 20_000), rng.normal(0, 1, 20_000)
     yield "one-value", np.array([3.0]), rng.normal(3, 1, 50)
+    yield "constant-moved", np.full(60, 2.0), np.full(70, 3.0)
 
 
 @pytest.mark.filterwarnings("ignore:p-value")
@@ -144,3 +145,54 @@ def test_corrections_agree_with_scipy() -> None:
     assert np.allclose(stats.adjust(p, "fdr"), sps.false_discovery_control(p, method="bh"), rtol=RTOL)
     assert np.allclose(stats.adjust(p, "bonferroni"), np.minimum(np.array(p) * len(p), 1), rtol=RTOL)
     assert stats.adjust(p, "none") == p
+
+
+@pytest.mark.parametrize("correction", ["fdr", "bonferroni"])
+def test_a_nan_p_value_is_left_out_of_the_correction(correction) -> None:
+    p = [0.001, float("nan"), 0.04, 0.03, 0.2, float("nan"), 0.0001]
+    known = [x for x in p if not math.isnan(x)]
+    expected = (sps.false_discovery_control(known, method="bh") if correction == "fdr"
+                else np.minimum(np.array(known) * len(known), 1))
+    out = stats.adjust(p, correction)
+    assert math.isnan(out[1]) and math.isnan(out[5])
+    assert np.allclose([x for x in out if not math.isnan(x)], expected, rtol=RTOL)
+    assert all(math.isnan(x) for x in stats.adjust([float("nan")] * 3, correction))
+
+
+def test_a_nan_score_is_its_own_status_and_lowers_no_drift_share() -> None:
+    from mlops.drift.config import DriftSettings
+    from mlops.drift.report import ColumnResult, _finish, judge
+
+    def col(name: str, p: float) -> ColumnResult:
+        return ColumnResult(name, "feature", "numeric", "tested", False, method="ks", method_title="K-S p-value",
+                            score=p, threshold=0.05, p_value=p)
+
+    columns = [col("a", 0.001), col("b", 0.002), col("c", float("nan")), col("d", 0.9)]
+    settings = DriftSettings(correction="fdr")
+    done = {c.name: c for c in _finish(columns, settings)}
+    assert done["c"].status == "no_score" and not done["c"].counted and "left out of the fdr correction" in done["c"].notes
+    # BH over the three known p-values only
+    expected = sps.false_discovery_control([0.001, 0.002, 0.9], method="bh")
+    assert np.allclose([done[n].adjusted_p for n in "abd"], expected, rtol=RTOL)
+    verdict = judge(list(done.values()), settings, [], [])
+    assert verdict.tested_columns == 3 and verdict.drifted_columns == 2 and verdict.drifted
+
+
+def test_anderson_on_one_value_on_both_sides_is_p_one_not_a_crash() -> None:
+    with pytest.raises(ValueError):  # what scipy itself does with it
+        sps.anderson_ksamp([np.full(50, 2.0), np.full(40, 2.0)])
+    statistic, p, note = stats.anderson(stats.NumericPair(np.full(50, 2.0), np.full(40, 2.0)))
+    assert (statistic, p) == (0.0, 1.0) and "one value on both sides" in note
+
+
+def test_anderson_on_constant_columns_through_the_command(tmp_path, drift_json) -> None:
+    from driftkit import write_parquet
+
+    rows = 300
+    ref = {"same": np.full(rows, 7.0), "moved": np.full(rows, 1.0), "x": np.random.default_rng(1).normal(size=rows)}
+    cur = {"same": np.full(rows, 7.0), "moved": np.full(rows, 2.0), "x": np.random.default_rng(2).normal(size=rows)}
+    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)),
+                        "--numeric-method", "anderson", "--columns", "same,moved,x")
+    by = {c["column"]: c for c in doc["columns"]}
+    assert by["same"]["method"] == "anderson" and by["same"]["p_value"] == 1.0 and by["same"]["drifted"] is False
+    assert by["moved"]["drifted"] is True
