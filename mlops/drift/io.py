@@ -532,7 +532,15 @@ def _has_binary(schema: Any) -> bool:
 
 def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> tuple[Any, Dialect]:
     """The wanted columns of a CSV file, and its dialect (Latin-1 when UTF-8 was sniffed from the
-    first 64 KiB but a later byte is not UTF-8: pyarrow reads such a column as binary)."""
+    first 64 KiB but a later byte is not UTF-8: pyarrow reads such a column as binary).
+
+    Streamed block by block (``open_csv``), each block's arrays kept as chunks, so the peak is the
+    wanted columns plus one block, not the whole-file parser's buffers. The streaming reader fixes
+    a column's type from the first block and fails on a later value that does not fit, where the
+    whole-file reader widens it; then that column's type is taken from a whole-file read of that
+    one column (the same widening: int64 -> double, null -> date, ... -> string) and the file is
+    streamed again with it fixed, so the result is the whole-file reader's, value for value.
+    """
     import dataclasses
 
     import pyarrow as pa
@@ -540,24 +548,51 @@ def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> 
 
     wanted = [c for c in columns if c in dialect.header]
     column_types: dict[str, Any] = {}
-    for _ in range(2 * len(wanted) + 2):
+    for _ in range(2 * len(wanted) + 4):
         read, parse, convert = _csv_options(dialect, wanted, column_types)
+        batches: list[Any] = []
         try:
             with _open_text(file) as stream:
-                table = pacsv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-            if dialect.encoding == "utf8" and _has_binary(table.schema):
-                dialect = dataclasses.replace(dialect, encoding="latin1")
-                continue
-            return table, dialect
+                reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+                schema = reader.schema
+                if dialect.encoding == "utf8" and _has_binary(schema):
+                    dialect, column_types = dataclasses.replace(dialect, encoding="latin1"), {}
+                    continue
+                for batch in reader:
+                    batches.append(batch)
+            return pa.Table.from_batches(batches, schema=schema), dialect
         except pa.ArrowInvalid as exc:
+            del batches[:]  # the restart reads every block again: free these first
             if dialect.encoding == "utf8" and "invalid UTF8" in str(exc):
-                dialect = dataclasses.replace(dialect, encoding="latin1")  # not UTF-8 after all: past the sniffed start
+                dialect, column_types = dataclasses.replace(dialect, encoding="latin1"), {}  # not UTF-8 after all: past the sniffed start
                 continue
-            if not _retry_type(exc, list(dialect.header), column_types):
+            match = _CSV_CONVERSION.search(str(exc))
+            header = list(dialect.header)  # pyarrow numbers columns as in the file, not as included
+            name = header[int(match.group(1))] if match and int(match.group(1)) < len(header) else None
+            if name not in wanted or name in column_types:
                 raise _read_error(file, exc) from None
+            widened = _whole_file_type(file, dialect, name)
+            if dialect.encoding == "utf8" and _has_binary([pa.field(name, widened)]):
+                dialect, column_types = dataclasses.replace(dialect, encoding="latin1"), {}
+                continue
+            column_types[name] = widened
         except (OSError, pa.ArrowException) as exc:
             raise _read_error(file, exc) from None
     raise DataError(f"{file.name}: could not settle the column types", file=file.name)  # pragma: no cover
+
+
+def _whole_file_type(file: DataFile, dialect: Dialect, name: str) -> Any:
+    """The type pyarrow's whole-file reader gives one CSV column (it widens over every block)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    read, parse, convert = _csv_options(dialect, [name], {})
+    try:
+        with _open_text(file) as stream:
+            table = pacsv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+    except (OSError, pa.ArrowException) as exc:
+        raise _read_error(file, exc) from None
+    return table.schema.field(name).type
 
 
 def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str], types: dict[str, Any] | None = None) -> Iterator[Any]:
