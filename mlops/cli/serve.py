@@ -217,7 +217,8 @@ def canary_status(
             disagreement = f"{v['distribution_distance']:.3f} (distribution distance)"
         elif disagreement is not None:
             disagreement = f"{disagreement:.2%} of {v.get('compared_rows')} rows"
-        rows.append([v["variant"], f"v{v['version']}", "-" if v.get("weight") is None else f"{v['weight']:g}%", v["requests"], v["errors"],
+        requests = f"{v['requests']} (+{v['bad_requests']} 4xx)" if v.get("bad_requests") else v["requests"]
+        rows.append([v["variant"], f"v{v['version']}", "-" if v.get("weight") is None else f"{v['weight']:g}%", requests, v["errors"],
                      f"{v['error_rate']:.2%}", _ms(v["p50_ms"]), _ms(v["p99_ms"]), _distribution(v), disagreement or "-"])
     if out.tty:
         out.table(columns, rows, title=f"last {report['window_seconds']:g} s")

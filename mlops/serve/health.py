@@ -1,8 +1,12 @@
 """Per-variant statistics over a sliding window, shared between worker processes.
 
-Each worker counts, per (variant, version), in one bucket per second: requests, 5xx and 4xx
-answers, rows, a latency histogram, the prediction distribution and, in shadow mode, how
-many rows the shadow answered differently from production. It also keeps running totals
+Each worker counts, per (variant, version), in one bucket per second: requests that passed the
+input checks (answered 200 or 5xx), 5xx answers, rows, a latency histogram, the prediction
+distribution and, in shadow mode, how many rows the shadow answered differently from
+production. 4xx answers (the caller's input) are counted apart: they are not in the request
+count, the error rate's denominator, ``min_requests`` or the latency histogram, so a caller
+sending bad input can neither dilute a failing candidate's error rate nor make up the evidence
+a progressive step waits for. It also keeps running totals
 since it started (for /metrics).
 
 Every second each worker writes its snapshot (the last ``KEEP_SECONDS`` of buckets and the
@@ -61,9 +65,9 @@ def _close(a: Any, b: Any) -> bool:
 
 @dataclass
 class Bucket:
-    n: int = 0  # requests answered
-    e5: int = 0  # 5xx answers (model errors, overload, time-outs): what the error rate counts
-    e4: int = 0  # 4xx answers (the caller's input)
+    n: int = 0  # requests that passed the input checks and were answered (200 or 5xx)
+    e5: int = 0  # 5xx answers (model errors, overload, time-outs): what the error rate counts, over n
+    e4: int = 0  # 4xx answers (the caller's input): counted apart, not in n, ms or hist
     rows: int = 0
     ms: float = 0.0  # latencies added up (for Prometheus' _sum)
     hist: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
@@ -73,11 +77,12 @@ class Bucket:
     disagreed: int = 0
 
     def add(self, latency_ms: float, status: int, predictions: Iterable[Any] | None) -> None:
+        if 400 <= status < 500:
+            self.e4 += 1
+            return
         self.n += 1
         if status >= 500:
             self.e5 += 1
-        elif status >= 400:
-            self.e4 += 1
         self.ms += latency_ms
         self.hist[latency_index(latency_ms)] += 1
         if predictions is not None:

@@ -187,3 +187,30 @@ def test_a_refused_promotion_holds_the_canary(serve, model_repo: Path) -> None:
     assert "promotion refused" in status["candidate"]["hold"]
     assert stage_of(model_repo, "churn", 2) == "none"
     assert audit_entries(model_repo, "promotion_refused")
+
+
+def test_bad_input_does_not_dilute_a_failing_canary(serve, model_repo: Path) -> None:
+    """4xx answers are the caller's: they count neither toward min_requests nor the error rate's denominator."""
+    register(model_repo, "churn", 4, broken())
+    server = serve()
+    mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "100", "--min-requests", "10", "--max-error-rate", "0.5")
+    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
+    with server.client() as c:
+        for _ in range(12):
+            assert c.post("/predict", json={"records": [{**ROW, "tenure": "x"}]}).status_code == 400
+        for _ in range(9):
+            assert c.post("/predict", json={"records": [ROW]}).status_code == 500
+
+    def canary() -> dict:
+        status = json.loads(mlops(model_repo, "canary", "status", "churn", "--json").stdout)
+        return status if status["variants"][-1]["errors"] == 9 else {}
+
+    status = wait_for(canary, what="the canary's 9 errors in the statistics")
+    entry = status["variants"][-1]
+    assert (entry["requests"], entry["bad_requests"], entry["errors"]) == (9, 12, 9)
+    assert status["candidate"]["verdict"] == "waiting", status["candidate"]  # 9 of the 10 requests needed
+    assert "candidate:" in (model_repo / ".mlops" / "deployments" / "churn.yaml").read_text()
+    assert httpx.post(server.url + "/predict", json={"records": [ROW]}).status_code == 500  # the 10th: 10 of 10 failed
+    wait_for(lambda: "canary" not in httpx.get(server.url + "/health").json(), timeout=30, what="the rollback")
+    reason = audit_entries(model_repo, "canary_rollback")[-1]["reason"]
+    assert "error rate 100.0%" in reason and "(10 of 10 requests failed)" in reason
