@@ -143,3 +143,18 @@ def test_without_a_deployment_file_the_server_follows_its_reference(serve, model
         wait_for(lambda: c.post("/predict", json={"records": [ROW]}).json()["version"] == 3, timeout=20,
                  what="the server to follow churn@production to v3")
         assert c.get("/health").json()["problems"] == []
+
+
+def test_json_key_order_does_not_split_the_request_log(serve, model_repo: Path) -> None:
+    server = serve()
+    reordered = {k: ROW[k] for k in reversed(list(ROW))}
+    with server.client() as c:
+        for i in range(200):
+            assert c.post("/predict", json={"records": [ROW if i % 2 else reordered]}).status_code == 200
+    assert server.stop() == 0
+    import pyarrow.parquet as pq
+
+    files = log_files(Repo(model_repo), "churn")
+    assert 1 <= len(files) <= 2, f"{len(files)} request-log files for 200 requests"
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 200
+    assert pq.read_schema(files[0]).names[:3] == ["tenure", "plan", "monthly_charges"]  # the signature's order
