@@ -77,6 +77,8 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:  # Python's parser recurses once per nesting level
+        raise BadRequest("malformed JSON: nested too deeply") from None
 
 
 def _clean(value: Any) -> Any:
@@ -168,6 +170,8 @@ def from_rows(rows: Any, names: Sequence[str] | None, where: str) -> Inputs:
         raise BadRequest(f"'{where}' is empty: send at least one row")
     problems = []
     columns: dict[str, list[Any]] = {name: [] for name in names}
+    if len(columns) != len(names):
+        raise BadRequest(f"'{where}': a column name is given twice ({', '.join(names)})")
     for index, row in enumerate(rows):
         if not isinstance(row, list):
             row = [row]
@@ -354,6 +358,9 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string")
+    parameters = doc.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise BadRequest(f"'parameters' must be an object, found {_kind(parameters)}")
     problems: list[str] = []
     parsed: list[tuple[str, list[int], str, list[Any]]] = []
     for index, tensor in enumerate(tensors):
@@ -370,7 +377,7 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
         if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             problems.append(f"{label}: 'shape' must be a list of non-negative integers, found {shape!r}")
             bad = True
-        if datatype not in V2_DATATYPES:
+        if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
             problems.append(f"{label}: unknown datatype {datatype!r} (one of {', '.join(sorted(V2_DATATYPES))})")
             bad = True
         if data is None:
@@ -428,7 +435,7 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
     rows = lengths.pop()
     if rows == 0:
         raise BadRequest("the inputs have no rows")
-    return Inputs(columns, rows, request_id=request_id, parameters=dict(doc.get("parameters") or {}))
+    return Inputs(columns, rows, request_id=request_id, parameters=dict(parameters or {}))
 
 
 def v2_datatype(predictions: list[Any]) -> str:

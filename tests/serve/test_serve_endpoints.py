@@ -178,3 +178,42 @@ def test_no_endpoint_reads_a_file_named_by_the_request(server: Server, model_rep
             r = c.get(path)
             assert "do not serve me" not in r.text
             assert r.status_code in (404, 405)
+
+
+def test_odd_and_hostile_bodies_get_a_400_not_a_crash(server: Server) -> None:
+    tensors = [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]},
+               {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
+               {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [80.0]}]
+    with server.client() as c:
+        r = c.post("/v2/models/churn/infer", json={"inputs": tensors, "parameters": [1]})
+        assert r.status_code == 400 and "'parameters' must be an object" in r.json()["error"], r.text
+        r = c.post("/v2/models/churn/infer", json={"inputs": [{**tensors[0], "datatype": ["INT64"]}, *tensors[1:]]})
+        assert r.status_code == 400 and "unknown datatype" in r.json()["error"], r.text
+        deep = b"[" * 20_000 + b"]" * 20_000  # 40 KB, under the 0.05 MB limit
+        for path in ("/predict", "/invocations", "/v2/models/churn/infer"):
+            r = c.post(path, content=deep, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400 and "nested too deeply" in r.text, (path, r.status_code, r.text)
+        r = c.post("/invocations", json={"dataframe_split": {"columns": ["tenure", "tenure", "plan"], "data": [[1, 2, "basic"]]}})
+        assert r.status_code == 400 and "given twice" in r.json()["message"], r.text
+        assert c.post("/predict", json={"records": [ROW]}).status_code == 200
+
+
+@pytest.mark.parametrize("column,raw,why", [
+    ("tenure", "1e23", "beyond int64's range"),
+    ("tenure", "1" * 400, "beyond int64's range"),
+    ("tenure", "1e300", "beyond int64's range"),
+    ("tenure", "9223372036854775808", "beyond int64's range"),
+    ("monthly_charges", "1e400", "not a finite float64 number"),
+    ("monthly_charges", "1" * 400, "not a finite float64 number"),
+])
+def test_numbers_the_model_cannot_hold_are_a_400_naming_the_column_and_row(server: Server, column: str, raw: str, why: str) -> None:
+    second = '{"tenure": 3, "plan": "basic", "monthly_charges": 80.0}'
+    bad = second.replace('"tenure": 3', f'"tenure": {raw}') if column == "tenure" else second.replace("80.0", raw)
+    body = f'{{"records": [{second}, {bad}]}}'.encode()
+    with server.client() as c:
+        r = c.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert f"column '{column}'" in r.json()["error"] and "row 1" in r.json()["error"] and why in r.json()["error"], r.text
+        r = c.post("/invocations", content=b'{"dataframe_records": ' + body[len(b'{"records": '):], headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and why in r.json()["message"], r.text
+    assert "Traceback" not in server.stderr()

@@ -178,3 +178,29 @@ def test_bad_input_stays_out_of_the_request_count_and_latency() -> None:
     assert (bucket.n, bucket.e4, bucket.e5, bucket.error_rate) == (9, 12, 9, 1.0)
     assert bucket.percentile_ms(0.99) <= 5.0  # the slow 400s are not in the histogram
     assert judge(bucket, min_requests=10, max_error_rate=0.5, max_p99_ms=None, window_seconds=60).healthy is None
+
+
+def test_no_payload_shape_raises_anything_but_bad_request() -> None:
+    """Odd JSON of every kind into every parser and the signature check: a BadRequest or a result, never a crash."""
+    import itertools
+    import json
+
+    from mlops.serve.protocols import predict_inputs
+
+    values = [None, True, 0, -1, 1.5, 1e308, 10**30, "", "x", [], [1], [[1]], {}, {"a": 1}, [{"tenure": 1}], [None]]
+    keys = ["records", "columns", "dataframe_split", "dataframe_records", "instances", "inputs", "params", "parameters", "id",
+            "name", "shape", "datatype", "data", "tenure"]
+    docs: list = [*values]
+    for key, value in itertools.product(keys, values):
+        docs.append({key: value})
+        docs.append({"inputs": [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [1], key: value}]})
+        docs.append({"dataframe_split": {"columns": ["tenure", "plan", "monthly_charges", "vip"], key: value}})
+        docs.append({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", key: value, "data": [1, "a", 2.0, True]}]})
+    for doc in docs:
+        for parse in (predict_inputs, lambda d: v2_inputs(d, SIG), lambda d: v2_inputs(d, None),
+                      lambda d: mlflow_inputs(json.dumps(d).encode(), "application/json", SIG)):
+            try:
+                inputs = parse(doc)
+            except BadRequest:
+                continue
+            SIG.check(inputs.columns, inputs.rows)
