@@ -33,6 +33,14 @@ def _duration(text: Optional[str], option: str) -> Optional[float]:
         raise UsageError(f"{option}: {exc.message}", hint=exc.hint) from None
 
 
+def _positive_duration(text: str, option: str) -> float:
+    seconds = _duration(text, option)
+    assert seconds is not None
+    if seconds <= 0:
+        raise UsageError(f"{option} must be longer than 0, got {text!r}", hint="e.g. 30s, 500ms, 2m")
+    return seconds
+
+
 # --- serve -----------------------------------------------------------------------------------
 
 
@@ -69,6 +77,9 @@ def serve(
     out = Output()
     if token_env is not None and not os.environ.get(token_env):
         raise UsageError(f"--token-env {token_env}: the variable is empty or not set", hint=f"export {token_env}=<a long random token>")
+    timeout_seconds = _positive_duration(timeout, "--timeout")
+    rotate_seconds = _positive_duration(log_rotate, "--log-rotate")
+    max_age_seconds = _positive_duration(log_max_age, "--log-max-age")
     repo = find_repo()
     source = open_source(repo)
     info = source.resolve(ref)
@@ -77,9 +88,9 @@ def serve(
     config = ServeConfig(
         root=str(repo.root), ref=ref, host=host, port=port, workers=workers, token_env=token_env,
         max_body_bytes=int(max_body_mb * MiB), max_batch_rows=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
-        timeout_seconds=_duration(timeout, "--timeout") or 30.0, request_log=request_log,
-        log_rotate_seconds=_duration(log_rotate, "--log-rotate") or 60.0, log_max_file_bytes=int(log_max_file_mb * MiB),
-        log_max_total_bytes=int(log_max_total_mb * MiB), log_max_age_seconds=_duration(log_max_age, "--log-max-age") or 7 * 86400.0,
+        timeout_seconds=timeout_seconds, request_log=request_log,
+        log_rotate_seconds=rotate_seconds, log_max_file_bytes=int(log_max_file_mb * MiB),
+        log_max_total_bytes=int(log_max_total_mb * MiB), log_max_age_seconds=max_age_seconds,
         access_log=access_log,
     )
     if dep is not None and dep.production != info.version:
