@@ -286,9 +286,15 @@ def parse_deployment(text: str, source: str) -> Deployment:
 def load_deployment(repo: Repo, model: str) -> Deployment | None:
     path = deployment_path(repo, model)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
+    return parse_deployment_bytes(data, path, model)
+
+
+def parse_deployment_bytes(data: bytes, path: Path, model: str) -> Deployment:
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError(f"{display_path(path)}: not a text file (not UTF-8)") from None
     dep = parse_deployment(text, display_path(path))

@@ -271,7 +271,8 @@ class Stats:
             out[str(second)] = data
         return out
 
-    def snapshot(self, model: str, now: float | None = None) -> dict[str, Any]:
+    def snapshot(self, model: str, now: float | None = None, *, seconds: bool = True) -> dict[str, Any]:
+        """A plain-data copy (call it from the thread that records: the event loop); ``seconds=False``: totals only."""
         now = time.time() if now is None else now
         self.prune(now)
         variants = []
@@ -279,7 +280,7 @@ class Stats:
             variants.append({
                 "variant": key[0], "version": key[1],
                 "total": self.totals.get(key, Bucket()).to_json(),
-                "seconds": self._seconds_json(key, now),
+                "seconds": self._seconds_json(key, now) if seconds else {},
             })
         return {"format": STATS_FORMAT, "model": model, "pid": os.getpid(), "host": socket.gethostname(),
                 "started": self.started, "written": now, "variants": variants, "counters": dict(self.counters)}
