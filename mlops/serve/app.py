@@ -179,7 +179,7 @@ class Runtime:
         self._seen: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self._retired = {"batches": 0.0, "batched_rows": 0.0}
+        self._retired = {"batches": 0.0, "batched_rows": 0.0, "abandoned": 0.0}
         self.log: RequestLog | None = None
         self.shadow_log: RequestLog | None = None
         self.model = ""
@@ -381,6 +381,7 @@ class Runtime:
                 del self.served[version]
                 self._retired["batches"] += served.batcher.stats.batches
                 self._retired["batched_rows"] += served.batcher.stats.rows
+                self._retired["abandoned"] += served.batcher.stats.abandoned
                 task = asyncio.get_running_loop().create_task(served.batcher.close())
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
@@ -390,6 +391,7 @@ class Runtime:
         self.stats.counters["batches"] = self._retired["batches"] + sum(s.batcher.stats.batches for s in self.served.values())
         self.stats.counters["batched_rows"] = self._retired["batched_rows"] + sum(s.batcher.stats.rows for s in self.served.values())
         self.stats.counters["log_dropped"] = sum(l.dropped for l in (self.log, self.shadow_log) if l is not None)
+        self.stats.counters["abandoned"] = self._retired["abandoned"] + sum(s.batcher.stats.abandoned for s in self.served.values())
         return self.stats.counters
 
     async def _write_stats(self) -> None:
@@ -398,6 +400,7 @@ class Runtime:
         snapshot = self.stats.snapshot(self.model)  # built here, on the loop that changes the statistics
         dep = self.deployment
         snapshot["deployment"] = {"revision": dep.revision if dep else None, "digest": self.applied_digest}
+        snapshot["gauges"] = {"requests_in_flight": self.active, "queue_depth": sum(s.batcher.depth for s in self.served.values())}
         await asyncio.to_thread(write_snapshot, self.dir, snapshot)
         self._retire_unused()
 

@@ -361,29 +361,44 @@ class Aggregate:
 
 
 def aggregate(snapshots: Iterable[Mapping[str, Any]], *, since: float, until: float, live_totals_only: bool = True) -> Aggregate:
-    """Window buckets in [since, until] and totals, added over snapshots."""
+    """Window buckets in [since, until] and totals, added over snapshots (one not of this shape is skipped)."""
     window: dict[Key, Bucket] = {}
     totals: dict[Key, Bucket] = {}
     counters: dict[str, float] = {}
     workers = live = 0
     as_of = None
     for snap in snapshots:
+        try:
+            alive, written, its_window, its_totals, its_counters = _read_one(snap, since, until, live_totals_only)
+        except (TypeError, ValueError, AttributeError):  # another version's snapshot, a bad edit: not counted
+            continue
         workers += 1
-        alive = snap.get("alive", True)
         live += bool(alive)
-        written = float(snap.get("written", 0))
         as_of = written if as_of is None else max(as_of, written)
-        for entry in snap.get("variants") or ():
-            key = (str(entry.get("variant")), int(entry.get("version", 0)))
-            for second, data in (entry.get("seconds") or {}).items():
-                if since <= float(second) <= until:
-                    window.setdefault(key, Bucket()).merge(Bucket.from_json(data))
-            if alive or not live_totals_only:
-                totals.setdefault(key, Bucket()).merge(Bucket.from_json(entry.get("total") or {}))
-        if alive or not live_totals_only:
-            for name, value in (snap.get("counters") or {}).items():
-                counters[name] = counters.get(name, 0) + float(value)
+        for into, part in ((window, its_window), (totals, its_totals)):
+            for key, bucket in part:
+                into.setdefault(key, Bucket()).merge(bucket)
+        for name, value in its_counters:
+            counters[name] = counters.get(name, 0) + value
     return Aggregate(window, totals, counters, workers, live, as_of)
+
+
+def _read_one(snap: Mapping[str, Any], since: float, until: float, live_totals_only: bool) -> tuple[Any, ...]:
+    alive = snap.get("alive", True)
+    written = float(snap.get("written", 0))
+    window: list[tuple[Key, Bucket]] = []
+    totals: list[tuple[Key, Bucket]] = []
+    counters: list[tuple[str, float]] = []
+    for entry in snap.get("variants") or ():
+        key = (str(entry.get("variant")), int(entry.get("version", 0)))
+        for second, data in (entry.get("seconds") or {}).items():
+            if since <= float(second) <= until:
+                window.append((key, Bucket.from_json(data)))
+        if alive or not live_totals_only:
+            totals.append((key, Bucket.from_json(entry.get("total") or {})))
+    if alive or not live_totals_only:
+        counters = [(str(name), float(value)) for name, value in (snap.get("counters") or {}).items()]
+    return alive, written, window, totals, counters
 
 
 # --- the verdict ---------------------------------------------------------------------------------

@@ -72,6 +72,11 @@ def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, floa
     lines.append(f"mlops_overload_rejections_total{_labels(model=model)} {_num(counters.get('rejected', 0))}")
     family("mlops_request_log_dropped_rows_total", "counter", "Rows not written to the request log because its writer fell behind.")
     lines.append(f"mlops_request_log_dropped_rows_total{_labels(model=model)} {_num(counters.get('log_dropped', 0))}")
+    family("mlops_abandoned_requests_total", "counter",
+           "Requests dropped from a model's queue unpredicted because their caller stopped waiting (time-out, closed connection).")
+    lines.append(f"mlops_abandoned_requests_total{_labels(model=model)} {_num(counters.get('abandoned', 0))}")
+    family("mlops_client_disconnects_total", "counter", "Prediction requests whose client closed the connection before the answer.")
+    lines.append(f"mlops_client_disconnects_total{_labels(model=model)} {_num(counters.get('client_gone', 0))}")
     family("mlops_batches_total", "counter", "Model calls (each folds one or more requests).")
     lines.append(f"mlops_batches_total{_labels(model=model)} {_num(counters.get('batches', 0))}")
     family("mlops_batched_rows_total", "counter", "Rows passed to model calls.")
