@@ -206,7 +206,7 @@ class Server:
             raise AssertionError(f"server did not stop within {timeout}s:\n{self.stderr()}") from None
 
 
-def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Server:
+def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Server:
     stderr_path = root / f".serve-stderr-{time.monotonic_ns()}.log"
     handle = open(stderr_path, "wb")
     # a session of its own: teardown can end the server and its worker processes as one group
@@ -241,7 +241,7 @@ def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = 
     raise AssertionError(f"mlops serve not ready in {timeout}s:\n{server.stderr()}")
 
 
-def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

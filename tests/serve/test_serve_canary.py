@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -79,8 +80,11 @@ def test_shadow_sees_every_request_and_both_predictions_are_recorded(serve, mode
     assert set(frame["variant"]) == {"shadow"} and set(frame["version"]) == {3}
     # v3 answers the opposite of production: every compared row disagrees, and both answers are there
     assert (frame["prediction"] != frame["production_prediction"]).all()
+    # the shadow's comparison is recorded once production's answer is in, which may be a moment after the
+    # shadow's own: wait for all of them
     status = wait_for(lambda: (s := json.loads(mlops(model_repo, "canary", "status", "churn", "--json").stdout))
-                      and s["variants"][1]["requests"] >= 30 and s, what="shadow statistics")
+                      and s["variants"][1]["requests"] >= 30 and s["variants"][1].get("compared_rows") == 60 and s,
+                      timeout=30, what="shadow statistics")
     shadow = status["variants"][1]
     assert shadow["variant"] == "shadow" and shadow["disagreement"] == 1.0 and shadow["compared_rows"] == 60
     assert status["variants"][0]["requests"] == 30
@@ -93,13 +97,13 @@ def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path) -
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
     results = []
     with server.client() as c:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a bound, not an expectation: a loaded CI machine may take its time
         while time.monotonic() < deadline:
             r = c.post("/predict", json={"records": [ROW]})
             results.append((r.status_code, r.headers.get("x-variant")))
             if "canary" not in httpx.get(server.url + "/health").json() and len(results) > 20:
                 break
-        assert "canary" not in c.get("/health").json(), "no rollback within 20 s"
+        assert "canary" not in c.get("/health").json(), "no rollback within 60 s"
         after = [c.post("/predict", json={"records": [ROW]}) for _ in range(30)]
     assert all(r.status_code == 200 and r.headers["x-variant"] == "production" for r in after)
     failed = [s for s, v in results if s == 500]
@@ -152,7 +156,7 @@ def test_progressive_canary_steps_up_then_promotes_through_the_gates(serve, mode
           "--window", "30s")
     weights = set()
     with server.client() as c:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a bound, not an expectation
         while time.monotonic() < deadline:
             assert c.post("/predict", json={"records": [ROW]}).status_code == 200
             health = c.get("/health").json()
@@ -160,7 +164,7 @@ def test_progressive_canary_steps_up_then_promotes_through_the_gates(serve, mode
                 weights.add(health["canary"]["weight"])
             elif health["production"] == 2:
                 break
-        assert c.get("/health").json()["production"] == 2, "not promoted within 30 s"
+        assert c.get("/health").json()["production"] == 2, "not promoted within 90 s"
     assert weights == {20.0, 60.0}
     assert stage_of(model_repo, "churn", 2) == "production" and stage_of(model_repo, "churn", 1) == "archived"
     assert len(audit_entries(model_repo, "canary_step")) == 1
@@ -214,3 +218,64 @@ def test_bad_input_does_not_dilute_a_failing_canary(serve, model_repo: Path) -> 
     wait_for(lambda: "canary" not in httpx.get(server.url + "/health").json(), timeout=30, what="the rollback")
     reason = audit_entries(model_repo, "canary_rollback")[-1]["reason"]
     assert "error rate 100.0%" in reason and "(10 of 10 requests failed)" in reason
+
+
+def test_automatic_rollback_when_the_candidate_is_slow(serve, model_repo: Path, pipelines) -> None:
+    import pickle
+
+    from servekit import slow
+
+    register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 0.3), signature=False)
+    server = serve()
+    mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "100", "--min-requests", "3", "--max-error-rate", "1",
+          "--max-p99-ms", "100")
+    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
+
+    def rolled_back() -> bool:
+        r = httpx.post(server.url + "/predict", json={"records": [ROW]}, timeout=30)
+        assert r.status_code == 200
+        return "canary" not in httpx.get(server.url + "/health").json()
+
+    wait_for(rolled_back, timeout=60, interval=0, what="the rollback on p99")
+    entry = audit_entries(model_repo, "canary_rollback")[-1]
+    assert entry["automatic"] is True and entry["version"] == 4 and "p99 latency" in entry["reason"] and "> 100 ms" in entry["reason"]
+    assert httpx.post(server.url + "/predict", json={"records": [ROW]}).headers["x-variant"] == "production"
+
+
+def test_the_last_edit_wins_through_a_burst_of_edits_and_concurrent_reloads(serve, model_repo: Path) -> None:
+    """Watcher and admin reloads race over a file edited in a burst: whatever the order their reads
+    finish in, the server ends on the file's last content (reads and applies are serialised)."""
+    import concurrent.futures
+
+    server = serve()
+    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "1", "--max-error-rate", "1")
+    path = model_repo / ".mlops" / "deployments" / "churn.yaml"
+    template = path.read_text()
+    assert "weight: 1.0" in template
+
+    def reload() -> int:
+        return httpx.post(server.url + "/admin/reload", timeout=30).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = []
+        for weight in range(2, 42):
+            path.write_text(template.replace("weight: 1.0", f"weight: {weight}.0"))
+            futures += [pool.submit(reload) for _ in range(2)]
+        assert all(f.result() == 200 for f in futures)
+    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 41.0,
+             what="the last edit (weight 41) to be served")
+
+
+def test_a_same_size_rewrite_within_one_timestamp_tick_is_seen(serve, model_repo: Path) -> None:
+    """An edit that leaves size and mtime as they were (two writes within one tick of the file system's
+    clock) is still followed: a recently modified file is read again on every poll."""
+    server = serve()
+    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "10", "--max-error-rate", "1")
+    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 10.0, what="weight 10")
+    path = model_repo / ".mlops" / "deployments" / "churn.yaml"
+    before = os.stat(path)
+    path.write_text(path.read_text().replace("weight: 10.0", "weight: 90.0"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the tick the first write had
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 90.0, what="weight 90")
