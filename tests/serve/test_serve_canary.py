@@ -242,28 +242,47 @@ def test_automatic_rollback_when_the_candidate_is_slow(serve, model_repo: Path, 
     assert httpx.post(server.url + "/predict", json={"records": [ROW]}).headers["x-variant"] == "production"
 
 
-def test_the_last_edit_wins_through_a_burst_of_edits_and_concurrent_reloads(serve, model_repo: Path) -> None:
-    """Watcher and admin reloads race over a file edited in a burst: whatever the order their reads
-    finish in, the server ends on the file's last content (reads and applies are serialised)."""
-    import concurrent.futures
+def test_a_slow_read_of_an_older_file_is_never_applied_after_a_newer_one(serve, model_repo: Path) -> None:
+    """The watcher's read of the deployment file is held up (the file is a FIFO that the test feeds);
+    meanwhile the file is replaced and /admin/reload asked for. Whatever order the two reads finish
+    in, the server must end on the file as it now is, not on the slow, older read."""
+    import errno
 
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "1", "--max-error-rate", "1")
+    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "10", "--max-error-rate", "1")
+    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 10.0, what="weight 10")
     path = model_repo / ".mlops" / "deployments" / "churn.yaml"
-    template = path.read_text()
-    assert "weight: 1.0" in template
+    text = path.read_text()
+    fifo = model_repo / "held.fifo"
+    os.mkfifo(fifo)
+    os.link(fifo, model_repo / "held.link")
+    os.replace(model_repo / "held.link", path)  # the watcher's next look reads the FIFO, and waits for its writer
 
-    def reload() -> int:
-        return httpx.post(server.url + "/admin/reload", timeout=30).status_code
+    def reader_waiting() -> int | None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nobody reads it yet
+                return None
+            raise
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = []
-        for weight in range(2, 42):
-            path.write_text(template.replace("weight: 1.0", f"weight: {weight}.0"))
-            futures += [pool.submit(reload) for _ in range(2)]
-        assert all(f.result() == 200 for f in futures)
-    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 41.0,
-             what="the last edit (weight 41) to be served")
+    held = wait_for(reader_waiting, what="the watcher to be reading the FIFO")
+    newer = model_repo / "newer.yaml"
+    assert "revision: 1\n" in text
+    newer.write_text(text.replace("weight: 10.0", "weight: 50.0").replace("revision: 1\n", "revision: 2\n"))  # as a deploy writes
+    os.replace(newer, path)
+    reload = threading.Thread(target=lambda: httpx.post(server.url + "/admin/reload", timeout=60))
+    reload.start()
+    deadline = time.monotonic() + 3  # give the reload its chance to go first (it must wait, or be undone by nothing)
+    while time.monotonic() < deadline and reload.is_alive() and httpx.get(server.url + "/health").json()["canary"]["weight"] != 50.0:
+        time.sleep(0.05)
+    os.write(held, text.encode())  # the older read (revision 1, weight 10) now completes
+    os.close(held)
+    reload.join(60)
+    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 50.0,
+             what="the newer file (weight 50) to be what is served")
+    time.sleep(1.5)  # three polls of the watcher: nothing may move it back
+    assert httpx.get(server.url + "/health").json()["canary"]["weight"] == 50.0
 
 
 def test_a_same_size_rewrite_within_one_timestamp_tick_is_seen(serve, model_repo: Path) -> None:
