@@ -165,9 +165,14 @@ run curl -s "$url/predict" -d '{"records": [{"tenure": 3, "plan": "basic", "mont
 echo
 curl -s "$url/metrics" | grep '^mlops_requests_total'
 kill -TERM "$server"
-wait "$server" || true
+serve_code=0
+wait "$server" || serve_code=$?
 trap - EXIT
 tail -1 serve.log
+if [ "$serve_code" -ne 0 ]; then
+  echo "mlops serve exited with $serve_code after SIGTERM (a graceful stop exits 0)" >&2
+  exit 1
+fi
 
 step "batch prediction: a file scored in chunks, checked against the signature"
 run mlops predict churn@production data/prepared/test.csv -o predictions.parquet --chunk-rows 400 --keep customer_id
