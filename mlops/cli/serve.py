@@ -153,11 +153,20 @@ def deploy(
     out = Output(json_output=json_output)
     step_values = parse_steps(steps) if steps else ()
     repo = find_repo()
+    source = open_source(repo)
     dep = deploy_core(
-        repo, open_source(repo), model, canary=canary, shadow=shadow, weight=weight, steps=step_values,
+        repo, source, model, canary=canary, shadow=shadow, weight=weight, steps=step_values,
         interval_seconds=_duration(interval, "--interval"), key=key, window_seconds=_duration(window, "--window"),
         min_requests=min_requests, max_error_rate=max_error_rate, max_p99_ms=max_p99_ms, by=actor("mlops deploy"),
     )
+    if dep.candidate is not None:
+        mine = source.resolve(f"{model}:{dep.candidate.version}").signature
+        theirs = source.resolve(f"{model}:{dep.production}").signature
+        if mine is not None and theirs is not None and mine.names != theirs.names:
+            out.warn(f"v{dep.candidate.version} takes columns {', '.join(mine.names)}; production v{dep.production} takes "
+                     f"{', '.join(theirs.names)}: each request is read with the signature of the variant that answers it, so "
+                     "callers sending rows by position (MLflow dataframe_split without columns, instances/inputs lists, a V2 "
+                     "[N, K] tensor) should name their columns instead")
     if out.json:
         out.emit_json({"path": repo.rel(deployment_path(repo, model)), **dep.to_dict()})
         return

@@ -376,7 +376,8 @@ def test_a_canary_is_read_with_its_own_signature(serve, model_repo: Path) -> Non
     server = serve()
     from servekit import mlops
 
-    mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "100", "--max-error-rate", "1")
+    r = mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "100", "--max-error-rate", "1")
+    assert "v4 takes columns plan, monthly_charges, tenure" in r.stderr and "name their columns" in r.stderr
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
     want = model.predict(pd.DataFrame([{"plan": "basic", "monthly_charges": 80.0, "tenure": 3.5}])).tolist()
     with server.client() as c:
