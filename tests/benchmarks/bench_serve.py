@@ -317,7 +317,7 @@ def report(results: list[dict[str, Any]], canary: dict[str, Any], status: dict[s
     share = variants.get("canary", 0) / max(1, sum(variants.values()))
     canary_ok = canary["errors"] == 0 and abs(share - 0.10) <= 0.02
     lines.append(
-        f"| 60 s, 10% canary (/predict, c=8) | {canary['rps']:.0f} | - | - | {canary['p50_ms']:.1f} / {canary['p99_ms']:.1f} | - | "
+        f"| {args.canary_seconds:g} s, 10% canary (/predict, c=8) | {canary['rps']:.0f} | - | - | {canary['p50_ms']:.1f} / {canary['p99_ms']:.1f} | - | "
         f"{canary['cpu_seconds']:.1f} | {canary['others_cpu_share']:.0%} | no failed request, split 10% +- 2 | {'PASS' if canary_ok else 'FAIL'} "
         f"({canary['requests']} requests, {canary['errors']} failed, canary {share:.2%}) |"
     )
