@@ -174,7 +174,7 @@ def test_without_a_deployment_file_the_server_follows_its_reference(serve, model
         mlops(model_repo, "deploy", "churn", "--canary", "3", "--weight", "0")  # promote 3 through the gates by hand
         mlops(model_repo, "canary", "promote", "churn")
         (model_repo / ".mlops" / "deployments" / "churn.yaml").unlink()  # back to following the reference alone
-        wait_for(lambda: c.post("/predict", json={"records": [ROW]}).json()["version"] == 3, timeout=20,
+        wait_for(lambda: c.post("/predict", json={"records": [ROW]}).json()["version"] == 3, timeout=60,
                  what="the server to follow churn@production to v3")
         assert c.get("/health").json()["problems"] == []
 
