@@ -134,10 +134,11 @@ class Bucket:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n, "e5": self.e5, "e4": self.e4, "rows": self.rows, "ms": round(self.ms, 3),
                                "hist": {str(i): c for i, c in enumerate(self.hist) if c}}
+        # copies: a snapshot is written (or added up) in a thread while the loop goes on counting
         if self.classes:
-            out["classes"] = self.classes
+            out["classes"] = dict(self.classes)
         if self.num[0]:
-            out["num"] = self.num
+            out["num"] = list(self.num)
         if self.compared:
             out["compared"], out["disagreed"] = self.compared, self.disagreed
         return out

@@ -204,3 +204,21 @@ def test_no_payload_shape_raises_anything_but_bad_request() -> None:
             except BadRequest:
                 continue
             SIG.check(inputs.columns, inputs.rows)
+
+
+def test_a_statistics_snapshot_shares_nothing_the_loop_goes_on_changing() -> None:
+    """Snapshots are written and added up in threads while the event loop keeps counting:
+    nothing in one may be a live object of the statistics."""
+    import copy
+    import json
+
+    stats = Stats()
+    stats.record("production", 1, 3.0, 200, [0, 1])
+    stats.record("production", 1, 3.0, 200, [0.5, 1.5])
+    snap = stats.snapshot("churn")
+    frozen = copy.deepcopy(snap)
+    for i in range(60):  # new classes, numbers, a new variant, new seconds
+        stats.record("production", 1, 5.0, 200, [f"class-{i}", float(i)])
+        stats.record("canary", 2, 5.0, 500, None)
+        stats.bucket(("production", 1), time.time() + i).add(1.0, 200, [i])
+    assert json.dumps(snap, sort_keys=True) == json.dumps(frozen, sort_keys=True)
