@@ -181,9 +181,14 @@ run curl -s "$url/predict" -d '{"records": [{"tenure": 3, "plan": "basic", "mont
 echo
 curl -s "$url/metrics" | grep '^mlops_requests_total'
 kill -TERM "$server"
-wait "$server" || true
+serve_code=0
+wait "$server" || serve_code=$?
 trap - EXIT
 tail -1 serve.log
+if [ "$serve_code" -ne 0 ]; then
+  echo "mlops serve exited with $serve_code after SIGTERM (a graceful stop exits 0)" >&2
+  exit 1
+fi
 
 step "roll back: production goes back to the version before (audit-logged)"
 run mlops rollback churn --reason "demo: v2 underperforms on premium customers"

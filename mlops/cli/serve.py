@@ -33,6 +33,14 @@ def _duration(text: Optional[str], option: str) -> Optional[float]:
         raise UsageError(f"{option}: {exc.message}", hint=exc.hint) from None
 
 
+def _positive_duration(text: str, option: str) -> float:
+    seconds = _duration(text, option)
+    assert seconds is not None
+    if seconds <= 0:
+        raise UsageError(f"{option} must be longer than 0, got {text!r}", hint="e.g. 30s, 500ms, 2m")
+    return seconds
+
+
 # --- serve -----------------------------------------------------------------------------------
 
 
@@ -69,6 +77,9 @@ def serve(
     out = Output()
     if token_env is not None and not os.environ.get(token_env):
         raise UsageError(f"--token-env {token_env}: the variable is empty or not set", hint=f"export {token_env}=<a long random token>")
+    timeout_seconds = _positive_duration(timeout, "--timeout")
+    rotate_seconds = _positive_duration(log_rotate, "--log-rotate")
+    max_age_seconds = _positive_duration(log_max_age, "--log-max-age")
     repo = find_repo()
     source = open_source(repo)
     info = source.resolve(ref)
@@ -77,9 +88,9 @@ def serve(
     config = ServeConfig(
         root=str(repo.root), ref=ref, host=host, port=port, workers=workers, token_env=token_env,
         max_body_bytes=int(max_body_mb * MiB), max_batch_rows=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
-        timeout_seconds=_duration(timeout, "--timeout") or 30.0, request_log=request_log,
-        log_rotate_seconds=_duration(log_rotate, "--log-rotate") or 60.0, log_max_file_bytes=int(log_max_file_mb * MiB),
-        log_max_total_bytes=int(log_max_total_mb * MiB), log_max_age_seconds=_duration(log_max_age, "--log-max-age") or 7 * 86400.0,
+        timeout_seconds=timeout_seconds, request_log=request_log,
+        log_rotate_seconds=rotate_seconds, log_max_file_bytes=int(log_max_file_mb * MiB),
+        log_max_total_bytes=int(log_max_total_mb * MiB), log_max_age_seconds=max_age_seconds,
         access_log=access_log,
     )
     if dep is not None and dep.production != info.version:
@@ -142,11 +153,20 @@ def deploy(
     out = Output(json_output=json_output)
     step_values = parse_steps(steps) if steps else ()
     repo = find_repo()
+    source = open_source(repo)
     dep = deploy_core(
-        repo, open_source(repo), model, canary=canary, shadow=shadow, weight=weight, steps=step_values,
+        repo, source, model, canary=canary, shadow=shadow, weight=weight, steps=step_values,
         interval_seconds=_duration(interval, "--interval"), key=key, window_seconds=_duration(window, "--window"),
         min_requests=min_requests, max_error_rate=max_error_rate, max_p99_ms=max_p99_ms, by=actor("mlops deploy"),
     )
+    if dep.candidate is not None:
+        mine = source.resolve(f"{model}:{dep.candidate.version}").signature
+        theirs = source.resolve(f"{model}:{dep.production}").signature
+        if mine is not None and theirs is not None and mine.names != theirs.names:
+            out.warn(f"v{dep.candidate.version} takes columns {', '.join(mine.names)}; production v{dep.production} takes "
+                     f"{', '.join(theirs.names)}: each request is read with the signature of the variant that answers it, so "
+                     "callers sending rows by position (MLflow dataframe_split without columns, instances/inputs lists, a V2 "
+                     "[N, K] tensor) should name their columns instead")
     if out.json:
         out.emit_json({"path": repo.rel(deployment_path(repo, model)), **dep.to_dict()})
         return
@@ -217,7 +237,8 @@ def canary_status(
             disagreement = f"{v['distribution_distance']:.3f} (distribution distance)"
         elif disagreement is not None:
             disagreement = f"{disagreement:.2%} of {v.get('compared_rows')} rows"
-        rows.append([v["variant"], f"v{v['version']}", "-" if v.get("weight") is None else f"{v['weight']:g}%", v["requests"], v["errors"],
+        requests = f"{v['requests']} (+{v['bad_requests']} 4xx)" if v.get("bad_requests") else v["requests"]
+        rows.append([v["variant"], f"v{v['version']}", "-" if v.get("weight") is None else f"{v['weight']:g}%", requests, v["errors"],
                      f"{v['error_rate']:.2%}", _ms(v["p50_ms"]), _ms(v["p99_ms"]), _distribution(v), disagreement or "-"])
     if out.tty:
         out.table(columns, rows, title=f"last {report['window_seconds']:g} s")

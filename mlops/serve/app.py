@@ -15,9 +15,10 @@ Endpoints (docs/serving.md):
 | POST /predict                                | own      | yes  |
 | POST /invocations                            | MLflow   | yes  |
 | GET /ping, GET /health                       | MLflow   | no   |
-| GET /version                                 | MLflow   | yes  |
+| GET /version (plain text, as MLflow's)       | MLflow   | yes  |
 | GET /v2/health/live, GET /v2/health/ready    | V2       | no   |
-| GET /v2, GET /v2/models/{name}[/versions/{v}] (+ /ready) | V2 | yes |
+| GET /v2, GET /v2/models/{name}[/versions/{v}]  | V2       | yes  |
+| GET /v2/models/{name}[/versions/{v}]/ready   | V2       | no (a readiness probe) |
 | POST /v2/models/{name}[/versions/{v}]/infer  | V2       | yes  |
 | GET /metadata, GET /metrics                  | own      | yes  |
 | POST /admin/reload, POST /admin/rollback     | admin    | always when a token is set; refused without a token unless bound to loopback |
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import os
@@ -46,23 +48,27 @@ from ..repo.repo import Repo
 from .batching import Batcher, QueueFull
 from .config import ServeConfig
 from .controller import AUTOMATIC, control_once, controller_lock_path
-from .deployment import CANARY, Deployment, deployment_path, load_deployment, rollback, serve_dir
+from .deployment import CANARY, Deployment, deployment_path, parse_deployment_bytes, rollback, serve_dir
 from .health import Stats, aggregate, read_snapshots, write_snapshot
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import render as render_metrics
 from .protocols import (
+    BINARY_HEADER,
     BadRequest,
     Inputs,
     dumps,
     jsonable,
     mlflow_answer,
+    mlflow_document,
     mlflow_error,
-    mlflow_inputs,
+    mlflow_parse,
     parse_json,
     predict_answer,
     predict_error,
     predict_inputs,
     v2_answer,
+    v2_binary_answer,
+    v2_document,
     v2_error,
     v2_inputs,
     v2_metadata,
@@ -79,6 +85,8 @@ OWN, MLFLOW, V2 = "own", "mlflow", "v2"
 JSON = "application/json"
 RETIRE_AFTER = 30.0  # seconds a version no deployment uses stays loaded (requests in flight on it finish)
 REFERENCE_SECONDS = 5.0  # how often the served reference is resolved again when no deployment file exists
+RACY_SECONDS = 2.0  # a deployment file modified this recently is read on every poll, whatever its stat says
+PARSE_IN_THREAD_BYTES = 64 * 1024  # bodies larger than this are parsed and checked off the event loop
 MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
                 413: "RESOURCE_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED"}
@@ -116,6 +124,39 @@ class Outcome:
     inputs: Inputs | None = None
 
 
+@dataclass
+class Prepared:
+    """A request read, routed and checked, before it is queued."""
+
+    variant: str
+    served: Served
+    inputs: Inputs
+    columns: dict[str, list[Any]]  # what the model gets (a routing key field it does not take removed)
+    problems: list[str]
+    shadow: Served | None = None
+    shadow_columns: dict[str, list[Any]] | None = None  # None: no shadow, or its signature refuses the request
+
+
+def _checked(signature: Signature | None, inputs: Inputs, key_field: str | None) -> tuple[dict[str, list[Any]], list[str]]:
+    """(the columns the model gets, the signature's problems with them)."""
+    columns = inputs.columns
+    if signature is None:
+        return columns, []
+    problems = signature.check(columns, inputs.rows, ignore=(key_field,) if key_field else ())
+    if key_field and key_field in columns and signature.column(key_field) is None:
+        columns = {k: v for k, v in columns.items() if k != key_field}
+    return columns, problems
+
+
+async def _client_gone(receive: Any) -> None:
+    """Returns when the client disconnects (the body has been read: the server's next message is the disconnect)."""
+    try:
+        while (await receive()).get("type") != "http.disconnect":
+            pass
+    except Exception:  # noqa: BLE001 - a server that cannot tell: never report the client gone
+        await asyncio.get_running_loop().create_future()
+
+
 class Runtime:
     def __init__(self, config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None) -> None:
         self.config = config
@@ -138,13 +179,15 @@ class Runtime:
         self._seen: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self._retired = {"batches": 0.0, "batched_rows": 0.0}
+        self._retired = {"batches": 0.0, "batched_rows": 0.0, "abandoned": 0.0}
         self.log: RequestLog | None = None
         self.shadow_log: RequestLog | None = None
         self.model = ""
         self.dir: Path | None = None
         self.ready = False
-        self._apply_lock = asyncio.Lock()
+        self._state_lock = asyncio.Lock()  # one deployment change at a time: stat -> read -> apply
+        self._digest: str | None = None  # SHA-256 of the deployment file last read (None: no file)
+        self.applied_digest: str | None = None  # ... and of the one the route follows
         self._resolved_at = time.monotonic()
 
     # --- start and stop -------------------------------------------------------------------------
@@ -166,7 +209,8 @@ class Runtime:
             self.preloaded = None
         await self._check_deployment(force=True)
         if self.route is None:  # the deployment file could not be applied: serve the reference
-            await self._apply(None)
+            async with self._state_lock:
+                await self._apply(None)
         if cfg.request_log:
             self.log = RequestLog(self.dir / "requests", settings=cfg.log_settings())
             self.shadow_log = RequestLog(self.dir / "shadow", settings=cfg.log_settings(), extra=("production_prediction",))
@@ -238,29 +282,29 @@ class Runtime:
         return served
 
     async def _apply(self, dep: Deployment | None) -> None:
-        async with self._apply_lock:
-            assert self.base is not None
-            production = await self._served(dep.production if dep else self.base.version)
-            canary = shadow = None
-            weight = 0.0
-            if dep is not None and dep.candidate is not None:
-                candidate = await self._served(dep.candidate.version)
-                if dep.candidate.mode == CANARY:
-                    canary, weight = candidate, dep.candidate.weight
-                else:
-                    shadow = candidate
-            salt = f"{self.model}:{dep.candidate.version}" if dep and dep.candidate else ""
-            self.route = Route(production=production, canary=canary, shadow=shadow, weight=weight, salt=salt)
-            self.deployment = dep
-            in_use = {s.version for s in (production, canary, shadow) if s is not None}
-            now = time.time()
-            for version, served in self.served.items():
-                if version not in in_use and served.unused_since is None:
-                    served.unused_since = now
-            _quiet_gc()  # a newly loaded model joins the objects the collector no longer scans
-            if dep is not None:
-                log.info("following deployment revision %s: production v%s%s", dep.revision, dep.production,
-                         f", {dep.candidate.mode} v{dep.candidate.version}" if dep.candidate else "")
+        """Load what ``dep`` needs, then swap the route in one assignment. Called with ``_state_lock`` held."""
+        assert self.base is not None
+        production = await self._served(dep.production if dep else self.base.version)
+        canary = shadow = None
+        weight = 0.0
+        if dep is not None and dep.candidate is not None:
+            candidate = await self._served(dep.candidate.version)
+            if dep.candidate.mode == CANARY:
+                canary, weight = candidate, dep.candidate.weight
+            else:
+                shadow = candidate
+        salt = f"{self.model}:{dep.candidate.version}" if dep and dep.candidate else ""
+        self.route = Route(production=production, canary=canary, shadow=shadow, weight=weight, salt=salt)
+        self.deployment = dep
+        in_use = {s.version for s in (production, canary, shadow) if s is not None}
+        now = time.time()
+        for version, served in self.served.items():
+            if version not in in_use and served.unused_since is None:
+                served.unused_since = now
+        _quiet_gc()  # a newly loaded model joins the objects the collector no longer scans
+        if dep is not None:
+            log.info("following deployment revision %s: production v%s%s", dep.revision, dep.production,
+                     f", {dep.candidate.mode} v{dep.candidate.version}" if dep.candidate else "")
 
     async def _follow_reference(self, force: bool = False) -> None:
         """Without a deployment file, the reference decides: `churn@production` follows promotions."""
@@ -268,17 +312,18 @@ class Runtime:
         if not force and now - self._resolved_at < REFERENCE_SECONDS:
             return
         self._resolved_at = now
-        try:
-            info = await asyncio.to_thread(self.source.resolve, self.config.ref)
-        except Exception as exc:  # noqa: BLE001 - a registry being edited must not take serving down
-            self.reference_error = f"{self.config.ref}: {exc.message if isinstance(exc, MlopsError) else exc}"
-            return
-        self.reference_error = None
-        if self.base is not None and info.version != self.base.version:
-            log.info("%s now names v%s (was v%s)", self.config.ref, info.version, self.base.version)
-            self.base = info
-            if self.deployment is None:
-                await self._apply(None)
+        async with self._state_lock:
+            try:
+                info = await asyncio.to_thread(self.source.resolve, self.config.ref)
+            except Exception as exc:  # noqa: BLE001 - a registry being edited must not take serving down
+                self.reference_error = f"{self.config.ref}: {exc.message if isinstance(exc, MlopsError) else exc}"
+                return
+            self.reference_error = None
+            if self.base is not None and info.version != self.base.version:
+                log.info("%s now names v%s (was v%s)", self.config.ref, info.version, self.base.version)
+                self.base = info
+                if self.deployment is None:
+                    await self._apply(None)
 
     async def _watch(self) -> None:
         await self._check_deployment()
@@ -286,31 +331,48 @@ class Runtime:
             await self._follow_reference()
 
     async def _check_deployment(self, force: bool = False) -> None:
-        path = deployment_path(self.repo, self.model)
-        try:
-            st = os.stat(path)
-            seen: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            seen = None
-        if seen == self._seen and not force:
-            return
-        self._seen = seen
-        try:
-            dep = await asyncio.to_thread(load_deployment, self.repo, self.model)
-        except MlopsError as exc:
-            self.deployment_error = f"{exc.message} (still serving revision {self.deployment.revision if self.deployment else '-'})"
-            log.error("deployment file not applied: %s", exc.message)
-            return
-        if dep is not None and self.deployment is not None and dep.revision == self.deployment.revision and not force:
-            return
-        try:
-            await self._apply(dep)
-        except Exception as exc:  # noqa: BLE001 - an unloadable version must not take the server down
-            message = exc.message if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
-            self.deployment_error = f"revision {dep.revision if dep else '-'} not applied: {message}"
-            log.error("deployment not applied: %s", message)
-            return
-        self.deployment_error = None
+        """Follow the deployment file: stat, read and apply as one step under ``_state_lock``.
+
+        A change is told by the file's content (a SHA-256 of its bytes), not by its ``revision``:
+        the file is meant for git, and a hand edit, ``git pull`` or ``git checkout`` may change it
+        without touching the revision (which only serves the writers' compare-and-swap). The stat
+        is a cheap first look; a file modified within the last ``RACY_SECONDS`` is read again on
+        every poll, since a same-size rewrite within one timestamp tick leaves the stat unchanged
+        (git's racy-git rule). Holding the lock across the read and the apply means a slow, older
+        read can never be applied after a newer one (watcher, controller and admin endpoints all
+        come through here).
+        """
+        async with self._state_lock:
+            path = deployment_path(self.repo, self.model)
+            try:
+                st = os.stat(path)
+                seen: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
+                racy = time.time() - st.st_mtime < RACY_SECONDS
+            except FileNotFoundError:
+                seen, racy = None, False
+            if seen == self._seen and not racy and not force:
+                return
+            digest, dep, error = await asyncio.to_thread(_read_deployment, self.repo, self.model)
+            self._seen = seen
+            if digest == self._digest and not force:
+                return
+            self._digest = digest
+            if error is not None:
+                self.deployment_error = f"{error.message} (still serving revision {self.deployment.revision if self.deployment else '-'})"
+                log.error("deployment file not applied: %s", error.message)
+                return
+            if dep is None and self.deployment is None and self.route is not None and not force:
+                self.deployment_error = None
+                return
+            try:
+                await self._apply(dep)
+            except Exception as exc:  # noqa: BLE001 - an unloadable version must not take the server down
+                message = exc.message if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
+                self.deployment_error = f"revision {dep.revision if dep else '-'} not applied: {message}"
+                log.error("deployment not applied: %s", message)
+                return
+            self.applied_digest = digest
+            self.deployment_error = None
 
     def _retire_unused(self) -> None:
         now = time.time()
@@ -319,6 +381,7 @@ class Runtime:
                 del self.served[version]
                 self._retired["batches"] += served.batcher.stats.batches
                 self._retired["batched_rows"] += served.batcher.stats.rows
+                self._retired["abandoned"] += served.batcher.stats.abandoned
                 task = asyncio.get_running_loop().create_task(served.batcher.close())
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
@@ -328,12 +391,16 @@ class Runtime:
         self.stats.counters["batches"] = self._retired["batches"] + sum(s.batcher.stats.batches for s in self.served.values())
         self.stats.counters["batched_rows"] = self._retired["batched_rows"] + sum(s.batcher.stats.rows for s in self.served.values())
         self.stats.counters["log_dropped"] = sum(l.dropped for l in (self.log, self.shadow_log) if l is not None)
+        self.stats.counters["abandoned"] = self._retired["abandoned"] + sum(s.batcher.stats.abandoned for s in self.served.values())
         return self.stats.counters
 
     async def _write_stats(self) -> None:
         assert self.dir is not None
         self.counters()
-        snapshot = self.stats.snapshot(self.model)
+        snapshot = self.stats.snapshot(self.model)  # built here, on the loop that changes the statistics
+        dep = self.deployment
+        snapshot["deployment"] = {"revision": dep.revision if dep else None, "digest": self.applied_digest}
+        snapshot["gauges"] = {"requests_in_flight": self.active, "queue_depth": sum(s.batcher.depth for s in self.served.values())}
         await asyncio.to_thread(write_snapshot, self.dir, snapshot)
         self._retire_unused()
 
@@ -364,15 +431,22 @@ class Runtime:
             log.info("controller: %s (deployment revision %s)", event, new.revision)
         await self._check_deployment()
 
-    def aggregate_totals(self) -> tuple[dict[Any, Any], dict[str, float]]:
-        """Totals of all live workers: this one's live counts plus the others' snapshots."""
+    async def aggregate_totals(self) -> tuple[dict[Any, Any], dict[str, float]]:
+        """Totals of all live workers: this one's live counts plus the others' snapshots.
+
+        This worker's snapshot is taken on the event loop (the only place its statistics change);
+        only the reading of the other workers' files and the adding up run in a thread."""
         assert self.dir is not None
-        others = read_snapshots(self.dir, exclude_self=True)
-        mine = self.stats.snapshot(self.model)
+        mine = self.stats.snapshot(self.model, seconds=False)
         mine["alive"] = True
         mine["counters"] = dict(self.counters())
-        agg = aggregate([mine, *others], since=0, until=0)
-        return agg.totals, agg.counters
+        folder = self.dir
+
+        def add_up() -> tuple[dict[Any, Any], dict[str, float]]:
+            agg = aggregate([mine, *read_snapshots(folder, exclude_self=True)], since=0, until=0)
+            return agg.totals, agg.counters
+
+        return await asyncio.to_thread(add_up)
 
     # --- requests -------------------------------------------------------------------------------
     def authorized(self, request: Any) -> bool:
@@ -401,16 +475,62 @@ class Runtime:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def key_of(self, request: Any, inputs: Inputs) -> str | None:
+    def _decode(self, protocol: str, body: bytes, headers: Any) -> Any:
+        """The request's document, read without any signature (JSON, MLflow's CSV or JSON, V2 with binary data)."""
+        if protocol == OWN:
+            return parse_json(body)
+        if protocol == MLFLOW:
+            return mlflow_document(body, headers.get("content-type"))
+        return v2_document(body, headers.get(BINARY_HEADER))
+
+    @staticmethod
+    def _parse(protocol: str, document: Any, signature: Signature | None) -> Inputs:
+        """Columns from the document, as ``signature`` names and types them (positional payloads, CSV cells, V2 matrices)."""
+        if protocol == OWN:
+            return predict_inputs(document)
+        if protocol == MLFLOW:
+            return mlflow_parse(document, signature)
+        return v2_inputs(document, signature)
+
+    def _prepare(self, route: Route, protocol: str, body: bytes, headers: Any, version: int | None) -> Prepared:
+        """Read, route, then parse with the chosen variant's signature and check it: no I/O, no shared
+        state written, so a large body can go through here in a thread while the loop serves others."""
+        document = self._decode(protocol, body, headers)
         dep = self.deployment
-        if dep is not None and dep.key_field:
-            value = inputs.first(dep.key_field)
-            return None if value is None else str(value)
-        header = dep.key_header if dep is not None else "x-request-id"
-        return request.headers.get(header or "x-request-id")
+        key_field = dep.key_field if dep is not None else None
+        inputs: Inputs | None = None
+        if version is not None:  # a versioned V2 path reaches that version directly
+            chosen = [(n, s) for n, s in ((PRODUCTION, route.production), (CANARY_VARIANT, route.canary), (SHADOW, route.shadow))
+                      if s is not None and s.version == version]
+            if not chosen:
+                raise BadRequest([f"version {version} of {self.model} is not deployed on this server"], status=404)
+            variant, served = chosen[0]
+        elif route.canary is not None and 0 < route.weight < 100 and key_field:
+            # the key is a field of the first record: read it as production reads the payload, then
+            # parse again only if the chosen variant's signature reads it differently
+            inputs = self._parse(protocol, document, route.production.signature)
+            value = inputs.first(key_field)
+            variant, served = route.choose(None if value is None else str(value))
+        else:
+            header = (dep.key_header if dep is not None else None) or "x-request-id"
+            variant, served = route.choose(headers.get(header))
+        if inputs is None or served.signature != route.production.signature:
+            inputs = self._parse(protocol, document, served.signature)
+        columns, problems = _checked(served.signature, inputs, key_field)
+        shadow = route.shadow if variant == PRODUCTION and version is None else None
+        shadow_columns: dict[str, list[Any]] | None = None
+        if shadow is not None:
+            try:
+                theirs = inputs if shadow.signature == served.signature else self._parse(protocol, document, shadow.signature)
+                shadow_columns, shadow_problems = _checked(shadow.signature, theirs, key_field)
+            except BadRequest:
+                shadow_problems = ["the shadow's signature cannot read this request"]
+            if shadow_problems:
+                shadow_columns = None
+        return Prepared(variant, served, inputs, columns, problems, shadow, shadow_columns)
 
     async def infer(self, request: Any, protocol: str, version: int | None = None) -> Outcome:
-        """Parse, route, check, queue and answer one prediction request (any protocol)."""
+        """Read, route, parse, check, queue and answer one prediction request (any protocol)."""
         started = time.perf_counter()
         self.arrivals += 1
         self.active += 1
@@ -425,34 +545,18 @@ class Runtime:
             route = self.route
             assert route is not None
             try:
-                if protocol == OWN:
-                    inputs = predict_inputs(parse_json(body))
-                elif protocol == MLFLOW:
-                    inputs = mlflow_inputs(body, request.headers.get("content-type"), route.production.signature)
+                if len(body) > PARSE_IN_THREAD_BYTES:  # a 10 MB body takes ~100 ms to read and check: not on the loop
+                    prep = await asyncio.to_thread(self._prepare, route, protocol, body, request.headers, version)
                 else:
-                    inputs = v2_inputs(parse_json(body), route.production.signature)
+                    prep = self._prepare(route, protocol, body, request.headers, version)
             except BadRequest as exc:
                 return Outcome(exc.status, problems=exc.problems)
-            if version is not None:
-                chosen = [(n, s) for n, s in ((PRODUCTION, route.production), (CANARY_VARIANT, route.canary), (SHADOW, route.shadow))
-                          if s is not None and s.version == version]
-                if not chosen:
-                    return Outcome(404, problems=[f"version {version} of {self.model} is not deployed on this server"])
-                variant, served = chosen[0]
-            else:
-                variant, served = route.choose(self.key_of(request, inputs))
-            columns = inputs.columns
-            key_field = self.deployment.key_field if self.deployment else None
-            signature = served.signature
-            if signature is not None:
-                problems = signature.check(columns, inputs.rows, ignore=(key_field,) if key_field else ())
-                if problems:
-                    self._record(variant, served, started, 400, None)
-                    return Outcome(400, variant, served, problems=problems)
-                if key_field and key_field in columns and signature.column(key_field) is None:
-                    columns = {k: v for k, v in columns.items() if k != key_field}
+            variant, served, inputs = prep.variant, prep.served, prep.inputs
+            if prep.problems:
+                self._record(variant, served, started, 400, None)
+                return Outcome(400, variant, served, problems=prep.problems)
             try:
-                future = served.batcher.submit(columns, inputs.rows)
+                future = served.batcher.submit(prep.columns, inputs.rows)
             except QueueFull:
                 self.stats.count("rejected")
                 self._record(variant, served, started, 503, None)
@@ -460,16 +564,25 @@ class Runtime:
                                headers={"Retry-After": "1"})
             self.arrivals -= 1
             arrived = False
-            shadow = route.shadow if variant == PRODUCTION and version is None else None
-            if shadow is not None:
-                task = asyncio.get_running_loop().create_task(self._shadow(shadow, columns, inputs.rows, future))
+            if prep.shadow is not None:
+                task = asyncio.get_running_loop().create_task(self._shadow(prep, future))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+            gone = asyncio.get_running_loop().create_task(_client_gone(request.receive))
             try:
-                predictions = await asyncio.wait_for(asyncio.shield(future), self.config.timeout_seconds)
-            except asyncio.TimeoutError:
+                await asyncio.wait((future, gone), timeout=self.config.timeout_seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+            if not future.done():
+                # abandoned: the batcher drops a cancelled request still queued, so it costs no model time
+                future.cancel()
+                if gone.done() and not gone.cancelled():
+                    self.stats.count("client_gone")
+                    return Outcome(499, variant, served, problems=["the client closed the connection"])
                 self._record(variant, served, started, 504, None)
                 return Outcome(504, variant, served, problems=[f"the model took longer than {self.config.timeout_seconds:g} s"])
+            try:
+                predictions = future.result()
             except QueueFull as exc:
                 self._record(variant, served, started, 503, None)
                 return Outcome(503, variant, served, problems=[str(exc)], headers={"Retry-After": "1"})
@@ -482,7 +595,7 @@ class Runtime:
                                problems=[f"the model failed on this input ({type(exc).__name__}); error id {error_id}"])
             latency_ms = self._record(variant, served, started, 200, predictions)
             if self.log is not None:
-                self.log.append(served.signature, columns, inputs.rows, {
+                self.log.append(served.signature, prep.columns, inputs.rows, {
                     "prediction": predictions, "variant": variant, "version": served.version,
                     "latency_ms": latency_ms, "time": time.time(),
                 })
@@ -497,14 +610,13 @@ class Runtime:
         self.stats.record(variant, served.version, latency_ms, status, predictions)
         return latency_ms
 
-    async def _shadow(self, shadow: Served, columns: dict[str, list[Any]], rows: int, production: asyncio.Future[list[Any]]) -> None:
+    async def _shadow(self, prep: Prepared, production: asyncio.Future[list[Any]]) -> None:
         started = time.perf_counter()
-        signature = shadow.signature
-        if signature is not None:
-            problems = signature.check(columns, rows)
-            if problems:
-                self._record(SHADOW, shadow, started, 400, None)
-                return
+        shadow, columns, rows = prep.shadow, prep.shadow_columns, prep.inputs.rows
+        assert shadow is not None
+        if columns is None:  # the shadow's signature refuses what production took
+            self._record(SHADOW, shadow, started, 400, None)
+            return
         try:
             future = shadow.batcher.submit(columns, rows)
         except QueueFull:
@@ -520,11 +632,11 @@ class Runtime:
             self._record(SHADOW, shadow, started, 500, None)
             return
         latency_ms = self._record(SHADOW, shadow, started, 200, predictions)
-        try:
-            theirs = await production
-        except Exception:  # noqa: BLE001 - production failed: nothing to compare with
-            theirs = [None] * len(predictions)
+        await asyncio.wait((production,))  # never raises, even when the caller went away and production was cancelled
+        if production.cancelled() or production.exception() is not None:
+            theirs: list[Any] = [None] * len(predictions)  # nothing to compare with
         else:
+            theirs = production.result()
             self.stats.record_shadow_comparison(shadow.version, predictions, theirs)
         if self.shadow_log is not None:
             self.shadow_log.append(shadow.signature, columns, rows, {
@@ -537,6 +649,20 @@ class Runtime:
         new = await asyncio.to_thread(rollback, self.repo, self.source, self.model, reason=reason, by="http admin (POST /admin/rollback)")
         await self._check_deployment()
         return new
+
+
+def _read_deployment(repo: Repo, model: str) -> tuple[str | None, Deployment | None, MlopsError | None]:
+    """(SHA-256 of the file's bytes, the deployment, the reason it does not parse); (None, None, None) without a file."""
+    path = deployment_path(repo, model)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, None, None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        return digest, parse_deployment_bytes(data, path, model), None
+    except MlopsError as exc:
+        return digest, None, exc
 
 
 def _quiet_gc() -> None:
@@ -623,7 +749,27 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         else:
             name = served.signature.output_name if served.signature else "predict"
             body = v2_answer(rt.model, served.version, outcome.variant, outcome.predictions, outcome.inputs.request_id, name)
+            if outcome.inputs.binary_output:
+                content, length = v2_binary_answer(body)
+                headers["Inference-Header-Content-Length"] = str(length)
+                return Response(content, status_code=200, media_type="application/octet-stream", headers=headers)
         return json_response(body, 200, headers)
+
+    def guarded(protocol: str, endpoint: Any) -> Any:
+        """The last line of defence: anything an endpoint did not expect is a 500 with an error id, in the
+        protocol's own error shape, and the traceback with that id goes to stderr; the server keeps serving."""
+
+        async def run(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                error_id = uuid.uuid4().hex[:12]
+                log.error("error %s: %s %s raised %s: %s", error_id, request.method, request.url.path, type(exc).__name__, exc,
+                          exc_info=exc)
+                problems = [f"internal error ({type(exc).__name__}); error id {error_id}"]
+                return json_response(error_body(protocol, 500, problems, error_id), 500)
+
+        return run
 
     async def predict(request: Request) -> Response:
         return await answer(request, OWN)
@@ -631,8 +777,8 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
     async def invocations(request: Request) -> Response:
         return await answer(request, MLFLOW)
 
-    def v2_model(request: Request) -> tuple[Response | None, int | None]:
-        if not rt.authorized(request):
+    def v2_model(request: Request, public: bool = False) -> tuple[Response | None, int | None]:
+        if not public and not rt.authorized(request):
             return refused(V2), None
         name = request.path_params["name"]
         if name != rt.model:
@@ -673,7 +819,8 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         return json_response(v2_metadata(rt.model, versions, served.signature, f"mlops-{served.info.flavor}"))
 
     async def v2_model_ready(request: Request) -> Response:
-        refusal, version = v2_model(request)
+        # a readiness probe (KServe's): no token needed, like the other health checks
+        refusal, version = v2_model(request, public=True)
         if refusal is not None:
             return refusal
         ready = rt.ready and (version is None or version in loaded_versions())
@@ -699,9 +846,12 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         problems = [p for p in (rt.deployment_error, rt.reference_error, rt.log.error if rt.log else None) if p]
         body: dict[str, Any] = {
             "status": "ok" if not problems else "degraded", "model": rt.model, "production": route.production.version,
-            "deployment_revision": rt.deployment.revision if rt.deployment else None, "pid": os.getpid(),
-            "controller": rt.leader, "problems": problems,
+            "deployment_revision": rt.deployment.revision if rt.deployment else None,
         }
+        if admin_refusal(request) is None:  # the process and the problems (which name files) only to whom may administer
+            body.update({"pid": os.getpid(), "controller": rt.leader, "problems": problems})
+        else:
+            body["problems"] = [f"{len(problems)} problem(s): send the bearer token to see them"] if problems else []
         if route.canary is not None:
             body["canary"] = {"version": route.canary.version, "weight": route.weight}
         if route.shadow is not None:
@@ -711,9 +861,8 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
     async def version_(request: Request) -> Response:
         if not rt.authorized(request):
             return refused(MLFLOW)
-        route = rt.route
-        assert route is not None
-        return json_response({"mlops": __version__, "model": rt.model, "version": route.production.version})
+        # as MLflow's scoring server: the server's version as plain text (the model's is in /metadata)
+        return Response(__version__, media_type="text/plain")
 
     async def metadata(request: Request) -> Response:
         if not rt.authorized(request):
@@ -737,13 +886,14 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
     async def metrics(request: Request) -> Response:
         if not rt.authorized(request):
             return refused(OWN)
-        totals, counters = await asyncio.to_thread(rt.aggregate_totals)
+        totals, counters = await rt.aggregate_totals()
         route = rt.route
         assert route is not None
         weights = {PRODUCTION: 100 - route.weight if route.canary else 100.0}
         if route.canary is not None:
             weights[CANARY_VARIANT] = route.weight
-        gauges = {"queue_depth": sum(s.batcher.depth for s in rt.served.values()), "requests_being_read": rt.arrivals}
+        gauges = {"queue_depth": sum(s.batcher.depth for s in rt.served.values()), "requests_being_read": rt.arrivals,
+                  "requests_in_flight": rt.active}
         return Response(render_metrics(rt.model, totals, counters, gauges, weights), media_type=METRICS_TYPE)
 
     def admin_refusal(request: Request) -> Response | None:
@@ -792,24 +942,26 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
             await rt.shutdown()
 
     routes = [
-        Path_("/predict", predict, methods=["POST"]),
-        Path_("/invocations", invocations, methods=["POST"]),
-        Path_("/ping", ping, methods=["GET"]),
-        Path_("/health", health, methods=["GET"]),
-        Path_("/version", version_, methods=["GET"]),
-        Path_("/metadata", metadata, methods=["GET"]),
-        Path_("/metrics", metrics, methods=["GET"]),
-        Path_("/v2", v2_server, methods=["GET"]),
-        Path_("/v2/health/live", live, methods=["GET"]),
-        Path_("/v2/health/ready", ready, methods=["GET"]),
-        Path_("/v2/models/{name}", v2_model_metadata, methods=["GET"]),
-        Path_("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
-        Path_("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
-        Path_("/v2/models/{name}/versions/{version}", v2_model_metadata, methods=["GET"]),
-        Path_("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
-        Path_("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
-        Path_("/admin/reload", admin_reload, methods=["POST"]),
-        Path_("/admin/rollback", admin_rollback, methods=["POST"]),
+        Path_(path, guarded(protocol, endpoint), methods=[method]) for path, protocol, endpoint, method in (
+            ("/predict", OWN, predict, "POST"),
+            ("/invocations", MLFLOW, invocations, "POST"),
+            ("/ping", MLFLOW, ping, "GET"),
+            ("/health", MLFLOW, health, "GET"),
+            ("/version", MLFLOW, version_, "GET"),
+            ("/metadata", OWN, metadata, "GET"),
+            ("/metrics", OWN, metrics, "GET"),
+            ("/v2", V2, v2_server, "GET"),
+            ("/v2/health/live", V2, live, "GET"),
+            ("/v2/health/ready", V2, ready, "GET"),
+            ("/v2/models/{name}", V2, v2_model_metadata, "GET"),
+            ("/v2/models/{name}/ready", V2, v2_model_ready, "GET"),
+            ("/v2/models/{name}/infer", V2, v2_infer, "POST"),
+            ("/v2/models/{name}/versions/{version}", V2, v2_model_metadata, "GET"),
+            ("/v2/models/{name}/versions/{version}/ready", V2, v2_model_ready, "GET"),
+            ("/v2/models/{name}/versions/{version}/infer", V2, v2_infer, "POST"),
+            ("/admin/reload", OWN, admin_reload, "POST"),
+            ("/admin/rollback", OWN, admin_rollback, "POST"),
+        )
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = rt

@@ -11,7 +11,9 @@ requests in flight (``concurrency()``, a moving average) says callers come toget
 many are queued. A lone caller (concurrency 1) never pays the wait.
 
 The queue is bounded (``max_queue`` requests): past it ``submit`` raises ``QueueFull`` at once
-and the server answers 503 with Retry-After rather than slowing every caller.
+and the server answers 503 with Retry-After rather than slowing every caller. A request whose
+caller stops waiting (a time-out, a closed connection) cancels its future: it leaves the queue at
+once and costs no model time.
 
 When a batch of several requests fails, each request is run again alone, so only the request
 whose rows make the model raise gets the error.
@@ -48,6 +50,7 @@ class BatchStats:
     rows: int = 0
     requests: int = 0
     rejected: int = 0
+    abandoned: int = 0  # requests dropped from the queue because their caller stopped waiting
     max_batch_rows_seen: int = 0
 
 
@@ -96,10 +99,21 @@ class Batcher:
             self.stats.rejected += 1
             raise QueueFull(f"{len(self._queue)} requests queued for {self.name}")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(columns, rows, future))
+        item = _Item(columns, rows, future)
+        self._queue.append(item)
+        future.add_done_callback(lambda f: self._abandoned(item) if f.cancelled() else None)
         assert self._wake is not None
         self._wake.set()
         return future
+
+    def _abandoned(self, item: _Item) -> None:
+        """The caller cancelled its future (timed out, or the client went away): free the queue slot at once,
+        so the request costs no model time and no room in the bounded queue."""
+        try:
+            self._queue.remove(item)
+        except ValueError:  # already taken into a batch: its result is dropped
+            return
+        self.stats.abandoned += 1
 
     async def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop the model thread."""

@@ -59,6 +59,8 @@ DEPLOYMENT_FORMAT = 1
 CANARY, SHADOW = "canary", "shadow"
 DEFAULT_KEY = "header:x-request-id"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+MIN_INTERVAL_SECONDS = 0.1  # a progressive step shorter than this is a typo, not a plan
+MIN_WINDOW_SECONDS = 1.0  # statistics are kept per second: a shorter window holds nothing to judge
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,7 @@ def parse_deployment(text: str, source: str) -> Deployment:
             mode=mode,
             weight=_number(raw, "weight", source, default=0.0, lo=0, hi=100) if mode == CANARY else 0.0,
             steps=tuple(float(s) for s in steps),
-            interval_seconds=_number(raw, "interval_seconds", source, default=None, lo=0.1, optional=True),
+            interval_seconds=_number(raw, "interval_seconds", source, default=None, lo=MIN_INTERVAL_SECONDS, optional=True),
             started_at=str(raw.get("started_at") or ""),
             step_started_at=str(raw.get("step_started_at") or ""),
             hold=str(hold) if hold else None,
@@ -268,7 +270,7 @@ def parse_deployment(text: str, source: str) -> Deployment:
     if not isinstance(rb, dict):
         raise FormatError(f"{source}: 'rollback' must be a mapping", file=source)
     thresholds = Thresholds(
-        window_seconds=_number(rb, "window_seconds", source, default=60.0, lo=1),
+        window_seconds=_number(rb, "window_seconds", source, default=60.0, lo=MIN_WINDOW_SECONDS),
         min_requests=_number(rb, "min_requests", source, default=50, lo=1, whole=True),
         max_error_rate=_number(rb, "max_error_rate", source, default=0.05, lo=0, hi=1, optional=True),
         max_p99_ms=_number(rb, "max_p99_ms", source, default=None, lo=0, optional=True),
@@ -284,9 +286,15 @@ def parse_deployment(text: str, source: str) -> Deployment:
 def load_deployment(repo: Repo, model: str) -> Deployment | None:
     path = deployment_path(repo, model)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
+    return parse_deployment_bytes(data, path, model)
+
+
+def parse_deployment_bytes(data: bytes, path: Path, model: str) -> Deployment:
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError(f"{display_path(path)}: not a text file (not UTF-8)") from None
     dep = parse_deployment(text, display_path(path))
@@ -299,9 +307,15 @@ HEADER = "# mlops deployment: `mlops deploy` writes it, a running `mlops serve` 
 
 
 def _write(repo: Repo, dep: Deployment) -> None:
+    path = deployment_path(repo, dep.model)
+    text = HEADER + dump_yaml(dep.to_dict())
+    try:  # never write a file that the readers (serve, status, deploy itself) would refuse
+        parse_deployment(text, display_path(path))
+    except FormatError as exc:
+        raise UsageError(f"not written: {exc.message}", hint=f"{display_path(path)} is left as it was") from None
     folder = deployments_dir(repo)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(deployment_path(repo, dep.model), HEADER + dump_yaml(dep.to_dict()))
+    atomic_write(path, text)
 
 
 class RevisionChanged(CouldNotComplete):
@@ -353,6 +367,10 @@ def deploy(
         raise UsageError("--steps needs --interval (how long each step must stay healthy)", hint="e.g. --interval 2m")
     if weight is not None and not 0 <= weight <= 100:
         raise UsageError(f"--weight must be a percentage in [0, 100], got {weight:g}")
+    if interval_seconds is not None and not interval_seconds >= MIN_INTERVAL_SECONDS:
+        raise UsageError(f"--interval must be at least {MIN_INTERVAL_SECONDS * 1000:g}ms, got {interval_seconds:g} s", hint="e.g. --interval 2m")
+    if window_seconds is not None and not window_seconds >= MIN_WINDOW_SECONDS:
+        raise UsageError(f"--window must be at least {MIN_WINDOW_SECONDS:g} s, got {window_seconds:g} s", hint="e.g. --window 60s")
     if key is not None:
         kind, _, name = key.partition(":")
         if kind not in ("header", "field") or not name:

@@ -1,8 +1,12 @@
 """Per-variant statistics over a sliding window, shared between worker processes.
 
-Each worker counts, per (variant, version), in one bucket per second: requests, 5xx and 4xx
-answers, rows, a latency histogram, the prediction distribution and, in shadow mode, how
-many rows the shadow answered differently from production. It also keeps running totals
+Each worker counts, per (variant, version), in one bucket per second: requests that passed the
+input checks (answered 200 or 5xx), 5xx answers, rows, a latency histogram, the prediction
+distribution and, in shadow mode, how many rows the shadow answered differently from
+production. 4xx answers (the caller's input) are counted apart: they are not in the request
+count, the error rate's denominator, ``min_requests`` or the latency histogram, so a caller
+sending bad input can neither dilute a failing candidate's error rate nor make up the evidence
+a progressive step waits for. It also keeps running totals
 since it started (for /metrics).
 
 Every second each worker writes its snapshot (the last ``KEEP_SECONDS`` of buckets and the
@@ -61,9 +65,9 @@ def _close(a: Any, b: Any) -> bool:
 
 @dataclass
 class Bucket:
-    n: int = 0  # requests answered
-    e5: int = 0  # 5xx answers (model errors, overload, time-outs): what the error rate counts
-    e4: int = 0  # 4xx answers (the caller's input)
+    n: int = 0  # requests that passed the input checks and were answered (200 or 5xx)
+    e5: int = 0  # 5xx answers (model errors, overload, time-outs): what the error rate counts, over n
+    e4: int = 0  # 4xx answers (the caller's input): counted apart, not in n, ms or hist
     rows: int = 0
     ms: float = 0.0  # latencies added up (for Prometheus' _sum)
     hist: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
@@ -73,11 +77,12 @@ class Bucket:
     disagreed: int = 0
 
     def add(self, latency_ms: float, status: int, predictions: Iterable[Any] | None) -> None:
+        if 400 <= status < 500:
+            self.e4 += 1
+            return
         self.n += 1
         if status >= 500:
             self.e5 += 1
-        elif status >= 400:
-            self.e4 += 1
         self.ms += latency_ms
         self.hist[latency_index(latency_ms)] += 1
         if predictions is not None:
@@ -129,10 +134,11 @@ class Bucket:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n, "e5": self.e5, "e4": self.e4, "rows": self.rows, "ms": round(self.ms, 3),
                                "hist": {str(i): c for i, c in enumerate(self.hist) if c}}
+        # copies: a snapshot is written (or added up) in a thread while the loop goes on counting
         if self.classes:
-            out["classes"] = self.classes
+            out["classes"] = dict(self.classes)
         if self.num[0]:
-            out["num"] = self.num
+            out["num"] = list(self.num)
         if self.compared:
             out["compared"], out["disagreed"] = self.compared, self.disagreed
         return out
@@ -266,7 +272,8 @@ class Stats:
             out[str(second)] = data
         return out
 
-    def snapshot(self, model: str, now: float | None = None) -> dict[str, Any]:
+    def snapshot(self, model: str, now: float | None = None, *, seconds: bool = True) -> dict[str, Any]:
+        """A plain-data copy (call it from the thread that records: the event loop); ``seconds=False``: totals only."""
         now = time.time() if now is None else now
         self.prune(now)
         variants = []
@@ -274,7 +281,7 @@ class Stats:
             variants.append({
                 "variant": key[0], "version": key[1],
                 "total": self.totals.get(key, Bucket()).to_json(),
-                "seconds": self._seconds_json(key, now),
+                "seconds": self._seconds_json(key, now) if seconds else {},
             })
         return {"format": STATS_FORMAT, "model": model, "pid": os.getpid(), "host": socket.gethostname(),
                 "started": self.started, "written": now, "variants": variants, "counters": dict(self.counters)}
@@ -355,29 +362,44 @@ class Aggregate:
 
 
 def aggregate(snapshots: Iterable[Mapping[str, Any]], *, since: float, until: float, live_totals_only: bool = True) -> Aggregate:
-    """Window buckets in [since, until] and totals, added over snapshots."""
+    """Window buckets in [since, until] and totals, added over snapshots (one not of this shape is skipped)."""
     window: dict[Key, Bucket] = {}
     totals: dict[Key, Bucket] = {}
     counters: dict[str, float] = {}
     workers = live = 0
     as_of = None
     for snap in snapshots:
+        try:
+            alive, written, its_window, its_totals, its_counters = _read_one(snap, since, until, live_totals_only)
+        except (TypeError, ValueError, AttributeError):  # another version's snapshot, a bad edit: not counted
+            continue
         workers += 1
-        alive = snap.get("alive", True)
         live += bool(alive)
-        written = float(snap.get("written", 0))
         as_of = written if as_of is None else max(as_of, written)
-        for entry in snap.get("variants") or ():
-            key = (str(entry.get("variant")), int(entry.get("version", 0)))
-            for second, data in (entry.get("seconds") or {}).items():
-                if since <= float(second) <= until:
-                    window.setdefault(key, Bucket()).merge(Bucket.from_json(data))
-            if alive or not live_totals_only:
-                totals.setdefault(key, Bucket()).merge(Bucket.from_json(entry.get("total") or {}))
-        if alive or not live_totals_only:
-            for name, value in (snap.get("counters") or {}).items():
-                counters[name] = counters.get(name, 0) + float(value)
+        for into, part in ((window, its_window), (totals, its_totals)):
+            for key, bucket in part:
+                into.setdefault(key, Bucket()).merge(bucket)
+        for name, value in its_counters:
+            counters[name] = counters.get(name, 0) + value
     return Aggregate(window, totals, counters, workers, live, as_of)
+
+
+def _read_one(snap: Mapping[str, Any], since: float, until: float, live_totals_only: bool) -> tuple[Any, ...]:
+    alive = snap.get("alive", True)
+    written = float(snap.get("written", 0))
+    window: list[tuple[Key, Bucket]] = []
+    totals: list[tuple[Key, Bucket]] = []
+    counters: list[tuple[str, float]] = []
+    for entry in snap.get("variants") or ():
+        key = (str(entry.get("variant")), int(entry.get("version", 0)))
+        for second, data in (entry.get("seconds") or {}).items():
+            if since <= float(second) <= until:
+                window.append((key, Bucket.from_json(data)))
+        if alive or not live_totals_only:
+            totals.append((key, Bucket.from_json(entry.get("total") or {})))
+    if alive or not live_totals_only:
+        counters = [(str(name), float(value)) for name, value in (snap.get("counters") or {}).items()]
+    return alive, written, window, totals, counters
 
 
 # --- the verdict ---------------------------------------------------------------------------------

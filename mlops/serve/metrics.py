@@ -40,9 +40,10 @@ def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, floa
         lines.append(f"# TYPE {name} {kind}")
 
     keys = sorted(totals)
-    family("mlops_requests_total", "counter", "Prediction requests answered, per variant and version.")
+    family("mlops_requests_total", "counter", "Prediction requests answered (4xx included), per variant and version.")
     for variant, version in keys:
-        lines.append(f"mlops_requests_total{_labels(model=model, variant=variant, version=version)} {totals[(variant, version)].n}")
+        bucket = totals[(variant, version)]
+        lines.append(f"mlops_requests_total{_labels(model=model, variant=variant, version=version)} {bucket.n + bucket.e4}")
     family("mlops_request_errors_total", "counter", "Prediction requests answered with an error: class 5xx (model, overload) or 4xx (input).")
     for variant, version in keys:
         bucket = totals[(variant, version)]
@@ -51,7 +52,7 @@ def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, floa
     family("mlops_predictions_total", "counter", "Rows predicted, per variant and version.")
     for variant, version in keys:
         lines.append(f"mlops_predictions_total{_labels(model=model, variant=variant, version=version)} {totals[(variant, version)].rows}")
-    family("mlops_request_latency_seconds", "histogram", "Time from request start to answer, per variant and version.")
+    family("mlops_request_latency_seconds", "histogram", "Time from request start to answer of requests that passed the input checks (4xx answers are not timed).")
     for variant, version in keys:
         bucket = totals[(variant, version)]
         cumulative = 0
@@ -71,6 +72,11 @@ def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, floa
     lines.append(f"mlops_overload_rejections_total{_labels(model=model)} {_num(counters.get('rejected', 0))}")
     family("mlops_request_log_dropped_rows_total", "counter", "Rows not written to the request log because its writer fell behind.")
     lines.append(f"mlops_request_log_dropped_rows_total{_labels(model=model)} {_num(counters.get('log_dropped', 0))}")
+    family("mlops_abandoned_requests_total", "counter",
+           "Requests dropped from a model's queue unpredicted because their caller stopped waiting (time-out, closed connection).")
+    lines.append(f"mlops_abandoned_requests_total{_labels(model=model)} {_num(counters.get('abandoned', 0))}")
+    family("mlops_client_disconnects_total", "counter", "Prediction requests whose client closed the connection before the answer.")
+    lines.append(f"mlops_client_disconnects_total{_labels(model=model)} {_num(counters.get('client_gone', 0))}")
     family("mlops_batches_total", "counter", "Model calls (each folds one or more requests).")
     lines.append(f"mlops_batches_total{_labels(model=model)} {_num(counters.get('batches', 0))}")
     family("mlops_batched_rows_total", "counter", "Rows passed to model calls.")

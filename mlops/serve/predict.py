@@ -193,6 +193,11 @@ def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Pa
                     frame = features.to_pandas()
                     predictions = model.predict(frame)
                     values = getattr(predictions, "to_numpy", lambda: predictions)()
+                    if chunks == 0 and keep is not None:
+                        unknown = [n for n in keep if n not in batch.schema.names]
+                        if unknown:
+                            raise UsageError(f"--keep: {src} has no column {', '.join(repr(n) for n in unknown)}",
+                                             hint=f"its columns: {', '.join(batch.schema.names)}; nothing was written")
                     kept_names = [n for n in batch.schema.names if keep is None or n in keep]
                     if chunks == 0:
                         while prediction_column in batch.schema.names:

@@ -8,7 +8,9 @@
   ``{"error_code": "BAD_REQUEST", "message": ...}`` as MLflow's server does.
 - Open Inference Protocol V2: ``POST /v2/models/{name}/infer`` with ``inputs`` tensors, either
   one per column (shape ``[N]`` or ``[N, 1]``) or one ``[N, K]`` tensor whose K columns follow the
-  signature's order; answers an ``outputs`` tensor; errors ``{"error": ...}``.
+  signature's order; answers an ``outputs`` tensor; errors ``{"error": ...}``. The binary tensor
+  data extension (``Inference-Header-Content-Length``, as tritonclient sends by default) is read,
+  and the output is answered in binary when the request asks for it.
 
 Every parser returns ``Inputs`` (columns as lists) or raises ``BadRequest`` listing every problem.
 """
@@ -53,6 +55,7 @@ class Inputs:
     rows: int
     request_id: str | None = None  # V2's "id", echoed back
     parameters: dict[str, Any] = field(default_factory=dict)
+    binary_output: bool = False  # V2: the caller asked for the output as binary tensor data
 
     def first(self, name: str) -> Any:
         values = self.columns.get(name)
@@ -77,6 +80,8 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:  # Python's parser recurses once per nesting level
+        raise BadRequest("malformed JSON: nested too deeply") from None
 
 
 def _clean(value: Any) -> Any:
@@ -168,6 +173,8 @@ def from_rows(rows: Any, names: Sequence[str] | None, where: str) -> Inputs:
         raise BadRequest(f"'{where}' is empty: send at least one row")
     problems = []
     columns: dict[str, list[Any]] = {name: [] for name in names}
+    if len(columns) != len(names):
+        raise BadRequest(f"'{where}': a column name is given twice ({', '.join(names)})")
     for index, row in enumerate(rows):
         if not isinstance(row, list):
             row = [row]
@@ -221,12 +228,20 @@ def predict_error(problems: list[str]) -> dict[str, Any]:
 
 
 def mlflow_inputs(body: bytes, content_type: str | None, signature: Signature | None) -> Inputs:
+    return mlflow_parse(mlflow_document(body, content_type), signature)
+
+
+def mlflow_document(body: bytes, content_type: str | None) -> tuple[str, Any]:
+    """The signature-free half of reading an MLflow request: ("csv", text) or ("json", the checked document)."""
     mime, params = _content_type(content_type or "application/json")
     charset = params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise BadRequest("the scoring server only supports UTF-8", status=415)
     if mime == "text/csv":
-        return csv_inputs(body, signature)
+        try:
+            return "csv", body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if mime != "application/json":
         raise BadRequest(f"unsupported content type '{content_type}': send application/json or text/csv", status=415)
     doc = parse_json(body)
@@ -240,7 +255,15 @@ def mlflow_inputs(body: bytes, content_type: str | None, signature: Signature | 
     if len(keys) != 1 or others:
         raise BadRequest("the input must be a JSON object with exactly one of the input fields "
                          f"{', '.join(MLFLOW_FORMATS)} (and optionally 'params'); received: {', '.join(doc) or 'nothing'}")
-    key = keys[0]
+    return "json", doc
+
+
+def mlflow_parse(document: tuple[str, Any], signature: Signature | None) -> Inputs:
+    """Columns from an MLflow request read by ``mlflow_document``, as ``signature`` names and types them."""
+    kind, doc = document
+    if kind == "csv":
+        return csv_inputs(doc, signature)
+    key = [k for k in MLFLOW_FORMATS if k in doc][0]
     data = doc[key]
     names = signature.names if signature else None
     if key == "dataframe_split":
@@ -267,11 +290,7 @@ def mlflow_inputs(body: bytes, content_type: str | None, signature: Signature | 
     raise BadRequest(f"'{key}' must be a list of rows, a list of objects or an object of columns, found {_kind(data)}")
 
 
-def csv_inputs(body: bytes, signature: Signature | None) -> Inputs:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+def csv_inputs(text: str, signature: Signature | None) -> Inputs:
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -345,6 +364,103 @@ def _flatten(data: Any) -> list[Any]:
     return out
 
 
+#: the binary tensor data extension: little-endian, row-major; BYTES elements are a 4-byte length, then the bytes
+V2_BINARY_DTYPES = {
+    "BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "i1", "INT16": "<i2",
+    "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+}
+BINARY_HEADER = "inference-header-content-length"
+
+
+def v2_document(body: bytes, header_length: str | None) -> Any:
+    """A V2 request as JSON; with the binary tensor data extension (``Inference-Header-Content-Length``:
+    the JSON is that many bytes, followed by the raw data of each input whose ``parameters`` give a
+    ``binary_data_size``, in order), that data is decoded into the tensors' ``data``."""
+    if header_length is None:
+        return parse_json(body)
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise BadRequest(f"Inference-Header-Content-Length must be a number of bytes, found {header_length!r}") from None
+    if not 0 < length <= len(body):
+        raise BadRequest(f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes")
+    doc = parse_json(body[:length])
+    blob = memoryview(body)[length:]
+    offset = 0
+    tensors = doc.get("inputs") if isinstance(doc, dict) else None
+    for index, tensor in enumerate(tensors if isinstance(tensors, list) else ()):
+        params = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if not isinstance(params, dict) or "binary_data_size" not in params:
+            continue
+        label = f"inputs[{index}] ('{tensor.get('name')}')"
+        size = params["binary_data_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BadRequest(f"{label}: 'binary_data_size' must be a number of bytes, found {size!r}")
+        if "data" in tensor:
+            raise BadRequest(f"{label}: has both 'data' and 'binary_data_size'")
+        if offset + size > len(blob):
+            raise BadRequest(f"{label}: 'binary_data_size' {size} runs past the end of the body "
+                             f"({len(blob) - offset} byte(s) of binary data left)")
+        tensor["data"] = _decode_binary(tensor.get("datatype"), blob[offset:offset + size], label)
+        offset += size
+    if offset != len(blob):
+        raise BadRequest(f"{len(blob) - offset} byte(s) of binary data after the JSON that no input's 'binary_data_size' claims")
+    return doc
+
+
+def _decode_binary(datatype: Any, data: memoryview, label: str) -> list[Any]:
+    if datatype == "BYTES":
+        out, at, raw = [], 0, bytes(data)
+        while at < len(raw):
+            if at + 4 > len(raw):
+                raise BadRequest(f"{label}: BYTES data ends inside an element's 4-byte length")
+            size = int.from_bytes(raw[at:at + 4], "little")
+            at += 4
+            if at + size > len(raw):
+                raise BadRequest(f"{label}: a BYTES element of {size} byte(s) runs past its tensor's data")
+            try:
+                out.append(raw[at:at + size].decode("utf-8"))
+            except UnicodeDecodeError:
+                raise BadRequest(f"{label}: a BYTES element is not UTF-8 text") from None
+            at += size
+        return out
+    code = V2_BINARY_DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if code is None:
+        raise BadRequest(f"{label}: unknown datatype {datatype!r} for binary data")
+    import numpy as np
+
+    dtype = np.dtype(code)
+    if len(data) % dtype.itemsize:
+        raise BadRequest(f"{label}: {len(data)} byte(s) of binary data is not a whole number of {datatype} values")
+    return np.frombuffer(data, dtype=dtype).tolist()
+
+
+def v2_binary_answer(answer: dict[str, Any]) -> tuple[bytes, int]:
+    """The answer with its output tensor's data as binary (``binary_data_size``): (body, JSON length)."""
+    import numpy as np
+
+    output = answer["outputs"][0]
+    values, datatype = output.pop("data"), output["datatype"]
+    if datatype == "BYTES":
+        raw = b"".join(len(b).to_bytes(4, "little") + b for b in (("" if v is None else str(v)).encode("utf-8") for v in values))
+    else:
+        filled = [np.nan if v is None else v for v in values] if datatype == "FP64" else values
+        raw = np.asarray(filled, dtype=V2_BINARY_DTYPES[datatype]).tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    head = dumps(answer)
+    return head + raw, len(head)
+
+
+def _wants_binary_output(doc: dict[str, Any]) -> bool:
+    params = doc.get("parameters")
+    if isinstance(params, dict) and params.get("binary_data_output") is True:
+        return True
+    outputs = doc.get("outputs")
+    return isinstance(outputs, list) and any(
+        isinstance(o, dict) and isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True for o in outputs
+    )
+
+
 def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
     if not isinstance(doc, dict):
         raise BadRequest(f"the inference request must be a JSON object with 'inputs', found {_kind(doc)}")
@@ -354,6 +470,9 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string")
+    parameters = doc.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise BadRequest(f"'parameters' must be an object, found {_kind(parameters)}")
     problems: list[str] = []
     parsed: list[tuple[str, list[int], str, list[Any]]] = []
     for index, tensor in enumerate(tensors):
@@ -370,7 +489,7 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
         if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             problems.append(f"{label}: 'shape' must be a list of non-negative integers, found {shape!r}")
             bad = True
-        if datatype not in V2_DATATYPES:
+        if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
             problems.append(f"{label}: unknown datatype {datatype!r} (one of {', '.join(sorted(V2_DATATYPES))})")
             bad = True
         if data is None:
@@ -409,6 +528,7 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
         if problems:
             raise BadRequest(limit_problems(problems))
         inputs.request_id = request_id
+        inputs.binary_output = _wants_binary_output(doc)
         return inputs
     lengths = set()
     for name, shape, datatype, flat in parsed:
@@ -428,7 +548,7 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
     rows = lengths.pop()
     if rows == 0:
         raise BadRequest("the inputs have no rows")
-    return Inputs(columns, rows, request_id=request_id, parameters=dict(doc.get("parameters") or {}))
+    return Inputs(columns, rows, request_id=request_id, parameters=dict(parameters or {}), binary_output=_wants_binary_output(doc))
 
 
 def v2_datatype(predictions: list[Any]) -> str:

@@ -91,6 +91,19 @@ def _finished(folder: Path, since_seconds: float | None) -> list[Path]:
     return out
 
 
+def canonical(signature: Signature | None, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The columns in one order whatever order the caller's JSON keys came in: the signature's,
+    then any others sorted by name (all sorted without a signature). Consecutive requests then
+    share one schema, and a file is finished only when the columns really change."""
+    order = [n for n in signature.names if n in columns] if signature is not None else []
+    if len(order) != len(columns):
+        known = set(order)
+        order += sorted(n for n in columns if n not in known)
+    if list(columns) == order:
+        return columns
+    return {name: columns[name] for name in order}
+
+
 class RequestLog:
     """One worker's writer for one folder; ``append`` is called from the event loop."""
 
@@ -123,6 +136,7 @@ class RequestLog:
 
     def append(self, signature: Signature | None, columns: dict[str, list[Any]], rows: int, meta: dict[str, Any]) -> None:
         """Queue one request's rows. ``meta``: prediction (list), variant, version, latency_ms, time (+ extra lists)."""
+        columns = canonical(signature, columns)
         with self._mutex:
             if self._pending_rows + rows > self.settings.max_pending_rows:
                 self.dropped += rows

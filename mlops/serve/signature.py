@@ -9,8 +9,8 @@ Dtypes are pandas' names; they fold into a few kinds that JSON can carry:
 
 | dtype                                   | kind     | JSON accepted                                  |
 |-----------------------------------------|----------|------------------------------------------------|
-| int8..int64, uint8..uint64, Int64, ...  | integer  | a whole number (3, or 3.0); not true/false     |
-| float16..float64, Float64, double       | number   | any number; null (read as NaN)                 |
+| int8..int64, uint8..uint64, Int64, ...  | integer  | a whole number within int64 (3, or 3.0); not true/false |
+| float16..float64, Float64, double       | number   | a finite number within float64; null (NaN)     |
 | bool, boolean                           | boolean  | true/false                                     |
 | str, string, object, category           | string   | a string                                       |
 | datetime64[...], timestamp              | datetime | an ISO 8601 string                             |
@@ -142,6 +142,9 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _ok_integer(value: Any) -> bool:
     if isinstance(value, bool):
         return False
@@ -155,7 +158,8 @@ def _ok_number(value: Any) -> bool:
 
 
 def _ok_datetime(value: Any) -> bool:
-    if not isinstance(value, str):
+    # ISO week dates (2024-W01-1) read in Python but not in pandas, which builds the model's frame
+    if not isinstance(value, str) or "W" in value:
         return False
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
@@ -164,12 +168,34 @@ def _ok_datetime(value: Any) -> bool:
     return True
 
 
+def _in_int64(value: Any) -> bool:
+    # JSON numbers are unbounded (1e23, a 400-digit integer, 1e300 as a float): the model's frame is int64
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    return INT64_MIN <= value < 2.0**63
+
+
+def _in_float64(value: Any) -> bool:
+    # 1e400 reads as inf in Python's JSON parser; an integer past ~1.8e308 has no float64
+    if isinstance(value, float):
+        return math.isfinite(value)
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 _CHECKS = {
     INTEGER: (_ok_integer, "a whole number"),
     NUMBER: (_ok_number, "a number"),
     BOOLEAN: (lambda v: isinstance(v, bool), "true or false"),
     STRING: (lambda v: isinstance(v, str), "a string"),
     DATETIME: (_ok_datetime, "an ISO 8601 date-time string"),
+}
+#: values of the right JSON type that the model's frame still cannot hold
+_RANGES = {
+    INTEGER: (_in_int64, "beyond int64's range (-9223372036854775808 to 9223372036854775807)"),
+    NUMBER: (_in_float64, "not a finite float64 number"),
 }
 
 
@@ -199,6 +225,13 @@ def check_values(column: Column, values: Sequence[Any], rows: int) -> list[str]:
         problems.append(
             f"column '{column.name}' ({column.dtype}): row {first} is {_json_type(bad)} {_short(bad)}, expected {wanted}{more}"
         )
+    bounds = _RANGES.get(column.kind)
+    if bounds is not None:
+        in_range, why = bounds
+        outside = [i for i, v in enumerate(values) if v is not None and ok(v) and not in_range(v)]
+        if outside:
+            more = f" (and {len(outside) - 1} more row(s))" if len(outside) > 1 else ""
+            problems.append(f"column '{column.name}' ({column.dtype}): row {outside[0]} is {_short(values[outside[0]])}, {why}{more}")
     return problems
 
 
@@ -257,7 +290,8 @@ def convert_text(column: Column, text: str) -> tuple[Any, bool]:
         if column.kind == INTEGER:
             return int(text), True
         if column.kind == NUMBER:
-            return float(text), True
+            number = float(text)
+            return (None if math.isnan(number) else number), True  # "nan" is a missing value, as in pandas
         if column.kind == BOOLEAN:
             lowered = text.strip().lower()
             if lowered in ("true", "1"):

@@ -63,6 +63,35 @@ def sleep_then_pass(frame: Any, seconds: float = 0.8) -> Any:
     return frame
 
 
+def identity(values: Any) -> Any:
+    return values
+
+
+def as_complex(values: Any) -> Any:
+    return values * 1j
+
+
+def unanswerable() -> Any:
+    """A real regressor whose predictions are complex numbers, which no protocol can write as JSON
+    (its target transform names functions of this module: registered without a signature)."""
+    from sklearn.compose import TransformedTargetRegressor
+
+    frame = training_frame()
+    return TransformedTargetRegressor(regressor=_regression_pipeline(), func=identity, inverse_func=as_complex,
+                                      check_inverse=False).fit(frame, frame["monthly_charges"] * 0.5)
+
+
+def _regression_pipeline() -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    columns = ColumnTransformer([("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+                                 ("numbers", StandardScaler(), ["tenure", "monthly_charges"])])
+    return Pipeline([("columns", columns), ("model", LinearRegression())])
+
+
 def guarded() -> Any:
     """A real pipeline whose predict raises on a plan it never saw (OneHotEncoder's own check)."""
     return fit_pipeline(strict=True)
@@ -177,7 +206,7 @@ class Server:
             raise AssertionError(f"server did not stop within {timeout}s:\n{self.stderr()}") from None
 
 
-def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Server:
+def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Server:
     stderr_path = root / f".serve-stderr-{time.monotonic_ns()}.log"
     handle = open(stderr_path, "wb")
     # a session of its own: teardown can end the server and its worker processes as one group
@@ -212,7 +241,7 @@ def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = 
     raise AssertionError(f"mlops serve not ready in {timeout}s:\n{server.stderr()}")
 
 
-def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -109,3 +109,38 @@ def test_a_broken_deployment_file_is_a_located_error(model_repo: Path) -> None:
     (folder / "churn.yaml").write_text("format: 9\nmodel: churn\n")
     r = mlops(model_repo, "serve", "churn@production", code=2)
     assert "newer mlops" in r.stderr
+
+
+def test_deploy_refuses_what_its_own_parser_would_refuse_and_leaves_the_file(model_repo: Path) -> None:
+    from dataclasses import replace
+
+    from mlops.errors import UsageError
+    from mlops.repo.repo import Repo
+    from mlops.serve.deployment import Thresholds, update_deployment
+
+    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "10")
+    path = model_repo / ".mlops" / "deployments" / "churn.yaml"
+    before = path.read_text()
+    for args, message in ((["--steps", "5,25", "--interval", "0s"], "--interval must be at least 100ms"),
+                          (["--weight", "5", "--window", "0"], "--window must be at least 1 s"),
+                          (["--weight", "5", "--window", "500ms"], "--window must be at least 1 s")):
+        r = mlops(model_repo, "deploy", "churn", "--canary", "2", *args, code=2)
+        assert message in r.stderr, r.stderr
+        assert path.read_text() == before
+    mlops(model_repo, "canary", "status", "churn")  # still readable
+    mlops(model_repo, "deploy", "churn", "--canary", "2", "--steps", "5,25", "--interval", "500ms")
+    mlops(model_repo, "canary", "status", "churn")
+    before = path.read_text()
+    with pytest.raises(UsageError, match="not written: .*window_seconds"):  # the writer's own check, whatever the caller
+        update_deployment(Repo(model_repo), "churn", lambda old: replace(old, thresholds=Thresholds(window_seconds=0)), by="tests")
+    assert path.read_text() == before
+
+
+def test_serve_and_predict_refuse_options_they_would_otherwise_ignore(model_repo: Path, frame) -> None:
+    for option, value in (("--timeout", "0s"), ("--log-rotate", "0s"), ("--log-max-age", "0")):
+        r = mlops(model_repo, "serve", "churn@production", option, value, code=2)
+        assert f"{option} must be longer than 0" in r.stderr, r.stderr
+    frame.to_parquet(model_repo / "data.parquet")
+    r = mlops(model_repo, "predict", "churn@production", "data.parquet", "-o", "out.parquet", "--keep", "customer_id,nosuch", code=2)
+    assert "--keep" in r.stderr and "'nosuch'" in r.stderr and "customer_id" in r.stderr
+    assert not (model_repo / "out.parquet").exists()

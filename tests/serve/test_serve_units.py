@@ -142,3 +142,83 @@ def test_the_batcher_folds_concurrent_requests_and_bounds_its_queue() -> None:
 
     asyncio.run(main())
     assert sum(calls) == 80 and len(calls) <= 3 and max(calls) <= 64
+
+
+def test_a_progressive_step_does_not_advance_on_bad_input_alone(model_repo: Path) -> None:
+    """The controller's step window counts requests that reached the model: 4xx answers make up no evidence."""
+    from mlops.repo.repo import Repo
+    from mlops.serve.controller import control_once
+    from mlops.serve.deployment import deploy, load_deployment, serve_dir
+    from mlops.serve.health import write_snapshot
+    from mlops.serve.source import open_source
+
+    repo = Repo(model_repo)
+    source = open_source(repo)
+    deploy(repo, source, "churn", canary=2, steps=(20.0, 60.0), interval_seconds=1.0, min_requests=5, by="tests")
+    stats = Stats()
+    for _ in range(20):
+        stats.record("canary", 2, 3.0, 400, None)
+    write_snapshot(serve_dir(repo, "churn"), stats.snapshot("churn"))
+    later = time.time() + 5  # the step has lasted its interval
+    assert control_once(repo, source, "churn", now=later) == (None, None)
+    assert load_deployment(repo, "churn").candidate.weight == 20.0
+    for _ in range(5):
+        stats.record("canary", 2, 3.0, 200, [0])
+    write_snapshot(serve_dir(repo, "churn"), stats.snapshot("churn"))
+    new, event = control_once(repo, source, "churn", now=later)
+    assert event == "step" and new is not None and new.candidate.weight == 60.0
+
+
+def test_bad_input_stays_out_of_the_request_count_and_latency() -> None:
+    bucket = Bucket()
+    for _ in range(12):
+        bucket.add(900.0, 400, None)
+    for _ in range(9):
+        bucket.add(5.0, 500, None)
+    assert (bucket.n, bucket.e4, bucket.e5, bucket.error_rate) == (9, 12, 9, 1.0)
+    assert bucket.percentile_ms(0.99) <= 5.0  # the slow 400s are not in the histogram
+    assert judge(bucket, min_requests=10, max_error_rate=0.5, max_p99_ms=None, window_seconds=60).healthy is None
+
+
+def test_no_payload_shape_raises_anything_but_bad_request() -> None:
+    """Odd JSON of every kind into every parser and the signature check: a BadRequest or a result, never a crash."""
+    import itertools
+    import json
+
+    from mlops.serve.protocols import predict_inputs
+
+    values = [None, True, 0, -1, 1.5, 1e308, 10**30, "", "x", [], [1], [[1]], {}, {"a": 1}, [{"tenure": 1}], [None]]
+    keys = ["records", "columns", "dataframe_split", "dataframe_records", "instances", "inputs", "params", "parameters", "id",
+            "name", "shape", "datatype", "data", "tenure"]
+    docs: list = [*values]
+    for key, value in itertools.product(keys, values):
+        docs.append({key: value})
+        docs.append({"inputs": [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [1], key: value}]})
+        docs.append({"dataframe_split": {"columns": ["tenure", "plan", "monthly_charges", "vip"], key: value}})
+        docs.append({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", key: value, "data": [1, "a", 2.0, True]}]})
+    for doc in docs:
+        for parse in (predict_inputs, lambda d: v2_inputs(d, SIG), lambda d: v2_inputs(d, None),
+                      lambda d: mlflow_inputs(json.dumps(d).encode(), "application/json", SIG)):
+            try:
+                inputs = parse(doc)
+            except BadRequest:
+                continue
+            SIG.check(inputs.columns, inputs.rows)
+
+
+def test_a_statistics_snapshot_shares_nothing_the_loop_goes_on_changing() -> None:
+    """Snapshots are written and added up in threads while the event loop keeps counting:
+    nothing in one may be a live object of the statistics."""
+    import copy
+    import json
+
+    stats = Stats()
+    stats.record("production", 1, 3.0, 200, [0, 1])
+    stats.record("production", 1, 3.0, 200, [0.5, 1.5])
+    snap = stats.snapshot("churn")
+    frozen = copy.deepcopy(snap)
+    for i in range(60):  # new classes, numbers, a new variant, new seconds
+        stats.record("production", 1, 5.0, 200, [f"class-{i}", float(i)])
+        stats.record("canary", 2, 5.0, 500, None)
+        stats.bucket(("production", 1), time.time() + i).add(1.0, 200, [i])
+    assert json.dumps(snap, sort_keys=True) == json.dumps(frozen, sort_keys=True)
