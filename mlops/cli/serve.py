@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import CheckFailed, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, command
 from .output import Output
@@ -195,6 +195,7 @@ def _distribution(summary: dict[str, Any]) -> str:
 def canary_status(
     model: str = typer.Argument(..., help="Model name."),
     window: Optional[str] = typer.Option(None, "--window", help="Look at this window instead of the rollback window, e.g. 5m (at most 10m)."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 unless a candidate is deployed and healthy (for CI: not failing, not rolled back, enough requests seen)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Per variant over the window: requests, errors, p50/p99 latency, prediction distribution, disagreement."""
@@ -205,7 +206,28 @@ def canary_status(
     report = status_core(repo, model, window_seconds=_duration(window, "--window"))
     if out.json:
         out.emit_json(report)
+    else:
+        _show_status(out, model, report)
+    if check:
+        _check_healthy(model, report, reported=out.json)
+
+
+def _check_healthy(model: str, report: dict, *, reported: bool) -> None:
+    """The --check gate: a candidate that is healthy passes; anything else is exit 1, with why."""
+    cand = report.get("candidate")
+    if cand and cand["verdict"] == "healthy":
         return
+    if cand:
+        why = f"{cand['mode']} v{cand['version']} is {cand['verdict']}: {cand['reason']}"
+    else:
+        event = report.get("last_event") or {}
+        why = (f"no candidate: v{event.get('version')} was rolled back ({event.get('reason')})" if event.get("event") == "rollback"
+               else f"no candidate deployed: all traffic to production v{report['production']}")
+    error = CheckFailed(f"canary of {model} not healthy: {why}", hint="see 'mlops canary status " + model + "'")
+    raise (error.after_report() if reported else error)
+
+
+def _show_status(out: Output, model: str, report: dict) -> None:
     servers = report["servers"]
     state = (f"{servers['live_workers']} live worker(s)" if servers["running"] else
              f"no server running (figures as of {servers['as_of']})" if servers["as_of"] else "no statistics yet (is mlops serve running?)")
