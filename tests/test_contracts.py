@@ -130,3 +130,18 @@ def test_layers_hold() -> None:
             if RANK.get(used, -1) > RANK[room] or used == "cli":
                 problems.append(f"{path.relative_to(ROOT)} ({room}) imports {used}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_console_script_builds_the_right_group_for_each_command() -> None:
+    """main() builds only the invoked command's group (start-up): the map must name every
+    top-level command, each under the group that registers it."""
+    import typer
+
+    from mlops.cli.main import COMMAND_GROUPS, GROUPS, _group_of, app, build_app
+
+    assert set(COMMAND_GROUPS) == set(typer.main.get_command(app).commands)
+    for group in GROUPS:
+        registered = set(typer.main.get_command(build_app((group,))).commands)
+        assert registered == {word for word, g in COMMAND_GROUPS.items() if g == group}, group
+    assert _group_of(["-q", "status", "--json"]) == "data"
+    assert _group_of(["--help"]) is None and _group_of(["--version"]) is None and _group_of(["statu"]) is None
