@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,12 @@ from mlops.cli.main import app
 from mlops.repo.repo import Repo, init_repo
 
 MLOPS_BIN = str(Path(sys.executable).with_name("mlops"))
+
+# A job started in the background by a non-interactive shell (`.ci/run &`, nohup) inherits
+# SIGINT ignored, and so would every `mlops` these tests start: the Ctrl-C tests would then
+# see commands that cannot be interrupted. A handled signal is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
