@@ -301,3 +301,43 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# --- process facts: is the writer that left a run, a lock note or a stats file still alive? ---
+
+
+def process_start(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of ``pid`` on Linux; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int | None, started: int | None = None) -> bool:
+    """Whether ``pid`` runs on this host (and, when known, is the same process as before)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, but someone else's
+    except OSError:
+        return False
+    if started is not None:
+        now = process_start(pid)
+        if now is not None and now != started:
+            return False  # the pid was reused by another process
+    if started is not None or os.path.exists(f"/proc/{pid}/stat"):
+        try:  # a zombie (killed, not yet reaped by its parent) is dead for our purpose
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                data = handle.read()
+            if data[data.rindex(b")") + 2 :].split()[0] == b"Z":
+                return False
+        except (OSError, ValueError, IndexError):
+            pass
+    return True

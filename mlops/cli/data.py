@@ -16,7 +16,7 @@ TARGETS = typer.Argument(None, help="Tracked paths (default: every pointer file 
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: the default remote).")
 
 
-def _lock_pointers(repo, rev: Optional[str] = None) -> list:  # noqa: ANN001
+def lock_outputs(repo, rev: Optional[str] = None) -> list:  # noqa: ANN001
     """Pipeline outputs named by pipeline.lock: checked out beside the pointer files' data."""
     from ..pipeline.lock import LOCK_FILE
     from ..pipeline.roots import lock_pointers
@@ -94,7 +94,7 @@ def status(
     out = Output(json_output=json_output)
     repo = find_repo()
     result = do_status(repo, targets, jobs=jobs, progress=out.progress())
-    stages = [] if targets else _stage_status(repo)
+    stages = [] if targets else stage_status(repo)
     stale = [s for s in stages if s["status"] == "would run" and s["has_run"]]
     if out.json:
         out.emit_json({"clean": result.clean and not stale, "targets": [t.to_dict() for t in result.targets], "stages": stages})
@@ -133,7 +133,7 @@ def status(
         raise CheckFailed(f"{problems} tracked path(s) or stage(s) changed")
 
 
-def _stage_status(repo) -> list[dict]:  # noqa: ANN001
+def stage_status(repo) -> list[dict]:  # noqa: ANN001
     """Stages that `mlops run` would run, with why; only when the repo has a pipeline."""
     if not (repo.root / "pipeline.yaml").is_file():  # the pipeline modules load only when there is one
         return []
@@ -162,7 +162,7 @@ def checkout(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    extra = [] if targets else _lock_pointers(repo, rev)
+    extra = [] if targets else lock_outputs(repo, rev)
     result = do_checkout(repo, targets, rev=rev, force=force, jobs=jobs, progress=out.progress(), extra_pointers=extra)
     if out.json:
         out.emit_json({"changed_files": result.changed_files, "targets": [t.to_dict() for t in result.targets]})
@@ -286,7 +286,7 @@ def pull(
     out = Output(json_output=json_output)
     repo = find_repo()
     shared = _pull_runs_first(repo, remote, runs, jobs, out)
-    roots, pointers = ([], []) if targets else (_pipeline_roots(repo), _lock_pointers(repo))
+    roots, pointers = ([], []) if targets else (_pipeline_roots(repo), lock_outputs(repo))
     fetched, placed = do_pull(
         repo, remote=remote, targets=targets, force=force, extra_roots=roots, extra_pointers=pointers, jobs=jobs, progress=out.progress()
     )

@@ -339,7 +339,7 @@ def _show(out: Output, report: Any) -> None:
         row.append(drifted if c.status != "type_changed" and c.status != "empty_current" else f"yes: {c.reason}")
         rows.append(row)
         styles.append("bold red" if c.drifted else (None if c.counted else "dim"))
-    _table(out, heads, rows, styles)
+    out.table(heads, rows, styles=styles, header=True)
     v = report.verdict
     if v.drifted:
         out.line(f"dataset drifted: {'; '.join(v.reasons)}", style="bold red")
@@ -350,20 +350,13 @@ def _show(out: Output, report: Any) -> None:
     if q and q.get("metrics"):
         out.line()
         out.line(f"model quality ({q['task']}):", style="bold")
-        _table(out, ["metric", "reference", "current", "change"],
-               [[m["metric"], _fmt(m["reference"]), _fmt(m["current"]), "-" if m["change"] is None else f"{m['change']:+.4g}"] for m in q["metrics"]])
+        out.table(["metric", "reference", "current", "change"],
+                  [[m["metric"], _fmt(m["reference"]), _fmt(m["current"]), "-" if m["change"] is None else f"{m['change']:+.4g}"] for m in q["metrics"]],
+                  header=True)
         for note in q.get("notes", []):
             out.info(f"note: {note}")
     elif q and q.get("note"):
         out.info(f"note: {q['note']}")
-
-
-def _table(out: Output, heads: list[str], rows: list[list[Any]], styles: list[Any] | None = None) -> None:
-    """A rich table on a terminal; a header line and tab-separated rows when piped."""
-    if out.tty:
-        out.table(heads, rows, styles=styles)
-    else:
-        out.table(heads, [heads, *rows])
 
 
 # --- schemas and validation ----------------------------------------------------------------------
@@ -416,9 +409,9 @@ def validate(
         out.emit_json(doc)
     else:
         if report.violations:
-            _table(out, ["column", "rule", "count", "problem", "examples"],
-                   [[v.column, v.rule, str(v.count), v.message, "; ".join(v.examples)] for v in report.violations],
-                   styles=["red"] * len(report.violations))
+            out.table(["column", "rule", "count", "problem", "examples"],
+                      [[v.column, v.rule, str(v.count), v.message, "; ".join(v.examples)] for v in report.violations],
+                      styles=["red"] * len(report.violations), header=True)
         for warning in warnings:
             out.warn(warning)
         if not report.violations:

@@ -111,11 +111,11 @@ def run(
 
 def _pre_commit(out: Output, _args: list[str]) -> None:
     from ..data.status import status as data_status
-    from .data import _stage_status
+    from .data import stage_status
 
     repo = find_repo()
     changed = [t for t in data_status(repo, None).targets if t.state != "unchanged"]
-    stale = [s for s in _stage_status(repo) if s["status"] == "would run" and s["has_run"]]
+    stale = [s for s in stage_status(repo) if s["status"] == "would run" and s["has_run"]]
     for t in changed:
         out.warn(f"{t.state}: {t.path} (its pointer file {t.path}.mlops does not match the data)")
     # the stages whose own inputs changed; those that are stale only because of them are counted
@@ -142,10 +142,10 @@ def _post_checkout(out: Output, args: list[str]) -> None:
     if flag != "1":
         return
     from ..data.checkout import checkout
-    from .data import _lock_pointers
+    from .data import lock_outputs
 
     repo = find_repo()
-    result = checkout(repo, None, extra_pointers=_lock_pointers(repo, None))
+    result = checkout(repo, None, extra_pointers=lock_outputs(repo, None))
     out.info(f"mlops: checked out {result.changed_files} file(s) to match the pointer files")
 
 
@@ -199,7 +199,11 @@ def _pre_push(out: Output, args: list[str]) -> None:
 
 
 def _known_commit(repo, sha: str) -> bool:  # noqa: ANN001
-    import subprocess
+    from ..errors import UnknownRevisionError
+    from ..repo.git import git_repo
 
-    done = subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo.root, capture_output=True, check=False)
-    return done.returncode == 0
+    try:
+        git_repo(repo.root).resolve(sha)
+    except UnknownRevisionError:
+        return False
+    return True

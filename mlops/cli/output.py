@@ -91,9 +91,14 @@ class Output:
         else:
             sys.stdout.write("\t".join(text for text, _ in cells).rstrip("\t") + "\n")
 
-    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, styles: Sequence[str | None] | None = None, title: str | None = None) -> None:
+    def table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, styles: Sequence[str | None] | None = None,
+        title: str | None = None, header: bool = False,
+    ) -> None:
+        """A rich table on a terminal; tab-separated rows when piped (``header``: the column
+        names first, for tables a script reads by column)."""
         if not self.tty:
-            for row in rows:
+            for row in ([columns, *rows] if header else rows):
                 sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
             return
         from rich.table import Table
@@ -173,6 +178,16 @@ class RichProgress(Progress):
             self._open -= 1
             if self._open == 0:
                 self.bar.stop()
+
+
+def fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def human_bytes(count: int) -> str:

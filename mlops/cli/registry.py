@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 from ..errors import AuditTampered, PromotionRefused, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, boundary, command
-from .output import Output, human_bytes
+from .output import Output, fmt_value, human_bytes
 
 class _ModelsGroup(TyperGroup):
     """`mlops models NAME` is a natural slip for `mlops models show NAME`: one house-style line
@@ -48,14 +48,6 @@ def register(app: typer.Typer) -> None:
 
 def _short(digest: Any, n: int = 12) -> str:
     return str(digest)[:n] if digest else "-"
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def _warnings(out: Output, warnings: Any) -> None:
@@ -156,7 +148,7 @@ def models_show(
     rows = [[f"v{v.version}", v.stage, ", ".join(v.aliases) or "-", v.flavor, _short(v.artifact), v.run_id or "-",
              v.registered_by, v.registered_at[:19].replace("T", " "), v.description] for v in listed]
     columns = ["version", "stage", "aliases", "flavor", "artifact", "run", "by", "registered", "description"]
-    out.table(columns, rows if out.tty else [columns, *rows], styles=[STAGE_STYLE.get(v.stage) for v in listed])
+    out.table(columns, rows, styles=[STAGE_STYLE.get(v.stage) for v in listed], header=True)
 
 
 def _show_version(out: Output, mv: Any) -> None:
@@ -179,7 +171,7 @@ def _show_version(out: Output, mv: Any) -> None:
         out.line()
         out.line("metrics:", style="bold")
         for key, value in sorted(mv.metrics.items()):
-            out.line(f"  {key} = {_fmt(value)}")
+            out.line(f"  {key} = {fmt_value(value)}")
     if mv.data:
         out.line()
         out.line("data:", style="bold")
@@ -222,7 +214,7 @@ def _target(name: str, version: Optional[str]) -> tuple[str, Optional[str]]:
 def _checks_table(out: Output, checks: list[dict[str, Any]]) -> None:
     for c in checks:
         mark = "pass" if c["ok"] else "FAIL"
-        seen = _fmt(c["seen"]) + (f" ({c['detail']})" if c.get("detail") else "")
+        seen = fmt_value(c["seen"]) + (f" ({c['detail']})" if c.get("detail") else "")
         out.row((mark, "green" if c["ok"] else "bold red"), (c["rule"], None), (f"seen: {seen}", "dim"))
 
 
@@ -363,7 +355,7 @@ def _describe(e: dict[str, Any]) -> str:
             text += " FORCED over: " + "; ".join(c.get("rule", "") for c in e.get("overridden") or [])
         return text
     if event == "promotion_refused":
-        return f"v{e.get('version')} -> {e.get('to_stage')} refused: " + "; ".join(f"{c.get('rule')} (seen {_fmt(c.get('seen'))})" for c in e.get("failed") or [])
+        return f"v{e.get('version')} -> {e.get('to_stage')} refused: " + "; ".join(f"{c.get('rule')} (seen {fmt_value(c.get('seen'))})" for c in e.get("failed") or [])
     if event == "approved":
         return f"v{e.get('version')} approved for {e.get('stage')}" + (" (again: counted once)" if e.get("repeated") else "") + (f": {e['comment']}" if e.get("comment") else "")
     if event == "rolled_back":
@@ -377,7 +369,7 @@ def _describe(e: dict[str, Any]) -> str:
     if event == "interrupted":
         return str(e.get("note"))
     skip = {"seq", "time", "event", "prev", "hash", "model", "actor", "reason", "state"}
-    return " ".join(f"{k}={_fmt(v)}" for k, v in e.items() if k not in skip)
+    return " ".join(f"{k}={fmt_value(v)}" for k, v in e.items() if k not in skip)
 
 
 def history(
@@ -402,7 +394,7 @@ def history(
         return
     rows = [[f"#{e.get('seq')}", str(e.get("time", ""))[:19].replace("T", " "), e.get("event"), e.get("actor") or "-", _describe(e), e.get("reason") or ""] for e in entries]
     columns = ["seq", "when (UTC)", "event", "who", "what", "why"]
-    out.table(columns, rows if out.tty else [columns, *rows], styles=[EVENT_STYLE.get(str(e.get("event"))) for e in entries])
+    out.table(columns, rows, styles=[EVENT_STYLE.get(str(e.get("event"))) for e in entries], header=True)
 
 
 def lineage(
@@ -433,7 +425,7 @@ def render_lineage(doc: dict[str, Any]) -> list[str]:
         return lines
     lines.append(f"└─ run {run['id']}" + (f" '{run['name']}'" if run.get("name") else "") + f" ({run.get('status') or '-'})")
     params = doc.get("params") or {}
-    lines.append("   ├─ params: " + (", ".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items())) if params else "none"))
+    lines.append("   ├─ params: " + (", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(params.items())) if params else "none"))
     for stage in doc.get("stages") or []:
         lines.append(f"   ├─ stage {stage['stage']}" + (" (made the artifact)" if stage.get("made_artifact") else ""))
         for dep in stage.get("deps") or []:

@@ -12,7 +12,7 @@ import typer
 from ..errors import CheckFailed, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, command
-from .output import Output
+from .output import Output, fmt_value
 
 runs_app = typer.Typer(no_args_is_help=True)
 metrics_app = typer.Typer(no_args_is_help=True)
@@ -30,16 +30,6 @@ def register(app: typer.Typer) -> None:
 
 
 # --- formatting ------------------------------------------------------------------------------
-
-
-def fmt_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def fmt_time(stamp: Any) -> str:
@@ -76,7 +66,7 @@ def _table(out: Output, columns: list[str], rows: list[list[Any]], styles: list[
             table.add_row(*(Text("" if v is None else str(v)) for v in row), style=styles[index] if styles else None)
         out.console.print(table)
     else:
-        out.table(columns, [columns, *rows])
+        out.table(columns, rows, header=True)
 
 
 def _named_keys(text: str | None, kind: str) -> list[str]:

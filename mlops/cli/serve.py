@@ -262,10 +262,7 @@ def _show_status(out: Output, model: str, report: dict) -> None:
         requests = f"{v['requests']} (+{v['bad_requests']} 4xx)" if v.get("bad_requests") else v["requests"]
         rows.append([v["variant"], f"v{v['version']}", "-" if v.get("weight") is None else f"{v['weight']:g}%", requests, v["errors"],
                      f"{v['error_rate']:.2%}", _ms(v["p50_ms"]), _ms(v["p99_ms"]), _distribution(v), disagreement or "-"])
-    if out.tty:
-        out.table(columns, rows, title=f"last {report['window_seconds']:g} s")
-    else:
-        out.table(columns, [columns, *rows])
+    out.table(columns, rows, title=f"last {report['window_seconds']:g} s", header=True)
 
 
 @command(canary_app, "promote")

@@ -55,7 +55,7 @@ def render(report: DriftReport, *, title: str = "Data drift report") -> str:
     ]
     headline = "Dataset drift detected" if v.drifted else "No dataset drift"
     detail = f"{v.drifted_columns} of {v.tested_columns} columns drifted ({v.share:.0%}; the dataset drifts at {v.drift_share:.0%}"
-    detail += f" or when a key column drifts)" if v.key_columns else ")"
+    detail += " or when a key column drifts)" if v.key_columns else ")"
     parts.append(f'<div class="verdict {"drifted" if v.drifted else "ok"}" id="verdict"><strong>{headline}</strong>: {_e(detail)}.')
     if v.reasons:
         parts.append("<ul>" + "".join(f"<li>{_e(r)}</li>" for r in v.reasons) + "</ul>")

@@ -17,6 +17,7 @@ the objects' two-hex-digit shards, so listing objects never meets them. A ref na
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator

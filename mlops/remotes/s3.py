@@ -29,7 +29,6 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Collection, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import xxhash

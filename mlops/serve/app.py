@@ -47,7 +47,7 @@ from ..fsio import FileLock
 from ..repo.repo import Repo
 from .batching import Batcher, QueueFull
 from .config import ServeConfig
-from .controller import AUTOMATIC, control_once, controller_lock_path
+from .controller import control_once, controller_lock_path
 from .deployment import CANARY, Deployment, deployment_path, parse_deployment_bytes, rollback, serve_dir
 from .health import Stats, aggregate, read_snapshots, write_snapshot
 from .metrics import CONTENT_TYPE as METRICS_TYPE

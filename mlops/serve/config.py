@@ -7,10 +7,9 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .requestlog import LogSettings
+from .requestlog import MiB, LogSettings
 
 CONFIG_ENV = "MLOPS_SERVE_CONFIG"
-MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,11 @@ class ServeConfig:
     timeout_seconds: float = 30.0
     graceful_seconds: float = 30.0
     request_log: bool = True
-    log_max_file_bytes: int = 64 * MiB
-    log_rotate_seconds: float = 60.0
-    log_max_total_bytes: int = 1024 * MiB
-    log_max_age_seconds: float = 7 * 86400.0
+    # the request log's defaults are LogSettings' own (one place to change them)
+    log_max_file_bytes: int = LogSettings.max_file_bytes
+    log_rotate_seconds: float = LogSettings.rotate_seconds
+    log_max_total_bytes: int = LogSettings.max_total_bytes
+    log_max_age_seconds: float = LogSettings.max_age_seconds
     watch_seconds: float = 0.5
     stats_seconds: float = 1.0
     control_seconds: float = 1.0

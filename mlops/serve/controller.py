@@ -99,9 +99,11 @@ def control_once(repo: Repo, source: Any, model: str, *, now: float | None = Non
                           by="mlops serve (progressive canary)", expect_revision=dep.revision)
             return new, "promote"
         except CheckFailed as exc:
+            refusal = exc.message
+
             def hold(old: Deployment | None) -> Deployment:
                 assert old is not None and old.candidate is not None
-                return replace(old, candidate=replace(old.candidate, hold=f"promotion refused: {exc.message}"))
+                return replace(old, candidate=replace(old.candidate, hold=f"promotion refused: {refusal}"))
 
             return update_deployment(repo, model, hold, by=AUTOMATIC, expect_revision=dep.revision), "hold"
     except RevisionChanged:

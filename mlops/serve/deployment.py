@@ -52,13 +52,14 @@ from typing import Any
 from ..errors import CouldNotComplete, FormatError, UsageError
 from ..formats import check_format, display_path, dump_yaml, parse_yaml
 from ..fsio import atomic_write
+from ..registry.refs import NAME
+from ..registry.refs import check_name as check_model_name  # a deployment names a registered model
 from ..repo.repo import Repo
 
 DEPLOYMENTS = "deployments"
 DEPLOYMENT_FORMAT = 1
 CANARY, SHADOW = "canary", "shadow"
 DEFAULT_KEY = "header:x-request-id"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 MIN_INTERVAL_SECONDS = 0.1  # a progressive step shorter than this is a typo, not a plan
 MIN_WINDOW_SECONDS = 1.0  # statistics are kept per second: a shorter window holds nothing to judge
 
@@ -187,12 +188,6 @@ def actor(what: str) -> str:
 
 
 # --- files -------------------------------------------------------------------------------------
-
-
-def check_model_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise UsageError(f"not a valid model name: {name!r}", hint="letters, digits, '.', '_' and '-'")
-    return name
 
 
 def deployments_dir(repo: Repo) -> Path:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fsio import atomic_writer
+from ..fsio import atomic_writer, pid_alive
 
 LATENCY_BOUNDS_MS = (
     0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
@@ -306,16 +306,6 @@ def write_snapshot(serve_dir: Path, snapshot: Mapping[str, Any]) -> None:
         json.dump(snapshot, handle, separators=(",", ":"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_snapshots(serve_dir: Path, *, exclude_self: bool = False, prune: bool = False) -> list[dict[str, Any]]:
     """The snapshots of workers; those of dead workers on this host only while recent."""
     folder = stats_dir(serve_dir)
@@ -339,7 +329,7 @@ def read_snapshots(serve_dir: Path, *, exclude_self: bool = False, prune: bool =
             continue
         if not isinstance(data, dict) or data.get("format", 1) > STATS_FORMAT:
             continue
-        dead = data.get("host") == host and isinstance(data.get("pid"), int) and not _alive(data["pid"])
+        dead = data.get("host") == host and isinstance(data.get("pid"), int) and not pid_alive(data["pid"])
         if dead and prune and now - float(data.get("written", 0)) > KEEP_SECONDS:
             try:
                 path.unlink()

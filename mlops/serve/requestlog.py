@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fsio import pid_alive
 from ..repo.repo import Repo
 from .signature import Signature, arrow_type
 
@@ -272,19 +273,9 @@ class RequestLog:
                 pid = int(parts[-2])
             except (ValueError, IndexError):
                 continue
-            if f"-{host}-" in entry.name and not _alive(pid):
+            if f"-{host}-" in entry.name and not pid_alive(pid):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _array(pa: Any, values: list[Any], type_: Any) -> Any:

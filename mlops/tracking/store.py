@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, NewerFormatError, UsageError
-from ..fsio import FileLock, append_record, atomic_write
+from ..fsio import FileLock, append_record, atomic_write, pid_alive, process_start
 from ..repo.repo import Repo
 
 RUNS = "runs"
@@ -103,44 +103,6 @@ def _run_lock(folder: Path) -> FileLock:
     return FileLock(folder / ".lock", what=f"run {folder.name}")
 
 
-# --- process facts ---------------------------------------------------------------------------
-
-
-def _proc_start(pid: int) -> int | None:
-    """The start time (clock ticks since boot) of ``pid`` on Linux; None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-        return int(data[data.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def pid_alive(pid: int | None, started: int | None = None) -> bool:
-    """Whether ``pid`` runs on this host (and, when known, is the same process as before)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, but someone else's
-    except OSError:
-        return False
-    if started is not None:
-        now = _proc_start(pid)
-        if now is not None and now != started:
-            return False  # the pid was reused by another process
-    if started is not None or os.path.exists(f"/proc/{pid}/stat"):
-        try:  # a zombie (killed, not yet reaped by its parent) is dead for our purpose
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                data = handle.read()
-            if data[data.rindex(b")") + 2 :].split()[0] == b"Z":
-                return False
-        except (OSError, ValueError, IndexError):
-            pass
-    return True
 
 
 def _user() -> str:
@@ -279,7 +241,7 @@ def create_run(
             "user": _user(),
             "host": socket.gethostname(),
             "pid": pid if owned else None,
-            "pid_start": _proc_start(pid) if owned else None,
+            "pid_start": process_start(pid) if owned else None,
             "git_commit": commit,
             "git_dirty": dirty,
             "source": source,
@@ -338,7 +300,7 @@ def record_process(repo: Repo, run_id: str, event: str, *, status: str | None = 
     pid = os.getpid()
     record: dict[str, Any] = {"event": event, "pid": pid, "host": socket.gethostname(), "timestamp": time.time()}
     if event == "join":
-        record["pid_start"] = _proc_start(pid)
+        record["pid_start"] = process_start(pid)
     if status:
         record["status"] = status
     if stage:

@@ -26,7 +26,6 @@ import fcntl
 import os
 import platform
 import random
-import re
 import resource
 import shlex
 import shutil
@@ -37,6 +36,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchdocs import replace_section  # the script's folder is on sys.path
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -1065,15 +1066,7 @@ def write_docs(path: Path, bench: Bench, facts: list[tuple[str, str]], command_l
     lines += [markdown_table(bench.rows), ""]
     lines += extra
     lines += [paragraph, ""]
-    section = "\n".join(lines)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    replace_section(path, "\n".join(lines))
 
 
 # --- main ------------------------------------------------------------------------------------

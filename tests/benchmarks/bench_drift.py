@@ -39,13 +39,14 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchdocs import replace_section  # the script's folder is on sys.path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "drift"))
@@ -248,14 +249,7 @@ def fmt_s(r: dict) -> str:
 
 
 def write_docs(path: Path, section_body: str) -> None:
-    section = SECTION + "\n\n" + section_body.strip("\n") + "\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    replace_section(path, SECTION + "\n\n" + section_body)
 
 
 def main() -> int:

@@ -27,6 +27,7 @@ REPO_ROOT = HERE.parents[1]
 SECTION = "## Pipelines (issue 3)"
 sys.path.insert(0, str(HERE))
 import bench_data  # noqa: E402  (install_dvc, machine facts, docs writing helpers)
+from benchdocs import replace_section  # noqa: E402
 
 
 def sh(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
@@ -193,15 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             "The third row's 'dvc s' column holds the `mlops checkout` time of the same outputs (the comparison the "
             "target names); DVC's own run-cache restore is the info row.", "",
         ])
-        path = Path(args.docs)
-        text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-        if SECTION in text:
-            start = text.index(SECTION)
-            end = text.find("\n## ", start + len(SECTION))
-            text = text[:start] + block + (text[end + 1:] if end != -1 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        path.write_text(text)
+        replace_section(Path(args.docs), block)
     return 0
 
 

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchdocs import replace_section  # the script's folder is on sys.path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -355,16 +357,7 @@ def report(results: list[dict[str, Any]], canary: dict[str, Any], status: dict[s
     ])
     print("\n" + text)
     if args.docs:
-        path = Path(args.docs)
-        current = path.read_text() if path.exists() else "# Benchmarks\n"
-        if SECTION in current:
-            start = current.index(SECTION)
-            rest = current[start + len(SECTION):]
-            nxt = rest.find("\n## ")
-            current = current[:start] + text + (rest[nxt + 1:] if nxt >= 0 else "")
-        else:
-            current = current.rstrip("\n") + "\n\n" + text
-        path.write_text(current)
+        replace_section(Path(args.docs), text)
 
 
 def _mlflow_version(args: argparse.Namespace) -> str:

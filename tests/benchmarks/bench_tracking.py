@@ -67,6 +67,8 @@ import time
 import uuid
 from pathlib import Path
 
+from benchdocs import replace_section  # the script's folder is on sys.path
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 MLOPS = str(Path(sys.executable).with_name("mlops"))
@@ -442,17 +444,7 @@ def machine_facts(mlflow_python: Path | None, mlflow_version: str | None) -> lis
 
 
 def write_docs(path: Path, section_body: str) -> None:
-    """Replace (or append) our section only; the file is re-read right before writing, since
-    other benchmarks write their own sections of it."""
-    section = SECTION + "\n\n" + section_body.strip("\n") + "\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    replace_section(path, SECTION + "\n\n" + section_body)
 
 
 # --- main ------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import stat
 import time
 from pathlib import Path
 
-import pytest
 from datakit import age_files, cache_objects, commit_all, git, pointer_doc, read_files, xxh
 
 from mlops.data.workspace import hash_files, scan_dir, scan_file

@@ -10,7 +10,6 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 
-import json  # noqa: E402,F401
 
 from driftkit import strict_json  # noqa: E402
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from loadgen import build_request, run_load
 from servekit import ROW, audit_entries, broken, mlops, register, stage_of, wait_for
 
@@ -79,7 +78,7 @@ def test_shadow_sees_every_request_and_both_predictions_are_recorded(serve, mode
     files = wait_for(lambda: shadow_log_files(repo, "churn"), what="a finished shadow log file")
     import pyarrow.parquet as pq
 
-    table = wait_for(lambda: (t := pq.read_table(files[-1] if len(files) == 1 else files)) and t.num_rows >= 2 and t, what="rows")
+    wait_for(lambda: (t := pq.read_table(files[-1] if len(files) == 1 else files)) and t.num_rows >= 2 and t, what="rows")
     frame = pq.ParquetDataset([str(f) for f in shadow_log_files(repo, "churn")]).read().to_pandas()
     assert set(frame["variant"]) == {"shadow"} and set(frame["version"]) == {3}
     # v3 answers the opposite of production: every compared row disagrees, and both answers are there

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from servekit import ROW, mlops, register, slow, wait_for
 
 STATS = Path(".mlops") / "serve" / "churn" / "stats"
