@@ -14,7 +14,8 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -69,13 +70,25 @@ def wait_any(futures: Iterable[Future[R]], interrupted: Callable[[], bool]) -> t
 
 
 @contextlib.contextmanager
-def run_parallel(fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None = None) -> Iterator[Iterator[R]]:
+def run_parallel(
+    fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None = None, adaptive: bool = False
+) -> Iterator[Iterator[R]]:
     """``with run_parallel(fn, items) as results:`` yields ``fn(item)`` in completion order.
 
     Leaving the block for any reason (the first exception from a worker, Ctrl-C) stops
     workers from taking new items and waits for what is running, *before* the exception
     goes on: a caller's cleanup never races a worker still writing. With one job or one
     item, runs inline.
+
+    ``adaptive`` is for local file work (checkout, hashing, copies between folders), where
+    threads pay only when the items wait on a disk: with the page cache warm, creating
+    small files is kernel CPU work, and on a small VM extra threads mostly add lock
+    contention (20,000 files: 1.2-1.9 s on one thread, 2.4-3.0 s on eight; cold: 4.0 s on
+    one, 3.3 s on four). So the items are run on the calling thread and on ``jobs``
+    threads in turn for a short window each, and the pool keeps the rest only when it
+    finished items clearly faster; while the calling thread wins the pool is tried again
+    now and then, as the items (or the cache) may change. ``jobs`` is then the most
+    threads used.
 
     Workers take items from one queue and put results on another: no Future per item. Items
     are often tiny (one 10 KB file), and a thread pool's per-item bookkeeping (a Future, its
@@ -87,10 +100,75 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None =
     if workers == 1:
         yield (fn(item) for item in work)
         return
+    todo: queue.SimpleQueue[T] = queue.SimpleQueue()
+    for item in work:
+        todo.put(item)
+    results = _adaptive(fn, todo, len(work), workers) if adaptive else _pooled(fn, todo, len(work), workers, None)
+    try:
+        yield results
+    finally:
+        results.close()  # stops and joins any worker still running, before the caller goes on
+
+
+ADAPT_WINDOW = 0.05  # seconds of work per measurement of one way of running the items
+ADAPT_REPROBE = 1.0  # seconds the faster way runs between two rounds of measuring
+ADAPT_GAIN = 1.25  # the pool must finish items this much faster to be kept
+
+
+def _adaptive(fn: Callable[[T], R], todo: queue.SimpleQueue[T], total: int, workers: int) -> Generator[R, None, None]:
+    """Run the items on the calling thread or on the pool, whichever finishes them faster now.
+
+    Each round measures both ways in two short adjacent windows (the way in use first),
+    keeps the faster one (the other must win by ADAPT_GAIN to take over), then runs it for
+    ADAPT_REPROBE seconds: a slow spell of the disk can favour the pool for a moment and
+    the next round takes that back.
+    """
+    done = 0
+    pooled = False
+    while done < total:
+        current_rate = other_rate = 0.0
+        for trying_other in (False, True):
+            run = _pooled(fn, todo, total - done, workers, ADAPT_WINDOW) if pooled != trying_other else _inline(fn, todo, ADAPT_WINDOW)
+            count, seconds = yield from run
+            done += count
+            if done >= total:
+                return
+            rate = count / max(seconds, 1e-9)
+            if trying_other:
+                other_rate = rate
+            else:
+                current_rate = rate
+        if other_rate >= current_rate * ADAPT_GAIN:
+            pooled = not pooled
+        run = _pooled(fn, todo, total - done, workers, ADAPT_REPROBE) if pooled else _inline(fn, todo, ADAPT_REPROBE)
+        count, _ = yield from run
+        done += count
+
+
+def _inline(fn: Callable[[T], R], todo: queue.SimpleQueue[T], window: float) -> Generator[R, None, tuple[int, float]]:
+    """Run items on the calling thread for about ``window`` seconds (at least two items)."""
+    start = time.perf_counter()
+    count = 0
+    while True:
+        try:
+            item = todo.get_nowait()
+        except queue.Empty:
+            break
+        yield fn(item)
+        count += 1
+        if count >= 2 and time.perf_counter() - start >= window:
+            break
+    return count, time.perf_counter() - start
+
+
+def _pooled(
+    fn: Callable[[T], R], todo: queue.SimpleQueue[T], left: int, workers: int, window: float | None
+) -> Generator[R, None, tuple[int, float]]:
+    """Run items on ``workers`` threads: all ``left`` of them, or for about ``window`` seconds
+    (the items the workers had started are finished and counted too)."""
+    start = time.perf_counter()
+    count = 0
     with sigint_deferred() as interrupted:
-        todo: queue.SimpleQueue[T] = queue.SimpleQueue()
-        for item in work:
-            todo.put(item)
         finished: queue.SimpleQueue[tuple[bool, object]] = queue.SimpleQueue()
         stop = threading.Event()
 
@@ -106,8 +184,13 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None =
                     finished.put((False, exc))
                     return
 
-        def results() -> Iterator[R]:
-            for _ in range(len(work)):
+        threads = [threading.Thread(target=worker, name=f"mlops-io-{n}", daemon=True) for n in range(min(workers, left))]
+        try:
+            for thread in threads:
+                thread.start()
+            while count < left:
+                if window is not None and count >= 2 * len(threads) and time.perf_counter() - start >= window:
+                    break
                 while True:
                     try:
                         ok, value = finished.get(timeout=POLL)
@@ -120,14 +203,20 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], *, jobs: int | None =
                 if not ok:
                     raise value  # type: ignore[misc]
                 yield value  # type: ignore[misc]
-
-        threads = [threading.Thread(target=worker, name=f"mlops-io-{n}", daemon=True) for n in range(workers)]
-        try:
-            for thread in threads:
-                thread.start()
-            yield results()
+                count += 1
         finally:
             stop.set()
             for thread in threads:
                 if thread.ident is not None:
                     thread.join()
+        # what the workers finished while being stopped
+        while True:
+            try:
+                ok, value = finished.get_nowait()
+            except queue.Empty:
+                break
+            if not ok:
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+            count += 1
+    return count, time.perf_counter() - start

@@ -72,4 +72,4 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
-JOBS_OPTION = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Parallel workers for file or network I/O.")
+JOBS_OPTION = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Most threads for file or network I/O (local file work uses them only while they help).")

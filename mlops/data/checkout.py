@@ -167,7 +167,7 @@ def checkout_pointer(
     try:
         results = []
         with progress.task(f"checkout {pointer.target}", total=len(to_place)) as task, run_parallel(
-            work, to_place, jobs=jobs
+            work, to_place, jobs=jobs, adaptive=True
         ) as staging:
             for result in staging:
                 results.append(result)

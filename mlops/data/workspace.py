@@ -136,8 +136,10 @@ def hash_files(
 
     With ``into``, every file whose object is not yet in the cache is copied in while it
     is hashed (one read); with ``adopt`` as well (cache.type hardlink), it is hashed in
-    place and hard-linked in instead: no bytes are written at all. Newly learned hashes
-    are recorded in the state database.
+    place and hard-linked in instead: no bytes are written at all. Where cache.type
+    allows reflink and the filesystem has it, a large file is hashed and reflinked in
+    (``ObjectBatch.add_file``): also no bytes written. Newly learned hashes are recorded
+    in the state database.
     """
     state = repo.state
     store = repo.objects
@@ -155,6 +157,9 @@ def hash_files(
     # filled by the workers themselves (list.append is atomic), so that every hash computed
     # before an error or Ctrl-C is remembered, even one the main thread had not collected yet
     learned: list[tuple[StatKey, str]] = []
+    # where cache.type allows reflink, a large file is reflinked into the cache after its
+    # hash (read once, written never) on filesystems that have it
+    clone = "reflink" in repo.config.link_types
 
     def work(item: WorkspaceFile) -> tuple[WorkspaceFile, str, int]:
         if into is None:
@@ -166,13 +171,13 @@ def hash_files(
             except OSError:  # another device, or links refused: copy after all
                 digest, size = into.add_file(item.path)
         else:
-            digest, size = into.add_file(item.path)
+            digest, size = into.add_file(item.path, clone=clone)
         learned.append((item.key, digest))
         return item, digest, size
 
     with progress.task(description, total=len(todo)) as task:
         try:
-            with run_parallel(work, todo, jobs=jobs) as results:
+            with run_parallel(work, todo, jobs=jobs, adaptive=True) as results:
                 for item, digest, size in results:
                     records[item.rel] = FileRecord(digest, size, item.executable)
                     task.advance()

@@ -90,6 +90,10 @@ class Remote(ABC):
         """How many transfers to run at once for ``-j jobs`` (None: the default)."""
         return jobs
 
+    # transfers are local file copies, where threads help only while items wait on a disk:
+    # run_parallel then measures whether they do (see parallel.run_parallel's ``adaptive``)
+    local_io = False
+
     def finish(self) -> None:
         """Make uploads durable; called once after a successful transfer."""
 

@@ -19,6 +19,8 @@ from .base import REFS, Remote, check_ref_name
 
 
 class LocalRemote(Remote):
+    local_io = True
+
     def __init__(self, name: str, url: str, path: Path) -> None:
         super().__init__(name, url)
         self.path = path

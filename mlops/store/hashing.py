@@ -57,7 +57,7 @@ def copy_and_hash(src: BinaryIO, dst_fd: int) -> tuple[str, int]:
     disk writes overlap reading and hashing and the caller's final fsync is short.
     """
     first = src.read(SMALL_FILE)
-    _write_all(dst_fd, first)
+    write_all(dst_fd, first)
     if len(first) < SMALL_FILE:
         return xxhash.xxh3_128_hexdigest(first), len(first)
     hasher = xxhash.xxh3_128(first)
@@ -71,7 +71,7 @@ def copy_and_hash(src: BinaryIO, dst_fd: int) -> tuple[str, int]:
             break
         chunk = view[:count]
         hasher.update(chunk)
-        _write_all(dst_fd, chunk)
+        write_all(dst_fd, chunk)
         size += count
         if size - flushed >= WRITEBACK_WINDOW:
             _start_writeback(dst_fd, flushed, size - flushed)
@@ -102,7 +102,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)

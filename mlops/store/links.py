@@ -1,8 +1,8 @@
 """Workspace links: put an object at a workspace path by reflink, hardlink, symlink or copy.
 
-``cache.type`` lists the kinds to try in order. A kind the filesystem refuses (no
-reflink on ext4, no hardlink across devices) is remembered for the rest of the process
-and the next kind is tried. Hardlinked and symlinked files share bytes with the cache,
+``cache.type`` lists the kinds to try in order. A kind a filesystem refuses (no
+reflink on ext4, no hardlink across devices) is remembered for that filesystem for the
+rest of the process, and the next kind is tried. Hardlinked and symlinked files share bytes with the cache,
 so they are read-only: an in-place edit would otherwise corrupt the object.
 Every placement goes through a temp name and a rename: a reader sees the old file or
 the whole new one, never half of it.
@@ -25,7 +25,31 @@ DEFAULT_LINK_TYPES = ("reflink", "copy")
 FICLONE = 0x40049409  # linux/fs.h
 _REFUSED = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM, errno.EMLINK}
 
-_unsupported: set[str] = set()
+_refused: set[tuple[str, int]] = set()  # (kind, st_dev of the destination) refused once
+_folder_devices: dict[str, int] = {}
+
+
+def _device(folder: str) -> int:
+    device = _folder_devices.get(folder)
+    if device is None:
+        device = _folder_devices[folder] = os.stat(folder).st_dev
+    return device
+
+
+def try_reflink(src_fd: int, dst_fd: int) -> bool:
+    """Clone the bytes of one open file into another, sharing extents (nothing copied);
+    False when this filesystem refuses reflinks (remembered for the process)."""
+    device = os.fstat(dst_fd).st_dev
+    if ("reflink", device) in _refused:
+        return False
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+    except OSError as exc:
+        if exc.errno in _REFUSED:
+            _refused.add(("reflink", device))
+            return False
+        raise
+    return True
 
 
 def _reflink(src: str, dst: str) -> None:
@@ -57,12 +81,14 @@ def stage(
     and a mismatch raises ``ValueError`` with no temp file left behind. The caller
     renames the temp file over ``dest`` (see ``place``).
     """
-    tmp = f"{os.path.dirname(dest) or '.'}/{TMP_PREFIX}{os.path.basename(dest)}.{os.getpid()}.{threading.get_ident()}"
+    folder = os.path.dirname(dest) or "."
+    tmp = f"{folder}/{TMP_PREFIX}{os.path.basename(dest)}.{os.getpid()}.{threading.get_ident()}"
+    device = _device(folder)
     last_error: OSError | None = None
     # an executable file cannot share the read-only, mode-less object: it gets its own copy
     candidates = [k for k in kinds if not (executable and k in ("hardlink", "symlink"))] or ["copy"]
     for kind in candidates:
-        if kind in _unsupported:
+        if (kind, device) in _refused:
             continue
         try:
             if kind == "copy" and expect is not None:
@@ -91,7 +117,7 @@ def stage(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             if kind != "copy" and exc.errno in _REFUSED:
-                _unsupported.add(kind)
+                _refused.add((kind, device))
                 last_error = exc
                 continue
             raise

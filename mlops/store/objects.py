@@ -17,19 +17,25 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from ..errors import CorruptObjectError, MissingObjectError
 from ..fsio import TMP_PREFIX, fsync_dir, storage_error
-from .hashing import copy_and_hash, hash_bytes, hash_file, is_hash
+from .hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, is_hash, write_all
+from .links import try_reflink
 
+T = TypeVar("T")
 READ_ONLY = 0o444
 _COUNTER = itertools.count()  # temp names: pid + batch + counter are unique (next() on a count is atomic)
 _BATCHES = itertools.count()
 SYNCFS_BATCH = 32  # from this many objects on, one syncfs beats an fsync per file
+CLONE_FROM = 1 << 20  # smaller files are copied in: for them a copy costs about what a clone does
+# a file modified this recently may still be written to within its mtime's timestamp tick,
+# unseen by a before/after stat: it is copied in, hashing exactly the bytes written
+RACY_NS = 2_000_000_000
 
 _libc = None
 
@@ -180,19 +186,58 @@ class ObjectBatch:
         # created read-only (the fd still writes): commit then needs no chmod per object
         return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY), temp
 
-    def add_file(self, source: str | os.PathLike[str]) -> tuple[str, int]:
-        """Copy a file in, hashing it on the way (one read); returns (digest, size)."""
+    def _fill_temp(self, fill: Callable[[int], T], *, source: str | None = None) -> tuple[T, str]:
+        """A new temp file, written by ``fill(fd)``; returns what ``fill`` returned and the
+        temp's path. On any error the temp file is gone, and an OSError becomes a storage
+        error of the cache (unless it names ``source``: reading the user's file failed)."""
         fd, temp = self._new_temp()
         try:
-            with open(source, "rb", buffering=0) as src:
-                digest, size = copy_and_hash(src, fd)
+            result = fill(fd)
         except BaseException as exc:
             os.close(fd)
             os.unlink(temp)
-            if isinstance(exc, OSError) and exc.filename != str(source):
+            if isinstance(exc, OSError) and (source is None or exc.filename != source):
                 raise storage_error(exc, self.store.root) from exc
             raise
         os.close(fd)
+        return result, temp
+
+    def add_file(self, source: str | os.PathLike[str], *, clone: bool = False) -> tuple[str, int]:
+        """Copy a file in, hashing it on the way (one read); returns (digest, size).
+
+        With ``clone`` (cache.type allows reflink), a large file is hashed and reflinked in
+        instead, where the filesystem can: its bytes are read once and written never."""
+        if clone:
+            cloned = self._clone_in(source)
+            if cloned is not None:
+                return cloned
+        def copy_in(fd: int) -> tuple[str, int]:
+            with open(source, "rb", buffering=0) as src:
+                return copy_and_hash(src, fd)
+
+        (digest, size), temp = self._fill_temp(copy_in, source=str(source))
+        self._stage(temp, digest)
+        return digest, size
+
+    def _clone_in(self, source: str | os.PathLike[str]) -> tuple[str, int] | None:
+        """Hash a large file, then reflink it into a temp file; None when that is not worth
+        it, not possible here, or the file changed meanwhile (the caller copies it in).
+
+        The hash is of the source and the clone is taken after it, so the source's stat
+        (size, mtime, ctime) must be the same before the hash and after the clone, and its
+        mtime old enough that a write in the same timestamp tick cannot hide (RACY_NS)."""
+        with open(source, "rb", buffering=0) as src:
+            before = os.fstat(src.fileno())
+            if before.st_size < CLONE_FROM or time.time_ns() - before.st_mtime_ns < RACY_NS:
+                return None
+            digest, size = hash_stream(src)
+            if self.store.exists(digest):
+                return digest, size  # identical content is stored once
+            (cloned, after), temp = self._fill_temp(lambda fd: (try_reflink(src.fileno(), fd), os.fstat(src.fileno())))
+        same = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
+        if not (cloned and same and size == before.st_size):
+            os.unlink(temp)
+            return None
         self._stage(temp, digest)
         return digest, size
 
@@ -210,16 +255,7 @@ class ObjectBatch:
         digest = hash_bytes(data)
         if self.store.exists(digest) or digest in self._staged_digests:
             return digest
-        fd, temp = self._new_temp()
-        try:
-            os.write(fd, data)
-        except BaseException as exc:
-            os.close(fd)
-            os.unlink(temp)
-            if isinstance(exc, OSError):
-                raise storage_error(exc, self.store.root) from exc
-            raise
-        os.close(fd)
+        _, temp = self._fill_temp(lambda fd: write_all(fd, data))
         self._stage(temp, digest)
         return digest
 

@@ -617,12 +617,14 @@ class Bench:
         log(f"   ({title}: {time.perf_counter() - start:.0f} s including set-up)")
 
     # 1. add of a large file -----------------------------------------------------------------
-    def step_add_big(self) -> None:
+    def step_add_big(self, repos_root: Path | None = None, where: str = "") -> None:
+        """The add of one large file, in repositories under ``repos_root`` (default: the work
+        folder's); ``where`` names that filesystem in the row labels when it is another one."""
         size = self.sizes.big_bytes
         src = self.data / f"big-{size}.bin"
-        label = f"add {human(size)} file"
+        label = f"add {human(size)} file" + where
         broken: dict[str, str] = {}
-        repos = {t.name: self.repos / f"add-big-{t.name}" for t in self.tools()}
+        repos = {t.name: (repos_root or self.repos) / f"add-big-{t.name}" for t in self.tools()}
         for tool in self.tools():
             self.setup("new repo + copy the file in", broken, tool, lambda tool=tool: (tool.new_repo(repos[tool.name]), copy_in(src, repos[tool.name] / "big.bin")))
         sync()
@@ -663,7 +665,7 @@ class Bench:
                 elapsed = time.perf_counter() - start
                 best = elapsed if best is None else min(best, elapsed)
             limit = Cell(best)
-            self.facts["limit_s"] = best  # type: ignore[assignment]
+            self.facts["limit_s" + where] = best  # type: ignore[assignment]
             log(f"  limit: read + xxh3-128 of {human(size)} in-process: {best:.3f} s ({size / best / MiB:.0f} MiB/s)")
         except Exception as exc:  # noqa: BLE001
             limit = Cell(error=f"{type(exc).__name__}: {exc}")
@@ -675,7 +677,7 @@ class Bench:
             return f"mlops/limit {share:.2f}", "PASS" if share >= 0.70 else "FAIL"
 
         self.rows.append(
-            Row("add vs limit (dvc s = read+xxh3-128 in-process)", m, limit, "mlops speed >= 0.70 limit", limit_judge)
+            Row(f"add vs limit{where} (dvc s = read+xxh3-128 in-process)", m, limit, "mlops speed >= 0.70 limit", limit_judge)
         )
 
         # what the disk allows: copy + fsync of the same file (info: bounds any copy into a cache)
@@ -691,9 +693,9 @@ class Bench:
                 os.fsync(d.fileno())
             elapsed = time.perf_counter() - start
             dst.unlink()
-            self.facts["copy_fsync_s"] = elapsed
+            self.facts["copy_fsync_s" + where] = elapsed
             log(f"  copy + fsync of {human(size)}: {elapsed:.3f} s ({size / elapsed / MiB:.0f} MiB/s)")
-            self.rows.append(Row("info: add vs disk (dvc s = copy + fsync)", m, Cell(elapsed), "info",
+            self.rows.append(Row(f"info: add vs disk{where} (dvc s = copy + fsync)", m, Cell(elapsed), "info",
                                  lambda row: (f"mlops/copy {row.dvc.seconds / row.mlops.seconds:.2f}" if row.mlops.ok else "-", "-")))
         except Exception as exc:  # noqa: BLE001
             log(f"  copy + fsync probe failed: {exc}")
@@ -1097,7 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-wait", type=float, default=60, help="before each timed call, wait up to this many seconds for other processes to calm down (0: never)")
     parser.add_argument("--dvc-spec", default="dvc", help="what pip installs into the DVC venv (default: dvc)")
     parser.add_argument("--no-dvc", action="store_true", help="mlops figures only")
-    parser.add_argument("--only", default="add,small,changed,help", help="steps to run (comma list of add,small,changed,help)")
+    parser.add_argument("--reflink-work", default=None, help="also run the large-file add with its repositories in this folder, on a filesystem with reflink (XFS, btrfs; see README.md)")
+    parser.add_argument("--only", default="add,small,changed,help", help="steps to run (comma list of add,add-reflink,small,changed,help; add-reflink needs --reflink-work)")
     parser.add_argument("--docs", default=str(REPO_ROOT / "docs" / "benchmarks.md"), help="markdown file to update ('' for none)")
     args = parser.parse_args(argv)
 
@@ -1147,15 +1150,29 @@ def main(argv: list[str] | None = None) -> int:
     gen_tree(data / f"many-{sizes.big_files}", sizes.big_files, max(1, sizes.big_files // 1000), 500, 1500, seed=200)
 
     bench = Bench(work, sizes, args.jobs, mlops, dvc, dvc_why, repeats=args.repeats)
+    reflink_root: Path | None = None
+    reflink_where = ""
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if args.reflink_work:
+        reflink_root = Path(args.reflink_work).resolve() / "repos"
+        reflink_root.mkdir(parents=True, exist_ok=True)
+        if not reflink_supported(reflink_root):
+            raise SystemExit(f"--reflink-work {args.reflink_work}: this filesystem ({fs_type(reflink_root)}) has no reflink")
+        reflink_where = f" ({fs_type(reflink_root)} with reflink)"
+        facts.append(("reflink work dir", f"{reflink_root.parent} ({fs_type(reflink_root)}, reflink: yes; "
+                                          f"{human(shutil.disk_usage(reflink_root).free)} free)"))
+        if "add" in only and "add-reflink" not in only:
+            only.insert(only.index("add") + 1, "add-reflink")
     steps = {
         "add": ("1. add of a large file", bench.step_add_big),
+        "add-reflink": ("1b. add of a large file on a filesystem with reflink", lambda: bench.step_add_big(reflink_root, reflink_where)),
         "small": (f"2+4. {count_label(sizes.small_files)}-file dir: status, push, checkout, pull", bench.step_small_dir),
         "changed": (f"3. {count_label(sizes.big_files)}-file dir, one file changed: re-add, push", bench.step_one_changed),
         "help": ("5. --help", bench.step_help),
     }
     source_before = source_fingerprint()
     started = time.perf_counter()
-    for key in [s.strip() for s in args.only.split(",") if s.strip()]:
+    for key in only:
         if key not in steps:
             log(f"unknown step {key!r} (choose from {', '.join(steps)})")
             continue

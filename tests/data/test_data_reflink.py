@@ -1,0 +1,142 @@
+"""cache.type reflink: a large file is hashed and reflinked into the cache (read once, written
+never), checkout reflinks it back, and where the filesystem has no reflink both fall back to
+a copy that hashes the bytes it writes.
+
+The reflink tests need a filesystem with reflink (XFS, btrfs): the test folder when it has
+one, else MLOPS_TEST_REFLINK_DIR (`.ci/run` mounts a small XFS image there when it can).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import struct
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from datakit import cache_objects, git, mlops, xxh
+
+from mlops.repo.repo import init_repo
+from mlops.store.objects import CLONE_FROM, ObjectStore
+
+FICLONE = 0x40049409
+FS_IOC_FIEMAP = 0xC020660B
+FIEMAP_FLAG_SYNC = 0x1
+FIEMAP_EXTENT_SHARED = 0x2000
+OLD = 1_600_000_000  # an mtime long past: not racy
+
+
+def _has_reflink(folder: Path) -> bool:
+    a, b = folder / f".probe-{uuid.uuid4().hex}", folder / f".probe-{uuid.uuid4().hex}"
+    try:
+        a.write_bytes(b"x" * 4096)
+        with open(a, "rb") as src, open(b, "wb") as dst:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+        return True
+    except OSError:
+        return False
+    finally:
+        a.unlink(missing_ok=True)
+        b.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def reflink_dir(tmp_path: Path) -> Iterator[Path]:
+    if _has_reflink(tmp_path):
+        yield tmp_path
+        return
+    given = os.environ.get("MLOPS_TEST_REFLINK_DIR")
+    if not given or not Path(given).is_dir() or not _has_reflink(Path(given)):
+        pytest.skip("no filesystem with reflink here (set MLOPS_TEST_REFLINK_DIR to a folder on XFS or btrfs)")
+    folder = Path(given) / f"t-{uuid.uuid4().hex}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _shared(path: Path) -> bool:
+    """Whether every extent of the file is shared with another file (FIEMAP)."""
+    count = 32
+    answer = bytearray(struct.pack("=QQIIII", 0, 2**64 - 1, FIEMAP_FLAG_SYNC, 0, count, 0) + b"\0" * (56 * count))
+    with open(path, "rb") as handle:
+        fcntl.ioctl(handle.fileno(), FS_IOC_FIEMAP, answer)  # fills the buffer in place
+    mapped = struct.unpack_from("=QQIIII", answer)[3]
+    flags = [struct.unpack_from("=QQQQQIIII", answer, 32 + 56 * n)[5] for n in range(mapped)]
+    return bool(flags) and all(f & FIEMAP_EXTENT_SHARED for f in flags)
+
+
+def _big_file(path: Path, size: int = CLONE_FROM * 3, *, old: bool = True) -> bytes:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    if old:
+        os.utime(path, (OLD, OLD))
+    return data
+
+
+def _repo(folder: Path) -> Path:
+    root = folder / "project"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    init_repo(root)
+    return root
+
+
+def test_add_reflinks_a_large_file_into_the_cache_and_checkout_reflinks_it_back(reflink_dir: Path) -> None:
+    root = _repo(reflink_dir)
+    data = _big_file(root / "model.bin")
+    mlops("add", "model.bin", cwd=root)
+    obj = cache_objects(root)[xxh(data)]
+    assert obj.read_bytes() == data
+    assert _shared(obj), "the object should share its extents with the workspace file, not hold a copy"
+    assert os.stat(obj).st_mode & 0o222 == 0
+
+    (root / "model.bin").unlink()
+    mlops("checkout", cwd=root)
+    assert (root / "model.bin").read_bytes() == data
+    assert _shared(root / "model.bin")
+    mlops("status", "--check", cwd=root)
+    mlops("verify", cwd=root)  # exit 0: no object corrupt
+
+    # the workspace file is its own: an edit in place changes it, not the cache object
+    with open(root / "model.bin", "r+b") as handle:
+        handle.write(b"edited")
+    assert obj.read_bytes() == data
+    mlops("status", "--check", cwd=root, code=1)
+
+
+def test_a_file_written_moments_ago_is_copied_in_not_cloned(reflink_dir: Path) -> None:
+    # its mtime could hide a write in the same timestamp tick between the hash and the clone
+    root = _repo(reflink_dir)
+    data = _big_file(root / "fresh.bin", old=False)
+    mlops("add", "fresh.bin", cwd=root)
+    obj = cache_objects(root)[xxh(data)]
+    assert obj.read_bytes() == data
+    assert not _shared(obj)
+
+
+def test_small_files_are_copied_in(reflink_dir: Path) -> None:
+    store = ObjectStore(reflink_dir / "cache")
+    source = reflink_dir / "small.bin"
+    data = _big_file(source, CLONE_FROM - 1)
+    with store.batch() as batch:
+        digest, size = batch.add_file(source, clone=True)
+    assert (digest, size) == (xxh(data), len(data))
+    assert not _shared(Path(store.file(digest)))
+
+
+@pytest.mark.parametrize("clone", [True, False])
+def test_add_file_stores_the_right_bytes_on_any_filesystem(tmp_path: Path, clone: bool) -> None:
+    # where there is no reflink (ext4, tmpfs) a clone request falls back to the copy
+    store = ObjectStore(tmp_path / "cache")
+    source = tmp_path / "big.bin"
+    data = _big_file(source)
+    with store.batch() as batch:
+        digest, size = batch.add_file(source, clone=clone)
+    assert (digest, size) == (xxh(data), len(data))
+    assert Path(store.file(digest)).read_bytes() == data
+    assert [p for p in (tmp_path / "cache" / ".tmp").rglob("*") if p.is_file()] == []
