@@ -50,6 +50,12 @@ def sigint_deferred(*, raise_on_exit: bool = True) -> Iterator[Callable[[], bool
     signal.signal(signal.SIGINT, lambda signum, frame: arrived.set())
     try:
         yield arrived.is_set
+    except GeneratorExit:
+        # the block is a generator's, closed early (its consumer left the loop): a Ctrl-C
+        # that came meanwhile must still stop the program
+        if arrived.is_set() and raise_on_exit:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
     if arrived.is_set() and raise_on_exit:
@@ -112,16 +118,16 @@ def run_parallel(
 
 ADAPT_WINDOW = 0.05  # seconds of work per measurement of one way of running the items
 ADAPT_REPROBE = 1.0  # seconds the faster way runs between two rounds of measuring
-ADAPT_GAIN = 1.25  # the pool must finish items this much faster to be kept
+ADAPT_GAIN = 1.25  # the way not in use must finish items this much faster to take over
 
 
 def _adaptive(fn: Callable[[T], R], todo: queue.SimpleQueue[T], total: int, workers: int) -> Generator[R, None, None]:
     """Run the items on the calling thread or on the pool, whichever finishes them faster now.
 
     Each round measures both ways in two short adjacent windows (the way in use first),
-    keeps the faster one (the other must win by ADAPT_GAIN to take over), then runs it for
-    ADAPT_REPROBE seconds: a slow spell of the disk can favour the pool for a moment and
-    the next round takes that back.
+    keeps the faster one (the way not in use must be ADAPT_GAIN times faster to take over,
+    in either direction), then runs it for ADAPT_REPROBE seconds: a slow spell of the
+    disk can favour the pool for a moment, and the next round takes that back.
     """
     done = 0
     pooled = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import BinaryIO
 
 import xxhash
@@ -34,6 +35,13 @@ def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
 
 
 def hash_stream(src: BinaryIO) -> tuple[str, int]:
+    hashed = hash_stream_while(src, None)
+    assert hashed is not None  # nothing to stop it
+    return hashed
+
+
+def hash_stream_while(src: BinaryIO, keep_going: Callable[[], bool] | None) -> tuple[str, int] | None:
+    """Hash a stream; with ``keep_going``, asked after each chunk, None as soon as it says no."""
     first = src.read(SMALL_FILE)
     if len(first) < SMALL_FILE:
         return xxhash.xxh3_128_hexdigest(first), len(first)
@@ -47,6 +55,8 @@ def hash_stream(src: BinaryIO) -> tuple[str, int]:
             break
         hasher.update(view[:count])
         size += count
+        if keep_going is not None and not keep_going():
+            return None
     return hasher.hexdigest(), size
 
 

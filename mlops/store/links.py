@@ -1,8 +1,8 @@
 """Workspace links: put an object at a workspace path by reflink, hardlink, symlink or copy.
 
-``cache.type`` lists the kinds to try in order. A kind a filesystem refuses (no
-reflink on ext4, no hardlink across devices) is remembered for that filesystem for the
-rest of the process, and the next kind is tried. Hardlinked and symlinked files share bytes with the cache,
+``cache.type`` lists the kinds to try in order. A kind refused between two filesystems
+(no reflink on ext4, no hardlink across devices) is remembered for that pair of devices
+for the rest of the process, and the next kind is tried. Hardlinked and symlinked files share bytes with the cache,
 so they are read-only: an in-place edit would otherwise corrupt the object.
 Every placement goes through a temp name and a rename: a reader sees the old file or
 the whole new one, never half of it.
@@ -15,7 +15,9 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
 import threading
+from collections.abc import Callable, Iterator
 
 from ..fsio import TMP_PREFIX
 from .hashing import copy_and_hash, hash_file
@@ -25,31 +27,64 @@ DEFAULT_LINK_TYPES = ("reflink", "copy")
 FICLONE = 0x40049409  # linux/fs.h
 _REFUSED = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM, errno.EMLINK}
 
-_refused: set[tuple[str, int]] = set()  # (kind, st_dev of the destination) refused once
-_folder_devices: dict[str, int] = {}
+# (kind, source device, destination device) refused once; a refusal of one file (a btrfs
+# nodatacow file, say) so costs the rest a copy instead of a failed attempt each: slower, never wrong
+_refused: set[tuple[str, int, int]] = set()
+_folder_devices: dict[str, int] = {}  # folder -> st_dev, so that a placement costs no extra stat
 
 
 def _device(folder: str) -> int:
     device = _folder_devices.get(folder)
     if device is None:
+        if len(_folder_devices) > 4096:  # a long-lived process must not grow this without end
+            _folder_devices.clear()
         device = _folder_devices[folder] = os.stat(folder).st_dev
     return device
 
 
+def may_reflink(src_device: int, dst_folder: str) -> bool:
+    """False when reflinks from ``src_device`` into ``dst_folder``'s filesystem were refused before."""
+    return ("reflink", src_device, _device(dst_folder)) not in _refused
+
+
 def try_reflink(src_fd: int, dst_fd: int) -> bool:
     """Clone the bytes of one open file into another, sharing extents (nothing copied);
-    False when this filesystem refuses reflinks (remembered for the process)."""
-    device = os.fstat(dst_fd).st_dev
-    if ("reflink", device) in _refused:
+    False when the filesystems refuse it (remembered for the pair of devices)."""
+    key = ("reflink", os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
+    if key in _refused:
         return False
     try:
         fcntl.ioctl(dst_fd, FICLONE, src_fd)
     except OSError as exc:
         if exc.errno in _REFUSED:
-            _refused.add(("reflink", device))
+            _refused.add(key)
             return False
         raise
     return True
+
+
+@contextlib.contextmanager
+def read_lease(fd: int) -> Iterator[Callable[[], bool]]:
+    """Hold a read lease on an open (read-only) file while the block runs; yields a check that
+    says whether it is still held. No lease is had (the check says no from the start) when
+    the file is open for writing anywhere, belongs to another user, or the filesystem has
+    no leases (NFS). When another process opens the file for writing or truncates it, the
+    lease breaks (the check says no) and that process waits until the block ends or
+    /proc/sys/fs/lease-break-time passes, so keep the block short and stop early when told.
+
+    The break is announced by a signal, SIGIO by default, which would end the process: it
+    is set to SIGURG, which is ignored unless handled."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except (OSError, AttributeError):  # EAGAIN: a writer; EACCES: not ours; EINVAL: no leases here
+        yield lambda: False
+        return
+    try:
+        yield lambda: fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
 
 
 def _reflink(src: str, dst: str) -> None:
@@ -83,12 +118,12 @@ def stage(
     """
     folder = os.path.dirname(dest) or "."
     tmp = f"{folder}/{TMP_PREFIX}{os.path.basename(dest)}.{os.getpid()}.{threading.get_ident()}"
-    device = _device(folder)
+    devices = (_device(os.path.dirname(obj_path) or "."), _device(folder))
     last_error: OSError | None = None
     # an executable file cannot share the read-only, mode-less object: it gets its own copy
     candidates = [k for k in kinds if not (executable and k in ("hardlink", "symlink"))] or ["copy"]
     for kind in candidates:
-        if (kind, device) in _refused:
+        if (kind, *devices) in _refused:
             continue
         try:
             if kind == "copy" and expect is not None:
@@ -117,7 +152,7 @@ def stage(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             if kind != "copy" and exc.errno in _REFUSED:
-                _refused.add((kind, device))
+                _refused.add((kind, *devices))
                 last_error = exc
                 continue
             raise

@@ -24,8 +24,8 @@ from typing import BinaryIO, TypeVar
 
 from ..errors import CorruptObjectError, MissingObjectError
 from ..fsio import TMP_PREFIX, fsync_dir, storage_error
-from .hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, is_hash, write_all
-from .links import try_reflink
+from .hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, hash_stream_while, is_hash, write_all
+from .links import may_reflink, read_lease, try_reflink
 
 T = TypeVar("T")
 READ_ONLY = 0o444
@@ -33,9 +33,6 @@ _COUNTER = itertools.count()  # temp names: pid + batch + counter are unique (ne
 _BATCHES = itertools.count()
 SYNCFS_BATCH = 32  # from this many objects on, one syncfs beats an fsync per file
 CLONE_FROM = 1 << 20  # smaller files are copied in: for them a copy costs about what a clone does
-# a file modified this recently may still be written to within its mtime's timestamp tick,
-# unseen by a before/after stat: it is copied in, hashing exactly the bytes written
-RACY_NS = 2_000_000_000
 
 _libc = None
 
@@ -205,8 +202,8 @@ class ObjectBatch:
     def add_file(self, source: str | os.PathLike[str], *, clone: bool = False) -> tuple[str, int]:
         """Copy a file in, hashing it on the way (one read); returns (digest, size).
 
-        With ``clone`` (cache.type allows reflink), a large file is hashed and reflinked in
-        instead, where the filesystem can: its bytes are read once and written never."""
+        With ``clone`` (cache.type allows reflink), a large file is reflinked in instead and
+        the clone hashed, where the filesystem can: its bytes are read once, written never."""
         if clone:
             cloned = self._clone_in(source)
             if cloned is not None:
@@ -220,26 +217,41 @@ class ObjectBatch:
         return digest, size
 
     def _clone_in(self, source: str | os.PathLike[str]) -> tuple[str, int] | None:
-        """Hash a large file, then reflink it into a temp file; None when that is not worth
-        it, not possible here, or the file changed meanwhile (the caller copies it in).
+        """Reflink a large file into a temp file, hashing exactly the bytes cloned; None when
+        that is not worth it or not possible here (the caller copies the file in).
 
-        The hash is of the source and the clone is taken after it, so the source's stat
-        (size, mtime, ctime) must be the same before the hash and after the clone, and its
-        mtime old enough that a write in the same timestamp tick cannot hide (RACY_NS)."""
+        The hash must be of the bytes the clone holds, whatever another process writes into
+        the file meanwhile (through a mapping, writes change no timestamp). Under a read
+        lease the kernel guarantees that nobody has the file open for writing (taking it
+        fails otherwise) and tells us when someone tries (the lease breaks, and their open
+        waits until we let go): the file is hashed from the page cache, cloned, and kept if
+        the lease held throughout. Without a lease (a writer has the file open, another
+        user's file, NFS), the clone is hashed instead: private and read-only, so right by
+        construction, but its pages are not the file's in the page cache: a read from disk.
+        """
         with open(source, "rb", buffering=0) as src:
-            before = os.fstat(src.fileno())
-            if before.st_size < CLONE_FROM or time.time_ns() - before.st_mtime_ns < RACY_NS:
+            st = os.fstat(src.fileno())
+            if st.st_size < CLONE_FROM or not may_reflink(st.st_dev, str(self.store.tmp)):
                 return None
-            digest, size = hash_stream(src)
-            if self.store.exists(digest):
-                return digest, size  # identical content is stored once
-            (cloned, after), temp = self._fill_temp(lambda fd: (try_reflink(src.fileno(), fd), os.fstat(src.fileno())))
-        same = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
-        if not (cloned and same and size == before.st_size):
+            with read_lease(src.fileno()) as lease_held:
+                hashed = hash_stream_while(src, lease_held) if lease_held() else None
+                cloned, temp = self._fill_temp(lambda fd: try_reflink(src.fileno(), fd))
+                if cloned and hashed is not None and not lease_held():
+                    hashed = None  # someone opened it for writing before the clone: hash the clone
+        if not cloned:
             os.unlink(temp)
             return None
-        self._stage(temp, digest)
-        return digest, size
+        if hashed is None:
+            try:
+                with open(temp, "rb", buffering=0) as clone:
+                    hashed = hash_stream(clone)
+            except BaseException as exc:
+                os.unlink(temp)
+                if isinstance(exc, OSError):
+                    raise storage_error(exc, self.store.root) from exc
+                raise
+        self._stage(temp, hashed[0])
+        return hashed
 
     def add_verified(self, source: str | os.PathLike[str], expected: str) -> int:
         """Copy a file in that must hash to ``expected`` (a download, a remote object)."""
