@@ -546,6 +546,7 @@ class Bench:
     dvc: Dvc | None
     dvc_why: str
     repeats: int = 5
+    add_repeats: int = 1
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     facts: dict[str, float] = field(default_factory=dict)
@@ -625,20 +626,34 @@ class Bench:
         label = f"add {human(size)} file" + where
         broken: dict[str, str] = {}
         repos = {t.name: (repos_root or self.repos) / f"add-big-{t.name}" for t in self.tools()}
+
+        def fresh(tool: Tool) -> None:
+            tool.new_repo(repos[tool.name])
+            copy_in(src, repos[tool.name] / "big.bin")
+
         for tool in self.tools():
-            self.setup("new repo + copy the file in", broken, tool, lambda tool=tool: (tool.new_repo(repos[tool.name]), copy_in(src, repos[tool.name] / "big.bin")))
+            self.setup("new repo + copy the file in", broken, tool, lambda tool=tool: fresh(tool))
         sync()
 
         def warm_then_add(tool: Tool) -> float:
-            path = repos[tool.name] / "big.bin"
-            with open(os.devnull, "wb") as devnull:
-                subprocess.run(["cat", str(path)], stdout=devnull, check=True)  # both tools start warm
-            sync()
-            return tool.add(repos[tool.name], "big.bin")
+            best = None
+            for repeat in range(self.add_repeats):
+                if repeat:  # each add needs an untracked file: a fresh repository and copy
+                    fresh(tool)
+                    sync()
+                path = repos[tool.name] / "big.bin"
+                with open(os.devnull, "wb") as devnull:
+                    subprocess.run(["cat", str(path)], stdout=devnull, check=True)  # both tools start warm
+                sync()
+                seconds = tool.add(repos[tool.name], "big.bin")
+                best = seconds if best is None else min(best, seconds)
+            assert best is not None
+            return best
 
         m = self.measure(label, self.mlops, lambda: warm_then_add(self.mlops), broken)
         d = self.measure(label, self.dvc, lambda: warm_then_add(self.dvc), broken) if self.dvc else self.missing_dvc()
-        self.rows.append(Row(label + " (warm)", m, d, "dvc/mlops >= 2", ratio_at_least(2)))
+        shown = f" (warm, best of {self.add_repeats})" if self.add_repeats > 1 else " (warm)"
+        self.rows.append(Row(label + shown, m, d, "dvc/mlops >= 2", ratio_at_least(2)))
 
         # the limit: read + xxh3-128 once, in-process, 1 MiB chunks, same warm file
         limit = Cell()
@@ -921,15 +936,20 @@ def snapshot_mlops(rev: str, work: Path, live_exe: Path) -> Path:
         first = live_exe.read_text(errors="replace").splitlines()[0]
         if first.startswith("#!") and Path(first[2:].strip()).exists():
             python = first[2:].strip()
+    # run as an installed package runs: the venv's site-packages on the path, but not its .pth
+    # files, of which the editable install's import hook costs every call ~10 ms at start-up
+    # that a user's `pip install` does not have (DVC is measured as pip installed it)
+    purelib = output_of([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
     wrapper = dest / "bin" / "mlops"
     wrapper.parent.mkdir(exist_ok=True)
     wrapper.write_text(
-        f"#!{python}\nimport sys\nsys.path.insert(0, {str(dest / 'src')!r})\n"
+        f"#!{python} -S\nimport sys\nsys.path.insert(0, {str(dest / 'src')!r})\nsys.path.append({purelib!r})\n"
         "from mlops.cli.main import main\nsys.exit(main())\n"
     )
     wrapper.chmod(0o755)
-    where = output_of([python, "-c",
-                       f"import sys; sys.path.insert(0, {str(dest / 'src')!r}); import mlops; print(mlops.__file__)"])
+    where = output_of([python, "-S", "-c",
+                       f"import sys; sys.path.insert(0, {str(dest / 'src')!r}); sys.path.append({purelib!r}); "
+                       "import mlops, typer; print(mlops.__file__)"])
     if not where.startswith(str(dest)):
         raise SystemExit(f"--rev: the snapshot is shadowed by {where}")
     SOURCE["label"] = f"git {sha[:12]} (--rev {rev}), run from a snapshot in {dest / 'src'}"
@@ -1093,6 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-files", type=int, default=None, help="files in the one-changed-file directory (default 200000; --quick 20000)")
     parser.add_argument("--jobs", "-j", type=int, default=8, help="-j for both tools where they take it (default 8)")
     parser.add_argument("--repeats", type=int, default=5, help="best of N for status and --help (default 5)")
+    parser.add_argument("--add-repeats", type=int, default=1, help="best of N for the large-file add, each in a fresh repository (default 1)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before one command is given up (default 3600)")
     parser.add_argument("--mlops", default=None, help="mlops executable (default: the one beside this python, or on PATH)")
     parser.add_argument("--rev", default=None, help="measure mlops as committed at this git revision (a snapshot: immune to edits during the run)")
@@ -1149,7 +1170,7 @@ def main(argv: list[str] | None = None) -> int:
     gen_tree(data / f"small-{sizes.small_files}", sizes.small_files, 100, 9 * 1024, 11 * 1024, seed=20)
     gen_tree(data / f"many-{sizes.big_files}", sizes.big_files, max(1, sizes.big_files // 1000), 500, 1500, seed=200)
 
-    bench = Bench(work, sizes, args.jobs, mlops, dvc, dvc_why, repeats=args.repeats)
+    bench = Bench(work, sizes, args.jobs, mlops, dvc, dvc_why, repeats=args.repeats, add_repeats=args.add_repeats)
     reflink_root: Path | None = None
     reflink_where = ""
     only = [s.strip() for s in args.only.split(",") if s.strip()]
