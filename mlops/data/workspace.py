@@ -165,11 +165,11 @@ def hash_files(
         if into is None:
             digest, size = hash_file(item.path)
         elif adopt and not item.executable:  # an executable file keeps its own mode: copy it in
-            digest, size = hash_file(item.path)
             try:
-                into.link_in(item.path, digest)
+                adopted = into.adopt_file(item.path)
             except OSError:  # another device, or links refused: copy after all
-                digest, size = into.add_file(item.path)
+                adopted = None
+            digest, size = adopted if adopted is not None else into.add_file(item.path)
         else:
             digest, size = into.add_file(item.path, clone=clone)
         learned.append((item.key, digest))

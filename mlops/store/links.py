@@ -49,7 +49,9 @@ def may_reflink(src_device: int, dst_folder: str) -> bool:
 
 def try_reflink(src_fd: int, dst_fd: int) -> bool:
     """Clone the bytes of one open file into another, sharing extents (nothing copied);
-    False when the filesystems refuse it (remembered for the pair of devices)."""
+    False when that fails: a refusal of the filesystems is remembered for the pair of
+    devices, any other error (a busy file, an I/O error flushing the source) only fails
+    this file, which the caller then copies (and a real I/O error surfaces there)."""
     key = ("reflink", os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
     if key in _refused:
         return False
@@ -58,30 +60,51 @@ def try_reflink(src_fd: int, dst_fd: int) -> bool:
     except OSError as exc:
         if exc.errno in _REFUSED:
             _refused.add(key)
-            return False
-        raise
+        return False
     return True
+
+
+def lease_held(fd: int) -> bool:
+    """Whether our read lease on ``fd`` still holds (not broken, no break pending)."""
+    return fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
 
 
 @contextlib.contextmanager
 def read_lease(fd: int) -> Iterator[Callable[[], bool]]:
     """Hold a read lease on an open (read-only) file while the block runs; yields a check that
-    says whether it is still held. No lease is had (the check says no from the start) when
-    the file is open for writing anywhere, belongs to another user, or the filesystem has
-    no leases (NFS). When another process opens the file for writing or truncates it, the
-    lease breaks (the check says no) and that process waits until the block ends or
-    /proc/sys/fs/lease-break-time passes, so keep the block short and stop early when told.
+    says whether the file's bytes are still those it had when the lease was taken.
+
+    The kernel grants the lease only when nobody has the file open for writing (a writable
+    shared mapping counts), and breaks it when someone opens the file for writing or calls
+    truncate(2); that process then waits until the block ends or
+    /proc/sys/fs/lease-break-time passes. So while the check says yes, nothing can have
+    written the file. One change gets past a lease: an open with O_TRUNC in read-only mode
+    empties the file without breaking it, so the check also compares the file's size and
+    ctime with those at the start. No lease is had (the check says no from the start) when
+    the file is open for writing, belongs to another user, or the filesystem has no leases
+    (NFS). Keep the block short and stop early when the check says no.
 
     The break is announced by a signal, SIGIO by default, which would end the process: it
     is set to SIGURG, which is ignored unless handled."""
     try:
         fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        start = os.fstat(fd)
+        granted = True
     except (OSError, AttributeError):  # EAGAIN: a writer; EACCES: not ours; EINVAL: no leases here
+        granted = False
+    if not granted:
         yield lambda: False
         return
+
+    def steady() -> bool:
+        if not lease_held(fd):
+            return False
+        now = os.fstat(fd)
+        return (now.st_size, now.st_ctime_ns) == (start.st_size, start.st_ctime_ns)
+
     try:
-        yield lambda: fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+        yield steady
     finally:
         with contextlib.suppress(OSError):
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)

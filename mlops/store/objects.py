@@ -25,7 +25,7 @@ from typing import BinaryIO, TypeVar
 from ..errors import CorruptObjectError, MissingObjectError
 from ..fsio import TMP_PREFIX, fsync_dir, storage_error
 from .hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, hash_stream_while, is_hash, write_all
-from .links import may_reflink, read_lease, try_reflink
+from .links import lease_held, may_reflink, read_lease, try_reflink
 
 T = TypeVar("T")
 READ_ONLY = 0o444
@@ -220,24 +220,23 @@ class ObjectBatch:
         """Reflink a large file into a temp file, hashing exactly the bytes cloned; None when
         that is not worth it or not possible here (the caller copies the file in).
 
-        The hash must be of the bytes the clone holds, whatever another process writes into
-        the file meanwhile (through a mapping, writes change no timestamp). Under a read
-        lease the kernel guarantees that nobody has the file open for writing (taking it
-        fails otherwise) and tells us when someone tries (the lease breaks, and their open
-        waits until we let go): the file is hashed from the page cache, cloned, and kept if
-        the lease held throughout. Without a lease (a writer has the file open, another
-        user's file, NFS), the clone is hashed instead: private and read-only, so right by
-        construction, but its pages are not the file's in the page cache: a read from disk.
+        The hash must be of the bytes the clone holds, whatever another process does to the
+        file meanwhile (through a mapping, writes change no timestamp). Under a read lease
+        (``links.read_lease``) nobody can write the file: it is hashed from the page cache,
+        cloned, and the hash kept if the lease held throughout. Without a lease (a writer
+        has the file open, another user's file, NFS), the clone itself is hashed: private
+        and read-only, so right by construction, but its pages are not the file's in the
+        page cache, so that read comes from the disk.
         """
         with open(source, "rb", buffering=0) as src:
             st = os.fstat(src.fileno())
             if st.st_size < CLONE_FROM or not may_reflink(st.st_dev, str(self.store.tmp)):
                 return None
-            with read_lease(src.fileno()) as lease_held:
-                hashed = hash_stream_while(src, lease_held) if lease_held() else None
+            with read_lease(src.fileno()) as steady:
+                hashed = hash_stream_while(src, steady) if steady() else None
                 cloned, temp = self._fill_temp(lambda fd: try_reflink(src.fileno(), fd))
-                if cloned and hashed is not None and not lease_held():
-                    hashed = None  # someone opened it for writing before the clone: hash the clone
+                if cloned and hashed is not None and not steady():
+                    hashed = None  # changed before the clone: hash the clone
         if not cloned:
             os.unlink(temp)
             return None
@@ -271,16 +270,36 @@ class ObjectBatch:
         self._stage(temp, digest)
         return digest
 
-    def link_in(self, source: str | os.PathLike[str], digest: str) -> None:
-        """Adopt an already-hashed file by hard link: no bytes copied (cache.type hardlink)."""
-        if self.store.exists(digest) or digest in self._staged_digests:
-            return
-        temp = os.path.join(self.store.tmp, f"{self._tag}link-{digest}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        os.link(source, temp)
+    def adopt_file(self, source: str | os.PathLike[str]) -> tuple[str, int] | None:
+        """Hash a file and hard-link it in as its own object (cache.type hardlink): no bytes
+        copied; returns (digest, size), or None when the file could change meanwhile (no
+        read lease, or it broke: see ``links.read_lease``) and the caller copies it in.
+        OSError when the link is refused (another device)."""
+        with open(source, "rb", buffering=0) as src, read_lease(src.fileno()) as steady:
+            if not steady():
+                return None
+            hashed = hash_stream_while(src, steady)
+            if hashed is None:
+                return None
+            if self.store.exists(hashed[0]) or hashed[0] in self._staged_digests:
+                return hashed
+            temp = os.path.join(self.store.tmp, f"{self._tag}link-{hashed[0]}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            if not steady():
+                return None
+            os.link(source, temp)  # changes the file's ctime: from here on the lease and size tell
+            linked = os.stat(temp)
+            mine = os.fstat(src.fileno())
+            # the path may name another file by now (renamed over: that breaks no lease)
+            if (linked.st_dev, linked.st_ino) != (mine.st_dev, mine.st_ino) or not (
+                lease_held(src.fileno()) and mine.st_size == hashed[1]
+            ):
+                os.unlink(temp)
+                return None
         self._linked.add(temp)
-        self._stage(temp, digest)
+        self._stage(temp, hashed[0])
+        return hashed
 
     def _stage(self, temp: str, digest: str, *, last: bool = False) -> None:
         published = self.store.exists(digest)  # a system call: kept outside the lock

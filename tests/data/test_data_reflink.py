@@ -128,16 +128,36 @@ with open(path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as mapped:
 """
 
 
-def _add_while_a_writer_writes(root: Path) -> None:
+OPENER = """
+import os, random, sys, time
+path, ready, stop = sys.argv[1:4]
+size = os.path.getsize(path)
+open(ready, "w").close()
+deadline = time.monotonic() + 30
+n = 0
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    n += 1
+    if n % 25 == 0:
+        os.close(os.open(path, os.O_RDONLY | os.O_TRUNC))  # empties the file without breaking a lease
+        fd = os.open(path, os.O_RDWR)
+        os.pwrite(fd, os.urandom(size), 0)
+    else:
+        fd = os.open(path, os.O_RDWR)  # waits while add holds its lease
+        os.pwrite(fd, os.urandom(4096), random.randrange(0, size - 4096))
+    os.close(fd)
+"""
+
+
+def _add_racing(root: Path, script: str) -> None:
     _big_file(root / "live.bin", 16 << 20)
     ready, stop = root.parent / "writer-ready", root.parent / "stop-writer"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root / "live.bin"), str(ready), str(stop)])
+    writer = subprocess.Popen([sys.executable, "-c", script, str(root / "live.bin"), str(ready), str(stop)])
     try:
         deadline = time.monotonic() + 20
         while not ready.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), "the writer did not start"
-        for _ in range(4):
+        for _ in range(5):
             mlops("add", "live.bin", cwd=root)
     finally:
         stop.touch()
@@ -147,12 +167,20 @@ def _add_while_a_writer_writes(root: Path) -> None:
     assert bad_objects(root / ".mlops" / "cache") == []
 
 
-def test_add_racing_a_writer_never_stores_bytes_under_a_wrong_name_with_reflink(reflink_dir: Path) -> None:
-    _add_while_a_writer_writes(_repo(reflink_dir))
+# a writer through a mapping holds the file open throughout (add gets no lease and hashes
+# what it stored); one that opens, writes and closes in a loop lets add take its lease
+# between two writes, and its next open waits for add
+WRITERS = pytest.mark.parametrize("script", [WRITER, OPENER], ids=["mmap-writer", "open-write-close"])
 
 
-def test_add_racing_a_writer_never_stores_bytes_under_a_wrong_name_by_copy(tmp_path: Path) -> None:
-    _add_while_a_writer_writes(_repo(tmp_path))
+@WRITERS
+def test_add_racing_a_writer_never_stores_bytes_under_a_wrong_name_with_reflink(reflink_dir: Path, script: str) -> None:
+    _add_racing(_repo(reflink_dir), script)
+
+
+@WRITERS
+def test_add_racing_a_writer_never_stores_bytes_under_a_wrong_name_by_copy(tmp_path: Path, script: str) -> None:
+    _add_racing(_repo(tmp_path), script)
 
 
 def test_small_files_are_copied_in(reflink_dir: Path) -> None:
@@ -203,3 +231,26 @@ def test_a_writer_opening_the_file_breaks_the_lease_and_waits_for_its_end(tmp_pa
         released_at = time.monotonic()
     out, _ = writer.communicate(timeout=60)
     assert float(out) >= released_at  # it opened only once the lease was let go
+
+
+def test_an_emptying_open_that_breaks_no_lease_still_shows_in_the_check(tmp_path: Path) -> None:
+    # open(O_RDONLY | O_TRUNC) truncates without breaking a read lease
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 4096)
+    with open(path, "rb") as reader, read_lease(reader.fileno()) as steady:
+        assert steady()
+        os.close(os.open(path, os.O_RDONLY | os.O_TRUNC))
+        assert fcntl.fcntl(reader.fileno(), fcntl.F_GETLEASE) == fcntl.F_RDLCK  # the lease held...
+        assert not steady()  # ...but the check saw the file change
+
+
+def test_hardlink_adoption_hashes_under_a_lease_and_falls_back_to_a_copy_while_a_writer_is_open(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "cache")
+    source = tmp_path / "big.bin"
+    data = _big_file(source)
+    with open(source, "r+b"), store.batch() as batch:  # a writer holds it open: no lease
+        assert batch.adopt_file(source) is None
+    with store.batch() as batch:
+        digest, size = batch.adopt_file(source)
+    assert (digest, size) == (xxh(data), len(data))
+    assert os.stat(store.file(digest)).st_ino == os.stat(source).st_ino  # the file itself, linked in
