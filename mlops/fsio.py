@@ -16,7 +16,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,23 +89,20 @@ def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
 
 def append_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Append ``data`` in one write and fsync it (the file is created if missing)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise storage_error(exc, path) from exc
+    _change_durably(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, lambda fd: os.write(fd, data))
 
 
 def truncate_file(path: str | os.PathLike[str], size: int) -> None:
     """Cut an append-only file back to ``size`` bytes, durably (a torn last record is dropped)."""
+    _change_durably(path, os.O_WRONLY, lambda fd: os.ftruncate(fd, size))
+
+
+def _change_durably(path: str | os.PathLike[str], flags: int, change: Callable[[int], object]) -> None:
+    """Open ``path``, make one change through the descriptor, fsync, close; a failure is a storage error."""
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, flags, 0o644)
         try:
-            os.ftruncate(fd, size)
+            change(fd)
             os.fsync(fd)
         finally:
             os.close(fd)

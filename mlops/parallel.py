@@ -131,11 +131,14 @@ def _adaptive(fn: Callable[[T], R], todo: queue.SimpleQueue[T], total: int, work
     """
     done = 0
     pooled = False
+
+    def run(on_pool: bool, window: float) -> Generator[R, None, tuple[int, float]]:
+        return _pooled(fn, todo, total - done, workers, window) if on_pool else _inline(fn, todo, window)
+
     while done < total:
         current_rate = other_rate = 0.0
         for trying_other in (False, True):
-            run = _pooled(fn, todo, total - done, workers, ADAPT_WINDOW) if pooled != trying_other else _inline(fn, todo, ADAPT_WINDOW)
-            count, seconds = yield from run
+            count, seconds = yield from run(pooled != trying_other, ADAPT_WINDOW)
             done += count
             if done >= total:
                 return
@@ -146,8 +149,7 @@ def _adaptive(fn: Callable[[T], R], todo: queue.SimpleQueue[T], total: int, work
                 current_rate = rate
         if other_rate >= current_rate * ADAPT_GAIN:
             pooled = not pooled
-        run = _pooled(fn, todo, total - done, workers, ADAPT_REPROBE) if pooled else _inline(fn, todo, ADAPT_REPROBE)
-        count, _ = yield from run
+        count, _ = yield from run(pooled, ADAPT_REPROBE)
         done += count
 
 

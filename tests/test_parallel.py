@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,24 +93,33 @@ def test_adaptive_keeps_to_the_calling_thread_for_work_that_holds_the_gil() -> N
             total += k * n
         return total
 
+    expected = [spin(n) for n in range(20000)]
+    ran_on.clear()  # computing what to expect ran on this thread too
     with run_parallel(spin, range(20000), jobs=8, adaptive=True) as results:
-        assert sorted(results) == [spin(n) for n in range(20000)]
+        assert sorted(results) == expected
     on_caller = ran_on.count(threading.current_thread().name)
     # the pool runs a short window every round (~0.05 s of each ~1.1 s), and it can win a
     # round on a noisy machine, but then the next round takes the work back
     assert on_caller > len(ran_on) / 2, f"{on_caller} of {len(ran_on)} items ran on the calling thread"
 
 
-@pytest.mark.parametrize("adaptive", [False, True])
-def test_an_error_stops_the_workers_before_it_reaches_the_caller(adaptive: bool) -> None:
-    calls: list[int] = []
+def _recording(calls: list[int], fail_at: int | None = None) -> Callable[[int], int]:
+    """Work that records each item it starts and waits a little (so a pool takes it)."""
 
     def work(n: int) -> int:
         calls.append(n)
         time.sleep(0.002)
-        if n == 150:
-            raise ValueError("item 150 is bad")
+        if n == fail_at:
+            raise ValueError(f"item {n} is bad")
         return n
+
+    return work
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_an_error_stops_the_workers_before_it_reaches_the_caller(adaptive: bool) -> None:
+    calls: list[int] = []
+    work = _recording(calls, fail_at=150)
 
     with pytest.raises(ValueError, match="item 150"):
         with run_parallel(work, range(2000), jobs=4, adaptive=adaptive) as results:
@@ -123,11 +133,7 @@ def test_an_error_stops_the_workers_before_it_reaches_the_caller(adaptive: bool)
 @pytest.mark.parametrize("adaptive", [False, True])
 def test_leaving_the_block_early_stops_the_workers(adaptive: bool) -> None:
     calls: list[int] = []
-
-    def work(n: int) -> int:
-        calls.append(n)
-        time.sleep(0.002)
-        return n
+    work = _recording(calls)
 
     with run_parallel(work, range(2000), jobs=4, adaptive=adaptive) as results:
         for n, _ in enumerate(results):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from ..errors import EXIT_BROKEN_PIPE, CheckFailed, EXIT_FAILURE, EXIT_INTERRUPTED, MlopsError
+from ..errors import EXIT_BROKEN_PIPE, CheckFailed, EXIT_FAILURE, EXIT_INTERRUPTED, MlopsError, UsageError
 from .output import SETTINGS, Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,4 +72,29 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+def duration(text: str | None, option: str) -> float | None:
+    """Seconds in a duration option's value (30s, 500ms, 2m, 1h, 2d); None when not given."""
+    if text is None:
+        return None
+    from ..serve.deployment import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(f"{option}: {exc.message}", hint=exc.hint) from None
+
+
+def positive_duration(text: str, option: str) -> float:
+    seconds = duration(text, option)
+    assert seconds is not None
+    if seconds <= 0:
+        raise UsageError(f"{option} must be longer than 0, got {text!r}", hint="e.g. 30s, 500ms, 2m")
+    return seconds
+
+
+def comma_names(text: str | None) -> tuple[str, ...]:
+    """The names of a comma-separated option value, blanks dropped ('' and None: none)."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 JOBS_OPTION = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Most threads for file or network I/O (local file work uses them only while they help).")

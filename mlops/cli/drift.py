@@ -20,8 +20,8 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import CheckFailed, DataError, UsageError
-from .boundary import JSON_OPTION, command
+from ..errors import CheckFailed, DataError, MlopsError, UsageError
+from .boundary import JSON_OPTION, comma_names, command, positive_duration
 from .output import Output
 
 schema_app = typer.Typer(no_args_is_help=True)
@@ -132,10 +132,6 @@ def _open(resolved: ResolvedSource, label: str) -> Any:
 # --- mlops drift ---------------------------------------------------------------------------------
 
 
-def _names(text: Optional[str]) -> tuple[str, ...]:
-    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
-
-
 def drift(
     reference: str = typer.Argument(..., help="Reference data: a CSV/Parquet file, a folder of them, or a model reference (churn@production, churn:3: the data it was trained on)."),
     current: str = typer.Argument(..., help="Current data: a CSV/Parquet file or a folder of them."),
@@ -147,10 +143,10 @@ def drift(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Threshold for every column: a p-value (drift below it) or a distance (drift at or above it). Default: the method's own."),
     numeric_threshold: Optional[float] = typer.Option(None, "--numeric-threshold", help="Threshold for numeric columns."),
     categorical_threshold: Optional[float] = typer.Option(None, "--categorical-threshold", help="Threshold for categorical columns."),
-    drift_share: Optional[float] = typer.Option(None, "--drift-share", min=0.0, max=1.0, help="The dataset drifts when at least this share of the tested columns drifted (default 0.5)."),
+    drift_share: Optional[float] = typer.Option(None, "--drift-share", help="The dataset drifts when at least this share of the tested columns drifted (default 0.5)."),
     key_columns: Optional[str] = typer.Option(None, "--key-columns", help="The dataset drifts when any of these columns drifted, comma-separated."),
     correction: Optional[str] = typer.Option(None, "--correction", help="Correct p-values over the columns tested by p-value: none, fdr (Benjamini-Hochberg) or bonferroni."),
-    min_effect: Optional[float] = typer.Option(None, "--min-effect", min=0.0, help="Effect-size floor: a column drifts only if its effect (numeric: Wasserstein distance in reference std devs; categorical: Jensen-Shannon distance) reaches it."),
+    min_effect: Optional[float] = typer.Option(None, "--min-effect", help="Effect-size floor: a column drifts only if its effect (numeric: Wasserstein distance in reference std devs; categorical: Jensen-Shannon distance) reaches it."),
     preset: Optional[str] = typer.Option(None, "--preset", help="default (Evidently's rules) or strict (p-value tests with FDR correction and effect floors 0.05 numeric, 0.03 categorical)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with these settings and per-column methods, thresholds and types (docs/drift.md)."),
     target: Optional[str] = typer.Option(None, "--target", help="The target column: target drift, and model quality with --prediction."),
@@ -205,7 +201,7 @@ def drift(
         changes["task"] = task
     for key, value in (("columns", columns), ("exclude", exclude), ("key_columns", key_columns)):
         if value is not None:
-            changes[key] = _names(value)
+            changes[key] = comma_names(value)
     for key, value in (("target", target), ("prediction", prediction), ("pos_label", pos_label)):
         if value is not None:
             changes[key] = value
@@ -215,9 +211,7 @@ def drift(
     if since is not None and not any(arg.startswith("serving:") for arg in (reference, current)):
         raise UsageError("--since applies to request logs: give serving:NAME as the current data")
     if since is not None:
-        from ..serve.deployment import parse_duration
-
-        options = {"since": parse_duration(since), "since_text": since}
+        options = {"since": positive_duration(since, "--since"), "since_text": since}
     ref_resolved = resolve_source(reference, SourceContext("reference", options))
     cur_resolved = resolve_source(current, SourceContext("current", options))
     added = [c for c in (*ref_resolved.exclude, *cur_resolved.exclude) if c not in (settings.target, settings.prediction)]
@@ -231,8 +225,12 @@ def drift(
         ref_source, cur_source = _predicted(ref_resolved, (ref_source, cur_source), settings)
     report = check_drift(ref_source, cur_source, settings, jobs=jobs, progress=out.progress())
     recorded = None
+    record_failed: MlopsError | None = None
     if ref_resolved.model is not None:
-        recorded = _record(ref_resolved, report)
+        try:
+            recorded = _record(ref_resolved, report)
+        except MlopsError as exc:  # the report is still shown and written; the failure comes after it
+            record_failed = exc
     if html is not None:
         from ..drift.html import render
         from ..fsio import atomic_write
@@ -246,6 +244,8 @@ def drift(
             doc["recorded_for"] = recorded
         if html is not None:
             doc["html"] = str(html)
+        if record_failed is not None:
+            doc["record_error"] = record_failed.to_dict()
         out.emit_json(doc)
     else:
         _show(out, report)
@@ -256,6 +256,9 @@ def drift(
             out.info(f"recorded the verdict for {recorded['model']} version {recorded['version']}")
         if html is not None:
             out.info(f"wrote {html}")
+    if record_failed is not None:
+        # unrecorded, a failed check could not stop a promotion: not a success
+        raise (record_failed.after_report() if out.json else record_failed)
     if fail_on_drift and report.verdict.drifted:
         raise CheckFailed("dataset drifted: " + "; ".join(report.verdict.reasons), drifted_columns=[c.name for c in report.columns if c.drifted])
 
@@ -288,15 +291,24 @@ def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any
         table = pa.table({c: source.column(c) for c in source.columns})
         frame = table.select(features).to_pandas()
         classes = list(getattr(model, "classes_", []))
+        positive = 1  # the greater of two classes
+        if settings.pos_label is not None and len(classes) == 2:
+            named = [i for i, c in enumerate(classes) if str(c) == settings.pos_label]
+            if not named:
+                raise UsageError(f"--pos-label {settings.pos_label}: {mv.ref()} has no such class",
+                                 hint=f"its classes: {', '.join(str(c) for c in classes)}")
+            positive = named[0]
         try:
             if hasattr(model, "predict_proba") and len(classes) == 2:
-                positive = next((i for i, c in enumerate(classes) if settings.pos_label is not None and str(c) == settings.pos_label), 1)
                 values = model.predict_proba(frame)[:, positive]
             else:
                 values = model.predict(frame)
         except Exception as exc:  # noqa: BLE001 - a user's model fails in its own ways; say so in one line
             raise UsageError(f"{mv.ref()} could not predict on the {source.label} data: {type(exc).__name__}: {exc}".splitlines()[0],
                              hint="check that the data has the columns and types the model was trained on") from None
+        if getattr(values, "ndim", 1) != 1:
+            raise UsageError(f"{mv.ref()} predicts {values.shape[1:]} values per row: --predict takes one (a label, a score or a probability)",
+                             hint="add a column of predictions to the data and name it with --prediction instead")
         table = table.append_column(name, pa.array(values))
         predicted = Source.from_table(table, source.label, name=f"{source.described} + {mv.ref()} predictions")
         predicted.warnings[:0] = source.warnings

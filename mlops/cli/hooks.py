@@ -121,7 +121,9 @@ def _pre_commit(out: Output, _args: list[str]) -> None:
     # the stages whose own inputs changed; those that are stale only because of them are counted
     causes = [s for s in stale if not all(r.startswith("upstream ") for r in s["reasons"])] or stale
     for s in causes:
-        out.warn(f"stage {s['name']} is out of date in pipeline.lock: {'; '.join(r for r in s['reasons'] if not r.startswith('upstream '))}")
+        # its own reasons; a stage stale only through an upstream stage never run shows that one
+        own = [r for r in s["reasons"] if not r.startswith("upstream ")] or s["reasons"]
+        out.warn(f"stage {s['name']} is out of date in pipeline.lock: {'; '.join(own)}")
     if len(stale) > len(causes):
         out.warn(f"and {len(stale) - len(causes)} stage(s) downstream of them")
     if changed or stale:

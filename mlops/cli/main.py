@@ -22,8 +22,6 @@ from .. import __version__
 from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
 from .output import SETTINGS
 
-GROUPS = ("data", "pipeline", "runs", "registry", "hooks", "serve", "drift", "remote")
-
 #: the first word of a command line -> the group module that registers it
 #: (tests/test_contracts.py holds this equal to what the groups register)
 COMMAND_GROUPS = {
@@ -36,6 +34,7 @@ COMMAND_GROUPS = {
     **dict.fromkeys(("drift", "schema", "validate"), "drift"),
     "remote": "remote",
 }
+GROUPS = tuple(dict.fromkeys(COMMAND_GROUPS.values()))  # in the order of --help
 ROOT_FLAGS = ("--debug", "--quiet", "-q")  # root options that take no value and do not end the command
 
 

@@ -21,8 +21,12 @@ class _ModelsGroup(TyperGroup):
     def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
         word = args[0] if args else None
         if word and not word.startswith("-") and self.get_command(ctx, word) is None:
-            Output().error(f"'mlops models' has no command '{word}'", hint=f"to show a model: mlops models show {word}")
-            raise typer.Exit(2)
+            error = UsageError(f"'mlops models' has no command '{word}'", hint=f"to show a model: mlops models show {word}")
+            out = Output(json_output="--json" in args)
+            if out.json:  # the error document a --json caller reads on stdout
+                out.emit_json(error.to_dict())
+            out.error(error.message, error.hint)
+            raise typer.Exit(error.exit_code)
         return super().resolve_command(ctx, args)
 
 

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import CheckFailed, UsageError
 from ..repo.repo import find_repo
-from .boundary import JSON_OPTION, command
+from .boundary import JSON_OPTION, comma_names, command, duration, positive_duration
 from .output import Output
 
 canary_app = typer.Typer(no_args_is_help=True)
@@ -20,25 +20,6 @@ def register(app: typer.Typer) -> None:
     command(app, "deploy")(deploy)
     command(app, "predict")(predict)
     app.add_typer(canary_app, name="canary", help="The running canary or shadow of a model: status, promote, rollback.")
-
-
-def _duration(text: Optional[str], option: str) -> Optional[float]:
-    if text is None:
-        return None
-    from ..serve.deployment import parse_duration
-
-    try:
-        return parse_duration(text)
-    except UsageError as exc:
-        raise UsageError(f"{option}: {exc.message}", hint=exc.hint) from None
-
-
-def _positive_duration(text: str, option: str) -> float:
-    seconds = _duration(text, option)
-    assert seconds is not None
-    if seconds <= 0:
-        raise UsageError(f"{option} must be longer than 0, got {text!r}", hint="e.g. 30s, 500ms, 2m")
-    return seconds
 
 
 # --- serve -----------------------------------------------------------------------------------
@@ -77,9 +58,9 @@ def serve(
     out = Output()
     if token_env is not None and not os.environ.get(token_env):
         raise UsageError(f"--token-env {token_env}: the variable is empty or not set", hint=f"export {token_env}=<a long random token>")
-    timeout_seconds = _positive_duration(timeout, "--timeout")
-    rotate_seconds = _positive_duration(log_rotate, "--log-rotate")
-    max_age_seconds = _positive_duration(log_max_age, "--log-max-age")
+    timeout_seconds = positive_duration(timeout, "--timeout")
+    rotate_seconds = positive_duration(log_rotate, "--log-rotate")
+    max_age_seconds = positive_duration(log_max_age, "--log-max-age")
     repo = find_repo()
     source = open_source(repo)
     info = source.resolve(ref)
@@ -156,7 +137,7 @@ def deploy(
     source = open_source(repo)
     dep = deploy_core(
         repo, source, model, canary=canary, shadow=shadow, weight=weight, steps=step_values,
-        interval_seconds=_duration(interval, "--interval"), key=key, window_seconds=_duration(window, "--window"),
+        interval_seconds=duration(interval, "--interval"), key=key, window_seconds=duration(window, "--window"),
         min_requests=min_requests, max_error_rate=max_error_rate, max_p99_ms=max_p99_ms, by=actor("mlops deploy"),
     )
     if dep.candidate is not None:
@@ -200,10 +181,14 @@ def canary_status(
 ) -> None:
     """Per variant over the window: requests, errors, p50/p99 latency, prediction distribution, disagreement."""
     from ..serve.controller import canary_status as status_core
+    from ..serve.health import KEEP_SECONDS
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    report = status_core(repo, model, window_seconds=_duration(window, "--window"))
+    seconds = None if window is None else positive_duration(window, "--window")
+    if seconds is not None and seconds > KEEP_SECONDS:
+        raise UsageError(f"--window {window}: the server keeps the last {KEEP_SECONDS // 60:g} minutes only", hint="e.g. --window 5m")
+    report = status_core(repo, model, window_seconds=seconds)
     if out.json:
         out.emit_json(report)
     else:
@@ -322,7 +307,7 @@ def predict(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    kept = None if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
+    kept = None if keep is None else list(comma_names(keep))
     result = predict_file(repo, open_source(repo), ref, input_path, output, chunk_rows=chunk_rows, keep=kept, progress=out.progress())
     if out.json:
         out.emit_json(result.to_dict())

@@ -17,7 +17,7 @@ from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
 from ..store.hashing import hash_bytes, hash_file
-from ..store.objects import ObjectBatch
+from ..store.objects import CLONE_FROM, ObjectBatch
 from ..store.state import StatKey, stat_key
 from ..store.tree import FileRecord, TreeEntry, encode_manifest
 
@@ -171,7 +171,8 @@ def hash_files(
                 adopted = None
             digest, size = adopted if adopted is not None else into.add_file(item.path)
         else:
-            digest, size = into.add_file(item.path, clone=clone)
+            # a small file is never cloned: asking would only open it once more
+            digest, size = into.add_file(item.path, clone=clone and item.key[1] >= CLONE_FROM)
         learned.append((item.key, digest))
         return item, digest, size
 

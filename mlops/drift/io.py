@@ -609,22 +609,23 @@ def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str], t
         read, parse, convert = _csv_options(dialect, columns, column_types)
         seen = 0
         try:
-            reader = pacsv.open_csv(_open_text(file), read_options=read, parse_options=parse, convert_options=convert)
-            for batch in reader:
-                if dialect.encoding == "utf8" and _has_binary(batch.schema):
-                    # invalid UTF-8 past the sniffed start: Latin-1 from the top (rows yielded are skipped)
-                    dialect = dataclasses.replace(dialect, encoding="latin1")
-                    raise _Restart
-                if seen + batch.num_rows <= done:
+            with _open_text(file) as stream:  # each restart opens the file anew: the last one is closed
+                reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+                for batch in reader:
+                    if dialect.encoding == "utf8" and _has_binary(batch.schema):
+                        # invalid UTF-8 past the sniffed start: Latin-1 from the top (rows yielded are skipped)
+                        dialect = dataclasses.replace(dialect, encoding="latin1")
+                        raise _Restart
+                    if seen + batch.num_rows <= done:
+                        seen += batch.num_rows
+                        continue
+                    if seen < done:
+                        batch = batch.slice(done - seen)
+                        seen = done
+                    # once a type was widened the restart keeps yielding the new types: callers judge values
                     seen += batch.num_rows
-                    continue
-                if seen < done:
-                    batch = batch.slice(done - seen)
-                    seen = done
-                # once a type was widened the restart keeps yielding the new types: callers judge values
-                seen += batch.num_rows
-                done = seen
-                yield batch
+                    done = seen
+                    yield batch
             return
         except _Restart:
             continue

@@ -43,7 +43,6 @@ from ..store.hashing import hash_bytes
 
 SKLEARN, FILE, DIR = "sklearn", "file", "dir"
 PICKLE, JOBLIB = "pickle", "joblib"
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 SAMPLE_ROWS = 5
 MAX_SCAN = 64 << 20  # opcodes are read from at most this many bytes
 JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
@@ -196,10 +195,6 @@ def detect_flavor(path: Path, kind: str) -> str:
     return FILE
 
 
-def is_pickle(data: bytes) -> bool:
-    return serialization(data) is not None
-
-
 def verified_bytes(path: Path, *, digest: str, sha256: str | None, what: str) -> bytes:
     """The file's bytes, read once and checked against both recorded hashes."""
     try:
@@ -235,8 +230,6 @@ def load_object(data: bytes, what: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - a pickle that does not load is bad input, named
         raise UsageError(f"{what}: could not unpickle the artifact: {type(exc).__name__}: {exc}") from None
 
-
-unpickle = load_object  # the name serve and drift may already use
 
 
 # --- the restricted loader -------------------------------------------------------------------------

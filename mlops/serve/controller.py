@@ -119,7 +119,7 @@ def canary_status(repo: Repo, model: str, *, window_seconds: float | None = None
     newest = max((float(s.get("written", 0)) for s in snaps), default=None)
     until = now if live or newest is None else newest
     th = dep.thresholds
-    window = float(window_seconds or th.window_seconds)
+    window = float(window_seconds if window_seconds is not None else th.window_seconds)
     cand = dep.candidate
     started = parse_iso(cand.started_at) if cand else None
     since = max(until - window, started or 0.0)

@@ -39,7 +39,6 @@ under the lock ``.mlops/tmp/locks/deploy-<model>.lock`` and replaces the file at
 
 from __future__ import annotations
 
-import getpass
 import math
 import re
 import time
@@ -53,8 +52,10 @@ from ..errors import CouldNotComplete, FormatError, UsageError
 from ..formats import check_format, display_path, dump_yaml, parse_yaml
 from ..fsio import atomic_write
 from ..registry.refs import NAME
+from ..registry.store import default_actor
 from ..registry.refs import check_name as check_model_name  # a deployment names a registered model
 from ..repo.repo import Repo
+from .requestlog import model_state_dir
 
 DEPLOYMENTS = "deployments"
 DEPLOYMENT_FORMAT = 1
@@ -176,15 +177,8 @@ def parse_steps(text: str) -> tuple[float, ...]:
 
 
 def actor(what: str) -> str:
-    import os
-
-    user = os.environ.get("MLOPS_USER", "").strip()
-    if not user:
-        try:
-            user = getpass.getuser()
-        except Exception:  # noqa: BLE001 - no user name in a container is not an error
-            user = "unknown"
-    return f"{user} ({what})"
+    """Who changes a deployment, as the registry names who acts, and how (cli, controller)."""
+    return f"{default_actor()} ({what})"
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -200,13 +194,14 @@ def deployment_path(repo: Repo, model: str) -> Path:
 
 def serve_dir(repo: Repo, model: str) -> Path:
     """Machine-local runtime state of serving one model (stats, request logs): not for git."""
-    base = repo.dot / "serve"
+    path = model_state_dir(repo, model)
+    base = path.parent
     if not base.is_dir():
         base.mkdir(parents=True, exist_ok=True)
     ignore = base / ".gitignore"
     if not ignore.exists():
         atomic_write(ignore, "# serving's runtime state (statistics, request logs) is local to this machine\n*\n")
-    return base / check_model_name(model)
+    return path
 
 
 def _lock(repo: Repo, model: str) -> Any:

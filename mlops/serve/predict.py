@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidPathError, SignatureError, UsageError
+from ..errors import CouldNotComplete, DataError, InvalidPathError, SignatureError, UsageError
 from ..fsio import atomic_writer
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
@@ -56,6 +56,11 @@ def file_format(path: Path, what: str) -> str:
     return fmt
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _batches(path: Path, fmt: str, signature: Signature | None, chunk_rows: int) -> tuple[Iterator[Any], int | None]:
     import pyarrow as pa
 
@@ -65,16 +70,25 @@ def _batches(path: Path, fmt: str, signature: Signature | None, chunk_rows: int)
         try:
             handle = pq.ParquetFile(str(path))
         except (pa.ArrowInvalid, OSError) as exc:
-            raise UsageError(f"{path}: not a readable Parquet file ({exc})") from None
-        return handle.iter_batches(batch_size=chunk_rows), handle.metadata.num_rows
+            raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+
+        def read() -> Iterator[Any]:
+            # a file broken partway shows only while it is read, inside the output's atomic
+            # writer: said here as the input's fault, not as a failure to write the output
+            try:
+                yield from handle.iter_batches(batch_size=chunk_rows)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})", hint="nothing was written") from None
+
+        return read(), handle.metadata.num_rows
     import pyarrow.csv as pacsv
 
     types = {c.name: arrow_type(c.kind) for c in signature.inputs if arrow_type(c.kind) is not None and c.kind != DATETIME} if signature else {}
     try:
         reader = pacsv.open_csv(str(path), read_options=pacsv.ReadOptions(block_size=1 << 22),
                                 convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
-    except pa.ArrowInvalid as exc:
-        raise SignatureError(f"{path}: cannot read as the model's columns: {exc}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: cannot read as the model's columns: {_first_line(exc)}") from None
 
     def rechunk() -> Iterator[Any]:
         pending: list[Any] = []
@@ -89,8 +103,8 @@ def _batches(path: Path, fmt: str, signature: Signature | None, chunk_rows: int)
                     rest = table.slice(chunk_rows)
                     pending = rest.to_batches()
                     count = rest.num_rows
-        except pa.ArrowInvalid as exc:
-            raise SignatureError(f"{path}: a value does not fit the model's column types: {exc}",
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SignatureError(f"{path}: a value does not fit the model's column types: {_first_line(exc)}",
                                  hint="fix the file or check the model's signature (mlops serve's GET /metadata)") from None
         if count:
             yield from pa.Table.from_batches(pending).to_batches(max_chunksize=chunk_rows)
@@ -190,14 +204,21 @@ def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Pa
                         features = batch.select(list(signature.names))
                     else:
                         features = batch
-                    frame = features.to_pandas()
-                    predictions = model.predict(frame)
-                    values = getattr(predictions, "to_numpy", lambda: predictions)()
-                    if chunks == 0 and keep is not None:
+                    if chunks == 0 and keep is not None:  # before any scoring
                         unknown = [n for n in keep if n not in batch.schema.names]
                         if unknown:
                             raise UsageError(f"--keep: {src} has no column {', '.join(repr(n) for n in unknown)}",
                                              hint=f"its columns: {', '.join(batch.schema.names)}; nothing was written")
+                    frame = features.to_pandas()
+                    try:
+                        predictions = model.predict(frame)
+                    except Exception as exc:  # noqa: BLE001 - the model's own failure on these rows
+                        raise CouldNotComplete(
+                            f"{info.ref()}: the model failed on rows {rows}-{rows + batch.num_rows - 1} of {src}: "
+                            f"{type(exc).__name__}: {_first_line(exc)}",
+                            hint="nothing was written; check the input against the model (mlops serve's GET /metadata)",
+                        ) from exc
+                    values = getattr(predictions, "to_numpy", lambda: predictions)()
                     kept_names = [n for n in batch.schema.names if keep is None or n in keep]
                     if chunks == 0:
                         while prediction_column in batch.schema.names:

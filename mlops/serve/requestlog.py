@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsio import pid_alive
+from ..registry.refs import check_name as check_model_name
 from ..repo.repo import Repo
 from .signature import Signature, arrow_type
 
@@ -58,8 +59,14 @@ class LogSettings:
     max_pending_rows: int = 200_000
 
 
+def model_state_dir(repo: Repo, model: str) -> Path:
+    """Where serving keeps one model's machine-local state (stats, request logs); the name is
+    checked as the registry's, so a name cannot lead out of the folder. Creates nothing."""
+    return repo.dot / "serve" / check_model_name(model)
+
+
 def requests_dir(repo: Repo, model: str) -> Path:
-    return repo.dot / "serve" / model / "requests"
+    return model_state_dir(repo, model) / "requests"
 
 
 def log_files(repo: Repo, model: str, since_seconds: float | None = None) -> list[Path]:
@@ -69,7 +76,7 @@ def log_files(repo: Repo, model: str, since_seconds: float | None = None) -> lis
 
 
 def shadow_log_files(repo: Repo, model: str, since_seconds: float | None = None) -> list[Path]:
-    return _finished(repo.dot / "serve" / model / "shadow", since_seconds)
+    return _finished(model_state_dir(repo, model) / "shadow", since_seconds)
 
 
 def _finished(folder: Path, since_seconds: float | None) -> list[Path]:

@@ -183,17 +183,18 @@ class ObjectBatch:
         # created read-only (the fd still writes): commit then needs no chmod per object
         return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY), temp
 
-    def _fill_temp(self, fill: Callable[[int], T], *, source: str | None = None) -> tuple[T, str]:
+    def _fill_temp(self, fill: Callable[[int], T], *, source: str | None = None, own_errors: bool = True) -> tuple[T, str]:
         """A new temp file, written by ``fill(fd)``; returns what ``fill`` returned and the
         temp's path. On any error the temp file is gone, and an OSError becomes a storage
-        error of the cache (unless it names ``source``: reading the user's file failed)."""
+        error of the cache (unless it names ``source``: reading the user's file failed; or
+        ``own_errors`` is False: a stream's reader says what failed)."""
         fd, temp = self._new_temp()
         try:
             result = fill(fd)
         except BaseException as exc:
             os.close(fd)
             os.unlink(temp)
-            if isinstance(exc, OSError) and (source is None or exc.filename != source):
+            if own_errors and isinstance(exc, OSError) and (source is None or exc.filename != source):
                 raise storage_error(exc, self.store.root) from exc
             raise
         os.close(fd)
@@ -283,9 +284,8 @@ class ObjectBatch:
                 return None
             if self.store.exists(hashed[0]) or hashed[0] in self._staged_digests:
                 return hashed
-            temp = os.path.join(self.store.tmp, f"{self._tag}link-{hashed[0]}")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+            # a name of its own: two identical files adopted at once must not share (and unlink) one
+            temp = os.path.join(self.store.tmp, f"{self._tag}link-{next(_COUNTER)}")
             if not steady():
                 return None
             os.link(source, temp)  # changes the file's ctime: from here on the lease and size tell
@@ -321,14 +321,7 @@ class ObjectBatch:
 
         ``last`` objects (manifests) are published after all others, the last staged first:
         fetched level by level from the top, they land children before parents."""
-        fd, temp = self._new_temp()
-        try:
-            digest, size = copy_and_hash(source, fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(temp)
-            raise
-        os.close(fd)
+        (digest, size), temp = self._fill_temp(lambda fd: copy_and_hash(source, fd), own_errors=False)
         if digest != expected:
             os.unlink(temp)
             raise CorruptObjectError(f"object {expected} arrived corrupt (its bytes hash to {digest})", object=expected)

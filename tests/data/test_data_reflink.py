@@ -15,6 +15,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,10 +25,9 @@ import pytest
 from datakit import bad_objects, cache_objects, git, mlops, xxh
 
 from mlops.repo.repo import init_repo
-from mlops.store.links import read_lease
+from mlops.store.links import FICLONE, read_lease
 from mlops.store.objects import CLONE_FROM, ObjectStore
 
-FICLONE = 0x40049409
 FS_IOC_FIEMAP = 0xC020660B
 FIEMAP_FLAG_SYNC = 0x1
 FIEMAP_EXTENT_SHARED = 0x2000
@@ -254,3 +254,31 @@ def test_hardlink_adoption_hashes_under_a_lease_and_falls_back_to_a_copy_while_a
         digest, size = batch.adopt_file(source)
     assert (digest, size) == (xxh(data), len(data))
     assert os.stat(store.file(digest)).st_ino == os.stat(source).st_ino  # the file itself, linked in
+
+
+def test_identical_files_adopted_at_once_each_keep_their_own_link(tmp_path: Path) -> None:
+    # two threads adopting the same content must not share a temp name: the second's
+    # dedupe would unlink the first's staged link, and the commit would fail
+    data = os.urandom(4096)
+    sources = []
+    for n in range(8):
+        source = tmp_path / f"same-{n}.bin"
+        source.write_bytes(data)
+        sources.append(source)
+    for attempt in range(30):
+        store = ObjectStore(tmp_path / f"cache-{attempt}")
+        with store.batch() as batch:
+            barrier = threading.Barrier(len(sources))
+            adopted: list[object] = []
+
+            def adopt(source: Path) -> None:
+                barrier.wait()
+                adopted.append(batch.adopt_file(source))
+
+            threads = [threading.Thread(target=adopt, args=(s,)) for s in sources]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert adopted == [(xxh(data), len(data))] * len(sources)
+        assert Path(store.file(xxh(data))).read_bytes() == data

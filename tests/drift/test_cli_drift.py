@@ -129,8 +129,8 @@ def test_bad_options_are_usage_errors(drifted_pair, cli) -> None:
     assert "column 'nope' is in neither data set" in cli("drift", *drifted_pair, "--columns", "nope", code=2).stderr
     for flag in ("--threshold", "--numeric-threshold", "--categorical-threshold", "--min-effect", "--drift-share"):
         for value in ("nan", "-0.5", "inf"):
-            result = cli("drift", *drifted_pair, flag, value, code=2)  # (click itself refuses some negatives)
-            assert f"{flag} must be" in result.stderr or "range" in result.stderr, (flag, value)
+            result = cli("drift", *drifted_pair, flag, value, code=2)
+            assert f"{flag} must be" in result.stderr.splitlines()[0], (flag, value, result.stderr)
 
 
 def test_json_is_valid_with_huge_and_infinite_values(tmp_path, mlops_bin) -> None:

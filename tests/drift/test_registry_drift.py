@@ -104,3 +104,22 @@ def test_predict_runs_the_model_on_both_sets_for_prediction_drift_and_quality(re
     pd.DataFrame({"tenure": [1, 2]}).to_csv(tmp_path / "narrow.csv", index=False)
     result = cli("drift", "churn:1", str(tmp_path / "narrow.csv"), "--predict", code=2)
     assert "lacks the model's input column(s) charges" in result.stderr
+    result = cli("drift", "churn:1", str(tmp_path / "cur.csv"), "--predict", "--pos-label", "yes", code=2)
+    assert "--pos-label yes: churn:1 has no such class" in result.stderr
+
+
+def test_a_verdict_that_cannot_be_recorded_still_shows_its_report_then_fails(churn, cli, tmp_path) -> None:
+    # a hand-edited model file: the registry refuses to write to it (the audit anchor no longer matches)
+    from mlops.registry.store import model_path
+
+    path = model_path(churn, "churn")
+    doc = json.loads(path.read_text())
+    doc["edited_by_hand"] = True
+    path.write_text(json.dumps(doc))
+    current = write_parquet(tmp_path / "cur.parquet", base_columns(500, seed=2))
+    result = cli("drift", "churn:1", str(current), "--json", "--html", str(tmp_path / "report.html"), code=3)
+    report = json.loads(result.stdout)  # one document: the report, with why it was not recorded
+    assert report["verdict"]["drifted"] is False and "recorded_for" not in report
+    assert report["record_error"]["exit_code"] == 3
+    assert (tmp_path / "report.html").exists()
+    assert not registry.get_version(churn, "churn", 1).drift_checks

@@ -104,5 +104,7 @@ def test_an_unknown_models_subcommand_is_one_line(three, mlops_bin) -> None:
     result = mlops_bin("models", "churn", code=2, cwd=three.root)
     assert result.stderr.splitlines() == ["error: 'mlops models' has no command 'churn'", "hint: to show a model: mlops models show churn"]
     assert result.stdout == ""
+    doc = js(mlops_bin("models", "churn", "--json", code=2, cwd=three.root))  # --json: the error document on stdout
+    assert doc["error"] == "usage" and doc["exit_code"] == 2 and "has no command 'churn'" in doc["message"]
     assert "churn" in mlops_bin("models", cwd=three.root).stdout  # the list, and show, still work
     assert js(mlops_bin("models", "show", "churn", "--json", cwd=three.root))["model"] == "churn"

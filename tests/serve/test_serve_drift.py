@@ -40,3 +40,9 @@ def test_serving_source_errors_are_usage_errors(model_repo: Path) -> None:
     assert "--since applies to request logs" in r.stderr
     r = mlops(model_repo, "drift", str(reference), "serving:churn", "--since", "soon", code=2)
     assert "not a duration" in r.stderr
+
+
+def test_a_serving_source_names_a_model_not_a_path(model_repo: Path) -> None:
+    (model_repo / "x.csv").write_text("a,b\n1,2\n")
+    r = mlops(model_repo, "drift", "x.csv", "serving:../../models", code=2)
+    assert "not a valid model name: '../../models'" in r.stderr

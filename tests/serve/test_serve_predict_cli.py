@@ -144,3 +144,37 @@ def test_serve_and_predict_refuse_options_they_would_otherwise_ignore(model_repo
     r = mlops(model_repo, "predict", "churn@production", "data.parquet", "-o", "out.parquet", "--keep", "customer_id,nosuch", code=2)
     assert "--keep" in r.stderr and "'nosuch'" in r.stderr and "customer_id" in r.stderr
     assert not (model_repo / "out.parquet").exists()
+
+
+def test_a_model_that_fails_on_the_rows_is_one_line_and_writes_nothing(model_repo: Path, frame) -> None:
+    frame.loc[1200, "plan"] = "a-plan-never-seen"  # fits the signature (a string); the fitted encoder refuses it
+    src = model_repo / "data.parquet"
+    frame.to_parquet(src)
+    r = mlops(model_repo, "predict", "churn@production", str(src), "-o", "preds.parquet", "--chunk-rows", "1000", code=3)
+    first = r.stderr.strip().splitlines()[0]
+    assert "churn:1: the model failed on rows 1000-1999" in first and "ValueError" in first
+    assert "internal error" not in r.stderr
+    assert not (model_repo / "preds.parquet").exists()
+
+
+def test_an_input_broken_partway_is_the_inputs_fault_in_one_line(model_repo: Path, frame) -> None:
+    src = model_repo / "data.parquet"
+    frame.to_parquet(src, row_group_size=500)
+    data = bytearray(src.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 2000] = b"\xff" * 2000  # the footer still reads; a row group in the middle does not
+    src.write_bytes(bytes(data))
+    r = mlops(model_repo, "predict", "churn@production", str(src), "-o", "preds.csv", code=2)
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith(f"error: {src}: not a readable Parquet file"), r.stderr
+    assert "cannot write" not in r.stderr
+    assert not (model_repo / "preds.csv").exists()
+
+
+def test_canary_status_takes_only_a_window_the_server_keeps(model_repo: Path) -> None:
+    mlops(model_repo, "deploy", "churn", "--canary", "2")
+    r = mlops(model_repo, "canary", "status", "churn", "--window", "0", code=2)
+    assert "--window must be longer than 0" in r.stderr
+    r = mlops(model_repo, "canary", "status", "churn", "--window", "2h", code=2)
+    assert "keeps the last 10 minutes only" in r.stderr
+    mlops(model_repo, "canary", "status", "churn", "--window", "5m")
