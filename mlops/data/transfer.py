@@ -93,7 +93,7 @@ def push(
             if not todo:
                 continue
             with progress.task(f"push to {target.name}", total=len(todo)) as task, run_parallel(
-                lambda d: target.upload(d, store.file(d)), todo, jobs=jobs, adaptive=target.local_io
+                lambda d: target.upload(d, store.file(d)), todo, jobs=target.parallelism(jobs, store.root), adaptive=target.local_io
             ) as uploads:
                 for size in uploads:
                     moved += 1
@@ -194,7 +194,7 @@ def fetch(
         if not todo:
             return
         with progress.task(f"{label} from {source.name}", total=len(todo)) as task, run_parallel(
-            lambda d: source.download(d, batch, last=manifests), todo, jobs=jobs, adaptive=source.local_io
+            lambda d: source.download(d, batch, last=manifests), todo, jobs=source.parallelism(jobs, store.root), adaptive=source.local_io
         ) as downloads:
             for size in downloads:
                 moved += 1

@@ -86,9 +86,12 @@ class Remote(ABC):
     def list_refs(self, prefix: str = "") -> list[str]:
         """The names of the refs whose name starts with ``prefix`` (e.g. ``'runs/'``), sorted."""
 
-    # transfers are local file copies, where threads help only while items wait on a disk (on
-    # one disk with the cache, measured, they lose to one thread): run_parallel then measures
-    # whether they do (see parallel.run_parallel's ``adaptive``)
+    def parallelism(self, jobs: int | None, local_store: Path) -> int | None:
+        """How many transfers to run at once for ``-j jobs`` (None: the default)."""
+        return jobs
+
+    # transfers are local file copies, where threads help only while items wait on a disk:
+    # run_parallel then measures whether they do (see parallel.run_parallel's ``adaptive``)
     local_io = False
 
     def finish(self) -> None:

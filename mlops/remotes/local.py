@@ -35,6 +35,26 @@ class LocalRemote(Remote):
                 hint="mount it or fix the URL ('mlops remote list')",
             )
 
+    def parallelism(self, jobs: int | None, local_store: Path) -> int | None:
+        """One stream when the remote shares a disk with the cache: copies between two folders
+        of one disk gain nothing from threads, and measured here they lose (20,000 small
+        objects: 3.2 s with one thread, 5.4 s with eight, from lock and journal contention).
+        A remote on another device (a mount) gets the threads asked for, and run_parallel's
+        adaptive mode still measures whether they pay. (Leaving the same-disk case to that
+        measurement too was tried: a pull of 20,000 objects took 7.5-8.0 s against 5.6-6.5 s
+        in one series of alternating runs, and no better in another: the rule stays.)"""
+        try:
+            same_disk = os.stat(self._existing(self.path)).st_dev == os.stat(self._existing(local_store)).st_dev
+        except OSError:
+            return jobs
+        return 1 if same_disk else jobs
+
+    @staticmethod
+    def _existing(path: Path) -> Path:
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        return path
+
     def missing(self, digests: Collection[str]) -> set[str]:
         self._check_reachable()
         return {d for d in digests if not self.store.exists(d)}
