@@ -1,8 +1,8 @@
 """Make the demo's data: a customer CSV and a folder of small text 'images'. No download.
 
-    python make_data.py data                # data/customers.csv and data/images/
-    python make_data.py data --next-month   # data/customers-next.csv: next month's customers, with
-                                            # a planted shift (newer customers, a price rise, a new plan)
+python make_data.py data                # data/customers.csv and data/images/
+python make_data.py data --next-month   # data/customers-next.csv: next month's customers, with
+                                        # a planted shift (newer customers, a price rise, a new plan)
 """
 
 import random
@@ -24,7 +24,9 @@ if "--next-month" in sys.argv:
             charges = round(rng.uniform(10, 120) * 1.15, 2)  # a 15% price rise
             churned = int(rng.random() < (0.5 if tenure < 12 else 0.15))
             f.write(f"{i},{tenure},{plan},{charges},{churned}\n")
-    print(f"wrote {out}/customers-next.csv (5000 rows; planted: shorter tenures, charges +15%, a new 'enterprise' plan)")
+    print(
+        f"wrote {out}/customers-next.csv (5000 rows; planted: shorter tenures, charges +15%, a new 'enterprise' plan)"
+    )
     sys.exit(0)
 
 rng = random.Random(42)

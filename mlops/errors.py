@@ -123,6 +123,8 @@ class UnknownModelError(UsageError):
     """A model, version, stage or alias that the registry does not have (what exists is listed)."""
 
     kind = "unknown_model"
+
+
 class SignatureError(UsageError):
     """Input data that does not match the model's signature (the first problems are listed)."""
 

@@ -75,7 +75,11 @@ def parse_yaml_positions(text: str, source: str) -> tuple[Any, dict[tuple[Any, .
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
-                key = yaml.load(yaml.serialize(key_node), Loader=_Loader) if not isinstance(key_node, yaml.ScalarNode) else _scalar(key_node)
+                key = (
+                    yaml.load(yaml.serialize(key_node), Loader=_Loader)
+                    if not isinstance(key_node, yaml.ScalarNode)
+                    else _scalar(key_node)
+                )
                 positions[(*path, "<key>", key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if key in out:
                     line, col = positions[(*path, "<key>", key)]

@@ -212,6 +212,7 @@ def _hostname() -> str:
 
     return socket.gethostname()
 
+
 DEFAULT_LOCK_TIMEOUT = 10.0
 
 

@@ -192,7 +192,9 @@ def _pooled(
                     finished.put((False, exc))
                     return
 
-        threads = [threading.Thread(target=worker, name=f"mlops-io-{n}", daemon=True) for n in range(min(workers, left))]
+        threads = [
+            threading.Thread(target=worker, name=f"mlops-io-{n}", daemon=True) for n in range(min(workers, left))
+        ]
         try:
             for thread in threads:
                 thread.start()

@@ -99,7 +99,10 @@ class Cli:
     def __call__(self, *args: str, code: int = 0) -> Result:
         result = self.runner.invoke(app, list(args), catch_exceptions=False)
         out = Result(result.exit_code, result.stdout, result.stderr)
-        assert result.exit_code == code, f"mlops {' '.join(args)} -> {result.exit_code} (wanted {code})\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+        assert result.exit_code == code, (
+            f"mlops {' '.join(args)} -> {result.exit_code} (wanted {code})\n"
+            f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+        )
         return out
 
 
@@ -108,12 +111,19 @@ def cli() -> Cli:
     return Cli()
 
 
-def run_mlops(*args: str, cwd: Path | None = None, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_mlops(
+    *args: str, cwd: Path | None = None, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real `mlops` console script as a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([MLOPS_BIN, *args], cwd=cwd or Path.cwd(), capture_output=True, text=True, env=full_env, timeout=timeout)
+    proc = subprocess.run(
+        [MLOPS_BIN, *args], cwd=cwd or Path.cwd(), capture_output=True, text=True, env=full_env, timeout=timeout
+    )
     if code is not None:
-        assert proc.returncode == code, f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        assert proc.returncode == code, (
+            f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
@@ -127,6 +137,6 @@ def remote_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "remote"
     yield path
     if path.exists():
-        for folder, _dirs, files in os.walk(path):
+        for folder, _dirs, _files in os.walk(path):
             os.chmod(folder, 0o755)
         shutil.rmtree(path, ignore_errors=True)

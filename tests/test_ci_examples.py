@@ -66,7 +66,17 @@ def test_the_canary_request_body_is_valid_json() -> None:
 
 
 # commands that only change settings or start something: a one-line confirmation, no report
-NO_REPORT = {"init", "plots", "serve", "import dvc", "hooks run", "remote add", "remote modify", "remote remove", "remote default"}
+NO_REPORT = {
+    "init",
+    "plots",
+    "serve",
+    "import dvc",
+    "hooks run",
+    "remote add",
+    "remote modify",
+    "remote remove",
+    "remote default",
+}
 
 
 def test_every_reporting_command_takes_json() -> None:

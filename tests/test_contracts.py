@@ -42,7 +42,8 @@ def test_exit_code_table_matches_errors() -> None:
     assert documented == in_code
     # every public error class in errors.py is listed (private helpers elsewhere subclass these)
     public = {
-        obj for obj in vars(errors).values()
+        obj
+        for obj in vars(errors).values()
         if isinstance(obj, type) and issubclass(obj, errors.MlopsError) and obj is not errors.MlopsError
     }
     assert public == set(errors.ALL_ERRORS)
@@ -64,7 +65,7 @@ def test_startup_imports_no_heavy_library(argv: list[str], repo, tree) -> None:
         "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    line = [l for l in proc.stderr.splitlines() if l.startswith("HEAVY=")]
+    line = [err_line for err_line in proc.stderr.splitlines() if err_line.startswith("HEAVY=")]
     assert line == ["HEAVY="], proc.stderr
 
 

@@ -50,7 +50,9 @@ def test_adaptive_uses_the_pool_when_items_wait() -> None:
     assert on_workers > len(ran_on) / 2, f"{on_workers} of {len(ran_on)} items ran on worker threads"
 
 
-def test_adaptive_switches_ways_as_the_items_change_and_runs_each_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adaptive_switches_ways_as_the_items_change_and_runs_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # waiting items first (the pool wins), then small-file work (the calling thread wins:
     # threads there only take turns on the GIL and on the folder), so each way's windows
     # end and hand over mid-queue; rounds are made shorter to keep the test short

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from ..errors import EXIT_BROKEN_PIPE, CheckFailed, EXIT_FAILURE, EXIT_INTERRUPTED, MlopsError, UsageError
+from ..errors import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, CheckFailed, MlopsError, UsageError
 from .output import SETTINGS, Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,7 +47,10 @@ def boundary(fn: F) -> F:
         except Exception as exc:  # noqa: BLE001 - the boundary is where the unexpected is caught
             if SETTINGS.debug:
                 raise
-            out.error(f"internal error: {type(exc).__name__}: {exc}", "run again with --debug (or MLOPS_DEBUG=1) for the traceback, and report it")
+            out.error(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "run again with --debug (or MLOPS_DEBUG=1) for the traceback, and report it",
+            )
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]
@@ -97,4 +100,13 @@ def positive_duration(text: str, option: str) -> float:
 def comma_names(text: str | None) -> tuple[str, ...]:
     """The names of a comma-separated option value, blanks dropped ('' and None: none)."""
     return tuple(n.strip() for n in (text or "").split(",") if n.strip())
-JOBS_OPTION = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Most threads for file or network I/O (local file work uses them only while they help).")
+
+
+JOBS_OPTION = typer.Option(
+    None,
+    "--jobs",
+    "-j",
+    min=1,
+    max=256,
+    help="Most threads for file or network I/O (local file work uses them only while they help).",
+)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ TARGETS = typer.Argument(None, help="Tracked paths (default: every pointer file 
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: the default remote).")
 
 
-def lock_outputs(repo, rev: Optional[str] = None) -> list:  # noqa: ANN001
+def lock_outputs(repo, rev: str | None = None) -> list:  # noqa: ANN001
     """Pipeline outputs named by pipeline.lock: checked out beside the pointer files' data."""
     from ..pipeline.lock import LOCK_FILE
     from ..pipeline.roots import lock_pointers
@@ -33,7 +32,11 @@ def _pipeline_roots(repo, all_commits: bool = False) -> list:  # noqa: ANN001
     from ..registry.api import registry_roots
     from ..tracking.store import artifact_roots
 
-    return [*pipeline_roots(repo, all_commits=all_commits), *artifact_roots(repo), *registry_roots(repo, all_commits=all_commits)]
+    return [
+        *pipeline_roots(repo, all_commits=all_commits),
+        *artifact_roots(repo),
+        *registry_roots(repo, all_commits=all_commits),
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +64,7 @@ def init(
 
 def add(
     paths: list[str] = typer.Argument(..., help="Files or folders to track."),
-    jobs: Optional[int] = JOBS_OPTION,
+    jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Snapshot files or folders into the cache and write their .mlops pointer files."""
@@ -83,9 +86,9 @@ def add(
 
 
 def status(
-    targets: Optional[list[str]] = TARGETS,
+    targets: list[str] | None = TARGETS,
     check: bool = typer.Option(False, "--check", help="Exit 1 when anything changed (for hooks and CI)."),
-    jobs: Optional[int] = JOBS_OPTION,
+    jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Show what changed in tracked data since its pointer file was written."""
@@ -97,7 +100,9 @@ def status(
     stages = [] if targets else stage_status(repo)
     stale = [s for s in stages if s["status"] == "would run" and s["has_run"]]
     if out.json:
-        out.emit_json({"clean": result.clean and not stale, "targets": [t.to_dict() for t in result.targets], "stages": stages})
+        out.emit_json(
+            {"clean": result.clean and not stale, "targets": [t.to_dict() for t in result.targets], "stages": stages}
+        )
     else:
         changed = [t for t in result.targets if t.state != "unchanged"]
         if not result.targets and not stages:
@@ -113,7 +118,11 @@ def status(
                 summary = t.detail
             colour = "red" if t.state == "deleted" else "yellow"
             out.row((t.state, colour), (t.path, None), (summary, "dim"))
-            for label, paths in (("added", t.changes.added), ("modified", t.changes.modified), ("deleted", t.changes.deleted)):
+            for label, paths in (
+                ("added", t.changes.added),
+                ("modified", t.changes.modified),
+                ("deleted", t.changes.deleted),
+            ):
                 for p in paths[:20]:
                     out.line(f"    {label}: {t.path}/{p}")
                 if len(paths) > 20:
@@ -151,10 +160,12 @@ def stage_status(repo) -> list[dict]:  # noqa: ANN001
 
 
 def checkout(
-    targets: Optional[list[str]] = TARGETS,
-    rev: Optional[str] = typer.Option(None, "--rev", help="Use the pointer files of this git revision."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite or remove workspace changes that are not in the cache."),
-    jobs: Optional[int] = JOBS_OPTION,
+    targets: list[str] | None = TARGETS,
+    rev: str | None = typer.Option(None, "--rev", help="Use the pointer files of this git revision."),
+    force: bool = typer.Option(
+        False, "--force", "-f", help="Overwrite or remove workspace changes that are not in the cache."
+    ),
+    jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Make the workspace match the pointer files (e.g. after git checkout)."""
@@ -175,7 +186,7 @@ def checkout(
 
 def diff(
     a_rev: str = typer.Argument("HEAD", help="Old git revision."),
-    b_rev: Optional[str] = typer.Argument(None, help="New git revision (default: the workspace)."),
+    b_rev: str | None = typer.Argument(None, help="New git revision (default: the workspace)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Which files inside tracked data changed between git revisions."""
@@ -184,7 +195,14 @@ def diff(
     out = Output(json_output=json_output)
     result = do_diff(find_repo(), a_rev, b_rev)
     if out.json:
-        out.emit_json({"a": result.a_rev, "b": result.b_rev, "changes": [e.to_dict() for e in result.entries], "notes": list(result.notes)})
+        out.emit_json(
+            {
+                "a": result.a_rev,
+                "b": result.b_rev,
+                "changes": [e.to_dict() for e in result.entries],
+                "notes": list(result.notes),
+            }
+        )
         return
     styles = {"added": "green", "deleted": "red", "modified": "yellow"}
     out.table(
@@ -219,7 +237,7 @@ def _transfer_summary(out: Output, result: object, runs: object = None, extra: d
             out.warn(warning)
 
 
-def _pull_runs_first(repo, remote: Optional[str], runs: bool, jobs: Optional[int], out: Output):  # noqa: ANN001, ANN202
+def _pull_runs_first(repo, remote: str | None, runs: bool, jobs: int | None, out: Output):  # noqa: ANN001, ANN202
     """With --runs, take the remote's runs before the data: the roots computed next then name
     the new runs' artifacts, so they arrive in the same command."""
     if not runs:
@@ -230,12 +248,18 @@ def _pull_runs_first(repo, remote: Optional[str], runs: bool, jobs: Optional[int
 
 
 def push(
-    targets: Optional[list[str]] = TARGETS,
-    remote: Optional[str] = REMOTE,
+    targets: list[str] | None = TARGETS,
+    remote: str | None = REMOTE,
     all_commits: bool = typer.Option(False, "--all-commits", help="Also what any git commit references."),
-    full: bool = typer.Option(False, "--full", help="Check every object on the remote, not only changed folders (repairs a remote that lost objects)."),
-    runs: bool = typer.Option(False, "--runs", help="Also send every ended experiment run the remote lacks (after the objects)."),
-    jobs: Optional[int] = JOBS_OPTION,
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Check every object on the remote, not only changed folders (repairs a remote that lost objects).",
+    ),
+    runs: bool = typer.Option(
+        False, "--runs", help="Also send every ended experiment run the remote lacks (after the objects)."
+    ),
+    jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Send the objects the pointer files reference to a remote (only those it lacks)."""
@@ -244,7 +268,16 @@ def push(
     out = Output(json_output=json_output)
     repo = find_repo()
     extra = [] if targets else _pipeline_roots(repo, all_commits)
-    result = do_push(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, full=full, jobs=jobs, progress=out.progress())
+    result = do_push(
+        repo,
+        remote=remote,
+        targets=targets,
+        all_commits=all_commits,
+        extra_roots=extra,
+        full=full,
+        jobs=jobs,
+        progress=out.progress(),
+    )
     shared = None
     if runs:  # objects first, then the runs: a run on the remote finds its artifacts there
         from ..tracking.sync import push_runs
@@ -254,11 +287,15 @@ def push(
 
 
 def fetch(
-    targets: Optional[list[str]] = TARGETS,
-    remote: Optional[str] = REMOTE,
+    targets: list[str] | None = TARGETS,
+    remote: str | None = REMOTE,
     all_commits: bool = typer.Option(False, "--all-commits", help="Also what any git commit references."),
-    runs: bool = typer.Option(False, "--runs", help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too)."),
-    jobs: Optional[int] = JOBS_OPTION,
+    runs: bool = typer.Option(
+        False,
+        "--runs",
+        help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too).",
+    ),
+    jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Download the objects the pointer files reference into the cache (no checkout)."""
@@ -268,16 +305,28 @@ def fetch(
     repo = find_repo()
     shared = _pull_runs_first(repo, remote, runs, jobs, out)
     extra = [] if targets else _pipeline_roots(repo, all_commits)
-    result = do_fetch(repo, remote=remote, targets=targets, all_commits=all_commits, extra_roots=extra, jobs=jobs, progress=out.progress())
+    result = do_fetch(
+        repo,
+        remote=remote,
+        targets=targets,
+        all_commits=all_commits,
+        extra_roots=extra,
+        jobs=jobs,
+        progress=out.progress(),
+    )
     _transfer_summary(out, result, shared)
 
 
 def pull(
-    targets: Optional[list[str]] = TARGETS,
-    remote: Optional[str] = REMOTE,
+    targets: list[str] | None = TARGETS,
+    remote: str | None = REMOTE,
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite workspace changes that are not in the cache."),
-    runs: bool = typer.Option(False, "--runs", help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too)."),
-    jobs: Optional[int] = JOBS_OPTION,
+    runs: bool = typer.Option(
+        False,
+        "--runs",
+        help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too).",
+    ),
+    jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Fetch, then check out: the workspace ends up matching the pointer files."""
@@ -288,9 +337,18 @@ def pull(
     shared = _pull_runs_first(repo, remote, runs, jobs, out)
     roots, pointers = ([], []) if targets else (_pipeline_roots(repo), lock_outputs(repo))
     fetched, placed = do_pull(
-        repo, remote=remote, targets=targets, force=force, extra_roots=roots, extra_pointers=pointers, jobs=jobs, progress=out.progress()
+        repo,
+        remote=remote,
+        targets=targets,
+        force=force,
+        extra_roots=roots,
+        extra_pointers=pointers,
+        jobs=jobs,
+        progress=out.progress(),
     )
-    checked_out = {"checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}}
+    checked_out = {
+        "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}
+    }
     _transfer_summary(out, fetched, shared, checked_out)
 
 
@@ -305,7 +363,13 @@ def gc(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    result = do_gc(repo, all_commits=all_commits, dry_run=dry_run, force=force, extra_roots=lambda: _pipeline_roots(repo, all_commits))
+    result = do_gc(
+        repo,
+        all_commits=all_commits,
+        dry_run=dry_run,
+        force=force,
+        extra_roots=lambda: _pipeline_roots(repo, all_commits),
+    )
     if out.json:
         out.emit_json(result.to_dict())
         return
@@ -316,7 +380,7 @@ def gc(
 
 
 def verify(
-    jobs: Optional[int] = JOBS_OPTION,
+    jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Rehash every object in the cache and report corruption (exit 1 when any)."""
@@ -326,13 +390,23 @@ def verify(
     repo = find_repo()
     result = do_verify(repo, extra_roots=_pipeline_roots(repo), jobs=jobs, progress=out.progress())
     if out.json:
-        out.emit_json({"ok": result.ok, "checked": result.checked, "corrupt": [b.to_dict() for b in result.corrupt], "missing": [b.to_dict() for b in result.missing]})
+        out.emit_json(
+            {
+                "ok": result.ok,
+                "checked": result.checked,
+                "corrupt": [b.to_dict() for b in result.corrupt],
+                "missing": [b.to_dict() for b in result.missing],
+            }
+        )
     else:
         for bad in result.corrupt:
             out.row(("corrupt", "red"), (bad.hash, None), (bad.used_by or "", None))
         for bad in result.missing:
             out.line(f"missing\t{bad.hash}\t{bad.used_by or ''}")
-        out.info(f"checked {result.checked} object(s): {len(result.corrupt)} corrupt, {len(result.missing)} referenced but not in the cache")
+        out.info(
+            f"checked {result.checked} object(s): {len(result.corrupt)} corrupt, "
+            f"{len(result.missing)} referenced but not in the cache"
+        )
     if not result.ok:
         raise CheckFailed(
             f"{len(result.corrupt)} corrupt object(s) in the cache",

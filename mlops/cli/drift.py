@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -30,7 +30,11 @@ MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(@[A-Za-z0-9_.\-]+|:[0-9]+|
 
 def register(app: typer.Typer) -> None:
     command(app, "drift")(drift)
-    app.add_typer(schema_app, name="schema", help="Data schemas: infer one from data (YAML to edit), then `mlops validate` against it.")
+    app.add_typer(
+        schema_app,
+        name="schema",
+        help="Data schemas: infer one from data (YAML to edit), then `mlops validate` against it.",
+    )
     command(app, "validate")(validate)
 
 
@@ -78,15 +82,21 @@ def resolve_source(text: str, ctx: SourceContext) -> ResolvedSource:
         if ctx.side != "reference":
             raise UsageError(f"{text}: a model reference names training data: use it as the reference (first argument)")
         return _model_training_data(text, ctx)
-    raise DataError(f"{text}: no such file or folder", hint="give a CSV or Parquet file, a folder of them, or a model reference (name@stage, name:version)", file=text)
+    raise DataError(
+        f"{text}: no such file or folder",
+        hint="give a CSV or Parquet file, a folder of them, or a model reference (name@stage, name:version)",
+        file=text,
+    )
 
 
 def _model_training_data(ref: str, ctx: SourceContext) -> ResolvedSource:
     try:
         from .. import registry
     except ImportError:
-        raise UsageError(f"{ref}: model references need the model registry, which this build of mlops lacks",
-                         hint="give the training data's files instead") from None
+        raise UsageError(
+            f"{ref}: model references need the model registry, which this build of mlops lacks",
+            hint="give the training data's files instead",
+        ) from None
     from ..drift.io import data_file, format_of
 
     repo = ctx.repo()
@@ -99,8 +109,11 @@ def _model_training_data(ref: str, ctx: SourceContext) -> ResolvedSource:
         else:
             others.append(str(original))
     if not files:
-        raise DataError(f"{ref}: {mv.name} version {mv.version} was trained on no CSV or Parquet data"
-                        + (f" ({', '.join(others[:3])})" if others else ""), hint="give the reference data's files instead")
+        raise DataError(
+            f"{ref}: {mv.name} version {mv.version} was trained on no CSV or Parquet data"
+            + (f" ({', '.join(others[:3])})" if others else ""),
+            hint="give the reference data's files instead",
+        )
     return ResolvedSource(files, f"{ref} (training data of {mv.name} version {mv.version})", model=mv, repo=repo)
 
 
@@ -115,9 +128,16 @@ def _serving_requests(model: str, ctx: SourceContext) -> ResolvedSource:
     if not files:
         raise DataError(
             f"serving:{model}: no request logs{window}",
-            hint=f"serve it ('mlops serve {model}@production') and send it requests; logs land in .mlops/serve/{model}/requests/",
+            hint=(
+                f"serve it ('mlops serve {model}@production') and send it requests; "
+                f"logs land in .mlops/serve/{model}/requests/"
+            ),
         )
-    return ResolvedSource([data_file(f) for f in files], f"requests served by {model}{window} ({len(files)} log file(s))", exclude=META_COLUMNS)
+    return ResolvedSource(
+        [data_file(f) for f in files],
+        f"requests served by {model}{window} ({len(files)} log file(s))",
+        exclude=META_COLUMNS,
+    )
 
 
 SOURCE_RESOLVERS["serving"] = _serving_requests
@@ -133,31 +153,110 @@ def _open(resolved: ResolvedSource, label: str) -> Any:
 
 
 def drift(
-    reference: str = typer.Argument(..., help="Reference data: a CSV/Parquet file, a folder of them, or a model reference (churn@production, churn:3: the data it was trained on)."),
+    reference: str = typer.Argument(
+        ...,
+        help=(
+            "Reference data: a CSV/Parquet file, a folder of them, or a model reference "
+            "(churn@production, churn:3: the data it was trained on)."
+        ),
+    ),
     current: str = typer.Argument(..., help="Current data: a CSV/Parquet file or a folder of them."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Only these columns, comma-separated (default: every column in both sets)."),
-    exclude: Optional[str] = typer.Option(None, "--exclude", help="Leave these columns out, comma-separated (ids, timestamps)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Test for every column: ks, chisquare, z, anderson, wasserstein, jensenshannon, psi, hellinger (where it applies; default: chosen per column, see docs/drift.md)."),
-    numeric_method: Optional[str] = typer.Option(None, "--numeric-method", help="Test for numeric columns (overrides --method for them)."),
-    categorical_method: Optional[str] = typer.Option(None, "--categorical-method", help="Test for categorical columns (overrides --method for them)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Threshold for every column: a p-value (drift below it) or a distance (drift at or above it). Default: the method's own."),
-    numeric_threshold: Optional[float] = typer.Option(None, "--numeric-threshold", help="Threshold for numeric columns."),
-    categorical_threshold: Optional[float] = typer.Option(None, "--categorical-threshold", help="Threshold for categorical columns."),
-    drift_share: Optional[float] = typer.Option(None, "--drift-share", help="The dataset drifts when at least this share of the tested columns drifted (default 0.5)."),
-    key_columns: Optional[str] = typer.Option(None, "--key-columns", help="The dataset drifts when any of these columns drifted, comma-separated."),
-    correction: Optional[str] = typer.Option(None, "--correction", help="Correct p-values over the columns tested by p-value: none, fdr (Benjamini-Hochberg) or bonferroni."),
-    min_effect: Optional[float] = typer.Option(None, "--min-effect", help="Effect-size floor: a column drifts only if its effect (numeric: Wasserstein distance in reference std devs; categorical: Jensen-Shannon distance) reaches it."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="default (Evidently's rules) or strict (p-value tests with FDR correction and effect floors 0.05 numeric, 0.03 categorical)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file with these settings and per-column methods, thresholds and types (docs/drift.md)."),
-    target: Optional[str] = typer.Option(None, "--target", help="The target column: target drift, and model quality with --prediction."),
-    prediction: Optional[str] = typer.Option(None, "--prediction", help="The prediction column (labels, or probabilities of the positive class)."),
-    task: Optional[str] = typer.Option(None, "--task", help="auto (default), classification or regression."),
-    pos_label: Optional[str] = typer.Option(None, "--pos-label", help="The positive class for F1 and ROC AUC (default: the greater of two target values)."),
-    predict: bool = typer.Option(False, "--predict", help="With a model reference: the model predicts on both sets (its signature's inputs) into --prediction (default name: prediction)."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as one self-contained HTML file."),
-    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when the dataset drifted (without it: 0 either way)."),
-    since: Optional[str] = typer.Option(None, "--since", help="With serving:NAME as current data: only request logs written within this long (30m, 1h, 2d)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Columns tested at once (default: the CPUs)."),
+    columns: str | None = typer.Option(
+        None, "--columns", help="Only these columns, comma-separated (default: every column in both sets)."
+    ),
+    exclude: str | None = typer.Option(
+        None, "--exclude", help="Leave these columns out, comma-separated (ids, timestamps)."
+    ),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help=(
+            "Test for every column: ks, chisquare, z, anderson, wasserstein, jensenshannon, psi, hellinger "
+            "(where it applies; default: chosen per column, see docs/drift.md)."
+        ),
+    ),
+    numeric_method: str | None = typer.Option(
+        None, "--numeric-method", help="Test for numeric columns (overrides --method for them)."
+    ),
+    categorical_method: str | None = typer.Option(
+        None, "--categorical-method", help="Test for categorical columns (overrides --method for them)."
+    ),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help=(
+            "Threshold for every column: a p-value (drift below it) or a distance (drift at or above it). "
+            "Default: the method's own."
+        ),
+    ),
+    numeric_threshold: float | None = typer.Option(None, "--numeric-threshold", help="Threshold for numeric columns."),
+    categorical_threshold: float | None = typer.Option(
+        None, "--categorical-threshold", help="Threshold for categorical columns."
+    ),
+    drift_share: float | None = typer.Option(
+        None,
+        "--drift-share",
+        help="The dataset drifts when at least this share of the tested columns drifted (default 0.5).",
+    ),
+    key_columns: str | None = typer.Option(
+        None, "--key-columns", help="The dataset drifts when any of these columns drifted, comma-separated."
+    ),
+    correction: str | None = typer.Option(
+        None,
+        "--correction",
+        help="Correct p-values over the columns tested by p-value: none, fdr (Benjamini-Hochberg) or bonferroni.",
+    ),
+    min_effect: float | None = typer.Option(
+        None,
+        "--min-effect",
+        help=(
+            "Effect-size floor: a column drifts only if its effect "
+            "(numeric: Wasserstein distance in reference std devs; categorical: Jensen-Shannon distance) reaches it."
+        ),
+    ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help=(
+            "default (Evidently's rules) or strict "
+            "(p-value tests with FDR correction and effect floors 0.05 numeric, 0.03 categorical)."
+        ),
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="A YAML file with these settings and per-column methods, thresholds and types (docs/drift.md).",
+    ),
+    target: str | None = typer.Option(
+        None, "--target", help="The target column: target drift, and model quality with --prediction."
+    ),
+    prediction: str | None = typer.Option(
+        None, "--prediction", help="The prediction column (labels, or probabilities of the positive class)."
+    ),
+    task: str | None = typer.Option(None, "--task", help="auto (default), classification or regression."),
+    pos_label: str | None = typer.Option(
+        None, "--pos-label", help="The positive class for F1 and ROC AUC (default: the greater of two target values)."
+    ),
+    predict: bool = typer.Option(
+        False,
+        "--predict",
+        help=(
+            "With a model reference: the model predicts on both sets (its signature's inputs) "
+            "into --prediction (default name: prediction)."
+        ),
+    ),
+    html: Path | None = typer.Option(None, "--html", help="Also write the report as one self-contained HTML file."),
+    fail_on_drift: bool = typer.Option(
+        False, "--fail-on-drift", help="Exit 1 when the dataset drifted (without it: 0 either way)."
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="With serving:NAME as current data: only request logs written within this long (30m, 1h, 2d).",
+    ),
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", min=1, max=256, help="Columns tested at once (default: the CPUs)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Compare current data with reference data, column by column: which columns drifted, and has the dataset?"""
@@ -166,9 +265,13 @@ def drift(
 
     out = Output(json_output=json_output)
     # the same checks as the config file's: no NaN (it compares false with everything), no negatives
-    for flag, value, high in (("--threshold", threshold, None), ("--numeric-threshold", numeric_threshold, None),
-                              ("--categorical-threshold", categorical_threshold, None), ("--min-effect", min_effect, None),
-                              ("--drift-share", drift_share, 1.0)):
+    for flag, value, high in (
+        ("--threshold", threshold, None),
+        ("--numeric-threshold", numeric_threshold, None),
+        ("--categorical-threshold", categorical_threshold, None),
+        ("--min-effect", min_effect, None),
+        ("--drift-share", drift_share, 1.0),
+    ):
         if value is not None:
             check_fraction(value, flag, high=high)
     if preset is not None:
@@ -179,7 +282,10 @@ def drift(
         changes["method"] = check_method(method, "--method")
     methods = dict(settings.methods)
     thresholds = dict(settings.thresholds)
-    for kind, asked, limit in (("numeric", numeric_method, numeric_threshold), ("categorical", categorical_method, categorical_threshold)):
+    for kind, asked, limit in (
+        ("numeric", numeric_method, numeric_threshold),
+        ("categorical", categorical_method, categorical_threshold),
+    ):
         if asked:
             methods[kind] = check_method(asked, f"--{kind}-method")
         if limit is not None:
@@ -214,7 +320,9 @@ def drift(
         options = {"since": positive_duration(since, "--since"), "since_text": since}
     ref_resolved = resolve_source(reference, SourceContext("reference", options))
     cur_resolved = resolve_source(current, SourceContext("current", options))
-    added = [c for c in (*ref_resolved.exclude, *cur_resolved.exclude) if c not in (settings.target, settings.prediction)]
+    added = [
+        c for c in (*ref_resolved.exclude, *cur_resolved.exclude) if c not in (settings.target, settings.prediction)
+    ]
     if added:  # a request log's bookkeeping columns are not data to test (unless named as target/prediction)
         settings = replace(settings, exclude=tuple(dict.fromkeys((*settings.exclude, *added))))
     ref_source, cur_source = _open(ref_resolved, "reference"), _open(cur_resolved, "current")
@@ -260,7 +368,10 @@ def drift(
         # unrecorded, a failed check could not stop a promotion: not a success
         raise (record_failed.after_report() if out.json else record_failed)
     if fail_on_drift and report.verdict.drifted:
-        raise CheckFailed("dataset drifted: " + "; ".join(report.verdict.reasons), drifted_columns=[c.name for c in report.columns if c.drifted])
+        raise CheckFailed(
+            "dataset drifted: " + "; ".join(report.verdict.reasons),
+            drifted_columns=[c.name for c in report.columns if c.drifted],
+        )
 
 
 def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any) -> tuple[Any, Any]:
@@ -278,15 +389,23 @@ def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any
     if not features:
         features = [str(n) for n in getattr(model, "feature_names_in_", [])]
     if not features:
-        raise UsageError(f"{mv.ref()}: the model's inputs are unknown (no signature, no feature_names_in_): it cannot predict here")
+        raise UsageError(
+            f"{mv.ref()}: the model's inputs are unknown (no signature, no feature_names_in_): it cannot predict here"
+        )
     name = settings.prediction
     out = []
     for source in sources:
         missing = [f for f in features if f not in source.columns]
         if missing:
-            raise UsageError(f"{source.label} data lacks the model's input column(s) {', '.join(missing)}", hint=f"{mv.ref()} reads: {', '.join(features)}")
+            raise UsageError(
+                f"{source.label} data lacks the model's input column(s) {', '.join(missing)}",
+                hint=f"{mv.ref()} reads: {', '.join(features)}",
+            )
         if name in source.columns:
-            raise UsageError(f"{source.label} data already has a column '{name}'", hint="name the model's predictions with --prediction NAME")
+            raise UsageError(
+                f"{source.label} data already has a column '{name}'",
+                hint="name the model's predictions with --prediction NAME",
+            )
         source.want(source.columns)
         table = pa.table({c: source.column(c) for c in source.columns})
         frame = table.select(features).to_pandas()
@@ -295,8 +414,10 @@ def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any
         if settings.pos_label is not None and len(classes) == 2:
             named = [i for i, c in enumerate(classes) if str(c) == settings.pos_label]
             if not named:
-                raise UsageError(f"--pos-label {settings.pos_label}: {mv.ref()} has no such class",
-                                 hint=f"its classes: {', '.join(str(c) for c in classes)}")
+                raise UsageError(
+                    f"--pos-label {settings.pos_label}: {mv.ref()} has no such class",
+                    hint=f"its classes: {', '.join(str(c) for c in classes)}",
+                )
             positive = named[0]
         try:
             if hasattr(model, "predict_proba") and len(classes) == 2:
@@ -304,11 +425,18 @@ def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any
             else:
                 values = model.predict(frame)
         except Exception as exc:  # noqa: BLE001 - a user's model fails in its own ways; say so in one line
-            raise UsageError(f"{mv.ref()} could not predict on the {source.label} data: {type(exc).__name__}: {exc}".splitlines()[0],
-                             hint="check that the data has the columns and types the model was trained on") from None
+            raise UsageError(
+                f"{mv.ref()} could not predict on the {source.label} data: {type(exc).__name__}: {exc}".splitlines()[0],
+                hint="check that the data has the columns and types the model was trained on",
+            ) from None
         if getattr(values, "ndim", 1) != 1:
-            raise UsageError(f"{mv.ref()} predicts {values.shape[1:]} values per row: --predict takes one (a label, a score or a probability)",
-                             hint="add a column of predictions to the data and name it with --prediction instead")
+            raise UsageError(
+                (
+                    f"{mv.ref()} predicts {values.shape[1:]} values per row: "
+                    "--predict takes one (a label, a score or a probability)"
+                ),
+                hint="add a column of predictions to the data and name it with --prediction instead",
+            )
         table = table.append_column(name, pa.array(values))
         predicted = Source.from_table(table, source.label, name=f"{source.described} + {mv.ref()} predictions")
         predicted.warnings[:0] = source.warnings
@@ -322,9 +450,14 @@ def _record(resolved: ResolvedSource, report: Any) -> dict[str, Any]:
     mv = resolved.model
     v = report.verdict
     summary = {
-        "drifted_columns": [c.name for c in report.columns if c.drifted], "tested_columns": v.tested_columns,
-        "share": v.share, "drift_share": v.drift_share, "reasons": list(v.reasons), "preset": report.settings.preset,
-        "current": report.current.get("source"), "current_rows": report.current.get("rows"),
+        "drifted_columns": [c.name for c in report.columns if c.drifted],
+        "tested_columns": v.tested_columns,
+        "share": v.share,
+        "drift_share": v.drift_share,
+        "reasons": list(v.reasons),
+        "preset": report.settings.preset,
+        "current": report.current.get("source"),
+        "current_rows": report.current.get("rows"),
     }
     registry.record_drift_check(resolved.repo, mv.name, mv.version, drifted=v.drifted, summary=summary)
     return {"model": mv.name, "version": mv.version, "drifted": v.drifted}
@@ -347,7 +480,10 @@ def _show(out: Output, report: Any) -> None:
         drifted = "yes" if c.drifted else ("no" if c.counted else f"not tested: {c.reason}")
         row = [name, c.kind, c.method_title or c.method or "-", _fmt(c.score), c.rule or "-"]
         if show_effect:
-            row.append(_fmt(c.effect) + (f" (floor {c.min_effect:g})" if c.min_effect is not None and c.effect is not None else ""))
+            row.append(
+                _fmt(c.effect)
+                + (f" (floor {c.min_effect:g})" if c.min_effect is not None and c.effect is not None else "")
+            )
         row.append(drifted if c.status != "type_changed" and c.status != "empty_current" else f"yes: {c.reason}")
         rows.append(row)
         styles.append("bold red" if c.drifted else (None if c.counted else "dim"))
@@ -356,15 +492,29 @@ def _show(out: Output, report: Any) -> None:
     if v.drifted:
         out.line(f"dataset drifted: {'; '.join(v.reasons)}", style="bold red")
     else:
-        out.line(f"no dataset drift: {v.drifted_columns} of {v.tested_columns} columns drifted ({v.share:.0%}; the dataset drifts at {v.drift_share:.0%}"
-                 + (" or when a key column drifts)" if v.key_columns else ")"), style="green")
+        out.line(
+            f"no dataset drift: {v.drifted_columns} of {v.tested_columns} columns drifted "
+            f"({v.share:.0%}; the dataset drifts at {v.drift_share:.0%}"
+            + (" or when a key column drifts)" if v.key_columns else ")"),
+            style="green",
+        )
     q = report.quality
     if q and q.get("metrics"):
         out.line()
         out.line(f"model quality ({q['task']}):", style="bold")
-        out.table(["metric", "reference", "current", "change"],
-                  [[m["metric"], _fmt(m["reference"]), _fmt(m["current"]), "-" if m["change"] is None else f"{m['change']:+.4g}"] for m in q["metrics"]],
-                  header=True)
+        out.table(
+            ["metric", "reference", "current", "change"],
+            [
+                [
+                    m["metric"],
+                    _fmt(m["reference"]),
+                    _fmt(m["current"]),
+                    "-" if m["change"] is None else f"{m['change']:+.4g}",
+                ]
+                for m in q["metrics"]
+            ],
+            header=True,
+        )
         for note in q.get("notes", []):
             out.info(f"note: {note}")
     elif q and q.get("note"):
@@ -377,7 +527,7 @@ def _show(out: Output, report: Any) -> None:
 @command(schema_app, "infer")
 def schema_infer(
     data: list[str] = typer.Argument(..., help="CSV/Parquet files or folders to learn the schema from."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the schema here (default: stdout)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the schema here (default: stdout)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Infer a data schema (types, nullability, ranges, allowed categories, uniqueness) as YAML to edit."""
@@ -408,7 +558,8 @@ def validate(
 ) -> None:
     """Check data against a schema; exit 1 listing every violation (column, rule, count, examples)."""
     from ..drift.io import Source, expand
-    from ..drift.schema import load_schema, validate as run_validate
+    from ..drift.schema import load_schema
+    from ..drift.schema import validate as run_validate
 
     out = Output(json_output=json_output)
     rules = load_schema(schema)
@@ -421,14 +572,22 @@ def validate(
         out.emit_json(doc)
     else:
         if report.violations:
-            out.table(["column", "rule", "count", "problem", "examples"],
-                      [[v.column, v.rule, str(v.count), v.message, "; ".join(v.examples)] for v in report.violations],
-                      styles=["red"] * len(report.violations), header=True)
+            out.table(
+                ["column", "rule", "count", "problem", "examples"],
+                [[v.column, v.rule, str(v.count), v.message, "; ".join(v.examples)] for v in report.violations],
+                styles=["red"] * len(report.violations),
+                header=True,
+            )
         for warning in warnings:
             out.warn(warning)
         if not report.violations:
-            out.line(f"valid: {report.rows} row(s), {len(report.checked_columns)} column(s) checked against {schema}", style="green")
+            out.line(
+                f"valid: {report.rows} row(s), {len(report.checked_columns)} column(s) checked against {schema}",
+                style="green",
+            )
     if report.violations:
         total = sum(v.count for v in report.violations)
-        raise CheckFailed(f"{len(report.violations)} violation(s) of {schema} ({total} value(s)) in {', '.join(data)}",
-                          violations=len(report.violations))
+        raise CheckFailed(
+            f"{len(report.violations)} violation(s) of {schema} ({total} value(s)) in {', '.join(data)}",
+            violations=len(report.violations),
+        )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 import typer
 
@@ -21,9 +20,15 @@ from .output import Output
 hooks_app = typer.Typer(no_args_is_help=True)
 ZERO_SHA = "0" * 40
 HOOK_OPTIONS = {
-    "pre_commit": typer.Option(False, "--pre-commit", help="Refuse commits whose data or pipeline.lock is out of date."),
-    "post_checkout": typer.Option(False, "--post-checkout", help="Check out the data of the new commit after git checkout."),
-    "pre_push": typer.Option(False, "--pre-push", help="Push the objects the pushed commits reference to the default remote."),
+    "pre_commit": typer.Option(
+        False, "--pre-commit", help="Refuse commits whose data or pipeline.lock is out of date."
+    ),
+    "post_checkout": typer.Option(
+        False, "--post-checkout", help="Check out the data of the new commit after git checkout."
+    ),
+    "pre_push": typer.Option(
+        False, "--pre-push", help="Push the objects the pushed commits reference to the default remote."
+    ),
 }
 MODE_OPTION = typer.Option("block", "--mode", help="block: a failed check stops git; warn: it only prints.")
 
@@ -33,7 +38,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _chosen(pre_commit: bool, post_checkout: bool, pre_push: bool) -> list[str] | None:
-    names = [n for n, on in (("pre-commit", pre_commit), ("post-checkout", post_checkout), ("pre-push", pre_push)) if on]
+    names = [
+        n for n, on in (("pre-commit", pre_commit), ("post-checkout", post_checkout), ("pre-push", pre_push)) if on
+    ]
     return names or None  # none named: all three
 
 
@@ -42,8 +49,11 @@ def _report(out: Output, states: list, verb: str) -> None:  # noqa: ANN001
         out.emit_json({"hooks": [s.to_dict() for s in states]})
         return
     for s in states:
-        detail = {"installed": f"mode {s.mode}" + (", runs the hook that was there first" if s.chained else ""),
-                  "absent": "not installed", "foreign": "another hook is there (mlops hooks install chains it)"}[s.state]
+        detail = {
+            "installed": f"mode {s.mode}" + (", runs the hook that was there first" if s.chained else ""),
+            "absent": "not installed",
+            "foreign": "another hook is there (mlops hooks install chains it)",
+        }[s.state]
         colour = {"installed": "green", "absent": "dim", "foreign": "yellow"}[s.state]
         out.row((s.state, colour), (s.name, None), (detail, "dim"))
     if verb:
@@ -91,7 +101,7 @@ def status(json_output: bool = JSON_OPTION) -> None:
 @command(hooks_app, "run", hidden=True)
 def run(
     name: str = typer.Argument(..., help="pre-commit, post-checkout or pre-push."),
-    args: Optional[list[str]] = typer.Argument(None, help="The arguments git passes to the hook."),
+    args: list[str] | None = typer.Argument(None, help="The arguments git passes to the hook."),
     mode: str = MODE_OPTION,
 ) -> None:
     """What an installed hook runs (git passes its arguments; the pre-commit framework sets PRE_COMMIT_* instead)."""
@@ -195,7 +205,10 @@ def _pre_push(out: Output, args: list[str]) -> None:
     out.info(f"mlops: pushed {result.transferred} object(s) to {result.remote} ({result.present} already there)")
     if result.missing_locally:
         raise CheckFailed(
-            f"{len(result.missing_locally)} object(s) the pushed commits reference are in neither this cache nor the remote",
+            (
+                f"{len(result.missing_locally)} object(s) the pushed commits reference "
+                "are in neither this cache nor the remote"
+            ),
             hint="'mlops pull' them from where they are, or re-add the data; 'git push --no-verify' skips this check",
         )
 

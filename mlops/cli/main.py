@@ -28,7 +28,10 @@ COMMAND_GROUPS = {
     **dict.fromkeys(("init", "add", "status", "checkout", "diff", "push", "fetch", "pull", "gc", "verify"), "data"),
     **dict.fromkeys(("run", "dag", "import"), "pipeline"),
     **dict.fromkeys(("runs", "metrics", "params", "plots"), "runs"),
-    **dict.fromkeys(("register", "models", "promote", "approve", "rollback", "alias", "history", "lineage", "card", "audit"), "registry"),
+    **dict.fromkeys(
+        ("register", "models", "promote", "approve", "rollback", "alias", "history", "lineage", "card", "audit"),
+        "registry",
+    ),
     "hooks": "hooks",
     **dict.fromkeys(("serve", "deploy", "canary", "predict"), "serve"),
     **dict.fromkeys(("drift", "schema", "validate"), "drift"),

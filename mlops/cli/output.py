@@ -92,13 +92,18 @@ class Output:
             sys.stdout.write("\t".join(text for text, _ in cells).rstrip("\t") + "\n")
 
     def table(
-        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, styles: Sequence[str | None] | None = None,
-        title: str | None = None, header: bool = False,
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        styles: Sequence[str | None] | None = None,
+        title: str | None = None,
+        header: bool = False,
     ) -> None:
         """A rich table on a terminal; tab-separated rows when piped (``header``: the column
         names first, for tables a script reads by column)."""
         if not self.tty:
-            for row in ([columns, *rows] if header else rows):
+            for row in [columns, *rows] if header else rows:
                 sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
             return
         from rich.table import Table
@@ -159,8 +164,12 @@ class RichProgress(Progress):
         from rich.progress import Progress as Bars
 
         self.bar = Bars(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         )
         self._open = 0
         self._mutex = threading.Lock()

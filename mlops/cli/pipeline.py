@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -15,8 +15,16 @@ from .boundary import JSON_OPTION, command
 from .output import Output, in_ci
 
 STATUS_STYLE = {
-    "ran": "green", "restored": "cyan", "skipped": "dim", "failed": "red", "interrupted": "red",
-    "not run": "yellow", "would run": "yellow", "frozen": "dim", "running": "bold blue", "waiting": "dim",
+    "ran": "green",
+    "restored": "cyan",
+    "skipped": "dim",
+    "failed": "red",
+    "interrupted": "red",
+    "not run": "yellow",
+    "would run": "yellow",
+    "frozen": "dim",
+    "running": "bold blue",
+    "waiting": "dim",
 }
 
 import_app = typer.Typer(no_args_is_help=True, help="Import pipelines from other tools.")
@@ -50,7 +58,11 @@ def _events(out: Output) -> Any:
             self._write(f"[{name}] {line}")
 
         def stage_finished(self, result: Any) -> None:
-            took = f" in {result.seconds:.1f}s" if result.seconds is not None and result.status in ("ran", "failed") else ""
+            took = (
+                f" in {result.seconds:.1f}s"
+                if result.seconds is not None and result.status in ("ran", "failed")
+                else ""
+            )
             detail = f": {result.error}" if result.error else ""
             self._write(f"{result.status} {result.name}{took}{detail}")
 
@@ -105,13 +117,17 @@ def _events(out: Output) -> Any:
 
 
 def run(
-    targets: Optional[list[str]] = typer.Argument(None, help="Stages to run, with what they need (default: all)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Stages run at once (default: number of cores)."),
+    targets: list[str] | None = typer.Argument(None, help="Stages to run, with what they need (default: all)."),
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", min=1, max=256, help="Stages run at once (default: number of cores)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Say what would run and why; run nothing."),
     force: bool = typer.Option(False, "--force", "-f", help="Run the selected stages even when up to date."),
     downstream: bool = typer.Option(False, "--downstream", help="Run the targets and every stage after them."),
     single: bool = typer.Option(False, "--single-stage", "-s", help="Only the named stages, not what they need."),
-    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="After a failure, still run every stage that does not depend on it."),
+    keep_going: bool = typer.Option(
+        False, "--keep-going", "-k", help="After a failure, still run every stage that does not depend on it."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run the pipeline's out-of-date stages in DAG order; independent stages in parallel."""
@@ -131,8 +147,15 @@ def run(
         events.live.start()
     try:
         result = run_pipeline(
-            repo, targets, force=force, downstream=downstream, single=single, keep_going=keep_going,
-            dry_run=dry_run, jobs=jobs, events=events,
+            repo,
+            targets,
+            force=force,
+            downstream=downstream,
+            single=single,
+            keep_going=keep_going,
+            dry_run=dry_run,
+            jobs=jobs,
+            events=events,
         )
     finally:
         if live:
@@ -140,7 +163,16 @@ def run(
     for warning in result.warnings:
         out.warn(warning)
     if out.json:
-        out.emit_json({"run_id": result.run_id, "ok": result.ok, "dry_run": result.dry_run, "interrupted": result.interrupted, "stages": [s.to_dict() for s in result.stages], "warnings": list(result.warnings)})
+        out.emit_json(
+            {
+                "run_id": result.run_id,
+                "ok": result.ok,
+                "dry_run": result.dry_run,
+                "interrupted": result.interrupted,
+                "stages": [s.to_dict() for s in result.stages],
+                "warnings": list(result.warnings),
+            }
+        )
     elif dry_run:
         for stage in result.stages:
             reason = "; ".join(stage.reasons)
@@ -161,7 +193,7 @@ def run(
 
 
 def dag(
-    targets: Optional[list[str]] = typer.Argument(None, help="Only these stages and what they need."),
+    targets: list[str] | None = typer.Argument(None, help="Only these stages and what they need."),
     mermaid: bool = typer.Option(False, "--mermaid", help="Mermaid flowchart text."),
     dot: bool = typer.Option(False, "--dot", help="Graphviz dot text."),
     json_output: bool = JSON_OPTION,
@@ -179,10 +211,18 @@ def dag(
         out.emit_json({"stages": names, "edges": [{"from": a, "to": b} for a, b in edges]})
     elif mermaid:
         ids = {n: f"s{i}" for i, n in enumerate(names)}
-        lines = ["flowchart TD"] + [f'    {ids[n]}["{n}"]' for n in names] + [f"    {ids[a]} --> {ids[b]}" for a, b in edges]
+        lines = (
+            ["flowchart TD"]
+            + [f'    {ids[n]}["{n}"]' for n in names]
+            + [f"    {ids[a]} --> {ids[b]}" for a, b in edges]
+        )
         out.line("\n".join(lines))
     elif dot:
-        lines = ["digraph pipeline {", "    rankdir=TB;"] + [f'    "{n}";' for n in names] + [f'    "{a}" -> "{b}";' for a, b in edges]
+        lines = (
+            ["digraph pipeline {", "    rankdir=TB;"]
+            + [f'    "{n}";' for n in names]
+            + [f'    "{a}" -> "{b}";' for a, b in edges]
+        )
         out.line("\n".join(lines + ["}"]))
     else:
         out.line(render_ascii(names, graph.upstream))

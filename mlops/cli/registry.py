@@ -4,7 +4,7 @@ lineage, card, audit verify. Thin: each parses, calls mlops.registry, and render
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -14,6 +14,7 @@ from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, boundary, command
 from .output import Output, fmt_value, human_bytes
 
+
 class _ModelsGroup(TyperGroup):
     """`mlops models NAME` is a natural slip for `mlops models show NAME`: one house-style line
     (exit 2) instead of click's boxed usage error."""
@@ -21,7 +22,9 @@ class _ModelsGroup(TyperGroup):
     def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
         word = args[0] if args else None
         if word and not word.startswith("-") and self.get_command(ctx, word) is None:
-            error = UsageError(f"'mlops models' has no command '{word}'", hint=f"to show a model: mlops models show {word}")
+            error = UsageError(
+                f"'mlops models' has no command '{word}'", hint=f"to show a model: mlops models show {word}"
+            )
             out = Output(json_output="--json" in args)
             if out.json:  # the error document a --json caller reads on stdout
                 out.emit_json(error.to_dict())
@@ -65,12 +68,20 @@ def _warnings(out: Output, warnings: Any) -> None:
 def register_model(
     name: str = typer.Argument(..., help="Model name (letters, digits, '.', '_', '-')."),
     path: Path = typer.Argument(..., help="The artifact: a file (e.g. models/model.pkl) or a folder."),
-    run: Optional[str] = typer.Option(None, "--run", help="The run that produced it (id, prefix or name): metrics, params, git commit, data."),
-    description: str = typer.Option("", "--description", "-d", help="What the version is, for people and the model card."),
-    data: Optional[list[str]] = typer.Option(None, "--data", help="Tracked data behind it (a path with a pointer file or a pipeline output); repeatable."),
-    signature_from: Optional[Path] = typer.Option(None, "--signature-from", help="A CSV/Parquet file to read input dtypes from (default: the training data)."),
+    run: str | None = typer.Option(
+        None, "--run", help="The run that produced it (id, prefix or name): metrics, params, git commit, data."
+    ),
+    description: str = typer.Option(
+        "", "--description", "-d", help="What the version is, for people and the model card."
+    ),
+    data: list[str] | None = typer.Option(
+        None, "--data", help="Tracked data behind it (a path with a pointer file or a pipeline output); repeatable."
+    ),
+    signature_from: Path | None = typer.Option(
+        None, "--signature-from", help="A CSV/Parquet file to read input dtypes from (default: the training data)."
+    ),
     no_signature: bool = typer.Option(False, "--no-signature", help="Do not load the model to infer its signature."),
-    by: Optional[str] = BY_OPTION,
+    by: str | None = BY_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a file or folder as the model's next version (stage: none)."""
@@ -78,8 +89,16 @@ def register_model(
 
     out = Output(json_output=json_output)
     result = do_register(
-        find_repo(), name, path, run=run, description=description, actor=by, data=data or (),
-        signature_from=signature_from, infer_signature=not no_signature, progress=out.progress(),
+        find_repo(),
+        name,
+        path,
+        run=run,
+        description=description,
+        actor=by,
+        data=data or (),
+        signature_from=signature_from,
+        infer_signature=not no_signature,
+        progress=out.progress(),
     )
     mv = result.version
     if out.json:
@@ -89,7 +108,8 @@ def register_model(
     out.line(f"{mv.ref()}\t(stage: none)", style="bold")
     out.info(
         f"registered {mv.filename} as {mv.ref()}: {mv.flavor}, {human_bytes(mv.size)}, artifact {_short(mv.artifact)}"
-        + (f", run {mv.run_id}" if mv.run_id else "") + (f", {len(mv.data)} data snapshot(s)" if mv.data else "")
+        + (f", run {mv.run_id}" if mv.run_id else "")
+        + (f", {len(mv.data)} data snapshot(s)" if mv.data else "")
     )
     out.info("commit .mlops/registry/ to share it; 'mlops push' sends the artifact to the remote")
 
@@ -115,16 +135,30 @@ def _models_list(json_output: bool = False) -> None:
     if not summaries:
         out.info("no models registered yet (mlops register NAME PATH)")
         return
-    rows = [[s.name, s.latest or "-", s.staging or "-", s.production or "-",
-             ", ".join(f"{a}=v{v}" for a, v in s.aliases.items()) or "-", s.versions, s.description or ""] for s in summaries]
-    out.table(["model", "latest", "staging", "production", "aliases", "versions", "description"],
-              rows if out.tty else [["model", "latest", "staging", "production", "aliases", "versions", "description"], *rows])
+    rows = [
+        [
+            s.name,
+            s.latest or "-",
+            s.staging or "-",
+            s.production or "-",
+            ", ".join(f"{a}=v{v}" for a, v in s.aliases.items()) or "-",
+            s.versions,
+            s.description or "",
+        ]
+        for s in summaries
+    ]
+    out.table(
+        ["model", "latest", "staging", "production", "aliases", "versions", "description"],
+        rows
+        if out.tty
+        else [["model", "latest", "staging", "production", "aliases", "versions", "description"], *rows],
+    )
 
 
 @command(models_app, "show")
 def models_show(
     name: str = typer.Argument(..., help="Model name, or a reference (churn:3, churn@production)."),
-    version: Optional[str] = typer.Option(None, "--version", "-v", help="Show this version in full."),
+    version: str | None = typer.Option(None, "--version", "-v", help="Show this version in full."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """One model's versions, or one version in full (--version, or a reference)."""
@@ -146,22 +180,51 @@ def models_show(
         from ..registry.store import require_model
 
         doc = require_model(repo, name)
-        out.emit_json({"model": name, "aliases": doc.get("aliases") or {}, "production_history": doc.get("production_history") or [],
-                       "versions": [v.to_dict() for v in listed]})
+        out.emit_json(
+            {
+                "model": name,
+                "aliases": doc.get("aliases") or {},
+                "production_history": doc.get("production_history") or [],
+                "versions": [v.to_dict() for v in listed],
+            }
+        )
         return
-    rows = [[f"v{v.version}", v.stage, ", ".join(v.aliases) or "-", v.flavor, _short(v.artifact), v.run_id or "-",
-             v.registered_by, v.registered_at[:19].replace("T", " "), v.description] for v in listed]
+    rows = [
+        [
+            f"v{v.version}",
+            v.stage,
+            ", ".join(v.aliases) or "-",
+            v.flavor,
+            _short(v.artifact),
+            v.run_id or "-",
+            v.registered_by,
+            v.registered_at[:19].replace("T", " "),
+            v.description,
+        ]
+        for v in listed
+    ]
     columns = ["version", "stage", "aliases", "flavor", "artifact", "run", "by", "registered", "description"]
     out.table(columns, rows, styles=[STAGE_STYLE.get(v.stage) for v in listed], header=True)
 
 
 def _show_version(out: Output, mv: Any) -> None:
     facts = [
-        ("model", mv.ref()), ("stage", mv.stage), ("aliases", ", ".join(mv.aliases) or "-"),
-        ("artifact", f"{mv.artifact} ({mv.kind}, {human_bytes(mv.size)}" + (f", {mv.files} files" if mv.kind == "dir" else "") + ")"),
-        ("sha256", mv.sha256 or "-"), ("file", f"{mv.filename} (from {mv.source})"), ("flavor", mv.flavor),
-        ("run", mv.run_id or "-"), ("git", mv.git_commit or "-"),
-        ("by", f"{mv.registered_by} at {mv.registered_at}"), ("about", mv.description or "-"),
+        ("model", mv.ref()),
+        ("stage", mv.stage),
+        ("aliases", ", ".join(mv.aliases) or "-"),
+        (
+            "artifact",
+            f"{mv.artifact} ({mv.kind}, {human_bytes(mv.size)}"
+            + (f", {mv.files} files" if mv.kind == "dir" else "")
+            + ")",
+        ),
+        ("sha256", mv.sha256 or "-"),
+        ("file", f"{mv.filename} (from {mv.source})"),
+        ("flavor", mv.flavor),
+        ("run", mv.run_id or "-"),
+        ("git", mv.git_commit or "-"),
+        ("by", f"{mv.registered_by} at {mv.registered_at}"),
+        ("about", mv.description or "-"),
     ]
     for label, value in facts:
         out.row((f"{label:<9}", "bold"), (str(value), STAGE_STYLE.get(str(value)) if label == "stage" else None))
@@ -185,13 +248,19 @@ def _show_version(out: Output, mv: Any) -> None:
         out.line()
         out.line("approvals:", style="bold")
         for a in mv.approvals:
-            out.line(f"  {a.get('stage')}: {a.get('by')} at {a.get('at')}" + (f" - {a['comment']}" if a.get("comment") else ""))
+            out.line(
+                f"  {a.get('stage')}: {a.get('by')} at {a.get('at')}"
+                + (f" - {a['comment']}" if a.get("comment") else "")
+            )
     if mv.stage_history:
         out.line()
         out.line("stages:", style="bold")
         for h in mv.stage_history:
-            out.line(f"  {h.get('at')}  {h.get('from')} -> {h.get('stage')} by {h.get('by')}" + (" (forced)" if h.get("forced") else "")
-                     + (f": {h['reason']}" if h.get("reason") else ""))
+            out.line(
+                f"  {h.get('at')}  {h.get('from')} -> {h.get('stage')} by {h.get('by')}"
+                + (" (forced)" if h.get("forced") else "")
+                + (f": {h['reason']}" if h.get("reason") else "")
+            )
     if mv.drift_checks:
         out.line()
         out.line("drift checks:", style="bold")
@@ -202,7 +271,7 @@ def _show_version(out: Output, mv: Any) -> None:
 # --- transitions ---------------------------------------------------------------------------------
 
 
-def _target(name: str, version: Optional[str]) -> tuple[str, Optional[str]]:
+def _target(name: str, version: str | None) -> tuple[str, str | None]:
     """NAME VERSION, or one reference (churn@staging, churn:3) naming both. The reference is
     passed on as is: the registry resolves it inside its lock, so a promote of churn@staging
     acts on the version in staging at that moment, not at the moment the command started."""
@@ -224,11 +293,11 @@ def _checks_table(out: Output, checks: list[dict[str, Any]]) -> None:
 
 def promote(
     name: str = typer.Argument(..., help="Model name, or a reference (churn@staging, churn:3) without VERSION."),
-    version: Optional[str] = typer.Argument(None, help="Version number (3 or v3)."),
+    version: str | None = typer.Argument(None, help="Version number (3 or v3)."),
     to: str = typer.Option(..., "--to", help="Target stage: staging, production, archived or none."),
     reason: str = typer.Option("", "--reason", "-m", help="Why (recorded in the audit trail; required with --force)."),
     force: bool = typer.Option(False, "--force", help="Override failed gates (needs --reason; recorded as forced)."),
-    by: Optional[str] = BY_OPTION,
+    by: str | None = BY_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Move a version to a stage if every policy gate holds (exit 1 listing each failed rule)."""
@@ -243,7 +312,9 @@ def promote(
         if out.json:
             out.emit_json({**refused.to_dict(), "changed": False})
         else:
-            out.line(f"refused: {refused.fields.get('model')}:{refused.fields.get('version')} -> {to}", style="bold red")
+            out.line(
+                f"refused: {refused.fields.get('model')}:{refused.fields.get('version')} -> {to}", style="bold red"
+            )
             _checks_table(out, refused.fields.get("checks") or [])
         raise refused.after_report() from None
     if out.json:
@@ -254,7 +325,10 @@ def promote(
     if not result.changed:
         out.line(f"{name}:{result.version} is already in {result.to_stage}")
         return
-    out.line(f"{name}:{result.version}\t{result.from_stage} -> {result.to_stage}" + ("\t(forced)" if result.forced else ""), style="bold")
+    out.line(
+        f"{name}:{result.version}\t{result.from_stage} -> {result.to_stage}" + ("\t(forced)" if result.forced else ""),
+        style="bold",
+    )
     _checks_table(out, checks)
     if result.forced:
         out.warn(f"{len(result.overridden)} failed rule(s) overridden with --force: recorded in the audit trail")
@@ -266,9 +340,9 @@ def promote(
 
 def approve(
     name: str = typer.Argument(..., help="Model name, or a reference (churn@staging, churn:3) without VERSION."),
-    version: Optional[str] = typer.Argument(None, help="Version number."),
+    version: str | None = typer.Argument(None, help="Version number."),
     to: str = typer.Option(..., "--to", help="The stage the approval is for (e.g. production)."),
-    by: Optional[str] = BY_OPTION,
+    by: str | None = BY_OPTION,
     comment: str = typer.Option("", "--comment", "-m", help="A note kept with the approval."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -291,7 +365,7 @@ def approve(
 def rollback(
     name: str = typer.Argument(..., help="Model name, or NAME@production."),
     reason: str = typer.Option("", "--reason", "-m", help="Why (recorded in the audit trail)."),
-    by: Optional[str] = BY_OPTION,
+    by: str | None = BY_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Put the previous production version back in production; the current one is archived."""
@@ -304,18 +378,24 @@ def rollback(
         return
     name = result.name
     out.line(f"{name}: production v{result.from_version} -> v{result.to_version}", style="bold")
-    out.info(f"{name}:{result.from_version} archived; {name}:{result.to_version} back in production (was {result.to_version_was})")
+    out.info(
+        f"{name}:{result.from_version} archived; "
+        f"{name}:{result.to_version} back in production (was {result.to_version_was})"
+    )
 
 
 def alias(
     name: str = typer.Argument(..., help="Model name (or a reference, churn@staging, followed by the alias)."),
-    target: str = typer.Argument(..., help="The version to point at (with ALIAS), or the alias to remove (with --delete)."),
-    alias_name: Optional[str] = typer.Argument(None, metavar="[ALIAS]", help="The alias, e.g. champion."),
+    target: str = typer.Argument(
+        ..., help="The version to point at (with ALIAS), or the alias to remove (with --delete)."
+    ),
+    alias_name: str | None = typer.Argument(None, metavar="[ALIAS]", help="The alias, e.g. champion."),
     delete: bool = typer.Option(False, "--delete", help="Remove the alias named by the second argument."),
-    by: Optional[str] = BY_OPTION,
+    by: str | None = BY_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Point an alias at a version (mlops alias churn 3 champion), or remove one (mlops alias churn champion --delete)."""
+    """Point an alias at a version (mlops alias churn 3 champion), \
+or remove one (mlops alias churn champion --delete)."""
     from ..registry.api import delete_alias, set_alias
 
     out = Output(json_output=json_output)
@@ -330,7 +410,9 @@ def alias(
         result = set_alias(repo, name, None, target, actor=by)
     else:
         if alias_name is None:
-            raise UsageError("name the alias: mlops alias NAME VERSION ALIAS", hint="or remove one: mlops alias NAME ALIAS --delete")
+            raise UsageError(
+                "name the alias: mlops alias NAME VERSION ALIAS", hint="or remove one: mlops alias NAME ALIAS --delete"
+            )
         result = set_alias(repo, name, target, alias_name, actor=by)
     if out.json:
         out.emit_json(result.to_dict())
@@ -341,27 +423,45 @@ def alias(
     elif result.previous == result.version:
         out.line(f"{name}@{result.alias} already -> v{result.version}")
     else:
-        out.line(f"{name}@{result.alias} -> v{result.version}" + (f" (was v{result.previous})" if result.previous else ""))
+        out.line(
+            f"{name}@{result.alias} -> v{result.version}" + (f" (was v{result.previous})" if result.previous else "")
+        )
 
 
 # --- history, lineage, card, audit ---------------------------------------------------------------------
 
-EVENT_STYLE = {"promotion_refused": "red", "rolled_back": "magenta", "approved": "cyan", "registered": "bold", "interrupted": "yellow"}
+EVENT_STYLE = {
+    "promotion_refused": "red",
+    "rolled_back": "magenta",
+    "approved": "cyan",
+    "registered": "bold",
+    "interrupted": "yellow",
+}
 
 
 def _describe(e: dict[str, Any]) -> str:
     event = e.get("event")
     if event == "registered":
-        return f"v{e.get('version')} registered ({e.get('flavor')}, artifact {_short(e.get('artifact'))}" + (f", run {e['run_id']}" if e.get("run_id") else "") + ")"
+        return (
+            f"v{e.get('version')} registered ({e.get('flavor')}, artifact {_short(e.get('artifact'))}"
+            + (f", run {e['run_id']}" if e.get("run_id") else "")
+            + ")"
+        )
     if event == "stage_changed":
         text = f"v{e.get('version')} {e.get('from_stage')} -> {e.get('to_stage')}"
         if e.get("forced"):
             text += " FORCED over: " + "; ".join(c.get("rule", "") for c in e.get("overridden") or [])
         return text
     if event == "promotion_refused":
-        return f"v{e.get('version')} -> {e.get('to_stage')} refused: " + "; ".join(f"{c.get('rule')} (seen {fmt_value(c.get('seen'))})" for c in e.get("failed") or [])
+        return f"v{e.get('version')} -> {e.get('to_stage')} refused: " + "; ".join(
+            f"{c.get('rule')} (seen {fmt_value(c.get('seen'))})" for c in e.get("failed") or []
+        )
     if event == "approved":
-        return f"v{e.get('version')} approved for {e.get('stage')}" + (" (again: counted once)" if e.get("repeated") else "") + (f": {e['comment']}" if e.get("comment") else "")
+        return (
+            f"v{e.get('version')} approved for {e.get('stage')}"
+            + (" (again: counted once)" if e.get("repeated") else "")
+            + (f": {e['comment']}" if e.get("comment") else "")
+        )
     if event == "rolled_back":
         return f"rollback: production v{e.get('from_version')} -> v{e.get('to_version')}"
     if event == "alias_set":
@@ -391,12 +491,24 @@ def history(
     if limit:
         entries = entries[-limit:]
     if out.json:
-        out.emit_json({"model": name, "entries": [{k: v for k, v in e.items() if k not in ("prev", "state")} for e in entries]})
+        out.emit_json(
+            {"model": name, "entries": [{k: v for k, v in e.items() if k not in ("prev", "state")} for e in entries]}
+        )
         return
     if not entries:
         out.info(f"no audit entries for {name}")
         return
-    rows = [[f"#{e.get('seq')}", str(e.get("time", ""))[:19].replace("T", " "), e.get("event"), e.get("actor") or "-", _describe(e), e.get("reason") or ""] for e in entries]
+    rows = [
+        [
+            f"#{e.get('seq')}",
+            str(e.get("time", ""))[:19].replace("T", " "),
+            e.get("event"),
+            e.get("actor") or "-",
+            _describe(e),
+            e.get("reason") or "",
+        ]
+        for e in entries
+    ]
     columns = ["seq", "when (UTC)", "event", "who", "what", "why"]
     out.table(columns, rows, styles=[EVENT_STYLE.get(str(e.get("event"))) for e in entries], header=True)
 
@@ -420,16 +532,22 @@ def lineage(
 
 def render_lineage(doc: dict[str, Any]) -> list[str]:
     model = doc["model"]
-    lines = [f"{model['ref']} ({model['stage']}) {model['filename']} {model['flavor']} artifact {_short(model['artifact'])}"]
+    lines = [
+        f"{model['ref']} ({model['stage']}) {model['filename']} {model['flavor']} artifact {_short(model['artifact'])}"
+    ]
     run = doc.get("run")
     if not run:
         lines.append("└─ no run linked (registered without --run)")
         for snap in doc.get("data") or []:
             lines.append(f"   data {snap['path']} ({snap.get('kind')}, {_short(snap['hash'])})")
         return lines
-    lines.append(f"└─ run {run['id']}" + (f" '{run['name']}'" if run.get("name") else "") + f" ({run.get('status') or '-'})")
+    lines.append(
+        f"└─ run {run['id']}" + (f" '{run['name']}'" if run.get("name") else "") + f" ({run.get('status') or '-'})"
+    )
     params = doc.get("params") or {}
-    lines.append("   ├─ params: " + (", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(params.items())) if params else "none"))
+    lines.append(
+        "   ├─ params: " + (", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(params.items())) if params else "none")
+    )
     for stage in doc.get("stages") or []:
         lines.append(f"   ├─ stage {stage['stage']}" + (" (made the artifact)" if stage.get("made_artifact") else ""))
         for dep in stage.get("deps") or []:
@@ -438,27 +556,36 @@ def render_lineage(doc: dict[str, Any]) -> list[str]:
     stages = doc.get("stages") or []
     if not stages:
         for snap in doc.get("data") or []:
-            lines.append(f"   ├─ data {snap['path']} ({snap.get('kind')}, {_short(snap['hash'])}, {snap.get('source', '')})")
+            lines.append(
+                f"   ├─ data {snap['path']} ({snap.get('kind')}, {_short(snap['hash'])}, {snap.get('source', '')})"
+            )
     commit = doc.get("git_commit")
-    lines.append(f"   └─ git commit {commit or '-'}" + (" (dirty: uncommitted changes at run time)" if run.get("git_dirty") else ""))
+    lines.append(
+        f"   └─ git commit {commit or '-'}"
+        + (" (dirty: uncommitted changes at run time)" if run.get("git_dirty") else "")
+    )
     return lines
 
 
 def card(
     ref: str = typer.Argument(..., help="A model reference (churn:3, churn@production) or name with a VERSION."),
-    version: Optional[str] = typer.Argument(None, help="Version number, when the first argument is a bare name."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the card to this file (default: stdout)."),
+    version: str | None = typer.Argument(None, help="Version number, when the first argument is a bare name."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the card to this file (default: stdout)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """A Markdown model card: purpose, metrics, data, signature, lineage, approvals, history."""
     from ..fsio import atomic_write
-    from ..registry.api import get_version, history as do_history, resolve
+    from ..registry.api import get_version, resolve
+    from ..registry.api import history as do_history
     from ..registry.card import render_card
 
     out = Output(json_output=json_output)
     repo = find_repo()
     mv = get_version(repo, ref, version) if version is not None else resolve(repo, ref)
-    text = render_card(mv, [e for e in do_history(repo, mv.name) if e.get("version") == mv.version or e.get("to_version") == mv.version])
+    text = render_card(
+        mv,
+        [e for e in do_history(repo, mv.name) if e.get("version") == mv.version or e.get("to_version") == mv.version],
+    )
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(output, text)
@@ -488,7 +615,10 @@ def audit_verify(json_output: bool = JSON_OPTION) -> None:
         for note in report.notes:
             out.warn(note.message)
         if report.ok:
-            out.line(f"audit log ok: {report.entries} entries, chain and head intact, {report.models} model file(s) match", style="green")
+            out.line(
+                f"audit log ok: {report.entries} entries, chain and head intact, {report.models} model file(s) match",
+                style="green",
+            )
     if not report.ok:
         first = report.problems[0]
         raise AuditTampered(

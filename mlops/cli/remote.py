@@ -30,7 +30,9 @@ def add(
     open_remote(name, {"url": url}, root=repo.root)  # refuses a URL scheme it cannot serve
     with repo.editing_config() as config:
         if name in config.remotes and not force:
-            raise UsageError(f"remote '{name}' already exists", hint="use --force to replace it, or 'mlops remote modify'")
+            raise UsageError(
+                f"remote '{name}' already exists", hint="use --force to replace it, or 'mlops remote modify'"
+            )
         doc = config.local if local else config.shared
         doc.setdefault("remotes", {})[name] = {"url": url}
         if default:
@@ -49,7 +51,9 @@ def modify(
     if key not in REMOTE_KEYS:
         raise UsageError(f"unknown remote setting '{key}'", hint=f"one of: {', '.join(sorted(REMOTE_KEYS))}")
     if key in SECRET_KEYS and not local:
-        raise UsageError(f"'{key}' is a secret: keep it out of git", hint=f"mlops remote modify {name} {key} VALUE --local")
+        raise UsageError(
+            f"'{key}' is a secret: keep it out of git", hint=f"mlops remote modify {name} {key} VALUE --local"
+        )
     if key == "jobs" and not value.isdigit():
         raise UsageError(f"'jobs' must be a whole number, found {value!r}")
     with find_repo().editing_config() as config:
@@ -90,7 +94,12 @@ def list_remotes(json_output: bool = JSON_OPTION) -> None:
     out = Output(json_output=json_output)
     default_name = repo.config.default_remote
     rows = [
-        {"name": n, "url": s["url"], "default": n == default_name, **{k: v for k, v in s.items() if k not in SECRET_KEYS | {"url"}}}
+        {
+            "name": n,
+            "url": s["url"],
+            "default": n == default_name,
+            **{k: v for k, v in s.items() if k not in SECRET_KEYS | {"url"}},
+        }
         for n, s in sorted(repo.config.remotes.items())
     ]
     if out.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -24,7 +24,11 @@ MAX_KEY_COLUMNS = 6
 
 def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs", help="Experiment runs: list, filter, sort, show and compare them.")
-    app.add_typer(metrics_app, name="metrics", help="Metrics files declared in pipeline.yaml: show them, diff them across revisions.")
+    app.add_typer(
+        metrics_app,
+        name="metrics",
+        help="Metrics files declared in pipeline.yaml: show them, diff them across revisions.",
+    )
     app.add_typer(params_app, name="params", help="Parameter files of the pipeline: diff them across revisions.")
     command(app, "plots")(plots)
 
@@ -51,7 +55,7 @@ def fmt_duration(start: Any, end: Any) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _table(out: Output, columns: list[str], rows: list[list[Any]], styles: list[Optional[str]] | None = None) -> None:
+def _table(out: Output, columns: list[str], rows: list[list[Any]], styles: list[str | None] | None = None) -> None:
     """A rich table on a terminal; tab-separated lines with a header line when piped."""
     if out.tty:
         from rich.table import Table
@@ -86,12 +90,20 @@ def _key_columns(runs: list[dict[str, Any]], kind: str, first: list[str]) -> lis
 
 @command(runs_app, "list")
 def runs_list(
-    sort: Optional[str] = typer.Option(
-        None, "--sort", "-s",
-        help="Sort keys, comma-separated: metrics.X, params.X or attributes.X, ascending; a '-' prefix sorts descending (--sort=-metrics.acc). Default: newest first.",
+    sort: str | None = typer.Option(
+        None,
+        "--sort",
+        "-s",
+        help=(
+            "Sort keys, comma-separated: metrics.X, params.X or attributes.X, ascending; "
+            "a '-' prefix sorts descending (--sort=-metrics.acc). Default: newest first."
+        ),
     ),
-    filter_text: Optional[str] = typer.Option(
-        None, "--filter", "-f", help="Keep runs matching e.g. \"params.max_depth>=8 and metrics.test_accuracy>0.9\" (and/or/not, parentheses)."
+    filter_text: str | None = typer.Option(
+        None,
+        "--filter",
+        "-f",
+        help='Keep runs matching e.g. "params.max_depth>=8 and metrics.test_accuracy>0.9" (and/or/not, parentheses).',
     ),
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show at most this many runs (0: all)."),
     json_output: bool = JSON_OPTION,
@@ -112,27 +124,54 @@ def runs_list(
         out.emit_json({"total": len(summaries), "runs": [_public(s) for s in chosen]})
         return
     if not chosen:
-        out.info("no runs" + (" match the filter" if filter_text and summaries else " yet (mlops.start_run() in a script, or 'mlops run')"))
+        out.info(
+            "no runs"
+            + (
+                " match the filter"
+                if filter_text and summaries
+                else " yet (mlops.start_run() in a script, or 'mlops run')"
+            )
+        )
         return
     metric_keys = _key_columns(chosen, "metrics", _named_keys(f"{filter_text or ''} {sort or ''}", "metrics"))
     param_keys = _key_columns(chosen, "params", _named_keys(f"{filter_text or ''} {sort or ''}", "params"))
     if out.tty:  # keep to the terminal's width: drop the key columns the filter and sort did not name
-        named = len(_named_keys(f"{filter_text or ''} {sort or ''}", "metrics")) + len(_named_keys(f"{filter_text or ''} {sort or ''}", "params"))
+        named = len(_named_keys(f"{filter_text or ''} {sort or ''}", "metrics")) + len(
+            _named_keys(f"{filter_text or ''} {sort or ''}", "params")
+        )
         fixed = sum(max(len(str(s.get(k) or "")) for s in chosen) + 3 for k in ("id", "name")) + 10 + 19 + 10
 
         def width() -> int:
             return fixed + sum(len(k) + 11 for k in metric_keys) + sum(len(k) + 10 for k in param_keys)
 
         while width() > out.console.width and len(metric_keys) + len(param_keys) > named:
-            (param_keys if len(param_keys) > len(_named_keys(f"{filter_text or ''} {sort or ''}", "params")) else metric_keys).pop()
-    columns = ["id", "name", "status", "started", "duration", *(f"metrics.{k}" for k in metric_keys), *(f"params.{k}" for k in param_keys)]
+            (
+                param_keys
+                if len(param_keys) > len(_named_keys(f"{filter_text or ''} {sort or ''}", "params"))
+                else metric_keys
+            ).pop()
+    columns = [
+        "id",
+        "name",
+        "status",
+        "started",
+        "duration",
+        *(f"metrics.{k}" for k in metric_keys),
+        *(f"params.{k}" for k in param_keys),
+    ]
     rows = []
     for s in chosen:
-        rows.append([
-            s["id"], s.get("name") or "-", s.get("status"), fmt_time(s.get("start_time")), fmt_duration(s.get("start_time"), s.get("end_time")),
-            *(fmt_value((s.get("metrics") or {}).get(k)) for k in metric_keys),
-            *(fmt_value((s.get("params") or {}).get(k)) for k in param_keys),
-        ])
+        rows.append(
+            [
+                s["id"],
+                s.get("name") or "-",
+                s.get("status"),
+                fmt_time(s.get("start_time")),
+                fmt_duration(s.get("start_time"), s.get("end_time")),
+                *(fmt_value((s.get("metrics") or {}).get(k)) for k in metric_keys),
+                *(fmt_value((s.get("params") or {}).get(k)) for k in param_keys),
+            ]
+        )
     _table(out, columns, rows, styles=[STATUS_STYLE.get(s.get("status") or "") for s in chosen])
     shown = len(chosen)
     matched = len(select(summaries, filter=filter_text)) if limit and shown == limit else shown
@@ -162,11 +201,15 @@ def runs_show(
     commit = info.get("git_commit")
     git = "-" if not commit else commit[:12] + (" (dirty)" if info.get("git_dirty") else "")
     facts = [
-        ("id", data.id), ("name", data.name or "-"), ("status", data.status),
-        ("started", fmt_time(info.get("start_time"))), ("ended", fmt_time(info.get("end_time"))),
+        ("id", data.id),
+        ("name", data.name or "-"),
+        ("status", data.status),
+        ("started", fmt_time(info.get("start_time"))),
+        ("ended", fmt_time(info.get("end_time"))),
         ("duration", fmt_duration(info.get("start_time"), info.get("end_time"))),
         ("user", f"{info.get('user') or '-'}@{info.get('host') or '-'} (pid {info.get('pid') or '-'})"),
-        ("git", git), ("source", info.get("source") or "-"),
+        ("git", git),
+        ("source", info.get("source") or "-"),
     ]
     if info.get("stages"):
         facts.append(("stages", ", ".join(info["stages"])))
@@ -188,7 +231,11 @@ def runs_show(
     if data.artifacts:
         out.line()
         out.line("artifacts:", style="bold")
-        _table(out, ["path", "hash", "size"], [[a.get("path"), a.get("hash") or "(not stored)", fmt_value(a.get("size"))] for a in data.artifacts])
+        _table(
+            out,
+            ["path", "hash", "size"],
+            [[a.get("path"), a.get("hash") or "(not stored)", fmt_value(a.get("size"))] for a in data.artifacts],
+        )
     if data.stages:
         out.line()
         out.line("stage records:", style="bold")
@@ -219,18 +266,37 @@ def runs_compare(
             different = not all(present) or any(v != values[0] for v in values)
             rows.append({"key": f"{kind}.{key}", "values": values, "present": present, "different": different})
     if out.json:
-        out.emit_json({
-            "runs": [{"id": d.id, "name": d.name, "status": d.status} for d in data],
-            "rows": [{"key": r["key"], "values": [v if p else None for v, p in zip(r["values"], r["present"])], "different": r["different"]} for r in rows],
-            "different": [r["key"] for r in rows if r["different"]],
-        })
+        out.emit_json(
+            {
+                "runs": [{"id": d.id, "name": d.name, "status": d.status} for d in data],
+                "rows": [
+                    {
+                        "key": r["key"],
+                        "values": [v if p else None for v, p in zip(r["values"], r["present"], strict=True)],
+                        "different": r["different"],
+                    }
+                    for r in rows
+                ],
+                "different": [r["key"] for r in rows if r["different"]],
+            }
+        )
         return
     shown = [r for r in rows if r["different"] or not only_diff]
     heads = [f"{d.name} ({d.id})" if d.name else d.id for d in data]
-    table_rows = [[("* " if r["different"] else "  ") + r["key"] if not out.tty else r["key"],
-                   *(fmt_value(v) if p else "-" for v, p in zip(r["values"], r["present"]))] for r in shown]
+    table_rows = [
+        [
+            ("* " if r["different"] else "  ") + r["key"] if not out.tty else r["key"],
+            *(fmt_value(v) if p else "-" for v, p in zip(r["values"], r["present"], strict=True)),
+        ]
+        for r in shown
+    ]
     status_row = ["attributes.status" if out.tty else "  attributes.status", *(d.status for d in data)]
-    _table(out, ["key", *heads], [status_row, *table_rows], styles=[None, *("bold yellow" if r["different"] else None for r in shown)])
+    _table(
+        out,
+        ["key", *heads],
+        [status_row, *table_rows],
+        styles=[None, *("bold yellow" if r["different"] else None for r in shown)],
+    )
     differing = sum(r["different"] for r in rows)
     out.info(f"{differing} of {len(rows)} param(s)/metric(s) differ" + ("" if out.tty else " (marked *)"))
 
@@ -254,7 +320,7 @@ def _pipeline_files(repo: Any, kind: str) -> list[str]:
 @command(metrics_app, "show")
 def metrics_show(json_output: bool = JSON_OPTION) -> None:
     """Metrics files declared in pipeline.yaml, as in the workspace (nested keys flattened with dots)."""
-    from ..tracking.diff import read_at, parse_values
+    from ..tracking.diff import parse_values, read_at
 
     out = Output(json_output=json_output)
     repo = find_repo()
@@ -273,14 +339,22 @@ def metrics_show(json_output: bool = JSON_OPTION) -> None:
     if not files:
         out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries)")
         return
-    _table(out, ["file", "metric", "value"], [[rel, key, fmt_value(v)] for rel, kv in values.items() for key, v in kv.items()])
+    _table(
+        out,
+        ["file", "metric", "value"],
+        [[rel, key, fmt_value(v)] for rel, kv in values.items() for key, v in kv.items()],
+    )
     for rel in missing:
         out.warn(f"{rel}: not in the workspace (run the stage that writes it)")
 
 
 FAIL_IF = typer.Option(
-    None, "--fail-if",
-    help="Exit 1 if a metric regressed: \"KEY OP NUMBER\" on new-old (\"test_accuracy < -0.01\") or \"KEY OP NUMBER%\" relative (\"latency_ms > 5%\"). Repeatable.",
+    None,
+    "--fail-if",
+    help=(
+        'Exit 1 if a metric regressed: "KEY OP NUMBER" on new-old ("test_accuracy < -0.01") '
+        'or "KEY OP NUMBER%" relative ("latency_ms > 5%"). Repeatable.'
+    ),
 )
 
 
@@ -297,18 +371,26 @@ def _diff_table(out: Output, result: Any, shown: list[Any], what: str) -> None:
     rows, styles = [], []
     for c in shown:
         delta = c.delta
-        rows.append([c.file, c.key, fmt_value(c.old) if c.in_old else "-", fmt_value(c.new) if c.in_new else "-",
-                     "-" if delta is None else f"{delta:+.6g}", _pct(c)])
+        rows.append(
+            [
+                c.file,
+                c.key,
+                fmt_value(c.old) if c.in_old else "-",
+                fmt_value(c.new) if c.in_new else "-",
+                "-" if delta is None else f"{delta:+.6g}",
+                _pct(c),
+            ]
+        )
         styles.append(None if not c.changed else ("red" if not c.in_new else ("green" if not c.in_old else "yellow")))
     _table(out, ["file", what, result.a, result.b, "delta", "change"], rows, styles=styles)
 
 
 @command(metrics_app, "diff")
 def metrics_diff(
-    a_rev: Optional[str] = typer.Argument(None, help="Old revision (default: HEAD)."),
-    b_rev: Optional[str] = typer.Argument(None, help="New revision (default: the workspace)."),
+    a_rev: str | None = typer.Argument(None, help="Old revision (default: HEAD)."),
+    b_rev: str | None = typer.Argument(None, help="New revision (default: the workspace)."),
     all_keys: bool = typer.Option(False, "--all", "-a", help="Also metrics that did not change."),
-    fail_if: Optional[list[str]] = FAIL_IF,
+    fail_if: list[str] | None = FAIL_IF,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Compare metrics files between two git revisions (default: HEAD and the workspace): old, new, delta."""
@@ -322,11 +404,19 @@ def metrics_diff(
     regressions = check_rules(result, rules)
     shown = result.shown(all_keys)
     if out.json:
-        out.emit_json({
-            "a": result.a, "b": result.b, "a_commit": result.a_commit, "b_commit": result.b_commit,
-            "files": list(result.files), "changes": [c.to_dict() for c in shown],
-            "rules": [r.text for r in rules], "regressions": [r.to_dict() for r in regressions], "ok": not regressions,
-        })
+        out.emit_json(
+            {
+                "a": result.a,
+                "b": result.b,
+                "a_commit": result.a_commit,
+                "b_commit": result.b_commit,
+                "files": list(result.files),
+                "changes": [c.to_dict() for c in shown],
+                "rules": [r.text for r in rules],
+                "regressions": [r.to_dict() for r in regressions],
+                "ok": not regressions,
+            }
+        )
     elif not files:
         out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries)")
     elif shown:
@@ -345,8 +435,8 @@ def metrics_diff(
 
 @command(params_app, "diff")
 def params_diff(
-    a_rev: Optional[str] = typer.Argument(None, help="Old revision (default: HEAD)."),
-    b_rev: Optional[str] = typer.Argument(None, help="New revision (default: the workspace)."),
+    a_rev: str | None = typer.Argument(None, help="Old revision (default: HEAD)."),
+    b_rev: str | None = typer.Argument(None, help="New revision (default: the workspace)."),
     all_keys: bool = typer.Option(False, "--all", "-a", help="Also params that did not change."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -359,8 +449,16 @@ def params_diff(
     result = diff_files(repo, files, a_rev or "HEAD", b_rev)
     shown = result.shown(all_keys)
     if out.json:
-        out.emit_json({"a": result.a, "b": result.b, "a_commit": result.a_commit, "b_commit": result.b_commit,
-                       "files": list(result.files), "changes": [c.to_dict() for c in shown]})
+        out.emit_json(
+            {
+                "a": result.a,
+                "b": result.b,
+                "a_commit": result.a_commit,
+                "b_commit": result.b_commit,
+                "files": list(result.files),
+                "changes": [c.to_dict() for c in shown],
+            }
+        )
         return
     if shown:
         _diff_table(out, result, shown, "param")
@@ -374,7 +472,9 @@ def params_diff(
 def plots(
     runs: list[str] = typer.Argument(..., help="Runs to plot (ids, unique prefixes or names)."),
     output: Path = typer.Option(Path("plots.html"), "--output", "-o", help="The HTML file to write."),
-    metric: Optional[list[str]] = typer.Option(None, "--metric", "-m", help="Only these metrics (repeatable; default: every step-wise metric)."),
+    metric: list[str] | None = typer.Option(
+        None, "--metric", "-m", help="Only these metrics (repeatable; default: every step-wise metric)."
+    ),
 ) -> None:
     """Write step-wise metrics of runs as one self-contained HTML file (inline SVG, one chart per metric)."""
     from ..fsio import atomic_write
@@ -388,7 +488,10 @@ def plots(
     keys = list(metric) if metric else stepwise_keys(data)
     unknown = [k for k in keys if not any(k in d.history for d in data)]
     if unknown:
-        raise UsageError(f"no run logged metric '{unknown[0]}'", hint="metrics: " + ", ".join(sorted({k for d in data for k in d.history})) or "none")
+        raise UsageError(
+            f"no run logged metric '{unknown[0]}'",
+            hint="metrics: " + ", ".join(sorted({k for d in data for k in d.history})) or "none",
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, render_html(data, keys))
     out.info(f"wrote {output}: {len(keys)} chart(s), {len(data)} run(s)")

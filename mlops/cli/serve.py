@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -27,23 +27,51 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     ref: str = typer.Argument(..., help="The model to serve: churn@production, churn:4 or churn (its latest version)."),
-    port: int = typer.Option(8080, "--port", "-p", min=0, max=65535, help="TCP port (0: any free port; the address is printed)."),
+    port: int = typer.Option(
+        8080, "--port", "-p", min=0, max=65535, help="TCP port (0: any free port; the address is printed)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for every interface."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Worker processes sharing the port."),
-    token_env: Optional[str] = typer.Option(
-        None, "--token-env", help="Name of an environment variable holding a bearer token: every endpoint but the health checks then needs it."
+    token_env: str | None = typer.Option(
+        None,
+        "--token-env",
+        help=(
+            "Name of an environment variable holding a bearer token: "
+            "every endpoint but the health checks then needs it."
+        ),
     ),
-    max_body_mb: float = typer.Option(10.0, "--max-body-mb", min=0.001, help="Largest request body (MB); larger ones get 413."),
+    max_body_mb: float = typer.Option(
+        10.0, "--max-body-mb", min=0.001, help="Largest request body (MB); larger ones get 413."
+    ),
     max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most rows folded into one model call."),
-    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", min=0, help="Longest wait (ms) for more rows before a model call, only while other requests are arriving."),
-    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests waiting per model version; past it 503 with Retry-After."),
+    max_wait_ms: float = typer.Option(
+        2.0,
+        "--max-wait-ms",
+        min=0,
+        help="Longest wait (ms) for more rows before a model call, only while other requests are arriving.",
+    ),
+    max_queue: int = typer.Option(
+        256, "--max-queue", min=1, help="Requests waiting per model version; past it 503 with Retry-After."
+    ),
     timeout: str = typer.Option("30s", "--timeout", help="Longest a request may wait for its prediction (504 after)."),
-    request_log: bool = typer.Option(True, "--request-log/--no-request-log", help="Append inputs and predictions to Parquet files under .mlops/serve/."),
-    log_rotate: str = typer.Option("60s", "--log-rotate", help="Finish a request-log file after this long (readers see finished files)."),
-    log_max_file_mb: float = typer.Option(64.0, "--log-max-file-mb", min=0.01, help="Finish a request-log file past this size."),
-    log_max_total_mb: float = typer.Option(1024.0, "--log-max-total-mb", min=0.01, help="Keep at most this much request log; the oldest files go first."),
+    request_log: bool = typer.Option(
+        True,
+        "--request-log/--no-request-log",
+        help="Append inputs and predictions to Parquet files under .mlops/serve/.",
+    ),
+    log_rotate: str = typer.Option(
+        "60s", "--log-rotate", help="Finish a request-log file after this long (readers see finished files)."
+    ),
+    log_max_file_mb: float = typer.Option(
+        64.0, "--log-max-file-mb", min=0.01, help="Finish a request-log file past this size."
+    ),
+    log_max_total_mb: float = typer.Option(
+        1024.0, "--log-max-total-mb", min=0.01, help="Keep at most this much request log; the oldest files go first."
+    ),
     log_max_age: str = typer.Option("7d", "--log-max-age", help="Remove request-log files older than this."),
-    access_log: bool = typer.Option(False, "--access-log", help="Print one line per HTTP request (uvicorn's access log)."),
+    access_log: bool = typer.Option(
+        False, "--access-log", help="Print one line per HTTP request (uvicorn's access log)."
+    ),
 ) -> None:
     """Serve a registered model over HTTP (own JSON, MLflow scoring protocol, Open Inference Protocol V2).
 
@@ -57,7 +85,10 @@ def serve(
 
     out = Output()
     if token_env is not None and not os.environ.get(token_env):
-        raise UsageError(f"--token-env {token_env}: the variable is empty or not set", hint=f"export {token_env}=<a long random token>")
+        raise UsageError(
+            f"--token-env {token_env}: the variable is empty or not set",
+            hint=f"export {token_env}=<a long random token>",
+        )
     timeout_seconds = positive_duration(timeout, "--timeout")
     rotate_seconds = positive_duration(log_rotate, "--log-rotate")
     max_age_seconds = positive_duration(log_max_age, "--log-max-age")
@@ -67,21 +98,37 @@ def serve(
     model = servable(info, source.load(info))  # fails here, with one line, rather than in every worker
     dep = load_deployment(repo, info.name)
     config = ServeConfig(
-        root=str(repo.root), ref=ref, host=host, port=port, workers=workers, token_env=token_env,
-        max_body_bytes=int(max_body_mb * MiB), max_batch_rows=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
-        timeout_seconds=timeout_seconds, request_log=request_log,
-        log_rotate_seconds=rotate_seconds, log_max_file_bytes=int(log_max_file_mb * MiB),
-        log_max_total_bytes=int(log_max_total_mb * MiB), log_max_age_seconds=max_age_seconds,
+        root=str(repo.root),
+        ref=ref,
+        host=host,
+        port=port,
+        workers=workers,
+        token_env=token_env,
+        max_body_bytes=int(max_body_mb * MiB),
+        max_batch_rows=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        timeout_seconds=timeout_seconds,
+        request_log=request_log,
+        log_rotate_seconds=rotate_seconds,
+        log_max_file_bytes=int(log_max_file_mb * MiB),
+        log_max_total_bytes=int(log_max_total_mb * MiB),
+        log_max_age_seconds=max_age_seconds,
         access_log=access_log,
     )
     if dep is not None and dep.production != info.version:
-        out.warn(f"following {repo.rel(deployment_path(repo, info.name))}: production is v{dep.production} (not v{info.version}, which {ref} names)")
+        out.warn(
+            f"following {repo.rel(deployment_path(repo, info.name))}: "
+            f"production is v{dep.production} (not v{info.version}, which {ref} names)"
+        )
 
     def announce(url: str) -> None:
         shown = dep.production if dep is not None else info.version
         extra = f", {dep.candidate.mode} v{dep.candidate.version}" if dep is not None and dep.candidate else ""
-        out.info(f"serving {info.name} v{shown}{extra} on {url} ({workers} worker{'s' if workers > 1 else ''}"
-                 f"{', bearer token required' if token_env else ''}); stop with Ctrl-C or SIGTERM")
+        out.info(
+            f"serving {info.name} v{shown}{extra} on {url} ({workers} worker{'s' if workers > 1 else ''}"
+            f"{', bearer token required' if token_env else ''}); stop with Ctrl-C or SIGTERM"
+        )
 
     run(config, preloaded=(info, model) if workers == 1 else None, announce=announce)
     out.info("stopped: requests in flight finished, request logs closed")
@@ -97,38 +144,67 @@ def _deployment_lines(out: Output, dep: Any) -> None:
     if cand is None:
         out.row(("candidate ", "bold"), ("none: all traffic to production", None))
     elif cand.mode == "shadow":
-        out.row(("shadow    ", "bold"), (f"v{cand.version}: sees a copy of every request; callers get production's answer", "cyan"))
+        out.row(
+            ("shadow    ", "bold"),
+            (f"v{cand.version}: sees a copy of every request; callers get production's answer", "cyan"),
+        )
     else:
         out.row(("canary    ", "bold"), (f"v{cand.version} at {cand.weight:g}% of requests", "yellow"))
         if cand.steps:
-            out.row(("steps     ", "bold"), (", ".join(f"{s:g}%" for s in cand.steps) + f", each after {cand.interval_seconds:g} s healthy, then promotion", None))
+            out.row(
+                ("steps     ", "bold"),
+                (
+                    ", ".join(f"{s:g}%" for s in cand.steps)
+                    + f", each after {cand.interval_seconds:g} s healthy, then promotion",
+                    None,
+                ),
+            )
         if cand.hold:
             out.row(("hold      ", "bold"), (cand.hold, "red"))
     th = dep.thresholds
-    limits = [f"error rate > {th.max_error_rate:.1%}" if th.max_error_rate is not None else None,
-              f"p99 > {th.max_p99_ms:g} ms" if th.max_p99_ms is not None else None]
+    limits = [
+        f"error rate > {th.max_error_rate:.1%}" if th.max_error_rate is not None else None,
+        f"p99 > {th.max_p99_ms:g} ms" if th.max_p99_ms is not None else None,
+    ]
     rule = " or ".join(x for x in limits if x) or "never (no thresholds)"
-    out.row(("rollback  ", "bold"), (f"when {rule} over {th.window_seconds:g} s with >= {th.min_requests} requests", None))
+    out.row(
+        ("rollback  ", "bold"), (f"when {rule} over {th.window_seconds:g} s with >= {th.min_requests} requests", None)
+    )
     out.row(("routing   ", "bold"), (f"sticky by {dep.key}", None))
     out.row(("revision  ", "bold"), (f"{dep.revision} ({dep.updated_at} by {dep.updated_by})", None))
 
 
 def deploy(
     model: str = typer.Argument(..., help="Model name."),
-    canary: Optional[int] = typer.Option(None, "--canary", help="Version to send a share of the requests to."),
-    weight: Optional[float] = typer.Option(None, "--weight", help="Percent of requests to the canary (default 10)."),
-    shadow: Optional[int] = typer.Option(None, "--shadow", help="Version that sees a copy of every request; callers get production's answer."),
-    steps: Optional[str] = typer.Option(None, "--steps", help="Progressive canary: weights to go through, e.g. 5,25,50; promoted after the last."),
-    interval: Optional[str] = typer.Option(None, "--interval", help="How long each step must stay healthy, e.g. 2m."),
-    key: Optional[str] = typer.Option(None, "--key", help="What keeps a caller on one variant: header:NAME (default header:x-request-id) or field:NAME."),
-    window: Optional[str] = typer.Option(None, "--window", help="Sliding window of the automatic rollback (default 60s)."),
-    min_requests: Optional[int] = typer.Option(None, "--min-requests", min=1, help="Requests the window needs before judging (default 50)."),
-    max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", min=0, max=1, help="Roll back past this error rate, 0-1 (default 0.05)."),
-    max_p99_ms: Optional[float] = typer.Option(None, "--max-p99-ms", min=0, help="Roll back past this p99 latency in ms (default: none)."),
+    canary: int | None = typer.Option(None, "--canary", help="Version to send a share of the requests to."),
+    weight: float | None = typer.Option(None, "--weight", help="Percent of requests to the canary (default 10)."),
+    shadow: int | None = typer.Option(
+        None, "--shadow", help="Version that sees a copy of every request; callers get production's answer."
+    ),
+    steps: str | None = typer.Option(
+        None, "--steps", help="Progressive canary: weights to go through, e.g. 5,25,50; promoted after the last."
+    ),
+    interval: str | None = typer.Option(None, "--interval", help="How long each step must stay healthy, e.g. 2m."),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        help="What keeps a caller on one variant: header:NAME (default header:x-request-id) or field:NAME.",
+    ),
+    window: str | None = typer.Option(None, "--window", help="Sliding window of the automatic rollback (default 60s)."),
+    min_requests: int | None = typer.Option(
+        None, "--min-requests", min=1, help="Requests the window needs before judging (default 50)."
+    ),
+    max_error_rate: float | None = typer.Option(
+        None, "--max-error-rate", min=0, max=1, help="Roll back past this error rate, 0-1 (default 0.05)."
+    ),
+    max_p99_ms: float | None = typer.Option(
+        None, "--max-p99-ms", min=0, help="Roll back past this p99 latency in ms (default: none)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Set which versions of a model take traffic: canary, shadow or production only; a running server follows."""
-    from ..serve.deployment import actor, deploy as deploy_core, deployment_path, parse_steps
+    from ..serve.deployment import actor, deployment_path, parse_steps
+    from ..serve.deployment import deploy as deploy_core
     from ..serve.source import open_source
 
     out = Output(json_output=json_output)
@@ -136,23 +212,39 @@ def deploy(
     repo = find_repo()
     source = open_source(repo)
     dep = deploy_core(
-        repo, source, model, canary=canary, shadow=shadow, weight=weight, steps=step_values,
-        interval_seconds=duration(interval, "--interval"), key=key, window_seconds=duration(window, "--window"),
-        min_requests=min_requests, max_error_rate=max_error_rate, max_p99_ms=max_p99_ms, by=actor("mlops deploy"),
+        repo,
+        source,
+        model,
+        canary=canary,
+        shadow=shadow,
+        weight=weight,
+        steps=step_values,
+        interval_seconds=duration(interval, "--interval"),
+        key=key,
+        window_seconds=duration(window, "--window"),
+        min_requests=min_requests,
+        max_error_rate=max_error_rate,
+        max_p99_ms=max_p99_ms,
+        by=actor("mlops deploy"),
     )
     if dep.candidate is not None:
         mine = source.resolve(f"{model}:{dep.candidate.version}").signature
         theirs = source.resolve(f"{model}:{dep.production}").signature
         if mine is not None and theirs is not None and mine.names != theirs.names:
-            out.warn(f"v{dep.candidate.version} takes columns {', '.join(mine.names)}; production v{dep.production} takes "
-                     f"{', '.join(theirs.names)}: each request is read with the signature of the variant that answers it, so "
-                     "callers sending rows by position (MLflow dataframe_split without columns, instances/inputs lists, a V2 "
-                     "[N, K] tensor) should name their columns instead")
+            out.warn(
+                f"v{dep.candidate.version} takes columns {', '.join(mine.names)}; production v{dep.production} takes "
+                f"{', '.join(theirs.names)}: each request is read with the signature of the variant that answers it, "
+                "so callers sending rows by position (MLflow dataframe_split without columns, instances/inputs lists, "
+                "a V2 [N, K] tensor) should name their columns instead"
+            )
     if out.json:
         out.emit_json({"path": repo.rel(deployment_path(repo, model)), **dep.to_dict()})
         return
     _deployment_lines(out, dep)
-    out.info(f"wrote {repo.rel(deployment_path(repo, model))}; a running 'mlops serve' follows it within a second (commit it to keep it)")
+    out.info(
+        f"wrote {repo.rel(deployment_path(repo, model))}; "
+        "a running 'mlops serve' follows it within a second (commit it to keep it)"
+    )
 
 
 # --- canary ----------------------------------------------------------------------------------
@@ -175,8 +267,17 @@ def _distribution(summary: dict[str, Any]) -> str:
 @command(canary_app, "status")
 def canary_status(
     model: str = typer.Argument(..., help="Model name."),
-    window: Optional[str] = typer.Option(None, "--window", help="Look at this window instead of the rollback window, e.g. 5m (at most 10m)."),
-    check: bool = typer.Option(False, "--check", help="Exit 1 unless a candidate is deployed and healthy (for CI: not failing, not rolled back, enough requests seen)."),
+    window: str | None = typer.Option(
+        None, "--window", help="Look at this window instead of the rollback window, e.g. 5m (at most 10m)."
+    ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help=(
+            "Exit 1 unless a candidate is deployed and healthy "
+            "(for CI: not failing, not rolled back, enough requests seen)."
+        ),
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Per variant over the window: requests, errors, p50/p99 latency, prediction distribution, disagreement."""
@@ -187,7 +288,9 @@ def canary_status(
     repo = find_repo()
     seconds = None if window is None else positive_duration(window, "--window")
     if seconds is not None and seconds > KEEP_SECONDS:
-        raise UsageError(f"--window {window}: the server keeps the last {KEEP_SECONDS // 60:g} minutes only", hint="e.g. --window 5m")
+        raise UsageError(
+            f"--window {window}: the server keeps the last {KEEP_SECONDS // 60:g} minutes only", hint="e.g. --window 5m"
+        )
     report = status_core(repo, model, window_seconds=seconds)
     if out.json:
         out.emit_json(report)
@@ -206,26 +309,47 @@ def _check_healthy(model: str, report: dict, *, reported: bool) -> None:
         why = f"{cand['mode']} v{cand['version']} is {cand['verdict']}: {cand['reason']}"
     else:
         event = report.get("last_event") or {}
-        why = (f"no candidate: v{event.get('version')} was rolled back ({event.get('reason')})" if event.get("event") == "rollback"
-               else f"no candidate deployed: all traffic to production v{report['production']}")
+        why = (
+            f"no candidate: v{event.get('version')} was rolled back ({event.get('reason')})"
+            if event.get("event") == "rollback"
+            else f"no candidate deployed: all traffic to production v{report['production']}"
+        )
     error = CheckFailed(f"canary of {model} not healthy: {why}", hint="see 'mlops canary status " + model + "'")
     raise (error.after_report() if reported else error)
 
 
 def _show_status(out: Output, model: str, report: dict) -> None:
     servers = report["servers"]
-    state = (f"{servers['live_workers']} live worker(s)" if servers["running"] else
-             f"no server running (figures as of {servers['as_of']})" if servers["as_of"] else "no statistics yet (is mlops serve running?)")
+    state = (
+        f"{servers['live_workers']} live worker(s)"
+        if servers["running"]
+        else f"no server running (figures as of {servers['as_of']})"
+        if servers["as_of"]
+        else "no statistics yet (is mlops serve running?)"
+    )
     out.row(("model     ", "bold"), (f"{model}, deployment revision {report['revision']} ({state})", None))
     cand = report.get("candidate")
     if cand:
         style = {"healthy": "green", "unhealthy": "red", "waiting": "yellow"}[cand["verdict"]]
         share = f" at {cand['weight']:g}%" if cand["mode"] == "canary" else ""
-        out.row(("candidate ", "bold"), (f"{cand['mode']} v{cand['version']}{share}: {cand['verdict']}", style), (f"({cand['reason']})", None))
+        out.row(
+            ("candidate ", "bold"),
+            (f"{cand['mode']} v{cand['version']}{share}: {cand['verdict']}", style),
+            (f"({cand['reason']})", None),
+        )
         prog = cand.get("progression")
         if prog:
             nxt = "promotion" if prog["next"] == "promote" else f"{prog['next']:g}%"
-            out.row(("progress  ", "bold"), (f"steps {', '.join(f'{s:g}%' for s in prog['steps'])}; next: {nxt} when healthy after {prog['due_at']}", None))
+            out.row(
+                ("progress  ", "bold"),
+                (
+                    (
+                        f"steps {', '.join(f'{s:g}%' for s in prog['steps'])}; "
+                        f"next: {nxt} when healthy after {prog['due_at']}"
+                    ),
+                    None,
+                ),
+            )
         if cand.get("hold"):
             out.row(("hold      ", "bold"), (cand["hold"], "red"))
     else:
@@ -233,10 +357,24 @@ def _show_status(out: Output, model: str, report: dict) -> None:
     event = report.get("last_event")
     if event:
         style = "red" if event.get("event") == "rollback" else "green"
-        out.row(("last event", "bold"), (f"{event.get('event')} of v{event.get('version')} at {event.get('at')} by {event.get('by')}", style))
+        out.row(
+            ("last event", "bold"),
+            (f"{event.get('event')} of v{event.get('version')} at {event.get('at')} by {event.get('by')}", style),
+        )
         out.row(("why       ", "bold"), (str(event.get("reason")), None))
     out.line()
-    columns = ["variant", "version", "weight", "requests", "errors", "error rate", "p50 ms", "p99 ms", "predictions", "disagreement"]
+    columns = [
+        "variant",
+        "version",
+        "weight",
+        "requests",
+        "errors",
+        "error rate",
+        "p50 ms",
+        "p99 ms",
+        "predictions",
+        "disagreement",
+    ]
     rows = []
     for v in report["variants"]:
         disagreement = v.get("disagreement")
@@ -245,8 +383,20 @@ def _show_status(out: Output, model: str, report: dict) -> None:
         elif disagreement is not None:
             disagreement = f"{disagreement:.2%} of {v.get('compared_rows')} rows"
         requests = f"{v['requests']} (+{v['bad_requests']} 4xx)" if v.get("bad_requests") else v["requests"]
-        rows.append([v["variant"], f"v{v['version']}", "-" if v.get("weight") is None else f"{v['weight']:g}%", requests, v["errors"],
-                     f"{v['error_rate']:.2%}", _ms(v["p50_ms"]), _ms(v["p99_ms"]), _distribution(v), disagreement or "-"])
+        rows.append(
+            [
+                v["variant"],
+                f"v{v['version']}",
+                "-" if v.get("weight") is None else f"{v['weight']:g}%",
+                requests,
+                v["errors"],
+                f"{v['error_rate']:.2%}",
+                _ms(v["p50_ms"]),
+                _ms(v["p99_ms"]),
+                _distribution(v),
+                disagreement or "-",
+            ]
+        )
     out.table(columns, rows, title=f"last {report['window_seconds']:g} s", header=True)
 
 
@@ -254,7 +404,9 @@ def _show_status(out: Output, model: str, report: dict) -> None:
 def canary_promote(
     model: str = typer.Argument(..., help="Model name."),
     reason: str = typer.Option("canary promoted", "--reason", "-m", help="Why: recorded in the audit log."),
-    force: bool = typer.Option(False, "--force", help="Passed to the registry's gates (only where its policy allows forcing)."),
+    force: bool = typer.Option(
+        False, "--force", help="Passed to the registry's gates (only where its policy allows forcing)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Make the canary (or shadow) the production version, through the registry's gates; audit-logged."""
@@ -267,7 +419,10 @@ def canary_promote(
     if out.json:
         out.emit_json(dep.to_dict())
         return
-    out.line(f"promoted {model} v{dep.production} to production (was v{(dep.last_event or {}).get('previous')}); all traffic to v{dep.production}")
+    out.line(
+        f"promoted {model} v{dep.production} to production (was v{(dep.last_event or {}).get('previous')}); "
+        f"all traffic to v{dep.production}"
+    )
 
 
 @command(canary_app, "rollback")
@@ -287,7 +442,10 @@ def canary_rollback(
         out.emit_json(dep.to_dict())
         return
     event = dep.last_event or {}
-    out.line(f"rolled back {model}: {event.get('mode')} v{event.get('version')} removed; all traffic to production v{dep.production}")
+    out.line(
+        f"rolled back {model}: {event.get('mode')} v{event.get('version')} removed; "
+        f"all traffic to production v{dep.production}"
+    )
 
 
 # --- predict ---------------------------------------------------------------------------------
@@ -297,8 +455,12 @@ def predict(
     ref: str = typer.Argument(..., help="The model: churn@production, churn:4 or churn."),
     input_path: str = typer.Argument(..., metavar="INPUT", help="A .parquet or .csv file."),
     output: str = typer.Option(..., "--output", "-o", help="Where to write predictions (.parquet or .csv)."),
-    chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Rows read, checked and scored at a time (bounds memory)."),
-    keep: Optional[str] = typer.Option(None, "--keep", help="Input columns to copy to the output, comma-separated (default: all; '' for none)."),
+    chunk_rows: int = typer.Option(
+        50_000, "--chunk-rows", min=1, help="Rows read, checked and scored at a time (bounds memory)."
+    ),
+    keep: str | None = typer.Option(
+        None, "--keep", help="Input columns to copy to the output, comma-separated (default: all; '' for none)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Score a file in chunks: every chunk checked against the signature; nothing written unless all succeed."""
@@ -308,9 +470,14 @@ def predict(
     out = Output(json_output=json_output)
     repo = find_repo()
     kept = None if keep is None else list(comma_names(keep))
-    result = predict_file(repo, open_source(repo), ref, input_path, output, chunk_rows=chunk_rows, keep=kept, progress=out.progress())
+    result = predict_file(
+        repo, open_source(repo), ref, input_path, output, chunk_rows=chunk_rows, keep=kept, progress=out.progress()
+    )
     if out.json:
         out.emit_json(result.to_dict())
         return
     rate = f", {result.rows / result.seconds:,.0f} rows/s" if result.seconds > 0 else ""
-    out.line(f"{result.rows} rows scored by {result.model} v{result.version} in {result.chunks} chunk(s), {result.seconds:.1f} s{rate} -> {result.output} (column '{result.prediction_column}')")
+    out.line(
+        f"{result.rows} rows scored by {result.model} v{result.version} in {result.chunks} chunk(s), "
+        f"{result.seconds:.1f} s{rate} -> {result.output} (column '{result.prediction_column}')"
+    )

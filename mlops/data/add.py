@@ -37,16 +37,15 @@ class AddResult:
     targets: tuple[AddedTarget, ...]
 
 
-def add(
-    repo: Repo, paths: Sequence[str], *, jobs: int | None = None, progress: Progress = NO_PROGRESS
-) -> AddResult:
+def add(repo: Repo, paths: Sequence[str], *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> AddResult:
     rels = [repo.check_user_path(p) for p in paths]
     for rel in rels:
         _check_not_inside_tracked(repo, rel)
         for other in rels:
             if rel.startswith(other + "/"):
                 raise InvalidPathError(
-                    f"{rel}: is inside {other}, which this command also adds", hint=f"add {other} alone: it includes {rel}"
+                    f"{rel}: is inside {other}, which this command also adds",
+                    hint=f"add {other} alone: it includes {rel}",
                 )
     done = []
     with repo.store_lock():
@@ -103,7 +102,9 @@ def snapshot_path(
         if link:
             # every workspace file is replaced by a link below, so every file's hash is needed
             with store.batch() as batch:
-                outcome = hash_files(repo, files.values(), into=batch, adopt=adopt, jobs=jobs, progress=progress, description=rel)
+                outcome = hash_files(
+                    repo, files.values(), into=batch, adopt=adopt, jobs=jobs, progress=progress, description=rel
+                )
                 tree = build_tree(outcome.records)
                 for data in tree.manifests.values():
                     batch.add_bytes(data)

@@ -26,8 +26,8 @@ from ..store.links import stage
 from ..store.state import stat_key
 from ..store.tree import FileRecord
 from .pointer import Pointer
-from .workspace import remove_temps
 from .snapshot import pointers_from_blobs, read_workspace, require_pointer_records, workspace_pointers
+from .workspace import remove_temps
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,13 @@ class CheckedOut:
     link: str | None  # the link kind used, when something was placed
 
     def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "placed": self.placed, "removed": self.removed, "unchanged": self.unchanged, "link": self.link}
+        return {
+            "path": self.path,
+            "placed": self.placed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "link": self.link,
+        }
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,9 @@ def checkout(
             wanted = {repo.check_user_path(t.removesuffix(".mlops"), must_exist=False) for t in targets}
             missing = sorted(wanted - {p.target for p in pointers})
             if missing:
-                raise InvalidPathError(f"{missing[0]}: is not tracked at revision {rev}", hint=f"see 'mlops diff {rev}'")
+                raise InvalidPathError(
+                    f"{missing[0]}: is not tracked at revision {rev}", hint=f"see 'mlops diff {rev}'"
+                )
             pointers = [p for p in pointers if p.target in wanted]
     if not targets:
         known = {p.target for p in pointers}
@@ -166,9 +174,10 @@ def checkout_pointer(
 
     try:
         results = []
-        with progress.task(f"checkout {pointer.target}", total=len(to_place)) as task, run_parallel(
-            work, to_place, jobs=jobs, adaptive=True
-        ) as staging:
+        with (
+            progress.task(f"checkout {pointer.target}", total=len(to_place)) as task,
+            run_parallel(work, to_place, jobs=jobs, adaptive=True) as staging,
+        ):
             for result in staging:
                 results.append(result)
                 task.advance()

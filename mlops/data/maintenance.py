@@ -111,10 +111,14 @@ def verify(
     store = repo.objects
     digests = list(store.iter_digests())
     bad: list[str] = []
+
     def check(digest: str) -> tuple[str, bool]:
         return digest, store.check(digest)
 
-    with progress.task("verifying", total=len(digests)) as task, run_parallel(check, digests, jobs=jobs, adaptive=True) as results:
+    with (
+        progress.task("verifying", total=len(digests)) as task,
+        run_parallel(check, digests, jobs=jobs, adaptive=True) as results,
+    ):
         for digest, good in results:
             if not good and store.exists(digest):  # vanished meanwhile (a gc): not corruption
                 bad.append(digest)

@@ -28,7 +28,10 @@ def workspace_roots(repo: Repo) -> list[Root]:
 
 
 def all_commit_roots(repo: Repo) -> list[Root]:
-    return [_root(parse_pointer(data, path), f"git:{path}") for path, data in git_repo(repo.root).pointer_blobs_all_commits()]
+    return [
+        _root(parse_pointer(data, path), f"git:{path}")
+        for path, data in git_repo(repo.root).pointer_blobs_all_commits()
+    ]
 
 
 def commit_roots(repo: Repo, tips: list[str], exclude: list[str]) -> list[Root]:
@@ -38,7 +41,10 @@ def commit_roots(repo: Repo, tips: list[str], exclude: list[str]) -> list[Root]:
     git = git_repo(repo.root)
     roots = []
     for revs in (["--no-walk", *tips], [*tips, *exclude]):
-        roots += [_root(parse_pointer(data, path), f"git:{path}") for path, data in git.blobs_in(revs, lambda p: p.endswith(POINTER_SUFFIX))]
+        roots += [
+            _root(parse_pointer(data, path), f"git:{path}")
+            for path, data in git.blobs_in(revs, lambda p: p.endswith(POINTER_SUFFIX))
+        ]
     return roots
 
 

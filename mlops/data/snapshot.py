@@ -92,4 +92,3 @@ def workspace_pointers(repo: Repo, targets: list[str] | None = None) -> list[Poi
 
 def pointers_from_blobs(blobs: dict[str, bytes]) -> list[Pointer]:
     return [parse_pointer(data, path) for path, data in sorted(blobs.items())]
-

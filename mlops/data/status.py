@@ -26,7 +26,9 @@ class FileChanges:
 def compare_records(old: dict[str, FileRecord], new: dict[str, FileRecord]) -> FileChanges:
     added = tuple(sorted(p for p in new if p not in old))
     deleted = tuple(sorted(p for p in old if p not in new))
-    modified = tuple(sorted(p for p in new if p in old and (new[p].hash, new[p].executable) != (old[p].hash, old[p].executable)))
+    modified = tuple(
+        sorted(p for p in new if p in old and (new[p].hash, new[p].executable) != (old[p].hash, old[p].executable))
+    )
     return FileChanges(added, modified, deleted)
 
 
@@ -42,7 +44,9 @@ class TargetStatus:
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"path": self.path, "kind": self.kind, "state": self.state, "in_cache": self.in_cache}
         if self.kind == "dir" and self.state == "modified":
-            out.update(added=list(self.changes.added), modified=list(self.changes.modified), deleted=list(self.changes.deleted))
+            out.update(
+                added=list(self.changes.added), modified=list(self.changes.modified), deleted=list(self.changes.deleted)
+            )
         if self.detail:
             out["detail"] = self.detail
         return out
@@ -80,7 +84,11 @@ def _target_status(repo: Repo, pointer: Pointer, *, jobs: int | None, progress: 
     recorded = pointer_records(repo, pointer)
     if recorded is None:
         return TargetStatus(
-            pointer.target, "dir", "modified", in_cache, detail="its manifest is not in the cache: run 'mlops fetch' for file-level changes"
+            pointer.target,
+            "dir",
+            "modified",
+            in_cache,
+            detail="its manifest is not in the cache: run 'mlops fetch' for file-level changes",
         )
     return TargetStatus(pointer.target, "dir", "modified", in_cache, compare_records(recorded, current.records))
 
@@ -132,7 +140,9 @@ def diff(repo: Repo, a_rev: str, b_rev: str | None = None, *, jobs: int | None =
             for rel in paths:
                 full = f"{target}/{rel}" if rel else target
                 old_rec, new_rec = a_files.get(rel), b_files.get(rel)
-                entries.append(DiffEntry(kind, full, old_rec.hash if old_rec else None, new_rec.hash if new_rec else None))
+                entries.append(
+                    DiffEntry(kind, full, old_rec.hash if old_rec else None, new_rec.hash if new_rec else None)
+                )
     entries.sort(key=lambda e: e.path)
     return DiffResult(a_rev, b_rev or "workspace", tuple(entries), tuple(dict.fromkeys(notes)))
 
@@ -140,7 +150,9 @@ def diff(repo: Repo, a_rev: str, b_rev: str | None = None, *, jobs: int | None =
 def _records(repo: Repo, pointer: Pointer, notes: list[str]) -> dict[str, FileRecord] | None:
     records = pointer_records(repo, pointer)
     if records is None:
-        notes.append(f"{pointer.target}: manifest {pointer.hash} not in the cache; run 'mlops fetch' for file-level changes")
+        notes.append(
+            f"{pointer.target}: manifest {pointer.hash} not in the cache; run 'mlops fetch' for file-level changes"
+        )
     return records
 
 
@@ -153,5 +165,7 @@ def _workspace_side(repo: Repo, *, jobs: int | None) -> tuple[dict[str, dict[str
         if current.kind is None:
             continue
         records[pointer.target] = current.records
-        pointers[pointer.target] = Pointer(pointer.target, current.kind, current.hash or "", current.size, len(current.records))
+        pointers[pointer.target] = Pointer(
+            pointer.target, current.kind, current.hash or "", current.size, len(current.records)
+        )
     return records, pointers

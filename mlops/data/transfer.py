@@ -92,9 +92,15 @@ def push(
             todo = group
             if not todo:
                 continue
-            with progress.task(f"push to {target.name}", total=len(todo)) as task, run_parallel(
-                lambda d: target.upload(d, store.file(d)), todo, jobs=target.parallelism(jobs, store.root), adaptive=target.local_io
-            ) as uploads:
+            with (
+                progress.task(f"push to {target.name}", total=len(todo)) as task,
+                run_parallel(
+                    lambda d: target.upload(d, store.file(d)),
+                    todo,
+                    jobs=target.parallelism(jobs, store.root),
+                    adaptive=target.local_io,
+                ) as uploads,
+            ):
                 for size in uploads:
                     moved += 1
                     nbytes += size
@@ -193,9 +199,15 @@ def fetch(
         present += len(digests) - len(todo)
         if not todo:
             return
-        with progress.task(f"{label} from {source.name}", total=len(todo)) as task, run_parallel(
-            lambda d: source.download(d, batch, last=manifests), todo, jobs=source.parallelism(jobs, store.root), adaptive=source.local_io
-        ) as downloads:
+        with (
+            progress.task(f"{label} from {source.name}", total=len(todo)) as task,
+            run_parallel(
+                lambda d: source.download(d, batch, last=manifests),
+                todo,
+                jobs=source.parallelism(jobs, store.root),
+                adaptive=source.local_io,
+            ) as downloads,
+        ):
             for size in downloads:
                 moved += 1
                 nbytes += size

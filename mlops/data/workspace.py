@@ -22,7 +22,6 @@ from ..store.state import StatKey, stat_key
 from ..store.tree import FileRecord, TreeEntry, encode_manifest
 
 
-
 class WorkspaceFile(NamedTuple):
     rel: str  # relative to the tracked path (posix); "" for a tracked single file
     path: str  # absolute
@@ -146,7 +145,7 @@ def hash_files(
     records: dict[str, FileRecord] = {}
     todo: list[WorkspaceFile] = []
     items = list(files)
-    for item, known in zip(items, state.lookup_many([item.key for item in items])):
+    for item, known in zip(items, state.lookup_many([item.key for item in items]), strict=True):
         if known is not None and (into is None or store.exists(known)):
             records[item.rel] = FileRecord(known, item.key[1], item.executable)
         else:
@@ -185,7 +184,6 @@ def hash_files(
         finally:
             state.record(learned)  # what was hashed before an error or Ctrl-C is not hashed again
     return HashOutcome(records, len(todo))
-
 
 
 @dataclass(frozen=True)
@@ -248,12 +246,19 @@ def summarize_dir(
         if not missed:
             continue
         outcome = hash_files(
-            repo, [f for folder in missed for f in direct[folder]], into=into, jobs=jobs, progress=progress, description=description
+            repo,
+            [f for folder in missed for f in direct[folder]],
+            into=into,
+            jobs=jobs,
+            progress=progress,
+            description=description,
         )
         hashed += outcome.hashed
         for folder in missed:
             entries = [
-                TreeEntry(item.rel.rpartition("/")[2], "f", outcome.records[item.rel].hash, item.key[1], item.executable)
+                TreeEntry(
+                    item.rel.rpartition("/")[2], "f", outcome.records[item.rel].hash, item.key[1], item.executable
+                )
                 for item in direct[folder]
             ]
             for child in children[folder]:

@@ -65,9 +65,19 @@ METHODS: dict[str, Method] = {
         Method("hellinger", "Hellinger distance", _BOTH, False, 0.1),
     )
 }
-ALIASES = {"kolmogorov-smirnov": "ks", "chi2": "chisquare", "chi-square": "chisquare", "ztest": "z", "z-test": "z",
-           "ad": "anderson", "anderson-darling": "anderson", "wasserstein_distance": "wasserstein",
-           "js": "jensenshannon", "jensen-shannon": "jensenshannon", "population-stability": "psi"}
+ALIASES = {
+    "kolmogorov-smirnov": "ks",
+    "chi2": "chisquare",
+    "chi-square": "chisquare",
+    "ztest": "z",
+    "z-test": "z",
+    "ad": "anderson",
+    "anderson-darling": "anderson",
+    "wasserstein_distance": "wasserstein",
+    "js": "jensenshannon",
+    "jensen-shannon": "jensenshannon",
+    "population-stability": "psi",
+}
 PRESETS = ("default", "strict")
 
 
@@ -122,7 +132,10 @@ def applies(method: Method, kind: str, n_values: int) -> str | None:
     """Why ``method`` cannot test this column, or None when it can."""
     if kind == NUMERIC and CATEGORICAL in method.kinds and NUMERIC not in method.kinds:
         if n_values > FEW_VALUES:
-            return f"{method.name} tests categories; this numeric column has {n_values} distinct values (at most {FEW_VALUES} are tested as categories)"
+            return (
+                f"{method.name} tests categories; this numeric column has {n_values} distinct values "
+                f"(at most {FEW_VALUES} are tested as categories)"
+            )
     elif kind not in method.kinds:
         return f"{method.name} tests {' or '.join(sorted(method.kinds))} columns, not {kind}"
     if method.two_levels and n_values > 2:

@@ -11,7 +11,6 @@ file at the same level.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -103,12 +102,21 @@ class DriftSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "preset": self.preset, "method": self.method, "methods": dict(self.methods),
-            "threshold": self.threshold, "thresholds": dict(self.thresholds), "min_effect": dict(self.min_effect),
+            "preset": self.preset,
+            "method": self.method,
+            "methods": dict(self.methods),
+            "threshold": self.threshold,
+            "thresholds": dict(self.thresholds),
+            "min_effect": dict(self.min_effect),
             "per_column": {k: {f: v for f, v in vars(r).items() if v is not None} for k, r in self.per_column.items()},
-            "correction": self.correction, "drift_share": self.drift_share, "key_columns": list(self.key_columns),
-            "columns": list(self.columns) if self.columns is not None else None, "exclude": list(self.exclude),
-            "target": self.target, "prediction": self.prediction, "task": self.task,
+            "correction": self.correction,
+            "drift_share": self.drift_share,
+            "key_columns": list(self.key_columns),
+            "columns": list(self.columns) if self.columns is not None else None,
+            "exclude": list(self.exclude),
+            "target": self.target,
+            "prediction": self.prediction,
+            "task": self.task,
         }
 
 
@@ -146,8 +154,25 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
     raise ConfigError(f"{where} must be a list of column names, found {value!r}")
 
 
-CONFIG_KEYS = {"format", "preset", "method", "threshold", "min_effect", "numeric", "categorical", "per_column",
-               "correction", "drift_share", "key_columns", "columns", "exclude", "target", "prediction", "task", "pos_label"}
+CONFIG_KEYS = {
+    "format",
+    "preset",
+    "method",
+    "threshold",
+    "min_effect",
+    "numeric",
+    "categorical",
+    "per_column",
+    "correction",
+    "drift_share",
+    "key_columns",
+    "columns",
+    "exclude",
+    "target",
+    "prediction",
+    "task",
+    "pos_label",
+}
 
 
 def load_config(path: str | Path, preset: str | None = None) -> DriftSettings:
@@ -162,7 +187,11 @@ def load_config(path: str | Path, preset: str | None = None) -> DriftSettings:
     data = check_format(data, source, supported=CONFIG_FORMAT, kind="drift config")
     unknown = sorted(set(data) - CONFIG_KEYS)
     if unknown:
-        raise ConfigError(f"{source}: unknown key '{unknown[0]}'", hint="keys: " + ", ".join(sorted(CONFIG_KEYS - {'format'})), file=source)
+        raise ConfigError(
+            f"{source}: unknown key '{unknown[0]}'",
+            hint="keys: " + ", ".join(sorted(CONFIG_KEYS - {"format"})),
+            file=source,
+        )
     try:
         settings = preset_settings(preset or str(data.get("preset") or "default"))
         changes: dict[str, Any] = {}
@@ -197,9 +226,13 @@ def load_config(path: str | Path, preset: str | None = None) -> DriftSettings:
                 raise ConfigError(f"{where}.type must be one of {', '.join(COLUMN_KINDS)}, found {kind!r}", file=source)
             per_column[str(name)] = ColumnRule(
                 method=check_method(str(block["method"]), f"{where}.method") if "method" in block else None,
-                threshold=check_fraction(block["threshold"], f"{where}.threshold", high=None) if "threshold" in block else None,
+                threshold=check_fraction(block["threshold"], f"{where}.threshold", high=None)
+                if "threshold" in block
+                else None,
                 kind=kind,
-                min_effect=check_fraction(block["min_effect"], f"{where}.min_effect", high=None) if "min_effect" in block else None,
+                min_effect=check_fraction(block["min_effect"], f"{where}.min_effect", high=None)
+                if "min_effect" in block
+                else None,
             )
         changes["per_column"] = per_column
         if "correction" in data:

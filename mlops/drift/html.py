@@ -16,11 +16,13 @@ from .report import ColumnResult, DriftReport
 REF_COLOUR = "#4c78a8"
 CUR_COLOUR = "#f58518"
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;\
+color:#222;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .verdict{padding:14px 18px;border-radius:6px;margin:12px 0 18px;font-size:16px}
 .drifted{background:#fde2e1;border:1px solid #e5807a}.ok{background:#e3f4e1;border:1px solid #7cc47f}
-table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e4e4e4;vertical-align:top}
+table{border-collapse:collapse;width:100%;font-size:13px}\
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e4e4e4;vertical-align:top}
 th{background:#f6f6f6}tr.d td{background:#fff1f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .yes{color:#c0392b;font-weight:600}.muted{color:#777}.charts{display:flex;flex-wrap:wrap;gap:14px}
 .chart{border:1px solid #e4e4e4;border-radius:6px;padding:8px 10px;width:500px}
@@ -46,33 +48,52 @@ def _fmt(value: Any) -> str:
 def render(report: DriftReport, *, title: str = "Data drift report") -> str:
     v = report.verdict
     parts: list[str] = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f'<p class="muted">reference: {_e(report.reference.get("source"))} ({_e(report.reference.get("rows"))} rows) &middot; '
-        f'current: {_e(report.current.get("source"))} ({_e(report.current.get("rows"))} rows)</p>',
+        f'<p class="muted">reference: {_e(report.reference.get("source"))} '
+        f"({_e(report.reference.get('rows'))} rows) &middot; "
+        f"current: {_e(report.current.get('source'))} ({_e(report.current.get('rows'))} rows)</p>",
     ]
     headline = "Dataset drift detected" if v.drifted else "No dataset drift"
-    detail = f"{v.drifted_columns} of {v.tested_columns} columns drifted ({v.share:.0%}; the dataset drifts at {v.drift_share:.0%}"
+    detail = (
+        f"{v.drifted_columns} of {v.tested_columns} columns drifted "
+        f"({v.share:.0%}; the dataset drifts at {v.drift_share:.0%}"
+    )
     detail += " or when a key column drifts)" if v.key_columns else ")"
-    parts.append(f'<div class="verdict {"drifted" if v.drifted else "ok"}" id="verdict"><strong>{headline}</strong>: {_e(detail)}.')
+    parts.append(
+        f'<div class="verdict {"drifted" if v.drifted else "ok"}" id="verdict">'
+        f"<strong>{headline}</strong>: {_e(detail)}."
+    )
     if v.reasons:
         parts.append("<ul>" + "".join(f"<li>{_e(r)}</li>" for r in v.reasons) + "</ul>")
     parts.append("</div>")
     s = report.settings
-    parts.append(f'<p class="muted">preset <code>{_e(s.preset)}</code> &middot; correction <code>{_e(s.correction)}</code>'
-                 + (f" &middot; effect floors {_e(', '.join(f'{k} {x:g}' for k, x in s.min_effect.items()))}" if s.min_effect else "")
-                 + "</p>")
-    parts.append("<h2>Columns</h2><table><thead><tr><th>column</th><th>type</th><th>method</th><th>statistic</th>"
-                 "<th>threshold</th><th>effect</th><th>drifted</th><th>reason</th></tr></thead><tbody>")
+    parts.append(
+        f'<p class="muted">preset <code>{_e(s.preset)}</code> &middot; correction <code>{_e(s.correction)}</code>'
+        + (
+            f" &middot; effect floors {_e(', '.join(f'{k} {x:g}' for k, x in s.min_effect.items()))}"
+            if s.min_effect
+            else ""
+        )
+        + "</p>"
+    )
+    parts.append(
+        "<h2>Columns</h2><table><thead><tr><th>column</th><th>type</th><th>method</th><th>statistic</th>"
+        "<th>threshold</th><th>effect</th><th>drifted</th><th>reason</th></tr></thead><tbody>"
+    )
     for c in report.sorted_columns():
         role = f' <span class="muted">({_e(c.role)})</span>' if c.role != "feature" else ""
         parts.append(
-            f'<tr class="{"d" if c.drifted else ""}"><td>{_e(c.name)}{role}</td><td>{_e(c.kind)}</td><td>{_e(c.method_title or c.method or "-")}</td>'
-            f'<td class="num">{_e(_fmt(c.score))}</td><td>{_e(c.rule or "-")}</td><td class="num">{_e(_fmt(c.effect))}</td>'
+            f'<tr class="{"d" if c.drifted else ""}"><td>{_e(c.name)}{role}</td><td>{_e(c.kind)}</td>'
+            f"<td>{_e(c.method_title or c.method or '-')}</td>"
+            f'<td class="num">{_e(_fmt(c.score))}</td><td>{_e(c.rule or "-")}</td>'
+            f'<td class="num">{_e(_fmt(c.effect))}</td>'
             f'<td class="{"yes" if c.drifted else ""}">{"yes" if c.drifted else "no"}</td><td>{_e(c.reason)}'
-            + "".join(f'<br><span class="muted">{_e(n)}</span>' for n in c.notes) + "</td></tr>"
+            + "".join(f'<br><span class="muted">{_e(n)}</span>' for n in c.notes)
+            + "</td></tr>"
         )
     parts.append("</tbody></table>")
     if report.only_in_reference or report.only_in_current:
@@ -84,10 +105,16 @@ def render(report: DriftReport, *, title: str = "Data drift report") -> str:
         parts.append("</ul>")
     if report.quality and report.quality.get("metrics"):
         q = report.quality
-        parts.append(f"<h2>Model quality ({_e(q['task'])})</h2><table><thead><tr><th>metric</th><th>reference</th><th>current</th><th>change</th></tr></thead><tbody>")
+        parts.append(
+            f"<h2>Model quality ({_e(q['task'])})</h2><table><thead>"
+            "<tr><th>metric</th><th>reference</th><th>current</th><th>change</th></tr></thead><tbody>"
+        )
         for m in q["metrics"]:
-            parts.append(f"<tr><td>{_e(m['metric'])}</td><td class='num'>{_e(_fmt(m['reference']))}</td><td class='num'>{_e(_fmt(m['current']))}</td>"
-                         f"<td class='num'>{_e(_fmt(m['change']))}</td></tr>")
+            parts.append(
+                f"<tr><td>{_e(m['metric'])}</td><td class='num'>{_e(_fmt(m['reference']))}</td>"
+                f"<td class='num'>{_e(_fmt(m['current']))}</td>"
+                f"<td class='num'>{_e(_fmt(m['change']))}</td></tr>"
+            )
         parts.append("</tbody></table>")
         for note in q.get("notes", []):
             parts.append(f'<p class="muted">{_e(note)}</p>')
@@ -95,8 +122,11 @@ def render(report: DriftReport, *, title: str = "Data drift report") -> str:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{_e(w)}</li>" for w in report.warnings) + "</ul>")
     charted = [c for c in report.sorted_columns() if c.distribution]
     if charted:
-        parts.append(f'<h2>Distributions</h2><p class="legend"><span style="background:{REF_COLOUR}"></span>reference'
-                     f'<span style="background:{CUR_COLOUR}"></span>current (share of each side\'s values)</p><div class="charts">')
+        parts.append(
+            f'<h2>Distributions</h2><p class="legend"><span style="background:{REF_COLOUR}"></span>reference'
+            f'<span style="background:{CUR_COLOUR}"></span>current (share of each side\'s values)</p>'
+            '<div class="charts">'
+        )
         for c in charted:
             parts.append(_chart(c))
         parts.append("</div>")
@@ -106,9 +136,11 @@ def render(report: DriftReport, *, title: str = "Data drift report") -> str:
 
 def _chart(c: ColumnResult) -> str:
     d = c.distribution or {}
-    head = (f'<div class="chart" id="col-{_e(c.name)}"><h3>{_e(c.name)} '
-            f'<span class="{"yes" if c.drifted else "muted"}">{"drifted" if c.drifted else "no drift"}</span></h3>'
-            f'<div class="muted">{_e(c.method_title or "")} {_e(_fmt(c.score))} ({_e(c.rule or "")})</div>')
+    head = (
+        f'<div class="chart" id="col-{_e(c.name)}"><h3>{_e(c.name)} '
+        f'<span class="{"yes" if c.drifted else "muted"}">{"drifted" if c.drifted else "no drift"}</span></h3>'
+        f'<div class="muted">{_e(c.method_title or "")} {_e(_fmt(c.score))} ({_e(c.rule or "")})</div>'
+    )
     svg = _histogram(d) if d.get("kind") == "histogram" else _bars(d)
     return head + svg + "</div>"
 
@@ -124,11 +156,18 @@ def _histogram(d: dict[str, Any]) -> str:
         for j, (share, colour) in enumerate(((ref[i], REF_COLOUR), (cur[i], CUR_COLOUR))):
             h = (height - 18) * share / top  # the top 18 px keep the 'max' label clear
             x = pad + i * slot + j * slot / 2
-            out.append(f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{max(slot / 2 - 0.5, 0.5):.1f}" height="{h:.1f}" fill="{colour}" opacity="0.85">'
-                       f"<title>{_e(_fmt(edges[i]))} to {_e(_fmt(edges[i + 1]))}: {'reference' if j == 0 else 'current'} {share:.2%}</title></rect>")
+            out.append(
+                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{max(slot / 2 - 0.5, 0.5):.1f}" height="{h:.1f}" '
+                f'fill="{colour}" opacity="0.85">'
+                f"<title>{_e(_fmt(edges[i]))} to {_e(_fmt(edges[i + 1]))}: "
+                f"{'reference' if j == 0 else 'current'} {share:.2%}</title></rect>"
+            )
     out.append(f'<line x1="{pad}" y1="{height}" x2="{width - pad}" y2="{height}" stroke="#999"/>')
     out.append(f'<text x="{pad}" y="{height + 16}" font-size="11" fill="#555">{_e(_fmt(edges[0]))}</text>')
-    out.append(f'<text x="{width - pad}" y="{height + 16}" font-size="11" fill="#555" text-anchor="end">{_e(_fmt(edges[-1]))}</text>')
+    out.append(
+        f'<text x="{width - pad}" y="{height + 16}" font-size="11" fill="#555" text-anchor="end">'
+        f"{_e(_fmt(edges[-1]))}</text>"
+    )
     out.append(f'<text x="{pad}" y="10" font-size="10" fill="#777">max {top:.1%}</text>')
     out.append("</svg>")
     return "".join(out)
@@ -144,11 +183,19 @@ def _bars(d: dict[str, Any]) -> str:
     for i, label in enumerate(labels):
         y = 3 + i * row
         text = label if len(label) <= 22 else label[:21] + "\u2026"
-        out.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="11" fill="#333" text-anchor="end">{_e(text)}<title>{_e(label)}</title></text>')
+        out.append(
+            f'<text x="{label_w - 6}" y="{y + 14}" font-size="11" fill="#333" text-anchor="end">'
+            f"{_e(text)}<title>{_e(label)}</title></text>"
+        )
         for j, (share, colour) in enumerate(((ref[i], REF_COLOUR), (cur[i], CUR_COLOUR))):
             w = span * share / top
-            out.append(f'<rect x="{label_w}" y="{y + j * 9 + 1}" width="{max(w, 0.5):.1f}" height="8" fill="{colour}">'
-                       f"<title>{'reference' if j == 0 else 'current'} {share:.2%}</title></rect>")
-        out.append(f'<text x="{label_w + span * max(ref[i], cur[i]) / top + 4:.1f}" y="{y + 14}" font-size="10" fill="#777">{ref[i]:.1%} / {cur[i]:.1%}</text>')
+            out.append(
+                f'<rect x="{label_w}" y="{y + j * 9 + 1}" width="{max(w, 0.5):.1f}" height="8" fill="{colour}">'
+                f"<title>{'reference' if j == 0 else 'current'} {share:.2%}</title></rect>"
+            )
+        out.append(
+            f'<text x="{label_w + span * max(ref[i], cur[i]) / top + 4:.1f}" y="{y + 14}" font-size="10" fill="#777">'
+            f"{ref[i]:.1%} / {cur[i]:.1%}</text>"
+        )
     out.append("</svg>")
     return "".join(out)

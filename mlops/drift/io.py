@@ -68,7 +68,11 @@ def data_file(path: str | Path, *, name: str | None = None) -> DataFile:
     shown = name or str(path)
     fmt = format_of(shown)
     if fmt is None:
-        raise DataError(f"{shown}: not a CSV or Parquet file (by its name)", hint="name it .csv, .tsv or .parquet (optionally .csv.gz)", file=shown)
+        raise DataError(
+            f"{shown}: not a CSV or Parquet file (by its name)",
+            hint="name it .csv, .tsv or .parquet (optionally .csv.gz)",
+            file=shown,
+        )
     return DataFile(Path(path), shown, fmt)
 
 
@@ -79,8 +83,11 @@ def expand(paths: Sequence[str | Path]) -> list[DataFile]:
         path = Path(raw)
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and format_of(p.name) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and format_of(p.name)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not found:
                 raise DataError(f"{raw}: no CSV or Parquet files in this folder", file=str(raw))
@@ -198,10 +205,12 @@ def sniff(file: DataFile) -> Dialect:
     if b"\x00" in raw:
         raise DataError(f"{file.name}: not a text (CSV) file: it contains NUL bytes", file=file.name)
     if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
+        raw = raw[len(codecs.BOM_UTF8) :]
     truncated = len(raw) == SNIFF_BYTES
     try:
-        text = raw.decode("utf-8") if not truncated else codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
+        text = (
+            raw.decode("utf-8") if not truncated else codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
+        )
         encoding = "utf8"
     except UnicodeDecodeError:
         text, encoding = raw.decode("latin-1"), "latin1"
@@ -265,11 +274,19 @@ def _retry_type(exc: Exception, names: Sequence[str], column_types: dict[str, An
 
 
 def _read_error(file: DataFile, exc: BaseException) -> DataError:
-    if isinstance(exc, OSError) and not str(exc).startswith(("Parquet", "Could not open Parquet")) and getattr(exc, "strerror", None):
+    if (
+        isinstance(exc, OSError)
+        and not str(exc).startswith(("Parquet", "Could not open Parquet"))
+        and getattr(exc, "strerror", None)
+    ):
         return DataError(f"{file.name}: cannot read: {exc.strerror}", file=file.name)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     kind = "Parquet" if file.format == "parquet" else "CSV"
-    return DataError(f"{file.name}: not a readable {kind} file: {first}", hint="check the file's format; CSV and Parquet are read", file=file.name)
+    return DataError(
+        f"{file.name}: not a readable {kind} file: {first}",
+        hint="check the file's format; CSV and Parquet are read",
+        file=file.name,
+    )
 
 
 # --- one side -----------------------------------------------------------------------------
@@ -346,7 +363,11 @@ class Source:
         if skipped:
             source.warnings.insert(0, f"{label}: {_few(skipped)}: empty file(s), skipped")
         if not parts:
-            raise DataError(f"{label} data has no rows: {_few([f.name for f in files])}", hint="check that the files were written completely", side=label)
+            raise DataError(
+                f"{label} data has no rows: {_few([f.name for f in files])}",
+                hint="check that the files were written completely",
+                side=label,
+            )
         return source
 
     @classmethod
@@ -357,7 +378,9 @@ class Source:
         if not isinstance(table, pa.Table):
             table = pa.Table.from_pandas(table, preserve_index=False)
         names = [n for n in table.column_names if not INDEX_COLUMN.match(n)]
-        part = _Part(None, names, table.num_rows, {n: table.schema.field(n).type for n in names}, table=table, label=name)
+        part = _Part(
+            None, names, table.num_rows, {n: table.schema.field(n).type for n in names}, table=table, label=name
+        )
         source = cls([part], label, described=name)
         source.files = []
         if table.num_rows == 0:
@@ -376,7 +399,9 @@ class Source:
         with self._lock:
             if part.table is not None:
                 return
-            part.table, part.dialect = _read_csv_file(part.file, part.dialect, self._wanted if self._wanted is not None else part.names)
+            part.table, part.dialect = _read_csv_file(
+                part.file, part.dialect, self._wanted if self._wanted is not None else part.names
+            )
             part.rows = part.table.num_rows
             part.types = {n: part.table.schema.field(n).type for n in part.table.column_names}
 
@@ -390,7 +415,11 @@ class Source:
             self._parts = [p for p in self._parts if p.rows != 0]
             self.warnings.insert(0, f"{self.label}: {_few([p.label for p in empty])}: no rows, skipped")
             if not self._parts:
-                raise DataError(f"{self.label} data has no rows: {self.described}", hint="check that the files were written completely", side=self.label)
+                raise DataError(
+                    f"{self.label} data has no rows: {self.described}",
+                    hint="check that the files were written completely",
+                    side=self.label,
+                )
 
     @property
     def rows(self) -> int:
@@ -435,9 +464,12 @@ class Source:
                 mixed = mixed or lost
         if mixed:
             kinds = sorted({family(p.type) for p in pieces if p is not None})
-            self.warnings.append(f"{self.label}: column '{name}' has different types in different files ({', '.join(kinds)}): read as text")
+            self.warnings.append(
+                f"{self.label}: column '{name}' has different types in different files "
+                f"({', '.join(kinds)}): read as text"
+            )
         chunks: list[Any] = []
-        for part, piece in zip(self._parts, pieces):
+        for part, piece in zip(self._parts, pieces, strict=True):
             if piece is None:
                 chunks.append(pa.nulls(part.rows or 0, type=target))
             else:
@@ -456,8 +488,9 @@ class Source:
                 if part.file is not None and part.table is not None and name in part.table.column_names:
                     part.table = part.table.drop_columns([name])
 
-    def iter_batches(self, names: Sequence[str], *, batch_rows: int = BATCH_ROWS,
-                     csv_types: dict[str, Any] | None = None) -> Iterator[tuple[str, int, Any]]:
+    def iter_batches(
+        self, names: Sequence[str], *, batch_rows: int = BATCH_ROWS, csv_types: dict[str, Any] | None = None
+    ) -> Iterator[tuple[str, int, Any]]:
         """(file name, first row's 0-based index in that file, record batch) over every file, streamed.
 
         Batches keep each file's own types (validation judges values, not files); a column
@@ -481,11 +514,17 @@ class Source:
             offset = 0
             try:
                 if part.file.format == "parquet":
-                    batches: Iterator[Any] = pq.ParquetFile(str(part.file.path)).iter_batches(batch_size=batch_rows, columns=present, use_threads=False)
+                    batches: Iterator[Any] = pq.ParquetFile(str(part.file.path)).iter_batches(
+                        batch_size=batch_rows, columns=present, use_threads=False
+                    )
                 else:
                     batches = _stream_csv_file(part.file, part.dialect, present, csv_types)
                 for batch in batches:
-                    batch = _with_missing(pa.Table.from_batches([batch]), names).to_batches()[0] if len(present) < len(names) else batch
+                    batch = (
+                        _with_missing(pa.Table.from_batches([batch]), names).to_batches()[0]
+                        if len(present) < len(names)
+                        else batch
+                    )
                     yield part.label, offset, batch
                     offset += batch.num_rows
             except (OSError, pa.ArrowException) as exc:
@@ -564,7 +603,10 @@ def _read_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str]) -> 
         except pa.ArrowInvalid as exc:
             del batches[:]  # the restart reads every block again: free these first
             if dialect.encoding == "utf8" and "invalid UTF8" in str(exc):
-                dialect, column_types = dataclasses.replace(dialect, encoding="latin1"), {}  # not UTF-8 after all: past the sniffed start
+                dialect, column_types = (
+                    dataclasses.replace(dialect, encoding="latin1"),
+                    {},
+                )  # not UTF-8 after all: past the sniffed start
                 continue
             match = _CSV_CONVERSION.search(str(exc))
             header = list(dialect.header)  # pyarrow numbers columns as in the file, not as included
@@ -595,13 +637,15 @@ def _whole_file_type(file: DataFile, dialect: Dialect, name: str) -> Any:
     return table.schema.field(name).type
 
 
-def _stream_csv_file(file: DataFile, dialect: Dialect, columns: Sequence[str], types: dict[str, Any] | None = None) -> Iterator[Any]:
+def _stream_csv_file(
+    file: DataFile, dialect: Dialect, columns: Sequence[str], types: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """Record batches of a CSV file; restarted from the top (skipping what was yielded) when a
     later block's value does not fit the type guessed from the first block."""
+    import dataclasses
+
     import pyarrow as pa
     import pyarrow.csv as pacsv
-
-    import dataclasses
 
     column_types: dict[str, Any] = {n: t for n, t in (types or {}).items() if n in columns}
     done = 0

@@ -46,7 +46,10 @@ def _positive(labels: list[Any], asked: str | None) -> Any:
         for label in labels:
             if str(label) == asked or (isinstance(label, bool) and asked.lower() == str(label).lower()):
                 return label
-        raise UsageError(f"--pos-label {asked}: not a value of the target", hint="target values: " + ", ".join(str(v) for v in labels[:10]))
+        raise UsageError(
+            f"--pos-label {asked}: not a value of the target",
+            hint="target values: " + ", ".join(str(v) for v in labels[:10]),
+        )
     return sorted(labels, key=lambda v: (0, v) if isinstance(v, (int, float, bool, np.number)) else (1, str(v)))[-1]
 
 
@@ -60,7 +63,10 @@ def model_quality(reference: Any, current: Any, settings: Any, *, columns: dict[
     if task == "auto":
         task = "classification" if target_kind == CATEGORICAL else "regression" if target_kind == NUMERIC else None
     if task is None:
-        return {"task": None, "note": f"the target '{target}' was not tested ({columns[target].reason}): no model quality"}
+        return {
+            "task": None,
+            "note": f"the target '{target}' was not tested ({columns[target].reason}): no model quality",
+        }
     notes: list[str] = []
     out: dict[str, Any] = {"task": task, "rows": {}, "dropped_rows": {}, "metrics": []}
     values: dict[str, dict[str, float | None]] = {}
@@ -69,8 +75,10 @@ def model_quality(reference: Any, current: Any, settings: Any, *, columns: dict[
             try:
                 y, p = y.astype(np.float64), p.astype(np.float64)
             except (TypeError, ValueError):
-                raise UsageError(f"regression needs numeric target and prediction; '{target}' or '{prediction}' holds text",
-                                 hint="use --task classification") from None
+                raise UsageError(
+                    f"regression needs numeric target and prediction; '{target}' or '{prediction}' holds text",
+                    hint="use --task classification",
+                ) from None
             out["rows"][side], out["dropped_rows"][side] = len(y), dropped
             if len(y) == 0:
                 values[side] = {"mae": None, "rmse": None, "r2": None}
@@ -82,7 +90,10 @@ def model_quality(reference: Any, current: Any, settings: Any, *, columns: dict[
             }
         names = ["mae", "rmse", "r2"]
     else:
-        all_labels = sorted({*_pylist(sides["reference"][0]), *_pylist(sides["current"][0])}, key=lambda v: (0, v) if isinstance(v, (int, float, bool)) else (1, str(v)))
+        all_labels = sorted(
+            {*_pylist(sides["reference"][0]), *_pylist(sides["current"][0])},
+            key=lambda v: (0, v) if isinstance(v, (int, float, bool)) else (1, str(v)),
+        )
         binary = len(all_labels) == 2
         positive = _positive(all_labels, settings.pos_label) if binary else None
         probabilities = columns.get(prediction) is not None and columns[prediction].kind == NUMERIC and binary
@@ -104,8 +115,11 @@ def model_quality(reference: Any, current: Any, settings: Any, *, columns: dict[
                 predicted = _pylist(p)
             y_str = [_key(v) for v in y_list]
             p_str = [_key(v) for v in predicted]
-            f1 = (metrics.f1_score(y_str, p_str, pos_label=_key(positive), average="binary", zero_division=0.0) if binary
-                  else metrics.f1_score(y_str, p_str, average="macro", zero_division=0.0))
+            f1 = (
+                metrics.f1_score(y_str, p_str, pos_label=_key(positive), average="binary", zero_division=0.0)
+                if binary
+                else metrics.f1_score(y_str, p_str, average="macro", zero_division=0.0)
+            )
             auc = None
             if scores is not None and len(set(y_str)) == 2:
                 auc = float(metrics.roc_auc_score([1 if v == _key(positive) else 0 for v in y_str], scores))

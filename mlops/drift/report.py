@@ -24,7 +24,18 @@ import numpy as np
 from ..errors import DataError, UsageError
 from ..progress import NO_PROGRESS, Progress
 from . import stats
-from .columns import CATEGORICAL, DATETIME, INTEGER_CATEGORIES, METHODS, NUMERIC, TEXT, UNSUPPORTED, Choice, choose, detect_kind
+from .columns import (
+    CATEGORICAL,
+    DATETIME,
+    INTEGER_CATEGORIES,
+    METHODS,
+    NUMERIC,
+    TEXT,
+    UNSUPPORTED,
+    Choice,
+    choose,
+    detect_kind,
+)
 from .config import DriftSettings
 from .io import Source, family
 
@@ -69,13 +80,28 @@ class ColumnResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "column": self.name, "role": self.role, "type": self.kind, "status": self.status, "drifted": self.drifted,
-            "method": self.method, "method_title": self.method_title, "score": _num(self.score),
-            "threshold": self.threshold, "rule": self.rule, "statistic": _num(self.statistic),
-            "p_value": _num(self.p_value), "adjusted_p_value": _num(self.adjusted_p),
-            "effect": _num(self.effect), "effect_name": self.effect_name, "min_effect": self.min_effect,
-            "tested_by_values": self.by_values, "reason": self.reason, "notes": list(self.notes),
-            "reference": self.reference, "current": self.current, "distribution": self.distribution,
+            "column": self.name,
+            "role": self.role,
+            "type": self.kind,
+            "status": self.status,
+            "drifted": self.drifted,
+            "method": self.method,
+            "method_title": self.method_title,
+            "score": _num(self.score),
+            "threshold": self.threshold,
+            "rule": self.rule,
+            "statistic": _num(self.statistic),
+            "p_value": _num(self.p_value),
+            "adjusted_p_value": _num(self.adjusted_p),
+            "effect": _num(self.effect),
+            "effect_name": self.effect_name,
+            "min_effect": self.min_effect,
+            "tested_by_values": self.by_values,
+            "reason": self.reason,
+            "notes": list(self.notes),
+            "reference": self.reference,
+            "current": self.current,
+            "distribution": self.distribution,
         }
 
 
@@ -90,8 +116,15 @@ class Verdict:
     key_columns: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"drifted": self.drifted, "drifted_columns": self.drifted_columns, "tested_columns": self.tested_columns,
-                "share": self.share, "drift_share": self.drift_share, "reasons": list(self.reasons), "key_columns": list(self.key_columns)}
+        return {
+            "drifted": self.drifted,
+            "drifted_columns": self.drifted_columns,
+            "tested_columns": self.tested_columns,
+            "share": self.share,
+            "drift_share": self.drift_share,
+            "reasons": list(self.reasons),
+            "key_columns": list(self.key_columns),
+        }
 
 
 @dataclass(frozen=True)
@@ -118,21 +151,23 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data: every non-finite number as the string "inf", "-inf" or "nan"."""
         role = {c.role: c for c in self.columns if c.role != "feature"}
-        return _finite({
-            "format": REPORT_FORMAT,
-            "verdict": self.verdict.to_dict(),
-            "reference": self.reference,
-            "current": self.current,
-            "settings": self.settings.to_dict(),
-            "columns": [c.to_dict() for c in self.sorted_columns()],
-            "only_in_reference": list(self.only_in_reference),
-            "only_in_current": list(self.only_in_current),
-            "target_drift": _role_summary(role.get("target")),
-            "prediction_drift": _role_summary(role.get("prediction")),
-            "quality": self.quality,
-            "warnings": list(self.warnings),
-            "seconds": round(self.seconds, 3),
-        })
+        return _finite(
+            {
+                "format": REPORT_FORMAT,
+                "verdict": self.verdict.to_dict(),
+                "reference": self.reference,
+                "current": self.current,
+                "settings": self.settings.to_dict(),
+                "columns": [c.to_dict() for c in self.sorted_columns()],
+                "only_in_reference": list(self.only_in_reference),
+                "only_in_current": list(self.only_in_current),
+                "target_drift": _role_summary(role.get("target")),
+                "prediction_drift": _role_summary(role.get("prediction")),
+                "quality": self.quality,
+                "warnings": list(self.warnings),
+                "seconds": round(self.seconds, 3),
+            }
+        )
 
 
 def _finite(value: Any) -> Any:
@@ -149,7 +184,13 @@ def _finite(value: Any) -> Any:
 def _role_summary(result: ColumnResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
-    return {"column": result.name, "drifted": result.drifted, "method": result.method, "score": _num(result.score), "threshold": result.threshold}
+    return {
+        "column": result.name,
+        "drifted": result.drifted,
+        "method": result.method,
+        "score": _num(result.score),
+        "threshold": result.threshold,
+    }
 
 
 def _num(value: float | None) -> float | str | None:
@@ -173,7 +214,9 @@ def cpu_jobs() -> int:
 # --- the check ------------------------------------------------------------------------------
 
 
-def plan_columns(reference: Source, current: Source, settings: DriftSettings) -> tuple[list[str], list[str], list[str], list[str]]:
+def plan_columns(
+    reference: Source, current: Source, settings: DriftSettings
+) -> tuple[list[str], list[str], list[str], list[str]]:
     """(columns in both sets to test, only in reference, only in current, warnings)."""
     ref_cols, cur_cols = reference.columns, current.columns
     everywhere = list(dict.fromkeys([*ref_cols, *cur_cols]))
@@ -181,10 +224,14 @@ def plan_columns(reference: Source, current: Source, settings: DriftSettings) ->
     for label, names in (("--columns", settings.columns or ()), ("--key-columns", settings.key_columns)):
         unknown = [n for n in names if n not in everywhere]
         if unknown:
-            raise UsageError(f"{label}: column '{unknown[0]}' is in neither data set", hint="columns: " + _few(everywhere, 12))
+            raise UsageError(
+                f"{label}: column '{unknown[0]}' is in neither data set", hint="columns: " + _few(everywhere, 12)
+            )
     for label, name in (("--target", settings.target), ("--prediction", settings.prediction)):
         if name and name not in everywhere:
-            raise UsageError(f"{label}: column '{name}' is in neither data set", hint="columns: " + _few(everywhere, 12))
+            raise UsageError(
+                f"{label}: column '{name}' is in neither data set", hint="columns: " + _few(everywhere, 12)
+            )
     missing_excluded = [n for n in settings.exclude if n not in everywhere]
     if missing_excluded:
         warnings.append(f"--exclude: no column named {', '.join(repr(n) for n in missing_excluded)}")
@@ -203,8 +250,14 @@ def plan_columns(reference: Source, current: Source, settings: DriftSettings) ->
     return common, only_ref, only_cur, warnings
 
 
-def check_drift(reference: Source, current: Source, settings: DriftSettings, *, jobs: int | None = None,
-                progress: Progress = NO_PROGRESS) -> DriftReport:
+def check_drift(
+    reference: Source,
+    current: Source,
+    settings: DriftSettings,
+    *,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> DriftReport:
     """Test every column shared by both sets and judge the dataset."""
     from ..parallel import run_parallel
 
@@ -217,8 +270,11 @@ def check_drift(reference: Source, current: Source, settings: DriftSettings, *, 
     # the costly (numeric) columns first, so that the workers finish together
     ordered = sorted(common, key=lambda c: 0 if family(reference.column_type(c)) in NUMERIC_FAMILIES else 1)
     # model quality reads the target and the prediction after the tests: keep them until then
-    keep = {c for c in (settings.target, settings.prediction) if c} if settings.target and settings.prediction else set()
+    keep = (
+        {c for c in (settings.target, settings.prediction) if c} if settings.target and settings.prediction else set()
+    )
     with progress.task("testing columns", total=len(ordered)) as task:
+
         def work(name: str) -> ColumnResult:
             result = _test_column(name, reference, current, settings)
             if name not in keep:
@@ -249,9 +305,16 @@ def check_drift(reference: Source, current: Source, settings: DriftSettings, *, 
         if result.status == "type_changed":
             warnings.append(f"column '{result.name}': {result.reason}")
     return DriftReport(
-        reference=reference.describe(), current=current.describe(), settings=settings, columns=tuple(columns),
-        verdict=verdict, only_in_reference=tuple(only_ref), only_in_current=tuple(only_cur), quality=quality,
-        warnings=tuple(dict.fromkeys(warnings)), seconds=time.perf_counter() - started,
+        reference=reference.describe(),
+        current=current.describe(),
+        settings=settings,
+        columns=tuple(columns),
+        verdict=verdict,
+        only_in_reference=tuple(only_ref),
+        only_in_current=tuple(only_cur),
+        quality=quality,
+        warnings=tuple(dict.fromkeys(warnings)),
+        seconds=time.perf_counter() - started,
     )
 
 
@@ -262,16 +325,30 @@ def judge(columns: list[ColumnResult], settings: DriftSettings, only_ref: list[s
     reasons: list[str] = []
     if not counted:
         skipped = "; ".join(f"{c.name}: {c.reason}" for c in columns[:5]) or "no column is in both data sets"
-        raise DataError(f"no column could be tested ({skipped})", hint="check --columns/--exclude and that both sets share columns")
+        raise DataError(
+            f"no column could be tested ({skipped})", hint="check --columns/--exclude and that both sets share columns"
+        )
     if share >= settings.drift_share:
-        reasons.append(f"{len(drifted)} of {len(counted)} columns drifted ({share:.0%} >= drift share {settings.drift_share:.0%})")
+        reasons.append(
+            f"{len(drifted)} of {len(counted)} columns drifted ({share:.0%} >= drift share {settings.drift_share:.0%})"
+        )
     by_name = {c.name: c for c in columns}
     for key in settings.key_columns:
         if key in by_name and by_name[key].drifted:
             reasons.append(f"key column '{key}' drifted")
         elif key in only_ref or key in only_cur:
-            reasons.append(f"key column '{key}' is missing from the {'current' if key in only_ref else 'reference'} data")
-    return Verdict(bool(reasons), len(drifted), len(counted), share, settings.drift_share, tuple(reasons), tuple(settings.key_columns))
+            reasons.append(
+                f"key column '{key}' is missing from the {'current' if key in only_ref else 'reference'} data"
+            )
+    return Verdict(
+        bool(reasons),
+        len(drifted),
+        len(counted),
+        share,
+        settings.drift_share,
+        tuple(reasons),
+        tuple(settings.key_columns),
+    )
 
 
 def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[ColumnResult]:
@@ -279,7 +356,10 @@ def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[Column
     tested = [c for c in columns if c.status == "tested"]
     # a NaN p-value is no test result: it is left out of the correction (and of the m it divides by)
     with_p = [c for c in tested if c.p_value is not None and not math.isnan(c.p_value)]
-    adjusted = {c.name: float(p) for c, p in zip(with_p, stats.adjust([c.p_value for c in with_p], settings.correction))}
+    adjusted = {
+        c.name: float(p)
+        for c, p in zip(with_p, stats.adjust([c.p_value for c in with_p], settings.correction), strict=True)
+    }
     out: list[ColumnResult] = []
     for c in columns:
         if c.status != "tested":
@@ -290,8 +370,16 @@ def _finish(columns: list[ColumnResult], settings: DriftSettings) -> list[Column
             notes = c.notes
             if c.p_value is not None and settings.correction != "none":
                 notes = (*notes, f"left out of the {settings.correction} correction")
-            out.append(replace(c, status="no_score", drifted=False, adjusted_p=None, notes=notes,
-                               reason=f"{METHODS[c.method].title} is NaN: no test result, not counted in the drift share"))
+            out.append(
+                replace(
+                    c,
+                    status="no_score",
+                    drifted=False,
+                    adjusted_p=None,
+                    notes=notes,
+                    reason=f"{METHODS[c.method].title} is NaN: no test result, not counted in the drift share",
+                )
+            )
             continue
         method = METHODS[c.method]
         score = c.score
@@ -341,16 +429,31 @@ class _Side:
         return self.rows - self.nulls - self.nan - self.inf
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rows": self.rows, "values": self.valid, "missing": self.nulls + self.nan, "nan": self.nan, "inf": self.inf,
-                               "missing_share": (self.nulls + self.nan) / self.rows if self.rows else 0.0}
+        out: dict[str, Any] = {
+            "rows": self.rows,
+            "values": self.valid,
+            "missing": self.nulls + self.nan,
+            "nan": self.nan,
+            "inf": self.inf,
+            "missing_share": (self.nulls + self.nan) / self.rows if self.rows else 0.0,
+        }
         if self.values is not None and len(self.values):
             v = self.values
-            out.update(mean=stats.safe_mean(v), std=stats.safe_std(v), min=float(v[0]), median=float(v[len(v) // 2]), max=float(v[-1]),
-                       distinct=stats._distinct_sorted(v))
+            out.update(
+                mean=stats.safe_mean(v),
+                std=stats.safe_std(v),
+                min=float(v[0]),
+                median=float(v[len(v) // 2]),
+                max=float(v[-1]),
+                distinct=stats._distinct_sorted(v),
+            )
         elif self.labels is not None and self.counts is not None and len(self.labels):
             order = np.argsort(-self.counts, kind="stable")[:5]
             total = max(int(self.counts.sum()), 1)
-            out.update(distinct=int(np.count_nonzero(self.counts)), top=[[_label(self.labels[i]), float(self.counts[i] / total)] for i in order if self.counts[i]])
+            out.update(
+                distinct=int(np.count_nonzero(self.counts)),
+                top=[[_label(self.labels[i]), float(self.counts[i] / total)] for i in order if self.counts[i]],
+            )
         return out
 
 
@@ -397,7 +500,9 @@ def _plain_values(array: Any, dtype: Any) -> np.ndarray:
 
     pyarrow's own to_numpy and scalar conversions import pandas (0.3-0.4 s of start-up):
     reading the buffer directly keeps `mlops drift` free of it."""
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * np.dtype(dtype).itemsize)
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * np.dtype(dtype).itemsize
+    )
 
 
 def _float_values(chunk: Any) -> np.ndarray:
@@ -406,7 +511,7 @@ def _float_values(chunk: Any) -> np.ndarray:
     if chunk.null_count:
         validity = np.unpackbits(np.frombuffer(chunk.buffers()[0], dtype=np.uint8), bitorder="little")
         values = values.copy()
-        values[validity[chunk.offset: chunk.offset + len(chunk)] == 0] = np.nan
+        values[validity[chunk.offset : chunk.offset + len(chunk)] == 0] = np.nan
     return values
 
 
@@ -469,7 +574,14 @@ def _kind(name: str, role: str, ref: _Side, cur: _Side, pair_distinct: int | Non
         # a prediction of floats within [0, 1] is a probability: numeric
         if settings.task == "regression" or (settings.task != "classification" and distinct > 5):
             return NUMERIC
-        if role == "prediction" and fam == "float" and ref.values is not None and len(ref.values) and ref.values[0] >= 0 and ref.values[-1] <= 1:
+        if (
+            role == "prediction"
+            and fam == "float"
+            and ref.values is not None
+            and len(ref.values)
+            and ref.values[0] >= 0
+            and ref.values[-1] <= 1
+        ):
             return NUMERIC
         return CATEGORICAL
     return detect_kind(fam, distinct, ref.valid)
@@ -488,16 +600,35 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
             examples = _not_numbers(text_side)
             if examples:
                 reason += " (values such as " + ", ".join(repr(e) for e in examples) + ")"
-        return ColumnResult(name, role, f"{rf}/{cf}", "type_changed", True, method="type", method_title="type check", reason=reason)
+        return ColumnResult(
+            name, role, f"{rf}/{cf}", "type_changed", True, method="type", method_title="type check", reason=reason
+        )
     ref, cur = _side(ref_array), _side(cur_array)
     del ref_array, cur_array
     base = dict(reference=ref.summary(), current=cur.summary())
     fam = rf if rf != "null" else cf
     if ref.valid == 0:
-        return ColumnResult(name, role, "empty", "empty_reference", False, reason="no values in the reference (all missing): nothing to compare with", **base)
+        return ColumnResult(
+            name,
+            role,
+            "empty",
+            "empty_reference",
+            False,
+            reason="no values in the reference (all missing): nothing to compare with",
+            **base,
+        )
     if cur.valid == 0:
-        return ColumnResult(name, role, "empty", "empty_current", True, method="missing", method_title="all missing",
-                            reason=f"no values in the current data (all missing); the reference has {ref.valid}", **base)
+        return ColumnResult(
+            name,
+            role,
+            "empty",
+            "empty_current",
+            True,
+            method="missing",
+            method_title="all missing",
+            reason=f"no values in the current data (all missing); the reference has {ref.valid}",
+            **base,
+        )
     if fam not in (*NUMERIC_FAMILIES, "string", "boolean"):
         kind = DATETIME if fam == "datetime" else UNSUPPORTED
         return ColumnResult(name, role, kind, "skipped", False, reason=f"{kind} columns are not tested", **base)
@@ -513,18 +644,30 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
         ref_distinct = len(ref.labels or [])
     kind = _kind(name, role, ref, cur, ref_distinct, settings)
     if kind == TEXT:
-        return ColumnResult(name, role, TEXT, "skipped", False,
-                            reason=f"free text or identifiers ({ref_distinct} distinct of {ref.valid} values): not tested; "
-                                   "declare it categorical in a config file to test it", **base)
+        return ColumnResult(
+            name,
+            role,
+            TEXT,
+            "skipped",
+            False,
+            reason=f"free text or identifiers ({ref_distinct} distinct of {ref.valid} values): not tested; "
+            "declare it categorical in a config file to test it",
+            **base,
+        )
     if kind == NUMERIC and pair is None:
         from ..errors import ConfigError
 
-        raise ConfigError(f"column '{name}' holds {fam} values: it cannot be tested as numeric", hint="remove its 'type: numeric' from the config file")
+        raise ConfigError(
+            f"column '{name}' holds {fam} values: it cannot be tested as numeric",
+            hint="remove its 'type: numeric' from the config file",
+        )
     asked, where = settings.asked_method(name, kind)
     choice: Choice = choose(kind, ref.valid, n_values, settings.preset, asked, asked_where=where)
     rule_explicit = bool(settings.per_column.get(name) and settings.per_column[name].method)
     if choice.note and rule_explicit:
-        raise UsageError(f"column '{name}': {choice.note.split(': used')[0]}", hint="pick another method for it in the config file")
+        raise UsageError(
+            f"column '{name}': {choice.note.split(': used')[0]}", hint="pick another method for it in the config file"
+        )
     method = choice.method
     by_counts = kind == CATEGORICAL or choice.by_values  # categories, or a numeric column's values as categories
     by_values = by_counts and pair is not None
@@ -535,7 +678,10 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
         threshold = settings.threshold_for_fallback(name, kind)
         meant = settings.threshold_for(name, kind)
         if threshold is None and meant is not None:
-            notes.append(f"the threshold {meant:g} was given for {asked}: {method.name} uses its default {method.default_threshold:g}")
+            notes.append(
+                f"the threshold {meant:g} was given for {asked}: "
+                f"{method.name} uses its default {method.default_threshold:g}"
+            )
     else:
         threshold = settings.threshold_for(name, kind)
     threshold = method.default_threshold if threshold is None else threshold
@@ -562,7 +708,9 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
         score = stats.wasserstein_norm(pair)
     elif method.name in ("jensenshannon", "psi"):
         fill = method.name == "psi"
-        shares = stats.category_shares(counts, fill_zeros=fill) if by_counts else stats.binned_shares(pair, fill_zeros=fill)
+        shares = (
+            stats.category_shares(counts, fill_zeros=fill) if by_counts else stats.binned_shares(pair, fill_zeros=fill)
+        )
         score = stats.psi(*shares) if fill else stats.jensenshannon(*shares)
     elif method.name == "hellinger":
         score = stats.hellinger_categories(counts) if by_counts else stats.hellinger_numeric(pair)
@@ -570,7 +718,11 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
         raise AssertionError(method.name)
     if by_counts:
         effect_name = "Jensen-Shannon distance"
-        effect = score if method.name == "jensenshannon" else stats.jensenshannon(*stats.category_shares(counts, fill_zeros=False))
+        effect = (
+            score
+            if method.name == "jensenshannon"
+            else stats.jensenshannon(*stats.category_shares(counts, fill_zeros=False))
+        )
         floor_kind = CATEGORICAL
         distribution = stats.bars(counts)
     else:
@@ -583,9 +735,23 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
     if ref.nan or ref.inf or cur.nan or cur.inf:
         notes.append("NaN and infinite values are left out of the test, as missing values are")
     return ColumnResult(
-        name, role, kind, "tested", False, method=method.name, method_title=method.title, score=float(score),
-        threshold=float(threshold), rule=method.rule(threshold), statistic=None if statistic is None else float(statistic),
-        p_value=None if p_value is None else float(p_value), effect=float(effect), effect_name=effect_name,
-        min_effect=settings.min_effect_for(name, floor_kind), by_values=by_values, notes=tuple(notes),
-        distribution=distribution, **base,
+        name,
+        role,
+        kind,
+        "tested",
+        False,
+        method=method.name,
+        method_title=method.title,
+        score=float(score),
+        threshold=float(threshold),
+        rule=method.rule(threshold),
+        statistic=None if statistic is None else float(statistic),
+        p_value=None if p_value is None else float(p_value),
+        effect=float(effect),
+        effect_name=effect_name,
+        min_effect=settings.min_effect_for(name, floor_kind),
+        by_values=by_values,
+        notes=tuple(notes),
+        distribution=distribution,
+        **base,
     )

@@ -46,7 +46,13 @@ COLUMN_KEYS = {"type", "nullable", "min", "max", "allowed", "unique", "descripti
 
 
 def _type_name(fam: str) -> str:
-    return {"integer": "integer", "float": "float", "boolean": "boolean", "string": "string", "datetime": "datetime"}.get(fam, "any")
+    return {
+        "integer": "integer",
+        "float": "float",
+        "boolean": "boolean",
+        "string": "string",
+        "datetime": "datetime",
+    }.get(fam, "any")
 
 
 def _scalar(value: Any) -> Any:
@@ -93,14 +99,21 @@ def infer_schema(source: Source) -> dict[str, Any]:
         columns[name] = entry
         source.release(name)
         del array
-    return {"format": SCHEMA_FORMAT, "inferred_from": source.describe()["files"] or [source.described], "rows": source.rows,
-            "extra_columns": "warn", "columns": columns}
+    return {
+        "format": SCHEMA_FORMAT,
+        "inferred_from": source.describe()["files"] or [source.described],
+        "rows": source.rows,
+        "extra_columns": "warn",
+        "columns": columns,
+    }
 
 
 def schema_yaml(schema: dict[str, Any]) -> str:
-    header = ("# mlops data schema: inferred from data; edit it freely (docs/drift.md, 'Schemas').\n"
-              "# types: integer, float, boolean, string, datetime, any; rules: nullable, min, max, allowed, unique.\n"
-              "# extra_columns: allow | warn | error (columns the schema does not list).\n")
+    header = (
+        "# mlops data schema: inferred from data; edit it freely (docs/drift.md, 'Schemas').\n"
+        "# types: integer, float, boolean, string, datetime, any; rules: nullable, min, max, allowed, unique.\n"
+        "# extra_columns: allow | warn | error (columns the schema does not list).\n"
+    )
     return header + dump_yaml(schema)
 
 
@@ -122,9 +135,15 @@ def load_schema(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{where} must be a mapping of rules", file=source)
         unknown = set(rules) - COLUMN_KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown rule '{sorted(unknown)[0]}'", hint="rules: " + ", ".join(sorted(COLUMN_KEYS)), file=source)
+            raise ConfigError(
+                f"{where}: unknown rule '{sorted(unknown)[0]}'",
+                hint="rules: " + ", ".join(sorted(COLUMN_KEYS)),
+                file=source,
+            )
         if rules.get("type", "any") not in TYPES:
-            raise ConfigError(f"{where}.type must be one of {', '.join(TYPES)}, found {rules.get('type')!r}", file=source)
+            raise ConfigError(
+                f"{where}.type must be one of {', '.join(TYPES)}, found {rules.get('type')!r}", file=source
+            )
         if "allowed" in rules and not isinstance(rules["allowed"], list):
             raise ConfigError(f"{where}.allowed must be a list", file=source)
         for key in ("nullable", "unique"):
@@ -142,7 +161,13 @@ class Violation:
     examples: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "rule": self.rule, "count": self.count, "message": self.message, "examples": self.examples}
+        return {
+            "column": self.column,
+            "rule": self.rule,
+            "count": self.count,
+            "message": self.message,
+            "examples": self.examples,
+        }
 
 
 @dataclass(frozen=True)
@@ -158,8 +183,14 @@ class ValidationReport:
         return not self.violations
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "rows": self.rows, "source": self.source, "checked_columns": list(self.checked_columns),
-                "violations": [v.to_dict() for v in self.violations], "warnings": list(self.warnings)}
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "source": self.source,
+            "checked_columns": list(self.checked_columns),
+            "violations": [v.to_dict() for v in self.violations],
+            "warnings": list(self.warnings),
+        }
 
 
 class _Tally:
@@ -179,10 +210,13 @@ class _Tally:
 def _rows_where(mask: Any, file: str, offset: int, values: Any = None, limit: int = EXAMPLES) -> tuple[int, list[str]]:
     """How many rows a boolean mask marks, and examples 'file row N' (N 1-based within the file) with the value."""
     import numpy as np
-
     import pyarrow.compute as pc
 
-    flags = mask if isinstance(mask, np.ndarray) else np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+    flags = (
+        mask
+        if isinstance(mask, np.ndarray)
+        else np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+    )
     where = np.flatnonzero(flags)
     examples = []
     for i in where[:limit]:
@@ -225,7 +259,9 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
     policy = schema.get("extra_columns", "warn")
     if extra and policy == "error":
         for name in extra:
-            violations.append(Violation(name, "extra_columns", 1, f"column '{name}' is not in the schema (extra_columns: error)"))
+            violations.append(
+                Violation(name, "extra_columns", 1, f"column '{name}' is not in the schema (extra_columns: error)")
+            )
     elif extra and policy == "warn":
         warnings.append(f"{len(extra)} column(s) not in the schema, not checked: {', '.join(extra[:10])}")
     tallies: dict[tuple[str, str], _Tally] = {}
@@ -262,7 +298,9 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
                     parsed = _parse_numbers(array)
                     bad = pc.and_kleene(pc.is_valid(array), pc.is_null(parsed))
                     if want == "integer":
-                        bad = pc.or_kleene(bad, pc.and_kleene(pc.is_valid(parsed), pc.not_equal(parsed, pc.floor(parsed))))
+                        bad = pc.or_kleene(
+                            bad, pc.and_kleene(pc.is_valid(parsed), pc.not_equal(parsed, pc.floor(parsed)))
+                        )
                     count, examples = _rows_where(bad, file, offset, array)
                     if count:
                         tally(name, "type").add(count, examples)
@@ -285,10 +323,16 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
                 target = numeric
                 if family(numeric.type) == "datetime":
                     try:
-                        limit = pa.scalar(dt.datetime.fromisoformat(str(limit)) if "T" in str(limit) or " " in str(limit) else dt.date.fromisoformat(str(limit)))
+                        limit = pa.scalar(
+                            dt.datetime.fromisoformat(str(limit))
+                            if "T" in str(limit) or " " in str(limit)
+                            else dt.date.fromisoformat(str(limit))
+                        )
                         limit = pc.cast(limit, numeric.type)
                     except (ValueError, pa.ArrowException):
-                        raise ConfigError(f"schema: columns.{name}.{bound}: {rules[bound]!r} is not a date or time") from None
+                        raise ConfigError(
+                            f"schema: columns.{name}.{bound}: {rules[bound]!r} is not a date or time"
+                        ) from None
                 elif not nums:
                     continue
                 out = pc.fill_null(op(target, limit), False)  # -inf is below any minimum, inf above any maximum
@@ -309,10 +353,17 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
                     if flags.any():
                         bad_values = pc.filter(array, outside)
                         counts = pc.value_counts(bad_values)
-                        examples = [f"{v!r} ({c} rows)" for v, c in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())][:EXAMPLES]
+                        examples = [
+                            f"{v!r} ({c} rows)"
+                            for v, c in zip(
+                                counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+                            )
+                        ][:EXAMPLES]
                         tally(name, "allowed").add(int(flags.sum()), examples)
             if rules.get("unique"):
-                uniques.setdefault(name, []).append(array.drop_null() if hasattr(array, "drop_null") else pc.drop_null(array))
+                uniques.setdefault(name, []).append(
+                    array.drop_null() if hasattr(array, "drop_null") else pc.drop_null(array)
+                )
     for name, chunks in uniques.items():
         values = pa.chunked_array(chunks) if chunks else pa.chunked_array([], type=pa.null())
         counts = pc.value_counts(values)
@@ -336,7 +387,12 @@ def validate(source: Source, schema: dict[str, Any]) -> ValidationReport:
         }[rule]
         violations.append(Violation(name, rule, t.count, message, t.examples))
     position = {n: i for i, n in enumerate(declared)}
-    violations.sort(key=lambda v: (position.get(v.column, len(position)), rules_order.index(v.rule) if v.rule in rules_order else 99))
+    violations.sort(
+        key=lambda v: (
+            position.get(v.column, len(position)),
+            rules_order.index(v.rule) if v.rule in rules_order else 99,
+        )
+    )
     return ValidationReport(source.describe(rows=rows), rows, tuple(violations), tuple(warnings), tuple(present))
 
 

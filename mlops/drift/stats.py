@@ -234,9 +234,9 @@ def anderson(pair: NumericPair) -> tuple[float, float, str | None]:
     """k-sample Anderson-Darling (scipy.stats.anderson_ksamp, midrank): statistic, p-value,
     and a note when scipy capped the p-value to its table's range [0.001, 0.25] (or when
     there was nothing to compute: one value on both sides; an input scipy refuses gives NaN)."""
-    from scipy import stats
-
     import inspect
+
+    from scipy import stats
 
     # scipy 1.17 renamed midrank=True to variant="midrank"; both mean what Evidently computes
     if pair.ref[0] == pair.ref[-1] == pair.cur[0] == pair.cur[-1]:
@@ -277,8 +277,13 @@ def sturges_edges(lo: float, hi: float, count: int, *, integer: bool) -> np.ndar
 def counts_in_bins(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """numpy.histogram's counts (bins closed on the left, the last also on the right) by searchsorted."""
     inner = np.searchsorted(sorted_values, edges[1:-1], side="left")
-    bounds = np.concatenate(([np.searchsorted(sorted_values, edges[0], side="left")], inner,
-                             [np.searchsorted(sorted_values, edges[-1], side="right")]))
+    bounds = np.concatenate(
+        (
+            [np.searchsorted(sorted_values, edges[0], side="left")],
+            inner,
+            [np.searchsorted(sorted_values, edges[-1], side="right")],
+        )
+    )
     return np.diff(bounds)
 
 
@@ -443,6 +448,7 @@ def adjust(pvalues: list[float], correction: str) -> list[float]:
 def histogram(pair: NumericPair, bins: int = 30) -> dict[str, Any]:
     """Shares per equal-width bin over both sides' 0.5-99.5 percentile range; values beyond it
     counted in the end bins (so an outlier does not squeeze the picture into one bar)."""
+
     def quantile(values: np.ndarray, q: float) -> float:
         return float(values[min(len(values) - 1, int(q * (len(values) - 1)))])
 
@@ -457,7 +463,12 @@ def histogram(pair: NumericPair, bins: int = 30) -> dict[str, Any]:
         bounds = np.concatenate(([0], inner, [len(values)]))
         return [float(x) for x in np.diff(bounds) / len(values)]
 
-    return {"kind": "histogram", "edges": [float(e) for e in edges], "reference": shares(pair.ref), "current": shares(pair.cur)}
+    return {
+        "kind": "histogram",
+        "edges": [float(e) for e in edges],
+        "reference": shares(pair.ref),
+        "current": shares(pair.cur),
+    }
 
 
 def bars(counts: CountPair, top: int = 20) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from ..errors import UsageError
 from ..formats import dump_yaml, load_yaml
 from ..fsio import atomic_write
 from ..repo.repo import Repo
-from .params import flatten
 from .lock import LOCK_FILE, LockedPath, LockEntry, write_lock
+from .params import flatten
 from .spec import OUT_FLAGS, PIPELINE_FILE, STAGE_KEYS, TEMPLATE_KEYS, Pipeline, load_pipeline
 from .state import read_path
 
@@ -81,7 +81,7 @@ def _strip_output_options(stage: str, entries: Any, notes: list[str]) -> None:
         return
     for entry in entries:
         if isinstance(entry, dict) and len(entry) == 1:
-            (path, options), = entry.items()
+            ((path, options),) = entry.items()
             if isinstance(options, dict):
                 for option in [o for o in options if o not in OUT_FLAGS]:
                     notes.append(f"stage '{stage}': option '{option}' of {path} is not imported")

@@ -27,13 +27,13 @@ from pathlib import Path
 
 from ..data.pointer import Pointer
 from ..errors import MlopsError
-from ..tracking import store as tracking
 from ..parallel import sigint_deferred, wait_any
 from ..repo.repo import Repo
 from ..store.hashing import hash_bytes
+from ..tracking import store as tracking
 from . import runcache
 from .graph import Graph, build_graph
-from .lock import LOCK_FILE, LockEntry, LockedPath, read_lock, write_lock
+from .lock import LOCK_FILE, LockedPath, LockEntry, read_lock, write_lock
 from .params import ParamFiles
 from .spec import Stage, load_pipeline
 from .state import StageInputs, check_params, out_of_date_reasons, read_inputs, read_outputs
@@ -43,7 +43,14 @@ OUTPUT_DRAIN = 2.0  # seconds to collect a finished command's last output lines
 
 # stage outcomes
 RAN, RESTORED, SKIPPED, FAILED, INTERRUPTED, NOT_RUN, WOULD_RUN, FROZEN = (
-    "ran", "restored", "skipped", "failed", "interrupted", "not run", "would run", "frozen",
+    "ran",
+    "restored",
+    "skipped",
+    "failed",
+    "interrupted",
+    "not run",
+    "would run",
+    "frozen",
 )
 
 
@@ -214,7 +221,10 @@ def run_pipeline(
                     if len(running) >= workers:
                         break
                     needs = [u for u in graph.upstream[name] if u in selected]
-                    if any(results.get(u) is not None and results[u].status in (FAILED, NOT_RUN, INTERRUPTED) for u in needs):
+                    if any(
+                        results.get(u) is not None and results[u].status in (FAILED, NOT_RUN, INTERRUPTED)
+                        for u in needs
+                    ):
                         pending.remove(name)
                         results[name] = StageResult(name, NOT_RUN, ("an upstream stage failed",))
                         events.stage_finished(results[name])
@@ -269,7 +279,9 @@ class _RunTracker:
         self.run_id = run_id
         self.graph = graph
         self.warnings: list[str] = []
-        self.ok = self._try(lambda: tracking.create_run(repo, run_id, "mlops run", stages=names, source="pipeline", exist_ok=True))
+        self.ok = self._try(
+            lambda: tracking.create_run(repo, run_id, "mlops run", stages=names, source="pipeline", exist_ok=True)
+        )
 
     def _try(self, action: Callable[[], object]) -> bool:
         try:
@@ -292,9 +304,16 @@ class _RunTracker:
     def _stage(self, result: StageResult) -> None:
         paths = lambda items: [{"path": p.path, "hash": p.hash, "kind": p.kind} for p in items]  # noqa: E731
         tracking.record_stage(
-            self.repo, self.run_id, result.name, result.status,
-            reasons=list(result.reasons), started=result.started, ended=result.ended,
-            deps=paths(result.deps), outs=paths(result.outs), error=result.error or None,
+            self.repo,
+            self.run_id,
+            result.name,
+            result.status,
+            reasons=list(result.reasons),
+            started=result.started,
+            ended=result.ended,
+            deps=paths(result.deps),
+            outs=paths(result.outs),
+            error=result.error or None,
         )
         if result.params:
             for values in result.params.values():
@@ -368,7 +387,16 @@ def _decide_and_run(
     if force:
         reasons = ["forced", *reasons]
     if not reasons:
-        result = StageResult(stage.name, SKIPPED, (), started, time.time(), outs=entry.outs if entry else (), deps=inputs.deps, params=inputs.params)
+        result = StageResult(
+            stage.name,
+            SKIPPED,
+            (),
+            started,
+            time.time(),
+            outs=entry.outs if entry else (),
+            deps=inputs.deps,
+            params=inputs.params,
+        )
         events.stage_finished(result)
         return result
     key = inputs.run_key(stage)
@@ -379,7 +407,16 @@ def _decide_and_run(
         if cached is not None:
             _restore(repo, stage, cached)
             _record(repo, stage, inputs, cached, shared)
-            result = StageResult(stage.name, RESTORED, tuple(reasons), started, time.time(), outs=cached, deps=inputs.deps, params=inputs.params)
+            result = StageResult(
+                stage.name,
+                RESTORED,
+                tuple(reasons),
+                started,
+                time.time(),
+                outs=cached,
+                deps=inputs.deps,
+                params=inputs.params,
+            )
             events.stage_finished(result)
             return result
     events.stage_started(stage.name, tuple(reasons))
@@ -393,20 +430,36 @@ def _decide_and_run(
         return result
     missing = [o.path for o in stage.outs if not repo.abs(o.path).exists()]
     if missing:
-        result = StageResult(stage.name, FAILED, tuple(reasons), started, time.time(), 0, f"the command did not produce {', '.join(missing)}")
+        result = StageResult(
+            stage.name,
+            FAILED,
+            tuple(reasons),
+            started,
+            time.time(),
+            0,
+            f"the command did not produce {', '.join(missing)}",
+        )
         events.stage_finished(result)
         return result
     outs = _snapshot_outputs(repo, stage)
     _record(repo, stage, inputs, outs, shared)
     if cacheable:
         runcache.record(repo, key, outs)
-    result = StageResult(stage.name, RAN, tuple(reasons), started, time.time(), 0, outs=outs, deps=inputs.deps, params=inputs.params)
+    result = StageResult(
+        stage.name, RAN, tuple(reasons), started, time.time(), 0, outs=outs, deps=inputs.deps, params=inputs.params
+    )
     events.stage_finished(result)
     return result
 
 
 def _run_command(repo: Repo, stage: Stage, run_id: str, shared: _Shared, events: RunEvents) -> int:
-    env = {**os.environ, "MLOPS_STAGE": stage.name, "MLOPS_RUN_ID": run_id, "MLOPS_ROOT": str(repo.root), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "MLOPS_STAGE": stage.name,
+        "MLOPS_RUN_ID": run_id,
+        "MLOPS_ROOT": str(repo.root),
+        "PYTHONUNBUFFERED": "1",
+    }
     if shared.stopping.is_set():
         return -signal.SIGINT
     proc = subprocess.Popen(
@@ -503,4 +556,3 @@ def _record(repo: Repo, stage: Stage, inputs: StageInputs, outs: tuple[LockedPat
         entries = read_lock(repo.root)
         entries[stage.name] = entry
         write_lock(repo.root, entries, shared.order)
-

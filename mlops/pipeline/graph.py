@@ -56,7 +56,9 @@ def build_graph(pipeline: Pipeline, root: Path) -> Graph:
             for other_path, other_stage in outs:
                 if _overlap(out.path, other_path):
                     same = out.path == other_path
-                    what = f"both write {out.path}" if same else f"write overlapping outputs {other_path} and {out.path}"
+                    what = (
+                        f"both write {out.path}" if same else f"write overlapping outputs {other_path} and {out.path}"
+                    )
                     raise FormatError(
                         f"{stage.where}: stages '{other_stage}' and '{stage.name}' {what}",
                         hint="each output has exactly one stage that writes it",
@@ -78,7 +80,10 @@ def build_graph(pipeline: Pipeline, root: Path) -> Graph:
             found = [producer for path, producer in outs if _overlap(dep, path)]
             if not found and not (root / dep).exists():
                 raise FormatError(
-                    f"{stage.where}: stage '{stage.name}' depends on {dep}, which is neither on disk nor produced by a stage",
+                    (
+                        f"{stage.where}: stage '{stage.name}' depends on {dep}, "
+                        "which is neither on disk nor produced by a stage"
+                    ),
                     hint="create it, track it with 'mlops add'/'mlops pull', or add the stage that writes it",
                     file=str(source),
                 )
@@ -107,7 +112,9 @@ def _refuse_tracked(root: Path, stage: Stage, path: str, source: str) -> None:
         if (root / f"{tracked}.mlops").is_file():
             raise FormatError(
                 f"{stage.where}: stage '{stage.name}' writes {path}, which is tracked by {tracked}.mlops",
-                hint=f"let the stage own it: remove {tracked}.mlops (git rm --cached), or drop it from the stage's outs",
+                hint=(
+                    f"let the stage own it: remove {tracked}.mlops (git rm --cached), or drop it from the stage's outs"
+                ),
                 file=source,
             )
 
@@ -147,5 +154,5 @@ def _find_cycle(upstream: dict[str, list[str]]) -> list[str]:
         seen[node] = len(path)
         path.append(node)
         node = next(n for n in upstream[node] if n in upstream)
-    cycle = path[seen[node]:]
+    cycle = path[seen[node] :]
     return list(reversed(cycle))  # in data-flow order: producer -> consumer

@@ -66,7 +66,15 @@ def _paths(items: Any, source: str, stage: str, section: str) -> tuple[LockedPat
     for item in items:
         if not isinstance(item, dict) or "path" not in item:
             raise FormatError(f"{source}: stage '{stage}': each '{section}' entry needs a 'path'")
-        out.append(LockedPath(str(item["path"]), item.get("hash"), item.get("kind", "file"), int(item.get("size", 0)), int(item.get("files", 1))))
+        out.append(
+            LockedPath(
+                str(item["path"]),
+                item.get("hash"),
+                item.get("kind", "file"),
+                int(item.get("size", 0)),
+                int(item.get("files", 1)),
+            )
+        )
     return tuple(out)
 
 
@@ -81,7 +89,9 @@ def parse_lock(text: str, source: str) -> dict[str, LockEntry]:
     out = {}
     for name, doc in stages.items():
         if not isinstance(doc, dict) or "cmd" not in doc:
-            raise FormatError(f"{source}: stage '{name}' lacks 'cmd'", hint="delete the block; the stage will run again")
+            raise FormatError(
+                f"{source}: stage '{name}' lacks 'cmd'", hint="delete the block; the stage will run again"
+            )
         out[str(name)] = LockEntry(
             cmd=str(doc["cmd"]),
             deps=_paths(doc.get("deps"), source, name, "deps"),

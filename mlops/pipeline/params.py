@@ -30,7 +30,9 @@ class ParamFiles:
                     try:
                         self._cache[rel] = json.loads(text)
                     except json.JSONDecodeError as exc:
-                        raise FormatError(f"{display_path(path)}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+                        raise FormatError(
+                            f"{display_path(path)}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
+                        ) from None
                 else:
                     self._cache[rel] = parse_yaml(text, display_path(path)) or {}
         return self._cache[rel]

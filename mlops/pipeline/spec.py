@@ -25,8 +25,19 @@ PIPELINE_FORMAT = 1
 DEFAULT_PARAMS = "params.yaml"
 TOP_KEYS = {"format", "params", "vars", "stages"}
 STAGE_KEYS = {
-    "cmd", "deps", "outs", "params", "metrics", "plots", "frozen", "always_changed",
-    "wdir", "desc", "meta", "env", "vars",
+    "cmd",
+    "deps",
+    "outs",
+    "params",
+    "metrics",
+    "plots",
+    "frozen",
+    "always_changed",
+    "wdir",
+    "desc",
+    "meta",
+    "env",
+    "vars",
 }
 TEMPLATE_KEYS = {"foreach", "matrix", "do"}
 OUT_FLAGS = {"cache", "persist", "desc", "remote", "push"}
@@ -119,7 +130,9 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
     path = path or root / PIPELINE_FILE
     source = display_path(path)
     if not path.is_file():
-        raise FormatError(f"{source}: no pipeline file", hint="write a pipeline.yaml (see docs/pipelines.md), or 'mlops import dvc'")
+        raise FormatError(
+            f"{source}: no pipeline file", hint="write a pipeline.yaml (see docs/pipelines.md), or 'mlops import dvc'"
+        )
     data, positions = parse_yaml_positions(path.read_text(encoding="utf-8"), source)
     reader = _Reader(root, source, positions)
     if data is None:
@@ -127,7 +140,9 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
     check_format(data, source, supported=PIPELINE_FORMAT, kind="pipeline")
     for key in data:
         if key not in TOP_KEYS:
-            raise reader.fail((key,), f"unknown key '{key}'", key=True, hint=f"top-level keys: {', '.join(sorted(TOP_KEYS))}")
+            raise reader.fail(
+                (key,), f"unknown key '{key}'", key=True, hint=f"top-level keys: {', '.join(sorted(TOP_KEYS))}"
+            )
     default_params = data.get("params", DEFAULT_PARAMS)
     if not isinstance(default_params, str):
         raise reader.fail(("params",), "'params' must name a parameter file")
@@ -158,7 +173,9 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
     return Pipeline(path, stages, default_params, templates)
 
 
-def _global_context(reader: _Reader, vars_doc: Any, at: tuple[Any, ...], params: ParamFiles, default_params: str) -> dict[str, Any]:
+def _global_context(
+    reader: _Reader, vars_doc: Any, at: tuple[Any, ...], params: ParamFiles, default_params: str
+) -> dict[str, Any]:
     """What ${...} can name: the default params file, then `vars` (mappings or param files)."""
     context: dict[str, Any] = {}
     base = params.load(default_params)
@@ -196,12 +213,20 @@ def _vars(reader: _Reader, vars_doc: Any, at: tuple[Any, ...], params: ParamFile
 
 
 def _expand_template(
-    reader: _Reader, name: str, body: dict[str, Any], at: tuple[Any, ...], context: dict[str, Any], params: ParamFiles, default_params: str
+    reader: _Reader,
+    name: str,
+    body: dict[str, Any],
+    at: tuple[Any, ...],
+    context: dict[str, Any],
+    params: ParamFiles,
+    default_params: str,
 ) -> list[Stage]:
     if "foreach" in body:
         for key in body:
             if key not in ("foreach", "do", "desc", "meta"):
-                raise reader.fail((*at, key), f"unknown key '{key}' beside foreach (stage keys go under 'do')", key=True)
+                raise reader.fail(
+                    (*at, key), f"unknown key '{key}' beside foreach (stage keys go under 'do')", key=True
+                )
     if "foreach" in body and "matrix" in body:
         raise reader.fail(at, f"stage '{name}' has both foreach and matrix; use one")
     if "matrix" in body:
@@ -261,7 +286,13 @@ def _name_part(value: Any) -> str:
 
 
 def _stage(
-    reader: _Reader, name: str, body: dict[str, Any], at: tuple[Any, ...], context: dict[str, Any], params: ParamFiles, default_params: str
+    reader: _Reader,
+    name: str,
+    body: dict[str, Any],
+    at: tuple[Any, ...],
+    context: dict[str, Any],
+    params: ParamFiles,
+    default_params: str,
 ) -> Stage:
     for key in body:
         if key not in STAGE_KEYS:
@@ -272,7 +303,9 @@ def _stage(
     if "vars" in body:
         context = {**context, **_vars(reader, body["vars"], (*at, "vars"), params)}
     if "cmd" not in body or body["cmd"] in (None, "", []):
-        raise reader.fail(at, f"stage '{name}' has no 'cmd'", hint="every stage needs the command that produces its outputs")
+        raise reader.fail(
+            at, f"stage '{name}' has no 'cmd'", hint="every stage needs the command that produces its outputs"
+        )
     cmd_doc = body["cmd"]
     cmds = cmd_doc if isinstance(cmd_doc, list) else [cmd_doc]
     cmd = []
@@ -307,8 +340,17 @@ def _stage(
         flags[flag] = value
     desc = body.get("desc", "")
     return Stage(
-        name=name, cmd=tuple(cmd), wdir=wdir, deps=deps, params=param_refs, outs=tuple(outs), env=env,
-        frozen=flags["frozen"], always_changed=flags["always_changed"], desc=str(desc or ""), meta=body.get("meta"),
+        name=name,
+        cmd=tuple(cmd),
+        wdir=wdir,
+        deps=deps,
+        params=param_refs,
+        outs=tuple(outs),
+        env=env,
+        frozen=flags["frozen"],
+        always_changed=flags["always_changed"],
+        desc=str(desc or ""),
+        meta=body.get("meta"),
         where=reader.where(at),
     )
 
@@ -324,7 +366,14 @@ def _string_list(reader: _Reader, value: Any, at: tuple[Any, ...], stage: str) -
 
 
 def _outs(
-    reader: _Reader, value: Any, at: tuple[Any, ...], stage: str, kind: str, default_cache: bool, wdir: str, context: dict[str, Any]
+    reader: _Reader,
+    value: Any,
+    at: tuple[Any, ...],
+    stage: str,
+    kind: str,
+    default_cache: bool,
+    wdir: str,
+    context: dict[str, Any],
 ) -> list[Out]:
     if value is None:
         return []
@@ -337,13 +386,18 @@ def _outs(
         if isinstance(entry, dict):
             if len(entry) != 1:
                 raise reader.fail(where, "an output with options is written '- path: {cache: false}'")
-            (raw, flags), = entry.items()
+            ((raw, flags),) = entry.items()
             flags = flags or {}
             if not isinstance(flags, dict):
                 raise reader.fail(where, f"options of '{raw}' must be a mapping")
             for flag in flags:
                 if flag not in OUT_FLAGS:
-                    raise reader.fail((*where, raw, flag), f"unknown output option '{flag}'", key=True, hint=f"options: {', '.join(sorted(OUT_FLAGS))}")
+                    raise reader.fail(
+                        (*where, raw, flag),
+                        f"unknown output option '{flag}'",
+                        key=True,
+                        hint=f"options: {', '.join(sorted(OUT_FLAGS))}",
+                    )
         elif isinstance(entry, str):
             raw = entry
         else:
@@ -357,7 +411,13 @@ def _outs(
 
 
 def _params(
-    reader: _Reader, value: Any, at: tuple[Any, ...], stage: str, wdir: str, default_params: str, context: dict[str, Any]
+    reader: _Reader,
+    value: Any,
+    at: tuple[Any, ...],
+    stage: str,
+    wdir: str,
+    default_params: str,
+    context: dict[str, Any],
 ) -> tuple[ParamRef, ...]:
     if value is None:
         return ()
@@ -388,7 +448,9 @@ def _interpolate(reader: _Reader, text: str, at: tuple[Any, ...], context: dict[
         name = match.group(1)
         value = lookup(context, name)
         if value is MISSING:
-            raise reader.fail(at, f"unknown ${{{name}}}", hint="define it in params.yaml or 'vars', or check its spelling")
+            raise reader.fail(
+                at, f"unknown ${{{name}}}", hint="define it in params.yaml or 'vars', or check its spelling"
+            )
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, (list, tuple)):

@@ -57,7 +57,9 @@ def check_params(stage: Stage, params: ParamFiles) -> dict[str, dict[str, Any]]:
     for ref in stage.params:
         data = params.load(ref.file)
         if data is MISSING:
-            raise FormatError(f"{stage.where}: stage '{stage.name}' reads parameters from {ref.file}, which does not exist")
+            raise FormatError(
+                f"{stage.where}: stage '{stage.name}' reads parameters from {ref.file}, which does not exist"
+            )
         value = params.value(ref.file, ref.key) if ref.key else data
         if value is MISSING:
             raise FormatError(

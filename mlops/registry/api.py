@@ -33,8 +33,8 @@ from .refs import (
     NONE,
     PRODUCTION,
     SINGLE_STAGES,
-    STAGING,
     STAGES,
+    STAGING,
     check_alias,
     check_name,
     check_stage,
@@ -104,13 +104,25 @@ def list_models(repo: Repo) -> list[ModelSummary]:
         if doc is None:
             continue
         records = sorted(doc["versions"], key=lambda r: r["version"])
-        holder = lambda stage: next((r["version"] for r in records if r.get("stage") == stage), None)  # noqa: E731
+        holder = lambda stage, records=records: next(  # noqa: E731
+            (r["version"] for r in records if r.get("stage") == stage), None
+        )
         latest = records[-1] if records else None
-        times = [h.get("at", "") for r in records for h in r.get("stage_history") or []] + [r.get("registered_at", "") for r in records]
-        out.append(ModelSummary(
-            name, len(records), latest["version"] if latest else None, holder(STAGING), holder(PRODUCTION),
-            dict(sorted((doc.get("aliases") or {}).items())), (latest or {}).get("description", ""), max(times, default=""),
-        ))
+        times = [h.get("at", "") for r in records for h in r.get("stage_history") or []] + [
+            r.get("registered_at", "") for r in records
+        ]
+        out.append(
+            ModelSummary(
+                name,
+                len(records),
+                latest["version"] if latest else None,
+                holder(STAGING),
+                holder(PRODUCTION),
+                dict(sorted((doc.get("aliases") or {}).items())),
+                (latest or {}).get("description", ""),
+                max(times, default=""),
+            )
+        )
     return out
 
 
@@ -139,12 +151,15 @@ def _check_file(path: Path, digest: str, sha256: str | None, what: str) -> str:
         got, sha = _hashes(path)
     except FileNotFoundError:
         raise MissingObjectError(
-            f"{what}: its artifact {digest} is not in the cache", hint="run 'mlops pull' (or 'mlops fetch')", object=digest
+            f"{what}: its artifact {digest} is not in the cache",
+            hint="run 'mlops pull' (or 'mlops fetch')",
+            object=digest,
         ) from None
     if got != digest or (sha256 is not None and sha != sha256):
         raise CorruptObjectError(
             f"{what}: the artifact's bytes do not match the hash the registry recorded",
-            hint="run 'mlops verify', then 'mlops pull' to fetch a good copy", object=digest,
+            hint="run 'mlops verify', then 'mlops pull' to fetch a good copy",
+            object=digest,
         )
     return sha
 
@@ -169,7 +184,8 @@ def _dir_records(repo: Repo, mv: ModelVersion) -> dict[str, Any]:
     except MissingObjectError:
         raise MissingObjectError(
             f"{mv.ref()}: its directory manifest {mv.artifact} is not in the cache",
-            hint="run 'mlops pull' (or 'mlops fetch')", object=mv.artifact,
+            hint="run 'mlops pull' (or 'mlops fetch')",
+            object=mv.artifact,
         ) from None
 
 
@@ -192,8 +208,11 @@ def _materialize_dir(repo: Repo, mv: ModelVersion) -> Path:
             _check_file(dest, entry.hash, None, f"{mv.ref()}: {rel}")  # the copy, not only the source
             os.chmod(dest, 0o555 if entry.executable else 0o444)
     if not _dir_matches(target, records):  # another process placed a copy first: it must be whole too
-        raise CorruptObjectError(f"{mv.ref()}: the checked copy at {shown(repo, target)} does not match the registry",
-                                 hint=f"remove {shown(repo, target)} and try again", object=mv.artifact)
+        raise CorruptObjectError(
+            f"{mv.ref()}: the checked copy at {shown(repo, target)} does not match the registry",
+            hint=f"remove {shown(repo, target)} and try again",
+            object=mv.artifact,
+        )
     return target
 
 
@@ -249,7 +268,8 @@ def _snapshot_files(repo: Repo, snapshots: Sequence[dict[str, Any]], what: str) 
             except MissingObjectError:
                 raise MissingObjectError(
                     f"{what}: the manifest of its data {rel} ({digest}) is not in the cache",
-                    hint="run 'mlops pull' (or 'mlops fetch')", object=digest,
+                    hint="run 'mlops pull' (or 'mlops fetch')",
+                    object=digest,
                 ) from None
         else:
             out.append((rel, _present(repo, digest, rel)))
@@ -259,7 +279,9 @@ def _snapshot_files(repo: Repo, snapshots: Sequence[dict[str, Any]], what: str) 
 def _present(repo: Repo, digest: str, label: str) -> Path:
     path = _object_path(repo, digest)
     if not path.exists():
-        raise MissingObjectError(f"{label}: object {digest} is not in the cache", hint="run 'mlops pull' (or 'mlops fetch')", object=digest)
+        raise MissingObjectError(
+            f"{label}: object {digest} is not in the cache", hint="run 'mlops pull' (or 'mlops fetch')", object=digest
+        )
     return path
 
 
@@ -311,7 +333,9 @@ def register(
     actor = actor or default_actor()
     source = Path(os.path.abspath(path))
     if not source.exists():
-        raise InvalidPathError(f"{path}: no such file or folder", hint="train the model first ('mlops run'), or check the path")
+        raise InvalidPathError(
+            f"{path}: no such file or folder", hint="train the model first ('mlops run'), or check the path"
+        )
     if not (source.is_file() or source.is_dir()):
         raise InvalidPathError(f"{path}: not a regular file or folder")
     if signature_from is not None and not Path(signature_from).is_file():
@@ -327,14 +351,33 @@ def register(
     # still unreferenced object in between.
     with repo.store_lock():
         return _register_locked(
-            repo, name, source, rel, run=run, description=description, actor=actor, data=data,
-            signature_from=signature_from, infer_signature=infer_signature, progress=progress,
+            repo,
+            name,
+            source,
+            rel,
+            run=run,
+            description=description,
+            actor=actor,
+            data=data,
+            signature_from=signature_from,
+            infer_signature=infer_signature,
+            progress=progress,
         )
 
 
 def _register_locked(
-    repo: Repo, name: str, source: Path, rel: str | None, *, run: str | None, description: str, actor: str,
-    data: Sequence[str], signature_from: str | os.PathLike[str] | None, infer_signature: bool, progress: Progress,
+    repo: Repo,
+    name: str,
+    source: Path,
+    rel: str | None,
+    *,
+    run: str | None,
+    description: str,
+    actor: str,
+    data: Sequence[str],
+    signature_from: str | os.PathLike[str] | None,
+    infer_signature: bool,
+    progress: Progress,
 ) -> RegisterResult:
     digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
     warnings: list[str] = []
@@ -358,7 +401,15 @@ def _register_locked(
     record: dict[str, Any] = {
         "version": 0,
         "stage": NONE,
-        "artifact": {"hash": digest, "kind": kind, "size": size, "files": files, "filename": source.name, "sha256": sha, "source": rel or str(source)},
+        "artifact": {
+            "hash": digest,
+            "kind": kind,
+            "size": size,
+            "files": files,
+            "filename": source.name,
+            "sha256": sha,
+            "source": rel or str(source),
+        },
         "flavor": flavor,
         "signature": signature,
         "run_id": link.run_id if link else None,
@@ -382,8 +433,17 @@ def _register_locked(
         record["version"] = number
         doc["versions"].append(record)
         txn.record(
-            "registered", model=name, version=number, actor=actor, artifact=digest, kind=kind, size=size,
-            flavor=flavor, run_id=record["run_id"], git_commit=record["git_commit"], description=description,
+            "registered",
+            model=name,
+            version=number,
+            actor=actor,
+            artifact=digest,
+            kind=kind,
+            size=size,
+            flavor=flavor,
+            run_id=record["run_id"],
+            git_commit=record["git_commit"],
+            description=description,
         )
     return RegisterResult(version_view(doc, record), new_model, tuple(warnings))
 
@@ -441,18 +501,38 @@ class PromoteResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.name, "version": self.version, "ref": f"{self.name}:{self.version}", "from_stage": self.from_stage,
-            "to_stage": self.to_stage, "changed": self.changed, "forced": self.forced, "reason": self.reason,
-            "actor": self.actor, "checks": [c.to_dict() for c in self.checks], "overridden": [c.to_dict() for c in self.overridden],
-            "displaced": self.displaced, "displaced_to": self.displaced_to, "audit_seq": self.audit_seq,
+            "model": self.name,
+            "version": self.version,
+            "ref": f"{self.name}:{self.version}",
+            "from_stage": self.from_stage,
+            "to_stage": self.to_stage,
+            "changed": self.changed,
+            "forced": self.forced,
+            "reason": self.reason,
+            "actor": self.actor,
+            "checks": [c.to_dict() for c in self.checks],
+            "overridden": [c.to_dict() for c in self.overridden],
+            "displaced": self.displaced,
+            "displaced_to": self.displaced_to,
+            "audit_seq": self.audit_seq,
         }
 
 
-def _move(record: dict[str, Any], to_stage: str, *, actor: str, reason: str, forced: bool = False, via: str = "promote") -> None:
-    record["stage_history"] = [*record.get("stage_history", []), {
-        "stage": to_stage, "from": record.get("stage", NONE), "at": audit.now_iso(), "by": actor, "reason": reason,
-        "forced": forced, "via": via,
-    }]
+def _move(
+    record: dict[str, Any], to_stage: str, *, actor: str, reason: str, forced: bool = False, via: str = "promote"
+) -> None:
+    record["stage_history"] = [
+        *record.get("stage_history", []),
+        {
+            "stage": to_stage,
+            "from": record.get("stage", NONE),
+            "at": audit.now_iso(),
+            "by": actor,
+            "reason": reason,
+            "forced": forced,
+            "via": via,
+        },
+    ]
     record["stage"] = to_stage
 
 
@@ -465,7 +545,13 @@ def _check_target(name_or_ref: str, version: int | str | None) -> str:
 
 
 def promote(
-    repo: Repo, name: str, version: int | str | None, to_stage: str, *, reason: str = "", actor: str | None = None,
+    repo: Repo,
+    name: str,
+    version: int | str | None,
+    to_stage: str,
+    *,
+    reason: str = "",
+    actor: str | None = None,
     force: bool = False,
 ) -> PromoteResult:
     """Move a version to a stage if every policy gate for that stage holds (checked under the lock).
@@ -481,7 +567,10 @@ def promote(
     actor = actor or default_actor()
     reason = (reason or "").strip()
     if force and not reason:
-        raise UsageError("--force needs --reason: an override must say why", hint=f"mlops promote {shown_target} --to {to_stage} --force --reason TEXT")
+        raise UsageError(
+            "--force needs --reason: an override must say why",
+            hint=f"mlops promote {shown_target} --to {to_stage} --force --reason TEXT",
+        )
     refusal: PromotionRefused | None = None
     with transaction(repo) as txn:
         rules = policy.load_policy(repo.dot)  # read under the lock: the rules and the state are of one moment
@@ -494,16 +583,28 @@ def promote(
         failed = tuple(c for c in checks if not c.ok)
         if failed and not force:
             txn.record(
-                "promotion_refused", model=name, version=number, from_stage=from_stage, to_stage=to_stage, actor=actor,
-                reason=reason, failed=[c.to_dict() for c in failed],
+                "promotion_refused",
+                model=name,
+                version=number,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                actor=actor,
+                reason=reason,
+                failed=[c.to_dict() for c in failed],
             )
             entries = txn.commit()
             listed = "; ".join(f"{c.rule} (seen: {_seen(c)})" for c in failed)
             refusal = PromotionRefused(
                 f"{name}:{number} -> {to_stage} refused by {len(failed)} of {len(checks)} rule(s): {listed}",
-                hint=f"meet the rules, or override: mlops promote {name} {number} --to {to_stage} --force --reason TEXT",
-                model=name, version=number, to_stage=to_stage, failed=[c.to_dict() for c in failed],
-                checks=[c.to_dict() for c in checks], audit_seq=entries[-1]["seq"] if entries else None,
+                hint=(
+                    f"meet the rules, or override: mlops promote {name} {number} --to {to_stage} --force --reason TEXT"
+                ),
+                model=name,
+                version=number,
+                to_stage=to_stage,
+                failed=[c.to_dict() for c in failed],
+                checks=[c.to_dict() for c in checks],
+                audit_seq=entries[-1]["seq"] if entries else None,
             )
         else:
             displaced, displaced_to = None, None
@@ -516,18 +617,44 @@ def promote(
             if to_stage == PRODUCTION:
                 doc["production_history"] = [*doc.get("production_history", []), number]
             txn.record(
-                "stage_changed", model=name, version=number, from_stage=from_stage, to_stage=to_stage, actor=actor,
-                reason=reason, forced=bool(failed), overridden=[c.to_dict() for c in failed],
+                "stage_changed",
+                model=name,
+                version=number,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                actor=actor,
+                reason=reason,
+                forced=bool(failed),
+                overridden=[c.to_dict() for c in failed],
                 checks=[c.to_dict() for c in checks],
             )
             if displaced is not None:
                 other = find_record(doc, displaced)
                 why = f"replaced in {to_stage} by {name}:{number}"
                 _move(other, displaced_to or NONE, actor=actor, reason=why, via="displaced")
-                txn.record("stage_changed", model=name, version=displaced, from_stage=to_stage, to_stage=displaced_to, actor=actor, reason=why)
+                txn.record(
+                    "stage_changed",
+                    model=name,
+                    version=displaced,
+                    from_stage=to_stage,
+                    to_stage=displaced_to,
+                    actor=actor,
+                    reason=why,
+                )
             entries = txn.commit()
             result = PromoteResult(
-                name, number, from_stage, to_stage, True, bool(failed), reason, actor, checks, failed, displaced, displaced_to,
+                name,
+                number,
+                from_stage,
+                to_stage,
+                True,
+                bool(failed),
+                reason,
+                actor,
+                checks,
+                failed,
+                displaced,
+                displaced_to,
                 entries[0]["seq"] if entries else None,
             )
     if refusal is not None:
@@ -563,8 +690,10 @@ def rollback(repo: Repo, name: str, *, reason: str = "", actor: str | None = Non
     """
     ref = parse_ref(name)
     if ref.version is not None or ref.label not in (None, PRODUCTION) or ("@" in name and ref.label is None):
-        raise UsageError(f"rollback acts on the production version: give a model name or {ref.name}@production, not {name}",
-                         hint=f"mlops rollback {ref.name}")
+        raise UsageError(
+            f"rollback acts on the production version: give a model name or {ref.name}@production, not {name}",
+            hint=f"mlops rollback {ref.name}",
+        )
     name = ref.name
     actor = actor or default_actor()
     reason = (reason or "").strip()
@@ -572,8 +701,10 @@ def rollback(repo: Repo, name: str, *, reason: str = "", actor: str | None = Non
         doc = txn.model(name)
         current = in_stage(doc, PRODUCTION)
         if not current:
-            raise UsageError(f"model '{name}' has no version in production, so there is nothing to roll back",
-                             hint=f"promote one: mlops promote {name} VERSION --to production")
+            raise UsageError(
+                f"model '{name}' has no version in production, so there is nothing to roll back",
+                hint=f"promote one: mlops promote {name} VERSION --to production",
+            )
         now = current[0]["version"]
         history = list(doc.get("production_history") or [])
         while history and history[-1] == now:
@@ -582,16 +713,26 @@ def rollback(repo: Repo, name: str, *, reason: str = "", actor: str | None = Non
         while history and history[-1] not in known:
             history.pop()
         if not history:
-            raise UsageError(f"model '{name}' has no earlier production version than v{now} to roll back to",
-                             hint=f"promote another version: mlops promote {name} VERSION --to production")
+            raise UsageError(
+                f"model '{name}' has no earlier production version than v{now} to roll back to",
+                hint=f"promote another version: mlops promote {name} VERSION --to production",
+            )
         previous = find_record(doc, history[-1])
         was = previous.get("stage", NONE)
         why = reason or "rollback"
         _move(current[0], ARCHIVED, actor=actor, reason=why, via="rollback")
         _move(previous, PRODUCTION, actor=actor, reason=why, via="rollback")
         doc["production_history"] = history
-        txn.record("rolled_back", model=name, version=previous["version"], from_version=now, to_version=previous["version"],
-                   actor=actor, reason=reason, previous_stage_of_restored=was)
+        txn.record(
+            "rolled_back",
+            model=name,
+            version=previous["version"],
+            from_version=now,
+            to_version=previous["version"],
+            actor=actor,
+            reason=reason,
+            previous_stage_of_restored=was,
+        )
         entries = txn.commit()
     return RollbackResult(name, now, previous["version"], was, reason, actor, entries[0]["seq"] if entries else None)
 
@@ -629,7 +770,10 @@ def approve(
         doc, record = txn.target(name, version)
         name, number = doc["name"], record["version"]
         repeated = by in policy.distinct_approvers(record, stage)
-        record["approvals"] = [*record.get("approvals", []), {"stage": stage, "by": by, "at": audit.now_iso(), "comment": comment}]
+        record["approvals"] = [
+            *record.get("approvals", []),
+            {"stage": stage, "by": by, "at": audit.now_iso(), "comment": comment},
+        ]
         txn.record("approved", model=name, version=number, stage=stage, actor=by, comment=comment, repeated=repeated)
     return ApproveResult(name, number, stage, by, comment, tuple(policy.distinct_approvers(record, stage)), repeated)
 
@@ -671,7 +815,9 @@ def delete_alias(repo: Repo, name: str, alias: str, *, actor: str | None = None)
         if alias not in aliases:
             raise UnknownModelError(
                 f"model '{name}' has no alias '{alias}'",
-                hint=("aliases: " + ", ".join(sorted(aliases))) if aliases else "it has no aliases", model=name, alias=alias,
+                hint=("aliases: " + ", ".join(sorted(aliases))) if aliases else "it has no aliases",
+                model=name,
+                alias=alias,
             )
         previous = aliases.pop(alias)
         doc["aliases"] = aliases
@@ -679,7 +825,9 @@ def delete_alias(repo: Repo, name: str, alias: str, *, actor: str | None = None)
     return AliasResult(name, alias, None, previous)
 
 
-def record_drift_check(repo: Repo, name: str, version: int, *, drifted: bool, summary: dict[str, Any], actor: str | None = None) -> None:
+def record_drift_check(
+    repo: Repo, name: str, version: int, *, drifted: bool, summary: dict[str, Any], actor: str | None = None
+) -> None:
     """Record a drift check's verdict on a version (the gate ``no_failed_drift_check`` reads them)."""
     check_name(name)
     number = parse_version(version)
@@ -688,7 +836,10 @@ def record_drift_check(repo: Repo, name: str, version: int, *, drifted: bool, su
     with transaction(repo) as txn:
         doc = txn.model(name)
         record = find_record(doc, number)
-        record["drift_checks"] = [*record.get("drift_checks", []), {"at": audit.now_iso(), "drifted": bool(drifted), "summary": summary, "by": actor}]
+        record["drift_checks"] = [
+            *record.get("drift_checks", []),
+            {"at": audit.now_iso(), "drifted": bool(drifted), "summary": summary, "by": actor},
+        ]
         txn.record("drift_check", model=name, version=number, drifted=bool(drifted), summary=summary, actor=actor)
 
 
@@ -773,8 +924,29 @@ def registry_roots(repo: Repo, *, all_commits: bool = False) -> list[Any]:
 
 
 __all__ = [
-    "AliasResult", "ApproveResult", "ModelSummary", "PromoteResult", "RegisterResult", "RollbackResult", "STAGES",
-    "approve", "artifact_path", "audit_append", "delete_alias", "get_version", "history", "list_models", "load_model",
-    "promote", "record_drift_check", "register", "registry_roots", "resolve", "rollback", "set_alias", "training_data",
-    "verify_audit", "versions",
+    "AliasResult",
+    "ApproveResult",
+    "ModelSummary",
+    "PromoteResult",
+    "RegisterResult",
+    "RollbackResult",
+    "STAGES",
+    "approve",
+    "artifact_path",
+    "audit_append",
+    "delete_alias",
+    "get_version",
+    "history",
+    "list_models",
+    "load_model",
+    "promote",
+    "record_drift_check",
+    "register",
+    "registry_roots",
+    "resolve",
+    "rollback",
+    "set_alias",
+    "training_data",
+    "verify_audit",
+    "versions",
 ]

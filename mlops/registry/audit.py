@@ -121,11 +121,15 @@ def read_head(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FormatError(f"{path}: not valid JSON", file=str(path), hint="'mlops audit verify' says what else is wrong") from None
+        raise FormatError(
+            f"{path}: not valid JSON", file=str(path), hint="'mlops audit verify' says what else is wrong"
+        ) from None
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object", file=str(path))
     if isinstance(data.get("format"), int) and data["format"] > HEAD_FORMAT:
-        raise NewerFormatError(f"{path}: written by a newer mlops (audit head format {data['format']})", hint="upgrade mlops")
+        raise NewerFormatError(
+            f"{path}: written by a newer mlops (audit head format {data['format']})", hint="upgrade mlops"
+        )
     return data
 
 
@@ -235,7 +239,9 @@ def check_model_anchor(log: Path, name: str, doc: Mapping[str, Any], shown: str)
         raise _tampered(log=False, message=f"{shown} has no audit anchor (written outside mlops?)")
     state = state_hash(doc)
     if anchor.get("state") != state:
-        raise _tampered(log=False, message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded")
+        raise _tampered(
+            log=False, message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded"
+        )
     void: set[Any] = set()
     for entry in reverse_entries(log):
         at = entry.get("seq")
@@ -245,13 +251,20 @@ def check_model_anchor(log: Path, name: str, doc: Mapping[str, Any], shown: str)
             void.add(entry.get("of"))  # an interrupted entry comes after the one it voids
         if at > seq:
             if entry.get("model") == name and entry.get("state") and at not in void:
-                raise _tampered(log=False, message=f"{shown} is older than audit entry #{at} (an older copy of the file put back?)")
+                raise _tampered(
+                    log=False, message=f"{shown} is older than audit entry #{at} (an older copy of the file put back?)"
+                )
             continue
         if at == seq:
             if entry.get("hash") != anchor.get("hash") or entry_hash(entry) != entry.get("hash"):
-                raise _tampered(log=False, message=f"audit entry #{seq} is not the entry {shown} names (replaced or edited)")
+                raise _tampered(
+                    log=False, message=f"audit entry #{seq} is not the entry {shown} names (replaced or edited)"
+                )
             if entry.get("state") != state:
-                raise _tampered(log=False, message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded")
+                raise _tampered(
+                    log=False,
+                    message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded",
+                )
             return
         break  # below the anchor: the entry it names is not in the log
     raise _tampered(log=False, message=f"{shown} names audit entry #{seq}, which is not in the log")
@@ -329,8 +342,12 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "entries": self.entries, "head": self.head, "models": self.models,
-            "problems": [p.to_dict() for p in self.problems], "notes": [n.to_dict() for n in self.notes],
+            "ok": self.ok,
+            "entries": self.entries,
+            "head": self.head,
+            "models": self.models,
+            "problems": [p.to_dict() for p in self.problems],
+            "notes": [n.to_dict() for n in self.notes],
         }
 
 
@@ -366,23 +383,59 @@ def verify_chain(
         if entry is None or not isinstance(entry.get("seq"), int) or not isinstance(entry.get("hash"), str):
             last = index == len(lines) - 1
             if last and torn_tail:
-                notes.append(Problem("torn", None, line.number, f"line {line.number}: a torn last line (a crash mid-append); the next registry write removes it"))
+                notes.append(
+                    Problem(
+                        "torn",
+                        None,
+                        line.number,
+                        (
+                            f"line {line.number}: a torn last line (a crash mid-append); "
+                            "the next registry write removes it"
+                        ),
+                    )
+                )
             else:
-                problems.append(Problem("edited", None, line.number, f"line {line.number}: not an audit entry (edited by hand?)"))
+                problems.append(
+                    Problem("edited", None, line.number, f"line {line.number}: not an audit entry (edited by hand?)")
+                )
             continue
         entries.append((line, entry))
         if entry_hash(entry) != entry["hash"]:
-            problems.append(Problem("edited", entry["seq"], line.number, f"entry #{entry['seq']} (line {line.number}) was edited: its content no longer matches its hash"))
+            problems.append(
+                Problem(
+                    "edited",
+                    entry["seq"],
+                    line.number,
+                    f"entry #{entry['seq']} (line {line.number}) was edited: its content no longer matches its hash",
+                )
+            )
     by_seq: dict[int, tuple[Line, dict[str, Any]]] = {}
     for line, entry in entries:
         if entry["seq"] in by_seq:
-            problems.append(Problem("duplicated", entry["seq"], line.number, f"entry #{entry['seq']} appears twice (lines {by_seq[entry['seq']][0].number} and {line.number})"))
+            problems.append(
+                Problem(
+                    "duplicated",
+                    entry["seq"],
+                    line.number,
+                    f"entry #{entry['seq']} appears twice (lines {by_seq[entry['seq']][0].number} and {line.number})",
+                )
+            )
         else:
             by_seq[entry["seq"]] = (line, entry)
     # order: each entry must come after the one numbered before it
-    for (line_a, a), (line_b, b) in zip(entries, entries[1:]):
+    for (line_a, a), (line_b, b) in zip(entries, entries[1:], strict=False):
         if b["seq"] < a["seq"]:
-            problems.append(Problem("reordered", b["seq"], line_b.number, f"entry #{b['seq']} (line {line_b.number}) comes after entry #{a['seq']} (line {line_a.number}): entries were reordered"))
+            problems.append(
+                Problem(
+                    "reordered",
+                    b["seq"],
+                    line_b.number,
+                    (
+                        f"entry #{b['seq']} (line {line_b.number}) comes after "
+                        f"entry #{a['seq']} (line {line_a.number}): entries were reordered"
+                    ),
+                )
+            )
     top = max(by_seq, default=0)
     missing = [s for s in range(1, top + 1) if s not in by_seq]
     for run in _runs(missing):
@@ -393,11 +446,15 @@ def verify_chain(
         line, entry = by_seq[seq]
         want = GENESIS if seq == 1 else (by_seq[seq - 1][1]["hash"] if seq - 1 in by_seq else None)
         if want is not None and entry.get("prev") != want:
-            problems.append(Problem(
-                "edited", seq - 1 if seq > 1 else seq, line.number,
-                f"entry #{seq} (line {line.number}) does not follow entry #{seq - 1}: "
-                + ("the entry before it was edited and re-hashed" if seq > 1 else "the first entry was replaced"),
-            ))
+            problems.append(
+                Problem(
+                    "edited",
+                    seq - 1 if seq > 1 else seq,
+                    line.number,
+                    f"entry #{seq} (line {line.number}) does not follow entry #{seq - 1}: "
+                    + ("the entry before it was edited and re-hashed" if seq > 1 else "the first entry was replaced"),
+                )
+            )
     # the anchors: the head file (read first) and the model files
     head_seq = head.get("seq") if head else None
     if head is not None:
@@ -406,13 +463,39 @@ def verify_chain(
             head_seq = None
         elif head_seq > top:
             what = f"entry #{head_seq}" if head_seq == top + 1 else f"entries #{top + 1}-#{head_seq}"
-            problems.append(Problem("truncated", top + 1, None, f"the log was truncated: {what} missing from its end (the head names #{head_seq})"))
+            problems.append(
+                Problem(
+                    "truncated",
+                    top + 1,
+                    None,
+                    f"the log was truncated: {what} missing from its end (the head names #{head_seq})",
+                )
+            )
         elif head_seq in by_seq and by_seq[head_seq][1]["hash"] != head["hash"]:
-            problems.append(Problem("edited", head_seq, by_seq[head_seq][0].number, f"entry #{head_seq} is not the entry the head names (replaced)"))
+            problems.append(
+                Problem(
+                    "edited",
+                    head_seq,
+                    by_seq[head_seq][0].number,
+                    f"entry #{head_seq} is not the entry the head names (replaced)",
+                )
+            )
         elif head_seq < top:
-            notes.append(Problem("pending", head_seq + 1, None, f"entries #{head_seq + 1}-#{top} are past the head: a change in progress, or one that was interrupted (the next registry write settles it)"))
+            notes.append(
+                Problem(
+                    "pending",
+                    head_seq + 1,
+                    None,
+                    (
+                        f"entries #{head_seq + 1}-#{top} are past the head: a change in progress, "
+                        "or one that was interrupted (the next registry write settles it)"
+                    ),
+                )
+            )
     elif top:
-        problems.append(Problem("truncated", None, None, f"{head_path.name} is missing while the log has {top} entries"))
+        problems.append(
+            Problem("truncated", None, None, f"{head_path.name} is missing while the log has {top} entries")
+        )
     void = {e.get("of") for _, e in entries if e.get("event") == "interrupted"}  # changes that never landed
     for name, (shown, doc) in sorted(model_docs.items()):
         if doc is None:
@@ -429,20 +512,40 @@ def verify_chain(
             continue
         entry = by_seq[seq][1]
         if entry["hash"] != anchor.get("hash"):
-            problems.append(Problem("edited", seq, by_seq[seq][0].number, f"entry #{seq} is not the entry {shown} names (replaced)"))
+            problems.append(
+                Problem("edited", seq, by_seq[seq][0].number, f"entry #{seq} is not the entry {shown} names (replaced)")
+            )
             continue
         if entry.get("state") != state_hash(doc) or anchor.get("state") != entry.get("state"):
-            problems.append(Problem("model_file", seq, None, f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded"))
-        later = [e for s, (_, e) in by_seq.items() if s > seq and e.get("model") == name and e.get("state") and s not in void]
+            problems.append(
+                Problem(
+                    "model_file",
+                    seq,
+                    None,
+                    f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded",
+                )
+            )
+        later = [
+            e for s, (_, e) in by_seq.items() if s > seq and e.get("model") == name and e.get("state") and s not in void
+        ]
         landed = [e for e in later if head_seq is None or e["seq"] <= head_seq]
         if landed:
-            problems.append(Problem("model_file", landed[0]["seq"], None, f"{shown} is older than audit entry #{landed[0]['seq']} (an older copy of the file put back?)"))
+            problems.append(
+                Problem(
+                    "model_file",
+                    landed[0]["seq"],
+                    None,
+                    f"{shown} is older than audit entry #{landed[0]['seq']} (an older copy of the file put back?)",
+                )
+            )
     gone = changed_models((e for _, e in entries), head_seq if head_seq is not None else top)
     for name, seqs in sorted(gone.items()):
         if name not in model_docs:
             what = f"entry #{seqs[0]}" if len(seqs) == 1 else f"entries #{seqs[0]}-#{seqs[-1]}"
             shown = f"{log.parent.parent.name}/{log.parent.name}/models/{name}.json"
-            problems.append(Problem("deleted", seqs[-1], None, f"{shown} was deleted: audit {what} wrote it, and it is gone"))
+            problems.append(
+                Problem("deleted", seqs[-1], None, f"{shown} was deleted: audit {what} wrote it, and it is gone")
+            )
     return VerifyReport(len(entries), head_seq, tuple(problems), tuple(notes), len(model_docs))
 
 
@@ -456,7 +559,9 @@ def _runs(numbers: list[int]) -> list[list[int]]:
     return out
 
 
-def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+def settle(
+    log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict[str, Any] | None]]
+) -> list[dict[str, Any]]:
     """Before a change (the caller holds the lock): make sure the log and its head agree.
 
     - a torn last line (a crash mid-append) is cut;
@@ -487,8 +592,11 @@ def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict
     if head_seq == seq and head_hash == digest:
         return []
     if head_seq >= seq:
-        raise _tampered(f"the audit log ends at entry #{seq} but its head names entry #{head_seq}" if head_seq > seq
-                        else f"the last audit entry #{seq} is not the one its head names")
+        raise _tampered(
+            f"the audit log ends at entry #{seq} but its head names entry #{head_seq}"
+            if head_seq > seq
+            else f"the last audit entry #{seq} is not the one its head names"
+        )
     entries = read_entries(log)
     anchor = next((e for e in entries if e.get("seq") == head_seq), None) if head_seq else {"hash": head_hash}
     if anchor is None or anchor.get("hash") != head_hash:
@@ -503,16 +611,27 @@ def settle(log: Path, head_path: Path, load_docs: Callable[[], Mapping[str, dict
             continue  # an event that changed no model file landed with its append
         doc = docs.get(model)
         if doc is None or (doc.get("audit") or {}).get("state") != state:
-            added.append(appender.append("interrupted", {
-                "model": model, "of": entry["seq"],
-                "note": f"entry #{entry['seq']} ({entry.get('event')}) never reached the model file (interrupted): it did not happen",
-            }))
+            added.append(
+                appender.append(
+                    "interrupted",
+                    {
+                        "model": model,
+                        "of": entry["seq"],
+                        "note": (
+                            f"entry #{entry['seq']} ({entry.get('event')}) never reached the model file (interrupted): "
+                            "it did not happen"
+                        ),
+                    },
+                )
+            )
     write_head(head_path, appender.seq, appender.last)
     return added
 
 
 def _tampered(message: str, *, log: bool = True) -> RegistryTampered:
     return RegistryTampered(
-        f"registry audit log: {message}; refusing to write to it" if log else f"{message}; refusing to change the registry",
+        f"registry audit log: {message}; refusing to write to it"
+        if log
+        else f"{message}; refusing to change the registry",
         hint="run 'mlops audit verify'; restore .mlops/registry/ from git (git log -p .mlops/registry/)",
     )

@@ -32,14 +32,28 @@ def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
 def render_card(mv: ModelVersion, events: list[dict[str, Any]] | None = None) -> str:
     lineage = lineage_doc(mv)
     lines = [f"# Model card: {mv.ref()}", ""]
-    lines += ["## Purpose", "", mv.description or "_No description was given at registration (`mlops register --description`)._", ""]
+    lines += [
+        "## Purpose",
+        "",
+        mv.description or "_No description was given at registration (`mlops register --description`)._",
+        "",
+    ]
     lines += ["## Facts", ""]
-    lines += _table(["", ""], [
-        ["model", mv.name], ["version", mv.version], ["stage", mv.stage], ["aliases", ", ".join(mv.aliases) or "-"],
-        ["flavor", mv.flavor], ["artifact", f"`{mv.filename}` ({mv.kind}, {mv.size} bytes)"],
-        ["artifact hash (xxh3-128)", f"`{mv.artifact}`"], ["sha256", f"`{mv.sha256}`" if mv.sha256 else "-"],
-        ["registered by", mv.registered_by], ["registered at", mv.registered_at],
-    ])
+    lines += _table(
+        ["", ""],
+        [
+            ["model", mv.name],
+            ["version", mv.version],
+            ["stage", mv.stage],
+            ["aliases", ", ".join(mv.aliases) or "-"],
+            ["flavor", mv.flavor],
+            ["artifact", f"`{mv.filename}` ({mv.kind}, {mv.size} bytes)"],
+            ["artifact hash (xxh3-128)", f"`{mv.artifact}`"],
+            ["sha256", f"`{mv.sha256}`" if mv.sha256 else "-"],
+            ["registered by", mv.registered_by],
+            ["registered at", mv.registered_at],
+        ],
+    )
     lines += ["", "## Metrics", ""]
     if mv.metrics:
         lines += _table(["metric", "value"], [[k, v] for k, v in sorted(mv.metrics.items())])
@@ -47,7 +61,13 @@ def render_card(mv: ModelVersion, events: list[dict[str, Any]] | None = None) ->
         lines.append("_No metrics: the version was registered without a run._")
     lines += ["", "## Data", ""]
     if mv.data:
-        lines += _table(["path", "kind", "hash", "from"], [[f"`{d['path']}`", d.get("kind"), f"`{d['hash']}`", d.get("stage") or d.get("source") or "-"] for d in mv.data])
+        lines += _table(
+            ["path", "kind", "hash", "from"],
+            [
+                [f"`{d['path']}`", d.get("kind"), f"`{d['hash']}`", d.get("stage") or d.get("source") or "-"]
+                for d in mv.data
+            ],
+        )
     else:
         lines.append("_No data snapshots recorded._")
     lines += ["", "## Signature", ""]
@@ -62,12 +82,22 @@ def render_card(mv: ModelVersion, events: list[dict[str, Any]] | None = None) ->
     lines += ["", "## Lineage", ""]
     run = lineage.get("run")
     if run:
-        lines.append(f"- run `{run.get('id')}`" + (f" ({run.get('name')})" if run.get("name") else "") + f", status {run.get('status') or '-'}")
-        lines.append(f"- git commit `{mv.git_commit or '-'}`" + (" (uncommitted changes at run time)" if run.get("git_dirty") else ""))
+        lines.append(
+            f"- run `{run.get('id')}`"
+            + (f" ({run.get('name')})" if run.get("name") else "")
+            + f", status {run.get('status') or '-'}"
+        )
+        lines.append(
+            f"- git commit `{mv.git_commit or '-'}`"
+            + (" (uncommitted changes at run time)" if run.get("git_dirty") else "")
+        )
         for stage in lineage.get("stages") or []:
             data = [d for d in stage.get("deps") or [] if d.get("data")]
             made = " (made the artifact)" if stage.get("made_artifact") else ""
-            lines.append(f"- stage `{stage['stage']}`{made}" + (": data " + ", ".join(f"`{d['path']}` `{d['hash'][:12]}`" for d in data) if data else ""))
+            lines.append(
+                f"- stage `{stage['stage']}`{made}"
+                + (": data " + ", ".join(f"`{d['path']}` `{d['hash'][:12]}`" for d in data) if data else "")
+            )
         if mv.params:
             lines += ["", "Parameters:", ""]
             lines += _table(["param", "value"], [[k, v] for k, v in sorted(mv.params.items())])
@@ -75,26 +105,51 @@ def render_card(mv: ModelVersion, events: list[dict[str, Any]] | None = None) ->
         lines.append("_Registered without a run (`mlops register --run RUN` links one)._")
     lines += ["", "## Approvals", ""]
     if mv.approvals:
-        lines += _table(["stage", "by", "when", "comment"], [[a.get("stage"), a.get("by"), a.get("at"), a.get("comment") or ""] for a in mv.approvals])
+        lines += _table(
+            ["stage", "by", "when", "comment"],
+            [[a.get("stage"), a.get("by"), a.get("at"), a.get("comment") or ""] for a in mv.approvals],
+        )
     else:
         lines.append("_None._")
     lines += ["", "## Stage history", ""]
     if mv.stage_history:
-        lines += _table(["when", "from", "to", "by", "why", "forced"], [
-            [h.get("at"), h.get("from"), h.get("stage"), h.get("by"), h.get("reason") or "", "yes" if h.get("forced") else ""] for h in mv.stage_history
-        ])
+        lines += _table(
+            ["when", "from", "to", "by", "why", "forced"],
+            [
+                [
+                    h.get("at"),
+                    h.get("from"),
+                    h.get("stage"),
+                    h.get("by"),
+                    h.get("reason") or "",
+                    "yes" if h.get("forced") else "",
+                ]
+                for h in mv.stage_history
+            ],
+        )
     else:
         lines.append("_Never promoted._")
     lines += ["", "## Drift checks", ""]
     if mv.drift_checks:
-        lines += _table(["when", "verdict", "by"], [[c.get("at"), "drift" if c.get("drifted") else "no drift", c.get("by")] for c in mv.drift_checks])
+        lines += _table(
+            ["when", "verdict", "by"],
+            [[c.get("at"), "drift" if c.get("drifted") else "no drift", c.get("by")] for c in mv.drift_checks],
+        )
     else:
         lines.append("_None recorded._")
     refused = [e for e in events or [] if e.get("event") == "promotion_refused"]
     if refused:
         lines += ["", "## Refused promotions", ""]
-        lines += _table(["when", "to", "failed rules"], [
-            [e.get("time"), e.get("to_stage"), "; ".join(f"{c.get('rule')} (seen {_cell(c.get('seen'))})" for c in e.get("failed") or [])] for e in refused
-        ])
+        lines += _table(
+            ["when", "to", "failed rules"],
+            [
+                [
+                    e.get("time"),
+                    e.get("to_stage"),
+                    "; ".join(f"{c.get('rule')} (seen {_cell(c.get('seen'))})" for c in e.get("failed") or []),
+                ]
+                for e in refused
+            ],
+        )
     lines += ["", "_Generated by `mlops card` from the registry (audit-logged in `.mlops/registry/audit.jsonl`)._", ""]
     return "\n".join(lines)

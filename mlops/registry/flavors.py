@@ -25,8 +25,8 @@ load. scikit-learn, numpy and joblib are imported only here, lazily.
 
 from __future__ import annotations
 
-import bz2
 import builtins
+import bz2
 import hashlib
 import importlib
 import io
@@ -47,7 +47,9 @@ SAMPLE_ROWS = 5
 MAX_SCAN = 64 << 20  # opcodes are read from at most this many bytes
 JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 
-_STRING_OPS = frozenset({"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"})
+_STRING_OPS = frozenset(
+    {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
+)
 _MARK, _OTHER = object(), object()
 
 
@@ -125,8 +127,14 @@ def pickle_modules(data: bytes) -> set[str] | None:
 
 # joblib.dump(compress=...) writes a plain compressed stream of the pickle: recognised by magic
 _COMPRESSED = (
-    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x5d\x00\x00", "lzma"),
-    (b"\x78\x01", "zlib"), (b"\x78\x5e", "zlib"), (b"\x78\x9c", "zlib"), (b"\x78\xda", "zlib"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"\x78\x01", "zlib"),
+    (b"\x78\x5e", "zlib"),
+    (b"\x78\x9c", "zlib"),
+    (b"\x78\xda", "zlib"),
 )
 
 
@@ -201,7 +209,9 @@ def verified_bytes(path: Path, *, digest: str, sha256: str | None, what: str) ->
         data = path.read_bytes()
     except FileNotFoundError:
         raise MissingObjectError(
-            f"{what}: its artifact {digest} is not in the cache", hint="run 'mlops pull' (or 'mlops fetch')", object=digest
+            f"{what}: its artifact {digest} is not in the cache",
+            hint="run 'mlops pull' (or 'mlops fetch')",
+            object=digest,
         ) from None
     if hash_bytes(data) != digest or (sha256 is not None and hashlib.sha256(data).hexdigest() != sha256):
         raise CorruptObjectError(
@@ -220,16 +230,19 @@ def load_object(data: bytes, what: str) -> Any:
             try:
                 import joblib
             except ModuleNotFoundError:
-                raise UsageError(f"{what}: a joblib file; loading it needs the Python module 'joblib'", hint="pip install joblib") from None
+                raise UsageError(
+                    f"{what}: a joblib file; loading it needs the Python module 'joblib'", hint="pip install joblib"
+                ) from None
             return joblib.load(io.BytesIO(data))
         return pickle.loads(data)  # noqa: S301 - the bytes were just checked against the registry
     except UsageError:
         raise
     except ModuleNotFoundError as exc:
-        raise UsageError(f"{what}: loading it needs the Python module '{exc.name}'", hint=f"pip install {exc.name}") from None
+        raise UsageError(
+            f"{what}: loading it needs the Python module '{exc.name}'", hint=f"pip install {exc.name}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - a pickle that does not load is bad input, named
         raise UsageError(f"{what}: could not unpickle the artifact: {type(exc).__name__}: {exc}") from None
-
 
 
 # --- the restricted loader -------------------------------------------------------------------------
@@ -243,18 +256,40 @@ class UnsafePickle(Exception):
         self.module, self.name = module, name
 
 
-SAFE_BUILTINS = frozenset({
-    "object", "bool", "int", "float", "complex", "str", "bytes", "bytearray", "tuple", "list", "dict", "set", "frozenset",
-    "slice", "range",
-})
-SAFE_FUNCTIONS = frozenset({
-    ("copyreg", "_reconstructor"), ("_codecs", "encode"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
-    ("numpy.random._pickle", "__bit_generator_ctor"), ("numpy.random._pickle", "__generator_ctor"),
-    ("numpy.random._pickle", "__randomstate_ctor"),
-})
+SAFE_BUILTINS = frozenset(
+    {
+        "object",
+        "bool",
+        "int",
+        "float",
+        "complex",
+        "str",
+        "bytes",
+        "bytearray",
+        "tuple",
+        "list",
+        "dict",
+        "set",
+        "frozenset",
+        "slice",
+        "range",
+    }
+)
+SAFE_FUNCTIONS = frozenset(
+    {
+        ("copyreg", "_reconstructor"),
+        ("_codecs", "encode"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy.random._pickle", "__bit_generator_ctor"),
+        ("numpy.random._pickle", "__generator_ctor"),
+        ("numpy.random._pickle", "__randomstate_ctor"),
+    }
+)
 
 
 def _allowed(module: str, name: str) -> Any:
@@ -289,7 +324,11 @@ def _allowed(module: str, name: str) -> Any:
     if root == "sklearn":
         if isinstance(obj, type) and defined.startswith("sklearn."):
             return obj
-        if callable(obj) and (name == "newObj" or name.startswith("__pyx_unpickle_")) and defined.startswith("sklearn."):
+        if (
+            callable(obj)
+            and (name == "newObj" or name.startswith("__pyx_unpickle_"))
+            and defined.startswith("sklearn.")
+        ):
             return obj
     elif root == "numpy":
         import numpy as np
@@ -345,13 +384,17 @@ def safe_load(data: bytes, what: str) -> Any:
                 return _joblib_safe_load(_plain(data))
             except ModuleNotFoundError as exc:
                 if exc.name == "joblib":
-                    raise UsageError(f"{what}: a joblib file; reading it needs the Python module 'joblib'", hint="pip install joblib") from None
+                    raise UsageError(
+                        f"{what}: a joblib file; reading it needs the Python module 'joblib'", hint="pip install joblib"
+                    ) from None
                 raise
         return _RestrictedUnpickler(io.BytesIO(data)).load()
     except (UnsafePickle, UsageError):
         raise
     except ModuleNotFoundError as exc:
-        raise UsageError(f"{what}: loading it needs the Python module '{exc.name}'", hint=f"pip install {exc.name}") from None
+        raise UsageError(
+            f"{what}: loading it needs the Python module '{exc.name}'", hint=f"pip install {exc.name}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - a pickle that does not load is bad input, named
         raise UsageError(f"{what}: could not unpickle the artifact: {type(exc).__name__}: {exc}") from None
 
@@ -369,7 +412,9 @@ def read_frame(path: Path, name: str, columns: Sequence[str] | None = None, rows
             frame = pd.read_parquet(path, columns=list(columns) if columns else None)
             return frame.head(rows) if rows else frame
         if suffix in (".csv", ".tsv", ".txt"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", nrows=rows, usecols=list(columns) if columns else None)
+            return pd.read_csv(
+                path, sep="\t" if suffix == ".tsv" else ",", nrows=rows, usecols=list(columns) if columns else None
+            )
     except (ValueError, OSError) as exc:
         raise UsageError(f"{name}: cannot read it as a table: {exc}") from None
     raise UsageError(f"{name}: not a table mlops can read", hint="a .csv, .tsv or .parquet file")
@@ -427,7 +472,9 @@ def sklearn_signature(model: Any, tables: Sequence[tuple[str, Path]]) -> tuple[d
             outputs = [{"name": "prediction", "dtype": "unknown"}]
     else:
         classes = getattr(model, "classes_", None)
-        outputs = [{"name": "prediction", "dtype": str(np.asarray(classes).dtype) if classes is not None else "unknown"}]
+        outputs = [
+            {"name": "prediction", "dtype": str(np.asarray(classes).dtype) if classes is not None else "unknown"}
+        ]
         if not tables:
             warnings.append("no training data known (no --run with data, no --signature-from): input dtypes unknown")
     signature = {"inputs": inputs, "outputs": outputs}

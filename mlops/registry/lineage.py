@@ -98,7 +98,10 @@ def link_run(repo: Repo, ref: str, *, artifact_rel: str | None, artifact_hash: s
                     raise UsageError(
                         f"{artifact_rel} is not what run {run_id} produced (stage '{name}' wrote {out['hash'][:12]}, "
                         f"the file now holds {artifact_hash[:12]})",
-                        hint="register the run that made this file, or restore its output ('mlops checkout', 'mlops run')",
+                        hint=(
+                            "register the run that made this file, "
+                            "or restore its output ('mlops checkout', 'mlops run')"
+                        ),
                     )
     stages: list[dict[str, Any]] = []
     data: list[dict[str, Any]] = []
@@ -112,13 +115,15 @@ def link_run(repo: Repo, ref: str, *, artifact_rel: str | None, artifact_hash: s
             seen.add(name)
             record = records[name]
             deps = [d for d in record.get("deps") or [] if d.get("path")]
-            stages.append({
-                "stage": name,
-                "status": record.get("status"),
-                "deps": [_snap(d, data=is_data(d)) for d in deps if d.get("hash")],
-                "outs": [_snap(o) for o in record.get("outs") or [] if o.get("path") and o.get("hash")],
-                "params": stage_params.get(name, {}),
-            })
+            stages.append(
+                {
+                    "stage": name,
+                    "status": record.get("status"),
+                    "deps": [_snap(d, data=is_data(d)) for d in deps if d.get("hash")],
+                    "outs": [_snap(o) for o in record.get("outs") or [] if o.get("path") and o.get("hash")],
+                    "params": stage_params.get(name, {}),
+                }
+            )
             for dep in deps:
                 upstream = produced_by.get(_norm(str(dep["path"])))
                 if upstream and upstream != name:
@@ -134,8 +139,12 @@ def link_run(repo: Repo, ref: str, *, artifact_rel: str | None, artifact_hash: s
         data = _pointer_data(repo, run.info.get("git_commit"), warnings)
     lineage = {
         "run": {
-            "id": run_id, "name": run.name, "status": run.status, "source": run.info.get("source"),
-            "started": run.info.get("start_time"), "git_dirty": run.info.get("git_dirty"),
+            "id": run_id,
+            "name": run.name,
+            "status": run.status,
+            "source": run.info.get("source"),
+            "started": run.info.get("start_time"),
+            "git_dirty": run.info.get("git_dirty"),
         },
         "stage": producer,
         "stages": stages,
@@ -188,7 +197,10 @@ def data_from_paths(repo: Repo, paths: list[str]) -> list[dict[str, Any]]:
             locked = lock_outs[rel]
             out.append({"path": rel, "hash": locked.hash, "kind": locked.kind, "source": "pipeline.lock"})
         else:
-            raise UsageError(f"{given}: not tracked data (no {rel}.mlops, not a pipeline output)", hint=f"track it first: mlops add {given}")
+            raise UsageError(
+                f"{given}: not tracked data (no {rel}.mlops, not a pipeline output)",
+                hint=f"track it first: mlops add {given}",
+            )
     return out
 
 
@@ -202,9 +214,17 @@ def lineage_doc(mv: Any) -> dict[str, Any]:
         stages.append({**stage, "made_artifact": stage.get("stage") == info.get("stage")})
     return {
         "model": {
-            "ref": mv.ref(), "name": mv.name, "version": mv.version, "stage": mv.stage, "aliases": list(mv.aliases),
-            "artifact": mv.artifact, "kind": mv.kind, "filename": mv.filename, "flavor": mv.flavor,
-            "registered_by": mv.registered_by, "registered_at": mv.registered_at,
+            "ref": mv.ref(),
+            "name": mv.name,
+            "version": mv.version,
+            "stage": mv.stage,
+            "aliases": list(mv.aliases),
+            "artifact": mv.artifact,
+            "kind": mv.kind,
+            "filename": mv.filename,
+            "flavor": mv.flavor,
+            "registered_by": mv.registered_by,
+            "registered_at": mv.registered_at,
         },
         "run": run,
         "params": dict(mv.params),

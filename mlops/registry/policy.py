@@ -39,7 +39,12 @@ POLICY_FILE = "policy.yaml"
 POLICY_FORMAT = 1
 STAGE_KEYS = ("metrics", "was_in", "no_failed_drift_check", "approvals")
 OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 METRIC_RULE = re.compile(r"\s*(?:metrics\.)?([A-Za-z0-9_][\w.\-/]*?)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
 
@@ -103,8 +108,11 @@ def load_policy(dot: Path) -> Policy:
     except FileNotFoundError:
         return Policy(None)
     except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a folder, not a policy file", file=shown,
-                          hint="remove it, or replace it with a policy file (see docs/registry.md, 'Policy gates')") from None
+        raise ConfigError(
+            f"{shown}: is a folder, not a policy file",
+            file=shown,
+            hint="remove it, or replace it with a policy file (see docs/registry.md, 'Policy gates')",
+        ) from None
     except UnicodeDecodeError:
         raise FormatError(f"{shown}: not a text file (not UTF-8)", file=shown) from None
     except OSError as exc:
@@ -162,14 +170,24 @@ def parse_policy(text: str, source: str) -> Policy:
             where = at(*path, "metrics", index)
             match = METRIC_RULE.fullmatch(str(rule)) if isinstance(rule, str) else None
             if not match:
-                raise fail(where, f"not a metric rule: {rule!r} (write 'metrics.KEY OP NUMBER', OP one of {' '.join(OPS)})")
+                raise fail(
+                    where, f"not a metric rule: {rule!r} (write 'metrics.KEY OP NUMBER', OP one of {' '.join(OPS)})"
+                )
             try:
                 threshold = float(match.group(3))
             except ValueError:
                 raise fail(where, f"not a number: {match.group(3)!r} in {rule!r}") from None
             if math.isnan(threshold):
                 raise fail(where, f"a threshold cannot be NaN: {rule!r}")
-            parsed.append(MetricRule(match.group(1), match.group(2), threshold, f"metrics.{match.group(1)} {match.group(2)} {match.group(3)}", where))
+            parsed.append(
+                MetricRule(
+                    match.group(1),
+                    match.group(2),
+                    threshold,
+                    f"metrics.{match.group(1)} {match.group(2)} {match.group(3)}",
+                    where,
+                )
+            )
         was_in = doc.get("was_in") or []
         if isinstance(was_in, str):
             was_in = [was_in]
@@ -177,11 +195,15 @@ def parse_policy(text: str, source: str) -> Policy:
             raise fail(at(*path, "was_in"), "'was_in' must be a stage name or a list of them")
         for index, name in enumerate(was_in):
             if name not in SINGLE_STAGES and name != "archived":
-                raise fail(at(*path, "was_in", index) if isinstance(doc.get("was_in"), list) else at(*path, "was_in"),
-                           f"'was_in': unknown stage '{name}' (staging, production, archived)")
+                raise fail(
+                    at(*path, "was_in", index) if isinstance(doc.get("was_in"), list) else at(*path, "was_in"),
+                    f"'was_in': unknown stage '{name}' (staging, production, archived)",
+                )
         drift = doc.get("no_failed_drift_check", False)
         if not isinstance(drift, bool):
-            raise fail(at(*path, "no_failed_drift_check"), f"'no_failed_drift_check' must be true or false, found {drift!r}")
+            raise fail(
+                at(*path, "no_failed_drift_check"), f"'no_failed_drift_check' must be true or false, found {drift!r}"
+            )
         approvals = doc.get("approvals", 0)
         if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 0:
             raise fail(at(*path, "approvals"), f"'approvals' must be a whole number >= 0, found {approvals!r}")
@@ -213,7 +235,11 @@ def evaluate(rules: StageRules, record: Mapping[str, Any]) -> list[RuleResult]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             seen = "missing" if value is None else value
             known = ", ".join(sorted(metrics)[:8]) or "none"
-            out.append(RuleResult(rule.text, False, seen, f"the version has no number for metrics.{rule.key} (metrics: {known})"))
+            out.append(
+                RuleResult(
+                    rule.text, False, seen, f"the version has no number for metrics.{rule.key} (metrics: {known})"
+                )
+            )
             continue
         ok = not (isinstance(value, float) and math.isnan(value)) and OPS[rule.op](float(value), rule.threshold)
         out.append(RuleResult(rule.text, ok, value))
@@ -224,17 +250,25 @@ def evaluate(rules: StageRules, record: Mapping[str, Any]) -> list[RuleResult]:
         out.append(RuleResult(f"was in {stage}", been, seen))
     if rules.no_failed_drift_check:
         failed = [c for c in record.get("drift_checks") or [] if c.get("drifted")]
-        seen = f"{len(failed)} failed of {len(record.get('drift_checks') or [])} check(s)" + (f", last at {failed[-1].get('at')}" if failed else "")
+        seen = f"{len(failed)} failed of {len(record.get('drift_checks') or [])} check(s)" + (
+            f", last at {failed[-1].get('at')}" if failed else ""
+        )
         out.append(RuleResult("no failed drift check", not failed, seen))
     if rules.approvals:
         people = distinct_approvers(record, rules.stage)
-        out.append(RuleResult(
-            f"approvals >= {rules.approvals} (distinct people)", len(people) >= rules.approvals,
-            len(people), ("by " + ", ".join(people)) if people else "none yet",
-        ))
+        out.append(
+            RuleResult(
+                f"approvals >= {rules.approvals} (distinct people)",
+                len(people) >= rules.approvals,
+                len(people),
+                ("by " + ", ".join(people)) if people else "none yet",
+            )
+        )
     return out
 
 
 def distinct_approvers(record: Mapping[str, Any], stage: str) -> list[str]:
     """Who approved the version for ``stage``, each person once, in order of first approval."""
-    return list(dict.fromkeys(a.get("by") for a in record.get("approvals") or [] if a.get("stage") == stage and a.get("by")))
+    return list(
+        dict.fromkeys(a.get("by") for a in record.get("approvals") or [] if a.get("stage") == stage and a.get("by"))
+    )

@@ -1,10 +1,10 @@
 """Model references: how a model version is named everywhere (CLI, serve, drift, load_model).
 
-    churn            the latest version
-    churn:3          version 3
-    churn@production the version in a stage (staging, production; archived only if one)
-    churn@champion   the version an alias points at
-    churn@latest     the latest version
+churn            the latest version
+churn:3          version 3
+churn@production the version in a stage (staging, production; archived only if one)
+churn@champion   the version an alias points at
+churn@latest     the latest version
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def check_name(name: str) -> str:
 
 def check_alias(alias: str) -> str:
     if not isinstance(alias, str) or not ALIAS.fullmatch(alias):
-        raise UsageError(f"not a valid alias: {alias!r}", hint="a letter, then letters, digits, '_' or '-' (at most 64)")
+        raise UsageError(
+            f"not a valid alias: {alias!r}", hint="a letter, then letters, digits, '_' or '-' (at most 64)"
+        )
     if alias.lower() in RESERVED_ALIASES:
         raise UsageError(f"'{alias}' is reserved (a stage name or 'latest'); choose another alias")
     return alias
@@ -85,7 +87,9 @@ def parse_ref(text: str) -> Ref:
         name, _, label = text.partition("@")
         check_name(name)
         if not label or not (label in STAGES or label == LATEST or ALIAS.fullmatch(label)):
-            raise UsageError(f"not a model reference: {text!r}", hint="after '@' comes a stage (staging, production) or an alias")
+            raise UsageError(
+                f"not a model reference: {text!r}", hint="after '@' comes a stage (staging, production) or an alias"
+            )
         if label == LATEST:
             return Ref(name)
         return Ref(name, label=label)

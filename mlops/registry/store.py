@@ -119,13 +119,32 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "version": self.version, "ref": self.ref(), "stage": self.stage, "aliases": list(self.aliases),
-            "artifact": self.artifact, "kind": self.kind, "size": self.size, "files": self.files, "filename": self.filename,
-            "sha256": self.sha256, "source": self.source, "flavor": self.flavor, "signature": self.signature,
-            "run_id": self.run_id, "metrics": self.metrics, "params": self.params, "git_commit": self.git_commit,
-            "data": list(self.data), "lineage": self.lineage, "registered_by": self.registered_by,
-            "registered_at": self.registered_at, "description": self.description,
-            "stage_history": list(self.stage_history), "approvals": list(self.approvals), "drift_checks": list(self.drift_checks),
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref(),
+            "stage": self.stage,
+            "aliases": list(self.aliases),
+            "artifact": self.artifact,
+            "kind": self.kind,
+            "size": self.size,
+            "files": self.files,
+            "filename": self.filename,
+            "sha256": self.sha256,
+            "source": self.source,
+            "flavor": self.flavor,
+            "signature": self.signature,
+            "run_id": self.run_id,
+            "metrics": self.metrics,
+            "params": self.params,
+            "git_commit": self.git_commit,
+            "data": list(self.data),
+            "lineage": self.lineage,
+            "registered_by": self.registered_by,
+            "registered_at": self.registered_at,
+            "description": self.description,
+            "stage_history": list(self.stage_history),
+            "approvals": list(self.approvals),
+            "drift_checks": list(self.drift_checks),
         }
 
 
@@ -134,15 +153,30 @@ def version_view(doc: Mapping[str, Any], record: Mapping[str, Any]) -> ModelVers
     aliases = tuple(sorted(a for a, v in (doc.get("aliases") or {}).items() if v == number))
     art = record.get("artifact") or {}
     return ModelVersion(
-        name=doc["name"], version=number, stage=record.get("stage", NONE), aliases=aliases,
-        artifact=art.get("hash", ""), kind=art.get("kind", "file"), size=int(art.get("size") or 0),
-        filename=art.get("filename", ""), flavor=record.get("flavor", "file"), signature=record.get("signature"),
-        run_id=record.get("run_id"), metrics=dict(record.get("metrics") or {}), params=dict(record.get("params") or {}),
-        git_commit=record.get("git_commit"), data=tuple(dict(d) for d in record.get("data") or ()),
-        registered_by=record.get("registered_by", ""), registered_at=record.get("registered_at", ""),
-        description=record.get("description", ""), sha256=art.get("sha256"), files=int(art.get("files") or 1),
-        source=art.get("source", ""), lineage=dict(record.get("lineage") or {}),
-        stage_history=tuple(record.get("stage_history") or ()), approvals=tuple(record.get("approvals") or ()),
+        name=doc["name"],
+        version=number,
+        stage=record.get("stage", NONE),
+        aliases=aliases,
+        artifact=art.get("hash", ""),
+        kind=art.get("kind", "file"),
+        size=int(art.get("size") or 0),
+        filename=art.get("filename", ""),
+        flavor=record.get("flavor", "file"),
+        signature=record.get("signature"),
+        run_id=record.get("run_id"),
+        metrics=dict(record.get("metrics") or {}),
+        params=dict(record.get("params") or {}),
+        git_commit=record.get("git_commit"),
+        data=tuple(dict(d) for d in record.get("data") or ()),
+        registered_by=record.get("registered_by", ""),
+        registered_at=record.get("registered_at", ""),
+        description=record.get("description", ""),
+        sha256=art.get("sha256"),
+        files=int(art.get("files") or 1),
+        source=art.get("source", ""),
+        lineage=dict(record.get("lineage") or {}),
+        stage_history=tuple(record.get("stage_history") or ()),
+        approvals=tuple(record.get("approvals") or ()),
         drift_checks=tuple(record.get("drift_checks") or ()),
     )
 
@@ -155,8 +189,11 @@ def parse_model(text: str | bytes, source: str) -> dict[str, Any]:
         doc = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f"{source}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else source
-        raise FormatError(f"{where}: not valid JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else exc}", file=source,
-                          hint="restore it with 'git checkout -- FILE'") from None
+        raise FormatError(
+            f"{where}: not valid JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else exc}",
+            file=source,
+            hint="restore it with 'git checkout -- FILE'",
+        ) from None
     if not isinstance(doc, dict):
         raise FormatError(f"{source}: expected a JSON object for a model", file=source)
     version = doc.get("format", 1)
@@ -164,10 +201,18 @@ def parse_model(text: str | bytes, source: str) -> dict[str, Any]:
         raise NewerFormatError(f"{source}: written by a newer mlops (model format {version})", hint="upgrade mlops")
     for key, types in (("name", str), ("next_version", int), ("versions", list)):
         if not isinstance(doc.get(key), types):
-            raise FormatError(f"{source}: field '{key}' missing or not a {types.__name__}", file=source, field=key,
-                              hint="restore it with 'git checkout -- FILE'")
+            raise FormatError(
+                f"{source}: field '{key}' missing or not a {types.__name__}",
+                file=source,
+                field=key,
+                hint="restore it with 'git checkout -- FILE'",
+            )
     for index, record in enumerate(doc["versions"]):
-        if not isinstance(record, dict) or not isinstance(record.get("version"), int) or not isinstance(record.get("artifact"), dict):
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("version"), int)
+            or not isinstance(record.get("artifact"), dict)
+        ):
             raise FormatError(f"{source}: versions[{index}] is not a version record", file=source)
     doc.setdefault("aliases", {})
     doc.setdefault("production_history", [])
@@ -198,7 +243,8 @@ def require_model(repo: Repo, name: str) -> dict[str, Any]:
         raise UnknownModelError(
             f"no model '{name}' in the registry",
             hint=("models: " + ", ".join(names)) if names else "register one: mlops register NAME PATH",
-            model=name, known=names,
+            model=name,
+            known=names,
         )
     return doc
 
@@ -211,7 +257,9 @@ def find_record(doc: Mapping[str, Any], version: int) -> dict[str, Any]:
     raise UnknownModelError(
         f"model '{doc['name']}' has no version {version}",
         hint=f"versions: {_ranges(numbers)}" if numbers else "it has no versions yet",
-        model=doc["name"], version=version, known=numbers,
+        model=doc["name"],
+        version=version,
+        known=numbers,
     )
 
 
@@ -244,23 +292,41 @@ def pick(doc: Mapping[str, Any], ref: Ref) -> dict[str, Any]:
             occupied = {r.get("stage") for r in doc["versions"]} - {NONE}
             raise UnknownModelError(
                 f"model '{name}' has no version in {label}",
-                hint=("stages in use: " + ", ".join(f"{s} (v{in_stage(doc, s)[0]['version']})" for s in STAGES if s in occupied and s != ARCHIVED)
-                      if occupied - {ARCHIVED} else f"promote one: mlops promote {name} VERSION --to {label}"),
-                model=name, stage=label,
+                hint=(
+                    "stages in use: "
+                    + ", ".join(
+                        f"{s} (v{in_stage(doc, s)[0]['version']})" for s in STAGES if s in occupied and s != ARCHIVED
+                    )
+                    if occupied - {ARCHIVED}
+                    else f"promote one: mlops promote {name} VERSION --to {label}"
+                ),
+                model=name,
+                stage=label,
             )
         if len(holders) > 1:
             raise UnknownModelError(
-                f"model '{name}' has {len(holders)} versions in {label} ({', '.join(str(r['version']) for r in holders)})",
-                hint=f"name one: {name}:VERSION", model=name, stage=label,
+                (
+                    f"model '{name}' has {len(holders)} versions in {label} "
+                    f"({', '.join(str(r['version']) for r in holders)})"
+                ),
+                hint=f"name one: {name}:VERSION",
+                model=name,
+                stage=label,
             )
         return holders[0]
     aliases = doc.get("aliases") or {}
     if label not in aliases:
         raise UnknownModelError(
             f"model '{name}' has no stage or alias '{label}'",
-            hint=("aliases: " + ", ".join(f"{a} (v{v})" for a, v in sorted(aliases.items())) + "; stages: staging, production")
-            if aliases else "stages: staging, production; no aliases yet (mlops alias NAME VERSION ALIAS)",
-            model=name, alias=label,
+            hint=(
+                "aliases: "
+                + ", ".join(f"{a} (v{v})" for a, v in sorted(aliases.items()))
+                + "; stages: staging, production"
+            )
+            if aliases
+            else "stages: staging, production; no aliases yet (mlops alias NAME VERSION ALIAS)",
+            model=name,
+            alias=label,
         )
     return find_record(doc, aliases[label])
 
@@ -270,8 +336,13 @@ def pick(doc: Mapping[str, Any], ref: Ref) -> dict[str, Any]:
 
 def new_doc(name: str) -> dict[str, Any]:
     return {
-        "format": MODEL_FORMAT, "name": name, "created_at": audit.now_iso(), "next_version": 1,
-        "aliases": {}, "production_history": [], "versions": [],
+        "format": MODEL_FORMAT,
+        "name": name,
+        "created_at": audit.now_iso(),
+        "next_version": 1,
+        "aliases": {},
+        "production_history": [],
+        "versions": [],
     }
 
 

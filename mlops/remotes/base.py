@@ -27,7 +27,6 @@ from typing import Any
 from ..errors import ConfigError, UsageError
 from ..store.objects import ObjectBatch
 
-
 REFS = "refs"  # the folder (local) or key prefix (S3) of refs, beside the object shards
 REF_NAME = re.compile(r"[A-Za-z0-9._/-]+")
 MAX_REF_NAME = 512
@@ -94,10 +93,10 @@ class Remote(ABC):
     # run_parallel then measures whether they do (see parallel.run_parallel's ``adaptive``)
     local_io = False
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 - optional hook: a no-op unless the remote needs it
         """Make uploads durable; called once after a successful transfer."""
 
-    def abort(self) -> None:
+    def abort(self) -> None:  # noqa: B027 - optional hook: a no-op unless the remote needs it
         """Drop what was staged and not finished (Ctrl-C, an error)."""
 
     def describe(self) -> str:

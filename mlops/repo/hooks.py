@@ -83,8 +83,8 @@ def hook_script(name: str, mode: str, mlops: str) -> str:
         f"{run_chained}"
         f"mlops_bin='{mlops}'\n"
         'if [ ! -x "$mlops_bin" ]; then\n'
-        '  mlops_bin=$(command -v mlops) || {\n'
-        f'    echo "mlops: not found, {name} hook skipped (install mlops, or run \'mlops hooks uninstall\')" >&2\n'
+        "  mlops_bin=$(command -v mlops) || {\n"
+        f"    echo \"mlops: not found, {name} hook skipped (install mlops, or run 'mlops hooks uninstall')\" >&2\n"
         "    exit 0\n"
         "  }\n"
         "fi\n"

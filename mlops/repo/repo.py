@@ -152,7 +152,9 @@ def init_repo(root: str | os.PathLike[str], *, no_git: bool = False, force: bool
         )
     dot = root / DOT
     if dot.exists() and not force:
-        raise UsageError(f"{dot} already exists", hint="this is already an mlops repository (use --force to reset config)")
+        raise UsageError(
+            f"{dot} already exists", hint="this is already an mlops repository (use --force to reset config)"
+        )
     for sub in ("cache", "tmp"):
         (dot / sub).mkdir(parents=True, exist_ok=True)
     atomic_write(dot / ".gitignore", INNER_GITIGNORE)

@@ -21,7 +21,10 @@ Endpoints (docs/serving.md):
 | GET /v2/models/{name}[/versions/{v}]/ready   | V2       | no (a readiness probe) |
 | POST /v2/models/{name}[/versions/{v}]/infer  | V2       | yes  |
 | GET /metadata, GET /metrics                  | own      | yes  |
-| POST /admin/reload, POST /admin/rollback     | admin    | always when a token is set; refused without a token unless bound to loopback |
+| POST /admin/reload, POST /admin/rollback     | admin    | see below |
+
+The admin endpoints always need the token when one is set; without a token they are refused
+unless the server is bound to loopback.
 
 No endpoint reads or writes a file named by the request: the only files touched are the
 deployment file and the runtime folder of the model being served.
@@ -87,9 +90,17 @@ RETIRE_AFTER = 30.0  # seconds a version no deployment uses stays loaded (reques
 REFERENCE_SECONDS = 5.0  # how often the served reference is resolved again when no deployment file exists
 RACY_SECONDS = 2.0  # a deployment file modified this recently is read on every poll, whatever its stat says
 PARSE_IN_THREAD_BYTES = 64 * 1024  # bodies larger than this are parsed and checked off the event loop
-MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
-                413: "RESOURCE_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
-                504: "DEADLINE_EXCEEDED"}
+MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    413: "RESOURCE_LIMIT_EXCEEDED",
+    415: "BAD_REQUEST",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 class TooLarge(Exception):
@@ -137,7 +148,9 @@ class Prepared:
     shadow_columns: dict[str, list[Any]] | None = None  # None: no shadow, or its signature refuses the request
 
 
-def _checked(signature: Signature | None, inputs: Inputs, key_field: str | None) -> tuple[dict[str, list[Any]], list[str]]:
+def _checked(
+    signature: Signature | None, inputs: Inputs, key_field: str | None
+) -> tuple[dict[str, list[Any]], list[str]]:
     """(the columns the model gets, the signature's problems with them)."""
     columns = inputs.columns
     if signature is None:
@@ -213,7 +226,9 @@ class Runtime:
                 await self._apply(None)
         if cfg.request_log:
             self.log = RequestLog(self.dir / "requests", settings=cfg.log_settings())
-            self.shadow_log = RequestLog(self.dir / "shadow", settings=cfg.log_settings(), extra=("production_prediction",))
+            self.shadow_log = RequestLog(
+                self.dir / "shadow", settings=cfg.log_settings(), extra=("production_prediction",)
+            )
             self.log.start()
             self.shadow_log.start()
         loop = asyncio.get_running_loop()
@@ -261,9 +276,16 @@ class Runtime:
         def predict(columns: dict[str, list[Any]], rows: int) -> list[Any]:
             return jsonable(model.predict(to_frame(columns, signature)))
 
-        batcher = Batcher(predict, name=f"{info.name}-v{info.version}", max_batch_rows=self.config.max_batch_rows,
-                          max_wait_ms=self.config.max_wait_ms, max_queue=self.config.max_queue, arrivals=lambda: self.arrivals,
-                          concurrency=lambda: self.concurrency, initializer=_model_thread_setup)
+        batcher = Batcher(
+            predict,
+            name=f"{info.name}-v{info.version}",
+            max_batch_rows=self.config.max_batch_rows,
+            max_wait_ms=self.config.max_wait_ms,
+            max_queue=self.config.max_queue,
+            arrivals=lambda: self.arrivals,
+            concurrency=lambda: self.concurrency,
+            initializer=_model_thread_setup,
+        )
         batcher.start()
         served = Served(info, model, batcher)
         self.served[info.version] = served
@@ -303,8 +325,12 @@ class Runtime:
                 served.unused_since = now
         _quiet_gc()  # a newly loaded model joins the objects the collector no longer scans
         if dep is not None:
-            log.info("following deployment revision %s: production v%s%s", dep.revision, dep.production,
-                     f", {dep.candidate.mode} v{dep.candidate.version}" if dep.candidate else "")
+            log.info(
+                "following deployment revision %s: production v%s%s",
+                dep.revision,
+                dep.production,
+                f", {dep.candidate.mode} v{dep.candidate.version}" if dep.candidate else "",
+            )
 
     async def _follow_reference(self, force: bool = False) -> None:
         """Without a deployment file, the reference decides: `churn@production` follows promotions."""
@@ -358,7 +384,9 @@ class Runtime:
                 return
             self._digest = digest
             if error is not None:
-                self.deployment_error = f"{error.message} (still serving revision {self.deployment.revision if self.deployment else '-'})"
+                self.deployment_error = (
+                    f"{error.message} (still serving revision {self.deployment.revision if self.deployment else '-'})"
+                )
                 log.error("deployment file not applied: %s", error.message)
                 return
             if dep is None and self.deployment is None and self.route is not None and not force:
@@ -377,7 +405,11 @@ class Runtime:
     def _retire_unused(self) -> None:
         now = time.time()
         for version, served in list(self.served.items()):
-            if served.unused_since is not None and now - served.unused_since > RETIRE_AFTER and served.batcher.depth == 0:
+            if (
+                served.unused_since is not None
+                and now - served.unused_since > RETIRE_AFTER
+                and served.batcher.depth == 0
+            ):
                 del self.served[version]
                 self._retired["batches"] += served.batcher.stats.batches
                 self._retired["batched_rows"] += served.batcher.stats.rows
@@ -388,10 +420,16 @@ class Runtime:
 
     # --- statistics and control -----------------------------------------------------------------
     def counters(self) -> dict[str, float]:
-        self.stats.counters["batches"] = self._retired["batches"] + sum(s.batcher.stats.batches for s in self.served.values())
-        self.stats.counters["batched_rows"] = self._retired["batched_rows"] + sum(s.batcher.stats.rows for s in self.served.values())
-        self.stats.counters["log_dropped"] = sum(l.dropped for l in (self.log, self.shadow_log) if l is not None)
-        self.stats.counters["abandoned"] = self._retired["abandoned"] + sum(s.batcher.stats.abandoned for s in self.served.values())
+        self.stats.counters["batches"] = self._retired["batches"] + sum(
+            s.batcher.stats.batches for s in self.served.values()
+        )
+        self.stats.counters["batched_rows"] = self._retired["batched_rows"] + sum(
+            s.batcher.stats.rows for s in self.served.values()
+        )
+        self.stats.counters["log_dropped"] = sum(rl.dropped for rl in (self.log, self.shadow_log) if rl is not None)
+        self.stats.counters["abandoned"] = self._retired["abandoned"] + sum(
+            s.batcher.stats.abandoned for s in self.served.values()
+        )
         return self.stats.counters
 
     async def _write_stats(self) -> None:
@@ -400,12 +438,17 @@ class Runtime:
         snapshot = self.stats.snapshot(self.model)  # built here, on the loop that changes the statistics
         dep = self.deployment
         snapshot["deployment"] = {"revision": dep.revision if dep else None, "digest": self.applied_digest}
-        snapshot["gauges"] = {"requests_in_flight": self.active, "queue_depth": sum(s.batcher.depth for s in self.served.values())}
+        snapshot["gauges"] = {
+            "requests_in_flight": self.active,
+            "queue_depth": sum(s.batcher.depth for s in self.served.values()),
+        }
         await asyncio.to_thread(write_snapshot, self.dir, snapshot)
         self._retire_unused()
 
     def _try_lead(self) -> None:
-        lock = FileLock(controller_lock_path(self.repo, self.model), what=f"the serving controller of {self.model}", timeout=0)
+        lock = FileLock(
+            controller_lock_path(self.repo, self.model), what=f"the serving controller of {self.model}", timeout=0
+        )
         try:
             lock.acquire()
         except MlopsError:
@@ -485,7 +528,8 @@ class Runtime:
 
     @staticmethod
     def _parse(protocol: str, document: Any, signature: Signature | None) -> Inputs:
-        """Columns from the document, as ``signature`` names and types them (positional payloads, CSV cells, V2 matrices)."""
+        """Columns from the document, as ``signature`` names and types them
+        (positional payloads, CSV cells, V2 matrices)."""
         if protocol == OWN:
             return predict_inputs(document)
         if protocol == MLFLOW:
@@ -500,8 +544,11 @@ class Runtime:
         key_field = dep.key_field if dep is not None else None
         inputs: Inputs | None = None
         if version is not None:  # a versioned V2 path reaches that version directly
-            chosen = [(n, s) for n, s in ((PRODUCTION, route.production), (CANARY_VARIANT, route.canary), (SHADOW, route.shadow))
-                      if s is not None and s.version == version]
+            chosen = [
+                (n, s)
+                for n, s in ((PRODUCTION, route.production), (CANARY_VARIANT, route.canary), (SHADOW, route.shadow))
+                if s is not None and s.version == version
+            ]
             if not chosen:
                 raise BadRequest([f"version {version} of {self.model} is not deployed on this server"], status=404)
             variant, served = chosen[0]
@@ -521,7 +568,11 @@ class Runtime:
         shadow_columns: dict[str, list[Any]] | None = None
         if shadow is not None:
             try:
-                theirs = inputs if shadow.signature == served.signature else self._parse(protocol, document, shadow.signature)
+                theirs = (
+                    inputs
+                    if shadow.signature == served.signature
+                    else self._parse(protocol, document, shadow.signature)
+                )
                 shadow_columns, shadow_problems = _checked(shadow.signature, theirs, key_field)
             except BadRequest:
                 shadow_problems = ["the shadow's signature cannot read this request"]
@@ -540,8 +591,13 @@ class Runtime:
             try:
                 body = await self.read_body(request)
             except TooLarge:
-                return Outcome(413, problems=[f"body over the limit of {self.config.max_body_bytes} bytes "
-                                              "(mlops serve --max-body-mb); send fewer rows per request"])
+                return Outcome(
+                    413,
+                    problems=[
+                        f"body over the limit of {self.config.max_body_bytes} bytes "
+                        "(mlops serve --max-body-mb); send fewer rows per request"
+                    ],
+                )
             route = self.route
             assert route is not None
             try:
@@ -560,8 +616,13 @@ class Runtime:
             except QueueFull:
                 self.stats.count("rejected")
                 self._record(variant, served, started, 503, None)
-                return Outcome(503, variant, served, problems=[f"overloaded: the queue of {self.model} v{served.version} is full; retry shortly"],
-                               headers={"Retry-After": "1"})
+                return Outcome(
+                    503,
+                    variant,
+                    served,
+                    problems=[f"overloaded: the queue of {self.model} v{served.version} is full; retry shortly"],
+                    headers={"Retry-After": "1"},
+                )
             self.arrivals -= 1
             arrived = False
             if prep.shadow is not None:
@@ -570,7 +631,9 @@ class Runtime:
                 task.add_done_callback(self._background.discard)
             gone = asyncio.get_running_loop().create_task(_client_gone(request.receive))
             try:
-                await asyncio.wait((future, gone), timeout=self.config.timeout_seconds, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    (future, gone), timeout=self.config.timeout_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 gone.cancel()
             if not future.done():
@@ -580,7 +643,9 @@ class Runtime:
                     self.stats.count("client_gone")
                     return Outcome(499, variant, served, problems=["the client closed the connection"])
                 self._record(variant, served, started, 504, None)
-                return Outcome(504, variant, served, problems=[f"the model took longer than {self.config.timeout_seconds:g} s"])
+                return Outcome(
+                    504, variant, served, problems=[f"the model took longer than {self.config.timeout_seconds:g} s"]
+                )
             try:
                 predictions = future.result()
             except QueueFull as exc:
@@ -588,24 +653,47 @@ class Runtime:
                 return Outcome(503, variant, served, problems=[str(exc)], headers={"Retry-After": "1"})
             except Exception as exc:  # noqa: BLE001 - the model raised: answer 500 with an id, keep serving
                 error_id = uuid.uuid4().hex[:12]
-                log.error("error %s: %s v%s (%s) raised %s: %s", error_id, self.model, served.version, variant,
-                          type(exc).__name__, exc, exc_info=exc)
+                log.error(
+                    "error %s: %s v%s (%s) raised %s: %s",
+                    error_id,
+                    self.model,
+                    served.version,
+                    variant,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
                 self._record(variant, served, started, 500, None)
-                return Outcome(500, variant, served, error_id=error_id,
-                               problems=[f"the model failed on this input ({type(exc).__name__}); error id {error_id}"])
+                return Outcome(
+                    500,
+                    variant,
+                    served,
+                    error_id=error_id,
+                    problems=[f"the model failed on this input ({type(exc).__name__}); error id {error_id}"],
+                )
             latency_ms = self._record(variant, served, started, 200, predictions)
             if self.log is not None:
-                self.log.append(served.signature, prep.columns, inputs.rows, {
-                    "prediction": predictions, "variant": variant, "version": served.version,
-                    "latency_ms": latency_ms, "time": time.time(),
-                })
+                self.log.append(
+                    served.signature,
+                    prep.columns,
+                    inputs.rows,
+                    {
+                        "prediction": predictions,
+                        "variant": variant,
+                        "version": served.version,
+                        "latency_ms": latency_ms,
+                        "time": time.time(),
+                    },
+                )
             return Outcome(200, variant, served, predictions, inputs=inputs)
         finally:
             self.active -= 1
             if arrived:
                 self.arrivals -= 1
 
-    def _record(self, variant: str, served: Served, started: float, status: int, predictions: list[Any] | None) -> float:
+    def _record(
+        self, variant: str, served: Served, started: float, status: int, predictions: list[Any] | None
+    ) -> float:
         latency_ms = (time.perf_counter() - started) * 1000
         self.stats.record(variant, served.version, latency_ms, status, predictions)
         return latency_ms
@@ -639,20 +727,32 @@ class Runtime:
             theirs = production.result()
             self.stats.record_shadow_comparison(shadow.version, predictions, theirs)
         if self.shadow_log is not None:
-            self.shadow_log.append(shadow.signature, columns, rows, {
-                "prediction": predictions, "variant": SHADOW, "version": shadow.version, "latency_ms": latency_ms,
-                "time": time.time(), "production_prediction": theirs,
-            })
+            self.shadow_log.append(
+                shadow.signature,
+                columns,
+                rows,
+                {
+                    "prediction": predictions,
+                    "variant": SHADOW,
+                    "version": shadow.version,
+                    "latency_ms": latency_ms,
+                    "time": time.time(),
+                    "production_prediction": theirs,
+                },
+            )
 
     async def admin_rollback(self, reason: str) -> Deployment:
         assert self.model
-        new = await asyncio.to_thread(rollback, self.repo, self.source, self.model, reason=reason, by="http admin (POST /admin/rollback)")
+        new = await asyncio.to_thread(
+            rollback, self.repo, self.source, self.model, reason=reason, by="http admin (POST /admin/rollback)"
+        )
         await self._check_deployment()
         return new
 
 
 def _read_deployment(repo: Repo, model: str) -> tuple[str | None, Deployment | None, MlopsError | None]:
-    """(SHA-256 of the file's bytes, the deployment, the reason it does not parse); (None, None, None) without a file."""
+    """(SHA-256 of the file's bytes, the deployment, the reason it does not parse);
+    (None, None, None) without a file."""
     path = deployment_path(repo, model)
     try:
         data = path.read_bytes()
@@ -723,8 +823,11 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         return body
 
     def refused(protocol: str) -> Response:
-        return json_response(error_body(protocol, 401, ["missing or wrong bearer token (Authorization: Bearer ...)"]), 401,
-                             {"WWW-Authenticate": 'Bearer realm="mlops serve"'})
+        return json_response(
+            error_body(protocol, 401, ["missing or wrong bearer token (Authorization: Bearer ...)"]),
+            401,
+            {"WWW-Authenticate": 'Bearer realm="mlops serve"'},
+        )
 
     def variant_headers(outcome: Outcome) -> dict[str, str]:
         headers = dict(outcome.headers)
@@ -739,16 +842,22 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         outcome = await rt.infer(request, protocol, version)
         headers = variant_headers(outcome)
         if outcome.status != 200:
-            return json_response(error_body(protocol, outcome.status, outcome.problems, outcome.error_id), outcome.status, headers)
+            return json_response(
+                error_body(protocol, outcome.status, outcome.problems, outcome.error_id), outcome.status, headers
+            )
         served = outcome.served
         assert served is not None and outcome.inputs is not None
         if protocol == OWN:
-            body = predict_answer(rt.model, served.version, outcome.variant, outcome.predictions, request.headers.get("x-request-id"))
+            body = predict_answer(
+                rt.model, served.version, outcome.variant, outcome.predictions, request.headers.get("x-request-id")
+            )
         elif protocol == MLFLOW:
             body = mlflow_answer(outcome.predictions)
         else:
             name = served.signature.output_name if served.signature else "predict"
-            body = v2_answer(rt.model, served.version, outcome.variant, outcome.predictions, outcome.inputs.request_id, name)
+            body = v2_answer(
+                rt.model, served.version, outcome.variant, outcome.predictions, outcome.inputs.request_id, name
+            )
             if outcome.inputs.binary_output:
                 content, length = v2_binary_answer(body)
                 headers["Inference-Header-Content-Length"] = str(length)
@@ -764,8 +873,15 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
                 return await endpoint(request)
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 error_id = uuid.uuid4().hex[:12]
-                log.error("error %s: %s %s raised %s: %s", error_id, request.method, request.url.path, type(exc).__name__, exc,
-                          exc_info=exc)
+                log.error(
+                    "error %s: %s %s raised %s: %s",
+                    error_id,
+                    request.method,
+                    request.url.path,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
                 problems = [f"internal error ({type(exc).__name__}); error id {error_id}"]
                 return json_response(error_body(protocol, 500, problems, error_id), 500)
 
@@ -811,7 +927,9 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         assert route is not None
         served = route.production
         if version is not None:
-            matches = [s for s in (route.production, route.canary, route.shadow) if s is not None and s.version == version]
+            matches = [
+                s for s in (route.production, route.canary, route.shadow) if s is not None and s.version == version
+            ]
             if not matches:
                 return json_response(v2_error([f"version {version} of {rt.model} is not deployed on this server"]), 404)
             served = matches[0]
@@ -845,10 +963,14 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         assert route is not None
         problems = [p for p in (rt.deployment_error, rt.reference_error, rt.log.error if rt.log else None) if p]
         body: dict[str, Any] = {
-            "status": "ok" if not problems else "degraded", "model": rt.model, "production": route.production.version,
+            "status": "ok" if not problems else "degraded",
+            "model": rt.model,
+            "production": route.production.version,
             "deployment_revision": rt.deployment.revision if rt.deployment else None,
         }
-        if admin_refusal(request) is None:  # the process and the problems (which name files) only to whom may administer
+        if (
+            admin_refusal(request) is None
+        ):  # the process and the problems (which name files) only to whom may administer
             body.update({"pid": os.getpid(), "controller": rt.leader, "problems": problems})
         else:
             body["problems"] = [f"{len(problems)} problem(s): send the bearer token to see them"] if problems else []
@@ -870,18 +992,26 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         route = rt.route
         assert route is not None
         prod = route.production
-        variants = [{"variant": PRODUCTION, "version": prod.version, "weight": 100 - route.weight if route.canary else 100}]
+        variants = [
+            {"variant": PRODUCTION, "version": prod.version, "weight": 100 - route.weight if route.canary else 100}
+        ]
         if route.canary is not None:
             variants.append({"variant": CANARY_VARIANT, "version": route.canary.version, "weight": route.weight})
         if route.shadow is not None:
             variants.append({"variant": SHADOW, "version": route.shadow.version, "weight": 0})
         dep = rt.deployment
-        return json_response({
-            "model": rt.model, "version": prod.version, "stage": prod.info.stage, "flavor": prod.info.flavor,
-            "signature": prod.signature.to_dict() if prod.signature else None, "variants": variants,
-            "deployment": dep.to_dict() if dep else None,
-            "request_log_columns": [*(prod.signature.names if prod.signature else ()), *META_COLUMNS],
-        })
+        return json_response(
+            {
+                "model": rt.model,
+                "version": prod.version,
+                "stage": prod.info.stage,
+                "flavor": prod.info.flavor,
+                "signature": prod.signature.to_dict() if prod.signature else None,
+                "variants": variants,
+                "deployment": dep.to_dict() if dep else None,
+                "request_log_columns": [*(prod.signature.names if prod.signature else ()), *META_COLUMNS],
+            }
+        )
 
     async def metrics(request: Request) -> Response:
         if not rt.authorized(request):
@@ -892,16 +1022,26 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         weights = {PRODUCTION: 100 - route.weight if route.canary else 100.0}
         if route.canary is not None:
             weights[CANARY_VARIANT] = route.weight
-        gauges = {"queue_depth": sum(s.batcher.depth for s in rt.served.values()), "requests_being_read": rt.arrivals,
-                  "requests_in_flight": rt.active}
+        gauges = {
+            "queue_depth": sum(s.batcher.depth for s in rt.served.values()),
+            "requests_being_read": rt.arrivals,
+            "requests_in_flight": rt.active,
+        }
         return Response(render_metrics(rt.model, totals, counters, gauges, weights), media_type=METRICS_TYPE)
 
     def admin_refusal(request: Request) -> Response | None:
         if rt.token is not None:
             return None if rt.authorized(request) else refused(OWN)
         if not rt.config.loopback:
-            return json_response(predict_error(["admin actions need a token when the server listens beyond this machine: "
-                                                "start it with --token-env"]), 403)
+            return json_response(
+                predict_error(
+                    [
+                        "admin actions need a token when the server listens beyond this machine: "
+                        "start it with --token-env"
+                    ]
+                ),
+                403,
+            )
         return None
 
     async def admin_reload(request: Request) -> Response:
@@ -911,8 +1051,13 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         await rt._follow_reference(force=True)
         await rt._check_deployment(force=True)
         dep = rt.deployment
-        return json_response({"reloaded": True, "deployment_revision": dep.revision if dep else None,
-                              "problems": [rt.deployment_error] if rt.deployment_error else []})
+        return json_response(
+            {
+                "reloaded": True,
+                "deployment_revision": dep.revision if dep else None,
+                "problems": [rt.deployment_error] if rt.deployment_error else [],
+            }
+        )
 
     async def admin_rollback(request: Request) -> Response:
         refusal = admin_refusal(request)
@@ -942,7 +1087,8 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
             await rt.shutdown()
 
     routes = [
-        Path_(path, guarded(protocol, endpoint), methods=[method]) for path, protocol, endpoint, method in (
+        Path_(path, guarded(protocol, endpoint), methods=[method])
+        for path, protocol, endpoint, method in (
             ("/predict", OWN, predict, "POST"),
             ("/invocations", MLFLOW, invocations, "POST"),
             ("/ping", MLFLOW, ping, "GET"),

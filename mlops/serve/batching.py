@@ -165,7 +165,7 @@ class Batcher:
                 raise
             finally:
                 self._busy = False
-            for item, outcome in zip(batch, outcomes):
+            for item, outcome in zip(batch, outcomes, strict=True):
                 if item.future.done():  # the caller went away
                     continue
                 if isinstance(outcome, BaseException):

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .requestlog import MiB, LogSettings
+from .requestlog import LogSettings, MiB
 
 CONFIG_ENV = "MLOPS_SERVE_CONFIG"
 
@@ -38,8 +38,12 @@ class ServeConfig:
     access_log: bool = False
 
     def log_settings(self) -> LogSettings:
-        return LogSettings(max_file_bytes=self.log_max_file_bytes, rotate_seconds=self.log_rotate_seconds,
-                           max_total_bytes=self.log_max_total_bytes, max_age_seconds=self.log_max_age_seconds)
+        return LogSettings(
+            max_file_bytes=self.log_max_file_bytes,
+            rotate_seconds=self.log_rotate_seconds,
+            max_total_bytes=self.log_max_total_bytes,
+            max_age_seconds=self.log_max_age_seconds,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

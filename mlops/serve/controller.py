@@ -51,7 +51,9 @@ def candidate_key(dep: Deployment) -> tuple[str, int] | None:
     return (CANARY if dep.candidate.mode == CANARY else "shadow", dep.candidate.version)
 
 
-def control_once(repo: Repo, source: Any, model: str, *, now: float | None = None) -> tuple[Deployment | None, str | None]:
+def control_once(
+    repo: Repo, source: Any, model: str, *, now: float | None = None
+) -> tuple[Deployment | None, str | None]:
     """One decision: (the new deployment, what happened) or (None, None) when nothing changed."""
     now = time.time() if now is None else now
     dep = load_deployment(repo, model)
@@ -63,13 +65,25 @@ def control_once(repo: Repo, source: Any, model: str, *, now: float | None = Non
     snaps = read_snapshots(serve_dir(repo, model), prune=True)
     started = parse_iso(cand.started_at) or 0.0
     window = aggregate(snaps, since=max(now - th.window_seconds, started), until=now).window.get(key)
-    verdict = judge(window, min_requests=th.min_requests, max_error_rate=th.max_error_rate, max_p99_ms=th.max_p99_ms,
-                    window_seconds=th.window_seconds)
+    verdict = judge(
+        window,
+        min_requests=th.min_requests,
+        max_error_rate=th.max_error_rate,
+        max_p99_ms=th.max_p99_ms,
+        window_seconds=th.window_seconds,
+    )
     try:
         if verdict.healthy is False:
             what = "canary" if cand.mode == CANARY else "shadow"
-            new = rollback(repo, source, model, reason=f"{what} v{cand.version}: {verdict.reason}", by=AUTOMATIC,
-                           automatic=True, expect_revision=dep.revision)
+            new = rollback(
+                repo,
+                source,
+                model,
+                reason=f"{what} v{cand.version}: {verdict.reason}",
+                by=AUTOMATIC,
+                automatic=True,
+                expect_revision=dep.revision,
+            )
             return new, "rollback"
         if cand.mode != CANARY or not cand.progressive or cand.hold:
             return None, None
@@ -77,26 +91,46 @@ def control_once(repo: Repo, source: Any, model: str, *, now: float | None = Non
         if now - step_started < float(cand.interval_seconds or 0):
             return None, None
         step_window = aggregate(snaps, since=max(now - th.window_seconds, step_started), until=now).window.get(key)
-        step = judge(step_window, min_requests=th.min_requests, max_error_rate=th.max_error_rate, max_p99_ms=th.max_p99_ms,
-                     window_seconds=th.window_seconds)
+        step = judge(
+            step_window,
+            min_requests=th.min_requests,
+            max_error_rate=th.max_error_rate,
+            max_p99_ms=th.max_p99_ms,
+            window_seconds=th.window_seconds,
+        )
         if not step.healthy:
             return None, None  # too few requests at this step yet: wait for evidence
         later = [s for s in cand.steps if s > cand.weight]
         if later:
+
             def raise_weight(old: Deployment | None) -> Deployment:
                 assert old is not None and old.candidate is not None
                 return replace(old, candidate=replace(old.candidate, weight=later[0], step_started_at=now_iso(now)))
 
             def audit(old: Deployment | None, new: Deployment) -> None:
-                source.audit("canary_step", model=model, version=cand.version, weight=later[0], previous_weight=cand.weight,
-                             reason=step.reason, actor=AUTOMATIC)
+                source.audit(
+                    "canary_step",
+                    model=model,
+                    version=cand.version,
+                    weight=later[0],
+                    previous_weight=cand.weight,
+                    reason=step.reason,
+                    actor=AUTOMATIC,
+                )
 
-            return update_deployment(repo, model, raise_weight, by=AUTOMATIC, expect_revision=dep.revision,
-                                     before_write=audit), "step"
+            return update_deployment(
+                repo, model, raise_weight, by=AUTOMATIC, expect_revision=dep.revision, before_write=audit
+            ), "step"
         steps = ",".join(f"{s:g}" for s in cand.steps)
         try:
-            new = promote(repo, source, model, reason=f"progressive canary: steps {steps} healthy; {step.reason}",
-                          by="mlops serve (progressive canary)", expect_revision=dep.revision)
+            new = promote(
+                repo,
+                source,
+                model,
+                reason=f"progressive canary: steps {steps} healthy; {step.reason}",
+                by="mlops serve (progressive canary)",
+                expect_revision=dep.revision,
+            )
             return new, "promote"
         except CheckFailed as exc:
             refusal = exc.message
@@ -110,7 +144,9 @@ def control_once(repo: Repo, source: Any, model: str, *, now: float | None = Non
         return None, None  # someone deployed meanwhile: decide again on the new file
 
 
-def canary_status(repo: Repo, model: str, *, window_seconds: float | None = None, now: float | None = None) -> dict[str, Any]:
+def canary_status(
+    repo: Repo, model: str, *, window_seconds: float | None = None, now: float | None = None
+) -> dict[str, Any]:
     """What `mlops canary status` shows: per variant over the window, the verdict, the progression."""
     dep = require_deployment(repo, model)
     snaps = read_snapshots(serve_dir(repo, model))
@@ -126,36 +162,68 @@ def canary_status(repo: Repo, model: str, *, window_seconds: float | None = None
     agg: Aggregate = aggregate(snaps, since=since, until=until)
     variants: list[dict[str, Any]] = []
     production = agg.window.get(("production", dep.production), Bucket())
-    variants.append({"variant": "production", "version": dep.production,
-                     "weight": 100.0 - (cand.weight if cand and cand.mode == CANARY else 0.0), **production.summary()})
+    variants.append(
+        {
+            "variant": "production",
+            "version": dep.production,
+            "weight": 100.0 - (cand.weight if cand and cand.mode == CANARY else 0.0),
+            **production.summary(),
+        }
+    )
     out: dict[str, Any] = {
-        "model": model, "revision": dep.revision, "updated_at": dep.updated_at, "updated_by": dep.updated_by,
-        "production": dep.production, "window_seconds": window, "routing_key": dep.key, "thresholds": th.to_dict(),
-        "servers": {"live_workers": len(live), "snapshots": len(snaps),
-                    "as_of": now_iso(until) if snaps else None, "running": bool(live)},
+        "model": model,
+        "revision": dep.revision,
+        "updated_at": dep.updated_at,
+        "updated_by": dep.updated_by,
+        "production": dep.production,
+        "window_seconds": window,
+        "routing_key": dep.key,
+        "thresholds": th.to_dict(),
+        "servers": {
+            "live_workers": len(live),
+            "snapshots": len(snaps),
+            "as_of": now_iso(until) if snaps else None,
+            "running": bool(live),
+        },
     }
     if cand is not None:
         key = candidate_key(dep)
         assert key is not None
         bucket = agg.window.get(key, Bucket())
-        entry = {"variant": key[0], "version": cand.version,
-                 "weight": cand.weight if cand.mode == CANARY else None, **bucket.summary()}
+        entry = {
+            "variant": key[0],
+            "version": cand.version,
+            "weight": cand.weight if cand.mode == CANARY else None,
+            **bucket.summary(),
+        }
         if cand.mode == CANARY:
             entry["distribution_distance"] = distribution_distance(production, bucket)
         variants.append(entry)
-        verdict = judge(agg.window.get(key), min_requests=th.min_requests, max_error_rate=th.max_error_rate,
-                        max_p99_ms=th.max_p99_ms, window_seconds=window)
+        verdict = judge(
+            agg.window.get(key),
+            min_requests=th.min_requests,
+            max_error_rate=th.max_error_rate,
+            max_p99_ms=th.max_p99_ms,
+            window_seconds=window,
+        )
         out["candidate"] = {
-            "version": cand.version, "mode": cand.mode, "weight": cand.weight if cand.mode == CANARY else None,
-            "started_at": cand.started_at, "hold": cand.hold,
-            "verdict": {None: "waiting", True: "healthy", False: "unhealthy"}[verdict.healthy], "reason": verdict.reason,
+            "version": cand.version,
+            "mode": cand.mode,
+            "weight": cand.weight if cand.mode == CANARY else None,
+            "started_at": cand.started_at,
+            "hold": cand.hold,
+            "verdict": {None: "waiting", True: "healthy", False: "unhealthy"}[verdict.healthy],
+            "reason": verdict.reason,
         }
         if cand.progressive:
             step_started = parse_iso(cand.step_started_at) or started or until
             later = [s for s in cand.steps if s > cand.weight]
             out["candidate"]["progression"] = {
-                "steps": list(cand.steps), "interval_seconds": cand.interval_seconds, "step_started_at": cand.step_started_at,
-                "next": later[0] if later else "promote", "due_at": now_iso(step_started + float(cand.interval_seconds or 0)),
+                "steps": list(cand.steps),
+                "interval_seconds": cand.interval_seconds,
+                "step_started_at": cand.step_started_at,
+                "next": later[0] if later else "promote",
+                "due_at": now_iso(step_started + float(cand.interval_seconds or 0)),
             }
     out["variants"] = variants
     out["last_event"] = dep.last_event

@@ -52,8 +52,8 @@ from ..errors import CouldNotComplete, FormatError, UsageError
 from ..formats import check_format, display_path, dump_yaml, parse_yaml
 from ..fsio import atomic_write
 from ..registry.refs import NAME
-from ..registry.store import default_actor
 from ..registry.refs import check_name as check_model_name  # a deployment names a registered model
+from ..registry.store import default_actor
 from ..repo.repo import Repo
 from .requestlog import model_state_dir
 
@@ -73,8 +73,12 @@ class Thresholds:
     max_p99_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"window_seconds": self.window_seconds, "min_requests": self.min_requests,
-                "max_error_rate": self.max_error_rate, "max_p99_ms": self.max_p99_ms}
+        return {
+            "window_seconds": self.window_seconds,
+            "min_requests": self.min_requests,
+            "max_error_rate": self.max_error_rate,
+            "max_p99_ms": self.max_p99_ms,
+        }
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,14 @@ class Deployment:
     last_event: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": DEPLOYMENT_FORMAT, "model": self.model, "revision": self.revision,
-                               "updated_at": self.updated_at, "updated_by": self.updated_by, "production": self.production}
+        out: dict[str, Any] = {
+            "format": DEPLOYMENT_FORMAT,
+            "model": self.model,
+            "revision": self.revision,
+            "updated_at": self.updated_at,
+            "updated_by": self.updated_by,
+            "production": self.production,
+        }
         if self.candidate is not None:
             out["candidate"] = self.candidate.to_dict()
         out["routing"] = {"key": self.key}
@@ -208,15 +218,29 @@ def _lock(repo: Repo, model: str) -> Any:
     return repo.lock(f"deploy-{model}", what=f"the deployment of {model}")
 
 
-def _number(data: dict[str, Any], key: str, source: str, *, default: Any, lo: float | None = None,
-            hi: float | None = None, whole: bool = False, optional: bool = False) -> Any:
+def _number(
+    data: dict[str, Any],
+    key: str,
+    source: str,
+    *,
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    whole: bool = False,
+    optional: bool = False,
+) -> Any:
     value = data.get(key, default)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not float(value).is_integer()) or (
-        isinstance(value, float) and not math.isfinite(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (whole and not float(value).is_integer())
+        or (isinstance(value, float) and not math.isfinite(value))
     ):
-        raise FormatError(f"{source}: '{key}' must be a {'whole ' if whole else ''}number, found {value!r}", file=source, field=key)
+        raise FormatError(
+            f"{source}: '{key}' must be a {'whole ' if whole else ''}number, found {value!r}", file=source, field=key
+        )
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise FormatError(f"{source}: '{key}' must be within [{lo}, {hi}], found {value!r}", file=source, field=key)
     return int(value) if whole else float(value)
@@ -245,7 +269,9 @@ def parse_deployment(text: str, source: str) -> Deployment:
             mode=mode,
             weight=_number(raw, "weight", source, default=0.0, lo=0, hi=100) if mode == CANARY else 0.0,
             steps=tuple(float(s) for s in steps),
-            interval_seconds=_number(raw, "interval_seconds", source, default=None, lo=MIN_INTERVAL_SECONDS, optional=True),
+            interval_seconds=_number(
+                raw, "interval_seconds", source, default=None, lo=MIN_INTERVAL_SECONDS, optional=True
+            ),
             started_at=str(raw.get("started_at") or ""),
             step_started_at=str(raw.get("step_started_at") or ""),
             hold=str(hold) if hold else None,
@@ -267,9 +293,15 @@ def parse_deployment(text: str, source: str) -> Deployment:
     )
     event = data.get("last_event")
     return Deployment(
-        model=model, production=production, revision=_number(data, "revision", source, default=0, lo=0, whole=True),
-        candidate=candidate, key=key, thresholds=thresholds, updated_at=str(data.get("updated_at") or ""),
-        updated_by=str(data.get("updated_by") or ""), last_event=dict(event) if isinstance(event, dict) else None,
+        model=model,
+        production=production,
+        revision=_number(data, "revision", source, default=0, lo=0, whole=True),
+        candidate=candidate,
+        key=key,
+        thresholds=thresholds,
+        updated_at=str(data.get("updated_at") or ""),
+        updated_by=str(data.get("updated_by") or ""),
+        last_event=dict(event) if isinstance(event, dict) else None,
     )
 
 
@@ -315,8 +347,13 @@ class RevisionChanged(CouldNotComplete):
 
 
 def update_deployment(
-    repo: Repo, model: str, change: Callable[[Deployment | None], Deployment], *, by: str,
-    expect_revision: int | None = None, before_write: Callable[[Deployment | None, Deployment], None] | None = None,
+    repo: Repo,
+    model: str,
+    change: Callable[[Deployment | None], Deployment],
+    *,
+    by: str,
+    expect_revision: int | None = None,
+    before_write: Callable[[Deployment | None, Deployment], None] | None = None,
 ) -> Deployment:
     """Read-change-write under the deployment's lock; the revision goes up by one.
 
@@ -340,10 +377,21 @@ def update_deployment(
 
 
 def deploy(
-    repo: Repo, source: Any, model: str, *, canary: int | None = None, shadow: int | None = None,
-    weight: float | None = None, steps: tuple[float, ...] = (), interval_seconds: float | None = None,
-    key: str | None = None, window_seconds: float | None = None, min_requests: int | None = None,
-    max_error_rate: float | None = None, max_p99_ms: float | None = None, by: str,
+    repo: Repo,
+    source: Any,
+    model: str,
+    *,
+    canary: int | None = None,
+    shadow: int | None = None,
+    weight: float | None = None,
+    steps: tuple[float, ...] = (),
+    interval_seconds: float | None = None,
+    key: str | None = None,
+    window_seconds: float | None = None,
+    min_requests: int | None = None,
+    max_error_rate: float | None = None,
+    max_p99_ms: float | None = None,
+    by: str,
 ) -> Deployment:
     """Write the desired deployment of ``model``; a running server follows it."""
     check_model_name(model)
@@ -358,26 +406,41 @@ def deploy(
     if weight is not None and not 0 <= weight <= 100:
         raise UsageError(f"--weight must be a percentage in [0, 100], got {weight:g}")
     if interval_seconds is not None and not interval_seconds >= MIN_INTERVAL_SECONDS:
-        raise UsageError(f"--interval must be at least {MIN_INTERVAL_SECONDS * 1000:g}ms, got {interval_seconds:g} s", hint="e.g. --interval 2m")
+        raise UsageError(
+            f"--interval must be at least {MIN_INTERVAL_SECONDS * 1000:g}ms, got {interval_seconds:g} s",
+            hint="e.g. --interval 2m",
+        )
     if window_seconds is not None and not window_seconds >= MIN_WINDOW_SECONDS:
-        raise UsageError(f"--window must be at least {MIN_WINDOW_SECONDS:g} s, got {window_seconds:g} s", hint="e.g. --window 60s")
+        raise UsageError(
+            f"--window must be at least {MIN_WINDOW_SECONDS:g} s, got {window_seconds:g} s", hint="e.g. --window 60s"
+        )
     if key is not None:
         kind, _, name = key.partition(":")
         if kind not in ("header", "field") or not name:
-            raise UsageError(f"--key must be header:NAME or field:NAME, got {key!r}", hint="e.g. --key field:customer_id")
+            raise UsageError(
+                f"--key must be header:NAME or field:NAME, got {key!r}", hint="e.g. --key field:customer_id"
+            )
     current = load_deployment(repo, model)
     production = current.production if current else source.resolve(f"{model}@production").version
     version = canary if canary is not None else shadow
     if version is not None:
         info = source.resolve(f"{model}:{version}")
         if info.version == production:
-            raise UsageError(f"{model}:{version} is already the production version", hint="deploy another version as the candidate")
+            raise UsageError(
+                f"{model}:{version} is already the production version", hint="deploy another version as the candidate"
+            )
     started = now_iso()
     candidate = None
     if canary is not None:
-        candidate = Candidate(version=canary, mode=CANARY, weight=steps[0] if steps else (10.0 if weight is None else float(weight)),
-                              steps=tuple(steps), interval_seconds=interval_seconds if steps else None,
-                              started_at=started, step_started_at=started if steps else "")
+        candidate = Candidate(
+            version=canary,
+            mode=CANARY,
+            weight=steps[0] if steps else (10.0 if weight is None else float(weight)),
+            steps=tuple(steps),
+            interval_seconds=interval_seconds if steps else None,
+            started_at=started,
+            step_started_at=started if steps else "",
+        )
     elif shadow is not None:
         candidate = Candidate(version=shadow, mode=SHADOW, started_at=started)
     base = current.thresholds if current else Thresholds()
@@ -389,15 +452,26 @@ def deploy(
     )
 
     def change(old: Deployment | None) -> Deployment:
-        return Deployment(model=model, production=old.production if old else production, candidate=candidate,
-                          key=key or (old.key if old else DEFAULT_KEY), thresholds=thresholds,
-                          last_event=old.last_event if old else None)
+        return Deployment(
+            model=model,
+            production=old.production if old else production,
+            candidate=candidate,
+            key=key or (old.key if old else DEFAULT_KEY),
+            thresholds=thresholds,
+            last_event=old.last_event if old else None,
+        )
 
     def audit(old: Deployment | None, new: Deployment) -> None:
-        source.audit("deploy", model=model, production=new.production, candidate=new.candidate.version if new.candidate else None,
-                     mode=new.candidate.mode if new.candidate else None,
-                     weight=new.candidate.weight if new.candidate and new.candidate.mode == CANARY else None,
-                     steps=list(new.candidate.steps) if new.candidate else None, actor=by)
+        source.audit(
+            "deploy",
+            model=model,
+            production=new.production,
+            candidate=new.candidate.version if new.candidate else None,
+            mode=new.candidate.mode if new.candidate else None,
+            weight=new.candidate.weight if new.candidate and new.candidate.mode == CANARY else None,
+            steps=list(new.candidate.steps) if new.candidate else None,
+            actor=by,
+        )
 
     return update_deployment(repo, model, change, by=by, before_write=audit)
 
@@ -405,13 +479,23 @@ def deploy(
 def require_deployment(repo: Repo, model: str) -> Deployment:
     dep = load_deployment(repo, model)
     if dep is None:
-        raise UsageError(f"no deployment of {model} ({display_path(deployment_path(repo, model))} does not exist)",
-                         hint=f"mlops deploy {model} --canary VERSION --weight 10")
+        raise UsageError(
+            f"no deployment of {model} ({display_path(deployment_path(repo, model))} does not exist)",
+            hint=f"mlops deploy {model} --canary VERSION --weight 10",
+        )
     return dep
 
 
-def rollback(repo: Repo, source: Any, model: str, *, reason: str, by: str, automatic: bool = False,
-             expect_revision: int | None = None) -> Deployment:
+def rollback(
+    repo: Repo,
+    source: Any,
+    model: str,
+    *,
+    reason: str,
+    by: str,
+    automatic: bool = False,
+    expect_revision: int | None = None,
+) -> Deployment:
     """All traffic back to production; the candidate leaves the deployment; an audit entry records why."""
     seen = require_deployment(repo, model)
     if seen.candidate is None:
@@ -420,20 +504,43 @@ def rollback(repo: Repo, source: Any, model: str, *, reason: str, by: str, autom
     def change(old: Deployment | None) -> Deployment:
         if old is None or old.candidate is None:
             raise UsageError(f"{model} has no canary or shadow to roll back")
-        event = {"event": "rollback", "version": old.candidate.version, "mode": old.candidate.mode, "reason": reason,
-                 "at": now_iso(), "by": by, "automatic": automatic}
+        event = {
+            "event": "rollback",
+            "version": old.candidate.version,
+            "mode": old.candidate.mode,
+            "reason": reason,
+            "at": now_iso(),
+            "by": by,
+            "automatic": automatic,
+        }
         return replace(old, candidate=None, last_event=event)
 
     def audit(old: Deployment | None, new: Deployment) -> None:
         assert old is not None and old.candidate is not None
-        source.audit("canary_rollback", model=model, version=old.candidate.version, mode=old.candidate.mode,
-                     production=old.production, reason=reason, automatic=automatic, actor=by)
+        source.audit(
+            "canary_rollback",
+            model=model,
+            version=old.candidate.version,
+            mode=old.candidate.mode,
+            production=old.production,
+            reason=reason,
+            automatic=automatic,
+            actor=by,
+        )
 
     return update_deployment(repo, model, change, by=by, expect_revision=expect_revision, before_write=audit)
 
 
-def promote(repo: Repo, source: Any, model: str, *, reason: str, by: str, force: bool = False,
-            expect_revision: int | None = None) -> Deployment:
+def promote(
+    repo: Repo,
+    source: Any,
+    model: str,
+    *,
+    reason: str,
+    by: str,
+    force: bool = False,
+    expect_revision: int | None = None,
+) -> Deployment:
     """The candidate becomes production through the registry's gates (a refusal raises and changes nothing)."""
     seen = require_deployment(repo, model)
     if seen.candidate is None:
@@ -442,8 +549,15 @@ def promote(repo: Repo, source: Any, model: str, *, reason: str, by: str, force:
     def change(old: Deployment | None) -> Deployment:
         if old is None or old.candidate is None:
             raise UsageError(f"{model} has no canary or shadow to promote")
-        event = {"event": "promote", "version": old.candidate.version, "mode": old.candidate.mode, "reason": reason,
-                 "at": now_iso(), "by": by, "previous": old.production}
+        event = {
+            "event": "promote",
+            "version": old.candidate.version,
+            "mode": old.candidate.mode,
+            "reason": reason,
+            "at": now_iso(),
+            "by": by,
+            "previous": old.production,
+        }
         return replace(old, production=old.candidate.version, candidate=None, last_event=event)
 
     def gate(old: Deployment | None, new: Deployment) -> None:

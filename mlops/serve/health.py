@@ -35,8 +35,39 @@ from typing import Any
 from ..fsio import atomic_writer, pid_alive
 
 LATENCY_BOUNDS_MS = (
-    0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
-    1000, 1500, 2000, 3000, 5000, 7000, 10000, 20000, 30000, 60000,
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.7,
+    1,
+    1.5,
+    2,
+    3,
+    5,
+    7,
+    10,
+    15,
+    20,
+    30,
+    50,
+    70,
+    100,
+    150,
+    200,
+    300,
+    500,
+    700,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7000,
+    10000,
+    20000,
+    30000,
+    60000,
 )
 KEEP_SECONDS = 600  # buckets kept per worker: the longest window `canary status` and rollback can use
 MAX_CLASSES = 50  # distinct prediction values counted per bucket; the rest count as "<other>"
@@ -111,7 +142,7 @@ class Bucket:
 
     def compare(self, mine: list[Any], theirs: list[Any]) -> None:
         self.compared += len(mine)
-        self.disagreed += sum(1 for a, b in zip(mine, theirs) if not _close(a, b))
+        self.disagreed += sum(1 for a, b in zip(mine, theirs, strict=False) if not _close(a, b))
 
     def merge(self, other: Bucket) -> None:
         self.n += other.n
@@ -132,8 +163,14 @@ class Bucket:
         self.disagreed += other.disagreed
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"n": self.n, "e5": self.e5, "e4": self.e4, "rows": self.rows, "ms": round(self.ms, 3),
-                               "hist": {str(i): c for i, c in enumerate(self.hist) if c}}
+        out: dict[str, Any] = {
+            "n": self.n,
+            "e5": self.e5,
+            "e4": self.e4,
+            "rows": self.rows,
+            "ms": round(self.ms, 3),
+            "hist": {str(i): c for i, c in enumerate(self.hist) if c},
+        }
         # copies: a snapshot is written (or added up) in a thread while the loop goes on counting
         if self.classes:
             out["classes"] = dict(self.classes)
@@ -145,8 +182,13 @@ class Bucket:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Bucket:
-        bucket = cls(n=int(data.get("n", 0)), e5=int(data.get("e5", 0)), e4=int(data.get("e4", 0)), rows=int(data.get("rows", 0)),
-                        ms=float(data.get("ms", 0.0)))
+        bucket = cls(
+            n=int(data.get("n", 0)),
+            e5=int(data.get("e5", 0)),
+            e4=int(data.get("e4", 0)),
+            rows=int(data.get("rows", 0)),
+            ms=float(data.get("ms", 0.0)),
+        )
         for i, c in (data.get("hist") or {}).items():
             index = int(i)
             if 0 <= index < len(bucket.hist):
@@ -187,14 +229,25 @@ class Bucket:
         if self.num[0]:
             n, s, ss, lo, hi = self.num
             mean = s / n
-            out["numeric"] = {"count": int(n), "mean": mean, "std": math.sqrt(max(0.0, ss / n - mean * mean)), "min": lo, "max": hi}
+            out["numeric"] = {
+                "count": int(n),
+                "mean": mean,
+                "std": math.sqrt(max(0.0, ss / n - mean * mean)),
+                "min": lo,
+                "max": hi,
+            }
         return out
 
     def summary(self) -> dict[str, Any]:
         p50, p99 = self.percentile_ms(0.5), self.percentile_ms(0.99)
         out: dict[str, Any] = {
-            "requests": self.n, "errors": self.e5, "bad_requests": self.e4, "error_rate": round(self.error_rate, 4),
-            "rows": self.rows, "p50_ms": None if p50 is None else round(p50, 3), "p99_ms": None if p99 is None else round(p99, 3),
+            "requests": self.n,
+            "errors": self.e5,
+            "bad_requests": self.e4,
+            "error_rate": round(self.error_rate, 4),
+            "rows": self.rows,
+            "p50_ms": None if p50 is None else round(p50, 3),
+            "p99_ms": None if p99 is None else round(p99, 3),
             "distribution": self.distribution(),
         }
         if self.compared:
@@ -278,13 +331,24 @@ class Stats:
         self.prune(now)
         variants = []
         for key in sorted(set(self.totals) | set(self.seconds)):
-            variants.append({
-                "variant": key[0], "version": key[1],
-                "total": self.totals.get(key, Bucket()).to_json(),
-                "seconds": self._seconds_json(key, now) if seconds else {},
-            })
-        return {"format": STATS_FORMAT, "model": model, "pid": os.getpid(), "host": socket.gethostname(),
-                "started": self.started, "written": now, "variants": variants, "counters": dict(self.counters)}
+            variants.append(
+                {
+                    "variant": key[0],
+                    "version": key[1],
+                    "total": self.totals.get(key, Bucket()).to_json(),
+                    "seconds": self._seconds_json(key, now) if seconds else {},
+                }
+            )
+        return {
+            "format": STATS_FORMAT,
+            "model": model,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": self.started,
+            "written": now,
+            "variants": variants,
+            "counters": dict(self.counters),
+        }
 
 
 # --- snapshots on disk ---------------------------------------------------------------------------
@@ -351,7 +415,9 @@ class Aggregate:
     as_of: float | None
 
 
-def aggregate(snapshots: Iterable[Mapping[str, Any]], *, since: float, until: float, live_totals_only: bool = True) -> Aggregate:
+def aggregate(
+    snapshots: Iterable[Mapping[str, Any]], *, since: float, until: float, live_totals_only: bool = True
+) -> Aggregate:
     """Window buckets in [since, until] and totals, added over snapshots (one not of this shape is skipped)."""
     window: dict[Key, Bucket] = {}
     totals: dict[Key, Bucket] = {}
@@ -402,17 +468,33 @@ class Verdict:
     requests: int
 
 
-def judge(window: Bucket | None, *, min_requests: int, max_error_rate: float | None, max_p99_ms: float | None,
-          window_seconds: float) -> Verdict:
+def judge(
+    window: Bucket | None,
+    *,
+    min_requests: int,
+    max_error_rate: float | None,
+    max_p99_ms: float | None,
+    window_seconds: float,
+) -> Verdict:
     """Whether a candidate's window breaks a threshold; nothing is judged below ``min_requests``."""
     n = window.n if window else 0
     if window is None or n < min_requests:
         return Verdict(None, f"{n} of the {min_requests} request(s) needed in the last {window_seconds:g} s", n)
     if max_error_rate is not None and window.error_rate > max_error_rate:
-        return Verdict(False, f"error rate {window.error_rate:.1%} > {max_error_rate:.1%} over the last {window_seconds:g} s "
-                              f"({window.e5} of {n} requests failed)", n)
+        return Verdict(
+            False,
+            f"error rate {window.error_rate:.1%} > {max_error_rate:.1%} over the last {window_seconds:g} s "
+            f"({window.e5} of {n} requests failed)",
+            n,
+        )
     p99 = window.percentile_ms(0.99)
     if max_p99_ms is not None and p99 is not None and p99 > max_p99_ms:
-        return Verdict(False, f"p99 latency {p99:.1f} ms > {max_p99_ms:g} ms over the last {window_seconds:g} s ({n} requests)", n)
-    return Verdict(True, f"healthy over the last {window_seconds:g} s ({n} requests, error rate {window.error_rate:.1%}"
-                         + (f", p99 {p99:.1f} ms)" if p99 is not None else ")"), n)
+        return Verdict(
+            False, f"p99 latency {p99:.1f} ms > {max_p99_ms:g} ms over the last {window_seconds:g} s ({n} requests)", n
+        )
+    return Verdict(
+        True,
+        f"healthy over the last {window_seconds:g} s ({n} requests, error rate {window.error_rate:.1%}"
+        + (f", p99 {p99:.1f} ms)" if p99 is not None else ")"),
+        n,
+    )

@@ -31,8 +31,13 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
-def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, float], gauges: Mapping[str, float],
-           weights: Mapping[str, float]) -> str:
+def render(
+    model: str,
+    totals: Mapping[Key, Bucket],
+    counters: Mapping[str, float],
+    gauges: Mapping[str, float],
+    weights: Mapping[str, float],
+) -> str:
     lines: list[str] = []
 
     def family(name: str, kind: str, help_text: str) -> None:
@@ -43,39 +48,88 @@ def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, floa
     family("mlops_requests_total", "counter", "Prediction requests answered (4xx included), per variant and version.")
     for variant, version in keys:
         bucket = totals[(variant, version)]
-        lines.append(f"mlops_requests_total{_labels(model=model, variant=variant, version=version)} {bucket.n + bucket.e4}")
-    family("mlops_request_errors_total", "counter", "Prediction requests answered with an error: class 5xx (model, overload) or 4xx (input).")
+        lines.append(
+            f"mlops_requests_total{_labels(model=model, variant=variant, version=version)} {bucket.n + bucket.e4}"
+        )
+    family(
+        "mlops_request_errors_total",
+        "counter",
+        "Prediction requests answered with an error: class 5xx (model, overload) or 4xx (input).",
+    )
     for variant, version in keys:
         bucket = totals[(variant, version)]
-        lines.append(f"mlops_request_errors_total{_labels(model=model, variant=variant, version=version, code_class='5xx')} {bucket.e5}")
-        lines.append(f"mlops_request_errors_total{_labels(model=model, variant=variant, version=version, code_class='4xx')} {bucket.e4}")
+        lines.append(
+            "mlops_request_errors_total"
+            f"{_labels(model=model, variant=variant, version=version, code_class='5xx')} {bucket.e5}"
+        )
+        lines.append(
+            "mlops_request_errors_total"
+            f"{_labels(model=model, variant=variant, version=version, code_class='4xx')} {bucket.e4}"
+        )
     family("mlops_predictions_total", "counter", "Rows predicted, per variant and version.")
     for variant, version in keys:
-        lines.append(f"mlops_predictions_total{_labels(model=model, variant=variant, version=version)} {totals[(variant, version)].rows}")
-    family("mlops_request_latency_seconds", "histogram", "Time from request start to answer of requests that passed the input checks (4xx answers are not timed).")
+        lines.append(
+            "mlops_predictions_total"
+            f"{_labels(model=model, variant=variant, version=version)} {totals[(variant, version)].rows}"
+        )
+    family(
+        "mlops_request_latency_seconds",
+        "histogram",
+        "Time from request start to answer of requests that passed the input checks (4xx answers are not timed).",
+    )
     for variant, version in keys:
         bucket = totals[(variant, version)]
         cumulative = 0
-        for bound, count in zip(LATENCY_BOUNDS_MS, bucket.hist):
+        for bound, count in zip(LATENCY_BOUNDS_MS, bucket.hist, strict=False):
             cumulative += count
-            lines.append(f"mlops_request_latency_seconds_bucket{_labels(model=model, variant=variant, version=version, le=_num(bound / 1000))} {cumulative}")
+            lines.append(
+                "mlops_request_latency_seconds_bucket"
+                f"{_labels(model=model, variant=variant, version=version, le=_num(bound / 1000))} {cumulative}"
+            )
         cumulative += bucket.hist[-1]
-        lines.append(f"mlops_request_latency_seconds_bucket{_labels(model=model, variant=variant, version=version, le='+Inf')} {cumulative}")
-        lines.append(f"mlops_request_latency_seconds_count{_labels(model=model, variant=variant, version=version)} {cumulative}")
-        lines.append(f"mlops_request_latency_seconds_sum{_labels(model=model, variant=variant, version=version)} {bucket.ms / 1000:.6f}")
+        lines.append(
+            "mlops_request_latency_seconds_bucket"
+            f"{_labels(model=model, variant=variant, version=version, le='+Inf')} {cumulative}"
+        )
+        lines.append(
+            f"mlops_request_latency_seconds_count{_labels(model=model, variant=variant, version=version)} {cumulative}"
+        )
+        lines.append(
+            "mlops_request_latency_seconds_sum"
+            f"{_labels(model=model, variant=variant, version=version)} {bucket.ms / 1000:.6f}"
+        )
     if any(b.compared for b in totals.values()):
-        family("mlops_shadow_disagreements_total", "counter", "Shadow rows whose prediction differed from production's.")
+        family(
+            "mlops_shadow_disagreements_total", "counter", "Shadow rows whose prediction differed from production's."
+        )
         for variant, version in keys:
             if totals[(variant, version)].compared:
-                lines.append(f"mlops_shadow_disagreements_total{_labels(model=model, version=version)} {totals[(variant, version)].disagreed}")
+                lines.append(
+                    "mlops_shadow_disagreements_total"
+                    f"{_labels(model=model, version=version)} {totals[(variant, version)].disagreed}"
+                )
     family("mlops_overload_rejections_total", "counter", "Requests answered 503 because the model's queue was full.")
     lines.append(f"mlops_overload_rejections_total{_labels(model=model)} {_num(counters.get('rejected', 0))}")
-    family("mlops_request_log_dropped_rows_total", "counter", "Rows not written to the request log because its writer fell behind.")
+    family(
+        "mlops_request_log_dropped_rows_total",
+        "counter",
+        "Rows not written to the request log because its writer fell behind.",
+    )
     lines.append(f"mlops_request_log_dropped_rows_total{_labels(model=model)} {_num(counters.get('log_dropped', 0))}")
-    family("mlops_abandoned_requests_total", "counter",
-           "Requests dropped from a model's queue unpredicted because their caller stopped waiting (time-out, closed connection).")
+    family(
+        "mlops_abandoned_requests_total",
+        "counter",
+        (
+            "Requests dropped from a model's queue unpredicted because their caller stopped waiting "
+            "(time-out, closed connection)."
+        ),
+    )
     lines.append(f"mlops_abandoned_requests_total{_labels(model=model)} {_num(counters.get('abandoned', 0))}")
-    family("mlops_client_disconnects_total", "counter", "Prediction requests whose client closed the connection before the answer.")
+    family(
+        "mlops_client_disconnects_total",
+        "counter",
+        "Prediction requests whose client closed the connection before the answer.",
+    )
     lines.append(f"mlops_client_disconnects_total{_labels(model=model)} {_num(counters.get('client_gone', 0))}")
     family("mlops_batches_total", "counter", "Model calls (each folds one or more requests).")
     lines.append(f"mlops_batches_total{_labels(model=model)} {_num(counters.get('batches', 0))}")
@@ -90,4 +144,3 @@ def render(model: str, totals: Mapping[Key, Bucket], counters: Mapping[str, floa
         family(f"mlops_{name}", "gauge", name.replace("_", " ").capitalize() + ".")
         lines.append(f"mlops_{name}{_labels(model=model)} {_num(value)}")
     return "\n".join(lines) + "\n"
-

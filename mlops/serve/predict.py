@@ -44,9 +44,17 @@ class PredictResult:
     prediction_column: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "input": self.input, "output": self.output, "rows": self.rows,
-                "chunks": self.chunks, "seconds": round(self.seconds, 3), "prediction_column": self.prediction_column,
-                "rows_per_second": round(self.rows / self.seconds) if self.seconds > 0 else None}
+        return {
+            "model": self.model,
+            "version": self.version,
+            "input": self.input,
+            "output": self.output,
+            "rows": self.rows,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "prediction_column": self.prediction_column,
+            "rows_per_second": round(self.rows / self.seconds) if self.seconds > 0 else None,
+        }
 
 
 def file_format(path: Path, what: str) -> str:
@@ -78,15 +86,24 @@ def _batches(path: Path, fmt: str, signature: Signature | None, chunk_rows: int)
             try:
                 yield from handle.iter_batches(batch_size=chunk_rows)
             except (pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})", hint="nothing was written") from None
+                raise DataError(
+                    f"{path}: not a readable Parquet file ({_first_line(exc)})", hint="nothing was written"
+                ) from None
 
         return read(), handle.metadata.num_rows
     import pyarrow.csv as pacsv
 
-    types = {c.name: arrow_type(c.kind) for c in signature.inputs if arrow_type(c.kind) is not None and c.kind != DATETIME} if signature else {}
+    types = (
+        {c.name: arrow_type(c.kind) for c in signature.inputs if arrow_type(c.kind) is not None and c.kind != DATETIME}
+        if signature
+        else {}
+    )
     try:
-        reader = pacsv.open_csv(str(path), read_options=pacsv.ReadOptions(block_size=1 << 22),
-                                convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+        reader = pacsv.open_csv(
+            str(path),
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+        )
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: cannot read as the model's columns: {_first_line(exc)}") from None
 
@@ -104,8 +121,10 @@ def _batches(path: Path, fmt: str, signature: Signature | None, chunk_rows: int)
                     pending = rest.to_batches()
                     count = rest.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
-            raise SignatureError(f"{path}: a value does not fit the model's column types: {_first_line(exc)}",
-                                 hint="fix the file or check the model's signature (mlops serve's GET /metadata)") from None
+            raise SignatureError(
+                f"{path}: a value does not fit the model's column types: {_first_line(exc)}",
+                hint="fix the file or check the model's signature (mlops serve's GET /metadata)",
+            ) from None
         if count:
             yield from pa.Table.from_batches(pending).to_batches(max_chunksize=chunk_rows)
 
@@ -156,13 +175,24 @@ def check_batch(batch: Any, signature: Signature, offset: int) -> list[str]:
             import pyarrow.compute as pc
 
             first = pc.index(pc.is_null(array), True).as_py()
-            problems.append(f"column '{column.name}' ({column.dtype}): null at row {offset + first}"
-                            + (f" (and {array.null_count - 1} more in this chunk)" if array.null_count > 1 else ""))
+            problems.append(
+                f"column '{column.name}' ({column.dtype}): null at row {offset + first}"
+                + (f" (and {array.null_count - 1} more in this chunk)" if array.null_count > 1 else "")
+            )
     return problems
 
 
-def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Path, output_path: str | Path, *,
-                 chunk_rows: int = 50_000, keep: Sequence[str] | None = None, progress: Progress = NO_PROGRESS) -> PredictResult:
+def predict_file(
+    repo: Repo,
+    source: ModelSource,
+    ref: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    chunk_rows: int = 50_000,
+    keep: Sequence[str] | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> PredictResult:
     import pyarrow as pa
 
     from .protocols import jsonable
@@ -197,9 +227,11 @@ def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Pa
                         problems = check_batch(batch, signature, rows)
                         if problems:
                             raise SignatureError(
-                                f"{src}: {len(problems)} problem(s) with the model's signature in rows {rows}-{rows + batch.num_rows - 1}: "
+                                f"{src}: {len(problems)} problem(s) with the model's signature "
+                                f"in rows {rows}-{rows + batch.num_rows - 1}: "
                                 + "; ".join(limit_problems(problems, MAX_LISTED)),
-                                hint="nothing was written; fix the input, or check the model version", problems=problems[:MAX_LISTED],
+                                hint="nothing was written; fix the input, or check the model version",
+                                problems=problems[:MAX_LISTED],
                             )
                         features = batch.select(list(signature.names))
                     else:
@@ -207,8 +239,10 @@ def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Pa
                     if chunks == 0 and keep is not None:  # before any scoring
                         unknown = [n for n in keep if n not in batch.schema.names]
                         if unknown:
-                            raise UsageError(f"--keep: {src} has no column {', '.join(repr(n) for n in unknown)}",
-                                             hint=f"its columns: {', '.join(batch.schema.names)}; nothing was written")
+                            raise UsageError(
+                                f"--keep: {src} has no column {', '.join(repr(n) for n in unknown)}",
+                                hint=f"its columns: {', '.join(batch.schema.names)}; nothing was written",
+                            )
                     frame = features.to_pandas()
                     try:
                         predictions = model.predict(frame)
@@ -218,7 +252,7 @@ def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Pa
                             f"{type(exc).__name__}: {_first_line(exc)}",
                             hint="nothing was written; check the input against the model (mlops serve's GET /metadata)",
                         ) from exc
-                    values = getattr(predictions, "to_numpy", lambda: predictions)()
+                    values = getattr(predictions, "to_numpy", lambda predictions=predictions: predictions)()
                     kept_names = [n for n in batch.schema.names if keep is None or n in keep]
                     if chunks == 0:
                         while prediction_column in batch.schema.names:
@@ -227,7 +261,12 @@ def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Pa
                         pred_array = pa.array(values) if getattr(values, "ndim", 1) == 1 else pa.array(jsonable(values))
                     except (pa.ArrowInvalid, pa.ArrowTypeError):
                         pred_array = pa.array([str(v) for v in jsonable(values)])
-                    table = pa.table({**{n: batch.column(batch.schema.names.index(n)) for n in kept_names}, prediction_column: pred_array})
+                    table = pa.table(
+                        {
+                            **{n: batch.column(batch.schema.names.index(n)) for n in kept_names},
+                            prediction_column: pred_array,
+                        }
+                    )
                     if writer is None:
                         out_schema = table.schema
                         writer = _writer(handle, out_fmt, out_schema)
@@ -244,7 +283,9 @@ def predict_file(repo: Repo, source: ModelSource, ref: str, input_path: str | Pa
                 raise UsageError(f"{src}: no rows to predict")
     finally:
         task.close()
-    return PredictResult(info.name, info.version, str(src), str(dst), rows, chunks, time.perf_counter() - started, prediction_column)
+    return PredictResult(
+        info.name, info.version, str(src), str(dst), rows, chunks, time.perf_counter() - started, prediction_column
+    )
 
 
 def _writer(handle: Any, fmt: str, schema: Any) -> Any:

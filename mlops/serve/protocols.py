@@ -29,12 +29,26 @@ from .signature import V2_DATATYPE, Signature, convert_text, guess_text, limit_p
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 V2_DATATYPES = {
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
 }
 V2_KINDS = {  # which signature kinds a V2 datatype may carry
     "BOOL": {"boolean", "any"},
-    **{t: {"integer", "number", "any"} for t in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")},
+    **{
+        t: {"integer", "number", "any"}
+        for t in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
+    },
     **{t: {"number", "any", "integer"} for t in ("FP16", "FP32", "FP64")},
     "BYTES": {"string", "datetime", "any"},
 }
@@ -155,7 +169,9 @@ def from_columns(data: Any, where: str) -> Inputs:
         columns[name] = values
         lengths.add(len(values))
     if len(lengths) > 1:
-        problems.append(f"'{where}' columns differ in length: " + ", ".join(f"{n}={len(v)}" for n, v in columns.items()))
+        problems.append(
+            f"'{where}' columns differ in length: " + ", ".join(f"{n}={len(v)}" for n, v in columns.items())
+        )
     if problems:
         raise BadRequest(problems)
     rows = lengths.pop()
@@ -167,8 +183,10 @@ def from_columns(data: Any, where: str) -> Inputs:
 def from_rows(rows: Any, names: Sequence[str] | None, where: str) -> Inputs:
     """Rows as lists of values in the signature's column order."""
     if not names:
-        raise BadRequest(f"'{where}' gives rows without column names, and the model has no signature to name them; "
-                         "send records (objects) instead")
+        raise BadRequest(
+            f"'{where}' gives rows without column names, and the model has no signature to name them; "
+            "send records (objects) instead"
+        )
     if not rows:
         raise BadRequest(f"'{where}' is empty: send at least one row")
     problems = []
@@ -179,9 +197,11 @@ def from_rows(rows: Any, names: Sequence[str] | None, where: str) -> Inputs:
         if not isinstance(row, list):
             row = [row]
         if len(row) != len(names):
-            problems.append(f"'{where}'[{index}] has {len(row)} value(s); the model takes {len(names)}: {', '.join(names)}")
+            problems.append(
+                f"'{where}'[{index}] has {len(row)} value(s); the model takes {len(names)}: {', '.join(names)}"
+            )
             continue
-        for name, value in zip(names, row):
+        for name, value in zip(names, row, strict=True):
             columns[name].append(value)
     if problems:
         raise BadRequest(limit_problems(problems))
@@ -203,8 +223,10 @@ def predict_inputs(doc: Any) -> Inputs:
     keys = [k for k in ("records", "columns") if k in doc]
     unknown = [k for k in doc if k not in ("records", "columns")]
     if len(keys) != 1:
-        raise BadRequest("the body must hold exactly one of 'records' (a list of row objects) or 'columns' "
-                         f"(column -> list of values); found keys: {', '.join(doc) or 'none'}")
+        raise BadRequest(
+            "the body must hold exactly one of 'records' (a list of row objects) or 'columns' "
+            f"(column -> list of values); found keys: {', '.join(doc) or 'none'}"
+        )
     if unknown:
         raise BadRequest(f"unknown key(s) in the body: {', '.join(unknown)} (only 'records' or 'columns')")
     if keys[0] == "records":
@@ -212,7 +234,9 @@ def predict_inputs(doc: Any) -> Inputs:
     return from_columns(doc["columns"], "columns")
 
 
-def predict_answer(model: str, version: int, variant: str, predictions: list[Any], request_id: str | None) -> dict[str, Any]:
+def predict_answer(
+    model: str, version: int, variant: str, predictions: list[Any], request_id: str | None
+) -> dict[str, Any]:
     out: dict[str, Any] = {"model": model, "version": version, "variant": variant, "predictions": predictions}
     if request_id:
         out["request_id"] = request_id
@@ -220,8 +244,10 @@ def predict_answer(model: str, version: int, variant: str, predictions: list[Any
 
 
 def predict_error(problems: list[str]) -> dict[str, Any]:
-    return {"error": problems[0] if len(problems) == 1 else f"{len(problems)} problems with the request",
-            "problems": limit_problems(problems)}
+    return {
+        "error": problems[0] if len(problems) == 1 else f"{len(problems)} problems with the request",
+        "problems": limit_problems(problems),
+    }
 
 
 # --- MLflow scoring protocol --------------------------------------------------------------------
@@ -246,15 +272,19 @@ def mlflow_document(body: bytes, content_type: str | None) -> tuple[str, Any]:
         raise BadRequest(f"unsupported content type '{content_type}': send application/json or text/csv", status=415)
     doc = parse_json(body)
     if isinstance(doc, list):
-        raise BadRequest("the input must be a JSON object with exactly one of the input fields "
-                         f"{', '.join(MLFLOW_FORMATS)}; received a list")
+        raise BadRequest(
+            "the input must be a JSON object with exactly one of the input fields "
+            f"{', '.join(MLFLOW_FORMATS)}; received a list"
+        )
     if not isinstance(doc, dict):
         raise BadRequest(f"the input must be a JSON object, found {_kind(doc)}")
     keys = [k for k in MLFLOW_FORMATS if k in doc]
     others = [k for k in doc if k not in MLFLOW_FORMATS and k != "params"]
     if len(keys) != 1 or others:
-        raise BadRequest("the input must be a JSON object with exactly one of the input fields "
-                         f"{', '.join(MLFLOW_FORMATS)} (and optionally 'params'); received: {', '.join(doc) or 'nothing'}")
+        raise BadRequest(
+            "the input must be a JSON object with exactly one of the input fields "
+            f"{', '.join(MLFLOW_FORMATS)} (and optionally 'params'); received: {', '.join(doc) or 'nothing'}"
+        )
     return "json", doc
 
 
@@ -312,7 +342,7 @@ def csv_inputs(text: str, signature: Signature | None) -> Inputs:
                 problems.append(f"CSV line {line} has {len(record)} field(s), the header {len(header)}")
                 continue
             rows += 1
-            for name, cell in zip(header, record):
+            for name, cell in zip(header, record, strict=True):
                 column = wanted.get(name)
                 columns[name].append(convert_text(column, cell)[0] if column else guess_text(cell))
     except csv.Error as exc:
@@ -366,8 +396,18 @@ def _flatten(data: Any) -> list[Any]:
 
 #: the binary tensor data extension: little-endian, row-major; BYTES elements are a 4-byte length, then the bytes
 V2_BINARY_DTYPES = {
-    "BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "i1", "INT16": "<i2",
-    "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+    "BOOL": "?",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
 }
 BINARY_HEADER = "inference-header-content-length"
 
@@ -381,7 +421,9 @@ def v2_document(body: bytes, header_length: str | None) -> Any:
     try:
         length = int(header_length)
     except ValueError:
-        raise BadRequest(f"Inference-Header-Content-Length must be a number of bytes, found {header_length!r}") from None
+        raise BadRequest(
+            f"Inference-Header-Content-Length must be a number of bytes, found {header_length!r}"
+        ) from None
     if not 0 < length <= len(body):
         raise BadRequest(f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes")
     doc = parse_json(body[:length])
@@ -399,12 +441,16 @@ def v2_document(body: bytes, header_length: str | None) -> Any:
         if "data" in tensor:
             raise BadRequest(f"{label}: has both 'data' and 'binary_data_size'")
         if offset + size > len(blob):
-            raise BadRequest(f"{label}: 'binary_data_size' {size} runs past the end of the body "
-                             f"({len(blob) - offset} byte(s) of binary data left)")
-        tensor["data"] = _decode_binary(tensor.get("datatype"), blob[offset:offset + size], label)
+            raise BadRequest(
+                f"{label}: 'binary_data_size' {size} runs past the end of the body "
+                f"({len(blob) - offset} byte(s) of binary data left)"
+            )
+        tensor["data"] = _decode_binary(tensor.get("datatype"), blob[offset : offset + size], label)
         offset += size
     if offset != len(blob):
-        raise BadRequest(f"{len(blob) - offset} byte(s) of binary data after the JSON that no input's 'binary_data_size' claims")
+        raise BadRequest(
+            f"{len(blob) - offset} byte(s) of binary data after the JSON that no input's 'binary_data_size' claims"
+        )
     return doc
 
 
@@ -414,12 +460,12 @@ def _decode_binary(datatype: Any, data: memoryview, label: str) -> list[Any]:
         while at < len(raw):
             if at + 4 > len(raw):
                 raise BadRequest(f"{label}: BYTES data ends inside an element's 4-byte length")
-            size = int.from_bytes(raw[at:at + 4], "little")
+            size = int.from_bytes(raw[at : at + 4], "little")
             at += 4
             if at + size > len(raw):
                 raise BadRequest(f"{label}: a BYTES element of {size} byte(s) runs past its tensor's data")
             try:
-                out.append(raw[at:at + size].decode("utf-8"))
+                out.append(raw[at : at + size].decode("utf-8"))
             except UnicodeDecodeError:
                 raise BadRequest(f"{label}: a BYTES element is not UTF-8 text") from None
             at += size
@@ -442,7 +488,9 @@ def v2_binary_answer(answer: dict[str, Any]) -> tuple[bytes, int]:
     output = answer["outputs"][0]
     values, datatype = output.pop("data"), output["datatype"]
     if datatype == "BYTES":
-        raw = b"".join(len(b).to_bytes(4, "little") + b for b in (("" if v is None else str(v)).encode("utf-8") for v in values))
+        raw = b"".join(
+            len(b).to_bytes(4, "little") + b for b in (("" if v is None else str(v)).encode("utf-8") for v in values)
+        )
     else:
         filled = [np.nan if v is None else v for v in values] if datatype == "FP64" else values
         raw = np.asarray(filled, dtype=V2_BINARY_DTYPES[datatype]).tobytes()
@@ -457,7 +505,8 @@ def _wants_binary_output(doc: dict[str, Any]) -> bool:
         return True
     outputs = doc.get("outputs")
     return isinstance(outputs, list) and any(
-        isinstance(o, dict) and isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True for o in outputs
+        isinstance(o, dict) and isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
+        for o in outputs
     )
 
 
@@ -480,13 +529,22 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
         if not isinstance(tensor, dict):
             problems.append(f"{where} must be an object, found {_kind(tensor)}")
             continue
-        name, shape, datatype, data = tensor.get("name"), tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
+        name, shape, datatype, data = (
+            tensor.get("name"),
+            tensor.get("shape"),
+            tensor.get("datatype"),
+            tensor.get("data"),
+        )
         label = f"{where} ('{name}')" if isinstance(name, str) else where
         bad = False
         if not isinstance(name, str) or not name:
             problems.append(f"{where}: 'name' must be a non-empty string")
             bad = True
-        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if (
+            not isinstance(shape, list)
+            or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             problems.append(f"{label}: 'shape' must be a list of non-negative integers, found {shape!r}")
             bad = True
         if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
@@ -516,15 +574,22 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
         name, shape, datatype, flat = parsed[0]
         width = shape[1] if len(shape) == 2 else 1
         if not names:
-            raise BadRequest(f"inputs[0] ('{name}') is a [N, K] tensor, and the model has no signature to name its columns; "
-                             "send one tensor per column")
+            raise BadRequest(
+                f"inputs[0] ('{name}') is a [N, K] tensor, and the model has no signature to name its columns; "
+                "send one tensor per column"
+            )
         if width != len(names):
-            raise BadRequest(f"inputs[0] ('{name}'): shape {shape} has {width} column(s); the model takes {len(names)}: {', '.join(names)}")
+            raise BadRequest(
+                f"inputs[0] ('{name}'): shape {shape} has {width} column(s); "
+                f"the model takes {len(names)}: {', '.join(names)}"
+            )
         rows = [flat[i : i + width] for i in range(0, len(flat), width)]
         inputs = from_rows(rows, names, f"inputs[0] ('{name}')")
         for column in signature.inputs if signature else ():
             if column.kind not in V2_KINDS[datatype] and datatype != "BYTES":
-                problems.append(f"inputs[0] ('{name}'): datatype {datatype} cannot carry column '{column.name}' ({column.dtype})")
+                problems.append(
+                    f"inputs[0] ('{name}'): datatype {datatype} cannot carry column '{column.name}' ({column.dtype})"
+                )
         if problems:
             raise BadRequest(limit_problems(problems))
         inputs.request_id = request_id
@@ -537,18 +602,24 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
             continue
         column = signature.column(name) if signature else None
         if column is not None and column.kind not in V2_KINDS[datatype]:
-            problems.append(f"input '{name}': datatype {datatype} does not fit column '{name}' ({column.dtype}, "
-                            f"send {V2_DATATYPE[column.kind]})")
+            problems.append(
+                f"input '{name}': datatype {datatype} does not fit column '{name}' ({column.dtype}, "
+                f"send {V2_DATATYPE[column.kind]})"
+            )
         columns[name] = flat
         lengths.add(shape[0])
     if len(lengths) > 1:
-        problems.append("inputs differ in their first dimension (rows): " + ", ".join(f"{n}={s[0]}" for n, s, _, _ in parsed))
+        problems.append(
+            "inputs differ in their first dimension (rows): " + ", ".join(f"{n}={s[0]}" for n, s, _, _ in parsed)
+        )
     if problems:
         raise BadRequest(limit_problems(problems))
     rows = lengths.pop()
     if rows == 0:
         raise BadRequest("the inputs have no rows")
-    return Inputs(columns, rows, request_id=request_id, parameters=dict(parameters or {}), binary_output=_wants_binary_output(doc))
+    return Inputs(
+        columns, rows, request_id=request_id, parameters=dict(parameters or {}), binary_output=_wants_binary_output(doc)
+    )
 
 
 def v2_datatype(predictions: list[Any]) -> str:
@@ -564,8 +635,9 @@ def v2_datatype(predictions: list[Any]) -> str:
     return "BYTES"
 
 
-def v2_answer(model: str, version: int, variant: str, predictions: list[Any], request_id: str | None,
-              output_name: str) -> dict[str, Any]:
+def v2_answer(
+    model: str, version: int, variant: str, predictions: list[Any], request_id: str | None, output_name: str
+) -> dict[str, Any]:
     if predictions and isinstance(predictions[0], list):
         shape = [len(predictions), len(predictions[0])]
         data = [v for row in predictions for v in row]
@@ -590,8 +662,9 @@ def v2_metadata(model: str, versions: Sequence[int], signature: Signature | None
 
     out: dict[str, Any] = {"name": model, "versions": [str(v) for v in versions], "platform": platform}
     out["inputs"] = [tensor(c) for c in signature.inputs] if signature else []
-    out["outputs"] = [tensor(c) for c in signature.outputs] if signature and signature.outputs else [
-        {"name": "predict", "datatype": "BYTES", "shape": [-1]}
-    ]
+    out["outputs"] = (
+        [tensor(c) for c in signature.outputs]
+        if signature and signature.outputs
+        else [{"name": "predict", "datatype": "BYTES", "shape": [-1]}]
+    )
     return out
-

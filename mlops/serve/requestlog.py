@@ -142,7 +142,9 @@ class RequestLog:
         self._thread.start()
         self._started = True
 
-    def append(self, signature: Signature | None, columns: dict[str, list[Any]], rows: int, meta: dict[str, Any]) -> None:
+    def append(
+        self, signature: Signature | None, columns: dict[str, list[Any]], rows: int, meta: dict[str, Any]
+    ) -> None:
         """Queue one request's rows. ``meta``: prediction (list), variant, version, latency_ms, time (+ extra lists)."""
         columns = canonical(signature, columns)
         with self._mutex:
@@ -217,11 +219,19 @@ class RequestLog:
         repeat = [item[2] for item in group]
         predictions = [v for item in group for v in item[3]["prediction"]]
         arrays["prediction"] = _array(pa, predictions, None)
-        arrays["variant"] = pa.array([v for item, n in zip(group, repeat) for v in [item[3]["variant"]] * n], pa.string())
-        arrays["version"] = pa.array([v for item, n in zip(group, repeat) for v in [item[3]["version"]] * n], pa.int64())
-        arrays["latency_ms"] = pa.array([v for item, n in zip(group, repeat) for v in [item[3]["latency_ms"]] * n], pa.float64())
-        arrays["time"] = pa.array([int(t * 1_000_000) for item, n in zip(group, repeat) for t in [item[3]["time"]] * n],
-                                  pa.timestamp("us", tz="UTC"))
+        arrays["variant"] = pa.array(
+            [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["variant"]] * n], pa.string()
+        )
+        arrays["version"] = pa.array(
+            [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["version"]] * n], pa.int64()
+        )
+        arrays["latency_ms"] = pa.array(
+            [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["latency_ms"]] * n], pa.float64()
+        )
+        arrays["time"] = pa.array(
+            [int(t * 1_000_000) for item, n in zip(group, repeat, strict=True) for t in [item[3]["time"]] * n],
+            pa.timestamp("us", tz="UTC"),
+        )
         for name in self.extra:
             arrays[name] = _array(pa, [v for item in group for v in item[3][name]], None)
         return pa.table(arrays)
@@ -243,7 +253,7 @@ class RequestLog:
         self._writer.close()
         with open(self._open_path, "rb") as handle:
             os.fsync(handle.fileno())
-        final = self.folder / self._open_path.name[len(OPEN_PREFIX):]
+        final = self.folder / self._open_path.name[len(OPEN_PREFIX) :]
         os.replace(self._open_path, final)
         from ..fsio import fsync_dir
 
@@ -275,7 +285,7 @@ class RequestLog:
         for entry in os.scandir(self.folder):
             if not entry.name.startswith(OPEN_PREFIX):
                 continue
-            parts = entry.name[len(OPEN_PREFIX):].rsplit("-", 2)
+            parts = entry.name[len(OPEN_PREFIX) :].rsplit("-", 2)
             try:
                 pid = int(parts[-2])
             except (ValueError, IndexError):

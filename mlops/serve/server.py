@@ -37,10 +37,13 @@ def bind(config: ServeConfig) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise CouldNotComplete(f"port {config.port} on {config.host} is already in use",
-                                   hint="stop what listens there, or choose another --port (0 takes a free one)") from None
-        raise CouldNotComplete(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}",
-                               hint="check --host and --port") from None
+            raise CouldNotComplete(
+                f"port {config.port} on {config.host} is already in use",
+                hint="stop what listens there, or choose another --port (0 takes a free one)",
+            ) from None
+        raise CouldNotComplete(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", hint="check --host and --port"
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -53,8 +56,12 @@ def _log_config() -> dict[str, Any]:
     return conf
 
 
-def run(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None,
-        announce: Callable[[str], None] = lambda url: None) -> None:
+def run(
+    config: ServeConfig,
+    *,
+    preloaded: tuple[ModelInfo, Any] | None = None,
+    announce: Callable[[str], None] = lambda url: None,
+) -> None:
     """Serve until SIGTERM/SIGINT; returns after a graceful shutdown."""
     import uvicorn
 
@@ -63,9 +70,16 @@ def run(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None,
     shown_host = f"[{host}]" if ":" in host else host
     os.environ[CONFIG_ENV] = config.to_json()  # read by each worker process's app factory
     common: dict[str, Any] = dict(
-        host=config.host, port=port, log_config=_log_config(), log_level="warning", access_log=config.access_log,
-        timeout_graceful_shutdown=config.graceful_seconds, limit_concurrency=None, server_header=False,
-        lifespan="on", timeout_keep_alive=5,
+        host=config.host,
+        port=port,
+        log_config=_log_config(),
+        log_level="warning",
+        access_log=config.access_log,
+        timeout_graceful_shutdown=config.graceful_seconds,
+        limit_concurrency=None,
+        server_header=False,
+        lifespan="on",
+        timeout_keep_alive=5,
     )
     if config.workers > 1:
         import inspect
@@ -104,4 +118,3 @@ def run(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None,
             signal.signal(sig, handler)
     if not server.started:
         raise CouldNotComplete("the server did not start (see the messages above)")
-

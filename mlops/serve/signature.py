@@ -206,7 +206,9 @@ def check_values(column: Column, values: Sequence[Any], rows: int) -> list[str]:
     nulls = [i for i, v in enumerate(values) if v is None]
     if nulls and not column.nullable:
         more = f" (and {len(nulls) - 1} more row(s))" if len(nulls) > 1 else ""
-        problems.append(f"column '{column.name}' ({column.dtype}): null at row {nulls[0]}{more}; the model needs a value")
+        problems.append(
+            f"column '{column.name}' ({column.dtype}): null at row {nulls[0]}{more}; the model needs a value"
+        )
     check = _CHECKS.get(column.kind)
     if check is None:
         return problems
@@ -223,7 +225,8 @@ def check_values(column: Column, values: Sequence[Any], rows: int) -> list[str]:
         bad = values[first]
         more = f" (and {count - 1} more row(s))" if count > 1 else ""
         problems.append(
-            f"column '{column.name}' ({column.dtype}): row {first} is {_json_type(bad)} {_short(bad)}, expected {wanted}{more}"
+            f"column '{column.name}' ({column.dtype}): "
+            f"row {first} is {_json_type(bad)} {_short(bad)}, expected {wanted}{more}"
         )
     bounds = _RANGES.get(column.kind)
     if bounds is not None:
@@ -231,7 +234,10 @@ def check_values(column: Column, values: Sequence[Any], rows: int) -> list[str]:
         outside = [i for i, v in enumerate(values) if v is not None and ok(v) and not in_range(v)]
         if outside:
             more = f" (and {len(outside) - 1} more row(s))" if len(outside) > 1 else ""
-            problems.append(f"column '{column.name}' ({column.dtype}): row {outside[0]} is {_short(values[outside[0]])}, {why}{more}")
+            problems.append(
+                f"column '{column.name}' ({column.dtype}): "
+                f"row {outside[0]} is {_short(values[outside[0]])}, {why}{more}"
+            )
     return problems
 
 
@@ -277,7 +283,10 @@ def arrow_type(kind: str) -> Any:
     import pyarrow as pa
 
     return {
-        INTEGER: pa.int64(), NUMBER: pa.float64(), BOOLEAN: pa.bool_(), STRING: pa.string(),
+        INTEGER: pa.int64(),
+        NUMBER: pa.float64(),
+        BOOLEAN: pa.bool_(),
+        STRING: pa.string(),
         DATETIME: pa.timestamp("us", tz="UTC"),
     }.get(kind)
 

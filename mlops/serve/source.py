@@ -60,8 +60,12 @@ class RegistrySource:
 
     def _info(self, mv: Any) -> ModelInfo:
         return ModelInfo(
-            name=mv.name, version=int(mv.version), stage=str(mv.stage), signature=Signature.from_dict(mv.signature),
-            flavor=str(getattr(mv, "flavor", "sklearn")), artifact=str(getattr(mv, "artifact", "")),
+            name=mv.name,
+            version=int(mv.version),
+            stage=str(mv.stage),
+            signature=Signature.from_dict(mv.signature),
+            flavor=str(getattr(mv, "flavor", "sklearn")),
+            artifact=str(getattr(mv, "artifact", "")),
         )
 
     def resolve(self, ref: str) -> ModelInfo:

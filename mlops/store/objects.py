@@ -183,7 +183,9 @@ class ObjectBatch:
         # created read-only (the fd still writes): commit then needs no chmod per object
         return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY), temp
 
-    def _fill_temp(self, fill: Callable[[int], T], *, source: str | None = None, own_errors: bool = True) -> tuple[T, str]:
+    def _fill_temp(
+        self, fill: Callable[[int], T], *, source: str | None = None, own_errors: bool = True
+    ) -> tuple[T, str]:
         """A new temp file, written by ``fill(fd)``; returns what ``fill`` returned and the
         temp's path. On any error the temp file is gone, and an OSError becomes a storage
         error of the cache (unless it names ``source``: reading the user's file failed; or
@@ -209,6 +211,7 @@ class ObjectBatch:
             cloned = self._clone_in(source)
             if cloned is not None:
                 return cloned
+
         def copy_in(fd: int) -> tuple[str, int]:
             with open(source, "rb", buffering=0) as src:
                 return copy_and_hash(src, fd)

@@ -133,7 +133,9 @@ class StateDB:
     # its stat calls only, and one changed file costs only the folders on its path.
 
     def lookup_trees(self, fingerprints: list[str]) -> dict[str, tuple[str, int, int]]:
-        rows = self._select_in("SELECT fingerprint, hash, size, files FROM trees WHERE fingerprint IN ({marks})", fingerprints)
+        rows = self._select_in(
+            "SELECT fingerprint, hash, size, files FROM trees WHERE fingerprint IN ({marks})", fingerprints
+        )
         return {fingerprint: (digest, size, files) for fingerprint, digest, size, files in rows or ()}
 
     def record_trees(self, rows: list[tuple[str, str, int, int, int]]) -> None:

@@ -47,9 +47,7 @@ class BuiltTree:
 
 def encode_manifest(entries: list[TreeEntry]) -> bytes:
     entries = sorted(entries)  # by name first: names are unique within a folder
-    rows = [
-        [e.name, e.kind, e.hash, e.size, (1 if e.executable else 0) if e.kind == "f" else e.files] for e in entries
-    ]
+    rows = [[e.name, e.kind, e.hash, e.size, (1 if e.executable else 0) if e.kind == "f" else e.files] for e in entries]
     return json.dumps({"format": TREE_FORMAT, "entries": rows}, separators=(",", ":"), ensure_ascii=False).encode()
 
 

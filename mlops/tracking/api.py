@@ -114,7 +114,9 @@ def start_run(name: str | None = None, *, run_id: str | None = None) -> Run:
     global _active
     with _mutex:
         if _active is not None:
-            raise UsageError(f"run {_active.id} is already active", hint="end it first (mlops.end_run()), or log into it")
+            raise UsageError(
+                f"run {_active.id} is already active", hint="end it first (mlops.end_run()), or log into it"
+            )
         joined_id = os.environ.get("MLOPS_RUN_ID") or None
         stage = os.environ.get("MLOPS_STAGE") or None
         joined = run_id is None and joined_id is not None
@@ -125,7 +127,15 @@ def start_run(name: str | None = None, *, run_id: str | None = None) -> Run:
         if repo is not None:
             try:
                 if joined:
-                    store.create_run(repo, run_id, name, stages=[stage] if stage else (), source="pipeline", owned=False, exist_ok=True)
+                    store.create_run(
+                        repo,
+                        run_id,
+                        name,
+                        stages=[stage] if stage else (),
+                        source="pipeline",
+                        owned=False,
+                        exist_ok=True,
+                    )
                     store.record_process(repo, run_id, "join", stage=stage)
                 else:
                     store.create_run(repo, run_id, name, source="api")

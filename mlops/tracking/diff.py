@@ -143,12 +143,16 @@ def diff_files(repo: Repo, files: Sequence[str], a_rev: str | None = "HEAD", b_r
         before, after = old.get(rel, {}), new.get(rel, {})
         for key in dict.fromkeys([*before, *after]):
             changes.append(Change(rel, key, before.get(key), after.get(key), key in before, key in after))
-    return DiffResult(a_rev or WORKSPACE, b_rev or WORKSPACE, a_commit, b_commit, tuple(dict.fromkeys(files)), tuple(changes))
+    return DiffResult(
+        a_rev or WORKSPACE, b_rev or WORKSPACE, a_commit, b_commit, tuple(dict.fromkeys(files)), tuple(changes)
+    )
 
 
 # --- --fail-if -------------------------------------------------------------------------------
 
-_RULE = re.compile(r"^\s*(?P<key>.+?)\s*(?P<op><=|>=|<|>)\s*(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<pct>%)?\s*$")
+_RULE = re.compile(
+    r"^\s*(?P<key>.+?)\s*(?P<op><=|>=|<|>)\s*(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<pct>%)?\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,12 @@ class Rule:
         return self.key == change.key or self.key == f"{change.file}:{change.key}"
 
     def holds(self, value: float) -> bool:
-        return {"<": value < self.threshold, "<=": value <= self.threshold, ">": value > self.threshold, ">=": value >= self.threshold}[self.op]
+        return {
+            "<": value < self.threshold,
+            "<=": value <= self.threshold,
+            ">": value > self.threshold,
+            ">=": value >= self.threshold,
+        }[self.op]
 
 
 def parse_rule(text: str) -> Rule:
@@ -171,7 +180,7 @@ def parse_rule(text: str) -> Rule:
     if not match:
         raise UsageError(
             f"bad --fail-if '{text}': expected KEY OP NUMBER or KEY OP NUMBER%",
-            hint="e.g. --fail-if \"test_accuracy < -0.01\" --fail-if \"latency_ms > 5%\"",
+            hint='e.g. --fail-if "test_accuracy < -0.01" --fail-if "latency_ms > 5%"',
         )
     return Rule(text.strip(), match["key"], match["op"], float(match["num"]), bool(match["pct"]))
 
@@ -183,9 +192,16 @@ class Regression:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule.text, "file": self.change.file, "key": self.change.key, "reason": self.reason,
-                "old": self.change.old if self.change.in_old else None, "new": self.change.new if self.change.in_new else None,
-                "delta": self.change.delta, "pct": self.change.to_dict()["pct"]}
+        return {
+            "rule": self.rule.text,
+            "file": self.change.file,
+            "key": self.change.key,
+            "reason": self.reason,
+            "old": self.change.old if self.change.in_old else None,
+            "new": self.change.new if self.change.in_new else None,
+            "delta": self.change.delta,
+            "pct": self.change.to_dict()["pct"],
+        }
 
 
 def _fmt(value: float) -> str:
@@ -199,7 +215,9 @@ def check_rules(result: DiffResult, rules: Sequence[Rule]) -> list[Regression]:
         matching = [c for c in result.changes if rule.applies_to(c)]
         if not matching:
             known = ", ".join(sorted({c.key for c in result.changes})[:12]) or "none"
-            raise UsageError(f"--fail-if '{rule.text}': no metric '{rule.key}' in {result.a} or {result.b}", hint=f"metrics: {known}")
+            raise UsageError(
+                f"--fail-if '{rule.text}': no metric '{rule.key}' in {result.a} or {result.b}", hint=f"metrics: {known}"
+            )
         for change in matching:
             if not change.in_old:
                 continue  # new metric: no baseline to regress from
@@ -213,7 +231,17 @@ def check_rules(result: DiffResult, rules: Sequence[Rule]) -> list[Regression]:
                 assert pct is not None
                 if rule.holds(pct):
                     shown = f"{pct:+.2f}%" if not math.isinf(pct) else ("+inf%" if pct > 0 else "-inf%")
-                    found.append(Regression(rule, change, f"{change.key}: {change.old} -> {change.new} ({shown}, rule {rule.text})"))
+                    found.append(
+                        Regression(
+                            rule, change, f"{change.key}: {change.old} -> {change.new} ({shown}, rule {rule.text})"
+                        )
+                    )
             elif rule.holds(change.delta):
-                found.append(Regression(rule, change, f"{change.key}: {change.old} -> {change.new} (delta {_fmt(change.delta)}, rule {rule.text})"))
+                found.append(
+                    Regression(
+                        rule,
+                        change,
+                        f"{change.key}: {change.old} -> {change.new} (delta {_fmt(change.delta)}, rule {rule.text})",
+                    )
+                )
     return found

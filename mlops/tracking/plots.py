@@ -18,8 +18,16 @@ from .store import RunData
 WIDTH, HEIGHT = 720, 340
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 20, 40
 COLOURS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 )
 
 STYLE = """
@@ -48,7 +56,13 @@ def series(run: RunData, key: str) -> list[tuple[float, float]]:
 def stepwise_keys(runs: Sequence[RunData]) -> list[str]:
     """Metrics with more than one value or a step in some run (else every metric)."""
     every = list(dict.fromkeys(k for r in runs for k in r.history))
-    stepped = [k for k in every if any(len(r.history.get(k, [])) > 1 or any(h.get("step") is not None for h in r.history.get(k, [])) for r in runs)]
+    stepped = [
+        k
+        for k in every
+        if any(
+            len(r.history.get(k, [])) > 1 or any(h.get("step") is not None for h in r.history.get(k, [])) for r in runs
+        )
+    ]
     return stepped or every
 
 
@@ -82,7 +96,10 @@ def chart(key: str, runs: Sequence[RunData]) -> str:
     legend_rows = len(runs)
     height = HEIGHT + 18 * legend_rows
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    out = [f'<svg class="chart" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{html.escape(key)}">']
+    out = [
+        f'<svg class="chart" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
+        f'role="img" aria-label="{html.escape(key)}">'
+    ]
     out.append(f"<title>{html.escape(key)}</title>")
     if points:
         xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -124,7 +141,9 @@ def chart(key: str, runs: Sequence[RunData]) -> str:
                 out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
             for x, y in pts:
                 tip = html.escape(f"{_label(run)} step {_num(x)}: {key} = {_num(y)}")
-                out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"><title>{tip}</title></circle>')
+                out.append(
+                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"><title>{tip}</title></circle>'
+                )
             out.append("</g>")
     else:
         out.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no numeric values</text>')
@@ -155,10 +174,10 @@ def render_html(runs: Sequence[RunData], keys: Sequence[str] | None = None, *, t
         charts = "<p>These runs logged no metrics.</p>"
     made = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n<p>{len(runs)} run(s), {len(keys)} metric(s); made {made} by mlops plots.</p>\n"
+        f"<h1>{html.escape(title)}</h1>\n"
+        f"<p>{len(runs)} run(s), {len(keys)} metric(s); made {made} by mlops plots.</p>\n"
         f'<table class="runs"><tr><th>run</th><th>name</th><th>status</th></tr>\n{rows}\n</table>\n'
         f"{charts}\n</body>\n</html>\n"
     )
-

@@ -34,11 +34,27 @@ from typing import Any
 
 from ..errors import UsageError
 
-ATTRIBUTES = ("id", "name", "status", "user", "host", "git_commit", "git_dirty", "source", "start_time", "end_time", "duration")
+ATTRIBUTES = (
+    "id",
+    "name",
+    "status",
+    "user",
+    "host",
+    "git_commit",
+    "git_dirty",
+    "source",
+    "start_time",
+    "end_time",
+    "duration",
+)
 PREFIXES = {
-    "params": "params", "param": "params",
-    "metrics": "metrics", "metric": "metrics",
-    "attributes": "attributes", "attribute": "attributes", "attr": "attributes",
+    "params": "params",
+    "param": "params",
+    "metrics": "metrics",
+    "metric": "metrics",
+    "attributes": "attributes",
+    "attribute": "attributes",
+    "attr": "attributes",
 }
 OPS = ("==", "!=", "<=", ">=", "=", "<", ">")
 KEYWORDS = {"and", "or", "not"}
@@ -78,7 +94,7 @@ def _bad(text: str, pos: int, reason: str, *, flag: str = "--filter") -> UsageEr
     pointer = " " * pos + "^"
     return UsageError(
         f"bad {flag} at column {pos + 1}: {reason}\n    {text}\n    {pointer}",
-        hint="e.g. \"params.max_depth >= 8 and metrics.test_accuracy > 0.9\" (see docs/tracking.md)",
+        hint='e.g. "params.max_depth >= 8 and metrics.test_accuracy > 0.9" (see docs/tracking.md)',
     )
 
 
@@ -113,13 +129,19 @@ def parse_field(text: str, pos: int = 0, *, source: str | None = None, flag: str
         if key.startswith("`") and key.endswith("`") and len(key) >= 2:
             key = key[1:-1]
         else:
-            key = ".".join(part[1:-1] if part.startswith("`") and part.endswith("`") else part for part in key.split("."))
+            key = ".".join(
+                part[1:-1] if part.startswith("`") and part.endswith("`") else part for part in key.split(".")
+            )
         if kind == "attributes" and key not in ATTRIBUTES:
-            raise _bad(source or text, pos, f"unknown attribute '{key}' (attributes: {', '.join(ATTRIBUTES)})", flag=flag)
+            raise _bad(
+                source or text, pos, f"unknown attribute '{key}' (attributes: {', '.join(ATTRIBUTES)})", flag=flag
+            )
         return Field(kind, key)
     if not dot and text in ATTRIBUTES:
         return Field("attributes", text)
-    raise _bad(source or text, pos, f"unknown field '{text}': write params.NAME, metrics.NAME or attributes.NAME", flag=flag)
+    raise _bad(
+        source or text, pos, f"unknown field '{text}': write params.NAME, metrics.NAME or attributes.NAME", flag=flag
+    )
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -303,7 +325,9 @@ def parse_sort(text: str) -> list[SortKey]:
             raise _bad(text, pos, "empty sort key", flag="--sort")
         descending = stripped.startswith("-")
         name = stripped.lstrip("-+").strip()
-        keys.append(SortKey(parse_field(name, pos + (len(stripped) - len(name)), source=text, flag="--sort"), descending))
+        keys.append(
+            SortKey(parse_field(name, pos + (len(stripped) - len(name)), source=text, flag="--sort"), descending)
+        )
     return keys
 
 
@@ -331,7 +355,9 @@ def newest_first(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: (r.get("start_time") or 0, r.get("id") or ""), reverse=True)
 
 
-def select(runs: Sequence[dict[str, Any]], *, filter: str | None = None, sort: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def select(
+    runs: Sequence[dict[str, Any]], *, filter: str | None = None, sort: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Filter, then sort, then keep the first ``limit`` runs."""
     predicate = parse_filter(filter) if filter else None
     keys = parse_sort(sort) if sort else None

@@ -103,8 +103,6 @@ def _run_lock(folder: Path) -> FileLock:
     return FileLock(folder / ".lock", what=f"run {folder.name}")
 
 
-
-
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -117,12 +115,22 @@ def git_facts(root: Path) -> tuple[str | None, bool | None]:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, env=env
+            ["git", "rev-parse", "--verify", "-q", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=env,
         )
         if head.returncode != 0:
             return None, None
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=30, env=env
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
         )
         dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
         return head.stdout.strip() or None, dirty
@@ -263,7 +271,13 @@ def log_params(repo: Repo, run_id: str, params: Mapping[str, Any], *, stage: str
 
 
 def log_metrics(
-    repo: Repo, run_id: str, metrics: Mapping[str, Any], *, step: int | None = None, stage: str | None = None, timestamp: float | None = None
+    repo: Repo,
+    run_id: str,
+    metrics: Mapping[str, Any],
+    *,
+    step: int | None = None,
+    stage: str | None = None,
+    timestamp: float | None = None,
 ) -> None:
     """Append one line per metric value; values must be numbers."""
     path = run_dir(repo, run_id) / "metrics.jsonl"
@@ -287,12 +301,16 @@ def metric_value(key: str, value: Any) -> float | int:
 
 
 def log_artifact_record(repo: Repo, run_id: str, record: Mapping[str, Any]) -> None:
-    append_record(run_dir(repo, run_id) / "artifacts.jsonl", {**record, "timestamp": record.get("timestamp", time.time())})
+    append_record(
+        run_dir(repo, run_id) / "artifacts.jsonl", {**record, "timestamp": record.get("timestamp", time.time())}
+    )
 
 
 def record_stage(repo: Repo, run_id: str, stage: str, status: str, **fields: Any) -> None:
     """Append one stage outcome (``ran``, ``failed``, ...; any extra fields kept as given)."""
-    append_record(run_dir(repo, run_id) / "stages.jsonl", {"stage": stage, "status": status, "timestamp": time.time(), **fields})
+    append_record(
+        run_dir(repo, run_id) / "stages.jsonl", {"stage": stage, "status": status, "timestamp": time.time(), **fields}
+    )
 
 
 def record_process(repo: Repo, run_id: str, event: str, *, status: str | None = None, stage: str | None = None) -> None:
@@ -401,7 +419,19 @@ def latest_params(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-SUMMARY_FIELDS = ("id", "name", "status", "start_time", "end_time", "user", "host", "git_commit", "git_dirty", "source", "stages")
+SUMMARY_FIELDS = (
+    "id",
+    "name",
+    "status",
+    "start_time",
+    "end_time",
+    "user",
+    "host",
+    "git_commit",
+    "git_dirty",
+    "source",
+    "stages",
+)
 
 
 def summarize(repo: Repo, run_id: str, *, info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -437,7 +467,9 @@ def run_ids(repo: Repo) -> list[str]:
     folder = runs_dir(repo)
     try:
         with os.scandir(folder) as entries:
-            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir() and RUN_ID.fullmatch(e.name))
+            return sorted(
+                e.name for e in entries if not e.name.startswith(".") and e.is_dir() and RUN_ID.fullmatch(e.name)
+            )
     except (FileNotFoundError, NotADirectoryError):
         return []
 
@@ -539,7 +571,10 @@ def resolve_run(repo: Repo, ref: str, *, summaries: list[dict[str, Any]] | None 
     if named:
         return max(named, key=lambda s: (s.get("start_time") or 0, s["id"]))["id"]
     if len(matches) > 1:
-        raise UsageError(f"run '{ref}' is ambiguous: {', '.join(matches[:5])}{' ...' if len(matches) > 5 else ''}", hint="type more of the id")
+        raise UsageError(
+            f"run '{ref}' is ambiguous: {', '.join(matches[:5])}{' ...' if len(matches) > 5 else ''}",
+            hint="type more of the id",
+        )
     raise UsageError(f"no run '{ref}'", hint="see 'mlops runs list'")
 
 

@@ -69,7 +69,9 @@ class RunsTransfer:
         """One line for people (the CLI prints it; warnings are its own lines)."""
         if self.direction == "push":
             running = f", {len(self.skipped_running)} still running (not sent)" if self.skipped_running else ""
-            return f"pushed {len(self.sent)} run(s) ({len(self.skipped_present)} already there{running}) via {self.remote}"
+            return (
+                f"pushed {len(self.sent)} run(s) ({len(self.skipped_present)} already there{running}) via {self.remote}"
+            )
         return f"pulled {len(self.received)} run(s) ({len(self.present)} already here) via {self.remote}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,9 +175,10 @@ def push_runs(
 
     sent: list[str] = []
     if todo:
-        with progress.task(f"push runs to {target.name}", total=len(todo)) as task, run_parallel(
-            send, todo, jobs=jobs
-        ) as results:
+        with (
+            progress.task(f"push runs to {target.name}", total=len(todo)) as task,
+            run_parallel(send, todo, jobs=jobs) as results,
+        ):
             for run_id in results:
                 sent.append(run_id)
                 task.advance()
@@ -294,9 +297,10 @@ def pull_runs(
         runs = store._ensure_runs_dir(repo)
         with FileLock(runs / ".sync.lock", what="runs being pulled"):
             _remove_stale_temps(runs)
-            with progress.task(f"pull runs from {source.name}", total=len(wanted)) as task, run_parallel(
-                lambda run_id: (run_id, source.get_ref(ref_name(run_id))), wanted, jobs=jobs
-            ) as results:
+            with (
+                progress.task(f"pull runs from {source.name}", total=len(wanted)) as task,
+                run_parallel(lambda run_id: (run_id, source.get_ref(ref_name(run_id))), wanted, jobs=jobs) as results,
+            ):
                 for run_id, data in results:
                     task.advance()
                     if data is None:
@@ -305,7 +309,9 @@ def pull_runs(
                     try:
                         run, files = check_bundle(run_id, data)
                     except FormatError as exc:
-                        warnings.append(f"run {run_id} on remote '{source.name}' is not a valid run bundle: {exc.message}; skipped")
+                        warnings.append(
+                            f"run {run_id} on remote '{source.name}' is not a valid run bundle: {exc.message}; skipped"
+                        )
                         continue
                     if not _place_run(repo, run_id, run, files):
                         present.append(run_id)

@@ -145,7 +145,12 @@ def wait_idle() -> None:
 
 
 def run(
-    cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 3600.0, timed: bool = False
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600.0,
+    timed: bool = False,
 ) -> float:
     """Run a command; returns its wall-clock seconds. Raises StepError on failure.
 
@@ -174,10 +179,18 @@ def run(
     return elapsed
 
 
-def output_of(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+def output_of(
+    cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> str:
     try:
         proc = subprocess.run(
-            [str(c) for c in cmd], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+            [str(c) for c in cmd],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StepError(str(exc)) from None
@@ -281,7 +294,11 @@ def status_judge(row: Row) -> tuple[str, str]:
     if r is None:
         return "-", ("PASS (time only; no dvc figure)" if fast else "FAIL (time)")
     ok_ratio = r >= 5
-    verdict = "PASS" if fast and ok_ratio else "FAIL (" + ", ".join(w for w, bad in (("time", not fast), ("ratio", not ok_ratio)) if bad) + ")"
+    verdict = (
+        "PASS"
+        if fast and ok_ratio
+        else "FAIL (" + ", ".join(w for w, bad in (("time", not fast), ("ratio", not ok_ratio)) if bad) + ")"
+    )
     return f"{r:.1f}x", verdict
 
 
@@ -313,7 +330,7 @@ def plain_table(rows: list[Row]) -> str:
     widths = [min(w, 70) for w in widths]
     out = []
     for index, line in enumerate(body):
-        out.append(" | ".join(c.ljust(w) if len(c) <= w else c for c, w in zip(line, widths)))
+        out.append(" | ".join(c.ljust(w) if len(c) <= w else c for c, w in zip(line, widths, strict=True)))
         if index == 0:
             out.append("-+-".join("-" * w for w in widths))
     return "\n".join(out)
@@ -473,7 +490,10 @@ def install_dvc(work: Path, python: str, spec: str) -> tuple[Path | None, str]:
     log(f"installing {spec} into {venv} (separate virtual environment) ...")
     try:
         run([python, "-m", "venv", str(venv)], timeout=600)
-        run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec], timeout=3600)
+        run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec],
+            timeout=3600,
+        )
         output_of([str(exe), "--version"], timeout=300)
     except StepError as exc:
         return None, f"DVC install failed: {exc}"
@@ -692,7 +712,13 @@ class Bench:
             return f"mlops/limit {share:.2f}", "PASS" if share >= 0.70 else "FAIL"
 
         self.rows.append(
-            Row(f"add vs limit{where} (dvc s = read+xxh3-128 in-process)", m, limit, "mlops speed >= 0.70 limit", limit_judge)
+            Row(
+                f"add vs limit{where} (dvc s = read+xxh3-128 in-process)",
+                m,
+                limit,
+                "mlops speed >= 0.70 limit",
+                limit_judge,
+            )
         )
 
         # what the disk allows: copy + fsync of the same file (info: bounds any copy into a cache)
@@ -710,8 +736,15 @@ class Bench:
             dst.unlink()
             self.facts["copy_fsync_s" + where] = elapsed
             log(f"  copy + fsync of {human(size)}: {elapsed:.3f} s ({size / elapsed / MiB:.0f} MiB/s)")
-            self.rows.append(Row(f"info: add vs disk{where} (dvc s = copy + fsync)", m, Cell(elapsed), "info",
-                                 lambda row: (f"mlops/copy {row.dvc.seconds / row.mlops.seconds:.2f}" if row.mlops.ok else "-", "-")))
+            self.rows.append(
+                Row(
+                    f"info: add vs disk{where} (dvc s = copy + fsync)",
+                    m,
+                    Cell(elapsed),
+                    "info",
+                    lambda row: (f"mlops/copy {row.dvc.seconds / row.mlops.seconds:.2f}" if row.mlops.ok else "-", "-"),
+                )
+            )
         except Exception as exc:  # noqa: BLE001
             log(f"  copy + fsync probe failed: {exc}")
         self.facts["big_bytes"] = size
@@ -727,7 +760,12 @@ class Bench:
         repos = {t.name: self.repos / f"small-{t.name}" for t in self.tools()}
         remotes = {t.name: self.repos / f"small-remote-{t.name}" for t in self.tools()}
         for tool in self.tools():
-            self.setup("new repo + copy the folder in", broken, tool, lambda tool=tool: (tool.new_repo(repos[tool.name]), copy_in(src, repos[tool.name] / "files")))
+            self.setup(
+                "new repo + copy the folder in",
+                broken,
+                tool,
+                lambda tool=tool: (tool.new_repo(repos[tool.name]), copy_in(src, repos[tool.name] / "files")),
+            )
         sync()
 
         def add(tool: Tool) -> float:
@@ -744,41 +782,96 @@ class Bench:
             self.setup("git commit", broken, tool, lambda tool=tool: tool.commit(repos[tool.name], "track files"))
         sync()
 
-        m = self.measure(f"status ({name}, nothing changed), best of {self.repeats}", self.mlops,
-                         self.best_of(self.repeats, lambda: self.mlops.status(repos["mlops"])), broken)
-        d = self.measure(f"status ({name}, nothing changed), best of {self.repeats}", self.dvc,
-                         self.best_of(self.repeats, lambda: self.dvc.status(repos["dvc"])), broken) if self.dvc else self.missing_dvc()
-        self.rows.append(Row(f"status, {name} unchanged (best of {self.repeats})", m, d, "mlops < 0.3 s, dvc/mlops >= 5", status_judge))
+        m = self.measure(
+            f"status ({name}, nothing changed), best of {self.repeats}",
+            self.mlops,
+            self.best_of(self.repeats, lambda: self.mlops.status(repos["mlops"])),
+            broken,
+        )
+        d = (
+            self.measure(
+                f"status ({name}, nothing changed), best of {self.repeats}",
+                self.dvc,
+                self.best_of(self.repeats, lambda: self.dvc.status(repos["dvc"])),
+                broken,
+            )
+            if self.dvc
+            else self.missing_dvc()
+        )
+        self.rows.append(
+            Row(
+                f"status, {name} unchanged (best of {self.repeats})",
+                m,
+                d,
+                "mlops < 0.3 s, dvc/mlops >= 5",
+                status_judge,
+            )
+        )
         if self.dvc is not None:
-            dd = self.measure(f"data status, best of {self.repeats}", self.dvc,
-                              self.best_of(self.repeats, lambda: self.dvc.data_status(repos["dvc"])), broken)
+            dd = self.measure(
+                f"data status, best of {self.repeats}",
+                self.dvc,
+                self.best_of(self.repeats, lambda: self.dvc.data_status(repos["dvc"])),
+                broken,
+            )
             self.rows.append(Row("info: `dvc data status` vs mlops status", m, dd))
 
         # the pre-commit hook on the same unchanged directory: what every `git commit` pays
         def hook_time(tool: Tool) -> float:
             hook = repos[tool.name] / ".git" / "hooks" / "pre-commit"
-            env = {**tool.env, "PATH": f"{Path(tool.exe).parent}{os.pathsep}{tool.env.get('PATH', '')}"}  # dvc's hook calls `dvc`
+            env = {
+                **tool.env,
+                "PATH": f"{Path(tool.exe).parent}{os.pathsep}{tool.env.get('PATH', '')}",
+            }  # dvc's hook calls `dvc`
             return run([str(hook)], cwd=repos[tool.name], env=env, timeout=tool.timeout)
 
         for tool, install in ((self.mlops, ["hooks", "install", "--pre-commit"]), (self.dvc, ["install"])):
             if tool is not None:
-                self.setup("hook install", broken, tool, lambda tool=tool, install=install: tool.t(install, repos[tool.name], timed=False))
-        m = self.measure(f"pre-commit hook ({name}, nothing changed), best of {self.repeats}", self.mlops,
-                         self.best_of(self.repeats, lambda: hook_time(self.mlops)), broken)
-        d = self.measure(f"pre-commit hook ({name}, nothing changed), best of {self.repeats}", self.dvc,
-                         self.best_of(self.repeats, lambda: hook_time(self.dvc)), broken) if self.dvc else self.missing_dvc()
-        self.rows.append(Row(f"pre-commit hook, {name} unchanged (best of {self.repeats})", m, d, "mlops < 0.3 s", under(0.3)))
+                self.setup(
+                    "hook install",
+                    broken,
+                    tool,
+                    lambda tool=tool, install=install: tool.t(install, repos[tool.name], timed=False),
+                )
+        m = self.measure(
+            f"pre-commit hook ({name}, nothing changed), best of {self.repeats}",
+            self.mlops,
+            self.best_of(self.repeats, lambda: hook_time(self.mlops)),
+            broken,
+        )
+        d = (
+            self.measure(
+                f"pre-commit hook ({name}, nothing changed), best of {self.repeats}",
+                self.dvc,
+                self.best_of(self.repeats, lambda: hook_time(self.dvc)),
+                broken,
+            )
+            if self.dvc
+            else self.missing_dvc()
+        )
+        self.rows.append(
+            Row(f"pre-commit hook, {name} unchanged (best of {self.repeats})", m, d, "mlops < 0.3 s", under(0.3))
+        )
 
         # push to an empty local remote
         for tool in self.tools():
-            self.setup("remote add", broken, tool, lambda tool=tool: (rmtree(remotes[tool.name]), tool.add_remote(repos[tool.name], remotes[tool.name])))
+            self.setup(
+                "remote add",
+                broken,
+                tool,
+                lambda tool=tool: (rmtree(remotes[tool.name]), tool.add_remote(repos[tool.name], remotes[tool.name])),
+            )
 
         def push(tool: Tool) -> float:
             sync()
             return tool.push(repos[tool.name])
 
         m = self.measure(f"push {name} to an empty remote", self.mlops, lambda: push(self.mlops), broken)
-        d = self.measure(f"push {name} to an empty remote", self.dvc, lambda: push(self.dvc), broken) if self.dvc else self.missing_dvc()
+        d = (
+            self.measure(f"push {name} to an empty remote", self.dvc, lambda: push(self.dvc), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         self.rows.append(Row(f"push {name} to an empty remote", m, d, "dvc/mlops >= 2", ratio_at_least(2)))
         self._check_remote(remotes, n, (m, d))
 
@@ -793,7 +886,11 @@ class Bench:
             return seconds
 
         m = self.measure(f"checkout of the deleted {name}", self.mlops, lambda: checkout(self.mlops), broken)
-        d = self.measure(f"checkout of the deleted {name}", self.dvc, lambda: checkout(self.dvc), broken) if self.dvc else self.missing_dvc()
+        d = (
+            self.measure(f"checkout of the deleted {name}", self.dvc, lambda: checkout(self.dvc), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         self.rows.append(Row(f"checkout of the deleted {name}", m, d, "dvc/mlops >= 2", ratio_at_least(2)))
 
         # pull into an empty cache, folder deleted
@@ -808,13 +905,17 @@ class Bench:
             return seconds
 
         m = self.measure(f"pull {name} into an empty cache", self.mlops, lambda: pull(self.mlops), broken)
-        d = self.measure(f"pull {name} into an empty cache", self.dvc, lambda: pull(self.dvc), broken) if self.dvc else self.missing_dvc()
+        d = (
+            self.measure(f"pull {name} into an empty cache", self.dvc, lambda: pull(self.dvc), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         self.rows.append(Row(f"pull {name}, empty cache", m, d, "dvc/mlops >= 2", ratio_at_least(2)))
         for path in (*repos.values(), *remotes.values()):
             rmtree(path)
 
     def _check_remote(self, remotes: dict[str, Path], n: int, cells: tuple[Cell, Cell]) -> None:
-        for (name, remote), cell in zip(remotes.items(), cells):
+        for (name, remote), cell in zip(remotes.items(), cells, strict=False):
             if cell.ok:
                 got = count_files(remote)
                 if got < n:
@@ -829,9 +930,17 @@ class Bench:
         repos = {t.name: self.repos / f"many-{t.name}" for t in self.tools()}
         remotes = {t.name: self.repos / f"many-remote-{t.name}" for t in self.tools()}
         for tool in self.tools():
-            self.setup("new repo + copy the folder in + remote", broken, tool, lambda tool=tool: (
-                tool.new_repo(repos[tool.name]), copy_in(src, repos[tool.name] / "many"),
-                rmtree(remotes[tool.name]), tool.add_remote(repos[tool.name], remotes[tool.name])))
+            self.setup(
+                "new repo + copy the folder in + remote",
+                broken,
+                tool,
+                lambda tool=tool: (
+                    tool.new_repo(repos[tool.name]),
+                    copy_in(src, repos[tool.name] / "many"),
+                    rmtree(remotes[tool.name]),
+                    tool.add_remote(repos[tool.name], remotes[tool.name]),
+                ),
+            )
         sync()
 
         def add(tool: Tool) -> float:
@@ -839,7 +948,11 @@ class Bench:
             return tool.add(repos[tool.name], "many")
 
         m = self.measure(f"add {name} (first)", self.mlops, lambda: add(self.mlops), broken)
-        d = self.measure(f"add {name} (first)", self.dvc, lambda: add(self.dvc), broken) if self.dvc else self.missing_dvc()
+        d = (
+            self.measure(f"add {name} (first)", self.dvc, lambda: add(self.dvc), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         for tool, cell in ((self.mlops, m), (self.dvc, d)):
             if tool is not None and not cell.ok:
                 broken.setdefault(tool.name, "first add failed")
@@ -852,7 +965,11 @@ class Bench:
             return tool.push(repos[tool.name])
 
         m = self.measure(f"push {name} (initial, everything)", self.mlops, lambda: push(self.mlops), broken)
-        d = self.measure(f"push {name} (initial, everything)", self.dvc, lambda: push(self.dvc), broken) if self.dvc else self.missing_dvc()
+        d = (
+            self.measure(f"push {name} (initial, everything)", self.dvc, lambda: push(self.dvc), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         for tool, cell in ((self.mlops, m), (self.dvc, d)):
             if tool is not None and not cell.ok:
                 broken.setdefault(tool.name, "initial push failed")
@@ -862,20 +979,30 @@ class Bench:
         # change one file, the same way in both repositories
         new_bytes = random.Random(7).randbytes(1500)
         for tool in self.tools():
+
             def change(tool: Tool = tool) -> None:
                 victim = repos[tool.name] / "many" / "d000" / "f00000.bin"
                 if victim.exists():
                     victim.chmod(0o644)  # a link to a read-only cache object is replaced, never written through
                     victim.unlink()
                 victim.write_bytes(new_bytes)
+
             self.setup("change one file", broken, tool, change)
 
         m = self.measure(f"re-add {name}, one file changed", self.mlops, lambda: add(self.mlops), broken)
-        d = self.measure(f"re-add {name}, one file changed", self.dvc, lambda: add(self.dvc), broken) if self.dvc else self.missing_dvc()
+        d = (
+            self.measure(f"re-add {name}, one file changed", self.dvc, lambda: add(self.dvc), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         self.rows.append(Row(f"re-add {name}, one file changed", m, d, "dvc/mlops >= 10", ratio_at_least(10)))
 
         m = self.measure(f"push the change ({name})", self.mlops, lambda: push(self.mlops), broken)
-        d = self.measure(f"push the change ({name})", self.dvc, lambda: push(self.dvc), broken) if self.dvc else self.missing_dvc()
+        d = (
+            self.measure(f"push the change ({name})", self.dvc, lambda: push(self.dvc), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         self.rows.append(Row(f"push of the change ({name})", m, d, "dvc/mlops >= 10", ratio_at_least(10)))
         for path in (*repos.values(), *remotes.values()):
             rmtree(path)
@@ -883,8 +1010,14 @@ class Bench:
     # 5. --help ------------------------------------------------------------------------------
     def step_help(self) -> None:
         broken: dict[str, str] = {}
-        m = self.measure(f"--help, best of {self.repeats}", self.mlops, self.best_of(self.repeats, self.mlops.help), broken)
-        d = self.measure(f"--help, best of {self.repeats}", self.dvc, self.best_of(self.repeats, self.dvc.help), broken) if self.dvc else self.missing_dvc()
+        m = self.measure(
+            f"--help, best of {self.repeats}", self.mlops, self.best_of(self.repeats, self.mlops.help), broken
+        )
+        d = (
+            self.measure(f"--help, best of {self.repeats}", self.dvc, self.best_of(self.repeats, self.dvc.help), broken)
+            if self.dvc
+            else self.missing_dvc()
+        )
         self.rows.append(Row(f"--help (best of {self.repeats})", m, d, "mlops < 0.3 s", help_judge))
 
 
@@ -927,7 +1060,9 @@ def snapshot_mlops(rev: str, work: Path, live_exe: Path) -> Path:
     if not (dest / "src" / "mlops" / "__init__.py").exists():
         rmtree(dest)
         (dest / "src").mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", sha, "mlops"], capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", sha, "mlops"], capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest / "src")], input=archive, check=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest / "src")], env=env, capture_output=True)
@@ -947,9 +1082,15 @@ def snapshot_mlops(rev: str, work: Path, live_exe: Path) -> Path:
         "from mlops.cli.main import main\nsys.exit(main())\n"
     )
     wrapper.chmod(0o755)
-    where = output_of([python, "-S", "-c",
-                       f"import sys; sys.path.insert(0, {str(dest / 'src')!r}); sys.path.append({purelib!r}); "
-                       "import mlops, typer; print(mlops.__file__)"])
+    where = output_of(
+        [
+            python,
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(dest / 'src')!r}); sys.path.append({purelib!r}); "
+            "import mlops, typer; print(mlops.__file__)",
+        ]
+    )
     if not where.startswith(str(dest)):
         raise SystemExit(f"--rev: the snapshot is shadowed by {where}")
     SOURCE["label"] = f"git {sha[:12]} (--rev {rev}), run from a snapshot in {dest / 'src'}"
@@ -1058,9 +1199,13 @@ def reading(bench: Bench, facts: list[tuple[str, str]], fs: str, reflink: bool) 
         parts.append(
             f"Hashing alone runs at {size / limit / MiB:.0f} MiB/s here, while a plain copy plus fsync of the same "
             f"{human(size)} manages {size / copy / MiB:.0f} MiB/s"
-            + ("" if reflink else f": on {fs} without reflink an add must write every byte into the cache and fsync it, "
-               "so the add of a large file is bounded by the disk's write speed, not by hashing, and the "
-               "'>= 0.70 of the read+hash limit' target cannot be met by any tool that copies")
+            + (
+                ""
+                if reflink
+                else f": on {fs} without reflink an add must write every byte into the cache and fsync it, "
+                "so the add of a large file is bounded by the disk's write speed, not by hashing, and the "
+                "'>= 0.70 of the read+hash limit' target cannot be met by any tool that copies"
+            )
             + "."
         )
     if bench.dvc is None:
@@ -1076,15 +1221,27 @@ def reading(bench: Bench, facts: list[tuple[str, str]], fs: str, reflink: bool) 
     return " ".join(parts)
 
 
-def write_docs(path: Path, bench: Bench, facts: list[tuple[str, str]], command_line: str, when: str, paragraph: str, extra: list[str]) -> None:
+def write_docs(
+    path: Path,
+    bench: Bench,
+    facts: list[tuple[str, str]],
+    command_line: str,
+    when: str,
+    paragraph: str,
+    extra: list[str],
+) -> None:
     lines = [SECTION, "", f"Measured {when} with:", "", "```", command_line, "```", "", "Machine:", ""]
     lines += [f"- {k}: {v}" for k, v in facts]
-    lines += ["", "Wall-clock seconds, one subprocess call each (status and --help: best of "
-              f"{bench.repeats}); page cache never dropped (the large file is read once with "
-              "`cat > /dev/null` before each add so both tools start warm); `sync` before every timed call; "
-              f"`-j {bench.jobs}` wherever the command takes it; before each timed call the run waits (up to "
-              f"{LOAD.idle_wait:.0f} s) until other processes use at most {BUSY:.0%} of the CPU, and a cell measured while "
-              "they used more is marked `*`.", ""]
+    lines += [
+        "",
+        "Wall-clock seconds, one subprocess call each (status and --help: best of "
+        f"{bench.repeats}); page cache never dropped (the large file is read once with "
+        "`cat > /dev/null` before each add so both tools start warm); `sync` before every timed call; "
+        f"`-j {bench.jobs}` wherever the command takes it; before each timed call the run waits (up to "
+        f"{LOAD.idle_wait:.0f} s) until other processes use at most {BUSY:.0%} of the CPU, and a cell measured while "
+        "they used more is marked `*`.",
+        "",
+    ]
     lines += [markdown_table(bench.rows), ""]
     lines += extra
     lines += [paragraph, ""]
@@ -1107,22 +1264,64 @@ def find_mlops(given: str | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="bench-work", help="work folder: data, DVC's venv, repos (default ./bench-work)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 100 MB file, 2,000 files, 20,000 files for the big dir")
-    parser.add_argument("--big-files", type=int, default=None, help="files in the one-changed-file directory (default 200000; --quick 20000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--work", default="bench-work", help="work folder: data, DVC's venv, repos (default ./bench-work)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 100 MB file, 2,000 files, 20,000 files for the big dir"
+    )
+    parser.add_argument(
+        "--big-files",
+        type=int,
+        default=None,
+        help="files in the one-changed-file directory (default 200000; --quick 20000)",
+    )
     parser.add_argument("--jobs", "-j", type=int, default=8, help="-j for both tools where they take it (default 8)")
     parser.add_argument("--repeats", type=int, default=5, help="best of N for status and --help (default 5)")
-    parser.add_argument("--add-repeats", type=int, default=1, help="best of N for the large-file add, each in a fresh repository (default 1)")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds before one command is given up (default 3600)")
-    parser.add_argument("--mlops", default=None, help="mlops executable (default: the one beside this python, or on PATH)")
-    parser.add_argument("--rev", default=None, help="measure mlops as committed at this git revision (a snapshot: immune to edits during the run)")
-    parser.add_argument("--idle-wait", type=float, default=60, help="before each timed call, wait up to this many seconds for other processes to calm down (0: never)")
+    parser.add_argument(
+        "--add-repeats",
+        type=int,
+        default=1,
+        help="best of N for the large-file add, each in a fresh repository (default 1)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3600, help="seconds before one command is given up (default 3600)"
+    )
+    parser.add_argument(
+        "--mlops", default=None, help="mlops executable (default: the one beside this python, or on PATH)"
+    )
+    parser.add_argument(
+        "--rev",
+        default=None,
+        help="measure mlops as committed at this git revision (a snapshot: immune to edits during the run)",
+    )
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=60,
+        help="before each timed call, wait up to this many seconds for other processes to calm down (0: never)",
+    )
     parser.add_argument("--dvc-spec", default="dvc", help="what pip installs into the DVC venv (default: dvc)")
     parser.add_argument("--no-dvc", action="store_true", help="mlops figures only")
-    parser.add_argument("--reflink-work", default=None, help="also run the large-file add with its repositories in this folder, on a filesystem with reflink (XFS, btrfs; see README.md)")
-    parser.add_argument("--only", default="add,small,changed,help", help="steps to run (comma list of add,add-reflink,small,changed,help; add-reflink needs --reflink-work)")
-    parser.add_argument("--docs", default=str(REPO_ROOT / "docs" / "benchmarks.md"), help="markdown file to update ('' for none)")
+    parser.add_argument(
+        "--reflink-work",
+        default=None,
+        help=(
+            "also run the large-file add with its repositories in this folder, "
+            "on a filesystem with reflink (XFS, btrfs; see README.md)"
+        ),
+    )
+    parser.add_argument(
+        "--only",
+        default="add,small,changed,help",
+        help="steps to run (comma list of add,add-reflink,small,changed,help; add-reflink needs --reflink-work)",
+    )
+    parser.add_argument(
+        "--docs", default=str(REPO_ROOT / "docs" / "benchmarks.md"), help="markdown file to update ('' for none)"
+    )
     args = parser.parse_args(argv)
 
     if args.quick:
@@ -1159,10 +1358,14 @@ def main(argv: list[str] | None = None) -> int:
         reflink = reflink_supported(work)
     except OSError:
         reflink = False
-    log(f"\nsizes: {human(sizes.big_bytes)} file; {sizes.small_files} files of ~10 KB in 100 folders; "
-        f"{sizes.big_files} small files for the one-changed-file case; -j {args.jobs}")
-    log("note: page cache is never dropped; the large file is read once with `cat > /dev/null` before each add, "
-        "so both tools start warm; sync before every timed call.")
+    log(
+        f"\nsizes: {human(sizes.big_bytes)} file; {sizes.small_files} files of ~10 KB in 100 folders; "
+        f"{sizes.big_files} small files for the one-changed-file case; -j {args.jobs}"
+    )
+    log(
+        "note: page cache is never dropped; the large file is read once with `cat > /dev/null` before each add, "
+        "so both tools start warm; sync before every timed call."
+    )
 
     log("\n== data (generated once, reused across runs)")
     data = work / "data"
@@ -1178,17 +1381,33 @@ def main(argv: list[str] | None = None) -> int:
         reflink_root = Path(args.reflink_work).resolve() / "repos"
         reflink_root.mkdir(parents=True, exist_ok=True)
         if not reflink_supported(reflink_root):
-            raise SystemExit(f"--reflink-work {args.reflink_work}: this filesystem ({fs_type(reflink_root)}) has no reflink")
+            raise SystemExit(
+                f"--reflink-work {args.reflink_work}: this filesystem ({fs_type(reflink_root)}) has no reflink"
+            )
         reflink_where = f" ({fs_type(reflink_root)} with reflink)"
-        facts.append(("reflink work dir", f"{reflink_root.parent} ({fs_type(reflink_root)}, reflink: yes; "
-                                          f"{human(shutil.disk_usage(reflink_root).free)} free)"))
+        facts.append(
+            (
+                "reflink work dir",
+                f"{reflink_root.parent} ({fs_type(reflink_root)}, reflink: yes; "
+                f"{human(shutil.disk_usage(reflink_root).free)} free)",
+            )
+        )
         if "add" in only and "add-reflink" not in only:
             only.insert(only.index("add") + 1, "add-reflink")
     steps = {
         "add": ("1. add of a large file", bench.step_add_big),
-        "add-reflink": ("1b. add of a large file on a filesystem with reflink", lambda: bench.step_add_big(reflink_root, reflink_where)),
-        "small": (f"2+4. {count_label(sizes.small_files)}-file dir: status, push, checkout, pull", bench.step_small_dir),
-        "changed": (f"3. {count_label(sizes.big_files)}-file dir, one file changed: re-add, push", bench.step_one_changed),
+        "add-reflink": (
+            "1b. add of a large file on a filesystem with reflink",
+            lambda: bench.step_add_big(reflink_root, reflink_where),
+        ),
+        "small": (
+            f"2+4. {count_label(sizes.small_files)}-file dir: status, push, checkout, pull",
+            bench.step_small_dir,
+        ),
+        "changed": (
+            f"3. {count_label(sizes.big_files)}-file dir, one file changed: re-add, push",
+            bench.step_one_changed,
+        ),
         "help": ("5. --help", bench.step_help),
     }
     source_before = source_fingerprint()
@@ -1203,8 +1422,8 @@ def main(argv: list[str] | None = None) -> int:
     source_after = source_fingerprint()
     if source_after != source_before:
         bench.notes.append(
-            f"Warning: mlops' source changed while the benchmark ran (before: {source_before[0]}; after: {source_after[0]}), "
-            "so some figures may come from different code: run it again."
+            f"Warning: mlops' source changed while the benchmark ran (before: {source_before[0]}; after: "
+            f"{source_after[0]}), so some figures may come from different code: run it again."
         )
 
     table = plain_table(bench.rows)
@@ -1220,11 +1439,17 @@ def main(argv: list[str] | None = None) -> int:
         command_line = " ".join(shlex.quote(a) for a in shown)
         with contextlib.suppress(ValueError):
             command_line = " ".join(
-                shlex.quote(os.path.relpath(a, Path.cwd()) if os.path.isabs(a) and Path(a).is_relative_to(Path.cwd()) else a) for a in shown
+                shlex.quote(
+                    os.path.relpath(a, Path.cwd()) if os.path.isabs(a) and Path(a).is_relative_to(Path.cwd()) else a
+                )
+                for a in shown
             )
-        extra = [f"Sizes: {human(sizes.big_bytes)} file; {sizes.small_files} files of 9-11 KiB in 100 folders; "
-                 f"{sizes.big_files} files of 0.5-1.5 KB in {max(1, sizes.big_files // 1000)} folders. "
-                 f"Benchmark steps took {total / 60:.1f} min.", ""]
+        extra = [
+            f"Sizes: {human(sizes.big_bytes)} file; {sizes.small_files} files of 9-11 KiB in 100 folders; "
+            f"{sizes.big_files} files of 0.5-1.5 KB in {max(1, sizes.big_files // 1000)} folders. "
+            f"Benchmark steps took {total / 60:.1f} min.",
+            "",
+        ]
         write_docs(Path(args.docs), bench, facts, f"(cd {Path.cwd()} && {command_line})", when, paragraph, extra)
         log(f"wrote {args.docs} (section '{SECTION}')")
     return 0

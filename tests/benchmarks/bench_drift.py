@@ -39,8 +39,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -54,7 +52,7 @@ from planted import CATEGORICAL, DRIFTED, NUMERIC, arrow_table, make_table, scor
 
 SECTION = "## Drift (issue 6)"
 MLOPS = str(Path(sys.executable).with_name("mlops"))
-EVIDENTLY_SCRIPT = r'''
+EVIDENTLY_SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import pandas as pd
@@ -77,7 +75,7 @@ for metric in snapshot.dict()["metrics"]:
             drifted = value >= threshold
         columns[config["column"]] = {"method": method, "score": value, "threshold": threshold, "drifted": bool(drifted)}
 print(json.dumps({"import_seconds": t1 - t0, "columns": columns}))
-'''
+"""
 
 
 # --- machine and load --------------------------------------------------------------------------
@@ -134,8 +132,14 @@ def timed_with_rusage(cmd: list[str], env: dict[str, str]) -> dict:
             peak = int(rss_path.read_text().split()[-1]) * 1024
         except (OSError, ValueError, IndexError):
             pass
-    result = {"seconds": seconds, "peak": peak, "rc": os.waitstatus_to_exitcode(status), "others": others,
-              "stdout": out_path.read_text(), "stderr": err_path.read_text()}
+    result = {
+        "seconds": seconds,
+        "peak": peak,
+        "rc": os.waitstatus_to_exitcode(status),
+        "others": others,
+        "stdout": out_path.read_text(),
+        "stderr": err_path.read_text(),
+    }
     for path in (out_path, err_path, rss_path):
         path.unlink(missing_ok=True)
     return result
@@ -174,12 +178,27 @@ def machine(evidently_python: Path | None) -> list[str]:
         f"- kernel: {platform.release()}",
         f"- python: {platform.python_version()} ({sys.executable})",
         f"- mlops: git {rev}{' (with uncommitted changes)' if dirty else ''}; numpy, pyarrow, scipy: "
-        + cmd([sys.executable, "-c", "import numpy, pyarrow, scipy; print(numpy.__version__, pyarrow.__version__, scipy.__version__)"]),
+        + cmd(
+            [
+                sys.executable,
+                "-c",
+                "import numpy, pyarrow, scipy; print(numpy.__version__, pyarrow.__version__, scipy.__version__)",
+            ]
+        ),
         f"- load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
     if evidently_python is not None:
-        lines.append("- evidently: " + cmd([str(evidently_python), "-c", "import evidently, pandas; print(evidently.__version__, '(pandas', pandas.__version__ + ')')"])
-                     + f" ({evidently_python})")
+        lines.append(
+            "- evidently: "
+            + cmd(
+                [
+                    str(evidently_python),
+                    "-c",
+                    "import evidently, pandas; print(evidently.__version__, '(pandas', pandas.__version__ + ')')",
+                ]
+            )
+            + f" ({evidently_python})"
+        )
     return lines
 
 
@@ -210,7 +229,9 @@ def ensure_evidently(work: Path, spec: str) -> Path | None:
         return python
     print(f"installing Evidently into {venv} ...", flush=True)
     subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", spec, "pandas<3", "pyarrow"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", spec, "pandas<3", "pyarrow"], capture_output=True, text=True
+    )
     if proc.returncode != 0 or subprocess.run(check, capture_output=True).returncode != 0:
         print(f"could not install Evidently: {proc.stderr.strip()[-500:]}", flush=True)
         return None
@@ -229,7 +250,9 @@ def run_tool(label: str, cmd: list[str], env: dict[str, str], repeats: int, idle
             print(f"  {label}: exit {r['rc']}: {r['stderr'][-800:]}", flush=True)
             return {"error": f"exit {r['rc']}"}
         runs.append(r)
-        print(f"  {label}: {r['seconds']:.2f} s, peak {r['peak'] / 2**20:.0f} MiB, others {r['others']:.0%}", flush=True)
+        print(
+            f"  {label}: {r['seconds']:.2f} s, peak {r['peak'] / 2**20:.0f} MiB, others {r['others']:.0%}", flush=True
+        )
     middle = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
     middle = dict(middle)
     middle["all_seconds"] = [r["seconds"] for r in runs]
@@ -253,15 +276,23 @@ def write_docs(path: Path, section_body: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "bench-work")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--repeats", type=int, default=3, help="mlops runs per size and preset (median shown)")
     parser.add_argument("--evidently-repeats", type=int, default=1, help="Evidently runs per size (median shown)")
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--evidently-spec", default="evidently")
-    parser.add_argument("--idle-wait", type=float, default=60.0, help="seconds to wait for a quiet machine before each timed call")
-    parser.add_argument("--docs", default=str(REPO_ROOT / "docs" / "benchmarks.md"), help=f"markdown file to update under '{SECTION}' ('' for none)")
+    parser.add_argument(
+        "--idle-wait", type=float, default=60.0, help="seconds to wait for a quiet machine before each timed call"
+    )
+    parser.add_argument(
+        "--docs",
+        default=str(REPO_ROOT / "docs" / "benchmarks.md"),
+        help=f"markdown file to update under '{SECTION}' ('' for none)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     work = args.work.resolve()
@@ -279,21 +310,37 @@ def main() -> int:
     targets: list[tuple[str, bool]] = []
     loads: list[str] = []
     base = baseline_rss(env)
-    facts.append(f"- start-up memory: {base / 2**20:.0f} MiB peak RSS for a process that only imports what `mlops drift` imports")
+    facts.append(
+        f"- start-up memory: {base / 2**20:.0f} MiB peak RSS for a process that only imports what `mlops drift` imports"
+    )
     print(facts[-1], flush=True)
     for size in sizes:
         ref, cur, arrow_bytes = write_tables(work / "drift" / str(size), size)
         print(f"{size} rows per set: {arrow_bytes / 2**20:.0f} MiB in memory (Arrow, both tables)", flush=True)
-        subprocess.run([MLOPS, "drift", str(ref), str(cur), "--json"], capture_output=True, env=env)  # warm-up: bytecode, page cache
+        subprocess.run(
+            [MLOPS, "drift", str(ref), str(cur), "--json"], capture_output=True, env=env
+        )  # warm-up: bytecode, page cache
         loads.append(f"{size}: {os.getloadavg()[0]:.2f}")
         results = {
-            "mlops default": run_tool("mlops default", [MLOPS, "drift", str(ref), str(cur), "--json"], env, args.repeats, args.idle_wait),
-            "mlops strict": run_tool("mlops strict", [MLOPS, "drift", str(ref), str(cur), "--json", "--preset", "strict"], env, args.repeats, args.idle_wait),
+            "mlops default": run_tool(
+                "mlops default", [MLOPS, "drift", str(ref), str(cur), "--json"], env, args.repeats, args.idle_wait
+            ),
+            "mlops strict": run_tool(
+                "mlops strict",
+                [MLOPS, "drift", str(ref), str(cur), "--json", "--preset", "strict"],
+                env,
+                args.repeats,
+                args.idle_wait,
+            ),
         }
         if evidently is not None:
             results["Evidently DataDriftPreset"] = run_tool(
-                "evidently", [str(evidently), str(script), str(ref), str(cur), ",".join(NUMERIC), ",".join(CATEGORICAL)],
-                env, args.evidently_repeats, args.idle_wait)
+                "evidently",
+                [str(evidently), str(script), str(ref), str(cur), ",".join(NUMERIC), ",".join(CATEGORICAL)],
+                env,
+                args.evidently_repeats,
+                args.idle_wait,
+            )
         found: dict[str, dict] = {}
         scores: dict[str, dict[str, float]] = {}
         flagged: dict[str, set[str]] = {}
@@ -317,53 +364,117 @@ def main() -> int:
                 ratio = f"{ev['seconds'] / r['seconds']:.1f}x"
             peak = f"{r['peak'] / 2**20:.0f}" if "peak" in r else "-"
             net = f"{max(0, r['peak'] - base) / arrow_bytes:.2f}" if "peak" in r else "-"
-            rows_out.append([f"{size:,}", label, fmt_s(r), peak, f"{r['peak'] / arrow_bytes:.2f}" if "peak" in r else "-", net, ratio,
-                             f"{len(s['found'])}/5", ", ".join(s["missed"]) or "-", ", ".join(s["false_alarms"]) or "-"])
+            rows_out.append(
+                [
+                    f"{size:,}",
+                    label,
+                    fmt_s(r),
+                    peak,
+                    f"{r['peak'] / arrow_bytes:.2f}" if "peak" in r else "-",
+                    net,
+                    ratio,
+                    f"{len(s['found'])}/5",
+                    ", ".join(s["missed"]) or "-",
+                    ", ".join(s["false_alarms"]) or "-",
+                ]
+            )
         if "mlops default" in scores and "Evidently DataDriftPreset" in scores:
             a, b = scores["mlops default"], scores["Evidently DataDriftPreset"]
             common = sorted(set(a) & set(b))
             diffs = [abs(float(a[c]) - float(b[c])) for c in common]
-            verdicts = [c for c in common if (c in flagged["mlops default"]) != (c in flagged["Evidently DataDriftPreset"])]
-            agreement.append(f"- {size:,} rows: {len(common)} columns scored by both; largest score difference {max(diffs):.2e}; "
-                             f"columns whose verdict differs: {', '.join(verdicts) or 'none'}")
+            verdicts = [
+                c for c in common if (c in flagged["mlops default"]) != (c in flagged["Evidently DataDriftPreset"])
+            ]
+            agreement.append(
+                f"- {size:,} rows: {len(common)} columns scored by both; largest score difference {max(diffs):.2e}; "
+                f"columns whose verdict differs: {', '.join(verdicts) or 'none'}"
+            )
         d = results["mlops default"]
         st = results["mlops strict"]
         if "seconds" in d:
             if size == 1_000_000:
                 targets.append((f"1M rows, default preset, under 5 s ({d['seconds']:.2f} s)", d["seconds"] < 5))
                 if "seconds" in ev:
-                    targets.append((f"1M rows, at least 10x Evidently's preset ({ev['seconds'] / d['seconds']:.1f}x)", ev["seconds"] / d["seconds"] >= 10))
+                    targets.append(
+                        (
+                            f"1M rows, at least 10x Evidently's preset ({ev['seconds'] / d['seconds']:.1f}x)",
+                            ev["seconds"] / d["seconds"] >= 10,
+                        )
+                    )
             if size == 10_000:
                 targets.append((f"10k rows, default preset, under 1 s ({d['seconds']:.2f} s)", d["seconds"] < 1))
             worst = max(r["peak"] for r in (d, st) if "peak" in r)
-            targets.append((f"{size:,} rows: peak memory at most 2x the tables ({worst / 2**20:.0f} MiB = {worst / arrow_bytes:.2f}x of "
-                            f"{arrow_bytes / 2**20:.0f} MiB; above start-up: {max(0, worst - base) / arrow_bytes:.2f}x)", worst <= 2 * arrow_bytes))
+            targets.append(
+                (
+                    f"{size:,} rows: peak memory at most 2x the tables ({worst / 2**20:.0f} MiB = "
+                    f"{worst / arrow_bytes:.2f}x of {arrow_bytes / 2**20:.0f} MiB; above start-up: "
+                    f"{max(0, worst - base) / arrow_bytes:.2f}x)",
+                    worst <= 2 * arrow_bytes,
+                )
+            )
         if "mlops strict" in found:
             s = found["mlops strict"]
-            targets.append((f"{size:,} rows, strict: every planted drift found, no clean column flagged", not s["missed"] and not s["false_alarms"]))
+            targets.append(
+                (
+                    f"{size:,} rows, strict: every planted drift found, no clean column flagged",
+                    not s["missed"] and not s["false_alarms"],
+                )
+            )
     elapsed = (time.time() - started) / 60
-    heads = ["rows per set", "tool / preset", "seconds", "peak MiB", "peak / tables", "(peak - start-up) / tables", "Evidently / mlops",
-             "planted found", "missed", "false alarms"]
-    table = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)] + ["| " + " | ".join(r) + " |" for r in rows_out]
+    heads = [
+        "rows per set",
+        "tool / preset",
+        "seconds",
+        "peak MiB",
+        "peak / tables",
+        "(peak - start-up) / tables",
+        "Evidently / mlops",
+        "planted found",
+        "missed",
+        "false alarms",
+    ]
+    table = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)] + [
+        "| " + " | ".join(r) + " |" for r in rows_out
+    ]
     print("\n".join(table))
     print("\n".join(agreement))
     for text, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
     if args.docs:
-        command = f"(cd {REPO_ROOT} && .venv/bin/python tests/benchmarks/bench_drift.py --work {args.work}" + \
-                  (f" --sizes {args.sizes}" if args.sizes != "10000,100000,1000000" else "") + ")"
+        command = (
+            f"(cd {REPO_ROOT} && .venv/bin/python tests/benchmarks/bench_drift.py --work {args.work}"
+            + (f" --sizes {args.sizes}" if args.sizes != "10000,100000,1000000" else "")
+            + ")"
+        )
         body = [
-            f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with:", "", "```", command, "```", "",
-            "Machine:", "", *facts, "",
+            f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with:",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            "Machine:",
+            "",
+            *facts,
+            "",
             "Wall-clock seconds of one whole process (start-up and imports included) reading the same Parquet files; "
-            f"mlops the median of {args.repeats}, Evidently the median of {args.evidently_repeats}. Peak memory is the process's "
-            "max RSS (GNU time's %M); 'peak / tables' divides it by the Arrow size of the two tables, '(peak - start-up) / tables' first "
-            "takes off the start-up memory above (the interpreter and libraries, the same at any size). Planted: 5 drifted columns of 25 "
-            "(tests/drift/planted.py). A cell marked `*` was measured while other processes used more than 20% of the CPU "
-            f"(load average when each size started: {'; '.join(loads)}).", "",
-            *table, "",
-            "mlops default against Evidently, column by column (same rules, same thresholds):", "", *agreement, "",
-            "Targets:", "", *[f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in targets], "",
+            f"mlops the median of {args.repeats}, Evidently the median of {args.evidently_repeats}. Peak memory is the "
+            "process's max RSS (GNU time's %M); 'peak / tables' divides it by the Arrow size of the two tables, "
+            "'(peak - start-up) / tables' first takes off the start-up memory above (the interpreter and libraries, "
+            "the same at any size). Planted: 5 drifted columns of 25 (tests/drift/planted.py). A cell marked `*` was "
+            "measured while other processes used more than 20% of the CPU (load average when each size started: "
+            f"{'; '.join(loads)}).",
+            "",
+            *table,
+            "",
+            "mlops default against Evidently, column by column (same rules, same thresholds):",
+            "",
+            *agreement,
+            "",
+            "Targets:",
+            "",
+            *[f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in targets],
+            "",
             f"Benchmark steps took {elapsed:.1f} min.",
         ]
         write_docs(Path(args.docs), "\n".join(body))

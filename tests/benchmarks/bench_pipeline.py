@@ -68,7 +68,12 @@ def chain(root: Path, name: str, stages: int) -> None:
     write(root / "s0.txt", "seed\n")
     lines = ["stages:"]
     for i in range(1, stages + 1):
-        lines += [f"  s{i}:", f"    cmd: cp s{i - 1}.txt s{i}.txt", f"    deps: [s{i - 1}.txt]", f"    outs: [s{i}.txt]"]
+        lines += [
+            f"  s{i}:",
+            f"    cmd: cp s{i - 1}.txt s{i}.txt",
+            f"    deps: [s{i - 1}.txt]",
+            f"    outs: [s{i}.txt]",
+        ]
     write(root / name, "\n".join(lines) + "\n")
 
 
@@ -90,7 +95,10 @@ for i in range(2000):
 def restorer(root: Path, name: str) -> None:
     write(root / "make.py", MAKE_FILES)
     write(root / "params.yaml", "n: 1\n")
-    write(root / name, "stages:\n  make:\n    cmd: python make.py\n    deps: [make.py]\n    params: [n]\n    outs: [gen]\n")
+    write(
+        root / name,
+        "stages:\n  make:\n    cmd: python make.py\n    deps: [make.py]\n    params: [n]\n    outs: [gen]\n",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         chain(d_repo, "dvc.yaml", 50)
         sh([dvc, "repro", "-q"], d_repo)
     measure(
-        "no-op run, 50-stage chain (best of 3)", "mlops < 0.5 s, dvc/mlops >= 5",
+        "no-op run, 50-stage chain (best of 3)",
+        "mlops < 0.5 s, dvc/mlops >= 5",
         lambda m, d: "PASS" if m < 0.5 and (d is None or d / m >= 5) else "FAIL",
-        lambda: best([mlops, "run"], m_repo), lambda: best([dvc, "repro", "-q"], d_repo),
+        lambda: best([mlops, "run"], m_repo),
+        lambda: best([dvc, "repro", "-q"], d_repo),
     )
 
     # 2. 8 independent sleep-1 stages
@@ -142,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         d_repo = new_repo(work / "p-sleep-dvc", "dvc", mlops, dvc)
         sleepers(d_repo, "dvc.yaml", 8)
     measure(
-        "8 independent `sleep 1` stages, -j 8 (forced)", "mlops about 1 s (< 1.5 s)",
+        "8 independent `sleep 1` stages, -j 8 (forced)",
+        "mlops about 1 s (< 1.5 s)",
         lambda m, d: "PASS" if m < 1.5 else "FAIL",
-        lambda: sh([mlops, "run", "-j", "8", "--force"], m_repo), lambda: sh([dvc, "repro", "-f", "-q"], d_repo),
+        lambda: sh([mlops, "run", "-j", "8", "--force"], m_repo),
+        lambda: sh([dvc, "repro", "-f", "-q"], d_repo),
     )
 
     # 3. run-cache restore vs checkout of the same outputs, from the same start: the workspace
@@ -166,7 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         checkouts.append(sh([mlops, "checkout"], m_repo))  # n=2 outputs -> n=1 outputs, by the lock file
     restore, checkout = min(restores), min(checkouts)
     verdict = "PASS" if restore <= checkout * 1.2 else "FAIL"  # within timing noise of one call
-    rows.append(("restore 2,000-file output from the run cache vs `mlops checkout` of it (both replace the other version's files; best of 3)", restore, checkout, "restore <= checkout", verdict))
+    rows.append(
+        (
+            "restore 2,000-file output from the run cache vs `mlops checkout` of it (both replace the other version's "
+            "files; best of 3)",
+            restore,
+            checkout,
+            "restore <= checkout",
+            verdict,
+        )
+    )
     print(f"run-cache restore {restore:.3f}s vs checkout {checkout:.3f}s  {verdict}")
     shutil.rmtree(m_repo / "gen")
     into_empty = sh([mlops, "checkout"], m_repo)
@@ -178,7 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         (d_repo / "params.yaml").write_text("n: 2\n")
         sh([dvc, "repro", "-q"], d_repo)
         (d_repo / "params.yaml").write_text("n: 1\n")
-        rows.append(("info: DVC run-cache restore of the same stage (dvc repro)", restore, sh([dvc, "repro", "-q"], d_repo), "info", "-"))
+        rows.append(
+            (
+                "info: DVC run-cache restore of the same stage (dvc repro)",
+                restore,
+                sh([dvc, "repro", "-q"], d_repo),
+                "info",
+                "-",
+            )
+        )
 
     table = ["| operation | mlops s | dvc s | ratio (dvc/mlops) | target | pass/fail |", "|---|---|---|---|---|---|"]
     for label, m, d, target, verdict in rows:
@@ -188,12 +217,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs:
         cmd = f"(cd {REPO_ROOT} && .venv/bin/python tests/benchmarks/bench_pipeline.py --work {work})"
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        block = "\n".join([
-            SECTION, "", f"Measured {when} on the machine described above, with:", "", "```", cmd, "```", "",
-            *table, "",
-            "The third row's 'dvc s' column holds the `mlops checkout` time of the same outputs (the comparison the "
-            "target names); DVC's own run-cache restore is the info row.", "",
-        ])
+        block = "\n".join(
+            [
+                SECTION,
+                "",
+                f"Measured {when} on the machine described above, with:",
+                "",
+                "```",
+                cmd,
+                "```",
+                "",
+                *table,
+                "",
+                "The third row's 'dvc s' column holds the `mlops checkout` time of the same outputs (the comparison "
+                "the target names); DVC's own run-cache restore is the info row.",
+                "",
+            ]
+        )
         replace_section(Path(args.docs), block)
     return 0
 

@@ -29,9 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from benchdocs import replace_section  # the script's folder is on sys.path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parents[1]
@@ -75,12 +75,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load(port: int, path: str, body: bytes, *, concurrency: int, count: int, seconds: float, work: Path) -> dict[str, Any]:
+def load(
+    port: int, path: str, body: bytes, *, concurrency: int, count: int, seconds: float, work: Path
+) -> dict[str, Any]:
     body_file = work / "body.json"
     body_file.write_bytes(body)
-    out = sh(sys.executable, str(LOADGEN), "--port", str(port), "--path", path, "--body-file", str(body_file),
-             "--concurrency", str(concurrency), "--count", str(count), "--seconds", str(seconds), "--uvloop",
-             timeout=seconds + 120)
+    out = sh(
+        sys.executable,
+        str(LOADGEN),
+        "--port",
+        str(port),
+        "--path",
+        path,
+        "--body-file",
+        str(body_file),
+        "--concurrency",
+        str(concurrency),
+        "--count",
+        str(count),
+        "--seconds",
+        str(seconds),
+        "--uvloop",
+        timeout=seconds + 120,
+    )
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -103,7 +120,7 @@ def group_seconds(pgid: int) -> float:
             data = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = data[data.rindex(")") + 2:].split()
+        fields = data[data.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid:  # pgrp
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICK
@@ -123,16 +140,24 @@ def measured(pgid: int, run: Any) -> dict[str, Any]:
 def machine() -> list[str]:
     cpu = "?"
     try:
-        cpu = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")][0]
+        cpu = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ][0]
     except (OSError, IndexError):
         pass
     import sklearn
     import starlette
     import uvicorn
 
-    return [f"cpus (nproc): {os.cpu_count()}", f"cpu: {cpu}", f"kernel: {platform.release()}",
-            f"python: {platform.python_version()}", f"uvicorn {uvicorn.__version__}, starlette {starlette.__version__}, "
-            f"scikit-learn {sklearn.__version__}"]
+    return [
+        f"cpus (nproc): {os.cpu_count()}",
+        f"cpu: {cpu}",
+        f"kernel: {platform.release()}",
+        f"python: {platform.python_version()}",
+        f"uvicorn {uvicorn.__version__}, starlette {starlette.__version__}, scikit-learn {sklearn.__version__}",
+    ]
 
 
 def main() -> None:
@@ -178,14 +203,37 @@ def main() -> None:
 
     mlflow_port = free_port()
     mlflow_log = open(work / "mlflow-serve.log", "wb")
-    mlflow_proc = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", str(work / "mlflow-model"), "-p", str(mlflow_port),
-                                    "-h", "127.0.0.1", "--env-manager", "local", "--workers", "1"], cwd=work,
-                                   stdout=mlflow_log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"})
+    mlflow_proc = subprocess.Popen(
+        [
+            str(mlflow_bin),
+            "models",
+            "serve",
+            "-m",
+            str(work / "mlflow-model"),
+            "-p",
+            str(mlflow_port),
+            "-h",
+            "127.0.0.1",
+            "--env-manager",
+            "local",
+            "--workers",
+            "1",
+        ],
+        cwd=work,
+        stdout=mlflow_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"},
+    )
     mlops_log = work / "mlops-serve.log"
-    mlops_proc = subprocess.Popen([str(Path(sys.executable).with_name("mlops")), "serve", "churn@production", "--port", "0",
-                                   "--workers", "1"], cwd=project, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=open(mlops_log, "wb"), start_new_session=True)
+    mlops_proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlops")), "serve", "churn@production", "--port", "0", "--workers", "1"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(mlops_log, "wb"),
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not re.search(r"127\.0\.0\.1:(\d+)", mlops_log.read_text()) and time.monotonic() < deadline:
@@ -197,11 +245,15 @@ def main() -> None:
         rows1 = frame.head(1)
         rows100 = training_frame(rows=100, seed=9)
         one = json.dumps({"dataframe_split": {"columns": FEATURES, "data": rows1[FEATURES].values.tolist()}}).encode()
-        hundred = json.dumps({"dataframe_split": {"columns": FEATURES, "data": rows100[FEATURES].values.tolist()}}).encode()
+        hundred = json.dumps(
+            {"dataframe_split": {"columns": FEATURES, "data": rows100[FEATURES].values.tolist()}}
+        ).encode()
         answers = {}
         for name, port in (("mlops", mlops_port), ("mlflow", mlflow_port)):  # the same answers from both
             for body, rows in ((one, 1), (hundred, 100)):
-                answer = httpx.post(f"http://127.0.0.1:{port}/invocations", content=body, headers={"Content-Type": "application/json"}).json()
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/invocations", content=body, headers={"Content-Type": "application/json"}
+                ).json()
                 assert len(answer["predictions"]) == rows, (name, answer)
                 answers[name, rows] = answer["predictions"]
         assert answers["mlops", 100] == answers["mlflow", 100], "the two servers disagree on the same model"
@@ -209,8 +261,12 @@ def main() -> None:
             for body in (one, hundred):
                 load(port, "/invocations", body, concurrency=4, count=200, seconds=10, work=work)
 
-        cells = [("single row, concurrency 1", one, 1, 4000), ("single row, concurrency 8", one, 8, 20000),
-                 ("single row, concurrency 32", one, 32, 40000), ("100 rows, concurrency 8", hundred, 8, 10000)]
+        cells = [
+            ("single row, concurrency 1", one, 1, 4000),
+            ("single row, concurrency 8", one, 8, 20000),
+            ("single row, concurrency 32", one, 32, 40000),
+            ("100 rows, concurrency 8", hundred, 8, 10000),
+        ]
         results = []
         servers = (("mlflow", mlflow_port, mlflow_proc), ("mlops", mlops_port, mlops_proc))
         turn = 0
@@ -221,8 +277,18 @@ def main() -> None:
                 # which server goes first alternates from run to run, so neither always meets the machine's
                 # load (or the cache left by the other) first
                 for name, port, proc in servers if turn % 2 == 0 else servers[::-1]:
-                    result = measured(proc.pid, lambda: load(port, "/invocations", body, concurrency=concurrency, count=count,
-                                                             seconds=args.seconds, work=work))
+                    result = measured(
+                        proc.pid,
+                        lambda port=port, body=body, concurrency=concurrency, count=count: load(
+                            port,
+                            "/invocations",
+                            body,
+                            concurrency=concurrency,
+                            count=count,
+                            seconds=args.seconds,
+                            work=work,
+                        ),
+                    )
                     runs[name].append(result)
                     print(f"{label:<28} {name:<7} run {repeat + 1}/{args.repeat} {json.dumps(result)}", flush=True)
                 turn += 1
@@ -237,8 +303,18 @@ def main() -> None:
         while "canary" not in httpx.get(f"http://127.0.0.1:{mlops_port}/health").json() and time.monotonic() < deadline:
             time.sleep(0.2)
         predict_body = json.dumps({"records": rows1[FEATURES].to_dict(orient="records")}).encode()
-        canary = measured(mlops_proc.pid, lambda: load(mlops_port, "/predict", predict_body, concurrency=8, count=10_000_000,
-                                                        seconds=args.canary_seconds, work=work))
+        canary = measured(
+            mlops_proc.pid,
+            lambda: load(
+                mlops_port,
+                "/predict",
+                predict_body,
+                concurrency=8,
+                count=10_000_000,
+                seconds=args.canary_seconds,
+                work=work,
+            ),
+        )
         print(f"canary 10%, {args.canary_seconds:g} s  {json.dumps(canary)}", flush=True)
         status = json.loads(sh(mlops_bin, "canary", "status", "churn", "--json", cwd=project, env=env))
     finally:
@@ -288,73 +364,111 @@ def model_alone_ms(model: Any, row: Any) -> dict[str, float]:
     return {"default": median(False), "skip_validation": median(True)}
 
 
-def report(results: list[dict[str, Any]], canary: dict[str, Any], status: dict[str, Any], args: argparse.Namespace, started: float,
-           alone: dict[str, float]) -> None:
+def report(
+    results: list[dict[str, Any]],
+    canary: dict[str, Any],
+    status: dict[str, Any],
+    args: argparse.Namespace,
+    started: float,
+    alone: dict[str, float],
+) -> None:
     c1, c8, c32, c100 = results
+
     def ratio(cell: dict[str, Any]) -> float:
         return cell["mlops"]["rps"] / cell["mlflow"]["rps"]
 
     targets = [
-        (c1, f"rps >= 2x and p50 <= half of MLflow's", ratio(c1) >= 2 and c1["mlops"]["p50_ms"] <= c1["mlflow"]["p50_ms"] / 2),
+        (
+            c1,
+            "rps >= 2x and p50 <= half of MLflow's",
+            ratio(c1) >= 2 and c1["mlops"]["p50_ms"] <= c1["mlflow"]["p50_ms"] / 2,
+        ),
         (c8, "rps >= 5x", ratio(c8) >= 5),
         (c32, "rps >= 10x, p99 below MLflow's", ratio(c32) >= 10 and c32["mlops"]["p99_ms"] < c32["mlflow"]["p99_ms"]),
         (c100, "info", None),
     ]
+
     def spread(run: dict[str, Any]) -> str:
         return f"({min(run['rps_runs']):.0f}-{max(run['rps_runs']):.0f})" if len(run["rps_runs"]) > 1 else ""
 
-    lines = ["| requests | mlops rps | MLflow rps | ratio | mlops p50 / p99 ms | MLflow p50 / p99 ms | generator CPU s (mlops / MLflow) "
-             "| other work's CPU (mlops / MLflow) | target | pass/fail |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| requests | mlops rps | MLflow rps | ratio | mlops p50 / p99 ms | MLflow p50 / p99 ms | generator CPU s "
+        "(mlops / MLflow) | other work's CPU (mlops / MLflow) | target | pass/fail |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for cell, target, ok in targets:
         m, f = cell["mlops"], cell["mlflow"]
         mark = lambda r: "*" if r["others_cpu_share"] > 0.2 else ""  # noqa: E731
         lines.append(
-            f"| {cell['label']} | {m['rps']:.0f}{mark(m)} {spread(m)} | {f['rps']:.0f}{mark(f)} {spread(f)} | {ratio(cell):.1f}x | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} | "
-            f"{f['p50_ms']:.1f} / {f['p99_ms']:.1f} | {m['cpu_seconds']:.1f} / {f['cpu_seconds']:.1f} | "
-            f"{m['others_cpu_share']:.0%} / {f['others_cpu_share']:.0%} | {target} | "
-            f"{'-' if ok is None else 'PASS' if ok else 'FAIL'} |"
+            f"| {cell['label']} | {m['rps']:.0f}{mark(m)} {spread(m)} | {f['rps']:.0f}{mark(f)} {spread(f)} | "
+            f"{ratio(cell):.1f}x | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} | {f['p50_ms']:.1f} / {f['p99_ms']:.1f} | "
+            f"{m['cpu_seconds']:.1f} / {f['cpu_seconds']:.1f} | {m['others_cpu_share']:.0%} / "
+            f"{f['others_cpu_share']:.0%} | {target} | {'-' if ok is None else 'PASS' if ok else 'FAIL'} |"
         )
     variants = canary.get("variants", {})
     share = variants.get("canary", 0) / max(1, sum(variants.values()))
     canary_ok = canary["errors"] == 0 and abs(share - 0.10) <= 0.02
     lines.append(
-        f"| {args.canary_seconds:g} s, 10% canary (/predict, c=8) | {canary['rps']:.0f} | - | - | {canary['p50_ms']:.1f} / {canary['p99_ms']:.1f} | - | "
-        f"{canary['cpu_seconds']:.1f} | {canary['others_cpu_share']:.0%} | no failed request, split 10% +- 2 | {'PASS' if canary_ok else 'FAIL'} "
+        f"| {args.canary_seconds:g} s, 10% canary (/predict, c=8) | {canary['rps']:.0f} | - | - | "
+        f"{canary['p50_ms']:.1f} / {canary['p99_ms']:.1f} | - | {canary['cpu_seconds']:.1f} | "
+        f"{canary['others_cpu_share']:.0%} | no failed request, split 10% +- 2 | {'PASS' if canary_ok else 'FAIL'} "
         f"({canary['requests']} requests, {canary['errors']} failed, canary {share:.2%}) |"
     )
-    text = "\n".join([
-        SECTION, "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} with:", "",
-        "```", f"# from the repository's root\n.venv/bin/python tests/benchmarks/bench_serve.py --work {args.work} --repeat {args.repeat}",
-        "```", "",
-        "Machine:", "", *[f"- {line}" for line in machine()], "",
-        "Both servers: one worker process, the same pickled scikit-learn pipeline (ColumnTransformer with one-hot and "
-        "scaling, then LogisticRegression), MLflow's `dataframe_split` payload on POST /invocations; MLflow "
-        f"{_mlflow_version(args)} via `mlflow models serve --env-manager local`. Each cell ran {args.repeat} time(s) per "
-        "server, the two servers taking turns at going first; the table gives each figure's median (the rate's range "
-        f"over the runs in brackets). Each run is bounded to {args.seconds:g} s "
-        "and a request count; the generator (raw HTTP/1.1 keep-alive connections over asyncio streams with uvloop) runs in "
-        "its own process and reports its own CPU time. \"Other work's CPU\" is the share of the machine's two cores busy "
-        "during the cell with neither the server nor the generator (other jobs on this shared machine); a `*` marks a cell "
-        "where it passed 20%.", "",
-        *lines, "",
-        f"Canary status after the run: {json.dumps([{k: v[k] for k in ('variant', 'version', 'requests', 'errors', 'p50_ms', 'p99_ms')} for v in status['variants']])}",
-        "",
-        "Not quite the same work on both sides: mlops serve's model threads skip scikit-learn's per-call validation of "
-        "hyperparameters (`skip_parameter_validation`, the input data is still validated), MLflow's server does not; the "
-        "line below measures what that is worth per call.",
-        "",
-        f"The model alone, in-process, right after: one single-row `predict()` takes {alone['default']:.2f} ms (median of 400; "
-        f"{alone['skip_validation']:.2f} ms with scikit-learn's parameter validation skipped, as mlops serve's model threads do). "
-        f"At concurrency 1 that leaves {c1['mlops']['p50_ms'] - alone['skip_validation']:.1f} ms of p50 to mlops serve "
-        f"(HTTP, parsing, checks, the thread hand-off) and {c1['mlflow']['p50_ms'] - alone['default']:.1f} ms to MLflow's server.",
-        "",
-        f"{sum(bool(ok) for _, _, ok in targets if ok is not None) + canary_ok} of 4 targets pass. Server CPU seconds per cell "
-        f"(mlops / MLflow): " + ", ".join(f"{c['concurrency']}: {c['mlops']['server_cpu_seconds']:.1f} / {c['mlflow']['server_cpu_seconds']:.1f}"
-                                          for c in results) + ".",
-        "",
-    ])
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} with:",
+            "",
+            "```",
+            f"# from the repository's root\n.venv/bin/python tests/benchmarks/bench_serve.py --work {args.work} "
+            f"--repeat {args.repeat}",
+            "```",
+            "",
+            "Machine:",
+            "",
+            *[f"- {line}" for line in machine()],
+            "",
+            "Both servers: one worker process, the same pickled scikit-learn pipeline (ColumnTransformer with one-hot "
+            "and scaling, then LogisticRegression), MLflow's `dataframe_split` payload on POST /invocations; MLflow "
+            f"{_mlflow_version(args)} via `mlflow models serve --env-manager local`. Each cell ran {args.repeat} "
+            "time(s) per server, the two servers taking turns at going first; the table gives each figure's median "
+            f"(the rate's range over the runs in brackets). Each run is bounded to {args.seconds:g} s and a request "
+            "count; the generator (raw HTTP/1.1 keep-alive connections over asyncio streams with uvloop) runs in its "
+            "own process and reports its own CPU time. \"Other work's CPU\" is the share of the machine's two cores "
+            "busy during the cell with neither the server nor the generator (other jobs on this shared machine); a `*` "
+            "marks a cell where it passed 20%.",
+            "",
+            *lines,
+            "",
+            "Canary status after the run: "
+            + json.dumps(
+                [
+                    {k: v[k] for k in ("variant", "version", "requests", "errors", "p50_ms", "p99_ms")}
+                    for v in status["variants"]
+                ]
+            ),
+            "",
+            "Not quite the same work on both sides: mlops serve's model threads skip scikit-learn's per-call "
+            "validation of hyperparameters (`skip_parameter_validation`, the input data is still validated), MLflow's "
+            "server does not; the line below measures what that is worth per call.",
+            "",
+            f"The model alone, in-process, right after: one single-row `predict()` takes {alone['default']:.2f} ms "
+            f"(median of 400; {alone['skip_validation']:.2f} ms with scikit-learn's parameter validation skipped, as "
+            "mlops serve's model threads do). At concurrency 1 that leaves "
+            f"{c1['mlops']['p50_ms'] - alone['skip_validation']:.1f} ms of p50 to mlops serve (HTTP, parsing, checks, "
+            f"the thread hand-off) and {c1['mlflow']['p50_ms'] - alone['default']:.1f} ms to MLflow's server.",
+            "",
+            f"{sum(bool(ok) for _, _, ok in targets if ok is not None) + canary_ok} of 4 targets pass. Server CPU "
+            "seconds per cell (mlops / MLflow): "
+            + ", ".join(
+                f"{c['concurrency']}: {c['mlops']['server_cpu_seconds']:.1f} / {c['mlflow']['server_cpu_seconds']:.1f}"
+                for c in results
+            )
+            + ".",
+            "",
+        ]
+    )
     print("\n" + text)
     if args.docs:
         replace_section(Path(args.docs), text)

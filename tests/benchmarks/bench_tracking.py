@@ -92,9 +92,13 @@ def log(message: str = "") -> None:
     print(message, flush=True)
 
 
-def sh(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 3600) -> tuple[float, str]:
+def sh(
+    cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 3600
+) -> tuple[float, str]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout
+    )
     took = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} -> {proc.returncode}: {proc.stderr[-600:]}")
@@ -202,19 +206,37 @@ def make_runs(root: Path, count: int, seed: int = 7) -> list[dict]:
     records = []
     start0 = time.time() - count * 60
     for i in range(count):
-        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime(start0 + i * 60)) + "-" + uuid.UUID(int=rng.getrandbits(128)).hex[:8]
+        run_id = (
+            time.strftime("%Y%m%d-%H%M%S", time.gmtime(start0 + i * 60))
+            + "-"
+            + uuid.UUID(int=rng.getrandbits(128)).hex[:8]
+        )
         folder = runs / run_id
         folder.mkdir()
         started = start0 + i * 60
         crashed = i % 100 == 0
         unindexed = i % 100 == 50
-        params = {"max_depth": rng.randint(DEPTHS[0], DEPTHS[-1]), "n_estimators": rng.choice([50, 100, 200]), "model": rng.choice(["rf", "gbm", "lr"])}
+        params = {
+            "max_depth": rng.randint(DEPTHS[0], DEPTHS[-1]),
+            "n_estimators": rng.choice([50, 100, 200]),
+            "model": rng.choice(["rf", "gbm", "lr"]),
+        }
         acc = round(rng.uniform(0.7, 0.99), 4)
         info = {
-            "format": 1, "id": run_id, "name": f"run-{i}", "status": "running" if crashed else "finished",
-            "start_time": started, "end_time": None if crashed else started + 30, "user": "bench", "host": host,
-            "pid": dead_pid if crashed else 1000 + i, "pid_start": None, "git_commit": None, "git_dirty": None,
-            "source": "api", "stages": [],
+            "format": 1,
+            "id": run_id,
+            "name": f"run-{i}",
+            "status": "running" if crashed else "finished",
+            "start_time": started,
+            "end_time": None if crashed else started + 30,
+            "user": "bench",
+            "host": host,
+            "pid": dead_pid if crashed else 1000 + i,
+            "pid_start": None,
+            "git_commit": None,
+            "git_dirty": None,
+            "source": "api",
+            "stages": [],
         }
         (folder / "run.json").write_text(json.dumps(info, indent=2) + "\n")
         with open(folder / "params.jsonl", "w") as handle:
@@ -224,12 +246,27 @@ def make_runs(root: Path, count: int, seed: int = 7) -> list[dict]:
         with open(folder / "metrics.jsonl", "w") as handle:
             for step in range(10):
                 loss.append(1 / (step + 1) + rng.random() / 10)
-                handle.write(json.dumps({"key": "loss", "value": loss[-1], "step": step, "timestamp": started + step}) + "\n")
-            handle.write(json.dumps({"key": "test_accuracy", "value": acc, "step": None, "timestamp": started + 11}) + "\n")
+                handle.write(
+                    json.dumps({"key": "loss", "value": loss[-1], "step": step, "timestamp": started + step}) + "\n"
+                )
+            handle.write(
+                json.dumps({"key": "test_accuracy", "value": acc, "step": None, "timestamp": started + 11}) + "\n"
+            )
         if not crashed and not unindexed:
-            index_lines.append(json.dumps(store.summarize(repo, run_id, info=info), sort_keys=True, separators=(",", ":")))
-        records.append({"name": f"run-{i}", "start": started, "end": started + 30, "status": "FAILED" if crashed else "FINISHED",
-                        "params": params, "loss": loss, "acc": acc})
+            index_lines.append(
+                json.dumps(store.summarize(repo, run_id, info=info), sort_keys=True, separators=(",", ":"))
+            )
+        records.append(
+            {
+                "name": f"run-{i}",
+                "start": started,
+                "end": started + 30,
+                "status": "FAILED" if crashed else "FINISHED",
+                "params": params,
+                "loss": loss,
+                "acc": acc,
+            }
+        )
     (runs / store.INDEX_FILE).write_text("\n".join(index_lines) + "\n")
     return records
 
@@ -245,8 +282,18 @@ def api_runs(root: Path, count: int = 5) -> list[dict]:
     )
     now = time.time()
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
-    return [{"name": f"api-{i}", "start": now + i, "end": now + i + 1, "status": "FINISHED", "params": {"max_depth": 8 + i},
-             "loss": [1 / (s + 1) for s in range(10)], "acc": 0.95} for i in range(count)]
+    return [
+        {
+            "name": f"api-{i}",
+            "start": now + i,
+            "end": now + i + 1,
+            "status": "FINISHED",
+            "params": {"max_depth": 8 + i},
+            "loss": [1 / (s + 1) for s in range(10)],
+            "acc": 0.95,
+        }
+        for i in range(count)
+    ]
 
 
 def expected(records: list[dict]) -> tuple[int, list[float]]:
@@ -277,7 +324,10 @@ def install_mlflow(work: Path, spec: str) -> tuple[Path | None, str]:
             started = time.perf_counter()
             sh([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", candidate], timeout=3600)
             version = sh(probe, timeout=300)[1].strip()
-            return python, f"installed {candidate} (mlflow {version}) into {venv} in {time.perf_counter() - started:.0f} s"
+            return (
+                python,
+                f"installed {candidate} (mlflow {version}) into {venv} in {time.perf_counter() - started:.0f} s",
+            )
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             errors.append(f"{candidate}: {str(exc)[-300:]}")
     return None, "MLflow install failed: " + " | ".join(errors)
@@ -287,7 +337,7 @@ def install_mlflow(work: Path, spec: str) -> tuple[Path | None, str]:
 #   create URI DATA.json              -> {"experiment_id", "seconds", "version"}
 #   search URI EXP FILTER ORDER N K   -> first call, then best of K, of search_runs in this process
 #   once URI EXP FILTER ORDER N       -> one search_runs call (the parent times the whole process)
-MLFLOW_CHILD = r'''
+MLFLOW_CHILD = r"""
 import json, sys, time
 mode, uri = sys.argv[1], sys.argv[2]
 from mlflow.tracking import MlflowClient
@@ -325,7 +375,7 @@ elif mode == "search":
 else:
     exp, flt, order, n = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
     print(len(search(exp, flt, order, n)))
-'''
+"""
 
 
 class MlflowSide:
@@ -337,8 +387,14 @@ class MlflowSide:
         self.env = dict(os.environ)
         self.env.pop("VIRTUAL_ENV", None)
         # MLFLOW_ALLOW_FILE_STORE: MLflow 3.x refuses the (deprecated) file store without this opt-out
-        self.env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "PYTHONWARNINGS": "ignore",
-                         "MLFLOW_ALLOW_FILE_STORE": "true"})
+        self.env.update(
+            {
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "true",
+                "PYTHONWARNINGS": "ignore",
+                "MLFLOW_ALLOW_FILE_STORE": "true",
+            }
+        )
         self.cli = str(python.with_name("mlflow"))
 
     def uri(self, kind: str) -> str:
@@ -349,16 +405,37 @@ class MlflowSide:
         folder = self.work / f"mlflow-{kind}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        _, out = sh([str(self.python), str(self.child), "create", self.uri(kind), str(data)], cwd=folder, env=self.env, timeout=7200)
+        _, out = sh(
+            [str(self.python), str(self.child), "create", self.uri(kind), str(data)],
+            cwd=folder,
+            env=self.env,
+            timeout=7200,
+        )
         return json.loads(out.strip().splitlines()[-1])
 
     def search(self, kind: str, exp: str, n: int, repeats: int) -> dict:
-        _, out = sh([str(self.python), str(self.child), "search", self.uri(kind), exp, MLFLOW_FILTER, MLFLOW_ORDER, str(n), str(repeats)],
-                    env=self.env)
+        _, out = sh(
+            [
+                str(self.python),
+                str(self.child),
+                "search",
+                self.uri(kind),
+                exp,
+                MLFLOW_FILTER,
+                MLFLOW_ORDER,
+                str(n),
+                str(repeats),
+            ],
+            env=self.env,
+        )
         return json.loads(out.strip().splitlines()[-1])
 
     def once(self, kind: str, exp: str, n: int, repeats: int) -> float:
-        return best([str(self.python), str(self.child), "once", self.uri(kind), exp, MLFLOW_FILTER, MLFLOW_ORDER, str(n)], repeats, env=self.env)
+        return best(
+            [str(self.python), str(self.child), "once", self.uri(kind), exp, MLFLOW_FILTER, MLFLOW_ORDER, str(n)],
+            repeats,
+            env=self.env,
+        )
 
     def runs_list(self, kind: str, exp: str, repeats: int) -> tuple[float, int]:
         env = {**self.env, "MLFLOW_TRACKING_URI": self.uri(kind)}
@@ -395,7 +472,7 @@ def plain_table(rows: list[list[str]]) -> str:
     widths = [max(len(line[i]) for line in body) for i in range(len(COLUMNS))]
     out = []
     for index, line in enumerate(body):
-        out.append(" | ".join(c.ljust(w) for c, w in zip(line, widths)))
+        out.append(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
         if index == 0:
             out.append("-+-".join("-" * w for w in widths))
     return "\n".join(out)
@@ -451,16 +528,45 @@ def write_docs(path: Path, section_body: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10_000)
-    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temp dir, removed after; the MLflow venv lives here)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="work folder (default: a temp dir, removed after; the MLflow venv lives here)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--mlflow", action="store_true", help="compare with MLflow, installed into WORK/mlflow-venv (reused when present)")
-    parser.add_argument("--mlflow-spec", default="mlflow", help="what pip installs into the MLflow venv (default: mlflow; falls back to mlflow-skinny)")
-    parser.add_argument("--mlflow-stores", default="sqlite,file", help="MLflow backends to time: sqlite, file or both (default: sqlite,file)")
-    parser.add_argument("--wait-for", default="bench_data.py,bench_pipeline.py",
-                        help="before creating runs and before timing, wait while a process whose command line contains one of these runs ('' : never)")
-    parser.add_argument("--docs", default=str(REPO_ROOT / "docs" / "benchmarks.md"), help=f"markdown file to update under '{SECTION}' ('' for none)")
+    parser.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="compare with MLflow, installed into WORK/mlflow-venv (reused when present)",
+    )
+    parser.add_argument(
+        "--mlflow-spec",
+        default="mlflow",
+        help="what pip installs into the MLflow venv (default: mlflow; falls back to mlflow-skinny)",
+    )
+    parser.add_argument(
+        "--mlflow-stores",
+        default="sqlite,file",
+        help="MLflow backends to time: sqlite, file or both (default: sqlite,file)",
+    )
+    parser.add_argument(
+        "--wait-for",
+        default="bench_data.py,bench_pipeline.py",
+        help=(
+            "before creating runs and before timing, "
+            "wait while a process whose command line contains one of these runs ('' : never)"
+        ),
+    )
+    parser.add_argument(
+        "--docs",
+        default=str(REPO_ROOT / "docs" / "benchmarks.md"),
+        help=f"markdown file to update under '{SECTION}' ('' for none)",
+    )
     args = parser.parse_args()
     patterns = [p.strip() for p in args.wait_for.split(",") if p.strip()]
     stores = [s.strip() for s in args.mlflow_stores.split(",") if s.strip()]
@@ -501,10 +607,16 @@ def main() -> int:
         data = bench / "runs.json"
         data.write_text(json.dumps(records))
         for kind in stores:
-            log(f"creating the same {total} runs in an MLflow {kind} store (MlflowClient create_run + log_batch + set_terminated) ...")
+            log(
+                f"creating the same {total} runs in an MLflow {kind} store (MlflowClient create_run + log_batch + "
+                "set_terminated) ..."
+            )
             try:
                 created[kind] = mlflow.create(kind, data)
-                log(f"  {kind}: {created[kind]['seconds']:.1f}s (info only), experiment {created[kind]['experiment_id']}, {mlflow.uri(kind)}")
+                log(
+                    f"  {kind}: {created[kind]['seconds']:.1f}s (info only), experiment "
+                    f"{created[kind]['experiment_id']}, {mlflow.uri(kind)}"
+                )
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 notes.append(f"MLflow {kind} store: creating the runs failed: {str(exc)[-300:]}")
                 log(notes[-1])
@@ -529,7 +641,14 @@ def main() -> int:
         mismatch.append(f"mlops returned {m_count} matches (expected {n_match}) or a different top 20.")
     log(f"{m_count} of {total} runs match {FILTER!r} (expected {n_match})")
 
-    rows.append(row(f"runs list --filter --sort, first call (heals the index of {args.runs // 100} crashed runs)", first, None, False))
+    rows.append(
+        row(
+            f"runs list --filter --sort, first call (heals the index of {args.runs // 100} crashed runs)",
+            first,
+            None,
+            False,
+        )
+    )
     res: dict[str, dict] = {}
     for kind in created:
         exp = created[kind]["experiment_id"]
@@ -537,13 +656,16 @@ def main() -> int:
             r20 = mlflow.search(kind, exp, 20, args.repeats)
             rall = mlflow.search(kind, exp, MLFLOW_MAX, args.repeats)
             res[kind] = {
-                "r20": r20, "rall": rall,
+                "r20": r20,
+                "rall": rall,
                 "once20": mlflow.once(kind, exp, 20, args.repeats),
                 "onceall": mlflow.once(kind, exp, MLFLOW_MAX, args.repeats),
                 "list": mlflow.runs_list(kind, exp, args.repeats),
             }
             if rall["count"] != n_match or rall["top"] != top_acc[:20] or r20["top"] != top_acc[:20]:
-                mismatch.append(f"MLflow ({kind}) returned {rall['count']} matches (expected {n_match}) or a different top 20.")
+                mismatch.append(
+                    f"MLflow ({kind}) returned {rall['count']} matches (expected {n_match}) or a different top 20."
+                )
             log(f"  mlflow {kind}: {rall['count']} matches; `mlflow runs list` printed {res[kind]['list'][1]} runs")
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             notes.append(f"MLflow {kind} store: timing failed: {str(exc)[-300:]}")
@@ -551,8 +673,11 @@ def main() -> int:
     mhelp_flow = mlflow.help(args.repeats) if mlflow is not None else None
     watch.__exit__()
     if watch.seen:
-        notes.append("Warning: other benchmarks ran during the timed calls (" + "; ".join(watch.seen.values())
-                     + "), so the figures may be inflated: run it again on a quiet machine.")
+        notes.append(
+            "Warning: other benchmarks ran during the timed calls ("
+            + "; ".join(watch.seen.values())
+            + "), so the figures may be inflated: run it again on a quiet machine."
+        )
         log(notes[-1])
 
     def get(kind: str, key: str) -> float | None:
@@ -562,23 +687,62 @@ def main() -> int:
     kinds = list(res) or ["sqlite"]
     for kind in kinds:
         tag = f" [{kind}]" if mlflow is not None else ""
-        rows.append(row(f"filter+sort, top 20 (mlops CLI call vs new python process: import mlflow + search_runs){tag}",
-                        q20, get(kind, "once20"), True))
-        rows.append(row(f"filter+sort, all {n_match} matches (`--json --limit 0` vs new process, search_runs max_results={MLFLOW_MAX}){tag}",
-                        qall, get(kind, "onceall"), True))
+        rows.append(
+            row(
+                f"filter+sort, top 20 (mlops CLI call vs new python process: import mlflow + search_runs){tag}",
+                q20,
+                get(kind, "once20"),
+                True,
+            )
+        )
+        rows.append(
+            row(
+                f"filter+sort, all {n_match} matches (`--json --limit 0` vs new process, search_runs "
+                f"max_results={MLFLOW_MAX}){tag}",
+                qall,
+                get(kind, "onceall"),
+                True,
+            )
+        )
     for kind in res:
-        rows.append(row(f"info: filter+sort, top 20, mlflow search_runs alone in a warm process (mlops: CLI call) [{kind}]",
-                        q20, res[kind]["r20"]["best"], False))
-        rows.append(row(f"info: filter+sort, all matches, mlflow search_runs alone in a warm process (mlops: CLI call) [{kind}]",
-                        qall, res[kind]["rall"]["best"], False))
+        rows.append(
+            row(
+                f"info: filter+sort, top 20, mlflow search_runs alone in a warm process (mlops: CLI call) [{kind}]",
+                q20,
+                res[kind]["r20"]["best"],
+                False,
+            )
+        )
+        rows.append(
+            row(
+                "info: filter+sort, all matches, mlflow search_runs alone "
+                f"in a warm process (mlops: CLI call) [{kind}]",
+                qall,
+                res[kind]["rall"]["best"],
+                False,
+            )
+        )
     for kind in kinds:
         tag = f" [{kind}]" if mlflow is not None else ""
-        rows.append(row(f"list newest 1000, no filter (`runs list --limit 1000` vs `mlflow runs list --experiment-id X`){tag}",
-                        l1000, get(kind, "list"), True))
+        rows.append(
+            row(
+                f"list newest 1000, no filter (`runs list --limit 1000` vs `mlflow runs list --experiment-id X`){tag}",
+                l1000,
+                get(kind, "list"),
+                True,
+            )
+        )
     rows.append(row("runs list (newest 20, no filter)", plain, None, True))
     rows.append(row("info: --help (start-up)", mhelp, mhelp_flow, False))
     for kind in created:
-        rows.append(row(f"info: create the {total} runs (mlops: bulk file writes; mlflow: client API) [{kind}]", made, created[kind]["seconds"], False))
+        rows.append(
+            row(
+                f"info: create the {total} runs (mlops: bulk file writes; mlflow: client API) [{kind}]",
+                made,
+                created[kind]["seconds"],
+                False,
+            )
+        )
 
     log()
     table = plain_table(rows)
@@ -593,28 +757,30 @@ def main() -> int:
     for kind in res:
         ratio = get(kind, "once20") / q20
         reading.append(
-            f"Against MLflow {created[kind]['version']} with a {kind} store, the filtered and sorted top 20 costs mlops "
-            f"{q20:.3f} s as one CLI process and MLflow {get(kind, 'once20'):.3f} s as one process that imports mlflow and "
-            f"searches ({ratio:.1f}x); MLflow's search_runs alone, in a process that has already imported it, takes "
-            f"{res[kind]['r20']['best']:.3f} s (top 20) and {res[kind]['rall']['best']:.3f} s (all {n_match} matches)."
+            f"Against MLflow {created[kind]['version']} with a {kind} store, the filtered and sorted top 20 costs "
+            f"mlops {q20:.3f} s as one CLI process and MLflow {get(kind, 'once20'):.3f} s as one process that imports "
+            f"mlflow and searches ({ratio:.1f}x); MLflow's search_runs alone, in a process that has already imported "
+            f"it, takes {res[kind]['r20']['best']:.3f} s (top 20) "
+            f"and {res[kind]['rall']['best']:.3f} s (all {n_match} matches)."
         )
     if mlflow is None:
         reading.append(f"No MLflow figures: {mlflow_why}.")
     else:
         reading.append(
             f"MLflow compares params as strings and allows no >= (nor IN, nor OR) on them, so its filter was "
-            f"`{MLFLOW_FILTER}`: with max_depth drawn from the integers {DEPTHS[0]}..{DEPTHS[-1]} this selects the same "
-            f"runs as mlops' `{FILTER}` (checked: same number of matches, {n_match}, and same top-20 test_accuracy values"
-            + (", except where noted below" if mismatch else "") + ")."
+            f"`{MLFLOW_FILTER}`: with max_depth drawn from the integers {DEPTHS[0]}..{DEPTHS[-1]} this selects the "
+            f"same runs as mlops' `{FILTER}` (checked: same number of matches, {n_match}, and same top-20 "
+            "test_accuracy values" + (", except where noted below" if mismatch else "") + ")."
         )
         if "file" in res:
             reading.append(
                 "The file store (`file://.../mlruns`) is deprecated in MLflow 3.x and refused unless "
-                "MLFLOW_ALLOW_FILE_STORE=true, which the script sets for it; it reads every run's folder on each search."
+                "MLFLOW_ALLOW_FILE_STORE=true, which the script sets for it; "
+                "it reads every run's folder on each search."
             )
         reading.append(
-            f"`mlflow runs list` has no filter or sort and prints MLflow's default page of {MLFLOW_PAGE} runs, so it is "
-            "set against `mlops runs list --limit 1000`."
+            f"`mlflow runs list` has no filter or sort and prints MLflow's default page of {MLFLOW_PAGE} runs, so it "
+            "is set against `mlops runs list --limit 1000`."
         )
     reading += mismatch + notes
     paragraph = " ".join(reading)
@@ -623,18 +789,23 @@ def main() -> int:
     if args.docs:
         when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         argv = [sys.executable, *sys.argv]
-        shown = " ".join(shlex.quote(os.path.relpath(a, Path.cwd()) if os.path.isabs(a) and Path(a).is_relative_to(Path.cwd()) else a) for a in argv)
+        shown = " ".join(
+            shlex.quote(
+                os.path.relpath(a, Path.cwd()) if os.path.isabs(a) and Path(a).is_relative_to(Path.cwd()) else a
+            )
+            for a in argv
+        )
         body = [f"Measured {when} with:", "", "```", f"(cd {Path.cwd()} && {shown})", "```", "", "Machine:", ""]
         body += [f"- {k}: {v}" for k, v in facts]
         body += [
             "",
-            f"{total} runs ({args.runs} written in bulk in the documented format, 1 % of them crashed or missing from the index, "
-            "plus 5 through `mlops.start_run`), each with params max_depth (2..16), n_estimators, model and metrics "
-            "test_accuracy plus a 10-step loss history; MLflow got the very same runs through MlflowClient "
-            "(create_run, log_batch, set_terminated). Wall-clock seconds, best of "
-            f"{args.repeats}, around one subprocess call, except the rows marked 'warm process' (timed inside a python process "
-            "that has already imported mlflow and searched once). mlops filter: "
-            f"`{FILTER}`, sort `{SORT}`; MLflow: `filter_string=\"{MLFLOW_FILTER}\"`, `order_by=[\"{MLFLOW_ORDER}\"]`. "
+            f"{total} runs ({args.runs} written in bulk in the documented format, 1 % of them crashed or missing from "
+            "the index, plus 5 through `mlops.start_run`), each with params max_depth (2..16), n_estimators, model and "
+            "metrics test_accuracy plus a 10-step loss history; MLflow got the very same runs through MlflowClient "
+            f"(create_run, log_batch, set_terminated). Wall-clock seconds, best of {args.repeats}, around one "
+            "subprocess call, except the rows marked 'warm process' (timed inside a python process that has already "
+            "imported mlflow and searched once). mlops filter: "
+            f'`{FILTER}`, sort `{SORT}`; MLflow: `filter_string="{MLFLOW_FILTER}"`, `order_by=["{MLFLOW_ORDER}"]`. '
             "Timing started only once no other benchmark was running.",
             "",
             markdown_table(rows),

@@ -126,7 +126,9 @@ def test_pointer_invalid_yaml_from_subfolder_names_path(repo):
 def test_pointer_missing_hash_names_file_and_field(repo):
     _tracked(repo.root)
     text = (repo.root / "data.mlops").read_text()
-    (repo.root / "data.mlops").write_text("\n".join(l for l in text.splitlines() if not l.startswith("hash:")) + "\n")
+    (repo.root / "data.mlops").write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("hash:")) + "\n"
+    )
     for command in ("status", "checkout", "verify"):
         proc = mlops(command, cwd=repo.root, code=2)
         assert_error(proc.stderr, "data.mlops", "'hash'")
@@ -163,7 +165,14 @@ def test_config_from_newer_format(repo):
     config = repo.root / ".mlops" / "config.yaml"
     config.write_text(config.read_text().replace("format: 1", "format: 99"))
     (repo.root / "a.txt").write_text("a")
-    for args in (["add", "a.txt"], ["status"], ["checkout"], ["remote", "list"], ["push"], ["remote", "add", "x", "/x"]):
+    for args in (
+        ["add", "a.txt"],
+        ["status"],
+        ["checkout"],
+        ["remote", "list"],
+        ["push"],
+        ["remote", "add", "x", "/x"],
+    ):
         proc = mlops(*args, cwd=repo.root, code=2)
         assert_error(proc.stderr, "config.yaml", "newer", "99")
     assert not (repo.root / "a.txt.mlops").exists()

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from datakit import ANSI, MLOPS_BIN, commit_all, corrupt_object, cache_objects, git, mlops, xxh
+from datakit import ANSI, MLOPS_BIN, cache_objects, commit_all, corrupt_object, git, mlops, xxh
 
 COLOUR_ENV = {"NO_COLOR": None, "CI": None, "TERM": "xterm-256color", "FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}
 
@@ -36,7 +36,10 @@ def test_every_reporting_command_as_subprocess_with_json(tmp_path, remote_dir):
     (root / "model.bin").write_bytes(b"m" * 100)
 
     doc, _ = _json("add", "data", "model.bin", cwd=root)
-    assert [(t["path"], t["kind"], t["changed"]) for t in doc["added"]] == [("data", "dir", True), ("model.bin", "file", True)]
+    assert [(t["path"], t["kind"], t["changed"]) for t in doc["added"]] == [
+        ("data", "dir", True),
+        ("model.bin", "file", True),
+    ]
     doc, _ = _json("status", cwd=root)
     assert doc["clean"] is True and doc["targets"] == [
         {"path": "data", "kind": "dir", "state": "unchanged", "in_cache": True},
@@ -103,9 +106,18 @@ def test_json_on_failures_is_still_one_document(project):
 def test_piped_output_is_plain_even_when_colour_is_forced(project, remote_dir):
     (project / "data" / "a.txt").write_text("changed\n")
     cases = [
-        (["status"], 0), (["status", "--check"], 1), (["add", "data"], 0), (["verify"], 0),
-        (["remote", "add", "store", str(remote_dir)], 0), (["remote", "list"], 0), (["push"], 2),
-        (["push", "-r", "store"], 0), (["gc"], 0), (["checkout"], 0), (["diff"], 2), (["add", "nope"], 2),
+        (["status"], 0),
+        (["status", "--check"], 1),
+        (["add", "data"], 0),
+        (["verify"], 0),
+        (["remote", "add", "store", str(remote_dir)], 0),
+        (["remote", "list"], 0),
+        (["push"], 2),
+        (["push", "-r", "store"], 0),
+        (["gc"], 0),
+        (["checkout"], 0),
+        (["diff"], 2),
+        (["add", "nope"], 2),
     ]
     for args, code in cases:
         proc = mlops(*args, cwd=project, code=code, env=COLOUR_ENV)  # mlops() asserts: no ANSI, no traceback
@@ -128,7 +140,9 @@ def _run_on_terminal(args: list[str], cwd: Path, env: dict[str, str | None]) -> 
     """Run with stdin/stdout/stderr on a real pseudo-terminal; returns (exit code, everything written)."""
     full_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     master, slave = pty.openpty()
-    proc = subprocess.Popen([MLOPS_BIN, *args], cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=full_env, close_fds=True)
+    proc = subprocess.Popen(
+        [MLOPS_BIN, *args], cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=full_env, close_fds=True
+    )
     os.close(slave)
     chunks = []
     try:

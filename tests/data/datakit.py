@@ -199,7 +199,9 @@ def hold_lock(cwd: Path, kind: str, arg: str) -> subprocess.Popen[str]:
         [PYTHON, "-c", HOLD_LOCK, kind, arg], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     line = proc.stdout.readline()  # type: ignore[union-attr]
-    assert line.strip() == "held", f"lock holder failed: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"  # type: ignore[union-attr]
+    assert line.strip() == "held", (
+        f"lock holder failed: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+    )  # type: ignore[union-attr]
     return proc
 
 
@@ -210,7 +212,12 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 
 
 def interrupt_when(
-    args: Iterable[str], cwd: Path, ready: Callable[[], bool], *, sig: int = signal.SIGINT, env: dict[str, str] | None = None
+    args: Iterable[str],
+    cwd: Path,
+    ready: Callable[[], bool],
+    *,
+    sig: int = signal.SIGINT,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], bool]:
     """Start `mlops ARGS`, send ``sig`` as soon as ``ready()`` sees it at work (polled, no fixed delay).
 

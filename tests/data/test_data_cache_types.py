@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 from datakit import cache_objects, hash_path, read_files, set_cache_type, xxh
 
-FILES = {"data/a.txt": "alpha\n", "data/sub/b.txt": "beta\n", "data/sub/deep/c.bin": b"\x00\xff" * 4096, "one.csv": "x,y\n"}
+FILES = {
+    "data/a.txt": "alpha\n",
+    "data/sub/b.txt": "beta\n",
+    "data/sub/deep/c.bin": b"\x00\xff" * 4096,
+    "one.csv": "x,y\n",
+}
 
 
 def _workspace_files() -> list[Path]:

@@ -143,8 +143,14 @@ def test_checkout_missing_object_exits_3_and_hints_pull(repo, cli, two_versions)
 
 
 def test_corrupt_object_checkout_exits_3_places_nothing_then_verify_exits_1(repo, cli, tree):
-    tree({"data/good1.txt": "good one\n", "data/bad.txt": "this object will rot\n", "data/sub/good2.txt": "g2\n",
-          "other.txt": "unrelated\n"})
+    tree(
+        {
+            "data/good1.txt": "good one\n",
+            "data/bad.txt": "this object will rot\n",
+            "data/sub/good2.txt": "g2\n",
+            "other.txt": "unrelated\n",
+        }
+    )
     cli("add", "data", "other.txt")
     digest = xxh(b"this object will rot\n")
     obj = cache_objects(repo.root)[digest]

@@ -59,7 +59,7 @@ def test_diff_two_revisions(repo, cli, history):
 def test_diff_plain_output_is_tab_separated_sorted(repo, cli, history):
     out = cli("diff", "HEAD~1", "HEAD").stdout
     lines = out.splitlines()
-    assert sorted(lines, key=lambda l: l.split("\t")[1]) == lines
+    assert sorted(lines, key=lambda line: line.split("\t")[1]) == lines
     assert set(lines) == {f"{c}\t{p}" for c, p in EXPECTED}
 
 

@@ -11,7 +11,6 @@ import pytest
 from datakit import cache_objects, commit_all, git, mlops, xxh
 
 
-
 @pytest.fixture
 def two_versions(repo, cli, tree):
     """v1 then v2 of data/ and model.bin; returns (objects only v1 uses, objects v2 uses)."""

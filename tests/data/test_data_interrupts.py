@@ -61,7 +61,10 @@ def _attempts(
         if sent and proc.returncode != 0:
             return target, proc, True
         assert proc.returncode == 0, proc.stderr
-    warnings.warn(f"mlops {' '.join(command(target))} finished before the signal at every size; checked the completed run")
+    warnings.warn(
+        f"mlops {' '.join(command(target))} finished before the signal at every size; checked the completed run",
+        stacklevel=1,
+    )
     return target, proc, False
 
 
@@ -123,8 +126,11 @@ def test_add_many_files_interrupted(repo, sig):
         return f"many{scale}"
 
     target, proc, interrupted = _attempts(
-        make, lambda t: ["add", t], lambda t: lambda: any_entry(_cache_tmp(root), lambda n: n.startswith(TMP_PREFIX)),
-        root, sig,
+        make,
+        lambda t: ["add", t],
+        lambda t: lambda: any_entry(_cache_tmp(root), lambda n: n.startswith(TMP_PREFIX)),
+        root,
+        sig,
     )
     _assert_interrupted(proc, interrupted, sig)
     _assert_pointer_old_or_absent(root, target, None, interrupted)
@@ -150,8 +156,11 @@ def test_readd_of_changed_dir_interrupted_keeps_complete_old_pointer(repo):
         return ["add", target]
 
     target, proc, interrupted = _attempts(
-        make, command, lambda t: lambda: any_entry(_cache_tmp(root), lambda n: n.startswith(TMP_PREFIX)),
-        root, signal.SIGINT,
+        make,
+        command,
+        lambda t: lambda: any_entry(_cache_tmp(root), lambda n: n.startswith(TMP_PREFIX)),
+        root,
+        signal.SIGINT,
     )
     _assert_interrupted(proc, interrupted, signal.SIGINT)
     _assert_pointer_old_or_absent(root, target, olds[target], interrupted)
@@ -212,12 +221,16 @@ def test_checkout_of_deleted_big_dir_interrupted_while_staging(repo):
         return target
 
     target, proc, interrupted = _attempts(
-        make, lambda t: ["checkout", t],
+        make,
+        lambda t: ["checkout", t],
         lambda t: lambda: any_entry(root / t, lambda n: n.startswith(TMP_PREFIX)),
-        root, signal.SIGINT,
+        root,
+        signal.SIGINT,
     )
     _assert_interrupted(proc, interrupted, signal.SIGINT)
-    assert workspace_temps(root) == [], f"{len(workspace_temps(root))} temp files left, e.g. {workspace_temps(root)[:3]}"
+    assert workspace_temps(root) == [], (
+        f"{len(workspace_temps(root))} temp files left, e.g. {workspace_temps(root)[:3]}"
+    )
     if interrupted:
         present = read_files(root / target) if (root / target).exists() else {}
         assert all(expected[target][rel] == data for rel, data in present.items())  # old or new, never half
@@ -237,15 +250,19 @@ def test_checkout_of_deleted_big_dir_interrupted_while_placing(repo):
         return target
 
     target, proc, interrupted = _attempts(
-        make, lambda t: ["checkout", t],
+        make,
+        lambda t: ["checkout", t],
         lambda t: lambda: any_entry(root / t, lambda n: not n.startswith(TMP_PREFIX)),  # the first file in place
-        root, signal.SIGINT,
+        root,
+        signal.SIGINT,
     )
     _assert_interrupted(proc, interrupted, signal.SIGINT)
     mlops("checkout", target, cwd=root)
     mlops("status", "--check", cwd=root)
     assert read_files(root / target) == expected[target]  # (temp files would show up here too)
-    assert workspace_temps(root) == [], f"{len(workspace_temps(root))} temp files left, e.g. {workspace_temps(root)[:3]}"
+    assert workspace_temps(root) == [], (
+        f"{len(workspace_temps(root))} temp files left, e.g. {workspace_temps(root)[:3]}"
+    )
 
 
 # --- push ----------------------------------------------------------------------------------------
@@ -263,9 +280,11 @@ def test_push_to_local_remote_interrupted(repo, remote_dir, sig):
         return target
 
     target, proc, interrupted = _attempts(
-        make, lambda t: ["push", t],
+        make,
+        lambda t: ["push", t],
         lambda t: lambda: any_entry(remote_dir / ".tmp", lambda n: n.startswith(TMP_PREFIX)),
-        root, sig,
+        root,
+        sig,
     )
     _assert_interrupted(proc, interrupted, sig)
     assert bad_objects(remote_dir) == [], "a partial or wrong object is visible in the remote"
@@ -288,10 +307,10 @@ def _count_temps(folder: Path) -> int:
 
 
 def test_interrupted_add_keeps_the_hashes_it_computed(repo):
+    from datakit import age_files
+
     from mlops.data.workspace import hash_files, scan_dir
     from mlops.repo.repo import find_repo
-
-    from datakit import age_files
 
     root = repo.root
     for scale in SCALES:

@@ -271,7 +271,7 @@ def test_identical_files_adopted_at_once_each_keep_their_own_link(tmp_path: Path
             barrier = threading.Barrier(len(sources))
             adopted: list[object] = []
 
-            def adopt(source: Path) -> None:
+            def adopt(source: Path, barrier: threading.Barrier = barrier, adopted: list[object] = adopted) -> None:
                 barrier.wait()
                 adopted.append(batch.adopt_file(source))
 

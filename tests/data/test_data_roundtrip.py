@@ -56,7 +56,7 @@ def test_add_nested_dir_pointer_and_manifests(repo, cli, tree):
     assert {e.name: e.kind for e in top} == {"a": "t", "top.txt": "f", "z": "t"}
     # one object per distinct file + one manifest per folder (data, a, a/b, a/b/c, z)
     assert len(objects) == len(NESTED) + 5
-    for rel, content in NESTED.items():
+    for _rel, content in NESTED.items():
         data = content.encode() if isinstance(content, str) else content
         assert objects[xxh(data)].read_bytes() == data
 
@@ -79,8 +79,15 @@ def test_round_trip_status_checkout(repo, cli, tree):
     status = json.loads(cli("status", "--json").stdout)
     assert status["clean"] is False
     assert status["targets"] == [
-        {"path": "data", "kind": "dir", "state": "modified", "in_cache": True,
-         "added": ["a/new.txt"], "modified": ["top.txt"], "deleted": ["a/b/two.txt"]}
+        {
+            "path": "data",
+            "kind": "dir",
+            "state": "modified",
+            "in_cache": True,
+            "added": ["a/new.txt"],
+            "modified": ["top.txt"],
+            "deleted": ["a/b/two.txt"],
+        }
     ]
 
     # every change is in the cache, so checkout needs no --force and restores the snapshot
@@ -205,7 +212,9 @@ def test_add_then_checkout_of_many_targets_at_once(repo, cli, tree):
     shutil.rmtree("d/e")  # d/e.mlops stays
     Path("a.txt").unlink()
     cli("checkout")
-    assert Path("a.txt").read_text() == "a" and Path("b/c.txt").read_text() == "c" and Path("d/e/f.txt").read_text() == "f"
+    assert (
+        Path("a.txt").read_text() == "a" and Path("b/c.txt").read_text() == "c" and Path("d/e/f.txt").read_text() == "f"
+    )
 
 
 def test_executable_bit_round_trips(repo, cli, tree):

@@ -102,7 +102,9 @@ def test_fetch_fills_cache_without_touching_workspace(pushed_repo, cli, remote_d
     doc = json.loads(mlops("fetch", "--json", cwd=clone).stdout)
     assert doc["direction"] == "fetch" and doc["transferred"] == len(cache_objects(pushed_repo.root))
     assert set(cache_objects(clone)) == set(cache_objects(pushed_repo.root))
-    after = sorted(p.relative_to(clone).as_posix() for p in clone.rglob("*") if ".git" not in p.parts and ".mlops" not in p.parts)
+    after = sorted(
+        p.relative_to(clone).as_posix() for p in clone.rglob("*") if ".git" not in p.parts and ".mlops" not in p.parts
+    )
     assert after == [p for p in before if not p.startswith(".mlops")]  # nothing new in the workspace
     assert not (clone / "data").exists()
     # the cache now suffices: checkout works with the remote gone
@@ -182,8 +184,6 @@ def test_push_reports_objects_missing_locally(pushed_repo, cli, remote_dir):
     assert doc["missing_locally"] == [digest]
     result = cli("push")
     assert "1 referenced object(s) are not in this cache" in result.stderr
-
-
 
 
 def test_push_all_commits_sends_history(pushed_repo, cli, remote_dir):

@@ -10,10 +10,8 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 
-
-from driftkit import strict_json  # noqa: E402
-
 import pytest  # noqa: E402
+from driftkit import strict_json  # noqa: E402
 
 
 @pytest.fixture

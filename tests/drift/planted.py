@@ -22,9 +22,26 @@ import numpy as np
 
 DRIFTED = ("num_shift_small", "num_scale", "num_income", "cat_shift", "cat_new")
 NUMERIC = (
-    "num_shift_small", "num_scale", "num_income",
-    "normal_a", "normal_b", "normal_c", "lognormal", "exponential", "uniform", "gamma", "student_t", "beta",
-    "int_many", "int_wide", "with_missing", "normal_big", "mixture", "triangular", "laplace", "weibull",
+    "num_shift_small",
+    "num_scale",
+    "num_income",
+    "normal_a",
+    "normal_b",
+    "normal_c",
+    "lognormal",
+    "exponential",
+    "uniform",
+    "gamma",
+    "student_t",
+    "beta",
+    "int_many",
+    "int_wide",
+    "with_missing",
+    "normal_big",
+    "mixture",
+    "triangular",
+    "laplace",
+    "weibull",
 )
 CATEGORICAL = ("cat_shift", "cat_new", "cat_plan", "cat_region", "cat_flag")
 COLUMNS = (*NUMERIC, *CATEGORICAL)
@@ -64,7 +81,9 @@ def make_table(rows: int, *, drifted: bool, seed: int) -> dict[str, Any]:
     cols["laplace"] = rng.laplace(0, 1, n)
     cols["weibull"] = rng.weibull(1.5, n)
     cols["cat_shift"] = _cat(rng, list("abcde"), [0.22, 0.25, 0.2, 0.15, 0.18] if d else [0.3, 0.25, 0.2, 0.15, 0.1], n)
-    cols["cat_new"] = _cat(rng, ["w", "x", "y", "z", "new"], [0.36, 0.27, 0.18, 0.09, 0.1] if d else [0.4, 0.3, 0.2, 0.1, 0.0], n)
+    cols["cat_new"] = _cat(
+        rng, ["w", "x", "y", "z", "new"], [0.36, 0.27, 0.18, 0.09, 0.1] if d else [0.4, 0.3, 0.2, 0.1, 0.0], n
+    )
     cols["cat_plan"] = _cat(rng, ["basic", "standard", "premium"], [0.5, 0.3, 0.2], n)
     cols["cat_region"] = _cat(rng, [f"region_{i}" for i in range(8)], [0.2, 0.18, 0.15, 0.12, 0.1, 0.1, 0.08, 0.07], n)
     cols["cat_flag"] = _cat(rng, ["no", "yes"], [0.9, 0.1], n)
@@ -79,7 +98,9 @@ def arrow_table(columns: dict[str, Any]) -> Any:
 
 def planted_pair(rows: int, seed: int = 7) -> tuple[Any, Any]:
     """(reference, current) pyarrow tables; the seeds of the two sides differ."""
-    return arrow_table(make_table(rows, drifted=False, seed=seed)), arrow_table(make_table(rows, drifted=True, seed=seed + 1000))
+    return arrow_table(make_table(rows, drifted=False, seed=seed)), arrow_table(
+        make_table(rows, drifted=True, seed=seed + 1000)
+    )
 
 
 def score(drifted_columns: set[str]) -> dict[str, list[str]]:

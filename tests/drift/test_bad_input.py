@@ -12,7 +12,9 @@ from driftkit import base_columns, write_csv, write_parquet
 def test_columns_in_one_set_only_are_listed_and_the_rest_checked(tmp_path, drift_json) -> None:
     ref = base_columns(3000, seed=1) | {"old_feature": np.arange(3000)}
     cur = base_columns(3000, seed=2) | {"new_feature": np.ones(3000)}
-    doc, result = drift_json(str(write_parquet(tmp_path / "ref.parquet", ref)), str(write_parquet(tmp_path / "cur.parquet", cur)))
+    doc, result = drift_json(
+        str(write_parquet(tmp_path / "ref.parquet", ref)), str(write_parquet(tmp_path / "cur.parquet", cur))
+    )
     assert doc["only_in_reference"] == ["old_feature"] and doc["only_in_current"] == ["new_feature"]
     assert sorted(c["column"] for c in doc["columns"]) == ["age", "amount", "plan"]
     assert all(c["status"] == "tested" for c in doc["columns"])
@@ -28,7 +30,9 @@ def test_a_type_change_is_reported_with_examples_and_counts_as_drift(tmp_path, d
     doc, result = drift_json(str(write_csv(tmp_path / "ref.csv", ref)), str(write_csv(tmp_path / "cur.csv", cur)))
     age = next(c for c in doc["columns"] if c["column"] == "age")
     assert age["status"] == "type_changed" and age["drifted"] is True
-    assert "reference integer, current string" in age["reason"] and "'unknown'" in age["reason"] and "'?'" in age["reason"]
+    assert (
+        "reference integer, current string" in age["reason"] and "'unknown'" in age["reason"] and "'?'" in age["reason"]
+    )
     assert {c["column"]: c["status"] for c in doc["columns"]}["amount"] == "tested"
     assert "type changed" in result.stderr
 
@@ -56,13 +60,20 @@ def test_empty_files(tmp_path, cli) -> None:
 def test_all_null_and_constant_columns(tmp_path, drift_json) -> None:
     rows = 1500
     ref = base_columns(rows, seed=1) | {
-        "gone": np.random.default_rng(0).normal(size=rows), "never": [None] * rows,
-        "const": np.full(rows, 7.0), "const_moved": np.full(rows, 1.0),
+        "gone": np.random.default_rng(0).normal(size=rows),
+        "never": [None] * rows,
+        "const": np.full(rows, 7.0),
+        "const_moved": np.full(rows, 1.0),
     }
     cur = base_columns(rows, seed=2) | {
-        "gone": [None] * rows, "never": [None] * rows, "const": np.full(rows, 7.0), "const_moved": np.full(rows, 2.0),
+        "gone": [None] * rows,
+        "never": [None] * rows,
+        "const": np.full(rows, 7.0),
+        "const_moved": np.full(rows, 2.0),
     }
-    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)))
+    doc, _ = drift_json(
+        str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur))
+    )
     by = {c["column"]: c for c in doc["columns"]}
     assert by["gone"]["status"] == "empty_current" and by["gone"]["drifted"] is True
     assert "all missing" in by["gone"]["reason"] and by["gone"]["current"]["missing"] == rows
@@ -79,7 +90,9 @@ def test_nan_and_inf_are_counted_and_left_out(tmp_path, drift_json) -> None:
     x[:50] = np.nan
     x[50:60] = np.inf
     x[60:65] = -np.inf
-    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", {"x": x})))
+    doc, _ = drift_json(
+        str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", {"x": x}))
+    )
     col = doc["columns"][0]
     assert col["status"] == "tested" and col["drifted"] is False
     assert col["current"]["inf"] == 15 and col["current"]["values"] == 1935
@@ -93,7 +106,12 @@ def test_thousands_of_categories_and_identifier_columns(tmp_path, drift_json) ->
     ref = {"zip": levels[rng.integers(0, 3000, 20_000)], "email": [f"user{i}@example.com" for i in range(20_000)]}
     cur = {"zip": levels[rng.integers(0, 3000, 20_000)], "email": [f"user{i}@example.org" for i in range(20_000)]}
     html = tmp_path / "r.html"
-    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)), "--html", str(html))
+    doc, _ = drift_json(
+        str(write_parquet(tmp_path / "r.parquet", ref)),
+        str(write_parquet(tmp_path / "c.parquet", cur)),
+        "--html",
+        str(html),
+    )
     by = {c["column"]: c for c in doc["columns"]}
     assert by["zip"]["status"] == "tested" and by["zip"]["type"] == "categorical"
     assert any("3000 categories" in n for n in by["zip"]["notes"])
@@ -102,11 +120,14 @@ def test_thousands_of_categories_and_identifier_columns(tmp_path, drift_json) ->
     assert "(other: 2980)" in html.read_text()
 
 
-@pytest.mark.parametrize("name,content,needle", [
-    ("data.parquet", b"this is not parquet at all", "data.parquet: not a readable Parquet file"),
-    ("data.csv", b"a,b\n1,\x00\x01\x02\n", "data.csv: not a text (CSV) file"),
-    ("data.json", b'{"a": 1}', "data.json: not a CSV or Parquet file"),
-])
+@pytest.mark.parametrize(
+    "name,content,needle",
+    [
+        ("data.parquet", b"this is not parquet at all", "data.parquet: not a readable Parquet file"),
+        ("data.csv", b"a,b\n1,\x00\x01\x02\n", "data.csv: not a text (CSV) file"),
+        ("data.json", b'{"a": 1}', "data.json: not a CSV or Parquet file"),
+    ],
+)
 def test_wrong_files_are_named(tmp_path, cli, name, content, needle) -> None:
     ref = write_parquet(tmp_path / "ref.parquet", base_columns(100, seed=1))
     (tmp_path / name).write_bytes(content)
@@ -171,7 +192,11 @@ def test_a_csv_column_whose_later_values_do_not_fit_the_first_guess(tmp_path, dr
 
     batches = list(Source.open(expand([str(path)]), "data").iter_batches(["v"], batch_rows=1000))
     assert sum(b.num_rows for _, _, b in batches) == n + 1
-    assert [o for _, o, _ in batches][:3] == [0, batches[0][2].num_rows, batches[0][2].num_rows + batches[1][2].num_rows]
+    assert [o for _, o, _ in batches][:3] == [
+        0,
+        batches[0][2].num_rows,
+        batches[0][2].num_rows + batches[1][2].num_rows,
+    ]
 
 
 def test_datetime_columns_are_listed_not_tested_and_booleans_are_categories(tmp_path, drift_json) -> None:
@@ -179,12 +204,24 @@ def test_datetime_columns_are_listed_not_tested_and_booleans_are_categories(tmp_
 
     rng = np.random.default_rng(7)
     start = dt.datetime(2026, 1, 1)
-    ref = {"when": [start + dt.timedelta(hours=int(h)) for h in rng.integers(0, 5000, 1500)], "flag": rng.random(1500) < 0.3}
-    cur = {"when": [start + dt.timedelta(hours=int(h)) for h in rng.integers(5000, 9000, 1500)], "flag": rng.random(1500) < 0.6}
-    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)))
+    ref = {
+        "when": [start + dt.timedelta(hours=int(h)) for h in rng.integers(0, 5000, 1500)],
+        "flag": rng.random(1500) < 0.3,
+    }
+    cur = {
+        "when": [start + dt.timedelta(hours=int(h)) for h in rng.integers(5000, 9000, 1500)],
+        "flag": rng.random(1500) < 0.6,
+    }
+    doc, _ = drift_json(
+        str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur))
+    )
     by = {c["column"]: c for c in doc["columns"]}
     assert by["when"]["status"] == "skipped" and by["when"]["type"] == "datetime"
-    assert by["flag"]["type"] == "categorical" and by["flag"]["method"] == "jensenshannon" and by["flag"]["drifted"] is True
+    assert (
+        by["flag"]["type"] == "categorical"
+        and by["flag"]["method"] == "jensenshannon"
+        and by["flag"]["drifted"] is True
+    )
     assert doc["verdict"]["tested_columns"] == 1
 
 
@@ -216,7 +253,9 @@ def test_int64_beyond_2_to_the_53_is_tested_not_a_crash(tmp_path, drift_json) ->
 
 
 @pytest.mark.parametrize("first_non_ascii_row", [10, 20_000])
-def test_latin1_beyond_the_sniffed_start_reads_as_latin1(tmp_path, drift_json, monkeypatch, first_non_ascii_row) -> None:
+def test_latin1_beyond_the_sniffed_start_reads_as_latin1(
+    tmp_path, drift_json, monkeypatch, first_non_ascii_row
+) -> None:
     """The first 64 KiB are pure ASCII, a later byte is Latin-1: not a binary column, not a type change."""
     import mlops.drift.io
 

@@ -21,8 +21,10 @@ def drifted_pair(tmp_path):
 
 @pytest.fixture
 def clean_pair(tmp_path):
-    return (str(write_parquet(tmp_path / "clean" / "ref.parquet", base_columns(4000, seed=1))),
-            str(write_parquet(tmp_path / "clean" / "cur.parquet", base_columns(4000, seed=2))))
+    return (
+        str(write_parquet(tmp_path / "clean" / "ref.parquet", base_columns(4000, seed=1))),
+        str(write_parquet(tmp_path / "clean" / "cur.parquet", base_columns(4000, seed=2))),
+    )
 
 
 def test_exit_codes_with_and_without_fail_on_drift(drifted_pair, clean_pair, cli) -> None:
@@ -48,8 +50,15 @@ def test_the_table_lists_drifted_columns_first(drifted_pair, cli) -> None:
 def test_json_is_one_document_with_every_number(drifted_pair, mlops_bin) -> None:
     proc = mlops_bin("drift", *drifted_pair, "--json", "--fail-on-drift", code=1)
     doc = strict_json(proc.stdout)
-    assert doc["verdict"] == {"drifted": True, "drifted_columns": 2, "tested_columns": 3, "share": 2 / 3, "drift_share": 0.5,
-                              "reasons": ["2 of 3 columns drifted (67% >= drift share 50%)"], "key_columns": []}
+    assert doc["verdict"] == {
+        "drifted": True,
+        "drifted_columns": 2,
+        "tested_columns": 3,
+        "share": 2 / 3,
+        "drift_share": 0.5,
+        "reasons": ["2 of 3 columns drifted (67% >= drift share 50%)"],
+        "key_columns": [],
+    }
     amount = doc["columns"][0]
     assert amount["column"] == "amount" and amount["method"] == "wasserstein"
     for key in ("score", "threshold", "effect", "rule"):
@@ -99,7 +108,9 @@ def test_method_threshold_columns_exclude_and_key_columns(drifted_pair, drift_js
     assert sorted(c["column"] for c in doc["columns"]) == ["age", "plan"] and doc["verdict"]["drifted"] is False
     doc, _ = drift_json(*drifted_pair, "--columns", "age,plan", "--drift-share", "0.9", "--key-columns", "plan")
     assert doc["verdict"]["drifted"] is True and doc["verdict"]["reasons"] == ["key column 'plan' drifted"]
-    doc, _ = drift_json(*drifted_pair, "--numeric-method", "ks", "--categorical-method", "hellinger", "--categorical-threshold", "0.5")
+    doc, _ = drift_json(
+        *drifted_pair, "--numeric-method", "ks", "--categorical-method", "hellinger", "--categorical-threshold", "0.5"
+    )
     by = {c["column"]: c for c in doc["columns"]}
     assert by["amount"]["method"] == "ks" and by["plan"]["method"] == "hellinger" and by["plan"]["threshold"] == 0.5
     assert by["plan"]["drifted"] is False
@@ -136,12 +147,24 @@ def test_bad_options_are_usage_errors(drifted_pair, cli) -> None:
 def test_json_is_valid_with_huge_and_infinite_values(tmp_path, mlops_bin) -> None:
     rng = np.random.default_rng(2)
     n = 500
-    ref = {"big": rng.normal(0, 1, n) * 1e200, "huge": np.r_[rng.uniform(1e307, 1.7e308, n - 1), -1.7e308],
-           "withinf": np.where(rng.random(n) < 0.1, np.inf, rng.normal(0, 1, n))}
-    cur = {"big": rng.normal(0, 1, n) * 1e200, "huge": rng.uniform(1e307, 1.7e308, n),
-           "withinf": np.where(rng.random(n) < 0.1, -np.inf, rng.normal(0, 1, n))}
-    proc = mlops_bin("drift", str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)),
-                     "--json", "--method", "wasserstein")
+    ref = {
+        "big": rng.normal(0, 1, n) * 1e200,
+        "huge": np.r_[rng.uniform(1e307, 1.7e308, n - 1), -1.7e308],
+        "withinf": np.where(rng.random(n) < 0.1, np.inf, rng.normal(0, 1, n)),
+    }
+    cur = {
+        "big": rng.normal(0, 1, n) * 1e200,
+        "huge": rng.uniform(1e307, 1.7e308, n),
+        "withinf": np.where(rng.random(n) < 0.1, -np.inf, rng.normal(0, 1, n)),
+    }
+    proc = mlops_bin(
+        "drift",
+        str(write_parquet(tmp_path / "r.parquet", ref)),
+        str(write_parquet(tmp_path / "c.parquet", cur)),
+        "--json",
+        "--method",
+        "wasserstein",
+    )
     doc = strict_json(proc.stdout)
     by = {c["column"]: c for c in doc["columns"]}
     big = by["big"]["reference"]
@@ -152,11 +175,21 @@ def test_json_is_valid_with_huge_and_infinite_values(tmp_path, mlops_bin) -> Non
 
 def test_small_references_get_evidentlys_p_value_tests(tmp_path, drift_json) -> None:
     rng = np.random.default_rng(6)
-    ref = {"x": rng.normal(size=800), "few": rng.integers(0, 4, 800).astype(float), "two": rng.choice(["a", "b"], 800),
-           "three": rng.choice(["a", "b", "c"], 800)}
-    cur = {"x": rng.normal(size=900), "few": rng.integers(0, 4, 900).astype(float), "two": rng.choice(["a", "b"], 900),
-           "three": rng.choice(["a", "b", "c"], 900)}
-    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)))
+    ref = {
+        "x": rng.normal(size=800),
+        "few": rng.integers(0, 4, 800).astype(float),
+        "two": rng.choice(["a", "b"], 800),
+        "three": rng.choice(["a", "b", "c"], 800),
+    }
+    cur = {
+        "x": rng.normal(size=900),
+        "few": rng.integers(0, 4, 900).astype(float),
+        "two": rng.choice(["a", "b"], 900),
+        "three": rng.choice(["a", "b", "c"], 900),
+    }
+    doc, _ = drift_json(
+        str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur))
+    )
     by = {c["column"]: c for c in doc["columns"]}
     assert by["x"]["method"] == "ks" and by["x"]["rule"] == "p <= 0.05" and 0 <= by["x"]["p_value"] <= 1
     assert by["few"]["method"] == "chisquare" and by["few"]["tested_by_values"] is True
@@ -227,8 +260,14 @@ def test_target_prediction_drift_and_classification_quality(tmp_path, drift_json
 
     ref, cur = table(3000, 0.3), table(3000, 1.5)
     write = write_parquet if fmt == "parquet" else write_csv  # CSV: columns parsed once, released after use
-    doc, result = drift_json(str(write(tmp_path / f"r.{fmt}", ref)), str(write(tmp_path / f"c.{fmt}", cur)),
-                             "--target", "churned", "--prediction", "pred")
+    doc, result = drift_json(
+        str(write(tmp_path / f"r.{fmt}", ref)),
+        str(write(tmp_path / f"c.{fmt}", cur)),
+        "--target",
+        "churned",
+        "--prediction",
+        "pred",
+    )
     assert doc["target_drift"]["column"] == "churned" and doc["prediction_drift"]["column"] == "pred"
     roles = {c["column"]: c["role"] for c in doc["columns"]}
     assert roles == {"x": "feature", "churned": "target", "pred": "prediction"}

@@ -20,16 +20,20 @@ def _rows(late_row: int, sep: str, decimal: str) -> str:
     lines = [sep.join(["f", "i", "i2f", "i2s", "null2date", "null2f", "s", "unused"])]
     for r in range(ROWS):
         late = r >= late_row
-        lines.append(sep.join([
-            f"{r * 0.25 - 7:.4f}".replace(".", decimal),
-            str(r * 3 - 1000),
-            (f"{r}{decimal}5" if late and r % 7 == 0 else str(r)),
-            ("n/a-" + str(r) if late and r % 11 == 0 else f"{r:05d}"),
-            ("2024-01-%02d" % (1 + r % 28) if late else ""),
-            (f"{r}{decimal}25" if late and r % 3 == 0 else ""),
-            ("" if r % 13 == 0 else f"name {r % 37}"),
-            "x" * 20,
-        ]))
+        lines.append(
+            sep.join(
+                [
+                    f"{r * 0.25 - 7:.4f}".replace(".", decimal),
+                    str(r * 3 - 1000),
+                    (f"{r}{decimal}5" if late and r % 7 == 0 else str(r)),
+                    ("n/a-" + str(r) if late and r % 11 == 0 else f"{r:05d}"),
+                    (f"2024-01-{1 + r % 28:02d}" if late else ""),
+                    (f"{r}{decimal}25" if late and r % 3 == 0 else ""),
+                    ("" if r % 13 == 0 else f"name {r % 37}"),
+                    "x" * 20,
+                ]
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -40,7 +44,9 @@ def _whole_file(path, dialect, columns, compression=None) -> pa.Table:
 
 
 @pytest.mark.parametrize("sep,decimal,suffix", [(",", ".", ".csv"), (";", ",", ".csv"), (",", ".", ".csv.gz")])
-def test_a_csv_of_many_blocks_reads_as_the_whole_file_reader_reads_it(tmp_path, monkeypatch, sep, decimal, suffix) -> None:
+def test_a_csv_of_many_blocks_reads_as_the_whole_file_reader_reads_it(
+    tmp_path, monkeypatch, sep, decimal, suffix
+) -> None:
     monkeypatch.setattr(dio, "CSV_BLOCK_BYTES", BLOCK)
     text = _rows(ROWS // 2, sep, decimal).encode()
     assert len(text) > 20 * BLOCK

@@ -24,7 +24,9 @@ def tables(request):
 
 def _run(tables, preset: str):
     rows, (ref, cur) = tables
-    report = check_drift(Source.from_table(ref, "reference"), Source.from_table(cur, "current"), preset_settings(preset), jobs=2)
+    report = check_drift(
+        Source.from_table(ref, "reference"), Source.from_table(cur, "current"), preset_settings(preset), jobs=2
+    )
     return report, score({c.name for c in report.columns if c.drifted})
 
 

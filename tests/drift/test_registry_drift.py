@@ -45,7 +45,9 @@ def test_drift_against_the_training_data_of_a_model_version(churn, cli, tmp_path
 def test_a_failed_drift_check_blocks_promotion_to_production(churn, cli, tmp_path) -> None:
     (churn.dot / "policy.yaml").write_text("format: 1\nstages:\n  production:\n    no_failed_drift_check: true\n")
     drifted = write_parquet(tmp_path / "cur.parquet", base_columns(3000, seed=2, shift=1.0))
-    doc = json.loads(cli("drift", "churn:2", str(drifted), "--json", "--drift-share", "0.3", "--fail-on-drift", code=1).stdout)
+    doc = json.loads(
+        cli("drift", "churn:2", str(drifted), "--json", "--drift-share", "0.3", "--fail-on-drift", code=1).stdout
+    )
     assert doc["verdict"]["drifted"] is True and doc["recorded_for"]["drifted"] is True
     checks = registry.get_version(churn, "churn", 2).drift_checks
     assert checks[-1]["drifted"] is True and checks[-1]["summary"]["drifted_columns"] == ["amount"]
@@ -89,7 +91,9 @@ def test_predict_runs_the_model_on_both_sets_for_prediction_drift_and_quality(re
     current = customers(3000, 0.5)
     current.to_csv(tmp_path / "cur.csv", index=False)
 
-    doc = json.loads(cli("drift", "churn:1", str(tmp_path / "cur.csv"), "--predict", "--target", "churned", "--json").stdout)
+    doc = json.loads(
+        cli("drift", "churn:1", str(tmp_path / "cur.csv"), "--predict", "--target", "churned", "--json").stdout
+    )
     assert doc["prediction_drift"]["column"] == "prediction"
     assert {c["column"]: c["role"] for c in doc["columns"]}["prediction"] == "prediction"
     q = doc["quality"]
@@ -97,7 +101,9 @@ def test_predict_runs_the_model_on_both_sets_for_prediction_drift_and_quality(re
     m = {row["metric"]: row for row in q["metrics"]}
     for side, frame in (("reference", train), ("current", current)):
         proba = model.predict_proba(frame[["tenure", "charges"]])[:, 1]
-        assert m["accuracy"][side] == pytest.approx(accuracy_score(frame["churned"], (proba >= 0.5).astype(int)), abs=1e-12)
+        assert m["accuracy"][side] == pytest.approx(
+            accuracy_score(frame["churned"], (proba >= 0.5).astype(int)), abs=1e-12
+        )
         assert m["roc_auc"][side] == pytest.approx(roc_auc_score(frame["churned"], proba), abs=1e-12)
     result = cli("drift", str(tmp_path / "cur.csv"), str(tmp_path / "cur.csv"), "--predict", code=2)
     assert "--predict needs a model reference" in result.stderr

@@ -31,7 +31,12 @@ def test_infer_writes_an_editable_schema(tmp_path, cli) -> None:
     cols = schema["columns"]
     assert schema["format"] == 1 and schema["rows"] == 500 and schema["extra_columns"] == "warn"
     assert cols["customer_id"] == {"type": "integer", "nullable": False, "min": 0, "max": 499, "unique": True}
-    assert cols["tenure"]["type"] == "integer" and 1 <= cols["tenure"]["min"] and cols["tenure"]["max"] <= 72 and "unique" not in cols["tenure"]
+    assert (
+        cols["tenure"]["type"] == "integer"
+        and 1 <= cols["tenure"]["min"]
+        and cols["tenure"]["max"] <= 72
+        and "unique" not in cols["tenure"]
+    )
     assert cols["plan"] == {"type": "string", "nullable": False, "allowed": ["basic", "premium", "standard"]}
     assert cols["charges"]["type"] == "float" and "unique" not in cols["charges"]
     assert cols["note"] == {"type": "string", "nullable": True, "allowed": ["vip"]}
@@ -61,9 +66,20 @@ def test_validate_passes_on_its_own_data_and_lists_every_violation(tmp_path, cli
     result = cli("validate", str(current), "--schema", str(schema), code=1)
     doc = json.loads(cli("validate", str(current), "--schema", str(schema), "--json", code=1).stdout)
     found = {(v["column"], v["rule"]): v for v in doc["violations"]}
-    assert set(found) == {("customer_id", "unique"), ("tenure", "type"), ("tenure", "nullable"), ("plan", "allowed"),
-                          ("plan", "nullable"), ("charges", "min"), ("charges", "max"), ("note", "present")}
-    assert found[("customer_id", "unique")]["count"] == 3 and found[("customer_id", "unique")]["examples"][0] == "3 (3 rows)"
+    assert set(found) == {
+        ("customer_id", "unique"),
+        ("tenure", "type"),
+        ("tenure", "nullable"),
+        ("plan", "allowed"),
+        ("plan", "nullable"),
+        ("charges", "min"),
+        ("charges", "max"),
+        ("note", "present"),
+    }
+    assert (
+        found[("customer_id", "unique")]["count"] == 3
+        and found[("customer_id", "unique")]["examples"][0] == "3 (3 rows)"
+    )
     assert found[("tenure", "type")]["count"] == 2
     assert found[("tenure", "type")]["examples"] == [f"{current} row 2: 'x'", f"{current} row 4: '8.5'"]
     assert found[("plan", "allowed")]["count"] == 3 and "'gold' (2 rows)" in found[("plan", "allowed")]["examples"]
@@ -107,11 +123,19 @@ def test_validation_streams_batches_across_files(tmp_path) -> None:
     seen = []
     for item in source.iter_batches(["id", "v"], batch_rows=700):
         seen.append((item[0].rsplit("/", 1)[-1], item[1]))
-    assert seen[:5] == [("a.parquet", 0), ("a.parquet", 700), ("a.parquet", 1400), ("a.parquet", 2100), ("b.parquet", 0)]
+    assert seen[:5] == [
+        ("a.parquet", 0),
+        ("a.parquet", 700),
+        ("a.parquet", 1400),
+        ("a.parquet", 2100),
+        ("b.parquet", 0),
+    ]
     report = validate(source, schema)
     by = {(v.column, v.rule): v for v in report.violations}
     assert by[("id", "unique")].count == 500
-    assert by[("v", "min")].count == 1 and by[("v", "min")].examples == [f"{tmp_path / 'd' / 'b.parquet'} row 2101: -1.0"]
+    assert by[("v", "min")].count == 1 and by[("v", "min")].examples == [
+        f"{tmp_path / 'd' / 'b.parquet'} row 2101: -1.0"
+    ]
     assert report.rows == 5000
 
 
@@ -128,7 +152,9 @@ def test_validation_streams_a_csv_without_parsing_it_whole(tmp_path, monkeypatch
 
     monkeypatch.setattr(io, "_read_csv_file", refuse)
     source = io.Source.open(io.expand([str(path)]), "data")
-    report = validate(source, {"columns": {"id": {"type": "integer", "unique": True}, "v": {"type": "integer", "max": 5}}})
+    report = validate(
+        source, {"columns": {"id": {"type": "integer", "unique": True}, "v": {"type": "integer", "max": 5}}}
+    )
     assert report.rows == 50_000 and report.source["rows"] == 50_000
     assert [(v.column, v.rule, v.count) for v in report.violations] == [("v", "max", 7142)]
 
@@ -139,10 +165,17 @@ def test_validate_reads_csv_columns_as_the_schema_declares(tmp_path, cli) -> Non
     data = tmp_path / "data.csv"
     data.write_text("zip,count\n02345,1\n10001,2\n00501,3\n99999,x\n")
     schema = tmp_path / "schema.yaml"
-    schema.write_text(yaml.safe_dump({"format": 1, "columns": {
-        "zip": {"type": "string", "allowed": ["02345", "10001", "00501"]},
-        "count": {"type": "integer"},
-    }}))
+    schema.write_text(
+        yaml.safe_dump(
+            {
+                "format": 1,
+                "columns": {
+                    "zip": {"type": "string", "allowed": ["02345", "10001", "00501"]},
+                    "count": {"type": "integer"},
+                },
+            }
+        )
+    )
     result = cli("validate", str(data), "--schema", str(schema), "--json", code=1)
     doc = json.loads(result.stdout)
     found = {(v["column"], v["rule"]): v for v in doc["violations"]}
@@ -156,5 +189,7 @@ def test_text_in_a_number_column_reads_only_as_plain_numbers() -> None:
 
     from mlops.drift.schema import _parse_numbers
 
-    parsed = _parse_numbers(pa.array(["1", "-2.5", ".5", "1e3", "1_000", "nan", "infinity", "inf", "0x10", None, " 7 "]))
+    parsed = _parse_numbers(
+        pa.array(["1", "-2.5", ".5", "1e3", "1_000", "nan", "infinity", "inf", "0x10", None, " 7 "])
+    )
     assert parsed.to_pylist() == [1.0, -2.5, 0.5, 1000.0, None, None, None, None, None, None, 7.0]

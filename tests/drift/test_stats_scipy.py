@@ -151,8 +151,11 @@ def test_corrections_agree_with_scipy() -> None:
 def test_a_nan_p_value_is_left_out_of_the_correction(correction) -> None:
     p = [0.001, float("nan"), 0.04, 0.03, 0.2, float("nan"), 0.0001]
     known = [x for x in p if not math.isnan(x)]
-    expected = (sps.false_discovery_control(known, method="bh") if correction == "fdr"
-                else np.minimum(np.array(known) * len(known), 1))
+    expected = (
+        sps.false_discovery_control(known, method="bh")
+        if correction == "fdr"
+        else np.minimum(np.array(known) * len(known), 1)
+    )
     out = stats.adjust(p, correction)
     assert math.isnan(out[1]) and math.isnan(out[5])
     assert np.allclose([x for x in out if not math.isnan(x)], expected, rtol=RTOL)
@@ -164,13 +167,25 @@ def test_a_nan_score_is_its_own_status_and_lowers_no_drift_share() -> None:
     from mlops.drift.report import ColumnResult, _finish, judge
 
     def col(name: str, p: float) -> ColumnResult:
-        return ColumnResult(name, "feature", "numeric", "tested", False, method="ks", method_title="K-S p-value",
-                            score=p, threshold=0.05, p_value=p)
+        return ColumnResult(
+            name,
+            "feature",
+            "numeric",
+            "tested",
+            False,
+            method="ks",
+            method_title="K-S p-value",
+            score=p,
+            threshold=0.05,
+            p_value=p,
+        )
 
     columns = [col("a", 0.001), col("b", 0.002), col("c", float("nan")), col("d", 0.9)]
     settings = DriftSettings(correction="fdr")
     done = {c.name: c for c in _finish(columns, settings)}
-    assert done["c"].status == "no_score" and not done["c"].counted and "left out of the fdr correction" in done["c"].notes
+    assert (
+        done["c"].status == "no_score" and not done["c"].counted and "left out of the fdr correction" in done["c"].notes
+    )
     # BH over the three known p-values only
     expected = sps.false_discovery_control([0.001, 0.002, 0.9], method="bh")
     assert np.allclose([done[n].adjusted_p for n in "abd"], expected, rtol=RTOL)
@@ -191,8 +206,14 @@ def test_anderson_on_constant_columns_through_the_command(tmp_path, drift_json) 
     rows = 300
     ref = {"same": np.full(rows, 7.0), "moved": np.full(rows, 1.0), "x": np.random.default_rng(1).normal(size=rows)}
     cur = {"same": np.full(rows, 7.0), "moved": np.full(rows, 2.0), "x": np.random.default_rng(2).normal(size=rows)}
-    doc, _ = drift_json(str(write_parquet(tmp_path / "r.parquet", ref)), str(write_parquet(tmp_path / "c.parquet", cur)),
-                        "--numeric-method", "anderson", "--columns", "same,moved,x")
+    doc, _ = drift_json(
+        str(write_parquet(tmp_path / "r.parquet", ref)),
+        str(write_parquet(tmp_path / "c.parquet", cur)),
+        "--numeric-method",
+        "anderson",
+        "--columns",
+        "same,moved,x",
+    )
     by = {c["column"]: c for c in doc["columns"]}
     assert by["same"]["method"] == "anderson" and by["same"]["p_value"] == 1.0 and by["same"]["drifted"] is False
     assert by["moved"]["drifted"] is True

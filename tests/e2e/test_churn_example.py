@@ -22,7 +22,9 @@ def test_churn_pipeline_runs_caches_and_restores(tmp_path: Path, mlops_bin) -> N
     for name in ("src", "params.yaml", "pipeline.yaml"):
         source = EXAMPLE / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
-    subprocess.run([sys.executable, str(ROOT / "examples" / "make_data.py"), "data"], cwd=project, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "make_data.py"), "data"], cwd=project, check=True, capture_output=True
+    )
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # stages call `python`
     run = lambda *args, code=0: mlops_bin(*args, cwd=project, env=env, code=code)  # noqa: E731
 
@@ -59,7 +61,14 @@ def test_churn_pipeline_runs_caches_and_restores(tmp_path: Path, mlops_bin) -> N
 
     params.write_text(params.read_text().replace("max_depth: 4", "max_depth: 6"))
     restored = json.loads(run("run", "--json").stdout)
-    assert [s["status"] for s in restored["stages"]] == ["skipped", "skipped", "restored", "restored", "restored", "restored"]
+    assert [s["status"] for s in restored["stages"]] == [
+        "skipped",
+        "skipped",
+        "restored",
+        "restored",
+        "restored",
+        "restored",
+    ]
     assert json.loads((project / "metrics" / "train.json").read_text()) == metrics
     diff = json.loads(run("params", "diff", "--json").stdout)  # HEAD (depth 4) vs workspace (depth 6)
     assert "train.max_depth" in json.dumps(diff)

@@ -20,10 +20,16 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def run_mlops(*args: str, cwd: Path, code: int = 0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_mlops(
+    *args: str, cwd: Path, code: int = 0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The real `mlops` console script, as git's hooks run it."""
-    proc = subprocess.run([MLOPS_BIN, *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
-    assert proc.returncode == code, f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\n{proc.stdout}\n{proc.stderr}"
+    proc = subprocess.run(
+        [MLOPS_BIN, *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120
+    )
+    assert proc.returncode == code, (
+        f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\n{proc.stdout}\n{proc.stderr}"
+    )
     return proc
 
 
@@ -113,14 +119,18 @@ def test_warn_mode_reports_and_lets_the_commit_through(repo: Repo) -> None:
 
 
 def test_pre_commit_blocks_a_stale_pipeline_lock_but_not_a_stage_never_run(repo: Repo) -> None:
-    write_tree(repo.root, {
-        "params.yaml": "scale: 2\n",
-        "pipeline.yaml": (
-            "params: params.yaml\nstages:\n"
-            "  make:\n    cmd: python3 -c \"open('out.txt','w').write('x')\"\n    params: [scale]\n    outs: [out.txt]\n"
-            "  never:\n    cmd: python3 -c \"open('other.txt','w').write('y')\"\n    outs: [other.txt]\n"
-        ),
-    })
+    write_tree(
+        repo.root,
+        {
+            "params.yaml": "scale: 2\n",
+            "pipeline.yaml": (
+                "params: params.yaml\nstages:\n"
+                "  make:\n    cmd: python3 -c \"open('out.txt','w').write('x')\"\n"
+                "    params: [scale]\n    outs: [out.txt]\n"
+                "  never:\n    cmd: python3 -c \"open('other.txt','w').write('y')\"\n    outs: [other.txt]\n"
+            ),
+        },
+    )
     run_mlops("run", "make", cwd=repo.root)
     run_mlops("hooks", "install", "--pre-commit", cwd=repo.root)
     git(repo.root, "add", "-A")
@@ -260,8 +270,12 @@ def test_hooks_need_git(tmp_path: Path) -> None:
 def test_missing_mlops_skips_the_hook_with_a_message(repo: Repo) -> None:
     run_mlops("hooks", "install", "--pre-commit", cwd=repo.root)
     hook = repo.root / ".git" / "hooks" / "pre-commit"
-    hook.write_text(hook.read_text().replace(f"mlops_bin='{Path(MLOPS_BIN).resolve()}'", "mlops_bin='/nonexistent/mlops'"))
+    hook.write_text(
+        hook.read_text().replace(f"mlops_bin='{Path(MLOPS_BIN).resolve()}'", "mlops_bin='/nonexistent/mlops'")
+    )
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(["git", "commit", "--allow-empty", "-m", "x"], cwd=repo.root, capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        ["git", "commit", "--allow-empty", "-m", "x"], cwd=repo.root, capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0
     assert "mlops: not found" in done.stderr

@@ -22,7 +22,7 @@ import yaml
 MLOPS_BIN = str(Path(sys.executable).with_name("mlops"))
 PY = sys.executable
 
-STEP_SOURCE = r'''
+STEP_SOURCE = r"""
 import json, os, subprocess, sys, time
 
 def split(arg):
@@ -111,7 +111,7 @@ for arg in sys.argv[1:]:
         sys.exit(int(rest or 1))
     else:
         sys.exit(f"step.py: unknown op {arg!r}")
-'''
+"""
 
 
 def step_cmd(step: Path, *ops: str) -> str:
@@ -159,8 +159,12 @@ def commit_all(cwd: Path, message: str) -> None:
     git(cwd, "commit", "-q", "-m", message)
 
 
-def mlops(*args: str, cwd: Path, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([MLOPS_BIN, *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+def mlops(
+    *args: str, cwd: Path, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [MLOPS_BIN, *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
+    )
     where = f"mlops {' '.join(args)} -> {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     if code is not None:
         assert proc.returncode == code, f"(wanted {code}) {where}"
@@ -206,7 +210,11 @@ def cache_has(root: Path, digest: str) -> bool:
 
 def cache_objects(root: Path) -> set[str]:
     top = root / ".mlops" / "cache"
-    return {d.name + f.name for d in top.iterdir() if d.is_dir() and len(d.name) == 2 for f in d.iterdir()} if top.is_dir() else set()
+    return (
+        {d.name + f.name for d in top.iterdir() if d.is_dir() and len(d.name) == 2 for f in d.iterdir()}
+        if top.is_dir()
+        else set()
+    )
 
 
 def runcache_entries(root: Path) -> list[Path]:
@@ -280,7 +288,11 @@ class LiveRun:
         import threading
 
         self.proc = subprocess.Popen(
-            [MLOPS_BIN, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [MLOPS_BIN, *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []

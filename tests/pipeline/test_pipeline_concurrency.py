@@ -7,7 +7,19 @@ import os
 import signal
 
 import pytest
-from pipekit import LiveRun, assert_one_error, cache_has, counts, first_json, group_members, pid_alive, runcache_entries, statuses, wait_for, xxh
+from pipekit import (
+    LiveRun,
+    assert_one_error,
+    cache_has,
+    counts,
+    first_json,
+    group_members,
+    pid_alive,
+    runcache_entries,
+    statuses,
+    wait_for,
+    xxh,
+)
 
 
 def _drop_spawn(p):
@@ -25,8 +37,13 @@ def hanging(proj):
     for n in (1, 2):
         stages[f"hang{n}"] = {
             "cmd": proj.cmd(
-                f"count:{proj.counter}", f"pid:{proj.tmp}/stage{n}.pid", f"spawn:{proj.tmp}/grandchild{n}.pid",
-                f"write:hang{n}.txt=partial", "print:marker", f"waitfor:{release}", f"write:hang{n}.txt=done",
+                f"count:{proj.counter}",
+                f"pid:{proj.tmp}/stage{n}.pid",
+                f"spawn:{proj.tmp}/grandchild{n}.pid",
+                f"write:hang{n}.txt=partial",
+                "print:marker",
+                f"waitfor:{release}",
+                f"write:hang{n}.txt=done",
             ),
             "deps": ["before.txt"],
             "outs": [f"hang{n}.txt"],
@@ -76,9 +93,14 @@ def test_sigint_stops_stage_process_groups_and_records_nothing(hanging):
 
 def test_sigint_during_a_single_stage(proj):
     release = proj.tmp / "release"
-    proj.pipeline({
-        "only": {"cmd": proj.cmd(f"spawn:{proj.tmp}/gc.pid", "print:marker", f"waitfor:{release}", "write:o.txt=o"), "outs": ["o.txt"]},
-    })
+    proj.pipeline(
+        {
+            "only": {
+                "cmd": proj.cmd(f"spawn:{proj.tmp}/gc.pid", "print:marker", f"waitfor:{release}", "write:o.txt=o"),
+                "outs": ["o.txt"],
+            },
+        }
+    )
     run = LiveRun("run", cwd=proj.root)
     try:
         run.wait_line("[only] marker")
@@ -99,10 +121,15 @@ def test_sigint_during_a_single_stage(proj):
 @pytest.fixture
 def slow_and_other(proj):
     release = proj.tmp / "release"
-    proj.pipeline({
-        "slow": {"cmd": proj.cmd(f"count:{proj.counter}", "print:holding", f"waitfor:{release}", "write:slow.txt=s"), "outs": ["slow.txt"]},
-        "other": {"cmd": proj.cmd(f"count:{proj.counter}", "write:other.txt=o"), "outs": ["other.txt"]},
-    })
+    proj.pipeline(
+        {
+            "slow": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "print:holding", f"waitfor:{release}", "write:slow.txt=s"),
+                "outs": ["slow.txt"],
+            },
+            "other": {"cmd": proj.cmd(f"count:{proj.counter}", "write:other.txt=o"), "outs": ["other.txt"]},
+        }
+    )
     proj.release = release
     return proj
 
@@ -120,7 +147,9 @@ def test_output_locks_let_disjoint_runs_through_and_stop_the_same_output(slow_an
 
         # the same output: waits the bounded time, then that stage fails (exit 3) naming the holder
         second = p.mlops("run", "slow", code=3, env={"MLOPS_LOCK_TIMEOUT": "1"})
-        line = assert_one_error(second.stderr, "another mlops process (pid", f"pid {first.pid}", "output slow.txt", only=False)
+        line = assert_one_error(
+            second.stderr, "another mlops process (pid", f"pid {first.pid}", "output slow.txt", only=False
+        )
         assert "stage(s) failed: slow" in line
         assert "failed slow" in second.stdout
         assert first.proc.poll() is None
@@ -164,7 +193,8 @@ def test_lock_error_in_json_report(slow_and_other):
 def test_two_concurrent_runs_of_disjoint_stages_both_land_in_the_lock(proj):
     gate = proj.tmp / "gate"
     stages = {
-        f"s{n}": {"cmd": proj.cmd("print:ready", f"waitfor:{gate}", f"write:s{n}.txt={n}"), "outs": [f"s{n}.txt"]} for n in (1, 2, 3)
+        f"s{n}": {"cmd": proj.cmd("print:ready", f"waitfor:{gate}", f"write:s{n}.txt={n}"), "outs": [f"s{n}.txt"]}
+        for n in (1, 2, 3)
     }
     proj.pipeline(stages)
     runs = [LiveRun("run", f"s{n}", cwd=proj.root) for n in (1, 2, 3)]

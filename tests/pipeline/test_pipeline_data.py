@@ -16,7 +16,11 @@ def built(proj):
     proj.write({"params.yaml": PARAMS.format(lr=0.1), "raw.txt": "raw\n"})
     proj.pipeline(
         {
-            "prep": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:raw.txt=prep/clean.txt", "write:prep/extra.txt=e"), "deps": ["raw.txt"], "outs": ["prep"]},
+            "prep": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:raw.txt=prep/clean.txt", "write:prep/extra.txt=e"),
+                "deps": ["raw.txt"],
+                "outs": ["prep"],
+            },
             "train": {
                 "cmd": proj.cmd(f"count:{proj.counter}", "param:lr=model.txt", "write:metrics.json={}"),
                 "deps": ["prep"],
@@ -142,7 +146,12 @@ def test_status_lists_out_of_date_stages(built):
     doc = json.loads(built.mlops("status", "--json").stdout)
     assert doc["clean"] is False
     stages = {s["name"]: s for s in doc["stages"]}
-    assert stages["train"] == {"name": "train", "status": "would run", "reasons": ["param lr 0.1 -> 0.3"], "has_run": True}
+    assert stages["train"] == {
+        "name": "train",
+        "status": "would run",
+        "reasons": ["param lr 0.1 -> 0.3"],
+        "has_run": True,
+    }
     assert stages["prep"]["status"] == "skipped"
     proc = built.mlops("status", "--check", code=1)
     assert "1 tracked path(s) or stage(s) changed" in proc.stderr
@@ -152,10 +161,12 @@ def test_status_lists_out_of_date_stages(built):
 
 def test_status_check_ignores_stages_that_never_ran(proj):
     proj.write({"in.txt": "1\n"})
-    proj.pipeline({
-        "done": {"cmd": proj.cmd("copy:in.txt=done.txt"), "deps": ["in.txt"], "outs": ["done.txt"]},
-        "later": {"cmd": proj.cmd("copy:done.txt=later.txt"), "deps": ["done.txt"], "outs": ["later.txt"]},
-    })
+    proj.pipeline(
+        {
+            "done": {"cmd": proj.cmd("copy:in.txt=done.txt"), "deps": ["in.txt"], "outs": ["done.txt"]},
+            "later": {"cmd": proj.cmd("copy:done.txt=later.txt"), "deps": ["done.txt"], "outs": ["later.txt"]},
+        }
+    )
     # nothing ran yet: listed, but not a failed check
     proc = proj.mlops("status", "--check")
     assert "stage\tdone\tnever run" in proc.stdout.splitlines()

@@ -11,7 +11,12 @@ from pipekit import assert_one_error, counts, md5, reasons, statuses
 
 def _dir_entry(root, rel):
     files = sorted(p for p in (root / rel).rglob("*") if p.is_file())
-    return {"path": rel, "md5": "0123456789abcdef0123456789abcdef.dir", "size": sum(p.stat().st_size for p in files), "nfiles": len(files)}
+    return {
+        "path": rel,
+        "md5": "0123456789abcdef0123456789abcdef.dir",
+        "size": sum(p.stat().st_size for p in files),
+        "nfiles": len(files),
+    }
 
 
 def _file_entry(root, rel):
@@ -23,18 +28,20 @@ def _file_entry(root, rel):
 def dvc_project(proj):
     """A DVC project as `dvc repro` left it: outputs on disk, dvc.lock describing them."""
     c = proj.counter
-    proj.write({
-        "params.yaml": "prep:\n  split: 0.2\ntrain:\n  lr: 0.1\n  epochs: 2\n",
-        "raw.txt": "raw data\n",
-        "train_input.txt": "changed since the lock\n",
-        # what the stages produced back then
-        "prepared.txt": "raw data\n",
-        "features/f1.txt": "f1\n",
-        "features/f2.txt": "f22\n",
-        "eval/small.json": '{"small": 1}\n',
-        "eval/large.json": '{"large": 1}\n',
-        "model.txt": "old model\n",
-    })
+    proj.write(
+        {
+            "params.yaml": "prep:\n  split: 0.2\ntrain:\n  lr: 0.1\n  epochs: 2\n",
+            "raw.txt": "raw data\n",
+            "train_input.txt": "changed since the lock\n",
+            # what the stages produced back then
+            "prepared.txt": "raw data\n",
+            "features/f1.txt": "f1\n",
+            "features/f2.txt": "f22\n",
+            "eval/small.json": '{"small": 1}\n',
+            "eval/large.json": '{"large": 1}\n',
+            "model.txt": "old model\n",
+        }
+    )
     dvc_yaml = {
         "stages": {
             "prepare": {
@@ -83,7 +90,9 @@ def dvc_project(proj):
             "featurize": {
                 "cmd": stage_cmds["featurize"]["cmd"],
                 "deps": [_file_entry(r, "prepared.txt")],
-                "params": {"params.yaml": {"train": {"lr": 0.1, "epochs": 2}}},  # a whole section, nested as DVC keeps it
+                "params": {
+                    "params.yaml": {"train": {"lr": 0.1, "epochs": 2}}
+                },  # a whole section, nested as DVC keeps it
                 "outs": [_dir_entry(r, "features")],
             },
             **{
@@ -124,7 +133,9 @@ def test_import_writes_equivalent_pipeline_and_matching_lock(dvc_project):
     dag = json.loads(p.cli("dag", "--json").stdout)
     assert dag["stages"] == ["prepare", "featurize", "evaluate@small", "evaluate@large", "train"]
     assert {(e["from"], e["to"]) for e in dag["edges"]} == {
-        ("prepare", "featurize"), ("featurize", "evaluate@small"), ("featurize", "evaluate@large"),
+        ("prepare", "featurize"),
+        ("featurize", "evaluate@small"),
+        ("featurize", "evaluate@large"),
     }
 
     lock = p.lock()
@@ -137,7 +148,11 @@ def test_import_writes_equivalent_pipeline_and_matching_lock(dvc_project):
     # the lock is mlops' own now: matching stages are up to date, train will run
     dry = p.dry()
     assert statuses(dry) == {
-        "prepare": "skipped", "featurize": "skipped", "evaluate@small": "skipped", "evaluate@large": "skipped", "train": "would run",
+        "prepare": "skipped",
+        "featurize": "skipped",
+        "evaluate@small": "skipped",
+        "evaluate@large": "skipped",
+        "train": "would run",
     }
     assert reasons(dry)["train"] == ["never run"]
     doc = p.run()
@@ -201,16 +216,35 @@ def test_force_overwrites_an_existing_pipeline_lock(dvc_project):
 def test_import_stage_with_wdir(proj):
     proj.write({"sub/in.txt": "in\n", "sub/out.txt": "in\n"})
     (proj.root / "dvc.yaml").write_text(
-        yaml.safe_dump({"stages": {"copy": {"wdir": "sub", "cmd": proj.cmd("copy:in.txt=out.txt"), "deps": ["in.txt"], "outs": ["out.txt"]}}}, width=1000)
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "copy": {
+                        "wdir": "sub",
+                        "cmd": proj.cmd("copy:in.txt=out.txt"),
+                        "deps": ["in.txt"],
+                        "outs": ["out.txt"],
+                    }
+                }
+            },
+            width=1000,
+        )
     )
-    (proj.root / "dvc.lock").write_text(yaml.safe_dump({
-        "schema": "2.0",
-        "stages": {"copy": {
-            "cmd": proj.cmd("copy:in.txt=out.txt"),
-            "deps": [{"path": "in.txt", "md5": md5(proj.root / "sub/in.txt"), "size": 3}],
-            "outs": [{"path": "out.txt", "md5": md5(proj.root / "sub/out.txt"), "size": 3}],
-        }},
-    }, width=1000))
+    (proj.root / "dvc.lock").write_text(
+        yaml.safe_dump(
+            {
+                "schema": "2.0",
+                "stages": {
+                    "copy": {
+                        "cmd": proj.cmd("copy:in.txt=out.txt"),
+                        "deps": [{"path": "in.txt", "md5": md5(proj.root / "sub/in.txt"), "size": 3}],
+                        "outs": [{"path": "out.txt", "md5": md5(proj.root / "sub/out.txt"), "size": 3}],
+                    }
+                },
+            },
+            width=1000,
+        )
+    )
     proj.mlops("import", "dvc")
     assert "copy" in proj.lock()
     assert statuses(proj.dry()) == {"copy": "skipped"}
@@ -223,7 +257,8 @@ def test_import_dvc_plots_with_options(proj):
         f"    cmd: {proj.cmd('write:model.pkl=m', 'write:metrics.json={}', 'write:plots/loss.csv=step,loss')}\n"
         "    outs:\n    - model.pkl\n"
         "    metrics:\n    - metrics.json:\n        cache: false\n"
-        "    plots:\n    - plots/loss.csv:\n        x: step\n        y: loss\n        template: linear\n        cache: false\n"
+        "    plots:\n    - plots/loss.csv:\n        x: step\n        y: loss\n"
+        "        template: linear\n        cache: false\n"
     )
     proc = proj.mlops("import", "dvc", code=None)
     assert proc.returncode == 0, proc.stderr

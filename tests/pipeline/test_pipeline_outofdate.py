@@ -24,7 +24,9 @@ def base(proj):
                 "outs": ["prep.txt"],
             },
             "train": {
-                "cmd": proj.cmd(f"count:{proj.counter}", "cat:prep.txt=model.txt", "param:train.lr=lr.txt", "write:metrics.json={}"),
+                "cmd": proj.cmd(
+                    f"count:{proj.counter}", "cat:prep.txt=model.txt", "param:train.lr=lr.txt", "write:metrics.json={}"
+                ),
                 "deps": ["prep.txt"],
                 "params": ["train.lr"],
                 "outs": ["model.txt", "lr.txt"],
@@ -105,7 +107,10 @@ def test_dep_missing(base):
     # a dependency that a stage produces may go missing (one nobody produces is refused up front)
     (base.root / "prep.txt").unlink()
     dry = base.dry()
-    assert reasons(dry) == {"prep": ["out prep.txt missing"], "train": ["upstream prep will run", "dep prep.txt missing"]}
+    assert reasons(dry) == {
+        "prep": ["out prep.txt missing"],
+        "train": ["upstream prep will run", "dep prep.txt missing"],
+    }
     doc = base.run()
     # prep's inputs did not change: its output comes back from the run cache, and train then matches its lock
     assert statuses(doc) == {"prep": "restored", "train": "skipped"}
@@ -144,13 +149,17 @@ def test_whole_section_params(proj):
     (proj.root / "params.yaml").write_text(PARAMS.replace("epochs: 3", "epochs: 4").replace("x: 1", "x: 2"))
     assert statuses(proj.dry())["fit"] == "skipped"
     # a key added inside the section is
-    (proj.root / "params.yaml").write_text(PARAMS.replace("epochs: 3", "epochs: 4\n  momentum: 0.9").replace("x: 1", "x: 2"))
+    (proj.root / "params.yaml").write_text(
+        PARAMS.replace("epochs: 3", "epochs: 4\n  momentum: 0.9").replace("x: 1", "x: 2")
+    )
     assert reasons(proj.dry())["fit"] == ["param train.momentum added"]
 
 
 def test_params_from_another_file(proj):
     proj.write({"params.yaml": PARAMS, "other.yaml": "seed: 7\nunused: 1\n"})
-    proj.pipeline({"fit": {"cmd": proj.cmd("write:out.txt=x"), "params": [{"other.yaml": ["seed"]}], "outs": ["out.txt"]}})
+    proj.pipeline(
+        {"fit": {"cmd": proj.cmd("write:out.txt=x"), "params": [{"other.yaml": ["seed"]}], "outs": ["out.txt"]}}
+    )
     proj.run()
     assert proj.lock()["fit"]["params"] == {"other.yaml": {"seed": 7}}
     (proj.root / "other.yaml").write_text("seed: 7\nunused: 2\n")
@@ -165,7 +174,15 @@ def test_params_from_another_file(proj):
 
 def test_params_whole_file_and_json_file(proj):
     proj.write({"conf.yaml": "a: 1\nb:\n  c: 2\n", "cfg.json": '{"model": {"depth": 3, "name": "x"}}'})
-    proj.pipeline({"fit": {"cmd": proj.cmd("write:out.txt=x"), "params": [{"conf.yaml": None}, {"cfg.json": ["model.depth"]}], "outs": ["out.txt"]}})
+    proj.pipeline(
+        {
+            "fit": {
+                "cmd": proj.cmd("write:out.txt=x"),
+                "params": [{"conf.yaml": None}, {"cfg.json": ["model.depth"]}],
+                "outs": ["out.txt"],
+            }
+        }
+    )
     proj.run()
     assert proj.lock()["fit"]["params"] == {"cfg.json": {"model.depth": 3}, "conf.yaml": {"a": 1, "b.c": 2}}
     (proj.root / "cfg.json").write_text('{"model": {"depth": 3, "name": "y"}}')
@@ -177,7 +194,9 @@ def test_params_whole_file_and_json_file(proj):
 
 def test_env_var_dependency(proj, monkeypatch):
     monkeypatch.setenv("FOO", "one")
-    proj.pipeline({"fit": {"cmd": proj.cmd(f"count:{proj.counter}", "write:out.txt=x"), "env": ["FOO"], "outs": ["out.txt"]}})
+    proj.pipeline(
+        {"fit": {"cmd": proj.cmd(f"count:{proj.counter}", "write:out.txt=x"), "env": ["FOO"], "outs": ["out.txt"]}}
+    )
     proj.run()
     lock = proj.lock()["fit"]
     assert set(lock["env"]) == {"FOO"} and "one" not in str(lock["env"])  # a hash, never the value
@@ -219,7 +238,15 @@ def test_output_modified(base):
 
 
 def test_always_changed_runs_every_time(proj):
-    proj.pipeline({"probe": {"cmd": proj.cmd(f"count:{proj.counter}", "write:out.txt=x"), "outs": ["out.txt"], "always_changed": True}})
+    proj.pipeline(
+        {
+            "probe": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "write:out.txt=x"),
+                "outs": ["out.txt"],
+                "always_changed": True,
+            }
+        }
+    )
     assert statuses(proj.run())["probe"] == "ran"
     assert reasons(proj.dry())["probe"] == ["always changed"]
     assert statuses(proj.run())["probe"] == "ran"
@@ -231,8 +258,17 @@ def test_frozen_stage_never_runs(proj):
     proj.write({"in.txt": "1\n"})
     proj.pipeline(
         {
-            "cold": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:in.txt=cold.txt"), "deps": ["in.txt"], "outs": ["cold.txt"], "frozen": True},
-            "warm": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:in.txt=warm.txt"), "deps": ["in.txt"], "outs": ["warm.txt"]},
+            "cold": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:in.txt=cold.txt"),
+                "deps": ["in.txt"],
+                "outs": ["cold.txt"],
+                "frozen": True,
+            },
+            "warm": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:in.txt=warm.txt"),
+                "deps": ["in.txt"],
+                "outs": ["warm.txt"],
+            },
         }
     )
     dry = proj.dry()
@@ -251,7 +287,11 @@ def test_persist_output_is_kept_and_appended(proj):
     proj.write({"in.txt": "1\n"})
     proj.pipeline(
         {
-            "log": {"cmd": proj.cmd("append:history.txt=run"), "deps": ["in.txt"], "outs": [{"history.txt": {"persist": True}}]},
+            "log": {
+                "cmd": proj.cmd("append:history.txt=run"),
+                "deps": ["in.txt"],
+                "outs": [{"history.txt": {"persist": True}}],
+            },
             "fresh": {"cmd": proj.cmd("append:fresh.txt=run"), "deps": ["in.txt"], "outs": ["fresh.txt"]},
         }
     )
@@ -275,7 +315,14 @@ def test_gitignore_cached_outputs_only(proj):
     proj.pipeline(
         {
             "fit": {
-                "cmd": proj.cmd("write:models/model.bin=m", "write:models/notes.txt=n", "write:out/m.json={}", "write:plots/p.csv=a", "write:top.txt=t", "write:dir/x/y.txt=y"),
+                "cmd": proj.cmd(
+                    "write:models/model.bin=m",
+                    "write:models/notes.txt=n",
+                    "write:out/m.json={}",
+                    "write:plots/p.csv=a",
+                    "write:top.txt=t",
+                    "write:dir/x/y.txt=y",
+                ),
                 "outs": ["models/model.bin", {"models/notes.txt": {"cache": False}}, "top.txt", "dir/x"],
                 "metrics": ["out/m.json"],
                 "plots": ["plots/p.csv"],
@@ -286,7 +333,11 @@ def test_gitignore_cached_outputs_only(proj):
     assert (proj.root / "models/.gitignore").read_text().splitlines() == ["/model.bin"]
     assert "/top.txt" in (proj.root / ".gitignore").read_text().splitlines()
     assert (proj.root / "dir/.gitignore").read_text().splitlines() == ["/x"]
-    assert _ignored(proj.root, "models/model.bin") and _ignored(proj.root, "top.txt") and _ignored(proj.root, "dir/x/y.txt")
+    assert (
+        _ignored(proj.root, "models/model.bin")
+        and _ignored(proj.root, "top.txt")
+        and _ignored(proj.root, "dir/x/y.txt")
+    )
     # cache: false and metrics/plots (uncached by default) stay for git
     assert not _ignored(proj.root, "models/notes.txt")
     assert not _ignored(proj.root, "out/m.json") and not (proj.root / "out/.gitignore").exists()
@@ -299,7 +350,9 @@ def test_gitignore_cached_outputs_only(proj):
     proj.run("--force")
     assert (proj.root / "models/.gitignore").read_text().splitlines() == ["/model.bin"]
     # git sees exactly the files meant for it
-    untracked = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=proj.root, capture_output=True, text=True).stdout
+    untracked = subprocess.run(
+        ["git", "status", "--porcelain", "-uall"], cwd=proj.root, capture_output=True, text=True
+    ).stdout
     listed = {line[3:] for line in untracked.splitlines()}
     assert "models/notes.txt" in listed and "out/m.json" in listed and "plots/p.csv" in listed
     assert "models/model.bin" not in listed and "top.txt" not in listed and "dir/x/y.txt" not in listed

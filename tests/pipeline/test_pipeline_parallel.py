@@ -17,7 +17,9 @@ def _times(p, name):
 
 @pytest.fixture
 def four(proj):
-    proj.pipeline({name: {"cmd": proj.cmd(f"times:times/{name}.json=1"), "outs": [f"times/{name}.json"]} for name in NAMES})
+    proj.pipeline(
+        {name: {"cmd": proj.cmd(f"times:times/{name}.json=1"), "outs": [f"times/{name}.json"]} for name in NAMES}
+    )
     return proj
 
 
@@ -36,7 +38,7 @@ def test_j1_runs_one_stage_at_a_time(four):
     doc = run_json("-j", "1", cwd=four.root)
     assert statuses(doc) == {n: "ran" for n in NAMES}
     spans = sorted((_times(four, n) for n in NAMES), key=lambda s: s["start"])
-    for before, after in zip(spans, spans[1:]):
+    for before, after in zip(spans, spans[1:], strict=False):
         assert before["end"] <= after["start"], spans
 
 
@@ -47,14 +49,26 @@ def test_dependent_stages_start_after_upstream_ended(proj):
             "top": {"cmd": proj.cmd("times:t/top.json=0.8"), "outs": ["t/top.json"]},
             "left": {"cmd": proj.cmd("times:l/left.json=0.3"), "deps": ["t/top.json"], "outs": ["l/left.json"]},
             "right": {"cmd": proj.cmd("times:r/right.json=0.3"), "deps": ["t/top.json"], "outs": ["r/right.json"]},
-            "bottom": {"cmd": proj.cmd("times:b/bottom.json=0"), "deps": ["l/left.json", "r/right.json"], "outs": ["b/bottom.json"]},
+            "bottom": {
+                "cmd": proj.cmd("times:b/bottom.json=0"),
+                "deps": ["l/left.json", "r/right.json"],
+                "outs": ["b/bottom.json"],
+            },
             "alone": {"cmd": proj.cmd("times:a/alone.json=0.2"), "outs": ["a/alone.json"]},
         }
     )
     doc = run_json("-j", "4", cwd=proj.root)
     assert set(statuses(doc).values()) == {"ran"}
-    t = {n: json.loads((proj.root / p).read_text()) for n, p in
-         [("top", "t/top.json"), ("left", "l/left.json"), ("right", "r/right.json"), ("bottom", "b/bottom.json"), ("alone", "a/alone.json")]}
+    t = {
+        n: json.loads((proj.root / p).read_text())
+        for n, p in [
+            ("top", "t/top.json"),
+            ("left", "l/left.json"),
+            ("right", "r/right.json"),
+            ("bottom", "b/bottom.json"),
+            ("alone", "a/alone.json"),
+        ]
+    }
     assert t["left"]["start"] >= t["top"]["end"] and t["right"]["start"] >= t["top"]["end"]
     assert t["bottom"]["start"] >= max(t["left"]["end"], t["right"]["end"])
     # the independent stage did not wait for the chain
@@ -69,7 +83,10 @@ def test_dependent_stages_start_after_upstream_ended(proj):
 def test_output_lines_prefixed_with_stage_name_when_piped(proj):
     proj.pipeline(
         {
-            "alpha": {"cmd": proj.cmd("print:hello-from-alpha", "print:second-line", "write:a.txt=a"), "outs": ["a.txt"]},
+            "alpha": {
+                "cmd": proj.cmd("print:hello-from-alpha", "print:second-line", "write:a.txt=a"),
+                "outs": ["a.txt"],
+            },
             "beta": {"cmd": proj.cmd("print:hello-from-beta", "write:b.txt=b"), "outs": ["b.txt"]},
         }
     )
@@ -94,7 +111,12 @@ def test_stage_environment_and_working_directory(proj):
         {
             "one": {"cmd": proj.cmd("env:e/one.json"), "outs": ["e/one.json"]},
             "two": {"cmd": proj.cmd("env:e/two.json"), "outs": ["e/two.json"]},
-            "inside": {"cmd": proj.cmd("env:here.json", "copy:in.txt=copy.txt"), "wdir": "sub", "deps": ["in.txt"], "outs": ["here.json", "copy.txt"]},
+            "inside": {
+                "cmd": proj.cmd("env:here.json", "copy:in.txt=copy.txt"),
+                "wdir": "sub",
+                "deps": ["in.txt"],
+                "outs": ["here.json", "copy.txt"],
+            },
         }
     )
     doc = run_json("-j", "3", cwd=proj.root)
@@ -133,11 +155,25 @@ def two_branches(proj):
     failing = proj.tmp / "a1-failing"
     proj.pipeline(
         {
-            "a1": {"cmd": proj.cmd(f"count:{proj.counter}", "sleep:0.1", f"write:{failing}=x", "fail:2"), "outs": ["a1.txt"]},
-            "a2": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:a1.txt=a2.txt"), "deps": ["a1.txt"], "outs": ["a2.txt"]},
+            "a1": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "sleep:0.1", f"write:{failing}=x", "fail:2"),
+                "outs": ["a1.txt"],
+            },
+            "a2": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:a1.txt=a2.txt"),
+                "deps": ["a1.txt"],
+                "outs": ["a2.txt"],
+            },
             # b1 ends only after a1 has failed (it waits for a1's last words), so the order is certain
-            "b1": {"cmd": proj.cmd(f"count:{proj.counter}", f"waitfor:{failing}", "sleep:0.4", "write:b1.txt=b"), "outs": ["b1.txt"]},
-            "b2": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:b1.txt=b2.txt"), "deps": ["b1.txt"], "outs": ["b2.txt"]},
+            "b1": {
+                "cmd": proj.cmd(f"count:{proj.counter}", f"waitfor:{failing}", "sleep:0.4", "write:b1.txt=b"),
+                "outs": ["b1.txt"],
+            },
+            "b2": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:b1.txt=b2.txt"),
+                "deps": ["b1.txt"],
+                "outs": ["b2.txt"],
+            },
         }
     )
     return proj

@@ -17,13 +17,22 @@ def fit(proj):
     proj.pipeline(
         {
             "train": {
-                "cmd": proj.cmd(f"count:{proj.counter}", "param:train.lr=model/lr.txt", "copy:data.txt=model/data.txt", "write:score.json=ok"),
+                "cmd": proj.cmd(
+                    f"count:{proj.counter}",
+                    "param:train.lr=model/lr.txt",
+                    "copy:data.txt=model/data.txt",
+                    "write:score.json=ok",
+                ),
                 "deps": ["data.txt"],
                 "params": ["train.lr"],
                 "outs": ["model"],
                 "metrics": ["score.json"],
             },
-            "report": {"cmd": proj.cmd(f"count:{proj.counter}", "cat:model=report.txt"), "deps": ["model"], "outs": ["report.txt"]},
+            "report": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "cat:model=report.txt"),
+                "deps": ["model"],
+                "outs": ["report.txt"],
+            },
         }
     )
     return proj
@@ -95,7 +104,10 @@ def test_run_cache_across_branches(fit):
 
     # to exp without mlops checkout: the outputs in the workspace are main's, the run cache has exp's
     git(fit.root, "checkout", "-q", "exp")
-    assert reasons(fit.dry()) == {"train": ["out model changed"], "report": ["upstream train will run", "dep model changed", "out report.txt changed"]}
+    assert reasons(fit.dry()) == {
+        "train": ["out model changed"],
+        "report": ["upstream train will run", "dep model changed", "out report.txt changed"],
+    }
     doc = fit.run()
     assert statuses(doc) == {"train": "restored", "report": "restored"}
     assert fit.read("model/lr.txt") == "train.lr=0.2\n"
@@ -112,7 +124,15 @@ def test_run_cache_across_branches(fit):
 
 
 def test_always_changed_never_restores(proj):
-    proj.pipeline({"probe": {"cmd": proj.cmd(f"count:{proj.counter}", "write:o.txt=x"), "outs": ["o.txt"], "always_changed": True}})
+    proj.pipeline(
+        {
+            "probe": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "write:o.txt=x"),
+                "outs": ["o.txt"],
+                "always_changed": True,
+            }
+        }
+    )
     proj.run()
     proj.run()
     assert statuses(proj.run()) == {"probe": "ran"}
@@ -158,10 +178,16 @@ def test_link_cache_types_persist_and_downstream(proj, kind):
     """With outputs linked to the cache, an appending (persist) stage must not write into the cache."""
     _set_cache_type(proj.root, [kind, "copy"])
     proj.write({"in.txt": "a\n"})
-    proj.pipeline({
-        "log": {"cmd": proj.cmd("cat:in.txt=tmp.txt", "append:hist.txt=line"), "deps": ["in.txt"], "outs": [{"hist.txt": {"persist": True}}, "tmp.txt"]},
-        "copy": {"cmd": proj.cmd("copy:hist.txt=copy.txt"), "deps": ["hist.txt"], "outs": ["copy.txt"]},
-    })
+    proj.pipeline(
+        {
+            "log": {
+                "cmd": proj.cmd("cat:in.txt=tmp.txt", "append:hist.txt=line"),
+                "deps": ["in.txt"],
+                "outs": [{"hist.txt": {"persist": True}}, "tmp.txt"],
+            },
+            "copy": {"cmd": proj.cmd("copy:hist.txt=copy.txt"), "deps": ["hist.txt"], "outs": ["copy.txt"]},
+        }
+    )
     proj.run()
     hist = proj.root / "hist.txt"
     assert hist.is_symlink() if kind == "symlink" else hist.stat().st_nlink > 1
@@ -175,8 +201,15 @@ def test_link_cache_types_persist_and_downstream(proj, kind):
 
 def test_persist_output_is_never_replaced_by_a_run_cache_entry(proj):
     proj.write({"in.txt": "a\n"})
-    proj.pipeline({"log": {"cmd": proj.cmd(f"count:{proj.counter}", "cat:hist.txt+in.txt=new.txt", "copy:new.txt=hist.txt"),
-                           "deps": ["in.txt"], "outs": [{"hist.txt": {"persist": True}}]}})
+    proj.pipeline(
+        {
+            "log": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "cat:hist.txt+in.txt=new.txt", "copy:new.txt=hist.txt"),
+                "deps": ["in.txt"],
+                "outs": [{"hist.txt": {"persist": True}}],
+            }
+        }
+    )
     (proj.root / "hist.txt").write_text("")
     proj.run()
     (proj.root / "in.txt").write_text("b\n")
@@ -190,7 +223,16 @@ def test_persist_output_is_never_replaced_by_a_run_cache_entry(proj):
 def test_restore_keeps_uncached_outputs_plain_files(proj):
     _set_cache_type(proj.root, ["symlink", "copy"])
     proj.write({"params.yaml": "lr: 0.1\n"})
-    proj.pipeline({"fit": {"cmd": proj.cmd("param:lr=model.txt", "param:lr=m.json"), "params": ["lr"], "outs": ["model.txt"], "metrics": ["m.json"]}})
+    proj.pipeline(
+        {
+            "fit": {
+                "cmd": proj.cmd("param:lr=model.txt", "param:lr=m.json"),
+                "params": ["lr"],
+                "outs": ["model.txt"],
+                "metrics": ["m.json"],
+            }
+        }
+    )
     proj.run()
     assert not (proj.root / "m.json").is_symlink() and (proj.root / "model.txt").is_symlink()
     (proj.root / "params.yaml").write_text("lr: 0.2\n")

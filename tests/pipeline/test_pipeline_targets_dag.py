@@ -14,13 +14,29 @@ def chain(proj):
     proj.write({"raw.txt": "raw\n"})
     proj.pipeline(
         {
-            "prep": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:raw.txt=prep.txt"), "deps": ["raw.txt"], "outs": ["prep.txt"]},
-            "train": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:prep.txt=model.txt"), "deps": ["prep.txt"], "outs": ["model.txt"]},
+            "prep": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:raw.txt=prep.txt"),
+                "deps": ["raw.txt"],
+                "outs": ["prep.txt"],
+            },
+            "train": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:prep.txt=model.txt"),
+                "deps": ["prep.txt"],
+                "outs": ["model.txt"],
+            },
             "evaluate": {
                 "foreach": ["small", "large"],
-                "do": {"cmd": proj.cmd(f"count:{proj.counter}", "cat:model.txt=eval/${item}.txt"), "deps": ["model.txt"], "outs": ["eval/${item}.txt"]},
+                "do": {
+                    "cmd": proj.cmd(f"count:{proj.counter}", "cat:model.txt=eval/${item}.txt"),
+                    "deps": ["model.txt"],
+                    "outs": ["eval/${item}.txt"],
+                },
             },
-            "summary": {"cmd": proj.cmd(f"count:{proj.counter}", "cat:eval=summary.txt"), "deps": ["eval/small.txt", "eval/large.txt"], "outs": ["summary.txt"]},
+            "summary": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "cat:eval=summary.txt"),
+                "deps": ["eval/small.txt", "eval/large.txt"],
+                "outs": ["summary.txt"],
+            },
             "lint": {"cmd": proj.cmd(f"count:{proj.counter}", "write:lint.txt=ok"), "outs": ["lint.txt"]},
         }
     )
@@ -43,7 +59,13 @@ def test_target_runs_it_and_what_it_needs_only(chain):
     assert not (chain.root / "eval").exists() and not (chain.root / "lint.txt").exists()
     assert sorted(chain.lock()) == ["prep", "train"]
     # the dry run of a target lists the same selection
-    assert [s["name"] for s in chain.dry("summary")["stages"]] == ["prep", "train", "evaluate@small", "evaluate@large", "summary"]
+    assert [s["name"] for s in chain.dry("summary")["stages"]] == [
+        "prep",
+        "train",
+        "evaluate@small",
+        "evaluate@large",
+        "summary",
+    ]
 
 
 def test_downstream(chain):
@@ -92,7 +114,11 @@ def test_dag_text(chain):
     out = chain.cli("dag").stdout
     lines = [line.rstrip() for line in out.splitlines()]
     assert lines[0] == "prep"
-    table = {line.split("<-")[0].strip(): [x.strip() for x in line.split("<-")[1].split(",")] for line in lines if "<-" in line}
+    table = {
+        line.split("<-")[0].strip(): [x.strip() for x in line.split("<-")[1].split(",")]
+        for line in lines
+        if "<-" in line
+    }
     assert table == {
         "train": ["prep"],
         "evaluate@small": ["train"],
@@ -115,7 +141,13 @@ def test_dag_mermaid(chain):
             ids[label.strip('"]')] = ident
     assert set(ids) == set(ALL)
     edges = {line.strip() for line in lines if "-->" in line}
-    expected = {("prep", "train"), ("train", "evaluate@small"), ("train", "evaluate@large"), ("evaluate@small", "summary"), ("evaluate@large", "summary")}
+    expected = {
+        ("prep", "train"),
+        ("train", "evaluate@small"),
+        ("train", "evaluate@large"),
+        ("evaluate@small", "summary"),
+        ("evaluate@large", "summary"),
+    }
     assert edges == {f"{ids[a]} --> {ids[b]}" for a, b in expected}
 
 
@@ -138,7 +170,13 @@ def test_dag_json(chain):
     doc = json.loads(chain.cli("dag", "--json").stdout)
     assert doc["stages"] == ALL
     assert sorted((e["from"], e["to"]) for e in doc["edges"]) == sorted(
-        [("prep", "train"), ("train", "evaluate@small"), ("train", "evaluate@large"), ("evaluate@small", "summary"), ("evaluate@large", "summary")]
+        [
+            ("prep", "train"),
+            ("train", "evaluate@small"),
+            ("train", "evaluate@large"),
+            ("evaluate@small", "summary"),
+            ("evaluate@large", "summary"),
+        ]
     )
     part = json.loads(chain.cli("dag", "--json", "evaluate").stdout)
     assert part["stages"] == ["prep", "train", "evaluate@small", "evaluate@large"]

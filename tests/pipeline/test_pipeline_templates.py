@@ -102,11 +102,13 @@ def test_matrix_values_with_odd_characters_make_safe_names(proj):
 
 
 def test_vars_inline_and_from_files(proj):
-    proj.write({
-        "params.yaml": "name: from-params\nsize: 1\n",
-        "conf/vars.yaml": "size: 10\nnested:\n  depth: 3\n",
-        "conf/more.yaml": "pick: chosen\nskip: never\n",
-    })
+    proj.write(
+        {
+            "params.yaml": "name: from-params\nsize: 1\n",
+            "conf/vars.yaml": "size: 10\nnested:\n  depth: 3\n",
+            "conf/more.yaml": "pick: chosen\nskip: never\n",
+        }
+    )
     (proj.root / "pipeline.yaml").write_text(
         "vars:\n"
         "  - conf/vars.yaml\n"
@@ -127,9 +129,7 @@ def test_vars_inline_and_from_files(proj):
     assert proj.read("out.txt") == "hello-from-params-20-3-chosen-mine\n"
     assert proj.read("other.txt") == "20\n"
     # a key not picked from a file is not defined
-    (proj.root / "pipeline.yaml").write_text(
-        "vars:\n  - conf/more.yaml:pick\nstages:\n  s:\n    cmd: echo ${skip}\n"
-    )
+    (proj.root / "pipeline.yaml").write_text("vars:\n  - conf/more.yaml:pick\nstages:\n  s:\n    cmd: echo ${skip}\n")
     proj.cli("dag", code=2)
     (proj.root / "pipeline.yaml").write_text("vars:\n  - conf/nothere.yaml\nstages:\n  s:\n    cmd: echo\n")
     assert "pipeline.yaml:2:5: vars file 'conf/nothere.yaml' does not exist" in proj.cli("dag", code=2).stderr
@@ -152,11 +152,13 @@ def test_interpolated_param_change_is_a_cmd_change(proj):
 
 
 def test_wdir_paths_relative_and_cmd_runs_there(proj):
-    proj.write({
-        "sub/input.txt": "in\n",
-        "sub/params.yaml": "k: 7\n",
-        "shared.txt": "shared\n",
-    })
+    proj.write(
+        {
+            "sub/input.txt": "in\n",
+            "sub/params.yaml": "k: 7\n",
+            "shared.txt": "shared\n",
+        }
+    )
     (proj.root / "pipeline.yaml").write_text(
         "stages:\n"
         "  inner:\n"

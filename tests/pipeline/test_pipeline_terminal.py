@@ -38,10 +38,16 @@ def run_in_pty(*args: str, cwd, timeout: float = 60) -> tuple[int, str]:
 
 @pytest.fixture
 def small(proj):
-    proj.pipeline({
-        "one": {"cmd": proj.cmd(f"count:{proj.counter}", "print:hello", "write:one.txt=1"), "outs": ["one.txt"]},
-        "two": {"cmd": proj.cmd(f"count:{proj.counter}", "copy:one.txt=two.txt"), "deps": ["one.txt"], "outs": ["two.txt"]},
-    })
+    proj.pipeline(
+        {
+            "one": {"cmd": proj.cmd(f"count:{proj.counter}", "print:hello", "write:one.txt=1"), "outs": ["one.txt"]},
+            "two": {
+                "cmd": proj.cmd(f"count:{proj.counter}", "copy:one.txt=two.txt"),
+                "deps": ["one.txt"],
+                "outs": ["two.txt"],
+            },
+        }
+    )
     return proj
 
 

@@ -231,7 +231,9 @@ def project(proj):
 
 @pytest.mark.parametrize(("text", "needles", "where"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_invalid_pipeline_is_refused_with_location(project, text, needles, where):
-    (project.root / "pipeline.yaml").write_text(text.format(cmd=project.cmd(f"count:{project.counter}").replace("'", "")))
+    (project.root / "pipeline.yaml").write_text(
+        text.format(cmd=project.cmd(f"count:{project.counter}").replace("'", ""))
+    )
     proc = project.mlops("run", code=2)
     line = assert_one_error(proc.stderr, *needles)
     if where is not None:
@@ -251,11 +253,11 @@ def test_cycle_names_the_stages_on_it(project):
     cmd = project.cmd(f"count:{project.counter}")
     (project.root / "pipeline.yaml").write_text(
         "stages:\n"
-        f"  start:\n    cmd: {cmd}\n    deps: [exists.txt]\n    outs: [s.txt]\n"   # 2-5, not on the cycle
-        f"  a:\n    cmd: {cmd}\n    deps: [s.txt, c.txt]\n    outs: [a.txt]\n"     # 6-9
-        f"  b:\n    cmd: {cmd}\n    deps: [a.txt]\n    outs: [b.txt]\n"            # 10-13
-        f"  c:\n    cmd: {cmd}\n    deps: [b.txt]\n    outs: [c.txt]\n"            # 14-17
-        f"  tail:\n    cmd: {cmd}\n    deps: [c.txt]\n    outs: [t.txt]\n"         # 18-21, after the cycle
+        f"  start:\n    cmd: {cmd}\n    deps: [exists.txt]\n    outs: [s.txt]\n"  # 2-5, not on the cycle
+        f"  a:\n    cmd: {cmd}\n    deps: [s.txt, c.txt]\n    outs: [a.txt]\n"  # 6-9
+        f"  b:\n    cmd: {cmd}\n    deps: [a.txt]\n    outs: [b.txt]\n"  # 10-13
+        f"  c:\n    cmd: {cmd}\n    deps: [b.txt]\n    outs: [c.txt]\n"  # 14-17
+        f"  tail:\n    cmd: {cmd}\n    deps: [c.txt]\n    outs: [t.txt]\n"  # 18-21, after the cycle
     )
     proc = project.mlops("run", code=2)
     line = assert_one_error(proc.stderr, "cycle")
@@ -265,7 +267,7 @@ def test_cycle_names_the_stages_on_it(project):
     assert names[0] == names[-1] and sorted(set(names)) == ["a", "b", "c"] and len(names) == 4
     # in data-flow order: each stage feeds the next
     flow = {"a": "b", "b": "c", "c": "a"}
-    assert all(flow[x] == y for x, y in zip(names, names[1:])), names
+    assert all(flow[x] == y for x, y in zip(names, names[1:], strict=False)), names
     located = re.match(r"error: pipeline\.yaml:(\d+):(\d+): ", line)
     assert located and int(located.group(1)) in (7, 11, 15)
     assert counts(project.counter) == []
@@ -274,7 +276,8 @@ def test_cycle_names_the_stages_on_it(project):
 def test_two_stage_cycle(project):
     cmd = project.cmd("print:x")
     (project.root / "pipeline.yaml").write_text(
-        f"stages:\n  x:\n    cmd: {cmd}\n    deps: [y.txt]\n    outs: [x.txt]\n  y:\n    cmd: {cmd}\n    deps: [x.txt]\n    outs: [y.txt]\n"
+        f"stages:\n  x:\n    cmd: {cmd}\n    deps: [y.txt]\n    outs: [x.txt]\n"
+        f"  y:\n    cmd: {cmd}\n    deps: [x.txt]\n    outs: [y.txt]\n"
     )
     line = assert_one_error(project.mlops("dag", code=2).stderr, "cycle")
     assert "x -> y -> x" in line or "y -> x -> y" in line
@@ -282,7 +285,8 @@ def test_two_stage_cycle(project):
 
 def test_missing_param_key_dry_run(project):
     (project.root / "pipeline.yaml").write_text(
-        f"stages:\n  a:\n    cmd: {project.cmd('write:a.txt=a')}\n    params: [train.lr, train.nope]\n    outs: [a.txt]\n"
+        f"stages:\n  a:\n    cmd: {project.cmd('write:a.txt=a')}\n"
+        "    params: [train.lr, train.nope]\n    outs: [a.txt]\n"
     )
     proc = project.mlops("run", "--dry-run", code=2)
     assert_one_error(proc.stderr, "pipeline.yaml:", "'train.nope' not found in params.yaml")
@@ -292,7 +296,8 @@ def test_missing_param_key_dry_run(project):
 
 def test_missing_params_file_dry_run(project):
     (project.root / "pipeline.yaml").write_text(
-        f"stages:\n  a:\n    cmd: {project.cmd('write:a.txt=a')}\n    params:\n    - other.yaml: [seed]\n    outs: [a.txt]\n"
+        f"stages:\n  a:\n    cmd: {project.cmd('write:a.txt=a')}\n"
+        "    params:\n    - other.yaml: [seed]\n    outs: [a.txt]\n"
     )
     proc = project.mlops("run", "--dry-run", code=2)
     assert_one_error(proc.stderr, "other.yaml", "does not exist")
@@ -302,7 +307,8 @@ def test_missing_param_key_refused_before_anything_runs(project):
     (project.root / "pipeline.yaml").write_text(
         "stages:\n"
         f"  first:\n    cmd: {project.cmd(f'count:{project.counter}', 'write:f.txt=f')}\n    outs: [f.txt]\n"
-        f"  a:\n    cmd: {project.cmd(f'count:{project.counter}', 'write:a.txt=a')}\n    deps: [f.txt]\n    params: [train.nope]\n    outs: [a.txt]\n"
+        f"  a:\n    cmd: {project.cmd(f'count:{project.counter}', 'write:a.txt=a')}\n"
+        "    deps: [f.txt]\n    params: [train.nope]\n    outs: [a.txt]\n"
     )
     proc = project.mlops("run", code=None)
     assert counts(project.counter) == []  # nothing ran
@@ -348,7 +354,8 @@ def test_output_already_tracked_by_a_pointer_file_is_refused(project):
     (project.root / "data.csv").write_text("v1\n")
     project.cli("add", "data.csv")
     (project.root / "pipeline.yaml").write_text(
-        f"stages:\n  gen:\n    cmd: {project.cmd(f'count:{project.counter}', 'write:data.csv=v2')}\n    outs: [data.csv]\n"
+        f"stages:\n  gen:\n    cmd: {project.cmd(f'count:{project.counter}', 'write:data.csv=v2')}\n"
+        "    outs: [data.csv]\n"
     )
     proc = project.mlops("run", code=None)
     assert proc.returncode == 2, proc.stdout + proc.stderr

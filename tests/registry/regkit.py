@@ -55,11 +55,15 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def mlops(*args: str, cwd: Path, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def mlops(
+    *args: str, cwd: Path, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     proc = subprocess.run([MLOPS_BIN, *args], cwd=cwd, capture_output=True, text=True, env=full, timeout=timeout)
     if code is not None:
-        assert proc.returncode == code, f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == code, (
+            f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -77,7 +81,8 @@ def build_trained_project(root: Path) -> str:
     (root / "params.yaml").write_text("prepare:\n  split: 0.75\ntrain:\n  C: 1.0\n")
     (root / "pipeline.yaml").write_text(
         "stages:\n"
-        "  prepare:\n    cmd: python src/prepare.py\n    deps: [data/raw.csv, src/prepare.py]\n    params: [prepare]\n    outs: [data/prepared/]\n"
+        "  prepare:\n    cmd: python src/prepare.py\n    deps: [data/raw.csv, src/prepare.py]\n"
+        "    params: [prepare]\n    outs: [data/prepared/]\n"
         "  train:\n    cmd: python src/train.py\n    deps: [data/prepared/, src/train.py]\n    params: [train]\n"
         "    outs: [models/model.pkl]\n    metrics: [metrics/eval.json]\n"
     )
@@ -92,7 +97,7 @@ def build_trained_project(root: Path) -> str:
 
 def copy_project(template: Path, dest: Path) -> None:
     shutil.copytree(template, dest, symlinks=True)
-    for folder, _dirs, files in os.walk(dest):  # cache objects are read-only; copies must be removable
+    for folder, _dirs, _files in os.walk(dest):  # cache objects are read-only; copies must be removable
         os.chmod(folder, 0o755)
 
 

@@ -40,7 +40,7 @@ def test_an_untouched_log_verifies_and_entries_chain(logged, cli) -> None:
     entries = audit_entries(logged.root)
     assert [e["seq"] for e in entries] == list(range(1, 9))
     assert entries[0]["prev"] == GENESIS
-    assert all(b["prev"] == a["hash"] for a, b in zip(entries, entries[1:]))
+    assert all(b["prev"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
     assert all(entry_hash(e) == e["hash"] for e in entries)
     assert {e["event"] for e in entries} == {"registered", "approved", "stage_changed", "alias_set"}
     doc = js(cli("audit", "verify", "--json"))
@@ -104,7 +104,9 @@ def test_a_truncated_log_with_a_forged_head_is_caught_by_the_model_file(logged, 
     lines = audit_lines(logged.root)[:6]
     _write(logged, lines)
     last = json.loads(lines[-1])
-    (logged.root / ".mlops/registry/audit.head").write_text(json.dumps({"format": 1, "seq": last["seq"], "hash": last["hash"]}))
+    (logged.root / ".mlops/registry/audit.head").write_text(
+        json.dumps({"format": 1, "seq": last["seq"], "hash": last["hash"]})
+    )
     problems = _problems(cli)
     assert [p["kind"] for p in problems] == ["truncated"]
     assert "churn.json names audit entry #8, which is not in the log" in problems[0]["message"]
@@ -145,7 +147,10 @@ def test_an_interrupted_change_is_settled_by_an_entry_not_a_rewrite(logged, cli)
 
     log = _log(logged)
     appender = Appender.open(log)
-    appender.append("stage_changed", {"model": "churn", "version": 2, "from_stage": "production", "to_stage": "archived", "state": "f" * 64})
+    appender.append(
+        "stage_changed",
+        {"model": "churn", "version": 2, "from_stage": "production", "to_stage": "archived", "state": "f" * 64},
+    )
     notes = js(cli("audit", "verify", "--json"))
     assert notes["ok"] and notes["notes"][0]["kind"] == "pending"
     set_alias(logged, "churn", 2, "best", actor="ann")  # the next change settles first
@@ -205,6 +210,6 @@ def test_the_torn_tail_repair_cuts_a_torn_line_and_ends_a_whole_one(logged) -> N
     log.write_bytes(whole + b'{"seq": 9, "ti')
     assert drop_torn_tail(log) is True and log.read_bytes() == whole
     last = whole.rstrip(b"\n").rsplit(b"\n", 1)[1]
-    log.write_bytes(whole[: -1])  # the last entry is whole but lost its newline
+    log.write_bytes(whole[:-1])  # the last entry is whole but lost its newline
     assert drop_torn_tail(log) is False and log.read_bytes() == whole and last in whole
     assert drop_torn_tail(log) is False and log.read_bytes() == whole  # nothing to do

@@ -45,8 +45,18 @@ def test_model_card_has_every_section(trained, cli, tmp_path) -> None:
     out = tmp_path / "cards" / "MODEL_CARD.md"
     cli("card", "churn", "1", "-o", str(out))
     card = out.read_text()
-    for heading in ("# Model card: churn:1", "## Purpose", "## Facts", "## Metrics", "## Data", "## Signature",
-                    "## Lineage", "## Approvals", "## Stage history", "## Drift checks"):
+    for heading in (
+        "# Model card: churn:1",
+        "## Purpose",
+        "## Facts",
+        "## Metrics",
+        "## Data",
+        "## Signature",
+        "## Lineage",
+        "## Approvals",
+        "## Stage history",
+        "## Drift checks",
+    ):
         assert heading in card, heading
     assert "Predicts churn for the retention team." in card
     assert "| test_accuracy |" in card

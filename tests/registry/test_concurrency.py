@@ -19,7 +19,9 @@ from mlops.registry import promote, register, resolve, verify_audit
 GO = "GO"
 
 
-def _start_together(commands: list[list[str]], cwd: Path, env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess[str]]:
+def _start_together(
+    commands: list[list[str]], cwd: Path, env: dict[str, str] | None = None
+) -> list[subprocess.CompletedProcess[str]]:
     """Run every command in its own real process, released at one moment: each imports mlops,
     says it is ready, and waits for a shared start file, so they reach the registry together.
     Returns their results in command order."""
@@ -36,7 +38,14 @@ def _start_together(commands: list[list[str]], cwd: Path, env: dict[str, str] | 
     )
     full = {**os.environ, "MLOPS_LOCK_TIMEOUT": "60", **(env or {})}
     procs = [
-        subprocess.Popen([sys.executable, "-c", waiter, "mlops", *cmd], cwd=cwd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", waiter, "mlops", *cmd],
+            cwd=cwd,
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for cmd in commands
     ]
     deadline = time.monotonic() + 60
@@ -44,7 +53,7 @@ def _start_together(commands: list[list[str]], cwd: Path, env: dict[str, str] | 
         time.sleep(0.01)
     gate.write_text("go")
     results = []
-    for proc, cmd in zip(procs, commands):
+    for proc, cmd in zip(procs, commands, strict=True):
         out, err = proc.communicate(timeout=120)
         results.append(subprocess.CompletedProcess(cmd, proc.returncode, out, err))
     gate.unlink()
@@ -55,7 +64,9 @@ def _start_together(commands: list[list[str]], cwd: Path, env: dict[str, str] | 
 def test_concurrent_registers_never_share_a_version_number(repo) -> None:
     for index in range(4):
         write_pickle(repo.root / f"m{index}.pkl", {"model": index})
-    results = _start_together([["register", "churn", f"m{i}.pkl", "--json", "--by", f"user{i}"] for i in range(4)], repo.root)
+    results = _start_together(
+        [["register", "churn", f"m{i}.pkl", "--json", "--by", f"user{i}"] for i in range(4)], repo.root
+    )
     assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
     numbers = sorted(json.loads(r.stdout)["version"] for r in results)
     assert numbers == [1, 2, 3, 4]
@@ -74,10 +85,13 @@ def test_two_concurrent_promotes_are_serialized_and_both_recorded(repo) -> None:
     for index in (1, 2):
         write_pickle(repo.root / "m.pkl", {"model": index})
         register(repo, "churn", "m.pkl")
-    results = _start_together([
-        ["promote", "churn", "1", "--to", "production", "--json", "--by", "job-a"],
-        ["promote", "churn", "2", "--to", "production", "--json", "--by", "job-b"],
-    ], repo.root)
+    results = _start_together(
+        [
+            ["promote", "churn", "1", "--to", "production", "--json", "--by", "job-a"],
+            ["promote", "churn", "2", "--to", "production", "--json", "--by", "job-b"],
+        ],
+        repo.root,
+    )
     assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
     docs = [json.loads(r.stdout) for r in results]
     first, second = sorted(docs, key=lambda d: d["audit_seq"])
@@ -85,7 +99,9 @@ def test_two_concurrent_promotes_are_serialized_and_both_recorded(repo) -> None:
     assert resolve(repo, "churn@production").version == second["version"]
     assert resolve(repo, f"churn:{first['version']}").stage == "archived"
     assert second["displaced"] == first["version"] and first["displaced"] is None
-    moves = [(e["version"], e["to_stage"], e["actor"]) for e in audit_entries(repo.root) if e["event"] == "stage_changed"]
+    moves = [
+        (e["version"], e["to_stage"], e["actor"]) for e in audit_entries(repo.root) if e["event"] == "stage_changed"
+    ]
     actor = {1: "job-a", 2: "job-b"}
     assert moves == [
         (first["version"], "production", actor[first["version"]]),
@@ -103,13 +119,20 @@ def test_concurrent_promotes_against_a_gate_both_outcomes_recorded(repo) -> None
     from mlops.registry import approve
 
     approve(repo, "churn", 2, "production", by="alice")
-    results = _start_together([
-        ["promote", "churn", "1", "--to", "production", "--json"],
-        ["promote", "churn", "2", "--to", "production", "--json"],
-    ], repo.root)
+    results = _start_together(
+        [
+            ["promote", "churn", "1", "--to", "production", "--json"],
+            ["promote", "churn", "2", "--to", "production", "--json"],
+        ],
+        repo.root,
+    )
     assert [r.returncode for r in results] == [1, 0]
     assert json.loads(results[0].stdout)["error"] == "promotion_refused"
-    events = [(e["event"], e["version"]) for e in audit_entries(repo.root) if e["event"] in ("stage_changed", "promotion_refused")]
+    events = [
+        (e["event"], e["version"])
+        for e in audit_entries(repo.root)
+        if e["event"] in ("stage_changed", "promotion_refused")
+    ]
     assert sorted(events) == [("promotion_refused", 1), ("stage_changed", 2)]
     assert resolve(repo, "churn@production").version == 2 and verify_audit(repo).ok
 
@@ -140,8 +163,13 @@ def test_audit_verify_reads_consistently_while_another_process_writes(repo) -> N
     for number in (1, 2):
         write_pickle(repo.root / "m.pkl", {"model": number})
         register(repo, "churn", "m.pkl")
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, "300"], cwd=repo.root, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "MLOPS_LOCK_TIMEOUT": "60"})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, "300"],
+        cwd=repo.root,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLOPS_LOCK_TIMEOUT": "60"},
+    )
     checks, false_alarms = 0, []
     try:
         while writer.poll() is None:
@@ -179,12 +207,20 @@ def test_gc_running_during_register_never_deletes_the_new_artifact(repo, mlops_b
     from sklearn.tree import DecisionTreeClassifier
 
     for index in range(4):  # distinct scikit-learn models: each register loads one to infer its signature
-        model = DecisionTreeClassifier(max_depth=index + 1).fit([[i, index] for i in range(8)], [i % 2 for i in range(8)])
+        model = DecisionTreeClassifier(max_depth=index + 1).fit(
+            [[i, index] for i in range(8)], [i % 2 for i in range(8)]
+        )
         (repo.root / f"m{index}.pkl").write_bytes(pickle.dumps(model))
     stop = repo.root.parent / "stop-gc"
     env = {**os.environ, "MLOPS_LOCK_TIMEOUT": "60"}
-    gc_loop = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(stop), MLOPS_BIN], cwd=repo.root, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gc_loop = subprocess.Popen(
+        [sys.executable, "-c", GC_LOOP, str(stop), MLOPS_BIN],
+        cwd=repo.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for index in range(4):
             mlops_bin("register", "churn", f"m{index}.pkl", env={"MLOPS_LOCK_TIMEOUT": "60"})
@@ -218,9 +254,14 @@ def test_a_reference_is_resolved_inside_the_registry_lock(repo) -> None:
         register(repo, "churn", "m.pkl")
     promote(repo, "churn", 1, "staging", actor="ci")
     with transaction(repo) as txn:  # this process holds the registry lock
-        proc = subprocess.Popen([MLOPS_BIN_, "promote", "churn@staging", "--to", "production", "--json"], cwd=repo.root,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "MLOPS_LOCK_TIMEOUT": "60"})
+        proc = subprocess.Popen(
+            [MLOPS_BIN_, "promote", "churn@staging", "--to", "production", "--json"],
+            cwd=repo.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MLOPS_LOCK_TIMEOUT": "60"},
+        )
         deadline = time.monotonic() + 60
         while not _has_open(proc.pid, "registry.lock") and time.monotonic() < deadline:  # waiting for the lock
             time.sleep(0.01)

@@ -47,7 +47,9 @@ main()
 
 
 def _killed_at(point: str, root: Path, *args: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", KILL_AT, point, *args], cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AT, point, *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL, f"not killed at {point}: {proc.returncode}\n{proc.stderr}"
 
 
@@ -55,12 +57,19 @@ def _temps(root: Path) -> list[str]:
     return sorted(p.name for p in (root / ".mlops" / "registry").rglob(".tmp-mlops-*"))
 
 
-@pytest.mark.parametrize("point, landed, events", [
-    ("append", False, ["registered", "alias_set"]),  # before the entry: nothing happened
-    ("model_file", False, ["registered", "stage_changed", "interrupted", "alias_set"]),  # entry, no model file
-    ("model_rename", False, ["registered", "stage_changed", "interrupted", "alias_set"]),  # model file written, not placed
-    ("head", True, ["registered", "stage_changed", "alias_set"]),  # model file placed, head not moved
-])
+@pytest.mark.parametrize(
+    "point, landed, events",
+    [
+        ("append", False, ["registered", "alias_set"]),  # before the entry: nothing happened
+        ("model_file", False, ["registered", "stage_changed", "interrupted", "alias_set"]),  # entry, no model file
+        (
+            "model_rename",
+            False,
+            ["registered", "stage_changed", "interrupted", "alias_set"],
+        ),  # model file written, not placed
+        ("head", True, ["registered", "stage_changed", "alias_set"]),  # model file placed, head not moved
+    ],
+)
 def test_a_promote_killed_midway_is_accepted_by_the_next_command(repo, point, landed, events) -> None:
     write_pickle(repo.root / "m.pkl", {"v": 1})
     register(repo, "churn", "m.pkl")
@@ -81,12 +90,15 @@ def test_a_promote_killed_midway_is_accepted_by_the_next_command(repo, point, la
     assert resolve(repo, "churn:1").stage == "staging" and verify_audit(repo).ok
 
 
-@pytest.mark.parametrize("point, version_after", [
-    ("head#1", 1),  # the first change anchors the head at the genesis: killed there, nothing happened
-    ("append", 1),  # artifact stored, no entry
-    ("model_file", 1),  # entry appended, model file never written
-    ("head#2", 2),  # model file written, head not moved: it landed
-])
+@pytest.mark.parametrize(
+    "point, version_after",
+    [
+        ("head#1", 1),  # the first change anchors the head at the genesis: killed there, nothing happened
+        ("append", 1),  # artifact stored, no entry
+        ("model_file", 1),  # entry appended, model file never written
+        ("head#2", 2),  # model file written, head not moved: it landed
+    ],
+)
 def test_a_register_killed_midway_leaves_nothing_the_next_commands_refuse(repo, point, version_after) -> None:
     write_pickle(repo.root / "m.pkl", {"v": 1})
     _killed_at(point, repo.root, "register", "churn", "m.pkl")
@@ -99,8 +111,15 @@ def test_a_register_killed_midway_leaves_nothing_the_next_commands_refuse(repo, 
     doc = js(mlops("register", "churn", "m.pkl", "--json", cwd=repo.root))
     assert doc["version"] == version_after
     events = [e["event"] for e in audit_entries(repo.root)]
-    assert events == {"head#1": ["registered"], "append": ["registered"], "model_file": ["registered", "interrupted", "registered"],
-                      "head#2": ["registered", "registered"]}[point]
+    assert (
+        events
+        == {
+            "head#1": ["registered"],
+            "append": ["registered"],
+            "model_file": ["registered", "interrupted", "registered"],
+            "head#2": ["registered", "registered"],
+        }[point]
+    )
     assert verify_audit(repo).ok and _temps(repo.root) == []
     assert js(mlops("gc", "--json", cwd=repo.root))["removed"] == 0  # the registered artifact is kept
 
@@ -115,8 +134,13 @@ def test_promotes_killed_at_varied_moments_never_leave_a_state_the_next_command_
     env = {**os.environ, "MLOPS_LOCK_TIMEOUT": "30"}
     for index, fraction in enumerate((0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1)):
         target = "staging" if resolve(repo, "churn:1").stage == "none" else "none"
-        proc = subprocess.Popen([mlops.__globals__["MLOPS_BIN"], "promote", "churn", "1", "--to", target], cwd=repo.root,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [mlops.__globals__["MLOPS_BIN"], "promote", "churn", "1", "--to", target],
+            cwd=repo.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(whole * fraction)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
@@ -136,5 +160,7 @@ def test_models_show_version_option_and_reference_agree(repo, cli) -> None:
     write_pickle(repo.root / "m.pkl", {"v": 1})
     register(repo, "churn", "m.pkl")
     register(repo, "churn", "m.pkl")
-    assert js(cli("models", "show", "churn", "--version", "2", "--json")) == js(cli("models", "show", "churn:2", "--json"))
+    assert js(cli("models", "show", "churn", "--version", "2", "--json")) == js(
+        cli("models", "show", "churn:2", "--json")
+    )
     assert "either a reference" in cli("models", "show", "churn:1", "--version", "2", code=2).stderr

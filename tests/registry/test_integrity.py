@@ -44,7 +44,10 @@ def test_a_corrupted_artifact_fails_the_cli_with_a_clear_line(repo) -> None:
     _corrupt(repo.objects.path(mv.artifact), b"\x80\x04N.")  # a valid pickle (None), not the registered one
     proc = mlops("verify", cwd=repo.root, code=1)
     assert mv.artifact in proc.stdout and "registry m:1" in proc.stdout  # verify names who uses it
-    script = "import mlops, sys\ntry:\n    mlops.load_model('m@latest')\nexcept Exception as e:\n    print(type(e).__name__, e); sys.exit(5)\n"
+    script = (
+        "import mlops, sys\ntry:\n    mlops.load_model('m@latest')\n"
+        "except Exception as e:\n    print(type(e).__name__, e); sys.exit(5)\n"
+    )
     import subprocess
     import sys
 

@@ -71,10 +71,20 @@ def test_a_genuine_sklearn_pickle_carrying_os_system_does_not_run_at_register(re
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("module, name", [
-    ("builtins", "eval"), ("builtins", "getattr"), ("os", "system"), ("subprocess", "Popen"), ("numpy", "memmap"),
-    ("numpy", "load"), ("sklearn.base", "BaseEstimator.__init__"), ("pandas", "read_pickle"), ("sklearn.utils", "Parallel"),
-])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("builtins", "eval"),
+        ("builtins", "getattr"),
+        ("os", "system"),
+        ("subprocess", "Popen"),
+        ("numpy", "memmap"),
+        ("numpy", "load"),
+        ("sklearn.base", "BaseEstimator.__init__"),
+        ("pandas", "read_pickle"),
+        ("sklearn.utils", "Parallel"),
+    ],
+)
 def test_the_allowlist_refuses_callables_that_reach_the_system(module: str, name: str) -> None:
     with pytest.raises(flavors.UnsafePickle):
         flavors._allowed(module, name)
@@ -107,14 +117,21 @@ def test_common_estimators_load_through_the_allowlist() -> None:
         RandomForestClassifier(n_estimators=3, random_state=0).fit(frame[["a", "b"]], y),
         HistGradientBoostingClassifier(max_iter=3).fit(frame[["a", "b"]], y),
         KNeighborsClassifier(3).fit(frame[["a", "b"]], y),
-        Pipeline([("prep", ColumnTransformer([("num", StandardScaler(), ["a", "b"]), ("cat", OneHotEncoder(), ["c"])])),
-                  ("clf", LogisticRegression())]).fit(frame, y),
+        Pipeline(
+            [
+                ("prep", ColumnTransformer([("num", StandardScaler(), ["a", "b"]), ("cat", OneHotEncoder(), ["c"])])),
+                ("clf", LogisticRegression()),
+            ]
+        ).fit(frame, y),
     ]
     for model in models:
         for protocol in (2, 5):
             loaded = flavors.safe_load(pickle.dumps(model, protocol=protocol), "test")
             assert type(loaded) is type(model)
-            assert (loaded.predict(frame[list(model.feature_names_in_)]) == model.predict(frame[list(model.feature_names_in_)])).all()
+            assert (
+                loaded.predict(frame[list(model.feature_names_in_)])
+                == model.predict(frame[list(model.feature_names_in_)])
+            ).all()
 
 
 @pytest.mark.parametrize("compress", [0, 3, ("gzip", 3), ("bz2", 3), ("xz", 3), ("lzma", 3)])

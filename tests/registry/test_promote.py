@@ -3,7 +3,6 @@ by one person counted once; refusals change nothing; --force is recorded; bad po
 
 from __future__ import annotations
 
-
 import pytest
 from regkit import audit_entries, js, write_pickle, write_policy
 
@@ -34,10 +33,18 @@ def test_every_transition_is_recorded_and_one_version_holds_a_stage(repo, cli) -
     cli("promote", "churn", "3", "--to", "production", "--by", "bo")  # v2 archived
     stages = {v["version"]: v["stage"] for v in js(cli("models", "show", "churn", "--json"))["versions"]}
     assert stages == {1: "none", 2: "archived", 3: "production"}
-    moves = [(e["version"], e["from_stage"], e["to_stage"], e["actor"]) for e in audit_entries(repo.root) if e["event"] == "stage_changed"]
+    moves = [
+        (e["version"], e["from_stage"], e["to_stage"], e["actor"])
+        for e in audit_entries(repo.root)
+        if e["event"] == "stage_changed"
+    ]
     assert moves == [
-        (1, "none", "staging", "ann"), (2, "none", "staging", "ann"), (1, "staging", "none", "ann"),
-        (2, "staging", "production", "bo"), (3, "none", "production", "bo"), (2, "production", "archived", "bo"),
+        (1, "none", "staging", "ann"),
+        (2, "none", "staging", "ann"),
+        (1, "staging", "none", "ann"),
+        (2, "staging", "production", "bo"),
+        (3, "none", "production", "bo"),
+        (2, "production", "archived", "bo"),
     ]
     first = next(e for e in audit_entries(repo.root) if e["event"] == "stage_changed")
     assert first["reason"] == "first look" and first["forced"] is False
@@ -92,7 +99,9 @@ def test_each_gate_fails_with_the_value_seen_then_passes(repo, cli) -> None:
     cli("promote", "churn", "1", "--to", "staging")  # staging's gate: test_accuracy >= 0.8 holds
     cli("approve", "churn", "1", "--to", "production", "--by", "alice")
     cli("approve", "churn", "1", "--to", "production", "--by", "alice", "--comment", "still fine")
-    still = {f["rule"]: f["seen"] for f in js(cli("promote", "churn", "1", "--to", "production", "--json", code=1))["failed"]}
+    still = {
+        f["rule"]: f["seen"] for f in js(cli("promote", "churn", "1", "--to", "production", "--json", code=1))["failed"]
+    }
     assert still == {"metrics.latency_ms < 50": 80, "approvals >= 2 (distinct people)": 1}  # alice counted once
     cli("approve", "churn", "1", "--to", "staging", "--by", "carol")  # an approval for another stage does not count
     assert js(cli("approve", "churn", "1", "--to", "production", "--by", "bob", "--json"))["count"] == 2
@@ -121,10 +130,28 @@ def test_force_overrides_and_is_recorded_as_forced(repo, cli) -> None:
     write_policy(repo.root, POLICY)
     _register(repo, metrics={"test_accuracy": 0.5, "latency_ms": 10})
     assert "--force needs --reason" in cli("promote", "churn", "1", "--to", "production", "--force", code=2).stderr
-    doc = js(cli("promote", "churn", "1", "--to", "production", "--force", "--reason", "hotfix, reviewed by hand", "--by", "lead", "--json"))
-    assert doc["forced"] and doc["changed"] and {o["rule"] for o in doc["overridden"]} >= {"metrics.test_accuracy >= 0.85"}
+    doc = js(
+        cli(
+            "promote",
+            "churn",
+            "1",
+            "--to",
+            "production",
+            "--force",
+            "--reason",
+            "hotfix, reviewed by hand",
+            "--by",
+            "lead",
+            "--json",
+        )
+    )
+    assert (
+        doc["forced"] and doc["changed"] and {o["rule"] for o in doc["overridden"]} >= {"metrics.test_accuracy >= 0.85"}
+    )
     entry = audit_entries(repo.root)[-1]
-    assert entry["event"] == "stage_changed" and entry["forced"] is True and entry["reason"] == "hotfix, reviewed by hand"
+    assert (
+        entry["event"] == "stage_changed" and entry["forced"] is True and entry["reason"] == "hotfix, reviewed by hand"
+    )
     assert entry["actor"] == "lead" and len(entry["overridden"]) == 3  # latency 10 < 50 held
     mv = resolve(repo, "churn@production")
     assert mv.stage_history[-1]["forced"] is True
@@ -140,15 +167,18 @@ def test_per_model_rules_replace_the_default(repo) -> None:
         promote(repo, "strict", 1, "staging", actor="ci")
 
 
-@pytest.mark.parametrize("text, where, what", [
-    ("format: 1\nstages:\n  production:\n    metrics:\n      - metrics.acc >> 3\n", ":5:9", "not a metric rule"),
-    ("format: 1\nstages:\n  production:\n    approvals: two\n", ":4:16", "'approvals' must be a whole number"),
-    ("format: 1\nstages:\n  production:\n    aproovals: 2\n", ":4:5", "unknown rule 'aproovals'"),
-    ("format: 1\nstages:\n  prod:\n    approvals: 2\n", ":3:3", "unknown target stage 'prod'"),
-    ("format: 1\nstages:\n  production:\n    was_in: [qa]\n", ":4:14", "unknown stage 'qa'"),
-    ("format: 1\nstages: [\n", ":3:1", "not valid YAML"),
-    ("format: 9\n", "", "newer mlops"),
-])
+@pytest.mark.parametrize(
+    "text, where, what",
+    [
+        ("format: 1\nstages:\n  production:\n    metrics:\n      - metrics.acc >> 3\n", ":5:9", "not a metric rule"),
+        ("format: 1\nstages:\n  production:\n    approvals: two\n", ":4:16", "'approvals' must be a whole number"),
+        ("format: 1\nstages:\n  production:\n    aproovals: 2\n", ":4:5", "unknown rule 'aproovals'"),
+        ("format: 1\nstages:\n  prod:\n    approvals: 2\n", ":3:3", "unknown target stage 'prod'"),
+        ("format: 1\nstages:\n  production:\n    was_in: [qa]\n", ":4:14", "unknown stage 'qa'"),
+        ("format: 1\nstages: [\n", ":3:1", "not valid YAML"),
+        ("format: 9\n", "", "newer mlops"),
+    ],
+)
 def test_a_bad_policy_file_exits_2_with_file_line_col(repo, cli, text, where, what) -> None:
     _register(repo)
     write_policy(repo.root, text)
@@ -163,7 +193,10 @@ def test_approvals_are_audited_and_shown(repo, cli) -> None:
     repeated = cli("approve", "churn", "1", "--to", "production", "--by", "alice")
     assert "counted once" in repeated.stderr
     entries = [e for e in audit_entries(repo.root) if e["event"] == "approved"]
-    assert [(e["actor"], e["repeated"], e["comment"]) for e in entries] == [("alice", False, "reviewed"), ("alice", True, "")]
+    assert [(e["actor"], e["repeated"], e["comment"]) for e in entries] == [
+        ("alice", False, "reviewed"),
+        ("alice", True, ""),
+    ]
     assert "production: alice" in cli("models", "show", "churn:1").stdout
     assert "approvals are for a target stage" in cli("approve", "churn", "1", "--to", "none", code=2).stderr
 
@@ -176,7 +209,9 @@ def test_broken_registry_and_policy_files_are_usage_errors_at_the_cli(repo, cli)
     path.write_text(good[:40])  # cut short: not JSON
     for args in (["promote", "churn", "1", "--to", "staging"], ["models", "show", "churn"], ["history", "churn:1"]):
         result = cli(*args, code=2)
-        assert ".mlops/registry/models/churn.json:" in result.stderr and "not valid JSON" in result.stderr, result.stderr
+        assert ".mlops/registry/models/churn.json:" in result.stderr and "not valid JSON" in result.stderr, (
+            result.stderr
+        )
         assert result.stderr.count("\n") == 2 and "Traceback" not in result.stderr  # error + hint lines
     doc = js(cli("promote", "churn", "1", "--to", "staging", "--json", code=2))
     assert doc["error"] == "format" and doc["exit_code"] == 2
@@ -203,7 +238,13 @@ def test_drift_checks_with_numpy_values_are_recorded(repo) -> None:
     import numpy as np
 
     _register(repo)
-    record_drift_check(repo, "churn", 1, drifted=False, summary={"share": np.float64(0.1), "columns": np.int64(3), "p": np.array([0.5, 0.2])})
+    record_drift_check(
+        repo,
+        "churn",
+        1,
+        drifted=False,
+        summary={"share": np.float64(0.1), "columns": np.int64(3), "p": np.array([0.5, 0.2])},
+    )
     (check,) = resolve(repo, "churn:1").drift_checks
     assert check["summary"] == {"share": 0.1, "columns": 3, "p": [0.5, 0.2]} and check["drifted"] is False
     entry = audit_entries(repo.root)[-1]

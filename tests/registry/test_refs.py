@@ -22,10 +22,18 @@ def three(repo):
     return repo
 
 
-@pytest.mark.parametrize("ref, version", [
-    ("churn:1", 1), ("churn:v2", 2), ("churn", 3), ("churn@latest", 3),
-    ("churn@production", 1), ("churn@staging", 2), ("churn@champion", 3),
-])
+@pytest.mark.parametrize(
+    "ref, version",
+    [
+        ("churn:1", 1),
+        ("churn:v2", 2),
+        ("churn", 3),
+        ("churn@latest", 3),
+        ("churn@production", 1),
+        ("churn@staging", 2),
+        ("churn@champion", 3),
+    ],
+)
 def test_references_resolve_in_the_api_in_load_model_and_in_the_cli(three, cli, ref, version) -> None:
     assert resolve(three, ref).version == version
     assert load_model(ref, three) == {"model": version}
@@ -39,12 +47,15 @@ def test_references_resolve_in_the_api_in_load_model_and_in_the_cli(three, cli, 
     assert f"churn:{version}" in cli("card", ref).stdout
 
 
-@pytest.mark.parametrize("ref, message, listed", [
-    ("nope", "no model 'nope'", "models: churn"),
-    ("churn:9", "has no version 9", "versions: 1, 2, 3"),
-    ("churn@archived", "has no version in archived", "production (v1)"),
-    ("churn@best", "no stage or alias 'best'", "champion (v3)"),
-])
+@pytest.mark.parametrize(
+    "ref, message, listed",
+    [
+        ("nope", "no model 'nope'", "models: churn"),
+        ("churn:9", "has no version 9", "versions: 1, 2, 3"),
+        ("churn@archived", "has no version in archived", "production (v1)"),
+        ("churn@best", "no stage or alias 'best'", "champion (v3)"),
+    ],
+)
 def test_unknown_references_exit_2_naming_what_exists(three, cli, ref, message, listed) -> None:
     with pytest.raises(UnknownModelError, match=message):
         resolve(three, ref)
@@ -102,7 +113,10 @@ def test_history_and_rollback_take_references(three, cli) -> None:
 
 def test_an_unknown_models_subcommand_is_one_line(three, mlops_bin) -> None:
     result = mlops_bin("models", "churn", code=2, cwd=three.root)
-    assert result.stderr.splitlines() == ["error: 'mlops models' has no command 'churn'", "hint: to show a model: mlops models show churn"]
+    assert result.stderr.splitlines() == [
+        "error: 'mlops models' has no command 'churn'",
+        "hint: to show a model: mlops models show churn",
+    ]
     assert result.stdout == ""
     doc = js(mlops_bin("models", "churn", "--json", code=2, cwd=three.root))  # --json: the error document on stdout
     assert doc["error"] == "usage" and doc["exit_code"] == 2 and "has no command 'churn'" in doc["message"]

@@ -111,12 +111,16 @@ def test_a_plain_pickle_is_flavor_file_and_loads(repo, tree) -> None:
     assert load_model(mv, repo) == {"weights": [1, 2, 3]}
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda payload: payload,
-    # strings that look like scikit-learn's module names, as values: they import nothing
-    lambda payload: {"framework": "sklearn", "module": "sklearn.linear_model", "m": payload},
-    lambda payload: ["sklearn", "sklearn.tree._classes", "DecisionTreeClassifier", payload],
-], ids=["bare", "sklearn-strings-in-a-dict", "sklearn-strings-in-a-list"])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda payload: payload,
+        # strings that look like scikit-learn's module names, as values: they import nothing
+        lambda payload: {"framework": "sklearn", "module": "sklearn.linear_model", "m": payload},
+        lambda payload: ["sklearn", "sklearn.tree._classes", "DecisionTreeClassifier", payload],
+    ],
+    ids=["bare", "sklearn-strings-in-a-dict", "sklearn-strings-in-a-list"],
+)
 def test_registering_never_runs_a_pickle_that_is_not_scikit_learn(repo, tmp_path, wrap) -> None:
     marker = tmp_path / "pwned"
 

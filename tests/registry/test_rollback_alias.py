@@ -34,7 +34,12 @@ def test_rollback_restores_the_previous_production_version_and_records_it(four, 
     # a new release after rollbacks stacks on what is in production now
     promote(four, "churn", 4, "production", actor="ci")
     assert rollback(four, "churn", reason="again", actor="ci").to_version == 1
-    assert [v.stage for v in map(lambda n: resolve(four, f"churn:{n}"), range(1, 5))] == ["production", "archived", "archived", "archived"]
+    assert [v.stage for v in map(lambda n: resolve(four, f"churn:{n}"), range(1, 5))] == [
+        "production",
+        "archived",
+        "archived",
+        "archived",
+    ]
     assert "rollback: production v4 -> v1" in cli("history", "churn").stdout
 
 
@@ -57,9 +62,15 @@ def test_aliases_set_move_resolve_and_delete_with_audit_entries(four, cli) -> No
     same = js(cli("alias", "churn", "3", "champion", "--json"))  # no change, no entry
     cli("alias", "churn", "champion", "--delete")
     assert "no stage or alias 'champion'" in cli("models", "show", "churn@champion", code=2).stderr
-    events = [(e["event"], e.get("alias"), e.get("version"), e.get("previous")) for e in audit_entries(four.root) if e["event"].startswith("alias")]
+    events = [
+        (e["event"], e.get("alias"), e.get("version"), e.get("previous"))
+        for e in audit_entries(four.root)
+        if e["event"].startswith("alias")
+    ]
     assert events == [
-        ("alias_set", "champion", 2, None), ("alias_set", "champion", 3, 2), ("alias_set", "challenger", 1, None),
+        ("alias_set", "champion", 2, None),
+        ("alias_set", "champion", 3, 2),
+        ("alias_set", "challenger", 1, None),
         ("alias_removed", "champion", 3, None),
     ]
     assert same["version"] == 3

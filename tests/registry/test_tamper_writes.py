@@ -44,7 +44,9 @@ def _forge_gates(repo) -> None:
     doc = json.loads(_model_file(repo).read_text())
     record = doc["versions"][0]
     record["metrics"]["acc"] = 0.99
-    record["approvals"] = [{"stage": "production", "by": who, "at": "2026-01-01T00:00:00Z", "comment": ""} for who in ("ann", "bo")]
+    record["approvals"] = [
+        {"stage": "production", "by": who, "at": "2026-01-01T00:00:00Z", "comment": ""} for who in ("ann", "bo")
+    ]
     _model_file(repo).write_text(json.dumps(doc, indent=2))
 
 
@@ -53,7 +55,9 @@ def test_a_forged_model_file_does_not_pass_the_gates_and_the_evidence_stays(weak
     assert [p["kind"] for p in js(cli("audit", "verify", "--json", code=1))["problems"]] == ["model_file"]
     before = _registry_bytes(weak)
     result = cli("promote", "churn", "1", "--to", "production", code=3)  # not 0 (passed), not 1 (a gate)
-    assert "churn.json was changed outside mlops" in result.stderr and "refusing to change the registry" in result.stderr
+    assert (
+        "churn.json was changed outside mlops" in result.stderr and "refusing to change the registry" in result.stderr
+    )
     assert js(cli("promote", "churn", "1", "--to", "production", "--json", code=3))["error"] == "registry_tampered"
     # every other writer refuses too, and nothing at all is written
     cli("approve", "churn", "1", "--to", "production", "--by", "cy", code=3)
@@ -64,7 +68,9 @@ def test_a_forged_model_file_does_not_pass_the_gates_and_the_evidence_stays(weak
     with pytest.raises(RegistryTampered):
         register(weak, "churn", "m.pkl")
     assert _registry_bytes(weak) == before
-    assert [p["kind"] for p in js(cli("audit", "verify", "--json", code=1))["problems"]] == ["model_file"]  # still there
+    assert [p["kind"] for p in js(cli("audit", "verify", "--json", code=1))["problems"]] == [
+        "model_file"
+    ]  # still there
 
 
 def test_a_forger_who_recomputes_the_state_is_caught_by_the_entry(weak, cli) -> None:
@@ -118,10 +124,15 @@ def test_a_deleted_model_file_is_reported_and_its_name_is_not_reused(repo, cli) 
     (repo.root / ".mlops/registry/models/evil.json").unlink()
     report = js(cli("audit", "verify", "--json", code=1))
     assert [(p["kind"], p["seq"]) for p in report["problems"]] == [("deleted", 2)]
-    assert ".mlops/registry/models/evil.json was deleted: audit entries #1-#2 wrote it" in report["problems"][0]["message"]
+    assert (
+        ".mlops/registry/models/evil.json was deleted: audit entries #1-#2 wrote it" in report["problems"][0]["message"]
+    )
     lines = audit_lines(repo.root)
     refused = cli("register", "evil", "m.pkl", code=3)  # never evil:1 again
-    assert "evil.json is missing, but audit entries #1-#2 wrote it" in refused.stderr and "git checkout --" in refused.stderr
+    assert (
+        "evil.json is missing, but audit entries #1-#2 wrote it" in refused.stderr
+        and "git checkout --" in refused.stderr
+    )
     assert "model file was deleted" in cli("promote", "evil", "1", "--to", "staging", code=3).stderr
     assert audit_lines(repo.root) == lines and not (repo.root / ".mlops/registry/models/evil.json").exists()
     assert promote(repo, "other", 1, "staging", actor="ci").changed  # other models are not held hostage

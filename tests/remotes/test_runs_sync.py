@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 import mlops
-from mlops.errors import StorageError, UsageError
 from mlops.data.transfer import get_remote
+from mlops.errors import StorageError, UsageError
 from mlops.remotes.local import LocalRemote
 from mlops.repo.repo import Repo, find_repo
 from mlops.tracking import store, sync
-
 
 pytestmark = pytest.mark.usefixtures("fresh_tracking_api")
 
@@ -78,7 +77,9 @@ def _listing(stdout: str) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in json.loads(stdout)["runs"]}
 
 
-def test_push_and_pull_runs_between_clones(repo: Repo, cli: Any, tree: Any, mlops_bin: Any, remote_url: str, tmp_path: Path) -> None:
+def test_push_and_pull_runs_between_clones(
+    repo: Repo, cli: Any, tree: Any, mlops_bin: Any, remote_url: str, tmp_path: Path
+) -> None:
     runs = _make_runs(tree)
 
     # without --runs nothing about runs moves (and the report has no "runs")
@@ -138,7 +139,11 @@ def test_push_and_pull_runs_between_clones(repo: Repo, cli: Any, tree: Any, mlop
     assert json.loads(cli("push", "--runs", "--json").stdout)["runs"]["sent_ids"] == [runs["live"]]
     fetched = json.loads(mlops_bin("fetch", "--runs", "--json", cwd=clone).stdout)
     assert fetched["runs"]["received_ids"] == [runs["live"]]
-    assert set(_listing(mlops_bin("runs", "list", "--json", cwd=clone).stdout)) == {runs["good"], runs["bad"], runs["live"]}
+    assert set(_listing(mlops_bin("runs", "list", "--json", cwd=clone).stdout)) == {
+        runs["good"],
+        runs["bad"],
+        runs["live"],
+    }
 
 
 def test_a_local_run_is_never_overwritten(repo: Repo, cli: Any, tree: Any, remote_dir: Path) -> None:
@@ -159,7 +164,9 @@ def test_a_local_run_is_never_overwritten(repo: Repo, cli: Any, tree: Any, remot
     assert store.load_run(repo, runs["good"]).info["name"] == "baseline"
 
 
-def test_corrupt_bundles_are_skipped_with_a_warning(repo: Repo, cli: Any, tree: Any, mlops_bin: Any, remote_url: str, tmp_path: Path) -> None:
+def test_corrupt_bundles_are_skipped_with_a_warning(
+    repo: Repo, cli: Any, tree: Any, mlops_bin: Any, remote_url: str, tmp_path: Path
+) -> None:
     runs = _make_runs(tree)
     mlops.end_run()
     cli("push", "--runs")
@@ -188,7 +195,9 @@ def test_corrupt_bundles_are_skipped_with_a_warning(repo: Repo, cli: Any, tree: 
     assert not [p for p in (clone / ".mlops" / "runs").iterdir() if p.name.startswith(".tmp")]
 
 
-def test_an_interrupted_pull_leaves_no_half_run(repo: Repo, cli: Any, tree: Any, remote_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_pull_leaves_no_half_run(
+    repo: Repo, cli: Any, tree: Any, remote_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cli("remote", "add", "origin", str(remote_dir), "--default")
     runs = _make_runs(tree)
     mlops.end_run()
@@ -247,7 +256,8 @@ def test_a_dead_runs_bundle_says_failed(repo: Repo, cli: Any, remote_dir: Path) 
 
 
 @pytest.mark.parametrize(
-    "name", ["..", "../x", "runs/../../x", "runs/..", "/etc/passwd", "runs/a b", "runs/", "", "a//b", "runs/x\n", "r\u00e9f"]
+    "name",
+    ["..", "../x", "runs/../../x", "runs/..", "/etc/passwd", "runs/a b", "runs/", "", "a//b", "runs/x\n", "r\u00e9f"],
 )
 def test_bad_ref_names_are_refused(tmp_path: Path, name: str) -> None:
     remote = LocalRemote("origin", str(tmp_path / "remote"), tmp_path / "remote")

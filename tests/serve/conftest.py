@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from servekit import Server, fit_pipeline, guarded, register, start_server
 
 
@@ -20,7 +19,8 @@ def pipelines() -> dict[str, bytes]:
 
 @pytest.fixture
 def model_repo(repo: Any, pipelines: dict[str, bytes]) -> Path:
-    """A repository whose registry has churn v1 in production, v2 the same pipeline (both raise on an unknown plan), v3 a flipped one."""
+    """A repository whose registry has churn v1 in production, v2 the same pipeline
+    (both raise on an unknown plan), v3 a flipped one."""
     root = Path(repo.root)
     register(root, "churn", 1, guarded(), stage="production")
     register(root, "churn", 2, guarded())
@@ -33,7 +33,9 @@ def serve(model_repo: Path) -> Iterator[Callable[..., Server]]:
     """Start `mlops serve` processes on free ports; every one is stopped when the test ends."""
     started: list[Server] = []
 
-    def start(ref: str = "churn@production", *args: str, root: Path | None = None, env: dict[str, str] | None = None) -> Server:
+    def start(
+        ref: str = "churn@production", *args: str, root: Path | None = None, env: dict[str, str] | None = None
+    ) -> Server:
         server = start_server(root or model_repo, ref, *args, env=env)
         started.append(server)
         return server

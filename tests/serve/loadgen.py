@@ -9,7 +9,8 @@ generator was the bottleneck.
 
 The serving tests use it for traffic of a few thousand requests; the benchmark
 (tests/benchmarks/bench_serve.py) runs it as a script, in a process of its own:
-    python tests/serve/loadgen.py --port 8080 --path /predict --body-file req.json --concurrency 8 --count 5000 --seconds 30
+    python tests/serve/loadgen.py --port 8080 --path /predict --body-file req.json \\
+        --concurrency 8 --count 5000 --seconds 30
 prints one JSON line: requests, errors, status counts, variants, rps, p50/p90/p99/max ms, cpu_seconds.
 """
 
@@ -28,8 +29,13 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -50,8 +56,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes,
     return status, headers
 
 
-async def run_load(host: str, port: int, requests: list[bytes], *, concurrency: int, count: int, seconds: float,
-                   keyed: bool = False) -> dict[str, Any]:
+async def run_load(
+    host: str, port: int, requests: list[bytes], *, concurrency: int, count: int, seconds: float, keyed: bool = False
+) -> dict[str, Any]:
     """``requests``: pre-encoded requests, used round-robin (one per key when ``keyed``)."""
     if host not in LOOPBACK:
         raise SystemExit(f"refusing to send load to {host}: loopback only")
@@ -109,10 +116,18 @@ async def run_load(host: str, port: int, requests: list[bytes], *, concurrency: 
 
     ok = statuses.get(200, 0)
     out = {
-        "requests": sum(statuses.values()), "ok": ok, "errors": sum(v for k, v in statuses.items() if k != 200),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())}, "failures": dict(failures),
-        "variants": dict(variants), "seconds": round(wall, 3), "rps": round(ok / wall, 1) if wall else None,
-        "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+        "requests": sum(statuses.values()),
+        "ok": ok,
+        "errors": sum(v for k, v in statuses.items() if k != 200),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "failures": dict(failures),
+        "variants": dict(variants),
+        "seconds": round(wall, 3),
+        "rps": round(ok / wall, 1) if wall else None,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": pct(1.0),
         "cpu_seconds": round((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 3),
     }
     if keyed:
@@ -130,20 +145,33 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--keys", type=int, default=0, help="send X-Request-ID key-0..key-N-1 round-robin and check stickiness")
+    parser.add_argument(
+        "--keys", type=int, default=0, help="send X-Request-ID key-0..key-N-1 round-robin and check stickiness"
+    )
     parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
     body = open(args.body_file, "rb").read()
     if args.keys:
-        requests = [build_request(args.host, args.port, args.path, body, {"X-Request-ID": f"key-{i}"}) for i in range(args.keys)]
+        requests = [
+            build_request(args.host, args.port, args.path, body, {"X-Request-ID": f"key-{i}"}) for i in range(args.keys)
+        ]
     else:
         requests = [build_request(args.host, args.port, args.path, body)]
     if args.uvloop:
         import uvloop
 
         uvloop.install()
-    result = asyncio.run(run_load(args.host, args.port, requests, concurrency=args.concurrency, count=args.count,
-                                  seconds=args.seconds, keyed=bool(args.keys)))
+    result = asyncio.run(
+        run_load(
+            args.host,
+            args.port,
+            requests,
+            concurrency=args.concurrency,
+            count=args.count,
+            seconds=args.seconds,
+            keyed=bool(args.keys),
+        )
+    )
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -30,11 +30,13 @@ def training_frame(rows: int = 600, seed: int = 0) -> Any:
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "tenure": rng.integers(0, 72, rows).astype("int64"),
-        "plan": rng.choice(["basic", "pro", "family"], rows),
-        "monthly_charges": rng.uniform(10, 120, rows).round(2),
-    })
+    return pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, rows).astype("int64"),
+            "plan": rng.choice(["basic", "pro", "family"], rows),
+            "monthly_charges": rng.uniform(10, 120, rows).round(2),
+        }
+    )
 
 
 def fit_pipeline(seed: int = 0, flip: bool = False, strict: bool = False, plans: str | None = None) -> Any:
@@ -53,8 +55,12 @@ def fit_pipeline(seed: int = 0, flip: bool = False, strict: bool = False, plans:
         frame["plan"] = plans
     if flip:  # a candidate that answers differently: the shadow's disagreement is then visible
         target = 1 - target
-    columns = ColumnTransformer([("plan", OneHotEncoder(handle_unknown="error" if strict else "ignore"), ["plan"]),
-                                 ("numbers", StandardScaler(), ["tenure", "monthly_charges"])])
+    columns = ColumnTransformer(
+        [
+            ("plan", OneHotEncoder(handle_unknown="error" if strict else "ignore"), ["plan"]),
+            ("numbers", StandardScaler(), ["tenure", "monthly_charges"]),
+        ]
+    )
     return Pipeline([("columns", columns), ("model", LogisticRegression(max_iter=500))]).fit(frame, target)
 
 
@@ -77,8 +83,9 @@ def unanswerable() -> Any:
     from sklearn.compose import TransformedTargetRegressor
 
     frame = training_frame()
-    return TransformedTargetRegressor(regressor=_regression_pipeline(), func=identity, inverse_func=as_complex,
-                                      check_inverse=False).fit(frame, frame["monthly_charges"] * 0.5)
+    return TransformedTargetRegressor(
+        regressor=_regression_pipeline(), func=identity, inverse_func=as_complex, check_inverse=False
+    ).fit(frame, frame["monthly_charges"] * 0.5)
 
 
 def _regression_pipeline() -> Any:
@@ -87,8 +94,12 @@ def _regression_pipeline() -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    columns = ColumnTransformer([("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
-                                 ("numbers", StandardScaler(), ["tenure", "monthly_charges"])])
+    columns = ColumnTransformer(
+        [
+            ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+            ("numbers", StandardScaler(), ["tenure", "monthly_charges"]),
+        ]
+    )
     return Pipeline([("columns", columns), ("model", LinearRegression())])
 
 
@@ -162,10 +173,14 @@ def serve_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def mlops(root: Path, *args: str, code: int | None = 0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def mlops(
+    root: Path, *args: str, code: int | None = 0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([MLOPS_BIN, *args], cwd=root, capture_output=True, text=True, env=serve_env(env), timeout=120)
     if code is not None:
-        assert proc.returncode == code, f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == code, (
+            f"mlops {' '.join(args)} -> {proc.returncode} (wanted {code})\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -210,8 +225,14 @@ def start_server(root: Path, ref: str, *args: str, env: dict[str, str] | None = 
     stderr_path = root / f".serve-stderr-{time.monotonic_ns()}.log"
     handle = open(stderr_path, "wb")
     # a session of its own: teardown can end the server and its worker processes as one group
-    proc = subprocess.Popen([MLOPS_BIN, "serve", ref, "--port", "0", *args], cwd=root, env=serve_env(env),
-                            stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True)
+    proc = subprocess.Popen(
+        [MLOPS_BIN, "serve", ref, "--port", "0", *args],
+        cwd=root,
+        env=serve_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=handle,
+        start_new_session=True,
+    )
     handle.close()
     deadline = time.monotonic() + timeout
     port = None

@@ -27,7 +27,9 @@ def send_many(url: str, count: int, *, keys: list[str] | None = None, concurrenc
         requests = [build_request("127.0.0.1", port, "/predict", BODY, {"X-Request-ID": k}) for k in keys]
     else:
         requests = [build_request("127.0.0.1", port, "/predict", BODY)]
-    return asyncio.run(run_load("127.0.0.1", port, requests, concurrency=concurrency, count=count, seconds=60, keyed=bool(keys)))
+    return asyncio.run(
+        run_load("127.0.0.1", port, requests, concurrency=concurrency, count=count, seconds=60, keyed=bool(keys))
+    )
 
 
 def test_canary_split_and_stickiness_over_thousands_of_requests(serve, model_repo: Path) -> None:
@@ -78,16 +80,25 @@ def test_shadow_sees_every_request_and_both_predictions_are_recorded(serve, mode
     files = wait_for(lambda: shadow_log_files(repo, "churn"), what="a finished shadow log file")
     import pyarrow.parquet as pq
 
-    wait_for(lambda: (t := pq.read_table(files[-1] if len(files) == 1 else files)) and t.num_rows >= 2 and t, what="rows")
+    wait_for(
+        lambda: (t := pq.read_table(files[-1] if len(files) == 1 else files)) and t.num_rows >= 2 and t, what="rows"
+    )
     frame = pq.ParquetDataset([str(f) for f in shadow_log_files(repo, "churn")]).read().to_pandas()
     assert set(frame["variant"]) == {"shadow"} and set(frame["version"]) == {3}
     # v3 answers the opposite of production: every compared row disagrees, and both answers are there
     assert (frame["prediction"] != frame["production_prediction"]).all()
     # the shadow's comparison is recorded once production's answer is in, which may be a moment after the
     # shadow's own: wait for all of them
-    status = wait_for(lambda: (s := json.loads(mlops(model_repo, "canary", "status", "churn", "--json").stdout))
-                      and s["variants"][1]["requests"] >= 30 and s["variants"][1].get("compared_rows") == 60 and s,
-                      timeout=30, what="shadow statistics")
+    status = wait_for(
+        lambda: (
+            (s := json.loads(mlops(model_repo, "canary", "status", "churn", "--json").stdout))
+            and s["variants"][1]["requests"] >= 30
+            and s["variants"][1].get("compared_rows") == 60
+            and s
+        ),
+        timeout=30,
+        what="shadow statistics",
+    )
     shadow = status["variants"][1]
     assert shadow["variant"] == "shadow" and shadow["disagreement"] == 1.0 and shadow["compared_rows"] == 60
     assert status["variants"][0]["requests"] == 30
@@ -96,7 +107,19 @@ def test_shadow_sees_every_request_and_both_predictions_are_recorded(serve, mode
 def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path) -> None:
     register(model_repo, "churn", 4, broken())
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "50", "--min-requests", "10", "--max-error-rate", "0.2")
+    mlops(
+        model_repo,
+        "deploy",
+        "churn",
+        "--canary",
+        "4",
+        "--weight",
+        "50",
+        "--min-requests",
+        "10",
+        "--max-error-rate",
+        "0.2",
+    )
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
     results = []
     with server.client() as c:
@@ -155,8 +178,21 @@ def test_a_deploy_change_is_picked_up_with_requests_in_flight_and_none_failing(s
 
 def test_progressive_canary_steps_up_then_promotes_through_the_gates(serve, model_repo: Path) -> None:
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "2", "--steps", "20,60", "--interval", "1s", "--min-requests", "5",
-          "--window", "30s")
+    mlops(
+        model_repo,
+        "deploy",
+        "churn",
+        "--canary",
+        "2",
+        "--steps",
+        "20,60",
+        "--interval",
+        "1s",
+        "--min-requests",
+        "5",
+        "--window",
+        "30s",
+    )
     weights = set()
     with server.client() as c:
         deadline = time.monotonic() + 90  # a bound, not an expectation
@@ -184,6 +220,7 @@ def test_a_refused_promotion_holds_the_canary(serve, model_repo: Path) -> None:
     server = serve()
     mlops(model_repo, "deploy", "churn", "--canary", "2", "--steps", "50", "--interval", "1s", "--min-requests", "3")
     with server.client() as c:
+
         def held() -> bool:
             for _ in range(5):
                 c.post("/predict", json={"records": [ROW]})
@@ -200,7 +237,19 @@ def test_bad_input_does_not_dilute_a_failing_canary(serve, model_repo: Path) -> 
     """4xx answers are the caller's: they count neither toward min_requests nor the error rate's denominator."""
     register(model_repo, "churn", 4, broken())
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "100", "--min-requests", "10", "--max-error-rate", "0.5")
+    mlops(
+        model_repo,
+        "deploy",
+        "churn",
+        "--canary",
+        "4",
+        "--weight",
+        "100",
+        "--min-requests",
+        "10",
+        "--max-error-rate",
+        "0.5",
+    )
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
     with server.client() as c:
         for _ in range(12):
@@ -230,8 +279,21 @@ def test_automatic_rollback_when_the_candidate_is_slow(serve, model_repo: Path, 
 
     register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 0.3), signature=False)
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "4", "--weight", "100", "--min-requests", "3", "--max-error-rate", "1",
-          "--max-p99-ms", "100")
+    mlops(
+        model_repo,
+        "deploy",
+        "churn",
+        "--canary",
+        "4",
+        "--weight",
+        "100",
+        "--min-requests",
+        "3",
+        "--max-error-rate",
+        "1",
+        "--max-p99-ms",
+        "100",
+    )
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
 
     def rolled_back() -> bool:
@@ -241,7 +303,12 @@ def test_automatic_rollback_when_the_candidate_is_slow(serve, model_repo: Path, 
 
     wait_for(rolled_back, timeout=60, interval=0, what="the rollback on p99")
     entry = audit_entries(model_repo, "canary_rollback")[-1]
-    assert entry["automatic"] is True and entry["version"] == 4 and "p99 latency" in entry["reason"] and "> 100 ms" in entry["reason"]
+    assert (
+        entry["automatic"] is True
+        and entry["version"] == 4
+        and "p99 latency" in entry["reason"]
+        and "> 100 ms" in entry["reason"]
+    )
     assert httpx.post(server.url + "/predict", json={"records": [ROW]}).headers["x-variant"] == "production"
 
 
@@ -272,18 +339,26 @@ def test_a_slow_read_of_an_older_file_is_never_applied_after_a_newer_one(serve, 
     held = wait_for(reader_waiting, what="the watcher to be reading the FIFO")
     newer = model_repo / "newer.yaml"
     assert "revision: 1\n" in text
-    newer.write_text(text.replace("weight: 10.0", "weight: 50.0").replace("revision: 1\n", "revision: 2\n"))  # as a deploy writes
+    newer.write_text(
+        text.replace("weight: 10.0", "weight: 50.0").replace("revision: 1\n", "revision: 2\n")
+    )  # as a deploy writes
     os.replace(newer, path)
     reload = threading.Thread(target=lambda: httpx.post(server.url + "/admin/reload", timeout=60))
     reload.start()
     deadline = time.monotonic() + 3  # give the reload its chance to go first (it must wait, or be undone by nothing)
-    while time.monotonic() < deadline and reload.is_alive() and httpx.get(server.url + "/health").json()["canary"]["weight"] != 50.0:
+    while (
+        time.monotonic() < deadline
+        and reload.is_alive()
+        and httpx.get(server.url + "/health").json()["canary"]["weight"] != 50.0
+    ):
         time.sleep(0.05)
     os.write(held, text.encode())  # the older read (revision 1, weight 10) now completes
     os.close(held)
     reload.join(60)
-    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 50.0,
-             what="the newer file (weight 50) to be what is served")
+    wait_for(
+        lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 50.0,
+        what="the newer file (weight 50) to be what is served",
+    )
     time.sleep(1.5)  # three polls of the watcher: nothing may move it back
     assert httpx.get(server.url + "/health").json()["canary"]["weight"] == 50.0
 

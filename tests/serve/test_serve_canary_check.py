@@ -21,8 +21,10 @@ def test_check_passes_only_for_a_healthy_candidate(serve, model_repo: Path) -> N
     with server.client() as c:
         for i in range(60):
             assert c.post("/predict", json={"records": [ROW]}, headers={"X-Request-ID": f"c{i}"}).status_code == 200
-    wait_for(lambda: mlops(model_repo, "canary", "status", "churn", "--check", code=None).returncode == 0,
-             what="the canary judged healthy")
+    wait_for(
+        lambda: mlops(model_repo, "canary", "status", "churn", "--check", code=None).returncode == 0,
+        what="the canary judged healthy",
+    )
 
     mlops(model_repo, "canary", "rollback", "churn", "--reason", "test")
     r = mlops(model_repo, "canary", "status", "churn", "--check", code=1)

@@ -14,12 +14,17 @@ def test_request_logs_are_current_data_for_drift(serve, model_repo: Path) -> Non
     rng = random.Random(3)
     with server.client() as c:
         for _ in range(40):  # live traffic has moved: long-tenure customers on expensive plans
-            records = [{"tenure": rng.randint(60, 71), "plan": "basic", "monthly_charges": round(rng.uniform(100, 120), 2)} for _ in range(10)]
+            records = [
+                {"tenure": rng.randint(60, 71), "plan": "basic", "monthly_charges": round(rng.uniform(100, 120), 2)}
+                for _ in range(10)
+            ]
             assert c.post("/predict", json={"records": records}).status_code == 200
     assert server.stop() == 0  # SIGTERM finishes the request-log file
 
     reference = model_repo / "models" / "train.parquet"  # the rows the models were fitted on
-    r = mlops(model_repo, "drift", str(reference), "serving:churn", "--since", "1h", "--json", "--fail-on-drift", code=1)
+    r = mlops(
+        model_repo, "drift", str(reference), "serving:churn", "--since", "1h", "--json", "--fail-on-drift", code=1
+    )
     doc = json.loads(r.stdout)
     tested = {c["column"]: c for c in doc["columns"]}
     assert {"tenure", "plan", "monthly_charges"} <= set(tested)

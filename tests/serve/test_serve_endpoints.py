@@ -40,18 +40,26 @@ def test_every_endpoint_and_format(server: Server, model_repo: Path) -> None:
         assert r.status_code == 200, r.text
         assert r.json() == {"model": "churn", "version": 1, "variant": "production", "predictions": want}
         assert r.headers["x-variant"] == "production" and r.headers["x-model-version"] == "1"
-        r = c.post("/predict", json={"columns": {k: [row[k] for row in ROWS] for k in ROW}}, headers={"X-Request-ID": "abc"})
+        r = c.post(
+            "/predict", json={"columns": {k: [row[k] for row in ROWS] for k in ROW}}, headers={"X-Request-ID": "abc"}
+        )
         assert r.json()["predictions"] == want and r.json()["request_id"] == "abc"
 
         # MLflow scoring protocol, as its docs give the payloads
         split = {"dataframe_split": {"columns": list(ROW), "data": [[row[k] for k in ROW] for row in ROWS]}}
         assert c.post("/invocations", json=split).json() == {"predictions": want}
-        split_with_index = {"dataframe_split": {"index": [0, 1], "columns": list(ROW), "data": [[row[k] for k in ROW] for row in ROWS]}}
+        split_with_index = {
+            "dataframe_split": {"index": [0, 1], "columns": list(ROW), "data": [[row[k] for k in ROW] for row in ROWS]}
+        }
         assert c.post("/invocations", json=split_with_index).json() == {"predictions": want}
         assert c.post("/invocations", json={"dataframe_records": ROWS}).json() == {"predictions": want}
         assert c.post("/invocations", json={"instances": ROWS}).json() == {"predictions": want}
-        assert c.post("/invocations", json={"inputs": {k: [row[k] for row in ROWS] for k in ROW}}).json() == {"predictions": want}
-        assert c.post("/invocations", json={"inputs": [[row[k] for k in ROW] for row in ROWS]}).json() == {"predictions": want}
+        assert c.post("/invocations", json={"inputs": {k: [row[k] for row in ROWS] for k in ROW}}).json() == {
+            "predictions": want
+        }
+        assert c.post("/invocations", json={"inputs": [[row[k] for k in ROW] for row in ROWS]}).json() == {
+            "predictions": want
+        }
         assert c.post("/invocations", json={"dataframe_records": ROWS, "params": {}}).json() == {"predictions": want}
         csv = "tenure,plan,monthly_charges\n3,basic,80.0\n40,pro,20.5\n"
         r = c.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
@@ -69,28 +77,41 @@ def test_every_endpoint_and_format(server: Server, model_repo: Path) -> None:
         assert c.get("/v2").json()["name"] == "mlops"
         meta = c.get("/v2/models/churn").json()
         assert meta["name"] == "churn" and meta["versions"] == ["1"]
-        assert meta["inputs"] == [{"name": "tenure", "datatype": "INT64", "shape": [-1]},
-                                  {"name": "plan", "datatype": "BYTES", "shape": [-1]},
-                                  {"name": "monthly_charges", "datatype": "FP64", "shape": [-1]}]
+        assert meta["inputs"] == [
+            {"name": "tenure", "datatype": "INT64", "shape": [-1]},
+            {"name": "plan", "datatype": "BYTES", "shape": [-1]},
+            {"name": "monthly_charges", "datatype": "FP64", "shape": [-1]},
+        ]
         assert c.get("/v2/models/churn/ready").json() == {"name": "churn", "ready": True}
-        infer = {"id": "42", "inputs": [
-            {"name": "tenure", "shape": [2], "datatype": "INT64", "data": [3, 40]},
-            {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
-            {"name": "monthly_charges", "shape": [2, 1], "datatype": "FP32", "data": [[80.0], [20.5]]},
-        ]}
+        infer = {
+            "id": "42",
+            "inputs": [
+                {"name": "tenure", "shape": [2], "datatype": "INT64", "data": [3, 40]},
+                {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
+                {"name": "monthly_charges", "shape": [2, 1], "datatype": "FP32", "data": [[80.0], [20.5]]},
+            ],
+        }
         r = c.post("/v2/models/churn/infer", json=infer)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model_name"] == "churn" and body["model_version"] == "1" and body["id"] == "42"
         assert body["outputs"] == [{"name": "prediction", "shape": [2], "datatype": "INT64", "data": want}]
-        matrix = {"inputs": [{"name": "input-0", "shape": [2, 3], "datatype": "BYTES", "data": [3, "basic", 80.0, 40, "pro", 20.5]}]}
+        matrix = {
+            "inputs": [
+                {"name": "input-0", "shape": [2, 3], "datatype": "BYTES", "data": [3, "basic", 80.0, 40, "pro", 20.5]}
+            ]
+        }
         assert c.post("/v2/models/churn/infer", json=matrix).json()["outputs"][0]["data"] == want
         assert c.post("/v2/models/churn/versions/1/infer", json=infer).json()["outputs"][0]["data"] == want
         assert c.get("/v2/models/churn/versions/1").json()["versions"] == ["1"]
 
         # metadata and metrics
         meta = c.get("/metadata").json()
-        assert meta["model"] == "churn" and meta["version"] == 1 and meta["signature"]["inputs"][0] == {"name": "tenure", "dtype": "int64"}
+        assert (
+            meta["model"] == "churn"
+            and meta["version"] == 1
+            and meta["signature"]["inputs"][0] == {"name": "tenure", "dtype": "int64"}
+        )
         text = c.get("/metrics").text
     assert 'mlops_requests_total{model="churn",variant="production",version="1"}' in text
     assert "# TYPE mlops_request_latency_seconds histogram" in text
@@ -123,7 +144,9 @@ def test_every_bad_request_is_answered_with_every_problem(server: Server) -> Non
         assert r.status_code == 400 and "differ in length" in r.json()["error"]
 
         # MLflow: its error shape
-        r = c.post("/invocations", json={"dataframe_records": [{"tenure": "x", "plan": "basic", "monthly_charges": 1.0}]})
+        r = c.post(
+            "/invocations", json={"dataframe_records": [{"tenure": "x", "plan": "basic", "monthly_charges": 1.0}]}
+        )
         assert r.status_code == 400 and r.json()["error_code"] == "BAD_REQUEST" and "tenure" in r.json()["message"]
         r = c.post("/invocations", json={"dataframe_split": {"columns": list(ROW), "data": [[1, 2]]}, "instances": []})
         assert r.status_code == 400 and "exactly one of the input fields" in r.json()["message"]
@@ -133,16 +156,27 @@ def test_every_bad_request_is_answered_with_every_problem(server: Server) -> Non
         assert r.status_code == 400 and "CSV line 2" in r.json()["message"]
 
         # V2: its error shape
-        r = c.post("/v2/models/churn/infer", json={"inputs": [{"name": "tenure", "shape": [2], "datatype": "INT64", "data": [1]}]})
+        r = c.post(
+            "/v2/models/churn/infer",
+            json={"inputs": [{"name": "tenure", "shape": [2], "datatype": "INT64", "data": [1]}]},
+        )
         assert r.status_code == 400 and "shape [2] holds 2 value(s) but 'data' has 1" in r.json()["error"]
-        r = c.post("/v2/models/churn/infer", json={"inputs": [
-            {"name": "tenure", "shape": [1], "datatype": "BYTES", "data": ["3"]},
-            {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
-            {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
+        r = c.post(
+            "/v2/models/churn/infer",
+            json={
+                "inputs": [
+                    {"name": "tenure", "shape": [1], "datatype": "BYTES", "data": ["3"]},
+                    {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
+                    {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [1.0]},
+                ]
+            },
+        )
         assert r.status_code == 400 and "datatype BYTES does not fit column 'tenure'" in r.json()["error"]
         assert c.post("/v2/models/other/infer", json={"inputs": []}).status_code == 404
-        r = c.post("/v2/models/churn/versions/9/infer", json={"inputs": [
-            {"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]}]})
+        r = c.post(
+            "/v2/models/churn/versions/9/infer",
+            json={"inputs": [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]}]},
+        )
         assert r.status_code == 404 and "version 9 of churn is not deployed" in r.json()["error"], r.text
 
         # a body over the limit (0.05 MB here): 413, before the model sees it
@@ -151,8 +185,11 @@ def test_every_bad_request_is_answered_with_every_problem(server: Server) -> Non
         assert r.status_code == 413 and "over the limit" in r.json()["error"]
         # the same without Content-Length (Transfer-Encoding: chunked): counted while it is read
         encoded = json.dumps(big).encode()
-        r = c.post("/predict", content=(encoded[i:i + 8192] for i in range(0, len(encoded), 8192)),
-                   headers={"Content-Type": "application/json"})
+        r = c.post(
+            "/predict",
+            content=(encoded[i : i + 8192] for i in range(0, len(encoded), 8192)),
+            headers={"Content-Type": "application/json"},
+        )
         assert r.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.request.headers
         assert r.status_code == 413 and "over the limit" in r.json()["error"]
 
@@ -179,8 +216,10 @@ def test_a_failing_request_in_a_batch_fails_alone(server: Server) -> None:
     assert codes.count(500) == 4 and codes.count(200) == 120
     with server.client() as c:
         text = c.get("/metrics").text
-    batches = int([l for l in text.splitlines() if l.startswith("mlops_batches_total{")][0].rsplit(" ", 1)[1])
-    rows = int([l for l in text.splitlines() if l.startswith("mlops_batched_rows_total{")][0].rsplit(" ", 1)[1])
+    batches = int([line for line in text.splitlines() if line.startswith("mlops_batches_total{")][0].rsplit(" ", 1)[1])
+    rows = int(
+        [line for line in text.splitlines() if line.startswith("mlops_batched_rows_total{")][0].rsplit(" ", 1)[1]
+    )
     assert rows == 124  # every request's row went through a model call (a failed batch's re-runs are not counted)
     assert batches < 124, f"{batches} model calls for 124 concurrent requests: nothing was folded"
 
@@ -188,16 +227,23 @@ def test_a_failing_request_in_a_batch_fails_alone(server: Server) -> None:
 def test_no_endpoint_reads_a_file_named_by_the_request(server: Server, model_repo: Path) -> None:
     (model_repo / "secret.txt").write_text("do not serve me")
     with server.client() as c:
-        for path in ("/../secret.txt", "/v2/models/..%2F..%2Fsecret.txt", "/v2/models/../../secret.txt/infer", "/secret.txt"):
+        for path in (
+            "/../secret.txt",
+            "/v2/models/..%2F..%2Fsecret.txt",
+            "/v2/models/../../secret.txt/infer",
+            "/secret.txt",
+        ):
             r = c.get(path)
             assert "do not serve me" not in r.text
             assert r.status_code in (404, 405)
 
 
 def test_odd_and_hostile_bodies_get_a_400_not_a_crash(server: Server) -> None:
-    tensors = [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]},
-               {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
-               {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [80.0]}]
+    tensors = [
+        {"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]},
+        {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
+        {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [80.0]},
+    ]
     with server.client() as c:
         r = c.post("/v2/models/churn/infer", json={"inputs": tensors, "parameters": [1]})
         assert r.status_code == 400 and "'parameters' must be an object" in r.json()["error"], r.text
@@ -207,28 +253,42 @@ def test_odd_and_hostile_bodies_get_a_400_not_a_crash(server: Server) -> None:
         for path in ("/predict", "/invocations", "/v2/models/churn/infer"):
             r = c.post(path, content=deep, headers={"Content-Type": "application/json"})
             assert r.status_code == 400 and "nested too deeply" in r.text, (path, r.status_code, r.text)
-        r = c.post("/invocations", json={"dataframe_split": {"columns": ["tenure", "tenure", "plan"], "data": [[1, 2, "basic"]]}})
+        r = c.post(
+            "/invocations",
+            json={"dataframe_split": {"columns": ["tenure", "tenure", "plan"], "data": [[1, 2, "basic"]]}},
+        )
         assert r.status_code == 400 and "given twice" in r.json()["message"], r.text
         assert c.post("/predict", json={"records": [ROW]}).status_code == 200
 
 
-@pytest.mark.parametrize("column,raw,why", [
-    ("tenure", "1e23", "beyond int64's range"),
-    ("tenure", "1" * 400, "beyond int64's range"),
-    ("tenure", "1e300", "beyond int64's range"),
-    ("tenure", "9223372036854775808", "beyond int64's range"),
-    ("monthly_charges", "1e400", "not a finite float64 number"),
-    ("monthly_charges", "1" * 400, "not a finite float64 number"),
-])
-def test_numbers_the_model_cannot_hold_are_a_400_naming_the_column_and_row(server: Server, column: str, raw: str, why: str) -> None:
+@pytest.mark.parametrize(
+    "column,raw,why",
+    [
+        ("tenure", "1e23", "beyond int64's range"),
+        ("tenure", "1" * 400, "beyond int64's range"),
+        ("tenure", "1e300", "beyond int64's range"),
+        ("tenure", "9223372036854775808", "beyond int64's range"),
+        ("monthly_charges", "1e400", "not a finite float64 number"),
+        ("monthly_charges", "1" * 400, "not a finite float64 number"),
+    ],
+)
+def test_numbers_the_model_cannot_hold_are_a_400_naming_the_column_and_row(
+    server: Server, column: str, raw: str, why: str
+) -> None:
     second = '{"tenure": 3, "plan": "basic", "monthly_charges": 80.0}'
     bad = second.replace('"tenure": 3', f'"tenure": {raw}') if column == "tenure" else second.replace("80.0", raw)
     body = f'{{"records": [{second}, {bad}]}}'.encode()
     with server.client() as c:
         r = c.post("/predict", content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400, r.text
-        assert f"column '{column}'" in r.json()["error"] and "row 1" in r.json()["error"] and why in r.json()["error"], r.text
-        r = c.post("/invocations", content=b'{"dataframe_records": ' + body[len(b'{"records": '):], headers={"Content-Type": "application/json"})
+        assert (
+            f"column '{column}'" in r.json()["error"] and "row 1" in r.json()["error"] and why in r.json()["error"]
+        ), r.text
+        r = c.post(
+            "/invocations",
+            content=b'{"dataframe_records": ' + body[len(b'{"records": ') :],
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 400 and why in r.json()["message"], r.text
     assert "Traceback" not in server.stderr()
 
@@ -258,13 +318,20 @@ def test_a_full_queue_is_a_503_with_retry_after(serve, model_repo: Path, pipelin
     server = serve("churn:4", "--max-batch", "1", "--max-queue", "2")
     for count in (1, 2, 3):  # one in the model, then two queued: waited for, not slept for
         in_background(lambda: quietly_post(server.url), 1)
-        wait_for(lambda: metric(server, "mlops_requests_in_flight") == count, what=f"{count} request(s) in flight")
+        wait_for(
+            lambda count=count: metric(server, "mlops_requests_in_flight") == count,
+            what=f"{count} request(s) in flight",
+        )
     with server.client() as c:
         r = c.post("/predict", json={"records": [ROW]})
         assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
         assert "queue of churn v4 is full" in r.json()["error"]
         r = c.post("/invocations", json={"dataframe_records": [ROW]})
-        assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert (
+            r.status_code == 503
+            and r.headers["retry-after"] == "1"
+            and r.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        )
     assert metric(server, "mlops_overload_rejections_total") == 2
 
 
@@ -272,7 +339,9 @@ def test_a_request_that_times_out_is_a_504_and_costs_no_model_time(serve, model_
     register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 3.0), signature=False)
     server = serve("churn:4", "--max-batch", "1", "--timeout", "300ms")
     results: list[httpx.Response] = []
-    threads = in_background(lambda: results.append(httpx.post(server.url + "/predict", json={"records": [ROW]}, timeout=30)), 5)
+    threads = in_background(
+        lambda: results.append(httpx.post(server.url + "/predict", json={"records": [ROW]}, timeout=30)), 5
+    )
     for thread in threads:
         thread.join(30)
     assert [r.status_code for r in results] == [504] * 5, [r.text for r in results]
@@ -283,8 +352,11 @@ def test_a_request_that_times_out_is_a_504_and_costs_no_model_time(serve, model_
     wait_for(lambda: metric(server, "mlops_requests_in_flight") == 0, what="no request in flight")
     status = httpx.get(server.url + "/health").json()
     assert status["status"] == "ok"
-    wait_for(lambda: metric(server, "mlops_batches_total") == 1 and metric(server, "mlops_batched_rows_total") == 1,
-             timeout=30, what="the one model call to finish")
+    wait_for(
+        lambda: metric(server, "mlops_batches_total") == 1 and metric(server, "mlops_batched_rows_total") == 1,
+        timeout=30,
+        what="the one model call to finish",
+    )
 
 
 def test_a_request_whose_client_went_away_costs_no_model_time(serve, model_repo: Path, pipelines) -> None:
@@ -295,17 +367,24 @@ def test_a_request_whose_client_went_away_costs_no_model_time(serve, model_repo:
     for _ in range(3):  # each gives up after 0.3 s and closes its connection
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(server.url + "/predict", json={"records": [ROW]}, timeout=httpx.Timeout(30, read=0.3))
-    wait_for(lambda: metric(server, "mlops_abandoned_requests_total") == 3, what="the three abandoned requests to leave the queue")
+    wait_for(
+        lambda: metric(server, "mlops_abandoned_requests_total") == 3,
+        what="the three abandoned requests to leave the queue",
+    )
     assert metric(server, "mlops_queue_depth") == 0 and metric(server, "mlops_client_disconnects_total") == 3
     wait_for(lambda: metric(server, "mlops_requests_in_flight") == 0, timeout=30, what="the first request to finish")
     assert metric(server, "mlops_batches_total") == 1
 
 
 def test_an_unexpected_failure_is_a_500_with_an_error_id_in_each_protocols_shape(serve, model_repo: Path) -> None:
-    register(model_repo, "churn", 4, unanswerable(), signature=False)  # its predictions are complex numbers: no JSON for them
+    register(
+        model_repo, "churn", 4, unanswerable(), signature=False
+    )  # its predictions are complex numbers: no JSON for them
     server = serve("churn:4")
-    tensors = [{"name": k, "shape": [1], "datatype": t, "data": [ROW[k]]}
-               for k, t in (("tenure", "INT64"), ("plan", "BYTES"), ("monthly_charges", "FP64"))]
+    tensors = [
+        {"name": k, "shape": [1], "datatype": t, "data": [ROW[k]]}
+        for k, t in (("tenure", "INT64"), ("plan", "BYTES"), ("monthly_charges", "FP64"))
+    ]
     with server.client() as c:
         own = c.post("/predict", json={"records": [ROW]})
         mlflow = c.post("/invocations", json={"dataframe_records": [ROW]})
@@ -341,8 +420,11 @@ def test_v2_binary_tensor_data_in_and_out(serve, model_repo: Path) -> None:
         blobs.append(blob)
     for binary_out in (False, True):
         head = json.dumps({"id": "b1", "inputs": inputs, "parameters": {"binary_data_output": binary_out}}).encode()
-        r = httpx.post(server.url + "/v2/models/churn/infer", content=head + b"".join(blobs),
-                       headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))})
+        r = httpx.post(
+            server.url + "/v2/models/churn/infer",
+            content=head + b"".join(blobs),
+            headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))},
+        )
         assert r.status_code == 200, r.text
         if not binary_out:
             assert r.json()["outputs"][0]["data"] == want and r.json()["id"] == "b1"
@@ -354,8 +436,11 @@ def test_v2_binary_tensor_data_in_and_out(serve, model_repo: Path) -> None:
         assert output["parameters"]["binary_data_size"] == len(r.content) - length == 16
         assert np.frombuffer(r.content[length:], dtype="<i8").tolist() == want
     head = json.dumps({"inputs": inputs}).encode()
-    r = httpx.post(server.url + "/v2/models/churn/infer", content=head + b"".join(blobs)[:-3],
-                   headers={"Inference-Header-Content-Length": str(len(head))})
+    r = httpx.post(
+        server.url + "/v2/models/churn/infer",
+        content=head + b"".join(blobs)[:-3],
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
     assert r.status_code == 400 and "runs past the end of the body" in r.json()["error"], r.text
 
 
@@ -366,13 +451,20 @@ def test_a_canary_is_read_with_its_own_signature(serve, model_repo: Path) -> Non
     from mlops import registry
     from mlops.repo.repo import Repo
 
-    frame = training_frame()[["plan", "monthly_charges", "tenure"]].astype({"tenure": "float64"})  # another order, float tenure
+    frame = training_frame()[["plan", "monthly_charges", "tenure"]].astype(
+        {"tenure": "float64"}
+    )  # another order, float tenure
     model = fit_pipeline()
     model.fit(frame, (frame["tenure"] < 12).astype(int))
     (model_repo / "models" / "v4.pkl").write_bytes(pickle.dumps(model))
     frame.head(50).to_parquet(model_repo / "models" / "train-v4.parquet")
-    registry.register(Repo(model_repo), "churn", model_repo / "models" / "v4.pkl", signature_from=model_repo / "models" / "train-v4.parquet",
-                      actor="tests")
+    registry.register(
+        Repo(model_repo),
+        "churn",
+        model_repo / "models" / "v4.pkl",
+        signature_from=model_repo / "models" / "train-v4.parquet",
+        actor="tests",
+    )
     server = serve()
     from servekit import mlops
 
@@ -381,7 +473,11 @@ def test_a_canary_is_read_with_its_own_signature(serve, model_repo: Path) -> Non
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
     want = model.predict(pd.DataFrame([{"plan": "basic", "monthly_charges": 80.0, "tenure": 3.5}])).tolist()
     with server.client() as c:
-        r = c.post("/invocations", content="plan,monthly_charges,tenure\nbasic,80.0,3.5\n", headers={"Content-Type": "text/csv"})
+        r = c.post(
+            "/invocations",
+            content="plan,monthly_charges,tenure\nbasic,80.0,3.5\n",
+            headers={"Content-Type": "text/csv"},
+        )
         assert r.status_code == 200 and r.json() == {"predictions": want} and r.headers["x-variant"] == "canary", r.text
         r = c.post("/invocations", json={"dataframe_split": {"data": [["basic", 80.0, 3.5]]}})
         assert r.status_code == 200 and r.json() == {"predictions": want}, r.text
@@ -389,8 +485,10 @@ def test_a_canary_is_read_with_its_own_signature(serve, model_repo: Path) -> Non
         r = c.post("/v2/models/churn/versions/4/infer", json=matrix)
         assert r.status_code == 200 and r.json()["outputs"][0]["data"] == want, r.text
         # and production, reached by its version, still reads its own order
-        r = c.post("/v2/models/churn/versions/1/infer", json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "BYTES",
-                                                                            "data": [3, "basic", 80.0]}]})
+        r = c.post(
+            "/v2/models/churn/versions/1/infer",
+            json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "BYTES", "data": [3, "basic", 80.0]}]},
+        )
         assert r.status_code == 200 and r.headers["x-variant"] == "production", r.text
 
 

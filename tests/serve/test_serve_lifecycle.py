@@ -16,12 +16,17 @@ from pathlib import Path
 import httpx
 from servekit import ROW, mlops, register, slow, wait_for
 
+from mlops.repo.repo import Repo
+from mlops.serve.requestlog import log_files
+
 STATS = Path(".mlops") / "serve" / "churn" / "stats"
 
 
 def in_flight(url: str) -> float:
     text = httpx.get(url + "/metrics", timeout=30).text
-    return float([l for l in text.splitlines() if l.startswith("mlops_requests_in_flight{")][0].rsplit(" ", 1)[1])
+    return float(
+        [line for line in text.splitlines() if line.startswith("mlops_requests_in_flight{")][0].rsplit(" ", 1)[1]
+    )
 
 
 def snapshots(root: Path) -> list[dict]:
@@ -39,8 +44,6 @@ def snapshots(root: Path) -> list[dict]:
         out.append(data)
     return out
 
-from mlops.repo.repo import Repo
-from mlops.serve.requestlog import log_files
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -50,16 +53,31 @@ def test_bearer_token_on_everything_but_health_checks(serve, model_repo: Path) -
     good = {"Authorization": f"Bearer {TOKEN}"}
     bad = {"Authorization": "Bearer wrong"}
     with server.client() as c:
-        for path in ("/ping", "/health", "/v2/health/live", "/v2/health/ready", "/v2/models/churn/ready", "/v2/models/churn/versions/1/ready"):
+        for path in (
+            "/ping",
+            "/health",
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/v2/models/churn/ready",
+            "/v2/models/churn/versions/1/ready",
+        ):
             assert c.get(path).status_code == 200, path  # health checks and readiness probes need no token
         assert c.get("/v2/models/other/ready").status_code == 404
         public = c.get("/health").json()
         assert "pid" not in public and "controller" not in public and public["problems"] == []
         assert c.get("/health", headers=good).json()["pid"] > 0
-        for method, path, body in (("POST", "/predict", {"records": [ROW]}), ("POST", "/invocations", {"dataframe_records": [ROW]}),
-                                   ("POST", "/v2/models/churn/infer", {"inputs": []}), ("GET", "/metadata", None),
-                                   ("GET", "/metrics", None), ("GET", "/version", None), ("GET", "/v2/models/churn", None),
-                                   ("GET", "/v2", None), ("POST", "/admin/reload", None), ("POST", "/admin/rollback", None)):
+        for method, path, body in (
+            ("POST", "/predict", {"records": [ROW]}),
+            ("POST", "/invocations", {"dataframe_records": [ROW]}),
+            ("POST", "/v2/models/churn/infer", {"inputs": []}),
+            ("GET", "/metadata", None),
+            ("GET", "/metrics", None),
+            ("GET", "/version", None),
+            ("GET", "/v2/models/churn", None),
+            ("GET", "/v2", None),
+            ("POST", "/admin/reload", None),
+            ("POST", "/admin/rollback", None),
+        ):
             for headers in ({}, bad):
                 r = c.request(method, path, json=body, headers=headers)
                 assert r.status_code == 401, (path, headers, r.text)
@@ -74,7 +92,9 @@ def test_bearer_token_on_everything_but_health_checks(serve, model_repo: Path) -
     assert TOKEN not in server.stderr()
 
 
-def test_without_a_token_admin_works_on_loopback_and_a_missing_token_variable_is_refused(serve, model_repo: Path) -> None:
+def test_without_a_token_admin_works_on_loopback_and_a_missing_token_variable_is_refused(
+    serve, model_repo: Path
+) -> None:
     server = serve()
     with server.client() as c:
         assert c.post("/predict", json={"records": [ROW]}).status_code == 200
@@ -108,10 +128,32 @@ def test_sigterm_lets_requests_in_flight_finish_and_closes_the_request_log(serve
     table = pq.read_table(files[0])
     assert table.num_rows == 6
     # this model has no signature: its input columns are logged in name order (a signature's order otherwise)
-    assert table.schema.names == ["monthly_charges", "plan", "tenure", "prediction", "variant", "version", "latency_ms", "time"]
-    assert [str(t) for t in table.schema.types] == ["double", "string", "int64", "int64", "string", "int64", "double", "timestamp[us, tz=UTC]"]
+    assert table.schema.names == [
+        "monthly_charges",
+        "plan",
+        "tenure",
+        "prediction",
+        "variant",
+        "version",
+        "latency_ms",
+        "time",
+    ]
+    assert [str(t) for t in table.schema.types] == [
+        "double",
+        "string",
+        "int64",
+        "int64",
+        "string",
+        "int64",
+        "double",
+        "timestamp[us, tz=UTC]",
+    ]
     frame = table.to_pandas()
-    assert sorted(frame["tenure"]) == list(range(6)) and set(frame["version"]) == {4} and set(frame["variant"]) == {"production"}
+    assert (
+        sorted(frame["tenure"]) == list(range(6))
+        and set(frame["version"]) == {4}
+        and set(frame["variant"]) == {"production"}
+    )
     assert (frame["latency_ms"] >= 700).all()
     assert log_files(Repo(model_repo), "churn", since_seconds=60) == files
     hour_ago = time.time() - 3600
@@ -125,22 +167,39 @@ def test_several_workers_share_statistics_metrics_and_one_controller(serve, mode
     with server.client() as c:
         for _ in range(200):
             assert c.post("/predict", json={"records": [ROW]}).status_code == 200
-    from loadgen import build_request, run_load
     import asyncio
 
+    from loadgen import build_request, run_load
+
     body = json.dumps({"records": [ROW]}).encode()
-    result = asyncio.run(run_load("127.0.0.1", server.port, [build_request("127.0.0.1", server.port, "/predict", body)],
-                                  concurrency=8, count=400, seconds=60))
+    result = asyncio.run(
+        run_load(
+            "127.0.0.1",
+            server.port,
+            [build_request("127.0.0.1", server.port, "/predict", body)],
+            concurrency=8,
+            count=400,
+            seconds=60,
+        )
+    )
     assert result["ok"] == 400
 
     def total() -> int:
         text = httpx.get(server.url + "/metrics").text
-        return int([l for l in text.splitlines() if l.startswith("mlops_requests_total{")][0].rsplit(" ", 1)[1])
+        return int(
+            [line for line in text.splitlines() if line.startswith("mlops_requests_total{")][0].rsplit(" ", 1)[1]
+        )
 
     wait_for(lambda: total() == 600, what="metrics over both workers to reach 600")
     # each worker writes its snapshot once a second from its start: wait for both, do not race them
-    stats = wait_for(lambda: (found := list((model_repo / ".mlops" / "serve" / "churn" / "stats").glob("*.json")))
-                     and len(found) == 2 and found, what="both workers' statistics files")
+    stats = wait_for(
+        lambda: (
+            (found := list((model_repo / ".mlops" / "serve" / "churn" / "stats").glob("*.json")))
+            and len(found) == 2
+            and found
+        ),
+        what="both workers' statistics files",
+    )
     pids = {json.loads(p.read_text())["pid"] for p in stats}
     assert len(pids) == 2
     assert server.stop() == 0
@@ -173,8 +232,11 @@ def test_without_a_deployment_file_the_server_follows_its_reference(serve, model
         mlops(model_repo, "deploy", "churn", "--canary", "3", "--weight", "0")  # promote 3 through the gates by hand
         mlops(model_repo, "canary", "promote", "churn")
         (model_repo / ".mlops" / "deployments" / "churn.yaml").unlink()  # back to following the reference alone
-        wait_for(lambda: c.post("/predict", json={"records": [ROW]}).json()["version"] == 3, timeout=60,
-                 what="the server to follow churn@production to v3")
+        wait_for(
+            lambda: c.post("/predict", json={"records": [ROW]}).json()["version"] == 3,
+            timeout=60,
+            what="the server to follow churn@production to v3",
+        )
         assert c.get("/health").json()["problems"] == []
 
 
@@ -202,8 +264,11 @@ def test_sigterm_with_several_workers_lets_every_request_finish(serve, model_rep
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(send, i) for i in range(6)]
-        wait_for(lambda: sum(s.get("gauges", {}).get("requests_in_flight", 0) for s in snapshots(model_repo)) == 6,
-                 timeout=30, what="six requests in flight over the workers")
+        wait_for(
+            lambda: sum(s.get("gauges", {}).get("requests_in_flight", 0) for s in snapshots(model_repo)) == 6,
+            timeout=30,
+            what="six requests in flight over the workers",
+        )
         server.proc.send_signal(signal.SIGTERM)
         codes = [f.result(timeout=60) for f in futures]
     assert codes == [200] * 6
@@ -212,7 +277,9 @@ def test_sigterm_with_several_workers_lets_every_request_finish(serve, model_rep
 
     files = log_files(Repo(model_repo), "churn")
     assert sum(pq.read_metadata(f).num_rows for f in files) == 6
-    assert not [p for p in (model_repo / ".mlops" / "serve" / "churn" / "requests").iterdir() if p.name.startswith(".open-")]
+    assert not [
+        p for p in (model_repo / ".mlops" / "serve" / "churn" / "requests").iterdir() if p.name.startswith(".open-")
+    ]
 
 
 def test_every_worker_follows_a_hand_edit_that_keeps_the_revision(serve, model_repo: Path) -> None:

@@ -17,14 +17,26 @@ from mlops.serve.requestlog import LogSettings, RequestLog, _finished
 from mlops.serve.router import Route, slot
 from mlops.serve.signature import Signature
 
-SIG = Signature.from_dict({"inputs": [{"name": "tenure", "dtype": "int64"}, {"name": "plan", "dtype": "str"},
-                                      {"name": "monthly_charges", "dtype": "float64"}, {"name": "vip", "dtype": "bool"}]})
+SIG = Signature.from_dict(
+    {
+        "inputs": [
+            {"name": "tenure", "dtype": "int64"},
+            {"name": "plan", "dtype": "str"},
+            {"name": "monthly_charges", "dtype": "float64"},
+            {"name": "vip", "dtype": "bool"},
+        ]
+    }
+)
 
 
 def test_signature_lists_every_problem_once_per_column() -> None:
     assert SIG is not None
-    columns = {"tenure": [1, 2.0, "x", True, None], "plan": ["a", "b", 3, "c", "d"], "monthly_charges": [1, 2.5, None, 3, 4],
-               "extra": [1] * 5}
+    columns = {
+        "tenure": [1, 2.0, "x", True, None],
+        "plan": ["a", "b", 3, "c", "d"],
+        "monthly_charges": [1, 2.5, None, 3, 4],
+        "extra": [1] * 5,
+    }
     problems = SIG.check(columns, 5)
     assert problems == [
         "missing column 'vip' (bool)",
@@ -41,11 +53,18 @@ def test_signature_lists_every_problem_once_per_column() -> None:
 def test_mlflow_payloads_as_documented() -> None:
     want = {"tenure": [1, 2], "plan": ["a", "b"], "monthly_charges": [1.0, 2.0], "vip": [True, False]}
     rows = [[1, "a", 1.0, True], [2, "b", 2.0, False]]
-    records = [dict(zip(want, r)) for r in rows]
+    records = [dict(zip(want, r, strict=True)) for r in rows]
     import json
 
-    for doc in ({"dataframe_split": {"columns": list(want), "data": rows}}, {"dataframe_split": {"data": rows}},
-                {"dataframe_records": records}, {"instances": records}, {"inputs": want}, {"inputs": rows}, {"instances": rows}):
+    for doc in (
+        {"dataframe_split": {"columns": list(want), "data": rows}},
+        {"dataframe_split": {"data": rows}},
+        {"dataframe_records": records},
+        {"instances": records},
+        {"inputs": want},
+        {"inputs": rows},
+        {"instances": rows},
+    ):
         parsed = mlflow_inputs(json.dumps(doc).encode(), "application/json; charset=utf-8", SIG)
         assert parsed.columns == want and parsed.rows == 2, doc
     with pytest.raises(BadRequest) as info:
@@ -56,16 +75,24 @@ def test_mlflow_payloads_as_documented() -> None:
 
 
 def test_v2_tensors_one_per_column_or_one_matrix() -> None:
-    doc = {"inputs": [{"name": "tenure", "shape": [2, 1], "datatype": "INT32", "data": [[1], [2]]},
-                      {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
-                      {"name": "monthly_charges", "shape": [2], "datatype": "FP32", "data": [1.5, 2]},
-                      {"name": "vip", "shape": [2], "datatype": "BOOL", "data": [True, False]}]}
+    doc = {
+        "inputs": [
+            {"name": "tenure", "shape": [2, 1], "datatype": "INT32", "data": [[1], [2]]},
+            {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+            {"name": "monthly_charges", "shape": [2], "datatype": "FP32", "data": [1.5, 2]},
+            {"name": "vip", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+        ]
+    }
     parsed = v2_inputs(doc, SIG)
     assert parsed.columns["tenure"] == [1, 2] and parsed.rows == 2
-    matrix = v2_inputs({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", "data": [[3, "a", 1.0, True]]}]}, SIG)
+    matrix = v2_inputs(
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", "data": [[3, "a", 1.0, True]]}]}, SIG
+    )
     assert matrix.columns == {"tenure": [3], "plan": ["a"], "monthly_charges": [1.0], "vip": [True]}
     with pytest.raises(BadRequest) as info:
-        v2_inputs({"inputs": [{"name": "tenure", "shape": [1], "datatype": "FLOAT", "data": [1]}, {"name": "plan"}]}, SIG)
+        v2_inputs(
+            {"inputs": [{"name": "tenure", "shape": [1], "datatype": "FLOAT", "data": [1]}, {"name": "plan"}]}, SIG
+        )
     assert len(info.value.problems) == 4  # unknown datatype; plan: shape, datatype, data
 
 
@@ -99,15 +126,31 @@ def test_window_statistics_percentiles_and_verdicts() -> None:
 
 
 def test_request_log_rotates_by_size_and_keeps_within_its_bound(tmp_path: Path) -> None:
-    settings = LogSettings(max_file_bytes=20_000, rotate_seconds=3600, max_total_bytes=60_000, flush_seconds=0.05, flush_rows=100)
+    settings = LogSettings(
+        max_file_bytes=20_000, rotate_seconds=3600, max_total_bytes=60_000, flush_seconds=0.05, flush_rows=100
+    )
     log = RequestLog(tmp_path / "requests", settings=settings)
     log.start()
     rng = range(400)
     for batch in range(30):
-        columns = {"tenure": [batch * 1000 + i for i in rng], "plan": [f"plan-{batch}-{i}" for i in rng],
-                   "monthly_charges": [i / 7 for i in rng], "vip": [i % 3 == 0 for i in rng]}
-        log.append(SIG, columns, 400, {"prediction": [i % 2 for i in rng], "variant": "production", "version": 1,
-                                       "latency_ms": 1.5, "time": time.time()})
+        columns = {
+            "tenure": [batch * 1000 + i for i in rng],
+            "plan": [f"plan-{batch}-{i}" for i in rng],
+            "monthly_charges": [i / 7 for i in rng],
+            "vip": [i % 3 == 0 for i in rng],
+        }
+        log.append(
+            SIG,
+            columns,
+            400,
+            {
+                "prediction": [i % 2 for i in rng],
+                "variant": "production",
+                "version": 1,
+                "latency_ms": 1.5,
+                "time": time.time(),
+            },
+        )
         time.sleep(0.06)
     log.close()
     files = _finished(tmp_path / "requests", None)
@@ -188,17 +231,37 @@ def test_no_payload_shape_raises_anything_but_bad_request() -> None:
     from mlops.serve.protocols import predict_inputs
 
     values = [None, True, 0, -1, 1.5, 1e308, 10**30, "", "x", [], [1], [[1]], {}, {"a": 1}, [{"tenure": 1}], [None]]
-    keys = ["records", "columns", "dataframe_split", "dataframe_records", "instances", "inputs", "params", "parameters", "id",
-            "name", "shape", "datatype", "data", "tenure"]
+    keys = [
+        "records",
+        "columns",
+        "dataframe_split",
+        "dataframe_records",
+        "instances",
+        "inputs",
+        "params",
+        "parameters",
+        "id",
+        "name",
+        "shape",
+        "datatype",
+        "data",
+        "tenure",
+    ]
     docs: list = [*values]
     for key, value in itertools.product(keys, values):
         docs.append({key: value})
         docs.append({"inputs": [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [1], key: value}]})
         docs.append({"dataframe_split": {"columns": ["tenure", "plan", "monthly_charges", "vip"], key: value}})
-        docs.append({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", key: value, "data": [1, "a", 2.0, True]}]})
+        docs.append(
+            {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", key: value, "data": [1, "a", 2.0, True]}]}
+        )
     for doc in docs:
-        for parse in (predict_inputs, lambda d: v2_inputs(d, SIG), lambda d: v2_inputs(d, None),
-                      lambda d: mlflow_inputs(json.dumps(d).encode(), "application/json", SIG)):
+        for parse in (
+            predict_inputs,
+            lambda d: v2_inputs(d, SIG),
+            lambda d: v2_inputs(d, None),
+            lambda d: mlflow_inputs(json.dumps(d).encode(), "application/json", SIG),
+        ):
             try:
                 inputs = parse(doc)
             except BadRequest:

@@ -122,7 +122,11 @@ def test_tree_changes_only_the_manifests_on_the_changed_path() -> None:
 
 def test_tree_round_trips_through_the_store(tmp_path: Path) -> None:
     store = ObjectStore(tmp_path / "cache")
-    files = {"a/b/c.txt": FileRecord(hash_bytes(b"c"), 1), "a/d.txt": FileRecord(hash_bytes(b"d"), 1, True), "e": FileRecord(hash_bytes(b"e"), 1)}
+    files = {
+        "a/b/c.txt": FileRecord(hash_bytes(b"c"), 1),
+        "a/d.txt": FileRecord(hash_bytes(b"d"), 1, True),
+        "e": FileRecord(hash_bytes(b"e"), 1),
+    }
     tree = build_tree(files)
     with store.batch() as batch:
         for data in tree.manifests.values():

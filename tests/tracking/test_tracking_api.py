@@ -8,13 +8,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from trackkit import git, run_script
 
 import mlops
 from mlops.errors import UsageError
 from mlops.tracking import api, store
 from mlops.tracking.store import list_summaries, load_run
-
-from trackkit import git, run_script
 
 
 def _only_run(repo) -> str:
@@ -45,7 +44,7 @@ def test_start_run_logs_everything_to_disk(repo, tree):
     assert info["pid"] == os.getpid() and info["host"] and info["user"] is not None
     assert info["start_time"] <= info["end_time"]
     assert "git_commit" in info and "git_dirty" in info
-    lines = [json.loads(l) for l in (folder / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 13 and set(lines[0]) >= {"key", "value", "step", "timestamp"}
 
     data = load_run(repo, run_id)
@@ -136,9 +135,15 @@ def test_joined_run_is_not_finished_by_the_script(repo, monkeypatch):
 def test_auto_started_run_ends_when_the_script_exits(repo):
     run_script("import mlops\nmlops.log_metric('a', 1)\nmlops.log_param('p', 'x')\n", cwd=repo.root)
     # sys.exit inside `with start_run()`: a non-zero code is a failure, zero is not
-    proc = run_script("import mlops, sys\nwith mlops.start_run():\n    mlops.log_metric('a', 2)\n    sys.exit(4)\n", cwd=repo.root, check=False)
+    proc = run_script(
+        "import mlops, sys\nwith mlops.start_run():\n    mlops.log_metric('a', 2)\n    sys.exit(4)\n",
+        cwd=repo.root,
+        check=False,
+    )
     assert proc.returncode == 4
-    run_script("import mlops, sys\nwith mlops.start_run():\n    mlops.log_metric('a', 4)\n    sys.exit(0)\n", cwd=repo.root)
+    run_script(
+        "import mlops, sys\nwith mlops.start_run():\n    mlops.log_metric('a', 4)\n    sys.exit(0)\n", cwd=repo.root
+    )
     proc = run_script("import mlops\nmlops.log_metric('a', 3)\nraise ValueError('x')\n", cwd=repo.root, check=False)
     assert proc.returncode == 1 and "ValueError" in proc.stderr
     statuses = sorted((s["metrics"]["a"], s["status"]) for s in list_summaries(repo))
@@ -220,11 +225,15 @@ def test_import_mlops_is_light():
         "assert 'mlops.tracking.api' not in sys.modules\n"
         "f = mlops.start_run\n"
         "assert 'mlops.tracking.api' in sys.modules and f is mlops.start_run\n"
-        "assert set(['start_run','log_param','log_params','log_metric','log_metrics','log_artifact','active_run','end_run']) <= set(mlops.__all__)\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pandas','sklearn','typer','rich','scipy','pyarrow','git'))\n"
+        "assert set(['start_run','log_param','log_params','log_metric','log_metrics',"
+        "'log_artifact','active_run','end_run']) <= set(mlops.__all__)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pandas','sklearn','typer','rich','scipy','pyarrow','git'))\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent
+    )
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY=\n" in proc.stdout, proc.stdout
 

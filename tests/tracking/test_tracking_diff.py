@@ -79,12 +79,26 @@ def test_metrics_diff_default_is_head_against_the_workspace(history, cli, tree):
 
 def test_fail_if_names_each_regression(history, cli, tree):
     _metrics(tree, 0.85, 120, 0.81)  # accuracy -0.07, latency +15.4 %
-    result = cli("metrics", "diff", "--fail-if", "test_accuracy < -0.01", "--fail-if", "latency_ms > 5%", "--fail-if", "nested.f1 < -0.05", code=1)
+    result = cli(
+        "metrics",
+        "diff",
+        "--fail-if",
+        "test_accuracy < -0.01",
+        "--fail-if",
+        "latency_ms > 5%",
+        "--fail-if",
+        "nested.f1 < -0.05",
+        code=1,
+    )
     assert "2 metric regression(s)" in result.stderr
     assert "test_accuracy: 0.92 -> 0.85 (delta -0.07" in result.stderr
     assert "latency_ms: 104 -> 120 (+15.38%, rule latency_ms > 5%)" in result.stderr
     assert "nested.f1" not in result.stderr.split("error:")[1]
-    doc = json.loads(cli("metrics", "diff", "--json", "--fail-if", "test_accuracy < -0.01", "--fail-if", "latency_ms > 5%", code=1).stdout)
+    doc = json.loads(
+        cli(
+            "metrics", "diff", "--json", "--fail-if", "test_accuracy < -0.01", "--fail-if", "latency_ms > 5%", code=1
+        ).stdout
+    )
     assert doc["ok"] is False and [r["key"] for r in doc["regressions"]] == ["test_accuracy", "latency_ms"]
     # tolerances that the change stays within pass
     result = cli("metrics", "diff", "--fail-if", "test_accuracy < -0.1", "--fail-if", "latency_ms > 20%")
@@ -119,7 +133,9 @@ def test_params_diff(history, cli, tree):
     _, first, second = history
     doc = json.loads(cli("params", "diff", first, second, "--json").stdout)
     assert doc["files"] == ["params.yaml", "eval.yaml"]
-    assert [(c["file"], c["key"], c["old"], c["new"]) for c in doc["changes"]] == [("params.yaml", "train.lr", 0.1, 0.05)]
+    assert [(c["file"], c["key"], c["old"], c["new"]) for c in doc["changes"]] == [
+        ("params.yaml", "train.lr", 0.1, 0.05)
+    ]
     tree({"eval.yaml": "threshold: 0.7\n"})
     doc = json.loads(cli("params", "diff", "--json").stdout)
     assert [(c["key"], c["old"], c["new"]) for c in doc["changes"]] == [("threshold", 0.5, 0.7)]

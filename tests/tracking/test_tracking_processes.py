@@ -16,20 +16,22 @@ from mlops.tracking.store import list_summaries, load_run
 WORKERS = 6
 VALUES = 150
 
-WORKER = """
+WORKER = f"""
 import mlops, os
 stage = os.environ['MLOPS_STAGE']
 with mlops.start_run():
-    mlops.log_params({stage + '.lr': 0.1, 'shared': 1})
-    for i in range(%d):
+    mlops.log_params({{stage + '.lr': 0.1, 'shared': 1}})
+    for i in range({VALUES}):
         mlops.log_metric(stage + '.loss', i / 1000, step=i)
         mlops.log_metric('all', i, step=i)
-""" % VALUES
+"""
 
 
 def _spawn(repo, run_id: str, stage: str) -> subprocess.Popen[str]:
     env = {**os.environ, "MLOPS_RUN_ID": run_id, "MLOPS_STAGE": stage}
-    return subprocess.Popen([PYTHON, "-c", WORKER], cwd=repo.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [PYTHON, "-c", WORKER], cwd=repo.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_all(procs) -> None:
@@ -40,7 +42,9 @@ def _wait_all(procs) -> None:
 
 def test_parallel_processes_logging_into_one_run_lose_no_value(repo):
     run_id = store.new_run_id()
-    store.create_run(repo, run_id, "pipeline", stages=[f"s{i}" for i in range(WORKERS)])  # this process plays the pipeline
+    store.create_run(
+        repo, run_id, "pipeline", stages=[f"s{i}" for i in range(WORKERS)]
+    )  # this process plays the pipeline
     _wait_all([_spawn(repo, run_id, f"s{i}") for i in range(WORKERS)])
     # every line is whole JSON: no interleaved writes
     lines = (repo.dot / "runs" / run_id / "metrics.jsonl").read_text().splitlines()
@@ -69,7 +73,9 @@ def test_run_joined_before_anyone_created_it(repo):
     # one of its processes fails: the run failed
     proc = run_script(
         "import mlops\nwith mlops.start_run():\n    mlops.log_metric('x', 1)\n    raise RuntimeError('stage broke')\n",
-        cwd=repo.root, env={"MLOPS_RUN_ID": run_id, "MLOPS_STAGE": "bad"}, check=False,
+        cwd=repo.root,
+        env={"MLOPS_RUN_ID": run_id, "MLOPS_STAGE": "bad"},
+        check=False,
     )
     assert proc.returncode == 1
     assert load_run(repo, run_id).status == "failed"
@@ -82,7 +88,8 @@ def test_process_that_exits_hard_mid_run_is_reported_failed_with_values_kept(rep
         "mlops.log_params({'depth': 4})\n"
         "for i in range(5):\n    mlops.log_metric('loss', 1 - i / 10, step=i)\n"
         "os._exit(9)\n",
-        cwd=repo.root, check=False,
+        cwd=repo.root,
+        check=False,
     )
     assert proc.returncode == 9
     (run_id,) = store.run_ids(repo)
@@ -98,13 +105,18 @@ def test_process_that_exits_hard_mid_run_is_reported_failed_with_values_kept(rep
 
 def test_sigkill_mid_run(repo):
     proc = subprocess.Popen(
-        [PYTHON, "-c",
-         "import mlops, sys, time\n"
-         "mlops.start_run(name='killed')\n"
-         "for i in range(3):\n    mlops.log_metric('acc', i / 10, step=i)\n"
-         "print('ready', flush=True)\n"
-         "time.sleep(60)\n"],
-        cwd=repo.root, stdout=subprocess.PIPE, text=True,
+        [
+            PYTHON,
+            "-c",
+            "import mlops, sys, time\n"
+            "mlops.start_run(name='killed')\n"
+            "for i in range(3):\n    mlops.log_metric('acc', i / 10, step=i)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        cwd=repo.root,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout.readline().strip() == "ready"

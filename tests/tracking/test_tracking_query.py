@@ -11,9 +11,33 @@ from mlops.errors import UsageError
 from mlops.tracking.query import parse_filter, parse_sort, select
 
 RUNS = [
-    {"id": "r1", "name": "a", "status": "finished", "start_time": 1.0, "end_time": 5.0, "params": {"max_depth": 10, "model": "rf"}, "metrics": {"test_accuracy": 0.91, "loss": 0.3}},
-    {"id": "r2", "name": "b", "status": "failed", "start_time": 2.0, "end_time": 3.0, "params": {"max_depth": 4, "model": "lr"}, "metrics": {"test_accuracy": 0.95}},
-    {"id": "r3", "name": "c", "status": "finished", "start_time": 3.0, "end_time": None, "params": {"max_depth": "8", "model": "rf"}, "metrics": {"test_accuracy": 0.85, "loss": 0.1}},
+    {
+        "id": "r1",
+        "name": "a",
+        "status": "finished",
+        "start_time": 1.0,
+        "end_time": 5.0,
+        "params": {"max_depth": 10, "model": "rf"},
+        "metrics": {"test_accuracy": 0.91, "loss": 0.3},
+    },
+    {
+        "id": "r2",
+        "name": "b",
+        "status": "failed",
+        "start_time": 2.0,
+        "end_time": 3.0,
+        "params": {"max_depth": 4, "model": "lr"},
+        "metrics": {"test_accuracy": 0.95},
+    },
+    {
+        "id": "r3",
+        "name": "c",
+        "status": "finished",
+        "start_time": 3.0,
+        "end_time": None,
+        "params": {"max_depth": "8", "model": "rf"},
+        "metrics": {"test_accuracy": 0.85, "loss": 0.1},
+    },
     {"id": "r4", "name": "d's", "status": "running", "start_time": 4.0, "params": {}, "metrics": {}},
 ]
 
@@ -30,7 +54,7 @@ def ids(runs):
         ("metrics.test_accuracy > 0.9 or attributes.status = 'running'", ["r4", "r2", "r1"]),
         ("not (attributes.status == 'finished')", ["r4", "r2"]),
         ("status != 'finished'", ["r4", "r2"]),
-        ("params.model == \"rf\" and (metrics.loss < 0.2 or metrics.test_accuracy >= 0.91)", ["r3", "r1"]),
+        ('params.model == "rf" and (metrics.loss < 0.2 or metrics.test_accuracy >= 0.91)', ["r3", "r1"]),
         ("metrics.loss != 0.3", ["r3"]),  # a run without the key never matches, not even !=
         ("0.9 < metrics.test_accuracy", ["r2", "r1"]),
         ("name = 'd\\'s'", ["r4"]),
@@ -91,7 +115,17 @@ def logged_runs(repo):
 
 
 def test_runs_list_cli(logged_runs, cli):
-    doc = json.loads(cli("runs", "list", "--filter", "params.max_depth>=8 and metrics.test_accuracy>0.9", "--sort", "-metrics.test_accuracy", "--json").stdout)
+    doc = json.loads(
+        cli(
+            "runs",
+            "list",
+            "--filter",
+            "params.max_depth>=8 and metrics.test_accuracy>0.9",
+            "--sort",
+            "-metrics.test_accuracy",
+            "--json",
+        ).stdout
+    )
     assert [r["name"] for r in doc["runs"]] == ["big", "mid"] and doc["total"] == 4
     assert doc["runs"][0]["params"] == {"max_depth": 12} and doc["runs"][0]["status"] == "finished"
     plain = cli("runs", "list", "--sort=metrics.test_accuracy", "--limit", "2").stdout.splitlines()

@@ -20,7 +20,9 @@ def commit_all(cwd: Path, message: str) -> str:
     return git(cwd, "rev-parse", "HEAD").strip()
 
 
-def run_script(code: str, cwd: Path, env: dict[str, str | None] | None = None, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_script(
+    code: str, cwd: Path, env: dict[str, str | None] | None = None, timeout: float = 60, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ)
     for key, value in (env or {}).items():
         if value is None:

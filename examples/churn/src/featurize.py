@@ -17,11 +17,15 @@ test = pd.read_csv("data/prepared/test.csv")
 median_tenure = int(train["tenure"].median())
 os.makedirs("data/features", exist_ok=True)
 for name, table in (("train", train), ("test", test)):
-    out = pd.DataFrame({
-        "tenure": table["tenure"].fillna(median_tenure).astype("int64"),
-        "plan": table["plan"].astype(str),
-        "monthly_charges": table["monthly_charges"].clip(params["min_charges"], params["max_charges"]).astype("float64"),
-        "churned": table["churned"].astype("int64"),
-    })
+    out = pd.DataFrame(
+        {
+            "tenure": table["tenure"].fillna(median_tenure).astype("int64"),
+            "plan": table["plan"].astype(str),
+            "monthly_charges": table["monthly_charges"]
+            .clip(params["min_charges"], params["max_charges"])
+            .astype("float64"),
+            "churned": table["churned"].astype("int64"),
+        }
+    )
     out.to_parquet(f"data/features/{name}.parquet", index=False)
     print(f"{name}: {len(out)} rows, features {', '.join(FEATURES)}")

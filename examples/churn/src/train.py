@@ -4,7 +4,6 @@ import json
 import os
 import pickle
 
-import mlops
 import pandas as pd
 import yaml
 from sklearn.compose import ColumnTransformer
@@ -13,15 +12,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+import mlops
+
 params = yaml.safe_load(open("params.yaml"))["train"]
 train = pd.read_parquet("data/features/train.parquet")
 features, target = train.drop(columns=["churned"]), train["churned"]
-columns = ColumnTransformer([
-    ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
-    ("numbers", StandardScaler(), ["tenure", "monthly_charges"]),
-])
+columns = ColumnTransformer(
+    [
+        ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+        ("numbers", StandardScaler(), ["tenure", "monthly_charges"]),
+    ]
+)
 if params["model"] == "forest":
-    estimator = RandomForestClassifier(n_estimators=params["n_estimators"], max_depth=params["max_depth"], random_state=params["seed"])
+    estimator = RandomForestClassifier(
+        n_estimators=params["n_estimators"], max_depth=params["max_depth"], random_state=params["seed"]
+    )
 else:
     estimator = LogisticRegression(max_iter=500)
 with mlops.start_run(name=f"churn-{params['model']}"):  # inside `mlops run`: joins the run of this run
