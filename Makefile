@@ -19,6 +19,8 @@ demo: install
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
 
 bench: install

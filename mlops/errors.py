@@ -181,6 +181,13 @@ class RegistryTampered(CouldNotComplete):
     kind = "registry_tampered"
 
 
+class UnsafeNameError(CouldNotComplete):
+    """Received content (a manifest, pointer, lock file, run bundle, request) names a path that
+    would leave the repository, land in .git/ or .mlops/, or go through a symlink: refused whole."""
+
+    kind = "unsafe_name"
+
+
 class GitError(CouldNotComplete):
     """git failed underneath."""
 
@@ -216,6 +223,7 @@ ALL_ERRORS: tuple[type[MlopsError], ...] = (
     MissingObjectError,
     StorageError,
     RegistryTampered,
+    UnsafeNameError,
     GitError,
     Interrupted,
 )

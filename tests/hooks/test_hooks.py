@@ -188,7 +188,8 @@ def test_pre_push_sends_what_the_pushed_commits_reference(repo: Repo, tmp_path: 
 
     # a teammate's `git clone && mlops pull` finds every committed object (both commits)
     clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    # the branch is named: a bare repository's HEAD follows git's init.defaultBranch, whatever it is here
+    git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(clone))
     run_mlops("pull", cwd=clone)  # the remote's settings came with the clone (.mlops/config.yaml)
     assert (clone / "data" / "b.txt").read_text() == "second\n"
     assert not (clone / "data" / "c.txt").exists()

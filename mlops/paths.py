@@ -1,0 +1,173 @@
+"""The one place that decides whether a received name may become a path.
+
+Names arrive from places mlops does not control: tree manifests and run bundles on a shared
+remote, pointer files, pipeline.lock and registry files that came through git, requests to
+the server. Every such name is checked here before it touches the filesystem
+(docs/security.md):
+
+- each component is a plain name: not empty, not ``.`` or ``..``, no ``/``, no NUL, no
+  newline or carriage return, at most 255 bytes in UTF-8;
+- no component is ``.git`` or ``.mlops`` (in any letter case: git refuses the same on
+  case-insensitive disks), so nothing lands in or replaces what git and mlops manage;
+- a whole relative path is not absolute and is made of such components;
+- at write time, every folder on the way from the repository root to the destination that
+  already exists is a real folder, not a symlink (committed or planted) and not a file: a
+  write never goes through a link to somewhere else.
+
+A refusal is ``UnsafeNameError`` (exit 3): the content could not be used, whatever the user
+typed. The message names the entry and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import UnsafeNameError
+
+NAME_MAX = 255  # bytes: the limit of every common Linux and macOS filesystem
+RESERVED = frozenset({".git", ".mlops"})
+_FORBIDDEN_CHARS = ("/", "\x00", "\n", "\r")
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` may not be one path component, or None when it may."""
+    if not isinstance(name, str):
+        return f"a name must be text, found {type(name).__name__}"
+    if not name:
+        return "a name may not be empty"
+    if name in (".", ".."):
+        return f"a name may not be {name!r}"
+    for char in _FORBIDDEN_CHARS:
+        if char in name:
+            return f"a name may not contain {char!r}"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a name must be valid UTF-8 text"
+    if len(encoded) > NAME_MAX:
+        return f"a name may not be longer than {NAME_MAX} bytes"
+    if name.lower() in RESERVED:
+        return f"{name} is managed by git or mlops and is never written from received content"
+    return None
+
+
+def check_name(name: object, *, where: str) -> str:
+    """``name`` as one safe path component, or UnsafeNameError naming it and ``where`` it came from."""
+    problem = name_problem(name)
+    if problem:
+        raise UnsafeNameError(
+            f"refused {_shown(name)} in {where}: {problem}", hint=_HINT, entry=_shown(name), source=where
+        )
+    return name  # type: ignore[return-value]
+
+
+def relpath_problem(rel: object) -> str | None:
+    """Why ``rel`` may not be a relative posix path inside the repository, or None."""
+    if not isinstance(rel, str):
+        return f"a path must be text, found {type(rel).__name__}"
+    if not rel:
+        return "a path may not be empty"
+    if rel.startswith("/"):
+        return "a path may not be absolute"
+    if "\\" in rel and os.sep == "\\":  # pragma: no cover - a separator only on Windows
+        return "a path may not contain a backslash"
+    for part in rel.split("/"):
+        problem = name_problem(part)
+        if problem:
+            return f"component {_shown(part)}: {problem}"
+    return None
+
+
+def check_relpath(rel: object, *, where: str) -> str:
+    """``rel`` as a safe relative posix path, or UnsafeNameError naming it and ``where`` it came from."""
+    problem = relpath_problem(rel)
+    if problem:
+        raise UnsafeNameError(
+            f"refused path {_shown(rel)} in {where}: {problem}", hint=_HINT, entry=_shown(rel), source=where
+        )
+    return rel  # type: ignore[return-value]
+
+
+def check_unique(names: Iterable[str], *, where: str) -> None:
+    """Refuse a listing that names one entry twice (one of them would silently win)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise UnsafeNameError(
+                f"refused {_shown(name)} in {where}: the name appears twice", hint=_HINT, entry=name, source=where
+            )
+        seen.add(name)
+
+
+class Destinations:
+    """Where received content may be written under one root, checked on the real filesystem.
+
+    ``check(rel)`` returns the absolute destination after the lexical check and a walk of the
+    folders on its way: each one that exists must be a real folder (``lstat``, not following
+    links). Folders already walked are remembered, so placing 20,000 files in 100 folders
+    costs 100 walks, not 20,000. Folders this object is told it created are trusted too.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._safe: set[str] = {""}
+
+    def check(self, rel: str, *, where: str) -> Path:
+        check_relpath(rel, where=where)
+        parent = rel.rpartition("/")[0]
+        if parent not in self._safe:
+            self._walk(parent, where)
+        return self.root / rel
+
+    def check_folder(self, rel: str, *, where: str) -> Path:
+        """Like ``check`` for a folder that will be written into: the folder itself must not be a link."""
+        check_relpath(rel, where=where)
+        if rel not in self._safe:
+            self._walk(rel, where)
+        return self.root / rel
+
+    def _walk(self, folder: str, where: str) -> None:
+        done = ""
+        for part in folder.split("/"):
+            done = f"{done}/{part}" if done else part
+            if done in self._safe:
+                continue
+            try:
+                mode = os.lstat(self.root / done).st_mode
+            except FileNotFoundError:
+                return  # nothing below a missing folder exists yet: it will be created as a real folder
+            except NotADirectoryError:
+                mode = 0
+            if stat.S_ISLNK(mode):
+                raise UnsafeNameError(
+                    f"refused {_shown(folder)} in {where}: {done} is a symlink, and received content is never "
+                    "written through one",
+                    hint=f"remove or rename the symlink {done} if it is not meant to be there, then try again",
+                    entry=folder,
+                    source=where,
+                )
+            if not stat.S_ISDIR(mode):
+                # a file where a folder is needed: the caller's own rules decide whether it may go
+                return
+            self._safe.add(done)
+
+
+def inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """Whether ``path``'s real location (symlinks resolved) is ``root``'s real location or below it."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+_HINT = "the content came from a remote, a commit or a file mlops did not write; check where it came from"
+
+
+def _shown(value: object) -> str:
+    """A name for a one-line message: control characters escaped, length bounded."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > 120:
+        text = text[:120] + "..."
+    return "'" + "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text) + "'"
