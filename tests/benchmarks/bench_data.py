@@ -397,6 +397,7 @@ class Tool:
 
 class Mlops(Tool):
     name = "mlops"
+    hook_install = ["hooks", "install", "--pre-commit"]
 
     def init(self, repo: Path) -> None:
         self.t(["init"], repo, timed=False)
@@ -431,6 +432,7 @@ class Dvc(Tool):
     with --to-remote, dvc status only with -c, dvc checkout not at all)."""
 
     name = "dvc"
+    hook_install = ["install"]
 
     def __init__(self, exe: Path, jobs: int, timeout: float) -> None:
         super().__init__(exe, jobs, timeout)
@@ -474,6 +476,24 @@ class Dvc(Tool):
 
     def cache_dir(self, repo: Path) -> Path:
         return repo / ".dvc" / "cache"
+
+
+class BaseMlops(Mlops):
+    """mlops at another revision in the peer's column (--against-rev): a change's cost, side by side."""
+
+    name = "base"
+
+
+def within(factor: float) -> Callable[[Row], tuple[str, str]]:
+    """--against-rev: the measured revision may be at most ``factor`` times the base's time."""
+
+    def judge(row: Row) -> tuple[str, str]:
+        r = row.ratio()
+        if r is None:
+            return "-", "error" if (row.mlops.error or row.dvc.error) else "-"
+        return f"{r:.2f}x", "PASS" if r >= 1 / factor else "FAIL"
+
+    return judge
 
 
 def install_dvc(work: Path, python: str, spec: str) -> tuple[Path | None, str]:
@@ -792,7 +812,7 @@ class Bench:
             self.measure(
                 f"status ({name}, nothing changed), best of {self.repeats}",
                 self.dvc,
-                self.best_of(self.repeats, lambda: self.dvc.status(repos["dvc"])),
+                self.best_of(self.repeats, lambda: self.dvc.status(repos[self.dvc.name])),
                 broken,
             )
             if self.dvc
@@ -807,11 +827,11 @@ class Bench:
                 status_judge,
             )
         )
-        if self.dvc is not None:
+        if isinstance(self.dvc, Dvc):
             dd = self.measure(
                 f"data status, best of {self.repeats}",
                 self.dvc,
-                self.best_of(self.repeats, lambda: self.dvc.data_status(repos["dvc"])),
+                self.best_of(self.repeats, lambda: self.dvc.data_status(repos[self.dvc.name])),
                 broken,
             )
             self.rows.append(Row("info: `dvc data status` vs mlops status", m, dd))
@@ -825,8 +845,9 @@ class Bench:
             }  # dvc's hook calls `dvc`
             return run([str(hook)], cwd=repos[tool.name], env=env, timeout=tool.timeout)
 
-        for tool, install in ((self.mlops, ["hooks", "install", "--pre-commit"]), (self.dvc, ["install"])):
+        for tool in (self.mlops, self.dvc):
             if tool is not None:
+                install = tool.hook_install
                 self.setup(
                     "hook install",
                     broken,
@@ -1307,6 +1328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dvc-spec", default="dvc", help="what pip installs into the DVC venv (default: dvc)")
     parser.add_argument("--no-dvc", action="store_true", help="mlops figures only")
     parser.add_argument(
+        "--against-rev",
+        default=None,
+        help="put mlops at this git revision in DVC's column: a change's cost measured side by side in one "
+        "run (each row then passes when the measured mlops takes at most 1.05x the base's time)",
+    )
+    parser.add_argument(
         "--reflink-work",
         default=None,
         help=(
@@ -1342,12 +1369,25 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(StepError):  # warm-up: writes mlops' bytecode where it is missing
         run([str(mlops.exe), "--help"], env=mlops.env, timeout=120)
 
-    if args.no_dvc:
+    if args.against_rev:
+        label = SOURCE.get("label")
+        base_exe = snapshot_mlops(args.against_rev, work, find_mlops(args.mlops))
+        if label is None:
+            SOURCE.pop("label", None)
+        else:
+            SOURCE["label"] = label
+        dvc_exe, dvc_why = None, f"mlops at {args.against_rev} takes DVC's column (--against-rev)"
+        COLUMNS[2:4] = [f"{args.against_rev} s", f"ratio ({args.against_rev}/measured)"]
+    elif args.no_dvc:
         dvc_exe, dvc_why = None, "--no-dvc given"
     else:
         dvc_exe, dvc_why = install_dvc(work, shutil.which("python3") or sys.executable, args.dvc_spec)
         log(dvc_why)
     dvc = Dvc(dvc_exe, args.jobs, args.timeout) if dvc_exe else None
+    if args.against_rev:
+        dvc = BaseMlops(base_exe, args.jobs, args.timeout)
+        with contextlib.suppress(StepError):
+            run([str(dvc.exe), "--help"], env=dvc.env, timeout=120)
 
     facts = machine_facts(work, mlops, dvc, dvc_why)
     log("\nMachine")
@@ -1426,6 +1466,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{source_after[0]}), so some figures may come from different code: run it again."
         )
 
+    if args.against_rev:
+        for row in bench.rows:
+            if not row.op.startswith("info"):
+                row.target, row.judge = "<= 1.05x the base", within(1.05)
     table = plain_table(bench.rows)
     log("\n== results (seconds; ratio = dvc s / mlops s)\n")
     log(table)
@@ -1433,7 +1477,7 @@ def main(argv: list[str] | None = None) -> int:
     log("\n" + paragraph)
     log(f"\n(benchmark steps took {total / 60:.1f} min)")
 
-    if args.docs:
+    if args.docs and not args.against_rev:  # a change's cost is written up by hand, beside the section
         when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         shown = [sys.executable, *sys.argv]
         command_line = " ".join(shlex.quote(a) for a in shown)
