@@ -174,7 +174,7 @@ def real_location_problem(root: str | os.PathLike[str], path: str | os.PathLike[
     if real == real_root:
         return None
     if not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        return f"it leads outside the repository, to {real}"
+        return f"it leads outside the repository, to {_shown(real)}"
     for part in os.path.relpath(real, real_root).split(os.sep):
         if part.lower() in RESERVED:
             return f"it leads into {part}/, which git or mlops manage"

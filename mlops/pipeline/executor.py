@@ -443,16 +443,22 @@ def _signal_group(shared: _Shared, running: _Running, signum: int) -> None:
 def _stop_all(shared: _Shared) -> None:
     """SIGTERM to every running stage's group; SIGKILL to those whose command has not ended after the grace.
 
-    When a command ends, its worker kills what is left of its group (``_run_command``).
+    Returns when every stage command has ended (its worker then kills what is left of its
+    group, ``_run_command``). A stage that was starting as the stop came is caught too.
     """
-    with shared.mutex:
-        running = list(shared.processes.values())
-    for item in running:
-        _signal_group(shared, item, signal.SIGTERM)
     deadline = time.monotonic() + KILL_GRACE
-    for item in running:
-        if not item.exited.wait(timeout=max(0.0, deadline - time.monotonic())):
-            _signal_group(shared, item, signal.SIGKILL)
+    signalled: set[int] = set()
+    while True:
+        with shared.mutex:
+            running = [item for item in shared.processes.values() if not item.exited.is_set()]
+        if not running:
+            return
+        late = time.monotonic() >= deadline
+        for item in running:
+            if late or id(item) not in signalled:
+                signalled.add(id(item))
+                _signal_group(shared, item, signal.SIGKILL if late else signal.SIGTERM)
+        running[0].exited.wait(timeout=0.05)
 
 
 class _OutputLock(FileLock):
@@ -659,6 +665,9 @@ def _run_command(
         shared.processes[stage.name] = running
     if shared.stopping.is_set():  # a stop came while it started: _stop_all may have missed it
         _signal_group(shared, running, signal.SIGTERM)
+        late_kill = threading.Timer(KILL_GRACE, _signal_group, (shared, running, signal.SIGKILL))
+        late_kill.daemon = True
+        late_kill.start()
 
     def pump() -> None:
         assert proc.stdout is not None

@@ -529,19 +529,25 @@ def _interpolate_value(reader: _Reader, value: Any, at: tuple[Any, ...], context
 
 def _normalize(reader: _Reader, path: str, wdir: str, at: tuple[Any, ...], *, allow_root: bool = False) -> str:
     """A path as written (relative to wdir) -> repo-relative posix, refusing escapes."""
+    shown = _shown(path)
     if os.path.isabs(path):
-        raise reader.fail(at, f"'{path}' is absolute; paths in pipeline.yaml are relative to the repository")
+        raise reader.fail(at, f"{shown} is absolute; paths in pipeline.yaml are relative to the repository")
     joined = posixpath.normpath(posixpath.join(wdir, path)) if wdir else posixpath.normpath(path)
     if joined == ".":
         if allow_root:
             return ""
         raise reader.fail(at, "the repository root itself cannot be a dependency or an output")
     if joined.startswith("../") or joined == "..":
-        raise reader.fail(at, f"'{path}' is outside the repository")
+        raise reader.fail(at, f"{shown} is outside the repository")
     if joined.split("/")[0] in (".git", ".mlops"):
-        raise reader.fail(at, f"'{path}' is inside {joined.split('/')[0]}/")
+        raise reader.fail(at, f"{shown} is inside {joined.split('/')[0]}/")
     # the one containment rule for names from elsewhere (docs/security.md), as a located error
     problem = relpath_problem(joined)
     if problem:
-        raise reader.fail(at, f"'{path}' refused: {problem}")
+        raise reader.fail(at, f"{shown} refused: {problem}")
     return joined
+
+
+def _shown(path: str) -> str:
+    """A path for a one-line message: quoted, control characters escaped."""
+    return "'" + "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in path) + "'"
