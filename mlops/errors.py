@@ -10,10 +10,14 @@ Exit-code contract (documented in docs/exit-codes.md, held by a test):
     1    a check or gate found something (status --check, verify, drift, refused promotion)
     2    bad usage, configuration or input
     3    could not complete (lock held, remote down, stage failed, disk full, internal error)
+    129  stopped by SIGHUP (the terminal closed), as Ctrl-C stops
     130  interrupted (Ctrl-C)
     141  broken pipe (stdout closed early, e.g. piped into ``head``)
+    143  stopped by SIGTERM (a CI job cancelled, `kill`), as Ctrl-C stops
 
-Codes are class attributes and never reused for another meaning.
+Codes are class attributes and never reused for another meaning; the one exception is
+``Interrupted``, whose code says which signal stopped the command (128 + its number, as a
+shell reports a process a signal ended).
 """
 
 from __future__ import annotations
@@ -24,8 +28,13 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FAILURE = 3
-EXIT_INTERRUPTED = 130
+EXIT_HANGUP = 129  # 128 + SIGHUP
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+#: signal number -> exit code of a command that signal stopped (SIGINT 2, SIGHUP 1, SIGTERM 15)
+STOP_EXIT_CODES = {2: EXIT_INTERRUPTED, 1: EXIT_HANGUP, 15: EXIT_TERMINATED}
 
 
 class MlopsError(Exception):
@@ -195,10 +204,15 @@ class GitError(CouldNotComplete):
 
 
 class Interrupted(MlopsError):
-    """Stopped by Ctrl-C."""
+    """Stopped by Ctrl-C (130), SIGTERM (143) or SIGHUP (129)."""
 
     exit_code = EXIT_INTERRUPTED
     kind = "interrupted"
+
+    def __init__(self, message: str, *, hint: str | None = None, signum: int | None = None, **fields: Any) -> None:
+        super().__init__(message, hint=hint, **fields)
+        if signum is not None:
+            self.exit_code = STOP_EXIT_CODES.get(signum, EXIT_INTERRUPTED)
 
 
 #: Every class a user can meet, for the documented exit-code table (held by a test).

@@ -12,7 +12,10 @@ the server. Every such name is checked here before it touches the filesystem
 - a whole relative path is not absolute and is made of such components;
 - at write time, every folder on the way from the repository root to the destination that
   already exists is a real folder, not a symlink (committed or planted) and not a file: a
-  write never goes through a link to somewhere else.
+  write never goes through a link to somewhere else;
+- where mlops changes a path the user's own files name (a pipeline's outputs, which may sit
+  under folders the user links on purpose), the real location, every symlink resolved, is
+  inside the repository and not in .git/ or .mlops/ (``real_location_problem``).
 
 A refusal is ``UnsafeNameError`` (exit 3): the content could not be used, whatever the user
 typed. The message names the entry and where it came from.
@@ -160,6 +163,22 @@ def inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
     return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def real_location_problem(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> str | None:
+    """Why ``path``'s real location (every symlink resolved) is not a place inside ``root`` that
+    mlops may change, or None: outside ``root``, or in a ``.git`` or ``.mlops`` folder (any case).
+    ``root`` itself is inside."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real == real_root:
+        return None
+    if not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return f"it leads outside the repository, to {_shown(real)}"
+    for part in os.path.relpath(real, real_root).split(os.sep):
+        if part.lower() in RESERVED:
+            return f"it leads into {part}/, which git or mlops manage"
+    return None
 
 
 _HINT = "the content came from a remote, a commit or a file mlops did not write; check where it came from"

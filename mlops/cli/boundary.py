@@ -7,19 +7,72 @@ internal error (exit 3). A traceback is shown only with --debug or MLOPS_DEBUG=1
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
 
-from ..errors import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, CheckFailed, MlopsError, UsageError
+from ..errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    STOP_EXIT_CODES,
+    CheckFailed,
+    MlopsError,
+    UsageError,
+)
 from .output import SETTINGS, Output
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: the signals that stop `mlops run` as Ctrl-C does
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would raise KeyboardInterrupt (and caught where it is)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def exit_code_of(interrupt: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return STOP_EXIT_CODES.get(getattr(interrupt, "signum", signal.SIGINT), EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM and SIGHUP raise ``StopSignal``, as Ctrl-C raises KeyboardInterrupt.
+
+    Only on the main thread and never over a signal the process ignores (nohup keeps SIGHUP
+    ignored); the previous handlers come back after.
+    """
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            handler = signal.getsignal(signum)
+            if handler in (signal.SIG_IGN, None):
+                continue
+            previous[signum] = handler
+            signal.signal(signum, _raise_stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise StopSignal(signum)
 
 
 def boundary(fn: F) -> F:
@@ -33,13 +86,17 @@ def boundary(fn: F) -> F:
         except MlopsError as exc:
             if SETTINGS.debug:
                 traceback.print_exc()
-            if out.json and not isinstance(exc, CheckFailed) and not exc.report_printed:  # one JSON document
-                out.emit_json(exc.to_dict())
-            out.error(exc.message, exc.hint)
+            # after SIGHUP the terminal may be gone: the exit code must still come through
+            with contextlib.suppress(OSError):
+                if out.json and not isinstance(exc, CheckFailed) and not exc.report_printed:  # one JSON document
+                    out.emit_json(exc.to_dict())
+                out.error(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            out.error("interrupted; the next command picks up where this one stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            how = f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, StopSignal) else "interrupted"
+            with contextlib.suppress(OSError):
+                out.error(f"{how}; the next command picks up where this one stopped")
+            raise typer.Exit(exit_code_of(exc)) from None
         except BrokenPipeError:
             # the reader went away (e.g. `| head`): quietly stop, as git does
             _silence_stdout()

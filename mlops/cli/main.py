@@ -19,7 +19,7 @@ from typing import Any
 import typer
 
 from .. import __version__
-from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
+from ..errors import EXIT_BROKEN_PIPE
 from .output import SETTINGS
 
 #: the first word of a command line -> the group module that registers it
@@ -99,8 +99,10 @@ def main() -> None:
     try:
         group = _group_of(sys.argv[1:])
         (build_app((group,)) if group else build_app())()
-    except KeyboardInterrupt:  # Ctrl-C outside any command body (e.g. during start-up)
+    except KeyboardInterrupt as exc:  # Ctrl-C outside any command body (e.g. during start-up)
+        from .boundary import exit_code_of
+
         sys.stderr.write("error: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(exit_code_of(exc))
     except BrokenPipeError:
         sys.exit(EXIT_BROKEN_PIPE)

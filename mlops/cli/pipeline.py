@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -11,7 +12,7 @@ import typer
 
 from ..errors import CouldNotComplete, Interrupted
 from ..repo.repo import find_repo
-from .boundary import JSON_OPTION, command
+from .boundary import JSON_OPTION, STOP_SIGNALS, command, stop_signals_as_interrupts
 from .output import Output, in_ci
 
 STATUS_STYLE = {
@@ -131,6 +132,22 @@ def run(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run the pipeline's out-of-date stages in DAG order; independent stages in parallel."""
+    # SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop the run as Ctrl-C does:
+    # stages stopped, nothing partial recorded, exit 143 or 129 (docs/exit-codes.md)
+    with stop_signals_as_interrupts():
+        _run(targets, jobs, dry_run, force, downstream, single, keep_going, json_output)
+
+
+def _run(
+    targets: list[str] | None,
+    jobs: int | None,
+    dry_run: bool,
+    force: bool,
+    downstream: bool,
+    single: bool,
+    keep_going: bool,
+    json_output: bool,
+) -> None:
     from ..pipeline.executor import run_pipeline
 
     out = Output(json_output=json_output)
@@ -156,6 +173,7 @@ def run(
             dry_run=dry_run,
             jobs=jobs,
             events=events,
+            stop_signals=STOP_SIGNALS,
         )
     finally:
         if live:
@@ -183,7 +201,9 @@ def run(
             counts[stage.status] = counts.get(stage.status, 0) + 1
         out.info(", ".join(f"{n} {s}" for s, n in counts.items()) + f" (run {result.run_id})")
     if result.interrupted:
-        raise Interrupted("interrupted: running stages were stopped and recorded nothing").after_report()
+        signum = result.stop_signal
+        how = "interrupted" if signum in (None, signal.SIGINT) else f"stopped by {signal.Signals(signum).name}"
+        raise Interrupted(f"{how}: running stages were stopped and recorded nothing", signum=signum).after_report()
     if result.failed:
         names = ", ".join(s.name for s in result.failed)
         raise CouldNotComplete(

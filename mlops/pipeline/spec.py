@@ -4,6 +4,12 @@ Every problem is reported with file:line:col before anything runs. The vocabular
 DVC's: cmd (string or list), deps, outs, params, metrics, plots, frozen, always_changed,
 persist, cache, foreach/do, matrix, vars, wdir, desc, meta; plus ``env: [NAME, ...]``,
 which makes environment variables dependencies of a stage.
+
+pipeline.yaml comes through git from other people, and a stage deletes its outputs before it
+runs: every path it names (deps, outs, metrics, plots, params and vars files, wdir) goes
+through the one containment rule (``paths.relpath_problem``: inside the repository, nothing
+in or replacing .git/ or .mlops/), and no output may be, or contain, pipeline.yaml,
+pipeline.lock, a parameter file the pipeline reads, or a ``*.mlops`` pointer file.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ from typing import Any
 
 from ..errors import FormatError
 from ..formats import Position, check_format, display_path, parse_yaml_positions
+from ..paths import relpath_problem
 from .params import MISSING, ParamFiles, lookup
 
 PIPELINE_FILE = "pipeline.yaml"
+LOCK_FILE = "pipeline.lock"  # lock.py's name for it (lock.py stands above this module)
+POINTER_SUFFIX = ".mlops"
 PIPELINE_FORMAT = 1
 DEFAULT_PARAMS = "params.yaml"
 TOP_KEYS = {"format", "params", "vars", "stages"}
@@ -51,6 +60,7 @@ class Out:
     kind: str = "out"  # out | metric | plot
     cache: bool = True
     persist: bool = False
+    where: str = field(default="", compare=False)  # file:line:col of its entry in pipeline.yaml
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ class _Reader:
         self.root = root
         self.source = source
         self.positions = positions
+        self.read_files: set[str] = set()  # parameter and vars files the pipeline reads: never outputs
 
     def where(self, path: tuple[Any, ...], *, key: bool = False) -> str:
         probe = path
@@ -146,6 +157,8 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
     default_params = data.get("params", DEFAULT_PARAMS)
     if not isinstance(default_params, str):
         raise reader.fail(("params",), "'params' must name a parameter file")
+    default_params = _normalize(reader, default_params, "", ("params",))
+    reader.read_files.add(default_params)
     params = ParamFiles(root)
     context = _global_context(reader, data.get("vars"), ("vars",), params, default_params)
     stages_doc = data.get("stages")
@@ -170,7 +183,35 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
             if "do" in body:
                 raise reader.fail((*at, "do"), "'do' needs 'foreach' or 'matrix' beside it", key=True)
             stages[name] = _stage(reader, name, body, at, context, params, default_params)
+    _refuse_protected_outputs(root, path, stages, reader.read_files)
     return Pipeline(path, stages, default_params, templates)
+
+
+def _refuse_protected_outputs(root: Path, path: Path, stages: dict[str, Stage], read_files: set[str]) -> None:
+    """No output may be (or contain) a file the pipeline itself stands on: a stage deletes its outputs."""
+    protected = {LOCK_FILE: "the lock file", PIPELINE_FILE: "the pipeline file"}
+    try:
+        protected[path.resolve().relative_to(root.resolve()).as_posix()] = "the pipeline file"
+    except ValueError:
+        pass
+    for file in sorted(read_files):
+        protected.setdefault(file, "a parameter file the pipeline reads")
+    for stage in stages.values():
+        for out in stage.outs:
+            problem = None
+            if out.path.rsplit("/", 1)[-1].endswith(POINTER_SUFFIX):
+                problem = "is a pointer file (*.mlops)"
+            for file, what in protected.items():
+                if out.path == file:
+                    problem = f"is {what}"
+                elif file.startswith(out.path + "/"):
+                    problem = f"contains {file}, {what}"
+            if problem:
+                raise FormatError(
+                    f"{out.where or stage.where}: stage '{stage.name}' output {out.path} {problem}",
+                    hint="a stage deletes its outputs before it runs: name only files the stage itself writes",
+                    file=display_path(path),
+                )
 
 
 def _global_context(
@@ -196,6 +237,8 @@ def _vars(reader: _Reader, vars_doc: Any, at: tuple[Any, ...], params: ParamFile
             out.update(item)
         elif isinstance(item, str):
             file, _, keys = item.partition(":")
+            file = _normalize(reader, file, "", (*at, index))
+            reader.read_files.add(file)
             loaded = params.load(file)
             if loaded is MISSING:
                 raise reader.fail((*at, index), f"vars file '{file}' does not exist")
@@ -406,7 +449,15 @@ def _outs(
         for flag in ("cache", "persist"):
             if flag in flags and not isinstance(flags[flag], bool):
                 raise reader.fail((*where, raw, flag), f"'{flag}' must be true or false")
-        out.append(Out(path, kind, bool(flags.get("cache", default_cache)), bool(flags.get("persist", False))))
+        out.append(
+            Out(
+                path,
+                kind,
+                bool(flags.get("cache", default_cache)),
+                bool(flags.get("persist", False)),
+                where=reader.where(where),
+            )
+        )
     return out
 
 
@@ -424,14 +475,16 @@ def _params(
     if not isinstance(value, list):
         raise reader.fail(at, f"stage '{stage}': 'params' must be a list")
     refs: list[ParamRef] = []
-    default_file = posixpath.normpath(posixpath.join(wdir, default_params)) if wdir else default_params
     for index, entry in enumerate(value):
         where = (*at, index)
         if isinstance(entry, str):
+            default_file = _normalize(reader, default_params, wdir, where)
+            reader.read_files.add(default_file)
             refs.append(ParamRef(default_file, _interpolate(reader, entry, where, context)))
         elif isinstance(entry, dict):
             for file, keys in entry.items():
                 rel = _normalize(reader, str(file), wdir, where)
+                reader.read_files.add(rel)
                 if keys is None or keys == []:
                     refs.append(ParamRef(rel, ""))
                     continue
@@ -476,15 +529,25 @@ def _interpolate_value(reader: _Reader, value: Any, at: tuple[Any, ...], context
 
 def _normalize(reader: _Reader, path: str, wdir: str, at: tuple[Any, ...], *, allow_root: bool = False) -> str:
     """A path as written (relative to wdir) -> repo-relative posix, refusing escapes."""
+    shown = _shown(path)
     if os.path.isabs(path):
-        raise reader.fail(at, f"'{path}' is absolute; paths in pipeline.yaml are relative to the repository")
+        raise reader.fail(at, f"{shown} is absolute; paths in pipeline.yaml are relative to the repository")
     joined = posixpath.normpath(posixpath.join(wdir, path)) if wdir else posixpath.normpath(path)
     if joined == ".":
         if allow_root:
             return ""
         raise reader.fail(at, "the repository root itself cannot be a dependency or an output")
     if joined.startswith("../") or joined == "..":
-        raise reader.fail(at, f"'{path}' is outside the repository")
+        raise reader.fail(at, f"{shown} is outside the repository")
     if joined.split("/")[0] in (".git", ".mlops"):
-        raise reader.fail(at, f"'{path}' is inside {joined.split('/')[0]}/")
+        raise reader.fail(at, f"{shown} is inside {joined.split('/')[0]}/")
+    # the one containment rule for names from elsewhere (docs/security.md), as a located error
+    problem = relpath_problem(joined)
+    if problem:
+        raise reader.fail(at, f"{shown} refused: {problem}")
     return joined
+
+
+def _shown(path: str) -> str:
+    """A path for a one-line message: quoted, control characters escaped."""
+    return "'" + "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in path) + "'"
