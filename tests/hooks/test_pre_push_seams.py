@@ -171,3 +171,10 @@ def test_pre_push_sends_the_registry_artifacts_the_pushed_commits_reference(
     run_mlops("pull", cwd=clone)
     cache = clone / ".mlops" / "cache"
     assert (cache / first[:2] / first[2:]).is_file() and (cache / second[:2] / second[2:]).is_file()
+
+
+def test_these_tests_run_with_a_default_branch_neither_main_nor_master(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    head = subprocess.run(["git", "symbolic-ref", "HEAD"], cwd=bare, capture_output=True, text=True, check=True)
+    assert head.stdout.strip() == "refs/heads/trunk"  # tests/hooks/conftest.py
