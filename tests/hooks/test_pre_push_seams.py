@@ -178,3 +178,10 @@ def test_these_tests_run_with_a_default_branch_neither_main_nor_master(tmp_path:
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     head = subprocess.run(["git", "symbolic-ref", "HEAD"], cwd=bare, capture_output=True, text=True, check=True)
     assert head.stdout.strip() == "refs/heads/trunk"  # tests/hooks/conftest.py
+
+
+def test_the_hook_manifest_is_valid_for_the_pre_commit_framework() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-manifest", str(MANIFEST)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
