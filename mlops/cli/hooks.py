@@ -193,12 +193,13 @@ def _pushed_revs(repo, args: list[str]) -> tuple[list[str], list[str]]:  # noqa:
     if framework is not None:
         remote = os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
         tip, have_sha = framework
-        if not _known_commit(repo, tip):
+        sha = _commit(repo, tip)  # a ref name (refs/heads/main, HEAD) on a first push: pinned now
+        if sha is None:
             raise CouldNotComplete(
                 f"pre-push: '{tip}', which the pre-commit framework says is pushed, names no commit here",
                 hint="'mlops push' by hand; 'git push --no-verify' skips this check",
             )
-        tips, have = [tip], [have_sha] if have_sha and not _is_zero(have_sha) else []
+        tips, have = [sha], [have_sha] if have_sha and not _is_zero(have_sha) else []
     else:
         remote = args[0] if args else ""
         tips, have = [], []
@@ -211,7 +212,7 @@ def _pushed_revs(repo, args: list[str]) -> tuple[list[str], list[str]]:  # noqa:
                 have.append(parts[3])
     # a remote commit this clone never fetched cannot be named: the remote's branches stand in
     # (none on a first push: then every commit reachable from the tips is new to the remote)
-    exclude = ["^" + sha for sha in have if _known_commit(repo, sha)]
+    exclude = ["^" + sha for sha in have if _commit(repo, sha) is not None]
     if not exclude and remote:
         exclude = ["--not", f"--remotes={remote}"]
     return tips, exclude
@@ -248,12 +249,12 @@ def _pre_push(out: Output, args: list[str]) -> None:
         )
 
 
-def _known_commit(repo, sha: str) -> bool:  # noqa: ANN001
+def _commit(repo, rev: str) -> str | None:  # noqa: ANN001
+    """The commit ``rev`` names here, or None (a remote commit this clone never fetched)."""
     from ..errors import UnknownRevisionError
     from ..repo.git import git_repo
 
     try:
-        git_repo(repo.root).resolve(sha)
+        return git_repo(repo.root).resolve(rev)
     except UnknownRevisionError:
-        return False
-    return True
+        return None
