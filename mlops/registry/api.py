@@ -888,17 +888,23 @@ def verify_audit(repo: Repo) -> audit.VerifyReport:
 
 
 def _version_roots(doc: dict[str, Any], where: str) -> list[Any]:
-    """The artifact and data snapshots of each version in one model file."""
+    """The artifact and data snapshots of each version in one model file. A "hash" that is not
+    one names no object: it is left out, never made into a path in the cache (a model file can
+    come from anyone's commit)."""
     from ..data.references import Root
+    from ..store.hashing import is_hash
+
+    def named(item: Any) -> bool:
+        return isinstance(item, dict) and isinstance(item.get("hash"), str) and is_hash(item["hash"])
 
     out = []
     for record in doc.get("versions") or []:
         art = record.get("artifact") or {}
         label = f"{where}{doc.get('name')}:{record.get('version')}"
-        if art.get("hash"):
+        if named(art):
             out.append(Root(art["hash"], art.get("kind") == "dir", label))
         for snap in record.get("data") or []:
-            if snap.get("hash"):
+            if named(snap):
                 out.append(Root(snap["hash"], snap.get("kind") == "dir", f"{label} data {snap.get('path')}"))
     return out
 

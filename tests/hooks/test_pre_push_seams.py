@@ -185,3 +185,29 @@ def test_the_hook_manifest_is_valid_for_the_pre_commit_framework() -> None:
         [sys.executable, "-m", "pre_commit", "validate-manifest", str(MANIFEST)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_model_file_whose_hash_is_a_path_pushes_nothing_from_outside_the_cache(repo: Repo, tmp_path: Path) -> None:
+    # a model file can come from anyone's commit: its "hash" must not become a path to read and send
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the remote\n")
+    empty_bare(tmp_path, repo)
+    store = tmp_path / "store"
+    run_mlops("remote", "add", "store", str(store), "--default", cwd=repo.root)
+    run_mlops("hooks", "install", "--pre-push", cwd=repo.root)
+    commit_data(repo, {"data/a.txt": "tracked\n"}, "data")
+    register_model(repo, b"a model")
+    model_file = repo.root / ".mlops" / "registry" / "models" / "churn.json"
+    doc = json.loads(model_file.read_text())
+    doc["versions"][0]["artifact"]["hash"] = os.path.relpath(secret, repo.root / ".mlops" / "cache" / "xx")
+    doc["versions"][0]["data"] = [{"path": "x", "hash": "../" * 12 + str(secret)[1:], "kind": "file"}]
+    model_file.write_text(json.dumps(doc))
+    git(repo.root, "commit", "-q", "-am", "a hostile model file")
+
+    done = git_run(repo.root, "push", "origin", "HEAD:refs/heads/work")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert on_store(store, b"tracked\n")
+    sent = [p.read_bytes() for p in store.rglob("*") if p.is_file()]
+    assert b"not for the remote\n" not in sent and all(
+        p.parent.parent == store for p in store.rglob("*") if p.is_file()
+    )
