@@ -31,15 +31,31 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _git_identity() -> Iterator[None]:
+    # session fixtures (a trained project built once) commit before any per-test environment
+    # exists, and a fresh machine has no user.name/user.email: without this, git commit fails there
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in GIT_IDENTITY.items():
+            patch.setenv(name, value)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # deterministic output: no colour, short lock waits, git identity for commits
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("MLOPS_LOCK_TIMEOUT", "2")
-    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
-    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
-    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
-    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    for name, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("MLOPS_DEBUG", raising=False)
     monkeypatch.delenv("MLOPS_ROOT", raising=False)
 

@@ -58,6 +58,47 @@ def test_every_mlops_call_in_the_ci_examples_exists(name: str) -> None:
                 assert word.split("=")[0] in known, f"{name}: 'mlops {' '.join(path)}' has no option {word}"
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML as GitHub and GitLab read it (1.2 booleans): `on:` is a key named "on", not True."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "schema_name"),
+    [("github-actions.yml", "vendor.github-workflows"), ("gitlab-ci.yml", "vendor.gitlab-ci")],
+)
+def test_the_ci_examples_are_valid_for_their_ci(name: str, schema_name: str) -> None:
+    """Against the official schemas (GitHub's workflow schema, GitLab's CI schema) as
+    check-jsonschema vendors them: read from the installed package, never fetched."""
+    import jsonschema
+    import referencing
+    import referencing.exceptions
+    from check_jsonschema.builtin_schemas import get_builtin_schema
+
+    def offline(uri: str) -> referencing.Resource:
+        raise referencing.exceptions.NoSuchResource(uri)  # a schema that needs the network fails here
+
+    schema = get_builtin_schema(schema_name)
+    doc = yaml.load((CI / name).read_text(), Loader=_Yaml12Loader)  # a SafeLoader
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(
+        schema, registry=referencing.Registry(retrieve=offline), format_checker=validator_class.FORMAT_CHECKER
+    )
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:200]}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    assert not errors, f"{name} is not a valid {schema_name} file:\n" + "\n".join(errors)
+
+
 def test_the_canary_request_body_is_valid_json() -> None:
     import json
 

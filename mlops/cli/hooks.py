@@ -12,13 +12,12 @@ import sys
 
 import typer
 
-from ..errors import CheckFailed, MlopsError, UsageError
+from ..errors import CheckFailed, CouldNotComplete, MlopsError, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, command
 from .output import Output
 
 hooks_app = typer.Typer(no_args_is_help=True)
-ZERO_SHA = "0" * 40
 HOOK_OPTIONS = {
     "pre_commit": typer.Option(
         False, "--pre-commit", help="Refuse commits whose data or pipeline.lock is out of date."
@@ -161,25 +160,59 @@ def _post_checkout(out: Output, args: list[str]) -> None:
     out.info(f"mlops: checked out {result.changed_files} file(s) to match the pointer files")
 
 
+def _is_zero(sha: str) -> bool:
+    """git's "no object" (all zeros, 40 or 64 digits): a new branch's remote side, a deleted one's local side."""
+    return bool(sha) and set(sha) == {"0"}
+
+
+def _framework_refs() -> tuple[str, str] | None:
+    """(tip, what the remote has) from the pre-commit framework's PRE_COMMIT_* variables, or None
+    when the framework did not start this hook. The framework reads git's stdin itself and passes
+    the first ref being pushed: TO_REF and FROM_REF when the remote has an ancestor, and on a
+    first push (no remote refs) only LOCAL_BRANCH, the ref being pushed."""
+    env = os.environ
+    names = ("PRE_COMMIT_TO_REF", "PRE_COMMIT_LOCAL_BRANCH", "PRE_COMMIT_REMOTE_NAME")
+    if env.get("PRE_COMMIT") != "1" and not any(env.get(n) for n in names):
+        return None
+    tip = env.get("PRE_COMMIT_TO_REF") or env.get("PRE_COMMIT_LOCAL_BRANCH") or ""
+    if not tip or _is_zero(tip):
+        raise CouldNotComplete(
+            "pre-push: the pre-commit framework named no commit being pushed (no PRE_COMMIT_TO_REF "
+            "or PRE_COMMIT_LOCAL_BRANCH); the objects were not pushed",
+            hint="let 'git push' run the hook (or pass --from-ref/--to-ref to 'pre-commit run'), "
+            "or 'mlops push' by hand; 'git push --no-verify' skips this check",
+        )
+    return tip, env.get("PRE_COMMIT_FROM_REF") or ""
+
+
 def _pushed_revs(repo, args: list[str]) -> tuple[list[str], list[str]]:  # noqa: ANN001
     """(tips being pushed, rev-list arguments for what the remote has) from the lines git
-    writes on stdin (`<local ref> <local sha> <remote ref> <remote sha>`), or from the
-    pre-commit framework's PRE_COMMIT_* variables."""
-    remote = args[0] if args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
-    if os.environ.get("PRE_COMMIT_TO_REF"):
-        tips = [os.environ["PRE_COMMIT_TO_REF"]]
-        have = [os.environ["PRE_COMMIT_FROM_REF"]] if os.environ.get("PRE_COMMIT_FROM_REF") else []
+    writes on stdin (`<local ref> <local sha> <remote ref> <remote sha>`; git also passes the
+    remote's name and URL as arguments), or from the pre-commit framework's PRE_COMMIT_* variables."""
+    framework = None if args else _framework_refs()
+    if framework is not None:
+        remote = os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
+        tip, have_sha = framework
+        sha = _commit(repo, tip)  # a ref name (refs/heads/main, HEAD) on a first push: pinned now
+        if sha is None:
+            raise CouldNotComplete(
+                f"pre-push: '{tip}', which the pre-commit framework says is pushed, names no commit here",
+                hint="'mlops push' by hand; 'git push --no-verify' skips this check",
+            )
+        tips, have = [sha], [have_sha] if have_sha and not _is_zero(have_sha) else []
     else:
+        remote = args[0] if args else ""
         tips, have = [], []
         for line in sys.stdin.read().splitlines():
             parts = line.split()
-            if len(parts) != 4 or parts[1] == ZERO_SHA:  # a deleted branch sends nothing
+            if len(parts) != 4 or _is_zero(parts[1]):  # a deleted branch sends nothing
                 continue
             tips.append(parts[1])
-            if parts[3] != ZERO_SHA:
+            if not _is_zero(parts[3]):
                 have.append(parts[3])
     # a remote commit this clone never fetched cannot be named: the remote's branches stand in
-    exclude = ["^" + sha for sha in have if _known_commit(repo, sha)]
+    # (none on a first push: then every commit reachable from the tips is new to the remote)
+    exclude = ["^" + sha for sha in have if _commit(repo, sha) is not None]
     if not exclude and remote:
         exclude = ["--not", f"--remotes={remote}"]
     return tips, exclude
@@ -193,13 +226,16 @@ def _pre_push(out: Output, args: list[str]) -> None:
     from ..data.references import commit_roots
     from ..data.transfer import push
     from ..pipeline.roots import commit_lock_roots
+    from ..registry.api import commit_registry_roots
 
-    roots = [
-        *commit_roots(repo, tips, exclude),
-        *commit_lock_roots(repo, ["--no-walk", *tips]),
-        *commit_lock_roots(repo, [*tips, *exclude]),
-    ]
+    # what the tips' trees name, and what the commits between the remote's tip and them added:
+    # pointer files, pipeline.lock outputs, registered model versions (artifacts, data snapshots)
+    roots = []
+    for revs in (["--no-walk", *tips], [*tips, *exclude]):
+        roots += [*commit_lock_roots(repo, revs), *commit_registry_roots(repo, revs)]
+    roots = [*commit_roots(repo, tips, exclude), *roots]
     if not roots:
+        out.info("mlops: the pushed commits reference no data or models: nothing to push")
         return
     result = push(repo, only_roots=roots, progress=out.progress())
     out.info(f"mlops: pushed {result.transferred} object(s) to {result.remote} ({result.present} already there)")
@@ -213,12 +249,12 @@ def _pre_push(out: Output, args: list[str]) -> None:
         )
 
 
-def _known_commit(repo, sha: str) -> bool:  # noqa: ANN001
+def _commit(repo, rev: str) -> str | None:  # noqa: ANN001
+    """The commit ``rev`` names here, or None (a remote commit this clone never fetched)."""
     from ..errors import UnknownRevisionError
     from ..repo.git import git_repo
 
     try:
-        git_repo(repo.root).resolve(sha)
+        return git_repo(repo.root).resolve(rev)
     except UnknownRevisionError:
-        return False
-    return True
+        return None

@@ -19,7 +19,6 @@ metrics_app = typer.Typer(no_args_is_help=True)
 params_app = typer.Typer(no_args_is_help=True)
 
 STATUS_STYLE = {"running": "bold blue", "finished": "green", "failed": "red", "interrupted": "yellow"}
-MAX_KEY_COLUMNS = 6
 
 
 def register(app: typer.Typer) -> None:
@@ -81,11 +80,85 @@ def _named_keys(text: str | None, kind: str) -> list[str]:
 
 
 def _key_columns(runs: list[dict[str, Any]], kind: str, first: list[str]) -> list[str]:
-    keys = list(dict.fromkeys([*first, *sorted({k for r in runs for k in (r.get(kind) or {})})]))
-    return keys[: max(MAX_KEY_COLUMNS, len(first))]
+    """The keys a filter or sort named, then every other key whose value differs between the runs."""
+    from ..tracking.query import varying_keys
+
+    return list(dict.fromkeys([*first, *varying_keys(runs, kind)]))
+
+
+def _attribute_cell(run: dict[str, Any], key: str) -> Any:
+    if key in ("start_time", "end_time"):
+        return fmt_time(run.get(key))
+    if key == "duration":
+        return fmt_duration(run.get("start_time"), run.get("end_time"))
+    return fmt_value(run.get(key))
 
 
 # --- runs ------------------------------------------------------------------------------------
+
+
+def _picked_table(out: Output, runs: list[dict[str, Any]], picked: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """The id, then the columns --columns named, in its order."""
+    picked = [f for f in picked if (f.kind, f.key) != ("attributes", "id")]  # the id is always first
+    for field in picked:
+        if field.kind != "attributes" and not any(field.key in (r.get(field.kind) or {}) for r in runs):
+            out.warn(f"no listed run has {field}")
+    header = ["id", *(f.key if f.kind == "attributes" else str(f) for f in picked)]
+    rows = [
+        [
+            run["id"],
+            *(
+                _attribute_cell(run, f.key) if f.kind == "attributes" else fmt_value((run.get(f.kind) or {}).get(f.key))
+                for f in picked
+            ),
+        ]
+        for run in runs
+    ]
+    return header, rows
+
+
+def _default_table(out: Output, runs: list[dict[str, Any]], query: str) -> tuple[list[str], list[list[Any]]]:
+    """The attributes, the metrics and params a filter or sort named, then every other one whose
+    value differs between the listed runs (one equal in every run tells them apart in nothing)."""
+    named = {kind: _named_keys(query, kind) for kind in ("metrics", "params")}
+    keys = {kind: _key_columns(runs, kind, named[kind]) for kind in ("metrics", "params")}
+    same = sum(len({k for r in runs for k in (r.get(kind) or {})} - set(keys[kind])) for kind in keys)
+    if same:
+        out.info(f"{same} param(s) and metric(s) equal in every listed run not shown (--columns to choose)")
+    if out.tty:  # keep to the terminal's width: drop the key columns the filter and sort did not name
+        fixed = sum(max(len(str(r.get(k) or "")) for r in runs) + 3 for k in ("id", "name")) + 10 + 19 + 10
+
+        def width() -> int:
+            return fixed + sum(len(k) + 11 for k in keys["metrics"]) + sum(len(k) + 10 for k in keys["params"])
+
+        dropped = []
+        while width() > out.console.width and any(len(keys[k]) > len(named[k]) for k in keys):
+            kind = "params" if len(keys["params"]) > len(named["params"]) else "metrics"
+            dropped.append(f"{kind}.{keys[kind].pop()}")
+        if dropped:
+            out.info(f"left out to fit the terminal: {', '.join(reversed(dropped))} (--columns to choose)")
+    header = [
+        "id",
+        "name",
+        "status",
+        "started",
+        "duration",
+        *(f"metrics.{k}" for k in keys["metrics"]),
+        *(f"params.{k}" for k in keys["params"]),
+    ]
+    rows = [
+        [
+            r["id"],
+            r.get("name") or "-",
+            r.get("status"),
+            fmt_time(r.get("start_time")),
+            fmt_duration(r.get("start_time"), r.get("end_time")),
+            *(fmt_value((r.get("metrics") or {}).get(k)) for k in keys["metrics"]),
+            *(fmt_value((r.get("params") or {}).get(k)) for k in keys["params"]),
+        ]
+        for r in runs
+    ]
+    return header, rows
 
 
 @command(runs_app, "list")
@@ -106,10 +179,20 @@ def runs_list(
         help='Keep runs matching e.g. "params.max_depth>=8 and metrics.test_accuracy>0.9" (and/or/not, parentheses).',
     ),
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show at most this many runs (0: all)."),
+    columns_text: str | None = typer.Option(
+        None,
+        "--columns",
+        "-c",
+        help=(
+            "The table's columns after the run id, comma-separated: params.X, metrics.X or an attribute "
+            "(name, status, start_time, duration, ...). Default: name, status, started, duration, then every "
+            "metric and param whose value differs between the listed runs. --json lists whole runs."
+        ),
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """List runs: filter them, sort them by params, metrics or attributes."""
-    from ..tracking.query import parse_filter, parse_sort, select
+    from ..tracking.query import parse_columns, parse_filter, parse_sort, select
     from ..tracking.store import list_summaries
 
     out = Output(json_output=json_output)
@@ -117,6 +200,7 @@ def runs_list(
         parse_filter(filter_text)  # a bad filter fails before the runs are read
     if sort is not None:
         parse_sort(sort)
+    picked = parse_columns(columns_text) if columns_text is not None else None
     repo = find_repo()
     summaries = list_summaries(repo)
     chosen = select(summaries, filter=filter_text, sort=sort, limit=limit or None)
@@ -133,46 +217,11 @@ def runs_list(
             )
         )
         return
-    metric_keys = _key_columns(chosen, "metrics", _named_keys(f"{filter_text or ''} {sort or ''}", "metrics"))
-    param_keys = _key_columns(chosen, "params", _named_keys(f"{filter_text or ''} {sort or ''}", "params"))
-    if out.tty:  # keep to the terminal's width: drop the key columns the filter and sort did not name
-        named = len(_named_keys(f"{filter_text or ''} {sort or ''}", "metrics")) + len(
-            _named_keys(f"{filter_text or ''} {sort or ''}", "params")
-        )
-        fixed = sum(max(len(str(s.get(k) or "")) for s in chosen) + 3 for k in ("id", "name")) + 10 + 19 + 10
-
-        def width() -> int:
-            return fixed + sum(len(k) + 11 for k in metric_keys) + sum(len(k) + 10 for k in param_keys)
-
-        while width() > out.console.width and len(metric_keys) + len(param_keys) > named:
-            (
-                param_keys
-                if len(param_keys) > len(_named_keys(f"{filter_text or ''} {sort or ''}", "params"))
-                else metric_keys
-            ).pop()
-    columns = [
-        "id",
-        "name",
-        "status",
-        "started",
-        "duration",
-        *(f"metrics.{k}" for k in metric_keys),
-        *(f"params.{k}" for k in param_keys),
-    ]
-    rows = []
-    for s in chosen:
-        rows.append(
-            [
-                s["id"],
-                s.get("name") or "-",
-                s.get("status"),
-                fmt_time(s.get("start_time")),
-                fmt_duration(s.get("start_time"), s.get("end_time")),
-                *(fmt_value((s.get("metrics") or {}).get(k)) for k in metric_keys),
-                *(fmt_value((s.get("params") or {}).get(k)) for k in param_keys),
-            ]
-        )
-    _table(out, columns, rows, styles=[STATUS_STYLE.get(s.get("status") or "") for s in chosen])
+    styles = [STATUS_STYLE.get(s.get("status") or "") for s in chosen]
+    if picked is not None:
+        _table(out, *_picked_table(out, chosen, picked), styles=styles)
+    else:
+        _table(out, *_default_table(out, chosen, f"{filter_text or ''} {sort or ''}"), styles=styles)
     shown = len(chosen)
     matched = len(select(summaries, filter=filter_text)) if limit and shown == limit else shown
     if matched > shown:

@@ -27,6 +27,7 @@ last either way. Without ``--sort``, runs are listed newest first.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,12 +91,16 @@ class Field:
         return f"{self.kind}.{self.key}"
 
 
+HINTS = {
+    "--filter": 'e.g. "params.max_depth >= 8 and metrics.test_accuracy > 0.9" (see docs/tracking.md)',
+    "--sort": "e.g. --sort=-metrics.test_accuracy,params.max_depth (see docs/tracking.md)",
+    "--columns": "e.g. --columns params.train.max_depth,metrics.test_accuracy,status (see docs/tracking.md)",
+}
+
+
 def _bad(text: str, pos: int, reason: str, *, flag: str = "--filter") -> UsageError:
     pointer = " " * pos + "^"
-    return UsageError(
-        f"bad {flag} at column {pos + 1}: {reason}\n    {text}\n    {pointer}",
-        hint='e.g. "params.max_depth >= 8 and metrics.test_accuracy > 0.9" (see docs/tracking.md)',
-    )
+    return UsageError(f"bad {flag} at column {pos + 1}: {reason}\n    {text}\n    {pointer}", hint=HINTS[flag])
 
 
 def tokenize(text: str) -> list[Token]:
@@ -314,21 +319,54 @@ class SortKey:
     descending: bool
 
 
-def parse_sort(text: str) -> list[SortKey]:
-    keys = []
+def _fields(text: str, flag: str, empty: str) -> list[tuple[str, int]]:
+    """The comma-separated items of ``text`` with the column each starts at (for the caret)."""
+    items = []
     offset = 0
     for part in text.split(","):
         stripped = part.strip()
         pos = offset + (len(part) - len(part.lstrip()))
         offset += len(part) + 1
         if not stripped:
-            raise _bad(text, pos, "empty sort key", flag="--sort")
+            raise _bad(text, pos, empty, flag=flag)
+        items.append((stripped, pos))
+    return items
+
+
+def parse_sort(text: str) -> list[SortKey]:
+    keys = []
+    for stripped, pos in _fields(text, "--sort", "empty sort key"):
         descending = stripped.startswith("-")
         name = stripped.lstrip("-+").strip()
         keys.append(
             SortKey(parse_field(name, pos + (len(stripped) - len(name)), source=text, flag="--sort"), descending)
         )
     return keys
+
+
+def parse_columns(text: str) -> list[Field]:
+    """``runs list --columns``: fields as a filter names them (``params.train.max_depth``,
+    ``metrics.test_accuracy``, ``status``), comma-separated, each once, in the order given."""
+    fields = [
+        parse_field(name, pos, source=text, flag="--columns")
+        for name, pos in _fields(text, "--columns", "empty column")
+    ]
+    return list(dict.fromkeys(fields))
+
+
+def varying_keys(runs: Sequence[dict[str, Any]], kind: str) -> list[str]:
+    """The ``params`` or ``metrics`` keys, sorted, whose value is not the same in every run (a
+    key some runs lack varies); with fewer than two runs, every key: nothing to compare with."""
+    keys = sorted({key for run in runs for key in (run.get(kind) or {})})
+    if len(runs) < 2:
+        return keys
+
+    def value(run: dict[str, Any], key: str) -> str:
+        values = run.get(kind) or {}
+        # by JSON text: 8 and "8" are shown differently, so they differ; a missing key differs from null
+        return json.dumps(values[key], sort_keys=True, default=str) if key in values else "<missing>"
+
+    return [key for key in keys if len({value(run, key) for run in runs}) > 1]
 
 
 def _rank(value: Any) -> tuple[int, Any]:

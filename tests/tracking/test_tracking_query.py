@@ -8,7 +8,7 @@ import pytest
 
 import mlops
 from mlops.errors import UsageError
-from mlops.tracking.query import parse_filter, parse_sort, select
+from mlops.tracking.query import parse_columns, parse_filter, parse_sort, select, varying_keys
 
 RUNS = [
     {
@@ -155,3 +155,73 @@ def test_runs_show_and_compare(logged_runs, cli):
     assert "* params.max_depth\t12\t8" in plain
     cli("runs", "compare", "big", code=2)
     cli("runs", "show", "nope", code=2)
+
+
+def test_columns_parse_as_fields_with_a_caret_on_a_bad_one():
+    assert [str(f) for f in parse_columns("params.train.max_depth, metrics.test_accuracy,status,status")] == [
+        "params.train.max_depth",
+        "metrics.test_accuracy",
+        "attributes.status",
+    ]
+    with pytest.raises(UsageError) as caught:
+        parse_columns("metrics.acc,,params.x")
+    assert "bad --columns at column 13: empty column" in caught.value.message
+    with pytest.raises(UsageError) as caught:
+        parse_columns("metrics.acc, depth")
+    assert "column 14" in caught.value.message and "unknown field 'depth'" in caught.value.message
+    assert "--columns" in (caught.value.hint or "")
+
+
+def test_varying_keys_are_those_that_tell_the_runs_apart():
+    assert varying_keys(RUNS, "params") == ["max_depth", "model"]
+    assert varying_keys(RUNS[:1] + RUNS[2:3], "params") == ["max_depth"]  # model is rf in both: left out
+    assert varying_keys(RUNS[:1] + RUNS[2:3], "metrics") == ["loss", "test_accuracy"]
+    same = [{"params": {"a": 8, "b": 1}}, {"params": {"a": "8", "b": 1}}, {"params": {"b": 1, "c": None}}]
+    assert varying_keys(same, "params") == ["a", "c"]  # 8 and "8" differ; a key some runs lack varies
+    assert varying_keys(RUNS[:1], "params") == ["max_depth", "model"]  # one run: nothing to compare, all shown
+
+
+@pytest.fixture
+def wide_runs(repo):
+    """Runs with nested params (flattened to train.max_depth ...) and more varying keys than fit in six."""
+    for i, depth in enumerate((4, 8, 12)):
+        with mlops.start_run(name=f"run{i}"):
+            mlops.log_params(
+                {
+                    "prepare": {"split": 0.8, "seed": 42},  # the same in every run
+                    "train": {"max_depth": depth, "n_estimators": 100 + i, "lr": 0.1 * (i + 1), "min_leaf": i},
+                }
+            )
+            mlops.log_metrics({"test_accuracy": 0.8 + i / 100, "loss": 1 - i / 10, "f1": 0.7 + i / 50, "auc": 0.9})
+            mlops.log_metrics({"precision": 0.6 + i / 10, "recall": 0.5 + i / 10})
+    return repo
+
+
+def test_runs_list_columns_names_the_columns(wide_runs, cli):
+    result = cli("runs", "list", "--columns", "params.train.max_depth,metrics.test_accuracy", "--sort", "name")
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert lines[0] == ["id", "params.train.max_depth", "metrics.test_accuracy"]
+    assert [line[1:] for line in lines[1:]] == [["4", "0.8"], ["8", "0.81"], ["12", "0.82"]]
+    picked = cli("runs", "list", "-c", "name,status,params.prepare.seed,metrics.nope", "--sort", "name")
+    assert [line.split("\t")[1:] for line in picked.stdout.splitlines()][:2] == [
+        ["name", "status", "params.prepare.seed", "metrics.nope"],
+        ["run0", "finished", "42", "-"],
+    ]
+    assert "no listed run has metrics.nope" in picked.stderr
+    bad = cli("runs", "list", "--columns", "params.train.max_depth,depth", code=2)
+    assert "bad --columns at column 24" in bad.stderr and "unknown field 'depth'" in bad.stderr
+
+
+def test_runs_list_shows_every_param_and_metric_that_differs(wide_runs, cli):
+    result = cli("runs", "list")
+    header = result.stdout.splitlines()[0].split("\t")
+    varying = {
+        *(f"params.train.{k}" for k in ("max_depth", "n_estimators", "lr", "min_leaf")),
+        *(f"metrics.{k}" for k in ("test_accuracy", "loss", "f1", "precision", "recall")),
+    }
+    assert varying <= set(header)  # nine: more than the six the table used to stop at
+    assert not {"params.prepare.split", "params.prepare.seed", "metrics.auc"} & set(header)  # equal everywhere
+    assert "3 param(s) and metric(s) equal in every listed run not shown" in result.stderr
+    # a key the filter names is shown even when it is the same in every listed run
+    named = cli("runs", "list", "--filter", "params.prepare.seed = 42").stdout.splitlines()[0].split("\t")
+    assert "params.prepare.seed" in named and varying <= set(named)
