@@ -121,6 +121,12 @@ ADAPT_REPROBE = 1.0  # seconds the faster way runs between two rounds of measuri
 ADAPT_GAIN = 1.25  # the way not in use must finish items this much faster to take over
 
 
+def next_way(pooled: bool, current_rate: float, other_rate: float) -> bool:
+    """Whether the next stretch runs on the pool, from the items per second each way just made:
+    the way not in use takes over only when it is ADAPT_GAIN times faster (no flapping on noise)."""
+    return (not pooled) if other_rate >= current_rate * ADAPT_GAIN else pooled
+
+
 def _adaptive(fn: Callable[[T], R], todo: queue.SimpleQueue[T], total: int, workers: int) -> Generator[R, None, None]:
     """Run the items on the calling thread or on the pool, whichever finishes them faster now.
 
@@ -147,8 +153,7 @@ def _adaptive(fn: Callable[[T], R], todo: queue.SimpleQueue[T], total: int, work
                 other_rate = rate
             else:
                 current_rate = rate
-        if other_rate >= current_rate * ADAPT_GAIN:
-            pooled = not pooled
+        pooled = next_way(pooled, current_rate, other_rate)
         count, _ = yield from run(pooled, ADAPT_REPROBE)
         done += count
 

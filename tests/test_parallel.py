@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlops import parallel
-from mlops.parallel import run_parallel
+from mlops.parallel import next_way, run_parallel
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
@@ -34,34 +34,27 @@ def test_every_item_is_run_once_and_its_result_yielded(adaptive: bool, jobs: int
     assert sorted(calls) == list(range(3000))
 
 
-def test_adaptive_uses_the_pool_when_items_wait() -> None:
-    ran_on: list[str] = []
-
-    def wait(n: int) -> int:
-        ran_on.append(threading.current_thread().name)
-        time.sleep(0.003)  # releases the GIL, like a read from a cold disk
-        return n
-
-    with run_parallel(wait, range(400), jobs=8, adaptive=True) as results:
-        assert sorted(results) == list(range(400))
-    on_workers = sum(1 for name in ran_on if name.startswith("mlops-io-"))
-    # the calling thread runs one measuring window (~0.05 s, ~15 items); eight sleeping
-    # threads finish items far faster than one, so the pool takes the rest
-    assert on_workers > len(ran_on) / 2, f"{on_workers} of {len(ran_on)} items ran on worker threads"
+def test_the_faster_way_takes_over_only_by_a_clear_margin() -> None:
+    # the decision itself, from measured rates: which thread ran an item is the machine's
+    # business (load, cores), so no test asserts where items ran, only that each ran once
+    assert next_way(False, current_rate=100.0, other_rate=400.0) is True  # the pool is clearly faster
+    assert next_way(True, current_rate=100.0, other_rate=400.0) is False  # the calling thread is
+    assert next_way(False, current_rate=100.0, other_rate=110.0) is False  # within the margin: stay
+    assert next_way(True, current_rate=100.0, other_rate=124.0) is True
+    assert next_way(False, current_rate=0.0, other_rate=0.0) is True  # nothing measured: try the other way
 
 
 def test_adaptive_switches_ways_as_the_items_change_and_runs_each_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # waiting items first (the pool wins), then small-file work (the calling thread wins:
-    # threads there only take turns on the GIL and on the folder), so each way's windows
-    # end and hand over mid-queue; rounds are made shorter to keep the test short
+    # waiting items first, then small-file work, so the measuring rounds end and hand over
+    # mid-queue whichever way wins them; rounds are made shorter to keep the test short
     monkeypatch.setattr(parallel, "ADAPT_REPROBE", 0.2)
-    ran_on: dict[int, str] = {}
+    ran: list[int] = []
     block = b"x" * 4096
 
     def work(n: int) -> int:
-        ran_on[n] = threading.current_thread().name
+        ran.append(n)
         if n < 600:
             time.sleep(0.002)
         else:
@@ -76,33 +69,8 @@ def test_adaptive_switches_ways_as_the_items_change_and_runs_each_once(
     total = 12000
     with run_parallel(work, range(total), jobs=8, adaptive=True) as results:
         got = list(results)
-    assert sorted(got) == list(range(total))  # each exactly once
-    assert len(ran_on) == total
-    caller = threading.current_thread().name
-    assert sum(1 for n in range(600) if ran_on[n] != caller) > 300, "the waiting items should mostly run on the pool"
-    took_back = sum(1 for n in range(600, total) if ran_on[n] == caller)
-    # how many depends on the machine's load (eight threads get more of a busy CPU than one)
-    assert took_back > 0, "the calling thread should take the small-file items back in some round"
-
-
-def test_adaptive_keeps_to_the_calling_thread_for_work_that_holds_the_gil() -> None:
-    ran_on: list[str] = []
-
-    def spin(n: int) -> int:
-        ran_on.append(threading.current_thread().name)
-        total = 0
-        for k in range(2000):  # pure Python: threads only take turns on the GIL
-            total += k * n
-        return total
-
-    expected = [spin(n) for n in range(20000)]
-    ran_on.clear()  # computing what to expect ran on this thread too
-    with run_parallel(spin, range(20000), jobs=8, adaptive=True) as results:
-        assert sorted(results) == expected
-    on_caller = ran_on.count(threading.current_thread().name)
-    # the pool runs a short window every round (~0.05 s of each ~1.1 s), and it can win a
-    # round on a noisy machine, but then the next round takes the work back
-    assert on_caller > len(ran_on) / 2, f"{on_caller} of {len(ran_on)} items ran on the calling thread"
+    assert sorted(got) == list(range(total))  # each result exactly once
+    assert sorted(ran) == list(range(total))  # each item run exactly once
 
 
 def _recording(calls: list[int], fail_at: int | None = None) -> Callable[[int], int]:
