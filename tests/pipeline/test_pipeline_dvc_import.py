@@ -269,7 +269,12 @@ def test_import_dvc_plots_with_options(proj):
     # the plot's presentation options are carried in the import's record, not dropped
     record = json.loads((proj.root / ".mlops/dvc-import.json").read_text())
     assert record["output_options"] == [
-        {"stage": "train", "path": "plots/loss.csv", "base": "", "options": {"x": "step", "y": "loss", "template": "linear"}}
+        {
+            "stage": "train",
+            "path": "plots/loss.csv",
+            "base": "",
+            "options": {"x": "step", "y": "loss", "template": "linear"},
+        }
     ]
     proj.mlops("dag")
     assert statuses(proj.run()) == {"train": "ran"}

@@ -10,7 +10,21 @@
 - ``importer``: validate everything, then write (nothing at all when anything cannot be carried).
 """
 
-from .importer import ImportResult, import_dvc
-from .record import MissingData, missing_data
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["ImportResult", "MissingData", "import_dvc", "missing_data"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazily: status and the pipeline graph read only the record, never the whole importer
+    if name in ("ImportResult", "import_dvc"):
+        from . import importer
+
+        return getattr(importer, name)
+    if name in ("MissingData", "missing_data"):
+        from . import record
+
+        return getattr(record, name)
+    raise AttributeError(name)

@@ -57,7 +57,7 @@ def import_dvc(repo: Repo, *, data: bool = False, remote: str | None = None, for
     wanted = _data_files(repo.root, project, problems)
     problems.raise_if_any()
 
-    text, pipeline = _pipeline_text(repo, converted, problems)
+    text, pipeline = _pipeline_text(repo, converted, [w.path for w in wanted], problems)
     locks = _read_locks(repo.root, project, converted, pipeline, problems) if pipeline else {}
     outs = _lock_outputs(pipeline, locks) if pipeline else []
     target = repo.root / PIPELINE_FILE
@@ -204,7 +204,9 @@ def _wanted(path: str, entry: dict[str, Any], where: str, kind: str) -> Wanted:
 # --- dvc.yaml -> pipeline.yaml ---------------------------------------------------------------
 
 
-def _pipeline_text(repo: Repo, converted: Converted, problems: Problems) -> tuple[str | None, Pipeline | None]:
+def _pipeline_text(
+    repo: Repo, converted: Converted, coming: list[str], problems: Problems
+) -> tuple[str | None, Pipeline | None]:
     """pipeline.yaml's text, validated by mlops' own loader before anything is written."""
     if not converted.stages:
         return None, None
@@ -220,7 +222,7 @@ def _pipeline_text(repo: Repo, converted: Converted, problems: Problems) -> tupl
         pipeline = load_pipeline(repo.root, draft)
         from ..graph import build_graph
 
-        build_graph(pipeline, repo.root)
+        build_graph(pipeline, repo.root, coming=coming)
     except FormatError as exc:
         problems.add(*_locate(text, exc.message, converted))
         problems.raise_if_any()

@@ -92,3 +92,13 @@ def missing_data(repo: Repo) -> list[MissingData]:
             continue  # here, or tracked by mlops (then status and pull speak for it)
         out.append(MissingData(rel, str(entry.get("where", "")), str(entry.get("kind", "data"))))
     return out
+
+
+def recorded_paths(root: Path) -> list[str]:
+    """Every DVC-tracked path the import recorded (for the pipeline graph: data that will come)."""
+    try:
+        doc = json.loads((root / ".mlops" / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = doc.get("data") if isinstance(doc, dict) else None
+    return [e["path"] for e in entries or [] if isinstance(e, dict) and isinstance(e.get("path"), str)]
