@@ -315,3 +315,253 @@ def test_example_get_started_experiments_with_its_data_from_an_s3_dvc_remote(tmp
     assert "param data_split.test_regions added" in stages["data_split"]["reasons"]
     assert "param train.batch_size 8 -> 7" in stages["train"]["reasons"]
     assert "never run" in stages["sagemaker"]["reasons"]
+
+
+# --- one feature at a time, in a fresh repository (the `repo` fixture: git + mlops init) ----------
+
+
+def write(root: Path, files: dict[str, str | bytes]) -> None:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def test_a_mapping_in_cmd_becomes_options_and_indexes_reach_into_lists(repo: Any, cli: Any) -> None:
+    write(
+        repo.root,
+        {
+            "params.yaml": (
+                "train: {epochs: 3, name: my model, layers: [64, 32], verbose: true, quiet: false, opt: {beta: 0.9}}\n"
+                "models: [{name: small, files: [a.txt, b.txt]}, {name: large}]\n"
+            ),
+            "dvc.yaml": (
+                "stages:\n"
+                "  train:\n"
+                "    cmd: python -c \"import sys; open('args.txt', 'w').write(repr(sys.argv[1:]))\" ${train}"
+                " --first ${models[0].name} --file ${models[0].files[1]}\n"
+                "    outs: [args.txt]\n"
+                "  last:\n"
+                "    cmd: python -c \"open('${models[1].name}.txt', 'w').write('x')\"\n"
+                "    outs: ['${models[1].name}.txt']\n"
+            ),
+        },
+    )
+    cli("import", "dvc")
+    cli("run")
+    # DVC's expansion: nested keys dotted, strings shell-quoted, true -> a flag, false -> nothing, a list -> nargs
+    assert eval((repo.root / "args.txt").read_text()) == [  # noqa: S307 - the test's own repr
+        "--epochs", "3", "--name", "my model", "--layers", "64", "32", "--verbose", "--opt.beta", "0.9",
+        "--first", "small", "--file", "b.txt",
+    ]  # fmt: skip
+    assert (repo.root / "large.txt").read_text() == "x"
+
+
+def test_a_mapping_outside_cmd_is_refused_with_its_line(repo: Any, cli: Any) -> None:
+    write(
+        repo.root,
+        {"params.yaml": "train: {epochs: 3}\n", "dvc.yaml": "stages:\n  t:\n    cmd: echo\n    outs: ['${train}']\n"},
+    )
+    result = cli("import", "dvc", code=2)
+    assert "dvc.yaml:3: ${train} is a mapping" in result.stderr
+    assert not (repo.root / "pipeline.yaml").exists() and not (repo.root / ".mlops/dvc-import.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "key"),
+    [
+        ("params.json", '{"train": {"epochs": 10, "lr": [0.1, 0.01]}}', "train.epochs"),
+        ("params.toml", "[train]\nepochs = 10\nlr = [0.1, 0.01]\n", "train.epochs"),
+        (
+            "params.py",
+            "import os\nEPOCHS = 10\nLR: list = [0.1, 0.01]\nDERIVED = os.getcwd()\n"
+            "open('executed.txt', 'w').write('ran')\n"
+            "class Train:\n    epochs = 10\n    def __init__(self):\n        self.seed = 7\n",
+            "Train.epochs",
+        ),
+    ],
+    ids=["json", "toml", "python"],
+)
+def test_params_files_in_every_format_dvc_reads(repo: Any, cli: Any, name: str, text: str, key: str) -> None:
+    write(
+        repo.root,
+        {
+            name: text,
+            "dvc.yaml": (
+                f"vars: [{name}]\n"
+                "stages:\n"
+                "  train:\n"
+                f"    cmd: python -c \"open('out.txt', 'w').write('${{{key}}}')\"\n"
+                f"    params: [{{{name}: [{key}]}}]\n"
+                "    outs: [out.txt]\n"
+            ),
+        },
+    )
+    cli("import", "dvc")
+    cli("run")
+    assert (repo.root / "out.txt").read_text() == "10"
+    assert not (repo.root / "executed.txt").exists()  # a Python params file is read, never run
+    write(repo.root, {name: text.replace("10", "20")})
+    dry = json.loads(cli("run", "--dry-run", "--json").stdout)
+    assert dry["stages"][0]["reasons"] == ["cmd changed", f"param {key} 10 -> 20"]
+
+
+def test_python_params_are_read_with_ast() -> None:
+    from mlops.pipeline.params import parse_python
+
+    values = parse_python(
+        "A = 1\nB: str = 'x'\nC = {'k': (1, 2)}\nD = len('abc')\nclass Model:\n    depth = 3\n"
+        "    def __init__(self):\n        self.width = 4\n        other.width = 5\n",
+        "params.py",
+    )
+    assert values == {"A": 1, "B": "x", "C": {"k": (1, 2)}, "Model": {"depth": 3, "width": 4}}
+
+
+def test_what_cannot_be_carried_is_named_line_by_line_and_nothing_is_written(repo: Any, cli: Any) -> None:
+    write(
+        repo.root,
+        {
+            ".dvc/config": "[core]\n    remote = s\n[parsing]\n    bool = boolean_optional\n",
+            "dvc.yaml": (
+                "stages:\n"
+                "  train:\n"
+                "    cmd: python train.py\n"
+                "    deps: [s3://bucket/raw.csv]\n"
+                "    outs: [model.pkl]\n"
+                "    live: {dir: dvclive}\n"
+                "datasets:\n"
+                "- name: d\n"
+            ),
+            "other.dvc": (
+                "deps:\n- path: data.csv\n  repo: {url: 'https://github.com/x/y'}\n"
+                "outs:\n- md5: 0123456789abcdef0123456789abcdef\n  path: data.csv\n"
+            ),
+            "raw.dvc": "outs:\n- md5: 0123456789abcdef0123456789abcdef\n  path: ../outside.csv\n",
+        },
+    )
+    result = cli("import", "dvc", code=2)
+    lines = [
+        line.removeprefix("warning: ") for line in result.stderr.splitlines() if not line.startswith(("error", "hint"))
+    ]
+    assert lines == [
+        ".dvc/config:3: parsing.bool = boolean_optional changes how DVC expands ${mapping} in cmd; "
+        "mlops expands mappings as DVC's default (bool = store_true)",
+        "dvc.yaml:7: top-level 'datasets' has no counterpart in mlops",
+        "dvc.yaml:6: stage 'train': 'live' has no counterpart in mlops",
+        "dvc.yaml:4: 's3://bucket/raw.csv' is outside the repository (mlops tracks files of the repository)",
+        "other.dvc:1: made by 'dvc import'/'dvc import-url' (data from another repository or a URL): "
+        "mlops tracks data of this repository",
+        "raw.dvc:3: '../outside.csv': outside the repository",
+    ]
+    assert "nothing was written" in result.stderr
+    assert not (repo.root / "pipeline.yaml").exists() and not (repo.root / ".mlops/dvc-import.json").exists()
+
+
+def _project_with_data(root: Path, files: dict[str, bytes]) -> dict[str, bytes]:
+    """A .dvc-tracked folder `data` (DVC 3 entry) and its objects; returns the objects by key."""
+    listing = dir_listing(files)
+    digest = md5(listing) + ".dir"
+    write(
+        root,
+        {
+            "data.dvc": yaml.safe_dump(
+                {
+                    "outs": [
+                        {
+                            "md5": digest,
+                            "size": sum(map(len, files.values())),
+                            "nfiles": len(files),
+                            "hash": "md5",
+                            "path": "data",
+                        }
+                    ]
+                }
+            )
+        },
+    )
+    objects = {f"files/md5/{digest[:2]}/{digest[2:]}": listing}
+    objects.update({f"files/md5/{md5(b)[:2]}/{md5(b)[2:]}": b for b in files.values()})
+    return objects
+
+
+def test_data_from_dvcs_own_cache(repo: Any, cli: Any) -> None:
+    files = {"a.csv": b"1,2\n", "sub/b.csv": b"3,4\n"}
+    write_local_remote(repo.root / ".dvc" / "cache", _project_with_data(repo.root, files))
+    result = cli("import", "dvc")
+    assert "data: tracked by DVC (data.dvc:2), not in the workspace" not in result.stderr
+    assert "run 'mlops import dvc --data'" in result.stderr
+    cli("import", "dvc", "--data")  # no remote configured: DVC's cache is enough
+    assert (repo.root / "data/sub/b.csv").read_bytes() == b"3,4\n" and (repo.root / "data.mlops").is_file()
+    assert json.loads(cli("status", "--json").stdout)["clean"] is True
+
+
+def test_an_md5_mismatch_places_nothing(repo: Any, cli: Any, tmp_path: Path) -> None:
+    files = {"a.csv": b"1,2\n", "b.csv": b"3,4\n"}
+    objects = _project_with_data(repo.root, files)
+    key = f"files/md5/{md5(b'3,4' + bytes([10]))[:2]}/{md5(b'3,4' + bytes([10]))[2:]}"
+    objects[key] = b"3,5\n"  # altered on the remote
+    write_local_remote(tmp_path / "remote", objects)
+    write(repo.root, {".dvc/config": f"[core]\n    remote = r\n['remote \"r\"']\n    url = {tmp_path / 'remote'}\n"})
+    result = cli("import", "dvc", "--data", code=3)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and f"{key}: its md5 is {md5(b'3,5' + bytes([10]))}" in errors[0]
+    assert "data.dvc" in errors[0] and "nothing was placed" in errors[0]
+    assert not (repo.root / "data").exists() and not (repo.root / "data.mlops").exists()
+    assert not (repo.root / ".mlops/dvc-import.json").exists()
+    assert not list((repo.root / ".mlops/tmp").glob("dvc-import-*"))
+
+
+def test_a_listing_naming_a_path_outside_the_folder_is_refused(repo: Any, cli: Any, tmp_path: Path) -> None:
+    files = {"a.csv": b"1,2\n"}
+    listing = json.dumps([{"md5": md5(b"1,2\n"), "relpath": "../../escaped.csv"}], sort_keys=True).encode()
+    digest = md5(listing) + ".dir"
+    write(repo.root, {"data.dvc": f"outs:\n- md5: {digest}\n  hash: md5\n  path: data\n"})
+    objects = {
+        f"files/md5/{digest[:2]}/{digest[2:]}": listing,
+        f"files/md5/{md5(files['a.csv'])[:2]}/{md5(files['a.csv'])[2:]}": b"1,2\n",
+    }
+    write_local_remote(repo.root / ".dvc" / "cache", objects)
+    result = cli("import", "dvc", "--data", code=3)
+    assert "refused path '../../escaped.csv'" in result.stderr
+    assert not (repo.root / "data").exists() and not (repo.root.parent / "escaped.csv").exists()
+
+
+def test_missing_objects_are_named_with_their_entry(repo: Any, cli: Any, tmp_path: Path) -> None:
+    _project_with_data(repo.root, {"a.csv": b"1,2\n"})
+    (tmp_path / "remote").mkdir()
+    write(repo.root, {".dvc/config": f"[core]\n    remote = r\n['remote \"r\"']\n    url = {tmp_path / 'remote'}\n"})
+    result = cli("import", "dvc", "--data", code=3)
+    assert "data (data.dvc:2, md5 " in result.stderr and "DVC remote 'r'" in result.stderr
+    assert not (repo.root / "data").exists()
+
+
+def test_a_nested_dvc_yaml_has_its_own_folder_as_base(repo: Any, cli: Any) -> None:
+    write(
+        repo.root,
+        {
+            "dvc.yaml": (
+                "stages:\n  top:\n    cmd: python -c \"open('top.txt', 'w').write('t')\"\n    outs: [top.txt]\n"
+            ),
+            "sub/params.yaml": "langs: [en, fr]\nsuffix: txt\n",
+            "sub/dvc.yaml": (
+                "vars:\n- greeting: hello\n"
+                "stages:\n"
+                "  greet:\n"
+                "    foreach: ${langs}\n"
+                "    do:\n"
+                "      cmd: python -c \"open('${item}.${suffix}', 'w').write('${greeting}')\"\n"
+                "      deps: [../top.txt]\n"
+                "      outs: ['${item}.${suffix}']\n"
+            ),
+        },
+    )
+    cli("import", "dvc")
+    dag = json.loads(cli("dag", "--json").stdout)
+    assert dag["stages"] == ["top", "sub.greet@en", "sub.greet@fr"]
+    assert {(e["from"], e["to"]) for e in dag["edges"]} == {("top", "sub.greet@en"), ("top", "sub.greet@fr")}
+    cli("run")
+    assert (repo.root / "sub/fr.txt").read_text() == "hello"
+    # the folder's params.yaml stays live: a change reruns the stages that read it
+    write(repo.root, {"sub/params.yaml": "langs: [en, fr]\nsuffix: md\n"})
+    dry = json.loads(cli("run", "--dry-run", "--json").stdout)
+    assert {s["name"]: s["status"] for s in dry["stages"]}["sub.greet@en"] == "would run"

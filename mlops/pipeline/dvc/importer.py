@@ -138,7 +138,7 @@ def _data_files(repo_root: Path, project: Project, problems: Problems) -> list[W
         try:
             data, positions = parse_yaml_positions((repo_root / rel).read_text(encoding="utf-8"), rel)
         except MlopsError as exc:
-            problems.add(rel, exc.message)
+            problems.add_line(exc.message)
             continue
         except UnicodeDecodeError:
             problems.add(f"{rel}:1", "not UTF-8 text")
@@ -152,12 +152,13 @@ def _data_files(repo_root: Path, project: Project, problems: Problems) -> list[W
             if "cmd" in data:
                 reason = "a DVC 1 stage file (cmd in a .dvc file)"
             problems.add(
-                doc.where("deps" if "deps" in data else "cmd"), f"{reason}: mlops tracks data of this repository"
+                doc.where("deps" if "deps" in data else "cmd", key=True),
+                f"{reason}: mlops tracks data of this repository",
             )
             continue
         for key in data:
             if key not in DATA_FILE_KEYS:
-                problems.add(doc.where(key), f"'{key}' has no counterpart in mlops")
+                problems.add(doc.where(key, key=True), f"'{key}' has no counterpart in mlops")
         folder = posixpath.dirname(rel)
         wdir = data.get("wdir") or "."
         for index, out in enumerate(data.get("outs") or []):
@@ -168,15 +169,16 @@ def _data_files(repo_root: Path, project: Project, problems: Problems) -> list[W
             for key in out:
                 if key not in DATA_KEYS:
                     problems.add(
-                        doc.where(*at, key), f"'{key}' has no counterpart in mlops (only md5-addressed data is)"
+                        doc.where(*at, key, key=True),
+                        f"'{key}' has no counterpart in mlops (only md5-addressed data is)",
                     )
             if out.get("cache") is False:
                 continue
             path = posixpath.normpath(posixpath.join(folder, str(wdir), out["path"]))
-            problem = None if not out["path"].startswith("/") else "an absolute path"
-            problem = (
-                problem or relpath_problem(path) or (None if not path.startswith("..") else "outside the repository")
-            )
+            problem = "an absolute path" if out["path"].startswith("/") else None
+            if problem is None and (path == ".." or path.startswith("../")):
+                problem = "outside the repository"
+            problem = problem or relpath_problem(path)
             if problem:
                 problems.add(doc.where(*at, "path"), f"'{out['path']}': {problem}")
                 continue

@@ -58,7 +58,7 @@ def convert(repo_root: Path, pipelines: list[str], problems: Problems) -> Conver
         try:
             data, positions = parse_yaml_positions((repo_root / rel).read_text(encoding="utf-8"), rel)
         except MlopsError as exc:
-            problems.add(rel, exc.message.removeprefix(f"{rel}:").lstrip(": ").strip() or "not valid YAML")
+            problems.add_line(exc.message)  # already file:line:col
             continue
         except UnicodeDecodeError:
             problems.add(f"{rel}:1", "not UTF-8 text")
@@ -84,7 +84,7 @@ def _convert_file(repo_root: Path, doc: Located, base: str, out: Converted, prob
             section[key] = value
             _check_section_paths(doc, key, value, base, problems)
         else:
-            problems.add(doc.where(key), f"top-level '{key}' has no counterpart in mlops")
+            problems.add(doc.where(key, key=True), f"top-level '{key}' has no counterpart in mlops")
     if section:
         out.sections.append({"file": doc.source, "base": base, **section})
     stages = doc.data.get("stages") or {}
@@ -105,11 +105,13 @@ def _convert_file(repo_root: Path, doc: Located, base: str, out: Converted, prob
         definition, def_at = (body["do"], (*at, "do")) if isinstance(body.get("do"), dict) else (body, at)
         for key in list(body):
             if key not in DVC_STAGE_KEYS | TEMPLATE_KEYS:
-                problems.add(doc.where(*at, key), f"stage '{name}': '{key}' has no counterpart in mlops")
+                problems.add(doc.where(*at, key, key=True), f"stage '{name}': '{key}' has no counterpart in mlops")
         if definition is not body:
             for key in list(definition):
                 if key not in DVC_STAGE_KEYS:
-                    problems.add(doc.where(*def_at, key), f"stage '{name}': '{key}' has no counterpart in mlops")
+                    problems.add(
+                        doc.where(*def_at, key, key=True), f"stage '{name}': '{key}' has no counterpart in mlops"
+                    )
         for key in ("deps", "outs", "metrics", "plots"):
             _check_paths(doc, (*def_at, key), definition.get(key), base, str(definition.get("wdir") or "."), problems)
         for key in ("outs", "metrics", "plots"):

@@ -15,7 +15,9 @@ class Problems:
         self.lines: list[str] = []
 
     def add(self, where: str, reason: str) -> None:
-        line = f"{where}: {reason}"
+        self.add_line(f"{where}: {reason}")
+
+    def add_line(self, line: str) -> None:
         if line not in self.lines:
             self.lines.append(line)
 
@@ -39,8 +41,9 @@ class Located:
         self.data = data
         self.positions = positions
 
-    def where(self, *path: Any) -> str:
-        probe = tuple(path)
+    def where(self, *path: Any, key: bool = False) -> str:
+        """file:line of the value at ``path`` (of its key, with ``key``)."""
+        probe = (*path[:-1], "<key>", path[-1]) if key and path else tuple(path)
         while probe and probe not in self.positions:
             probe = probe[:-1]
         line, _ = self.positions.get(probe, (1, 1))
