@@ -565,3 +565,14 @@ def test_a_nested_dvc_yaml_has_its_own_folder_as_base(repo: Any, cli: Any) -> No
     write(repo.root, {"sub/params.yaml": "langs: [en, fr]\nsuffix: md\n"})
     dry = json.loads(cli("run", "--dry-run", "--json").stdout)
     assert {s["name"]: s["status"] for s in dry["stages"]}["sub.greet@en"] == "would run"
+
+
+def test_dvc2_text_files_hashed_with_lf_line_ends(repo: Any, cli: Any) -> None:
+    crlf = b"id,value\r\n1,2\r\n"
+    digest = md5(crlf.replace(b"\r\n", b"\n"))  # DVC 2's md5-dos2unix: the hash of the LF form
+    write(repo.root, {"table.csv.dvc": f"outs:\n- md5: {digest}\n  size: {len(crlf)}\n  path: table.csv\n"})
+    write_local_remote(repo.root / ".dvc" / "cache", {f"{digest[:2]}/{digest[2:]}": crlf})  # DVC 2's layout
+    cli("import", "dvc", "--data")
+    assert (repo.root / "table.csv").read_bytes() == crlf  # the bytes as they were, CRLF and all
+    assert (repo.root / "table.csv.mlops").is_file()
+    cli("import", "dvc")  # the workspace matches the entry the way DVC 2 hashed it: nothing to refuse

@@ -273,51 +273,67 @@ class Fetcher:
         )
 
 
+class _Md5s:
+    """The md5 of a stream's bytes and of their CRLF->LF form (binary files: the same), fed chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.raw = hashlib.md5(usedforsecurity=False)
+        self.lf = hashlib.md5(usedforsecurity=False)
+        self.text: bool | None = None
+        self.carry = b""
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        if self.text is None:
+            self.text = b"\x00" not in chunk[:TEXT_PROBE]
+        self.raw.update(chunk)
+        self.size += len(chunk)
+        if self.text:
+            chunk = self.carry + chunk
+            self.carry = b"\r" if chunk.endswith(b"\r") else b""
+            self.lf.update((chunk[:-1] if self.carry else chunk).replace(b"\r\n", b"\n"))
+
+    def digests(self) -> tuple[str, str]:
+        if not self.text:
+            return self.raw.hexdigest(), self.raw.hexdigest()
+        self.lf.update(self.carry)
+        self.carry = b""
+        return self.raw.hexdigest(), self.lf.hexdigest()
+
+
 def _copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, str, int]:
     """Copy ``src`` to ``dest``; return the md5 of the bytes, of their CRLF->LF form, and the size."""
-    raw = hashlib.md5(usedforsecurity=False)
-    dos2unix = hashlib.md5(usedforsecurity=False)
-    size = 0
-    text: bool | None = None
-    carry = b""
+    md5s = _Md5s()
     with open(dest, "wb") as out:
-        while True:
-            chunk = src.read(CHUNK)
-            if not chunk:
-                break
-            if text is None:
-                text = b"\x00" not in chunk[:TEXT_PROBE]
+        for chunk in iter(lambda: src.read(CHUNK), b""):
             out.write(chunk)
-            raw.update(chunk)
-            size += len(chunk)
-            if text:
-                chunk = carry + chunk
-                carry = b"\r" if chunk.endswith(b"\r") else b""
-                dos2unix.update((chunk[:-1] if carry else chunk).replace(b"\r\n", b"\n"))
-        dos2unix.update(carry)
+            md5s.update(chunk)
         out.flush()
         os.fsync(out.fileno())
-    return raw.hexdigest(), dos2unix.hexdigest() if text else raw.hexdigest(), size
+    raw, lf = md5s.digests()
+    return raw, lf, md5s.size
 
 
 def _md5_bytes(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def md5_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
+def md5_file(path: str | os.PathLike[str], *, legacy: bool = False) -> str:
+    """A file's md5 as DVC records it: of the bytes, or for DVC 2 entries (``legacy``) of a text file's LF form."""
+    md5s = _Md5s()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            md5s.update(chunk)
+    raw, lf = md5s.digests()
+    return lf if legacy else raw
 
 
-def md5_dir(path: Path) -> tuple[str, int, int]:
+def md5_dir(path: Path, *, legacy: bool = False) -> tuple[str, int, int]:
     """The md5 DVC gives a folder (of its .dir listing), its size and file count."""
     entries = []
     size = 0
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        entries.append({"md5": md5_file(file), "relpath": file.relative_to(path).as_posix()})
+        entries.append({"md5": md5_file(file, legacy=legacy), "relpath": file.relative_to(path).as_posix()})
         size += file.stat().st_size
     entries.sort(key=lambda e: e["relpath"])
     return _md5_bytes(json.dumps(entries, sort_keys=True).encode("utf-8")) + ".dir", size, len(entries)
@@ -325,10 +341,8 @@ def md5_dir(path: Path) -> tuple[str, int, int]:
 
 def workspace_matches(path: Path, item: Wanted) -> bool:
     if item.is_dir:
-        return path.is_dir() and md5_dir(path)[0] == item.md5
-    if not path.is_file():
-        return False
-    return md5_file(path) == item.md5
+        return path.is_dir() and md5_dir(path, legacy=item.legacy)[0] == item.md5
+    return path.is_file() and md5_file(path, legacy=item.legacy) == item.md5
 
 
 @contextmanager
