@@ -576,3 +576,16 @@ def test_dvc2_text_files_hashed_with_lf_line_ends(repo: Any, cli: Any) -> None:
     assert (repo.root / "table.csv").read_bytes() == crlf  # the bytes as they were, CRLF and all
     assert (repo.root / "table.csv.mlops").is_file()
     cli("import", "dvc")  # the workspace matches the entry the way DVC 2 hashed it: nothing to refuse
+
+
+def test_a_remote_mlops_cannot_read_matters_only_for_what_the_cache_lacks(repo: Any, cli: Any) -> None:
+    config = "[core]\n    remote = storage\n['remote \"storage\"']\n    url = https://remote.dvc.org/get-started\n"
+    objects = _project_with_data(repo.root, {"a.csv": b"1,2\n"})
+    write(repo.root, {".dvc/config": config})
+    write_local_remote(repo.root / ".dvc" / "cache", objects)
+    cli("import", "dvc", "--data")  # all in DVC's cache: the https remote is never asked
+    assert (repo.root / "data/a.csv").read_bytes() == b"1,2\n"
+    write(repo.root, {"more.txt.dvc": f"outs:\n- md5: {md5(b'more')}\n  hash: md5\n  path: more.txt\n"})
+    result = cli("import", "dvc", "--data", code=2)
+    assert ".dvc/config:3: DVC remote 'storage' is https://remote.dvc.org/get-started" in result.stderr
+    assert not (repo.root / "more.txt").exists()

@@ -136,6 +136,23 @@ class S3Source(Source):
             ) from None
 
 
+class _Unreadable(Source):
+    """A remote kind mlops does not read (https, gs, azure, ssh...): an error only if an object is not in the cache."""
+
+    def __init__(self, remote: DvcRemote) -> None:
+        self.remote = remote
+
+    def describe(self) -> str:
+        return f"DVC remote '{self.remote.name}' ({self.remote.url})"
+
+    def open(self, key: str) -> BinaryIO | None:
+        raise ConfigError(
+            f"{self.remote.where}: DVC remote '{self.remote.name}' is {self.remote.url}: mlops reads DVC remotes "
+            "in a local folder or S3; nothing was placed",
+            hint="fill DVC's cache first ('dvc fetch'), or name another remote with --remote",
+        )
+
+
 def open_sources(repo_root: Path, cache_dir: str, remote: DvcRemote | None) -> list[Source]:
     """Where to look, in order: DVC's local cache, then the remote (if one is configured)."""
     cache = Path(cache_dir) if os.path.isabs(cache_dir) else repo_root / cache_dir
@@ -150,11 +167,7 @@ def open_sources(repo_root: Path, cache_dir: str, remote: DvcRemote | None) -> l
         folder = Path(path) if os.path.isabs(path) else repo_root / remote.base / path
         sources.append(LocalSource(folder, f"DVC remote '{remote.name}' ({url})"))
     else:
-        raise ConfigError(
-            f"{remote.where}: DVC remote '{remote.name}' is {url}: mlops reads DVC remotes in a local folder or S3",
-            hint="copy the objects to a local folder (e.g. 'dvc pull' then 'mlops import dvc'), or name another "
-            "remote with --remote",
-        )
+        sources.append(_Unreadable(remote))
     return sources
 
 
