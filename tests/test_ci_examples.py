@@ -70,7 +70,6 @@ NO_REPORT = {
     "init",
     "plots",
     "serve",
-    "import dvc",
     "hooks run",
     "remote add",
     "remote modify",
