@@ -111,7 +111,6 @@ NO_REPORT = {
     "init",
     "plots",
     "serve",
-    "import dvc",
     "hooks run",
     "remote add",
     "remote modify",

@@ -99,13 +99,20 @@ def status(
     result = do_status(repo, targets, jobs=jobs, progress=out.progress())
     stages = [] if targets else stage_status(repo)
     stale = [s for s in stages if s["status"] == "would run" and s["has_run"]]
+    missing = []
+    if (repo.dot / "dvc-import.json").is_file():  # DVC-tracked data an import recorded that is not here yet
+        from ..pipeline.dvc.record import missing_data
+
+        missing = missing_data(repo)
     if out.json:
-        out.emit_json(
-            {"clean": result.clean and not stale, "targets": [t.to_dict() for t in result.targets], "stages": stages}
-        )
+        doc = {"clean": result.clean and not stale and not missing, "targets": [t.to_dict() for t in result.targets]}
+        doc["stages"] = stages
+        if missing:
+            doc["dvc_missing"] = [m.to_dict() for m in missing]
+        out.emit_json(doc)
     else:
         changed = [t for t in result.targets if t.state != "unchanged"]
-        if not result.targets and not stages:
+        if not result.targets and not stages and not missing:
             out.info("no tracked data (mlops add PATH to track some)")
         elif result.targets and not changed:
             out.info(f"tracked data is up to date ({len(result.targets)} path(s))")
@@ -127,6 +134,8 @@ def status(
                     out.line(f"    {label}: {t.path}/{p}")
                 if len(paths) > 20:
                     out.line(f"    ... and {len(paths) - 20} more {label}")
+        for item in missing:
+            out.row(("missing", "red"), (item.path, None), (f"DVC data ({item.where}): mlops import dvc --data", "dim"))
         if changed:
             out.info("use 'mlops add PATH' to record the changes, or 'mlops checkout PATH' to discard them")
         to_run = [s for s in stages if s["status"] == "would run"]
@@ -137,7 +146,7 @@ def status(
             out.info(f"pipeline is up to date ({len(stages)} stage(s))")
         elif to_run:
             out.info("use 'mlops run' to bring the pipeline up to date")
-    problems = sum(t.state != "unchanged" for t in result.targets) + len(stale)
+    problems = sum(t.state != "unchanged" for t in result.targets) + len(stale) + len(missing)
     if check and problems:
         raise CheckFailed(f"{problems} tracked path(s) or stage(s) changed")
 

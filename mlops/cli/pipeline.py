@@ -180,9 +180,11 @@ def _run(
             events.live.stop()
     for warning in result.warnings:
         out.warn(warning)
+    missing = warn_missing_dvc_data(out, repo)
     if out.json:
         out.emit_json(
             {
+                **({"dvc_missing": [m.to_dict() for m in missing]} if missing else {}),
                 "run_id": result.run_id,
                 "ok": result.ok,
                 "dry_run": result.dry_run,
@@ -227,8 +229,12 @@ def dag(
     graph = build_graph(load_pipeline(repo.root), repo.root)
     names = graph.select(targets)
     edges = [(up, name) for name in names for up in graph.upstream[name] if up in names]
+    missing = warn_missing_dvc_data(out, repo)
     if out.json:
-        out.emit_json({"stages": names, "edges": [{"from": a, "to": b} for a, b in edges]})
+        doc: dict[str, Any] = {"stages": names, "edges": [{"from": a, "to": b} for a, b in edges]}
+        if missing:
+            doc["dvc_missing"] = [m.to_dict() for m in missing]
+        out.emit_json(doc)
     elif mermaid:
         ids = {n: f"s{i}" for i, n in enumerate(names)}
         lines = (
@@ -260,15 +266,67 @@ def render_ascii(names: list[str], upstream: dict[str, tuple[str, ...]]) -> str:
 
 @command(import_app, "dvc")
 def import_dvc(
+    data: bool = typer.Option(
+        False, "--data", help="Also bring the data from DVC's cache or remote (md5 checked), and track it."
+    ),
+    remote: str | None = typer.Option(
+        None, "--remote", "-r", help="The DVC remote (in .dvc/config) to take data from (default: core.remote)."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing pipeline.yaml / pipeline.lock."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
-    """Turn dvc.yaml (and dvc.lock) into pipeline.yaml (and pipeline.lock)."""
-    from ..pipeline.dvc_import import import_dvc as do_import
+    """Carry a DVC project over: every dvc.yaml, dvc.lock and .dvc file (and with --data, the data)."""
+    from ..errors import FormatError
+    from ..pipeline.dvc import import_dvc as do_import
 
-    result = do_import(find_repo(), force=force)
-    out = Output()
-    out.line(f"wrote pipeline.yaml ({result.stages} stages)")
+    out = Output(json_output=json_output)
+    try:
+        result = do_import(find_repo(), data=data, remote=remote, force=force)
+    except FormatError as exc:
+        problems = exc.fields.get("problems") or []
+        if len(problems) > 1:  # the first is in the error line; each one is one line, file:line first
+            for line in problems:
+                out.warn(line)
+        raise
+    if out.json:
+        out.emit_json(
+            {
+                "stages": result.stages,
+                "lock_stages": result.lock_stages,
+                "pipeline_written": result.pipeline_written,
+                "tracked": list(result.tracked),
+                "placed": list(result.placed),
+                "missing": list(result.missing),
+                "files": result.files,
+                "bytes": result.bytes,
+                "notes": list(result.notes),
+            }
+        )
+        return
+    if result.pipeline_written:
+        out.line(f"wrote pipeline.yaml ({result.stages} stages)")
+    elif result.stages:
+        out.line(f"pipeline.yaml is up to date ({result.stages} stages)")
+    if result.placed:
+        out.line(
+            f"brought {len(result.placed)} path(s) from DVC ({result.files} files, {result.bytes} bytes, md5 checked)"
+        )
+    if result.tracked:
+        out.line(f"tracked {len(result.tracked)} path(s) with pointer files: {', '.join(result.tracked)}")
     if result.lock_stages:
         out.line(f"wrote pipeline.lock ({result.lock_stages} stages whose files still match dvc.lock)")
     for note in result.notes:
         out.warn(note)
+
+
+def warn_missing_dvc_data(out: Output, repo: Any) -> list[Any]:
+    """Name DVC-tracked data an import recorded that is not here yet (stderr); returns it for --json."""
+    if not (repo.dot / "dvc-import.json").is_file():  # the import's modules load only after an import
+        return []
+    from ..pipeline.dvc import missing_data
+
+    missing = missing_data(repo)
+    if not out.json:
+        for item in missing:
+            out.warn(item.message)
+    return missing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class Graph:
         return [n for n in self.order if n in chosen]
 
 
-def build_graph(pipeline: Pipeline, root: Path) -> Graph:
+def build_graph(pipeline: Pipeline, root: Path, *, coming: Collection[str] | None = None) -> Graph:
     """Build the DAG and check it: overlapping outputs, self-dependencies, dangling deps, cycles."""
     stages = pipeline.stages
     source = pipeline.path
@@ -78,7 +79,7 @@ def build_graph(pipeline: Pipeline, root: Path) -> Graph:
                         file=str(source),
                     )
             found = [producer for path, producer in outs if _overlap(dep, path)]
-            if not found and not (root / dep).exists():
+            if not found and not (root / dep).exists() and not _comes_later(root, dep, coming):
                 raise FormatError(
                     (
                         f"{stage.where}: stage '{stage.name}' depends on {dep}, "
@@ -102,6 +103,22 @@ def build_graph(pipeline: Pipeline, root: Path) -> Graph:
         tuple(order),
         producers,
     )
+
+
+def _comes_later(root: Path, dep: str, coming: Collection[str] | None) -> bool:
+    """A dependency not on disk yet that is known to come: tracked by a pointer file ('mlops pull'
+    or 'checkout' brings it), or DVC data that 'mlops import dvc' recorded (``coming``: those paths;
+    by default read from the import's record)."""
+    parts = dep.split("/")
+    if any((root / ("/".join(parts[:n]) + ".mlops")).is_file() for n in range(1, len(parts) + 1)):
+        return True
+    if coming is None:
+        if not (root / ".mlops" / "dvc-import.json").is_file():
+            return False
+        from .dvc.record import recorded_paths
+
+        coming = recorded_paths(root)
+    return any(dep == path or _inside(dep, path) for path in coming)
 
 
 def _refuse_tracked(root: Path, stage: Stage, path: str, source: str) -> None:

@@ -1,7 +1,13 @@
-"""Parameter files (YAML or JSON) and dotted-key lookups into them."""
+"""Parameter files and dotted-key lookups into them.
+
+A parameter file is read by its name: ``.json`` as JSON, ``.toml`` as TOML, ``.py`` as Python
+(read, never run: see ``parse_python``), anything else as YAML. These are the formats DVC
+reads params from, so a DVC project's params files work as they are.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -25,16 +31,7 @@ class ParamFiles:
             if not path.is_file():
                 self._cache[rel] = MISSING
             else:
-                text = path.read_text(encoding="utf-8")
-                if rel.endswith(".json"):
-                    try:
-                        self._cache[rel] = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        raise FormatError(
-                            f"{display_path(path)}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
-                        ) from None
-                else:
-                    self._cache[rel] = parse_yaml(text, display_path(path)) or {}
+                self._cache[rel] = parse_params(path.read_text(encoding="utf-8"), rel, display_path(path))
         return self._cache[rel]
 
     def exists(self, rel: str) -> bool:
@@ -43,6 +40,90 @@ class ParamFiles:
     def value(self, rel: str, key: str) -> Any:
         """The value at a dotted key (``train.lr``), or MISSING."""
         return lookup(self.load(rel), key)
+
+
+def parse_params(text: str, name: str, source: str) -> Any:
+    """The content of a parameter file, by the format its ``name`` says; errors name ``source``:line."""
+    if name.endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"{source}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    if name.endswith(".toml"):
+        return _parse_toml(text, source)
+    if name.endswith(".py"):
+        return parse_python(text, source)
+    return parse_yaml(text, source) or {}
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise FormatError(
+                f"{source}: TOML parameter files need Python 3.11+ or the 'tomli' package",
+                hint="pip install tomli",
+            ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"{source}: not valid TOML: {exc}") from None
+
+
+def parse_python(text: str, source: str) -> dict[str, Any]:
+    """Constants of a Python parameter file, read with ``ast``: the file is never executed.
+
+    As DVC reads them: module-level assignments (``LR = 0.1``), class attributes
+    (``class Train: epochs = 10`` -> ``Train.epochs``) and ``self.x = ...`` in a class's
+    ``__init__``. Only literal values count (numbers, strings, booleans, None, and lists,
+    tuples, dicts and sets of them); any other assignment is not a parameter and is skipped.
+    """
+    try:
+        tree = ast.parse(text, filename=source)
+    except SyntaxError as exc:
+        raise FormatError(f"{source}:{exc.lineno or 1}:{exc.offset or 1}: not valid Python: {exc.msg}") from None
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            members: dict[str, Any] = {}
+            for item in node.body:
+                _assign(item, members)
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    for statement in ast.walk(item):
+                        _assign(statement, members, attribute_of="self")
+            out[node.name] = members
+        else:
+            _assign(node, out)
+    return out
+
+
+def _assign(node: ast.AST, into: dict[str, Any], *, attribute_of: str | None = None) -> None:
+    """Record ``name = literal`` (or ``self.name = literal`` when ``attribute_of`` is "self")."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets, value = [node.target], node.value
+    else:
+        return
+    try:
+        literal = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return
+    if isinstance(literal, (tuple, set, frozenset)):
+        literal = list(literal)
+    for target in targets:
+        if attribute_of is None and isinstance(target, ast.Name):
+            into[target.id] = literal
+        elif (
+            attribute_of is not None
+            and isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and target.value.id == attribute_of
+        ):
+            into[target.attr] = literal
 
 
 def lookup(data: Any, key: str) -> Any:

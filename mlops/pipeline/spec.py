@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import FormatError
 from ..formats import Position, check_format, display_path, parse_yaml_positions
 from ..paths import relpath_problem
-from .params import MISSING, ParamFiles, lookup
+from .params import MISSING, ParamFiles, flatten, lookup
 
 PIPELINE_FILE = "pipeline.yaml"
 LOCK_FILE = "pipeline.lock"  # lock.py's name for it (lock.py stands above this module)
@@ -51,6 +51,7 @@ STAGE_KEYS = {
 TEMPLATE_KEYS = {"foreach", "matrix", "do"}
 OUT_FLAGS = {"cache", "persist", "desc", "remote", "push"}
 INTERPOLATION = re.compile(r"\$\{\s*([^}]*?)\s*\}")
+INDEX = re.compile(r"\[\s*([^\]]*?)\s*\]")  # ${a.b[1].c}: an index is one more dotted part
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]*$")
 
 
@@ -356,7 +357,7 @@ def _stage(
         where = (*at, "cmd", index) if isinstance(cmd_doc, list) else (*at, "cmd")
         if not isinstance(part, (str, int, float)):
             raise reader.fail(where, f"stage '{name}': 'cmd' must be a string or a list of strings")
-        cmd.append(_interpolate(reader, str(part), where, context))
+        cmd.append(_interpolate(reader, str(part), where, context, in_cmd=True))
 
     wdir = body.get("wdir", ".")
     if not isinstance(wdir, str):
@@ -496,10 +497,17 @@ def _params(
     return tuple(refs)
 
 
-def _interpolate(reader: _Reader, text: str, at: tuple[Any, ...], context: dict[str, Any]) -> str:
+def _select(context: dict[str, Any], expression: str) -> Any:
+    """The value ``${expression}`` names: dotted keys with list indexes, ``a.b[1].c`` as in DVC."""
+    return lookup(context, INDEX.sub(r".\1", expression))
+
+
+def _interpolate(
+    reader: _Reader, text: str, at: tuple[Any, ...], context: dict[str, Any], *, in_cmd: bool = False
+) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
-        value = lookup(context, name)
+        value = _select(context, name)
         if value is MISSING:
             raise reader.fail(
                 at, f"unknown ${{{name}}}", hint="define it in params.yaml or 'vars', or check its spelling"
@@ -509,10 +517,40 @@ def _interpolate(reader: _Reader, text: str, at: tuple[Any, ...], context: dict[
         if isinstance(value, (list, tuple)):
             return " ".join(str(v) for v in value)
         if isinstance(value, dict):
-            raise reader.fail(at, f"${{{name}}} is a mapping; name one of its keys")
+            if in_cmd:
+                return _as_arguments(reader, value, at, name)
+            raise reader.fail(at, f"${{{name}}} is a mapping; name one of its keys (a whole mapping only in 'cmd')")
         return str(value)
 
     return INTERPOLATION.sub(replace, text)
+
+
+def _as_arguments(reader: _Reader, mapping: dict[str, Any], at: tuple[Any, ...], name: str) -> str:
+    """A mapping in 'cmd' becomes command-line options, as DVC expands it: nested keys dotted,
+    ``--key value`` (strings shell-quoted), ``--flag`` for true and nothing for false, and a
+    list as ``--key a b c``."""
+    import shlex
+
+    words: list[str] = []
+    for key, value in flatten("", mapping).items():
+        if isinstance(value, bool):
+            if value:
+                words.append(f"--{key}")
+        elif isinstance(value, str):
+            words.append(f"--{key} {shlex.quote(value)}")
+        elif isinstance(value, (list, tuple)):
+            items = []
+            for item in value:
+                if isinstance(item, (list, tuple, dict)):
+                    raise reader.fail(at, f"${{{name}}}: '{key}' holds a nested list, which has no command-line form")
+                items.append(shlex.quote(item) if isinstance(item, str) else str(item))
+            if items:
+                words.append(f"--{key} {' '.join(items)}")
+        elif value == {}:
+            continue
+        else:
+            words.append(f"--{key} {value}")
+    return " ".join(words)
 
 
 def _interpolate_value(reader: _Reader, value: Any, at: tuple[Any, ...], context: dict[str, Any]) -> Any:
@@ -520,7 +558,7 @@ def _interpolate_value(reader: _Reader, value: Any, at: tuple[Any, ...], context
     if isinstance(value, str):
         match = INTERPOLATION.fullmatch(value.strip())
         if match:
-            found = lookup(context, match.group(1))
+            found = _select(context, match.group(1))
             if found is MISSING:
                 raise reader.fail(at, f"unknown ${{{match.group(1)}}}")
             return found

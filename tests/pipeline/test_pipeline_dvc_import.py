@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -10,10 +11,12 @@ from pipekit import assert_one_error, counts, md5, reasons, statuses
 
 
 def _dir_entry(root, rel):
+    """A folder as DVC records it: the md5 of its .dir listing (sorted {md5, relpath} as JSON)."""
     files = sorted(p for p in (root / rel).rglob("*") if p.is_file())
+    listing = [{"md5": md5(p), "relpath": p.relative_to(root / rel).as_posix()} for p in files]
     return {
         "path": rel,
-        "md5": "0123456789abcdef0123456789abcdef.dir",
+        "md5": hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir",
         "size": sum(p.stat().st_size for p in files),
         "nfiles": len(files),
     }
@@ -69,7 +72,6 @@ def dvc_project(proj):
                 "deps": ["train_input.txt"],
                 "params": ["train"],
                 "outs": ["model.txt"],
-                "live": {"dir": "dvclive"},
             },
         },
         "plots": [{"eval/small.json": {"x": "step"}}],
@@ -122,13 +124,15 @@ def test_import_writes_equivalent_pipeline_and_matching_lock(dvc_project):
     proc = p.mlops("import", "dvc")
     assert "wrote pipeline.yaml (5 stages)" in proc.stdout
     assert "wrote pipeline.lock (4 stages whose files still match dvc.lock)" in proc.stdout
-    assert "stage 'train': the workspace no longer matches dvc.lock; it will run" in proc.stderr
-    assert "top-level 'plots' is not imported" in proc.stderr and "top-level 'artifacts' is not imported" in proc.stderr
-    assert "stage 'train': key 'live' is not imported" in proc.stderr
+    assert "stage 'train': the workspace does not match dvc.lock; it will run" in proc.stderr
+    # the top-level sections pipeline.yaml has no place for are carried in the import's record
+    record = json.loads((p.root / ".mlops/dvc-import.json").read_text())
+    assert record["sections"] == [
+        {"file": "dvc.yaml", "base": "", "plots": p.dvc_yaml["plots"], "artifacts": p.dvc_yaml["artifacts"]}
+    ]
 
     imported = yaml.safe_load((p.root / "pipeline.yaml").read_text())
     expected = json.loads(json.dumps(p.dvc_yaml["stages"]))
-    del expected["train"]["live"]
     assert imported == {"stages": expected}
     dag = json.loads(p.cli("dag", "--json").stdout)
     assert dag["stages"] == ["prepare", "featurize", "evaluate@small", "evaluate@large", "train"]
@@ -170,9 +174,9 @@ def test_import_leaves_out_a_stage_whose_output_changed(dvc_project):
     (p.root / "features/f2.txt").write_text("f2-changed-size\n")
     (p.root / "prepared.txt").write_text("raw data\n")  # rewritten, same bytes: still matches
     proc = p.mlops("import", "dvc")
-    assert "stage 'featurize': the workspace no longer matches dvc.lock; it will run" in proc.stderr
+    assert "stage 'featurize': the workspace does not match dvc.lock; it will run" in proc.stderr
     # its dependents recorded the old folder as their dependency: they do not match either
-    assert "stage 'evaluate@small': the workspace no longer matches dvc.lock; it will run" in proc.stderr
+    assert "stage 'evaluate@small': the workspace does not match dvc.lock; it will run" in proc.stderr
     assert list(p.lock()) == ["prepare"]
     dry = p.dry()
     assert statuses(dry)["prepare"] == "skipped"
@@ -203,7 +207,7 @@ def test_existing_pipeline_yaml_needs_force(dvc_project):
 
 def test_no_dvc_yaml_is_usage_error(proj):
     proc = proj.mlops("import", "dvc", code=2)
-    assert_one_error(proc.stderr, "no dvc.yaml")
+    assert_one_error(proc.stderr, "no dvc.yaml or .dvc file")
 
 
 def test_force_overwrites_an_existing_pipeline_lock(dvc_project):
@@ -262,6 +266,15 @@ def test_import_dvc_plots_with_options(proj):
     )
     proc = proj.mlops("import", "dvc", code=None)
     assert proc.returncode == 0, proc.stderr
-    assert "x" in proc.stderr  # the dropped options are named
+    # the plot's presentation options are carried in the import's record, not dropped
+    record = json.loads((proj.root / ".mlops/dvc-import.json").read_text())
+    assert record["output_options"] == [
+        {
+            "stage": "train",
+            "path": "plots/loss.csv",
+            "base": "",
+            "options": {"x": "step", "y": "loss", "template": "linear"},
+        }
+    ]
     proj.mlops("dag")
     assert statuses(proj.run()) == {"train": "ran"}
