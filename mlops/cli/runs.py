@@ -477,11 +477,12 @@ def plots(
     ),
 ) -> None:
     """Write step-wise metrics of runs as one self-contained HTML file (inline SVG, one chart per metric)."""
-    from ..fsio import atomic_write
+    from ..fsio import check_output, write_output
     from ..tracking.plots import render_html, stepwise_keys
     from ..tracking.store import list_summaries, load_run, resolve_run
 
     out = Output()
+    check_output(output)
     repo = find_repo()
     summaries = list_summaries(repo, heal=False)
     data = [load_run(repo, resolve_run(repo, ref, summaries=summaries)) for ref in dict.fromkeys(runs)]
@@ -492,6 +493,5 @@ def plots(
             f"no run logged metric '{unknown[0]}'",
             hint="metrics: " + ", ".join(sorted({k for d in data for k in d.history})) or "none",
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, render_html(data, keys))
+    write_output(output, render_html(data, keys))
     out.info(f"wrote {output}: {len(keys)} chart(s), {len(data)} run(s)")
