@@ -118,7 +118,10 @@ def runs_list(
     if sort is not None:
         parse_sort(sort)
     repo = find_repo()
-    summaries = list_summaries(repo)
+    warnings: list[str] = []
+    summaries = list_summaries(repo, warnings=warnings)
+    for warning in warnings:
+        out.warn(warning)
     chosen = select(summaries, filter=filter_text, sort=sort, limit=limit or None)
     if out.json:
         out.emit_json({"total": len(summaries), "runs": [_public(s) for s in chosen]})
