@@ -155,13 +155,13 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     try:  # one parse for the whole file: ten times faster than a parse per line
         records = json.loads("[" + ",".join(lines) + "]")
         return [r for r in records if isinstance(r, dict)]
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # ValueError: bad JSON or a number too long to read
         pass
     out = []
     for line in lines:
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # a line nested beyond the parser is skipped like a torn one
             continue
         if isinstance(record, dict):
             out.append(record)

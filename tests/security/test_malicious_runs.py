@@ -264,6 +264,10 @@ def test_runs_list_survives_a_bad_local_run_folder(repo, mlops_bin, guard) -> No
     # a line of the wrong shape among good ones is skipped, as a torn line is
     with open(runs / good / "metrics.jsonl", "a") as handle:
         handle.write('{"key": "loss", "value": "NaN?", "step": "x", "timestamp": "soon"}\n')
+        handle.write("[" * 100_000 + "\n")
+        handle.write('{"key": "loss", "value": ' + "9" * 5_000 + "}\n")
+    with open(runs / store.INDEX_FILE, "a") as handle:
+        handle.write("{" * 100_000 + "\n")
     proc = mlops_bin("runs", "list", cwd=repo.root)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert good in proc.stdout
