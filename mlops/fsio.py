@@ -15,6 +15,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +99,10 @@ def _umask() -> int:
     return 0o022
 
 
+# names of an already open descriptor (the shell's redirection): written through, never replaced
+_FD_ALIAS = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+
+
 def check_output(path: str | os.PathLike[str]) -> None:
     """Refuse, before any work, an output path that ``output_writer`` would refuse (exit 2)."""
     _output_plan(Path(path))
@@ -117,7 +122,7 @@ def _output_plan(given: Path) -> tuple[Path, os.stat_result | None, bool]:
         raise storage_error(exc, given) from exc
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise InvalidPathError(f"{given}: is a folder, not a file", hint="name a file inside it")
-    alias = os.path.abspath(given).startswith(("/dev/", "/proc/"))
+    alias = _FD_ALIAS.fullmatch(os.path.abspath(given)) is not None
     if info is not None and (alias or not stat.S_ISREG(info.st_mode)):
         return given, info, True
     real = Path(os.path.realpath(given))  # a symlink's target (dangling: where it points)
@@ -139,9 +144,10 @@ def output_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
       ``os.replace``), so a reader never sees half an output and a failure leaves the old file;
       an existing file keeps its permission bits, a new one gets the umask's;
     - a symlink: followed, and its target replaced the same way; the link stays a link;
-    - a FIFO, a character or block device (``/dev/null``, a terminal), or any ``/dev/`` or
-      ``/proc/`` alias of an open descriptor (``/dev/stdout``): opened and written directly,
-      never replaced (replacing would swap the node for a file and the reader would wait forever);
+    - a FIFO, a character or block device (``/dev/null``, a terminal), or a name of an open
+      descriptor (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``): opened and written
+      directly, never replaced (replacing would swap the node for a file and the reader would
+      wait forever; a shell's ``> file`` is appended to, after what the command printed);
     - a folder, or a missing parent folder: ``InvalidPathError`` (exit 2), nothing written.
     """
     target, info, direct = _output_plan(Path(path))

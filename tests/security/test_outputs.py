@@ -236,3 +236,18 @@ def test_schema_infer_and_card_use_the_same_rule(repo, cli, tmp_path: Path) -> N
     assert len(_error_lines(result.stderr)) == 1
     result = cli("card", "nosuchmodel:1", "-o", str(tmp_path), code=2)
     assert "is a folder" in result.stderr
+
+
+def test_dev_stdout_redirected_to_a_file_is_appended_not_replaced(repo, run_id, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    target = tmp_path / "captured.html"
+    target.write_text("printed before\n")
+    inode = target.stat().st_ino
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    with open(target, "a") as handle:  # the shell's `>> captured.html`
+        subprocess.run([mlops, "plots", run_id, "-o", "/dev/stdout"], cwd=repo.root, stdout=handle, check=True)
+    assert target.stat().st_ino == inode  # the shell's file, written through, not swapped for a new one
+    text = target.read_text()
+    assert text.startswith("printed before\n") and "<svg" in text
