@@ -15,12 +15,14 @@ import errno
 import fcntl
 import json
 import os
+import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import LockHeldError, StorageError
+from .errors import InvalidPathError, LockHeldError, StorageError
 
 TMP_PREFIX = ".tmp-mlops-"  # temp files of interrupted writers are recognised (and skipped) by this
 
@@ -79,6 +81,104 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
     if isinstance(data, str):
         data = data.encode("utf-8")
     with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+
+
+# --- outputs the user named (-o FILE, --html FILE) ---------------------------------------------
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+# names of an already open descriptor (the shell's redirection): written through, never replaced
+_FD_ALIAS = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+
+
+def check_output(path: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an output path that ``output_writer`` would refuse (exit 2)."""
+    _output_plan(Path(path))
+
+
+def _output_plan(given: Path) -> tuple[Path, os.stat_result | None, bool]:
+    """(where the bytes go, what is there now, whether it is written directly rather than replaced)."""
+    try:
+        info: os.stat_result | None = os.stat(given)  # follows symlinks: the node a write would reach
+    except FileNotFoundError:
+        info = None
+    except NotADirectoryError:
+        raise InvalidPathError(
+            f"{given}: a parent of the output is a file, not a folder", hint="choose another output path"
+        ) from None
+    except OSError as exc:
+        raise storage_error(exc, given) from exc
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise InvalidPathError(f"{given}: is a folder, not a file", hint="name a file inside it")
+    alias = _FD_ALIAS.fullmatch(os.path.abspath(given)) is not None
+    if info is not None and (alias or not stat.S_ISREG(info.st_mode)):
+        return given, info, True
+    real = Path(os.path.realpath(given))  # a symlink's target (dangling: where it points)
+    if not real.parent.is_dir():
+        folder = real.parent if os.path.islink(given) else given.parent
+        raise InvalidPathError(
+            f"{given}: the folder {folder} does not exist", hint="create the folder first, or choose another path"
+        )
+    return real, info, False
+
+
+@contextlib.contextmanager
+def output_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Yield a file for the output the user named with ``-o``; it lands only if the block completes.
+
+    What ``path`` is decides how it is written, as other command-line tools do:
+
+    - a regular file, or nothing yet: replaced atomically (temp file beside it, fsync,
+      ``os.replace``), so a reader never sees half an output and a failure leaves the old file;
+      an existing file keeps its permission bits, a new one gets the umask's;
+    - a symlink: followed, and its target replaced the same way; the link stays a link;
+    - a FIFO, a character or block device (``/dev/null``, a terminal), or a name of an open
+      descriptor (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``): opened and written
+      directly, never replaced (replacing would swap the node for a file and the reader would
+      wait forever; a shell's ``> file`` is appended to, after what the command printed);
+    - a folder, or a missing parent folder: ``InvalidPathError`` (exit 2), nothing written.
+    """
+    target, info, direct = _output_plan(Path(path))
+    if direct:
+        assert info is not None
+        # a regular file reached through /dev/stdout is the shell's redirection: append after what is there
+        yield from _direct_writer(target, mode, append=stat.S_ISREG(info.st_mode))
+        return
+    file_mode = stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask()
+    with atomic_writer(target, mode, file_mode=file_mode) as handle:
+        yield handle
+
+
+def _direct_writer(path: Path, mode: str, *, append: bool) -> Iterator[IO[Any]]:
+    flags = os.O_WRONLY | os.O_NOCTTY | (os.O_APPEND if append else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
+            yield handle
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def write_output(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write ``data`` to the output the user named (``output_writer`` says how each kind of node is written)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with output_writer(path, "wb") as handle:
         handle.write(data)
 
 

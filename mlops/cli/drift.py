@@ -264,6 +264,10 @@ def drift(
     from ..drift.report import check_drift
 
     out = Output(json_output=json_output)
+    if html is not None:
+        from ..fsio import check_output
+
+        check_output(html)  # a folder or a missing folder is said before the work, not after it
     # the same checks as the config file's: no NaN (it compares false with everything), no negatives
     for flag, value, high in (
         ("--threshold", threshold, None),
@@ -341,11 +345,9 @@ def drift(
             record_failed = exc
     if html is not None:
         from ..drift.html import render
-        from ..fsio import atomic_write
+        from ..fsio import write_output
 
-        if html.parent and not html.parent.exists():
-            html.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(html, render(report, title=f"Data drift: {current} against {reference}"))
+        write_output(html, render(report, title=f"Data drift: {current} against {reference}"))
     if out.json:
         doc = report.to_dict()
         if recorded is not None:
@@ -535,14 +537,18 @@ def schema_infer(
     from ..drift.schema import infer_schema, schema_yaml
 
     out = Output(json_output=json_output)
+    if output is not None:
+        from ..fsio import check_output
+
+        check_output(output)
     source = Source.open(expand(data), "data", described=", ".join(data))
     schema = infer_schema(source)
     for warning in source.warnings:
         out.warn(warning)
     if output is not None:
-        from ..fsio import atomic_write
+        from ..fsio import write_output
 
-        atomic_write(output, schema_yaml(schema))
+        write_output(output, schema_yaml(schema))
     if out.json:
         out.emit_json(schema)
     elif output is None:

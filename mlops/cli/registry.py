@@ -574,12 +574,14 @@ def card(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """A Markdown model card: purpose, metrics, data, signature, lineage, approvals, history."""
-    from ..fsio import atomic_write
+    from ..fsio import check_output, write_output
     from ..registry.api import get_version, resolve
     from ..registry.api import history as do_history
     from ..registry.card import render_card
 
     out = Output(json_output=json_output)
+    if output is not None:
+        check_output(output)
     repo = find_repo()
     mv = get_version(repo, ref, version) if version is not None else resolve(repo, ref)
     text = render_card(
@@ -587,8 +589,7 @@ def card(
         [e for e in do_history(repo, mv.name) if e.get("version") == mv.version or e.get("to_version") == mv.version],
     )
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(output, text)
+        write_output(output, text)
     if out.json:
         out.emit_json({"ref": mv.ref(), "output": str(output) if output else None, "markdown": text})
         return

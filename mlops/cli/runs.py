@@ -202,7 +202,10 @@ def runs_list(
         parse_sort(sort)
     picked = parse_columns(columns_text) if columns_text is not None else None
     repo = find_repo()
-    summaries = list_summaries(repo)
+    warnings: list[str] = []
+    summaries = list_summaries(repo, warnings=warnings)
+    for warning in warnings:
+        out.warn(warning)
     chosen = select(summaries, filter=filter_text, sort=sort, limit=limit or None)
     if out.json:
         out.emit_json({"total": len(summaries), "runs": [_public(s) for s in chosen]})
@@ -526,11 +529,12 @@ def plots(
     ),
 ) -> None:
     """Write step-wise metrics of runs as one self-contained HTML file (inline SVG, one chart per metric)."""
-    from ..fsio import atomic_write
+    from ..fsio import check_output, write_output
     from ..tracking.plots import render_html, stepwise_keys
     from ..tracking.store import list_summaries, load_run, resolve_run
 
     out = Output()
+    check_output(output)
     repo = find_repo()
     summaries = list_summaries(repo, heal=False)
     data = [load_run(repo, resolve_run(repo, ref, summaries=summaries)) for ref in dict.fromkeys(runs)]
@@ -541,6 +545,5 @@ def plots(
             f"no run logged metric '{unknown[0]}'",
             hint="metrics: " + ", ".join(sorted({k for d in data for k in d.history})) or "none",
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, render_html(data, keys))
+    write_output(output, render_html(data, keys))
     out.info(f"wrote {output}: {len(keys)} chart(s), {len(data)} run(s)")

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..errors import (
     CorruptObjectError,
     InvalidPathError,
     MissingObjectError,
     PromotionRefused,
+    RegistryTampered,
     UnknownModelError,
     UsageError,
 )
@@ -55,6 +58,7 @@ from .store import (
     require_model,
     shown,
     transaction,
+    trusted_model,
     version_view,
 )
 
@@ -164,13 +168,43 @@ def _check_file(path: Path, digest: str, sha256: str | None, what: str) -> str:
     return sha
 
 
+_OBJECT_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def check_trusted(repo: Repo, mv: ModelVersion) -> None:
+    """Before a version's artifact is opened: its model file is what the audit log recorded
+    (``store.trusted_model``), and ``mv`` names the artifact that file records for the version.
+    Otherwise ``RegistryTampered`` (exit 3), and nothing of the artifact has been touched."""
+    doc = trusted_model(repo, mv.name)
+    record = find_record(doc, mv.version)
+    art = record.get("artifact") or {}
+    recorded = (art.get("hash"), art.get("kind", "file"), art.get("sha256"))
+    if recorded != (mv.artifact, mv.kind, mv.sha256):
+        raise RegistryTampered(
+            f"{mv.ref()}: the version given names artifact {str(mv.artifact)[:40]}, not the one the registry "
+            "recorded; refusing to use it",
+            hint="resolve the version from the registry (mlops.registry.resolve)",
+            model=mv.name,
+            version=mv.version,
+        )
+    if not isinstance(mv.artifact, str) or not _OBJECT_NAME.fullmatch(mv.artifact):
+        raise RegistryTampered(
+            f"{mv.ref()}: its artifact {str(mv.artifact)[:40]!r} is not an object name; refusing to use it",
+            hint="run 'mlops audit verify'",
+            model=mv.name,
+        )
+
+
 def artifact_path(repo: Repo, mv: ModelVersion) -> Path:
     """A local path to the version's artifact, its bytes checked against the registry.
 
-    A file: the object in the cache (read-only). A directory: a read-only copy under
-    ``.mlops/tmp/models/<hash>/``, built from the cache (each file checked while copied) and
-    checked again on every call. Corrupt: ``CorruptObjectError``; absent: ``MissingObjectError``.
+    The model file must first be what the audit log recorded (``check_trusted``), else
+    ``RegistryTampered`` before the artifact is opened. A file: the object in the cache
+    (read-only). A directory: a read-only copy under ``.mlops/tmp/models/<hash>/``, built from
+    the cache (each file checked while copied, each name through ``paths``) and checked again
+    on every call. Corrupt: ``CorruptObjectError``; absent: ``MissingObjectError``.
     """
+    check_trusted(repo, mv)
     if mv.kind != "dir":
         path = _object_path(repo, mv.artifact)
         _check_file(path, mv.artifact, mv.sha256, mv.ref())
@@ -179,18 +213,29 @@ def artifact_path(repo: Repo, mv: ModelVersion) -> Path:
 
 
 def _dir_records(repo: Repo, mv: ModelVersion) -> dict[str, Any]:
+    where = f"the folder artifact of {mv.ref()}"
     try:
-        return {rel: entry for rel, entry in walk_tree(repo.objects.read_bytes, mv.artifact)}
+        records = {
+            paths.check_relpath(rel, where=where): entry
+            for rel, entry in walk_tree(repo.objects.read_bytes, mv.artifact)
+        }
     except MissingObjectError:
         raise MissingObjectError(
             f"{mv.ref()}: its directory manifest {mv.artifact} is not in the cache",
             hint="run 'mlops pull' (or 'mlops fetch')",
             object=mv.artifact,
         ) from None
+    for rel, entry in records.items():
+        if not _OBJECT_NAME.fullmatch(str(entry.hash)):
+            raise CorruptObjectError(f"{where}: entry {rel} names {str(entry.hash)[:40]!r}, not an object")
+    return records
 
 
 def _materialize_dir(repo: Repo, mv: ModelVersion) -> Path:
     records = _dir_records(repo, mv)
+    where = f"the folder artifact of {mv.ref()}"
+    # .mlops/tmp/models must be a real folder: a symlink planted there would carry the copy elsewhere
+    paths.Destinations(repo.dot).check_folder(f"{repo.tmp.name}/models", where=where)
     target = repo.tmp / "models" / mv.artifact
     if target.is_dir():
         if _dir_matches(target, records):
@@ -199,8 +244,9 @@ def _materialize_dir(repo: Repo, mv: ModelVersion) -> Path:
     # built in a temp folder beside it, each file checked, fsynced, then renamed into place
     # in one step: a reader sees no copy or a whole one, and a crash leaves only a temp folder
     with atomic_dir(target) as building:
+        inside = paths.Destinations(building)
         for rel, entry in records.items():
-            dest = building / rel
+            dest = inside.check(rel, where=where)
             dest.parent.mkdir(parents=True, exist_ok=True)
             source = _object_path(repo, entry.hash)
             _check_file(source, entry.hash, None, f"{mv.ref()}: {rel}")
@@ -237,6 +283,7 @@ def load_model(ref_or_mv: str | ModelVersion, repo: Repo | None = None) -> Any:
     registration you trust (``register`` itself never does; see ``flavors.safe_load``)."""
     repo = repo or find_repo()
     mv = resolve(repo, ref_or_mv) if isinstance(ref_or_mv, str) else ref_or_mv
+    check_trusted(repo, mv)  # before the artifact is opened: the model file is what the audit log recorded
     if mv.kind == "dir":
         raise UsageError(
             f"{mv.ref()} is a directory artifact ({mv.filename}); load_model reads pickled models",

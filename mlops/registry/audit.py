@@ -225,23 +225,38 @@ def changed_models(entries: Iterable[dict[str, Any]], up_to: int | None = None) 
     return out
 
 
-def check_model_anchor(log: Path, name: str, doc: Mapping[str, Any], shown: str) -> None:
+def check_model_anchor(
+    log: Path,
+    name: str,
+    doc: Mapping[str, Any],
+    shown: str,
+    *,
+    landed_up_to: int | None = None,
+    refusing: str = "to change the registry",
+) -> None:
     """Before a writer changes a model (the caller holds the lock and has settled the log):
     the file must be exactly what its audit entry recorded, and no later landed entry may have
     changed it. Otherwise ``RegistryTampered``, and nothing is written: a write must never
     launder a hand edit into a file whose anchor matches again.
 
+    A reader about to use a model's artifact (``store.trusted_model``) makes the same check
+    without the lock: it reads the head first and passes its seq as ``landed_up_to``, so that
+    entries past it (a change in flight, whose model file may not be replaced yet) do not count
+    as later changes the file lacks.
+
     Reads the log backwards from its end only as far as the model's anchor entry.
     """
+
+    def tampered(message: str) -> RegistryTampered:
+        return _tampered(log=False, message=message, refusing=refusing, model=name)
+
     anchor = doc.get("audit")
     seq = anchor.get("seq") if isinstance(anchor, dict) else None
-    if not isinstance(anchor, dict) or not isinstance(seq, int):
-        raise _tampered(log=False, message=f"{shown} has no audit anchor (written outside mlops?)")
+    if not isinstance(anchor, dict) or not isinstance(seq, int) or isinstance(seq, bool):
+        raise tampered(f"{shown} has no audit anchor (written outside mlops?)")
     state = state_hash(doc)
     if anchor.get("state") != state:
-        raise _tampered(
-            log=False, message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded"
-        )
+        raise tampered(f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded")
     void: set[Any] = set()
     for entry in reverse_entries(log):
         at = entry.get("seq")
@@ -250,24 +265,20 @@ def check_model_anchor(log: Path, name: str, doc: Mapping[str, Any], shown: str)
         if entry.get("event") == "interrupted":
             void.add(entry.get("of"))  # an interrupted entry comes after the one it voids
         if at > seq:
-            if entry.get("model") == name and entry.get("state") and at not in void:
-                raise _tampered(
-                    log=False, message=f"{shown} is older than audit entry #{at} (an older copy of the file put back?)"
-                )
+            in_flight = landed_up_to is not None and at > landed_up_to
+            if entry.get("model") == name and entry.get("state") and at not in void and not in_flight:
+                raise tampered(f"{shown} is older than audit entry #{at} (an older copy of the file put back?)")
             continue
         if at == seq:
             if entry.get("hash") != anchor.get("hash") or entry_hash(entry) != entry.get("hash"):
-                raise _tampered(
-                    log=False, message=f"audit entry #{seq} is not the entry {shown} names (replaced or edited)"
-                )
+                raise tampered(f"audit entry #{seq} is not the entry {shown} names (replaced or edited)")
             if entry.get("state") != state:
-                raise _tampered(
-                    log=False,
-                    message=f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded",
+                raise tampered(
+                    f"{shown} was changed outside mlops: its content is not what audit entry #{seq} recorded"
                 )
             return
         break  # below the anchor: the entry it names is not in the log
-    raise _tampered(log=False, message=f"{shown} names audit entry #{seq}, which is not in the log")
+    raise tampered(f"{shown} names audit entry #{seq}, which is not in the log")
 
 
 def check_absent_model(log: Path, name: str, shown: str) -> None:
@@ -628,10 +639,11 @@ def settle(
     return added
 
 
-def _tampered(message: str, *, log: bool = True) -> RegistryTampered:
+def _tampered(
+    message: str, *, log: bool = True, refusing: str = "to change the registry", **fields: Any
+) -> RegistryTampered:
     return RegistryTampered(
-        f"registry audit log: {message}; refusing to write to it"
-        if log
-        else f"{message}; refusing to change the registry",
+        f"registry audit log: {message}; refusing to write to it" if log else f"{message}; refusing {refusing}",
         hint="run 'mlops audit verify'; restore .mlops/registry/ from git (git log -p .mlops/registry/)",
+        **fields,
     )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, NewerFormatError, UnknownModelError
+from ..errors import FormatError, NewerFormatError, RegistryTampered, UnknownModelError
 from ..fsio import atomic_write, remove_stale_temps
 from ..repo.repo import Repo
 from . import audit
@@ -246,6 +246,34 @@ def require_model(repo: Repo, name: str) -> dict[str, Any]:
             model=name,
             known=names,
         )
+    return doc
+
+
+def trusted_model(repo: Repo, name: str) -> dict[str, Any]:
+    """The model's document for a reader about to use one of its artifacts: only when the file's
+    content is what the audit log recorded for it (``audit.check_model_anchor``), else
+    ``RegistryTampered`` (exit 3). A model file edited by hand, or received through git with a
+    version pointed at another artifact, is refused before any artifact is opened.
+
+    Lock-free, in the order ``verify_chain`` reads: the head, then the model file, then the log;
+    so a change landing meanwhile is seen whole or as entries past the head, never as tampering.
+    """
+    try:
+        head = audit.read_head(head_path(repo))
+    except (FormatError, NewerFormatError) as exc:
+        raise RegistryTampered(
+            f"{exc.message}; refusing to use a model's artifact", hint="run 'mlops audit verify'", model=name
+        ) from None
+    landed = head.get("seq") if head is not None and isinstance(head.get("seq"), int) else None
+    doc = require_model(repo, name)
+    audit.check_model_anchor(
+        audit_path(repo),
+        name,
+        doc,
+        shown(repo, model_path(repo, name)),
+        landed_up_to=landed,
+        refusing="to use its artifacts",
+    )
     return doc
 
 

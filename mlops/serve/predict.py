@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CouldNotComplete, DataError, InvalidPathError, SignatureError, UsageError
-from ..fsio import atomic_writer
+from ..fsio import check_output, output_writer
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
 from .signature import ANY, BOOLEAN, DATETIME, INTEGER, NUMBER, STRING, Signature, arrow_type, limit_problems
@@ -204,8 +204,7 @@ def predict_file(
     in_fmt, out_fmt = file_format(src, "input"), file_format(dst, "output")
     if dst.exists() and dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: the output would overwrite the input", hint="choose another -o")
-    if not dst.parent.is_dir():
-        raise InvalidPathError(f"{dst.parent}: no such folder for the output")
+    check_output(dst)
     if chunk_rows < 1:
         raise UsageError("--chunk-rows must be at least 1")
     info = source.resolve(ref)
@@ -218,7 +217,7 @@ def predict_file(
     out_schema: Any = None
     task = progress.task(f"predict {info.ref()}", total=total)
     try:
-        with atomic_writer(dst, "wb") as handle:
+        with output_writer(dst, "wb") as handle:
             try:
                 for batch in batches:
                     if batch.num_rows == 0:

@@ -74,6 +74,8 @@ class RegistrySource:
         return self._info(registry.resolve(self.repo, ref))
 
     def load(self, info: ModelInfo) -> Any:
+        # load_model refuses (RegistryTampered, exit 3) a model file that is not what the audit
+        # log recorded before it opens the artifact: serve's start-up and every reload go through it
         from .. import registry
 
         mv = registry.resolve(self.repo, info.ref())

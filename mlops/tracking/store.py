@@ -53,6 +53,7 @@ from typing import Any
 from ..errors import FormatError, NewerFormatError, UsageError
 from ..fsio import FileLock, append_record, atomic_write, pid_alive, process_start
 from ..repo.repo import Repo
+from . import schema
 
 RUNS = "runs"
 RUN_FILE = "run.json"
@@ -154,17 +155,47 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     try:  # one parse for the whole file: ten times faster than a parse per line
         records = json.loads("[" + ",".join(lines) + "]")
         return [r for r in records if isinstance(r, dict)]
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # ValueError: bad JSON or a number too long to read
         pass
     out = []
     for line in lines:
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # a line nested beyond the parser is skipped like a torn one
             continue
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional_number(value: Any) -> bool:
+    return value is None or _is_number(value)
+
+
+def usable_params(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The param lines a reader can use: a text key (a line of another shape is skipped, like a torn one)."""
+    return [r for r in records if isinstance(r.get("key"), str)]
+
+
+def usable_metrics(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The metric lines a reader can use: a text key, a number, a numeric step and time (or none)."""
+    return [
+        r
+        for r in records
+        if isinstance(r.get("key"), str)
+        and _is_number(r.get("value"))
+        and _optional_number(r.get("step"))
+        and _optional_number(r.get("timestamp"))
+    ]
+
+
+def _checked_lines(folder: Path, name: str) -> list[dict[str, Any]]:
+    """A short record file's lines that pass the schema (artifact paths inside the repo, object hashes)."""
+    return [r for r in read_lines(folder / name) if schema.record_problem(name, r) is None]
 
 
 def read_run_json(folder: Path) -> dict[str, Any] | None:
@@ -175,11 +206,19 @@ def read_run_json(folder: Path) -> dict[str, Any] | None:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FormatError(f"{path}: not valid JSON ({exc})", file=str(path)) from None
+    except OSError as exc:  # a folder or a fifo where run.json should be
+        raise FormatError(f"{path}: cannot be read ({exc.strerror or exc})", file=str(path)) from None
+    except RecursionError:
+        raise FormatError(f"{path}: nested deeper than {schema.MAX_DEPTH} levels", file=str(path)) from None
+    except ValueError as exc:  # a number too long to read
+        raise FormatError(f"{path}: not valid JSON ({exc})", file=str(path)) from None
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object", file=str(path))
     if isinstance(data.get("format"), int) and data["format"] > RUN_FORMAT:
         raise NewerFormatError(f"{path}: written by a newer mlops (run format {data['format']})", hint="upgrade mlops")
-    return data
+    # a run folder may have come from elsewhere (copied, pulled by an older mlops, edited):
+    # a field of the wrong type is said here, not met later as a crash in a table or a sort
+    return schema.check_run_info(data, str(path))
 
 
 def _write_run_json(folder: Path, info: dict[str, Any]) -> None:
@@ -447,9 +486,9 @@ def summarize(repo: Repo, run_id: str, *, info: dict[str, Any] | None = None) ->
     summary["id"] = run_id
     summary["status"] = effective_status(info, procs)
     summary["owned"] = info.get("pid") is not None
-    summary["params"] = latest_params(read_lines(folder / "params.jsonl"))
-    summary["metrics"] = latest_metrics(read_lines(folder / "metrics.jsonl"))
-    summary["artifacts"] = len(read_lines(folder / "artifacts.jsonl"))
+    summary["params"] = latest_params(usable_params(read_lines(folder / "params.jsonl")))
+    summary["metrics"] = latest_metrics(usable_metrics(read_lines(folder / "metrics.jsonl")))
+    summary["artifacts"] = len(_checked_lines(folder, "artifacts.jsonl"))
     return summary
 
 
@@ -474,21 +513,49 @@ def run_ids(repo: Repo) -> list[str]:
         return []
 
 
-def list_summaries(repo: Repo, *, heal: bool = True) -> list[dict[str, Any]]:
+def summary_problem(summary: Mapping[str, Any]) -> str | None:
+    """Why an index line cannot stand for its run (a field of the wrong type), or None."""
+    if not isinstance(summary.get("id"), str) or summary.get("status") not in STATUSES:
+        return "no id or status"
+    for key in ("start_time", "end_time"):
+        if not _optional_number(summary.get(key)):
+            return f"'{key}' is not a number"
+    for key in ("name", "user", "host", "git_commit", "source"):
+        if summary.get(key) is not None and not isinstance(summary.get(key), str):
+            return f"'{key}' is not text"
+    params, metrics = summary.get("params", {}), summary.get("metrics", {})
+    if not isinstance(params, dict) or not isinstance(metrics, dict):
+        return "params or metrics are not objects"
+    if not all(_is_number(v) for v in metrics.values()):
+        return "a metric is not a number"
+    if not isinstance(summary.get("stages", []), list):
+        return "'stages' is not a list"
+    return None
+
+
+def list_summaries(repo: Repo, *, heal: bool = True, warnings: list[str] | None = None) -> list[dict[str, Any]]:
     """A summary per run folder: from the index when the run ended, else from its files.
 
     A run found ended that the index lacks (killed owner, or a crash between run.json and
     the index) is appended to the index (``heal``), so the next listing is cheap again.
+    A run whose run.json cannot be read (wrong types, not JSON) is left out, and said in
+    ``warnings`` when a list is given: one bad folder never stops a listing.
     """
     index = read_index(repo)
     out = []
     healed = []
     for run_id in run_ids(repo):
         summary = index.get(run_id)
+        if summary is not None and summary_problem(summary) is not None:
+            summary = None  # an index line of the wrong shape: read the run's own files instead
         if summary is None:
             try:
                 summary = summarize(repo, run_id)
-            except (UsageError, FormatError):
+            except (FormatError, NewerFormatError) as exc:
+                if warnings is not None:
+                    warnings.append(f"run {run_id}: {exc.message}; skipped")
+                continue
+            except UsageError:
                 continue  # a folder without run.json (being created, or not a run)
             if summary["status"] in ENDED and summary.get("owned"):
                 healed.append(summary)
@@ -540,7 +607,7 @@ def load_run(repo: Repo, run_id: str) -> RunData:
         raise UsageError(f"no run {run_id}", hint="see 'mlops runs list'")
     info["id"] = run_id
     procs = read_lines(folder / "procs.jsonl") if info.get("pid") is None else None
-    metric_records = read_lines(folder / "metrics.jsonl")
+    metric_records = usable_metrics(read_lines(folder / "metrics.jsonl"))
     history: dict[str, list[dict[str, Any]]] = {}
     for record in metric_records:
         if isinstance(record.get("key"), str):
@@ -550,11 +617,11 @@ def load_run(repo: Repo, run_id: str) -> RunData:
     return RunData(
         info=info,
         status=effective_status(info, procs),
-        params=latest_params(read_lines(folder / "params.jsonl")),
+        params=latest_params(usable_params(read_lines(folder / "params.jsonl"))),
         metrics=latest_metrics(metric_records),
         history=history,
-        artifacts=read_lines(folder / "artifacts.jsonl"),
-        stages=read_lines(folder / "stages.jsonl"),
+        artifacts=_checked_lines(folder, "artifacts.jsonl"),
+        stages=_checked_lines(folder, "stages.jsonl"),
     )
 
 

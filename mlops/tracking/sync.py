@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, MlopsError, UsageError
+from .. import paths
+from ..errors import FormatError, MlopsError, UnsafeNameError, UsageError
 from ..fsio import TMP_PREFIX, FileLock, append_record, fsync_dir, storage_error
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..remotes.base import Remote, check_ref_name
 from ..repo.repo import Repo
-from . import store
+from . import schema, store
 
 BUNDLE_FORMAT = 1
 REF_PREFIX = "runs/"
@@ -97,7 +98,7 @@ def run_id_of(ref: str) -> str | None:
     if not (ref.startswith(REF_PREFIX) and ref.endswith(REF_SUFFIX)):
         return None
     run_id = ref[len(REF_PREFIX) : -len(REF_SUFFIX)]
-    if not store.RUN_ID.fullmatch(run_id):
+    if not store.RUN_ID.fullmatch(run_id) or paths.name_problem(run_id):
         return None
     try:
         ref_name(run_id)
@@ -195,12 +196,21 @@ def push_runs(
 # --- pull ------------------------------------------------------------------------------------
 
 
+MAX_BUNDLE_BYTES = 512 << 20  # a bundle larger than this is refused before it is parsed
+
+
 def check_bundle(run_id: str, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
-    """(run.json content, {file name: text}) of a bundle; FormatError says what is wrong."""
+    """(run.json content, {file name: text}) of a bundle, every field checked against the schema
+    (``tracking.schema``); FormatError says what is wrong. The files come back re-written from
+    the checked records, one JSON line each: what is placed is what was checked."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise FormatError(f"larger than {MAX_BUNDLE_BYTES >> 20} MiB")
     try:
         bundle = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise FormatError(f"nested deeper than {schema.MAX_DEPTH} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, or a number too long to read
+        raise FormatError(f"not valid JSON ({_first_line(exc)})") from None
     if not isinstance(bundle, dict):
         raise FormatError("not a JSON object")
     version = bundle.get("format")
@@ -213,26 +223,59 @@ def check_bundle(run_id: str, data: bytes) -> tuple[dict[str, Any], dict[str, st
     run = bundle.get("run")
     if not isinstance(run, dict):
         raise FormatError("no run.json in it")
-    if run.get("id") != run_id:
-        raise FormatError(f"it holds run {run.get('id')!r}, not {run_id}")
     run_format = run.get("format")
-    if isinstance(run_format, int) and run_format > store.RUN_FORMAT:
+    if isinstance(run_format, int) and not isinstance(run_format, bool) and run_format > store.RUN_FORMAT:
         raise FormatError(f"written by a newer mlops (run format {run_format}); upgrade mlops")
+    run = schema.check_run_info(run, "run.json", run_id=run_id)
     if run.get("status") not in store.ENDED:
-        raise FormatError(f"status {run.get('status')!r} is not an ended run's")
+        raise FormatError(f"status {str(run.get('status'))[:40]!r} is not an ended run's")
     files = bundle.get("files", {})
     if not isinstance(files, dict):
         raise FormatError("'files' is not an object")
+    checked: dict[str, str] = {}
     for name, text in files.items():
         if name not in RUN_FILES:
-            raise FormatError(f"unknown file {name!r} in it")
+            raise FormatError(f"unknown file {str(name)[:80]!r} in it")
         if not isinstance(text, str):
             raise FormatError(f"{name} is not text")
-    return run, files
+        checked[name] = _check_records(name, text)
+    return run, checked
+
+
+def _check_records(name: str, text: str) -> str:
+    """The file's records checked one by one and written back as JSON lines. A last line that is
+    not JSON is a torn tail (the sender crashed mid-append) and is dropped, as readers do."""
+    if len(text) > schema.MAX_FILE_CHARS:
+        raise FormatError(f"{name} is larger than {schema.MAX_FILE_CHARS >> 20} MiB")
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) > schema.MAX_LINES:
+        raise FormatError(f"{name} has more than {schema.MAX_LINES} records")
+    out: list[str] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except RecursionError:
+            raise FormatError(f"{name} line {number}: nested deeper than {schema.MAX_DEPTH} levels") from None
+        except ValueError as exc:
+            if number == len(lines):
+                break
+            raise FormatError(f"{name} line {number}: not valid JSON ({_first_line(exc)})") from None
+        record = schema.check_record(name, record, f"{name} line {number}")
+        out.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
+    return "".join(line + "\n" for line in out)
+
+
+def _shown(text: str) -> str:
+    """A received name in a one-line warning: control characters escaped, length bounded."""
+    return ascii(text[:120] + ("..." if len(text) > 120 else ""))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "xb") as handle:
+    with open(path, "xb") as handle:  # x: never through a planted file or link
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -240,22 +283,30 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _place_run(repo: Repo, run_id: str, run: dict[str, Any], files: dict[str, str]) -> bool:
-    """Write the run into a temp folder, then rename it into place; False if it exists here."""
-    runs = store.runs_dir(repo)
+    """Write the run into a temp folder, then rename it into place; False if it exists here.
+
+    Every name goes through ``paths``: the run id is one plain name, ``.mlops/runs`` must be a
+    real folder (a symlink planted there would carry the run elsewhere), and each file name is
+    a checked name inside the temp folder."""
+    where = f"run bundle {run_id}"
+    paths.check_name(run_id, where=where)
+    runs = paths.Destinations(repo.dot).check_folder(store.RUNS, where=where)
     final = store.run_dir(repo, run_id)
-    if final.exists():
+    if os.path.lexists(final):
         return False
     try:
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_RUN_PREFIX}{run_id}.", dir=runs))
     except OSError as exc:
         raise storage_error(exc, runs) from exc
+    inside = paths.Destinations(temp)
     try:
         for name, text in files.items():
-            _write_file(temp / name, text.encode("utf-8"))
-        _write_file(temp / store.RUN_FILE, (json.dumps(run, indent=2, default=str) + "\n").encode("utf-8"))
+            _write_file(inside.check(name, where=where), text.encode("utf-8"))
+        run_json = (json.dumps(run, indent=2, default=str) + "\n").encode("utf-8")
+        _write_file(inside.check(store.RUN_FILE, where=where), run_json)
         os.chmod(temp, 0o755)
         fsync_dir(temp)
-        if final.exists():
+        if os.path.lexists(final):
             return False  # another process took it meanwhile: a local run is never overwritten
         os.rename(temp, final)
         fsync_dir(runs)
@@ -287,13 +338,15 @@ def pull_runs(
     for ref in source.list_refs(REF_PREFIX):
         run_id = run_id_of(ref)
         if run_id is None:
-            warnings.append(f"ref {ref} on remote '{source.name}' does not name a run; skipped")
+            warnings.append(f"ref {_shown(ref)} on remote '{source.name}' does not name a run; skipped")
         elif run_id in local or store.run_dir(repo, run_id).exists():
             present.append(run_id)
         else:
             wanted.append(run_id)
     received: list[str] = []
     if wanted:
+        # a symlink planted at .mlops/runs would carry every pulled run elsewhere: refused whole (exit 3)
+        paths.Destinations(repo.dot).check_folder(store.RUNS, where="the runs folder")
         runs = store._ensure_runs_dir(repo)
         with FileLock(runs / ".sync.lock", what="runs being pulled"):
             _remove_stale_temps(runs)
@@ -306,14 +359,16 @@ def pull_runs(
                     if data is None:
                         warnings.append(f"run {run_id} vanished from remote '{source.name}' while pulling; skipped")
                         continue
+                    ref = ref_name(run_id)
                     try:
                         run, files = check_bundle(run_id, data)
-                    except FormatError as exc:
+                        placed = _place_run(repo, run_id, run, files)
+                    except (FormatError, UnsafeNameError) as exc:
                         warnings.append(
-                            f"run {run_id} on remote '{source.name}' is not a valid run bundle: {exc.message}; skipped"
+                            f"{ref} on remote '{source.name}' is not a valid run bundle: {exc.message}; skipped"
                         )
                         continue
-                    if not _place_run(repo, run_id, run, files):
+                    if not placed:
                         present.append(run_id)
                         continue
                     append_record(runs / store.INDEX_FILE, store.summarize(repo, run_id))

@@ -72,6 +72,7 @@ def test_json_is_one_document_with_every_number(drifted_pair, mlops_bin) -> None
 
 def test_html_report_is_self_contained_with_the_verdict_first(drifted_pair, cli, tmp_path) -> None:
     out = tmp_path / "reports" / "drift.html"
+    out.parent.mkdir()
     cli("drift", *drifted_pair, "--html", str(out))
     text = out.read_text()
 

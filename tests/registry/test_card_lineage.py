@@ -43,6 +43,7 @@ def test_model_card_has_every_section(trained, cli, tmp_path) -> None:
     promote(repo, "churn", 1, "staging", actor="ann", reason="looks fine")
     approve(repo, "churn", 1, "production", by="alice", comment="reviewed metrics")
     out = tmp_path / "cards" / "MODEL_CARD.md"
+    out.parent.mkdir()
     cli("card", "churn", "1", "-o", str(out))
     card = out.read_text()
     for heading in (

@@ -10,8 +10,8 @@ import pytest
 from regkit import js, mlops, write_pickle
 
 from mlops.data.pointer import read_pointer
-from mlops.errors import CorruptObjectError, MissingObjectError
-from mlops.registry import artifact_path, load_model, register, resolve, training_data
+from mlops.errors import CorruptObjectError, MissingObjectError, RegistryTampered
+from mlops.registry import artifact_path, flavors, load_model, register, resolve, training_data
 
 
 def _corrupt(path, data: bytes) -> None:
@@ -60,8 +60,10 @@ def test_a_same_length_xxh3_collision_would_still_fail_sha256(repo) -> None:
     write_pickle(repo.root / "m.pkl", {"weights": [1, 2]})
     mv = register(repo, "m", "m.pkl").version
     forged = resolve(repo, "m:1").__class__(**{**mv.__dict__, "sha256": "0" * 64})
-    with pytest.raises(CorruptObjectError):
+    with pytest.raises(RegistryTampered):  # a version that is not what the registry recorded is not even opened
         load_model(forged, repo)
+    with pytest.raises(CorruptObjectError):  # and the bytes are checked against both hashes before unpickling
+        flavors.verified_bytes(repo.objects.path(mv.artifact), digest=mv.artifact, sha256="0" * 64, what="m:1")
 
 
 def test_artifacts_and_their_data_are_pushed_pulled_and_kept_by_gc(trained, remote_dir, cli) -> None:

@@ -29,12 +29,13 @@ def _runs(repo):
     return made
 
 
-def test_plots_default_name_and_new_folder(repo, cli):
+def test_plots_default_name_and_missing_folder(repo, cli):
     runs = _runs(repo)
     cli("plots", *(r.id for r in runs))
     assert (repo.root / "plots.html").read_text().count("<svg") == 2
-    cli("plots", runs[0].id, "-o", "out/sub/plots.html")
-    assert (repo.root / "out" / "sub" / "plots.html").is_file()
+    # -o writes where it is told and nowhere else: a missing folder is the user's to create
+    result = cli("plots", runs[0].id, "-o", "out/sub/plots.html", code=2)
+    assert "does not exist" in result.stderr and not (repo.root / "out").exists()
 
 
 def test_plots_html(repo, cli, tmp_path):
