@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -14,18 +15,17 @@ CHUNK = 1 << 20  # 1 MiB: large enough to amortise syscalls, small enough to sta
 SMALL_FILE = 1 << 18  # read whole files up to 256 KiB in one call
 
 
+_HASH_TEXT = re.compile(f"[0-9a-f]{{{HASH_LENGTH}}}")
+
+
 def hash_bytes(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
 def is_hash(text: object) -> bool:
-    if not isinstance(text, str) or len(text) != HASH_LENGTH:
-        return False
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return text == text.lower()
+    """Exactly 32 lowercase hex digits: a received "hash" becomes an object path, so int()'s
+    leniency (a sign, "0x", underscores, spaces) is not enough."""
+    return isinstance(text, str) and _HASH_TEXT.fullmatch(text) is not None
 
 
 def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
