@@ -278,7 +278,7 @@ def mlflow_document(body: bytes, content_type: str | None, *, max_bytes: int) ->
         except UnicodeDecodeError as exc:
             raise BadRequest(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if mime == MLFLOW_PARQUET:
-        return "columns", parquet_inputs(body, max_bytes * PARQUET_EXPANSION)
+        return "columns", parquet_inputs(body, max_bytes)
     if mime != MLFLOW_JSON:
         raise BadRequest(
             f"This predictor only supports the following content types: {', '.join(MLFLOW_CONTENT_TYPES)}. "
@@ -376,30 +376,43 @@ def csv_inputs(text: str, signature: Signature | None) -> Inputs:
     return Inputs(columns, rows)
 
 
-PARQUET_EXPANSION = 8  # a Parquet body may decompress to at most this many times the body limit
+PARQUET_EXPANSION = 8  # a Parquet body may decode to at most this many times the body limit
 
 
 def parquet_inputs(body: bytes, max_bytes: int) -> Inputs:
     """Columns of a Parquet file (pandas' ``df.to_parquet()``), its index columns left out, as JSON would
-    carry them: NaN as null, timestamps and dates as ISO 8601 strings."""
+    carry them: NaN as null, timestamps and dates as ISO 8601 strings.
+
+    Parquet compresses and dictionary-encodes, so a body under the limit can decode to far more: it
+    may hold no more cells than a JSON body of ``max_bytes`` could (two bytes a cell, as in ``1,``),
+    and decode to at most ``PARQUET_EXPANSION`` times ``max_bytes``, checked before the values
+    become Python objects."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    def too_large(what: str) -> BadRequest:
+        return BadRequest(
+            f"the Parquet body {what}, more than a request may carry (mlops serve --max-body-mb); "
+            "send fewer rows per request",
+            status=413,
+        )
 
     try:
         file = pq.ParquetFile(pa.BufferReader(body))
         meta = file.metadata
+        cells = meta.num_rows * max(meta.num_columns, 1)
+        if cells > max_bytes // 2:
+            raise too_large(f"holds {cells} cells")
         size = sum(
             meta.row_group(g).column(c).total_uncompressed_size
             for g in range(meta.num_row_groups)
             for c in range(meta.num_columns)
         )
-        if size > max_bytes:
-            raise BadRequest(
-                f"the Parquet body decompresses to {size} bytes, over the limit of {max_bytes} "
-                "(mlops serve --max-body-mb); send fewer rows per request",
-                status=413,
-            )
+        if size > max_bytes * PARQUET_EXPANSION:
+            raise too_large(f"decompresses to {size} bytes")
         table = file.read()
+        if table.nbytes > max_bytes * PARQUET_EXPANSION:
+            raise too_large(f"decodes to {table.nbytes} bytes")
         pandas_meta = table.schema.pandas_metadata or {}
     except BadRequest:
         raise
