@@ -883,9 +883,9 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         async def run(request: Request) -> Response:
             try:
                 response = await endpoint(request)
-            except ClientDisconnect:
+            except ClientDisconnect:  # not an answer: nobody reads it (uvicorn drops what is sent after a disconnect)
                 rt.stats.count("aborted")
-                return Response(status_code=499)  # nobody reads it: uvicorn drops what is sent after a disconnect
+                return Response(status_code=499)
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 error_id = uuid.uuid4().hex[:12]
                 log.error(
