@@ -24,7 +24,8 @@ Endpoints (docs/serving.md):
 | POST /admin/reload, POST /admin/rollback     | admin    | see below |
 
 The admin endpoints always need the token when one is set; without a token they are refused
-unless the server is bound to loopback.
+unless the server is bound to loopback, and then answer only JSON requests to a loopback Host;
+a foreign Origin is refused either way (``trust.py``: cross-site and DNS-rebinding requests).
 
 No endpoint reads or writes a file named by the request: the only files touched are the
 deployment file and the runtime folder of the model being served.
@@ -75,12 +76,14 @@ from .protocols import (
     v2_error,
     v2_inputs,
     v2_metadata,
+    v2_server_metadata,
 )
 from .requestlog import META_COLUMNS, RequestLog
 from .router import CANARY as CANARY_VARIANT
 from .router import PRODUCTION, SHADOW, Route
 from .signature import Signature, to_frame
 from .source import ModelInfo, ModelSource, open_source
+from .trust import Refusal, admin_refusal
 
 log = logging.getLogger("mlops.serve")
 
@@ -133,6 +136,7 @@ class Outcome:
     error_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     inputs: Inputs | None = None
+    signature_refused: bool = False  # the input parsed, but the signature refuses it (MLflow: INVALID_PARAMETER_VALUE)
 
 
 @dataclass
@@ -523,7 +527,7 @@ class Runtime:
         if protocol == OWN:
             return parse_json(body)
         if protocol == MLFLOW:
-            return mlflow_document(body, headers.get("content-type"))
+            return mlflow_document(body, headers.get("content-type"), max_bytes=self.config.max_body_bytes)
         return v2_document(body, headers.get(BINARY_HEADER))
 
     @staticmethod
@@ -610,7 +614,7 @@ class Runtime:
             variant, served, inputs = prep.variant, prep.served, prep.inputs
             if prep.problems:
                 self._record(variant, served, started, 400, None)
-                return Outcome(400, variant, served, problems=prep.problems)
+                return Outcome(400, variant, served, problems=prep.problems, signature_refused=True)
             try:
                 future = served.batcher.submit(prep.columns, inputs.rows)
             except QueueFull:
@@ -802,7 +806,7 @@ def _model_thread_setup() -> None:
 
 def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None) -> Any:
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
     from starlette.routing import Route as Path_
 
@@ -811,9 +815,11 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
     def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         return Response(dumps(data), status_code=status, media_type=JSON, headers=headers)
 
-    def error_body(protocol: str, status: int, problems: list[str], error_id: str | None = None) -> dict[str, Any]:
+    def error_body(
+        protocol: str, status: int, problems: list[str], error_id: str | None = None, code: str | None = None
+    ) -> dict[str, Any]:
         if protocol == MLFLOW:
-            body = mlflow_error(problems, code=MLFLOW_CODES.get(status, "INTERNAL_ERROR"))
+            body = mlflow_error(problems, code=code or MLFLOW_CODES.get(status, "INTERNAL_ERROR"))
         elif protocol == V2:
             body = v2_error(problems)
         else:
@@ -841,9 +847,13 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
             return refused(protocol)
         outcome = await rt.infer(request, protocol, version)
         headers = variant_headers(outcome)
+        if protocol == MLFLOW and outcome.status == 415:  # as MLflow's scoring server: plain text
+            return Response("; ".join(outcome.problems), status_code=415, media_type="text/plain", headers=headers)
         if outcome.status != 200:
+            # MLflow answers input its signature refuses with INVALID_PARAMETER_VALUE, unreadable input with BAD_REQUEST
+            code = "INVALID_PARAMETER_VALUE" if outcome.signature_refused else None
             return json_response(
-                error_body(protocol, outcome.status, outcome.problems, outcome.error_id), outcome.status, headers
+                error_body(protocol, outcome.status, outcome.problems, outcome.error_id, code), outcome.status, headers
             )
         served = outcome.served
         assert served is not None and outcome.inputs is not None
@@ -864,13 +874,18 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
                 return Response(content, status_code=200, media_type="application/octet-stream", headers=headers)
         return json_response(body, 200, headers)
 
-    def guarded(protocol: str, endpoint: Any) -> Any:
+    def guarded(protocol: str, path: str, endpoint: Any) -> Any:
         """The last line of defence: anything an endpoint did not expect is a 500 with an error id, in the
-        protocol's own error shape, and the traceback with that id goes to stderr; the server keeps serving."""
+        protocol's own error shape, and the traceback with that id goes to stderr; the server keeps serving.
+        Every answer is counted per route and status (``mlops_http_requests_total``); a client that goes away
+        while its body is being read is counted (``mlops_requests_aborted_total``), not an error."""
 
         async def run(request: Request) -> Response:
             try:
-                return await endpoint(request)
+                response = await endpoint(request)
+            except ClientDisconnect:  # not an answer: nobody reads it (uvicorn drops what is sent after a disconnect)
+                rt.stats.count("aborted")
+                return Response(status_code=499)
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 error_id = uuid.uuid4().hex[:12]
                 log.error(
@@ -883,7 +898,9 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
                     exc_info=exc,
                 )
                 problems = [f"internal error ({type(exc).__name__}); error id {error_id}"]
-                return json_response(error_body(protocol, 500, problems, error_id), 500)
+                response = json_response(error_body(protocol, 500, problems, error_id), 500)
+            rt.stats.count(f"http {path} {response.status_code}")
+            return response
 
         return run
 
@@ -947,7 +964,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
     async def v2_server(request: Request) -> Response:
         if not rt.authorized(request):
             return refused(V2)
-        return json_response({"name": "mlops", "version": __version__, "extensions": []})
+        return json_response(v2_server_metadata(__version__))
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})
@@ -968,9 +985,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
             "production": route.production.version,
             "deployment_revision": rt.deployment.revision if rt.deployment else None,
         }
-        if (
-            admin_refusal(request) is None
-        ):  # the process and the problems (which name files) only to whom may administer
+        if admin_check(request, writes=False) is None:  # the process and the problems (which name files) only to admins
             body.update({"pid": os.getpid(), "controller": rt.leader, "problems": problems})
         else:
             body["problems"] = [f"{len(problems)} problem(s): send the bearer token to see them"] if problems else []
@@ -1029,23 +1044,28 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         }
         return Response(render_metrics(rt.model, totals, counters, gauges, weights), media_type=METRICS_TYPE)
 
-    def admin_refusal(request: Request) -> Response | None:
-        if rt.token is not None:
-            return None if rt.authorized(request) else refused(OWN)
-        if not rt.config.loopback:
-            return json_response(
-                predict_error(
-                    [
-                        "admin actions need a token when the server listens beyond this machine: "
-                        "start it with --token-env"
-                    ]
-                ),
-                403,
-            )
-        return None
+    def admin_check(request: Request, writes: bool = True) -> Refusal | None:
+        server = request.scope.get("server")
+        return admin_refusal(
+            request.headers,
+            server_port=server[1] if server else None,
+            token_set=rt.token is not None,
+            token_ok=rt.authorized(request),
+            bound_loopback=rt.config.loopback,
+            writes=writes,
+        )
+
+    def admin_refused(request: Request) -> Response | None:
+        refusal = admin_check(request)
+        if refusal is None:
+            return None
+        rt.stats.count(f"admin_refused {refusal.rule}")
+        body = {**predict_error([refusal.message]), "rule": refusal.rule}
+        headers = {"WWW-Authenticate": 'Bearer realm="mlops serve"'} if refusal.status == 401 else None
+        return json_response(body, refusal.status, headers)
 
     async def admin_reload(request: Request) -> Response:
-        refusal = admin_refusal(request)
+        refusal = admin_refused(request)
         if refusal is not None:
             return refusal
         await rt._follow_reference(force=True)
@@ -1060,7 +1080,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         )
 
     async def admin_rollback(request: Request) -> Response:
-        refusal = admin_refusal(request)
+        refusal = admin_refused(request)
         if refusal is not None:
             return refusal
         reason = "rolled back through POST /admin/rollback"
@@ -1086,8 +1106,17 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         finally:
             await rt.shutdown()
 
+    async def no_route(request: Request, exc: Exception) -> Response:
+        """Unknown routes and methods: JSON in the protocol's error shape (V2's ``{"error"}`` under /v2)."""
+        status = getattr(exc, "status_code", 404)
+        what = "no such route" if status == 404 else "method not allowed on this route"
+        problems = [f"{what}: {request.method} {request.url.path[:200]}"]
+        body = v2_error(problems) if request.url.path.startswith("/v2") else predict_error(problems)
+        rt.stats.count(f"http unmatched {status}")
+        return json_response(body, status, getattr(exc, "headers", None))
+
     routes = [
-        Path_(path, guarded(protocol, endpoint), methods=[method])
+        Path_(path, guarded(protocol, path, endpoint), methods=[method])
         for path, protocol, endpoint, method in (
             ("/predict", OWN, predict, "POST"),
             ("/invocations", MLFLOW, invocations, "POST"),
@@ -1109,7 +1138,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
             ("/admin/rollback", OWN, admin_rollback, "POST"),
         )
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route})
     app.state.runtime = rt
     return app
 

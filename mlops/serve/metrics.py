@@ -131,6 +131,28 @@ def render(
         "Prediction requests whose client closed the connection before the answer.",
     )
     lines.append(f"mlops_client_disconnects_total{_labels(model=model)} {_num(counters.get('client_gone', 0))}")
+    family(
+        "mlops_requests_aborted_total",
+        "counter",
+        "Requests whose client closed the connection while the server was still reading the body.",
+    )
+    lines.append(f"mlops_requests_aborted_total{_labels(model=model)} {_num(counters.get('aborted', 0))}")
+    family(
+        "mlops_http_requests_total",
+        "counter",
+        "Every answered HTTP request, per route (unmatched: no route) and status code, 4xx and 401/403 included.",
+    )
+    for name in sorted(counters):
+        if name.startswith("http "):
+            _, route, code = name.split(" ", 2)
+            lines.append(
+                f"mlops_http_requests_total{_labels(model=model, route=route, code=code)} {_num(counters[name])}"
+            )
+    family("mlops_admin_refusals_total", "counter", "Admin requests refused, per rule (docs/serving.md, Security).")
+    for name in sorted(counters):
+        if name.startswith("admin_refused "):
+            rule = name.split(" ", 1)[1]
+            lines.append(f"mlops_admin_refusals_total{_labels(model=model, rule=rule)} {_num(counters[name])}")
     family("mlops_batches_total", "counter", "Model calls (each folds one or more requests).")
     lines.append(f"mlops_batches_total{_labels(model=model)} {_num(counters.get('batches', 0))}")
     family("mlops_batched_rows_total", "counter", "Rows passed to model calls.")

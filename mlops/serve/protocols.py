@@ -253,23 +253,38 @@ def predict_error(problems: list[str]) -> dict[str, Any]:
 # --- MLflow scoring protocol --------------------------------------------------------------------
 
 
-def mlflow_inputs(body: bytes, content_type: str | None, signature: Signature | None) -> Inputs:
-    return mlflow_parse(mlflow_document(body, content_type), signature)
+def mlflow_inputs(
+    body: bytes, content_type: str | None, signature: Signature | None, *, max_bytes: int = 10 * 2**20
+) -> Inputs:
+    return mlflow_parse(mlflow_document(body, content_type, max_bytes=max_bytes), signature)
 
 
-def mlflow_document(body: bytes, content_type: str | None) -> tuple[str, Any]:
-    """The signature-free half of reading an MLflow request: ("csv", text) or ("json", the checked document)."""
-    mime, params = _content_type(content_type or "application/json")
-    charset = params.get("charset", "utf-8").lower()
+MLFLOW_CSV, MLFLOW_JSON, MLFLOW_PARQUET = "text/csv", "application/json", "application/vnd.apache.parquet"
+MLFLOW_CONTENT_TYPES = (MLFLOW_CSV, MLFLOW_JSON, MLFLOW_PARQUET)
+
+
+def mlflow_document(body: bytes, content_type: str | None, *, max_bytes: int) -> tuple[str, Any]:
+    """The signature-free half of reading an MLflow request: ("csv", text), ("columns", Inputs read from
+    Parquet) or ("json", the checked document). ``max_bytes``: the body limit (Parquet decompresses)."""
+    mime, params = _content_type(content_type or MLFLOW_JSON)
+    charset = params.pop("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
-        raise BadRequest("the scoring server only supports UTF-8", status=415)
-    if mime == "text/csv":
+        raise BadRequest("The scoring server only supports UTF-8", status=415)
+    if params:  # MLflow 1's `format=pandas-split` and the like: MLflow 2 refuses them the same way
+        raise BadRequest(f"Unrecognized content type parameters: {', '.join(sorted(params))}", status=415)
+    if mime == MLFLOW_CSV:
         try:
             return "csv", body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadRequest(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if mime != "application/json":
-        raise BadRequest(f"unsupported content type '{content_type}': send application/json or text/csv", status=415)
+    if mime == MLFLOW_PARQUET:
+        return "columns", parquet_inputs(body, max_bytes)
+    if mime != MLFLOW_JSON:
+        raise BadRequest(
+            f"This predictor only supports the following content types: {', '.join(MLFLOW_CONTENT_TYPES)}. "
+            f"Got '{(content_type or '')[:100]}'.",
+            status=415,
+        )
     doc = parse_json(body)
     if isinstance(doc, list):
         raise BadRequest(
@@ -293,6 +308,8 @@ def mlflow_parse(document: tuple[str, Any], signature: Signature | None) -> Inpu
     kind, doc = document
     if kind == "csv":
         return csv_inputs(doc, signature)
+    if kind == "columns":  # Parquet: names and types came with the file
+        return Inputs(dict(doc.columns), doc.rows)
     key = [k for k in MLFLOW_FORMATS if k in doc][0]
     data = doc[key]
     names = signature.names if signature else None
@@ -328,21 +345,26 @@ def csv_inputs(text: str, signature: Signature | None) -> Inputs:
         raise BadRequest("empty CSV: send a header line and at least one row") from None
     except csv.Error as exc:
         raise BadRequest(f"malformed CSV: {exc}") from None
+    wanted = {c.name: c for c in signature.inputs} if signature else {}
+    # pandas' `df.to_csv()` writes the index first under an empty name (read back as "Unnamed: 0"):
+    # MLflow's server ignores it as a column the signature does not name, and so does this one
+    skip = 1 if header and header[0] == "" and "" not in wanted else 0
+    width = len(header)
+    header = header[skip:]
     columns: dict[str, list[Any]] = {name: [] for name in header}
     if len(columns) != len(header):
         raise BadRequest("the CSV header names a column twice")
     problems = []
-    wanted = {c.name: c for c in signature.inputs} if signature else {}
     rows = 0
     try:
         for line, record in enumerate(reader, start=2):
             if not record:
                 continue
-            if len(record) != len(header):
-                problems.append(f"CSV line {line} has {len(record)} field(s), the header {len(header)}")
+            if len(record) != width:
+                problems.append(f"CSV line {line} has {len(record)} field(s), the header {width}")
                 continue
             rows += 1
-            for name, cell in zip(header, record, strict=True):
+            for name, cell in zip(header, record[skip:], strict=True):
                 column = wanted.get(name)
                 columns[name].append(convert_text(column, cell)[0] if column else guess_text(cell))
     except csv.Error as exc:
@@ -352,6 +374,66 @@ def csv_inputs(text: str, signature: Signature | None) -> Inputs:
     if rows == 0:
         raise BadRequest("the CSV has a header but no rows")
     return Inputs(columns, rows)
+
+
+PARQUET_EXPANSION = 8  # a Parquet body may decode to at most this many times the body limit
+
+
+def parquet_inputs(body: bytes, max_bytes: int) -> Inputs:
+    """Columns of a Parquet file (pandas' ``df.to_parquet()``), its index columns left out, as JSON would
+    carry them: NaN as null, timestamps and dates as ISO 8601 strings.
+
+    Parquet compresses and dictionary-encodes, so a body under the limit can decode to far more: it
+    may hold no more cells than a JSON body of ``max_bytes`` could (two bytes a cell, as in ``1,``),
+    and decode to at most ``PARQUET_EXPANSION`` times ``max_bytes``, checked before the values
+    become Python objects."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def too_large(what: str) -> BadRequest:
+        return BadRequest(
+            f"the Parquet body {what}, more than a request may carry (mlops serve --max-body-mb); "
+            "send fewer rows per request",
+            status=413,
+        )
+
+    try:
+        file = pq.ParquetFile(pa.BufferReader(body))
+        meta = file.metadata
+        cells = meta.num_rows * max(meta.num_columns, 1)
+        if cells > max_bytes // 2:
+            raise too_large(f"holds {cells} cells")
+        size = sum(
+            meta.row_group(g).column(c).total_uncompressed_size
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        )
+        if size > max_bytes * PARQUET_EXPANSION:
+            raise too_large(f"decompresses to {size} bytes")
+        table = file.read()
+        if table.nbytes > max_bytes * PARQUET_EXPANSION:
+            raise too_large(f"decodes to {table.nbytes} bytes")
+        pandas_meta = table.schema.pandas_metadata or {}
+    except BadRequest:
+        raise
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:  # a truncated or forged file
+        raise BadRequest(f"malformed Parquet: {str(exc)[:200]}") from None
+    names = table.column_names
+    if len(set(names)) != len(names):
+        raise BadRequest("the Parquet file names a column twice")
+    index = {c for c in pandas_meta.get("index_columns", ()) if isinstance(c, str)}
+    columns = {name: [_plain(v) for v in table.column(name).to_pylist()] for name in names if name not in index}
+    if not columns or table.num_rows == 0:
+        raise BadRequest("the Parquet file has no rows")
+    return Inputs(columns, table.num_rows)
+
+
+def _plain(value: Any) -> Any:
+    """An Arrow cell as the JSON value a caller would send."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    isoformat = getattr(value, "isoformat", None)  # datetime, date, time
+    return isoformat() if isoformat is not None else value
 
 
 def _content_type(value: str) -> tuple[str, dict[str, str]]:
@@ -510,6 +592,81 @@ def _wants_binary_output(doc: dict[str, Any]) -> bool:
     )
 
 
+_INT_RANGES = {
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+}
+
+
+def _fits(datatype: str, value: Any) -> bool:
+    if value is None:  # a missing value: the signature decides whether the column may have one
+        return True
+    bounds = _INT_RANGES.get(datatype)
+    if bounds is not None:
+        return isinstance(value, int) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
+    if datatype == "BOOL":
+        return isinstance(value, bool)
+    if datatype in ("FP16", "FP32", "FP64"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # BYTES: text, or any scalar of a mixed-type [N, K] tensor (its cells are read per column)
+    return isinstance(value, (str, int, float, bool))
+
+
+def _datatype_mismatch(datatype: str, values: list[Any]) -> str | None:
+    """What in ``values`` the tensor's declared datatype cannot hold (the first element, and how many)."""
+    bad = [i for i, v in enumerate(values) if not _fits(datatype, v)]
+    if not bad:
+        return None
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    value = values[bad[0]]
+    return f"datatype {datatype} cannot hold element {bad[0]}, {_kind(value)} {_short(value)}{more}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _unknown_outputs(outputs: Any, answered: str) -> list[str]:
+    """Requested outputs this server cannot answer (it answers one tensor, named after the signature's output)."""
+    if outputs is None:
+        return []
+    if not isinstance(outputs, list):
+        return [f"'outputs' must be a list of requested outputs, found {_kind(outputs)}"]
+    problems = []
+    for index, output in enumerate(outputs):
+        name = output.get("name") if isinstance(output, dict) else None
+        if not isinstance(name, str):
+            problems.append(f"outputs[{index}]: 'name' must be a string")
+        elif name != answered:
+            problems.append(f"outputs[{index}]: unknown output '{name[:100]}' (the model answers '{answered}')")
+    return problems
+
+
+def _read_text_cells(inputs: Inputs, signature: Signature) -> None:
+    """A BYTES [N, K] tensor carries mixed-type columns as text (tritonclient sends every cell of an object
+    array as bytes): each text cell is read as its column's kind, as a CSV cell would be. A cell that does
+    not read stays text, and the signature check names its column and row."""
+    for column in signature.inputs:
+        values = inputs.columns.get(column.name)
+        if values is None or column.kind not in ("integer", "number", "boolean"):
+            continue
+        converted = []
+        for value in values:
+            if isinstance(value, str):
+                read, ok = convert_text(column, value)
+                converted.append(read if ok else value)
+            else:
+                converted.append(value)
+        inputs.columns[column.name] = converted
+
+
 def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
     if not isinstance(doc, dict):
         raise BadRequest(f"the inference request must be a JSON object with 'inputs', found {_kind(doc)}")
@@ -563,7 +720,12 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1 and len(tensors) > 1):
             problems.append(f"{label}: shape {shape}: send one [N] tensor per column, or a single [N, K] tensor")
             continue
+        mismatch = _datatype_mismatch(datatype, flat)
+        if mismatch is not None:
+            problems.append(f"{label}: {mismatch}")
+            continue
         parsed.append((name, shape, datatype, flat))
+    problems.extend(_unknown_outputs(doc.get("outputs"), signature.output_name if signature else "predict"))
     if problems:
         raise BadRequest(limit_problems(problems))
     names = signature.names if signature else ()
@@ -585,6 +747,8 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
             )
         rows = [flat[i : i + width] for i in range(0, len(flat), width)]
         inputs = from_rows(rows, names, f"inputs[0] ('{name}')")
+        if datatype == "BYTES" and signature is not None:
+            _read_text_cells(inputs, signature)
         for column in signature.inputs if signature else ():
             if column.kind not in V2_KINDS[datatype] and datatype != "BYTES":
                 problems.append(
@@ -668,3 +832,11 @@ def v2_metadata(model: str, versions: Sequence[int], signature: Signature | None
         else [{"name": "predict", "datatype": "BYTES", "shape": [-1]}]
     )
     return out
+
+
+#: the V2 extensions this server implements (binary tensor data: v2_document and v2_binary_answer)
+V2_EXTENSIONS = ("binary_tensor_data",)
+
+
+def v2_server_metadata(version: str) -> dict[str, Any]:
+    return {"name": "mlops", "version": version, "extensions": list(V2_EXTENSIONS)}

@@ -297,7 +297,12 @@ def convert_text(column: Column, text: str) -> tuple[Any, bool]:
         return None, True
     try:
         if column.kind == INTEGER:
-            return int(text), True
+            try:
+                return int(text), True
+            except ValueError:
+                # pandas writes an integer column that has a missing value as floats: "3.0"
+                number = float(text)
+                return (int(number), True) if number.is_integer() else (text, False)
         if column.kind == NUMBER:
             number = float(text)
             return (None if math.isnan(number) else number), True  # "nan" is a missing value, as in pandas

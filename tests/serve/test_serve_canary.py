@@ -343,7 +343,7 @@ def test_a_slow_read_of_an_older_file_is_never_applied_after_a_newer_one(serve, 
         text.replace("weight: 10.0", "weight: 50.0").replace("revision: 1\n", "revision: 2\n")
     )  # as a deploy writes
     os.replace(newer, path)
-    reload = threading.Thread(target=lambda: httpx.post(server.url + "/admin/reload", timeout=60))
+    reload = threading.Thread(target=lambda: httpx.post(server.url + "/admin/reload", json={}, timeout=60))
     reload.start()
     deadline = time.monotonic() + 3  # give the reload its chance to go first (it must wait, or be undone by nothing)
     while (

@@ -98,8 +98,10 @@ def test_without_a_token_admin_works_on_loopback_and_a_missing_token_variable_is
     server = serve()
     with server.client() as c:
         assert c.post("/predict", json={"records": [ROW]}).status_code == 200
-        assert c.post("/admin/reload").status_code == 200
-        r = c.post("/admin/rollback")
+        assert (
+            c.post("/admin/reload", json={}).status_code == 200
+        )  # JSON, from a loopback Host: tests/serve/test_serve_security.py
+        r = c.post("/admin/rollback", json={})
         assert r.status_code == 409 and "no deployment of churn" in r.json()["error"]
     r = mlops(model_repo, "serve", "churn@production", "--token-env", "NOT_SET_ANYWHERE", code=2)
     assert "NOT_SET_ANYWHERE" in r.stderr

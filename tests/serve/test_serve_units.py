@@ -285,3 +285,50 @@ def test_a_statistics_snapshot_shares_nothing_the_loop_goes_on_changing() -> Non
         stats.record("canary", 2, 5.0, 500, None)
         stats.bucket(("production", 1), time.time() + i).add(1.0, 200, [i])
     assert json.dumps(snap, sort_keys=True) == json.dumps(frozen, sort_keys=True)
+
+
+def test_the_admin_trust_rules_read_host_and_origin_strictly() -> None:
+    from mlops.serve.trust import admin_refusal, host_and_port, is_loopback
+
+    assert host_and_port("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert host_and_port("[::1]:9") == ("::1", 9) and host_and_port("LOCALHOST") == ("localhost", None)
+    for bad in ("", ":80", "[::1", "[::1]x", "a:b:c", "host:0", "host:70000", "host:8o"):
+        assert host_and_port(bad) is None, bad
+    for name in ("localhost", "127.0.0.1", "127.3.2.1", "::1"):
+        assert is_loopback(name), name
+    for name in ("localhost.evil.example", "127.0.0.1.evil.example", "evil.example", "0.0.0.0", "::ffff:127.0.0.1"):
+        assert not is_loopback(name), name
+
+    def rule(headers: dict, **kw) -> str | None:
+        options = {"server_port": 8080, "token_set": False, "token_ok": False, "bound_loopback": True, **kw}
+        refusal = admin_refusal(headers, **options)
+        return None if refusal is None else refusal.rule
+
+    ok = {"host": "127.0.0.1:8080", "content-type": "application/json"}
+    assert rule(ok) is None
+    assert (
+        rule({**ok, "origin": "http://127.0.0.1:8080"}) is None
+        and rule({**ok, "origin": "http://localhost:8080"}) is None
+    )
+    for origin in (
+        "http://127.0.0.1:8081",
+        "https://127.0.0.1:8080",
+        "http://evil.example:8080",
+        "null",
+        "http://127.0.0.1:8080/x",
+    ):
+        assert rule({**ok, "origin": origin}) == "same-origin", origin
+    assert (
+        rule({**ok, "sec-fetch-site": "same-site"}) == "same-origin" and rule({**ok, "sec-fetch-site": "none"}) is None
+    )
+    assert (
+        rule({**ok, "host": "evil.example:8080"}) == "loopback-host"
+        and rule({"content-type": "application/json"}) == "loopback-host"
+    )
+    assert rule({**ok, "content-type": "text/plain"}) == "json-content-type"
+    assert rule({**ok, "content-type": "text/plain"}, writes=False) is None  # reading /health's details
+    assert rule(ok, bound_loopback=False) == "loopback-only"
+    assert (
+        rule(ok, token_set=True) == "token" and rule({"host": "proxy.internal"}, token_set=True, token_ok=True) is None
+    )
+    assert rule({"origin": "http://evil.example"}, token_set=True, token_ok=True) == "same-origin"
