@@ -83,7 +83,7 @@ from .router import CANARY as CANARY_VARIANT
 from .router import PRODUCTION, SHADOW, Route
 from .signature import Signature, to_frame
 from .source import ModelInfo, ModelSource, open_source
-from .trust import Refusal, admin_refusal
+from .trust import PROBES, Refusal, admin_refusal, request_refusal
 
 log = logging.getLogger("mlops.serve")
 
@@ -881,6 +881,19 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         while its body is being read is counted (``mlops_requests_aborted_total``), not an error."""
 
         async def run(request: Request) -> Response:
+            if path not in PROBES and not path.startswith("/admin/"):  # the admin routes apply stricter rules
+                server = request.scope.get("server")
+                refusal = request_refusal(
+                    request.headers,
+                    server_port=server[1] if server else None,
+                    token_set=rt.token is not None,
+                    bound_loopback=rt.config.loopback,
+                )
+                if refusal is not None:
+                    rt.stats.count(f"cross_site_refused {refusal.rule}")
+                    rt.stats.count(f"http {path} 403")
+                    body = {**error_body(protocol, 403, [refusal.message]), "rule": refusal.rule}
+                    return json_response(body, 403)
             try:
                 response = await endpoint(request)
             except ClientDisconnect:  # not an answer: nobody reads it (uvicorn drops what is sent after a disconnect)

@@ -153,6 +153,15 @@ def render(
         if name.startswith("admin_refused "):
             rule = name.split(" ", 1)[1]
             lines.append(f"mlops_admin_refusals_total{_labels(model=model, rule=rule)} {_num(counters[name])}")
+    family(
+        "mlops_cross_site_refusals_total",
+        "counter",
+        "Requests to the model's routes refused as cross-site or rebinding, per rule (docs/serving.md, Security).",
+    )
+    for name in sorted(counters):
+        if name.startswith("cross_site_refused "):
+            rule = name.split(" ", 1)[1]
+            lines.append(f"mlops_cross_site_refusals_total{_labels(model=model, rule=rule)} {_num(counters[name])}")
     family("mlops_batches_total", "counter", "Model calls (each folds one or more requests).")
     lines.append(f"mlops_batches_total{_labels(model=model)} {_num(counters.get('batches', 0))}")
     family("mlops_batched_rows_total", "counter", "Rows passed to model calls.")

@@ -128,3 +128,37 @@ def admin_refusal(
                 f"(got {mime[:60] or 'none'}); a browser cannot send that cross-site without asking first",
             )
     return None
+
+
+#: liveness and readiness probes answer anyone: an orchestrator's probe names the pod's address
+PROBES = frozenset({"/ping", "/health", "/v2/health/live", "/v2/health/ready"})
+
+
+def request_refusal(
+    headers: Mapping[str, str], *, server_port: int | None, token_set: bool, bound_loopback: bool
+) -> Refusal | None:
+    """Why a browser-borne request may not reach the model at all (None: it may).
+
+    Predictions change state too: a canary's errors count toward its automatic rollback, and
+    /metadata and /metrics describe the deployment. So the cross-site rules hold for every route
+    but the probes: a foreign ``Origin`` or a cross-site ``Sec-Fetch-Site`` is refused (a page on
+    another site may POST ``text/csv`` without a preflight), and, without a token on a loopback
+    server, so is a ``Host`` that is not loopback (a rebinding page reading the answers)."""
+    origin = headers.get("origin")
+    if origin is not None and not _origin_ok(origin, server_port):
+        return Refusal(403, ORIGIN, f"cross-origin request refused: Origin {origin[:100]!r} is not this server")
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+        return Refusal(403, ORIGIN, f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]})")
+    if not token_set and bound_loopback:
+        host = headers.get("host")
+        parsed = host_and_port(host) if host else None
+        if parsed is None or not is_loopback(parsed[0]):
+            shown = "none" if host is None else repr(host[:100])
+            return Refusal(
+                403,
+                HOST,
+                f"a server without a token on this machine answers only to a loopback Host (127.0.0.1, "
+                f"localhost, [::1]); got {shown}",
+            )
+    return None
