@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError
-from ..formats import display_path, parse_yaml
+from ..formats import display_path, parse_json, parse_yaml, read_text
 
 MISSING = object()
 
@@ -25,14 +23,9 @@ class ParamFiles:
             if not path.is_file():
                 self._cache[rel] = MISSING
             else:
-                text = path.read_text(encoding="utf-8")
+                text = read_text(path, what="params file")
                 if rel.endswith(".json"):
-                    try:
-                        self._cache[rel] = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        raise FormatError(
-                            f"{display_path(path)}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
-                        ) from None
+                    self._cache[rel] = parse_json(text, display_path(path))
                 else:
                     self._cache[rel] = parse_yaml(text, display_path(path)) or {}
         return self._cache[rel]

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, MlopsError, UsageError
+from ..formats import parse_json
 from ..fsio import TMP_PREFIX, FileLock, append_record, fsync_dir, storage_error
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
@@ -198,9 +199,9 @@ def push_runs(
 def check_bundle(run_id: str, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     """(run.json content, {file name: text}) of a bundle; FormatError says what is wrong."""
     try:
-        bundle = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"not valid JSON ({exc})") from None
+        bundle = parse_json(data, "bundle")  # bounded: the bytes come from a remote
+    except FormatError as exc:
+        raise FormatError(exc.message) from None
     if not isinstance(bundle, dict):
         raise FormatError("not a JSON object")
     version = bundle.get("format")
