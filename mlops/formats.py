@@ -46,7 +46,7 @@ def _yaml_error(exc: yaml.YAMLError, source: str) -> FormatError:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         return FormatError(f"{where}: not valid YAML: {exc.problem or exc.context}", file=source)
-    return FormatError(f"{source}: not valid YAML: {exc}", file=source)
+    return FormatError(f"{source}: not valid YAML: {_first_clause(exc)}", file=source)
 
 
 def _may_nest_deeply(text: str) -> bool:

@@ -186,14 +186,15 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read JSON lines; a torn (unparseable) last line is skipped, as a crash can leave one.
-    Any other damage (a bad line in the middle, bytes that are not UTF-8, a folder in the
-    file's place, a line that is not an object) is one FormatError naming the file."""
-    from .formats import display_path, parse_json, read_text  # formats imports this module
+    """Read JSON lines; a torn (unparseable) last line is skipped, as a crash can leave one
+    (cut anywhere, even inside a multi-byte character). Any other damage (a bad line in the
+    middle, a folder in the file's place, a line that is not an object) is one FormatError
+    naming the file."""
+    from .formats import display_path, parse_json, read_bytes  # formats imports this module
 
     source = display_path(path)
     try:
-        lines = read_text(path, source=source).splitlines()
+        lines = read_bytes(path, source=source).splitlines()
     except FileNotFoundError:
         return []
     records: list[dict[str, Any]] = []
