@@ -103,6 +103,7 @@ TARGETS = [
     Target(".mlops/runs/index.jsonl", "jsonl", (RUNS_LIST, GC)),
     Target(f".mlops/runs/{RUN_ID}/run.json", "json", (RUNS_LIST, RUNS_SHOW)),
     Target(f".mlops/runs/{RUN_ID}/metrics.jsonl", "jsonl", (RUNS_SHOW,)),
+    Target("data/.gitignore", "text", (ADD,)),
     Target(".mlops/tmp/state.db", "sqlite", (STATUS, ADD, CHECKOUT), cache=True),
     Target(".mlops/tmp/state.tick", "text", (STATUS, ADD), cache=True),
     Target(".mlops/tmp/locks/store.lock", "json", (ADD, GC, PUSH)),
