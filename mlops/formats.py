@@ -50,11 +50,8 @@ def _yaml_error(exc: yaml.YAMLError, source: str) -> FormatError:
 
 
 def _may_nest_deeply(text: str) -> bool:
-    """Whether ``text`` could hold aliases or nest MAX_DEPTH deep: every alias starts with
-    ``*``, and every level of nesting needs one of ``[ { - : ?``. False for most files,
-    which then skip the node walk."""
-    if "*" in text:
-        return True
+    """Whether ``text`` could nest MAX_DEPTH deep: every level of nesting needs one of
+    ``[ { - : ?``. False for most small files, which then skip the node walk."""
     indicators = 0
     for char in "[{-:?":
         indicators += text.count(char)
@@ -63,13 +60,33 @@ def _may_nest_deeply(text: str) -> bool:
     return False
 
 
-def _check_nodes(root: yaml.Node, source: str) -> None:
+def _too_deep(source: str) -> FormatError:
+    return FormatError(f"{source}: nested deeper than {MAX_DEPTH} levels", file=source)
+
+
+def _check_depth(root: yaml.Node, source: str) -> None:
+    """Refuse a node tree (no aliases in it) that nests deeper than MAX_DEPTH, a scalar
+    counting as one level; only collections go on the stack, so a large file costs little."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        items = node.value
+        if not items:
+            continue
+        if depth >= MAX_DEPTH:
+            raise _too_deep(source)
+        for item in items if type(node) is yaml.SequenceNode else (part for pair in items for part in pair):
+            if type(item) is not yaml.ScalarNode:
+                stack.append((item, depth + 1))
+
+
+def _check_aliases(root: yaml.Node, source: str) -> None:
     """Refuse a node graph that nests deeper than MAX_DEPTH or whose aliases expand past
-    MAX_ALIAS_NODES (or refer to themselves), without expanding it: each distinct node is
-    visited once, its expanded size and depth memoised."""
-    expanded: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes once expanded, depth)
+    MAX_ALIAS_NODES (or refer to themselves), without expanding it: each distinct collection
+    is visited once, its expanded size and depth memoised."""
+    expanded: dict[int, tuple[int, int]] = {}  # id(collection) -> (nodes once expanded, depth)
     distinct = 0
-    open_nodes: set[int] = set()
+    open_nodes: set[int] = set()  # the collections on the current path: a cycle if met again
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
@@ -78,11 +95,11 @@ def _check_nodes(root: yaml.Node, source: str) -> None:
             open_nodes.discard(key)
             size, depth = 1, 1
             for child in _children(node):
-                child_size, child_depth = expanded[id(child)]
+                child_size, child_depth = (1, 1) if type(child) is yaml.ScalarNode else expanded[id(child)]
                 size += child_size
                 depth = max(depth, child_depth + 1)
             if depth > MAX_DEPTH:
-                raise FormatError(f"{source}: nested deeper than {MAX_DEPTH} levels", file=source)
+                raise _too_deep(source)
             if size - distinct > MAX_ALIAS_NODES:
                 raise FormatError(
                     f"{source}: YAML aliases expand past {MAX_ALIAS_NODES} nodes (an alias bomb?)", file=source
@@ -94,12 +111,12 @@ def _check_nodes(root: yaml.Node, source: str) -> None:
         if key in open_nodes:
             raise FormatError(f"{source}: a YAML alias refers to itself", file=source)
         open_nodes.add(key)
-        distinct += 1
         if len(open_nodes) > MAX_DEPTH:
-            raise FormatError(f"{source}: nested deeper than {MAX_DEPTH} levels", file=source)
+            raise _too_deep(source)
         stack.append((node, True))
         for child in _children(node):
-            if id(child) not in expanded:
+            distinct += 1
+            if type(child) is not yaml.ScalarNode and id(child) not in expanded:
                 stack.append((child, False))
 
 
@@ -116,8 +133,11 @@ def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is not None and _may_nest_deeply(text):
-            _check_nodes(node, source)
+        if node is not None and not isinstance(node, yaml.ScalarNode):
+            if "*" in text:  # every alias starts with one
+                _check_aliases(node, source)
+            elif _may_nest_deeply(text):
+                _check_depth(node, source)
     except yaml.YAMLError as exc:
         loader.dispose()
         raise _yaml_error(exc, source) from None
