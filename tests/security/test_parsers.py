@@ -27,6 +27,7 @@ from mlops.formats import (
     load_json,
     load_yaml,
     parse_json,
+    parse_json_lines,
     parse_yaml,
     parse_yaml_positions,
     read_text,
@@ -177,6 +178,13 @@ def test_json_lines_name_a_damaged_middle_line_and_skip_a_torn_tail(tmp_path: Pa
     log.mkdir()
     with pytest.raises(FormatError, match=r"^log\.jsonl: is a folder"):
         read_records(log)
+
+
+def test_json_lines_keep_the_good_records_around_a_bomb() -> None:
+    good = ['{"n": 1}', '{"n": 2}']
+    assert parse_json_lines(good, "index.jsonl") == [{"n": 1}, {"n": 2}]
+    mixed = [good[0], flow(100_000), "not json", good[1], '{"n": 3']
+    assert parse_json_lines(mixed, "index.jsonl") == [{"n": 1}, None, None, {"n": 2}, None]
 
 
 # --- any bytes at all: every reader of received files raises an mlops error or returns -----------
