@@ -179,6 +179,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = folder / "baseline.json"
         if not done.exists():
+            for leftover in ("project", "remote", "baseline"):  # from a worker whose build failed
+                shutil.rmtree(folder / leftover, ignore_errors=True)
             root = _build_template(folder)
             codes = _baseline(root, folder)
             done.write_text(json.dumps([[list(c), code] for c, code in codes.items()]))

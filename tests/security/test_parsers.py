@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -230,7 +230,7 @@ FUZZ_BYTES = st.one_of(
 
 
 @pytest.mark.parametrize("reader", sorted(_readers()))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, database=None)
 @given(data=FUZZ_BYTES)
 def test_readers_of_received_bytes_raise_only_mlops_errors(reader: str, data: bytes) -> None:
     try:
