@@ -397,7 +397,9 @@ def read_snapshots(serve_dir: Path, *, exclude_self: bool = False, prune: bool =
         if not isinstance(version, int) or version > STATS_FORMAT:
             continue
         dead = data.get("host") == host and isinstance(data.get("pid"), int) and not pid_alive(data["pid"])
-        if dead and prune and now - float(data.get("written", 0)) > KEEP_SECONDS:
+        written = data.get("written", 0)
+        written = written if isinstance(written, (int, float)) and not isinstance(written, bool) else 0
+        if dead and prune and now - written > KEEP_SECONDS:
             try:
                 path.unlink()
             except OSError:

@@ -327,6 +327,20 @@ def test_a_damaged_lock_note_still_explains_the_wait(tmp_path: Path, note: bytes
         holder.release()
 
 
+def test_a_dead_workers_stats_file_with_a_garbage_time_is_pruned(tmp_path: Path) -> None:
+    import socket
+
+    from mlops.serve.health import read_snapshots, stats_dir
+
+    folder = stats_dir(tmp_path)
+    folder.mkdir(parents=True)
+    dead = folder / "dead.json"
+    dead.write_text(json.dumps({"format": 1, "host": socket.gethostname(), "pid": 2**22 + 7, "written": "soon"}))
+    (folder / "deep.json").write_text(flow(100_000))
+    assert read_snapshots(tmp_path, prune=True) == []
+    assert not dead.exists()
+
+
 # --- whole commands over received files ----------------------------------------------------------
 
 
