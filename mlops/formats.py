@@ -6,6 +6,7 @@ with a clear message instead of being misread.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -31,24 +32,230 @@ def display_path(path: str | os.PathLike[str]) -> str:
         return str(path)
 
 
-def parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
+#: Deepest nesting a file may have (mappings and lists, aliases expanded): mlops' own files
+#: nest a few levels, and consumers that recurse (merges, copies, hashing) stay far from
+#: Python's recursion limit.
+MAX_DEPTH = 64
+#: Most nodes that YAML aliases may add by expansion: a "billion laughs" document is a few
+#: hundred bytes whose aliases expand to 10**9 nodes for whoever walks the loaded data.
+MAX_ALIAS_NODES = 10_000
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> FormatError:
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise FormatError(f"{where}: not valid YAML: {exc.problem or exc.context}", file=source) from None
+        return FormatError(f"{where}: not valid YAML: {exc.problem or exc.context}", file=source)
+    return FormatError(f"{source}: not valid YAML: {_first_clause(exc)}", file=source)
+
+
+def _may_nest_deeply(text: str) -> bool:
+    """Whether ``text`` could nest MAX_DEPTH deep: every level of nesting needs one of
+    ``[ { - : ?``. False for most small files, which then skip the node walk."""
+    indicators = 0
+    for char in "[{-:?":
+        indicators += text.count(char)
+        if indicators >= MAX_DEPTH:
+            return True
+    return False
+
+
+def _too_deep(source: str) -> FormatError:
+    return FormatError(f"{source}: nested deeper than {MAX_DEPTH} levels", file=source)
+
+
+def _check_depth(root: yaml.Node, source: str) -> None:
+    """Refuse a node tree (no aliases in it) that nests deeper than MAX_DEPTH, a scalar
+    counting as one level; only collections go on the stack, so a large file costs little."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        items = node.value
+        if not items:
+            continue
+        if depth >= MAX_DEPTH:
+            raise _too_deep(source)
+        for item in items if type(node) is yaml.SequenceNode else (part for pair in items for part in pair):
+            if type(item) is not yaml.ScalarNode:
+                stack.append((item, depth + 1))
+
+
+def _check_aliases(root: yaml.Node, source: str) -> None:
+    """Refuse a node graph that nests deeper than MAX_DEPTH or whose aliases expand past
+    MAX_ALIAS_NODES (or refer to themselves), without expanding it: each distinct collection
+    is visited once, its expanded size and depth memoised."""
+    expanded: dict[int, tuple[int, int]] = {}  # id(collection) -> (nodes once expanded, depth)
+    distinct = 0
+    open_nodes: set[int] = set()  # the collections on the current path: a cycle if met again
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            size, depth = 1, 1
+            for child in _children(node):
+                child_size, child_depth = (1, 1) if type(child) is yaml.ScalarNode else expanded[id(child)]
+                size += child_size
+                depth = max(depth, child_depth + 1)
+            if depth > MAX_DEPTH:
+                raise _too_deep(source)
+            if size - distinct > MAX_ALIAS_NODES:
+                raise FormatError(
+                    f"{source}: YAML aliases expand past {MAX_ALIAS_NODES} nodes (an alias bomb?)", file=source
+                )
+            expanded[key] = (size, depth)
+            continue
+        if key in expanded:
+            continue
+        if key in open_nodes:
+            raise FormatError(f"{source}: a YAML alias refers to itself", file=source)
+        open_nodes.add(key)
+        if len(open_nodes) > MAX_DEPTH:
+            raise _too_deep(source)
+        stack.append((node, True))
+        for child in _children(node):
+            distinct += 1
+            if type(child) is not yaml.ScalarNode and id(child) not in expanded:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
+
+
+def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The loader and the document's checked node graph (None for an empty document)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and not isinstance(node, yaml.ScalarNode):
+            if "*" in text:  # every alias starts with one
+                _check_aliases(node, source)
+            elif _may_nest_deeply(text):
+                _check_depth(node, source)
     except yaml.YAMLError as exc:
-        raise FormatError(f"{source}: not valid YAML: {exc}", file=source) from None
+        loader.dispose()
+        raise _yaml_error(exc, source) from None
+    except BaseException:
+        loader.dispose()
+        raise
+    return loader, node
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse one YAML document, bounded: aliases may not expand past MAX_ALIAS_NODES nor
+    nesting go past MAX_DEPTH; every problem is one FormatError naming ``source``."""
+    loader, node = _compose(text, source)
+    try:
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source) from None
+    except (ValueError, OverflowError, TypeError) as exc:
+        # a scalar that matches a YAML type but cannot be built: 2024-13-45, an int of 5,000 digits
+        raise FormatError(f"{source}: not valid YAML: {_first_clause(exc)}", file=source) from None
+    finally:
+        loader.dispose()
+
+
+def _first_clause(exc: Exception) -> str:
+    """An exception's message up to its first semicolon or line break: one short line."""
+    return str(exc).split(";")[0].splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def read_text(path: str | os.PathLike[str], *, source: str | None = None, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; a folder in its place, bytes that are not UTF-8 or an
+    unreadable file become one FormatError naming it. A missing file raises FileNotFoundError
+    (callers decide whether it is optional)."""
+    return decode_text(read_bytes(path, source=source, what=what), source or display_path(path), what=what)
+
+
+def read_bytes(path: str | os.PathLike[str], *, source: str | None = None, what: str = "file") -> bytes:
+    """The bytes of ``path``, with read_text's errors (FileNotFoundError passes through)."""
+    source = source or display_path(path)
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise FormatError(
+            f"{source}: is a folder, expected a {what}", hint="remove or rename the folder", file=source
+        ) from None
+    except OSError as exc:
+        raise FormatError(f"{source}: cannot be read: {exc.strerror or exc}", file=source) from None
+
+
+def decode_text(data: bytes, source: str, *, what: str = "file") -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{source}: not a text file (not UTF-8)", hint=f"restore the {what}", file=source) from None
 
 
 def load_yaml(path: str | os.PathLike[str]) -> Any:
     source = display_path(path)
+    return parse_yaml(read_text(path, source=source), source)
+
+
+def parse_json(data: str | bytes, source: str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse a JSON document read from disk or a remote: garbage, non-UTF-8 bytes and
+    nesting past ``max_depth`` are one FormatError naming ``source``, never a crash."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"{source}: not valid JSON (not UTF-8)", file=source) from None
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise FormatError(f"{source}: not a text file (not UTF-8)", file=source) from None
-    return parse_yaml(text, source)
+        value = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{source}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}", file=source) from None
+    except RecursionError:  # the C scanner's own guard, far past max_depth
+        raise FormatError(f"{source}: nested deeper than {max_depth} levels", file=source) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise FormatError(f"{source}: not valid JSON: {_first_clause(exc)}", file=source) from None
+    if data.count("[") + data.count("{") >= max_depth:
+        check_depth(value, source, max_depth=max_depth)
+    return value
+
+
+def parse_json_lines(lines: list[str], source: str, *, max_depth: int = MAX_DEPTH) -> list[Any]:
+    """Each line's JSON value, None where a line is not valid JSON or nests past ``max_depth``
+    (a torn tail, a damaged record). One parse for the whole list when every line is plainly
+    within the bound: about ten times faster than a parse per line."""
+    if all(line.count("[") + line.count("{") < max_depth for line in lines):
+        try:
+            return list(json.loads("[" + ",".join(lines) + "]"))
+        except (ValueError, RecursionError):
+            pass  # some line is damaged: find which, one by one
+    out: list[Any] = []
+    for line in lines:
+        try:
+            out.append(parse_json(line, source, max_depth=max_depth))
+        except FormatError:
+            out.append(None)
+    return out
+
+
+def check_depth(value: Any, source: str, *, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse loaded data that nests deeper than ``max_depth`` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise FormatError(f"{source}: nested deeper than {max_depth} levels", file=source)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+
+
+def load_json(path: str | os.PathLike[str], *, what: str = "file") -> Any:
+    source = display_path(path)
+    return parse_json(read_bytes(path, source=source, what=what), source)
 
 
 Position = tuple[int, int]  # 1-based line and column
@@ -60,12 +267,8 @@ def parse_yaml_positions(text: str, source: str) -> tuple[Any, dict[tuple[Any, .
     ``positions[("stages", "train", "cmd")] == (12, 10)``; a mapping key's own position is
     under its path plus ``"<key>"`` so that "unknown key" errors can point at the key.
     """
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise FormatError(f"{where}: not valid YAML: {exc.problem or exc.context}", file=source) from None
+    loader, node = _compose(text, source)
+    loader.dispose()
     positions: dict[tuple[Any, ...], Position] = {}
     if node is None:
         return None, positions
@@ -90,7 +293,12 @@ def parse_yaml_positions(text: str, source: str) -> tuple[Any, dict[tuple[Any, .
             return [build(item, (*path, index)) for index, item in enumerate(n.value)]
         return _scalar(n)
 
-    return build(node, ()), positions
+    try:
+        return build(node, ()), positions
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source) from None
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise FormatError(f"{source}: not valid YAML: {_first_clause(exc)}", file=source) from None
 
 
 def _scalar(node: yaml.Node) -> Any:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import InvalidPathError, LockHeldError, StorageError
+from .errors import FormatError, InvalidPathError, LockHeldError, StorageError
 
 TMP_PREFIX = ".tmp-mlops-"  # temp files of interrupted writers are recognised (and skipped) by this
 
@@ -286,9 +286,15 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read JSON lines; a torn (unparseable) last line is skipped, as a crash can leave one."""
+    """Read JSON lines; a torn (unparseable) last line is skipped, as a crash can leave one
+    (cut anywhere, even inside a multi-byte character). Any other damage (a bad line in the
+    middle, a folder in the file's place, a line that is not an object) is one FormatError
+    naming the file."""
+    from .formats import display_path, parse_json, read_bytes  # formats imports this module
+
+    source = display_path(path)
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_bytes(path, source=source).splitlines()
     except FileNotFoundError:
         return []
     records: list[dict[str, Any]] = []
@@ -296,11 +302,14 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = parse_json(line, f"{source}:{number}")
+        except FormatError:
             if number == len(lines):
                 break  # torn tail from a crash mid-append
             raise
+        if not isinstance(record, dict):
+            raise FormatError(f"{source}:{number}: expected a JSON object per line", file=source)
+        records.append(record)
     return records
 
 
@@ -342,13 +351,21 @@ class FileLock:
 
     def holder(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        except (OSError, json.JSONDecodeError):
+            info = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError, RecursionError):  # a damaged note only loses the message's detail
             return {}
+        return info if isinstance(info, dict) else {}
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a folder or a dangling link in the lock file's place, a read-only disk
+            raise StorageError(
+                f"cannot take the lock on {self.what}: {self.path}: {exc.strerror or exc}",
+                hint="remove what is in the lock file's place (everything under .mlops/tmp/ is rebuildable)",
+                lock=str(self.path),
+            ) from None
         deadline = time.monotonic() + self.timeout
         delay = 0.005
         while True:
@@ -373,14 +390,21 @@ class FileLock:
     def _held_error(self) -> LockHeldError:
         info = self.holder()
         started = info.get("started")
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "unknown time"
+        pid = info.get("pid") if isinstance(info.get("pid"), int) else None
+        try:
+            if not isinstance(started, (int, float)) or isinstance(started, bool):
+                raise TypeError(started)  # the note is whatever the holder (or a damaged disk) left
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        except (TypeError, ValueError, OverflowError, OSError):
+            when = "unknown time"
         host = info.get("host")
+        host = host if isinstance(host, str) and host.isprintable() else None
         where = f" on {host}" if host and host != _hostname() else ""
         return LockHeldError(
-            f"another mlops process (pid {info.get('pid', '?')}{where}, started {when}) holds the lock on {self.what}",
+            f"another mlops process (pid {pid or '?'}{where}, started {when}) holds the lock on {self.what}",
             hint=f"wait for it to finish, or stop it; waited {self.timeout:g}s",
             lock=str(self.path),
-            pid=info.get("pid"),
+            pid=pid,
         )
 
     def release(self) -> None:

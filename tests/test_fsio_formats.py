@@ -34,7 +34,7 @@ def test_records_tolerate_a_torn_last_line(tmp_path: Path) -> None:
         handle.write('{"n": 3, "tor')  # a crash mid-append
     assert read_records(log) == [{"n": 1}, {"n": 2}]
     log.write_text('{"n": 1}\nnot json\n{"n": 2}\n')
-    with pytest.raises(json.JSONDecodeError):  # damage in the middle is not a torn tail
+    with pytest.raises(FormatError, match="log.jsonl:2"):  # damage in the middle is not a torn tail
         read_records(log)
 
 

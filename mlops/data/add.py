@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidPathError
+from ..formats import read_bytes
 from ..fsio import atomic_write
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
@@ -171,9 +172,10 @@ def ignore_in_git(repo: Repo, rel: str) -> str:
     gitignore = repo.root / parent / ".gitignore" if parent else repo.root / ".gitignore"
     entry = "/" + _gitignore_escape(name)
     with repo.lock("gitignore", what=".gitignore files"):
-        text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
-        if entry not in text.splitlines():
-            if text and not text.endswith("\n"):
-                text += "\n"
-            atomic_write(gitignore, text + entry + "\n")
+        # bytes, not text: git reads .gitignore in any encoding; a folder in its place is named
+        text = read_bytes(gitignore, what=".gitignore file") if gitignore.exists() else b""
+        if entry.encode() not in text.splitlines():
+            if text and not text.endswith(b"\n"):
+                text += b"\n"
+            atomic_write(gitignore, text + entry.encode() + b"\n")
     return repo.rel(gitignore)

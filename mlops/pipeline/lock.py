@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
-from ..formats import check_format, display_path, dump_yaml, parse_yaml
+from ..formats import check_format, display_path, dump_yaml, parse_yaml, read_text
 from ..fsio import atomic_write
 
 LOCK_FILE = "pipeline.lock"
@@ -104,9 +104,11 @@ def parse_lock(text: str, source: str) -> dict[str, LockEntry]:
 
 def read_lock(root: Path) -> dict[str, LockEntry]:
     path = root / LOCK_FILE
-    if not path.exists():
+    try:
+        text = read_text(path, what="lock file")
+    except FileNotFoundError:
         return {}
-    return parse_lock(path.read_text(encoding="utf-8"), display_path(path))
+    return parse_lock(text, display_path(path))
 
 
 def render_lock(entries: dict[str, LockEntry], order: list[str]) -> str:

@@ -8,12 +8,11 @@ reads params from, so a DVC project's params files work as they are.
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
-from ..formats import display_path, parse_yaml
+from ..formats import display_path, parse_json, parse_yaml, read_text
 
 MISSING = object()
 
@@ -31,7 +30,7 @@ class ParamFiles:
             if not path.is_file():
                 self._cache[rel] = MISSING
             else:
-                self._cache[rel] = parse_params(path.read_text(encoding="utf-8"), rel, display_path(path))
+                self._cache[rel] = parse_params(read_text(path, what="params file"), rel, display_path(path))
         return self._cache[rel]
 
     def exists(self, rel: str) -> bool:
@@ -45,10 +44,7 @@ class ParamFiles:
 def parse_params(text: str, name: str, source: str) -> Any:
     """The content of a parameter file, by the format its ``name`` says; errors name ``source``:line."""
     if name.endswith(".json"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"{source}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        return parse_json(text, source)
     if name.endswith(".toml"):
         return _parse_toml(text, source)
     if name.endswith(".py"):

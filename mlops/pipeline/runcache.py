@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import FormatError
+from ..formats import load_json
 from ..fsio import atomic_write
 from ..repo.repo import Repo
 from .lock import LockedPath
@@ -25,12 +27,12 @@ def _path(repo: Repo, key: str) -> Path:
 def lookup(repo: Repo, key: str) -> tuple[LockedPath, ...] | None:
     """The outputs recorded under ``key``, if every object they name is in the cache."""
     try:
-        doc = json.loads(_path(repo, key).read_text(encoding="utf-8"))
+        doc = load_json(_path(repo, key))
         if doc.get("format") != RUNCACHE_FORMAT:
             return None
         outs = tuple(LockedPath(o["path"], o["hash"], o["kind"], o["size"], o.get("files", 1)) for o in doc["outs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, FormatError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # a cache: a damaged entry is a miss
     if any(o.hash is None or not repo.objects.exists(o.hash) for o in outs):
         return None
     return outs
@@ -50,8 +52,8 @@ def all_outputs(repo: Repo) -> list[LockedPath]:
         return found
     for entry in folder.glob("*/*.json"):
         try:
-            doc = json.loads(entry.read_text(encoding="utf-8"))
+            doc = load_json(entry)
             found.extend(LockedPath(o["path"], o["hash"], o["kind"], o["size"], o.get("files", 1)) for o in doc["outs"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, FormatError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return found

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
-from ..formats import Position, check_format, display_path, parse_yaml_positions
+from ..formats import Position, check_format, display_path, parse_yaml_positions, read_text
 from ..paths import relpath_problem
 from .params import MISSING, ParamFiles, flatten, lookup
 
@@ -145,7 +145,7 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
         raise FormatError(
             f"{source}: no pipeline file", hint="write a pipeline.yaml (see docs/pipelines.md), or 'mlops import dvc'"
         )
-    data, positions = parse_yaml_positions(path.read_text(encoding="utf-8"), source)
+    data, positions = parse_yaml_positions(read_text(path, source=source, what="pipeline file"), source)
     reader = _Reader(root, source, positions)
     if data is None:
         data = {}

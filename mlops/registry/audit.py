@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, NewerFormatError, RegistryTampered, UsageError
+from ..formats import parse_json, read_bytes
 from ..fsio import append_bytes, append_record, atomic_write, truncate_file
 
 AUDIT_FILE = "audit.jsonl"
@@ -91,7 +92,7 @@ class Line:
 
 def read_lines(path: Path) -> list[Line]:
     try:
-        return _lines(path.read_bytes())
+        return _lines(read_bytes(path, what="audit log"))
     except FileNotFoundError:
         return []
 
@@ -103,8 +104,8 @@ def _lines(data: bytes) -> list[Line]:
         if not raw.strip():
             continue
         try:
-            entry = json.loads(raw)
-        except json.JSONDecodeError:
+            entry = parse_json(raw, str(number))
+        except FormatError:
             entry = None
         out.append(Line(number, entry if isinstance(entry, dict) else None, raw))
     return out
@@ -117,13 +118,11 @@ def read_entries(path: Path) -> list[dict[str, Any]]:
 
 def read_head(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(read_bytes(path, what="audit head"), str(path))
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FormatError(
-            f"{path}: not valid JSON", file=str(path), hint="'mlops audit verify' says what else is wrong"
-        ) from None
+    except FormatError as exc:
+        raise FormatError(exc.message, file=str(path), hint="'mlops audit verify' says what else is wrong") from None
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object", file=str(path))
     if isinstance(data.get("format"), int) and data["format"] > HEAD_FORMAT:
@@ -151,6 +150,8 @@ def reverse_entries(path: Path) -> Iterator[dict[str, Any]]:
         handle = open(path, "rb")
     except FileNotFoundError:
         return
+    except OSError as exc:  # a folder in the log's place, an unreadable file
+        raise FormatError(f"{path}: cannot be read: {exc.strerror or exc}", file=str(path)) from None
     with handle:
         pos = handle.seek(0, os.SEEK_END)
         rest = b""
@@ -173,8 +174,8 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     if not raw.strip():
         return None
     try:
-        entry = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        entry = parse_json(raw, "audit entry")
+    except FormatError:
         return None
     return entry if isinstance(entry, dict) else None
 
@@ -194,15 +195,15 @@ def drop_torn_tail(path: Path) -> bool:
     touched. Returns True when something was cut.
     """
     try:
-        data = path.read_bytes()
+        data = read_bytes(path, what="audit log")
     except FileNotFoundError:
         return False
     if not data or data.endswith(b"\n"):
         return False
     cut = data.rfind(b"\n") + 1
     try:
-        json.loads(data[cut:])
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        parse_json(data[cut:], str(path))
+    except FormatError:
         truncate_file(path, cut)
         return True
     append_bytes(path, b"\n")  # a whole entry whose newline was lost: keep it, end the line
@@ -383,8 +384,11 @@ def verify_chain(
         problems.append(Problem("unreadable", None, None, exc.message))
     model_docs = read_models()
     try:
-        raw = log.read_bytes()
+        raw = read_bytes(log, what="audit log")
     except FileNotFoundError:
+        raw = b""
+    except FormatError as exc:
+        problems.append(Problem("unreadable", None, None, exc.message))
         raw = b""
     lines = _lines(raw)
     torn_tail = bool(raw) and not raw.endswith(b"\n")
@@ -643,7 +647,9 @@ def _tampered(
     message: str, *, log: bool = True, refusing: str = "to change the registry", **fields: Any
 ) -> RegistryTampered:
     return RegistryTampered(
-        f"registry audit log: {message}; refusing to write to it" if log else f"{message}; refusing {refusing}",
+        f"registry audit log (.mlops/registry/audit.jsonl): {message}; refusing to write to it"
+        if log
+        else f"{message}; refusing {refusing}",
         hint="run 'mlops audit verify'; restore .mlops/registry/ from git (git log -p .mlops/registry/)",
         **fields,
     )

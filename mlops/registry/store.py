@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, NewerFormatError, RegistryTampered, UnknownModelError
+from ..formats import parse_json, read_bytes
 from ..fsio import atomic_write, remove_stale_temps
 from ..repo.repo import Repo
 from . import audit
@@ -186,14 +187,9 @@ def version_view(doc: Mapping[str, Any], record: Mapping[str, Any]) -> ModelVers
 
 def parse_model(text: str | bytes, source: str) -> dict[str, Any]:
     try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"{source}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else source
-        raise FormatError(
-            f"{where}: not valid JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else exc}",
-            file=source,
-            hint="restore it with 'git checkout -- FILE'",
-        ) from None
+        doc = parse_json(text, source)
+    except FormatError as exc:
+        raise FormatError(exc.message, file=source, hint="restore it with 'git checkout -- FILE'") from None
     if not isinstance(doc, dict):
         raise FormatError(f"{source}: expected a JSON object for a model", file=source)
     version = doc.get("format", 1)
@@ -222,7 +218,7 @@ def parse_model(text: str | bytes, source: str) -> dict[str, Any]:
 def load_model_doc(repo: Repo, name: str) -> dict[str, Any] | None:
     path = model_path(repo, name)
     try:
-        data = path.read_bytes()
+        data = read_bytes(path, source=shown(repo, path), what="model file")
     except FileNotFoundError:
         return None
     return parse_model(data, shown(repo, path))

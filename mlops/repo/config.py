@@ -53,7 +53,10 @@ class Config:
 
     @property
     def default_remote(self) -> str | None:
-        return (self.merged.get("core") or {}).get("remote")
+        name = (self.merged.get("core") or {}).get("remote")
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"{self.source}: core.remote must be a remote's name, found {name!r}")
+        return name
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -66,13 +69,28 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The sections mlops reads; each is a mapping when present, checked as the file is read so
+#: that a hand-edited or received `cache: 5` is one line naming the file, not a crash later.
+SECTIONS = ("core", "cache", "remotes")
+
+
 def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
+    try:
+        data = load_yaml(path)  # bounded; a folder or non-UTF-8 bytes in its place: one line naming it
+    except FileNotFoundError:
         return {}
-    data = load_yaml(path)
     if data is None:
         return {}
-    return check_format(data, display_path(path), supported=CONFIG_FORMAT, kind="config")
+    source = display_path(path)
+    data = check_format(data, source, supported=CONFIG_FORMAT, kind="config")
+    for section in SECTIONS:
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise ConfigError(
+                f"{source}: '{section}' must be a mapping, found {type(data[section]).__name__}",
+                hint=f"fix or remove the '{section}' section",
+                file=source,
+            )
+    return data
 
 
 def load_config(dot: Path) -> Config:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CouldNotComplete, FormatError, UsageError
-from ..formats import check_format, display_path, dump_yaml, parse_yaml
+from ..formats import check_format, display_path, dump_yaml, parse_yaml, read_bytes
 from ..fsio import atomic_write
 from ..registry.refs import NAME
 from ..registry.refs import check_name as check_model_name  # a deployment names a registered model
@@ -308,7 +308,7 @@ def parse_deployment(text: str, source: str) -> Deployment:
 def load_deployment(repo: Repo, model: str) -> Deployment | None:
     path = deployment_path(repo, model)
     try:
-        data = path.read_bytes()
+        data = read_bytes(path, what="deployment file")
     except FileNotFoundError:
         return None
     return parse_deployment_bytes(data, path, model)

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import FormatError
+from ..formats import parse_json
 from ..fsio import atomic_writer, pid_alive
 
 LATENCY_BOUNDS_MS = (
@@ -388,13 +390,16 @@ def read_snapshots(serve_dir: Path, *, exclude_self: bool = False, prune: bool =
             continue
         path = folder / name
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict) or data.get("format", 1) > STATS_FORMAT:
+            data = parse_json(path.read_bytes(), str(path))
+        except (OSError, FormatError):
+            continue  # a damaged or half-written statistics file only loses one worker's numbers
+        version = data.get("format", 1) if isinstance(data, dict) else None
+        if not isinstance(version, int) or version > STATS_FORMAT:
             continue
         dead = data.get("host") == host and isinstance(data.get("pid"), int) and not pid_alive(data["pid"])
-        if dead and prune and now - float(data.get("written", 0)) > KEEP_SECONDS:
+        written = data.get("written", 0)
+        written = written if isinstance(written, (int, float)) and not isinstance(written, bool) else 0
+        if dead and prune and now - written > KEEP_SECONDS:
             try:
                 path.unlink()
             except OSError:

@@ -39,51 +39,91 @@ def stat_key(st: os.stat_result) -> StatKey:
 
 
 class StateDB:
+    """The cache. Whatever state its file is in (garbage, truncated, a folder, another schema,
+    left locked by a dead process, a read-only folder), it never raises: a damaged database is
+    removed and built anew, and one that cannot be opened at all makes every lookup a miss."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self._unusable = False  # could not be opened even after a rebuild: work without the cache
+        self._rebuilt = False
 
     def _connect(self) -> sqlite3.Connection | None:
-        if self._conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=2.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
-                conn.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last commit costs a rehash
-                conn.executescript(SCHEMA)
-            except sqlite3.DatabaseError:
-                # a damaged cache is rebuilt, never trusted
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
-                conn = sqlite3.connect(self.path, timeout=2.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(SCHEMA)
+        if self._conn is None and not self._unusable:
+            conn = self._open()
+            if conn is None:
+                self._remove()
+                conn = self._open()
+            self._unusable = conn is None
             self._conn = conn
         return self._conn
+
+    def _open(self) -> sqlite3.Connection | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=2.0, isolation_level=None, check_same_thread=False)
+        except (sqlite3.Error, OSError):
+            return None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
+            conn.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last commit costs a rehash
+            conn.executescript(SCHEMA)
+            # a database of another shape (same table names, other columns) is as good as damaged
+            conn.execute("SELECT inode, size, mtime_ns, hash FROM hashes LIMIT 1").fetchall()
+            conn.execute("SELECT fingerprint, hash, size, files FROM trees LIMIT 1").fetchall()
+        except sqlite3.Error:
+            conn.close()
+            return None
+        return conn
+
+    def _remove(self) -> None:
+        """Remove the database and its side files; a folder in its place only when empty."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            side = self.path.with_name(self.path.name + suffix)
+            with contextlib.suppress(OSError):
+                if side.is_dir() and not side.is_symlink():
+                    side.rmdir()
+                else:
+                    side.unlink()
+
+    def _damaged(self, exc: sqlite3.Error) -> None:
+        """A damaged file found while in use (not a busy or read-only one): rebuilt once."""
+        if isinstance(exc, sqlite3.OperationalError) or self._rebuilt:
+            return
+        self._rebuilt = True
+        self.close()
+        self._remove()
 
     def _select_in(self, sql: str, keys: list[Any]) -> list[tuple[Any, ...]] | None:
         """Rows of ``sql`` (with one ``IN ({marks})``) for every key, asked in chunks below
         sqlite's bound-parameter limit; None when the database cannot be read."""
         rows: list[tuple[Any, ...]] = []
         conn = self._connect()
+        if conn is None:
+            return None
         try:
             for start in range(0, len(keys), 900):
                 chunk = keys[start : start + 900]
-                rows.extend(conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk))  # type: ignore[union-attr]
-        except sqlite3.DatabaseError:
+                rows.extend(conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk))
+        except sqlite3.Error as exc:
+            self._damaged(exc)
             return None
         return rows
 
     def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> bool:
-        """One transaction; False when busy or read-only (the cache simply stays as it was)."""
+        """One transaction; False when busy, read-only or damaged (the cache stays as it was)."""
         conn = self._connect()
+        if conn is None:
+            return False
         try:
-            conn.execute("BEGIN")  # type: ignore[union-attr]
-            conn.executemany(sql, rows)  # type: ignore[union-attr]
-            conn.execute("COMMIT")  # type: ignore[union-attr]
-        except sqlite3.OperationalError:
+            conn.execute("BEGIN")
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")  # type: ignore[union-attr]
+                conn.execute("ROLLBACK")
+            self._damaged(exc)
             return False
         return True
 
@@ -109,17 +149,23 @@ class StateDB:
         """The recorded hash of a file whose stat still matches, else None."""
         return self.lookup_many([key])[0]
 
-    def tick_ns(self) -> int:
-        """The filesystem's idea of 'now', at its own timestamp granularity."""
+    def tick_ns(self) -> int | None:
+        """The filesystem's idea of 'now', at its own timestamp granularity; None when the
+        tick file cannot be written (then nothing is recorded: every stat counts as racy)."""
         tick = self.path.parent / "state.tick"
-        tick.parent.mkdir(parents=True, exist_ok=True)
-        with open(tick, "wb") as handle:
-            handle.write(b"t")
-        return os.stat(tick).st_mtime_ns
+        try:
+            tick.parent.mkdir(parents=True, exist_ok=True)
+            with open(tick, "wb") as handle:
+                handle.write(b"t")
+            return os.stat(tick).st_mtime_ns
+        except OSError:
+            return None
 
     def record(self, entries: Iterable[tuple[StatKey, str]]) -> int:
         """Record hashes for stats taken before now; racy ones are skipped. Returns the count kept."""
         tick = self.tick_ns()
+        if tick is None:
+            return 0
         rows = [(k[0], k[1], k[2], digest) for k, digest in entries if k[2] < tick]
         if not rows:
             return 0
@@ -141,11 +187,14 @@ class StateDB:
     def record_trees(self, rows: list[tuple[str, str, int, int, int]]) -> None:
         """(fingerprint, manifest hash, size, files, newest file mtime); racy folders are skipped."""
         tick = self.tick_ns()
+        if tick is None:
+            return
         keep = [(fp, digest, size, files) for fp, digest, size, files, newest in rows if newest < tick]
         if keep:
             self._insert_many("INSERT OR REPLACE INTO trees (fingerprint, hash, size, files) VALUES (?, ?, ?, ?)", keep)
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
             self._conn = None

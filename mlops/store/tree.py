@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..errors import FormatError
+from ..formats import parse_json
 from .hashing import hash_bytes
 
 TREE_FORMAT = "mlops-tree/1"
@@ -53,7 +54,7 @@ def encode_manifest(entries: list[TreeEntry]) -> bytes:
 
 def decode_manifest(data: bytes, digest: str) -> list[TreeEntry]:
     try:
-        doc = json.loads(data)
+        doc = parse_json(data, f"object {digest}")  # bounded: the bytes may come from a remote
         if doc.get("format") != TREE_FORMAT:
             raise ValueError(f"unknown tree format {doc.get('format')!r}")
         out = []

@@ -16,7 +16,6 @@ YAML otherwise; nested keys are flattened with dots (``{"test": {"acc": 0.9}}`` 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FormatError, UsageError
-from ..formats import parse_yaml
+from ..formats import parse_json, parse_yaml
 from ..repo.repo import Repo
 from .store import flatten
 
@@ -38,10 +37,7 @@ def parse_values(data: bytes, rel: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise FormatError(f"{rel}: not a text file (not UTF-8)", file=rel) from None
     if rel.endswith(".json"):
-        try:
-            value = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"{rel}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}", file=rel) from None
+        value = parse_json(text, rel) if text.strip() else {}
     else:
         value = parse_yaml(text, rel) or {}
     if not isinstance(value, dict):

@@ -39,6 +39,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import FormatError, MlopsError, UnsafeNameError, UsageError
+from ..formats import parse_json
 from ..fsio import TMP_PREFIX, FileLock, append_record, fsync_dir, storage_error
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
@@ -206,11 +207,9 @@ def check_bundle(run_id: str, data: bytes) -> tuple[dict[str, Any], dict[str, st
     if len(data) > MAX_BUNDLE_BYTES:
         raise FormatError(f"larger than {MAX_BUNDLE_BYTES >> 20} MiB")
     try:
-        bundle = json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise FormatError(f"nested deeper than {schema.MAX_DEPTH} levels") from None
-    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, or a number too long to read
-        raise FormatError(f"not valid JSON ({_first_line(exc)})") from None
+        bundle = parse_json(data, "bundle")  # bounded: the bytes come from a remote
+    except FormatError as exc:
+        raise FormatError(exc.message) from None
     if not isinstance(bundle, dict):
         raise FormatError("not a JSON object")
     version = bundle.get("format")
