@@ -29,7 +29,7 @@ def workspace_roots(repo: Repo) -> list[Root]:
 
 def all_commit_roots(repo: Repo) -> list[Root]:
     return [
-        _root(parse_pointer(data, path), f"git:{path}")
+        _root(parse_pointer(data, path, origin="in git history"), f"git:{path}")
         for path, data in git_repo(repo.root).pointer_blobs_all_commits()
     ]
 
@@ -42,7 +42,7 @@ def commit_roots(repo: Repo, tips: list[str], exclude: list[str]) -> list[Root]:
     roots = []
     for revs in (["--no-walk", *tips], [*tips, *exclude]):
         roots += [
-            _root(parse_pointer(data, path), f"git:{path}")
+            _root(parse_pointer(data, path, origin="in git history"), f"git:{path}")
             for path, data in git.blobs_in(revs, lambda p: p.endswith(POINTER_SUFFIX))
         ]
     return roots
