@@ -172,6 +172,20 @@ class Destinations:
             self._walk(parent, where)
         return self.root / rel
 
+    def check_all(self, rels: Iterable[str], *, where: str) -> None:
+        """``check`` for many destinations at once (a whole snapshot), without building paths."""
+        plain = _PLAIN_PATH.fullmatch
+        safe = self._safe
+        room = self._room // 4
+        for rel in rels:
+            if type(rel) is not str or not plain(rel):
+                check_relpath(rel, where=where)
+            if len(rel) > room:
+                self._check_length(rel, where)
+            parent = rel.rpartition("/")[0]
+            if parent not in safe:
+                self._walk(parent, where)
+
     def check_folder(self, rel: str, *, where: str) -> Path:
         """Like ``check`` for a folder that will be written into: the folder itself must not be a link."""
         check_relpath(rel, where=where)
@@ -203,7 +217,10 @@ class Destinations:
             try:
                 mode = os.lstat(self.root / done).st_mode
             except FileNotFoundError:
-                return  # nothing below a missing folder exists yet: it will be created as a real folder
+                # nothing below a missing folder exists yet: it will be created as a real folder
+                # (remembered, so 20,000 files into a deleted folder cost one lstat, not 20,000)
+                self._safe.add(folder)
+                return
             except NotADirectoryError:
                 mode = 0
             except OSError as exc:

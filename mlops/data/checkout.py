@@ -156,7 +156,14 @@ def _plan(
             entry=target,
             source=where,
         )
-    quick = read_workspace(repo, target, need_records=False, jobs=jobs)
+    try:
+        quick = read_workspace(repo, target, need_records=False, jobs=jobs)
+    except InvalidPathError as exc:
+        # a link inside the tracked folder that leads out of the repository, a name that cannot
+        # travel: planted where received data goes, it is refused like a bad entry
+        raise UnsafeNameError(
+            f"refused {target} in {where}: {exc.message}", hint=exc.hint, entry=target, source=where
+        ) from None
     plan = _Plan(pointer, kinds, temps=() if top_is_link else tuple(quick.temps))
     if quick.kind == pointer.kind and quick.hash == pointer.hash:
         plan.done = CheckedOut(target, 0, 0, pointer.files, None)  # already in place
@@ -188,8 +195,8 @@ def _plan(
     if pointer.is_dir:
         if plan.clear_top is None:
             destinations.check_folder(target, where=where)
-        for rel in (*plan.to_place, *plan.to_remove):
-            destinations.check(f"{target}/{rel}", where=where)
+        prefix = target + "/"
+        destinations.check_all([prefix + rel for rel in (*plan.to_place, *plan.to_remove)], where=where)
     at_risk = [
         (_full(target, rel), current_records[rel].hash)
         for rel in (*plan.to_place, *plan.to_remove)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ import xxhash
 from ..errors import InvalidPathError
 from ..fsio import TMP_PREFIX
 from ..parallel import run_parallel
+from ..paths import PATH_MAX
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
 from ..store.hashing import hash_bytes, hash_file
@@ -58,7 +60,16 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
     stack: list[tuple[str, str]] = [(top, "")]
     while stack:
         folder, prefix = stack.pop()
-        with os.scandir(folder) as entries:
+        try:
+            entries = os.scandir(folder)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            raise InvalidPathError(
+                f"{repo.rel(top)}/{prefix[:80]}...: folders nested too deep to be read by path (over {PATH_MAX} bytes)",
+                hint="flatten the folders, or track the deepest ones separately",
+            ) from None
+        with entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith(TMP_PREFIX):
