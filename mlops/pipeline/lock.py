@@ -65,12 +65,12 @@ def _paths(items: Any, source: str, stage: str, section: str) -> tuple[LockedPat
     if items is None:
         return ()
     if not isinstance(items, list):
-        raise FormatError(f"{source}: stage '{stage}': '{section}' must be a list")
+        raise FormatError(f"{source}: stage {stage_label(stage)}: '{section}' must be a list")
     out = []
-    where = f"{source} stage '{stage}'"
+    where = f"{source} stage {stage_label(stage)}"
     for item in items:
         if not isinstance(item, dict) or "path" not in item:
-            raise FormatError(f"{source}: stage '{stage}': each '{section}' entry needs a 'path'")
+            raise FormatError(f"{source}: stage {stage_label(stage)}: each '{section}' entry needs a 'path'")
         path, digest, kind = item["path"], item.get("hash"), item.get("kind", "file")
         size, files = item.get("size", 0), item.get("files", 1)
         if not isinstance(path, str):
@@ -93,6 +93,15 @@ def _paths(items: Any, source: str, stage: str, section: str) -> tuple[LockedPat
     return tuple(out)
 
 
+def stage_label(name: Any) -> str:
+    """A stage name as a message shows it: quoted, control characters escaped (a lock file may
+    name a stage anything), bounded."""
+    text = str(name)
+    if text.isprintable() and len(text) <= 60:
+        return f"'{text}'"
+    return _short(text)
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -110,14 +119,14 @@ def parse_lock(text: str, source: str) -> dict[str, LockEntry]:
     for name, doc in stages.items():
         if not isinstance(doc, dict) or "cmd" not in doc:
             raise FormatError(
-                f"{source}: stage '{name}' lacks 'cmd'", hint="delete the block; the stage will run again"
+                f"{source}: stage {stage_label(name)} lacks 'cmd'", hint="delete the block; the stage will run again"
             )
         params = doc.get("params") or {}
         env = doc.get("env") or {}
         if not isinstance(params, dict) or not all(v is None or isinstance(v, dict) for v in params.values()):
-            raise FormatError(f"{source}: stage '{name}': 'params' must map files to mappings")
+            raise FormatError(f"{source}: stage {stage_label(name)}: 'params' must map files to mappings")
         if not isinstance(env, dict) or not all(v is None or isinstance(v, str) for v in env.values()):
-            raise FormatError(f"{source}: stage '{name}': 'env' must map names to hashes")
+            raise FormatError(f"{source}: stage {stage_label(name)}: 'env' must map names to hashes")
         out[str(name)] = LockEntry(
             cmd=str(doc["cmd"]),
             deps=_paths(doc.get("deps"), source, name, "deps"),

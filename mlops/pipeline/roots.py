@@ -20,7 +20,7 @@ from ..errors import MlopsError, UnsafeNameError
 from ..paths import check_tracked_path
 from ..repo.repo import Repo
 from . import runcache
-from .lock import LOCK_FILE, LockEntry, decode_lock, read_lock
+from .lock import LOCK_FILE, LockEntry, decode_lock, read_lock, stage_label
 from .spec import PIPELINE_FILE, Pipeline, load_pipeline
 
 
@@ -64,12 +64,16 @@ def _placed_outputs(entries: dict[str, LockEntry], declared: _Declared, source: 
     """The cached outputs to place, each declared in pipeline.yaml; anything else is refused."""
     out = []
     for name, entry in entries.items():
-        where = f"{source} stage '{name}'"
+        where = f"{source} stage {stage_label(name)}"
         stage_outs = declared.outs.get(name)
         for locked in entry.outs:
             check_tracked_path(locked.path, where=where, protected=declared.protected)
             if stage_outs is None or locked.path not in stage_outs:
-                what = f"stage '{name}' is not in {PIPELINE_FILE}" if stage_outs is None else "it is not declared"
+                what = (
+                    f"stage {stage_label(name)} is not in {PIPELINE_FILE}"
+                    if stage_outs is None
+                    else "it is not declared"
+                )
                 raise UnsafeNameError(
                     f"refused output '{locked.path}' in {where}: {what}",
                     hint=f"if you changed {PIPELINE_FILE}, run 'mlops run' to bring {LOCK_FILE} up to date; "
