@@ -10,9 +10,19 @@ the server. Every such name is checked here before it touches the filesystem
 - no component is ``.git`` or ``.mlops`` (in any letter case: git refuses the same on
   case-insensitive disks), so nothing lands in or replaces what git and mlops manage;
 - a whole relative path is not absolute and is made of such components;
+- a path that received content names as tracked data (a pointer's target, a pipeline
+  output) is not a pointer file (``*.mlops``) nor a file the caller protects (pipeline.yaml,
+  pipeline.lock, params files): ``check_tracked_path``;
 - at write time, every folder on the way from the repository root to the destination that
   already exists is a real folder, not a symlink (committed or planted) and not a file: a
-  write never goes through a link to somewhere else.
+  write never goes through a link to somewhere else. The destination itself may be a link:
+  it is replaced, never followed;
+- a destination whose full path would pass the system's PATH_MAX is refused before anything
+  is written (a crafted tree can be nested deeper than any disk path reaches).
+
+Plain names (letters, digits, ``_``, ``-``, ``.`` not first, at most 255) take a one-regex
+fast path (``names_ok`` for a whole listing): manifests of 20,000 files are checked on every
+checkout.
 
 A refusal is ``UnsafeNameError`` (exit 3): the content could not be used, whatever the user
 typed. The message names the entry and where it came from.
