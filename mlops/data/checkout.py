@@ -89,7 +89,9 @@ def checkout(
     check_unique([p.target for p in pointers], where="pointer files" + (f" at revision {rev}" if rev else ""))
     if not targets:
         known = {p.target for p in pointers}
-        pointers = [*pointers, *(p for p in extra_pointers if p.target not in known)]
+        extra = [p for p in extra_pointers if p.target not in known]
+        check_unique([p.target for p in extra], where="pipeline outputs")
+        pointers = [*pointers, *extra]
     destinations = Destinations(repo.root)
     with repo.store_lock(), contextlib.ExitStack() as held:
         for target in sorted({p.target for p in pointers}):  # one order for every process: no deadlock
