@@ -10,12 +10,22 @@ the server. Every such name is checked here before it touches the filesystem
 - no component is ``.git`` or ``.mlops`` (in any letter case: git refuses the same on
   case-insensitive disks), so nothing lands in or replaces what git and mlops manage;
 - a whole relative path is not absolute and is made of such components;
+- a path that received content names as tracked data (a pointer's target, a pipeline
+  output) is not a pointer file (``*.mlops``) nor a file the caller protects (pipeline.yaml,
+  pipeline.lock, params files): ``check_tracked_path``;
 - at write time, every folder on the way from the repository root to the destination that
   already exists is a real folder, not a symlink (committed or planted) and not a file: a
-  write never goes through a link to somewhere else;
+  write never goes through a link to somewhere else. The destination itself may be a link:
+  it is replaced, never followed;
 - where mlops changes a path the user's own files name (a pipeline's outputs, which may sit
   under folders the user links on purpose), the real location, every symlink resolved, is
-  inside the repository and not in .git/ or .mlops/ (``real_location_problem``).
+  inside the repository and not in .git/ or .mlops/ (``real_location_problem``);
+- a destination whose full path would pass the system's PATH_MAX is refused before anything
+  is written (a crafted tree can be nested deeper than any disk path reaches).
+
+Plain names (letters, digits, ``_``, ``-``, ``.`` not first, at most 255) take a one-regex
+fast path (``names_ok`` for a whole listing): manifests of 20,000 files are checked on every
+checkout.
 
 A refusal is ``UnsafeNameError`` (exit 3): the content could not be used, whatever the user
 typed. The message names the entry and where it came from.
@@ -23,7 +33,9 @@ typed. The message names the entry and where it came from.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,10 +45,19 @@ from .errors import UnsafeNameError
 NAME_MAX = 255  # bytes: the limit of every common Linux and macOS filesystem
 RESERVED = frozenset({".git", ".mlops"})
 _FORBIDDEN_CHARS = ("/", "\x00", "\n", "\r")
+PATH_MAX = 4096  # bytes: Linux's limit for a whole path handed to the kernel
+# The fast path: a name of these characters that does not start with a dot cannot be empty,
+# "." or "..", reserved, or carry a forbidden character, and is ASCII (so bytes == characters).
+# Manifests of 20,000 files are checked on every status and checkout: one regex match each.
+_PLAIN = r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,254}"
+_PLAIN_NAME = re.compile(_PLAIN)
+_PLAIN_PATH = re.compile(rf"(?:{_PLAIN}/)*{_PLAIN}")
 
 
 def name_problem(name: object) -> str | None:
     """Why ``name`` may not be one path component, or None when it may."""
+    if type(name) is str and _PLAIN_NAME.fullmatch(name):
+        return None
     if not isinstance(name, str):
         return f"a name must be text, found {type(name).__name__}"
     if not name:
@@ -67,8 +88,23 @@ def check_name(name: object, *, where: str) -> str:
     return name  # type: ignore[return-value]
 
 
+def names_ok(names: list[str]) -> bool:
+    """True when every one of ``names`` is a plain name (the fast path, one regex for a whole
+    listing); False means "look closer": each must then go through ``check_name``."""
+    if not names:
+        return True
+    try:
+        joined = "/".join(names)
+    except TypeError:
+        return False
+    # a name holding "/" would split into several plain ones: the count of separators tells
+    return joined.count("/") == len(names) - 1 and _PLAIN_PATH.fullmatch(joined) is not None
+
+
 def relpath_problem(rel: object) -> str | None:
     """Why ``rel`` may not be a relative posix path inside the repository, or None."""
+    if type(rel) is str and _PLAIN_PATH.fullmatch(rel):
+        return None
     if not isinstance(rel, str):
         return f"a path must be text, found {type(rel).__name__}"
     if not rel:
@@ -94,6 +130,27 @@ def check_relpath(rel: object, *, where: str) -> str:
     return rel  # type: ignore[return-value]
 
 
+POINTER_SUFFIX = ".mlops"
+
+
+def check_tracked_path(rel: object, *, where: str, protected: Iterable[str] = ()) -> str:
+    """``rel`` as a path that received content names as tracked data (a pointer file's target,
+    a pipeline output): a safe relative path that is not a pointer file (``*.mlops``: it would
+    replace the file that names other data) nor one of ``protected`` (files that say what runs)."""
+    check_relpath(rel, where=where)
+    assert isinstance(rel, str)
+    problem = None
+    if rel.endswith(POINTER_SUFFIX):
+        problem = "a pointer file is never replaced by data"
+    elif rel in protected:
+        problem = "this file says what the pipeline runs and is never replaced by data"
+    if problem:
+        raise UnsafeNameError(
+            f"refused path {_shown(rel)} in {where}: {problem}", hint=_HINT, entry=_shown(rel), source=where
+        )
+    return rel
+
+
 def check_unique(names: Iterable[str], *, where: str) -> None:
     """Refuse a listing that names one entry twice (one of them would silently win)."""
     seen: set[str] = set()
@@ -117,20 +174,52 @@ class Destinations:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._safe: set[str] = {""}
+        # room left for ``rel`` in a full path the kernel accepts (the root, a "/", a temp suffix)
+        self._room = PATH_MAX - len(os.fsencode(self.root)) - 1 - _TEMP_ROOM
 
     def check(self, rel: str, *, where: str) -> Path:
         check_relpath(rel, where=where)
+        self._check_length(rel, where)
         parent = rel.rpartition("/")[0]
         if parent not in self._safe:
             self._walk(parent, where)
         return self.root / rel
 
+    def check_all(self, rels: Iterable[str], *, where: str) -> None:
+        """``check`` for many destinations at once (a whole snapshot), without building paths."""
+        plain = _PLAIN_PATH.fullmatch
+        safe = self._safe
+        room = self._room // 4
+        for rel in rels:
+            if type(rel) is not str or not plain(rel):
+                check_relpath(rel, where=where)
+            if len(rel) > room:
+                self._check_length(rel, where)
+            parent = rel.rpartition("/")[0]
+            if parent not in safe:
+                self._walk(parent, where)
+
     def check_folder(self, rel: str, *, where: str) -> Path:
         """Like ``check`` for a folder that will be written into: the folder itself must not be a link."""
         check_relpath(rel, where=where)
+        self._check_length(rel, where)
         if rel not in self._safe:
             self._walk(rel, where)
         return self.root / rel
+
+    def _check_length(self, rel: str, where: str) -> None:
+        # 4 bytes a character at most: most paths are judged without encoding them
+        if len(rel) * 4 > self._room and len(rel.encode("utf-8")) > self._room:
+            raise self._too_long(rel, where)
+
+    def _too_long(self, rel: str, where: str) -> UnsafeNameError:
+        return UnsafeNameError(
+            f"refused {_shown(rel)} in {where}: it is nested too deep to be written here "
+            f"(a path of {len(os.fsencode(self.root / rel))} bytes; this system allows {PATH_MAX})",
+            hint="check out the data in a folder with a shorter path, or flatten its folders",
+            entry=_shown(rel),
+            source=where,
+        )
 
     def _walk(self, folder: str, where: str) -> None:
         done = ""
@@ -141,9 +230,16 @@ class Destinations:
             try:
                 mode = os.lstat(self.root / done).st_mode
             except FileNotFoundError:
-                return  # nothing below a missing folder exists yet: it will be created as a real folder
+                # nothing below a missing folder exists yet: it will be created as a real folder
+                # (remembered, so 20,000 files into a deleted folder cost one lstat, not 20,000)
+                self._safe.add(folder)
+                return
             except NotADirectoryError:
                 mode = 0
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise
+                raise self._too_long(folder, where) from None
             if stat.S_ISLNK(mode):
                 raise UnsafeNameError(
                     f"refused {_shown(folder)} in {where}: {done} is a symlink, and received content is never "
@@ -180,6 +276,7 @@ def real_location_problem(root: str | os.PathLike[str], path: str | os.PathLike[
             return f"it leads into {part}/, which git or mlops manage"
     return None
 
+_TEMP_ROOM = 48  # a temp file's name beside a destination is longer than the destination's own
 
 _HINT = "the content came from a remote, a commit or a file mlops did not write; check where it came from"
 

@@ -409,7 +409,9 @@ def verify(
         )
     else:
         for bad in result.corrupt:
-            out.row(("corrupt", "red"), (bad.hash, None), (bad.used_by or "", None))
+            out.row((bad.problem, "red"), (bad.hash, None), (bad.used_by or "", None))
+            if bad.detail:
+                out.warn(bad.detail)
         for bad in result.missing:
             out.line(f"missing\t{bad.hash}\t{bad.used_by or ''}")
         out.info(

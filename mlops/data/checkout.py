@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import CorruptObjectError, InvalidPathError, MissingObjectError, UsageError
+from ..errors import CorruptObjectError, InvalidPathError, MissingObjectError, UnsafeNameError, UsageError
 from ..fsio import TMP_PREFIX
 from ..parallel import run_parallel
+from ..paths import Destinations, check_unique, inside
 from ..progress import NO_PROGRESS, Progress
 from ..repo.git import git_repo
 from ..repo.repo import Repo
@@ -27,7 +28,7 @@ from ..store.state import stat_key
 from ..store.tree import FileRecord
 from .pointer import Pointer
 from .snapshot import pointers_from_blobs, read_workspace, require_pointer_records, workspace_pointers
-from .workspace import remove_temps
+from .workspace import list_folders, make_folders, remove_temps, remove_tree
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,14 @@ def checkout(
     extra_pointers: Sequence[Pointer] = (),
 ) -> CheckoutResult:
     """Place the data the pointer files name; ``extra_pointers`` are paths other layers name
-    (pipeline outputs), placed too when no targets are given."""
+    (pipeline outputs), placed too when no targets are given.
+
+    The whole snapshot is checked before anything is written: every pointer, every manifest
+    below it and every destination (``paths.Destinations``). One bad entry refuses it all."""
     if rev is None:
         pointers = workspace_pointers(repo, targets)
     else:
-        pointers = pointers_from_blobs(git_repo(repo.root).pointer_files_at(rev))
+        pointers = pointers_from_blobs(git_repo(repo.root).pointer_files_at(rev), origin=f"at revision {rev}")
         if targets:
             wanted = {repo.check_user_path(t.removesuffix(".mlops"), must_exist=False) for t in targets}
             missing = sorted(wanted - {p.target for p in pointers})
@@ -81,14 +85,19 @@ def checkout(
                     f"{missing[0]}: is not tracked at revision {rev}", hint=f"see 'mlops diff {rev}'"
                 )
             pointers = [p for p in pointers if p.target in wanted]
+    # two pointer files may name one path (a 'path:' field): one of them would silently win
+    check_unique([p.target for p in pointers], where="pointer files" + (f" at revision {rev}" if rev else ""))
     if not targets:
         known = {p.target for p in pointers}
-        pointers = [*pointers, *(p for p in extra_pointers if p.target not in known)]
-    done = []
-    with repo.store_lock():
-        for pointer in pointers:
-            with repo.path_lock(pointer.target):
-                done.append(checkout_pointer(repo, pointer, force=force, jobs=jobs, progress=progress))
+        extra = [p for p in extra_pointers if p.target not in known]
+        check_unique([p.target for p in extra], where="pipeline outputs")
+        pointers = [*pointers, *extra]
+    destinations = Destinations(repo.root)
+    with repo.store_lock(), contextlib.ExitStack() as held:
+        for target in sorted({p.target for p in pointers}):  # one order for every process: no deadlock
+            held.enter_context(repo.path_lock(target))
+        plans = [_plan(repo, p, destinations, force=force, jobs=jobs) for p in pointers]
+        done = [_apply(repo, plan, jobs=jobs, progress=progress) for plan in plans]
     return CheckoutResult(tuple(done))
 
 
@@ -104,55 +113,158 @@ def checkout_pointer(
     """Make one path match a pointer (the caller holds the store lock and the path's lock).
 
     ``link_kinds`` overrides cache.type (a git-tracked file is placed as a copy)."""
+    plan = _plan(repo, pointer, Destinations(repo.root), force=force, jobs=jobs, link_kinds=link_kinds)
+    return _apply(repo, plan, jobs=jobs, progress=progress)
+
+
+@dataclass
+class _Plan:
+    """What a checkout of one path will do, decided (and checked) before anything is written."""
+
+    pointer: Pointer
+    kinds: tuple[str, ...]
+    temps: tuple[str, ...] = ()
+    done: CheckedOut | None = None  # nothing to write: the result as it stands
+    wanted: dict[str, FileRecord] = field(default_factory=dict)
+    clear_top: str | None = None  # "dir", "file" or "link": what stands where the other kind belongs
+    to_place: list[str] = field(default_factory=list)
+    to_remove: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    make_top: bool = False
+
+
+def _plan(
+    repo: Repo,
+    pointer: Pointer,
+    destinations: Destinations,
+    *,
+    force: bool,
+    jobs: int | None,
+    link_kinds: tuple[str, ...] | None = None,
+) -> _Plan:
+    """Decide what to write for one path, and check it all, writing nothing."""
     store = repo.objects
     kinds = link_kinds or repo.config.link_types
-    quick = read_workspace(repo, pointer.target, need_records=False, jobs=jobs)
-    remove_temps(list(quick.temps))  # left by an interrupted checkout; we hold the path's lock
+    where = pointer.pointer_path
+    target = pointer.target
+    destinations.check(target, where=where)  # lexical, and every folder above it is a real one
+    top = repo.abs(target)
+    top_is_link = os.path.islink(top)
+    if top_is_link and not inside(repo.root, top):
+        # not even read: what it points at is not the repository's
+        raise UnsafeNameError(
+            f"refused {target} in {where}: it is a symlink that leads outside the repository",
+            hint=f"remove the symlink {target} if it is not meant to be there, then try again",
+            entry=target,
+            source=where,
+        )
+    try:
+        quick = read_workspace(repo, target, need_records=False, jobs=jobs)
+    except InvalidPathError as exc:
+        # a link inside the tracked folder that leads out of the repository, a name that cannot
+        # travel: planted where received data goes, it is refused like a bad entry
+        raise UnsafeNameError(
+            f"refused {target} in {where}: {exc.message}", hint=exc.hint, entry=target, source=where
+        ) from None
+    plan = _Plan(pointer, kinds, temps=() if top_is_link else tuple(quick.temps))
     if quick.kind == pointer.kind and quick.hash == pointer.hash:
-        return CheckedOut(pointer.target, 0, 0, pointer.files, None)  # already in place
-    wanted = require_pointer_records(repo, pointer)
-    current = quick if quick.records is not None else read_workspace(repo, pointer.target, jobs=jobs)
+        plan.done = CheckedOut(target, 0, 0, pointer.files, None)  # already in place
+        return plan
+    wanted = require_pointer_records(repo, pointer)  # every manifest below decoded and checked
+    current = quick if quick.records is not None else read_workspace(repo, target, jobs=jobs)
     assert current.records is not None
-    top = repo.abs(pointer.target)
-
-    if current.kind is not None and current.kind != pointer.kind:
-        # a file where a folder belongs, or the reverse: it goes as a whole
-        _refuse_losing(repo, pointer.target, [(pointer.target, r.hash) for r in current.records.values()], force)
-        if current.kind == "dir":
-            shutil.rmtree(top)
-        else:
-            os.unlink(top)
+    plan.wanted = wanted
+    if top_is_link:
+        # a link where data belongs is replaced, never written through; what it points at stays
+        plan.clear_top = "link"
         current_records: dict[str, FileRecord] = {}
+    elif current.kind is not None and current.kind != pointer.kind:
+        # a file where a folder belongs, or the reverse: it goes as a whole
+        _refuse_losing(repo, target, [(target, r.hash) for r in current.records.values()], force)
+        plan.clear_top = current.kind
+        current_records = {}
     else:
         current_records = current.records
 
-    to_place = [rel for rel, rec in wanted.items() if current_records.get(rel) != rec]
-    to_remove = [rel for rel in current_records if rel not in wanted] if pointer.is_dir else []
-    unchanged = len(wanted) - len(to_place)
-    if pointer.is_dir and not top.is_dir():
-        top.mkdir(parents=True)  # a tracked folder that is (or became) empty still exists
-    if not to_place and not to_remove:
-        return CheckedOut(pointer.target, 0, 0, unchanged, None)
+    plan.to_place = [rel for rel, rec in wanted.items() if current_records.get(rel) != rec]
+    plan.to_remove = [rel for rel in current_records if rel not in wanted] if pointer.is_dir else []
+    plan.unchanged = len(wanted) - len(plan.to_place)
+    plan.make_top = pointer.is_dir and (plan.clear_top is not None or not top.is_dir())
+    if not plan.to_place and not plan.to_remove and not plan.make_top and plan.clear_top is None:
+        plan.done = CheckedOut(target, 0, 0, plan.unchanged, None)
+        return plan
 
-    def full(rel: str) -> str:
-        return f"{pointer.target}/{rel}" if rel else pointer.target
+    if pointer.is_dir:
+        if plan.clear_top is None:
+            destinations.check_folder(target, where=where)
+        prefix = target + "/"
+        destinations.check_all([prefix + rel for rel in (*plan.to_place, *plan.to_remove)], where=where)
+    at_risk = [
+        (_full(target, rel), current_records[rel].hash)
+        for rel in (*plan.to_place, *plan.to_remove)
+        if rel in current_records
+    ]
+    _refuse_losing(repo, target, at_risk, force)
 
-    at_risk = [(full(rel), current_records[rel].hash) for rel in (*to_place, *to_remove) if rel in current_records]
-    _refuse_losing(repo, pointer.target, at_risk, force)
-
-    missing = sorted({wanted[rel].hash for rel in to_place if not store.exists(wanted[rel].hash)})
+    missing = sorted({wanted[rel].hash for rel in plan.to_place if not store.exists(wanted[rel].hash)})
     if missing:
         raise MissingObjectError(
-            f"{pointer.target}: {len(missing)} object(s) not in the cache (first: {missing[0]})",
+            f"{target}: {len(missing)} object(s) not in the cache (first: {missing[0]})",
             hint="run 'mlops pull' to fetch them from the remote",
             objects=missing[:20],
         )
+    return plan
 
+
+def _full(target: str, rel: str) -> str:
+    return f"{target}/{rel}" if rel else target
+
+
+def _apply(repo: Repo, plan: _Plan, *, jobs: int | None, progress: Progress) -> CheckedOut:
+    """Write what ``_plan`` decided (the caller holds the store lock and the path's lock)."""
+    remove_temps(list(plan.temps))  # left by an interrupted checkout; we hold the path's lock
+    if plan.done is not None:
+        return plan.done
+    store = repo.objects
+    pointer, wanted, kinds = plan.pointer, plan.wanted, plan.kinds
+    to_place, to_remove = plan.to_place, plan.to_remove
+    top = repo.abs(pointer.target)
+    if plan.clear_top == "dir":
+        remove_tree(top)
+    elif plan.clear_top is not None:
+        os.unlink(top)  # a file, or a link (never followed)
     if pointer.is_dir:
-        for folder in {os.path.dirname(full(rel)) for rel in to_place}:
-            (repo.root / folder).mkdir(parents=True, exist_ok=True)
+        # a file standing where a folder of the snapshot goes is one of the files to remove
+        needed = {rel.rpartition("/")[0] for rel in to_place}
+        above: set[str] = set()  # every folder the files to place need, with its parents
+        for folder in needed:
+            while folder and folder not in above:
+                above.add(folder)
+                folder = folder.rpartition("/")[0]
+        blocking = [rel for rel in to_remove if rel in above]
+        for rel in blocking:
+            os.unlink(repo.root / _full(pointer.target, rel))
+        if blocking:
+            gone = set(blocking)
+            to_remove = [rel for rel in to_remove if rel not in gone]
+        # and a folder standing where a file goes holds only files to remove
+        for rel in to_place:
+            path = repo.root / _full(pointer.target, rel)
+            if path.is_dir() and not path.is_symlink():
+                remove_tree(path)
+        if plan.make_top:
+            make_folders(repo.root, pointer.target)  # a tracked folder that is (or became) empty still exists
+        for folder in sorted({f for f in needed if f}):
+            make_folders(repo.root, f"{pointer.target}/{folder}")
     else:
-        top.parent.mkdir(parents=True, exist_ok=True)
+        parent = pointer.target.rpartition("/")[0]
+        if parent:
+            make_folders(repo.root, parent)
+    if not to_place and not to_remove:
+        return CheckedOut(pointer.target, 0, 0, plan.unchanged, None)
+
+    def full(rel: str) -> str:
+        return _full(pointer.target, rel)
 
     staged: list[tuple[str, str, str]] = []  # (temp, destination, rel)
     link_used: set[str] = set()
@@ -201,7 +313,9 @@ def checkout_pointer(
     if to_remove:
         _prune_empty_dirs(top)
     repo.state.record(learned)
-    return CheckedOut(pointer.target, len(to_place), len(to_remove), unchanged, ",".join(sorted(link_used)) or None)
+    return CheckedOut(
+        pointer.target, len(to_place), len(to_remove), plan.unchanged, ",".join(sorted(link_used)) or None
+    )
 
 
 def _refuse_losing(repo: Repo, target: str, at_risk: list[tuple[str, str]], force: bool) -> None:
@@ -211,11 +325,34 @@ def _refuse_losing(repo: Repo, target: str, at_risk: list[tuple[str, str]], forc
     lost = [path for path, digest in at_risk if not repo.objects.exists(digest)]
     if lost:
         more = f" and {len(lost) - 1} more" if len(lost) > 1 else ""
+        if _is_tracked_data(repo, target, lost):
+            hint = f"run 'mlops add {target}' to keep them, or 'mlops checkout --force' to discard them"
+        else:
+            # a pointer file (perhaps one that just arrived through git) names a path that holds
+            # files mlops never tracked: --force would delete them, so it is not offered
+            hint = (
+                f"{target} holds files that are not tracked data (tracked by git, or not ignored by it); "
+                f"check where {target}.mlops came from, and move the files away if it is right"
+            )
         raise UsageError(
-            f"checkout would lose changes that are not in the cache: {lost[0]}{more}",
-            hint=f"run 'mlops add {target}' to keep them, or 'mlops checkout --force' to discard them",
-            paths=lost[:50],
+            f"checkout would lose changes that are not in the cache: {lost[0]}{more}", hint=hint, paths=lost[:50]
         )
+
+
+def _is_tracked_data(repo: Repo, target: str, paths: list[str]) -> bool:
+    """Whether ``paths`` are data mlops tracks: ``target`` is ignored by git (as ``mlops add``
+    arranges) and none of them is in git's index. Outside git, every path counts as data."""
+    if not (repo.root / ".git").exists():
+        return True
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "--no-index", "--", target], cwd=repo.root, capture_output=True, check=False
+    )
+    if ignored.returncode == 1:
+        return False
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", target, *paths[:100]], cwd=repo.root, capture_output=True, check=False
+    )
+    return ignored.returncode == 0 and listed.returncode == 0 and not listed.stdout
 
 
 def _remove_own_temps(folders: set[str]) -> None:
@@ -229,7 +366,8 @@ def _remove_own_temps(folders: set[str]) -> None:
 
 
 def _prune_empty_dirs(top: os.PathLike[str]) -> None:
-    for folder, _dirs, _files in os.walk(top, topdown=False):
+    """Remove the empty folders below ``top`` (deepest first; a loop, not recursion)."""
+    for folder in reversed(list_folders(top)):
         if folder != os.fspath(top):
             with contextlib.suppress(OSError):  # not empty: keep it
                 os.rmdir(folder)

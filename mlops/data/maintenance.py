@@ -82,17 +82,21 @@ def gc(
 @dataclass(frozen=True)
 class BadObject:
     hash: str
-    problem: str  # corrupt | missing
+    problem: str  # corrupt | malformed | missing
     used_by: str | None  # a path that references it, when known
+    detail: str = ""  # malformed: what is wrong with it
 
     def to_dict(self) -> dict[str, object]:
-        return {"hash": self.hash, "problem": self.problem, "used_by": self.used_by}
+        out: dict[str, object] = {"hash": self.hash, "problem": self.problem, "used_by": self.used_by}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass(frozen=True)
 class VerifyResult:
     checked: int
-    corrupt: tuple[BadObject, ...]
+    corrupt: tuple[BadObject, ...]  # bytes that no longer match their hash, then manifests that are malformed
     missing: tuple[BadObject, ...]
 
     @property
@@ -126,6 +130,13 @@ def verify(
     refs = reachable(repo, [*workspace_roots(repo), *extra_roots], tolerate_corrupt=True)
     labels = {**refs.files, **refs.manifests}
     corrupt = tuple(BadObject(d, "corrupt", labels.get(d)) for d in sorted(bad))
+    # whole bytes, but not a manifest mlops would write (a crafted one, fetched before this check
+    # existed, or planted in the cache): as unusable as corrupt bytes
+    corrupt += tuple(
+        BadObject(d, "malformed", label, problem)
+        for d, (label, problem) in sorted(refs.malformed.items())
+        if d not in bad
+    )
     missing_digests = sorted(d for d in labels if not store.exists(d))
     missing_digests += [r.hash for r in refs.unexpanded if not store.exists(r.hash) and r.hash not in labels]
     missing = tuple(BadObject(d, "missing", labels.get(d) or _label(refs.unexpanded, d)) for d in missing_digests)

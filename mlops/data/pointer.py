@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import FormatError
 from ..formats import check_format, dump_yaml, parse_yaml
 from ..fsio import atomic_write
+from ..paths import check_name, check_relpath, check_tracked_path
 from ..store.hashing import HASH_NAME, is_hash
 
 POINTER_SUFFIX = ".mlops"
@@ -56,8 +57,17 @@ class Pointer:
         return head + dump_yaml(doc)
 
 
-def parse_pointer(text: str | bytes, pointer_rel: str) -> Pointer:
-    """Parse a pointer file; every problem names the file and the field."""
+def parse_pointer(text: str | bytes, pointer_rel: str, *, origin: str = "") -> Pointer:
+    """Parse a pointer file; every problem names the file and the field. ``origin`` says where
+    the file came from when not the workspace (``at revision v1``, ``in git history``).
+
+    The pointer's own path and its ``path:`` field become a path that checkout writes: they go
+    through ``paths`` (a git tree can hold any name, and the file any text).
+    """
+    where = f"pointer file {pointer_rel}{' ' + origin if origin else ''}"
+    check_relpath(pointer_rel, where=f"pointer files{' ' + origin if origin else ''}")
+    if not pointer_rel.endswith(POINTER_SUFFIX):
+        raise FormatError(f"{pointer_rel}: a pointer file's name ends in {POINTER_SUFFIX}", file=pointer_rel)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -85,11 +95,10 @@ def parse_pointer(text: str | bytes, pointer_rel: str) -> Pointer:
     if data["size"] < 0:
         raise FormatError(f"{pointer_rel}: field 'size' must not be negative", file=pointer_rel)
     target = pointer_rel[: -len(POINTER_SUFFIX)]
-    name = data.get("path", target.rpartition("/")[2])
-    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
-        raise FormatError(f"{pointer_rel}: field 'path' must be a plain file name, found {name!r}", file=pointer_rel)
+    name = check_name(data.get("path", target.rpartition("/")[2]), where=f"field 'path' of {where}")
     if name != target.rpartition("/")[2]:
         target = (target.rpartition("/")[0] + "/" + name).lstrip("/")
+    check_tracked_path(target, where=where)
     files = data.get("files", 1)
     if not isinstance(files, int) or isinstance(files, bool) or files < 0:
         raise FormatError(f"{pointer_rel}: field 'files' must be a whole number, found {files!r}", file=pointer_rel)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..errors import CorruptObjectError, MissingObjectError
+from ..errors import CorruptObjectError, MissingObjectError, UnsafeNameError
 from ..repo.git import git_repo
 from ..repo.repo import Repo
 from ..store.tree import decode_manifest
@@ -29,7 +29,7 @@ def workspace_roots(repo: Repo) -> list[Root]:
 
 def all_commit_roots(repo: Repo) -> list[Root]:
     return [
-        _root(parse_pointer(data, path), f"git:{path}")
+        _root(parse_pointer(data, path, origin="in git history"), f"git:{path}")
         for path, data in git_repo(repo.root).pointer_blobs_all_commits()
     ]
 
@@ -42,7 +42,7 @@ def commit_roots(repo: Repo, tips: list[str], exclude: list[str]) -> list[Root]:
     roots = []
     for revs in (["--no-walk", *tips], [*tips, *exclude]):
         roots += [
-            _root(parse_pointer(data, path), f"git:{path}")
+            _root(parse_pointer(data, path, origin="in git history"), f"git:{path}")
             for path, data in git.blobs_in(revs, lambda p: p.endswith(POINTER_SUFFIX))
         ]
     return roots
@@ -57,17 +57,30 @@ class Reachable:
     files: dict[str, str] = field(default_factory=dict)  # digest -> first label that reaches it
     manifests: dict[str, str] = field(default_factory=dict)
     unexpanded: list[Root] = field(default_factory=list)  # directory roots whose manifests are missing locally
+    malformed: dict[str, tuple[str, str]] = field(default_factory=dict)  # digest -> (label, problem): verify only
 
     @property
     def all(self) -> set[str]:
         return set(self.files) | set(self.manifests)
 
 
+LABEL_MAX = 300  # characters: a label names a file for a message; a deep tree must not cost depth² memory
+
+
+def _child_label(label: str, name: str) -> str:
+    joined = f"{label}/{name}"
+    if len(joined) <= LABEL_MAX:
+        return joined
+    return f"{joined[:100]}/.../{joined[-(LABEL_MAX - 105) :]}"
+
+
 def reachable(repo: Repo, roots: Iterable[Root], *, tolerate_corrupt: bool = False) -> Reachable:
     """Every object the roots reach, manifests included, read from the local cache.
 
-    A corrupt manifest stops the walk (gc must not guess) unless ``tolerate_corrupt``
-    (verify, which reports it), where it is left unexpanded like a missing one.
+    A corrupt or malformed manifest stops the walk (gc must not guess) unless
+    ``tolerate_corrupt`` (verify, which reports it), where it is left unexpanded like a
+    missing one and listed in ``malformed`` when its bytes are whole but its content is not
+    a valid manifest. A loop over a stack: trees may be deeper than Python recurses.
     """
     out = Reachable()
     store = repo.objects
@@ -78,10 +91,10 @@ def reachable(repo: Repo, roots: Iterable[Root], *, tolerate_corrupt: bool = Fal
         stack = [(root.hash, root.label)]
         while stack:
             digest, label = stack.pop()
-            if digest in out.manifests:
+            if digest in out.manifests or digest in out.malformed:
                 continue
             try:
-                entries = decode_manifest(store.read_bytes(digest), digest)
+                data = store.read_bytes(digest)
             except MissingObjectError:
                 out.unexpanded.append(Root(digest, True, label))
                 continue
@@ -90,9 +103,16 @@ def reachable(repo: Repo, roots: Iterable[Root], *, tolerate_corrupt: bool = Fal
                     raise
                 out.unexpanded.append(Root(digest, True, label))
                 continue
+            try:
+                entries = decode_manifest(data, digest, where=f"tree {digest} of {root.label}")
+            except (UnsafeNameError, CorruptObjectError) as exc:
+                if not tolerate_corrupt:
+                    raise
+                out.malformed[digest] = (label, exc.message)
+                continue
             out.manifests[digest] = label
             for entry in entries:
-                child_label = f"{label}/{entry.name}"
+                child_label = _child_label(label, entry.name)
                 if entry.kind == "t":
                     stack.append((entry.hash, child_label))
                 else:

@@ -58,7 +58,7 @@ def pointer_records(repo: Repo, pointer: Pointer) -> dict[str, FileRecord] | Non
     if not pointer.is_dir:
         return {"": FileRecord(pointer.hash, pointer.size)}
     try:
-        return flatten_tree(repo.objects.read_bytes, pointer.hash)
+        return flatten_tree(repo.objects.read_bytes, pointer.hash, source=pointer.pointer_path)
     except MissingObjectError:
         return None
 
@@ -90,5 +90,6 @@ def workspace_pointers(repo: Repo, targets: list[str] | None = None) -> list[Poi
     return [read_pointer(repo.root, r) for r in rels]
 
 
-def pointers_from_blobs(blobs: dict[str, bytes]) -> list[Pointer]:
-    return [parse_pointer(data, path) for path, data in sorted(blobs.items())]
+def pointers_from_blobs(blobs: dict[str, bytes], *, origin: str = "") -> list[Pointer]:
+    """Pointer files read from git (``origin`` says where: ``at revision v1``)."""
+    return [parse_pointer(data, path, origin=origin) for path, data in sorted(blobs.items())]

@@ -117,12 +117,14 @@ class DiffResult:
 
 def diff(repo: Repo, a_rev: str, b_rev: str | None = None, *, jobs: int | None = None) -> DiffResult:
     git = git_repo(repo.root)
-    old = {p.target: p for p in pointers_from_blobs(git.pointer_files_at(a_rev))}
+    old = {p.target: p for p in pointers_from_blobs(git.pointer_files_at(a_rev), origin=f"at revision {a_rev}")}
     notes: list[str] = []
     if b_rev is None:
         new_records, new_pointers = _workspace_side(repo, jobs=jobs)
     else:
-        new_pointers = {p.target: p for p in pointers_from_blobs(git.pointer_files_at(b_rev))}
+        new_pointers = {
+            p.target: p for p in pointers_from_blobs(git.pointer_files_at(b_rev), origin=f"at revision {b_rev}")
+        }
         new_records = {}
     entries: list[DiffEntry] = []
     for target in sorted(set(old) | set(new_pointers)):

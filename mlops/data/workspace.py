@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ import xxhash
 from ..errors import InvalidPathError
 from ..fsio import TMP_PREFIX
 from ..parallel import run_parallel
+from ..paths import PATH_MAX
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
 from ..store.hashing import hash_bytes, hash_file
@@ -58,7 +60,16 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
     stack: list[tuple[str, str]] = [(top, "")]
     while stack:
         folder, prefix = stack.pop()
-        with os.scandir(folder) as entries:
+        try:
+            entries = os.scandir(folder)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            raise InvalidPathError(
+                f"{repo.rel(top)}/{prefix[:80]}...: folders nested too deep to be read by path (over {PATH_MAX} bytes)",
+                hint="flatten the folders, or track the deepest ones separately",
+            ) from None
+        with entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith(TMP_PREFIX):
@@ -113,6 +124,52 @@ def remove_temps(paths: list[str]) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.unlink(path)
+
+
+def list_folders(top: str | os.PathLike[str]) -> list[str]:
+    """``top`` and every real folder below it (symlinks not followed), parents before children.
+    A loop, not ``os.walk``: Python 3.11's walk recurses, and a tree may be deeper than that."""
+    out = [os.fspath(top)]
+    stack = [out[0]]
+    while stack:
+        folder = stack.pop()
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    out.append(entry.path)
+                    stack.append(entry.path)
+    out.sort(key=lambda f: f.count(os.sep))
+    return out
+
+
+def remove_tree(top: str | os.PathLike[str]) -> None:
+    """Delete a real folder and everything below it; links inside are removed, never followed."""
+    folders = list_folders(top)
+    for folder in reversed(folders):
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+        os.rmdir(folder)
+
+
+def make_folders(root: str | os.PathLike[str], rel: str) -> None:
+    """``os.makedirs(root/rel, exist_ok=True)`` without recursion (a tree may be deeper than
+    Python recurses); the caller checked the way (``paths.Destinations``)."""
+    path = os.path.join(root, rel)
+    try:
+        os.mkdir(path)
+        return
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        pass
+    current = os.fspath(root)
+    for part in rel.split("/"):
+        current = f"{current}/{part}"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(current)
 
 
 @dataclass
