@@ -276,6 +276,7 @@ def real_location_problem(root: str | os.PathLike[str], path: str | os.PathLike[
             return f"it leads into {part}/, which git or mlops manage"
     return None
 
+
 _TEMP_ROOM = 48  # a temp file's name beside a destination is longer than the destination's own
 
 _HINT = "the content came from a remote, a commit or a file mlops did not write; check where it came from"
