@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import InvalidPathError, NotARepoError, UsageError
+from ..errors import ConfigError, InvalidPathError, NotARepoError, UsageError
 from ..fsio import FileLock, atomic_write
+from ..paths import inside
 from ..store.hashing import hash_bytes
 from ..store.objects import ObjectStore
 from ..store.state import StateDB
@@ -61,7 +62,18 @@ class Repo:
         if not custom:
             return ObjectStore(self.dot / "cache")
         path = Path(os.path.expanduser(str(custom)))
-        return ObjectStore(path if path.is_absolute() else self.root / path)  # relative to the repo root
+        path = path if path.is_absolute() else self.root / path  # relative to the repo root
+        local = (self.config.local.get("cache") or {}).get("dir")
+        if local is None and not inside(self.root, path):
+            # the committed config arrives through git from other people: it may not choose a
+            # folder outside the repository for this machine to write objects into
+            raise ConfigError(
+                f".mlops/config.yaml: cache.dir {str(custom)!r} is outside the repository, and the committed "
+                "config may not choose where this machine writes",
+                hint="set it for this machine in .mlops/config.local.yaml (cache: {dir: PATH}), "
+                "or remove it from config.yaml",
+            )
+        return ObjectStore(path)
 
     @cached_property
     def state(self) -> StateDB:
