@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import GitError, UnknownRevisionError, UsageError
+from ..errors import GitError, UnknownRevisionError, UnsafeNameError, UsageError
 
 POINTER_SUFFIX = ".mlops"
 
@@ -54,9 +54,12 @@ class GitRepo:
         """Every pointer file (path -> bytes) in the tree of ``rev``."""
         commit = self._repo.commit(self.resolve(rev))
         out: dict[str, bytes] = {}
-        for blob in commit.tree.traverse(predicate=lambda item, depth: item.type == "blob"):
-            if blob.path.endswith(POINTER_SUFFIX):
-                out[blob.path] = blob.data_stream.read()
+        try:
+            for blob in commit.tree.traverse(predicate=lambda item, depth: item.type == "blob"):
+                if blob.path.endswith(POINTER_SUFFIX):
+                    out[blob.path] = blob.data_stream.read()
+        except ValueError as exc:  # gitpython refuses a crafted tree entry ("..", ".git") as it walks
+            raise _unsafe_tree(rev, exc) from None
         return out
 
     def read_file_at(self, rev: str, rel: str) -> bytes | None:
@@ -65,6 +68,8 @@ class GitRepo:
             return (commit.tree / rel).data_stream.read()
         except KeyError:
             return None
+        except ValueError as exc:
+            raise _unsafe_tree(rev, exc) from None
 
     def pointer_blobs_all_commits(self) -> Iterator[tuple[str, bytes]]:
         """(path, bytes) of every distinct pointer blob reachable from any ref."""
@@ -91,6 +96,15 @@ class GitRepo:
                 # a folder's tree can match the name too (.mlops/ ends in the suffix): only blobs count
                 if self._repo.odb.info(binsha).type == b"blob":
                     yield path, self._repo.odb.stream(binsha).read()
+
+
+def _unsafe_tree(rev: str, exc: ValueError) -> UnsafeNameError:
+    detail = " ".join(str(exc).split())[:200]
+    return UnsafeNameError(
+        f"refused revision {rev}: its tree names a path git itself would never check out ({detail})",
+        hint="the commit was crafted by hand; do not check it out, and tell whoever pushed it",
+        source=f"revision {rev}",
+    )
 
 
 def git_repo(root: Path) -> GitRepo:

@@ -64,15 +64,18 @@ class Repo:
         path = Path(os.path.expanduser(str(custom)))
         path = path if path.is_absolute() else self.root / path  # relative to the repo root
         local = (self.config.local.get("cache") or {}).get("dir")
-        if local is None and not inside(self.root, path):
-            # the committed config arrives through git from other people: it may not choose a
-            # folder outside the repository for this machine to write objects into
-            raise ConfigError(
-                f".mlops/config.yaml: cache.dir {str(custom)!r} is outside the repository, and the committed "
-                "config may not choose where this machine writes",
-                hint="set it for this machine in .mlops/config.local.yaml (cache: {dir: PATH}), "
-                "or remove it from config.yaml",
-            )
+        if local is None or _tracked_by_git(self.root, f"{DOT}/config.local.yaml"):
+            # the committed config (and a config.local.yaml someone committed after all) arrives
+            # through git from other people: it may not choose where this machine writes objects,
+            # nor a folder git or the workspace's own files live in (gc sweeps the store's temp files)
+            problem = _cache_dir_problem(self.root, path)
+            if problem:
+                raise ConfigError(
+                    f".mlops/config.yaml: cache.dir {str(custom)!r} {problem}, and a committed config may not "
+                    "choose that",
+                    hint="set it for this machine in .mlops/config.local.yaml (cache: {dir: PATH}), not committed; "
+                    "or remove it from the committed file",
+                )
         return ObjectStore(path)
 
     @cached_property
@@ -138,6 +141,32 @@ class Repo:
             if must_exist and not real.exists():
                 raise InvalidPathError(f"{shown}: is a broken symlink")
         return rel.as_posix()
+
+
+def _cache_dir_problem(root: Path, path: Path) -> str | None:
+    if not inside(root, path):
+        return "is outside the repository"
+    real = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+    if real == ".":
+        return "is the repository's root"
+    if any(part.lower() == ".git" for part in real.split(os.sep)):
+        return "is inside .git/"
+    return None
+
+
+def _tracked_by_git(root: Path, rel: str) -> bool:
+    """Whether git tracks ``rel`` (a machine-local file that someone committed with ``git add -f``)."""
+    if not (root / ".git").exists():
+        return False
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "--", rel], cwd=root, capture_output=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
 def find_repo(start: str | os.PathLike[str] | None = None) -> Repo:

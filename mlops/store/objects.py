@@ -130,6 +130,8 @@ class ObjectStore:
         cutoff = time.time() - older_than
         for folder, _dirs, names in os.walk(self.tmp):
             for name in names:
+                if not name.startswith(TMP_PREFIX):
+                    continue  # only our own temp files: the folder may be shared, or chosen by someone else
                 path = os.path.join(folder, name)
                 with contextlib.suppress(FileNotFoundError):
                     if older_than <= 0 or os.stat(path).st_mtime < cutoff:

@@ -65,7 +65,9 @@ def decode_manifest(data: bytes, digest: str, *, where: str | None = None) -> li
     where = where or f"tree {digest}"
     try:
         doc = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
+    except RecursionError:  # JSON nested deeper than Python recurses: a manifest is two levels deep
+        raise _malformed(digest, where, "nested deeper than a manifest can be") from None
+    except ValueError:
         raise _malformed(digest, where, "not JSON") from None
     if type(doc) is not dict or doc.get("format") != TREE_FORMAT:
         found = doc.get("format") if type(doc) is dict else type(doc).__name__
