@@ -10,7 +10,9 @@ up the statistics snapshots of all workers and:
 
 1. rolls the candidate back (canary or shadow) when, over the last ``window_seconds`` since
    the candidate started, with at least ``min_requests`` requests, its error rate (5xx) or p99
-   latency passes the threshold: the deployment file loses its candidate, records why, and the
+   latency passes the threshold and production, over the same window, does not do the same
+   (``health.judge``: inputs that make both fail do not roll back a healthy candidate): the
+   deployment file loses its candidate, records why, and the
    registry's audit log gets an entry;
 2. for a progressive canary, once the current step has lasted ``interval_seconds`` and its own
    window is healthy with at least ``min_requests`` requests, raises the weight to the next
@@ -87,13 +89,15 @@ def control_once(
     assert key is not None
     snaps = read_snapshots(serve_dir(repo, model), prune=True)
     started = parse_iso(cand.started_at) or 0.0
-    window = aggregate(snaps, since=max(now - th.window_seconds, started), until=now).window.get(key)
-    verdict = judge(
-        window,
+    production_key = ("production", dep.production)
+    windows = aggregate(snaps, since=max(now - th.window_seconds, started), until=now).window
+    verdict = judge(  # the candidate against production over the same window: blamed only for its own failures
+        windows.get(key),
         min_requests=th.min_requests,
         max_error_rate=th.max_error_rate,
         max_p99_ms=th.max_p99_ms,
         window_seconds=th.window_seconds,
+        baseline=windows.get(production_key, Bucket()),
     )
     try:
         if verdict.healthy is False:
@@ -113,13 +117,14 @@ def control_once(
         step_started = parse_iso(cand.step_started_at) or started
         if now - step_started < float(cand.interval_seconds or 0):
             return None, None
-        step_window = aggregate(snaps, since=max(now - th.window_seconds, step_started), until=now).window.get(key)
+        step_windows = aggregate(snaps, since=max(now - th.window_seconds, step_started), until=now).window
         step = judge(
-            step_window,
+            step_windows.get(key),
             min_requests=th.min_requests,
             max_error_rate=th.max_error_rate,
             max_p99_ms=th.max_p99_ms,
             window_seconds=th.window_seconds,
+            baseline=step_windows.get(production_key, Bucket()),
         )
         if not step.healthy:
             return None, None  # too few requests at this step yet: wait for evidence
@@ -235,6 +240,7 @@ def canary_status(
             max_error_rate=th.max_error_rate,
             max_p99_ms=th.max_p99_ms,
             window_seconds=window,
+            baseline=production,
         )
         out["candidate"] = {
             "version": cand.version,
