@@ -37,7 +37,9 @@ models_app = typer.Typer(no_args_is_help=False, invoke_without_command=True, cls
 audit_app = typer.Typer(no_args_is_help=True)
 
 STAGE_STYLE = {"production": "bold green", "staging": "yellow", "archived": "dim", "none": None}
-BY_OPTION = typer.Option(None, "--by", help="Who acts (default: $MLOPS_USER, else the login name).")
+BY_OPTION = typer.Option(
+    None, "--by", help="Who acts (default: $MLOPS_USER, else git config user.email, else the login name)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -382,19 +384,29 @@ def approve(
     to: str = typer.Option(..., "--to", help="The stage the approval is for (e.g. production)."),
     by: str | None = BY_OPTION,
     comment: str = typer.Option("", "--comment", "-m", help="A note kept with the approval."),
+    sign: bool = typer.Option(
+        False, "--sign", help="Sign the approval with your SSH key (ssh-keygen -Y sign, as git signs with SSH)."
+    ),
+    key: str | None = typer.Option(
+        None, "--key", help="The SSH private key to sign with (default: git config user.signingkey)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Approve a version for a stage; gates count approvals by distinct people."""
-    from ..registry.api import approve as do_approve
+    """Approve a version for a stage; gates count approvals by distinct people.
+
+    The approver is your git identity (user.email) unless --by or $MLOPS_USER names another;
+    --sign makes the approval checkable against .mlops/allowed_signers (mlops audit verify)."""
+    from ..workflows.production import approve as do_approve
 
     out = Output(json_output=json_output)
     name, version = _target(name, version)
-    result = do_approve(find_repo(), name, version, to, by=by, comment=comment)
+    result = do_approve(find_repo(), name, version, to, by=by, comment=comment, sign=sign, key=key)
     if out.json:
         out.emit_json(result.to_dict())
         return
     name = result.name
-    out.line(f"{name}:{result.version} approved for {result.stage} by {result.by}")
+    signed = " (signed)" if result.signed else ""
+    out.line(f"{name}:{result.version} approved for {result.stage} by {result.by}{signed}")
     if result.repeated:
         out.warn(f"{result.by} had approved it already: counted once")
     out.info(f"{len(result.approvers)} distinct approver(s) for {result.stage}: {', '.join(result.approvers)}")

@@ -17,8 +17,10 @@ registry change it follows has committed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..registry import api as registry
 from ..registry.refs import PRODUCTION, parse_ref
 from ..repo.repo import Repo
@@ -121,6 +123,42 @@ def rollback(repo: Repo, name: str, *, reason: str = "", by: str | None = None) 
         why = f"rollback: v{result.from_version} -> v{result.to_version}" + (f" ({reason})" if reason else "")
         dep, followed, warnings = _follow(repo, source, model, by=actor("mlops rollback"), reason=why)
     return ProductionChange(result, dep, followed, tuple(warnings))
+
+
+def signing_key(repo: Repo, key: str | None) -> Path:
+    """The SSH key an approval is signed with: ``key``, else git's ``user.signingkey`` (as git signs with SSH)."""
+    import subprocess
+
+    if not key:
+        proc = subprocess.run(
+            ["git", "config", "--get", "user.signingkey"], cwd=repo.root, capture_output=True, text=True, check=False
+        )
+        key = proc.stdout.strip() if proc.returncode == 0 else ""
+    if not key or key.startswith("key::"):
+        raise UsageError(
+            "--sign needs the path of an SSH private key",
+            hint="--key ~/.ssh/id_ed25519, or: git config user.signingkey ~/.ssh/id_ed25519",
+        )
+    path = Path(key).expanduser()
+    if path.suffix == ".pub" and path.with_suffix("").is_file():  # git lets user.signingkey name the public half
+        path = path.with_suffix("")
+    return path
+
+
+def approve(
+    repo: Repo,
+    name: str,
+    version: int | str | None,
+    stage: str,
+    *,
+    by: str | None = None,
+    comment: str = "",
+    sign: bool = False,
+    key: str | None = None,
+) -> registry.ApproveResult:
+    """An approval under the approver's identity (default: git's user.email), signed with their SSH key on request."""
+    sign_key = signing_key(repo, key) if sign or key else None
+    return registry.approve(repo, name, version, stage, by=by, comment=comment, sign_key=sign_key)
 
 
 def deploy(
