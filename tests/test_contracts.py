@@ -81,6 +81,7 @@ LAYERS = [
     {"pipeline"},
     {"registry"},
     {"drift", "serve"},
+    {"workflows"},
     {"cli"},
 ]
 RANK = {name: index for index, names in enumerate(LAYERS) for name in names}

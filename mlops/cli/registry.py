@@ -37,7 +37,9 @@ models_app = typer.Typer(no_args_is_help=False, invoke_without_command=True, cls
 audit_app = typer.Typer(no_args_is_help=True)
 
 STAGE_STYLE = {"production": "bold green", "staging": "yellow", "archived": "dim", "none": None}
-BY_OPTION = typer.Option(None, "--by", help="Who acts (default: $MLOPS_USER, else the login name).")
+BY_OPTION = typer.Option(
+    None, "--by", help="Who acts (default: $MLOPS_USER, else git config user.email, else the login name)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -176,6 +178,9 @@ def models_show(
         _show_version(out, mv)
         return
     listed = versions(repo, name)
+    from ..workflows.production import view
+
+    serving = view(repo, name)
     if out.json:
         from ..registry.store import require_model
 
@@ -186,6 +191,7 @@ def models_show(
                 "aliases": doc.get("aliases") or {},
                 "production_history": doc.get("production_history") or [],
                 "versions": [v.to_dict() for v in listed],
+                "serving": serving.to_dict(),
             }
         )
         return
@@ -205,6 +211,21 @@ def models_show(
     ]
     columns = ["version", "stage", "aliases", "flavor", "artifact", "run", "by", "registered", "description"]
     out.table(columns, rows, styles=[STAGE_STYLE.get(v.stage) for v in listed], header=True)
+    _serving_lines(out, serving)
+
+
+def _serving_lines(out: Output, serving: Any) -> None:
+    """The deployment beside the registry: the same words `mlops canary status` uses."""
+    if serving.deployed is None:
+        return
+    state = serving.agreement
+    text = f"deployment: production v{serving.deployed}"
+    if serving.candidate:
+        text += f", {serving.candidate['mode']} v{serving.candidate['version']}"
+    text += f" ({state['message'] or ('pinned' if serving.pinned else 'follows the registry')})"
+    out.info(text)
+    if state.get("hint") and state["message"]:
+        out.info(state["hint"])
 
 
 def _show_version(out: Output, mv: Any) -> None:
@@ -300,14 +321,17 @@ def promote(
     by: str | None = BY_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Move a version to a stage if every policy gate holds (exit 1 listing each failed rule)."""
-    from ..registry.api import promote as do_promote
+    """Move a version to a stage if every policy gate holds (exit 1 listing each failed rule).
+
+    A model's deployment file (mlops deploy) follows its new production version in the same step,
+    unless it is pinned."""
+    from ..workflows.production import promote as do_promote
 
     out = Output(json_output=json_output)
     repo = find_repo()
     name, version = _target(name, version)
     try:
-        result = do_promote(repo, name, version, to, reason=reason, actor=by, force=force)
+        change = do_promote(repo, name, version, to, reason=reason, by=by, force=force)
     except PromotionRefused as refused:
         if out.json:
             out.emit_json({**refused.to_dict(), "changed": False})
@@ -317,8 +341,9 @@ def promote(
             )
             _checks_table(out, refused.fields.get("checks") or [])
         raise refused.after_report() from None
+    result = change.result
     if out.json:
-        out.emit_json(result.to_dict())
+        out.emit_json(change.to_dict())
         return
     name = result.name
     checks = [c.to_dict() for c in result.checks]
@@ -336,6 +361,21 @@ def promote(
         out.info(f"{name}:{result.displaced} left {result.to_stage} -> {result.displaced_to}")
     if not checks:
         out.info(f"no gates for {result.to_stage} in .mlops/policy.yaml")
+    _deployment_news(out, repo, change)
+
+
+def _deployment_news(out: Output, repo: Any, change: Any) -> None:
+    """What the deployment file did about a registry change (followed it, or is pinned)."""
+    from ..serve.deployment import deployment_path
+
+    dep = change.deployment
+    if change.followed and dep is not None:
+        out.info(
+            f"{repo.rel(deployment_path(repo, dep.model))} follows: production v{dep.production} "
+            "(a running 'mlops serve' switches within a second)"
+        )
+    for warning in change.warnings:
+        out.warn(warning)
 
 
 def approve(
@@ -344,19 +384,29 @@ def approve(
     to: str = typer.Option(..., "--to", help="The stage the approval is for (e.g. production)."),
     by: str | None = BY_OPTION,
     comment: str = typer.Option("", "--comment", "-m", help="A note kept with the approval."),
+    sign: bool = typer.Option(
+        False, "--sign", help="Sign the approval with your SSH key (ssh-keygen -Y sign, as git signs with SSH)."
+    ),
+    key: str | None = typer.Option(
+        None, "--key", help="The SSH private key to sign with (default: git config user.signingkey)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Approve a version for a stage; gates count approvals by distinct people."""
-    from ..registry.api import approve as do_approve
+    """Approve a version for a stage; gates count approvals by distinct people.
+
+    The approver is your git identity (user.email) unless --by or $MLOPS_USER names another;
+    --sign makes the approval checkable against .mlops/allowed_signers (mlops audit verify)."""
+    from ..workflows.production import approve as do_approve
 
     out = Output(json_output=json_output)
     name, version = _target(name, version)
-    result = do_approve(find_repo(), name, version, to, by=by, comment=comment)
+    result = do_approve(find_repo(), name, version, to, by=by, comment=comment, sign=sign, key=key)
     if out.json:
         out.emit_json(result.to_dict())
         return
     name = result.name
-    out.line(f"{name}:{result.version} approved for {result.stage} by {result.by}")
+    signed = " (signed)" if result.signed else ""
+    out.line(f"{name}:{result.version} approved for {result.stage} by {result.by}{signed}")
     if result.repeated:
         out.warn(f"{result.by} had approved it already: counted once")
     out.info(f"{len(result.approvers)} distinct approver(s) for {result.stage}: {', '.join(result.approvers)}")
@@ -368,13 +418,18 @@ def rollback(
     by: str | None = BY_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Put the previous production version back in production; the current one is archived."""
-    from ..registry.api import rollback as do_rollback
+    """Put the previous production version back in production; the current one is archived.
+
+    A model's deployment file follows in the same step (unless it is pinned): running servers
+    switch to the restored version."""
+    from ..workflows.production import rollback as do_rollback
 
     out = Output(json_output=json_output)
-    result = do_rollback(find_repo(), name, reason=reason, actor=by)
+    repo = find_repo()
+    change = do_rollback(repo, name, reason=reason, by=by)
+    result = change.result
     if out.json:
-        out.emit_json(result.to_dict())
+        out.emit_json(change.to_dict())
         return
     name = result.name
     out.line(f"{name}: production v{result.from_version} -> v{result.to_version}", style="bold")
@@ -382,6 +437,7 @@ def rollback(
         f"{name}:{result.from_version} archived; "
         f"{name}:{result.to_version} back in production (was {result.to_version_was})"
     )
+    _deployment_news(out, repo, change)
 
 
 def alias(

@@ -140,7 +140,8 @@ def serve(
 def _deployment_lines(out: Output, dep: Any) -> None:
     cand = dep.candidate
     out.row(("model     ", "bold"), (dep.model, None))
-    out.row(("production", "bold"), (f"v{dep.production}", "green"))
+    pinned = f" (pinned: {dep.pin.get('reason')}; release: mlops deploy {dep.model} --unpin)" if dep.pin else ""
+    out.row(("production", "bold"), (f"v{dep.production}{pinned}", "green"))
     if cand is None:
         out.row(("candidate ", "bold"), ("none: all traffic to production", None))
     elif cand.mode == "shadow":
@@ -200,20 +201,30 @@ def deploy(
     max_p99_ms: float | None = typer.Option(
         None, "--max-p99-ms", min=0, help="Roll back past this p99 latency in ms (default: none)."
     ),
+    pin: int | None = typer.Option(
+        None,
+        "--pin",
+        min=1,
+        help="Hold this version in production whatever the registry says (until --unpin).",
+    ),
+    unpin: bool = typer.Option(False, "--unpin", help="Release a pin: production follows the registry again."),
+    reason: str = typer.Option("", "--reason", "-m", help="Why the version is pinned (kept in the file)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Set which versions of a model take traffic: canary, shadow or production only; a running server follows."""
-    from ..serve.deployment import actor, deployment_path, parse_steps
-    from ..serve.deployment import deploy as deploy_core
+    """Set which versions of a model take traffic: canary, shadow or production only; a running server follows.
+
+    Production is the registry's production version (mlops promote/rollback move both), unless
+    pinned with --pin."""
+    from ..serve.deployment import deployment_path, parse_steps
     from ..serve.source import open_source
+    from ..workflows.production import deploy as deploy_flow
 
     out = Output(json_output=json_output)
     step_values = parse_steps(steps) if steps else ()
     repo = find_repo()
     source = open_source(repo)
-    dep = deploy_core(
+    dep = deploy_flow(
         repo,
-        source,
         model,
         canary=canary,
         shadow=shadow,
@@ -225,7 +236,9 @@ def deploy(
         min_requests=min_requests,
         max_error_rate=max_error_rate,
         max_p99_ms=max_p99_ms,
-        by=actor("mlops deploy"),
+        pin=pin,
+        unpin=unpin,
+        pin_reason=reason,
     )
     if dep.candidate is not None:
         mine = source.resolve(f"{model}:{dep.candidate.version}").signature
@@ -328,6 +341,15 @@ def _show_status(out: Output, model: str, report: dict) -> None:
         else "no statistics yet (is mlops serve running?)"
     )
     out.row(("model     ", "bold"), (f"{model}, deployment revision {report['revision']} ({state})", None))
+    agreement = report.get("agreement") or {}
+    production = f"v{report['production']}"
+    if agreement.get("message"):
+        production += f": {agreement['message']}"
+    elif agreement.get("state") == "agrees":
+        production += " (the registry's production version)"
+    out.row(("production", "bold"), (production, "yellow" if agreement.get("message") else "green"))
+    if agreement.get("hint") and agreement.get("message"):
+        out.row(("          ", "bold"), (agreement["hint"], None))
     cand = report.get("candidate")
     if cand:
         style = {"healthy": "green", "unhealthy": "red", "waiting": "yellow"}[cand["verdict"]]
@@ -410,12 +432,10 @@ def canary_promote(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Make the canary (or shadow) the production version, through the registry's gates; audit-logged."""
-    from ..serve.deployment import actor, promote
-    from ..serve.source import open_source
+    from ..workflows.production import canary_promote as promote
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    dep = promote(repo, open_source(repo), model, reason=reason, by=actor("mlops canary promote"), force=force)
+    dep = promote(find_repo(), model, reason=reason, force=force)
     if out.json:
         out.emit_json(dep.to_dict())
         return
@@ -432,12 +452,10 @@ def canary_rollback(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Send all traffic back to production: the canary or shadow leaves the deployment; audit-logged."""
-    from ..serve.deployment import actor, rollback
-    from ..serve.source import open_source
+    from ..workflows.production import canary_rollback as rollback
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    dep = rollback(repo, open_source(repo), model, reason=reason, by=actor("mlops canary rollback"))
+    dep = rollback(find_repo(), model, reason=reason)
     if out.json:
         out.emit_json(dep.to_dict())
         return

@@ -12,12 +12,13 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 from ..errors import (
+    CheckFailed,
     CorruptObjectError,
     InvalidPathError,
     MissingObjectError,
@@ -377,7 +378,7 @@ def register(
 ) -> RegisterResult:
     """Store the artifact, gather its lineage, and add it as the model's next version."""
     check_name(name)
-    actor = actor or default_actor()
+    actor = actor or default_actor(repo.root)
     source = Path(os.path.abspath(path))
     if not source.exists():
         raise InvalidPathError(
@@ -611,7 +612,7 @@ def promote(
     """
     shown_target = _check_target(name, version)
     check_stage(to_stage)
-    actor = actor or default_actor()
+    actor = actor or default_actor(repo.root)
     reason = (reason or "").strip()
     if force and not reason:
         raise UsageError(
@@ -624,7 +625,9 @@ def promote(
         doc, record = txn.target(name, version)
         name, number = doc["name"], record["version"]
         from_stage = record.get("stage", NONE)
-        checks = tuple(policy.evaluate(rules.rules_for(name, to_stage), record)) if to_stage != NONE else ()
+        gate = rules.rules_for(name, to_stage)
+        signed = _signature_check(repo, name, number) if gate.signed_approvals else None
+        checks = tuple(policy.evaluate(gate, record, signed=signed)) if to_stage != NONE else ()
         if from_stage == to_stage:
             return PromoteResult(name, number, from_stage, to_stage, False, False, reason, actor, checks)
         failed = tuple(c for c in checks if not c.ok)
@@ -742,7 +745,7 @@ def rollback(repo: Repo, name: str, *, reason: str = "", actor: str | None = Non
             hint=f"mlops rollback {ref.name}",
         )
     name = ref.name
-    actor = actor or default_actor()
+    actor = actor or default_actor(repo.root)
     reason = (reason or "").strip()
     with transaction(repo) as txn:
         doc = txn.model(name)
@@ -796,33 +799,84 @@ class ApproveResult:
     comment: str
     approvers: tuple[str, ...]  # distinct people who approved the version for this stage
     repeated: bool  # this person had approved it already: counted once
+    signed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "model": self.name, "approvers": list(self.approvers), "count": len(self.approvers)}
 
 
 def approve(
-    repo: Repo, name: str, version: int | str | None, stage: str, *, by: str | None = None, comment: str = ""
+    repo: Repo,
+    name: str,
+    version: int | str | None,
+    stage: str,
+    *,
+    by: str | None = None,
+    comment: str = "",
+    sign_key: Path | None = None,
 ) -> ApproveResult:
     """Record an approval of a version for a stage (gates count distinct people).
-    ``version`` None: ``name`` is a reference, resolved inside the lock."""
+    ``version`` None: ``name`` is a reference, resolved inside the lock.
+    ``by``: default the git identity (user.email). ``sign_key``: an SSH private key signing the
+    approval (``ssh-keygen -Y sign``), checked by gates with ``signed_approvals`` and by ``verify_audit``.
+    Refused (CheckFailed) when the stage's policy says ``approver_not_author`` and ``by`` registered
+    or promoted the version."""
     _check_target(name, version)
     check_stage(stage)
     if stage == NONE:
         raise UsageError("approvals are for a target stage: staging, production or archived")
-    by = (by or default_actor()).strip()
+    by = (by or default_actor(repo.root)).strip()
     if not by:
         raise UsageError("an approval needs a person (--by)")
     with transaction(repo) as txn:
+        rules = policy.load_policy(repo.dot).rules_for(parse_ref(name).name, stage)
         doc, record = txn.target(name, version)
         name, number = doc["name"], record["version"]
+        if rules.approver_not_author and by in policy.authors(record):
+            raise CheckFailed(
+                f"{name}:{number}: {by} registered or promoted it, so cannot approve it for {stage} "
+                "(policy: approver_not_author)",
+                hint="another person approves it",
+                model=name,
+                version=number,
+            )
         repeated = by in policy.distinct_approvers(record, stage)
-        record["approvals"] = [
-            *record.get("approvals", []),
-            {"stage": stage, "by": by, "at": audit.now_iso(), "comment": comment},
-        ]
-        txn.record("approved", model=name, version=number, stage=stage, actor=by, comment=comment, repeated=repeated)
-    return ApproveResult(name, number, stage, by, comment, tuple(policy.distinct_approvers(record, stage)), repeated)
+        approval: dict[str, Any] = {"stage": stage, "by": by, "at": audit.now_iso(), "comment": comment}
+        if sign_key is not None:
+            approval["signature"] = audit.sign_payload(audit.approval_payload(name, number, approval), sign_key)
+        record["approvals"] = [*record.get("approvals", []), approval]
+        signed = {"signature": approval["signature"], "signed_at": approval["at"]} if sign_key is not None else {}
+        txn.record(
+            "approved", model=name, version=number, stage=stage, actor=by, comment=comment, repeated=repeated, **signed
+        )
+    return ApproveResult(
+        name,
+        number,
+        stage,
+        by,
+        comment,
+        tuple(policy.distinct_approvers(record, stage)),
+        repeated,
+        sign_key is not None,
+    )
+
+
+def allowed_signers_path(repo: Repo) -> Path:
+    return repo.dot / audit.ALLOWED_SIGNERS
+
+
+def _signature_check(repo: Repo, name: str, number: int) -> Any:
+    """Whether an approval of ``name:number`` carries a signature its approver made (allowed_signers)."""
+    signers = allowed_signers_path(repo)
+
+    def check(approval: Any) -> bool:
+        signature = approval.get("signature")
+        if not isinstance(signature, str) or not approval.get("by"):
+            return False
+        payload = audit.approval_payload(name, number, approval)
+        return audit.verify_signature(payload, signature, str(approval["by"]), signers)[0]
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -841,7 +895,7 @@ def set_alias(repo: Repo, name: str, version: int | str | None, alias: str, *, a
     ``version`` None: ``name`` is a reference (``churn@production``), resolved inside the lock."""
     _check_target(name, version)
     check_alias(alias)
-    actor = actor or default_actor()
+    actor = actor or default_actor(repo.root)
     with transaction(repo) as txn:
         doc, record = txn.target(name, version)
         name, number = doc["name"], record["version"]
@@ -855,7 +909,7 @@ def set_alias(repo: Repo, name: str, version: int | str | None, alias: str, *, a
 
 def delete_alias(repo: Repo, name: str, alias: str, *, actor: str | None = None) -> AliasResult:
     check_name(name)
-    actor = actor or default_actor()
+    actor = actor or default_actor(repo.root)
     with transaction(repo) as txn:
         doc = txn.model(name)
         aliases = dict(doc.get("aliases") or {})
@@ -878,7 +932,7 @@ def record_drift_check(
     """Record a drift check's verdict on a version (the gate ``no_failed_drift_check`` reads them)."""
     check_name(name)
     number = parse_version(version)
-    actor = actor or default_actor()
+    actor = actor or default_actor(repo.root)
     summary = audit.json_safe(summary)  # numpy numbers and the like become JSON values (or text)
     with transaction(repo) as txn:
         doc = txn.model(name)
@@ -897,7 +951,7 @@ def audit_append(repo: Repo, event: str, **fields: Any) -> None:
     """Append an event to the audit log (e.g. serve's automatic canary rollback), under the lock."""
     if "state" in fields:
         raise UsageError("audit field 'state' is reserved for model-file changes")
-    fields.setdefault("actor", default_actor())
+    fields.setdefault("actor", default_actor(repo.root))
     with transaction(repo) as txn:
         txn.record(event, **fields)
 
@@ -928,7 +982,38 @@ def verify_audit(repo: Repo) -> audit.VerifyReport:
                 docs[name] = (shown(repo, path), None)
         return docs
 
-    return audit.verify_chain(audit_path(repo), head_path(repo), read_models)
+    report = audit.verify_chain(audit_path(repo), head_path(repo), read_models)
+    return _verify_signatures(repo, report)
+
+
+def _verify_signatures(repo: Repo, report: audit.VerifyReport) -> audit.VerifyReport:
+    """Every signed approval of the log checked against .mlops/allowed_signers (ssh-keygen -Y verify)."""
+    signers = allowed_signers_path(repo)
+    problems: list[audit.Problem] = []
+    for entry in audit.read_entries(audit_path(repo)):
+        if entry.get("event") != "approved" or "signature" not in entry:
+            continue
+        approval = {
+            "stage": entry.get("stage"),
+            "by": entry.get("actor"),
+            "at": entry.get("signed_at"),
+            "comment": entry.get("comment"),
+        }
+        payload = audit.approval_payload(str(entry.get("model")), entry.get("version"), approval)
+        ok, said = audit.verify_signature(payload, str(entry.get("signature")), str(entry.get("actor")), signers)
+        if not ok:
+            problems.append(
+                audit.Problem(
+                    "signature",
+                    entry.get("seq"),
+                    None,
+                    f"seq {entry.get('seq')}: the approval of {entry.get('model')}:{entry.get('version')} by "
+                    f"{entry.get('actor')} does not verify against {shown(repo, signers)}: {said}",
+                )
+            )
+    if not problems:
+        return report
+    return replace(report, problems=(*report.problems, *problems))
 
 
 # --- roots for push, fetch and gc -------------------------------------------------------------------

@@ -30,12 +30,14 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, NewerFormatError, RegistryTampered, UsageError
+from ..errors import CouldNotComplete, FormatError, NewerFormatError, RegistryTampered, UsageError
 from ..formats import parse_json, read_bytes
 from ..fsio import append_bytes, append_record, atomic_write, truncate_file
 
@@ -653,3 +655,56 @@ def _tampered(
         hint="run 'mlops audit verify'; restore .mlops/registry/ from git (git log -p .mlops/registry/)",
         **fields,
     )
+
+
+# --- signed approvals ----------------------------------------------------------------------------
+# An approval may carry an SSH signature made as git signs with SSH keys (`ssh-keygen -Y sign`),
+# over the canonical JSON of what was approved; `mlops audit verify` checks it with
+# `ssh-keygen -Y verify` against the repository's allowed_signers file (git's format: one
+# "PRINCIPAL KEYTYPE KEY" per line), the principal being the approver's identity.
+
+SIGNATURE_NAMESPACE = "mlops-approval"
+ALLOWED_SIGNERS = "allowed_signers"  # .mlops/allowed_signers, committed with the project
+
+
+def approval_payload(model: str, version: int, approval: Mapping[str, Any]) -> bytes:
+    """The bytes an approval's signature covers: who approved which version for which stage, when, and why."""
+    fields = {k: approval.get(k) for k in ("stage", "by", "at", "comment")}
+    return canonical({"model": model, "version": version, **fields})
+
+
+def _ssh_keygen(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(["ssh-keygen", *args], input=data, capture_output=True, timeout=60, check=False)
+    except FileNotFoundError:
+        raise CouldNotComplete("ssh-keygen not found", hint="install OpenSSH 8.2 or later") from None
+
+
+def sign_payload(payload: bytes, key: Path) -> str:
+    """An armored SSH signature of ``payload`` with the private key at ``key`` (ssh-keygen -Y sign)."""
+    if not key.is_file():
+        raise UsageError(f"no SSH key at {key}", hint="--key ~/.ssh/id_ed25519, or git config user.signingkey PATH")
+    proc = _ssh_keygen(["-Y", "sign", "-f", str(key), "-n", SIGNATURE_NAMESPACE], payload)
+    text = proc.stdout.decode("ascii", "replace")
+    if proc.returncode != 0 or "BEGIN SSH SIGNATURE" not in text:
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise CouldNotComplete(
+            f"ssh-keygen could not sign with {key}: {why[-1] if why else 'no signature'}",
+            hint="a key with a passphrase needs a terminal or ssh-agent",
+        )
+    return text
+
+
+def verify_signature(payload: bytes, signature: str, principal: str, allowed_signers: Path) -> tuple[bool, str]:
+    """(whether ``signature`` is ``principal``'s over ``payload`` per ``allowed_signers``, ssh-keygen's word)."""
+    if not allowed_signers.is_file():
+        return False, f"no {ALLOWED_SIGNERS} file"
+    with tempfile.TemporaryDirectory(prefix="mlops-sig-") as folder:
+        sig = Path(folder) / "approval.sig"
+        sig.write_text(signature)
+        proc = _ssh_keygen(
+            ["-Y", "verify", "-f", str(allowed_signers), "-I", principal, "-n", SIGNATURE_NAMESPACE, "-s", str(sig)],
+            payload,
+        )
+    said = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip().splitlines()
+    return proc.returncode == 0, said[-1] if said else ""

@@ -12,6 +12,8 @@ stages:
     was_in: staging               # must be, or have been, in staging
     no_failed_drift_check: true   # no drift check recorded for the version found drift
     approvals: 2                  # approvals for this stage by at least 2 distinct people
+    approver_not_author: true     # who registered or promoted the version cannot approve it
+    signed_approvals: true        # only approvals signed with an SSH key of .mlops/allowed_signers count
 models:                           # optional: per model, replaces a stage's default rules
   churn:
     production: {...}
@@ -37,7 +39,7 @@ from .refs import NAME, SINGLE_STAGES, STAGES
 
 POLICY_FILE = "policy.yaml"
 POLICY_FORMAT = 1
-STAGE_KEYS = ("metrics", "was_in", "no_failed_drift_check", "approvals")
+STAGE_KEYS = ("metrics", "was_in", "no_failed_drift_check", "approvals", "approver_not_author", "signed_approvals")
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -66,6 +68,8 @@ class StageRules:
     no_failed_drift_check: bool = False
     approvals: int = 0
     where: str = ""
+    approver_not_author: bool = False
+    signed_approvals: bool = False
 
     @property
     def empty(self) -> bool:
@@ -207,7 +211,13 @@ def parse_policy(text: str, source: str) -> Policy:
         approvals = doc.get("approvals", 0)
         if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 0:
             raise fail(at(*path, "approvals"), f"'approvals' must be a whole number >= 0, found {approvals!r}")
-        return StageRules(stage, tuple(parsed), tuple(was_in), drift, approvals, at(*path))
+        flags = {}
+        for flag in ("approver_not_author", "signed_approvals"):
+            value = doc.get(flag, False)
+            if not isinstance(value, bool):
+                raise fail(at(*path, flag), f"'{flag}' must be true or false, found {value!r}")
+            flags[flag] = value
+        return StageRules(stage, tuple(parsed), tuple(was_in), drift, approvals, at(*path), **flags)
 
     stages_doc = data.get("stages") or {}
     if not isinstance(stages_doc, dict):
@@ -226,8 +236,11 @@ def parse_policy(text: str, source: str) -> Policy:
     return Policy(source, stages, models)
 
 
-def evaluate(rules: StageRules, record: Mapping[str, Any]) -> list[RuleResult]:
-    """Check every rule against a version record; each result carries the value seen."""
+def evaluate(
+    rules: StageRules, record: Mapping[str, Any], *, signed: Callable[[Mapping[str, Any]], bool] | None = None
+) -> list[RuleResult]:
+    """Check every rule against a version record; each result carries the value seen.
+    ``signed``: whether an approval's signature verifies (``signed_approvals``; None: none does)."""
     out: list[RuleResult] = []
     metrics = record.get("metrics") or {}
     for rule in rules.metrics:
@@ -256,19 +269,47 @@ def evaluate(rules: StageRules, record: Mapping[str, Any]) -> list[RuleResult]:
         out.append(RuleResult("no failed drift check", not failed, seen))
     if rules.approvals:
         people = distinct_approvers(record, rules.stage)
+        left_out: list[str] = []
+        if rules.signed_approvals:
+            good = distinct_approvers(record, rules.stage, only=lambda a: signed is not None and signed(a))
+            left_out += [f"{p} (not signed, or not by a key of allowed_signers)" for p in people if p not in good]
+            people = good
+        if rules.approver_not_author:
+            mine = authors(record)
+            left_out += [f"{p} (registered or promoted it)" for p in people if p in mine]
+            people = [p for p in people if p not in mine]
+        detail = ("by " + ", ".join(people)) if people else "none yet"
+        if left_out:
+            detail += "; not counted: " + ", ".join(left_out)
+        what = " signed" if rules.signed_approvals else ""
+        what += ", none by an author" if rules.approver_not_author else ""
         out.append(
             RuleResult(
-                f"approvals >= {rules.approvals} (distinct people)",
+                f"approvals >= {rules.approvals} (distinct people{what})",
                 len(people) >= rules.approvals,
                 len(people),
-                ("by " + ", ".join(people)) if people else "none yet",
+                detail,
             )
         )
     return out
 
 
-def distinct_approvers(record: Mapping[str, Any], stage: str) -> list[str]:
-    """Who approved the version for ``stage``, each person once, in order of first approval."""
+def authors(record: Mapping[str, Any]) -> set[str]:
+    """Who registered the version or moved it between stages (a displacement by another's promotion aside)."""
+    out = {str(record.get("registered_by") or "")}
+    out |= {str(h.get("by") or "") for h in record.get("stage_history") or [] if h.get("via") != "displaced"}
+    return out - {""}
+
+
+def distinct_approvers(
+    record: Mapping[str, Any], stage: str, *, only: Callable[[Mapping[str, Any]], bool] | None = None
+) -> list[str]:
+    """Who approved the version for ``stage``, each person once, in order of first approval
+    (``only``: the approvals that pass it, e.g. a verified signature)."""
     return list(
-        dict.fromkeys(a.get("by") for a in record.get("approvals") or [] if a.get("stage") == stage and a.get("by"))
+        dict.fromkeys(
+            a.get("by")
+            for a in record.get("approvals") or []
+            if a.get("stage") == stage and a.get("by") and (only is None or only(a))
+        )
     )

@@ -72,15 +72,38 @@ def shown(repo: Repo, path: Path) -> str:
         return str(path)
 
 
-def default_actor() -> str:
-    """Who acts: MLOPS_USER when set (CI jobs name themselves), else the login name."""
+def default_actor(root: Path | None = None) -> str:
+    """Who acts: MLOPS_USER when set (CI jobs name themselves), else the git identity
+    (``user.email``, as git config of the repository at ``root`` answers it), else the login name.
+    Approvals, registrations and promotions are recorded under it: ``approver_not_author`` compares them."""
     user = os.environ.get("MLOPS_USER", "").strip()
     if user:
         return user
+    email = git_email(root)
+    if email:
+        return email
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in a container is not an error
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+def git_email(root: Path | None = None) -> str:
+    """``git config user.email`` (empty when git or the setting is missing)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["git", "config", "--get", "user.email"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 # --- the public view of a version ----------------------------------------------------------------

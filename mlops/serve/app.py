@@ -466,7 +466,7 @@ class Runtime:
             await asyncio.to_thread(self._try_lead)
             if not self.leader:
                 return
-        if self.deployment is None or self.deployment.candidate is None:
+        if self.deployment is None:  # without a candidate too: the controller keeps the file on the registry
             return
         new, event = await asyncio.to_thread(control_once, self.repo, self.source, self.model)
         if new is None:

@@ -3,11 +3,16 @@
 Every worker process of every `mlops serve` of a model tries, every few seconds, to take the
 lock ``.mlops/tmp/locks/serve-<model>-controller.lock`` without waiting; the one holding it is
 the controller (the OS frees the lock when its process dies, and another worker takes over).
-Once a second the controller adds up the statistics snapshots of all workers and:
+Once a second the controller first keeps an unpinned deployment on the registry's production
+version (the one truth: a registry change that reached the registry but not the file, by a
+crash between the two writes or through the Python API, is written into the file), then adds
+up the statistics snapshots of all workers and:
 
 1. rolls the candidate back (canary or shadow) when, over the last ``window_seconds`` since
    the candidate started, with at least ``min_requests`` requests, its error rate (5xx) or p99
-   latency passes the threshold: the deployment file loses its candidate, records why, and the
+   latency passes the threshold and production, over the same window, does not do the same
+   (``health.judge``: inputs that make both fail do not roll back a healthy candidate): the
+   deployment file loses its candidate, records why, and the
    registry's audit log gets an entry;
 2. for a progressive canary, once the current step has lasted ``interval_seconds`` and its own
    window is healthy with at least ``min_requests`` requests, raises the weight to the next
@@ -31,16 +36,20 @@ from .deployment import (
     CANARY,
     Deployment,
     RevisionChanged,
+    agreement,
+    follow_registry,
     load_deployment,
     now_iso,
     parse_iso,
     promote,
+    registry_production,
     require_deployment,
     rollback,
     serve_dir,
     update_deployment,
 )
 from .health import Aggregate, Bucket, aggregate, distribution_distance, judge, read_snapshots
+from .source import open_source
 
 AUTOMATIC = "mlops serve (automatic)"
 
@@ -57,20 +66,38 @@ def control_once(
     """One decision: (the new deployment, what happened) or (None, None) when nothing changed."""
     now = time.time() if now is None else now
     dep = load_deployment(repo, model)
-    if dep is None or dep.candidate is None:
+    if dep is None:
+        return None, None
+    if not dep.pinned:  # the registry moved without this file (a crash between the two writes, the Python API)
+        try:
+            followed = follow_registry(
+                repo,
+                source,
+                model,
+                by=AUTOMATIC,
+                reason="the registry's production version changed",
+                expect_revision=dep.revision,
+            )
+        except RevisionChanged:
+            return None, None
+        if followed is not None:
+            return followed, "follow"
+    if dep.candidate is None:
         return None, None
     cand, th = dep.candidate, dep.thresholds
     key = candidate_key(dep)
     assert key is not None
     snaps = read_snapshots(serve_dir(repo, model), prune=True)
     started = parse_iso(cand.started_at) or 0.0
-    window = aggregate(snaps, since=max(now - th.window_seconds, started), until=now).window.get(key)
-    verdict = judge(
-        window,
+    production_key = ("production", dep.production)
+    windows = aggregate(snaps, since=max(now - th.window_seconds, started), until=now).window
+    verdict = judge(  # the candidate against production over the same window: blamed only for its own failures
+        windows.get(key),
         min_requests=th.min_requests,
         max_error_rate=th.max_error_rate,
         max_p99_ms=th.max_p99_ms,
         window_seconds=th.window_seconds,
+        baseline=windows.get(production_key, Bucket()),
     )
     try:
         if verdict.healthy is False:
@@ -90,13 +117,14 @@ def control_once(
         step_started = parse_iso(cand.step_started_at) or started
         if now - step_started < float(cand.interval_seconds or 0):
             return None, None
-        step_window = aggregate(snaps, since=max(now - th.window_seconds, step_started), until=now).window.get(key)
+        step_windows = aggregate(snaps, since=max(now - th.window_seconds, step_started), until=now).window
         step = judge(
-            step_window,
+            step_windows.get(key),
             min_requests=th.min_requests,
             max_error_rate=th.max_error_rate,
             max_p99_ms=th.max_p99_ms,
             window_seconds=th.window_seconds,
+            baseline=step_windows.get(production_key, Bucket()),
         )
         if not step.healthy:
             return None, None  # too few requests at this step yet: wait for evidence
@@ -145,10 +173,13 @@ def control_once(
 
 
 def canary_status(
-    repo: Repo, model: str, *, window_seconds: float | None = None, now: float | None = None
+    repo: Repo, model: str, *, window_seconds: float | None = None, now: float | None = None, source: Any = None
 ) -> dict[str, Any]:
-    """What `mlops canary status` shows: per variant over the window, the verdict, the progression."""
+    """What `mlops canary status` shows: per variant over the window, the verdict, the progression,
+    and whether the deployment agrees with the registry (or is pinned, and how to release the pin)."""
     dep = require_deployment(repo, model)
+    source = open_source(repo) if source is None else source
+    in_registry = registry_production(source, model)
     snaps = read_snapshots(serve_dir(repo, model))
     live = [s for s in snaps if s.get("alive")]
     now = time.time() if now is None else now
@@ -176,6 +207,10 @@ def canary_status(
         "updated_at": dep.updated_at,
         "updated_by": dep.updated_by,
         "production": dep.production,
+        "registry_production": in_registry,
+        "pinned": dep.pinned,
+        "pin": dep.pin,
+        "agreement": agreement(dep, in_registry),
         "window_seconds": window,
         "routing_key": dep.key,
         "thresholds": th.to_dict(),
@@ -205,6 +240,7 @@ def canary_status(
             max_error_rate=th.max_error_rate,
             max_p99_ms=th.max_p99_ms,
             window_seconds=window,
+            baseline=production,
         )
         out["candidate"] = {
             "version": cand.version,

@@ -7,7 +7,11 @@
     revision: 7                 # +1 on every write; writers compare-and-swap on it
     updated_at: '2026-11-26T11:02:03Z'
     updated_by: alice (mlops deploy)
-    production: 3               # the version answering callers
+    production: 3               # the version answering callers: the registry's production version...
+    pin:                        # ...unless pinned on purpose (`mlops deploy churn --pin 3`; --unpin releases)
+      by: alice (mlops deploy)
+      at: '2026-11-26T11:02:03Z'
+      reason: hold v3 while the v4 incident is looked at
     candidate:                  # absent: all traffic to production
       version: 4
       mode: canary              # canary: `weight` % of requests; shadow: a copy of every request
@@ -35,6 +39,15 @@
 (a stat every half second) and follows it without a restart, and writes it itself when it
 raises a progressive canary's weight, promotes it, or rolls it back. Every write happens
 under the lock ``.mlops/tmp/locks/deploy-<model>.lock`` and replaces the file atomically.
+
+One truth for production: the registry's production version. An unpinned deployment's
+``production`` is a copy of it, rewritten (``follow_registry``) by every command that changes
+the registry (mlops.workflows.production, in the same locked step) and by a running server's
+controller when it finds the copy behind (a crash between the registry's write and this
+file's, or a registry change made through the Python API). Readers that must not write
+(``canary status``) show the registry's version and say the file is behind. A pinned
+deployment keeps its version whatever the registry says, until ``--unpin``.
+Lock order: the deployment's lock, then the registry's (never the other way round).
 """
 
 from __future__ import annotations
@@ -122,6 +135,11 @@ class Deployment:
     updated_at: str = ""
     updated_by: str = ""
     last_event: dict[str, Any] | None = None
+    pin: dict[str, Any] | None = None  # set: production is held on purpose, whatever the registry says
+
+    @property
+    def pinned(self) -> bool:
+        return self.pin is not None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -132,6 +150,8 @@ class Deployment:
             "updated_by": self.updated_by,
             "production": self.production,
         }
+        if self.pin is not None:
+            out["pin"] = dict(self.pin)
         if self.candidate is not None:
             out["candidate"] = self.candidate.to_dict()
         out["routing"] = {"key": self.key}
@@ -292,6 +312,9 @@ def parse_deployment(text: str, source: str) -> Deployment:
         max_p99_ms=_number(rb, "max_p99_ms", source, default=None, lo=0, optional=True),
     )
     event = data.get("last_event")
+    pin = data.get("pin")
+    if pin is not None and not isinstance(pin, dict):
+        raise FormatError(f"{source}: 'pin' must be a mapping (by, at, reason)", file=source, field="pin")
     return Deployment(
         model=model,
         production=production,
@@ -302,6 +325,7 @@ def parse_deployment(text: str, source: str) -> Deployment:
         updated_at=str(data.get("updated_at") or ""),
         updated_by=str(data.get("updated_by") or ""),
         last_event=dict(event) if isinstance(event, dict) else None,
+        pin={str(k): v for k, v in pin.items()} if isinstance(pin, dict) else None,
     )
 
 
@@ -346,6 +370,62 @@ class RevisionChanged(CouldNotComplete):
     kind = "revision_changed"
 
 
+def deployment_lock(repo: Repo, model: str) -> Any:
+    """The lock every writer of the deployment holds; a flow that also changes the registry takes it first."""
+    return _lock(repo, model)
+
+
+def registry_production(source: Any, model: str) -> int | None:
+    """The registry's production version of ``model``; None when it has none (or no such model)."""
+    try:
+        return source.resolve(f"{model}@production").version
+    except UsageError:  # no version in production, or no such model: nothing to follow
+        return None
+
+
+def _followed(dep: Deployment, version: int, *, by: str, reason: str) -> Deployment:
+    """``dep`` with production moved to the registry's ``version``; a candidate that became production leaves."""
+    candidate = dep.candidate
+    event: dict[str, Any] = {
+        "event": "follow",
+        "version": version,
+        "previous": dep.production,
+        "reason": reason,
+        "at": now_iso(),
+        "by": by,
+    }
+    if candidate is not None and candidate.version == version:
+        event["candidate_removed"] = candidate.version
+        candidate = None
+    return replace(dep, production=version, candidate=candidate, last_event=event)
+
+
+def agreement(dep: Deployment, in_registry: int | None) -> dict[str, Any]:
+    """Whether the deployment serves what the registry names, and if not, why and what to do."""
+    if in_registry == dep.production:
+        return {"state": "pinned" if dep.pinned else "agrees", "message": None, "hint": None}
+    if dep.pinned:
+        return {
+            "state": "pinned",
+            "message": f"pinned at v{dep.production} on purpose; the registry's production is "
+            + (f"v{in_registry}" if in_registry is not None else "none"),
+            "hint": f"release the pin: mlops deploy {dep.model} --unpin",
+        }
+    if in_registry is None:
+        return {
+            "state": "no_registry_production",
+            "message": f"the registry has no production version; the deployment keeps v{dep.production}",
+            "hint": f"mlops promote {dep.model} VERSION --to production",
+        }
+    return {
+        "state": "behind",
+        "message": f"the deployment file names v{dep.production}, the registry v{in_registry}: "
+        "a running server's controller, or the next deploy/promote/rollback, writes v"
+        f"{in_registry} into it",
+        "hint": f"mlops deploy {dep.model} (rewrites it now)",
+    }
+
+
 def update_deployment(
     repo: Repo,
     model: str,
@@ -354,23 +434,90 @@ def update_deployment(
     by: str,
     expect_revision: int | None = None,
     before_write: Callable[[Deployment | None, Deployment], None] | None = None,
+    source: Any = None,
 ) -> Deployment:
     """Read-change-write under the deployment's lock; the revision goes up by one.
 
     ``expect_revision``: refuse (RevisionChanged) when the file moved on since the caller read it.
     ``before_write``: runs inside the lock before the file is replaced (an audit entry: if it
     fails, the change does not happen).
+    ``source``: the registry; an unpinned deployment is written with its production version
+    (read after ``before_write``, which may have changed it: a promotion through the gates).
     """
     with _lock(repo, model):
-        current = load_deployment(repo, model)
-        if expect_revision is not None and (current.revision if current else 0) != expect_revision:
-            raise RevisionChanged(f"the deployment of {model} changed while this change was prepared")
-        new = change(current)
-        new = replace(new, revision=(current.revision if current else 0) + 1, updated_at=now_iso(), updated_by=by)
-        if before_write is not None:
-            before_write(current, new)
-        _write(repo, new)
-        return new
+        return update_locked(
+            repo, model, change, by=by, expect_revision=expect_revision, before_write=before_write, source=source
+        )
+
+
+def update_locked(
+    repo: Repo,
+    model: str,
+    change: Callable[[Deployment | None], Deployment],
+    *,
+    by: str,
+    expect_revision: int | None = None,
+    before_write: Callable[[Deployment | None, Deployment], None] | None = None,
+    source: Any = None,
+) -> Deployment:
+    """``update_deployment`` for a caller already holding ``deployment_lock``."""
+    current = load_deployment(repo, model)
+    if expect_revision is not None and (current.revision if current else 0) != expect_revision:
+        raise RevisionChanged(f"the deployment of {model} changed while this change was prepared")
+    new = change(current)
+    new = replace(new, revision=(current.revision if current else 0) + 1, updated_at=now_iso(), updated_by=by)
+    if before_write is not None:
+        before_write(current, new)
+    if source is not None and not new.pinned:
+        version = registry_production(source, model)
+        if version is not None and version != new.production:
+            new = _followed(new, version, by=by, reason="the registry's production version")
+    _write(repo, new)
+    return new
+
+
+def follow_registry(
+    repo: Repo, source: Any, model: str, *, by: str, reason: str, expect_revision: int | None = None
+) -> Deployment | None:
+    """Make an unpinned deployment name the registry's production version; None when nothing changed
+    (no deployment, pinned, already in agreement, or no production version in the registry).
+    Takes the deployment's lock: call ``follow_registry_locked`` when holding it."""
+    with _lock(repo, model):
+        return follow_registry_locked(repo, source, model, by=by, reason=reason, expect_revision=expect_revision)
+
+
+def follow_registry_locked(
+    repo: Repo, source: Any, model: str, *, by: str, reason: str, expect_revision: int | None = None
+) -> Deployment | None:
+    current = load_deployment(repo, model)
+    if current is None or current.pinned:
+        return None
+    if expect_revision is not None and current.revision != expect_revision:
+        raise RevisionChanged(f"the deployment of {model} changed while this change was prepared")
+    version = registry_production(source, model)
+    if version is None or version == current.production:
+        return None
+    new = replace(
+        _followed(current, version, by=by, reason=reason),
+        revision=current.revision + 1,
+        updated_at=now_iso(),
+        updated_by=by,
+    )
+
+    def audit() -> None:
+        source.audit(
+            "deployment_followed",
+            model=model,
+            production=version,
+            previous=current.production,
+            candidate_removed=(new.last_event or {}).get("candidate_removed"),
+            reason=reason,
+            actor=by,
+        )
+
+    audit()  # the audit entry first: if it cannot be written, the file is not changed
+    _write(repo, new)
+    return new
 
 
 # --- the verbs: deploy, roll back, promote -------------------------------------------------------
@@ -391,10 +538,21 @@ def deploy(
     min_requests: int | None = None,
     max_error_rate: float | None = None,
     max_p99_ms: float | None = None,
+    pin: int | None = None,
+    unpin: bool = False,
+    pin_reason: str = "",
     by: str,
 ) -> Deployment:
-    """Write the desired deployment of ``model``; a running server follows it."""
+    """Write the desired deployment of ``model``; a running server follows it.
+
+    Production is the registry's production version, unless ``pin`` holds a version on purpose
+    (kept until ``unpin``); a deployment already pinned stays pinned.
+    """
     check_model_name(model)
+    if pin is not None and unpin:
+        raise UsageError("--pin and --unpin exclude each other")
+    if pin is not None:
+        source.resolve(f"{model}:{pin}")  # an unknown version is refused before anything is written
     if canary is not None and shadow is not None:
         raise UsageError("--canary and --shadow exclude each other", hint="deploy one candidate at a time")
     if (weight is not None or steps) and canary is None:
@@ -421,14 +579,11 @@ def deploy(
                 f"--key must be header:NAME or field:NAME, got {key!r}", hint="e.g. --key field:customer_id"
             )
     current = load_deployment(repo, model)
-    production = current.production if current else source.resolve(f"{model}@production").version
     version = canary if canary is not None else shadow
     if version is not None:
-        info = source.resolve(f"{model}:{version}")
-        if info.version == production:
-            raise UsageError(
-                f"{model}:{version} is already the production version", hint="deploy another version as the candidate"
-            )
+        source.resolve(f"{model}:{version}")
+    if current is None and pin is None:
+        source.resolve(f"{model}@production")  # no production version: say so (exit 2) before the lock is taken
     started = now_iso()
     candidate = None
     if canary is not None:
@@ -452,13 +607,33 @@ def deploy(
     )
 
     def change(old: Deployment | None) -> Deployment:
+        # decided under the lock: the registry's production version of this moment (or the pin)
+        kept_pin = None if unpin or old is None else old.pin
+        if pin is not None:
+            production = pin
+            kept_pin = {"by": by, "at": now_iso(), "reason": pin_reason or "pinned with mlops deploy --pin"}
+        elif kept_pin is not None and old is not None:
+            production = old.production
+        else:
+            production = registry_production(source, model) or (old.production if old else None)
+            if production is None:
+                raise UsageError(
+                    f"{model} has no production version to deploy",
+                    hint=f"mlops promote {model} VERSION --to production",
+                )
+        if candidate is not None and candidate.version == production:
+            raise UsageError(
+                f"{model}:{candidate.version} is already the production version",
+                hint="deploy another version as the candidate",
+            )
         return Deployment(
             model=model,
-            production=old.production if old else production,
+            production=production,
             candidate=candidate,
             key=key or (old.key if old else DEFAULT_KEY),
             thresholds=thresholds,
             last_event=old.last_event if old else None,
+            pin=kept_pin,
         )
 
     def audit(old: Deployment | None, new: Deployment) -> None:
@@ -470,6 +645,7 @@ def deploy(
             mode=new.candidate.mode if new.candidate else None,
             weight=new.candidate.weight if new.candidate and new.candidate.mode == CANARY else None,
             steps=list(new.candidate.steps) if new.candidate else None,
+            pinned=new.pinned,
             actor=by,
         )
 
@@ -528,7 +704,9 @@ def rollback(
             actor=by,
         )
 
-    return update_deployment(repo, model, change, by=by, expect_revision=expect_revision, before_write=audit)
+    return update_deployment(
+        repo, model, change, by=by, expect_revision=expect_revision, before_write=audit, source=source
+    )
 
 
 def promote(
@@ -558,10 +736,14 @@ def promote(
             "by": by,
             "previous": old.production,
         }
-        return replace(old, production=old.candidate.version, candidate=None, last_event=event)
+        if old.pin is not None:
+            event["released_pin"] = old.production  # the promoted version is the registry's: follow it again
+        return replace(old, production=old.candidate.version, candidate=None, last_event=event, pin=None)
 
     def gate(old: Deployment | None, new: Deployment) -> None:
         assert old is not None and old.candidate is not None
         source.promote(model, old.candidate.version, reason=reason, actor=by, force=force)
 
-    return update_deployment(repo, model, change, by=by, expect_revision=expect_revision, before_write=gate)
+    return update_deployment(
+        repo, model, change, by=by, expect_revision=expect_revision, before_write=gate, source=source
+    )

@@ -480,26 +480,51 @@ def judge(
     max_error_rate: float | None,
     max_p99_ms: float | None,
     window_seconds: float,
+    baseline: Bucket | None = None,
 ) -> Verdict:
-    """Whether a candidate's window breaks a threshold; nothing is judged below ``min_requests``."""
+    """Whether a candidate's window breaks a threshold; nothing is judged below ``min_requests``.
+
+    ``baseline``: production over the same window (Kayenta-style canary analysis). With at least
+    ``min_requests`` production requests to compare, the candidate is blamed only for what
+    production does not also do: its error rate must pass the threshold *and* exceed production's
+    by more than the threshold (inputs that make both fail are the callers', not the
+    candidate's), and its p99 must pass the threshold while production's stays within it. With
+    too few production requests (a canary at 100%, a quiet window) the candidate is judged alone.
+    """
     n = window.n if window else 0
     if window is None or n < min_requests:
         return Verdict(None, f"{n} of the {min_requests} request(s) needed in the last {window_seconds:g} s", n)
+    base = baseline if baseline is not None and baseline.n >= min_requests else None
+    against = (
+        f"; production {base.error_rate:.1%} over the same window ({base.e5} of {base.n})"
+        if base is not None
+        else "; production: too few requests to compare"
+        if baseline is not None
+        else ""
+    )
     if max_error_rate is not None and window.error_rate > max_error_rate:
-        return Verdict(
-            False,
-            f"error rate {window.error_rate:.1%} > {max_error_rate:.1%} over the last {window_seconds:g} s "
-            f"({window.e5} of {n} requests failed)",
-            n,
-        )
+        excess = window.error_rate - (base.error_rate if base is not None else 0.0)
+        if excess > max_error_rate:
+            return Verdict(
+                False,
+                f"error rate {window.error_rate:.1%} > {max_error_rate:.1%} over the last {window_seconds:g} s "
+                f"({window.e5} of {n} requests failed){against}",
+                n,
+            )
     p99 = window.percentile_ms(0.99)
+    base_p99 = base.percentile_ms(0.99) if base is not None else None
     if max_p99_ms is not None and p99 is not None and p99 > max_p99_ms:
-        return Verdict(
-            False, f"p99 latency {p99:.1f} ms > {max_p99_ms:g} ms over the last {window_seconds:g} s ({n} requests)", n
-        )
+        if base_p99 is None or base_p99 <= max_p99_ms:
+            return Verdict(
+                False,
+                f"p99 latency {p99:.1f} ms > {max_p99_ms:g} ms over the last {window_seconds:g} s ({n} requests)"
+                + (f"; production p99 {base_p99:.1f} ms" if base_p99 is not None else ""),
+                n,
+            )
     return Verdict(
         True,
         f"healthy over the last {window_seconds:g} s ({n} requests, error rate {window.error_rate:.1%}"
-        + (f", p99 {p99:.1f} ms)" if p99 is not None else ")"),
+        + (f", p99 {p99:.1f} ms)" if p99 is not None else ")")
+        + against,
         n,
     )
