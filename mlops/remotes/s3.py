@@ -176,7 +176,7 @@ class S3Remote(Remote):
         fs = self._filesystem()
         try:
             return sync(fs.loop, func, *args, timeout=timeout, **kwargs)
-        except MlopsError:
+        except (MlopsError, _Deadline):
             raise
         except Exception as exc:
             translated = self._error(exc)
