@@ -27,6 +27,8 @@ from ..fsio import TMP_PREFIX, atomic_write, storage_error
 from ..store.objects import ObjectBatch, ObjectStore, size_problem
 from .base import MAX_REF_SIZE, REFS, Remote, check_ref_name, is_ref_name
 
+# errors of writing the cache, not of reading the remote
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 # read-only, never following a final symlink, never waiting on a FIFO's writer
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
@@ -57,8 +59,8 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _open_regular(path: str, *, dir_fd: int | None = None) -> int:
-    """An fd of the regular file at ``path`` (not followed if a symlink); _NotAFile otherwise."""
+def _open_regular(path: str, *, dir_fd: int | None = None) -> tuple[int, int]:
+    """An fd of the regular file at ``path`` (not followed if a symlink) and its size; _NotAFile otherwise."""
     mode = os.lstat(path, dir_fd=dir_fd).st_mode
     if not stat.S_ISREG(mode):
         raise _NotAFile.of(mode)
@@ -68,11 +70,11 @@ def _open_regular(path: str, *, dir_fd: int | None = None) -> int:
         if exc.errno == errno.ELOOP:  # swapped for a symlink since the lstat
             raise _NotAFile.of(stat.S_IFLNK) from None
         raise
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):  # swapped since the lstat: what was opened is what counts
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):  # swapped since the lstat: what was opened is what counts
         os.close(fd)
-        raise _NotAFile.of(mode)
-    return fd
+        raise _NotAFile.of(opened.st_mode)
+    return fd, opened.st_size
 
 
 class LocalRemote(Remote):
@@ -146,7 +148,7 @@ class LocalRemote(Remote):
         label: str | None = None,
     ) -> int:
         try:
-            fd = self._open_object(digest)
+            fd, length = self._open_object(digest)
         except (FileNotFoundError, NotADirectoryError):
             self._check_reachable()
             raise MissingObjectError(
@@ -162,15 +164,21 @@ class LocalRemote(Remote):
             ) from exc
         with open(fd, "rb", buffering=0) as source:
             # the length is known before a byte is read: a wrong one is refused at once
-            reason = size_problem(os.fstat(fd).st_size, size=size, max_size=max_size)
+            reason = size_problem(length, size=size, max_size=max_size)
             if reason is None:
                 try:
                     return batch.add_stream(source, digest, size=size, max_size=max_size, last=last)
                 except CorruptObjectError as exc:
                     reason = exc.fields.get("reason") or "its bytes do not match its name"
+                except OSError as exc:
+                    if exc.errno in _WRITE_ERRNOS:  # the cache's disk
+                        raise storage_error(exc, batch.store.root) from exc
+                    raise RemoteError(
+                        f"remote '{self.name}': cannot read object {digest}: {exc.strerror or exc}", object=digest
+                    ) from exc
         raise self.corrupt(digest, reason, label)
 
-    def _open_object(self, digest: str) -> int:
+    def _open_object(self, digest: str) -> tuple[int, int]:
         shard = os.path.join(self.path, digest[:2])
         if shard not in self._real_shards:
             mode = os.lstat(shard).st_mode
@@ -199,7 +207,7 @@ class LocalRemote(Remote):
     def get_ref(self, name: str) -> bytes | None:
         check_ref_name(name)
         try:
-            fd = self._open_ref(name)
+            fd, _length = self._open_ref(name)
         except (FileNotFoundError, NotADirectoryError):
             self._check_reachable()
             return None
@@ -220,7 +228,7 @@ class LocalRemote(Remote):
             raise self.ref_too_large(name)
         return data
 
-    def _open_ref(self, name: str) -> int:
+    def _open_ref(self, name: str) -> tuple[int, int]:
         """Open ``refs/<name>`` one folder at a time, each opened without following a symlink."""
         *folders, file = [REFS, *name.split("/")]
         dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
