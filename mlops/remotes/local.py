@@ -56,7 +56,9 @@ def _kind(mode: int) -> str:
         return "a folder"
     if stat.S_ISSOCK(mode):
         return "a socket"
-    return "not a regular file"
+    if stat.S_ISREG(mode):
+        return "a file"
+    return "of an unknown kind"
 
 
 def _open_regular(path: str, *, dir_fd: int | None = None) -> tuple[int, int]:
