@@ -20,6 +20,7 @@ class Root:
     hash: str
     is_dir: bool
     label: str  # who refers to it, for messages (a path, "git abc123:data.mlops", "run 42")
+    size: int | None = None  # a file's length where the referrer records it: a download must match it
 
 
 def workspace_roots(repo: Repo) -> list[Root]:
@@ -49,7 +50,7 @@ def commit_roots(repo: Repo, tips: list[str], exclude: list[str]) -> list[Root]:
 
 
 def _root(pointer: Pointer, label: str) -> Root:
-    return Root(pointer.hash, pointer.is_dir, label)
+    return Root(pointer.hash, pointer.is_dir, label, None if pointer.is_dir else pointer.size)
 
 
 @dataclass

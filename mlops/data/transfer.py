@@ -1,6 +1,10 @@
 """`mlops push`, `fetch` and `pull`: move the objects that pointer files reference, and only
 those the other side lacks, in parallel, checking every object's hash on arrival.
 
+A download is bounded too: a file object must have the length its manifest entry or pointer
+file records (the remote stops reading one byte past it), and a manifest, whose length no
+one records, at most ``MAX_MANIFEST_SIZE``.
+
 Children before parents on the receiving side too: file objects first, then manifests
 deepest first, so a remote that has a manifest always has what it lists.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FormatError
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..remotes.base import Remote, open_remote
@@ -21,6 +25,11 @@ from .checkout import CheckoutResult, checkout
 from .pointer import Pointer
 from .references import Root, all_commit_roots, workspace_roots
 from .snapshot import workspace_pointers
+
+# One folder's manifest (the tree itself is one manifest per folder): 64 MiB holds about a
+# million entries of a typical name length, far beyond any folder `mlops add` meets, and
+# bounds what a hostile remote can make a fetch write and hold in memory before the hash says no.
+MAX_MANIFEST_SIZE = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,9 @@ def get_remote(repo: Repo, name: str | None = None) -> Remote:
 
 def _roots(repo: Repo, targets: list[str] | None, all_commits: bool, extra_roots: Iterable[Root]) -> list[Root]:
     if targets:
-        roots = [Root(p.hash, p.is_dir, p.target) for p in workspace_pointers(repo, targets)]
+        roots = [
+            Root(p.hash, p.is_dir, p.target, None if p.is_dir else p.size) for p in workspace_pointers(repo, targets)
+        ]
     else:
         roots = workspace_roots(repo)
     if all_commits:
@@ -187,11 +198,26 @@ def fetch(
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> TransferResult:
+    """Take what the roots reach and this cache lacks. Every object is checked against the
+    length its referrer records (a manifest entry, a pointer file) and its hash; a manifest,
+    whose length nothing records, against ``MAX_MANIFEST_SIZE``."""
     source = get_remote(repo, remote)
     store = repo.objects
     roots = _roots(repo, targets, all_commits, extra_roots)
     moved = nbytes = present = 0
     seen: set[str] = set()
+    # digest -> (the length it must have, or None; where the snapshot names it), first claim wins
+    expected: dict[str, tuple[int | None, str]] = {}
+
+    def want(digest: str, size: int | None, label: str) -> None:
+        if digest not in expected:
+            expected[digest] = (size, label)
+
+    def fetch_one(digest: str, batch: ObjectBatch, manifests: bool) -> int:
+        size, label = expected.get(digest, (None, None))
+        if manifests:
+            return source.download(digest, batch, max_size=MAX_MANIFEST_SIZE, last=True, label=label)
+        return source.download(digest, batch, size=size, label=label)
 
     def download(batch: ObjectBatch, digests: list[str], label: str, *, manifests: bool) -> None:
         nonlocal moved, nbytes, present
@@ -202,7 +228,7 @@ def fetch(
         with (
             progress.task(f"{label} from {source.name}", total=len(todo)) as task,
             run_parallel(
-                lambda d: source.download(d, batch, last=manifests),
+                lambda d: fetch_one(d, batch, manifests),
                 todo,
                 jobs=source.parallelism(jobs, store.root),
                 adaptive=source.local_io,
@@ -217,8 +243,11 @@ def fetch(
     # published last, children before parents, so a manifest in the cache always means
     # everything below it is there too (add and push rely on that)
     with repo.store_lock(), store.batch() as batch:
-        files = [r.hash for r in roots if not r.is_dir]
-        level = [r.hash for r in roots if r.is_dir]
+        files: list[str] = []
+        level: list[str] = []
+        for root in roots:
+            want(root.hash, root.size, root.label)
+            (level if root.is_dir else files).append(root.hash)
         while level:
             level = [d for d in dict.fromkeys(level) if d not in seen]
             seen.update(level)
@@ -228,11 +257,27 @@ def fetch(
                 data = batch.staged_bytes(digest) if not store.exists(digest) else store.read_bytes(digest)
                 if data is None:  # pragma: no cover - download() raised before this
                     continue
+                where = expected.get(digest, (None, digest))[1]
                 for entry in decode_manifest(data, digest):
-                    (next_level if entry.kind == "t" else files).append(entry.hash)
+                    child = f"{where}/{entry.name}"
+                    if entry.kind == "t":
+                        want(entry.hash, None, child)
+                        next_level.append(entry.hash)
+                    else:
+                        want(entry.hash, _recorded_size(entry.size, digest, entry.name), child)
+                        files.append(entry.hash)
             level = next_level
         download(batch, list(dict.fromkeys(files)), "fetch", manifests=False)
     return TransferResult(source.name, "fetch", moved, nbytes, present)
+
+
+def _recorded_size(size: object, manifest: str, name: str) -> int:
+    """A manifest entry's size, which a download must match; a manifest that records none is refused."""
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    raise FormatError(
+        f"object {manifest} is not a valid tree manifest: entry {name!r} has size {size!r}", object=manifest
+    )
 
 
 def pull(

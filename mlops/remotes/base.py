@@ -5,7 +5,9 @@ A remote holds objects under the same names as the local cache. Its contract:
 - ``upload`` checks the local object's bytes against its name while sending them, and
   publishes it atomically (a reader never sees a partial object);
 - ``download`` streams an object into a local ``ObjectBatch``, which checks the hash on
-  arrival and publishes nothing that does not match;
+  arrival and publishes nothing that does not match; given the size the manifest or pointer
+  file records (or, for a manifest, the most it may be), it reads at most one byte more and
+  refuses an object of another length (``CorruptObjectError``, exit 3);
 - ``finish`` makes what was uploaded durable (local remotes) and releases resources.
 Methods are called from several worker threads at once.
 
@@ -13,6 +15,10 @@ Beside the objects, a remote holds named **refs**: small documents under ``refs/
 (e.g. ``refs/runs/<run_id>.json``, a shared experiment run). Their folder is distinct from
 the objects' two-hex-digit shards, so listing objects never meets them. A ref name is
 ``[A-Za-z0-9._/-]`` only, with no ``..`` and no leading ``/`` (``check_ref_name``).
+
+What a remote lists is received content: ``iter_digests`` yields only keys that are exactly
+an object name, ``list_refs`` only valid ref names (anything else is skipped, never turned
+into a path), and ``get_ref`` reads at most ``MAX_REF_SIZE`` bytes.
 """
 
 from __future__ import annotations
@@ -24,17 +30,20 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, CorruptObjectError, RemoteError, UsageError
 from ..store.objects import ObjectBatch
 
 REFS = "refs"  # the folder (local) or key prefix (S3) of refs, beside the object shards
 REF_NAME = re.compile(r"[A-Za-z0-9._/-]+")
 MAX_REF_NAME = 512
+# A ref is a small document (a run bundle: run.json, params, metrics): 16 MiB is far above any
+# real one, and bounds what a hostile remote can make a reader hold in memory.
+MAX_REF_SIZE = 16 << 20
 
 
-def check_ref_name(name: str, *, prefix: bool = False) -> str:
-    """``name`` if it is a valid ref name (``prefix``: a name's start, which may be empty or end with '/')."""
-    ok = (
+def is_ref_name(name: object, *, prefix: bool = False) -> bool:
+    """Whether ``name`` is a valid ref name (``prefix``: a name's start, which may be empty or end with '/')."""
+    return (
         isinstance(name, str)
         and len(name) <= MAX_REF_NAME
         and (REF_NAME.fullmatch(name) is not None or (prefix and name == ""))
@@ -43,7 +52,11 @@ def check_ref_name(name: str, *, prefix: bool = False) -> str:
         and "//" not in name
         and (prefix or not name.endswith("/"))
     )
-    if not ok:
+
+
+def check_ref_name(name: str, *, prefix: bool = False) -> str:
+    """``name`` if it is a valid ref name (``prefix``: a name's start, which may be empty or end with '/')."""
+    if not is_ref_name(name, prefix=prefix):
         raise UsageError(
             f"not a valid ref name: {name!r}",
             hint="letters, digits, '.', '_', '-' and '/' only; no '..', no leading '/'",
@@ -64,8 +77,21 @@ class Remote(ABC):
         """Send one local object; returns its size."""
 
     @abstractmethod
-    def download(self, digest: str, batch: ObjectBatch, *, last: bool = False) -> int:
-        """Fetch one object into ``batch`` (``last``: a manifest, published after the rest); returns its size."""
+    def download(
+        self,
+        digest: str,
+        batch: ObjectBatch,
+        *,
+        size: int | None = None,
+        max_size: int | None = None,
+        last: bool = False,
+        label: str | None = None,
+    ) -> int:
+        """Fetch one object into ``batch``; returns its size.
+
+        ``size``: the length it must have; ``max_size``: the most it may have when that is not
+        known (a manifest); ``last``: a manifest, published after the rest; ``label``: where
+        the snapshot names it (a path), for messages."""
 
     @abstractmethod
     def iter_digests(self) -> Iterator[str]: ...
@@ -101,6 +127,24 @@ class Remote(ABC):
 
     def describe(self) -> str:
         return f"{self.name} ({self.url})"
+
+    def corrupt(self, digest: str, reason: str, label: str | None = None) -> CorruptObjectError:
+        """The one line for an object this remote holds in a form that is refused."""
+        named = f" ({label})" if label else ""
+        return CorruptObjectError(
+            f"object {digest}{named} on remote '{self.name}' is corrupt: {reason}; not taken",
+            hint="push a good copy from a clone that has it ('mlops push --full')",
+            object=digest,
+            reason=reason,
+            **({"path": label} if label else {}),
+        )
+
+    def ref_too_large(self, name: str) -> RemoteError:
+        return RemoteError(
+            f"remote '{self.name}': ref {name} is larger than {MAX_REF_SIZE >> 20} MiB; not read",
+            hint="the ref was not written by mlops: check who writes to the remote",
+            ref=name,
+        )
 
 
 def open_remote(name: str, settings: dict[str, Any], *, root: Path) -> Remote:

@@ -3,19 +3,80 @@
 Refs live in ``<remote>/refs/<name>``, each replaced whole by ``fsio.atomic_write`` (temp
 file in the same folder, fsync, rename); the object store's listing skips that folder, as it
 only reads two-hex-digit shards.
+
+Whoever else writes to the folder may plant anything, so what is read from it must be a
+regular file reached without a symlink: an object or a ref that is a FIFO (whose open or
+read would wait forever), a device (an endless or side-effecting read), or a symlink (even
+one pointing inside the remote), or that sits in a folder that is a symlink, is refused.
+The check cannot be raced: the entry is opened with ``O_NOFOLLOW | O_NONBLOCK`` (a symlink
+fails, a FIFO opens at once) and what was opened is checked with ``fstat``; an ``lstat``
+before the open keeps a device from being opened at all in the common case.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from ..errors import CorruptObjectError, MissingObjectError, RemoteError
 from ..fsio import TMP_PREFIX, atomic_write, storage_error
-from ..store.objects import ObjectBatch, ObjectStore
-from .base import REFS, Remote, check_ref_name
+from ..store.objects import ObjectBatch, ObjectStore, size_problem
+from .base import MAX_REF_SIZE, REFS, Remote, check_ref_name, is_ref_name
+
+# errors of writing the cache, not of reading the remote
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+# read-only, never following a final symlink, never waiting on a FIFO's writer
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+class _NotAFile(Exception):
+    """An entry of the remote that is not a regular file reached without a symlink; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    @classmethod
+    def of(cls, mode: int) -> _NotAFile:
+        return cls(f"it is {_kind(mode)}, not a regular file")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISREG(mode):
+        return "a file"
+    return "of an unknown kind"
+
+
+def _open_regular(path: str, *, dir_fd: int | None = None) -> tuple[int, int]:
+    """An fd of the regular file at ``path`` (not followed if a symlink) and its size; _NotAFile otherwise."""
+    mode = os.lstat(path, dir_fd=dir_fd).st_mode
+    if not stat.S_ISREG(mode):
+        raise _NotAFile.of(mode)
+    try:
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # swapped for a symlink since the lstat
+            raise _NotAFile.of(stat.S_IFLNK) from None
+        raise
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):  # swapped since the lstat: what was opened is what counts
+        os.close(fd)
+        raise _NotAFile.of(opened.st_mode)
+    return fd, opened.st_size
 
 
 class LocalRemote(Remote):
@@ -27,6 +88,7 @@ class LocalRemote(Remote):
         self.store = ObjectStore(path)
         self._batch: ObjectBatch | None = None
         self._mutex = threading.Lock()
+        self._real_shards: set[str] = set()  # shard folders seen to be real folders, not symlinks
 
     def _check_reachable(self) -> None:
         if not self.path.parent.exists():
@@ -77,21 +139,55 @@ class LocalRemote(Remote):
                 object=digest,
             ) from None
 
-    def download(self, digest: str, batch: ObjectBatch, *, last: bool = False) -> int:
+    def download(
+        self,
+        digest: str,
+        batch: ObjectBatch,
+        *,
+        size: int | None = None,
+        max_size: int | None = None,
+        last: bool = False,
+        label: str | None = None,
+    ) -> int:
         try:
-            with open(self.store.file(digest), "rb", buffering=0) as source:
-                return batch.add_stream(source, digest, last=last)
-        except FileNotFoundError:
+            fd, length = self._open_object(digest)
+        except (FileNotFoundError, NotADirectoryError):
             self._check_reachable()
             raise MissingObjectError(
                 f"object {digest} is not on remote '{self.name}'",
                 hint="run 'mlops push --full' from a clone that has it",
                 object=digest,
             ) from None
-        except CorruptObjectError:
-            raise CorruptObjectError(
-                f"object {digest} on remote '{self.name}' is corrupt; not taken", object=digest
-            ) from None
+        except _NotAFile as exc:
+            raise self.corrupt(digest, exc.reason, label) from None
+        except OSError as exc:
+            raise RemoteError(
+                f"remote '{self.name}': cannot read object {digest}: {exc.strerror or exc}", object=digest
+            ) from exc
+        with open(fd, "rb", buffering=0) as source:
+            # the length is known before a byte is read: a wrong one is refused at once
+            reason = size_problem(length, size=size, max_size=max_size)
+            if reason is None:
+                try:
+                    return batch.add_stream(source, digest, size=size, max_size=max_size, last=last)
+                except CorruptObjectError as exc:
+                    reason = exc.fields.get("reason") or "its bytes do not match its name"
+                except OSError as exc:
+                    if exc.errno in _WRITE_ERRNOS:  # the cache's disk
+                        raise storage_error(exc, batch.store.root) from exc
+                    raise RemoteError(
+                        f"remote '{self.name}': cannot read object {digest}: {exc.strerror or exc}", object=digest
+                    ) from exc
+        raise self.corrupt(digest, reason, label)
+
+    def _open_object(self, digest: str) -> tuple[int, int]:
+        shard = os.path.join(self.path, digest[:2])
+        if shard not in self._real_shards:
+            mode = os.lstat(shard).st_mode
+            if not stat.S_ISDIR(mode):
+                raise _NotAFile(f"its folder {digest[:2]} is {_kind(mode)}, not a real folder")
+            self._real_shards.add(shard)
+        return _open_regular(self.store.file(digest))
 
     def iter_digests(self) -> Iterator[str]:
         self._check_reachable()
@@ -111,14 +207,46 @@ class LocalRemote(Remote):
         atomic_write(path, data)
 
     def get_ref(self, name: str) -> bytes | None:
-        path = self._ref_path(name)
+        check_ref_name(name)
         try:
-            return path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            fd, _length = self._open_ref(name)
+        except (FileNotFoundError, NotADirectoryError):
             self._check_reachable()
             return None
+        except _NotAFile as exc:
+            raise RemoteError(
+                f"remote '{self.name}': ref {name} is refused: {exc.reason}; not read",
+                hint="the ref was not written by mlops: check who writes to the remote",
+                ref=name,
+            ) from None
         except OSError as exc:
             raise RemoteError(f"remote '{self.name}': cannot read ref {name}: {exc.strerror or exc}") from exc
+        try:
+            with open(fd, "rb", buffering=0) as handle:
+                data = handle.read(MAX_REF_SIZE + 1)
+        except OSError as exc:
+            raise RemoteError(f"remote '{self.name}': cannot read ref {name}: {exc.strerror or exc}") from exc
+        if len(data) > MAX_REF_SIZE:
+            raise self.ref_too_large(name)
+        return data
+
+    def _open_ref(self, name: str) -> tuple[int, int]:
+        """Open ``refs/<name>`` one folder at a time, each opened without following a symlink."""
+        *folders, file = [REFS, *name.split("/")]
+        dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            for folder in folders:
+                try:
+                    inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        raise _NotAFile(f"its folder {folder} is a symlink, not a real folder") from None
+                    raise
+                os.close(dir_fd)
+                dir_fd = inner
+            return _open_regular(file, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def list_refs(self, prefix: str = "") -> list[str]:
         check_ref_name(prefix, prefix=True)
@@ -134,7 +262,8 @@ class LocalRemote(Remote):
                     if file.startswith(TMP_PREFIX):
                         continue  # an interrupted writer's temp file
                     ref = file if rel == "." else f"{rel}/{file}"
-                    if ref.startswith(prefix):
+                    # a name that is not a valid ref name was not written by mlops: skipped
+                    if ref.startswith(prefix) and is_ref_name(ref):
                         names.append(ref)
         except OSError as exc:
             raise RemoteError(f"remote '{self.name}': cannot list refs: {exc.strerror or exc}") from exc

@@ -16,10 +16,17 @@ Design:
   one PUT; a large one is sent as a multipart upload whose parts stay invisible until
   ``CompleteMultipartUpload``, which is only called once the whole stream hashed right
   (otherwise the upload is aborted). Both are atomic in S3: a reader sees all or nothing.
-- ``download`` streams one GET into ``ObjectBatch.add_stream``, which checks the hash.
+- ``download`` streams one GET into ``ObjectBatch.add_stream``, which checks the hash and
+  the length: an answer whose Content-Length is not the size expected is refused before its
+  body is read, and a body (chunked, or lying about its length) is never read past one byte
+  more than expected. ``get_ref`` reads at most ``MAX_REF_SIZE`` bytes the same way.
 - Fail fast: 5 s to connect, one retry; every botocore/aiohttp/s3fs error becomes one
   ``RemoteError`` line (unreachable, credentials refused, no such bucket, ...) and never
   escapes raw.
+- Bounded in time: a server silent for ``timeout`` seconds fails the read (aiohttp's socket
+  read timeout); one that dribbles bytes to keep that timer quiet is caught by a deadline of
+  ``timeout`` seconds on each read of at most 1 MiB (``CHUNK``) of a body, and of
+  ``ATTEMPTS x (connect + timeout)`` on a request's answer.
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ from ..errors import ConfigError, CorruptObjectError, MissingObjectError, MlopsE
 from ..fsio import storage_error
 from ..parallel import default_jobs
 from ..store.hashing import hash_bytes, is_hash
-from ..store.objects import ObjectBatch
-from .base import REFS, Remote, check_ref_name
+from ..store.objects import ObjectBatch, size_problem
+from .base import MAX_REF_SIZE, REFS, Remote, check_ref_name, is_ref_name
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: an endpoint that is down fails fast
 DEFAULT_TIMEOUT = 60.0  # seconds without a byte from the server (settings: timeout)
@@ -169,7 +176,7 @@ class S3Remote(Remote):
         fs = self._filesystem()
         try:
             return sync(fs.loop, func, *args, timeout=timeout, **kwargs)
-        except MlopsError:
+        except (MlopsError, _Deadline):
             raise
         except Exception as exc:
             translated = self._error(exc)
@@ -291,9 +298,24 @@ class S3Remote(Remote):
             object=digest,
         )
 
-    def download(self, digest: str, batch: ObjectBatch, *, last: bool = False) -> int:
+    def _get(self, key: str) -> dict[str, Any]:
+        """GET ``key``: the answer's headers, with the body still unread (``_NotFound`` if absent)."""
+        # bounded whole: retries included, so a server dribbling its headers cannot hold us
+        deadline = ATTEMPTS * (CONNECT_TIMEOUT + self.timeout) + 1
+        return self._run(self._call, "get_object", Key=key, timeout=deadline)  # type: ignore[no-any-return]
+
+    def download(
+        self,
+        digest: str,
+        batch: ObjectBatch,
+        *,
+        size: int | None = None,
+        max_size: int | None = None,
+        last: bool = False,
+        label: str | None = None,
+    ) -> int:
         try:
-            answer = self._run(self._call, "get_object", Key=self._key(digest))
+            answer = self._get(self._key(digest))
         except _NotFound:
             self._check_bucket()
             raise MissingObjectError(
@@ -303,13 +325,15 @@ class S3Remote(Remote):
             ) from None
         stream = _SyncBody(self, answer["Body"])
         try:
-            return batch.add_stream(stream, digest, last=last)  # type: ignore[arg-type]
-        except CorruptObjectError:
-            raise CorruptObjectError(
-                f"object {digest} on remote '{self.name}' is corrupt; not taken",
-                hint="push a good copy from a clone that has it",
-                object=digest,
-            ) from None
+            length = answer.get("ContentLength")
+            # the server says the length first: a wrong one is refused before the body is read
+            reason = size_problem(length, size=size, max_size=max_size) if isinstance(length, int) else None
+            if reason is None:
+                try:
+                    return batch.add_stream(stream, digest, size=size, max_size=max_size, last=last)  # type: ignore[arg-type]
+                except CorruptObjectError as exc:
+                    reason = exc.fields.get("reason") or "its bytes do not match its name"
+            raise self.corrupt(digest, reason, label)
         except OSError as exc:  # the reader maps network errors; an OSError here is the local disk
             raise storage_error(exc, batch.store.root) from exc
         finally:
@@ -343,13 +367,20 @@ class S3Remote(Remote):
     def get_ref(self, name: str) -> bytes | None:
         key = self._ref_key(check_ref_name(name))
         try:
-            answer = self._run(self._call, "get_object", Key=key)
+            answer = self._get(key)
         except _NotFound:
             self._check_bucket()  # a missing bucket says 404 too: tell it apart
             return None
         stream = _SyncBody(self, answer["Body"])
         try:
-            return stream.read()
+            length = answer.get("ContentLength")
+            if isinstance(length, int) and length > MAX_REF_SIZE:
+                raise self.ref_too_large(name)
+            # one byte more than announced (or than allowed) tells a body longer than it said
+            data = stream.read((length if isinstance(length, int) else MAX_REF_SIZE) + 1)
+            if len(data) > MAX_REF_SIZE:
+                raise self.ref_too_large(name)
+            return data
         finally:
             stream.close()
 
@@ -367,7 +398,10 @@ class S3Remote(Remote):
                 **({"ContinuationToken": token} if token else {}),
             )
             self._bucket_seen = True
-            names.extend(item["Key"][len(start) :] for item in page.get("Contents", ()))
+            for item in page.get("Contents", ()):
+                ref = item["Key"][len(start) :]
+                if is_ref_name(ref):  # any other key was not written by mlops: skipped, never used
+                    names.append(ref)
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return sorted(names)
@@ -461,6 +495,8 @@ class _SyncBody:
     """A blocking ``read``/``readinto`` over an aiobotocore streaming body, for ``add_stream``.
 
     ``read(n)`` returns exactly ``n`` bytes unless the stream ends (``copy_and_hash`` relies on it).
+    Each call must be done within the remote's ``timeout``: the socket's own read timeout
+    only sees silence, not a server that keeps it quiet with a byte now and then.
     """
 
     def __init__(self, remote: S3Remote, body: Any) -> None:
@@ -468,24 +504,41 @@ class _SyncBody:
         self.body = body
 
     def read(self, size: int = -1) -> bytes:
-        buffer = bytearray(size) if size >= 0 else None
-        if buffer is None:
-            return bytes(self.remote._run(self.body.read))
+        if size < 0:
+            raise ValueError("an unbounded read of a remote's answer")  # every caller says how much
+        buffer = bytearray(size)
         count = self.readinto(buffer)
         return bytes(buffer[:count])
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        return int(self.remote._run(_fill, self.body, memoryview(buffer).cast("B")))
+        remote = self.remote
+        try:
+            return int(remote._run(_fill, self.body, memoryview(buffer).cast("B"), remote.timeout))
+        except _Deadline:
+            raise RemoteError(
+                f"remote '{remote.name}' sent less than {len(buffer)} bytes in {remote.timeout:g} s "
+                f"({remote._endpoint}); stopped",
+                hint="try again, or raise the remote's timeout in .mlops/config.yaml",
+            ) from None
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.remote._run(_close, self.body, timeout=ABORT_TIMEOUT)
 
 
-async def _fill(body: Any, view: memoryview) -> int:
+class _Deadline(Exception):
+    """A read of a body did not complete in time (raised on the IO loop, mapped by _SyncBody)."""
+
+
+async def _fill(body: Any, view: memoryview, seconds: float) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
     count = 0
     while count < len(view):
-        chunk = await body.read(len(view) - count)
+        try:
+            chunk = await asyncio.wait_for(body.read(len(view) - count), max(deadline - loop.time(), 0.0))
+        except asyncio.TimeoutError:
+            raise _Deadline from None
         if not chunk:
             break
         view[count : count + len(chunk)] = chunk

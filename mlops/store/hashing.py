@@ -60,23 +60,29 @@ def hash_stream_while(src: BinaryIO, keep_going: Callable[[], bool] | None) -> t
     return hasher.hexdigest(), size
 
 
-def copy_and_hash(src: BinaryIO, dst_fd: int) -> tuple[str, int]:
+def copy_and_hash(src: BinaryIO, dst_fd: int, limit: int | None = None) -> tuple[str, int]:
     """Copy ``src`` into the open descriptor ``dst_fd`` and hash the same bytes: one read.
+
+    With ``limit``, at most ``limit + 1`` bytes are read: a returned size above ``limit``
+    means the stream holds more than allowed, and the rest of it was never read (a remote
+    that sends an endless stream fills neither the disk nor the time).
 
     For a large file, writeback to disk is started every WRITEBACK_WINDOW bytes, so that
     disk writes overlap reading and hashing and the caller's final fsync is short.
     """
-    first = src.read(SMALL_FILE)
+    cap = SMALL_FILE if limit is None else min(SMALL_FILE, limit + 1)
+    first = src.read(cap)
     write_all(dst_fd, first)
-    if len(first) < SMALL_FILE:
+    if len(first) < SMALL_FILE:  # the end of the stream, or a limit below SMALL_FILE reached
         return xxhash.xxh3_128_hexdigest(first), len(first)
     hasher = xxhash.xxh3_128(first)
     size = len(first)
     flushed = 0
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
-    while True:
-        count = src.readinto(buffer)  # type: ignore[attr-defined]
+    while limit is None or size <= limit:
+        want = view if limit is None else view[: min(CHUNK, limit + 1 - size)]
+        count = src.readinto(want)  # type: ignore[attr-defined]
         if not count:
             break
         chunk = view[:count]

@@ -54,6 +54,18 @@ def _syncfs(fd: int) -> bool:
     return _libc.syncfs(fd) == 0
 
 
+def size_problem(got: int, *, size: int | None = None, max_size: int | None = None) -> str | None:
+    """Why an object of ``got`` bytes is not the one expected (``size`` exactly, at most
+    ``max_size``), or None. ``got`` above the bound may be a lower bound: reads stop there."""
+    if size is not None and got > size:
+        return f"larger than the {size} bytes expected"
+    if size is not None and got < size:
+        return f"{got} bytes where {size} were expected"
+    if max_size is not None and got > max_size:
+        return f"larger than the limit of {max_size} bytes"
+    return None
+
+
 class ObjectStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -321,17 +333,36 @@ class ObjectBatch:
             temp = next((t for t, d in (*self._staged, *self._last) if d == digest), None)
         return None if temp is None else Path(temp).read_bytes()
 
-    def add_stream(self, source: BinaryIO, expected: str, *, last: bool = False) -> int:
+    def add_stream(
+        self,
+        source: BinaryIO,
+        expected: str,
+        *,
+        size: int | None = None,
+        max_size: int | None = None,
+        last: bool = False,
+    ) -> int:
         """Copy a stream in (a download) that must hash to ``expected``; nothing is kept otherwise.
+
+        ``size``: the exact length the object must have (from a manifest or pointer file);
+        ``max_size``: the most it may have when its length is not known (a manifest). Either
+        way at most one byte more is read: a stream longer than that is cut off and refused,
+        so a hostile source can fill neither the disk nor the time. A refusal is a
+        ``CorruptObjectError`` whose ``reason`` field says what was wrong, for the caller's
+        message (which knows the remote and the path).
 
         ``last`` objects (manifests) are published after all others, the last staged first:
         fetched level by level from the top, they land children before parents."""
-        (digest, size), temp = self._fill_temp(lambda fd: copy_and_hash(source, fd), own_errors=False)
-        if digest != expected:
+        limit = size if size is not None else max_size
+        (digest, got), temp = self._fill_temp(lambda fd: copy_and_hash(source, fd, limit), own_errors=False)
+        reason = size_problem(got, size=size, max_size=max_size)
+        if reason is None and digest != expected:
+            reason = f"its bytes hash to {digest}"
+        if reason is not None:
             os.unlink(temp)
-            raise CorruptObjectError(f"object {expected} arrived corrupt (its bytes hash to {digest})", object=expected)
+            raise CorruptObjectError(f"object {expected} arrived corrupt: {reason}", object=expected, reason=reason)
         self._stage(temp, digest, last=last)
-        return size
+        return got
 
     def _drop(self, digest: str) -> None:
         for index, (temp, staged) in enumerate(self._staged):
