@@ -258,7 +258,9 @@ def fetch(
                 if data is None:  # pragma: no cover - download() raised before this
                     continue
                 where = expected.get(digest, (None, digest))[1]
-                for entry in decode_manifest(data, digest):
+                # a refusal names the tracked path the manifest belongs to and the remote it came from
+                source_where = f"tree {digest} of {where} from remote '{source.name}'"
+                for entry in decode_manifest(data, digest, where=source_where):
                     child = f"{where}/{entry.name}"
                     if entry.kind == "t":
                         want(entry.hash, None, child)

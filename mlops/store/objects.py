@@ -166,7 +166,7 @@ class ObjectBatch:
     store: ObjectStore
     _staged: list[tuple[str, str]] = field(default_factory=list)  # (temp path, digest)
     _last: list[tuple[str, str]] = field(default_factory=list)  # published after the others, newest first
-    _staged_digests: set[str] = field(default_factory=set)
+    _staged_digests: dict[str, str] = field(default_factory=dict)  # digest -> its temp file
     _mutex: threading.Lock = field(default_factory=threading.Lock)  # batches are filled from worker threads
     _folders: set[Path] = field(default_factory=set)
     _tag: str = ""  # the name prefix of this batch's temp files, so abort can find every one
@@ -323,14 +323,14 @@ class ObjectBatch:
         with self._mutex:
             if not published and digest not in self._staged_digests:
                 (self._last if last else self._staged).append((temp, digest))
-                self._staged_digests.add(digest)
+                self._staged_digests[digest] = temp
                 return
         os.unlink(temp)  # identical content is stored once
 
     def staged_bytes(self, digest: str) -> bytes | None:
         """The bytes of an object staged in this batch and not yet published (a fetched manifest)."""
         with self._mutex:
-            temp = next((t for t, d in (*self._staged, *self._last) if d == digest), None)
+            temp = self._staged_digests.get(digest)  # a lookup: fetch asks once per manifest
         return None if temp is None else Path(temp).read_bytes()
 
     def add_stream(
@@ -370,14 +370,14 @@ class ObjectBatch:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
                 del self._staged[index]
-                self._staged_digests.discard(digest)
+                self._staged_digests.pop(digest, None)
                 return
 
     def commit(self) -> int:
         """Make every staged object durable, then publish it under its name; returns the count."""
         staged, self._staged = [*self._staged, *reversed(self._last)], []
         self._last = []
-        self._staged_digests = set()
+        self._staged_digests = {}
         if not staged:
             return 0
         try:
@@ -432,7 +432,7 @@ class ObjectBatch:
     def abort(self) -> None:
         staged, self._staged = [*self._staged, *self._last], []
         self._last = []
-        self._staged_digests = set()
+        self._staged_digests = {}
         for temp, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
