@@ -5,6 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def repo_relative(text: str) -> str:
+    """Paths of this machine written relative to the repository: the docs are read elsewhere."""
+    root = str(REPO_ROOT)
+    text = re.sub(rf"\(cd {re.escape(root)} && ([^)]*)\)", r"\1", text)
+    text = text.replace(root + "/", "").replace(str(REPO_ROOT.parent) + "/", "../")
+    return text.replace(root, ".")
+
 
 def replace_section(path: Path, section: str) -> None:
     """Replace the section whose heading is ``section``'s first line (up to the next `## `
@@ -13,7 +23,7 @@ def replace_section(path: Path, section: str) -> None:
     heading = section.split("\n", 1)[0]
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    body = section.strip("\n") + "\n"
+    body = repo_relative(section.strip("\n")) + "\n"
     if pattern.search(text):
         text = pattern.sub(lambda _m: body + "\n", text, count=1)
     else:
