@@ -93,12 +93,9 @@ def admin_refusal(
 
     ``writes``: the request changes state (the admin endpoints); False for reading what only an
     administrator may see (``/health``'s details), where the content-type rule has no meaning."""
-    origin = headers.get("origin")
-    if origin is not None and not _origin_ok(origin, server_port):
-        return Refusal(403, ORIGIN, f"cross-origin request refused: Origin {origin[:100]!r} is not this server")
-    fetch_site = headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
-        return Refusal(403, ORIGIN, f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]})")
+    cross_site = _cross_site(headers, server_port)
+    if cross_site is not None:
+        return cross_site
     if token_set:
         if not token_ok:
             return Refusal(401, TOKEN, "missing or wrong bearer token (Authorization: Bearer ...)")
@@ -109,15 +106,9 @@ def admin_refusal(
             REMOTE,
             "admin actions need a token when the server listens beyond this machine: start it with --token-env",
         )
-    host = headers.get("host")
-    parsed = host_and_port(host) if host else None
-    if parsed is None or not is_loopback(parsed[0]):
-        shown = "none" if host is None else repr(host[:100])
-        return Refusal(
-            403,
-            HOST,
-            f"admin actions without a token answer only to a loopback Host (127.0.0.1, localhost, [::1]); got {shown}",
-        )
+    foreign_host = _foreign_host(headers, "admin actions without a token answer")
+    if foreign_host is not None:
+        return foreign_host
     if writes:
         mime = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if mime != "application/json":
@@ -144,21 +135,28 @@ def request_refusal(
     but the probes: a foreign ``Origin`` or a cross-site ``Sec-Fetch-Site`` is refused (a page on
     another site may POST ``text/csv`` without a preflight), and, without a token on a loopback
     server, so is a ``Host`` that is not loopback (a rebinding page reading the answers)."""
+    cross_site = _cross_site(headers, server_port)
+    if cross_site is not None or token_set or not bound_loopback:
+        return cross_site
+    return _foreign_host(headers, "a server without a token on this machine answers")
+
+
+def _cross_site(headers: Mapping[str, str], server_port: int | None) -> Refusal | None:
+    """A browser naming another page as the sender (``Origin``, ``Sec-Fetch-Site``)."""
     origin = headers.get("origin")
     if origin is not None and not _origin_ok(origin, server_port):
         return Refusal(403, ORIGIN, f"cross-origin request refused: Origin {origin[:100]!r} is not this server")
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
         return Refusal(403, ORIGIN, f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]})")
-    if not token_set and bound_loopback:
-        host = headers.get("host")
-        parsed = host_and_port(host) if host else None
-        if parsed is None or not is_loopback(parsed[0]):
-            shown = "none" if host is None else repr(host[:100])
-            return Refusal(
-                403,
-                HOST,
-                f"a server without a token on this machine answers only to a loopback Host (127.0.0.1, "
-                f"localhost, [::1]); got {shown}",
-            )
     return None
+
+
+def _foreign_host(headers: Mapping[str, str], who: str) -> Refusal | None:
+    """A ``Host`` that is not loopback: the name a DNS-rebinding page sends."""
+    host = headers.get("host")
+    parsed = host_and_port(host) if host else None
+    if parsed is not None and is_loopback(parsed[0]):
+        return None
+    shown = "none" if host is None else repr(host[:100])
+    return Refusal(403, HOST, f"{who} only to a loopback Host (127.0.0.1, localhost, [::1]); got {shown}")

@@ -178,3 +178,22 @@ def test_every_answered_request_is_counted_4xx_included(serve) -> None:
     requests = metric_lines(server, "mlops_requests_total")
     assert requests['mlops_requests_total{model="churn",variant="production",version="1"}'] == 2
     assert re.search(r"# HELP mlops_http_requests_total .*4xx", httpx.get(server.url + "/metrics").text)
+
+
+def test_model_routes_refuse_cross_site_and_rebinding_but_probes_answer(serve, model_repo: Path) -> None:
+    # a page may POST text/csv to /invocations without a preflight, and a canary's errors count
+    # toward its rollback: the model's routes are not harmless to a hostile page either
+    server = serve()
+    csv = {"content": "tenure,plan,monthly_charges\n3,basic,80.0\n", "headers": {"Content-Type": "text/csv"}}
+    with server.client() as c:
+        assert c.post("/invocations", **csv).status_code == 200  # a local tool: no Origin, loopback Host
+        cross = c.post(
+            "/invocations", content=csv["content"], headers={**csv["headers"], "Origin": "http://evil.example"}
+        )
+        assert cross.status_code == 403 and cross.json()["rule"] == "same-origin"
+        rebound = c.get("/metadata", headers={"Host": "evil.example"})
+        assert rebound.status_code == 403 and rebound.json()["rule"] == "loopback-host"
+        for probe in ("/ping", "/v2/health/live", "/v2/health/ready"):
+            assert c.get(probe, headers={"Host": "10-0-0-7.pod.cluster.local"}).status_code == 200, probe
+    counted = metric_lines(server, "mlops_cross_site_refusals_total")
+    assert sum(counted.values()) == 2, counted
