@@ -241,7 +241,8 @@ def test_a_leftover_writer_keeps_the_output_locked(repo: Repo, tmp_path: Path) -
         wait_for(writer_pid.exists, "the writer's pid")
         writer = int(writer_pid.read_text())
         group = os.getpgid(int((tmp_path / "one.pid").read_text()))
-        assert os.getpgid(writer) != group  # it escaped the stage's group
+        # it escapes the stage's group once setsid has run: $! names it from the fork on
+        wait_for(lambda: os.getpgid(writer) != group, "the writer to leave the stage's group")
         run.proc.kill()
         assert run.finish() == -signal.SIGKILL
         wait_for(lambda: group_gone(group), "the stage's group to end")
