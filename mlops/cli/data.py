@@ -92,6 +92,7 @@ def status(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Show what changed in tracked data since its pointer file was written."""
+    from ..data.status import NOT_PULLED
     from ..data.status import status as do_status
 
     out = Output(json_output=json_output)
@@ -111,11 +112,14 @@ def status(
             doc["dvc_missing"] = [m.to_dict() for m in missing]
         out.emit_json(doc)
     else:
-        changed = [t for t in result.targets if t.state != "unchanged"]
+        changed = [t for t in result.targets if t.state not in ("unchanged", NOT_PULLED)]
+        not_pulled = [t for t in result.targets if t.state == NOT_PULLED]
         if not result.targets and not stages and not missing:
             out.info("no tracked data (mlops add PATH to track some)")
-        elif result.targets and not changed:
+        elif result.targets and not changed and not not_pulled:
             out.info(f"tracked data is up to date ({len(result.targets)} path(s))")
+        for t in not_pulled:
+            out.row((t.state, "yellow"), (t.path, None), (t.detail or "", "dim"))
         for t in changed:
             summary = ""
             if t.kind == "dir" and t.state == "modified" and t.changes.count:
@@ -146,7 +150,7 @@ def status(
             out.info(f"pipeline is up to date ({len(stages)} stage(s))")
         elif to_run:
             out.info("use 'mlops run' to bring the pipeline up to date")
-    problems = sum(t.state != "unchanged" for t in result.targets) + len(stale) + len(missing)
+    problems = sum(t.state not in ("unchanged", NOT_PULLED) for t in result.targets) + len(stale) + len(missing)
     if check and problems:
         raise CheckFailed(f"{problems} tracked path(s) or stage(s) changed")
 

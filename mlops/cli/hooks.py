@@ -119,11 +119,13 @@ def run(
 
 
 def _pre_commit(out: Output, _args: list[str]) -> None:
+    from ..data.status import NOT_PULLED
     from ..data.status import status as data_status
     from .data import stage_status
 
     repo = find_repo()
-    changed = [t for t in data_status(repo, None).targets if t.state != "unchanged"]
+    # data not pulled yet is no change to the pointer files: a fresh clone may commit
+    changed = [t for t in data_status(repo, None).targets if t.state not in ("unchanged", NOT_PULLED)]
     stale = [s for s in stage_status(repo) if s["status"] == "would run" and s["has_run"]]
     for t in changed:
         out.warn(f"{t.state}: {t.path} (its pointer file {t.path}.mlops does not match the data)")

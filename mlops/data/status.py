@@ -52,13 +52,18 @@ class TargetStatus:
         return out
 
 
+NOT_PULLED = "not in cache"
+PULL_HINT = "not in the cache (run 'mlops pull')"
+
+
 @dataclass(frozen=True)
 class StatusResult:
     targets: tuple[TargetStatus, ...]
 
     @property
     def clean(self) -> bool:
-        return all(t.state == "unchanged" for t in self.targets)
+        # data a fresh clone has not pulled yet is not a change: there is nothing to record
+        return all(t.state in ("unchanged", NOT_PULLED) for t in self.targets)
 
 
 def status(
@@ -74,6 +79,8 @@ def _target_status(repo: Repo, pointer: Pointer, *, jobs: int | None, progress: 
     in_cache = repo.objects.exists(pointer.hash)
     current = read_workspace(repo, pointer.target, need_records=False, jobs=jobs, progress=progress)
     if current.kind is None:
+        if not in_cache:  # a fresh clone before `mlops pull`: nothing here, nothing in the cache
+            return TargetStatus(pointer.target, pointer.kind, NOT_PULLED, False, detail=PULL_HINT)
         return TargetStatus(pointer.target, pointer.kind, "deleted", in_cache)
     if current.hash == pointer.hash and current.kind == pointer.kind:
         return TargetStatus(pointer.target, pointer.kind, "unchanged", in_cache)

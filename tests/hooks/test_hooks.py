@@ -280,3 +280,19 @@ def test_missing_mlops_skips_the_hook_with_a_message(repo: Repo) -> None:
     )
     assert done.returncode == 0
     assert "mlops: not found" in done.stderr
+
+
+def test_a_fresh_clone_before_pull_is_not_in_the_cache_not_changed(repo: Repo, tmp_path: Path) -> None:
+    tracked(repo, {"data/a.txt": "first\n"})
+    git(repo.root, "commit", "-m", "one")
+    clone = tmp_path / "fresh"
+    git(tmp_path, "clone", "-q", str(repo.root), str(clone))
+    shown = run_mlops("status", cwd=clone)
+    assert "not in the cache (run 'mlops pull')" in shown.stdout + shown.stderr
+    assert "deleted" not in shown.stdout
+    run_mlops("status", "--check", cwd=clone)  # nothing to record: exit 0
+    doc = json.loads(run_mlops("status", "--json", cwd=clone).stdout)
+    assert doc["clean"] is True and doc["targets"][0]["state"] == "not in cache"
+    run_mlops("hooks", "run", "pre-commit", cwd=clone)  # a fresh clone may commit
+    (repo.root / "data" / "a.txt").unlink()
+    assert "deleted" in run_mlops("status", cwd=repo.root).stdout  # in the cache: a real deletion
