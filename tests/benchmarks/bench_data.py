@@ -4,7 +4,7 @@
 Run from the repository root (see tests/benchmarks/README.md):
 
     .venv/bin/python tests/benchmarks/bench_data.py --quick          # smoke run, a few minutes
-    .venv/bin/python tests/benchmarks/bench_data.py --work /work/bench-work   # the full run
+    .venv/bin/python tests/benchmarks/bench_data.py --work ../bench-work   # the full run
 
 It generates its data in the work folder (kept for reuse across runs), installs DVC into a
 separate virtual environment there (reused when present), and times each operation as
@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchdocs import replace_section  # the script's folder is on sys.path
+from benchdocs import replace_section, repo_relative  # the script's folder is on sys.path
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -1494,7 +1494,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Benchmark steps took {total / 60:.1f} min.",
             "",
         ]
-        write_docs(Path(args.docs), bench, facts, f"(cd {Path.cwd()} && {command_line})", when, paragraph, extra)
+        write_docs(Path(args.docs), bench, facts, repo_relative(command_line), when, paragraph, extra)
         log(f"wrote {args.docs} (section '{SECTION}')")
     return 0
 

@@ -1,7 +1,7 @@
 """Drift benchmark: `mlops drift` against Evidently's DataDriftPreset, side by side, on the same files.
 
-    .venv/bin/python tests/benchmarks/bench_drift.py --work /work/bench-work
-    .venv/bin/python tests/benchmarks/bench_drift.py --work /work/bench-work --sizes 10000 --no-evidently   # quick
+    .venv/bin/python tests/benchmarks/bench_drift.py --work ../bench-work
+    .venv/bin/python tests/benchmarks/bench_drift.py --work ../bench-work --sizes 10000 --no-evidently   # quick
 
 What it does:
 1. writes reference and current Parquet files of 20 numeric and 5 categorical columns with
@@ -441,10 +441,8 @@ def main() -> int:
     for text, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
     if args.docs:
-        command = (
-            f"(cd {REPO_ROOT} && .venv/bin/python tests/benchmarks/bench_drift.py --work {args.work}"
-            + (f" --sizes {args.sizes}" if args.sizes != "10000,100000,1000000" else "")
-            + ")"
+        command = f".venv/bin/python tests/benchmarks/bench_drift.py --work {args.work}" + (
+            f" --sizes {args.sizes}" if args.sizes != "10000,100000,1000000" else ""
         )
         body = [
             f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with:",

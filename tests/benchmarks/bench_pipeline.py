@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         table.append(f"| {label} | {m:.3f} | {'-' if d is None else f'{d:.3f}'} | {ratio} | {target} | {verdict} |")
     print("\n".join(table))
     if args.docs:
-        cmd = f"(cd {REPO_ROOT} && .venv/bin/python tests/benchmarks/bench_pipeline.py --work {work})"
+        cmd = f".venv/bin/python tests/benchmarks/bench_pipeline.py --work {work}"
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         block = "\n".join(
             [

@@ -1,6 +1,6 @@
 """`mlops serve` against `mlflow models serve` on the same scikit-learn pipeline, side by side.
 
-    .venv/bin/python tests/benchmarks/bench_serve.py --work /work/bench-work [--repeat 3]
+    .venv/bin/python tests/benchmarks/bench_serve.py --work ../bench-work [--repeat 3]
 
 Both servers get the same model (a ColumnTransformer + LogisticRegression churn pipeline,
 pickled once; MLflow's copy is saved from that pickle with mlflow.sklearn.save_model), one

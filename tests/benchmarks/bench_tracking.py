@@ -2,7 +2,7 @@
 side by side with MLflow on the same runs when --mlflow is given.
 
     .venv/bin/python tests/benchmarks/bench_tracking.py [--runs 10000] [--work DIR] [--repeats 5]
-    .venv/bin/python tests/benchmarks/bench_tracking.py --mlflow --work /work/bench-work   # with MLflow
+    .venv/bin/python tests/benchmarks/bench_tracking.py --mlflow --work ../bench-work   # with MLflow
 
 What it does:
 1. makes a fresh git repository with `mlops init` in the work folder (default: a temp dir);
@@ -67,7 +67,7 @@ import time
 import uuid
 from pathlib import Path
 
-from benchdocs import replace_section  # the script's folder is on sys.path
+from benchdocs import replace_section, repo_relative  # the script's folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -795,7 +795,7 @@ def main() -> int:
             )
             for a in argv
         )
-        body = [f"Measured {when} with:", "", "```", f"(cd {Path.cwd()} && {shown})", "```", "", "Machine:", ""]
+        body = [f"Measured {when} with:", "", "```", repo_relative(shown), "```", "", "Machine:", ""]
         body += [f"- {k}: {v}" for k, v in facts]
         body += [
             "",
