@@ -52,6 +52,33 @@ run mlops pull -j 8
 run mlops status
 run mlops verify
 
+step "a tampered remote: a crafted snapshot whose entry would write .git/hooks/pre-commit is refused whole"
+# What someone with write access to the bucket could plant: a tree manifest naming
+# ../.git/hooks/pre-commit, its executable object, and a commit whose pointer file names it.
+python3 - "$work/remote" <<'PY'
+import json, sys
+from pathlib import Path
+from mlops.store.hashing import hash_bytes
+from mlops.store.tree import TREE_FORMAT
+
+remote = Path(sys.argv[1])
+def plant(data: bytes) -> str:
+    digest = hash_bytes(data)
+    (remote / digest[:2]).mkdir(exist_ok=True)
+    (remote / digest[:2] / digest[2:]).write_bytes(data)
+    return digest
+hook = b"#!/bin/sh\necho pwned\n"
+entries = [["../.git/hooks/pre-commit", "f", plant(hook), len(hook), 1]]
+tree = plant(json.dumps({"format": TREE_FORMAT, "entries": entries}, separators=(",", ":")).encode())
+Path("shared.mlops").write_text(f"format: 1\npath: shared\nkind: dir\nhash: {tree}\nsize: {len(hook)}\nfiles: 1\n")
+PY
+run git add shared.mlops
+run git commit -q -m "a teammate's crafted snapshot"
+run mlops pull || echo "(exit $?: refused before any file was written)"
+test ! -e .git/hooks/pre-commit && test ! -e shared && echo "nothing written: no .git/hooks/pre-commit, no shared/"
+run git rm -q shared.mlops
+run git commit -q -m "drop the crafted snapshot"
+
 step "a pipeline: prepare -> featurize -> train -> evaluate (one stage per customer plan)"
 cp -r "$here/examples/churn/src" "$here/examples/churn/params.yaml" "$here/examples/churn/pipeline.yaml" .
 run mlops dag
