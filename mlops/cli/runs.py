@@ -357,16 +357,18 @@ def runs_compare(
 
 
 def _pipeline_files(repo: Any, kind: str) -> list[str]:
-    """Metrics files (stage `metrics:` entries) or params files (what stages read) of pipeline.yaml."""
+    """Metrics files (stage `metrics:` entries, then the top-level `metrics:` list) or params files
+    (what stages read, then the top-level `params:` list) of pipeline.yaml."""
     from ..pipeline.spec import DEFAULT_PARAMS, PIPELINE_FILE, load_pipeline
 
     if not (repo.root / PIPELINE_FILE).is_file():
         return [] if kind == "metrics" else [DEFAULT_PARAMS]
     pipeline = load_pipeline(repo.root)
     if kind == "metrics":
-        return list(dict.fromkeys(o.path for s in pipeline.stages.values() for o in s.outs if o.kind == "metric"))
-    files = list(dict.fromkeys(ref.file for s in pipeline.stages.values() for ref in s.params))
-    return files or [pipeline.default_params]
+        staged = [o.path for s in pipeline.stages.values() for o in s.outs if o.kind == "metric"]
+        return list(dict.fromkeys([*staged, *pipeline.sections.metrics]))
+    files = list(dict.fromkeys([*(ref.file for s in pipeline.stages.values() for ref in s.params)]))
+    return list(dict.fromkeys([*(files or [pipeline.default_params]), *pipeline.sections.params]))
 
 
 @command(metrics_app, "show")
@@ -389,7 +391,7 @@ def metrics_show(json_output: bool = JSON_OPTION) -> None:
         out.emit_json({"files": values, "missing": missing})
         return
     if not files:
-        out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries)")
+        out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries, or top-level 'metrics:')")
         return
     _table(
         out,
@@ -470,7 +472,7 @@ def metrics_diff(
             }
         )
     elif not files:
-        out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries)")
+        out.info("no metrics files declared in pipeline.yaml (a stage's 'metrics:' entries, or top-level 'metrics:')")
     elif shown:
         _diff_table(out, result, shown, "metric")
     else:
@@ -522,20 +524,29 @@ def params_diff(
 
 
 def plots(
-    runs: list[str] = typer.Argument(..., help="Runs to plot (ids, unique prefixes or names)."),
+    runs: list[str] | None = typer.Argument(
+        None, help="Runs to plot (ids, unique prefixes or names). None: the plots pipeline.yaml declares."
+    ),
     output: Path = typer.Option(Path("plots.html"), "--output", "-o", help="The HTML file to write."),
     metric: list[str] | None = typer.Option(
         None, "--metric", "-m", help="Only these metrics (repeatable; default: every step-wise metric)."
     ),
 ) -> None:
-    """Write step-wise metrics of runs as one self-contained HTML file (inline SVG, one chart per metric)."""
+    """Write step-wise metrics of runs, or with no run the plots pipeline.yaml declares (top-level
+    'plots:' and stage 'plots:' outputs), as one self-contained HTML file (inline SVG)."""
     from ..fsio import check_output, write_output
-    from ..tracking.plots import render_html, stepwise_keys
-    from ..tracking.store import list_summaries, load_run, resolve_run
 
     out = Output()
     check_output(output)
     repo = find_repo()
+    if not runs:
+        if metric:
+            raise UsageError("--metric picks metrics of runs", hint="name the runs: mlops plots RUN... -m KEY")
+        _declared_plots(out, repo, output)
+        return
+    from ..tracking.plots import render_html, stepwise_keys
+    from ..tracking.store import list_summaries, load_run, resolve_run
+
     summaries = list_summaries(repo, heal=False)
     data = [load_run(repo, resolve_run(repo, ref, summaries=summaries)) for ref in dict.fromkeys(runs)]
     keys = list(metric) if metric else stepwise_keys(data)
@@ -547,3 +558,35 @@ def plots(
         )
     write_output(output, render_html(data, keys))
     out.info(f"wrote {output}: {len(keys)} chart(s), {len(data)} run(s)")
+
+
+def _declared_plots(out: Output, repo: Any, output: Path) -> None:
+    """pipeline.yaml's top-level plots, then each stage 'plots:' output no top-level entry names."""
+    from ..fsio import write_output
+    from ..pipeline.spec import PIPELINE_FILE, Plot, PlotSource, load_pipeline
+    from ..tracking.plots import declared_charts, render_files_html
+
+    if not (repo.root / PIPELINE_FILE).is_file():
+        raise UsageError(
+            "no runs named and no pipeline.yaml to read plots from",
+            hint="mlops plots RUN... (step-wise metrics), or declare 'plots:' in pipeline.yaml",
+        )
+    pipeline = load_pipeline(repo.root)
+    declared = list(pipeline.sections.plots)
+    named = {p.id for p in declared} | {s.file for p in declared for s in p.sources}
+    for stage in pipeline.stages.values():
+        for o in stage.outs:
+            if o.kind == "plot" and o.path not in named:
+                named.add(o.path)
+                declared.append(Plot(o.path, (PlotSource(o.path),), where=o.where))
+    if not declared:
+        raise UsageError(
+            "pipeline.yaml declares no plots",
+            hint="add top-level 'plots:' (or a stage's 'plots:'), or name runs: mlops plots RUN...",
+        )
+    charts = declared_charts(repo.root, declared)
+    for chart in charts:
+        for note in chart.notes:
+            out.warn(note)
+    write_output(output, render_files_html(charts))
+    out.info(f"wrote {output}: {len(charts)} plot(s) declared in pipeline.yaml")

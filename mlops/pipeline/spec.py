@@ -3,7 +3,11 @@
 Every problem is reported with file:line:col before anything runs. The vocabulary is
 DVC's: cmd (string or list), deps, outs, params, metrics, plots, frozen, always_changed,
 persist, cache, foreach/do, matrix, vars, wdir, desc, meta; plus ``env: [NAME, ...]``,
-which makes environment variables dependencies of a stage.
+which makes environment variables dependencies of a stage. Beside ``stages``, DVC's top-level
+sections: ``metrics`` (files ``mlops metrics`` reads), ``params`` (a list: files ``mlops params
+diff`` compares; a string still names the default parameter file), ``plots`` (what ``mlops
+plots`` draws) and ``artifacts`` (name -> path, type, desc, labels, meta: what ``mlops register
+NAME`` registers).
 
 pipeline.yaml comes through git from other people, and a stage deletes its outputs before it
 runs: every path it names (deps, outs, metrics, plots, params and vars files, wdir) goes
@@ -24,7 +28,7 @@ from typing import Any
 
 from ..errors import FormatError
 from ..formats import Position, check_format, display_path, parse_yaml_positions, read_text
-from ..paths import relpath_problem
+from ..paths import model_name_problem, relpath_problem
 from .params import MISSING, ParamFiles, flatten, lookup
 
 PIPELINE_FILE = "pipeline.yaml"
@@ -32,7 +36,11 @@ LOCK_FILE = "pipeline.lock"  # lock.py's name for it (lock.py stands above this 
 POINTER_SUFFIX = ".mlops"
 PIPELINE_FORMAT = 1
 DEFAULT_PARAMS = "params.yaml"
-TOP_KEYS = {"format", "params", "vars", "stages"}
+TOP_KEYS = {"format", "params", "vars", "stages", "metrics", "plots", "artifacts"}
+SECTION_KEYS = ("params", "metrics", "plots", "artifacts")  # DVC's top-level sections
+PLOT_OPTIONS = {"x", "y", "template", "title", "x_label", "y_label", "header"}
+PLOT_TEMPLATES = ("linear", "simple", "scatter", "smooth")  # DVC's templates `mlops plots` draws
+ARTIFACT_KEYS = {"path", "type", "desc", "labels", "meta"}
 STAGE_KEYS = {
     "cmd",
     "deps",
@@ -95,11 +103,108 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class PlotSource:
+    file: str  # repo-relative: a data file (CSV, TSV, JSON, YAML), an image, or a folder of them
+    x: str = ""  # the column on x; "" = the row's position (DVC's ``step``)
+    y: tuple[str, ...] = ()  # the columns drawn; () = the last column
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One entry of top-level ``plots:``: a file (or folder) with options, or a named definition
+    whose ``y`` maps files to columns (several files on one chart)."""
+
+    id: str  # the file or folder, or the definition's name
+    sources: tuple[PlotSource, ...]
+    template: str = ""  # "" = linear
+    title: str = ""
+    x_label: str = ""
+    y_label: str = ""
+    header: bool = True  # CSV/TSV: the first row names the columns
+    named: bool = False
+    where: str = field(default="", compare=False)
+
+    def to_doc(self) -> Any:
+        """The entry as pipeline.yaml writes it."""
+        options: dict[str, Any] = {}
+        if self.named:
+            xs = {s.file: s.x for s in self.sources if s.x}
+            if xs and len(xs) == len(self.sources) and len(set(xs.values())) == 1:
+                options["x"] = next(iter(xs.values()))
+            elif xs:
+                options["x"] = xs
+            options["y"] = {s.file: s.y[0] if len(s.y) == 1 else list(s.y) for s in self.sources}
+        else:
+            source = self.sources[0]
+            if source.x:
+                options["x"] = source.x
+            if source.y:
+                options["y"] = source.y[0] if len(source.y) == 1 else list(source.y)
+        for key in ("template", "title", "x_label", "y_label"):
+            if getattr(self, key):
+                options[key] = getattr(self, key)
+        if not self.header:
+            options["header"] = False
+        return {self.id: options} if options else self.id
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One entry of top-level ``artifacts:``: a model or data set the project declares."""
+
+    name: str  # a model name (the registry's rule)
+    path: str  # repo-relative
+    type: str = ""
+    desc: str = ""
+    labels: tuple[str, ...] = ()
+    meta: Any = None
+    where: str = field(default="", compare=False)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"path": self.path}
+        if self.type:
+            doc["type"] = self.type
+        if self.desc:
+            doc["desc"] = self.desc
+        if self.labels:
+            doc["labels"] = list(self.labels)
+        if self.meta is not None:
+            doc["meta"] = self.meta
+        return doc
+
+
+@dataclass(frozen=True)
+class Sections:
+    """pipeline.yaml's top-level ``metrics``, ``params`` (files), ``plots`` and ``artifacts``."""
+
+    metrics: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    plots: tuple[Plot, ...] = ()
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.metrics or self.params or self.plots or self.artifacts)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.params:
+            doc["params"] = list(self.params)
+        if self.metrics:
+            doc["metrics"] = list(self.metrics)
+        if self.plots:
+            doc["plots"] = [p.to_doc() for p in self.plots]
+        if self.artifacts:
+            doc["artifacts"] = {name: a.to_doc() for name, a in self.artifacts.items()}
+        return doc
+
+
+@dataclass(frozen=True)
 class Pipeline:
     path: Path
     stages: dict[str, Stage]  # in file order
     default_params: str
     templates: dict[str, tuple[str, ...]] = field(default_factory=dict)  # foreach/matrix name -> expanded names
+    sections: Sections = field(default_factory=Sections)
 
     def resolve_names(self, names: list[str]) -> list[str]:
         """Stage names a user typed: a plain name, or a foreach/matrix group name."""
@@ -156,8 +261,12 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
                 (key,), f"unknown key '{key}'", key=True, hint=f"top-level keys: {', '.join(sorted(TOP_KEYS))}"
             )
     default_params = data.get("params", DEFAULT_PARAMS)
+    if isinstance(default_params, list):  # DVC's top-level params: files to compare, not the default
+        default_params = DEFAULT_PARAMS
     if not isinstance(default_params, str):
-        raise reader.fail(("params",), "'params' must name a parameter file")
+        raise reader.fail(
+            ("params",), "'params' names the default parameter file, or lists parameter files (DVC's form)"
+        )
     default_params = _normalize(reader, default_params, "", ("params",))
     reader.read_files.add(default_params)
     params = ParamFiles(root)
@@ -185,7 +294,156 @@ def load_pipeline(root: Path, path: Path | None = None) -> Pipeline:
                 raise reader.fail((*at, "do"), "'do' needs 'foreach' or 'matrix' beside it", key=True)
             stages[name] = _stage(reader, name, body, at, context, params, default_params)
     _refuse_protected_outputs(root, path, stages, reader.read_files)
-    return Pipeline(path, stages, default_params, templates)
+    top = {k: data[k] for k in SECTION_KEYS if k in data and not (k == "params" and isinstance(data[k], str))}
+    return Pipeline(path, stages, default_params, templates, read_sections(reader, top))
+
+
+def section_reader(root: Path, source: str, positions: dict[tuple[Any, ...], Position]) -> _Reader:
+    """A reader of another YAML file (a dvc.yaml) whose errors name that file, for ``read_sections``."""
+    return _Reader(root, source, positions)
+
+
+def read_sections(reader: _Reader, data: dict[str, Any], *, base: str = "") -> Sections:
+    """Top-level ``params`` (a list), ``metrics``, ``plots`` and ``artifacts``, paths relative to
+    ``base`` (a nested dvc.yaml's folder) made repo-relative. These files are only read, never
+    written, so they are not protected from outputs: a stage usually writes its metrics and plots."""
+    files = {}
+    for key in ("params", "metrics"):
+        value = data.get(key)
+        if value is None:
+            files[key] = ()
+            continue
+        if not isinstance(value, list):
+            raise reader.fail((key,), f"'{key}' must be a list of files")
+        entries = []
+        for index, entry in enumerate(value):
+            if not isinstance(entry, str):
+                raise reader.fail((key, index), f"each entry of '{key}' is a file (relative to the repository)")
+            entries.append(_normalize(reader, entry, base, (key, index)))
+        files[key] = tuple(dict.fromkeys(entries))
+    plots: list[Plot] = []
+    value = data.get("plots")
+    if value is not None:
+        if not isinstance(value, list):
+            raise reader.fail(("plots",), "'plots' must be a list (files, files with options, named plots)")
+        for index, entry in enumerate(value):
+            plot = plot_entry(reader, entry, ("plots", index), base)
+            if any(p.id == plot.id for p in plots):
+                raise reader.fail(("plots", index), f"plot '{plot.id}' is declared twice")
+            plots.append(plot)
+    return Sections(files["metrics"], files["params"], tuple(plots), _artifacts(reader, data.get("artifacts"), base))
+
+
+def plot_entry(reader: _Reader, entry: Any, at: tuple[Any, ...], base: str) -> Plot:
+    """One plot as DVC writes it: ``file``, ``{file: {x, y, template, ...}}``, or ``{name: {y: {file: column}}}``."""
+    if isinstance(entry, str):
+        return Plot(
+            _normalize(reader, entry, base, at),
+            (PlotSource(_normalize(reader, entry, base, at)),),
+            where=reader.where(at),
+        )
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise reader.fail(at, "a plot is a file, '- file: {x: ..., y: ...}', or '- name: {y: {file: column}}'")
+    ((key, options),) = entry.items()
+    options = options or {}
+    if not isinstance(key, str) or not isinstance(options, dict):
+        raise reader.fail(at, "a plot's options are a mapping: '- file: {x: ..., y: ...}'")
+    for option in options:
+        if option not in PLOT_OPTIONS:
+            raise reader.fail(
+                (*at, key, option),
+                f"plot '{key}': unknown option '{option}'",
+                key=True,
+                hint=f"plot options: {', '.join(sorted(PLOT_OPTIONS))}",
+            )
+    text = {}
+    for option in ("template", "title", "x_label", "y_label"):
+        value = options.get(option, "")
+        if not isinstance(value, str):
+            raise reader.fail((*at, key, option), f"plot '{key}': '{option}' must be text")
+        text[option] = value
+    if text["template"] and text["template"] not in PLOT_TEMPLATES:
+        raise reader.fail(
+            (*at, key, "template"),
+            f"plot '{key}': template '{text['template']}' is not one mlops draws",
+            hint=f"templates: {', '.join(PLOT_TEMPLATES)} (a line or scatter chart)",
+        )
+    header = options.get("header", True)
+    if not isinstance(header, bool):
+        raise reader.fail((*at, key, "header"), f"plot '{key}': 'header' must be true or false")
+    x, y = options.get("x", ""), options.get("y")
+    if isinstance(y, dict):  # a named plot: its files are y's keys
+        if not y:
+            raise reader.fail((*at, key, "y"), f"plot '{key}': 'y' maps no file")
+        if not isinstance(x, (str, dict)):
+            raise reader.fail((*at, key, "x"), f"plot '{key}': 'x' is a column, or maps files to columns")
+        sources = []
+        for file, columns in y.items():
+            where = (*at, key, "y", file)
+            rel = _normalize(reader, str(file), base, where)
+            column_x = x.get(file, "") if isinstance(x, dict) else x
+            if not isinstance(column_x, str):
+                raise reader.fail((*at, key, "x"), f"plot '{key}': x of '{file}' must be a column name")
+            sources.append(PlotSource(rel, column_x, _columns(reader, columns, where, key)))
+        if isinstance(x, dict):
+            for file in x:
+                if file not in y:
+                    raise reader.fail((*at, key, "x", file), f"plot '{key}': x names '{file}', which y does not")
+        if not key.strip() or not key.isprintable():
+            raise reader.fail(at, f"invalid plot name {_shown(key)}", key=True)
+        return Plot(key, tuple(sources), **text, header=header, named=True, where=reader.where(at))
+    if not isinstance(x, str):
+        raise reader.fail((*at, key, "x"), f"plot '{key}': 'x' must be a column name (or map files, with 'y' too)")
+    rel = _normalize(reader, key, base, at)
+    ys = () if y is None else _columns(reader, y, (*at, key, "y"), key)
+    return Plot(rel, (PlotSource(rel, x, ys),), **text, header=header, where=reader.where(at))
+
+
+def _columns(reader: _Reader, value: Any, at: tuple[Any, ...], plot: str) -> tuple[str, ...]:
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return (str(value),)
+    if isinstance(value, list) and value and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        return tuple(str(v) for v in value)
+    raise reader.fail(at, f"plot '{plot}': 'y' is a column name or a list of them")
+
+
+def _artifacts(reader: _Reader, value: Any, base: str) -> dict[str, Artifact]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise reader.fail(("artifacts",), "'artifacts' must map names to {path: ..., type: ..., desc: ...}")
+    out: dict[str, Artifact] = {}
+    for name, body in value.items():
+        at = ("artifacts", name)
+        problem = model_name_problem(name)
+        if problem:
+            raise reader.fail(at, f"artifact {_shown(str(name))}: {problem}", key=True)
+        if not isinstance(body, dict) or not isinstance(body.get("path"), str):
+            raise reader.fail(at, f"artifact '{name}' needs a 'path'")
+        for key in body:
+            if key not in ARTIFACT_KEYS:
+                raise reader.fail(
+                    (*at, key),
+                    f"artifact '{name}': unknown key '{key}'",
+                    key=True,
+                    hint=f"artifact keys: {', '.join(sorted(ARTIFACT_KEYS))}",
+                )
+        for key in ("type", "desc"):
+            if not isinstance(body.get(key, ""), str):
+                raise reader.fail((*at, key), f"artifact '{name}': '{key}' must be text")
+        labels = body.get("labels") or []
+        if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+            raise reader.fail((*at, "labels"), f"artifact '{name}': 'labels' must be a list of words")
+        out[name] = Artifact(
+            name,
+            _normalize(reader, body["path"], base, (*at, "path")),
+            body.get("type", ""),
+            body.get("desc", ""),
+            tuple(labels),
+            body.get("meta"),
+            where=reader.where(at),
+        )
+    return out
 
 
 def _refuse_protected_outputs(root: Path, path: Path, stages: dict[str, Stage], read_files: set[str]) -> None:

@@ -137,6 +137,7 @@ class ModelVersion:
     stage_history: tuple[dict[str, Any], ...] = ()
     approvals: tuple[dict[str, Any], ...] = ()
     drift_checks: tuple[dict[str, Any], ...] = ()
+    declared: dict[str, Any] = field(default_factory=dict)  # pipeline.yaml's type, labels, meta of the artifact
 
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
@@ -169,6 +170,7 @@ class ModelVersion:
             "stage_history": list(self.stage_history),
             "approvals": list(self.approvals),
             "drift_checks": list(self.drift_checks),
+            **({"declared": self.declared} if self.declared else {}),
         }
 
 
@@ -202,6 +204,7 @@ def version_view(doc: Mapping[str, Any], record: Mapping[str, Any]) -> ModelVers
         stage_history=tuple(record.get("stage_history") or ()),
         approvals=tuple(record.get("approvals") or ()),
         drift_checks=tuple(record.get("drift_checks") or ()),
+        declared=dict(record.get("declared") or {}),
     )
 
 
@@ -511,3 +514,13 @@ def transaction(repo: Repo) -> Iterator[Transaction]:
         txn = Transaction(repo)
         yield txn
         txn.commit()
+
+
+def record_declared(repo: Repo, name: str, version: int, declared: Mapping[str, Any], *, actor: str) -> ModelVersion:
+    """Keep on a version what pipeline.yaml declares of the artifact it was registered from
+    (``artifacts: NAME: {type, labels, meta}``): one locked change with its audit entry."""
+    with transaction(repo) as txn:
+        doc, record = txn.target(name, version)
+        record["declared"] = dict(declared)
+        txn.record("declared", model=name, version=version, actor=actor, declared=dict(declared))
+    return version_view(doc, record)

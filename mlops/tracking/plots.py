@@ -1,18 +1,34 @@
-"""Step-wise metrics of runs as ONE self-contained HTML file: inline SVG, no script, no fetch.
+"""Step-wise metrics of runs, or the plots a pipeline declares, as ONE self-contained HTML file:
+inline SVG, no script, no fetch.
 
-One line chart per metric, one line (and legend entry) per run. x is the step a value was
-logged at; a value logged without a step takes its position among that key's values.
-Each point carries an SVG ``<title>``, so hovering shows run, step and value without
-any JavaScript.
+Runs: one line chart per metric, one line (and legend entry) per run. x is the step a value
+was logged at; a value logged without a step takes its position among that key's values.
+
+Declared plots (``declared_charts``): the files pipeline.yaml's top-level ``plots:`` names, as
+DVC draws them: CSV, TSV, JSON and YAML files (a list of records, or a mapping holding one),
+x a column or the row's position, y the named columns or else the last one; a folder stands
+for every such file in it; images (PNG, JPEG, GIF, SVG) are embedded as they are (an ``<img>``
+with a data: URI, which runs no script). A file whose real location is outside the
+repository (a committed symlink) is not read: a report is something people pass around.
+
+Each point carries an SVG ``<title>``, so hovering shows where it is from and its value
+without any JavaScript.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from ..errors import FormatError
+from ..paths import real_location_problem
 from .store import RunData
 
 WIDTH, HEIGHT = 720, 340
@@ -91,9 +107,28 @@ def _label(run: RunData) -> str:
 
 def chart(key: str, runs: Sequence[RunData]) -> str:
     """One SVG line chart: a polyline per run, axes with ticks, a legend entry per run."""
-    lines = [(run, series(run, key)) for run in runs]
-    points = [p for _, pts in lines for p in pts]
-    legend_rows = len(runs)
+    lines = [(_label(run), run.id, series(run, key)) for run in runs]
+
+    def tip(label: str, x: float, y: float) -> str:
+        return f"{label} step {_num(x)}: {key} = {_num(y)}"
+
+    return line_chart(key, lines, tip, attribute="data-run")
+
+
+def line_chart(
+    key: str,
+    lines: Sequence[tuple[str, str, list[tuple[float, float]]]],
+    tip: Callable[[str, float, float], str],
+    *,
+    attribute: str,
+    x_label: str = "step",
+    y_label: str = "",
+    connect: bool = True,
+) -> str:
+    """An SVG chart of (label, id, points) lines: axes with ticks, a legend entry per line;
+    ``connect`` False draws the points only (a scatter plot)."""
+    points = [p for _, _, pts in lines for p in pts]
+    legend_rows = len(lines)
     height = HEIGHT + 18 * legend_rows
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     out = [
@@ -130,32 +165,37 @@ def chart(key: str, runs: Sequence[RunData]) -> str:
             out.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{_num(tick)}</text>')
         out.append(f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>')
         out.append(f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>')
-        out.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{TOP + plot_h + 32}" text-anchor="middle">step</text>')
-        for index, (run, pts) in enumerate(lines):
+        out.append(
+            f'<text x="{LEFT + plot_w / 2:.1f}" y="{TOP + plot_h + 32}" text-anchor="middle">'
+            f"{html.escape(x_label)}</text>"
+        )
+        if y_label:
+            out.append(f'<text x="{LEFT}" y="{TOP - 6}" text-anchor="middle">{html.escape(y_label)}</text>')
+        for index, (label, ident, pts) in enumerate(lines):
             if not pts:
                 continue
             colour = COLOURS[index % len(COLOURS)]
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-            out.append(f'<g class="series" data-run="{html.escape(run.id)}">')
-            if len(pts) > 1:
+            out.append(f'<g class="series" {attribute}="{html.escape(ident)}">')
+            if len(pts) > 1 and connect:
                 out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
             for x, y in pts:
-                tip = html.escape(f"{_label(run)} step {_num(x)}: {key} = {_num(y)}")
+                text = html.escape(tip(label, x, y))
                 out.append(
-                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"><title>{tip}</title></circle>'
+                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"><title>{text}</title></circle>'
                 )
             out.append("</g>")
     else:
         out.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no numeric values</text>')
     out.append('<g class="legend">')
-    for index, (run, pts) in enumerate(lines):
+    for index, (label, ident, pts) in enumerate(lines):
         colour = COLOURS[index % len(COLOURS)]
         y = HEIGHT + 18 * index
         note = "" if pts else " (no values)"
         out.append(
-            f'<g class="legend-entry" data-run="{html.escape(run.id)}">'
+            f'<g class="legend-entry" {attribute}="{html.escape(ident)}">'
             f'<rect x="{LEFT}" y="{y - 10}" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{LEFT + 18}" y="{y}">{html.escape(_label(run) + note)}</text></g>'
+            f'<text x="{LEFT + 18}" y="{y}">{html.escape(label + note)}</text></g>'
         )
     out.append("</g></svg>")
     return "\n".join(out)
@@ -180,4 +220,189 @@ def render_html(runs: Sequence[RunData], keys: Sequence[str] | None = None, *, t
         f"<p>{len(runs)} run(s), {len(keys)} metric(s); made {made} by mlops plots.</p>\n"
         f'<table class="runs"><tr><th>run</th><th>name</th><th>status</th></tr>\n{rows}\n</table>\n'
         f"{charts}\n</body>\n</html>\n"
+    )
+
+
+# --- declared plots: files the pipeline names ------------------------------------------------
+
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml")
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
+IMAGE_TYPES[".svg"] = "image/svg+xml"  # shown through <img>, where an SVG runs no script
+
+
+@dataclass(frozen=True)
+class FileChart:
+    """One chart of declared plot files: its lines, or an image."""
+
+    title: str
+    lines: tuple[tuple[str, str, list[tuple[float, float]]], ...] = ()  # (label, file, points)
+    x_label: str = "step"
+    y_label: str = ""
+    connect: bool = True
+    image: tuple[str, bytes] | None = None  # (mime type, bytes)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def read_records(data: bytes, rel: str, *, header: bool = True) -> list[dict[str, Any]]:
+    """A plot file's rows: CSV/TSV lines (the first names the columns, unless ``header`` is
+    False: then they are 0, 1, ...), or a JSON/YAML list of records (or a mapping holding one)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FormatError(f"{rel}: not a text file (not UTF-8)", file=rel) from None
+    lower = rel.lower()
+    if lower.endswith((".csv", ".tsv")):
+        import csv
+
+        rows = list(csv.reader(text.splitlines(), delimiter="\t" if lower.endswith(".tsv") else ","))
+        rows = [r for r in rows if r]
+        if not rows:
+            return []
+        names = rows[0] if header else [str(i) for i in range(len(rows[0]))]
+        return [dict(zip(names, r, strict=False)) for r in (rows[1:] if header else rows)]
+    from ..formats import parse_json, parse_yaml
+
+    value = parse_json(text, rel) if lower.endswith(".json") else parse_yaml(text, rel)
+    if isinstance(value, dict):  # DVC's {"train": [{...}, ...]}: the first list of records in it
+        value = next((v for v in value.values() if isinstance(v, list)), [])
+    if not isinstance(value, list):
+        return []
+    return [r for r in value if isinstance(r, dict)]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def file_lines(
+    records: list[dict[str, Any]], rel: str, x: str, ys: Sequence[str]
+) -> tuple[list[tuple[str, str, list[tuple[float, float]]]], list[str]]:
+    """(label, file, points) for each y column of one file, and notes on what could not be drawn."""
+    notes: list[str] = []
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    wanted = list(ys) or [c for c in columns if c != x][-1:]
+    lines = []
+    for y in wanted:
+        if records and y not in columns:
+            notes.append(f"{rel}: no column '{y}' (columns: {', '.join(map(str, columns)) or 'none'})")
+        points = []
+        for index, record in enumerate(records):
+            value = _number(record.get(y))
+            position = _number(record.get(x)) if x else float(index)
+            if value is not None and position is not None:
+                points.append((position, value))
+        lines.append((f"{rel}: {y}", rel, sorted(points, key=lambda p: p[0])))
+    if x and records and x not in columns:
+        notes.append(f"{rel}: no column '{x}' for x")
+    return lines, notes
+
+
+def _files_of(root: Path, rel: str) -> list[str]:
+    """A declared path's files: the file, or every plot file in a folder (sorted, links not followed)."""
+    path = root / rel
+    if not path.is_dir():
+        return [rel]
+    found = []
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(DATA_SUFFIXES + tuple(IMAGE_TYPES)):
+                found.append(Path(folder, name).relative_to(root).as_posix())
+    return found
+
+
+def _read(root: Path, rel: str, notes: list[str]) -> bytes | None:
+    path = root / rel
+    if not path.is_file():
+        notes.append(f"{rel}: not in the workspace (run the stage that writes it)")
+        return None
+    problem = real_location_problem(root, path)
+    if problem:
+        notes.append(f"{rel}: not read: {problem}")
+        return None
+    return path.read_bytes()
+
+
+def declared_charts(root: Path, plots: Sequence[Any]) -> list[FileChart]:
+    """The charts of declared plots (pipeline.yaml's ``plots:`` entries: ``id``, ``sources`` of
+    ``file``/``x``/``y``, ``template``, ``title``, ``x_label``, ``y_label``, ``header``, ``named``).
+    A file or folder plot gives a chart per file; a named plot one chart of all its files."""
+    charts: list[FileChart] = []
+    for plot in plots:
+        connect = plot.template != "scatter"
+        if plot.named:
+            lines: list[tuple[str, str, list[tuple[float, float]]]] = []
+            notes: list[str] = []
+            x_names = []
+            for source in plot.sources:
+                for rel in _files_of(root, source.file):
+                    data = _read(root, rel, notes)
+                    if data is not None:
+                        got, why = file_lines(read_records(data, rel, header=plot.header), rel, source.x, source.y)
+                        lines.extend(got)
+                        notes.extend(why)
+                x_names.append(source.x or "step")
+            x_label = plot.x_label or ", ".join(dict.fromkeys(x_names))
+            charts.append(
+                FileChart(plot.title or plot.id, tuple(lines), x_label, plot.y_label, connect, None, tuple(notes))
+            )
+            continue
+        source = plot.sources[0]
+        for rel in _files_of(root, source.file):
+            notes = []
+            data = _read(root, rel, notes)
+            title = (plot.title or rel) if rel == source.file else rel  # a folder's files by their own name
+            mime = IMAGE_TYPES.get(os.path.splitext(rel)[1].lower())
+            if data is not None and mime:
+                charts.append(FileChart(title, image=(mime, data)))
+                continue
+            lines = []
+            if data is not None:
+                lines, why = file_lines(read_records(data, rel, header=plot.header), rel, source.x, source.y)
+                notes.extend(why)
+            x_label = plot.x_label or source.x or "step"
+            charts.append(FileChart(title, tuple(lines), x_label, plot.y_label, connect, None, tuple(notes)))
+    return charts
+
+
+def _file_chart_html(chart_: FileChart) -> str:
+    if chart_.image is not None:
+        mime, data = chart_.image
+        encoded = base64.b64encode(data).decode("ascii")
+        return f'<img alt="{html.escape(chart_.title)}" src="data:{mime};base64,{encoded}">'
+
+    def tip(label: str, x: float, y: float) -> str:
+        return f"{label} at {chart_.x_label} {_num(x)}: {_num(y)}"
+
+    svg = line_chart(
+        chart_.title,
+        chart_.lines,
+        tip,
+        attribute="data-file",
+        x_label=chart_.x_label,
+        y_label=chart_.y_label,
+        connect=chart_.connect,
+    )
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in chart_.notes)
+    return svg + notes
+
+
+def render_files_html(charts: Sequence[FileChart], *, title: str = "mlops plots") -> str:
+    """The declared plots as one self-contained page: a chart (or an image) per plot."""
+    sections = "\n".join(
+        f'<section class="plot"><h2>{html.escape(c.title)}</h2>\n{_file_chart_html(c)}\n</section>' for c in charts
+    )
+    made = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n"
+        f"<p>{len(charts)} plot(s) declared in pipeline.yaml; made {made} by mlops plots.</p>\n"
+        f"{sections or '<p>No plots.</p>'}\n</body>\n</html>\n"
     )

@@ -291,6 +291,15 @@ def test_example_get_started_experiments_with_its_data_from_an_s3_dvc_remote(tmp
         "metrics": ["metrics.json"],
         "plots": ["plots/images"],
     }
+    # pipeline.yaml has them too, the nested file's paths rebased to the repository root
+    imported = yaml.safe_load((clone / "pipeline.yaml").read_text())
+    assert imported["params"] == ["results/train/params.yaml"]
+    assert imported["metrics"] == ["results/train/metrics.json", "results/evaluate/metrics.json"]
+    assert imported["plots"] == [
+        {"results/train/plots/metrics": {"x": "step"}},
+        "results/evaluate/plots/images",
+    ]
+    assert imported["artifacts"]["pool-segmentation"]["labels"] == ["cv", "segmentation", "satellite-images", "alexnet"]
     dry, _ = mlops_json("run", "--dry-run", cwd=clone)
     assert {m["path"] for m in dry["dvc_missing"]} == {
         "data/pool_data",

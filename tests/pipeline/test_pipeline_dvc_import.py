@@ -133,7 +133,8 @@ def test_import_writes_equivalent_pipeline_and_matching_lock(dvc_project):
 
     imported = yaml.safe_load((p.root / "pipeline.yaml").read_text())
     expected = json.loads(json.dumps(p.dvc_yaml["stages"]))
-    assert imported == {"stages": expected}
+    # ... and pipeline.yaml has its own place for them too
+    assert imported == {"plots": p.dvc_yaml["plots"], "artifacts": p.dvc_yaml["artifacts"], "stages": expected}
     dag = json.loads(p.cli("dag", "--json").stdout)
     assert dag["stages"] == ["prepare", "featurize", "evaluate@small", "evaluate@large", "train"]
     assert {(e["from"], e["to"]) for e in dag["edges"]} == {
@@ -266,7 +267,11 @@ def test_import_dvc_plots_with_options(proj):
     )
     proc = proj.mlops("import", "dvc", code=None)
     assert proc.returncode == 0, proc.stderr
-    # the plot's presentation options are carried in the import's record, not dropped
+    # the plot's presentation options become a top-level plot of pipeline.yaml (as DVC merges them)
+    imported = yaml.safe_load((proj.root / "pipeline.yaml").read_text())
+    assert imported["plots"] == [{"plots/loss.csv": {"x": "step", "y": "loss", "template": "linear"}}]
+    assert imported["stages"]["train"]["plots"] == [{"plots/loss.csv": {"cache": False}}]
+    # and they are kept in the import's record
     record = json.loads((proj.root / ".mlops/dvc-import.json").read_text())
     assert record["output_options"] == [
         {

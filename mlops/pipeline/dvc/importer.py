@@ -1,5 +1,8 @@
 """The import itself: read and check everything, then write (nothing at all if anything is refused).
 
+The top-level ``params``, ``metrics``, ``plots`` and ``artifacts`` of every dvc.yaml go into
+pipeline.yaml beside the stages (pipelines.py converts them).
+
 Order of writes, once every check passed and (with ``--data``) every object arrived and matched
 its md5 in a private staging folder: the data into the workspace, pipeline.yaml, the data into
 the mlops cache with its pointer files (``add``), pipeline.lock, and last the record.
@@ -21,10 +24,10 @@ from ...paths import relpath_problem
 from ...repo.repo import Repo
 from ..lock import LOCK_FILE, LockedPath, LockEntry, read_lock, write_lock
 from ..params import flatten
-from ..spec import PIPELINE_FILE, Pipeline, load_pipeline
+from ..spec import PIPELINE_FILE, Pipeline, Sections, load_pipeline
 from ..state import read_path
 from .objects import Fetcher, Wanted, is_md5, open_sources, place, staging_folder, workspace_matches
-from .pipelines import Converted, convert, prefix_for
+from .pipelines import Converted, convert, merged_sections, prefix_for
 from .problems import Located, Problems
 from .project import DATA_SUFFIX, LOCK_NAME, Project, scan
 from .record import read_record, record_path, render_record
@@ -54,10 +57,11 @@ def import_dvc(repo: Repo, *, data: bool = False, remote: str | None = None, for
     if not project.pipelines and not project.data_files:
         raise UsageError("no dvc.yaml or .dvc file in the repository", hint="run this in a DVC project")
     converted = convert(repo.root, project.pipelines, problems)
+    sections = merged_sections(converted, problems)
     wanted = _data_files(repo.root, project, problems)
     problems.raise_if_any()
 
-    text, pipeline = _pipeline_text(repo, converted, [w.path for w in wanted], problems)
+    text, pipeline = _pipeline_text(repo, converted, sections, [w.path for w in wanted], problems)
     locks = _read_locks(repo.root, project, converted, pipeline, problems) if pipeline else {}
     outs = _lock_outputs(pipeline, locks) if pipeline else []
     target = repo.root / PIPELINE_FILE
@@ -207,14 +211,15 @@ def _wanted(path: str, entry: dict[str, Any], where: str, kind: str) -> Wanted:
 
 
 def _pipeline_text(
-    repo: Repo, converted: Converted, coming: list[str], problems: Problems
+    repo: Repo, converted: Converted, sections: Sections, coming: list[str], problems: Problems
 ) -> tuple[str | None, Pipeline | None]:
     """pipeline.yaml's text, validated by mlops' own loader before anything is written."""
-    if not converted.stages:
+    if not converted.stages and not sections:
         return None, None
     doc: dict[str, Any] = {}
     if converted.vars is not None:
         doc["vars"] = converted.vars
+    doc.update(sections.to_doc())
     doc["stages"] = converted.stages
     text = HEADER + dump_yaml(doc)
     draft = repo.tmp / "import-pipeline.yaml"

@@ -7,10 +7,13 @@ params.yaml are then read from there, as DVC does), a name prefixed with the fol
 stage ``vars``. A ``foreach``/``matrix`` of such a file that names ``${...}`` is resolved here,
 against that folder's params, since pipeline.yaml's own context is the top folder's.
 
-DVC's output options that only shape plots (x, y, template, ...) or describe an artifact (type,
-labels, meta) and the top-level ``params``, ``metrics``, ``plots`` and ``artifacts`` sections are
-carried into ``.mlops/dvc-import.json`` with the folder their paths are relative to.
-Everything else that mlops could not run the same way is refused with file:line.
+The top-level ``params``, ``metrics``, ``plots`` and ``artifacts`` sections become pipeline.yaml's
+own (read by spec.py's ``read_sections``, so the same rules hold; paths of a nested file rebased
+to the repository root); an output's plot options (x, y, template, ...) become a top-level plot
+of that file, as DVC merges them. Output options that describe an artifact (type, labels,
+meta) and, for the record, the sections as written are kept in ``.mlops/dvc-import.json``.
+Everything else that mlops could not carry is refused with file:line (a plot template mlops
+does not draw, an unknown option, two files declaring one artifact name, ...).
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import MlopsError
+from ...errors import FormatError, MlopsError
 from ...formats import parse_yaml_positions
 from ..params import MISSING, ParamFiles, lookup
-from ..spec import INTERPOLATION, OUT_FLAGS, STAGE_KEYS
+from ..spec import INTERPOLATION, OUT_FLAGS, STAGE_KEYS, Plot, Sections, plot_entry, read_sections, section_reader
 from .problems import Located, Problems
 
 TOP_SECTIONS = ("params", "metrics", "plots", "artifacts")
-PLOT_OPTIONS = {"x", "y", "x_label", "y_label", "title", "template", "header"}
+PLOT_OPTIONS = {"x", "y", "x_label", "y_label", "title", "template", "header"}  # spec.PLOT_OPTIONS
 META_OPTIONS = {"type", "labels", "meta"}
 DVC_STAGE_KEYS = STAGE_KEYS - {"env"}  # env is mlops' own
 TEMPLATE_KEYS = {"foreach", "do", "matrix"}
@@ -40,8 +43,10 @@ class Converted:
     vars: list[Any] | None = None
     stages: dict[str, Any] = field(default_factory=dict)  # mlops name -> definition, in file order
     origin: dict[str, tuple[Located, str, str]] = field(default_factory=dict)  # mlops name -> (file, dvc name, base)
-    sections: list[dict[str, Any]] = field(default_factory=list)
+    sections: list[dict[str, Any]] = field(default_factory=list)  # as written, for the record
     output_options: list[dict[str, Any]] = field(default_factory=list)
+    top: list[Sections] = field(default_factory=list)  # each dvc.yaml's sections, repo-relative
+    output_plots: list[Plot] = field(default_factory=list)  # outputs' plot options as top-level plots
 
     def dvc_name_map(self) -> dict[tuple[str, str], str]:
         """(dvc.yaml, DVC's stage name) -> mlops stage name; foreach/matrix groups map by prefix."""
@@ -82,11 +87,15 @@ def _convert_file(repo_root: Path, doc: Located, base: str, out: Converted, prob
             out.vars = value
         elif key in TOP_SECTIONS:
             section[key] = value
-            _check_section_paths(doc, key, value, base, problems)
         else:
             problems.add(doc.where(key, key=True), f"top-level '{key}' has no counterpart in mlops")
+    reader = section_reader(repo_root, doc.source, doc.positions)
     if section:
-        out.sections.append({"file": doc.source, "base": base, **section})
+        out.sections.append({"file": doc.source, "base": base, **copy.deepcopy(section)})
+        try:
+            out.top.append(read_sections(reader, section, base=base))
+        except FormatError as exc:
+            problems.add_line(exc.message)  # file:line:col and the reason
     stages = doc.data.get("stages") or {}
     if not isinstance(stages, dict):
         problems.add(doc.where("stages"), "'stages' must map stage names to definitions")
@@ -114,8 +123,10 @@ def _convert_file(repo_root: Path, doc: Located, base: str, out: Converted, prob
                     )
         for key in ("deps", "outs", "metrics", "plots"):
             _check_paths(doc, (*def_at, key), definition.get(key), base, str(definition.get("wdir") or "."), problems)
+        stage_dir = posixpath.normpath(posixpath.join(base, str(definition.get("wdir") or ".")))
         for key in ("outs", "metrics", "plots"):
-            _split_output_options(doc, (*def_at, key), definition.get(key), mlops_name, base, out, problems)
+            carried = _split_output_options(doc, (*def_at, key), definition.get(key), mlops_name, base, out, problems)
+            _output_plots(reader, (*def_at, key), carried, stage_dir, out, problems)
         if base:
             own_params = (repo_root / base / "params.yaml").is_file()
             _rebase(doc, body, definition, at, base, nested_context or {}, problems, own_params=own_params)
@@ -220,17 +231,49 @@ def _check_paths(doc: Located, at: tuple[Any, ...], entries: Any, base: str, wdi
                 problems.add(doc.where(*at, index), f"'{raw}' is outside the repository")
 
 
-def _check_section_paths(doc: Located, key: str, value: Any, base: str, problems: Problems) -> None:
-    if key == "artifacts":
-        if not isinstance(value, dict):
-            problems.add(doc.where(key), "'artifacts' must map names to {path: ...}")
-            return
-        for name, body in value.items():
-            if not isinstance(body, dict) or not isinstance(body.get("path"), str):
-                problems.add(doc.where(key, name), f"artifact '{name}' needs a 'path'")
-        return
-    if not isinstance(value, list):
-        problems.add(doc.where(key), f"'{key}' must be a list")
+def _output_plots(
+    reader: Any,
+    at: tuple[Any, ...],
+    carried: list[tuple[int, Any, dict[str, Any]]],
+    stage_dir: str,
+    out: Converted,
+    problems: Problems,
+) -> None:
+    """An output's plot options (``- plots/loss.csv: {x: step, y: loss}``) become a top-level plot of
+    that file, checked by the same rules; a path naming ``${...}`` keeps them in the record only."""
+    for index, path, carried_options in carried:
+        options = {k: v for k, v in carried_options.items() if k in PLOT_OPTIONS}
+        if not options or not isinstance(path, str) or "${" in path:
+            continue
+        try:
+            plot = plot_entry(reader, {path: options}, (*at, index), "" if stage_dir == "." else stage_dir)
+        except FormatError as exc:
+            problems.add_line(exc.message)
+            continue
+        out.output_plots.append(plot)
+
+
+def merged_sections(converted: Converted, problems: Problems) -> Sections:
+    """Every dvc.yaml's sections as pipeline.yaml's one set: files once each, a plot or an artifact
+    name declared by two files (differently) refused with both places."""
+    metrics: dict[str, None] = {}
+    params: dict[str, None] = {}
+    plots: dict[str, Plot] = {}
+    artifacts: dict[str, Any] = {}
+    for sections in converted.top:
+        metrics.update(dict.fromkeys(sections.metrics))
+        params.update(dict.fromkeys(sections.params))
+        for plot in sections.plots:
+            if plot.id in plots and plots[plot.id] != plot:
+                problems.add(plot.where, f"plot '{plot.id}' is also declared at {plots[plot.id].where}, differently")
+            plots.setdefault(plot.id, plot)
+        for name, artifact in sections.artifacts.items():
+            if name in artifacts:
+                problems.add(artifact.where, f"artifact '{name}' is also declared at {artifacts[name].where}")
+            artifacts.setdefault(name, artifact)
+    for plot in converted.output_plots:
+        plots.setdefault(plot.id, plot)  # a top-level definition of the same file wins, as in DVC
+    return Sections(tuple(metrics), tuple(params), tuple(plots.values()), artifacts)
 
 
 def _split_output_options(
@@ -241,10 +284,12 @@ def _split_output_options(
     base: str,
     out: Converted,
     problems: Problems,
-) -> None:
-    """Keep the options mlops runs with; carry plot and artifact descriptions; refuse the rest."""
+) -> list[tuple[int, Any, dict[str, Any]]]:
+    """Keep the options mlops runs with; carry plot and artifact descriptions; refuse the rest.
+    Returns (index, path, carried options) of each output that had some."""
+    found: list[tuple[int, Any, dict[str, Any]]] = []
     if not isinstance(entries, list):
-        return
+        return found
     for index, entry in enumerate(entries):
         if not (isinstance(entry, dict) and len(entry) == 1):
             continue
@@ -263,5 +308,7 @@ def _split_output_options(
                 )
         if carried:
             out.output_options.append({"stage": stage, "path": path, "base": base, "options": carried})
+            found.append((index, path, carried))
         if not options:
             entries[index] = path
+    return found

@@ -7,9 +7,10 @@ read this record to say which of them is still missing. Pointer-file validation 
 nothing but a real mlops hash ever goes into a pointer file. The record is committed with the
 project (``.mlops/`` keeps only caches out of git), so a fresh clone knows the same.
 
-It also carries what pipeline.yaml has no place for: dvc.yaml's top-level ``params``,
-``metrics``, ``plots`` and ``artifacts`` sections and plot/artifact options of outputs, each
-with the folder (``base``) its paths are relative to.
+It also keeps, for the record, dvc.yaml's top-level ``params``, ``metrics``, ``plots`` and
+``artifacts`` sections as written (pipeline.yaml carries them, rebased, and the commands read
+them from there) and the plot/artifact options of outputs, each with the folder (``base``)
+its paths are relative to.
 """
 
 from __future__ import annotations
