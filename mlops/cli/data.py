@@ -1,4 +1,8 @@
-"""Data commands: init, add, status, checkout, diff, push, pull, fetch, gc, verify."""
+"""Data commands: init, add, status, checkout, diff, push, pull, fetch, gc, verify.
+
+Parsing and printing only: the flows that add the pipeline's, the runs' and the registry's
+objects to the data verbs live in ``mlops.workflows`` (data, roots, status).
+"""
 
 from __future__ import annotations
 
@@ -13,30 +17,6 @@ from .output import Output, human_bytes
 
 TARGETS = typer.Argument(None, help="Tracked paths (default: every pointer file in the workspace).", show_default=False)
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: the default remote).")
-
-
-def lock_outputs(repo, rev: str | None = None) -> list:  # noqa: ANN001
-    """Pipeline outputs named by pipeline.lock: checked out beside the pointer files' data."""
-    from ..pipeline.lock import LOCK_FILE
-    from ..pipeline.roots import lock_pointers
-
-    if rev is None and not (repo.root / LOCK_FILE).is_file():
-        return []
-    return lock_pointers(repo, rev)
-
-
-def _pipeline_roots(repo, all_commits: bool = False) -> list:  # noqa: ANN001
-    """Objects the pipeline (lock file, run cache), tracked runs (artifacts) and the model
-    registry (artifacts, data snapshots) reference: pushed, fetched and kept by gc."""
-    from ..pipeline.roots import pipeline_roots
-    from ..registry.api import registry_roots
-    from ..tracking.store import artifact_roots
-
-    return [
-        *pipeline_roots(repo, all_commits=all_commits),
-        *artifact_roots(repo),
-        *registry_roots(repo, all_commits=all_commits),
-    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -93,20 +73,13 @@ def status(
 ) -> None:
     """Show what changed in tracked data since its pointer file was written."""
     from ..data.status import NOT_PULLED
-    from ..data.status import status as do_status
+    from ..workflows.status import status as do_status
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    result = do_status(repo, targets, jobs=jobs, progress=out.progress())
-    stages = [] if targets else stage_status(repo)
-    stale = [s for s in stages if s["status"] == "would run" and s["has_run"]]
-    missing = []
-    if (repo.dot / "dvc-import.json").is_file():  # DVC-tracked data an import recorded that is not here yet
-        from ..pipeline.dvc.record import missing_data
-
-        missing = missing_data(repo)
+    found = do_status(find_repo(), targets, jobs=jobs, progress=out.progress())
+    result, stages, missing = found.data, [s.to_dict() for s in found.stages], found.dvc_missing
     if out.json:
-        doc = {"clean": result.clean and not stale and not missing, "targets": [t.to_dict() for t in result.targets]}
+        doc = {"clean": found.clean, "targets": [t.to_dict() for t in result.targets]}
         doc["stages"] = stages
         if missing:
             doc["dvc_missing"] = [m.to_dict() for m in missing]
@@ -150,26 +123,8 @@ def status(
             out.info(f"pipeline is up to date ({len(stages)} stage(s))")
         elif to_run:
             out.info("use 'mlops run' to bring the pipeline up to date")
-    problems = sum(t.state not in ("unchanged", NOT_PULLED) for t in result.targets) + len(stale) + len(missing)
-    if check and problems:
-        raise CheckFailed(f"{problems} tracked path(s) or stage(s) changed")
-
-
-def stage_status(repo) -> list[dict]:  # noqa: ANN001
-    """Stages that `mlops run` would run, with why; only when the repo has a pipeline."""
-    if not (repo.root / "pipeline.yaml").is_file():  # the pipeline modules load only when there is one
-        return []
-    from ..pipeline.executor import plan
-    from ..pipeline.graph import build_graph
-    from ..pipeline.lock import read_lock
-    from ..pipeline.spec import load_pipeline
-
-    graph = build_graph(load_pipeline(repo.root), repo.root)
-    locked = read_lock(repo.root)
-    return [
-        {"name": s.name, "status": s.status, "reasons": list(s.reasons), "has_run": s.name in locked}
-        for s in plan(repo, graph, list(graph.order))
-    ]
+    if check and found.problems:
+        raise CheckFailed(f"{found.problems} tracked path(s) or stage(s) changed")
 
 
 def checkout(
@@ -182,12 +137,10 @@ def checkout(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Make the workspace match the pointer files (e.g. after git checkout)."""
-    from ..data.checkout import checkout as do_checkout
+    from ..workflows.data import checkout as do_checkout
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    extra = [] if targets else lock_outputs(repo, rev)
-    result = do_checkout(repo, targets, rev=rev, force=force, jobs=jobs, progress=out.progress(), extra_pointers=extra)
+    result = do_checkout(find_repo(), targets, rev=rev, force=force, jobs=jobs, progress=out.progress())
     if out.json:
         out.emit_json({"changed_files": result.changed_files, "targets": [t.to_dict() for t in result.targets]})
         return
@@ -250,16 +203,6 @@ def _transfer_summary(out: Output, result: object, runs: object = None, extra: d
             out.warn(warning)
 
 
-def _pull_runs_first(repo, remote: str | None, runs: bool, jobs: int | None, out: Output):  # noqa: ANN001, ANN202
-    """With --runs, take the remote's runs before the data: the roots computed next then name
-    the new runs' artifacts, so they arrive in the same command."""
-    if not runs:
-        return None
-    from ..tracking.sync import pull_runs
-
-    return pull_runs(repo, remote, jobs=jobs, progress=out.progress())
-
-
 def push(
     targets: list[str] | None = TARGETS,
     remote: str | None = REMOTE,
@@ -276,27 +219,20 @@ def push(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Send the objects the pointer files reference to a remote (only those it lacks)."""
-    from ..data.transfer import push as do_push
+    from ..workflows.data import push as do_push
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    extra = [] if targets else _pipeline_roots(repo, all_commits)
-    result = do_push(
-        repo,
+    moved = do_push(
+        find_repo(),
+        targets,
         remote=remote,
-        targets=targets,
         all_commits=all_commits,
-        extra_roots=extra,
         full=full,
+        runs=runs,
         jobs=jobs,
         progress=out.progress(),
     )
-    shared = None
-    if runs:  # objects first, then the runs: a run on the remote finds its artifacts there
-        from ..tracking.sync import push_runs
-
-        shared = push_runs(repo, remote, jobs=jobs, progress=out.progress())
-    _transfer_summary(out, result, shared)
+    _transfer_summary(out, moved.objects, moved.runs)
 
 
 def fetch(
@@ -312,22 +248,13 @@ def fetch(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Download the objects the pointer files reference into the cache (no checkout)."""
-    from ..data.transfer import fetch as do_fetch
+    from ..workflows.data import fetch as do_fetch
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    shared = _pull_runs_first(repo, remote, runs, jobs, out)
-    extra = [] if targets else _pipeline_roots(repo, all_commits)
-    result = do_fetch(
-        repo,
-        remote=remote,
-        targets=targets,
-        all_commits=all_commits,
-        extra_roots=extra,
-        jobs=jobs,
-        progress=out.progress(),
+    moved = do_fetch(
+        find_repo(), targets, remote=remote, all_commits=all_commits, runs=runs, jobs=jobs, progress=out.progress()
     )
-    _transfer_summary(out, result, shared)
+    _transfer_summary(out, moved.objects, moved.runs)
 
 
 def pull(
@@ -343,26 +270,15 @@ def pull(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Fetch, then check out: the workspace ends up matching the pointer files."""
-    from ..data.transfer import pull as do_pull
+    from ..workflows.data import pull as do_pull
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    shared = _pull_runs_first(repo, remote, runs, jobs, out)
-    roots, pointers = ([], []) if targets else (_pipeline_roots(repo), lock_outputs(repo))
-    fetched, placed = do_pull(
-        repo,
-        remote=remote,
-        targets=targets,
-        force=force,
-        extra_roots=roots,
-        extra_pointers=pointers,
-        jobs=jobs,
-        progress=out.progress(),
-    )
+    moved = do_pull(find_repo(), targets, remote=remote, force=force, runs=runs, jobs=jobs, progress=out.progress())
+    placed = moved.checkout
     checked_out = {
         "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}
     }
-    _transfer_summary(out, fetched, shared, checked_out)
+    _transfer_summary(out, moved.objects, moved.runs, checked_out)
 
 
 def gc(
@@ -372,17 +288,10 @@ def gc(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Remove cached objects that nothing references (workspace pointer files; --all-commits: git history)."""
-    from ..data.maintenance import gc as do_gc
+    from ..workflows.data import gc as do_gc
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    result = do_gc(
-        repo,
-        all_commits=all_commits,
-        dry_run=dry_run,
-        force=force,
-        extra_roots=lambda: _pipeline_roots(repo, all_commits),
-    )
+    result = do_gc(find_repo(), all_commits=all_commits, dry_run=dry_run, force=force)
     if out.json:
         out.emit_json(result.to_dict())
         return
@@ -397,11 +306,10 @@ def verify(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Rehash every object in the cache and report corruption (exit 1 when any)."""
-    from ..data.maintenance import verify as do_verify
+    from ..workflows.data import verify as do_verify
 
     out = Output(json_output=json_output)
-    repo = find_repo()
-    result = do_verify(repo, extra_roots=_pipeline_roots(repo), jobs=jobs, progress=out.progress())
+    result = do_verify(find_repo(), jobs=jobs, progress=out.progress())
     if out.json:
         out.emit_json(
             {

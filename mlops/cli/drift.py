@@ -1,31 +1,23 @@
 """Drift and validation commands: `mlops drift`, `mlops schema infer`, `mlops validate`.
 
-Where data comes from is settled here, not in the drift core: ``resolve_source`` turns an
-argument into files. A path (file or folder) is read as it is; a registry reference
-(``churn@production``, ``churn:3``) as the reference means the data the model version was
-trained on; ``PREFIX:REST`` goes to ``SOURCE_RESOLVERS[PREFIX]`` when one is registered
-there: a function taking the rest of the argument and a ``SourceContext``, returning a
-``ResolvedSource``. ``serving:NAME`` is one: the request logs `mlops serve` wrote for model
-NAME (``--since 1h``: only log files written within the last hour), so live traffic can be
-compared with the data the model was trained on.
+Where data comes from (files, a model's training data, a served model's request logs), the
+model's predictions and the verdict recorded in the registry are settled in
+``mlops.workflows.drift``; here the options are parsed and the report printed.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ..errors import CheckFailed, DataError, MlopsError, UsageError
+from ..errors import CheckFailed, UsageError
 from .boundary import JSON_OPTION, comma_names, command, positive_duration
 from .output import Output
 
 schema_app = typer.Typer(no_args_is_help=True)
-MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(@[A-Za-z0-9_.\-]+|:[0-9]+|:latest)$")
 
 
 def register(app: typer.Typer) -> None:
@@ -36,117 +28,6 @@ def register(app: typer.Typer) -> None:
         help="Data schemas: infer one from data (YAML to edit), then `mlops validate` against it.",
     )
     command(app, "validate")(validate)
-
-
-# --- where data comes from ----------------------------------------------------------------------
-
-
-@dataclass
-class SourceContext:
-    """What a resolver may need: the side it resolves and extra options (e.g. a time window)."""
-
-    side: str  # "reference" | "current"
-    options: dict[str, Any] = field(default_factory=dict)
-    _repo: Any = None
-
-    def repo(self) -> Any:
-        if self._repo is None:
-            from ..repo.repo import find_repo
-
-            self._repo = find_repo()
-        return self._repo
-
-
-@dataclass
-class ResolvedSource:
-    files: list[Any]  # mlops.drift.io.DataFile
-    described: str
-    model: Any = None  # the registry's ModelVersion when the argument was a model reference
-    repo: Any = None
-    exclude: tuple[str, ...] = ()  # columns the source adds that are not data (a request log's latency, time)
-
-
-#: PREFIX -> resolver for arguments written PREFIX:REST (e.g. "serving:churn")
-SOURCE_RESOLVERS: dict[str, Callable[[str, SourceContext], ResolvedSource]] = {}
-
-
-def resolve_source(text: str, ctx: SourceContext) -> ResolvedSource:
-    from ..drift.io import expand
-
-    prefix, sep, rest = text.partition(":")
-    if sep and prefix in SOURCE_RESOLVERS and not Path(text).exists():
-        return SOURCE_RESOLVERS[prefix](rest, ctx)
-    if Path(text).exists():
-        return ResolvedSource(expand([text]), text)
-    if MODEL_REF.match(text):
-        if ctx.side != "reference":
-            raise UsageError(f"{text}: a model reference names training data: use it as the reference (first argument)")
-        return _model_training_data(text, ctx)
-    raise DataError(
-        f"{text}: no such file or folder",
-        hint="give a CSV or Parquet file, a folder of them, or a model reference (name@stage, name:version)",
-        file=text,
-    )
-
-
-def _model_training_data(ref: str, ctx: SourceContext) -> ResolvedSource:
-    try:
-        from .. import registry
-    except ImportError:
-        raise UsageError(
-            f"{ref}: model references need the model registry, which this build of mlops lacks",
-            hint="give the training data's files instead",
-        ) from None
-    from ..drift.io import data_file, format_of
-
-    repo = ctx.repo()
-    mv = registry.resolve(repo, ref)
-    files = []
-    others = []
-    for original, local in registry.training_data(repo, mv):
-        if format_of(str(original)):
-            files.append(data_file(local, name=str(original)))
-        else:
-            others.append(str(original))
-    if not files:
-        raise DataError(
-            f"{ref}: {mv.name} version {mv.version} was trained on no CSV or Parquet data"
-            + (f" ({', '.join(others[:3])})" if others else ""),
-            hint="give the reference data's files instead",
-        )
-    return ResolvedSource(files, f"{ref} (training data of {mv.name} version {mv.version})", model=mv, repo=repo)
-
-
-def _serving_requests(model: str, ctx: SourceContext) -> ResolvedSource:
-    """The request logs of a served model: one row per scored record, its inputs as columns."""
-    from ..drift.io import data_file
-    from ..serve.requestlog import META_COLUMNS, log_files
-
-    since = ctx.options.get("since")
-    files = log_files(ctx.repo(), model, since)
-    window = f" in the last {ctx.options.get('since_text')}" if since is not None else ""
-    if not files:
-        raise DataError(
-            f"serving:{model}: no request logs{window}",
-            hint=(
-                f"serve it ('mlops serve {model}@production') and send it requests; "
-                f"logs land in .mlops/serve/{model}/requests/"
-            ),
-        )
-    return ResolvedSource(
-        [data_file(f) for f in files],
-        f"requests served by {model}{window} ({len(files)} log file(s))",
-        exclude=META_COLUMNS,
-    )
-
-
-SOURCE_RESOLVERS["serving"] = _serving_requests
-
-
-def _open(resolved: ResolvedSource, label: str) -> Any:
-    from ..drift.io import Source
-
-    return Source.open(resolved.files, label, described=resolved.described)
 
 
 # --- mlops drift ---------------------------------------------------------------------------------
@@ -261,7 +142,6 @@ def drift(
 ) -> None:
     """Compare current data with reference data, column by column: which columns drifted, and has the dataset?"""
     from ..drift.config import CORRECTIONS, TASKS, check_fraction, check_method, load_config, preset_settings
-    from ..drift.report import check_drift
 
     out = Output(json_output=json_output)
     if html is not None:
@@ -317,32 +197,23 @@ def drift(
             changes[key] = value
     settings = replace(settings, **changes)
 
-    options: dict[str, Any] = {}
-    if since is not None and not any(arg.startswith("serving:") for arg in (reference, current)):
-        raise UsageError("--since applies to request logs: give serving:NAME as the current data")
+    from ..workflows.drift import check, check_since_applies
+
+    window = None
     if since is not None:
-        options = {"since": positive_duration(since, "--since"), "since_text": since}
-    ref_resolved = resolve_source(reference, SourceContext("reference", options))
-    cur_resolved = resolve_source(current, SourceContext("current", options))
-    added = [
-        c for c in (*ref_resolved.exclude, *cur_resolved.exclude) if c not in (settings.target, settings.prediction)
-    ]
-    if added:  # a request log's bookkeeping columns are not data to test (unless named as target/prediction)
-        settings = replace(settings, exclude=tuple(dict.fromkeys((*settings.exclude, *added))))
-    ref_source, cur_source = _open(ref_resolved, "reference"), _open(cur_resolved, "current")
-    if predict:
-        if ref_resolved.model is None:
-            raise UsageError("--predict needs a model reference as the reference (churn@production, churn:3)")
-        settings = replace(settings, prediction=settings.prediction or "prediction")
-        ref_source, cur_source = _predicted(ref_resolved, (ref_source, cur_source), settings)
-    report = check_drift(ref_source, cur_source, settings, jobs=jobs, progress=out.progress())
-    recorded = None
-    record_failed: MlopsError | None = None
-    if ref_resolved.model is not None:
-        try:
-            recorded = _record(ref_resolved, report)
-        except MlopsError as exc:  # the report is still shown and written; the failure comes after it
-            record_failed = exc
+        check_since_applies(reference, current)  # before the value: the option itself is misplaced
+        window = positive_duration(since, "--since")
+    done = check(
+        reference,
+        current,
+        settings,
+        since=window,
+        since_text=since,
+        predict=predict,
+        jobs=jobs,
+        progress=out.progress(),
+    )
+    report, recorded, record_failed = done.report, done.recorded, done.record_error
     if html is not None:
         from ..drift.html import render
         from ..fsio import write_output
@@ -374,95 +245,6 @@ def drift(
             "dataset drifted: " + "; ".join(report.verdict.reasons),
             drifted_columns=[c.name for c in report.columns if c.drifted],
         )
-
-
-def _predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any) -> tuple[Any, Any]:
-    """Both sides as in-memory tables with the model's predictions appended (the model needs rows,
-    so these tables are read whole). A two-class classifier gives the probability of the positive
-    class (--pos-label, else the greater class), other models their predict()."""
-    import pyarrow as pa
-
-    from .. import registry
-    from ..drift.io import Source
-
-    mv = resolved.model
-    model = registry.load_model(mv, repo=resolved.repo)
-    features = [str(f["name"]) for f in ((mv.signature or {}).get("inputs") or [])]
-    if not features:
-        features = [str(n) for n in getattr(model, "feature_names_in_", [])]
-    if not features:
-        raise UsageError(
-            f"{mv.ref()}: the model's inputs are unknown (no signature, no feature_names_in_): it cannot predict here"
-        )
-    name = settings.prediction
-    out = []
-    for source in sources:
-        missing = [f for f in features if f not in source.columns]
-        if missing:
-            raise UsageError(
-                f"{source.label} data lacks the model's input column(s) {', '.join(missing)}",
-                hint=f"{mv.ref()} reads: {', '.join(features)}",
-            )
-        if name in source.columns:
-            raise UsageError(
-                f"{source.label} data already has a column '{name}'",
-                hint="name the model's predictions with --prediction NAME",
-            )
-        source.want(source.columns)
-        table = pa.table({c: source.column(c) for c in source.columns})
-        frame = table.select(features).to_pandas()
-        classes = list(getattr(model, "classes_", []))
-        positive = 1  # the greater of two classes
-        if settings.pos_label is not None and len(classes) == 2:
-            named = [i for i, c in enumerate(classes) if str(c) == settings.pos_label]
-            if not named:
-                raise UsageError(
-                    f"--pos-label {settings.pos_label}: {mv.ref()} has no such class",
-                    hint=f"its classes: {', '.join(str(c) for c in classes)}",
-                )
-            positive = named[0]
-        try:
-            if hasattr(model, "predict_proba") and len(classes) == 2:
-                values = model.predict_proba(frame)[:, positive]
-            else:
-                values = model.predict(frame)
-        except Exception as exc:  # noqa: BLE001 - a user's model fails in its own ways; say so in one line
-            raise UsageError(
-                f"{mv.ref()} could not predict on the {source.label} data: {type(exc).__name__}: {exc}".splitlines()[0],
-                hint="check that the data has the columns and types the model was trained on",
-            ) from None
-        if getattr(values, "ndim", 1) != 1:
-            raise UsageError(
-                (
-                    f"{mv.ref()} predicts {values.shape[1:]} values per row: "
-                    "--predict takes one (a label, a score or a probability)"
-                ),
-                hint="add a column of predictions to the data and name it with --prediction instead",
-            )
-        table = table.append_column(name, pa.array(values))
-        predicted = Source.from_table(table, source.label, name=f"{source.described} + {mv.ref()} predictions")
-        predicted.warnings[:0] = source.warnings
-        out.append(predicted)
-    return out[0], out[1]
-
-
-def _record(resolved: ResolvedSource, report: Any) -> dict[str, Any]:
-    from .. import registry
-
-    mv = resolved.model
-    v = report.verdict
-    summary = {
-        "drifted_columns": [c.name for c in report.columns if c.drifted],
-        "tested_columns": v.tested_columns,
-        "share": v.share,
-        "drift_share": v.drift_share,
-        "reasons": list(v.reasons),
-        "preset": report.settings.preset,
-        "current": report.current.get("source"),
-        "current_rows": report.current.get("rows"),
-    }
-    registry.record_drift_check(resolved.repo, mv.name, mv.version, drifted=v.drifted, summary=summary)
-    return {"model": mv.name, "version": mv.version, "drifted": v.drifted}
 
 
 def _fmt(value: Any) -> str:

@@ -35,13 +35,18 @@ class GcResult:
 def gc(
     repo: Repo,
     *,
+    extra_roots: Iterable[Root] | Callable[[], Iterable[Root]],
     all_commits: bool = False,
-    extra_roots: Iterable[Root] | Callable[[], Iterable[Root]] = (),
     dry_run: bool = False,
     force: bool = False,
 ) -> GcResult:
     """Remove every object that nothing references: the workspace's pointer files, the
     roots that other layers name and, with ``all_commits``, any git commit's pointer files.
+
+    ``extra_roots`` is required: the data room cannot see what the pipeline, the runs and the
+    registry keep, and a caller that forgot them would delete their objects.
+    ``mlops.workflows.data.gc`` passes ``mlops.workflows.roots.keep_roots``; pass ``()`` only
+    for a repository that has none.
 
     ``extra_roots`` may be a function: it is called inside the exclusive store lock, so a
     writer that stored an object and is about to name it (it holds the lock shared until it

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Collection
 from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 from ..errors import FormatError
@@ -137,39 +139,25 @@ def _refuse_tracked(root: Path, stage: Stage, path: str, source: str) -> None:
 
 
 def _topological(pipeline: Pipeline, upstream: dict[str, list[str]]) -> list[str]:
+    """graphlib's order, taking among the stages ready at once the one written first in the file."""
     position = {name: index for index, name in enumerate(pipeline.stages)}
-    remaining = {name: set(needs) for name, needs in upstream.items()}
-    order: list[str] = []
-    ready = sorted((n for n, needs in remaining.items() if not needs), key=position.__getitem__)
-    while ready:
-        name = ready.pop(0)
-        order.append(name)
-        for other, needs in remaining.items():
-            if name in needs:
-                needs.discard(name)
-                if not needs and other not in order and other not in ready:
-                    ready.append(other)
-                    ready.sort(key=position.__getitem__)
-    if len(order) < len(remaining):
-        cycle = _find_cycle({n: v for n, v in upstream.items() if n not in order})
+    sorter = TopologicalSorter(upstream)
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        cycle = exc.args[1]  # [a, b, ..., a], each feeding the next (graphlib walks to successors)
         first = pipeline.stages[cycle[0]]
         raise FormatError(
-            f"{first.where}: the stages form a cycle: {' -> '.join([*cycle, cycle[0]])}",
+            f"{first.where}: the stages form a cycle: {' -> '.join(cycle)}",
             hint="a stage's outputs cannot lead back to its own dependencies",
             file=str(pipeline.path),
-        )
+        ) from None
+    order: list[str] = []
+    ready: list[tuple[int, str]] = []
+    while sorter.is_active():
+        for name in sorter.get_ready():
+            heapq.heappush(ready, (position[name], name))
+        _, name = heapq.heappop(ready)
+        order.append(name)
+        sorter.done(name)
     return order
-
-
-def _find_cycle(upstream: dict[str, list[str]]) -> list[str]:
-    """One cycle among the stages left (each has a need inside the set)."""
-    start = next(iter(upstream))
-    path: list[str] = []
-    seen: dict[str, int] = {}
-    node = start
-    while node not in seen:
-        seen[node] = len(path)
-        path.append(node)
-        node = next(n for n in upstream[node] if n in upstream)
-    cycle = path[seen[node] :]
-    return list(reversed(cycle))  # in data-flow order: producer -> consumer

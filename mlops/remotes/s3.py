@@ -10,7 +10,8 @@ Design:
   IO loop thread; worker threads hand them over with ``fsspec.asyn.sync``, so every method
   here may be called from several threads at once.
 - ``missing``: under ``LIST_THRESHOLD`` digests, one HEAD per object, concurrently on the
-  loop; from there on, one listing of the prefix (1000 keys a request) diffed against them.
+  loop; from there on, one listing of the prefix (1000 keys a request, botocore's paginator
+  following the continuation tokens) diffed against them.
 - ``upload`` reads the local object once, hashing it as it goes, and never makes a key
   visible before the hash matched: a small object is read into memory, checked, then sent in
   one PUT; a large one is sent as a multipart upload whose parts stay invisible until
@@ -341,23 +342,36 @@ class S3Remote(Remote):
 
     def iter_digests(self) -> Iterator[str]:
         start = f"{self.prefix}/" if self.prefix else ""
-        token: str | None = None
-        while True:
-            page = self._run(
-                self._call,
-                "list_objects_v2",
-                Prefix=start,
-                MaxKeys=self.list_page_size,
-                **({"ContinuationToken": token} if token else {}),
-            )
-            self._bucket_seen = True
+        for page in self._pages(start):
             for item in page.get("Contents", ()):
                 shard, _, rest = item["Key"][len(start) :].partition("/")
                 if len(shard) == 2 and "/" not in rest and is_hash(shard + rest):
                     yield shard + rest
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
+
+    def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """The pages of the listing of ``prefix``, ``list_page_size`` keys each, one request at a time.
+
+        botocore's paginator follows the continuation tokens (and refuses a server that sends the
+        same one twice, which a hand-written loop would follow forever); each page is fetched on
+        the IO loop through ``_run``, so its errors become one RemoteError line like any call's.
+        s3fs's own retry loop is off for every call (``S3FS_ATTEMPTS``): botocore's retries apply
+        to each page request as to any other.
+        """
+        pages = self._run(self._paginate, prefix)
+        try:
+            while (page := self._run(_next_page, pages)) is not None:
+                self._bucket_seen = True
+                yield page
+        finally:  # a caller that stops early (an error, Ctrl-C) leaves no listing running on the loop
+            with contextlib.suppress(Exception):
+                self._run(pages.aclose, timeout=ABORT_TIMEOUT)
+
+    async def _paginate(self, prefix: str) -> Any:
+        await self._fs.set_session()
+        client = await self._fs.get_s3(self.bucket)
+        paginator = client.get_paginator("list_objects_v2")
+        config = {"PageSize": self.list_page_size}
+        return paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig=config).__aiter__()
 
     # --- refs --------------------------------------------------------------------------
     def put_ref(self, name: str, data: bytes) -> None:
@@ -388,23 +402,12 @@ class S3Remote(Remote):
         start = self._ref_key("")
         query = start + check_ref_name(prefix, prefix=True)
         names: list[str] = []
-        token: str | None = None
-        while True:
-            page = self._run(
-                self._call,
-                "list_objects_v2",
-                Prefix=query,
-                MaxKeys=self.list_page_size,
-                **({"ContinuationToken": token} if token else {}),
-            )
-            self._bucket_seen = True
+        for page in self._pages(query):
             for item in page.get("Contents", ()):
                 ref = item["Key"][len(start) :]
                 if is_ref_name(ref):  # any other key was not written by mlops: skipped, never used
                     names.append(ref)
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return sorted(names)
+        return sorted(names)
 
     # --- errors ------------------------------------------------------------------------
     def _no_bucket(self) -> RemoteError:
@@ -488,6 +491,14 @@ class S3Remote(Remote):
                 f"remote '{name}' failed talking to {self._endpoint}: {type(found).__name__}: {_one_line(str(found))}",
                 hint="try again",
             )
+        return None
+
+
+async def _next_page(pages: Any) -> dict[str, Any] | None:
+    """The paginator's next page, or None after the last."""
+    try:
+        return await pages.__anext__()  # type: ignore[no-any-return]
+    except StopAsyncIteration:
         return None
 
 

@@ -119,6 +119,23 @@ def test_listing_pages_through_many_pages(s3_bucket: S3Bucket) -> None:
     assert remote.missing(digests + extra) == set(extra)
 
 
+def test_refs_are_listed_across_pages_and_a_listing_stopped_early_is_closed(s3_bucket: S3Bucket) -> None:
+    remote = make_remote(s3_bucket)
+    remote.list_page_size = 3  # botocore's paginator asks for 3 keys a page: 5 pages
+    names = [f"runs/r{i:02d}.json" for i in range(13)]
+    for name in names:
+        remote.put_ref(name, b"{}")
+    # a key mlops never writes, between the pages' keys: skipped, never used
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=f"{PREFIX}/refs/runs/r05 bad", Body=b"x")
+    assert remote.list_refs("runs/") == names
+    assert remote.list_refs("runs/r1") == names[10:]
+    pages = remote._pages(f"{PREFIX}/refs/")
+    first = next(pages)
+    assert len(first["Contents"]) == 3 and first["IsTruncated"]
+    pages.close()  # the paginator's generator on the IO loop is closed with it
+    assert remote.list_refs("runs/") == names
+
+
 def test_corrupt_local_object_is_not_uploaded(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     store, [digest] = fill_store(tmp_path / "a", [b"the real bytes"])
     corrupt(store, digest, b"bit rot")

@@ -1,0 +1,165 @@
+"""The data verbs with everything else that names objects: checkout, push, fetch, pull, gc and
+verify over the pointer files plus what ``roots`` adds (pipeline.lock, runs, registry), and, with
+``runs``, the experiment runs moved in the order that lets their artifacts travel with them.
+
+Given targets, a verb works on those pointer files only, as the data room's verb does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..progress import NO_PROGRESS, Progress
+from .roots import keep_roots, lock_outputs
+
+if TYPE_CHECKING:  # the verbs' modules load when a verb is called: `mlops status` needs none of them
+    from ..data.checkout import CheckoutResult
+    from ..data.maintenance import GcResult, VerifyResult
+    from ..data.transfer import TransferResult
+    from ..repo.repo import Repo
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What push, fetch or pull moved: the objects, the runs (when asked), what pull checked out."""
+
+    objects: TransferResult
+    runs: Any = None  # tracking.sync.RunsTransfer, with ``runs=True``
+    checkout: CheckoutResult | None = None  # pull only
+
+
+def checkout(
+    repo: Repo,
+    targets: list[str] | None = None,
+    *,
+    rev: str | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> CheckoutResult:
+    """Make the workspace match the pointer files and, without targets, pipeline.lock's outputs."""
+    from ..data.checkout import checkout as data_checkout
+
+    extra = [] if targets else lock_outputs(repo, rev)
+    return data_checkout(repo, targets, rev=rev, force=force, jobs=jobs, progress=progress, extra_pointers=extra)
+
+
+def push(
+    repo: Repo,
+    targets: list[str] | None = None,
+    *,
+    remote: str | None = None,
+    all_commits: bool = False,
+    full: bool = False,
+    runs: bool = False,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> Moved:
+    """Send the objects the pointer files (and, without targets, ``keep_roots``) reference;
+    then, with ``runs``, every ended run: a run on the remote finds its artifacts there."""
+    from ..data.transfer import push as data_push
+
+    extra = [] if targets else keep_roots(repo, all_commits=all_commits)
+    result = data_push(
+        repo,
+        remote=remote,
+        targets=targets,
+        all_commits=all_commits,
+        extra_roots=extra,
+        full=full,
+        jobs=jobs,
+        progress=progress,
+    )
+    shared = None
+    if runs:
+        from ..tracking.sync import push_runs
+
+        shared = push_runs(repo, remote, jobs=jobs, progress=progress)
+    return Moved(result, shared)
+
+
+def _pull_runs_first(repo: Repo, remote: str | None, runs: bool, jobs: int | None, progress: Progress) -> Any:
+    """With ``runs``, take the remote's runs before the data: the roots computed next then name
+    the new runs' artifacts, so they arrive in the same call."""
+    if not runs:
+        return None
+    from ..tracking.sync import pull_runs
+
+    return pull_runs(repo, remote, jobs=jobs, progress=progress)
+
+
+def fetch(
+    repo: Repo,
+    targets: list[str] | None = None,
+    *,
+    remote: str | None = None,
+    all_commits: bool = False,
+    runs: bool = False,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> Moved:
+    """Download what the pointer files (and, without targets, ``keep_roots``) reference, no checkout."""
+    from ..data.transfer import fetch as data_fetch
+
+    shared = _pull_runs_first(repo, remote, runs, jobs, progress)
+    extra = [] if targets else keep_roots(repo, all_commits=all_commits)
+    result = data_fetch(
+        repo,
+        remote=remote,
+        targets=targets,
+        all_commits=all_commits,
+        extra_roots=extra,
+        jobs=jobs,
+        progress=progress,
+    )
+    return Moved(result, shared)
+
+
+def pull(
+    repo: Repo,
+    targets: list[str] | None = None,
+    *,
+    remote: str | None = None,
+    force: bool = False,
+    runs: bool = False,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> Moved:
+    """Fetch, then check out (pipeline.lock's outputs too, without targets)."""
+    from ..data.transfer import pull as data_pull
+
+    shared = _pull_runs_first(repo, remote, runs, jobs, progress)
+    roots, pointers = ([], []) if targets else (keep_roots(repo), lock_outputs(repo))
+    fetched, placed = data_pull(
+        repo,
+        remote=remote,
+        targets=targets,
+        force=force,
+        extra_roots=roots,
+        extra_pointers=pointers,
+        jobs=jobs,
+        progress=progress,
+    )
+    return Moved(fetched, shared, placed)
+
+
+def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False, force: bool = False) -> GcResult:
+    """Remove the cached objects nothing references: neither the pointer files nor ``keep_roots``
+    (read inside gc's exclusive store lock, so a writer naming a new object is never missed)."""
+    from ..data.maintenance import gc as data_gc
+
+    return data_gc(
+        repo,
+        extra_roots=lambda: keep_roots(repo, all_commits=all_commits),
+        all_commits=all_commits,
+        dry_run=dry_run,
+        force=force,
+    )
+
+
+def verify(repo: Repo, *, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> VerifyResult:
+    """Rehash every cached object; ``keep_roots`` name who uses a bad or missing one."""
+    from ..data.maintenance import verify as data_verify
+
+    return data_verify(repo, extra_roots=keep_roots(repo), jobs=jobs, progress=progress)
