@@ -52,6 +52,9 @@ class DataFile:
     path: Path
     name: str
     format: str  # "csv" | "parquet"
+    #: one of many logs a killed writer may have torn (request logs): an unreadable one is
+    #: skipped with a warning, so that one file does not stop a check over a day of logs
+    skip_unreadable: bool = False
 
 
 def format_of(name: str) -> str | None:
@@ -63,7 +66,7 @@ def format_of(name: str) -> str | None:
     return SUFFIXES.get(Path(lower).suffix)
 
 
-def data_file(path: str | Path, *, name: str | None = None) -> DataFile:
+def data_file(path: str | Path, *, name: str | None = None, skip_unreadable: bool = False) -> DataFile:
     """A file whose reader is chosen by the suffix of ``name`` (default: the path)."""
     shown = name or str(path)
     fmt = format_of(shown)
@@ -73,7 +76,7 @@ def data_file(path: str | Path, *, name: str | None = None) -> DataFile:
             hint="name it .csv, .tsv or .parquet (optionally .csv.gz)",
             file=shown,
         )
-    return DataFile(Path(path), shown, fmt)
+    return DataFile(Path(path), shown, fmt, skip_unreadable)
 
 
 def expand(paths: Sequence[str | Path]) -> list[DataFile]:
@@ -329,6 +332,7 @@ class Source:
 
         parts: list[_Part] = []
         skipped: list[str] = []
+        unreadable: list[str] = []
         for file in files:
             try:
                 size = file.path.stat().st_size
@@ -343,7 +347,10 @@ class Source:
                     schema = meta.schema_arrow
                     rows = meta.metadata.num_rows
                 except (OSError, pa.ArrowException) as exc:
-                    raise _read_error(file, exc) from None
+                    if not file.skip_unreadable:
+                        raise _read_error(file, exc) from None
+                    unreadable.append(file.name)
+                    continue
                 if rows == 0:
                     skipped.append(file.name)
                     continue
@@ -362,6 +369,12 @@ class Source:
         source.files = list(files)
         if skipped:
             source.warnings.insert(0, f"{label}: {_few(skipped)}: empty file(s), skipped")
+        if unreadable:
+            source.warnings.insert(
+                0,
+                f"{label}: skipped {len(unreadable)} of {len(files)} file(s) that are not readable Parquet "
+                f"(torn or damaged): {_few(unreadable)}",
+            )
         if not parts:
             raise DataError(
                 f"{label} data has no rows: {_few([f.name for f in files])}",

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CouldNotComplete, FormatError, NewerFormatError, RegistryTampered, UsageError
-from ..formats import parse_json, read_bytes
+from ..formats import display_path, parse_json, read_bytes
 from ..fsio import append_bytes, append_record, atomic_write, truncate_file
 
 AUDIT_FILE = "audit.jsonl"
@@ -281,7 +281,8 @@ def check_model_anchor(
                 )
             return
         break  # below the anchor: the entry it names is not in the log
-    raise tampered(f"{shown} names audit entry #{seq}, which is not in the log")
+    # the log is named: when it is the damaged file (garbage, cut), the message points at it too
+    raise tampered(f"{shown} names audit entry #{seq}, which is not in the log ({display_path(log)})")
 
 
 def check_absent_model(log: Path, name: str, shown: str) -> None:

@@ -118,7 +118,7 @@ def _serving_requests(model: str, ctx: SourceContext) -> ResolvedSource:
             ),
         )
     return ResolvedSource(
-        [data_file(f) for f in files],
+        [data_file(f, skip_unreadable=True) for f in files],  # a torn log from a killed server is skipped, not fatal
         f"requests served by {model}{window} ({len(files)} log file(s))",
         exclude=META_COLUMNS,
     )

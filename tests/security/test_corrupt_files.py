@@ -73,40 +73,74 @@ VALIDATE = ("validate", "data/raw.csv", "--schema", "schema.yaml")
 CANARY = ("canary", "status", "churn")
 REMOTE_LIST = ("remote", "list")
 SERVE = ("serve", "churn@production", "--port", "0")  # a real, short-lived server process
+FETCH = ("fetch",)
+LINEAGE = ("lineage", "churn:2")
+CARD = ("card", "churn", "2")
+PREDICT = ("predict", "churn@production", "data/raw.csv", "-o", "predicted.csv")
+IMPORT_DVC = ("import", "dvc", "--force")  # --force: the import's pipeline.yaml replaces the template's
+DRIFT_SERVING = ("drift", "data/raw.csv", "serving:churn")  # the request logs `mlops serve` wrote
 
 
 @dataclass(frozen=True)
 class Target:
     path: str  # relative to the project root
-    syntax: str  # yaml, json, jsonl, sqlite, text: what the "bomb" damage looks like
+    syntax: str  # yaml, json, jsonl, sqlite, text, parquet, blob: what the "bomb" damage looks like
     commands: tuple[tuple[str, ...], ...]
     cache: bool = False  # rebuilt silently: every command ends as it did on the intact project
+    skipped: bool = False  # one of many logs: skipped with a warning naming it, the command ends as before
+    prepare: Callable[[Path], None] | None = None  # run on the copy before the commands (e.g. uncache an object)
+
+
+# the tracked data/raw.csv's object (its content is fixed, so is its digest)
+RAW_OBJECT = "63/b4903174a37bded5342d880b6e5946"
+REQUEST_LOG = ".mlops/serve/churn/requests/20240101T000001Z-host-1-0001.parquet"
+
+
+def _uncache_raw(root: Path) -> None:
+    """Make fetch and pull read data/raw.csv's object from the remote: the cache lacks it."""
+    (root / ".mlops" / "cache" / RAW_OBJECT).unlink()
 
 
 TARGETS = [
-    Target(".mlops/config.yaml", "yaml", (STATUS, PUSH, REMOTE_LIST, GC)),
-    Target(".mlops/config.local.yaml", "yaml", (STATUS, PULL, REMOTE_LIST)),
-    Target("data/raw.csv.mlops", "yaml", (STATUS, ADD, CHECKOUT, PUSH, GC, VERIFY, DRY_RUN)),
-    Target("data/imgs.mlops", "yaml", (STATUS, CHECKOUT, PULL, GC)),
-    Target("pipeline.yaml", "yaml", (DRY_RUN, DAG, STATUS, GC, METRICS_DIFF)),
-    Target("pipeline.lock", "yaml", (DRY_RUN, STATUS, CHECKOUT, PUSH, GC, VERIFY)),
+    Target(".mlops/config.yaml", "yaml", (STATUS, PUSH, FETCH, REMOTE_LIST, GC, PREDICT)),
+    Target(".mlops/config.local.yaml", "yaml", (STATUS, PULL, FETCH, REMOTE_LIST)),
+    Target("data/raw.csv.mlops", "yaml", (STATUS, ADD, CHECKOUT, PUSH, FETCH, GC, VERIFY, DRY_RUN)),
+    Target("data/imgs.mlops", "yaml", (STATUS, CHECKOUT, PULL, FETCH, GC)),
+    Target(f"../remote/{RAW_OBJECT}", "blob", (FETCH, PULL), prepare=_uncache_raw),
+    Target("pipeline.yaml", "yaml", (DRY_RUN, DAG, STATUS, GC, METRICS_DIFF, FETCH, IMPORT_DVC)),
+    Target("pipeline.lock", "yaml", (DRY_RUN, STATUS, CHECKOUT, PUSH, FETCH, GC, VERIFY)),
     Target("params.yaml", "yaml", (DRY_RUN, PARAMS_DIFF)),
     Target("metrics.json", "json", (METRICS_DIFF,)),
     Target(".mlops/policy.yaml", "yaml", (PROMOTE,)),
-    Target(".mlops/registry/models/churn.json", "json", (MODELS_LIST, MODELS_SHOW, PROMOTE, GC, SERVE)),
-    Target(".mlops/registry/audit.jsonl", "jsonl", (AUDIT_VERIFY, HISTORY, PROMOTE)),
-    Target(".mlops/registry/audit.head", "json", (AUDIT_VERIFY, PROMOTE)),
+    Target(
+        ".mlops/registry/models/churn.json",
+        "json",
+        (MODELS_LIST, MODELS_SHOW, PROMOTE, GC, LINEAGE, CARD, PREDICT, FETCH, SERVE),
+    ),
+    Target(".mlops/registry/audit.jsonl", "jsonl", (AUDIT_VERIFY, HISTORY, CARD, PREDICT, PROMOTE)),
+    Target(".mlops/registry/audit.head", "json", (AUDIT_VERIFY, PREDICT, PROMOTE)),
+    Target(".mlops/allowed_signers", "text", (AUDIT_VERIFY, CARD)),
     Target(".mlops/deployments/churn.yaml", "yaml", (CANARY, SERVE)),
     Target(".mlops/serve/churn/stats/elsewhere-1.json", "json", (CANARY,), cache=True),
+    Target(REQUEST_LOG, "parquet", (DRIFT_SERVING,), skipped=True),
     Target("schema.yaml", "yaml", (VALIDATE,)),
     Target("drift.yaml", "yaml", (DRIFT,)),
     Target(".mlops/runs/index.jsonl", "jsonl", (RUNS_LIST, GC)),
     Target(f".mlops/runs/{RUN_ID}/run.json", "json", (RUNS_LIST, RUNS_SHOW)),
     Target(f".mlops/runs/{RUN_ID}/metrics.jsonl", "jsonl", (RUNS_SHOW,)),
+    Target(f".mlops/runs/{RUN_ID}/params.jsonl", "jsonl", (RUNS_SHOW,)),
+    Target(f".mlops/runs/{RUN_ID}/stages.jsonl", "jsonl", (RUNS_SHOW,)),
+    Target("dvcproj/dvc.yaml", "yaml", (IMPORT_DVC,)),
+    Target("dvcproj/dvc.lock", "yaml", (IMPORT_DVC,)),
+    Target("dvcproj/table.csv.dvc", "yaml", (IMPORT_DVC,)),
+    Target("dvcproj/params.yaml", "yaml", (IMPORT_DVC,)),
+    Target("dvcproj/.dvc/config", "text", (IMPORT_DVC,)),
+    Target(".mlops/dvc-import.json", "json", (STATUS, DAG, IMPORT_DVC)),
     Target("data/.gitignore", "text", (ADD,)),
     Target(".mlops/tmp/state.db", "sqlite", (STATUS, ADD, CHECKOUT), cache=True),
     Target(".mlops/tmp/state.tick", "text", (STATUS, ADD), cache=True),
-    Target(".mlops/tmp/locks/store.lock", "json", (ADD, GC, PUSH)),
+    Target(".mlops/tmp/locks/store.lock", "json", (ADD, GC, PUSH, FETCH)),
+    Target(".mlops/tmp/locks/registry.lock", "json", (PROMOTE,)),
     Target(".mlops/runcache/index", "json", (DRY_RUN, GC), cache=True),  # stands for every run-cache entry
 ]
 
@@ -181,6 +215,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple
         if not done.exists():
             for leftover in ("project", "remote", "baseline"):  # from a worker whose build failed
                 shutil.rmtree(folder / leftover, ignore_errors=True)
+            for leftover in ("key", "key.pub"):
+                (folder / leftover).unlink(missing_ok=True)
             root = _build_template(folder)
             codes = _baseline(root, folder)
             done.write_text(json.dumps([[list(c), code] for c, code in codes.items()]))
@@ -201,16 +237,29 @@ def _build_template(base: Path) -> Path:
     (root / "data" / "imgs" / "1.txt").write_text("one\n")
     (root / "data" / "imgs" / "2.txt").write_text("two\n")
     _mlops(root, "add", "data/raw.csv", "data/imgs")
-    _mlops(root, "remote", "add", "origin", str(base / "remote"), "--default")
+    # relative to the project: each case's copy of the project meets its own copy of the remote
+    _mlops(root, "remote", "add", "origin", "../remote", "--default")
     (root / ".mlops" / "config.local.yaml").write_text("format: 1\ncore:\n  remote: origin\n")
     (root / "params.yaml").write_text("prep:\n  scale: 2\n")
     (root / "prep.py").write_text(PREP)
     (root / "pipeline.yaml").write_text(PIPELINE)
     _mlops(root, "run")
-    for version in (1, 2):
-        _fit_model(root / "model.pkl", constant=version % 2)
-        _mlops(root, "register", "churn", "model.pkl", "--signature-from", "data/raw.csv")
+    runs = root / ".mlops" / "runs"
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    shutil.copytree(run, runs / RUN_ID)
+    text = (runs / RUN_ID / "run.json").read_text().replace(run.name, RUN_ID)
+    (runs / RUN_ID / "run.json").write_text(text)
+    (runs / "index.jsonl").write_text((runs / "index.jsonl").read_text() + text.strip() + "\n")
+    _fit_model(root / "model.pkl", constant=1)
+    _mlops(root, "register", "churn", "model.pkl", "--signature-from", "data/raw.csv")
+    _fit_model(root / "model.pkl", constant=0)  # version 2 has lineage: a run and a data snapshot
+    _mlops(root, "register", "churn", "model.pkl", "--signature-from", "data/raw.csv", "--run", RUN_ID)
     _mlops(root, "promote", "churn", "1", "--to", "production")
+    # a signed approval: audit verify checks it against .mlops/allowed_signers
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "key"), "-C", "t@e"], check=True)
+    public = (base / "key.pub").read_text().split()
+    (root / ".mlops" / "allowed_signers").write_text(f"t@e {public[0]} {public[1]}\n")
+    _mlops(root, "approve", "churn", "2", "--to", "production", "--sign", "--key", str(base / "key"), "--by", "t@e")
     _mlops(root, "deploy", "churn", "--canary", "2", "--weight", "10")
     _mlops(root, "push")
     (root / ".mlops" / "policy.yaml").write_text(POLICY)
@@ -221,12 +270,8 @@ def _build_template(base: Path) -> Path:
     stats = root / ".mlops" / "serve" / "churn" / "stats"
     stats.mkdir(parents=True)
     (stats / "elsewhere-1.json").write_text(STATS)
-    runs = root / ".mlops" / "runs"
-    (run,) = [p for p in runs.iterdir() if p.is_dir()]
-    shutil.copytree(run, runs / RUN_ID)
-    text = (runs / RUN_ID / "run.json").read_text().replace(run.name, RUN_ID)
-    (runs / RUN_ID / "run.json").write_text(text)
-    (runs / "index.jsonl").write_text((runs / "index.jsonl").read_text() + text.strip() + "\n")
+    _write_request_logs(root / Path(REQUEST_LOG).parent)
+    _import_dvc_project(root)
     (entry,) = (root / ".mlops" / "runcache").glob("*/*.json")
     shutil.copy(entry, root / ".mlops" / "runcache" / "index")  # a stand-in name the table can use
     (root / ".mlops" / "runcache" / "ab").mkdir()
@@ -236,6 +281,65 @@ def _build_template(base: Path) -> Path:
     missing = [t.path for t in TARGETS if not (root / t.path).exists()]
     assert not missing, f"the template lacks {missing}"
     return root
+
+
+def _write_request_logs(folder: Path) -> None:
+    """Two finished request logs as `mlops serve` writes them (inputs, then the meta columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    for seq, (a, b) in enumerate((([1, 3, 5, 7], [2, 4, 6, 9]), ([2, 4, 6, 8], [1, 3, 5, 9])), 1):
+        table = pa.table(
+            {
+                "a": pa.array(a, pa.int64()),
+                "b": pa.array(b, pa.int64()),
+                "prediction": pa.array([1] * 4, pa.int64()),
+                "variant": ["production"] * 4,
+                "version": pa.array([1] * 4, pa.int64()),
+                "latency_ms": [1.0] * 4,
+                "time": pa.array([1_700_000_000_000_000] * 4, pa.timestamp("us", tz="UTC")),
+            }
+        )
+        pq.write_table(table, folder / f"20240101T00000{seq}Z-host-1-000{seq}.parquet", compression="zstd")
+
+
+DVC_CONFIG = "[core]\n    remote = store\n['remote \"store\"']\n    url = ../../dvc-store\n"
+DVC_YAML = """stages:
+  copy:
+    cmd: cp table.csv copied.csv
+    deps: [table.csv]
+    params: [train.seed]
+    outs: [copied.csv]
+"""
+
+
+def _import_dvc_project(root: Path) -> None:
+    """A DVC project in dvcproj/ (as `dvc init --subdir` and `dvc repro` leave it, written by hand:
+    DVC itself is not needed), imported once so that .mlops/dvc-import.json exists; the template's
+    own pipeline.yaml and pipeline.lock are put back afterwards."""
+    import hashlib
+
+    project = root / "dvcproj"
+    (project / ".dvc").mkdir(parents=True)
+    (project / ".dvc" / "config").write_text(DVC_CONFIG)
+    (project / "table.csv").write_text("x,y\n1,2\n")
+    (project / "copied.csv").write_text("x,y\n1,2\n")
+    md5 = hashlib.md5(b"x,y\n1,2\n").hexdigest()
+    (project / "table.csv.dvc").write_text(f"outs:\n- md5: {md5}\n  size: 8\n  path: table.csv\n")
+    (project / "params.yaml").write_text("train:\n  seed: 1\n")
+    (project / "dvc.yaml").write_text(DVC_YAML)
+    entry = f"md5: {md5}\n      size: 8"
+    (project / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  copy:\n    cmd: cp table.csv copied.csv\n"
+        f"    deps:\n    - path: table.csv\n      {entry}\n"
+        "    params:\n      params.yaml:\n        train.seed: 1\n"
+        f"    outs:\n    - path: copied.csv\n      {entry}\n"
+    )
+    kept = {name: (root / name).read_bytes() for name in ("pipeline.yaml", "pipeline.lock")}
+    _mlops(root, "import", "dvc", "--force")
+    for name, data in kept.items():
+        (root / name).write_bytes(data)
 
 
 @dataclass
@@ -286,12 +390,14 @@ def _baseline(template: Path, base: Path) -> dict[tuple[str, ...], int]:
     """Each command's exit code on an intact copy of the project (0 or 1: it works as it is)."""
     codes: dict[tuple[str, ...], int] = {}
     commands = {c for t in TARGETS for c in t.commands}
-    copy = base / "baseline"
-    shutil.copytree(template, copy, symlinks=True)
+    copy = _copy_template(template, base / "baseline")
     before = Path.cwd()
     os.chdir(copy)
     try:
-        for command in sorted(commands, key=lambda c: (c[0] in ("add", "checkout", "gc", "push", "pull"), c)):
+        # commands that change the project last, the import (which replaces pipeline.yaml) at the very end
+        for command in sorted(
+            commands, key=lambda c: (c[0] == "import", c[0] in ("add", "checkout", "gc", "push", "pull", "fetch"), c)
+        ):
             outcome = _run(copy, command)
             assert outcome.code in (0, 1), f"intact project: mlops {' '.join(command)} -> {outcome.code}\n{outcome}"
             codes[command] = outcome.code
@@ -300,11 +406,20 @@ def _baseline(template: Path, base: Path) -> dict[tuple[str, ...], int]:
     return codes
 
 
+def _copy_template(template: Path, into: Path) -> Path:
+    """A copy of the project and, beside it, of its remote (the project names it ../remote)."""
+    shutil.copytree(template, into / "project", symlinks=True)
+    shutil.copytree(template.parent / "remote", into / "remote")
+    return into / "project"
+
+
+NO_BOMB = ("sqlite", "text", "parquet", "blob")  # formats without aliases or nesting
+
 CASES = [
     pytest.param(target, damage, id=f"{target.path}-{damage}")
     for target in TARGETS
     for damage in DAMAGE
-    if not (damage == "bomb" and target.syntax in ("sqlite", "text"))
+    if not (damage == "bomb" and target.syntax in NO_BOMB)
 ]
 
 
@@ -317,8 +432,9 @@ def test_damaged_file(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     template, baseline = prepared
-    root = tmp_path / "project"
-    shutil.copytree(template, root, symlinks=True)
+    root = _copy_template(template, tmp_path)
+    if target.prepare is not None:
+        target.prepare(root)
     path = root / target.path
     damaged = DAMAGE[damage](path.read_bytes(), target.syntax)
     path.unlink()
@@ -338,6 +454,10 @@ def test_damaged_file(
         if target.cache:
             assert outcome.code == baseline[command], said
             continue
+        if target.skipped:  # a warning names the file, and the rest is read as before
+            assert outcome.code == baseline[command], said
+            assert name in outcome.stderr, said
+            continue
         assert outcome.code in (0, 1, 2, 3), said
         # an empty or cut file may still parse: it then lacks something (a remote, an entry), and
         # the error says what; a file that cannot be read at all is named
@@ -350,4 +470,4 @@ def test_damaged_file(
 def test_matrix_covers_every_damage_of_every_target() -> None:
     # the table is the test: a target without a command, or a damage never applied, is a gap
     assert all(t.commands for t in TARGETS)
-    assert len(CASES) == sum(len(DAMAGE) - (t.syntax in ("sqlite", "text")) for t in TARGETS)
+    assert len(CASES) == sum(len(DAMAGE) - (t.syntax in NO_BOMB) for t in TARGETS)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...data.add import add, snapshot_path
 from ...errors import FormatError, MlopsError, UsageError
-from ...formats import dump_yaml, parse_yaml_positions
+from ...formats import dump_yaml, parse_yaml_positions, read_text
 from ...fsio import atomic_write
 from ...paths import relpath_problem
 from ...repo.repo import Repo
@@ -65,7 +65,8 @@ def import_dvc(repo: Repo, *, data: bool = False, remote: str | None = None, for
     locks = _read_locks(repo.root, project, converted, pipeline, problems) if pipeline else {}
     outs = _lock_outputs(pipeline, locks) if pipeline else []
     target = repo.root / PIPELINE_FILE
-    pipeline_changes = text is not None and (not target.is_file() or target.read_text(encoding="utf-8") != text)
+    # compared as bytes: a pipeline.yaml that is not UTF-8 simply differs from the import
+    pipeline_changes = text is not None and (not target.is_file() or target.read_bytes() != text.encode())
     if pipeline_changes and target.exists() and not force:
         raise UsageError(
             f"{PIPELINE_FILE} already exists (and differs from the import)", hint="use --force to overwrite it"
@@ -271,7 +272,8 @@ def _read_locks(
         if not (repo_root / lock_rel).is_file():
             continue
         try:
-            data, positions = parse_yaml_positions((repo_root / lock_rel).read_text(encoding="utf-8"), lock_rel)
+            # read_text: bytes that are not UTF-8 or a folder in its place are one problem naming the file
+            data, positions = parse_yaml_positions(read_text(repo_root / lock_rel, source=lock_rel), lock_rel)
         except MlopsError as exc:
             problems.add(lock_rel, exc.message)
             continue

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import FormatError, NewerFormatError
+from ...formats import parse_json, read_bytes
 from ...fsio import atomic_write
 from ...repo.repo import Repo
 
@@ -52,12 +53,14 @@ def read_record(repo: Repo) -> dict[str, Any] | None:
     path = record_path(repo)
     if not path.is_file():
         return None
+    source = f".mlops/{RECORD_NAME}"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FormatError(
-            f".mlops/{RECORD_NAME}: not valid JSON ({exc})", hint="run 'mlops import dvc' again"
-        ) from None
+        # bounded: a record nested past the depth limit is refused, not a RecursionError
+        doc = parse_json(read_bytes(path, source=source), source)
+    except FileNotFoundError:  # removed since the check above
+        return None
+    except FormatError as exc:
+        raise FormatError(exc.message, hint="run 'mlops import dvc' again", file=source) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("format"), int):
         raise FormatError(f".mlops/{RECORD_NAME}: no format number", hint="run 'mlops import dvc' again")
     if doc["format"] > RECORD_FORMAT:
@@ -97,9 +100,10 @@ def missing_data(repo: Repo) -> list[MissingData]:
 
 def recorded_paths(root: Path) -> list[str]:
     """Every DVC-tracked path the import recorded (for the pipeline graph: data that will come)."""
+    source = f".mlops/{RECORD_NAME}"
     try:
-        doc = json.loads((root / ".mlops" / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = parse_json(read_bytes(root / ".mlops" / RECORD_NAME, source=source), source)
+    except (OSError, FormatError):  # the graph only draws what will come; status and import name the damage
         return []
     entries = doc.get("data") if isinstance(doc, dict) else None
     return [e["path"] for e in entries or [] if isinstance(e, dict) and isinstance(e.get("path"), str)]
