@@ -29,7 +29,7 @@ def _pipeline_roots(repo, all_commits: bool = False) -> list:  # noqa: ANN001
     """Objects the pipeline (lock file, run cache), tracked runs (artifacts) and the model
     registry (artifacts, data snapshots) reference: pushed, fetched and kept by gc."""
     from ..pipeline.roots import pipeline_roots
-    from ..registry.api import registry_roots
+    from ..registry import registry_roots
     from ..tracking.store import artifact_roots
 
     return [

@@ -228,7 +228,7 @@ def _pre_push(out: Output, args: list[str]) -> None:
     from ..data.references import commit_roots
     from ..data.transfer import push
     from ..pipeline.roots import commit_lock_roots
-    from ..registry.api import commit_registry_roots
+    from ..registry.roots import commit_registry_roots
 
     # what the tips' trees name, and what the commits between the remote's tip and them added:
     # pointer files, pipeline.lock outputs, registered model versions (artifacts, data snapshots)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import registry
 from ..errors import UsageError
-from ..registry import api as registry
 from ..registry.refs import PRODUCTION, parse_ref
 from ..repo.repo import Repo
 from ..serve import deployment
