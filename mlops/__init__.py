@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value  # later look-ups skip this hook
         return value
     if name in _REGISTRY:
-        from .registry import api as registry_api
+        from . import registry as registry_api
 
         value = getattr(registry_api, name)
         globals()[name] = value

@@ -92,7 +92,7 @@ def register_model(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a file or folder as the model's next version (stage: none)."""
-    from ..registry.api import register as do_register
+    from ..registry import register as do_register
 
     out = Output(json_output=json_output)
     repo = find_repo()
@@ -158,7 +158,7 @@ def models(ctx: typer.Context, json_output: bool = JSON_OPTION) -> None:
 
 
 def _models_list(json_output: bool = False) -> None:
-    from ..registry.api import list_models
+    from ..registry import list_models
 
     out = Output(json_output=json_output)
     summaries = list_models(find_repo())
@@ -195,7 +195,7 @@ def models_show(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """One model's versions, or one version in full (--version, or a reference)."""
-    from ..registry.api import get_version, resolve, versions
+    from ..registry import get_version, resolve, versions
 
     out = Output(json_output=json_output)
     repo = find_repo()
@@ -483,7 +483,7 @@ def alias(
 ) -> None:
     """Point an alias at a version (mlops alias churn 3 champion), \
 or remove one (mlops alias churn champion --delete)."""
-    from ..registry.api import delete_alias, set_alias
+    from ..registry import delete_alias, set_alias
 
     out = Output(json_output=json_output)
     repo = find_repo()
@@ -569,7 +569,7 @@ def history(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Every registration, approval, transition, refusal and rollback of a model: who, when, why."""
-    from ..registry.api import history as do_history
+    from ..registry import history as do_history
     from ..registry.refs import parse_ref
 
     out = Output(json_output=json_output)
@@ -605,7 +605,7 @@ def lineage(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Where a version came from: model <- run <- params, data snapshots <- git commit."""
-    from ..registry.api import resolve
+    from ..registry import resolve
     from ..registry.lineage import lineage_doc
 
     out = Output(json_output=json_output)
@@ -662,8 +662,8 @@ def card(
 ) -> None:
     """A Markdown model card: purpose, metrics, data, signature, lineage, approvals, history."""
     from ..fsio import check_output, write_output
-    from ..registry.api import get_version, resolve
-    from ..registry.api import history as do_history
+    from ..registry import get_version, resolve
+    from ..registry import history as do_history
     from ..registry.card import render_card
 
     out = Output(json_output=json_output)
@@ -691,7 +691,7 @@ def card(
 @command(audit_app, "verify")
 def audit_verify(json_output: bool = JSON_OPTION) -> None:
     """Check the audit log is whole and untampered: chain, order, head, model files (exit 1 if not)."""
-    from ..registry.api import verify_audit
+    from ..registry import verify_audit
 
     out = Output(json_output=json_output)
     report = verify_audit(find_repo())

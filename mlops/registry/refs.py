@@ -98,3 +98,11 @@ def parse_ref(text: str) -> Ref:
         check_name(name)
         return Ref(name, version=parse_version(version))
     return Ref(check_name(text))
+
+
+def check_target(name_or_ref: str, version: int | str | None) -> str:
+    """Validate the shape of NAME + VERSION, or of one reference when VERSION is None; returns
+    how to write it back in a hint. The version itself is resolved inside the transaction."""
+    if version is None:
+        return str(parse_ref(name_or_ref))
+    return f"{check_name(name_or_ref)} {parse_version(version)}"

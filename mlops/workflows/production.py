@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import registry
 from ..errors import UsageError
-from ..registry import api as registry
 from ..registry.refs import PRODUCTION, parse_ref
 from ..repo.repo import Repo
 from ..serve import deployment
@@ -106,7 +106,9 @@ def promote(
     source = open_source(repo)
     with deployment_lock(repo, model):
         result = registry.promote(repo, name, version, to_stage, reason=reason, actor=by, force=force)
-        touched = result.changed and (to_stage == PRODUCTION or result.from_stage == PRODUCTION)
+        # also when the registry had nothing to change: the same promotion run again after a crash
+        # between the two writes is what makes the deployment catch up (agreeing, nothing is written)
+        touched = to_stage == PRODUCTION or result.from_stage == PRODUCTION
         if not touched:
             return ProductionChange(result, load_deployment(repo, model), False)
         why = f"{result.name}:{result.version} {result.from_stage} -> {result.to_stage}"

@@ -48,7 +48,7 @@ def pushed_roots(repo: Repo, tips: list[str], exclude: list[str]) -> list[Root]:
     (artifacts, data snapshots) in the tips' trees, and those the commits in between added."""
     from ..data.references import commit_roots
     from ..pipeline.roots import commit_lock_roots
-    from ..registry.api import commit_registry_roots  # not in mlops.registry's interface
+    from ..registry.roots import commit_registry_roots
 
     roots: list[Root] = []
     for revs in (["--no-walk", *tips], [*tips, *exclude]):

@@ -1,0 +1,210 @@
+"""Registering a model: its artifact stored, its lineage gathered, its signature inferred
+(through the restricted unpickler), and the next version added in one transaction."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidPathError, MissingObjectError, UsageError
+from ..progress import NO_PROGRESS, Progress
+from ..repo.repo import Repo
+from . import audit, flavors
+from .artifacts import check_file, object_path, snapshot_files
+from .refs import NONE, check_name
+from .store import ModelVersion, default_actor, transaction, version_view
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    version: ModelVersion
+    new_model: bool
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.version.to_dict(), "new_model": self.new_model, "warnings": list(self.warnings)}
+
+
+def _store_artifact(repo: Repo, source: Path, *, progress: Progress) -> tuple[str, str, int, int, str | None]:
+    """Copy the artifact into the object store: (hash, kind, size, files, sha256 of a file).
+    The caller holds the store lock (shared) until the registry names the object."""
+    if source.is_dir():
+        from ..data.add import snapshot_path
+
+        rel = repo.check_user_path(source)
+        with repo.path_lock(rel):
+            snap = snapshot_path(repo, rel, link_workspace=False, progress=progress)
+        return snap.pointer.hash, "dir", snap.pointer.size, snap.pointer.files, None
+    with repo.objects.batch() as batch:
+        digest, size = batch.add_file(source)
+    # the SHA-256 is taken of the stored object, in the same read that checks its name
+    sha = check_file(object_path(repo, digest), digest, None, str(source))
+    return digest, "file", size, 1, sha
+
+
+def register(
+    repo: Repo,
+    name: str,
+    path: str | os.PathLike[str],
+    *,
+    run: str | None = None,
+    description: str = "",
+    actor: str | None = None,
+    data: Sequence[str] = (),
+    signature_from: str | os.PathLike[str] | None = None,
+    infer_signature: bool = True,
+    progress: Progress = NO_PROGRESS,
+) -> RegisterResult:
+    """Store the artifact, gather its lineage, and add it as the model's next version."""
+    check_name(name)
+    actor = actor or default_actor(repo.root)
+    source = Path(os.path.abspath(path))
+    if not source.exists():
+        raise InvalidPathError(
+            f"{path}: no such file or folder", hint="train the model first ('mlops run'), or check the path"
+        )
+    if not (source.is_file() or source.is_dir()):
+        raise InvalidPathError(f"{path}: not a regular file or folder")
+    if signature_from is not None and not Path(signature_from).is_file():
+        raise InvalidPathError(f"{signature_from}: no such file (--signature-from)")
+    try:
+        rel: str | None = source.relative_to(repo.root).as_posix()
+    except ValueError:
+        rel = None
+    if rel is not None and (rel.split("/")[0] in (".mlops", ".git")):
+        raise InvalidPathError(f"{path}: inside {rel.split('/')[0]}/, which mlops and git manage themselves")
+    # The store lock is held (shared) from storing the object until the registry names it, as
+    # `mlops add` holds it through the pointer write: gc (exclusive) cannot delete the new,
+    # still unreferenced object in between.
+    with repo.store_lock():
+        return _register_locked(
+            repo,
+            name,
+            source,
+            rel,
+            run=run,
+            description=description,
+            actor=actor,
+            data=data,
+            signature_from=signature_from,
+            infer_signature=infer_signature,
+            progress=progress,
+        )
+
+
+def _register_locked(
+    repo: Repo,
+    name: str,
+    source: Path,
+    rel: str | None,
+    *,
+    run: str | None,
+    description: str,
+    actor: str,
+    data: Sequence[str],
+    signature_from: str | os.PathLike[str] | None,
+    infer_signature: bool,
+    progress: Progress,
+) -> RegisterResult:
+    digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
+    warnings: list[str] = []
+    link = None
+    if run is not None:
+        from .lineage import link_run
+
+        link = link_run(repo, run, artifact_rel=rel, artifact_hash=digest)
+        warnings.extend(link.warnings)
+    snapshots = list(link.data) if link else []
+    if data:
+        from .lineage import data_from_paths
+
+        for snap in data_from_paths(repo, list(data)):
+            if all(s["path"] != snap["path"] or s["hash"] != snap["hash"] for s in snapshots):
+                snapshots.append(snap)
+    flavor = flavors.detect_flavor(object_path(repo, digest), kind) if kind == "file" else flavors.DIR
+    signature = None
+    if flavor == flavors.SKLEARN and infer_signature:
+        signature, flavor = _sklearn_signature(repo, digest, sha, snapshots, signature_from, warnings)
+    record: dict[str, Any] = {
+        "version": 0,
+        "stage": NONE,
+        "artifact": {
+            "hash": digest,
+            "kind": kind,
+            "size": size,
+            "files": files,
+            "filename": source.name,
+            "sha256": sha,
+            "source": rel or str(source),
+        },
+        "flavor": flavor,
+        "signature": signature,
+        "run_id": link.run_id if link else None,
+        "metrics": link.metrics if link else {},
+        "params": link.params if link else {},
+        "git_commit": link.git_commit if link else None,
+        "data": snapshots,
+        "lineage": link.lineage if link else {},
+        "registered_by": actor,
+        "registered_at": audit.now_iso(),
+        "description": description,
+        "stage_history": [],
+        "approvals": [],
+        "drift_checks": [],
+    }
+    with transaction(repo) as txn:
+        doc = txn.model(name, create=True)
+        new_model = txn.is_new(name)
+        number = doc["next_version"]
+        doc["next_version"] = number + 1
+        record["version"] = number
+        doc["versions"].append(record)
+        txn.record(
+            "registered",
+            model=name,
+            version=number,
+            actor=actor,
+            artifact=digest,
+            kind=kind,
+            size=size,
+            flavor=flavor,
+            run_id=record["run_id"],
+            git_commit=record["git_commit"],
+            description=description,
+        )
+    return RegisterResult(version_view(doc, record), new_model, tuple(warnings))
+
+
+def _sklearn_signature(
+    repo: Repo, digest: str, sha: str | None, snapshots: list[dict[str, Any]], signature_from: Any, warnings: list[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """Load the stored (checked) bytes through the restricted loader and infer the signature.
+    A global outside its allowlist, or scikit-learn missing: no signature, and a warning."""
+    data = flavors.verified_bytes(object_path(repo, digest), digest=digest, sha256=sha, what="the new version")
+    try:
+        model = flavors.safe_load(data, "the new version")
+    except flavors.UnsafePickle as unsafe:
+        warnings.append(
+            f"no signature: the pickle imports {unsafe}, which mlops does not load at registration "
+            "(only scikit-learn, numpy and scipy.sparse types); load_model would run it: load it only if you trust it"
+        )
+        return None, flavors.SKLEARN
+    except UsageError as exc:
+        warnings.append(f"no signature: {exc.message}")
+        return None, flavors.SKLEARN
+    if not type(model).__module__.startswith("sklearn"):
+        return None, flavors.FILE  # the scan saw sklearn names, but the object is something else
+    if signature_from is not None:
+        tables = [(str(signature_from), Path(signature_from))]
+    else:
+        try:
+            tables = flavors.table_files(snapshot_files(repo, snapshots, "the new version"))
+        except MissingObjectError as exc:
+            warnings.append(f"training data not in the cache ({exc.message}): input dtypes unknown")
+            tables = []
+    signature, notes = flavors.sklearn_signature(model, tables)
+    warnings.extend(notes)
+    return signature, flavors.SKLEARN
