@@ -7,7 +7,7 @@ import json
 
 from pipekit import statuses
 
-from mlops.pipeline.executor import NAME_LIMIT, RAN, RESTORED, StageResult, run_name
+from mlops.pipeline.executor import RAN, RESTORED, StageResult
 from mlops.tracking.store import list_summaries, load_run
 
 
@@ -82,6 +82,8 @@ def test_a_restored_stage_names_the_run_that_produced_its_outputs(proj, repo) ->
 
 
 def test_run_names_stay_short() -> None:
+    from mlops.pipeline.executor import NAME_LIMIT, run_name
+
     ran = [StageResult(f"featurize_with_a_long_name_{i}", RAN) for i in range(6)]
     name = run_name([*ran, StageResult("restored_one", RESTORED)])
     assert len(name) <= NAME_LIMIT
