@@ -48,10 +48,13 @@ def add(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Snapshot files or folders into the cache and write their .mlops pointer files."""
-    from ..data.add import add as do_add
+    from ..workflows.add import add as do_add  # refuses a pipeline stage's outputs first
 
     out = Output(json_output=json_output)
-    result = do_add(find_repo(), paths, jobs=jobs, progress=out.progress())
+    flow = do_add(find_repo(), paths, jobs=jobs, progress=out.progress())
+    result = flow.result
+    for warning in flow.warnings:
+        out.warn(warning)
     if out.json:
         out.emit_json({"added": [t.__dict__ for t in result.targets]})
         return

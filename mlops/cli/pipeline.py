@@ -186,6 +186,8 @@ def _run(
             {
                 **({"dvc_missing": [m.to_dict() for m in missing]} if missing else {}),
                 "run_id": result.run_id,
+                **({"name": result.name} if result.name else {}),
+                **({"up_to_date": True, "last_run": result.last_run} if result.up_to_date else {}),
                 "ok": result.ok,
                 "dry_run": result.dry_run,
                 "interrupted": result.interrupted,
@@ -197,11 +199,14 @@ def _run(
         for stage in result.stages:
             reason = "; ".join(stage.reasons)
             out.row((stage.status, STATUS_STYLE.get(stage.status, "dim")), (stage.name, None), (reason, "dim"))
+    elif result.up_to_date:
+        last = f"; last run {result.last_run}" if result.last_run else ""
+        out.info(f"nothing to run: every stage is up to date{last} (no new run recorded)")
     else:
         counts: dict[str, int] = {}
         for stage in result.stages:
             counts[stage.status] = counts.get(stage.status, 0) + 1
-        out.info(", ".join(f"{n} {s}" for s, n in counts.items()) + f" (run {result.run_id})")
+        out.info(", ".join(f"{n} {s}" for s, n in counts.items()) + f" (run {result.run_id} '{result.name}')")
     if result.interrupted:
         signum = result.stop_signal
         how = "interrupted" if signum in (None, signal.SIGINT) else f"stopped by {signal.Signals(signum).name}"

@@ -104,6 +104,9 @@ class StageResult:
     outs: tuple[LockedPath, ...] = ()
     deps: tuple[LockedPath, ...] = ()
     params: dict[str, dict[str, object]] = field(default_factory=dict)
+    # restored or skipped: the run that ran the command which produced these outputs, when known
+    produced_by: str | None = None
+    run_key: str | None = field(default=None, compare=False)  # skipped: its run-cache key, to find produced_by
 
     @property
     def seconds(self) -> float | None:
@@ -119,17 +122,24 @@ class StageResult:
             "seconds": self.seconds,
             "returncode": self.returncode,
             "error": self.error or None,
+            **({"produced_by": self.produced_by} if self.produced_by else {}),
         }
 
 
 @dataclass(frozen=True)
 class RunResult:
-    run_id: str
+    """``run_id`` is None when nothing ran (``up_to_date``): such a run records no tracking run,
+    and ``last_run`` names the newest pipeline run recorded before it."""
+
+    run_id: str | None
     stages: tuple[StageResult, ...]
     interrupted: bool = False
     dry_run: bool = False
     warnings: tuple[str, ...] = ()
     stop_signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM, SIGHUP), if one did
+    up_to_date: bool = False  # every selected stage was skipped (up to date or frozen): nothing recorded
+    last_run: str | None = None
+    name: str = ""  # the recorded run's name: the stages that ran (run_name)
 
     @property
     def failed(self) -> list[StageResult]:
@@ -197,6 +207,7 @@ class _Shared:
     lock_view: _LockView
     params: ParamFiles
     lifeline: int  # read end of the pipe whose end of file tells each stage's watcher that the run is gone
+    begin_run: Callable[[], None] = lambda: None  # creates the tracking run before a stage's command starts
     stopping: threading.Event = field(default_factory=threading.Event)
     processes: dict[str, _Running] = field(default_factory=dict)
     mutex: threading.Lock = field(default_factory=threading.Lock)
@@ -265,7 +276,7 @@ def run_pipeline(
     tracker = _RunTracker(repo, run_id, graph, names)
     # the lifeline: both ends close-on-exec; only the read end is passed on, to each stage's watcher
     lifeline_read, lifeline_write = os.pipe()
-    shared = _Shared(list(pipeline.stages), lock_view, params, lifeline_read)
+    shared = _Shared(list(pipeline.stages), lock_view, params, lifeline_read, tracker.begin)
     results: dict[str, StageResult] = {}
     selected = set(names)
     pending = list(names)
@@ -330,7 +341,61 @@ def run_pipeline(
     ordered = tuple(results[n] for n in names)
     interrupted_run = was_interrupted or any(r.status == INTERRUPTED for r in ordered)
     warnings = tracker.finish(ordered, interrupted=interrupted_run)
-    return RunResult(run_id, ordered, interrupted=interrupted_run, warnings=tuple(warnings), stop_signal=stopped_by)
+    if tracker.nothing_to_do:
+        return RunResult(None, ordered, warnings=tuple(warnings), up_to_date=True, last_run=_last_pipeline_run(repo))
+    return RunResult(
+        run_id,
+        ordered,
+        interrupted=interrupted_run,
+        warnings=tuple(warnings),
+        stop_signal=stopped_by,
+        name=tracker.name,
+    )
+
+
+NAME_LIMIT = 60  # characters of a pipeline run's name
+
+
+def run_name(results: tuple[StageResult, ...] | list[StageResult]) -> str:
+    """A pipeline run's name: the stages whose command ran (``prep, train``), then how many were
+    restored from the run cache (``train (+2 restored)``); shortened to ``prep, train +3 more``."""
+    ran = [r.name for r in results if r.status in (RAN, FAILED, INTERRUPTED)]
+    restored = [r.name for r in results if r.status == RESTORED]
+    if ran:
+        names, suffix = ran, (f" (+{len(restored)} restored)" if restored else "")
+    elif restored:
+        names, suffix = restored, " (restored)"
+    else:
+        return "mlops run"
+    limit = NAME_LIMIT - len(suffix)
+    text = ", ".join(names)
+    if len(text) > limit:
+        text = ""
+        for kept in range(len(names) - 1, 0, -1):
+            candidate = ", ".join(names[:kept]) + f" +{len(names) - kept} more"
+            if len(candidate) <= limit:
+                text = candidate
+                break
+        if not text:  # even the first name alone is too long
+            more = f" +{len(names) - 1} more" if len(names) > 1 else ""
+            text = names[0][: max(1, limit - len(more) - 3)] + "..." + more
+    return text + suffix
+
+
+def _last_pipeline_run(repo: Repo) -> str | None:
+    """The newest ended pipeline run in the runs index (what an up-to-date `mlops run` points to)."""
+    try:
+        summaries = tracking.read_index(repo).values()
+    except (MlopsError, OSError):
+        return None
+    newest: tuple[float, str] | None = None
+    for summary in summaries:
+        started = summary.get("start_time")
+        if summary.get("source") != "pipeline" or not isinstance(started, (int, float)):
+            continue
+        if newest is None or (started, summary["id"]) > newest:
+            newest = (started, summary["id"])
+    return newest[1] if newest else None
 
 
 @contextlib.contextmanager
@@ -358,19 +423,41 @@ def _stop_requests(signals: tuple[int, ...]) -> Iterator[Callable[[], int | None
 
 class _RunTracker:
     """The experiment-tracking record of one `mlops run`: the run is created before the
-    first stage starts (stages log into it through MLOPS_RUN_ID) and, at the end, gets each
+    first stage command starts (stages log into it through MLOPS_RUN_ID) and, at the end, gets each
     stage's outcome with its dependency and output hashes (the lineage a model version
-    points to), its parameters and its declared metrics files. Recording is best effort:
-    a run that cannot be written never fails the pipeline; it becomes a warning."""
+    points to), its parameters and its declared metrics files, and its name: the stages that ran
+    (``run_name``). A stage restored from the run cache or skipped names the run that produced its
+    outputs (``produced_by``), so a model registered from this run is linked to the run that made it.
+
+    A run where every stage was up to date (skipped or frozen) records nothing: it would be a
+    run that made nothing, and ``register --run`` of it a link to the wrong run.
+
+    Recording is best effort: a run that cannot be written never fails the pipeline; it
+    becomes a warning."""
 
     def __init__(self, repo: Repo, run_id: str, graph: Graph, names: list[str]) -> None:
         self.repo = repo
         self.run_id = run_id
         self.graph = graph
+        self.names = names
         self.warnings: list[str] = []
-        self.ok = self._try(
-            lambda: tracking.create_run(repo, run_id, "mlops run", stages=names, source="pipeline", exist_ok=True)
-        )
+        self.ok = True
+        self.created = False
+        self.nothing_to_do = False
+        self.name = ""
+        self._mutex = threading.Lock()
+
+    def begin(self) -> None:
+        """Create the run (once, from whichever stage worker gets here first)."""
+        with self._mutex:
+            if self.created:
+                return
+            self.created = True
+            self.ok = self._try(
+                lambda: tracking.create_run(
+                    self.repo, self.run_id, "mlops run", stages=self.names, source="pipeline", exist_ok=True
+                )
+            )
 
     def _try(self, action: Callable[[], object]) -> bool:
         try:
@@ -382,16 +469,37 @@ class _RunTracker:
             return False
 
     def finish(self, results: tuple[StageResult, ...], *, interrupted: bool) -> list[str]:
+        if not interrupted and not self.created and all(r.status in (SKIPPED, FROZEN) for r in results):
+            self.nothing_to_do = True
+            return self.warnings
+        self.begin()
         if not self.ok:
             return self.warnings
         for result in results:
             self._try(lambda r=result: self._stage(r))
         status = INTERRUPTED if interrupted else ("failed" if any(r.status == FAILED for r in results) else "finished")
-        self._try(lambda: tracking.finish_run(self.repo, self.run_id, status, stages=[r.name for r in results]))
+        self.name = run_name(results)
+        self._try(
+            lambda: tracking.finish_run(
+                self.repo, self.run_id, status, stages=[r.name for r in results], name=self.name
+            )
+        )
         return self.warnings
+
+    def _produced_by(self, result: StageResult) -> str | None:
+        """The run that produced a restored or skipped stage's outputs: the run cache names it."""
+        if result.produced_by or result.status != SKIPPED or not result.run_key or not result.outs:
+            return result.produced_by
+        hit = runcache.lookup_entry(self.repo, result.run_key, need_objects=False)
+        if hit is None or hit.run_id is None:
+            return None
+        # the entry must name what the lock file holds: a stage forced again since may have written other bytes
+        same = {(o.path, o.hash) for o in hit.outs} == {(o.path, o.hash) for o in result.outs}
+        return hit.run_id if same and hit.run_id != self.run_id else None
 
     def _stage(self, result: StageResult) -> None:
         paths = lambda items: [{"path": p.path, "hash": p.hash, "kind": p.kind} for p in items]  # noqa: E731
+        producer = self._produced_by(result)
         tracking.record_stage(
             self.repo,
             self.run_id,
@@ -403,6 +511,7 @@ class _RunTracker:
             deps=paths(result.deps),
             outs=paths(result.outs),
             error=result.error or None,
+            **({"produced_by": producer} if producer else {}),
         )
         if result.params:
             for values in result.params.values():
@@ -568,6 +677,7 @@ def _decide_and_run(
             outs=entry.outs if entry else (),
             deps=inputs.deps,
             params=inputs.params,
+            run_key=inputs.run_key(stage),
         )
         events.stage_finished(result)
         return result
@@ -575,23 +685,25 @@ def _decide_and_run(
     # a persist output accumulates across runs: restoring an old snapshot would lose history
     cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
     if not force and cacheable:
-        cached = runcache.lookup(repo, key)
-        if cached is not None:
+        hit = runcache.lookup_entry(repo, key)
+        if hit is not None:
             _check_outputs(repo, stage)
-            _restore(repo, stage, cached)
-            _record(repo, stage, inputs, cached, shared)
+            _restore(repo, stage, hit.outs)
+            _record(repo, stage, inputs, hit.outs, shared)
             result = StageResult(
                 stage.name,
                 RESTORED,
                 tuple(reasons),
                 started,
                 time.time(),
-                outs=cached,
+                outs=hit.outs,
                 deps=inputs.deps,
                 params=inputs.params,
+                produced_by=hit.run_id,
             )
             events.stage_finished(result)
             return result
+    shared.begin_run()
     events.stage_started(stage.name, tuple(reasons))
     _clear_outputs(repo, stage)
     returncode = _run_command(repo, stage, run_id, shared, events, locks)
@@ -623,7 +735,7 @@ def _decide_and_run(
     outs = _snapshot_outputs(repo, stage)
     _record(repo, stage, inputs, outs, shared)
     if cacheable:
-        runcache.record(repo, key, outs)
+        runcache.record(repo, key, outs, run_id=run_id)
     result = StageResult(
         stage.name, RAN, tuple(reasons), started, time.time(), 0, outs=outs, deps=inputs.deps, params=inputs.params
     )

@@ -15,17 +15,33 @@ The data snapshots behind a version (the rule, docs/registry.md):
 2. When no stage produced the artifact, every stage's data dependencies count.
 3. A run without stage records (a script using ``mlops.start_run``): the pointer files at
    the run's git commit (or in the workspace, without a commit).
+
+Which run a version is linked to (the run that made the artifact, docs/registry.md):
+
+4. ``--run RUN`` whose producing stage was ``restored`` from the run cache or ``skipped`` as up
+   to date (or a run that only restored or skipped stages, none of which wrote the artifact):
+   the run that *ran* a stage writing those bytes gives metrics, params, commit, data and
+   lineage. Its id is found through the stage record's ``produced_by`` (the run cache names the
+   run that filled it), else by searching the runs newest first for a ``ran`` record with an
+   output of the artifact's hash. The version's ``run_id`` is that run; ``lineage`` keeps
+   ``registered_from_run`` (the run named), and a warning says so. When no such run is found,
+   the named run is linked, with a warning.
+5. Without ``--run``, an artifact that ``pipeline.lock`` records as a stage's output (same hash)
+   is linked to the run that ran that stage, found by the same search, with a line saying so;
+   when none is found, the version has no run (as when the artifact is not a pipeline output).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import MlopsError, UsageError
 from ..repo.repo import Repo
 
 PATH_KEYS = ("path", "hash", "kind")
+RAN = "ran"
+NOT_RUN_HERE = ("restored", "skipped")  # the stage's outputs were made by an earlier run
 
 
 @dataclass(frozen=True)
@@ -60,34 +76,69 @@ def _snap(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"path": _norm(str(item["path"])), "hash": item["hash"], "kind": item.get("kind", "file"), **extra}
 
 
-def link_run(repo: Repo, ref: str, *, artifact_rel: str | None, artifact_hash: str) -> RunLink:
-    """Read a run (id, prefix or name) and gather metrics, params, commit, data and lineage."""
-    from ..tracking.store import load_run, read_lines, resolve_run, run_dir
+def link_artifact(repo: Repo, run: str | None, *, artifact_rel: str | None, artifact_hash: str) -> RunLink | None:
+    """What ``register`` links a version to: the run named (``link_run``), or without one, the run
+    that produced the artifact when pipeline.lock records it as a stage output (rule 5); else None."""
+    if run is not None:
+        return link_run(repo, run, artifact_rel=artifact_rel, artifact_hash=artifact_hash)
+    stage = _locked_producer(repo, artifact_rel, artifact_hash)
+    if stage is None:
+        return None
+    origin = find_producing_run(repo, artifact_hash)
+    if origin is None:
+        return None
+    link = _link(repo, origin, artifact_rel=artifact_rel, artifact_hash=artifact_hash)
+    what = artifact_rel or "the artifact"
+    note = f"linked run {origin}: it ran stage '{stage}', which made {what} (found by its hash in pipeline.lock)"
+    return replace(link, warnings=[note, *link.warnings])
 
-    run_id = resolve_run(repo, ref)
-    run = load_run(repo, run_id)
-    warnings: list[str] = []
-    if run.status != "finished":
-        warnings.append(f"run {run_id} is {run.status}, not finished")
-    stage_params: dict[str, dict[str, Any]] = {}
-    for record in read_lines(run_dir(repo, run_id) / "params.jsonl"):
-        if record.get("stage") and isinstance(record.get("key"), str):
-            stage_params.setdefault(record["stage"], {})[record["key"]] = record.get("value")
+
+def link_run(repo: Repo, ref: str, *, artifact_rel: str | None, artifact_hash: str) -> RunLink:
+    """Read a run (id, prefix or name) and gather metrics, params, commit, data and lineage;
+    from the run that made the artifact when the named one only restored or skipped it (rule 4)."""
+    from ..tracking.store import load_run, resolve_run
+
+    named = resolve_run(repo, ref)
+    records = _stage_records(load_run(repo, named))
+    producer = _producer(records, named, artifact_rel, artifact_hash)
+    statuses = {r.get("status") for r in records.values()}
+    if producer is not None:
+        status = records[producer].get("status")
+        if status not in NOT_RUN_HERE:
+            return _link(repo, named, artifact_rel=artifact_rel, artifact_hash=artifact_hash)
+        hint = records[producer].get("produced_by")
+        doing = f"{status} stage '{producer}'"
+    elif records and statuses <= {*NOT_RUN_HERE, "frozen"}:
+        hint, doing = None, "ran no stage"
+    else:
+        return _link(repo, named, artifact_rel=artifact_rel, artifact_hash=artifact_hash)
+    origin = find_producing_run(repo, artifact_hash, hint=hint if isinstance(hint, str) else None, exclude=named)
+    what = artifact_rel or "the artifact"
+    if origin is None:
+        link = _link(repo, named, artifact_rel=artifact_rel, artifact_hash=artifact_hash)
+        note = f"run {named} {doing} and no recorded run that made {what} was found: linking run {named}"
+        return replace(link, warnings=[note, *link.warnings])
+    link = _link(repo, origin, artifact_rel=artifact_rel, artifact_hash=artifact_hash)
+    note = (
+        f"run {named} {doing}: metrics, params and lineage come from run {origin}, which made {what} "
+        f"(the version names run {origin}, registered from run {named})"
+    )
+    return replace(link, lineage={**link.lineage, "registered_from_run": named}, warnings=[note, *link.warnings])
+
+
+def _stage_records(run: Any) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
     for record in run.stages:  # the last record of a stage wins (a stage re-recorded)
         if isinstance(record.get("stage"), str):
             records[record["stage"]] = record
-    produced_by: dict[str, str] = {}
-    for name, record in records.items():
-        for out in record.get("outs") or []:
-            if out.get("path"):
-                produced_by[_norm(out["path"])] = name
-    locked = _lock_outputs(repo)
+    return records
 
-    def is_data(dep: dict[str, Any]) -> bool:
-        path = _norm(str(dep.get("path") or ""))
-        return bool(dep.get("hash")) and (path in produced_by or path in locked or _pointer_tracked(repo, path))
 
+def _producer(
+    records: dict[str, dict[str, Any]], run_id: str, artifact_rel: str | None, artifact_hash: str
+) -> str | None:
+    """The stage of the run whose output is the artifact (same path or same hash); a stage that
+    wrote the same path with other bytes is refused: the link would be a lie."""
     producer = None
     for name, record in records.items():
         for out in record.get("outs") or []:
@@ -103,6 +154,85 @@ def link_run(repo: Repo, ref: str, *, artifact_rel: str | None, artifact_hash: s
                             "or restore its output ('mlops checkout', 'mlops run')"
                         ),
                     )
+    return producer
+
+
+def _locked_producer(repo: Repo, artifact_rel: str | None, artifact_hash: str) -> str | None:
+    """The stage pipeline.lock names as having written the artifact's bytes (the same path first)."""
+    try:
+        from ..pipeline.lock import read_lock
+
+        entries = read_lock(repo.root)
+    except MlopsError:
+        return None
+    found = [
+        (artifact_rel is not None and _norm(out.path) == _norm(artifact_rel), name)
+        for name, entry in entries.items()
+        for out in entry.outs
+        if out.hash == artifact_hash
+    ]
+    return max(found)[1] if found else None
+
+
+def find_producing_run(repo: Repo, out_hash: str, *, hint: str | None = None, exclude: str | None = None) -> str | None:
+    """The run that ran a stage which wrote ``out_hash``: ``hint`` (a stage record's ``produced_by``)
+    when its records say so, else the newest run that does (a search through the runs)."""
+    from ..tracking.store import read_index, read_lines, run_dir, run_ids
+
+    def ran_it(run_id: str) -> bool:
+        try:
+            lines = read_lines(run_dir(repo, run_id) / "stages.jsonl")
+        except MlopsError:  # a bad id (hint from a record) or an unreadable file: not this one
+            return False
+        return any(
+            record.get("status") == RAN
+            and isinstance(record.get("outs"), list)
+            and any(isinstance(out, dict) and out.get("hash") == out_hash for out in record["outs"])
+            for record in lines
+        )
+
+    if hint and hint != exclude and ran_it(hint):
+        return hint
+    try:
+        index = read_index(repo)
+    except MlopsError:
+        index = {}
+
+    def started(run_id: str) -> float:
+        value = (index.get(run_id) or {}).get("start_time")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+    for run_id in sorted(run_ids(repo), key=lambda i: (started(i), i), reverse=True):
+        if run_id != exclude and run_id != hint and ran_it(run_id):
+            return run_id
+    return None
+
+
+def _link(repo: Repo, run_id: str, *, artifact_rel: str | None, artifact_hash: str) -> RunLink:
+    """Gather metrics, params, commit, data and lineage from one run (rules 1-3)."""
+    from ..tracking.store import load_run, read_lines, run_dir
+
+    run = load_run(repo, run_id)
+    warnings: list[str] = []
+    if run.status != "finished":
+        warnings.append(f"run {run_id} is {run.status}, not finished")
+    stage_params: dict[str, dict[str, Any]] = {}
+    for record in read_lines(run_dir(repo, run_id) / "params.jsonl"):
+        if record.get("stage") and isinstance(record.get("key"), str):
+            stage_params.setdefault(record["stage"], {})[record["key"]] = record.get("value")
+    records = _stage_records(run)
+    produced_by: dict[str, str] = {}
+    for name, record in records.items():
+        for out in record.get("outs") or []:
+            if out.get("path"):
+                produced_by[_norm(out["path"])] = name
+    locked = _lock_outputs(repo)
+
+    def is_data(dep: dict[str, Any]) -> bool:
+        path = _norm(str(dep.get("path") or ""))
+        return bool(dep.get("hash")) and (path in produced_by or path in locked or _pointer_tracked(repo, path))
+
+    producer = _producer(records, run_id, artifact_rel, artifact_hash)
     stages: list[dict[str, Any]] = []
     data: list[dict[str, Any]] = []
     if records:
@@ -209,6 +339,8 @@ def lineage_doc(mv: Any) -> dict[str, Any]:
     data snapshots (through the stages that made them) <- git commit. Read from the registry only."""
     info = mv.lineage or {}
     run = dict(info.get("run") or {}) or ({"id": mv.run_id} if mv.run_id else None)
+    if run is not None and info.get("registered_from_run"):
+        run["registered_from"] = info["registered_from_run"]  # the run named at registration (rule 4)
     stages = []
     for stage in info.get("stages") or []:
         stages.append({**stage, "made_artifact": stage.get("stage") == info.get("stage")})

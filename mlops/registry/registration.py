@@ -111,11 +111,11 @@ def _register_locked(
 ) -> RegisterResult:
     digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
     warnings: list[str] = []
-    link = None
-    if run is not None:
-        from .lineage import link_run
+    from .lineage import link_artifact
 
-        link = link_run(repo, run, artifact_rel=rel, artifact_hash=digest)
+    # --run, or the run that made a pipeline output (lineage.py, rules 4-5)
+    link = link_artifact(repo, run, artifact_rel=rel, artifact_hash=digest)
+    if link is not None:
         warnings.extend(link.warnings)
     snapshots = list(link.data) if link else []
     if data:

@@ -24,7 +24,7 @@ Functions for the pipeline executor (and anyone else that owns a run):
 - ``record_stage(repo, run_id, stage, status, **fields)``: append one stage outcome.
 - ``log_params(repo, run_id, {...})`` / ``log_metrics(repo, run_id, {...}, step=...)``:
   append values (e.g. the stage's params and its metrics files, flattened).
-- ``finish_run(repo, run_id, status, *, stages=None, params=None, metrics=None)``: append
+- ``finish_run(repo, run_id, status, *, stages=None, params=None, metrics=None, name=None)``: append
   the given params/metrics, mark run.json ended, and append the run's summary to the index.
 - ``artifact_roots(repo)``: the objects run artifacts name; the CLI adds them to the roots of gc, push and fetch.
 
@@ -353,8 +353,10 @@ def finish_run(
     stages: Iterable[str] | None = None,
     params: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """End a run: append ``params``/``metrics``, mark run.json, append the summary to the index.
+    ``name`` renames the run (a pipeline run is named after the stages that ran, known only at the end).
 
     Returns the summary line written to ``index.jsonl``.
     """
@@ -373,6 +375,8 @@ def finish_run(
         info["end_time"] = time.time()
         if stages is not None:
             info["stages"] = list(dict.fromkeys([*info.get("stages", []), *stages]))
+        if name is not None:
+            info["name"] = name
         _write_run_json(folder, info)
     summary = summarize(repo, run_id, info=info)
     append_record(runs_dir(repo) / INDEX_FILE, summary)

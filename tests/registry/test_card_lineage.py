@@ -22,7 +22,7 @@ def test_lineage_of_a_registered_run_text_and_json(trained, cli) -> None:
     assert [d["path"] for d in doc["data"]] == ["data/prepared"]
     text = cli("lineage", "churn@production").stdout.splitlines()
     assert text[0].startswith("churn:1 (production) model.pkl sklearn")
-    assert text[1] == f"└─ run {run_id} 'mlops run' (finished)"
+    assert text[1] == f"└─ run {run_id} 'prepare, train' (finished)"  # named after the stages that ran
     assert any("params: " in line and "train.C=1" in line for line in text)
     assert any("stage train (made the artifact)" in line for line in text)
     assert any("<- data data/prepared (dir" in line for line in text)
