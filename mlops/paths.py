@@ -130,15 +130,15 @@ def check_relpath(rel: object, *, where: str) -> str:
     return rel  # type: ignore[return-value]
 
 
-# A model name becomes a file name (.mlops/registry/models/<name>.json): the registry's rule
-# (registry/refs.py NAME), here so that a layer below the registry (the artifacts pipeline.yaml
-# declares) refuses the same names; tests/pipeline/test_pipeline_sections.py holds the two equal.
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+# A model name becomes a file name (.mlops/registry/models/<name>.json). The one rule, here so
+# that a layer below the registry (the artifacts pipeline.yaml declares) refuses the same names
+# as the registry (registry/refs.py uses it).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 
 def model_name_problem(name: object) -> str | None:
     """Why ``name`` may not name a model in the registry, or None when it may."""
-    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name) or name.endswith(".tmp"):
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or name.endswith(".tmp"):
         return "a model name is letters, digits, '.', '_' and '-', starting with a letter or digit (at most 100)"
     return None
 

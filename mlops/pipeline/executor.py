@@ -783,8 +783,9 @@ def _run_command(
 
     def pump() -> None:
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            events.stage_output(stage.name, raw.decode("utf-8", "replace").rstrip("\n"))
+        with proc.stdout:  # closed by the reader at end of output: never under a read in progress
+            for raw in iter(proc.stdout.readline, b""):
+                events.stage_output(stage.name, raw.decode("utf-8", "replace").rstrip("\n"))
 
     reader = threading.Thread(target=pump, name=f"output-{stage.name}", daemon=True)
     reader.start()

@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..paths import MODEL_NAME, model_name_problem
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")  # fullmatch: also a safe file name
+NAME = MODEL_NAME  # fullmatch: also a safe file name (the rule lives in paths.py, below the pipeline's artifacts)
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 
 NONE, STAGING, PRODUCTION, ARCHIVED = "none", "staging", "production", "archived"
@@ -39,11 +40,9 @@ class Ref:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.fullmatch(name) or name.endswith(".tmp"):
-        raise UsageError(
-            f"not a valid model name: {name!r}",
-            hint="letters, digits, '.', '_' and '-', starting with a letter or digit (at most 100)",
-        )
+    problem = model_name_problem(name)
+    if problem:
+        raise UsageError(f"not a valid model name: {name!r}", hint=problem)
     return name
 
 

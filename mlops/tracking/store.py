@@ -630,11 +630,8 @@ def resolve_run(repo: Repo, ref: str, *, summaries: list[dict[str, Any]] | None 
 
 
 def artifact_roots(repo: Repo) -> list[Any]:
-    """Every stored artifact of every run, as gc/push roots (``mlops.data.references.Root``).
-
-    Not wired into ``mlops gc``/``push`` yet: pipeline.roots.pipeline_roots (or the CLI) can
-    extend its roots with these.
-    """
+    """Every stored artifact of every run, as gc/push roots (``mlops.data.references.Root``);
+    ``workflows.roots.keep_roots`` adds them to what gc, push, fetch and pull keep."""
     from ..data.references import Root
 
     roots = []
