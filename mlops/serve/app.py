@@ -29,7 +29,7 @@ from typing import Any
 
 from .config import ServeConfig
 from .source import ModelInfo
-from .wire import MLFLOW, OWN, V2
+from .wire import MLFLOW, OWN, V2, WireProtocol
 
 log = logging.getLogger("mlops.serve")
 
@@ -67,7 +67,7 @@ def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = 
         ("/admin/rollback", OWN, admin.rollback, "POST"),
     )
 
-    def guarded(wire: Any, path: str, endpoint: Any) -> Any:
+    def guarded(wire: WireProtocol, path: str, endpoint: Any) -> Any:
         """The last line of defence: anything an endpoint did not expect is a 500 with an error id, in the
         protocol's own error shape, and the traceback with that id goes to stderr; the server keeps serving.
         Every answer is counted per route and status (``mlops_http_requests_total``); a client that goes away

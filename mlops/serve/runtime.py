@@ -107,6 +107,8 @@ def _checked(
 
 
 class Runtime:
+    """One worker's serving state; its methods run on the worker's event loop."""
+
     def __init__(self, config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None) -> None:
         self.config = config
         self.repo = Repo(Path(config.root))
