@@ -10,9 +10,14 @@
 - ``controller``  automatic rollback and the progressive canary, run by one elected worker
 - ``requestlog``  batched Parquet request logs with rotation and retention
 - ``metrics``     Prometheus text
-- ``app``         the starlette application; ``server`` starts uvicorn
+- ``runtime``     one per worker: loaded versions, deployment following, prediction, statistics
+- ``wire``        the wire protocol interface (decode, parse, answer, error) and its three implementations
+- ``http``        the HTTP layer: starlette endpoints, one module per protocol family, probes, admin
+- ``app``         the starlette application (the route table); ``server`` starts uvicorn
 - ``predict``     batch prediction of a Parquet or CSV file, streamed in chunks
 
-Nothing here prints or exits. The server libraries (uvicorn, starlette), pandas and pyarrow are
-imported only inside the functions that serve or predict, so ``mlops --help`` stays light.
+The runtime never imports the HTTP layer (``http``, ``app``, ``server``) nor the server libraries.
+Nothing here prints or exits. The server libraries (uvicorn, starlette) are imported only by
+``http`` and inside ``app``'s and ``server``'s functions, pandas and pyarrow only inside the
+functions that predict, so ``mlops --help`` stays light.
 """

@@ -25,7 +25,7 @@ def slot(key: str, salt: str) -> int:
 
 @dataclass(frozen=True)
 class Route:
-    production: Any  # the served variant objects (see app.Served)
+    production: Any  # the served variant objects (see runtime.Served)
     canary: Any | None = None
     shadow: Any | None = None
     weight: float = 0.0  # percent of requests to the canary
@@ -42,3 +42,14 @@ class Route:
         else:
             to_canary = random.random() * 100 < self.weight
         return (CANARY, self.canary) if to_canary else (PRODUCTION, self.production)
+
+    def find(self, version: int) -> tuple[str, Any] | None:
+        """(variant name, served) of the variant serving ``version``, or None when no variant does."""
+        for name, served in ((PRODUCTION, self.production), (CANARY, self.canary), (SHADOW, self.shadow)):
+            if served is not None and served.version == version:
+                return name, served
+        return None
+
+    def versions(self) -> list[int]:
+        """The versions this route serves: production, then the canary or shadow."""
+        return [s.version for s in (self.production, self.canary, self.shadow) if s is not None]
