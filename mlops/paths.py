@@ -20,6 +20,8 @@ the server. Every such name is checked here before it touches the filesystem
 - where mlops changes a path the user's own files name (a pipeline's outputs, which may sit
   under folders the user links on purpose), the real location, every symlink resolved, is
   inside the repository and not in .git/ or .mlops/ (``real_location_problem``);
+- a file whose content mlops copies into what it writes (a params file) is read only when its
+  real location is inside the repository (``check_readable``);
 - a destination whose full path would pass the system's PATH_MAX is refused before anything
   is written (a crafted tree can be nested deeper than any disk path reaches).
 
@@ -275,6 +277,25 @@ def real_location_problem(root: str | os.PathLike[str], path: str | os.PathLike[
         if part.lower() in RESERVED:
             return f"it leads into {part}/, which git or mlops manage"
     return None
+
+
+def check_readable(root: str | os.PathLike[str], rel: object, *, where: str) -> Path:
+    """``rel`` as a file under ``root`` whose content mlops may copy into what it writes (a params
+    file's values go into pipeline.lock and pipeline.yaml): a safe relative path whose real
+    location, every symlink resolved, is inside ``root`` and not in .git/ or .mlops/. A committed
+    ``params.yaml -> ~/.kube/config`` would otherwise copy the secrets into a file the user commits."""
+    check_relpath(rel, where=where)
+    assert isinstance(rel, str)
+    path = Path(root) / rel
+    problem = real_location_problem(root, path)
+    if problem:
+        raise UnsafeNameError(
+            f"refused {_shown(rel)} in {where}: {problem}, and mlops reads no file there",
+            hint=f"replace the symlink {rel} (or the folder link on its way) with the file itself",
+            entry=_shown(rel),
+            source=where,
+        )
+    return path
 
 
 _TEMP_ROOM = 48  # a temp file's name beside a destination is longer than the destination's own

@@ -1,0 +1,191 @@
+"""A second red-team pass (issue 12): attacks beyond the first pass's suites.
+
+Each test is one attack by someone who can write to the team's remote, get a commit merged, or
+reach `mlops serve` on 127.0.0.1. A refused attack stays here as a regression test: the exit
+code, the one line that says why, and the proof that nothing changed (``guard``: the sentinel
+tree beside the repository and ``.git``). What this pass found and fixed:
+
+- params files (``mlops/pipeline/params.py``): a TOML file nested past Python's recursion
+  limit, a Python params file whose expression chain overflows the parser, and Python literals
+  YAML cannot hold (``1j``, ``b"..."``) were tracebacks or "internal error"; a committed
+  ``params.yaml`` symlink copied a file from outside the repository (``~/.kube/config``) into
+  pipeline.yaml and pipeline.lock (``paths.check_readable``);
+- a committed ``cache.dir`` inside ``.dvc/`` made ``mlops gc`` delete DVC's cache, which has
+  the object store's very layout (``repo._cache_dir_problem``);
+- a committed ``plots.html`` symlink into ``.git/hooks`` made ``mlops plots`` replace a hook,
+  keeping its executable bit (``fsio._output_plan``);
+- a ``Host``/``Origin`` port of non-ASCII digits (``:٨٠``) parsed as a number (``serve/trust.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MARKER = "PWNED-MARKER"
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def commit(root: Path, guard: Any, *paths: str) -> None:
+    git(root, "add", "-f", *paths)
+    git(root, "commit", "-q", "-m", "received")
+    guard.expect_git_change()
+
+
+def error_line(stderr: str) -> str:
+    """The one error line of a refusal; never a traceback or an internal error."""
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every regular file below ``root`` outside .git and .mlops/tmp, with its bytes."""
+    out: dict[str, bytes] = {}
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git" and not (d == "tmp" and folder.endswith(".mlops"))]
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink():
+                out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return out
+
+
+# --- params files: read, never run; every problem one line ------------------------------------
+
+STAGE_WITH_PARAMS = """stages:
+  train:
+    cmd: echo trained > model.txt
+    params:
+    - {file}: [{key}]
+    outs: [model.txt]
+"""
+
+BAD_PARAMS = [
+    pytest.param("params.toml", "a = " + "[" * 3000 + "]" * 3000 + "\n", "a", "nested too deep", id="toml-deep-array"),
+    pytest.param(
+        "params.toml", "a = " + "{b=" * 2000 + "1" + "}" * 2000 + "\n", "a", "nested too deep", id="toml-deep-table"
+    ),
+    pytest.param("params.toml", "a = " + "1" * 5000 + "\n", "a", "not valid TOML", id="toml-huge-int"),
+    pytest.param("params.toml", "a = [" + "[" * 80 + "1" + "]" * 80 + "]\n", "a", "nested deeper", id="toml-65-deep"),
+    pytest.param("params.py", "a = " + "+".join(["1"] * 100_000) + "\n", "a", "not valid Python", id="py-chain"),
+    pytest.param("params.py", "a = " + "-" * 100_000 + "1\n", "a", "not valid Python", id="py-unary-chain"),
+    pytest.param("params.py", "a = 1\x00\n", "a", "not valid Python", id="py-nul"),
+    pytest.param("params.py", "a = 1j\n", "a", "'a' not found in params.py", id="py-complex"),
+    pytest.param("params.py", "a = b'x'\n", "a", "'a' not found in params.py", id="py-bytes"),
+    pytest.param("params.py", "a = {(1, 2): 3}\n", "a", "'a' not found in params.py", id="py-tuple-key"),
+    pytest.param("params.py", "a = {'x': {b'y'}}\n", "a", "'a' not found in params.py", id="py-nested-bytes"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "key", "problem"), BAD_PARAMS)
+def test_a_crafted_params_file_is_one_line(repo, guard, mlops_bin, name, text, key, problem) -> None:
+    """Each was a traceback or "internal error" (RecursionError, MemoryError, a RepresenterError
+    writing pipeline.lock) before this pass."""
+    (repo.root / "pipeline.yaml").write_text(STAGE_WITH_PARAMS.format(file=name, key=key))
+    (repo.root / name).write_text(text)
+    proc = mlops_bin("run", cwd=repo.root, code=2)
+    assert problem in error_line(proc.stderr)
+    assert not (repo.root / "pipeline.lock").exists() and not (repo.root / "model.txt").exists()
+    guard.check()
+
+
+def test_python_literals_yaml_can_hold_are_parameters(repo, mlops_bin) -> None:
+    """The other side of the rule: sets and tuples become lists, nested ones too."""
+    (repo.root / "pipeline.yaml").write_text(STAGE_WITH_PARAMS.format(file="params.py", key="a"))
+    (repo.root / "params.py").write_text("a = {'x': ({1}, (2, 3)), 'y': None}\n")
+    mlops_bin("run", cwd=repo.root)
+    lock = (repo.root / "pipeline.lock").read_text()
+    assert "- 1" in lock and "- 2" in lock and "- 3" in lock
+
+
+EXECUTES = f"import pathlib\npathlib.Path({MARKER!r}).write_text('ran')\nLR = 0.1\n"
+
+
+def test_a_committed_python_params_file_is_never_run(repo, guard, mlops_bin) -> None:
+    (repo.root / "pipeline.yaml").write_text(STAGE_WITH_PARAMS.format(file="params.py", key="LR"))
+    (repo.root / "params.py").write_text(EXECUTES)
+    mlops_bin("run", cwd=repo.root)
+    mlops_bin("status", cwd=repo.root)
+    assert not (repo.root / MARKER).exists()
+    assert "LR: 0.1" in (repo.root / "pipeline.lock").read_text()
+
+
+def test_mlops_import_dvc_never_runs_a_python_params_file(repo, guard, mlops_bin) -> None:
+    (repo.root / ".dvc").mkdir()
+    (repo.root / ".dvc" / "config").write_text("")
+    (repo.root / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: echo train > m.txt\n    params:\n    - params.py: [LR]\n    outs: [m.txt]\n"
+    )
+    (repo.root / "params.py").write_text(EXECUTES)
+    sub = repo.root / "sub"
+    sub.mkdir()
+    (sub / "dvc.yaml").write_text(
+        "vars: [conf.py]\nstages:\n  s:\n    foreach: ${ITEMS}\n    do:\n      cmd: echo ${item}\n"
+    )
+    (sub / "conf.py").write_text(EXECUTES.replace("LR = 0.1", "ITEMS = ['a', 'b']"))
+    mlops_bin("import", "dvc", cwd=repo.root)
+    assert not (repo.root / MARKER).exists() and not (sub / MARKER).exists()
+    text = (repo.root / "pipeline.yaml").read_text()
+    assert "sub.s" in text and "- a" in text
+
+
+SECRET = "users:\n  admin: SECRET-TOKEN-123\n"
+
+
+def test_a_committed_params_symlink_out_of_the_repository_is_not_read(repo, guard, mlops_bin, tmp_path) -> None:
+    """params.yaml -> ~/.kube/config: its values would be copied into pipeline.lock, which is committed."""
+    outside = tmp_path / "sentinel" / "kubeconfig.yaml"
+    outside.write_text(SECRET)
+    guard.take()
+    (repo.root / "pipeline.yaml").write_text(STAGE_WITH_PARAMS.format(file="params.yaml", key="users"))
+    (repo.root / "params.yaml").symlink_to(outside)
+    commit(repo.root, guard, "pipeline.yaml", "params.yaml")
+    for command in (["run"], ["status"], ["params", "diff"]):
+        proc = mlops_bin(*command, cwd=repo.root, code=3)
+        line = error_line(proc.stderr)
+        assert "refused 'params.yaml'" in line and "leads outside the repository" in line, line
+    assert not (repo.root / "pipeline.lock").exists()
+    assert "SECRET" not in json.dumps({k: v.decode(errors="replace") for k, v in files_of(repo.root).items()})
+
+
+def test_a_committed_params_symlink_is_not_copied_by_import_dvc(repo, guard, mlops_bin, tmp_path) -> None:
+    """A nested dvc.yaml's own params.yaml resolves ``foreach: ${users}``: the secret would land in pipeline.yaml."""
+    outside = tmp_path / "sentinel" / "kubeconfig.yaml"
+    outside.write_text(SECRET)
+    guard.take()
+    sub = repo.root / "sub"
+    sub.mkdir()
+    (repo.root / ".dvc").mkdir()
+    (repo.root / ".dvc" / "config").write_text("")
+    (sub / "dvc.yaml").write_text("stages:\n  leak:\n    foreach: ${users}\n    do:\n      cmd: echo ${item}\n")
+    (sub / "params.yaml").symlink_to(outside)
+    proc = mlops_bin("import", "dvc", cwd=repo.root, code=2)
+    line = error_line(proc.stderr)
+    assert "refused 'sub/params.yaml'" in line and "leads outside the repository" in line, line
+    assert not (repo.root / "pipeline.yaml").exists()
+    assert "SECRET" not in proc.stderr
+
+
+@pytest.mark.parametrize("var", ["../../sentinel/kubeconfig.yaml", "/etc/hostname"])
+def test_a_nested_dvc_vars_file_outside_the_repository_is_refused(repo, guard, mlops_bin, tmp_path, var) -> None:
+    (tmp_path / "sentinel" / "kubeconfig.yaml").write_text(SECRET)
+    guard.take()
+    sub = repo.root / "sub"
+    sub.mkdir()
+    (sub / "dvc.yaml").write_text(
+        f"vars: [{json.dumps(var)}]\nstages:\n  leak:\n    foreach: ${{users}}\n    do:\n      cmd: echo ${{item}}\n"
+    )
+    proc = mlops_bin("import", "dvc", cwd=repo.root, code=2)
+    assert "nothing was written" in error_line(proc.stderr)
+    assert not (repo.root / "pipeline.yaml").exists()
+    assert "SECRET" not in proc.stderr
