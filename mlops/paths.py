@@ -11,8 +11,8 @@ the server. Every such name is checked here before it touches the filesystem
   case-insensitive disks), so nothing lands in or replaces what git and mlops manage;
 - a whole relative path is not absolute and is made of such components;
 - a path that received content names as tracked data (a pointer's target, a pipeline
-  output) is not a pointer file (``*.mlops``) nor a file the caller protects (pipeline.yaml,
-  pipeline.lock, params files): ``check_tracked_path``;
+  output) is not a pointer file (``*.mlops``), nor pipeline.yaml or pipeline.lock, nor a file
+  the caller protects (params files): ``check_tracked_path``;
 - at write time, every folder on the way from the repository root to the destination that
   already exists is a real folder, not a symlink (committed or planted) and not a file: a
   write never goes through a link to somewhere else. The destination itself may be a link:
@@ -133,18 +133,23 @@ def check_relpath(rel: object, *, where: str) -> str:
 
 
 POINTER_SUFFIX = ".mlops"
+#: what ``mlops run`` runs, at the repository root: never tracked data, whoever names it (a
+#: pointer file ``innocent.mlops`` with ``path: pipeline.yaml`` would place a pipeline that no
+#: review saw, its text on the remote, not in the commit)
+RUN_FILES = frozenset({"pipeline.yaml", "pipeline.lock"})
 
 
 def check_tracked_path(rel: object, *, where: str, protected: Iterable[str] = ()) -> str:
     """``rel`` as a path that received content names as tracked data (a pointer file's target,
     a pipeline output): a safe relative path that is not a pointer file (``*.mlops``: it would
-    replace the file that names other data) nor one of ``protected`` (files that say what runs)."""
+    replace the file that names other data), nor ``RUN_FILES`` or one of ``protected`` (files
+    that say what runs)."""
     check_relpath(rel, where=where)
     assert isinstance(rel, str)
     problem = None
     if rel.endswith(POINTER_SUFFIX):
         problem = "a pointer file is never replaced by data"
-    elif rel in protected:
+    elif rel in protected or rel in RUN_FILES:
         problem = "this file says what the pipeline runs and is never replaced by data"
     if problem:
         raise UnsafeNameError(

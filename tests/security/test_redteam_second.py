@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from mlops.store.hashing import hash_bytes
+
 MARKER = "PWNED-MARKER"
 
 
@@ -189,3 +191,154 @@ def test_a_nested_dvc_vars_file_outside_the_repository_is_refused(repo, guard, m
     assert "nothing was written" in error_line(proc.stderr)
     assert not (repo.root / "pipeline.yaml").exists()
     assert "SECRET" not in proc.stderr
+
+
+# --- a committed config choosing a cache folder that holds someone else's files ----------------
+
+
+@pytest.mark.parametrize("cache_dir", [".dvc/cache/files/md5", ".dvc/cache", ".DVC/cache"])
+def test_a_committed_cache_dir_in_dvc_s_folder_is_refused_before_gc(repo, guard, mlops_bin, cache_dir) -> None:
+    """DVC's cache has the object store's layout (``ab/`` + 30 hex): gc would delete all of it."""
+    dvc_file = repo.root / cache_dir / "ab" / ("c" * 30)
+    dvc_file.parent.mkdir(parents=True)
+    dvc_file.write_bytes(b"a teammate's only copy\n")
+    config = repo.root / ".mlops" / "config.yaml"
+    config.write_text(f"format: 1\ncache:\n  dir: {cache_dir}\n")
+    commit(repo.root, guard, ".mlops/config.yaml")
+    for command in (["gc"], ["gc", "--all-commits"], ["gc", "--dry-run"]):
+        line = error_line(mlops_bin(*command, cwd=repo.root, code=2).stderr)
+        assert f"cache.dir '{cache_dir}' is inside .dvc/" in line, line
+    assert dvc_file.read_bytes() == b"a teammate's only copy\n"
+
+
+def test_the_same_cache_dir_set_for_this_machine_is_used(repo, mlops_bin) -> None:
+    """config.local.yaml is the user's own choice: a shared DVC/mlops cache is theirs to make."""
+    (repo.root / ".mlops" / "config.local.yaml").write_text("cache:\n  dir: .dvc/cache\n")
+    (repo.root / "data.txt").write_text("x\n")
+    mlops_bin("add", "data.txt", cwd=repo.root)
+    assert len(list((repo.root / ".dvc" / "cache").glob("??/*"))) == 1
+
+
+# --- outputs under default names: a committed symlink into .git --------------------------------
+
+
+@pytest.fixture
+def run_id(repo) -> str:
+    from mlops.tracking import store
+
+    info = store.create_run(repo, name="curve")
+    store.log_metrics(repo, info["id"], {"loss": 0.5}, step=0)
+    store.finish_run(repo, info["id"])
+    return info["id"]
+
+
+@pytest.mark.parametrize("target", [".git/hooks/pre-commit", ".git/config", ".mlops/config.yaml"])
+def test_plots_never_replaces_a_file_in_git_through_a_committed_link(repo, guard, mlops_bin, run_id, target) -> None:
+    """``plots.html`` is where `mlops plots` writes when not told: the user never named the link."""
+    hook = repo.root / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    (repo.root / "plots.html").symlink_to(os.path.relpath(repo.root / target, repo.root))
+    commit(repo.root, guard, "plots.html")
+    before = (repo.root / target).read_bytes()
+    line = error_line(mlops_bin("plots", run_id, cwd=repo.root, code=2).stderr)
+    assert "plots.html: is reached through a symlink into" in line, line
+    assert (repo.root / target).read_bytes() == before
+    guard.check()
+
+
+def test_a_linked_output_folder_into_git_is_refused_too(repo, guard, mlops_bin, run_id) -> None:
+    (repo.root / "reports").symlink_to(".git/hooks")
+    commit(repo.root, guard, "reports")
+    line = error_line(mlops_bin("plots", run_id, "-o", "reports/pre-push", cwd=repo.root, code=2).stderr)
+    assert "symlink into" in line
+    assert not (repo.root / ".git" / "hooks" / "pre-push").exists()
+    guard.check()
+
+
+# --- YAML: tags that would build objects, keys past the scanner's limit ------------------------
+
+PYTHON_TAG = f"!!python/object/apply:os.system [touch {MARKER}]"
+
+TAGGED_FILES = [
+    pytest.param("pipeline.yaml", f"stages: {PYTHON_TAG}\n", ["status"], id="pipeline-yaml"),
+    pytest.param("params.yaml", f"lr: {PYTHON_TAG}\n", ["run"], id="params-yaml"),
+    pytest.param("data.txt.mlops", f"format: 1\npath: {PYTHON_TAG}\n", ["status"], id="pointer"),
+    pytest.param(".mlops/config.yaml", f"format: 1\ncache: {PYTHON_TAG}\n", ["gc"], id="config"),
+    pytest.param("pipeline.yaml", "stages:\n  " + "k" * 5000 + ": {cmd: x}\n", ["status"], id="long-key"),
+    pytest.param("pipeline.yaml", "stages: !!set {a, b}\n", ["status"], id="set-tag"),
+    pytest.param("pipeline.yaml", "stages:\n  ? [a, b]\n  : {cmd: x}\n", ["status"], id="list-key"),
+]
+
+
+@pytest.mark.parametrize(("rel", "text", "command"), TAGGED_FILES)
+def test_yaml_tags_and_odd_keys_are_one_line(repo, guard, mlops_bin, rel, text, command) -> None:
+    if rel == "params.yaml":
+        (repo.root / "pipeline.yaml").write_text(STAGE_WITH_PARAMS.format(file="params.yaml", key="lr"))
+    (repo.root / rel).write_text(text)
+    proc = mlops_bin(*command, cwd=repo.root, code=None)
+    assert proc.returncode == 2, proc.stderr
+    error_line(proc.stderr)
+    assert not (repo.root / MARKER).exists()
+    guard.check()
+
+
+# --- pointer files: hashes that only look like hashes, a path: that is not the file's name ------
+
+ODD_HASHES = [
+    pytest.param("A" * 32, id="upper-case"),
+    pytest.param("\u0661" * 32, id="arabic-indic-digits"),
+    pytest.param("\uff41" * 32, id="fullwidth-a"),
+    pytest.param("a" * 31 + "\n", id="trailing-newline"),
+]
+
+
+@pytest.mark.parametrize("digest", ODD_HASHES)
+def test_a_pointer_hash_that_only_looks_like_one_is_refused(repo, guard, mlops_bin, digest) -> None:
+    pointer = f"format: 1\npath: data.txt\nkind: file\nhash: {json.dumps(digest)}\nsize: 3\n"
+    (repo.root / "data.txt.mlops").write_text(pointer)
+    commit(repo.root, guard, "data.txt.mlops")
+    for command in (["checkout"], ["status"], ["checkout", "--rev", "HEAD"]):
+        proc = mlops_bin(*command, cwd=repo.root, code=2)  # a damaged pointer file: the user restores it
+        assert "field 'hash' is not a xxh3-128 hash" in error_line(proc.stderr)
+    assert not (repo.root / "data.txt").exists()
+    assert not [p for p in (repo.root / ".mlops" / "cache").rglob("*") if p.is_file()]
+    guard.check()
+
+
+@pytest.mark.parametrize("target", ["pipeline.yaml", "pipeline.lock"])
+def test_a_pointer_never_places_what_the_pipeline_runs(repo, guard, mlops_bin, target) -> None:
+    """``innocent.mlops`` with ``path: pipeline.yaml``, pipeline.yaml deleted in the same commit:
+    checkout would place a pipeline whose commands no review saw (its text is on the remote)."""
+    evil = f"stages:\n  x: {{cmd: touch {MARKER}}}\n".encode()
+    with repo.objects.batch() as batch:
+        batch.add_bytes(evil)
+    (repo.root / "innocent.mlops").write_text(
+        f"format: 1\npath: {target}\nkind: file\nhash: {hash_bytes(evil)}\nsize: {len(evil)}\n"
+    )
+    commit(repo.root, guard, "innocent.mlops")
+    for command in (["checkout"], ["checkout", "--force"], ["checkout", "--rev", "HEAD"], ["status"]):
+        line = error_line(mlops_bin(*command, cwd=repo.root, code=3).stderr)
+        assert f"refused path '{target}' in pointer file innocent.mlops" in line, line
+        assert "says what the pipeline runs" in line
+    assert not (repo.root / target).exists()
+    mlops_bin("run", cwd=repo.root, code=None)
+    assert not (repo.root / MARKER).exists()
+
+
+def test_a_lock_output_under_a_committed_symlinked_folder_is_refused(repo, guard, mlops_bin, tmp_path) -> None:
+    """pipeline.yaml declares ``out/model.pkl``; git carries ``out -> ../../sentinel`` (a symlink)."""
+    data = b"#!/bin/sh\necho pwned\n"
+    with repo.objects.batch() as batch:
+        batch.add_bytes(data)
+    (repo.root / "pipeline.yaml").write_text("stages:\n  train:\n    cmd: python train.py\n    outs: [out/model.pkl]\n")
+    (repo.root / "pipeline.lock").write_text(
+        "format: 1\nstages:\n  train:\n    cmd: python train.py\n    outs:\n"
+        f"    - path: out/model.pkl\n      hash: {hash_bytes(data)}\n      kind: file\n      size: {len(data)}\n"
+    )
+    (repo.root / "out").symlink_to(os.path.relpath(tmp_path / "sentinel", repo.root))
+    commit(repo.root, guard, "pipeline.yaml", "pipeline.lock", "out")
+    line = error_line(mlops_bin("checkout", cwd=repo.root, code=3).stderr)
+    assert "out is a symlink" in line, line
+    assert not (tmp_path / "sentinel" / "model.pkl").exists()
+    guard.check()
