@@ -342,3 +342,101 @@ def test_a_lock_output_under_a_committed_symlinked_folder_is_refused(repo, guard
     assert "out is a symlink" in line, line
     assert not (tmp_path / "sentinel" / "model.pkl").exists()
     guard.check()
+
+
+# --- mlops serve: header values a browser never sends, HTTP/1.1 tricks ------------------------
+
+SERVE_TESTS = Path(__file__).resolve().parent.parent / "serve"
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.1:\u00b2", "[::1]:\u00b9", "localhost:\u0668\u0660", "127.0.0.1:+80", "127.0.0.1: 80"]
+)
+def test_a_port_that_is_not_ascii_digits_is_no_port(value: str) -> None:
+    """``str.isdigit`` takes "²" (``int`` then raised: a 500 from one header) and "٨٠" (read as 80)."""
+    from mlops.serve.trust import host_and_port, request_refusal
+
+    assert host_and_port(value) is None
+    refusal = request_refusal({"host": value}, server_port=80, token_set=False, bound_loopback=True)
+    assert refusal is not None and refusal.status == 403
+    origin = {"host": "127.0.0.1", "origin": "http://" + value}
+    refusal = request_refusal(origin, server_port=80, token_set=False, bound_loopback=True)
+    assert refusal is not None and refusal.rule == "same-origin"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1.evil.example", "127.0.0.1@evil.example", "evil.example#127.0.0.1", "localhost.", "0x7f000001", "127.1"],
+)
+def test_host_names_that_merely_contain_loopback_are_foreign(host: str) -> None:
+    from mlops.serve.trust import request_refusal
+
+    refusal = request_refusal({"host": host}, server_port=80, token_set=False, bound_loopback=True)
+    assert refusal is not None and refusal.rule == "loopback-host"
+
+
+@pytest.fixture
+def served(repo) -> Any:
+    """`mlops serve churn@production` on 127.0.0.1 (the serving tests' helpers and model)."""
+    import sys
+
+    sys.path.insert(0, str(SERVE_TESTS))
+    import servekit
+
+    servekit.register(repo.root, "churn", 1, servekit.fit_pipeline(), stage="production")
+    server = servekit.start_server(repo.root, "churn@production")
+    yield server, servekit.ROW
+    server.kill()
+
+
+def _open(port: int, data: bytes) -> Any:
+    import socket
+
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(data)
+    return conn
+
+
+def _first_line(conn: Any) -> bytes:
+    try:
+        return conn.recv(4096).split(b"\r\n", 1)[0]
+    finally:
+        conn.close()
+
+
+def test_serve_keeps_answering_through_stalled_and_hostile_connections(served) -> None:
+    """64 idle connections, 8 slowloris headers, a chunked body that never ends, a body far
+    shorter than its Content-Length, on model and admin routes: every other request is still
+    answered, each within 10 s, and odd header values are a 403, never a 500."""
+    import httpx
+
+    server, row = served
+    port = server.port
+    get = b"GET /metadata HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    for header in (b"Host: 127.0.0.1:\xb2", b"Host: [::1]:\xb9"):
+        assert (
+            _first_line(_open(port, b"GET /metadata HTTP/1.1\r\n" + header + b"\r\n\r\n")) == b"HTTP/1.1 403 Forbidden"
+        )
+    origin = get + b"Origin: http://127.0.0.1:\xb2\r\n\r\n"
+    assert _first_line(_open(port, origin)) == b"HTTP/1.1 403 Forbidden"
+    assert _first_line(_open(port, get + b"Origin: null\r\n\r\n")) == b"HTTP/1.1 403 Forbidden"
+    held = [_open(port, b"") for _ in range(64)]
+    slow_headers = [_open(port, get) for _ in range(8)]
+    post = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    for route in (b"/predict", b"/invocations", b"/admin/rollback"):
+        held.append(_open(port, post % route + b'Transfer-Encoding: chunked\r\n\r\n5\r\n[{"a"\r\n'))
+        held.append(_open(port, post % route + b'Content-Length: 1000000\r\n\r\n{"records": ['))
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for _ in range(3):
+                for conn in slow_headers:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                assert client.post("/predict", json={"records": [row]}).status_code == 200
+                assert client.get("/v2/health/ready").status_code == 200
+            assert client.post("/admin/reload", json={}).status_code == 200
+    finally:
+        for conn in held + slow_headers:
+            conn.close()
+    stderr = server.stderr()
+    assert "Traceback" not in stderr and "Exception in ASGI application" not in stderr, stderr[-2000:]
+    assert server.proc.poll() is None
