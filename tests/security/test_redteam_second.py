@@ -440,3 +440,21 @@ def test_serve_keeps_answering_through_stalled_and_hostile_connections(served) -
     stderr = server.stderr()
     assert "Traceback" not in stderr and "Exception in ASGI application" not in stderr, stderr[-2000:]
     assert server.proc.poll() is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a committed link under a default output name is followed out of the repository: "
+    "fsio.output_writer follows symlinks by design (test_outputs.py::test_plots_through_a_symlink); "
+    "the CLI should not follow a link git tracks for a name the user did not type",
+)
+def test_plots_never_writes_outside_through_a_committed_default_name(repo, mlops_bin, run_id, tmp_path) -> None:
+    """``plots.html -> ~/.bashrc`` committed: `mlops plots RUN`, no -o, replaces it with HTML, mode kept.
+    (No ``guard`` here: its own check at teardown would turn the expected failure into an error.)"""
+    victim = tmp_path / "bashrc"
+    victim.write_text("export PATH=$HOME/bin:$PATH\n")
+    (repo.root / "plots.html").symlink_to(victim)
+    git(repo.root, "add", "plots.html")
+    git(repo.root, "commit", "-q", "-m", "received")
+    mlops_bin("plots", run_id, cwd=repo.root, code=None)
+    assert victim.read_text() == "export PATH=$HOME/bin:$PATH\n"
