@@ -126,6 +126,13 @@ def _output_plan(given: Path) -> tuple[Path, os.stat_result | None, bool]:
     if info is not None and (alias or not stat.S_ISREG(info.st_mode)):
         return given, info, True
     real = Path(os.path.realpath(given))  # a symlink's target (dangling: where it points)
+    if real != Path(os.path.abspath(given)) and any(part.lower() in (".git", ".mlops") for part in real.parts):
+        # a link committed under a default output name (plots.html -> .git/hooks/pre-commit) would
+        # have the output replace a hook, mode kept: no output goes into what git or mlops manage
+        raise InvalidPathError(
+            f"{given}: is reached through a symlink into {real.parent}, which git or mlops manage",
+            hint="remove the symlink, or name another output path",
+        )
     if not real.parent.is_dir():
         folder = real.parent if os.path.islink(given) else given.parent
         raise InvalidPathError(
@@ -148,7 +155,9 @@ def output_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
       descriptor (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``): opened and written
       directly, never replaced (replacing would swap the node for a file and the reader would
       wait forever; a shell's ``> file`` is appended to, after what the command printed);
-    - a folder, or a missing parent folder: ``InvalidPathError`` (exit 2), nothing written.
+    - a folder, or a missing parent folder: ``InvalidPathError`` (exit 2), nothing written;
+    - a symlink (or a linked folder on the way) leading into a ``.git`` or ``.mlops`` folder:
+      ``InvalidPathError``, nothing written (a committed link must not turn an output into a hook).
     """
     target, info, direct = _output_plan(Path(path))
     if direct:

@@ -11,8 +11,8 @@ the server. Every such name is checked here before it touches the filesystem
   case-insensitive disks), so nothing lands in or replaces what git and mlops manage;
 - a whole relative path is not absolute and is made of such components;
 - a path that received content names as tracked data (a pointer's target, a pipeline
-  output) is not a pointer file (``*.mlops``) nor a file the caller protects (pipeline.yaml,
-  pipeline.lock, params files): ``check_tracked_path``;
+  output) is not a pointer file (``*.mlops``), nor pipeline.yaml or pipeline.lock, nor a file
+  the caller protects (params files): ``check_tracked_path``;
 - at write time, every folder on the way from the repository root to the destination that
   already exists is a real folder, not a symlink (committed or planted) and not a file: a
   write never goes through a link to somewhere else. The destination itself may be a link:
@@ -20,6 +20,8 @@ the server. Every such name is checked here before it touches the filesystem
 - where mlops changes a path the user's own files name (a pipeline's outputs, which may sit
   under folders the user links on purpose), the real location, every symlink resolved, is
   inside the repository and not in .git/ or .mlops/ (``real_location_problem``);
+- a file whose content mlops copies into what it writes (a params file) is read only when its
+  real location is inside the repository (``check_readable``);
 - a destination whose full path would pass the system's PATH_MAX is refused before anything
   is written (a crafted tree can be nested deeper than any disk path reaches).
 
@@ -144,18 +146,23 @@ def model_name_problem(name: object) -> str | None:
 
 
 POINTER_SUFFIX = ".mlops"
+#: what ``mlops run`` runs, at the repository root: never tracked data, whoever names it (a
+#: pointer file ``innocent.mlops`` with ``path: pipeline.yaml`` would place a pipeline that no
+#: review saw, its text on the remote, not in the commit)
+RUN_FILES = frozenset({"pipeline.yaml", "pipeline.lock"})
 
 
 def check_tracked_path(rel: object, *, where: str, protected: Iterable[str] = ()) -> str:
     """``rel`` as a path that received content names as tracked data (a pointer file's target,
     a pipeline output): a safe relative path that is not a pointer file (``*.mlops``: it would
-    replace the file that names other data) nor one of ``protected`` (files that say what runs)."""
+    replace the file that names other data), nor ``RUN_FILES`` or one of ``protected`` (files
+    that say what runs)."""
     check_relpath(rel, where=where)
     assert isinstance(rel, str)
     problem = None
     if rel.endswith(POINTER_SUFFIX):
         problem = "a pointer file is never replaced by data"
-    elif rel in protected:
+    elif rel in protected or rel in RUN_FILES:
         problem = "this file says what the pipeline runs and is never replaced by data"
     if problem:
         raise UnsafeNameError(
@@ -288,6 +295,25 @@ def real_location_problem(root: str | os.PathLike[str], path: str | os.PathLike[
         if part.lower() in RESERVED:
             return f"it leads into {part}/, which git or mlops manage"
     return None
+
+
+def check_readable(root: str | os.PathLike[str], rel: object, *, where: str) -> Path:
+    """``rel`` as a file under ``root`` whose content mlops may copy into what it writes (a params
+    file's values go into pipeline.lock and pipeline.yaml): a safe relative path whose real
+    location, every symlink resolved, is inside ``root`` and not in .git/ or .mlops/. A committed
+    ``params.yaml -> ~/.kube/config`` would otherwise copy the secrets into a file the user commits."""
+    check_relpath(rel, where=where)
+    assert isinstance(rel, str)
+    path = Path(root) / rel
+    problem = real_location_problem(root, path)
+    if problem:
+        raise UnsafeNameError(
+            f"refused {_shown(rel)} in {where}: {problem}, and mlops reads no file there",
+            hint=f"replace the symlink {rel} (or the folder link on its way) with the file itself",
+            entry=_shown(rel),
+            source=where,
+        )
+    return path
 
 
 _TEMP_ROOM = 48  # a temp file's name beside a destination is longer than the destination's own

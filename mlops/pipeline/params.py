@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
-from ..formats import display_path, parse_json, parse_yaml, read_text
+from ..formats import check_depth, display_path, parse_json, parse_yaml, read_text
+from ..paths import check_readable
 
 MISSING = object()
 
@@ -26,7 +27,8 @@ class ParamFiles:
 
     def load(self, rel: str) -> Any:
         if rel not in self._cache:
-            path = self.root / rel
+            # its values are copied into pipeline.lock and pipeline.yaml: never read from outside
+            path = check_readable(self.root, rel, where="a params file")
             if not path.is_file():
                 self._cache[rel] = MISSING
             else:
@@ -64,9 +66,15 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
                 hint="pip install tomli",
             ) from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FormatError(f"{source}: not valid TOML: {exc}") from None
+    except (RecursionError, MemoryError):  # tomllib recurses once per nested array or inline table
+        raise FormatError(f"{source}: not valid TOML: nested too deep") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise FormatError(f"{source}: not valid TOML: {str(exc).split(';')[0]}") from None
+    check_depth(data, source)
+    return data
 
 
 def parse_python(text: str, source: str) -> dict[str, Any]:
@@ -81,6 +89,9 @@ def parse_python(text: str, source: str) -> dict[str, Any]:
         tree = ast.parse(text, filename=source)
     except SyntaxError as exc:
         raise FormatError(f"{source}:{exc.lineno or 1}:{exc.offset or 1}: not valid Python: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        # the parser's own limits: an expression nested or chained past what it builds (``x = 1+1+...``)
+        raise FormatError(f"{source}: not valid Python: an expression too deeply nested to read") from None
     out: dict[str, Any] = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
@@ -105,11 +116,9 @@ def _assign(node: ast.AST, into: dict[str, Any], *, attribute_of: str | None = N
     else:
         return
     try:
-        literal = ast.literal_eval(value)
+        literal = _plain(ast.literal_eval(value))
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return
-    if isinstance(literal, (tuple, set, frozenset)):
-        literal = list(literal)
     for target in targets:
         if attribute_of is None and isinstance(target, ast.Name):
             into[target.id] = literal
@@ -120,6 +129,24 @@ def _assign(node: ast.AST, into: dict[str, Any], *, attribute_of: str | None = N
             and target.value.id == attribute_of
         ):
             into[target.attr] = literal
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """A literal as YAML and JSON can hold it (tuples and sets become lists); ValueError for
+    what they cannot (``1j``, ``b"..."``, a tuple as a key): such an assignment is no parameter,
+    and it would stop pipeline.lock or a run record from being written."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, _SCALARS) for key in value):
+            raise ValueError("a key that is not a scalar")
+        return {key: _plain(item) for key, item in value.items()}
+    raise ValueError(f"{type(value).__name__} is not a parameter value")
 
 
 def lookup(data: Any, key: str) -> Any:

@@ -151,6 +151,9 @@ def _cache_dir_problem(root: Path, path: Path) -> str | None:
         return "is the repository's root"
     if any(part.lower() == ".git" for part in real.split(os.sep)):
         return "is inside .git/"
+    if any(part.lower() == ".dvc" for part in real.split(os.sep)):
+        # DVC's cache has the store's very layout (ab/cdef...): gc would delete every file in it
+        return "is inside .dvc/, DVC's own folder"
     return None
 
 

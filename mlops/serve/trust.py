@@ -53,7 +53,9 @@ def host_and_port(value: str) -> tuple[str, int | None] | None:
     if not host:
         return None
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        # ASCII digits only: str.isdigit() also accepts "²" (int() then raises: a 500 from one header)
+        # and "٨٠" (which int() reads as 80)
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             return None
         return host, int(port_text)
     return host, None

@@ -423,7 +423,7 @@ def test_python_params_are_read_with_ast() -> None:
         "    def __init__(self):\n        self.width = 4\n        other.width = 5\n",
         "params.py",
     )
-    assert values == {"A": 1, "B": "x", "C": {"k": (1, 2)}, "Model": {"depth": 3, "width": 4}}
+    assert values == {"A": 1, "B": "x", "C": {"k": [1, 2]}, "Model": {"depth": 3, "width": 4}}
 
 
 def test_what_cannot_be_carried_is_named_line_by_line_and_nothing_is_written(repo: Any, cli: Any) -> None:
