@@ -103,13 +103,20 @@ def _umask() -> int:
 _FD_ALIAS = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
 
 
-def check_output(path: str | os.PathLike[str]) -> None:
+def check_output(path: str | os.PathLike[str], *, named: bool = True) -> None:
     """Refuse, before any work, an output path that ``output_writer`` would refuse (exit 2)."""
-    _output_plan(Path(path))
+    _output_plan(Path(path), named=named)
 
 
-def _output_plan(given: Path) -> tuple[Path, os.stat_result | None, bool]:
+def _output_plan(given: Path, *, named: bool = True) -> tuple[Path, os.stat_result | None, bool]:
     """(where the bytes go, what is there now, whether it is written directly rather than replaced)."""
+    if not named and os.path.islink(given):
+        # a default output name the user did not type may be a link someone committed
+        # (plots.html -> ~/.bashrc): only a name the user chose is followed
+        raise InvalidPathError(
+            f"{given}: the default output name is a symlink (to {os.readlink(given)}); not followed",
+            hint="remove the symlink, or name the output with -o",
+        )
     try:
         info: os.stat_result | None = os.stat(given)  # follows symlinks: the node a write would reach
     except FileNotFoundError:
@@ -142,7 +149,7 @@ def _output_plan(given: Path) -> tuple[Path, os.stat_result | None, bool]:
 
 
 @contextlib.contextmanager
-def output_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+def output_writer(path: str | os.PathLike[str], mode: str = "wb", *, named: bool = True) -> Iterator[IO[Any]]:
     """Yield a file for the output the user named with ``-o``; it lands only if the block completes.
 
     What ``path`` is decides how it is written, as other command-line tools do:
@@ -157,9 +164,10 @@ def output_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
       wait forever; a shell's ``> file`` is appended to, after what the command printed);
     - a folder, or a missing parent folder: ``InvalidPathError`` (exit 2), nothing written;
     - a symlink (or a linked folder on the way) leading into a ``.git`` or ``.mlops`` folder:
-      ``InvalidPathError``, nothing written (a committed link must not turn an output into a hook).
+      ``InvalidPathError``, nothing written (a committed link must not turn an output into a hook);
+    - with ``named=False`` (a default name the user did not type): a symlink is refused, not followed.
     """
-    target, info, direct = _output_plan(Path(path))
+    target, info, direct = _output_plan(Path(path), named=named)
     if direct:
         assert info is not None
         # a regular file reached through /dev/stdout is the shell's redirection: append after what is there
@@ -183,11 +191,11 @@ def _direct_writer(path: Path, mode: str, *, append: bool) -> Iterator[IO[Any]]:
         raise storage_error(exc, path) from exc
 
 
-def write_output(path: str | os.PathLike[str], data: bytes | str) -> None:
+def write_output(path: str | os.PathLike[str], data: bytes | str, *, named: bool = True) -> None:
     """Write ``data`` to the output the user named (``output_writer`` says how each kind of node is written)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    with output_writer(path, "wb") as handle:
+    with output_writer(path, "wb", named=named) as handle:
         handle.write(data)
 
 

@@ -527,7 +527,7 @@ def plots(
     runs: list[str] | None = typer.Argument(
         None, help="Runs to plot (ids, unique prefixes or names). None: the plots pipeline.yaml declares."
     ),
-    output: Path = typer.Option(Path("plots.html"), "--output", "-o", help="The HTML file to write."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="The HTML file to write (default: plots.html)."),
     metric: list[str] | None = typer.Option(
         None, "--metric", "-m", help="Only these metrics (repeatable; default: every step-wise metric)."
     ),
@@ -537,12 +537,14 @@ def plots(
     from ..fsio import check_output, write_output
 
     out = Output()
-    check_output(output)
+    named = output is not None
+    output = output if output is not None else Path(DEFAULT_PLOTS)
+    check_output(output, named=named)
     repo = find_repo()
     if not runs:
         if metric:
             raise UsageError("--metric picks metrics of runs", hint="name the runs: mlops plots RUN... -m KEY")
-        _declared_plots(out, repo, output)
+        _declared_plots(out, repo, output, named=named)
         return
     from ..tracking.plots import render_html, stepwise_keys
     from ..tracking.store import list_summaries, load_run, resolve_run
@@ -556,11 +558,14 @@ def plots(
             f"no run logged metric '{unknown[0]}'",
             hint="metrics: " + ", ".join(sorted({k for d in data for k in d.history})) or "none",
         )
-    write_output(output, render_html(data, keys))
+    write_output(output, render_html(data, keys), named=named)
     out.info(f"wrote {output}: {len(keys)} chart(s), {len(data)} run(s)")
 
 
-def _declared_plots(out: Output, repo: Any, output: Path) -> None:
+DEFAULT_PLOTS = "plots.html"
+
+
+def _declared_plots(out: Output, repo: Any, output: Path, *, named: bool) -> None:
     """pipeline.yaml's top-level plots, then each stage 'plots:' output no top-level entry names."""
     from ..fsio import write_output
     from ..pipeline.spec import PIPELINE_FILE, Plot, PlotSource, load_pipeline
@@ -588,5 +593,5 @@ def _declared_plots(out: Output, repo: Any, output: Path) -> None:
     for chart in charts:
         for note in chart.notes:
             out.warn(note)
-    write_output(output, render_files_html(charts))
+    write_output(output, render_files_html(charts), named=named)
     out.info(f"wrote {output}: {len(charts)} plot(s) declared in pipeline.yaml")

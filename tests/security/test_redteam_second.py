@@ -242,6 +242,9 @@ def test_plots_never_replaces_a_file_in_git_through_a_committed_link(repo, guard
     commit(repo.root, guard, "plots.html")
     before = (repo.root / target).read_bytes()
     line = error_line(mlops_bin("plots", run_id, cwd=repo.root, code=2).stderr)
+    assert "plots.html: the default output name is a symlink" in line, line
+    # even named by the user, a link into what git or mlops manage is not written through
+    line = error_line(mlops_bin("plots", run_id, "-o", "plots.html", cwd=repo.root, code=2).stderr)
     assert "plots.html: is reached through a symlink into" in line, line
     assert (repo.root / target).read_bytes() == before
     guard.check()
@@ -442,19 +445,14 @@ def test_serve_keeps_answering_through_stalled_and_hostile_connections(served) -
     assert server.proc.poll() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a committed link under a default output name is followed out of the repository: "
-    "fsio.output_writer follows symlinks by design (test_outputs.py::test_plots_through_a_symlink); "
-    "the CLI should not follow a link git tracks for a name the user did not type",
-)
 def test_plots_never_writes_outside_through_a_committed_default_name(repo, mlops_bin, run_id, tmp_path) -> None:
-    """``plots.html -> ~/.bashrc`` committed: `mlops plots RUN`, no -o, replaces it with HTML, mode kept.
-    (No ``guard`` here: its own check at teardown would turn the expected failure into an error.)"""
+    """``plots.html -> ~/.bashrc`` committed: `mlops plots RUN`, no -o, refuses the link (exit 2);
+    the same link named with -o is the user's choice and followed (tests/cli test_outputs)."""
     victim = tmp_path / "bashrc"
     victim.write_text("export PATH=$HOME/bin:$PATH\n")
     (repo.root / "plots.html").symlink_to(victim)
     git(repo.root, "add", "plots.html")
     git(repo.root, "commit", "-q", "-m", "received")
-    mlops_bin("plots", run_id, cwd=repo.root, code=None)
+    proc = mlops_bin("plots", run_id, cwd=repo.root, code=2)
+    assert "default output name is a symlink" in proc.stderr
     assert victim.read_text() == "export PATH=$HOME/bin:$PATH\n"
