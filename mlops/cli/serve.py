@@ -54,6 +54,9 @@ def serve(
         256, "--max-queue", min=1, help="Requests waiting per model version; past it 503 with Retry-After."
     ),
     timeout: str = typer.Option("30s", "--timeout", help="Longest a request may wait for its prediction (504 after)."),
+    body_timeout: str = typer.Option(
+        "30s", "--body-timeout", help="Longest a request body may take to arrive (408 after, connection closed)."
+    ),
     request_log: bool = typer.Option(
         True,
         "--request-log/--no-request-log",
@@ -90,6 +93,7 @@ def serve(
             hint=f"export {token_env}=<a long random token>",
         )
     timeout_seconds = positive_duration(timeout, "--timeout")
+    body_seconds = positive_duration(body_timeout, "--body-timeout")
     rotate_seconds = positive_duration(log_rotate, "--log-rotate")
     max_age_seconds = positive_duration(log_max_age, "--log-max-age")
     repo = find_repo()
@@ -109,6 +113,7 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
         timeout_seconds=timeout_seconds,
+        body_seconds=body_seconds,
         request_log=request_log,
         log_rotate_seconds=rotate_seconds,
         log_max_file_bytes=int(log_max_file_mb * MiB),

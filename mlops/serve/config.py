@@ -25,6 +25,7 @@ class ServeConfig:
     max_wait_ms: float = 2.0
     max_queue: int = 256
     timeout_seconds: float = 30.0
+    body_seconds: float = 30.0  # a request body arrives whole within this, or the request is a 408
     graceful_seconds: float = 30.0
     request_log: bool = True
     # the request log's defaults are LogSettings' own (one place to change them)

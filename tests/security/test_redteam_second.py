@@ -456,3 +456,37 @@ def test_plots_never_writes_outside_through_a_committed_default_name(repo, mlops
     proc = mlops_bin("plots", run_id, cwd=repo.root, code=2)
     assert "default output name is a symlink" in proc.stderr
     assert victim.read_text() == "export PATH=$HOME/bin:$PATH\n"
+
+
+def test_a_body_that_never_arrives_is_a_408_and_the_connection_closes(repo) -> None:
+    """A stalled or never-ending body holds no connection for good: after --body-timeout the
+    request is a 408 (model and admin routes) and the server closes the connection."""
+    import sys
+
+    sys.path.insert(0, str(SERVE_TESTS))
+    import servekit
+
+    servekit.register(repo.root, "churn", 1, servekit.fit_pipeline(), stage="production")
+    server = servekit.start_server(repo.root, "churn@production", "--body-timeout", "1s")
+    try:
+        post = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        stalled = []
+        for route in (b"/predict", b"/invocations", b"/admin/rollback"):
+            stalled.append(_open(server.port, post % route + b'Transfer-Encoding: chunked\r\n\r\n5\r\n[{"a"\r\n'))
+            stalled.append(_open(server.port, post % route + b'Content-Length: 1000\r\n\r\n{"records": ['))
+        for conn in stalled:
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = conn.recv(4096)  # the socket's own 10 s timeout bounds the wait
+                assert chunk, "the server closed the connection without an answer"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            conn.settimeout(10)
+            while conn.recv(4096):  # the rest of the answer, then the server's close (b"")
+                pass
+            conn.close()
+        assert server.proc.poll() is None
+        stderr = server.stderr()
+        assert "Traceback" not in stderr, stderr[-2000:]
+    finally:
+        server.kill()

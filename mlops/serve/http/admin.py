@@ -14,7 +14,9 @@ from ..protocols import BadRequest, parse_json
 from ..runtime import Runtime
 from ..trust import Refusal, admin_refusal
 from ..wire import WireProtocol
-from .common import BEARER_CHALLENGE, authorized, json_response
+from .common import BEARER_CHALLENGE, authorized, json_response, read_body
+
+ADMIN_BODY_BYTES = 64 * 1024  # an admin body is a reason, never data
 
 
 def admin_check(rt: Runtime, request: Request, writes: bool = True) -> Refusal | None:
@@ -59,14 +61,14 @@ async def rollback(rt: Runtime, wire: WireProtocol, request: Request) -> Respons
     if refusal is not None:
         return refusal
     reason = "rolled back through POST /admin/rollback"
-    body = await request.body()
-    if body:
-        try:
-            doc = parse_json(body)
-        except BadRequest as exc:
-            return json_response(wire.error(400, exc.problems), 400)
-        if isinstance(doc, dict) and isinstance(doc.get("reason"), str) and doc["reason"].strip():
-            reason = doc["reason"].strip()[:500]
+    try:
+        # bounded in size and time like the model routes
+        body = await read_body(request, ADMIN_BODY_BYTES, seconds=rt.config.body_seconds)
+        doc = parse_json(body) if body else None
+    except BadRequest as exc:
+        return json_response(wire.error(exc.status, exc.problems), exc.status)
+    if isinstance(doc, dict) and isinstance(doc.get("reason"), str) and doc["reason"].strip():
+        reason = doc["reason"].strip()[:500]
     try:
         dep = await rt.admin_rollback(reason)
     except MlopsError as exc:

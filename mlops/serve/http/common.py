@@ -37,8 +37,19 @@ def refused(wire: WireProtocol) -> Response:
     return json_response(wire.error(401, problems), 401, dict(BEARER_CHALLENGE))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) past ``limit`` bytes: by its declared length before reading, else while reading."""
+async def read_body(request: Request, limit: int, *, seconds: float) -> bytes:
+    """The body, refused (413) past ``limit`` bytes: by its declared length before reading, else while
+    reading; a body that has not fully arrived within ``seconds`` (stalled, dribbled, never-ending
+    chunks) is a 408, and the server closes the connection (its unread body)."""
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), seconds)
+    except TimeoutError:
+        raise BadRequest(
+            [f"request body not received within {seconds:g} s; send the whole body at once"], status=408
+        ) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
         try:
@@ -86,7 +97,7 @@ async def answer(rt: Runtime, wire: WireProtocol, request: Request, version: int
         return refused(wire)
     outcome = await rt.infer(
         wire,
-        lambda: read_body(request, rt.config.max_body_bytes),
+        lambda: read_body(request, rt.config.max_body_bytes, seconds=rt.config.body_seconds),
         request.headers,
         lambda: client_gone(request.receive),
         version,
