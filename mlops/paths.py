@@ -39,6 +39,7 @@ import errno
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,6 +55,17 @@ PATH_MAX = 4096  # bytes: Linux's limit for a whole path handed to the kernel
 _PLAIN = r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,254}"
 _PLAIN_NAME = re.compile(_PLAIN)
 _PLAIN_PATH = re.compile(rf"(?:{_PLAIN}/)*{_PLAIN}")
+# Names another filesystem reads as .git or .mlops, as git itself refuses them (is_hfs_dotgit,
+# is_ntfs_dotgit): a clone of the repository on macOS or Windows would write into its .git.
+# HFS+ ignores these code points; NTFS drops trailing dots and spaces and knows 8.3 short names.
+_HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
+_SHORT_NAMES = frozenset({"git~1", "mlops~1"})
+
+
+def _reserved(name: str) -> bool:
+    """Whether ``name`` is, or on some filesystem is read as, .git or .mlops (any case)."""
+    folded = unicodedata.normalize("NFC", name.translate(_HFS_IGNORED)).rstrip(". ").casefold()
+    return folded in RESERVED or folded in _SHORT_NAMES
 
 
 def name_problem(name: object) -> str | None:
@@ -75,8 +87,8 @@ def name_problem(name: object) -> str | None:
         return "a name must be valid UTF-8 text"
     if len(encoded) > NAME_MAX:
         return f"a name may not be longer than {NAME_MAX} bytes"
-    if name.lower() in RESERVED:
-        return f"{name} is managed by git or mlops and is never written from received content"
+    if _reserved(name):
+        return f"{_shown(name)} is managed by git or mlops (here or on another filesystem) and is never written"
     return None
 
 
@@ -292,7 +304,7 @@ def real_location_problem(root: str | os.PathLike[str], path: str | os.PathLike[
     if not real.startswith(real_root.rstrip(os.sep) + os.sep):
         return f"it leads outside the repository, to {_shown(real)}"
     for part in os.path.relpath(real, real_root).split(os.sep):
-        if part.lower() in RESERVED:
+        if _reserved(part):
             return f"it leads into {part}/, which git or mlops manage"
     return None
 

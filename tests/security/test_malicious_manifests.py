@@ -73,6 +73,13 @@ BAD_NAMES = [
     pytest.param(".git", "managed by git or mlops", id="dot-git"),
     pytest.param(".GIT", "managed by git or mlops", id="dot-git-upper"),
     pytest.param(".mlops", "managed by git or mlops", id="dot-mlops"),
+    # what macOS (HFS+ ignores zero-width code points) or Windows (NTFS drops trailing dots and
+    # spaces, knows 8.3 short names) would open as .git in a clone of this repository
+    pytest.param(".g\u200cit", "managed by git or mlops", id="dot-git-hfs-ignorable"),
+    pytest.param("\ufeff.git", "managed by git or mlops", id="dot-git-bom"),
+    pytest.param(".git.", "managed by git or mlops", id="dot-git-ntfs-dot"),
+    pytest.param(".git ", "managed by git or mlops", id="dot-git-ntfs-space"),
+    pytest.param("GIT~1", "managed by git or mlops", id="dot-git-ntfs-short"),
     pytest.param("..", "may not be '..'", id="dotdot"),
     pytest.param(".", "may not be '.'", id="dot"),
     pytest.param("", "may not be empty", id="empty"),
