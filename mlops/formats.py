@@ -6,6 +6,7 @@ with a clear message instead of being misread.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -342,3 +343,112 @@ def require_field(data: dict[str, Any], key: str, types: type | tuple[type, ...]
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
     return types if isinstance(types, tuple) else (types,)
+
+
+# --- parameter files: by their name, as DVC reads them ----------------------------------------
+
+
+def parse_params(text: str, name: str, source: str) -> Any:
+    """The content of a parameter file, by the format its ``name`` says; errors name ``source``:line."""
+    if name.endswith(".json"):
+        return parse_json(text, source)
+    if name.endswith(".toml"):
+        return _parse_toml(text, source)
+    if name.endswith(".py"):
+        return parse_python(text, source)
+    return parse_yaml(text, source) or {}
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise FormatError(
+                f"{source}: TOML parameter files need Python 3.11+ or the 'tomli' package",
+                hint="pip install tomli",
+            ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"{source}: not valid TOML: {exc}") from None
+    except (RecursionError, MemoryError):  # tomllib recurses once per nested array or inline table
+        raise FormatError(f"{source}: not valid TOML: nested too deep") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise FormatError(f"{source}: not valid TOML: {str(exc).split(';')[0]}") from None
+    check_depth(data, source)
+    return data
+
+
+def parse_python(text: str, source: str) -> dict[str, Any]:
+    """Constants of a Python parameter file, read with ``ast``: the file is never executed.
+
+    As DVC reads them: module-level assignments (``LR = 0.1``), class attributes
+    (``class Train: epochs = 10`` -> ``Train.epochs``) and ``self.x = ...`` in a class's
+    ``__init__``. Only literal values count (numbers, strings, booleans, None, and lists,
+    tuples, dicts and sets of them); any other assignment is not a parameter and is skipped.
+    """
+    try:
+        tree = ast.parse(text, filename=source)
+    except SyntaxError as exc:
+        raise FormatError(f"{source}:{exc.lineno or 1}:{exc.offset or 1}: not valid Python: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        # the parser's own limits: an expression nested or chained past what it builds (``x = 1+1+...``)
+        raise FormatError(f"{source}: not valid Python: an expression too deeply nested to read") from None
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            members: dict[str, Any] = {}
+            for item in node.body:
+                _assign(item, members)
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    for statement in ast.walk(item):
+                        _assign(statement, members, attribute_of="self")
+            out[node.name] = members
+        else:
+            _assign(node, out)
+    return out
+
+
+def _assign(node: ast.AST, into: dict[str, Any], *, attribute_of: str | None = None) -> None:
+    """Record ``name = literal`` (or ``self.name = literal`` when ``attribute_of`` is "self")."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets, value = [node.target], node.value
+    else:
+        return
+    try:
+        literal = _plain(ast.literal_eval(value))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return
+    for target in targets:
+        if attribute_of is None and isinstance(target, ast.Name):
+            into[target.id] = literal
+        elif (
+            attribute_of is not None
+            and isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and target.value.id == attribute_of
+        ):
+            into[target.attr] = literal
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """A literal as YAML and JSON can hold it (tuples and sets become lists); ValueError for
+    what they cannot (``1j``, ``b"..."``, a tuple as a key): such an assignment is no parameter,
+    and it would stop pipeline.lock or a run record from being written."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, _SCALARS) for key in value):
+            raise ValueError("a key that is not a scalar")
+        return {key: _plain(item) for key, item in value.items()}
+    raise ValueError(f"{type(value).__name__} is not a parameter value")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FormatError, UsageError
-from ..formats import parse_json, parse_yaml
+from ..formats import parse_json, parse_params
 from ..repo.repo import Repo
 from .store import flatten
 
@@ -38,8 +38,8 @@ def parse_values(data: bytes, rel: str) -> dict[str, Any]:
         raise FormatError(f"{rel}: not a text file (not UTF-8)", file=rel) from None
     if rel.endswith(".json"):
         value = parse_json(text, rel) if text.strip() else {}
-    else:
-        value = parse_yaml(text, rel) or {}
+    else:  # YAML, TOML or Python (read, never run), by the name as the pipeline reads params
+        value = parse_params(text, rel, rel) or {}
     if not isinstance(value, dict):
         return {"": value}
     return flatten(value)

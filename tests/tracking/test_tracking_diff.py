@@ -151,3 +151,27 @@ def test_params_diff_without_pipeline_uses_params_yaml(repo, tree, cli):
     tree({"params.yaml": "lr: 2\nnew: x\n"})
     doc = json.loads(cli("params", "diff", "--json").stdout)
     assert {c["key"]: (c["old"], c["new"]) for c in doc["changes"]} == {"lr": (1, 2), "new": (None, "x")}
+
+
+def test_params_diff_reads_toml_and_python_params_as_the_pipeline_does(repo, tree, cli, tmp_path):
+    """A stage's params in TOML or Python are diffed by their format, not as YAML (which refused
+    TOML tables and read a .py file as one string); the .py file is read, never run."""
+    marker = tmp_path / "ran"
+    tree(
+        {
+            "train.toml": "[train]\nlr = 0.1\n",
+            "cfg.py": f"EPOCHS = 10\nclass Opt:\n    name = 'adam'\nopen({str(marker)!r}, 'w')\n",
+            "pipeline.yaml": (
+                "stages:\n  train:\n    cmd: echo\n    params:\n      - train.toml:\n          - train.lr\n"
+                "      - cfg.py:\n          - EPOCHS\n          - Opt.name\n"
+            ),
+        }
+    )
+    commit_all(repo.root, "one")
+    tree({"train.toml": "[train]\nlr = 0.05\n", "cfg.py": "EPOCHS = 20\nclass Opt:\n    name = 'adam'\n"})
+    doc = json.loads(cli("params", "diff", "--json").stdout)
+    assert {(c["file"], c["key"], c["old"], c["new"]) for c in doc["changes"]} == {
+        ("train.toml", "train.lr", 0.1, 0.05),
+        ("cfg.py", "EPOCHS", 10, 20),
+    }
+    assert not marker.exists()
