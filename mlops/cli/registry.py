@@ -380,6 +380,7 @@ def promote(
     checks = [c.to_dict() for c in result.checks]
     if not result.changed:
         out.line(f"{name}:{result.version} is already in {result.to_stage}")
+        _deployment_news(out, repo, change)  # a promotion run again repairs a deployment left behind
         return
     out.line(
         f"{name}:{result.version}\t{result.from_stage} -> {result.to_stage}" + ("\t(forced)" if result.forced else ""),

@@ -167,8 +167,14 @@ def test_a_killed_promotion_run_again_repairs_the_deployment(deployed: Repo, cli
     version (nothing to change there), but the deployment must still be made to agree."""
     args, now, _ = FLOWS["promote"]
     _crash(deployed, cli, point, "promote")
-    proc = subprocess.run([MLOPS_BIN, *args, "--json"], cwd=deployed.root, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    again = json.loads(proc.stdout)
-    assert (again["changed"], again["deployment_followed"], again["deployment"]["production"]) == (False, True, now)
+    if point == "read":  # the text output says the deployment caught up, not only "already in production"
+        text = subprocess.run([MLOPS_BIN, *args], cwd=deployed.root, capture_output=True, text=True)
+        assert text.returncode == 0, text.stderr
+        assert "is already in production" in text.stdout
+        assert f"follows: production v{now}" in text.stderr
+    else:
+        proc = subprocess.run([MLOPS_BIN, *args, "--json"], cwd=deployed.root, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        again = json.loads(proc.stdout)
+        assert (again["changed"], again["deployment_followed"], again["deployment"]["production"]) == (False, True, now)
     _agree_and_verify(deployed, cli, now)
