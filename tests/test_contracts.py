@@ -72,7 +72,7 @@ def test_startup_imports_no_heavy_library(argv: list[str], repo, tree) -> None:
 # --- layers: each package imports only what stands below it; nothing imports cli ---------
 LAYERS = [
     {"errors"},
-    {"fsio", "formats", "progress", "parallel", "paths"},
+    {"fsio", "formats", "progress", "parallel", "paths", "deepfs"},
     {"store"},
     {"remotes"},
     {"repo"},
