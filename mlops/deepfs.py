@@ -6,10 +6,10 @@ path itself when it fits, which is the overwhelming case and costs one length co
 and otherwise a stand-in of the same meaning: ``/proc/self/fd/N/rest``, N an open descriptor
 of a folder on the way (an "anchor") and ``rest`` short enough. The kernel resolves that the
 way it resolves the full path (the anchors are opened relative to each other, a piece of
-at most ~800 bytes at a time), so the results are those of the full path, and any function that
+at most ~500 bytes at a time), so the results are those of the full path, and any function that
 takes a path (the store's linking and hashing too) works on it unchanged.
 
-Anchors sit where a path crosses each multiple of 512 bytes (the last "/" before it), so every
+Anchors sit where a path crosses each multiple of 256 bytes (the last "/" before it), so every
 path below one deep folder shares them; a few are kept open (LRU, ``_KEEP``) and each use
 takes its own duplicate, so a descriptor is never closed under a user and a 10,000-level walk
 holds a bounded number. An anchor whose folder was removed (no links left) is opened again.
@@ -29,15 +29,14 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 PATH_MAX = 4096  # bytes: Linux's limit for a whole path handed to the kernel
-# room kept below PATH_MAX for what callers add beside a path (a temp file's longer name)
-_ROOM = 128
-LIMIT = PATH_MAX - _ROOM  # bytes: a path this long or shorter is handed to the kernel as it is
-# a str of at most this many characters is at most LIMIT bytes (4 bytes a character at most):
-# the fast route's one comparison
-FAST = LIMIT // 4
-_STEP = 512  # bytes between anchors (a name is at most 255: the last "/" is never far back)
+# characters: a path this long or shorter is handed to the kernel as it is (the one comparison
+# of the fast route). At most 4 bytes a character, it leaves room below PATH_MAX for what callers
+# add beside it (a temp file's longer name); a longer one takes the route through open folders,
+# where the kernel resolves a few hundred bytes a use instead of thousands
+FAST = 1000
+_STEP = 256  # bytes between anchors (a name is at most 255: the last "/" is never far back)
 _REST = _STEP + 256  # bytes of a stand-in's ``rest`` at most: what the kernel resolves on each use
-_KEEP = 64  # open anchors kept between uses
+_KEEP = 128  # open anchors kept between uses (a 20,000-byte path has 80)
 _PROC = "/proc/self/fd"
 _FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
@@ -56,22 +55,17 @@ def available() -> bool:
     return _available
 
 
-def fits(path: str) -> bool:
-    """Whether ``path`` can be handed to the kernel as it is."""
-    return len(path) <= FAST or len(os.fsencode(path)) <= LIMIT
-
-
 @contextlib.contextmanager
 def reach(path: str) -> Iterator[str]:
-    """``path``, or while the block runs a stand-in of the same meaning that fits PATH_MAX."""
+    """``path``, or while the block runs a short stand-in of the same meaning (a long ``path``)."""
     if len(path) <= FAST:
         yield path
         return
     encoded = os.fsencode(path)
-    if len(encoded) <= LIMIT:
-        yield path
-        return
     if not available():
+        if len(encoded) <= PATH_MAX - 128:  # as it always was
+            yield path
+            return
         raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
     cut, fd = _anchor(encoded)
     try:
@@ -81,7 +75,7 @@ def reach(path: str) -> Iterator[str]:
 
 
 def call(fn: Callable[..., T], path: str, *args: Any, **kwargs: Any) -> T:
-    """``fn(path, ...)``, through a stand-in when ``path`` is too long for the kernel."""
+    """``fn(path, ...)``, through a stand-in when ``path`` is long."""
     if len(path) <= FAST:
         return fn(path, *args, **kwargs)
     with reach(path) as short:
@@ -105,14 +99,14 @@ def scandir(path: str) -> Any:
     """``os.scandir(path)`` for any length (a context manager and an iterator, as that one is).
     For a long path the entries come from a descriptor: their ``path`` is only their name, so
     callers join ``path`` and ``entry.name`` themselves (``joins(path)`` tells when)."""
-    if len(path) <= FAST or fits(path):
+    if len(path) <= FAST:
         return os.scandir(path)
     return _Listing(open_folder(path))
 
 
 def joins(path: str) -> bool:
     """Whether ``scandir(path)`` gives bare names as its entries' paths."""
-    return len(path) > FAST and not fits(path)
+    return len(path) > FAST
 
 
 class _Listing:
@@ -156,34 +150,35 @@ def forget() -> None:
 
 def _anchor(encoded: bytes) -> tuple[int, int]:
     """(index of the "/" that ends the anchor, a new descriptor of that anchor) for a long path."""
-    cuts = []
-    step = _STEP
-    while True:
-        cut = encoded.rfind(b"/", 0, step + 1)
-        if cut <= 0 or (cuts and cut <= cuts[-1]):
-            # a name longer than the step (none is, on a disk that allows 255): nothing to anchor on
-            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), os.fsdecode(encoded))
-        cuts.append(cut)
-        if len(encoded) - cut <= _REST:
-            break
-        step += _STEP
+    # the anchor at step k ends at the last "/" at or before k * _STEP: more than k * _STEP - 256
+    # (a name is at most 255 bytes), so this k leaves at most _REST bytes of rest
+    k = max(1, -(-(len(encoded) + 256 - _REST) // _STEP))
+    cuts: list[int] = []  # cuts[i] ends the anchor at step k - i
     with _lock:
-        start = len(cuts)
         fd = -1
-        while start > 0:
-            fd = _anchors.get(encoded[: cuts[start - 1]], -1)
-            if fd >= 0:
-                if os.fstat(fd).st_nlink > 0:
-                    _anchors.move_to_end(encoded[: cuts[start - 1]])
+        while k - len(cuts) >= 1:
+            cut = encoded.rfind(b"/", 0, (k - len(cuts)) * _STEP + 1)
+            if cut <= 0 or (cuts and cut >= cuts[-1]):
+                # a name longer than a step (no disk allows one): nothing to anchor on
+                raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), os.fsdecode(encoded))
+            key = encoded[:cut]
+            kept = _anchors.get(key, -1)
+            if kept >= 0:
+                if os.fstat(kept).st_nlink > 0:
+                    _anchors.move_to_end(key)
+                    fd = kept
                     break
-                os.close(_anchors.pop(encoded[: cuts[start - 1]]))
-                fd = -1
-            start -= 1
-        for index in range(start, len(cuts)):
-            begin = cuts[index - 1] + 1 if index else 0
-            piece = encoded[begin : cuts[index]]
-            fd = os.open(piece, _FLAGS, dir_fd=fd) if index else os.open(piece, _FLAGS)
-            _anchors[encoded[: cuts[index]]] = fd
+                os.close(_anchors.pop(key))  # its folder was removed: open the path again
+            cuts.append(cut)
+        else:
+            cut = 0
+        # open the missing anchors from the nearest one kept (or from the top), a step at a time
+        begin = cut
+        for cut in reversed(cuts):
+            piece = encoded[begin + 1 : cut] if fd >= 0 else encoded[:cut]
+            fd = os.open(piece, _FLAGS, dir_fd=fd) if fd >= 0 else os.open(piece, _FLAGS)
+            _anchors[encoded[:cut]] = fd
+            begin = cut
             while len(_anchors) > _KEEP:
                 os.close(_anchors.popitem(last=False)[1])
-        return cuts[-1], os.dup(fd)
+        return begin, os.dup(fd)

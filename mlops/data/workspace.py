@@ -64,7 +64,7 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
         folder, prefix = stack.pop()
         # a folder nested past PATH_MAX is read through a descriptor: its entries' paths are
         # bare names, joined here (the long full path is what callers keep)
-        joined = len(folder) > fast and deepfs.joins(folder)
+        joined = len(folder) > fast
         try:
             entries = os.scandir(folder) if not joined else deepfs.scandir(folder)
         except OSError as exc:
