@@ -22,8 +22,9 @@ the server. Every such name is checked here before it touches the filesystem
   inside the repository and not in .git/ or .mlops/ (``real_location_problem``);
 - a file whose content mlops copies into what it writes (a params file) is read only when its
   real location is inside the repository (``check_readable``);
-- a destination whose full path would pass the system's PATH_MAX is refused before anything
-  is written (a crafted tree can be nested deeper than any disk path reaches).
+- a destination whose full path would pass ``DEEP_MAX`` (128 KiB) is refused before anything
+  is written (a crafted tree can be nested deeper than that); paths past PATH_MAX and below it
+  are written through open folders (``deepfs``), and refused where the system cannot do that.
 
 Plain names (letters, digits, ``_``, ``-``, ``.`` not first, at most 255) take a one-regex
 fast path (``names_ok`` for a whole listing): manifests of 20,000 files are checked on every
@@ -43,12 +44,16 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import deepfs
 from .errors import UnsafeNameError
 
 NAME_MAX = 255  # bytes: the limit of every common Linux and macOS filesystem
 RESERVED = frozenset({".git", ".mlops"})
 _FORBIDDEN_CHARS = ("/", "\x00", "\n", "\r")
-PATH_MAX = 4096  # bytes: Linux's limit for a whole path handed to the kernel
+PATH_MAX = deepfs.PATH_MAX  # bytes: Linux's limit for a whole path handed to the kernel
+# bytes: the longest destination written (through deepfs past PATH_MAX): a path any tool can
+# still be handed as one argument (Linux's MAX_ARG_STRLEN), and a bound on the work one path costs
+DEEP_MAX = 32 * PATH_MAX
 # The fast path: a name of these characters that does not start with a dot cannot be empty,
 # "." or "..", reserved, or carry a forbidden character, and is ASCII (so bytes == characters).
 # Manifests of 20,000 files are checked on every status and checkout: one regex match each.
@@ -205,9 +210,12 @@ class Destinations:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._root = str(self.root)
         self._safe: set[str] = {""}
-        # room left for ``rel`` in a full path the kernel accepts (the root, a "/", a temp suffix)
-        self._room = PATH_MAX - len(os.fsencode(self.root)) - 1 - _TEMP_ROOM
+        # room left for ``rel`` in a full path mlops writes (the root, a "/", a temp suffix): past
+        # PATH_MAX only where deepfs reaches such paths
+        self._limit = DEEP_MAX if deepfs.available() else PATH_MAX
+        self._room = self._limit - len(os.fsencode(self.root)) - 1 - _TEMP_ROOM
 
     def check(self, rel: str, *, where: str) -> Path:
         check_relpath(rel, where=where)
@@ -247,7 +255,7 @@ class Destinations:
     def _too_long(self, rel: str, where: str) -> UnsafeNameError:
         return UnsafeNameError(
             f"refused {_shown(rel)} in {where}: it is nested too deep to be written here "
-            f"(a path of {len(os.fsencode(self.root / rel))} bytes; this system allows {PATH_MAX})",
+            f"(a path of {len(os.fsencode(self.root / rel))} bytes; mlops writes at most {self._limit} here)",
             hint="check out the data in a folder with a shorter path, or flatten its folders",
             entry=_shown(rel),
             source=where,
@@ -260,7 +268,7 @@ class Destinations:
             if done in self._safe:
                 continue
             try:
-                mode = os.lstat(self.root / done).st_mode
+                mode = deepfs.call(os.lstat, f"{self._root}/{done}").st_mode
             except FileNotFoundError:
                 # nothing below a missing folder exists yet: it will be created as a real folder
                 # (remembered, so 20,000 files into a deleted folder cost one lstat, not 20,000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .. import deepfs
 from ..errors import InvalidPathError
 from ..formats import read_bytes
 from ..fsio import atomic_write
@@ -85,6 +86,13 @@ def snapshot_path(
     workspace copy becomes a read-only link to the cache afterwards, unless
     ``link_workspace`` is False (a git-tracked file that must stay a plain file).
     """
+    try:
+        return _snapshot_path(repo, rel, link_workspace=link_workspace, jobs=jobs, progress=progress)
+    finally:
+        deepfs.forget()  # folders held open for paths past PATH_MAX: this snapshot is done with them
+
+
+def _snapshot_path(repo: Repo, rel: str, *, link_workspace: bool, jobs: int | None, progress: Progress) -> Snapshot:
     absolute = repo.abs(rel)
     store = repo.objects
     kinds = repo.config.link_types
@@ -132,7 +140,8 @@ def snapshot_path(
     if link:
         # the workspace copy becomes a read-only link to the cache, as cache.type asks
         for path, record in workspace:
-            place(store.file(record.hash), path, kinds, executable=record.executable)
+            # a file nested past PATH_MAX through a stand-in path (deepfs)
+            deepfs.call2(place, store.file(record.hash), path, kinds, executable=record.executable)
     return Snapshot(pointer, hashed)
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .. import deepfs
 from ..errors import CorruptObjectError, InvalidPathError, MissingObjectError, UnsafeNameError, UsageError
 from ..fsio import TMP_PREFIX
 from ..parallel import run_parallel
@@ -93,11 +95,14 @@ def checkout(
         check_unique([p.target for p in extra], where="pipeline outputs")
         pointers = [*pointers, *extra]
     destinations = Destinations(repo.root)
-    with repo.store_lock(), contextlib.ExitStack() as held:
-        for target in sorted({p.target for p in pointers}):  # one order for every process: no deadlock
-            held.enter_context(repo.path_lock(target))
-        plans = [_plan(repo, p, destinations, force=force, jobs=jobs) for p in pointers]
-        done = [_apply(repo, plan, jobs=jobs, progress=progress) for plan in plans]
+    try:
+        with repo.store_lock(), contextlib.ExitStack() as held:
+            for target in sorted({p.target for p in pointers}):  # one order for every process: no deadlock
+                held.enter_context(repo.path_lock(target))
+            plans = [_plan(repo, p, destinations, force=force, jobs=jobs) for p in pointers]
+            done = [_apply(repo, plan, jobs=jobs, progress=progress) for plan in plans]
+    finally:
+        deepfs.forget()  # folders held open for paths past PATH_MAX: this command is done with them
     return CheckoutResult(tuple(done))
 
 
@@ -113,8 +118,11 @@ def checkout_pointer(
     """Make one path match a pointer (the caller holds the store lock and the path's lock).
 
     ``link_kinds`` overrides cache.type (a git-tracked file is placed as a copy)."""
-    plan = _plan(repo, pointer, Destinations(repo.root), force=force, jobs=jobs, link_kinds=link_kinds)
-    return _apply(repo, plan, jobs=jobs, progress=progress)
+    try:
+        plan = _plan(repo, pointer, Destinations(repo.root), force=force, jobs=jobs, link_kinds=link_kinds)
+        return _apply(repo, plan, jobs=jobs, progress=progress)
+    finally:
+        deepfs.forget()
 
 
 @dataclass
@@ -229,6 +237,7 @@ def _apply(repo: Repo, plan: _Plan, *, jobs: int | None, progress: Progress) -> 
     pointer, wanted, kinds = plan.pointer, plan.wanted, plan.kinds
     to_place, to_remove = plan.to_place, plan.to_remove
     top = repo.abs(pointer.target)
+    root = str(repo.root)
     if plan.clear_top == "dir":
         remove_tree(top)
     elif plan.clear_top is not None:
@@ -243,14 +252,18 @@ def _apply(repo: Repo, plan: _Plan, *, jobs: int | None, progress: Progress) -> 
                 folder = folder.rpartition("/")[0]
         blocking = [rel for rel in to_remove if rel in above]
         for rel in blocking:
-            os.unlink(repo.root / _full(pointer.target, rel))
+            deepfs.call(os.unlink, f"{root}/{_full(pointer.target, rel)}")
         if blocking:
             gone = set(blocking)
             to_remove = [rel for rel in to_remove if rel not in gone]
         # and a folder standing where a file goes holds only files to remove
         for rel in to_place:
-            path = repo.root / _full(pointer.target, rel)
-            if path.is_dir() and not path.is_symlink():
+            path = f"{root}/{_full(pointer.target, rel)}"
+            try:
+                mode = deepfs.call(os.lstat, path).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
                 remove_tree(path)
         if plan.make_top:
             make_folders(repo.root, pointer.target)  # a tracked folder that is (or became) empty still exists
@@ -272,9 +285,11 @@ def _apply(repo: Repo, plan: _Plan, *, jobs: int | None, progress: Progress) -> 
 
     def work(rel: str) -> tuple[str, str, str, str]:
         record = wanted[rel]
-        dest = str(repo.root / full(rel))
+        dest = f"{root}/{full(rel)}"
         try:
-            tmp, kind = stage(store.file(record.hash), dest, kinds, executable=record.executable, expect=record.hash)
+            tmp, kind = deepfs.call2(
+                stage, store.file(record.hash), dest, kinds, executable=record.executable, expect=record.hash
+            )
         except ValueError:
             raise CorruptObjectError(
                 f"{full(rel)}: object {record.hash} in the cache is corrupt; nothing placed for {pointer.target}",
@@ -282,6 +297,8 @@ def _apply(repo: Repo, plan: _Plan, *, jobs: int | None, progress: Progress) -> 
                 object=record.hash,
                 file=full(rel),
             ) from None
+        if len(dest) > deepfs.FAST:  # staged through a stand-in path (deepfs): named by the full one
+            tmp = f"{dest.rpartition('/')[0]}/{tmp.rpartition('/')[2]}"
         return tmp, dest, rel, kind
 
     try:
@@ -297,19 +314,19 @@ def _apply(repo: Repo, plan: _Plan, *, jobs: int | None, progress: Progress) -> 
             staged.append((tmp, dest, rel))
             link_used.add(kind)
         for tmp, dest, rel in staged:
-            os.replace(tmp, dest)
+            deepfs.call2(os.replace, tmp, dest)
             with contextlib.suppress(OSError):
-                learned.append((stat_key(os.stat(dest)), wanted[rel].hash))
+                learned.append((stat_key(deepfs.call(os.stat, dest)), wanted[rel].hash))
     except BaseException:
         # the first error (or Ctrl-C) stops the placing: no temp file of ours may stay behind;
         # each destination holds its old file or its whole new one
-        _remove_own_temps({os.path.dirname(str(repo.root / full(rel))) for rel in to_place})
+        _remove_own_temps({f"{root}/{full(rel)}".rpartition("/")[0] for rel in to_place})
         repo.state.record(learned)
         raise
 
     for rel in to_remove:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(repo.root / full(rel))
+            deepfs.call(os.unlink, f"{root}/{full(rel)}")
     if to_remove:
         _prune_empty_dirs(top)
     repo.state.record(learned)
@@ -349,8 +366,15 @@ def _is_tracked_data(repo: Repo, target: str, paths: list[str]) -> bool:
     )
     if ignored.returncode == 1:
         return False
+    shown: list[str] = []
+    room = 1 << 20  # bytes of arguments: paths nested past PATH_MAX are long, and the system takes ~2 MiB
+    for path in paths[:100]:
+        room -= len(path) + 1
+        if room < 0:
+            break
+        shown.append(path)
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--", target, *paths[:100]], cwd=repo.root, capture_output=True, check=False
+        ["git", "ls-files", "-z", "--", target, *shown], cwd=repo.root, capture_output=True, check=False
     )
     return ignored.returncode == 0 and listed.returncode == 0 and not listed.stdout
 
@@ -358,11 +382,11 @@ def _is_tracked_data(repo: Repo, target: str, paths: list[str]) -> bool:
 def _remove_own_temps(folders: set[str]) -> None:
     marker = f".{os.getpid()}."
     for folder in folders:
-        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        with contextlib.suppress(FileNotFoundError), deepfs.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.startswith(TMP_PREFIX) and marker in entry.name:
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
+                        deepfs.call(os.unlink, f"{folder}/{entry.name}")
 
 
 def _prune_empty_dirs(top: os.PathLike[str]) -> None:
@@ -370,4 +394,4 @@ def _prune_empty_dirs(top: os.PathLike[str]) -> None:
     for folder in reversed(list_folders(top)):
         if folder != os.fspath(top):
             with contextlib.suppress(OSError):  # not empty: keep it
-                os.rmdir(folder)
+                deepfs.call(os.rmdir, folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import deepfs
 from ..progress import NO_PROGRESS, Progress
 from ..repo.git import git_repo
 from ..repo.repo import Repo
@@ -70,8 +71,11 @@ def status(
     repo: Repo, targets: list[str] | None = None, *, jobs: int | None = None, progress: Progress = NO_PROGRESS
 ) -> StatusResult:
     out = []
-    for pointer in workspace_pointers(repo, targets):
-        out.append(_target_status(repo, pointer, jobs=jobs, progress=progress))
+    try:
+        for pointer in workspace_pointers(repo, targets):
+            out.append(_target_status(repo, pointer, jobs=jobs, progress=progress))
+    finally:
+        deepfs.forget()  # folders held open for paths past PATH_MAX: this command is done with them
     return StatusResult(tuple(out))
 
 
@@ -169,12 +173,15 @@ def _workspace_side(repo: Repo, *, jobs: int | None) -> tuple[dict[str, dict[str
     """The workspace as it is: every tracked path read from disk (through the state database)."""
     records: dict[str, dict[str, FileRecord]] = {}
     pointers: dict[str, Pointer] = {}
-    for pointer in workspace_pointers(repo):
-        current = read_workspace(repo, pointer.target, jobs=jobs)
-        if current.kind is None:
-            continue
-        records[pointer.target] = current.records
-        pointers[pointer.target] = Pointer(
-            pointer.target, current.kind, current.hash or "", current.size, len(current.records)
-        )
+    try:
+        for pointer in workspace_pointers(repo):
+            current = read_workspace(repo, pointer.target, jobs=jobs)
+            if current.kind is None:
+                continue
+            records[pointer.target] = current.records
+            pointers[pointer.target] = Pointer(
+                pointer.target, current.kind, current.hash or "", current.size, len(current.records)
+            )
+    finally:
+        deepfs.forget()
     return records, pointers

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import xxhash
 
+from .. import deepfs
 from ..errors import InvalidPathError
 from ..fsio import TMP_PREFIX
 from ..parallel import run_parallel
@@ -37,7 +38,7 @@ def _workspace_file(rel: str, path: str, st: os.stat_result) -> WorkspaceFile:
 
 def scan_file(path: str) -> WorkspaceFile | None:
     try:
-        st = os.stat(path)
+        st = deepfs.call(os.stat, path)
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(st.st_mode):
@@ -55,13 +56,17 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
     """
     out: dict[str, WorkspaceFile] = {}
     root_real = os.path.realpath(repo.root)
-    top_stat = os.stat(top)
+    top_stat = deepfs.call(os.stat, top)
     visited = {(top_stat.st_dev, top_stat.st_ino)}
     stack: list[tuple[str, str]] = [(top, "")]
+    fast = deepfs.FAST
     while stack:
         folder, prefix = stack.pop()
+        # a folder nested past PATH_MAX is read through a descriptor: its entries' paths are
+        # bare names, joined here (the long full path is what callers keep)
+        joined = len(folder) > fast
         try:
-            entries = os.scandir(folder)
+            entries = os.scandir(folder) if not joined else deepfs.scandir(folder)
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
                 raise
@@ -72,9 +77,10 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
         with entries:
             for entry in entries:
                 name = entry.name
+                path = entry.path if not joined else f"{folder}/{name}"
                 if name.startswith(TMP_PREFIX):
                     if temps is not None:
-                        temps.append(entry.path)
+                        temps.append(path)
                     continue
                 if not name.isascii():
                     try:
@@ -88,34 +94,41 @@ def scan_dir(repo: Repo, top: str, *, temps: list[str] | None = None) -> dict[st
                 rel = prefix + name
                 # the common cases first; is_dir/is_symlink read the entry's type, no system call
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, rel + "/"))
+                    stack.append((path, rel + "/"))
                 elif not entry.is_symlink():
                     st = entry.stat(follow_symlinks=False)
                     if st.st_mode & 0o170000 == 0o100000:  # a regular file
                         out[rel] = WorkspaceFile(
-                            rel, entry.path, (st.st_ino, st.st_size, st.st_mtime_ns), bool(st.st_mode & 0o100)
+                            rel, path, (st.st_ino, st.st_size, st.st_mtime_ns), bool(st.st_mode & 0o100)
                         )
                 else:
-                    real = os.path.realpath(entry.path)
+                    if joined:
+                        # realpath reads each component by its full path: past PATH_MAX it cannot
+                        # tell where a link leads, and an unchecked link is never followed
+                        raise InvalidPathError(
+                            f"{repo.rel(folder)[:80]}.../{name}: is a symlink nested too deep to check where it leads",
+                            hint="replace it with the data itself, or remove it",
+                        )
+                    real = os.path.realpath(path)
                     if not (real == root_real or real.startswith(root_real + os.sep)):
                         raise InvalidPathError(
-                            f"{repo.rel(entry.path)}: is a symlink that points outside the repository (to {real})",
+                            f"{repo.rel(path)}: is a symlink that points outside the repository (to {real})",
                             hint="replace it with the data itself, or remove it",
                         )
                     try:
-                        st = os.stat(entry.path)
+                        st = os.stat(path)
                     except FileNotFoundError:
-                        raise InvalidPathError(f"{repo.rel(entry.path)}: is a broken symlink") from None
+                        raise InvalidPathError(f"{repo.rel(path)}: is a broken symlink") from None
                     if stat.S_ISDIR(st.st_mode):
                         if (st.st_dev, st.st_ino) in visited:
                             raise InvalidPathError(
-                                f"{repo.rel(entry.path)}: is a symlink that loops back to a folder above it",
+                                f"{repo.rel(path)}: is a symlink that loops back to a folder above it",
                                 hint="remove the symlink, or replace it with the data itself",
                             )
                         visited.add((st.st_dev, st.st_ino))
-                        stack.append((entry.path, rel + "/"))
+                        stack.append((path, rel + "/"))
                     elif stat.S_ISREG(st.st_mode):
-                        out[rel] = _workspace_file(rel, entry.path, st)
+                        out[rel] = _workspace_file(rel, path, st)
     return out
 
 
@@ -123,7 +136,7 @@ def remove_temps(paths: list[str]) -> None:
     """Delete temp files that an interrupted writer left (the caller holds the path's lock)."""
     for path in paths:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(path)
+            deepfs.call(os.unlink, path)
 
 
 def list_folders(top: str | os.PathLike[str]) -> list[str]:
@@ -133,11 +146,13 @@ def list_folders(top: str | os.PathLike[str]) -> list[str]:
     stack = [out[0]]
     while stack:
         folder = stack.pop()
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
+        joined = deepfs.joins(folder)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), deepfs.scandir(folder) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    out.append(entry.path)
-                    stack.append(entry.path)
+                    path = entry.path if not joined else f"{folder}/{entry.name}"
+                    out.append(path)
+                    stack.append(path)
     out.sort(key=lambda f: f.count(os.sep))
     return out
 
@@ -146,20 +161,25 @@ def remove_tree(top: str | os.PathLike[str]) -> None:
     """Delete a real folder and everything below it; links inside are removed, never followed."""
     folders = list_folders(top)
     for folder in reversed(folders):
-        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        joined = deepfs.joins(folder)
+        with contextlib.suppress(FileNotFoundError), deepfs.scandir(folder) as entries:
             for entry in entries:
                 if not entry.is_dir(follow_symlinks=False):
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
-        os.rmdir(folder)
+                        if joined:
+                            os.unlink(entry.name, dir_fd=entries.fd)
+                        else:
+                            os.unlink(entry.path)
+        deepfs.call(os.rmdir, folder)
 
 
 def make_folders(root: str | os.PathLike[str], rel: str) -> None:
     """``os.makedirs(root/rel, exist_ok=True)`` without recursion (a tree may be deeper than
-    Python recurses); the caller checked the way (``paths.Destinations``)."""
+    Python recurses, and than a path the kernel takes); the caller checked the way
+    (``paths.Destinations``)."""
     path = os.path.join(root, rel)
     try:
-        os.mkdir(path)
+        deepfs.call(os.mkdir, path)
         return
     except FileExistsError:
         return
@@ -169,7 +189,7 @@ def make_folders(root: str | os.PathLike[str], rel: str) -> None:
     for part in rel.split("/"):
         current = f"{current}/{part}"
         with contextlib.suppress(FileExistsError):
-            os.mkdir(current)
+            deepfs.call(os.mkdir, current)
 
 
 @dataclass
@@ -217,18 +237,21 @@ def hash_files(
     # hash (read once, written never) on filesystems that have it
     clone = "reflink" in repo.config.link_types
 
-    def work(item: WorkspaceFile) -> tuple[WorkspaceFile, str, int]:
+    def read(path: str, item: WorkspaceFile) -> tuple[str, int]:
         if into is None:
-            digest, size = hash_file(item.path)
-        elif adopt and not item.executable:  # an executable file keeps its own mode: copy it in
+            return hash_file(path)
+        if adopt and not item.executable:  # an executable file keeps its own mode: copy it in
             try:
-                adopted = into.adopt_file(item.path)
+                adopted = into.adopt_file(path)
             except OSError:  # another device, or links refused: copy after all
                 adopted = None
-            digest, size = adopted if adopted is not None else into.add_file(item.path)
-        else:
-            # a small file is never cloned: asking would only open it once more
-            digest, size = into.add_file(item.path, clone=clone and item.key[1] >= CLONE_FROM)
+            return adopted if adopted is not None else into.add_file(path)
+        # a small file is never cloned: asking would only open it once more
+        return into.add_file(path, clone=clone and item.key[1] >= CLONE_FROM)
+
+    def work(item: WorkspaceFile) -> tuple[WorkspaceFile, str, int]:
+        # a file nested past PATH_MAX is read through a stand-in path (deepfs)
+        digest, size = read(item.path, item) if len(item.path) <= deepfs.FAST else deepfs.call(read, item.path, item)
         learned.append((item.key, digest))
         return item, digest, size
 
