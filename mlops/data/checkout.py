@@ -188,7 +188,7 @@ def _plan(
         current_records: dict[str, FileRecord] = {}
     elif current.kind is not None and current.kind != pointer.kind:
         # a file where a folder belongs, or the reverse: it goes as a whole
-        _refuse_losing(repo, target, [(target, r.hash) for r in current.records.values()], force)
+        _refuse_losing(repo, pointer, [(target, r.hash) for r in current.records.values()], force)
         plan.clear_top = current.kind
         current_records = {}
     else:
@@ -212,7 +212,7 @@ def _plan(
         for rel in (*plan.to_place, *plan.to_remove)
         if rel in current_records
     ]
-    _refuse_losing(repo, target, at_risk, force)
+    _refuse_losing(repo, pointer, at_risk, force)
 
     missing = sorted({wanted[rel].hash for rel in plan.to_place if not store.exists(wanted[rel].hash)})
     if missing:
@@ -335,10 +335,11 @@ def _apply(repo: Repo, plan: _Plan, *, jobs: int | None, progress: Progress) -> 
     )
 
 
-def _refuse_losing(repo: Repo, target: str, at_risk: list[tuple[str, str]], force: bool) -> None:
+def _refuse_losing(repo: Repo, pointer: Pointer, at_risk: list[tuple[str, str]], force: bool) -> None:
     """Refuse to overwrite or delete workspace content that exists nowhere else."""
     if force:
         return
+    target = pointer.target
     lost = [path for path, digest in at_risk if not repo.objects.exists(digest)]
     if lost:
         more = f" and {len(lost) - 1} more" if len(lost) > 1 else ""
@@ -349,7 +350,7 @@ def _refuse_losing(repo: Repo, target: str, at_risk: list[tuple[str, str]], forc
             # files mlops never tracked: --force would delete them, so it is not offered
             hint = (
                 f"{target} holds files that are not tracked data (tracked by git, or not ignored by it); "
-                f"check where {target}.mlops came from, and move the files away if it is right"
+                f"check where {pointer.pointer_path} came from, and move the files away if it is right"
             )
         raise UsageError(
             f"checkout would lose changes that are not in the cache: {lost[0]}{more}", hint=hint, paths=lost[:50]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FormatError
@@ -38,10 +38,12 @@ class Pointer:
     hash: str
     size: int
     files: int = 1
+    # the pointer file it was read from, when its 'path:' names another target than its own name
+    file: str | None = field(default=None, compare=False)
 
     @property
     def pointer_path(self) -> str:
-        return self.target + POINTER_SUFFIX
+        return self.file or self.target + POINTER_SUFFIX
 
     @property
     def is_dir(self) -> bool:
@@ -102,7 +104,8 @@ def parse_pointer(text: str | bytes, pointer_rel: str, *, origin: str = "") -> P
     files = data.get("files", 1)
     if not isinstance(files, int) or isinstance(files, bool) or files < 0:
         raise FormatError(f"{pointer_rel}: field 'files' must be a whole number, found {files!r}", file=pointer_rel)
-    return Pointer(target=target, kind=data["kind"], hash=data["hash"], size=data["size"], files=files)
+    renamed = pointer_rel if target + POINTER_SUFFIX != pointer_rel else None
+    return Pointer(target=target, kind=data["kind"], hash=data["hash"], size=data["size"], files=files, file=renamed)
 
 
 def read_pointer(root: Path, pointer_rel: str) -> Pointer:

@@ -490,3 +490,22 @@ def test_a_body_that_never_arrives_is_a_408_and_the_connection_closes(repo) -> N
         assert "Traceback" not in stderr, stderr[-2000:]
     finally:
         server.kill()
+
+
+def test_a_renamed_pointer_over_a_users_file_is_named_in_the_hint(repo, guard, mlops_bin) -> None:
+    """``innocent.mlops`` with ``path: notes.txt`` over the user's own committed notes.txt: checkout
+    refuses to lose it and the hint names the pointer file that asked (not notes.txt.mlops)."""
+    (repo.root / "notes.txt").write_text("mine\n")
+    commit(repo.root, guard, "notes.txt")
+    data = b"theirs\n"
+    with repo.objects.batch() as batch:
+        batch.add_bytes(data)
+    (repo.root / "innocent.mlops").write_text(
+        f"format: 1\npath: notes.txt\nkind: file\nhash: {hash_bytes(data)}\nsize: {len(data)}\n"
+    )
+    commit(repo.root, guard, "innocent.mlops")
+    proc = mlops_bin("checkout", cwd=repo.root, code=2)
+    error_line(proc.stderr)
+    assert "check where innocent.mlops came from" in proc.stderr, proc.stderr
+    assert "--force" not in proc.stderr
+    assert (repo.root / "notes.txt").read_text() == "mine\n"
