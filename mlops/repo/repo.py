@@ -69,12 +69,20 @@ class Repo:
             # through git from other people: it may not choose where this machine writes objects,
             # nor a folder git or the workspace's own files live in (gc sweeps the store's temp files)
             problem = _cache_dir_problem(self.root, path)
+            hint = (
+                "set it for this machine in .mlops/config.local.yaml (cache: {dir: PATH}), not committed; "
+                "or remove it from the committed file"
+            )
+            if problem is None:
+                problem = _foreign_cache_problem(path)
+                if problem and "marker" in problem:
+                    marker = path / CACHE_MARKER
+                    hint = f"if it is an mlops cache made before the marker existed, create {marker}; {hint}"
             if problem:
                 raise ConfigError(
                     f".mlops/config.yaml: cache.dir {str(custom)!r} {problem}, and a committed config may not "
                     "choose that",
-                    hint="set it for this machine in .mlops/config.local.yaml (cache: {dir: PATH}), not committed; "
-                    "or remove it from the committed file",
+                    hint=hint,
                 )
         return ObjectStore(path)
 
@@ -154,6 +162,34 @@ def _cache_dir_problem(root: Path, path: Path) -> str | None:
     if any(part.lower() == ".dvc" for part in real.split(os.sep)):
         # DVC's cache has the store's very layout (ab/cdef...): gc would delete every file in it
         return "is inside .dvc/, DVC's own folder"
+    return None
+
+
+CACHE_MARKER = ".mlops-cache"  # in a cache folder a committed config names: mlops made it
+
+
+def _foreign_cache_problem(path: Path) -> str | None:
+    """Why a folder a committed cache.dir names is not mlops' to write and sweep, or None.
+
+    Another tool's content-addressed folder has the store's layout (``ab/cdef...``), so ``gc``
+    would delete every file in it. A folder mlops creates (missing or empty when first used)
+    gets a marker; one that holds files without the marker is refused.
+    """
+    try:
+        with os.scandir(path) as entries:
+            names = {entry.name for entry in entries}
+    except FileNotFoundError:
+        names = set()
+    except NotADirectoryError:
+        return "is a file, not a folder"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if CACHE_MARKER in names:
+        return None
+    if names:
+        return f"holds files mlops did not put there (no {CACHE_MARKER} marker in it)"
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write(path / CACHE_MARKER, "mlops object cache: gc removes what nothing references here\n")
     return None
 
 

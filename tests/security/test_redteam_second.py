@@ -211,6 +211,33 @@ def test_a_committed_cache_dir_in_dvc_s_folder_is_refused_before_gc(repo, guard,
     assert dvc_file.read_bytes() == b"a teammate's only copy\n"
 
 
+@pytest.mark.parametrize("folder", ["vendor/objects", "build/cache"])
+def test_a_committed_cache_dir_naming_a_folder_mlops_did_not_make_is_refused(repo, guard, mlops_bin, folder) -> None:
+    """Any folder with files named like objects (another tool's content-addressed store, a
+    vendored tree) is not mlops' to sweep: without the marker mlops writes into a cache it
+    makes, every command refuses it (exit 2) and gc deletes nothing."""
+    other = repo.root / folder / "ab" / ("c" * 30)
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"not mlops' file\n")
+    (repo.root / ".mlops" / "config.yaml").write_text(f"format: 1\ncache:\n  dir: {folder}\n")
+    commit(repo.root, guard, ".mlops/config.yaml")
+    for command in (["gc"], ["gc", "--dry-run"], ["add", "data.txt"]):
+        (repo.root / "data.txt").write_text("x\n")
+        line = error_line(mlops_bin(*command, cwd=repo.root, code=2).stderr)
+        assert f"cache.dir '{folder}' holds files mlops did not put there" in line, line
+    assert other.read_bytes() == b"not mlops' file\n"
+
+
+def test_a_committed_cache_dir_mlops_makes_carries_its_marker_and_works(repo, mlops_bin) -> None:
+    (repo.root / ".mlops" / "config.yaml").write_text("format: 1\ncache:\n  dir: shared-cache\n")
+    (repo.root / "data.txt").write_text("x\n")
+    mlops_bin("add", "data.txt", cwd=repo.root)
+    assert (repo.root / "shared-cache" / ".mlops-cache").is_file()
+    assert len(list((repo.root / "shared-cache").glob("??/*"))) == 1
+    mlops_bin("gc", cwd=repo.root)
+    mlops_bin("status", cwd=repo.root)
+
+
 def test_the_same_cache_dir_set_for_this_machine_is_used(repo, mlops_bin) -> None:
     """config.local.yaml is the user's own choice: a shared DVC/mlops cache is theirs to make."""
     (repo.root / ".mlops" / "config.local.yaml").write_text("cache:\n  dir: .dvc/cache\n")
