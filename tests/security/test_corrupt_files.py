@@ -79,6 +79,14 @@ CARD = ("card", "churn", "2")
 PREDICT = ("predict", "churn@production", "data/raw.csv", "-o", "predicted.csv")
 IMPORT_DVC = ("import", "dvc", "--force")  # --force: the import's pipeline.yaml replaces the template's
 DRIFT_SERVING = ("drift", "data/raw.csv", "serving:churn")  # the request logs `mlops serve` wrote
+DIFF = ("diff",)
+METRICS_SHOW = ("metrics", "show")
+PLOTS = ("plots", RUN_ID, "-o", "plots-out.html")
+# the registry's writers last in each list: they change what the commands after them would read
+ALIAS = ("alias", "churn", "2", "champion")
+APPROVE = ("approve", "churn", "2", "--to", "production", "--by", "reviewer@example.com")
+CANARY_ROLLBACK = ("canary", "rollback", "churn")
+REGISTRY_WRITERS = {PROMOTE, ALIAS, APPROVE, CANARY_ROLLBACK}
 
 
 @dataclass(frozen=True)
@@ -104,30 +112,30 @@ def _uncache_raw(root: Path) -> None:
 TARGETS = [
     Target(".mlops/config.yaml", "yaml", (STATUS, PUSH, FETCH, REMOTE_LIST, GC, PREDICT)),
     Target(".mlops/config.local.yaml", "yaml", (STATUS, PULL, FETCH, REMOTE_LIST)),
-    Target("data/raw.csv.mlops", "yaml", (STATUS, ADD, CHECKOUT, PUSH, FETCH, GC, VERIFY, DRY_RUN)),
-    Target("data/imgs.mlops", "yaml", (STATUS, CHECKOUT, PULL, FETCH, GC)),
+    Target("data/raw.csv.mlops", "yaml", (STATUS, DIFF, ADD, CHECKOUT, PUSH, FETCH, GC, VERIFY, DRY_RUN)),
+    Target("data/imgs.mlops", "yaml", (STATUS, DIFF, CHECKOUT, PULL, FETCH, GC)),
     Target(f"../remote/{RAW_OBJECT}", "blob", (FETCH, PULL), prepare=_uncache_raw),
-    Target("pipeline.yaml", "yaml", (DRY_RUN, DAG, STATUS, GC, METRICS_DIFF, FETCH, IMPORT_DVC)),
+    Target("pipeline.yaml", "yaml", (DRY_RUN, DAG, STATUS, GC, METRICS_SHOW, METRICS_DIFF, FETCH, IMPORT_DVC)),
     Target("pipeline.lock", "yaml", (DRY_RUN, STATUS, CHECKOUT, PUSH, FETCH, GC, VERIFY)),
     Target("params.yaml", "yaml", (DRY_RUN, PARAMS_DIFF)),
-    Target("metrics.json", "json", (METRICS_DIFF,)),
-    Target(".mlops/policy.yaml", "yaml", (PROMOTE,)),
+    Target("metrics.json", "json", (METRICS_SHOW, METRICS_DIFF)),
+    Target(".mlops/policy.yaml", "yaml", (PROMOTE, APPROVE)),
     Target(
         ".mlops/registry/models/churn.json",
         "json",
-        (MODELS_LIST, MODELS_SHOW, PROMOTE, GC, LINEAGE, CARD, PREDICT, FETCH, SERVE),
+        (MODELS_LIST, MODELS_SHOW, GC, LINEAGE, CARD, PREDICT, FETCH, SERVE, PROMOTE, ALIAS, APPROVE),
     ),
-    Target(".mlops/registry/audit.jsonl", "jsonl", (AUDIT_VERIFY, HISTORY, CARD, PREDICT, PROMOTE)),
-    Target(".mlops/registry/audit.head", "json", (AUDIT_VERIFY, PREDICT, PROMOTE)),
+    Target(".mlops/registry/audit.jsonl", "jsonl", (AUDIT_VERIFY, HISTORY, CARD, PREDICT, PROMOTE, ALIAS)),
+    Target(".mlops/registry/audit.head", "json", (AUDIT_VERIFY, PREDICT, PROMOTE, APPROVE)),
     Target(".mlops/allowed_signers", "text", (AUDIT_VERIFY, CARD)),
-    Target(".mlops/deployments/churn.yaml", "yaml", (CANARY, SERVE)),
+    Target(".mlops/deployments/churn.yaml", "yaml", (CANARY, SERVE, CANARY_ROLLBACK)),
     Target(".mlops/serve/churn/stats/elsewhere-1.json", "json", (CANARY,), cache=True),
     Target(REQUEST_LOG, "parquet", (DRIFT_SERVING,), skipped=True),
     Target("schema.yaml", "yaml", (VALIDATE,)),
     Target("drift.yaml", "yaml", (DRIFT,)),
     Target(".mlops/runs/index.jsonl", "jsonl", (RUNS_LIST, GC)),
-    Target(f".mlops/runs/{RUN_ID}/run.json", "json", (RUNS_LIST, RUNS_SHOW)),
-    Target(f".mlops/runs/{RUN_ID}/metrics.jsonl", "jsonl", (RUNS_SHOW,)),
+    Target(f".mlops/runs/{RUN_ID}/run.json", "json", (RUNS_LIST, RUNS_SHOW, PLOTS)),
+    Target(f".mlops/runs/{RUN_ID}/metrics.jsonl", "jsonl", (RUNS_SHOW, PLOTS)),
     Target(f".mlops/runs/{RUN_ID}/params.jsonl", "jsonl", (RUNS_SHOW,)),
     Target(f".mlops/runs/{RUN_ID}/stages.jsonl", "jsonl", (RUNS_SHOW,)),
     Target("dvcproj/dvc.yaml", "yaml", (IMPORT_DVC,)),
@@ -396,7 +404,12 @@ def _baseline(template: Path, base: Path) -> dict[tuple[str, ...], int]:
     try:
         # commands that change the project last, the import (which replaces pipeline.yaml) at the very end
         for command in sorted(
-            commands, key=lambda c: (c[0] == "import", c[0] in ("add", "checkout", "gc", "push", "pull", "fetch"), c)
+            commands,
+            key=lambda c: (
+                c[0] == "import",
+                c[0] in ("add", "checkout", "gc", "push", "pull", "fetch") or c in REGISTRY_WRITERS,
+                c,
+            ),
         ):
             outcome = _run(copy, command)
             assert outcome.code in (0, 1), f"intact project: mlops {' '.join(command)} -> {outcome.code}\n{outcome}"
