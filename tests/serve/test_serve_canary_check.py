@@ -23,6 +23,7 @@ def test_check_passes_only_for_a_healthy_candidate(serve, model_repo: Path) -> N
             assert c.post("/predict", json={"records": [ROW]}, headers={"X-Request-ID": f"c{i}"}).status_code == 200
     wait_for(
         lambda: mlops(model_repo, "canary", "status", "churn", "--check", code=None).returncode == 0,
+        timeout=120,  # each check is a whole `mlops` process: a few seconds apiece on a loaded machine
         what="the canary judged healthy",
     )
 
