@@ -3,7 +3,6 @@ lineage, card, audit verify. Thin: each parses, calls mlops.registry, and render
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +91,10 @@ def register_model(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a file or folder as the model's next version (stage: none)."""
-    from ..registry import register as do_register
+    from ..workflows.registration import register as do_register
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    declared: dict[str, Any] = {}
-    if path is None:
-        path, desc, declared = _declared_artifact(repo, name)
-        description = description or desc
     result = do_register(
         repo,
         name,
@@ -113,11 +108,6 @@ def register_model(
         progress=out.progress(),
     )
     mv = result.version
-    if declared:
-        from ..registry.store import record_declared
-
-        mv = record_declared(repo, mv.name, mv.version, declared, actor=mv.registered_by)
-        result = dataclasses.replace(result, version=mv)
     if out.json:
         out.emit_json(result.to_dict())
         return
@@ -129,22 +119,6 @@ def register_model(
         + (f", {len(mv.data)} data snapshot(s)" if mv.data else "")
     )
     out.info("commit .mlops/registry/ to share it; 'mlops push' sends the artifact to the remote")
-
-
-def _declared_artifact(repo: Any, name: str) -> tuple[Path, str, dict[str, Any]]:
-    """(path, desc, {type, labels, meta}) of the artifact NAME pipeline.yaml declares."""
-    from ..pipeline.spec import PIPELINE_FILE, load_pipeline
-
-    artifacts = load_pipeline(repo.root).sections.artifacts if (repo.root / PIPELINE_FILE).is_file() else {}
-    if name not in artifacts:
-        known = ", ".join(artifacts) or "none"
-        raise UsageError(
-            f"no path given, and pipeline.yaml declares no artifact '{name}'",
-            hint=f"mlops register {name} PATH, or declare it under 'artifacts:' (declared: {known})",
-        )
-    artifact = artifacts[name]
-    declared = {"type": artifact.type, "labels": list(artifact.labels), "meta": artifact.meta}
-    return repo.root / artifact.path, artifact.desc, {k: v for k, v in declared.items() if v not in ("", [], None)}
 
 
 # --- models --------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +56,11 @@ def register(
     data: Sequence[str] = (),
     signature_from: str | os.PathLike[str] | None = None,
     infer_signature: bool = True,
+    declared: Mapping[str, Any] | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> RegisterResult:
-    """Store the artifact, gather its lineage, and add it as the model's next version."""
+    """Store the artifact, gather its lineage, and add it as the model's next version.
+    ``declared``: what pipeline.yaml's ``artifacts:`` says of it (type, labels, meta), kept on the version."""
     check_name(name)
     actor = actor or default_actor(repo.root)
     source = Path(os.path.abspath(path))
@@ -91,6 +93,7 @@ def register(
             data=data,
             signature_from=signature_from,
             infer_signature=infer_signature,
+            declared=dict(declared or {}),
             progress=progress,
         )
 
@@ -107,6 +110,7 @@ def _register_locked(
     data: Sequence[str],
     signature_from: str | os.PathLike[str] | None,
     infer_signature: bool,
+    declared: dict[str, Any],
     progress: Progress,
 ) -> RegisterResult:
     digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
@@ -155,6 +159,8 @@ def _register_locked(
         "approvals": [],
         "drift_checks": [],
     }
+    if declared:
+        record["declared"] = declared
     with transaction(repo) as txn:
         doc = txn.model(name, create=True)
         new_model = txn.is_new(name)
@@ -174,6 +180,7 @@ def _register_locked(
             run_id=record["run_id"],
             git_commit=record["git_commit"],
             description=description,
+            **({"declared": declared} if declared else {}),
         )
     return RegisterResult(version_view(doc, record), new_model, tuple(warnings))
 

@@ -514,13 +514,3 @@ def transaction(repo: Repo) -> Iterator[Transaction]:
         txn = Transaction(repo)
         yield txn
         txn.commit()
-
-
-def record_declared(repo: Repo, name: str, version: int, declared: Mapping[str, Any], *, actor: str) -> ModelVersion:
-    """Keep on a version what pipeline.yaml declares of the artifact it was registered from
-    (``artifacts: NAME: {type, labels, meta}``): one locked change with its audit entry."""
-    with transaction(repo) as txn:
-        doc, record = txn.target(name, version)
-        record["declared"] = dict(declared)
-        txn.record("declared", model=name, version=version, actor=actor, declared=dict(declared))
-    return version_view(doc, record)

@@ -92,6 +92,10 @@ def test_native_sections_are_read_by_metrics_params_plots_and_register(repo, cli
 
     registered = json.loads(cli("register", "ranker", "--json", "--no-signature").stdout)
     assert registered["description"] == "Ranks things" and registered["declared"] == {"meta": {"owner": "search"}}
+    # one locked change, one audit entry: the declaration is part of the registration
+    events = json.loads(cli("history", "ranker", "--json").stdout)["entries"]
+    assert [e["event"] for e in events] == ["registered"]
+    assert events[0]["declared"] == {"meta": {"owner": "search"}}
 
 
 def test_a_plot_file_that_leads_outside_the_repository_is_not_read(repo, cli, tmp_path):
