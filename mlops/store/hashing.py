@@ -71,9 +71,15 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, limit: int | None = None) -> tuple
     disk writes overlap reading and hashing and the caller's final fsync is short.
     """
     cap = SMALL_FILE if limit is None else min(SMALL_FILE, limit + 1)
+    try:  # a file's own size: read() of a buffer that large allocates (mmap) and shrinks it for a small file
+        cap = min(cap, os.fstat(src.fileno()).st_size + 1)
+    except (AttributeError, OSError, ValueError):  # a stream (a remote's body): no size to go by
+        pass
     first = src.read(cap)
     write_all(dst_fd, first)
-    if len(first) < SMALL_FILE:  # the end of the stream, or a limit below SMALL_FILE reached
+    # the end of the stream (less than asked), or more than ``limit`` read: done either way; a file
+    # that grew past its size since the fstat goes on below
+    if len(first) < cap or (limit is not None and len(first) > limit):
         return xxhash.xxh3_128_hexdigest(first), len(first)
     hasher = xxhash.xxh3_128(first)
     size = len(first)

@@ -39,6 +39,43 @@ def test_copy_and_hash_copies_exactly_what_it_hashes(tmp_path: Path) -> None:
     assert (digest, size) == (xxhash.xxh3_128_hexdigest(payload), len(payload))
 
 
+@pytest.mark.parametrize("size", [0, 1, 10_000, (1 << 18) - 1, 1 << 18, (1 << 18) + 1])
+@pytest.mark.parametrize("kind", ["file", "pipe", "stream"])
+def test_copy_and_hash_reads_whole_sources_of_every_kind(tmp_path: Path, size: int, kind: str) -> None:
+    """A file is read by its own size; a pipe (size 0 to fstat) and a stream without a descriptor
+    are read to their end: every byte copied and hashed, around the small-file boundary too."""
+    import io
+    import threading
+
+    payload = os.urandom(size)
+    fd = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    if kind == "file":
+        (tmp_path / "src").write_bytes(payload)
+        with open(tmp_path / "src", "rb", buffering=0) as src:
+            got = copy_and_hash(src, fd)
+    elif kind == "pipe":
+        read_end, write_end = os.pipe()
+        writer = threading.Thread(target=lambda: (os.write(write_end, payload), os.close(write_end)))
+        writer.start()
+        with open(read_end, "rb") as src:
+            got = copy_and_hash(src, fd)
+        writer.join()
+    else:
+        got = copy_and_hash(io.BytesIO(payload), fd)
+    os.close(fd)
+    assert got == (xxhash.xxh3_128_hexdigest(payload), size)
+    assert (tmp_path / "dst").read_bytes() == payload
+
+
+def test_copy_and_hash_stops_one_byte_past_the_limit(tmp_path: Path) -> None:
+    (tmp_path / "src").write_bytes(b"x" * 100)
+    fd = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    with open(tmp_path / "src", "rb", buffering=0) as src:
+        _, size = copy_and_hash(src, fd, limit=10)
+    os.close(fd)
+    assert size == 11
+
+
 def test_batch_publishes_read_only_objects_once(tmp_path: Path) -> None:
     store = ObjectStore(tmp_path / "cache")
     for name in ("a", "b"):
