@@ -227,12 +227,14 @@ def _change_durably(path: str | os.PathLike[str], flags: int, change: Callable[[
         raise storage_error(exc, path) from exc
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
+def remove_stale_temps(folder: str | os.PathLike[str], *, of: str | None = None) -> int:
     """Remove the temp files interrupted writers left in ``folder`` (not in its subfolders).
-    Only for a caller holding the lock that every writer of the folder takes. Returns how many."""
+    Only for a caller holding the lock that every writer of the folder takes; with ``of``, only
+    the temp files of that one file (a caller holding the lock of its writers). Returns how many."""
+    prefix = TMP_PREFIX if of is None else f"{TMP_PREFIX}{of}."
     try:
         with os.scandir(folder) as entries:
-            stale = [e.path for e in entries if e.name.startswith(TMP_PREFIX) and e.is_file(follow_symlinks=False)]
+            stale = [e.path for e in entries if e.name.startswith(prefix) and e.is_file(follow_symlinks=False)]
     except (FileNotFoundError, NotADirectoryError):
         return 0
     for path in stale:

@@ -63,7 +63,7 @@ from typing import Any
 
 from ..errors import CouldNotComplete, FormatError, UsageError
 from ..formats import check_format, display_path, dump_yaml, parse_yaml, read_bytes
-from ..fsio import atomic_write
+from ..fsio import atomic_write, remove_stale_temps
 from ..registry.refs import NAME
 from ..registry.refs import check_name as check_model_name  # a deployment names a registered model
 from ..registry.store import default_actor
@@ -361,6 +361,8 @@ def _write(repo: Repo, dep: Deployment) -> None:
         raise UsageError(f"not written: {exc.message}", hint=f"{display_path(path)} is left as it was") from None
     folder = deployments_dir(repo)
     folder.mkdir(parents=True, exist_ok=True)
+    # under the model's lock no other writer of this file runs: its temp files are a killed writer's
+    remove_stale_temps(folder, of=path.name)
     atomic_write(path, text)
 
 
