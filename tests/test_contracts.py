@@ -83,9 +83,12 @@ LAYERS = [
     {"tracking"},
     {"pipeline"},
     {"registry"},
+    {"features"},  # point-in-time joins and the online store; serve looks features up
     {"drift", "serve"},
+    {"monitor"},  # profiles of served traffic: drift's statistics over serve's request logs
+    {"exporters"},  # plain files for other engines, from the pipeline, the registry and serve
     {"workflows"},
-    {"cli"},
+    {"cli", "ui"},  # nothing imports either; they do not import each other
 ]
 # (importer, imported) pairs the ranks refuse but the code needs, each with its reason.
 ALLOWED = {

@@ -36,6 +36,7 @@ COMMAND_GROUPS = {
     **dict.fromkeys(("serve", "deploy", "canary", "predict"), "serve"),
     **dict.fromkeys(("drift", "schema", "validate"), "drift"),
     "remote": "remote",
+    "export": "export",
 }
 GROUPS = tuple(dict.fromkeys(COMMAND_GROUPS.values()))  # in the order of --help
 ROOT_FLAGS = ("--debug", "--quiet", "-q")  # root options that take no value and do not end the command
