@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import InvalidPathError, MissingObjectError, UsageError
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
-from . import audit, flavors
+from . import audit, environment, flavors
 from .artifacts import check_file, object_path, snapshot_files
 from .refs import NONE, check_name
 from .store import ModelVersion, default_actor, transaction, version_view
@@ -132,6 +132,8 @@ def _register_locked(
     signature = None
     if flavor == flavors.SKLEARN and infer_signature:
         signature, flavor = _sklearn_signature(repo, digest, sha, snapshots, signature_from, warnings)
+    # the versions the artifact was made with, as this environment has them: an export pins them
+    modules = flavors.imported_modules(object_path(repo, digest)) if kind == "file" else set()
     record: dict[str, Any] = {
         "version": 0,
         "stage": NONE,
@@ -155,6 +157,7 @@ def _register_locked(
         "registered_by": actor,
         "registered_at": audit.now_iso(),
         "description": description,
+        "environment": environment.capture(modules),
         "stage_history": [],
         "approvals": [],
         "drift_checks": [],

@@ -112,7 +112,7 @@ class Runtime:
     def __init__(self, config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None) -> None:
         self.config = config
         self.repo = Repo(Path(config.root))
-        self.source: ModelSource = open_source(self.repo)
+        self.source: ModelSource = open_source(self.repo, bundle=config.bundle)
         self.preloaded = preloaded
         self.stats = Stats()
         self.served: dict[int, Served] = {}
