@@ -30,7 +30,13 @@ def serve(
         None, help="The model to serve: churn@production, churn:4 or churn (its latest version); none with --model-dir."
     ),
     port: int = typer.Option(
-        8080, "--port", "-p", min=0, max=65535, help="TCP port (0: any free port; the address is printed)."
+        8080,
+        "--port",
+        "-p",
+        min=0,
+        max=65535,
+        envvar="PORT",  # the container platforms' convention (Knative, hence KServe, Cloud Run)
+        help="TCP port (0: any free port; the address is printed); $PORT when set.",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for every interface."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Worker processes sharing the port."),
