@@ -53,12 +53,14 @@ class DockerResult:
     warnings: tuple[str, ...] = ()
     bundle_digest: str = ""
     requirements: dict[str, str] = field(default_factory=dict)
+    image: str = ""  # the tag export k8s and export kserve name by default
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "ref": self.ref,
             "base_image": self.image_base,
+            "image": self.image,
             "files": list(self.files),
             "command": list(self.command),
             "bundle_digest": self.bundle_digest,
@@ -121,6 +123,8 @@ def export_docker(repo: Repo, ref: str, out: str | os.PathLike[str], *, wheel: s
         wheel_path = Path(wheel)
         if not wheel_path.is_file() or not wheel_path.name.endswith(".whl"):
             raise UsageError(f"--wheel {wheel}: not a wheel file", hint="build one with 'pip wheel --no-deps .'")
+    from .k8s import default_image
+
     plan = plan_bundle(repo, ref)
     base = base_image(plan.python)
     files: dict[str, bytes | Path] = dict(bundle_files(plan, under="bundle"))
@@ -144,4 +148,5 @@ def export_docker(repo: Repo, ref: str, out: str | os.PathLike[str], *, wheel: s
         warnings=plan.warnings,
         bundle_digest=hashlib.sha256(manifest).hexdigest(),
         requirements=plan.requirements,
+        image=default_image(plan.name, plan.version),
     )
