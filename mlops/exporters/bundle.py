@@ -77,7 +77,7 @@ def _pins(mv: Any, artifact: Path, warnings: list[str]) -> tuple[dict[str, str],
             f"{mv.ref()} was registered before mlops recorded environments: its libraries are pinned "
             "to the versions installed here"
         )
-        recorded = capture(flavors.imported_modules(artifact))
+        recorded = capture(flavors.imported_modules(artifact) if artifact.is_file() else set())
     try:
         model_pins = check_packages(recorded.get("packages", {}), where=f"{mv.ref()}'s environment")
     except ValueError as exc:
@@ -108,21 +108,31 @@ def plan_bundle(repo: Repo, ref: str) -> BundlePlan:
     from .. import registry
     from ..paths import check_relpath
     from ..registry.card import render_card
+    from ..registry.pyfunc import PYTHON
     from ..serve.deployment import load_deployment
 
     mv = registry.resolve(repo, ref)
-    if mv.kind != "file":
+    if mv.kind != "file" and mv.flavor != PYTHON:
         raise UsageError(
-            f"{mv.ref()} is a folder artifact; bundles hold pickled models (scikit-learn, joblib)",
-            hint="register the model file itself",
+            f"{mv.ref()} is a folder artifact; bundles hold pickled models and Python class models",
+            hint="register the model file itself, or the class (FILE.py:Class --artifacts DIR)",
         )
     artifact = registry.artifact_path(repo, mv)  # trusted (audit log) and rehashed before it is read
     warnings: list[str] = []
     pins, python = _pins(mv, artifact, warnings)
     events = [e for e in registry.history(repo, mv.name) if mv.version in (e.get("version"), e.get("to_version"))]
     dep = load_deployment(repo, mv.name)
-    rel = f"{ARTIFACT_DIR}/{mv.filename or 'model.pkl'}"
-    check_relpath(rel, where=f"{mv.ref()}'s file name")
+    if mv.kind == "dir":  # a Python class model: its checked snapshot folder, file by file
+        rel = ARTIFACT_DIR
+        artifact_files: dict[str, bytes | Path] = {
+            f"{ARTIFACT_DIR}/{check_relpath(p.relative_to(artifact).as_posix(), where=mv.ref())}": p
+            for p in sorted(artifact.rglob("*"))
+            if p.is_file()
+        }
+    else:
+        rel = f"{ARTIFACT_DIR}/{mv.filename or 'model.pkl'}"
+        check_relpath(rel, where=f"{mv.ref()}'s file name")
+        artifact_files = {rel: artifact}
     facts = {
         "format": BUNDLE_FORMAT,
         "name": mv.name,
@@ -154,7 +164,7 @@ def plan_bundle(repo: Repo, ref: str) -> BundlePlan:
         "exported_with": {"mlops": __version__, "python": platform.python_version()},
     }
     files: dict[str, bytes | Path] = {
-        rel: artifact,
+        **artifact_files,
         FACTS: (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode(),
         CARD: render_card(mv, events).encode(),
         REQUIREMENTS: requirements_text(pins, ref=mv.ref(), python=python).encode(),

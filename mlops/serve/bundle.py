@@ -187,7 +187,10 @@ def _facts(root: Path, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ):
         raise _refuse(root, FACTS, "lacks the model's name, version or artifact")
     rel = paths.check_relpath(art["path"], where=f"{root / FACTS}")
-    if rel not in files:
+    if art.get("kind", "file") == "dir":
+        if not any(name.startswith(rel + "/") for name in files):
+            raise _refuse(root, rel, "is the artifact folder model.json names, but the manifest lists nothing in it")
+    elif rel not in files:
         raise _refuse(root, rel, "is the artifact model.json names, but the manifest does not list it")
     return facts
 
@@ -210,12 +213,15 @@ class BundleSource:
         return info
 
     def load(self, info: ModelInfo) -> Any:
-        from ..registry import flavors
+        from ..registry import flavors, pyfunc
 
         art = self.bundle.facts["artifact"]
-        if art.get("kind", "file") != "file":
-            raise ConfigError(f"{info.ref()} is a folder artifact; mlops serves pickled models")
         rel = art["path"]
+        if art.get("kind", "file") == "dir" and info.flavor == pyfunc.PYTHON:
+            # every file of the folder was hash-checked with the bundle (open_bundle); nothing else is read
+            return servable(info, pyfunc.load_python_model(self.bundle.root / rel, f"bundle {info.ref()}"))
+        if art.get("kind", "file") != "file":
+            raise ConfigError(f"{info.ref()} is a folder artifact; mlops serves pickled and Python class models")
         # read once, checked against the manifest and the registry's own hashes, loaded from these bytes
         data = flavors.verified_bytes(
             self.bundle.root / rel, digest=art["hash"], sha256=art.get("sha256"), what=f"bundle {rel}"

@@ -138,6 +138,24 @@ def test_a_materialized_copy_changed_on_disk_is_rebuilt_from_the_checked_snapsho
     assert load_python_model(folder, "pychurn:1").instance.weights == WEIGHTS
 
 
+def test_a_python_class_model_travels_as_a_bundle(py_repo: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    mlops(py_repo, "export", "model", "pychurn:1", "-o", str(bundle))
+    assert (bundle / "artifact" / "code" / "model.py").read_text() == CODE
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    server = start_server(elsewhere, f"--model-dir={bundle}")
+    try:
+        with server.client() as c:
+            assert c.post("/predict", json={"records": ROWS}).json()["predictions"] == [1, 0]
+    finally:
+        server.kill()
+    code = bundle / "artifact" / "code" / "model.py"
+    code.write_text(CODE.replace("int(p >= 0.5)", "1"))
+    proc = mlops(elsewhere, "serve", "--model-dir", str(bundle), "--port", "0", code=3)
+    assert "artifact/code/model.py" in proc.stderr
+
+
 def test_artifacts_without_a_class_is_a_usage_error(py_repo: Path) -> None:
     proc = mlops(py_repo, "register", "other", "sample.parquet", "--artifacts", "weights", code=2)
     assert "FILE.py:Class" in proc.stderr
