@@ -8,8 +8,10 @@ distributions that provide them, plus what those distributions require in turn.
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,18 +24,22 @@ def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@functools.cache
+def _provided() -> dict[str, list[str]]:
+    """Top-level module -> distributions, read once per process (it reads every installed distribution's files)."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
 def distributions_of(modules: Iterable[str]) -> set[str]:
     """The installed distributions providing these (top-level or dotted) modules; the standard
     library and modules no distribution provides (a script beside the model) add nothing."""
-    from importlib.metadata import packages_distributions
-
-    provided = packages_distributions()
-    found: set[str] = set()
-    for module in modules:
-        top = module.split(".", 1)[0]
-        for dist in provided.get(top, ()):
-            found.add(normalized(dist))
-    return found
+    tops = {module.split(".", 1)[0] for module in modules} - set(sys.stdlib_module_names) - {"__main__"}
+    if not tops:
+        return set()
+    provided = _provided()
+    return {normalized(dist) for top in tops for dist in provided.get(top, ())}
 
 
 def closure(roots: Iterable[str], *, extras: Iterable[str] = ()) -> dict[str, str]:
