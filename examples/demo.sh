@@ -227,6 +227,37 @@ run python -c "import pandas as pd; print(pd.read_parquet('predictions.parquet')
 run python -c "import mlops.serve.requestlog as r, mlops.repo.repo as rr, pandas as pd; f = r.log_files(rr.find_repo(), 'churn'); print(len(f), 'request-log file(s)'); print(pd.concat(pd.read_parquet(x) for x in f).tail(3))"
 run git add -A .mlops/deployments .mlops/registry
 run git commit -q -m "churn:2 promoted to production through a canary"
+
+step "out of the repository: a bundle that serves from any folder, with no repository"
+run mlops export model churn@production -o "$work/bundle"
+digest=$(python -c "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())" "$work/bundle/mlops-bundle.json")
+mkdir -p "$work/elsewhere"
+cd "$work/elsewhere"
+printf '$ %s\n' "(cd $work/elsewhere) mlops serve --model-dir $work/bundle --expect-digest $digest"
+mlops serve --model-dir "$work/bundle" --expect-digest "$digest" --port 0 --state-dir "$work/elsewhere/state" 2> serve.log &
+bundle_server=$!
+trap 'kill -TERM "$bundle_server" 2>/dev/null || true' EXIT
+for _ in $(seq 300); do grep -q "http://127.0.0.1:" serve.log && break; sleep 0.2; done
+url=$(grep -o "http://127.0.0.1:[0-9]*" serve.log | head -1)
+for _ in $(seq 300); do curl -sf "$url/v2/health/ready" > /dev/null && break; sleep 0.2; done
+run curl -s "$url/v2/models/churn/infer" -d '{"inputs": [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]}, {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]}, {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [80.0]}], "outputs": [{"name": "prediction"}, {"name": "probabilities"}]}'
+echo
+kill -TERM "$bundle_server"
+wait "$bundle_server" || { echo "the bundle's server exited with $? after SIGTERM" >&2; exit 1; }
+trap - EXIT
+cd "$work/project"
+echo "a tampered bundle is refused (exit 3):"
+cp -r "$work/bundle" "$work/tampered"
+echo "# one more line" >> "$work/tampered/requirements.txt"
+tampered=0
+mlops serve --model-dir "$work/tampered" --port 0 || tampered=$?
+[ "$tampered" -eq 3 ] || { echo "a tampered bundle was not refused with exit 3" >&2; exit 1; }
+
+step "a container build context, Kubernetes manifests and a KServe InferenceService with a 10% canary"
+run mlops export docker churn@production -o "$work/build"
+run head -4 "$work/build/Dockerfile"
+run mlops export k8s churn@production --replicas 3 -o "$work/k8s"
+run mlops export kserve churn@production --canary 2 --weight 10 -o "$work/isvc.yaml"
 # --- end of serving -----------------------------------------------------------------------
 
 

@@ -71,8 +71,8 @@ def register_model(
     name: str = typer.Argument(..., help="Model name (letters, digits, '.', '_', '-')."),
     path: Path | None = typer.Argument(
         None,
-        help="The artifact: a file (e.g. models/model.pkl) or a folder. Default: the path pipeline.yaml's "
-        "'artifacts:' declares for NAME (its desc, type and labels recorded with the version).",
+        help="The artifact: a file (e.g. models/model.pkl), a folder, or a Python class (src/model.py:ChurnModel). "
+        "Default: the path pipeline.yaml's 'artifacts:' declares for NAME (its desc, type and labels recorded).",
     ),
     run: str | None = typer.Option(
         None, "--run", help="The run that produced it (id, prefix or name): metrics, params, git commit, data."
@@ -87,6 +87,11 @@ def register_model(
         None, "--signature-from", help="A CSV/Parquet file to read input dtypes from (default: the training data)."
     ),
     no_signature: bool = typer.Option(False, "--no-signature", help="Do not load the model to infer its signature."),
+    artifacts: Path | None = typer.Option(
+        None,
+        "--artifacts",
+        help="With FILE.py:Class: the folder its load(artifacts_dir) reads, snapshotted with the code.",
+    ),
     by: str | None = BY_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -105,6 +110,7 @@ def register_model(
         data=data or (),
         signature_from=signature_from,
         infer_signature=not no_signature,
+        artifacts=artifacts,
         progress=out.progress(),
     )
     mv = result.version

@@ -26,9 +26,17 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    ref: str = typer.Argument(..., help="The model to serve: churn@production, churn:4 or churn (its latest version)."),
+    ref: str | None = typer.Argument(
+        None, help="The model to serve: churn@production, churn:4 or churn (its latest version); none with --model-dir."
+    ),
     port: int = typer.Option(
-        8080, "--port", "-p", min=0, max=65535, help="TCP port (0: any free port; the address is printed)."
+        8080,
+        "--port",
+        "-p",
+        min=0,
+        max=65535,
+        envvar="PORT",  # the container platforms' convention (Knative, hence KServe, Cloud Run)
+        help="TCP port (0: any free port; the address is printed); $PORT when set.",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for every interface."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Worker processes sharing the port."),
@@ -75,6 +83,21 @@ def serve(
     access_log: bool = typer.Option(
         False, "--access-log", help="Print one line per HTTP request (uvicorn's access log)."
     ),
+    model_dir: str | None = typer.Option(
+        None,
+        "--model-dir",
+        help="Serve a bundle from 'mlops export model' (no repository needed); every file's hash is checked first.",
+    ),
+    state_dir: str | None = typer.Option(
+        None,
+        "--state-dir",
+        help="With --model-dir: where request logs and statistics go (default: a new temporary folder).",
+    ),
+    expect_digest: str | None = typer.Option(
+        None,
+        "--expect-digest",
+        help="With --model-dir: refuse any bundle but the one with this digest ('mlops export model' prints it).",
+    ),
 ) -> None:
     """Serve a registered model over HTTP (own JSON, MLflow scoring protocol, Open Inference Protocol V2).
 
@@ -96,14 +119,23 @@ def serve(
     body_seconds = positive_duration(body_timeout, "--body-timeout")
     rotate_seconds = positive_duration(log_rotate, "--log-rotate")
     max_age_seconds = positive_duration(log_max_age, "--log-max-age")
-    repo = find_repo()
-    source = open_source(repo)
+    if model_dir is not None:
+        repo, source, ref = _bundle_source(model_dir, ref, state_dir, expect_digest)
+        bundle: str | None = str(source.bundle.root)
+    elif ref is None:
+        raise UsageError("serve: name the model to serve (REF), or a bundle folder with --model-dir")
+    elif state_dir is not None or expect_digest is not None:
+        raise UsageError("--state-dir and --expect-digest go with --model-dir")
+    else:
+        repo, bundle = find_repo(), None
+        source = open_source(repo)
     info = source.resolve(ref)
     model = servable(info, source.load(info))  # fails here, with one line, rather than in every worker
     dep = load_deployment(repo, info.name)
     config = ServeConfig(
         root=str(repo.root),
         ref=ref,
+        bundle=bundle,
         host=host,
         port=port,
         workers=workers,
@@ -137,6 +169,26 @@ def serve(
 
     run(config, preloaded=(info, model) if workers == 1 else None, announce=announce)
     out.info("stopped: requests in flight finished, request logs closed")
+
+
+def _bundle_source(model_dir: str, ref: str | None, state_dir: str | None, expect_digest: str | None) -> Any:
+    """(the state folder as the server's repo, the verified bundle's source, the reference it serves)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import CorruptObjectError
+    from ..repo.repo import Repo
+    from ..serve.bundle import BundleSource, open_bundle
+
+    bundle = open_bundle(model_dir)
+    if expect_digest is not None and bundle.digest != expect_digest.strip().lower():
+        raise CorruptObjectError(
+            f"bundle {bundle.root}: its digest is {bundle.digest}, not {expect_digest} as expected; refusing it",
+            hint="serve the bundle that export printed, or drop --expect-digest",
+        )
+    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    state.mkdir(parents=True, exist_ok=True)
+    return Repo(state.resolve()), BundleSource(bundle), ref or bundle.info().ref()
 
 
 # --- deploy ----------------------------------------------------------------------------------

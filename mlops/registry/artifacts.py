@@ -21,7 +21,7 @@ from ..errors import CorruptObjectError, MissingObjectError, RegistryTampered, U
 from ..fsio import atomic_dir, remove_dir
 from ..repo.repo import Repo, find_repo
 from ..store.tree import walk_tree
-from . import flavors
+from . import flavors, pyfunc
 from .read import resolve
 from .store import ModelVersion, find_record, shown, trusted_model
 
@@ -177,6 +177,9 @@ def load_model(ref_or_mv: str | ModelVersion, repo: Repo | None = None) -> Any:
     repo = repo or find_repo()
     mv = resolve(repo, ref_or_mv) if isinstance(ref_or_mv, str) else ref_or_mv
     check_trusted(repo, mv)  # before the artifact is opened: the model file is what the audit log recorded
+    if mv.flavor == pyfunc.PYTHON:
+        # the class's code runs only from the materialized snapshot, every file rehashed against the registry
+        return pyfunc.load_python_model(artifact_path(repo, mv), mv.ref())
     if mv.kind == "dir":
         raise UsageError(
             f"{mv.ref()} is a directory artifact ({mv.filename}); load_model reads pickled models",

@@ -191,6 +191,19 @@ def _globals_of(data: bytes) -> list[tuple[str, str]] | None:
     return pickle_globals(inner if inner is not None else data)
 
 
+def imported_modules(path: Path) -> set[str]:
+    """The modules a pickle or joblib file imports (read from its opcodes, nothing run); empty for other files."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_SCAN)
+    found = _globals_of(data)
+    if found is None:
+        return set()
+    modules = {module for module, _ in found}
+    if serialization(data) == JOBLIB:
+        modules.add("joblib")  # loading it needs joblib even when no global names it
+    return modules
+
+
 def detect_flavor(path: Path, kind: str) -> str:
     """``sklearn`` for a pickle or joblib file importing scikit-learn, else ``file`` or ``dir``."""
     if kind == "dir":

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import InvalidPathError, MissingObjectError, UsageError
 from ..progress import NO_PROGRESS, Progress
 from ..repo.repo import Repo
-from . import audit, flavors
+from . import audit, environment, flavors, pyfunc
 from .artifacts import check_file, object_path, snapshot_files
 from .refs import NONE, check_name
 from .store import ModelVersion, default_actor, transaction, version_view
@@ -57,12 +57,21 @@ def register(
     signature_from: str | os.PathLike[str] | None = None,
     infer_signature: bool = True,
     declared: Mapping[str, Any] | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> RegisterResult:
     """Store the artifact, gather its lineage, and add it as the model's next version.
-    ``declared``: what pipeline.yaml's ``artifacts:`` says of it (type, labels, meta), kept on the version."""
+    ``declared``: what pipeline.yaml's ``artifacts:`` says of it (type, labels, meta), kept on the version.
+    ``path`` may be ``FILE.py:Class`` (the Python class flavor, ``pyfunc.py``), with ``artifacts`` its folder."""
     check_name(name)
     actor = actor or default_actor(repo.root)
+    class_path = pyfunc.parse_class_path(os.fspath(path))
+    if artifacts is not None and class_path is None:
+        raise UsageError("--artifacts goes with a Python class model (FILE.py:Class)")
+    python = None
+    if class_path is not None:
+        python = (Path(os.path.abspath(class_path[0])), class_path[1], Path(artifacts) if artifacts else None)
+        path = class_path[0]
     source = Path(os.path.abspath(path))
     if not source.exists():
         raise InvalidPathError(
@@ -95,7 +104,28 @@ def register(
             infer_signature=infer_signature,
             declared=dict(declared or {}),
             progress=progress,
+            python=python,
         )
+
+
+def _store_python(repo: Repo, python: tuple[Path, str, Path | None]) -> tuple[str, str, int, int, None, bytes]:
+    """The class's module and artifacts as one folder artifact (objects and manifests): its
+    (hash, kind, size, files, None) and the module's bytes as stored."""
+    from ..store.tree import FileRecord, build_tree
+
+    files, code = pyfunc.snapshot_files(*python)
+    records: dict[str, FileRecord] = {}
+    with repo.objects.batch() as batch:
+        for rel, data in files.items():
+            if isinstance(data, bytes):
+                records[rel] = FileRecord(batch.add_bytes(data), len(data))
+            else:
+                digest, size = batch.add_file(data)
+                records[rel] = FileRecord(digest, size)
+        tree = build_tree(records)
+        for manifest in tree.manifests.values():
+            batch.add_bytes(manifest)
+    return tree.hash, "dir", tree.size, tree.files, None, code
 
 
 def _register_locked(
@@ -112,8 +142,13 @@ def _register_locked(
     infer_signature: bool,
     declared: dict[str, Any],
     progress: Progress,
+    python: tuple[Path, str, Path | None] | None = None,
 ) -> RegisterResult:
-    digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
+    code = b""
+    if python is not None:
+        digest, kind, size, files, sha, code = _store_python(repo, python)
+    else:
+        digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
     warnings: list[str] = []
     from .lineage import link_artifact
 
@@ -132,6 +167,17 @@ def _register_locked(
     signature = None
     if flavor == flavors.SKLEARN and infer_signature:
         signature, flavor = _sklearn_signature(repo, digest, sha, snapshots, signature_from, warnings)
+    # the versions the artifact was made with, as this environment has them: an export pins them
+    modules = flavors.imported_modules(object_path(repo, digest)) if kind == "file" else set()
+    if python is not None:
+        flavor, modules = pyfunc.PYTHON, pyfunc.imported_modules(code, str(python[0]))
+        if signature_from is not None and infer_signature:
+            model = pyfunc.load_for_signature(code, *python)
+            frame = flavors.read_frame(Path(signature_from), str(signature_from), rows=1000)
+            signature, notes = pyfunc.frame_signature(model, frame, str(signature_from))
+            warnings.extend(notes)
+        elif infer_signature:
+            warnings.append("no signature: give sample data with --signature-from to infer one")
     record: dict[str, Any] = {
         "version": 0,
         "stage": NONE,
@@ -140,7 +186,7 @@ def _register_locked(
             "kind": kind,
             "size": size,
             "files": files,
-            "filename": source.name,
+            "filename": source.name if python is None else f"{source.name}:{python[1]}",
             "sha256": sha,
             "source": rel or str(source),
         },
@@ -155,6 +201,7 @@ def _register_locked(
         "registered_by": actor,
         "registered_at": audit.now_iso(),
         "description": description,
+        "environment": environment.capture(modules),
         "stage_history": [],
         "approvals": [],
         "drift_checks": [],

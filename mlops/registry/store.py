@@ -138,6 +138,8 @@ class ModelVersion:
     approvals: tuple[dict[str, Any], ...] = ()
     drift_checks: tuple[dict[str, Any], ...] = ()
     declared: dict[str, Any] = field(default_factory=dict)  # pipeline.yaml's type, labels, meta of the artifact
+    # the interpreter and the distributions the artifact imports, as registration found them installed
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
@@ -171,6 +173,7 @@ class ModelVersion:
             "approvals": list(self.approvals),
             "drift_checks": list(self.drift_checks),
             **({"declared": self.declared} if self.declared else {}),
+            **({"environment": self.environment} if self.environment else {}),
         }
 
 
@@ -205,6 +208,7 @@ def version_view(doc: Mapping[str, Any], record: Mapping[str, Any]) -> ModelVers
         approvals=tuple(record.get("approvals") or ()),
         drift_checks=tuple(record.get("drift_checks") or ()),
         declared=dict(record.get("declared") or {}),
+        environment=dict(record.get("environment") or {}) if isinstance(record.get("environment"), dict) else {},
     )
 
 

@@ -14,7 +14,7 @@ CONFIG_ENV = "MLOPS_SERVE_CONFIG"
 
 @dataclass(frozen=True)
 class ServeConfig:
-    root: str  # the repository
+    root: str  # the repository; with a bundle, the folder of the server's own state (request logs, statistics)
     ref: str  # what to serve when no deployment file exists: churn@production, churn:4
     host: str = "127.0.0.1"
     port: int = 8080
@@ -37,6 +37,7 @@ class ServeConfig:
     stats_seconds: float = 1.0
     control_seconds: float = 1.0
     access_log: bool = False
+    bundle: str | None = None  # serve this verified bundle folder (serve/bundle.py) instead of the registry
 
     def log_settings(self) -> LogSettings:
         return LogSettings(

@@ -70,6 +70,7 @@ class Inputs:
     request_id: str | None = None  # V2's "id", echoed back
     parameters: dict[str, Any] = field(default_factory=dict)
     binary_output: bool = False  # V2: the caller asked for the output as binary tensor data
+    outputs: tuple[str, ...] = ()  # the outputs the caller named (empty: the prediction alone)
 
     def first(self, name: str) -> Any:
         values = self.columns.get(name)
@@ -221,7 +222,7 @@ def predict_inputs(doc: Any) -> Inputs:
     if not isinstance(doc, dict):
         raise BadRequest(f"the body must be a JSON object with 'records' or 'columns', found {_kind(doc)}")
     keys = [k for k in ("records", "columns") if k in doc]
-    unknown = [k for k in doc if k not in ("records", "columns")]
+    unknown = [k for k in doc if k not in ("records", "columns", "outputs")]
     if len(keys) != 1:
         raise BadRequest(
             "the body must hold exactly one of 'records' (a list of row objects) or 'columns' "
@@ -229,9 +230,30 @@ def predict_inputs(doc: Any) -> Inputs:
         )
     if unknown:
         raise BadRequest(f"unknown key(s) in the body: {', '.join(unknown)} (only 'records' or 'columns')")
+    outputs = requested_outputs(doc.get("outputs"), "outputs")
     if keys[0] == "records":
-        return from_records(doc["records"], "records")
-    return from_columns(doc["columns"], "columns")
+        inputs = from_records(doc["records"], "records")
+    else:
+        inputs = from_columns(doc["columns"], "columns")
+    inputs.outputs = outputs
+    return inputs
+
+
+PREDICTION, PROBABILITIES = "prediction", "probabilities"
+
+
+def requested_outputs(value: Any, where: str) -> tuple[str, ...]:
+    """The extra outputs an own or MLflow request names: ``["probabilities"]`` (the prediction always comes)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"'{where}' must be a list of output names, found {_kind(value)}")
+    unknown = [v for v in value if v not in (PREDICTION, PROBABILITIES)]
+    if unknown:
+        raise BadRequest(f"'{where}': unknown output '{unknown[0][:100]}' (one of {PREDICTION}, {PROBABILITIES})")
+    return tuple(dict.fromkeys(value))
 
 
 def predict_answer(
@@ -304,7 +326,19 @@ def mlflow_document(body: bytes, content_type: str | None, *, max_bytes: int) ->
 
 
 def mlflow_parse(document: tuple[str, Any], signature: Signature | None) -> Inputs:
-    """Columns from an MLflow request read by ``mlflow_document``, as ``signature`` names and types them."""
+    """Columns from an MLflow request read by ``mlflow_document``, as ``signature`` names and types them;
+    ``params: {"outputs": ["probabilities"]}`` asks for more than the prediction."""
+    inputs = _mlflow_columns(document, signature)
+    kind, doc = document
+    params = doc.get("params") if kind == "json" else None
+    if params is not None and not isinstance(params, dict):
+        raise BadRequest(f"'params' must be an object, found {_kind(params)}")
+    if params:
+        inputs.outputs = requested_outputs(params.get("outputs"), "params.outputs")
+    return inputs
+
+
+def _mlflow_columns(document: tuple[str, Any], signature: Signature | None) -> Inputs:
     kind, doc = document
     if kind == "csv":
         return csv_inputs(doc, signature)
@@ -567,18 +601,21 @@ def v2_binary_answer(answer: dict[str, Any]) -> tuple[bytes, int]:
     """The answer with its output tensor's data as binary (``binary_data_size``): (body, JSON length)."""
     import numpy as np
 
-    output = answer["outputs"][0]
-    values, datatype = output.pop("data"), output["datatype"]
-    if datatype == "BYTES":
-        raw = b"".join(
-            len(b).to_bytes(4, "little") + b for b in (("" if v is None else str(v)).encode("utf-8") for v in values)
-        )
-    else:
-        filled = [np.nan if v is None else v for v in values] if datatype == "FP64" else values
-        raw = np.asarray(filled, dtype=V2_BINARY_DTYPES[datatype]).tobytes()
-    output["parameters"] = {"binary_data_size": len(raw)}
+    blobs = []
+    for output in answer["outputs"]:
+        values, datatype = output.pop("data"), output["datatype"]
+        if datatype == "BYTES":
+            raw = b"".join(
+                len(b).to_bytes(4, "little") + b
+                for b in (("" if v is None else str(v)).encode("utf-8") for v in values)
+            )
+        else:
+            filled = [np.nan if v is None else v for v in values] if datatype == "FP64" else values
+            raw = np.asarray(filled, dtype=V2_BINARY_DTYPES[datatype]).tobytes()
+        output["parameters"] = {**output.get("parameters", {}), "binary_data_size": len(raw)}
+        blobs.append(raw)
     head = dumps(answer)
-    return head + raw, len(head)
+    return head + b"".join(blobs), len(head)
 
 
 def _wants_binary_output(doc: dict[str, Any]) -> bool:
@@ -633,8 +670,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _v2_outputs(outputs: Any) -> tuple[str, ...]:
+    """The names of the outputs a (checked) V2 request asks for, in its order."""
+    if not isinstance(outputs, list):
+        return ()
+    return tuple(dict.fromkeys(o["name"] for o in outputs if isinstance(o, dict) and isinstance(o.get("name"), str)))
+
+
 def _unknown_outputs(outputs: Any, answered: str) -> list[str]:
-    """Requested outputs this server cannot answer (it answers one tensor, named after the signature's output)."""
+    """Requested outputs this server cannot answer: the signature's output and ``probabilities`` are known."""
     if outputs is None:
         return []
     if not isinstance(outputs, list):
@@ -644,8 +688,10 @@ def _unknown_outputs(outputs: Any, answered: str) -> list[str]:
         name = output.get("name") if isinstance(output, dict) else None
         if not isinstance(name, str):
             problems.append(f"outputs[{index}]: 'name' must be a string")
-        elif name != answered:
-            problems.append(f"outputs[{index}]: unknown output '{name[:100]}' (the model answers '{answered}')")
+        elif name not in (answered, PROBABILITIES):
+            problems.append(
+                f"outputs[{index}]: unknown output '{name[:100]}' (the model answers '{answered}' or '{PROBABILITIES}')"
+            )
     return problems
 
 
@@ -758,6 +804,7 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
             raise BadRequest(limit_problems(problems))
         inputs.request_id = request_id
         inputs.binary_output = _wants_binary_output(doc)
+        inputs.outputs = _v2_outputs(doc.get("outputs"))
         return inputs
     lengths = set()
     for name, shape, datatype, flat in parsed:
@@ -782,7 +829,12 @@ def v2_inputs(doc: Any, signature: Signature | None) -> Inputs:
     if rows == 0:
         raise BadRequest("the inputs have no rows")
     return Inputs(
-        columns, rows, request_id=request_id, parameters=dict(parameters or {}), binary_output=_wants_binary_output(doc)
+        columns,
+        rows,
+        request_id=request_id,
+        parameters=dict(parameters or {}),
+        binary_output=_wants_binary_output(doc),
+        outputs=_v2_outputs(doc.get("outputs")),
     )
 
 
@@ -797,6 +849,18 @@ def v2_datatype(predictions: list[Any]) -> str:
     if isinstance(sample, float):
         return "FP64"
     return "BYTES"
+
+
+def v2_probabilities(probabilities: list[list[float]], classes: list[Any] | None) -> dict[str, Any]:
+    """The ``probabilities`` tensor: [rows, classes] FP64, the class of each column in its parameters."""
+    width = len(probabilities[0]) if probabilities else len(classes or ())
+    return {
+        "name": PROBABILITIES,
+        "shape": [len(probabilities), width],
+        "datatype": "FP64",
+        "data": [v for row in probabilities for v in row],
+        "parameters": {"classes": list(classes or ())},
+    }
 
 
 def v2_answer(

@@ -36,7 +36,7 @@ from .config import ServeConfig
 from .controller import control_once, controller_lock_path
 from .deployment import CANARY, Deployment, deployment_path, parse_deployment_bytes, rollback, serve_dir
 from .health import Stats, aggregate, read_snapshots, write_snapshot
-from .protocols import BadRequest, Inputs, jsonable
+from .protocols import PROBABILITIES, BadRequest, Inputs, jsonable
 from .requestlog import RequestLog
 from .router import PRODUCTION, SHADOW, Route
 from .signature import Signature, to_frame
@@ -57,6 +57,14 @@ class Served:
     model: Any
     batcher: Batcher
     unused_since: float | None = None
+    # a classifier's predict_proba, batched apart: only requests naming the output "probabilities" pay for it
+    proba: Batcher | None = None
+    classes: list[Any] | None = None
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        if self.proba is not None:
+            await self.proba.close()
 
     @property
     def version(self) -> int:
@@ -74,6 +82,7 @@ class Outcome:
     served: Served | None = None
     predictions: list[Any] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    probabilities: list[Any] | None = None
     error_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     inputs: Inputs | None = None
@@ -112,7 +121,7 @@ class Runtime:
     def __init__(self, config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None) -> None:
         self.config = config
         self.repo = Repo(Path(config.root))
-        self.source: ModelSource = open_source(self.repo)
+        self.source: ModelSource = open_source(self.repo, bundle=config.bundle)
         self.preloaded = preloaded
         self.stats = Stats()
         self.served: dict[int, Served] = {}
@@ -188,7 +197,7 @@ class Runtime:
         if self._background:  # shadow predictions still running
             await asyncio.wait(list(self._background), timeout=self.config.timeout_seconds)
         for served in list(self.served.values()):
-            await served.batcher.close()
+            await served.close()
         for request_log in (self.log, self.shadow_log):
             if request_log is not None:
                 await asyncio.to_thread(request_log.close)
@@ -214,18 +223,28 @@ class Runtime:
         def predict(columns: dict[str, list[Any]], rows: int) -> list[Any]:
             return jsonable(model.predict(to_frame(columns, signature)))
 
-        batcher = Batcher(
-            predict,
-            name=f"{info.name}-v{info.version}",
-            max_batch_rows=self.config.max_batch_rows,
-            max_wait_ms=self.config.max_wait_ms,
-            max_queue=self.config.max_queue,
-            arrivals=lambda: self.arrivals,
-            concurrency=lambda: self.concurrency,
-            initializer=_model_thread_setup,
-        )
-        batcher.start()
-        served = Served(info, model, batcher)
+        def predict_proba(columns: dict[str, list[Any]], rows: int) -> list[Any]:
+            return jsonable(model.predict_proba(to_frame(columns, signature)))
+
+        def batcher(call: Any, name: str) -> Batcher:
+            made = Batcher(
+                call,
+                name=name,
+                max_batch_rows=self.config.max_batch_rows,
+                max_wait_ms=self.config.max_wait_ms,
+                max_queue=self.config.max_queue,
+                arrivals=lambda: self.arrivals,
+                concurrency=lambda: self.concurrency,
+                initializer=_model_thread_setup,
+            )
+            made.start()
+            return made
+
+        served = Served(info, model, batcher(predict, f"{info.name}-v{info.version}"))
+        classes = getattr(model, "classes_", None)
+        if callable(getattr(model, "predict_proba", None)) and classes is not None:
+            served.proba = batcher(predict_proba, f"{info.name}-v{info.version}-proba")
+            served.classes = jsonable(classes)
         self.served[info.version] = served
         return served
 
@@ -352,7 +371,7 @@ class Runtime:
                 self._retired["batches"] += served.batcher.stats.batches
                 self._retired["batched_rows"] += served.batcher.stats.rows
                 self._retired["abandoned"] += served.batcher.stats.abandoned
-                task = asyncio.get_running_loop().create_task(served.batcher.close())
+                task = asyncio.get_running_loop().create_task(served.close())
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
@@ -503,8 +522,25 @@ class Runtime:
             if prep.problems:
                 self._record(variant, served, started, 400, None)
                 return Outcome(400, variant, served, problems=prep.problems, signature_refused=True)
+            wants_proba = PROBABILITIES in inputs.outputs
+            if wants_proba and served.proba is None:
+                self._record(variant, served, started, 400, None)
+                return Outcome(
+                    400,
+                    variant,
+                    served,
+                    problems=[f"{self.model} v{served.version} gives no probabilities (it has no predict_proba)"],
+                )
+            proba_future: asyncio.Future[list[Any]] | None = None
             try:
                 future = served.batcher.submit(prep.columns, inputs.rows)
+                if wants_proba:
+                    assert served.proba is not None
+                    try:
+                        proba_future = served.proba.submit(prep.columns, inputs.rows)
+                    except QueueFull:
+                        future.cancel()
+                        raise
             except QueueFull:
                 self.stats.count("rejected")
                 self._record(variant, served, started, 503, None)
@@ -531,6 +567,8 @@ class Runtime:
             if not future.done():
                 # abandoned: the batcher drops a cancelled request still queued, so it costs no model time
                 future.cancel()
+                if proba_future is not None:
+                    proba_future.cancel()
                 if gone.done() and not gone.cancelled():
                     self.stats.count("client_gone")
                     return Outcome(499, variant, served, problems=["the client closed the connection"])
@@ -540,6 +578,14 @@ class Runtime:
                 )
             try:
                 predictions = future.result()
+                probabilities = None
+                if proba_future is not None:
+                    probabilities = await asyncio.wait_for(proba_future, self.config.timeout_seconds)
+            except asyncio.TimeoutError:
+                self._record(variant, served, started, 504, None)
+                return Outcome(
+                    504, variant, served, problems=[f"the model took longer than {self.config.timeout_seconds:g} s"]
+                )
             except QueueFull as exc:
                 self._record(variant, served, started, 503, None)
                 return Outcome(503, variant, served, problems=[str(exc)], headers={"Retry-After": "1"})
@@ -577,7 +623,7 @@ class Runtime:
                         "time": time.time(),
                     },
                 )
-            return Outcome(200, variant, served, predictions, inputs=inputs)
+            return Outcome(200, variant, served, predictions, inputs=inputs, probabilities=probabilities)
         finally:
             self.active -= 1
             if arrived:

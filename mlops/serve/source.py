@@ -92,6 +92,11 @@ class RegistrySource:
         registry.audit_append(self.repo, event, **fields)
 
 
-def open_source(repo: Repo) -> ModelSource:
-    """The source serving reads models from: the repository's registry."""
+def open_source(repo: Repo, *, bundle: str | None = None) -> ModelSource:
+    """The source serving reads models from: the repository's registry, or a bundle folder
+    (verified here, every file's hash, before anything is loaded from it)."""
+    if bundle is not None:
+        from .bundle import BundleSource, open_bundle
+
+        return BundleSource(open_bundle(bundle))
     return RegistrySource(repo)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .protocols import (
     BINARY_HEADER,
+    PROBABILITIES,
     Inputs,
     dumps,
     mlflow_answer,
@@ -29,6 +30,7 @@ from .protocols import (
     v2_document,
     v2_error,
     v2_inputs,
+    v2_probabilities,
 )
 from .signature import Signature
 
@@ -67,6 +69,8 @@ class Answered:
     inputs: Inputs
     signature: Signature | None
     request_headers: Mapping[str, str]
+    probabilities: list[list[float]] | None = None  # when the request named the output "probabilities"
+    classes: list[Any] | None = None  # the class of each probability column (the model's classes_)
 
 
 class WireProtocol:
@@ -119,7 +123,7 @@ class OwnProtocol(WireProtocol):
     def answer(self, answered: Answered, headers: dict[str, str]) -> Reply:
         a = answered
         body = predict_answer(a.model, a.version, a.variant, a.predictions, a.request_headers.get("x-request-id"))
-        return Reply(200, dumps(body), headers=headers)
+        return Reply(200, dumps(_with_probabilities(body, a)), headers=headers)
 
     def error(self, status: int, problems: list[str], *, signature_refused: bool = False) -> dict[str, Any]:
         return predict_error(problems)
@@ -137,7 +141,7 @@ class MLflowProtocol(WireProtocol):
         return mlflow_parse(document, signature)
 
     def answer(self, answered: Answered, headers: dict[str, str]) -> Reply:
-        return Reply(200, dumps(mlflow_answer(answered.predictions)), headers=headers)
+        return Reply(200, dumps(_with_probabilities(mlflow_answer(answered.predictions), answered)), headers=headers)
 
     def error(self, status: int, problems: list[str], *, signature_refused: bool = False) -> dict[str, Any]:
         # MLflow answers input its signature refuses with INVALID_PARAMETER_VALUE, unreadable input with BAD_REQUEST
@@ -173,6 +177,9 @@ class V2Protocol(WireProtocol):
         a = answered
         name = a.signature.output_name if a.signature else "predict"
         body = v2_answer(a.model, a.version, a.variant, a.predictions, a.inputs.request_id, name)
+        if a.probabilities is not None:
+            tensors = {name: body["outputs"][0], PROBABILITIES: v2_probabilities(a.probabilities, a.classes)}
+            body["outputs"] = [tensors[n] for n in a.inputs.outputs if n in tensors]  # the order asked for
         if not a.inputs.binary_output:
             return Reply(200, dumps(body), headers=headers)
         content, length = v2_binary_answer(body)
@@ -181,6 +188,13 @@ class V2Protocol(WireProtocol):
 
     def error(self, status: int, problems: list[str], *, signature_refused: bool = False) -> dict[str, Any]:
         return v2_error(problems)
+
+
+def _with_probabilities(body: dict[str, Any], answered: Answered) -> dict[str, Any]:
+    if answered.probabilities is not None:
+        body["probabilities"] = answered.probabilities
+        body["classes"] = answered.classes
+    return body
 
 
 OWN, MLFLOW, V2 = OwnProtocol(), MLflowProtocol(), V2Protocol()

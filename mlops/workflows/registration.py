@@ -53,6 +53,7 @@ def register(
     data: Sequence[str] = (),
     signature_from: str | os.PathLike[str] | None = None,
     infer_signature: bool = True,
+    artifacts: str | os.PathLike[str] | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> RegisterResult:
     """``registry.register``; without ``path``, the declared artifact NAME, its desc as the
@@ -73,5 +74,6 @@ def register(
         signature_from=signature_from,
         infer_signature=infer_signature,
         declared=declared,
+        artifacts=artifacts,
         progress=progress,
     )

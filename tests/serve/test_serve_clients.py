@@ -217,10 +217,10 @@ def test_tritonclient_infers_with_its_defaults_and_without_binary_data(server: S
 def test_tritonclient_errors_are_the_protocols_json(server: Server) -> None:
     client = triton(server)
     try:
-        unknown = [tritonclient_http.InferRequestedOutput("probabilities")]
+        unknown = [tritonclient_http.InferRequestedOutput("logits")]
         with pytest.raises(tritonclient_http.InferenceServerException) as info:
             client.infer("churn", column_inputs(True), outputs=unknown)
-        assert info.value.status() == "400" and "unknown output 'probabilities'" in info.value.message()
+        assert info.value.status() == "400" and "unknown output 'logits'" in info.value.message()
         # a datatype the column cannot take (tritonclient checks the numpy dtype, not the signature)
         flag = tritonclient_http.InferInput("tenure", [2], "BOOL")
         flag.set_data_from_numpy(np.array([True, False]))

@@ -123,5 +123,7 @@ async def answer(rt: Runtime, wire: WireProtocol, request: Request, version: int
         outcome.inputs,
         served.signature,
         request.headers,
+        probabilities=outcome.probabilities,
+        classes=served.classes,
     )
     return reply_response(wire.answer(answered, headers))
