@@ -686,10 +686,10 @@ def exec_stage(
 def _check_image(stage: Stage, image_digest: str | None) -> None:
     if not image_digest:
         return
-    declared = getattr(stage, "image", "") or ""
-    if "@" in declared and declared.rsplit("@", 1)[1] != image_digest:
+    declared = stage.image_digest
+    if declared and declared != image_digest:
         raise UsageError(
-            f"stage '{stage.name}' declares image {declared}, but this runs in {image_digest}",
+            f"stage '{stage.name}' declares image {stage.image}, but this runs in {image_digest}",
             hint="run the stage in the image pipeline.yaml names (its digest is part of the stage's key)",
         )
 

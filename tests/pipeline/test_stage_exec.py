@@ -186,6 +186,22 @@ def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
 def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: World) -> None:
     a = world.clone("machine-a")
     before = world.bucket.keys(f"{STORE}/")
+    argv = [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "slow", "--rev", world.sha, "--json"]
+    # Ctrl-C: the command is stopped, nothing recorded, the worktree removed, exit 130
+    interrupted = subprocess.Popen(argv, cwd=a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (world.tmp / "slow-started").exists(), timeout=120, what="the slow stage to start")
+        interrupted.send_signal(signal.SIGINT)
+        _, stderr = interrupted.communicate(timeout=60)
+    finally:
+        if interrupted.poll() is None:
+            interrupted.kill()
+            interrupted.wait()
+    assert interrupted.returncode == 130, stderr
+    assert world.bucket.keys(f"{STORE}/") == before
+    _untouched(a)
+    (world.tmp / "slow-started").unlink()
+    # SIGKILL: no chance to clean up
     proc = subprocess.Popen(
         [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "slow", "--rev", world.sha, "--json"],
         cwd=a,
