@@ -669,7 +669,7 @@ def exec_stage(
         if real.run_key(stage) != key:  # pragma: no cover - the two readings disagree: trust the workspace's
             inputs, key = real, real.run_key(stage)
         run_id = new_run_id()
-        outs = _run(work, stage, run_id, events, stop, stop_signals)
+        outs = _run_recorded(work, graph, stage, inputs, run_id, target, events, stop, stop_signals)
         if target is not None:
             _push_outputs(work, target, outs)
         if not cacheable:
@@ -681,6 +681,64 @@ def exec_stage(
         if published.created:
             return manifest(RAN, outs, run_id)
         return manifest(ADOPTED, published.hit.outs, published.hit.run_id)
+
+
+def _run_recorded(
+    work: Repo,
+    graph: Graph,
+    stage: Stage,
+    inputs: StageInputs,
+    run_id: str,
+    remote: Remote | None,
+    events: Any,
+    stop: threading.Event | None,
+    stop_signals: tuple[int, ...],
+) -> tuple[LockedPath, ...]:
+    """The command, inside a run record as `mlops run` keeps one (the command logs into it through
+    MLOPS_RUN_ID); the run, ended, goes to the remote, since the worktree holding it is removed.
+    The manifest's run_id names it: a collect's run points to it as the producer of the outputs."""
+    from .executor import FAILED, INTERRUPTED, RAN, StageResult, _RunTracker
+
+    tracker = _RunTracker(work, run_id, graph, [stage.name])
+    tracker.begin()
+    began = time.time()
+    try:
+        outs = _run(work, stage, run_id, events, stop, stop_signals)
+    except Interrupted:
+        tracker.finish((StageResult(stage.name, INTERRUPTED, (), began, time.time()),), interrupted=True)
+        raise
+    except MlopsError as exc:
+        tracker.finish((StageResult(stage.name, FAILED, (), began, time.time(), None, exc.message),), interrupted=False)
+        _push_run(work, remote, run_id)
+        raise
+    done = StageResult(
+        stage.name,
+        RAN,
+        ("not in the run cache",),
+        began,
+        time.time(),
+        0,
+        outs=outs,
+        deps=inputs.deps,
+        params=inputs.params,
+    )
+    tracker.finish((done,), interrupted=False)
+    _push_run(work, remote, run_id)
+    return outs
+
+
+def _push_run(work: Repo, remote: Remote | None, run_id: str) -> None:
+    """This one run to the remote, as `mlops push --runs` sends each (best effort: the data is what matters)."""
+    from ..tracking import store as tracking
+    from ..tracking.sync import bundle_run, ref_name
+
+    if remote is None:
+        return
+    with contextlib.suppress(MlopsError, OSError, ValueError):
+        folder = tracking.run_dir(work, run_id)
+        info = tracking.read_run_json(folder)
+        if info is not None:
+            remote.put_ref(ref_name(run_id), bundle_run(work, run_id, info, tracking.effective_status(info)))
 
 
 def _check_image(stage: Stage, image_digest: str | None) -> None:

@@ -134,6 +134,9 @@ def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World)
     assert train["params"] == {"params.yaml": {"train.epochs": 3}}
     assert [(d["path"], d["hash"]) for d in train["deps"]] == [("prep", prep["outs"][0]["hash"])]
     assert len(world.entries()) == 2
+    # each stage that ran is a run on the remote (its worktree, where it was recorded, is gone)
+    runs = world.bucket.keys(f"{STORE}/refs/runs/")
+    assert {f"{STORE}/refs/runs/{m['run_id']}.json" for m in (prep, train)} <= runs
     world.objects_intact()
     _untouched(a)
 
