@@ -780,9 +780,10 @@ def _run(
     _check_outputs(work, stage)
     _clear_outputs(work, stage)
     events.stage_started(stage.name, ("not in the run cache",))
-    code, stopped = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
-    if stopped:
-        raise Interrupted(f"stage '{stage.name}' interrupted; nothing recorded", stage=stage.name)
+    code, stopped_by = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
+    if stopped_by is not None:
+        how = "interrupted" if stopped_by == signal.SIGINT else f"stopped by {signal.Signals(stopped_by).name}"
+        raise Interrupted(f"stage '{stage.name}' {how}; nothing recorded", stage=stage.name, signum=stopped_by)
     if code != 0:
         why = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
         raise CouldNotComplete(

@@ -190,17 +190,18 @@ def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: Wor
     a = world.clone("machine-a")
     before = world.bucket.keys(f"{STORE}/")
     argv = [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "slow", "--rev", world.sha, "--json"]
-    # Ctrl-C: the command is stopped, nothing recorded, the worktree removed, exit 130
+    # SIGTERM (what Airflow and Kubernetes send): the command is stopped, nothing recorded, the worktree removed
     interrupted = subprocess.Popen(argv, cwd=a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (world.tmp / "slow-started").exists(), timeout=120, what="the slow stage to start")
-        interrupted.send_signal(signal.SIGINT)
+        interrupted.send_signal(signal.SIGTERM)
         _, stderr = interrupted.communicate(timeout=60)
     finally:
         if interrupted.poll() is None:
             interrupted.kill()
             interrupted.wait()
-    assert interrupted.returncode == 130, stderr
+    assert interrupted.returncode == 143, stderr
+    assert "stage 'slow' stopped by SIGTERM; nothing recorded" in stderr
     assert world.bucket.keys(f"{STORE}/") == before
     _untouched(a)
     (world.tmp / "slow-started").unlink()
