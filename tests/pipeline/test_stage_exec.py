@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipekit import counts, git, step_cmd, wait_for, write_pipeline
+import yaml
+from pipekit import cache_has, cache_objects, counts, git, step_cmd, wait_for, write_pipeline
 
 from mlops.store.hashing import hash_bytes
 
@@ -77,7 +78,12 @@ def world(tmp_path: Path, step: Path, s3_bucket: Any, mlops_bin: Any) -> World:
         origin,
         {
             "prep": {
-                "cmd": w.cmd(f"count:{w.counter}", "print:preparing", "copy:data/raw.txt=prep/clean.txt"),
+                "cmd": w.cmd(
+                    f"count:{w.counter}",
+                    "print:preparing",
+                    "copy:data/raw.txt=prep/clean.txt",
+                    "append:prep/clean.txt=cleaned",
+                ),
                 "deps": ["data/raw.txt"],
                 "outs": ["prep"],
             },
@@ -146,6 +152,7 @@ def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World)
     assert again["status"] == "restored" and again["key"] == train["key"] and again["outs"] == train["outs"]
     assert again["run_id"] == train["run_id"]
     assert counts(world.counter) == ["prep", "train"]  # nothing ran
+    assert cache_objects(b) == set()  # and nothing was fetched
     _untouched(b)
 
     # the key is the one `mlops run` computes for the stage in a clean workspace at that commit
@@ -163,7 +170,7 @@ def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World)
     for manifest in (prep, train):
         stage = graph.stage(manifest["stage"])
         assert read_inputs(repo, stage, ParamFiles(c)).run_key(stage) == manifest["key"]
-    lock = json.loads(json.dumps(__import__("yaml").safe_load((c / "pipeline.lock").read_text())))
+    lock = yaml.safe_load((c / "pipeline.lock").read_text())
     assert lock["stages"]["train"]["outs"][0]["hash"] == train["outs"][0]["hash"]
 
 
@@ -323,10 +330,15 @@ def test_commits_reach_workers_from_origin_or_as_a_bundle(world: World) -> None:
     assert git(driver, "show", f"{snapshot}:notes.py") == "print('untracked, not ignored')\n"
     assert f"{STORE}/refs/git/{snapshot}.bundle" in world.bucket.keys(f"{STORE}/refs/git/")
     world.sha = snapshot
-    # the worker cannot fetch the snapshot from origin: it comes from the bundle (prep, unchanged, by its key)
-    assert world.exec_json("train", worker)["params"] == {"params.yaml": {"train.epochs": 5}}
+    # a fresh worker cannot fetch the snapshot from origin: it comes from the bundle; prep (unchanged) is
+    # found by its key, and only train's own input (prep's output) is fetched, never prep's raw data
+    fresh = world.clone("fresh-worker")
+    ran = world.exec_json("train", fresh)
+    assert ran["status"] == "ran" and ran["params"] == {"params.yaml": {"train.epochs": 5}}
     assert counts(world.counter) == ["prep", "train", "train"]
-    _untouched(worker)
+    raw = yaml.safe_load((fresh / "data" / "raw.txt.mlops").read_text())
+    assert not cache_has(fresh, raw["hash"]) and cache_has(fresh, ran["deps"][0]["hash"])
+    _untouched(fresh)
 
 
 def test_a_dirty_tree_names_ten_files_then_how_many_more(repo: Any) -> None:
@@ -348,7 +360,6 @@ def test_a_dirty_tree_names_ten_files_then_how_many_more(repo: Any) -> None:
 
 @pytest.mark.timeout(300)
 def test_collect_writes_the_lock_mlops_run_would_and_then_run_runs_nothing(world: World) -> None:
-    import yaml
 
     # a DAG of stages that all succeed: prep and train
     pipeline = yaml.safe_load((world.origin / "pipeline.yaml").read_text())
