@@ -400,6 +400,9 @@ def clean_stale_worktrees(repo: Repo) -> int:
     if not top.is_dir():
         return 0
     for entry in sorted(top.iterdir()):
+        if entry.name.startswith("wt-") and entry.name.endswith(".lock") and not entry.with_suffix("").exists():
+            _remove_free_lock(entry)  # a run killed before its worktree existed
+            continue
         if not entry.is_dir() or not entry.name.startswith("wt-"):
             continue
         lock = _lock_of(entry)
@@ -415,6 +418,20 @@ def clean_stale_worktrees(repo: Repo) -> int:
             with contextlib.suppress(OSError):
                 lock.path.unlink()
     return removed
+
+
+def _remove_free_lock(path: Path) -> None:
+    lock = FileLock(path, what=f"stage exec worktree {path.stem}", timeout=0)
+    try:
+        lock.acquire()
+    except MlopsError:
+        return
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    finally:
+        lock.release()
 
 
 def _remove_worktree(repo: Repo, folder: Path) -> None:

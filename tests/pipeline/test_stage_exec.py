@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pipekit import cache_has, cache_objects, counts, git, step_cmd, wait_for, write_pipeline
+from pipekit import cache_has, cache_objects, counts, git, mlops, step_cmd, wait_for, write_pipeline
 
 from mlops.store.hashing import hash_bytes
 
@@ -401,3 +401,27 @@ def test_collect_writes_the_lock_mlops_run_would_and_then_run_runs_nothing(world
     git(c, "commit", "-qm", "later")
     refused = world.mlops("stage", "collect", "--rev", world.sha, cwd=c, code=2)
     assert "not " + world.sha[:12] in refused.stderr
+
+
+def test_without_a_remote_the_clone_works_alone(repo: Any) -> None:
+    """No remote configured: the stage runs in the private worktree, its entry goes to this clone's
+    run cache, and the next stage exec (or mlops run) restores it."""
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "in.txt").write_text("in\n")
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n"
+    )
+    exec_dir = repo.root / ".mlops" / "tmp" / "exec"
+    exec_dir.mkdir(parents=True)
+    (exec_dir / "wt-0123456789ab-dead.lock").write_text("")  # left by a run killed before its worktree existed
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    sha = git(repo.root, "rev-parse", "HEAD").strip()
+    first = exec_stage(Repo(repo.root), "copy", rev="HEAD")
+    assert (first.status, first.rev) == ("ran", sha)
+    assert exec_stage(Repo(repo.root), "copy", rev=sha).status == "restored"
+    assert not (repo.root / "out.txt").exists() and list(exec_dir.iterdir()) == []
+    ran = json.loads(mlops("run", "--json", cwd=repo.root).stdout)
+    assert [s["status"] for s in ran["stages"]] == ["restored"]
