@@ -123,7 +123,7 @@ def _untouched(clone: Path) -> None:
     assert leftovers == []
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World) -> None:
     a = world.clone("machine-a")
     prep = world.exec_json("prep", a)
@@ -174,7 +174,7 @@ def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World)
     assert lock["stages"]["train"]["outs"][0]["hash"] == train["outs"][0]["hash"]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
     a = world.clone("machine-a")
     failed = world.exec_json("bad", a, code=3)
@@ -192,7 +192,7 @@ def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
     assert "not found" in world.mlops("stage", "exec", "prep", "--rev", "f" * 40, cwd=a, code=2).stderr
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: World) -> None:
     a = world.clone("machine-a")
     before = world.bucket.keys(f"{STORE}/")
@@ -238,7 +238,7 @@ def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: Wor
     world.objects_intact()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_two_machines_racing_on_one_key_leave_one_entry(world: World) -> None:
     a, b = world.clone("machine-a"), world.clone("machine-b")
     world.exec_json("prep", a)
@@ -298,7 +298,7 @@ def test_received_manifests_are_checked(world: World) -> None:
     _untouched(a)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_commits_reach_workers_from_origin_or_as_a_bundle(world: World) -> None:
     from mlops.errors import UsageError
     from mlops.pipeline.stage_exec import prepare_commit
@@ -358,7 +358,7 @@ def test_a_dirty_tree_names_ten_files_then_how_many_more(repo: Any) -> None:
     assert refused.value.exit_code == 2
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_collect_writes_the_lock_mlops_run_would_and_then_run_runs_nothing(world: World) -> None:
 
     # a DAG of stages that all succeed: prep and train
