@@ -95,7 +95,7 @@ def collect(
                 )
             outs, produced_by = manifest.outs, manifest.run_id
         else:
-            hit = lookup(repo, target, key)
+            hit = lookup(repo, target, stage, key, warnings)
             if hit is None:
                 raise CouldNotComplete(
                     f"stage '{name}' has no result in the run cache (key {key}); nothing was written",
@@ -137,4 +137,4 @@ def collect(
             warnings += sent.warnings
         except MlopsError as exc:
             warnings.append(f"run {run_id} not pushed to remote '{target.name}': {exc.message}")
-    return CollectResult(sha, run_id, tuple(results), pushed, tuple(warnings))
+    return CollectResult(sha, run_id, tuple(results), pushed, tuple([*inputs_of.warnings, *warnings]))

@@ -57,7 +57,7 @@ from ..remotes.base import Remote
 from ..repo.repo import DOT, Repo
 from ..store.hashing import is_hash
 from ..tracking.store import RUN_ID, new_run_id
-from . import runcache, shared_cache
+from . import runcache
 from .graph import Graph, build_graph
 from .lock import LockedPath
 from .params import ParamFiles
@@ -88,6 +88,8 @@ class StageManifest:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     env: dict[str, str | None] = field(default_factory=dict)
     outs: tuple[LockedPath, ...] = ()
+    # what was taken as a miss, and why (a damaged remote entry): shown on stderr, not in the manifest
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -526,6 +528,7 @@ class _Inputs:
         self.pointers = {p.target: p for p in workspace_pointers(workspace)}
         self.results: dict[str, tuple[tuple[LockedPath, ...], str | None]] = {}
         self.placed: set[str] = set()
+        self.warnings: list[str] = []
 
     def read(self, stage: Stage) -> StageInputs:
         """The stage's inputs; its dependencies by hash, without fetching what has one already."""
@@ -553,7 +556,7 @@ class _Inputs:
         else:
             stage = self.graph.stage(name)
             key = self.read(stage).run_key(stage)
-            hit = lookup(self.owner, self.remote, key)
+            hit = lookup(self.owner, self.remote, stage, key, self.warnings)
             if hit is None:
                 raise CouldNotComplete(
                     f"upstream stage '{name}' has no result in the run cache (key {key})",
@@ -604,11 +607,12 @@ class _Inputs:
         )
 
 
-def lookup(repo: Repo, remote: Remote | None, key: str) -> runcache.CacheHit | None:
-    """The entry under ``key``: the local run cache (objects or not), then the remote's."""
+def lookup(repo: Repo, remote: Remote | None, stage: Stage, key: str, warnings: list[str]) -> runcache.CacheHit | None:
+    """The entry under ``key``: the local run cache (objects or not), then the remote's (which
+    must name exactly the stage's outputs; a bad one is a miss, with a warning)."""
     hit = runcache.lookup_entry(repo, key, need_objects=False)
     if hit is None and remote is not None:
-        hit = shared_cache.remote_lookup(remote, key)
+        hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
     return hit
 
 
@@ -672,11 +676,21 @@ def exec_stage(
 
         def manifest(status: str, outs: tuple[LockedPath, ...], run_id: str | None) -> StageManifest:
             return StageManifest(
-                name, sha, key, status, run_id, time.time() - started, inputs.deps, inputs.params, inputs.env, outs
+                name,
+                sha,
+                key,
+                status,
+                run_id,
+                time.time() - started,
+                inputs.deps,
+                inputs.params,
+                inputs.env,
+                outs,
+                tuple(inputs_of.warnings),
             )
 
         if cacheable:
-            hit = _restorable(repo, work, target, key)
+            hit = _restorable(repo, work, target, stage, key, inputs_of.warnings)
             if hit is not None:
                 return manifest(RESTORED, hit.outs, hit.run_id)
         # a miss: this stage's inputs only, then its command
@@ -694,8 +708,9 @@ def exec_stage(
         if target is None:
             runcache.record(repo, key, outs, run_id=run_id)
             return manifest(RAN, outs, run_id)
-        published = shared_cache.publish(repo, target, key, outs, run_id=run_id)
+        published = runcache.publish(repo, target, key, outs, run_id=run_id)
         if published.created:
+            runcache.record(repo, key, outs, run_id=run_id)  # this clone's run cache knows it too
             return manifest(RAN, outs, run_id)
         return manifest(ADOPTED, published.hit.outs, published.hit.run_id)
 
@@ -769,10 +784,12 @@ def _check_image(stage: Stage, image_digest: str | None) -> None:
         )
 
 
-def _restorable(repo: Repo, work: Repo, remote: Remote | None, key: str) -> runcache.CacheHit | None:
+def _restorable(
+    repo: Repo, work: Repo, remote: Remote | None, stage: Stage, key: str, warnings: list[str]
+) -> runcache.CacheHit | None:
     """A hit another task can use: on the remote; or here with its objects, then pushed and published."""
     if remote is not None:
-        hit = shared_cache.remote_lookup(remote, key)
+        hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
         if hit is not None:
             return hit
     hit = runcache.lookup_entry(repo, key)
@@ -781,7 +798,7 @@ def _restorable(repo: Repo, work: Repo, remote: Remote | None, key: str) -> runc
     if remote is None:
         return hit
     _push_outputs(work, remote, hit.outs)
-    return shared_cache.publish(repo, remote, key, hit.outs, run_id=hit.run_id).hit
+    return runcache.publish(repo, remote, key, hit.outs, run_id=hit.run_id).hit
 
 
 def _run(
