@@ -245,7 +245,7 @@ def _git_env(root: Path, index: str, *args: str) -> str:
     return done.stdout.decode().strip()
 
 
-def _commit_of(root: Path, rev: str) -> str | None:
+def commit_of(root: Path, rev: str) -> str | None:
     done = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
     sha = done.stdout.decode().strip()
     return sha if done.returncode == 0 and SHA.fullmatch(sha) else None
@@ -255,24 +255,24 @@ def resolve_commit(repo: Repo, rev: str, remote: Remote | None = None) -> str:
     """The full sha of ``rev``: here, else fetched from ``origin``, else from the bundle on ``remote``."""
     if not rev or len(rev) > 256 or rev.startswith("-") or not rev.isprintable():
         raise UsageError(f"not a revision: {_shown(rev)}", hint="pass a commit sha: --rev $(git rev-parse HEAD)")
-    sha = _commit_of(repo.root, rev)
+    sha = commit_of(repo.root, rev)
     if sha:
         return sha
     has_origin = _git(repo.root, "remote", "get-url", "origin", check=False).returncode == 0
     if has_origin:
         if SHA.fullmatch(rev):
             _git(repo.root, "fetch", "--quiet", "--no-tags", "origin", rev, check=False)
-        sha = _commit_of(repo.root, rev)
+        sha = commit_of(repo.root, rev)
         if not sha:
             _git(repo.root, "fetch", "--quiet", "origin", check=False)
-            sha = _commit_of(repo.root, rev) or _commit_of(repo.root, f"origin/{rev}")
+            sha = commit_of(repo.root, rev) or commit_of(repo.root, f"origin/{rev}")
         if sha:
             return sha
     if remote is not None and SHA.fullmatch(rev):
         data = remote.get_ref(BUNDLE_REF.format(sha=rev))
         if data is not None:
             _unbundle(repo, data, rev)
-            sha = _commit_of(repo.root, rev)
+            sha = commit_of(repo.root, rev)
             if sha:
                 return sha
     where = "here" + (", on origin" if has_origin else "") + (f" or on remote '{remote.name}'" if remote else "")
@@ -302,7 +302,7 @@ def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None
 
     A dirty tree without ``allow_dirty`` is a UsageError naming the changed files. A clean HEAD
     that no remote-tracking branch contains is bundled too (a worker's origin lacks it)."""
-    head = _commit_of(repo.root, "HEAD")
+    head = commit_of(repo.root, "HEAD")
     if head is None:
         raise UsageError("the repository has no commit yet", hint="commit the project: workers run a commit")
     target = remote if isinstance(remote, Remote) else open_remote_or_none(repo, remote)
@@ -506,7 +506,7 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-class _Inputs:
+class InputResolver:
     """A stage's inputs at the commit, as `mlops run` would read them in a clean workspace."""
 
     def __init__(
@@ -669,7 +669,7 @@ def exec_stage(
         for manifest in upstream:
             check_manifest_outputs(graph, manifest, f"--upstream of stage '{manifest.stage}'")
             manifests[manifest.stage] = manifest
-        inputs_of = _Inputs(work, repo, graph, target, manifests)
+        inputs_of = InputResolver(work, repo, graph, target, manifests)
         inputs = inputs_of.read(stage)
         key = inputs.run_key(stage)
         cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
