@@ -553,6 +553,8 @@ class InputResolver:
         manifest = self.manifests.get(name)
         if manifest is not None:
             found = (manifest.outs, manifest.run_id)
+        elif self.graph.stage(name).frozen:
+            found = (frozen_outputs(self.repo, self.graph.stage(name)), None)
         else:
             stage = self.graph.stage(name)
             key = self.read(stage).run_key(stage)
@@ -605,6 +607,20 @@ class InputResolver:
             remote=self.remote.name,
             only_roots=[Root(h, is_dir, label, None if is_dir else size) for h, is_dir, label, size in roots],
         )
+
+
+def frozen_outputs(work: Repo, stage: Stage) -> tuple[LockedPath, ...]:
+    """A frozen stage never runs: its outputs are what pipeline.lock at the commit records."""
+    from .lock import read_lock
+
+    entry = read_lock(work.root).get(stage.name)
+    if entry is None or not entry.outs or any(o.hash is None for o in entry.outs):
+        raise CouldNotComplete(
+            f"stage '{stage.name}' is frozen, and pipeline.lock at this commit records no outputs for it",
+            hint="unfreeze it, or run it once and commit pipeline.lock",
+            stage=stage.name,
+        )
+    return entry.outs
 
 
 def lookup(repo: Repo, remote: Remote | None, stage: Stage, key: str, warnings: list[str]) -> runcache.CacheHit | None:
@@ -689,6 +705,8 @@ def exec_stage(
                 tuple(inputs_of.warnings),
             )
 
+        if stage.frozen:  # as `mlops run` leaves it: what pipeline.lock records, never run
+            return manifest(RESTORED, frozen_outputs(work, stage), None)
         if cacheable:
             hit = _restorable(repo, work, target, stage, key, inputs_of.warnings)
             if hit is not None:

@@ -425,3 +425,12 @@ def test_without_a_remote_the_clone_works_alone(repo: Any) -> None:
     assert not (repo.root / "out.txt").exists() and list(exec_dir.iterdir()) == []
     ran = json.loads(mlops("run", "--json", cwd=repo.root).stdout)
     assert [s["status"] for s in ran["stages"]] == ["restored"]
+    # a frozen stage never runs: its outputs are what pipeline.lock at the commit records
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n    frozen: true\n"
+    )
+    (repo.root / "in.txt").write_text("changed\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "frozen")
+    frozen = exec_stage(Repo(repo.root), "copy", rev="HEAD")
+    assert frozen.status == "restored" and frozen.outs == first.outs
