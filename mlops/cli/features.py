@@ -100,3 +100,85 @@ def get_training_set(
     out.line(f"wrote {result.output}: {result.rows} rows, {len(result.features)} features of '{result.service}'")
     rows: list[Any] = [(view, count, result.rows) for view, count in result.filled.items()]
     out.table(["view", "rows with values", "of"], rows)
+
+
+@command(features_app, "materialize")
+def materialize(
+    service: str = typer.Option(..., "--service", "-s", help="The feature service whose views to materialize."),
+    end: str | None = typer.Option(
+        None, "--end", help="Materialize values as of this time (ISO 8601, default now; never in the future)."
+    ),
+    full: bool = typer.Option(False, "--full", help="Rebuild each view whole instead of from its watermark."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Write the latest value within TTL of each entity into the online store (SQLite in .mlops/, or Redis)."""
+    from ..features.definitions import load_definitions
+    from ..features.online import materialize as do_materialize
+    from ..features.online import parse_time
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    moment = parse_time(end, zone=load_definitions(repo.root).timezone) if end else None
+    try:
+        result = do_materialize(repo, service=service, end=moment, full=full)
+    except FormatError as exc:
+        _each_problem(out, exc)
+        raise
+    if out.json:
+        out.emit_json(
+            {
+                "service": result.service,
+                "end": result.end,
+                "store": result.store,
+                "views": [
+                    {
+                        "view": v.view,
+                        "mode": v.mode,
+                        "entities": v.entities,
+                        "watermark_before": v.watermark_before or None,
+                        "watermark": v.watermark,
+                    }
+                    for v in result.views
+                ],
+            }
+        )
+        return
+    out.line(f"materialized '{result.service}' as of {result.end} into {result.store}")
+    out.table(
+        ["view", "mode", "entities written", "watermark"],
+        [(v.view, v.mode, v.entities, v.watermark) for v in result.views],
+    )
+
+
+@command(features_app, "get-online")
+def get_online(
+    service: str = typer.Option(..., "--service", "-s", help="The feature service."),
+    entity: list[str] = typer.Option(..., "--entity", "-e", help="A join key and its value: customer_id=42."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Read one entity's feature values from the online store (an expired value is missing)."""
+    from ..errors import UsageError
+    from ..features.online import get_online as lookup
+
+    out = Output(json_output=json_output)
+    keys: dict[str, str] = {}
+    for item in entity:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--entity {item!r}: expected NAME=VALUE", hint="e.g. --entity customer_id=42")
+        keys[name.strip()] = value.strip()
+    result = lookup(find_repo(), service=service, entity=keys)
+    if out.json:
+        out.emit_json(
+            {
+                "service": result.service,
+                "entity": result.entity,
+                "features": result.values,
+                "missing": list(result.missing),
+                "event_times": result.event_times,
+            }
+        )
+        return
+    out.table(["feature", "value"], [(name, value) for name, value in result.values.items()])
+    if result.missing:
+        out.warn(f"no value within TTL: {', '.join(result.missing)}")
