@@ -51,7 +51,7 @@ TOP_KEYS = {"format", "project", "timezone", "online_store", "entities", "source
 ENTITY_KEYS = {"join_keys", "value_type", "description", "tags"}
 SOURCE_KEYS = {"path", "file_format", "timestamp_field", "created_timestamp_column", "timezone", "description", "tags"}
 VIEW_KEYS = {"entities", "source", "ttl", "schema", "online", "description", "tags"}
-SERVICE_KEYS = {"features", "description", "tags"}
+SERVICE_KEYS = {"features", "defaults", "allow_direct", "description", "tags"}
 #: feature and key types; Feast's names (Int64, Float32, String, Bool, UnixTimestamp) are accepted too
 TYPES = ("int32", "int64", "float32", "float64", "string", "bool", "timestamp")
 TYPE_ALIASES = {"unixtimestamp": "timestamp", "str": "string", "int": "int64", "float": "float64", "double": "float64"}
@@ -107,6 +107,11 @@ class FeatureService:
     name: str
     features: tuple[FeatureRef, ...]
     where: str = field(default="", compare=False)
+    #: serving's missing-feature policy: feature name -> the value used when the store has none
+    #: (a feature without a default makes such a request a 400 that names it)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    #: whether callers of a model served with this service may send its features themselves
+    allow_direct: bool = False
 
     def views(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(ref.view for ref in self.features))
@@ -429,4 +434,21 @@ def _service(
     for ref in refs:
         if ref.feature in keys:
             problems.add((*path, "features"), f"feature '{ref}' has the name of a join key")
-    return FeatureService(name, tuple(dict.fromkeys(refs)), problems.where(path, key=True))
+    defaults = body.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        problems.add((*path, "defaults"), "defaults must map feature names to values")
+        defaults = {}
+    for feature, value in defaults.items():
+        if feature not in seen:
+            problems.add(
+                (*path, "defaults", feature), f"default for {feature!r}, not a feature of this service", key=True
+            )
+        elif isinstance(value, (dict, list)):
+            problems.add((*path, "defaults", feature), f"the default of '{feature}' must be a single value")
+    allow_direct = body.get("allow_direct", False)
+    if not isinstance(allow_direct, bool):
+        problems.add((*path, "allow_direct"), "allow_direct must be true or false")
+        allow_direct = False
+    return FeatureService(
+        name, tuple(dict.fromkeys(refs)), problems.where(path, key=True), dict(defaults), allow_direct
+    )

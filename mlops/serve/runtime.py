@@ -57,6 +57,7 @@ class Served:
     model: Any
     batcher: Batcher
     unused_since: float | None = None
+    features: Any = None  # FeatureInputs when the signature names a feature service (serve/features.py)
 
     @property
     def version(self) -> int:
@@ -225,7 +226,7 @@ class Runtime:
             initializer=_model_thread_setup,
         )
         batcher.start()
-        served = Served(info, model, batcher)
+        served = Served(info, model, batcher, features=_feature_inputs(self.repo, signature))
         self.served[info.version] = served
         return served
 
@@ -455,6 +456,10 @@ class Runtime:
             variant, served = route.choose(headers.get(header))
         if inputs is None or served.signature != route.production.signature:
             inputs = wire.parse(document, served.signature)
+        if served.features is not None:  # entity keys in, the feature service's values looked up
+            inputs, problems = served.features.fill(inputs, served.signature.names)
+            if problems:
+                return Prepared(variant, served, inputs, inputs.columns, problems)
         columns, problems = _checked(served.signature, inputs, key_field)
         shadow = route.shadow if variant == PRODUCTION and version is None else None
         shadow_columns: dict[str, list[Any]] | None = None
@@ -650,6 +655,15 @@ class Runtime:
         )
         await self._check_deployment()
         return new
+
+
+def _feature_inputs(repo: Repo, signature: Signature | None) -> Any:
+    """The feature lookups of a signature that names a feature service (None for the others)."""
+    if signature is None or not signature.feature_service:
+        return None
+    from .features import FeatureInputs
+
+    return FeatureInputs(repo, signature.feature_service)
 
 
 def _read_deployment(repo: Repo, model: str) -> tuple[str | None, Deployment | None, MlopsError | None]:

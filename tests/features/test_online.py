@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -184,9 +185,10 @@ def redis_url(tmp_path: Path):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     pytest.importorskip("redis")
     import redis
-    from conftest import free_port
 
-    port = free_port()
+    with socket.socket() as probe:  # a free port on 127.0.0.1
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     proc = subprocess.Popen(
         [
             binary,
