@@ -114,3 +114,6 @@ def test_served_with_entity_keys_matches_the_offline_training_set(repo, cli) -> 
 
     logged = pa.concat_tables([pq.read_table(p) for p in log_files(repo, "churn")]).to_pandas()
     assert list(logged["total_purchases"][: len(customers)]) == list(offline["total_purchases"])
+    # skew: the served feature values against the training set, as drift
+    result = cli("drift", "train.parquet", "serving:churn", "--columns", ",".join(names), "--json")
+    assert {c["column"] for c in json.loads(result.stdout)["columns"]} == set(names)
