@@ -361,6 +361,10 @@ def entity_key(value: Any, value_type: str) -> str:
     """An entity key as the store holds it: the decimal text of an integer, or the string."""
     kind = normalise_type(value_type) or "int64"
     if kind in ("int32", "int64"):
+        if isinstance(value, float) and value.is_integer():  # JSON's 42.0
+            value = int(value)
+        if isinstance(value, bool) or isinstance(value, float):
+            raise UsageError(f"entity key {value!r} is not a whole number")
         try:
             return str(int(str(value).strip()))
         except ValueError:

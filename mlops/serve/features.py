@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import MlopsError, UsageError
 from ..features.definitions import load_definitions
 from ..features.online import OnlineReader
 from ..repo.repo import Repo
-from .protocols import Inputs
+from .protocols import BadRequest, Inputs
 
 MAX_LISTED = 5  # missing features named per response, the rest counted
 
@@ -51,7 +52,13 @@ class FeatureInputs:
             if any(value is None for value in entity.values()):
                 found: dict[str, Any] = {}
             else:
-                found = self.reader.lookup(entity).values
+                try:
+                    found = self.reader.lookup(entity).values
+                except UsageError as exc:  # a key that is not of its entity's type
+                    problems.append(f"row {row}: {exc.message}")
+                    continue
+                except MlopsError as exc:  # the store cannot answer (Redis down, file unreadable)
+                    raise BadRequest([f"the online store cannot answer: {exc.message}"], status=503) from None
             for ref in wanted:
                 value = found.get(ref.feature)
                 if value is None:
@@ -61,6 +68,8 @@ class FeatureInputs:
                         missing[str(ref)] = missing.get(str(ref), 0) + 1
                         first_missing.setdefault(str(ref), entity)
                 looked_up[ref.feature].append(value)
+        if problems:
+            return inputs, problems
         for name, count in list(missing.items())[:MAX_LISTED]:
             where = ", ".join(f"{k}={v}" for k, v in first_missing[name].items())
             rows = f" (and {count - 1} more rows)" if count > 1 else ""

@@ -100,6 +100,11 @@ def test_served_with_entity_keys_matches_the_offline_training_set(repo, cli) -> 
             text = json.dumps(r.json())
             assert "customer_stats:total_purchases for customer_id=999" in text
             assert "avg_order_value" not in text
+            # a key of the wrong type is the caller's mistake (400), 42.0 is 42
+            r = c.post("/predict", json={"records": [{"customer_id": "abc"}]})
+            assert r.status_code == 400 and "not a whole number" in r.text
+            r = c.post("/predict", json={"records": [{"customer_id": 1.0}]})
+            assert r.status_code == 200 and r.json()["predictions"] == served[:1]
             # sending the features themselves is refused unless the service allows it
             r = c.post("/predict", json={"records": [{"customer_id": 1, "total_purchases": 3}]})
             assert r.status_code == 400 and "allow_direct" in r.text
