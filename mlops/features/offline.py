@@ -161,7 +161,9 @@ def build_training_set(
                 f"the entity rows have no '{entity.join_key}' column (the join key of entity '{entity.name}')"
             )
         keys[entity.name] = cast_key(rows.column(entity.join_key), entity.value_type, "entity rows")
-    base = {"entity_row": pa.array(range(rows.num_rows), type=pa.int64()), "ts": times}
+    import numpy as np
+
+    base = {"entity_row": pa.array(np.arange(rows.num_rows, dtype=np.int64)), "ts": times}
     base.update({f"k_{name}": column for name, column in keys.items()})
     entity_table = pa.table(base)
     out = rows.set_column(rows.column_names.index(timestamp_column), timestamp_column, _utc(times))
@@ -229,7 +231,7 @@ def _join_view(con: Any, defs: Definitions, repo: Repo, service: FeatureService,
     within = f"r.event_ts >= p.ts - INTERVAL '{int(ttl)} seconds'" if ttl else "TRUE"
     selected = ", ".join(f'CASE WHEN {within} THEN r."{f}" END AS "{f}"' for f in wanted)
     query = f"""
-        WITH ranked AS (
+        WITH ranked AS MATERIALIZED (  -- read twice below: computed once
             SELECT *, greatest(event_ts, created_ts) AS visible,
                    row_number() OVER (PARTITION BY key ORDER BY event_ts, created_ts, "row") AS rank
             FROM view_rows WHERE key IS NOT NULL AND event_ts IS NOT NULL

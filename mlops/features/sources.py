@@ -174,6 +174,7 @@ def read_view_table(repo: Repo, defs: Definitions, view: FeatureView) -> Any:
 
     ``created_ts`` is the event time where the source has no created column or the value is null.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -208,7 +209,7 @@ def read_view_table(repo: Repo, defs: Definitions, view: FeatureView) -> Any:
         "key": cast_key(table.column(entity.join_key), entity.value_type, where),
         "event_ts": event,
         "created_ts": created,
-        "row": pa.array(range(table.num_rows), type=pa.int64()),
+        "row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
     }
     for feature, kind in view.features:
         columns[feature] = cast_feature(table.column(feature), kind, f"{where}: '{feature}'")
