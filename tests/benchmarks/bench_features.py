@@ -6,8 +6,10 @@ in one run; and online lookups of 10 features for one entity (p99, in-process).
 
 Each side runs in a subprocess of its own on the same files and definitions (two views of five
 features over one entity; a created timestamp on both), so peak memory (ru_maxrss) is that
-side's alone. Feast runs in its own virtual environment (pip install feast); without
---feast-python only mlops is measured. Both answers are compared on the rows where both finish.
+side's alone. Feast runs in its own virtual environment (pip install feast); with it, mlops'
+features.yaml is `mlops import feast` of the Feast repository written here (so the import is
+checked against Feast's own answer too); without --feast-python only mlops is measured. Both
+answers are compared on the rows where both finish.
 """
 
 from __future__ import annotations
@@ -235,16 +237,22 @@ def main() -> None:
     (root / "features.yaml").write_text(FEATURES_YAML)
     sys.path.insert(0, str(PROJECT))
     from mlops.data.add import add
-    from mlops.repo.repo import init_repo
+    from mlops.repo.repo import Repo, init_repo
 
     add(init_repo(root, no_git=True), [str(root / "data" / f"view_{v}.parquet") for v in "ab"])  # sources are tracked
     print(
         f"data: {args.entities} entity rows, {args.rows} feature rows ({time.perf_counter() - started:.1f}s) in {root}"
     )
+    if args.feast_python:
+        # the same definitions for both sides: mlops' features.yaml is `mlops import feast` of Feast's repository
+        setup_feast(args.feast_python, root)
+        from mlops.features.feast import import_feast
+
+        imported = import_feast(Repo(root), root / "feast_repo", force=True)
+        assert not imported.notes, imported.notes
     ours = run_side(sys.executable, MLOPS_SIDE, root, 3600, _env())
     print(f"mlops: {ours['seconds']:.2f}s, peak {ours['peak_mib']:.0f} MiB")
     if args.feast_python:
-        setup_feast(args.feast_python, root)
         theirs = run_side(args.feast_python, FEAST_SIDE, root, args.feast_timeout, dict(os.environ))
         if theirs is None:
             print(f"feast: did not finish in {args.feast_timeout:.0f}s")
