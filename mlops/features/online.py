@@ -26,7 +26,7 @@ from ..errors import ConfigError, RemoteError, UsageError
 from ..fsio import atomic_write
 from ..repo.repo import Repo
 from .definitions import Definitions, FeatureView, normalise_type
-from .offline import engine
+from .offline import connect
 from .sources import read_view_table
 from .validate import checked_definitions
 
@@ -307,7 +307,7 @@ def _latest_rows(repo: Repo, defs: Definitions, view: FeatureView, start_us: int
         if pa.types.is_timestamp(kind) and kind.tz is not None:
             table = table.set_column(index, name, table.column(name).cast(pa.timestamp("us")))
     features = [f for f, _ in view.features]
-    con = engine().connect(":memory:")
+    con = connect()
     try:
         con.register("view_rows", table)
         window = "greatest(event_ts, created_ts) <= make_timestamp($end)"
