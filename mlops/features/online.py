@@ -101,20 +101,19 @@ class SqliteStore:
 
     def write(self, view: str, rows: Iterable[tuple[str, int, int, str]], mark: Watermark, *, rebuild: bool) -> int:
         """Upsert rows (a newer or equal (event, created) wins) and move the watermark, in one transaction."""
-        count = 0
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             if rebuild:
                 self.conn.execute("DELETE FROM feature_values WHERE view = ?", (view,))
-            for key, event, created, payload in rows:
-                self.conn.execute(
-                    "INSERT INTO feature_values VALUES (?, ?, ?, ?, ?) ON CONFLICT (view, entity_key) DO UPDATE SET "
-                    "event_us = excluded.event_us, created_us = excluded.created_us, payload = excluded.payload "
-                    "WHERE excluded.event_us > event_us OR "
-                    "(excluded.event_us = event_us AND excluded.created_us >= created_us)",
-                    (view, key, event, created, payload),
-                )
-                count += 1
+            counted = ((view, *row) for row in rows)
+            cursor = self.conn.executemany(
+                "INSERT INTO feature_values VALUES (?, ?, ?, ?, ?) ON CONFLICT (view, entity_key) DO UPDATE SET "
+                "event_us = excluded.event_us, created_us = excluded.created_us, payload = excluded.payload "
+                "WHERE excluded.event_us > event_us OR "
+                "(excluded.event_us = event_us AND excluded.created_us >= created_us)",
+                counted,
+            )
+            count = cursor.rowcount if cursor.rowcount >= 0 else 0
             self.conn.execute(
                 "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?)", (view, mark.micros, mark.source_hash)
             )
@@ -182,14 +181,14 @@ class RedisStore:
             if rebuild:
                 for keys in _batches(self.client.scan_iter(match=f"{self.prefix}v:{view}:*", count=1000), 1000):
                     self.client.delete(*keys)
-            count = 0
+            count, queued = 0, 0  # count: values the script wrote (an older value than the stored one is not)
             pipe = self.client.pipeline(transaction=False)
             for key, event, created, payload in rows:
                 self.upsert(keys=[f"{self.prefix}v:{view}:{key}"], args=[event, created, payload], client=pipe)
-                count += 1
-                if count % 1000 == 0:
-                    pipe.execute()
-            pipe.execute()
+                queued += 1
+                if queued % 1000 == 0:
+                    count += sum(int(done) for done in pipe.execute())
+            count += sum(int(done) for done in pipe.execute())
             self.client.hset(f"{self.prefix}watermark:{view}", mapping={"us": mark.micros, "hash": mark.source_hash})
             return count
 
@@ -238,7 +237,7 @@ def store_name(repo: Repo, defs: Definitions) -> str:
 class ViewMaterialized:
     view: str
     mode: str  # full | incremental | up to date
-    entities: int  # rows written (upserts tried)
+    entities: int  # entities whose value was written (a value older than the stored one is not)
     watermark_before: str  # ISO time, "" for none
     watermark: str
 
