@@ -17,6 +17,7 @@ from ..features.definitions import load_definitions
 from ..features.online import OnlineReader
 from ..repo.repo import Repo
 from .protocols import BadRequest, Inputs
+from .signature import Column, Signature, dtype_kind
 
 MAX_LISTED = 5  # missing features named per response, the rest counted
 
@@ -29,6 +30,16 @@ class FeatureInputs:
         self.reader = OnlineReader(repo, defs, service)
         self.service = self.reader.service
         self.keys = self.reader.join_keys()
+
+    def request_signature(self, signature: Signature) -> Signature:
+        """What a request is parsed with: the entity keys first, then the model's inputs (a V2 tensor
+        named customer_id is then a column, not a matrix of the model's inputs)."""
+        keys = tuple(
+            Column(key, kind, dtype_kind(kind), False)
+            for key, kind in self.keys.items()
+            if signature.column(key) is None
+        )
+        return Signature(keys + signature.inputs, signature.outputs, signature.feature_service)
 
     def fill(self, inputs: Inputs, takes: tuple[str, ...]) -> tuple[Inputs, list[str]]:
         """The request's columns with the service's features looked up, and the problems (a 400)."""

@@ -454,12 +454,13 @@ class Runtime:
         else:
             header = (dep.key_header if dep is not None else None) or "x-request-id"
             variant, served = route.choose(headers.get(header))
-        if inputs is None or served.signature != route.production.signature:
-            inputs = wire.parse(document, served.signature)
         if served.features is not None:  # entity keys in, the feature service's values looked up
+            inputs = wire.parse(document, served.features.request_signature(served.signature))
             inputs, problems = served.features.fill(inputs, served.signature.names)
             if problems:
                 return Prepared(variant, served, inputs, inputs.columns, problems)
+        elif inputs is None or served.signature != route.production.signature:
+            inputs = wire.parse(document, served.signature)
         columns, problems = _checked(served.signature, inputs, key_field)
         shadow = route.shadow if variant == PRODUCTION and version is None else None
         shadow_columns: dict[str, list[Any]] | None = None

@@ -100,6 +100,11 @@ def test_served_with_entity_keys_matches_the_offline_training_set(repo, cli) -> 
             text = json.dumps(r.json())
             assert "customer_stats:total_purchases for customer_id=999" in text
             assert "avg_order_value" not in text
+            # the Open Inference Protocol: one tensor of entity keys
+            tensor = {"name": "customer_id", "shape": [2], "datatype": "INT64", "data": customers[:2]}
+            r = c.post("/v2/models/churn/infer", json={"inputs": [tensor]})
+            assert r.status_code == 200, r.text
+            assert r.json()["outputs"][0]["data"] == served[:2]
             # a key of the wrong type is the caller's mistake (400), 42.0 is 42
             r = c.post("/predict", json={"records": [{"customer_id": "abc"}]})
             assert r.status_code == 400 and "not a whole number" in r.text
