@@ -273,6 +273,10 @@ run git commit -q -am "one more customer, recorded and the pipeline rerun"
 run mlops hooks status
 # --- end of git hooks ---------------------------------------------------------------------------
 
+# --- feature store (issue 17) ------------------------------------------------------------------
+bash "$here/examples/features/demo.sh"
+# --- end of feature store -----------------------------------------------------------------------
+
 step "the audit trail is whole: every registration, approval, transition, rollback and drift verdict"
 run mlops history churn
 run mlops audit verify

@@ -1,4 +1,4 @@
-"""Pipeline commands: run, dag, import dvc."""
+"""Pipeline commands: run, dag, import dvc (and import feast, the feature store's importer)."""
 
 from __future__ import annotations
 
@@ -350,3 +350,42 @@ def warn_missing_dvc_data(out: Output, repo: Any) -> list[Any]:
         for item in missing:
             out.warn(item.message)
     return missing
+
+
+# --- mlops import feast: the feature store's importer (mlops/features/feast.py) -----------------
+
+
+@command(import_app, "feast")
+def import_feast(
+    feature_repo: str = typer.Argument(..., help="The Feast feature repository (where feature_store.yaml is)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing features.yaml."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Convert a Feast repository of file sources into features.yaml (its Python is read, never run)."""
+    from ..features.feast import import_feast as do_import
+
+    out = Output(json_output=json_output)
+    result = do_import(find_repo(), feature_repo, force=force)
+    if out.json:
+        out.emit_json(
+            {
+                "written": result.written,
+                "path": result.path,
+                "entities": result.entities,
+                "sources": result.sources,
+                "feature_views": result.feature_views,
+                "feature_services": result.feature_services,
+                "not_carried": list(result.notes),
+                "untracked_sources": list(result.untracked),
+            }
+        )
+        return
+    verb = "wrote" if result.written else "up to date:"
+    out.line(
+        f"{verb} {result.path} ({result.entities} entities, {result.sources} sources, "
+        f"{result.feature_views} feature views, {result.feature_services} feature services)"
+    )
+    for note in result.notes:
+        out.warn(f"not carried: {note}")
+    if result.untracked:
+        out.warn(f"track the sources, then validate: mlops add {' '.join(result.untracked)} && mlops features validate")

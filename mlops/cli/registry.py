@@ -603,6 +603,13 @@ def render_lineage(doc: dict[str, Any]) -> list[str]:
     lines = [
         f"{model['ref']} ({model['stage']}) {model['filename']} {model['flavor']} artifact {_short(model['artifact'])}"
     ]
+    training_set = doc.get("training_set")
+    if training_set:  # a feature-store training set (docs/features.md)
+        lines.append(
+            f"├─ feature service {training_set.get('service')} ({training_set.get('definitions_hash', '')[:19]})"
+        )
+        for name, source in (training_set.get("sources") or {}).items():
+            lines.append(f"│    <- source {name}: {source.get('path')} ({_short(source.get('hash') or '')})")
     run = doc.get("run")
     if not run:
         lines.append("└─ no run linked (registered without --run)")

@@ -103,6 +103,16 @@ def render_card(mv: ModelVersion, events: list[dict[str, Any]] | None = None) ->
             lines += _table(["param", "value"], [[k, v] for k, v in sorted(mv.params.items())])
     else:
         lines.append("_Registered without a run (`mlops register --run RUN` links one)._")
+    training_set = lineage.get("training_set")
+    if training_set:  # built by the feature store: the service, definitions and sources it came from
+        lines.append(
+            f"- training set of feature service `{training_set.get('service')}` "
+            f"(definitions `{str(training_set.get('definitions_hash', ''))[:19]}`): "
+            + ", ".join(
+                f"`{s.get('path')}` `{str(s.get('hash', ''))[:12]}`"
+                for s in (training_set.get("sources") or {}).values()
+            )
+        )
     lines += ["", "## Approvals", ""]
     if mv.approvals:
         lines += _table(

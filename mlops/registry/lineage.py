@@ -364,4 +364,6 @@ def lineage_doc(mv: Any) -> dict[str, Any]:
         "stages": stages,
         "data": [dict(d) for d in mv.data],
         "git_commit": mv.git_commit,
+        # a feature-store training set (mlops features get-training-set): service, definitions, sources
+        "training_set": info.get("training_set"),
     }

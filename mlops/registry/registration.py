@@ -178,6 +178,9 @@ def _register_locked(
             warnings.extend(notes)
         elif infer_signature:
             warnings.append("no signature: give sample data with --signature-from to infer one")
+    training_set = training_set_lineage([p for p in (signature_from, *data) if p is not None])
+    if training_set is not None and signature:
+        signature["feature_service"] = training_set["service"]  # serve then takes entity keys
     record: dict[str, Any] = {
         "version": 0,
         "stage": NONE,
@@ -208,6 +211,8 @@ def _register_locked(
     }
     if declared:
         record["declared"] = declared
+    if training_set is not None:  # a feature-store training set: its service and hashes join the lineage
+        record["lineage"] = {**record["lineage"], "training_set": training_set}
     with transaction(repo) as txn:
         doc = txn.model(name, create=True)
         new_model = txn.is_new(name)
@@ -230,6 +235,30 @@ def _register_locked(
             **({"declared": declared} if declared else {}),
         )
     return RegisterResult(version_view(doc, record), new_model, tuple(warnings))
+
+
+def training_set_lineage(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any] | None:
+    """What the first feature-store training set among ``paths`` records of where it came from
+    (its Parquet metadata ``mlops.training_set``: service, features, definitions' and sources'
+    hashes), or None. Read here, not through mlops.features, which stands above the registry."""
+    for path in paths:
+        if not str(path).lower().endswith((".parquet", ".pq")) or not Path(path).is_file():
+            continue
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(b"mlops.training_set")
+        except (OSError, pa.ArrowException):
+            continue
+        if raw is None:
+            continue
+        from ..formats import parse_json
+
+        value = parse_json(raw, str(path))
+        if isinstance(value, dict) and isinstance(value.get("service"), str):
+            return value
+    return None
 
 
 def _sklearn_signature(

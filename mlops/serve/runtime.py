@@ -57,6 +57,7 @@ class Served:
     model: Any
     batcher: Batcher
     unused_since: float | None = None
+    features: Any = None  # FeatureInputs when the signature names a feature service (serve/features.py)
     # a classifier's predict_proba, batched apart: only requests naming the output "probabilities" pay for it
     proba: Batcher | None = None
     classes: list[Any] | None = None
@@ -240,7 +241,12 @@ class Runtime:
             made.start()
             return made
 
-        served = Served(info, model, batcher(predict, f"{info.name}-v{info.version}"))
+        served = Served(
+            info,
+            model,
+            batcher(predict, f"{info.name}-v{info.version}"),
+            features=_feature_inputs(self.repo, signature),
+        )
         classes = getattr(model, "classes_", None)
         if callable(getattr(model, "predict_proba", None)) and classes is not None:
             served.proba = batcher(predict_proba, f"{info.name}-v{info.version}-proba")
@@ -472,7 +478,12 @@ class Runtime:
         else:
             header = (dep.key_header if dep is not None else None) or "x-request-id"
             variant, served = route.choose(headers.get(header))
-        if inputs is None or served.signature != route.production.signature:
+        if served.features is not None:  # entity keys in, the feature service's values looked up
+            inputs = wire.parse(document, served.features.request_signature(served.signature))
+            inputs, problems = served.features.fill(inputs, served.signature.names)
+            if problems:
+                return Prepared(variant, served, inputs, inputs.columns, problems)
+        elif inputs is None or served.signature != route.production.signature:
             inputs = wire.parse(document, served.signature)
         columns, problems = _checked(served.signature, inputs, key_field)
         shadow = route.shadow if variant == PRODUCTION and version is None else None
@@ -696,6 +707,15 @@ class Runtime:
         )
         await self._check_deployment()
         return new
+
+
+def _feature_inputs(repo: Repo, signature: Signature | None) -> Any:
+    """The feature lookups of a signature that names a feature service (None for the others)."""
+    if signature is None or not signature.feature_service:
+        return None
+    from .features import FeatureInputs
+
+    return FeatureInputs(repo, signature.feature_service)
 
 
 def _read_deployment(repo: Repo, model: str) -> tuple[str | None, Deployment | None, MlopsError | None]:

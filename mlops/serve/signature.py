@@ -72,16 +72,26 @@ class Column:
 class Signature:
     inputs: tuple[Column, ...]
     outputs: tuple[Column, ...]
+    #: a feature service (features.yaml) whose features callers need not send: serve looks them up
+    feature_service: str = ""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Signature | None:
         """The signature as the registry records it; None (no checks) when there is none."""
         if not data or not isinstance(data, Mapping):
             return None
-        return cls(inputs=_columns(data.get("inputs")), outputs=_columns(data.get("outputs")))
+        service = data.get("feature_service")
+        return cls(
+            inputs=_columns(data.get("inputs")),
+            outputs=_columns(data.get("outputs")),
+            feature_service=service if isinstance(service, str) else "",
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": [c.to_dict() for c in self.inputs], "outputs": [c.to_dict() for c in self.outputs]}
+        out = {"inputs": [c.to_dict() for c in self.inputs], "outputs": [c.to_dict() for c in self.outputs]}
+        if self.feature_service:
+            out["feature_service"] = self.feature_service
+        return out
 
     @property
     def names(self) -> tuple[str, ...]:

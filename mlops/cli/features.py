@@ -1,0 +1,184 @@
+"""Feature store commands: features validate | get-training-set | materialize | get-online."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..errors import FormatError
+from ..repo.repo import find_repo
+from .boundary import JSON_OPTION, command
+from .output import Output
+
+features_app = typer.Typer(
+    no_args_is_help=True, help="The feature store: definitions in features.yaml, training sets, online values."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(features_app, name="features")
+
+
+def _each_problem(out: Output, exc: FormatError) -> None:
+    problems = exc.fields.get("problems") or []
+    if len(problems) > 1:  # the first is in the error line; one line each, file:line:col first
+        for line in problems[1:]:
+            out.warn(line)
+
+
+@command(features_app, "validate")
+def validate(json_output: bool = JSON_OPTION) -> None:
+    """Check features.yaml, and the sources' columns, types, time zones and tracked hashes."""
+    from ..features.validate import validate as do_validate
+
+    out = Output(json_output=json_output)
+    try:
+        report = do_validate(find_repo())
+    except FormatError as exc:
+        _each_problem(out, exc)
+        raise
+    defs = report.definitions
+    if report.problems:
+        count = len(report.problems)
+        error = FormatError(
+            report.problems[0] + (f" (and {count - 1} more)" if count > 1 else ""),
+            hint=f"fix {defs.file} or the sources",
+            problems=list(report.problems),
+        )
+        _each_problem(out, error)
+        raise error
+    if out.json:
+        out.emit_json(
+            {
+                "ok": True,
+                "definitions_hash": defs.hash,
+                "entities": sorted(defs.entities),
+                "feature_views": sorted(defs.views),
+                "feature_services": sorted(defs.services),
+                "sources": {s.name: {"path": s.path, "hash": s.hash, "state": s.state} for s in report.sources},
+            }
+        )
+        return
+    out.line(
+        f"{defs.file}: ok ({len(defs.entities)} entities, {len(defs.sources)} sources, "
+        f"{len(defs.views)} feature views, {len(defs.services)} feature services)"
+    )
+
+
+@command(features_app, "get-training-set")
+def get_training_set(
+    entities: Path = typer.Argument(..., help="Entity rows: a Parquet or CSV file of join keys and event times."),
+    service: str = typer.Option(..., "--service", "-s", help="The feature service whose features to join."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the training set (Parquet)."),
+    timestamp_column: str = typer.Option("event_timestamp", "--timestamp-column", help="The entity rows' time column."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Join each entity row with the feature values as they were at its time (point-in-time correct)."""
+    from ..features.offline import get_training_set as build
+
+    out = Output(json_output=json_output)
+    try:
+        result = build(find_repo(), entities, service=service, output=output, timestamp_column=timestamp_column)
+    except FormatError as exc:
+        _each_problem(out, exc)
+        raise
+    if out.json:
+        out.emit_json(
+            {
+                "output": result.output,
+                "service": result.service,
+                "rows": result.rows,
+                "features": list(result.features),
+                "definitions_hash": result.definitions_hash,
+                "sources": result.sources,
+                "filled": result.filled,
+            }
+        )
+        return
+    out.line(f"wrote {result.output}: {result.rows} rows, {len(result.features)} features of '{result.service}'")
+    rows: list[Any] = [(view, count, result.rows) for view, count in result.filled.items()]
+    out.table(["view", "rows with values", "of"], rows)
+
+
+@command(features_app, "materialize")
+def materialize(
+    service: str = typer.Option(..., "--service", "-s", help="The feature service whose views to materialize."),
+    end: str | None = typer.Option(
+        None, "--end", help="Materialize values as of this time (ISO 8601, default now; never in the future)."
+    ),
+    full: bool = typer.Option(False, "--full", help="Rebuild each view whole instead of from its watermark."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Write the latest value within TTL of each entity into the online store (SQLite in .mlops/, or Redis)."""
+    from ..features.definitions import load_definitions
+    from ..features.online import materialize as do_materialize
+    from ..features.online import parse_time
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    moment = parse_time(end, zone=load_definitions(repo.root).timezone) if end else None
+    try:
+        result = do_materialize(repo, service=service, end=moment, full=full)
+    except FormatError as exc:
+        _each_problem(out, exc)
+        raise
+    if out.json:
+        out.emit_json(
+            {
+                "service": result.service,
+                "end": result.end,
+                "store": result.store,
+                "views": [
+                    {
+                        "view": v.view,
+                        "mode": v.mode,
+                        "entities": v.entities,
+                        "watermark_before": v.watermark_before or None,
+                        "watermark": v.watermark,
+                    }
+                    for v in result.views
+                ],
+            }
+        )
+        return
+    out.line(f"materialized '{result.service}' as of {result.end} into {result.store}")
+    out.table(
+        ["view", "mode", "entities written", "watermark"],
+        [(v.view, v.mode, v.entities, v.watermark) for v in result.views],
+    )
+
+
+@command(features_app, "get-online")
+def get_online(
+    service: str = typer.Option(..., "--service", "-s", help="The feature service."),
+    entity: list[str] = typer.Option(..., "--entity", "-e", help="A join key and its value: customer_id=42."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Read one entity's feature values from the online store (an expired value is missing)."""
+    from ..errors import UsageError
+    from ..features.online import get_online as lookup
+
+    out = Output(json_output=json_output)
+    keys: dict[str, str] = {}
+    for item in entity:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--entity {item!r}: expected NAME=VALUE", hint="e.g. --entity customer_id=42")
+        keys[name.strip()] = value.strip()
+    result = lookup(find_repo(), service=service, entity=keys)
+    if out.json:
+        out.emit_json(
+            {
+                "service": result.service,
+                "entity": result.entity,
+                "features": result.values,
+                "missing": list(result.missing),
+                "event_times": result.event_times,
+            }
+        )
+        return
+    out.table(["feature", "value"], [(name, value) for name, value in result.values.items()])
+    if result.missing:
+        out.warn(f"no value within TTL: {', '.join(result.missing)}")

@@ -1,0 +1,97 @@
+"""Features looked up at serving time, for a model whose signature names a feature service.
+
+Callers send entity keys (``{"customer_id": 42}``); each row's features come from the online
+store (TTL applied at read time), then go through the same signature checks as direct inputs,
+and the request log records the values used. The service's policy in features.yaml decides the
+rest: ``defaults`` (feature -> value used when the store has none; without one, the request is
+a 400 naming the missing features) and ``allow_direct`` (whether a caller may send a feature
+itself, which then wins over the store).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import MlopsError, UsageError
+from ..features.definitions import load_definitions
+from ..features.online import OnlineReader
+from ..repo.repo import Repo
+from .protocols import BadRequest, Inputs
+from .signature import Column, Signature, dtype_kind
+
+MAX_LISTED = 5  # missing features named per response, the rest counted
+
+
+class FeatureInputs:
+    """One per served version: the online store opened once, lookups per request row."""
+
+    def __init__(self, repo: Repo, service: str) -> None:
+        defs = load_definitions(repo.root)
+        self.reader = OnlineReader(repo, defs, service)
+        self.service = self.reader.service
+        self.keys = self.reader.join_keys()
+
+    def request_signature(self, signature: Signature) -> Signature:
+        """What a request is parsed with: the entity keys first, then the model's inputs (a V2 tensor
+        named customer_id is then a column, not a matrix of the model's inputs)."""
+        keys = tuple(
+            Column(key, kind, dtype_kind(kind), False)
+            for key, kind in self.keys.items()
+            if signature.column(key) is None
+        )
+        return Signature(keys + signature.inputs, signature.outputs, signature.feature_service)
+
+    def fill(self, inputs: Inputs, takes: tuple[str, ...]) -> tuple[Inputs, list[str]]:
+        """The request's columns with the service's features looked up, and the problems (a 400)."""
+        columns = dict(inputs.columns)
+        problems = [f"missing entity key '{key}' (feature service '{self.service.name}')" for key in self.keys]
+        problems = [p for key, p in zip(self.keys, problems, strict=True) if key not in columns]
+        direct = [ref.feature for ref in self.service.features if ref.feature in columns]
+        if direct and not self.service.allow_direct:
+            problems.append(
+                f"{', '.join(direct)}: from feature service '{self.service.name}'; send the entity keys "
+                f"({', '.join(self.keys)}) only (allow_direct is off)"
+            )
+        if problems:
+            return inputs, problems
+        wanted = [ref for ref in self.service.features if ref.feature not in columns]
+        looked_up: dict[str, list[Any]] = {ref.feature: [] for ref in wanted}
+        missing: dict[str, int] = {}
+        first_missing: dict[str, dict[str, Any]] = {}
+        for row in range(inputs.rows):
+            entity = {key: columns[key][row] for key in self.keys}
+            if any(value is None for value in entity.values()):
+                found: dict[str, Any] = {}
+            else:
+                try:
+                    found = self.reader.lookup(entity).values
+                except UsageError as exc:  # a key that is not of its entity's type
+                    problems.append(f"row {row}: {exc.message}")
+                    continue
+                except MlopsError as exc:  # the store cannot answer (Redis down, file unreadable)
+                    raise BadRequest([f"the online store cannot answer: {exc.message}"], status=503) from None
+            for ref in wanted:
+                value = found.get(ref.feature)
+                if value is None:
+                    if ref.feature in self.service.defaults:
+                        value = self.service.defaults[ref.feature]
+                    else:
+                        missing[str(ref)] = missing.get(str(ref), 0) + 1
+                        first_missing.setdefault(str(ref), entity)
+                looked_up[ref.feature].append(value)
+        if problems:
+            return inputs, problems
+        for name, count in list(missing.items())[:MAX_LISTED]:
+            where = ", ".join(f"{k}={v}" for k, v in first_missing[name].items())
+            rows = f" (and {count - 1} more rows)" if count > 1 else ""
+            problems.append(f"no value for feature {name} for {where}{rows}, and no default")
+        if len(missing) > MAX_LISTED:
+            problems.append(f"... and {len(missing) - MAX_LISTED} more missing features")
+        columns.update(looked_up)
+        for key in self.keys:
+            if key not in takes:  # the model does not take its entity keys as inputs
+                columns.pop(key, None)
+        return Inputs(columns, inputs.rows, inputs.request_id, inputs.parameters, inputs.binary_output), problems
+
+    def close(self) -> None:
+        self.reader.close()
