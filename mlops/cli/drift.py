@@ -138,6 +138,14 @@ def drift(
     jobs: int | None = typer.Option(
         None, "--jobs", "-j", min=1, max=256, help="Columns tested at once (default: the CPUs)."
     ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help=(
+            "Stream both sides into profiles and compare those (any size, bounded memory; "
+            "wasserstein, psi, jensenshannon, chisquare; docs/monitoring.md)."
+        ),
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Compare current data with reference data, column by column: which columns drifted, and has the dataset?"""
@@ -210,6 +218,7 @@ def drift(
         since=window,
         since_text=since,
         predict=predict,
+        profile=profile,
         jobs=jobs,
         progress=out.progress(),
     )

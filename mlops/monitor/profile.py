@@ -375,22 +375,25 @@ def exact_sums(values: Any) -> tuple[int, int]:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _format(path: Path) -> str:
+def _path_format(item: Any) -> tuple[Path, str]:
+    """A path (its name picks the reader) or a file with ``.path`` and ``.format`` (mlops.drift.io.DataFile:
+    a training-data object in the cache has no suffix)."""
+    if hasattr(item, "format") and hasattr(item, "path"):
+        return Path(item.path), str(item.format)
     from ..drift.io import format_of
 
+    path = Path(item)
     fmt = format_of(path.name)
     if fmt is None:
         raise DataError(f"{path}: not a CSV or Parquet file (by its name)", file=str(path))
-    return fmt
+    return path, fmt
 
 
-def iter_batches(
-    path: Path, columns: Sequence[str] | None = None, types: dict[str, Any] | None = None
-) -> Iterator[Any]:
+def iter_batches(item: Any, columns: Sequence[str] | None = None, types: dict[str, Any] | None = None) -> Iterator[Any]:
     """Record batches of a Parquet or CSV file (only ``columns`` when given; CSV columns read as ``types``)."""
     import pyarrow as pa
 
-    fmt = _format(path)
+    path, fmt = _path_format(item)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -546,21 +549,26 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-def make_basis(paths: Sequence[Path], *, exclude: Sequence[str] = (), columns: Sequence[str] | None = None) -> Basis:
+def make_basis(paths: Sequence[Any], *, exclude: Sequence[str] = (), columns: Sequence[str] | None = None) -> Basis:
     """The basis of reference files: one streamed pass (bounded memory)."""
+    batches = (batch for path in paths for batch in iter_batches(path, columns))
+    return survey(batches, exclude=exclude, what=", ".join(str(getattr(p, "name", p)) for p in paths[:3]))
+
+
+def survey(batches: Iterable[Any], *, exclude: Sequence[str] = (), what: str = "the reference") -> Basis:
+    """The basis of a stream of record batches."""
     surveys: dict[str, _Survey] = {}
     order: list[str] = []
-    for path in paths:
-        for batch in iter_batches(path, columns):
-            for name, array in zip(batch.schema.names, batch.columns, strict=True):
-                if name in exclude:
-                    continue
-                if name not in surveys:
-                    surveys[name] = _Survey()
-                    order.append(name)
-                surveys[name].add(array)
+    for batch in batches:
+        for name, array in zip(batch.schema.names, batch.columns, strict=True):
+            if name in exclude:
+                continue
+            if name not in surveys:
+                surveys[name] = _Survey()
+                order.append(name)
+            surveys[name].add(array)
     if not surveys:
-        raise DataError(f"{', '.join(str(p) for p in paths[:3])}: no columns to profile")
+        raise DataError(f"{what}: no columns to profile")
     return Basis(tuple(surveys[n].basis(n) for n in order))
 
 
@@ -684,14 +692,17 @@ def profile_table(table: Any, basis: Basis) -> Profile:
     return profiler.profile()
 
 
-def profile_files(paths: Sequence[Path], basis: Basis) -> Profile:
+def profile_files(paths: Sequence[Any], basis: Basis) -> Profile:
     """The profile of files, streamed by record batches."""
-    profiler = Profiler(basis)
     wanted = [c.name for c in basis.profiled()]
     types = csv_types(basis)
-    for path in paths:
-        for batch in iter_batches(path, wanted, types):
-            profiler.add(batch)
+    return profile_batches((b for path in paths for b in iter_batches(path, wanted, types)), basis)
+
+
+def profile_batches(batches: Iterable[Any], basis: Basis) -> Profile:
+    profiler = Profiler(basis)
+    for batch in batches:
+        profiler.add(batch)
     return profiler.profile()
 
 

@@ -159,3 +159,29 @@ def test_planted_drifts_from_profiles_agree_with_raw_data(tmp_path: Path, rows: 
         if abs(raw_column.score - raw_column.threshold) > 0.01:  # verdicts agree away from the threshold
             assert column.drifted == raw_column.drifted, column.name
     assert set(DRIFTED) - {"cat_shift"} <= {c.name for c in report.columns if c.drifted}
+
+
+def test_drift_profile_streams_files_and_folders(cli, tmp_path: Path) -> None:
+    reference, current = planted_pair(20_000)
+    pq.write_table(reference, tmp_path / "ref.parquet")
+    (tmp_path / "cur").mkdir()
+    pq.write_table(current.slice(0, 8_000), tmp_path / "cur" / "a.parquet", row_group_size=3_000)
+    pacsv.write_csv(current.slice(8_000), tmp_path / "cur" / "b.csv")  # a folder of Parquet and CSV
+    result = cli(
+        "drift",
+        str(tmp_path / "ref.parquet"),
+        str(tmp_path / "cur"),
+        "--profile",
+        "--json",
+        "--drift-share",
+        "0.1",
+        "--fail-on-drift",
+        code=1,
+    )
+    doc = json.loads(result.stdout)
+    assert doc["current"]["rows"] == 20_000 and doc["verdict"]["drifted"] is True
+    drifted = {c["column"] for c in doc["columns"] if c["drifted"]}
+    assert {"num_scale", "num_income", "cat_new"} <= drifted and not drifted - set(DRIFTED)
+    wasserstein = next(c for c in doc["columns"] if c["column"] == "num_scale")
+    assert wasserstein["method"] == "wasserstein" and "within" in wasserstein["notes"][0]
+    cli("drift", str(tmp_path / "ref.parquet"), str(tmp_path / "cur"), "--profile", "--predict", code=2)
