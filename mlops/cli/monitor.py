@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, CouldNotComplete, UsageError
 from .boundary import JSON_OPTION, comma_names, command, positive_duration
 from .output import Output
 
@@ -77,6 +77,13 @@ def check(
     key_columns: str | None = typer.Option(None, "--key-columns", help="Data drift when any of these drift."),
     version: int | None = typer.Option(None, "--version", help="The version monitored (default: production)."),
     html: Path | None = typer.Option(None, "--html", help="Also write the judged window's drift report as HTML."),
+    notify: str | None = typer.Option(
+        None, "--notify", help="POST breaches to this URL as Alertmanager alerts (retried; once per --cooldown)."
+    ),
+    on_breach: str | None = typer.Option(
+        None, "--on-breach", help="Run this command (no shell) once when a new breach starts; recorded in the history."
+    ),
+    cooldown: str = typer.Option("6h", "--cooldown", help="A breach that persists alerts again only after this long."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Per window: volume, data drift against the training data, prediction drift, quality; record the verdict."""
@@ -101,8 +108,12 @@ def check(
         settings = replace(settings, drift_share=check_fraction(drift_share, "--drift-share"))
     if key_columns is not None:
         settings = replace(settings, key_columns=comma_names(key_columns))
+    cooldown_seconds = positive_duration(cooldown, "--cooldown")
+    if notify is not None and not notify.startswith(("http://", "https://")):
+        raise UsageError(f"--notify: not an http(s) URL: {notify!r}")
+    repo = find_repo()
     report = run_check(
-        find_repo(),
+        repo,
         model,
         window_seconds=positive_duration(window, "--window"),
         since_seconds=positive_duration(since, "--since"),
@@ -120,12 +131,34 @@ def check(
             out.warn("no window with traffic: no HTML written")
         else:
             write_output(html, render(judged.data_drift, title=f"{model}: window {judged.label()}"))
+    alerted = None
+    if notify is not None or on_breach is not None:
+        from ..monitor.alerts import act
+
+        alerted = act(repo, report, notify=notify, on_breach=on_breach, cooldown=cooldown_seconds)
     if out.json:
-        out.emit_json(report.to_dict())
+        doc = report.to_dict()
+        if alerted is not None:
+            doc["alerts"] = alerted.to_dict()
+        out.emit_json(doc)
     else:
         _show(out, report)
+        if alerted is not None:
+            if alerted.sent:
+                out.info(f"alerted: {', '.join(alerted.sent)} ({alerted.attempts} attempt(s))")
+            if alerted.suppressed:
+                out.info(f"already alerted within the cooldown: {', '.join(alerted.suppressed)}")
+            if alerted.resolved:
+                out.info(f"resolved: {', '.join(alerted.resolved)}")
+            if alerted.command is not None:
+                out.info(f"ran {alerted.command['command']}: exit {alerted.command['exit_code']}")
     for warning in report.warnings:
         out.warn(warning)
+    if alerted is not None and alerted.delivered is False:
+        raise CouldNotComplete(
+            f"{model}: the alert to {notify} was not delivered after {alerted.attempts} attempt(s): {alerted.error}",
+            hint="the next check tries again",
+        )
     failed = [k for k in kinds if k in report.breached]
     if failed:
         raise CheckFailed(
@@ -186,25 +219,37 @@ def history(
         return
     out.table(
         ["checked at", "window", "version", "rows", "breached", "drifted columns", "accuracy"],
-        [
-            [
-                r.get("at", "-"),
-                r.get("window", "-"),
-                str(r.get("version", "-")),
-                str(r.get("rows", "-")),
-                ", ".join(r.get("breached") or []) or "none",
-                ", ".join(r.get("drifted_columns") or []) or "-",
-                _fmt(
-                    r.get("realized_accuracy")
-                    if r.get("realized_accuracy") is not None
-                    else r.get("estimated_accuracy")
-                ),
-            ]
-            for r in records
+        [_history_row(r) for r in records],
+        styles=[
+            "bold red" if r.get("breached") else (None if r.get("event") != "alert" else "yellow") for r in records
         ],
-        styles=["bold red" if r.get("breached") else None for r in records],
         header=True,
     )
+
+
+def _history_row(r: dict[str, Any]) -> list[str]:
+    if r.get("event") == "alert":
+        done = []
+        if r.get("sent"):
+            done.append(f"alerted {', '.join(r['sent'])}")
+        if r.get("resolved"):
+            done.append(f"resolved {', '.join(r['resolved'])}")
+        if r.get("delivered") is False:
+            done.append(f"alert not delivered ({r.get('error')})")
+        command = r.get("on_breach")
+        if command:
+            done.append(f"ran {command.get('command')} (exit {command.get('exit_code')})")
+        return [r.get("at", "-"), r.get("window") or "-", str(r.get("version", "-")), "-", "; ".join(done), "-", "-"]
+    accuracy = r.get("realized_accuracy") if r.get("realized_accuracy") is not None else r.get("estimated_accuracy")
+    return [
+        r.get("at", "-"),
+        r.get("window", "-"),
+        str(r.get("version", "-")),
+        str(r.get("rows", "-")),
+        ", ".join(r.get("breached") or []) or "none",
+        ", ".join(r.get("drifted_columns") or []) or "-",
+        _fmt(accuracy),
+    ]
 
 
 @command(labels_app, "add")
