@@ -92,7 +92,8 @@ def drift(
         "--min-effect",
         help=(
             "Effect-size floor: a column drifts only if its effect "
-            "(numeric: Wasserstein distance in reference std devs; categorical: Jensen-Shannon distance) reaches it."
+            "(numeric: Wasserstein distance on the reference's rank scale, in its std devs; "
+            "categorical: Jensen-Shannon distance) reaches it."
         ),
     ),
     preset: str | None = typer.Option(
