@@ -57,8 +57,13 @@ def _counts(p: NumericProfile | CategoricalProfile) -> tuple[int, ...]:
 
 
 def distances(
-    column: ColumnBasis, ref: NumericProfile | CategoricalProfile, cur: NumericProfile | CategoricalProfile
+    column: ColumnBasis,
+    ref: NumericProfile | CategoricalProfile,
+    cur: NumericProfile | CategoricalProfile,
+    *,
+    chisquare: bool = True,
 ) -> Distances:
+    """The distances of one column; ``chisquare=False`` leaves out the one that needs scipy."""
     r_counts, c_counts = _counts(ref), _counts(cur)
     values: dict[str, float] = {}
     bound = None
@@ -75,7 +80,7 @@ def distances(
         scale = max(ref.std() or 0.0, stats.STD_FLOOR)
         values["wasserstein"] = w / scale
         bound = b / scale
-    else:
+    elif chisquare:
         pair = stats.CountPair(
             [*column.categories, "(other)"], np.asarray(r_counts, dtype=np.int64), np.asarray(c_counts, dtype=np.int64)
         )
@@ -89,46 +94,59 @@ def _fill(s: np.ndarray) -> np.ndarray:
     return stats._fill_zeros(s)  # Evidently's rule, the one raw PSI uses
 
 
-def _pieces(column: ColumnBasis, p: NumericProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One side's values as pieces (start, end, share, spread): a bin's share spread evenly over
-    it, or (a bin of one reference value) all at its start. The underflow bin spans the side's
-    own minimum to the first edge, the overflow bin the last edge to its own maximum."""
-    edges = list(column.edges)
-    share = np.asarray(p.bins, dtype=np.float64) / max(p.count, 1)
-    lo = min(p.min, edges[0]) if p.min is not None else edges[0]
-    hi = max(p.max, edges[-1]) if p.max is not None else edges[-1]
-    starts = np.asarray([lo, *edges], dtype=np.float64)
-    ends = np.asarray([edges[0], *edges[1:], hi], dtype=np.float64)
-    spread = np.ones(len(share), dtype=bool)
-    if column.values:
-        spread[1:-1] = False
-    return starts, ends, share, spread
+class _Cdf:
+    """One side's CDF from its bins: a bin's share spread evenly over it, or (a bin of one
+    reference value) all at its start. The underflow bin spans the side's own minimum to the
+    first edge, the overflow bin the last edge to its own maximum."""
 
+    def __init__(self, column: ColumnBasis, p: NumericProfile) -> None:
+        edges = np.asarray(column.edges, dtype=np.float64)
+        share = np.asarray(p.bins, dtype=np.float64) / max(p.count, 1)
+        self.lo = min(p.min, float(edges[0])) if p.min is not None else float(edges[0])
+        self.hi = max(p.max, float(edges[-1])) if p.max is not None else float(edges[-1])
+        self.values = column.values
+        self.edges = edges
+        self.share = share
+        if self.values:  # spread: under- and overflow only; points: the inner bins at their starts
+            self.points_at = edges[:-1]
+            self.points_cum = np.concatenate(([0.0], np.cumsum(share[1:-1])))
+        else:
+            self.knots = np.concatenate(([self.lo], edges, [self.hi]))
+            self.cum = np.concatenate(([0.0], np.cumsum(share)))
 
-def _cdf(pieces: tuple[np.ndarray, ...], x: np.ndarray, *, at: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(F at each x, the part of F that comes from spread pieces); ``at``: points at x count."""
-    starts, ends, share, spread = pieces
-    width = np.where(ends > starts, ends - starts, 1.0)
-    frac = np.clip((x[:, None] - starts[None, :]) / width[None, :], 0.0, 1.0)
-    frac = np.where((ends > starts)[None, :], frac, (x[:, None] >= ends[None, :]).astype(np.float64))
-    points = (x[:, None] >= starts[None, :]) if at else (x[:, None] > starts[None, :])
-    part = np.where(spread[None, :], frac, points.astype(np.float64)) * share[None, :]
-    return part.sum(axis=1), (part * spread[None, :]).sum(axis=1)
+    def knots_x(self) -> np.ndarray:
+        return np.concatenate(([self.lo], self.edges, [self.hi]))
+
+    def __call__(self, x: np.ndarray, *, at: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(F at each x, the part of F from spread shares); ``at``: a point at x counts."""
+        if not self.values:
+            f = np.interp(x, self.knots, self.cum)
+            return f, f
+        first, last = float(self.edges[0]), float(self.edges[-1])
+        under = self.share[0] * (
+            np.clip((x - self.lo) / (first - self.lo), 0.0, 1.0) if first > self.lo else (x >= first).astype(float)
+        )
+        over = self.share[-1] * (
+            np.clip((x - last) / (self.hi - last), 0.0, 1.0) if self.hi > last else (x >= self.hi).astype(float)
+        )
+        index = np.searchsorted(self.points_at, x, side="right" if at else "left")
+        points = self.points_cum[index]
+        return under + points + over, under + over
 
 
 def wasserstein(column: ColumnBasis, ref: NumericProfile, cur: NumericProfile) -> tuple[float, float]:
     """(W1 between the two sides' piecewise CDFs, the most it can differ from W1 of the raw
     values: per segment its width times how much the spread shares of both sides rise over it,
-    the range the true CDFs keep to; pieces of one value add nothing)."""
-    a, b = _pieces(column, ref), _pieces(column, cur)
-    grid = np.unique(np.concatenate((a[0], a[1], b[0], b[1])))
+    the range the true CDFs keep to; shares of one value add nothing)."""
+    a, b = _Cdf(column, ref), _Cdf(column, cur)
+    grid = np.unique(np.concatenate((a.knots_x(), b.knots_x())))
     if len(grid) < 2:
         return 0.0, 0.0
     left, right = grid[:-1], grid[1:]
-    fa0, sa0 = _cdf(a, left, at=True)
-    fb0, sb0 = _cdf(b, left, at=True)
-    fa1, sa1 = _cdf(a, right, at=False)
-    fb1, sb1 = _cdf(b, right, at=False)
+    fa0, sa0 = a(left, at=True)
+    fb0, sb0 = b(left, at=True)
+    fa1, sa1 = a(right, at=False)
+    fb1, sb1 = b(right, at=False)
     w = right - left
     d0, d1 = fa0 - fb0, fa1 - fb1
     same = d0 * d1 >= 0
@@ -139,13 +157,19 @@ def wasserstein(column: ColumnBasis, ref: NumericProfile, cur: NumericProfile) -
     return total, bound
 
 
-def compare_profiles(basis: Basis, ref: Profile, cur: Profile) -> list[Distances]:
+def compare_profiles(
+    basis: Basis, ref: Profile, cur: Profile, *, only: Any = None, chisquare: Any = None
+) -> list[Distances]:
+    """Distances of the columns both profiles have (``only``: of these names; ``chisquare``: the
+    names whose chi-square p-value is wanted, None: all)."""
     out = []
     for column in basis.profiled():
+        if only is not None and column.name not in only:
+            continue
         a, b = ref.columns.get(column.name), cur.columns.get(column.name)
         if a is None or b is None:
             continue
-        out.append(distances(column, a, b))
+        out.append(distances(column, a, b, chisquare=chisquare is None or column.name in chisquare))
     return out
 
 
@@ -157,11 +181,13 @@ def drift_report(basis: Basis, ref: Profile, cur: Profile, settings: Any, *, ref
     from ..drift.report import ColumnResult, DriftReport, judge
 
     results = []
-    for d in compare_profiles(basis, ref, cur):
-        if settings.columns is not None and d.column not in settings.columns:
-            continue
-        if d.column in settings.exclude:
-            continue
+    wanted = [
+        c.name
+        for c in basis.profiled()
+        if (settings.columns is None or c.name in settings.columns) and c.name not in settings.exclude
+    ]
+    by_chisquare = {n for n in wanted if settings.asked_method(n, CATEGORICAL)[0] == "chisquare"}
+    for d in compare_profiles(basis, ref, cur, only=set(wanted), chisquare=by_chisquare):
         asked, _ = settings.asked_method(d.column, d.kind)
         name = asked if asked in PROFILE_METHODS[d.kind] else DEFAULT_METHOD[d.kind]
         notes: tuple[str, ...] = ()
