@@ -24,8 +24,9 @@ hypothesis). Mean and variance are derived from the exact sums when asked for (o
 rounded division): the same as Chan's parallel formulas would give in exact arithmetic, without
 their rounding, which depends on the split.
 
-Reading is streamed: Parquet by record batches, CSV by pyarrow's streaming reader with the
-basis's column types, so memory depends on the columns, bins and categories, not on rows.
+Reading is streamed: Parquet one row group at a time (in record batches), CSV by pyarrow's
+streaming reader with the basis's column types, so memory depends on the columns, bins,
+categories and the largest row group, not on rows.
 """
 
 from __future__ import annotations
@@ -400,7 +401,10 @@ def iter_batches(item: Any, columns: Sequence[str] | None = None, types: dict[st
 
             handle = pq.ParquetFile(str(path))
             names = [n for n in handle.schema_arrow.names if columns is None or n in columns]
-            yield from handle.iter_batches(batch_size=BATCH_ROWS, columns=names)
+            # one row group at a time: iter_batches reads ahead across row groups (the whole of a
+            # 1M-row file's columns at once, measured); memory is bounded by the largest row group
+            for index in range(handle.num_row_groups):
+                yield from handle.read_row_group(index, columns=names).to_batches(max_chunksize=BATCH_ROWS)
             return
         import pyarrow.csv as pacsv
 
@@ -483,7 +487,7 @@ class _Survey:
                 self.hi = float(x.max()) if self.hi is None else max(self.hi, float(x.max()))
             # every stride-th finite value, the stride doubling when the sample is full: deterministic, bounded
             first = (-self.seen) % self.stride
-            self.sample.append(x[first :: self.stride])
+            self.sample.append(x[first :: self.stride].copy())  # a copy: a view would keep the whole batch alive
             self.seen += len(x)
             kept = sum(len(s) for s in self.sample)
             if kept > SAMPLE_MAX:

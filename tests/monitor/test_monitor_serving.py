@@ -44,3 +44,18 @@ def test_served_traffic_is_profiled_once_and_checked(serve_monitored, monitored:
     assert 0.5 < latest["estimated_accuracy"] <= 1.0  # the model's mean confidence in its answers
     assert latest["mean_latency_ms"] > 0
     assert doc["judged_window"] == latest["start"]
+    html = monitored / "monitor.html"
+    text = mlops(monitored, "monitor", "check", "churn", "--window", "1h", "--since", "1d", "--html", str(html))
+    assert "no breach" in text.stdout and html.read_text().startswith("<!")
+    assert "churn: window" in html.read_text()
+
+
+def test_monitor_usage_errors(monitored: Path) -> None:
+    assert "whole number of hours" in mlops(monitored, "monitor", "check", "churn", "--window", "30m", code=2).stderr
+    assert "--fail-on: unknown" in mlops(monitored, "monitor", "check", "churn", "--fail-on", "latency", code=2).stderr
+    assert "not a valid model name" in mlops(monitored, "monitor", "build", "../x", code=2).stderr
+    assert "no model" in mlops(monitored, "monitor", "build", "nope", code=2).stderr
+    assert (
+        "no column 'request_id' (--key)"
+        in mlops(monitored, "labels", "add", "data/train.parquet", "--model", "churn", "--target", "y", code=2).stderr
+    )
