@@ -171,7 +171,9 @@ def check(
 def _show(out: Output, report: Any) -> None:
     rows = []
     styles = []
-    for w in report.windows:
+    shown = [w for w in report.windows if w.rows or w is report.windows[-1]]
+    empty = len(report.windows) - len(shown)
+    for w in shown:
         d = w.to_dict()
         drift = d["data_drift"]
         pred = d["prediction_drift"]
@@ -193,6 +195,8 @@ def _show(out: Output, report: Any) -> None:
         styles=styles,
         header=True,
     )
+    if empty:
+        out.info(f"{empty} window(s) without traffic not shown (--json lists every window)")
     if report.breached:
         for kind in report.breached:
             for reason in report.breaches[kind]:
@@ -271,5 +275,5 @@ def labels_add(
         return
     out.line(
         f"{result.rows} label(s) for {model} {'stored' if result.new else 'already stored'} ({result.stored}); "
-        f"{result.matched} match a logged prediction so far"
+        f"they match {result.matched} logged row(s) so far"
     )
