@@ -261,6 +261,47 @@ run mlops export kserve churn@production --canary 2 --weight 10 -o "$work/isvc.y
 # --- end of serving -----------------------------------------------------------------------
 
 
+# --- production monitoring (issue 16) -----------------------------------------------------------
+step "monitoring: profile the served traffic once, add labels that came later, check per window"
+run mlops monitor build churn
+python - <<'PY'
+# the ground truth for the logged requests arrives later: here, made up from the request log
+import pandas as pd, mlops.serve.requestlog as r, mlops.repo.repo as rr
+logs = pd.concat(pd.read_parquet(f, columns=["request_id", "prediction"]) for f in r.log_files(rr.find_repo(), "churn"))
+labels = logs.drop_duplicates("request_id").assign(churned=lambda d: d["prediction"].where(d.index % 5 != 0, 1 - d["prediction"]))
+labels[["request_id", "churned"]].to_parquet("labels.parquet")
+print(len(labels), "labels written to labels.parquet")
+PY
+run mlops labels add labels.parquet --model churn --target churned
+# an alert receiver on 127.0.0.1 (Alertmanager's /api/v2/alerts would take the same post)
+python - > receiver.log 2>&1 <<'PY' &
+import http.server, json
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        print("alert received:", json.dumps([a["labels"] for a in body]), flush=True)
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args): pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+print("listening on", server.server_address[1], flush=True)
+server.serve_forever()
+PY
+receiver=$!
+trap 'kill "$receiver" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "listening on" receiver.log && break; sleep 0.1; done
+port=$(grep -o "listening on [0-9]*" receiver.log | grep -o "[0-9]*$")
+run mlops monitor check churn --window 1h --since 1d --min-accuracy 0.9 --notify "http://127.0.0.1:$port/api/v2/alerts" \
+  --on-breach "echo retrain: mlops run --downstream train" --fail-on quality \
+  || echo "(exit $?: a breach; the alert went to the receiver once, the command ran once, both are in the history)"
+run mlops monitor history churn
+cat receiver.log
+kill "$receiver" 2>/dev/null || true
+trap - EXIT
+run mlops export prometheus-rules churn -o rules.yaml
+run mlops drift data/prepared/train.csv data/customers-next.csv --profile --exclude customer_id,churned
+# --- end of production monitoring ---------------------------------------------------------------
+
+
 # --- git hooks (issue 8) --------------------------------------------------------------------
 step "git hooks: a commit whose data changed without its pointer file is refused"
 run mlops hooks install

@@ -92,7 +92,8 @@ def drift(
         "--min-effect",
         help=(
             "Effect-size floor: a column drifts only if its effect "
-            "(numeric: Wasserstein distance in reference std devs; categorical: Jensen-Shannon distance) reaches it."
+            "(numeric: Wasserstein distance on the reference's rank scale, in its std devs; "
+            "categorical: Jensen-Shannon distance) reaches it."
         ),
     ),
     preset: str | None = typer.Option(
@@ -137,6 +138,14 @@ def drift(
     ),
     jobs: int | None = typer.Option(
         None, "--jobs", "-j", min=1, max=256, help="Columns tested at once (default: the CPUs)."
+    ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help=(
+            "Stream both sides into profiles and compare those (any size, bounded memory; "
+            "wasserstein, psi, jensenshannon, chisquare; docs/monitoring.md)."
+        ),
     ),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -210,6 +219,7 @@ def drift(
         since=window,
         since_text=since,
         predict=predict,
+        profile=profile,
         jobs=jobs,
         progress=out.progress(),
     )

@@ -39,6 +39,7 @@ COMMAND_GROUPS = {
     "remote": "remote",
     "export": "export",
     "features": "features",
+    **dict.fromkeys(("monitor", "labels"), "monitor"),
 }
 GROUPS = tuple(dict.fromkeys(COMMAND_GROUPS.values()))  # in the order of --help
 ROOT_FLAGS = ("--debug", "--quiet", "-q")  # root options that take no value and do not end the command

@@ -223,6 +223,7 @@ def _deployment_lines(out: Output, dep: Any) -> None:
     limits = [
         f"error rate > {th.max_error_rate:.1%}" if th.max_error_rate is not None else None,
         f"p99 > {th.max_p99_ms:g} ms" if th.max_p99_ms is not None else None,
+        f"prediction shift > {th.max_prediction_shift:g}" if th.max_prediction_shift is not None else None,
     ]
     rule = " or ".join(x for x in limits if x) or "never (no thresholds)"
     out.row(
@@ -257,6 +258,15 @@ def deploy(
     ),
     max_p99_ms: float | None = typer.Option(
         None, "--max-p99-ms", min=0, help="Roll back past this p99 latency in ms (default: none)."
+    ),
+    max_prediction_shift: float | None = typer.Option(
+        None,
+        "--max-prediction-shift",
+        min=0,
+        help=(
+            "Roll back when the candidate's answers depart from production's on the same traffic: classes by "
+            "total variation distance (0-1), numbers by mean difference in production std devs (default: none)."
+        ),
     ),
     pin: int | None = typer.Option(
         None,
@@ -293,6 +303,7 @@ def deploy(
         min_requests=min_requests,
         max_error_rate=max_error_rate,
         max_p99_ms=max_p99_ms,
+        max_prediction_shift=max_prediction_shift,
         pin=pin,
         unpin=unpin,
         pin_reason=reason,

@@ -726,8 +726,8 @@ def _test_column(name: str, reference: Source, current: Source, settings: DriftS
         floor_kind = CATEGORICAL
         distribution = stats.bars(counts)
     else:
-        effect_name = "Wasserstein distance (normed)"
-        effect = score if method.name == "wasserstein" else stats.wasserstein_norm(pair)
+        effect_name = "Wasserstein distance on the reference's rank scale (normed)"
+        effect = stats.rank_effect(pair)
         floor_kind = NUMERIC
         distribution = stats.histogram(pair)
     if counts is not None and len(counts.labels) > MANY_CATEGORIES:

@@ -96,6 +96,7 @@ def control_once(
         min_requests=th.min_requests,
         max_error_rate=th.max_error_rate,
         max_p99_ms=th.max_p99_ms,
+        max_prediction_shift=th.max_prediction_shift,
         window_seconds=th.window_seconds,
         baseline=windows.get(production_key, Bucket()),
     )
@@ -123,6 +124,7 @@ def control_once(
             min_requests=th.min_requests,
             max_error_rate=th.max_error_rate,
             max_p99_ms=th.max_p99_ms,
+            max_prediction_shift=th.max_prediction_shift,
             window_seconds=th.window_seconds,
             baseline=step_windows.get(production_key, Bucket()),
         )
@@ -239,6 +241,7 @@ def canary_status(
             min_requests=th.min_requests,
             max_error_rate=th.max_error_rate,
             max_p99_ms=th.max_p99_ms,
+            max_prediction_shift=th.max_prediction_shift,
             window_seconds=window,
             baseline=production,
         )

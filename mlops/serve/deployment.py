@@ -28,6 +28,7 @@
       min_requests: 50
       max_error_rate: 0.05
       max_p99_ms: null
+      max_prediction_shift: 0.3 # optional: answers departing from production's (docs/serving.md)
     last_event:                 # the last promotion or rollback, and why
       event: rollback
       version: 4
@@ -84,14 +85,18 @@ class Thresholds:
     min_requests: int = 50
     max_error_rate: float | None = 0.05
     max_p99_ms: float | None = None
+    max_prediction_shift: float | None = None  # answers departing from production's (health.prediction_shift)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "window_seconds": self.window_seconds,
             "min_requests": self.min_requests,
             "max_error_rate": self.max_error_rate,
             "max_p99_ms": self.max_p99_ms,
         }
+        if self.max_prediction_shift is not None:  # written only when set: files of older servers stay as they were
+            out["max_prediction_shift"] = self.max_prediction_shift
+        return out
 
 
 @dataclass(frozen=True)
@@ -310,6 +315,7 @@ def parse_deployment(text: str, source: str) -> Deployment:
         min_requests=_number(rb, "min_requests", source, default=50, lo=1, whole=True),
         max_error_rate=_number(rb, "max_error_rate", source, default=0.05, lo=0, hi=1, optional=True),
         max_p99_ms=_number(rb, "max_p99_ms", source, default=None, lo=0, optional=True),
+        max_prediction_shift=_number(rb, "max_prediction_shift", source, default=None, lo=0, optional=True),
     )
     event = data.get("last_event")
     pin = data.get("pin")
@@ -540,6 +546,7 @@ def deploy(
     min_requests: int | None = None,
     max_error_rate: float | None = None,
     max_p99_ms: float | None = None,
+    max_prediction_shift: float | None = None,
     pin: int | None = None,
     unpin: bool = False,
     pin_reason: str = "",
@@ -606,6 +613,7 @@ def deploy(
         min_requests=base.min_requests if min_requests is None else min_requests,
         max_error_rate=base.max_error_rate if max_error_rate is None else max_error_rate,
         max_p99_ms=base.max_p99_ms if max_p99_ms is None else max_p99_ms,
+        max_prediction_shift=base.max_prediction_shift if max_prediction_shift is None else max_prediction_shift,
     )
 
     def change(old: Deployment | None) -> Deployment:

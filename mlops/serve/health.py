@@ -267,6 +267,30 @@ def distribution_distance(a: Bucket, b: Bucket) -> float | None:
     return 0.5 * sum(abs(a.classes.get(k, 0) / ta - b.classes.get(k, 0) / tb) for k in keys)
 
 
+def prediction_shift(production: Bucket, candidate: Bucket) -> float | None:
+    """How far the candidate's answers are from production's: the total variation distance of the
+    classes, or (numbers) |mean difference| / production's standard deviation; None without both."""
+    distance = distribution_distance(production, candidate)
+    if distance is not None:
+        return distance
+    pn, cn = production.num[0], candidate.num[0]
+    if not pn or not cn:
+        return None
+    p_mean, c_mean = production.num[1] / pn, candidate.num[1] / cn
+    p_std = math.sqrt(max(production.num[2] / pn - p_mean * p_mean, 0.0))
+    return abs(c_mean - p_mean) / max(p_std, 1e-12)
+
+
+def _answers(bucket: Bucket) -> str:
+    total = sum(bucket.classes.values())
+    if total:
+        top = sorted(bucket.classes.items(), key=lambda kv: -kv[1])[:3]
+        return ", ".join(f"{k} {v / total:.0%}" for k, v in top)
+    if bucket.num[0]:
+        return f"mean {bucket.num[1] / bucket.num[0]:.4g}"
+    return "no answers"
+
+
 Key = tuple[str, int]  # (variant, version)
 
 
@@ -481,6 +505,7 @@ def judge(
     max_p99_ms: float | None,
     window_seconds: float,
     baseline: Bucket | None = None,
+    max_prediction_shift: float | None = None,
 ) -> Verdict:
     """Whether a candidate's window breaks a threshold; nothing is judged below ``min_requests``.
 
@@ -490,6 +515,11 @@ def judge(
     by more than the threshold (inputs that make both fail are the callers', not the
     candidate's), and its p99 must pass the threshold while production's stays within it. With
     too few production requests (a canary at 100%, a quiet window) the candidate is judged alone.
+
+    ``max_prediction_shift``: with production to compare, the candidate is also unhealthy when its
+    answers depart from production's on the same traffic: classes by total variation distance
+    (a candidate answering one class for everything), numbers by the difference of the means in
+    production's standard deviations (``prediction_shift``).
     """
     n = window.n if window else 0
     if window is None or n < min_requests:
@@ -519,6 +549,15 @@ def judge(
                 False,
                 f"p99 latency {p99:.1f} ms > {max_p99_ms:g} ms over the last {window_seconds:g} s ({n} requests)"
                 + (f"; production p99 {base_p99:.1f} ms" if base_p99 is not None else ""),
+                n,
+            )
+    if max_prediction_shift is not None and base is not None:
+        shift = prediction_shift(base, window)
+        if shift is not None and shift > max_prediction_shift:
+            return Verdict(
+                False,
+                f"predictions departed from production's: shift {shift:.3f} > {max_prediction_shift:g} "
+                f"over the last {window_seconds:g} s ({n} requests; {_answers(window)} against {_answers(base)})",
                 n,
             )
     return Verdict(

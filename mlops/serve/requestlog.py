@@ -10,7 +10,12 @@
 
 Columns: the model's input columns, with the names and dtypes of the request records (the
 signature's: int64, float64, string, bool, timestamp), then ``prediction``, ``variant``,
-``version`` (int64), ``latency_ms`` (float64) and ``time`` (timestamp, UTC). One row per input
+``version`` (int64), ``latency_ms`` (float64), ``time`` (timestamp, UTC), ``request_id`` (string:
+the caller's ``X-Request-ID``, or the one the server made and returned in that header),
+``request_row`` (int32: the row's place in its request, so labels can be joined later) and, for a
+classifier, ``probabilities`` (map<string, float64>: class name to ``predict_proba``'s value; the
+class names ride in every row, so canary and production versions with other classes share a file
+and Parquet's dictionary encoding makes the repetition cost next to nothing). One row per input
 row. Shadow predictions live in their own folder so that the main log holds each request once
 (drift reading it counts each input once).
 
@@ -43,7 +48,8 @@ from ..registry.refs import check_name as check_model_name
 from ..repo.repo import Repo
 from .signature import Signature, arrow_type
 
-META_COLUMNS = ("prediction", "variant", "version", "latency_ms", "time")
+META_COLUMNS = ("prediction", "variant", "version", "latency_ms", "time", "request_id", "request_row", "probabilities")
+REQUEST_ID_MAX = 128  # a caller's X-Request-ID longer than this (or not visible ASCII) is replaced by our own
 OPEN_PREFIX = ".open-"
 MiB = 1024 * 1024
 
@@ -99,6 +105,17 @@ def _finished(folder: Path, since_seconds: float | None) -> list[Path]:
     return out
 
 
+def request_id_from(headers: Any) -> str:
+    """The caller's ``X-Request-ID`` when it is 1-128 visible ASCII characters, else a new one
+    (32 hex digits). An id that is not kept is not echoed either: a header is untrusted input."""
+    given = headers.get("x-request-id")
+    if given and len(given) <= REQUEST_ID_MAX and all(33 <= ord(ch) <= 126 for ch in given):
+        return str(given)
+    import uuid
+
+    return uuid.uuid4().hex
+
+
 def canonical(signature: Signature | None, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """The columns in one order whatever order the caller's JSON keys came in: the signature's,
     then any others sorted by name (all sorted without a signature). Consecutive requests then
@@ -145,7 +162,8 @@ class RequestLog:
     def append(
         self, signature: Signature | None, columns: dict[str, list[Any]], rows: int, meta: dict[str, Any]
     ) -> None:
-        """Queue one request's rows. ``meta``: prediction (list), variant, version, latency_ms, time (+ extra lists)."""
+        """Queue one request's rows. ``meta``: prediction (list), variant, version, latency_ms, time,
+        request_id, optionally probabilities ((classes, rows of floats)) (+ extra lists)."""
         columns = canonical(signature, columns)
         with self._mutex:
             if self._pending_rows + rows > self.settings.max_pending_rows:
@@ -232,6 +250,12 @@ class RequestLog:
             [int(t * 1_000_000) for item, n in zip(group, repeat, strict=True) for t in [item[3]["time"]] * n],
             pa.timestamp("us", tz="UTC"),
         )
+        arrays["request_id"] = pa.array(
+            [v for item, n in zip(group, repeat, strict=True) for v in [item[3].get("request_id")] * n], pa.string()
+        )
+        arrays["request_row"] = pa.array([i for n in repeat for i in range(n)], pa.int32())
+        if any(item[3].get("probabilities") is not None for item in group):
+            arrays["probabilities"] = _probabilities(pa, group)
         for name in self.extra:
             arrays[name] = _array(pa, [v for item in group for v in item[3][name]], None)
         return pa.table(arrays)
@@ -293,6 +317,20 @@ class RequestLog:
             if f"-{host}-" in entry.name and not pid_alive(pid):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+
+
+def _probabilities(pa: Any, group: list[Any]) -> Any:
+    """Rows of ``map<string, float64>``: class name to probability (null for a request without them)."""
+    rows: list[Any] = []
+    for item in group:
+        given = item[3].get("probabilities")
+        if given is None:
+            rows.extend([None] * item[2])
+            continue
+        classes, values = given
+        names = [str(c) for c in classes]
+        rows.extend(list(zip(names, (float(p) for p in row), strict=True)) for row in values)
+    return pa.array(rows, pa.map_(pa.string(), pa.float64()))
 
 
 def _array(pa: Any, values: list[Any], type_: Any) -> Any:

@@ -103,6 +103,27 @@ class Prepared:
     shadow_columns: dict[str, list[Any]] | None = None  # None: no shadow, or its signature refuses the request
 
 
+class Scored(list):  # type: ignore[type-arg]
+    """A batch's predictions with the classifier's class probabilities beside them (for the request
+    log). A slice keeps its probabilities, so the batcher's split per request carries them along."""
+
+    def __init__(self, predictions: list[Any], classes: tuple[Any, ...], probabilities: list[list[float]]) -> None:
+        super().__init__(predictions)
+        self.classes = classes
+        self.probabilities = probabilities
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return Scored(list.__getitem__(self, index), self.classes, self.probabilities[index])
+        return list.__getitem__(self, index)
+
+
+def _probabilities_of(predictions: Any) -> tuple[tuple[Any, ...], list[list[float]]] | None:
+    if isinstance(predictions, Scored):
+        return predictions.classes, predictions.probabilities
+    return None
+
+
 def _checked(
     signature: Signature | None, inputs: Inputs, key_field: str | None
 ) -> tuple[dict[str, list[Any]], list[str]]:
@@ -221,8 +242,25 @@ class Runtime:
     def _add_served(self, info: ModelInfo, model: Any) -> Served:
         signature = info.signature
 
+        found = getattr(model, "classes_", None)
+        classes = tuple(jsonable(found)) if found is not None else ()
+        proba = getattr(model, "predict_proba", None) if classes and self.config.request_log else None
+
         def predict(columns: dict[str, list[Any]], rows: int) -> list[Any]:
-            return jsonable(model.predict(to_frame(columns, signature)))
+            frame = to_frame(columns, signature)
+            predictions = jsonable(model.predict(frame))
+            if proba is None:
+                return predictions
+            # the caller gets predict()'s answer; the log also keeps predict_proba's, for estimated
+            # quality before labels arrive. A model whose predict_proba fails still answers.
+            try:
+                probabilities = proba(frame)
+            except Exception:  # noqa: BLE001 - a model without working probabilities (SVC without probability=True)
+                return predictions
+            values = probabilities.tolist() if hasattr(probabilities, "tolist") else list(probabilities)
+            if len(values) != len(predictions):
+                return predictions
+            return Scored(predictions, classes, values)
 
         def predict_proba(columns: dict[str, list[Any]], rows: int) -> list[Any]:
             return jsonable(model.predict_proba(to_frame(columns, signature)))
@@ -505,6 +543,7 @@ class Runtime:
         headers: Mapping[str, str],
         client_gone: Callable[[], Awaitable[None]],
         version: int | None = None,
+        request_id: str | None = None,
     ) -> Outcome:
         """Read, route, parse, check, queue and answer one prediction request (any protocol).
 
@@ -565,7 +604,7 @@ class Runtime:
             self.arrivals -= 1
             arrived = False
             if prep.shadow is not None:
-                task = asyncio.get_running_loop().create_task(self._shadow(prep, future))
+                task = asyncio.get_running_loop().create_task(self._shadow(prep, future, request_id))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             gone = asyncio.get_running_loop().create_task(client_gone())
@@ -632,6 +671,8 @@ class Runtime:
                         "version": served.version,
                         "latency_ms": latency_ms,
                         "time": time.time(),
+                        "request_id": request_id,
+                        "probabilities": _probabilities_of(predictions),
                     },
                 )
             return Outcome(200, variant, served, predictions, inputs=inputs, probabilities=probabilities)
@@ -647,7 +688,7 @@ class Runtime:
         self.stats.record(variant, served.version, latency_ms, status, predictions)
         return latency_ms
 
-    async def _shadow(self, prep: Prepared, production: asyncio.Future[list[Any]]) -> None:
+    async def _shadow(self, prep: Prepared, production: asyncio.Future[list[Any]], request_id: str | None) -> None:
         started = time.perf_counter()
         shadow, columns, rows = prep.shadow, prep.shadow_columns, prep.inputs.rows
         assert shadow is not None
@@ -686,6 +727,8 @@ class Runtime:
                     "version": shadow.version,
                     "latency_ms": latency_ms,
                     "time": time.time(),
+                    "request_id": request_id,
+                    "probabilities": _probabilities_of(predictions),
                     "production_prediction": theirs,
                 },
             )

@@ -248,6 +248,7 @@ def check(
     since: float | None = None,
     since_text: str | None = None,
     predict: bool = False,
+    profile: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> DriftCheck:
@@ -256,7 +257,8 @@ def check(
     reference, record the verdict on that version. ``since`` (seconds; ``since_text`` says it
     in messages) keeps only recent request logs of a ``serving:NAME`` side. ``repo``: the
     repository model and serving sources read (default: found from the working directory
-    when one is needed; file sources need none)."""
+    when one is needed; file sources need none). ``profile``: both sides are streamed into
+    profiles (mlops.monitor) and compared from them: bounded memory at any size."""
     from ..drift.report import check_drift
 
     options: dict[str, Any] = {}
@@ -270,6 +272,19 @@ def check(
     ]
     if added:  # a request log's bookkeeping columns are not data to test (unless named as target/prediction)
         settings = replace(settings, exclude=tuple(dict.fromkeys((*settings.exclude, *added))))
+    if profile:
+        if predict or settings.target or settings.prediction:
+            raise UsageError("--profile compares the data's columns: it takes no --predict, --target or --prediction")
+        from ..monitor.compare import profile_drift
+
+        report = profile_drift(
+            ref_resolved.files,
+            cur_resolved.files,
+            settings,
+            reference=ref_resolved.described,
+            current=cur_resolved.described,
+        )
+        return _recorded(ref_resolved, report)
     ref_source, cur_source = open_source(ref_resolved, "reference"), open_source(cur_resolved, "current")
     if predict:
         if ref_resolved.model is None:
@@ -277,6 +292,10 @@ def check(
         settings = replace(settings, prediction=settings.prediction or "prediction")
         ref_source, cur_source = predicted(ref_resolved, (ref_source, cur_source), settings)
     report = check_drift(ref_source, cur_source, settings, jobs=jobs, progress=progress)
+    return _recorded(ref_resolved, report)
+
+
+def _recorded(ref_resolved: ResolvedSource, report: Any) -> DriftCheck:
     recorded = None
     record_error: MlopsError | None = None
     if ref_resolved.model is not None:

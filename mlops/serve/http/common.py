@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..protocols import BadRequest, dumps
+from ..requestlog import request_id_from
 from ..runtime import Outcome, Runtime
 from ..wire import JSON, Answered, Reply, WireProtocol
 
@@ -95,14 +96,17 @@ async def answer(rt: Runtime, wire: WireProtocol, request: Request, version: int
     """One prediction request in ``wire``'s protocol, answered by the runtime."""
     if not authorized(rt, request):
         return refused(wire)
+    request_id = request_id_from(request.headers)  # the log's join key for labels that come later
     outcome = await rt.infer(
         wire,
         lambda: read_body(request, rt.config.max_body_bytes, seconds=rt.config.body_seconds),
         request.headers,
         lambda: client_gone(request.receive),
         version,
+        request_id=request_id,
     )
     headers = variant_headers(outcome)
+    headers["X-Request-ID"] = request_id
     if outcome.status != 200:
         return reply_response(
             wire.failure(
