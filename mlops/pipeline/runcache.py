@@ -366,6 +366,9 @@ def pull_entries(
 
     source = get_remote(repo, remote)
     warnings: list[str] = []
+    if keys is None and not (repo.root / "pipeline.yaml").is_file():
+        note = "no pipeline.yaml here: no shared run-cache entries to look up"
+        return EntriesTransfer(source.name, "pull", warnings=(note,))
     if keys is None:
         hits = _pipeline_hits(repo, source, warnings)
     else:
