@@ -353,13 +353,14 @@ def pull_entries(
     keys: Iterable[str] | None = None,
     *,
     objects: bool = True,
+    deps_from_pointers: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> EntriesTransfer:
     """Take the remote's entries for ``keys`` (None: those the current pipeline's stages would
     look up, stage after stage, as ``mlops run`` would, on the workspace as it is) into this
     repo's run cache, checked on arrival; then, with ``objects``, the objects they name, so that
-    ``mlops run`` restores those stages with no network."""
+    ``mlops run`` restores those stages with no network. ``deps_from_pointers``: see ``executor.plan``."""
     from ..data.references import Root
     from ..data.transfer import fetch as fetch_objects
     from ..data.transfer import get_remote
@@ -370,7 +371,7 @@ def pull_entries(
         note = "no pipeline.yaml here: no shared run-cache entries to look up"
         return EntriesTransfer(source.name, "pull", warnings=(note,))
     if keys is None:
-        hits = _pipeline_hits(repo, source, warnings)
+        hits = _pipeline_hits(repo, source, warnings, deps_from_pointers)
     else:
         hits = {}
         for key in dict.fromkeys(keys):
@@ -394,7 +395,7 @@ def pull_entries(
     return EntriesTransfer(source.name, "pull", tuple(created), tuple(present), (), tuple(warnings), moved)
 
 
-def _pipeline_hits(repo: Repo, source: Remote, warnings: list[str]) -> dict[str, CacheHit]:
+def _pipeline_hits(repo: Repo, source: Remote, warnings: list[str], deps_from_pointers: bool) -> dict[str, CacheHit]:
     """The remote entries the current pipeline would restore from (``executor.plan`` with the remote)."""
     from .executor import WOULD_RESTORE, plan
     from .graph import build_graph
@@ -402,7 +403,7 @@ def _pipeline_hits(repo: Repo, source: Remote, warnings: list[str]) -> dict[str,
 
     graph = build_graph(load_pipeline(repo.root), repo.root)
     hits: dict[str, CacheHit] = {}
-    for result in plan(repo, graph, list(graph.order), remote=source):
+    for result in plan(repo, graph, list(graph.order), remote=source, deps_from_pointers=deps_from_pointers):
         warnings.extend(r for r in result.reasons if r.startswith("shared run cache: "))
         if result.status == WOULD_RESTORE and result.restore_from.startswith("remote") and result.run_key:
             hits[result.run_key] = CacheHit(result.outs, result.produced_by)

@@ -87,14 +87,24 @@ def push(
     return Moved(result, shared, run_cache=entries)
 
 
-def _pull_run_cache(repo: Repo, remote: str | None, run_cache: bool, jobs: int | None, progress: Progress) -> Any:
-    """With ``run_cache``, after the data: the entries the current pipeline's stages would look up
-    (their keys are computed on the data just placed) and their objects."""
+def _pull_run_cache(repo: Repo, remote: str | None, run_cache: bool, targets: list[str] | None) -> Any:
+    """With ``run_cache``, before the data: the shared run cache's entries that the current
+    pipeline's stages would restore from (a dependency tracked by a pointer file counts with the
+    pointer's hash: the pull brings it), without their objects. Those are roots of the data pull
+    that follows (``keep_roots`` names every run-cache entry's outputs), so one parallel fetch
+    takes the data and the outputs together; with targets, the entries' outputs are added."""
     if not run_cache:
-        return None
-    from ..pipeline.runcache import pull_entries
+        return None, []
+    from ..data.references import Root
+    from ..pipeline.runcache import lookup_entry, pull_entries
 
-    return pull_entries(repo, remote, jobs=jobs, progress=progress)
+    entries = pull_entries(repo, remote, objects=False, deps_from_pointers=True)
+    roots: list[Root] = []
+    if targets:
+        for key in (*entries.created, *entries.present):
+            hit = lookup_entry(repo, key, need_objects=False)
+            roots += [Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for o in (hit.outs if hit else ()) if o.hash]
+    return entries, roots
 
 
 def _pull_runs_first(repo: Repo, remote: str | None, runs: bool, jobs: int | None, progress: Progress) -> Any:
@@ -119,11 +129,12 @@ def fetch(
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
     """Download what the pointer files (and, without targets, ``keep_roots``) reference, no checkout;
-    with ``run_cache``, then the shared run cache's entries for the pipeline as the workspace is."""
+    with ``run_cache``, also the shared run cache's entries (and objects) the pipeline would restore from."""
     from ..data.transfer import fetch as data_fetch
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
-    extra = [] if targets else keep_roots(repo, all_commits=all_commits)
+    entries, entry_roots = _pull_run_cache(repo, remote, run_cache, targets)
+    extra = entry_roots if targets else keep_roots(repo, all_commits=all_commits)
     result = data_fetch(
         repo,
         remote=remote,
@@ -133,7 +144,7 @@ def fetch(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(result, shared, run_cache=_pull_run_cache(repo, remote, run_cache, jobs, progress))
+    return Moved(result, shared, run_cache=entries)
 
 
 def pull(
@@ -148,11 +159,12 @@ def pull(
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
     """Fetch, then check out (pipeline.lock's outputs too, without targets); with ``run_cache``,
-    then the shared run cache's entries and objects that ``mlops run`` would restore from."""
+    also the shared run cache's entries and objects that ``mlops run`` would restore from."""
     from ..data.transfer import pull as data_pull
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
-    roots, pointers = ([], []) if targets else (keep_roots(repo), lock_outputs(repo))
+    entries, entry_roots = _pull_run_cache(repo, remote, run_cache, targets)
+    roots, pointers = (entry_roots, []) if targets else (keep_roots(repo), lock_outputs(repo))
     fetched, placed = data_pull(
         repo,
         remote=remote,
@@ -163,7 +175,7 @@ def pull(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(fetched, shared, placed, _pull_run_cache(repo, remote, run_cache, jobs, progress))
+    return Moved(fetched, shared, placed, entries)
 
 
 def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False, force: bool = False) -> GcResult:
