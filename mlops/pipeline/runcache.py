@@ -289,6 +289,17 @@ def publish(
     return Published(winner, False)
 
 
+def _open(repo: Repo, remote: Remote | str | None) -> Remote:
+    """``remote`` itself, or the remote of that name (None: the default one)."""
+    from ..remotes.base import Remote
+
+    if isinstance(remote, Remote):
+        return remote
+    from ..data.transfer import get_remote
+
+    return get_remote(repo, remote)
+
+
 def local_keys(repo: Repo) -> list[str]:
     """The keys of this repo's run-cache entries, sorted."""
     folder = repo.dot / "runcache"
@@ -300,7 +311,7 @@ def local_keys(repo: Repo) -> list[str]:
 
 def push_entries(
     repo: Repo,
-    remote: str | None = None,
+    remote: Remote | str | None = None,
     keys: Iterable[str] | None = None,
     *,
     jobs: int | None = None,
@@ -309,11 +320,10 @@ def push_entries(
     """Send this repo's run-cache entries (``keys``, or all) the remote lacks: their objects
     first, then each entry, created only if absent (an entry already there stays as it is)."""
     from ..data.references import Root
-    from ..data.transfer import get_remote
     from ..data.transfer import push as push_objects
     from ..parallel import run_parallel
 
-    target = get_remote(repo, remote)
+    target = _open(repo, remote)
     wanted = list(dict.fromkeys(keys)) if keys is not None else local_keys(repo)
     existing = {k for k in map(key_of_ref, target.list_refs(REMOTE_PREFIX)) if k}
     present = [k for k in wanted if k in existing]
@@ -349,7 +359,7 @@ def push_entries(
 
 def pull_entries(
     repo: Repo,
-    remote: str | None = None,
+    remote: Remote | str | None = None,
     keys: Iterable[str] | None = None,
     *,
     objects: bool = True,
@@ -363,9 +373,8 @@ def pull_entries(
     ``mlops run`` restores those stages with no network. ``deps_from_pointers``: see ``executor.plan``."""
     from ..data.references import Root
     from ..data.transfer import fetch as fetch_objects
-    from ..data.transfer import get_remote
 
-    source = get_remote(repo, remote)
+    source = _open(repo, remote)
     warnings: list[str] = []
     if keys is None and not (repo.root / "pipeline.yaml").is_file():
         note = "no pipeline.yaml here: no shared run-cache entries to look up"

@@ -123,7 +123,7 @@ def test_push_entries_sends_objects_then_entries(origin: Repo, tmp_path: Path, m
     remote = get_remote(ann)
     assert remote.missing([o.hash for o in hit.outs if o.hash]) == set()
     assert runcache.remote_lookup(remote, key) == hit
-    again = runcache.push_entries(ann)
+    again = runcache.push_entries(ann, remote)  # a Remote works as well as its name
     assert again.created == () and again.present == (key,)
 
 
