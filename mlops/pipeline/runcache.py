@@ -340,7 +340,7 @@ def push_entries(
     objects = None
     if todo:
         roots = [Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for _, hit in todo for o in hit.outs if o.hash]
-        objects = push_objects(repo, remote=target.name, only_roots=roots, jobs=jobs, progress=progress)
+        objects = push_objects(repo, remote=target, only_roots=roots, jobs=jobs, progress=progress)
     created: list[str] = []
     if todo:
         with (
@@ -400,7 +400,7 @@ def pull_entries(
         roots = [
             Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for hit in hits.values() for o in hit.outs if o.hash
         ]
-        moved = fetch_objects(repo, remote=source.name, only_roots=roots, jobs=jobs, progress=progress)
+        moved = fetch_objects(repo, remote=source, only_roots=roots, jobs=jobs, progress=progress)
     return EntriesTransfer(source.name, "pull", tuple(created), tuple(present), (), tuple(warnings), moved)
 
 

@@ -61,8 +61,11 @@ def push(
     """Send the objects the pointer files (and, without targets, ``keep_roots``) reference;
     then, with ``runs``, every ended run: a run on the remote finds its artifacts there; with
     ``run_cache``, every run-cache entry the remote lacks (after its objects)."""
+    from ..data.transfer import get_remote
     from ..data.transfer import push as data_push
 
+    if run_cache:  # one client for the objects and the entries
+        remote = get_remote(repo, remote)  # type: ignore[assignment]
     extra = [] if targets else keep_roots(repo, all_commits=all_commits)
     result = data_push(
         repo,
@@ -87,7 +90,7 @@ def push(
     return Moved(result, shared, run_cache=entries)
 
 
-def _pull_run_cache(repo: Repo, remote: str | None, run_cache: bool, targets: list[str] | None) -> Any:
+def _pull_run_cache(repo: Repo, remote: Any, run_cache: bool, targets: list[str] | None) -> Any:
     """With ``run_cache``, before the data: the shared run cache's entries that the current
     pipeline's stages would restore from (a dependency tracked by a pointer file counts with the
     pointer's hash: the pull brings it), without their objects. Those are roots of the data pull
@@ -133,6 +136,10 @@ def fetch(
     from ..data.transfer import fetch as data_fetch
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
+    if run_cache:  # one client for the entries and the data
+        from ..data.transfer import get_remote
+
+        remote = get_remote(repo, remote)  # type: ignore[assignment]
     entries, entry_roots = _pull_run_cache(repo, remote, run_cache, targets)
     extra = entry_roots if targets else keep_roots(repo, all_commits=all_commits)
     result = data_fetch(
@@ -163,6 +170,10 @@ def pull(
     from ..data.transfer import pull as data_pull
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
+    if run_cache:  # one client for the entries and the data
+        from ..data.transfer import get_remote
+
+        remote = get_remote(repo, remote)  # type: ignore[assignment]
     entries, entry_roots = _pull_run_cache(repo, remote, run_cache, targets)
     roots, pointers = (entry_roots, []) if targets else (keep_roots(repo), lock_outputs(repo))
     fetched, placed = data_pull(
