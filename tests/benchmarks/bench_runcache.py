@@ -49,7 +49,7 @@ STAGE_NAMES = ("prep", "features", "split", "train", "evaluate")
 # each stage: about a second of real CPU work (PBKDF2 over the data's digest), then outputs
 # derived from its inputs, so that every output depends on the bytes before it
 COMMON = """import hashlib, os, sys
-def work(data: bytes, rounds: int = 300_000) -> bytes:
+def work(data: bytes, rounds: int = 1_000_000) -> bytes:
     with open(os.environ["BENCH_COUNTER"], "a") as f:  # beside the clones: an execution is seen
         f.write(os.path.basename(sys.argv[0]) + "\\n")
     digest = hashlib.sha256(data).digest()
