@@ -52,7 +52,11 @@ class TransferResult:
         }
 
 
-def get_remote(repo: Repo, name: str | None = None) -> Remote:
+def get_remote(repo: Repo, name: str | Remote | None = None) -> Remote:
+    """The remote called ``name`` (None: the default one); a Remote already open is used as it is
+    (one client for several transfers of one command)."""
+    if isinstance(name, Remote):
+        return name
     remotes = repo.config.remotes
     name = name or repo.config.default_remote
     if not name:
@@ -80,7 +84,7 @@ def _roots(repo: Repo, targets: list[str] | None, all_commits: bool, extra_roots
 def push(
     repo: Repo,
     *,
-    remote: str | None = None,
+    remote: str | Remote | None = None,
     targets: list[str] | None = None,
     all_commits: bool = False,
     extra_roots: Iterable[Root] = (),
@@ -191,7 +195,7 @@ def _push_plan(repo: Repo, target: Remote, roots: list[Root], *, full: bool = Fa
 def fetch(
     repo: Repo,
     *,
-    remote: str | None = None,
+    remote: str | Remote | None = None,
     targets: list[str] | None = None,
     all_commits: bool = False,
     extra_roots: Iterable[Root] = (),
@@ -202,7 +206,8 @@ def fetch(
     """Take what the roots reach and this cache lacks. Every object is checked against the
     length its referrer records (a manifest entry, a pointer file) and its hash; a manifest,
     whose length nothing records, against ``MAX_MANIFEST_SIZE``. ``only_roots`` replaces the
-    workspace's pointer files as the roots (``mlops stage exec`` takes one stage's inputs only)."""
+    workspace's pointer files as the roots (``mlops stage exec`` takes one stage's inputs only;
+    ``pull --run-cache`` the outputs of the entries it pulled)."""
     source = get_remote(repo, remote)
     store = repo.objects
     roots = list(only_roots) if only_roots is not None else _roots(repo, targets, all_commits, extra_roots)
@@ -287,7 +292,7 @@ def _recorded_size(size: object, manifest: str, name: str) -> int:
 def pull(
     repo: Repo,
     *,
-    remote: str | None = None,
+    remote: str | Remote | None = None,
     targets: list[str] | None = None,
     force: bool = False,
     extra_roots: Iterable[Root] = (),

@@ -222,7 +222,13 @@ class _Shared:
 
 
 def plan(
-    repo: Repo, graph: Graph, names: list[str], *, force: bool = False, remote: Remote | None = None
+    repo: Repo,
+    graph: Graph,
+    names: list[str],
+    *,
+    force: bool = False,
+    remote: Remote | None = None,
+    deps_from_pointers: bool = False,
 ) -> list[StageResult]:
     """What would run, be restored, or be skipped, and why (``--dry-run``).
 
@@ -230,7 +236,10 @@ def plan(
     here), or, given ``remote``, in that remote's shared run cache ("would restore", with
     ``restore_from`` "local" or "remote NAME", the entry's outputs and its key). A restored stage's
     outputs are known, so the stages after it get their keys too, as ``mlops run`` would compute
-    them once it placed those outputs; after a stage that would run, they would run as well."""
+    them once it placed those outputs; after a stage that would run, they would run as well.
+    ``deps_from_pointers``: a dependency missing from the workspace but tracked by a pointer file
+    counts with the pointer's hash, the one it will have once pulled (``pull --run-cache`` looks
+    the keys up before the data arrives, so that one fetch takes both)."""
     lock = read_lock(repo.root)
     params = ParamFiles(repo.root)
     will_run: set[str] = set()
@@ -242,8 +251,9 @@ def plan(
             out.append(StageResult(name, FROZEN, ("frozen",)))
             continue
         inputs = read_inputs(repo, stage, params)
-        if placed:
-            inputs = dataclasses.replace(inputs, deps=tuple(placed.get(d.path, d) for d in inputs.deps))
+        if placed or deps_from_pointers:
+            deps = tuple(placed.get(d.path) or (_pointed(repo, d) if deps_from_pointers else d) for d in inputs.deps)
+            inputs = dataclasses.replace(inputs, deps=deps)
         reasons = out_of_date_reasons(stage, lock.get(name), inputs, read_outputs(repo, stage))
         upstream = [u for u in graph.upstream[name] if u in will_run]
         reasons = [f"upstream {u} will run" for u in upstream] + reasons
@@ -279,6 +289,21 @@ def plan(
         will_run.add(name)
         out.append(StageResult(name, WOULD_RUN, tuple(reasons)))
     return out
+
+
+def _pointed(repo: Repo, dep: LockedPath) -> LockedPath:
+    """A dependency missing from the workspace as its pointer file names it (``dep`` otherwise)."""
+    if dep.hash is not None:
+        return dep
+    from ..data.pointer import POINTER_SUFFIX, read_pointer
+
+    try:
+        pointer = read_pointer(repo.root, dep.path + POINTER_SUFFIX)
+    except (MlopsError, OSError):
+        return dep
+    if pointer.target != dep.path:
+        return dep
+    return LockedPath(dep.path, pointer.hash, pointer.kind, pointer.size, pointer.files)
 
 
 def run_pipeline(
@@ -1006,7 +1031,7 @@ def _restore(repo: Repo, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
 
 def _record(repo: Repo, stage: Stage, inputs: StageInputs, outs: tuple[LockedPath, ...], shared: _Shared) -> None:
     """Rewrite this stage's block of pipeline.lock (read-modify-write under its lock)."""
-    entry = LockEntry(stage.cmd_text, inputs.deps, inputs.params, inputs.env, outs)
+    entry = LockEntry(stage.cmd_text, inputs.deps, inputs.params, inputs.env, outs, stage.image_digest)
     with repo.lock("pipeline-lock", what="pipeline.lock"):
         entries = read_lock(repo.root)
         entries[stage.name] = entry

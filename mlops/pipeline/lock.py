@@ -45,9 +45,12 @@ class LockEntry:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> {key: value}
     env: dict[str, str | None] = field(default_factory=dict)  # name -> hash of the value
     outs: tuple[LockedPath, ...] = ()
+    image: str = ""  # the container image digest (sha256:...) the stage's key had; "" without one
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"cmd": self.cmd}
+        if self.image:  # only when set: a lock file without images stays byte for byte as it was
+            doc["image"] = self.image
         if self.deps:
             doc["deps"] = [d.to_doc() for d in self.deps]
         if self.params:
@@ -127,12 +130,16 @@ def parse_lock(text: str, source: str) -> dict[str, LockEntry]:
             raise FormatError(f"{source}: stage {stage_label(name)}: 'params' must map files to mappings")
         if not isinstance(env, dict) or not all(v is None or isinstance(v, str) for v in env.values()):
             raise FormatError(f"{source}: stage {stage_label(name)}: 'env' must map names to hashes")
+        image = doc.get("image") or ""
+        if not isinstance(image, str) or len(image) > 100:
+            raise FormatError(f"{source}: stage {stage_label(name)}: 'image' must be an image digest")
         out[str(name)] = LockEntry(
             cmd=str(doc["cmd"]),
             deps=_paths(doc.get("deps"), source, name, "deps"),
             params={str(f): dict(v or {}) for f, v in params.items()},
             env={str(k): v for k, v in env.items()},
             outs=_paths(doc.get("outs"), source, name, "outs"),
+            image=image,
         )
     return out
 

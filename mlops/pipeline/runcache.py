@@ -127,7 +127,7 @@ class EntriesTransfer:
     present: tuple[str, ...] = ()  # already on the receiving side
     skipped: tuple[str, ...] = ()  # push: entries whose objects this cache lacks (not sent)
     warnings: tuple[str, ...] = ()
-    objects: Any = None  # push: data.transfer.TransferResult of the entries' objects
+    objects: Any = None  # data.transfer.TransferResult of the entries' objects, when they were moved
 
     def summary(self) -> str:
         if self.direction == "push":
@@ -289,6 +289,17 @@ def publish(
     return Published(winner, False)
 
 
+def _open(repo: Repo, remote: Remote | str | None) -> Remote:
+    """``remote`` itself, or the remote of that name (None: the default one)."""
+    from ..remotes.base import Remote
+
+    if isinstance(remote, Remote):
+        return remote
+    from ..data.transfer import get_remote
+
+    return get_remote(repo, remote)
+
+
 def local_keys(repo: Repo) -> list[str]:
     """The keys of this repo's run-cache entries, sorted."""
     folder = repo.dot / "runcache"
@@ -300,7 +311,7 @@ def local_keys(repo: Repo) -> list[str]:
 
 def push_entries(
     repo: Repo,
-    remote: str | None = None,
+    remote: Remote | str | None = None,
     keys: Iterable[str] | None = None,
     *,
     jobs: int | None = None,
@@ -309,11 +320,10 @@ def push_entries(
     """Send this repo's run-cache entries (``keys``, or all) the remote lacks: their objects
     first, then each entry, created only if absent (an entry already there stays as it is)."""
     from ..data.references import Root
-    from ..data.transfer import get_remote
     from ..data.transfer import push as push_objects
     from ..parallel import run_parallel
 
-    target = get_remote(repo, remote)
+    target = _open(repo, remote)
     wanted = list(dict.fromkeys(keys)) if keys is not None else local_keys(repo)
     existing = {k for k in map(key_of_ref, target.list_refs(REMOTE_PREFIX)) if k}
     present = [k for k in wanted if k in existing]
@@ -330,7 +340,7 @@ def push_entries(
     objects = None
     if todo:
         roots = [Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for _, hit in todo for o in hit.outs if o.hash]
-        objects = push_objects(repo, remote=target.name, only_roots=roots, jobs=jobs, progress=progress)
+        objects = push_objects(repo, remote=target, only_roots=roots, jobs=jobs, progress=progress)
     created: list[str] = []
     if todo:
         with (
@@ -349,22 +359,28 @@ def push_entries(
 
 def pull_entries(
     repo: Repo,
-    remote: str | None = None,
+    remote: Remote | str | None = None,
     keys: Iterable[str] | None = None,
     *,
+    objects: bool = True,
+    deps_from_pointers: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> EntriesTransfer:
     """Take the remote's entries for ``keys`` (None: those the current pipeline's stages would
-    look up, stage after stage, as ``mlops run`` would) into this repo's run cache, checked on
-    arrival. The objects they name are not fetched here: the run cache's outputs are roots of
-    ``mlops fetch``/``pull`` (workflows.roots), which take them next."""
-    from ..data.transfer import get_remote
+    look up, stage after stage, as ``mlops run`` would, on the workspace as it is) into this
+    repo's run cache, checked on arrival; then, with ``objects``, the objects they name, so that
+    ``mlops run`` restores those stages with no network. ``deps_from_pointers``: see ``executor.plan``."""
+    from ..data.references import Root
+    from ..data.transfer import fetch as fetch_objects
 
-    source = get_remote(repo, remote)
+    source = _open(repo, remote)
     warnings: list[str] = []
+    if keys is None and not (repo.root / "pipeline.yaml").is_file():
+        note = "no pipeline.yaml here: no shared run-cache entries to look up"
+        return EntriesTransfer(source.name, "pull", warnings=(note,))
     if keys is None:
-        hits = _pipeline_hits(repo, source, warnings)
+        hits = _pipeline_hits(repo, source, warnings, deps_from_pointers)
     else:
         hits = {}
         for key in dict.fromkeys(keys):
@@ -379,10 +395,16 @@ def pull_entries(
             continue
         record(repo, key, hit.outs, run_id=hit.run_id)
         created.append(key)
-    return EntriesTransfer(source.name, "pull", tuple(created), tuple(present), (), tuple(warnings))
+    moved = None
+    if objects and hits:
+        roots = [
+            Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for hit in hits.values() for o in hit.outs if o.hash
+        ]
+        moved = fetch_objects(repo, remote=source, only_roots=roots, jobs=jobs, progress=progress)
+    return EntriesTransfer(source.name, "pull", tuple(created), tuple(present), (), tuple(warnings), moved)
 
 
-def _pipeline_hits(repo: Repo, source: Remote, warnings: list[str]) -> dict[str, CacheHit]:
+def _pipeline_hits(repo: Repo, source: Remote, warnings: list[str], deps_from_pointers: bool) -> dict[str, CacheHit]:
     """The remote entries the current pipeline would restore from (``executor.plan`` with the remote)."""
     from .executor import WOULD_RESTORE, plan
     from .graph import build_graph
@@ -390,7 +412,7 @@ def _pipeline_hits(repo: Repo, source: Remote, warnings: list[str]) -> dict[str,
 
     graph = build_graph(load_pipeline(repo.root), repo.root)
     hits: dict[str, CacheHit] = {}
-    for result in plan(repo, graph, list(graph.order), remote=source):
+    for result in plan(repo, graph, list(graph.order), remote=source, deps_from_pointers=deps_from_pointers):
         warnings.extend(r for r in result.reasons if r.startswith("shared run cache: "))
         if result.status == WOULD_RESTORE and result.restore_from.startswith("remote") and result.run_key:
             hits[result.run_key] = CacheHit(result.outs, result.produced_by)

@@ -107,6 +107,8 @@ def out_of_date_reasons(
         reasons.append("always changed")
     if entry.cmd != stage.cmd_text:
         reasons.append("cmd changed")
+    if entry.image != stage.image_digest:
+        reasons.append("image changed")
     reasons += _path_reasons("dep", inputs.deps, entry.deps)
     for file, values in inputs.params.items():
         before = entry.params.get(file, {})

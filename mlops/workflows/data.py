@@ -27,6 +27,7 @@ class Moved:
     objects: TransferResult
     runs: Any = None  # tracking.sync.RunsTransfer, with ``runs=True``
     checkout: CheckoutResult | None = None  # pull only
+    run_cache: Any = None  # pipeline.runcache.EntriesTransfer, with ``run_cache=True``
 
 
 def checkout(
@@ -53,13 +54,18 @@ def push(
     all_commits: bool = False,
     full: bool = False,
     runs: bool = False,
+    run_cache: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
     """Send the objects the pointer files (and, without targets, ``keep_roots``) reference;
-    then, with ``runs``, every ended run: a run on the remote finds its artifacts there."""
+    then, with ``runs``, every ended run: a run on the remote finds its artifacts there; with
+    ``run_cache``, every run-cache entry the remote lacks (after its objects)."""
+    from ..data.transfer import get_remote
     from ..data.transfer import push as data_push
 
+    if run_cache:  # one client for the objects and the entries
+        remote = get_remote(repo, remote)  # type: ignore[assignment]
     extra = [] if targets else keep_roots(repo, all_commits=all_commits)
     result = data_push(
         repo,
@@ -76,7 +82,32 @@ def push(
         from ..tracking.sync import push_runs
 
         shared = push_runs(repo, remote, jobs=jobs, progress=progress)
-    return Moved(result, shared)
+    entries = None
+    if run_cache:
+        from ..pipeline.runcache import push_entries
+
+        entries = push_entries(repo, remote, jobs=jobs, progress=progress)
+    return Moved(result, shared, run_cache=entries)
+
+
+def _pull_run_cache(repo: Repo, remote: Any, run_cache: bool, targets: list[str] | None) -> Any:
+    """With ``run_cache``, before the data: the shared run cache's entries that the current
+    pipeline's stages would restore from (a dependency tracked by a pointer file counts with the
+    pointer's hash: the pull brings it), without their objects. Those are roots of the data pull
+    that follows (``keep_roots`` names every run-cache entry's outputs), so one parallel fetch
+    takes the data and the outputs together; with targets, the entries' outputs are added."""
+    if not run_cache:
+        return None, []
+    from ..data.references import Root
+    from ..pipeline.runcache import lookup_entry, pull_entries
+
+    entries = pull_entries(repo, remote, objects=False, deps_from_pointers=True)
+    roots: list[Root] = []
+    if targets:
+        for key in (*entries.created, *entries.present):
+            hit = lookup_entry(repo, key, need_objects=False)
+            roots += [Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for o in (hit.outs if hit else ()) if o.hash]
+    return entries, roots
 
 
 def _pull_runs_first(repo: Repo, remote: str | None, runs: bool, jobs: int | None, progress: Progress) -> Any:
@@ -96,14 +127,21 @@ def fetch(
     remote: str | None = None,
     all_commits: bool = False,
     runs: bool = False,
+    run_cache: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
-    """Download what the pointer files (and, without targets, ``keep_roots``) reference, no checkout."""
+    """Download what the pointer files (and, without targets, ``keep_roots``) reference, no checkout;
+    with ``run_cache``, also the shared run cache's entries (and objects) the pipeline would restore from."""
     from ..data.transfer import fetch as data_fetch
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
-    extra = [] if targets else keep_roots(repo, all_commits=all_commits)
+    if run_cache:  # one client for the entries and the data
+        from ..data.transfer import get_remote
+
+        remote = get_remote(repo, remote)  # type: ignore[assignment]
+    entries, entry_roots = _pull_run_cache(repo, remote, run_cache, targets)
+    extra = entry_roots if targets else keep_roots(repo, all_commits=all_commits)
     result = data_fetch(
         repo,
         remote=remote,
@@ -113,7 +151,7 @@ def fetch(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(result, shared)
+    return Moved(result, shared, run_cache=entries)
 
 
 def pull(
@@ -123,14 +161,21 @@ def pull(
     remote: str | None = None,
     force: bool = False,
     runs: bool = False,
+    run_cache: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
-    """Fetch, then check out (pipeline.lock's outputs too, without targets)."""
+    """Fetch, then check out (pipeline.lock's outputs too, without targets); with ``run_cache``,
+    also the shared run cache's entries and objects that ``mlops run`` would restore from."""
     from ..data.transfer import pull as data_pull
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
-    roots, pointers = ([], []) if targets else (keep_roots(repo), lock_outputs(repo))
+    if run_cache:  # one client for the entries and the data
+        from ..data.transfer import get_remote
+
+        remote = get_remote(repo, remote)  # type: ignore[assignment]
+    entries, entry_roots = _pull_run_cache(repo, remote, run_cache, targets)
+    roots, pointers = (entry_roots, []) if targets else (keep_roots(repo), lock_outputs(repo))
     fetched, placed = data_pull(
         repo,
         remote=remote,
@@ -141,7 +186,7 @@ def pull(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(fetched, shared, placed)
+    return Moved(fetched, shared, placed, entries)
 
 
 def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False, force: bool = False) -> GcResult:

@@ -145,3 +145,18 @@ def test_declared_env_is_set_in_the_command(proj: Any, monkeypatch: pytest.Monke
     monkeypatch.setenv("GREETING", "changed on this machine")  # not an input: the declared value is
     assert statuses(proj.run()) == {"hello": "skipped"}
     assert os.environ["GREETING"] == "changed on this machine"
+
+
+def test_a_new_image_digest_makes_the_stage_run_again(proj: Any) -> None:
+    stage = {"cmd": f"{proj.cmd('write:out.txt=x')}", "outs": ["out.txt"]}
+    proj.pipeline({"build": stage})
+    assert statuses(proj.run()) == {"build": "ran"}
+    assert "image" not in proj.lock()["build"]  # no image: the lock file as before
+    proj.pipeline({"build": {**stage, "image": "ghcr.io/team/build:1"}})  # a tag alone: no change
+    assert statuses(proj.run()) == {"build": "skipped"}
+    proj.pipeline({"build": {**stage, "image": f"ghcr.io/team/build@{DIGEST}"}})
+    dry = proj.dry()
+    assert dry["stages"][0]["reasons"] == ["image changed"]
+    assert statuses(proj.run()) == {"build": "ran"}
+    assert proj.lock()["build"]["image"] == DIGEST
+    assert statuses(proj.run()) == {"build": "skipped"}

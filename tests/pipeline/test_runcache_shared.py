@@ -123,5 +123,14 @@ def test_push_entries_sends_objects_then_entries(origin: Repo, tmp_path: Path, m
     remote = get_remote(ann)
     assert remote.missing([o.hash for o in hit.outs if o.hash]) == set()
     assert runcache.remote_lookup(remote, key) == hit
-    again = runcache.push_entries(ann)
+    again = runcache.push_entries(ann, remote)  # a Remote works as well as its name
     assert again.created == () and again.present == (key,)
+
+
+def test_pull_entries_without_a_pipeline_is_a_warning(origin: Repo, tmp_path: Path) -> None:
+    ann = clone(origin, tmp_path, "ann")
+    (ann.root / "pipeline.yaml").unlink()
+    pulled = runcache.pull_entries(ann)
+    assert pulled.created == () and pulled.warnings == (
+        "no pipeline.yaml here: no shared run-cache entries to look up",
+    )

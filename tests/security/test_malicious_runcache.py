@@ -114,11 +114,12 @@ def test_crafted_entry_is_a_miss_with_a_warning(
 def test_a_good_entry_beside_them_is_a_hit(repo: Repo, hostile_remote: Any, stage_key: str) -> None:
     """The control: the same planting of a well-formed entry is used (so the cases above fail for their content)."""
     hostile_remote.put_key(f"refs/{runcache.ref_name(stage_key)}", entry())
+    hostile_remote.put_object(GOOD_HASH, b"model\n")
     remote = get_remote(repo, hostile_remote.name)
     hit = runcache.remote_lookup(remote, stage_key, outs=["model.txt"])
     assert hit is not None and [(o.path, o.hash) for o in hit.outs] == [("model.txt", GOOD_HASH)]
     assert runcache.pull_entries(repo, hostile_remote.name).created == (stage_key,)
-    assert runcache.lookup_entry(repo, stage_key, need_objects=False) == hit
+    assert runcache.lookup_entry(repo, stage_key) == hit  # its object came with it
 
 
 @pytest.mark.parametrize("hostile_remote", ["local"], indirect=True)
