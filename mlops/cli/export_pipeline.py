@@ -24,6 +24,7 @@ SECRET_OPTION = typer.Option(
 
 def register(group: typer.Typer) -> None:
     """Add this side's commands to the `export` group."""
+    command(group, "airflow")(airflow)
     command(group, "argo")(argo)
 
 
@@ -70,3 +71,49 @@ def argo(
     result = export_argo(repo, image=image, rev=rev, repo_url=repo_url, remote=remote, secret=secret, retries=retries)
     what = f"{len(result.plan.tasks)} stage task(s) and a collect task at {result.plan.rev[:12]}"
     _write(out, output, result.text, _summary(output, result.plan, "argo"), what)
+
+
+def airflow(
+    output: Path = OUTPUT_OPTION,
+    schedule: str | None = typer.Option(
+        None, "--schedule", help="When Airflow runs it: a preset (@daily, @hourly...) or a cron expression."
+    ),
+    kubernetes: bool = typer.Option(
+        False, "--kubernetes", help="KubernetesPodOperator tasks (with --image) instead of BashOperator."
+    ),
+    image: str | None = typer.Option(None, "--image", help="With --kubernetes: the image with mlops and git."),
+    rev: str | None = REV_OPTION,
+    repo_url: str | None = REPO_URL_OPTION,
+    remote: str | None = typer.Option(None, "--remote", "-r", help="The mlops remote the tasks use (default: core)."),
+    secret: str | None = SECRET_OPTION,
+    retries: int = RETRIES_OPTION,
+    dag_id: str | None = typer.Option(None, "--dag-id", help="The DAG's id (default: the repository folder's name)."),
+    clone: str | None = typer.Option(
+        None,
+        "--clone",
+        help="BashOperator: the clone workers run in (default: this repository; MLOPS_CLONE or an Airflow Variable "
+        "overrides it at run time).",
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Write the pipeline as an Airflow DAG file: one task per stage running `mlops stage exec`, then a collect task."""
+    from ..exporters.airflow import export_airflow
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    result = export_airflow(
+        repo,
+        schedule=schedule,
+        kubernetes=kubernetes,
+        image=image,
+        rev=rev,
+        repo_url=repo_url,
+        remote=remote,
+        secret=secret,
+        retries=retries,
+        dag_id=dag_id,
+        clone=clone,
+    )
+    summary = {**_summary(output, result.plan, "airflow"), "dag_id": result.dag_id}
+    what = f"DAG {result.dag_id}: {len(result.plan.tasks)} stage task(s) and a collect task at {result.plan.rev[:12]}"
+    _write(out, output, result.text, summary, what)

@@ -9,7 +9,6 @@ through environment variables, never spliced into the script.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from .stage_tasks import (
     ExportPlan,
     StageTask,
     check_image,
+    check_secret,
     collect_command,
     export_plan,
     manifest_var,
@@ -30,8 +30,6 @@ MANIFEST_PATH = "/tmp/mlops/manifest.json"
 CLONE_PATH = "/tmp/mlops/repo"
 ENTRYPOINT = "pipeline"
 STAGE_ANNOTATION = "mlops.io/stage"
-#: a Kubernetes Secret's name (RFC 1123 subdomain)
-SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -166,8 +164,8 @@ def export_argo(
 ) -> ArgoExport:
     """The pipeline at ``rev`` as an Argo Workflow (nothing is written: the CLI writes ``text``)."""
     image = check_image(image)
-    if secret is not None and (not SECRET_NAME.match(secret) or len(secret) > 253):
-        raise UsageError(f"--secret {secret!r} is not a Kubernetes Secret name", hint="lower case, digits, '-', '.'")
+    if secret is not None:
+        check_secret(secret)
     if retries < 0:
         raise UsageError("--retries must be 0 or more")
     plan = export_plan(repo, rev=rev, repo_url=repo_url, remote=remote, naming="dns1123")

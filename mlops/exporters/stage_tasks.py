@@ -29,7 +29,8 @@ AIRFLOW_ID_MAX = 250
 #: the collect task's name in both engines, and the Argo DAG template's: no stage's task takes them
 COLLECT = "collect"
 RESERVED = (COLLECT, "pipeline")
-SHA = re.compile(r"^[0-9a-f]{40}$")
+#: a Kubernetes Secret's name (RFC 1123 subdomain)
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -266,9 +267,7 @@ def exec_command(plan: ExportPlan, task: StageTask, upstream_vars: list[str]) ->
     if plan.remote:
         words += ["--remote", shlex.quote(plan.remote)]
     words.append("--json")
-    for var in upstream_vars:
-        words += ["--upstream", f'"${var}"']
-    return " ".join(words)
+    return _lines(" ".join(words), [f'--upstream "${var}"' for var in upstream_vars])
 
 
 def collect_command(plan: ExportPlan, manifest_vars: list[str]) -> str:
@@ -276,9 +275,12 @@ def collect_command(plan: ExportPlan, manifest_vars: list[str]) -> str:
     words = ["mlops", "stage", "collect", "--rev", plan.rev]
     if plan.remote:
         words += ["--remote", shlex.quote(plan.remote)]
-    for var in manifest_vars:
-        words += ["--manifest", f'"${var}"']
-    return " ".join(words)
+    return _lines(" ".join(words), [f'--manifest "${var}"' for var in manifest_vars])
+
+
+def _lines(head: str, options: list[str]) -> str:
+    """One shell command, an option a line (continued with backslashes): short lines to read."""
+    return " \\\n  ".join([head, *options])
 
 
 def manifest_var(index: int) -> str:
@@ -294,3 +296,9 @@ def check_image(image: str, option: str = "--image") -> str:
     if not text or any(ch.isspace() for ch in text) or text.startswith("-"):
         raise UsageError(f"{option} {image!r} is not a container image reference", hint="e.g. ghcr.io/team/churn:1.4")
     return text
+
+
+def check_secret(name: str) -> str:
+    if not SECRET_NAME.match(name) or len(name) > 253:
+        raise UsageError(f"--secret {name!r} is not a Kubernetes Secret name", hint="lower case, digits, '-', '.'")
+    return name
