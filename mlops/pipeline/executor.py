@@ -805,6 +805,40 @@ def _run_command(
             shared.processes.pop(stage.name, None)
 
 
+def run_stage_command(
+    repo: Repo,
+    stage: Stage,
+    run_id: str,
+    events: RunEvents,
+    *,
+    stop: threading.Event | None = None,
+    stop_signals: tuple[int, ...] = (signal.SIGINT,),
+) -> tuple[int, bool]:
+    """One stage's command alone (``mlops stage exec``), with the machinery `mlops run` gives each
+    stage: its own process group, the lifeline watcher, the group killed when its leader ends, and
+    a stop (one of ``stop_signals``, or ``stop`` set by the caller) that sends SIGTERM, then SIGKILL
+    after the grace. Returns (return code, whether it was stopped): a stopped command's code says
+    nothing about its outputs, which the caller must not record.
+    """
+    lifeline_read, lifeline_write = os.pipe()
+    shared = _Shared([stage.name], _LockView(repo.root), ParamFiles(repo.root), lifeline_read)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+    try:
+        with _stop_requests(stop_signals) as stop_signal:
+            future = pool.submit(_run_command, repo, stage, run_id, shared, events, ())
+            try:
+                wait_any([future], lambda: stop_signal() is not None or (stop is not None and stop.is_set()))
+            except KeyboardInterrupt:
+                shared.stopping.set()
+                _stop_all(shared)
+            code = future.result()
+    finally:
+        pool.shutdown(wait=True)
+        os.close(lifeline_write)
+        os.close(lifeline_read)
+    return code, shared.stopping.is_set()
+
+
 def _wait_unreaped(proc: subprocess.Popen[bytes]) -> None:
     """Wait until ``proc`` ends, leaving it a zombie (its pid and group id stay reserved) where the OS allows."""
     waitid = getattr(os, "waitid", None)
