@@ -755,6 +755,7 @@ def _run_command(
 ) -> int:
     env = {
         **os.environ,
+        **stage.env_values,  # declared in pipeline.yaml: they are in the stage's key
         "MLOPS_STAGE": stage.name,
         "MLOPS_RUN_ID": run_id,
         "MLOPS_ROOT": str(repo.root),
