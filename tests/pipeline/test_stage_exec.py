@@ -324,3 +324,49 @@ def test_a_dirty_tree_names_ten_files_then_how_many_more(repo: Any) -> None:
         prepare_commit(repo, allow_dirty=False, remote=None)
     assert "f00.txt, f01.txt" in refused.value.message and "f09.txt and 3 more" in refused.value.message
     assert refused.value.exit_code == 2
+
+
+@pytest.mark.timeout(300)
+def test_collect_writes_the_lock_mlops_run_would_and_then_run_runs_nothing(world: World) -> None:
+    import yaml
+
+    # a DAG of stages that all succeed: prep and train
+    pipeline = yaml.safe_load((world.origin / "pipeline.yaml").read_text())
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in ("prep", "train")}
+    write_pipeline(world.origin, pipeline["stages"])
+    git(world.origin, "commit", "-qam", "two stages")
+    world.sha = git(world.origin, "rev-parse", "HEAD").strip()
+
+    a = world.clone("machine-a")
+    prep = world.exec_json("prep", a)
+    train = world.exec_json("train", a, "--upstream", json.dumps(prep))
+    assert counts(world.counter) == ["prep", "train"]
+
+    # machine C collects: train's manifest given, prep's found by its key
+    c = world.clone("machine-c")
+    done = world.mlops("stage", "collect", "--rev", world.sha, "--manifest", json.dumps(train), "--json", cwd=c)
+    result = json.loads(done.stdout)
+    assert [s["status"] for s in result["stages"]] == ["restored", "restored"]
+    assert result["pushed_runs"] == [result["run_id"]]
+    assert f"{STORE}/refs/runs/{result['run_id']}.json" in world.bucket.keys(f"{STORE}/refs/runs/")
+    run = json.loads(world.mlops("runs", "show", result["run_id"], "--json", cwd=c).stdout)
+    assert run["source"] == "pipeline"
+
+    # machine D runs the pipeline itself: the same pipeline.lock
+    d = world.clone("machine-d")
+    world.mlops("pull", cwd=d)
+    world.mlops("run", cwd=d)
+    assert (c / "pipeline.lock").read_text() == (d / "pipeline.lock").read_text()
+    assert (c / "model" / "model.txt").read_text() == (d / "model" / "model.txt").read_text()
+    assert counts(world.counter) == ["prep", "train", "prep", "train"]  # D ran them; collect ran nothing
+
+    # on C, `mlops run` finds everything up to date
+    again = json.loads(world.mlops("run", "--json", cwd=c).stdout)
+    assert again.get("up_to_date") is True, again
+    assert counts(world.counter) == ["prep", "train", "prep", "train"]
+    # a HEAD that is not the revision: refused
+    (c / "x.txt").write_text("x")
+    git(c, "add", "x.txt")
+    git(c, "commit", "-qm", "later")
+    refused = world.mlops("stage", "collect", "--rev", world.sha, cwd=c, code=2)
+    assert "not " + world.sha[:12] in refused.stderr
