@@ -39,7 +39,7 @@ CLONE_PATH = "/tmp/mlops/repo"
 # `mlops stage exec --json` prints is folded onto one line (JSON needs no newline: inside strings
 # they are escaped), the last line of stdout, which BashOperator pushes to XCom.
 BASH_PREAMBLE = """set -euo pipefail
-cd "${MLOPS_CLONE:-$MLOPS_CLONE_DEFAULT}"
+cd "${MLOPS_CLONE:-${MLOPS_CLONE_VARIABLE:-$MLOPS_CLONE_AT_EXPORT}}"
 git cat-file -e "$MLOPS_REV^{commit}" 2>/dev/null || git fetch --quiet origin
 """
 POD_PREAMBLE = f"""set -eu
@@ -87,7 +87,12 @@ def _stage_script(plan: ExportPlan, task: StageTask, kubernetes: bool) -> str:
 
 def _collect_script(plan: ExportPlan, kubernetes: bool) -> str:
     command = collect_command(plan, [manifest_var(i) for i in range(len(plan.tasks))])
-    return (POD_PREAMBLE if kubernetes else BASH_PREAMBLE) + command + "\n"
+    if kubernetes:
+        return POD_PREAMBLE + command + "\n"
+    # collect writes the state of the commit checked out: the worker's clone moves to it
+    # (git refuses when that would overwrite local changes, and the task fails saying so)
+    checkout = '[ "$(git rev-parse HEAD)" = "$MLOPS_REV" ] || git checkout --quiet --detach "$MLOPS_REV"\n'
+    return BASH_PREAMBLE + checkout + command + "\n"
 
 
 def _pull(task_id: str, kubernetes: bool) -> str:
@@ -206,14 +211,15 @@ def dag_source(
             "}",
         ]
     else:
-        variable = f"mlops_clone_{dag_id}"
-        default = "{{ var.value.get(" + repr(variable) + ", " + repr(clone) + ") }}"
+        variable = "{{ var.value.get(" + repr(f"mlops_clone_{dag_id}") + ", '') }}"
         lines += [
+            f"CLONE = {py_str(clone)}",
             "ENV = {",
             '    "MLOPS_REV": REV,',
             "    # the clone to run in: $MLOPS_CLONE on the worker, else this Airflow Variable,",
             "    # else the path the export ran in",
-            f'    "MLOPS_CLONE_DEFAULT": {py_str(default)},',
+            f'    "MLOPS_CLONE_VARIABLE": {py_str(variable)},',
+            '    "MLOPS_CLONE_AT_EXPORT": CLONE,',
             "}",
         ]
     for index, task in enumerate(plan.tasks):

@@ -23,31 +23,10 @@ from mlops.exporters.stage_tasks import (
     dns1123_names,
 )
 from tests.conftest import git
+from tests.exporters.conftest import MEMBERS
 
 SCHEMA = Path(__file__).parent / "data" / "argo-workflows-schema.json"
 WORKFLOW = "io.argoproj.workflow.v1alpha1.Workflow"
-
-PIPELINE = """\
-stages:
-  prepare_Data:
-    cmd: mkdir -p data && cp raw.csv data/clean.csv
-    deps: [raw.csv]
-    outs: [data/clean.csv]
-  train:
-    foreach: [small, Large_v2]
-    do:
-      cmd: mkdir -p models && echo ${item} > models/${item}.txt
-      deps: [data/clean.csv]
-      params: [train.lr]
-      outs: ["models/${item}.txt"]
-  evaluate:
-    matrix:
-      model: [small, Large_v2]
-      split: [a, b]
-    cmd: mkdir -p reports && cat models/${item.model}.txt > reports/${item.model}-${item.split}.txt
-    deps: ["models/${item.model}.txt"]
-    outs: ["reports/${item.model}-${item.split}.txt"]
-"""
 
 
 @cache
@@ -72,15 +51,6 @@ def validate(document: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(strict).validate(document)
 
 
-@pytest.fixture
-def project(repo, tree) -> Path:
-    tree({"pipeline.yaml": PIPELINE, "params.yaml": "train:\n  lr: 0.1\n", "raw.csv": "a,b\n1,2\n"})
-    git(repo.root, "add", "-A")
-    git(repo.root, "commit", "-qm", "pipeline")
-    git(repo.root, "remote", "add", "origin", "https://git.example.com/team/churn.git")
-    return repo.root
-
-
 def test_argo_workflow_validates_and_follows_the_pipeline(project: Path, cli) -> None:
     out = project / "deploy" / "churn-workflow.yaml"
     result = cli("export", "argo", "-o", str(out), "--image", "ghcr.io/team/mlops:1.0", "--secret", "mlops-remote")
@@ -97,9 +67,7 @@ def test_argo_workflow_validates_and_follows_the_pipeline(project: Path, cli) ->
     assert len(templates) == len(spec["templates"])
     # each stage task names its stage back (annotation and command): the mapping reverses
     stage_of = {n: t["metadata"]["annotations"][STAGE_ANNOTATION] for n, t in templates.items() if "metadata" in t}
-    members = ["prepare_Data", "train@small", "train@Large_v2"] + [
-        f"evaluate@{m}-{s}" for m in ("small", "Large_v2") for s in ("a", "b")
-    ]
+    members = MEMBERS
     assert sorted(stage_of.values()) == sorted(members)
     task_of = {stage: name for name, stage in stage_of.items()}
     for name, stage in stage_of.items():
@@ -111,6 +79,16 @@ def test_argo_workflow_validates_and_follows_the_pipeline(project: Path, cli) ->
         assert {"name": "MLOPS_REV", "value": head} in container["env"]
         assert templates[name]["retryStrategy"]["limit"] == "2"
         assert templates[name]["outputs"]["parameters"][0]["valueFrom"]["path"]
+    # pipeline.yaml's resources: Kubernetes requests and limits
+    assert templates[task_of["prepare_Data"]]["container"]["resources"] == {
+        "requests": {"cpu": "500m", "memory": str(512 << 20)},
+        "limits": {"memory": str(512 << 20)},
+    }
+    assert templates[task_of["train@small"]]["container"]["resources"] == {
+        "requests": {"cpu": "2", "memory": "4000000000", "nvidia.com/gpu": "1"},
+        "limits": {"memory": "4000000000", "nvidia.com/gpu": "1"},
+    }
+    assert "resources" not in templates[task_of["evaluate@small-a"]]["container"]
     # the graph: train members need prepare, each evaluate member its model's train member
     prepare = task_of["prepare_Data"]
     assert "dependencies" not in dag[prepare]
