@@ -74,6 +74,7 @@ def airflow_env(home: Path, dags: Path, base: dict[str, str] | None = None) -> d
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(dags),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH="10000000",  # the rendered env, manifests whole
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:1/execution/",  # dag.test() needs none
         NO_COLOR="1",
     )
@@ -330,6 +331,7 @@ def test_airflow_runs_every_stage_through_stage_exec(airflow_run: AirflowRun) ->
     # the manifests passed through XCom: each downstream task got its upstream's manifest as --upstream
     manifests = {}
     for task_id, task in tasks.items():
+        assert isinstance(task["env"], dict), repr(task["env"])[:3000]
         for name, value in task["env"].items():
             if name.startswith("MLOPS_UPSTREAM_") or name.startswith("MLOPS_MANIFEST_"):
                 doc = json.loads(value)
