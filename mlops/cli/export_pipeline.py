@@ -33,6 +33,8 @@ def _write(out: Output, path: Path, text: str, summary: dict[str, Any], what: st
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text)
+    for warning in summary["warnings"]:
+        out.warn(warning)
     if out.json:
         out.emit_json(summary)
     else:
@@ -50,6 +52,7 @@ def _summary(path: Path, plan: Any, engine: str) -> dict[str, Any]:
             for t in plan.tasks
         ],
         "collect": plan.collect_task,
+        "warnings": list(plan.warnings),
     }
 
 

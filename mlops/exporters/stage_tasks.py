@@ -91,6 +91,7 @@ class ExportPlan:
     remote: str | None  # the mlops remote the tasks use (None: the repo's default)
     tasks: tuple[StageTask, ...]  # in run order
     collect_task: str  # the collect task's engine name
+    warnings: tuple[str, ...] = ()
 
     def task_of(self, stage: str) -> StageTask:
         return next(t for t in self.tasks if t.stage == stage)
@@ -257,7 +258,27 @@ def export_plan(
         for name in order
     )
     workflow = namer([repo.root.name], reserved=())[repo.root.name]
-    return ExportPlan(name=workflow, rev=sha, repo_url=url, remote=remote, tasks=tasks, collect_task=COLLECT)
+    warnings = tuple(w for w in [_unpushed(repo.root, sha)] if w)
+    return ExportPlan(
+        name=workflow, rev=sha, repo_url=url, remote=remote, tasks=tasks, collect_task=COLLECT, warnings=warnings
+    )
+
+
+def _unpushed(root: Path, sha: str) -> str:
+    """A warning when the commit is on no branch of origin that this clone knows: workers fetch
+    it from there, so it must be pushed before the workflow runs."""
+    from ..repo.git import _gitpython
+
+    git = _gitpython()
+    try:
+        repo = git.Repo(root)
+        if "origin" not in [r.name for r in repo.remotes]:
+            return ""
+        if repo.git.branch("-r", "--contains", sha).strip():
+            return ""
+    except git.GitCommandError:
+        return ""
+    return f"commit {sha[:12]} is on no branch of origin this clone knows: push it before the workflow runs"
 
 
 def exec_command(plan: ExportPlan, task: StageTask, upstream_vars: list[str]) -> str:

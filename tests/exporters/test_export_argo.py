@@ -55,6 +55,7 @@ def test_argo_workflow_validates_and_follows_the_pipeline(project: Path, cli) ->
     out = project / "deploy" / "churn-workflow.yaml"
     result = cli("export", "argo", "-o", str(out), "--image", "ghcr.io/team/mlops:1.0", "--secret", "mlops-remote")
     assert "wrote" in result.stdout
+    assert "push it before the workflow runs" in result.stderr  # origin was never pushed to
     document = yaml.safe_load(out.read_text())
     validate(document)
     head = git(project, "rev-parse", "HEAD").strip()
