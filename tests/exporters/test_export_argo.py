@@ -119,7 +119,13 @@ def test_argo_workflow_validates_and_follows_the_pipeline(project: Path, cli) ->
 def test_argo_resources_become_kubernetes_requests_and_limits() -> None:
     tasks = (
         StageTask("prep", "prep", (), ResourceRequest()),
-        StageTask("train@gpu_1", "train-gpu-1-abcdef", ("prep",), ResourceRequest(cpus=2.5, gpus=1, memory=4 << 30)),
+        StageTask(
+            "train@gpu_1",
+            "train-gpu-1-abcdef",
+            ("prep",),
+            ResourceRequest(cpus=2.5, gpus=1, memory=4 << 30),
+            image="ghcr.io/team/train@sha256:" + "0" * 64,
+        ),
     )
     plan = ExportPlan("churn", "a" * 40, "https://git.example.com/churn.git", "storage", tasks, "collect")
     document = workflow_document(plan, image="img:1", retries=0)
@@ -130,6 +136,9 @@ def test_argo_resources_become_kubernetes_requests_and_limits() -> None:
         "limits": {"memory": str(4 << 30), "nvidia.com/gpu": "1"},
     }
     assert "resources" not in templates["prep"]["container"]
+    # a stage's own image wins over --image
+    assert templates["train-gpu-1-abcdef"]["container"]["image"] == "ghcr.io/team/train@sha256:" + "0" * 64
+    assert templates["prep"]["container"]["image"] == "img:1"
     assert "--remote storage" in templates["prep"]["container"]["args"][0]
     # the validator can fail: a misspelt key or a wrong type is refused
     broken = copy.deepcopy(document)
