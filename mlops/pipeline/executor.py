@@ -814,12 +814,12 @@ def run_stage_command(
     *,
     stop: threading.Event | None = None,
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
-) -> tuple[int, bool]:
+) -> tuple[int, int | None]:
     """One stage's command alone (``mlops stage exec``), with the machinery `mlops run` gives each
     stage: its own process group, the lifeline watcher, the group killed when its leader ends, and
     a stop (one of ``stop_signals``, or ``stop`` set by the caller) that sends SIGTERM, then SIGKILL
-    after the grace. Returns (return code, whether it was stopped): a stopped command's code says
-    nothing about its outputs, which the caller must not record.
+    after the grace. Returns (return code, the signal that stopped it or None; SIGINT for ``stop``):
+    a stopped command's code says nothing about its outputs, which the caller must not record.
     """
     lifeline_read, lifeline_write = os.pipe()
     shared = _Shared([stage.name], _LockView(repo.root), ParamFiles(repo.root), lifeline_read)
@@ -833,11 +833,12 @@ def run_stage_command(
                 shared.stopping.set()
                 _stop_all(shared)
             code = future.result()
+            stopped_by = (stop_signal() or signal.SIGINT) if shared.stopping.is_set() else None
     finally:
         pool.shutdown(wait=True)
         os.close(lifeline_write)
         os.close(lifeline_read)
-    return code, shared.stopping.is_set()
+    return code, stopped_by
 
 
 def _wait_unreaped(proc: subprocess.Popen[bytes]) -> None:

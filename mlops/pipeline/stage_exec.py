@@ -400,6 +400,9 @@ def clean_stale_worktrees(repo: Repo) -> int:
     if not top.is_dir():
         return 0
     for entry in sorted(top.iterdir()):
+        if entry.name.startswith("wt-") and entry.name.endswith(".lock") and not entry.with_suffix("").exists():
+            _remove_free_lock(entry)  # a run killed before its worktree existed
+            continue
         if not entry.is_dir() or not entry.name.startswith("wt-"):
             continue
         lock = _lock_of(entry)
@@ -415,6 +418,20 @@ def clean_stale_worktrees(repo: Repo) -> int:
             with contextlib.suppress(OSError):
                 lock.path.unlink()
     return removed
+
+
+def _remove_free_lock(path: Path) -> None:
+    lock = FileLock(path, what=f"stage exec worktree {path.stem}", timeout=0)
+    try:
+        lock.acquire()
+    except MlopsError:
+        return
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    finally:
+        lock.release()
 
 
 def _remove_worktree(repo: Repo, folder: Path) -> None:
@@ -669,7 +686,7 @@ def exec_stage(
         if real.run_key(stage) != key:  # pragma: no cover - the two readings disagree: trust the workspace's
             inputs, key = real, real.run_key(stage)
         run_id = new_run_id()
-        outs = _run(work, stage, run_id, events, stop, stop_signals)
+        outs = _run_recorded(work, graph, stage, inputs, run_id, target, events, stop, stop_signals)
         if target is not None:
             _push_outputs(work, target, outs)
         if not cacheable:
@@ -683,13 +700,71 @@ def exec_stage(
         return manifest(ADOPTED, published.hit.outs, published.hit.run_id)
 
 
+def _run_recorded(
+    work: Repo,
+    graph: Graph,
+    stage: Stage,
+    inputs: StageInputs,
+    run_id: str,
+    remote: Remote | None,
+    events: Any,
+    stop: threading.Event | None,
+    stop_signals: tuple[int, ...],
+) -> tuple[LockedPath, ...]:
+    """The command, inside a run record as `mlops run` keeps one (the command logs into it through
+    MLOPS_RUN_ID); the run, ended, goes to the remote, since the worktree holding it is removed.
+    The manifest's run_id names it: a collect's run points to it as the producer of the outputs."""
+    from .executor import FAILED, INTERRUPTED, RAN, StageResult, _RunTracker
+
+    tracker = _RunTracker(work, run_id, graph, [stage.name])
+    tracker.begin()
+    began = time.time()
+    try:
+        outs = _run(work, stage, run_id, events, stop, stop_signals)
+    except Interrupted:
+        tracker.finish((StageResult(stage.name, INTERRUPTED, (), began, time.time()),), interrupted=True)
+        raise
+    except MlopsError as exc:
+        tracker.finish((StageResult(stage.name, FAILED, (), began, time.time(), None, exc.message),), interrupted=False)
+        _push_run(work, remote, run_id)
+        raise
+    done = StageResult(
+        stage.name,
+        RAN,
+        ("not in the run cache",),
+        began,
+        time.time(),
+        0,
+        outs=outs,
+        deps=inputs.deps,
+        params=inputs.params,
+    )
+    tracker.finish((done,), interrupted=False)
+    _push_run(work, remote, run_id)
+    return outs
+
+
+def _push_run(work: Repo, remote: Remote | None, run_id: str) -> None:
+    """This one run to the remote, as `mlops push --runs` sends each (best effort: the data is what matters)."""
+    from ..tracking import store as tracking
+    from ..tracking.sync import bundle_run, ref_name
+
+    if remote is None:
+        return
+    with contextlib.suppress(MlopsError, OSError, ValueError):
+        folder = tracking.run_dir(work, run_id)
+        info = tracking.read_run_json(folder)
+        if info is not None:
+            remote.put_ref(ref_name(run_id), bundle_run(work, run_id, info, tracking.effective_status(info)))
+
+
 def _check_image(stage: Stage, image_digest: str | None) -> None:
     if not image_digest:
         return
-    declared = getattr(stage, "image", "") or ""
-    if "@" in declared and declared.rsplit("@", 1)[1] != image_digest:
+    declared = stage.image_digest
+    if declared and declared != image_digest:
         raise UsageError(
-            f"stage '{stage.name}' declares image {declared}, but this runs in {image_digest}",
+            f"stage '{stage.name}' declares image {stage.image}, but this runs in {image_digest}",
             hint="run the stage in the image pipeline.yaml names (its digest is part of the stage's key)",
         )
 
@@ -722,9 +797,10 @@ def _run(
     _check_outputs(work, stage)
     _clear_outputs(work, stage)
     events.stage_started(stage.name, ("not in the run cache",))
-    code, stopped = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
-    if stopped:
-        raise Interrupted(f"stage '{stage.name}' interrupted; nothing recorded", stage=stage.name)
+    code, stopped_by = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
+    if stopped_by is not None:
+        how = "interrupted" if stopped_by == signal.SIGINT else f"stopped by {signal.Signals(stopped_by).name}"
+        raise Interrupted(f"stage '{stage.name}' {how}; nothing recorded", stage=stage.name, signum=stopped_by)
     if code != 0:
         why = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
         raise CouldNotComplete(
