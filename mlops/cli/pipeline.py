@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from ..errors import CouldNotComplete, Interrupted
+from ..errors import CouldNotComplete, Interrupted, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, STOP_SIGNALS, command, stop_signals_as_interrupts
 from .output import Output, in_ci
@@ -23,6 +23,7 @@ STATUS_STYLE = {
     "interrupted": "red",
     "not run": "yellow",
     "would run": "yellow",
+    "would restore": "cyan",
     "frozen": "dim",
     "running": "bold blue",
     "waiting": "dim",
@@ -129,13 +130,16 @@ def run(
     keep_going: bool = typer.Option(
         False, "--keep-going", "-k", help="After a failure, still run every stage that does not depend on it."
     ),
+    remote: str | None = typer.Option(
+        None, "--remote", "-r", help="With --dry-run: also say what this remote's shared run cache would restore."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run the pipeline's out-of-date stages in DAG order; independent stages in parallel."""
     # SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop the run as Ctrl-C does:
     # stages stopped, nothing partial recorded, exit 143 or 129 (docs/exit-codes.md)
     with stop_signals_as_interrupts():
-        _run(targets, jobs, dry_run, force, downstream, single, keep_going, json_output)
+        _run(targets, jobs, dry_run, force, downstream, single, keep_going, json_output, remote)
 
 
 def _run(
@@ -147,9 +151,15 @@ def _run(
     single: bool,
     keep_going: bool,
     json_output: bool,
+    remote: str | None = None,
 ) -> None:
     from ..pipeline.executor import run_pipeline
 
+    if remote is not None and not dry_run:
+        raise UsageError(
+            "--remote goes with --dry-run here: 'mlops run' restores from this repo's run cache",
+            hint="take the shared run cache first with 'mlops pull --run-cache', then 'mlops run'",
+        )
     out = Output(json_output=json_output)
     repo = find_repo()
     plain_events, live_events = _events(out)
@@ -174,6 +184,7 @@ def _run(
             jobs=jobs,
             events=events,
             stop_signals=STOP_SIGNALS,
+            remote=remote,
         )
     finally:
         if live:
@@ -198,6 +209,10 @@ def _run(
     elif dry_run:
         for stage in result.stages:
             reason = "; ".join(stage.reasons)
+            if stage.restore_from:
+                local = stage.restore_from == "local"
+                shared = "the run cache" if local else f"the shared run cache ({stage.restore_from})"
+                reason = f"{reason} -> from {shared}" if reason else f"from {shared}"
             out.row((stage.status, STATUS_STYLE.get(stage.status, "dim")), (stage.name, None), (reason, "dim"))
     elif result.up_to_date:
         last = f"; last run {result.last_run}" if result.last_run else ""

@@ -31,6 +31,7 @@ Python caller keeps its own handlers, and importing this module installs none.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.pointer import Pointer
 from ..errors import InvalidPathError, LockHeldError, MlopsError
@@ -56,6 +58,9 @@ from .graph import Graph, build_graph
 from .lock import LOCK_FILE, LockedPath, LockEntry, read_lock, write_lock
 from .params import ParamFiles
 from .spec import Stage, load_pipeline
+
+if TYPE_CHECKING:
+    from ..remotes.base import Remote
 from .state import StageInputs, check_params, out_of_date_reasons, read_inputs, read_outputs
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a stage's process group
@@ -90,6 +95,7 @@ RAN, RESTORED, SKIPPED, FAILED, INTERRUPTED, NOT_RUN, WOULD_RUN, FROZEN = (
     "would run",
     "frozen",
 )
+WOULD_RESTORE = "would restore"  # --dry-run: from the run cache, or the shared one on a remote
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class StageResult:
     # restored or skipped: the run that ran the command which produced these outputs, when known
     produced_by: str | None = None
     run_key: str | None = field(default=None, compare=False)  # skipped: its run-cache key, to find produced_by
+    restore_from: str = ""  # would restore: "local" (this repo's run cache) or "remote NAME" (the shared one)
 
     @property
     def seconds(self) -> float | None:
@@ -123,6 +130,7 @@ class StageResult:
             "returncode": self.returncode,
             "error": self.error or None,
             **({"produced_by": self.produced_by} if self.produced_by else {}),
+            **({"restore_from": self.restore_from, "key": self.run_key} if self.restore_from else {}),
         }
 
 
@@ -213,11 +221,20 @@ class _Shared:
     mutex: threading.Lock = field(default_factory=threading.Lock)
 
 
-def plan(repo: Repo, graph: Graph, names: list[str], *, force: bool = False) -> list[StageResult]:
-    """What would run, and why (``--dry-run``); stages after one that runs are 'would run' too."""
+def plan(
+    repo: Repo, graph: Graph, names: list[str], *, force: bool = False, remote: Remote | None = None
+) -> list[StageResult]:
+    """What would run, be restored, or be skipped, and why (``--dry-run``).
+
+    A stage that is out of date is restored when its key is in the run cache (with every object
+    here), or, given ``remote``, in that remote's shared run cache ("would restore", with
+    ``restore_from`` "local" or "remote NAME", the entry's outputs and its key). A restored stage's
+    outputs are known, so the stages after it get their keys too, as ``mlops run`` would compute
+    them once it placed those outputs; after a stage that would run, they would run as well."""
     lock = read_lock(repo.root)
     params = ParamFiles(repo.root)
     will_run: set[str] = set()
+    placed: dict[str, LockedPath] = {}  # outputs that a restore would place: path -> what
     out: list[StageResult] = []
     for name in names:
         stage = graph.stage(name)
@@ -225,16 +242,42 @@ def plan(repo: Repo, graph: Graph, names: list[str], *, force: bool = False) -> 
             out.append(StageResult(name, FROZEN, ("frozen",)))
             continue
         inputs = read_inputs(repo, stage, params)
+        if placed:
+            inputs = dataclasses.replace(inputs, deps=tuple(placed.get(d.path, d) for d in inputs.deps))
         reasons = out_of_date_reasons(stage, lock.get(name), inputs, read_outputs(repo, stage))
         upstream = [u for u in graph.upstream[name] if u in will_run]
         reasons = [f"upstream {u} will run" for u in upstream] + reasons
         if force:
             reasons = ["forced", *reasons]
-        if reasons:
-            will_run.add(name)
-            out.append(StageResult(name, WOULD_RUN, tuple(reasons)))
-        else:
+        if not reasons:
             out.append(StageResult(name, SKIPPED))
+            continue
+        cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
+        if not force and not upstream and cacheable:
+            key = inputs.run_key(stage)
+            hit, source, notes = runcache.lookup_entry(repo, key), "local", []
+            if hit is not None and {o.path for o in hit.outs} != {o.path for o in stage.outs}:
+                hit = None  # not this stage's outputs: a run would not use it either
+            if hit is None and remote is not None:
+                source = "remote"
+                hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=notes)
+            if hit is not None:
+                placed.update((o.path, o) for o in hit.outs)
+                out.append(
+                    StageResult(
+                        name,
+                        WOULD_RESTORE,
+                        tuple(reasons),
+                        outs=hit.outs,
+                        produced_by=hit.run_id,
+                        run_key=key,
+                        restore_from=source if source == "local" else f"remote {remote.name}",  # type: ignore[union-attr]
+                    )
+                )
+                continue
+            reasons += [f"shared run cache: {note}" for note in notes]
+        will_run.add(name)
+        out.append(StageResult(name, WOULD_RUN, tuple(reasons)))
     return out
 
 
@@ -251,12 +294,14 @@ def run_pipeline(
     run_id: str | None = None,
     events: RunEvents | None = None,
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
+    remote: str | None = None,
 ) -> RunResult:
     """Run the selected stages; see the module's docstring.
 
     ``stop_signals``: the signals that, while stages run, stop them as Ctrl-C does (the CLI
     passes SIGINT, SIGTERM and SIGHUP). Their handlers are installed only for the run, only on
     the main thread, never over a signal the process ignores (nohup), and restored afterwards.
+    ``remote``: with ``dry_run``, also say what that remote's shared run cache would restore.
     """
     events = events or RunEvents()
     pipeline = load_pipeline(repo.root)
@@ -264,7 +309,12 @@ def run_pipeline(
     names = graph.select(targets, downstream=downstream, single=single)
     run_id = run_id or tracking.new_run_id()
     if dry_run:
-        return RunResult(run_id, tuple(plan(repo, graph, names, force=force)), dry_run=True)
+        shared_cache = None
+        if remote is not None:
+            from ..data.transfer import get_remote
+
+            shared_cache = get_remote(repo, remote)
+        return RunResult(run_id, tuple(plan(repo, graph, names, force=force, remote=shared_cache)), dry_run=True)
     # what can be found wrong before anything runs is found now, as a usage error (exit 2)
     lock_view = _LockView(repo.root)
     lock_view.get("")
@@ -686,7 +736,7 @@ def _decide_and_run(
     cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
     if not force and cacheable:
         hit = runcache.lookup_entry(repo, key)
-        if hit is not None:
+        if hit is not None and {o.path for o in hit.outs} == {o.path for o in stage.outs}:
             _check_outputs(repo, stage)
             _restore(repo, stage, hit.outs)
             _record(repo, stage, inputs, hit.outs, shared)
