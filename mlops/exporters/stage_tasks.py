@@ -14,11 +14,14 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
 from ..repo.repo import Repo
+
+if TYPE_CHECKING:
+    from ..pipeline.spec import Stage
 
 #: a Kubernetes name (RFC 1123 label): what Argo accepts for a task and a template
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -168,47 +171,37 @@ def _origin_url(root: Path) -> str:
 
 
 def resolve_rev(repo: Repo, rev: str | None) -> str:
-    """The commit the tasks run: ``rev`` resolved, or HEAD when its tracked files are committed."""
+    """The commit the tasks run: ``rev`` resolved, or HEAD when its tracked files are committed
+    (the same rule as the Ray driver's: mlops' own pipeline.lock and runs never count)."""
+    from ..pipeline.stage_exec import MAX_LISTED, changed_files
     from ..repo.git import git_repo
 
-    git = git_repo(repo.root)
-    sha = git.resolve(rev or "HEAD")
+    sha = git_repo(repo.root).resolve(rev or "HEAD")
     if rev is None:
-        changed = _changed_files(repo.root)
+        changed = changed_files(repo)
         if changed:
-            shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+            shown = ", ".join(changed[:MAX_LISTED])
+            more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
             raise UsageError(
-                f"the workspace has changes the workers would not see: {shown}",
+                f"uncommitted changes in {shown}{more}: the tasks run a commit, and these would not be in it",
                 hint="commit them (and push), or pass --rev to export a commit",
+                files=changed,
             )
     return sha
 
 
-def _changed_files(root: Path) -> list[str]:
-    from ..repo.git import _gitpython
-
-    repo = _gitpython().Repo(root)
-    changed = [d.a_path for d in repo.index.diff(None)] + [d.a_path for d in repo.index.diff("HEAD")]
-    return sorted(set(changed))
-
-
-def stage_resources(stage: Any) -> ResourceRequest:
-    """A stage's ``resources:`` (pipeline.yaml, read by spec.py) in engine units; GPUs whole."""
-    declared = getattr(stage, "resources", None)
-    if declared is None:
-        return ResourceRequest()
-    cpus = getattr(declared, "cpus", None)
-    gpus = getattr(declared, "gpus", None)
-    memory = getattr(declared, "memory", None)
-    if gpus is not None and not float(gpus).is_integer():
+def stage_resources(stage: Stage) -> ResourceRequest:
+    """A stage's ``resources:`` in engine units; Kubernetes gives whole GPUs only."""
+    declared = stage.resources
+    if declared.gpus is not None and not float(declared.gpus).is_integer():
         raise UsageError(
-            f"{stage.where}: stage '{stage.name}' asks for {gpus} GPUs; Kubernetes and Airflow give whole GPUs",
-            hint="ask for a whole number of GPUs",
+            f"{stage.where}: stage '{stage.name}' asks for {declared.gpus} GPUs; Kubernetes gives whole GPUs",
+            hint="ask for a whole number of GPUs (fractions are for --executor ray)",
         )
     return ResourceRequest(
-        cpus=float(cpus) if cpus is not None else None,
-        gpus=int(gpus) if gpus is not None else None,
-        memory=int(memory) if memory is not None else None,
+        cpus=float(declared.cpus) if declared.cpus is not None else None,
+        gpus=int(declared.gpus) if declared.gpus is not None else None,
+        memory=int(declared.memory) if declared.memory is not None else None,
     )
 
 
@@ -252,7 +245,7 @@ def export_plan(
             task=task_names[name],
             upstream=tuple(u for u in order if u in graph.upstream[name]),
             resources=stage_resources(graph.stage(name)),
-            image=str(getattr(graph.stage(name), "image", "") or ""),
+            image=graph.stage(name).image,
             group=group_of.get(name, ""),
         )
         for name in order

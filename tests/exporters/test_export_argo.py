@@ -198,3 +198,11 @@ def test_argo_export_json_summary(project: Path, cli) -> None:
     assert summary["engine"] == "argo" and summary["collect"] == "collect"
     stages = {t["stage"]: t for t in summary["tasks"]}
     assert stages["train@small"]["upstream"] == [stages["prepare_Data"]["task"]]
+
+
+def test_fractional_gpus_are_refused_for_kubernetes(repo, tree, cli) -> None:
+    tree({"pipeline.yaml": "stages:\n  train:\n    cmd: echo hi\n    resources: {gpus: 0.5}\n"})
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "half a gpu")
+    result = cli("export", "argo", "-o", "wf.yaml", "--image", "img:1", "--repo-url", "https://h/r.git", code=2)
+    assert "0.5 GPUs" in result.stderr and "pipeline.yaml" in result.stderr
