@@ -235,7 +235,9 @@ def export_plan(
                 hint="pass --repo-url URL (or git remote add origin URL)",
             )
         url = check_repo_url(url)
-    order = list(graph.order)
+    # a frozen stage is never run, as `mlops run` never runs it (and collect skips it): its
+    # outputs are found by key by the stages that need them
+    order = [name for name in graph.order if not graph.stage(name).frozen]
     namer = dns1123_names if naming == "dns1123" else airflow_ids
     task_names = namer(order, reserved=RESERVED)
     group_of = {member: group for group, members in graph.pipeline.templates.items() for member in members}

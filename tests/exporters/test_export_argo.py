@@ -206,3 +206,17 @@ def test_fractional_gpus_are_refused_for_kubernetes(repo, tree, cli) -> None:
     git(repo.root, "commit", "-qm", "half a gpu")
     result = cli("export", "argo", "-o", "wf.yaml", "--image", "img:1", "--repo-url", "https://h/r.git", code=2)
     assert "0.5 GPUs" in result.stderr and "pipeline.yaml" in result.stderr
+
+
+def test_frozen_stages_are_not_tasks(repo, tree, cli) -> None:
+    tree(
+        {
+            "pipeline.yaml": "stages:\n  a:\n    cmd: echo a > a.txt\n    outs: [a.txt]\n    frozen: true\n"
+            "  b:\n    cmd: cat a.txt > b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n"
+        }
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "a frozen stage")
+    result = cli("export", "argo", "-o", "wf.yaml", "--image", "img:1", "--repo-url", "https://h/r.git", "--json")
+    assert [(t["stage"], t["upstream"]) for t in json.loads(result.stdout)["tasks"]] == [("b", [])]
+    validate(yaml.safe_load((repo.root / "wf.yaml").read_text()))
