@@ -185,13 +185,26 @@ def diff(
         out.info(f"no changes in tracked data between {result.a_rev} and {result.b_rev}")
 
 
-def _transfer_summary(out: Output, result: object, runs: object = None, extra: dict | None = None) -> None:
-    """Print a push/fetch summary, and the runs that moved with it (``--runs``)."""
+RUN_CACHE_PUSH_HELP = "Also send this repo's run-cache entries the remote lacks (after their objects)."
+RUN_CACHE_PULL_HELP = (
+    "Then take the shared run-cache entries (and their objects) the current pipeline's stages "
+    "would restore from: 'mlops run' then restores them with no network."
+)
+
+
+def _transfer_summary(
+    out: Output, result: object, runs: object = None, extra: dict | None = None, run_cache: object = None
+) -> None:
+    """Print a push/fetch summary, and the runs (``--runs``) and run-cache entries (``--run-cache``) moved with it."""
     r = result  # TransferResult
     if out.json:
         report = {**r.to_dict(), **(extra or {})}  # type: ignore[attr-defined]
         if runs is not None:
             report["runs"] = runs.to_dict()  # type: ignore[attr-defined]
+        if run_cache is not None:
+            report["run_cache"] = run_cache.to_dict()  # type: ignore[attr-defined]
+            for warning in run_cache.warnings:  # type: ignore[attr-defined]
+                out.warn(warning)
         out.emit_json(report)
         return
     verb = "pushed" if r.direction == "push" else "fetched"  # type: ignore[attr-defined]
@@ -203,6 +216,10 @@ def _transfer_summary(out: Output, result: object, runs: object = None, extra: d
     if runs is not None:
         out.line(runs.summary())  # type: ignore[attr-defined]
         for warning in runs.warnings:  # type: ignore[attr-defined]
+            out.warn(warning)
+    if run_cache is not None:
+        out.line(run_cache.summary())  # type: ignore[attr-defined]
+        for warning in run_cache.warnings:  # type: ignore[attr-defined]
             out.warn(warning)
 
 
@@ -218,6 +235,7 @@ def push(
     runs: bool = typer.Option(
         False, "--runs", help="Also send every ended experiment run the remote lacks (after the objects)."
     ),
+    run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PUSH_HELP),
     jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -232,10 +250,11 @@ def push(
         all_commits=all_commits,
         full=full,
         runs=runs,
+        run_cache=run_cache,
         jobs=jobs,
         progress=out.progress(),
     )
-    _transfer_summary(out, moved.objects, moved.runs)
+    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache)
 
 
 def fetch(
@@ -247,6 +266,7 @@ def fetch(
         "--runs",
         help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too).",
     ),
+    run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PULL_HELP),
     jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -255,9 +275,16 @@ def fetch(
 
     out = Output(json_output=json_output)
     moved = do_fetch(
-        find_repo(), targets, remote=remote, all_commits=all_commits, runs=runs, jobs=jobs, progress=out.progress()
+        find_repo(),
+        targets,
+        remote=remote,
+        all_commits=all_commits,
+        runs=runs,
+        run_cache=run_cache,
+        jobs=jobs,
+        progress=out.progress(),
     )
-    _transfer_summary(out, moved.objects, moved.runs)
+    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache)
 
 
 def pull(
@@ -269,6 +296,7 @@ def pull(
         "--runs",
         help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too).",
     ),
+    run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PULL_HELP),
     jobs: int | None = JOBS_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -276,12 +304,21 @@ def pull(
     from ..workflows.data import pull as do_pull
 
     out = Output(json_output=json_output)
-    moved = do_pull(find_repo(), targets, remote=remote, force=force, runs=runs, jobs=jobs, progress=out.progress())
+    moved = do_pull(
+        find_repo(),
+        targets,
+        remote=remote,
+        force=force,
+        runs=runs,
+        run_cache=run_cache,
+        jobs=jobs,
+        progress=out.progress(),
+    )
     placed = moved.checkout
     checked_out = {
         "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}
     }
-    _transfer_summary(out, moved.objects, moved.runs, checked_out)
+    _transfer_summary(out, moved.objects, moved.runs, checked_out, run_cache=moved.run_cache)
 
 
 def gc(

@@ -22,22 +22,76 @@ def add(
     default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
     local: bool = typer.Option(False, "--local", help="Write to config.local.yaml (not committed)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a remote of the same name."),
+    endpoint_url: str | None = typer.Option(
+        None, "--endpoint-url", help="S3-compatible store: its endpoint (MinIO, Ceph, R2, ...)."
+    ),
+    json_output: bool = JSON_OPTION,
 ) -> None:
-    """Add a remote."""
+    """Add a remote, and probe whether it honours conditional writes (the shared run cache needs them)."""
     from ..remotes.base import open_remote
 
+    out = Output(json_output=json_output)
     repo = find_repo()
-    open_remote(name, {"url": url}, root=repo.root)  # refuses a URL scheme it cannot serve
+    settings = {"url": url, **({"endpoint_url": endpoint_url} if endpoint_url else {})}
+    remote = open_remote(name, settings, root=repo.root)  # refuses a URL scheme it cannot serve
     with repo.editing_config() as config:
         if name in config.remotes and not force:
             raise UsageError(
                 f"remote '{name}' already exists", hint="use --force to replace it, or 'mlops remote modify'"
             )
         doc = config.local if local else config.shared
-        doc.setdefault("remotes", {})[name] = {"url": url}
+        doc.setdefault("remotes", {})[name] = settings
         if default:
             doc.setdefault("core", {})["remote"] = name
-    Output().info(f"remote '{name}' -> {url}{' (default)' if default else ''}")
+    honoured, warnings = _probe(remote, name, probe_now=not url.startswith("s3://") or bool(endpoint_url))
+    for warning in warnings:
+        out.warn(warning)
+    if out.json:
+        out.emit_json(
+            {"name": name, "url": url, "default": default, "conditional_writes": honoured, "warnings": warnings}
+        )
+    else:
+        out.info(f"remote '{name}' -> {url}{' (default)' if default else ''}")
+
+
+def _probe(remote: object, name: str, *, probe_now: bool) -> tuple[bool | None, list[str]]:
+    """Whether the store honours conditional writes (None: not known), and the warnings to show.
+
+    An S3 remote added without its endpoint is not probed here (the endpoint usually comes next,
+    with 'remote modify'); AWS S3 itself honours them. A store that cannot be reached is a warning."""
+    from ..errors import MlopsError
+
+    if not probe_now:
+        return None, []
+    try:
+        honoured = remote.probe_conditional_create()  # type: ignore[attr-defined]
+    except MlopsError as exc:
+        return None, [f"could not probe remote '{name}' for conditional writes: {exc.message}"]
+    return honoured, [] if honoured else _probe_warning(name)
+
+
+@command(app, "probe")
+def probe(name: str = typer.Argument(..., help="Remote name."), json_output: bool = JSON_OPTION) -> None:
+    """Check that a remote honours conditional writes (creates and removes a probe ref)."""
+    from ..data.transfer import get_remote
+
+    out = Output(json_output=json_output)
+    remote = get_remote(find_repo(), name)
+    honoured = remote.probe_conditional_create()  # an unreachable remote fails here: it was asked for
+    warnings = [] if honoured else _probe_warning(name)
+    for warning in warnings:
+        out.warn(warning)
+    if out.json:
+        out.emit_json({"name": name, "conditional_writes": honoured, "warnings": warnings})
+    elif honoured:
+        out.line(f"remote '{name}' honours conditional writes")
+
+
+def _probe_warning(name: str) -> list[str]:
+    return [
+        f"remote '{name}' does not honour conditional writes (If-None-Match / exclusive create): two machines "
+        "finishing the same stage may both write its shared run-cache entry (the last one stands)"
+    ]
 
 
 @command(app, "modify")

@@ -202,7 +202,8 @@ def fetch(
     """Take what the roots reach and this cache lacks. Every object is checked against the
     length its referrer records (a manifest entry, a pointer file) and its hash; a manifest,
     whose length nothing records, against ``MAX_MANIFEST_SIZE``. ``only_roots`` replaces the
-    workspace's pointer files as the roots (``mlops stage exec`` takes one stage's inputs only)."""
+    workspace's pointer files as the roots (``mlops stage exec`` takes one stage's inputs only;
+    ``pull --run-cache`` the outputs of pulled run-cache entries)."""
     source = get_remote(repo, remote)
     store = repo.objects
     roots = list(only_roots) if only_roots is not None else _roots(repo, targets, all_commits, extra_roots)

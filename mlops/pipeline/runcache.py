@@ -127,7 +127,7 @@ class EntriesTransfer:
     present: tuple[str, ...] = ()  # already on the receiving side
     skipped: tuple[str, ...] = ()  # push: entries whose objects this cache lacks (not sent)
     warnings: tuple[str, ...] = ()
-    objects: Any = None  # push: data.transfer.TransferResult of the entries' objects
+    objects: Any = None  # data.transfer.TransferResult of the entries' objects, when they were moved
 
     def summary(self) -> str:
         if self.direction == "push":
@@ -352,13 +352,16 @@ def pull_entries(
     remote: str | None = None,
     keys: Iterable[str] | None = None,
     *,
+    objects: bool = True,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> EntriesTransfer:
     """Take the remote's entries for ``keys`` (None: those the current pipeline's stages would
-    look up, stage after stage, as ``mlops run`` would) into this repo's run cache, checked on
-    arrival. The objects they name are not fetched here: the run cache's outputs are roots of
-    ``mlops fetch``/``pull`` (workflows.roots), which take them next."""
+    look up, stage after stage, as ``mlops run`` would, on the workspace as it is) into this
+    repo's run cache, checked on arrival; then, with ``objects``, the objects they name, so that
+    ``mlops run`` restores those stages with no network."""
+    from ..data.references import Root
+    from ..data.transfer import fetch as fetch_objects
     from ..data.transfer import get_remote
 
     source = get_remote(repo, remote)
@@ -379,7 +382,13 @@ def pull_entries(
             continue
         record(repo, key, hit.outs, run_id=hit.run_id)
         created.append(key)
-    return EntriesTransfer(source.name, "pull", tuple(created), tuple(present), (), tuple(warnings))
+    moved = None
+    if objects and hits:
+        roots = [
+            Root(o.hash, o.kind == "dir", f"runcache:{o.path}") for hit in hits.values() for o in hit.outs if o.hash
+        ]
+        moved = fetch_objects(repo, remote=source.name, only_roots=roots, jobs=jobs, progress=progress)
+    return EntriesTransfer(source.name, "pull", tuple(created), tuple(present), (), tuple(warnings), moved)
 
 
 def _pipeline_hits(repo: Repo, source: Remote, warnings: list[str]) -> dict[str, CacheHit]:

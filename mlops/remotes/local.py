@@ -253,6 +253,16 @@ class LocalRemote(Remote):
         with contextlib.suppress(OSError):  # the probe's folder, once empty
             path.parent.rmdir()
 
+    def probe_conditional_create(self) -> bool:
+        """As every remote's, leaving no folder the probe created (a remote added, never pushed to, stays absent)."""
+        created = [p for p in (self.path, self.path / REFS) if not p.exists()]
+        try:
+            return super().probe_conditional_create()
+        finally:
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
+
     def get_ref(self, name: str) -> bytes | None:
         check_ref_name(name)
         try:

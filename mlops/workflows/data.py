@@ -27,6 +27,7 @@ class Moved:
     objects: TransferResult
     runs: Any = None  # tracking.sync.RunsTransfer, with ``runs=True``
     checkout: CheckoutResult | None = None  # pull only
+    run_cache: Any = None  # pipeline.runcache.EntriesTransfer, with ``run_cache=True``
 
 
 def checkout(
@@ -53,11 +54,13 @@ def push(
     all_commits: bool = False,
     full: bool = False,
     runs: bool = False,
+    run_cache: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
     """Send the objects the pointer files (and, without targets, ``keep_roots``) reference;
-    then, with ``runs``, every ended run: a run on the remote finds its artifacts there."""
+    then, with ``runs``, every ended run: a run on the remote finds its artifacts there; with
+    ``run_cache``, every run-cache entry the remote lacks (after its objects)."""
     from ..data.transfer import push as data_push
 
     extra = [] if targets else keep_roots(repo, all_commits=all_commits)
@@ -76,7 +79,22 @@ def push(
         from ..tracking.sync import push_runs
 
         shared = push_runs(repo, remote, jobs=jobs, progress=progress)
-    return Moved(result, shared)
+    entries = None
+    if run_cache:
+        from ..pipeline.runcache import push_entries
+
+        entries = push_entries(repo, remote, jobs=jobs, progress=progress)
+    return Moved(result, shared, run_cache=entries)
+
+
+def _pull_run_cache(repo: Repo, remote: str | None, run_cache: bool, jobs: int | None, progress: Progress) -> Any:
+    """With ``run_cache``, after the data: the entries the current pipeline's stages would look up
+    (their keys are computed on the data just placed) and their objects."""
+    if not run_cache:
+        return None
+    from ..pipeline.runcache import pull_entries
+
+    return pull_entries(repo, remote, jobs=jobs, progress=progress)
 
 
 def _pull_runs_first(repo: Repo, remote: str | None, runs: bool, jobs: int | None, progress: Progress) -> Any:
@@ -96,10 +114,12 @@ def fetch(
     remote: str | None = None,
     all_commits: bool = False,
     runs: bool = False,
+    run_cache: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
-    """Download what the pointer files (and, without targets, ``keep_roots``) reference, no checkout."""
+    """Download what the pointer files (and, without targets, ``keep_roots``) reference, no checkout;
+    with ``run_cache``, then the shared run cache's entries for the pipeline as the workspace is."""
     from ..data.transfer import fetch as data_fetch
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
@@ -113,7 +133,7 @@ def fetch(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(result, shared)
+    return Moved(result, shared, run_cache=_pull_run_cache(repo, remote, run_cache, jobs, progress))
 
 
 def pull(
@@ -123,10 +143,12 @@ def pull(
     remote: str | None = None,
     force: bool = False,
     runs: bool = False,
+    run_cache: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> Moved:
-    """Fetch, then check out (pipeline.lock's outputs too, without targets)."""
+    """Fetch, then check out (pipeline.lock's outputs too, without targets); with ``run_cache``,
+    then the shared run cache's entries and objects that ``mlops run`` would restore from."""
     from ..data.transfer import pull as data_pull
 
     shared = _pull_runs_first(repo, remote, runs, jobs, progress)
@@ -141,7 +163,7 @@ def pull(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(fetched, shared, placed)
+    return Moved(fetched, shared, placed, _pull_run_cache(repo, remote, run_cache, jobs, progress))
 
 
 def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False, force: bool = False) -> GcResult:
