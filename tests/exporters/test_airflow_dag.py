@@ -350,20 +350,13 @@ def test_airflow_runs_every_stage_through_stage_exec(airflow_run: AirflowRun) ->
     for stage in MEMBERS:
         assert stage in lock
     assert (airflow_run.worker / "reports" / "Large_v2-b.txt").read_text().startswith("a,b")
+    # ... and its one run record went to the remote, for the team to see
+    local_runs = [p.name for p in (airflow_run.worker / ".mlops" / "runs").iterdir() if p.is_dir()]
+    assert len(local_runs) == 1, local_runs
+    assert f"store/refs/runs/{local_runs[0]}.json" in airflow_run.keys("store/refs/runs/")
     # the developer's workspace was never touched
     assert not (airflow_run.origin / "pipeline.lock").exists()
     assert git(airflow_run.origin, "status", "--porcelain") == ""
-
-
-def _pull_run_cache_supported(run: AirflowRun) -> bool:
-    return "--run-cache" in run.mlops("pull", "--help", cwd=run.origin).stdout
-
-
-PULL_ENTRIES = """
-from mlops.pipeline.runcache import pull_entries
-from mlops.repo.repo import find_repo
-print(pull_entries(find_repo()))
-"""
 
 
 @pytest.mark.slow
@@ -371,17 +364,7 @@ print(pull_entries(find_repo()))
 def test_fresh_clone_restores_everything_and_runs_nothing(airflow_run: AirflowRun) -> None:
     fresh = airflow_run.tmp / "teammate"
     subprocess.run(["git", "clone", "-q", str(airflow_run.origin), str(fresh)], check=True, env=airflow_run.env)
-    if _pull_run_cache_supported(airflow_run):
-        airflow_run.mlops("pull", "--run-cache", cwd=fresh)
-    else:
-        # until `mlops pull --run-cache` lands (p14-cache): the data the first stage reads (its
-        # key needs it), the core verb that takes the entries, then a pull of their outputs
-        airflow_run.mlops("pull", cwd=fresh)
-        done = subprocess.run(
-            [sys.executable, "-c", PULL_ENTRIES], cwd=fresh, env=airflow_run.env, capture_output=True, text=True
-        )
-        assert done.returncode == 0 and "created=()" not in done.stdout, done.stdout + done.stderr
-        airflow_run.mlops("pull", cwd=fresh)
+    airflow_run.mlops("pull", "--run-cache", cwd=fresh)
     done = airflow_run.mlops("run", "--json", cwd=fresh)
     report = json.loads(done.stdout)
     statuses = {s["name"]: s["status"] for s in report["stages"]}
