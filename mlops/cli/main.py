@@ -37,6 +37,7 @@ COMMAND_GROUPS = {
     **dict.fromkeys(("drift", "schema", "validate"), "drift"),
     "remote": "remote",
     "export": "export",
+    "ui": "ui",
 }
 GROUPS = tuple(dict.fromkeys(COMMAND_GROUPS.values()))  # in the order of --help
 ROOT_FLAGS = ("--debug", "--quiet", "-q")  # root options that take no value and do not end the command
