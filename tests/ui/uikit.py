@@ -26,16 +26,18 @@ def client(repo: Repo, *, token: str | None = None, base_url: str = BASE) -> Tes
     return TestClient(build_app(repo, token=token), base_url=base_url, follow_redirects=False)
 
 
-def write_runs(repo: Repo, count: int, *, params: int = 3, metrics: int = 2, start: float | None = None) -> list[str]:
+def write_runs(
+    repo: Repo, count: int, *, params: int = 3, metrics: int = 2, start: float | None = None, first: int = 0
+) -> list[str]:
     """``count`` ended runs, each a run folder with its run.json and one summary line in the
     index, as ``store.finish_run`` leaves them; written without fsync or git so 20,000 take seconds."""
     folder = store._ensure_runs_dir(repo)
     start = time.time() - count if start is None else start
     lines = []
     ids = []
-    for i in range(count):
+    for i in range(first, first + count):
         run_id = f"r{i:06d}"
-        began = start + i
+        began = start + i - first
         info = {
             "format": store.RUN_FORMAT,
             "id": run_id,
