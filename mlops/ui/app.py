@@ -200,8 +200,8 @@ class UI:
             ("git commit", [(r.info.get("git_commit") or "")[:10] for r in runs]),
             ("dirty", [fmt_value(r.info.get("git_dirty")) for r in runs]),
         ]
-        keys = sorted({k for r in runs for k in r.history})
-        charts = [(k, Markup(plots.chart(k, runs))) for k in keys] if runs else []
+        # one chart per metric logged over steps, every run's line on it (final values are in the table)
+        charts = [(k, Markup(plots.chart(k, runs))) for k in sorted(plots.stepwise_keys(runs))] if runs else []
         return self.page(
             "compare.html",
             request,
