@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 MAX_COMPARE = 20
 MAX_QUERY = 2000  # characters of a filter, a sort or a column list
 MAX_REPORTS = 500
+#: the columns of a deployment's variants table (canary_status's per-variant summary)
+VARIANT_FIELDS = ("requests", "errors", "bad_requests", "error_rate", "p50_ms", "p99_ms", "disagreement")
 
 
 def fmt_time(stamp: Any) -> str:
@@ -281,6 +283,30 @@ class UI:
         entries = list(reversed(entries))[:1000]
         return self.page("audit.html", request, report=report, entries=entries)
 
+    # --- deployments -----------------------------------------------------------------------
+
+    def deployments_page(self, request: Request) -> Response:
+        from .deployments import deployed_models, deployment_status
+
+        rows = [(name, deployment_status(self.repo, name)) for name in deployed_models(self.repo)]
+        return self.page("deployments.html", request, rows=[(n, s) for n, s in rows if s is not None])
+
+    def _deployment(self, request: Request) -> dict[str, Any]:
+        from .deployments import deployment_status
+
+        name = guard.checked_model_name(request.path_params["name"])
+        status = deployment_status(self.repo, name)
+        if status is None:
+            raise guard.NotFound(f"no deployment of {name}")
+        return status
+
+    def deployment_page(self, request: Request) -> Response:
+        status = self._deployment(request)
+        return self.page("deployment.html", request, status=status, fields=VARIANT_FIELDS)
+
+    def deployment_json(self, request: Request) -> Response:
+        return JSONResponse(self._deployment(request))
+
     # --- pipeline --------------------------------------------------------------------------
 
     def pipeline_page(self, request: Request) -> Response:
@@ -343,6 +369,9 @@ def build_app(repo: Repo, *, token: str | None = None) -> Any:
         Route("/models/{name}", ui.model_page),
         Route("/models/{name}/{version}", ui.version_page),
         Route("/audit", ui.audit_page),
+        Route("/deployments", ui.deployments_page),
+        Route("/deployments/{name}", ui.deployment_page),
+        Route("/deployments/{name}/status.json", ui.deployment_json),
         Route("/pipeline", ui.pipeline_page),
         Route("/reports", ui.reports_page),
         Route("/reports/{path:path}", ui.report_file),

@@ -4,86 +4,20 @@ shows that the pages asked nothing of any other host."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 from test_ui_command import ui_server
-from uikit import write_runs
+from uikit import CHROMIUM, browse, only_this_server, write_runs
 
 from mlops.repo.repo import Repo
 from mlops.tracking import store
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):
     pytest.skip("no chromium on this machine (CI installs it: .ci/run)", allow_module_level=True)
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter",
-    "--window-size=1280,800",
-]
-
-
-class Links(HTMLParser):
-    """Every URL a page names in src, href, action, srcset or a CSS url()."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if value and name in ("src", "href", "action", "srcset", "data", "poster", "formaction"):
-                self.urls.append(value)
-            if value and name == "style":
-                self.urls += re.findall(r"url\(([^)]*)\)", value)
-
-
-def browse(url: str, work: Path, *, screenshot: bool = False) -> tuple[str, list[dict]]:
-    """The DOM Chromium built for ``url`` and the requests the page made (from its net log)."""
-    profile, netlog = work / "profile", work / "net.json"
-    shutil.rmtree(profile, ignore_errors=True)
-    args = [CHROMIUM or "chromium", *FLAGS, f"--user-data-dir={profile}", f"--log-net-log={netlog}"]
-    action = [f"--screenshot={work / 'page.png'}"] if screenshot else ["--dump-dom"]
-    proc = subprocess.run([*args, *action, url], capture_output=True, text=True, timeout=120, cwd=work)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    log = json.loads(netlog.read_text())
-    names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
-    requests = [
-        e["params"]
-        for e in log["events"]
-        if names.get(e["type"]) == "URL_REQUEST_START_JOB"
-        and "params" in e
-        and (e["params"].get("initiator") == origin or e["params"].get("request_type") == "main frame")
-    ]
-    return proc.stdout, requests
-
-
-def only_this_server(page_url: str, dom: str, requests: list[dict]) -> None:
-    host = urlsplit(page_url).hostname
-    assert requests, "the net log shows no request from the page"
-    for request in requests:
-        assert urlsplit(request["url"]).hostname == host, request["url"]
-    links = Links()
-    links.feed(dom)
-    for link in links.urls:
-        target = urlsplit(urljoin(page_url, link.strip()))
-        assert target.scheme in ("http", "data", "") and (target.scheme == "data" or target.hostname == host), link
 
 
 @pytest.mark.timeout(300)
