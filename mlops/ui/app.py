@@ -28,6 +28,7 @@ from ..repo.repo import Repo
 from ..tracking import plots, query
 from ..tracking.store import load_run
 from . import guard
+from .charts import parallel_coordinates
 from .readonly import read_only
 from .runs import ATTRIBUTE_COLUMNS, DEFAULT_PAGE_SIZE, PAGE_SIZES, RunsCache, cell, columns_for
 
@@ -143,6 +144,12 @@ class UI:
         def page_url(n: int) -> str:
             return "/runs?" + urlencode([*base, ("page", str(n))])
 
+        def sort_url(field: query.Field) -> str:
+            """This query sorted by ``field``: ascending, or descending when it already sorts ascending."""
+            name = str(field)
+            rest = [(k, v) for k, v in base if k != "sort"]
+            return "/runs?" + urlencode([*rest, ("sort", "-" + name if sort_text == name else name)])
+
         choices = [
             *(("attributes." + a, a) for a in ATTRIBUTE_COLUMNS),
             *((f"metrics.{k}", f"metrics.{k}") for k in snapshot.metric_keys[:500]),
@@ -166,6 +173,8 @@ class UI:
             columns=columns,
             rows=rows,
             page_url=page_url,
+            sort_url=sort_url,
+            id_field=query.Field("attributes", "id"),
             choices=choices,
             chosen_set=chosen_set,
             warnings=snapshot.warnings,
@@ -202,6 +211,11 @@ class UI:
             ("git commit", [(r.info.get("git_commit") or "")[:10] for r in runs]),
             ("dirty", [fmt_value(r.info.get("git_dirty")) for r in runs]),
         ]
+        metric_keys = [key for key, _values, _differs in rows["metrics"]]
+        chosen_metric = request.query_params.get("metric", "")
+        metric = chosen_metric if chosen_metric in metric_keys else (metric_keys[0] if metric_keys else None)
+        varying_params = [key for key, _values, differs in rows["params"] if differs]
+        parallel = Markup(parallel_coordinates(runs, varying_params, metric)) if len(runs) > 1 else ""
         # one chart per metric logged over steps, every run's line on it (final values are in the table)
         charts = [(k, Markup(plots.chart(k, runs))) for k in sorted(plots.stepwise_keys(runs))] if runs else []
         return self.page(
@@ -212,6 +226,10 @@ class UI:
             rows=rows,
             charts=charts,
             colours=plots.COLOURS,
+            parallel=parallel,
+            metric=metric,
+            metric_keys=metric_keys,
+            ids=[r.id for r in runs],
         )
 
     # --- models ----------------------------------------------------------------------------

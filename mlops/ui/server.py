@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import CouldNotComplete
 from ..repo.repo import Repo
@@ -26,14 +29,22 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _warm(ui: Any) -> None:
+    with contextlib.suppress(Exception):  # a store that cannot be read says so on the page instead
+        ui.runs.snapshot()
+
+
 def serve(repo: Repo, sock: socket.socket, *, token: str | None, on_ready: Callable[[], None] | None = None) -> None:
     """Serve the pages until Ctrl-C or SIGTERM (uvicorn stops gracefully on both)."""
     import uvicorn
 
     from .app import build_app
 
+    app = build_app(repo, token=token)
+    # read the run store while the browser opens: the first page then answers from memory
+    threading.Thread(target=_warm, args=(app.app.state.ui,), name="ui-warm", daemon=True).start()
     config = uvicorn.Config(
-        build_app(repo, token=token),
+        app,
         log_level="warning",
         access_log=False,
         server_header=False,

@@ -20,6 +20,11 @@ def _row_ids(html: str) -> list[str]:
     return re.findall(r'<tr data-run="([^"]+)">', html)
 
 
+def _headers(html: str) -> list[str]:
+    """The runs table's column labels (each header is a link that sorts by it)."""
+    return re.findall(r'title="sort by ([^"]+)"', html)
+
+
 def test_runs_page_filters_sorts_and_pages_with_the_runs_list_language(repo: Repo) -> None:
     write_runs(repo, 250)
     c = client(repo)
@@ -46,6 +51,23 @@ def test_runs_page_filters_sorts_and_pages_with_the_runs_list_language(repo: Rep
     assert ids[0] == expected[0]["id"]
 
 
+def test_a_column_header_sorts_by_it_then_the_other_way(repo: Repo) -> None:
+    write_runs(repo, 30)
+    c = client(repo)
+    page = c.get("/runs", params={"q": "status = 'finished'"}).text
+    link = re.search(r'<a href="([^"]+)" title="sort by metrics.m0">', page).group(1).replace("&amp;", "&")
+    assert "q=status" in link  # the filter stays
+    ascending = c.get(link).text
+    order = [r["metrics"]["m0"] for r in store.read_index(repo).values() if r["status"] == "finished"]
+    rows = _row_ids(ascending)
+    index = store.read_index(repo)
+    assert [index[r]["metrics"]["m0"] for r in rows] == sorted(order)
+    back = re.search(r'<a href="([^"]+)" title="sort by metrics.m0">', ascending).group(1).replace("&amp;", "&")
+    assert "sort=-metrics.m0" in back
+    descending = _row_ids(c.get(back).text)
+    assert [index[r]["metrics"]["m0"] for r in descending] == sorted(order, reverse=True)
+
+
 def test_a_bad_filter_is_a_400_with_the_parser_message(repo: Repo) -> None:
     write_runs(repo, 3)
     response = client(repo).get("/runs", params={"q": "params.p0 >> 1"})
@@ -57,10 +79,9 @@ def test_column_chooser_and_only_columns_that_differ(repo: Repo) -> None:
     write_runs(repo, 5, params=2)
     c = client(repo)
     every = c.get("/runs").text
-    assert "<th>params.p0</th>" in every and "<th>metrics.m1</th>" in every
+    assert {"params.p0", "metrics.m1"} <= set(_headers(every))
     chosen = c.get("/runs", params=[("col", "metrics.m0"), ("col", "attributes.user")]).text
-    header = re.search(r"<thead>(.*?)</thead>", chosen, re.S).group(1)
-    assert re.findall(r"<th>([^<]+)</th>", header) == ["id", "metrics.m0", "user"]
+    assert _headers(chosen) == ["id", "metrics.m0", "user"]
     assert ">tester<" in chosen
     # a param equal in every run is dropped by "only columns that differ"; one that varies stays
     repo_runs = store.runs_dir(repo)
@@ -68,8 +89,8 @@ def test_column_chooser_and_only_columns_that_differ(repo: Repo) -> None:
     (repo_runs / store.INDEX_FILE).write_text(index)
     both = c.get("/runs").text
     differ = c.get("/runs?differ=1").text
-    assert "<th>params.same</th>" in both and "<th>params.same</th>" not in differ
-    assert "<th>params.p0</th>" in differ
+    assert "params.same" in _headers(both) and "params.same" not in _headers(differ)
+    assert "params.p0" in _headers(differ)
 
 
 def test_run_page_and_compare_show_values_charts_and_differences(repo: Repo) -> None:
@@ -246,3 +267,22 @@ def test_browsing_every_page_writes_nothing(project: tuple[Repo, str]) -> None:
     for url in urls:
         assert c.get(url).status_code in (200, 302, 404), url
     assert snapshot(repo.root) == before
+
+
+def test_compare_draws_parallel_coordinates_over_the_params_that_differ(repo: Repo) -> None:
+    for index, (lr, optimiser) in enumerate(((0.1, "sgd"), (0.2, "adam"), (0.4, "sgd"))):
+        run_id = f"run-{index}"
+        store.create_run(repo, run_id)
+        store.log_params(repo, run_id, {"lr": lr, "optimiser": optimiser, "depth": 4})
+        store.finish_run(repo, run_id, metrics={"acc": 0.5 + index / 10, "loss": 1 - index / 10})
+    c = client(repo)
+    page = c.get("/compare?run=run-0&run=run-1&run=run-2").text
+    svg = page.split('<svg class="chart parallel"', 1)[1].split("</svg>", 1)[0]
+    axes = re.findall(r'<text x="[\d.]+" y="20" text-anchor="middle">([^<]+)</text>', svg)
+    assert axes == ["params.lr", "params.optimiser", "metrics.acc"]  # depth is equal everywhere: no axis
+    assert svg.count('<g class="series"') == 3 and svg.count("<polyline") == 3
+    chosen = c.get("/compare?run=run-0&run=run-1&run=run-2&metric=loss").text
+    assert ">metrics.loss</text>" in chosen and ">metrics.acc</text>" not in chosen.split("parallel", 1)[1]
+    unknown = c.get("/compare?run=run-0&run=run-1&metric=%3Cscript%3E").text  # not a metric: the first one
+    assert ">metrics.acc</text>" in unknown and "<script>" not in unknown
+    assert '<svg class="chart parallel"' not in c.get("/compare?run=run-0").text  # one run: nothing to compare
