@@ -23,7 +23,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import MlopsError, UnknownModelError, UsageError
+from ..errors import ConfigError, MlopsError, UnknownModelError, UsageError
 from ..repo.repo import Repo
 from ..tracking import plots, query
 from ..tracking.store import load_run
@@ -190,6 +190,8 @@ class UI:
     def _load_run(self, run_id: str) -> Any:
         try:
             return load_run(self.repo, run_id)
+        except ConfigError:
+            raise  # a run that is there but cannot be read: said on the error page, not a 404
         except UsageError:
             raise guard.NotFound(f"no run {run_id}") from None
 

@@ -286,3 +286,16 @@ def test_compare_draws_parallel_coordinates_over_the_params_that_differ(repo: Re
     unknown = c.get("/compare?run=run-0&run=run-1&metric=%3Cscript%3E").text  # not a metric: the first one
     assert ">metrics.acc</text>" in unknown and "<script>" not in unknown
     assert '<svg class="chart parallel"' not in c.get("/compare?run=run-0").text  # one run: nothing to compare
+
+
+def test_a_damaged_run_is_one_line_not_a_crash(repo: Repo) -> None:
+    write_runs(repo, 3)
+    store.create_run(repo, "torn")  # running, not in the index: the listing reads its run.json
+    (store.run_dir(repo, "torn") / store.RUN_FILE).write_text('{"id": "torn", "status": ')
+    c = client(repo)
+    listing = c.get("/runs")
+    assert listing.status_code == 200 and len(_row_ids(listing.text)) == 3
+    assert 'class="warning">run torn:' in listing.text  # said, not hidden
+    page = c.get("/runs/torn")
+    assert page.status_code == 500 and "Traceback" not in page.text
+    assert re.search(r'<p class="error">[^<]*run\.json[^<]*</p>', page.text), page.text[-800:]
