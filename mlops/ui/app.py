@@ -267,7 +267,12 @@ class UI:
                 x_label="version",
             )
             charts.append((key, Markup(svg)))
-        return self.page("model.html", request, name=name, versions=list(reversed(found)), charts=charts)
+        drift = sorted(
+            ((v.version, d) for v in found for d in v.drift_checks if isinstance(d, dict)),
+            key=lambda item: str(item[1].get("at", "")),
+            reverse=True,
+        )
+        return self.page("model.html", request, name=name, versions=list(reversed(found)), charts=charts, drift=drift)
 
     def version_page(self, request: Request) -> Response:
         from ..registry.audit_ops import history

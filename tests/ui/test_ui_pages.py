@@ -224,6 +224,21 @@ def test_models_version_audit_pipeline_and_reports_pages(project: tuple[Repo, st
     assert "drift report" in c.get("/reports/reports/drift-churn.html").text
 
 
+def test_drift_verdicts_on_the_version_and_over_time_on_the_model(project: tuple[Repo, str]) -> None:
+    from mlops.registry.drift_checks import record_drift_check
+
+    repo, _ = project
+    record_drift_check(repo, "churn", 1, drifted=False, summary={"drifted_columns": 0}, actor="ci")
+    record_drift_check(repo, "churn", 1, drifted=True, summary={"drifted_columns": 2, "note": HOSTILE}, actor="ci")
+    c = client(repo)
+    history = c.get("/models/churn").text.split('id="drift-history"', 1)[1].split("</table>", 1)[0]
+    verdicts = re.findall(r'<td class="(?:error|ok)">([^<]+)</td>', history)
+    assert verdicts == ["drift", "no drift"]  # newest first
+    assert "drifted_columns: 2" in history and "<script>" not in history
+    version = c.get("/models/churn/1").text.split('id="drift"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<td class="(?:error|ok)">([^<]+)</td>', version) == ["no drift", "drift"]
+
+
 def test_the_audit_page_says_when_the_log_was_tampered_with(project: tuple[Repo, str]) -> None:
     repo, _ = project
     log = repo.dot / "registry" / "audit.jsonl"
