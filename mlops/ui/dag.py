@@ -63,7 +63,9 @@ def draw(stages: list[StageView]) -> str:
     height = MARGIN * 2 + max((len(m) for m in columns.values()), default=1) * (BOX_H + GAP_Y) - GAP_Y
     out = [
         f'<svg class="dag" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="pipeline stages and their order">'
+        f'aria-label="pipeline stages and their order">',
+        '<defs><marker id="dag-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto"><path class="arrow" d="M0,0 L10,5 L0,10 z"/></marker></defs>',
     ]
     for stage in stages:
         x2, y2 = where[stage.name]
@@ -75,7 +77,7 @@ def draw(stages: list[StageView]) -> str:
             mid = (sx + ex) / 2
             out.append(
                 f'<path class="edge" d="M{sx:.0f},{sy:.0f} C{mid:.0f},{sy:.0f} {mid:.0f},{ey:.0f} {ex:.0f},{ey:.0f}" '
-                f'data-from="{html.escape(need)}" data-to="{html.escape(stage.name)}"/>'
+                f'data-from="{html.escape(need)}" data-to="{html.escape(stage.name)}" marker-end="url(#dag-arrow)"/>'
             )
     for stage in stages:
         x, y = where[stage.name]

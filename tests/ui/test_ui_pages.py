@@ -314,3 +314,14 @@ def test_a_damaged_run_is_one_line_not_a_crash(repo: Repo) -> None:
     page = c.get("/runs/torn")
     assert page.status_code == 500 and "Traceback" not in page.text
     assert re.search(r'<p class="error">[^<]*run\.json[^<]*</p>', page.text), page.text[-800:]
+
+
+def test_the_dag_places_each_stage_one_column_after_its_deepest_need() -> None:
+    from mlops.ui.dag import StageView, draw, layers
+
+    upstream = {"b": ("a",), "c": ("a",), "d": ("b", "c"), "e": ("a", "d")}
+    placed = layers(("a", "b", "c", "d", "e"), upstream)
+    assert placed == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
+    stages = [StageView(n, "up to date", (), True, upstream.get(n, ()), "", (), (), placed[n]) for n in "abcde"]
+    svg = draw(stages)
+    assert svg.count('class="edge"') == 5 and svg.count('class="node up-to-date"') == 5
