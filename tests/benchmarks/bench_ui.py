@@ -17,6 +17,7 @@ React app, the moment a script polling every 10 ms sees the newest run's name in
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -216,9 +217,9 @@ def bench_mlops(args: argparse.Namespace, work: Path) -> dict[str, float]:
 
 MLFLOW_LOG = """
 import sys, mlflow
-from mlflow.entities import Metric, Param, RunTag
-sys.path.insert(0, sys.argv[2])
-from bench_ui import run_values
+from typing import Any
+from mlflow.entities import Metric, Param
+RUN_VALUES
 count, params, metrics = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 client = mlflow.MlflowClient(tracking_uri=sys.argv[1])
 for i in range(count):

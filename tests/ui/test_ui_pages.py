@@ -324,4 +324,4 @@ def test_the_dag_places_each_stage_one_column_after_its_deepest_need() -> None:
     assert placed == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
     stages = [StageView(n, "up to date", (), True, upstream.get(n, ()), "", (), (), placed[n]) for n in "abcde"]
     svg = draw(stages)
-    assert svg.count('class="edge"') == 5 and svg.count('class="node up-to-date"') == 5
+    assert svg.count('class="edge"') == 6 and svg.count('class="node up-to-date"') == 5
