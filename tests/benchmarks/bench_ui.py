@@ -246,7 +246,7 @@ def bench_mlflow(args: argparse.Namespace, work: Path) -> dict[str, float]:
             [
                 str(python),
                 "-c",
-                MLFLOW_LOG,
+                MLFLOW_LOG.replace("RUN_VALUES", inspect.getsource(run_values)),
                 uri,
                 str(Path(__file__).parent),
                 str(args.runs),
