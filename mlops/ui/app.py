@@ -30,7 +30,7 @@ from ..tracking.store import load_run
 from . import guard
 from .charts import parallel_coordinates
 from .readonly import read_only
-from .runs import ATTRIBUTE_COLUMNS, DEFAULT_PAGE_SIZE, PAGE_SIZES, RunsCache, cell, columns_for
+from .runs import ATTRIBUTE_COLUMNS, DEFAULT_PAGE_SIZE, PAGE_SIZES, RunsCache, cell, columns_for, field_text
 
 HERE = Path(__file__).resolve().parent
 MAX_COMPARE = 20
@@ -112,7 +112,7 @@ class UI:
 
     def __init__(self, repo: Repo) -> None:
         self.repo = read_only(repo)
-        self.runs = RunsCache(repo)
+        self.runs = RunsCache(self.repo)
         self.env = _environment()
 
     def page(self, template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -146,16 +146,17 @@ class UI:
 
         def sort_url(field: query.Field) -> str:
             """This query sorted by ``field``: ascending, or descending when it already sorts ascending."""
-            name = str(field)
+            name = field_text(field)
             rest = [(k, v) for k, v in base if k != "sort"]
             return "/runs?" + urlencode([*rest, ("sort", "-" + name if sort_text == name else name)])
 
-        choices = [
-            *(("attributes." + a, a) for a in ATTRIBUTE_COLUMNS),
-            *((f"metrics.{k}", f"metrics.{k}") for k in snapshot.metric_keys[:500]),
-            *((f"params.{k}", f"params.{k}") for k in snapshot.param_keys[:500]),
+        fields = [
+            *(query.Field("attributes", a) for a in ATTRIBUTE_COLUMNS),
+            *(query.Field("metrics", k) for k in snapshot.metric_keys[:500]),
+            *(query.Field("params", k) for k in snapshot.param_keys[:500]),
         ]
-        chosen_set = {str(f) for f in chosen} if chosen else {str(c.field) for c in columns}
+        choices = [(field_text(f), f.key if f.kind == "attributes" else str(f)) for f in fields if field_text(f)]
+        chosen_set = {field_text(f) for f in (chosen or [c.field for c in columns])}
         return self.page(
             "runs.html",
             request,

@@ -12,6 +12,7 @@ tens of thousands of runs sorts once.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -110,10 +111,22 @@ class RunsCache:
         return chosen
 
 
+_PLAIN_KEY = re.compile(r"[\w\-/]+(?:\.[\w\-/]+)*")
+
+
+def field_text(field: query.Field) -> str:
+    """``field`` as the query language writes it, so that it parses back to itself: a key with
+    other characters (a space, a quote) inside backticks; None-like empty for a key with a backtick."""
+    if field.kind == "attributes" or _PLAIN_KEY.fullmatch(field.key):
+        return f"{field.kind}.{field.key}"
+    return f"{field.kind}.`{field.key}`" if "`" not in field.key else ""
+
+
 @dataclass(frozen=True)
 class Column:
     field: query.Field
     label: str
+    text: str  # as a filter, a sort or the column chooser writes it
 
 
 def columns_for(page: Sequence[dict[str, Any]], chosen: Sequence[query.Field] | None, *, differ: bool) -> list[Column]:
@@ -129,7 +142,7 @@ def columns_for(page: Sequence[dict[str, Any]], chosen: Sequence[query.Field] | 
     if differ:
         varying = {kind: set(query.varying_keys(page, kind)) for kind in ("metrics", "params")}
         fields = [f for f in fields if f.kind == "attributes" or f.key in varying[f.kind]]
-    return [Column(f, f.key if f.kind == "attributes" else str(f)) for f in fields]
+    return [Column(f, f.key if f.kind == "attributes" else str(f), field_text(f)) for f in fields]
 
 
 def cell(run: dict[str, Any], field: query.Field) -> Any:

@@ -3,6 +3,7 @@ names, filter, sort and paging, columns, names in URLs, the token and Host rules
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -115,6 +116,13 @@ def test_run_page_and_compare_show_values_charts_and_differences(repo: Repo) -> 
     assert "<script>alert" not in compare.text
     listing = c.get("/runs").text
     assert "<script>alert" not in listing and "&lt;script&gt;alert" in listing
+    # the column chooser sent back as it stands (every box ticked): each name parses, the hostile key too
+    ticked = [html.unescape(v) for v in re.findall(r'name="col" value="([^"]+)" checked', listing)]
+    assert "params.`" + HOSTILE + "`" in ticked
+    again = c.get("/runs", params=[("col", v) for v in ticked])
+    assert again.status_code == 200 and _headers(again.text) == _headers(listing)
+    hostile_sort = re.search(r'<a href="([^"]+)" title="sort by params.&lt;script', listing).group(1)
+    assert c.get(html.unescape(hostile_sort)).status_code == 200
 
 
 @pytest.mark.parametrize(
