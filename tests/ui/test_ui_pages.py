@@ -333,3 +333,29 @@ def test_the_dag_places_each_stage_one_column_after_its_deepest_need() -> None:
     stages = [StageView(n, "up to date", (), True, upstream.get(n, ()), "", (), (), placed[n]) for n in "abcde"]
     svg = draw(stages)
     assert svg.count('class="edge"') == 6 and svg.count('class="node up-to-date"') == 5
+
+
+def test_the_pages_load_no_heavy_library(project: tuple[Repo, str]) -> None:
+    """`mlops ui` keeps the light start-up rule: no page imports pandas, pyarrow, scipy or scikit-learn."""
+    import subprocess
+    import sys
+
+    repo, run_id = project
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from starlette.testclient import TestClient\n"
+        "from mlops.repo.repo import Repo\n"
+        "from mlops.ui.app import build_app\n"
+        "c = TestClient(build_app(Repo(__import__('pathlib').Path(sys.argv[1]))), base_url='http://127.0.0.1')\n"
+        "for url in sys.argv[2:]:\n"
+        "    assert c.get(url).status_code == 200, url\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'pyarrow', 'scipy', 'sklearn'})\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    urls = ["/runs", f"/runs/{run_id}", "/models", "/models/churn", "/models/churn/1", "/audit", "/pipeline"]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(repo.root), *urls], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY="
