@@ -119,7 +119,8 @@ class Guard:
             given = request.query_params["token"]
             if hmac.compare_digest(given.encode(), self.token.encode()):
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                target = request.url.path + ("?" + urlencode(rest) if rest else "")
+                # one leading slash: "//host/..." would be another site's address in Location
+                target = "/" + request.url.path.lstrip("/") + ("?" + urlencode(rest) if rest else "")
                 response = RedirectResponse(target, status_code=303)
                 response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
             else:

@@ -183,6 +183,9 @@ def test_the_token_rule(repo: Repo) -> None:
     cookie = first.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert c.get(first.headers["location"]).status_code == 200  # the cookie now carries the token
+    # the redirect stays on this server, whatever the path looks like
+    sneaky = c.get("http://127.0.0.1:8765//evil.example/x?token=s3cret-token")
+    assert sneaky.status_code == 303 and sneaky.headers["location"] == "/evil.example/x"
     # with a token, a remote Host is fine (a reverse proxy with a real name)
     remote = client(repo, token="s3cret-token", base_url="http://ui.example.org")
     assert remote.get("/runs", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
