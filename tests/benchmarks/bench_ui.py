@@ -289,7 +289,7 @@ def bench_mlflow(args: argparse.Namespace, work: Path) -> dict[str, float]:
         newest = f"trial-{args.runs - 1}"
         browser = Browser(work)
         try:
-            shots = [first_screen_ms(browser, address + "#/experiments/0", newest) for _ in range(args.repeats)]
+            shots = [first_screen_ms(browser, address + "#/experiments/0/runs", newest) for _ in range(args.repeats)]
             return {"browser first screen (ms)": statistics.median(shots)}
         finally:
             browser.close()
