@@ -322,4 +322,16 @@ step "the audit trail is whole: every registration, approval, transition, rollba
 run mlops history churn
 run mlops audit verify
 
+# --- the web interface (issue 18) ---------------------------------------------------------------
+step "mlops ui: runs, models, the audit log, the deployment and the pipeline in a browser (read-only, 127.0.0.1)"
+mlops ui --port 0 --no-browser > ui.log 2>&1 &
+ui=$!
+for _ in $(seq 300); do grep -q "http://127.0.0.1:" ui.log && break; sleep 0.2; done
+ui_url=$(grep -o "http://127.0.0.1:[0-9]*/" ui.log | head -1)
+python -c "import httpx, re, sys; page = httpx.get(sys.argv[1] + 'runs', timeout=60).text; print(re.search(r'id=.matched.>(\d+)<', page).group(1), 'run(s) listed at', sys.argv[1] + 'runs')" "$ui_url"
+kill -TERM "$ui"
+wait "$ui" || true
+# --- end of the web interface -------------------------------------------------------------------
+
 step "done: explore $work/project (open plots.html and drift.html in a browser)"
+echo "browse it: cd $work/project && mlops ui    # http://127.0.0.1:8765/"

@@ -40,6 +40,7 @@ COMMAND_GROUPS = {
     "export": "export",
     "features": "features",
     **dict.fromkeys(("monitor", "labels"), "monitor"),
+    "ui": "ui",
 }
 GROUPS = tuple(dict.fromkeys(COMMAND_GROUPS.values()))  # in the order of --help
 ROOT_FLAGS = ("--debug", "--quiet", "-q")  # root options that take no value and do not end the command

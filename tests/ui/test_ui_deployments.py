@@ -1,0 +1,65 @@
+"""The deployments pages over a real `mlops serve` with a canary: the deployment file's facts,
+and the live statistics the servers write, which status.json (what the page polls) follows."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from servekit import ROW, guarded, mlops, register, start_server, wait_for  # noqa: E402
+from test_ui_command import ui_server  # noqa: E402
+from uikit import CHROMIUM, browse, client, only_this_server, snapshot  # noqa: E402
+
+from mlops.repo.repo import Repo  # noqa: E402
+
+
+@pytest.mark.timeout(240)
+def test_a_canary_and_its_live_statistics(repo: Repo, tmp_path: Path) -> None:
+    root = Path(repo.root)
+    register(root, "churn", 1, guarded(), stage="production")
+    register(root, "churn", 2, guarded())
+    c = client(repo)
+    assert "No model has a deployment file" in c.get("/deployments").text
+    mlops(root, "deploy", "churn", "--canary", "2", "--weight", "50", "--max-error-rate", "1", "--window", "10m")
+    listing = c.get("/deployments").text
+    row = listing.split('<tr data-model="churn">', 1)[1].split("</tr>", 1)[0]
+    assert "canary 2" in row and ">50<" in row and 'href="/models/churn/1"' in row
+    before = snapshot(root)
+    page = c.get("/deployments/churn").text
+    assert "no server is running" in page and 'data-variant="canary"' in page
+    assert snapshot(root) == before  # no server ever ran: the page created no state folder
+
+    server = start_server(root, "churn@production")
+    try:
+        with server.client() as http:
+            for _ in range(20):
+                assert http.post("/predict", json={"records": [ROW]}).status_code == 200
+
+        def counted() -> dict | None:
+            status = c.get("/deployments/churn/status.json").json()
+            total = sum(v.get("requests", 0) for v in status["variants"])
+            return status if total >= 20 and status["servers"]["running"] else None
+
+        status = wait_for(counted, timeout=60, what="the servers' statistics")
+        by_variant = {v["variant"]: v for v in status["variants"]}
+        assert set(by_variant) == {"production", "canary"} and by_variant["canary"]["version"] == 2
+        assert by_variant["production"]["requests"] + by_variant["canary"]["requests"] == 20
+        live = c.get("/deployments/churn").text
+        assert re.search(r"\d+ live worker\(s\)", live)
+        assert f'<td data-field="requests">{by_variant["canary"]["requests"]}</td>' in live
+        if CHROMIUM:  # the page's script asks again and updates the cells in place
+            with ui_server() as address:
+                url = address + "deployments/churn"
+                dom, requests = browse(url, tmp_path, wait_ms=5000)
+                assert 'data-refreshed="' in dom, dom[:3000]
+                assert f'<td data-field="requests">{by_variant["canary"]["requests"]}</td>' in dom
+                assert any(r["url"].endswith("/deployments/churn/status.json") for r in requests)
+                only_this_server(url, dom, requests)
+    finally:
+        server.kill()
+    assert c.get("/deployments/nope").status_code == 404
+    assert c.get("/deployments/..%2f..%2fetc/status.json").status_code == 404

@@ -1,0 +1,155 @@
+"""Helpers for the UI tests: run folders written fast with the run store's own layout, a test
+client on a loopback Host, and a snapshot of every file in a repository."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from mlops.repo.repo import Repo
+from mlops.tracking import store
+from mlops.ui.app import build_app
+
+with warnings.catch_warnings():  # starlette's TestClient warns that it will move to another package
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+BASE = "http://127.0.0.1:8765"
+#: Debian's Chromium (installed by .ci/run), driven headless by the real-browser tests
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter",
+    "--window-size=1280,800",
+]
+
+
+class Links(HTMLParser):
+    """Every URL a page names in src, href, action, srcset or a CSS url()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if value and name in ("src", "href", "action", "srcset", "data", "poster", "formaction"):
+                self.urls.append(value)
+            if value and name == "style":
+                self.urls += re.findall(r"url\(([^)]*)\)", value)
+
+
+def browse(url: str, work: Path, *, screenshot: bool = False, wait_ms: int = 0) -> tuple[str, list[dict]]:
+    """The DOM Chromium built for ``url`` and the requests the page made (from its net log)."""
+    profile, netlog = work / "profile", work / "net.json"
+    shutil.rmtree(profile, ignore_errors=True)
+    args = [CHROMIUM or "chromium", *FLAGS, f"--user-data-dir={profile}", f"--log-net-log={netlog}"]
+    action = [f"--screenshot={work / 'page.png'}"] if screenshot else ["--dump-dom"]
+    if wait_ms:  # let the page's timers run (virtual time: as long as the page needs, no longer)
+        action.append(f"--virtual-time-budget={wait_ms}")
+    proc = subprocess.run([*args, *action, url], capture_output=True, text=True, timeout=120, cwd=work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = json.loads(netlog.read_text())
+    names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+    requests = [
+        e["params"]
+        for e in log["events"]
+        if names.get(e["type"]) == "URL_REQUEST_START_JOB"
+        and "params" in e
+        and (e["params"].get("initiator") == origin or e["params"].get("request_type") == "main frame")
+    ]
+    return proc.stdout, requests
+
+
+def only_this_server(page_url: str, dom: str, requests: list[dict]) -> None:
+    host = urlsplit(page_url).hostname
+    assert requests, "the net log shows no request from the page"
+    for request in requests:
+        assert urlsplit(request["url"]).hostname == host, request["url"]
+    links = Links()
+    links.feed(dom)
+    for link in links.urls:
+        target = urlsplit(urljoin(page_url, link.strip()))
+        assert target.scheme in ("http", "data", "") and (target.scheme == "data" or target.hostname == host), link
+
+
+def client(repo: Repo, *, token: str | None = None, base_url: str = BASE) -> TestClient:
+    return TestClient(build_app(repo, token=token), base_url=base_url, follow_redirects=False)
+
+
+def write_runs(
+    repo: Repo, count: int, *, params: int = 3, metrics: int = 2, start: float | None = None, first: int = 0
+) -> list[str]:
+    """``count`` ended runs, each a run folder with its run.json and one summary line in the
+    index, as ``store.finish_run`` leaves them; written without fsync or git so 20,000 take seconds."""
+    folder = store._ensure_runs_dir(repo)
+    start = time.time() - count if start is None else start
+    lines = []
+    ids = []
+    for i in range(first, first + count):
+        run_id = f"r{i:06d}"
+        began = start + i - first
+        info = {
+            "format": store.RUN_FORMAT,
+            "id": run_id,
+            "name": f"trial-{i % 97}",
+            "status": store.FINISHED if i % 10 else store.FAILED,
+            "start_time": began,
+            "end_time": began + 1 + i % 7,
+            "user": "tester",
+            "host": "ci",
+            "pid": 1,
+            "pid_start": None,
+            "git_commit": "0" * 40,
+            "git_dirty": False,
+            "source": "api",
+            "stages": [],
+        }
+        run_folder = folder / run_id
+        run_folder.mkdir()
+        (run_folder / store.RUN_FILE).write_text(json.dumps(info))
+        summary: dict[str, Any] = {"format": store.INDEX_FORMAT, **{k: info.get(k) for k in store.SUMMARY_FIELDS}}
+        summary["owned"] = True
+        summary["params"] = {f"p{j}": (i * (j + 1)) % 50 for j in range(params)}
+        summary["metrics"] = {f"m{j}": ((i * 7919 + j) % 1000) / 1000 for j in range(metrics)}
+        summary["artifacts"] = 0
+        lines.append(json.dumps(summary))
+        ids.append(run_id)
+    with open(folder / store.INDEX_FILE, "a") as index:
+        index.write("\n".join(lines) + "\n")
+    return ids
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file and folder under ``root`` (``.git`` and ``.mlops`` included): size and content hash."""
+    out: dict[str, tuple[int, str]] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(folder, name), root) + "/"] = (0, "")
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                out[os.path.relpath(path, root)] = (0, os.readlink(path))
+                continue
+            data = Path(path).read_bytes()
+            out[os.path.relpath(path, root)] = (len(data), hashlib.sha256(data).hexdigest())
+    return out
