@@ -1,0 +1,25 @@
+"""Fixtures for the executor tests: one real local Ray cluster for the session (2 CPUs, no dashboard)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from raycluster import RayCluster, start_cluster
+
+# the executor tests use tests/pipeline/pipekit.py (the stage program and the pipeline helpers)
+PIPEKIT = Path(__file__).resolve().parents[1] / "pipeline"
+if str(PIPEKIT) not in sys.path:
+    sys.path.insert(0, str(PIPEKIT))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    pytest.importorskip("ray")
+    cluster = start_cluster(num_cpus=2)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
