@@ -129,13 +129,29 @@ def run(
     keep_going: bool = typer.Option(
         False, "--keep-going", "-k", help="After a failure, still run every stage that does not depend on it."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", "-e", help="Where stage commands run: local (subprocesses here) or ray (Ray tasks)."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="The Ray cluster (ray://HOST:10001 or HOST:PORT; default: start or join a local one)."
+    ),
+    remote: str | None = typer.Option(
+        None, "--remote", "-r", help="The mlops remote stage outputs and the shared run cache go through."
+    ),
+    allow_dirty: bool = typer.Option(
+        False, "--allow-dirty", help="With --executor ray: run uncommitted changes (a snapshot commit is sent)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run the pipeline's out-of-date stages in DAG order; independent stages in parallel."""
+    from ..pipeline.executors import ExecutorOptions, check_executor_name
+
+    check_executor_name(executor)
+    options = ExecutorOptions(address=address, remote=remote, allow_dirty=allow_dirty)
     # SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop the run as Ctrl-C does:
     # stages stopped, nothing partial recorded, exit 143 or 129 (docs/exit-codes.md)
     with stop_signals_as_interrupts():
-        _run(targets, jobs, dry_run, force, downstream, single, keep_going, json_output)
+        _run(targets, jobs, dry_run, force, downstream, single, keep_going, json_output, executor, options)
 
 
 def _run(
@@ -147,6 +163,8 @@ def _run(
     single: bool,
     keep_going: bool,
     json_output: bool,
+    executor: str = "local",
+    options: Any = None,
 ) -> None:
     from ..pipeline.executor import run_pipeline
 
@@ -174,6 +192,8 @@ def _run(
             jobs=jobs,
             events=events,
             stop_signals=STOP_SIGNALS,
+            executor=executor,
+            executor_options=options,
         )
     finally:
         if live:

@@ -1,0 +1,325 @@
+"""The Ray executor: each stage that must run becomes a Ray task placed where its resources are.
+
+The task calls ``exec_stage`` in-process on a Ray worker (pipeline/stage_exec.py): in a private
+worktree of the commit the driver names, it restores the stage from the shared run cache or runs
+its command, snapshots the outputs, pushes their objects and publishes the run-cache entry. Its
+Ray return value is the stage's manifest: hashes only, never data. The driver (this process)
+brings the objects into its cache (from the remote when the worker is another machine), then the
+scheduler restores them into the workspace and records: pipeline.lock and the run record have one
+writer.
+
+Output lines travel back through one small actor per run (``_LineSink``): a worker sends each
+line to it without waiting (calls from one caller arrive in order) and flushes before it
+returns; a thread of the driver takes them in batches and hands them to the scheduler's events,
+which show them with ``[stage]`` prefixes.
+
+Stopping (Ctrl-C, SIGTERM): every task in flight is cancelled with ``ray.cancel(force=True)``,
+which kills its worker process; the stage command's watcher sees the worker's lifeline close and
+kills the command's process group (executors/local.py), and exec_stage publishes nothing for a
+command that did not finish. A cancelled task is never retried by Ray.
+
+Ray is imported only inside this module's functions, and this module only when ``--executor
+ray`` is asked for: the core install and start-up do not grow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ...errors import CouldNotComplete, MlopsError, UsageError
+from . import ExecutorOptions, StageJob, StageOutcome
+
+if TYPE_CHECKING:
+    from ...repo.repo import Repo
+    from ..lock import LockedPath
+
+INSTALL_HINT = "pip install 'mlops[ray]'"
+WAIT_STEP = 0.2  # seconds between checks of a task in flight for a stop request
+CANCEL_WAIT = 30.0  # seconds to wait for cancelled tasks to end before giving up on them
+TASK_RETRIES = 2  # Ray runs a task again when its worker died (not when the command failed or was cancelled)
+# where a worker of another machine finds its clone of the repository; default: the driver's path
+WORKER_REPO_ENV = "MLOPS_WORKER_REPO"
+
+
+def import_ray() -> Any:
+    """The ray module, or a UsageError (exit 2) that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(
+            "--executor ray needs Ray, which is not installed here", hint=f"install it: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+def task_options(stage: Any) -> dict[str, Any]:
+    """Ray task options from ``stage.resources`` (pipeline.yaml ``resources:``): one CPU unless it says."""
+    resources = getattr(stage, "resources", None)
+    cpus = getattr(resources, "cpus", None)
+    gpus = getattr(resources, "gpus", None)
+    memory = getattr(resources, "memory", None)
+    options: dict[str, Any] = {"num_cpus": 1 if cpus is None else cpus}
+    if gpus:
+        options["num_gpus"] = gpus
+    if memory:
+        options["memory"] = int(memory)
+    return options
+
+
+class RayExecutor:
+    """Stages as Ray tasks; see the module's docstring."""
+
+    name = "ray"
+
+    def __init__(self, ray: Any, rev: str, remote: str | None, sink: Any, slots: int, owns_ray: bool) -> None:
+        self._ray = ray
+        self.rev = rev
+        self.remote = remote
+        self.slots = slots  # tasks at once by default: the cluster's CPUs (-j caps it)
+        self._sink = sink
+        self._owns_ray = owns_ray
+        self._mutex = threading.Lock()
+        self._in_flight: dict[str, Any] = {}  # stage -> ObjectRef
+        self._listeners: dict[str, Any] = {}  # stage -> its output callback
+        self._closing = threading.Event()
+        self._pumped = 0  # batches taken from the sink so far (a stage's last lines are in a later one)
+        self._pump_done = threading.Condition(self._mutex)
+        self._remote_task = ray.remote(_stage_task)
+        self._pump = threading.Thread(target=self._pump_lines, name="ray-output", daemon=True)
+        self._pump.start()
+
+    @classmethod
+    def open(cls, repo: Repo, options: ExecutorOptions) -> RayExecutor:
+        """Connect to (or start) the cluster and fix the commit the workers will run."""
+        ray = import_ray()
+        from ..stage_exec import prepare_commit
+
+        rev = prepare_commit(repo, allow_dirty=options.allow_dirty, remote=options.remote)
+        owns_ray = not ray.is_initialized()
+        if owns_ray:
+            try:
+                ray.init(
+                    address=options.address,
+                    log_to_driver=False,  # stage output comes through _LineSink, prefixed by stage
+                    include_dashboard=False,
+                    configure_logging=False,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = options.address or "a local cluster"
+                raise CouldNotComplete(
+                    f"could not reach Ray at {where}: {exc}",
+                    hint="check --address (ray://HOST:10001 or HOST:6379), or start one: ray start --head",
+                ) from None
+        try:
+            slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            sink = ray.remote(num_cpus=0)(_LineSink).remote()
+        except BaseException:
+            if owns_ray:
+                ray.shutdown()
+            raise
+        return cls(ray, rev, options.remote, sink, slots, owns_ray)
+
+    # --- running --------------------------------------------------------------------------
+
+    def run(self, repo: Repo, job: StageJob, stopping: threading.Event) -> StageOutcome:
+        ray = self._ray
+        name = job.stage.name
+        upstream = [_manifest(stage, outs) for stage, outs in job.upstream]
+        root = str(repo.root)
+        with self._mutex:
+            if stopping.is_set():
+                return StageOutcome(None, "interrupted")
+            self._listeners[name] = job.output
+            ref = self._remote_task.options(
+                **task_options(job.stage), max_retries=TASK_RETRIES, name=f"mlops-stage:{name}"
+            ).remote(root, name, self.rev, self.remote, upstream, self._sink)
+            self._in_flight[name] = ref
+        try:
+            while True:
+                ready, _ = ray.wait([ref], timeout=WAIT_STEP)
+                if ready or stopping.is_set():
+                    break
+            if not ready:  # stopping: stop_all cancels it; what it made is not recorded
+                return StageOutcome(None, "interrupted")
+            try:
+                doc = ray.get(ref)
+            except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError) as exc:
+                return StageOutcome(None, f"the Ray task ended without a result: {type(exc).__name__}")
+            except ray.exceptions.RayError as exc:
+                return StageOutcome(None, f"the Ray task failed: {_first_line(exc)}")
+            self._drain(name)
+        finally:
+            with self._mutex:
+                self._in_flight.pop(name, None)
+                self._listeners.pop(name, None)
+        if doc.get("error"):
+            return StageOutcome(doc.get("returncode") or 1, str(doc["error"]))
+        return self._outcome(repo, job, doc["manifest"])
+
+    def _outcome(self, repo: Repo, job: StageJob, manifest: dict[str, Any]) -> StageOutcome:
+        from ..lock import LockedPath
+
+        outs = tuple(
+            LockedPath(o["path"], o["hash"], o["kind"], o["size"], o.get("files", 1)) for o in manifest["outs"]
+        )
+        declared = {o.path for o in job.stage.outs}
+        if {o.path for o in outs} != declared:
+            return StageOutcome(None, f"the worker's manifest names other outputs than the stage declares: {declared}")
+        problem = _bring_objects(repo, self.remote, outs)
+        if problem:
+            return StageOutcome(None, problem)
+        status = manifest.get("status", "ran")
+        run_id = manifest.get("run_id")
+        return StageOutcome(0, outs=outs, status="restored" if status == "restored" else "ran", run_id=run_id)
+
+    # --- output lines -----------------------------------------------------------------------
+
+    def _pump_lines(self) -> None:
+        ray = self._ray
+        while not self._closing.is_set():
+            try:
+                batch = ray.get(self._sink.take.remote(0.5))
+            except Exception:  # the actor or the cluster went away: nothing more will come
+                batch = []
+                self._closing.wait(0.5)
+            with self._mutex:
+                listeners = dict(self._listeners)
+            for stage, line in batch:
+                listener = listeners.get(stage)
+                if listener is not None:
+                    with contextlib.suppress(Exception):
+                        listener(line)
+            with self._pump_done:
+                self._pumped += 1
+                self._pump_done.notify_all()
+
+    def _drain(self, name: str) -> None:
+        """Wait until the lines the finished task flushed have been shown (two batches later, bounded)."""
+        with self._pump_done:
+            target = self._pumped + 2
+            deadline = time.monotonic() + 3.0
+            while self._pumped < target and not self._closing.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._pump_done.wait(left)
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def stop_all(self) -> None:
+        ray = self._ray
+        with self._mutex:
+            refs = list(self._in_flight.values())
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True, recursive=True)
+        if refs:
+            with contextlib.suppress(Exception):
+                ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._pump.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self._ray.kill(self._sink)
+        if self._owns_ray:
+            with contextlib.suppress(Exception):
+                self._ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _manifest(stage: str, outs: tuple[LockedPath, ...]) -> dict[str, Any]:
+    """The part of a stage manifest a downstream exec_stage needs: its outputs by hash."""
+    return {"format": 1, "stage": stage, "outs": [o.to_doc() for o in outs]}
+
+
+def _bring_objects(repo: Repo, remote: str | None, outs: tuple[LockedPath, ...]) -> str:
+    """Make every output's objects present in this cache (a worker of this machine already put them
+    there; another machine's worker pushed them to the remote). Returns a problem, or ''."""
+    missing = [o for o in outs if o.hash is None or not repo.objects.exists(o.hash)]
+    if not missing:
+        return ""
+    if remote is None and not repo.config.default_remote:
+        return (
+            f"the worker's outputs ({', '.join(o.path for o in missing)}) are not in this cache and no remote "
+            "was given to bring them from (pass --remote NAME)"
+        )
+    from ...data.transfer import fetch_objects
+
+    try:
+        fetch_objects(repo, [(o.hash, o.kind == "dir", o.path, o.size) for o in missing if o.hash], remote=remote)
+    except MlopsError as exc:
+        return f"could not bring the worker's outputs from the remote: {exc.message}"
+    still = [o.path for o in missing if o.hash is None or not repo.objects.exists(o.hash)]
+    return f"the remote lacks the worker's outputs: {', '.join(still)}" if still else ""
+
+
+# --- what runs on a Ray worker -------------------------------------------------------------------
+
+
+class _LineSink:
+    """A Ray actor holding output lines between workers and the driver (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._lines: list[tuple[str, str]] = []
+        self._arrived = asyncio.Event()
+
+    async def put(self, batch: list[tuple[str, str]]) -> None:
+        self._lines.extend(batch)
+        self._arrived.set()
+
+    async def take(self, wait: float) -> list[tuple[str, str]]:
+        import asyncio
+
+        if not self._lines:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), wait)
+        self._arrived.clear()
+        batch, self._lines = self._lines, []
+        return batch
+
+
+class _SinkEvents:
+    """exec_stage's events on a worker: each output line sent to the driver's sink, in order."""
+
+    def __init__(self, sink: Any) -> None:
+        self._sink = sink
+
+    def stage_started(self, name: str, reasons: tuple[str, ...]) -> None: ...
+
+    def stage_output(self, name: str, line: str) -> None:
+        self._sink.put.remote([(name, line)])  # not awaited: calls from one worker arrive in order
+
+    def stage_finished(self, result: Any) -> None: ...
+
+    def flush(self) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.get(self._sink.put.remote([]), timeout=10)
+
+
+def _stage_task(root: str, name: str, rev: str, remote: str | None, upstream: list[dict[str, Any]], sink: Any) -> dict:
+    """One stage on a Ray worker: exec_stage in-process; returns {"manifest": ...} or {"error", "returncode"}."""
+    from ...repo.repo import find_repo
+    from ..stage_exec import exec_stage
+
+    events = _SinkEvents(sink)
+    try:
+        repo = find_repo(os.environ.get(WORKER_REPO_ENV) or root)
+        manifest = exec_stage(repo, name, rev=rev, remote=remote, upstream=tuple(upstream), events=events)
+        return {"manifest": manifest.to_dict()}
+    except MlopsError as exc:
+        return {"error": exc.message, "returncode": exc.exit_code}
+    finally:
+        events.flush()
