@@ -27,6 +27,7 @@ from .output import SETTINGS
 COMMAND_GROUPS = {
     **dict.fromkeys(("init", "add", "status", "checkout", "diff", "push", "fetch", "pull", "gc", "verify"), "data"),
     **dict.fromkeys(("run", "dag", "import"), "pipeline"),
+    "stage": "stage",
     **dict.fromkeys(("runs", "metrics", "params", "plots"), "runs"),
     **dict.fromkeys(
         ("register", "models", "promote", "approve", "rollback", "alias", "history", "lineage", "card", "audit"),

@@ -195,15 +195,17 @@ def fetch(
     targets: list[str] | None = None,
     all_commits: bool = False,
     extra_roots: Iterable[Root] = (),
+    only_roots: Iterable[Root] | None = None,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> TransferResult:
     """Take what the roots reach and this cache lacks. Every object is checked against the
     length its referrer records (a manifest entry, a pointer file) and its hash; a manifest,
-    whose length nothing records, against ``MAX_MANIFEST_SIZE``."""
+    whose length nothing records, against ``MAX_MANIFEST_SIZE``. ``only_roots`` replaces the
+    workspace's pointer files as the roots (``mlops stage exec`` takes one stage's inputs only)."""
     source = get_remote(repo, remote)
     store = repo.objects
-    roots = _roots(repo, targets, all_commits, extra_roots)
+    roots = list(only_roots) if only_roots is not None else _roots(repo, targets, all_commits, extra_roots)
     moved = nbytes = present = 0
     seen: set[str] = set()
     # digest -> (the length it must have, or None; where the snapshot names it), first claim wins

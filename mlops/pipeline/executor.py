@@ -53,6 +53,7 @@ from ..store.hashing import hash_bytes
 from ..tracking import store as tracking
 from . import runcache
 from .executors import ExecutorOptions, StageExecutor, StageJob, check_executor_name
+from .executors.local import signal_name as _signal_name  # noqa: F401 - stage_exec's messages use it
 from .graph import Graph, build_graph
 from .lock import LOCK_FILE, LockedPath, LockEntry, read_lock, write_lock
 from .params import ParamFiles
@@ -720,6 +721,45 @@ def _decide_and_run(
     )
     events.stage_finished(result)
     return result
+
+
+def run_stage_command(
+    repo: Repo,
+    stage: Stage,
+    run_id: str,
+    events: RunEvents,
+    *,
+    stop: threading.Event | None = None,
+    stop_signals: tuple[int, ...] = (signal.SIGINT,),
+) -> tuple[int, bool]:
+    """One stage's command alone (``mlops stage exec``), with the machinery `mlops run` gives each
+    stage (the local executor: its own process group, the lifeline watcher, the group killed when
+    its leader ends), and a stop (one of ``stop_signals``, or ``stop`` set by the caller) that sends
+    SIGTERM, then SIGKILL after the grace. Returns (return code, whether it was stopped): a stopped
+    command's code says nothing about its outputs, which the caller must not record.
+    """
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from .executors.local import LocalExecutor
+
+    local = LocalExecutor()
+    stopping = threading.Event()
+    job = StageJob(stage, run_id, "", False, (), output=lambda line: events.stage_output(stage.name, line))
+    pool = Pool(max_workers=1, thread_name_prefix="stage")
+    try:
+        with _stop_requests(stop_signals) as stop_signal:
+            future = pool.submit(local.run, repo, job, stopping)
+            try:
+                wait_any([future], lambda: stop_signal() is not None or (stop is not None and stop.is_set()))
+            except KeyboardInterrupt:
+                stopping.set()
+                local.stop_all()
+            outcome = future.result()
+    finally:
+        pool.shutdown(wait=True)
+        local.close()
+    code = outcome.returncode
+    return (-signal.SIGINT if code is None else code), stopping.is_set()
 
 
 def _check_outputs(repo: Repo, stage: Stage) -> None:

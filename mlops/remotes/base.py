@@ -16,6 +16,13 @@ Beside the objects, a remote holds named **refs**: small documents under ``refs/
 the objects' two-hex-digit shards, so listing objects never meets them. A ref name is
 ``[A-Za-z0-9._/-]`` only, with no ``..`` and no leading ``/`` (``check_ref_name``).
 
+A ref may also be created **only if absent** (``create_ref``): exclusive create on a local
+remote (a hard link of a complete temp file, which fails when the name exists), ``If-None-Match:
+*`` on S3. Two machines creating the same ref leave exactly one, the first; the other learns it
+lost (False) and reads the winner. That is what lets machines share one run cache without a lock
+across them. ``probe_conditional_create`` checks that a store honours it (some S3-compatible
+stores ignore the header and overwrite).
+
 What a remote lists is received content: ``iter_digests`` yields only keys that are exactly
 an object name, ``list_refs`` only valid ref names (anything else is skipped, never turned
 into a path), and ``get_ref`` reads at most ``MAX_REF_SIZE`` bytes.
@@ -23,8 +30,10 @@ into a path), and ``get_ref`` reads at most ``MAX_REF_SIZE`` bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -39,6 +48,7 @@ MAX_REF_NAME = 512
 # A ref is a small document (a run bundle: run.json, params, metrics): 16 MiB is far above any
 # real one, and bounds what a hostile remote can make a reader hold in memory.
 MAX_REF_SIZE = 16 << 20
+PROBE_PREFIX = ".probe/"  # refs/.probe/<random>: written and removed by probe_conditional_create
 
 
 def is_ref_name(name: object, *, prefix: bool = False) -> bool:
@@ -102,6 +112,32 @@ class Remote(ABC):
 
         Atomic: a reader sees the old value or the whole new one, never a part.
         """
+
+    @abstractmethod
+    def create_ref(self, name: str, data: bytes) -> bool:
+        """Create the ref ``name`` with ``data`` only if it does not exist.
+
+        True when this call created it; False when one was already there (left untouched). Atomic
+        like ``put_ref``: a reader, and a racing creator, sees no ref or the whole winner's bytes.
+        """
+
+    def delete_ref(self, name: str) -> None:  # noqa: B027 - optional: only the probe uses it
+        """Remove the ref ``name`` if the store allows it (best effort; absent is fine)."""
+
+    def probe_conditional_create(self) -> bool:
+        """Whether the store honours ``create_ref``: a probe ref created twice, the second refused.
+
+        Removes the probe afterwards as far as the store allows. Errors reaching the store raise
+        (``RemoteError``); the caller decides whether that is fatal.
+        """
+        name = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+        try:
+            first = self.create_ref(name, b"first")
+            second = self.create_ref(name, b"second")
+            return first and not second and self.get_ref(name) == b"first"
+        finally:
+            with contextlib.suppress(Exception):
+                self.delete_ref(name)
 
     @abstractmethod
     def get_ref(self, name: str) -> bytes | None:

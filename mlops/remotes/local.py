@@ -2,7 +2,10 @@
 
 Refs live in ``<remote>/refs/<name>``, each replaced whole by ``fsio.atomic_write`` (temp
 file in the same folder, fsync, rename); the object store's listing skips that folder, as it
-only reads two-hex-digit shards.
+only reads two-hex-digit shards. ``create_ref`` writes the same complete temp file and then
+hard-links it to the final name, which fails with EEXIST when the name exists (also on NFS):
+the one exclusive create that never shows a partial file, and that a killed writer cannot
+half-do (it leaves at most a temp file, which listings skip).
 
 Whoever else writes to the folder may plant anything, so what is read from it must be a
 regular file reached without a symlink: an object or a ref that is a FIFO (whose open or
@@ -15,6 +18,7 @@ before the open keeps a device from being opened at all in the common case.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -23,7 +27,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from ..errors import CorruptObjectError, MissingObjectError, RemoteError
-from ..fsio import TMP_PREFIX, atomic_write, storage_error
+from ..fsio import TMP_PREFIX, atomic_write, fsync_dir, storage_error
 from ..store.objects import ObjectBatch, ObjectStore, size_problem
 from .base import MAX_REF_SIZE, REFS, Remote, check_ref_name, is_ref_name
 
@@ -205,6 +209,49 @@ class LocalRemote(Remote):
         except OSError as exc:
             raise storage_error(exc, path.parent) from exc
         atomic_write(path, data)
+
+    def create_ref(self, name: str, data: bytes) -> bool:
+        import tempfile  # only writers need it
+
+        path = self._ref_path(name)
+        self._check_reachable()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+        except OSError as exc:
+            raise storage_error(exc, path.parent) from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK):
+                    raise RemoteError(
+                        f"remote '{self.name}': {self.path} does not support hard links, "
+                        f"so a ref cannot be created exclusively ({exc.strerror or exc})",
+                        hint="put the remote on a file system with hard links (ext4, xfs, NFS), or use S3",
+                    ) from exc
+                raise
+            fsync_dir(path.parent)
+            return True
+        except OSError as exc:
+            raise storage_error(exc, path) from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def delete_ref(self, name: str) -> None:
+        path = self._ref_path(name)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(OSError):  # the probe's folder, once empty
+            path.parent.rmdir()
 
     def get_ref(self, name: str) -> bytes | None:
         check_ref_name(name)

@@ -2,7 +2,9 @@
 
 Keys: ``s3://<bucket>/<prefix>/<first 2 hex>/<other 30 hex>``, the names of the local cache;
 refs (``base.check_ref_name``) at ``s3://<bucket>/<prefix>/refs/<name>``, each written in one
-PUT (atomic in S3: a reader sees the old value or the whole new one).
+PUT (atomic in S3: a reader sees the old value or the whole new one). ``create_ref`` is the
+same PUT with ``If-None-Match: *``: S3 answers 412 PreconditionFailed when the key exists (the
+loser), and 409 ConditionalRequestConflict while a racing conditional write is in flight (retried).
 
 Design:
 - One ``s3fs.S3FileSystem`` per remote, built on first use with ``skip_instance_cache`` (two
@@ -36,6 +38,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, BinaryIO
 
@@ -62,6 +65,9 @@ MULTIPART_THRESHOLD = 8 << 20  # smaller objects are read whole into memory and 
 PART_SIZE = 8 << 20  # multipart part size (S3's minimum is 5 MiB), grown for objects over ~78 GiB
 MAX_PARTS = 10_000  # S3's limit on parts per upload
 ABORT_TIMEOUT = 10.0  # seconds granted to cleaning up a failed multipart upload
+CONFLICT_RETRIES = 5  # 409 ConditionalRequestConflict: another conditional PUT of the key in flight
+PRECONDITION_CODES = {"412", "PreconditionFailed"}
+CONFLICT_CODES = {"409", "ConditionalRequestConflict"}
 
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 CREDENTIAL_CODES = {
@@ -377,6 +383,35 @@ class S3Remote(Remote):
     def put_ref(self, name: str, data: bytes) -> None:
         key = self._ref_key(check_ref_name(name))
         self._run(self._call, "put_object", Key=key, Body=bytes(data))  # one PUT: all or nothing
+
+    def create_ref(self, name: str, data: bytes) -> bool:
+        key = self._ref_key(check_ref_name(name))
+        body = bytes(data)
+        for attempt in range(CONFLICT_RETRIES):
+            outcome = self._run(self._create, key, body)
+            if outcome != "conflict":
+                return bool(outcome)
+            time.sleep(0.1 * 2**attempt)  # the racing write settles; then ours is refused or lands
+        raise RemoteError(
+            f"remote '{self.name}': ref {name} stayed in conflict with another write ({CONFLICT_RETRIES} attempts)",
+            hint="try again",
+            ref=name,
+        )
+
+    async def _create(self, key: str, body: bytes) -> bool | str:
+        try:
+            await self._call("put_object", Key=key, Body=body, IfNoneMatch="*")
+        except Exception as exc:
+            code = _code(exc)[0]
+            if code in PRECONDITION_CODES:
+                return False
+            if code in CONFLICT_CODES:
+                return "conflict"
+            raise
+        return True
+
+    def delete_ref(self, name: str) -> None:
+        self._run(self._call, "delete_object", Key=self._ref_key(check_ref_name(name)))
 
     def get_ref(self, name: str) -> bytes | None:
         key = self._ref_key(check_ref_name(name))

@@ -1,0 +1,673 @@
+"""`mlops stage exec`: one stage of the pipeline at one commit, on any machine with a clone and the remote.
+
+What an engine (Ray, Airflow, Argo) calls for each stage; the small JSON manifest it returns is
+all that passes between tasks, the data itself goes through the remote by hash.
+
+1. The commit is materialized in a private git worktree under ``.mlops/tmp/exec/`` (fetched
+   from ``origin`` when the clone lacks it, or from the git bundle ``prepare_commit`` put on the
+   mlops remote), sharing the clone's object cache through the worktree's own
+   ``config.local.yaml``. The user's workspace, pipeline.lock and runs are never touched. The
+   worktree is removed on every exit; one left by a killed process (its lock no longer held)
+   is removed by the next ``stage exec`` in the clone.
+2. The stage's key is computed exactly as ``mlops run`` computes it in a clean workspace at that
+   commit (``StageInputs.run_key``): tracked data by its pointer's hash, git files hashed in the
+   worktree, upstream stages' outputs from ``--upstream`` manifests or, when none is given, by
+   the upstream stage's own key looked up in the local then the remote run cache (recursively).
+   Nothing is fetched to compute a key unless a dependency overlaps tracked data or an output
+   without being exactly it.
+3. A hit (remote, or local with its objects, then published) is reported as "restored"; a miss
+   fetches only the stage's own inputs, runs its command with `mlops run`'s machinery
+   (``executor.run_stage_command``), snapshots the outputs, pushes their objects and then
+   publishes the run-cache entry with a conditional create: "ran" when this machine's entry
+   stands, "adopted" when another machine's entry for the key won the race.
+
+Received content (``--upstream`` manifests) is bounded and checked: every output path is one the
+named stage declares, every hash an object name; anything else is refused as a usage error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import (
+    CouldNotComplete,
+    FormatError,
+    GitError,
+    Interrupted,
+    MlopsError,
+    UnknownRevisionError,
+    UsageError,
+)
+from ..formats import parse_json, write_yaml
+from ..fsio import FileLock, remove_dir
+from ..paths import relpath_problem
+from ..remotes.base import Remote
+from ..repo.repo import DOT, Repo
+from ..store.hashing import is_hash
+from ..tracking.store import RUN_ID, new_run_id
+from . import runcache, shared_cache
+from .graph import Graph, build_graph
+from .lock import LockedPath
+from .params import ParamFiles
+from .spec import Stage, load_pipeline
+from .state import StageInputs, read_inputs, read_path
+
+MANIFEST_FORMAT = 1
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest names a stage's outputs by hash: a few KiB; 1 MiB bounds a hostile one
+RESTORED, RAN, ADOPTED = "restored", "ran", "adopted"
+STATUSES = (RESTORED, RAN, ADOPTED)
+EXEC_DIR = "exec"  # under .mlops/tmp/: one private worktree per running `stage exec`
+BUNDLE_REF = "git/{sha}.bundle"  # the mlops remote's ref holding a snapshot commit (--allow-dirty)
+SHA = re.compile(r"[0-9a-f]{40}")
+GIT_TIMEOUT = 600.0  # seconds for one git command (a fetch of a large history)
+
+
+@dataclass(frozen=True)
+class StageManifest:
+    """What one ``stage exec`` reports: the stage's key, inputs and outputs, by hash."""
+
+    stage: str
+    rev: str
+    key: str
+    status: str  # restored | ran | adopted
+    run_id: str | None
+    seconds: float
+    deps: tuple[LockedPath, ...] = ()
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
+    outs: tuple[LockedPath, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "stage": self.stage,
+            "rev": self.rev,
+            "key": self.key,
+            "status": self.status,
+            "run_id": self.run_id,
+            "seconds": round(self.seconds, 3),
+            "deps": [_path_doc(d) for d in self.deps],
+            "params": self.params,
+            "env": self.env,
+            "outs": [_path_doc(o) for o in self.outs],
+        }
+
+
+def _path_doc(item: LockedPath) -> dict[str, Any]:
+    return {"path": item.path, "hash": item.hash, "kind": item.kind, "size": item.size, "files": item.files}
+
+
+# --- received manifests ------------------------------------------------------------------------
+
+
+def parse_manifest(data: str | bytes | dict[str, Any], source: str) -> StageManifest:
+    """A manifest another task produced (``--upstream``), checked field by field (UsageError, exit 2).
+
+    Paths are checked as relative paths here; that each output is one the named stage declares
+    is checked against the pipeline (``check_manifest_outputs``)."""
+    if isinstance(data, dict):
+        doc: Any = data
+    else:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise _bad(source, f"larger than {MAX_MANIFEST_BYTES >> 10} KiB")
+        try:
+            doc = parse_json(raw, source)
+        except FormatError as exc:
+            raise _bad(source, exc.message) from None
+    if not isinstance(doc, dict):
+        raise _bad(source, "not a JSON object")
+    if doc.get("format") != MANIFEST_FORMAT:
+        raise _bad(source, f"format {doc.get('format')!r} is not {MANIFEST_FORMAT}")
+    stage, rev, key, status = doc.get("stage"), doc.get("rev"), doc.get("key"), doc.get("status")
+    if not isinstance(stage, str) or not stage or len(stage) > 256 or not stage.isprintable():
+        raise _bad(source, "'stage' must be a stage name")
+    if not isinstance(rev, str) or not SHA.fullmatch(rev):
+        raise _bad(source, "'rev' must be a 40-hex commit")
+    if not is_hash(key):
+        raise _bad(source, "'key' must be a run key (32 hex digits)")
+    if status not in STATUSES:
+        raise _bad(source, f"'status' must be one of {', '.join(STATUSES)}")
+    run_id = doc.get("run_id")
+    if run_id is not None and not (isinstance(run_id, str) and RUN_ID.fullmatch(run_id)):
+        raise _bad(source, "'run_id' must be a run id or null")
+    seconds = doc.get("seconds", 0)
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        raise _bad(source, "'seconds' must be a number")
+    outs = _received_paths(doc.get("outs"), source, "outs", need_hash=True)
+    deps = _received_paths(doc.get("deps", []), source, "deps", need_hash=False)
+    return StageManifest(stage, rev, key, status, run_id, float(seconds), deps, {}, {}, outs)
+
+
+def _received_paths(items: Any, source: str, section: str, *, need_hash: bool) -> tuple[LockedPath, ...]:
+    if not isinstance(items, list) or len(items) > 10_000:
+        raise _bad(source, f"'{section}' must be a list")
+    found = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise _bad(source, f"each '{section}' entry must be an object")
+        path, digest, kind = item.get("path"), item.get("hash"), item.get("kind", "file")
+        size, files = item.get("size", 0), item.get("files", 1)
+        problem = relpath_problem(path)
+        if problem:
+            raise _bad(source, f"'{section}' path {_shown(path)} refused: {problem}")
+        if (digest is not None or need_hash) and not is_hash(digest):
+            raise _bad(source, f"'{section}' {path}: hash {_shown(digest)} is not an object name")
+        if kind not in ("file", "dir"):
+            raise _bad(source, f"'{section}' {path}: kind must be file or dir")
+        for value in (size, files):
+            if type(value) is not int or value < 0:
+                raise _bad(source, f"'{section}' {path}: size and files must be whole numbers >= 0")
+        found.append(LockedPath(path, digest, kind, size, files))
+    return tuple(found)
+
+
+def _bad(source: str, problem: str) -> UsageError:
+    return UsageError(
+        f"{source}: not a stage manifest: {problem}",
+        hint="pass the JSON that 'mlops stage exec --json' printed for the upstream stage",
+        source=source,
+    )
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_manifest_outputs(graph: Graph, manifest: StageManifest, source: str) -> None:
+    """The manifest names a stage of this pipeline and exactly the outputs that stage declares."""
+    if manifest.stage not in graph.pipeline.stages:
+        raise _bad(source, f"stage '{manifest.stage}' is not in the pipeline at {manifest.rev[:12]}")
+    declared = {o.path for o in graph.stage(manifest.stage).outs}
+    named = [o.path for o in manifest.outs]
+    extra = [p for p in named if p not in declared]
+    if extra:
+        raise _bad(source, f"output {_shown(extra[0])} is not one stage '{manifest.stage}' declares")
+    if len(set(named)) != len(named) or set(named) != declared:
+        raise _bad(source, f"its outputs are not the ones stage '{manifest.stage}' declares")
+
+
+# --- the commit and the private worktree ------------------------------------------------------
+
+
+def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(name, None)
+    try:
+        done = subprocess.run(
+            ["git", "-c", "core.hooksPath=/dev/null", *args],
+            cwd=root,
+            capture_output=True,
+            env=env,
+            input=input,
+            timeout=GIT_TIMEOUT,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GitError(f"git {args[0]} failed in {root}: {exc}") from None
+    if check and done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed in {root}: {detail[-1] if detail else 'exit ' + str(done.returncode)}")
+    return done
+
+
+def _commit_of(root: Path, rev: str) -> str | None:
+    done = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
+    sha = done.stdout.decode().strip()
+    return sha if done.returncode == 0 and SHA.fullmatch(sha) else None
+
+
+def resolve_commit(repo: Repo, rev: str, remote: Remote | None = None) -> str:
+    """The full sha of ``rev``: here, else fetched from ``origin``, else from the bundle on ``remote``."""
+    if not rev or len(rev) > 256 or rev.startswith("-") or not rev.isprintable():
+        raise UsageError(f"not a revision: {_shown(rev)}", hint="pass a commit sha: --rev $(git rev-parse HEAD)")
+    sha = _commit_of(repo.root, rev)
+    if sha:
+        return sha
+    has_origin = _git(repo.root, "remote", "get-url", "origin", check=False).returncode == 0
+    if has_origin:
+        if SHA.fullmatch(rev):
+            _git(repo.root, "fetch", "--quiet", "--no-tags", "origin", rev, check=False)
+        sha = _commit_of(repo.root, rev)
+        if not sha:
+            _git(repo.root, "fetch", "--quiet", "origin", check=False)
+            sha = _commit_of(repo.root, rev) or _commit_of(repo.root, f"origin/{rev}")
+        if sha:
+            return sha
+    if remote is not None and SHA.fullmatch(rev):
+        data = remote.get_ref(BUNDLE_REF.format(sha=rev))
+        if data is not None:
+            _unbundle(repo, data, rev)
+            sha = _commit_of(repo.root, rev)
+            if sha:
+                return sha
+    where = "here" + (", on origin" if has_origin else "") + (f" or on remote '{remote.name}'" if remote else "")
+    raise UnknownRevisionError(
+        f"revision {rev} not found {where}",
+        hint="push the commit to origin, or let the driver snapshot it with --allow-dirty",
+        rev=rev,
+    )
+
+
+def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
+    """Take a bundle's objects (no ref is changed); git checks the pack itself."""
+    folder = repo.tmp / EXEC_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix="bundle-", suffix=".bundle") as handle:
+        handle.write(data)
+        handle.flush()
+        if _git(repo.root, "bundle", "verify", handle.name, check=False).returncode != 0:
+            # its prerequisites may be on origin: take them, then try once more
+            _git(repo.root, "fetch", "--quiet", "origin", check=False)
+        _git(repo.root, "bundle", "unbundle", handle.name)
+
+
+def _lock_of(folder: Path) -> FileLock:
+    return FileLock(folder.with_name(folder.name + ".lock"), what=f"stage exec worktree {folder.name}", timeout=0)
+
+
+def clean_stale_worktrees(repo: Repo) -> int:
+    """Remove the worktrees of `stage exec` runs that ended without removing theirs (killed)."""
+    top = repo.tmp / EXEC_DIR
+    removed = 0
+    if not top.is_dir():
+        return 0
+    for entry in sorted(top.iterdir()):
+        if not entry.is_dir() or not entry.name.startswith("wt-"):
+            continue
+        lock = _lock_of(entry)
+        try:
+            lock.acquire()
+        except MlopsError:
+            continue  # its run still holds it
+        try:
+            _remove_worktree(repo, entry)
+            removed += 1
+        finally:
+            lock.release()
+            with contextlib.suppress(OSError):
+                lock.path.unlink()
+    return removed
+
+
+def _remove_worktree(repo: Repo, folder: Path) -> None:
+    _git(repo.root, "worktree", "remove", "--force", "--force", str(folder), check=False)
+    if folder.exists():
+        remove_dir(folder)
+    _git(repo.root, "worktree", "prune", check=False)
+
+
+@contextlib.contextmanager
+def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
+    """A worktree of ``sha`` under .mlops/tmp/exec/ using the clone's object cache; removed on exit."""
+    clean_stale_worktrees(repo)
+    top = repo.tmp / EXEC_DIR
+    top.mkdir(parents=True, exist_ok=True)
+    folder = top / f"wt-{sha[:12]}-{secrets.token_hex(4)}"
+    lock = _lock_of(folder)
+    lock.acquire()
+    try:
+        try:
+            _add_worktree(repo, folder, sha)
+            yield _worktree_repo(repo, folder)
+        finally:
+            _remove_worktree(repo, folder)
+    finally:
+        lock.release()
+        with contextlib.suppress(OSError):
+            lock.path.unlink()
+
+
+def _add_worktree(repo: Repo, folder: Path, sha: str) -> None:
+    for attempt in range(3):  # two processes adding worktrees at once can meet on git's own lock files
+        done = _git(repo.root, "worktree", "add", "--quiet", "--detach", str(folder), sha, check=False)
+        if done.returncode == 0:
+            return
+        if folder.exists():
+            _remove_worktree(repo, folder)
+        time.sleep(0.2 * (attempt + 1))
+    detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    raise GitError(f"git worktree add failed for {sha[:12]}: {detail[-1] if detail else done.returncode}")
+
+
+def _worktree_repo(clone: Repo, folder: Path) -> Repo:
+    """The worktree as a Repo: objects in the clone's cache, the clone's remotes (paths made absolute).
+
+    ``cache.dir`` in a worktree's ``config.local.yaml`` (which git does not track) is trusted."""
+    dot = folder / DOT
+    (dot / "tmp").mkdir(parents=True, exist_ok=True)
+    remotes: dict[str, Any] = {}
+    for name, settings in clone.config.remotes.items():
+        settings = dict(settings)
+        url = str(settings["url"])
+        if "://" not in url or url.startswith("file://"):
+            path = Path(url.removeprefix("file://"))
+            settings["url"] = str(path if path.is_absolute() else (clone.root / path).resolve())
+        remotes[name] = settings
+    local: dict[str, Any] = {"format": 1, "cache": {"dir": str(clone.objects.root)}}
+    if remotes:
+        local["remotes"] = remotes
+    if clone.config.default_remote:
+        local["core"] = {"remote": clone.config.default_remote}
+    write_yaml(dot / "config.local.yaml", local, header="# written by mlops stage exec for this private worktree\n")
+    return Repo(folder)
+
+
+# --- inputs: keys of upstream stages, and the data a stage needs --------------------------------
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+class _Inputs:
+    """A stage's inputs at the commit, as `mlops run` would read them in a clean workspace."""
+
+    def __init__(
+        self,
+        workspace: Repo,
+        cache_owner: Repo,
+        graph: Graph,
+        remote: Remote | None,
+        manifests: dict[str, StageManifest],
+    ) -> None:
+        from ..data.snapshot import workspace_pointers
+
+        self.repo = workspace
+        self.owner = cache_owner  # whose local run cache is read (the clone; a worktree has none)
+        self.graph = graph
+        self.remote = remote
+        self.manifests = manifests
+        self.params = ParamFiles(workspace.root)
+        self.pointers = {p.target: p for p in workspace_pointers(workspace)}
+        self.results: dict[str, tuple[tuple[LockedPath, ...], str | None]] = {}
+        self.placed: set[str] = set()
+
+    def read(self, stage: Stage) -> StageInputs:
+        """The stage's inputs; its dependencies by hash, without fetching what has one already."""
+        inputs = read_inputs(self.repo, stage, self.params)
+        return replace(inputs, deps=tuple(self._dep(path) for path in stage.deps))
+
+    def _dep(self, path: str) -> LockedPath:
+        producer = self.graph.producers.get(path)
+        if producer is not None:
+            outs, _ = self.outputs(producer)
+            return next(o for o in outs if o.path == path)
+        pointer = self.pointers.get(path)
+        if pointer is not None:
+            return LockedPath(path, pointer.hash, pointer.kind, pointer.size, pointer.files)
+        self.place(path)
+        return read_path(self.repo, path)
+
+    def outputs(self, name: str) -> tuple[tuple[LockedPath, ...], str | None]:
+        """An upstream stage's outputs and the run that made them: its manifest, else its key's entry."""
+        if name in self.results:
+            return self.results[name]
+        manifest = self.manifests.get(name)
+        if manifest is not None:
+            found = (manifest.outs, manifest.run_id)
+        else:
+            stage = self.graph.stage(name)
+            key = self.read(stage).run_key(stage)
+            hit = lookup(self.owner, self.remote, key)
+            if hit is None:
+                raise CouldNotComplete(
+                    f"upstream stage '{name}' has no result in the run cache (key {key})",
+                    hint=f"run 'mlops stage exec {name}' at this revision first, or pass its manifest with --upstream",
+                    stage=name,
+                    key=key,
+                )
+            found = (hit.outs, hit.run_id)
+        self.results[name] = found
+        return found
+
+    def place(self, path: str) -> None:
+        """Make ``path`` what a clean workspace at the commit has: tracked data pulled, upstream
+        outputs restored (each only once)."""
+        from ..data.checkout import checkout
+
+        pointers = [p for target, p in self.pointers.items() if _overlaps(target, path) and target not in self.placed]
+        if pointers:
+            self._fetch([(p.hash, p.is_dir, p.target, p.size) for p in pointers])
+            checkout(self.repo, [p.target for p in pointers], force=True)
+            self.placed.update(p.target for p in pointers)
+        for out_path, producer in self.graph.producers.items():
+            if _overlaps(out_path, path) and out_path not in self.placed:
+                outs, _ = self.outputs(producer)
+                wanted = tuple(o for o in outs if o.path == out_path)
+                self.restore(self.graph.stage(producer), wanted)
+
+    def restore(self, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
+        from .executor import _restore
+
+        todo = tuple(o for o in outs if o.path not in self.placed)
+        if not todo:
+            return
+        self._fetch([(o.hash, o.kind == "dir", o.path, o.size) for o in todo if o.hash])
+        _restore(self.repo, stage, todo)
+        self.placed.update(o.path for o in todo)
+
+    def _fetch(self, roots: list[tuple[Any, bool, str, int]]) -> None:
+        from ..data.references import Root
+        from ..data.transfer import fetch
+
+        if self.remote is None:
+            return  # no remote: what the local cache lacks is a MissingObjectError at checkout
+        fetch(
+            self.repo,
+            remote=self.remote.name,
+            only_roots=[Root(h, is_dir, label, None if is_dir else size) for h, is_dir, label, size in roots],
+        )
+
+
+def lookup(repo: Repo, remote: Remote | None, key: str) -> runcache.CacheHit | None:
+    """The entry under ``key``: the local run cache (objects or not), then the remote's."""
+    hit = runcache.lookup_entry(repo, key, need_objects=False)
+    if hit is None and remote is not None:
+        hit = shared_cache.remote_lookup(remote, key)
+    return hit
+
+
+# --- the verb ---------------------------------------------------------------------------------
+
+
+def open_remote_or_none(repo: Repo, name: str | None) -> Remote | None:
+    """The named remote, else the default one, else None (a clone with no remote works alone)."""
+    from ..data.transfer import get_remote
+
+    if name is None and not repo.config.default_remote:
+        return None
+    return get_remote(repo, name)
+
+
+def exec_stage(
+    repo: Repo,
+    name: str,
+    *,
+    rev: str,
+    remote: str | None = None,
+    upstream: Sequence[StageManifest] = (),
+    image_digest: str | None = None,
+    events: Any = None,
+    stop: threading.Event | None = None,
+    stop_signals: tuple[int, ...] = (signal.SIGINT,),
+) -> StageManifest:
+    """Restore stage ``name`` at ``rev`` from the shared run cache, or run it and publish it.
+
+    ``upstream``: manifests of upstream stages (parsed with ``parse_manifest``); ``image_digest``:
+    the digest of the image this runs in, which must be the one the stage declares, if any;
+    ``stop``: an event that stops the command as Ctrl-C does (``stop_signals`` do the same)."""
+    from .executor import RunEvents
+
+    events = events or RunEvents()
+    started = time.time()
+    target = open_remote_or_none(repo, remote)
+    sha = resolve_commit(repo, rev, target)
+    for manifest in upstream:
+        if manifest.rev != sha:
+            raise UsageError(
+                f"upstream manifest of stage '{manifest.stage}' is for revision {manifest.rev[:12]}, not {sha[:12]}",
+                hint="pass the manifests of the same DAG run",
+            )
+    # the clone's objects stay while this runs: gc in the clone waits for the shared store lock
+    with repo.store_lock(), private_worktree(repo, sha) as work:
+        graph = build_graph(load_pipeline(work.root), work.root)
+        if name not in graph.pipeline.stages:
+            known = ", ".join(list(graph.pipeline.stages)[:10])
+            raise UsageError(f"no stage '{name}' in the pipeline at {sha[:12]}", hint=f"stages: {known}")
+        stage = graph.stage(name)
+        _check_image(stage, image_digest)
+        manifests = {}
+        for manifest in upstream:
+            check_manifest_outputs(graph, manifest, f"--upstream of stage '{manifest.stage}'")
+            manifests[manifest.stage] = manifest
+        inputs_of = _Inputs(work, repo, graph, target, manifests)
+        inputs = inputs_of.read(stage)
+        key = inputs.run_key(stage)
+        cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
+
+        def manifest(status: str, outs: tuple[LockedPath, ...], run_id: str | None) -> StageManifest:
+            return StageManifest(
+                name, sha, key, status, run_id, time.time() - started, inputs.deps, inputs.params, inputs.env, outs
+            )
+
+        if cacheable:
+            hit = _restorable(repo, work, target, key)
+            if hit is not None:
+                return manifest(RESTORED, hit.outs, hit.run_id)
+        # a miss: this stage's inputs only, then its command
+        for path in stage.deps:
+            inputs_of.place(path)
+        real = read_inputs(work, stage, inputs_of.params)
+        if real.run_key(stage) != key:  # pragma: no cover - the two readings disagree: trust the workspace's
+            inputs, key = real, real.run_key(stage)
+        run_id = new_run_id()
+        outs = _run(work, stage, run_id, events, stop, stop_signals)
+        if target is not None:
+            _push_outputs(work, target, outs)
+        if not cacheable:
+            return manifest(RAN, outs, run_id)
+        if target is None:
+            runcache.record(repo, key, outs, run_id=run_id)
+            return manifest(RAN, outs, run_id)
+        published = shared_cache.publish(repo, target, key, outs, run_id=run_id)
+        if published.created:
+            return manifest(RAN, outs, run_id)
+        return manifest(ADOPTED, published.hit.outs, published.hit.run_id)
+
+
+def _check_image(stage: Stage, image_digest: str | None) -> None:
+    if not image_digest:
+        return
+    declared = getattr(stage, "image", "") or ""
+    if "@" in declared and declared.rsplit("@", 1)[1] != image_digest:
+        raise UsageError(
+            f"stage '{stage.name}' declares image {declared}, but this runs in {image_digest}",
+            hint="run the stage in the image pipeline.yaml names (its digest is part of the stage's key)",
+        )
+
+
+def _restorable(repo: Repo, work: Repo, remote: Remote | None, key: str) -> runcache.CacheHit | None:
+    """A hit another task can use: on the remote; or here with its objects, then pushed and published."""
+    if remote is not None:
+        hit = shared_cache.remote_lookup(remote, key)
+        if hit is not None:
+            return hit
+    hit = runcache.lookup_entry(repo, key)
+    if hit is None:
+        return None
+    if remote is None:
+        return hit
+    _push_outputs(work, remote, hit.outs)
+    return shared_cache.publish(repo, remote, key, hit.outs, run_id=hit.run_id).hit
+
+
+def _run(
+    work: Repo,
+    stage: Stage,
+    run_id: str,
+    events: Any,
+    stop: threading.Event | None,
+    stop_signals: tuple[int, ...],
+) -> tuple[LockedPath, ...]:
+    from .executor import _check_outputs, _clear_outputs, _signal_name, _snapshot_outputs, run_stage_command
+
+    _check_outputs(work, stage)
+    _clear_outputs(work, stage)
+    events.stage_started(stage.name, ("not in the run cache",))
+    code, stopped = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
+    if stopped:
+        raise Interrupted(f"stage '{stage.name}' interrupted; nothing recorded", stage=stage.name)
+    if code != 0:
+        why = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        raise CouldNotComplete(
+            f"stage '{stage.name}' failed: its command {why}; nothing recorded",
+            hint="see the [stage] lines above",
+            stage=stage.name,
+            returncode=code,
+        )
+    missing = [o.path for o in stage.outs if not work.abs(o.path).exists()]
+    if missing:
+        raise CouldNotComplete(
+            f"stage '{stage.name}' failed: the command did not produce {', '.join(missing)}", stage=stage.name
+        )
+    return _snapshot_outputs(work, stage)
+
+
+def _push_outputs(work: Repo, remote: Remote, outs: tuple[LockedPath, ...]) -> None:
+    """The outputs' objects to the remote, children before parents (push's own order)."""
+    from ..data.references import Root
+    from ..data.transfer import push
+
+    roots = [Root(o.hash, o.kind == "dir", o.path, None if o.kind == "dir" else o.size) for o in outs if o.hash]
+    result = push(work, remote=remote.name, only_roots=roots)
+    if result.missing_locally:
+        raise CouldNotComplete(
+            f"cannot push the outputs to remote '{remote.name}': {len(result.missing_locally)} objects are missing "
+            "from the local cache",
+            hint="run 'mlops verify' in the clone",
+        )
+
+
+def manifests_from_texts(texts: Sequence[str]) -> list[StageManifest]:
+    """``--upstream`` values: JSON text, or ``@FILE`` (read bounded)."""
+    found = []
+    for text in texts:
+        if text.startswith("@"):
+            path = Path(text[1:])
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read(MAX_MANIFEST_BYTES + 1)
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
+            found.append(parse_manifest(data, str(path)))
+        else:
+            found.append(parse_manifest(text, "--upstream"))
+    return found
+
+
+__all__ = [
+    "ADOPTED",
+    "RAN",
+    "RESTORED",
+    "StageManifest",
+    "clean_stale_worktrees",
+    "exec_stage",
+    "manifests_from_texts",
+    "parse_manifest",
+    "private_worktree",
+    "resolve_commit",
+]
