@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     command(stage_app, "exec")(exec_command)
     command(stage_app, "collect")(collect_command)
     app.add_typer(
-        stage_app, name="stage", help="One stage anywhere, for engines: exec one stage at a commit; collect a DAG's run."
+        stage_app, name="stage", help="One stage anywhere, for engines: exec a stage at a commit; collect a DAG's run."
     )
 
 
@@ -72,7 +72,8 @@ def exec_command(
     if out.json:
         out.emit_json(manifest.to_dict())
         return
-    out.info(f"{manifest.status} {manifest.stage} at {manifest.rev[:12]} in {manifest.seconds:.1f}s (key {manifest.key})")
+    took = f"{manifest.seconds:.1f}s"
+    out.info(f"{manifest.status} {manifest.stage} at {manifest.rev[:12]} in {took} (key {manifest.key})")
     for item in manifest.outs:
         out.row((item.path, None), (item.hash or "", "dim"), (item.kind, "dim"))
 

@@ -442,7 +442,7 @@ class _Inputs:
         pointers = [p for target, p in self.pointers.items() if _overlaps(target, path) and target not in self.placed]
         if pointers:
             self._fetch([(p.hash, p.is_dir, p.target, p.size) for p in pointers])
-            checkout(self.repo, [p.target for p in pointers], force=True)
+            checkout(self.repo, [str(self.repo.abs(p.target)) for p in pointers], force=True)
             self.placed.update(p.target for p in pointers)
         for out_path, producer in self.graph.producers.items():
             if _overlaps(out_path, path) and out_path not in self.placed:

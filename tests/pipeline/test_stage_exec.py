@@ -1,0 +1,267 @@
+"""`mlops stage exec`: one stage anywhere, machines that share only git and the S3 test server.
+
+Every "machine" is a `git clone` in its own folder with its own object cache; the only things
+they share are the origin repository and the moto S3 server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipekit import counts, git, step_cmd, wait_for, write_pipeline
+
+from mlops.store.hashing import hash_bytes
+
+STORE = "store"
+
+
+class World:
+    def __init__(self, tmp: Path, step: Path, bucket: Any, mlops_bin: Any) -> None:
+        self.tmp = tmp
+        self.step = step
+        self.bucket = bucket
+        self.mlops_bin = mlops_bin
+        self.counter = tmp / "counter.txt"
+        self.origin = tmp / "origin"
+        self.sha = ""
+
+    def cmd(self, *ops: str) -> str:
+        return step_cmd(self.step, *ops)
+
+    def mlops(self, *args: str, cwd: Path, code: int | None = 0, timeout: float = 180) -> Any:
+        return self.mlops_bin(*args, cwd=cwd, code=code, timeout=timeout)
+
+    def exec_json(self, stage: str, cwd: Path, *extra: str, code: int = 0) -> dict[str, Any]:
+        done = self.mlops("stage", "exec", stage, "--rev", self.sha, "--json", *extra, cwd=cwd, code=code)
+        return json.loads(done.stdout) if code == 0 else {"_stderr": done.stderr, "_stdout": done.stdout}
+
+    def clone(self, name: str) -> Path:
+        path = self.tmp / name
+        subprocess.run(["git", "clone", "-q", str(self.origin), str(path)], check=True)
+        return path
+
+    def entries(self) -> set[str]:
+        return self.bucket.keys(f"{STORE}/refs/runcache/")
+
+    def objects_intact(self) -> None:
+        """Every object on the remote is whole: named by the hash of its bytes."""
+        for key in self.bucket.keys(f"{STORE}/"):
+            if "/refs/" in key:
+                continue
+            body = self.bucket.client.get_object(Bucket=self.bucket.name, Key=key)["Body"].read()
+            parts = key.split("/")
+            assert hash_bytes(body) == parts[-2] + parts[-1], key
+
+
+@pytest.fixture
+def world(tmp_path: Path, step: Path, s3_bucket: Any, mlops_bin: Any) -> World:
+    w = World(tmp_path, step, s3_bucket, mlops_bin)
+    origin = w.origin
+    origin.mkdir()
+    git(origin, "init", "-q", "-b", "main")
+    (origin / "data").mkdir()
+    (origin / "data" / "raw.txt").write_text("raw data\n")
+    (origin / "params.yaml").write_text("train:\n  epochs: 3\n")
+    w.mlops("init", cwd=origin)
+    w.mlops("add", "data/raw.txt", cwd=origin)
+    w.mlops("remote", "add", "storage", f"s3://{s3_bucket.name}/{STORE}", "--default", cwd=origin)
+    w.mlops("remote", "modify", "storage", "endpoint_url", s3_bucket.endpoint_url, cwd=origin)
+    flag = tmp_path / "go"
+    write_pipeline(
+        origin,
+        {
+            "prep": {
+                "cmd": w.cmd(f"count:{w.counter}", "print:preparing", "copy:data/raw.txt=prep/clean.txt"),
+                "deps": ["data/raw.txt"],
+                "outs": ["prep"],
+            },
+            "train": {
+                "cmd": w.cmd(f"count:{w.counter}", "param:train.epochs=model/epochs.txt", "cat:prep=model/model.txt"),
+                "deps": ["prep"],
+                "params": ["train.epochs"],
+                "outs": ["model"],
+            },
+            "bad": {"cmd": w.cmd(f"count:{w.counter}", "fail:3"), "deps": ["data/raw.txt"], "outs": ["bad.txt"]},
+            "slow": {
+                "cmd": w.cmd("write:slow/part.txt=partial", f"write:{tmp_path / 'slow-started'}=1", f"waitfor:{flag}"),
+                "deps": ["data/raw.txt"],
+                "outs": ["slow"],
+            },
+            "race": {
+                "cmd": w.cmd(f"count:{w.counter}", f"waitfor:{flag}", "write:race/note.txt=x", "pid:race/pid.txt"),
+                "deps": ["prep"],
+                "outs": ["race"],
+            },
+        },
+    )
+    w.mlops("push", cwd=origin)
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "pipeline")
+    w.sha = git(origin, "rev-parse", "HEAD").strip()
+    return w
+
+
+def _untouched(clone: Path) -> None:
+    """stage exec never changes the user's workspace: git sees nothing, no lock, no worktree left."""
+    assert git(clone, "status", "--porcelain") == ""
+    assert not (clone / "pipeline.lock").exists()
+    assert not (clone / "prep").exists() and not (clone / "model").exists()
+    assert len(git(clone, "worktree", "list").splitlines()) == 1
+    leftovers = list((clone / ".mlops" / "tmp" / "exec").glob("wt-*")) if (clone / ".mlops/tmp/exec").exists() else []
+    assert leftovers == []
+
+
+@pytest.mark.timeout(300)
+def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World) -> None:
+    a = world.clone("machine-a")
+    prep = world.exec_json("prep", a)
+    assert prep["status"] == "ran" and prep["stage"] == "prep" and prep["rev"] == world.sha
+    assert [o["path"] for o in prep["outs"]] == ["prep"] and prep["run_id"]
+    (world.tmp / "prep.json").write_text(json.dumps(prep))
+    done = world.mlops(
+        "stage", "exec", "train", "--rev", world.sha, "--json", "--upstream", f"@{world.tmp / 'prep.json'}", cwd=a
+    )
+    train = json.loads(done.stdout)
+    assert train["status"] == "ran"
+    assert "[train]" not in done.stdout and "running train" in done.stderr  # stdout: the manifest alone
+    assert counts(world.counter) == ["prep", "train"]
+    assert train["params"] == {"params.yaml": {"train.epochs": 3}}
+    assert [(d["path"], d["hash"]) for d in train["deps"]] == [("prep", prep["outs"][0]["hash"])]
+    assert len(world.entries()) == 2
+    world.objects_intact()
+    _untouched(a)
+
+    # machine B: no manifest; prep's result is found through its key, train's in the shared run cache
+    b = world.clone("machine-b")
+    again = world.exec_json("train", b)
+    assert again["status"] == "restored" and again["key"] == train["key"] and again["outs"] == train["outs"]
+    assert again["run_id"] == train["run_id"]
+    assert counts(world.counter) == ["prep", "train"]  # nothing ran
+    _untouched(b)
+
+    # the key is the one `mlops run` computes for the stage in a clean workspace at that commit
+    c = world.clone("machine-c")
+    world.mlops("pull", cwd=c)
+    world.mlops("run", "prep", "train", cwd=c)
+    from mlops.pipeline.graph import build_graph
+    from mlops.pipeline.params import ParamFiles
+    from mlops.pipeline.spec import load_pipeline
+    from mlops.pipeline.state import read_inputs
+    from mlops.repo.repo import Repo
+
+    repo = Repo(c)
+    graph = build_graph(load_pipeline(c), c)
+    for manifest in (prep, train):
+        stage = graph.stage(manifest["stage"])
+        assert read_inputs(repo, stage, ParamFiles(c)).run_key(stage) == manifest["key"]
+    lock = json.loads(json.dumps(__import__("yaml").safe_load((c / "pipeline.lock").read_text())))
+    assert lock["stages"]["train"]["outs"][0]["hash"] == train["outs"][0]["hash"]
+
+
+@pytest.mark.timeout(240)
+def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
+    a = world.clone("machine-a")
+    failed = world.exec_json("bad", a, code=3)
+    assert "stage 'bad' failed: its command exited with code 3" in failed["_stderr"]
+    assert "[bad] failing on purpose" in failed["_stderr"]
+    assert json.loads(failed["_stdout"])["exit_code"] == 3
+    assert world.entries() == set()
+    _untouched(a)
+    # usage errors: an unknown stage, a revision nobody has
+    assert "no stage 'nope'" in world.mlops("stage", "exec", "nope", "--rev", world.sha, cwd=a, code=2).stderr
+    assert "not found" in world.mlops("stage", "exec", "prep", "--rev", "f" * 40, cwd=a, code=2).stderr
+
+
+@pytest.mark.timeout(240)
+def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: World) -> None:
+    a = world.clone("machine-a")
+    before = world.bucket.keys(f"{STORE}/")
+    proc = subprocess.Popen(
+        [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "slow", "--rev", world.sha, "--json"],
+        cwd=a,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    try:
+        wait_for(lambda: (world.tmp / "slow-started").exists(), timeout=120, what="the slow stage to start")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert world.bucket.keys(f"{STORE}/") == before  # no entry, no object
+    assert list((a / ".mlops" / "tmp" / "exec").glob("wt-*"))  # the killed run's worktree is left ...
+    (world.tmp / "go").write_text("go")
+    retry = world.exec_json("slow", a)
+    assert retry["status"] == "ran"
+    _untouched(a)  # ... and the next stage exec removed it
+    assert len(world.entries()) == 1
+    world.objects_intact()
+
+
+@pytest.mark.timeout(300)
+def test_two_machines_racing_on_one_key_leave_one_entry(world: World) -> None:
+    a, b = world.clone("machine-a"), world.clone("machine-b")
+    world.exec_json("prep", a)
+    argv = [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "race", "--rev", world.sha, "--json"]
+    procs = [
+        subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cwd in (a, b)
+    ]
+    try:
+        # both commands running at once (each counts itself first), then both go
+        wait_for(lambda: counts(world.counter).count("race") == 2, timeout=150, what="both race commands to start")
+        (world.tmp / "go").write_text("go")
+        outs = [p.communicate(timeout=150) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    docs = [json.loads(o[0]) for o in outs]
+    assert sorted(d["status"] for d in docs) == ["adopted", "ran"]
+    assert docs[0]["outs"] == docs[1]["outs"] and docs[0]["run_id"] == docs[1]["run_id"]
+    assert len([k for k in world.entries() if k.endswith(".json")]) == 2  # prep's and race's: one each
+    world.objects_intact()
+
+
+@pytest.mark.timeout(120)
+def test_received_manifests_are_checked(world: World) -> None:
+    a = world.clone("machine-a")
+    good = {
+        "format": 1,
+        "stage": "prep",
+        "rev": world.sha,
+        "key": "0" * 32,
+        "status": "ran",
+        "run_id": None,
+        "seconds": 1,
+        "deps": [],
+        "params": {},
+        "env": {},
+        "outs": [{"path": "prep", "hash": "1" * 32, "kind": "dir", "size": 1, "files": 1}],
+    }
+    bad_outs = [
+        [{"path": "../../etc", "hash": "1" * 32, "kind": "dir", "size": 1, "files": 1}],
+        [{"path": "model", "hash": "1" * 32, "kind": "dir", "size": 1, "files": 1}],  # not prep's output
+        [{"path": "prep", "hash": "../../../x", "kind": "dir", "size": 1, "files": 1}],
+        [{"path": ".git/hooks", "hash": "1" * 32, "kind": "dir", "size": 1, "files": 1}],
+    ]
+    for outs in bad_outs:
+        doc = {**good, "outs": outs}
+        done = world.mlops("stage", "exec", "train", "--rev", world.sha, "--upstream", json.dumps(doc), cwd=a, code=2)
+        assert "not a stage manifest" in done.stderr
+    huge = world.tmp / "huge.json"
+    huge.write_text(json.dumps({**good, "pad": "x" * (2 << 20)}))
+    done = world.mlops("stage", "exec", "train", "--rev", world.sha, "--upstream", f"@{huge}", cwd=a, code=2)
+    assert "larger than" in done.stderr
+    assert counts(world.counter) == []
+    _untouched(a)
