@@ -3,7 +3,12 @@
 Every problem is reported with file:line:col before anything runs. The vocabulary is
 DVC's: cmd (string or list), deps, outs, params, metrics, plots, frozen, always_changed,
 persist, cache, foreach/do, matrix, vars, wdir, desc, meta; plus ``env: [NAME, ...]``,
-which makes environment variables dependencies of a stage. Beside ``stages``, DVC's top-level
+which makes environment variables dependencies of a stage (their values read from the
+environment of the machine that runs it), or ``env: {NAME: value}``, whose values are declared
+here, set in the command's environment, and enter the stage's key (a null value: read from the
+environment); ``resources: {cpus, gpus, memory}``, what an engine reserves for the stage (Ray
+task options, Kubernetes requests); and ``image:``, the container image an engine runs it in
+(its ``@sha256:`` digest, when given, enters the stage's key). Beside ``stages``, DVC's top-level
 sections: ``metrics`` (files ``mlops metrics`` reads), ``params`` (a list: files ``mlops params
 diff`` compares; a string still names the default parameter file), ``plots`` (what ``mlops
 plots`` draws) and ``artifacts`` (name -> path, type, desc, labels, meta: what ``mlops register
@@ -55,7 +60,19 @@ STAGE_KEYS = {
     "meta",
     "env",
     "vars",
+    "resources",
+    "image",
 }
+RESOURCE_KEYS = ("cpus", "gpus", "memory")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ENV_VALUE = 32 << 10  # a declared value is configuration, not data
+# memory: bytes, or a number with a unit (decimal KB/MB/GB/TB, binary KiB/MiB/GiB/TiB)
+MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+MEMORY_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+MEMORY_UNITS.update({"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40})
+# an OCI image reference: [registry[:port]/]name[:tag][@sha256:<64 hex>]
+IMAGE = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*(@sha256:[0-9a-f]{64})?$")
+IMAGE_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
 TEMPLATE_KEYS = {"foreach", "matrix", "do"}
 OUT_FLAGS = {"cache", "persist", "desc", "remote", "push"}
 INTERPOLATION = re.compile(r"\$\{\s*([^}]*?)\s*\}")
@@ -79,6 +96,21 @@ class ParamRef:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What an engine reserves for a stage: CPUs and GPUs (fractions allowed), memory in bytes."""
+
+    cpus: float | None = None
+    gpus: float | None = None
+    memory: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.cpus, self.gpus, self.memory))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: v for k in RESOURCE_KEYS if (v := getattr(self, k)) is not None}
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     cmd: tuple[str, ...]
@@ -92,6 +124,17 @@ class Stage:
     desc: str = ""
     meta: Any = None
     where: str = ""  # file:line:col of the stage's definition
+    resources: Resources = field(default_factory=Resources)
+    image: str = ""  # a container image reference, as written
+    # env: values declared in pipeline.yaml (their names are in ``env`` too); the rest of ``env``
+    # is read from the environment of the machine that runs the stage
+    env_values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def image_digest(self) -> str:
+        """``sha256:<hex>`` when ``image`` pins a digest, else "" (a tag alone never enters the key)."""
+        match = IMAGE_DIGEST.search(self.image)
+        return match.group(1) if match else ""
 
     @property
     def cmd_text(self) -> str:
@@ -630,10 +673,7 @@ def _stage(
     for section, kind, default_cache in (("outs", "out", True), ("metrics", "metric", False), ("plots", "plot", False)):
         outs.extend(_outs(reader, body.get(section), (*at, section), name, kind, default_cache, wdir, context))
     param_refs = _params(reader, body.get("params"), (*at, "params"), name, wdir, default_params, context)
-    env = tuple(_string_list(reader, body.get("env"), (*at, "env"), name))
-    for index, var in enumerate(env):
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", var):
-            raise reader.fail((*at, "env", index), f"'{var}' is not an environment variable name")
+    env, env_values = _env(reader, body.get("env"), (*at, "env"), name, context)
     flags = {}
     for flag in ("frozen", "always_changed"):
         value = body.get(flag, False)
@@ -654,7 +694,118 @@ def _stage(
         desc=str(desc or ""),
         meta=body.get("meta"),
         where=reader.where(at),
+        resources=_resources(reader, body.get("resources"), (*at, "resources"), name, context),
+        image=_image(reader, body.get("image"), (*at, "image"), name, context),
+        env_values=env_values,
     )
+
+
+def _env(
+    reader: _Reader, value: Any, at: tuple[Any, ...], stage: str, context: dict[str, Any]
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``env:`` as names (read from the environment) or a mapping NAME -> declared value (null: read)."""
+    if isinstance(value, dict):
+        names: list[str] = []
+        declared: dict[str, str] = {}
+        for var, raw in value.items():
+            where = (*at, var)
+            if not isinstance(var, str) or not ENV_NAME.match(var):
+                raise reader.fail(
+                    where, f"stage '{stage}': {_shown(str(var))} is not an environment variable name", key=True
+                )
+            names.append(var)
+            if raw is None:
+                continue
+            if isinstance(raw, bool):
+                raw = "true" if raw else "false"
+            if not isinstance(raw, (str, int, float)):
+                raise reader.fail(
+                    where, f"stage '{stage}': env {var} must be a text or a number (null: read it from the environment)"
+                )
+            text = _interpolate(reader, str(raw), where, context)
+            if "\0" in text or len(text) > MAX_ENV_VALUE:
+                raise reader.fail(
+                    where, f"stage '{stage}': env {var} must be at most {MAX_ENV_VALUE >> 10} KiB with no NUL"
+                )
+            declared[var] = text
+        return tuple(names), declared
+    names = _string_list(reader, value, at, stage)
+    if not isinstance(value, (list, str, type(None))):
+        raise reader.fail(at, f"stage '{stage}': 'env' is a list of names, or a mapping NAME: value")
+    for index, var in enumerate(names):
+        if not ENV_NAME.match(var):
+            raise reader.fail((*at, index), f"'{var}' is not an environment variable name")
+    return tuple(names), {}
+
+
+def _resources(reader: _Reader, value: Any, at: tuple[Any, ...], stage: str, context: dict[str, Any]) -> Resources:
+    if value is None:
+        return Resources()
+    if not isinstance(value, dict):
+        raise reader.fail(at, f"stage '{stage}': 'resources' must be a mapping: {{cpus: 2, gpus: 1, memory: 4GB}}")
+    found: dict[str, Any] = {}
+    for key, raw in value.items():
+        where = (*at, key)
+        if key not in RESOURCE_KEYS:
+            raise reader.fail(
+                where, f"stage '{stage}': unknown resource '{key}'", key=True, hint="resources: cpus, gpus, memory"
+            )
+        raw = _interpolate_value(reader, raw, where, context)
+        if isinstance(raw, str) and INTERPOLATION.search(raw):
+            raw = _interpolate(reader, raw, where, context)
+        if raw is None:
+            continue
+        if key == "memory":
+            found[key] = _memory(reader, raw, where, stage)
+            continue
+        number = raw
+        if isinstance(raw, str):
+            try:
+                number = float(raw)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not (0 <= number < 1e6):
+            raise reader.fail(where, f"stage '{stage}': '{key}' must be a number of at least 0, found {raw!r}")
+        if key == "cpus" and number == 0:
+            raise reader.fail(where, f"stage '{stage}': 'cpus' must be above 0 (a fraction like 0.5 is fine)")
+        found[key] = float(number)
+    return Resources(**found)
+
+
+def _memory(reader: _Reader, raw: Any, where: tuple[Any, ...], stage: str) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+        return raw
+    match = MEMORY.match(raw) if isinstance(raw, str) else None
+    if match:
+        amount = float(match.group(1)) * MEMORY_UNITS[(match.group(2) or "B").upper()]
+        if 0 < amount < 1 << 60:
+            return int(amount)
+    raise reader.fail(
+        where,
+        f"stage '{stage}': 'memory' must be bytes or a size like 512MB or 4GiB, found {raw!r}",
+        hint="units: B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)",
+    )
+
+
+def _image(reader: _Reader, raw: Any, where: tuple[Any, ...], stage: str, context: dict[str, Any]) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise reader.fail(where, f"stage '{stage}': 'image' must be a container image reference")
+    image = _interpolate(reader, raw, where, context).strip()
+    if "@" in image and not IMAGE_DIGEST.search(image):
+        raise reader.fail(
+            where,
+            f"stage '{stage}': image {_shown(image)} has a digest that is not sha256:<64 lowercase hex>",
+            hint="write registry/name@sha256:<digest>, or a tag alone (registry/name:tag)",
+        )
+    if len(image) > 512 or not IMAGE.match(image):
+        raise reader.fail(
+            where,
+            f"stage '{stage}': {_shown(image)} is not a container image reference",
+            hint="registry/name:tag or registry/name@sha256:<digest> (lowercase name)",
+        )
+    return image
 
 
 def _string_list(reader: _Reader, value: Any, at: tuple[Any, ...], stage: str) -> list[str]:

@@ -37,6 +37,8 @@ class StageInputs:
             "env": self.env,
             "outs": sorted(o.path for o in stage.outs),
         }
+        if stage.image_digest:  # only when set: every key of a stage without one stays what it was
+            doc["image"] = stage.image_digest
         return hash_bytes(json.dumps(doc, sort_keys=True, default=str).encode())
 
 
@@ -73,8 +75,16 @@ def check_params(stage: Stage, params: ParamFiles) -> dict[str, dict[str, Any]]:
 def read_inputs(repo: Repo, stage: Stage, params: ParamFiles) -> StageInputs:
     deps = tuple(read_path(repo, dep) for dep in stage.deps)
     values = check_params(stage, params)
-    env = {name: (hash_bytes(os.environ[name].encode()) if name in os.environ else None) for name in stage.env}
+    env = {name: _env_hash(stage, name) for name in stage.env}
     return StageInputs(deps, values, env)
+
+
+def _env_hash(stage: Stage, name: str) -> str | None:
+    """A declared value's hash, else the value in this process's environment (None: unset)."""
+    if name in stage.env_values:
+        return hash_bytes(stage.env_values[name].encode())
+    value = os.environ.get(name)
+    return None if value is None else hash_bytes(value.encode())
 
 
 def read_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipekit import write_pipeline
+from pipekit import mlops, write_pipeline
 
 
 def test_executor_ray_without_ray_says_how_to_install_it(repo, tmp_path: Path) -> None:
@@ -37,3 +37,39 @@ def test_unknown_executor_is_a_usage_error(repo) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert "unknown executor 'dask'" in proc.stderr
+
+
+# --- a real local Ray cluster (the session's ray_cluster fixture) ----------------------------------
+
+RAY_TIMEOUT = 600  # a cold Ray worker pool on a loaded 2-core machine takes a while to warm
+
+
+def _project(root: Path, step: Path) -> None:
+    """A committed project: prep, a foreach group of two members after it, and a report joining them."""
+    from pipekit import commit_all, git, step_cmd
+
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    mlops("init", cwd=root)
+    (root / "data").mkdir()
+    (root / "data" / "raw.txt").write_text("raw\n")
+    (root / "data" / "a.txt").write_text("alpha\n")
+    (root / "data" / "b.txt").write_text("beta\n")
+    (root / "pipeline.yaml").write_text(
+        "stages:\n"
+        "  prep:\n"
+        f"    cmd: {step_cmd(step, 'print:preparing', 'copy:data/raw.txt=prep/all.txt')}\n"
+        "    deps: [data/raw.txt]\n"
+        "    outs: [prep/all.txt]\n"
+        "  clean:\n"
+        "    foreach: [a, b]\n"
+        "    do:\n"
+        f"      cmd: {step_cmd(step, 'print:hello-${item}', 'cat:prep/all.txt+data/${item}.txt=clean/${item}.txt')}\n"
+        "      deps: [prep/all.txt, 'data/${item}.txt']\n"
+        "      outs: ['clean/${item}.txt']\n"
+        "  report:\n"
+        f"    cmd: {step_cmd(step, 'cat:clean/a.txt+clean/b.txt=report.txt')}\n"
+        "    deps: [clean/a.txt, clean/b.txt]\n"
+        "    outs: [report.txt]\n"
+    )
+    commit_all(root, "pipeline")

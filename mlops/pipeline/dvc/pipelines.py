@@ -34,7 +34,7 @@ from .problems import Located, Problems
 TOP_SECTIONS = ("params", "metrics", "plots", "artifacts")
 PLOT_OPTIONS = {"x", "y", "x_label", "y_label", "title", "template", "header"}  # spec.PLOT_OPTIONS
 META_OPTIONS = {"type", "labels", "meta"}
-DVC_STAGE_KEYS = STAGE_KEYS - {"env"}  # env is mlops' own
+DVC_STAGE_KEYS = STAGE_KEYS - {"env", "resources", "image"}  # mlops' own
 TEMPLATE_KEYS = {"foreach", "do", "matrix"}
 
 

@@ -93,6 +93,7 @@ class LocalExecutor:
         stage = job.stage
         env = {
             **os.environ,
+            **stage.env_values,  # declared in pipeline.yaml: they are in the stage's key
             "MLOPS_STAGE": stage.name,
             "MLOPS_RUN_ID": job.run_id,
             "MLOPS_ROOT": str(repo.root),

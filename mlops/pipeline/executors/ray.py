@@ -84,6 +84,7 @@ class RayExecutor:
         self._owns_ray = owns_ray
         self._mutex = threading.Lock()
         self._in_flight: dict[str, Any] = {}  # stage -> ObjectRef
+        self._manifests: dict[str, dict[str, Any]] = {}  # stage -> the manifest its task returned
         self._listeners: dict[str, Any] = {}  # stage -> its output callback
         self._closing = threading.Event()
         self._pumped = 0  # batches taken from the sink so far (a stage's last lines are in a later one)
@@ -96,9 +97,7 @@ class RayExecutor:
     def open(cls, repo: Repo, options: ExecutorOptions) -> RayExecutor:
         """Connect to (or start) the cluster and fix the commit the workers will run."""
         ray = import_ray()
-        from ..stage_exec import prepare_commit
-
-        rev = prepare_commit(repo, allow_dirty=options.allow_dirty, remote=options.remote)
+        rev = _commit_for_workers(repo, options)
         owns_ray = not ray.is_initialized()
         if owns_ray:
             try:
@@ -128,9 +127,11 @@ class RayExecutor:
     def run(self, repo: Repo, job: StageJob, stopping: threading.Event) -> StageOutcome:
         ray = self._ray
         name = job.stage.name
-        upstream = [_manifest(stage, outs) for stage, outs in job.upstream]
         root = str(repo.root)
         with self._mutex:
+            # what upstream stages of this run made on Ray goes along by hash; the others (restored or
+            # up to date here) the worker finds by their key in the local, then the shared, run cache
+            upstream = [self._manifests[u] for u, _ in job.upstream if u in self._manifests]
             if stopping.is_set():
                 return StageOutcome(None, "interrupted")
             self._listeners[name] = job.output
@@ -158,7 +159,11 @@ class RayExecutor:
                 self._listeners.pop(name, None)
         if doc.get("error"):
             return StageOutcome(doc.get("returncode") or 1, str(doc["error"]))
-        return self._outcome(repo, job, doc["manifest"])
+        outcome = self._outcome(repo, job, doc["manifest"])
+        if outcome.ok:
+            with self._mutex:
+                self._manifests[name] = doc["manifest"]
+        return outcome
 
     def _outcome(self, repo: Repo, job: StageJob, manifest: dict[str, Any]) -> StageOutcome:
         from ..lock import LockedPath
@@ -236,9 +241,31 @@ def _first_line(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def _manifest(stage: str, outs: tuple[LockedPath, ...]) -> dict[str, Any]:
-    """The part of a stage manifest a downstream exec_stage needs: its outputs by hash."""
-    return {"format": 1, "stage": stage, "outs": [o.to_doc() for o in outs]}
+def _commit_for_workers(repo: Repo, options: ExecutorOptions) -> str:
+    """The commit workers run: HEAD when the tracked files are clean, else a snapshot with --allow-dirty
+    (``stage_exec.prepare_commit``, which names the changed files when it refuses)."""
+    from .. import stage_exec
+
+    prepare = getattr(stage_exec, "prepare_commit", None)
+    if prepare is not None:
+        return str(prepare(repo, allow_dirty=options.allow_dirty, remote=options.remote))
+    # until prepare_commit lands (p14-exec): HEAD, refusing a dirty tree without a snapshot
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo.root, capture_output=True, text=True, timeout=120)
+        return done.stdout if done.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    if changed:
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+        raise UsageError(
+            f"uncommitted changes cannot run on Ray workers: {shown}", hint="commit them, or pass --allow-dirty"
+        )
+    sha = git("rev-parse", "--verify", "HEAD^{commit}").strip()
+    if not sha:
+        raise UsageError("the repository has no commit for Ray workers to run", hint="commit the pipeline first")
+    return sha
 
 
 def _bring_objects(repo: Repo, remote: str | None, outs: tuple[LockedPath, ...]) -> str:
@@ -252,10 +279,12 @@ def _bring_objects(repo: Repo, remote: str | None, outs: tuple[LockedPath, ...])
             f"the worker's outputs ({', '.join(o.path for o in missing)}) are not in this cache and no remote "
             "was given to bring them from (pass --remote NAME)"
         )
-    from ...data.transfer import fetch_objects
+    from ...data.references import Root
+    from ...data.transfer import fetch
 
+    roots = [Root(o.hash, o.kind == "dir", o.path, None if o.kind == "dir" else o.size) for o in missing if o.hash]
     try:
-        fetch_objects(repo, [(o.hash, o.kind == "dir", o.path, o.size) for o in missing if o.hash], remote=remote)
+        fetch(repo, remote=remote, only_roots=roots)
     except MlopsError as exc:
         return f"could not bring the worker's outputs from the remote: {exc.message}"
     still = [o.path for o in missing if o.hash is None or not repo.objects.exists(o.hash)]
@@ -312,12 +341,17 @@ class _SinkEvents:
 def _stage_task(root: str, name: str, rev: str, remote: str | None, upstream: list[dict[str, Any]], sink: Any) -> dict:
     """One stage on a Ray worker: exec_stage in-process; returns {"manifest": ...} or {"error", "returncode"}."""
     from ...repo.repo import find_repo
-    from ..stage_exec import exec_stage
+    from ..stage_exec import exec_stage, parse_manifest
 
     events = _SinkEvents(sink)
     try:
         repo = find_repo(os.environ.get(WORKER_REPO_ENV) or root)
-        manifest = exec_stage(repo, name, rev=rev, remote=remote, upstream=tuple(upstream), events=events)
+        manifests = [parse_manifest(doc, f"the manifest of stage '{doc.get('stage')}'") for doc in upstream]
+        # no signal handlers on a Ray worker: Ray owns them; a cancel kills the worker, and the
+        # command's watcher then kills its process group (executors/local.py)
+        manifest = exec_stage(
+            repo, name, rev=rev, remote=remote, upstream=tuple(manifests), events=events, stop_signals=()
+        )
         return {"manifest": manifest.to_dict()}
     except MlopsError as exc:
         return {"error": exc.message, "returncode": exc.exit_code}
