@@ -23,3 +23,12 @@ def ray_cluster() -> Iterator[RayCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def step(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipekit import STEP_SOURCE
+
+    path = tmp_path_factory.mktemp("tools") / "step.py"
+    path.write_text(STEP_SOURCE)
+    return path

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from pipekit import mlops, write_pipeline
+import pytest
+from pipekit import commit_all, counts, first_json, git, mlops, statuses, step_cmd, write_pipeline
+from raycluster import RayCluster
 
 
 def test_executor_ray_without_ray_says_how_to_install_it(repo, tmp_path: Path) -> None:
@@ -44,10 +47,11 @@ def test_unknown_executor_is_a_usage_error(repo) -> None:
 RAY_TIMEOUT = 600  # a cold Ray worker pool on a loaded 2-core machine takes a while to warm
 
 
-def _project(root: Path, step: Path) -> None:
-    """A committed project: prep, a foreach group of two members after it, and a report joining them."""
-    from pipekit import commit_all, git, step_cmd
-
+def _project(root: Path, step: Path, counter: Path) -> None:
+    """A committed project: prep, a foreach group of two members after it, and a report joining them.
+    Every command appends its stage's name to ``counter`` (outside the repository) when it runs."""
+    count = f"count:{counter}"
+    clean = "cat:prep/all.txt+data/${item}.txt=clean/${item}.txt"
     root.mkdir(parents=True)
     git(root, "init", "-q", "-b", "main")
     mlops("init", cwd=root)
@@ -58,18 +62,73 @@ def _project(root: Path, step: Path) -> None:
     (root / "pipeline.yaml").write_text(
         "stages:\n"
         "  prep:\n"
-        f"    cmd: {step_cmd(step, 'print:preparing', 'copy:data/raw.txt=prep/all.txt')}\n"
+        f"    cmd: {step_cmd(step, count, 'print:preparing', 'copy:data/raw.txt=prep/all.txt')}\n"
         "    deps: [data/raw.txt]\n"
         "    outs: [prep/all.txt]\n"
         "  clean:\n"
         "    foreach: [a, b]\n"
         "    do:\n"
-        f"      cmd: {step_cmd(step, 'print:hello-${item}', 'cat:prep/all.txt+data/${item}.txt=clean/${item}.txt')}\n"
+        f"      cmd: {step_cmd(step, count, 'print:hello-${item}', clean)}\n"
         "      deps: [prep/all.txt, 'data/${item}.txt']\n"
         "      outs: ['clean/${item}.txt']\n"
+        "      resources: {cpus: 1}\n"
         "  report:\n"
-        f"    cmd: {step_cmd(step, 'cat:clean/a.txt+clean/b.txt=report.txt')}\n"
+        f"    cmd: {step_cmd(step, count, 'cat:clean/a.txt+clean/b.txt=report.txt')}\n"
         "    deps: [clean/a.txt, clean/b.txt]\n"
         "    outs: [report.txt]\n"
     )
     commit_all(root, "pipeline")
+
+
+def _clone(source: Path, dest: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(source), str(dest)], check=True, capture_output=True, timeout=120)
+    return dest
+
+
+def _ray_run(root: Path, cluster: RayCluster, *args: str, code: int = 0) -> dict:
+    proc = mlops(
+        "run",
+        "--json",
+        "--executor",
+        "ray",
+        "--address",
+        cluster.address,
+        *args,
+        cwd=root,
+        code=code,
+        timeout=RAY_TIMEOUT,
+    )
+    doc = first_json(proc.stdout)
+    doc["_stderr"] = proc.stderr
+    return doc
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_foreach_pipeline_on_ray_records_what_mlops_run_records(ray_cluster, step, tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    _project(origin, step, tmp_path / "counter-origin.txt")
+    here = _clone(origin, tmp_path / "here")  # `mlops run`, subprocesses in the workspace
+    on_ray = _clone(origin, tmp_path / "on-ray")  # the same commit, every stage a Ray task
+    counter = tmp_path / "counter-origin.txt"
+
+    local = first_json(mlops("run", "--json", cwd=here, timeout=RAY_TIMEOUT).stdout)
+    assert statuses(local) == {"prep": "ran", "clean@a": "ran", "clean@b": "ran", "report": "ran"}
+    counter.unlink()
+    doc = _ray_run(on_ray, ray_cluster)
+    assert statuses(doc) == {"prep": "ran", "clean@a": "ran", "clean@b": "ran", "report": "ran"}
+    assert sorted(counts(counter)) == ["clean@a", "clean@b", "prep", "report"]  # each command ran once, on Ray
+    # the driver alone wrote the lock file and the outputs: the same as `mlops run`, byte for byte in the lock
+    assert (on_ray / "pipeline.lock").read_text() == (here / "pipeline.lock").read_text()
+    assert (on_ray / "report.txt").read_text() == "raw\nalpha\nraw\nbeta\n"
+    # stage output streamed back with [stage] prefixes (stderr under --json)
+    assert "[clean@a] hello-a" in doc["_stderr"] and "[prep] preparing" in doc["_stderr"]
+    # one run record, every stage in it
+    record = json.loads(mlops("runs", "show", doc["run_id"], "--json", cwd=on_ray).stdout)
+    assert record["source"] == "pipeline" and record["status"] == "finished"
+    assert {s["stage"]: s["status"] for s in record["stage_records"]} == statuses(doc)
+    # nothing left behind by the workers' private worktrees
+    assert not list((on_ray / ".mlops" / "tmp" / "exec").glob("wt-*"))
+
+    again = _ray_run(on_ray, ray_cluster)
+    assert again["up_to_date"] is True and set(statuses(again).values()) == {"skipped"}
+    assert len(counts(counter)) == 4  # nothing ran

@@ -178,7 +178,9 @@ class RayExecutor:
         if problem:
             return StageOutcome(None, problem)
         status = manifest.get("status", "ran")
-        run_id = manifest.get("run_id")
+        # "ran": this run made the outputs (the driver's run is their producer); "restored" and
+        # "adopted": the outputs are those of the run the shared run-cache entry names
+        run_id = None if status == "ran" else manifest.get("run_id")
         return StageOutcome(0, outs=outs, status="restored" if status == "restored" else "ran", run_id=run_id)
 
     # --- output lines -----------------------------------------------------------------------
