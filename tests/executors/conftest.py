@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from raycluster import RayCluster, start_cluster
 
+from tests.conftest import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
+
 # the executor tests use tests/pipeline/pipekit.py (the stage program and the pipeline helpers)
 PIPEKIT = Path(__file__).resolve().parents[1] / "pipeline"
 if str(PIPEKIT) not in sys.path:
@@ -16,9 +18,13 @@ if str(PIPEKIT) not in sys.path:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[RayCluster]:
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
     pytest.importorskip("ray")
-    cluster = start_cluster(num_cpus=2)
+    # the workers' own credentials for the S3 test server (a worker machine has its own; the driver's
+    # never travel through Ray), and none of the developer's AWS configuration
+    nowhere = str(tmp_path_factory.mktemp("aws") / "absent")
+    aws = {**DUMMY_AWS_ENV, "AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere}
+    cluster = start_cluster(num_cpus=2, env=aws, unset=AWS_ENV_TO_CLEAR)
     try:
         yield cluster
     finally:

@@ -58,7 +58,7 @@ class RayCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_cluster(num_cpus: int = 2, env: dict[str, str] | None = None) -> RayCluster:
+def start_cluster(num_cpus: int = 2, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> RayCluster:
     """A head node with ``num_cpus`` logical CPUs and no dashboard, answering on 127.0.0.1."""
     # short: Ray's unix sockets live under it and a socket path is limited to ~107 bytes
     temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
@@ -85,7 +85,11 @@ def start_cluster(num_cpus: int = 2, env: dict[str, str] | None = None) -> RayCl
             f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
         ],
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
+        env={
+            **{k: v for k, v in os.environ.items() if k not in unset},
+            "RAY_USAGE_STATS_ENABLED": "0",
+            **(env or {}),
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own group: stopping it reaches every Ray process it started

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipekit import commit_all, counts, first_json, git, mlops, statuses, step_cmd, write_pipeline
+from pipekit import commit_all, counts, first_json, git, lock_doc, mlops, statuses, step_cmd, write_pipeline
 from raycluster import RayCluster
+
+from tests.conftest import S3Bucket
 
 
 def test_executor_ray_without_ray_says_how_to_install_it(repo, tmp_path: Path) -> None:
@@ -132,3 +134,35 @@ def test_a_foreach_pipeline_on_ray_records_what_mlops_run_records(ray_cluster, s
     again = _ray_run(on_ray, ray_cluster)
     assert again["up_to_date"] is True and set(statuses(again).values()) == {"skipped"}
     assert len(counts(counter)) == 4  # nothing ran
+
+
+def _with_s3_remote(root: Path, bucket: S3Bucket, prefix: str) -> None:
+    mlops("remote", "add", "storage", f"s3://{bucket.name}/{prefix}", "--default", cwd=root)
+    mlops("remote", "modify", "storage", "endpoint_url", bucket.endpoint_url, cwd=root)
+    commit_all(root, "the team's remote")
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_teammate_restores_everything_from_the_shared_run_cache(ray_cluster, step, s3_bucket, tmp_path) -> None:
+    origin = tmp_path / "origin"
+    counter = tmp_path / "counter.txt"
+    _project(origin, step, counter)
+    _with_s3_remote(origin, s3_bucket, "team")
+    mine = _clone(origin, tmp_path / "mine")
+    doc = _ray_run(mine, ray_cluster, "--remote", "storage")
+    assert set(statuses(doc).values()) == {"ran"}
+    entries = s3_bucket.keys("team/refs/runcache/")
+    assert len(entries) == 4  # one entry per stage, published by the workers
+
+    # a teammate's fresh clone, its own folder and cache: every stage comes from the shared run cache
+    theirs = _clone(origin, tmp_path / "theirs")
+    before = counts(counter)
+    doc = _ray_run(theirs, ray_cluster)
+    assert statuses(doc) == {"prep": "restored", "clean@a": "restored", "clean@b": "restored", "report": "restored"}
+    assert counts(counter) == before  # no command ran anywhere
+    assert (theirs / "report.txt").read_text() == "raw\nalpha\nraw\nbeta\n"
+    assert lock_doc(theirs) == lock_doc(mine)
+    assert s3_bucket.keys("team/refs/runcache/") == entries
+    # and the run record names the run that made each output
+    record = json.loads(mlops("runs", "show", doc["run_id"], "--json", cwd=theirs).stdout)
+    assert {s["produced_by"] for s in record["stage_records"]} - {None}
