@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from pipekit import commit_all, counts, first_json, git, lock_doc, mlops, statuses, step_cmd, write_pipeline
+from pipekit import MLOPS_BIN, commit_all, counts, first_json, git, lock_doc, mlops, statuses, step_cmd, write_pipeline
 from raycluster import RayCluster
 
 from tests.conftest import S3Bucket
@@ -166,3 +169,130 @@ def test_a_teammate_restores_everything_from_the_shared_run_cache(ray_cluster, s
     # and the run record names the run that made each output
     record = json.loads(mlops("runs", "show", doc["run_id"], "--json", cwd=theirs).stdout)
     assert {s["produced_by"] for s in record["stage_records"]} - {None}
+
+
+# --- workers that die, drivers that race, Ctrl-C ------------------------------------------------------
+
+
+def _one_stage_project(root: Path, step: Path, *ops: str) -> None:
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    mlops("init", cwd=root)
+    (root / "pipeline.yaml").write_text(f"stages:\n  make:\n    cmd: {step_cmd(step, *ops)}\n    outs: [out.txt]\n")
+    commit_all(root, "pipeline")
+
+
+def _start_driver(root: Path, cluster: RayCluster, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [MLOPS_BIN, "run", "--json", "--executor", "ray", "--address", cluster.address, *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(check, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _ray_worker_of(pid: int) -> int:
+    """The Ray worker process a stage command runs under (its nearest ancestor Ray named 'ray::...')."""
+    current = pid
+    for _ in range(20):
+        current = int(Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        cmdline = Path(f"/proc/{current}/cmdline").read_bytes().replace(b"\0", b" ")
+        if cmdline.startswith(b"ray::") or b"default_worker.py" in cmdline:
+            return current
+    raise AssertionError(f"no Ray worker above process {pid}")
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_worker_killed_mid_stage_leaves_no_entry_and_the_retry_completes(
+    ray_cluster, step, s3_bucket, tmp_path
+) -> None:
+    root, counter, pidfile, go = tmp_path / "proj", tmp_path / "counter.txt", tmp_path / "pid", tmp_path / "go"
+    _one_stage_project(root, step, f"count:{counter}", f"pid:{pidfile}", f"waitfor:{go}", "write:out.txt=made")
+    _with_s3_remote(root, s3_bucket, "kill")
+    driver = _start_driver(root, ray_cluster)
+    try:
+        _wait_for(pidfile.exists, "the stage's command to start")
+        first = int(pidfile.read_text())
+        os.kill(_ray_worker_of(first), signal.SIGKILL)
+        # the command died with its worker (its watcher saw the worker's lifeline close), and Ray ran the task again
+        _wait_for(lambda: not _alive(first), "the killed worker's command to end", timeout=60)
+        _wait_for(lambda: len(counts(counter)) == 2, "Ray's retry of the task")
+        # meanwhile: nothing recorded anywhere
+        assert s3_bucket.keys("kill/refs/runcache/") == set()
+        assert not list((root / ".mlops").glob("runcache/*/*.json"))
+        assert not (root / "pipeline.lock").exists()
+        go.touch()
+        out, err = driver.communicate(timeout=RAY_TIMEOUT)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, err
+    assert statuses(first_json(out)) == {"make": "ran"}
+    assert len(s3_bucket.keys("kill/refs/runcache/")) == 1
+    assert (root / "out.txt").read_text() == "made\n" and lock_doc(root)["make"]["outs"][0]["path"] == "out.txt"
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_two_drivers_racing_on_one_key_leave_one_entry_and_both_adopt_it(
+    ray_cluster, step, s3_bucket, tmp_path
+) -> None:
+    origin, counter, go = tmp_path / "origin", tmp_path / "counter.txt", tmp_path / "go"
+    # each machine writes its own bytes (its pid): the entry that wins decides what both record
+    _one_stage_project(origin, step, f"count:{counter}", f"waitfor:{go}", "pid:out.txt")
+    _with_s3_remote(origin, s3_bucket, "race")
+    clones = [_clone(origin, tmp_path / name) for name in ("mine", "theirs")]
+    drivers = [_start_driver(root, ray_cluster) for root in clones]
+    try:
+        # both commands run at once (the cluster has 2 CPUs, a task takes 1); then both finish
+        _wait_for(lambda: len(counts(counter)) == 2, "both commands to start")
+        go.touch()
+        results = [driver.communicate(timeout=RAY_TIMEOUT) for driver in drivers]
+    finally:
+        for driver in drivers:
+            if driver.poll() is None:
+                driver.kill()
+    for driver, (out, err) in zip(drivers, results, strict=True):
+        assert driver.returncode == 0, err
+        assert statuses(first_json(out)) == {"make": "ran"}
+    assert len(s3_bucket.keys("race/refs/runcache/")) == 1
+    mine, theirs = (lock_doc(root)["make"]["outs"] for root in clones)
+    assert mine == theirs  # the loser adopted the winner's outputs
+    assert (clones[0] / "out.txt").read_text() == (clones[1] / "out.txt").read_text()
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_ctrl_c_cancels_every_task_and_records_nothing(ray_cluster, step, tmp_path) -> None:
+    root, pidfile = tmp_path / "proj", tmp_path / "pid"
+    _one_stage_project(root, step, f"pid:{pidfile}", "sleep:300", "write:out.txt=made")
+    driver = _start_driver(root, ray_cluster)
+    try:
+        _wait_for(pidfile.exists, "the stage's command to start")
+        command = int(pidfile.read_text())
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err
+    assert "Traceback" not in err
+    doc = first_json(out)
+    assert doc["interrupted"] is True and statuses(doc) == {"make": "interrupted"}
+    _wait_for(lambda: not _alive(command), "the cancelled task's command to end", timeout=60)
+    assert not (root / "pipeline.lock").exists() and not (root / "out.txt").exists()
+    assert not list((root / ".mlops").glob("runcache/*/*.json"))

@@ -98,6 +98,7 @@ class RayExecutor:
         """Connect to (or start) the cluster and fix the commit the workers will run."""
         ray = import_ray()
         rev = _commit_for_workers(repo, options)
+        _quiet_driver(ray, quiet=True)
         owns_ray = not ray.is_initialized()
         if owns_ray:
             try:
@@ -236,6 +237,17 @@ class RayExecutor:
         if self._owns_ray:
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
+        _quiet_driver(self._ray, quiet=False)
+
+
+def _quiet_driver(ray: Any, *, quiet: bool) -> None:
+    """Silence (or let speak again) what Ray prints in this process: its raylet's messages ("a worker
+    died...") go to stdout, where `mlops run --json` prints its one document, and the core never
+    prints. Stage output comes through _LineSink; a worker's death comes back as the task's error or
+    Ray's retry. The same switch Ray's own debugger (ray.util.rpdb) uses; absent in another Ray, a no-op."""
+    module = getattr(getattr(ray, "_private", None), "worker", None)
+    if module is not None and hasattr(module, "_worker_logs_enabled"):
+        module._worker_logs_enabled = not quiet
 
 
 def _first_line(exc: BaseException) -> str:
