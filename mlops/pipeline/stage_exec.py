@@ -224,6 +224,25 @@ def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None)
     return done
 
 
+def _git_env(root: Path, index: str, *args: str) -> str:
+    """A git command on a private index file (the user's index is never read or written)."""
+    env = {**os.environ, "GIT_INDEX_FILE": index, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        done = subprocess.run(
+            ["git", "-c", "core.hooksPath=/dev/null", *args],
+            cwd=root,
+            capture_output=True,
+            env=env,
+            timeout=GIT_TIMEOUT,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GitError(f"git {args[0]} failed in {root}: {exc}") from None
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed in {root}: {detail[-1] if detail else 'exit ' + str(done.returncode)}")
+    return done.stdout.decode().strip()
+
+
 def _commit_of(root: Path, rev: str) -> str | None:
     done = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
     sha = done.stdout.decode().strip()
@@ -260,6 +279,101 @@ def resolve_commit(repo: Repo, rev: str, remote: Remote | None = None) -> str:
         hint="push the commit to origin, or let the driver snapshot it with --allow-dirty",
         rev=rev,
     )
+
+
+# files mlops itself writes as it records runs: a driver's own pipeline.lock never makes a tree "dirty"
+STATE_PATHS = ("pipeline.lock", f"{DOT}/runs/")
+MAX_LISTED = 10
+
+
+def changed_files(repo: Repo) -> list[str]:
+    """Tracked files that differ from HEAD (staged or not), but the state mlops writes itself."""
+    out = _git(repo.root, "status", "--porcelain=v1", "-z", "--untracked-files=no", "--no-renames").stdout
+    names = [entry[3:].decode("utf-8", "replace") for entry in out.split(b"\0") if len(entry) > 3]
+    return [n for n in names if n not in STATE_PATHS and not n.startswith(STATE_PATHS[1])]
+
+
+def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None = None) -> str:
+    """The commit workers run: HEAD when the tracked files are clean, else (``allow_dirty``) a
+    snapshot of the workspace as a commit, index and HEAD untouched, sent to the remote as a
+    git bundle (ref ``git/<sha>.bundle``) for workers that cannot fetch it from origin.
+
+    A dirty tree without ``allow_dirty`` is a UsageError naming the changed files. A clean HEAD
+    that no remote-tracking branch contains is bundled too (a worker's origin lacks it)."""
+    head = _commit_of(repo.root, "HEAD")
+    if head is None:
+        raise UsageError("the repository has no commit yet", hint="commit the project: workers run a commit")
+    target = remote if isinstance(remote, Remote) else open_remote_or_none(repo, remote)
+    changed = changed_files(repo)
+    if not changed:
+        if target is not None and not _on_a_remote_branch(repo, head):
+            _send_bundle(repo, target, head)
+        return head
+    if not allow_dirty:
+        shown = ", ".join(changed[:MAX_LISTED])
+        more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
+        raise UsageError(
+            f"uncommitted changes in {shown}{more}: workers run a commit, and these would not be in it",
+            hint="commit them, or pass --allow-dirty",
+            files=changed,
+        )
+    with tempfile.TemporaryDirectory(prefix="mlops-snapshot-") as folder:
+        index = str(Path(folder) / "index")
+        _git_env(repo.root, index, "read-tree", head)
+        _git_env(repo.root, index, "add", "-A", "--", ".")
+        tree = _git_env(repo.root, index, "write-tree")
+    sha = (
+        _git(
+            repo.root,
+            "commit-tree",
+            tree,
+            "-p",
+            head,
+            "-m",
+            "mlops: the workspace as it was for a remote run (--allow-dirty)",
+        )
+        .stdout.decode()
+        .strip()
+    )
+    if target is not None:
+        _send_bundle(repo, target, sha)
+    return sha
+
+
+def _on_a_remote_branch(repo: Repo, sha: str) -> bool:
+    done = _git(repo.root, "branch", "-r", "--contains", sha, check=False)
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+def _send_bundle(repo: Repo, remote: Remote, sha: str) -> None:
+    """A bundle of ``sha`` (without what remote-tracking branches hold) as the remote's ref git/<sha>.bundle."""
+    from ..remotes.base import MAX_REF_SIZE
+
+    ref = f"refs/mlops/snapshots/{sha}"
+    folder = repo.tmp / EXEC_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    _git(repo.root, "update-ref", ref, sha)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix="bundle-", suffix=".bundle") as handle:
+            has_remotes = bool(_git(repo.root, "branch", "-r", check=False).stdout.strip())
+            _git(
+                repo.root,
+                "bundle",
+                "create",
+                "--quiet",
+                handle.name,
+                ref,
+                *(["--not", "--remotes"] if has_remotes else []),
+            )
+            data = Path(handle.name).read_bytes()
+    finally:
+        _git(repo.root, "update-ref", "-d", ref, check=False)
+    if len(data) > MAX_REF_SIZE:
+        raise UsageError(
+            f"the snapshot of the workspace is {len(data) >> 20} MiB as a git bundle, over {MAX_REF_SIZE >> 20} MiB",
+            hint="commit and push instead of --allow-dirty",
+        )
+    remote.put_ref(BUNDLE_REF.format(sha=sha), data)
 
 
 def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
@@ -572,10 +686,10 @@ def exec_stage(
 def _check_image(stage: Stage, image_digest: str | None) -> None:
     if not image_digest:
         return
-    declared = getattr(stage, "image", "") or ""
-    if "@" in declared and declared.rsplit("@", 1)[1] != image_digest:
+    declared = stage.image_digest
+    if declared and declared != image_digest:
         raise UsageError(
-            f"stage '{stage.name}' declares image {declared}, but this runs in {image_digest}",
+            f"stage '{stage.name}' declares image {stage.image}, but this runs in {image_digest}",
             hint="run the stage in the image pipeline.yaml names (its digest is part of the stage's key)",
         )
 
@@ -668,6 +782,7 @@ __all__ = [
     "exec_stage",
     "manifests_from_texts",
     "parse_manifest",
+    "prepare_commit",
     "private_worktree",
     "resolve_commit",
 ]

@@ -172,6 +172,10 @@ def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
     assert "[bad] failing on purpose" in failed["_stderr"]
     assert json.loads(failed["_stdout"])["exit_code"] == 3
     assert world.entries() == set()
+    # an upstream stage with no result anywhere: could not complete
+    missing = world.exec_json("race", a, code=3)
+    assert "upstream stage 'prep' has no result in the run cache" in missing["_stderr"]
+    assert counts(world.counter) == ["bad"]
     _untouched(a)
     # usage errors: an unknown stage, a revision nobody has
     assert "no stage 'nope'" in world.mlops("stage", "exec", "nope", "--rev", world.sha, cwd=a, code=2).stderr
@@ -182,6 +186,22 @@ def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
 def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: World) -> None:
     a = world.clone("machine-a")
     before = world.bucket.keys(f"{STORE}/")
+    argv = [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "slow", "--rev", world.sha, "--json"]
+    # Ctrl-C: the command is stopped, nothing recorded, the worktree removed, exit 130
+    interrupted = subprocess.Popen(argv, cwd=a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (world.tmp / "slow-started").exists(), timeout=120, what="the slow stage to start")
+        interrupted.send_signal(signal.SIGINT)
+        _, stderr = interrupted.communicate(timeout=60)
+    finally:
+        if interrupted.poll() is None:
+            interrupted.kill()
+            interrupted.wait()
+    assert interrupted.returncode == 130, stderr
+    assert world.bucket.keys(f"{STORE}/") == before
+    _untouched(a)
+    (world.tmp / "slow-started").unlink()
+    # SIGKILL: no chance to clean up
     proc = subprocess.Popen(
         [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "slow", "--rev", world.sha, "--json"],
         cwd=a,
@@ -265,3 +285,104 @@ def test_received_manifests_are_checked(world: World) -> None:
     assert "larger than" in done.stderr
     assert counts(world.counter) == []
     _untouched(a)
+
+
+@pytest.mark.timeout(300)
+def test_commits_reach_workers_from_origin_or_as_a_bundle(world: World) -> None:
+    from mlops.errors import UsageError
+    from mlops.pipeline.stage_exec import prepare_commit
+    from mlops.repo.repo import Repo
+
+    worker = world.clone("worker")  # cloned now: it lacks every later commit
+    driver = world.clone("driver")
+    repo = Repo(driver)
+    assert prepare_commit(repo, allow_dirty=False, remote=None) == world.sha  # clean: HEAD itself
+
+    # a new commit on origin: the worker fetches it from there
+    (world.origin / "params.yaml").write_text("train:\n  epochs: 4\n")
+    git(world.origin, "commit", "-qam", "epochs 4")
+    world.sha = git(world.origin, "rev-parse", "HEAD").strip()
+    assert world.exec_json("prep", worker)["status"] == "ran"
+    assert world.exec_json("train", worker)["params"] == {"params.yaml": {"train.epochs": 4}}
+
+    # a dirty driver: refused, naming the files
+    (driver / "params.yaml").write_text("train:\n  epochs: 5\n")
+    (driver / "notes.py").write_text("print('untracked, not ignored')\n")
+    status_before = git(driver, "status", "--porcelain")
+    with pytest.raises(UsageError) as refused:
+        prepare_commit(repo, allow_dirty=False, remote=None)
+    assert "params.yaml" in refused.value.message and refused.value.hint == "commit them, or pass --allow-dirty"
+    # --allow-dirty: a snapshot commit, index and HEAD untouched, bundled to the remote
+    snapshot = prepare_commit(repo, allow_dirty=True, remote="storage")
+    head = git(driver, "rev-parse", "HEAD").strip()
+    assert snapshot != head and git(driver, "status", "--porcelain") == status_before
+    assert git(driver, "show", f"{snapshot}:notes.py") == "print('untracked, not ignored')\n"
+    assert f"{STORE}/refs/git/{snapshot}.bundle" in world.bucket.keys(f"{STORE}/refs/git/")
+    world.sha = snapshot
+    # the worker cannot fetch the snapshot from origin: it comes from the bundle (prep, unchanged, by its key)
+    assert world.exec_json("train", worker)["params"] == {"params.yaml": {"train.epochs": 5}}
+    assert counts(world.counter) == ["prep", "train", "train"]
+    _untouched(worker)
+
+
+def test_a_dirty_tree_names_ten_files_then_how_many_more(repo: Any) -> None:
+    from mlops.errors import UsageError
+    from mlops.pipeline.stage_exec import prepare_commit
+
+    for index in range(13):
+        (repo.root / f"f{index:02}.txt").write_text("a\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "files")
+    for index in range(13):
+        (repo.root / f"f{index:02}.txt").write_text("b\n")
+    (repo.root / "pipeline.lock").write_text("# a driver's own state is not a change\n")
+    with pytest.raises(UsageError) as refused:
+        prepare_commit(repo, allow_dirty=False, remote=None)
+    assert "f00.txt, f01.txt" in refused.value.message and "f09.txt and 3 more" in refused.value.message
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.timeout(300)
+def test_collect_writes_the_lock_mlops_run_would_and_then_run_runs_nothing(world: World) -> None:
+    import yaml
+
+    # a DAG of stages that all succeed: prep and train
+    pipeline = yaml.safe_load((world.origin / "pipeline.yaml").read_text())
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in ("prep", "train")}
+    write_pipeline(world.origin, pipeline["stages"])
+    git(world.origin, "commit", "-qam", "two stages")
+    world.sha = git(world.origin, "rev-parse", "HEAD").strip()
+
+    a = world.clone("machine-a")
+    prep = world.exec_json("prep", a)
+    train = world.exec_json("train", a, "--upstream", json.dumps(prep))
+    assert counts(world.counter) == ["prep", "train"]
+
+    # machine C collects: train's manifest given, prep's found by its key
+    c = world.clone("machine-c")
+    done = world.mlops("stage", "collect", "--rev", world.sha, "--manifest", json.dumps(train), "--json", cwd=c)
+    result = json.loads(done.stdout)
+    assert [s["status"] for s in result["stages"]] == ["restored", "restored"]
+    assert result["pushed_runs"] == [result["run_id"]]
+    assert f"{STORE}/refs/runs/{result['run_id']}.json" in world.bucket.keys(f"{STORE}/refs/runs/")
+    run = json.loads(world.mlops("runs", "show", result["run_id"], "--json", cwd=c).stdout)
+    assert run["source"] == "pipeline"
+
+    # machine D runs the pipeline itself: the same pipeline.lock
+    d = world.clone("machine-d")
+    world.mlops("pull", cwd=d)
+    world.mlops("run", cwd=d)
+    assert (c / "pipeline.lock").read_text() == (d / "pipeline.lock").read_text()
+    assert (c / "model" / "model.txt").read_text() == (d / "model" / "model.txt").read_text()
+    assert counts(world.counter) == ["prep", "train", "prep", "train"]  # D ran them; collect ran nothing
+
+    # on C, `mlops run` finds everything up to date
+    again = json.loads(world.mlops("run", "--json", cwd=c).stdout)
+    assert again.get("up_to_date") is True, again
+    assert counts(world.counter) == ["prep", "train", "prep", "train"]
+    # a HEAD that is not the revision: refused
+    (c / "x.txt").write_text("x")
+    git(c, "add", "x.txt")
+    git(c, "commit", "-qm", "later")
+    refused = world.mlops("stage", "collect", "--rev", world.sha, cwd=c, code=2)
+    assert "not " + world.sha[:12] in refused.stderr
