@@ -296,3 +296,40 @@ def test_ctrl_c_cancels_every_task_and_records_nothing(ray_cluster, step, tmp_pa
     _wait_for(lambda: not _alive(command), "the cancelled task's command to end", timeout=60)
     assert not (root / "pipeline.lock").exists() and not (root / "out.txt").exists()
     assert not list((root / ".mlops").glob("runcache/*/*.json"))
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_dirty_tree_is_refused_unless_allow_dirty_sends_it(ray_cluster, step, tmp_path) -> None:
+    root, counter = tmp_path / "proj", tmp_path / "counter.txt"
+    _project(root, step, counter)
+    _ray_run(root, ray_cluster)
+    (root / "data" / "a.txt").write_text("alpha, edited\n")
+    proc = mlops("run", "--executor", "ray", "--address", ray_cluster.address, cwd=root, code=2)
+    assert "data/a.txt" in proc.stderr and "--allow-dirty" in proc.stderr
+    doc = _ray_run(root, ray_cluster, "--allow-dirty")
+    assert statuses(doc) == {"prep": "skipped", "clean@a": "ran", "clean@b": "skipped", "report": "ran"}
+    assert (root / "report.txt").read_text() == "raw\nalpha, edited\nraw\nbeta\n"
+    assert git(root, "status", "--porcelain", "--untracked-files=no").strip() == "M data/a.txt"  # index, HEAD untouched
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_fail_fast_and_keep_going_on_ray(ray_cluster, step, tmp_path) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    mlops("init", cwd=root)
+    (root / "pipeline.yaml").write_text(
+        "stages:\n"
+        f"  broken:\n    cmd: {step_cmd(step, 'fail:4')}\n    outs: [broken.txt]\n"
+        f"  after:\n    cmd: {step_cmd(step, 'write:after.txt=x')}\n    deps: [broken.txt]\n    outs: [after.txt]\n"
+        f"  apart:\n    cmd: {step_cmd(step, 'sleep:1', 'write:apart.txt=y')}\n    outs: [apart.txt]\n"
+    )
+    commit_all(root, "pipeline")
+    doc = _ray_run(root, ray_cluster, "-j", "1", code=3)
+    assert statuses(doc)["broken"] == "failed" and statuses(doc)["after"] == "not run"
+    assert "exited with code 4" in doc["stages"][0]["error"]
+    assert "[broken] failing on purpose" in doc["_stderr"]
+    kept = _ray_run(root, ray_cluster, "--keep-going", code=3)
+    assert statuses(kept) == {"broken": "failed", "after": "not run", "apart": "ran"}
+    assert (root / "apart.txt").read_text() == "y\n"
+    assert set(lock_doc(root)) == {"apart"}

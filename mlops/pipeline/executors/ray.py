@@ -257,29 +257,11 @@ def _first_line(exc: BaseException) -> str:
 
 def _commit_for_workers(repo: Repo, options: ExecutorOptions) -> str:
     """The commit workers run: HEAD when the tracked files are clean, else a snapshot with --allow-dirty
-    (``stage_exec.prepare_commit``, which names the changed files when it refuses)."""
-    from .. import stage_exec
+    sent to the remote as a git bundle (``stage_exec.prepare_commit``, which names the changed files
+    when it refuses)."""
+    from ..stage_exec import prepare_commit
 
-    prepare = getattr(stage_exec, "prepare_commit", None)
-    if prepare is not None:
-        return str(prepare(repo, allow_dirty=options.allow_dirty, remote=options.remote))
-    # until prepare_commit lands (p14-exec): HEAD, refusing a dirty tree without a snapshot
-    import subprocess
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo.root, capture_output=True, text=True, timeout=120)
-        return done.stdout if done.returncode == 0 else ""
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    if changed:
-        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
-        raise UsageError(
-            f"uncommitted changes cannot run on Ray workers: {shown}", hint="commit them, or pass --allow-dirty"
-        )
-    sha = git("rev-parse", "--verify", "HEAD^{commit}").strip()
-    if not sha:
-        raise UsageError("the repository has no commit for Ray workers to run", hint="commit the pipeline first")
-    return sha
+    return prepare_commit(repo, allow_dirty=options.allow_dirty, remote=options.remote)
 
 
 def _bring_objects(repo: Repo, remote: str | None, outs: tuple[LockedPath, ...]) -> str:
