@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'mlops[ray]'"
 WAIT_STEP = 0.2  # seconds between checks of a task in flight for a stop request
+DRAIN_WAIT = 3.0  # seconds a finished stage waits for its last output lines to be shown
 CANCEL_WAIT = 30.0  # seconds to wait for cancelled tasks to end before giving up on them
 TASK_RETRIES = 2  # Ray runs a task again when its worker died (not when the command failed or was cancelled)
 # where a worker of another machine finds its clone of the repository; default: the driver's path
@@ -87,7 +88,7 @@ class RayExecutor:
         self._manifests: dict[str, dict[str, Any]] = {}  # stage -> the manifest its task returned
         self._listeners: dict[str, Any] = {}  # stage -> its output callback
         self._closing = threading.Event()
-        self._pumped = 0  # batches taken from the sink so far (a stage's last lines are in a later one)
+        self._received: dict[str, int] = {}  # stage -> output lines shown so far
         self._pump_done = threading.Condition(self._mutex)
         self._remote_task = ray.remote(_stage_task)
         self._pump = threading.Thread(target=self._pump_lines, name="ray-output", daemon=True)
@@ -153,7 +154,7 @@ class RayExecutor:
                 return StageOutcome(None, f"the Ray task ended without a result: {type(exc).__name__}")
             except ray.exceptions.RayError as exc:
                 return StageOutcome(None, f"the Ray task failed: {_first_line(exc)}")
-            self._drain(name)
+            self._drain(name, int(doc.get("lines", 0)))
         finally:
             with self._mutex:
                 self._in_flight.pop(name, None)
@@ -201,20 +202,23 @@ class RayExecutor:
                 if listener is not None:
                     with contextlib.suppress(Exception):
                         listener(line)
-            with self._pump_done:
-                self._pumped += 1
-                self._pump_done.notify_all()
+            if batch:
+                with self._pump_done:
+                    for stage, _ in batch:
+                        self._received[stage] = self._received.get(stage, 0) + 1
+                    self._pump_done.notify_all()
 
-    def _drain(self, name: str) -> None:
-        """Wait until the lines the finished task flushed have been shown (two batches later, bounded)."""
+    def _drain(self, name: str, sent: int) -> None:
+        """Wait until the ``sent`` lines of the finished task have been shown (bounded: a line lost with a
+        dead actor must not hold the run)."""
         with self._pump_done:
-            target = self._pumped + 2
-            deadline = time.monotonic() + 3.0
-            while self._pumped < target and not self._closing.is_set():
+            deadline = time.monotonic() + DRAIN_WAIT
+            while self._received.get(name, 0) < sent and not self._closing.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return
+                    break
                 self._pump_done.wait(left)
+            self._received.pop(name, None)
 
     # --- stopping ---------------------------------------------------------------------------
 
@@ -319,11 +323,13 @@ class _SinkEvents:
 
     def __init__(self, sink: Any) -> None:
         self._sink = sink
+        self.sent = 0
 
     def stage_started(self, name: str, reasons: tuple[str, ...]) -> None: ...
 
     def stage_output(self, name: str, line: str) -> None:
         self._sink.put.remote([(name, line)])  # not awaited: calls from one worker arrive in order
+        self.sent += 1
 
     def stage_finished(self, result: Any) -> None: ...
 
@@ -348,8 +354,8 @@ def _stage_task(root: str, name: str, rev: str, remote: str | None, upstream: li
         manifest = exec_stage(
             repo, name, rev=rev, remote=remote, upstream=tuple(manifests), events=events, stop_signals=()
         )
-        return {"manifest": manifest.to_dict()}
+        return {"manifest": manifest.to_dict(), "lines": events.sent}
     except MlopsError as exc:
-        return {"error": exc.message, "returncode": exc.exit_code}
+        return {"error": exc.message, "returncode": exc.exit_code, "lines": events.sent}
     finally:
         events.flush()
