@@ -106,6 +106,18 @@ def connect_time(address: str) -> tuple[float, float]:
     return float(first), float(second)
 
 
+BARE_RAY = """
+import os, sys, time
+import ray
+ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)
+@ray.remote(num_cpus=1)
+def stage():
+    time.sleep(1)
+    return os.getpid()
+ray.get([stage.remote() for _ in range(int(sys.argv[2]))])
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -135,13 +147,15 @@ def main() -> None:
             warm = timed([*MLOPS, "run", "--executor", "ray", "--address", cluster.address], on_ray)
             timed([*MLOPS, "run", "-j", str(STAGES)], local)
             log(f"warm-up: ray {warm:.2f}s")
-            times: dict[str, list[float]] = {"local": [], "ray": []}
+            times: dict[str, list[float]] = {"local": [], "ray": [], "bare": []}
             for number in range(2, args.rounds + 2):
                 new_round(local, number)
                 new_round(on_ray, number)
                 sides = [
                     ("local", [*MLOPS, "run", "-j", str(STAGES)], local),
                     ("ray", [*MLOPS, "run", "--executor", "ray", "--address", cluster.address], on_ray),
+                    # Ray's own floor: a new driver, 8 tasks of sleep(1), no mlops at all
+                    ("bare", [sys.executable, "-c", BARE_RAY, cluster.address, str(STAGES)], work),
                 ]
                 if number % 2:
                     sides.reverse()
@@ -149,7 +163,7 @@ def main() -> None:
                     times[side].append(timed(cmd, cwd))
                 log(
                     f"round {number - 1}: mlops run -j 8 {times['local'][-1]:.2f}s, "
-                    f"--executor ray {times['ray'][-1]:.2f}s"
+                    f"--executor ray {times['ray'][-1]:.2f}s, bare Ray {times['bare'][-1]:.2f}s"
                 )
         finally:
             cluster.stop()
@@ -168,10 +182,15 @@ def main() -> None:
         "|---|---|---|",
         f"| `mlops run -j 8` | {best['local']:.2f} | {median['local']:.2f} |",
         f"| `mlops run --executor ray` | {best['ray']:.2f} | {median['ray']:.2f} |",
+        f"| Ray's floor: a new driver, 8 bare tasks of sleep(1) | {best['bare']:.2f} | {median['bare']:.2f} |",
         f"| ratio (bound {BOUND}x) | {ratio_best:.2f}x | {ratio_median:.2f}x ({verdict}) |",
+        f"| ratio of Ray's floor to `-j 8` | {best['bare'] / best['local']:.2f}x | "
+        f"{median['bare'] / median['local']:.2f}x |",
         "",
         f"Ray's start-up, apart: cluster start {cluster.started_in:.2f}s; a new driver's `import ray` "
         f"{import_s:.2f}s and `ray.init` (connect) {init_s:.2f}s (both inside every `--executor ray` run).",
+        "Every `mlops run` is a new Ray job, and Ray starts a job's worker processes afresh (a Python",
+        "process importing ray each): 'Ray's floor' is that cost alone, with no mlops in the tasks.",
         "",
     ]
     log("")
