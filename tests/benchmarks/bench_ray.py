@@ -41,7 +41,7 @@ from benchdocs import replace_section  # the script's folder is on sys.path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "executors"))
-from raycluster import start_cluster  # noqa: E402
+from raycluster import NO_TOKEN_AUTH, start_cluster  # noqa: E402
 
 SECTION = "## Ray executor (issue 14)"
 STAGES = 8
@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--docs", default="", help="write the table into this markdown file (docs/benchmarks.md)")
     args = parser.parse_args()
 
+    os.environ.update(NO_TOKEN_AUTH)  # the drivers connect as the benchmark's cluster expects
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = f"{REPO_ROOT}{os.pathsep}{env_path}" if env_path else str(REPO_ROOT)
     log(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from raycluster import RayCluster, start_cluster
+from raycluster import NO_TOKEN_AUTH, RayCluster, start_cluster
 
 from tests.conftest import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
 
@@ -38,3 +38,10 @@ def step(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tools") / "step.py"
     path.write_text(STEP_SOURCE)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _ray_drivers_like_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drivers the tests start connect as the test cluster expects (no token authentication)."""
+    for name, value in NO_TOKEN_AUTH.items():
+        monkeypatch.setenv(name, value)

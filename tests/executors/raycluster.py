@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
-START_TIMEOUT = 180.0  # a loaded 2-core machine can take 20+ s; leave room
+START_TIMEOUT = 180.0
+NO_TOKEN_AUTH = {"RAY_AUTH_MODE": "disabled"}  # a loaded 2-core machine can take 20+ s; leave room
 
 
 def _free_ports(count: int) -> list[int]:
@@ -88,6 +89,9 @@ def start_cluster(num_cpus: int = 2, env: dict[str, str] | None = None, unset: t
         env={
             **{k: v for k, v in os.environ.items() if k not in unset},
             "RAY_USAGE_STATS_ENABLED": "0",
+            # a token in ~/.ray (which a `ray.init()` that starts a cluster may write) must not turn
+            # this private cluster's authentication on; its drivers get the same (NO_TOKEN_AUTH)
+            **NO_TOKEN_AUTH,
             **(env or {}),
         },
         stdout=log,
@@ -128,7 +132,9 @@ def _answers(address: str) -> bool:
     except OSError:
         return False
     try:
-        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, timeout=120, env={**os.environ, **NO_TOKEN_AUTH}
+        )
     except subprocess.TimeoutExpired:
         return False
     return done.returncode == 0

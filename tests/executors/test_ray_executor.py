@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -333,3 +334,16 @@ def test_fail_fast_and_keep_going_on_ray(ray_cluster, step, tmp_path) -> None:
     assert statuses(kept) == {"broken": "failed", "after": "not run", "apart": "ran"}
     assert (root / "apart.txt").read_text() == "y\n"
     assert set(lock_doc(root)) == {"apart"}
+
+
+def test_an_address_nothing_listens_on_fails_at_once(repo) -> None:
+    pytest.importorskip("ray")
+    write_pipeline(repo.root, {"a": {"cmd": "echo a > a.txt", "outs": ["a.txt"]}})
+    commit_all(repo.root, "pipeline")
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = mlops("run", "--executor", "ray", "--address", f"127.0.0.1:{port}", cwd=repo.root, code=3)
+    assert f"could not reach Ray at 127.0.0.1:{port}" in proc.stderr
+    bad = mlops("run", "--executor", "ray", "--address", "head-without-port", cwd=repo.root, code=2)
+    assert "not HOST:PORT" in bad.stderr

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from ..lock import LockedPath
 
 INSTALL_HINT = "pip install 'mlops[ray]'"
+CONNECT_TIMEOUT = 10.0  # seconds to reach the head named by --address before giving up
 WAIT_STEP = 0.2  # seconds between checks of a task in flight for a stop request
 DRAIN_WAIT = 3.0  # seconds a finished stage waits for its last output lines to be shown
 CANCEL_WAIT = 30.0  # seconds to wait for cancelled tasks to end before giving up on them
@@ -102,6 +104,7 @@ class RayExecutor:
         _quiet_driver(ray, quiet=True)
         owns_ray = not ray.is_initialized()
         if owns_ray:
+            _check_reachable(options.address)
             try:
                 ray.init(
                     address=options.address,
@@ -160,7 +163,7 @@ class RayExecutor:
                 self._in_flight.pop(name, None)
                 self._listeners.pop(name, None)
         if doc.get("error"):
-            return StageOutcome(doc.get("returncode") or 1, str(doc["error"]))
+            return StageOutcome(doc.get("returncode"), str(doc["error"]))
         outcome = self._outcome(repo, job, doc["manifest"])
         if outcome.ok:
             with self._mutex:
@@ -168,11 +171,14 @@ class RayExecutor:
         return outcome
 
     def _outcome(self, repo: Repo, job: StageJob, manifest: dict[str, Any]) -> StageOutcome:
-        from ..lock import LockedPath
+        from ..stage_exec import parse_manifest
 
-        outs = tuple(
-            LockedPath(o["path"], o["hash"], o["kind"], o["size"], o.get("files", 1)) for o in manifest["outs"]
-        )
+        # a worker's answer is received content like any manifest: bounded and checked field by field,
+        # and its outputs must be exactly the ones the stage declares before any becomes a path here
+        try:
+            outs = parse_manifest(manifest, f"the manifest of stage '{job.stage.name}' from Ray").outs
+        except MlopsError as exc:
+            return StageOutcome(None, exc.message)
         declared = {o.path for o in job.stage.outs}
         if {o.path for o in outs} != declared:
             return StageOutcome(None, f"the worker's manifest names other outputs than the stage declares: {declared}")
@@ -242,6 +248,22 @@ class RayExecutor:
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
         _quiet_driver(self._ray, quiet=False)
+
+
+def _check_reachable(address: str | None) -> None:
+    """Refuse an address nothing listens on at once: ray.init retries such a one for minutes."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = hostport.rstrip("/").rpartition(":")
+    hint = "check --address (ray://HOST:10001 for Ray Client, HOST:6379 for the head's GCS)"
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address}: not HOST:PORT or ray://HOST:PORT", hint=hint)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as exc:
+        raise CouldNotComplete(f"could not reach Ray at {address}: {exc.strerror or exc}", hint=hint) from None
 
 
 def _quiet_driver(ray: Any, *, quiet: bool) -> None:
@@ -356,6 +378,7 @@ def _stage_task(root: str, name: str, rev: str, remote: str | None, upstream: li
         )
         return {"manifest": manifest.to_dict(), "lines": events.sent}
     except MlopsError as exc:
-        return {"error": exc.message, "returncode": exc.exit_code, "lines": events.sent}
+        code = exc.fields.get("returncode")  # the command's own exit code, when it was the command that failed
+        return {"error": exc.message, "returncode": code if isinstance(code, int) else None, "lines": events.sent}
     finally:
         events.flush()
