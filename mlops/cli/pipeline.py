@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from ..errors import CouldNotComplete, Interrupted
+from ..errors import CouldNotComplete, Interrupted, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, STOP_SIGNALS, command, stop_signals_as_interrupts
 from .output import Output, in_ci
@@ -23,6 +23,7 @@ STATUS_STYLE = {
     "interrupted": "red",
     "not run": "yellow",
     "would run": "yellow",
+    "would restore": "cyan",
     "frozen": "dim",
     "running": "bold blue",
     "waiting": "dim",
@@ -136,7 +137,11 @@ def run(
         None, "--address", help="The Ray cluster (ray://HOST:10001 or HOST:PORT; default: start or join a local one)."
     ),
     remote: str | None = typer.Option(
-        None, "--remote", "-r", help="The mlops remote stage outputs and the shared run cache go through."
+        None,
+        "--remote",
+        "-r",
+        help="With --executor ray: the mlops remote outputs and the shared run cache go through. "
+        "With --dry-run: also say what its shared run cache would restore.",
     ),
     allow_dirty: bool = typer.Option(
         False, "--allow-dirty", help="With --executor ray: run uncommitted changes (a snapshot commit is sent)."
@@ -168,6 +173,11 @@ def _run(
 ) -> None:
     from ..pipeline.executor import run_pipeline
 
+    if options is not None and options.remote is not None and not dry_run and executor == "local":
+        raise UsageError(
+            "--remote goes with --dry-run or --executor ray: 'mlops run' restores from this repo's run cache",
+            hint="take the shared run cache first with 'mlops pull --run-cache', then 'mlops run'",
+        )
     out = Output(json_output=json_output)
     repo = find_repo()
     plain_events, live_events = _events(out)
@@ -218,6 +228,10 @@ def _run(
     elif dry_run:
         for stage in result.stages:
             reason = "; ".join(stage.reasons)
+            if stage.restore_from:
+                local = stage.restore_from == "local"
+                shared = "the run cache" if local else f"the shared run cache ({stage.restore_from})"
+                reason = f"{reason} -> from {shared}" if reason else f"from {shared}"
             out.row((stage.status, STATUS_STYLE.get(stage.status, "dim")), (stage.name, None), (reason, "dim"))
     elif result.up_to_date:
         last = f"; last run {result.last_run}" if result.last_run else ""

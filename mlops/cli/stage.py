@@ -69,6 +69,8 @@ def exec_command(
         manifest = exec_stage(
             repo, stage, rev=rev, remote=remote, upstream=manifests, events=_events(), stop_signals=STOP_SIGNALS
         )
+    for warning in manifest.warnings:
+        out.warn(warning)
     if out.json:
         out.emit_json(manifest.to_dict())
         return

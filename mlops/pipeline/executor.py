@@ -32,6 +32,7 @@ Python caller keeps its own handlers, and importing this module installs none.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.pointer import Pointer
 from ..errors import InvalidPathError, LockHeldError, MlopsError
@@ -60,6 +62,9 @@ from .params import ParamFiles
 from .spec import Stage, load_pipeline
 from .state import StageInputs, check_params, out_of_date_reasons, read_inputs, read_outputs
 
+if TYPE_CHECKING:
+    from ..remotes.base import Remote
+
 # stage outcomes
 RAN, RESTORED, SKIPPED, FAILED, INTERRUPTED, NOT_RUN, WOULD_RUN, FROZEN = (
     "ran",
@@ -71,6 +76,7 @@ RAN, RESTORED, SKIPPED, FAILED, INTERRUPTED, NOT_RUN, WOULD_RUN, FROZEN = (
     "would run",
     "frozen",
 )
+WOULD_RESTORE = "would restore"  # --dry-run: from the run cache, or the shared one on a remote
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class StageResult:
     # restored or skipped: the run that ran the command which produced these outputs, when known
     produced_by: str | None = None
     run_key: str | None = field(default=None, compare=False)  # skipped: its run-cache key, to find produced_by
+    restore_from: str = ""  # would restore: "local" (this repo's run cache) or "remote NAME" (the shared one)
 
     @property
     def seconds(self) -> float | None:
@@ -104,6 +111,7 @@ class StageResult:
             "returncode": self.returncode,
             "error": self.error or None,
             **({"produced_by": self.produced_by} if self.produced_by else {}),
+            **({"restore_from": self.restore_from, "key": self.run_key} if self.restore_from else {}),
         }
 
 
@@ -182,11 +190,20 @@ class _Shared:
     outputs: dict[str, tuple[LockedPath, ...]] = field(default_factory=dict)
 
 
-def plan(repo: Repo, graph: Graph, names: list[str], *, force: bool = False) -> list[StageResult]:
-    """What would run, and why (``--dry-run``); stages after one that runs are 'would run' too."""
+def plan(
+    repo: Repo, graph: Graph, names: list[str], *, force: bool = False, remote: Remote | None = None
+) -> list[StageResult]:
+    """What would run, be restored, or be skipped, and why (``--dry-run``).
+
+    A stage that is out of date is restored when its key is in the run cache (with every object
+    here), or, given ``remote``, in that remote's shared run cache ("would restore", with
+    ``restore_from`` "local" or "remote NAME", the entry's outputs and its key). A restored stage's
+    outputs are known, so the stages after it get their keys too, as ``mlops run`` would compute
+    them once it placed those outputs; after a stage that would run, they would run as well."""
     lock = read_lock(repo.root)
     params = ParamFiles(repo.root)
     will_run: set[str] = set()
+    placed: dict[str, LockedPath] = {}  # outputs that a restore would place: path -> what
     out: list[StageResult] = []
     for name in names:
         stage = graph.stage(name)
@@ -194,16 +211,42 @@ def plan(repo: Repo, graph: Graph, names: list[str], *, force: bool = False) -> 
             out.append(StageResult(name, FROZEN, ("frozen",)))
             continue
         inputs = read_inputs(repo, stage, params)
+        if placed:
+            inputs = dataclasses.replace(inputs, deps=tuple(placed.get(d.path, d) for d in inputs.deps))
         reasons = out_of_date_reasons(stage, lock.get(name), inputs, read_outputs(repo, stage))
         upstream = [u for u in graph.upstream[name] if u in will_run]
         reasons = [f"upstream {u} will run" for u in upstream] + reasons
         if force:
             reasons = ["forced", *reasons]
-        if reasons:
-            will_run.add(name)
-            out.append(StageResult(name, WOULD_RUN, tuple(reasons)))
-        else:
+        if not reasons:
             out.append(StageResult(name, SKIPPED))
+            continue
+        cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
+        if not force and not upstream and cacheable:
+            key = inputs.run_key(stage)
+            hit, source, notes = runcache.lookup_entry(repo, key), "local", []
+            if hit is not None and {o.path for o in hit.outs} != {o.path for o in stage.outs}:
+                hit = None  # not this stage's outputs: a run would not use it either
+            if hit is None and remote is not None:
+                source = "remote"
+                hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=notes)
+            if hit is not None:
+                placed.update((o.path, o) for o in hit.outs)
+                out.append(
+                    StageResult(
+                        name,
+                        WOULD_RESTORE,
+                        tuple(reasons),
+                        outs=hit.outs,
+                        produced_by=hit.run_id,
+                        run_key=key,
+                        restore_from=source if source == "local" else f"remote {remote.name}",  # type: ignore[union-attr]
+                    )
+                )
+                continue
+            reasons += [f"shared run cache: {note}" for note in notes]
+        will_run.add(name)
+        out.append(StageResult(name, WOULD_RUN, tuple(reasons)))
     return out
 
 
@@ -222,6 +265,7 @@ def run_pipeline(
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
     executor: str = "local",
     executor_options: ExecutorOptions | None = None,
+    remote: str | None = None,
 ) -> RunResult:
     """Run the selected stages; see the module's docstring.
 
@@ -231,6 +275,7 @@ def run_pipeline(
     ``stop_signals``: the signals that, while stages run, stop them as Ctrl-C does (the CLI
     passes SIGINT, SIGTERM and SIGHUP). Their handlers are installed only for the run, only on
     the main thread, never over a signal the process ignores (nohup), and restored afterwards.
+    ``remote``: with ``dry_run``, also say what that remote's shared run cache would restore.
     """
     events = events or RunEvents()
     pipeline = load_pipeline(repo.root)
@@ -239,8 +284,16 @@ def run_pipeline(
     run_id = run_id or tracking.new_run_id()
     check_executor_name(executor)
     options = executor_options or ExecutorOptions()
+    remote = remote or options.remote
+    if remote is None and executor != "local":
+        remote = repo.config.default_remote or None  # what a remote executor's workers restore from
     if dry_run:
-        return RunResult(run_id, tuple(plan(repo, graph, names, force=force)), dry_run=True)
+        shared_cache = None
+        if remote is not None:
+            from ..data.transfer import get_remote
+
+            shared_cache = get_remote(repo, remote)
+        return RunResult(run_id, tuple(plan(repo, graph, names, force=force, remote=shared_cache)), dry_run=True)
     # what can be found wrong before anything runs is found now, as a usage error (exit 2)
     lock_view = _LockView(repo.root)
     lock_view.get("")
@@ -643,7 +696,7 @@ def _decide_and_run(
     cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
     if not force and cacheable:
         hit = runcache.lookup_entry(repo, key)
-        if hit is not None:
+        if hit is not None and {o.path for o in hit.outs} == {o.path for o in stage.outs}:
             _check_outputs(repo, stage)
             _restore(repo, stage, hit.outs)
             _record(repo, stage, inputs, hit.outs, shared)
@@ -731,12 +784,13 @@ def run_stage_command(
     *,
     stop: threading.Event | None = None,
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
-) -> tuple[int, bool]:
+) -> tuple[int, int | None]:
     """One stage's command alone (``mlops stage exec``), with the machinery `mlops run` gives each
     stage (the local executor: its own process group, the lifeline watcher, the group killed when
     its leader ends), and a stop (one of ``stop_signals``, or ``stop`` set by the caller) that sends
-    SIGTERM, then SIGKILL after the grace. Returns (return code, whether it was stopped): a stopped
-    command's code says nothing about its outputs, which the caller must not record.
+    SIGTERM, then SIGKILL after the grace. Returns (return code, the signal that stopped it or None;
+    SIGINT for ``stop``): a stopped command's code says nothing about its outputs, which the caller
+    must not record.
     """
     from concurrent.futures import ThreadPoolExecutor as Pool
 
@@ -755,11 +809,12 @@ def run_stage_command(
                 stopping.set()
                 local.stop_all()
             outcome = future.result()
+            stopped_by = (stop_signal() or signal.SIGINT) if stopping.is_set() else None
     finally:
         pool.shutdown(wait=True)
         local.close()
     code = outcome.returncode
-    return (-signal.SIGINT if code is None else code), stopping.is_set()
+    return (-signal.SIGINT if code is None else code), stopped_by
 
 
 def _check_outputs(repo: Repo, stage: Stage) -> None:

@@ -24,10 +24,10 @@ from .graph import build_graph
 from .lock import LockEntry, read_lock, write_lock
 from .spec import load_pipeline
 from .stage_exec import (
+    InputResolver,
     StageManifest,
-    _commit_of,
-    _Inputs,
     check_manifest_outputs,
+    commit_of,
     lookup,
     open_remote_or_none,
     resolve_commit,
@@ -59,7 +59,7 @@ def collect(
     """Restore every stage's outputs at ``rev`` (HEAD), write pipeline.lock and one run, push the run."""
     target = open_remote_or_none(repo, remote)
     sha = resolve_commit(repo, rev, target)
-    head = _commit_of(repo.root, "HEAD")
+    head = commit_of(repo.root, "HEAD")
     if head != sha:
         raise UsageError(
             f"HEAD is {str(head)[:12]}, not {sha[:12]}: collect writes the state of the commit checked out",
@@ -74,7 +74,7 @@ def collect(
             )
         check_manifest_outputs(graph, manifest, f"--manifest of stage '{manifest.stage}'")
         given[manifest.stage] = manifest
-    inputs_of = _Inputs(repo, repo, graph, target, given)
+    inputs_of = InputResolver(repo, repo, graph, target, given)
     names = [n for n in graph.order if not graph.stage(n).frozen]
     warnings: list[str] = []
     results: list[StageResult] = []
@@ -95,7 +95,7 @@ def collect(
                 )
             outs, produced_by = manifest.outs, manifest.run_id
         else:
-            hit = lookup(repo, target, key)
+            hit = lookup(repo, target, stage, key, warnings)
             if hit is None:
                 raise CouldNotComplete(
                     f"stage '{name}' has no result in the run cache (key {key}); nothing was written",
@@ -137,4 +137,4 @@ def collect(
             warnings += sent.warnings
         except MlopsError as exc:
             warnings.append(f"run {run_id} not pushed to remote '{target.name}': {exc.message}")
-    return CollectResult(sha, run_id, tuple(results), pushed, tuple(warnings))
+    return CollectResult(sha, run_id, tuple(results), pushed, tuple([*inputs_of.warnings, *warnings]))

@@ -57,7 +57,7 @@ from ..remotes.base import Remote
 from ..repo.repo import DOT, Repo
 from ..store.hashing import is_hash
 from ..tracking.store import RUN_ID, new_run_id
-from . import runcache, shared_cache
+from . import runcache
 from .graph import Graph, build_graph
 from .lock import LockedPath
 from .params import ParamFiles
@@ -88,6 +88,8 @@ class StageManifest:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     env: dict[str, str | None] = field(default_factory=dict)
     outs: tuple[LockedPath, ...] = ()
+    # what was taken as a miss, and why (a damaged remote entry): shown on stderr, not in the manifest
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,7 +245,7 @@ def _git_env(root: Path, index: str, *args: str) -> str:
     return done.stdout.decode().strip()
 
 
-def _commit_of(root: Path, rev: str) -> str | None:
+def commit_of(root: Path, rev: str) -> str | None:
     done = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
     sha = done.stdout.decode().strip()
     return sha if done.returncode == 0 and SHA.fullmatch(sha) else None
@@ -253,24 +255,24 @@ def resolve_commit(repo: Repo, rev: str, remote: Remote | None = None) -> str:
     """The full sha of ``rev``: here, else fetched from ``origin``, else from the bundle on ``remote``."""
     if not rev or len(rev) > 256 or rev.startswith("-") or not rev.isprintable():
         raise UsageError(f"not a revision: {_shown(rev)}", hint="pass a commit sha: --rev $(git rev-parse HEAD)")
-    sha = _commit_of(repo.root, rev)
+    sha = commit_of(repo.root, rev)
     if sha:
         return sha
     has_origin = _git(repo.root, "remote", "get-url", "origin", check=False).returncode == 0
     if has_origin:
         if SHA.fullmatch(rev):
             _git(repo.root, "fetch", "--quiet", "--no-tags", "origin", rev, check=False)
-        sha = _commit_of(repo.root, rev)
+        sha = commit_of(repo.root, rev)
         if not sha:
             _git(repo.root, "fetch", "--quiet", "origin", check=False)
-            sha = _commit_of(repo.root, rev) or _commit_of(repo.root, f"origin/{rev}")
+            sha = commit_of(repo.root, rev) or commit_of(repo.root, f"origin/{rev}")
         if sha:
             return sha
     if remote is not None and SHA.fullmatch(rev):
         data = remote.get_ref(BUNDLE_REF.format(sha=rev))
         if data is not None:
             _unbundle(repo, data, rev)
-            sha = _commit_of(repo.root, rev)
+            sha = commit_of(repo.root, rev)
             if sha:
                 return sha
     where = "here" + (", on origin" if has_origin else "") + (f" or on remote '{remote.name}'" if remote else "")
@@ -300,7 +302,7 @@ def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None
 
     A dirty tree without ``allow_dirty`` is a UsageError naming the changed files. A clean HEAD
     that no remote-tracking branch contains is bundled too (a worker's origin lacks it)."""
-    head = _commit_of(repo.root, "HEAD")
+    head = commit_of(repo.root, "HEAD")
     if head is None:
         raise UsageError("the repository has no commit yet", hint="commit the project: workers run a commit")
     target = remote if isinstance(remote, Remote) else open_remote_or_none(repo, remote)
@@ -400,6 +402,9 @@ def clean_stale_worktrees(repo: Repo) -> int:
     if not top.is_dir():
         return 0
     for entry in sorted(top.iterdir()):
+        if entry.name.startswith("wt-") and entry.name.endswith(".lock") and not entry.with_suffix("").exists():
+            _remove_free_lock(entry)  # a run killed before its worktree existed
+            continue
         if not entry.is_dir() or not entry.name.startswith("wt-"):
             continue
         lock = _lock_of(entry)
@@ -415,6 +420,20 @@ def clean_stale_worktrees(repo: Repo) -> int:
             with contextlib.suppress(OSError):
                 lock.path.unlink()
     return removed
+
+
+def _remove_free_lock(path: Path) -> None:
+    lock = FileLock(path, what=f"stage exec worktree {path.stem}", timeout=0)
+    try:
+        lock.acquire()
+    except MlopsError:
+        return
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    finally:
+        lock.release()
 
 
 def _remove_worktree(repo: Repo, folder: Path) -> None:
@@ -487,7 +506,7 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-class _Inputs:
+class InputResolver:
     """A stage's inputs at the commit, as `mlops run` would read them in a clean workspace."""
 
     def __init__(
@@ -509,6 +528,7 @@ class _Inputs:
         self.pointers = {p.target: p for p in workspace_pointers(workspace)}
         self.results: dict[str, tuple[tuple[LockedPath, ...], str | None]] = {}
         self.placed: set[str] = set()
+        self.warnings: list[str] = []
 
     def read(self, stage: Stage) -> StageInputs:
         """The stage's inputs; its dependencies by hash, without fetching what has one already."""
@@ -533,10 +553,12 @@ class _Inputs:
         manifest = self.manifests.get(name)
         if manifest is not None:
             found = (manifest.outs, manifest.run_id)
+        elif self.graph.stage(name).frozen:
+            found = (frozen_outputs(self.repo, self.graph.stage(name)), None)
         else:
             stage = self.graph.stage(name)
             key = self.read(stage).run_key(stage)
-            hit = lookup(self.owner, self.remote, key)
+            hit = lookup(self.owner, self.remote, stage, key, self.warnings)
             if hit is None:
                 raise CouldNotComplete(
                     f"upstream stage '{name}' has no result in the run cache (key {key})",
@@ -587,11 +609,26 @@ class _Inputs:
         )
 
 
-def lookup(repo: Repo, remote: Remote | None, key: str) -> runcache.CacheHit | None:
-    """The entry under ``key``: the local run cache (objects or not), then the remote's."""
+def frozen_outputs(work: Repo, stage: Stage) -> tuple[LockedPath, ...]:
+    """A frozen stage never runs: its outputs are what pipeline.lock at the commit records."""
+    from .lock import read_lock
+
+    entry = read_lock(work.root).get(stage.name)
+    if entry is None or not entry.outs or any(o.hash is None for o in entry.outs):
+        raise CouldNotComplete(
+            f"stage '{stage.name}' is frozen, and pipeline.lock at this commit records no outputs for it",
+            hint="unfreeze it, or run it once and commit pipeline.lock",
+            stage=stage.name,
+        )
+    return entry.outs
+
+
+def lookup(repo: Repo, remote: Remote | None, stage: Stage, key: str, warnings: list[str]) -> runcache.CacheHit | None:
+    """The entry under ``key``: the local run cache (objects or not), then the remote's (which
+    must name exactly the stage's outputs; a bad one is a miss, with a warning)."""
     hit = runcache.lookup_entry(repo, key, need_objects=False)
     if hit is None and remote is not None:
-        hit = shared_cache.remote_lookup(remote, key)
+        hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
     return hit
 
 
@@ -648,18 +685,30 @@ def exec_stage(
         for manifest in upstream:
             check_manifest_outputs(graph, manifest, f"--upstream of stage '{manifest.stage}'")
             manifests[manifest.stage] = manifest
-        inputs_of = _Inputs(work, repo, graph, target, manifests)
+        inputs_of = InputResolver(work, repo, graph, target, manifests)
         inputs = inputs_of.read(stage)
         key = inputs.run_key(stage)
         cacheable = not stage.always_changed and not any(o.persist for o in stage.outs)
 
         def manifest(status: str, outs: tuple[LockedPath, ...], run_id: str | None) -> StageManifest:
             return StageManifest(
-                name, sha, key, status, run_id, time.time() - started, inputs.deps, inputs.params, inputs.env, outs
+                name,
+                sha,
+                key,
+                status,
+                run_id,
+                time.time() - started,
+                inputs.deps,
+                inputs.params,
+                inputs.env,
+                outs,
+                tuple(inputs_of.warnings),
             )
 
+        if stage.frozen:  # as `mlops run` leaves it: what pipeline.lock records, never run
+            return manifest(RESTORED, frozen_outputs(work, stage), None)
         if cacheable:
-            hit = _restorable(repo, work, target, key)
+            hit = _restorable(repo, work, target, stage, key, inputs_of.warnings)
             if hit is not None:
                 return manifest(RESTORED, hit.outs, hit.run_id)
         # a miss: this stage's inputs only, then its command
@@ -669,7 +718,7 @@ def exec_stage(
         if real.run_key(stage) != key:  # pragma: no cover - the two readings disagree: trust the workspace's
             inputs, key = real, real.run_key(stage)
         run_id = new_run_id()
-        outs = _run(work, stage, run_id, events, stop, stop_signals)
+        outs = _run_recorded(work, graph, stage, inputs, run_id, target, events, stop, stop_signals)
         if target is not None:
             _push_outputs(work, target, outs)
         if not cacheable:
@@ -677,10 +726,69 @@ def exec_stage(
         if target is None:
             runcache.record(repo, key, outs, run_id=run_id)
             return manifest(RAN, outs, run_id)
-        published = shared_cache.publish(repo, target, key, outs, run_id=run_id)
+        published = runcache.publish(repo, target, key, outs, run_id=run_id)
         if published.created:
+            runcache.record(repo, key, outs, run_id=run_id)  # this clone's run cache knows it too
             return manifest(RAN, outs, run_id)
         return manifest(ADOPTED, published.hit.outs, published.hit.run_id)
+
+
+def _run_recorded(
+    work: Repo,
+    graph: Graph,
+    stage: Stage,
+    inputs: StageInputs,
+    run_id: str,
+    remote: Remote | None,
+    events: Any,
+    stop: threading.Event | None,
+    stop_signals: tuple[int, ...],
+) -> tuple[LockedPath, ...]:
+    """The command, inside a run record as `mlops run` keeps one (the command logs into it through
+    MLOPS_RUN_ID); the run, ended, goes to the remote, since the worktree holding it is removed.
+    The manifest's run_id names it: a collect's run points to it as the producer of the outputs."""
+    from .executor import FAILED, INTERRUPTED, RAN, StageResult, _RunTracker
+
+    tracker = _RunTracker(work, run_id, graph, [stage.name])
+    tracker.begin()
+    began = time.time()
+    try:
+        outs = _run(work, stage, run_id, events, stop, stop_signals)
+    except Interrupted:
+        tracker.finish((StageResult(stage.name, INTERRUPTED, (), began, time.time()),), interrupted=True)
+        raise
+    except MlopsError as exc:
+        tracker.finish((StageResult(stage.name, FAILED, (), began, time.time(), None, exc.message),), interrupted=False)
+        _push_run(work, remote, run_id)
+        raise
+    done = StageResult(
+        stage.name,
+        RAN,
+        ("not in the run cache",),
+        began,
+        time.time(),
+        0,
+        outs=outs,
+        deps=inputs.deps,
+        params=inputs.params,
+    )
+    tracker.finish((done,), interrupted=False)
+    _push_run(work, remote, run_id)
+    return outs
+
+
+def _push_run(work: Repo, remote: Remote | None, run_id: str) -> None:
+    """This one run to the remote, as `mlops push --runs` sends each (best effort: the data is what matters)."""
+    from ..tracking import store as tracking
+    from ..tracking.sync import bundle_run, ref_name
+
+    if remote is None:
+        return
+    with contextlib.suppress(MlopsError, OSError, ValueError):
+        folder = tracking.run_dir(work, run_id)
+        info = tracking.read_run_json(folder)
+        if info is not None:
+            remote.put_ref(ref_name(run_id), bundle_run(work, run_id, info, tracking.effective_status(info)))
 
 
 def _check_image(stage: Stage, image_digest: str | None) -> None:
@@ -694,10 +802,12 @@ def _check_image(stage: Stage, image_digest: str | None) -> None:
         )
 
 
-def _restorable(repo: Repo, work: Repo, remote: Remote | None, key: str) -> runcache.CacheHit | None:
+def _restorable(
+    repo: Repo, work: Repo, remote: Remote | None, stage: Stage, key: str, warnings: list[str]
+) -> runcache.CacheHit | None:
     """A hit another task can use: on the remote; or here with its objects, then pushed and published."""
     if remote is not None:
-        hit = shared_cache.remote_lookup(remote, key)
+        hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
         if hit is not None:
             return hit
     hit = runcache.lookup_entry(repo, key)
@@ -706,7 +816,7 @@ def _restorable(repo: Repo, work: Repo, remote: Remote | None, key: str) -> runc
     if remote is None:
         return hit
     _push_outputs(work, remote, hit.outs)
-    return shared_cache.publish(repo, remote, key, hit.outs, run_id=hit.run_id).hit
+    return runcache.publish(repo, remote, key, hit.outs, run_id=hit.run_id).hit
 
 
 def _run(
@@ -722,9 +832,10 @@ def _run(
     _check_outputs(work, stage)
     _clear_outputs(work, stage)
     events.stage_started(stage.name, ("not in the run cache",))
-    code, stopped = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
-    if stopped:
-        raise Interrupted(f"stage '{stage.name}' interrupted; nothing recorded", stage=stage.name)
+    code, stopped_by = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
+    if stopped_by is not None:
+        how = "interrupted" if stopped_by == signal.SIGINT else f"stopped by {signal.Signals(stopped_by).name}"
+        raise Interrupted(f"stage '{stage.name}' {how}; nothing recorded", stage=stage.name, signum=stopped_by)
     if code != 0:
         why = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
         raise CouldNotComplete(

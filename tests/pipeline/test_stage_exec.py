@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipekit import counts, git, step_cmd, wait_for, write_pipeline
+import yaml
+from pipekit import cache_has, cache_objects, counts, git, mlops, step_cmd, wait_for, write_pipeline
 
 from mlops.store.hashing import hash_bytes
 
@@ -77,7 +78,12 @@ def world(tmp_path: Path, step: Path, s3_bucket: Any, mlops_bin: Any) -> World:
         origin,
         {
             "prep": {
-                "cmd": w.cmd(f"count:{w.counter}", "print:preparing", "copy:data/raw.txt=prep/clean.txt"),
+                "cmd": w.cmd(
+                    f"count:{w.counter}",
+                    "print:preparing",
+                    "copy:data/raw.txt=prep/clean.txt",
+                    "append:prep/clean.txt=cleaned",
+                ),
                 "deps": ["data/raw.txt"],
                 "outs": ["prep"],
             },
@@ -117,7 +123,7 @@ def _untouched(clone: Path) -> None:
     assert leftovers == []
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World) -> None:
     a = world.clone("machine-a")
     prep = world.exec_json("prep", a)
@@ -134,6 +140,9 @@ def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World)
     assert train["params"] == {"params.yaml": {"train.epochs": 3}}
     assert [(d["path"], d["hash"]) for d in train["deps"]] == [("prep", prep["outs"][0]["hash"])]
     assert len(world.entries()) == 2
+    # each stage that ran is a run on the remote (its worktree, where it was recorded, is gone)
+    runs = world.bucket.keys(f"{STORE}/refs/runs/")
+    assert {f"{STORE}/refs/runs/{m['run_id']}.json" for m in (prep, train)} <= runs
     world.objects_intact()
     _untouched(a)
 
@@ -143,6 +152,7 @@ def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World)
     assert again["status"] == "restored" and again["key"] == train["key"] and again["outs"] == train["outs"]
     assert again["run_id"] == train["run_id"]
     assert counts(world.counter) == ["prep", "train"]  # nothing ran
+    assert cache_objects(b) == set()  # and nothing was fetched
     _untouched(b)
 
     # the key is the one `mlops run` computes for the stage in a clean workspace at that commit
@@ -160,11 +170,11 @@ def test_stage_exec_on_two_machines_and_the_key_mlops_run_computes(world: World)
     for manifest in (prep, train):
         stage = graph.stage(manifest["stage"])
         assert read_inputs(repo, stage, ParamFiles(c)).run_key(stage) == manifest["key"]
-    lock = json.loads(json.dumps(__import__("yaml").safe_load((c / "pipeline.lock").read_text())))
+    lock = yaml.safe_load((c / "pipeline.lock").read_text())
     assert lock["stages"]["train"]["outs"][0]["hash"] == train["outs"][0]["hash"]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
     a = world.clone("machine-a")
     failed = world.exec_json("bad", a, code=3)
@@ -182,22 +192,23 @@ def test_failing_command_exits_3_and_publishes_nothing(world: World) -> None:
     assert "not found" in world.mlops("stage", "exec", "prep", "--rev", "f" * 40, cwd=a, code=2).stderr
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: World) -> None:
     a = world.clone("machine-a")
     before = world.bucket.keys(f"{STORE}/")
     argv = [world.mlops_bin.__globals__["MLOPS_BIN"], "stage", "exec", "slow", "--rev", world.sha, "--json"]
-    # Ctrl-C: the command is stopped, nothing recorded, the worktree removed, exit 130
+    # SIGTERM (what Airflow and Kubernetes send): the command is stopped, nothing recorded, the worktree removed
     interrupted = subprocess.Popen(argv, cwd=a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (world.tmp / "slow-started").exists(), timeout=120, what="the slow stage to start")
-        interrupted.send_signal(signal.SIGINT)
+        interrupted.send_signal(signal.SIGTERM)
         _, stderr = interrupted.communicate(timeout=60)
     finally:
         if interrupted.poll() is None:
             interrupted.kill()
             interrupted.wait()
-    assert interrupted.returncode == 130, stderr
+    assert interrupted.returncode == 143, stderr
+    assert "stage 'slow' stopped by SIGTERM; nothing recorded" in stderr
     assert world.bucket.keys(f"{STORE}/") == before
     _untouched(a)
     (world.tmp / "slow-started").unlink()
@@ -227,7 +238,7 @@ def test_worker_killed_mid_stage_leaves_nothing_and_a_retry_completes(world: Wor
     world.objects_intact()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_two_machines_racing_on_one_key_leave_one_entry(world: World) -> None:
     a, b = world.clone("machine-a"), world.clone("machine-b")
     world.exec_json("prep", a)
@@ -287,7 +298,7 @@ def test_received_manifests_are_checked(world: World) -> None:
     _untouched(a)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_commits_reach_workers_from_origin_or_as_a_bundle(world: World) -> None:
     from mlops.errors import UsageError
     from mlops.pipeline.stage_exec import prepare_commit
@@ -319,10 +330,15 @@ def test_commits_reach_workers_from_origin_or_as_a_bundle(world: World) -> None:
     assert git(driver, "show", f"{snapshot}:notes.py") == "print('untracked, not ignored')\n"
     assert f"{STORE}/refs/git/{snapshot}.bundle" in world.bucket.keys(f"{STORE}/refs/git/")
     world.sha = snapshot
-    # the worker cannot fetch the snapshot from origin: it comes from the bundle (prep, unchanged, by its key)
-    assert world.exec_json("train", worker)["params"] == {"params.yaml": {"train.epochs": 5}}
+    # a fresh worker cannot fetch the snapshot from origin: it comes from the bundle; prep (unchanged) is
+    # found by its key, and only train's own input (prep's output) is fetched, never prep's raw data
+    fresh = world.clone("fresh-worker")
+    ran = world.exec_json("train", fresh)
+    assert ran["status"] == "ran" and ran["params"] == {"params.yaml": {"train.epochs": 5}}
     assert counts(world.counter) == ["prep", "train", "train"]
-    _untouched(worker)
+    raw = yaml.safe_load((fresh / "data" / "raw.txt.mlops").read_text())
+    assert not cache_has(fresh, raw["hash"]) and cache_has(fresh, ran["deps"][0]["hash"])
+    _untouched(fresh)
 
 
 def test_a_dirty_tree_names_ten_files_then_how_many_more(repo: Any) -> None:
@@ -342,9 +358,8 @@ def test_a_dirty_tree_names_ten_files_then_how_many_more(repo: Any) -> None:
     assert refused.value.exit_code == 2
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_collect_writes_the_lock_mlops_run_would_and_then_run_runs_nothing(world: World) -> None:
-    import yaml
 
     # a DAG of stages that all succeed: prep and train
     pipeline = yaml.safe_load((world.origin / "pipeline.yaml").read_text())
@@ -386,3 +401,36 @@ def test_collect_writes_the_lock_mlops_run_would_and_then_run_runs_nothing(world
     git(c, "commit", "-qm", "later")
     refused = world.mlops("stage", "collect", "--rev", world.sha, cwd=c, code=2)
     assert "not " + world.sha[:12] in refused.stderr
+
+
+def test_without_a_remote_the_clone_works_alone(repo: Any) -> None:
+    """No remote configured: the stage runs in the private worktree, its entry goes to this clone's
+    run cache, and the next stage exec (or mlops run) restores it."""
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "in.txt").write_text("in\n")
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n"
+    )
+    exec_dir = repo.root / ".mlops" / "tmp" / "exec"
+    exec_dir.mkdir(parents=True)
+    (exec_dir / "wt-0123456789ab-dead.lock").write_text("")  # left by a run killed before its worktree existed
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    sha = git(repo.root, "rev-parse", "HEAD").strip()
+    first = exec_stage(Repo(repo.root), "copy", rev="HEAD")
+    assert (first.status, first.rev) == ("ran", sha)
+    assert exec_stage(Repo(repo.root), "copy", rev=sha).status == "restored"
+    assert not (repo.root / "out.txt").exists() and list(exec_dir.iterdir()) == []
+    ran = json.loads(mlops("run", "--json", cwd=repo.root).stdout)
+    assert [s["status"] for s in ran["stages"]] == ["restored"]
+    # a frozen stage never runs: its outputs are what pipeline.lock at the commit records
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n    frozen: true\n"
+    )
+    (repo.root / "in.txt").write_text("changed\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "frozen")
+    frozen = exec_stage(Repo(repo.root), "copy", rev="HEAD")
+    assert frozen.status == "restored" and frozen.outs == first.outs
