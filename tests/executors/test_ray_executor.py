@@ -161,6 +161,11 @@ def test_a_teammate_restores_everything_from_the_shared_run_cache(ray_cluster, s
     # a teammate's fresh clone, its own folder and cache: every stage comes from the shared run cache
     theirs = _clone(origin, tmp_path / "theirs")
     before = counts(counter)
+    # --dry-run plans with the remote its workers would restore from (the default one here)
+    plan = first_json(mlops("run", "--json", "--executor", "ray", "--dry-run", cwd=theirs).stdout)
+    assert {s["name"]: (s["status"], s.get("restore_from")) for s in plan["stages"]} == {
+        name: ("would restore", "remote storage") for name in ("prep", "clean@a", "clean@b", "report")
+    }
     doc = _ray_run(theirs, ray_cluster)
     assert statuses(doc) == {"prep": "restored", "clean@a": "restored", "clean@b": "restored", "report": "restored"}
     assert counts(counter) == before  # no command ran anywhere
