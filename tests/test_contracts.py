@@ -13,7 +13,7 @@ import pytest
 from mlops import errors
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("pandas", "pyarrow", "scipy", "sklearn", "matplotlib", "duckdb", "redis")
+HEAVY = ("pandas", "pyarrow", "scipy", "sklearn", "matplotlib", "duckdb", "redis", "ray")
 
 
 def test_cli_reference_is_generated_from_the_app() -> None:

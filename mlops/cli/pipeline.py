@@ -130,16 +130,33 @@ def run(
     keep_going: bool = typer.Option(
         False, "--keep-going", "-k", help="After a failure, still run every stage that does not depend on it."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", "-e", help="Where stage commands run: local (subprocesses here) or ray (Ray tasks)."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="The Ray cluster (ray://HOST:10001 or HOST:PORT; default: start or join a local one)."
+    ),
     remote: str | None = typer.Option(
-        None, "--remote", "-r", help="With --dry-run: also say what this remote's shared run cache would restore."
+        None,
+        "--remote",
+        "-r",
+        help="With --executor ray: the mlops remote outputs and the shared run cache go through. "
+        "With --dry-run: also say what its shared run cache would restore.",
+    ),
+    allow_dirty: bool = typer.Option(
+        False, "--allow-dirty", help="With --executor ray: run uncommitted changes (a snapshot commit is sent)."
     ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run the pipeline's out-of-date stages in DAG order; independent stages in parallel."""
+    from ..pipeline.executors import ExecutorOptions, check_executor_name
+
+    check_executor_name(executor)
+    options = ExecutorOptions(address=address, remote=remote, allow_dirty=allow_dirty)
     # SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop the run as Ctrl-C does:
     # stages stopped, nothing partial recorded, exit 143 or 129 (docs/exit-codes.md)
     with stop_signals_as_interrupts():
-        _run(targets, jobs, dry_run, force, downstream, single, keep_going, json_output, remote)
+        _run(targets, jobs, dry_run, force, downstream, single, keep_going, json_output, executor, options)
 
 
 def _run(
@@ -151,13 +168,14 @@ def _run(
     single: bool,
     keep_going: bool,
     json_output: bool,
-    remote: str | None = None,
+    executor: str = "local",
+    options: Any = None,
 ) -> None:
     from ..pipeline.executor import run_pipeline
 
-    if remote is not None and not dry_run:
+    if options is not None and options.remote is not None and not dry_run and executor == "local":
         raise UsageError(
-            "--remote goes with --dry-run here: 'mlops run' restores from this repo's run cache",
+            "--remote goes with --dry-run or --executor ray: 'mlops run' restores from this repo's run cache",
             hint="take the shared run cache first with 'mlops pull --run-cache', then 'mlops run'",
         )
     out = Output(json_output=json_output)
@@ -184,7 +202,8 @@ def _run(
             jobs=jobs,
             events=events,
             stop_signals=STOP_SIGNALS,
-            remote=remote,
+            executor=executor,
+            executor_options=options,
         )
     finally:
         if live:

@@ -9,16 +9,17 @@ nothing, and its outputs are never taken into the cache.
 Failure: fail fast by default (running stages finish, nothing new starts); with
 ``keep_going`` every stage that does not depend on a failed one still runs.
 
+Where a command runs is an executor's job (``executors/``): ``local`` (a subprocess in the
+workspace, the default) or ``ray`` (a Ray task). This scheduler stays the planner and the one
+writer of pipeline.lock, the run cache and the run record, whichever executor runs commands.
+
 Stages never outlive the run (docs/security.md):
-- each stage's command runs in a process group of its own; when its main process ends,
-  whatever it left running in that group is killed, so nothing keeps writing an output
-  after it was recorded;
 - a stop request (Ctrl-C; SIGTERM and SIGHUP too when the caller asks, as the CLI does)
-  sends SIGTERM to every running stage's group, SIGKILL after a grace period, and records
-  nothing for the stages it stopped; the result says which signal stopped the run;
-- if the process running the stages dies without a chance to clean up (SIGKILL, OOM), a
-  watcher inside each stage's group sees the run's lifeline pipe close and kills the group
-  at once (see ``_STAGE_WRAPPER``);
+  asks the executor to stop every running stage (``StageExecutor.stop_all``: process groups
+  locally, cancelled tasks on Ray) and records nothing for the stages it stopped; the result
+  says which signal stopped the run;
+- the local executor runs each command in a process group of its own, killed when the
+  command ends or the run dies (executors/local.py);
 - the flocks on a stage's outputs are inherited by the stage's processes, so a process
   that escaped all of the above still holds them: a later run waits for it and refuses,
   naming it, instead of recording an output it is still writing.
@@ -35,7 +36,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,36 +54,17 @@ from ..repo.repo import Repo
 from ..store.hashing import hash_bytes
 from ..tracking import store as tracking
 from . import runcache
+from .executors import ExecutorOptions, StageExecutor, StageJob, check_executor_name
+from .executors.local import signal_name as _signal_name  # noqa: F401 - stage_exec's messages use it
 from .graph import Graph, build_graph
 from .lock import LOCK_FILE, LockedPath, LockEntry, read_lock, write_lock
 from .params import ParamFiles
 from .spec import Stage, load_pipeline
+from .state import StageInputs, check_params, out_of_date_reasons, read_inputs, read_outputs
 
 if TYPE_CHECKING:
     from ..remotes.base import Remote
-from .state import StageInputs, check_params, out_of_date_reasons, read_inputs, read_outputs
 
-KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a stage's process group
-OUTPUT_DRAIN = 2.0  # seconds to collect a finished command's last output lines
-SHELL = "/bin/sh"  # what subprocess's shell=True runs on POSIX
-
-# Every stage command runs under this POSIX sh wrapper ($1: the command, $2: the number of the
-# lifeline's read end). It first starts a watcher in the stage's process group, orphaned by the
-# double fork so that the command's shell never has it as a child (a bare `wait` or os.wait()
-# in the command is unaffected). The watcher ignores the stop signals and blocks reading the
-# lifeline, a pipe whose write end only the process running the stages holds (close-on-exec,
-# never passed on): the read returns, at end of file, exactly when that process has ended,
-# however it ended (SIGKILL included), and the watcher then kills its whole group. Without
-# /dev/fd it leaves at once and changes nothing. Then the wrapper execs the command.
-# Why not prctl(PR_SET_PDEATHSIG): it fires when the *thread* that started the child ends
-# (stages start from pool threads), needs preexec_fn (unsafe with threads) and reaches only the
-# direct child, not what the command starts. A Python supervisor per stage costs ~30 ms of
-# start-up on this class of machine; the wrapper costs one fork and one exec of sh more than
-# shell=True: about 2 ms per stage, measured.
-_STAGE_WRAPPER = (
-    "( ( trap '' INT TERM HUP; [ -r /dev/fd/$2 ] || exit 0; read _ < /dev/fd/$2; kill -KILL 0 ) & ); "
-    'exec /bin/sh -c "$1"'
-)
 # stage outcomes
 RAN, RESTORED, SKIPPED, FAILED, INTERRUPTED, NOT_RUN, WOULD_RUN, FROZEN = (
     "ran",
@@ -195,30 +176,18 @@ class _LockView:
 
 
 @dataclass
-class _Running:
-    """A stage's command while it runs; its process group id is the leader's pid."""
-
-    proc: subprocess.Popen[bytes]
-    exited: threading.Event = field(default_factory=threading.Event)  # the leader ended (not yet reaped)
-
-
-@dataclass
 class _Shared:
-    """State shared between the scheduler and the stage workers.
-
-    ``mutex`` also guards signalling a stage's group against reaping its leader: a group is
-    signalled only while its leader is unreaped (running or a zombie), so its id cannot have
-    been handed to another process group meanwhile.
-    """
+    """State shared between the scheduler and the stage workers."""
 
     order: list[str]
     lock_view: _LockView
     params: ParamFiles
-    lifeline: int  # read end of the pipe whose end of file tells each stage's watcher that the run is gone
+    executor: StageExecutor  # runs the command of a stage that must run
+    graph: Graph
     begin_run: Callable[[], None] = lambda: None  # creates the tracking run before a stage's command starts
     stopping: threading.Event = field(default_factory=threading.Event)
-    processes: dict[str, _Running] = field(default_factory=dict)
-    mutex: threading.Lock = field(default_factory=threading.Lock)
+    # outputs of the stages of this run that finished well, for executors that pass them to workers
+    outputs: dict[str, tuple[LockedPath, ...]] = field(default_factory=dict)
 
 
 def plan(
@@ -319,9 +288,14 @@ def run_pipeline(
     run_id: str | None = None,
     events: RunEvents | None = None,
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
+    executor: str = "local",
+    executor_options: ExecutorOptions | None = None,
     remote: str | None = None,
 ) -> RunResult:
     """Run the selected stages; see the module's docstring.
+
+    ``executor``: where commands run (``local`` or ``ray``, with ``executor_options`` saying how
+    to reach the engine and which remote the outputs travel through).
 
     ``stop_signals``: the signals that, while stages run, stop them as Ctrl-C does (the CLI
     passes SIGINT, SIGTERM and SIGHUP). Their handlers are installed only for the run, only on
@@ -333,6 +307,11 @@ def run_pipeline(
     graph = build_graph(pipeline, repo.root)
     names = graph.select(targets, downstream=downstream, single=single)
     run_id = run_id or tracking.new_run_id()
+    check_executor_name(executor)
+    options = executor_options or ExecutorOptions()
+    remote = remote or options.remote
+    if remote is None and executor != "local":
+        remote = repo.config.default_remote or None  # what a remote executor's workers restore from
     if dry_run:
         shared_cache = None
         if remote is not None:
@@ -348,15 +327,14 @@ def run_pipeline(
         check_params(graph.stage(name), params)
         _check_outputs(repo, graph.stage(name))
 
+    runner = _open_executor(repo, executor, options)
     tracker = _RunTracker(repo, run_id, graph, names)
-    # the lifeline: both ends close-on-exec; only the read end is passed on, to each stage's watcher
-    lifeline_read, lifeline_write = os.pipe()
-    shared = _Shared(list(pipeline.stages), lock_view, params, lifeline_read, tracker.begin)
+    shared = _Shared(list(pipeline.stages), lock_view, params, runner, graph, tracker.begin)
     results: dict[str, StageResult] = {}
     selected = set(names)
     pending = list(names)
     failed_any = False
-    workers = max(1, jobs or os.cpu_count() or 1)
+    workers = max(1, jobs or getattr(runner, "slots", None) or os.cpu_count() or 1)
     running: dict[Future[StageResult], str] = {}
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
     was_interrupted = False
@@ -396,19 +374,20 @@ def run_pipeline(
                     name = running.pop(future)
                     result = future.result()
                     results[name] = result
+                    if result.status in (RAN, RESTORED, SKIPPED) and result.outs:
+                        shared.outputs[name] = result.outs
                     if result.status == FAILED:
                         failed_any = True
         except KeyboardInterrupt:
             was_interrupted = True
             shared.stopping.set()
-            _stop_all(shared)
+            runner.stop_all()
             for future, name in running.items():
                 with contextlib.suppress(Exception):
                     results[name] = future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            os.close(lifeline_write)
-            os.close(lifeline_read)
+            runner.close()
         stopped_by = stop_signal() if was_interrupted else None
     for name in names:
         if name not in results:
@@ -426,6 +405,16 @@ def run_pipeline(
         stop_signal=stopped_by,
         name=tracker.name,
     )
+
+
+def _open_executor(repo: Repo, name: str, options: ExecutorOptions) -> StageExecutor:
+    if name == "ray":
+        from .executors.ray import RayExecutor  # Ray itself is imported only there, and only when asked for
+
+        return RayExecutor.open(repo, options)
+    from .executors.local import LocalExecutor
+
+    return LocalExecutor()
 
 
 NAME_LIMIT = 60  # characters of a pipeline run's name
@@ -616,35 +605,6 @@ def _read_metrics(path: Path) -> dict[str, object]:
     return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _signal_group(shared: _Shared, running: _Running, signum: int) -> None:
-    """Send ``signum`` to a stage's process group while its leader is not yet reaped (see _Shared)."""
-    with shared.mutex:
-        if running.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(running.proc.pid, signum)
-
-
-def _stop_all(shared: _Shared) -> None:
-    """SIGTERM to every running stage's group; SIGKILL to those whose command has not ended after the grace.
-
-    Returns when every stage command has ended (its worker then kills what is left of its
-    group, ``_run_command``). A stage that was starting as the stop came is caught too.
-    """
-    deadline = time.monotonic() + KILL_GRACE
-    signalled: set[int] = set()
-    while True:
-        with shared.mutex:
-            running = [item for item in shared.processes.values() if not item.exited.is_set()]
-        if not running:
-            return
-        late = time.monotonic() >= deadline
-        for item in running:
-            if late or id(item) not in signalled:
-                signalled.add(id(item))
-                _signal_group(shared, item, signal.SIGKILL if late else signal.SIGTERM)
-        running[0].exited.wait(timeout=0.05)
-
-
 class _OutputLock(FileLock):
     """The lock on one output, handed down to the stage's processes (they inherit its descriptor).
 
@@ -780,105 +740,65 @@ def _decide_and_run(
             return result
     shared.begin_run()
     events.stage_started(stage.name, tuple(reasons))
-    _clear_outputs(repo, stage)
-    returncode = _run_command(repo, stage, run_id, shared, events, locks)
+    in_workspace = shared.executor.name == "local"
+    if in_workspace:
+        _clear_outputs(repo, stage)
+    job = StageJob(
+        stage,
+        run_id,
+        key,
+        cacheable,
+        locks,
+        upstream=tuple((u, shared.outputs[u]) for u in shared.graph.upstream[stage.name] if u in shared.outputs),
+        output=lambda line: events.stage_output(stage.name, line),
+    )
+    outcome = shared.executor.run(repo, job, shared.stopping)
     # a stage that was told to stop records nothing, whatever its code: what it wrote may be partial
-    if returncode != 0 or shared.stopping.is_set():
+    if not outcome.ok or shared.stopping.is_set():
         status = INTERRUPTED if shared.stopping.is_set() else FAILED
-        if status == INTERRUPTED:
-            message = "interrupted"
-        elif returncode < 0:
-            message = f"command was killed by {_signal_name(-returncode)}"
-        else:
-            message = f"command exited with code {returncode}"
-        result = StageResult(stage.name, status, tuple(reasons), started, time.time(), returncode, message)
+        message = "interrupted" if status == INTERRUPTED else outcome.error
+        result = StageResult(stage.name, status, tuple(reasons), started, time.time(), outcome.returncode, message)
         events.stage_finished(result)
         return result
-    missing = [o.path for o in stage.outs if not repo.abs(o.path).exists()]
-    if missing:
-        result = StageResult(
-            stage.name,
-            FAILED,
-            tuple(reasons),
-            started,
-            time.time(),
-            0,
-            f"the command did not produce {', '.join(missing)}",
-        )
-        events.stage_finished(result)
-        return result
-    outs = _snapshot_outputs(repo, stage)
+    if outcome.outs is None:
+        missing = [o.path for o in stage.outs if not repo.abs(o.path).exists()]
+        if missing:
+            result = StageResult(
+                stage.name,
+                FAILED,
+                tuple(reasons),
+                started,
+                time.time(),
+                0,
+                f"the command did not produce {', '.join(missing)}",
+            )
+            events.stage_finished(result)
+            return result
+        outs = _snapshot_outputs(repo, stage)
+    else:
+        # made elsewhere: the executor brought the objects into the cache; place them as a restore does
+        outs = outcome.outs
+        _check_outputs(repo, stage)
+        _restore(repo, stage, outs)
+    produced_by = outcome.run_id if outcome.run_id and outcome.run_id != run_id else None
     _record(repo, stage, inputs, outs, shared)
     if cacheable:
-        runcache.record(repo, key, outs, run_id=run_id)
+        runcache.record(repo, key, outs, run_id=produced_by or run_id)
+    restored = outcome.status == RESTORED
     result = StageResult(
-        stage.name, RAN, tuple(reasons), started, time.time(), 0, outs=outs, deps=inputs.deps, params=inputs.params
+        stage.name,
+        RESTORED if restored else RAN,
+        tuple(reasons),
+        started,
+        time.time(),
+        None if restored else 0,
+        outs=outs,
+        deps=inputs.deps,
+        params=inputs.params,
+        produced_by=produced_by,
     )
     events.stage_finished(result)
     return result
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def _run_command(
-    repo: Repo, stage: Stage, run_id: str, shared: _Shared, events: RunEvents, locks: tuple[int, ...]
-) -> int:
-    env = {
-        **os.environ,
-        **stage.env_values,  # declared in pipeline.yaml: they are in the stage's key
-        "MLOPS_STAGE": stage.name,
-        "MLOPS_RUN_ID": run_id,
-        "MLOPS_ROOT": str(repo.root),
-        "PYTHONUNBUFFERED": "1",
-    }
-    if shared.stopping.is_set():
-        return -signal.SIGINT
-    proc = subprocess.Popen(
-        [SHELL, "-c", _STAGE_WRAPPER, "mlops-stage", stage.cmd_text, str(shared.lifeline)],
-        cwd=repo.root / stage.wdir if stage.wdir else repo.root,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: Ctrl-C stops the whole tree, and only through us
-        pass_fds=(shared.lifeline, *locks),
-    )
-    running = _Running(proc)
-    with shared.mutex:
-        shared.processes[stage.name] = running
-    if shared.stopping.is_set():  # a stop came while it started: _stop_all may have missed it
-        _signal_group(shared, running, signal.SIGTERM)
-        late_kill = threading.Timer(KILL_GRACE, _signal_group, (shared, running, signal.SIGKILL))
-        late_kill.daemon = True
-        late_kill.start()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        with proc.stdout:  # closed by the reader at end of output: never under a read in progress
-            for raw in iter(proc.stdout.readline, b""):
-                events.stage_output(stage.name, raw.decode("utf-8", "replace").rstrip("\n"))
-
-    reader = threading.Thread(target=pump, name=f"output-{stage.name}", daemon=True)
-    reader.start()
-    try:
-        _wait_unreaped(proc)
-        running.exited.set()
-        with shared.mutex:
-            # whatever the command left in its group (background jobs, the watcher) ends with it;
-            # its leader is a zombie until reaped just after, so the group id is still its own
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.wait()
-        reader.join(timeout=OUTPUT_DRAIN)
-        return code
-    finally:
-        with shared.mutex:
-            shared.processes.pop(stage.name, None)
 
 
 def run_stage_command(
@@ -891,45 +811,35 @@ def run_stage_command(
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
 ) -> tuple[int, int | None]:
     """One stage's command alone (``mlops stage exec``), with the machinery `mlops run` gives each
-    stage: its own process group, the lifeline watcher, the group killed when its leader ends, and
-    a stop (one of ``stop_signals``, or ``stop`` set by the caller) that sends SIGTERM, then SIGKILL
-    after the grace. Returns (return code, the signal that stopped it or None; SIGINT for ``stop``):
-    a stopped command's code says nothing about its outputs, which the caller must not record.
+    stage (the local executor: its own process group, the lifeline watcher, the group killed when
+    its leader ends), and a stop (one of ``stop_signals``, or ``stop`` set by the caller) that sends
+    SIGTERM, then SIGKILL after the grace. Returns (return code, the signal that stopped it or None;
+    SIGINT for ``stop``): a stopped command's code says nothing about its outputs, which the caller
+    must not record.
     """
-    lifeline_read, lifeline_write = os.pipe()
-    shared = _Shared([stage.name], _LockView(repo.root), ParamFiles(repo.root), lifeline_read)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from .executors.local import LocalExecutor
+
+    local = LocalExecutor()
+    stopping = threading.Event()
+    job = StageJob(stage, run_id, "", False, (), output=lambda line: events.stage_output(stage.name, line))
+    pool = Pool(max_workers=1, thread_name_prefix="stage")
     try:
         with _stop_requests(stop_signals) as stop_signal:
-            future = pool.submit(_run_command, repo, stage, run_id, shared, events, ())
+            future = pool.submit(local.run, repo, job, stopping)
             try:
                 wait_any([future], lambda: stop_signal() is not None or (stop is not None and stop.is_set()))
             except KeyboardInterrupt:
-                shared.stopping.set()
-                _stop_all(shared)
-            code = future.result()
-            stopped_by = (stop_signal() or signal.SIGINT) if shared.stopping.is_set() else None
+                stopping.set()
+                local.stop_all()
+            outcome = future.result()
+            stopped_by = (stop_signal() or signal.SIGINT) if stopping.is_set() else None
     finally:
         pool.shutdown(wait=True)
-        os.close(lifeline_write)
-        os.close(lifeline_read)
-    return code, stopped_by
-
-
-def _wait_unreaped(proc: subprocess.Popen[bytes]) -> None:
-    """Wait until ``proc`` ends, leaving it a zombie (its pid and group id stay reserved) where the OS allows."""
-    waitid = getattr(os, "waitid", None)
-    if waitid is None:  # pragma: no cover - macOS: reaped here, the group killed just after
-        proc.wait()
-        return
-    while True:
-        try:
-            waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-            return
-        except InterruptedError:  # pragma: no cover - retried by Python itself since PEP 475
-            continue
-        except ChildProcessError:  # already reaped
-            return
+        local.close()
+    code = outcome.returncode
+    return (-signal.SIGINT if code is None else code), stopped_by
 
 
 def _check_outputs(repo: Repo, stage: Stage) -> None:
