@@ -157,11 +157,29 @@ run mlops validate data/customers-next.csv --schema schema.yaml || echo "(exit $
 # --- end of drift checks and data validation ---------------------------------------------------
 
 # --- serving (issue 7) ---------------------------------------------------------------------
-step "serving: a second version of the model, to try as a canary"
+# --- pipelines beyond one machine (issue 14) ---------------------------------------------------
+step "a second version of the model, trained with each stage as a task on a local Ray cluster"
 sed -i.bak 's/max_depth: 8/max_depth: 5/' params.yaml && rm -f params.yaml.bak
-run git commit -q -am "max_depth 5: a candidate"   # committed first, so the run (and the version's lineage) is clean
-run mlops run
+run git commit -q -am "max_depth 5: a candidate"   # committed first: Ray's workers run a commit, never the workspace
+run mlops run --executor ray --dry-run    # what runs, and what the shared run cache (the remote) would restore
+# the stages run as Ray tasks (each through 'mlops stage exec' in a private worktree); the driver alone
+# writes pipeline.lock and the run record. No Ray cluster is running: one is started for the run.
+run mlops run --executor ray
 latest=$(mlops runs list --json --limit 1 | python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['id'])")
+run git commit -q -am "pipeline.lock of the Ray run"
+
+step "a teammate's fresh clone gets every result from the shared run cache: nothing runs"
+run mlops push --run-cache
+git clone -q . "$work/teammate"
+(cd "$work/teammate" && run mlops pull --run-cache && run mlops run && run mlops status)
+
+step "the same DAG as plain files for Airflow and Argo: one 'mlops stage exec' task per stage, then a collect task"
+run mlops export airflow -o dags/churn.py --schedule @daily
+run mlops export argo -o churn-workflow.yaml --image ghcr.io/example/churn-pipeline:1 --repo-url https://git.example.com/team/churn.git
+run grep -c "mlops stage exec" dags/churn.py
+# --- end of pipelines beyond one machine ---------------------------------------------------------
+
+step "serving: version 2 registered, to try as a canary"
 run mlops register churn models/model.pkl --run "$latest" --description "A shallower forest: the canary"
 run mlops promote churn 2 --to staging --reason "candidate for a canary"
 
