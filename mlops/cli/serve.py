@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, ConfigError, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, comma_names, command, duration, positive_duration
 from .output import Output
@@ -154,6 +154,13 @@ def serve(
     shared = _state(state, repo)
     if shared is not None:
         from ..serve.deployment import mirror_shared
+
+        if not shared.remote.probe_conditional_create():
+            raise ConfigError(
+                f"--state {state}: the store ignores conditional creates (If-None-Match: *), so two writers "
+                "could overwrite each other's deployment revision",
+                hint="use AWS S3, or an S3-compatible store that honours If-None-Match, or a shared folder",
+            )
 
         mirror_shared(repo, info.name, shared)  # the store reachable and its deployment readable, or one line now
     dep = load_deployment(repo, info.name)
