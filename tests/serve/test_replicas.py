@@ -285,3 +285,32 @@ def test_two_writers_racing_on_a_folder_state_each_win_once(machines, tmp_path: 
 def test_serve_refuses_an_unreachable_state(model_repo: Path) -> None:
     proc = mlops(model_repo, "serve", "churn@production", "--port", "0", "--state", "s3://", code=None)
     assert proc.returncode in (2, 3) and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_the_lease_holder_raises_a_progressive_canary_from_both_replicas_statistics(machines, state_url) -> None:
+    """In one process, without servers: two replicas' snapshots (real Stats) in the shared state; each alone
+    is below min-requests; the controller's step counts their sum and is recorded once."""
+    from mlops.serve.controller import control_once
+    from mlops.serve.health import Stats
+    from mlops.serve.source import open_source
+
+    laptop, controller = (Repo(root) for root in machines)
+    state = open_state(state_url)
+    deployments.deploy(
+        laptop, open_source(laptop), "churn", canary=2, steps=(10.0, 50.0), interval_seconds=0.1, min_requests=6,
+        by="alice", state=state,
+    )  # fmt: skip
+    assert state.take_lease("replica-a", 10.0) is not None
+    assert state.take_lease("replica-b", 10.0) is None  # one holder at a time
+    for name in ("replica-a", "replica-b"):
+        stats = Stats()
+        for _ in range(4):
+            stats.record("canary", 2, 3.0, 200, [0])
+            stats.record("production", 1, 3.0, 200, [0])
+        state.publish_stats(name, stats.snapshot("churn"))
+    time.sleep(0.3)  # the step's interval
+    new, event = control_once(controller, open_source(controller), "churn", state=state)
+    assert event == "step" and new.candidate.weight == 50.0 and new.revision == 2
+    assert open_state(state_url).latest("churn").candidate.weight == 50.0
+    steps = audit_entries(machines[1], "canary_step")
+    assert len(steps) == 1 and steps[0]["weight"] == 50.0 and audit_entries(machines[0], "canary_step") == []
