@@ -94,7 +94,9 @@ def control_once(
     cand, th = dep.candidate, dep.thresholds
     key = candidate_key(dep)
     assert key is not None
-    snaps = read_snapshots(serve_dir(repo, model), prune=True) if state is None else state.read_stats(now=now)
+    snaps = (
+        read_snapshots(serve_dir(repo, model), prune=True) if state is None else state.read_stats(now=now, prune=True)
+    )
     started = parse_iso(cand.started_at) or 0.0
     production_key = ("production", dep.production)
     windows = aggregate(snaps, since=max(now - th.window_seconds, started), until=now).window

@@ -202,9 +202,12 @@ class SharedState:
     def publish_stats(self, replica: str, snapshot: dict[str, Any]) -> None:
         self.remote.put_ref(f"{STATS_PREFIX}{replica}.json", json.dumps(snapshot, separators=(",", ":")).encode())
 
-    def read_stats(self, *, now: float | None = None) -> list[dict[str, Any]]:
+    def read_stats(self, *, now: float | None = None, prune: bool = False) -> list[dict[str, Any]]:
         """The snapshots of all replicas' workers; one not written for ``STATS_LIVE_SECONDS`` is not alive
-        (its requests still count in the windows it covers: they happened)."""
+        (its requests still count in the windows it covers: they happened). ``prune``: a snapshot older
+        than the longest window (``health.KEEP_SECONDS``) is deleted (the controller does it)."""
+        from .health import KEEP_SECONDS
+
         now = time.time() if now is None else now
         out = []
         for name in self.remote.list_refs(STATS_PREFIX):
@@ -217,6 +220,10 @@ class SharedState:
                 continue
             written = snap.get("written", 0)
             written = written if isinstance(written, (int, float)) and not isinstance(written, bool) else 0
+            if prune and now - written > KEEP_SECONDS:
+                with contextlib.suppress(Exception):
+                    self.remote.delete_ref(name)
+                continue
             snap["alive"] = now - written < STATS_LIVE_SECONDS
             out.append(snap)
         return out

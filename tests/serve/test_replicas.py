@@ -308,9 +308,14 @@ def test_the_lease_holder_raises_a_progressive_canary_from_both_replicas_statist
             stats.record("canary", 2, 3.0, 200, [0])
             stats.record("production", 1, 3.0, 200, [0])
         state.publish_stats(name, stats.snapshot("churn"))
+    gone = Stats()
+    gone.record("canary", 2, 3.0, 500, None)
+    state.publish_stats("replica-gone", {**gone.snapshot("churn"), "written": time.time() - 700})
     time.sleep(0.3)  # the step's interval
     new, event = control_once(controller, open_source(controller), "churn", state=state)
     assert event == "step" and new.candidate.weight == 50.0 and new.revision == 2
     assert open_state(state_url).latest("churn").candidate.weight == 50.0
     steps = audit_entries(machines[1], "canary_step")
     assert len(steps) == 1 and steps[0]["weight"] == 50.0 and audit_entries(machines[0], "canary_step") == []
+    # a replica silent for longer than the longest window is pruned by the controller
+    assert state.remote.list_refs("stats/") == ["stats/replica-a.json", "stats/replica-b.json"]
