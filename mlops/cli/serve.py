@@ -7,12 +7,27 @@ from typing import Any
 
 import typer
 
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, ConfigError, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, comma_names, command, duration, positive_duration
 from .output import Output
 
 canary_app = typer.Typer(no_args_is_help=True)
+
+
+STATE_HELP = (
+    "The replicas' shared state: an s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL_S3) or a folder; "
+    "every server given it follows one deployment stored there (docs/serving.md)."
+)
+
+
+def _state(url: str | None, repo: Any) -> Any:
+    """The shared state ``--state`` names, or None."""
+    if url is None:
+        return None
+    from ..serve.shared import open_state
+
+    return open_state(url, root=repo.root)
 
 
 def register(app: typer.Typer) -> None:
@@ -98,6 +113,10 @@ def serve(
         "--expect-digest",
         help="With --model-dir: refuse any bundle but the one with this digest ('mlops export model' prints it).",
     ),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
+    lease: str = typer.Option(
+        "10s", "--lease", help="With --state: the controller lease; a dead controller is replaced within it."
+    ),
 ) -> None:
     """Serve a registered model over HTTP (own JSON, MLflow scoring protocol, Open Inference Protocol V2).
 
@@ -131,6 +150,19 @@ def serve(
         source = open_source(repo)
     info = source.resolve(ref)
     model = servable(info, source.load(info))  # fails here, with one line, rather than in every worker
+    lease_seconds = positive_duration(lease, "--lease")
+    shared = _state(state, repo)
+    if shared is not None:
+        from ..serve.deployment import mirror_shared
+
+        if not shared.remote.probe_conditional_create():
+            raise ConfigError(
+                f"--state {state}: the store ignores conditional creates (If-None-Match: *), so two writers "
+                "could overwrite each other's deployment revision",
+                hint="use AWS S3, or an S3-compatible store that honours If-None-Match, or a shared folder",
+            )
+
+        mirror_shared(repo, info.name, shared)  # the store reachable and its deployment readable, or one line now
     dep = load_deployment(repo, info.name)
     config = ServeConfig(
         root=str(repo.root),
@@ -152,6 +184,8 @@ def serve(
         log_max_total_bytes=int(log_max_total_mb * MiB),
         log_max_age_seconds=max_age_seconds,
         access_log=access_log,
+        state=state,
+        lease_seconds=lease_seconds,
     )
     if dep is not None and dep.production != info.version:
         out.warn(
@@ -276,6 +310,7 @@ def deploy(
     ),
     unpin: bool = typer.Option(False, "--unpin", help="Release a pin: production follows the registry again."),
     reason: str = typer.Option("", "--reason", "-m", help="Why the version is pinned (kept in the file)."),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Set which versions of a model take traffic: canary, shadow or production only; a running server follows.
@@ -307,6 +342,7 @@ def deploy(
         pin=pin,
         unpin=unpin,
         pin_reason=reason,
+        state=_state(state, repo),
     )
     if dep.candidate is not None:
         mine = source.resolve(f"{model}:{dep.candidate.version}").signature
@@ -319,9 +355,12 @@ def deploy(
                 "a V2 [N, K] tensor) should name their columns instead"
             )
     if out.json:
-        out.emit_json({"path": repo.rel(deployment_path(repo, model)), **dep.to_dict()})
+        out.emit_json({"path": repo.rel(deployment_path(repo, model)), "state": state, **dep.to_dict()})
         return
     _deployment_lines(out, dep)
+    if state is not None:
+        out.info(f"wrote revision {dep.revision} to {state}; every server with --state {state} follows it")
+        return
     out.info(
         f"wrote {repo.rel(deployment_path(repo, model))}; "
         "a running 'mlops serve' follows it within a second (commit it to keep it)"
@@ -359,6 +398,7 @@ def canary_status(
             "(for CI: not failing, not rolled back, enough requests seen)."
         ),
     ),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Per variant over the window: requests, errors, p50/p99 latency, prediction distribution, disagreement."""
@@ -372,7 +412,7 @@ def canary_status(
         raise UsageError(
             f"--window {window}: the server keeps the last {KEEP_SECONDS // 60:g} minutes only", hint="e.g. --window 5m"
         )
-    report = status_core(repo, model, window_seconds=seconds)
+    report = status_core(repo, model, window_seconds=seconds, state=_state(state, repo))
     if out.json:
         out.emit_json(report)
     else:
@@ -497,13 +537,15 @@ def canary_promote(
     force: bool = typer.Option(
         False, "--force", help="Passed to the registry's gates (only where its policy allows forcing)."
     ),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Make the canary (or shadow) the production version, through the registry's gates; audit-logged."""
     from ..workflows.production import canary_promote as promote
 
     out = Output(json_output=json_output)
-    dep = promote(find_repo(), model, reason=reason, force=force)
+    repo = find_repo()
+    dep = promote(repo, model, reason=reason, force=force, state=_state(state, repo))
     if out.json:
         out.emit_json(dep.to_dict())
         return
@@ -517,13 +559,15 @@ def canary_promote(
 def canary_rollback(
     model: str = typer.Argument(..., help="Model name."),
     reason: str = typer.Option("rolled back by hand", "--reason", "-m", help="Why: recorded in the audit log."),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Send all traffic back to production: the canary or shadow leaves the deployment; audit-logged."""
     from ..workflows.production import canary_rollback as rollback
 
     out = Output(json_output=json_output)
-    dep = rollback(find_repo(), model, reason=reason)
+    repo = find_repo()
+    dep = rollback(repo, model, reason=reason, state=_state(state, repo))
     if out.json:
         out.emit_json(dep.to_dict())
         return

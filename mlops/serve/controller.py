@@ -61,14 +61,21 @@ def candidate_key(dep: Deployment) -> tuple[str, int] | None:
 
 
 def control_once(
-    repo: Repo, source: Any, model: str, *, now: float | None = None
+    repo: Repo, source: Any, model: str, *, now: float | None = None, state: Any = None
 ) -> tuple[Deployment | None, str | None]:
-    """One decision: (the new deployment, what happened) or (None, None) when nothing changed."""
+    """One decision: (the new deployment, what happened) or (None, None) when nothing changed.
+
+    ``state``: the replicas' shared state (``--state URL``, serve/shared.py): the deployment and the
+    statistics of all replicas are read there and the decision is a compare-and-swap there; the
+    caller holds the controller lease. Each machine has its own registry, so the deployment is
+    not moved to a registry's production version (the shared deployment is the truth)."""
     now = time.time() if now is None else now
-    dep = load_deployment(repo, model)
+    dep = load_deployment(repo, model) if state is None else state.latest(model)
     if dep is None:
         return None, None
-    if not dep.pinned:  # the registry moved without this file (a crash between the two writes, the Python API)
+    if (
+        not dep.pinned and state is None
+    ):  # the registry moved without this file (a crash between the two writes, the Python API)
         try:
             followed = follow_registry(
                 repo,
@@ -87,7 +94,9 @@ def control_once(
     cand, th = dep.candidate, dep.thresholds
     key = candidate_key(dep)
     assert key is not None
-    snaps = read_snapshots(serve_dir(repo, model), prune=True)
+    snaps = (
+        read_snapshots(serve_dir(repo, model), prune=True) if state is None else state.read_stats(now=now, prune=True)
+    )
     started = parse_iso(cand.started_at) or 0.0
     production_key = ("production", dep.production)
     windows = aggregate(snaps, since=max(now - th.window_seconds, started), until=now).window
@@ -111,6 +120,7 @@ def control_once(
                 by=AUTOMATIC,
                 automatic=True,
                 expect_revision=dep.revision,
+                state=state,
             )
             return new, "rollback"
         if cand.mode != CANARY or not cand.progressive or cand.hold:
@@ -149,7 +159,7 @@ def control_once(
                 )
 
             return update_deployment(
-                repo, model, raise_weight, by=AUTOMATIC, expect_revision=dep.revision, before_write=audit
+                repo, model, raise_weight, by=AUTOMATIC, expect_revision=dep.revision, before_write=audit, state=state
             ), "step"
         steps = ",".join(f"{s:g}" for s in cand.steps)
         try:
@@ -160,6 +170,7 @@ def control_once(
                 reason=f"progressive canary: steps {steps} healthy; {step.reason}",
                 by="mlops serve (progressive canary)",
                 expect_revision=dep.revision,
+                state=state,
             )
             return new, "promote"
         except CheckFailed as exc:
@@ -169,20 +180,27 @@ def control_once(
                 assert old is not None and old.candidate is not None
                 return replace(old, candidate=replace(old.candidate, hold=f"promotion refused: {refusal}"))
 
-            return update_deployment(repo, model, hold, by=AUTOMATIC, expect_revision=dep.revision), "hold"
+            return update_deployment(repo, model, hold, by=AUTOMATIC, expect_revision=dep.revision, state=state), "hold"
     except RevisionChanged:
         return None, None  # someone deployed meanwhile: decide again on the new file
 
 
 def canary_status(
-    repo: Repo, model: str, *, window_seconds: float | None = None, now: float | None = None, source: Any = None
+    repo: Repo,
+    model: str,
+    *,
+    window_seconds: float | None = None,
+    now: float | None = None,
+    source: Any = None,
+    state: Any = None,
 ) -> dict[str, Any]:
     """What `mlops canary status` shows: per variant over the window, the verdict, the progression,
-    and whether the deployment agrees with the registry (or is pinned, and how to release the pin)."""
-    dep = require_deployment(repo, model)
+    and whether the deployment agrees with the registry (or is pinned, and how to release the pin).
+    ``state``: the replicas' shared state: its deployment, and the statistics summed over all replicas."""
+    dep = require_deployment(repo, model, state=state)
     source = open_source(repo) if source is None else source
     in_registry = registry_production(source, model)
-    snaps = read_snapshots(serve_dir(repo, model))
+    snaps = read_snapshots(serve_dir(repo, model)) if state is None else state.read_stats(now=now)
     live = [s for s in snaps if s.get("alive")]
     now = time.time() if now is None else now
     newest = max((float(s.get("written", 0)) for s in snaps), default=None)

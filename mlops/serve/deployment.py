@@ -443,19 +443,59 @@ def update_deployment(
     expect_revision: int | None = None,
     before_write: Callable[[Deployment | None, Deployment], None] | None = None,
     source: Any = None,
+    gate: Callable[[Deployment | None, Deployment], None] | None = None,
+    state: Any = None,
 ) -> Deployment:
     """Read-change-write under the deployment's lock; the revision goes up by one.
 
     ``expect_revision``: refuse (RevisionChanged) when the file moved on since the caller read it.
+    ``gate``: runs first, inside the lock (a promotion through the registry's gates: refused, nothing changes).
     ``before_write``: runs inside the lock before the file is replaced (an audit entry: if it
     fails, the change does not happen).
     ``source``: the registry; an unpinned deployment is written with its production version
     (read after ``before_write``, which may have changed it: a promotion through the gates).
+    ``state``: a ``shared.SharedState`` (``--state URL``): the change is a compare-and-swap there
+    (the next revision created only if absent), ``before_write`` runs once it has happened (an
+    audit entry exactly once per change), and the local file becomes a copy of the new revision.
+    The registry is not followed: each machine has its own, the shared deployment is the truth.
     """
     with _lock(repo, model):
+        if state is not None:
+            new = state.update(model, change, by=by, expect_revision=expect_revision, gate=gate, after=before_write)
+            _write(repo, new)
+            return new
+        hook = before_write
+        if gate is not None:
+
+            def hook(old: Deployment | None, new: Deployment) -> None:
+                gate(old, new)
+                if before_write is not None:
+                    before_write(old, new)
+
         return update_locked(
-            repo, model, change, by=by, expect_revision=expect_revision, before_write=before_write, source=source
+            repo, model, change, by=by, expect_revision=expect_revision, before_write=hook, source=source
         )
+
+
+def mirror_shared(repo: Repo, model: str, state: Any) -> Deployment | None:
+    """Copy the shared state's newest revision into the local deployment file (which the workers
+    follow) when it differs; returns that revision (None: the shared state has none yet)."""
+    dep = state.latest(model)
+    if dep is None:
+        return None
+    with _lock(repo, model):
+        local = load_deployment_quietly(repo, model)
+        if local is None or local.to_dict() != dep.to_dict():
+            _write(repo, dep)
+    return dep
+
+
+def load_deployment_quietly(repo: Repo, model: str) -> Deployment | None:
+    """The local file, or None when absent or unreadable (a copy about to be replaced)."""
+    try:
+        return load_deployment(repo, model)
+    except FormatError:
+        return None
 
 
 def update_locked(
@@ -551,8 +591,11 @@ def deploy(
     unpin: bool = False,
     pin_reason: str = "",
     by: str,
+    state: Any = None,
 ) -> Deployment:
     """Write the desired deployment of ``model``; a running server follows it.
+
+    ``state``: the replicas' shared state (``--state URL``): the change is made there (see ``update_deployment``).
 
     Production is the registry's production version, unless ``pin`` holds a version on purpose
     (kept until ``unpin``); a deployment already pinned stays pinned.
@@ -587,7 +630,7 @@ def deploy(
             raise UsageError(
                 f"--key must be header:NAME or field:NAME, got {key!r}", hint="e.g. --key field:customer_id"
             )
-    current = load_deployment(repo, model)
+    current = load_deployment(repo, model) if state is None else state.latest(model)
     version = canary if canary is not None else shadow
     if version is not None:
         source.resolve(f"{model}:{version}")
@@ -659,12 +702,17 @@ def deploy(
             actor=by,
         )
 
-    return update_deployment(repo, model, change, by=by, before_write=audit)
+    return update_deployment(repo, model, change, by=by, before_write=audit, state=state)
 
 
-def require_deployment(repo: Repo, model: str) -> Deployment:
-    dep = load_deployment(repo, model)
+def require_deployment(repo: Repo, model: str, *, state: Any = None) -> Deployment:
+    dep = load_deployment(repo, model) if state is None else state.latest(model)
     if dep is None:
+        if state is not None:
+            raise UsageError(
+                f"no deployment of {model} in the shared state {state.url}",
+                hint=f"mlops deploy {model} --state {state.url}",
+            )
         raise UsageError(
             f"no deployment of {model} ({display_path(deployment_path(repo, model))} does not exist)",
             hint=f"mlops deploy {model} --canary VERSION --weight 10",
@@ -681,9 +729,10 @@ def rollback(
     by: str,
     automatic: bool = False,
     expect_revision: int | None = None,
+    state: Any = None,
 ) -> Deployment:
     """All traffic back to production; the candidate leaves the deployment; an audit entry records why."""
-    seen = require_deployment(repo, model)
+    seen = require_deployment(repo, model, state=state)
     if seen.candidate is None:
         raise UsageError(f"{model} has no canary or shadow to roll back (all traffic goes to v{seen.production})")
 
@@ -715,7 +764,7 @@ def rollback(
         )
 
     return update_deployment(
-        repo, model, change, by=by, expect_revision=expect_revision, before_write=audit, source=source
+        repo, model, change, by=by, expect_revision=expect_revision, before_write=audit, source=source, state=state
     )
 
 
@@ -728,9 +777,10 @@ def promote(
     by: str,
     force: bool = False,
     expect_revision: int | None = None,
+    state: Any = None,
 ) -> Deployment:
     """The candidate becomes production through the registry's gates (a refusal raises and changes nothing)."""
-    seen = require_deployment(repo, model)
+    seen = require_deployment(repo, model, state=state)
     if seen.candidate is None:
         raise UsageError(f"{model} has no canary or shadow to promote", hint=f"mlops deploy {model} --canary VERSION")
 
@@ -755,5 +805,5 @@ def promote(
         source.promote(model, old.candidate.version, reason=reason, actor=by, force=force)
 
     return update_deployment(
-        repo, model, change, by=by, expect_revision=expect_revision, before_write=gate, source=source
+        repo, model, change, by=by, expect_revision=expect_revision, gate=gate, source=source, state=state
     )

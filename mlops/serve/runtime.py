@@ -34,7 +34,15 @@ from ..repo.repo import Repo
 from .batching import Batcher, QueueFull
 from .config import ServeConfig
 from .controller import control_once, controller_lock_path
-from .deployment import CANARY, Deployment, deployment_path, parse_deployment_bytes, rollback, serve_dir
+from .deployment import (
+    CANARY,
+    Deployment,
+    deployment_path,
+    mirror_shared,
+    parse_deployment_bytes,
+    rollback,
+    serve_dir,
+)
 from .health import Stats, aggregate, read_snapshots, write_snapshot
 from .protocols import PROBABILITIES, BadRequest, Inputs, jsonable
 from .requestlog import RequestLog
@@ -171,6 +179,9 @@ class Runtime:
         self._digest: str | None = None  # SHA-256 of the deployment file last read (None: no file)
         self.applied_digest: str | None = None  # ... and of the one the route follows
         self._resolved_at = time.monotonic()
+        self.shared: Any = None  # the replicas' shared state (--state URL, shared.py)
+        self.replica = ""  # this worker's name there: its statistics, and the lease holder
+        self.lease_until = 0.0  # the end of this worker's controller lease term (0: not held)
 
     # --- start and stop -------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -189,6 +200,12 @@ class Runtime:
         if self.preloaded is not None:
             self._add_served(self.preloaded[0], self.preloaded[1])
             self.preloaded = None
+        if cfg.state:
+            from .shared import open_state, replica_id
+
+            self.shared = await asyncio.to_thread(open_state, cfg.state, root=self.repo.root)
+            self.replica = replica_id()
+            await asyncio.to_thread(mirror_shared, self.repo, self.model, self.shared)
         await self._check_deployment(force=True)
         if self.route is None:  # the deployment file could not be applied: serve the reference
             async with self._state_lock:
@@ -227,6 +244,9 @@ class Runtime:
             await self._write_stats()
         if self._leader_lock is not None:
             self._leader_lock.release()
+        if self.shared is not None and self.lease_until:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.shared.release_lease, self.replica)
 
     async def _every(self, seconds: float, step: Any) -> None:
         while True:
@@ -353,6 +373,12 @@ class Runtime:
                     await self._apply(None)
 
     async def _watch(self) -> None:
+        if self.shared is not None:
+            try:
+                await asyncio.to_thread(mirror_shared, self.repo, self.model, self.shared)
+            except Exception as exc:  # noqa: BLE001 - the store down or a bad revision: keep serving what runs
+                message = exc.message if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
+                log.error("shared state %s not read: %s", self.config.state, message)
         await self._check_deployment()
         if self.deployment is None:
             await self._follow_reference()
@@ -444,6 +470,9 @@ class Runtime:
             "queue_depth": sum(s.batcher.depth for s in self.served.values()),
         }
         await asyncio.to_thread(write_snapshot, self.dir, snapshot)
+        if self.shared is not None:
+            snapshot["replica"] = self.replica
+            await asyncio.to_thread(self.shared.publish_stats, self.replica, snapshot)
         self._retire_unused()
 
     def _try_lead(self) -> None:
@@ -459,6 +488,9 @@ class Runtime:
         log.info("this worker (pid %s) is the controller of %s", os.getpid(), self.model)
 
     async def _control(self) -> None:
+        if self.shared is not None:
+            await self._control_shared()
+            return
         if not self.leader:
             await asyncio.to_thread(self._try_lead)
             if not self.leader:
@@ -466,6 +498,31 @@ class Runtime:
         if self.deployment is None:  # without a candidate too: the controller keeps the file on the registry
             return
         new, event = await asyncio.to_thread(control_once, self.repo, self.source, self.model)
+        if new is None:
+            return
+        if event == "rollback":
+            self.stats.count("rollbacks")
+            log.warning("rolled back: %s", (new.last_event or {}).get("reason"))
+        else:
+            log.info("controller: %s (deployment revision %s)", event, new.revision)
+        await self._check_deployment()
+
+    async def _control_shared(self) -> None:
+        """The controller across replicas: whoever holds the lease decides (shared.py)."""
+        lease = await asyncio.to_thread(self.shared.take_lease, self.replica, self.config.lease_seconds)
+        if lease is None:
+            if self.leader:
+                log.info("this worker (pid %s) lost the controller lease of %s", os.getpid(), self.model)
+            self.leader, self.lease_until = False, 0.0
+            return
+        if not self.leader:
+            log.info(
+                "this worker (pid %s) holds the controller lease of %s (term %s)", os.getpid(), self.model, lease.term
+            )
+        self.leader, self.lease_until = True, lease.expires
+        if lease.expires - time.time() < self.config.lease_seconds / 4:
+            return  # too close to the end of the term to act: another may take it meanwhile
+        new, event = await asyncio.to_thread(control_once, self.repo, self.source, self.model, state=self.shared)
         if new is None:
             return
         if event == "rollback":
@@ -746,7 +803,13 @@ class Runtime:
     async def admin_rollback(self, reason: str) -> Deployment:
         assert self.model
         new = await asyncio.to_thread(
-            rollback, self.repo, self.source, self.model, reason=reason, by="http admin (POST /admin/rollback)"
+            rollback,
+            self.repo,
+            self.source,
+            self.model,
+            reason=reason,
+            by="http admin (POST /admin/rollback)",
+            state=self.shared,
         )
         await self._check_deployment()
         return new

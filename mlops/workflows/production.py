@@ -181,8 +181,10 @@ def deploy(
     pin: int | None = None,
     unpin: bool = False,
     pin_reason: str = "",
+    state: Any = None,
 ) -> Deployment:
-    """``mlops deploy``: the deployment, its production the registry's (or the pin)."""
+    """``mlops deploy``: the deployment, its production the registry's (or the pin); ``state``: the replicas'
+    shared state (``serve.shared``), where the change is made."""
     return deployment.deploy(
         repo,
         open_source(repo),
@@ -202,15 +204,17 @@ def deploy(
         unpin=unpin,
         pin_reason=pin_reason,
         by=actor("mlops deploy"),
+        state=state,
     )
 
 
-def canary_promote(repo: Repo, model: str, *, reason: str, force: bool = False) -> Deployment:
+def canary_promote(repo: Repo, model: str, *, reason: str, force: bool = False, state: Any = None) -> Deployment:
     """The candidate becomes production in the registry (through its gates) and in the deployment, in one step."""
     by = actor("mlops canary promote")
-    return deployment.promote(repo, open_source(repo), model, reason=reason, by=by, force=force)
+    return deployment.promote(repo, open_source(repo), model, reason=reason, by=by, force=force, state=state)
 
 
-def canary_rollback(repo: Repo, model: str, *, reason: str) -> Deployment:
+def canary_rollback(repo: Repo, model: str, *, reason: str, state: Any = None) -> Deployment:
     """The candidate leaves the deployment; production stays the registry's."""
-    return deployment.rollback(repo, open_source(repo), model, reason=reason, by=actor("mlops canary rollback"))
+    by = actor("mlops canary rollback")
+    return deployment.rollback(repo, open_source(repo), model, reason=reason, by=by, state=state)
