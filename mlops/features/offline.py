@@ -1,4 +1,4 @@
-"""Point-in-time correct training sets: DuckDB's ASOF JOIN over the sources, read through pyarrow.
+"""Point-in-time correct training sets: an as-of join per view on sorted numpy arrays, sources read by pyarrow.
 
 For an entity row with key K and time T, a feature view gives the values of ONE source row of key K:
 
@@ -14,18 +14,22 @@ For an entity row with key K and time T, a feature view gives the values of ONE 
 All times are UTC: zone-aware columns are converted, naive ones read in the zone features.yaml
 names (refused without one); precision is microseconds.
 
-How (one query per view): each source row becomes visible at max(event, created). Per key, a
-running maximum over visibility order of the rows' rank by (event, created, source order) says
-which row is best once each row is visible; the ASOF JOIN finds, for each entity row, the last
-visibility point at or before T.
-When no row of a view was written after its event time, visibility is the event time and the
-best row of each (key, event time) is enough: a hash aggregate instead of the two sorts.
+How (per view, views side by side in threads): the usable rows are sorted once by (key, event time)
+packed in one int64 (ties then by created time and row), so a row's position is its rank. Rows written
+at or before their event time are visible from it: for each entity row a binary search finds the last
+such row at or before (K, T). Rows written later (backfills) are visible from their created time: in
+(key, created) order a running maximum of their ranks is the best of them visible so far, found by a
+second binary search. The higher rank of the two wins; the features are gathered from the Arrow
+table by row number. No Python loop over rows; one argsort of the source rows is the main cost.
+DuckDB's ASOF JOIN did this before (with window functions for backfills); on the same data it took 2 to
+3 times as long, its sort being the larger part (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,7 +148,6 @@ def build_training_set(
     states: dict[str, SourceState] | None = None,
 ) -> TrainingSet:
     """The point-in-time join of ``rows`` (a pyarrow table) with the service's views (rules above)."""
-    import pyarrow as pa
 
     service = defs.service(service_name)
     if timestamp_column not in rows.column_names:
@@ -163,28 +166,23 @@ def build_training_set(
                 f"the entity rows have no '{entity.join_key}' column (the join key of entity '{entity.name}')"
             )
         keys[entity.name] = cast_key(rows.column(entity.join_key), entity.value_type, "entity rows")
-    import numpy as np
 
-    base = {"entity_row": pa.array(np.arange(rows.num_rows, dtype=np.int64)), "ts": times}
-    base.update({f"k_{name}": column for name, column in keys.items()})
-    entity_table = pa.table(base)
+    entity_columns = {"ts": _micros(times), **{f"k_{name}": column for name, column in keys.items()}}
     out = rows.set_column(rows.column_names.index(timestamp_column), timestamp_column, _utc(times))
     filled: dict[str, int] = {}
-    con = connect()
-    try:
-        con.register("entity_rows", entity_table)
-        for view_name in service.views():
-            columns, count = _join_view(con, defs, repo, service, view_name)
-            filled[view_name] = count
-            for name, column in columns:
-                if name in out.column_names:
-                    raise UsageError(
-                        f"feature '{name}' of view '{view_name}' has the name of a column of the entity rows",
-                        hint="rename the column in the entity rows",
-                    )
-                out = out.append_column(name, column)
-    finally:
-        con.close()
+    views = list(service.views())
+    # the views are joined side by side: reading Parquet, numpy's sorts and Arrow's gathers release the GIL
+    with ThreadPoolExecutor(max_workers=max(1, min(len(views), os.cpu_count() or 1))) as pool:
+        joined = list(pool.map(lambda name: _join_view(entity_columns, defs, repo, service, name), views))
+    for view_name, (columns, count) in zip(views, joined, strict=True):
+        filled[view_name] = count
+        for name, column in columns:
+            if name in out.column_names:
+                raise UsageError(
+                    f"feature '{name}' of view '{view_name}' has the name of a column of the entity rows",
+                    hint="rename the column in the entity rows",
+                )
+            out = out.append_column(name, column)
     sources = {}
     for view_name in service.views():
         source = defs.sources[defs.views[view_name].source]
@@ -224,71 +222,170 @@ def _utc(column: Any) -> Any:
     return column.cast(pa.timestamp("us", tz="UTC"))
 
 
-def _join_view(con: Any, defs: Definitions, repo: Repo, service: FeatureService, view_name: str) -> tuple[list, int]:
+def _join_view(
+    entities: dict[str, Any], defs: Definitions, repo: Repo, service: FeatureService, view_name: str
+) -> tuple[list, int]:
     """The view's requested features for every entity row (in entity-row order), and how many rows got values."""
     import pyarrow as pa
 
     view = defs.views[view_name]
     table = read_view_table(repo, defs, view)
-    # DuckDB holds naive UTC: timestamp features lose their zone here and get it back below
-    for index, name in enumerate(table.column_names):
-        if pa.types.is_timestamp(table.schema.field(name).type) and table.schema.field(name).type.tz is not None:
-            table = table.set_column(index, name, table.column(name).cast(pa.timestamp("us")))
-    con.register("view_rows", table)
-    wanted = [ref.feature for ref in service.features if ref.view == view_name]
-    ttl = view.ttl_seconds
-    within = f"r.event_ts >= p.ts - INTERVAL '{int(ttl)} seconds'" if ttl else "TRUE"
-    selected = ", ".join(f'CASE WHEN {within} THEN r."{f}" END AS "{f}"' for f in wanted)
-    entity_key = f'e."k_{view.entities[0]}"'
-    late = con.execute("SELECT count(*) FROM view_rows WHERE created_ts > event_ts").fetchall()[0][0]
-    if late:
-        # some rows became visible after their event time: the best row visible at each point
-        # in time is a running maximum of the rows' rank, in visibility order
-        timeline = """
-            ranked AS MATERIALIZED (  -- read twice below: computed once
-                SELECT *, greatest(event_ts, created_ts) AS visible,
-                       row_number() OVER (PARTITION BY key ORDER BY event_ts, created_ts, "row") AS rank
-                FROM view_rows WHERE key IS NOT NULL AND event_ts IS NOT NULL
-            ),
-            timeline AS (
-                SELECT DISTINCT key, visible,
-                       max(rank) OVER (PARTITION BY key ORDER BY visible
-                                       RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS best
-                FROM ranked
-            )"""
-        back = "ranked r ON p.key = r.key AND p.best = r.rank"
-    else:
-        # every row is visible at its event time: the best of each (key, event time) is enough,
-        # found by a hash aggregate instead of two sorts
-        timeline = """
-            timeline AS (
-                SELECT key, event_ts AS visible, arg_max("row", struct_pack(c := created_ts, r := "row")) AS best
-                FROM view_rows WHERE key IS NOT NULL AND event_ts IS NOT NULL
-                GROUP BY key, event_ts
-            )"""
-        back = 'view_rows r ON p.best = r."row"'
-    query = f"""
-        WITH {timeline},
-        picked AS (
-            SELECT e.entity_row, e.ts, t.key, t.best
-            FROM entity_rows e ASOF LEFT JOIN timeline t ON {entity_key} = t.key AND e.ts >= t.visible
-        )
-        SELECT p.entity_row, ({within} AND r.key IS NOT NULL) AS found, {selected}
-        FROM picked p LEFT JOIN {back}
-        ORDER BY p.entity_row
-    """
-    relation = con.sql(query)
-    # DuckDB 2 names it to_arrow_table; 1.x arrow()
-    result = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
-    con.unregister("view_rows")
-    count = int(result.column("found").to_pylist().count(True))
+    source_row = best_rows(
+        table.column("key"),
+        _micros(table.column("event_ts")),
+        _micros(table.column("created_ts")),
+        entities[f"k_{view.entities[0]}"],
+        entities["ts"],
+        int(view.ttl_seconds * 1_000_000),
+    )
+    found = source_row >= 0
+    indices = pa.array(source_row, mask=~found)
     columns = []
-    for feature in wanted:
-        kind = view.feature_type(feature) or "string"
-        column = result.column(feature)
-        if kind == "timestamp":
-            column = column.cast(pa.timestamp("us")).cast(arrow_type(kind))
-        else:
-            column = column.cast(arrow_type(kind))
-        columns.append((feature, column))
-    return columns, count
+    for feature in service.features:
+        if feature.view != view_name:
+            continue
+        kind = view.feature_type(feature.feature) or "string"
+        columns.append((feature.feature, table.column(feature.feature).take(indices).cast(arrow_type(kind))))
+    return columns, int(found.sum())
+
+
+def _micros(column: Any) -> Any:
+    """A timestamp[us] column as int64 microseconds (numpy), nulls as the smallest int64."""
+    import numpy as np
+    import pyarrow as pa
+
+    return column.cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
+
+
+def best_rows(keys: Any, event: Any, created: Any, entity_keys: Any, entity_times: Any, ttl_micros: int) -> Any:
+    """For each entity row, the index of the source row its features come from (the rules above), or -1.
+
+    ``keys``/``entity_keys`` are pyarrow arrays (int64 or string, nulls never match); times are int64
+    microseconds (numpy; the smallest int64 marks a null event time). One sort does it: the source
+    rows in (key, event, created, row) order, so a row's position is its rank and a key's rows are
+    one block. Rows written at or before their event time are visible from it: the last of them at
+    or before T (a binary search) is their best. Rows written later are visible from their created
+    time: in (key, created) order, a running maximum of their positions is the best of them visible
+    so far. The greater of the two positions wins; then the TTL.
+    """
+    import numpy as np
+
+    best = np.full(len(entity_keys), -1, dtype=np.int64)
+    usable = event != np.iinfo(np.int64).min
+    if keys.null_count:
+        usable &= ~_null_mask(keys)
+    probes = np.flatnonzero(~_null_mask(entity_keys))
+    if not usable.any() or not len(probes):
+        return best
+    key_code, entity_code, code_bits = _key_codes(keys, entity_keys)
+    rows = None if usable.all() else np.flatnonzero(usable)
+    if rows is not None:
+        key_code, event, created = key_code[rows], event[rows], created[rows]
+    probe_times = entity_times[probes]
+    low = min(int(event.min()), int(created.min()), int(probe_times.min()))
+    span = max(int(event.max()), int(created.max()), int(probe_times.max())) - low
+    if code_bits + span.bit_length() <= 62:
+        shift = max(1, span.bit_length())
+
+        def time_of(t: Any) -> Any:  # exact: microseconds since the earliest time
+            return t - low
+    else:
+        # too wide for one int64 with the key: the times' ranks keep their order and fit
+        distinct = np.unique(np.concatenate([event, created, probe_times]))
+        shift = max(1, len(distinct).bit_length())
+
+        def time_of(t: Any) -> Any:
+            return np.searchsorted(distinct, t)
+
+    order_key = (key_code << shift) | time_of(event)
+    order = np.argsort(order_key)
+    order_key = order_key[order]
+    _break_ties(order, order_key, created)
+    late = (created > event)[order]
+    probe = (entity_code[probes] << shift) | time_of(probe_times)
+    probe_order = np.argsort(probe)  # sorted probes: the binary searches walk memory in order
+    probe, probes, probe_times = probe[probe_order], probes[probe_order], probe_times[probe_order]
+    probe_code = probe >> shift
+    if late.any():
+        on_time = ~late
+        timelines = [(order_key[on_time], np.flatnonzero(on_time))]
+        timelines.append(_late_timeline(order_key, order, created, late, time_of, shift))
+    else:
+        timelines = [(order_key, None)]
+    best_position = np.full(len(probes), -1, dtype=np.int64)
+    for visible_key, positions in timelines:
+        if not len(visible_key):
+            continue
+        at = np.searchsorted(visible_key, probe, side="right") - 1
+        hit = at >= 0
+        candidate = at if positions is None else positions[np.maximum(at, 0)]
+        # the last visible row at or before (key, T) may be another (smaller) key's: no hit
+        hit &= (order_key[np.maximum(candidate, 0)] >> shift) == probe_code
+        best_position = np.maximum(best_position, np.where(hit, candidate, -1))
+    chosen = best_position >= 0
+    source = order[np.maximum(best_position, 0)]
+    if ttl_micros:
+        chosen &= probe_times - event[source] <= ttl_micros
+    if rows is not None:
+        source = rows[source]
+    best[probes] = np.where(chosen, source, -1)
+    return best
+
+
+def _late_timeline(order_key: Any, order: Any, created: Any, late: Any, time_of: Any, shift: int) -> tuple:
+    """The rows written after their event time, in (key, created) order: that order's key, and for each
+    the best position (in the source order) among the rows visible by then (a running maximum)."""
+    import numpy as np
+
+    positions = np.flatnonzero(late)
+    visible_key = ((order_key[positions] >> shift) << shift) | time_of(created[order[positions]])
+    by_visible = np.argsort(visible_key, kind="stable")
+    # a key's positions are one block above every smaller key's, so the running maximum over all keys
+    # is, once one of the key's own rows is visible, the key's best (checked against the key by the caller)
+    return visible_key[by_visible], np.maximum.accumulate(positions[by_visible])
+
+
+def _break_ties(order: Any, order_key: Any, created: Any) -> None:
+    """Equal (key, event time): the later created time, then the later row, comes last (in place)."""
+    import numpy as np
+
+    equal = order_key[1:] == order_key[:-1]
+    if not equal.any():
+        return
+    tied = np.zeros(len(order), dtype=bool)
+    tied[1:] |= equal
+    tied[:-1] |= equal
+    at = np.flatnonzero(tied)
+    rows = order[at]
+    order[at] = rows[np.lexsort((rows, created[rows], order_key[at]))]
+
+
+def _null_mask(column: Any) -> Any:
+    import numpy as np
+
+    if not column.null_count:
+        return np.zeros(len(column), dtype=bool)
+    return column.is_null().to_numpy(zero_copy_only=False)
+
+
+def _key_codes(keys: Any, entity_keys: Any) -> tuple[Any, Any, int]:
+    """Small non-negative int64 codes for the source's and the entity rows' keys (equal keys, equal codes),
+    and how many bits they take. Integers near each other are their own codes; others are numbered."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(keys.type) and pa.types.is_integer(entity_keys.type):
+        low, high = pc.min_max(pa.chunked_array(_chunks(keys) + _chunks(entity_keys), pa.int64())).values()
+        low, high = low.as_py(), high.as_py()
+        if low is not None and (high - low).bit_length() <= 32:
+            codes = [pc.subtract(k.cast(pa.int64()), low).fill_null(0).to_numpy() for k in (keys, entity_keys)]
+            return codes[0], codes[1], (high - low).bit_length()
+    kind = pa.int64() if pa.types.is_integer(keys.type) and pa.types.is_integer(entity_keys.type) else pa.string()
+    both = pa.chunked_array(_chunks(keys.cast(kind)) + _chunks(entity_keys.cast(kind)), kind)
+    encoded = both.combine_chunks().dictionary_encode()
+    codes = encoded.indices.cast(pa.int64()).fill_null(0).to_numpy()
+    return codes[: len(keys)], codes[len(keys) :], max(1, len(encoded.dictionary)).bit_length()
+
+
+def _chunks(column: Any) -> list:
+    return list(column.chunks) if hasattr(column, "chunks") else [column]

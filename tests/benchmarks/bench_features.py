@@ -218,6 +218,11 @@ def online_p99(root: Path, lookups: int = 5000) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine the figures depend on them."""
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")])}
 
@@ -240,6 +245,7 @@ def main() -> None:
     from mlops.repo.repo import Repo, init_repo
 
     add(init_repo(root, no_git=True), [str(root / "data" / f"view_{v}.parquet") for v in "ab"])  # sources are tracked
+    print(f"load before: {_load()} on {os.cpu_count()} cores")
     print(
         f"data: {args.entities} entity rows, {args.rows} feature rows ({time.perf_counter() - started:.1f}s) in {root}"
     )
@@ -251,13 +257,13 @@ def main() -> None:
         imported = import_feast(Repo(root), root / "feast_repo", force=True)
         assert not imported.notes, imported.notes
     ours = run_side(sys.executable, MLOPS_SIDE, root, 3600, _env())
-    print(f"mlops: {ours['seconds']:.2f}s, peak {ours['peak_mib']:.0f} MiB")
+    print(f"mlops: {ours['seconds']:.2f}s, peak {ours['peak_mib']:.0f} MiB (load after: {_load()})")
     if args.feast_python:
         theirs = run_side(args.feast_python, FEAST_SIDE, root, args.feast_timeout, dict(os.environ))
         if theirs is None:
             print(f"feast: did not finish in {args.feast_timeout:.0f}s")
         else:
-            print(f"feast: {theirs['seconds']:.2f}s, peak {theirs['peak_mib']:.0f} MiB")
+            print(f"feast: {theirs['seconds']:.2f}s, peak {theirs['peak_mib']:.0f} MiB (load after: {_load()})")
             print(
                 f"speed-up {theirs['seconds'] / ours['seconds']:.1f}x, "
                 f"memory {theirs['peak_mib'] / ours['peak_mib']:.1f}x less; answers: {compare(root)}"

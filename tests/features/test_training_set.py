@@ -248,3 +248,61 @@ def _write_orders_only(root: Path) -> None:
     visits = pq.read_table(root / "visits.parquet")
     _write(root, [], [])
     pq.write_table(visits, root / "visits.parquet")
+
+
+def _oracle_rows(rows: list[tuple], probes: list[tuple], ttl: int) -> list[int]:
+    """Brute force over (key, event, created) rows: the index of the best visible row within TTL, or -1."""
+    out = []
+    for key, t in probes:
+        candidates = [
+            ((event, created, index), index)
+            for index, (k, event, created) in enumerate(rows)
+            if key is not None and k == key and event is not None and event <= t and created <= t
+        ]
+        if not candidates:
+            out.append(-1)
+            continue
+        rank, index = max(candidates)
+        out.append(-1 if ttl and t - rank[0] > ttl else index)
+    return out
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from([0, 1, 2, None]), st.one_of(st.integers(0, 12), st.none()), st.integers(0, 20)),
+        max_size=30,
+    ),
+    probes=st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, None]), st.integers(0, 22)), min_size=1, max_size=20),
+    ttl=st.sampled_from([0, 2, 5]),
+    wide_keys=st.booleans(),
+    wide_times=st.booleans(),
+    string_keys=st.booleans(),
+)
+def test_best_rows_on_every_coding_of_keys_and_times(rows, probes, ttl, wide_keys, wide_times, string_keys) -> None:
+    """The join's own paths: keys far apart (numbered, not offset), times too wide to share an int64 with
+    the key (ranked), string keys; each against the brute force on the same data."""
+    import numpy as np
+
+    from mlops.features.offline import best_rows
+
+    unit = 10**17 if wide_times else 1  # 22 * 10**17 us apart: with the key's bits, more than 62
+    key_scale = 2**40 if wide_keys else 1
+
+    def key_array(values: list) -> pa.Array:
+        if string_keys:
+            return pa.array([None if k is None else f"customer-{k}" for k in values], pa.string())
+        return pa.array([None if k is None else k * key_scale - 7 for k in values], pa.int64())
+
+    null = np.iinfo(np.int64).min
+    # created before, at (every third) or after the event time
+    rows = [(k, e, e if e is not None and c % 3 == 0 else c) for k, e, c in rows]
+    got = best_rows(
+        key_array([k for k, _, _ in rows]),
+        np.array([null if e is None else e * unit for _, e, _ in rows], dtype=np.int64),
+        np.array([c * unit for _, _, c in rows], dtype=np.int64),
+        key_array([k for k, _ in probes]),
+        np.array([t * unit for _, t in probes], dtype=np.int64),
+        ttl * unit,
+    )
+    assert got.tolist() == _oracle_rows(rows, probes, ttl)
