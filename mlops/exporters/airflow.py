@@ -101,11 +101,23 @@ def _pull(task_id: str, kubernetes: bool) -> str:
     return "{{ ti.xcom_pull(task_ids=" + repr(task_id) + ")" + suffix + " }}"
 
 
+RUFF_LINE = 88  # ruff format's default line length: the file is checked with --isolated settings
+
+
 def py_str(text: str) -> str:
     """A Python string literal as ruff format writes it: double quotes unless they need more escapes."""
     if '"' in text and "'" not in text:
         return repr(text) if repr(text).startswith("'") else "'" + repr(text)[1:-1] + "'"
     return json.dumps(text, ensure_ascii=False)
+
+
+def py_assign(name: str, literal: str) -> str:
+    """``NAME = literal`` as ruff format writes it: a line too long that fits once the value is
+    parenthesized on a line of its own is written so (a long clone path or image name)."""
+    line = f"{name} = {literal}"
+    if len(line) > RUFF_LINE and 4 + len(literal) <= RUFF_LINE and "\n" not in literal:
+        return f"{name} = (\n    {literal}\n)"
+    return line
 
 
 def py_raw_block(text: str) -> str:
@@ -202,7 +214,7 @@ def dag_source(
             "except ImportError:  # Airflow 2 without the standard provider",
             "    from airflow.operators.bash import BashOperator",
         ]
-    lines += ["", f"DAG_ID = {py_str(dag_id)}", f"REV = {py_str(plan.rev)}"]
+    lines += ["", py_assign("DAG_ID", py_str(dag_id)), py_assign("REV", py_str(plan.rev))]
     if kubernetes:
         lines += [
             "ENV = {",
@@ -213,7 +225,7 @@ def dag_source(
     else:
         variable = "{{ var.value.get(" + repr(f"mlops_clone_{dag_id}") + ", '') }}"
         lines += [
-            f"CLONE = {py_str(clone)}",
+            py_assign("CLONE", py_str(clone)),
             "ENV = {",
             '    "MLOPS_REV": REV,',
             "    # the clone to run in: $MLOPS_CLONE on the worker, else this Airflow Variable,",
@@ -236,7 +248,7 @@ def dag_source(
         else:
             env_from = "None"
         lines += [
-            f"IMAGE = {py_str(image or '')}",
+            py_assign("IMAGE", py_str(image or "")),
             f"ENV_FROM = {env_from}",
             "",
             "",

@@ -373,3 +373,18 @@ def test_fresh_clone_restores_everything_and_runs_nothing(airflow_run: AirflowRu
     assert (fresh / "reports" / "small-a.txt").read_text() == (
         airflow_run.worker / "reports" / "small-a.txt"
     ).read_text()
+
+
+def test_long_values_stay_format_clean(tmp_path: Path) -> None:
+    """A clone path or image of any length is written as ruff format writes it (a pytest
+    temporary path once made the DAG's CLONE line 90 characters long)."""
+    from mlops.exporters.airflow import py_assign, py_str
+
+    module = "\n".join(py_assign(f"NAME_{n}", py_str("/" + "p" * n)) for n in range(60, 100)) + "\n"
+    source = tmp_path / "values.py"
+    source.write_text(module)
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run(
+        [str(ruff), "format", "--isolated", "--diff", str(source)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
