@@ -238,9 +238,10 @@ def _run_one(
                 copy_run(work, repo, run_id)
         if code != 0:
             failed = [s for s in (report or {}).get("stages", []) if s.get("status") == "failed"]
-            why = (
-                failed[0].get("error") if failed and failed[0].get("error") else (tail[-1] if tail else f"exit {code}")
-            )
+            why = failed[0].get("error") if failed and failed[0].get("error") else f"mlops run exited with code {code}"
+            said = [line for line in tail if line.startswith("[")][-3:]  # the stage's own last words
+            if said:
+                why = f"{why}: {' / '.join(said)}"
             experiment = store.Experiment(
                 name=plan.name,
                 sweep=plan.sweep,

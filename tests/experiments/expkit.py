@@ -22,6 +22,10 @@ import json, os, sys, yaml
 p = yaml.safe_load(open("params.yaml"))["train"]
 if p["lr"] < 0:
     sys.exit("lr must not be negative")
+if os.environ.get("EXP_SLOW"):
+    import time
+    open(os.environ["EXP_COUNTER"], "a").write("train-start\\n")
+    time.sleep(120)
 rows = open("data/prepared/rows.txt").read().split()
 os.makedirs("models", exist_ok=True)
 open("models/model.txt", "w").write(f"lr={p['lr']} depth={p['max_depth']} rows={len(rows)}\\n")
