@@ -15,6 +15,8 @@ _TRACKING = (
     "log_metric",
     "log_metrics",
     "log_artifact",
+    "set_tag",
+    "set_tags",
     "active_run",
     "end_run",
 )

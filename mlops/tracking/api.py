@@ -34,6 +34,7 @@ class TrackingWarning(UserWarning):
 
 _mutex = threading.RLock()
 _active: Run | None = None
+_parents: list[Run] = []  # the runs a nested run was started inside, innermost last
 _warned = False
 _hooks_installed = False
 
@@ -58,6 +59,8 @@ class Run:
         self.params: dict[str, Any] = {}
         self.metrics: dict[str, list[tuple[float | int, int | None, float]]] = {}
         self.artifacts: list[dict[str, Any]] = []
+        self.parent_id: str | None = None
+        self.tags: dict[str, str] = {}
         self._auto = False  # started by a log call, ended at exit
 
     def __repr__(self) -> str:
@@ -106,20 +109,30 @@ def _find_repo() -> Any | None:
     return None
 
 
-def start_run(name: str | None = None, *, run_id: str | None = None) -> Run:
+def start_run(
+    name: str | None = None,
+    *,
+    run_id: str | None = None,
+    nested: bool = False,
+    tags: Mapping[str, Any] | None = None,
+) -> Run:
     """Start (or, with MLOPS_RUN_ID set, join) a run; use it as a context manager.
 
-    Raises ``mlops.errors.UsageError`` if this process already has an active run.
+    ``nested=True`` inside an active run starts a child run (its ``parent_id`` the active run's
+    id); the parent becomes active again when the child ends. Without it, starting a run while
+    one is active raises ``mlops.errors.UsageError``.
     """
     global _active
     with _mutex:
-        if _active is not None:
+        parent = _active if nested else None
+        if _active is not None and not nested:
             raise UsageError(
-                f"run {_active.id} is already active", hint="end it first (mlops.end_run()), or log into it"
+                f"run {_active.id} is already active",
+                hint="end it first (mlops.end_run()), log into it, or start_run(..., nested=True)",
             )
         joined_id = os.environ.get("MLOPS_RUN_ID") or None
         stage = os.environ.get("MLOPS_STAGE") or None
-        joined = run_id is None and joined_id is not None
+        joined = run_id is None and joined_id is not None and parent is None
         run_id = store.check_run_id(run_id or joined_id or store.new_run_id())
         name = name or (stage if joined else None) or _default_name()
         repo = _find_repo()
@@ -138,10 +151,16 @@ def start_run(name: str | None = None, *, run_id: str | None = None) -> Run:
                     )
                     store.record_process(repo, run_id, "join", stage=stage)
                 else:
-                    store.create_run(repo, run_id, name, source="api")
+                    store.create_run(
+                        repo, run_id, name, source="api", parent_id=parent.id if parent else None, tags=tags
+                    )
             except (MlopsError, OSError) as exc:
                 run.repo = None
                 _warn_once(f"cannot write run {run_id} ({getattr(exc, 'message', exc)})")
+        run.parent_id = parent.id if parent else None
+        run.tags = store.check_tags(tags or {})
+        if parent is not None:
+            _parents.append(parent)
         _active = run
         return run
 
@@ -163,7 +182,7 @@ def end_run(status: str = store.FINISHED, *, _run: Run | None = None) -> None:
         run = _run or _active
         if run is None or run.status != store.RUNNING:
             if run is _active:
-                _active = None
+                _active = _parents.pop() if _parents else None
             return
         if status not in store.ENDED:
             raise UsageError(f"a run ends as one of {', '.join(store.ENDED)}, not '{status}'")
@@ -173,7 +192,7 @@ def end_run(status: str = store.FINISHED, *, _run: Run | None = None) -> None:
         else:
             run._write(_finish, status)
         if _active is run:
-            _active = None
+            _active = _parents.pop() if _parents else None
 
 
 def _leave(repo: Any, run_id: str, status: str) -> None:
@@ -227,6 +246,19 @@ def log_params(params: Mapping[str, Any]) -> None:
     with _mutex:
         run.params.update({k: store._json_value(v) for k, v in flat.items()})
     run._write(store.log_params, flat, stage=run.stage)
+
+
+def set_tag(key: str, value: Any) -> None:
+    set_tags({key: value})
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """Tag the active run (text values; filter with ``runs list --filter "tags.team == 'growth'"``)."""
+    checked = store.check_tags(tags)
+    run = _current()
+    with _mutex:
+        run.tags.update(checked)
+    run._write(store.set_tags, checked)
 
 
 def log_metric(key: str, value: Any, step: int | None = None) -> None:
