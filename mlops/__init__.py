@@ -17,6 +17,7 @@ _TRACKING = (
     "log_artifact",
     "set_tag",
     "set_tags",
+    "log_model",
     "active_run",
     "end_run",
 )

@@ -286,6 +286,10 @@ def log_artifact(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     A path outside the repository (or missing) is refused with a warning and returns None.
     """
+    return _log_artifact(path, {})
+
+
+def _log_artifact(path: str | os.PathLike[str], extra: dict[str, Any]) -> dict[str, Any] | None:
     run = _current()
     shown = os.fspath(path)
     if run.repo is None:
@@ -310,8 +314,69 @@ def log_artifact(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return record
     pointer = snap.pointer
     record = {"path": rel, "hash": pointer.hash, "kind": pointer.kind, "size": pointer.size, "files": pointer.files}
+    record.update(extra)
     if run.stage:
         record["stage"] = run.stage
     run.artifacts.append(record)
     run._write(store.log_artifact_record, record)
     return record
+
+
+def log_model(
+    model: Any,
+    name: str,
+    *,
+    signature_from: Any = None,
+    path: str | os.PathLike[str] | None = None,
+) -> dict[str, Any] | None:
+    """Save ``model`` (joblib when it is installed, else pickle) to ``path`` (default
+    ``models/NAME.pkl`` in the repository), store it as an artifact of the active run with its
+    flavour and the signature inferred from ``signature_from`` (a DataFrame: column names and
+    dtypes; an array: its width and dtype), and return the artifact record.
+    ``mlops register NAME --run RUN`` then registers it without naming the path."""
+    from ..paths import name_problem
+
+    if name_problem(name) or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UsageError(f"not a model name: {str(name)[:60]!r}", hint="letters, digits, '.', '_', '-'")
+    run = _current()
+    target = Path(path) if path is not None else Path(run.repo.root if run.repo else ".") / "models" / f"{name}.pkl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    flavor = "sklearn" if type(model).__module__.startswith("sklearn") else "pickle"
+    try:
+        import joblib
+
+        joblib.dump(model, target)
+    except ImportError:
+        import pickle
+
+        with open(target, "wb") as handle:
+            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    extra: dict[str, Any] = {"model": name, "flavor": flavor}
+    if signature_from is not None:
+        extra["signature"] = infer_signature(model, signature_from)
+    return _log_artifact(target, extra)
+
+
+def infer_signature(model: Any, sample: Any) -> dict[str, Any]:
+    """Inputs from a table's columns and dtypes (or an array's width and dtype); the output's dtype
+    from ``model.predict`` on a few rows when it can."""
+    columns = getattr(sample, "columns", None)
+    dtypes = getattr(sample, "dtypes", None)
+    if columns is not None and dtypes is not None:
+        inputs = [{"name": str(c), "dtype": str(dtypes[c])} for c in columns]
+        head = sample.head(5)
+    else:
+        shape = getattr(sample, "shape", None)
+        width = shape[1] if shape is not None and len(shape) > 1 else 1
+        dtype = str(getattr(sample, "dtype", "unknown"))
+        inputs = [{"name": f"x{i}", "dtype": dtype} for i in range(width)]
+        head = sample[:5]
+    outputs = [{"name": "prediction", "dtype": "unknown"}]
+    predict = getattr(model, "predict", None)
+    if callable(predict):
+        try:
+            predicted = predict(head)
+            outputs = [{"name": "prediction", "dtype": str(getattr(predicted, "dtype", type(predicted).__name__))}]
+        except Exception:  # noqa: BLE001 - a model that cannot predict on the sample keeps its inputs
+            pass
+    return {"inputs": inputs, "outputs": outputs}
