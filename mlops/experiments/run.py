@@ -232,10 +232,13 @@ def _run_one(
         ran = tuple(n for n, s in stages.items() if s == "ran")
         run_id = (report or {}).get("run_id")
         if run_id:
+            from ..tracking.store import set_tags
             from ..tracking.sync import copy_run
 
             with contextlib.suppress(MlopsError, OSError):
                 copy_run(work, repo, run_id)
+                # the run says which experiment and sweep it is: `runs list --filter "tags.sweep == 'g'"`
+                set_tags(repo, run_id, {"experiment": plan.name, "sweep": plan.sweep})
         if code != 0:
             failed = [s for s in (report or {}).get("stages", []) if s.get("status") == "failed"]
             why = failed[0].get("error") if failed and failed[0].get("error") else f"mlops run exited with code {code}"

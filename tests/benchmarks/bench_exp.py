@@ -130,13 +130,22 @@ def sweep_mlops(root: Path, mlops: list[str], env: dict[str, str]) -> float:
 
 
 def sweep_dvc(root: Path, dvc: str, env: dict[str, str]) -> float:
+    # `dvc queue start` spawns its workers as `dvc` from PATH: without its venv there they die unseen
+    env = {**env, "PATH": f"{Path(dvc).parent}{os.pathsep}{env.get('PATH', '')}"}
     began = time.perf_counter()
+    idle_since = None
     sh([dvc, "exp", "run", "--queue", *SETS], root, env)
     sh([dvc, "queue", "start", "-j", "2"], root, env)
     while True:
         status = sh([dvc, "queue", "status"], root, env)
         if not any(word in status for word in ("Queued", "Running")):
             break
+        if "0 active, 0 idle" in status:  # experiments wait, and no worker runs them
+            idle_since = idle_since or time.perf_counter()
+            if time.perf_counter() - idle_since > 120:
+                raise SystemExit(f"dvc queue: no worker runs the queued experiments:\n{status}")
+        else:
+            idle_since = None
         time.sleep(0.5)
     took = time.perf_counter() - began
     if "Failed" in status:

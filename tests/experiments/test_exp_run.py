@@ -49,6 +49,7 @@ def test_one_experiment_leaves_the_workspace_untouched_and_restores_shared_stage
     # its run is in the workspace's runs, with the metrics
     runs = json.loads(mlops_bin("runs", "show", record["run_id"], "--json", cwd=root).stdout)
     assert runs["metrics"]["test_accuracy"] == 0.9
+    assert runs["tags"] == {"experiment": "lr-0.2", "sweep": "lr-0.2"}
     # no worktree is left behind
     assert not list((root / ".mlops/tmp/exec").glob("wt-*"))
 
