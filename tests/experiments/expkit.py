@@ -61,7 +61,7 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
-def make_project(root: Path, run_mlops, counter: Path) -> None:
+def make_project(root: Path, run_mlops, counter: Path, monkeypatch) -> None:
     """The project committed, its data tracked, the pipeline run once in the workspace."""
     files = {
         "src/prepare.py": PREPARE,
@@ -74,7 +74,7 @@ def make_project(root: Path, run_mlops, counter: Path) -> None:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    os.environ["EXP_COUNTER"] = str(counter)
+    monkeypatch.setenv("EXP_COUNTER", str(counter))
     run_mlops("add", "data/raw.csv", cwd=root)
     run_mlops("run", cwd=root)
     git(root, "add", "-A")

@@ -13,9 +13,9 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def project(repo, mlops_bin, tmp_path):
+def project(repo, mlops_bin, tmp_path, monkeypatch):
     counter = tmp_path / "counter.txt"
-    make_project(repo.root, mlops_bin, counter)
+    make_project(repo.root, mlops_bin, counter, monkeypatch)
     counter.write_text("")
     mlops_bin("exp", "run", "-S", "train.lr=0.1", "-S", "train.max_depth=6", "--name", "best")
     return repo.root, counter

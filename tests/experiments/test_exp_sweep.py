@@ -18,9 +18,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture
-def project(repo, mlops_bin, tmp_path):
+def project(repo, mlops_bin, tmp_path, monkeypatch):
     counter = tmp_path / "counter.txt"
-    make_project(repo.root, mlops_bin, counter)
+    make_project(repo.root, mlops_bin, counter, monkeypatch)
     counter.write_text("")
     return repo.root, counter
 
