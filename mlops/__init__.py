@@ -18,6 +18,7 @@ _TRACKING = (
     "set_tag",
     "set_tags",
     "log_model",
+    "autolog",
     "active_run",
     "end_run",
 )

@@ -380,3 +380,10 @@ def infer_signature(model: Any, sample: Any) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - a model that cannot predict on the sample keeps its inputs
             pass
     return {"inputs": inputs, "outputs": outputs}
+
+
+def autolog(*, disable: bool = False) -> None:
+    """Log scikit-learn fits (params, training score, the fitted model): see ``tracking/autolog.py``."""
+    from .autolog import autolog as install
+
+    install(disable=disable)
