@@ -19,6 +19,8 @@ _TRACKING = (
     "set_tags",
     "log_model",
     "autolog",
+    "log_table",
+    "log_figure",
     "active_run",
     "end_run",
 )

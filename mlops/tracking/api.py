@@ -387,3 +387,74 @@ def autolog(*, disable: bool = False) -> None:
     from .autolog import autolog as install
 
     install(disable=disable)
+
+
+def log_table(data: Any, artifact_file: str) -> dict[str, Any] | None:
+    """A table (a DataFrame, or a mapping of column -> values) stored as a run artifact: JSON
+    (``{"columns": [...], "data": [[...], ...]}``), or CSV when ``artifact_file`` ends in ``.csv``."""
+    import json
+
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):
+        columns = [str(c) for c in data.columns]
+        rows = data.astype(object).where(data.notna(), None).values.tolist()
+    elif isinstance(data, Mapping):
+        columns = [str(c) for c in data]
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) > 1:
+            raise UsageError("log_table: every column needs the same number of values")
+        rows = [list(r) for r in zip(*data.values(), strict=True)]
+    else:
+        raise UsageError("log_table takes a DataFrame or a mapping of column -> values")
+    if artifact_file.endswith(".csv"):
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        payload = buffer.getvalue().encode("utf-8")
+    else:
+        payload = json.dumps({"columns": columns, "data": rows}, default=str).encode("utf-8")
+    return _log_bytes(payload, artifact_file, {"table": True})
+
+
+def log_figure(figure: Any, artifact_file: str) -> dict[str, Any] | None:
+    """A matplotlib figure (saved as the suffix says: .png, .svg, .pdf) or SVG text, as a run artifact."""
+    import io
+
+    if isinstance(figure, str):
+        if not figure.lstrip().startswith("<"):
+            raise UsageError("log_figure takes a matplotlib figure or SVG text")
+        payload = figure.encode("utf-8")
+    elif callable(getattr(figure, "savefig", None)):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=Path(artifact_file).suffix.lstrip(".") or "png")
+        payload = buffer.getvalue()
+    else:
+        raise UsageError("log_figure takes a matplotlib figure or SVG text")
+    return _log_bytes(payload, artifact_file, {"figure": True})
+
+
+def _log_bytes(payload: bytes, artifact_file: str, extra: dict[str, Any]) -> dict[str, Any] | None:
+    """Bytes stored straight into the object store as an artifact named ``artifact_file`` (no workspace file)."""
+    from ..paths import relpath_problem
+
+    problem = relpath_problem(artifact_file)
+    if problem:
+        raise UsageError(f"artifact name {artifact_file!r} refused: {problem}")
+    run = _current()
+    record: dict[str, Any] = {"path": artifact_file, "hash": None, **extra}
+    if run.repo is not None:
+        try:
+            with run.repo.store_lock(), run.repo.objects.batch() as batch:
+                record["hash"] = batch.add_bytes(payload)
+        except (MlopsError, OSError) as exc:
+            _warn_once(f"cannot store artifact {artifact_file} ({getattr(exc, 'message', exc)})")
+    record.update({"kind": "file", "size": len(payload)})
+    if run.stage:
+        record["stage"] = run.stage
+    run.artifacts.append(record)
+    if record["hash"]:
+        run._write(store.log_artifact_record, record)
+    return record
