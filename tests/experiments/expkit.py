@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
+
+MLOPS_BIN = str(Path(sys.executable).with_name("mlops"))  # the console script tests/conftest.py runs
 
 PREPARE = """
 import os, sys
