@@ -109,6 +109,7 @@ run mlops params diff
 run mlops runs compare $(mlops runs list --json --limit 2 | python -c "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin)['runs']))")
 run mlops plots $(mlops runs list --json --limit 3 | python -c "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin)['runs']))") -o plots.html
 
+
 # --- model registry (issue 5) -------------------------------------------------------------
 step "model registry: register the trained model with its run, promote it through the policy gates"
 # the last run above ran with params.yaml uncommitted: commit it, and run again at that commit
@@ -331,6 +332,17 @@ run mlops run
 run git commit -q -am "one more customer, recorded and the pipeline rerun"
 run mlops hooks status
 # --- end of git hooks ---------------------------------------------------------------------------
+
+# --- experiments (issue 19) ----------------------------------------------------------------
+step "experiments: a small sweep, each in a workspace of its own (params.yaml and the outputs stay as they are)"
+run mlops exp run -S 'train.n_estimators=30,60,90' -j 2 --name trees
+run mlops exp show --sort=-metrics.train_accuracy --only-changed
+best=$(mlops exp show --json --sort=-metrics.train_accuracy | python -c "import json,sys; print(json.load(sys.stdin)['sweeps'][0]['experiments'][0]['name'])")
+step "apply the best one: its params and outputs into the workspace, then commit it as usual"
+run mlops exp apply "$best"
+run mlops run
+run git commit -q -am "the best of the trees sweep: $best"
+# --- end of experiments ---------------------------------------------------------------------------
 
 # --- feature store (issue 17) ------------------------------------------------------------------
 bash "$here/examples/features/demo.sh"

@@ -15,6 +15,12 @@ _TRACKING = (
     "log_metric",
     "log_metrics",
     "log_artifact",
+    "set_tag",
+    "set_tags",
+    "log_model",
+    "autolog",
+    "log_table",
+    "log_figure",
     "active_run",
     "end_run",
 )

@@ -82,6 +82,7 @@ LAYERS = [
     {"data"},
     {"tracking"},
     {"pipeline"},
+    {"experiments"},  # the pipeline run in private worktrees with changed params, recorded
     {"registry"},
     {"features"},  # point-in-time joins and the online store; serve looks features up
     {"drift", "serve"},

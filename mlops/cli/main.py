@@ -28,6 +28,7 @@ COMMAND_GROUPS = {
     **dict.fromkeys(("init", "add", "status", "checkout", "diff", "push", "fetch", "pull", "gc", "verify"), "data"),
     **dict.fromkeys(("run", "dag", "import"), "pipeline"),
     "stage": "stage",
+    "exp": "exp",
     **dict.fromkeys(("runs", "metrics", "params", "plots"), "runs"),
     **dict.fromkeys(
         ("register", "models", "promote", "approve", "rollback", "alias", "history", "lineage", "card", "audit"),

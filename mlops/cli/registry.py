@@ -72,7 +72,8 @@ def register_model(
     path: Path | None = typer.Argument(
         None,
         help="The artifact: a file (e.g. models/model.pkl), a folder, or a Python class (src/model.py:ChurnModel). "
-        "Default: the path pipeline.yaml's 'artifacts:' declares for NAME (its desc, type and labels recorded).",
+        "Default: the model mlops.log_model(model, NAME) saved in the --run, else the path pipeline.yaml's "
+        "'artifacts:' declares for NAME (its desc, type and labels recorded).",
     ),
     run: str | None = typer.Option(
         None, "--run", help="The run that produced it (id, prefix or name): metrics, params, git commit, data."

@@ -189,9 +189,10 @@ def runs_list(
             "metric and param whose value differs between the listed runs. --json lists whole runs."
         ),
     ),
+    deleted: bool = typer.Option(False, "--deleted", help="List the deleted runs instead (mlops runs restore)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """List runs: filter them, sort them by params, metrics or attributes."""
+    """List runs: filter them (tags.X too), sort them by params, metrics or attributes; children name their parent."""
     from ..tracking.query import parse_columns, parse_filter, parse_sort, select
     from ..tracking.store import list_summaries
 
@@ -203,7 +204,7 @@ def runs_list(
     picked = parse_columns(columns_text) if columns_text is not None else None
     repo = find_repo()
     warnings: list[str] = []
-    summaries = list_summaries(repo, warnings=warnings)
+    summaries = [s for s in list_summaries(repo, warnings=warnings) if bool(s.get("deleted")) == deleted]
     for warning in warnings:
         out.warn(warning)
     chosen = select(summaries, filter=filter_text, sort=sort, limit=limit or None)
@@ -247,7 +248,7 @@ def runs_show(
     repo = find_repo()
     data = load_run(repo, resolve_run(repo, run))
     if out.json:
-        out.emit_json(data.to_dict())
+        out.emit_json({**data.to_dict(), "children": _children(repo, data.id)})
         return
     info = data.info
     commit = info.get("git_commit")
@@ -265,6 +266,15 @@ def runs_show(
     ]
     if info.get("stages"):
         facts.append(("stages", ", ".join(info["stages"])))
+    if info.get("parent_id"):
+        facts.append(("parent", info["parent_id"]))
+    children = _children(repo, data.id)
+    if children:
+        facts.append(("children", ", ".join(children)))
+    if info.get("tags"):
+        facts.append(("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items()))))
+    if info.get("deleted"):
+        facts.append(("deleted", fmt_time(info["deleted"])))
     for label, value in facts:
         out.row((f"{label:<9}", "bold"), (str(value), STATUS_STYLE.get(str(value)) if label == "status" else None))
     if data.params:
@@ -292,6 +302,44 @@ def runs_show(
         out.line()
         out.line("stage records:", style="bold")
         _table(out, ["stage", "status"], [[s.get("stage"), s.get("status")] for s in data.stages])
+
+
+def _children(repo: Any, run_id: str) -> list[str]:
+    from ..tracking.store import list_summaries
+
+    return [s["id"] for s in list_summaries(repo, heal=False) if s.get("parent_id") == run_id]
+
+
+@command(runs_app, "delete")
+def runs_delete(
+    runs: list[str] = typer.Argument(..., help="Runs to delete (ids, unique prefixes or names)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Mark runs deleted: hidden from listings, their artifacts no longer kept by gc ('runs restore' undoes it)."""
+    _mark(runs, deleted=True, json_output=json_output)
+
+
+@command(runs_app, "restore")
+def runs_restore(
+    runs: list[str] = typer.Argument(..., help="Deleted runs to restore (ids or unique prefixes)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Bring deleted runs back into listings (artifacts a gc freed meanwhile stay gone)."""
+    _mark(runs, deleted=False, json_output=json_output)
+
+
+def _mark(runs: list[str], *, deleted: bool, json_output: bool) -> None:
+    from ..tracking.store import resolve_run, set_deleted
+
+    out = Output(json_output=json_output)
+    repo = find_repo()
+    ids = [resolve_run(repo, ref) for ref in runs]
+    for run_id in ids:
+        set_deleted(repo, run_id, deleted)
+    if out.json:
+        out.emit_json({"deleted" if deleted else "restored": ids})
+        return
+    out.info(f"{'deleted' if deleted else 'restored'} {', '.join(ids)}")
 
 
 @command(runs_app, "compare")

@@ -295,17 +295,18 @@ def changed_files(repo: Repo) -> list[str]:
     return [n for n in names if n not in STATE_PATHS and not n.startswith(STATE_PATHS[1])]
 
 
-def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None = None) -> str:
+def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None = None, send: bool = True) -> str:
     """The commit workers run: HEAD when the tracked files are clean, else (``allow_dirty``) a
     snapshot of the workspace as a commit, index and HEAD untouched, sent to the remote as a
     git bundle (ref ``git/<sha>.bundle``) for workers that cannot fetch it from origin.
 
     A dirty tree without ``allow_dirty`` is a UsageError naming the changed files. A clean HEAD
-    that no remote-tracking branch contains is bundled too (a worker's origin lacks it)."""
+    that no remote-tracking branch contains is bundled too (a worker's origin lacks it).
+    ``send=False``: the commit stays in this clone (an experiment runs it here), no bundle is sent."""
     head = commit_of(repo.root, "HEAD")
     if head is None:
         raise UsageError("the repository has no commit yet", hint="commit the project: workers run a commit")
-    target = remote if isinstance(remote, Remote) else open_remote_or_none(repo, remote)
+    target = None if not send else remote if isinstance(remote, Remote) else open_remote_or_none(repo, remote)
     changed = changed_files(repo)
     if not changed:
         if target is not None and not _on_a_remote_branch(repo, head):

@@ -47,6 +47,7 @@ ATTRIBUTES = (
     "start_time",
     "end_time",
     "duration",
+    "parent_id",
 )
 PREFIXES = {
     "params": "params",
@@ -56,6 +57,8 @@ PREFIXES = {
     "attributes": "attributes",
     "attribute": "attributes",
     "attr": "attributes",
+    "tags": "tags",
+    "tag": "tags",
 }
 OPS = ("==", "!=", "<=", ">=", "=", "<", ">")
 KEYWORDS = {"and", "or", "not"}

@@ -41,6 +41,7 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 ENDED = ("finished", "failed", "interrupted")
 _HASH = re.compile(r"[0-9a-f]{32}")
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")  # store.RUN_ID (store imports this module)
 
 
 def _fail(where: str, problem: str) -> FormatError:
@@ -185,6 +186,17 @@ def check_run_info(info: Any, where: str, *, run_id: str | None = None) -> dict[
         raise _fail(where, f"'git_commit' {str(commit)[:80]!r} is not a commit id")
     if info.get("git_dirty") is not None and not isinstance(info.get("git_dirty"), bool):
         raise _fail(where, "'git_dirty' is not true/false")
+    parent = info.get("parent_id")
+    if parent is not None and (not isinstance(parent, str) or not _RUN_ID.fullmatch(parent)):
+        raise _fail(where, "'parent_id' is not a run id")
+    tags = info.get("tags")
+    if tags is not None and (
+        not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+    ):
+        raise _fail(where, "'tags' must map text to text")
+    out["deleted"] = check_time(info.get("deleted"), f"{where}: 'deleted'")
+    if out["deleted"] is None:
+        out.pop("deleted")
     stages = info.get("stages", [])
     if not isinstance(stages, list):
         raise _fail(where, f"'stages' expected a list, found {_kind(stages)}")

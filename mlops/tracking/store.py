@@ -240,6 +240,8 @@ def create_run(
     source: str = "pipeline",
     owned: bool = True,
     exist_ok: bool = False,
+    parent_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write run.json with status ``running``; this process (pid, host) owns the run.
 
@@ -274,6 +276,10 @@ def create_run(
             "source": source,
             "stages": list(stages),
         }
+        if parent_id:
+            info["parent_id"] = check_run_id(parent_id)
+        if tags:
+            info["tags"] = check_tags(tags)
         _write_run_json(folder, info)
     return info
 
@@ -383,6 +389,63 @@ def finish_run(
     return summary
 
 
+MAX_TAGS = 256
+MAX_TAG_TEXT = 5_000
+
+
+def check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags are text to text (MLflow's habit); other values become their text."""
+    if not isinstance(tags, Mapping):
+        raise UsageError("tags must be a mapping of names to values")
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key or len(key) > 250 or not key.isprintable():
+            raise UsageError(f"not a tag name: {str(key)[:60]!r}", hint="printable text, at most 250 characters")
+        text = value if isinstance(value, str) else json.dumps(_json_value(value))
+        if len(text) > MAX_TAG_TEXT:
+            raise UsageError(f"tag {key}: its value is longer than {MAX_TAG_TEXT} characters")
+        out[key] = text
+    if len(out) > MAX_TAGS:
+        raise UsageError(f"more than {MAX_TAGS} tags on one run")
+    return out
+
+
+def _update_info(repo: Repo, run_id: str, change: Any) -> dict[str, Any]:
+    """run.json changed under the run's lock; an ended run's new summary goes to the index."""
+    folder = run_dir(repo, run_id)
+    with _run_lock(folder):
+        info = read_run_json(folder)
+        if info is None:
+            raise UsageError(f"no run {run_id}", hint="see 'mlops runs list'")
+        change(info)
+        _write_run_json(folder, info)
+    if info.get("status") in ENDED:
+        append_record(runs_dir(repo) / INDEX_FILE, summarize(repo, run_id, info=info))
+    return info
+
+
+def set_tags(repo: Repo, run_id: str, tags: Mapping[str, Any]) -> dict[str, str]:
+    checked = check_tags(tags)
+
+    def change(info: dict[str, Any]) -> None:
+        info["tags"] = check_tags({**(info.get("tags") or {}), **checked})
+
+    return _update_info(repo, run_id, change)["tags"]
+
+
+def set_deleted(repo: Repo, run_id: str, deleted: bool) -> dict[str, Any]:
+    """``runs delete`` marks a run deleted (hidden from listings, its artifacts no longer kept by
+    gc); ``runs restore`` clears the mark. Its files stay until the folder is removed by hand."""
+
+    def change(info: dict[str, Any]) -> None:
+        if deleted:
+            info["deleted"] = time.time()
+        else:
+            info.pop("deleted", None)
+
+    return _update_info(repo, run_id, change)
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -443,6 +506,9 @@ def latest_params(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 SUMMARY_FIELDS = (
+    "parent_id",
+    "tags",
+    "deleted",
     "id",
     "name",
     "status",
@@ -630,12 +696,16 @@ def resolve_run(repo: Repo, ref: str, *, summaries: list[dict[str, Any]] | None 
 
 
 def artifact_roots(repo: Repo) -> list[Any]:
-    """Every stored artifact of every run, as gc/push roots (``mlops.data.references.Root``);
+    """Every stored artifact of every run not deleted, as gc/push roots (``mlops.data.references.Root``);
     ``workflows.roots.keep_roots`` adds them to what gc, push, fetch and pull keep."""
     from ..data.references import Root
 
     roots = []
     for run_id in run_ids(repo):
+        with contextlib.suppress(FormatError, NewerFormatError, OSError):
+            info = read_run_json(run_dir(repo, run_id))
+            if info is not None and info.get("deleted"):
+                continue  # `runs delete`: gc may free what only this run kept
         for record in read_lines(run_dir(repo, run_id) / "artifacts.jsonl"):
             if isinstance(record.get("hash"), str):
                 roots.append(Root(record["hash"], record.get("kind") == "dir", f"run {run_id}:{record.get('path')}"))

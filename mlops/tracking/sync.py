@@ -325,6 +325,23 @@ def _remove_stale_temps(runs: Path) -> None:
                 shutil.rmtree(entry.path, ignore_errors=True)
 
 
+def copy_run(source: Repo, target: Repo, run_id: str) -> bool:
+    """One ended run of ``source`` (a private worktree's) placed into ``target``'s runs, whole or
+    not at all, as a pulled run is; False when ``target`` has it already."""
+    info = store.read_run_json(store.run_dir(source, run_id))
+    if info is None:
+        return False
+    data = bundle_run(source, run_id, info, store.effective_status(info))
+    run, files = check_bundle(run_id, data)
+    paths.Destinations(target.dot).check_folder(store.RUNS, where="the runs folder")
+    runs = store._ensure_runs_dir(target)
+    with FileLock(runs / ".sync.lock", what="runs being copied"):
+        if not _place_run(target, run_id, run, files):
+            return False
+        append_record(runs / store.INDEX_FILE, store.summarize(target, run_id))
+    return True
+
+
 def pull_runs(
     repo: Repo, remote: Remote | str | None = None, *, jobs: int | None = None, progress: Progress = NO_PROGRESS
 ) -> RunsTransfer:

@@ -42,6 +42,18 @@ def declared_artifact(repo: Repo, name: str) -> DeclaredArtifact:
     )
 
 
+def logged_model(repo: Repo, run: str, name: str) -> str | None:
+    """The path ``mlops.log_model(model, NAME)`` saved in ``run``, if it logged one by that name."""
+    from ..paths import relpath_problem
+    from ..tracking.store import load_run, resolve_run
+
+    found = None
+    for record in load_run(repo, resolve_run(repo, run)).artifacts:
+        if record.get("model") == name and not relpath_problem(record.get("path")):
+            found = record["path"]
+    return found
+
+
 def register(
     repo: Repo,
     name: str,
@@ -60,7 +72,10 @@ def register(
     description (unless one is given) and its type/labels/meta kept on the version, in the
     same locked step as the registration."""
     declared: dict[str, Any] = {}
-    if path is None:
+    logged = logged_model(repo, run, name) if path is None and run is not None else None
+    if logged is not None:
+        path = repo.root / logged
+    elif path is None:
         artifact = declared_artifact(repo, name)
         path, description, declared = artifact.path, description or artifact.desc, artifact.declared
     return registry.register(

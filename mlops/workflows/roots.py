@@ -28,9 +28,10 @@ def lock_outputs(repo: Repo, rev: str | None = None) -> list[Pointer]:
 
 
 def keep_roots(repo: Repo, *, all_commits: bool = False) -> list[Root]:
-    """Objects the pipeline (lock file, run cache), tracked runs (artifacts) and the model
+    """Objects the pipeline (lock file, run cache), tracked runs (artifacts), experiments and the model
     registry (artifacts, data snapshots) reference: pushed, fetched and kept by gc.
     ``all_commits``: also what any commit's lock file and model files name."""
+    from ..experiments.keep import experiment_roots
     from ..pipeline.roots import pipeline_roots
     from ..registry import registry_roots
     from ..tracking.store import artifact_roots
@@ -38,6 +39,7 @@ def keep_roots(repo: Repo, *, all_commits: bool = False) -> list[Root]:
     return [
         *pipeline_roots(repo, all_commits=all_commits),
         *artifact_roots(repo),
+        *experiment_roots(repo),
         *registry_roots(repo, all_commits=all_commits),
     ]
 
