@@ -420,6 +420,19 @@ def test_fail_fast_and_keep_going_on_ray(ray_cluster, step, tmp_path) -> None:
     assert set(lock_doc(root)) == {"apart"}
 
 
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_ray_client_address_runs_the_stages_there(ray_cluster, step, tmp_path) -> None:
+    root = tmp_path / "proj"
+    _one_stage_project(root, step, "print:through-ray-client", "write:out.txt=made")
+    # ray://HOST:PORT: the head's Ray Client server (the `ray[client]` extra); the stage runs on the cluster
+    proc = mlops(
+        "run", "--json", "--executor", "ray", "--address", ray_cluster.client_address, cwd=root, timeout=RAY_TIMEOUT
+    )
+    assert statuses(first_json(proc.stdout)) == {"make": "ran"}
+    assert "[make] through-ray-client" in proc.stderr
+    assert (root / "out.txt").read_text() == "made\n" and "make" in lock_doc(root)
+
+
 def test_an_address_nothing_listens_on_fails_at_once(repo) -> None:
     pytest.importorskip("ray")
     write_pipeline(repo.root, {"a": {"cmd": "echo a > a.txt", "outs": ["a.txt"]}})
