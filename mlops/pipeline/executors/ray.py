@@ -182,7 +182,10 @@ class RayExecutor:
             # up to date here) the runner finds by their key in the local, then the shared, run cache
             upstream = [self._manifests[u] for u, _ in job.upstream if u in self._manifests]
         for _attempt in range(TASK_RETRIES + 1):
-            claimed = self._claim(root, job, stopping)
+            try:
+                claimed = self._claim(root, job, stopping)
+            except MlopsError as exc:  # no runner to be had: a failed stage, as the scheduler expects
+                return StageOutcome(None, exc.message)
             if claimed is None:
                 return StageOutcome(None, "interrupted")
             runner, token, slot = claimed
