@@ -54,6 +54,9 @@ def exec_command(
     rev: str = typer.Option(..., "--rev", help="The commit to run it at (fetched from origin if this clone lacks it)."),
     remote: str | None = typer.Option(None, "--remote", "-r", help="The remote holding the shared run cache."),
     upstream: list[str] | None = typer.Option(None, "--upstream", help=UPSTREAM_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Run the command even when the shared run cache has the key (its entry stays)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Restore one stage from the shared run cache, or run it in a private worktree and publish it.
@@ -67,7 +70,14 @@ def exec_command(
     manifests = manifests_from_texts(upstream or [])
     with stop_signals_as_interrupts():
         manifest = exec_stage(
-            repo, stage, rev=rev, remote=remote, upstream=manifests, events=_events(), stop_signals=STOP_SIGNALS
+            repo,
+            stage,
+            rev=rev,
+            remote=remote,
+            upstream=manifests,
+            events=_events(),
+            stop_signals=STOP_SIGNALS,
+            force=force,
         )
     for warning in manifest.warnings:
         out.warn(warning)

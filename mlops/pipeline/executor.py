@@ -751,6 +751,7 @@ def _decide_and_run(
         locks,
         upstream=tuple((u, shared.outputs[u]) for u in shared.graph.upstream[stage.name] if u in shared.outputs),
         output=lambda line: events.stage_output(stage.name, line),
+        force=force,
     )
     outcome = shared.executor.run(repo, job, shared.stopping)
     # a stage that was told to stop records nothing, whatever its code: what it wrote may be partial

@@ -656,8 +656,13 @@ def exec_stage(
     events: Any = None,
     stop: threading.Event | None = None,
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
+    force: bool = False,
 ) -> StageManifest:
     """Restore stage ``name`` at ``rev`` from the shared run cache, or run it and publish it.
+
+    ``force``: run the command even when the key is in a run cache; when publishing then finds an
+    entry for the key standing, that entry is adopted (its outputs reported, status ``adopted``):
+    a run-cache entry is never replaced.
 
     ``upstream``: manifests of upstream stages (parsed with ``parse_manifest``); ``image_digest``:
     the digest of the image this runs in, which must be the one the stage declares, if any;
@@ -708,7 +713,7 @@ def exec_stage(
 
         if stage.frozen:  # as `mlops run` leaves it: what pipeline.lock records, never run
             return manifest(RESTORED, frozen_outputs(work, stage), None)
-        if cacheable:
+        if cacheable and not force:
             hit = _restorable(repo, work, target, stage, key, inputs_of.warnings)
             if hit is not None:
                 return manifest(RESTORED, hit.outs, hit.run_id)

@@ -39,6 +39,7 @@ def _free_ports(count: int) -> list[int]:
 @dataclass
 class RayCluster:
     address: str  # host:port of the head's GCS, what `--address` and RAY_ADDRESS take
+    client_address: str  # ray://host:port of the head's Ray Client server (ray[client])
     temp_dir: Path
     proc: subprocess.Popen[bytes]
     started_in: float  # seconds from `ray start` to a cluster that answers
@@ -63,7 +64,7 @@ def start_cluster(num_cpus: int = 2, env: dict[str, str] | None = None, unset: t
     """A head node with ``num_cpus`` logical CPUs and no dashboard, answering on 127.0.0.1."""
     # short: Ray's unix sockets live under it and a socket path is limited to ~107 bytes
     temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    gcs, node_mgr, obj_mgr, agent, agent_grpc, runtime_env, metrics = _free_ports(7)
+    gcs, node_mgr, obj_mgr, agent, agent_grpc, runtime_env, metrics, client = _free_ports(8)
     log = open(temp_dir / "start.log", "wb")  # noqa: SIM115 - kept open for the process's life
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -83,6 +84,7 @@ def start_cluster(num_cpus: int = 2, env: dict[str, str] | None = None, unset: t
             f"--dashboard-agent-grpc-port={agent_grpc}",
             f"--runtime-env-agent-port={runtime_env}",
             f"--metrics-export-port={metrics}",
+            f"--ray-client-server-port={client}",
             f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
         ],
@@ -98,7 +100,7 @@ def start_cluster(num_cpus: int = 2, env: dict[str, str] | None = None, unset: t
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own group: stopping it reaches every Ray process it started
     )
-    cluster = RayCluster(f"127.0.0.1:{gcs}", temp_dir, proc, 0.0)
+    cluster = RayCluster(f"127.0.0.1:{gcs}", f"ray://127.0.0.1:{client}", temp_dir, proc, 0.0)
     deadline = started + START_TIMEOUT
     try:
         while True:

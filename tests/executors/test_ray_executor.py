@@ -188,13 +188,16 @@ def _one_stage_project(root: Path, step: Path, *ops: str) -> None:
     commit_all(root, "pipeline")
 
 
-def _start_driver(root: Path, cluster: RayCluster, *args: str) -> subprocess.Popen[str]:
+def _start_driver(
+    root: Path, cluster: RayCluster, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [MLOPS_BIN, "run", "--json", "--executor", "ray", "--address", cluster.address, *args],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -290,6 +293,7 @@ def test_ctrl_c_cancels_every_task_and_records_nothing(ray_cluster, step, tmp_pa
     try:
         _wait_for(pidfile.exists, "the stage's command to start")
         command = int(pidfile.read_text())
+        runner = _ray_worker_of(command)
         driver.send_signal(signal.SIGINT)
         out, err = driver.communicate(timeout=180)
     finally:
@@ -300,8 +304,83 @@ def test_ctrl_c_cancels_every_task_and_records_nothing(ray_cluster, step, tmp_pa
     doc = first_json(out)
     assert doc["interrupted"] is True and statuses(doc) == {"make": "interrupted"}
     _wait_for(lambda: not _alive(command), "the cancelled task's command to end", timeout=60)
+    # the stage runner (a long-lived actor) went with it: Ray cannot force-cancel an actor's call
+    _wait_for(lambda: not _alive(runner), "the stage runner to end", timeout=60)
     assert not (root / "pipeline.lock").exists() and not (root / "out.txt").exists()
     assert not list((root / ".mlops").glob("runcache/*/*.json"))
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_stage_runner_stays_warm_for_the_next_run_then_ends_when_idle(ray_cluster, step, tmp_path) -> None:
+    root, pidfile, go = tmp_path / "proj", tmp_path / "pid", tmp_path / "go"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    mlops("init", cwd=root)
+    (root / "seed.txt").write_text("1\n")
+    command = step_cmd(step, f"pid:{pidfile}", f"waitfor:{go}", "copy:seed.txt=out.txt")
+    stage = f"  make:\n    cmd: {command}\n    deps: [seed.txt]\n    outs: [out.txt]\n"
+    (root / "pipeline.yaml").write_text(f"stages:\n{stage}")
+    commit_all(root, "pipeline")
+    idle = {"MLOPS_RAY_IDLE_TIMEOUT": "20"}  # given to the runner when it is created
+
+    def one_run() -> int:
+        """A run of the stage; the pid of the Ray process (the stage runner) its command ran under."""
+        pidfile.unlink(missing_ok=True)
+        go.unlink(missing_ok=True)
+        driver = _start_driver(root, ray_cluster, env=idle)
+        try:
+            _wait_for(pidfile.exists, "the stage's command to start")
+            runner = _ray_worker_of(int(pidfile.read_text()))
+            go.touch()
+            out, err = driver.communicate(timeout=RAY_TIMEOUT)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        assert driver.returncode == 0, err
+        assert statuses(first_json(out)) == {"make": "ran"}
+        return runner
+
+    first = one_run()
+    (root / "seed.txt").write_text("2\n")
+    commit_all(root, "a change the stage depends on")
+    assert one_run() == first  # the second run's driver (a new Ray job) found the same runner, warm
+    assert (root / "out.txt").read_text() == "2\n"
+    # idle for MLOPS_RAY_IDLE_TIMEOUT seconds, the runner ends itself and gives its CPU back
+    _wait_for(lambda: not _alive(first), "the idle runner to end", timeout=180)
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_stage_of_another_shape_gets_what_idle_runners_hold_and_force_runs_again(
+    ray_cluster, step, s3_bucket, tmp_path
+) -> None:
+    root, counter = tmp_path / "proj", tmp_path / "counter.txt"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    mlops("init", cwd=root)
+    # on the 2-CPU test cluster: the runner of `small` (1 CPU) stays after its stage, and earlier
+    # tests' idle runners hold CPUs too; `big` needs both CPUs, so the driver must ask idle runners to end
+    (root / "pipeline.yaml").write_text(
+        "stages:\n"
+        f"  small:\n    cmd: {step_cmd(step, f'count:{counter}', 'write:small.txt=s')}\n    outs: [small.txt]\n"
+        "    resources: {cpus: 1}\n"
+        f"  big:\n    cmd: {step_cmd(step, f'count:{counter}', 'cat:small.txt=big.txt')}\n"
+        "    deps: [small.txt]\n    outs: [big.txt]\n    resources: {cpus: 2}\n"
+    )
+    commit_all(root, "pipeline")
+    _with_s3_remote(root, s3_bucket, "force")
+    doc = _ray_run(root, ray_cluster)
+    assert statuses(doc) == {"small": "ran", "big": "ran"}
+    assert (root / "big.txt").read_text() == "s\n"
+    entries = s3_bucket.keys("force/refs/runcache/")
+    lock = lock_doc(root)
+
+    # --force: every command runs again, though the shared run cache has both keys; the entries stand
+    # (a run-cache entry is never replaced) and what the run records is theirs
+    forced = _ray_run(root, ray_cluster, "--force")
+    assert statuses(forced) == {"small": "ran", "big": "ran"}
+    assert counts(counter) == ["small", "big", "small", "big"]
+    assert s3_bucket.keys("force/refs/runcache/") == entries
+    assert lock_doc(root) == lock
 
 
 @pytest.mark.timeout(RAY_TIMEOUT)
@@ -339,6 +418,19 @@ def test_fail_fast_and_keep_going_on_ray(ray_cluster, step, tmp_path) -> None:
     assert statuses(kept) == {"broken": "failed", "after": "not run", "apart": "ran"}
     assert (root / "apart.txt").read_text() == "y\n"
     assert set(lock_doc(root)) == {"apart"}
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_ray_client_address_runs_the_stages_there(ray_cluster, step, tmp_path) -> None:
+    root = tmp_path / "proj"
+    _one_stage_project(root, step, "print:through-ray-client", "write:out.txt=made")
+    # ray://HOST:PORT: the head's Ray Client server (the `ray[client]` extra); the stage runs on the cluster
+    proc = mlops(
+        "run", "--json", "--executor", "ray", "--address", ray_cluster.client_address, cwd=root, timeout=RAY_TIMEOUT
+    )
+    assert statuses(first_json(proc.stdout)) == {"make": "ran"}
+    assert "[make] through-ray-client" in proc.stderr
+    assert (root / "out.txt").read_text() == "made\n" and "make" in lock_doc(root)
 
 
 def test_an_address_nothing_listens_on_fails_at_once(repo) -> None:

@@ -264,6 +264,23 @@ def test_two_machines_racing_on_one_key_leave_one_entry(world: World) -> None:
     world.objects_intact()
 
 
+@pytest.mark.timeout(360)
+def test_force_runs_the_command_and_adopts_the_entry_that_stands(world: World) -> None:
+    a, b = world.clone("machine-a"), world.clone("machine-b")
+    made = world.exec_json("prep", a)
+    assert made["status"] == "ran"
+    assert world.exec_json("prep", b)["status"] == "restored"
+    assert counts(world.counter) == ["prep"]
+    entries = world.entries()
+    forced = world.exec_json("prep", b, "--force")
+    assert counts(world.counter) == ["prep", "prep"]  # the command ran again ...
+    # ... and the entry on the remote stands: this run adopts it (outputs and producing run)
+    assert forced["status"] == "adopted"
+    assert (forced["outs"], forced["run_id"]) == (made["outs"], made["run_id"])
+    assert world.entries() == entries
+    _untouched(b)
+
+
 @pytest.mark.timeout(120)
 def test_received_manifests_are_checked(world: World) -> None:
     a = world.clone("machine-a")

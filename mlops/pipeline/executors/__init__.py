@@ -7,7 +7,7 @@ an executor only to RUN a stage that must run, and to stop every stage it is run
 
 - ``local`` (executors/local.py): the command as a subprocess in the workspace, today's way;
   the outputs are left in the workspace and the scheduler snapshots them;
-- ``ray`` (executors/ray.py): a Ray task calling ``exec_stage`` on a worker, which returns a
+- ``ray`` (executors/ray.py): a warm Ray actor (a stage runner) calling ``exec_stage``, which returns a
   manifest of hashes; the outputs come back through the object cache / remote and the
   scheduler restores them into the workspace before recording.
 
@@ -43,6 +43,7 @@ class StageJob:
     locks: tuple[int, ...]  # descriptors of the output locks, handed to a local command so they outlive nothing
     upstream: tuple[tuple[str, tuple[LockedPath, ...]], ...] = ()  # (stage, outputs) of stages it needs
     output: Callable[[str], None] = lambda line: None  # one line of the stage's output
+    force: bool = False  # run even when the key is in a run cache (a remote executor's shared one included)
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,39 @@
-"""The Ray executor: each stage that must run becomes a Ray task placed where its resources are.
+"""The Ray executor: each stage that must run goes to a warm, long-lived Ray actor of its resource shape.
 
-The task calls ``exec_stage`` in-process on a Ray worker (pipeline/stage_exec.py): in a private
-worktree of the commit the driver names, it restores the stage from the shared run cache or runs
-its command, snapshots the outputs, pushes their objects and publishes the run-cache entry. Its
-Ray return value is the stage's manifest: hashes only, never data. The driver (this process)
-brings the objects into its cache (from the remote when the worker is another machine), then the
-scheduler restores them into the workspace and records: pipeline.lock and the run record have one
-writer.
+Why actors, not tasks: every `mlops run` is a new Ray job, and Ray starts a job's worker processes
+afresh (a Python process importing ray, then mlops, each; at most as many at once as the node has
+cores), which cost 3-5 s per run on a small machine before any stage command started. A
+**stage runner** (``StageRunner``) is a detached actor in Ray namespace ``mlops``, named after the
+repository, the mlops version and its resource shape (``stage-runner-<version>-<repo>-<shape>-<n>``),
+created with the stage's ``resources:`` (num_cpus / num_gpus / memory, held for the actor's life) and
+running only stages of that shape, one at a time. Later drivers find it by name and reuse it: its
+process has ray and mlops imported already. A runner ends itself after an idle timeout
+(``MLOPS_RAY_IDLE_TIMEOUT`` seconds, default 600, given when it is created), so it does not hold
+cluster resources forever; and when a new runner cannot be placed because idle runners (of any
+repository or shape) hold the resources, the driver asks those idle ones to end.
 
-Output lines travel back through one small actor per run (``_LineSink``): a worker sends each
-line to it without waiting (calls from one caller arrive in order) and flushes before it
-returns; a thread of the driver takes them in batches and hands them to the scheduler's events,
-which show them with ``[stage]`` prefixes.
+A driver *claims* a runner for one stage (a runner answers claims while it runs a stage, so a
+busy one says no and the driver tries the next name; a claim not followed by a stage within
+``CLAIM_LEASE`` lapses, so a driver that died between the two holds nothing), then calls ``run``:
+``exec_stage`` in the runner's process (pipeline/stage_exec.py): in a private worktree of the
+commit the driver names, it restores the stage from the shared run cache or runs its command,
+snapshots the outputs, pushes their objects and publishes the run-cache entry. The answer is the
+stage's manifest: hashes only, never data. The driver (this process) brings the objects into its
+cache (from the remote when the runner is on another machine), then the scheduler restores them
+into the workspace and records: pipeline.lock and the run record have one writer.
 
-Stopping (Ctrl-C, SIGTERM): every task in flight is cancelled with ``ray.cancel(force=True)``,
-which kills its worker process; the stage command's watcher sees the worker's lifeline close and
-kills the command's process group (executors/local.py), and exec_stage publishes nothing for a
-command that did not finish. A cancelled task is never retried by Ray.
+Output lines wait in the runner: the driver's thread that handed it the stage asks for them
+in batches while the stage runs (``lines``: the runner answers while its stage runs), and the
+answer of ``run`` carries the last ones, so none is lost or reordered; the scheduler's events
+show them with ``[stage]`` prefixes. (No actor per run: a new actor is a new worker process,
+the very cost runners save.)
+
+Stopping (Ctrl-C, SIGTERM): every runner with a stage in flight is killed (``ray.kill``; Ray
+cannot force-cancel an actor's call), which ends its process; the stage command's watcher sees
+the process's lifeline close and kills the command's process group (executors/local.py), and
+exec_stage publishes nothing for a command that did not finish. The next run creates a fresh
+runner under the freed name. A runner that dies on its own (killed, out of memory, its node
+lost) is replaced the same way and the stage runs again (twice at most), as Ray retried tasks.
 
 Ray is imported only inside this module's functions, and this module only when ``--executor
 ray`` is asked for: the core install and start-up do not grow.
@@ -25,7 +42,9 @@ ray`` is asked for: the core install and start-up do not grow.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import secrets
 import socket
 import threading
 import time
@@ -41,9 +60,18 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'mlops[ray]'"
 CONNECT_TIMEOUT = 10.0  # seconds to reach the head named by --address before giving up
 WAIT_STEP = 0.2  # seconds between checks of a task in flight for a stop request
-DRAIN_WAIT = 3.0  # seconds a finished stage waits for its last output lines to be shown
+LINE_WAIT = 0.5  # seconds a runner holds a request for output lines open when it has none
 CANCEL_WAIT = 30.0  # seconds to wait for cancelled tasks to end before giving up on them
-TASK_RETRIES = 2  # Ray runs a task again when its worker died (not when the command failed or was cancelled)
+TASK_RETRIES = 2  # a stage runs again when its runner died (not when the command failed or was cancelled)
+NAMESPACE = "mlops"  # the Ray namespace of mlops' stage runners
+RUNNER_PREFIX = "stage-runner-"
+IDLE_TIMEOUT_ENV = "MLOPS_RAY_IDLE_TIMEOUT"  # seconds an idle stage runner waits for work before it ends
+IDLE_TIMEOUT = 600.0
+CLAIM_LEASE = 60.0  # seconds a claim holds a runner before its stage is handed over
+CLAIM_PATIENCE = 2.0  # seconds a new runner may take to start before idle runners elsewhere are asked to end
+RETIRE_IDLE = 5.0  # seconds a runner must have been idle before another pool's driver may ask it to end
+POOL_LIMIT = 256  # runners per repository and shape at most (names ...-0 to ...-255)
+RUNNER_THREADS = 4  # a runner answers claims and retire requests while its one stage runs
 # where a worker of another machine finds its clone of the repository; default: the driver's path
 WORKER_REPO_ENV = "MLOPS_WORKER_REPO"
 
@@ -73,28 +101,45 @@ def task_options(stage: Any) -> dict[str, Any]:
     return options
 
 
+def idle_timeout() -> float:
+    """``MLOPS_RAY_IDLE_TIMEOUT`` (seconds, > 0), else the default."""
+    raw = os.environ.get(IDLE_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else IDLE_TIMEOUT
+    except ValueError:
+        raise UsageError(f"{IDLE_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise UsageError(f"{IDLE_TIMEOUT_ENV}={raw!r} must be more than 0 seconds")
+    return value
+
+
+def runner_prefix(root: str, options: dict[str, Any]) -> str:
+    """The name of a stage runner without its number: one pool per mlops version, repository and shape."""
+    from ... import __version__
+
+    shape = f"c{options.get('num_cpus', 0):g}-g{options.get('num_gpus', 0):g}-m{options.get('memory', 0)}"
+    repo_id = hashlib.sha256(root.encode()).hexdigest()[:12]
+    return f"{RUNNER_PREFIX}{__version__}-{repo_id}-{shape}-"
+
+
 class RayExecutor:
-    """Stages as Ray tasks; see the module's docstring."""
+    """Stages on warm stage runners (Ray actors); see the module's docstring."""
 
     name = "ray"
 
-    def __init__(self, ray: Any, rev: str, remote: str | None, sink: Any, slots: int, owns_ray: bool) -> None:
+    def __init__(self, ray: Any, rev: str, remote: str | None, slots: int, owns_ray: bool) -> None:
         self._ray = ray
         self.rev = rev
         self.remote = remote
         self.slots = slots  # tasks at once by default: the cluster's CPUs (-j caps it)
-        self._sink = sink
         self._owns_ray = owns_ray
         self._mutex = threading.Lock()
-        self._in_flight: dict[str, Any] = {}  # stage -> ObjectRef
+        self._in_flight: dict[str, tuple[Any, Any]] = {}  # stage -> (its runner, the ObjectRef of its answer)
         self._manifests: dict[str, dict[str, Any]] = {}  # stage -> the manifest its task returned
-        self._listeners: dict[str, Any] = {}  # stage -> its output callback
-        self._closing = threading.Event()
-        self._received: dict[str, int] = {}  # stage -> output lines shown so far
-        self._pump_done = threading.Condition(self._mutex)
-        self._remote_task = ray.remote(_stage_task)
-        self._pump = threading.Thread(target=self._pump_lines, name="ray-output", daemon=True)
-        self._pump.start()
+        self._runner_class = ray.remote(StageRunner)
+        self._idle_timeout = idle_timeout()
+        self._driver = secrets.token_hex(6)  # this driver's claims carry it
+        self._taken: dict[str, set[int]] = {}  # runner prefix -> numbers this driver holds now
 
     @classmethod
     def open(cls, repo: Repo, options: ExecutorOptions) -> RayExecutor:
@@ -108,7 +153,7 @@ class RayExecutor:
             try:
                 ray.init(
                     address=options.address,
-                    log_to_driver=False,  # stage output comes through _LineSink, prefixed by stage
+                    log_to_driver=False,  # stage output comes from the runners, prefixed by stage
                     include_dashboard=False,
                     configure_logging=False,
                 )
@@ -120,12 +165,11 @@ class RayExecutor:
                 ) from None
         try:
             slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            sink = ray.remote(num_cpus=0)(_LineSink).remote()
         except BaseException:
             if owns_ray:
                 ray.shutdown()
             raise
-        return cls(ray, rev, options.remote, sink, slots, owns_ray)
+        return cls(ray, rev, options.remote, slots, owns_ray)
 
     # --- running --------------------------------------------------------------------------
 
@@ -135,33 +179,43 @@ class RayExecutor:
         root = str(repo.root)
         with self._mutex:
             # what upstream stages of this run made on Ray goes along by hash; the others (restored or
-            # up to date here) the worker finds by their key in the local, then the shared, run cache
+            # up to date here) the runner finds by their key in the local, then the shared, run cache
             upstream = [self._manifests[u] for u, _ in job.upstream if u in self._manifests]
-            if stopping.is_set():
-                return StageOutcome(None, "interrupted")
-            self._listeners[name] = job.output
-            ref = self._remote_task.options(
-                **task_options(job.stage), max_retries=TASK_RETRIES, name=f"mlops-stage:{name}"
-            ).remote(root, name, self.rev, self.remote, upstream, self._sink)
-            self._in_flight[name] = ref
-        try:
-            while True:
-                ready, _ = ray.wait([ref], timeout=WAIT_STEP)
-                if ready or stopping.is_set():
-                    break
-            if not ready:  # stopping: stop_all cancels it; what it made is not recorded
-                return StageOutcome(None, "interrupted")
+        for _attempt in range(TASK_RETRIES + 1):
             try:
-                doc = ray.get(ref)
-            except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError) as exc:
-                return StageOutcome(None, f"the Ray task ended without a result: {type(exc).__name__}")
-            except ray.exceptions.RayError as exc:
-                return StageOutcome(None, f"the Ray task failed: {_first_line(exc)}")
-            self._drain(name, int(doc.get("lines", 0)))
-        finally:
-            with self._mutex:
-                self._in_flight.pop(name, None)
-                self._listeners.pop(name, None)
+                claimed = self._claim(root, job, stopping)
+            except MlopsError as exc:  # no runner to be had: a failed stage, as the scheduler expects
+                return StageOutcome(None, exc.message)
+            if claimed is None:
+                return StageOutcome(None, "interrupted")
+            runner, token, slot = claimed
+            try:
+                with self._mutex:
+                    if stopping.is_set():
+                        with contextlib.suppress(Exception):
+                            runner.release.remote(token)
+                        return StageOutcome(None, "interrupted")
+                    ref = runner.run.remote(token, root, name, self.rev, self.remote, upstream, job.force)
+                    self._in_flight[name] = (runner, ref)
+                if not self._follow(runner, token, ref, job, stopping):
+                    # stopping: stop_all kills the runner; what it made is not recorded
+                    return StageOutcome(None, "interrupted")
+                try:
+                    doc = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    if stopping.is_set():
+                        return StageOutcome(None, "interrupted")
+                    continue  # the runner died mid-stage (nothing was published): a fresh one runs it again
+                except ray.exceptions.RayError as exc:
+                    return StageOutcome(None, f"the Ray stage runner failed: {_first_line(exc)}")
+            finally:
+                self._give_back(slot)
+                with self._mutex:
+                    self._in_flight.pop(name, None)
+            break
+        else:
+            return StageOutcome(None, f"its Ray stage runner died {TASK_RETRIES + 1} times")
+        _show(job, doc.get("lines", ()))  # the last lines, which the runner kept for its answer
         if doc.get("error"):
             return StageOutcome(doc.get("returncode"), str(doc["error"]))
         outcome = self._outcome(repo, job, doc["manifest"])
@@ -169,6 +223,89 @@ class RayExecutor:
             with self._mutex:
                 self._manifests[name] = doc["manifest"]
         return outcome
+
+    def _follow(self, runner: Any, token: str, ref: Any, job: StageJob, stopping: threading.Event) -> bool:
+        """Show the stage's output lines until its answer is ready (True), or until stopping (False)."""
+        ray = self._ray
+        lines = runner.lines.remote(token, LINE_WAIT)
+        while True:
+            ready, _ = ray.wait([ref, lines], num_returns=1, timeout=WAIT_STEP)
+            if lines in ready:
+                with contextlib.suppress(ray.exceptions.RayError):
+                    _show(job, ray.get(lines))
+                lines = runner.lines.remote(token, LINE_WAIT)
+            if ref in ready or ray.wait([ref], timeout=0)[0]:
+                # the lines asked for before the answer came; the answer carries the rest
+                with contextlib.suppress(ray.exceptions.RayError):
+                    _show(job, ray.get(lines, timeout=CANCEL_WAIT))
+                return True
+            if stopping.is_set():
+                return False
+
+    # --- stage runners ----------------------------------------------------------------------
+
+    def _claim(self, root: str, job: StageJob, stopping: threading.Event) -> tuple[Any, str, tuple[str, int]] | None:
+        """A runner of the stage's shape, claimed for it (created when none is free); None when stopping."""
+        options = task_options(job.stage)
+        prefix = runner_prefix(root, options)
+        token = f"{self._driver}:{job.stage.name}:{secrets.token_hex(4)}"
+        with self._mutex:
+            taken = self._taken.setdefault(prefix, set())
+            # this driver's threads start at different numbers, so the runners of a cold run start in parallel
+            numbers = [n for n in range(POOL_LIMIT) if n not in taken]
+        for number in numbers:
+            with self._mutex:
+                if number in taken:
+                    continue
+                taken.add(number)
+            slot = (prefix, number)
+            try:
+                runner = self._runner_class.options(
+                    name=f"{prefix}{number}",
+                    namespace=NAMESPACE,
+                    lifetime="detached",
+                    get_if_exists=True,
+                    max_restarts=0,
+                    max_concurrency=RUNNER_THREADS,
+                    **options,
+                ).remote(self._idle_timeout)
+                answer = self._await_claim(runner, runner.claim.remote(token), options, f"{prefix}{number}", stopping)
+            except Exception:  # a runner that just died, or a name another driver is creating: the next one
+                answer = False
+            if answer is None:
+                self._give_back(slot)
+                return None
+            if answer:
+                return runner, token, slot
+            self._give_back(slot)
+        raise CouldNotComplete(
+            f"no free Ray stage runner for stage '{job.stage.name}' among {POOL_LIMIT}",
+            hint=f"end idle ones (see docs/pipelines.md, Executors) or lower {IDLE_TIMEOUT_ENV}",
+        )
+
+    def _await_claim(
+        self, runner: Any, ref: Any, options: dict[str, Any], name: str, stopping: threading.Event
+    ) -> bool | None:
+        ray = self._ray
+        waited, next_ask = 0.0, CLAIM_PATIENCE
+        while True:
+            ready, _ = ray.wait([ref], timeout=WAIT_STEP)
+            if ready:
+                return bool(ray.get(ref))
+            if stopping.is_set():
+                return None
+            waited += WAIT_STEP
+            if waited >= next_ask:
+                # a runner that does not start may be waiting for resources idle runners of other pools
+                # hold (this pool's own are busy, or this driver would have claimed them)
+                next_ask = waited + RETIRE_IDLE
+                if not _fits(ray.available_resources(), options):
+                    retire_idle_runners(ray, skip_prefix=name.rsplit("-", 1)[0] + "-", min_idle=RETIRE_IDLE)
+
+    def _give_back(self, slot: tuple[str, int]) -> None:
+        prefix, number = slot
+        with self._mutex:
+            self._taken.get(prefix, set()).discard(number)
 
     def _outcome(self, repo: Repo, job: StageJob, manifest: dict[str, Any]) -> StageOutcome:
         from ..stage_exec import parse_manifest
@@ -191,59 +328,22 @@ class RayExecutor:
         run_id = None if status == "ran" else manifest.get("run_id")
         return StageOutcome(0, outs=outs, status="restored" if status == "restored" else "ran", run_id=run_id)
 
-    # --- output lines -----------------------------------------------------------------------
-
-    def _pump_lines(self) -> None:
-        ray = self._ray
-        while not self._closing.is_set():
-            try:
-                batch = ray.get(self._sink.take.remote(0.5))
-            except Exception:  # the actor or the cluster went away: nothing more will come
-                batch = []
-                self._closing.wait(0.5)
-            with self._mutex:
-                listeners = dict(self._listeners)
-            for stage, line in batch:
-                listener = listeners.get(stage)
-                if listener is not None:
-                    with contextlib.suppress(Exception):
-                        listener(line)
-            if batch:
-                with self._pump_done:
-                    for stage, _ in batch:
-                        self._received[stage] = self._received.get(stage, 0) + 1
-                    self._pump_done.notify_all()
-
-    def _drain(self, name: str, sent: int) -> None:
-        """Wait until the ``sent`` lines of the finished task have been shown (bounded: a line lost with a
-        dead actor must not hold the run)."""
-        with self._pump_done:
-            deadline = time.monotonic() + DRAIN_WAIT
-            while self._received.get(name, 0) < sent and not self._closing.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._pump_done.wait(left)
-            self._received.pop(name, None)
-
     # --- stopping ---------------------------------------------------------------------------
 
     def stop_all(self) -> None:
         ray = self._ray
         with self._mutex:
-            refs = list(self._in_flight.values())
-        for ref in refs:
+            in_flight = list(self._in_flight.values())
+        for runner, _ in in_flight:
+            # Ray cannot force-cancel an actor's call: the runner goes, its stage command with it
             with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True, recursive=True)
+                ray.kill(runner, no_restart=True)
+        refs = [ref for _, ref in in_flight]
         if refs:
             with contextlib.suppress(Exception):
                 ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT)
 
     def close(self) -> None:
-        self._closing.set()
-        self._pump.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self._ray.kill(self._sink)
         if self._owns_ray:
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
@@ -269,11 +369,34 @@ def _check_reachable(address: str | None) -> None:
 def _quiet_driver(ray: Any, *, quiet: bool) -> None:
     """Silence (or let speak again) what Ray prints in this process: its raylet's messages ("a worker
     died...") go to stdout, where `mlops run --json` prints its one document, and the core never
-    prints. Stage output comes through _LineSink; a worker's death comes back as the task's error or
+    prints. Stage output comes from the runners; a worker's death comes back as the task's error or
     Ray's retry. The same switch Ray's own debugger (ray.util.rpdb) uses; absent in another Ray, a no-op."""
     module = getattr(getattr(ray, "_private", None), "worker", None)
     if module is not None and hasattr(module, "_worker_logs_enabled"):
         module._worker_logs_enabled = not quiet
+
+
+def _fits(available: dict[str, float], options: dict[str, Any]) -> bool:
+    """Whether the cluster has the resources of a runner of this shape free now."""
+    wanted = {"CPU": options.get("num_cpus", 0), "GPU": options.get("num_gpus", 0), "memory": options.get("memory", 0)}
+    return all(available.get(resource, 0) >= amount for resource, amount in wanted.items() if amount)
+
+
+def retire_idle_runners(ray: Any, *, skip_prefix: str = "", min_idle: float = 0.0) -> int:
+    """Ask every stage runner of the cluster (any repository, any shape; not those named
+    ``skip_prefix``...) idle for ``min_idle`` seconds to end; a runner with a stage, claimed for one,
+    or idle for less, says no. Returns how many were asked."""
+    asked = 0
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry.get("name", "") if isinstance(entry, dict) else str(entry)
+        if entry.get("namespace") != NAMESPACE or not name.startswith(RUNNER_PREFIX):
+            continue
+        if skip_prefix and name.startswith(skip_prefix):
+            continue
+        with contextlib.suppress(Exception):
+            ray.get_actor(name, namespace=NAMESPACE).retire.remote(min_idle)
+            asked += 1
+    return asked
 
 
 def _first_line(exc: BaseException) -> str:
@@ -316,69 +439,140 @@ def _bring_objects(repo: Repo, remote: str | None, outs: tuple[LockedPath, ...])
 # --- what runs on a Ray worker -------------------------------------------------------------------
 
 
-class _LineSink:
-    """A Ray actor holding output lines between workers and the driver (see the module's docstring)."""
+class StageRunner:
+    """A long-lived Ray actor that runs stages of one resource shape, one at a time (module docstring).
 
-    def __init__(self) -> None:
-        import asyncio
+    Its methods run in a few threads: ``claim``, ``release`` and ``retire`` answer at once while
+    ``run`` holds a stage."""
 
-        self._lines: list[tuple[str, str]] = []
-        self._arrived = asyncio.Event()
+    def __init__(self, idle_timeout: float) -> None:
+        self._lock = threading.Lock()
+        self._claimed: str | None = None
+        self._claimed_at = 0.0
+        self._running = False
+        self._retiring = False
+        self._last_used = time.monotonic()
+        self._idle_timeout = idle_timeout
+        self._lines: list[str] = []  # output lines of the running stage not yet taken by its driver
+        self._lines_arrived = threading.Condition(self._lock)
+        threading.Thread(target=self._end_when_idle, name="idle", daemon=True).start()
 
-    async def put(self, batch: list[tuple[str, str]]) -> None:
-        self._lines.extend(batch)
-        self._arrived.set()
+    def claim(self, token: str) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._claimed and not self._running and now - self._claimed_at > CLAIM_LEASE:
+                self._claimed = None  # its driver never came back
+            if self._retiring or self._claimed:
+                return False
+            self._claimed, self._claimed_at = token, now
+            return True
 
-    async def take(self, wait: float) -> list[tuple[str, str]]:
-        import asyncio
+    def release(self, token: str) -> None:
+        with self._lock:
+            if self._claimed == token and not self._running:
+                self._claimed, self._last_used = None, time.monotonic()
 
-        if not self._lines:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), wait)
-        self._arrived.clear()
-        batch, self._lines = self._lines, []
-        return batch
+    def run(
+        self,
+        token: str,
+        root: str,
+        name: str,
+        rev: str,
+        remote: str | None,
+        upstream: list[dict[str, Any]],
+        force: bool = False,
+    ) -> dict:
+        with self._lock:
+            if self._claimed != token or self._running:
+                return {"error": "the Ray stage runner was not claimed for this stage"}
+            self._running, self._lines = True, []
+        doc: dict[str, Any] = {}
+        try:
+            doc = _stage_task(root, name, rev, remote, upstream, self, force)
+            return doc
+        finally:
+            with self._lock:
+                doc["lines"], self._lines = self._lines, []  # the last ones go with the answer
+                self._running, self._claimed, self._last_used = False, None, time.monotonic()
+                self._lines_arrived.notify_all()
 
+    def lines(self, token: str, wait: float) -> list[str]:
+        """The output lines of the stage ``token`` runs, waiting up to ``wait`` s for one; [] once it ended."""
+        with self._lock:
+            if self._claimed == token and not self._lines:
+                self._lines_arrived.wait(wait)
+            if self._claimed != token:  # ended: its last lines went with the answer of run
+                return []
+            taken, self._lines = self._lines, []
+            return taken
 
-class _SinkEvents:
-    """exec_stage's events on a worker: each output line sent to the driver's sink, in order."""
-
-    def __init__(self, sink: Any) -> None:
-        self._sink = sink
-        self.sent = 0
-
+    # exec_stage's events (the runner is its own event sink: lines wait here for the driver)
     def stage_started(self, name: str, reasons: tuple[str, ...]) -> None: ...
 
     def stage_output(self, name: str, line: str) -> None:
-        self._sink.put.remote([(name, line)])  # not awaited: calls from one worker arrive in order
-        self.sent += 1
+        with self._lock:
+            self._lines.append(line)
+            self._lines_arrived.notify_all()
 
     def stage_finished(self, result: Any) -> None: ...
 
-    def flush(self) -> None:
+    def pid(self) -> int:
+        return os.getpid()
+
+    def retire(self, min_idle: float = 0.0) -> bool:
+        """End this runner unless it holds a stage or a claim, or has been idle for less than ``min_idle`` s."""
+        with self._lock:
+            if self._claimed or self._running or time.monotonic() - self._last_used < min_idle:
+                return False
+            self._retiring = True
         import ray
 
+        ray.actor.exit_actor()  # the caller sees the actor's death, and its name is free again
+        return True  # pragma: no cover - exit_actor does not return
+
+    def _end_when_idle(self) -> None:
+        import ray
+
+        while True:
+            time.sleep(min(self._idle_timeout / 4, 5.0))
+            with self._lock:
+                idle = not self._claimed and not self._running
+                if idle and time.monotonic() - self._last_used >= self._idle_timeout:
+                    break
+        # through its own method, so Ray ends the actor the intended way
         with contextlib.suppress(Exception):
-            ray.get(self._sink.put.remote([]), timeout=10)
+            ray.get_runtime_context().current_actor.retire.remote()
 
 
-def _stage_task(root: str, name: str, rev: str, remote: str | None, upstream: list[dict[str, Any]], sink: Any) -> dict:
-    """One stage on a Ray worker: exec_stage in-process; returns {"manifest": ...} or {"error", "returncode"}."""
+def _show(job: StageJob, lines: Any) -> None:
+    for line in lines if isinstance(lines, list) else ():
+        with contextlib.suppress(Exception):
+            job.output(str(line))
+
+
+def _stage_task(
+    root: str, name: str, rev: str, remote: str | None, upstream: list[dict[str, Any]], events: Any, force: bool = False
+) -> dict:
+    """One stage in a stage runner: exec_stage in-process; returns {"manifest": ...} or {"error", "returncode"}."""
     from ...repo.repo import find_repo
     from ..stage_exec import exec_stage, parse_manifest
 
-    events = _SinkEvents(sink)
     try:
         repo = find_repo(os.environ.get(WORKER_REPO_ENV) or root)
         manifests = [parse_manifest(doc, f"the manifest of stage '{doc.get('stage')}'") for doc in upstream]
-        # no signal handlers on a Ray worker: Ray owns them; a cancel kills the worker, and the
+        # no signal handlers in a Ray actor: Ray owns them; a stop kills the runner, and the
         # command's watcher then kills its process group (executors/local.py)
         manifest = exec_stage(
-            repo, name, rev=rev, remote=remote, upstream=tuple(manifests), events=events, stop_signals=()
+            repo,
+            name,
+            rev=rev,
+            remote=remote,
+            upstream=tuple(manifests),
+            events=events,
+            stop_signals=(),
+            force=force,
         )
-        return {"manifest": manifest.to_dict(), "lines": events.sent}
+        return {"manifest": manifest.to_dict()}
     except MlopsError as exc:
         code = exc.fields.get("returncode")  # the command's own exit code, when it was the command that failed
-        return {"error": exc.message, "returncode": code if isinstance(code, int) else None, "lines": events.sent}
-    finally:
-        events.flush()
+        return {"error": exc.message, "returncode": code if isinstance(code, int) else None}
