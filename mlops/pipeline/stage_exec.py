@@ -31,6 +31,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -51,7 +52,7 @@ from ..errors import (
     UsageError,
 )
 from ..formats import parse_json, write_yaml
-from ..fsio import FileLock, remove_dir
+from ..fsio import TMP_PREFIX, FileLock, remove_dir
 from ..paths import relpath_problem
 from ..remotes.base import Remote
 from ..repo.repo import DOT, Repo
@@ -391,6 +392,9 @@ def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
         _git(repo.root, "bundle", "unbundle", handle.name)
 
 
+_GONE_PREFIX = TMP_PREFIX + "wt-"  # what remove_dir renames a worktree to before deleting it
+
+
 def _lock_of(folder: Path) -> FileLock:
     return FileLock(folder.with_name(folder.name + ".lock"), what=f"stage exec worktree {folder.name}", timeout=0)
 
@@ -402,6 +406,16 @@ def clean_stale_worktrees(repo: Repo) -> int:
     if not top.is_dir():
         return 0
     for entry in sorted(top.iterdir()):
+        if entry.is_symlink():
+            # never one of ours (worktrees are real folders): followed, a removal would reach
+            # wherever it points; the link alone goes
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            continue
+        if entry.name.startswith(_GONE_PREFIX) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)  # a worktree set aside by a removal that was killed
+            _git(repo.root, "worktree", "prune", check=False)
+            continue
         if entry.name.startswith("wt-") and entry.name.endswith(".lock") and not entry.with_suffix("").exists():
             _remove_free_lock(entry)  # a run killed before its worktree existed
             continue

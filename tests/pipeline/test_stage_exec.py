@@ -434,3 +434,33 @@ def test_without_a_remote_the_clone_works_alone(repo: Any) -> None:
     git(repo.root, "commit", "-qm", "frozen")
     frozen = exec_stage(Repo(repo.root), "copy", rev="HEAD")
     assert frozen.status == "restored" and frozen.outs == first.outs
+
+
+def test_links_and_set_aside_folders_in_the_exec_folder_are_cleared_never_followed(repo: Any, tmp_path: Path) -> None:
+    """A symlink planted as .mlops/tmp/exec/wt-* once made every stage exec fail (remove_dir renamed
+    the link onto a folder: an internal error) and pointed a removal outside the clone; a worktree
+    set aside by a removal that was killed stayed forever. Both go; what a link points to stays."""
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "in.txt").write_text("in\n")
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n"
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "keep.txt").write_text("keep\n")
+    exec_dir = repo.root / ".mlops" / "tmp" / "exec"
+    exec_dir.mkdir(parents=True)
+    (exec_dir / "wt-planted").symlink_to(victim)
+    (exec_dir / "wt-planted2.lock").symlink_to(victim / "sub" / "keep.txt")
+    aside = exec_dir / ".tmp-mlops-wt-0123456789ab-dead.gone.x1"
+    (aside / "out").mkdir(parents=True)
+    (aside / "out" / "f.txt").write_text("left by a killed removal\n")
+
+    assert exec_stage(Repo(repo.root), "copy", rev="HEAD").status == "ran"
+    assert list(exec_dir.iterdir()) == []
+    assert (victim / "sub" / "keep.txt").read_text() == "keep\n"
+    assert len(git(repo.root, "worktree", "list").splitlines()) == 1
