@@ -220,3 +220,15 @@ def test_frozen_stages_are_not_tasks(repo, tree, cli) -> None:
     result = cli("export", "argo", "-o", "wf.yaml", "--image", "img:1", "--repo-url", "https://h/r.git", "--json")
     assert [(t["stage"], t["upstream"]) for t in json.loads(result.stdout)["tasks"]] == [("b", [])]
     validate(yaml.safe_load((repo.root / "wf.yaml").read_text()))
+
+
+def test_template_marks_in_spliced_values_are_refused(project: Path, cli) -> None:
+    """A remote name (or image, or URL) holding '{{' went into the task's script as it was: Argo
+    substitutes it, Airflow's Jinja runs it. Refused (exit 2), nothing written."""
+    cli("remote", "add", "{{ var.value.secret }}", str(project.parent / "store"), "--local")
+    for engine, extra in (("argo", ["--image", "img:1"]), ("airflow", [])):
+        result = cli("export", engine, "-o", "out.txt", *extra, "--remote", "{{ var.value.secret }}", code=2)
+        assert "template" in result.stderr and "Traceback" not in result.stderr
+    result = cli("export", "argo", "-o", "out.txt", "--image", "img:1", "--repo-url", "https://h/{{x}}.git", code=2)
+    assert "template" in result.stderr
+    assert not (project / "out.txt").exists()
