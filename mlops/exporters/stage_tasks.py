@@ -189,19 +189,15 @@ def _origin_url(root: Path) -> str:
 def resolve_rev(repo: Repo, rev: str | None) -> str:
     """The commit the tasks run: ``rev`` resolved, or HEAD when its tracked files are committed
     (the same rule as the Ray driver's: mlops' own pipeline.lock and runs never count)."""
-    from ..pipeline.stage_exec import MAX_LISTED, changed_files
+    from ..pipeline.stage_exec import changed_files, dirty_tree_error
     from ..repo.git import git_repo
 
     sha = git_repo(repo.root).resolve(rev or "HEAD")
     if rev is None:
         changed = changed_files(repo)
         if changed:
-            shown = ", ".join(changed[:MAX_LISTED])
-            more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
-            raise UsageError(
-                f"uncommitted changes in {shown}{more}: the tasks run a commit, and these would not be in it",
-                hint="commit them (and push), or pass --rev to export a commit",
-                files=changed,
+            raise dirty_tree_error(
+                changed, "the tasks run a commit", hint="commit them (and push), or pass --rev to export a commit"
             )
     return sha
 

@@ -206,10 +206,16 @@ def check_manifest_outputs(graph: Graph, manifest: StageManifest, source: str) -
 # --- the commit and the private worktree ------------------------------------------------------
 
 
-def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _git(
+    root: Path, *args: str, check: bool = True, input: bytes | None = None, index: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """A git command in ``root``, hooks off; ``index``: on that private index file (the user's
+    index is never read or written)."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         env.pop(name, None)
+    if index is not None:
+        env["GIT_INDEX_FILE"] = index
     try:
         done = subprocess.run(
             ["git", "-c", "core.hooksPath=/dev/null", *args],
@@ -225,25 +231,6 @@ def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None)
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed in {root}: {detail[-1] if detail else 'exit ' + str(done.returncode)}")
     return done
-
-
-def _git_env(root: Path, index: str, *args: str) -> str:
-    """A git command on a private index file (the user's index is never read or written)."""
-    env = {**os.environ, "GIT_INDEX_FILE": index, "GIT_TERMINAL_PROMPT": "0"}
-    try:
-        done = subprocess.run(
-            ["git", "-c", "core.hooksPath=/dev/null", *args],
-            cwd=root,
-            capture_output=True,
-            env=env,
-            timeout=GIT_TIMEOUT,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise GitError(f"git {args[0]} failed in {root}: {exc}") from None
-    if done.returncode != 0:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {args[0]} failed in {root}: {detail[-1] if detail else 'exit ' + str(done.returncode)}")
-    return done.stdout.decode().strip()
 
 
 def commit_of(root: Path, rev: str) -> str | None:
@@ -296,6 +283,14 @@ def changed_files(repo: Repo) -> list[str]:
     return [n for n in names if n not in STATE_PATHS and not n.startswith(STATE_PATHS[1])]
 
 
+def dirty_tree_error(changed: list[str], why: str, *, hint: str) -> UsageError:
+    """The refusal of a dirty tree: the first ``MAX_LISTED`` changed files, then how many more."""
+    shown = ", ".join(changed[:MAX_LISTED])
+    more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
+    message = f"uncommitted changes in {shown}{more}: {why}, and these would not be in it"
+    return UsageError(message, hint=hint, files=changed)
+
+
 def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None = None) -> str:
     """The commit workers run: HEAD when the tracked files are clean, else (``allow_dirty``) a
     snapshot of the workspace as a commit, index and HEAD untouched, sent to the remote as a
@@ -313,18 +308,12 @@ def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None
             _send_bundle(repo, target, head)
         return head
     if not allow_dirty:
-        shown = ", ".join(changed[:MAX_LISTED])
-        more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
-        raise UsageError(
-            f"uncommitted changes in {shown}{more}: workers run a commit, and these would not be in it",
-            hint="commit them, or pass --allow-dirty",
-            files=changed,
-        )
+        raise dirty_tree_error(changed, "workers run a commit", hint="commit them, or pass --allow-dirty")
     with tempfile.TemporaryDirectory(prefix="mlops-snapshot-") as folder:
         index = str(Path(folder) / "index")
-        _git_env(repo.root, index, "read-tree", head)
-        _git_env(repo.root, index, "add", "-A", "--", ".")
-        tree = _git_env(repo.root, index, "write-tree")
+        _git(repo.root, "read-tree", head, index=index)
+        _git(repo.root, "add", "-A", "--", ".", index=index)
+        tree = _git(repo.root, "write-tree", index=index).stdout.decode().strip()
     sha = (
         _git(
             repo.root,
