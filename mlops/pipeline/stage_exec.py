@@ -346,7 +346,7 @@ def _send_bundle(repo: Repo, remote: Remote, sha: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     _git(repo.root, "update-ref", ref, sha)
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix="bundle-", suffix=".bundle") as handle:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
             has_remotes = bool(_git(repo.root, "branch", "-r", check=False).stdout.strip())
             _git(
                 repo.root,
@@ -372,7 +372,7 @@ def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
     """Take a bundle's objects (no ref is changed); git checks the pack itself."""
     folder = repo.tmp / EXEC_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix="bundle-", suffix=".bundle") as handle:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
         handle.write(data)
         handle.flush()
         if _git(repo.root, "bundle", "verify", handle.name, check=False).returncode != 0:
@@ -381,6 +381,10 @@ def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
         _git(repo.root, "bundle", "unbundle", handle.name)
 
 
+BUNDLE_TEMP = "bundle-"  # a bundle on its way to or from the remote, under .mlops/tmp/exec/
+# a bundle's temp file lives for at most a few git commands (each GIT_TIMEOUT at most): one this
+# old belongs to a run that was killed, never to one still using it
+STALE_BUNDLE_SECONDS = 4 * GIT_TIMEOUT
 _GONE_PREFIX = TMP_PREFIX + "wt-"  # what remove_dir renames a worktree to before deleting it
 
 
@@ -400,6 +404,10 @@ def clean_stale_worktrees(repo: Repo) -> int:
             # wherever it points; the link alone goes
             with contextlib.suppress(OSError):
                 entry.unlink()
+            continue
+        if entry.name.startswith(BUNDLE_TEMP) and entry.is_file() and _older_than(entry, STALE_BUNDLE_SECONDS):
+            with contextlib.suppress(OSError):
+                entry.unlink()  # a bundle's temp file of a run killed while it wrote or read it
             continue
         if entry.name.startswith(_GONE_PREFIX) and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)  # a worktree set aside by a removal that was killed
@@ -423,6 +431,13 @@ def clean_stale_worktrees(repo: Repo) -> int:
             with contextlib.suppress(OSError):
                 lock.path.unlink()
     return removed
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _remove_free_lock(path: Path) -> None:

@@ -439,7 +439,8 @@ def test_without_a_remote_the_clone_works_alone(repo: Any) -> None:
 def test_links_and_set_aside_folders_in_the_exec_folder_are_cleared_never_followed(repo: Any, tmp_path: Path) -> None:
     """A symlink planted as .mlops/tmp/exec/wt-* once made every stage exec fail (remove_dir renamed
     the link onto a folder: an internal error) and pointed a removal outside the clone; a worktree
-    set aside by a removal that was killed stayed forever. Both go; what a link points to stays."""
+    set aside by a removal that was killed, and a git bundle's temp file of a killed run, stayed
+    forever. They go; what a link points to stays."""
     from mlops.pipeline.stage_exec import exec_stage
     from mlops.repo.repo import Repo
 
@@ -456,11 +457,16 @@ def test_links_and_set_aside_folders_in_the_exec_folder_are_cleared_never_follow
     exec_dir.mkdir(parents=True)
     (exec_dir / "wt-planted").symlink_to(victim)
     (exec_dir / "wt-planted2.lock").symlink_to(victim / "sub" / "keep.txt")
+    # a bundle's temp file: one left by a killed run (old) goes, one a live run may be using stays
+    stale, fresh = exec_dir / "bundle-dead.bundle", exec_dir / "bundle-live.bundle"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (1, 1))
     aside = exec_dir / ".tmp-mlops-wt-0123456789ab-dead.gone.x1"
     (aside / "out").mkdir(parents=True)
     (aside / "out" / "f.txt").write_text("left by a killed removal\n")
 
     assert exec_stage(Repo(repo.root), "copy", rev="HEAD").status == "ran"
-    assert list(exec_dir.iterdir()) == []
+    assert list(exec_dir.iterdir()) == [fresh]
     assert (victim / "sub" / "keep.txt").read_text() == "keep\n"
     assert len(git(repo.root, "worktree", "list").splitlines()) == 1
