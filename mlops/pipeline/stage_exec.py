@@ -151,7 +151,22 @@ def parse_manifest(data: str | bytes | dict[str, Any], source: str) -> StageMani
         raise _bad(source, "'seconds' must be a number")
     outs = _received_paths(doc.get("outs"), source, "outs", need_hash=True)
     deps = _received_paths(doc.get("deps", []), source, "deps", need_hash=False)
-    return StageManifest(stage, rev, key, status, run_id, float(seconds), deps, {}, {}, outs)
+    env = _received_env(doc.get("env", {}), source)
+    return StageManifest(stage, rev, key, status, run_id, float(seconds), deps, {}, env, outs)
+
+
+def _received_env(items: Any, source: str) -> dict[str, str | None]:
+    """The stage's declared environment as the worker saw it: names to value hashes (None: unset)."""
+    from .spec import ENV_NAME
+
+    if not isinstance(items, dict) or len(items) > 1_000:
+        raise _bad(source, "'env' must be an object of at most 1000 names")
+    for name, value in items.items():
+        if not ENV_NAME.fullmatch(name) or len(name) > 256:
+            raise _bad(source, f"'env' name {_shown(name)} is not an environment variable's name")
+        if value is not None and not is_hash(value):
+            raise _bad(source, f"'env' {name}: {_shown(value)} is not a value's hash")
+    return dict(items)
 
 
 def _received_paths(items: Any, source: str, section: str, *, need_hash: bool) -> tuple[LockedPath, ...]:

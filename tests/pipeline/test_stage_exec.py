@@ -470,3 +470,32 @@ def test_links_and_set_aside_folders_in_the_exec_folder_are_cleared_never_follow
     assert list(exec_dir.iterdir()) == [fresh]
     assert (victim / "sub" / "keep.txt").read_text() == "keep\n"
     assert len(git(repo.root, "worktree", "list").splitlines()) == 1
+
+
+def test_collect_never_files_a_manifests_outputs_under_a_key_they_were_not_made_under(
+    repo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest whose key is not the one computed here (a declared env value differs) was taken
+    as given AND recorded in this clone's run cache under the key computed here: a later `mlops run`
+    with MODE=b restored outputs made with MODE=a. Collect still takes them, with a warning; the
+    run cache stays clean, so that run runs the stage."""
+    from mlops.pipeline import runcache
+    from mlops.pipeline.stage_collect import collect
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  mode:\n    cmd: sh -c 'echo $MODE > out.txt'\n    env: [MODE]\n    outs: [out.txt]\n"
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    monkeypatch.setenv("MODE", "a")
+    made = exec_stage(Repo(repo.root), "mode", rev="HEAD")
+    monkeypatch.setenv("MODE", "b")
+    done = collect(Repo(repo.root), rev="HEAD", manifests=[made])
+    assert any("not entered in this clone's run cache" in w for w in done.warnings)
+    assert (repo.root / "out.txt").read_text() == "a\n"
+    assert runcache.local_keys(Repo(repo.root)) == [made.key]  # exec's own entry, under its own key
+    ran = json.loads(mlops("run", "--json", cwd=repo.root, env={"MODE": "b"}).stdout)
+    assert [s["status"] for s in ran["stages"]] == ["ran"]
+    assert (repo.root / "out.txt").read_text() == "b\n"
