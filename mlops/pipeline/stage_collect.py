@@ -116,7 +116,7 @@ def collect(
         inputs_of.restore(stage, outs)
         if cacheable_here:
             runcache.record(repo, key, outs, run_id=produced_by)
-        entries[name] = LockEntry(stage.cmd_text, inputs.deps, inputs.params, inputs.env, outs)
+        entries[name] = LockEntry(stage.cmd_text, inputs.deps, inputs.params, inputs.env, outs, stage.image_digest)
         results.append(
             StageResult(
                 name,

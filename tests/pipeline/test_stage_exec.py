@@ -499,3 +499,23 @@ def test_collect_never_files_a_manifests_outputs_under_a_key_they_were_not_made_
     ran = json.loads(mlops("run", "--json", cwd=repo.root, env={"MODE": "b"}).stdout)
     assert [s["status"] for s in ran["stages"]] == ["ran"]
     assert (repo.root / "out.txt").read_text() == "b\n"
+
+
+def test_collect_records_the_image_digest_as_mlops_run_does(repo: Any) -> None:
+    """Collect wrote pipeline.lock without the stage's image digest; `mlops run` then found the
+    stage out of date ('image changed') right after a DAG had run it."""
+    from mlops.pipeline.stage_collect import collect
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    digest = "sha256:" + "ab" * 32
+    (repo.root / "pipeline.yaml").write_text(
+        f"stages:\n  one:\n    cmd: echo 1 > out.txt\n    outs: [out.txt]\n    image: img@{digest}\n"
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    made = exec_stage(Repo(repo.root), "one", rev="HEAD", image_digest=digest)
+    collect(Repo(repo.root), rev="HEAD", manifests=[made])
+    assert yaml.safe_load((repo.root / "pipeline.lock").read_text())["stages"]["one"]["image"] == digest
+    again = json.loads(mlops("run", "--json", cwd=repo.root).stdout)
+    assert again.get("up_to_date") is True, again
