@@ -488,13 +488,34 @@ def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
     try:
         try:
             _add_worktree(repo, folder, sha)
-            yield _worktree_repo(repo, folder)
+            try:
+                yield _worktree_repo(repo, folder)
+            except MlopsError as exc:
+                raise _at_commit(exc, repo, folder, sha) from None
         finally:
             _remove_worktree(repo, folder)
     finally:
         lock.release()
         with contextlib.suppress(OSError):
             lock.path.unlink()
+
+
+def _at_commit(exc: MlopsError, repo: Repo, folder: Path, sha: str) -> MlopsError:
+    """The error with the worktree's paths (gone once it is removed) named as git names a file of a
+    commit, ``<sha>:pipeline.yaml``."""
+    prefixes = [str(folder) + os.sep, str(folder.relative_to(repo.root)) + os.sep]
+
+    def named(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, f"{sha[:12]}:")
+        return text
+
+    exc.message = named(exc.message)
+    if exc.hint:
+        exc.hint = named(exc.hint)
+    exc.fields = {k: named(v) if isinstance(v, str) else v for k, v in exc.fields.items()}
+    exc.args = (exc.message,)
+    return exc
 
 
 def _add_worktree(repo: Repo, folder: Path, sha: str) -> None:

@@ -519,3 +519,17 @@ def test_collect_records_the_image_digest_as_mlops_run_does(repo: Any) -> None:
     assert yaml.safe_load((repo.root / "pipeline.lock").read_text())["stages"]["one"]["image"] == digest
     again = json.loads(mlops("run", "--json", cwd=repo.root).stdout)
     assert again.get("up_to_date") is True, again
+
+
+def test_an_error_in_the_pipeline_at_the_commit_names_the_commits_file(repo: Any) -> None:
+    """An error in pipeline.yaml at the commit named a file in the private worktree
+    (.mlops/tmp/exec/wt-.../pipeline.yaml), gone by the time the user read it; it is named
+    as git names a commit's file: <sha>:pipeline.yaml."""
+    (repo.root / "pipeline.yaml").write_text("stages:\n  one:\n    cmd: echo\n    outs: [a-${x}]\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    sha = git(repo.root, "rev-parse", "HEAD").strip()
+    done = mlops("stage", "exec", "one", "--rev", sha, "--json", cwd=repo.root, code=2)
+    error = json.loads(done.stdout)
+    assert error["message"].startswith(f"{sha[:12]}:pipeline.yaml:"), error
+    assert ".mlops" not in done.stdout + done.stderr
