@@ -356,7 +356,8 @@ def _send_bundle(repo: Repo, remote: Remote, sha: str) -> None:
     """A bundle of ``sha`` (without what remote-tracking branches hold) as the remote's ref git/<sha>.bundle."""
     from ..remotes.base import MAX_REF_SIZE
 
-    ref = f"refs/mlops/snapshots/{sha}"
+    # a ref of this call's own: two drivers bundling one commit at once must not delete each other's
+    ref = f"refs/mlops/snapshots/{sha}-{secrets.token_hex(4)}"
     folder = repo.tmp / EXEC_DIR
     folder.mkdir(parents=True, exist_ok=True)
     _git(repo.root, "update-ref", ref, sha)

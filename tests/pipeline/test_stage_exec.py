@@ -533,3 +533,23 @@ def test_an_error_in_the_pipeline_at_the_commit_names_the_commits_file(repo: Any
     error = json.loads(done.stdout)
     assert error["message"].startswith(f"{sha[:12]}:pipeline.yaml:"), error
     assert ".mlops" not in done.stdout + done.stderr
+
+
+def test_bundling_a_commit_leaves_another_drivers_snapshot_ref_alone(repo: Any, tmp_path: Path) -> None:
+    """The bundle's temporary ref was refs/mlops/snapshots/<sha>, the same for every driver of one
+    commit: one finishing deleted it under another still bundling (git bundle then failed, exit 3).
+    Each call now has a ref of its own, and removes only that."""
+    from mlops.pipeline.stage_exec import BUNDLE_REF, prepare_commit
+    from mlops.remotes.base import open_remote
+    from mlops.repo.repo import Repo
+
+    (repo.root / "a.txt").write_text("a\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "a")
+    sha = git(repo.root, "rev-parse", "HEAD").strip()
+    other = f"refs/mlops/snapshots/{sha}"  # what another driver bundling this commit holds
+    git(repo.root, "update-ref", other, sha)
+    remote = open_remote("store", {"url": str(tmp_path / "store")}, root=repo.root)
+    assert prepare_commit(Repo(repo.root), allow_dirty=False, remote=remote) == sha  # on no origin: bundled
+    assert remote.get_ref(BUNDLE_REF.format(sha=sha))
+    assert git(repo.root, "for-each-ref", "--format=%(refname)", "refs/mlops/").split() == [other]
