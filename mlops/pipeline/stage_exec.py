@@ -486,6 +486,17 @@ def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
     folder = top / f"wt-{sha[:12]}-{secrets.token_hex(4)}"
     lock = _lock_of(folder)
     lock.acquire()
+    # another stage exec's clean_stale_worktrees may unlink the lock file between its creation and
+    # our flock (it looks free, and has no worktree yet): a lock on an unlinked file guards nothing
+    for attempt in range(10):
+        if lock.is_current():
+            break
+        lock.release()
+        time.sleep(0.01 * attempt)
+        with contextlib.suppress(MlopsError):  # a cleaner holding the new file for a moment: try again
+            lock.acquire()
+    else:
+        raise CouldNotComplete(f"could not lock the worktree {folder.name} of stage exec", hint="try again")
     try:
         try:
             _add_worktree(repo, folder, sha)
