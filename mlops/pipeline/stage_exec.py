@@ -692,7 +692,7 @@ def frozen_outputs(work: Repo, stage: Stage) -> tuple[LockedPath, ...]:
 def lookup(repo: Repo, remote: Remote | None, stage: Stage, key: str, warnings: list[str]) -> runcache.CacheHit | None:
     """The entry under ``key``: the local run cache (objects or not), then the remote's (which
     must name exactly the stage's outputs; a bad one is a miss, with a warning)."""
-    hit = runcache.lookup_entry(repo, key, need_objects=False)
+    hit = _declared(stage, runcache.lookup_entry(repo, key, need_objects=False))
     if hit is None and remote is not None:
         hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
     return hit
@@ -857,6 +857,14 @@ def _push_run(work: Repo, remote: Remote | None, run_id: str) -> None:
             remote.put_ref(ref_name(run_id), bundle_run(work, run_id, info, tracking.effective_status(info)))
 
 
+def _declared(stage: Stage, hit: runcache.CacheHit | None) -> runcache.CacheHit | None:
+    """A local entry only when it names exactly the stage's outputs (as `mlops run` takes one): any
+    other is a miss, never reported nor published under the stage's key."""
+    if hit is None or {o.path for o in hit.outs} != {o.path for o in stage.outs}:
+        return None
+    return hit
+
+
 def _check_image(stage: Stage, image_digest: str | None) -> None:
     if not image_digest:
         return
@@ -876,7 +884,7 @@ def _restorable(
         hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
         if hit is not None:
             return hit
-    hit = runcache.lookup_entry(repo, key)
+    hit = _declared(stage, runcache.lookup_entry(repo, key))
     if hit is None:
         return None
     if remote is None:

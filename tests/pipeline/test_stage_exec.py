@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -553,3 +554,21 @@ def test_bundling_a_commit_leaves_another_drivers_snapshot_ref_alone(repo: Any, 
     assert prepare_commit(Repo(repo.root), allow_dirty=False, remote=remote) == sha  # on no origin: bundled
     assert remote.get_ref(BUNDLE_REF.format(sha=sha))
     assert git(repo.root, "for-each-ref", "--format=%(refname)", "refs/mlops/").split() == [other]
+
+
+def test_a_local_entry_naming_other_outputs_is_a_miss(repo: Any) -> None:
+    """stage exec took this clone's run-cache entry for the key whatever outputs it named (mlops
+    run takes one only when it names exactly the stage's outputs), reported them and would have
+    published them to the shared run cache. Now such an entry is a miss: the stage runs."""
+    from mlops.pipeline import runcache
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "pipeline.yaml").write_text("stages:\n  one:\n    cmd: echo 1 > out.txt\n    outs: [out.txt]\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    first = exec_stage(Repo(repo.root), "one", rev="HEAD")
+    wrong = tuple(replace(o, path="elsewhere.txt") for o in first.outs)
+    runcache.record(Repo(repo.root), first.key, wrong)
+    again = exec_stage(Repo(repo.root), "one", rev="HEAD")
+    assert again.status == "ran" and [o.path for o in again.outs] == ["out.txt"]
