@@ -426,6 +426,17 @@ class FileLock:
             pid=pid,
         )
 
+    def is_current(self) -> bool:
+        """Whether the lock file at ``path`` is still the one this holder locked. A cleaner that
+        unlinks free lock files may have unlinked it between our open and our flock; the lock
+        then guards nothing, since the next taker creates a new file."""
+        if self._fd is None:
+            return False
+        try:
+            return os.path.samestat(os.fstat(self._fd), os.stat(self.path))
+        except OSError:
+            return False
+
     def release(self) -> None:
         if self._fd is None:
             return

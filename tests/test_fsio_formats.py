@@ -132,3 +132,21 @@ def test_remove_stale_temps_takes_only_temp_files(tmp_path: Path) -> None:
     assert remove_stale_temps(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{TMP_PREFIX}dir", "keep.json"]
     assert remove_stale_temps(tmp_path / "nowhere") == 0
+
+
+def test_a_lock_knows_when_its_file_was_unlinked_under_it(tmp_path) -> None:
+    """A cleaner of free lock files (stage exec's) could unlink one between its taker's open and
+    flock; the taker then held a lock on a file no one else would ever open. is_current says so."""
+    path = tmp_path / "wt.lock"
+    lock = FileLock(path, what="the test resource", timeout=0)
+    assert not lock.is_current()  # not held
+    lock.acquire()
+    assert lock.is_current()
+    path.unlink()
+    assert not lock.is_current()
+    path.write_text("")  # the next taker's new file
+    assert not lock.is_current()
+    lock.release()
+    lock.acquire()
+    assert lock.is_current()
+    lock.release()

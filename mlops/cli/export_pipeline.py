@@ -29,10 +29,13 @@ def register(group: typer.Typer) -> None:
 
 
 def _write(out: Output, path: Path, text: str, summary: dict[str, Any], what: str) -> None:
-    from ..fsio import atomic_write
+    from ..fsio import write_output
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text)
+    # the folder is made (dags/ of a fresh checkout); then the house's rules for an output the
+    # user named: a symlink followed, /dev/stdout written through, a folder refused (exit 2)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_output(path, text)
     for warning in summary["warnings"]:
         out.warn(warning)
     if out.json:

@@ -23,6 +23,7 @@ from .stage_tasks import (
     StageTask,
     check_image,
     check_secret,
+    check_untemplated,
     collect_command,
     exec_command,
     export_plan,
@@ -347,12 +348,13 @@ def export_airflow(
     chosen = dag_id if dag_id is not None else plan.name
     if not re.match(r"^[A-Za-z0-9_.\-]{1,250}$", chosen):
         raise UsageError(f"--dag-id {chosen!r}: letters, digits, '_', '.', '-' only (at most 250)")
+    clone = check_untemplated(clone or str(repo.root), "--clone")  # the tasks' env is rendered by Jinja too
     text = dag_source(
         plan,
         dag_id=chosen,
         schedule=schedule,
         retries=retries,
-        clone=clone or str(repo.root),
+        clone=clone,
         image=image if kubernetes else None,
         secret=secret,
     )

@@ -141,11 +141,27 @@ def airflow_ids(names: list[str], *, reserved: tuple[str, ...] = ()) -> dict[str
     return safe_names(names, pattern=AIRFLOW_ID, max_len=AIRFLOW_ID_MAX, lower=False, reserved=reserved)
 
 
+#: what Airflow (Jinja) and Argo read as the start of a template in a task's fields
+TEMPLATE_MARKS = ("{{", "{%", "{#")
+
+
+def check_untemplated(value: str, what: str) -> str:
+    """Refuse text the engine would render as a template: Airflow renders every task's command
+    and env through Jinja (which runs code), Argo substitutes ``{{...}}`` in the whole spec."""
+    if any(mark in value for mark in TEMPLATE_MARKS):
+        raise UsageError(
+            f"{what} {value!r} holds '{{{{', '{{%' or '{{#': the engine would render it as a template",
+            hint="rename it (or give it another way) without braces",
+        )
+    return value
+
+
 def check_repo_url(url: str) -> str:
     """Refuse a clone URL carrying credentials: the exported file is shared and committed."""
     text = url.strip()
     if not text:
         raise UsageError("--repo-url is empty", hint="give the URL workers clone the repository from")
+    check_untemplated(text, "--repo-url")
     if any(ch in text for ch in "\n\r\t ") or text.startswith("-"):
         raise UsageError(f"--repo-url {text!r} is not a URL git can clone")
     parts = urlsplit(text) if "://" in text else None
@@ -173,19 +189,15 @@ def _origin_url(root: Path) -> str:
 def resolve_rev(repo: Repo, rev: str | None) -> str:
     """The commit the tasks run: ``rev`` resolved, or HEAD when its tracked files are committed
     (the same rule as the Ray driver's: mlops' own pipeline.lock and runs never count)."""
-    from ..pipeline.stage_exec import MAX_LISTED, changed_files
+    from ..pipeline.stage_exec import changed_files, dirty_tree_error
     from ..repo.git import git_repo
 
     sha = git_repo(repo.root).resolve(rev or "HEAD")
     if rev is None:
         changed = changed_files(repo)
         if changed:
-            shown = ", ".join(changed[:MAX_LISTED])
-            more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
-            raise UsageError(
-                f"uncommitted changes in {shown}{more}: the tasks run a commit, and these would not be in it",
-                hint="commit them (and push), or pass --rev to export a commit",
-                files=changed,
+            raise dirty_tree_error(
+                changed, "the tasks run a commit", hint="commit them (and push), or pass --rev to export a commit"
             )
     return sha
 
@@ -224,6 +236,8 @@ def export_plan(
     if remote is not None and remote not in repo.config.remotes:
         known = ", ".join(sorted(repo.config.remotes)) or "none"
         raise UsageError(f"--remote: no remote named '{remote}' (remotes: {known})", hint="mlops remote list")
+    if remote is not None:
+        check_untemplated(remote, "--remote")
     url = ""
     if repo_url is not None:
         url = check_repo_url(repo_url)
@@ -311,7 +325,7 @@ def check_image(image: str, option: str = "--image") -> str:
     text = image.strip()
     if not text or any(ch.isspace() for ch in text) or text.startswith("-"):
         raise UsageError(f"{option} {image!r} is not a container image reference", hint="e.g. ghcr.io/team/churn:1.4")
-    return text
+    return check_untemplated(text, option)
 
 
 def check_secret(name: str) -> str:

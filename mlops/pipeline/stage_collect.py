@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import CouldNotComplete, MlopsError, UsageError
 from ..repo.repo import Repo
@@ -87,11 +87,20 @@ def collect(
         inputs = read_inputs(repo, stage, inputs_of.params)
         key = inputs.run_key(stage)
         manifest = given.get(name)
+        # the outputs belong to the key they were made under: recorded under another, a later
+        # `mlops run` here would take them as made from inputs that never produced them
+        cacheable_here = True
         if manifest is not None:
             if manifest.key != key:
+                cacheable_here = False
+                # pipeline.lock records the environment the outputs were made in: `mlops run`
+                # here, in another, sees "env changed" and runs the stage
+                made_in = {n: manifest.env.get(n, value) for n, value in inputs.env.items()}
+                inputs = replace(inputs, env=made_in)
                 warnings.append(
                     f"stage '{name}': its manifest's key {manifest.key} is not {key}, computed here "
-                    "(a declared env value differs between the machines?); its outputs are taken as given"
+                    "(a declared env value differs between the machines?); its outputs are taken as given, "
+                    "not entered in this clone's run cache"
                 )
             outs, produced_by = manifest.outs, manifest.run_id
         else:
@@ -105,8 +114,9 @@ def collect(
             outs, produced_by = hit.outs, hit.run_id
         inputs_of.results[name] = (outs, produced_by)
         inputs_of.restore(stage, outs)
-        runcache.record(repo, key, outs, run_id=produced_by)
-        entries[name] = LockEntry(stage.cmd_text, inputs.deps, inputs.params, inputs.env, outs)
+        if cacheable_here:
+            runcache.record(repo, key, outs, run_id=produced_by)
+        entries[name] = LockEntry(stage.cmd_text, inputs.deps, inputs.params, inputs.env, outs, stage.image_digest)
         results.append(
             StageResult(
                 name,

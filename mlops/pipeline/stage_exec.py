@@ -31,6 +31,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -51,7 +52,7 @@ from ..errors import (
     UsageError,
 )
 from ..formats import parse_json, write_yaml
-from ..fsio import FileLock, remove_dir
+from ..fsio import TMP_PREFIX, FileLock, remove_dir
 from ..paths import relpath_problem
 from ..remotes.base import Remote
 from ..repo.repo import DOT, Repo
@@ -150,7 +151,22 @@ def parse_manifest(data: str | bytes | dict[str, Any], source: str) -> StageMani
         raise _bad(source, "'seconds' must be a number")
     outs = _received_paths(doc.get("outs"), source, "outs", need_hash=True)
     deps = _received_paths(doc.get("deps", []), source, "deps", need_hash=False)
-    return StageManifest(stage, rev, key, status, run_id, float(seconds), deps, {}, {}, outs)
+    env = _received_env(doc.get("env", {}), source)
+    return StageManifest(stage, rev, key, status, run_id, float(seconds), deps, {}, env, outs)
+
+
+def _received_env(items: Any, source: str) -> dict[str, str | None]:
+    """The stage's declared environment as the worker saw it: names to value hashes (None: unset)."""
+    from .spec import ENV_NAME
+
+    if not isinstance(items, dict) or len(items) > 1_000:
+        raise _bad(source, "'env' must be an object of at most 1000 names")
+    for name, value in items.items():
+        if not ENV_NAME.fullmatch(name) or len(name) > 256:
+            raise _bad(source, f"'env' name {_shown(name)} is not an environment variable's name")
+        if value is not None and not is_hash(value):
+            raise _bad(source, f"'env' {name}: {_shown(value)} is not a value's hash")
+    return dict(items)
 
 
 def _received_paths(items: Any, source: str, section: str, *, need_hash: bool) -> tuple[LockedPath, ...]:
@@ -205,10 +221,16 @@ def check_manifest_outputs(graph: Graph, manifest: StageManifest, source: str) -
 # --- the commit and the private worktree ------------------------------------------------------
 
 
-def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _git(
+    root: Path, *args: str, check: bool = True, input: bytes | None = None, index: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """A git command in ``root``, hooks off; ``index``: on that private index file (the user's
+    index is never read or written)."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         env.pop(name, None)
+    if index is not None:
+        env["GIT_INDEX_FILE"] = index
     try:
         done = subprocess.run(
             ["git", "-c", "core.hooksPath=/dev/null", *args],
@@ -224,25 +246,6 @@ def _git(root: Path, *args: str, check: bool = True, input: bytes | None = None)
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed in {root}: {detail[-1] if detail else 'exit ' + str(done.returncode)}")
     return done
-
-
-def _git_env(root: Path, index: str, *args: str) -> str:
-    """A git command on a private index file (the user's index is never read or written)."""
-    env = {**os.environ, "GIT_INDEX_FILE": index, "GIT_TERMINAL_PROMPT": "0"}
-    try:
-        done = subprocess.run(
-            ["git", "-c", "core.hooksPath=/dev/null", *args],
-            cwd=root,
-            capture_output=True,
-            env=env,
-            timeout=GIT_TIMEOUT,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise GitError(f"git {args[0]} failed in {root}: {exc}") from None
-    if done.returncode != 0:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {args[0]} failed in {root}: {detail[-1] if detail else 'exit ' + str(done.returncode)}")
-    return done.stdout.decode().strip()
 
 
 def commit_of(root: Path, rev: str) -> str | None:
@@ -295,6 +298,14 @@ def changed_files(repo: Repo) -> list[str]:
     return [n for n in names if n not in STATE_PATHS and not n.startswith(STATE_PATHS[1])]
 
 
+def dirty_tree_error(changed: list[str], why: str, *, hint: str) -> UsageError:
+    """The refusal of a dirty tree: the first ``MAX_LISTED`` changed files, then how many more."""
+    shown = ", ".join(changed[:MAX_LISTED])
+    more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
+    message = f"uncommitted changes in {shown}{more}: {why}, and these would not be in it"
+    return UsageError(message, hint=hint, files=changed)
+
+
 def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None = None, send: bool = True) -> str:
     """The commit workers run: HEAD when the tracked files are clean, else (``allow_dirty``) a
     snapshot of the workspace as a commit, index and HEAD untouched, sent to the remote as a
@@ -313,18 +324,12 @@ def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None
             _send_bundle(repo, target, head)
         return head
     if not allow_dirty:
-        shown = ", ".join(changed[:MAX_LISTED])
-        more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
-        raise UsageError(
-            f"uncommitted changes in {shown}{more}: workers run a commit, and these would not be in it",
-            hint="commit them, or pass --allow-dirty",
-            files=changed,
-        )
+        raise dirty_tree_error(changed, "workers run a commit", hint="commit them, or pass --allow-dirty")
     with tempfile.TemporaryDirectory(prefix="mlops-snapshot-") as folder:
         index = str(Path(folder) / "index")
-        _git_env(repo.root, index, "read-tree", head)
-        _git_env(repo.root, index, "add", "-A", "--", ".")
-        tree = _git_env(repo.root, index, "write-tree")
+        _git(repo.root, "read-tree", head, index=index)
+        _git(repo.root, "add", "-A", "--", ".", index=index)
+        tree = _git(repo.root, "write-tree", index=index).stdout.decode().strip()
     sha = (
         _git(
             repo.root,
@@ -352,12 +357,13 @@ def _send_bundle(repo: Repo, remote: Remote, sha: str) -> None:
     """A bundle of ``sha`` (without what remote-tracking branches hold) as the remote's ref git/<sha>.bundle."""
     from ..remotes.base import MAX_REF_SIZE
 
-    ref = f"refs/mlops/snapshots/{sha}"
+    # a ref of this call's own: two drivers bundling one commit at once must not delete each other's
+    ref = f"refs/mlops/snapshots/{sha}-{secrets.token_hex(4)}"
     folder = repo.tmp / EXEC_DIR
     folder.mkdir(parents=True, exist_ok=True)
     _git(repo.root, "update-ref", ref, sha)
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix="bundle-", suffix=".bundle") as handle:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
             has_remotes = bool(_git(repo.root, "branch", "-r", check=False).stdout.strip())
             _git(
                 repo.root,
@@ -383,13 +389,20 @@ def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
     """Take a bundle's objects (no ref is changed); git checks the pack itself."""
     folder = repo.tmp / EXEC_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix="bundle-", suffix=".bundle") as handle:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
         handle.write(data)
         handle.flush()
         if _git(repo.root, "bundle", "verify", handle.name, check=False).returncode != 0:
             # its prerequisites may be on origin: take them, then try once more
             _git(repo.root, "fetch", "--quiet", "origin", check=False)
         _git(repo.root, "bundle", "unbundle", handle.name)
+
+
+BUNDLE_TEMP = "bundle-"  # a bundle on its way to or from the remote, under .mlops/tmp/exec/
+# a bundle's temp file lives for at most a few git commands (each GIT_TIMEOUT at most): one this
+# old belongs to a run that was killed, never to one still using it
+STALE_BUNDLE_SECONDS = 4 * GIT_TIMEOUT
+_GONE_PREFIX = TMP_PREFIX + "wt-"  # what remove_dir renames a worktree to before deleting it
 
 
 def _lock_of(folder: Path) -> FileLock:
@@ -403,6 +416,20 @@ def clean_stale_worktrees(repo: Repo) -> int:
     if not top.is_dir():
         return 0
     for entry in sorted(top.iterdir()):
+        if entry.is_symlink():
+            # never one of ours (worktrees are real folders): followed, a removal would reach
+            # wherever it points; the link alone goes
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            continue
+        if entry.name.startswith(BUNDLE_TEMP) and entry.is_file() and _older_than(entry, STALE_BUNDLE_SECONDS):
+            with contextlib.suppress(OSError):
+                entry.unlink()  # a bundle's temp file of a run killed while it wrote or read it
+            continue
+        if entry.name.startswith(_GONE_PREFIX) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)  # a worktree set aside by a removal that was killed
+            _git(repo.root, "worktree", "prune", check=False)
+            continue
         if entry.name.startswith("wt-") and entry.name.endswith(".lock") and not entry.with_suffix("").exists():
             _remove_free_lock(entry)  # a run killed before its worktree existed
             continue
@@ -421,6 +448,13 @@ def clean_stale_worktrees(repo: Repo) -> int:
             with contextlib.suppress(OSError):
                 lock.path.unlink()
     return removed
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _remove_free_lock(path: Path) -> None:
@@ -453,16 +487,48 @@ def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
     folder = top / f"wt-{sha[:12]}-{secrets.token_hex(4)}"
     lock = _lock_of(folder)
     lock.acquire()
+    # another stage exec's clean_stale_worktrees may unlink the lock file between its creation and
+    # our flock (it looks free, and has no worktree yet): a lock on an unlinked file guards nothing
+    for attempt in range(10):
+        if lock.is_current():
+            break
+        lock.release()
+        time.sleep(0.01 * attempt)
+        with contextlib.suppress(MlopsError):  # a cleaner holding the new file for a moment: try again
+            lock.acquire()
+    else:
+        raise CouldNotComplete(f"could not lock the worktree {folder.name} of stage exec", hint="try again")
     try:
         try:
             _add_worktree(repo, folder, sha)
-            yield _worktree_repo(repo, folder)
+            try:
+                yield _worktree_repo(repo, folder)
+            except MlopsError as exc:
+                raise _at_commit(exc, repo, folder, sha) from None
         finally:
             _remove_worktree(repo, folder)
     finally:
         lock.release()
         with contextlib.suppress(OSError):
             lock.path.unlink()
+
+
+def _at_commit(exc: MlopsError, repo: Repo, folder: Path, sha: str) -> MlopsError:
+    """The error with the worktree's paths (gone once it is removed) named as git names a file of a
+    commit, ``<sha>:pipeline.yaml``."""
+    prefixes = [str(folder) + os.sep, str(folder.relative_to(repo.root)) + os.sep]
+
+    def named(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, f"{sha[:12]}:")
+        return text
+
+    exc.message = named(exc.message)
+    if exc.hint:
+        exc.hint = named(exc.hint)
+    exc.fields = {k: named(v) if isinstance(v, str) else v for k, v in exc.fields.items()}
+    exc.args = (exc.message,)
+    return exc
 
 
 def _add_worktree(repo: Repo, folder: Path, sha: str) -> None:
@@ -627,7 +693,7 @@ def frozen_outputs(work: Repo, stage: Stage) -> tuple[LockedPath, ...]:
 def lookup(repo: Repo, remote: Remote | None, stage: Stage, key: str, warnings: list[str]) -> runcache.CacheHit | None:
     """The entry under ``key``: the local run cache (objects or not), then the remote's (which
     must name exactly the stage's outputs; a bad one is a miss, with a warning)."""
-    hit = runcache.lookup_entry(repo, key, need_objects=False)
+    hit = _declared(stage, runcache.lookup_entry(repo, key, need_objects=False))
     if hit is None and remote is not None:
         hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
     return hit
@@ -797,6 +863,14 @@ def _push_run(work: Repo, remote: Remote | None, run_id: str) -> None:
             remote.put_ref(ref_name(run_id), bundle_run(work, run_id, info, tracking.effective_status(info)))
 
 
+def _declared(stage: Stage, hit: runcache.CacheHit | None) -> runcache.CacheHit | None:
+    """A local entry only when it names exactly the stage's outputs (as `mlops run` takes one): any
+    other is a miss, never reported nor published under the stage's key."""
+    if hit is None or {o.path for o in hit.outs} != {o.path for o in stage.outs}:
+        return None
+    return hit
+
+
 def _check_image(stage: Stage, image_digest: str | None) -> None:
     if not image_digest:
         return
@@ -816,7 +890,7 @@ def _restorable(
         hit = runcache.remote_lookup(remote, key, outs=[o.path for o in stage.outs], warnings=warnings)
         if hit is not None:
             return hit
-    hit = runcache.lookup_entry(repo, key)
+    hit = _declared(stage, runcache.lookup_entry(repo, key))
     if hit is None:
         return None
     if remote is None:

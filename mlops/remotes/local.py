@@ -201,13 +201,29 @@ class LocalRemote(Remote):
     def _ref_path(self, name: str) -> Path:
         return self.path / REFS / check_ref_name(name)
 
-    def put_ref(self, name: str, data: bytes) -> None:
-        path = self._ref_path(name)
-        self._check_reachable()
+    def _ref_folder(self, name: str, path: Path) -> None:
+        """Make ``path``'s folder, refusing one that is a symlink: followed, a ref written by this
+        machine would land wherever someone with access to the remote pointed it (reads refuse
+        such folders too: ``_open_ref``)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise storage_error(exc, path.parent) from exc
+        folder = self.path / REFS
+        for part in [REFS, *name.split("/")[:-1]]:
+            folder = self.path / part if part == REFS else folder / part
+            if folder.is_symlink():
+                raise RemoteError(
+                    f"remote '{self.name}': ref {name} is refused: its folder {folder.name} is a symlink, "
+                    "not a real folder; not written",
+                    hint="the folder was not made by mlops: check who writes to the remote",
+                    ref=name,
+                )
+
+    def put_ref(self, name: str, data: bytes) -> None:
+        path = self._ref_path(name)
+        self._check_reachable()
+        self._ref_folder(name, path)
         atomic_write(path, data)
 
     def create_ref(self, name: str, data: bytes) -> bool:
@@ -215,8 +231,8 @@ class LocalRemote(Remote):
 
         path = self._ref_path(name)
         self._check_reachable()
+        self._ref_folder(name, path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
         except OSError as exc:
             raise storage_error(exc, path.parent) from exc

@@ -179,6 +179,10 @@ def test_dag_files_are_clean_python_importing_only_airflow(project: Path, cli) -
         (["--kubernetes", "--image", "img:1", "--secret", "Bad_Name"], "Secret"),
         (["--kubernetes", "--image", "img:1", "--repo-url", "https://u:p@h/r.git"], "credentials"),
         (["--dag-id", "no spaces"], "--dag-id"),
+        # Airflow renders bash_command and env through Jinja, which runs code: no template may ride in
+        (["--clone", "/srv/{{ conf }}"], "template"),
+        (["--kubernetes", "--image", "img:{{conf}}"], "template"),
+        (["--kubernetes", "--image", "img:1", "--repo-url", "https://h/{% raw %}.git"], "template"),
     ],
 )
 def test_bad_options_are_usage_errors(project: Path, cli, args: list[str], message: str) -> None:

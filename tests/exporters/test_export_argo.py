@@ -220,3 +220,31 @@ def test_frozen_stages_are_not_tasks(repo, tree, cli) -> None:
     result = cli("export", "argo", "-o", "wf.yaml", "--image", "img:1", "--repo-url", "https://h/r.git", "--json")
     assert [(t["stage"], t["upstream"]) for t in json.loads(result.stdout)["tasks"]] == [("b", [])]
     validate(yaml.safe_load((repo.root / "wf.yaml").read_text()))
+
+
+def test_template_marks_in_spliced_values_are_refused(project: Path, cli) -> None:
+    """A remote name (or image, or URL) holding '{{' went into the task's script as it was: Argo
+    substitutes it, Airflow's Jinja runs it. Refused (exit 2), nothing written."""
+    cli("remote", "add", "{{ var.value.secret }}", str(project.parent / "store"), "--local")
+    for engine, extra in (("argo", ["--image", "img:1"]), ("airflow", [])):
+        result = cli("export", engine, "-o", "out.txt", *extra, "--remote", "{{ var.value.secret }}", code=2)
+        assert "template" in result.stderr and "Traceback" not in result.stderr
+    result = cli("export", "argo", "-o", "out.txt", "--image", "img:1", "--repo-url", "https://h/{{x}}.git", code=2)
+    assert "template" in result.stderr
+    assert not (project / "out.txt").exists()
+
+
+def test_outputs_follow_the_rules_for_a_file_the_user_named(project: Path, cli, tmp_path: Path) -> None:
+    """-o replaced whatever was there with atomic_write: a symlink became a file, /dev/stdout an
+    error, a folder an exit 3. Now as every -o: a link is followed, a folder is exit 2."""
+    target = tmp_path / "shared" / "wf.yaml"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = project / "wf.yaml"
+    link.symlink_to(target)
+    cli("export", "argo", "-o", str(link), "--image", "img:1")
+    assert link.is_symlink() and target.read_text().startswith("# Argo Workflow")
+    done = cli("export", "argo", "-o", str(tmp_path), "--image", "img:1", code=2)
+    assert "folder" in done.stderr
+    cli("export", "airflow", "-o", str(tmp_path / "new" / "dags" / "dag.py"))  # a new folder is made
+    assert (tmp_path / "new" / "dags" / "dag.py").is_file()

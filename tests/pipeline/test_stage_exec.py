@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -451,3 +452,140 @@ def test_without_a_remote_the_clone_works_alone(repo: Any) -> None:
     git(repo.root, "commit", "-qm", "frozen")
     frozen = exec_stage(Repo(repo.root), "copy", rev="HEAD")
     assert frozen.status == "restored" and frozen.outs == first.outs
+
+
+def test_links_and_set_aside_folders_in_the_exec_folder_are_cleared_never_followed(repo: Any, tmp_path: Path) -> None:
+    """A symlink planted as .mlops/tmp/exec/wt-* once made every stage exec fail (remove_dir renamed
+    the link onto a folder: an internal error) and pointed a removal outside the clone; a worktree
+    set aside by a removal that was killed, and a git bundle's temp file of a killed run, stayed
+    forever. They go; what a link points to stays."""
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "in.txt").write_text("in\n")
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n"
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "keep.txt").write_text("keep\n")
+    exec_dir = repo.root / ".mlops" / "tmp" / "exec"
+    exec_dir.mkdir(parents=True)
+    (exec_dir / "wt-planted").symlink_to(victim)
+    (exec_dir / "wt-planted2.lock").symlink_to(victim / "sub" / "keep.txt")
+    # a bundle's temp file: one left by a killed run (old) goes, one a live run may be using stays
+    stale, fresh = exec_dir / "bundle-dead.bundle", exec_dir / "bundle-live.bundle"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (1, 1))
+    aside = exec_dir / ".tmp-mlops-wt-0123456789ab-dead.gone.x1"
+    (aside / "out").mkdir(parents=True)
+    (aside / "out" / "f.txt").write_text("left by a killed removal\n")
+
+    assert exec_stage(Repo(repo.root), "copy", rev="HEAD").status == "ran"
+    assert list(exec_dir.iterdir()) == [fresh]
+    assert (victim / "sub" / "keep.txt").read_text() == "keep\n"
+    assert len(git(repo.root, "worktree", "list").splitlines()) == 1
+
+
+def test_collect_never_files_a_manifests_outputs_under_a_key_they_were_not_made_under(
+    repo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest whose key is not the one computed here (a declared env value differs) was taken
+    as given AND recorded in this clone's run cache under the key computed here: a later `mlops run`
+    with MODE=b restored outputs made with MODE=a. Collect still takes them, with a warning; the
+    run cache stays clean, so that run runs the stage."""
+    from mlops.pipeline import runcache
+    from mlops.pipeline.stage_collect import collect
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "pipeline.yaml").write_text(
+        "stages:\n  mode:\n    cmd: sh -c 'echo $MODE > out.txt'\n    env: [MODE]\n    outs: [out.txt]\n"
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    monkeypatch.setenv("MODE", "a")
+    made = exec_stage(Repo(repo.root), "mode", rev="HEAD")
+    monkeypatch.setenv("MODE", "b")
+    done = collect(Repo(repo.root), rev="HEAD", manifests=[made])
+    assert any("not entered in this clone's run cache" in w for w in done.warnings)
+    assert (repo.root / "out.txt").read_text() == "a\n"
+    assert runcache.local_keys(Repo(repo.root)) == [made.key]  # exec's own entry, under its own key
+    ran = json.loads(mlops("run", "--json", cwd=repo.root, env={"MODE": "b"}).stdout)
+    assert [s["status"] for s in ran["stages"]] == ["ran"]
+    assert (repo.root / "out.txt").read_text() == "b\n"
+
+
+def test_collect_records_the_image_digest_as_mlops_run_does(repo: Any) -> None:
+    """Collect wrote pipeline.lock without the stage's image digest; `mlops run` then found the
+    stage out of date ('image changed') right after a DAG had run it."""
+    from mlops.pipeline.stage_collect import collect
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    digest = "sha256:" + "ab" * 32
+    (repo.root / "pipeline.yaml").write_text(
+        f"stages:\n  one:\n    cmd: echo 1 > out.txt\n    outs: [out.txt]\n    image: img@{digest}\n"
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    made = exec_stage(Repo(repo.root), "one", rev="HEAD", image_digest=digest)
+    collect(Repo(repo.root), rev="HEAD", manifests=[made])
+    assert yaml.safe_load((repo.root / "pipeline.lock").read_text())["stages"]["one"]["image"] == digest
+    again = json.loads(mlops("run", "--json", cwd=repo.root).stdout)
+    assert again.get("up_to_date") is True, again
+
+
+def test_an_error_in_the_pipeline_at_the_commit_names_the_commits_file(repo: Any) -> None:
+    """An error in pipeline.yaml at the commit named a file in the private worktree
+    (.mlops/tmp/exec/wt-.../pipeline.yaml), gone by the time the user read it; it is named
+    as git names a commit's file: <sha>:pipeline.yaml."""
+    (repo.root / "pipeline.yaml").write_text("stages:\n  one:\n    cmd: echo\n    outs: [a-${x}]\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    sha = git(repo.root, "rev-parse", "HEAD").strip()
+    done = mlops("stage", "exec", "one", "--rev", sha, "--json", cwd=repo.root, code=2)
+    error = json.loads(done.stdout)
+    assert error["message"].startswith(f"{sha[:12]}:pipeline.yaml:"), error
+    assert ".mlops" not in done.stdout + done.stderr
+
+
+def test_bundling_a_commit_leaves_another_drivers_snapshot_ref_alone(repo: Any, tmp_path: Path) -> None:
+    """The bundle's temporary ref was refs/mlops/snapshots/<sha>, the same for every driver of one
+    commit: one finishing deleted it under another still bundling (git bundle then failed, exit 3).
+    Each call now has a ref of its own, and removes only that."""
+    from mlops.pipeline.stage_exec import BUNDLE_REF, prepare_commit
+    from mlops.remotes.base import open_remote
+    from mlops.repo.repo import Repo
+
+    (repo.root / "a.txt").write_text("a\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "a")
+    sha = git(repo.root, "rev-parse", "HEAD").strip()
+    other = f"refs/mlops/snapshots/{sha}"  # what another driver bundling this commit holds
+    git(repo.root, "update-ref", other, sha)
+    remote = open_remote("store", {"url": str(tmp_path / "store")}, root=repo.root)
+    assert prepare_commit(Repo(repo.root), allow_dirty=False, remote=remote) == sha  # on no origin: bundled
+    assert remote.get_ref(BUNDLE_REF.format(sha=sha))
+    assert git(repo.root, "for-each-ref", "--format=%(refname)", "refs/mlops/").split() == [other]
+
+
+def test_a_local_entry_naming_other_outputs_is_a_miss(repo: Any) -> None:
+    """stage exec took this clone's run-cache entry for the key whatever outputs it named (mlops
+    run takes one only when it names exactly the stage's outputs), reported them and would have
+    published them to the shared run cache. Now such an entry is a miss: the stage runs."""
+    from mlops.pipeline import runcache
+    from mlops.pipeline.stage_exec import exec_stage
+    from mlops.repo.repo import Repo
+
+    (repo.root / "pipeline.yaml").write_text("stages:\n  one:\n    cmd: echo 1 > out.txt\n    outs: [out.txt]\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    first = exec_stage(Repo(repo.root), "one", rev="HEAD")
+    wrong = tuple(replace(o, path="elsewhere.txt") for o in first.outs)
+    runcache.record(Repo(repo.root), first.key, wrong)
+    again = exec_stage(Repo(repo.root), "one", rev="HEAD")
+    assert again.status == "ran" and [o.path for o in again.outs] == ["out.txt"]

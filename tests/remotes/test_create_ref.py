@@ -226,3 +226,23 @@ def test_killed_writer_leaves_no_ref_s3(s3_bucket: Any) -> None:
     assert remote.create_ref(REF, b"retry") is True  # a retry completes
     assert remote.get_ref(REF) == b"retry"
     assert s3_bucket.keys() == {"team/refs/" + REF}
+
+
+def test_a_symlinked_ref_folder_is_refused_for_writes_local(tmp_path: Path) -> None:
+    """create_ref and put_ref followed a symlink planted as a ref folder on a folder remote
+    (refs/runcache/ab -> elsewhere) and wrote this machine's entry wherever it pointed (reads
+    already refused such folders). Refused, nothing written there."""
+    from mlops.errors import RemoteError
+
+    url = tmp_path / "remote"
+    remote = LocalRemote("origin", str(url), url)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (url / "refs" / "runcache").mkdir(parents=True)
+    (url / "refs" / "runcache" / "ab").symlink_to(elsewhere)
+    for write in (remote.create_ref, remote.put_ref):
+        with pytest.raises(RemoteError) as refused:
+            write(REF, b"entry")
+        assert "symlink" in refused.value.message and refused.value.exit_code == 3
+    assert list(elsewhere.iterdir()) == []
+    assert remote.create_ref("runcache/cd/ef01.json", b"entry") is True  # a real folder is fine
