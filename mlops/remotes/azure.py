@@ -76,14 +76,25 @@ class AzureRemote(FsspecRemote):
             "connection_timeout": int(CONNECT_TIMEOUT),
             "read_timeout": int(self.timeout),
             "max_concurrency": self.jobs,
-            # each call fails after one retry, not after the SDK's default of 3 with back-off
-            "retry_total": 1,
         }
         for key in ("account_name", "account_key", "connection_string", "sas_token"):
             value = getattr(self, key)
             if value:
                 kwargs[key] = value
-        return adlfs.AzureBlobFileSystem(**kwargs)
+        fs = adlfs.AzureBlobFileSystem(**kwargs)
+        if fs.connection_string:
+            # adlfs builds its client with the SDK's default retries (3, with back-off: over a minute
+            # for a store that is down); this one tries each request twice and gives up on a silent host
+            from azure.storage.blob.aio import BlobServiceClient
+
+            fs.service_client = BlobServiceClient.from_connection_string(
+                fs.connection_string,
+                retry_total=1,
+                retry_connect=0,  # a refused connection is not retried: the store is down
+                connection_timeout=int(CONNECT_TIMEOUT),
+                read_timeout=int(self.timeout),
+            )
+        return fs
 
     def _check_root(self) -> None:
         if self._container_seen:

@@ -14,6 +14,7 @@ file, kept in .mlops/config.local.yaml or given by path), else Application Defau
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,6 +30,18 @@ from .fsspec_remote import (
     text_setting,
     unreachable,
 )
+
+ATTEMPTS = 2  # gcsfs retries a request 6 times with back-off (~30 s for a closed port): here, once
+
+
+def _fail_fast(base: type) -> type:
+    """``base`` whose requests are tried ``ATTEMPTS`` times instead of gcsfs' six (a fixed class setting)."""
+    from gcsfs.retry import retry_request
+
+    return type(
+        "FailFastGCSFileSystem", (base,), {"_request": retry_request(retries=ATTEMPTS)(base._request.__wrapped__)}
+    )
+
 
 CREDENTIALS_HINT = (
     "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, run 'gcloud auth application-default login', "
@@ -64,6 +77,8 @@ class GCSRemote(FsspecRemote):
             from gcsfs.core import GCSFileSystem
         except ImportError as exc:
             raise missing_extra(self.name, "gs", "gcs", exc) from None
+        # gcsfs logs each failed request's traceback; the error reaches the user as one line instead
+        logging.getLogger("gcsfs").addHandler(logging.NullHandler())
         timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=self.timeout)
         kwargs: dict[str, Any] = {
             "skip_instance_cache": True,
@@ -77,7 +92,7 @@ class GCSRemote(FsspecRemote):
             kwargs.setdefault("token", "anon")  # an emulator takes no credentials
         if self.token:
             kwargs["token"] = self.token
-        return GCSFileSystem(**kwargs)
+        return _fail_fast(GCSFileSystem)(**kwargs)
 
     def _check_root(self) -> None:
         if self._bucket_seen:
