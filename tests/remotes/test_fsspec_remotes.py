@@ -162,3 +162,34 @@ def test_create_ref_race_leaves_one(settings: dict[str, Any], tmp_path: Path) ->
     winner = won.index(True)
     assert all(remote.get_ref(REF) == f"racer {winner}".encode() for remote in remotes)
     assert remotes[0].list_refs() == [REF]
+
+
+def _one_line_error(remote: Remote, match: str) -> None:
+    with pytest.raises(RemoteError, match=match) as caught:
+        remote.missing([hash_bytes(b"x")])
+    assert "\n" not in caught.value.message
+
+
+@pytest.mark.timeout(120)
+def test_refusals_are_one_clear_line(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    ssh = make_settings("ssh", request, tmp_path)
+    stranger = tmp_path / "stranger"
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    _one_line_error(open_remote("box", {**ssh, "key_file": str(stranger)}, root=tmp_path), "refused")
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    _one_line_error(open_remote("box", {**ssh, "known_hosts": str(empty)}, root=tmp_path), "host key .* is not known")
+
+    azure = make_settings("azure", request, tmp_path)
+    wrong = azure["connection_string"].replace("AccountKey=", "AccountKey=AAAA")
+    _one_line_error(
+        open_remote("blob", {**azure, "connection_string": wrong}, root=tmp_path), "refused the credentials"
+    )
+    no_container = {**azure, "url": "azure://no-such-container/x"}
+    _one_line_error(open_remote("blob", no_container, root=tmp_path), "container 'no-such-container' does not exist")
+
+    gcs = make_settings("gcs", request, tmp_path)
+    no_bucket = {**gcs, "url": "gs://no-such-bucket/x"}
+    _one_line_error(open_remote("gcs", no_bucket, root=tmp_path), "bucket 'no-such-bucket' does not exist")
