@@ -91,6 +91,9 @@ class SSHRemote(FsspecRemote):
             kwargs["password"] = self.password
         return SSHFileSystem(self.host, **kwargs)
 
+    def _open_read(self, key: str) -> Any:
+        return _TimedFile(self.fs.open(key, "rb"), self.timeout)
+
     def _temp_beside(self, key: str) -> str:
         folder, _, base = key.rpartition("/")
         return f"{folder}/{TMP_PREFIX}{base}.{secrets.token_hex(6)}"
@@ -182,3 +185,18 @@ class SSHRemote(FsspecRemote):
             if isinstance(error, asyncssh.SFTPError):
                 return RemoteError(f"remote '{name}': the SFTP server answered: {one_line(str(error))}")
         return None
+
+
+class _TimedFile:
+    """An SFTP file whose every read must complete within ``seconds`` (SFTP has no read timeout of its own:
+    a server that stops answering would hold the command forever)."""
+
+    def __init__(self, handle: Any, seconds: float) -> None:
+        self.handle = handle
+        self.seconds = seconds
+
+    def read(self, size: int) -> bytes:
+        return self.handle.read(size, timeout=self.seconds)  # type: ignore[no-any-return]  # fsspec's sync() deadline
+
+    def close(self) -> None:
+        self.handle.close()

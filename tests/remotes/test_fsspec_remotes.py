@@ -193,3 +193,17 @@ def test_refusals_are_one_clear_line(request: pytest.FixtureRequest, tmp_path: P
     gcs = make_settings("gcs", request, tmp_path)
     no_bucket = {**gcs, "url": "gs://no-such-bucket/x"}
     _one_line_error(open_remote("gcs", no_bucket, root=tmp_path), "bucket 'no-such-bucket' does not exist")
+
+
+def test_what_the_store_lists_is_filtered(remote: Remote, tmp_path: Path) -> None:
+    """Keys planted by someone else: neither objects nor refs, never turned into names or paths."""
+    local = ObjectStore(tmp_path / "cache")
+    digest = _object(local, b"real")
+    remote.upload(digest, local.file(digest))
+    fs, root = remote.fs, remote.root  # type: ignore[attr-defined]
+    for junk in ("zz/notahash", f"{digest[:2]}/{digest[2:]}.extra", "ab/cd/ef", "refs/bad!name", "refs/a..b"):
+        fs.pipe_file(f"{root}/{junk}", b"junk")
+    fs.pipe_file(f"{root}/refs/runs/.tmp-mlops-r1.json.abc", b"half")  # an interrupted writer's temp file
+    remote.put_ref("runs/r1.json", b"{}")
+    assert list(remote.iter_digests()) == [digest]
+    assert remote.list_refs() == ["runs/r1.json"]
