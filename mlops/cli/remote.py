@@ -12,13 +12,20 @@ from .output import Output
 
 app = typer.Typer(no_args_is_help=True)
 
-SECRET_KEYS = {"access_key_id", "secret_access_key"}
+# never written to the committed config.yaml: 'remote modify KEY VALUE --local' only
+SECRET_KEYS = {"access_key_id", "secret_access_key", "account_key", "connection_string", "sas_token", "password"}
 
 
 @command(app, "add")
 def add(
     name: str = typer.Argument(..., help="Remote name."),
-    url: str = typer.Argument(..., help="A folder path, file://PATH or s3://bucket/prefix."),
+    url: str = typer.Argument(
+        ...,
+        help=(
+            "A folder path, file://PATH, s3://bucket/prefix, gs://bucket/prefix, azure://container/prefix "
+            "or ssh://user@host[:port]/path."
+        ),
+    ),
     default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
     local: bool = typer.Option(False, "--local", help="Write to config.local.yaml (not committed)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a remote of the same name."),

@@ -18,7 +18,8 @@ the objects' two-hex-digit shards, so listing objects never meets them. A ref na
 
 A ref may also be created **only if absent** (``create_ref``): exclusive create on a local
 remote (a hard link of a complete temp file, which fails when the name exists), ``If-None-Match:
-*`` on S3. Two machines creating the same ref leave exactly one, the first; the other learns it
+*`` on S3 and Azure, ``ifGenerationMatch=0`` on GCS, a hard link over SFTP. Two machines creating
+the same ref leave exactly one, the first; the other learns it
 lost (False) and reads the winner. That is what lets machines share one run cache without a lock
 across them. ``probe_conditional_create`` checks that a store honours it (some S3-compatible
 stores ignore the header and overwrite).
@@ -184,17 +185,31 @@ class Remote(ABC):
 
 
 def open_remote(name: str, settings: dict[str, Any], *, root: Path) -> Remote:
-    """Open the remote that ``settings['url']`` names: a path or file:// URL, or s3://."""
+    """Open the remote that ``settings['url']`` names: a path or file:// URL, s3://, gs://, azure:// or ssh://.
+
+    Each backend's module (and its library) is imported only when a remote of that kind is used."""
     url = str(settings["url"])
-    if url.startswith("s3://"):
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "s3":
         from .s3 import S3Remote  # fsspec/s3fs only when an S3 remote is used
 
         return S3Remote(name, url, settings)
-    if "://" in url and not url.startswith("file://"):
-        scheme = url.split("://", 1)[0]
+    if scheme in ("gs", "gcs"):
+        from .gcs import GCSRemote
+
+        return GCSRemote(name, url, settings)
+    if scheme in ("azure", "az"):
+        from .azure import AzureRemote
+
+        return AzureRemote(name, url, settings)
+    if scheme in ("ssh", "sftp"):
+        from .ssh import SSHRemote
+
+        return SSHRemote(name, url, settings)
+    if scheme and scheme != "file":
         raise ConfigError(
             f"remote '{name}': unsupported URL scheme '{scheme}://' in {url}",
-            hint="use a local path, file:// or s3://",
+            hint="use a local path, file://, s3://, gs://, azure:// or ssh://",
         )
     from .local import LocalRemote
 

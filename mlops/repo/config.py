@@ -14,7 +14,28 @@ from ..store.links import DEFAULT_LINK_TYPES, LINK_TYPES
 CONFIG_FORMAT = 1
 CONFIG_HEADER = "# mlops configuration: commit this file. Secrets go in config.local.yaml (not committed).\n"
 LOCAL_HEADER = "# mlops local configuration: not committed (listed in .mlops/.gitignore).\n"
-REMOTE_KEYS = {"url", "endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "jobs", "timeout"}
+REMOTE_KEYS = {
+    "url",
+    "endpoint_url",
+    "region",
+    "profile",
+    "access_key_id",
+    "secret_access_key",
+    "jobs",
+    "timeout",
+    # gs://: the GCP project and a service-account key file (or 'anon', 'google_default')
+    "project",
+    "token",
+    # azure://: the storage account, and its secrets (config.local.yaml only)
+    "account_name",
+    "account_key",
+    "connection_string",
+    "sas_token",
+    # ssh://: a private key file, a known_hosts file, a password (config.local.yaml only)
+    "key_file",
+    "known_hosts",
+    "password",
+}
 
 
 @dataclass
