@@ -50,7 +50,8 @@ DISTINCT_LIMIT = 100_000  # a string column with more distinct reference values 
 SAMPLE_MAX = 200_000  # reference values per numeric column kept for its quantiles
 BATCH_ROWS = 64 * 1024
 SUM_UNIT = 1126  # every finite float64 is an integer multiple of 2**-1126
-_LANE = 1 << 16  # values per exact float64 reduction (sums of < 2**37 terms stay below 2**53)
+_LANE = 1 << 16  # values binned at once (the work arrays' length)
+_SUM_LANE = 1 << 24  # rows per exact int64 reduction (sums of < 2**38 terms stay below 2**63)
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -334,85 +335,54 @@ def _check_format(data: Any, where: str) -> None:
 
 # --- exact sums ----------------------------------------------------------------------------------
 
-_KEYS = 2100  # exponent keys: x = m * 2**(key - 1126), 0 <= key < 2098
-# adding and subtracting 1.5 * 2**(52 + j) rounds a float64 integer below 2**53 to a multiple of 2**j, exactly
-_ROUND18, _ROUND26, _ROUND36 = 1.5 * 2.0**70, 1.5 * 2.0**78, 1.5 * 2.0**88
-
 
 class _Scratch:
-    """Work arrays of one lane, reused batch after batch: fresh half-megabyte arrays cost page faults
-    (measured: a third of the time of the sums) and one thread uses one scratch."""
+    """Work arrays of one lane for the bins, reused batch after batch (fresh half-megabyte arrays
+    cost page faults); one thread uses one scratch."""
 
     def __init__(self) -> None:
         import numpy as np
 
-        self.f = [np.empty(_LANE, dtype=np.float64) for _ in range(8)]
+        self.f = [np.empty(_LANE, dtype=np.float64) for _ in range(2)]
         self.i = [np.empty(_LANE, dtype=np.intp) for _ in range(2)]
-        self.exponent = np.empty(_LANE, dtype=np.int32)  # frexp's
         self.b = np.empty(_LANE, dtype=bool)
 
-    def floats(self, n: int) -> list[Any]:
-        return [a[:n] for a in self.f]
 
-
-def exact_sums(values: Any, scratch: _Scratch | None = None) -> tuple[int, int]:
+def exact_sums(values: Any) -> tuple[int, int]:
     """(sum, sum of squares) of finite float64 values, exactly, in units of 2**-1126 and 2**-2252.
 
-    x = m * 2**(k - 1126) with m an integer of at most 53 bits (frexp: m = mantissa * 2**53) and
-    0 <= k < 2098. m is split, in float64 and exactly, into parts whose per-exponent totals over a
-    lane of 2**16 values stay below 2**53 (two parts for the sum; three for the square, whose cross
-    terms make five): ``bincount`` adds them per exponent in float64 without rounding, and the
-    totals are shifted into place as Python integers. No sort, no int64-to-float conversion (both
-    measured slower here than the whole of the rest)."""
+    x = M * 2**(k - 1126) with M an integer of at most 53 bits (frexp) and 0 <= k < 2100. Values
+    are grouped by k (a radix sort of a 16-bit key), M is split into parts small enough that
+    their sums (and the cross terms of M**2) add up in int64 without overflow, and the groups'
+    totals are shifted into place as Python integers."""
     import numpy as np
 
-    scratch = scratch or _Scratch()
     total = total_sq = 0
-    values = np.asarray(values, dtype=np.float64)
-    for start in range(0, len(values), _LANE):
-        x = values[start : start + _LANE]
-        n = len(x)
-        m, hi, lo, top, mid, low, w, _ = scratch.floats(n)
-        exponent, keys = scratch.exponent[:n], scratch.i[0][:n]
-        np.frexp(x, out=(m, exponent))
-        np.add(exponent, 1073, out=keys)
-        m *= 2.0**53  # exact integers below 2**53 in magnitude
-        np.add(m, _ROUND26, out=hi)
-        hi -= _ROUND26
-        np.subtract(m, hi, out=lo)  # |lo| <= 2**25
-        hi *= 2.0**-26  # |hi| <= 2**27
-        np.add(m, _ROUND36, out=top)
-        top -= _ROUND36
-        np.subtract(m, top, out=low)
-        np.add(low, _ROUND18, out=mid)
-        mid -= _ROUND18
-        low -= mid  # |low| <= 2**17
-        top *= 2.0**-36  # |top| <= 2**17
-        mid *= 2.0**-18  # |mid| <= 2**17 + 1
-        sums = [np.bincount(keys, weights=hi, minlength=_KEYS), np.bincount(keys, weights=lo, minlength=_KEYS)]
-        # m**2 = top**2 2**72 + 2 top mid 2**54 + (mid**2 + 2 top low) 2**36 + 2 mid low 2**18 + low**2
-        np.multiply(top, top, out=w)
-        sums.append(np.bincount(keys, weights=w, minlength=_KEYS))
-        np.multiply(top, mid, out=w)
-        w *= 2.0
-        sums.append(np.bincount(keys, weights=w, minlength=_KEYS))
-        np.multiply(top, low, out=w)
-        w *= 2.0
-        np.multiply(mid, mid, out=hi)
-        w += hi
-        sums.append(np.bincount(keys, weights=w, minlength=_KEYS))
-        np.multiply(mid, low, out=w)
-        w *= 2.0
-        sums.append(np.bincount(keys, weights=w, minlength=_KEYS))
-        np.multiply(low, low, out=w)
-        sums.append(np.bincount(keys, weights=w, minlength=_KEYS))
-        table = np.stack(sums)
-        used = np.flatnonzero(np.any(table, axis=0))
-        s_hi, s_lo, t72, t54, t36, t18, t0 = table[:, used].astype(np.int64).tolist()
-        for i, k in enumerate(used.tolist()):
-            total += ((s_hi[i] << 26) + s_lo[i]) << k
-            square = (t72[i] << 72) + (t54[i] << 54) + (t36[i] << 36) + (t18[i] << 18) + t0[i]
-            total_sq += square << (2 * k)
+    for start in range(0, len(values), _SUM_LANE):
+        x = values[start : start + _SUM_LANE]
+        mantissa, exponent = np.frexp(x)
+        m = np.ldexp(mantissa, 53).astype(np.int64)  # exact: |m| < 2**53
+        k = (exponent + (SUM_UNIT - 53)).astype(np.int16)  # >= 0 for every float64
+        order = np.argsort(k, kind="stable")
+        k = k[order]
+        m = m[order]
+        starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+        shifts = [int(s) for s in k[starts]]
+        low = np.add.reduceat(m & ((1 << 26) - 1), starts)
+        high = np.add.reduceat(m >> 26, starts)
+        a = np.abs(m)
+        c = a & ((1 << 18) - 1)
+        b = (a >> 18) & ((1 << 18) - 1)
+        a >>= 36
+        t72 = np.add.reduceat(a * a, starts)
+        t54 = np.add.reduceat(2 * a * b, starts)
+        t36 = np.add.reduceat(b * b + 2 * a * c, starts)
+        t18 = np.add.reduceat(2 * b * c, starts)
+        t0 = np.add.reduceat(c * c, starts)
+        for i, shift in enumerate(shifts):
+            total += ((int(high[i]) << 26) + int(low[i])) << shift
+            square = (int(t72[i]) << 72) + (int(t54[i]) << 54) + (int(t36[i]) << 36) + (int(t18[i]) << 18) + int(t0[i])
+            total_sq += square << (2 * shift)
     return total, total_sq
 
 
@@ -901,7 +871,7 @@ class Profiler:
         lo, hi = float(x.min()) + 0.0, float(x.max()) + 0.0
         acc[5] = lo if acc[5] is None else min(acc[5], lo)
         acc[6] = hi if acc[6] is None else max(acc[6], hi)
-        s, q = exact_sums(x, self._scratch)
+        s, q = exact_sums(x)
         acc[7] += s
         acc[8] += q
 
