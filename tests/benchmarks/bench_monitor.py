@@ -241,9 +241,9 @@ def mlops_estimates(analysis: Path, chunk: int) -> tuple[float, list[float]]:
     from mlops.monitor.profile import NUMERIC, Basis, ColumnBasis, Profiler
     from mlops.monitor.store import CONFIDENCE, CONFIDENCE_EDGES
 
+    p = pq.read_table(analysis, columns=["y_pred_proba"]).column(0).to_numpy()  # read: not timed, as for CBPE
     started = time.perf_counter()
     basis = Basis((ColumnBasis(CONFIDENCE, NUMERIC, edges=CONFIDENCE_EDGES),))
-    p = pq.read_table(analysis, columns=["y_pred_proba"]).column(0).to_numpy()
     estimates = []
     for start in range(0, len(p), chunk):
         part = p[start : start + chunk]
@@ -272,7 +272,7 @@ def cbpe_beside(work: Path, timeout: float, memory_gib: float, chunk: int = 100_
     print(f"  NannyML CBPE:                   {' '.join(f'{a:.4f}' for a in theirs)}")
     print(f"  mean absolute error: mlops {ours_error:.5f}, CBPE {theirs_error:.5f}")
     print(
-        f"  seconds: mlops {seconds:.3f} (reading and profiling), CBPE {doc['seconds']:.3f} (fit and estimate; "
+        f"  seconds: mlops {seconds:.3f} (profiling and the mean), CBPE {doc['seconds']:.3f} (fit and estimate; "
         f"{wall:.1f} with import and reading): mlops {doc['seconds'] / seconds:.0f}x faster"
     )
 
