@@ -20,10 +20,13 @@ from mlops.drift import stats
 from mlops.drift.config import preset_settings
 from mlops.drift.io import Source
 from mlops.drift.report import check_drift
+from mlops.errors import DataError
 from mlops.monitor.compare import compare_profiles, drift_report
 from mlops.monitor.profile import (
     Basis,
     Profile,
+    _Bins,
+    _Scratch,
     exact_sums,
     make_basis,
     merge_all,
@@ -39,6 +42,56 @@ def test_exact_sums_are_the_exact_rational_sums(values: list[float]) -> None:
     total, squares = exact_sums(np.asarray(values, dtype=np.float64))
     assert Fraction(total, 1 << 1126) == sum((Fraction(v) for v in values), Fraction(0))
     assert Fraction(squares, 1 << 2252) == sum((Fraction(v) ** 2 for v in values), Fraction(0))
+
+
+def test_exact_sums_at_the_ends_of_float64_and_across_lanes() -> None:
+    big, tiny = np.finfo(np.float64).max, np.finfo(np.float64).smallest_subnormal
+    values = np.concatenate(
+        [np.full(70_000, big), np.full(65_537, -big / 3), [tiny, -tiny, 0.0, -0.0, np.finfo(np.float64).tiny]]
+    )
+    total, squares = exact_sums(values)
+    assert Fraction(total, 1 << 1126) == sum((Fraction(v) for v in values), Fraction(0))
+    assert Fraction(squares, 1 << 2252) == sum((Fraction(v) ** 2 for v in values), Fraction(0))
+
+
+edge_sets = st.one_of(
+    st.lists(finite, min_size=1, max_size=90, unique=True),
+    st.lists(st.floats(-1e3, 1e3), min_size=8, max_size=90, unique=True),  # the lookup table's case
+).map(sorted)
+
+
+@settings(deadline=None, max_examples=200)
+@given(edges=edge_sets, extra=st.lists(finite, max_size=50), seed=st.integers(0, 2**32 - 1))
+def test_bins_by_lookup_table_are_searchsorted(edges: list[float], extra: list[float], seed: int) -> None:
+    """The lookup table answers as searchsorted does, at the edges, next to them and anywhere."""
+    e = np.asarray(edges, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    width = max(float(e[-1] - e[0]), 1.0) if np.isfinite(e[-1] - e[0]) else 1e300
+    with np.errstate(over="ignore"):
+        up, down = np.nextafter(e, np.inf), np.nextafter(e, -np.inf)
+    x = np.concatenate(
+        [
+            e,
+            up,
+            down,
+            extra,
+            rng.uniform(-1, 1, 500) * width + e[len(e) // 2],
+            [0.0, -0.0, np.finfo(np.float64).max, -np.finfo(np.float64).max],
+        ]
+    )
+    x = x[np.isfinite(x)]
+    expected = np.bincount(np.searchsorted(e, x, side="right"), minlength=len(e) + 1)
+    assert (_Bins(e).counts(x, _Scratch()) == expected).all()
+
+
+def test_bins_use_the_table_on_quantile_edges() -> None:
+    """Bunched quantile edges (a skewed column) still get the table, not the binary search."""
+    x = np.random.default_rng(3).lognormal(0, 1, 100_000)
+    edges = np.unique(np.concatenate([np.quantile(x, np.linspace(0, 1, 60)), [x.max() * 1.6]]))
+    bins = _Bins(edges)
+    assert bins.table is not None and bins.steps <= 2
+    expected = np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1)
+    assert (bins.counts(x[:60_000], _Scratch()) + bins.counts(x[60_000:], _Scratch()) == expected).all()
 
 
 def _basis(tmp_path: Path) -> Basis:
@@ -125,6 +178,35 @@ def test_csv_and_parquet_give_the_same_profile(tmp_path: Path, basis: Basis) -> 
     from_parquet = profile_files([tmp_path / "cur.parquet"], basis)
     assert from_parquet == profile_files([tmp_path / "cur.csv"], basis) == profile_table(table, basis)
     assert from_parquet.columns["s"].other == int((table["s"].to_numpy(zero_copy_only=False) == "zz").sum())
+
+
+def test_threads_and_dictionary_reading_give_the_same_profile_bytes(tmp_path: Path) -> None:
+    """Threads take row groups in any order and strings are read dictionary-encoded: the profile
+    file is the same, byte for byte, as one thread's over plain arrays."""
+    reference, current = planted_pair(30_000)
+    current = current.set_column(
+        current.schema.get_field_index("num_scale"),
+        "num_scale",
+        pa.array([None if i % 7 == 0 else v for i, v in enumerate(current["num_scale"].to_pylist())]),
+    )
+    pq.write_table(reference, tmp_path / "ref.parquet", row_group_size=4_000)
+    pq.write_table(current, tmp_path / "cur.parquet", row_group_size=2_500)
+    basis = make_basis([tmp_path / "ref.parquet"])
+    assert basis == make_basis([tmp_path / "ref.parquet"])  # the prefetching reader: the same basis
+    one = profile_files([tmp_path / "cur.parquet"], basis, jobs=1)
+    text = json.dumps(one.to_dict(), sort_keys=True)
+    for jobs in (2, 3):
+        assert json.dumps(profile_files([tmp_path / "cur.parquet"], basis, jobs=jobs).to_dict(), sort_keys=True) == text
+    assert profile_table(current, basis) == one
+    assert one.columns["num_scale"].missing == len(range(0, 30_000, 7))
+
+
+def test_a_bad_file_among_parts_fails_with_its_name(tmp_path: Path, basis: Basis) -> None:
+    good = pa.table({"x": np.arange(5000.0), "n": np.arange(5000) % 4, "k": np.zeros(5000), "s": ["a"] * 5000})
+    pq.write_table(good, tmp_path / "good.parquet", row_group_size=500)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="bad.parquet"):
+        profile_files([tmp_path / "good.parquet", tmp_path / "bad.parquet"], basis, jobs=2)
 
 
 @pytest.mark.timeout(600)
