@@ -27,8 +27,12 @@ def traffic(rng: np.random.Generator, rows: int, drifted: bool) -> pd.DataFrame:
     )
 
 
-def write_day(root: Path, day: float, rows: int, *, drifted: bool, seed: int) -> None:
-    """One day's answers of churn:1 (in the repository at ``root``), logged as the server logs them."""
+def write_day(
+    root: Path, day: float, rows: int, *, drifted: bool, seed: int, first: float | None = None, spacing: float = 30
+) -> None:
+    """One day's answers of churn:1 (in the repository at ``root``), logged as the server logs them:
+    from ``first`` (default: 01:00 of ``day``), ``spacing`` seconds apart."""
+    first = day + 3600 if first is None else first
     model = pickle.loads((root / "models" / "churn.pkl").read_bytes())
     frame = traffic(np.random.default_rng(seed), rows, drifted)
     predictions, probabilities = model.predict(frame), model.predict_proba(frame)
@@ -45,7 +49,7 @@ def write_day(root: Path, day: float, rows: int, *, drifted: bool, seed: int) ->
                 "variant": "production",
                 "version": 1,
                 "latency_ms": 2.0,
-                "time": day + 3600 + i * 30,
+                "time": first + i * spacing,
                 "request_id": f"{int(day)}-{i}",
                 "probabilities": ((0, 1), [probabilities[i].tolist()]),
             },

@@ -57,7 +57,11 @@ def test_a_persisting_breach_alerts_once_and_runs_its_command_once(monitored: Pa
     assert "ran" in mlops(monitored, "monitor", "history", "churn").stdout
 
     # gone: the traffic of today is clean again; the alert is resolved once, with endsAt
-    write_day(monitored, today, 200, drifted=False, seed=3)
+    # today's rows lie in the past whatever the hour: the check never sees future traffic, and at
+    # 00:10 UTC rows from 01:00 on would all be in the future
+    if time.time() - today < 120:
+        time.sleep(120 - (time.time() - today))
+    write_day(monitored, today, 200, drifted=False, seed=3, first=time.time() - 101, spacing=0.5)
     doc = json.loads(mlops(monitored, *args, "--json").stdout)
     assert doc["breached"] == [] and doc["alerts"]["resolved"] == ["churn:drift"]
     assert receiver.bodies[-1][0]["labels"]["dedup_key"] == "churn:drift" and "endsAt" in receiver.bodies[-1][0]
