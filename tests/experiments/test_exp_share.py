@@ -1,7 +1,7 @@
 """Experiments shared and filtered: `mlops push --runs` / `pull --runs` carry the experiment records
 (a teammate's clone shows and applies them), `exp show --filter` in the query language of `runs list`.
 
-Two real git clones, a local-folder remote, the real `mlops` console script."""
+Two real git clones, a local-folder remote or a bucket on moto's S3 server, the real `mlops` console script."""
 
 from __future__ import annotations
 
@@ -51,9 +51,14 @@ def test_show_filters_by_tags_params_and_metrics(project, mlops_bin) -> None:
     assert "--filter" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_push_and_pull_runs_carry_experiments_to_a_clone(project, mlops_bin, tmp_path) -> None:
-    remote = tmp_path / "remote"
-    mlops_bin("remote", "add", "origin", str(remote), "--default")
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_push_and_pull_runs_carry_experiments_to_a_clone(project, mlops_bin, tmp_path, kind, request) -> None:
+    if kind == "local":
+        mlops_bin("remote", "add", "origin", str(tmp_path / "remote"), "--default")
+    else:  # a real S3 API: moto's server on 127.0.0.1 (tests/conftest.py)
+        bucket = request.getfixturevalue("s3_bucket")
+        mlops_bin("remote", "add", "origin", f"s3://{bucket.name}/store", "--default")
+        mlops_bin("remote", "modify", "origin", "endpoint_url", bucket.endpoint_url)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "project")
     pushed = json.loads(mlops_bin("push", "--runs", "--json").stdout)
