@@ -193,7 +193,12 @@ RUN_CACHE_PULL_HELP = (
 
 
 def _transfer_summary(
-    out: Output, result: object, runs: object = None, extra: dict | None = None, run_cache: object = None
+    out: Output,
+    result: object,
+    runs: object = None,
+    extra: dict | None = None,
+    run_cache: object = None,
+    experiments: object = None,
 ) -> None:
     """Print a push/fetch summary, and the runs (``--runs``) and run-cache entries (``--run-cache``) moved with it."""
     r = result  # TransferResult
@@ -201,6 +206,8 @@ def _transfer_summary(
         report = {**r.to_dict(), **(extra or {})}  # type: ignore[attr-defined]
         if runs is not None:
             report["runs"] = runs.to_dict()  # type: ignore[attr-defined]
+        if experiments is not None:
+            report["experiments"] = experiments.to_dict()  # type: ignore[attr-defined]
         if run_cache is not None:
             report["run_cache"] = run_cache.to_dict()  # type: ignore[attr-defined]
             for warning in run_cache.warnings:  # type: ignore[attr-defined]
@@ -216,6 +223,10 @@ def _transfer_summary(
     if runs is not None:
         out.line(runs.summary())  # type: ignore[attr-defined]
         for warning in runs.warnings:  # type: ignore[attr-defined]
+            out.warn(warning)
+    if experiments is not None:
+        out.line(experiments.summary())  # type: ignore[attr-defined]
+        for warning in experiments.warnings:  # type: ignore[attr-defined]
             out.warn(warning)
     if run_cache is not None:
         out.line(run_cache.summary())  # type: ignore[attr-defined]
@@ -233,7 +244,7 @@ def push(
         help="Check every object on the remote, not only changed folders (repairs a remote that lost objects).",
     ),
     runs: bool = typer.Option(
-        False, "--runs", help="Also send every ended experiment run the remote lacks (after the objects)."
+        False, "--runs", help="Also send every ended run and experiment record the remote lacks (after the objects)."
     ),
     run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PUSH_HELP),
     jobs: int | None = JOBS_OPTION,
@@ -254,7 +265,7 @@ def push(
         jobs=jobs,
         progress=out.progress(),
     )
-    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache)
+    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments)
 
 
 def fetch(
@@ -264,7 +275,7 @@ def fetch(
     runs: bool = typer.Option(
         False,
         "--runs",
-        help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too).",
+        help="First take the remote's runs and experiment records this repo lacks (their objects are fetched too).",
     ),
     run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PULL_HELP),
     jobs: int | None = JOBS_OPTION,
@@ -284,7 +295,7 @@ def fetch(
         jobs=jobs,
         progress=out.progress(),
     )
-    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache)
+    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments)
 
 
 def pull(
@@ -294,7 +305,7 @@ def pull(
     runs: bool = typer.Option(
         False,
         "--runs",
-        help="First take the remote's experiment runs this repo lacks (their artifacts are fetched too).",
+        help="First take the remote's runs and experiment records this repo lacks (their objects are fetched too).",
     ),
     run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PULL_HELP),
     jobs: int | None = JOBS_OPTION,
@@ -318,7 +329,9 @@ def pull(
     checked_out = {
         "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}
     }
-    _transfer_summary(out, moved.objects, moved.runs, checked_out, run_cache=moved.run_cache)
+    _transfer_summary(
+        out, moved.objects, moved.runs, checked_out, run_cache=moved.run_cache, experiments=moved.experiments
+    )
 
 
 def gc(

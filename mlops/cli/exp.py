@@ -167,6 +167,12 @@ def show(
     sort: str | None = typer.Option(None, "--sort", help="metrics.KEY or params.KEY; '-' first for descending."),
     only_changed: bool = typer.Option(False, "--only-changed", help="Only params that differ between experiments."),
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep's experiments."),
+    filter_text: str | None = typer.Option(
+        None,
+        "--filter",
+        help="Only experiments matching, in the query language of 'runs list': "
+        "\"tags.team = 'growth' and metrics.acc > 0.9\" (tags: the experiment's run's, plus experiment and sweep).",
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Experiments with their params and metrics, grouped by sweep."""
@@ -174,11 +180,11 @@ def show(
 
     out = Output(json_output=json_output)
     repo = find_repo()
-    result = show_experiments(repo, sort=sort, only_changed=only_changed, sweep=sweep)
+    result = show_experiments(repo, sort=sort, only_changed=only_changed, sweep=sweep, filter=filter_text)
     for warning in result.warnings:
         out.warn(warning)
     if out.json:
-        out.emit_json(result.to_dict())
+        out.emit_json(result.to_dict(), compact=True)  # a thousand experiments: the C encoder
         return
     if not result.experiments:
         out.info("no experiments yet: mlops exp run -S KEY=VALUE")

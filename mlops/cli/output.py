@@ -65,9 +65,14 @@ class Output:
         return self._stderr
 
     # --- results (stdout) -----------------------------------------------------------------
-    def emit_json(self, data: Any) -> None:
+    def emit_json(self, data: Any, *, compact: bool = False) -> None:
+        """``compact``: one line, for listings of thousands of items, where json's C encoder (used
+        only without indent) is about five times faster than the indenting pure-Python one."""
         # JSON has no NaN/Infinity: a non-finite float left anywhere becomes null (valid JSON for every parser)
-        sys.stdout.write(json.dumps(_json_safe(data), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
+        indent = None if compact else 2
+        sys.stdout.write(
+            json.dumps(_json_safe(data), indent=indent, sort_keys=False, default=str, allow_nan=False) + "\n"
+        )
         sys.stdout.flush()
 
     def line(self, text: str = "", *, style: str | None = None) -> None:

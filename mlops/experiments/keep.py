@@ -42,13 +42,29 @@ class ShowResult:
         }
 
 
-def show(repo: Repo, *, sort: str | None = None, only_changed: bool = False, sweep: str | None = None) -> ShowResult:
+def show(
+    repo: Repo,
+    *,
+    sort: str | None = None,
+    only_changed: bool = False,
+    sweep: str | None = None,
+    filter: str | None = None,
+) -> ShowResult:
     """Every experiment, grouped by sweep (sweeps in order of their first experiment), sorted within
-    its sweep by ``sort`` (``metrics.acc``, ``-metrics.acc`` for descending, ``params.train.lr``)."""
+    its sweep by ``sort`` (``metrics.acc``, ``-metrics.acc`` for descending, ``params.train.lr``);
+    with ``filter``, only those it matches (the query language of ``runs list``: ``tracking.query``)."""
+    predicate = None
+    if filter:
+        from ..tracking.query import parse_filter
+
+        predicate = parse_filter(filter)  # a filter that does not parse fails before anything is read
     warnings: list[str] = []
     found = store.read_all(repo, warnings)
     if sweep:
         found = [e for e in found if e.sweep == sweep]
+    if predicate is not None:
+        tags = _run_tags(repo) if "tag" in filter.lower() else {}
+        found = [e for e in found if predicate(_filter_doc(e, tags))]
     param_keys = sorted({k for e in found for k in e.params} | {k for e in found for k in e.changes})
     if only_changed:
         param_keys = [k for k in param_keys if len({repr(_param(e, k)) for e in found}) > 1]
@@ -71,6 +87,35 @@ def show(repo: Repo, *, sort: str | None = None, only_changed: bool = False, swe
         found = [*present, *missing]
         found.sort(key=lambda e: order[e.sweep])
     return ShowResult(tuple(found), tuple(param_keys), tuple(metric_keys), tuple(warnings))
+
+
+def _run_tags(repo: Repo) -> dict[str, dict[str, Any]]:
+    """run id -> its tags, from the runs index (one file; read only when a filter names tags)."""
+    from ..tracking.store import read_index
+
+    return {run_id: s.get("tags") or {} for run_id, s in read_index(repo).items() if isinstance(s.get("tags"), dict)}
+
+
+def _filter_doc(experiment: store.Experiment, run_tags: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The experiment as a run summary for ``tracking.query``: its params (changed values first),
+    metrics, attributes (name, sweep, status, base, commit, created, seconds, run_id), and tags:
+    its run's (``mlops runs tag`` sets them) over ``experiment`` and ``sweep``."""
+    tags = {"experiment": experiment.name, "sweep": experiment.sweep}
+    tags.update(run_tags.get(experiment.run_id or "", {}))
+    return {
+        "id": experiment.run_id,
+        "name": experiment.name,
+        "sweep": experiment.sweep,
+        "status": experiment.status,
+        "base": experiment.base,
+        "commit": experiment.commit,
+        "created": experiment.created,
+        "seconds": experiment.seconds,
+        "run_id": experiment.run_id,
+        "params": {**experiment.params, **experiment.changes},
+        "metrics": experiment.metrics,
+        "tags": tags,
+    }
 
 
 def _param(experiment: store.Experiment, key: str) -> Any:

@@ -6,6 +6,7 @@
                        outputs by hash, the files to apply (by hash), its run, its status
   queue/<seq>-<name>.json   an experiment queued with `mlops exp queue`, waiting for `exp run --queued`
   .lock, queue/.lock   writers of records, and the one runner of the queue
+  .gitignore           "*": records are local to a checkout; `mlops push --runs` shares them
 ```
 Every file is written by ``fsio.atomic_write``: a record is there whole or not at all, so an
 interrupted experiment leaves nothing. A record is read as received content: its name must be
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, NewerFormatError, UsageError
-from ..formats import load_json
 from ..fsio import FileLock, atomic_write
 from ..paths import relpath_problem
 from ..repo.repo import Repo
@@ -108,12 +108,24 @@ def record_path(repo: Repo, name: str) -> Path:
     return folder(repo) / f"{check_name(name)}.json"
 
 
+def ensure_folder(repo: Repo) -> Path:
+    """The records' folder, made with a ``.gitignore`` of ``*``: records are local to a checkout,
+    like runs, and shared with ``mlops push --runs`` / ``pull --runs`` (``experiments.share``)."""
+    top = folder(repo)
+    top.mkdir(parents=True, exist_ok=True)
+    ignore = top / ".gitignore"
+    if not ignore.exists():
+        atomic_write(ignore, "# experiment records are local to this checkout: share them with mlops push --runs\n*\n")
+    return top
+
+
 def lock(repo: Repo) -> FileLock:
-    folder(repo).mkdir(parents=True, exist_ok=True)
+    ensure_folder(repo)
     return FileLock(folder(repo) / ".lock", what="the experiment records", timeout=60)
 
 
 def write(repo: Repo, experiment: Experiment) -> None:
+    ensure_folder(repo)
     atomic_write(record_path(repo, experiment.name), json.dumps(experiment.to_doc(), indent=1, default=str) + "\n")
 
 
@@ -126,6 +138,8 @@ def read(repo: Repo, name: str) -> Experiment:
     if not path.is_file():
         known = ", ".join(sorted(e.name for e in read_all(repo))[:10]) or "none yet"
         raise UsageError(f"no experiment '{name}'", hint=f"see 'mlops exp show' (experiments: {known})")
+    from ..formats import load_json  # here: `exp show` reads records without it (yaml comes with formats)
+
     return parse(load_json(path, what="experiment record"), str(path))
 
 
@@ -252,6 +266,8 @@ def read_queue(repo: Repo) -> list[Queued]:
     top = queue_folder(repo)
     if not top.is_dir():
         return []
+    from ..formats import load_json
+
     found = []
     for path in sorted(top.glob("*.json")):
         try:

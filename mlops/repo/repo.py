@@ -18,14 +18,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, InvalidPathError, NotARepoError, UsageError
 from ..fsio import FileLock, atomic_write
 from ..paths import inside
 from ..store.hashing import hash_bytes
-from ..store.objects import ObjectStore
-from ..store.state import StateDB
-from .config import Config, default_config, load_config, save_config
+
+if TYPE_CHECKING:  # loaded when first used: `mlops exp show` reads neither the config (yaml) nor the store (sqlite3)
+    from ..store.objects import ObjectStore
+    from ..store.state import StateDB
+    from .config import Config
 
 DOT = ".mlops"
 INNER_GITIGNORE = "/cache/\n/tmp/\n/runcache/\n/config.local.yaml\n"
@@ -42,9 +45,13 @@ class Repo:
 
     @cached_property
     def config(self) -> Config:
+        from .config import load_config
+
         return load_config(self.dot)
 
     def save_config(self) -> None:
+        from .config import save_config
+
         save_config(self.dot, self.config)
 
     @contextlib.contextmanager
@@ -54,10 +61,12 @@ class Repo:
             self.__dict__.pop("config", None)  # re-read inside the lock
             config = self.config
             yield config
-            save_config(self.dot, config)
+            self.save_config()
 
     @cached_property
     def objects(self) -> ObjectStore:
+        from ..store.objects import ObjectStore
+
         custom = (self.config.merged.get("cache") or {}).get("dir")
         if not custom:
             return ObjectStore(self.dot / "cache")
@@ -88,6 +97,8 @@ class Repo:
 
     @cached_property
     def state(self) -> StateDB:
+        from ..store.state import StateDB
+
         return StateDB(self.dot / "tmp" / "state.db")
 
     @property
@@ -238,6 +249,8 @@ def init_repo(root: str | os.PathLike[str], *, no_git: bool = False, force: bool
     for sub in ("cache", "tmp"):
         (dot / sub).mkdir(parents=True, exist_ok=True)
     atomic_write(dot / ".gitignore", INNER_GITIGNORE)
+    from .config import Config, default_config
+
     repo = Repo(root)
     repo.__dict__["config"] = Config(shared=default_config())
     repo.save_config()

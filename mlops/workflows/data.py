@@ -26,6 +26,7 @@ class Moved:
 
     objects: TransferResult
     runs: Any = None  # tracking.sync.RunsTransfer, with ``runs=True``
+    experiments: Any = None  # experiments.share.RecordsTransfer, with ``runs=True``
     checkout: CheckoutResult | None = None  # pull only
     run_cache: Any = None  # pipeline.runcache.EntriesTransfer, with ``run_cache=True``
 
@@ -77,17 +78,20 @@ def push(
         jobs=jobs,
         progress=progress,
     )
-    shared = None
+    shared = records = None
     if runs:
+        from ..experiments.share import push_records
         from ..tracking.sync import push_runs
 
+        remote = get_remote(repo, remote)  # type: ignore[assignment]
         shared = push_runs(repo, remote, jobs=jobs, progress=progress)
+        records = push_records(repo, remote)  # type: ignore[arg-type]  # their objects went with the data
     entries = None
     if run_cache:
         from ..pipeline.runcache import push_entries
 
         entries = push_entries(repo, remote, jobs=jobs, progress=progress)
-    return Moved(result, shared, run_cache=entries)
+    return Moved(result, shared, records, run_cache=entries)
 
 
 def _pull_run_cache(repo: Repo, remote: Any, run_cache: bool, targets: list[str] | None) -> Any:
@@ -110,14 +114,20 @@ def _pull_run_cache(repo: Repo, remote: Any, run_cache: bool, targets: list[str]
     return entries, roots
 
 
-def _pull_runs_first(repo: Repo, remote: str | None, runs: bool, jobs: int | None, progress: Progress) -> Any:
-    """With ``runs``, take the remote's runs before the data: the roots computed next then name
-    the new runs' artifacts, so they arrive in the same call."""
+def _pull_runs_first(
+    repo: Repo, remote: str | None, runs: bool, jobs: int | None, progress: Progress
+) -> tuple[Any, Any]:
+    """With ``runs``, take the remote's runs and experiment records before the data: the roots
+    computed next then name the new runs' artifacts and the records' objects, so they arrive in
+    the same call."""
     if not runs:
-        return None
+        return None, None
+    from ..data.transfer import get_remote
+    from ..experiments.share import pull_records
     from ..tracking.sync import pull_runs
 
-    return pull_runs(repo, remote, jobs=jobs, progress=progress)
+    source = get_remote(repo, remote)
+    return pull_runs(repo, source, jobs=jobs, progress=progress), pull_records(repo, source)
 
 
 def fetch(
@@ -135,7 +145,7 @@ def fetch(
     with ``run_cache``, also the shared run cache's entries (and objects) the pipeline would restore from."""
     from ..data.transfer import fetch as data_fetch
 
-    shared = _pull_runs_first(repo, remote, runs, jobs, progress)
+    shared, records = _pull_runs_first(repo, remote, runs, jobs, progress)
     if run_cache:  # one client for the entries and the data
         from ..data.transfer import get_remote
 
@@ -151,7 +161,7 @@ def fetch(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(result, shared, run_cache=entries)
+    return Moved(result, shared, records, run_cache=entries)
 
 
 def pull(
@@ -169,7 +179,7 @@ def pull(
     also the shared run cache's entries and objects that ``mlops run`` would restore from."""
     from ..data.transfer import pull as data_pull
 
-    shared = _pull_runs_first(repo, remote, runs, jobs, progress)
+    shared, records = _pull_runs_first(repo, remote, runs, jobs, progress)
     if run_cache:  # one client for the entries and the data
         from ..data.transfer import get_remote
 
@@ -186,7 +196,7 @@ def pull(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(fetched, shared, placed, entries)
+    return Moved(fetched, shared, records, placed, entries)
 
 
 def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False, force: bool = False) -> GcResult:
