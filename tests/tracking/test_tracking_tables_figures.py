@@ -45,3 +45,35 @@ def test_tables_and_figures_are_run_artifacts(repo, mlops_bin) -> None:
     assert not (repo.root / "eval").exists()  # nothing written into the workspace
     mlops_bin("gc", "--force")
     assert store.exists(figure["hash"])  # kept as a run artifact
+
+
+MATPLOTLIB_SCRIPT = """
+import json
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import mlops
+figure, axes = plt.subplots()
+axes.plot([1, 2, 3], [0.9, 0.7, 0.4])
+with mlops.start_run(name="fig") as run:
+    png = mlops.log_figure(figure, "plots/loss.png")
+    svg = mlops.log_figure(figure, "plots/loss.svg")
+print(run.id)
+print(json.dumps([png, svg]))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_matplotlib_figure_is_saved_in_the_format_its_name_says(repo, mlops_bin) -> None:
+    pytest.importorskip("matplotlib")  # a test dependency; the feature is for users who have it
+    done = subprocess.run(
+        [sys.executable, "-c", MATPLOTLIB_SCRIPT], cwd=repo.root, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr
+    run_id, records_text = done.stdout.strip().splitlines()
+    png, svg = json.loads(records_text)
+    store = Repo(repo.root).objects
+    assert store.read_bytes(png["hash"]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert b"<svg" in store.read_bytes(svg["hash"])[:400]
+    shown = json.loads(mlops_bin("runs", "show", run_id, "--json").stdout)
+    assert [a["path"] for a in shown["artifacts"]] == ["plots/loss.png", "plots/loss.svg"]
