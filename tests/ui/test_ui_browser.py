@@ -107,6 +107,14 @@ def test_a_model_version_leads_to_its_run_and_data_in_a_real_browser(project: tu
         page.wait_for_url(f"**/runs/{run_id}")
         assert run_id in page.content() and "train" in page.inner_text("body")
 
+        # the model's checks, and the HTML report kept under .mlops/ that names it
+        page.click("nav a[href='/checks']")
+        page.locator("a[href='/checks/churn']").click()
+        page.wait_for_url("**/checks/churn")
+        page.locator("#model-reports a").first.click()
+        page.wait_for_url("**/reports/**")
+        assert page.locator("h1").inner_text() == "drift report"
+
 
 @pytest.mark.timeout(300)
 def test_dark_theme_phone_width_and_keyboard(repo: Repo, tmp_path: Path) -> None:
