@@ -7,6 +7,7 @@ made (Playwright's request log) went to 127.0.0.1; screenshots are kept as test 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,18 @@ from mlops.tracking import store
 if CHROMIUM is None and not os.environ.get("CI"):
     pytest.skip("no chromium on this machine (CI installs it: .ci/run)", allow_module_level=True)
 pytest.importorskip("playwright", reason="the test extra installs playwright")
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG's contrast ratio of two computed CSS colours (``rgb(r, g, b)``)."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(v) / 255 for v in re.findall(r"\d+", colour)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
 
 
 def ids_on(page) -> list[str]:
@@ -127,7 +140,10 @@ def test_dark_theme_phone_width_and_keyboard(repo: Repo, tmp_path: Path) -> None
                 page.goto(address + "runs")
                 backgrounds[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
                 text = page.evaluate("getComputedStyle(document.body).color")
-                assert text != backgrounds[scheme]
+                link = page.evaluate("getComputedStyle(document.querySelector('tr[data-run] a')).color")
+                # readable: WCAG AA's 4.5:1 for body text and links in both themes
+                assert contrast(text, backgrounds[scheme]) >= 4.5, (scheme, text, backgrounds[scheme])
+                assert contrast(link, backgrounds[scheme]) >= 4.5, (scheme, link, backgrounds[scheme])
                 page.screenshot(path=shots / f"runs-1280x800-{scheme}.png")
         assert backgrounds["light"] != backgrounds["dark"]
 
