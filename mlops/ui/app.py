@@ -341,9 +341,63 @@ class UI:
         view = pipeline_view(self.repo)
         return self.page("pipeline.html", request, view=view, svg=Markup(view.svg) if view else None)
 
+    # --- checks: drift, monitoring, validation -----------------------------------------------
+
+    def _monitor_history(self, name: str) -> list[dict[str, Any]]:
+        """`mlops monitor history`'s records (monitor/check.py appends them to checks.jsonl). Read
+        here through monitor.store's folder rule rather than monitor.check.history, which would
+        import numpy and the drift statistics into the page."""
+        from ..fsio import read_records
+        from ..monitor.store import monitor_dir
+
+        return [r for r in read_records(monitor_dir(self.repo, name) / "checks.jsonl") if isinstance(r, dict)]
+
+    def _reports_naming(self, name: str) -> list[str]:
+        """The HTML reports under `.mlops/` whose path names the model (nothing records which
+        report a check wrote: `--html` takes any path)."""
+        return [rel for rel, _mtime in self._reports() if name in rel]
+
+    def checks_page(self, request: Request) -> Response:
+        from ..registry.read import list_models, versions
+
+        rows = []
+        for model in list_models(self.repo):
+            drift = [(v.version, d) for v in versions(self.repo, model.name) for d in v.drift_checks]
+            drift = [(n, d) for n, d in drift if isinstance(d, dict)]
+            last = max(drift, key=lambda item: str(item[1].get("at", "")), default=None)
+            monitored = self._monitor_history(model.name)
+            rows.append((model.name, len(drift), last, len(monitored), monitored[-1] if monitored else None))
+        return self.page("checks.html", request, rows=rows)
+
+    def model_checks_page(self, request: Request) -> Response:
+        from ..registry.read import versions
+
+        name = guard.checked_model_name(request.path_params["name"])
+        try:
+            found = versions(self.repo, name)
+        except UnknownModelError:
+            raise guard.NotFound(f"no model {name}") from None
+        drift = sorted(
+            ((v.version, d) for v in found for d in v.drift_checks if isinstance(d, dict)),
+            key=lambda item: str(item[1].get("at", "")),
+            reverse=True,
+        )
+        monitored = list(reversed(self._monitor_history(name)))
+        return self.page(
+            "model_checks.html",
+            request,
+            name=name,
+            drift=drift,
+            monitored=monitored,
+            reports=self._reports_naming(name),
+        )
+
     # --- reports ---------------------------------------------------------------------------
 
     def reports_page(self, request: Request) -> Response:
+        return self.page("reports.html", request, reports=self._reports())
+
+    def _reports(self) -> list[tuple[str, float]]:
         found: list[tuple[str, float]] = []
         dot = self.repo.dot
         for folder, dirs, files in os.walk(dot):
@@ -358,7 +412,7 @@ class UI:
                     except OSError:
                         continue
         found.sort(key=lambda item: item[1], reverse=True)
-        return self.page("reports.html", request, reports=found)
+        return found
 
     def report_file(self, request: Request) -> Response:
         path = guard.checked_report(self.repo.dot, request.path_params["path"])
@@ -399,6 +453,8 @@ def build_app(repo: Repo, *, token: str | None = None) -> Any:
         Route("/deployments/{name}", ui.deployment_page),
         Route("/deployments/{name}/status.json", ui.deployment_json),
         Route("/pipeline", ui.pipeline_page),
+        Route("/checks", ui.checks_page),
+        Route("/checks/{name}", ui.model_checks_page),
         Route("/reports", ui.reports_page),
         Route("/reports/{path:path}", ui.report_file),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -3,6 +3,7 @@ and the live statistics the servers write, which status.json (what the page poll
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
 from servekit import ROW, guarded, mlops, register, start_server, wait_for  # noqa: E402
 from test_ui_command import ui_server  # noqa: E402
-from uikit import CHROMIUM, browse, client, only_this_server, snapshot  # noqa: E402
+from uikit import CHROMIUM, artifacts_folder, chromium, client, only_this_server, snapshot  # noqa: E402
 
 from mlops.repo.repo import Repo  # noqa: E402
 
@@ -51,14 +52,28 @@ def test_a_canary_and_its_live_statistics(repo: Repo, tmp_path: Path) -> None:
         live = c.get("/deployments/churn").text
         assert re.search(r"\d+ live worker\(s\)", live)
         assert f'<td data-field="requests">{by_variant["canary"]["requests"]}</td>' in live
-        if CHROMIUM:  # the page's script asks again and updates the cells in place
-            with ui_server() as address:
-                url = address + "deployments/churn"
-                dom, requests = browse(url, tmp_path, wait_ms=5000)
-                assert 'data-refreshed="' in dom, dom[:3000]
-                assert f'<td data-field="requests">{by_variant["canary"]["requests"]}</td>' in dom
-                assert any(r["url"].endswith("/deployments/churn/status.json") for r in requests)
-                only_this_server(url, dom, requests)
+        if CHROMIUM and importlib.util.find_spec("playwright"):  # the page's script asks again, cells change
+            shots = artifacts_folder("ui-deployments", tmp_path)
+            with ui_server() as address, chromium() as (page, requested):
+                polled: list[str] = []
+                page.on("response", lambda r: polled.append(r.url) if r.url.endswith("/status.json") else None)
+                page.goto(address + "deployments/churn")
+                cell = page.locator('tr[data-variant="canary"] td[data-field="requests"]')
+                before_cell = int(cell.inner_text())
+                assert before_cell == by_variant["canary"]["requests"]
+                with server.client() as http:  # more traffic while the page is open
+                    for _ in range(20):
+                        assert http.post("/predict", json={"records": [ROW]}).status_code == 200
+                total = page.locator('td[data-field="requests"]')
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('td[data-field=requests]')]"
+                    ".reduce((s, td) => s + Number(td.textContent), 0) >= 40",
+                    timeout=90_000,
+                )
+                assert sum(int(t) for t in total.all_inner_texts()) >= 40
+                assert page.locator("[data-refreshed]").count() >= 1 and polled
+                page.screenshot(path=shots / "canary.png", full_page=True)
+                only_this_server(page.url, page.content(), [{"url": u} for u in requested])
     finally:
         server.kill()
     assert c.get("/deployments/nope").status_code == 404

@@ -284,6 +284,8 @@ def test_browsing_every_page_writes_nothing(project: tuple[Repo, str]) -> None:
         "/models/churn/1",
         "/audit",
         "/pipeline",
+        "/checks",
+        "/checks/churn",
         "/reports",
         "/reports/reports/drift-churn.html",
         "/static/ui.css",
@@ -357,6 +359,7 @@ def test_the_pages_load_no_heavy_library(project: tuple[Repo, str]) -> None:
         "print('HEAVY=' + ','.join(heavy))\n"
     )
     urls = ["/runs", f"/runs/{run_id}", "/models", "/models/churn", "/models/churn/1", "/audit", "/pipeline"]
+    urls += ["/checks", "/checks/churn"]
     proc = subprocess.run(
         [sys.executable, "-c", code, str(repo.root), *urls], capture_output=True, text=True, timeout=120
     )

@@ -8,9 +8,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,10 @@ with warnings.catch_warnings():  # starlette's TestClient warns that it will mov
     from starlette.testclient import TestClient
 
 BASE = "http://127.0.0.1:8765"
-#: Debian's Chromium (installed by .ci/run), driven headless by the real-browser tests
+#: Debian's Chromium (installed by .ci/run), driven headless through Playwright by the real-browser tests
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 FLAGS = [
-    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -38,7 +38,6 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter",
-    "--window-size=1280,800",
 ]
 
 
@@ -55,29 +54,6 @@ class Links(HTMLParser):
                 self.urls.append(value)
             if value and name == "style":
                 self.urls += re.findall(r"url\(([^)]*)\)", value)
-
-
-def browse(url: str, work: Path, *, screenshot: bool = False, wait_ms: int = 0) -> tuple[str, list[dict]]:
-    """The DOM Chromium built for ``url`` and the requests the page made (from its net log)."""
-    profile, netlog = work / "profile", work / "net.json"
-    shutil.rmtree(profile, ignore_errors=True)
-    args = [CHROMIUM or "chromium", *FLAGS, f"--user-data-dir={profile}", f"--log-net-log={netlog}"]
-    action = [f"--screenshot={work / 'page.png'}"] if screenshot else ["--dump-dom"]
-    if wait_ms:  # let the page's timers run (virtual time: as long as the page needs, no longer)
-        action.append(f"--virtual-time-budget={wait_ms}")
-    proc = subprocess.run([*args, *action, url], capture_output=True, text=True, timeout=120, cwd=work)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    log = json.loads(netlog.read_text())
-    names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
-    requests = [
-        e["params"]
-        for e in log["events"]
-        if names.get(e["type"]) == "URL_REQUEST_START_JOB"
-        and "params" in e
-        and (e["params"].get("initiator") == origin or e["params"].get("request_type") == "main frame")
-    ]
-    return proc.stdout, requests
 
 
 def only_this_server(page_url: str, dom: str, requests: list[dict]) -> None:
@@ -153,3 +129,39 @@ def snapshot(root: Path) -> dict[str, tuple[int, str]]:
             data = Path(path).read_bytes()
             out[os.path.relpath(path, root)] = (len(data), hashlib.sha256(data).hexdigest())
     return out
+
+
+def artifacts_folder(name: str, fallback: Path) -> Path:
+    """Where a browser test keeps its screenshots: ``$MLOPS_TEST_ARTIFACTS/<name>`` (CI keeps that
+    folder), else ``<tmp_path>/<name>``."""
+    root = os.environ.get("MLOPS_TEST_ARTIFACTS")
+    folder = Path(root) / name if root else fallback / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextmanager
+def chromium(
+    *, viewport: tuple[int, int] = (1280, 800), color_scheme: str = "light"
+) -> Iterator[tuple[Any, list[str]]]:
+    """A Playwright page in Debian's headless Chromium (never a downloaded browser) and the list of
+    every URL the page requested, filled as it browses. On leaving, every one must be on 127.0.0.1."""
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    from playwright.sync_api import sync_playwright
+
+    requested: list[str] = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            context = browser.new_context(
+                viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=color_scheme
+            )
+            context.set_default_timeout(60_000)  # a loaded 2-core machine
+            page = context.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            yield page, requested
+        finally:
+            browser.close()
+    assert requested, "the browser made no request"
+    elsewhere = [url for url in requested if urlsplit(url).hostname != "127.0.0.1" and not url.startswith("data:")]
+    assert not elsewhere, elsewhere

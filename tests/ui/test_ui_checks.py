@@ -1,0 +1,72 @@
+"""The checks pages over real checks: `mlops drift --model` and `mlops monitor check` run on a
+served model's logged traffic (a calm day, then a drifted one), an HTML report kept under
+`.mlops/`; the pages show both histories per model, open the report, and write nothing."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+for _folder in ("monitor", "serve", "drift"):
+    _path = str(Path(__file__).resolve().parents[1] / _folder)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from monitorkit import write_day  # noqa: E402
+from servekit import fit_pipeline, mlops, training_frame  # noqa: E402
+from uikit import client, snapshot  # noqa: E402
+
+from mlops import registry  # noqa: E402
+from mlops.repo.repo import Repo  # noqa: E402
+
+DAY = 86400
+
+
+@pytest.mark.timeout(300)
+def test_drift_and_monitoring_checks_per_model_over_time(repo: Repo) -> None:
+    root = Path(repo.root)
+    (root / "data").mkdir()
+    training_frame(rows=600).to_parquet(root / "data" / "train.parquet")
+    mlops(root, "add", "data/train.parquet")
+    (root / "models").mkdir()
+    (root / "models" / "churn.pkl").write_bytes(pickle.dumps(fit_pipeline()))
+    registry.register(repo, "churn", root / "models" / "churn.pkl", data=["data/train.parquet"])
+    registry.promote(repo, "churn", 1, "production", reason="test set-up", actor="tests")
+    c = client(repo)
+    assert "No monitoring checks recorded." in c.get("/checks/churn").text
+
+    today = time.time() // DAY * DAY
+    write_day(root, today - 2 * DAY, 200, drifted=False, seed=1)
+    write_day(root, today - DAY, 200, drifted=True, seed=2)
+    report = root / ".mlops" / "reports" / "churn-monitor.html"
+    report.parent.mkdir()
+    mlops(root, "monitor", "check", "churn", "--window", "1d", "--since", "3d", "--html", str(report), code=None)
+    (root / "data" / "current.csv").write_text(training_frame(rows=300).to_csv(index=False))
+    mlops(root, "drift", "churn@production", "data/current.csv", code=None)
+
+    before = snapshot(root)
+    listing = c.get("/checks")
+    assert listing.status_code == 200
+    row = listing.text.split('<tr data-model="churn">', 1)[1].split("</tr>", 1)[0]
+    assert 'href="/checks/churn"' in row
+    assert re.search(r"<td>([1-9])</td>", row), row  # drift checks and monitor checks counted
+    assert "mlops does not record data validation results" in listing.text
+
+    page = c.get("/checks/churn").text
+    drift = page.split('id="drift"', 1)[1].split("</table>", 1)[0]
+    sources = re.findall(r"<td>(monitor|drift)[:<]", drift)
+    assert "monitor" in sources and "drift" in sources, drift  # both commands' verdicts, on version 1
+    assert 'href="/models/churn/1"' in drift
+    monitor = page.split('id="monitor"', 1)[1].split("</table>", 1)[0]
+    assert '<td class="error">drift</td>' in monitor and "tenure" in monitor  # the drifted day's verdict
+    assert 'href="/reports/reports/churn-monitor.html"' in page
+    assert c.get("/reports/reports/churn-monitor.html").status_code == 200
+    assert 'href="/checks"' in page  # the nav names the page
+    assert snapshot(root) == before  # the pages wrote nothing
+    assert c.get("/checks/nope").status_code == 404
+    assert c.get("/checks/..%2fetc").status_code == 404
