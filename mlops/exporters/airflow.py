@@ -102,9 +102,6 @@ def _pull(task_id: str, kubernetes: bool) -> str:
     return "{{ ti.xcom_pull(task_ids=" + repr(task_id) + ")" + suffix + " }}"
 
 
-RUFF_LINE = 88  # ruff format's default line length: the file is checked with --isolated settings
-
-
 def py_str(text: str) -> str:
     """A Python string literal as ruff format writes it: double quotes unless they need more escapes."""
     if '"' in text and "'" not in text:
@@ -112,13 +109,12 @@ def py_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def py_assign(name: str, literal: str) -> str:
-    """``NAME = literal`` as ruff format writes it: a line too long that fits once the value is
-    parenthesized on a line of its own is written so (a long clone path or image name)."""
-    line = f"{name} = {literal}"
-    if len(line) > RUFF_LINE and 4 + len(literal) <= RUFF_LINE and "\n" not in literal:
-        return f"{name} = (\n    {literal}\n)"
-    return line
+def py_constants(values: dict[str, str]) -> list[str]:
+    """Constants fixed at export (a long clone path or image name) as one mapping with a trailing
+    comma, then a name for each: ruff format keeps such a mapping as written at any line length
+    (an assignment of a long string would be parenthesized at 88 columns and joined at 120)."""
+    lines = ["EXPORTED = {", *(f"    {py_str(k)}: {v}," for k, v in values.items()), "}"]
+    return lines + [f"{name} = EXPORTED[{py_str(name)}]" for name in values]
 
 
 def py_raw_block(text: str) -> str:
@@ -215,7 +211,12 @@ def dag_source(
             "except ImportError:  # Airflow 2 without the standard provider",
             "    from airflow.operators.bash import BashOperator",
         ]
-    lines += ["", py_assign("DAG_ID", py_str(dag_id)), py_assign("REV", py_str(plan.rev))]
+    constants = {"DAG_ID": py_str(dag_id), "REV": py_str(plan.rev)}
+    if kubernetes:
+        constants["IMAGE"] = py_str(image or "")
+    else:
+        constants["CLONE"] = py_str(clone)
+    lines += ["", *py_constants(constants)]
     if kubernetes:
         lines += [
             "ENV = {",
@@ -226,7 +227,6 @@ def dag_source(
     else:
         variable = "{{ var.value.get(" + repr(f"mlops_clone_{dag_id}") + ", '') }}"
         lines += [
-            py_assign("CLONE", py_str(clone)),
             "ENV = {",
             '    "MLOPS_REV": REV,',
             "    # the clone to run in: $MLOPS_CLONE on the worker, else this Airflow Variable,",
@@ -249,7 +249,6 @@ def dag_source(
         else:
             env_from = "None"
         lines += [
-            py_assign("IMAGE", py_str(image or "")),
             f"ENV_FROM = {env_from}",
             "",
             "",

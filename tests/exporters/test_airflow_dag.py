@@ -157,7 +157,7 @@ def test_dag_files_are_clean_python_importing_only_airflow(project: Path, cli) -
         text = path.read_text()
         _ruff_clean(path)
         assert _imports(text) <= {"datetime", "airflow", "kubernetes"}, _imports(text)
-        assert f'REV = "{head}"' in text
+        assert f'    "REV": "{head}",' in text and 'REV = EXPORTED["REV"]' in text
         assert "catchup=False" in text
         assert text.count("mlops stage exec ") == len(MEMBERS)
         assert "mlops stage collect" in text
@@ -380,15 +380,19 @@ def test_fresh_clone_restores_everything_and_runs_nothing(airflow_run: AirflowRu
 
 
 def test_long_values_stay_format_clean(tmp_path: Path) -> None:
-    """A clone path or image of any length is written as ruff format writes it (a pytest
-    temporary path once made the DAG's CLONE line 90 characters long)."""
-    from mlops.exporters.airflow import py_assign, py_str
+    """A clone path or image of any length is written as ruff format writes it, at its default
+    line length and at a project's 120 (a pytest temporary path once made the DAG's CLONE line
+    90 characters long: parenthesized at 88, joined again at 120)."""
+    from mlops.exporters.airflow import py_constants, py_str
 
-    module = "\n".join(py_assign(f"NAME_{n}", py_str("/" + "p" * n)) for n in range(60, 100)) + "\n"
-    source = tmp_path / "values.py"
-    source.write_text(module)
-    ruff = Path(sys.executable).with_name("ruff")
-    done = subprocess.run(
-        [str(ruff), "format", "--isolated", "--diff", str(source)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    for n in range(40, 140, 3):
+        module = "\n".join(py_constants({"CLONE": py_str("/" + "p" * n), "REV": py_str("a" * 40)})) + "\n"
+        (tmp_path / f"values_{n}.py").write_text(module)
+    for settings in ([], ["--line-length", "120"]):
+        done = subprocess.run(
+            [RUFF, "format", "--isolated", *settings, "--diff", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
