@@ -199,6 +199,7 @@ def _transfer_summary(
     extra: dict | None = None,
     run_cache: object = None,
     experiments: object = None,
+    monitor: object = None,
 ) -> None:
     """Print a push/fetch summary, and the runs (``--runs``) and run-cache entries (``--run-cache``) moved with it."""
     r = result  # TransferResult
@@ -208,6 +209,8 @@ def _transfer_summary(
             report["runs"] = runs.to_dict()  # type: ignore[attr-defined]
         if experiments is not None:
             report["experiments"] = experiments.to_dict()  # type: ignore[attr-defined]
+        if monitor is not None:
+            report["monitor"] = monitor.to_dict()  # type: ignore[attr-defined]
         if run_cache is not None:
             report["run_cache"] = run_cache.to_dict()  # type: ignore[attr-defined]
             for warning in run_cache.warnings:  # type: ignore[attr-defined]
@@ -228,6 +231,10 @@ def _transfer_summary(
         out.line(experiments.summary())  # type: ignore[attr-defined]
         for warning in experiments.warnings:  # type: ignore[attr-defined]
             out.warn(warning)
+    if monitor is not None:
+        out.line(monitor.summary())  # type: ignore[attr-defined]
+        for warning in monitor.warnings:  # type: ignore[attr-defined]
+            out.warn(warning)
     if run_cache is not None:
         out.line(run_cache.summary())  # type: ignore[attr-defined]
         for warning in run_cache.warnings:  # type: ignore[attr-defined]
@@ -244,7 +251,9 @@ def push(
         help="Check every object on the remote, not only changed folders (repairs a remote that lost objects).",
     ),
     runs: bool = typer.Option(
-        False, "--runs", help="Also send every ended run and experiment record the remote lacks (after the objects)."
+        False,
+        "--runs",
+        help="Also send every ended run, experiment record and monitor profile the remote lacks (after objects).",
     ),
     run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PUSH_HELP),
     jobs: int | None = JOBS_OPTION,
@@ -265,7 +274,9 @@ def push(
         jobs=jobs,
         progress=out.progress(),
     )
-    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments)
+    _transfer_summary(
+        out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments, monitor=moved.monitor
+    )
 
 
 def fetch(
@@ -275,7 +286,7 @@ def fetch(
     runs: bool = typer.Option(
         False,
         "--runs",
-        help="First take the remote's runs and experiment records this repo lacks (their objects are fetched too).",
+        help="First take the remote's runs, experiment records and monitor profiles this repo lacks (and objects).",
     ),
     run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PULL_HELP),
     jobs: int | None = JOBS_OPTION,
@@ -295,7 +306,9 @@ def fetch(
         jobs=jobs,
         progress=out.progress(),
     )
-    _transfer_summary(out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments)
+    _transfer_summary(
+        out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments, monitor=moved.monitor
+    )
 
 
 def pull(
@@ -305,7 +318,7 @@ def pull(
     runs: bool = typer.Option(
         False,
         "--runs",
-        help="First take the remote's runs and experiment records this repo lacks (their objects are fetched too).",
+        help="First take the remote's runs, experiment records and monitor profiles this repo lacks (and objects).",
     ),
     run_cache: bool = typer.Option(False, "--run-cache", help=RUN_CACHE_PULL_HELP),
     jobs: int | None = JOBS_OPTION,
@@ -330,7 +343,13 @@ def pull(
         "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}
     }
     _transfer_summary(
-        out, moved.objects, moved.runs, checked_out, run_cache=moved.run_cache, experiments=moved.experiments
+        out,
+        moved.objects,
+        moved.runs,
+        checked_out,
+        run_cache=moved.run_cache,
+        experiments=moved.experiments,
+        monitor=moved.monitor,
     )
 
 

@@ -29,6 +29,7 @@ class Moved:
     experiments: Any = None  # experiments.share.RecordsTransfer, with ``runs=True``
     checkout: CheckoutResult | None = None  # pull only
     run_cache: Any = None  # pipeline.runcache.EntriesTransfer, with ``run_cache=True``
+    monitor: Any = None  # monitor.share.ProfilesTransfer, with ``runs=True``
 
 
 def checkout(
@@ -78,7 +79,7 @@ def push(
         jobs=jobs,
         progress=progress,
     )
-    shared = records = None
+    shared = records = profiles = None
     if runs:
         from ..experiments.share import push_records
         from ..tracking.sync import push_runs
@@ -86,12 +87,15 @@ def push(
         remote = get_remote(repo, remote)  # type: ignore[assignment]
         shared = push_runs(repo, remote, jobs=jobs, progress=progress)
         records = push_records(repo, remote)  # type: ignore[arg-type]  # their objects went with the data
+        from ..monitor.share import push_profiles
+
+        profiles = push_profiles(repo, remote)  # type: ignore[arg-type]
     entries = None
     if run_cache:
         from ..pipeline.runcache import push_entries
 
         entries = push_entries(repo, remote, jobs=jobs, progress=progress)
-    return Moved(result, shared, records, run_cache=entries)
+    return Moved(result, shared, records, run_cache=entries, monitor=profiles)
 
 
 def _pull_run_cache(repo: Repo, remote: Any, run_cache: bool, targets: list[str] | None) -> Any:
@@ -121,13 +125,15 @@ def _pull_runs_first(
     computed next then name the new runs' artifacts and the records' objects, so they arrive in
     the same call."""
     if not runs:
-        return None, None
+        return None, None, None
     from ..data.transfer import get_remote
     from ..experiments.share import pull_records
+    from ..monitor.share import pull_profiles
     from ..tracking.sync import pull_runs
 
     source = get_remote(repo, remote)
-    return pull_runs(repo, source, jobs=jobs, progress=progress), pull_records(repo, source)
+    shared = pull_runs(repo, source, jobs=jobs, progress=progress)
+    return shared, pull_records(repo, source), pull_profiles(repo, source)
 
 
 def fetch(
@@ -145,7 +151,7 @@ def fetch(
     with ``run_cache``, also the shared run cache's entries (and objects) the pipeline would restore from."""
     from ..data.transfer import fetch as data_fetch
 
-    shared, records = _pull_runs_first(repo, remote, runs, jobs, progress)
+    shared, records, profiles = _pull_runs_first(repo, remote, runs, jobs, progress)
     if run_cache:  # one client for the entries and the data
         from ..data.transfer import get_remote
 
@@ -161,7 +167,7 @@ def fetch(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(result, shared, records, run_cache=entries)
+    return Moved(result, shared, records, run_cache=entries, monitor=profiles)
 
 
 def pull(
@@ -179,7 +185,7 @@ def pull(
     also the shared run cache's entries and objects that ``mlops run`` would restore from."""
     from ..data.transfer import pull as data_pull
 
-    shared, records = _pull_runs_first(repo, remote, runs, jobs, progress)
+    shared, records, profiles = _pull_runs_first(repo, remote, runs, jobs, progress)
     if run_cache:  # one client for the entries and the data
         from ..data.transfer import get_remote
 
@@ -196,7 +202,7 @@ def pull(
         jobs=jobs,
         progress=progress,
     )
-    return Moved(fetched, shared, records, placed, entries)
+    return Moved(fetched, shared, records, placed, entries, monitor=profiles)
 
 
 def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False, force: bool = False) -> GcResult:
