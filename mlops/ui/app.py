@@ -367,7 +367,20 @@ class UI:
             last = max(drift, key=lambda item: str(item[1].get("at", "")), default=None)
             monitored = self._monitor_history(model.name)
             rows.append((model.name, len(drift), last, len(monitored), monitored[-1] if monitored else None))
-        return self.page("checks.html", request, rows=rows)
+        return self.page("checks.html", request, rows=rows, validations=self._validations())
+
+    def _validations(self) -> list[dict[str, Any]]:
+        """`mlops validate`'s recorded results, newest first (drift/validations.py appends them).
+        Read through fsio.read_records here, not drift.validations, which imports the schema
+        module; a damaged log shows as no results rather than a broken page."""
+        from ..fsio import read_records
+
+        path = self.repo.dot / "checks" / "validation.jsonl"
+        try:
+            records = [r for r in read_records(path) if isinstance(r, dict)]
+        except MlopsError:
+            return []
+        return records[::-1][:MAX_REPORTS]  # appended as they ran: the last line is the newest
 
     def model_checks_page(self, request: Request) -> Response:
         from ..registry.read import versions
