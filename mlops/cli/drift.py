@@ -222,6 +222,7 @@ def drift(
         profile=profile,
         jobs=jobs,
         progress=out.progress(),
+        html=None if html is None else str(html),
     )
     report, recorded, record_failed = done.report, done.recorded, done.record_error
     if html is not None:

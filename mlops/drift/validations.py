@@ -47,6 +47,22 @@ def _repo_relative(repo: Repo, path: str | os.PathLike[str]) -> str:
             return str(absolute)
 
 
+def report_in_repo(repo: Repo, path: str | os.PathLike[str] | None) -> str | None:
+    """Where a check's ``--html`` report went, relative to the repository (posix), recorded with
+    the check's verdict so the UI links exactly that report; None when it lies outside the
+    repository (nothing the UI could serve)."""
+    if path is None:
+        return None
+    absolute = Path(os.path.abspath(path))
+    for root in (repo.root.resolve(), repo.root):
+        try:
+            rel = absolute.relative_to(root).as_posix()
+        except ValueError:
+            continue
+        return rel if rel not in ("", ".") and not rel.startswith("../") else None
+    return None
+
+
 def record_validation(
     repo: Repo, data: list[str], schema: str | os.PathLike[str], report: ValidationReport
 ) -> dict[str, Any]:

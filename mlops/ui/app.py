@@ -396,13 +396,25 @@ class UI:
             reverse=True,
         )
         monitored = list(reversed(self._monitor_history(name)))
+        recorded = [d.get("summary", {}).get("html") for _v, d in drift if isinstance(d.get("summary"), dict)]
+        recorded += [m.get("html") for m in monitored]
+        linked: list[str] = []  # under .mlops/: served by /reports/PATH, whose checks still apply
+        elsewhere: list[str] = []  # elsewhere in the repository: named, not served
+        for where in dict.fromkeys(w for w in recorded if isinstance(w, str) and w):
+            if where.startswith(".mlops/"):
+                linked.append(where.removeprefix(".mlops/"))
+            else:
+                elsewhere.append(where)
+        named = [rel for rel in self._reports_naming(name) if rel not in linked]
         return self.page(
             "model_checks.html",
             request,
             name=name,
             drift=drift,
             monitored=monitored,
-            reports=self._reports_naming(name),
+            recorded_reports=linked,
+            elsewhere_reports=elsewhere,
+            reports=named,
         )
 
     # --- reports ---------------------------------------------------------------------------

@@ -49,7 +49,10 @@ def test_drift_and_monitoring_checks_per_model_over_time(repo: Repo) -> None:
     report.parent.mkdir()
     mlops(root, "monitor", "check", "churn", "--window", "1d", "--since", "3d", "--html", str(report), code=None)
     (root / "data" / "current.csv").write_text(training_frame(rows=300).to_csv(index=False))
-    mlops(root, "drift", "churn@production", "data/current.csv", code=None)
+    drifted = mlops(
+        root, "drift", "churn@production", "data/current.csv", "--html", ".mlops/reports/today.html", code=None
+    )
+    assert drifted.returncode in (0, 1), drifted.stderr
 
     before = snapshot(root)
     listing = c.get("/checks")
@@ -68,6 +71,11 @@ def test_drift_and_monitoring_checks_per_model_over_time(repo: Repo) -> None:
     assert '<td class="error">drift</td>' in monitor and "tenure" in monitor  # the drifted day's verdict
     assert 'href="/reports/reports/churn-monitor.html"' in page
     assert c.get("/reports/reports/churn-monitor.html").status_code == 200
+    recorded = page.split('id="recorded-reports"', 1)[1].split("</ul>", 1)[0]
+    # exactly the reports the checks recorded, whether or not their names say the model
+    assert 'href="/reports/reports/today.html"' in recorded, recorded
+    assert 'href="/reports/reports/churn-monitor.html"' in recorded, recorded
+    assert c.get("/reports/reports/today.html").status_code == 200
     assert 'href="/checks"' in page  # the nav names the page
     assert snapshot(root) == before  # the pages wrote nothing
     assert c.get("/checks/nope").status_code == 404
@@ -102,3 +110,13 @@ def test_data_validation_results_newest_first(repo: Repo) -> None:
     assert "failed" in rows[0] and "data/bad.csv" in rows[0] and "tenure" in rows[0]  # newest first
     assert "passed" in rows[1] and "data/good.csv" in rows[1] and "schema.yaml" in rows[1]
     assert snapshot(root) == before  # the page wrote nothing
+
+
+def test_report_path_recorded_only_inside_the_repository(repo: Repo, tmp_path: Path) -> None:
+    from mlops.drift.validations import report_in_repo
+
+    root = Path(repo.root)
+    assert report_in_repo(repo, root / ".mlops" / "reports" / "a.html") == ".mlops/reports/a.html"
+    assert report_in_repo(repo, root / "reports" / "b.html") == "reports/b.html"
+    assert report_in_repo(repo, root.parent / "elsewhere.html") is None
+    assert report_in_repo(repo, None) is None
