@@ -222,6 +222,7 @@ def drift(
         profile=profile,
         jobs=jobs,
         progress=out.progress(),
+        html=None if html is None else str(html),
     )
     report, recorded, record_failed = done.report, done.recorded, done.record_error
     if html is not None:
@@ -349,6 +350,20 @@ def schema_infer(
         out.info(f"wrote {output}: {len(schema['columns'])} column(s) from {schema['rows']} row(s)")
 
 
+def _record_validation(data: list[str], schema: Path, report: Any) -> None:
+    """Keep the result for `mlops ui`'s /checks page when run inside a repository (outside one,
+    validation still works and records nothing)."""
+    from ..drift.validations import record_validation
+    from ..errors import NotARepoError
+    from ..repo.repo import find_repo
+
+    try:
+        repo = find_repo()
+    except NotARepoError:
+        return
+    record_validation(repo, data, schema, report)
+
+
 def validate(
     data: list[str] = typer.Argument(..., help="CSV/Parquet files or folders to check."),
     schema: Path = typer.Option(..., "--schema", "-s", help="The schema file (from `mlops schema infer`, edited)."),
@@ -363,6 +378,7 @@ def validate(
     rules = load_schema(schema)
     source = Source.open(expand(data), "data", described=", ".join(data))
     report = run_validate(source, rules)
+    _record_validation(data, schema, report)
     warnings = [*source.warnings, *report.warnings]
     if out.json:
         doc = report.to_dict()

@@ -121,6 +121,7 @@ def check(
         min_accuracy=min_accuracy,
         min_volume_share=min_volume,
         version=version,
+        html=None if html is None else str(html),
     )
     if html is not None:
         from ..drift.html import render

@@ -133,6 +133,7 @@ def check(
     version: int | None = None,
     now: float | None = None,
     record: bool = True,
+    html: str | None = None,
 ) -> MonitorReport:
     from ..drift.config import preset_settings
 
@@ -216,7 +217,7 @@ def check(
         warnings=tuple(f"{n}: unreadable request log, skipped" for n in built.unreadable),
     )
     if record:
-        report = replace(report, recorded=_record(repo, report))
+        report = replace(report, recorded=_record(repo, report, html))
     return replace(report, seconds=time.perf_counter() - started)
 
 
@@ -263,9 +264,13 @@ def history_path(repo: Repo, model: str) -> Any:
     return monitor_dir(repo, model) / "checks.jsonl"
 
 
-def _record(repo: Repo, report: MonitorReport) -> bool:
-    """Append the verdict to the history and record it on the version, when it changed."""
+def _record(repo: Repo, report: MonitorReport, html: str | None = None) -> bool:
+    """Append the verdict to the history and record it on the version, when it changed (with
+    where its ``--html`` report goes, when that lies inside the repository)."""
     from .. import registry
+    from ..drift.validations import report_in_repo
+
+    where = report_in_repo(repo, html)
 
     if report.judged is None:
         return False
@@ -294,6 +299,8 @@ def _record(repo: Repo, report: MonitorReport) -> bool:
             "label_coverage": judged.labelled / judged.rows if judged.rows else None,
             "reasons": [r for k in KINDS for r in report.breaches.get(k, [])],
         }
+        if where is not None:
+            record["html"] = where
         append_record(path, json.loads(json.dumps(record)))
     registry.record_drift_check(
         repo,
@@ -307,6 +314,7 @@ def _record(repo: Repo, report: MonitorReport) -> bool:
             "breached": report.breached,
             "reasons": record["reasons"],
             "current_rows": judged.rows,
+            **({"html": where} if where is not None else {}),
         },
     )
     return True

@@ -367,7 +367,20 @@ class UI:
             last = max(drift, key=lambda item: str(item[1].get("at", "")), default=None)
             monitored = self._monitor_history(model.name)
             rows.append((model.name, len(drift), last, len(monitored), monitored[-1] if monitored else None))
-        return self.page("checks.html", request, rows=rows)
+        return self.page("checks.html", request, rows=rows, validations=self._validations())
+
+    def _validations(self) -> list[dict[str, Any]]:
+        """`mlops validate`'s recorded results, newest first (drift/validations.py appends them).
+        Read through fsio.read_records here, not drift.validations, which imports the schema
+        module; a damaged log shows as no results rather than a broken page."""
+        from ..fsio import read_records
+
+        path = self.repo.dot / "checks" / "validation.jsonl"
+        try:
+            records = [r for r in read_records(path) if isinstance(r, dict)]
+        except MlopsError:
+            return []
+        return records[::-1][:MAX_REPORTS]  # appended as they ran: the last line is the newest
 
     def model_checks_page(self, request: Request) -> Response:
         from ..registry.read import versions
@@ -383,13 +396,25 @@ class UI:
             reverse=True,
         )
         monitored = list(reversed(self._monitor_history(name)))
+        recorded = [d.get("summary", {}).get("html") for _v, d in drift if isinstance(d.get("summary"), dict)]
+        recorded += [m.get("html") for m in monitored]
+        linked: list[str] = []  # under .mlops/: served by /reports/PATH, whose checks still apply
+        elsewhere: list[str] = []  # elsewhere in the repository: named, not served
+        for where in dict.fromkeys(w for w in recorded if isinstance(w, str) and w):
+            if where.startswith(".mlops/"):
+                linked.append(where.removeprefix(".mlops/"))
+            else:
+                elsewhere.append(where)
+        named = [rel for rel in self._reports_naming(name) if rel not in linked]
         return self.page(
             "model_checks.html",
             request,
             name=name,
             drift=drift,
             monitored=monitored,
-            reports=self._reports_naming(name),
+            recorded_reports=linked,
+            elsewhere_reports=elsewhere,
+            reports=named,
         )
 
     # --- reports ---------------------------------------------------------------------------

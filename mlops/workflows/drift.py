@@ -204,7 +204,7 @@ def predicted(resolved: ResolvedSource, sources: tuple[Any, Any], settings: Any)
     return out[0], out[1]
 
 
-def record_verdict(resolved: ResolvedSource, report: Any) -> dict[str, Any]:
+def record_verdict(resolved: ResolvedSource, report: Any, html: str | None = None) -> dict[str, Any]:
     """Record the verdict on the model version the reference names (policy gates read it)."""
     from .. import registry
 
@@ -220,6 +220,12 @@ def record_verdict(resolved: ResolvedSource, report: Any) -> dict[str, Any]:
         "current": report.current.get("source"),
         "current_rows": report.current.get("rows"),
     }
+    if html is not None:
+        from ..drift.validations import report_in_repo
+
+        where = report_in_repo(resolved.repo, html)
+        if where is not None:
+            summary["html"] = where  # the UI's /checks/NAME links exactly this report
     registry.record_drift_check(resolved.repo, mv.name, mv.version, drifted=v.drifted, summary=summary)
     return {"model": mv.name, "version": mv.version, "drifted": v.drifted}
 
@@ -251,6 +257,7 @@ def check(
     profile: bool = False,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
+    html: str | None = None,
 ) -> DriftCheck:
     """Resolve both sides, add the model's predictions (``predict``), compare them with
     ``settings`` (mlops.drift.config.DriftSettings) and, when the reference is a model
@@ -284,7 +291,7 @@ def check(
             reference=ref_resolved.described,
             current=cur_resolved.described,
         )
-        return _recorded(ref_resolved, report)
+        return _recorded(ref_resolved, report, html)
     ref_source, cur_source = open_source(ref_resolved, "reference"), open_source(cur_resolved, "current")
     if predict:
         if ref_resolved.model is None:
@@ -292,15 +299,15 @@ def check(
         settings = replace(settings, prediction=settings.prediction or "prediction")
         ref_source, cur_source = predicted(ref_resolved, (ref_source, cur_source), settings)
     report = check_drift(ref_source, cur_source, settings, jobs=jobs, progress=progress)
-    return _recorded(ref_resolved, report)
+    return _recorded(ref_resolved, report, html)
 
 
-def _recorded(ref_resolved: ResolvedSource, report: Any) -> DriftCheck:
+def _recorded(ref_resolved: ResolvedSource, report: Any, html: str | None = None) -> DriftCheck:
     recorded = None
     record_error: MlopsError | None = None
     if ref_resolved.model is not None:
         try:
-            recorded = record_verdict(ref_resolved, report)
+            recorded = record_verdict(ref_resolved, report, html)
         except MlopsError as exc:  # the report is still shown and written; the failure comes after it
             record_error = exc
     return DriftCheck(report, recorded, record_error)
