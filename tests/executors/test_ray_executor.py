@@ -444,3 +444,35 @@ def test_an_address_nothing_listens_on_fails_at_once(repo) -> None:
     assert f"could not reach Ray at 127.0.0.1:{port}" in proc.stderr
     bad = mlops("run", "--executor", "ray", "--address", "head-without-port", cwd=repo.root, code=2)
     assert "not HOST:PORT" in bad.stderr
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_a_worker_whose_inputs_differ_records_nothing(ray_cluster, step, tmp_path) -> None:
+    """A declared env: value set for the driver and not on the cluster's workers gives the worker
+    another run key: its outputs were made from other inputs, and are not recorded under this one."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    mlops("init", cwd=root)
+    (root / "pipeline.yaml").write_text(
+        "stages:\n"
+        f"  tuned:\n    cmd: {step_cmd(step, 'write:tuned.txt=x')}\n    outs: [tuned.txt]\n"
+        "    env: [MLOPS_TEST_DRIVER_ONLY]\n"
+    )
+    commit_all(root, "pipeline")
+    proc = mlops(
+        "run",
+        "--json",
+        "--executor",
+        "ray",
+        "--address",
+        ray_cluster.address,
+        cwd=root,
+        code=3,
+        env={"MLOPS_TEST_DRIVER_ONLY": "on the driver"},
+        timeout=RAY_TIMEOUT,
+    )
+    doc = first_json(proc.stdout)
+    assert statuses(doc) == {"tuned": "failed"}
+    assert "an input differs on the worker" in doc["stages"][0]["error"]
+    assert not (root / "pipeline.lock").exists() and not (root / "tuned.txt").exists()

@@ -313,20 +313,31 @@ class RayExecutor:
         # a worker's answer is received content like any manifest: bounded and checked field by field,
         # and its outputs must be exactly the ones the stage declares before any becomes a path here
         try:
-            outs = parse_manifest(manifest, f"the manifest of stage '{job.stage.name}' from Ray").outs
+            received = parse_manifest(manifest, f"the manifest of stage '{job.stage.name}' from Ray")
         except MlopsError as exc:
             return StageOutcome(None, exc.message)
+        if received.stage != job.stage.name:
+            return StageOutcome(None, f"the worker answered for stage '{received.stage}', not '{job.stage.name}'")
+        if received.key != job.key:
+            # the worker's inputs differ from this workspace's (a declared env: value most often): its
+            # outputs were made from other inputs, and recording them under this key would be a lie
+            return StageOutcome(
+                None,
+                f"the worker computed run key {received.key[:12]} for this stage and this driver {job.key[:12]}: "
+                "an input differs on the worker (a declared env: value set here and not there, most often); "
+                "nothing recorded",
+            )
+        outs = received.outs
         declared = {o.path for o in job.stage.outs}
         if {o.path for o in outs} != declared:
             return StageOutcome(None, f"the worker's manifest names other outputs than the stage declares: {declared}")
         problem = _bring_objects(repo, self.remote, outs)
         if problem:
             return StageOutcome(None, problem)
-        status = manifest.get("status", "ran")
         # "ran": this run made the outputs (the driver's run is their producer); "restored" and
         # "adopted": the outputs are those of the run the shared run-cache entry names
-        run_id = None if status == "ran" else manifest.get("run_id")
-        return StageOutcome(0, outs=outs, status="restored" if status == "restored" else "ran", run_id=run_id)
+        run_id = None if received.status == "ran" else received.run_id
+        return StageOutcome(0, outs=outs, status="restored" if received.status == "restored" else "ran", run_id=run_id)
 
     # --- stopping ---------------------------------------------------------------------------
 
