@@ -22,7 +22,7 @@ from .stage_tasks import (
     ExportPlan,
     StageTask,
     check_image,
-    check_secret,
+    check_task_options,
     check_untemplated,
     collect_command,
     exec_command,
@@ -333,17 +333,12 @@ def export_airflow(
         if image is None:
             raise UsageError("--kubernetes needs --image", hint="the container image with mlops and git")
         image = check_image(image)
-        if secret is not None:
-            check_secret(secret)
     elif image is not None:
         raise UsageError("--image is for --kubernetes", hint="add --kubernetes, or drop --image")
     elif secret is not None:
         raise UsageError("--secret is for --kubernetes", hint="add --kubernetes, or drop --secret")
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
+    check_task_options(secret=secret, retries=retries)
     plan = export_plan(repo, rev=rev, repo_url=repo_url, remote=remote, naming="airflow", need_url=kubernetes)
-    if not plan.tasks:
-        raise UsageError("the pipeline has no stages to export", hint="add stages to pipeline.yaml")
     chosen = dag_id if dag_id is not None else plan.name
     if not re.match(r"^[A-Za-z0-9_.\-]{1,250}$", chosen):
         raise UsageError(f"--dag-id {chosen!r}: letters, digits, '_', '.', '-' only (at most 250)")
