@@ -29,7 +29,7 @@ from ..formats import parse_json
 from ..fsio import atomic_write
 from ..remotes.base import Remote, check_ref_name
 from ..repo.repo import Repo
-from ..tracking.refsync import RefsTransfer, pull_missing, push_missing
+from ..tracking.refsync import RefsTransfer, name_in, pull_missing, push_missing
 from . import store
 
 REF_PREFIX = "experiments/"
@@ -49,12 +49,7 @@ def ref_name(name: str) -> str:
 
 def name_of(ref: str) -> str | None:
     """The experiment name a ref names (``experiments/<name>.json``); None for anything else."""
-    if not (ref.startswith(REF_PREFIX) and ref.endswith(REF_SUFFIX)):
-        return None
-    name = ref[len(REF_PREFIX) : -len(REF_SUFFIX)]
-    if not store.NAME.fullmatch(name) or paths.name_problem(name):
-        return None
-    return name
+    return name_in(ref, REF_PREFIX, REF_SUFFIX, store.NAME)
 
 
 def _serialized(experiment: store.Experiment) -> bytes:

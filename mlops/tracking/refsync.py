@@ -20,11 +20,13 @@ what the other side lacks (one listing) and leave what is there as it is:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from .. import paths
 from ..errors import FormatError, RemoteError, UnsafeNameError, UsageError
 from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
@@ -41,6 +43,17 @@ REFUSED = (FormatError, UsageError, UnsafeNameError)
 def shown(text: str) -> str:
     """A received name in a one-line warning: control characters escaped, length bounded."""
     return ascii(text[:120] + ("..." if len(text) > 120 else ""))
+
+
+def name_in(ref: str, prefix: str, suffix: str, pattern: re.Pattern[str]) -> str | None:
+    """The name a received ref ``<prefix><name><suffix>`` holds when it matches ``pattern`` and is a
+    plain name by ``paths`` rules; None for anything else."""
+    if not (ref.startswith(prefix) and ref.endswith(suffix)) or len(ref) <= len(prefix) + len(suffix):
+        return None
+    name = ref[len(prefix) : len(ref) - len(suffix)]
+    if not pattern.fullmatch(name) or paths.name_problem(name):
+        return None
+    return name
 
 
 @dataclass(frozen=True)

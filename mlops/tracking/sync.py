@@ -46,7 +46,7 @@ from ..progress import NO_PROGRESS, Progress
 from ..remotes.base import Remote, check_ref_name
 from ..repo.repo import Repo
 from . import schema, store
-from .refsync import pull_missing, push_missing
+from .refsync import name_in, pull_missing, push_missing
 
 BUNDLE_FORMAT = 1
 REF_PREFIX = "runs/"
@@ -97,10 +97,8 @@ def ref_name(run_id: str) -> str:
 
 def run_id_of(ref: str) -> str | None:
     """The run id a ref names (``runs/<id>.json``); None for anything else."""
-    if not (ref.startswith(REF_PREFIX) and ref.endswith(REF_SUFFIX)):
-        return None
-    run_id = ref[len(REF_PREFIX) : -len(REF_SUFFIX)]
-    if not store.RUN_ID.fullmatch(run_id) or paths.name_problem(run_id):
+    run_id = name_in(ref, REF_PREFIX, REF_SUFFIX, store.RUN_ID)
+    if run_id is None:
         return None
     try:
         ref_name(run_id)
