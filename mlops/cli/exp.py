@@ -197,6 +197,11 @@ def show(
             [e.sweep, e.name, e.status, *params, *[fmt_value(e.metrics.get(k, "")) for k in result.metric_keys]]
         )
     out.table(columns, rows, header=True)
+    failed = [e for e in result.experiments if e.status == "failed" and e.error]
+    if failed:  # why each failed, below the table: an error is too long for a column
+        out.line()
+        for e in failed:
+            out.line(f"{e.name} failed: {' '.join(e.error.split())}", style="red")
 
 
 def apply(

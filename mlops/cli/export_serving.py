@@ -3,13 +3,20 @@ build context, Kubernetes manifests and a KServe InferenceService (mlops/exporte
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import typer
 
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, command
 from .output import Output
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def register(group: typer.Typer) -> None:
@@ -77,6 +84,23 @@ def export_docker(
     out.info(f"build it: docker build -t {result.image} {output}")
 
 
+@dataclass(frozen=True)
+class PodOptions:
+    """The options `export k8s` and `export kserve` share for the server pods (``@pod_options``)."""
+
+    image: str | None
+    name: str | None
+    namespace: str | None
+    cpu: str
+    memory: str
+    memory_limit: str
+
+    def sizing(self) -> Any:
+        from ..exporters.k8s import Sizing
+
+        return Sizing(cpu=self.cpu, memory=self.memory, memory_limit=self.memory_limit)
+
+
 CPU_OPTION = typer.Option("500m", "--cpu", help="CPU each server requests (a Kubernetes quantity).")
 MEMORY_OPTION = typer.Option("512Mi", "--memory", help="Memory each server requests.")
 MEMORY_LIMIT_OPTION = typer.Option("1Gi", "--memory-limit", help="Memory limit of each server.")
@@ -85,8 +109,41 @@ IMAGE_OPTION = typer.Option(
 )
 NAME_OPTION = typer.Option(None, "--name", help="The Kubernetes object name (default: the model's name).")
 NAMESPACE_OPTION = typer.Option(None, "--namespace", "-n", help="The namespace (default: none, kubectl's own).")
+POD_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=annotation)
+    for name, annotation, option in (
+        ("image", str | None, IMAGE_OPTION),
+        ("name", str | None, NAME_OPTION),
+        ("namespace", str | None, NAMESPACE_OPTION),
+        ("cpu", str, CPU_OPTION),
+        ("memory", str, MEMORY_OPTION),
+        ("memory_limit", str, MEMORY_LIMIT_OPTION),
+    )
+]
 
 
+def pod_options(fn: F) -> F:
+    """Give a command the pod options in place of its ``pod: PodOptions`` parameter: typer sees the
+    six options (same place in --help), the command gets them as one ``PodOptions``."""
+    signature = inspect.signature(fn, eval_str=True)
+    hints = typing.get_type_hints(fn)
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        parameters.extend(POD_OPTIONS if parameter.name == "pod" else [parameter])
+    names = [p.name for p in POD_OPTIONS]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["pod"] = PodOptions(**{name: kwargs.pop(name) for name in names})
+        return fn(*args, **kwargs)
+
+    del hints["pod"]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**hints, **{p.name: p.annotation for p in POD_OPTIONS}}
+    return wrapper  # type: ignore[return-value]
+
+
+@pod_options
 def export_k8s(
     ref: str = typer.Argument(..., help="The version to run: churn@production, churn:4."),
     output: str = typer.Option(..., "--output", "-o", help="The folder to create (new or empty)."),
@@ -101,12 +158,7 @@ def export_k8s(
         min=0.001,
         help="Scale on requests per second per pod instead (needs a metrics adapter, see docs/serving.md).",
     ),
-    image: str | None = IMAGE_OPTION,
-    name: str | None = NAME_OPTION,
-    namespace: str | None = NAMESPACE_OPTION,
-    cpu: str = CPU_OPTION,
-    memory: str = MEMORY_OPTION,
-    memory_limit: str = MEMORY_LIMIT_OPTION,
+    pod: PodOptions = None,  # type: ignore[assignment] # the six options of @pod_options
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write Kubernetes manifests: Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget.
@@ -114,7 +166,7 @@ def export_k8s(
     The Deployment runs the image 'mlops export docker' builds, with probes on /v2/health/live
     and /v2/health/ready and a termination grace longer than the server's drain."""
     from ..exporters.bundle import check_new_folder
-    from ..exporters.k8s import Sizing, k8s_manifests, write_manifests
+    from ..exporters.k8s import k8s_manifests, write_manifests
 
     out = Output(json_output=json_output)
     check_new_folder(output)
@@ -123,10 +175,10 @@ def export_k8s(
         ref,
         replicas=replicas,
         max_replicas=max_replicas,
-        image=image,
-        name=name,
-        namespace=namespace,
-        sizing=Sizing(cpu=cpu, memory=memory, memory_limit=memory_limit),
+        image=pod.image,
+        name=pod.name,
+        namespace=pod.namespace,
+        sizing=pod.sizing(),
         target_cpu=target_cpu,
         target_rps=target_rps,
     )
@@ -139,6 +191,7 @@ def export_k8s(
     out.info(f"apply it: kubectl apply -f {output}")
 
 
+@pod_options
 def export_kserve(
     ref: str = typer.Argument(..., help="The production version: churn@production, churn:3."),
     output: str = typer.Option(..., "--output", "-o", help="The InferenceService file to write (e.g. isvc.yaml)."),
@@ -155,19 +208,13 @@ def export_kserve(
     ),
     min_replicas: int = typer.Option(1, "--min-replicas", min=0, help="Fewest servers (0: scale to zero)."),
     max_replicas: int | None = typer.Option(None, "--max-replicas", min=1, help="Most servers."),
-    image: str | None = IMAGE_OPTION,
-    name: str | None = NAME_OPTION,
-    namespace: str | None = NAMESPACE_OPTION,
-    cpu: str = CPU_OPTION,
-    memory: str = MEMORY_OPTION,
-    memory_limit: str = MEMORY_LIMIT_OPTION,
+    pod: PodOptions = None,  # type: ignore[assignment] # the six options of @pod_options
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write a KServe InferenceService: a custom container speaking the Open Inference Protocol V2 on 8080.
 
     With --canary N, the predictor runs version N with canaryTrafficPercent --weight: KServe
     splits traffic between it and the revision that took all of it before (production)."""
-    from ..exporters.k8s import Sizing
     from ..exporters.kserve import inference_service
     from ..formats import dump_yaml
     from ..fsio import check_output, write_output
@@ -179,11 +226,11 @@ def export_kserve(
         ref,
         canary=canary,
         weight=weight,
-        image=image,
+        image=pod.image,
         storage_uri=storage_uri,
-        name=name,
-        namespace=namespace,
-        sizing=Sizing(cpu=cpu, memory=memory, memory_limit=memory_limit),
+        name=pod.name,
+        namespace=pod.namespace,
+        sizing=pod.sizing(),
         min_replicas=min_replicas,
         max_replicas=max_replicas,
     )

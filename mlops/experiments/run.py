@@ -39,6 +39,7 @@ from . import store
 from .params import apply_changes, split_label
 
 TAIL_LINES = 20  # of a failed experiment's output, kept in its error
+ERROR_LINE_CHARS = 500  # of `mlops run`'s own one-line error, when it stopped before any stage failed
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ def _run_one(
                 set_tags(repo, run_id, {"experiment": plan.name, "sweep": plan.sweep})
         if code != 0:
             failed = [s for s in (report or {}).get("stages", []) if s.get("status") == "failed"]
-            why = failed[0].get("error") if failed and failed[0].get("error") else f"mlops run exited with code {code}"
+            why = failed[0].get("error") if failed and failed[0].get("error") else _run_error(code, tail)
             said = [line for line in tail if line.startswith("[")][-3:]  # the stage's own last words
             if said:
                 why = f"{why}: {' / '.join(said)}"
@@ -263,6 +264,19 @@ def _run_one(
         experiment = _collect(work, plan, base, commit, written, run_id, stages, started)
         _record(repo, experiment, plan)
         return Outcome(plan.name, plan.sweep, store.SUCCEEDED, experiment, "", restored, ran)
+
+
+def _run_error(code: int, tail: list[str]) -> str:
+    """Why `mlops run` failed when no stage says so (it stopped early: a pipeline.yaml error, a lock
+    held): its one-line error, the last ``error:`` line of its stderr, bounded."""
+    said = [line[len("error: ") :].strip() for line in tail if line.startswith("error: ")]
+    why = f"mlops run exited with code {code}"
+    if not said or not said[-1]:
+        return why
+    reason = said[-1]
+    if len(reason) > ERROR_LINE_CHARS:
+        reason = reason[: ERROR_LINE_CHARS - 3] + "..."
+    return f"{why}: {reason}"
 
 
 def _record(repo: Repo, experiment: store.Experiment, plan: Planned) -> None:

@@ -22,9 +22,10 @@ from .stage_tasks import (
     ExportPlan,
     StageTask,
     check_image,
-    check_secret,
+    check_task_options,
     check_untemplated,
     collect_command,
+    dns1123_names,
     exec_command,
     export_plan,
     manifest_var,
@@ -252,10 +253,10 @@ def dag_source(
             f"ENV_FROM = {env_from}",
             "",
             "",
-            "def stage_task(task_id, script, env, resources=None, image=IMAGE):",
+            "def stage_task(task_id, pod, script, env, resources=None, image=IMAGE):",
             "    return KubernetesPodOperator(",
             "        task_id=task_id,",
-            '        name=task_id.replace("_", "-").replace(".", "-").lower(),',
+            "        name=pod,",
             "        image=image,",
             '        cmds=["sh", "-c"],',
             "        arguments=[script],",
@@ -293,18 +294,24 @@ def dag_source(
         ") as dag:",
     ]
     names: dict[str, str] = {}
+    # a pod's name is a DNS-1123 label: the tasks' ids spelt so by stage_tasks, as Argo's names are
+    pods = dns1123_names([t.task for t in plan.tasks] + [plan.collect_task]) if kubernetes else {}
+
+    def pod(task_id: str) -> list[str]:
+        return [py_str(pods[task_id])] if kubernetes else []
+
     for index, task in enumerate(plan.tasks):
         var = f"stage_{index}"
         names[task.stage] = var
         env = {upstream_var(i): _pull(by_stage[u].task, kubernetes) for i, u in enumerate(task.upstream)}
-        args = [py_str(task.task), f"SCRIPT_{index}", py_value(env, 8)]
+        args = [py_str(task.task), *pod(task.task), f"SCRIPT_{index}", py_value(env, 8)]
         if kubernetes:
             args.append(f"resources={_resources(task, 8)}")
             if task.image:
                 args.append(f"image={py_str(task.image)}")
         lines += [f"    # stage {task.stage}", f"    {var} = {py_call('stage_task', args, 4)}"]
     collect_env = {manifest_var(i): _pull(t.task, kubernetes) for i, t in enumerate(plan.tasks)}
-    collect_args = [py_str(plan.collect_task), "COLLECT", py_value(collect_env, 8)]
+    collect_args = [py_str(plan.collect_task), *pod(plan.collect_task), "COLLECT", py_value(collect_env, 8)]
     lines.append(f"    collect = {py_call('stage_task', collect_args, 4)}")
     for task in plan.tasks:
         if task.upstream:
@@ -333,17 +340,12 @@ def export_airflow(
         if image is None:
             raise UsageError("--kubernetes needs --image", hint="the container image with mlops and git")
         image = check_image(image)
-        if secret is not None:
-            check_secret(secret)
     elif image is not None:
         raise UsageError("--image is for --kubernetes", hint="add --kubernetes, or drop --image")
     elif secret is not None:
         raise UsageError("--secret is for --kubernetes", hint="add --kubernetes, or drop --secret")
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
+    check_task_options(secret=secret, retries=retries)
     plan = export_plan(repo, rev=rev, repo_url=repo_url, remote=remote, naming="airflow", need_url=kubernetes)
-    if not plan.tasks:
-        raise UsageError("the pipeline has no stages to export", hint="add stages to pipeline.yaml")
     chosen = dag_id if dag_id is not None else plan.name
     if not re.match(r"^[A-Za-z0-9_.\-]{1,250}$", chosen):
         raise UsageError(f"--dag-id {chosen!r}: letters, digits, '_', '.', '-' only (at most 250)")

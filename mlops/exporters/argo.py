@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
 from ..repo.repo import Repo
 from .stage_tasks import (
     ExportPlan,
     StageTask,
     check_image,
-    check_secret,
+    check_task_options,
     collect_command,
     export_plan,
     manifest_var,
@@ -164,13 +163,8 @@ def export_argo(
 ) -> ArgoExport:
     """The pipeline at ``rev`` as an Argo Workflow (nothing is written: the CLI writes ``text``)."""
     image = check_image(image)
-    if secret is not None:
-        check_secret(secret)
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
+    check_task_options(secret=secret, retries=retries)
     plan = export_plan(repo, rev=rev, repo_url=repo_url, remote=remote, naming="dns1123")
-    if not plan.tasks:
-        raise UsageError("the pipeline has no stages to export", hint="add stages to pipeline.yaml")
     document = workflow_document(plan, image=image, secret=secret, retries=retries)
     header = (
         f"# Argo Workflow written by `mlops export argo` for commit {plan.rev}.\n"

@@ -227,7 +227,8 @@ def export_plan(
     naming: str = "dns1123",
     need_url: bool = True,
 ) -> ExportPlan:
-    """The pipeline at ``rev`` (default: HEAD, committed) as tasks, with the engine's names."""
+    """The pipeline at ``rev`` (default: HEAD, committed) as tasks, with the engine's names; a
+    pipeline with no stage to run is refused."""
     from ..pipeline.graph import build_graph
     from ..pipeline.spec import load_pipeline
 
@@ -252,6 +253,8 @@ def export_plan(
     # a frozen stage is never run, as `mlops run` never runs it (and collect skips it): its
     # outputs are found by key by the stages that need them
     order = [name for name in graph.order if not graph.stage(name).frozen]
+    if not order:
+        raise UsageError("the pipeline has no stages to export", hint="add stages to pipeline.yaml")
     namer = dns1123_names if naming == "dns1123" else airflow_ids
     task_names = namer(order, reserved=RESERVED)
     group_of = {member: group for group, members in graph.pipeline.templates.items() for member in members}
@@ -319,6 +322,15 @@ def manifest_var(index: int) -> str:
 
 def upstream_var(index: int) -> str:
     return f"MLOPS_UPSTREAM_{index}"
+
+
+def check_task_options(*, secret: str | None, retries: int) -> None:
+    """What both engines' tasks take beside the image: the Secret their pods read, and how often
+    a failed task is retried."""
+    if secret is not None:
+        check_secret(secret)
+    if retries < 0:
+        raise UsageError("--retries must be 0 or more")
 
 
 def check_image(image: str, option: str = "--image") -> str:

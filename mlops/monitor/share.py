@@ -23,16 +23,15 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import paths
-from ..errors import DataError, FormatError, RemoteError, UsageError
+from ..errors import DataError, FormatError
 from ..fsio import FileLock, atomic_write
 from ..paths import model_name_problem
 from ..remotes.base import Remote, check_ref_name
 from ..repo.repo import Repo
+from ..tracking.refsync import RefsTransfer, pull_missing, push_missing
 from .store import ANSWER_COLUMNS, LogProfile, Reference, monitor_dir
 
 REF_PREFIX = "monitor/"
@@ -42,31 +41,11 @@ LOG_PROFILE_SUFFIX = ".json"
 ANSWERS_SUFFIX = ".answers.parquet"
 
 
-@dataclass(frozen=True)
-class ProfilesTransfer:
+class ProfilesTransfer(RefsTransfer):
     """What ``push_profiles`` (sent, present) or ``pull_profiles`` (received, present) did."""
 
-    remote: str
-    direction: str  # push | pull
-    sent: tuple[str, ...] = ()
-    received: tuple[str, ...] = ()
-    present: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-    def summary(self) -> str:
-        moved = len(self.sent) if self.direction == "push" else len(self.received)
-        where = "there" if self.direction == "push" else "here"
-        verb = "pushed" if self.direction == "push" else "pulled"
-        return f"{verb} {moved} monitoring profile file(s) ({len(self.present)} already {where}) via {self.remote}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "remote": self.remote,
-            "direction": self.direction,
-            "files": list(self.sent if self.direction == "push" else self.received),
-            "present": len(self.present),
-            "warnings": list(self.warnings),
-        }
+    NOUN = "monitoring profile file(s)"
+    NAMES_KEY = "files"
 
 
 def relative_parts(ref: str) -> tuple[str, ...] | None:
@@ -104,16 +83,9 @@ def _local_files(repo: Repo) -> list[tuple[str, Path]]:
 
 def push_profiles(repo: Repo, remote: Remote) -> ProfilesTransfer:
     """Send every profile file the remote lacks."""
-    existing = set(remote.list_refs(REF_PREFIX))
-    sent: list[str] = []
-    present: list[str] = []
-    for ref, path in _local_files(repo):
-        if ref in existing:
-            present.append(ref)
-            continue
-        remote.put_ref(ref, path.read_bytes())
-        sent.append(ref)
-    return ProfilesTransfer(remote.name, "push", sent=tuple(sent), present=tuple(present))
+    files = dict(_local_files(repo))
+    pushed = push_missing(remote, REF_PREFIX, [(ref, ref) for ref in files], lambda ref: files[ref].read_bytes())
+    return ProfilesTransfer(remote.name, "push", sent=pushed.sent, present=pushed.present)
 
 
 def check_file(parts: tuple[str, ...], data: bytes) -> bytes:
@@ -152,46 +124,41 @@ def check_file(parts: tuple[str, ...], data: bytes) -> bytes:
         raise FormatError(f"{where}: not a monitoring profile ({getattr(exc, 'message', exc)})") from None
 
 
+def _target(repo: Repo, parts: tuple[str, ...]) -> Path:
+    return monitor_dir(repo, parts[0]).joinpath(*parts[1:])
+
+
 def pull_profiles(repo: Repo, remote: Remote) -> ProfilesTransfer:
     """Take the remote's profile files this repo lacks; a local file is never overwritten."""
-    received: list[str] = []
-    present: list[str] = []
-    warnings: list[str] = []
-    for ref in remote.list_refs(REF_PREFIX):
-        parts = relative_parts(ref)
-        if parts is None:
-            warnings.append(f"ref {ascii(ref[:120])} on remote '{remote.name}' names no monitoring profile; skipped")
-            continue
-        folder = monitor_dir(repo, parts[0])
-        target = folder.joinpath(*parts[1:])
-        if os.path.lexists(target):
-            present.append(ref)
-            continue
-        try:
-            data = remote.get_ref(ref)
-        except RemoteError as exc:
-            warnings.append(f"{exc.message}; skipped")
-            continue
-        if data is None:
-            warnings.append(f"{ref} vanished from remote '{remote.name}' while pulling; skipped")
-            continue
-        try:
-            checked = check_file(parts, data)
-        except (FormatError, UsageError) as exc:
-            warnings.append(f"{ref} on remote '{remote.name}' is not valid: {exc.message}; skipped")
-            continue
+
+    def place(parts: tuple[str, ...], checked: bytes) -> bool:
+        target = _target(repo, parts)
         # a symlink planted inside .mlops/monitor would carry the file elsewhere: refused (exit 3)
         relative_folder = "/".join(("monitor", *parts[:-1]))
         destinations = paths.Destinations(repo.dot)
         destinations.check_folder(relative_folder, where="the monitor folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         destinations.check_folder(relative_folder, where="the monitor folder")
-        with FileLock(folder / "lock", what=f"the monitor profiles of {parts[0]}"):
+        with FileLock(monitor_dir(repo, parts[0]) / "lock", what=f"the monitor profiles of {parts[0]}"):
             if os.path.lexists(target):
-                present.append(ref)
-                continue
+                return False
             atomic_write(target, checked)
-        received.append(ref)
+        return True
+
+    pulled = pull_missing(
+        remote,
+        REF_PREFIX,
+        key_of=relative_parts,
+        have=lambda parts: os.path.lexists(_target(repo, parts)),
+        check=check_file,
+        place=place,
+        names="a monitoring profile",
+        invalid="valid",
+    )
     return ProfilesTransfer(
-        remote.name, "pull", received=tuple(sorted(received)), present=tuple(sorted(present)), warnings=tuple(warnings)
+        remote.name,
+        "pull",
+        received=tuple(sorted(REF_PREFIX + "/".join(parts) for parts in pulled.received)),
+        present=tuple(sorted(REF_PREFIX + "/".join(parts) for parts in pulled.present)),
+        warnings=pulled.warnings,
     )

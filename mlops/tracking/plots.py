@@ -270,12 +270,16 @@ def read_records(data: bytes, rel: str, *, header: bool = True) -> list[dict[str
     return [r for r in value if isinstance(r, dict)]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
+def finite_number(value: Any, *, parse: bool = False) -> float | None:
+    """``value`` as a finite float, or None (a bool, NaN, infinity, too large, not a number).
+
+    With ``parse``, anything ``float()`` takes counts too (a CSV cell's text "0.5"); without, only
+    an int or a float does (the UI's parallel coordinates keep a text parameter a category)."""
+    if isinstance(value, bool) or not (parse or isinstance(value, (int, float))):
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 
@@ -293,8 +297,8 @@ def file_lines(
             notes.append(f"{rel}: no column '{y}' (columns: {', '.join(map(str, columns)) or 'none'})")
         points = []
         for index, record in enumerate(records):
-            value = _number(record.get(y))
-            position = _number(record.get(x)) if x else float(index)
+            value = finite_number(record.get(y), parse=True)
+            position = finite_number(record.get(x), parse=True) if x else float(index)
             if value is not None and position is not None:
                 points.append((position, value))
         lines.append((f"{rel}: {y}", rel, sorted(points, key=lambda p: p[0])))

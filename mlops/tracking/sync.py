@@ -33,19 +33,20 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..errors import FormatError, MlopsError, UnsafeNameError, UsageError
+from ..errors import FormatError, MlopsError, UsageError
 from ..formats import parse_json
 from ..fsio import TMP_PREFIX, FileLock, append_record, fsync_dir, storage_error
-from ..parallel import run_parallel
 from ..progress import NO_PROGRESS, Progress
 from ..remotes.base import Remote, check_ref_name
 from ..repo.repo import Repo
 from . import schema, store
+from .refsync import name_in, pull_missing, push_missing
 
 BUNDLE_FORMAT = 1
 REF_PREFIX = "runs/"
@@ -96,10 +97,8 @@ def ref_name(run_id: str) -> str:
 
 def run_id_of(ref: str) -> str | None:
     """The run id a ref names (``runs/<id>.json``); None for anything else."""
-    if not (ref.startswith(REF_PREFIX) and ref.endswith(REF_SUFFIX)):
-        return None
-    run_id = ref[len(REF_PREFIX) : -len(REF_SUFFIX)]
-    if not store.RUN_ID.fullmatch(run_id) or paths.name_problem(run_id):
+    run_id = name_in(ref, REF_PREFIX, REF_SUFFIX, store.RUN_ID)
+    if run_id is None:
         return None
     try:
         ref_name(run_id)
@@ -140,9 +139,7 @@ def push_runs(
 ) -> RunsTransfer:
     """Send every ended run the remote lacks, one ref each; running runs are skipped."""
     target = _open(repo, remote)
-    existing = set(target.list_refs(REF_PREFIX))
-    todo: list[tuple[str, str]] = []  # (run id, effective status)
-    present: list[str] = []
+    todo: list[tuple[str, tuple[str, str]]] = []  # (ref name, (run id, effective status))
     running: list[str] = []
     warnings: list[str] = []
     for run_id in store.run_ids(repo):
@@ -164,31 +161,27 @@ def push_runs(
         except UsageError:
             warnings.append(f"run {run_id}: its id cannot name a ref on a remote; not pushed")
             continue
-        if name in existing:
-            present.append(run_id)
-            continue
-        todo.append((run_id, status))
+        todo.append((name, (run_id, status)))
 
-    def send(item: tuple[str, str]) -> str:
+    def send(item: tuple[str, str]) -> bytes:
         run_id, status = item
         info = store.read_run_json(store.run_dir(repo, run_id)) or {}
-        target.put_ref(ref_name(run_id), bundle_run(repo, run_id, info, status))
-        return run_id
+        return bundle_run(repo, run_id, info, status)
 
-    sent: list[str] = []
-    if todo:
-        with (
-            progress.task(f"push runs to {target.name}", total=len(todo)) as task,
-            run_parallel(send, todo, jobs=jobs) as results,
-        ):
-            for run_id in results:
-                sent.append(run_id)
-                task.advance()
+    pushed = push_missing(
+        target,
+        REF_PREFIX,
+        todo,
+        send,
+        jobs=jobs,
+        progress=progress,
+        label=f"push runs to {target.name}",
+    )
     return RunsTransfer(
         target.name,
         "push",
-        sent=tuple(sorted(sent)),
-        skipped_present=tuple(present),
+        sent=tuple(sorted(run_id for run_id, _ in pushed.sent)),
+        skipped_present=tuple(run_id for run_id, _ in pushed.present),
         skipped_running=tuple(running),
         warnings=tuple(warnings),
     )
@@ -262,11 +255,6 @@ def _check_records(name: str, text: str) -> str:
         record = schema.check_record(name, record, f"{name} line {number}")
         out.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
     return "".join(line + "\n" for line in out)
-
-
-def _shown(text: str) -> str:
-    """A received name in a one-line warning: control characters escaped, length bounded."""
-    return ascii(text[:120] + ("..." if len(text) > 120 else ""))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -348,51 +336,41 @@ def pull_runs(
     """Take the remote's runs that this repo lacks; local runs are never overwritten."""
     source = _open(repo, remote)
     local = set(store.run_ids(repo))
-    present: list[str] = []
-    wanted: list[str] = []
-    warnings: list[str] = []
-    for ref in source.list_refs(REF_PREFIX):
-        run_id = run_id_of(ref)
-        if run_id is None:
-            warnings.append(f"ref {_shown(ref)} on remote '{source.name}' does not name a run; skipped")
-        elif run_id in local or store.run_dir(repo, run_id).exists():
-            present.append(run_id)
-        else:
-            wanted.append(run_id)
-    received: list[str] = []
-    if wanted:
+    runs = store.runs_dir(repo)
+
+    @contextlib.contextmanager
+    def session() -> Iterator[None]:
         # a symlink planted at .mlops/runs would carry every pulled run elsewhere: refused whole (exit 3)
         paths.Destinations(repo.dot).check_folder(store.RUNS, where="the runs folder")
-        runs = store._ensure_runs_dir(repo)
+        store._ensure_runs_dir(repo)
         with FileLock(runs / ".sync.lock", what="runs being pulled"):
             _remove_stale_temps(runs)
-            with (
-                progress.task(f"pull runs from {source.name}", total=len(wanted)) as task,
-                run_parallel(lambda run_id: (run_id, source.get_ref(ref_name(run_id))), wanted, jobs=jobs) as results,
-            ):
-                for run_id, data in results:
-                    task.advance()
-                    if data is None:
-                        warnings.append(f"run {run_id} vanished from remote '{source.name}' while pulling; skipped")
-                        continue
-                    ref = ref_name(run_id)
-                    try:
-                        run, files = check_bundle(run_id, data)
-                        placed = _place_run(repo, run_id, run, files)
-                    except (FormatError, UnsafeNameError) as exc:
-                        warnings.append(
-                            f"{ref} on remote '{source.name}' is not a valid run bundle: {exc.message}; skipped"
-                        )
-                        continue
-                    if not placed:
-                        present.append(run_id)
-                        continue
-                    append_record(runs / store.INDEX_FILE, store.summarize(repo, run_id))
-                    received.append(run_id)
+            yield
+
+    def place(run_id: str, bundle: tuple[dict[str, Any], dict[str, str]]) -> bool:
+        if not _place_run(repo, run_id, *bundle):
+            return False
+        append_record(runs / store.INDEX_FILE, store.summarize(repo, run_id))
+        return True
+
+    pulled = pull_missing(
+        source,
+        REF_PREFIX,
+        key_of=run_id_of,
+        have=lambda run_id: run_id in local or store.run_dir(repo, run_id).exists(),
+        check=check_bundle,
+        place=place,
+        names="a run",
+        invalid="a valid run bundle",
+        session=session,
+        jobs=jobs,
+        progress=progress,
+        label=f"pull runs from {source.name}",
+    )
     return RunsTransfer(
         source.name,
         "pull",
-        received=tuple(sorted(received)),
-        present=tuple(sorted(present)),
-        warnings=tuple(warnings),
+        received=tuple(sorted(pulled.received)),
+        present=tuple(sorted(pulled.present)),
+        warnings=pulled.warnings,
     )

@@ -7,26 +7,19 @@ legend and the step charts on the same page). Text values are placed as categori
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..tracking.plots import COLOURS
+from ..tracking.plots import COLOURS, finite_number
 
 WIDTH, HEIGHT = 720, 320
 TOP, BOTTOM, SIDE = 30, 30, 60
 MAX_AXES = 12
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _axis(values: list[Any]) -> tuple[list[float | None], list[tuple[float, str]]]:
     """Each value's place on the axis (0 bottom .. 1 top; None: no value) and the tick labels."""
-    numbers = [_number(v) for v in values]
+    numbers = [finite_number(v) for v in values]
     present = [v for v in values if v is not None]
     if present and all(n is not None for n, v in zip(numbers, values, strict=True) if v is not None):
         low, high = min(n for n in numbers if n is not None), max(n for n in numbers if n is not None)

@@ -65,3 +65,31 @@ def test_unknown_key_is_refused_before_anything_runs(project, mlops_bin) -> None
     assert "params.yaml has no key train.learning_rate" in done.stderr
     assert counts(counter) == {}
     assert show(mlops_bin, root)["sweeps"] == []
+
+
+def test_an_experiment_that_fails_before_any_stage_records_why(project, mlops_bin) -> None:
+    """`mlops run` stopped by a pipeline.yaml error (uncommitted, so the experiment's worktree has
+    it): the experiment records run's one-line error, and `exp show` shows it."""
+    root, counter = project
+    pipeline = (root / "pipeline.yaml").read_text()
+    (root / "pipeline.yaml").write_text(pipeline.replace("    metrics: [metrics.json]", "    metricz: [metrics.json]"))
+    done = mlops_bin("exp", "run", "-S", "train.lr=0.2", "--name", "early", "--json", code=3)
+    [failed] = json.loads(done.stdout)["experiments"]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("mlops run exited with code 2: pipeline.yaml:")
+    assert "unknown key 'metricz'" in failed["error"], failed["error"]
+    assert counts(counter) == {}  # no stage ran
+    [recorded] = show(mlops_bin, root)["sweeps"][0]["experiments"]
+    assert recorded["error"] == failed["error"]
+    plain = mlops_bin("exp", "show", cwd=root).stdout
+    assert f"early failed: {failed['error']}" in plain
+
+
+def test_the_run_error_kept_is_the_last_error_line_bounded() -> None:
+    from mlops.experiments.run import ERROR_LINE_CHARS, _run_error
+
+    tail = ["warning: something", "error: first", "hint: do this", "error: " + "x" * 2000, "hint: then that"]
+    why = _run_error(2, tail)
+    assert why.startswith("mlops run exited with code 2: xxx") and why.endswith("...")
+    assert len(why) == len("mlops run exited with code 2: ") + ERROR_LINE_CHARS
+    assert _run_error(3, ["a stage's own output"]) == "mlops run exited with code 3"

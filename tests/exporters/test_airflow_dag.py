@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from mlops.exporters.stage_tasks import DNS1123_LABEL, DNS1123_MAX
 from tests.conftest import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV, GIT_IDENTITY, MLOPS_BIN, git
 from tests.exporters.conftest import MEMBERS, PIPELINE, UPSTREAM
 
@@ -91,6 +92,8 @@ for dag_id, dag in bag.dags.items():
     tasks = {}
     for task in dag.tasks:
         info = {"upstream": sorted(task.upstream_task_ids), "retries": task.retries, "type": type(task).__name__}
+        if hasattr(task, "pod_template_file"):  # a KubernetesPodOperator: its pod's name
+            info["pod"] = task.name
         resources = getattr(task, "container_resources", None)
         if resources is not None:
             info["resources"] = {"requests": resources.requests, "limits": resources.limits}
@@ -223,6 +226,10 @@ def test_exported_dags_parse_in_airflow(project: Path, cli, airflow: Path, tmp_p
         for stage, needs in UPSTREAM.items():
             assert tasks[by_stage[stage]]["upstream"] == sorted(by_stage[n] for n in needs), stage
         assert tasks["collect"]["upstream"] == sorted(by_stage.values())
+    # each pod is named at export, a DNS-1123 label of its own (stage_tasks spells them, as for Argo)
+    pod_names = [info["pod"] for info in result["dags"]["pods"]["tasks"].values()]
+    assert len(set(pod_names)) == len(pod_names)
+    assert all(DNS1123_LABEL.match(name) and len(name) <= DNS1123_MAX for name in pod_names), pod_names
     pods = result["dags"]["pods"]["tasks"]
     train = pods[next(t for t in pods if t.startswith("train-small"))]
     assert train["resources"]["requests"] == {"cpu": "2", "memory": "4000000000", "nvidia.com/gpu": "1"}

@@ -272,4 +272,19 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def deploy_canary(
+    root: Path, version: int | str, *extra: str, weight: int, max_error_rate: float, min_requests: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``mlops deploy churn --canary VERSION --weight W [--min-requests N] --max-error-rate R [EXTRA...]``."""
+    args = ["deploy", "churn", "--canary", str(version), "--weight", str(weight)]
+    if min_requests is not None:
+        args += ["--min-requests", str(min_requests)]
+    return mlops(root, *args, "--max-error-rate", str(max_error_rate), *extra)
+
+
+def wait_for_canary(server: Server, timeout: float = 30.0) -> Any:
+    """Until the server's /health names a canary (the deployment file was followed)."""
+    return wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), timeout=timeout, what="the canary")
+
+
 ROW = {"tenure": 3, "plan": "basic", "monthly_charges": 80.0}

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
-from servekit import ROW, audit_entries, broken, mlops, register, wait_for
+from servekit import ROW, audit_entries, broken, deploy_canary, mlops, register, wait_for, wait_for_canary
 
 from mlops.repo.repo import Repo
 from mlops.serve.controller import control_once
@@ -38,19 +37,7 @@ def test_judge_blames_the_candidate_only_for_what_production_does_not_also_do() 
 
 
 def _deploy(root: Path, version: str) -> None:
-    mlops(
-        root,
-        "deploy",
-        "churn",
-        "--canary",
-        version,
-        "--weight",
-        "50",
-        "--min-requests",
-        "10",
-        "--max-error-rate",
-        "0.2",
-    )
+    deploy_canary(root, version, weight=50, min_requests=10, max_error_rate=0.2)
 
 
 def _status(root: Path) -> dict:
@@ -60,7 +47,7 @@ def _status(root: Path) -> dict:
 def test_a_canary_failing_with_production_is_not_rolled_back(serve, model_repo: Path) -> None:
     server = serve()
     _deploy(model_repo, "2")  # v2 is v1's pipeline: both raise on a plan they never saw
-    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
+    wait_for_canary(server)
     with server.client() as c:
         for i in range(80):
             r = c.post("/predict", json={"records": [UNKNOWN_PLAN if i % 2 else ROW]}, headers={"x-request-id": str(i)})
@@ -89,7 +76,7 @@ def test_a_canary_failing_alone_is_rolled_back(serve, model_repo: Path) -> None:
     register(model_repo, "churn", 4, broken())
     server = serve()
     _deploy(model_repo, "4")
-    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
+    wait_for_canary(server)
     with server.client() as c:
         i = 0
         while "canary" in c.get("/health").json() and i < 2000:

@@ -176,3 +176,20 @@ def test_bad_options_are_usage_errors(model_repo: Path, tmp_path: Path) -> None:
     )
     proc = mlops(model_repo, "export", "k8s", "churn:1", "--cpu", "lots", "-o", str(tmp_path / "k"), code=2)
     assert "quantity" in proc.stderr
+
+
+def test_k8s_and_kserve_take_the_same_pod_options(model_repo: Path, tmp_path: Path) -> None:
+    """The six options both commands share (one @pod_options) reach each command's objects."""
+    pod = ["--image", "reg.example/churn:7", "--name", "churn-api", "--namespace", "ml"]
+    sizing = ["--cpu", "250m", "--memory", "300Mi", "--memory-limit", "600Mi"]
+    mlops(model_repo, "export", "k8s", "churn:1", *pod, *sizing, "-o", str(tmp_path / "k"))
+    mlops(model_repo, "export", "kserve", "churn:1", *pod, *sizing, "-o", str(tmp_path / "isvc.yaml"))
+    deployment = load(tmp_path / "k" / "deployment.yaml")
+    (served,) = deployment["spec"]["template"]["spec"]["containers"]
+    isvc = load(tmp_path / "isvc.yaml")
+    (predictor,) = isvc["spec"]["predictor"]["containers"]
+    for metadata, container in ((deployment["metadata"], served), (isvc["metadata"], predictor)):
+        assert (metadata["name"], metadata["namespace"]) == ("churn-api", "ml")
+        assert container["image"] == "reg.example/churn:7"
+        assert container["resources"]["requests"] == {"cpu": "250m", "memory": "300Mi"}
+        assert container["resources"]["limits"]["memory"] == "600Mi"

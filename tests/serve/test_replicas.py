@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servekit import ROW, Server, audit_entries, broken, mlops, register, start_server, wait_for
+from servekit import ROW, Server, audit_entries, broken, deploy_canary, mlops, register, start_server, wait_for
 
 from mlops.repo.repo import Repo
 from mlops.serve import deployment as deployments
@@ -109,21 +109,7 @@ def test_a_failing_canary_is_rolled_back_once_and_a_dead_controller_replaced(rep
     )
     assert taken.term > first.term and taken.expires > killed_at
     # the new controller decides: a failing canary, with traffic on the surviving replica only
-    mlops(
-        machines[1],
-        "deploy",
-        "churn",
-        "--canary",
-        "4",
-        "--weight",
-        "50",
-        "--min-requests",
-        "10",
-        "--max-error-rate",
-        "0.2",
-        "--state",
-        state_url,
-    )
+    deploy_canary(machines[1], 4, "--state", state_url, weight=50, min_requests=10, max_error_rate=0.2)
     wait_for(lambda: candidate_of(b), timeout=60, what="the canary on b")
     codes = []
     with b.client() as c:
@@ -142,22 +128,8 @@ def test_a_failing_canary_is_rolled_back_once_and_a_dead_controller_replaced(rep
 def test_rollback_decided_on_statistics_summed_over_both_replicas(replicas, machines, state_url) -> None:
     """min-requests 20 with ~12 failing canary requests on each replica: only the sum judges."""
     a, b = replicas(machines[0]), replicas(machines[1])
-    mlops(
-        machines[0],
-        "deploy",
-        "churn",
-        "--canary",
-        "4",
-        "--weight",
-        "100",
-        "--min-requests",
-        "20",
-        "--max-error-rate",
-        "0.2",
-        "--window",
-        "5m",
-        "--state",
-        state_url,
+    deploy_canary(
+        machines[0], 4, "--window", "5m", "--state", state_url, weight=100, min_requests=20, max_error_rate=0.2
     )
     for server in (a, b):
         wait_for(lambda s=server: candidate_of(s), timeout=60, what="the canary on both replicas")
@@ -183,7 +155,7 @@ def test_a_hand_edit_and_an_automatic_rollback_never_lose_either(machines, state
     base = state.latest("churn")
     assert base is not None and base.revision == 1
 
-    def automatic_rollback() -> Any:
+    def automatic_rollback(expect_revision: int = base.revision) -> Any:
         return deployments.rollback(
             controller,
             open_source(controller),
@@ -191,7 +163,7 @@ def test_a_hand_edit_and_an_automatic_rollback_never_lose_either(machines, state
             reason="canary v4: error rate 90%",
             by="mlops serve (automatic)",
             automatic=True,
-            expect_revision=base.revision,
+            expect_revision=expect_revision,
             state=open_state(state_url),
         )
 
@@ -231,16 +203,7 @@ def test_a_hand_edit_and_an_automatic_rollback_never_lose_either(machines, state
         assert isinstance(outcome.get("lost"), deployments.RevisionChanged)
         assert audit_entries(machines[1], "canary_rollback") == []
         # the controller decides again on what it now sees: the rollback happens on top of the hand edit
-        again = deployments.rollback(
-            controller,
-            open_source(controller),
-            "churn",
-            reason="canary v4: error rate 90%",
-            by="mlops serve (automatic)",
-            automatic=True,
-            expect_revision=2,
-            state=open_state(state_url),
-        )
+        again = automatic_rollback(expect_revision=2)
         assert again.revision == 3 and again.candidate is None and again.key == "field:customer_id"
     final = open_state(state_url).latest("churn")
     assert final.revision == 3 and final.candidate is None and final.key == "field:customer_id"

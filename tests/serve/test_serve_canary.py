@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 from loadgen import build_request, run_load
-from servekit import ROW, audit_entries, broken, mlops, register, stage_of, wait_for
+from servekit import ROW, audit_entries, broken, deploy_canary, mlops, register, stage_of, wait_for, wait_for_canary
 
 from mlops.repo.repo import Repo
 from mlops.serve.requestlog import shadow_log_files
@@ -34,7 +34,7 @@ def send_many(url: str, count: int, *, keys: list[str] | None = None, concurrenc
 
 def test_canary_split_and_stickiness_over_thousands_of_requests(serve, model_repo: Path) -> None:
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "20", "--max-error-rate", "1")
+    deploy_canary(model_repo, 2, weight=20, max_error_rate=1)
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the server to follow the deployment")
 
     unkeyed = send_many(server.url, 2000)
@@ -60,7 +60,7 @@ def test_canary_split_and_stickiness_over_thousands_of_requests(serve, model_rep
     assert status["candidate"]["verdict"] == "healthy"
 
     # raising the weight only moves keys to the canary, never back
-    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "50", "--max-error-rate", "1")
+    deploy_canary(model_repo, 2, weight=50, max_error_rate=1)
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 50.0, what="weight 50")
     after = send_many(server.url, 600, keys=keys)
     now_canary = {keys[int(i)] for i, v in after["per_key"].items() if v == ["canary"]}
@@ -107,20 +107,8 @@ def test_shadow_sees_every_request_and_both_predictions_are_recorded(serve, mode
 def test_automatic_rollback_when_the_candidate_raises(serve, model_repo: Path) -> None:
     register(model_repo, "churn", 4, broken())
     server = serve()
-    mlops(
-        model_repo,
-        "deploy",
-        "churn",
-        "--canary",
-        "4",
-        "--weight",
-        "50",
-        "--min-requests",
-        "10",
-        "--max-error-rate",
-        "0.2",
-    )
-    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
+    deploy_canary(model_repo, 4, weight=50, min_requests=10, max_error_rate=0.2)
+    wait_for_canary(server)
     results = []
     with server.client() as c:
         deadline = time.monotonic() + 60  # a bound, not an expectation: a loaded CI machine may take its time
@@ -161,7 +149,7 @@ def test_a_deploy_change_is_picked_up_with_requests_in_flight_and_none_failing(s
         t.start()
     try:
         time.sleep(0.5)
-        mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "50", "--max-error-rate", "1")
+        deploy_canary(model_repo, 2, weight=50, max_error_rate=1)
         wait_for(lambda: any(v == "2" for _, v in results[-200:]), what="requests on v2")
         mlops(model_repo, "canary", "rollback", "churn", "-m", "test over")
         mark = len(results)
@@ -237,20 +225,8 @@ def test_bad_input_does_not_dilute_a_failing_canary(serve, model_repo: Path) -> 
     """4xx answers are the caller's: they count neither toward min_requests nor the error rate's denominator."""
     register(model_repo, "churn", 4, broken())
     server = serve()
-    mlops(
-        model_repo,
-        "deploy",
-        "churn",
-        "--canary",
-        "4",
-        "--weight",
-        "100",
-        "--min-requests",
-        "10",
-        "--max-error-rate",
-        "0.5",
-    )
-    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
+    deploy_canary(model_repo, 4, weight=100, min_requests=10, max_error_rate=0.5)
+    wait_for_canary(server)
     with server.client() as c:
         for _ in range(12):
             assert c.post("/predict", json={"records": [{**ROW, "tenure": "x"}]}).status_code == 400
@@ -279,22 +255,8 @@ def test_automatic_rollback_when_the_candidate_is_slow(serve, model_repo: Path, 
 
     register(model_repo, "churn", 4, slow(pickle.loads(pipelines["base"]), 0.3), signature=False)
     server = serve()
-    mlops(
-        model_repo,
-        "deploy",
-        "churn",
-        "--canary",
-        "4",
-        "--weight",
-        "100",
-        "--min-requests",
-        "3",
-        "--max-error-rate",
-        "1",
-        "--max-p99-ms",
-        "100",
-    )
-    wait_for(lambda: httpx.get(server.url + "/health").json().get("canary"), what="the canary")
+    deploy_canary(model_repo, 4, "--max-p99-ms", "100", weight=100, min_requests=3, max_error_rate=1)
+    wait_for_canary(server)
 
     def rolled_back() -> bool:
         r = httpx.post(server.url + "/predict", json={"records": [ROW]}, timeout=30)
@@ -319,7 +281,7 @@ def test_a_slow_read_of_an_older_file_is_never_applied_after_a_newer_one(serve, 
     import errno
 
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "10", "--max-error-rate", "1")
+    deploy_canary(model_repo, 2, weight=10, max_error_rate=1)
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 10.0, what="weight 10")
     path = model_repo / ".mlops" / "deployments" / "churn.yaml"
     text = path.read_text()
@@ -367,7 +329,7 @@ def test_a_same_size_rewrite_within_one_timestamp_tick_is_seen(serve, model_repo
     """An edit that leaves size and mtime as they were (two writes within one tick of the file system's
     clock) is still followed: a recently modified file is read again on every poll."""
     server = serve()
-    mlops(model_repo, "deploy", "churn", "--canary", "2", "--weight", "10", "--max-error-rate", "1")
+    deploy_canary(model_repo, 2, weight=10, max_error_rate=1)
     wait_for(lambda: httpx.get(server.url + "/health").json().get("canary", {}).get("weight") == 10.0, what="weight 10")
     path = model_repo / ".mlops" / "deployments" / "churn.yaml"
     before = os.stat(path)

@@ -73,3 +73,13 @@ def test_plots_choose_metrics_and_refuse_unknown(repo, cli, tmp_path):
     result = cli("plots", runs[0].id, "-m", "nope", "-o", str(target), code=2)
     assert "no run logged metric 'nope'" in result.stderr
     cli("plots", "no-such-run", "-o", str(target), code=2)
+
+
+def test_finite_number_parses_text_only_when_asked() -> None:
+    """Files' cells may be text ("0.5"); the UI's parameter values keep text as a category."""
+    from mlops.tracking.plots import finite_number
+
+    assert finite_number("0.5", parse=True) == 0.5 and finite_number("0.5") is None
+    assert finite_number(3) == 3.0 and finite_number(2.5, parse=True) == 2.5
+    for bad in (True, float("nan"), float("inf"), "x", None, 10**400):
+        assert finite_number(bad) is None and finite_number(bad, parse=True) is None

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
+# the UI tests build their worlds with the other areas' kits (regkit, servekit, monitorkit): their
+# folders go on the path here, once, as tests/monitor/conftest.py does, so test modules import them plainly
+for _folder in ("registry", "serve", "monitor", "drift"):
+    _path = str(Path(__file__).resolve().parents[1] / _folder)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
 from regkit import build_trained_project, copy_project, mlops  # noqa: E402
 
 from mlops.repo.repo import Repo  # noqa: E402

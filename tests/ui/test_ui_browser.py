@@ -11,8 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_ui_command import ui_server
-from uikit import CHROMIUM, artifacts_folder, chromium, only_this_server, write_runs
+from uikit import CHROMIUM, artifacts_folder, chromium, only_this_server, ui_server, write_runs
 
 from mlops.repo.repo import Repo
 from mlops.tracking import store

@@ -8,23 +8,16 @@ import json
 import pickle
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from monitorkit import write_day
+from servekit import fit_pipeline, mlops, training_frame
+from uikit import client, snapshot
 
-for _folder in ("monitor", "serve", "drift"):
-    _path = str(Path(__file__).resolve().parents[1] / _folder)
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from monitorkit import write_day  # noqa: E402
-from servekit import fit_pipeline, mlops, training_frame  # noqa: E402
-from uikit import client, snapshot  # noqa: E402
-
-from mlops import registry  # noqa: E402
-from mlops.repo.repo import Repo  # noqa: E402
+from mlops import registry
+from mlops.repo.repo import Repo
 
 DAY = 86400
 

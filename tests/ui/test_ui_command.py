@@ -3,60 +3,20 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from uikit import write_runs
+from uikit import MLOPS_BIN, ui_server, write_runs
 
 from mlops.repo.repo import Repo
-
-MLOPS_BIN = str(Path(sys.executable).with_name("mlops"))
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [MLOPS_BIN, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
     )
-
-
-@contextmanager
-def ui_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`mlops ui --port 0 --no-browser ...` until the block ends; yields the address it printed."""
-    proc = subprocess.Popen(
-        [MLOPS_BIN, "ui", "--port", "0", "--no-browser", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        assert proc.stdout is not None
-        address = proc.stdout.readline().strip()  # printed once the socket listens
-        assert address.startswith("http://"), (address, proc.stderr.read() if proc.poll() is not None else "")
-        deadline = time.monotonic() + 60
-        while True:  # the socket accepts at once; wait for uvicorn to answer
-            try:
-                httpx.get(address + "static/ui.css", timeout=5, headers={"X-Mlops-Token": "probe"})
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield address
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_other_hosts_are_refused_without_a_token(repo: Repo) -> None:

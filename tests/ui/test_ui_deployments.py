@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from servekit import ROW, guarded, mlops, register, start_server, wait_for
+from uikit import CHROMIUM, artifacts_folder, chromium, client, only_this_server, snapshot, ui_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from servekit import ROW, guarded, mlops, register, start_server, wait_for  # noqa: E402
-from test_ui_command import ui_server  # noqa: E402
-from uikit import CHROMIUM, artifacts_folder, chromium, client, only_this_server, snapshot  # noqa: E402
-
-from mlops.repo.repo import Repo  # noqa: E402
+from mlops.repo.repo import Repo
 
 
 @pytest.mark.timeout(240)

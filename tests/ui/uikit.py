@@ -1,5 +1,5 @@
 """Helpers for the UI tests: run folders written fast with the run store's own layout, a test
-client on a loopback Host, and a snapshot of every file in a repository."""
+client on a loopback Host, a real `mlops ui` server, and a snapshot of every file in a repository."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,6 +19,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+
+import httpx
 
 from mlops.repo.repo import Repo
 from mlops.tracking import store
@@ -26,6 +31,7 @@ with warnings.catch_warnings():  # starlette's TestClient warns that it will mov
     from starlette.testclient import TestClient
 
 BASE = "http://127.0.0.1:8765"
+MLOPS_BIN = str(Path(sys.executable).with_name("mlops"))  # the console script tests/conftest.py runs
 #: Debian's Chromium (installed by .ci/run), driven headless through Playwright by the real-browser tests
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -165,3 +171,36 @@ def chromium(
     assert requested, "the browser made no request"
     elsewhere = [url for url in requested if urlsplit(url).hostname != "127.0.0.1" and not url.startswith("data:")]
     assert not elsewhere, elsewhere
+
+
+@contextmanager
+def ui_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`mlops ui --port 0 --no-browser ...` until the block ends; yields the address it printed."""
+    proc = subprocess.Popen(
+        [MLOPS_BIN, "ui", "--port", "0", "--no-browser", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().strip()  # printed once the socket listens
+        assert address.startswith("http://"), (address, proc.stderr.read() if proc.poll() is not None else "")
+        deadline = time.monotonic() + 60
+        while True:  # the socket accepts at once; wait for uvicorn to answer
+            try:
+                httpx.get(address + "static/ui.css", timeout=5, headers={"X-Mlops-Token": "probe"})
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
