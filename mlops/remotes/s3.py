@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -83,6 +84,10 @@ CREDENTIAL_CODES = {
     "TokenRefreshRequired",
 }
 REGION_CODES = {"301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "PermanentRedirect"}
+# aiobotocore imports httpx when it is installed (an HTTP backend it offers besides aiohttp, the one
+# s3fs and this remote use), and httpx its command line's rich and pygments: a third of the time
+# `import s3fs` takes. They are hidden while s3fs loads, and only then (``_import_s3fs``).
+UNUSED_BACKENDS = ("httpx2", "httpx")
 CREDENTIALS_HINT = (
     "set access_key_id and secret_access_key (or profile) for this remote in .mlops/config.local.yaml, "
     "or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE in the environment"
@@ -146,7 +151,7 @@ class S3Remote(Remote):
     def _filesystem(self) -> Any:
         with self._fs_lock:
             if self._fs is None:
-                import s3fs  # lazily: only S3 remotes pay for it
+                s3fs = _import_s3fs()  # lazily: only S3 remotes pay for it
 
                 kwargs: dict[str, Any] = {
                     "skip_instance_cache": True,
@@ -527,6 +532,24 @@ class S3Remote(Remote):
                 hint="try again",
             )
         return None
+
+
+def _import_s3fs() -> Any:
+    """s3fs, loaded without aiobotocore's unused httpx backend (``UNUSED_BACKENDS``).
+
+    A module set to None in ``sys.modules`` fails to import, which aiobotocore takes as "not
+    installed". The names are restored at once: a later ``import httpx`` anywhere works as ever;
+    aiobotocore's httpx backend alone stays off in this process, and this remote never uses it."""
+    hidden = [name for name in UNUSED_BACKENDS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import s3fs
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return s3fs
 
 
 async def _next_page(pages: Any) -> dict[str, Any] | None:
