@@ -8,7 +8,9 @@ loser), and 409 ConditionalRequestConflict while a racing conditional write is i
 
 Design:
 - One ``s3fs.S3FileSystem`` per remote, built on first use with ``skip_instance_cache`` (two
-  remotes with different credentials never share a client). Its coroutines run on fsspec's
+  remotes with different credentials never share a client); s3fs is imported then, without
+  aiobotocore's unused httpx backend (``_import_s3fs``): a command that reaches no S3 remote
+  (``mlops run`` restoring from the local run cache) loads none of it. Its coroutines run on fsspec's
   IO loop thread; worker threads hand them over with ``fsspec.asyn.sync``, so every method
   here may be called from several threads at once.
 - ``missing``: under ``LIST_THRESHOLD`` digests, one HEAD per object, concurrently on the
