@@ -18,17 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConfigError, MlopsError, RemoteError
-from .fsspec_remote import (
-    CONNECT_TIMEOUT,
-    FsspecRemote,
-    NotFound,
-    error_chain,
-    missing_extra,
-    one_line,
-    text_setting,
-    unreachable,
-)
+from ..errors import MlopsError, RemoteError
+from .base import error_chain, one_line
+from .fsspec_remote import CONNECT_TIMEOUT, FsspecRemote, NotFound
+from .settings import text_setting
 
 CREDENTIALS_HINT = (
     "set the remote's connection_string (or account_name with account_key or sas_token) in "
@@ -39,14 +32,11 @@ AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME")
 
 class AzureRemote(FsspecRemote):
     scheme = "azure"
+    extra = "azure"
 
     def __init__(self, name: str, url: str, settings: dict[str, Any]) -> None:
-        container, _, prefix = url.split("://", 1)[1].partition("/")
-        if not container:
-            raise ConfigError(f"remote '{name}': no container in {url}", hint="use azure://CONTAINER/PREFIX")
-        prefix = prefix.strip("/")
-        super().__init__(name, url, settings, f"{container}/{prefix}" if prefix else container)
-        self.container = container
+        self.container, root = self.bucket_root(name, url, "container")
+        super().__init__(name, url, settings, root)
         self.account_name = text_setting(name, settings, "account_name")
         self.account_key = text_setting(name, settings, "account_key")
         self.connection_string = text_setting(name, settings, "connection_string")
@@ -66,10 +56,7 @@ class AzureRemote(FsspecRemote):
         return f"{account}.blob.core.windows.net"
 
     def _make_filesystem(self) -> Any:
-        try:
-            import adlfs
-        except ImportError as exc:
-            raise missing_extra(self.name, "azure", "azure", exc) from None
+        adlfs = self.library("adlfs")
         kwargs: dict[str, Any] = {
             "skip_instance_cache": True,
             "use_listings_cache": False,
@@ -100,10 +87,7 @@ class AzureRemote(FsspecRemote):
         if self._container_seen:
             return
         if not self._call(self.fs.exists, self.container):
-            raise RemoteError(
-                f"remote '{self.name}': container '{self.container}' does not exist at {self._endpoint}",
-                hint="create the container, or fix the remote's URL ('mlops remote list')",
-            )
+            raise self.no_root("container", self.container, self._endpoint)
         self._container_seen = True
 
     def _publish(self, key: str, chunks: Iterator[bytes], check: Callable[[], None], small: bytes | None) -> None:
@@ -141,18 +125,12 @@ class AzureRemote(FsspecRemote):
                 )
             if isinstance(error, azure_errors.ResourceNotFoundError):
                 if "ContainerNotFound" in str(getattr(error, "error_code", "") or error):
-                    return RemoteError(
-                        f"remote '{name}': container '{self.container}' does not exist at {self._endpoint}",
-                        hint="create the container, or fix the remote's URL ('mlops remote list')",
-                    )
+                    return self.no_root("container", self.container, self._endpoint)
                 return NotFound(f"remote '{name}': not found in {self.url}")
             if isinstance(error, azure_errors.ServiceRequestError):
-                return unreachable(self, _first_line(error), self._endpoint)
+                return self.unreachable(self._endpoint, _first_line(error))
             if isinstance(error, azure_errors.ServiceResponseError):
-                return RemoteError(
-                    f"remote '{name}': the connection to {self._endpoint} broke off ({_first_line(error)})",
-                    hint="try again",
-                )
+                return self.broke_off(self._endpoint, _first_line(error))
             if isinstance(error, azure_errors.HttpResponseError):
                 status = getattr(error, "status_code", None)
                 if status == 403:

@@ -38,10 +38,12 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from ..errors import ConfigError, CorruptObjectError, RemoteError, UsageError
-from ..store.objects import ObjectBatch
+from ..errors import ConfigError, CorruptObjectError, MissingObjectError, RemoteError, UsageError
+from ..fsio import storage_error
+from ..store.hashing import is_hash
+from ..store.objects import ObjectBatch, size_problem
 
 REFS = "refs"  # the folder (local) or key prefix (S3) of refs, beside the object shards
 REF_NAME = re.compile(r"[A-Za-z0-9._/-]+")
@@ -65,6 +67,33 @@ def is_ref_name(name: object, *, prefix: bool = False) -> bool:
     )
 
 
+def digest_of_key(rel: str) -> str | None:
+    """The object name that a key below a remote's root spells (``<2 hex>/<30 hex>``), or None.
+
+    A listing is received content: any other key (a ref, a stranger's file) is never an object."""
+    shard, _, rest = rel.partition("/")
+    return shard + rest if len(shard) == 2 and "/" not in rest and is_hash(shard + rest) else None
+
+
+def error_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, each once (libraries wrap each other's)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def first_in(chain: list[BaseException], kinds: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+    """The first exception of ``chain`` (``error_chain``) that is one of ``kinds``, or None."""
+    return next((e for e in chain if isinstance(e, kinds)), None)
+
+
+def one_line(text: str) -> str:
+    """A library's message as one line of a sensible length."""
+    return " ".join(text.split())[:300]
+
+
 def check_ref_name(name: str, *, prefix: bool = False) -> str:
     """``name`` if it is a valid ref name (``prefix``: a name's start, which may be empty or end with '/')."""
     if not is_ref_name(name, prefix=prefix):
@@ -73,6 +102,26 @@ def check_ref_name(name: str, *, prefix: bool = False) -> str:
             hint="letters, digits, '.', '_', '-' and '/' only; no '..', no leading '/'",
         )
     return name
+
+
+class ExactReader(ABC):
+    """A remote object's body read for ``ObjectBatch.add_stream``: ``read(n)`` returns exactly ``n``
+    bytes unless the body ends (``copy_and_hash`` relies on it), and never reads without a bound."""
+
+    @abstractmethod
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` whole, or up to the end of the body; the number of bytes read."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Let the body go (best effort: never raises)."""
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            raise ValueError("an unbounded read of a remote's answer")  # every caller says how much
+        buffer = bytearray(size)
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
 
 
 class Remote(ABC):
@@ -174,6 +223,87 @@ class Remote(ABC):
             object=digest,
             reason=reason,
             **({"path": label} if label else {}),
+        )
+
+    def receive(
+        self,
+        batch: ObjectBatch,
+        stream: ExactReader,
+        length: object,
+        digest: str,
+        *,
+        size: int | None,
+        max_size: int | None,
+        last: bool,
+        label: str | None,
+    ) -> int:
+        """Stream one object's body into ``batch`` (``download``'s contract), then close the stream.
+
+        ``length``: the length the store announced, if it did: a wrong one is refused before the
+        body is read."""
+        try:
+            reason = size_problem(length, size=size, max_size=max_size) if isinstance(length, int) else None
+            if reason is None:
+                try:
+                    return batch.add_stream(stream, digest, size=size, max_size=max_size, last=last)  # type: ignore[arg-type]
+                except CorruptObjectError as exc:
+                    reason = exc.fields.get("reason") or "its bytes do not match its name"
+            raise self.corrupt(digest, reason, label)
+        except OSError as exc:  # the reader maps the store's errors; an OSError here is the local disk
+            raise storage_error(exc, batch.store.root) from exc
+        finally:
+            stream.close()
+
+    # --- the messages every backend gives alike: one wording, whatever the store ---------------
+    def open_local_object(self, digest: str, source: str | os.PathLike[str]) -> BinaryIO:
+        """The local object to send, unbuffered (every caller reads it once, in large chunks)."""
+        try:
+            return open(source, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise MissingObjectError(
+                f"object {digest} is not in the cache; not pushed",
+                hint="run 'mlops verify' and re-add the data it belongs to",
+                object=digest,
+            ) from None
+
+    def corrupt_local(self, digest: str) -> CorruptObjectError:
+        """A local object whose bytes do not match its name: never sent."""
+        return CorruptObjectError(
+            f"local object {digest} is corrupt; not pushed",
+            hint="run 'mlops verify' and re-add the data it belongs to",
+            object=digest,
+        )
+
+    def not_here(self, digest: str, where: str | None = None) -> MissingObjectError:
+        """An object this remote does not hold (``where``: its location, for the message)."""
+        return MissingObjectError(
+            f"object {digest} is not on remote '{self.name}'" + (f" ({where})" if where else ""),
+            hint="run 'mlops push --full' from a clone that has it",
+            object=digest,
+        )
+
+    def unreachable(self, where: str, reason: str = "") -> RemoteError:
+        """No connection could be opened to ``where`` (refused, no route, a connect time-out, TLS)."""
+        return RemoteError(
+            f"remote '{self.name}' is unreachable: could not connect to {where}" + (f" ({reason})" if reason else ""),
+            hint="check the network and the remote's URL or endpoint ('mlops remote list')",
+        )
+
+    def timed_out(self, seconds: float, where: str) -> RemoteError:
+        return RemoteError(
+            f"remote '{self.name}' did not answer within {seconds:g} s ({where})",
+            hint="try again, or raise the remote's timeout in .mlops/config.yaml",
+        )
+
+    def broke_off(self, where: str, reason: str) -> RemoteError:
+        """A connection lost after it was open (not one that could not be opened)."""
+        return RemoteError(f"remote '{self.name}': the connection to {where} broke off ({reason})", hint="try again")
+
+    def no_root(self, kind: str, name: str, where: str) -> RemoteError:
+        """What holds the remote's folder (a bucket, a container) does not exist."""
+        return RemoteError(
+            f"remote '{self.name}': {kind} '{name}' does not exist at {where}",
+            hint=f"create the {kind}, or fix the remote's URL ('mlops remote list')",
         )
 
     def ref_too_large(self, name: str) -> RemoteError:

@@ -25,6 +25,7 @@ The backends' libraries are imported when a remote of that kind is opened, never
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import threading
 from abc import abstractmethod
@@ -34,12 +35,23 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from ..errors import ConfigError, CorruptObjectError, MissingObjectError, MlopsError, RemoteError
-from ..fsio import storage_error
+from ..errors import MlopsError, RemoteError
 from ..parallel import default_jobs
-from ..store.hashing import CHUNK, is_hash
-from ..store.objects import ObjectBatch, size_problem
-from .base import MAX_REF_SIZE, REFS, Remote, check_ref_name, is_ref_name
+from ..store.hashing import CHUNK
+from ..store.objects import ObjectBatch
+from .base import (
+    MAX_REF_SIZE,
+    REFS,
+    ExactReader,
+    Remote,
+    check_ref_name,
+    digest_of_key,
+    error_chain,
+    first_in,
+    is_ref_name,
+    one_line,
+)
+from .settings import missing_extra, number_setting, split_bucket_url
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: a store that is down fails fast
 DEFAULT_TIMEOUT = 60.0  # seconds without an answer (settings: timeout)
@@ -55,6 +67,7 @@ class FsspecRemote(Remote):
     """A remote on an fsspec file system; subclasses give the file system and its atomic writes."""
 
     scheme = ""  # 'gs', 'azure', 'ssh': for messages
+    extra = ""  # the optional extra that installs the backend's library: pip install 'mlops[EXTRA]'
     list_threshold = LIST_THRESHOLD
     small_object = SMALL_OBJECT
 
@@ -68,6 +81,19 @@ class FsspecRemote(Remote):
         self._fs_lock = threading.Lock()
 
     # --- names -----------------------------------------------------------------------------
+    @staticmethod
+    def bucket_root(name: str, url: str, kind: str) -> tuple[str, str]:
+        """(``<bucket>``, the remote's root ``<bucket>/<prefix>``) of ``SCHEME://<bucket>/<prefix>``."""
+        bucket, prefix = split_bucket_url(name, url, kind)
+        return bucket, f"{bucket}/{prefix}" if prefix else bucket
+
+    def library(self, module: str) -> Any:
+        """The backend's library ``module``, imported now (a remote of this kind is in use), or how to install it."""
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            raise missing_extra(self.name, self.scheme, self.extra, exc) from None
+
     def _key(self, digest: str) -> str:
         return f"{self.root}/{digest[:2]}/{digest[2:]}"
 
@@ -145,33 +171,18 @@ class FsspecRemote(Remote):
             return
         for path in paths:
             text = str(path)
-            if not text.startswith(start):
-                continue
-            shard, _, rest = text[len(start) :].partition("/")
-            if len(shard) == 2 and "/" not in rest and is_hash(shard + rest):
-                yield shard + rest
+            if text.startswith(start) and (digest := digest_of_key(text[len(start) :])):
+                yield digest
 
     def upload(self, digest: str, source: str | os.PathLike[str]) -> int:
         key = self._key(digest)
-        try:
-            handle = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise MissingObjectError(
-                f"object {digest} is not in the cache; not pushed",
-                hint="run 'mlops verify' and re-add the data it belongs to",
-                object=digest,
-            ) from None
-        with handle:
+        with self.open_local_object(digest, source) as handle:
             hasher = xxhash.xxh3_128()
             size = 0
 
             def check() -> None:
                 if hasher.hexdigest() != digest:
-                    raise CorruptObjectError(
-                        f"local object {digest} is corrupt; not pushed",
-                        hint="run 'mlops verify' and re-add the data it belongs to",
-                        object=digest,
-                    )
+                    raise self.corrupt_local(digest)
 
             if os.fstat(handle.fileno()).st_size < self.small_object:
                 data = handle.readall()
@@ -204,26 +215,10 @@ class FsspecRemote(Remote):
             handle = self._call(self._open_read, self._key(digest))
         except NotFound:
             self._check_root()
-            raise MissingObjectError(
-                f"object {digest} is not on remote '{self.name}' ({self.url})",
-                hint="run 'mlops push --full' from a clone that has it",
-                object=digest,
-            ) from None
+            raise self.not_here(digest, self.url) from None
         stream = _Reader(self, handle)
-        try:
-            length = getattr(handle, "size", None)
-            # the store says the length first: a wrong one is refused before the body is read
-            reason = size_problem(length, size=size, max_size=max_size) if isinstance(length, int) else None
-            if reason is None:
-                try:
-                    return batch.add_stream(stream, digest, size=size, max_size=max_size, last=last)  # type: ignore[arg-type]
-                except CorruptObjectError as exc:
-                    reason = exc.fields.get("reason") or "its bytes do not match its name"
-            raise self.corrupt(digest, reason, label)
-        except OSError as exc:  # the reader maps the store's errors; an OSError here is the local disk
-            raise storage_error(exc, batch.store.root) from exc
-        finally:
-            stream.close()
+        length = getattr(handle, "size", None)
+        return self.receive(batch, stream, length, digest, size=size, max_size=max_size, last=last, label=label)
 
     def _open_read(self, key: str) -> BinaryIO:
         # no read-ahead cache: every read asks for exactly what add_stream wants, never more
@@ -281,7 +276,7 @@ class FsspecRemote(Remote):
         return f"{self.name} ({self.url})"
 
 
-class _Reader:
+class _Reader(ExactReader):
     """``read(n)`` of exactly ``n`` bytes (fewer only at the end) and ``readinto`` over an fsspec file.
 
     Errors of the store become one RemoteError line (an OSError would read as the local disk's)."""
@@ -289,13 +284,6 @@ class _Reader:
     def __init__(self, remote: FsspecRemote, handle: Any) -> None:
         self.remote = remote
         self.handle = handle
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            raise ValueError("an unbounded read of a remote's answer")  # every caller says how much
-        buffer = bytearray(size)
-        count = self.readinto(buffer)
-        return bytes(buffer[:count])
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         view = memoryview(buffer).cast("B")
@@ -319,8 +307,8 @@ def generic_error(remote: FsspecRemote, exc: BaseException) -> MlopsError | None
 
     chain = list(error_chain(exc))
 
-    def first(kinds: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
-        return next((e for e in chain if isinstance(e, kinds)), None)
+    def first(kinds: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+        return first_in(chain, kinds)
 
     if first(PermissionError):
         return RemoteError(
@@ -328,64 +316,12 @@ def generic_error(remote: FsspecRemote, exc: BaseException) -> MlopsError | None
             hint="check the remote's credentials and rights ('mlops remote list')",
         )
     if found := first((ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError)):
-        return unreachable(remote, one_line(str(found)))
+        return remote.unreachable(remote.url, one_line(str(found)))
     if first((TimeoutError, FSTimeoutError)):
-        return RemoteError(
-            f"remote '{remote.name}' did not answer within {remote.timeout:g} s ({remote.url})",
-            hint="try again, or raise the remote's timeout in .mlops/config.yaml",
-        )
+        return remote.timed_out(remote.timeout, remote.url)
     if found := first(OSError):
         return RemoteError(
             f"remote '{remote.name}' failed ({remote.url}): {type(found).__name__}: {one_line(str(found))}",
             hint="try again",
         )
     return None
-
-
-def unreachable(remote: FsspecRemote, reason: str, where: str | None = None) -> RemoteError:
-    return RemoteError(
-        f"remote '{remote.name}' is unreachable: could not connect to {where or remote.url} ({reason})",
-        hint="check the network and the remote's URL or endpoint ('mlops remote list')",
-    )
-
-
-def error_chain(exc: BaseException | None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
-
-
-def text_setting(name: str, settings: dict[str, Any], key: str) -> str | None:
-    value = settings.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"remote '{name}': '{key}' must be a string, found {value!r}")
-    return value
-
-
-def number_setting(name: str, settings: dict[str, Any], key: str, default: float, *, integer: bool = False) -> float:
-    value = settings.get(key)
-    if value is None:
-        return default
-    try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        number = 0
-    if isinstance(value, bool) or number <= 0 or (integer and str(number) != str(value).strip()):
-        kind = "a whole number" if integer else "a number"
-        raise ConfigError(f"remote '{name}': '{key}' must be {kind} above 0, found {value!r}")
-    return number
-
-
-def missing_extra(name: str, scheme: str, extra: str, exc: ImportError) -> ConfigError:
-    return ConfigError(
-        f"remote '{name}': {scheme}:// needs the optional package {exc.name or extra!r}, which is not installed",
-        hint=f"pip install 'mlops[{extra}]'",
-    )

@@ -19,17 +19,10 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConfigError, MlopsError, RemoteError
-from .fsspec_remote import (
-    CONNECT_TIMEOUT,
-    FsspecRemote,
-    NotFound,
-    error_chain,
-    missing_extra,
-    one_line,
-    text_setting,
-    unreachable,
-)
+from ..errors import MlopsError, RemoteError
+from .base import error_chain, one_line
+from .fsspec_remote import CONNECT_TIMEOUT, FsspecRemote, NotFound
+from .settings import text_setting
 
 ATTEMPTS = 2  # gcsfs retries a request 6 times with back-off (~30 s for a closed port): here, once
 
@@ -51,14 +44,11 @@ CREDENTIALS_HINT = (
 
 class GCSRemote(FsspecRemote):
     scheme = "gs"
+    extra = "gcs"
 
     def __init__(self, name: str, url: str, settings: dict[str, Any]) -> None:
-        bucket, _, prefix = url.split("://", 1)[1].partition("/")
-        if not bucket:
-            raise ConfigError(f"remote '{name}': no bucket in {url}", hint="use gs://BUCKET/PREFIX")
-        prefix = prefix.strip("/")
-        super().__init__(name, url, settings, f"{bucket}/{prefix}" if prefix else bucket)
-        self.bucket = bucket
+        self.bucket, root = self.bucket_root(name, url, "bucket")
+        super().__init__(name, url, settings, root)
         self.endpoint_url = text_setting(name, settings, "endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
         self.project = text_setting(name, settings, "project")
         self.token = text_setting(name, settings, "token")
@@ -69,14 +59,10 @@ class GCSRemote(FsspecRemote):
         return self.endpoint_url or "storage.googleapis.com"
 
     def _make_filesystem(self) -> Any:
-        try:
-            import aiohttp
-
-            # the plain client: gcsfs' default one first asks each bucket over gRPC whether it is
-            # zonal, which an emulator or a firewall answers only with a minute-long time-out
-            from gcsfs.core import GCSFileSystem
-        except ImportError as exc:
-            raise missing_extra(self.name, "gs", "gcs", exc) from None
+        aiohttp = self.library("aiohttp")
+        # the plain client: gcsfs' default one first asks each bucket over gRPC whether it is
+        # zonal, which an emulator or a firewall answers only with a minute-long time-out
+        GCSFileSystem = self.library("gcsfs.core").GCSFileSystem  # noqa: N806 - a class
         # gcsfs logs each failed request's traceback; the error reaches the user as one line instead
         logging.getLogger("gcsfs").addHandler(logging.NullHandler())
         timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=self.timeout)
@@ -100,10 +86,7 @@ class GCSRemote(FsspecRemote):
         try:
             self._call(self.fs.info, self.bucket)
         except NotFound:
-            raise RemoteError(
-                f"remote '{self.name}': bucket '{self.bucket}' does not exist at {self._endpoint}",
-                hint="create the bucket, or fix the remote's URL ('mlops remote list')",
-            ) from None
+            raise self.no_root("bucket", self.bucket, self._endpoint) from None
         self._bucket_seen = True
 
     def _publish(self, key: str, chunks: Iterator[bytes], check: Callable[[], None], small: bytes | None) -> None:
@@ -152,7 +135,7 @@ class GCSRemote(FsspecRemote):
                     hint=CREDENTIALS_HINT + "; the account needs storage.objects.get/create/list on the bucket",
                 )
             if isinstance(error, aiohttp.ClientConnectorError | ConnectionRefusedError):
-                return unreachable(self, one_line(str(error)), self._endpoint)
+                return self.unreachable(self._endpoint, one_line(str(error)))
             if type(error).__name__ == "HttpError":
                 return RemoteError(f"remote '{name}' answered with an error: {code}: {one_line(str(error))}")
         return None

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from ..errors import CorruptObjectError, MissingObjectError, RemoteError
+from ..errors import CorruptObjectError, RemoteError
 from ..fsio import TMP_PREFIX, atomic_write, fsync_dir, storage_error
 from ..store.objects import ObjectBatch, ObjectStore, size_problem
 from .base import MAX_REF_SIZE, REFS, Remote, check_ref_name, is_ref_name
@@ -137,11 +137,7 @@ class LocalRemote(Remote):
         try:
             return self._uploads().add_verified(source, digest)
         except CorruptObjectError:
-            raise CorruptObjectError(
-                f"local object {digest} is corrupt; not pushed",
-                hint="run 'mlops verify' and re-add the data it belongs to",
-                object=digest,
-            ) from None
+            raise self.corrupt_local(digest) from None
 
     def download(
         self,
@@ -157,11 +153,7 @@ class LocalRemote(Remote):
             fd, length = self._open_object(digest)
         except (FileNotFoundError, NotADirectoryError):
             self._check_reachable()
-            raise MissingObjectError(
-                f"object {digest} is not on remote '{self.name}'",
-                hint="run 'mlops push --full' from a clone that has it",
-                object=digest,
-            ) from None
+            raise self.not_here(digest) from None
         except _NotAFile as exc:
             raise self.corrupt(digest, exc.reason, label) from None
         except OSError as exc:

@@ -8,7 +8,9 @@ loser), and 409 ConditionalRequestConflict while a racing conditional write is i
 
 Design:
 - One ``s3fs.S3FileSystem`` per remote, built on first use with ``skip_instance_cache`` (two
-  remotes with different credentials never share a client). Its coroutines run on fsspec's
+  remotes with different credentials never share a client); s3fs is imported then, without
+  aiobotocore's unused httpx backend (``_import_s3fs``): a command that reaches no S3 remote
+  (``mlops run`` restoring from the local run cache) loads none of it. Its coroutines run on fsspec's
   IO loop thread; worker threads hand them over with ``fsspec.asyn.sync``, so every method
   here may be called from several threads at once.
 - ``missing``: under ``LIST_THRESHOLD`` digests, one HEAD per object, concurrently on the
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -44,12 +47,23 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from ..errors import ConfigError, CorruptObjectError, MissingObjectError, MlopsError, RemoteError
-from ..fsio import storage_error
+from ..errors import ConfigError, MlopsError, RemoteError
 from ..parallel import default_jobs
-from ..store.hashing import hash_bytes, is_hash
-from ..store.objects import ObjectBatch, size_problem
-from .base import MAX_REF_SIZE, REFS, Remote, check_ref_name, is_ref_name
+from ..store.hashing import hash_bytes
+from ..store.objects import ObjectBatch
+from .base import (
+    MAX_REF_SIZE,
+    REFS,
+    ExactReader,
+    Remote,
+    check_ref_name,
+    digest_of_key,
+    error_chain,
+    first_in,
+    is_ref_name,
+    one_line,
+)
+from .settings import number_setting, split_bucket_url, text_setting
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: an endpoint that is down fails fast
 DEFAULT_TIMEOUT = 60.0  # seconds without a byte from the server (settings: timeout)
@@ -83,6 +97,10 @@ CREDENTIAL_CODES = {
     "TokenRefreshRequired",
 }
 REGION_CODES = {"301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "PermanentRedirect"}
+# aiobotocore imports httpx when it is installed (an HTTP backend it offers besides aiohttp, the one
+# s3fs and this remote use), and httpx its command line's rich and pygments: a third of the time
+# `import s3fs` takes. They are hidden while s3fs loads, and only then (``_import_s3fs``).
+UNUSED_BACKENDS = ("httpx2", "httpx")
 CREDENTIALS_HINT = (
     "set access_key_id and secret_access_key (or profile) for this remote in .mlops/config.local.yaml, "
     "or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE in the environment"
@@ -105,12 +123,12 @@ class S3Remote(Remote):
 
     def __init__(self, name: str, url: str, settings: dict[str, Any]) -> None:
         super().__init__(name, url)
-        self.bucket, self.prefix = _parse_url(name, url)
-        self.endpoint_url = _text(name, settings, "endpoint_url")
-        self.region = _text(name, settings, "region")
-        self.profile = _text(name, settings, "profile")
-        self.access_key_id = _text(name, settings, "access_key_id")
-        self.secret_access_key = _text(name, settings, "secret_access_key")
+        self.bucket, self.prefix = split_bucket_url(name, url, "bucket")
+        self.endpoint_url = text_setting(name, settings, "endpoint_url")
+        self.region = text_setting(name, settings, "region")
+        self.profile = text_setting(name, settings, "profile")
+        self.access_key_id = text_setting(name, settings, "access_key_id")
+        self.secret_access_key = text_setting(name, settings, "secret_access_key")
         if bool(self.access_key_id) != bool(self.secret_access_key):
             given, lacking = (
                 ("access_key_id", "secret_access_key") if self.access_key_id else ("secret_access_key", "access_key_id")
@@ -119,8 +137,8 @@ class S3Remote(Remote):
                 f"remote '{name}' has {given} but no {lacking}",
                 hint="set both in .mlops/config.local.yaml, or neither to use the AWS environment",
             )
-        self.jobs = int(_number(name, settings, "jobs", default_jobs(), integer=True))
-        self.timeout = _number(name, settings, "timeout", DEFAULT_TIMEOUT)
+        self.jobs = int(number_setting(name, settings, "jobs", default_jobs(), integer=True))
+        self.timeout = number_setting(name, settings, "timeout", DEFAULT_TIMEOUT)
         self._fs: Any = None
         self._fs_lock = threading.Lock()
         self._bucket_seen = False
@@ -146,7 +164,7 @@ class S3Remote(Remote):
     def _filesystem(self) -> Any:
         with self._fs_lock:
             if self._fs is None:
-                import s3fs  # lazily: only S3 remotes pay for it
+                s3fs = _import_s3fs()  # lazily: only S3 remotes pay for it
 
                 kwargs: dict[str, Any] = {
                     "skip_instance_cache": True,
@@ -245,20 +263,12 @@ class S3Remote(Remote):
 
     def upload(self, digest: str, source: str | os.PathLike[str]) -> int:
         key = self._key(digest)
-        try:
-            handle = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise MissingObjectError(
-                f"object {digest} is not in the cache; not pushed",
-                hint="run 'mlops verify' and re-add the data it belongs to",
-                object=digest,
-            ) from None
-        with handle:
+        with self.open_local_object(digest, source) as handle:
             if os.fstat(handle.fileno()).st_size < self.multipart_threshold:
                 # Small: read once, hash, and only then one PUT (atomic: all or nothing).
                 data = handle.readall()
                 if hash_bytes(data) != digest:
-                    raise self._corrupt_local(digest)
+                    raise self.corrupt_local(digest)
                 self._run(self._call, "put_object", Key=key, Body=data)
                 return len(data)
             return self._upload_multipart(digest, key, handle)
@@ -287,7 +297,7 @@ class S3Remote(Remote):
                 if len(chunk) < part_size:
                     break
             if hasher.hexdigest() != digest:
-                raise self._corrupt_local(digest)
+                raise self.corrupt_local(digest)
             self._run(
                 self._call, "complete_multipart_upload", Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
@@ -297,13 +307,6 @@ class S3Remote(Remote):
             if not completed:  # best effort: leave no orphan parts (they are never visible anyway)
                 with contextlib.suppress(Exception):
                     self._run(self._call, "abort_multipart_upload", Key=key, UploadId=upload_id, timeout=ABORT_TIMEOUT)
-
-    def _corrupt_local(self, digest: str) -> CorruptObjectError:
-        return CorruptObjectError(
-            f"local object {digest} is corrupt; not pushed",
-            hint="run 'mlops verify' and re-add the data it belongs to",
-            object=digest,
-        )
 
     def _get(self, key: str) -> dict[str, Any]:
         """GET ``key``: the answer's headers, with the body still unread (``_NotFound`` if absent)."""
@@ -325,34 +328,17 @@ class S3Remote(Remote):
             answer = self._get(self._key(digest))
         except _NotFound:
             self._check_bucket()
-            raise MissingObjectError(
-                f"object {digest} is not on remote '{self.name}' ({self._where})",
-                hint="run 'mlops push --full' from a clone that has it",
-                object=digest,
-            ) from None
+            raise self.not_here(digest, self._where) from None
+        length = answer.get("ContentLength")
         stream = _SyncBody(self, answer["Body"])
-        try:
-            length = answer.get("ContentLength")
-            # the server says the length first: a wrong one is refused before the body is read
-            reason = size_problem(length, size=size, max_size=max_size) if isinstance(length, int) else None
-            if reason is None:
-                try:
-                    return batch.add_stream(stream, digest, size=size, max_size=max_size, last=last)  # type: ignore[arg-type]
-                except CorruptObjectError as exc:
-                    reason = exc.fields.get("reason") or "its bytes do not match its name"
-            raise self.corrupt(digest, reason, label)
-        except OSError as exc:  # the reader maps network errors; an OSError here is the local disk
-            raise storage_error(exc, batch.store.root) from exc
-        finally:
-            stream.close()
+        return self.receive(batch, stream, length, digest, size=size, max_size=max_size, last=last, label=label)
 
     def iter_digests(self) -> Iterator[str]:
         start = f"{self.prefix}/" if self.prefix else ""
         for page in self._pages(start):
             for item in page.get("Contents", ()):
-                shard, _, rest = item["Key"][len(start) :].partition("/")
-                if len(shard) == 2 and "/" not in rest and is_hash(shard + rest):
-                    yield shard + rest
+                if digest := digest_of_key(item["Key"][len(start) :]):
+                    yield digest
 
     def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
         """The pages of the listing of ``prefix``, ``list_page_size`` keys each, one request at a time.
@@ -446,10 +432,7 @@ class S3Remote(Remote):
 
     # --- errors ------------------------------------------------------------------------
     def _no_bucket(self) -> RemoteError:
-        return RemoteError(
-            f"remote '{self.name}': bucket '{self.bucket}' does not exist at {self._endpoint}",
-            hint="create the bucket, or fix the remote's URL ('mlops remote list')",
-        )
+        return self.no_root("bucket", self.bucket, self._endpoint)
 
     def _bad_bucket_name(self) -> ConfigError:
         return ConfigError(
@@ -463,7 +446,7 @@ class S3Remote(Remote):
         from fsspec.exceptions import FSTimeoutError
 
         code, message = _code(exc)
-        chain = list(_chain(exc))
+        chain = list(error_chain(exc))
         name = self.name
         if code is not None:
             if code in NOT_FOUND_CODES:
@@ -483,10 +466,10 @@ class S3Remote(Remote):
                     f"{self.region or 'the default one'}",
                     hint="set the remote's region in .mlops/config.yaml",
                 )
-            return RemoteError(f"remote '{name}' answered with an error: {code}: {_one_line(message)}")
+            return RemoteError(f"remote '{name}' answered with an error: {code}: {one_line(message)}")
 
-        def first(kinds: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
-            return next((e for e in chain if isinstance(e, kinds)), None)
+        def first(kinds: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+            return first_in(chain, kinds)
 
         if first(bce.ProfileNotFound):
             return ConfigError(
@@ -502,31 +485,39 @@ class S3Remote(Remote):
                 (bce.ConnectionError, aiohttp.ClientConnectorError, ConnectionRefusedError, ConnectionAbortedError)
             )
         ):  # could not open a connection (refused, no route, connect timeout, TLS); not one lost later
-            reason = f" ({_one_line(str(found))})" if isinstance(found, bce.SSLError) else ""
-            return RemoteError(
-                f"remote '{name}' is unreachable: could not connect to {self._endpoint}{reason}",
-                hint="check the network and the remote's endpoint_url ('mlops remote list')",
-            )
+            return self.unreachable(self._endpoint, one_line(str(found)) if isinstance(found, bce.SSLError) else "")
         if first((bce.ReadTimeoutError, TimeoutError, FSTimeoutError)):
-            return RemoteError(
-                f"remote '{name}' did not answer within {self.timeout:g} s ({self._endpoint})",
-                hint="try again, or raise the remote's timeout in .mlops/config.yaml",
-            )
+            return self.timed_out(self.timeout, self._endpoint)
         if found := first(bce.ParamValidationError):
             if "Invalid bucket name" in str(found):
                 return self._bad_bucket_name()
-            return ConfigError(f"remote '{name}': {_one_line(str(found))}", hint="fix the remote's URL")
+            return ConfigError(f"remote '{name}': {one_line(str(found))}", hint="fix the remote's URL")
         if found := first((bce.ResponseStreamingError, bce.ConnectionClosedError, aiohttp.ClientPayloadError)):
-            return RemoteError(
-                f"remote '{name}': the connection to {self._endpoint} broke off ({_one_line(str(found))})",
-                hint="try again",
-            )
+            return self.broke_off(self._endpoint, one_line(str(found)))
         if found := first((bce.BotoCoreError, aiohttp.ClientError, OSError)):
             return RemoteError(
-                f"remote '{name}' failed talking to {self._endpoint}: {type(found).__name__}: {_one_line(str(found))}",
+                f"remote '{name}' failed talking to {self._endpoint}: {type(found).__name__}: {one_line(str(found))}",
                 hint="try again",
             )
         return None
+
+
+def _import_s3fs() -> Any:
+    """s3fs, loaded without aiobotocore's unused httpx backend (``UNUSED_BACKENDS``).
+
+    A module set to None in ``sys.modules`` fails to import, which aiobotocore takes as "not
+    installed". The names are restored at once: a later ``import httpx`` anywhere works as ever;
+    aiobotocore's httpx backend alone stays off in this process, and this remote never uses it."""
+    hidden = [name for name in UNUSED_BACKENDS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import s3fs
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return s3fs
 
 
 async def _next_page(pages: Any) -> dict[str, Any] | None:
@@ -537,7 +528,7 @@ async def _next_page(pages: Any) -> dict[str, Any] | None:
         return None
 
 
-class _SyncBody:
+class _SyncBody(ExactReader):
     """A blocking ``read``/``readinto`` over an aiobotocore streaming body, for ``add_stream``.
 
     ``read(n)`` returns exactly ``n`` bytes unless the stream ends (``copy_and_hash`` relies on it).
@@ -548,13 +539,6 @@ class _SyncBody:
     def __init__(self, remote: S3Remote, body: Any) -> None:
         self.remote = remote
         self.body = body
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            raise ValueError("an unbounded read of a remote's answer")  # every caller says how much
-        buffer = bytearray(size)
-        count = self.readinto(buffer)
-        return bytes(buffer[:count])
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         remote = self.remote
@@ -609,55 +593,13 @@ def _read_full(handle: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def _code(exc: BaseException) -> tuple[str | None, str]:
     """The S3 error code and message of the first ClientError in ``exc``'s chain (s3fs wraps them)."""
     from botocore.exceptions import ClientError
 
-    for e in _chain(exc):
+    for e in error_chain(exc):
         if isinstance(e, ClientError):
             error = e.response.get("Error", {})
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             return str(error.get("Code") or status or "unknown"), str(error.get("Message") or e)
     return None, ""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _parse_url(name: str, url: str) -> tuple[str, str]:
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise ConfigError(f"remote '{name}': no bucket in {url}", hint="use s3://BUCKET/PREFIX")
-    return bucket, prefix.strip("/")
-
-
-def _text(name: str, settings: dict[str, Any], key: str) -> str | None:
-    value = settings.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"remote '{name}': '{key}' must be a string, found {value!r}")
-    return value
-
-
-def _number(name: str, settings: dict[str, Any], key: str, default: float, *, integer: bool = False) -> float:
-    value = settings.get(key)
-    if value is None:
-        return default
-    try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        number = 0
-    if isinstance(value, bool) or number <= 0 or (integer and str(number) != str(value).strip()):
-        kind = "a whole number" if integer else "a number"
-        raise ConfigError(f"remote '{name}': '{key}' must be {kind} above 0, found {value!r}")
-    return number

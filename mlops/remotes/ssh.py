@@ -24,15 +24,9 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, MlopsError, RemoteError
 from ..fsio import TMP_PREFIX
-from .fsspec_remote import (
-    CONNECT_TIMEOUT,
-    FsspecRemote,
-    error_chain,
-    missing_extra,
-    one_line,
-    text_setting,
-    unreachable,
-)
+from .base import error_chain, one_line
+from .fsspec_remote import CONNECT_TIMEOUT, FsspecRemote
+from .settings import text_setting
 
 CREDENTIALS_HINT = (
     "load the key into ssh-agent, or set the remote's key_file ('mlops remote modify NAME key_file PATH'); "
@@ -42,6 +36,7 @@ CREDENTIALS_HINT = (
 
 class SSHRemote(FsspecRemote):
     scheme = "ssh"
+    extra = "ssh"
 
     def __init__(self, name: str, url: str, settings: dict[str, Any]) -> None:
         parts = urlsplit(url)
@@ -69,10 +64,7 @@ class SSHRemote(FsspecRemote):
         return f"{self.host}:{self.port or 22}"
 
     def _make_filesystem(self) -> Any:
-        try:
-            from sshfs import SSHFileSystem
-        except ImportError as exc:
-            raise missing_extra(self.name, "ssh", "ssh", exc) from None
+        SSHFileSystem = self.library("sshfs").SSHFileSystem  # noqa: N806 - a class
         kwargs: dict[str, Any] = {
             "skip_instance_cache": True,
             "connect_timeout": CONNECT_TIMEOUT,
@@ -174,9 +166,9 @@ class SSHRemote(FsspecRemote):
                     hint=CREDENTIALS_HINT,
                 )
             if isinstance(error, asyncssh.DisconnectError):
-                return unreachable(self, one_line(str(error)), self._endpoint)
+                return self.unreachable(self._endpoint, one_line(str(error)))
             if isinstance(error, socket.gaierror | ConnectionRefusedError | ConnectionResetError):
-                return unreachable(self, one_line(str(error)) or type(error).__name__, self._endpoint)
+                return self.unreachable(self._endpoint, one_line(str(error)) or type(error).__name__)
             if isinstance(error, asyncssh.SFTPPermissionDenied | PermissionError):
                 return RemoteError(
                     f"remote '{name}': the server refused access to {self.root} ({one_line(str(error))})",

@@ -106,13 +106,19 @@ def test_a_teammate_restores_every_stage_and_runs_none(team: Path, tmp_path: Pat
     dry = as_json(mlops_bin("run", "--dry-run", "--json", cwd=mate))
     assert statuses(dry) == {"prep": "would restore", "train": "would restore", "report": "would restore"}
 
-    ran = as_json(mlops_bin("run", "--json", cwd=mate))
+    assert as_json(mlops_bin("pull", "--run-cache", "--json", cwd=mate))["run_cache"]["created"] == 0
+    # everything is here now: the run must not reach the remote, nor even load its client
+    mlops_bin("remote", "modify", "team", "endpoint_url", "http://127.0.0.1:9", "--local", cwd=mate)
+    ran_proc = mlops_bin("run", "--json", cwd=mate, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    loaded = {line.rpartition("|")[2].strip() for line in ran_proc.stderr.splitlines() if "|" in line}
+    assert "mlops.pipeline.executor" in loaded  # the import log is there
+    assert not loaded & {"s3fs", "aiobotocore", "botocore", "mlops.remotes.s3"}
+    ran = as_json(ran_proc)
     assert statuses(ran) == {"prep": "restored", "train": "restored", "report": "restored"}
     assert (tmp_path / "counts.txt").read_text() == before  # no stage command ran anywhere
     for rel in OUTPUTS:
         assert (mate / rel).read_bytes() == (team / rel).read_bytes(), rel
     assert (mate / "pipeline.lock").read_text() == (team / "pipeline.lock").read_text()
-    assert as_json(mlops_bin("pull", "--run-cache", "--json", cwd=mate))["run_cache"]["created"] == 0
 
 
 @pytest.mark.timeout(240)
