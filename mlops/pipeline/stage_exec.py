@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -318,6 +318,7 @@ def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None
     if head is None:
         raise UsageError("the repository has no commit yet", hint="commit the project: workers run a commit")
     target = None if not send else remote if isinstance(remote, Remote) else open_remote_or_none(repo, remote)
+    clean_stale_snapshot_refs(repo)  # a killed driver's bundle ref: one git call per run, none per stage
     changed = changed_files(repo)
     if not changed:
         if target is not None and not _on_a_remote_branch(repo, head):
@@ -357,32 +358,82 @@ def _send_bundle(repo: Repo, remote: Remote, sha: str) -> None:
     """A bundle of ``sha`` (without what remote-tracking branches hold) as the remote's ref git/<sha>.bundle."""
     from ..remotes.base import MAX_REF_SIZE
 
-    # a ref of this call's own: two drivers bundling one commit at once must not delete each other's
-    ref = f"refs/mlops/snapshots/{sha}-{secrets.token_hex(4)}"
+    # a ref of this call's own: two drivers bundling one commit at once must not delete each other's;
+    # its lock, held while the ref exists, tells a later run whether the ref is live (a killed driver's
+    # lock is free: the kernel released it), see clean_stale_snapshot_refs
+    token = secrets.token_hex(4)
+    ref = f"{SNAPSHOT_REFS}{sha}-{token}"
     folder = repo.tmp / EXEC_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    _git(repo.root, "update-ref", ref, sha)
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
-            has_remotes = bool(_git(repo.root, "branch", "-r", check=False).stdout.strip())
-            _git(
-                repo.root,
-                "bundle",
-                "create",
-                "--quiet",
-                handle.name,
-                ref,
-                *(["--not", "--remotes"] if has_remotes else []),
-            )
-            data = Path(handle.name).read_bytes()
-    finally:
-        _git(repo.root, "update-ref", "-d", ref, check=False)
+    with _snapshot_lock(repo, token):
+        _git(repo.root, "update-ref", ref, sha)
+        try:
+            data = _bundle(repo, folder, ref)
+        finally:
+            _git(repo.root, "update-ref", "-d", ref, check=False)
     if len(data) > MAX_REF_SIZE:
         raise UsageError(
             f"the snapshot of the workspace is {len(data) >> 20} MiB as a git bundle, over {MAX_REF_SIZE >> 20} MiB",
             hint="commit and push instead of --allow-dirty",
         )
     remote.put_ref(BUNDLE_REF.format(sha=sha), data)
+
+
+def _bundle(repo: Repo, folder: Path, ref: str) -> bytes:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
+        has_remotes = bool(_git(repo.root, "branch", "-r", check=False).stdout.strip())
+        _git(
+            repo.root, "bundle", "create", "--quiet", handle.name, ref, *(["--not", "--remotes"] if has_remotes else [])
+        )
+        return Path(handle.name).read_bytes()
+
+
+SNAPSHOT_REFS = "refs/mlops/snapshots/"  # a bundle's temporary ref: <sha>-<token>, live while <token>'s lock is held
+SNAPSHOT_REF = re.compile(r"[0-9a-f]{40}-(?P<token>[0-9a-f]{8})")
+SNAPSHOT_LOCK = "snapshot-{token}.lock"  # under .mlops/tmp/exec/
+
+
+def _snapshot_lock(repo: Repo, token: str) -> FileLock:
+    path = repo.tmp / EXEC_DIR / SNAPSHOT_LOCK.format(token=token)
+    return FileLock(path, what=f"snapshot ref {token}", timeout=0)
+
+
+def clean_stale_snapshot_refs(repo: Repo) -> int:
+    """Delete the bundle refs (refs/mlops/snapshots/<sha>-<token>) of drivers killed while they bundled:
+    a ref whose lock nobody holds. A live driver holds its lock from before it creates its ref until
+    after it deletes it, so a live ref is never taken for a stale one, nor a stale one for a live one.
+    Refs of another form are not this version's to judge and stay."""
+    try:
+        listed = _git(repo.root, "for-each-ref", "--format=%(refname)", SNAPSHOT_REFS, check=False)
+    except GitError:  # no git to ask: nothing of ours to clean either
+        return 0
+    removed = 0
+    for ref in listed.stdout.decode("utf-8", "replace").split():
+        found = SNAPSHOT_REF.fullmatch(ref.removeprefix(SNAPSHOT_REFS))
+        if found is None:
+            continue
+        # a held lock: its driver is bundling now
+        if _while_free(
+            _snapshot_lock(repo, found["token"]), lambda ref=ref: _git(repo.root, "update-ref", "-d", ref, check=False)
+        ):
+            removed += 1
+    return removed
+
+
+def _while_free(lock: FileLock, action: Callable[[], object]) -> bool:
+    """Run ``action`` holding ``lock`` if nobody holds it (its owner ended), then remove the lock file;
+    False (nothing done) while another process holds it."""
+    try:
+        lock.acquire()
+    except MlopsError:
+        return False
+    try:
+        action()
+    finally:
+        with contextlib.suppress(OSError):
+            lock.path.unlink()
+        lock.release()
+    return True
 
 
 def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
@@ -416,6 +467,9 @@ def clean_stale_worktrees(repo: Repo) -> int:
     if not top.is_dir():
         return 0
     for entry in sorted(top.iterdir()):
+        if entry.name.startswith("snapshot-") and entry.is_file() and _older_than(entry, STALE_BUNDLE_SECONDS):
+            _remove_free_lock(entry)  # a driver killed before it made its bundle ref (or a lock left behind)
+            continue
         if entry.is_symlink():
             # never one of ours (worktrees are real folders): followed, a removal would reach
             # wherever it points; the link alone goes
@@ -435,18 +489,8 @@ def clean_stale_worktrees(repo: Repo) -> int:
             continue
         if not entry.is_dir() or not entry.name.startswith("wt-"):
             continue
-        lock = _lock_of(entry)
-        try:
-            lock.acquire()
-        except MlopsError:
-            continue  # its run still holds it
-        try:
-            _remove_worktree(repo, entry)
+        if _while_free(_lock_of(entry), lambda entry=entry: _remove_worktree(repo, entry)):  # held: its run goes on
             removed += 1
-        finally:
-            lock.release()
-            with contextlib.suppress(OSError):
-                lock.path.unlink()
     return removed
 
 
@@ -458,17 +502,7 @@ def _older_than(path: Path, seconds: float) -> bool:
 
 
 def _remove_free_lock(path: Path) -> None:
-    lock = FileLock(path, what=f"stage exec worktree {path.stem}", timeout=0)
-    try:
-        lock.acquire()
-    except MlopsError:
-        return
-    try:
-        path.unlink()
-    except OSError:
-        pass
-    finally:
-        lock.release()
+    _while_free(FileLock(path, what=f"stage exec worktree {path.stem}", timeout=0), lambda: None)
 
 
 def _remove_worktree(repo: Repo, folder: Path) -> None:
@@ -486,16 +520,16 @@ def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
     top.mkdir(parents=True, exist_ok=True)
     folder = top / f"wt-{sha[:12]}-{secrets.token_hex(4)}"
     lock = _lock_of(folder)
-    lock.acquire()
-    # another stage exec's clean_stale_worktrees may unlink the lock file between its creation and
-    # our flock (it looks free, and has no worktree yet): a lock on an unlinked file guards nothing
+    # another stage exec's clean_stale_worktrees takes a lock file that has no worktree yet (ours,
+    # just created, looks like one a killed run left), then unlinks it: our flock may meet its
+    # flock (held for a moment), or land on the unlinked file, which guards nothing
     for attempt in range(10):
+        with contextlib.suppress(MlopsError):  # a cleaner holding the new file for a moment: try again
+            lock.acquire()
         if lock.is_current():
             break
         lock.release()
-        time.sleep(0.01 * attempt)
-        with contextlib.suppress(MlopsError):  # a cleaner holding the new file for a moment: try again
-            lock.acquire()
+        time.sleep(0.01 * (attempt + 1))
     else:
         raise CouldNotComplete(f"could not lock the worktree {folder.name} of stage exec", hint="try again")
     try:
@@ -654,13 +688,13 @@ class InputResolver:
                 self.restore(self.graph.stage(producer), wanted)
 
     def restore(self, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
-        from .executor import _restore
+        from .executor import restore_outputs
 
         todo = tuple(o for o in outs if o.path not in self.placed)
         if not todo:
             return
         self._fetch([(o.hash, o.kind == "dir", o.path, o.size) for o in todo if o.hash])
-        _restore(self.repo, stage, todo)
+        restore_outputs(self.repo, stage, todo)
         self.placed.update(o.path for o in todo)
 
     def _fetch(self, roots: list[tuple[Any, bool, str, int]]) -> None:
@@ -819,9 +853,9 @@ def _run_recorded(
     """The command, inside a run record as `mlops run` keeps one (the command logs into it through
     MLOPS_RUN_ID); the run, ended, goes to the remote, since the worktree holding it is removed.
     The manifest's run_id names it: a collect's run points to it as the producer of the outputs."""
-    from .executor import FAILED, INTERRUPTED, RAN, StageResult, _RunTracker
+    from .executor import FAILED, INTERRUPTED, RAN, RunTracker, StageResult, finished_stage
 
-    tracker = _RunTracker(work, run_id, graph, [stage.name])
+    tracker = RunTracker(work, run_id, graph, [stage.name])
     tracker.begin()
     began = time.time()
     try:
@@ -833,17 +867,7 @@ def _run_recorded(
         tracker.finish((StageResult(stage.name, FAILED, (), began, time.time(), None, exc.message),), interrupted=False)
         _push_run(work, remote, run_id)
         raise
-    done = StageResult(
-        stage.name,
-        RAN,
-        ("not in the run cache",),
-        began,
-        time.time(),
-        0,
-        outs=outs,
-        deps=inputs.deps,
-        params=inputs.params,
-    )
+    done = finished_stage(stage.name, RAN, ("not in the run cache",), began, inputs, outs, returncode=0)
     tracker.finish((done,), interrupted=False)
     _push_run(work, remote, run_id)
     return outs
@@ -907,17 +931,18 @@ def _run(
     stop: threading.Event | None,
     stop_signals: tuple[int, ...],
 ) -> tuple[LockedPath, ...]:
-    from .executor import _check_outputs, _clear_outputs, _signal_name, _snapshot_outputs, run_stage_command
+    from .executor import check_outputs, clear_outputs, run_stage_command, snapshot_outputs
+    from .executors.local import signal_name
 
-    _check_outputs(work, stage)
-    _clear_outputs(work, stage)
+    check_outputs(work, stage)
+    clear_outputs(work, stage)
     events.stage_started(stage.name, ("not in the run cache",))
     code, stopped_by = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
     if stopped_by is not None:
         how = "interrupted" if stopped_by == signal.SIGINT else f"stopped by {signal.Signals(stopped_by).name}"
         raise Interrupted(f"stage '{stage.name}' {how}; nothing recorded", stage=stage.name, signum=stopped_by)
     if code != 0:
-        why = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        why = f"was killed by {signal_name(-code)}" if code < 0 else f"exited with code {code}"
         raise CouldNotComplete(
             f"stage '{stage.name}' failed: its command {why}; nothing recorded",
             hint="see the [stage] lines above",
@@ -929,7 +954,7 @@ def _run(
         raise CouldNotComplete(
             f"stage '{stage.name}' failed: the command did not produce {', '.join(missing)}", stage=stage.name
         )
-    return _snapshot_outputs(work, stage)
+    return snapshot_outputs(work, stage)
 
 
 def _push_outputs(work: Repo, remote: Remote, outs: tuple[LockedPath, ...]) -> None:
@@ -969,6 +994,7 @@ __all__ = [
     "RAN",
     "RESTORED",
     "StageManifest",
+    "clean_stale_snapshot_refs",
     "clean_stale_worktrees",
     "exec_stage",
     "manifests_from_texts",
