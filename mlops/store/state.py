@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,11 @@ class StateDB:
         self._conn: sqlite3.Connection | None = None
         self._unusable = False  # could not be opened even after a rebuild: work without the cache
         self._rebuilt = False
+        # One connection serves every thread of a command (`mlops run -j 8` snapshots outputs in
+        # parallel). sqlite3 lets threads share it but not interleave on it: two BEGINs on one
+        # connection fail, and a close() in one thread while another executes crashed the
+        # interpreter (SIGSEGV). Every use of the connection holds this lock.
+        self._lock = threading.RLock()
 
     def _connect(self) -> sqlite3.Connection | None:
         if self._conn is None and not self._unusable:
@@ -99,32 +105,34 @@ class StateDB:
         """Rows of ``sql`` (with one ``IN ({marks})``) for every key, asked in chunks below
         sqlite's bound-parameter limit; None when the database cannot be read."""
         rows: list[tuple[Any, ...]] = []
-        conn = self._connect()
-        if conn is None:
-            return None
-        try:
-            for start in range(0, len(keys), 900):
-                chunk = keys[start : start + 900]
-                rows.extend(conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk))
-        except sqlite3.Error as exc:
-            self._damaged(exc)
-            return None
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return None
+            try:
+                for start in range(0, len(keys), 900):
+                    chunk = keys[start : start + 900]
+                    rows.extend(conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk))
+            except sqlite3.Error as exc:
+                self._damaged(exc)
+                return None
         return rows
 
     def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> bool:
         """One transaction; False when busy, read-only or damaged (the cache stays as it was)."""
-        conn = self._connect()
-        if conn is None:
-            return False
-        try:
-            conn.execute("BEGIN")
-            conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._damaged(exc)
-            return False
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return False
+            try:
+                conn.execute("BEGIN")
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                self._damaged(exc)
+                return False
         return True
 
     def lookup_many(self, keys: list[StatKey]) -> list[str | None]:
@@ -194,7 +202,8 @@ class StateDB:
             self._insert_many("INSERT OR REPLACE INTO trees (fingerprint, hash, size, files) VALUES (?, ?, ?, ?)", keep)
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None

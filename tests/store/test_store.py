@@ -221,3 +221,59 @@ def test_place_puts_the_object_and_leaves_no_temp(tmp_path: Path, kinds: tuple[s
     if used == "copy":
         assert dest.stat().st_ino != obj.stat().st_ino and os.access(dest, os.W_OK)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["file"]
+
+
+STATE_DB_THREADS = """
+import os, sys, threading, time
+from mlops.store.state import StateDB
+
+db = StateDB(sys.argv[1])
+files = []
+for index in range(64):
+    path = os.path.join(os.path.dirname(sys.argv[1]), f"f{index}")
+    with open(path, "w") as handle:
+        handle.write(str(index))
+    files.append(path)
+time.sleep(0.05)  # every file's mtime strictly older than the ticks taken below: none is racy
+errors = []
+
+def work(offset):
+    try:
+        for round_ in range(150):
+            chunk = files[(offset + round_) % 57 :][:8]
+            keys = [(st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, chunk)]
+            db.record((key, f"h{key[0]}") for key in keys)
+            db.lookup_many(keys)
+            if round_ % 50 == 49:
+                db.close()  # a command may close while other threads still record
+    except BaseException as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=work, args=(offset,)) for offset in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+keys = [(st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, files)]
+found = db.lookup_many(keys)
+print(len(errors), sum(hit == f"h{key[0]}" for hit, key in zip(found, keys)))
+"""
+
+
+def test_state_database_shared_by_threads_neither_crashes_nor_loses_records(tmp_path: Path) -> None:
+    """`mlops run -j 8` records hashes from eight threads into one StateDB: interleaved
+    transactions on its one connection (and a close in one thread while another executes)
+    crashed the interpreter with SIGSEGV. Run in a child so a crash fails this test."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", STATE_DB_THREADS, str(tmp_path / "state.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    errors, kept = map(int, proc.stdout.split())
+    assert errors == 0, proc.stdout
+    assert kept == 64
