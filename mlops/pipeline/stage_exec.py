@@ -73,6 +73,9 @@ EXEC_DIR = "exec"  # under .mlops/tmp/: one private worktree per running `stage 
 BUNDLE_REF = "git/{sha}.bundle"  # the mlops remote's ref holding a snapshot commit (--allow-dirty)
 SHA = re.compile(r"[0-9a-f]{40}")
 GIT_TIMEOUT = 600.0  # seconds for one git command (a fetch of a large history)
+# who removes a private worktree once its stage has answered (a Ray stage runner: after its answer is
+# on its way, off the stage's path); given the removal, it must call it
+RemoveLater = Callable[[Callable[[], None]], None]
 
 
 @dataclass(frozen=True)
@@ -506,15 +509,17 @@ def _remove_free_lock(path: Path) -> None:
 
 
 def _remove_worktree(repo: Repo, folder: Path) -> None:
-    _git(repo.root, "worktree", "remove", "--force", "--force", str(folder), check=False)
+    removed = _git(repo.root, "worktree", "remove", "--force", "--force", str(folder), check=False).returncode == 0
     if folder.exists():
         remove_dir(folder)
-    _git(repo.root, "worktree", "prune", check=False)
+    if not removed:  # git may still list it: prune (when remove worked, one git call fewer per stage)
+        _git(repo.root, "worktree", "prune", check=False)
 
 
 @contextlib.contextmanager
-def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
-    """A worktree of ``sha`` under .mlops/tmp/exec/ using the clone's object cache; removed on exit."""
+def private_worktree(repo: Repo, sha: str, *, remove_later: RemoveLater | None = None) -> Iterator[Repo]:
+    """A worktree of ``sha`` under .mlops/tmp/exec/ using the clone's object cache; removed on exit,
+    or handed to ``remove_later`` (its lock held until then, so no cleaner takes it for a killed run's)."""
     clean_stale_worktrees(repo)
     top = repo.tmp / EXEC_DIR
     top.mkdir(parents=True, exist_ok=True)
@@ -532,19 +537,26 @@ def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
         time.sleep(0.01 * (attempt + 1))
     else:
         raise CouldNotComplete(f"could not lock the worktree {folder.name} of stage exec", hint="try again")
-    try:
+
+    def remove() -> None:
         try:
-            _add_worktree(repo, folder, sha)
-            try:
-                yield _worktree_repo(repo, folder)
-            except MlopsError as exc:
-                raise _at_commit(exc, repo, folder, sha) from None
-        finally:
             _remove_worktree(repo, folder)
+        finally:
+            lock.release()
+            with contextlib.suppress(OSError):
+                lock.path.unlink()
+
+    try:
+        _add_worktree(repo, folder, sha)
+        try:
+            yield _worktree_repo(repo, folder)
+        except MlopsError as exc:
+            raise _at_commit(exc, repo, folder, sha) from None
     finally:
-        lock.release()
-        with contextlib.suppress(OSError):
-            lock.path.unlink()
+        if remove_later is None:
+            remove()
+        else:
+            remove_later(remove)
 
 
 def _at_commit(exc: MlopsError, repo: Repo, folder: Path, sha: str) -> MlopsError:
@@ -757,6 +769,7 @@ def exec_stage(
     stop: threading.Event | None = None,
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
     force: bool = False,
+    remove_later: RemoveLater | None = None,
 ) -> StageManifest:
     """Restore stage ``name`` at ``rev`` from the shared run cache, or run it and publish it.
 
@@ -766,7 +779,8 @@ def exec_stage(
 
     ``upstream``: manifests of upstream stages (parsed with ``parse_manifest``); ``image_digest``:
     the digest of the image this runs in, which must be the one the stage declares, if any;
-    ``stop``: an event that stops the command as Ctrl-C does (``stop_signals`` do the same)."""
+    ``stop``: an event that stops the command as Ctrl-C does (``stop_signals`` do the same);
+    ``remove_later``: who removes the private worktree after this returns (default: removed before)."""
     from .executor import RunEvents
 
     events = events or RunEvents()
@@ -780,7 +794,7 @@ def exec_stage(
                 hint="pass the manifests of the same DAG run",
             )
     # the clone's objects stay while this runs: gc in the clone waits for the shared store lock
-    with repo.store_lock(), private_worktree(repo, sha) as work:
+    with repo.store_lock(), private_worktree(repo, sha, remove_later=remove_later) as work:
         graph = build_graph(load_pipeline(work.root), work.root)
         if name not in graph.pipeline.stages:
             known = ", ".join(list(graph.pipeline.stages)[:10])

@@ -49,6 +49,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...errors import CouldNotComplete, MlopsError, UsageError
@@ -495,7 +496,7 @@ class StageRunner:
             self._lines_arrived.notify_all()
         doc: dict[str, Any] = {}
         try:
-            doc = _stage_task(root, name, rev, remote, upstream, self, force)
+            doc = _stage_task(root, name, rev, remote, upstream, self, force, remove_later=_in_background)
             return doc
         finally:
             with self._lock:
@@ -563,8 +564,26 @@ def _show(job: StageJob, lines: Any) -> None:
             job.output(str(line))
 
 
+def _in_background(remove: Callable[[], None]) -> None:
+    """A stage's private worktree goes after its answer (two git calls off the stage's path); a runner
+    killed meanwhile leaves it to the next stage exec in the clone, as a killed stage exec does."""
+
+    def quietly() -> None:
+        with contextlib.suppress(MlopsError, OSError):
+            remove()
+
+    threading.Thread(target=quietly, name="remove-worktree", daemon=True).start()
+
+
 def _stage_task(
-    root: str, name: str, rev: str, remote: str | None, upstream: list[dict[str, Any]], events: Any, force: bool = False
+    root: str,
+    name: str,
+    rev: str,
+    remote: str | None,
+    upstream: list[dict[str, Any]],
+    events: Any,
+    force: bool = False,
+    remove_later: Callable[[Callable[[], None]], None] | None = None,
 ) -> dict:
     """One stage in a stage runner: exec_stage in-process; returns {"manifest": ...} or {"error", "returncode"}."""
     from ...repo.repo import find_repo
@@ -584,6 +603,7 @@ def _stage_task(
             events=events,
             stop_signals=(),
             force=force,
+            remove_later=remove_later,
         )
         return {"manifest": manifest.to_dict()}
     except MlopsError as exc:
