@@ -128,6 +128,11 @@ def test_a_foreach_pipeline_on_ray_records_what_mlops_run_records(ray_cluster, s
     assert (on_ray / "report.txt").read_text() == "raw\nalpha\nraw\nbeta\n"
     # stage output streamed back with [stage] prefixes (stderr under --json)
     assert "[clean@a] hello-a" in doc["_stderr"] and "[prep] preparing" in doc["_stderr"]
+    # Ray's own start-up and tear-down in the driver, timed apart from the stages
+    engine = doc["engine_seconds"]
+    assert set(engine) == {"import", "connect", "warm_up", "disconnect"}
+    assert all(isinstance(v, float) and v >= 0 for v in engine.values())
+    assert "engine_seconds" not in local  # the local executor has no engine to start
     # one run record, every stage in it
     record = json.loads(mlops("runs", "show", doc["run_id"], "--json", cwd=on_ray).stdout)
     assert record["source"] == "pipeline" and record["status"] == "finished"
