@@ -12,7 +12,7 @@ process has ray and mlops imported already. A runner ends itself after an idle t
 cluster resources forever; and when a new runner cannot be placed because idle runners (of any
 repository or shape) hold the resources, the driver asks those idle ones to end.
 
-A driver hands a runner one stage in ONE remote call, ``run`` (a round trip per stage is ~0.1 s on a
+A driver hands a runner one stage in one remote call, ``run`` (a round trip per stage is ~0.1 s on a
 loaded machine): a runner that already runs a stage answers "busy" at once, from another of its
 threads, and the driver tries the next name. ``run`` calls
 ``exec_stage`` in the runner's process (pipeline/stage_exec.py): in a private worktree of the
