@@ -257,10 +257,23 @@ def commit_of(root: Path, rev: str) -> str | None:
     return sha if done.returncode == 0 and SHA.fullmatch(sha) else None
 
 
+# (clone, sha) of commits this process found in a clone: a commit never changes, so a Ray stage runner
+# checks the driver's sha with git once, not once per stage
+_COMMITS_SEEN: set[tuple[str, str]] = set()
+
+
 def resolve_commit(repo: Repo, rev: str, remote: Remote | None = None) -> str:
     """The full sha of ``rev``: here, else fetched from ``origin``, else from the bundle on ``remote``."""
     if not rev or len(rev) > 256 or rev.startswith("-") or not rev.isprintable():
         raise UsageError(f"not a revision: {_shown(rev)}", hint="pass a commit sha: --rev $(git rev-parse HEAD)")
+    if (str(repo.root), rev) in _COMMITS_SEEN:
+        return rev
+    sha = _resolve_commit(repo, rev, remote)
+    _COMMITS_SEEN.add((str(repo.root), sha))
+    return sha
+
+
+def _resolve_commit(repo: Repo, rev: str, remote: Remote | None) -> str:
     sha = commit_of(repo.root, rev)
     if sha:
         return sha
