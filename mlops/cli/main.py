@@ -112,3 +112,17 @@ def main() -> None:
         sys.exit(exit_code_of(exc))
     except BrokenPipeError:
         sys.exit(EXIT_BROKEN_PIPE)
+    finally:
+        _before_exit()
+
+
+def _before_exit() -> None:
+    """With Ray loaded (``run --executor ray``), the interpreter's last garbage collection at exit
+    walks Ray's whole object graph: 0.3 to 1.5 s on a 2-core machine after the command has finished
+    and said so. The objects alive now are taken out of it (``gc.freeze``): the process ends with
+    them, what mlops wrote is closed and synced by then, and stdout and stderr are flushed by the
+    interpreter whatever the collector does."""
+    if "ray" in sys.modules:
+        import gc
+
+        gc.freeze()

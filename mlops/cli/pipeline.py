@@ -223,6 +223,11 @@ def _run(
                 "interrupted": result.interrupted,
                 "stages": [s.to_dict() for s in result.stages],
                 "warnings": list(result.warnings),
+                **(
+                    {"engine_seconds": {k: round(v, 3) for k, v in result.engine_seconds.items()}}
+                    if result.engine_seconds
+                    else {}
+                ),
             }
         )
     elif dry_run:

@@ -55,7 +55,6 @@ from ..store.hashing import hash_bytes
 from ..tracking import store as tracking
 from . import runcache
 from .executors import ExecutorOptions, StageExecutor, StageJob, check_executor_name
-from .executors.local import signal_name as _signal_name  # noqa: F401 - stage_exec's messages use it
 from .graph import Graph, build_graph
 from .lock import LOCK_FILE, LockedPath, LockEntry, read_lock, write_lock
 from .params import ParamFiles
@@ -115,6 +114,33 @@ class StageResult:
         }
 
 
+def finished_stage(
+    name: str,
+    status: str,
+    reasons: tuple[str, ...],
+    started: float,
+    inputs: StageInputs,
+    outs: tuple[LockedPath, ...],
+    *,
+    returncode: int | None = None,
+    produced_by: str | None = None,
+) -> StageResult:
+    """A stage that ended with its outputs (ran, restored), ending now: its inputs and outputs as the
+    run record keeps them. The one builder of such a result, for `mlops run`, `stage exec` and `stage collect`."""
+    return StageResult(
+        name,
+        status,
+        reasons,
+        started,
+        time.time(),
+        returncode,
+        outs=outs,
+        deps=inputs.deps,
+        params=inputs.params,
+        produced_by=produced_by,
+    )
+
+
 @dataclass(frozen=True)
 class RunResult:
     """``run_id`` is None when nothing ran (``up_to_date``): such a run records no tracking run,
@@ -129,6 +155,8 @@ class RunResult:
     up_to_date: bool = False  # every selected stage was skipped (up to date or frozen): nothing recorded
     last_run: str | None = None
     name: str = ""  # the recorded run's name: the stages that ran (run_name)
+    # an engine's own start-up and tear-down (Ray: import, connect, warm_up, disconnect), seconds
+    engine_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[StageResult]:
@@ -325,10 +353,10 @@ def run_pipeline(
     params = ParamFiles(repo.root)
     for name in names:
         check_params(graph.stage(name), params)
-        _check_outputs(repo, graph.stage(name))
+        check_outputs(repo, graph.stage(name))
 
     runner = _open_executor(repo, executor, options)
-    tracker = _RunTracker(repo, run_id, graph, names)
+    tracker = RunTracker(repo, run_id, graph, names)
     shared = _Shared(list(pipeline.stages), lock_view, params, runner, graph, tracker.begin)
     results: dict[str, StageResult] = {}
     selected = set(names)
@@ -404,6 +432,7 @@ def run_pipeline(
         warnings=tuple(warnings),
         stop_signal=stopped_by,
         name=tracker.name,
+        engine_seconds=dict(getattr(runner, "engine_seconds", {})),
     )
 
 
@@ -485,7 +514,7 @@ def _stop_requests(signals: tuple[int, ...]) -> Iterator[Callable[[], int | None
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-class _RunTracker:
+class RunTracker:
     """The experiment-tracking record of one `mlops run`: the run is created before the
     first stage command starts (stages log into it through MLOPS_RUN_ID) and, at the end, gets each
     stage's outcome with its dependency and output hashes (the lineage a model version
@@ -722,19 +751,11 @@ def _decide_and_run(
     if not force and cacheable:
         hit = runcache.lookup_entry(repo, key)
         if hit is not None and {o.path for o in hit.outs} == {o.path for o in stage.outs}:
-            _check_outputs(repo, stage)
-            _restore(repo, stage, hit.outs)
+            check_outputs(repo, stage)
+            restore_outputs(repo, stage, hit.outs)
             _record(repo, stage, inputs, hit.outs, shared)
-            result = StageResult(
-                stage.name,
-                RESTORED,
-                tuple(reasons),
-                started,
-                time.time(),
-                outs=hit.outs,
-                deps=inputs.deps,
-                params=inputs.params,
-                produced_by=hit.run_id,
+            result = finished_stage(
+                stage.name, RESTORED, tuple(reasons), started, inputs, hit.outs, produced_by=hit.run_id
             )
             events.stage_finished(result)
             return result
@@ -742,7 +763,7 @@ def _decide_and_run(
     events.stage_started(stage.name, tuple(reasons))
     in_workspace = shared.executor.name == "local"
     if in_workspace:
-        _clear_outputs(repo, stage)
+        clear_outputs(repo, stage)
     job = StageJob(
         stage,
         run_id,
@@ -775,27 +796,25 @@ def _decide_and_run(
             )
             events.stage_finished(result)
             return result
-        outs = _snapshot_outputs(repo, stage)
+        outs = snapshot_outputs(repo, stage)
     else:
         # made elsewhere: the executor brought the objects into the cache; place them as a restore does
         outs = outcome.outs
-        _check_outputs(repo, stage)
-        _restore(repo, stage, outs)
+        check_outputs(repo, stage)
+        restore_outputs(repo, stage, outs)
     produced_by = outcome.run_id if outcome.run_id and outcome.run_id != run_id else None
     _record(repo, stage, inputs, outs, shared)
     if cacheable:
         runcache.record(repo, key, outs, run_id=produced_by or run_id)
     restored = outcome.status == RESTORED
-    result = StageResult(
+    result = finished_stage(
         stage.name,
         RESTORED if restored else RAN,
         tuple(reasons),
         started,
-        time.time(),
-        None if restored else 0,
-        outs=outs,
-        deps=inputs.deps,
-        params=inputs.params,
+        inputs,
+        outs,
+        returncode=None if restored else 0,
         produced_by=produced_by,
     )
     events.stage_finished(result)
@@ -843,7 +862,7 @@ def run_stage_command(
     return (-signal.SIGINT if code is None else code), stopped_by
 
 
-def _check_outputs(repo: Repo, stage: Stage) -> None:
+def check_outputs(repo: Repo, stage: Stage) -> None:
     """Refuse outputs whose real location is not the repository's to change (InvalidPathError, exit 2).
 
     pipeline.yaml arrives through git: a planted symlink on an output's way (``outs: [model]``
@@ -869,13 +888,13 @@ def _check_outputs(repo: Repo, stage: Stage) -> None:
             )
 
 
-def _clear_outputs(repo: Repo, stage: Stage) -> None:
+def clear_outputs(repo: Repo, stage: Stage) -> None:
     """Remove outputs before the command runs (persist ones are kept, made writable copies).
 
     Their real locations are checked again first: an upstream stage of this run may have
     planted a link since the check before the run.
     """
-    _check_outputs(repo, stage)
+    check_outputs(repo, stage)
     for out in stage.outs:
         path = repo.abs(out.path)
         if out.persist:
@@ -909,7 +928,7 @@ def _unprotect(repo: Repo, path: os.PathLike[str]) -> None:
             os.chmod(target, 0o644)
 
 
-def _snapshot_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:
+def snapshot_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:
     """Every output into the object store (so the run cache can restore it); cached ones are git-ignored."""
     from ..data.add import ignore_in_git, snapshot_path  # only a stage that ran needs them: a no-op run starts lighter
 
@@ -923,7 +942,7 @@ def _snapshot_outputs(repo: Repo, stage: Stage) -> tuple[LockedPath, ...]:
     return tuple(outs)
 
 
-def _restore(repo: Repo, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
+def restore_outputs(repo: Repo, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
     from ..data.add import ignore_in_git
     from ..data.checkout import checkout_pointer
 

@@ -19,7 +19,7 @@ from ..errors import CouldNotComplete, MlopsError, UsageError
 from ..repo.repo import Repo
 from ..tracking import store as tracking
 from . import runcache
-from .executor import RESTORED, StageResult, _RunTracker
+from .executor import RESTORED, RunTracker, StageResult, finished_stage
 from .graph import build_graph
 from .lock import LockEntry, read_lock, write_lock
 from .spec import load_pipeline
@@ -117,25 +117,13 @@ def collect(
         if cacheable_here:
             runcache.record(repo, key, outs, run_id=produced_by)
         entries[name] = LockEntry(stage.cmd_text, inputs.deps, inputs.params, inputs.env, outs, stage.image_digest)
-        results.append(
-            StageResult(
-                name,
-                RESTORED,
-                ("collected",),
-                started,
-                time.time(),
-                outs=outs,
-                deps=inputs.deps,
-                params=inputs.params,
-                produced_by=produced_by,
-            )
-        )
+        results.append(finished_stage(name, RESTORED, ("collected",), started, inputs, outs, produced_by=produced_by))
     with repo.lock("pipeline-lock", what="pipeline.lock"):
         current = read_lock(repo.root)
         current.update(entries)
         write_lock(repo.root, current, list(graph.pipeline.stages))
     run_id = tracking.new_run_id()
-    tracker = _RunTracker(repo, run_id, graph, names)
+    tracker = RunTracker(repo, run_id, graph, names)
     warnings += tracker.finish(tuple(results), interrupted=False)
     pushed: tuple[str, ...] = ()
     if target is not None:

@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,9 @@ EXEC_DIR = "exec"  # under .mlops/tmp/: one private worktree per running `stage 
 BUNDLE_REF = "git/{sha}.bundle"  # the mlops remote's ref holding a snapshot commit (--allow-dirty)
 SHA = re.compile(r"[0-9a-f]{40}")
 GIT_TIMEOUT = 600.0  # seconds for one git command (a fetch of a large history)
+# who removes a private worktree once its stage has answered (a Ray stage runner: after its answer is
+# on its way, off the stage's path); given the removal, it must call it
+RemoveLater = Callable[[Callable[[], None]], None]
 
 
 @dataclass(frozen=True)
@@ -254,10 +257,23 @@ def commit_of(root: Path, rev: str) -> str | None:
     return sha if done.returncode == 0 and SHA.fullmatch(sha) else None
 
 
+# (clone, sha) of commits this process found in a clone: a commit never changes, so a Ray stage runner
+# checks the driver's sha with git once, not once per stage
+_COMMITS_SEEN: set[tuple[str, str]] = set()
+
+
 def resolve_commit(repo: Repo, rev: str, remote: Remote | None = None) -> str:
     """The full sha of ``rev``: here, else fetched from ``origin``, else from the bundle on ``remote``."""
     if not rev or len(rev) > 256 or rev.startswith("-") or not rev.isprintable():
         raise UsageError(f"not a revision: {_shown(rev)}", hint="pass a commit sha: --rev $(git rev-parse HEAD)")
+    if (str(repo.root), rev) in _COMMITS_SEEN:
+        return rev
+    sha = _resolve_commit(repo, rev, remote)
+    _COMMITS_SEEN.add((str(repo.root), sha))
+    return sha
+
+
+def _resolve_commit(repo: Repo, rev: str, remote: Remote | None) -> str:
     sha = commit_of(repo.root, rev)
     if sha:
         return sha
@@ -318,6 +334,7 @@ def prepare_commit(repo: Repo, *, allow_dirty: bool, remote: str | Remote | None
     if head is None:
         raise UsageError("the repository has no commit yet", hint="commit the project: workers run a commit")
     target = None if not send else remote if isinstance(remote, Remote) else open_remote_or_none(repo, remote)
+    clean_stale_snapshot_refs(repo)  # a killed driver's bundle ref: one git call per run, none per stage
     changed = changed_files(repo)
     if not changed:
         if target is not None and not _on_a_remote_branch(repo, head):
@@ -357,32 +374,82 @@ def _send_bundle(repo: Repo, remote: Remote, sha: str) -> None:
     """A bundle of ``sha`` (without what remote-tracking branches hold) as the remote's ref git/<sha>.bundle."""
     from ..remotes.base import MAX_REF_SIZE
 
-    # a ref of this call's own: two drivers bundling one commit at once must not delete each other's
-    ref = f"refs/mlops/snapshots/{sha}-{secrets.token_hex(4)}"
+    # a ref of this call's own: two drivers bundling one commit at once must not delete each other's;
+    # its lock, held while the ref exists, tells a later run whether the ref is live (a killed driver's
+    # lock is free: the kernel released it), see clean_stale_snapshot_refs
+    token = secrets.token_hex(4)
+    ref = f"{SNAPSHOT_REFS}{sha}-{token}"
     folder = repo.tmp / EXEC_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    _git(repo.root, "update-ref", ref, sha)
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
-            has_remotes = bool(_git(repo.root, "branch", "-r", check=False).stdout.strip())
-            _git(
-                repo.root,
-                "bundle",
-                "create",
-                "--quiet",
-                handle.name,
-                ref,
-                *(["--not", "--remotes"] if has_remotes else []),
-            )
-            data = Path(handle.name).read_bytes()
-    finally:
-        _git(repo.root, "update-ref", "-d", ref, check=False)
+    with _snapshot_lock(repo, token):
+        _git(repo.root, "update-ref", ref, sha)
+        try:
+            data = _bundle(repo, folder, ref)
+        finally:
+            _git(repo.root, "update-ref", "-d", ref, check=False)
     if len(data) > MAX_REF_SIZE:
         raise UsageError(
             f"the snapshot of the workspace is {len(data) >> 20} MiB as a git bundle, over {MAX_REF_SIZE >> 20} MiB",
             hint="commit and push instead of --allow-dirty",
         )
     remote.put_ref(BUNDLE_REF.format(sha=sha), data)
+
+
+def _bundle(repo: Repo, folder: Path, ref: str) -> bytes:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=BUNDLE_TEMP, suffix=".bundle") as handle:
+        has_remotes = bool(_git(repo.root, "branch", "-r", check=False).stdout.strip())
+        _git(
+            repo.root, "bundle", "create", "--quiet", handle.name, ref, *(["--not", "--remotes"] if has_remotes else [])
+        )
+        return Path(handle.name).read_bytes()
+
+
+SNAPSHOT_REFS = "refs/mlops/snapshots/"  # a bundle's temporary ref: <sha>-<token>, live while <token>'s lock is held
+SNAPSHOT_REF = re.compile(r"[0-9a-f]{40}-(?P<token>[0-9a-f]{8})")
+SNAPSHOT_LOCK = "snapshot-{token}.lock"  # under .mlops/tmp/exec/
+
+
+def _snapshot_lock(repo: Repo, token: str) -> FileLock:
+    path = repo.tmp / EXEC_DIR / SNAPSHOT_LOCK.format(token=token)
+    return FileLock(path, what=f"snapshot ref {token}", timeout=0)
+
+
+def clean_stale_snapshot_refs(repo: Repo) -> int:
+    """Delete the bundle refs (refs/mlops/snapshots/<sha>-<token>) of drivers killed while they bundled:
+    a ref whose lock nobody holds. A live driver holds its lock from before it creates its ref until
+    after it deletes it, so a live ref is never taken for a stale one, nor a stale one for a live one.
+    Refs of another form are not this version's to judge and stay."""
+    try:
+        listed = _git(repo.root, "for-each-ref", "--format=%(refname)", SNAPSHOT_REFS, check=False)
+    except GitError:  # no git to ask: nothing of ours to clean either
+        return 0
+    removed = 0
+    for ref in listed.stdout.decode("utf-8", "replace").split():
+        found = SNAPSHOT_REF.fullmatch(ref.removeprefix(SNAPSHOT_REFS))
+        if found is None:
+            continue
+        # a held lock: its driver is bundling now
+        if _while_free(
+            _snapshot_lock(repo, found["token"]), lambda ref=ref: _git(repo.root, "update-ref", "-d", ref, check=False)
+        ):
+            removed += 1
+    return removed
+
+
+def _while_free(lock: FileLock, action: Callable[[], object]) -> bool:
+    """Run ``action`` holding ``lock`` if nobody holds it (its owner ended), then remove the lock file;
+    False (nothing done) while another process holds it."""
+    try:
+        lock.acquire()
+    except MlopsError:
+        return False
+    try:
+        action()
+    finally:
+        with contextlib.suppress(OSError):
+            lock.path.unlink()
+        lock.release()
+    return True
 
 
 def _unbundle(repo: Repo, data: bytes, sha: str) -> None:
@@ -416,6 +483,9 @@ def clean_stale_worktrees(repo: Repo) -> int:
     if not top.is_dir():
         return 0
     for entry in sorted(top.iterdir()):
+        if entry.name.startswith("snapshot-") and entry.is_file() and _older_than(entry, STALE_BUNDLE_SECONDS):
+            _remove_free_lock(entry)  # a driver killed before it made its bundle ref (or a lock left behind)
+            continue
         if entry.is_symlink():
             # never one of ours (worktrees are real folders): followed, a removal would reach
             # wherever it points; the link alone goes
@@ -435,18 +505,8 @@ def clean_stale_worktrees(repo: Repo) -> int:
             continue
         if not entry.is_dir() or not entry.name.startswith("wt-"):
             continue
-        lock = _lock_of(entry)
-        try:
-            lock.acquire()
-        except MlopsError:
-            continue  # its run still holds it
-        try:
-            _remove_worktree(repo, entry)
+        if _while_free(_lock_of(entry), lambda entry=entry: _remove_worktree(repo, entry)):  # held: its run goes on
             removed += 1
-        finally:
-            lock.release()
-            with contextlib.suppress(OSError):
-                lock.path.unlink()
     return removed
 
 
@@ -458,59 +518,58 @@ def _older_than(path: Path, seconds: float) -> bool:
 
 
 def _remove_free_lock(path: Path) -> None:
-    lock = FileLock(path, what=f"stage exec worktree {path.stem}", timeout=0)
-    try:
-        lock.acquire()
-    except MlopsError:
-        return
-    try:
-        path.unlink()
-    except OSError:
-        pass
-    finally:
-        lock.release()
+    _while_free(FileLock(path, what=f"stage exec worktree {path.stem}", timeout=0), lambda: None)
 
 
 def _remove_worktree(repo: Repo, folder: Path) -> None:
-    _git(repo.root, "worktree", "remove", "--force", "--force", str(folder), check=False)
+    removed = _git(repo.root, "worktree", "remove", "--force", "--force", str(folder), check=False).returncode == 0
     if folder.exists():
         remove_dir(folder)
-    _git(repo.root, "worktree", "prune", check=False)
+    if not removed:  # git may still list it: prune (when remove worked, one git call fewer per stage)
+        _git(repo.root, "worktree", "prune", check=False)
 
 
 @contextlib.contextmanager
-def private_worktree(repo: Repo, sha: str) -> Iterator[Repo]:
-    """A worktree of ``sha`` under .mlops/tmp/exec/ using the clone's object cache; removed on exit."""
+def private_worktree(repo: Repo, sha: str, *, remove_later: RemoveLater | None = None) -> Iterator[Repo]:
+    """A worktree of ``sha`` under .mlops/tmp/exec/ using the clone's object cache; removed on exit,
+    or handed to ``remove_later`` (its lock held until then, so no cleaner takes it for a killed run's)."""
     clean_stale_worktrees(repo)
     top = repo.tmp / EXEC_DIR
     top.mkdir(parents=True, exist_ok=True)
     folder = top / f"wt-{sha[:12]}-{secrets.token_hex(4)}"
     lock = _lock_of(folder)
-    lock.acquire()
-    # another stage exec's clean_stale_worktrees may unlink the lock file between its creation and
-    # our flock (it looks free, and has no worktree yet): a lock on an unlinked file guards nothing
+    # another stage exec's clean_stale_worktrees takes a lock file that has no worktree yet (ours,
+    # just created, looks like one a killed run left), then unlinks it: our flock may meet its
+    # flock (held for a moment), or land on the unlinked file, which guards nothing
     for attempt in range(10):
+        with contextlib.suppress(MlopsError):  # a cleaner holding the new file for a moment: try again
+            lock.acquire()
         if lock.is_current():
             break
         lock.release()
-        time.sleep(0.01 * attempt)
-        with contextlib.suppress(MlopsError):  # a cleaner holding the new file for a moment: try again
-            lock.acquire()
+        time.sleep(0.01 * (attempt + 1))
     else:
         raise CouldNotComplete(f"could not lock the worktree {folder.name} of stage exec", hint="try again")
-    try:
+
+    def remove() -> None:
         try:
-            _add_worktree(repo, folder, sha)
-            try:
-                yield _worktree_repo(repo, folder)
-            except MlopsError as exc:
-                raise _at_commit(exc, repo, folder, sha) from None
-        finally:
             _remove_worktree(repo, folder)
+        finally:
+            lock.release()
+            with contextlib.suppress(OSError):
+                lock.path.unlink()
+
+    try:
+        _add_worktree(repo, folder, sha)
+        try:
+            yield _worktree_repo(repo, folder)
+        except MlopsError as exc:
+            raise _at_commit(exc, repo, folder, sha) from None
     finally:
-        lock.release()
-        with contextlib.suppress(OSError):
-            lock.path.unlink()
+        if remove_later is None:
+            remove()
+        else:
+            remove_later(remove)
 
 
 def _at_commit(exc: MlopsError, repo: Repo, folder: Path, sha: str) -> MlopsError:
@@ -654,13 +713,13 @@ class InputResolver:
                 self.restore(self.graph.stage(producer), wanted)
 
     def restore(self, stage: Stage, outs: tuple[LockedPath, ...]) -> None:
-        from .executor import _restore
+        from .executor import restore_outputs
 
         todo = tuple(o for o in outs if o.path not in self.placed)
         if not todo:
             return
         self._fetch([(o.hash, o.kind == "dir", o.path, o.size) for o in todo if o.hash])
-        _restore(self.repo, stage, todo)
+        restore_outputs(self.repo, stage, todo)
         self.placed.update(o.path for o in todo)
 
     def _fetch(self, roots: list[tuple[Any, bool, str, int]]) -> None:
@@ -723,6 +782,7 @@ def exec_stage(
     stop: threading.Event | None = None,
     stop_signals: tuple[int, ...] = (signal.SIGINT,),
     force: bool = False,
+    remove_later: RemoveLater | None = None,
 ) -> StageManifest:
     """Restore stage ``name`` at ``rev`` from the shared run cache, or run it and publish it.
 
@@ -732,7 +792,8 @@ def exec_stage(
 
     ``upstream``: manifests of upstream stages (parsed with ``parse_manifest``); ``image_digest``:
     the digest of the image this runs in, which must be the one the stage declares, if any;
-    ``stop``: an event that stops the command as Ctrl-C does (``stop_signals`` do the same)."""
+    ``stop``: an event that stops the command as Ctrl-C does (``stop_signals`` do the same);
+    ``remove_later``: who removes the private worktree after this returns (default: removed before)."""
     from .executor import RunEvents
 
     events = events or RunEvents()
@@ -746,7 +807,7 @@ def exec_stage(
                 hint="pass the manifests of the same DAG run",
             )
     # the clone's objects stay while this runs: gc in the clone waits for the shared store lock
-    with repo.store_lock(), private_worktree(repo, sha) as work:
+    with repo.store_lock(), private_worktree(repo, sha, remove_later=remove_later) as work:
         graph = build_graph(load_pipeline(work.root), work.root)
         if name not in graph.pipeline.stages:
             known = ", ".join(list(graph.pipeline.stages)[:10])
@@ -819,9 +880,9 @@ def _run_recorded(
     """The command, inside a run record as `mlops run` keeps one (the command logs into it through
     MLOPS_RUN_ID); the run, ended, goes to the remote, since the worktree holding it is removed.
     The manifest's run_id names it: a collect's run points to it as the producer of the outputs."""
-    from .executor import FAILED, INTERRUPTED, RAN, StageResult, _RunTracker
+    from .executor import FAILED, INTERRUPTED, RAN, RunTracker, StageResult, finished_stage
 
-    tracker = _RunTracker(work, run_id, graph, [stage.name])
+    tracker = RunTracker(work, run_id, graph, [stage.name])
     tracker.begin()
     began = time.time()
     try:
@@ -833,17 +894,7 @@ def _run_recorded(
         tracker.finish((StageResult(stage.name, FAILED, (), began, time.time(), None, exc.message),), interrupted=False)
         _push_run(work, remote, run_id)
         raise
-    done = StageResult(
-        stage.name,
-        RAN,
-        ("not in the run cache",),
-        began,
-        time.time(),
-        0,
-        outs=outs,
-        deps=inputs.deps,
-        params=inputs.params,
-    )
+    done = finished_stage(stage.name, RAN, ("not in the run cache",), began, inputs, outs, returncode=0)
     tracker.finish((done,), interrupted=False)
     _push_run(work, remote, run_id)
     return outs
@@ -907,17 +958,18 @@ def _run(
     stop: threading.Event | None,
     stop_signals: tuple[int, ...],
 ) -> tuple[LockedPath, ...]:
-    from .executor import _check_outputs, _clear_outputs, _signal_name, _snapshot_outputs, run_stage_command
+    from .executor import check_outputs, clear_outputs, run_stage_command, snapshot_outputs
+    from .executors.local import signal_name
 
-    _check_outputs(work, stage)
-    _clear_outputs(work, stage)
+    check_outputs(work, stage)
+    clear_outputs(work, stage)
     events.stage_started(stage.name, ("not in the run cache",))
     code, stopped_by = run_stage_command(work, stage, run_id, events, stop=stop, stop_signals=stop_signals)
     if stopped_by is not None:
         how = "interrupted" if stopped_by == signal.SIGINT else f"stopped by {signal.Signals(stopped_by).name}"
         raise Interrupted(f"stage '{stage.name}' {how}; nothing recorded", stage=stage.name, signum=stopped_by)
     if code != 0:
-        why = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        why = f"was killed by {signal_name(-code)}" if code < 0 else f"exited with code {code}"
         raise CouldNotComplete(
             f"stage '{stage.name}' failed: its command {why}; nothing recorded",
             hint="see the [stage] lines above",
@@ -929,7 +981,7 @@ def _run(
         raise CouldNotComplete(
             f"stage '{stage.name}' failed: the command did not produce {', '.join(missing)}", stage=stage.name
         )
-    return _snapshot_outputs(work, stage)
+    return snapshot_outputs(work, stage)
 
 
 def _push_outputs(work: Repo, remote: Remote, outs: tuple[LockedPath, ...]) -> None:
@@ -969,6 +1021,7 @@ __all__ = [
     "RAN",
     "RESTORED",
     "StageManifest",
+    "clean_stale_snapshot_refs",
     "clean_stale_worktrees",
     "exec_stage",
     "manifests_from_texts",

@@ -209,7 +209,11 @@ def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False, force: b
     """Remove the cached objects nothing references: neither the pointer files nor ``keep_roots``
     (read inside gc's exclusive store lock, so a writer naming a new object is never missed)."""
     from ..data.maintenance import gc as data_gc
+    from ..pipeline.stage_exec import clean_stale_snapshot_refs
 
+    if not dry_run:
+        # a killed driver's bundle ref keeps its snapshot commit from git's own gc: it goes too
+        clean_stale_snapshot_refs(repo)
     return data_gc(
         repo,
         extra_roots=lambda: keep_roots(repo, all_commits=all_commits),

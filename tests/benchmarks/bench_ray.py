@@ -18,10 +18,13 @@ overhead is bounded), with Ray's start-up reported apart.
 - Cold and warm apart: the first `--executor ray` run creates the 8 stage runners (a Ray worker
   process each, importing ray and mlops); the rounds after it find them warm. The cold run is
   reported on its own row, never folded into the median.
-- Ray's start-up is timed apart: the cluster's start (to a cluster that places tasks) and
-  `ray.init` of a fresh driver process connecting to it. Both are outside the timed runs except
-  that each `mlops run --executor ray` does its own `import ray` and `ray.init` (connect), which is
-  part of what a user waits for and stays in its wall time.
+- Ray's start-up is timed apart: the cluster's start (to a cluster that places tasks), and in
+  every `mlops run --executor ray` the driver's own `import ray`, connect (`ray.init`), warm-up
+  (Ray builds its serializer on a driver's first call, importing pydantic/starlette/pyarrow) and
+  disconnect (`ray.shutdown`), which the run reports in its `--json` (`engine_seconds`). The
+  ratio is printed both ways: with that start-up taken out (the issue's bound: "Ray's start-up
+  reported apart") and with everything in (what a user waits for). The interpreter's exit after
+  `ray.shutdown` (~0.3 s with Ray loaded) stays in the Ray side's time either way.
 - Two clones of one project of 8 stages (`sleep 1`, then write the stage's output); before each
   round a new commit changes the file every stage depends on, so every stage must run in both
   (no run cache hit anywhere). Rounds alternate which side goes first. Wall time is
@@ -89,9 +92,22 @@ def new_round(root: Path, number: int) -> None:
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
+    return timed_run(cmd, cwd)[0]
+
+
+def timed_run(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    """(wall seconds, stdout) of one command."""
     started = time.perf_counter()
-    run(cmd, cwd)
-    return time.perf_counter() - started
+    proc = run(cmd, cwd)
+    return time.perf_counter() - started, proc.stdout
+
+
+def ray_startup(stdout: str) -> float:
+    """Ray's start-up and tear-down inside one `mlops run --executor ray --json` (its engine_seconds)."""
+    import json
+
+    seconds = json.loads(stdout).get("engine_seconds") or {}
+    return sum(seconds.get(part, 0.0) for part in ("import", "connect", "warm_up", "disconnect"))
 
 
 def connect_time(address: str) -> tuple[float, float]:
@@ -133,7 +149,8 @@ def main() -> None:
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = f"{REPO_ROOT}{os.pathsep}{env_path}" if env_path else str(REPO_ROOT)
     log(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    log(f"load before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    log(f"load before: {load_before}")
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as work_dir:
         work = Path(work_dir)
         local, on_ray = work / "local", work / "ray"
@@ -152,23 +169,29 @@ def main() -> None:
             cold = timed([*MLOPS, "run", "--executor", "ray", "--address", cluster.address], on_ray)
             cold_local = timed([*MLOPS, "run", "-j", str(STAGES)], local)
             log(f"cold: --executor ray {cold:.2f}s (creates the 8 stage runners), mlops run -j 8 {cold_local:.2f}s")
-            times: dict[str, list[float]] = {"local": [], "ray": [], "bare": []}
+            times: dict[str, list[float]] = {"local": [], "ray": [], "bare": [], "ray_startup": [], "ray_apart": []}
             for number in range(2, args.rounds + 2):
                 new_round(local, number)
                 new_round(on_ray, number)
                 sides = [
                     ("local", [*MLOPS, "run", "-j", str(STAGES)], local),
-                    ("ray", [*MLOPS, "run", "--executor", "ray", "--address", cluster.address], on_ray),
+                    ("ray", [*MLOPS, "run", "--executor", "ray", "--address", cluster.address, "--json"], on_ray),
                     # Ray's own floor: a new driver, 8 tasks of sleep(1), no mlops at all
                     ("bare", [sys.executable, "-c", BARE_RAY, cluster.address, str(STAGES)], work),
                 ]
                 if number % 2:
                     sides.reverse()
                 for side, cmd, cwd in sides:
-                    times[side].append(timed(cmd, cwd))
+                    wall, stdout = timed_run(cmd, cwd)
+                    times[side].append(wall)
+                    if side == "ray":
+                        times["ray_startup"].append(ray_startup(stdout))
+                        times["ray_apart"].append(wall - times["ray_startup"][-1])
                 log(
                     f"round {number - 1}: mlops run -j 8 {times['local'][-1]:.2f}s, "
-                    f"--executor ray {times['ray'][-1]:.2f}s, bare Ray {times['bare'][-1]:.2f}s"
+                    f"--executor ray {times['ray'][-1]:.2f}s "
+                    f"(of which Ray's start-up {times['ray_startup'][-1]:.2f}s), "
+                    f"bare Ray {times['bare'][-1]:.2f}s"
                 )
         finally:
             cluster.stop()
@@ -176,35 +199,46 @@ def main() -> None:
     best = {side: min(values) for side, values in times.items()}
     median = {side: statistics.median(values) for side, values in times.items()}
     ratio_best, ratio_median = best["ray"] / best["local"], median["ray"] / median["local"]
-    verdict = "pass" if ratio_median <= BOUND else "FAIL"
+    apart_best, apart_median = best["ray_apart"] / best["local"], median["ray_apart"] / median["local"]
+    verdict = "PASS" if apart_median <= BOUND else "FAIL"
+    verdict_all = "PASS" if ratio_median <= BOUND else "FAIL"
     table = [
         f"{SECTION}",
         "",
         f"`python tests/benchmarks/bench_ray.py --rounds {args.rounds}`, {datetime.date.today()}, "
-        f"{os.cpu_count()} cores, a local Ray cluster of {args.cpus} logical CPUs; load after: `{load}`.",
+        f"{os.cpu_count()} cores, a local Ray cluster of {args.cpus} logical CPUs; "
+        f"load before: `{load_before}`; after: `{load}`.",
         "",
         "| 8 independent 1 s stages | best s | median s |",
         "|---|---|---|",
         f"| `mlops run -j 8` | {best['local']:.2f} | {median['local']:.2f} |",
         f"| `mlops run --executor ray`, warm (stage runners from the run before) | {best['ray']:.2f} | "
         f"{median['ray']:.2f} |",
+        f"| of which Ray's start-up in the driver (import, connect, warm-up, disconnect) | "
+        f"{best['ray_startup']:.2f} | {median['ray_startup']:.2f} |",
+        f"| `--executor ray`, warm, Ray's start-up apart | {best['ray_apart']:.2f} | {median['ray_apart']:.2f} |",
         f"| `mlops run --executor ray`, cold (the first run: creates 8 stage runners), once | {cold:.2f} | |",
         f"| Ray's floor: a new driver, 8 bare tasks of sleep(1) | {best['bare']:.2f} | {median['bare']:.2f} |",
-        f"| ratio, warm (bound {BOUND}x) | {ratio_best:.2f}x | {ratio_median:.2f}x ({verdict}) |",
+        f"| ratio, warm, Ray's start-up apart (the bound, {BOUND}x) | {apart_best:.2f}x | {apart_median:.2f}x "
+        f"({verdict}) |",
+        f"| ratio, warm, everything in | {ratio_best:.2f}x | {ratio_median:.2f}x ({verdict_all} against {BOUND}x) |",
         f"| ratio of Ray's floor to `-j 8` | {best['bare'] / best['local']:.2f}x | "
         f"{median['bare'] / median['local']:.2f}x |",
         "",
-        f"Ray's start-up, apart: cluster start {cluster.started_in:.2f}s; a new driver's `import ray` "
-        f"{import_s:.2f}s and `ray.init` (connect) {init_s:.2f}s (both inside every `--executor ray` run).",
+        f"Ray's start-up, apart: cluster start {cluster.started_in:.2f}s; a new bare driver's `import ray` "
+        f"{import_s:.2f}s and `ray.init` (connect) {init_s:.2f}s. Inside every `--executor ray` run the driver",
+        "times its own (`engine_seconds` in `mlops run --json`): the 'start-up apart' rows take it out.",
         "Every `mlops run` is a new Ray job, and Ray starts a job's worker processes afresh (a Python",
         "process importing ray each): 'Ray's floor' is that cost alone, with no mlops in the tasks.",
         "`--executor ray` avoids it after the first run: stages go to warm stage runners (detached",
         "actors, docs/pipelines.md 'Executors'); what remains is the driver's `import ray` and connect,",
-        "and per stage the claim, exec_stage in the runner and the driver's restore and record.",
+        "and per stage one remote call (exec_stage in the runner) and the driver's restore and record.",
         "",
     ]
     log("")
     log("\n".join(table))
+    log(f"bound {BOUND}x, Ray's start-up apart: {verdict} ({apart_median:.2f}x median)")
+    log(f"bound {BOUND}x, everything in: {verdict_all} ({ratio_median:.2f}x median)")
     if args.docs:
         replace_section(Path(args.docs), "\n".join(table))
         log(f"written into {args.docs}")

@@ -128,12 +128,19 @@ def test_a_foreach_pipeline_on_ray_records_what_mlops_run_records(ray_cluster, s
     assert (on_ray / "report.txt").read_text() == "raw\nalpha\nraw\nbeta\n"
     # stage output streamed back with [stage] prefixes (stderr under --json)
     assert "[clean@a] hello-a" in doc["_stderr"] and "[prep] preparing" in doc["_stderr"]
+    # Ray's own start-up and tear-down in the driver, timed apart from the stages
+    engine = doc["engine_seconds"]
+    assert set(engine) == {"import", "connect", "warm_up", "disconnect"}
+    assert all(isinstance(v, float) and v >= 0 for v in engine.values())
+    assert "engine_seconds" not in local  # the local executor has no engine to start
     # one run record, every stage in it
     record = json.loads(mlops("runs", "show", doc["run_id"], "--json", cwd=on_ray).stdout)
     assert record["source"] == "pipeline" and record["status"] == "finished"
     assert {s["stage"]: s["status"] for s in record["stage_records"]} == statuses(doc)
-    # nothing left behind by the workers' private worktrees
-    assert not list((on_ray / ".mlops" / "tmp" / "exec").glob("wt-*"))
+    # nothing left behind by the workers' private worktrees (a runner removes its stage's after answering)
+    exec_dir = on_ray / ".mlops" / "tmp" / "exec"
+    _wait_for(lambda: not list(exec_dir.glob("wt-*")), "the runners to remove their worktrees", timeout=60)
+    assert len(git(on_ray, "worktree", "list").splitlines()) == 1
 
     again = _ray_run(on_ray, ray_cluster)
     assert again["up_to_date"] is True and set(statuses(again).values()) == {"skipped"}

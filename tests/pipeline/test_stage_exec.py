@@ -6,17 +6,20 @@ they share are the origin repository and the moto S3 server on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pipekit import cache_has, cache_objects, counts, git, mlops, step_cmd, wait_for, write_pipeline
+from pipekit import cache_has, cache_objects, counts, git, mlops, pid_alive, step_cmd, wait_for, write_pipeline
 
 from mlops.store.hashing import hash_bytes
 
@@ -589,3 +592,138 @@ def test_a_local_entry_naming_other_outputs_is_a_miss(repo: Any) -> None:
     runcache.record(Repo(repo.root), first.key, wrong)
     again = exec_stage(Repo(repo.root), "one", rev="HEAD")
     assert again.status == "ran" and [o.path for o in again.outs] == ["out.txt"]
+
+
+@pytest.mark.timeout(240)
+def test_a_sigkilled_stage_exec_takes_its_command_with_it(repo: Any, step: Path, tmp_path: Path) -> None:
+    """`mlops stage exec` killed with SIGKILL (no handler runs): the stage's command, which would
+    otherwise go on writing for minutes, ends at once (the lifeline watcher `mlops run` gives every
+    stage kills its process group), and the next stage exec removes the worktree it left."""
+    from tests.conftest import MLOPS_BIN
+
+    pidfile, go = tmp_path / "command.pid", tmp_path / "go"
+    (repo.root / "pipeline.yaml").write_text(
+        f"stages:\n  slow:\n    cmd: {step_cmd(step, f'pid:{pidfile}', f'waitfor:{go}', 'write:out.txt=x')}\n"
+        "    outs: [out.txt]\n"
+    )
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "p")
+    proc = subprocess.Popen(
+        [MLOPS_BIN, "stage", "exec", "slow", "--rev", "HEAD", "--json"],
+        cwd=repo.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), 120, "the command to start")
+        command = int(pidfile.read_text())
+        assert pid_alive(command)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_for(lambda: not pid_alive(command), 30, "the killed stage exec's command to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    exec_dir = repo.root / ".mlops" / "tmp" / "exec"
+    assert list(exec_dir.glob("wt-*"))  # left by the killed run ...
+    go.touch()
+    mlops("stage", "exec", "slow", "--rev", "HEAD", cwd=repo.root, timeout=120)
+    assert list(exec_dir.glob("wt-*")) == []  # ... removed by the next one
+    assert len(git(repo.root, "worktree", "list").splitlines()) == 1
+
+
+def _snapshot_refs(root: Path) -> list[str]:
+    return git(root, "for-each-ref", "--format=%(refname)", "refs/mlops/snapshots/").split()
+
+
+def _bundling_driver(root: Path, remote_dir: Path, path: str) -> subprocess.Popen[bytes]:
+    """A real process that snapshots the dirty workspace (--allow-dirty) and bundles it for the remote."""
+    code = (
+        "import sys\n"
+        "from mlops.pipeline.stage_exec import prepare_commit\n"
+        "from mlops.remotes.base import open_remote\n"
+        "from mlops.repo.repo import find_repo\n"
+        "repo = find_repo()\n"
+        "prepare_commit(repo, allow_dirty=True, remote=open_remote('store', {'url': sys.argv[1]}, root=repo.root))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(remote_dir)],
+        cwd=root,
+        env={**os.environ, "PATH": path},
+        start_new_session=True,  # its group: the held git goes with it
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: the driver gets no chance to clean up (its held git goes with it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_drivers_snapshot_ref_is_cleaned_never_a_live_one(repo: Any, tmp_path: Path) -> None:
+    """A driver killed (SIGKILL) while it bundled a --allow-dirty snapshot left its temporary ref
+    refs/mlops/snapshots/<sha>-<token>, which kept the snapshot's objects from git's gc forever. The
+    next remote run (prepare_commit) or `mlops gc` deletes it; a driver bundling at that moment keeps its own."""
+    from mlops.pipeline.stage_exec import prepare_commit
+    from mlops.remotes.base import open_remote
+    from mlops.repo.repo import Repo
+
+    (repo.root / "a.txt").write_text("a\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "a")
+    (repo.root / "a.txt").write_text("a, edited\n")  # dirty: --allow-dirty snapshots and bundles it
+    # a git that holds `git bundle` (the moment the driver's ref exists) until the test lets it go
+    real_git, bin_dir, held, release = shutil.which("git"), tmp_path / "bin", tmp_path / "held", tmp_path / "release"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(
+        "#!/bin/sh\n"
+        f'for a in "$@"; do if [ "$a" = bundle ]; then touch "{held}.$$"; '
+        f'while [ ! -e "{release}" ]; do sleep 0.05; done; fi; done\n'
+        f'exec {real_git} "$@"\n'
+    )
+    (bin_dir / "git").chmod(0o755)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    remote_dir = tmp_path / "store"
+
+    killed = _bundling_driver(repo.root, remote_dir, path)
+    try:
+        wait_for(lambda: list(tmp_path.glob("held.*")), 120, "the first driver to bundle")
+    finally:
+        _kill_group(killed)
+    stale = _snapshot_refs(repo.root)
+    assert len(stale) == 1  # what the killed driver left
+    for marker in tmp_path.glob("held.*"):
+        marker.unlink()
+    live = _bundling_driver(repo.root, remote_dir, path)
+    try:
+        wait_for(lambda: list(tmp_path.glob("held.*")), 120, "the second driver to bundle")
+        ours = [ref for ref in _snapshot_refs(repo.root) if ref not in stale]
+        assert len(ours) == 1
+        # the next run: the killed driver's ref goes, the live driver's stays
+        remote = open_remote("store", {"url": str(remote_dir)}, root=repo.root)
+        (repo.root / "a.txt").write_text("a\n")  # clean again: this run bundles nothing of its own
+        prepare_commit(Repo(repo.root), allow_dirty=False, remote=remote, send=False)
+        assert _snapshot_refs(repo.root) == ours
+        release.touch()
+        assert live.wait(timeout=120) == 0
+    finally:
+        if live.poll() is None:
+            _kill_group(live)
+    assert _snapshot_refs(repo.root) == []  # the live driver removed its own
+
+    # `mlops gc` cleans one too
+    release.unlink()
+    for marker in tmp_path.glob("held.*"):
+        marker.unlink()
+    (repo.root / "a.txt").write_text("a, edited again\n")
+    again = _bundling_driver(repo.root, remote_dir, path)
+    try:
+        wait_for(lambda: list(tmp_path.glob("held.*")), 120, "the third driver to bundle")
+    finally:
+        _kill_group(again)
+    assert len(_snapshot_refs(repo.root)) == 1
+    mlops("gc", cwd=repo.root)
+    assert _snapshot_refs(repo.root) == []

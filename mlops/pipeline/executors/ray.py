@@ -12,9 +12,9 @@ process has ray and mlops imported already. A runner ends itself after an idle t
 cluster resources forever; and when a new runner cannot be placed because idle runners (of any
 repository or shape) hold the resources, the driver asks those idle ones to end.
 
-A driver *claims* a runner for one stage (a runner answers claims while it runs a stage, so a
-busy one says no and the driver tries the next name; a claim not followed by a stage within
-``CLAIM_LEASE`` lapses, so a driver that died between the two holds nothing), then calls ``run``:
+A driver hands a runner one stage in one remote call, ``run`` (a round trip per stage is ~0.1 s on a
+loaded machine): a runner that already runs a stage answers "busy" at once, from another of its
+threads, and the driver tries the next name. ``run`` calls
 ``exec_stage`` in the runner's process (pipeline/stage_exec.py): in a private worktree of the
 commit the driver names, it restores the stage from the shared run cache or runs its command,
 snapshots the outputs, pushes their objects and publishes the run-cache entry. The answer is the
@@ -41,6 +41,7 @@ ray`` is asked for: the core install and start-up do not grow.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import os
@@ -48,6 +49,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...errors import CouldNotComplete, MlopsError, UsageError
@@ -67,11 +69,10 @@ NAMESPACE = "mlops"  # the Ray namespace of mlops' stage runners
 RUNNER_PREFIX = "stage-runner-"
 IDLE_TIMEOUT_ENV = "MLOPS_RAY_IDLE_TIMEOUT"  # seconds an idle stage runner waits for work before it ends
 IDLE_TIMEOUT = 600.0
-CLAIM_LEASE = 60.0  # seconds a claim holds a runner before its stage is handed over
-CLAIM_PATIENCE = 2.0  # seconds a new runner may take to start before idle runners elsewhere are asked to end
+CLAIM_PATIENCE = 2.0  # seconds a runner may take to answer before idle runners elsewhere are asked to end
 RETIRE_IDLE = 5.0  # seconds a runner must have been idle before another pool's driver may ask it to end
 POOL_LIMIT = 256  # runners per repository and shape at most (names ...-0 to ...-255)
-RUNNER_THREADS = 4  # a runner answers claims and retire requests while its one stage runs
+RUNNER_THREADS = 4  # a runner answers busy, lines and retire requests while its one stage runs
 # where a worker of another machine finds its clone of the repository; default: the driver's path
 WORKER_REPO_ENV = "MLOPS_WORKER_REPO"
 
@@ -127,8 +128,13 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, ray: Any, rev: str, remote: str | None, slots: int, owns_ray: bool) -> None:
+    def __init__(
+        self, ray: Any, rev: str, remote: str | None, slots: int, owns_ray: bool, engine_seconds: dict[str, float]
+    ) -> None:
         self._ray = ray
+        # Ray's own start-up and tear-down in this process, timed apart from the stages (the run's
+        # --json reports them): import ray, connect, warm up (see ``open``), disconnect (``close``)
+        self.engine_seconds = engine_seconds
         self.rev = rev
         self.remote = remote
         self.slots = slots  # tasks at once by default: the cluster's CPUs (-j caps it)
@@ -138,16 +144,19 @@ class RayExecutor:
         self._manifests: dict[str, dict[str, Any]] = {}  # stage -> the manifest its task returned
         self._runner_class = ray.remote(StageRunner)
         self._idle_timeout = idle_timeout()
-        self._driver = secrets.token_hex(6)  # this driver's claims carry it
+        self._driver = secrets.token_hex(6)  # this driver's stage tokens carry it
         self._taken: dict[str, set[int]] = {}  # runner prefix -> numbers this driver holds now
 
     @classmethod
     def open(cls, repo: Repo, options: ExecutorOptions) -> RayExecutor:
         """Connect to (or start) the cluster and fix the commit the workers will run."""
+        began = time.perf_counter()
         ray = import_ray()
+        seconds = {"import": time.perf_counter() - began}
         rev = _commit_for_workers(repo, options)
         _quiet_driver(ray, quiet=True)
         owns_ray = not ray.is_initialized()
+        began = time.perf_counter()
         if owns_ray:
             _check_reachable(options.address)
             try:
@@ -165,57 +174,39 @@ class RayExecutor:
                 ) from None
         try:
             slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            seconds["connect"] = time.perf_counter() - began
+            # Ray builds its serializer on the first call a driver makes, importing pydantic, starlette
+            # and pyarrow when installed (~0.5 s): once here, as part of Ray's start-up, not in a stage
+            began = time.perf_counter()
+            ray.put(None)
+            seconds["warm_up"] = time.perf_counter() - began
         except BaseException:
             if owns_ray:
                 ray.shutdown()
             raise
-        return cls(ray, rev, options.remote, slots, owns_ray)
+        return cls(ray, rev, options.remote, slots, owns_ray, seconds)
 
     # --- running --------------------------------------------------------------------------
 
     def run(self, repo: Repo, job: StageJob, stopping: threading.Event) -> StageOutcome:
-        ray = self._ray
         name = job.stage.name
-        root = str(repo.root)
         with self._mutex:
             # what upstream stages of this run made on Ray goes along by hash; the others (restored or
             # up to date here) the runner finds by their key in the local, then the shared, run cache
             upstream = [self._manifests[u] for u, _ in job.upstream if u in self._manifests]
+        request = (str(repo.root), name, self.rev, self.remote, upstream, job.force)
         for _attempt in range(TASK_RETRIES + 1):
             try:
-                claimed = self._claim(root, job, stopping)
+                doc = self._hand_over(job, request, stopping)
             except MlopsError as exc:  # no runner to be had: a failed stage, as the scheduler expects
                 return StageOutcome(None, exc.message)
-            if claimed is None:
+            if doc is None:
                 return StageOutcome(None, "interrupted")
-            runner, token, slot = claimed
-            try:
-                with self._mutex:
-                    if stopping.is_set():
-                        with contextlib.suppress(Exception):
-                            runner.release.remote(token)
-                        return StageOutcome(None, "interrupted")
-                    ref = runner.run.remote(token, root, name, self.rev, self.remote, upstream, job.force)
-                    self._in_flight[name] = (runner, ref)
-                if not self._follow(runner, token, ref, job, stopping):
-                    # stopping: stop_all kills the runner; what it made is not recorded
-                    return StageOutcome(None, "interrupted")
-                try:
-                    doc = ray.get(ref)
-                except ray.exceptions.RayActorError:
-                    if stopping.is_set():
-                        return StageOutcome(None, "interrupted")
-                    continue  # the runner died mid-stage (nothing was published): a fresh one runs it again
-                except ray.exceptions.RayError as exc:
-                    return StageOutcome(None, f"the Ray stage runner failed: {_first_line(exc)}")
-            finally:
-                self._give_back(slot)
-                with self._mutex:
-                    self._in_flight.pop(name, None)
+            if doc.get("died"):
+                continue  # the runner died mid-stage (nothing was published): a fresh one runs it again
             break
         else:
             return StageOutcome(None, f"its Ray stage runner died {TASK_RETRIES + 1} times")
-        _show(job, doc.get("lines", ()))  # the last lines, which the runner kept for its answer
         if doc.get("error"):
             return StageOutcome(doc.get("returncode"), str(doc["error"]))
         outcome = self._outcome(repo, job, doc["manifest"])
@@ -224,41 +215,22 @@ class RayExecutor:
                 self._manifests[name] = doc["manifest"]
         return outcome
 
-    def _follow(self, runner: Any, token: str, ref: Any, job: StageJob, stopping: threading.Event) -> bool:
-        """Show the stage's output lines until its answer is ready (True), or until stopping (False)."""
+    def _hand_over(self, job: StageJob, request: tuple[Any, ...], stopping: threading.Event) -> dict | None:
+        """The stage on a free runner of its shape, in one call per runner tried: a busy runner answers
+        "busy" at once and the next name is tried (created when none is there). Returns the runner's
+        answer ({"died": True} when it died mid-stage), or None when stopping."""
         ray = self._ray
-        lines = runner.lines.remote(token, LINE_WAIT)
-        while True:
-            ready, _ = ray.wait([ref, lines], num_returns=1, timeout=WAIT_STEP)
-            if lines in ready:
-                with contextlib.suppress(ray.exceptions.RayError):
-                    _show(job, ray.get(lines))
-                lines = runner.lines.remote(token, LINE_WAIT)
-            if ref in ready or ray.wait([ref], timeout=0)[0]:
-                # the lines asked for before the answer came; the answer carries the rest
-                with contextlib.suppress(ray.exceptions.RayError):
-                    _show(job, ray.get(lines, timeout=CANCEL_WAIT))
-                return True
-            if stopping.is_set():
-                return False
-
-    # --- stage runners ----------------------------------------------------------------------
-
-    def _claim(self, root: str, job: StageJob, stopping: threading.Event) -> tuple[Any, str, tuple[str, int]] | None:
-        """A runner of the stage's shape, claimed for it (created when none is free); None when stopping."""
         options = task_options(job.stage)
-        prefix = runner_prefix(root, options)
-        token = f"{self._driver}:{job.stage.name}:{secrets.token_hex(4)}"
+        prefix = runner_prefix(request[0], options)
         with self._mutex:
             taken = self._taken.setdefault(prefix, set())
-            # this driver's threads start at different numbers, so the runners of a cold run start in parallel
             numbers = [n for n in range(POOL_LIMIT) if n not in taken]
         for number in numbers:
             with self._mutex:
                 if number in taken:
-                    continue
+                    continue  # another stage of this driver took it meanwhile
                 taken.add(number)
-            slot = (prefix, number)
+            token = f"{self._driver}:{job.stage.name}:{secrets.token_hex(4)}"
             try:
                 runner = self._runner_class.options(
                     name=f"{prefix}{number}",
@@ -269,35 +241,70 @@ class RayExecutor:
                     max_concurrency=RUNNER_THREADS,
                     **options,
                 ).remote(self._idle_timeout)
-                answer = self._await_claim(runner, runner.claim.remote(token), options, f"{prefix}{number}", stopping)
-            except Exception:  # a runner that just died, or a name another driver is creating: the next one
-                answer = False
-            if answer is None:
-                self._give_back(slot)
-                return None
-            if answer:
-                return runner, token, slot
-            self._give_back(slot)
+                with self._mutex:
+                    if stopping.is_set():
+                        return None
+                    ref = runner.run.remote(token, *request)
+                    self._in_flight[job.stage.name] = (runner, ref)
+                try:
+                    if not self._follow(runner, token, ref, job, options, f"{prefix}{number}", stopping):
+                        return None  # stopping: stop_all kills the runner; what it made is not recorded
+                    doc = ray.get(ref)
+                finally:
+                    with self._mutex:
+                        self._in_flight.pop(job.stage.name, None)
+            except ray.exceptions.RayActorError:
+                if stopping.is_set():
+                    return None
+                return {"died": True}
+            except ray.exceptions.RayError as exc:
+                return {"error": f"the Ray stage runner failed: {_first_line(exc)}"}
+            except Exception:  # noqa: BLE001 - a name another driver is creating, a runner that just died: the next
+                continue
+            finally:
+                self._give_back((prefix, number))
+            if doc.get("busy"):
+                continue
+            _show(job, doc.get("lines", ()))  # the last lines, which the runner kept for its answer
+            return doc
         raise CouldNotComplete(
             f"no free Ray stage runner for stage '{job.stage.name}' among {POOL_LIMIT}",
             hint=f"end idle ones (see docs/pipelines.md, Executors) or lower {IDLE_TIMEOUT_ENV}",
         )
 
-    def _await_claim(
-        self, runner: Any, ref: Any, options: dict[str, Any], name: str, stopping: threading.Event
-    ) -> bool | None:
+    def _follow(
+        self,
+        runner: Any,
+        token: str,
+        ref: Any,
+        job: StageJob,
+        options: dict[str, Any],
+        name: str,
+        stopping: threading.Event,
+    ) -> bool:
+        """Show the stage's output lines until its answer is ready (True), or until stopping (False).
+
+        A runner that has not answered anything after ``CLAIM_PATIENCE`` s may not have started: it may
+        be waiting for resources idle runners of other pools hold, which are then asked to end."""
         ray = self._ray
-        waited, next_ask = 0.0, CLAIM_PATIENCE
+        lines = runner.lines.remote(token, LINE_WAIT)
+        started, waited, next_ask = False, 0.0, CLAIM_PATIENCE
         while True:
-            ready, _ = ray.wait([ref], timeout=WAIT_STEP)
-            if ready:
-                return bool(ray.get(ref))
+            ready, _ = ray.wait([ref, lines], num_returns=1, timeout=WAIT_STEP)
+            if lines in ready:
+                started = True
+                with contextlib.suppress(ray.exceptions.RayError):
+                    _show(job, ray.get(lines))
+                lines = runner.lines.remote(token, LINE_WAIT)
+            if ref in ready or ray.wait([ref], timeout=0)[0]:
+                # the lines asked for before the answer came; the answer carries the rest
+                with contextlib.suppress(ray.exceptions.RayError):
+                    _show(job, ray.get(lines, timeout=CANCEL_WAIT))
+                return True
             if stopping.is_set():
-                return None
+                return False
             waited += WAIT_STEP
-            if waited >= next_ask:
-                # a runner that does not start may be waiting for resources idle runners of other pools
-                # hold (this pool's own are busy, or this driver would have claimed them)
+            if not started and waited >= next_ask:
                 next_ask = waited + RETIRE_IDLE
                 if not _fits(ray.available_resources(), options):
                     retire_idle_runners(ray, skip_prefix=name.rsplit("-", 1)[0] + "-", min_idle=RETIRE_IDLE)
@@ -356,8 +363,10 @@ class RayExecutor:
 
     def close(self) -> None:
         if self._owns_ray:
+            began = time.perf_counter()
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
+            self.engine_seconds["disconnect"] = time.perf_counter() - began
         _quiet_driver(self._ray, quiet=False)
 
 
@@ -395,8 +404,8 @@ def _fits(available: dict[str, float], options: dict[str, Any]) -> bool:
 
 def retire_idle_runners(ray: Any, *, skip_prefix: str = "", min_idle: float = 0.0) -> int:
     """Ask every stage runner of the cluster (any repository, any shape; not those named
-    ``skip_prefix``...) idle for ``min_idle`` seconds to end; a runner with a stage, claimed for one,
-    or idle for less, says no. Returns how many were asked."""
+    ``skip_prefix``...) idle for ``min_idle`` seconds to end; a runner with a stage, or idle for less,
+    says no. Returns how many were asked."""
     asked = 0
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name = entry.get("name", "") if isinstance(entry, dict) else str(entry)
@@ -453,35 +462,19 @@ def _bring_objects(repo: Repo, remote: str | None, outs: tuple[LockedPath, ...])
 class StageRunner:
     """A long-lived Ray actor that runs stages of one resource shape, one at a time (module docstring).
 
-    Its methods run in a few threads: ``claim``, ``release`` and ``retire`` answer at once while
-    ``run`` holds a stage."""
+    Its methods run in a few threads: ``run`` (busy), ``lines`` and ``retire`` answer while ``run``
+    holds a stage."""
 
     def __init__(self, idle_timeout: float) -> None:
         self._lock = threading.Lock()
-        self._claimed: str | None = None
-        self._claimed_at = 0.0
-        self._running = False
+        self._token: str | None = None  # the token of the stage running now
+        self._ended: collections.deque[str] = collections.deque(maxlen=64)  # tokens answered (ran or busy)
         self._retiring = False
         self._last_used = time.monotonic()
         self._idle_timeout = idle_timeout
         self._lines: list[str] = []  # output lines of the running stage not yet taken by its driver
         self._lines_arrived = threading.Condition(self._lock)
         threading.Thread(target=self._end_when_idle, name="idle", daemon=True).start()
-
-    def claim(self, token: str) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if self._claimed and not self._running and now - self._claimed_at > CLAIM_LEASE:
-                self._claimed = None  # its driver never came back
-            if self._retiring or self._claimed:
-                return False
-            self._claimed, self._claimed_at = token, now
-            return True
-
-    def release(self, token: str) -> None:
-        with self._lock:
-            if self._claimed == token and not self._running:
-                self._claimed, self._last_used = None, time.monotonic()
 
     def run(
         self,
@@ -493,26 +486,36 @@ class StageRunner:
         upstream: list[dict[str, Any]],
         force: bool = False,
     ) -> dict:
+        """Run the stage, or answer {"busy": True} at once when this runner has one (or is ending)."""
         with self._lock:
-            if self._claimed != token or self._running:
-                return {"error": "the Ray stage runner was not claimed for this stage"}
-            self._running, self._lines = True, []
+            if self._retiring or self._token is not None:
+                self._ended.append(token)
+                self._lines_arrived.notify_all()
+                return {"busy": True}
+            self._token, self._lines = token, []
+            self._lines_arrived.notify_all()
         doc: dict[str, Any] = {}
         try:
-            doc = _stage_task(root, name, rev, remote, upstream, self, force)
+            doc = _stage_task(root, name, rev, remote, upstream, self, force, remove_later=_in_background)
             return doc
         finally:
             with self._lock:
                 doc["lines"], self._lines = self._lines, []  # the last ones go with the answer
-                self._running, self._claimed, self._last_used = False, None, time.monotonic()
+                self._token, self._last_used = None, time.monotonic()
+                self._ended.append(token)
                 self._lines_arrived.notify_all()
 
     def lines(self, token: str, wait: float) -> list[str]:
-        """The output lines of the stage ``token`` runs, waiting up to ``wait`` s for one; [] once it ended."""
+        """The output lines of the stage ``token`` runs, waiting up to ``wait`` s for one; [] once it ended
+        (its last lines went with the answer of ``run``). A call may come before its ``run`` starts."""
+        deadline = time.monotonic() + wait
         with self._lock:
-            if self._claimed == token and not self._lines:
-                self._lines_arrived.wait(wait)
-            if self._claimed != token:  # ended: its last lines went with the answer of run
+            while token not in self._ended and not (self._token == token and self._lines):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lines_arrived.wait(remaining)
+            if self._token != token:
                 return []
             taken, self._lines = self._lines, []
             return taken
@@ -531,9 +534,9 @@ class StageRunner:
         return os.getpid()
 
     def retire(self, min_idle: float = 0.0) -> bool:
-        """End this runner unless it holds a stage or a claim, or has been idle for less than ``min_idle`` s."""
+        """End this runner unless it runs a stage, or has been idle for less than ``min_idle`` s."""
         with self._lock:
-            if self._claimed or self._running or time.monotonic() - self._last_used < min_idle:
+            if self._token is not None or time.monotonic() - self._last_used < min_idle:
                 return False
             self._retiring = True
         import ray
@@ -547,7 +550,7 @@ class StageRunner:
         while True:
             time.sleep(min(self._idle_timeout / 4, 5.0))
             with self._lock:
-                idle = not self._claimed and not self._running
+                idle = self._token is None
                 if idle and time.monotonic() - self._last_used >= self._idle_timeout:
                     break
         # through its own method, so Ray ends the actor the intended way
@@ -561,8 +564,26 @@ def _show(job: StageJob, lines: Any) -> None:
             job.output(str(line))
 
 
+def _in_background(remove: Callable[[], None]) -> None:
+    """A stage's private worktree goes after its answer (two git calls off the stage's path); a runner
+    killed meanwhile leaves it to the next stage exec in the clone, as a killed stage exec does."""
+
+    def quietly() -> None:
+        with contextlib.suppress(MlopsError, OSError):
+            remove()
+
+    threading.Thread(target=quietly, name="remove-worktree", daemon=True).start()
+
+
 def _stage_task(
-    root: str, name: str, rev: str, remote: str | None, upstream: list[dict[str, Any]], events: Any, force: bool = False
+    root: str,
+    name: str,
+    rev: str,
+    remote: str | None,
+    upstream: list[dict[str, Any]],
+    events: Any,
+    force: bool = False,
+    remove_later: Callable[[Callable[[], None]], None] | None = None,
 ) -> dict:
     """One stage in a stage runner: exec_stage in-process; returns {"manifest": ...} or {"error", "returncode"}."""
     from ...repo.repo import find_repo
@@ -582,6 +603,7 @@ def _stage_task(
             events=events,
             stop_signals=(),
             force=force,
+            remove_later=remove_later,
         )
         return {"manifest": manifest.to_dict()}
     except MlopsError as exc:
