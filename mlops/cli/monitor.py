@@ -123,15 +123,6 @@ def check(
         version=version,
         html=None if html is None else str(html),
     )
-    if html is not None:
-        from ..drift.html import render
-        from ..fsio import write_output
-
-        judged = next((w for w in report.windows if w.label() == report.judged), None)
-        if judged is None or judged.data_drift is None:
-            out.warn("no window with traffic: no HTML written")
-        else:
-            write_output(html, render(judged.data_drift, title=f"{model}: window {judged.label()}"))
     alerted = None
     if notify is not None or on_breach is not None:
         from ..monitor.alerts import act

@@ -45,6 +45,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def write_report(path: str, report: DriftReport, *, title: str) -> None:
+    """The report as one HTML file at ``path``, written atomically (fsio.write_output): a check
+    writes it before recording the verdict that links it, so no record points at a missing file."""
+    from ..fsio import write_output
+
+    write_output(path, render(report, title=title))
+
+
 def render(report: DriftReport, *, title: str = "Data drift report") -> str:
     v = report.verdict
     parts: list[str] = [

@@ -93,6 +93,7 @@ class MonitorReport:
     built: dict[str, Any]
     recorded: bool = False
     warnings: tuple[str, ...] = ()
+    html_written: bool = False
     seconds: float = 0.0
 
     @property
@@ -216,9 +217,22 @@ def check(
         built.to_dict(),
         warnings=tuple(f"{n}: unreadable request log, skipped" for n in built.unreadable),
     )
+    if html is not None:
+        report = _write_html(report, html)
     if record:
-        report = replace(report, recorded=_record(repo, report, html))
+        report = replace(report, recorded=_record(repo, report, html if report.html_written else None))
     return replace(report, seconds=time.perf_counter() - started)
+
+
+def _write_html(report: MonitorReport, html: str) -> MonitorReport:
+    """The judged window's drift report as HTML, written (atomically) before the verdict that links it."""
+    judged = next((w for w in report.windows if w.label() == report.judged), None)
+    if judged is None or judged.data_drift is None:
+        return replace(report, warnings=(*report.warnings, "no window with traffic: no HTML written"))
+    from ..drift.html import write_report
+
+    write_report(html, judged.data_drift, title=f"{report.model}: window {judged.label()}")
+    return replace(report, html_written=True)
 
 
 def _judge(
