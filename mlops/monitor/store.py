@@ -35,7 +35,7 @@ from ..fsio import FileLock, atomic_write
 from ..registry.refs import check_name as check_model_name
 from ..repo.repo import Repo
 from .profile import NUMERIC, Basis, ColumnBasis, Profile, Profiler, _check_format, iter_batches, survey
-from .service import Slots, merge_slots, slots_from_dict, slots_of, slots_to_dict
+from .service import Slots, hourly_slots, merge_slots, slots_from_dict, slots_to_dict
 
 STORE_FORMAT = 1
 HOUR_US = 3_600_000_000
@@ -392,18 +392,23 @@ def _add_confidence(sums: dict[int, dict[str, list[float]]], batch: Any, hours: 
 
     names = batch.schema.names
     confidence = np.asarray(batch.column(names.index(CONFIDENCE)).to_numpy(zero_copy_only=False), dtype=np.float64)
-    answers = pc.cast(batch.column(names.index(PREDICTION)), pa.string()).to_numpy(zero_copy_only=False)
-    known = np.isfinite(confidence) & np.asarray([a is not None for a in answers], dtype=bool)
-    hours = np.asarray(hours)
-    for hour in np.unique(hours[known]):
-        mask = known & (hours == hour)
-        found, inverse = np.unique(answers[mask].astype(str), return_inverse=True)
-        rows = np.bincount(inverse, minlength=len(found))
-        total = np.bincount(inverse, weights=confidence[mask], minlength=len(found))
-        into = sums.setdefault(int(hour), {})
-        for answer, n, s in zip(found, rows, total, strict=True):
-            before = into.get(str(answer), [0, 0.0])
-            into[str(answer)] = [before[0] + int(n), before[1] + float(s)]
+    encoded = pc.cast(batch.column(names.index(PREDICTION)), pa.string()).dictionary_encode()
+    answers = [str(a) for a in encoded.dictionary.to_pylist()]
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    known = np.isfinite(confidence) & (codes >= 0)
+    if not known.any() or not answers:
+        return
+    hours = np.asarray(hours, dtype=np.int64)[known]
+    first = int(hours.min())
+    keys = (hours - first) * len(answers) + codes[known]  # one integer per (hour, answer)
+    size = int(keys.max()) + 1
+    rows = np.bincount(keys, minlength=size)
+    total = np.bincount(keys, weights=confidence[known], minlength=size)
+    for key in np.flatnonzero(rows).tolist():
+        hour, code = divmod(key, len(answers))
+        into = sums.setdefault(hour + first, {})
+        before = into.get(answers[code], [0, 0.0])
+        into[answers[code]] = [before[0] + int(rows[key]), before[1] + float(total[key])]
 
 
 REQUEST_COLUMNS = ("variant", "version", "status", "request_row")
@@ -443,15 +448,22 @@ def _add_requests(service: dict[int, Slots], batch: Any, hours: Any) -> bool:
         return pc.fill_null(values, pa.scalar(fill, type_)).to_numpy(zero_copy_only=False)
 
     first = column("request_row", 0, pa.int64()) == 0  # no request_row column: every row is a request
-    variants = column("variant", "", pa.string())[first]
-    versions = column("version", -1, pa.int64())[first]
-    statuses = column("status", 200, pa.int64())[first]
-    latencies = column("latency_ms", float("nan"), pa.float64())[first]
-    request_hours = np.asarray(hours)[first]
-    for hour in np.unique(request_hours):
-        mask = request_hours == hour
-        found = slots_of(variants[mask], versions[mask], statuses[mask], latencies[mask])
-        service[int(hour)] = merge_slots(service.get(int(hour), {}), found)
+    if "variant" in names:
+        encoded = pc.fill_null(pc.cast(batch.column(names.index("variant")), pa.string()), "").dictionary_encode()
+        variant_names = [str(v) for v in encoded.dictionary.to_pylist()]
+        codes = encoded.indices.to_numpy(zero_copy_only=False)[first]
+    else:
+        variant_names, codes = [""], np.zeros(int(first.sum()), dtype=np.int64)
+    found = hourly_slots(
+        np.asarray(hours)[first],
+        variant_names,
+        codes,
+        column("version", -1, pa.int64())[first],
+        column("status", 200, pa.int64())[first],
+        column("latency_ms", float("nan"), pa.float64())[first],
+    )
+    for hour, slots in found.items():
+        service[hour] = merge_slots(service.get(hour, {}), slots)
     return "status" in names
 
 
