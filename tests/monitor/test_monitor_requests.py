@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from monitorkit import register_in_production, write_day
-from servekit import guarded, mlops
+from servekit import broken, guarded, mlops
 
 from mlops import registry
 from mlops.repo.repo import Repo
@@ -108,3 +108,28 @@ def test_old_logs_and_old_profiles_still_build_and_check(monitored: Path) -> Non
     text = mlops(monitored, "monitor", "check", "churn", "--window", "1d", "--since", "3d", "--json")
     day = [w for w in json.loads(text.stdout)["windows"] if w["rows"]][-1]
     assert day["rows"] == 24 and day["requests"] is None and "without request counts" in text.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_shadow_is_its_own_slot_and_not_the_callers_errors(serve_monitored, monitored: Path) -> None:
+    register_in_production(monitored, broken(), 2, promote=False)  # raises on every real plan
+    mlops(monitored, "deploy", "churn", "--shadow", "2")
+    server = serve_monitored()
+    with server.client() as c:
+        for i in range(10):
+            assert c.post("/predict", json={"records": [{**GOOD, "tenure": i}]}).status_code == 200
+    assert server.stop() == 0
+    args = ["monitor", "check", "churn", "--window", "1h", "--since", "1d", "--max-p99-ms", "1e9", "--json"]
+    doc = json.loads(mlops(monitored, *args, "--fail-on", "errors").stdout)  # exit 0: the callers got answers
+    busy = [w for w in doc["windows"] if w["slots"]]
+    slots: dict[str, dict[str, int]] = {}
+    for w in busy:
+        for name, s in w["slots"].items():
+            for key in ("requests", "ok", "failed"):
+                slots.setdefault(name, {}).setdefault(key, 0)
+                slots[name][key] += s[key]
+    assert slots == {
+        "production:1": {"requests": 10, "ok": 10, "failed": 0},
+        "shadow:2": {"requests": 10, "ok": 0, "failed": 10},
+    }
+    assert sum(w["requests"]["requests"] for w in busy) == 10 and all(w["requests"]["failed"] == 0 for w in busy)
