@@ -225,11 +225,6 @@ def drift(
         html=None if html is None else str(html),
     )
     report, recorded, record_failed = done.report, done.recorded, done.record_error
-    if html is not None:
-        from ..drift.html import render
-        from ..fsio import write_output
-
-        write_output(html, render(report, title=f"Data drift: {current} against {reference}"))
     if out.json:
         doc = report.to_dict()
         if recorded is not None:

@@ -48,6 +48,11 @@ def build(
     result = run_build(find_repo(), model, version=version)
     for name in result.unreadable:
         out.warn(f"{name}: unreadable request log (a killed server's?), skipped")
+    if result.without_status:
+        out.warn(
+            f"{len(result.without_status)} request-log file(s) of an older server have no status column: "
+            "their requests are counted as answered (200)"
+        )
     if out.json:
         out.emit_json(result.to_dict())
         return
@@ -63,7 +68,9 @@ def check(
     window: str = typer.Option("1d", "--window", help="Window length, whole hours (1h, 6h, 1d)."),
     since: str = typer.Option("30d", "--since", help="How far back the windows go."),
     fail_on: str | None = typer.Option(
-        None, "--fail-on", help="Exit 1 when any of these breached, comma-separated: drift, quality, volume."
+        None,
+        "--fail-on",
+        help="Exit 1 when any of these breached, comma-separated: drift, quality, volume, errors, latency.",
     ),
     min_accuracy: float | None = typer.Option(
         None, "--min-accuracy", help="Quality breach below this accuracy (realized, else estimated)."
@@ -71,6 +78,15 @@ def check(
     min_volume: float = typer.Option(
         0.5, "--min-volume", help="Volume breach below this share of the median rows per complete window."
     ),
+    max_error_rate: float = typer.Option(
+        0.05, "--max-error-rate", help="Errors breach above this share of requests failed (5xx)."
+    ),
+    max_refused_rate: float | None = typer.Option(
+        None,
+        "--max-refused-rate",
+        help="Errors breach above this share of requests refused (4xx); not judged by default.",
+    ),
+    max_p99_ms: float = typer.Option(500.0, "--max-p99-ms", help="Latency breach above this p99 (milliseconds)."),
     drift_share: float | None = typer.Option(
         None, "--drift-share", help="Data drift when this share of columns drift."
     ),
@@ -86,7 +102,8 @@ def check(
     cooldown: str = typer.Option("6h", "--cooldown", help="A breach that persists alerts again only after this long."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Per window: volume, data drift against the training data, prediction drift, quality; record the verdict."""
+    """Per window: volume, data drift against the training data, prediction drift, quality, errors and latency;
+    record the verdict."""
     from dataclasses import replace
 
     from ..drift.config import check_fraction, preset_settings
@@ -103,6 +120,11 @@ def check(
         from ..fsio import check_output
 
         check_output(html)
+    check_fraction(max_error_rate, "--max-error-rate")
+    if max_refused_rate is not None:
+        check_fraction(max_refused_rate, "--max-refused-rate")
+    if not max_p99_ms > 0:
+        raise UsageError(f"--max-p99-ms must be above 0, not {max_p99_ms:g}")
     settings = preset_settings("default")
     if drift_share is not None:
         settings = replace(settings, drift_share=check_fraction(drift_share, "--drift-share"))
@@ -120,18 +142,12 @@ def check(
         settings=settings,
         min_accuracy=min_accuracy,
         min_volume_share=min_volume,
+        max_error_rate=max_error_rate,
+        max_refused_rate=max_refused_rate,
+        max_p99_ms=max_p99_ms,
         version=version,
         html=None if html is None else str(html),
     )
-    if html is not None:
-        from ..drift.html import render
-        from ..fsio import write_output
-
-        judged = next((w for w in report.windows if w.label() == report.judged), None)
-        if judged is None or judged.data_drift is None:
-            out.warn("no window with traffic: no HTML written")
-        else:
-            write_output(html, render(judged.data_drift, title=f"{model}: window {judged.label()}"))
     alerted = None
     if notify is not None or on_breach is not None:
         from ..monitor.alerts import act
@@ -170,9 +186,11 @@ def check(
 
 
 def _show(out: Output, report: Any) -> None:
+    from ..monitor.check import BINARY_ASSUMPTION
+
     rows = []
     styles = []
-    shown = [w for w in report.windows if w.rows or w is report.windows[-1]]
+    shown = [w for w in report.windows if w.rows or w.requests or w is report.windows[-1]]
     empty = len(report.windows) - len(shown)
     for w in shown:
         d = w.to_dict()
@@ -185,19 +203,37 @@ def _show(out: Output, report: Any) -> None:
                 "-" if drift is None else (", ".join(drift["drifted_columns"]) or "none"),
                 "-" if pred is None else f"{'yes' if pred['drifted'] else 'no'} ({_fmt(pred['score'], 3)})",
                 _fmt(w.estimated_accuracy),
+                _fmt((w.estimated_binary or {}).get("f1")),
                 _fmt(w.realized_accuracy),
                 "-" if not w.rows else f"{w.labelled / w.rows:.0%}",
+                *_service_cells(w),
             ]
         )
         styles.append("bold red" if drift and drift["drifted"] else (None if w.rows else "dim"))
     out.table(
-        ["window", "rows", "drifted columns", "prediction drift", "est. accuracy", "accuracy", "labelled"],
+        [
+            "window",
+            "rows",
+            "drifted columns",
+            "prediction drift",
+            "est. accuracy",
+            "est. F1",
+            "accuracy",
+            "labelled",
+            "requests",
+            "4xx",
+            "5xx",
+            "p50 ms",
+            "p99 ms",
+        ],
         rows,
         styles=styles,
         header=True,
     )
     if empty:
         out.info(f"{empty} window(s) without traffic not shown (--json lists every window)")
+    if any(w.estimated_binary for w in shown):
+        out.info("est. accuracy and F1: " + BINARY_ASSUMPTION)
     if report.breached:
         for kind in report.breached:
             for reason in report.breaches[kind]:
@@ -206,6 +242,20 @@ def _show(out: Output, report: Any) -> None:
         out.line(f"{report.model} v{report.version}: no breach in {report.judged or 'any window'}", style="green")
     if report.recorded:
         out.info(f"recorded the verdict for {report.model} version {report.version}")
+
+
+def _service_cells(w: Any) -> list[str]:
+    """Requests, refused, failed and latency quantiles of the callers (no shadow), or dashes."""
+    if w.slots is None:
+        return ["-"] * 5
+    d = w.callers.summary()
+    return [
+        str(d["requests"]),
+        f"{d['refused']}" + (f" ({d['refused_rate']:.1%})" if d["requests"] else ""),
+        f"{d['failed']}" + (f" ({d['error_rate']:.1%})" if d["requests"] else ""),
+        _fmt(d["latency_ms"]["p50"], 3),
+        _fmt(d["latency_ms"]["p99"], 3),
+    ]
 
 
 @command(monitor_app, "history")
@@ -223,7 +273,7 @@ def history(
         out.emit_json({"model": model, "checks": records})
         return
     out.table(
-        ["checked at", "window", "version", "rows", "breached", "drifted columns", "accuracy"],
+        ["checked at", "window", "version", "rows", "breached", "drifted columns", "accuracy", "5xx rate", "p99 ms"],
         [_history_row(r) for r in records],
         styles=[
             "bold red" if r.get("breached") else (None if r.get("event") != "alert" else "yellow") for r in records
@@ -244,7 +294,8 @@ def _history_row(r: dict[str, Any]) -> list[str]:
         command = r.get("on_breach")
         if command:
             done.append(f"ran {command.get('command')} (exit {command.get('exit_code')})")
-        return [r.get("at", "-"), r.get("window") or "-", str(r.get("version", "-")), "-", "; ".join(done), "-", "-"]
+        return [r.get("at", "-"), r.get("window") or "-", str(r.get("version", "-")), "-", "; ".join(done)] + ["-"] * 4
+    requests = r.get("requests") if isinstance(r.get("requests"), dict) else None
     accuracy = r.get("realized_accuracy") if r.get("realized_accuracy") is not None else r.get("estimated_accuracy")
     return [
         r.get("at", "-"),
@@ -254,6 +305,8 @@ def _history_row(r: dict[str, Any]) -> list[str]:
         ", ".join(r.get("breached") or []) or "none",
         ", ".join(r.get("drifted_columns") or []) or "-",
         _fmt(accuracy),
+        "-" if not requests or requests.get("error_rate") is None else f"{requests['error_rate']:.1%}",
+        _fmt((requests or {}).get("latency_ms", {}).get("p99"), 3),
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from .report import ColumnResult, DriftReport
@@ -45,7 +46,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render(report: DriftReport, *, title: str = "Data drift report") -> str:
+Section = tuple[str, Sequence[str], Sequence[Sequence[Any]]]  # heading, column names, rows
+
+
+def write_report(path: str, report: DriftReport, *, title: str, sections: Sequence[Section] = ()) -> None:
+    """The report as one HTML file at ``path``, written atomically (fsio.write_output): a check
+    writes it before recording the verdict that links it, so no record points at a missing file."""
+    from ..fsio import write_output
+
+    write_output(path, render(report, title=title, sections=sections))
+
+
+def render(report: DriftReport, *, title: str = "Data drift report", sections: Sequence[Section] = ()) -> str:
+    """One self-contained page; ``sections``: tables a caller adds before the columns (a monitor
+    check's requests, errors and latency)."""
     v = report.verdict
     parts: list[str] = [
         "<!DOCTYPE html>",
@@ -80,6 +94,15 @@ def render(report: DriftReport, *, title: str = "Data drift report") -> str:
         )
         + "</p>"
     )
+    for heading, names, rows in sections:
+        parts.append(
+            f"<h2>{_e(heading)}</h2><table><thead><tr>"
+            + "".join(f"<th>{_e(n)}</th>" for n in names)
+            + "</tr></thead><tbody>"
+        )
+        for row in rows:
+            parts.append("<tr>" + "".join(f'<td class="num">{_e(_fmt(x))}</td>' for x in row) + "</tr>")
+        parts.append("</tbody></table>")
     parts.append(
         "<h2>Columns</h2><table><thead><tr><th>column</th><th>type</th><th>method</th><th>statistic</th>"
         "<th>threshold</th><th>effect</th><th>drifted</th><th>reason</th></tr></thead><tbody>"

@@ -12,9 +12,16 @@ What is judged (``breaches``), on the latest window with traffic:
   columns: drift share, key columns; distances from profiles, docs/monitoring.md), or its
   prediction drift (the model's answers against its answers on the training data);
 - ``quality``: realized accuracy on the labelled rows (labels.py) below ``min_accuracy``, or,
-  without labels, the estimated accuracy (mean confidence) below it;
+  without labels, the estimated accuracy (mean confidence) below it (a binary classifier's
+  estimated precision, recall and F1 are reported beside it: ``estimated_binary``);
 - ``volume``: the latest complete window has fewer than ``min_volume_share`` of the median
-  rows of the complete windows before it (a server that stopped answering, a broken client).
+  rows of the complete windows before it (a server that stopped answering, a broken client);
+- ``errors``: the share of the callers' requests that failed (5xx) above ``max_error_rate``, or,
+  when ``max_refused_rate`` is given, the share refused (4xx) above it;
+- ``latency``: the callers' p99 latency above ``max_p99_ms`` (service.py: fixed log-spaced bins).
+
+Requests, statuses and latencies come from the request, shadow and failure logs (per slot:
+variant and version); the callers' figures leave the shadow out (no caller waits for it).
 
 The verdict goes to the registry as a drift check of the version (source "monitor"), so the
 gate ``no_failed_drift_check`` sees monitoring too: recorded when the verdict of a window
@@ -26,7 +33,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import UsageError
@@ -34,10 +41,13 @@ from ..fsio import FileLock, append_record, read_records
 from ..repo.repo import Repo
 from .compare import drift_report
 from .profile import Profile, empty_profile
+from .service import Slots, SlotStats, merge_slots, total
 from .store import CONFIDENCE, PREDICTION, build, hour_number, monitor_dir, read_log_profiles, reference
 
-KINDS = ("drift", "quality", "volume")
+KINDS = ("drift", "quality", "volume", "errors", "latency")
 HOUR = 3600
+DEFAULT_MAX_ERROR_RATE = 0.05  # as the exported Prometheus rule MlopsHighErrorRate (exporters/prometheus.py)
+DEFAULT_MAX_P99_MS = 500.0  # as MlopsHighLatencyP99
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,17 @@ class Window:
     realized_accuracy: float | None = None
     labelled: int = 0
     latency_ms: float | None = None
+    slots: Slots | None = None  # requests per slot (None: no request statistics for this window)
+    estimated_binary: dict[str, Any] | None = None  # a binary classifier's estimated precision, recall, F1
+
+    @property
+    def callers(self) -> SlotStats:
+        """The requests callers made (production, canary, and those refused before routing)."""
+        return total({k: v for k, v in (self.slots or {}).items() if not k.startswith("shadow:")})
+
+    @property
+    def requests(self) -> int:
+        return self.callers.requests
 
     def label(self) -> str:
         return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(self.start))
@@ -74,10 +95,13 @@ class Window:
             },
             "prediction_drift": self.prediction_drift,
             "estimated_accuracy": self.estimated_accuracy,
+            "estimated_binary": self.estimated_binary,
             "realized_accuracy": self.realized_accuracy,
             "labelled_rows": self.labelled,
             "label_coverage": (self.labelled / self.rows) if self.rows else None,
             "mean_latency_ms": self.latency_ms,
+            "requests": None if self.slots is None else self.callers.summary(),
+            "slots": None if self.slots is None else {k: v.summary() for k, v in self.slots.items()},
         }
 
 
@@ -93,6 +117,8 @@ class MonitorReport:
     built: dict[str, Any]
     recorded: bool = False
     warnings: tuple[str, ...] = ()
+    html_written: bool = False
+    thresholds: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -108,6 +134,7 @@ class MonitorReport:
             "breached": self.breached,
             "breaches": {k: v for k, v in self.breaches.items() if v},
             "reference_estimated_accuracy": self.reference_accuracy,
+            "thresholds": self.thresholds,
             "windows": [w.to_dict() for w in self.windows],
             "build": self.built,
             "recorded": self.recorded,
@@ -130,6 +157,9 @@ def check(
     settings: Any = None,
     min_accuracy: float | None = None,
     min_volume_share: float = 0.5,
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
+    max_refused_rate: float | None = None,
+    max_p99_ms: float = DEFAULT_MAX_P99_MS,
     version: int | None = None,
     now: float | None = None,
     record: bool = True,
@@ -149,6 +179,10 @@ def check(
     first = (now - since_seconds) // window_seconds * window_seconds
     windows: dict[float, Profile] = {}
     latency: dict[float, float] = {}
+    service: dict[float, Slots] = {}
+    confidence: dict[float, dict[str, list[float]]] = {}
+    uncounted: set[float] = set()  # windows with profiles made before requests were counted
+    without_status: set[str] = set()
     for log in read_log_profiles(repo, model, ref.basis.id):
         for hour, profile in log.hours.items():
             at = hour_number(hour) * HOUR
@@ -157,6 +191,23 @@ def check(
             start = at // window_seconds * window_seconds
             windows[start] = windows.get(start, empty_profile(ref.basis)).merge(profile)
             latency[start] = latency.get(start, 0.0) + log.latency_ms.get(hour, 0.0)
+            if log.service is None:
+                uncounted.add(start)
+        for hour, slots in (log.service or {}).items():
+            at = hour_number(hour) * HOUR
+            if at < first or at > now:
+                continue
+            start = at // window_seconds * window_seconds
+            service[start] = merge_slots(service.get(start, {}), slots)
+            if not log.status_logged:
+                without_status.add(log.file)
+        for hour, sums in (log.confidence_sums or {}).items():
+            at = hour_number(hour) * HOUR
+            if first <= at <= now:
+                into = confidence.setdefault(at // window_seconds * window_seconds, {})
+                for answer, (n, total_confidence) in sums.items():
+                    before = into.get(answer, [0, 0.0])
+                    into[answer] = [before[0] + n, before[1] + total_confidence]
     from .labels import realized
 
     quality = realized(repo, model, ref, window_seconds, first, now)
@@ -168,8 +219,9 @@ def check(
         profile = windows.get(start)
         end = start + window_seconds
         complete = end <= now
+        slots = None if start in uncounted else service.get(start)
         if profile is None or profile.rows == 0:
-            out.append(Window(start, end, 0, complete))
+            out.append(Window(start, end, 0, complete, slots=slots))
             start = end
             continue
         data = drift_report(
@@ -201,10 +253,30 @@ def check(
                 acc,
                 labelled,
                 latency.get(start, 0.0) / profile.rows,
+                slots,
+                estimated_binary(confidence.get(start), ref.classes),
             )
         )
         start = end
-    breaches, judged = _judge(out, min_accuracy, min_volume_share)
+    thresholds = {
+        "min_accuracy": min_accuracy,
+        "min_volume_share": min_volume_share,
+        "max_error_rate": max_error_rate,
+        "max_refused_rate": max_refused_rate,
+        "max_p99_ms": max_p99_ms,
+    }
+    breaches, judged = _judge(out, thresholds)
+    warnings = [f"{n}: unreadable request log, skipped" for n in built.unreadable]
+    if without_status:
+        warnings.append(
+            f"{len(without_status)} request-log file(s) of an older server have no status column: "
+            "their requests are counted as answered (200)"
+        )
+    if uncounted:
+        warnings.append(
+            f"{len(uncounted)} window(s) hold profiles made by an older mlops, without request counts: "
+            "no error rate or latency quantiles for them"
+        )
     report = MonitorReport(
         ref.model,
         ref.version,
@@ -214,19 +286,66 @@ def check(
         judged,
         _mean(ref.profile, CONFIDENCE) if ref.classes else None,
         built.to_dict(),
-        warnings=tuple(f"{n}: unreadable request log, skipped" for n in built.unreadable),
+        warnings=tuple(warnings),
+        thresholds=thresholds,
     )
+    if html is not None:
+        report = _write_html(report, html)
     if record:
-        report = replace(report, recorded=_record(repo, report, html))
+        report = replace(report, recorded=_record(repo, report, html if report.html_written else None))
     return replace(report, seconds=time.perf_counter() - started)
 
 
-def _judge(
-    windows: list[Window], min_accuracy: float | None, min_volume_share: float
-) -> tuple[dict[str, list[str]], str | None]:
+BINARY_ASSUMPTION = (
+    "estimated from the model's probabilities, assumed calibrated on the current data "
+    "(covariate shift, no concept drift)"
+)
+
+
+def estimated_binary(sums: dict[str, list[float]] | None, classes: tuple[str, ...]) -> dict[str, Any] | None:
+    """A binary classifier's estimated precision, recall and F1 for its positive class (the second
+    of its classes, scikit-learn's ``classes_[1]``), as NannyML's CBPE estimates them: with
+    calibrated probabilities, a row answered positive with probability p is a true positive with
+    probability p (else a false positive), one answered negative with confidence c is a false
+    negative with probability 1 - c; the expected counts give the metrics.
+    ``sums``: answer -> [rows, sum of the probability given to that answer]."""
+    if len(classes) != 2 or not sums:
+        return None
+    negative, positive = classes
+    n_pos, conf_pos = sums.get(positive, [0, 0.0])
+    n_neg, conf_neg = sums.get(negative, [0, 0.0])
+    if not n_pos + n_neg:
+        return None
+    tp, fp, fn = conf_pos, n_pos - conf_pos, n_neg - conf_neg
+    return {
+        "positive_class": positive,
+        "precision": tp / (tp + fp) if tp + fp > 0 else None,
+        "recall": tp / (tp + fn) if tp + fn > 0 else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else None,
+        "rows": int(n_pos + n_neg),
+        "assumption": BINARY_ASSUMPTION,
+    }
+
+
+def _write_html(report: MonitorReport, html: str) -> MonitorReport:
+    """The judged window's drift report as HTML, written (atomically) before the verdict that links it."""
+    judged = next((w for w in report.windows if w.label() == report.judged), None)
+    if judged is None or judged.data_drift is None:
+        return replace(report, warnings=(*report.warnings, "no window with traffic: no HTML written"))
+    from ..drift.html import write_report
+
+    title = f"{report.model}: window {judged.label()}"
+    write_report(html, judged.data_drift, title=title, sections=html_sections(judged))
+    return replace(report, html_written=True)
+
+
+def _judge(windows: list[Window], thresholds: dict[str, Any]) -> tuple[dict[str, list[str]], str | None]:
+    min_accuracy, min_volume_share = thresholds["min_accuracy"], thresholds["min_volume_share"]
     breaches: dict[str, list[str]] = {k: [] for k in KINDS}
-    with_rows = [w for w in windows if w.rows]
-    latest = with_rows[-1] if with_rows else None
+    busy = [w for w in windows if w.rows or w.requests]
+    latest = busy[-1] if busy else None
+    if latest is not None and latest.requests:
+        _judge_service(latest, thresholds, breaches)
     if latest is not None:
         d = latest.data_drift
         if d is not None and d.verdict.drifted:
@@ -258,6 +377,59 @@ def _judge(
                     f"{last.rows} rows in {last.label()}, under {min_volume_share:.0%} of the median {typical:g}"
                 )
     return breaches, latest.label() if latest is not None else None
+
+
+def _judge_service(latest: Window, thresholds: dict[str, Any], breaches: dict[str, list[str]]) -> None:
+    callers = latest.callers
+    n = callers.requests
+    if callers.failed / n > thresholds["max_error_rate"]:
+        breaches["errors"].append(
+            f"{callers.failed} of {n} requests failed (5xx) in {latest.label()}: "
+            f"{callers.failed / n:.2%} > {thresholds['max_error_rate']:.2%}"
+        )
+    refused_limit = thresholds["max_refused_rate"]
+    if refused_limit is not None and callers.refused / n > refused_limit:
+        breaches["errors"].append(
+            f"{callers.refused} of {n} requests refused (4xx) in {latest.label()}: "
+            f"{callers.refused / n:.2%} > {refused_limit:.2%}"
+        )
+    p99 = callers.latency.quantile(0.99)
+    if p99 is not None and p99 > thresholds["max_p99_ms"]:
+        breaches["latency"].append(
+            f"p99 latency {p99:.4g} ms > {thresholds['max_p99_ms']:g} ms in {latest.label()} ({n} requests)"
+        )
+
+
+def html_sections(judged: Window) -> list[Any]:
+    """The judged window's requests per slot and its estimated quality, for the HTML report."""
+    rows = []
+    for name, stats in [*(judged.slots or {}).items(), *([("callers", judged.callers)] if judged.slots else [])]:
+        d = stats.summary()
+        q = d["latency_ms"]
+        rows.append(
+            [name, d["requests"], d["refused"], d["failed"], d["error_rate"], q["p50"], q["p95"], q["p99"], q["max"]]
+        )
+    head = ["slot", "requests", "refused (4xx)", "failed (5xx)", "error rate", "p50 ms", "p95 ms", "p99 ms", "max ms"]
+    sections = [(f"Requests in {judged.label()}", head, rows)] if rows else []
+    estimated = judged.estimated_binary
+    if estimated is not None:
+        sections.append(
+            (
+                f"Estimated quality in {judged.label()} ({estimated['assumption']})",
+                ["positive class", "accuracy", "precision", "recall", "F1", "realized accuracy"],
+                [
+                    [
+                        estimated["positive_class"],
+                        judged.estimated_accuracy,
+                        estimated["precision"],
+                        estimated["recall"],
+                        estimated["f1"],
+                        judged.realized_accuracy,
+                    ]
+                ],
+            )
+        )
+    return sections
 
 
 def history_path(repo: Repo, model: str) -> Any:
@@ -295,8 +467,10 @@ def _record(repo: Repo, report: MonitorReport, html: str | None = None) -> bool:
             "drifted_columns": drifted_columns,
             "prediction_drift": judged.prediction_drift,
             "estimated_accuracy": judged.estimated_accuracy,
+            "estimated_f1": (judged.estimated_binary or {}).get("f1"),
             "realized_accuracy": judged.realized_accuracy,
             "label_coverage": judged.labelled / judged.rows if judged.rows else None,
+            "requests": None if judged.slots is None else judged.callers.summary(),
             "reasons": [r for k in KINDS for r in report.breaches.get(k, [])],
         }
         if where is not None:

@@ -4,7 +4,10 @@
 .mlops/monitor/<model>/
   reference-v<version>.json          basis and profile of version <version>'s training data,
                                      with the model's own predictions on it (and its confidence)
-  logs/<basis id>/<log file>.json    per request-log file: a profile per hour of its rows
+  logs/<basis id>/<log file>.json    per request-log file: a profile per hour of its rows, and its
+                                     requests per slot, status and latency bin (service.py)
+  logs/<basis id>/shadow.<log>.json  per shadow-log and failure-log file: their requests only
+  logs/<basis id>/failures.<log>.json
   lock                               one build at a time
   checks.jsonl                       the verdicts of `mlops monitor check` (history.py)
 ```
@@ -32,6 +35,7 @@ from ..fsio import FileLock, atomic_write
 from ..registry.refs import check_name as check_model_name
 from ..repo.repo import Repo
 from .profile import NUMERIC, Basis, ColumnBasis, Profile, Profiler, _check_format, iter_batches, survey
+from .service import Slots, hourly_slots, merge_slots, slots_from_dict, slots_to_dict
 
 STORE_FORMAT = 1
 HOUR_US = 3_600_000_000
@@ -182,25 +186,76 @@ class LogProfile:
     basis: str
     hours: dict[str, Profile] = field(default_factory=dict)  # "2026-12-06T10" -> profile
     latency_ms: dict[str, float] = field(default_factory=dict)  # hour -> sum of latencies (rows)
+    # hour -> requests per slot (service.py); None: a profile made before requests were counted
+    service: dict[str, Slots] | None = None
+    status_logged: bool = True  # False: a log of an older server, without statuses (all counted as 200)
+    # hour -> answer -> [rows, sum of the probability given to that answer]: a classifier's expected
+    # confusion counts (check.estimated_binary); None: a profile made before they were kept
+    confidence_sums: dict[str, dict[str, list[float]]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": STORE_FORMAT,
             "file": self.file,
             "basis": self.basis,
             "hours": {h: p.to_dict() for h, p in sorted(self.hours.items())},
             "latency_ms": dict(sorted(self.latency_ms.items())),
+            "status_logged": self.status_logged,
         }
+        if self.service is not None:
+            out["service"] = {h: slots_to_dict(s) for h, s in sorted(self.service.items())}
+        if self.confidence_sums is not None:
+            out["confidence_sums"] = dict(sorted(self.confidence_sums.items()))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> LogProfile:
         _check_format(data, where)
+        service = data.get("service")
+        if service is not None and (not isinstance(service, dict) or len(service) > MAX_HOURS):
+            raise DataError(f"{where}: request statistics are not an object of at most {MAX_HOURS} hours")
         return cls(
             str(data["file"]),
             str(data["basis"]),
             {str(h): Profile.from_dict(p, where) for h, p in data.get("hours", {}).items()},
             {str(h): float(v) for h, v in data.get("latency_ms", {}).items()},
+            None if service is None else {_hour(h, where): slots_from_dict(v, where) for h, v in service.items()},
+            bool(data.get("status_logged", True)),
+            _confidence_sums(data.get("confidence_sums"), where),
         )
+
+
+MAX_CLASSES = 1000  # answers per hour in confidence sums: a parser bound
+
+
+def _confidence_sums(data: Any, where: str) -> dict[str, dict[str, list[float]]] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or len(data) > MAX_HOURS:
+        raise DataError(f"{where}: confidence sums are not an object of at most {MAX_HOURS} hours")
+    out: dict[str, dict[str, list[float]]] = {}
+    for hour, answers in data.items():
+        if not isinstance(answers, dict) or len(answers) > MAX_CLASSES:
+            raise DataError(f"{where}: confidence sums of {str(hour)[:20]!r} are not an object of classes")
+        sums: dict[str, list[float]] = {}
+        for answer, pair in answers.items():
+            ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, int | float) for x in pair)
+            if not ok or not (0 <= pair[1] <= pair[0] * (1 + 1e-9)) or len(str(answer)) > 200:
+                raise DataError(f"{where}: confidence sums of {str(hour)[:20]!r} are not [rows, sum] per answer")
+            sums[str(answer)] = [int(pair[0]), float(pair[1])]
+        out[_hour(hour, where)] = sums
+    return out
+
+
+MAX_HOURS = 24 * 400  # hours one log file's requests span: a parser bound (files rotate every minute)
+
+
+def _hour(name: Any, where: str) -> str:
+    try:
+        hour_number(str(name))
+    except ValueError:
+        raise DataError(f"{where}: {str(name)[:20]!r} is not an hour (YYYY-MM-DDTHH)") from None
+    return str(name)
 
 
 @dataclass(frozen=True)
@@ -213,6 +268,7 @@ class BuildResult:
     already: int
     unreadable: tuple[str, ...]
     seconds: float
+    without_status: tuple[str, ...] = ()  # logs of an older server: every request counted as answered (200)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +279,7 @@ class BuildResult:
             "built": self.built,
             "already_built": self.already,
             "unreadable": list(self.unreadable),
+            "without_status": list(self.without_status),
             "seconds": round(self.seconds, 3),
         }
 
@@ -232,38 +289,54 @@ def logs_dir(repo: Repo, model: str, basis_id: str) -> Path:
 
 
 def build(repo: Repo, model: str, *, version: int | None = None) -> BuildResult:
-    """Profile every finished request-log file of ``model`` that has no profile yet."""
-    from ..serve.requestlog import log_files
+    """Profile every finished request-log file of ``model`` that has no profile yet (and every
+    shadow-log and failure-log file: their requests, statuses and latencies)."""
+    from ..serve.requestlog import failure_log_files, log_files, shadow_log_files
 
     started = time.perf_counter()
     ref = reference(repo, model, version)
     folder = logs_dir(repo, model, ref.basis.id)
     files = log_files(repo, model)
+    others = [("shadow.", f) for f in shadow_log_files(repo, model)] + [
+        ("failures.", f) for f in failure_log_files(repo, model)
+    ]
     built = already = 0
     unreadable: list[str] = []
+    without_status: list[str] = []
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(monitor_dir(repo, model) / "lock", what=f"the monitor profiles of {model}"):
-        for log in files:
-            target = folder / (log.name.removesuffix(".parquet") + ".json")
+        for prefix, log in [("", f) for f in files] + others:
+            target = folder / (prefix + log.name.removesuffix(".parquet") + ".json")
             if target.exists():
                 already += 1
                 continue
             try:
-                profiled = profile_log(log, ref)
+                profiled = profile_log(log, ref) if not prefix else profile_requests(log, ref)
             except DataError:
-                unreadable.append(log.name)  # a torn file of a killed server: skipped, said in the result
+                unreadable.append(prefix + log.name)  # a torn file of a killed server: skipped, said in the result
                 continue
             except FileNotFoundError:  # removed by the server's retention meanwhile
                 continue
-            answers = folder / (log.name.removesuffix(".parquet") + ".answers.parquet")
-            try:
-                write_answers(log, answers)
-            except DataError:
-                pass  # an old log without request ids: profiled, but labels cannot join it
+            if not prefix:
+                answers = folder / (log.name.removesuffix(".parquet") + ".answers.parquet")
+                try:
+                    write_answers(log, answers)
+                except DataError:
+                    pass  # an old log without request ids: profiled, but labels cannot join it
+            if not profiled.status_logged:
+                without_status.append(prefix + log.name)
             atomic_write(target, json.dumps(profiled.to_dict(), separators=(",", ":")))  # last: marks the file done
             built += 1
     return BuildResult(
-        model, ref.version, ref.basis.id, len(files), built, already, tuple(unreadable), time.perf_counter() - started
+        model,
+        ref.version,
+        ref.basis.id,
+        len(files) + len(others),
+        built,
+        already,
+        tuple(unreadable),
+        time.perf_counter() - started,
+        tuple(without_status),
     )
 
 
@@ -274,9 +347,12 @@ def profile_log(path: Path, ref: Reference) -> LogProfile:
     import pyarrow.compute as pc
 
     wanted = [c.name for c in ref.basis.profiled() if c.name != CONFIDENCE]
-    extra = ["time", "latency_ms", *(["probabilities"] if ref.classes else [])]
+    extra = ["time", "latency_ms", *REQUEST_COLUMNS, *(["probabilities"] if ref.classes else [])]
     profilers: dict[int, Profiler] = {}
     latency: dict[int, float] = {}
+    service: dict[int, Slots] = {}
+    confidence: dict[int, dict[str, list[float]]] = {}
+    status_logged = True
     for batch in iter_batches(path, [*wanted, *extra]):
         names = batch.schema.names
         if "time" not in names:
@@ -285,6 +361,7 @@ def profile_log(path: Path, ref: Reference) -> LogProfile:
         hours = stamps // HOUR_US
         if ref.classes and "probabilities" in names and PREDICTION in names:
             batch = _with_confidence(batch)
+            _add_confidence(confidence, batch, hours)
         lat = (
             np.asarray(batch.column(names.index("latency_ms")).to_numpy(zero_copy_only=False), dtype=np.float64)
             if "latency_ms" in names
@@ -295,12 +372,99 @@ def profile_log(path: Path, ref: Reference) -> LogProfile:
             part = batch.filter(pa.array(mask))
             profilers.setdefault(int(hour), Profiler(ref.basis)).add(part)
             latency[int(hour)] = latency.get(int(hour), 0.0) + float(np.nansum(lat[mask]))
+        status_logged = _add_requests(service, batch, hours) and status_logged
     return LogProfile(
         path.name,
         ref.basis.id,
         {hour_name(h): p.profile() for h, p in profilers.items()},
         {hour_name(h): v for h, v in latency.items()},
+        {hour_name(h): s for h, s in sorted(service.items())},
+        status_logged,
+        {hour_name(h): dict(sorted(c.items())) for h, c in sorted(confidence.items())} if ref.classes else None,
     )
+
+
+def _add_confidence(sums: dict[int, dict[str, list[float]]], batch: Any, hours: Any) -> None:
+    """Per hour and answer: rows and the sum of the probability the model gave its answer."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = batch.schema.names
+    confidence = np.asarray(batch.column(names.index(CONFIDENCE)).to_numpy(zero_copy_only=False), dtype=np.float64)
+    encoded = pc.cast(batch.column(names.index(PREDICTION)), pa.string()).dictionary_encode()
+    answers = [str(a) for a in encoded.dictionary.to_pylist()]
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    known = np.isfinite(confidence) & (codes >= 0)
+    if not known.any() or not answers:
+        return
+    hours = np.asarray(hours, dtype=np.int64)[known]
+    first = int(hours.min())
+    keys = (hours - first) * len(answers) + codes[known]  # one integer per (hour, answer)
+    size = int(keys.max()) + 1
+    rows = np.bincount(keys, minlength=size)
+    total = np.bincount(keys, weights=confidence[known], minlength=size)
+    for key in np.flatnonzero(rows).tolist():
+        hour, code = divmod(key, len(answers))
+        into = sums.setdefault(hour + first, {})
+        before = into.get(answers[code], [0, 0.0])
+        into[answers[code]] = [before[0] + int(rows[key]), before[1] + float(total[key])]
+
+
+REQUEST_COLUMNS = ("variant", "version", "status", "request_row")
+
+
+def profile_requests(path: Path, ref: Reference) -> LogProfile:
+    """A shadow-log or failure-log file's requests per hour: statuses and latencies, no data."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    service: dict[int, Slots] = {}
+    status_logged = True
+    for batch in iter_batches(path, ["time", "latency_ms", *REQUEST_COLUMNS]):
+        names = batch.schema.names
+        if "time" not in names:
+            raise DataError(f"{path}: not a request log (no time column)")
+        hours = pc.cast(batch.column(names.index("time")), pa.int64()).to_numpy(zero_copy_only=False) // HOUR_US
+        status_logged = _add_requests(service, batch, hours) and status_logged
+    return LogProfile(
+        path.name, ref.basis.id, {}, {}, {hour_name(h): s for h, s in sorted(service.items())}, status_logged
+    )
+
+
+def _add_requests(service: dict[int, Slots], batch: Any, hours: Any) -> bool:
+    """Count the batch's requests (its rows with ``request_row`` 0: a request's first row) per
+    hour and slot into ``service``; False when the log has no status column (all counted 200)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = batch.schema.names
+
+    def column(name: str, fill: Any, type_: Any) -> Any:
+        if name not in names:
+            return np.full(batch.num_rows, fill)
+        values = pc.cast(batch.column(names.index(name)), type_)
+        return pc.fill_null(values, pa.scalar(fill, type_)).to_numpy(zero_copy_only=False)
+
+    first = column("request_row", 0, pa.int64()) == 0  # no request_row column: every row is a request
+    if "variant" in names:
+        encoded = pc.fill_null(pc.cast(batch.column(names.index("variant")), pa.string()), "").dictionary_encode()
+        variant_names = [str(v) for v in encoded.dictionary.to_pylist()]
+        codes = encoded.indices.to_numpy(zero_copy_only=False)[first]
+    else:
+        variant_names, codes = [""], np.zeros(int(first.sum()), dtype=np.int64)
+    found = hourly_slots(
+        np.asarray(hours)[first],
+        variant_names,
+        codes,
+        column("version", -1, pa.int64())[first],
+        column("status", 200, pa.int64())[first],
+        column("latency_ms", float("nan"), pa.float64())[first],
+    )
+    for hour, slots in found.items():
+        service[hour] = merge_slots(service.get(hour, {}), slots)
+    return "status" in names
 
 
 ANSWER_COLUMNS = ("request_id", "request_row", "time", PREDICTION)

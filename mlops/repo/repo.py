@@ -4,7 +4,7 @@
 .mlops/
   config.yaml         committed: cache link types, remotes, default remote
   config.local.yaml   not committed: secrets and machine-local settings
-  .gitignore          keeps cache/, tmp/ and config.local.yaml out of git
+  .gitignore          keeps cache/, tmp/, runcache/, config.local.yaml, serve/ and monitor/ out of git
   cache/              the object store (objects/<2>/<30>, .tmp/)
   tmp/                state database, locks: all rebuildable
 ```
@@ -31,7 +31,12 @@ if TYPE_CHECKING:  # loaded when first used: `mlops exp show` reads neither the 
     from .config import Config
 
 DOT = ".mlops"
-INNER_GITIGNORE = "/cache/\n/tmp/\n/runcache/\n/config.local.yaml\n"
+INNER_GITIGNORE = (
+    "/cache/\n/tmp/\n/runcache/\n/config.local.yaml\n"
+    "# serving's request logs and statistics: local to the machine that served, never shared\n/serve/\n"
+    "# monitoring profiles travel with `mlops push --runs` / `pull --runs`; labels and the check history stay local\n"
+    "/monitor/\n"
+)
 
 
 @dataclass

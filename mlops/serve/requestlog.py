@@ -6,12 +6,18 @@
   .open-20261126T110503Z-<host>-<pid>-0002.parquet   (being written: skipped by readers)
 .mlops/serve/<model>/shadow/            the shadow's predictions, same columns plus
                                         production_prediction (what the caller got)
+.mlops/serve/<model>/failures/          every request refused (4xx) or failed (5xx), the shadow's too:
+                                        one row each of variant, version, status, latency_ms, time,
+                                        request_id, request_row (0) and reason (at most REASON_MAX
+                                        characters of the answer's problems); no input is kept
 ```
 
 Columns: the model's input columns, with the names and dtypes of the request records (the
 signature's: int64, float64, string, bool, timestamp), then ``prediction``, ``variant``,
-``version`` (int64), ``latency_ms`` (float64), ``time`` (timestamp, UTC), ``request_id`` (string:
-the caller's ``X-Request-ID``, or the one the server made and returned in that header),
+``version`` (int64), ``status`` (int16: the HTTP status, 200 here; older servers' logs lack
+the column), ``latency_ms`` (float64: the whole request's, repeated on each of its rows),
+``time`` (timestamp, UTC), ``request_id`` (string: the caller's ``X-Request-ID``, or the one the
+server made and returned in that header),
 ``request_row`` (int32: the row's place in its request, so labels can be joined later) and, for a
 classifier, ``probabilities`` (map<string, float64>: class name to ``predict_proba``'s value; the
 class names ride in every row, so canary and production versions with other classes share a file
@@ -48,7 +54,19 @@ from ..registry.refs import check_name as check_model_name
 from ..repo.repo import Repo
 from .signature import Signature, arrow_type
 
-META_COLUMNS = ("prediction", "variant", "version", "latency_ms", "time", "request_id", "request_row", "probabilities")
+META_COLUMNS = (
+    "prediction",
+    "variant",
+    "version",
+    "status",
+    "latency_ms",
+    "time",
+    "request_id",
+    "request_row",
+    "probabilities",
+)
+FAILURE_COLUMNS = ("variant", "version", "status", "latency_ms", "time", "request_id", "request_row", "reason")
+REASON_MAX = 200  # the first characters of what the server answered a failed request: never its body
 REQUEST_ID_MAX = 128  # a caller's X-Request-ID longer than this (or not visible ASCII) is replaced by our own
 OPEN_PREFIX = ".open-"
 MiB = 1024 * 1024
@@ -83,6 +101,16 @@ def log_files(repo: Repo, model: str, since_seconds: float | None = None) -> lis
 
 def shadow_log_files(repo: Repo, model: str, since_seconds: float | None = None) -> list[Path]:
     return _finished(model_state_dir(repo, model) / "shadow", since_seconds)
+
+
+def failure_log_files(repo: Repo, model: str, since_seconds: float | None = None) -> list[Path]:
+    return _finished(model_state_dir(repo, model) / "failures", since_seconds)
+
+
+def failure_reason(problems: Sequence[str]) -> str:
+    """What a failure row keeps of the answer: its problems, cut to ``REASON_MAX`` characters."""
+    text = "; ".join(problems)
+    return text if len(text) <= REASON_MAX else text[: REASON_MAX - 3] + "..."
 
 
 def _finished(folder: Path, since_seconds: float | None) -> list[Path]:
@@ -162,8 +190,9 @@ class RequestLog:
     def append(
         self, signature: Signature | None, columns: dict[str, list[Any]], rows: int, meta: dict[str, Any]
     ) -> None:
-        """Queue one request's rows. ``meta``: prediction (list), variant, version, latency_ms, time,
-        request_id, optionally probabilities ((classes, rows of floats)) (+ extra lists)."""
+        """Queue one request's rows. ``meta``: prediction (list; none for a failure), variant, version,
+        status (default 200), latency_ms, time, request_id, optionally probabilities ((classes, rows
+        of floats)) (+ extra lists)."""
         columns = canonical(signature, columns)
         with self._mutex:
             if self._pending_rows + rows > self.settings.max_pending_rows:
@@ -235,13 +264,17 @@ class RequestLog:
             kind_type = arrow_type(column.kind) if column else None
             arrays[name] = _array(pa, values, kind_type)
         repeat = [item[2] for item in group]
-        predictions = [v for item in group for v in item[3]["prediction"]]
-        arrays["prediction"] = _array(pa, predictions, None)
+        if "prediction" in group[0][3]:  # a failure has none
+            predictions = [v for item in group for v in item[3]["prediction"]]
+            arrays["prediction"] = _array(pa, predictions, None)
         arrays["variant"] = pa.array(
             [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["variant"]] * n], pa.string()
         )
         arrays["version"] = pa.array(
             [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["version"]] * n], pa.int64()
+        )
+        arrays["status"] = pa.array(
+            [v for item, n in zip(group, repeat, strict=True) for v in [item[3].get("status", 200)] * n], pa.int16()
         )
         arrays["latency_ms"] = pa.array(
             [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["latency_ms"]] * n], pa.float64()

@@ -45,7 +45,7 @@ from .deployment import (
 )
 from .health import Stats, aggregate, read_snapshots, write_snapshot
 from .protocols import PROBABILITIES, BadRequest, Inputs, jsonable
-from .requestlog import RequestLog
+from .requestlog import RequestLog, failure_reason
 from .router import PRODUCTION, SHADOW, Route
 from .signature import Signature, to_frame
 from .source import ModelInfo, ModelSource, open_source
@@ -57,6 +57,7 @@ RETIRE_AFTER = 30.0  # seconds a version no deployment uses stays loaded (reques
 REFERENCE_SECONDS = 5.0  # how often the served reference is resolved again when no deployment file exists
 RACY_SECONDS = 2.0  # a deployment file modified this recently is read on every poll, whatever its stat says
 PARSE_IN_THREAD_BYTES = 64 * 1024  # bodies larger than this are parsed and checked off the event loop
+CLIENT_GONE = 499  # nginx's status for a caller that went away: neither an answer nor a failure of ours
 
 
 @dataclass
@@ -172,6 +173,7 @@ class Runtime:
         self._retired = {"batches": 0.0, "batched_rows": 0.0, "abandoned": 0.0}
         self.log: RequestLog | None = None
         self.shadow_log: RequestLog | None = None
+        self.failure_log: RequestLog | None = None  # refused and failed requests (no inputs kept)
         self.model = ""
         self.dir: Path | None = None
         self.ready = False
@@ -215,8 +217,10 @@ class Runtime:
             self.shadow_log = RequestLog(
                 self.dir / "shadow", settings=cfg.log_settings(), extra=("production_prediction",)
             )
+            self.failure_log = RequestLog(self.dir / "failures", settings=cfg.log_settings(), extra=("reason",))
             self.log.start()
             self.shadow_log.start()
+            self.failure_log.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(cfg.watch_seconds, self._watch), name="deployment-watch"),
@@ -237,7 +241,7 @@ class Runtime:
             await asyncio.wait(list(self._background), timeout=self.config.timeout_seconds)
         for served in list(self.served.values()):
             await served.close()
-        for request_log in (self.log, self.shadow_log):
+        for request_log in (self.log, self.shadow_log, self.failure_log):
             if request_log is not None:
                 await asyncio.to_thread(request_log.close)
         with contextlib.suppress(Exception):
@@ -602,11 +606,53 @@ class Runtime:
         version: int | None = None,
         request_id: str | None = None,
     ) -> Outcome:
-        """Read, route, parse, check, queue and answer one prediction request (any protocol).
+        """Read, route, parse, check, queue and answer one prediction request (any protocol); a
+        request refused (4xx) or failed (5xx) goes to the failure log (a caller gone away does not).
 
         ``read_body`` raises ``BadRequest`` for a body it refuses (over the size limit); ``client_gone``
         returns when the caller has gone away, so a request nobody waits for stops taking model time."""
         started = time.perf_counter()
+        outcome = await self._answer(wire, read_body, headers, client_gone, version, request_id, started)
+        if outcome.status >= 400 and outcome.status != CLIENT_GONE:
+            self._log_failure(outcome.variant, outcome.served, outcome.status, started, request_id, outcome.problems)
+        return outcome
+
+    def _log_failure(
+        self,
+        variant: str,
+        served: Served | None,
+        status: int,
+        started: float,
+        request_id: str | None,
+        problems: list[str],
+    ) -> None:
+        if self.failure_log is None:
+            return
+        self.failure_log.append(
+            None,
+            {},
+            1,
+            {
+                "variant": variant or None,
+                "version": served.version if served is not None else None,
+                "status": status,
+                "latency_ms": (time.perf_counter() - started) * 1000,
+                "time": time.time(),
+                "request_id": request_id,
+                "reason": [failure_reason(problems)],
+            },
+        )
+
+    async def _answer(
+        self,
+        wire: WireProtocol,
+        read_body: Callable[[], Awaitable[bytes]],
+        headers: Mapping[str, str],
+        client_gone: Callable[[], Awaitable[None]],
+        version: int | None,
+        request_id: str | None,
+        started: float,
+    ) -> Outcome:
         self.arrivals += 1
         self.active += 1
         self.concurrency += 0.1 * (self.active - self.concurrency)
@@ -678,7 +724,7 @@ class Runtime:
                     proba_future.cancel()
                 if gone.done() and not gone.cancelled():
                     self.stats.count("client_gone")
-                    return Outcome(499, variant, served, problems=["the client closed the connection"])
+                    return Outcome(CLIENT_GONE, variant, served, problems=["the client closed the connection"])
                 self._record(variant, served, started, 504, None)
                 return Outcome(
                     504, variant, served, problems=[f"the model took longer than {self.config.timeout_seconds:g} s"]
@@ -750,7 +796,7 @@ class Runtime:
         shadow, columns, rows = prep.shadow, prep.shadow_columns, prep.inputs.rows
         assert shadow is not None
         if columns is None:  # the shadow's signature refuses what production took
-            self._record(SHADOW, shadow, started, 400, None)
+            self._shadow_failed(shadow, started, 400, request_id, "the shadow's signature refuses the request")
             return
         try:
             future = shadow.batcher.submit(columns, rows)
@@ -760,11 +806,11 @@ class Runtime:
         try:
             predictions = await asyncio.wait_for(future, self.config.timeout_seconds)
         except asyncio.TimeoutError:
-            self._record(SHADOW, shadow, started, 504, None)
+            self._shadow_failed(shadow, started, 504, request_id, f"took longer than {self.config.timeout_seconds:g} s")
             return
         except Exception as exc:  # noqa: BLE001 - a failing shadow never reaches the caller; it counts as an error
             log.warning("shadow %s v%s raised %s: %s", self.model, shadow.version, type(exc).__name__, exc)
-            self._record(SHADOW, shadow, started, 500, None)
+            self._shadow_failed(shadow, started, 500, request_id, f"the model failed ({type(exc).__name__})")
             return
         latency_ms = self._record(SHADOW, shadow, started, 200, predictions)
         await asyncio.wait((production,))  # never raises, even when the caller went away and production was cancelled
@@ -790,9 +836,18 @@ class Runtime:
                 },
             )
 
+    def _shadow_failed(self, shadow: Served, started: float, status: int, request_id: str | None, why: str) -> None:
+        self._record(SHADOW, shadow, started, status, None)
+        self._log_failure(SHADOW, shadow, status, started, request_id, [why])
+
     def problems(self) -> list[str]:
         """What keeps this worker from serving as asked: the deployment file, the reference, the request log."""
-        candidates = (self.deployment_error, self.reference_error, self.log.error if self.log else None)
+        candidates = (
+            self.deployment_error,
+            self.reference_error,
+            self.log.error if self.log else None,
+            self.failure_log.error if self.failure_log else None,
+        )
         return [p for p in candidates if p]
 
     async def reload(self) -> None:

@@ -265,9 +265,11 @@ def check(
     in messages) keeps only recent request logs of a ``serving:NAME`` side. ``repo``: the
     repository model and serving sources read (default: found from the working directory
     when one is needed; file sources need none). ``profile``: both sides are streamed into
-    profiles (mlops.monitor) and compared from them: bounded memory at any size."""
+    profiles (mlops.monitor) and compared from them: bounded memory at any size. ``html``: the
+    report is also written there as HTML, before the verdict that links it is recorded."""
     from ..drift.report import check_drift
 
+    title = f"Data drift: {current} against {reference}"
     options: dict[str, Any] = {}
     if since is not None:
         check_since_applies(reference, current)
@@ -291,7 +293,7 @@ def check(
             reference=ref_resolved.described,
             current=cur_resolved.described,
         )
-        return _recorded(ref_resolved, report, html)
+        return _recorded(ref_resolved, report, html, title)
     ref_source, cur_source = open_source(ref_resolved, "reference"), open_source(cur_resolved, "current")
     if predict:
         if ref_resolved.model is None:
@@ -299,10 +301,14 @@ def check(
         settings = replace(settings, prediction=settings.prediction or "prediction")
         ref_source, cur_source = predicted(ref_resolved, (ref_source, cur_source), settings)
     report = check_drift(ref_source, cur_source, settings, jobs=jobs, progress=progress)
-    return _recorded(ref_resolved, report, html)
+    return _recorded(ref_resolved, report, html, title)
 
 
-def _recorded(ref_resolved: ResolvedSource, report: Any, html: str | None = None) -> DriftCheck:
+def _recorded(ref_resolved: ResolvedSource, report: Any, html: str | None, title: str) -> DriftCheck:
+    if html is not None:  # written before the verdict that links it: a crash leaves no link to a missing file
+        from ..drift.html import write_report
+
+        write_report(html, report, title=title)
     recorded = None
     record_error: MlopsError | None = None
     if ref_resolved.model is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ for _folder in ("drift", "serve"):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from monitorkit import register_in_production  # noqa: E402
 from servekit import fit_pipeline, start_server, training_frame  # noqa: E402
 
 
@@ -26,17 +26,7 @@ def monitored(repo: Any, cli: Any) -> Path:
     training_frame(rows=600).to_parquet(root / "data" / "train.parquet")
     cli("add", "data/train.parquet")
     (root / "models").mkdir()
-    (root / "models" / "churn.pkl").write_bytes(pickle.dumps(fit_pipeline()))
-    from mlops import registry
-
-    registry.register(
-        repo,
-        "churn",
-        root / "models" / "churn.pkl",
-        data=["data/train.parquet"],
-        signature_from=root / "data" / "train.parquet",
-    )
-    registry.promote(repo, "churn", 1, "production", reason="test set-up", actor="tests")
+    register_in_production(root, fit_pipeline(), 1)
     return root
 
 

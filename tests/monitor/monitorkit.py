@@ -58,6 +58,19 @@ def write_day(
     assert log.error is None
 
 
+def register_in_production(root: Path, model: Any, version: int, *, promote: bool = True) -> None:
+    """``model`` as churn:``version`` (in models/churn.pkl for version 1, which ``write_day``
+    predicts with), trained on data/train.parquet, promoted to production (unless not ``promote``)."""
+    from mlops import registry
+
+    path = root / "models" / ("churn.pkl" if version == 1 else f"churn-v{version}.pkl")
+    path.write_bytes(pickle.dumps(model))
+    repo = Repo(root)
+    registry.register(repo, "churn", path, data=["data/train.parquet"], signature_from=root / "data" / "train.parquet")
+    if promote:
+        registry.promote(repo, "churn", version, "production", reason="test set-up", actor="tests")
+
+
 class Receiver:
     """An HTTP server on 127.0.0.1 that keeps every POST body; the first ``fail`` posts get a 503."""
 

@@ -52,7 +52,7 @@ def test_served_traffic_is_profiled_once_and_checked(serve_monitored, monitored:
 
 def test_monitor_usage_errors(monitored: Path) -> None:
     assert "whole number of hours" in mlops(monitored, "monitor", "check", "churn", "--window", "30m", code=2).stderr
-    assert "--fail-on: unknown" in mlops(monitored, "monitor", "check", "churn", "--fail-on", "latency", code=2).stderr
+    assert "--fail-on: unknown" in mlops(monitored, "monitor", "check", "churn", "--fail-on", "speed", code=2).stderr
     assert "not a valid model name" in mlops(monitored, "monitor", "build", "../x", code=2).stderr
     assert "no model" in mlops(monitored, "monitor", "build", "nope", code=2).stderr
     assert (
