@@ -14,7 +14,8 @@
 through object stores, image layers and KServe's storage initializer), so before a byte of the
 artifact is unpickled every name in the manifest passes ``mlops.paths``, every file found is
 one the manifest lists (no extra, no symlink, nothing missing), and every file's SHA-256 and size
-match. Any difference is ``CorruptObjectError`` (exit 3) naming the file. The artifact is then
+match. Any difference is ``CorruptObjectError`` (exit 3) naming the file; a folder with no manifest
+at all is not a bundle (``UsageError``, exit 2). The artifact is then
 read once, checked against model.json's xxh3 and SHA-256, and loaded from those same bytes.
 
 The manifest detects change in transit and on disk; it does not say who wrote the bundle (anyone
@@ -110,12 +111,18 @@ def open_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Verify the bundle at ``path`` and return it (see the module's docstring); nothing is loaded."""
     root = Path(os.path.abspath(path))
     if not root.is_dir():
-        raise UsageError(f"--model-dir {path}: no such folder", hint="export one with 'mlops export model REF -o DIR'")
+        what = "is a file, not a bundle folder" if root.exists() else "no such folder"
+        raise UsageError(f"--model-dir {path}: {what}", hint="export one with 'mlops export model REF -o DIR'")
     manifest_path = root / MANIFEST
     try:
         st = os.lstat(manifest_path)
     except FileNotFoundError:
-        raise _refuse(root, MANIFEST, "is missing (not an mlops bundle, or an incomplete copy)") from None
+        # bad input, not damage: nothing here claims to be a bundle (a tampered bundle, manifest present, is exit 3)
+        raise UsageError(
+            f"--model-dir {path}: not an mlops bundle (no {MANIFEST} in it)",
+            hint="export one with 'mlops export model REF -o DIR', or copy the whole bundle folder",
+            bundle=str(root),
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         raise _refuse(root, MANIFEST, "is not a regular file")
     if st.st_size > MAX_MANIFEST_BYTES:

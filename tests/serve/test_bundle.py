@@ -171,3 +171,19 @@ def test_export_refuses_a_folder_that_is_not_empty(model_repo: Path, tmp_path: P
 def test_serve_without_ref_or_bundle_is_a_usage_error(tmp_path: Path) -> None:
     proc = mlops(tmp_path, "serve", code=2)
     assert "--model-dir" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["empty folder", "model folder of another tool", "a file"])
+def test_a_folder_that_is_not_a_bundle_is_bad_input_exit_2(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "model"
+    if kind == "a file":
+        target.write_bytes(pickle.dumps({"not": "a bundle"}))
+    else:
+        target.mkdir()
+        if kind == "model folder of another tool":  # what `mlflow models serve -m` would take
+            (target / "MLmodel").write_text("flavors:\n  python_function: {}\n")
+            (target / "model.pkl").write_bytes(pickle.dumps({"not": "a bundle"}))
+    proc = mlops(tmp_path, "serve", "--model-dir", str(target), "--port", "0", code=2)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(target) in errors[0], proc.stderr
+    assert "mlops export model" in proc.stderr and "serving" not in proc.stderr
