@@ -7,11 +7,12 @@ import json
 import os
 import pickle
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from servekit import ROW, mlops, start_server
+from servekit import ROW, mlops, serve_env, start_server
 
 from mlops.exporters.bundle import plan_bundle, write_bundle
 from mlops.repo.repo import Repo
@@ -88,6 +89,51 @@ def test_a_bundle_serves_from_a_folder_outside_any_repository_in_all_three_proto
         ]
     finally:
         assert server.stop() == 0, server.stderr()
+
+
+OPEN_LOGGER = """\
+import os, sys
+
+_root, _log = os.environ["OPENED_UNDER"], open(os.environ["OPENED_LOG"], "a", buffering=1)
+
+
+def _note(event, args):
+    if event == "open" and isinstance(args[0], str) and args[0].startswith(_root):
+        _log.write(args[0] + "\\n")
+
+
+sys.addaudithook(_note)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_served_bundle_is_verified_once(bundle: Path, tmp_path: Path) -> None:
+    """From the command to the first answer, each file of the bundle is read once (its hash checked)
+    and the artifact once more (read, its hash checked again, loaded from those bytes): the server
+    starts from what the command verified and loaded, it does not open the bundle again."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(OPEN_LOGGER)  # Python's audit events: every open() of the process
+    log = tmp_path / "opened.log"
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{serve_env()['PYTHONPATH']}", "OPENED_UNDER": f"{bundle}/"}
+    server = start_server(
+        tmp_path, f"--model-dir={bundle}", "--state-dir", str(tmp_path / "state"), env={**env, "OPENED_LOG": str(log)}
+    )
+    try:
+        with server.client() as c:
+            assert c.post("/predict", json={"records": ROWS}).json()["predictions"] == expected_from_bundle(
+                bundle, ROWS
+            )
+    finally:
+        assert server.stop() == 0, server.stderr()
+    opened = Counter(Path(line).relative_to(bundle).as_posix() for line in log.read_text().splitlines())
+    assert opened == {
+        "mlops-bundle.json": 1,
+        "model.json": 1,
+        "card.md": 1,
+        "requirements.txt": 1,
+        "artifact/churn-v1.pkl": 2,
+    }
 
 
 def expected_from_bundle(bundle: Path, rows: list[dict]) -> list[int]:
