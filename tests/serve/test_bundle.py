@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -134,6 +136,24 @@ def test_a_served_bundle_is_verified_once(bundle: Path, tmp_path: Path) -> None:
         "requirements.txt": 1,
         "artifact/churn-v1.pkl": 2,
     }
+
+
+def test_serving_a_bundle_loads_none_of_the_registry_verbs(bundle: Path) -> None:
+    """The serve path of a bundle (command, verification, model, app) imports the registry's pickle and
+    class loaders, not its gates, approvals, registration or reads: start-up pays for what it runs."""
+    code = (
+        "import sys\n"
+        "import mlops.cli.main, mlops.cli.serve, mlops.serve.app, mlops.serve.runtime, mlops.serve.server\n"
+        "from mlops.serve.bundle import BundleSource, open_bundle\n"
+        f"source = BundleSource(open_bundle({str(bundle)!r}))\n"
+        "source.load(source.resolve(source.bundle.info().ref()))\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('mlops.registry.'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=serve_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert {"mlops.registry.flavors", "mlops.registry.refs"} <= loaded  # the check can see what it looks for
+    assert not loaded & {f"mlops.registry.{m}" for m in ("transitions", "approvals", "registration", "policy", "read")}
 
 
 def expected_from_bundle(bundle: Path, rows: list[dict]) -> list[int]:
