@@ -79,6 +79,7 @@ def run(
         limit_concurrency=None,
         server_header=False,
         lifespan="on",
+        ws="none",  # no WebSocket endpoint: uvicorn's "auto" would import websockets or wsproto wherever installed
         timeout_keep_alive=5,
     )
     if config.workers > 1:
