@@ -28,13 +28,13 @@ import uuid
 from typing import Any
 
 from .config import ServeConfig
-from .source import ModelInfo
+from .source import Preloaded
 from .wire import MLFLOW, OWN, V2, WireProtocol
 
 log = logging.getLogger("mlops.serve")
 
 
-def build_app(config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None) -> Any:
+def build_app(config: ServeConfig, *, preloaded: Preloaded | None = None) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response

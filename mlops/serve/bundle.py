@@ -14,7 +14,8 @@
 through object stores, image layers and KServe's storage initializer), so before a byte of the
 artifact is unpickled every name in the manifest passes ``mlops.paths``, every file found is
 one the manifest lists (no extra, no symlink, nothing missing), and every file's SHA-256 and size
-match. Any difference is ``CorruptObjectError`` (exit 3) naming the file. The artifact is then
+match. Any difference is ``CorruptObjectError`` (exit 3) naming the file; a folder with no manifest
+at all is not a bundle (``UsageError``, exit 2). The artifact is then
 read once, checked against model.json's xxh3 and SHA-256, and loaded from those same bytes.
 
 The manifest detects change in transit and on disk; it does not say who wrote the bundle (anyone
@@ -110,12 +111,18 @@ def open_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Verify the bundle at ``path`` and return it (see the module's docstring); nothing is loaded."""
     root = Path(os.path.abspath(path))
     if not root.is_dir():
-        raise UsageError(f"--model-dir {path}: no such folder", hint="export one with 'mlops export model REF -o DIR'")
+        what = "is a file, not a bundle folder" if root.exists() else "no such folder"
+        raise UsageError(f"--model-dir {path}: {what}", hint="export one with 'mlops export model REF -o DIR'")
     manifest_path = root / MANIFEST
     try:
         st = os.lstat(manifest_path)
     except FileNotFoundError:
-        raise _refuse(root, MANIFEST, "is missing (not an mlops bundle, or an incomplete copy)") from None
+        # bad input, not damage: nothing here claims to be a bundle (a tampered bundle, manifest present, is exit 3)
+        raise UsageError(
+            f"--model-dir {path}: not an mlops bundle (no {MANIFEST} in it)",
+            hint="export one with 'mlops export model REF -o DIR', or copy the whole bundle folder",
+            bundle=str(root),
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         raise _refuse(root, MANIFEST, "is not a regular file")
     if st.st_size > MAX_MANIFEST_BYTES:
@@ -161,19 +168,27 @@ def open_bundle(path: str | os.PathLike[str]) -> Bundle:
             raise _refuse(root, rel, "is not in the bundle's manifest (an extra file)")
         if not stat.S_ISREG(found[rel].st_mode):
             raise _refuse(root, rel, "is not a regular file (a symlink or a device)")
+    facts_bytes = b""
     for rel, entry in sorted(files.items()):
         if rel not in found:
             raise _refuse(root, rel, "is missing")
-        if found[rel].st_size != entry["size"] or sha256_file(root / rel) != entry["sha256"]:
+        if rel == FACTS and found[rel].st_size <= MAX_MANIFEST_BYTES:  # parsed from the very bytes hashed
+            facts_bytes = (root / rel).read_bytes()
+            digest_of_file = hashlib.sha256(facts_bytes).hexdigest()
+        else:
+            digest_of_file = sha256_file(root / rel)
+        if found[rel].st_size != entry["size"] or digest_of_file != entry["sha256"]:
             raise _refuse(root, rel, "does not match its hash in the manifest (changed after export)")
-    facts = _facts(root, files)
+    facts = _facts(root, files, facts_bytes)
     return Bundle(root=root, digest=digest, files=files, facts=facts)
 
 
-def _facts(root: Path, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _facts(root: Path, files: dict[str, dict[str, Any]], data: bytes) -> dict[str, Any]:
     if FACTS not in files:
         raise _refuse(root, FACTS, "is missing from the manifest")
-    facts = parse_json((root / FACTS).read_bytes(), f"{root / FACTS}")
+    if not data:
+        raise _refuse(root, FACTS, f"is empty or larger than {MAX_MANIFEST_BYTES} bytes")
+    facts = parse_json(data, f"{root / FACTS}")
     if not isinstance(facts, dict):
         raise _refuse(root, FACTS, "is not a mapping")
     art = facts.get("artifact")
@@ -222,12 +237,12 @@ class BundleSource:
             return servable(info, pyfunc.load_python_model(self.bundle.root / rel, f"bundle {info.ref()}"))
         if art.get("kind", "file") != "file":
             raise ConfigError(f"{info.ref()} is a folder artifact; mlops serves pickled and Python class models")
-        # read once, checked against the manifest and the registry's own hashes, loaded from these bytes
-        data = flavors.verified_bytes(
-            self.bundle.root / rel, digest=art["hash"], sha256=art.get("sha256"), what=f"bundle {rel}"
-        )
-        if hashlib.sha256(data).hexdigest() != self.bundle.files[rel]["sha256"]:
-            raise _refuse(self.bundle.root, rel, "changed after the bundle was verified")
+        # read once, checked against the registry's xxh3 and the manifest's SHA-256 (which model.json's must
+        # equal: both name the same bytes), and loaded from these bytes: a file swapped after open_bundle is refused
+        listed = self.bundle.files[rel]["sha256"]
+        if art.get("sha256") not in (None, listed):
+            raise _refuse(self.bundle.root, FACTS, f"records another SHA-256 for {rel} than the manifest")
+        data = flavors.verified_bytes(self.bundle.root / rel, digest=art["hash"], sha256=listed, what=f"bundle {rel}")
         if flavors.serialization(data) is None:
             raise ConfigError(f"{info.ref()}: {rel} is not a pickle or joblib file; mlops serves pickled models")
         return servable(info, flavors.load_object(data, info.ref()))

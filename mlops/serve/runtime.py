@@ -48,7 +48,7 @@ from .protocols import PROBABILITIES, BadRequest, Inputs, jsonable
 from .requestlog import RequestLog, failure_reason
 from .router import PRODUCTION, SHADOW, Route
 from .signature import Signature, to_frame
-from .source import ModelInfo, ModelSource, open_source
+from .source import ModelInfo, ModelSource, Preloaded, open_source
 from .wire import WireProtocol
 
 log = logging.getLogger("mlops.serve")
@@ -149,10 +149,12 @@ def _checked(
 class Runtime:
     """One worker's serving state; its methods run on the worker's event loop."""
 
-    def __init__(self, config: ServeConfig, *, preloaded: tuple[ModelInfo, Any] | None = None) -> None:
+    def __init__(self, config: ServeConfig, *, preloaded: Preloaded | None = None) -> None:
         self.config = config
         self.repo = Repo(Path(config.root))
-        self.source: ModelSource = open_source(self.repo, bundle=config.bundle)
+        self.source: ModelSource = (
+            preloaded.source if preloaded is not None else open_source(self.repo, bundle=config.bundle)
+        )
         self.preloaded = preloaded
         self.stats = Stats()
         self.served: dict[int, Served] = {}
@@ -194,13 +196,13 @@ class Runtime:
                 raise RuntimeError(f"--token-env {cfg.token_env}: the variable is empty or not set")
             self.token = token
         if self.preloaded is not None:
-            self.base = self.preloaded[0]
+            self.base = self.preloaded.info
         else:
             self.base = await asyncio.to_thread(self.source.resolve, cfg.ref)
         self.model = self.base.name
         self.dir = serve_dir(self.repo, self.model)
         if self.preloaded is not None:
-            self._add_served(self.preloaded[0], self.preloaded[1])
+            self._add_served(self.preloaded.info, self.preloaded.model)
             self.preloaded = None
         if cfg.state:
             from .shared import open_state, replica_id

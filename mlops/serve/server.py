@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import CouldNotComplete
 from .config import CONFIG_ENV, ServeConfig
-from .source import ModelInfo
+from .source import Preloaded
 
 
 class Stopped(Exception):
@@ -59,7 +59,7 @@ def _log_config() -> dict[str, Any]:
 def run(
     config: ServeConfig,
     *,
-    preloaded: tuple[ModelInfo, Any] | None = None,
+    preloaded: Preloaded | None = None,
     announce: Callable[[str], None] = lambda url: None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; returns after a graceful shutdown."""
@@ -79,6 +79,7 @@ def run(
         limit_concurrency=None,
         server_header=False,
         lifespan="on",
+        ws="none",  # no WebSocket endpoint: uvicorn's "auto" would import websockets or wsproto wherever installed
         timeout_keep_alive=5,
     )
     if config.workers > 1:

@@ -43,6 +43,16 @@ class ModelSource(Protocol):
         """Append one entry to the registry's audit log."""
 
 
+@dataclass(frozen=True)
+class Preloaded:
+    """What the command already opened and loaded, handed to a one-worker server so that nothing is
+    read, verified or unpickled twice at start-up (a bundle's files are hashed once)."""
+
+    source: ModelSource
+    info: ModelInfo
+    model: Any
+
+
 def servable(info: ModelInfo, model: Any) -> Any:
     if not callable(getattr(model, "predict", None)):
         raise ConfigError(

@@ -7,11 +7,14 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from servekit import ROW, mlops, start_server
+from servekit import ROW, mlops, serve_env, start_server
 
 from mlops.exporters.bundle import plan_bundle, write_bundle
 from mlops.repo.repo import Repo
@@ -88,6 +91,69 @@ def test_a_bundle_serves_from_a_folder_outside_any_repository_in_all_three_proto
         ]
     finally:
         assert server.stop() == 0, server.stderr()
+
+
+OPEN_LOGGER = """\
+import os, sys
+
+_root, _log = os.environ["OPENED_UNDER"], open(os.environ["OPENED_LOG"], "a", buffering=1)
+
+
+def _note(event, args):
+    if event == "open" and isinstance(args[0], str) and args[0].startswith(_root):
+        _log.write(args[0] + "\\n")
+
+
+sys.addaudithook(_note)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_served_bundle_is_verified_once(bundle: Path, tmp_path: Path) -> None:
+    """From the command to the first answer, each file of the bundle is read once (its hash checked)
+    and the artifact once more (read, its hash checked again, loaded from those bytes): the server
+    starts from what the command verified and loaded, it does not open the bundle again."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(OPEN_LOGGER)  # Python's audit events: every open() of the process
+    log = tmp_path / "opened.log"
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{serve_env()['PYTHONPATH']}", "OPENED_UNDER": f"{bundle}/"}
+    server = start_server(
+        tmp_path, f"--model-dir={bundle}", "--state-dir", str(tmp_path / "state"), env={**env, "OPENED_LOG": str(log)}
+    )
+    try:
+        with server.client() as c:
+            assert c.post("/predict", json={"records": ROWS}).json()["predictions"] == expected_from_bundle(
+                bundle, ROWS
+            )
+    finally:
+        assert server.stop() == 0, server.stderr()
+    opened = Counter(Path(line).relative_to(bundle).as_posix() for line in log.read_text().splitlines())
+    assert opened == {
+        "mlops-bundle.json": 1,
+        "model.json": 1,
+        "card.md": 1,
+        "requirements.txt": 1,
+        "artifact/churn-v1.pkl": 2,
+    }
+
+
+def test_serving_a_bundle_loads_none_of_the_registry_verbs(bundle: Path) -> None:
+    """The serve path of a bundle (command, verification, model, app) imports the registry's pickle and
+    class loaders, not its gates, approvals, registration or reads: start-up pays for what it runs."""
+    code = (
+        "import sys\n"
+        "import mlops.cli.main, mlops.cli.serve, mlops.serve.app, mlops.serve.runtime, mlops.serve.server\n"
+        "from mlops.serve.bundle import BundleSource, open_bundle\n"
+        f"source = BundleSource(open_bundle({str(bundle)!r}))\n"
+        "source.load(source.resolve(source.bundle.info().ref()))\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('mlops.registry.'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=serve_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert {"mlops.registry.flavors", "mlops.registry.refs"} <= loaded  # the check can see what it looks for
+    assert not loaded & {f"mlops.registry.{m}" for m in ("transitions", "approvals", "registration", "policy", "read")}
 
 
 def expected_from_bundle(bundle: Path, rows: list[dict]) -> list[int]:
@@ -171,3 +237,19 @@ def test_export_refuses_a_folder_that_is_not_empty(model_repo: Path, tmp_path: P
 def test_serve_without_ref_or_bundle_is_a_usage_error(tmp_path: Path) -> None:
     proc = mlops(tmp_path, "serve", code=2)
     assert "--model-dir" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["empty folder", "model folder of another tool", "a file"])
+def test_a_folder_that_is_not_a_bundle_is_bad_input_exit_2(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "model"
+    if kind == "a file":
+        target.write_bytes(pickle.dumps({"not": "a bundle"}))
+    else:
+        target.mkdir()
+        if kind == "model folder of another tool":  # what `mlflow models serve -m` would take
+            (target / "MLmodel").write_text("flavors:\n  python_function: {}\n")
+            (target / "model.pkl").write_bytes(pickle.dumps({"not": "a bundle"}))
+    proc = mlops(tmp_path, "serve", "--model-dir", str(target), "--port", "0", code=2)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(target) in errors[0], proc.stderr
+    assert "mlops export model" in proc.stderr and "serving" not in proc.stderr
