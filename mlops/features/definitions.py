@@ -452,3 +452,51 @@ def _service(
     return FeatureService(
         name, tuple(dict.fromkeys(refs)), problems.where(path, key=True), dict(defaults), allow_direct
     )
+
+
+def service_document(defs: Definitions, service: str) -> dict[str, Any]:
+    """A features.yaml holding one service and only what it reads (its views, their entities and
+    sources) and the online store's settings: what a model bundle carries to look features up."""
+    chosen = defs.service(service)
+    views = {name: defs.views[name] for name in chosen.views()}
+    entities = {name: defs.entities[name] for view in views.values() for name in view.entities}
+    sources = {view.source: defs.sources[view.source] for view in views.values()}
+
+    def given(**fields: Any) -> dict[str, Any]:  # the optional fields left out when empty, as a person writes them
+        return {key: value for key, value in fields.items() if value not in ("", None)}
+
+    return given(
+        format=FEATURES_FORMAT,
+        project=defs.project,
+        timezone=defs.timezone,
+        online_store=defs.online_store,
+    ) | {
+        "entities": {e.name: {"join_keys": [e.join_key], "value_type": e.value_type} for e in entities.values()},
+        "sources": {
+            s.name: given(
+                path=s.path,
+                file_format=s.file_format,
+                timestamp_field=s.timestamp_field,
+                created_timestamp_column=s.created_timestamp_column,
+                timezone=s.timezone,
+            )
+            for s in sources.values()
+        },
+        "feature_views": {
+            v.name: {
+                "entities": list(v.entities),
+                "source": v.source,
+                "ttl": v.ttl_seconds,
+                "schema": dict(v.features),
+                "online": v.online,
+            }
+            for v in views.values()
+        },
+        "feature_services": {
+            chosen.name: {
+                "features": [str(ref) for ref in chosen.features],
+                "defaults": dict(chosen.defaults),
+                "allow_direct": chosen.allow_direct,
+            }
+        },
+    }
