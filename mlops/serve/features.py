@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MlopsError, UsageError
-from ..features.definitions import Definitions, load_definitions
+from ..features.definitions import FEATURES_FILE, Definitions, load_definitions
 from ..features.online import OnlineReader
 from ..repo.repo import Repo
 from .protocols import BadRequest, Inputs
@@ -115,6 +115,12 @@ class FeatureInputs:
 def _definitions(repo: Repo, bundle: str | None) -> Definitions:
     if bundle is None:
         return load_definitions(repo.root)
+    if not (Path(bundle) / FEATURES_FILE).is_file():
+        raise ConfigError(
+            f"bundle {bundle}: the model looks its inputs up in a feature service, and the bundle carries no "
+            f"{FEATURES_FILE} (exported by an older mlops)",
+            hint="export the model again ('mlops export model REF -o DIR')",
+        )
     defs = load_definitions(Path(bundle))  # a file of the bundle, hash-checked with it (serve/bundle.py)
     if not defs.online_store.startswith(("redis://", "rediss://")):
         raise ConfigError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pickle
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,15 @@ def test_a_bundle_of_a_feature_service_model_looks_features_up_in_redis(repo, cl
     early = mlops(elsewhere, "serve", "--model-dir", str(bundle), "--port", "0", code=2)
     assert "Traceback" not in early.stderr and "serving" not in early.stderr
     assert early.stderr.startswith("error: feature view 'customer_stats'") and "materialize" in early.stderr
+    # a bundle exported before bundles carried definitions: one line saying to export again
+    old = tmp_path / "old-bundle"
+    shutil.copytree(bundle, old)
+    (old / "features.yaml").unlink()
+    manifest = json.loads((old / "mlops-bundle.json").read_text())
+    del manifest["files"]["features.yaml"]
+    (old / "mlops-bundle.json").write_text(json.dumps(manifest))
+    stale = mlops(elsewhere, "serve", "--model-dir", str(old), "--port", "0", code=2)
+    assert stale.stderr.startswith("error: bundle ") and "export the model again" in stale.stderr
     cli("features", "materialize", "-s", "churn_v2")
     server = start_server(elsewhere, "fsm:1", "--model-dir", str(bundle))
     try:
