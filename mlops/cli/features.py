@@ -137,6 +137,7 @@ def materialize(
                         "entities": v.entities,
                         "watermark_before": v.watermark_before or None,
                         "watermark": v.watermark,
+                        "rebuilt_because": v.reason or None,
                     }
                     for v in result.views
                 ],
@@ -146,8 +147,13 @@ def materialize(
     out.line(f"materialized '{result.service}' as of {result.end} into {result.store}")
     out.table(
         ["view", "mode", "entities written", "watermark"],
-        [(v.view, v.mode, v.entities, v.watermark) for v in result.views],
+        [(v.view, _mode_shown(v.mode, v.reason), v.entities, v.watermark) for v in result.views],
     )
+
+
+def _mode_shown(mode: str, reason: str) -> str:
+    """'definition changed: rebuilt', 'source changed: rebuilt', '--full: rebuilt'; a first run is 'full'."""
+    return f"{reason}: rebuilt" if reason and reason != "first run" else mode
 
 
 @command(features_app, "get-online")

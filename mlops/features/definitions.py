@@ -234,6 +234,23 @@ def parse_definitions(text: str, source: str) -> Definitions:
     )
 
 
+def view_hash(defs: Definitions, view: FeatureView) -> str:
+    """sha256 of what a view's stored values depend on: the view (TTL, features and their types), its
+    entities and its source's definition, with the zone naive times are read in."""
+    source = defs.sources.get(view.source)
+    canonical = json.dumps(
+        {
+            "view": view,
+            "entities": [defs.entities.get(name) for name in view.entities],
+            "source": source,
+            "zone": defs.zone_of(source) if source else "",
+        },
+        default=_plain,
+        sort_keys=True,
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _plain(value: Any) -> Any:
     """A definition as JSON for the definitions' hash (positions left out: moving text changes nothing)."""
     doc = {k: v for k, v in vars(value).items() if k != "where"}

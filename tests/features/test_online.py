@@ -193,3 +193,34 @@ def test_redis_online_store(repo, cli, redis_url) -> None:
     (repo.root / "features.yaml").write_text(FEATURES.format(store="online_store: redis://127.0.0.1:1/0"))
     result = cli("features", "get-online", "-s", "churn_v2", "-e", "customer_id=42", code=3)
     assert "online store redis://127.0.0.1:1/0" in result.stderr
+
+
+def test_a_changed_view_definition_rebuilds_that_view(online_repo, cli) -> None:
+    """A longer TTL reaches rows the shorter one left out; a new feature is filled; a watermark written
+    before definitions were hashed counts as changed, once."""
+    features = online_repo.root / "features.yaml"
+    short = FEATURES.format(store="").replace("ttl: 10d", "ttl: 1d").replace(", avg_order_value: float64", "")
+    features.write_text(short)
+    end, now = T0 + 9 * DAY, T0 + 9 * DAY
+    first = materialize(online_repo, service="churn_v2", end=end, now=now)
+    assert (first.views[0].mode, first.views[0].entities, first.views[0].reason) == ("full", 0, "first run")
+    features.write_text(short.replace("ttl: 1d", "ttl: 30d"))
+    longer = cli("features", "materialize", "-s", "churn_v2", "--end", end.isoformat())
+    assert "definition changed: rebuilt" in longer.stdout
+    got = get_online(online_repo, service="churn_v2", entity={"customer_id": 42}, now=end)
+    assert got.values == {"total_purchases": 3} and got.missing == ()
+    # a feature added to the schema: rebuilt at the same end, the new feature has its values
+    features.write_text(FEATURES.format(store="").replace("ttl: 10d", "ttl: 30d"))
+    added = materialize(online_repo, service="churn_v2", end=end, now=now)
+    assert (added.views[0].mode, added.views[0].reason) == ("full", "definition changed")
+    got = get_online(online_repo, service="churn_v2", entity={"customer_id": 42}, now=end)
+    assert got.values == {"total_purchases": 3, "avg_order_value": 13.0}
+    assert materialize(online_repo, service="churn_v2", end=end, now=now).views[0].mode == "up to date"
+    # a store written before the definition's hash was recorded: rebuilt once, then incremental again
+    import sqlite3
+
+    with sqlite3.connect(online_repo.dot / "features" / "online.sqlite") as conn:
+        conn.execute("ALTER TABLE watermarks DROP COLUMN definition_hash")
+    old = materialize(online_repo, service="churn_v2", end=end, now=now)
+    assert (old.views[0].mode, old.views[0].reason) == ("full", "definition changed")
+    assert materialize(online_repo, service="churn_v2", end=end, now=now).views[0].mode == "up to date"
