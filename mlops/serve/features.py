@@ -46,6 +46,14 @@ class FeatureInputs:
         )
         return Signature(keys + signature.inputs, signature.outputs, signature.feature_service)
 
+    def caller_signature(self, signature: Signature) -> Signature:
+        """What a caller sends (V2 model metadata): the entity keys, the model's inputs that no feature
+        of the service supplies, and the service's features only where callers may send them."""
+        served = {ref.feature for ref in self.service.features}
+        request = self.request_signature(signature)
+        inputs = tuple(c for c in request.inputs if self.service.allow_direct or c.name not in served)
+        return Signature(inputs, signature.outputs, signature.feature_service)
+
     def fill(self, inputs: Inputs, takes: tuple[str, ...]) -> tuple[Inputs, list[str]]:
         """The request's columns with the service's features looked up, and the problems (a 400)."""
         columns = dict(inputs.columns)

@@ -112,6 +112,9 @@ def test_served_with_entity_keys_matches_the_offline_training_set(repo, cli) -> 
             text = json.dumps(r.json())
             assert "customer_stats:total_purchases for customer_id=999" in text
             assert "avg_order_value" not in text
+            # V2 model metadata names what callers send: the entity key, not the features looked up
+            r = c.get("/v2/models/churn")
+            assert r.json()["inputs"] == [{"name": "customer_id", "datatype": "INT64", "shape": [-1]}]
             # the Open Inference Protocol: one tensor of entity keys
             tensor = {"name": "customer_id", "shape": [2], "datatype": "INT64", "data": customers[:2]}
             r = c.post("/v2/models/churn/infer", json={"inputs": [tensor]})
@@ -186,3 +189,27 @@ def test_a_bundle_of_a_feature_service_model_needs_a_store_it_can_reach(repo, cl
     refused = cli("export", "model", "fsm:1", "-o", str(tmp_path / "bundle"), code=2)
     assert "SQLite" in refused.stderr and "redis://" in refused.stderr and "direct inputs" in refused.stderr
     assert not (tmp_path / "bundle").exists()
+
+
+def test_v2_metadata_lists_the_features_too_when_callers_may_send_them(repo, cli) -> None:
+    from mlops import registry
+    from mlops.serve.features import FeatureInputs
+    from mlops.serve.protocols import v2_metadata
+    from mlops.serve.signature import Signature
+
+    _trained(repo, cli)
+    cli("register", "churn", "model.pkl", "--signature-from", "train.parquet")
+    signature = Signature.from_dict(registry.resolve(repo, "churn:1").signature)
+    features = repo.root / "features.yaml"
+    features.write_text(features.read_text().replace("defaults: {avg_order_value: 0.0}", "allow_direct: true"))
+    cli("features", "materialize", "-s", "churn_v2")
+    inputs = FeatureInputs(repo, "churn_v2")
+    try:
+        listed = v2_metadata("churn", [1], inputs.caller_signature(signature), "mlops-sklearn")["inputs"]
+    finally:
+        inputs.close()
+    assert [(t["name"], t["datatype"]) for t in listed] == [
+        ("customer_id", "INT64"),
+        ("total_purchases", "INT64"),
+        ("avg_order_value", "FP64"),
+    ]
