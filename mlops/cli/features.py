@@ -67,11 +67,31 @@ def validate(json_output: bool = JSON_OPTION) -> None:
     )
 
 
+def _check_parquet_output(output: Path) -> None:
+    """A training set is Parquet: its schema metadata names the service and the hashes it came from,
+    which `mlops register` carries into the model's lineage; CSV has no place for them."""
+    from ..errors import UsageError
+
+    if output.suffix.lower() != ".parquet":
+        csv = output.suffix.lower() == ".csv"
+        raise UsageError(
+            f"-o {output}: a training set is written as Parquet"
+            + (" (CSV cannot carry the service and hashes 'mlops register' records)" if csv else ""),
+            hint=f"name it {output.with_suffix('.parquet').name}"
+            + ("; convert it to CSV afterwards if another tool needs that" if csv else ""),
+        )
+
+
 @command(features_app, "get-training-set")
 def get_training_set(
     entities: Path = typer.Argument(..., help="Entity rows: a Parquet or CSV file of join keys and event times."),
     service: str = typer.Option(..., "--service", "-s", help="The feature service whose features to join."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the training set (Parquet)."),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Where to write the training set: a .parquet file (its metadata carries the lineage).",
+    ),
     timestamp_column: str = typer.Option("event_timestamp", "--timestamp-column", help="The entity rows' time column."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -79,6 +99,7 @@ def get_training_set(
     from ..features.offline import get_training_set as build
 
     out = Output(json_output=json_output)
+    _check_parquet_output(output)
     try:
         result = build(find_repo(), entities, service=service, output=output, timestamp_column=timestamp_column)
     except FormatError as exc:

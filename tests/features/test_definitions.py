@@ -167,3 +167,19 @@ def test_get_training_set_writes_point_in_time_values_and_lineage(feature_repo, 
     assert lineage["definitions_hash"] == doc["definitions_hash"]
     result = cli("features", "get-training-set", "entities.parquet", "-s", "nope", "-o", "t.parquet", code=2)
     assert "no feature service 'nope'" in result.stderr
+
+
+def test_get_training_set_writes_parquet_only(feature_repo, cli) -> None:
+    root = feature_repo.root
+    pq.write_table(
+        pa.table(
+            {"customer_id": [42], "event_timestamp": pa.array([dt.datetime(2026, 1, 9)], pa.timestamp("ms", "UTC"))}
+        ),
+        root / "entities.parquet",
+    )
+    refused = cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.csv", code=2)
+    assert "written as Parquet" in refused.stderr and "train.parquet" in refused.stderr
+    cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.txt", code=2)
+    assert not (root / "train.csv").exists() and not (root / "train.txt").exists()
+    cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.PARQUET")
+    assert pq.read_table(root / "train.PARQUET").column("total_purchases").to_pylist() == [4]
