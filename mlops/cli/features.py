@@ -21,11 +21,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(features_app, name="features")
 
 
-def _each_problem(out: Output, exc: FormatError) -> None:
+def _each_problem(out: Output, exc: FormatError) -> FormatError:
+    """Every problem of ``exc`` as its own ``error:`` line, file:line:col first, in order: all but the
+    last printed here, the last (with the hint) by the error boundary through the error returned."""
     problems = exc.fields.get("problems") or []
-    if len(problems) > 1:  # the first is in the error line; one line each, file:line:col first
-        for line in problems[1:]:
-            out.warn(line)
+    if len(problems) <= 1:
+        return exc
+    for line in problems[:-1]:
+        out.error(line)
+    return type(exc)(problems[-1], hint=exc.hint, **exc.fields)
 
 
 @command(features_app, "validate")
@@ -37,18 +41,15 @@ def validate(json_output: bool = JSON_OPTION) -> None:
     try:
         report = do_validate(find_repo())
     except FormatError as exc:
-        _each_problem(out, exc)
-        raise
+        raise _each_problem(out, exc) from None
     defs = report.definitions
     if report.problems:
-        count = len(report.problems)
         error = FormatError(
-            report.problems[0] + (f" (and {count - 1} more)" if count > 1 else ""),
+            report.problems[0],
             hint=f"fix {defs.file} or the sources",
             problems=list(report.problems),
         )
-        _each_problem(out, error)
-        raise error
+        raise _each_problem(out, error)
     if out.json:
         out.emit_json(
             {
@@ -103,8 +104,7 @@ def get_training_set(
     try:
         result = build(find_repo(), entities, service=service, output=output, timestamp_column=timestamp_column)
     except FormatError as exc:
-        _each_problem(out, exc)
-        raise
+        raise _each_problem(out, exc) from None
     if out.json:
         out.emit_json(
             {
@@ -143,8 +143,7 @@ def materialize(
     try:
         result = do_materialize(repo, service=service, end=moment, full=full)
     except FormatError as exc:
-        _each_problem(out, exc)
-        raise
+        raise _each_problem(out, exc) from None
     if out.json:
         out.emit_json(
             {

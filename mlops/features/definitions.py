@@ -66,6 +66,8 @@ class Entity:
     join_key: str
     value_type: str
     where: str = field(default="", compare=False)
+    #: field -> 'file:line:col' of its own node (join_key), for problems found against the source
+    places: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,11 @@ class Source:
     created_timestamp_column: str = ""
     timezone: str = ""  # "" = the file's own zone (naive timestamps refused unless features.yaml names one)
     where: str = field(default="", compare=False)
+    #: field -> 'file:line:col' of its own node (path, timestamp_field, created_timestamp_column)
+    places: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def place(self, name: str) -> str:
+        return self.places.get(name, self.where)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,11 @@ class FeatureView:
     features: tuple[tuple[str, str], ...]  # (name, type) in the order written
     online: bool = True
     where: str = field(default="", compare=False)
+    #: feature -> 'file:line:col' of its name in the schema
+    places: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def place(self, feature: str) -> str:
+        return self.places.get(feature, self.where)
 
     def feature_type(self, name: str) -> str | None:
         return dict(self.features).get(name)
@@ -253,7 +265,7 @@ def view_hash(defs: Definitions, view: FeatureView) -> str:
 
 def _plain(value: Any) -> Any:
     """A definition as JSON for the definitions' hash (positions left out: moving text changes nothing)."""
-    doc = {k: v for k, v in vars(value).items() if k != "where"}
+    doc = {k: v for k, v in vars(value).items() if k not in ("where", "places")}
     return {k: [list(f) for f in v] if k == "features" and v and isinstance(v[0], tuple) else v for k, v in doc.items()}
 
 
@@ -333,7 +345,9 @@ def _entity(problems: _Problems, name: str, body: dict[str, Any]) -> Entity | No
     value_type = _type(problems, body.get("value_type", "int64"), (*path, "value_type"))
     if value_type in ("float32", "float64", "timestamp"):
         problems.add((*path, "value_type"), f"a join key may not be {value_type}: use an integer or string key")
-    return Entity(name, keys[0], value_type, problems.where(path, key=True))
+    join_keys = (*path, "join_keys")
+    place = problems.where((*join_keys, 0) if isinstance(body.get("join_keys"), list) else join_keys)
+    return Entity(name, keys[0], value_type, problems.where(path, key=True), {"join_key": place})
 
 
 def _source(problems: _Problems, name: str, body: dict[str, Any]) -> Source | None:
@@ -357,7 +371,9 @@ def _source(problems: _Problems, name: str, body: dict[str, Any]) -> Source | No
         problems.add((*path, "created_timestamp_column"), "created_timestamp_column must be a column name")
         created = ""
     zone = _zone(problems, body.get("timezone"), (*path, "timezone"))
-    return Source(name, rel, file_format, stamp, created, zone, problems.where(path, key=True))
+    fields = ("path", "timestamp_field", "created_timestamp_column")
+    places = {name: problems.where((*path, name)) for name in fields if name in body}
+    return Source(name, rel, file_format, stamp, created, zone, problems.where(path, key=True), places)
 
 
 def parse_ttl(value: Any) -> int | None:
@@ -409,7 +425,9 @@ def _view(
     if not isinstance(online, bool):
         problems.add((*path, "online"), "online must be true or false")
         online = True
-    return FeatureView(name, tuple(names), str(source), ttl, tuple(features), online, problems.where(path, key=True))
+    places = {feature: problems.where((*path, "schema", feature), key=True) for feature, _ in features}
+    where = problems.where(path, key=True)
+    return FeatureView(name, tuple(names), str(source), ttl, tuple(features), online, where, places)
 
 
 def _service(
