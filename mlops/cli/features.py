@@ -119,8 +119,12 @@ def get_training_set(
         )
         return
     out.line(f"wrote {result.output}: {result.rows} rows, {len(result.features)} features of '{result.service}'")
-    rows: list[Any] = [(view, count, result.rows) for view, count in result.filled.items()]
-    out.table(["view", "rows with values", "of"], rows)
+    if out.tty:
+        rows: list[Any] = [(view, count, result.rows) for view, count in result.filled.items()]
+        out.table(["view", "rows with values", "of rows"], rows)
+        return
+    for view, count in result.filled.items():  # piped: one labelled line per view
+        out.line(f"{view}: values in {count} of {result.rows} rows")
 
 
 @command(features_app, "materialize")
@@ -164,11 +168,24 @@ def materialize(
             }
         )
         return
-    out.line(f"materialized '{result.service}' as of {result.end} into {result.store}")
+    if all(v.mode == "up to date" for v in result.views):
+        out.line(f"'{result.service}' in {result.store}: {_up_to_date(result.views, result.end)}")
+    else:
+        out.line(f"materialized '{result.service}' as of {result.end} into {result.store}")
     out.table(
         ["view", "mode", "entities written", "watermark"],
         [(v.view, _mode_shown(v.mode, v.reason), v.entities, v.watermark) for v in result.views],
+        header=True,
     )
+
+
+def _up_to_date(views: Any, end: str) -> str:
+    """'up to date (watermark W is later than --end)': an --end at or before every watermark writes nothing."""
+    import datetime as dt
+
+    earliest = min((v.watermark for v in views), key=dt.datetime.fromisoformat)
+    relation = "is later than" if dt.datetime.fromisoformat(earliest) > dt.datetime.fromisoformat(end) else "is"
+    return f"up to date (watermark {earliest} {relation} --end {end}); nothing written"
 
 
 def _mode_shown(mode: str, reason: str) -> str:

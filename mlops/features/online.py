@@ -378,7 +378,7 @@ def _jsonable(value: Any) -> Any:
 @dataclass(frozen=True)
 class OnlineFeatures:
     service: str
-    entity: dict[str, str]
+    entity: dict[str, int | str]  # join key -> its value, of the entity's type (an int64 key is an int)
     values: dict[str, Any]  # feature name -> value (None when missing)
     missing: tuple[str, ...]  # view:feature with no value within TTL
     event_times: dict[str, str] = field(default_factory=dict)  # view -> ISO time of the value used
@@ -397,6 +397,12 @@ def entity_key(value: Any, value_type: str) -> str:
         except ValueError:
             raise UsageError(f"entity key {value!r} is not a whole number") from None
     return str(value)
+
+
+def typed_key(value: Any, value_type: str) -> int | str:
+    """An entity key as its entity's type: an int for int32 and int64 keys ('42' -> 42), else the text."""
+    text = entity_key(value, value_type)
+    return int(text) if (normalise_type(value_type) or "int64") in ("int32", "int64") else text
 
 
 class OnlineReader:
@@ -440,7 +446,8 @@ class OnlineReader:
                 values[ref.feature] = value
                 if value is None:
                     missing.append(str(ref))
-        shown = {k: str(v) for k, v in entity.items()}
+        kinds = self.join_keys()
+        shown = {k: typed_key(v, kinds[k]) if k in kinds else str(v) for k, v in entity.items()}
         return OnlineFeatures(self.service.name, shown, values, tuple(missing), times)
 
     def close(self) -> None:

@@ -177,6 +177,9 @@ def test_get_training_set_writes_point_in_time_values_and_lineage(feature_repo, 
     assert lineage["definitions_hash"] == doc["definitions_hash"]
     result = cli("features", "get-training-set", "entities.parquet", "-s", "nope", "-o", "t.parquet", code=2)
     assert "no feature service 'nope'" in result.stderr
+    # piped, each view's count is labelled
+    plain = cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.parquet").stdout
+    assert plain.splitlines()[1:] == ["customer_stats: values in 3 of 4 rows"]
 
 
 def test_get_training_set_writes_parquet_only(feature_repo, cli) -> None:

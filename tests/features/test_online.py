@@ -135,7 +135,20 @@ def test_cli_refuses_a_future_end_and_reads_json(online_repo, cli) -> None:
     doc = json.loads(cli("features", "get-online", "-s", "churn_v2", "-e", "customer_id=42", "--json").stdout)
     assert doc["features"] == {"total_purchases": None, "avg_order_value": None}
     assert len(doc["missing"]) == 2
+    assert doc["entity"] == {"customer_id": 42}  # an int64 key as a number, not the text "42"
     cli("features", "get-online", "-s", "churn_v2", "-e", "customer_id", code=2)
+
+
+def test_materialize_output_is_labelled_and_an_end_before_the_watermark_says_so(online_repo, cli) -> None:
+    first = cli("features", "materialize", "-s", "churn_v2", "--end", "2026-03-05T00:00:00Z").stdout.splitlines()
+    assert first[0].startswith("materialized 'churn_v2' as of 2026-03-05T00:00:00+00:00")
+    assert first[1:] == [
+        "view\tmode\tentities written\twatermark",
+        "customer_stats\tfull\t2\t2026-03-05T00:00:00+00:00",
+    ]
+    earlier = cli("features", "materialize", "-s", "churn_v2", "--end", "2026-03-03T00:00:00Z").stdout
+    assert "materialized" not in earlier
+    assert "up to date (watermark 2026-03-05T00:00:00+00:00 is later than --end 2026-03-03T00:00:00+00:00)" in earlier
 
 
 @pytest.mark.timeout(180)
