@@ -21,11 +21,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(features_app, name="features")
 
 
-def _each_problem(out: Output, exc: FormatError) -> None:
+def _each_problem(out: Output, exc: FormatError) -> FormatError:
+    """Every problem of ``exc`` as its own ``error:`` line, file:line:col first, in order: all but the
+    last printed here, the last (with the hint) by the error boundary through the error returned."""
     problems = exc.fields.get("problems") or []
-    if len(problems) > 1:  # the first is in the error line; one line each, file:line:col first
-        for line in problems[1:]:
-            out.warn(line)
+    if len(problems) <= 1:
+        return exc
+    for line in problems[:-1]:
+        out.error(line)
+    return type(exc)(problems[-1], hint=exc.hint, **exc.fields)
 
 
 @command(features_app, "validate")
@@ -37,18 +41,15 @@ def validate(json_output: bool = JSON_OPTION) -> None:
     try:
         report = do_validate(find_repo())
     except FormatError as exc:
-        _each_problem(out, exc)
-        raise
+        raise _each_problem(out, exc) from None
     defs = report.definitions
     if report.problems:
-        count = len(report.problems)
         error = FormatError(
-            report.problems[0] + (f" (and {count - 1} more)" if count > 1 else ""),
+            report.problems[0],
             hint=f"fix {defs.file} or the sources",
             problems=list(report.problems),
         )
-        _each_problem(out, error)
-        raise error
+        raise _each_problem(out, error)
     if out.json:
         out.emit_json(
             {
@@ -67,11 +68,31 @@ def validate(json_output: bool = JSON_OPTION) -> None:
     )
 
 
+def _check_parquet_output(output: Path) -> None:
+    """A training set is Parquet: its schema metadata names the service and the hashes it came from,
+    which `mlops register` carries into the model's lineage; CSV has no place for them."""
+    from ..errors import UsageError
+
+    if output.suffix.lower() != ".parquet":
+        csv = output.suffix.lower() == ".csv"
+        raise UsageError(
+            f"-o {output}: a training set is written as Parquet"
+            + (" (CSV cannot carry the service and hashes 'mlops register' records)" if csv else ""),
+            hint=f"name it {output.with_suffix('.parquet').name}"
+            + ("; convert it to CSV afterwards if another tool needs that" if csv else ""),
+        )
+
+
 @command(features_app, "get-training-set")
 def get_training_set(
     entities: Path = typer.Argument(..., help="Entity rows: a Parquet or CSV file of join keys and event times."),
     service: str = typer.Option(..., "--service", "-s", help="The feature service whose features to join."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the training set (Parquet)."),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Where to write the training set: a .parquet file (its metadata carries the lineage).",
+    ),
     timestamp_column: str = typer.Option("event_timestamp", "--timestamp-column", help="The entity rows' time column."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -79,11 +100,11 @@ def get_training_set(
     from ..features.offline import get_training_set as build
 
     out = Output(json_output=json_output)
+    _check_parquet_output(output)
     try:
         result = build(find_repo(), entities, service=service, output=output, timestamp_column=timestamp_column)
     except FormatError as exc:
-        _each_problem(out, exc)
-        raise
+        raise _each_problem(out, exc) from None
     if out.json:
         out.emit_json(
             {
@@ -98,8 +119,12 @@ def get_training_set(
         )
         return
     out.line(f"wrote {result.output}: {result.rows} rows, {len(result.features)} features of '{result.service}'")
-    rows: list[Any] = [(view, count, result.rows) for view, count in result.filled.items()]
-    out.table(["view", "rows with values", "of"], rows)
+    if out.tty:
+        rows: list[Any] = [(view, count, result.rows) for view, count in result.filled.items()]
+        out.table(["view", "rows with values", "of rows"], rows)
+        return
+    for view, count in result.filled.items():  # piped: one labelled line per view
+        out.line(f"{view}: values in {count} of {result.rows} rows")
 
 
 @command(features_app, "materialize")
@@ -122,8 +147,7 @@ def materialize(
     try:
         result = do_materialize(repo, service=service, end=moment, full=full)
     except FormatError as exc:
-        _each_problem(out, exc)
-        raise
+        raise _each_problem(out, exc) from None
     if out.json:
         out.emit_json(
             {
@@ -137,17 +161,36 @@ def materialize(
                         "entities": v.entities,
                         "watermark_before": v.watermark_before or None,
                         "watermark": v.watermark,
+                        "rebuilt_because": v.reason or None,
                     }
                     for v in result.views
                 ],
             }
         )
         return
-    out.line(f"materialized '{result.service}' as of {result.end} into {result.store}")
+    if all(v.mode == "up to date" for v in result.views):
+        out.line(f"'{result.service}' in {result.store}: {_up_to_date(result.views, result.end)}")
+    else:
+        out.line(f"materialized '{result.service}' as of {result.end} into {result.store}")
     out.table(
         ["view", "mode", "entities written", "watermark"],
-        [(v.view, v.mode, v.entities, v.watermark) for v in result.views],
+        [(v.view, _mode_shown(v.mode, v.reason), v.entities, v.watermark) for v in result.views],
+        header=True,
     )
+
+
+def _up_to_date(views: Any, end: str) -> str:
+    """'up to date (watermark W is later than --end)': an --end at or before every watermark writes nothing."""
+    import datetime as dt
+
+    earliest = min((v.watermark for v in views), key=dt.datetime.fromisoformat)
+    relation = "is later than" if dt.datetime.fromisoformat(earliest) > dt.datetime.fromisoformat(end) else "is"
+    return f"up to date (watermark {earliest} {relation} --end {end}); nothing written"
+
+
+def _mode_shown(mode: str, reason: str) -> str:
+    """'definition changed: rebuilt', 'source changed: rebuilt', '--full: rebuilt'; a first run is 'full'."""
+    return f"{reason}: rebuilt" if reason and reason != "first run" else mode
 
 
 @command(features_app, "get-online")

@@ -154,6 +154,10 @@ def serve(
             source = open_source(repo)
         info = source.resolve(ref)
         model = servable(info, source.load(info))  # fails here, with one line, rather than in every worker
+    if info.signature is not None and info.signature.feature_service:
+        from ..serve.features import check_feature_inputs
+
+        check_feature_inputs(repo, info.signature.feature_service, bundle=bundle)  # the store reached, or one line
     lease_seconds = positive_duration(lease, "--lease")
     shared = _state(state, repo)
     if shared is not None:

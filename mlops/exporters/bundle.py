@@ -165,11 +165,35 @@ def plan_bundle(repo: Repo, ref: str) -> BundlePlan:
     }
     files: dict[str, bytes | Path] = {
         **artifact_files,
+        **_feature_definitions(repo, mv),
         FACTS: (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode(),
         CARD: render_card(mv, events).encode(),
         REQUIREMENTS: requirements_text(pins, ref=mv.ref(), python=python).encode(),
     }
     return BundlePlan(mv.ref(), mv.name, mv.version, files, pins, python, tuple(warnings))
+
+
+def _feature_definitions(repo: Repo, mv: Any) -> dict[str, bytes]:
+    """features.yaml for a model whose signature names a feature service: that service's definitions
+    and the online store's settings, so the bundle's server looks features up where the repository's does.
+    An embedded SQLite store is a file inside the repository, out of a bundle's reach: refused."""
+    from ..features.definitions import FEATURES_FILE, load_definitions, service_document
+    from ..formats import dump_yaml
+
+    service = (mv.signature or {}).get("feature_service")
+    if not service:
+        return {}
+    defs = load_definitions(repo.root)
+    defs.service(service)  # a service no longer defined: one line naming the ones that are
+    if not defs.online_store.startswith(("redis://", "rediss://")):
+        raise UsageError(
+            f"{mv.ref()} looks its inputs up in feature service '{service}', whose online store is the SQLite "
+            f"file inside this repository: a bundle cannot reach it",
+            hint="set 'online_store: redis://HOST:PORT/DB' in features.yaml and materialize there, serve from the "
+            "repository ('mlops serve REF'), or register the model with direct inputs",
+        )
+    header = f"# {mv.ref()}: feature service '{service}' as exported from {defs.file} ({defs.hash})\n"
+    return {FEATURES_FILE: (header + dump_yaml(service_document(defs, service))).encode()}
 
 
 def _sha256(data: bytes | Path) -> tuple[str, int]:

@@ -66,6 +66,8 @@ class Entity:
     join_key: str
     value_type: str
     where: str = field(default="", compare=False)
+    #: field -> 'file:line:col' of its own node (join_key), for problems found against the source
+    places: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,11 @@ class Source:
     created_timestamp_column: str = ""
     timezone: str = ""  # "" = the file's own zone (naive timestamps refused unless features.yaml names one)
     where: str = field(default="", compare=False)
+    #: field -> 'file:line:col' of its own node (path, timestamp_field, created_timestamp_column)
+    places: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def place(self, name: str) -> str:
+        return self.places.get(name, self.where)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,11 @@ class FeatureView:
     features: tuple[tuple[str, str], ...]  # (name, type) in the order written
     online: bool = True
     where: str = field(default="", compare=False)
+    #: feature -> 'file:line:col' of its name in the schema
+    places: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def place(self, feature: str) -> str:
+        return self.places.get(feature, self.where)
 
     def feature_type(self, name: str) -> str | None:
         return dict(self.features).get(name)
@@ -234,9 +246,26 @@ def parse_definitions(text: str, source: str) -> Definitions:
     )
 
 
+def view_hash(defs: Definitions, view: FeatureView) -> str:
+    """sha256 of what a view's stored values depend on: the view (TTL, features and their types), its
+    entities and its source's definition, with the zone naive times are read in."""
+    source = defs.sources.get(view.source)
+    canonical = json.dumps(
+        {
+            "view": view,
+            "entities": [defs.entities.get(name) for name in view.entities],
+            "source": source,
+            "zone": defs.zone_of(source) if source else "",
+        },
+        default=_plain,
+        sort_keys=True,
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _plain(value: Any) -> Any:
     """A definition as JSON for the definitions' hash (positions left out: moving text changes nothing)."""
-    doc = {k: v for k, v in vars(value).items() if k != "where"}
+    doc = {k: v for k, v in vars(value).items() if k not in ("where", "places")}
     return {k: [list(f) for f in v] if k == "features" and v and isinstance(v[0], tuple) else v for k, v in doc.items()}
 
 
@@ -316,7 +345,9 @@ def _entity(problems: _Problems, name: str, body: dict[str, Any]) -> Entity | No
     value_type = _type(problems, body.get("value_type", "int64"), (*path, "value_type"))
     if value_type in ("float32", "float64", "timestamp"):
         problems.add((*path, "value_type"), f"a join key may not be {value_type}: use an integer or string key")
-    return Entity(name, keys[0], value_type, problems.where(path, key=True))
+    join_keys = (*path, "join_keys")
+    place = problems.where((*join_keys, 0) if isinstance(body.get("join_keys"), list) else join_keys)
+    return Entity(name, keys[0], value_type, problems.where(path, key=True), {"join_key": place})
 
 
 def _source(problems: _Problems, name: str, body: dict[str, Any]) -> Source | None:
@@ -340,7 +371,9 @@ def _source(problems: _Problems, name: str, body: dict[str, Any]) -> Source | No
         problems.add((*path, "created_timestamp_column"), "created_timestamp_column must be a column name")
         created = ""
     zone = _zone(problems, body.get("timezone"), (*path, "timezone"))
-    return Source(name, rel, file_format, stamp, created, zone, problems.where(path, key=True))
+    fields = ("path", "timestamp_field", "created_timestamp_column")
+    places = {name: problems.where((*path, name)) for name in fields if name in body}
+    return Source(name, rel, file_format, stamp, created, zone, problems.where(path, key=True), places)
 
 
 def parse_ttl(value: Any) -> int | None:
@@ -392,7 +425,9 @@ def _view(
     if not isinstance(online, bool):
         problems.add((*path, "online"), "online must be true or false")
         online = True
-    return FeatureView(name, tuple(names), str(source), ttl, tuple(features), online, problems.where(path, key=True))
+    places = {feature: problems.where((*path, "schema", feature), key=True) for feature, _ in features}
+    where = problems.where(path, key=True)
+    return FeatureView(name, tuple(names), str(source), ttl, tuple(features), online, where, places)
 
 
 def _service(
@@ -452,3 +487,51 @@ def _service(
     return FeatureService(
         name, tuple(dict.fromkeys(refs)), problems.where(path, key=True), dict(defaults), allow_direct
     )
+
+
+def service_document(defs: Definitions, service: str) -> dict[str, Any]:
+    """A features.yaml holding one service and only what it reads (its views, their entities and
+    sources) and the online store's settings: what a model bundle carries to look features up."""
+    chosen = defs.service(service)
+    views = {name: defs.views[name] for name in chosen.views()}
+    entities = {name: defs.entities[name] for view in views.values() for name in view.entities}
+    sources = {view.source: defs.sources[view.source] for view in views.values()}
+
+    def given(**fields: Any) -> dict[str, Any]:  # the optional fields left out when empty, as a person writes them
+        return {key: value for key, value in fields.items() if value not in ("", None)}
+
+    return given(
+        format=FEATURES_FORMAT,
+        project=defs.project,
+        timezone=defs.timezone,
+        online_store=defs.online_store,
+    ) | {
+        "entities": {e.name: {"join_keys": [e.join_key], "value_type": e.value_type} for e in entities.values()},
+        "sources": {
+            s.name: given(
+                path=s.path,
+                file_format=s.file_format,
+                timestamp_field=s.timestamp_field,
+                created_timestamp_column=s.created_timestamp_column,
+                timezone=s.timezone,
+            )
+            for s in sources.values()
+        },
+        "feature_views": {
+            v.name: {
+                "entities": list(v.entities),
+                "source": v.source,
+                "ttl": v.ttl_seconds,
+                "schema": dict(v.features),
+                "online": v.online,
+            }
+            for v in views.values()
+        },
+        "feature_services": {
+            chosen.name: {
+                "features": [str(ref) for ref in chosen.features],
+                "defaults": dict(chosen.defaults),
+                "allow_direct": chosen.allow_direct,
+            }
+        },
+    }

@@ -6,11 +6,13 @@ then latest created, then last in source order) into an embedded SQLite file,
 ``.mlops/features/online.sqlite`` (WAL: readers never wait for the writer; one writer at a
 time under a FileLock), or into Redis (``online_store: redis://HOST:PORT/DB``).
 
-Each view keeps a watermark (the ``end`` it was materialized to) and the source hash it read.
-A later run with the same source reads only rows that became visible after the watermark; when
-the source changed (new content hash), the view is rebuilt whole, so late rows are never
-missed. An ``end`` in the future is refused: values not yet visible would be served early.
-TTL is applied again at read time: an expired value is missing, not stale.
+Each view keeps a watermark (the ``end`` it was materialized to), the source hash it read and
+the hash of its definition. A later run with the same source and definition reads only rows that
+became visible after the watermark; when the source changed (new content hash), the view is
+rebuilt whole, so late rows are never missed, and so it is when its definition changed (a longer
+TTL reaches older rows, a new feature has no stored values). An ``end`` in the future is
+refused: values not yet visible would be served early. TTL is applied again
+at read time: an expired value is missing, not stale.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from ..errors import ConfigError, RemoteError, UsageError
 from ..fsio import atomic_write
 from ..repo.repo import Repo
-from .definitions import Definitions, FeatureView, normalise_type
+from .definitions import Definitions, FeatureView, normalise_type, view_hash
 from .offline import connect
 from .sources import read_view_table
 from .validate import checked_definitions
@@ -65,6 +67,7 @@ def parse_time(text: str, *, zone: str = "", what: str = "--end") -> dt.datetime
 class Watermark:
     micros: int
     source_hash: str
+    definition_hash: str = ""  # the view's definition (definitions.view_hash); "" from before it was recorded
 
 
 class SqliteStore:
@@ -90,14 +93,18 @@ class SqliteStore:
                 "created_us INTEGER, payload TEXT, PRIMARY KEY (view, entity_key)) WITHOUT ROWID"
             )
             self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS watermarks (view TEXT PRIMARY KEY, watermark_us INTEGER, source_hash TEXT)"
+                "CREATE TABLE IF NOT EXISTS watermarks (view TEXT PRIMARY KEY, watermark_us INTEGER, source_hash TEXT, "
+                "definition_hash TEXT)"
             )
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(watermarks)")}
+            if "definition_hash" not in columns:  # a store materialized before definitions were hashed
+                self.conn.execute("ALTER TABLE watermarks ADD COLUMN definition_hash TEXT")
         except sqlite3.Error as exc:
             raise ConfigError(f"{self.path}: the online store cannot be opened: {exc}") from None
 
     def watermark(self, view: str) -> Watermark | None:
-        row = self.conn.execute("SELECT watermark_us, source_hash FROM watermarks WHERE view = ?", (view,)).fetchone()
-        return Watermark(row[0], row[1]) if row else None
+        row = self.conn.execute("SELECT * FROM watermarks WHERE view = ?", (view,)).fetchone()
+        return Watermark(row[1], row[2], (row[3] if len(row) > 3 else "") or "") if row else None
 
     def write(self, view: str, rows: Iterable[tuple[str, int, int, str]], mark: Watermark, *, rebuild: bool) -> int:
         """Upsert rows (a newer or equal (event, created) wins) and move the watermark, in one transaction."""
@@ -115,7 +122,8 @@ class SqliteStore:
             )
             count = cursor.rowcount if cursor.rowcount >= 0 else 0
             self.conn.execute(
-                "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?)", (view, mark.micros, mark.source_hash)
+                "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
+                (view, mark.micros, mark.source_hash, mark.definition_hash),
             )
             self.conn.execute("COMMIT")
         except BaseException:
@@ -173,8 +181,8 @@ class RedisStore:
             raise RemoteError(f"online store {self.url}: {exc}", hint="is the Redis server up?") from None
 
     def watermark(self, view: str) -> Watermark | None:
-        got = self._call(self.client.hmget, f"{self.prefix}watermark:{view}", "us", "hash")
-        return Watermark(int(got[0]), got[1].decode()) if got[0] is not None else None
+        got = self._call(self.client.hmget, f"{self.prefix}watermark:{view}", "us", "hash", "definition")
+        return Watermark(int(got[0]), got[1].decode(), (got[2] or b"").decode()) if got[0] is not None else None
 
     def write(self, view: str, rows: Iterable[tuple[str, int, int, str]], mark: Watermark, *, rebuild: bool) -> int:
         def run() -> int:
@@ -189,7 +197,10 @@ class RedisStore:
                 if queued % 1000 == 0:
                     count += sum(int(done) for done in pipe.execute())
             count += sum(int(done) for done in pipe.execute())
-            self.client.hset(f"{self.prefix}watermark:{view}", mapping={"us": mark.micros, "hash": mark.source_hash})
+            self.client.hset(
+                f"{self.prefix}watermark:{view}",
+                mapping={"us": mark.micros, "hash": mark.source_hash, "definition": mark.definition_hash},
+            )
             return count
 
         return self._call(run)
@@ -240,6 +251,8 @@ class ViewMaterialized:
     entities: int  # entities whose value was written (a value older than the stored one is not)
     watermark_before: str  # ISO time, "" for none
     watermark: str
+    #: why a view was rebuilt whole: first run | --full | source changed | definition changed ("": it was not)
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -281,19 +294,34 @@ def materialize(
     return MaterializeResult(service, end.isoformat(), store_name(repo, defs), tuple(done))
 
 
+def _rebuild_reason(before: Watermark | None, mark: Watermark, *, full: bool) -> str:
+    """Why the view is rebuilt whole ("" to continue from its watermark). A watermark written before
+    definitions were hashed has none: counted as changed, so the view is rebuilt once."""
+    if full:
+        return "--full"
+    if before is None:
+        return "first run"
+    if before.definition_hash != mark.definition_hash:
+        return "definition changed"
+    if before.source_hash != mark.source_hash:
+        return "source changed"
+    return ""
+
+
 def _materialize_view(
     repo: Repo, defs: Definitions, store: Any, view: FeatureView, end_us: int, source_hash: str, *, full: bool
 ) -> ViewMaterialized:
     before = store.watermark(view.name)
     before_text = from_micros(before.micros).isoformat() if before else ""
-    rebuild = full or before is None or before.source_hash != source_hash
-    if not rebuild and end_us <= before.micros:
+    mark = Watermark(end_us, source_hash, view_hash(defs, view))
+    reason = _rebuild_reason(before, mark, full=full)
+    if not reason and end_us <= before.micros:
         return ViewMaterialized(view.name, "up to date", 0, before_text, before_text)
-    start_us = None if rebuild else before.micros
+    start_us = None if reason else before.micros
     rows = _latest_rows(repo, defs, view, start_us, end_us)
-    count = store.write(view.name, rows, Watermark(end_us, source_hash), rebuild=rebuild)
-    mode = "full" if rebuild else "incremental"
-    return ViewMaterialized(view.name, mode, count, before_text, from_micros(end_us).isoformat())
+    count = store.write(view.name, rows, mark, rebuild=bool(reason))
+    mode = "full" if reason else "incremental"
+    return ViewMaterialized(view.name, mode, count, before_text, from_micros(end_us).isoformat(), reason)
 
 
 def _latest_rows(repo: Repo, defs: Definitions, view: FeatureView, start_us: int | None, end_us: int) -> list:
@@ -350,7 +378,7 @@ def _jsonable(value: Any) -> Any:
 @dataclass(frozen=True)
 class OnlineFeatures:
     service: str
-    entity: dict[str, str]
+    entity: dict[str, int | str]  # join key -> its value, of the entity's type (an int64 key is an int)
     values: dict[str, Any]  # feature name -> value (None when missing)
     missing: tuple[str, ...]  # view:feature with no value within TTL
     event_times: dict[str, str] = field(default_factory=dict)  # view -> ISO time of the value used
@@ -369,6 +397,12 @@ def entity_key(value: Any, value_type: str) -> str:
         except ValueError:
             raise UsageError(f"entity key {value!r} is not a whole number") from None
     return str(value)
+
+
+def typed_key(value: Any, value_type: str) -> int | str:
+    """An entity key as its entity's type: an int for int32 and int64 keys ('42' -> 42), else the text."""
+    text = entity_key(value, value_type)
+    return int(text) if (normalise_type(value_type) or "int64") in ("int32", "int64") else text
 
 
 class OnlineReader:
@@ -412,7 +446,8 @@ class OnlineReader:
                 values[ref.feature] = value
                 if value is None:
                     missing.append(str(ref))
-        shown = {k: str(v) for k, v in entity.items()}
+        kinds = self.join_keys()
+        shown = {k: typed_key(v, kinds[k]) if k in kinds else str(v) for k, v in entity.items()}
         return OnlineFeatures(self.service.name, shown, values, tuple(missing), times)
 
     def close(self) -> None:

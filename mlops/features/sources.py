@@ -113,23 +113,25 @@ def schema_problems(repo: Repo, defs: Definitions) -> list[str]:
         try:
             schemas[source.name] = read_schema(repo, source)
         except DataError as exc:
-            problems.append(f"{source.where}: {exc.message}")
+            problems.append(f"{source.place('path')}: {exc.message}")
             continue
         schema = schemas[source.name]
-        for column, what in ((source.timestamp_field, "timestamp_field"), (source.created_timestamp_column, "created")):
+        times = ((source.timestamp_field, "timestamp_field"), (source.created_timestamp_column, "created"))
+        for column, what in times:
             if not column:
                 continue
+            at = source.place("timestamp_field" if what == "timestamp_field" else "created_timestamp_column")
             if column not in schema.names:
-                problems.append(f"{source.where}: {what} '{column}' is not a column of {source.path}")
+                problems.append(f"{at}: {what} '{column}' is not a column of {source.path}")
                 continue
             kind = schema.field(column).type
             import pyarrow as pa
 
             if not pa.types.is_timestamp(kind):
-                problems.append(f"{source.where}: '{column}' in {source.path} is {kind}, not a timestamp")
+                problems.append(f"{at}: '{column}' in {source.path} is {kind}, not a timestamp")
             elif kind.tz is None and not defs.zone_of(source):
                 problems.append(
-                    f"{source.where}: '{column}' in {source.path} has no time zone; name one with 'timezone:' "
+                    f"{at}: '{column}' in {source.path} has no time zone; name one with 'timezone:' "
                     "(in the source or at the top of features.yaml)"
                 )
     for view in defs.views.values():
@@ -138,16 +140,18 @@ def schema_problems(repo: Repo, defs: Definitions) -> list[str]:
             continue
         source = defs.sources[view.source]
         entity = defs.entities[view.entities[0]]
-        columns = [(entity.join_key, entity.value_type, "join key")] + [(f, t, "feature") for f, t in view.features]
-        for column, declared, what in columns:
+        key_place = entity.places.get("join_key", entity.where)
+        columns = [(entity.join_key, entity.value_type, "join key", key_place)]
+        columns += [(f, t, "feature", view.place(f)) for f, t in view.features]
+        for column, declared, what, at in columns:
             if not declared:
                 continue
             if column not in schema.names:
-                problems.append(f"{view.where}: {what} '{column}' is not a column of {source.path}")
+                problems.append(f"{at}: {what} '{column}' is not a column of {source.path}")
                 continue
             problem = type_problem(declared, schema.field(column).type)
             if problem:
-                problems.append(f"{view.where}: {what} '{column}': {problem}")
+                problems.append(f"{at}: {what} '{column}': {problem}")
     return problems
 
 

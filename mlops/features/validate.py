@@ -28,7 +28,7 @@ def validate(repo: Repo, *, services: tuple[str, ...] = ()) -> ValidationReport:
     defs = load_definitions(repo.root)
     wanted = {defs.views[ref.view].source for name in services for ref in defs.service(name).features}
     states = tuple(source_state(repo, s) for s in defs.sources.values() if not services or s.name in wanted)
-    problems = [f"{defs.sources[s.name].where}: {s.problem}" for s in states if s.problem]
+    problems = [f"{defs.sources[s.name].place('path')}: {s.problem}" for s in states if s.problem]
     problems = schema_problems(repo, defs) + problems
     return ValidationReport(defs, states, tuple(problems))
 

@@ -6,14 +6,19 @@ and the request log records the values used. The service's policy in features.ya
 rest: ``defaults`` (feature -> value used when the store has none; without one, the request is
 a 400 naming the missing features) and ``allow_direct`` (whether a caller may send a feature
 itself, which then wins over the store).
+
+A model bundle (``mlops export model``) carries the service's definitions in its own
+``features.yaml`` with the online store's settings (a Redis store: the repository's SQLite file
+stays behind), and a server of the bundle reads them from there.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ..errors import MlopsError, UsageError
-from ..features.definitions import load_definitions
+from ..errors import ConfigError, MlopsError, UsageError
+from ..features.definitions import FEATURES_FILE, Definitions, load_definitions
 from ..features.online import OnlineReader
 from ..repo.repo import Repo
 from .protocols import BadRequest, Inputs
@@ -25,8 +30,8 @@ MAX_LISTED = 5  # missing features named per response, the rest counted
 class FeatureInputs:
     """One per served version: the online store opened once, lookups per request row."""
 
-    def __init__(self, repo: Repo, service: str) -> None:
-        defs = load_definitions(repo.root)
+    def __init__(self, repo: Repo, service: str, *, bundle: str | None = None) -> None:
+        defs = _definitions(repo, bundle)
         self.reader = OnlineReader(repo, defs, service)
         self.service = self.reader.service
         self.keys = self.reader.join_keys()
@@ -40,6 +45,14 @@ class FeatureInputs:
             if signature.column(key) is None
         )
         return Signature(keys + signature.inputs, signature.outputs, signature.feature_service)
+
+    def caller_signature(self, signature: Signature) -> Signature:
+        """What a caller sends (V2 model metadata): the entity keys, the model's inputs that no feature
+        of the service supplies, and the service's features only where callers may send them."""
+        served = {ref.feature for ref in self.service.features}
+        request = self.request_signature(signature)
+        inputs = tuple(c for c in request.inputs if self.service.allow_direct or c.name not in served)
+        return Signature(inputs, signature.outputs, signature.feature_service)
 
     def fill(self, inputs: Inputs, takes: tuple[str, ...]) -> tuple[Inputs, list[str]]:
         """The request's columns with the service's features looked up, and the problems (a 400)."""
@@ -93,5 +106,49 @@ class FeatureInputs:
                 columns.pop(key, None)
         return Inputs(columns, inputs.rows, inputs.request_id, inputs.parameters, inputs.binary_output), problems
 
+    def probe(self) -> None:
+        """Every view of the service materialized in the store (reached now, not at the first request)."""
+        for view in self.service.views():
+            if self.reader.store.watermark(view) is None:
+                raise UsageError(
+                    f"feature view '{view}' of service '{self.service.name}' is not materialized in the online "
+                    "store yet",
+                    hint=f"run 'mlops features materialize --service {self.service.name}' first",
+                )
+
     def close(self) -> None:
         self.reader.close()
+
+
+def _definitions(repo: Repo, bundle: str | None) -> Definitions:
+    if bundle is None:
+        return load_definitions(repo.root)
+    if not (Path(bundle) / FEATURES_FILE).is_file():
+        raise ConfigError(
+            f"bundle {bundle}: the model looks its inputs up in a feature service, and the bundle carries no "
+            f"{FEATURES_FILE} (exported by an older mlops)",
+            hint="export the model again ('mlops export model REF -o DIR')",
+        )
+    defs = load_definitions(Path(bundle))  # a file of the bundle, hash-checked with it (serve/bundle.py)
+    if not defs.online_store.startswith(("redis://", "rediss://")):
+        raise ConfigError(
+            f"bundle {bundle}: its features.yaml names no Redis online store, and a bundle reaches no other",
+            hint="export the model again from a repository whose features.yaml sets online_store: redis://...",
+        )
+    return defs
+
+
+def feature_inputs(repo: Repo, service: str, *, bundle: str | None = None) -> FeatureInputs | None:
+    """The feature lookups of a model whose signature names ``service`` (None for the others)."""
+    return FeatureInputs(repo, service, bundle=bundle) if service else None
+
+
+def check_feature_inputs(repo: Repo, service: str, *, bundle: str | None = None) -> None:
+    """Before a server starts: the definitions read and the store reached, or one error line now."""
+    inputs = feature_inputs(repo, service, bundle=bundle)
+    if inputs is None:
+        return
+    try:
+        inputs.probe()
+    finally:
+        inputs.close()

@@ -309,7 +309,7 @@ class Runtime:
             info,
             model,
             batcher(predict, f"{info.name}-v{info.version}"),
-            features=_feature_inputs(self.repo, signature),
+            features=_feature_inputs(self.repo, signature, self.config.bundle),
         )
         classes = getattr(model, "classes_", None)
         if callable(getattr(model, "predict_proba", None)) and classes is not None:
@@ -872,13 +872,13 @@ class Runtime:
         return new
 
 
-def _feature_inputs(repo: Repo, signature: Signature | None) -> Any:
+def _feature_inputs(repo: Repo, signature: Signature | None, bundle: str | None) -> Any:
     """The feature lookups of a signature that names a feature service (None for the others)."""
     if signature is None or not signature.feature_service:
         return None
-    from .features import FeatureInputs
+    from .features import feature_inputs
 
-    return FeatureInputs(repo, signature.feature_service)
+    return feature_inputs(repo, signature.feature_service, bundle=bundle)
 
 
 def _read_deployment(repo: Repo, model: str) -> tuple[str | None, Deployment | None, MlopsError | None]:

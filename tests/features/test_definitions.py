@@ -118,11 +118,21 @@ def test_validate_checks_columns_types_zones_and_tracking(repo, cli) -> None:
     _orders(repo.root, naive=True, value_type=pa.string())
     (repo.root / "features.yaml").write_text(GOOD.replace("total_purchases", "total_purchase"))
     result = cli("features", "validate", code=2)
-    text = result.stderr
-    assert "features.yaml:12:3: feature 'total_purchase' is not a column of data/orders.parquet" in text
-    assert "features.yaml:12:3: feature 'avg_order_value': declared float64, the source has string" in text
-    assert "features.yaml:7:3: 'event_ts' in data/orders.parquet has no time zone" in text
-    assert "data/orders.parquet is not tracked; run 'mlops add data/orders.parquet'" in text
+    lines = result.stderr.splitlines()
+    # every problem its own error line, at the field it is about (the feature's name, the column's value)
+    assert lines == [
+        "error: features.yaml:9:22: 'event_ts' in data/orders.parquet has no time zone; name one with 'timezone:' "
+        "(in the source or at the top of features.yaml)",
+        "error: features.yaml:10:31: 'created_ts' in data/orders.parquet has no time zone; name one with "
+        "'timezone:' (in the source or at the top of features.yaml)",
+        "error: features.yaml:17:7: feature 'total_purchase' is not a column of data/orders.parquet",
+        "error: features.yaml:18:7: feature 'avg_order_value': declared float64, the source has string",
+        "error: features.yaml:8:11: source 'orders': data/orders.parquet is not tracked; "
+        "run 'mlops add data/orders.parquet'",
+        "hint: fix features.yaml or the sources",
+    ]
+    doc = json.loads(cli("features", "validate", "--json", code=2).stdout)
+    assert len(doc["problems"]) == 5 and doc["message"] == lines[-2].removeprefix("error: ")
 
 
 def test_validate_ok_names_the_hashes_and_a_changed_source_is_refused(feature_repo, cli) -> None:
@@ -167,3 +177,22 @@ def test_get_training_set_writes_point_in_time_values_and_lineage(feature_repo, 
     assert lineage["definitions_hash"] == doc["definitions_hash"]
     result = cli("features", "get-training-set", "entities.parquet", "-s", "nope", "-o", "t.parquet", code=2)
     assert "no feature service 'nope'" in result.stderr
+    # piped, each view's count is labelled
+    plain = cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.parquet").stdout
+    assert plain.splitlines()[1:] == ["customer_stats: values in 3 of 4 rows"]
+
+
+def test_get_training_set_writes_parquet_only(feature_repo, cli) -> None:
+    root = feature_repo.root
+    pq.write_table(
+        pa.table(
+            {"customer_id": [42], "event_timestamp": pa.array([dt.datetime(2026, 1, 9)], pa.timestamp("ms", "UTC"))}
+        ),
+        root / "entities.parquet",
+    )
+    refused = cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.csv", code=2)
+    assert "written as Parquet" in refused.stderr and "train.parquet" in refused.stderr
+    cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.txt", code=2)
+    assert not (root / "train.csv").exists() and not (root / "train.txt").exists()
+    cli("features", "get-training-set", "entities.parquet", "-s", "churn_v2", "-o", "train.PARQUET")
+    assert pq.read_table(root / "train.PARQUET").column("total_purchases").to_pylist() == [4]

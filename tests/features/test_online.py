@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -137,7 +135,20 @@ def test_cli_refuses_a_future_end_and_reads_json(online_repo, cli) -> None:
     doc = json.loads(cli("features", "get-online", "-s", "churn_v2", "-e", "customer_id=42", "--json").stdout)
     assert doc["features"] == {"total_purchases": None, "avg_order_value": None}
     assert len(doc["missing"]) == 2
+    assert doc["entity"] == {"customer_id": 42}  # an int64 key as a number, not the text "42"
     cli("features", "get-online", "-s", "churn_v2", "-e", "customer_id", code=2)
+
+
+def test_materialize_output_is_labelled_and_an_end_before_the_watermark_says_so(online_repo, cli) -> None:
+    first = cli("features", "materialize", "-s", "churn_v2", "--end", "2026-03-05T00:00:00Z").stdout.splitlines()
+    assert first[0].startswith("materialized 'churn_v2' as of 2026-03-05T00:00:00+00:00")
+    assert first[1:] == [
+        "view\tmode\tentities written\twatermark",
+        "customer_stats\tfull\t2\t2026-03-05T00:00:00+00:00",
+    ]
+    earlier = cli("features", "materialize", "-s", "churn_v2", "--end", "2026-03-03T00:00:00Z").stdout
+    assert "materialized" not in earlier
+    assert "up to date (watermark 2026-03-05T00:00:00+00:00 is later than --end 2026-03-03T00:00:00+00:00)" in earlier
 
 
 @pytest.mark.timeout(180)
@@ -176,54 +187,6 @@ def test_readers_never_wait_or_fail_while_materialize_writes(online_repo, cli) -
 # --- Redis ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (.ci/run installs it)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    pytest.importorskip("redis")
-    import redis
-
-    with socket.socket() as probe:  # a free port on 127.0.0.1
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def test_redis_online_store(repo, cli, redis_url) -> None:
     write_orders(repo.root, ROWS)
     (repo.root / "features.yaml").write_text(FEATURES.format(store=f"online_store: {redis_url}"))
@@ -243,3 +206,34 @@ def test_redis_online_store(repo, cli, redis_url) -> None:
     (repo.root / "features.yaml").write_text(FEATURES.format(store="online_store: redis://127.0.0.1:1/0"))
     result = cli("features", "get-online", "-s", "churn_v2", "-e", "customer_id=42", code=3)
     assert "online store redis://127.0.0.1:1/0" in result.stderr
+
+
+def test_a_changed_view_definition_rebuilds_that_view(online_repo, cli) -> None:
+    """A longer TTL reaches rows the shorter one left out; a new feature is filled; a watermark written
+    before definitions were hashed counts as changed, once."""
+    features = online_repo.root / "features.yaml"
+    short = FEATURES.format(store="").replace("ttl: 10d", "ttl: 1d").replace(", avg_order_value: float64", "")
+    features.write_text(short)
+    end, now = T0 + 9 * DAY, T0 + 9 * DAY
+    first = materialize(online_repo, service="churn_v2", end=end, now=now)
+    assert (first.views[0].mode, first.views[0].entities, first.views[0].reason) == ("full", 0, "first run")
+    features.write_text(short.replace("ttl: 1d", "ttl: 30d"))
+    longer = cli("features", "materialize", "-s", "churn_v2", "--end", end.isoformat())
+    assert "definition changed: rebuilt" in longer.stdout
+    got = get_online(online_repo, service="churn_v2", entity={"customer_id": 42}, now=end)
+    assert got.values == {"total_purchases": 3} and got.missing == ()
+    # a feature added to the schema: rebuilt at the same end, the new feature has its values
+    features.write_text(FEATURES.format(store="").replace("ttl: 10d", "ttl: 30d"))
+    added = materialize(online_repo, service="churn_v2", end=end, now=now)
+    assert (added.views[0].mode, added.views[0].reason) == ("full", "definition changed")
+    got = get_online(online_repo, service="churn_v2", entity={"customer_id": 42}, now=end)
+    assert got.values == {"total_purchases": 3, "avg_order_value": 13.0}
+    assert materialize(online_repo, service="churn_v2", end=end, now=now).views[0].mode == "up to date"
+    # a store written before the definition's hash was recorded: rebuilt once, then incremental again
+    import sqlite3
+
+    with sqlite3.connect(online_repo.dot / "features" / "online.sqlite") as conn:
+        conn.execute("ALTER TABLE watermarks DROP COLUMN definition_hash")
+    old = materialize(online_repo, service="churn_v2", end=end, now=now)
+    assert (old.views[0].mode, old.views[0].reason) == ("full", "definition changed")
+    assert materialize(online_repo, service="churn_v2", end=end, now=now).views[0].mode == "up to date"

@@ -56,7 +56,8 @@ async def model_metadata(rt: Runtime, wire: WireProtocol, request: Request) -> R
             )
         served = found[1]
     versions = [served.version] if version is not None else route.versions()
-    return json_response(v2_metadata(rt.model, versions, served.signature, f"mlops-{served.info.flavor}"))
+    signature = served.features.caller_signature(served.signature) if served.features else served.signature
+    return json_response(v2_metadata(rt.model, versions, signature, f"mlops-{served.info.flavor}"))
 
 
 async def model_ready(rt: Runtime, wire: WireProtocol, request: Request) -> Response:
