@@ -229,7 +229,7 @@ def _join_view(
     import pyarrow as pa
 
     view = defs.views[view_name]
-    table = read_view_table(repo, defs, view)
+    table = read_view_table(repo, defs, view, row_numbers=False)  # the source order is the row's index
     source_row = best_rows(
         table.column("key"),
         _micros(table.column("event_ts")),
@@ -297,15 +297,22 @@ def best_rows(keys: Any, event: Any, created: Any, entity_keys: Any, entity_time
         def time_of(t: Any) -> Any:
             return np.searchsorted(distinct, t)
 
-    order_key = (key_code << shift) | time_of(event)
-    order = np.argsort(order_key)
+    probe = (entity_code[probes] << shift) | time_of(probe_times)
+    probe_order = sorted_order(probe)  # sorted probes: the binary searches walk memory in order (10x faster)
+    probe, probes, probe_times = probe[probe_order], probes[probe_order], probe_times[probe_order]
+    probe_code = probe >> shift
+    reachable = _reachable(key_code, event, probe_code, probe_times, code_bits, ttl_micros)
+    if reachable is not None:
+        if not len(reachable):
+            return best
+        key_code, event, created = key_code[reachable], event[reachable], created[reachable]
+        rows = reachable if rows is None else rows[reachable]
+    order_key = key_code << shift
+    order_key |= time_of(event)
+    order = sorted_order(order_key)
     order_key = order_key[order]
     _break_ties(order, order_key, created)
     late = (created > event)[order]
-    probe = (entity_code[probes] << shift) | time_of(probe_times)
-    probe_order = np.argsort(probe)  # sorted probes: the binary searches walk memory in order
-    probe, probes, probe_times = probe[probe_order], probes[probe_order], probe_times[probe_order]
-    probe_code = probe >> shift
     if late.any():
         on_time = ~late
         timelines = [(order_key[on_time], np.flatnonzero(on_time))]
@@ -332,6 +339,35 @@ def best_rows(keys: Any, event: Any, created: Any, entity_keys: Any, entity_time
     return best
 
 
+def _reachable(key_code: Any, event: Any, probe_code: Any, probe_times: Any, code_bits: int, ttl_micros: int) -> Any:
+    """The source rows some entity row may choose (indices), or None for all of them (or when telling would
+    cost more than it saves: keys coded too sparsely for a table per key).
+
+    ``probe_code``/``probe_times`` are sorted by (key, time), so each key's first and last entity times are
+    the ends of its run. A row of a key no entity row has, or with an event after the key's last entity
+    time, is never a candidate; with a TTL, one older than the TTL before the key's first entity time is
+    never within it, and neither is any older row of its key, so leaving it out leaves every answer as it is.
+    """
+    import numpy as np
+
+    codes = 1 << code_bits
+    if codes > 2 * (len(key_code) + len(probe_code)):
+        return None
+    run_end = np.flatnonzero(probe_code[1:] != probe_code[:-1])
+    last = np.full(codes, np.iinfo(np.int64).min, dtype=np.int64)  # no entity row: nothing is reachable
+    ends = np.append(run_end, len(probe_code) - 1)
+    last[probe_code[ends]] = probe_times[ends]
+    reach = event <= last[key_code]
+    if ttl_micros:
+        first = np.zeros(codes, dtype=np.int64)
+        starts = np.insert(run_end + 1, 0, 0)
+        first[probe_code[starts]] = probe_times[starts]
+        reach &= first[key_code] - event <= ttl_micros
+    if reach.all():
+        return None
+    return np.flatnonzero(reach)
+
+
 def _late_timeline(order_key: Any, order: Any, created: Any, late: Any, time_of: Any, shift: int) -> tuple:
     """The rows written after their event time, in (key, created) order: that order's key, and for each
     the best position (in the source order) among the rows visible by then (a running maximum)."""
@@ -339,10 +375,49 @@ def _late_timeline(order_key: Any, order: Any, created: Any, late: Any, time_of:
 
     positions = np.flatnonzero(late)
     visible_key = ((order_key[positions] >> shift) << shift) | time_of(created[order[positions]])
-    by_visible = np.argsort(visible_key, kind="stable")
+    by_visible = sorted_order(visible_key)
     # a key's positions are one block above every smaller key's, so the running maximum over all keys
     # is, once one of the key's own rows is visible, the key's best (checked against the key by the caller)
     return visible_key[by_visible], np.maximum.accumulate(positions[by_visible])
+
+
+def sorted_order(values: Any, budget: int = 63) -> Any:
+    """The stable argsort of non-negative int64 ``values`` (ties in index order), cheaper than numpy's argsort.
+
+    Already sorted values (a source written in key and time order, say) cost one comparison pass. Otherwise
+    each value is packed with its index into one int64, ``value >> drop`` in the high bits and the index in
+    the low ones, and sorted by value with ``np.sort`` (x86-simd-sort where the CPU has AVX-512/AVX2: two to
+    three times as fast as ``argsort``). When value and index need more than ``budget`` bits, the value's
+    lowest ``drop`` bits are left out of the packed sort; the rare runs of equal packed values are then put
+    in exact (value, index) order by a lexsort of those rows alone.
+    """
+    import numpy as np
+
+    count = len(values)
+    if count < 2 or bool((values[1:] >= values[:-1]).all()):
+        return np.arange(count, dtype=np.int64)
+    index_bits = (count - 1).bit_length()
+    value_bits = int(values.max()).bit_length()
+    drop = max(0, value_bits + index_bits - budget)
+    if index_bits >= budget:  # no bit left for the value: numpy's own stable sort
+        return np.argsort(values, kind="stable")
+    packed = values >> drop if drop else values.copy()
+    packed <<= index_bits
+    packed |= np.arange(count, dtype=np.int64)
+    packed.sort()
+    order = packed & ((1 << index_bits) - 1)
+    if drop:
+        coarse = packed >> index_bits
+        equal = coarse[1:] == coarse[:-1]
+        if equal.any():
+            tied = np.zeros(count, dtype=bool)
+            tied[1:] |= equal
+            tied[:-1] |= equal
+            at = np.flatnonzero(tied)
+            rows = order[at]
+            # the runs are contiguous and the value orders them as the packed value does: one lexsort of all
+            order[at] = rows[np.lexsort((rows, values[rows]))]
+    return order
 
 
 def _break_ties(order: Any, order_key: Any, created: Any) -> None:

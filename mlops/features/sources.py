@@ -169,8 +169,9 @@ def to_utc(column: Any, zone: str, what: str) -> Any:
     return column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.timestamp("us"))
 
 
-def read_view_table(repo: Repo, defs: Definitions, view: FeatureView) -> Any:
-    """The view's rows: key, event_ts, created_ts, row (source order), then the features cast to their types.
+def read_view_table(repo: Repo, defs: Definitions, view: FeatureView, *, row_numbers: bool = True) -> Any:
+    """The view's rows: key, event_ts, created_ts, row (source order; left out without ``row_numbers``), then
+    the features cast to their types.
 
     ``created_ts`` is the event time where the source has no created column or the value is null.
     """
@@ -189,7 +190,8 @@ def read_view_table(repo: Repo, defs: Definitions, view: FeatureView) -> Any:
         if source.file_format == "parquet":
             import pyarrow.parquet as pq
 
-            tables = [pq.read_table(f, columns=wanted) for f in files]
+            # memory-mapped: the pages are decoded from the page cache without a copy into a read buffer
+            tables = [pq.read_table(f, columns=wanted, memory_map=True) for f in files]
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
         else:
             table = _read_csv(files, wanted)
@@ -209,8 +211,9 @@ def read_view_table(repo: Repo, defs: Definitions, view: FeatureView) -> Any:
         "key": cast_key(table.column(entity.join_key), entity.value_type, where),
         "event_ts": event,
         "created_ts": created,
-        "row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
     }
+    if row_numbers:
+        columns["row"] = pa.array(np.arange(table.num_rows, dtype=np.int64))
     for feature, kind in view.features:
         columns[feature] = cast_feature(table.column(feature), kind, f"{where}: '{feature}'")
     return pa.table(columns)
