@@ -453,13 +453,27 @@ def _key_codes(keys: Any, entity_keys: Any) -> tuple[Any, Any, int]:
         low, high = pc.min_max(pa.chunked_array(_chunks(keys) + _chunks(entity_keys), pa.int64())).values()
         low, high = low.as_py(), high.as_py()
         if low is not None and (high - low).bit_length() <= 32:
-            codes = [pc.subtract(k.cast(pa.int64()), low).fill_null(0).to_numpy() for k in (keys, entity_keys)]
+            codes = [_offset_codes(k, low) for k in (keys, entity_keys)]
             return codes[0], codes[1], (high - low).bit_length()
     kind = pa.int64() if pa.types.is_integer(keys.type) and pa.types.is_integer(entity_keys.type) else pa.string()
     both = pa.chunked_array(_chunks(keys.cast(kind)) + _chunks(entity_keys.cast(kind)), kind)
     encoded = both.combine_chunks().dictionary_encode()
     codes = encoded.indices.cast(pa.int64()).fill_null(0).to_numpy()
     return codes[: len(keys)], codes[len(keys) :], max(1, len(encoded.dictionary)).bit_length()
+
+
+def _offset_codes(column: Any, low: int) -> Any:
+    """An integer key column minus ``low`` (numpy int64; nulls as 0), with one copy of the column, not three."""
+    import pyarrow as pa
+
+    column = column.cast(pa.int64())
+    if column.null_count:
+        column = column.fill_null(low)
+    codes = column.to_numpy()
+    if not codes.flags.writeable:  # a zero-copy view of Arrow's buffer
+        return codes - low
+    codes -= low
+    return codes
 
 
 def _chunks(column: Any) -> list:
