@@ -20,16 +20,19 @@ at or before their event time are visible from it: for each entity row a binary 
 such row at or before (K, T). Rows written later (backfills) are visible from their created time: in
 (key, created) order a running maximum of their ranks is the best of them visible so far, found by a
 second binary search. The higher rank of the two wins; the features are gathered from the Arrow
-table by row number. No Python loop over rows; one argsort of the source rows is the main cost.
-DuckDB's ASOF JOIN did this before (with window functions for backfills); on the same data it took 2 to
-3 times as long, its sort being the larger part (docs/benchmarks.md).
+table by row number. No Python loop over rows. The sorts are the main cost: each is an ``np.sort`` of the
+value packed with the row's index (``sorted_order``), skipped for rows already in order, and the source rows
+no entity row can choose are left out before it (``_reachable``). DuckDB's ASOF JOIN did this before (with
+window functions for backfills); on the same data it took 2 to 3 times as long (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +40,7 @@ from ..errors import DataError, UsageError
 from ..fsio import output_writer
 from ..repo.repo import Repo
 from .definitions import Definitions, FeatureService
-from .sources import SourceState, arrow_type, cast_key, read_view_table, to_utc
+from .sources import SourceState, arrow_type, cast_key, read_pool, read_view_table, to_utc
 from .validate import checked_definitions
 
 METADATA_KEY = b"mlops.training_set"
@@ -172,7 +175,8 @@ def build_training_set(
     filled: dict[str, int] = {}
     views = list(service.views())
     # the views are joined side by side: reading Parquet, numpy's sorts and Arrow's gathers release the GIL
-    with ThreadPoolExecutor(max_workers=max(1, min(len(views), os.cpu_count() or 1))) as pool:
+    workers = max(1, min(len(views), os.cpu_count() or 1))
+    with _default_pool(read_pool()), ThreadPoolExecutor(max_workers=workers) as pool:
         joined = list(pool.map(lambda name: _join_view(entity_columns, defs, repo, service, name), views))
     for view_name, (columns, count) in zip(views, joined, strict=True):
         filled[view_name] = count
@@ -196,6 +200,24 @@ def build_training_set(
         sources,
         filled,
     )
+
+
+@contextmanager
+def _default_pool(pool: Any) -> Iterator[None]:
+    """Arrow's default memory pool is ``pool`` inside (the join's casts, coalesces and gathers allocate there
+    too, see ``read_pool``); the previous one again after. Process-wide while it lasts: an allocation made
+    meanwhile elsewhere only comes from another allocator (each buffer is freed to the pool it came from)."""
+    import pyarrow as pa
+
+    if pool is None:
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def engine() -> Any:

@@ -341,3 +341,21 @@ def test_sorted_order_is_numpys_stable_argsort(values, budget, presorted) -> Non
 
     array = np.array(sorted(values) if presorted else values, dtype=np.int64)
     assert sorted_order(array, budget).tolist() == np.argsort(array, kind="stable").tolist()
+
+
+def test_the_join_allocates_from_the_read_pool_and_restores_arrows_default() -> None:
+    """The join swaps Arrow's default memory pool for the read pool (jemalloc where pyarrow has it) and puts
+    the previous one back, also when the join fails."""
+    from mlops.features.offline import _default_pool
+    from mlops.features.sources import read_pool
+
+    pool = read_pool()
+    if pool is None:
+        pytest.skip("this pyarrow has no jemalloc")
+    before = pa.default_memory_pool().backend_name
+    if before == pool.backend_name:
+        pytest.skip("jemalloc is already Arrow's default pool here")
+    with pytest.raises(RuntimeError), _default_pool(pool):
+        assert pa.default_memory_pool().backend_name == "jemalloc"
+        raise RuntimeError("the join failed")
+    assert pa.default_memory_pool().backend_name == before
