@@ -276,7 +276,10 @@ def _micros(column: Any) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    return column.cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
+    column = column.cast(pa.int64())
+    if column.null_count:
+        column = column.fill_null(np.iinfo(np.int64).min)
+    return column.to_numpy()
 
 
 def best_rows(keys: Any, event: Any, created: Any, entity_keys: Any, entity_times: Any, ttl_micros: int) -> Any:

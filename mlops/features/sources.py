@@ -226,7 +226,8 @@ def read_view_table(repo: Repo, defs: Definitions, view: FeatureView, *, row_num
         created = to_utc(
             table.column(source.created_timestamp_column), zone, f"{where}: '{source.created_timestamp_column}'"
         )
-        created = pc.coalesce(created, event)
+        if created.null_count:  # (coalesce copies the column even when there is nothing to fill)
+            created = pc.coalesce(created, event)
     else:
         created = event
     columns = {

@@ -216,7 +216,6 @@ def online_p99(root: Path, lookups: int = 5000) -> dict:
         started = time.perf_counter()
         materialize(repo, service="bench", now=now)
         materialize_seconds = time.perf_counter() - started
-cpu_seconds = cpu() - cpu_started
         reader = OnlineReader(repo, defs, "bench")
         times = []
         for i in range({lookups}):
