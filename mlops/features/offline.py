@@ -382,12 +382,15 @@ def _reachable(key_code: Any, event: Any, probe_code: Any, probe_times: Any, cod
     last = np.full(codes, np.iinfo(np.int64).min, dtype=np.int64)  # no entity row: nothing is reachable
     ends = np.append(run_end, len(probe_code) - 1)
     last[probe_code[ends]] = probe_times[ends]
-    reach = event <= last[key_code]
+    bound = last.take(key_code)  # (one buffer for both bounds: fresh pages cost as much as the arithmetic)
+    reach = event <= bound
     if ttl_micros:
         first = np.zeros(codes, dtype=np.int64)
         starts = np.insert(run_end + 1, 0, 0)
         first[probe_code[starts]] = probe_times[starts]
-        reach &= first[key_code] - event <= ttl_micros
+        first.take(key_code, out=bound)
+        bound -= event
+        reach &= bound <= ttl_micros
     if reach.all():
         return None
     return np.flatnonzero(reach)
@@ -430,9 +433,10 @@ def sorted_order(values: Any, budget: int = 63) -> Any:
     packed <<= index_bits
     packed |= np.arange(count, dtype=np.int64)
     packed.sort()
-    order = packed & ((1 << index_bits) - 1)
-    if drop:
-        coarse = packed >> index_bits
+    coarse = packed >> index_bits if drop else None
+    order = packed
+    order &= (1 << index_bits) - 1  # in place: the index in the low bits
+    if coarse is not None:
         equal = coarse[1:] == coarse[:-1]
         if equal.any():
             tied = np.zeros(count, dtype=bool)
