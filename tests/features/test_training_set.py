@@ -344,9 +344,11 @@ def test_sorted_order_is_numpys_stable_argsort(values, budget, presorted) -> Non
 
 
 def test_the_join_allocates_from_the_read_pool_and_restores_arrows_default() -> None:
-    """The join swaps Arrow's default memory pool for the read pool (jemalloc where pyarrow has it) and puts
-    the previous one back, also when the join fails."""
-    from mlops.features.offline import _default_pool
+    """The join swaps Arrow's default memory pool for the read pool (jemalloc where pyarrow has it) and
+    numpy's huge pages off, and puts both back, also when the join fails."""
+    from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+
+    from mlops.features.offline import _join_memory
     from mlops.features.sources import read_pool
 
     pool = read_pool()
@@ -355,7 +357,13 @@ def test_the_join_allocates_from_the_read_pool_and_restores_arrows_default() -> 
     before = pa.default_memory_pool().backend_name
     if before == pool.backend_name:
         pytest.skip("jemalloc is already Arrow's default pool here")
-    with pytest.raises(RuntimeError), _default_pool(pool):
-        assert pa.default_memory_pool().backend_name == "jemalloc"
-        raise RuntimeError("the join failed")
-    assert pa.default_memory_pool().backend_name == before
+    hugepages = _set_madvise_hugepage(True)
+    try:
+        with pytest.raises(RuntimeError), _join_memory(pool):
+            assert pa.default_memory_pool().backend_name == "jemalloc"
+            assert not _get_madvise_hugepage()
+            raise RuntimeError("the join failed")
+        assert pa.default_memory_pool().backend_name == before
+        assert _get_madvise_hugepage()
+    finally:
+        _set_madvise_hugepage(hugepages)
