@@ -20,16 +20,19 @@ at or before their event time are visible from it: for each entity row a binary 
 such row at or before (K, T). Rows written later (backfills) are visible from their created time: in
 (key, created) order a running maximum of their ranks is the best of them visible so far, found by a
 second binary search. The higher rank of the two wins; the features are gathered from the Arrow
-table by row number. No Python loop over rows; one argsort of the source rows is the main cost.
-DuckDB's ASOF JOIN did this before (with window functions for backfills); on the same data it took 2 to
-3 times as long, its sort being the larger part (docs/benchmarks.md).
+table by row number. No Python loop over rows. The sorts are the main cost: each is an ``np.sort`` of the
+value packed with the row's index (``sorted_order``), skipped for rows already in order, and the source rows
+no entity row can choose are left out before it (``_reachable``). DuckDB's ASOF JOIN did this before (with
+window functions for backfills); on the same data it took 2 to 3 times as long (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +40,7 @@ from ..errors import DataError, UsageError
 from ..fsio import output_writer
 from ..repo.repo import Repo
 from .definitions import Definitions, FeatureService
-from .sources import SourceState, arrow_type, cast_key, read_view_table, to_utc
+from .sources import SourceState, arrow_type, cast_key, read_pool, read_view_table, to_utc
 from .validate import checked_definitions
 
 METADATA_KEY = b"mlops.training_set"
@@ -172,7 +175,8 @@ def build_training_set(
     filled: dict[str, int] = {}
     views = list(service.views())
     # the views are joined side by side: reading Parquet, numpy's sorts and Arrow's gathers release the GIL
-    with ThreadPoolExecutor(max_workers=max(1, min(len(views), os.cpu_count() or 1))) as pool:
+    workers = max(1, min(len(views), os.cpu_count() or 1))
+    with _join_memory(read_pool()), ThreadPoolExecutor(max_workers=workers) as pool:
         joined = list(pool.map(lambda name: _join_view(entity_columns, defs, repo, service, name), views))
     for view_name, (columns, count) in zip(views, joined, strict=True):
         filled[view_name] = count
@@ -196,6 +200,41 @@ def build_training_set(
         sources,
         filled,
     )
+
+
+@contextmanager
+def _join_memory(pool: Any) -> Iterator[None]:
+    """Inside, Arrow's default memory pool is ``pool`` (the join's casts, coalesces and gathers allocate there
+    too, see ``read_pool``) and numpy's new arrays are not advised to the kernel as transparent huge pages;
+    both as before after, also on error. Process-wide while it lasts: an allocation made meanwhile elsewhere
+    only comes from another allocator (each buffer is freed to the pool it came from).
+
+    Huge pages: the join's large temporaries are each touched once; faulting them in as huge pages made the
+    kernel compact memory first (with THP's usual ``defrag=madvise``), 0.9 to 2.1 s of system time per run
+    at 1M x 10M against 0.9 to 1.05 s without (user time 5% more; docs/benchmarks.md).
+    """
+    import pyarrow as pa
+
+    previous_pool = pa.default_memory_pool()
+    hugepages = _numpy_hugepages(False)
+    if pool is not None:
+        pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous_pool)
+        if hugepages is not None:
+            _numpy_hugepages(hugepages)
+
+
+def _numpy_hugepages(enabled: bool) -> bool | None:
+    """Switch numpy's madvise(MADV_HUGEPAGE) of new arrays (what NUMPY_MADVISE_HUGEPAGE sets at start);
+    the previous setting, or None where this numpy has no switch."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        return None
+    return bool(_set_madvise_hugepage(enabled))
 
 
 def engine() -> Any:
@@ -229,7 +268,7 @@ def _join_view(
     import pyarrow as pa
 
     view = defs.views[view_name]
-    table = read_view_table(repo, defs, view)
+    table = read_view_table(repo, defs, view, row_numbers=False)  # the source order is the row's index
     source_row = best_rows(
         table.column("key"),
         _micros(table.column("event_ts")),
@@ -254,7 +293,10 @@ def _micros(column: Any) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    return column.cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
+    column = column.cast(pa.int64())
+    if column.null_count:
+        column = column.fill_null(np.iinfo(np.int64).min)
+    return column.to_numpy()
 
 
 def best_rows(keys: Any, event: Any, created: Any, entity_keys: Any, entity_times: Any, ttl_micros: int) -> Any:
@@ -297,15 +339,22 @@ def best_rows(keys: Any, event: Any, created: Any, entity_keys: Any, entity_time
         def time_of(t: Any) -> Any:
             return np.searchsorted(distinct, t)
 
-    order_key = (key_code << shift) | time_of(event)
-    order = np.argsort(order_key)
+    probe = (entity_code[probes] << shift) | time_of(probe_times)
+    probe_order = sorted_order(probe)  # sorted probes: the binary searches walk memory in order (10x faster)
+    probe, probes, probe_times = probe[probe_order], probes[probe_order], probe_times[probe_order]
+    probe_code = probe >> shift
+    reachable = _reachable(key_code, event, probe_code, probe_times, code_bits, ttl_micros)
+    if reachable is not None:
+        if not len(reachable):
+            return best
+        key_code, event, created = key_code[reachable], event[reachable], created[reachable]
+        rows = reachable if rows is None else rows[reachable]
+    order_key = key_code << shift
+    order_key |= time_of(event)
+    order = sorted_order(order_key)
     order_key = order_key[order]
     _break_ties(order, order_key, created)
     late = (created > event)[order]
-    probe = (entity_code[probes] << shift) | time_of(probe_times)
-    probe_order = np.argsort(probe)  # sorted probes: the binary searches walk memory in order
-    probe, probes, probe_times = probe[probe_order], probes[probe_order], probe_times[probe_order]
-    probe_code = probe >> shift
     if late.any():
         on_time = ~late
         timelines = [(order_key[on_time], np.flatnonzero(on_time))]
@@ -332,6 +381,38 @@ def best_rows(keys: Any, event: Any, created: Any, entity_keys: Any, entity_time
     return best
 
 
+def _reachable(key_code: Any, event: Any, probe_code: Any, probe_times: Any, code_bits: int, ttl_micros: int) -> Any:
+    """The source rows some entity row may choose (indices), or None for all of them (or when telling would
+    cost more than it saves: keys coded too sparsely for a table per key).
+
+    ``probe_code``/``probe_times`` are sorted by (key, time), so each key's first and last entity times are
+    the ends of its run. A row of a key no entity row has, or with an event after the key's last entity
+    time, is never a candidate; with a TTL, one older than the TTL before the key's first entity time is
+    never within it, and neither is any older row of its key, so leaving it out leaves every answer as it is.
+    """
+    import numpy as np
+
+    codes = 1 << code_bits
+    if codes > 2 * (len(key_code) + len(probe_code)):
+        return None
+    run_end = np.flatnonzero(probe_code[1:] != probe_code[:-1])
+    last = np.full(codes, np.iinfo(np.int64).min, dtype=np.int64)  # no entity row: nothing is reachable
+    ends = np.append(run_end, len(probe_code) - 1)
+    last[probe_code[ends]] = probe_times[ends]
+    bound = last.take(key_code)  # (one buffer for both bounds: fresh pages cost as much as the arithmetic)
+    reach = event <= bound
+    if ttl_micros:
+        first = np.zeros(codes, dtype=np.int64)
+        starts = np.insert(run_end + 1, 0, 0)
+        first[probe_code[starts]] = probe_times[starts]
+        first.take(key_code, out=bound)
+        bound -= event
+        reach &= bound <= ttl_micros
+    if reach.all():
+        return None
+    return np.flatnonzero(reach)
+
+
 def _late_timeline(order_key: Any, order: Any, created: Any, late: Any, time_of: Any, shift: int) -> tuple:
     """The rows written after their event time, in (key, created) order: that order's key, and for each
     the best position (in the source order) among the rows visible by then (a running maximum)."""
@@ -339,10 +420,50 @@ def _late_timeline(order_key: Any, order: Any, created: Any, late: Any, time_of:
 
     positions = np.flatnonzero(late)
     visible_key = ((order_key[positions] >> shift) << shift) | time_of(created[order[positions]])
-    by_visible = np.argsort(visible_key, kind="stable")
+    by_visible = sorted_order(visible_key)
     # a key's positions are one block above every smaller key's, so the running maximum over all keys
     # is, once one of the key's own rows is visible, the key's best (checked against the key by the caller)
     return visible_key[by_visible], np.maximum.accumulate(positions[by_visible])
+
+
+def sorted_order(values: Any, budget: int = 63) -> Any:
+    """The stable argsort of non-negative int64 ``values`` (ties in index order), cheaper than numpy's argsort.
+
+    Already sorted values (a source written in key and time order, say) cost one comparison pass. Otherwise
+    each value is packed with its index into one int64, ``value >> drop`` in the high bits and the index in
+    the low ones, and sorted by value with ``np.sort`` (x86-simd-sort where the CPU has AVX-512/AVX2: two to
+    three times as fast as ``argsort``). When value and index need more than ``budget`` bits, the value's
+    lowest ``drop`` bits are left out of the packed sort; the rare runs of equal packed values are then put
+    in exact (value, index) order by a lexsort of those rows alone.
+    """
+    import numpy as np
+
+    count = len(values)
+    if count < 2 or bool((values[1:] >= values[:-1]).all()):
+        return np.arange(count, dtype=np.int64)
+    index_bits = (count - 1).bit_length()
+    value_bits = int(values.max()).bit_length()
+    drop = max(0, value_bits + index_bits - budget)
+    if index_bits >= budget:  # no bit left for the value: numpy's own stable sort
+        return np.argsort(values, kind="stable")
+    packed = values >> drop if drop else values.copy()
+    packed <<= index_bits
+    packed |= np.arange(count, dtype=np.int64)
+    packed.sort()
+    coarse = packed >> index_bits if drop else None
+    order = packed
+    order &= (1 << index_bits) - 1  # in place: the index in the low bits
+    if coarse is not None:
+        equal = coarse[1:] == coarse[:-1]
+        if equal.any():
+            tied = np.zeros(count, dtype=bool)
+            tied[1:] |= equal
+            tied[:-1] |= equal
+            at = np.flatnonzero(tied)
+            rows = order[at]
+            # the runs are contiguous and the value orders them as the packed value does: one lexsort of all
+            order[at] = rows[np.lexsort((rows, values[rows]))]
+    return order
 
 
 def _break_ties(order: Any, order_key: Any, created: Any) -> None:
@@ -378,13 +499,27 @@ def _key_codes(keys: Any, entity_keys: Any) -> tuple[Any, Any, int]:
         low, high = pc.min_max(pa.chunked_array(_chunks(keys) + _chunks(entity_keys), pa.int64())).values()
         low, high = low.as_py(), high.as_py()
         if low is not None and (high - low).bit_length() <= 32:
-            codes = [pc.subtract(k.cast(pa.int64()), low).fill_null(0).to_numpy() for k in (keys, entity_keys)]
+            codes = [_offset_codes(k, low) for k in (keys, entity_keys)]
             return codes[0], codes[1], (high - low).bit_length()
     kind = pa.int64() if pa.types.is_integer(keys.type) and pa.types.is_integer(entity_keys.type) else pa.string()
     both = pa.chunked_array(_chunks(keys.cast(kind)) + _chunks(entity_keys.cast(kind)), kind)
     encoded = both.combine_chunks().dictionary_encode()
     codes = encoded.indices.cast(pa.int64()).fill_null(0).to_numpy()
     return codes[: len(keys)], codes[len(keys) :], max(1, len(encoded.dictionary)).bit_length()
+
+
+def _offset_codes(column: Any, low: int) -> Any:
+    """An integer key column minus ``low`` (numpy int64; nulls as 0), with one copy of the column, not three."""
+    import pyarrow as pa
+
+    column = column.cast(pa.int64())
+    if column.null_count:
+        column = column.fill_null(low)
+    codes = column.to_numpy()
+    if not codes.flags.writeable:  # a zero-copy view of Arrow's buffer
+        return codes - low
+    codes -= low
+    return codes
 
 
 def _chunks(column: Any) -> list:

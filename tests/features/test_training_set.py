@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mlops.errors import DataError
@@ -275,19 +275,36 @@ def _oracle_rows(rows: list[tuple], probes: list[tuple], ttl: int) -> list[int]:
     ),
     probes=st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, None]), st.integers(0, 22)), min_size=1, max_size=20),
     ttl=st.sampled_from([0, 2, 5]),
-    wide_keys=st.booleans(),
+    key_scale=st.sampled_from([1, 2**20, 2**40]),
     wide_times=st.booleans(),
     string_keys=st.booleans(),
+    presorted=st.booleans(),
 )
-def test_best_rows_on_every_coding_of_keys_and_times(rows, probes, ttl, wide_keys, wide_times, string_keys) -> None:
-    """The join's own paths: keys far apart (numbered, not offset), times too wide to share an int64 with
-    the key (ranked), string keys; each against the brute force on the same data."""
+# the TTL's edge at the key's first entity row: that row is chosen, so it is not left out before the sort
+@example(
+    rows=[(1, 10, 10)],
+    probes=[(1, 15), (1, 16)],
+    ttl=5,
+    key_scale=1,
+    wide_times=False,
+    string_keys=False,
+    presorted=False,
+)
+def test_best_rows_on_every_coding_of_keys_and_times(
+    rows, probes, ttl, key_scale, wide_times, string_keys, presorted
+) -> None:
+    """The join's own paths: keys near each other (offset; rows no entity row can choose left out before the
+    sort), sparse (offset, nothing left out: a table per key would be too large), far apart (numbered), times
+    too wide to share an int64 with the key (ranked), string keys, source and entity rows already in (key,
+    time) order (no sort); each against the brute force on the same data."""
     import numpy as np
 
     from mlops.features.offline import best_rows
 
     unit = 10**17 if wide_times else 1  # 22 * 10**17 us apart: with the key's bits, more than 62
-    key_scale = 2**40 if wide_keys else 1
+    if presorted:
+        rows = sorted(rows, key=lambda r: (r[0] is None, r[0] or 0, r[1] is None, r[1] or 0))
+        probes = sorted(probes, key=lambda p: (p[0] is None, p[0] or 0, p[1]))
 
     def key_array(values: list) -> pa.Array:
         if string_keys:
@@ -306,3 +323,47 @@ def test_best_rows_on_every_coding_of_keys_and_times(rows, probes, ttl, wide_key
         ttl * unit,
     )
     assert got.tolist() == _oracle_rows(rows, probes, ttl)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 2**62), max_size=60) | st.lists(st.integers(0, 40), max_size=60),
+    budget=st.sampled_from([63, 12, 8, 6]),
+    presorted=st.booleans(),
+)
+def test_sorted_order_is_numpys_stable_argsort(values, budget, presorted) -> None:
+    """The packed sort: values and indices sharing an int64 (budget 63), the values' low bits left out and the
+    runs of equal high bits put right afterwards (small budgets), no bit left for the value (numpy's own sort),
+    and values already in order."""
+    import numpy as np
+
+    from mlops.features.offline import sorted_order
+
+    array = np.array(sorted(values) if presorted else values, dtype=np.int64)
+    assert sorted_order(array, budget).tolist() == np.argsort(array, kind="stable").tolist()
+
+
+def test_the_join_allocates_from_the_read_pool_and_restores_arrows_default() -> None:
+    """The join swaps Arrow's default memory pool for the read pool (jemalloc where pyarrow has it) and
+    numpy's huge pages off, and puts both back, also when the join fails."""
+    from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+
+    from mlops.features.offline import _join_memory
+    from mlops.features.sources import read_pool
+
+    pool = read_pool()
+    if pool is None:
+        pytest.skip("this pyarrow has no jemalloc")
+    before = pa.default_memory_pool().backend_name
+    if before == pool.backend_name:
+        pytest.skip("jemalloc is already Arrow's default pool here")
+    hugepages = _set_madvise_hugepage(True)
+    try:
+        with pytest.raises(RuntimeError), _join_memory(pool):
+            assert pa.default_memory_pool().backend_name == "jemalloc"
+            assert not _get_madvise_hugepage()
+            raise RuntimeError("the join failed")
+        assert pa.default_memory_pool().backend_name == before
+        assert _get_madvise_hugepage()
+    finally:
+        _set_madvise_hugepage(hugepages)
