@@ -24,6 +24,19 @@ def register(app: typer.Typer) -> None:
     app.add_typer(labels_app, name="labels", help="Ground truth that arrives after the predictions.")
 
 
+VERSION_HELP = (
+    "The version whose training data is the reference (default: the version the newest request logs say "
+    "served production, else the canary's, else the shadow's; with no logs naming one, the production version)."
+)
+CHOSEN_BY = {
+    "--version": "as --version says",
+    "request logs (production)": "served in production per the request logs",
+    "request logs (canary)": "served as the canary per the request logs",
+    "request logs (shadow)": "served as the shadow per the request logs",
+    "production stage": "the production version",
+}
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
@@ -35,9 +48,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 @command(monitor_app, "build")
 def build(
     model: str = typer.Argument(..., help="The served model's name."),
-    version: int | None = typer.Option(
-        None, "--version", help="Profile against this version's training data (default: production, else latest)."
-    ),
+    version: int | None = typer.Option(None, "--version", help=VERSION_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Profile the request-log files not profiled yet (incremental, idempotent)."""
@@ -58,7 +69,8 @@ def build(
         return
     out.line(
         f"{model}: {result.built} request-log file(s) profiled, {result.already} already "
-        f"(basis {result.basis}, training data of version {result.version})"
+        f"(basis {result.basis}, training data of version {result.version}, "
+        f"{CHOSEN_BY.get(result.chosen_by, result.chosen_by)})"
     )
 
 
@@ -91,7 +103,7 @@ def check(
         None, "--drift-share", help="Data drift when this share of columns drift."
     ),
     key_columns: str | None = typer.Option(None, "--key-columns", help="Data drift when any of these drift."),
-    version: int | None = typer.Option(None, "--version", help="The version monitored (default: production)."),
+    version: int | None = typer.Option(None, "--version", help=VERSION_HELP),
     html: Path | None = typer.Option(None, "--html", help="Also write the judged window's drift report as HTML."),
     notify: str | None = typer.Option(
         None, "--notify", help="POST breaches to this URL as Alertmanager alerts (retried; once per --cooldown)."
