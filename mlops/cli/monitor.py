@@ -52,6 +52,7 @@ def build(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Profile the request-log files not profiled yet (incremental, idempotent)."""
+    from ..monitor.store import OPEN_LOGS
     from ..monitor.store import build as run_build
     from ..repo.repo import find_repo
 
@@ -64,6 +65,8 @@ def build(
             f"{len(result.without_status)} request-log file(s) of an older server have no status column: "
             "their requests are counted as answered (200)"
         )
+    if result.still_open:
+        out.info(f"{len(result.still_open)} {OPEN_LOGS}")
     if out.json:
         out.emit_json(result.to_dict())
         return
@@ -172,6 +175,10 @@ def check(
         out.emit_json(doc)
     else:
         _show(out, report)
+        if report.built.get("still_open"):  # with --json: build.still_open (a schedule's stderr stays quiet)
+            from ..monitor.store import OPEN_LOGS
+
+            out.info(f"{report.built['still_open']} {OPEN_LOGS}")
         if alerted is not None:
             if alerted.sent:
                 out.info(f"alerted: {', '.join(alerted.sent)} ({alerted.attempts} attempt(s))")

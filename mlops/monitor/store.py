@@ -91,6 +91,7 @@ def _read_json(path: Path) -> Any:
 
 
 SERVED_SLOTS = ("production", "canary", "shadow")  # the order a version the logs name is chosen in
+OPEN_LOGS = "request-log file(s) still open (written by a running server; profiled once closed, within --log-rotate)"
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,11 @@ def monitored_version(repo: Repo, model: str, version: int | None = None) -> Mon
     production = next((mv for mv in known if mv.stage == "production"), None)
     if production is not None:
         return MonitoredVersion(production, "production stage")
-    raise UsageError(f"{model} has no production version and its request logs name none; pass --version N")
+    still_open = open_log_files(repo, model)
+    raise UsageError(
+        f"{model} has no production version and its request logs name none; pass --version N",
+        hint=f"{len(still_open)} {OPEN_LOGS}" if still_open else None,
+    )
 
 
 def served_versions(repo: Repo, model: str) -> tuple[tuple[str, int], ...]:
@@ -159,6 +164,34 @@ def _logged_versions(path: Path) -> list[tuple[int, float, str, int]]:
         if slot in SERVED_SLOTS and isinstance(number, int) and number > 0:
             out.append((SERVED_SLOTS.index(slot), float(row["time_max"]), slot, number))
     return out
+
+
+def open_log_files(repo: Repo, model: str) -> tuple[str, ...]:
+    """Request-, shadow- and failure-log files a running server still writes: their rows are not
+    readable (no Parquet footer yet) until it finishes them. Files left by a dead process on this
+    host are not counted (the next server removes them: torn, never profiled)."""
+    import os
+    import socket
+
+    from ..fsio import pid_alive
+    from ..serve.requestlog import OPEN_PREFIX, model_state_dir
+
+    host = socket.gethostname()
+    out = []
+    for kind in ("requests", "shadow", "failures"):
+        try:
+            entries = sorted(os.scandir(model_state_dir(repo, model) / kind), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if not entry.name.startswith(OPEN_PREFIX) or not entry.name.endswith(".parquet"):
+                continue
+            writer = entry.name.removesuffix(".parquet").rsplit("-", 2)  # <time>-<host>-<pid>-<seq>
+            pid = writer[-2] if len(writer) == 3 else ""
+            if f"-{host}-" in entry.name and pid.isdigit() and not pid_alive(int(pid)):
+                continue
+            out.append(f"{kind}/{entry.name}")
+    return tuple(out)
 
 
 def reference(repo: Repo, model: str, version: int | None = None) -> Reference:
@@ -329,6 +362,7 @@ class BuildResult:
     seconds: float
     without_status: tuple[str, ...] = ()  # logs of an older server: every request counted as answered (200)
     chosen_by: str = "--version"  # why this version: monitored_version
+    still_open: tuple[str, ...] = ()  # log files a running server still writes: not profiled yet
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -341,6 +375,8 @@ class BuildResult:
             "already_built": self.already,
             "unreadable": list(self.unreadable),
             "without_status": list(self.without_status),
+            "still_open": len(self.still_open),
+            "still_open_files": list(self.still_open),
             "seconds": round(self.seconds, 3),
         }
 
@@ -352,7 +388,8 @@ def logs_dir(repo: Repo, model: str, basis_id: str) -> Path:
 def build(repo: Repo, model: str, *, version: int | None = None) -> BuildResult:
     """Profile every finished request-log file of ``model`` that has no profile yet (and every
     shadow-log and failure-log file: their requests, statuses and latencies), against the training
-    data of ``version`` (default: monitored_version's choice)."""
+    data of ``version`` (default: monitored_version's choice). Files a running server still writes
+    are named in the result, not read."""
     from ..serve.requestlog import failure_log_files, log_files, shadow_log_files
 
     started = time.perf_counter()
@@ -401,6 +438,7 @@ def build(repo: Repo, model: str, *, version: int | None = None) -> BuildResult:
         time.perf_counter() - started,
         tuple(without_status),
         monitored.chosen_by,
+        open_log_files(repo, model),
     )
 
 
