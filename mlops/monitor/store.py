@@ -124,19 +124,28 @@ def monitored_version(repo: Repo, model: str, version: int | None = None) -> Mon
     )
 
 
+SERVED_FILES_READ = 16  # newest request-log files read for a production version (one per worker and rotation)
+
+
 def served_versions(repo: Repo, model: str) -> tuple[tuple[str, int], ...]:
     """(slot, version) pairs the newest request logs recorded, production's first, then the
-    canary's and the shadow's, each slot's most recently served first. Only the newest finished
-    file that names a version is read (of the request logs, then of the shadow logs)."""
+    canary's and the shadow's, each slot's most recently served first. Request-log files are read
+    newest first (their variant, version and time columns) until one names a production version,
+    at most ``SERVED_FILES_READ``: with several workers the newest file may hold only canary rows.
+    Of the shadow logs, the newest file that names a version."""
     from ..serve.requestlog import log_files, shadow_log_files
 
     found: list[tuple[int, float, str, int]] = []
-    for files in (log_files(repo, model), shadow_log_files(repo, model)):
-        for path in reversed(files):
-            named = _logged_versions(path)
-            if named:
-                found += named
-                break
+    for path in reversed(log_files(repo, model)[-SERVED_FILES_READ:]):
+        named = _logged_versions(path)
+        found += named
+        if any(slot == "production" for _, _, slot, _ in named):
+            break
+    for path in reversed(shadow_log_files(repo, model)):
+        named = _logged_versions(path)
+        if named:
+            found += named
+            break
     found.sort(key=lambda f: (f[0], -f[1]))
     out: list[tuple[str, int]] = []
     for _, _, slot, number in found:

@@ -110,3 +110,22 @@ def test_open_files_of_a_dead_writer_are_not_counted(repo: Any) -> None:
     for name in names:
         (folder / name).write_bytes(b"PAR1")
     assert open_log_files(repo, "walkm") == (f"requests/{names[0]}",)  # the live writer's only
+
+
+def test_production_is_taken_before_a_canary_in_a_newer_file(repo: Any) -> None:
+    """Two workers: the newest finished file holds only canary rows, an older one production's."""
+    from mlops.monitor.store import served_versions
+    from mlops.serve.requestlog import RequestLog, requests_dir
+
+    folder = requests_dir(repo, "walkm")
+    for name, variant, version in (("20261207T010000Z-h-1-0001", "production", 2), ("", "canary", 3)):
+        log = RequestLog(folder)
+        log.start()
+        meta = {"prediction": [1], "variant": variant, "version": version, "latency_ms": 1.0, "time": 1.8e9}
+        log.append(None, {"tenure": [3]}, 1, meta)
+        log.close()
+        assert log.error is None
+        if name:  # an older worker's file (names start with the time they were opened)
+            (written,) = folder.glob("*.parquet")
+            written.rename(folder / f"{name}.parquet")
+    assert served_versions(repo, "walkm") == (("production", 2), ("canary", 3))
