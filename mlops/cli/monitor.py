@@ -24,6 +24,19 @@ def register(app: typer.Typer) -> None:
     app.add_typer(labels_app, name="labels", help="Ground truth that arrives after the predictions.")
 
 
+VERSION_HELP = (
+    "The version whose training data is the reference (default: the version the newest request logs say "
+    "served production, else the canary's, else the shadow's; with no logs naming one, the production version)."
+)
+CHOSEN_BY = {
+    "--version": "as --version says",
+    "request logs (production)": "served in production per the request logs",
+    "request logs (canary)": "served as the canary per the request logs",
+    "request logs (shadow)": "served as the shadow per the request logs",
+    "production stage": "the production version",
+}
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
@@ -35,12 +48,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
 @command(monitor_app, "build")
 def build(
     model: str = typer.Argument(..., help="The served model's name."),
-    version: int | None = typer.Option(
-        None, "--version", help="Profile against this version's training data (default: production, else latest)."
-    ),
+    version: int | None = typer.Option(None, "--version", help=VERSION_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Profile the request-log files not profiled yet (incremental, idempotent)."""
+    from ..monitor.store import OPEN_LOGS
     from ..monitor.store import build as run_build
     from ..repo.repo import find_repo
 
@@ -53,12 +65,15 @@ def build(
             f"{len(result.without_status)} request-log file(s) of an older server have no status column: "
             "their requests are counted as answered (200)"
         )
+    if result.still_open:
+        out.info(f"{len(result.still_open)} {OPEN_LOGS}")
     if out.json:
         out.emit_json(result.to_dict())
         return
     out.line(
         f"{model}: {result.built} request-log file(s) profiled, {result.already} already "
-        f"(basis {result.basis}, training data of version {result.version})"
+        f"(basis {result.basis}, training data of version {result.version}, "
+        f"{CHOSEN_BY.get(result.chosen_by, result.chosen_by)})"
     )
 
 
@@ -91,7 +106,7 @@ def check(
         None, "--drift-share", help="Data drift when this share of columns drift."
     ),
     key_columns: str | None = typer.Option(None, "--key-columns", help="Data drift when any of these drift."),
-    version: int | None = typer.Option(None, "--version", help="The version monitored (default: production)."),
+    version: int | None = typer.Option(None, "--version", help=VERSION_HELP),
     html: Path | None = typer.Option(None, "--html", help="Also write the judged window's drift report as HTML."),
     notify: str | None = typer.Option(
         None, "--notify", help="POST breaches to this URL as Alertmanager alerts (retried; once per --cooldown)."
@@ -160,6 +175,10 @@ def check(
         out.emit_json(doc)
     else:
         _show(out, report)
+        if report.built.get("still_open"):  # with --json: build.still_open (a schedule's stderr stays quiet)
+            from ..monitor.store import OPEN_LOGS
+
+            out.info(f"{report.built['still_open']} {OPEN_LOGS}")
         if alerted is not None:
             if alerted.sent:
                 out.info(f"alerted: {', '.join(alerted.sent)} ({alerted.attempts} attempt(s))")

@@ -174,7 +174,7 @@ def check(
         raise UsageError("--since must be at least one --window")
     settings = settings or preset_settings("default")
     built = build(repo, model, version=version)
-    ref = reference(repo, model, version)
+    ref = reference(repo, model, built.version)  # the version build chose: resolved once
     now = time.time() if now is None else now
     first = (now - since_seconds) // window_seconds * window_seconds
     windows: dict[float, Profile] = {}

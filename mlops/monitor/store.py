@@ -90,21 +90,122 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: unreadable ({exc})", hint="remove it; `mlops monitor build` makes it again") from None
 
 
-def model_version(repo: Repo, model: str, version: int | None = None) -> Any:
-    """The version monitored: the one named, else production, else the latest."""
+SERVED_SLOTS = ("production", "canary", "shadow")  # the order a version the logs name is chosen in
+OPEN_LOGS = "request-log file(s) still open (written by a running server; profiled once closed, within --log-rotate)"
+
+
+@dataclass(frozen=True)
+class MonitoredVersion:
+    version: Any  # the registry's ModelVersion
+    chosen_by: str  # "--version", "request logs (<slot>)" or "production stage"
+
+
+def monitored_version(repo: Repo, model: str, version: int | None = None) -> MonitoredVersion:
+    """The version monitored: the one named; else the one the newest request logs recorded as
+    served (production's slot first, then the canary's, then the shadow's), since that is what the
+    traffic was answered by; else the registry's production version. Never the latest by default:
+    a version nobody served says nothing about the traffic."""
     from .. import registry
 
     if version is not None:
-        return registry.get_version(repo, model, version)
+        return MonitoredVersion(registry.get_version(repo, model, version), "--version")
+    known = registry.versions(repo, model)  # an unknown model: the registry's own error
+    served = served_versions(repo, model)
+    if served:
+        slot, number = served[0]
+        return MonitoredVersion(registry.get_version(repo, model, number), f"request logs ({slot})")
+    production = next((mv for mv in known if mv.stage == "production"), None)
+    if production is not None:
+        return MonitoredVersion(production, "production stage")
+    still_open = open_log_files(repo, model)
+    raise UsageError(
+        f"{model} has no production version and its request logs name none; pass --version N",
+        hint=f"{len(still_open)} {OPEN_LOGS}" if still_open else None,
+    )
+
+
+SERVED_FILES_READ = 16  # newest request-log files read for a production version (one per worker and rotation)
+
+
+def served_versions(repo: Repo, model: str) -> tuple[tuple[str, int], ...]:
+    """(slot, version) pairs the newest request logs recorded, production's first, then the
+    canary's and the shadow's, each slot's most recently served first. Request-log files are read
+    newest first (their variant, version and time columns) until one names a production version,
+    at most ``SERVED_FILES_READ``: with several workers the newest file may hold only canary rows.
+    Of the shadow logs, the newest file that names a version."""
+    from ..serve.requestlog import log_files, shadow_log_files
+
+    found: list[tuple[int, float, str, int]] = []
+    for path in reversed(log_files(repo, model)[-SERVED_FILES_READ:]):
+        named = _logged_versions(path)
+        found += named
+        if any(slot == "production" for _, _, slot, _ in named):
+            break
+    for path in reversed(shadow_log_files(repo, model)):
+        named = _logged_versions(path)
+        if named:
+            found += named
+            break
+    found.sort(key=lambda f: (f[0], -f[1]))
+    out: list[tuple[str, int]] = []
+    for _, _, slot, number in found:
+        if (slot, number) not in out:
+            out.append((slot, number))
+    return tuple(out)
+
+
+def _logged_versions(path: Path) -> list[tuple[int, float, str, int]]:
+    """(slot rank, last time, slot, version) per served slot and version a log file recorded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     try:
-        return registry.resolve(repo, f"{model}@production")
-    except UsageError:
-        return registry.resolve(repo, model)
+        batches = list(iter_batches(path, ["variant", "version", "time"]))
+    except (DataError, FileNotFoundError):  # torn by a killed server, or gone with the retention
+        return []
+    if not batches or not {"variant", "version", "time"} <= set(batches[0].schema.names):
+        return []
+    table = pa.Table.from_batches(batches).select(["variant", "version", "time"])
+    table = table.set_column(2, "time", pc.cast(table.column("time"), pa.int64()))
+    out = []
+    for row in table.group_by(["variant", "version"]).aggregate([("time", "max")]).to_pylist():
+        slot, number = row["variant"], row["version"]
+        if slot in SERVED_SLOTS and isinstance(number, int) and number > 0:
+            out.append((SERVED_SLOTS.index(slot), float(row["time_max"]), slot, number))
+    return out
+
+
+def open_log_files(repo: Repo, model: str) -> tuple[str, ...]:
+    """Request-, shadow- and failure-log files a running server still writes: their rows are not
+    readable (no Parquet footer yet) until it finishes them. Files left by a dead process on this
+    host are not counted (the next server removes them: torn, never profiled)."""
+    import os
+    import socket
+
+    from ..fsio import pid_alive
+    from ..serve.requestlog import OPEN_PREFIX, model_state_dir
+
+    host = socket.gethostname()
+    out = []
+    for kind in ("requests", "shadow", "failures"):
+        try:
+            entries = sorted(os.scandir(model_state_dir(repo, model) / kind), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if not entry.name.startswith(OPEN_PREFIX) or not entry.name.endswith(".parquet"):
+                continue
+            writer = entry.name.removesuffix(".parquet").rsplit("-", 2)  # <time>-<host>-<pid>-<seq>
+            pid = writer[-2] if len(writer) == 3 else ""
+            if f"-{host}-" in entry.name and pid.isdigit() and not pid_alive(int(pid)):
+                continue
+            out.append(f"{kind}/{entry.name}")
+    return tuple(out)
 
 
 def reference(repo: Repo, model: str, version: int | None = None) -> Reference:
     """The reference of a model version (made once from its training data, then read)."""
-    mv = model_version(repo, model, version)
+    mv = monitored_version(repo, model, version).version
     path = monitor_dir(repo, model) / f"reference-v{int(mv.version)}.json"
     data = _read_json(path)
     if data is not None:
@@ -269,17 +370,22 @@ class BuildResult:
     unreadable: tuple[str, ...]
     seconds: float
     without_status: tuple[str, ...] = ()  # logs of an older server: every request counted as answered (200)
+    chosen_by: str = "--version"  # why this version: monitored_version
+    still_open: tuple[str, ...] = ()  # log files a running server still writes: not profiled yet
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "version": self.version,
+            "version_from": self.chosen_by,
             "basis": self.basis,
             "log_files": self.log_files,
             "built": self.built,
             "already_built": self.already,
             "unreadable": list(self.unreadable),
             "without_status": list(self.without_status),
+            "still_open": len(self.still_open),
+            "still_open_files": list(self.still_open),
             "seconds": round(self.seconds, 3),
         }
 
@@ -290,11 +396,14 @@ def logs_dir(repo: Repo, model: str, basis_id: str) -> Path:
 
 def build(repo: Repo, model: str, *, version: int | None = None) -> BuildResult:
     """Profile every finished request-log file of ``model`` that has no profile yet (and every
-    shadow-log and failure-log file: their requests, statuses and latencies)."""
+    shadow-log and failure-log file: their requests, statuses and latencies), against the training
+    data of ``version`` (default: monitored_version's choice). Files a running server still writes
+    are named in the result, not read."""
     from ..serve.requestlog import failure_log_files, log_files, shadow_log_files
 
     started = time.perf_counter()
-    ref = reference(repo, model, version)
+    monitored = monitored_version(repo, model, version)
+    ref = reference(repo, model, int(monitored.version.version))
     folder = logs_dir(repo, model, ref.basis.id)
     files = log_files(repo, model)
     others = [("shadow.", f) for f in shadow_log_files(repo, model)] + [
@@ -337,6 +446,8 @@ def build(repo: Repo, model: str, *, version: int | None = None) -> BuildResult:
         tuple(unreadable),
         time.perf_counter() - started,
         tuple(without_status),
+        monitored.chosen_by,
+        open_log_files(repo, model),
     )
 
 
