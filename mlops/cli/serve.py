@@ -13,7 +13,7 @@ import typer
 from ..errors import CheckFailed, ConfigError, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, comma_names, command, duration, positive_duration
-from .output import Output
+from .output import SETTINGS, Output
 
 canary_app = typer.Typer(no_args_is_help=True)
 
@@ -190,6 +190,7 @@ def serve(
         access_log=access_log,
         state=state,
         lease_seconds=lease_seconds,
+        debug=SETTINGS.debug,
     )
     if dep is not None and dep.production != info.version:
         out.warn(

@@ -251,6 +251,11 @@ def check_values(column: Column, values: Sequence[Any], rows: int) -> list[str]:
     return problems
 
 
+def describe_value(value: Any) -> str:
+    """A value as the problems name it: its JSON type and a short repr (``string 'a'``)."""
+    return f"{_json_type(value)} {_short(value)}"
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
