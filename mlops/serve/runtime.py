@@ -48,7 +48,7 @@ from .health import Stats, aggregate, read_snapshots, write_snapshot
 from .protocols import PROBABILITIES, BadRequest, Inputs, jsonable
 from .requestlog import RequestLog, failure_reason
 from .router import PRODUCTION, SHADOW, Route
-from .signature import ANY, Signature, describe_value, to_frame
+from .signature import ANY, Signature, to_frame, wrong_values_problem
 from .source import ModelInfo, ModelSource, Preloaded, open_source
 from .wire import WireProtocol
 
@@ -159,13 +159,10 @@ def _fitted_number_problems(numbers: frozenset[str], columns: dict[str, list[Any
     the signature): the caller's mistake, a 400 naming the column, rather than the model raising (500)."""
     problems = []
     for name in sorted(numbers):
-        bad = [i for i, v in enumerate(columns.get(name) or ()) if _not_a_number(v)]
-        if bad:
-            more = f" (and {len(bad) - 1} more row(s))" if len(bad) > 1 else ""
-            problems.append(
-                f"column '{name}' (dtype unknown; the model was fitted on numbers): "
-                f"row {bad[0]} is {describe_value(columns[name][bad[0]])}, expected a number{more}"
-            )
+        label = f"column '{name}' (dtype unknown; the model was fitted on numbers)"
+        wrong = wrong_values_problem(label, columns.get(name) or (), _not_a_number, "a number")
+        if wrong:
+            problems.append(wrong)
     return problems
 
 
