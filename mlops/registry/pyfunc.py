@@ -210,16 +210,11 @@ def load_python_model(folder: Path, what: str) -> PythonModel:
 
 def frame_signature(model: Any, frame: Any, source: str) -> tuple[dict[str, Any], list[str]]:
     """Inputs from a sample frame's columns and dtypes; the output's dtype from predict on its first rows."""
-    import numpy as np
+    from .flavors import sample_prediction_dtype
 
     warnings: list[str] = []
     inputs = [{"name": str(c), "dtype": str(frame[c].dtype)} for c in frame.columns]
-    try:
-        predicted = np.asarray(model.predict(frame.head(5)))
-        outputs = [{"name": "prediction", "dtype": str(predicted.dtype)}]
-    except Exception as exc:  # noqa: BLE001 - a model that cannot predict on its sample: say so, keep the inputs
-        warnings.append(f"predict on {source} failed ({type(exc).__name__}: {exc}); output dtype unknown")
-        outputs = [{"name": "prediction", "dtype": "unknown"}]
+    outputs = [{"name": "prediction", "dtype": sample_prediction_dtype(model, frame, source, warnings)}]
     return {"inputs": inputs, "outputs": outputs, "from": source}, warnings
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import MlopsError
+from ..errors import MlopsError, one_line
 from ..fsio import FileLock
 from ..repo.repo import Repo
 from .batching import Batcher, QueueFull
@@ -134,12 +134,6 @@ def _probabilities_of(predictions: Any) -> tuple[tuple[Any, ...], list[list[floa
     if isinstance(predictions, Scored):
         return predictions.classes, predictions.probabilities
     return None
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line (scikit-learn's span several), cut at ``limit`` characters."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _not_a_number(value: Any) -> bool:
