@@ -59,3 +59,13 @@ def test_a_string_for_a_column_fitted_on_numbers_is_a_400_naming_it(untyped_repo
     assert "Traceback" not in log, log
     (line,) = [line for line in log.splitlines() if "raised" in line]
     assert "request r-7" in line and "ValueError" in line, line
+
+
+def test_with_debug_a_model_that_raised_is_logged_with_its_traceback(untyped_repo: Path) -> None:
+    server = start_server(untyped_repo, "churn@production", env={"MLOPS_DEBUG": "1"})
+    try:
+        with server.client() as c:
+            assert c.post("/predict", json={"records": [{**ROW, "plan": "platinum"}]}).status_code == 500
+    finally:
+        server.stop()
+    assert "Traceback" in server.stderr() and "unknown categories" in server.stderr()
