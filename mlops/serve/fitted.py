@@ -19,10 +19,15 @@ from typing import Any
 _TEXT_MODULES = ("sklearn.preprocessing._encoders", "sklearn.feature_extraction", "sklearn.preprocessing._function")
 
 
-def fitted_numeric_columns(model: Any) -> frozenset[str]:
-    """The input columns ``model`` was fitted on as numbers (empty when it cannot tell)."""
+def fitted_numeric_columns(model: Any, signature_names: tuple[str, ...] = ()) -> frozenset[str]:
+    """The input columns ``model`` was fitted on as numbers (empty when it cannot tell). A model fitted
+    on an array has no ``feature_names_in_``: the signature's names (``x0, x1, ...``) stand for its
+    columns by position when there are ``n_features_in_`` of them."""
     try:
-        return frozenset(_numeric(model, [str(n) for n in getattr(model, "feature_names_in_", [])]))
+        names = [str(n) for n in getattr(model, "feature_names_in_", [])]
+        if not names and signature_names and getattr(model, "n_features_in_", None) == len(signature_names):
+            names = list(signature_names)
+        return frozenset(_numeric(model, names))
     except Exception:  # noqa: BLE001 - a model this reading does not understand: no extra checks
         return frozenset()
 

@@ -177,7 +177,7 @@ def _checked(
 def _unknown_but_fitted_numbers(signature: Signature | None, model: Any) -> frozenset[str]:
     """The signature's columns of unknown dtype that the fitted model takes as numbers."""
     unknown = {c.name for c in signature.inputs if c.kind == ANY} if signature is not None else set()
-    return fitted_numeric_columns(model) & unknown if unknown else frozenset()
+    return fitted_numeric_columns(model, signature.names) & unknown if signature and unknown else frozenset()
 
 
 class Runtime:

@@ -13,6 +13,7 @@ from mlops.serve.fitted import fitted_numeric_columns
 
 
 def test_the_fitted_numeric_columns_of_a_pipeline_and_a_plain_estimator() -> None:
+    import numpy as np
     import pandas as pd
     from sklearn.linear_model import LinearRegression
 
@@ -20,6 +21,9 @@ def test_the_fitted_numeric_columns_of_a_pipeline_and_a_plain_estimator() -> Non
     plain = LinearRegression().fit(pd.DataFrame({"x1": [1.0, 2.0, 3.0], "x2": [0, 1, 0]}), [1.0, 2.0, 3.5])
     assert fitted_numeric_columns(plain) == {"x1", "x2"}
     assert fitted_numeric_columns(object()) == frozenset()
+    on_an_array = LinearRegression().fit(np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 0.0]]), [1.0, 2.0, 3.5])
+    assert fitted_numeric_columns(on_an_array, ("x0", "x1")) == {"x0", "x1"}
+    assert fitted_numeric_columns(on_an_array, ("x0",)) == frozenset()  # not its width: no guess
 
 
 @pytest.fixture
