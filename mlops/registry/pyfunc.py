@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import CorruptObjectError, InvalidPathError, UsageError
-from ..formats import parse_json
+from ..formats import display_path, parse_json
 
 PYTHON = "python"
 SPEC_FILE = "mlops-python-model.json"
@@ -131,7 +131,7 @@ def check_model_class(code: bytes, code_file: Path, class_name: str) -> list[str
                 outside.append(ast.unparse(base))
     if "predict" in found:
         return []
-    where = f"{code_file}:{node.lineno}"
+    where = f"{display_path(code_file)}:{node.lineno}"
     if outside:
         return [
             f"{where}: class {class_name} defines no predict(frame) itself; accepted since it may come from "

@@ -192,7 +192,7 @@ def test_a_class_without_predict_is_refused_at_registration_without_running_its_
     (root / "pymodel").mkdir()
     (root / "pymodel" / "bad.py").write_text(CLASSES)
     proc = mlops(root, "register", "bad", "pymodel/bad.py:NoPredict", code=2)
-    assert "pymodel/bad.py:7: class NoPredict has no predict(frame) method" in proc.stderr
+    assert "error: pymodel/bad.py:7: class NoPredict has no predict(frame) method" in proc.stderr, proc.stderr
     assert len([line for line in proc.stderr.splitlines() if line.startswith("error")]) == 1, proc.stderr
     # a predict inherited from a class of the same file is found; one from elsewhere is a warning
     assert json.loads(mlops(root, "register", "child", "pymodel/bad.py:Child", "--json").stdout)["flavor"] == "python"
