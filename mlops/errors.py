@@ -24,6 +24,13 @@ from __future__ import annotations
 
 from typing import Any
 
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (scikit-learn's span several), cut at ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2

@@ -13,7 +13,7 @@ import typer
 from ..errors import CheckFailed, ConfigError, UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, comma_names, command, duration, positive_duration
-from .output import Output
+from .output import SETTINGS, Output
 
 canary_app = typer.Typer(no_args_is_help=True)
 
@@ -194,6 +194,7 @@ def serve(
         access_log=access_log,
         state=state,
         lease_seconds=lease_seconds,
+        debug=SETTINGS.debug,
     )
     if dep is not None and dep.production != info.version:
         out.warn(
@@ -231,12 +232,12 @@ def _long_lived_allocations() -> Iterator[None]:
 
 def _bundle_source(model_dir: str, ref: str | None, state_dir: str | None, expect_digest: str | None) -> Any:
     """(the state folder as the server's repo, the verified bundle's source, the reference it serves)."""
-    import tempfile
     from pathlib import Path
 
     from ..errors import CorruptObjectError
     from ..repo.repo import Repo
     from ..serve.bundle import BundleSource, open_bundle
+    from ..serve.scratch import scratch_state_dir
 
     bundle = open_bundle(model_dir)
     if expect_digest is not None and bundle.digest != expect_digest.strip().lower():
@@ -244,7 +245,7 @@ def _bundle_source(model_dir: str, ref: str | None, state_dir: str | None, expec
             f"bundle {bundle.root}: its digest is {bundle.digest}, not {expect_digest} as expected; refusing it",
             hint="serve the bundle that export printed, or drop --expect-digest",
         )
-    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    state = Path(state_dir) if state_dir else scratch_state_dir()
     state.mkdir(parents=True, exist_ok=True)
     return Repo(state.resolve()), BundleSource(bundle), ref or bundle.info().ref()
 

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptObjectError, MissingObjectError, UsageError
+from ..errors import CorruptObjectError, MissingObjectError, UsageError, one_line
 from ..store.hashing import hash_bytes
 
 SKLEARN, FILE, DIR = "sklearn", "file", "dir"
@@ -443,6 +443,33 @@ def _columns(path: Path, name: str) -> list[str]:
     return [str(c) for c in read_frame(path, name, rows=1).columns]
 
 
+def sample_prediction_dtype(model: Any, frame: Any, source: str, warnings: list[str]) -> str:
+    """The dtype of ``model.predict`` on the sample's first rows. A model that cannot take nulls (most
+    of scikit-learn's) is tried again on the first rows without any; a failure is one warning line
+    (scikit-learn's messages span several) and the dtype ``unknown``."""
+    import numpy as np
+
+    head = frame.head(SAMPLE_ROWS)
+    tries = [head]
+    if head.isna().to_numpy().any():
+        complete = frame.dropna().head(SAMPLE_ROWS)
+        if len(complete):
+            tries.append(complete)
+    failure: Exception | None = None
+    for rows in tries:
+        try:
+            return str(np.asarray(model.predict(rows)).dtype)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot predict on its data: say so, keep the inputs
+            failure = failure or exc
+    assert failure is not None
+    skipped = " (also on its rows without nulls)" if len(tries) > 1 else ""
+    warnings.append(
+        f"predict on {source} failed{skipped} ({type(failure).__name__}: {one_line(failure, 200)}); "
+        "output dtype unknown"
+    )
+    return "unknown"
+
+
 def sklearn_signature(model: Any, tables: Sequence[tuple[str, Path]]) -> tuple[dict[str, Any] | None, list[str]]:
     """Inputs from ``feature_names_in_`` and the first table that has those columns; outputs from predict.
 
@@ -477,12 +504,7 @@ def sklearn_signature(model: Any, tables: Sequence[tuple[str, Path]]) -> tuple[d
     inputs = [{"name": n, "dtype": str(frame[n].dtype) if frame is not None else "unknown"} for n in names]
     outputs: list[dict[str, Any]]
     if frame is not None and len(frame):
-        try:
-            predicted = np.asarray(model.predict(frame[names].head(SAMPLE_ROWS)))
-            outputs = [{"name": "prediction", "dtype": str(predicted.dtype)}]
-        except Exception as exc:  # noqa: BLE001 - a model that cannot predict on its data: say so, keep the inputs
-            warnings.append(f"predict on {source} failed ({type(exc).__name__}: {exc}); output dtype unknown")
-            outputs = [{"name": "prediction", "dtype": "unknown"}]
+        outputs = [{"name": "prediction", "dtype": sample_prediction_dtype(model, frame[names], str(source), warnings)}]
     else:
         classes = getattr(model, "classes_", None)
         outputs = [

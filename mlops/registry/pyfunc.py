@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import CorruptObjectError, InvalidPathError, UsageError
-from ..formats import parse_json
+from ..formats import display_path, parse_json
 
 PYTHON = "python"
 SPEC_FILE = "mlops-python-model.json"
@@ -60,18 +60,17 @@ def imported_modules(code: bytes, where: str) -> set[str]:
     return found
 
 
-def snapshot_files(code_file: Path, class_name: str, artifacts: Path | None) -> tuple[dict[str, bytes | Path], bytes]:
-    """The folder artifact's files ({rel: bytes or a file to copy}) and the module's bytes."""
+def snapshot_files(
+    code_file: Path, class_name: str, artifacts: Path | None
+) -> tuple[dict[str, bytes | Path], bytes, list[str]]:
+    """The folder artifact's files ({rel: bytes or a file to copy}), the module's bytes, and warnings
+    about the class (``check_model_class``)."""
     if not code_file.is_file():
         raise InvalidPathError(f"{code_file}: no such Python file")
     if code_file.stat().st_size > MAX_CODE_BYTES:
         raise UsageError(f"{code_file}: larger than {MAX_CODE_BYTES} bytes; a model class lives in a small module")
     code = code_file.read_bytes()
-    defined = {n.name for n in ast.walk(ast.parse(code)) if isinstance(n, ast.ClassDef)} if code else set()
-    if class_name not in defined:
-        raise UsageError(
-            f"{code_file}: defines no class {class_name}", hint=f"classes there: {', '.join(sorted(defined)) or 'none'}"
-        )
+    notes = check_model_class(code, code_file, class_name)
     code_rel = paths.check_relpath(f"code/{code_file.name}", where="the model's code file name")
     files: dict[str, bytes | Path] = {code_rel: code}
     if artifacts is not None:
@@ -85,7 +84,64 @@ def snapshot_files(code_file: Path, class_name: str, artifacts: Path | None) -> 
                 files[f"artifacts/{rel}"] = path
     spec = {"format": SPEC_FORMAT, "code": code_rel, "class": class_name, "artifacts": "artifacts"}
     files[SPEC_FILE] = (json.dumps(spec, indent=2) + "\n").encode()
-    return files, code
+    return files, code, notes
+
+
+def _method_names(node: ast.ClassDef) -> set[str]:
+    """What the class body defines: its functions and the names it assigns (``predict = _score``)."""
+    names: set[str] = set()
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(item.name)
+        elif isinstance(item, ast.Assign):
+            names.update(t.id for t in item.targets if isinstance(t, ast.Name))
+        elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
+            names.add(item.target.id)
+    return names
+
+
+def check_model_class(code: bytes, code_file: Path, class_name: str) -> list[str]:
+    """At registration, from the syntax tree alone (nothing imported or run): the file defines the
+    class and the class has ``predict``, itself or through a base class defined in the same file.
+    A base class from elsewhere cannot be read without running code: accepted, with a warning.
+    UsageError (exit 2) naming file:line otherwise; returns the warnings."""
+    try:
+        tree = ast.parse(code, filename=str(code_file))
+    except SyntaxError as exc:
+        raise UsageError(f"{code_file}:{exc.lineno}: not valid Python: {exc.msg}") from None
+    classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    node = classes.get(class_name)
+    if node is None:
+        raise UsageError(
+            f"{code_file}: defines no class {class_name}", hint=f"classes there: {', '.join(sorted(classes)) or 'none'}"
+        )
+    found: set[str] = set()
+    outside: list[str] = []
+    pending, seen = [node], set()
+    while pending:
+        current = pending.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        found |= _method_names(current)
+        for base in current.bases:
+            if isinstance(base, ast.Name) and base.id in classes:
+                pending.append(classes[base.id])
+            elif not (isinstance(base, ast.Name) and base.id == "object"):
+                outside.append(ast.unparse(base))
+    if "predict" in found:
+        return []
+    where = f"{display_path(code_file)}:{node.lineno}"
+    if outside:
+        return [
+            f"{where}: class {class_name} defines no predict(frame) itself; accepted since it may come from "
+            f"{', '.join(outside)} (not read: defined outside the file)"
+        ]
+    raise UsageError(
+        f"{where}: class {class_name} has no predict(frame) method"
+        + (" (nor has a base class in the file)" if len(seen) > 1 else ""),
+        hint="a Python class model needs predict(frame) (and may have load(artifacts_dir)); docs/registry.md",
+    )
 
 
 class PythonModel:
@@ -154,16 +210,11 @@ def load_python_model(folder: Path, what: str) -> PythonModel:
 
 def frame_signature(model: Any, frame: Any, source: str) -> tuple[dict[str, Any], list[str]]:
     """Inputs from a sample frame's columns and dtypes; the output's dtype from predict on its first rows."""
-    import numpy as np
+    from .flavors import sample_prediction_dtype
 
     warnings: list[str] = []
     inputs = [{"name": str(c), "dtype": str(frame[c].dtype)} for c in frame.columns]
-    try:
-        predicted = np.asarray(model.predict(frame.head(5)))
-        outputs = [{"name": "prediction", "dtype": str(predicted.dtype)}]
-    except Exception as exc:  # noqa: BLE001 - a model that cannot predict on its sample: say so, keep the inputs
-        warnings.append(f"predict on {source} failed ({type(exc).__name__}: {exc}); output dtype unknown")
-        outputs = [{"name": "prediction", "dtype": "unknown"}]
+    outputs = [{"name": "prediction", "dtype": sample_prediction_dtype(model, frame, source, warnings)}]
     return {"inputs": inputs, "outputs": outputs, "from": source}, warnings
 
 

@@ -108,12 +108,14 @@ def register(
         )
 
 
-def _store_python(repo: Repo, python: tuple[Path, str, Path | None]) -> tuple[str, str, int, int, None, bytes]:
+def _store_python(
+    repo: Repo, python: tuple[Path, str, Path | None]
+) -> tuple[str, str, int, int, None, bytes, list[str]]:
     """The class's module and artifacts as one folder artifact (objects and manifests): its
-    (hash, kind, size, files, None) and the module's bytes as stored."""
+    (hash, kind, size, files, None), the module's bytes as stored, and warnings about the class."""
     from ..store.tree import FileRecord, build_tree
 
-    files, code = pyfunc.snapshot_files(*python)
+    files, code, notes = pyfunc.snapshot_files(*python)
     records: dict[str, FileRecord] = {}
     with repo.objects.batch() as batch:
         for rel, data in files.items():
@@ -125,7 +127,7 @@ def _store_python(repo: Repo, python: tuple[Path, str, Path | None]) -> tuple[st
         tree = build_tree(records)
         for manifest in tree.manifests.values():
             batch.add_bytes(manifest)
-    return tree.hash, "dir", tree.size, tree.files, None, code
+    return tree.hash, "dir", tree.size, tree.files, None, code, notes
 
 
 def _register_locked(
@@ -145,11 +147,12 @@ def _register_locked(
     python: tuple[Path, str, Path | None] | None = None,
 ) -> RegisterResult:
     code = b""
+    warnings: list[str] = []
     if python is not None:
-        digest, kind, size, files, sha, code = _store_python(repo, python)
+        digest, kind, size, files, sha, code, class_notes = _store_python(repo, python)
+        warnings.extend(class_notes)
     else:
         digest, kind, size, files, sha = _store_artifact(repo, source, progress=progress)
-    warnings: list[str] = []
     from .lineage import link_artifact
 
     # --run, or the run that made a pipeline output (lineage.py, rules 4-5)

@@ -39,6 +39,7 @@ class ServeConfig:
     access_log: bool = False
     bundle: str | None = None  # serve this verified bundle folder (serve/bundle.py) instead of the registry
     state: str | None = None  # the replicas' shared state (serve/shared.py): s3://bucket/prefix or a folder
+    debug: bool = False  # --debug: a model's exception logged with its traceback (one line otherwise)
     lease_seconds: float = 10.0  # the controller lease: a dead controller's replica is replaced within this
 
     def log_settings(self) -> LogSettings:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import MlopsError
+from ..errors import MlopsError, one_line
 from ..fsio import FileLock
 from ..repo.repo import Repo
 from .batching import Batcher, QueueFull
@@ -43,11 +43,12 @@ from .deployment import (
     rollback,
     serve_dir,
 )
+from .fitted import fitted_numeric_columns
 from .health import Stats, aggregate, read_snapshots, write_snapshot
 from .protocols import PROBABILITIES, BadRequest, Inputs, jsonable
 from .requestlog import RequestLog, failure_reason
 from .router import PRODUCTION, SHADOW, Route
-from .signature import Signature, to_frame
+from .signature import ANY, Signature, to_frame, wrong_values_problem
 from .source import ModelInfo, ModelSource, Preloaded, open_source
 from .wire import WireProtocol
 
@@ -70,6 +71,8 @@ class Served:
     # a classifier's predict_proba, batched apart: only requests naming the output "probabilities" pay for it
     proba: Batcher | None = None
     classes: list[Any] | None = None
+    # columns whose signature dtype is unknown but which the fitted model takes as numbers (serve/fitted.py)
+    numbers: frozenset[str] = frozenset()
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -133,17 +136,48 @@ def _probabilities_of(predictions: Any) -> tuple[tuple[Any, ...], list[list[floa
     return None
 
 
+def _not_a_number(value: Any) -> bool:
+    if value is None or isinstance(value, int | float):  # bool is an int: scikit-learn reads it as 0/1
+        return False
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return True
+        return False
+    return True
+
+
+def _fitted_number_problems(numbers: frozenset[str], columns: dict[str, list[Any]]) -> list[str]:
+    """Values that are not numbers in columns the model was fitted on numbers (their dtype unknown to
+    the signature): the caller's mistake, a 400 naming the column, rather than the model raising (500)."""
+    problems = []
+    for name in sorted(numbers):
+        label = f"column '{name}' (dtype unknown; the model was fitted on numbers)"
+        wrong = wrong_values_problem(label, columns.get(name) or (), _not_a_number, "a number")
+        if wrong:
+            problems.append(wrong)
+    return problems
+
+
 def _checked(
-    signature: Signature | None, inputs: Inputs, key_field: str | None
+    signature: Signature | None, inputs: Inputs, key_field: str | None, numbers: frozenset[str] = frozenset()
 ) -> tuple[dict[str, list[Any]], list[str]]:
     """(the columns the model gets, the signature's problems with them)."""
     columns = inputs.columns
     if signature is None:
         return columns, []
     problems = signature.check(columns, inputs.rows, ignore=(key_field,) if key_field else ())
+    problems += _fitted_number_problems(numbers, columns)
     if key_field and key_field in columns and signature.column(key_field) is None:
         columns = {k: v for k, v in columns.items() if k != key_field}
     return columns, problems
+
+
+def _unknown_but_fitted_numbers(signature: Signature | None, model: Any) -> frozenset[str]:
+    """The signature's columns of unknown dtype that the fitted model takes as numbers."""
+    unknown = {c.name for c in signature.inputs if c.kind == ANY} if signature is not None else set()
+    return fitted_numeric_columns(model, signature.names) & unknown if signature and unknown else frozenset()
 
 
 class Runtime:
@@ -310,6 +344,7 @@ class Runtime:
             model,
             batcher(predict, f"{info.name}-v{info.version}"),
             features=_feature_inputs(self.repo, signature, self.config.bundle),
+            numbers=_unknown_but_fitted_numbers(signature, model),
         )
         classes = getattr(model, "classes_", None)
         if callable(getattr(model, "predict_proba", None)) and classes is not None:
@@ -586,13 +621,13 @@ class Runtime:
                 return Prepared(variant, served, inputs, inputs.columns, problems)
         elif inputs is None or served.signature != route.production.signature:
             inputs = wire.parse(document, served.signature)
-        columns, problems = _checked(served.signature, inputs, key_field)
+        columns, problems = _checked(served.signature, inputs, key_field, served.numbers)
         shadow = route.shadow if variant == PRODUCTION and version is None else None
         shadow_columns: dict[str, list[Any]] | None = None
         if shadow is not None:
             try:
                 theirs = inputs if shadow.signature == served.signature else wire.parse(document, shadow.signature)
-                shadow_columns, shadow_problems = _checked(shadow.signature, theirs, key_field)
+                shadow_columns, shadow_problems = _checked(shadow.signature, theirs, key_field, shadow.numbers)
             except BadRequest:
                 shadow_problems = ["the shadow's signature cannot read this request"]
             if shadow_problems:
@@ -746,15 +781,17 @@ class Runtime:
                 return Outcome(503, variant, served, problems=[str(exc)], headers={"Retry-After": "1"})
             except Exception as exc:  # noqa: BLE001 - the model raised: answer 500 with an id, keep serving
                 error_id = uuid.uuid4().hex[:12]
+                # the caller's input or a bug in the model: one line (the traceback with --debug)
                 log.error(
-                    "error %s: %s v%s (%s) raised %s: %s",
+                    "error %s: request %s: %s v%s (%s) raised %s: %s",
                     error_id,
+                    request_id or "-",
                     self.model,
                     served.version,
                     variant,
                     type(exc).__name__,
-                    exc,
-                    exc_info=exc,
+                    one_line(exc),
+                    exc_info=exc if self.config.debug else None,
                 )
                 self._record(variant, served, started, 500, None)
                 return Outcome(

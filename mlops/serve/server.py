@@ -16,6 +16,7 @@ import errno
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,50 @@ def bind(config: ServeConfig) -> socket.socket:
     return sock
 
 
+def _announcing_server(uv_config: Any, announce: Callable[[], None]) -> Any:
+    """A uvicorn server that calls ``announce`` once its start-up is complete (the app's lifespan
+    started, the socket listening), and never when start-up fails: whoever waits for the address
+    can connect at once."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                announce()
+
+    return AnnouncingServer(uv_config)
+
+
+def _announce_when_a_worker_answers(
+    host: str, port: int, announce: Callable[[], None], stop: threading.Event
+) -> threading.Thread:
+    """With several workers the supervisor does not know when one has started: ask /ping (the socket
+    listens already, so the request waits in the backlog until a worker takes it) until one answers."""
+    import http.client
+
+    probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+    def probe() -> None:
+        while not stop.is_set():
+            conn = http.client.HTTPConnection(probe_host, port, timeout=5)
+            try:
+                conn.request("GET", "/ping")
+                if conn.getresponse().status == 200:
+                    if not stop.is_set():
+                        announce()
+                    return
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            stop.wait(0.1)
+
+    thread = threading.Thread(target=probe, name="mlops-serve-announce", daemon=True)
+    thread.start()
+    return thread
+
+
 def _log_config() -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
@@ -68,6 +113,7 @@ def run(
     sock = bind(config)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}"
     os.environ[CONFIG_ENV] = config.to_json()  # read by each worker process's app factory
     common: dict[str, Any] = dict(
         host=config.host,
@@ -92,17 +138,22 @@ def run(
             # uvicorn's default 5 s to answer its first health ping; it would be killed and restarted in a loop
             common["timeout_worker_healthcheck"] = 60
         uv_config = uvicorn.Config("mlops.serve.app:create_app", factory=True, workers=config.workers, **common)
-        announce(f"http://{shown_host}:{port}")
-        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn before 0.30
-            Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run()
-        else:
-            Multiprocess(uv_config, sockets=[sock]).run()
+        sock.listen(uv_config.backlog)
+        stop = threading.Event()
+        prober = _announce_when_a_worker_answers(host, port, lambda: announce(url), stop)
+        try:
+            if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn before 0.30
+                Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run()
+            else:
+                Multiprocess(uv_config, sockets=[sock]).run()
+        finally:
+            stop.set()
+            prober.join(timeout=10)
         return
     from .app import build_app
 
     uv_config = uvicorn.Config(build_app(config, preloaded=preloaded), **common)
-    server = uvicorn.Server(uv_config)
-    announce(f"http://{shown_host}:{port}")
+    server = _announcing_server(uv_config, lambda: announce(url))
 
     def stopped(signum: int, frame: Any) -> None:
         raise Stopped(signal.Signals(signum).name)

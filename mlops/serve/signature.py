@@ -223,21 +223,11 @@ def check_values(column: Column, values: Sequence[Any], rows: int) -> list[str]:
     if check is None:
         return problems
     ok, wanted = check
-    first = None
-    count = 0
-    for index, value in enumerate(values):
-        if value is None or ok(value):
-            continue
-        count += 1
-        if first is None:
-            first = index
-    if first is not None:
-        bad = values[first]
-        more = f" (and {count - 1} more row(s))" if count > 1 else ""
-        problems.append(
-            f"column '{column.name}' ({column.dtype}): "
-            f"row {first} is {_json_type(bad)} {_short(bad)}, expected {wanted}{more}"
-        )
+    wrong = wrong_values_problem(
+        f"column '{column.name}' ({column.dtype})", values, lambda v: v is not None and not ok(v), wanted
+    )
+    if wrong:
+        problems.append(wrong)
     bounds = _RANGES.get(column.kind)
     if bounds is not None:
         in_range, why = bounds
@@ -249,6 +239,20 @@ def check_values(column: Column, values: Sequence[Any], rows: int) -> list[str]:
                 f"row {outside[0]} is {_short(values[outside[0]])}, {why}{more}"
             )
     return problems
+
+
+def wrong_values_problem(label: str, values: Sequence[Any], is_wrong: Any, wanted: str) -> str | None:
+    """One problem for a column's values that ``is_wrong``: the first such row and how many share it."""
+    rows = [i for i, v in enumerate(values) if is_wrong(v)]
+    if not rows:
+        return None
+    more = f" (and {len(rows) - 1} more row(s))" if len(rows) > 1 else ""
+    return f"{label}: row {rows[0]} is {describe_value(values[rows[0]])}, expected {wanted}{more}"
+
+
+def describe_value(value: Any) -> str:
+    """A value as the problems name it: its JSON type and a short repr (``string 'a'``)."""
+    return f"{_json_type(value)} {_short(value)}"
 
 
 def _short(value: Any) -> str:

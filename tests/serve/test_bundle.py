@@ -253,3 +253,40 @@ def test_a_folder_that_is_not_a_bundle_is_bad_input_exit_2(tmp_path: Path, kind:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(target) in errors[0], proc.stderr
     assert "mlops export model" in proc.stderr and "serving" not in proc.stderr
+
+
+@pytest.mark.timeout(400)
+def test_the_scratch_state_folder_goes_on_exit_and_a_killed_servers_at_the_next_start(
+    bundle: Path, tmp_path: Path
+) -> None:
+    import signal
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+
+    def scratch() -> list[Path]:
+        return sorted(temp.glob("mlops-serve-*"))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        server = start_server(tmp_path, f"--model-dir={bundle}", env=env)
+        try:
+            assert len(scratch()) == 1 and (scratch()[0] / "mlops-serve.owner").is_file()
+            assert server.stop(sig) == 0, server.stderr()
+        finally:
+            server.kill()
+        assert scratch() == [], server.stderr()
+
+    killed = start_server(tmp_path, f"--model-dir={bundle}", env=env)
+    killed.kill()  # SIGKILL: no chance to clean up
+    (stale,) = scratch()
+    alive = temp / "mlops-serve-alive"  # a live process owns this one (this test's): kept
+    alive.mkdir()
+    (alive / "mlops-serve.owner").write_text(f"{os.getpid()}\n")
+    server = start_server(tmp_path, f"--model-dir={bundle}", env=env)
+    try:
+        assert not stale.exists()
+        assert len(scratch()) == 2 and alive.exists()
+    finally:
+        server.stop()
+    assert scratch() == [alive]

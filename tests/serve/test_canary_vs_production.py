@@ -4,8 +4,10 @@ make both fail do not roll back a healthy candidate; a canary failing alone is r
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pytest
 from servekit import ROW, audit_entries, broken, deploy_canary, mlops, register, wait_for, wait_for_canary
 
 from mlops.repo.repo import Repo
@@ -72,14 +74,28 @@ def test_a_canary_failing_with_production_is_not_rolled_back(serve, model_repo: 
     assert audit_entries(model_repo, "canary_rollback") == []
 
 
+@pytest.mark.timeout(300)
 def test_a_canary_failing_alone_is_rolled_back(serve, model_repo: Path) -> None:
     register(model_repo, "churn", 4, broken())
     server = serve()
     _deploy(model_repo, "4")
     wait_for_canary(server)
+    # Production must have its own min_requests in the window the controller judges, or the canary is
+    # judged alone ("production: too few requests to compare"): beside each split request, one goes to
+    # production's version directly (bypassing the split), so production always leads the canary's count.
+    direct = {
+        "inputs": [
+            {"name": "tenure", "shape": [1], "datatype": "INT64", "data": [ROW["tenure"]]},
+            {"name": "plan", "shape": [1], "datatype": "BYTES", "data": [ROW["plan"]]},
+            {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [ROW["monthly_charges"]]},
+        ]
+    }
+    deadline = time.monotonic() + 180
     with server.client() as c:
         i = 0
-        while "canary" in c.get("/health").json() and i < 2000:
+        while "canary" in c.get("/health").json() and i < 2000 and time.monotonic() < deadline:
+            answer = c.post("/v2/models/churn/versions/1/infer", json=direct, headers={"x-request-id": f"p{i}"})
+            assert answer.status_code == 200 and answer.headers["x-variant"] == "production", answer.text
             c.post("/predict", json={"records": [ROW]}, headers={"x-request-id": str(i)})
             i += 1
     wait_for(lambda: audit_entries(model_repo, "canary_rollback"), what="the rollback")

@@ -159,3 +159,45 @@ def test_a_python_class_model_travels_as_a_bundle(py_repo: Path, tmp_path: Path)
 def test_artifacts_without_a_class_is_a_usage_error(py_repo: Path) -> None:
     proc = mlops(py_repo, "register", "other", "sample.parquet", "--artifacts", "weights", code=2)
     assert "FILE.py:Class" in proc.stderr
+
+
+CLASSES = """\
+import pathlib
+import sklearn.base
+
+pathlib.Path("executed.txt").write_text("the file ran")  # registration must not run it
+
+
+class NoPredict:
+    def load(self, artifacts_dir):
+        pass
+
+
+class Base:
+    def predict(self, frame):
+        return [0] * len(frame)
+
+
+class Child(Base):
+    pass
+
+
+class Foreign(sklearn.base.BaseEstimator):
+    pass
+"""
+
+
+def test_a_class_without_predict_is_refused_at_registration_without_running_its_file(repo) -> None:
+    root = Path(repo.root)
+    (root / "pymodel").mkdir()
+    (root / "pymodel" / "bad.py").write_text(CLASSES)
+    proc = mlops(root, "register", "bad", "pymodel/bad.py:NoPredict", code=2)
+    assert "error: pymodel/bad.py:7: class NoPredict has no predict(frame) method" in proc.stderr, proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("error")]) == 1, proc.stderr
+    # a predict inherited from a class of the same file is found; one from elsewhere is a warning
+    assert json.loads(mlops(root, "register", "child", "pymodel/bad.py:Child", "--json").stdout)["flavor"] == "python"
+    foreign = json.loads(mlops(root, "register", "foreign", "pymodel/bad.py:Foreign", "--json").stdout)
+    assert any("sklearn.base.BaseEstimator" in w and "Foreign" in w for w in foreign["warnings"]), foreign
+    assert not (root / "executed.txt").exists()
+    models = json.loads(mlops(root, "models", "--json").stdout)["models"]
+    assert sorted(m["name"] for m in models) == ["child", "foreign"]
