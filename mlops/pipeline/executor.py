@@ -318,6 +318,7 @@ def run_pipeline(
             from ..data.transfer import get_remote
 
             shared_cache = get_remote(repo, remote)
+            shared_cache.check_root()  # an absent remote is an outage, not a cache of misses
         return RunResult(run_id, tuple(plan(repo, graph, names, force=force, remote=shared_cache)), dry_run=True)
     # what can be found wrong before anything runs is found now, as a usage error (exit 2)
     lock_view = _LockView(repo.root)
