@@ -117,7 +117,7 @@ class StageResult:
 
 @dataclass(frozen=True)
 class RunResult:
-    """``run_id`` is None when nothing ran (``up_to_date``): such a run records no tracking run,
+    """``run_id`` is None when nothing ran (``up_to_date``, or a dry run): such a run records no tracking run,
     and ``last_run`` names the newest pipeline run recorded before it."""
 
     run_id: str | None
@@ -319,7 +319,8 @@ def run_pipeline(
 
             shared_cache = get_remote(repo, remote)
             shared_cache.check_root()  # an absent remote is an outage, not a cache of misses
-        return RunResult(run_id, tuple(plan(repo, graph, names, force=force, remote=shared_cache)), dry_run=True)
+        # a dry run records no run: an id here would name one `mlops runs show` cannot find
+        return RunResult(None, tuple(plan(repo, graph, names, force=force, remote=shared_cache)), dry_run=True)
     # what can be found wrong before anything runs is found now, as a usage error (exit 2)
     lock_view = _LockView(repo.root)
     lock_view.get("")
