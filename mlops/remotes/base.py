@@ -329,12 +329,23 @@ class Remote(ABC):
         )
 
 
+def url_scheme(url: str) -> str:
+    """The scheme of a remote's URL, lower case ("" for a plain path)."""
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def is_folder_url(url: str) -> bool:
+    """Whether a remote's URL names a folder on this machine (a path or file://): one that only
+    processes seeing this file system reach (not a pod, unless it is mounted there)."""
+    return url_scheme(url) in ("", "file")
+
+
 def open_remote(name: str, settings: dict[str, Any], *, root: Path) -> Remote:
     """Open the remote that ``settings['url']`` names: a path or file:// URL, s3://, gs://, azure:// or ssh://.
 
     Each backend's module (and its library) is imported only when a remote of that kind is used."""
     url = str(settings["url"])
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    scheme = url_scheme(url)
     if scheme == "s3":
         from .s3 import S3Remote  # fsspec/s3fs only when an S3 remote is used
 
