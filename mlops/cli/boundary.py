@@ -17,12 +17,15 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import click  # typer raises click's usage errors and exports no base class to catch them by
 import typer
+from typer.core import TyperGroup
 
 from ..errors import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     STOP_EXIT_CODES,
     CheckFailed,
     MlopsError,
@@ -86,11 +89,7 @@ def boundary(fn: F) -> F:
         except MlopsError as exc:
             if SETTINGS.debug:
                 traceback.print_exc()
-            # after SIGHUP the terminal may be gone: the exit code must still come through
-            with contextlib.suppress(OSError):
-                if out.json and not isinstance(exc, CheckFailed) and not exc.report_printed:  # one JSON document
-                    out.emit_json(exc.to_dict())
-                out.error(exc.message, exc.hint)
+            report(out, exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             how = f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, StopSignal) else "interrupted"
@@ -111,6 +110,83 @@ def boundary(fn: F) -> F:
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report(out: Output, exc: MlopsError) -> None:
+    """An error as one line (and its hint) on stderr, and with --json as one JSON document on stdout."""
+    # after SIGHUP the terminal may be gone: the exit code must still come through
+    with contextlib.suppress(OSError):
+        if out.json and not isinstance(exc, CheckFailed) and not exc.report_printed:  # one JSON document
+            out.emit_json(exc.to_dict())
+        out.error(exc.message, exc.hint)
+
+
+_ARGV = "mlops.argv"  # the command line after the program name, kept in the contexts' shared meta
+
+
+class BoundaryGroup(TyperGroup):
+    """The root `mlops` group: click's usage errors (a bad or missing parameter, an unknown option
+    or command), wherever on the command line, leave as the boundary's one ``error:`` line, exit 2,
+    and with --json the JSON error object, instead of typer's boxed usage message."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV] = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _usage_exit(exc, args) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage_exit(exc, ctx.meta.get(_ARGV, [])) from None
+
+
+def _usage_exit(exc: click.UsageError, argv: list[str]) -> Exception:
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc  # a group called bare: click prints its help, as asked
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    message, hint = usage_message(exc)
+    report(Output(json_output="--json" in options), UsageError(message, hint=hint))
+    return typer.Exit(EXIT_USAGE)
+
+
+def usage_message(exc: click.UsageError) -> tuple[str, str]:
+    """One line for a click usage error, and a hint pointing at the command's --help."""
+    words = []
+    ctx = exc.ctx
+    while ctx is not None and ctx.parent is not None:  # the root's name varies (python -m mlops): always "mlops"
+        words.append(ctx.info_name or "")
+        ctx = ctx.parent
+    hint = f"see '{' '.join(['mlops', *reversed(words)])} --help'"
+    param = getattr(exc, "param", None)
+    name = _param_name(param) if param is not None else ""
+    if isinstance(exc, click.MissingParameter):
+        kind = exc.param_type or (param.param_type_name if param is not None else "parameter")
+        text = f"missing {kind} {name}".rstrip()
+    elif isinstance(exc, click.BadParameter):
+        text = f"{name}: {exc.message}" if name else exc.message
+    elif isinstance(exc, click.NoSuchOption):
+        text = exc.message
+        if exc.possibilities:
+            hint = f"did you mean {' or '.join(sorted(exc.possibilities))}? {hint}"
+    elif isinstance(exc, click.exceptions.NoSuchCommand):  # typer adds "(Did you mean ...?)": a hint
+        text, _, suggestion = exc.format_message().partition(". ")
+        if suggestion:
+            suggestion = suggestion.strip("()").rstrip("?")
+            hint = f"{suggestion[:1].lower()}{suggestion[1:]}? {hint}"
+    else:
+        text = exc.format_message()
+    text = " ".join(text.split()).rstrip(".")
+    return text[:1].lower() + text[1:], hint
+
+
+def _param_name(param: click.Parameter) -> str:
+    """``--min-accuracy`` for an option (its long name), ``REF`` for an argument."""
+    if isinstance(param, click.Option):
+        return next((o for o in param.opts if o.startswith("--")), param.opts[0] if param.opts else param.name or "")
+    return param.human_readable_name
 
 
 def _silence_stdout() -> None:

@@ -20,6 +20,7 @@ import typer
 
 from .. import __version__
 from ..errors import EXIT_BROKEN_PIPE
+from .boundary import BoundaryGroup
 from .output import SETTINGS
 
 #: the first word of a command line -> the group module that registers it
@@ -71,6 +72,7 @@ def build_app(groups: tuple[str, ...] = GROUPS) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
+        cls=BoundaryGroup,  # usage errors through the one error boundary
     )
     app.callback()(root)
     for name in groups:

@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from ..errors import AuditTampered, PromotionRefused, UsageError
 from ..repo.repo import find_repo
-from .boundary import JSON_OPTION, boundary, command
+from .boundary import JSON_OPTION, boundary, command, report
 from .output import Output, fmt_value, human_bytes
 
 
@@ -25,10 +25,7 @@ class _ModelsGroup(TyperGroup):
             error = UsageError(
                 f"'mlops models' has no command '{word}'", hint=f"to show a model: mlops models show {word}"
             )
-            out = Output(json_output="--json" in args)
-            if out.json:  # the error document a --json caller reads on stdout
-                out.emit_json(error.to_dict())
-            out.error(error.message, error.hint)
+            report(Output(json_output="--json" in args), error)
             raise typer.Exit(error.exit_code)
         return super().resolve_command(ctx, args)
 

@@ -345,7 +345,9 @@ def export_airflow(
     elif secret is not None:
         raise UsageError("--secret is for --kubernetes", hint="add --kubernetes, or drop --secret")
     check_task_options(secret=secret, retries=retries)
-    plan = export_plan(repo, rev=rev, repo_url=repo_url, remote=remote, naming="airflow", need_url=kubernetes)
+    plan = export_plan(
+        repo, rev=rev, repo_url=repo_url, remote=remote, naming="airflow", need_url=kubernetes, in_pods=kubernetes
+    )
     chosen = dag_id if dag_id is not None else plan.name
     if not re.match(r"^[A-Za-z0-9_.\-]{1,250}$", chosen):
         raise UsageError(f"--dag-id {chosen!r}: letters, digits, '_', '.', '-' only (at most 250)")

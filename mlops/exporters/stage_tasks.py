@@ -226,9 +226,15 @@ def export_plan(
     names: dict[str, str] | None = None,
     naming: str = "dns1123",
     need_url: bool = True,
+    in_pods: bool = True,
 ) -> ExportPlan:
     """The pipeline at ``rev`` (default: HEAD, committed) as tasks, with the engine's names; a
-    pipeline with no stage to run is refused."""
+    pipeline with no stage to run is refused.
+
+    ``in_pods``: the tasks run in pods (Argo; Airflow's KubernetesPodOperator), which reach neither
+    a repository URL that is a local path nor an mlops remote that is a local folder: both are
+    warned about. Otherwise (Airflow's BashOperator) the tasks run on the workers, in a clone, and
+    fetch a missing commit from its origin: a repository without one is warned about."""
     from ..pipeline.graph import build_graph
     from ..pipeline.spec import load_pipeline
 
@@ -270,9 +276,51 @@ def export_plan(
         for name in order
     )
     workflow = namer([repo.root.name], reserved=())[repo.root.name]
-    warnings = tuple(w for w in [_unpushed(repo.root, sha)] if w)
+    reach = _unreachable_from_pods(repo, url, remote) if in_pods else [_no_origin(repo.root, sha)]
+    warnings = tuple(w for w in [_unpushed(repo.root, sha), *reach] if w)
     return ExportPlan(
         name=workflow, rev=sha, repo_url=url, remote=remote, tasks=tasks, collect_task=COLLECT, warnings=warnings
+    )
+
+
+def is_local_path_url(url: str) -> bool:
+    """Whether git reads ``url`` as a path on this machine (file://, /srv/repo, ../repo), not a
+    host to reach (https://, ssh://, git@host:team/repo): git's own rule, a ':' before any '/'
+    makes it scp-like."""
+    if "://" in url:
+        return url.lower().startswith("file://")
+    head, colon, _ = url.partition(":")
+    return not colon or "/" in head
+
+
+def _unreachable_from_pods(repo: Repo, url: str, remote: str | None) -> list[str]:
+    """Warnings for what a pod cannot reach: a local-path repository URL, a local-folder mlops remote."""
+    from ..remotes.base import is_folder_url
+
+    warnings = []
+    if url and is_local_path_url(url):
+        warnings.append(
+            f"the repository URL {url} is a path on this machine: the pods cannot clone from it; "
+            "pass --repo-url with a URL they reach (https://, ssh://, git@host:...)"
+        )
+    name = remote or repo.config.default_remote
+    settings = repo.config.remotes.get(name) if name else None
+    if settings and is_folder_url(str(settings.get("url", ""))):
+        warnings.append(
+            f"mlops remote '{name}' is a folder on this machine ({settings['url']}): the pods cannot reach it "
+            "unless it is mounted in each at that path; give the tasks an S3, GCS, Azure or SSH remote (--remote NAME)"
+        )
+    return warnings
+
+
+def _no_origin(root: Path, sha: str) -> str:
+    """A warning when the repository has no 'origin': a worker's clone that lacks the commit fetches it from there."""
+    if _origin_url(root):
+        return ""
+    return (
+        f"the repository has no 'origin' remote: a worker's clone that lacks commit {sha[:12]} cannot fetch it; "
+        "git remote add origin URL (a local path is fine: the tasks run where the DAG runs), "
+        "or make sure each worker's clone has the commit"
     )
 
 

@@ -143,7 +143,7 @@ def finished_stage(
 
 @dataclass(frozen=True)
 class RunResult:
-    """``run_id`` is None when nothing ran (``up_to_date``): such a run records no tracking run,
+    """``run_id`` is None when nothing ran (``up_to_date``, or a dry run): such a run records no tracking run,
     and ``last_run`` names the newest pipeline run recorded before it."""
 
     run_id: str | None
@@ -346,7 +346,9 @@ def run_pipeline(
             from ..data.transfer import get_remote
 
             shared_cache = get_remote(repo, remote)
-        return RunResult(run_id, tuple(plan(repo, graph, names, force=force, remote=shared_cache)), dry_run=True)
+            shared_cache.check_root()  # an absent remote is an outage, not a cache of misses
+        # a dry run records no run: an id here would name one `mlops runs show` cannot find
+        return RunResult(None, tuple(plan(repo, graph, names, force=force, remote=shared_cache)), dry_run=True)
     # what can be found wrong before anything runs is found now, as a usage error (exit 2)
     lock_view = _LockView(repo.root)
     lock_view.get("")

@@ -379,6 +379,7 @@ def pull_entries(
     if keys is None and not (repo.root / "pipeline.yaml").is_file():
         note = "no pipeline.yaml here: no shared run-cache entries to look up"
         return EntriesTransfer(source.name, "pull", warnings=(note,))
+    source.check_root()  # an absent remote is an outage, not one with no entries
     if keys is None:
         hits = _pipeline_hits(repo, source, warnings, deps_from_pointers)
     else:

@@ -77,18 +77,21 @@ def parse_version(text: str | int) -> int:
     return value
 
 
+REF_FORMS = "a model reference is NAME, NAME:VERSION (churn:3) or NAME@STAGE (churn@production, or an alias)"
+
+
 def parse_ref(text: str) -> Ref:
     """Parse ``name``, ``name:N`` or ``name@label``; a bad shape is a UsageError naming the text."""
     if not isinstance(text, str) or not text.strip():
-        raise UsageError("empty model reference", hint="name a model: churn, churn:3, churn@production, churn@champion")
+        raise UsageError("empty model reference", hint=REF_FORMS)
     text = text.strip()
     if "@" in text:
         name, _, label = text.partition("@")
         check_name(name)
         if not label or not (label in STAGES or label == LATEST or ALIAS.fullmatch(label)):
-            raise UsageError(
-                f"not a model reference: {text!r}", hint="after '@' comes a stage (staging, production) or an alias"
-            )
+            # the likely slip: a version after '@' (walkm@1), which is written walkm:1
+            meant = f"; version {label} is '{name}:{label}'" if label.isdigit() else ""
+            raise UsageError(f"not a model reference: {text!r}", hint=REF_FORMS + meant)
         if label == LATEST:
             return Ref(name)
         return Ref(name, label=label)

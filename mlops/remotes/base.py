@@ -197,6 +197,13 @@ class Remote(ABC):
     def list_refs(self, prefix: str = "") -> list[str]:
         """The names of the refs whose name starts with ``prefix`` (e.g. ``'runs/'``), sorted."""
 
+    def check_root(self) -> None:  # noqa: B027 - a no-op unless the backend needs it
+        """Raise when the remote's root is not there: a folder (``absent``), a bucket or a container
+        (``no_root``); the answer is kept, so a command asks at most once.
+
+        Read-only flows (a pull of run-cache entries or records, ``run --dry-run --remote``) call it
+        first, so an absent remote is never read as an empty one."""
+
     def parallelism(self, jobs: int | None, local_store: Path) -> int | None:
         """How many transfers to run at once for ``-j jobs`` (None: the default)."""
         return jobs
@@ -299,6 +306,14 @@ class Remote(ABC):
         """A connection lost after it was open (not one that could not be opened)."""
         return RemoteError(f"remote '{self.name}': the connection to {where} broke off ({reason})", hint="try again")
 
+    def absent(self, where: object) -> RemoteError:
+        """The remote's root (a folder) is not there: moved, unmounted, or never pushed to."""
+        return RemoteError(
+            f"remote '{self.name}' at {where} does not exist (or is not reachable)",
+            hint="mount or restore it, or fix its URL ('mlops remote list', 'mlops remote modify'); "
+            "a first 'mlops push' creates it",
+        )
+
     def no_root(self, kind: str, name: str, where: str) -> RemoteError:
         """What holds the remote's folder (a bucket, a container) does not exist."""
         return RemoteError(
@@ -314,12 +329,23 @@ class Remote(ABC):
         )
 
 
+def url_scheme(url: str) -> str:
+    """The scheme of a remote's URL, lower case ("" for a plain path)."""
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def is_folder_url(url: str) -> bool:
+    """Whether a remote's URL names a folder on this machine (a path or file://): one that only
+    processes seeing this file system reach (not a pod, unless it is mounted there)."""
+    return url_scheme(url) in ("", "file")
+
+
 def open_remote(name: str, settings: dict[str, Any], *, root: Path) -> Remote:
     """Open the remote that ``settings['url']`` names: a path or file:// URL, s3://, gs://, azure:// or ssh://.
 
     Each backend's module (and its library) is imported only when a remote of that kind is used."""
     url = str(settings["url"])
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    scheme = url_scheme(url)
     if scheme == "s3":
         from .s3 import S3Remote  # fsspec/s3fs only when an S3 remote is used
 

@@ -123,6 +123,9 @@ class FsspecRemote(Remote):
     def _check_root(self) -> None:  # noqa: B027 - optional: a backend that can tell 'no container' says it
         """Raise a clear RemoteError when what holds the root (bucket, container) does not exist."""
 
+    def check_root(self) -> None:
+        self._check_root()
+
     # --- the file system ---------------------------------------------------------------------
     @property
     def fs(self) -> Any:
@@ -214,7 +217,7 @@ class FsspecRemote(Remote):
         try:
             handle = self._call(self._open_read, self._key(digest))
         except NotFound:
-            self._check_root()
+            self.check_root()  # a read: an absent root is an outage, not a missing object
             raise self.not_here(digest, self.url) from None
         stream = _Reader(self, handle)
         length = getattr(handle, "size", None)
@@ -262,6 +265,9 @@ class FsspecRemote(Remote):
         try:
             paths = self._call(self.fs.find, folder)
         except NotFound:
+            paths = []
+        if not paths:
+            self._check_root()  # no refs, or no bucket or container (some stores list one as empty)
             return []
         names: list[str] = []
         for path in paths:

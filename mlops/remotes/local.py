@@ -93,13 +93,19 @@ class LocalRemote(Remote):
         self._batch: ObjectBatch | None = None
         self._mutex = threading.Lock()
         self._real_shards: set[str] = set()  # shard folders seen to be real folders, not symlinks
+        self._root_seen = False  # check_root found the remote's folder
 
     def _check_reachable(self) -> None:
+        """The folder that holds the remote's root must exist: a push creates the root, never its parents."""
         if not self.path.parent.exists():
-            raise RemoteError(
-                f"remote '{self.name}' is unreachable: {self.path.parent} does not exist",
-                hint="mount it or fix the URL ('mlops remote list')",
-            )
+            raise self.absent(self.path)
+
+    def check_root(self) -> None:
+        """Checked once per remote opened (one command): the root seen once stays seen."""
+        if not self._root_seen:
+            if not self.path.is_dir():
+                raise self.absent(self.path)
+            self._root_seen = True
 
     def parallelism(self, jobs: int | None, local_store: Path) -> int | None:
         """One stream when the remote shares a disk with the cache: copies between two folders
@@ -152,7 +158,7 @@ class LocalRemote(Remote):
         try:
             fd, length = self._open_object(digest)
         except (FileNotFoundError, NotADirectoryError):
-            self._check_reachable()
+            self.check_root()  # an absent remote is not one that lacks this object
             raise self.not_here(digest) from None
         except _NotAFile as exc:
             raise self.corrupt(digest, exc.reason, label) from None

@@ -249,6 +249,9 @@ class S3Remote(Remote):
             for task in tasks:  # on the first error, stop the rest rather than leak them
                 task.cancel()
 
+    def check_root(self) -> None:
+        self._check_bucket()
+
     def _check_bucket(self) -> None:
         """Tell 'no such bucket' from 'no such key' once; a 403 (no ListBucket right) is left be."""
         if self._bucket_seen:

@@ -58,6 +58,14 @@ class SSHRemote(FsspecRemote):
         self.key_file = text_setting(name, settings, "key_file")
         self.known_hosts = text_setting(name, settings, "known_hosts")
         self.password = text_setting(name, settings, "password")
+        self._root_seen = False  # check_root found the remote's folder
+
+    def check_root(self) -> None:
+        """The remote's folder on the server: a push creates it, a read from one that is not there is an outage."""
+        if not self._root_seen:
+            if not self._call(self.fs.isdir, self.root):
+                raise self.absent(self.url)
+            self._root_seen = True
 
     @property
     def _endpoint(self) -> str:

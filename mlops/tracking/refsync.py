@@ -122,6 +122,7 @@ def pull_missing(
 
     ``names`` ends the warning for a ref that names no record ("a run"), ``invalid`` the one for a
     record that does not check ("a valid run bundle")."""
+    remote.check_root()  # an absent remote is an outage, not one with no records
     present: list[Key] = []
     wanted: list[tuple[str, Key]] = []
     warnings: list[str] = []

@@ -48,13 +48,14 @@ def _run_all(p):
 def test_never_run_then_run_then_up_to_date(base):
     dry = base.dry()
     assert dry["dry_run"] is True
+    assert dry["run_id"] is None  # a dry run records no run: no id that `mlops runs show` could not find
     assert statuses(dry) == {"prep": "would run", "train": "would run"}
     assert reasons(dry) == {"prep": ["never run"], "train": ["upstream prep will run", "never run"]}
     assert not (base.root / "prep.txt").exists()  # a dry run runs nothing
     assert counts(base.counter) == []
 
     doc = base.run()
-    assert doc["ok"] is True and doc["dry_run"] is False
+    assert doc["ok"] is True and doc["dry_run"] is False and doc["run_id"]
     assert statuses(doc) == {"prep": "ran", "train": "ran"}
     assert reasons(doc)["prep"] == ["never run"]
     assert counts(base.counter) == ["prep", "train"]

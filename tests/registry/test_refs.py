@@ -122,3 +122,12 @@ def test_an_unknown_models_subcommand_is_one_line(three, mlops_bin) -> None:
     assert doc["error"] == "usage" and doc["exit_code"] == 2 and "has no command 'churn'" in doc["message"]
     assert "churn" in mlops_bin("models", cwd=three.root).stdout  # the list, and show, still work
     assert js(mlops_bin("models", "show", "churn", "--json", cwd=three.root))["model"] == "churn"
+
+
+def test_a_version_after_at_is_refused_with_the_accepted_forms(three, cli) -> None:
+    result = cli("export", "model", "churn@1", "--output", "bundle", code=2)
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: not a model reference: 'churn@1'"
+    assert lines[1].startswith("hint: a model reference is NAME, NAME:VERSION") and "NAME@STAGE" in lines[1]
+    assert lines[1].endswith("version 1 is 'churn:1'")
+    assert not (three.root / "bundle").exists()

@@ -189,10 +189,25 @@ def test_refusals_are_one_clear_line(request: pytest.FixtureRequest, tmp_path: P
     )
     no_container = {**azure, "url": "azure://no-such-container/x"}
     _one_line_error(open_remote("blob", no_container, root=tmp_path), "container 'no-such-container' does not exist")
+    _absent_root_is_not_empty(open_remote("blob", no_container, root=tmp_path), "container 'no-such-container'")
 
     gcs = make_settings("gcs", request, tmp_path)
     no_bucket = {**gcs, "url": "gs://no-such-bucket/x"}
     _one_line_error(open_remote("gcs", no_bucket, root=tmp_path), "bucket 'no-such-bucket' does not exist")
+    _absent_root_is_not_empty(open_remote("gcs", no_bucket, root=tmp_path), "bucket 'no-such-bucket'")
+
+    moved = open_remote("box", ssh, root=tmp_path)  # its folder was never made: as if moved away
+    with pytest.raises(RemoteError, match=r"at ssh://.* does not exist \(or is not reachable\)"):
+        moved.check_root()
+    with pytest.raises(RemoteError, match="does not exist"):
+        moved.download(hash_bytes(b"x"), ObjectStore(tmp_path / "cache").batch().__enter__())
+
+
+def _absent_root_is_not_empty(remote: Remote, what: str) -> None:
+    """A missing bucket or container is said by check_root and by a listing of refs, never read as no refs."""
+    for call in (remote.check_root, remote.list_refs, lambda: remote.get_ref(REF)):
+        with pytest.raises(RemoteError, match=f"{what} does not exist"):
+            call()
 
 
 def test_what_the_store_lists_is_filtered(remote: Remote, tmp_path: Path) -> None:
