@@ -27,7 +27,10 @@ from typing import Any
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message on one line (scikit-learn's span several), cut at ``limit`` characters."""
-    text = " ".join(str(exc).split())
+    try:
+        text = " ".join(str(exc).split())
+    except Exception:  # a model's own exception class whose __str__ raises: still one line, never a new error
+        text = f"{type(exc).__name__} (its message could not be read)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

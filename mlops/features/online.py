@@ -103,7 +103,15 @@ class SqliteStore:
             raise ConfigError(f"{self.path}: the online store cannot be opened: {exc}") from None
 
     def watermark(self, view: str) -> Watermark | None:
-        row = self.conn.execute("SELECT * FROM watermarks WHERE view = ?", (view,)).fetchone()
+        import sqlite3
+
+        try:
+            row = self.conn.execute("SELECT * FROM watermarks WHERE view = ?", (view,)).fetchone()
+        except sqlite3.Error as exc:  # a damaged store, or the empty file of a materialize killed at once
+            raise ConfigError(
+                f"{self.path}: the online store cannot be read: {exc}",
+                hint="it is a cache of the sources: remove the file and run 'mlops features materialize' again",
+            ) from None
         return Watermark(row[1], row[2], (row[3] if len(row) > 3 else "") or "") if row else None
 
     def write(self, view: str, rows: Iterable[tuple[str, int, int, str]], mark: Watermark, *, rebuild: bool) -> int:

@@ -42,6 +42,7 @@ import os
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, BinaryIO
 
@@ -99,8 +100,8 @@ CREDENTIAL_CODES = {
 REGION_CODES = {"301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "PermanentRedirect"}
 # aiobotocore imports httpx when it is installed (an HTTP backend it offers besides aiohttp, the one
 # s3fs and this remote use), and httpx its command line's rich and pygments: a third of the time
-# `import s3fs` takes. They are hidden while s3fs loads, and only then (``_import_s3fs``).
-UNUSED_BACKENDS = ("httpx2", "httpx")
+# `import s3fs` takes. aiobotocore's one shim module for it is stood in for (``_import_s3fs``).
+HTTPX_SHIM = "aiobotocore._httpx"
 CREDENTIALS_HINT = (
     "set access_key_id and secret_access_key (or profile) for this remote in .mlops/config.local.yaml, "
     "or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE in the environment"
@@ -506,20 +507,28 @@ class S3Remote(Remote):
 
 
 def _import_s3fs() -> Any:
-    """s3fs, loaded without aiobotocore's unused httpx backend (``UNUSED_BACKENDS``).
+    """s3fs, loaded without aiobotocore's unused httpx backend.
 
-    A module set to None in ``sys.modules`` fails to import, which aiobotocore takes as "not
-    installed". The names are restored at once: a later ``import httpx`` anywhere works as ever;
-    aiobotocore's httpx backend alone stays off in this process, and this remote never uses it."""
-    hidden = [name for name in UNUSED_BACKENDS if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        import s3fs
-    finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
+    aiobotocore resolves httpx through one private shim module, ``aiobotocore._httpx``, which
+    imports httpx (and with it anyio, rich, pygments) whenever it is installed, though s3fs only
+    uses aiohttp. Before aiobotocore is first imported, a stand-in shim saying "no httpx" is put in
+    ``sys.modules`` under that one name: nothing else is hidden, so another thread importing httpx
+    meanwhile is not disturbed. Should a future aiobotocore need more of its shim than the stand-in
+    gives, the stand-in is dropped and s3fs is imported as it comes."""
+    if "aiobotocore" not in sys.modules and HTTPX_SHIM not in sys.modules:
+        shim = types.ModuleType(HTTPX_SHIM)
+        shim.httpx = None  # type: ignore[attr-defined]
+        shim.HTTPX_IS_LEGACY = False  # type: ignore[attr-defined]
+        sys.modules[HTTPX_SHIM] = shim
+        try:
+            import s3fs
+        except ImportError:
+            for name in [name for name in sys.modules if name == "s3fs" or name.startswith(("s3fs.", "aiobotocore"))]:
                 del sys.modules[name]
+        else:
+            return s3fs
+    import s3fs
+
     return s3fs
 
 

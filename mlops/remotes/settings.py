@@ -7,6 +7,7 @@ line naming the remote and the key.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import ConfigError
@@ -31,7 +32,8 @@ def number_setting(name: str, settings: dict[str, Any], key: str, default: float
         number = int(value) if integer else float(value)
     except (TypeError, ValueError):
         number = 0
-    if isinstance(value, bool) or number <= 0 or (integer and str(number) != str(value).strip()):
+    finite = math.isfinite(number)  # nan, inf and 1e999 read as floats; a NaN timeout would hang a wait
+    if isinstance(value, bool) or not finite or number <= 0 or (integer and str(number) != str(value).strip()):
         kind = "a whole number" if integer else "a number"
         raise ConfigError(f"remote '{name}': '{key}' must be {kind} above 0, found {value!r}")
     return number

@@ -237,3 +237,19 @@ def test_a_changed_view_definition_rebuilds_that_view(online_repo, cli) -> None:
     old = materialize(online_repo, service="churn_v2", end=end, now=now)
     assert (old.views[0].mode, old.views[0].reason) == ("full", "definition changed")
     assert materialize(online_repo, service="churn_v2", end=end, now=now).views[0].mode == "up to date"
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 512])
+def test_a_damaged_or_empty_store_is_one_config_error_not_an_internal_one(tmp_path, content) -> None:
+    """The serve start-up probe reads every view's watermark: a store a killed materialize left
+    empty, or one damaged on disk, is one line (exit 2) naming the file, never a sqlite traceback."""
+    from mlops.errors import ConfigError
+    from mlops.features.online import SqliteStore
+
+    path = tmp_path / "online.sqlite"
+    path.write_bytes(content)
+    store = SqliteStore(path)
+    with pytest.raises(ConfigError, match="the online store cannot be read") as raised:
+        store.watermark("customer_stats")
+    assert str(path) in str(raised.value) and raised.value.exit_code == 2
+    store.close()
