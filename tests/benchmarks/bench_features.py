@@ -274,6 +274,9 @@ def main() -> None:
         f"data: {args.entities} entity rows, {args.rows} feature rows ({time.perf_counter() - started:.1f}s) in {root}"
     )
     if args.feast_python:
+        # absolute (not resolved: a venv's python is a symlink whose target has no feast): Feast runs
+        # with the data folder as its working directory, where a path relative to the repository fails
+        args.feast_python = os.path.abspath(args.feast_python)
         # the same definitions for both sides: mlops' features.yaml is `mlops import feast` of Feast's repository
         setup_feast(args.feast_python, root)
         from mlops.features.feast import import_feast
