@@ -7,6 +7,7 @@ objects to the data verbs live in ``mlops.workflows`` (data, roots, status).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,6 +15,9 @@ from ..errors import CheckFailed
 from ..repo.repo import find_repo, init_repo
 from .boundary import JOBS_OPTION, JSON_OPTION, command
 from .output import Output, human_bytes
+
+if TYPE_CHECKING:
+    from ..workflows.data import Moved
 
 TARGETS = typer.Argument(None, help="Tracked paths (default: every pointer file in the workspace).", show_default=False)
 REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: the default remote).")
@@ -192,52 +196,41 @@ RUN_CACHE_PULL_HELP = (
 )
 
 
-def _transfer_summary(
-    out: Output,
-    result: object,
-    runs: object = None,
-    extra: dict | None = None,
-    run_cache: object = None,
-    experiments: object = None,
-    monitor: object = None,
-) -> None:
-    """Print a push/fetch summary, and the runs (``--runs``) and run-cache entries (``--run-cache``) moved with it."""
-    r = result  # TransferResult
+# what push, fetch and pull may move beside the objects, each reported the same way (summary, warnings)
+MOVED_RECORDS = ("runs", "experiments", "monitor", "run_cache")
+
+
+def _transfer_summary(out: Output, moved: Moved) -> None:
+    """Print what a push, fetch or pull moved: the objects, what pull checked out, and the records
+    (``--runs``: runs, experiments, monitor profiles; ``--run-cache``: run-cache entries) moved with them."""
+    objects = moved.objects
+    records = {name: getattr(moved, name) for name in MOVED_RECORDS if getattr(moved, name) is not None}
+    placed = moved.checkout
     if out.json:
-        report = {**r.to_dict(), **(extra or {})}  # type: ignore[attr-defined]
-        if runs is not None:
-            report["runs"] = runs.to_dict()  # type: ignore[attr-defined]
-        if experiments is not None:
-            report["experiments"] = experiments.to_dict()  # type: ignore[attr-defined]
-        if monitor is not None:
-            report["monitor"] = monitor.to_dict()  # type: ignore[attr-defined]
-        if run_cache is not None:
-            report["run_cache"] = run_cache.to_dict()  # type: ignore[attr-defined]
-            for warning in run_cache.warnings:  # type: ignore[attr-defined]
+        report = objects.to_dict()
+        if placed is not None:
+            report["checkout"] = {
+                "changed_files": placed.changed_files,
+                "targets": [t.to_dict() for t in placed.targets],
+            }
+        report.update({name: record.to_dict() for name, record in records.items()})
+        if "run_cache" in records:
+            for warning in records["run_cache"].warnings:
                 out.warn(warning)
         out.emit_json(report)
         return
-    verb = "pushed" if r.direction == "push" else "fetched"  # type: ignore[attr-defined]
-    out.line(f"{verb} {r.transferred} object(s), {human_bytes(r.bytes)} ({r.present} already there) via {r.remote}")  # type: ignore[attr-defined]
-    if getattr(r, "missing_locally", ()):
-        out.warn(f"{len(r.missing_locally)} referenced object(s) are not in this cache and were not pushed")  # type: ignore[attr-defined]
-    if extra and "checkout" in extra:
-        out.line(f"checked out {extra['checkout']['changed_files']} file(s)")
-    if runs is not None:
-        out.line(runs.summary())  # type: ignore[attr-defined]
-        for warning in runs.warnings:  # type: ignore[attr-defined]
-            out.warn(warning)
-    if experiments is not None:
-        out.line(experiments.summary())  # type: ignore[attr-defined]
-        for warning in experiments.warnings:  # type: ignore[attr-defined]
-            out.warn(warning)
-    if monitor is not None:
-        out.line(monitor.summary())  # type: ignore[attr-defined]
-        for warning in monitor.warnings:  # type: ignore[attr-defined]
-            out.warn(warning)
-    if run_cache is not None:
-        out.line(run_cache.summary())  # type: ignore[attr-defined]
-        for warning in run_cache.warnings:  # type: ignore[attr-defined]
+    verb = "pushed" if objects.direction == "push" else "fetched"
+    out.line(
+        f"{verb} {objects.transferred} object(s), {human_bytes(objects.bytes)} ({objects.present} already there) "
+        f"via {objects.remote}"
+    )
+    if objects.missing_locally:
+        out.warn(f"{len(objects.missing_locally)} referenced object(s) are not in this cache and were not pushed")
+    if placed is not None:
+        out.line(f"checked out {placed.changed_files} file(s)")
+    for record in records.values():
+        out.line(record.summary())
+        for warning in record.warnings:
             out.warn(warning)
 
 
@@ -274,9 +267,7 @@ def push(
         jobs=jobs,
         progress=out.progress(),
     )
-    _transfer_summary(
-        out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments, monitor=moved.monitor
-    )
+    _transfer_summary(out, moved)
 
 
 def fetch(
@@ -306,9 +297,7 @@ def fetch(
         jobs=jobs,
         progress=out.progress(),
     )
-    _transfer_summary(
-        out, moved.objects, moved.runs, run_cache=moved.run_cache, experiments=moved.experiments, monitor=moved.monitor
-    )
+    _transfer_summary(out, moved)
 
 
 def pull(
@@ -338,19 +327,7 @@ def pull(
         jobs=jobs,
         progress=out.progress(),
     )
-    placed = moved.checkout
-    checked_out = {
-        "checkout": {"changed_files": placed.changed_files, "targets": [t.to_dict() for t in placed.targets]}
-    }
-    _transfer_summary(
-        out,
-        moved.objects,
-        moved.runs,
-        checked_out,
-        run_cache=moved.run_cache,
-        experiments=moved.experiments,
-        monitor=moved.monitor,
-    )
+    _transfer_summary(out, moved)
 
 
 def gc(

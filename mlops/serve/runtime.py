@@ -539,14 +539,7 @@ class Runtime:
         if self.deployment is None:  # without a candidate too: the controller keeps the file on the registry
             return
         new, event = await asyncio.to_thread(control_once, self.repo, self.source, self.model)
-        if new is None:
-            return
-        if event == "rollback":
-            self.stats.count("rollbacks")
-            log.warning("rolled back: %s", (new.last_event or {}).get("reason"))
-        else:
-            log.info("controller: %s (deployment revision %s)", event, new.revision)
-        await self._check_deployment()
+        await self._after_control(new, event)
 
     async def _control_shared(self) -> None:
         """The controller across replicas: whoever holds the lease decides (shared.py)."""
@@ -564,6 +557,10 @@ class Runtime:
         if lease.expires - time.time() < self.config.lease_seconds / 4:
             return  # too close to the end of the term to act: another may take it meanwhile
         new, event = await asyncio.to_thread(control_once, self.repo, self.source, self.model, state=self.shared)
+        await self._after_control(new, event)
+
+    async def _after_control(self, new: Deployment | None, event: str | None) -> None:
+        """What this worker does after the controller decided (on this machine or across replicas)."""
         if new is None:
             return
         if event == "rollback":

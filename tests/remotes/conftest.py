@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,24 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import _listening, free_port
+
 START_TIMEOUT = 60.0  # seconds: a loaded 2-core machine starts node or sshd slowly
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's fixed, public development key (documented by Microsoft): not a secret
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def absent(program: str) -> None:
