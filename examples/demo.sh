@@ -248,7 +248,9 @@ run git add -A .mlops/deployments .mlops/registry
 run git commit -q -m "churn:2 promoted to production through a canary"
 
 step "out of the repository: a bundle that serves from any folder, with no repository"
-run mlops export model churn@production -o "$work/bundle"
+# --onnx: the pipeline also compiled to ONNX, checked against the pickle on its training rows;
+# the server runs that form with onnxruntime, without scikit-learn (ready in a fraction of the time)
+run mlops export model churn@production -o "$work/bundle" --onnx
 digest=$(python -c "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())" "$work/bundle/mlops-bundle.json")
 mkdir -p "$work/elsewhere"
 cd "$work/elsewhere"
@@ -258,6 +260,7 @@ bundle_server=$!
 trap 'kill -TERM "$bundle_server" 2>/dev/null || true' EXIT
 for _ in $(seq 300); do grep -q "http://127.0.0.1:" serve.log && break; sleep 0.2; done
 url=$(grep -o "http://127.0.0.1:[0-9]*" serve.log | head -1)
+grep -q "its ONNX form by onnxruntime" serve.log || { echo "the bundle was not served by its ONNX form" >&2; cat serve.log >&2; exit 1; }
 for _ in $(seq 300); do curl -sf "$url/v2/health/ready" > /dev/null && break; sleep 0.2; done
 run curl -s "$url/v2/models/churn/infer" -d '{"inputs": [{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [3]}, {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]}, {"name": "monthly_charges", "shape": [1], "datatype": "FP64", "data": [80.0]}], "outputs": [{"name": "prediction"}, {"name": "probabilities"}]}'
 echo

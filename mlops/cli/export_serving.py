@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from ..errors import UsageError
 from ..repo.repo import find_repo
 from .boundary import JSON_OPTION, command
 from .output import Output
@@ -32,9 +33,26 @@ def _warnings(out: Output, result: Any) -> None:
         out.warn(warning)
 
 
+ONNX_OPTION = typer.Option(
+    False,
+    "--onnx",
+    help="Also compile a scikit-learn model to ONNX (checked to answer like the pickle); the server then runs it "
+    "with onnxruntime, without scikit-learn: several times faster to start, a fraction of the memory. "
+    "Needs pip install 'mlops[onnx]'.",
+)
+CHECK_DATA_OPTION = typer.Option(
+    None,
+    "--check-data",
+    help="With --onnx: rows (.csv or .parquet) the ONNX form must answer like the pickle on "
+    "(default: the version's training table, from the cache).",
+)
+
+
 def export_model(
     ref: str = typer.Argument(..., help="The version to export: churn@production, churn:4 or churn (its latest)."),
     output: str = typer.Option(..., "--output", "-o", help="The bundle folder to create (new or empty)."),
+    onnx: bool = ONNX_OPTION,
+    check_data: str | None = CHECK_DATA_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write a model bundle: the artifact with hashes, signature, card, version facts and pinned requirements.
@@ -44,15 +62,23 @@ def export_model(
     from ..exporters.bundle import check_new_folder, plan_bundle, write_bundle
 
     out = Output(json_output=json_output)
+    _check_onnx_options(onnx, check_data)
     check_new_folder(output)
-    result = write_bundle(plan_bundle(find_repo(), ref), output)
+    result = write_bundle(plan_bundle(find_repo(), ref, onnx=onnx, check_data=check_data), output)
     _warnings(out, result)
     if out.json:
         out.emit_json(result.to_dict())
         return
     out.row(("exported", "bold"), (f"{result.ref} -> {result.path} ({len(result.files) + 1} files)", None))
     out.row(("digest  ", "bold"), (result.digest, "green"))
+    if result.compiled:
+        out.row(("onnx    ", "bold"), (result.compiled, None))
     out.info(f"serve it: mlops serve --model-dir {output} --expect-digest {result.digest}")
+
+
+def _check_onnx_options(onnx: bool, check_data: str | None) -> None:
+    if check_data is not None and not onnx:
+        raise UsageError("--check-data goes with --onnx (it is what the ONNX form is checked on)")
 
 
 def export_docker(
@@ -61,6 +87,8 @@ def export_docker(
     wheel: str | None = typer.Option(
         None, "--wheel", help="An mlops wheel to build with (put in wheels/; otherwise pip takes mlops from the index)."
     ),
+    onnx: bool = ONNX_OPTION,
+    check_data: str | None = CHECK_DATA_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write a container build context: Dockerfile, the model bundle, pinned requirements (no daemon needed).
@@ -72,8 +100,9 @@ def export_docker(
     from ..exporters.docker import export_docker as do_export
 
     out = Output(json_output=json_output)
+    _check_onnx_options(onnx, check_data)
     check_new_folder(output)
-    result = do_export(find_repo(), ref, output, wheel=wheel)
+    result = do_export(find_repo(), ref, output, wheel=wheel, onnx=onnx, check_data=check_data)
     _warnings(out, result)
     if out.json:
         out.emit_json(result.to_dict())

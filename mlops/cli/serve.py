@@ -116,6 +116,12 @@ def serve(
         "--expect-digest",
         help="With --model-dir: refuse any bundle but the one with this digest ('mlops export model' prints it).",
     ),
+    runtime: str = typer.Option(
+        "auto",
+        "--runtime",
+        help="With --model-dir: 'onnx' serves the bundle's ONNX form (export --onnx) with onnxruntime, 'pickle' "
+        "the pickle; 'auto' (default) the ONNX form when the bundle has one and onnxruntime is installed.",
+    ),
     state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     lease: str = typer.Option(
         "10s", "--lease", help="With --state: the controller lease; a dead controller is replaced within it."
@@ -143,11 +149,11 @@ def serve(
     max_age_seconds = positive_duration(log_max_age, "--log-max-age")
     if model_dir is None and ref is None:
         raise UsageError("serve: name the model to serve (REF), or a bundle folder with --model-dir")
-    if model_dir is None and (state_dir is not None or expect_digest is not None):
-        raise UsageError("--state-dir and --expect-digest go with --model-dir")
+    if model_dir is None and (state_dir is not None or expect_digest is not None or runtime != "auto"):
+        raise UsageError("--state-dir, --expect-digest and --runtime go with --model-dir")
     with _long_lived_allocations():
         if model_dir is not None:
-            repo, source, ref = _bundle_source(model_dir, ref, state_dir, expect_digest)
+            repo, source, ref = _bundle_source(model_dir, ref, state_dir, expect_digest, runtime)
             bundle: str | None = str(source.bundle.root)
         else:
             repo, bundle = find_repo(), None
@@ -176,6 +182,7 @@ def serve(
         root=str(repo.root),
         ref=ref,
         bundle=bundle,
+        runtime=runtime,
         host=host,
         port=port,
         workers=workers,
@@ -205,8 +212,9 @@ def serve(
     def announce(url: str) -> None:
         shown = dep.production if dep is not None else info.version
         extra = f", {dep.candidate.mode} v{dep.candidate.version}" if dep is not None and dep.candidate else ""
+        by = ", its ONNX form by onnxruntime" if getattr(source, "served_by", "") == "onnxruntime" else ""
         out.info(
-            f"serving {info.name} v{shown}{extra} on {url} ({workers} worker{'s' if workers > 1 else ''}"
+            f"serving {info.name} v{shown}{extra}{by} on {url} ({workers} worker{'s' if workers > 1 else ''}"
             f"{', bearer token required' if token_env else ''}); stop with Ctrl-C or SIGTERM"
         )
 
@@ -230,15 +238,19 @@ def _long_lived_allocations() -> Iterator[None]:
         gc.enable()
 
 
-def _bundle_source(model_dir: str, ref: str | None, state_dir: str | None, expect_digest: str | None) -> Any:
+def _bundle_source(
+    model_dir: str, ref: str | None, state_dir: str | None, expect_digest: str | None, runtime: str
+) -> Any:
     """(the state folder as the server's repo, the verified bundle's source, the reference it serves)."""
     from pathlib import Path
 
     from ..errors import CorruptObjectError
     from ..repo.repo import Repo
-    from ..serve.bundle import BundleSource, open_bundle
+    from ..serve.bundle import RUNTIMES, BundleSource, open_bundle
     from ..serve.scratch import scratch_state_dir
 
+    if runtime not in RUNTIMES:  # before the bundle's files are hashed
+        raise UsageError(f"--runtime {runtime}: not one of {', '.join(RUNTIMES)}")
     bundle = open_bundle(model_dir)
     if expect_digest is not None and bundle.digest != expect_digest.strip().lower():
         raise CorruptObjectError(
@@ -247,7 +259,7 @@ def _bundle_source(model_dir: str, ref: str | None, state_dir: str | None, expec
         )
     state = Path(state_dir) if state_dir else scratch_state_dir()
     state.mkdir(parents=True, exist_ok=True)
-    return Repo(state.resolve()), BundleSource(bundle), ref or bundle.info().ref()
+    return Repo(state.resolve()), BundleSource(bundle, runtime=runtime), ref or bundle.info().ref()
 
 
 # --- deploy ----------------------------------------------------------------------------------

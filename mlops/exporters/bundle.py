@@ -44,6 +44,7 @@ class BundlePlan:
     requirements: dict[str, str]  # the pins of requirements.txt (mlops itself apart)
     python: str  # the interpreter version the artifact was registered with
     warnings: tuple[str, ...] = ()
+    compiled: str = ""  # with --onnx: what the ONNX form was checked on, in words
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class BundleResult:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     requirements: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    compiled: str = ""  # with --onnx: what the ONNX form was checked on
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class BundleResult:
             "files": self.files,
             "requirements": self.requirements,
             "warnings": list(self.warnings),
+            "compiled": self.compiled or None,
         }
 
 
@@ -104,7 +107,9 @@ def requirements_text(pins: dict[str, str], *, ref: str, python: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan_bundle(repo: Repo, ref: str) -> BundlePlan:
+def plan_bundle(repo: Repo, ref: str, *, onnx: bool = False, check_data: str | None = None) -> BundlePlan:
+    """Every file of the bundle of ``ref``; with ``onnx``, its scikit-learn pickle also compiled to
+    ONNX and checked against the pickle on real rows (exporters/onnx.py)."""
     from .. import registry
     from ..paths import check_relpath
     from ..registry.card import render_card
@@ -163,6 +168,15 @@ def plan_bundle(repo: Repo, ref: str) -> BundlePlan:
         "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "exported_with": {"mlops": __version__, "python": platform.python_version()},
     }
+    if onnx:
+        from ..registry.environment import closure
+        from .onnx import compile_version
+
+        compiled = compile_version(repo, mv, check_data=check_data)
+        facts["compiled"] = compiled.facts
+        artifact_files[compiled.facts["path"]] = compiled.data
+        for name, version in closure(compiled.requirements).items():
+            pins.setdefault(name, version)  # model.json's environment is this same mapping
     files: dict[str, bytes | Path] = {
         **artifact_files,
         **_feature_definitions(repo, mv),
@@ -170,7 +184,14 @@ def plan_bundle(repo: Repo, ref: str) -> BundlePlan:
         CARD: render_card(mv, events).encode(),
         REQUIREMENTS: requirements_text(pins, ref=mv.ref(), python=python).encode(),
     }
-    return BundlePlan(mv.ref(), mv.name, mv.version, files, pins, python, tuple(warnings))
+    checked = ""
+    if "compiled" in facts:
+        check = facts["compiled"]["check"]
+        checked = (
+            f"{facts['compiled']['path']}: answers like the pickle on {check['rows']} rows of {check['source']} "
+            f"(largest difference {check['largest_difference']:.2g})"
+        )
+    return BundlePlan(mv.ref(), mv.name, mv.version, files, pins, python, tuple(warnings), checked)
 
 
 def _feature_definitions(repo: Repo, mv: Any) -> dict[str, bytes]:
@@ -238,7 +259,13 @@ def write_bundle(plan: BundlePlan, out: str | os.PathLike[str]) -> BundleResult:
     assert isinstance(manifest, bytes)
     listed = json.loads(manifest)["files"]
     return BundleResult(
-        str(target), plan.ref, hashlib.sha256(manifest).hexdigest(), listed, plan.requirements, plan.warnings
+        str(target),
+        plan.ref,
+        hashlib.sha256(manifest).hexdigest(),
+        listed,
+        plan.requirements,
+        plan.warnings,
+        plan.compiled,
     )
 
 

@@ -114,7 +114,15 @@ CMD {command}
 """
 
 
-def export_docker(repo: Repo, ref: str, out: str | os.PathLike[str], *, wheel: str | None = None) -> DockerResult:
+def export_docker(
+    repo: Repo,
+    ref: str,
+    out: str | os.PathLike[str],
+    *,
+    wheel: str | None = None,
+    onnx: bool = False,
+    check_data: str | None = None,
+) -> DockerResult:
     import hashlib
 
     target = check_new_folder(out)
@@ -125,7 +133,7 @@ def export_docker(repo: Repo, ref: str, out: str | os.PathLike[str], *, wheel: s
             raise UsageError(f"--wheel {wheel}: not a wheel file", hint="build one with 'pip wheel --no-deps .'")
     from .k8s import default_image
 
-    plan = plan_bundle(repo, ref)
+    plan = plan_bundle(repo, ref, onnx=onnx, check_data=check_data)
     base = base_image(plan.python)
     files: dict[str, bytes | Path] = dict(bundle_files(plan, under="bundle"))
     files["requirements.txt"] = plan.files["requirements.txt"]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..errors import ConfigError, CorruptObjectError, NewerFormatError, UsageError
+from ..errors import ConfigError, CorruptObjectError, NewerFormatError, UsageError, one_line
 from ..formats import parse_json
 from .signature import Signature
 from .source import ModelInfo, servable
@@ -210,12 +210,21 @@ def _facts(root: Path, files: dict[str, dict[str, Any]], data: bytes) -> dict[st
     return facts
 
 
+#: how a bundle's scikit-learn model is served: its ONNX form when the bundle has one and onnxruntime
+#: is installed (auto), the pickle whatever the bundle holds, or the ONNX form or nothing
+RUNTIMES = ("auto", "pickle", "onnx")
+
+
 class BundleSource:
     """A ModelSource over one verified bundle: the one version it holds answers every reference to
     its model; registry actions (promotion, audit) belong to the repository it was exported from."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, *, runtime: str = "auto") -> None:
+        if runtime not in RUNTIMES:
+            raise UsageError(f"--runtime {runtime}: not one of {', '.join(RUNTIMES)}")
         self.bundle = bundle
+        self.runtime = runtime
+        self.served_by = "pickle"  # what load() used last: "pickle", "onnxruntime" or "python"
 
     def resolve(self, ref: str) -> ModelInfo:
         info = self.bundle.info()
@@ -234,7 +243,12 @@ class BundleSource:
         rel = art["path"]
         if art.get("kind", "file") == "dir" and info.flavor == pyfunc.PYTHON:
             # every file of the folder was hash-checked with the bundle (open_bundle); nothing else is read
+            self.served_by = "python"
             return servable(info, pyfunc.load_python_model(self.bundle.root / rel, f"bundle {info.ref()}"))
+        compiled = self._compiled(info)
+        if compiled is not None:
+            self.served_by = "onnxruntime"
+            return compiled
         if art.get("kind", "file") != "file":
             raise ConfigError(f"{info.ref()} is a folder artifact; mlops serves pickled and Python class models")
         # read once, checked against the registry's xxh3 and the manifest's SHA-256 (which model.json's must
@@ -245,7 +259,52 @@ class BundleSource:
         data = flavors.verified_bytes(self.bundle.root / rel, digest=art["hash"], sha256=listed, what=f"bundle {rel}")
         if flavors.serialization(data) is None:
             raise ConfigError(f"{info.ref()}: {rel} is not a pickle or joblib file; mlops serves pickled models")
+        self.served_by = "pickle"
         return servable(info, flavors.load_object(data, info.ref()))
+
+    def _compiled(self, info: ModelInfo) -> Any:
+        """The bundle's ONNX form as the model (serve/onnx_model.py), or None to serve the pickle."""
+        import logging
+
+        from .onnx_model import CompiledFormError, OnnxModel, describe
+
+        entry = self.bundle.facts.get("compiled")
+        if self.runtime == "pickle" or (entry is None and self.runtime == "auto"):
+            return None
+        if entry is None:
+            raise UsageError(
+                f"--runtime onnx: the bundle at {self.bundle.root} has no ONNX form",
+                hint="export it with 'mlops export model REF --onnx', or serve the pickle (--runtime auto)",
+            )
+        try:
+            form = describe(entry)
+        except CompiledFormError as exc:
+            raise _refuse(self.bundle.root, FACTS, f"has a 'compiled' entry that {exc}") from None
+        if form.path not in self.bundle.files:
+            raise _refuse(self.bundle.root, form.path, "is the ONNX form model.json names, but not in the manifest")
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            if self.runtime == "onnx":
+                raise UsageError(
+                    "--runtime onnx: onnxruntime is not installed", hint="pip install 'mlops[onnx]'"
+                ) from None
+            logging.getLogger("mlops.serve").warning(
+                "%s has an ONNX form but onnxruntime is not installed: serving the pickle "
+                "(pip install 'mlops[onnx]' for the lighter server)",
+                info.ref(),
+            )
+            return None
+        # read once and checked against the manifest (a file swapped after open_bundle is refused), then loaded
+        data = (self.bundle.root / form.path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.bundle.files[form.path]["sha256"]:
+            raise _refuse(self.bundle.root, form.path, "does not match its hash in the manifest (changed after export)")
+        try:
+            return servable(info, OnnxModel(form, data))
+        except CompiledFormError as exc:
+            raise _refuse(self.bundle.root, FACTS, f"has a 'compiled' entry that {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own refusal of the bytes, in one line
+            raise _refuse(self.bundle.root, form.path, f"is not a model onnxruntime loads ({one_line(exc)})") from None
 
     def promote(self, name: str, version: int, *, reason: str, actor: str, force: bool = False) -> None:
         raise UsageError(

@@ -38,6 +38,7 @@ class ServeConfig:
     control_seconds: float = 1.0
     access_log: bool = False
     bundle: str | None = None  # serve this verified bundle folder (serve/bundle.py) instead of the registry
+    runtime: str = "auto"  # a bundle's pickle or its ONNX form (serve/bundle.py's RUNTIMES)
     state: str | None = None  # the replicas' shared state (serve/shared.py): s3://bucket/prefix or a folder
     debug: bool = False  # --debug: a model's exception logged with its traceback (one line otherwise)
     lease_seconds: float = 10.0  # the controller lease: a dead controller's replica is replaced within this

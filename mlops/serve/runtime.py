@@ -187,7 +187,9 @@ class Runtime:
         self.config = config
         self.repo = Repo(Path(config.root))
         self.source: ModelSource = (
-            preloaded.source if preloaded is not None else open_source(self.repo, bundle=config.bundle)
+            preloaded.source
+            if preloaded is not None
+            else open_source(self.repo, bundle=config.bundle, runtime=config.runtime)
         )
         self.preloaded = preloaded
         self.stats = Stats()
@@ -306,8 +308,14 @@ class Runtime:
         classes = tuple(jsonable(found)) if found is not None else ()
         proba = getattr(model, "predict_proba", None) if classes and self.config.request_log else None
 
+        # a model that takes the checked columns as they are (an ONNX form) is spared the DataFrame, and pandas
+        takes_columns = bool(getattr(model, "takes_columns", False))
+
+        def model_input(columns: dict[str, list[Any]]) -> Any:
+            return columns if takes_columns else to_frame(columns, signature)
+
         def predict(columns: dict[str, list[Any]], rows: int) -> list[Any]:
-            frame = to_frame(columns, signature)
+            frame = model_input(columns)
             predictions = jsonable(model.predict(frame))
             if proba is None:
                 return predictions
@@ -323,7 +331,7 @@ class Runtime:
             return Scored(predictions, classes, values)
 
         def predict_proba(columns: dict[str, list[Any]], rows: int) -> list[Any]:
-            return jsonable(model.predict_proba(to_frame(columns, signature)))
+            return jsonable(model.predict_proba(model_input(columns)))
 
         def batcher(call: Any, name: str) -> Batcher:
             made = Batcher(

@@ -102,11 +102,12 @@ class RegistrySource:
         registry.audit_append(self.repo, event, **fields)
 
 
-def open_source(repo: Repo, *, bundle: str | None = None) -> ModelSource:
+def open_source(repo: Repo, *, bundle: str | None = None, runtime: str = "auto") -> ModelSource:
     """The source serving reads models from: the repository's registry, or a bundle folder
-    (verified here, every file's hash, before anything is loaded from it)."""
+    (verified here, every file's hash, before anything is loaded from it; ``runtime``: its pickle
+    or its ONNX form, serve/bundle.py's RUNTIMES)."""
     if bundle is not None:
         from .bundle import BundleSource, open_bundle
 
-        return BundleSource(open_bundle(bundle))
+        return BundleSource(open_bundle(bundle), runtime=runtime)
     return RegistrySource(repo)

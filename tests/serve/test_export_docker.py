@@ -25,10 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 ROWS = [ROW, {"tenure": 40, "plan": "pro", "monthly_charges": 20.5}]
 
 
-@pytest.fixture
-def context(model_repo: Path, tmp_path: Path) -> Path:
+@pytest.fixture(params=["pickle", "onnx"])
+def context(model_repo: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A build context of churn@production: its pickle, or (--onnx) also its ONNX form, which the image serves."""
     out = tmp_path / "build"
-    proc = mlops(model_repo, "export", "docker", "churn@production", "-o", str(out), "--json")
+    onnx = ["--onnx", "--check-data", str(model_repo / "models" / "train.parquet")] if request.param == "onnx" else []
+    proc = mlops(model_repo, "export", "docker", "churn@production", "-o", str(out), *onnx, "--json")
     result = json.loads(proc.stdout)
     assert result["ref"] == "churn:1" and result["command"][:4] == ["mlops", "serve", "--model-dir", "/srv/model"]
     return out
@@ -133,6 +135,8 @@ def test_the_containers_exact_command_serves_the_bundle_from_a_fresh_pinned_venv
         else:
             raise AssertionError(f"not ready in 120 s:\n{log.read_text()}")
         assert f":{port}" in log.read_text()  # the port came from $PORT
+        onnx = (context / "bundle" / "compiled" / "model.onnx").exists()
+        assert ("its ONNX form by onnxruntime" in log.read_text()) == onnx
         # the image's HEALTHCHECK, as the runtime would run it
         assert subprocess.run(health, env=env, timeout=30).returncode == 0
         client = tritonclient_http.InferenceServerClient(url=f"127.0.0.1:{port}", network_timeout=30)

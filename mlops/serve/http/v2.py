@@ -57,7 +57,9 @@ async def model_metadata(rt: Runtime, wire: WireProtocol, request: Request) -> R
         served = found[1]
     versions = [served.version] if version is not None else route.versions()
     signature = served.features.caller_signature(served.signature) if served.features else served.signature
-    return json_response(v2_metadata(rt.model, versions, signature, f"mlops-{served.info.flavor}"))
+    # a model may name its own platform (an ONNX form: Triton's name for onnxruntime), else the flavor's
+    platform = getattr(served.model, "platform", None) or f"mlops-{served.info.flavor}"
+    return json_response(v2_metadata(rt.model, versions, signature, str(platform)))
 
 
 async def model_ready(rt: Runtime, wire: WireProtocol, request: Request) -> Response:

@@ -1,0 +1,170 @@
+"""A scikit-learn version's ONNX form, served by onnxruntime: no scikit-learn, SciPy or pandas in
+the server.
+
+``mlops export model REF --onnx`` (``exporters/onnx.py``) compiles the registered pickle with
+skl2onnx, checks that the compiled form answers like the pickle on real rows, and puts it in the
+bundle as ``compiled/model.onnx`` beside the pickle, described in model.json's ``compiled``::
+
+    {"format": "onnx", "path": "compiled/model.onnx",
+     "inputs": [{"name": "plan", "element": "string", "columns": ["plan"]}, ...],
+     "label": "label", "probabilities": "probabilities", "classes": [0, 1], ...}
+
+Each ONNX input takes one or more request columns (a model fitted on a plain array takes every
+column stacked in one ``[rows, n]`` tensor). ``OnnxModel`` answers the serving interface
+(``predict``, ``predict_proba``, ``classes_``) from a mapping of column lists (what the server
+has after the signature check, so no DataFrame is built) or from a DataFrame.
+
+The description is received content (the manifest that covers it can be rewritten by whoever
+rewrites the file): ``describe`` checks its shape before anything is built from it, and the ONNX
+bytes are checked against the manifest's SHA-256 once more as they are read (``BundleSource``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ONNX = "onnx"
+COMPILED_PATH = "compiled/model.onnx"
+#: the tensor element types a compiled input may take, and the numpy dtype each is fed as
+ELEMENTS = {"string": "object", "float": "float32", "double": "float64", "int64": "int64"}
+MAX_INPUTS = 10_000
+
+
+class CompiledFormError(ValueError):
+    """model.json's ``compiled`` entry is not one mlops wrote (the message says what)."""
+
+
+@dataclass(frozen=True)
+class CompiledInput:
+    name: str  # the ONNX graph's input
+    element: str  # a key of ELEMENTS
+    columns: tuple[str, ...]  # the request columns fed to it, in order
+    # where the pickle refuses what the graph would quietly encode, the form refuses it too (ValueError,
+    # a 500 like the pickle's): a text value outside these categories (an encoder with handle_unknown="error")
+    categories: frozenset[str] | None = None
+    nulls: bool = True  # False: the pickle raises on a missing number (NaN), so this input does too
+
+
+@dataclass(frozen=True)
+class CompiledForm:
+    path: str
+    inputs: tuple[CompiledInput, ...]
+    label: str  # the output holding predict()'s answer
+    probabilities: str | None  # the output holding predict_proba's, for a classifier
+    classes: tuple[Any, ...] | None
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or len(value) > MAX_INPUTS:
+        raise CompiledFormError(f"{what} is not a list of names")
+    if not all(isinstance(v, str) and 0 < len(v) <= 1000 for v in value):
+        raise CompiledFormError(f"{what} holds something that is not a name")
+    return tuple(value)
+
+
+def describe(entry: Any) -> CompiledForm:
+    """The compiled form model.json describes; CompiledFormError when the entry is malformed."""
+    if not isinstance(entry, Mapping) or entry.get("format") != ONNX:
+        raise CompiledFormError("is not an ONNX form mlops wrote")
+    if entry.get("path") != COMPILED_PATH:
+        raise CompiledFormError(f"names {str(entry.get('path'))[:80]!r} instead of {COMPILED_PATH}")
+    raw_inputs = entry.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs or len(raw_inputs) > MAX_INPUTS:
+        raise CompiledFormError("lists no inputs")
+    inputs = []
+    for item in raw_inputs:
+        if not isinstance(item, Mapping) or item.get("element") not in ELEMENTS:
+            raise CompiledFormError("has an input without a known element type")
+        (name,) = _names([item.get("name")], "an input's name")
+        categories = item.get("categories")
+        if categories is not None:
+            categories = frozenset(_names(categories, f"input {name}'s categories"))
+        if not isinstance(item.get("nulls", True), bool):
+            raise CompiledFormError(f"input {name} says neither true nor false of nulls")
+        columns = _names(item.get("columns"), f"input {name}'s columns")
+        inputs.append(CompiledInput(name, str(item["element"]), columns, categories, item.get("nulls", True)))
+    (label,) = _names([entry.get("label")], "the label output")
+    probabilities = entry.get("probabilities")
+    if probabilities is not None:
+        (probabilities,) = _names([probabilities], "the probabilities output")
+    classes = entry.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list)
+        or not classes
+        or len(classes) > MAX_INPUTS
+        or not all(isinstance(c, str | int | float | bool) for c in classes)
+    ):
+        raise CompiledFormError("lists classes that are not plain values")
+    return CompiledForm(COMPILED_PATH, tuple(inputs), label, probabilities, tuple(classes) if classes else None)
+
+
+class OnnxModel:
+    """A compiled form behind the serving interface (predict, predict_proba, classes_)."""
+
+    #: the server hands this model the checked request columns, not a DataFrame (runtime.py)
+    takes_columns = True
+    #: what V2 model metadata answers as the platform: Triton's and KServe's name for an onnxruntime model
+    platform = "onnxruntime_onnx"
+
+    def __init__(self, form: CompiledForm, data: bytes, *, threads: int = 1) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # one request batch at a time per model (the server's batcher): threads beyond one per
+        # call only contend with the event loop and the other workers on a small pod
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.form = form
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        graph_outputs = {o.name for o in self.session.get_outputs()}
+        wanted_outputs = {form.label, *([form.probabilities] if form.probabilities else [])}
+        if {i.name for i in form.inputs} != graph_inputs or not wanted_outputs <= graph_outputs:
+            raise CompiledFormError("does not describe the inputs and outputs of compiled/model.onnx")
+        self.outputs = [form.label, *([form.probabilities] if form.probabilities else [])]
+        if form.classes is not None:
+            import numpy as np
+
+            self.classes_ = np.asarray(form.classes)
+        if form.probabilities is None:
+            self.predict_proba = None  # type: ignore[assignment]
+
+    def _feeds(self, rows: Any) -> dict[str, Any]:
+        import numpy as np
+
+        feeds: dict[str, Any] = {}
+        for item in self.form.inputs:
+            dtype = ELEMENTS[item.element]
+            if not isinstance(rows, Mapping):  # a DataFrame (batch prediction): its columns as they are
+                feed = rows[list(item.columns)].to_numpy(dtype=dtype)
+            elif item.element == "string":
+                feed = np.array([[str(v) for v in rows[c]] for c in item.columns], dtype=dtype).T
+            else:  # a null reaches here only in a number column (the signature's rule): NaN, as pandas has it
+                feed = np.array([[np.nan if v is None else v for v in rows[c]] for c in item.columns], dtype=dtype).T
+            feeds[item.name] = feed.reshape(-1, len(item.columns))
+            _refuse_as_the_pickle_does(item, feeds[item.name])
+        return feeds
+
+    def _run(self, rows: Any) -> list[Any]:
+        return self.session.run(self.outputs, self._feeds(rows))
+
+    def predict(self, rows: Any) -> Any:
+        label = self._run(rows)[0]
+        return label.ravel() if label.ndim > 1 and label.shape[1] == 1 else label
+
+    def predict_proba(self, rows: Any) -> Any:
+        return self._run(rows)[1]
+
+
+def _refuse_as_the_pickle_does(item: CompiledInput, feed: Any) -> None:
+    """Raise where the pickle raises on this input (scikit-learn's own words), not answer as the graph would."""
+    import numpy as np
+
+    if item.categories is not None:
+        unknown = sorted({str(v) for v in feed.ravel().tolist()} - item.categories)
+        if unknown:
+            raise ValueError(f"Found unknown categories {unknown[:5]} in column {item.columns[0]!r} during transform")
+    if not item.nulls and item.element != "string" and np.isnan(feed.astype(np.float64, copy=False)).any():
+        raise ValueError(f"Input {item.columns[0]!r} contains NaN")
