@@ -249,8 +249,10 @@ run git commit -q -m "churn:2 promoted to production through a canary"
 
 step "out of the repository: a bundle that serves from any folder, with no repository"
 # --onnx: the pipeline also compiled to ONNX, checked against the pickle on its training rows;
-# the server runs that form with onnxruntime, without scikit-learn (ready in a fraction of the time)
-run mlops export model churn@production -o "$work/bundle" --onnx
+# the server runs that form with onnxruntime, without scikit-learn (ready in a fraction of the time).
+# Every label must match; the forest's probabilities may move by one tree's vote (1/60) where
+# float32 takes the other branch of a split: --tolerance accepts that, knowingly.
+run mlops export model churn@production -o "$work/bundle" --onnx --tolerance 0.02
 digest=$(python -c "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())" "$work/bundle/mlops-bundle.json")
 mkdir -p "$work/elsewhere"
 cd "$work/elsewhere"

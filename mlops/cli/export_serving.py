@@ -47,12 +47,22 @@ CHECK_DATA_OPTION = typer.Option(
     "(default: the version's training table, from the cache).",
 )
 
+TOLERANCE_OPTION = typer.Option(
+    None,
+    "--tolerance",
+    min=0.0,
+    max=1.0,
+    help="With --onnx: how far a probability or predicted number may be from the pickle's (relative past 1; "
+    "default 0.0001). Labels must always match.",
+)
+
 
 def export_model(
     ref: str = typer.Argument(..., help="The version to export: churn@production, churn:4 or churn (its latest)."),
     output: str = typer.Option(..., "--output", "-o", help="The bundle folder to create (new or empty)."),
     onnx: bool = ONNX_OPTION,
     check_data: str | None = CHECK_DATA_OPTION,
+    tolerance: float | None = TOLERANCE_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write a model bundle: the artifact with hashes, signature, card, version facts and pinned requirements.
@@ -62,9 +72,10 @@ def export_model(
     from ..exporters.bundle import check_new_folder, plan_bundle, write_bundle
 
     out = Output(json_output=json_output)
-    _check_onnx_options(onnx, check_data)
+    _check_onnx_options(onnx, check_data, tolerance)
     check_new_folder(output)
-    result = write_bundle(plan_bundle(find_repo(), ref, onnx=onnx, check_data=check_data), output)
+    plan = plan_bundle(find_repo(), ref, onnx=onnx, check_data=check_data, tolerance=tolerance)
+    result = write_bundle(plan, output)
     _warnings(out, result)
     if out.json:
         out.emit_json(result.to_dict())
@@ -76,9 +87,11 @@ def export_model(
     out.info(f"serve it: mlops serve --model-dir {output} --expect-digest {result.digest}")
 
 
-def _check_onnx_options(onnx: bool, check_data: str | None) -> None:
+def _check_onnx_options(onnx: bool, check_data: str | None, tolerance: float | None) -> None:
     if check_data is not None and not onnx:
         raise UsageError("--check-data goes with --onnx (it is what the ONNX form is checked on)")
+    if tolerance is not None and not onnx:
+        raise UsageError("--tolerance goes with --onnx (it is how far the ONNX form may be from the pickle)")
 
 
 def export_docker(
@@ -89,6 +102,7 @@ def export_docker(
     ),
     onnx: bool = ONNX_OPTION,
     check_data: str | None = CHECK_DATA_OPTION,
+    tolerance: float | None = TOLERANCE_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write a container build context: Dockerfile, the model bundle, pinned requirements (no daemon needed).
@@ -100,9 +114,9 @@ def export_docker(
     from ..exporters.docker import export_docker as do_export
 
     out = Output(json_output=json_output)
-    _check_onnx_options(onnx, check_data)
+    _check_onnx_options(onnx, check_data, tolerance)
     check_new_folder(output)
-    result = do_export(find_repo(), ref, output, wheel=wheel, onnx=onnx, check_data=check_data)
+    result = do_export(find_repo(), ref, output, wheel=wheel, onnx=onnx, check_data=check_data, tolerance=tolerance)
     _warnings(out, result)
     if out.json:
         out.emit_json(result.to_dict())

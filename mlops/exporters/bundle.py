@@ -107,7 +107,9 @@ def requirements_text(pins: dict[str, str], *, ref: str, python: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan_bundle(repo: Repo, ref: str, *, onnx: bool = False, check_data: str | None = None) -> BundlePlan:
+def plan_bundle(
+    repo: Repo, ref: str, *, onnx: bool = False, check_data: str | None = None, tolerance: float | None = None
+) -> BundlePlan:
     """Every file of the bundle of ``ref``; with ``onnx``, its scikit-learn pickle also compiled to
     ONNX and checked against the pickle on real rows (exporters/onnx.py)."""
     from .. import registry
@@ -170,10 +172,13 @@ def plan_bundle(repo: Repo, ref: str, *, onnx: bool = False, check_data: str | N
     }
     if onnx:
         from ..registry.environment import closure
-        from .onnx import compile_version
+        from .onnx import DEFAULT_TOLERANCE, compile_version
 
-        compiled = compile_version(repo, mv, check_data=check_data)
+        compiled = compile_version(
+            repo, mv, check_data=check_data, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance
+        )
         facts["compiled"] = compiled.facts
+        warnings.extend(compiled.warnings)
         artifact_files[compiled.facts["path"]] = compiled.data
         for name, version in closure(compiled.requirements).items():
             pins.setdefault(name, version)  # model.json's environment is this same mapping
@@ -189,7 +194,7 @@ def plan_bundle(repo: Repo, ref: str, *, onnx: bool = False, check_data: str | N
         check = facts["compiled"]["check"]
         checked = (
             f"{facts['compiled']['path']}: answers like the pickle on {check['rows']} rows of {check['source']} "
-            f"(largest difference {check['largest_difference']:.2g})"
+            f"(largest difference {check['largest_difference']:.2g}, tolerance {check['tolerance']:g})"
         )
     return BundlePlan(mv.ref(), mv.name, mv.version, files, pins, python, tuple(warnings), checked)
 

@@ -122,6 +122,7 @@ def export_docker(
     wheel: str | None = None,
     onnx: bool = False,
     check_data: str | None = None,
+    tolerance: float | None = None,
 ) -> DockerResult:
     import hashlib
 
@@ -133,7 +134,7 @@ def export_docker(
             raise UsageError(f"--wheel {wheel}: not a wheel file", hint="build one with 'pip wheel --no-deps .'")
     from .k8s import default_image
 
-    plan = plan_bundle(repo, ref, onnx=onnx, check_data=check_data)
+    plan = plan_bundle(repo, ref, onnx=onnx, check_data=check_data, tolerance=tolerance)
     base = base_image(plan.python)
     files: dict[str, bytes | Path] = dict(bundle_files(plan, under="bundle"))
     files["requirements.txt"] = plan.files["requirements.txt"]

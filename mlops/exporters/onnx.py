@@ -14,6 +14,11 @@ cannot convert is a usage error (exit 2: export without ``--onnx``); a form that
 differently is a failed check (exit 1) and no bundle is written. What was compared is kept in
 model.json (``compiled.check``).
 
+Where the pickle refuses an input the graph would quietly encode (a category no training row had,
+with an encoder's handle_unknown="error"; a missing number a step refuses), the form refuses it
+too; where the pickle answers such an input and the form would answer it otherwise (a tree's
+missing-value branch), the form refuses it and a warning says so. A probe row of each finds out.
+
 Input types come from the check rows: text as ``string``, whole numbers as ``int64`` (then, if
 the converter or the check refuses that, as ``float``), other numbers as ``float``. A pipeline
 whose first step is a ColumnTransformer gets one ONNX input per column; any other model one
@@ -31,7 +36,9 @@ from ..errors import CheckFailed, UsageError, one_line
 from ..repo.repo import Repo
 from ..serve.onnx_model import COMPILED_PATH, ONNX, OnnxModel, describe
 
-RTOL, ATOL = 1e-4, 1e-5  # float32 against float64: relative, and absolute near zero
+# how far a probability or a predicted number of the form may be from the pickle's (relative past 1):
+# ONNX computes in float32, scikit-learn mostly in float64; a label must always be the same
+DEFAULT_TOLERANCE = 1e-4
 CHECK_ROWS = 1000
 INSTALL_HINT = "pip install 'mlops[onnx]'"
 
@@ -41,6 +48,7 @@ class Compiled:
     data: bytes  # compiled/model.onnx
     facts: dict[str, Any]  # model.json's "compiled" entry
     requirements: tuple[str, ...]  # what serving the form needs beyond mlops: onnxruntime
+    warnings: tuple[str, ...] = ()  # inputs the form refuses where the pickle answers
 
 
 def _require() -> tuple[Any, Any]:
@@ -146,30 +154,45 @@ def _layouts(model: Any, frame: Any) -> list[list[dict[str, Any]]]:
 UNSEEN = "\x00mlops: a value no training row had"
 
 
-def _strict_categories(model: Any) -> dict[str, list[str]]:
-    """{column: the categories its encoder knows} for the encoders that raise on any other (handle_unknown="error")."""
+def _encoder_categories(model: Any, *, strict_only: bool) -> dict[str, list[str]]:
+    """{column: the categories its encoder knows}; ``strict_only``: only encoders that raise on any other
+    (handle_unknown="error")."""
     steps = getattr(model, "steps", None)
     first = steps[0][1] if steps else model
     found: dict[str, list[str]] = {}
     for _, step, columns in getattr(first, "transformers_", ()):
         encoder = step.steps[0][1] if getattr(step, "steps", None) else step
-        if getattr(encoder, "handle_unknown", None) != "error" or not isinstance(columns, list):
+        if not hasattr(encoder, "categories_") or not isinstance(columns, list):
             continue
-        for column, categories in zip(columns, getattr(encoder, "categories_", ()), strict=False):
+        if strict_only and getattr(encoder, "handle_unknown", None) != "error":
+            continue
+        for column, categories in zip(columns, encoder.categories_, strict=False):
             found[str(column)] = [str(c) for c in categories]
     return found
 
 
-def _probe(model: Any, frame: Any, layout: list[dict[str, Any]]) -> Any:
-    """Where the pickle refuses an input the graph would encode (an unseen category, a missing number),
-    mark the layout's input to refuse it too; rows the pickle does answer join the check. Returns the rows
-    to check on."""
-    import pandas as pd
+def _refuse(item: dict[str, Any], known: dict[str, list[str]]) -> None:
+    """Make the form refuse what this input's probe held (scikit-learn's ValueError, a 500)."""
+    if item["element"] != "string":
+        item["nulls"] = False
+        return
+    column = item["columns"][0]
+    if column not in known:
+        raise UsageError(
+            f"mlops cannot read which values of {column!r} the model knows, so the ONNX form could not refuse "
+            "the ones the pickle refuses or answers otherwise",
+            hint="export without --onnx",
+        )
+    item["categories"] = known[column]
 
-    strict = _strict_categories(model)
+
+def _probes(model: Any, frame: Any, layout: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+    """Inputs the graph would encode where the pickle may not: a text value no row had, a missing number.
+    Where the pickle refuses it the layout's input is marked to refuse it too; the probes the pickle answers
+    are returned, (input, row), to be compared with the form's answers."""
     probes = []
     for item in layout:
-        if item["element"] == "int64":
+        if any(frame[c].dtype.kind in "iu" for c in item["columns"]):
             continue  # the signature refuses nulls in whole-number columns before a model sees them
         row = frame.head(1).copy()
         for column in item["columns"]:
@@ -181,21 +204,30 @@ def _probe(model: Any, frame: Any, layout: list[dict[str, Any]]) -> Any:
         try:
             model.predict(row)
         except Exception:  # noqa: BLE001 - the pickle refuses the row (scikit-learn says ValueError), however it says so
-            if item["element"] != "string":
-                item["nulls"] = False
-            elif item["columns"][0] in strict:
-                item["categories"] = strict[item["columns"][0]]
-            else:
-                raise UsageError(
-                    f"the pickle refuses values of {item['columns'][0]!r} it never saw, and mlops cannot read which "
-                    "values it knows, so the ONNX form could not refuse the same ones",
-                    hint="export without --onnx",
-                ) from None
+            _refuse(item, _encoder_categories(model, strict_only=True))
             continue
-        probes.append(row)
-    if not probes:
-        return frame
-    return pd.concat([frame, *probes], ignore_index=True)
+        probes.append((item, row))
+    return probes
+
+
+def _answered_otherwise(
+    model: Any, compiled: OnnxModel, probes: list[tuple[dict[str, Any], Any]], tolerance: float
+) -> list[str]:
+    """Where the pickle answers a probe and the form would answer it otherwise (a tree's missing-value
+    branch, an encoder's unseen category), the form refuses that input instead: a warning each."""
+    warnings = []
+    for item, row in probes:
+        difference = _difference(model, compiled, row, tolerance)
+        if not difference.rows:
+            continue
+        _refuse(item, _encoder_categories(model, strict_only=False))
+        what = "a value no training row had" if item["element"] == "string" else "a missing value"
+        warnings.append(
+            f"{', '.join(item['columns'])}: the pickle answers {what} and the ONNX form would answer it otherwise "
+            f"({difference.shown.removeprefix('row 1: ')}); the form refuses it instead (a 500), the pickle "
+            "(--runtime pickle) answers it"
+        )
+    return warnings
 
 
 def _convert(model: Any, layout: list[dict[str, Any]], skl2onnx: Any, data_types: Any) -> bytes:
@@ -230,42 +262,57 @@ def _form(model: Any, layout: list[dict[str, Any]], data: bytes) -> tuple[dict[s
     return entry, OnnxModel(describe(entry), data)
 
 
-def _difference(model: Any, compiled: OnnxModel, frame: Any) -> tuple[int, str, float]:
-    """(rows answered differently, the first such row shown, the largest numeric difference)."""
+@dataclass(frozen=True)
+class Difference:
+    rows: int  # rows answered differently: another label, or a number past the tolerance
+    labels: int  # of which with another label
+    shown: str  # the first such row, in words
+    largest: float  # the largest difference of a probability or a predicted number, over every row
+
+
+def _within(got: Any, expected: Any, tolerance: float) -> Any:
+    """Per row: every number within ``tolerance`` of the pickle's, relative past 1 (absolute for probabilities)."""
     import numpy as np
 
-    expected = np.asarray(model.predict(frame))
-    got = np.asarray(compiled.predict(frame))
+    return (np.abs(got - expected) <= tolerance * np.maximum(1.0, np.abs(expected))).all(axis=1)
+
+
+def _difference(model: Any, compiled: OnnxModel, frame: Any, tolerance: float) -> Difference:
+    import numpy as np
+
+    rows_count = len(frame)
+    expected = np.asarray(model.predict(frame)).reshape(rows_count, -1)
+    got = np.asarray(compiled.predict(frame)).reshape(rows_count, -1)
     classifier = compiled.form.probabilities is not None or compiled.form.classes is not None
     if classifier:
         if expected.dtype.kind in "OSU":
-            got = got.astype(str)
-            expected = expected.astype(str)
-        differs = expected.reshape(-1) != got.reshape(-1)
+            got, expected = got.astype(str), expected.astype(str)
+        other_label = (expected != got).any(axis=1)
+        differs = other_label.copy()
         largest = 0.0
         if compiled.form.probabilities is not None and callable(getattr(model, "predict_proba", None)):
-            gap = np.abs(np.asarray(model.predict_proba(frame), dtype=float) - compiled.predict_proba(frame))
-            differs |= (gap > ATOL * 10).any(axis=1)  # 1e-4 of probability
-            largest = float(gap.max(initial=0.0))
+            # the numbers compared past the labels: probabilities (absolute: they lie in [0, 1])
+            expected = np.asarray(model.predict_proba(frame), dtype=float)
+            got = np.asarray(compiled.predict_proba(frame), dtype=float)
+            differs |= ~_within(got, expected, tolerance)
+            largest = float(np.abs(got - expected).max(initial=0.0))
     else:
-        expected = expected.astype(float).reshape(len(frame), -1)
-        got = got.astype(float).reshape(len(frame), -1)
-        close = np.isclose(got, expected, rtol=RTOL, atol=ATOL)
-        differs = ~close.all(axis=1)
+        expected, got = expected.astype(float), got.astype(float)
+        other_label = np.zeros(rows_count, dtype=bool)
+        differs = ~_within(got, expected, tolerance)
         largest = float(np.abs(got - expected).max(initial=0.0))
     rows = np.flatnonzero(differs)
     if not len(rows):
-        return 0, "", largest
+        return Difference(0, 0, "", largest)
     first = int(rows[0])
-    return (
-        len(rows),
-        f"row {first + 1}: {expected.reshape(len(frame), -1)[first].tolist()} from the pickle, "
-        + (f"{got.reshape(len(frame), -1)[first].tolist()} from ONNX"),
-        largest,
-    )
+    values = [[round(v, 6) if isinstance(v, float) else v for v in side[first].tolist()] for side in (expected, got)]
+    shown = f"row {first + 1}: {values[0]} from the pickle, {values[1]} from ONNX"
+    return Difference(len(rows), int(other_label.sum()), shown, largest)
 
 
-def compile_version(repo: Repo, mv: Any, *, check_data: str | None = None) -> Compiled:
+def compile_version(
+    repo: Repo, mv: Any, *, check_data: str | None = None, tolerance: float = DEFAULT_TOLERANCE
+) -> Compiled:
     """The version's ONNX form and its model.json entry, checked against the pickle (see the module)."""
     from .. import registry
     from ..registry import flavors
@@ -280,35 +327,61 @@ def compile_version(repo: Repo, mv: Any, *, check_data: str | None = None) -> Co
     names = _input_names(model, mv)
     frame, source = check_rows(repo, mv, check_data, names)
     failures: list[str] = []
+    differed: Difference | None = None
     for layout in _layouts(model, frame):
-        rows = _probe(model, frame, layout)
+        probes = _probes(model, frame, layout)
         try:
             data = _convert(model, layout, skl2onnx, data_types)
             entry, compiled = _form(model, layout, data)
-            differing, shown, largest = _difference(model, compiled, rows)
+            difference = _difference(model, compiled, frame, tolerance)
+            warnings = _answered_otherwise(model, compiled, probes, tolerance) if not difference.rows else []
+        except UsageError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the converter's or the runtime's refusal, said in one line
             failures.append(one_line(exc))
             continue
-        if differing:
-            failures.append(f"answers differently on {differing} of {len(rows)} rows of {source} ({shown})")
+        if difference.rows:
+            differed = difference
             continue
         import onnx
         import onnxruntime
 
-        entry["check"] = {"rows": len(rows), "source": source, "largest_difference": largest}
+        entry["check"] = {
+            "rows": len(frame),
+            "source": source,
+            "tolerance": tolerance,
+            "largest_difference": difference.largest,
+        }
         entry["converted_with"] = {
             "skl2onnx": skl2onnx.__version__,
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
         }
-        return Compiled(data, entry, ("onnxruntime",))
-    differed = [f for f in failures if f.startswith("answers differently")]
-    if differed:
+        return Compiled(data, entry, ("onnxruntime",), tuple(warnings))
+    if differed is not None:
         raise CheckFailed(
-            f"{mv.ref()}: its ONNX form {differed[-1]}; no bundle was written",
-            hint="export without --onnx to serve the pickle itself",
+            f"{mv.ref()}: its ONNX form answers differently on {differed.rows} of {len(frame)} rows of {source} "
+            f"({differed.shown}; largest difference {differed.largest:.3g}, tolerance {tolerance:g}); "
+            "no bundle was written",
+            hint=_accepting(differed),
         )
     raise UsageError(
         f"{mv.ref()}: skl2onnx cannot compile {type(model).__name__}: {failures[0]}",
         hint="export without --onnx to serve the pickle itself",
+    )
+
+
+def _accepting(difference: Difference) -> str:
+    """What the user may do: export the pickle, or (only numbers differ) accept the difference knowingly."""
+    import math
+
+    pickle_itself = "export without --onnx to serve the pickle itself"
+    if difference.labels or not 0 < difference.largest < 1:
+        return pickle_itself
+    exponent = math.floor(math.log10(difference.largest))
+    ceiling = round(math.ceil(difference.largest / 10**exponent) * 10**exponent, -exponent)  # 0.0153 -> 0.02
+    return (
+        f"no label differs, only numbers: accept that knowingly with --tolerance {ceiling:g} (ONNX computes in "
+        "float32; a tree ensemble's probability moves by one tree's vote where float32 takes the other branch of a "
+        f"split), or {pickle_itself}"
     )

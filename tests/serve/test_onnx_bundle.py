@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,8 @@ def test_export_onnx_says_in_one_line_what_it_cannot_do(model_repo: Path, tmp_pa
     assert "no training table with its input columns is recorded" in proc.stderr and "--check-data" in proc.stderr
     proc = mlops(model_repo, "export", "model", "churn@production", "-o", str(out), "--check-data", "x.csv", code=2)
     assert "--check-data goes with --onnx" in proc.stderr
+    proc = mlops(model_repo, "export", "model", "churn@production", "-o", str(out), "--tolerance", "0.01", code=2)
+    assert "--tolerance goes with --onnx" in proc.stderr
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("tenure,plan\n3,basic\n")
     proc = mlops(
@@ -266,6 +269,47 @@ def test_a_form_that_answers_differently_is_a_failed_check_and_no_bundle_is_writ
         write_bundle(plan_bundle(repo, "stamps", onnx=True, check_data=str(rows)), out)
     assert "its ONNX form answers differently on" in failed.value.message and "from the pickle" in failed.value.message
     assert failed.value.exit_code == 1 and not out.exists()
+
+
+def test_numbers_past_the_tolerance_are_refused_with_the_tolerance_that_would_accept_them(
+    repo: Repo, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from mlops.errors import CheckFailed
+
+    # y = x - 100000 for x in [100000, 100001): float32 holds x to 1/128, so the form is off by up to ~0.004
+    x = pd.DataFrame({"x": 100_000.0 + np.random.default_rng(0).random(300)})
+    rows = _register(repo, "offsets", LinearRegression().fit(x, x["x"] - 100_000.0), x)
+    with pytest.raises(CheckFailed) as failed:
+        plan_bundle(repo, "offsets", onnx=True, check_data=str(rows))
+    assert "tolerance 0.0001" in failed.value.message
+    suggested = float(re.search(r"--tolerance (\S+)", failed.value.hint or "").group(1))
+    assert 1e-4 < suggested < 0.05
+    plan = plan_bundle(repo, "offsets", onnx=True, check_data=str(rows), tolerance=suggested)
+    check = json.loads(plan.files["model.json"])["compiled"]["check"]
+    assert check["tolerance"] == suggested and 1e-4 < check["largest_difference"] <= suggested
+
+
+def test_a_missing_value_the_form_would_answer_otherwise_is_refused_with_a_warning(repo: Repo, tmp_path: Path) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    # a tree that saw no missing value sends one to its larger child (here the left: x <= 89.5, class 0);
+    # onnxruntime's comparison with NaN is false, so its form would take the right branch (class 1)
+    x = pd.DataFrame({"x": np.arange(100, dtype=float)})
+    rows = _register(repo, "tree", DecisionTreeClassifier(max_depth=1).fit(x, (x["x"] >= 90).astype(int)), x)
+    plan = plan_bundle(repo, "tree", onnx=True, check_data=str(rows))
+    (warning,) = [w for w in plan.warnings if "ONNX form" in w]
+    assert warning.startswith("x: the pickle answers a missing value and the ONNX form would answer it otherwise")
+    (entry,) = json.loads(plan.files["model.json"])["compiled"]["inputs"]
+    assert entry["nulls"] is False
+    out = tmp_path / "tree-bundle"
+    write_bundle(plan, out)
+    source = BundleSource(open_bundle(out))
+    served = source.load(source.resolve("tree"))
+    assert served.predict({"x": [3.0, 95.0]}).tolist() == [0, 1]
+    with pytest.raises(ValueError, match="contains NaN"):
+        served.predict({"x": [None]})
 
 
 def test_a_model_skl2onnx_cannot_convert_is_a_usage_error(repo: Repo, tmp_path: Path) -> None:
