@@ -83,7 +83,15 @@ def export_model(
     out.row(("exported", "bold"), (f"{result.ref} -> {result.path} ({len(result.files) + 1} files)", None))
     out.row(("digest  ", "bold"), (result.digest, "green"))
     if result.compiled:
-        out.row(("onnx    ", "bold"), (result.compiled, None))
+        check = result.compiled
+        out.row(
+            ("onnx    ", "bold"),
+            (
+                f"{check['path']}: answers like the pickle on {check['rows']} rows of {check['source']} "
+                f"(largest difference {check['largest_difference']:.2g}, tolerance {check['tolerance']:g})",
+                None,
+            ),
+        )
     out.info(f"serve it: mlops serve --model-dir {output} --expect-digest {result.digest}")
 
 

@@ -44,7 +44,7 @@ class BundlePlan:
     requirements: dict[str, str]  # the pins of requirements.txt (mlops itself apart)
     python: str  # the interpreter version the artifact was registered with
     warnings: tuple[str, ...] = ()
-    compiled: str = ""  # with --onnx: what the ONNX form was checked on, in words
+    compiled: dict[str, Any] | None = None  # with --onnx: the form's path and what it was checked on
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class BundleResult:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     requirements: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    compiled: str = ""  # with --onnx: what the ONNX form was checked on
+    compiled: dict[str, Any] | None = None  # with --onnx: the form's path and what it was checked on
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +65,7 @@ class BundleResult:
             "files": self.files,
             "requirements": self.requirements,
             "warnings": list(self.warnings),
-            "compiled": self.compiled or None,
+            "compiled": self.compiled,
         }
 
 
@@ -189,13 +189,7 @@ def plan_bundle(
         CARD: render_card(mv, events).encode(),
         REQUIREMENTS: requirements_text(pins, ref=mv.ref(), python=python).encode(),
     }
-    checked = ""
-    if "compiled" in facts:
-        check = facts["compiled"]["check"]
-        checked = (
-            f"{facts['compiled']['path']}: answers like the pickle on {check['rows']} rows of {check['source']} "
-            f"(largest difference {check['largest_difference']:.2g}, tolerance {check['tolerance']:g})"
-        )
+    checked = {"path": facts["compiled"]["path"], **facts["compiled"]["check"]} if "compiled" in facts else None
     return BundlePlan(mv.ref(), mv.name, mv.version, files, pins, python, tuple(warnings), checked)
 
 

@@ -8,8 +8,8 @@ for byte, and remains the registered artifact; the compiled form is a second, de
 Compiling is trusted only once it is checked: skl2onnx converts the loaded pipeline (the
 registered bytes, hash-checked and audit-checked by ``registry.load_model``), onnxruntime runs the
 result on real rows (``--check-data FILE``, else the version's own training table from the
-cache), and every answer must match the pickle's: the same label on every row, probabilities
-and regression outputs within ``RTOL``/``ATOL`` (ONNX computes in float32). A model skl2onnx
+cache), and every answer must match the pickle's: the same label (value and type) on every row,
+probabilities and predicted numbers within ``--tolerance`` (ONNX computes in float32). A model skl2onnx
 cannot convert is a usage error (exit 2: export without ``--onnx``); a form that answers
 differently is a failed check (exit 1) and no bundle is written. What was compared is kept in
 model.json (``compiled.check``).
@@ -19,8 +19,9 @@ with an encoder's handle_unknown="error"; a missing number a step refuses), the 
 too; where the pickle answers such an input and the form would answer it otherwise (a tree's
 missing-value branch), the form refuses it and a warning says so. A probe row of each finds out.
 
-Input types come from the check rows: text as ``string``, whole numbers as ``int64`` (then, if
-the converter or the check refuses that, as ``float``), other numbers as ``float``. A pipeline
+Input types come from the signature (the check rows are cast to them first), else from the rows:
+text as ``string``, whole numbers as ``int64`` (then, if the converter or the check refuses that,
+as ``float``), other numbers and booleans as ``float``. A pipeline
 whose first step is a ColumnTransformer gets one ONNX input per column; any other model one
 ``[rows, n]`` float input of its columns in signature order.
 """
@@ -70,7 +71,8 @@ def check_rows(repo: Repo, mv: Any, check_data: str | None, names: list[str]) ->
     from ..registry.artifacts import training_data
 
     if check_data is not None:
-        tables = [(check_data, Path(check_data))]
+        # named by the file's name: the bundle records it, and the exporter's folders are nobody else's business
+        tables = [(Path(check_data).name, Path(check_data))]
         if not Path(check_data).is_file():
             raise UsageError(f"--check-data {check_data}: no such file", hint="a .csv or .parquet file of input rows")
     else:
@@ -111,11 +113,48 @@ def _input_names(model: Any, mv: Any) -> list[str]:
     return names
 
 
+def _first_step(model: Any) -> Any:
+    steps = getattr(model, "steps", None)
+    return steps[0][1] if steps else model
+
+
 def _named_columns(model: Any) -> bool:
     """Whether the model takes its columns by name (a pipeline that starts with a ColumnTransformer)."""
-    steps = getattr(model, "steps", None)
-    first = steps[0][1] if steps else model
-    return type(first).__name__ == "ColumnTransformer"
+    return type(_first_step(model)).__name__ == "ColumnTransformer"
+
+
+def _typed(frame: Any, signature: Any, source: str) -> Any:
+    """The check rows in the types the server hands the model: the signature's, where it records them (a CSV
+    reads 20.0 as a whole number; the form's input must still take 20.9 as a number)."""
+    from ..serve.signature import BOOLEAN, DATETIME, INTEGER, NUMBER, STRING, Signature
+
+    recorded = Signature.from_dict(signature)
+    typed = frame.copy()
+    for column in recorded.inputs if recorded is not None else ():
+        if column.name not in typed.columns:
+            continue
+        values = typed[column.name]
+        if column.kind == NUMBER:
+            typed[column.name] = values.astype("float64")
+        elif column.kind == INTEGER:
+            numbers = values.astype("float64")
+            if numbers.isna().any() or (numbers % 1 != 0).any():
+                raise UsageError(
+                    f"{source}: column {column.name!r} holds missing or fractional values, but the model takes "
+                    "whole numbers",
+                    hint="give rows as the model takes them with --check-data FILE",
+                )
+            typed[column.name] = numbers.astype("int64")
+        elif column.kind == BOOLEAN:
+            typed[column.name] = values.astype(bool)
+        elif column.kind == STRING:
+            typed[column.name] = values.astype(object)
+        elif column.kind == DATETIME:
+            raise UsageError(
+                f"column {column.name!r} is a date and time: the ONNX form takes text and numbers only",
+                hint="export without --onnx (the pickle serves every column type)",
+            )
+    return typed
 
 
 def _layouts(model: Any, frame: Any) -> list[list[dict[str, Any]]]:
@@ -157,10 +196,8 @@ UNSEEN = "\x00mlops: a value no training row had"
 def _encoder_categories(model: Any, *, strict_only: bool) -> dict[str, list[str]]:
     """{column: the categories its encoder knows}; ``strict_only``: only encoders that raise on any other
     (handle_unknown="error")."""
-    steps = getattr(model, "steps", None)
-    first = steps[0][1] if steps else model
     found: dict[str, list[str]] = {}
-    for _, step, columns in getattr(first, "transformers_", ()):
+    for _, step, columns in getattr(_first_step(model), "transformers_", ()):
         encoder = step.steps[0][1] if getattr(step, "steps", None) else step
         if not hasattr(encoder, "categories_") or not isinstance(columns, list):
             continue
@@ -238,8 +275,9 @@ def _convert(model: Any, layout: list[dict[str, Any]], skl2onnx: Any, data_types
     }
     types = [(i["name"], tensor[i["element"]]([None, len(i["columns"])])) for i in layout]
     final = model.steps[-1][1] if getattr(model, "steps", None) else model
-    # probabilities as one [rows, classes] tensor, not the list of maps ("ZipMap") ONNX gives by default
-    options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
+    # probabilities as one [rows, classes] tensor, not the list of maps ("ZipMap") ONNX gives by default;
+    # a classifier without predict_proba (LinearSVC) takes no such option
+    options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     with pywarnings.catch_warnings():
         pywarnings.simplefilter("ignore")
         return skl2onnx.to_onnx(model, initial_types=types, options=options).SerializeToString()
@@ -248,15 +286,19 @@ def _convert(model: Any, layout: list[dict[str, Any]], skl2onnx: Any, data_types
 def _form(model: Any, layout: list[dict[str, Any]], data: bytes) -> tuple[dict[str, Any], OnnxModel]:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    from ..serve.onnx_model import session_options
+
+    session = onnxruntime.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
     classes = getattr(model, "classes_", None)
+    # the second output is probabilities only where the pickle has them (RidgeClassifier's are decision scores)
+    probabilities = classes is not None and len(outputs) > 1 and callable(getattr(model, "predict_proba", None))
     entry: dict[str, Any] = {
         "format": ONNX,
         "path": COMPILED_PATH,
         "inputs": layout,
         "label": outputs[0],
-        "probabilities": outputs[1] if classes is not None and len(outputs) > 1 else None,
+        "probabilities": outputs[1] if probabilities else None,
         "classes": [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else None,
     }
     return entry, OnnxModel(describe(entry), data)
@@ -281,19 +323,26 @@ def _difference(model: Any, compiled: OnnxModel, frame: Any, tolerance: float) -
     import numpy as np
 
     rows_count = len(frame)
+    # the form is fed as the server feeds it: the checked columns as lists, not a DataFrame
+    columns = {c: [None if v != v else v for v in frame[c].tolist()] for c in frame.columns}
     expected = np.asarray(model.predict(frame)).reshape(rows_count, -1)
-    got = np.asarray(compiled.predict(frame)).reshape(rows_count, -1)
+    got = np.asarray(compiled.predict(columns)).reshape(rows_count, -1)
     classifier = compiled.form.probabilities is not None or compiled.form.classes is not None
     if classifier:
-        if expected.dtype.kind in "OSU":
-            got, expected = got.astype(str), expected.astype(str)
-        other_label = (expected != got).any(axis=1)
+        # value and type: a label 1 where the pickle says True is another answer (JSON true, not 1)
+        other_label = np.array(
+            [
+                any(type(a) is not type(b) or a != b for a, b in zip(want, have, strict=True))
+                for want, have in zip(expected.tolist(), got.tolist(), strict=True)
+            ],
+            dtype=bool,
+        )
         differs = other_label.copy()
         largest = 0.0
         if compiled.form.probabilities is not None and callable(getattr(model, "predict_proba", None)):
             # the numbers compared past the labels: probabilities (absolute: they lie in [0, 1])
             expected = np.asarray(model.predict_proba(frame), dtype=float)
-            got = np.asarray(compiled.predict_proba(frame), dtype=float)
+            got = np.asarray(compiled.predict_proba(columns), dtype=float)
             differs |= ~_within(got, expected, tolerance)
             largest = float(np.abs(got - expected).max(initial=0.0))
     else:
@@ -326,6 +375,14 @@ def compile_version(
     model = registry.load_model(mv, repo=repo)
     names = _input_names(model, mv)
     frame, source = check_rows(repo, mv, check_data, names)
+    frame = _typed(frame, mv.signature, source)
+    try:
+        model.predict(frame)
+    except Exception as exc:  # noqa: BLE001 - the pickle's own refusal: no form can be checked on these rows
+        raise UsageError(
+            f"{source}: the pickle itself refuses these rows ({one_line(exc)})",
+            hint="give rows the model answers with --check-data FILE",
+        ) from None
     failures: list[str] = []
     differed: Difference | None = None
     for layout in _layouts(model, frame):

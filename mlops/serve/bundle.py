@@ -210,6 +210,14 @@ def _facts(root: Path, files: dict[str, dict[str, Any]], data: bytes) -> dict[st
     return facts
 
 
+def _read_listed(path: Path, size: int) -> bytes:
+    """A listed file's bytes, the link itself never followed and at most one byte past its listed size read
+    (a file swapped for a link or a larger one after open_bundle then fails its hash check, cheaply)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(size + 1)
+
+
 #: how a bundle's scikit-learn model is served: its ONNX form when the bundle has one and onnxruntime
 #: is installed (auto), the pickle whatever the bundle holds, or the ONNX form or nothing
 RUNTIMES = ("auto", "pickle", "onnx")
@@ -283,7 +291,9 @@ class BundleSource:
         if form.path not in self.bundle.files:
             raise _refuse(self.bundle.root, form.path, "is the ONNX form model.json names, but not in the manifest")
         try:
-            import onnxruntime  # noqa: F401
+            from .onnx_model import runtime_too_old
+
+            too_old = runtime_too_old()
         except ImportError:
             if self.runtime == "onnx":
                 raise UsageError(
@@ -295,8 +305,21 @@ class BundleSource:
                 info.ref(),
             )
             return None
+        if too_old:
+            raise UsageError(
+                f"onnxruntime {too_old} predates the checks that keep a model's external data inside its folder",
+                hint="pip install 'onnxruntime>=1.30' (or serve the pickle: --runtime pickle)",
+            )
+        names = set(info.signature.names) if info.signature is not None else None
+        if names is not None and any(c not in names for item in form.inputs for c in item.columns):
+            raise _refuse(self.bundle.root, FACTS, "has a 'compiled' entry that feeds columns the signature lacks")
         # read once and checked against the manifest (a file swapped after open_bundle is refused), then loaded
-        data = (self.bundle.root / form.path).read_bytes()
+        try:
+            data = _read_listed(self.bundle.root / form.path, self.bundle.files[form.path]["size"])
+        except OSError:
+            raise _refuse(
+                self.bundle.root, form.path, "cannot be read as a regular file (changed after export)"
+            ) from None
         if hashlib.sha256(data).hexdigest() != self.bundle.files[form.path]["sha256"]:
             raise _refuse(self.bundle.root, form.path, "does not match its hash in the manifest (changed after export)")
         try:

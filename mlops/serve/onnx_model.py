@@ -100,36 +100,94 @@ def describe(entry: Any) -> CompiledForm:
     return CompiledForm(COMPILED_PATH, tuple(inputs), label, probabilities, tuple(classes) if classes else None)
 
 
+#: the oldest onnxruntime that refuses a model's external-data references outside its folder when the model is
+#: loaded from bytes (microsoft/onnxruntime#27430 and #28709): a bundle's form cannot read a file it does not list
+MIN_ONNXRUNTIME = (1, 30)
+#: the graph's tensor type for each element type a description may name
+TENSOR_TYPES = {
+    "string": "tensor(string)",
+    "float": "tensor(float)",
+    "double": "tensor(double)",
+    "int64": "tensor(int64)",
+}
+
+
+def session_options(threads: int = 1) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # one request batch at a time per model (the server's batcher): threads beyond one per
+    # call only contend with the event loop and the other workers on a small pod
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: a refused input is the server's to report, in its own log
+    return options
+
+
+def runtime_too_old() -> str:
+    """The installed onnxruntime's version when it predates MIN_ONNXRUNTIME, else ""."""
+    import onnxruntime
+
+    parts = []
+    for part in onnxruntime.__version__.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return onnxruntime.__version__ if tuple(parts) < MIN_ONNXRUNTIME else ""
+
+
+def _width(shape: Any) -> int | None:
+    """The second dimension of a graph tensor's shape when it is a fixed number."""
+    return shape[1] if isinstance(shape, list | tuple) and len(shape) == 2 and isinstance(shape[1], int) else None
+
+
 class OnnxModel:
     """A compiled form behind the serving interface (predict, predict_proba, classes_)."""
 
     #: the server hands this model the checked request columns, not a DataFrame (runtime.py)
-    takes_columns = True
+    mlops_takes_columns = True
     #: what V2 model metadata answers as the platform: Triton's and KServe's name for an onnxruntime model
-    platform = "onnxruntime_onnx"
+    mlops_platform = "onnxruntime_onnx"
 
     def __init__(self, form: CompiledForm, data: bytes, *, threads: int = 1) -> None:
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        # one request batch at a time per model (the server's batcher): threads beyond one per
-        # call only contend with the event loop and the other workers on a small pod
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
         self.form = form
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        graph_outputs = {o.name for o in self.session.get_outputs()}
-        wanted_outputs = {form.label, *([form.probabilities] if form.probabilities else [])}
-        if {i.name for i in form.inputs} != graph_inputs or not wanted_outputs <= graph_outputs:
-            raise CompiledFormError("does not describe the inputs and outputs of compiled/model.onnx")
+        self._check_against_graph()
         self.outputs = [form.label, *([form.probabilities] if form.probabilities else [])]
+        # skl2onnx writes True/False classes as 1/0: the answer is the pickle's, a JSON true or false
+        self._as_bool = form.classes is not None and all(isinstance(c, bool) for c in form.classes)
         if form.classes is not None:
             import numpy as np
 
             self.classes_ = np.asarray(form.classes)
         if form.probabilities is None:
             self.predict_proba = None  # type: ignore[assignment]
+
+    @property
+    def mlops_numeric_columns(self) -> frozenset[str]:
+        """The request columns the form takes as numbers (a signature without dtypes checks them as such)."""
+        return frozenset(c for item in self.form.inputs if item.element != "string" for c in item.columns)
+
+    def _check_against_graph(self) -> None:
+        """The description must say what the graph is: each input's name, type and width, the outputs it
+        names, and as many classes as the probabilities have columns (CompiledFormError otherwise)."""
+        form = self.form
+        graph_inputs = {i.name: i for i in self.session.get_inputs()}
+        graph_outputs = {o.name: o for o in self.session.get_outputs()}
+        if {i.name for i in form.inputs} != set(graph_inputs):
+            raise CompiledFormError("does not name the inputs of compiled/model.onnx")
+        for item in form.inputs:
+            found = graph_inputs[item.name]
+            width = _width(found.shape)
+            if found.type != TENSOR_TYPES[item.element] or width not in (None, len(item.columns)):
+                raise CompiledFormError(f"does not describe input {item.name} of compiled/model.onnx as it is")
+        if form.label not in graph_outputs or (form.probabilities and form.probabilities not in graph_outputs):
+            raise CompiledFormError("names outputs compiled/model.onnx does not have")
+        if form.probabilities and form.classes is not None:
+            width = _width(graph_outputs[form.probabilities].shape)
+            if width is not None and width != len(form.classes):
+                raise CompiledFormError("lists another number of classes than the probabilities have")
 
     def _feeds(self, rows: Any) -> dict[str, Any]:
         import numpy as np
@@ -152,7 +210,8 @@ class OnnxModel:
 
     def predict(self, rows: Any) -> Any:
         label = self._run(rows)[0]
-        return label.ravel() if label.ndim > 1 and label.shape[1] == 1 else label
+        label = label.ravel() if label.ndim > 1 and label.shape[1] == 1 else label
+        return label.astype(bool) if self._as_bool else label
 
     def predict_proba(self, rows: Any) -> Any:
         return self._run(rows)[1]

@@ -177,7 +177,10 @@ def _checked(
 def _unknown_but_fitted_numbers(signature: Signature | None, model: Any) -> frozenset[str]:
     """The signature's columns of unknown dtype that the fitted model takes as numbers."""
     unknown = {c.name for c in signature.inputs if c.kind == ANY} if signature is not None else set()
-    return fitted_numeric_columns(model, signature.names) & unknown if signature and unknown else frozenset()
+    if not signature or not unknown:
+        return frozenset()
+    told = getattr(model, "mlops_numeric_columns", None)  # a model that says which columns it takes as numbers
+    return (frozenset(told) if told is not None else fitted_numeric_columns(model, signature.names)) & unknown
 
 
 class Runtime:
@@ -309,7 +312,7 @@ class Runtime:
         proba = getattr(model, "predict_proba", None) if classes and self.config.request_log else None
 
         # a model that takes the checked columns as they are (an ONNX form) is spared the DataFrame, and pandas
-        takes_columns = bool(getattr(model, "takes_columns", False))
+        takes_columns = bool(getattr(model, "mlops_takes_columns", False))
 
         def model_input(columns: dict[str, list[Any]]) -> Any:
             return columns if takes_columns else to_frame(columns, signature)

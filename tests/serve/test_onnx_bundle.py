@@ -47,7 +47,7 @@ def onnx_bundle(model_repo: Path, tmp_path: Path) -> Path:
         *("--check-data", str(model_repo / "models" / "train.parquet"), "--json"),
     )
     result = json.loads(proc.stdout)
-    assert "compiled/model.onnx: answers like the pickle on" in result["compiled"]
+    assert result["compiled"]["path"] == "compiled/model.onnx" and result["compiled"]["source"] == "train.parquet"
     return out
 
 
@@ -123,10 +123,20 @@ def test_a_changed_onnx_form_or_description_is_refused_with_exit_3(onnx_bundle: 
     proc = mlops(tmp_path, "serve", "--model-dir", str(changed), "--port", "0", code=3)
     assert "compiled/model.onnx does not match its hash" in proc.stderr and "Traceback" not in proc.stderr
 
+    facts = json.loads((onnx_bundle / "model.json").read_text())
+    inputs = facts["compiled"]["inputs"]
+
+    def changed_input(name: str, **change: Any) -> list[dict[str, Any]]:
+        return [{**item, **change} if item["name"] == name else item for item in inputs]
+
     for entry_change, named in (
         ({"path": "../../etc/passwd"}, "model.json has a 'compiled' entry that names '../../etc/passwd'"),
         ({"inputs": [{"name": "plan", "element": "pickle", "columns": ["plan"]}]}, "without a known element"),
-        ({"label": "no-such-output"}, "does not describe the inputs and outputs"),
+        ({"label": "no-such-output"}, "names outputs compiled/model.onnx does not have"),
+        ({"inputs": changed_input("tenure", columns=["no_such_column"])}, "feeds columns the signature lacks"),
+        ({"inputs": changed_input("monthly_charges", element="int64")}, "does not describe input monthly_charges"),
+        ({"inputs": changed_input("plan", columns=["plan", "plan"])}, "does not describe input plan"),
+        ({"classes": [0, 1, 2]}, "another number of classes than the probabilities have"),
     ):
         moved = tmp_path / f"moved-{len(list(tmp_path.iterdir()))}"
         shutil.copytree(onnx_bundle, moved)
@@ -218,9 +228,10 @@ def test_a_regressor_a_plain_estimator_and_text_labels_compile_and_answer_like_t
 ) -> None:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeClassifier
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.svm import LinearSVC
 
     frame = training_frame(rows=300, seed=3)
     numbers = frame[["tenure", "monthly_charges"]]
@@ -229,8 +240,12 @@ def test_a_regressor_a_plain_estimator_and_text_labels_compile_and_answer_like_t
     )
     models = {
         "charges": (Pipeline([("c", columns), ("m", LinearRegression())]).fit(frame, frame["monthly_charges"]), frame),
-        # fitted on a DataFrame of numbers without a ColumnTransformer: one stacked [rows, 2] input
+        # fitted on a DataFrame of numbers without a ColumnTransformer: one stacked [rows, 2] input;
+        # its classes are True and False, which the form must answer as such (JSON true, not 1)
         "plain": (LogisticRegression().fit(numbers, frame["tenure"] > 30), numbers),
+        # classifiers without predict_proba: their second output is decision scores, never served as probabilities
+        "ridge": (RidgeClassifier().fit(numbers, frame["tenure"] > 30), numbers),
+        "svc": (LinearSVC().fit(numbers, frame["tenure"] > 30), numbers),
         "worded": (
             RandomForestClassifier(n_estimators=5, random_state=0).fit(
                 numbers, np.where(frame["tenure"] > 30, "stays", "leaves")
@@ -246,10 +261,13 @@ def test_a_regressor_a_plain_estimator_and_text_labels_compile_and_answer_like_t
         got, want = np.asarray(served.predict(as_columns)), np.asarray(original.predict(check))
         if name == "charges":
             assert np.allclose(got, want, rtol=1e-4)
+            continue
+        assert [(type(v), v) for v in got.tolist()] == [(type(v), v) for v in want.tolist()]
+        assert list(served.classes_) == list(original.classes_)
+        if name in ("ridge", "svc"):
+            assert served.predict_proba is None and served.form.probabilities is None
         else:
-            assert got.tolist() == want.tolist()
             assert np.allclose(served.predict_proba(as_columns), original.predict_proba(check), atol=1e-5)
-            assert list(served.classes_) == list(original.classes_)
     # an unseen plan: the pickle's encoder ignores it (all zeros), and so does the form (checked at export)
     charges, original = _served(repo, "charges", Path(repo.root) / "charges.parquet", tmp_path / "again")
     unseen = pd.DataFrame([{"tenure": 5, "plan": "gold", "monthly_charges": 1.0}])
@@ -325,3 +343,36 @@ def test_a_model_skl2onnx_cannot_convert_is_a_usage_error(repo: Repo, tmp_path: 
     with pytest.raises(UsageError) as refused:
         plan_bundle(repo, "logs", onnx=True, check_data=str(rows))
     assert "skl2onnx cannot compile Pipeline" in refused.value.message and "without --onnx" in refused.value.hint
+    assert "FunctionTransformer" in refused.value.message  # the converter's own words name the step
+
+
+def test_check_rows_are_typed_as_the_signature_says_and_refused_when_the_pickle_refuses_them(
+    repo: Repo, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from mlops.errors import UsageError
+
+    # trained on fractional charges; the CSV check rows happen to hold whole numbers, which pandas reads as int64:
+    # the form's input must still be a float (the signature's "number"), or 20.9 would be served as 20
+    x = pd.DataFrame({"charges": np.linspace(10.5, 120.5, 80)})
+    _register(repo, "ridge", Ridge().fit(x, x["charges"] * 2), x)
+    whole = tmp_path / "whole.csv"
+    whole.write_text("charges\n" + "\n".join(str(v) for v in range(10, 120, 5)) + "\n")
+    out = tmp_path / "ridge-bundle"
+    write_bundle(plan_bundle(repo, "ridge", onnx=True, check_data=str(whole)), out)
+    (item,) = json.loads((out / "model.json").read_text())["compiled"]["inputs"]
+    assert item["element"] == "float"
+    source = BundleSource(open_bundle(out))
+    served = source.load(source.resolve("ridge"))
+    assert served.predict({"charges": [20.9]})[0] == pytest.approx(
+        pickled(out).predict(pd.DataFrame({"charges": [20.9]}))[0], rel=1e-5
+    )
+
+    classes = pd.DataFrame({"charges": np.linspace(10, 120, 80)})
+    _register(repo, "strict", LogisticRegression().fit(classes, classes["charges"] > 60), classes)
+    refused = tmp_path / "refused.csv"
+    refused.write_text("charges\n10\nNaN\n30\n")  # a missing value: LogisticRegression refuses NaN
+    with pytest.raises(UsageError) as failed:
+        plan_bundle(repo, "strict", onnx=True, check_data=str(refused))
+    assert failed.value.message.startswith("refused.csv: the pickle itself refuses these rows (")

@@ -58,7 +58,7 @@ async def model_metadata(rt: Runtime, wire: WireProtocol, request: Request) -> R
     versions = [served.version] if version is not None else route.versions()
     signature = served.features.caller_signature(served.signature) if served.features else served.signature
     # a model may name its own platform (an ONNX form: Triton's name for onnxruntime), else the flavor's
-    platform = getattr(served.model, "platform", None) or f"mlops-{served.info.flavor}"
+    platform = getattr(served.model, "mlops_platform", None) or f"mlops-{served.info.flavor}"
     return json_response(v2_metadata(rt.model, versions, signature, str(platform)))
 
 
