@@ -149,8 +149,11 @@ def serve(
     max_age_seconds = positive_duration(log_max_age, "--log-max-age")
     if model_dir is None and ref is None:
         raise UsageError("serve: name the model to serve (REF), or a bundle folder with --model-dir")
-    if model_dir is None and (state_dir is not None or expect_digest is not None or runtime != "auto"):
-        raise UsageError("--state-dir, --expect-digest and --runtime go with --model-dir")
+    bundle_only = {"--state-dir": state_dir is not None, "--expect-digest": expect_digest is not None}
+    bundle_only["--runtime"] = runtime != "auto"
+    given = [name for name, used in bundle_only.items() if used]
+    if model_dir is None and given:
+        raise UsageError(f"{' and '.join(given)} go{'es' if len(given) == 1 else ''} with --model-dir (a bundle)")
     with _long_lived_allocations():
         if model_dir is not None:
             repo, source, ref = _bundle_source(model_dir, ref, state_dir, expect_digest, runtime)

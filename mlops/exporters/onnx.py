@@ -223,45 +223,48 @@ def _refuse(item: dict[str, Any], known: dict[str, list[str]]) -> None:
     item["categories"] = known[column]
 
 
-def _probes(model: Any, frame: Any, layout: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
-    """Inputs the graph would encode where the pickle may not: a text value no row had, a missing number.
-    Where the pickle refuses it the layout's input is marked to refuse it too; the probes the pickle answers
-    are returned, (input, row), to be compared with the form's answers."""
+def _probes(model: Any, frame: Any, layout: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, Any]]:
+    """Inputs the graph would encode where the pickle may not: a text value no row had, a missing number,
+    each column in turn, on every check row. Where the pickle refuses it the layout's input is marked to
+    refuse it too; the probes the pickle answers are returned, (input, column, rows), to be compared with
+    the form's answers. An encoder that raises on an unknown category gives its input those categories."""
+    strict = _encoder_categories(model, strict_only=True)
     probes = []
     for item in layout:
-        if any(frame[c].dtype.kind in "iu" for c in item["columns"]):
-            continue  # the signature refuses nulls in whole-number columns before a model sees them
-        row = frame.head(1).copy()
+        if len(item["columns"]) == 1 and item["columns"][0] in strict:
+            item["categories"] = strict[item["columns"][0]]  # text or whole numbers: refused by name, as sklearn does
         for column in item["columns"]:
+            if frame[column].dtype.kind in "iu" or "categories" in item:
+                continue  # the signature refuses nulls in whole-number columns before a model sees them
+            rows = frame.copy()
             if item["element"] == "string":
-                row[column] = UNSEEN
+                rows[column] = UNSEEN
             else:
-                row[column] = row[column].astype("float64")
-                row.loc[row.index[0], column] = float("nan")
-        try:
-            model.predict(row)
-        except Exception:  # noqa: BLE001 - the pickle refuses the row (scikit-learn says ValueError), however it says so
-            _refuse(item, _encoder_categories(model, strict_only=True))
-            continue
-        probes.append((item, row))
+                rows[column] = float("nan")
+            try:
+                model.predict(rows)
+            except Exception:  # noqa: BLE001 - the pickle refuses it (scikit-learn says ValueError), however it says so
+                _refuse(item, strict)
+                break
+            probes.append((item, column, rows))
     return probes
 
 
 def _answered_otherwise(
-    model: Any, compiled: OnnxModel, probes: list[tuple[dict[str, Any], Any]], tolerance: float
+    model: Any, compiled: OnnxModel, probes: list[tuple[dict[str, Any], str, Any]], tolerance: float
 ) -> list[str]:
-    """Where the pickle answers a probe and the form would answer it otherwise (a tree's missing-value
-    branch, an encoder's unseen category), the form refuses that input instead: a warning each."""
+    """Where the pickle answers a probe and the form would answer any of its rows otherwise (a tree's
+    missing-value branch, an encoder's unseen category), the form refuses that input instead: a warning each."""
     warnings = []
-    for item, row in probes:
-        difference = _difference(model, compiled, row, tolerance)
+    for item, column, rows in probes:
+        difference = _difference(model, compiled, rows, tolerance)
         if not difference.rows:
             continue
         _refuse(item, _encoder_categories(model, strict_only=False))
         what = "a value no training row had" if item["element"] == "string" else "a missing value"
         warnings.append(
-            f"{', '.join(item['columns'])}: the pickle answers {what} and the ONNX form would answer it otherwise "
-            f"({difference.shown.removeprefix('row 1: ')}); the form refuses it instead (a 500), the pickle "
+            f"{column}: the pickle answers {what} and the ONNX form would answer it otherwise on {difference.rows} "
+            f"of {len(rows)} rows ({difference.shown}); the form refuses it instead (a 500), the pickle "
             "(--runtime pickle) answers it"
         )
     return warnings
@@ -276,8 +279,9 @@ def _convert(model: Any, layout: list[dict[str, Any]], skl2onnx: Any, data_types
     types = [(i["name"], tensor[i["element"]]([None, len(i["columns"])])) for i in layout]
     final = model.steps[-1][1] if getattr(model, "steps", None) else model
     # probabilities as one [rows, classes] tensor, not the list of maps ("ZipMap") ONNX gives by default;
-    # a classifier without predict_proba (LinearSVC) takes no such option
-    options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
+    # a classifier without predict_proba (LinearSVC) takes no such option, but inside a Pipeline skl2onnx
+    # still asks for one unless the estimator's options are given, empty
+    options = {id(final): {"zipmap": False} if hasattr(final, "predict_proba") else {}}
     with pywarnings.catch_warnings():
         pywarnings.simplefilter("ignore")
         return skl2onnx.to_onnx(model, initial_types=types, options=options).SerializeToString()
@@ -327,6 +331,7 @@ def _difference(model: Any, compiled: OnnxModel, frame: Any, tolerance: float) -
     columns = {c: [None if v != v else v for v in frame[c].tolist()] for c in frame.columns}
     expected = np.asarray(model.predict(frame)).reshape(rows_count, -1)
     got = np.asarray(compiled.predict(columns)).reshape(rows_count, -1)
+    labels = (expected, got)  # shown for a row whose label differs (its probabilities may not: a tie)
     classifier = compiled.form.probabilities is not None or compiled.form.classes is not None
     if classifier:
         # value and type: a label 1 where the pickle says True is another answer (JSON true, not 1)
@@ -354,8 +359,10 @@ def _difference(model: Any, compiled: OnnxModel, frame: Any, tolerance: float) -
     if not len(rows):
         return Difference(0, 0, "", largest)
     first = int(rows[0])
-    values = [[round(v, 6) if isinstance(v, float) else v for v in side[first].tolist()] for side in (expected, got)]
-    shown = f"row {first + 1}: {values[0]} from the pickle, {values[1]} from ONNX"
+    sides = labels if other_label[first] else (expected, got)
+    values = [[round(v, 6) if isinstance(v, float) else v for v in side[first].tolist()] for side in sides]
+    what = "label " if other_label[first] else ""
+    shown = f"row {first + 1}: {what}{values[0]} from the pickle, {what}{values[1]} from ONNX"
     return Difference(len(rows), int(other_label.sum()), shown, largest)
 
 
@@ -385,36 +392,43 @@ def compile_version(
         ) from None
     failures: list[str] = []
     differed: Difference | None = None
-    for layout in _layouts(model, frame):
-        probes = _probes(model, frame, layout)
-        try:
-            data = _convert(model, layout, skl2onnx, data_types)
-            entry, compiled = _form(model, layout, data)
-            difference = _difference(model, compiled, frame, tolerance)
-            warnings = _answered_otherwise(model, compiled, probes, tolerance) if not difference.rows else []
-        except UsageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the converter's or the runtime's refusal, said in one line
-            failures.append(one_line(exc))
-            continue
-        if difference.rows:
-            differed = difference
-            continue
-        import onnx
-        import onnxruntime
+    runtime_refusals = _runtime_errors()
+    with pywarnings.catch_warnings():
+        # scikit-learn's and numpy's warnings about the check rows and probes (an unknown category ignored, a
+        # log of a negative number) are not the export's to print: the comparison says what matters
+        pywarnings.simplefilter("ignore")
+        for layout in _layouts(model, frame):
+            probes = _probes(model, frame, layout)
+            try:
+                data = _convert(model, layout, skl2onnx, data_types)
+            except Exception as exc:  # noqa: BLE001 - the converter refuses the model: its innermost words
+                failures.append(one_line(_innermost(exc)))
+                continue
+            try:
+                entry, compiled = _form(model, layout, data)
+                difference = _difference(model, compiled, frame, tolerance)
+                warnings = _answered_otherwise(model, compiled, probes, tolerance) if not difference.rows else []
+            except runtime_refusals as exc:  # onnxruntime refuses what skl2onnx wrote: the pair does not fit
+                failures.append(f"onnxruntime cannot run what skl2onnx wrote ({one_line(exc)})")
+                continue
+            if difference.rows:
+                differed = difference
+                continue
+            import onnx
+            import onnxruntime
 
-        entry["check"] = {
-            "rows": len(frame),
-            "source": source,
-            "tolerance": tolerance,
-            "largest_difference": difference.largest,
-        }
-        entry["converted_with"] = {
-            "skl2onnx": skl2onnx.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        }
-        return Compiled(data, entry, ("onnxruntime",), tuple(warnings))
+            entry["check"] = {
+                "rows": len(frame),
+                "source": source,
+                "tolerance": tolerance,
+                "largest_difference": difference.largest,
+            }
+            entry["converted_with"] = {
+                "skl2onnx": skl2onnx.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+            }
+            return Compiled(data, entry, ("onnxruntime",), tuple(warnings))
     if differed is not None:
         raise CheckFailed(
             f"{mv.ref()}: its ONNX form answers differently on {differed.rows} of {len(frame)} rows of {source} "
@@ -426,6 +440,23 @@ def compile_version(
         f"{mv.ref()}: skl2onnx cannot compile {type(model).__name__}: {failures[0]}",
         hint="export without --onnx to serve the pickle itself",
     )
+
+
+def _runtime_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception classes (Fail, InvalidGraph, ...): its refusals, apart from mlops' bugs."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    found = tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+    return found or (RuntimeError,)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception at the bottom of a chain: skl2onnx wraps onnx's reason in a message of the whole node."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
 
 
 def _accepting(difference: Difference) -> str:

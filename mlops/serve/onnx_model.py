@@ -120,7 +120,8 @@ def session_options(threads: int = 1) -> Any:
     # call only contend with the event loop and the other workers on a small pod
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: a refused input is the server's to report, in its own log
+    # fatal only: a refused input is the server's to report in its own log, not onnxruntime's (coloured) lines
+    options.log_severity_level = 4
     return options
 
 
@@ -156,8 +157,13 @@ class OnnxModel:
         self._last: tuple[Any, list[Any]] | None = None  # the rows of the last run and its outputs
         self._check_against_graph()
         self.outputs = [form.label, *([form.probabilities] if form.probabilities else [])]
-        # skl2onnx writes True/False classes as 1/0: the answer is the pickle's, a JSON true or false
-        self._as_bool = form.classes is not None and all(isinstance(c, bool) for c in form.classes)
+        # skl2onnx writes True/False classes as 1/0 and 0.0/1.0 as 0/1: the answer is in the pickle's type
+        # (a JSON true, or 1.0), never the graph's
+        self._label_type: Any = None
+        if form.classes is not None and all(isinstance(c, bool) for c in form.classes):
+            self._label_type = bool
+        elif form.classes is not None and all(isinstance(c, float) for c in form.classes):
+            self._label_type = float
         if form.classes is not None:
             import numpy as np
 
@@ -196,14 +202,16 @@ class OnnxModel:
         feeds: dict[str, Any] = {}
         for item in self.form.inputs:
             dtype = ELEMENTS[item.element]
-            if not isinstance(rows, Mapping):  # a DataFrame (batch prediction): its columns as they are
-                feed = rows[list(item.columns)].to_numpy(dtype=dtype)
+            if not isinstance(rows, Mapping):  # a DataFrame (a Python caller): its columns as they are
+                given = rows[list(item.columns)].to_numpy()
             elif item.element == "string":
-                feed = np.array([[str(v) for v in rows[c]] for c in item.columns], dtype=dtype).T
+                given = np.array([[str(v) for v in rows[c]] for c in item.columns], dtype=object).T
             else:  # a null reaches here only in a number column (the signature's rule): NaN, as pandas has it
-                feed = np.array([[np.nan if v is None else v for v in rows[c]] for c in item.columns], dtype=dtype).T
-            feeds[item.name] = feed.reshape(-1, len(item.columns))
-            _refuse_as_the_pickle_does(item, feeds[item.name])
+                given = np.array([[np.nan if v is None else v for v in rows[c]] for c in item.columns]).T
+            given = given.reshape(-1, len(item.columns))
+            with np.errstate(over="ignore", invalid="ignore"):  # past float32: refused just below, by name
+                feeds[item.name] = given.astype(dtype)
+            _refuse_as_the_pickle_does(item, feeds[item.name], given)
         return feeds
 
     def _run(self, rows: Any) -> list[Any]:
@@ -219,19 +227,32 @@ class OnnxModel:
     def predict(self, rows: Any) -> Any:
         label = self._run(rows)[0]
         label = label.ravel() if label.ndim > 1 and label.shape[1] == 1 else label
-        return label.astype(bool) if self._as_bool else label
+        return label.astype(self._label_type) if self._label_type is not None else label
 
     def predict_proba(self, rows: Any) -> Any:
         return self._run(rows)[1]
 
 
-def _refuse_as_the_pickle_does(item: CompiledInput, feed: Any) -> None:
-    """Raise where the pickle raises on this input (scikit-learn's own words), not answer as the graph would."""
+def _refuse_as_the_pickle_does(item: CompiledInput, feed: Any, given: Any) -> None:
+    """Raise where the pickle raises on this input (scikit-learn's own words), or where the graph could not
+    answer as the pickle does: a number past float32's range, which the cast to the form's input turned into
+    infinity (``given``: the values before that cast)."""
     import numpy as np
 
     if item.categories is not None:
         unknown = sorted({str(v) for v in feed.ravel().tolist()} - item.categories)
         if unknown:
             raise ValueError(f"Found unknown categories {unknown[:5]} in column {item.columns[0]!r} during transform")
-    if not item.nulls and item.element != "string" and np.isnan(feed.astype(np.float64, copy=False)).any():
-        raise ValueError(f"Input {item.columns[0]!r} contains NaN")
+    if item.element == "string":
+        return
+    wide = np.asarray(given, dtype=np.float64).reshape(feed.shape)
+    missing = np.isnan(wide)
+    if not item.nulls and missing.any():
+        raise ValueError(f"Input {item.columns[int(np.flatnonzero(missing.any(axis=0))[0])]!r} contains NaN")
+    if item.element == "float":
+        past = np.isinf(feed.astype(np.float64)) & np.isfinite(wide)
+        if past.any():
+            column = item.columns[int(np.flatnonzero(past.any(axis=0))[0])]
+            raise ValueError(
+                f"Input {column!r} holds a value past float32's range (about 3.4e38), which ONNX computes in"
+            )

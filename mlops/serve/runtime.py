@@ -788,6 +788,9 @@ class Runtime:
                 self._record(variant, served, started, 503, None)
                 return Outcome(503, variant, served, problems=[str(exc)], headers={"Retry-After": "1"})
             except Exception as exc:  # noqa: BLE001 - the model raised: answer 500 with an id, keep serving
+                if proba_future is not None:
+                    # its failure (the same input) is this one: retrieved, or asyncio prints it at exit
+                    proba_future.add_done_callback(lambda f: f.cancelled() or f.exception())
                 error_id = uuid.uuid4().hex[:12]
                 # the caller's input or a bug in the model: one line (the traceback with --debug)
                 log.error(

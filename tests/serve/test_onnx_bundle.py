@@ -96,12 +96,16 @@ def test_an_onnx_bundle_answers_like_its_pickle_in_all_three_protocols_without_s
             # the pickle raises on a plan it never saw (a 500): so does its ONNX form, rather than answer
             unknown = c.post("/predict", json={"records": [{**ROW, "plan": "gold"}]})
             assert unknown.status_code == 500, unknown.text
+            gold = [{**i, "data": ["gold"] * 3} if i["name"] == "plan" else i for i in V2_INPUTS]
+            asked = {"inputs": gold, "outputs": [{"name": "prediction"}, {"name": "probabilities"}]}
+            assert c.post("/v2/models/churn/infer", json=asked).status_code == 500
     finally:
         assert server.stop() == 0, server.stderr()
     imported = {line.rsplit("|", 1)[-1].strip() for line in server.stderr().splitlines() if "import time:" in line}
     assert "onnxruntime" in imported  # the log sees imports: the one that serves
     assert not {m for m in imported if m.split(".")[0] in HEAVY}, "served without scikit-learn, SciPy or pandas"
     assert "Found unknown categories ['gold'] in column 'plan'" in server.stderr()
+    assert "never retrieved" not in server.stderr() and "Traceback" not in server.stderr()
 
 
 def _rewrite(bundle: Path, rel: str, data: bytes) -> None:
@@ -182,7 +186,7 @@ def test_runtime_chooses_the_pickle_or_insists_on_the_onnx_form(
     proc = mlops(tmp_path, "serve", "--model-dir", str(plain), "--runtime", "fast", code=2)
     assert "--runtime fast: not one of auto, pickle, onnx" in proc.stderr
     proc = mlops(model_repo, "serve", "churn@production", "--runtime", "onnx", code=2)
-    assert "go with --model-dir" in proc.stderr
+    assert "--runtime goes with --model-dir" in proc.stderr
 
 
 def test_export_onnx_says_in_one_line_what_it_cannot_do(model_repo: Path, tmp_path: Path) -> None:
@@ -376,3 +380,75 @@ def test_check_rows_are_typed_as_the_signature_says_and_refused_when_the_pickle_
     with pytest.raises(UsageError) as failed:
         plan_bundle(repo, "strict", onnx=True, check_data=str(refused))
     assert failed.value.message.startswith("refused.csv: the pickle itself refuses these rows (")
+
+
+def test_the_form_never_answers_otherwise_where_the_pickle_answers_or_refuses(repo: Repo, tmp_path: Path) -> None:
+    """Beyond the check rows: a missing value in any column, a category no row had (text or whole number), a
+    number past float32's range, labels of the pickle's type. Each either answered as the pickle answers it,
+    or refused with a ValueError (a 500, as the pickle's own refusals are)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "plan": rng.choice(["basic", "pro"], 300),
+            "bucket": rng.integers(0, 3, 300).astype("int64"),
+            "monthly": rng.uniform(10, 120, 300),
+            "usage": rng.uniform(0, 50, 300),
+        }
+    )
+    target = (frame["monthly"] + frame["usage"] > 90).astype(int)
+    forest = Pipeline(
+        [
+            (
+                "c",
+                ColumnTransformer([("oh", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough"),
+            ),
+            ("m", RandomForestClassifier(n_estimators=25, random_state=0)),
+        ]
+    ).fit(frame, target)
+    served, original = _served(repo, "forest", _register(repo, "forest", forest, frame), tmp_path)
+    inputs = {item.name: item for item in served.form.inputs}
+    for column in ("monthly", "usage"):
+        rows = frame.head(100).assign(**{column: np.nan})
+        as_columns = {c: [None if v != v else v for v in rows[c].tolist()] for c in rows.columns}
+        if not inputs[column].nulls:
+            with pytest.raises(ValueError, match=f"Input '{column}' contains NaN"):
+                served.predict(as_columns)
+        else:
+            assert np.allclose(served.predict_proba(as_columns), original.predict_proba(rows), atol=1e-4)
+
+    strict = Pipeline(
+        [
+            ("c", ColumnTransformer([("oh", OneHotEncoder(handle_unknown="error"), ["bucket"])], remainder="drop")),
+            ("m", LogisticRegression()),
+        ]
+    ).fit(frame, target.astype(float))  # float classes: answered 0.0/1.0 as the pickle does, not 0/1
+    served, original = _served(repo, "strict", _register(repo, "strict", strict, frame), tmp_path)
+    row = {"plan": ["pro"], "bucket": [1], "monthly": [50.0], "usage": [3.0]}
+    assert [(type(v), v) for v in served.predict(row).tolist()] == [
+        (type(v), v) for v in original.predict(pd.DataFrame(row)).tolist()
+    ]
+    with pytest.raises(ValueError, match=r"Found unknown categories \['99'\] in column 'bucket'"):
+        served.predict({**row, "bucket": [99]})
+
+    numbers = frame[["monthly", "usage"]]
+    ridge, _ = _served(
+        repo, "ridge", _register(repo, "ridge", Ridge().fit(numbers, frame["monthly"]), numbers), tmp_path
+    )
+    with pytest.raises(ValueError, match="Input 'usage' holds a value past float32's range"):
+        ridge.predict({"monthly": [50.0], "usage": [1e39]})
+    assert ridge.predict({"monthly": [50.0], "usage": [3.0]})[0] == pytest.approx(50.0, abs=0.5)
+
+    # a classifier without predict_proba inside a pipeline converts (no zipmap option given to it)
+    svc = make_pipeline(StandardScaler(), LinearSVC()).fit(numbers, target)
+    served, original = _served(repo, "svc", _register(repo, "svc", svc, numbers), tmp_path)
+    assert (
+        served.predict({"monthly": [10.0, 119.0], "usage": [1.0, 49.0]}).tolist()
+        == original.predict(pd.DataFrame({"monthly": [10.0, 119.0], "usage": [1.0, 49.0]})).tolist()
+    )
