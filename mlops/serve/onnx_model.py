@@ -148,6 +148,8 @@ class OnnxModel:
     mlops_takes_columns = True
     #: what V2 model metadata answers as the platform: Triton's and KServe's name for an onnxruntime model
     mlops_platform = "onnxruntime_onnx"
+    #: what /metadata answers as the runtime (a pickle or a class model: "python")
+    mlops_runtime = "onnxruntime"
 
     def __init__(self, form: CompiledForm, data: bytes, *, threads: int = 1) -> None:
         import onnxruntime

@@ -89,6 +89,7 @@ def test_an_onnx_bundle_answers_like_its_pickle_in_all_three_protocols_without_s
             answer = c.post("/v2/models/churn/infer", json={"inputs": V2_INPUTS}).json()
             assert answer["outputs"][0]["data"] == want
             assert c.get("/v2/models/churn").json()["platform"] == "onnxruntime_onnx"
+            assert c.get("/metadata").json()["runtime"] == "onnxruntime"
             asked = {"inputs": V2_INPUTS, "outputs": [{"name": "probabilities"}]}
             proba = c.post("/v2/models/churn/infer", json=asked).json()["outputs"][0]
             assert proba["shape"] == [3, 2]
@@ -173,6 +174,7 @@ def test_runtime_chooses_the_pickle_or_insists_on_the_onnx_form(
     try:
         assert "ONNX" not in server.stderr()
         with server.client() as c:
+            assert c.get("/metadata").json()["runtime"] == "python"
             assert (
                 c.post("/predict", json={"records": ROWS}).json()["predictions"]
                 == pickled(onnx_bundle).predict(pd.DataFrame(ROWS)).tolist()

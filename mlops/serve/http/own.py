@@ -36,6 +36,8 @@ async def metadata(rt: Runtime, wire: WireProtocol, request: Request) -> Respons
             "version": prod.version,
             "stage": prod.info.stage,
             "flavor": prod.info.flavor,
+            # what answers: the Python object (a pickle, a class) or, from a bundle, its ONNX form by onnxruntime
+            "runtime": getattr(prod.model, "mlops_runtime", "python"),
             "signature": prod.signature.to_dict() if prod.signature else None,
             "variants": variants,
             "deployment": dep.to_dict() if dep else None,
