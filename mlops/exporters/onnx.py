@@ -113,6 +113,16 @@ def _input_names(model: Any, mv: Any) -> list[str]:
     return names
 
 
+def _first_refused(model: Any, frame: Any) -> str:
+    """ ", row N" for the first check row the pickle refuses alone (1 = the first row of data), else ""."""
+    for position in range(len(frame)):
+        try:
+            model.predict(frame.iloc[position : position + 1])
+        except Exception:  # noqa: BLE001 - this row is the one: named, the refusal said by the caller
+            return f", row {position + 1}"
+    return ""
+
+
 def _first_step(model: Any) -> Any:
     steps = getattr(model, "steps", None)
     return steps[0][1] if steps else model
@@ -387,7 +397,7 @@ def compile_version(
         model.predict(frame)
     except Exception as exc:  # noqa: BLE001 - the pickle's own refusal: no form can be checked on these rows
         raise UsageError(
-            f"{source}: the pickle itself refuses these rows ({one_line(exc)})",
+            f"{source}{_first_refused(model, frame)}: the pickle itself refuses it ({one_line(exc)})",
             hint="give rows the model answers with --check-data FILE",
         ) from None
     failures: list[str] = []

@@ -381,7 +381,7 @@ def test_check_rows_are_typed_as_the_signature_says_and_refused_when_the_pickle_
     refused.write_text("charges\n10\nNaN\n30\n")  # a missing value: LogisticRegression refuses NaN
     with pytest.raises(UsageError) as failed:
         plan_bundle(repo, "strict", onnx=True, check_data=str(refused))
-    assert failed.value.message.startswith("refused.csv: the pickle itself refuses these rows (")
+    assert failed.value.message.startswith("refused.csv, row 2: the pickle itself refuses it (")
 
 
 def test_the_form_never_answers_otherwise_where_the_pickle_answers_or_refuses(repo: Repo, tmp_path: Path) -> None:
