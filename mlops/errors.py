@@ -78,6 +78,10 @@ class MlopsError(Exception):
 class CheckFailed(MlopsError):
     """A check ran to the end and found something (changes, corruption, a failed gate)."""
 
+    #: a check's command prints its report (with --json, its document) before it raises this; one raised
+    #: with no report printed (a check inside a command that writes something) sets it False on the instance
+    report_printed = True
+
     exit_code = EXIT_CHECK_FAILED
     kind = "check_failed"
 

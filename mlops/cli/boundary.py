@@ -27,7 +27,6 @@ from ..errors import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     STOP_EXIT_CODES,
-    CheckFailed,
     MlopsError,
     UsageError,
 )
@@ -116,7 +115,7 @@ def report(out: Output, exc: MlopsError) -> None:
     """An error as one line (and its hint) on stderr, and with --json as one JSON document on stdout."""
     # after SIGHUP the terminal may be gone: the exit code must still come through
     with contextlib.suppress(OSError):
-        if out.json and not isinstance(exc, CheckFailed) and not exc.report_printed:  # one JSON document
+        if out.json and not exc.report_printed:  # one JSON document
             out.emit_json(exc.to_dict())
         out.error(exc.message, exc.hint)
 

@@ -43,7 +43,7 @@ ONNX_OPTION = typer.Option(
 CHECK_DATA_OPTION = typer.Option(
     None,
     "--check-data",
-    help="With --onnx: rows (.csv or .parquet) the ONNX form must answer like the pickle on "
+    help="With --onnx: rows (.csv or .parquet; the first 1,000) the ONNX form must answer like the pickle on "
     "(default: the version's training table, from the cache).",
 )
 

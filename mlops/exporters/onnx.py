@@ -421,6 +421,11 @@ def compile_version(
             except runtime_refusals as exc:  # onnxruntime refuses what skl2onnx wrote: the pair does not fit
                 failures.append(f"onnxruntime cannot run what skl2onnx wrote ({one_line(exc)})")
                 continue
+            except ValueError as exc:  # the form refuses a check row (a number past float32): no check on it
+                raise UsageError(
+                    f"{source}: the ONNX form refuses a row the pickle answers ({one_line(exc)})",
+                    hint="give rows within what the form takes with --check-data FILE, or export without --onnx",
+                ) from None
             if difference.rows:
                 differed = difference
                 continue
@@ -440,12 +445,16 @@ def compile_version(
             }
             return Compiled(data, entry, ("onnxruntime",), tuple(warnings))
     if differed is not None:
-        raise CheckFailed(
+        failed = CheckFailed(
             f"{mv.ref()}: its ONNX form answers differently on {differed.rows} of {len(frame)} rows of {source} "
             f"({differed.shown}; largest difference {differed.largest:.3g}, tolerance {tolerance:g}); "
             "no bundle was written",
             hint=_accepting(differed),
+            rows=differed.rows,
+            largest_difference=differed.largest,
         )
+        failed.report_printed = False  # no report before it: with --json the error is the document
+        raise failed
     raise UsageError(
         f"{mv.ref()}: skl2onnx cannot compile {type(model).__name__}: {failures[0]}",
         hint="export without --onnx to serve the pickle itself",

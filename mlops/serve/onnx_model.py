@@ -232,7 +232,10 @@ class OnnxModel:
         return label.astype(self._label_type) if self._label_type is not None else label
 
     def predict_proba(self, rows: Any) -> Any:
-        return self._run(rows)[1]
+        import numpy as np
+
+        # float32 sums of a forest's votes land a hair outside [0, 1] (-1.2e-07, 1.0000001): a probability is not
+        return np.clip(self._run(rows)[1], 0.0, 1.0)
 
 
 def _refuse_as_the_pickle_does(item: CompiledInput, feed: Any, given: Any) -> None:

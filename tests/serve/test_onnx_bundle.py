@@ -293,6 +293,11 @@ def test_a_form_that_answers_differently_is_a_failed_check_and_no_bundle_is_writ
         write_bundle(plan_bundle(repo, "stamps", onnx=True, check_data=str(rows)), out)
     assert "its ONNX form answers differently on" in failed.value.message and "from the pickle" in failed.value.message
     assert failed.value.exit_code == 1 and not out.exists()
+    # the command prints no report before it: with --json the error is the one document on stdout
+    proc = mlops(Path(repo.root), "export", "model", "stamps", "-o", str(out), "--onnx", "--check-data", str(rows),
+                 "--json", code=1)  # fmt: skip
+    document = json.loads(proc.stdout)
+    assert (document["error"], document["exit_code"]) == ("check_failed", 1) and document["rows"] > 0
 
 
 def test_numbers_past_the_tolerance_are_refused_with_the_tolerance_that_would_accept_them(
@@ -377,6 +382,13 @@ def test_check_rows_are_typed_as_the_signature_says_and_refused_when_the_pickle_
 
     classes = pd.DataFrame({"charges": np.linspace(10, 120, 80)})
     _register(repo, "strict", LogisticRegression().fit(classes, classes["charges"] > 60), classes)
+    huge = tmp_path / "huge.csv"
+    huge.write_text("charges\n10.5\n1e39\n")  # the pickle answers it; float32 cannot hold it
+    with pytest.raises(UsageError) as failed:
+        plan_bundle(repo, "ridge", onnx=True, check_data=str(huge))
+    assert failed.value.message.startswith("huge.csv: the ONNX form refuses a row the pickle answers (")
+    assert "past float32's range" in failed.value.message
+
     refused = tmp_path / "refused.csv"
     refused.write_text("charges\n10\nNaN\n30\n")  # a missing value: LogisticRegression refuses NaN
     with pytest.raises(UsageError) as failed:
@@ -416,6 +428,9 @@ def test_the_form_never_answers_otherwise_where_the_pickle_answers_or_refuses(re
     ).fit(frame, target)
     served, original = _served(repo, "forest", _register(repo, "forest", forest, frame), tmp_path)
     inputs = {item.name: item for item in served.form.inputs}
+    everyday = {c: frame[c].tolist() for c in frame.columns}
+    probabilities = served.predict_proba(everyday)
+    assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0  # float32 sums of votes, clipped
     for column in ("monthly", "usage"):
         rows = frame.head(100).assign(**{column: np.nan})
         as_columns = {c: [None if v != v else v for v in rows[c].tolist()] for c in rows.columns}
