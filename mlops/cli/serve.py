@@ -135,7 +135,7 @@ def serve(
     from ..serve.config import MiB, ServeConfig
     from ..serve.deployment import deployment_path, load_deployment
     from ..serve.server import run
-    from ..serve.source import Preloaded, open_source, servable
+    from ..serve.source import Preloaded, open_source
 
     out = Output()
     if token_env is not None and not os.environ.get(token_env):
@@ -162,7 +162,7 @@ def serve(
             repo, bundle = find_repo(), None
             source = open_source(repo)
         info = source.resolve(ref)
-        model = servable(info, source.load(info))  # fails here, with one line, rather than in every worker
+        model = source.load(info)  # fails here, with one line, rather than in every worker
     if info.signature is not None and info.signature.feature_service:
         from ..serve.features import check_feature_inputs
 
@@ -212,17 +212,21 @@ def serve(
             f"production is v{dep.production} (not v{info.version}, which {ref} names)"
         )
 
+    by = ", its ONNX form by onnxruntime" if getattr(model, "mlops_runtime", "") == "onnxruntime" else ""
+    # one worker serves what was verified and loaded here; several each open and verify it in their own
+    # process, and this one (the supervisor) need not hold a copy for the server's whole life
+    preloaded = Preloaded(source, info, model) if workers == 1 else None
+    del model
+
     def announce(url: str) -> None:
         shown = dep.production if dep is not None else info.version
         extra = f", {dep.candidate.mode} v{dep.candidate.version}" if dep is not None and dep.candidate else ""
-        by = ", its ONNX form by onnxruntime" if getattr(source, "served_by", "") == "onnxruntime" else ""
         out.info(
             f"serving {info.name} v{shown}{extra}{by} on {url} ({workers} worker{'s' if workers > 1 else ''}"
             f"{', bearer token required' if token_env else ''}); stop with Ctrl-C or SIGTERM"
         )
 
-    # one worker serves what was verified and loaded here; several each open and verify it in their own process
-    run(config, preloaded=Preloaded(source, info, model) if workers == 1 else None, announce=announce)
+    run(config, preloaded=preloaded, announce=announce)
     out.info("stopped: requests in flight finished, request logs closed")
 
 
@@ -249,11 +253,10 @@ def _bundle_source(
 
     from ..errors import CorruptObjectError
     from ..repo.repo import Repo
-    from ..serve.bundle import RUNTIMES, BundleSource, open_bundle
+    from ..serve.bundle import BundleSource, check_runtime, open_bundle
     from ..serve.scratch import scratch_state_dir
 
-    if runtime not in RUNTIMES:  # before the bundle's files are hashed
-        raise UsageError(f"--runtime {runtime}: not one of {', '.join(RUNTIMES)}")
+    check_runtime(runtime)  # before the bundle's files are hashed
     bundle = open_bundle(model_dir)
     if expect_digest is not None and bundle.digest != expect_digest.strip().lower():
         raise CorruptObjectError(

@@ -170,6 +170,7 @@ def plan_bundle(
         "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "exported_with": {"mlops": __version__, "python": platform.python_version()},
     }
+    checked = None  # with --onnx: the form's path and what it was checked on
     if onnx:
         from ..registry.environment import closure
         from .onnx import DEFAULT_TOLERANCE, compile_version
@@ -178,6 +179,7 @@ def plan_bundle(
             repo, mv, check_data=check_data, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance
         )
         facts["compiled"] = compiled.facts
+        checked = {"path": compiled.facts["path"], **compiled.facts["check"]}
         warnings.extend(compiled.warnings)
         artifact_files[compiled.facts["path"]] = compiled.data
         for name, version in closure(compiled.requirements).items():
@@ -189,7 +191,6 @@ def plan_bundle(
         CARD: render_card(mv, events).encode(),
         REQUIREMENTS: requirements_text(pins, ref=mv.ref(), python=python).encode(),
     }
-    checked = {"path": facts["compiled"]["path"], **facts["compiled"]["check"]} if "compiled" in facts else None
     return BundlePlan(mv.ref(), mv.name, mv.version, files, pins, python, tuple(warnings), checked)
 
 
@@ -205,7 +206,7 @@ def _feature_definitions(repo: Repo, mv: Any) -> dict[str, bytes]:
         return {}
     defs = load_definitions(repo.root)
     defs.service(service)  # a service no longer defined: one line naming the ones that are
-    if not defs.online_store.startswith(("redis://", "rediss://")):
+    if not defs.redis_store:
         raise UsageError(
             f"{mv.ref()} looks its inputs up in feature service '{service}', whose online store is the SQLite "
             f"file inside this repository: a bundle cannot reach it",

@@ -35,7 +35,7 @@ from typing import Any
 
 from ..errors import CheckFailed, UsageError, one_line
 from ..repo.repo import Repo
-from ..serve.onnx_model import COMPILED_PATH, ONNX, OnnxModel, describe
+from ..serve.onnx_model import COMPILED_PATH, ONNX, OnnxModel, describe, load_session
 
 # how far a probability or a predicted number of the form may be from the pickle's (relative past 1):
 # ONNX computes in float32, scikit-learn mostly in float64; a label must always be the same
@@ -64,7 +64,7 @@ def _require() -> tuple[Any, Any]:
     return skl2onnx, data_types
 
 
-def check_rows(repo: Repo, mv: Any, check_data: str | None, names: list[str]) -> tuple[Any, str]:
+def _check_rows(repo: Repo, mv: Any, check_data: str | None, names: list[str]) -> tuple[Any, str]:
     """(up to CHECK_ROWS rows with the model's input columns, where they came from)."""
     from ..errors import MissingObjectError
     from ..registry import flavors
@@ -123,14 +123,15 @@ def _first_refused(model: Any, frame: Any) -> str:
     return ""
 
 
-def _first_step(model: Any) -> Any:
+def _step(model: Any, index: int) -> Any:
+    """A pipeline's step at ``index`` (0: the first, -1: the estimator); any other model is its own step."""
     steps = getattr(model, "steps", None)
-    return steps[0][1] if steps else model
+    return steps[index][1] if steps else model
 
 
 def _named_columns(model: Any) -> bool:
     """Whether the model takes its columns by name (a pipeline that starts with a ColumnTransformer)."""
-    return type(_first_step(model)).__name__ == "ColumnTransformer"
+    return type(_step(model, 0)).__name__ == "ColumnTransformer"
 
 
 def _typed(frame: Any, signature: Any, source: str) -> Any:
@@ -207,7 +208,7 @@ def _encoder_categories(model: Any, *, strict_only: bool) -> dict[str, list[str]
     """{column: the categories its encoder knows}; ``strict_only``: only encoders that raise on any other
     (handle_unknown="error")."""
     found: dict[str, list[str]] = {}
-    for _, step, columns in getattr(_first_step(model), "transformers_", ()):
+    for _, step, columns in getattr(_step(model, 0), "transformers_", ()):
         encoder = step.steps[0][1] if getattr(step, "steps", None) else step
         if not hasattr(encoder, "categories_") or not isinstance(columns, list):
             continue
@@ -218,7 +219,7 @@ def _encoder_categories(model: Any, *, strict_only: bool) -> dict[str, list[str]
     return found
 
 
-def _refuse(item: dict[str, Any], known: dict[str, list[str]]) -> None:
+def _refuse_input(item: dict[str, Any], known: dict[str, list[str]]) -> None:
     """Make the form refuse what this input's probe held (scikit-learn's ValueError, a 500)."""
     if item["element"] != "string":
         item["nulls"] = False
@@ -244,8 +245,10 @@ def _probes(model: Any, frame: Any, layout: list[dict[str, Any]]) -> list[tuple[
         if len(item["columns"]) == 1 and item["columns"][0] in strict:
             item["categories"] = strict[item["columns"][0]]  # text or whole numbers: refused by name, as sklearn does
         for column in item["columns"]:
+            # whole numbers: the signature refuses nulls there before a model sees them; known categories:
+            # any other value is refused by name already
             if frame[column].dtype.kind in "iu" or "categories" in item:
-                continue  # the signature refuses nulls in whole-number columns before a model sees them
+                continue
             rows = frame.copy()
             if item["element"] == "string":
                 rows[column] = UNSEEN
@@ -254,7 +257,7 @@ def _probes(model: Any, frame: Any, layout: list[dict[str, Any]]) -> list[tuple[
             try:
                 model.predict(rows)
             except Exception:  # noqa: BLE001 - the pickle refuses it (scikit-learn says ValueError), however it says so
-                _refuse(item, strict)
+                _refuse_input(item, strict)
                 break
             probes.append((item, column, rows))
     return probes
@@ -270,7 +273,7 @@ def _answered_otherwise(
         difference = _difference(model, compiled, rows, tolerance)
         if not difference.rows:
             continue
-        _refuse(item, _encoder_categories(model, strict_only=False))
+        _refuse_input(item, _encoder_categories(model, strict_only=False))
         what = "a value no training row had" if item["element"] == "string" else "a missing value"
         warnings.append(
             f"{column}: the pickle answers {what} and the ONNX form would answer it otherwise on {difference.rows} "
@@ -287,7 +290,7 @@ def _convert(model: Any, layout: list[dict[str, Any]], skl2onnx: Any, data_types
         "int64": data_types.Int64TensorType,
     }
     types = [(i["name"], tensor[i["element"]]([None, len(i["columns"])])) for i in layout]
-    final = model.steps[-1][1] if getattr(model, "steps", None) else model
+    final = _step(model, -1)
     # probabilities as one [rows, classes] tensor, not the list of maps ("ZipMap") ONNX gives by default;
     # a classifier without predict_proba (LinearSVC) takes no such option, but inside a Pipeline skl2onnx
     # still asks for one unless the estimator's options are given, empty
@@ -298,11 +301,8 @@ def _convert(model: Any, layout: list[dict[str, Any]], skl2onnx: Any, data_types
 
 
 def _form(model: Any, layout: list[dict[str, Any]], data: bytes) -> tuple[dict[str, Any], OnnxModel]:
-    import onnxruntime
-
-    from ..serve.onnx_model import session_options
-
-    session = onnxruntime.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
+    """The form's model.json entry (its outputs read from the graph) and the form, on one session."""
+    session = load_session(data)
     outputs = [o.name for o in session.get_outputs()]
     classes = getattr(model, "classes_", None)
     # the second output is probabilities only where the pickle has them (RidgeClassifier's are decision scores)
@@ -315,7 +315,7 @@ def _form(model: Any, layout: list[dict[str, Any]], data: bytes) -> tuple[dict[s
         "probabilities": outputs[1] if probabilities else None,
         "classes": [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else None,
     }
-    return entry, OnnxModel(describe(entry), data)
+    return entry, OnnxModel(describe(entry), session)
 
 
 @dataclass(frozen=True)
@@ -336,40 +336,36 @@ def _within(got: Any, expected: Any, tolerance: float) -> Any:
 def _difference(model: Any, compiled: OnnxModel, frame: Any, tolerance: float) -> Difference:
     import numpy as np
 
-    rows_count = len(frame)
+    count = len(frame)
     # the form is fed as the server feeds it: the checked columns as lists, not a DataFrame
     columns = {c: [None if v != v else v for v in frame[c].tolist()] for c in frame.columns}
-    expected = np.asarray(model.predict(frame)).reshape(rows_count, -1)
-    got = np.asarray(compiled.predict(columns)).reshape(rows_count, -1)
-    labels = (expected, got)  # shown for a row whose label differs (its probabilities may not: a tie)
-    classifier = compiled.form.probabilities is not None or compiled.form.classes is not None
-    if classifier:
+    want_labels = np.asarray(model.predict(frame)).reshape(count, -1)
+    got_labels = np.asarray(compiled.predict(columns)).reshape(count, -1)
+    if compiled.form.classes is None:  # a regressor: its predictions are the numbers compared
+        other_label = np.zeros(count, dtype=bool)
+        want, got = want_labels.astype(float), got_labels.astype(float)
+    else:
         # value and type: a label 1 where the pickle says True is another answer (JSON true, not 1)
         other_label = np.array(
             [
-                any(type(a) is not type(b) or a != b for a, b in zip(want, have, strict=True))
-                for want, have in zip(expected.tolist(), got.tolist(), strict=True)
+                any(type(a) is not type(b) or a != b for a, b in zip(w, g, strict=True))
+                for w, g in zip(want_labels.tolist(), got_labels.tolist(), strict=True)
             ],
             dtype=bool,
         )
-        differs = other_label.copy()
-        largest = 0.0
-        if compiled.form.probabilities is not None and callable(getattr(model, "predict_proba", None)):
-            # the numbers compared past the labels: probabilities (absolute: they lie in [0, 1])
-            expected = np.asarray(model.predict_proba(frame), dtype=float)
+        if compiled.form.probabilities is not None:  # probabilities (absolute: they lie in [0, 1])
+            want = np.asarray(model.predict_proba(frame), dtype=float)
             got = np.asarray(compiled.predict_proba(columns), dtype=float)
-            differs |= ~_within(got, expected, tolerance)
-            largest = float(np.abs(got - expected).max(initial=0.0))
-    else:
-        expected, got = expected.astype(float), got.astype(float)
-        other_label = np.zeros(rows_count, dtype=bool)
-        differs = ~_within(got, expected, tolerance)
-        largest = float(np.abs(got - expected).max(initial=0.0))
+        else:
+            want = got = np.zeros((count, 0))
+    differs = other_label | ~_within(got, want, tolerance)
+    largest = float(np.abs(got - want).max(initial=0.0))
     rows = np.flatnonzero(differs)
     if not len(rows):
         return Difference(0, 0, "", largest)
     first = int(rows[0])
-    sides = labels if other_label[first] else (expected, got)
+    # a row whose label differs is shown by its labels (its probabilities may be equal: a tie)
+    sides = (want_labels, got_labels) if other_label[first] else (want, got)
     values = [[round(v, 6) if isinstance(v, float) else v for v in side[first].tolist()] for side in sides]
     what = "label " if other_label[first] else ""
     shown = f"row {first + 1}: {what}{values[0]} from the pickle, {what}{values[1]} from ONNX"
@@ -391,7 +387,7 @@ def compile_version(
     skl2onnx, data_types = _require()
     model = registry.load_model(mv, repo=repo)
     names = _input_names(model, mv)
-    frame, source = check_rows(repo, mv, check_data, names)
+    frame, source = _check_rows(repo, mv, check_data, names)
     frame = _typed(frame, mv.signature, source)
     try:
         model.predict(frame)

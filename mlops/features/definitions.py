@@ -60,6 +60,9 @@ DURATION = re.compile(r"(\d+)\s*(s|m|h|d|w)?")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
+REDIS_SCHEMES = ("redis://", "rediss://")  # online_store URLs served by Redis
+
+
 @dataclass(frozen=True)
 class Entity:
     name: str
@@ -141,6 +144,11 @@ class Definitions:
     services: dict[str, FeatureService]
     hash: str  # sha256 of the canonical definitions: a training set names the definitions it came from
 
+    @property
+    def redis_store(self) -> bool:
+        """Whether the online store is Redis (a server anyone with the URL reaches), not the SQLite file."""
+        return self.online_store.startswith(REDIS_SCHEMES)
+
     def service(self, name: str) -> FeatureService:
         if name not in self.services:
             from ..errors import UsageError
@@ -207,7 +215,7 @@ def parse_definitions(text: str, source: str) -> Definitions:
     timezone = _zone(problems, data.get("timezone"), ("timezone",))
     project = _text(problems, data.get("project", ""), ("project",), "project")
     online_store = _text(problems, data.get("online_store", ""), ("online_store",), "online_store")
-    if online_store and not online_store.startswith(("redis://", "rediss://", "sqlite")):
+    if online_store and not online_store.startswith((*REDIS_SCHEMES, "sqlite")):
         problems.add(("online_store",), f"unknown online store {online_store!r}: use sqlite or redis://HOST:PORT/DB")
     entities = {
         name: entity

@@ -233,9 +233,8 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def open_store(repo: Repo, defs: Definitions, *, writing: bool = False) -> SqliteStore | RedisStore:
-    url = defs.online_store
-    if url.startswith(("redis://", "rediss://")):
-        return RedisStore(url, defs.project)
+    if defs.redis_store:
+        return RedisStore(defs.online_store, defs.project)
     folder = repo.dot / ONLINE_DIR
     if writing and not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
@@ -246,7 +245,7 @@ def open_store(repo: Repo, defs: Definitions, *, writing: bool = False) -> Sqlit
 
 
 def store_name(repo: Repo, defs: Definitions) -> str:
-    return defs.online_store if defs.online_store.startswith("redis") else f".mlops/{ONLINE_DIR}/{SQLITE_NAME}"
+    return defs.online_store if defs.redis_store else f".mlops/{ONLINE_DIR}/{SQLITE_NAME}"
 
 
 # --- materialize ---------------------------------------------------------------------------------

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..errors import ConfigError, CorruptObjectError, NewerFormatError, UsageError, one_line
+from ..errors import ConfigError, CorruptObjectError, CouldNotComplete, NewerFormatError, UsageError, one_line
 from ..formats import parse_json
+from ..store.hashing import hash_bytes
 from .signature import Signature
 from .source import ModelInfo, servable
 
@@ -210,6 +211,12 @@ def _facts(root: Path, files: dict[str, dict[str, Any]], data: bytes) -> dict[st
     return facts
 
 
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
 def _read_listed(path: Path, size: int) -> bytes:
     """A listed file's bytes, the link itself never followed and at most one byte past its listed size read
     (a file swapped for a link or a larger one after open_bundle then fails its hash check, cheaply)."""
@@ -223,16 +230,19 @@ def _read_listed(path: Path, size: int) -> bytes:
 RUNTIMES = ("auto", "pickle", "onnx")
 
 
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {runtime}: not one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
 class BundleSource:
     """A ModelSource over one verified bundle: the one version it holds answers every reference to
     its model; registry actions (promotion, audit) belong to the repository it was exported from."""
 
     def __init__(self, bundle: Bundle, *, runtime: str = "auto") -> None:
-        if runtime not in RUNTIMES:
-            raise UsageError(f"--runtime {runtime}: not one of {', '.join(RUNTIMES)}")
         self.bundle = bundle
-        self.runtime = runtime
-        self.served_by = "pickle"  # what load() used last: "pickle", "onnxruntime" or "python"
+        self.runtime = check_runtime(runtime)
 
     def resolve(self, ref: str) -> ModelInfo:
         info = self.bundle.info()
@@ -251,30 +261,39 @@ class BundleSource:
         rel = art["path"]
         if art.get("kind", "file") == "dir" and info.flavor == pyfunc.PYTHON:
             # every file of the folder was hash-checked with the bundle (open_bundle); nothing else is read
-            self.served_by = "python"
             return servable(info, pyfunc.load_python_model(self.bundle.root / rel, f"bundle {info.ref()}"))
         compiled = self._compiled(info)
         if compiled is not None:
-            self.served_by = "onnxruntime"
             return compiled
         if art.get("kind", "file") != "file":
             raise ConfigError(f"{info.ref()} is a folder artifact; mlops serves pickled and Python class models")
-        # read once, checked against the registry's xxh3 and the manifest's SHA-256 (which model.json's must
-        # equal: both name the same bytes), and loaded from these bytes: a file swapped after open_bundle is refused
-        listed = self.bundle.files[rel]["sha256"]
-        if art.get("sha256") not in (None, listed):
+        # read once, checked against the manifest's SHA-256 (which model.json's must equal: both name the same
+        # bytes) and the registry's xxh3, and loaded from these bytes: a file swapped after open_bundle is refused
+        if art.get("sha256") not in (None, self.bundle.files[rel]["sha256"]):
             raise _refuse(self.bundle.root, FACTS, f"records another SHA-256 for {rel} than the manifest")
-        data = flavors.verified_bytes(self.bundle.root / rel, digest=art["hash"], sha256=listed, what=f"bundle {rel}")
+        data = self._listed_bytes(rel)
+        if hash_bytes(data) != art["hash"]:
+            raise _refuse(self.bundle.root, rel, "does not match the registry's hash in model.json")
         if flavors.serialization(data) is None:
             raise ConfigError(f"{info.ref()}: {rel} is not a pickle or joblib file; mlops serves pickled models")
-        self.served_by = "pickle"
         return servable(info, flavors.load_object(data, info.ref()))
+
+    def _listed_bytes(self, rel: str) -> bytes:
+        """A listed file's bytes, read once more (the link itself never followed, at most one byte past its
+        listed size) and checked against the manifest's SHA-256: what is loaded is what open_bundle checked."""
+        try:
+            data = _read_listed(self.bundle.root / rel, self.bundle.files[rel]["size"])
+        except OSError:
+            raise _refuse(self.bundle.root, rel, "cannot be read as a regular file (changed after export)") from None
+        if hashlib.sha256(data).hexdigest() != self.bundle.files[rel]["sha256"]:
+            raise _refuse(self.bundle.root, rel, "does not match its hash in the manifest (changed after export)")
+        return data
 
     def _compiled(self, info: ModelInfo) -> Any:
         """The bundle's ONNX form as the model (serve/onnx_model.py), or None to serve the pickle."""
         import logging
 
-        from .onnx_model import CompiledFormError, OnnxModel, describe
+        from .onnx_model import CompiledFormError, OnnxModel, describe, load_session, runtime_too_old
 
         entry = self.bundle.facts.get("compiled")
         if self.runtime == "pickle" or (entry is None and self.runtime == "auto"):
@@ -291,10 +310,8 @@ class BundleSource:
         if form.path not in self.bundle.files:
             raise _refuse(self.bundle.root, form.path, "is the ONNX form model.json names, but not in the manifest")
         try:
-            from .onnx_model import runtime_too_old
-
             too_old = runtime_too_old()
-        except ImportError:
+        except ImportError:  # onnxruntime itself
             if self.runtime == "onnx":
                 raise UsageError(
                     "--runtime onnx: onnxruntime is not installed", hint="pip install 'mlops[onnx]'"
@@ -313,21 +330,18 @@ class BundleSource:
         names = set(info.signature.names) if info.signature is not None else None
         if names is not None and any(c not in names for item in form.inputs for c in item.columns):
             raise _refuse(self.bundle.root, FACTS, "has a 'compiled' entry that feeds columns the signature lacks")
-        # read once and checked against the manifest (a file swapped after open_bundle is refused), then loaded
+        data = self._listed_bytes(form.path)
         try:
-            data = _read_listed(self.bundle.root / form.path, self.bundle.files[form.path]["size"])
-        except OSError:
-            raise _refuse(
-                self.bundle.root, form.path, "cannot be read as a regular file (changed after export)"
-            ) from None
-        if hashlib.sha256(data).hexdigest() != self.bundle.files[form.path]["sha256"]:
-            raise _refuse(self.bundle.root, form.path, "does not match its hash in the manifest (changed after export)")
-        try:
-            return servable(info, OnnxModel(form, data))
+            return servable(info, OnnxModel(form, load_session(data)))
         except CompiledFormError as exc:
             raise _refuse(self.bundle.root, FACTS, f"has a 'compiled' entry that {exc}") from None
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own refusal of the bytes, in one line
-            raise _refuse(self.bundle.root, form.path, f"is not a model onnxruntime loads ({one_line(exc)})") from None
+            # the bytes are the ones listed: an opset newer than this onnxruntime, or a bundle made to fail
+            raise CouldNotComplete(
+                f"bundle {self.bundle.root}: onnxruntime {_onnxruntime_version()} cannot load {form.path} "
+                f"({one_line(exc)})",
+                hint="upgrade onnxruntime, or serve the pickle (--runtime pickle)",
+            ) from None
 
     def promote(self, name: str, version: int, *, reason: str, actor: str, force: bool = False) -> None:
         raise UsageError(

@@ -130,7 +130,7 @@ def _definitions(repo: Repo, bundle: str | None) -> Definitions:
             hint="export the model again ('mlops export model REF -o DIR')",
         )
     defs = load_definitions(Path(bundle))  # a file of the bundle, hash-checked with it (serve/bundle.py)
-    if not defs.online_store.startswith(("redis://", "rediss://")):
+    if not defs.redis_store:
         raise ConfigError(
             f"bundle {bundle}: its features.yaml names no Redis online store, and a bundle reaches no other",
             hint="export the model again from a repository whose features.yaml sets online_store: redis://...",
@@ -138,16 +138,9 @@ def _definitions(repo: Repo, bundle: str | None) -> Definitions:
     return defs
 
 
-def feature_inputs(repo: Repo, service: str, *, bundle: str | None = None) -> FeatureInputs | None:
-    """The feature lookups of a model whose signature names ``service`` (None for the others)."""
-    return FeatureInputs(repo, service, bundle=bundle) if service else None
-
-
 def check_feature_inputs(repo: Repo, service: str, *, bundle: str | None = None) -> None:
     """Before a server starts: the definitions read and the store reached, or one error line now."""
-    inputs = feature_inputs(repo, service, bundle=bundle)
-    if inputs is None:
-        return
+    inputs = FeatureInputs(repo, service, bundle=bundle)
     try:
         inputs.probe()
     finally:

@@ -27,8 +27,13 @@ from typing import Any
 
 ONNX = "onnx"
 COMPILED_PATH = "compiled/model.onnx"
-#: the tensor element types a compiled input may take, and the numpy dtype each is fed as
-ELEMENTS = {"string": "object", "float": "float32", "double": "float64", "int64": "int64"}
+#: the tensor element types a compiled input may take: (the numpy dtype it is fed as, the graph's tensor type)
+ELEMENTS = {
+    "string": ("object", "tensor(string)"),
+    "float": ("float32", "tensor(float)"),
+    "double": ("float64", "tensor(double)"),
+    "int64": ("int64", "tensor(int64)"),
+}
 MAX_INPUTS = 10_000
 
 
@@ -102,14 +107,7 @@ def describe(entry: Any) -> CompiledForm:
 
 #: the oldest onnxruntime that refuses a model's external-data references outside its folder when the model is
 #: loaded from bytes (microsoft/onnxruntime#27430 and #28709): a bundle's form cannot read a file it does not list
-MIN_ONNXRUNTIME = (1, 30)
-#: the graph's tensor type for each element type a description may name
-TENSOR_TYPES = {
-    "string": "tensor(string)",
-    "float": "tensor(float)",
-    "double": "tensor(double)",
-    "int64": "tensor(int64)",
-}
+MIN_ONNXRUNTIME = "1.30"
 
 
 def session_options(threads: int = 1) -> Any:
@@ -128,12 +126,16 @@ def session_options(threads: int = 1) -> Any:
 def runtime_too_old() -> str:
     """The installed onnxruntime's version when it predates MIN_ONNXRUNTIME, else ""."""
     import onnxruntime
+    from packaging.version import Version
 
-    parts = []
-    for part in onnxruntime.__version__.split(".")[:2]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        parts.append(int(digits or 0))
-    return onnxruntime.__version__ if tuple(parts) < MIN_ONNXRUNTIME else ""
+    return onnxruntime.__version__ if Version(onnxruntime.__version__) < Version(MIN_ONNXRUNTIME) else ""
+
+
+def load_session(data: bytes, threads: int = 1) -> Any:
+    """An onnxruntime session of ONNX bytes (already checked against what lists them)."""
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def _width(shape: Any) -> int | None:
@@ -151,10 +153,9 @@ class OnnxModel:
     #: what /metadata answers as the runtime (a pickle or a class model: "python")
     mlops_runtime = "onnxruntime"
 
-    def __init__(self, form: CompiledForm, data: bytes, *, threads: int = 1) -> None:
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
+    def __init__(self, form: CompiledForm, session: Any) -> None:
+        """``session``: an onnxruntime InferenceSession of the form's bytes (``load_session``)."""
+        self.session = session
         self.form = form
         self._last: tuple[Any, list[Any]] | None = None  # the rows of the last run and its outputs
         self._check_against_graph()
@@ -189,7 +190,7 @@ class OnnxModel:
         for item in form.inputs:
             found = graph_inputs[item.name]
             width = _width(found.shape)
-            if found.type != TENSOR_TYPES[item.element] or width not in (None, len(item.columns)):
+            if found.type != ELEMENTS[item.element][1] or width not in (None, len(item.columns)):
                 raise CompiledFormError(f"does not describe input {item.name} of compiled/model.onnx as it is")
         if form.label not in graph_outputs or (form.probabilities and form.probabilities not in graph_outputs):
             raise CompiledFormError("names outputs compiled/model.onnx does not have")
@@ -203,7 +204,7 @@ class OnnxModel:
 
         feeds: dict[str, Any] = {}
         for item in self.form.inputs:
-            dtype = ELEMENTS[item.element]
+            dtype = ELEMENTS[item.element][0]
             if not isinstance(rows, Mapping):  # a DataFrame (a Python caller): its columns as they are
                 given = rows[list(item.columns)].to_numpy()
             elif item.element == "string":

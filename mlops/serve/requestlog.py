@@ -65,7 +65,6 @@ META_COLUMNS = (
     "request_row",
     "probabilities",
 )
-FAILURE_COLUMNS = ("variant", "version", "status", "latency_ms", "time", "request_id", "request_row", "reason")
 REASON_MAX = 200  # the first characters of what the server answered a failed request: never its body
 REQUEST_ID_MAX = 128  # a caller's X-Request-ID longer than this (or not visible ASCII) is replaced by our own
 OPEN_PREFIX = ".open-"
@@ -264,28 +263,20 @@ class RequestLog:
             kind_type = arrow_type(column.kind) if column else None
             arrays[name] = _array(pa, values, kind_type)
         repeat = [item[2] for item in group]
+
+        def per_row(key: str, default: Any = None) -> list[Any]:
+            """A per-request value (item[3]) repeated for each of the request's rows."""
+            return [item[3].get(key, default) for item, n in zip(group, repeat, strict=True) for _ in range(n)]
+
         if "prediction" in group[0][3]:  # a failure has none
             predictions = [v for item in group for v in item[3]["prediction"]]
             arrays["prediction"] = _array(pa, predictions, None)
-        arrays["variant"] = pa.array(
-            [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["variant"]] * n], pa.string()
-        )
-        arrays["version"] = pa.array(
-            [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["version"]] * n], pa.int64()
-        )
-        arrays["status"] = pa.array(
-            [v for item, n in zip(group, repeat, strict=True) for v in [item[3].get("status", 200)] * n], pa.int16()
-        )
-        arrays["latency_ms"] = pa.array(
-            [v for item, n in zip(group, repeat, strict=True) for v in [item[3]["latency_ms"]] * n], pa.float64()
-        )
-        arrays["time"] = pa.array(
-            [int(t * 1_000_000) for item, n in zip(group, repeat, strict=True) for t in [item[3]["time"]] * n],
-            pa.timestamp("us", tz="UTC"),
-        )
-        arrays["request_id"] = pa.array(
-            [v for item, n in zip(group, repeat, strict=True) for v in [item[3].get("request_id")] * n], pa.string()
-        )
+        arrays["variant"] = pa.array(per_row("variant"), pa.string())
+        arrays["version"] = pa.array(per_row("version"), pa.int64())
+        arrays["status"] = pa.array(per_row("status", 200), pa.int16())
+        arrays["latency_ms"] = pa.array(per_row("latency_ms"), pa.float64())
+        arrays["time"] = pa.array([int(t * 1_000_000) for t in per_row("time")], pa.timestamp("us", tz="UTC"))
+        arrays["request_id"] = pa.array(per_row("request_id"), pa.string())
         arrays["request_row"] = pa.array([i for n in repeat for i in range(n)], pa.int32())
         if any(item[3].get("probabilities") is not None for item in group):
             arrays["probabilities"] = _probabilities(pa, group)

@@ -176,8 +176,10 @@ def _checked(
 
 def _unknown_but_fitted_numbers(signature: Signature | None, model: Any) -> frozenset[str]:
     """The signature's columns of unknown dtype that the fitted model takes as numbers."""
-    unknown = {c.name for c in signature.inputs if c.kind == ANY} if signature is not None else set()
-    if not signature or not unknown:
+    if signature is None:
+        return frozenset()
+    unknown = {c.name for c in signature.inputs if c.kind == ANY}
+    if not unknown:
         return frozenset()
     told = getattr(model, "mlops_numeric_columns", None)  # a model that says which columns it takes as numbers
     return (frozenset(told) if told is not None else fitted_numeric_columns(model, signature.names)) & unknown
@@ -859,7 +861,7 @@ class Runtime:
             self._shadow_failed(shadow, started, 504, request_id, f"took longer than {self.config.timeout_seconds:g} s")
             return
         except Exception as exc:  # noqa: BLE001 - a failing shadow never reaches the caller; it counts as an error
-            log.warning("shadow %s v%s raised %s: %s", self.model, shadow.version, type(exc).__name__, exc)
+            log.warning("shadow %s v%s raised %s: %s", self.model, shadow.version, type(exc).__name__, one_line(exc))
             self._shadow_failed(shadow, started, 500, request_id, f"the model failed ({type(exc).__name__})")
             return
         latency_ms = self._record(SHADOW, shadow, started, 200, predictions)
@@ -924,9 +926,9 @@ def _feature_inputs(repo: Repo, signature: Signature | None, bundle: str | None)
     """The feature lookups of a signature that names a feature service (None for the others)."""
     if signature is None or not signature.feature_service:
         return None
-    from .features import feature_inputs
+    from .features import FeatureInputs
 
-    return feature_inputs(repo, signature.feature_service, bundle=bundle)
+    return FeatureInputs(repo, signature.feature_service, bundle=bundle)
 
 
 def _read_deployment(repo: Repo, model: str) -> tuple[str | None, Deployment | None, MlopsError | None]:

@@ -15,36 +15,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..fsio import atomic_write
+from ..fsio import atomic_write, pid_alive, process_start
 
 PREFIX = "mlops-serve-"
 OWNER_FILE = "mlops-serve.owner"
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux /proc); None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: fields after its last ")"
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
 
 
 def _owner_alive(text: str) -> bool:
     parts = text.split()
     if not parts or not parts[0].isdigit():
         return True  # not an owner file this module wrote: leave the folder alone
-    pid = int(parts[0])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    recorded = parts[1] if len(parts) > 1 else None
-    return recorded is None or _start_time(pid) in (None, recorded)
+    started = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    return pid_alive(int(parts[0]), started)
 
 
 def remove_stale(parent: Path | None = None) -> list[Path]:
@@ -72,7 +54,7 @@ def scratch_state_dir() -> Path:
     remove_stale()
     folder = Path(tempfile.mkdtemp(prefix=PREFIX))
     pid = os.getpid()
-    atomic_write(folder / OWNER_FILE, f"{pid} {_start_time(pid) or ''}".strip() + "\n")
+    atomic_write(folder / OWNER_FILE, f"{pid} {process_start(pid) or ''}".strip() + "\n")
 
     def remove() -> None:
         if os.getpid() == pid:  # never from a forked child
